@@ -1,0 +1,16 @@
+//! The tcmud daemon: actix actors wired to the core library.
+//!
+//! - [`supervisor`]: the netlink supervisor actor (TCM-USER events, adoption, restarts);
+//! - [`device`]: one device actor per uio minor (ring, SCSI, in-flight table, crash restart);
+//! - [`backstore`]: backstore actors owning volumes (thin pools, raw files);
+//! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
+//! - [`config`], [`cli`], [`logging`], [`signals`]: running it.
+
+pub mod backstore;
+pub mod cli;
+pub mod config;
+pub mod device;
+pub mod logging;
+pub mod offline;
+pub mod signals;
+pub mod supervisor;

@@ -1,0 +1,158 @@
+//! The block-backend contract between the SCSI emulation and storage.
+//!
+//! The SCSI layer ([`crate::scsi`]) knows nothing of pools, files or actors:
+//! it calls a [`BlockBackend`]. Thin pool volumes ([`crate::pool`]), raw
+//! files ([`file`]), memory ([`mem`]) and the null sink ([`null`]) implement
+//! it. Everything a LUN advertises (LBPME, LBPRZ, WCE, VPD B0/B2 limits) is
+//! derived from [`BackendCaps`], never written as a literal.
+//!
+//! Addresses are in logical blocks of `caps().block_size` bytes; buffers are
+//! whole blocks. Implementations must reject out-of-range I/O with
+//! [`BackendError::OutOfRange`] rather than panic.
+
+use std::io;
+
+pub mod file;
+pub mod mem;
+pub mod null;
+
+/// What a backend can do. The SCSI layer computes every advertised limit and
+/// bit from this value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BackendCaps {
+    /// Logical block size in bytes (512 or 4096).
+    pub block_size: u32,
+    /// Capacity in logical blocks.
+    pub num_blocks: u64,
+    /// The backend can deallocate blocks (thin provisioning: UNMAP, WRITE SAME
+    /// with UNMAP, GET LBA STATUS). Drives LBPME, LBPU, LBPWS, LBPWS10.
+    pub thin: bool,
+    /// Deallocated blocks read back as zeros (LBPRZ).
+    pub zeroes_after_unmap: bool,
+    /// Deallocation granularity in logical blocks (a pool chunk), >= 1.
+    pub unmap_granularity: u32,
+    /// Largest number of blocks one UNMAP descriptor / WRITE SAME may cover.
+    pub max_unmap_blocks: u32,
+    /// Largest number of UNMAP block descriptors in one command.
+    pub max_unmap_descriptors: u32,
+    /// The backend has a volatile write cache that [`BlockBackend::flush`]
+    /// makes durable; WCE is then changeable in the caching mode page.
+    pub volatile_cache: bool,
+    /// The backend refuses writes (a snapshot): DATA PROTECT on write.
+    pub read_only: bool,
+}
+
+/// Allocation state of a run of blocks, for GET LBA STATUS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Allocation {
+    /// The run is mapped (allocated) rather than deallocated.
+    pub mapped: bool,
+    /// Length of the run in blocks, starting at the queried LBA (>= 1).
+    pub blocks: u64,
+}
+
+/// Asynchronous conditions a backend reports, which the SCSI layer turns
+/// into unit attentions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackendEvent {
+    /// Free space fell below the pool's low-water mark
+    /// (THIN PROVISIONING SOFT THRESHOLD REACHED, 38/07).
+    LowWaterMark,
+    /// The capacity changed (CAPACITY DATA HAS CHANGED, 2A/09).
+    CapacityChanged,
+}
+
+/// Errors a backend returns; [`crate::scsi`] maps each to sense data in one
+/// place.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    /// The range lies (partly) beyond the end of the device.
+    #[error("block range {lba}+{blocks} is beyond the device end")]
+    OutOfRange {
+        /// First block of the range.
+        lba: u64,
+        /// Number of blocks.
+        blocks: u64,
+    },
+    /// A write needed a new chunk and the pool has none free.
+    #[error("no free space left in the pool")]
+    OutOfSpace,
+    /// The backend is read-only (a snapshot).
+    #[error("the device is read-only")]
+    ReadOnly,
+    /// Reading the medium failed.
+    #[error("read failed: {0}")]
+    Read(#[source] io::Error),
+    /// Writing the medium failed.
+    #[error("write failed: {0}")]
+    Write(#[source] io::Error),
+    /// Flushing (making writes durable) failed.
+    #[error("flush failed: {0}")]
+    Flush(#[source] io::Error),
+    /// The backend's metadata failed; the message says what.
+    #[error("metadata error: {0}")]
+    Metadata(String),
+}
+
+/// Block storage as the SCSI emulation sees it.
+///
+/// Methods take `&self`: a backend is shared between the threads that run
+/// I/O, and synchronises internally.
+pub trait BlockBackend: Send + Sync {
+    /// What the backend can do, for INQUIRY, READ CAPACITY, MODE SENSE.
+    fn caps(&self) -> BackendCaps;
+
+    /// Reads `buf.len() / block_size` blocks at `lba` into `buf`.
+    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError>;
+
+    /// Writes `data` (whole blocks) at `lba`. With `fua` the data is durable
+    /// when this returns.
+    fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError>;
+
+    /// Makes every write that returned before this call durable.
+    fn flush(&self) -> Result<(), BackendError>;
+
+    /// Deallocates `blocks` blocks at `lba` (or zeroes what cannot be
+    /// deallocated, so that the range reads as zeros afterwards when
+    /// `zeroes_after_unmap` is advertised).
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError>;
+
+    /// Makes `blocks` blocks at `lba` read as zeros; with `deallocate` the
+    /// backend may deallocate them instead of writing zeros.
+    fn write_zeroes(&self, lba: u64, blocks: u64, deallocate: bool) -> Result<(), BackendError> {
+        let caps = self.caps();
+        if deallocate && caps.thin && caps.zeroes_after_unmap {
+            return self.unmap(lba, blocks);
+        }
+        let bs = u64::from(caps.block_size);
+        let per_io: u64 = (1 << 20) / bs.max(1);
+        let zeros = vec![0u8; usize::try_from(per_io * bs).unwrap_or(1 << 20)];
+        let mut done = 0u64;
+        while done < blocks {
+            let n = per_io.min(blocks - done);
+            let len = usize::try_from(n * bs).unwrap_or(zeros.len());
+            self.write(lba + done, &zeros[..len], false)?;
+            done += n;
+        }
+        Ok(())
+    }
+
+    /// The allocation state of the run of blocks that starts at `lba`,
+    /// looking at most `max_blocks` ahead. Backends that are not thin report
+    /// everything mapped.
+    fn allocation(&self, lba: u64, max_blocks: u64) -> Result<Allocation, BackendError> {
+        let caps = self.caps();
+        if lba >= caps.num_blocks {
+            return Err(BackendError::OutOfRange { lba, blocks: 1 });
+        }
+        Ok(Allocation {
+            mapped: true,
+            blocks: max_blocks.min(caps.num_blocks - lba).max(1),
+        })
+    }
+
+    /// Takes the next pending asynchronous event, if any.
+    fn poll_event(&self) -> Option<BackendEvent> {
+        None
+    }
+}
