@@ -344,14 +344,13 @@ fn file_backend_round_trip_punch_hole_and_lba_status() {
     let lun = Lun::new(LunConfig::default(), Arc::new(fb));
     lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []); // consume the power-on UA
     let data: Vec<u8> = (0..256 * 512).map(|i| (i % 253) as u8).collect();
-    let mut w = write16_cdb(1024, 256, true);
+    let w = write16_cdb(1024, 256, true);
     expect_good(&lun, &w, &data);
     assert_eq!(read16(&lun, 1024, 256), data);
     assert_eq!(
         std::fs::read(&path).unwrap()[1024 * 512..1280 * 512],
         data[..]
     );
-    w[1] = 0;
     expect_good(&lun, &[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[]); // SYNCHRONIZE CACHE(10)
     let d = expect_data(&lun, &get_lba_status(0, 4096), &[], 4096);
     let runs = descriptors(&d);
