@@ -391,13 +391,21 @@ fn compare_and_write_success_and_miscompare() {
         0x21,
         0,
     );
-    // Data-out shorter than 2 * blocks.
+    // Data-out shorter or longer than 2 * blocks.
     expect_sense(
         &t.lun,
         &caw(0, 2, false),
         &pattern(3, 0),
         SenseKey::IllegalRequest,
-        0x1A,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &caw(0, 1, false),
+        &pattern(4, 0),
+        SenseKey::IllegalRequest,
+        0x24,
         0,
     );
 }
