@@ -325,7 +325,7 @@ fn read_capacity_10_and_16() {
     let d = expect_data(&t.lun, &cdb, &[], 32);
     assert_eq!(&d[..8], &4095u64.to_be_bytes());
     assert_eq!(&d[8..12], &512u32.to_be_bytes());
-    assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
+    assert_eq!(d[13], 0, "one logical block per physical block by default");
     assert_eq!(d[14], 0xC0, "LBPME, LBPRZ");
     cdb[13] = 12;
     assert_eq!(
@@ -333,6 +333,16 @@ fn read_capacity_10_and_16() {
         12,
         "allocation length"
     );
+    let cfg = LunConfig {
+        physical_block_size: 4096,
+        ..LunConfig::default()
+    };
+    let t4k = dev_with(caps(), cfg);
+    cdb[13] = 32;
+    let d = expect_data(&t4k.lun, &cdb, &[], 32);
+    assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
+    let d = expect_data(&t4k.lun, &[0x12, 1, 0xB0, 0, 64, 0], &[], 64); // INQUIRY VPD B0h
+    assert_eq!(&d[6..8], &[0, 8], "OPTIMAL TRANSFER LENGTH GRANULARITY");
     // A device beyond 2^32 blocks reports FFFFFFFFh in READ CAPACITY(10).
     let big = BackendCaps {
         num_blocks: 1 << 33,
