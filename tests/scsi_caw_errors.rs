@@ -164,3 +164,38 @@ fn resize_reports_capacity_changed_and_new_size() {
     let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8);
     assert_eq!(&d[..4], &8191u32.to_be_bytes());
 }
+
+/// Threads increment a counter in block 7 with read + COMPARE AND WRITE,
+/// retrying on MISCOMPARE, while other threads write block 8: no increment
+/// is lost, so the compare and the write were atomic.
+#[test]
+fn compare_and_write_is_atomic_under_concurrency() {
+    use std::sync::Arc;
+    let t = Arc::new(dev());
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let t = t.clone();
+            std::thread::spawn(move || {
+                for _ in 0..50 {
+                    loop {
+                        let cur = read16(&t.lun, 7, 1);
+                        let n = u64::from_be_bytes(cur[..8].try_into().unwrap());
+                        let mut next = cur.clone();
+                        next[..8].copy_from_slice(&(n + 1).to_be_bytes());
+                        let (r, _) = run(&t.lun, &caw(7, 1, false), &[cur, next].concat(), 0);
+                        if r.status == 0 {
+                            break;
+                        }
+                        assert_eq!(r.sense.unwrap().key, SenseKey::Miscompare);
+                    }
+                    write16(&t.lun, 8, &pattern(1, 0x42));
+                }
+            })
+        })
+        .collect();
+    for th in threads {
+        th.join().unwrap();
+    }
+    let d = read16(&t.lun, 7, 1);
+    assert_eq!(u64::from_be_bytes(d[..8].try_into().unwrap()), 200);
+}
