@@ -17,8 +17,9 @@ use nix::unistd::{lseek, Whence};
 
 use super::{Allocation, BackendCaps, BackendError, BlockBackend};
 
-/// Largest range one UNMAP descriptor may cover (4 Mi blocks).
-const MAX_UNMAP_BLOCKS: u32 = 1 << 22;
+/// Largest range one UNMAP descriptor may cover (1 Mi blocks; initiator
+/// test suites treat larger explicit limits as insane).
+const MAX_UNMAP_BLOCKS: u32 = 1 << 20;
 /// Largest number of UNMAP descriptors per command.
 const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 
