@@ -349,6 +349,24 @@ fn report_supported_task_management_functions() {
 fn small_commands() {
     let t = dev();
     expect_good(&t.lun, &[0x1B, 0, 0, 0, 0x01, 0], &[]); // START STOP UNIT, START
+    expect_good(&t.lun, &[0x1D, 0x04, 0, 0, 0, 0], &[]); // SEND DIAGNOSTIC, SELFTEST
+    expect_good(&t.lun, &[0x1D, 0x20, 0, 0, 0, 0], &[]); // background short self-test
+    expect_sense(
+        &t.lun,
+        &[0x1D, 0x24, 0, 0, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &[0x1D, 0x10, 0, 0, 8, 0],
+        &[0; 8],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
     let d = expect_data(&t.lun, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[], 16); // REPORT LUNS
     assert_eq!(d, [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
     let r = t.lun.execute(&TUR, &[], &mut []);

@@ -120,6 +120,7 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x15, None, "MODE SELECT(6)", Out, A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
     row!(0x1A, None, "MODE SENSE(6)", In, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x1B, None, "START STOP UNIT", NoData, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0x0F, 0xF7, 0x05]),
+    row!(0x1D, None, "SEND DIAGNOSTIC", Out, A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
     row!(0x25, None, "READ CAPACITY(10)", In, A::None, always, sbc::capacity::read_capacity10,
          [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
     row!(0x28, None, "READ(10)", In, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),

@@ -50,3 +50,18 @@ pub(crate) fn report_luns(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     v[3] = 8; // LUN LIST LENGTH: one 8-byte entry (LUN 0)
     Ok(Reply::Data(v))
 }
+
+/// SEND DIAGNOSTIC: the default self-test and the short/extended self-tests
+/// pass at once; diagnostic parameter pages are not supported.
+pub(crate) fn send_diagnostic(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    let cdb = Spc6::parse(ctx.cdb)?;
+    let self_test_code = cdb.byte1() >> 5;
+    let selftest = cdb.byte1() & 0x04 != 0;
+    if (selftest && self_test_code != 0) || matches!(self_test_code, 3 | 7) {
+        return Err(ScsiError::cdb(1, 7));
+    }
+    if cdb.byte3() != 0 || cdb.byte4() != 0 {
+        return Err(ScsiError::cdb(3, 7)); // PARAMETER LIST LENGTH
+    }
+    Ok(Reply::None)
+}
