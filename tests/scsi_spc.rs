@@ -349,6 +349,16 @@ fn report_supported_task_management_functions() {
 fn small_commands() {
     let t = dev();
     expect_good(&t.lun, &[0x1B, 0, 0, 0, 0x01, 0], &[]); // START STOP UNIT, START
+    expect_good(&t.lun, &[0x1B, 0x01, 0, 0, 0x00, 0], &[]); // IMMED, stop
+    expect_good(&t.lun, &[0x1B, 0, 0, 0, 0x32, 0], &[]); // POWER CONDITION 3: LOEJ ignored
+    expect_sense(
+        &t.lun,
+        &[0x1B, 0x01, 0, 0, 0x02, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    ); // eject
     expect_good(&t.lun, &[0x1D, 0x04, 0, 0, 0, 0], &[]); // SEND DIAGNOSTIC, SELFTEST
     expect_good(&t.lun, &[0x1D, 0x20, 0, 0, 0, 0], &[]); // background short self-test
     expect_sense(

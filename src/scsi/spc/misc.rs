@@ -26,10 +26,15 @@ pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     Ok(Reply::Data(data))
 }
 
-/// START STOP UNIT: a virtual disk has no motor or medium to eject; every
-/// power condition and START/LOEJ combination succeeds.
+/// START STOP UNIT: a virtual disk has no motor; power conditions and
+/// START succeed. The medium is not removable, so LOEJ (with POWER
+/// CONDITION 0, where it is processed) is an invalid field.
 pub(crate) fn start_stop_unit(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    Spc6::parse(ctx.cdb)?;
+    let cdb = Spc6::parse(ctx.cdb)?;
+    let power_condition = cdb.byte4() >> 4;
+    if power_condition == 0 && cdb.byte4() & 0x02 != 0 {
+        return Err(ScsiError::cdb(4, 1));
+    }
     Ok(Reply::None)
 }
 
