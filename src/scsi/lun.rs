@@ -104,6 +104,12 @@ pub struct Lun {
     caw_gate: RwLock<()>,
 }
 
+// `Lun` is shared between I/O threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Lun>();
+};
+
 /// Commands that a pending unit attention does not block (SAM-5 5.14).
 const UA_EXEMPT: [u8; 3] = [
     0x12, /* INQUIRY */
