@@ -27,7 +27,9 @@ impl KernelSim {
             self.mark_broken(format!("cmd_tail {tail} outside the ring"));
             return Ok(out);
         }
-        let dist = |from: u32, to: u32| (to + size - from) % size;
+        let dist = |from: u32, to: u32| {
+            ((u64::from(to) + u64::from(size) - u64::from(from)) % u64::from(size)) as u32
+        };
         if dist(self.last_cleaned, tail) > dist(self.last_cleaned, self.head) {
             self.mark_broken(format!("cmd_tail {tail} beyond cmd_head {}", self.head));
             return Ok(out);

@@ -70,7 +70,7 @@ use crate::ring::RingError;
 /// Shape of the simulated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimConfig {
-    /// Command ring size in bytes (multiple of 8, at least 224). The kernel
+    /// Command ring size in bytes (multiple of 8, 224 to 64 MiB). The kernel
     /// uses `cmd_ring_size_mb * 1 MiB - 128`.
     pub cmdr_size: u32,
     /// Data area size in bytes (a multiple of `data_block`).
