@@ -32,6 +32,8 @@ pub(crate) struct SimCmd {
     pub main_blocks: usize,
     /// Ring offset of the slot the command was queued in.
     pub slot: u32,
+    /// Timed out: already failed to the initiator.
+    pub expired: bool,
 }
 
 /// The simulated kernel side of one TCMU device. See the [module
@@ -281,6 +283,7 @@ impl KernelSim {
                 blocks,
                 main_blocks,
                 slot,
+                expired: false,
             },
         );
         self.last_entry = Some((slot, cmd_size as u32));

@@ -28,6 +28,9 @@
 //!   as the kernel does; without `CAP_OOOC` in the flags, a response in a
 //!   slot that belonged to another command is also BROKEN (the userspace
 //!   broke the in-order contract);
+//! - [`KernelSim::time_out`] plays the command timer: the initiator sees
+//!   CHECK CONDITION, the command stays in the ring until userspace
+//!   completes it, which then only reclaims it;
 //! - hostile modes ([`KernelSim::corrupt`], [`KernelSim::write_raw`],
 //!   [`KernelSim::set_head_raw`]) damage entries, offsets and the mailbox
 //!   for robustness tests.
