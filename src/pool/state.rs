@@ -86,7 +86,7 @@ impl State {
                 }
                 Some(Key::Ref(c)) => ref_keys.push((c, format::be_u32(v, "refcount")?)),
                 Some(Key::Free(c)) => free_keys.push(c),
-                Some(Key::Format) | None => {}
+                Some(Key::Format | Key::Seq) | None => {}
             }
         }
         let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
