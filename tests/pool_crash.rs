@@ -84,11 +84,14 @@ fn all_flushed(m: &mut Model) {
     m.values_mut().for_each(MVol::flushed);
 }
 
+/// Called just before a commit is applied.
+type Hook = Box<dyn FnMut() + Send>;
+
 /// A [`MemStore`] that runs a hook just before each commit is applied.
 #[derive(Clone)]
 struct HookStore {
     inner: MemStore,
-    hook: Arc<Mutex<Option<Box<dyn FnMut() + Send>>>>,
+    hook: Arc<Mutex<Option<Hook>>>,
 }
 
 impl MetaStore for HookStore {
