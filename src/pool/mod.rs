@@ -41,7 +41,11 @@
 //! copy-on-write into the old contents) so no byte of its earlier life
 //! survives; only chunks past the data file's end, which read as zeros, are
 //! written partially. In-place overwrites touch only chunks the volume owns
-//! alone; their durability comes from step 2. A FUA write runs a commit when
+//! alone *in the durable metadata too*: a chunk whose reference count fell
+//! to one in changes not yet committed (another volume copied away from it,
+//! or a sharer was deleted) may still be mapped by that other volume after a
+//! crash, so the first in-place write to it runs a commit first. Their
+//! durability comes from step 2. A FUA write runs a commit when
 //! it changed metadata, and an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
@@ -211,7 +215,7 @@ impl Pool {
         let mut st = self.state();
         match res {
             Ok(()) => {
-                st.free.extend(batch.frees);
+                st.batch_committed(batch);
                 Ok(())
             }
             Err(e) => {
