@@ -29,7 +29,7 @@ pub use attr::{AttrIter, RawAttr};
 pub use error::NlError;
 pub use event::{parse_event, NlCmd, NlEvent, Reconfig};
 pub use reply::{emit_done, emit_event, emit_set_features, DoneReply};
-pub use uio_name::UioName;
+pub use uio_name::{UioName, UIO_PREFIX};
 
 /// Name of the kernel's generic-netlink family.
 pub const FAMILY_NAME: &str = "TCM-USER";
