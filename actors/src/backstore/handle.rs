@@ -211,7 +211,7 @@ fn open_file(path: &Path, size_bytes: u64) -> Result<BackstoreHandle, BackstoreE
         f.set_len(size_bytes)
             .map_err(io_err(format!("size {}", path.display())))?;
     }
-    let backend = FileBackend::open(path, DEFAULT_BLOCK_SIZE)
+    let backend = FileBackend::open(path, DEFAULT_BLOCK_SIZE, false)
         .map_err(io_err(format!("open {}", path.display())))?;
     BackstoreHandle::new(
         Arc::new(backend),

@@ -8,13 +8,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tcmud_core::ring::{Caps, Entry, Ring, TmrRequest};
+use tcmud_core::ring::{
+    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
+};
 
 use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
-use super::inflight::{InFlight, SlotState};
-use super::outcome::{aborted, completion, internal_target_failure, GOOD};
+use super::inflight::{InFlight, Outcome, SlotState};
+use super::outcome::{aborted, completion, internal_target_failure, invalid_field_in_cdb, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 use super::wake::{wake_stream, Wake};
 
@@ -58,7 +60,7 @@ impl DeviceActor {
             self.dispatch();
         }
         let written = self.reply();
-        if written > 0 || self.need_kick {
+        if written > 0 || self.need_kick || self.ring.kick_pending() {
             if let Err(e) = self.ring.kick() {
                 tracing::error!(error = %e, "kicking the kernel failed");
             }
@@ -88,7 +90,20 @@ impl DeviceActor {
                     }
                 }
                 Ok(Entry::Tmr(tmr)) => abort(&mut table, &tmr),
-                Err(e) => tracing::error!(error = %e, "bad ring entry"),
+                Err(e) => match e.completable_cmd_id() {
+                    Some(cmd_id) => {
+                        tracing::error!(error = %e, "malformed command entry");
+                        if let Some(req) = placeholder(cmd_id) {
+                            table.insert_done(req, cursor, malformed_entry(&e));
+                        }
+                    }
+                    None if e.is_fatal() => {
+                        drop(table);
+                        self.shared.fail(format!("ring unusable: {e}"));
+                        return;
+                    }
+                    None => tracing::error!(error = %e, "skipped a bad ring entry"),
+                },
             }
         }
         table.set_fetch_cursor(cursor);
@@ -107,7 +122,7 @@ impl DeviceActor {
                 (&slot.req.data, &slot.req.bidi)
             };
             let mut data_out = Vec::new();
-            if matches!(dir, Dir::Out | Dir::Both) && !out_spans.is_empty() {
+            if dir == Dir::Out && !out_spans.is_empty() {
                 data_out = vec![0u8; out_spans.len()];
                 if let Err(e) = self.ring.read_data_out(out_spans, &mut data_out) {
                     tracing::error!(error = %e, "reading data-out failed");
@@ -116,8 +131,8 @@ impl DeviceActor {
                 }
                 Counters::add(&self.shared.counters.bytes_out, data_out.len() as u64);
             }
-            let in_bidi = !slot.req.bidi.is_empty();
-            let data_in_len = if matches!(dir, Dir::In | Dir::Both) || in_bidi {
+            // A bidirectional command's data-in goes to its bidi buffers.
+            let data_in_len = if dir == Dir::In || !slot.req.bidi.is_empty() {
                 in_spans.len()
             } else {
                 0
@@ -143,7 +158,9 @@ impl DeviceActor {
     fn reply(&mut self) -> usize {
         let mut table = lock(&self.shared.table);
         let mut written = 0;
-        for seq in table.writable(self.caps.ooo) {
+        // Any order: without CAP_OOOC the ring keeps each response in its
+        // own slot and moves cmd_tail over the finished front itself.
+        for seq in table.writable(true) {
             self.shared.faults.hit(FaultPoint::Reply);
             let Some(slot) = table.get_mut(seq) else { continue };
             let SlotState::Done(out) = &slot.state else { continue };
@@ -214,6 +231,28 @@ impl DeviceActor {
     }
 }
 
+/// A request standing in for a command whose entry could not be parsed: it
+/// is completed (with an error) and never executed.
+fn placeholder(cmd_id: u16) -> Option<CmdRequest> {
+    Some(CmdRequest {
+        cmd_id,
+        cdb: Cdb::new(&[0u8; 6])?,
+        data: DataSpans::empty(),
+        bidi: DataSpans::empty(),
+    })
+}
+
+/// The result of a command whose ring entry was malformed.
+fn malformed_entry(e: &RingError) -> Outcome {
+    match e {
+        RingError::BadEntry {
+            fault: Fault::CdbOutOfBounds | Fault::CdbTooLong,
+            ..
+        } => invalid_field_in_cdb(),
+        _ => internal_target_failure(),
+    }
+}
+
 /// A task management notification: commands not started yet are cancelled
 /// (they still get a completion); running ones finish normally.
 fn abort(table: &mut InFlight, tmr: &TmrRequest) {
@@ -260,12 +299,21 @@ impl Supervised for DeviceActor {
     /// kicks once in case the crashed incarnation completed without kicking.
     fn restarting(&mut self, _ctx: &mut Context<Self>) {
         Counters::add(&self.shared.counters.restarts, 1);
+        let (cursor, ids) = {
+            let table = lock(&self.shared.table);
+            (table.fetch_cursor(), table.cmd_ids())
+        };
         self.ring.resync_from_tail();
-        if let Some(cursor) = lock(&self.shared.table).fetch_cursor() {
-            if let Err(e) = self.ring.set_fetch_cursor(cursor) {
-                self.shared
-                    .fail(format!("cannot restore the fetch cursor after a restart: {e}"));
-            }
+        let restored = match cursor {
+            Some(c) => self
+                .ring
+                .set_fetch_cursor(c)
+                .and_then(|()| self.ring.set_in_flight(&ids)),
+            None => Ok(()),
+        };
+        if let Err(e) = restored {
+            self.shared
+                .fail(format!("cannot restore the ring cursors after a restart: {e}"));
         }
         self.caps = self.ring.caps();
         self.need_kick = true;

@@ -82,6 +82,21 @@ impl InFlight {
         Some(seq)
     }
 
+    /// Records a command the ring could not parse but that must still be
+    /// completed (with `out`).
+    pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<u64> {
+        let seq = self.insert(req, cursor)?;
+        if let Some(slot) = self.slots.get_mut(&seq) {
+            slot.state = SlotState::Done(out);
+        }
+        Some(seq)
+    }
+
+    /// The cmd_ids in flight, in fetch order.
+    pub fn cmd_ids(&self) -> Vec<u16> {
+        self.slots.values().map(|s| s.req.cmd_id).collect()
+    }
+
     /// Records the fetch cursor after a non-command entry (TMR, PAD).
     pub fn set_fetch_cursor(&mut self, cursor: u32) {
         self.fetch_cursor = Some(cursor);

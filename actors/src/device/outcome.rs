@@ -37,6 +37,16 @@ pub fn internal_target_failure() -> Outcome {
     }
 }
 
+/// CHECK CONDITION, ILLEGAL REQUEST / INVALID FIELD IN CDB (24/00): a
+/// command whose CDB could not be taken from the ring.
+pub fn invalid_field_in_cdb() -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: fixed_sense(0x05, 0x24, 0x00),
+        data_in: Vec::new(),
+    }
+}
+
 /// CHECK CONDITION, ABORTED COMMAND: a command cancelled by a task
 /// management function before it started.
 pub fn aborted() -> Outcome {
