@@ -57,7 +57,11 @@ fn random_panics_lose_and_repeat_nothing() {
         let r = run.result;
         assert_eq!(r.errors, Vec::<String>::new(), "seed {seed}");
         assert_eq!(r.broken, None, "seed {seed}");
-        assert_eq!((r.completed, r.good), (n as usize, n as usize), "seed {seed}");
+        assert_eq!(
+            (r.completed, r.good),
+            (n as usize, n as usize),
+            "seed {seed}"
+        );
         assert!(run.stats.restarts >= sure, "seed {seed}: {:?}", run.stats);
         assert!(run.failure.is_none());
     }
@@ -109,7 +113,10 @@ fn exhausted_budget_fails_the_device_cleanly() {
     assert_eq!(r.errors, Vec::<String>::new());
     assert_eq!(r.broken, None);
     assert_eq!(r.completed, 1000, "every command completed exactly once");
-    assert!(r.hw_errors > 0, "commands after the failure get HARDWARE ERROR");
+    assert!(
+        r.hw_errors > 0,
+        "commands after the failure get HARDWARE ERROR"
+    );
     assert!(r.good >= 150, "commands before the failure ran: {r:?}");
     let why = run.failure.expect("device failed");
     assert!(why.contains("restart budget"), "{why}");
@@ -139,26 +146,34 @@ fn compare_and_write_never_runs_twice() {
             .map(|&k| (FaultPoint::Emulate, k + 1))
             .collect(),
     };
-    let run = run("caw", SimConfig::default(), backend, 2, generous(), Some(plan), |sim| {
-        clear_unit_attention(sim);
-        let mut statuses = Vec::new();
-        for i in 0..16u8 {
-            let (cdb, data) = caw(5, i, i + 1);
-            sim.submit(&cdb, SimDir::Out(data)).unwrap();
-            sim.kick().unwrap();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            loop {
-                let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
-                let done = sim.process_completions().unwrap();
-                if let Some(c) = done.first() {
-                    statuses.push((c.status, is_hw_error(c), c.sense.get(2).copied()));
-                    break;
+    let run = run(
+        "caw",
+        SimConfig::default(),
+        backend,
+        2,
+        generous(),
+        Some(plan),
+        |sim| {
+            clear_unit_attention(sim);
+            let mut statuses = Vec::new();
+            for i in 0..16u8 {
+                let (cdb, data) = caw(5, i, i + 1);
+                sim.submit(&cdb, SimDir::Out(data)).unwrap();
+                sim.kick().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
+                    let done = sim.process_completions().unwrap();
+                    if let Some(c) = done.first() {
+                        statuses.push((c.status, is_hw_error(c), c.sense.get(2).copied()));
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "CAW {i} never completed");
                 }
-                assert!(Instant::now() < deadline, "CAW {i} never completed");
             }
-        }
-        (statuses, sim.broken().map(str::to_owned))
-    });
+            (statuses, sim.broken().map(str::to_owned))
+        },
+    );
     let (statuses, broken) = run.result;
     assert_eq!(broken, None);
     // No MISCOMPARE (sense key 0x0e): a second execution of a CAW whose
@@ -167,7 +182,10 @@ fn compare_and_write_never_runs_twice() {
         assert!(*st == 0 || *hw, "CAW {i}: status {st:#x} sense key {key:?}");
     }
     let failed = statuses.iter().filter(|s| s.1).count();
-    assert_eq!(failed, 3, "the panicked CAWs report HARDWARE ERROR: {statuses:?}");
+    assert_eq!(
+        failed, 3,
+        "the panicked CAWs report HARDWARE ERROR: {statuses:?}"
+    );
     let mut block = vec![0u8; BS];
     mem.read(5, &mut block).unwrap();
     assert_eq!(block, vec![16u8; BS]);

@@ -50,9 +50,15 @@ fn in_order_ring_random_io_is_exact() {
         flags: CAP_READ_LEN | CAP_TMR,
         ..SimConfig::default()
     };
-    let run = run("inorder", cfg, slow, 4, RestartBudget::default(), None, |sim| {
-        random_io(sim, 2000, 32, DISK_BLOCKS, 4242, Expect::AllGood)
-    });
+    let run = run(
+        "inorder",
+        cfg,
+        slow,
+        4,
+        RestartBudget::default(),
+        None,
+        |sim| random_io(sim, 2000, 32, DISK_BLOCKS, 4242, Expect::AllGood),
+    );
     let r = run.result;
     assert_eq!(r.errors, Vec::<String>::new());
     assert_eq!(r.broken, None);

@@ -117,7 +117,10 @@ impl BackstoreHandle {
 
     /// Makes every completed write durable (blocking).
     pub fn flush(&self) -> Result<(), BackstoreError> {
-        self.inner.backend.flush().map_err(BackstoreError::Backend)?;
+        self.inner
+            .backend
+            .flush()
+            .map_err(BackstoreError::Backend)?;
         if let BackstoreKind::Thin { pool, volume } = &self.inner.kind {
             pool.flush().map_err(|source| BackstoreError::Pool {
                 what: format!("flush pool of {volume}"),
@@ -137,9 +140,9 @@ impl BackstoreHandle {
                     source,
                 }),
             BackstoreKind::File { path } => grow_file(path, new_size),
-            BackstoreKind::Other { name } => Err(BackstoreError::Unsupported(format!(
-                "resize of {name}"
-            ))),
+            BackstoreKind::Other { name } => {
+                Err(BackstoreError::Unsupported(format!("resize of {name}")))
+            }
         }
     }
 }
@@ -187,7 +190,12 @@ fn open_thin(
         .map_err(pool_err(format!("open volume {volume}")))?;
     let have = size_of(vol.as_ref());
     if have != size_bytes {
-        tracing::warn!(volume, have, want = size_bytes, "volume size differs from device size");
+        tracing::warn!(
+            volume,
+            have,
+            want = size_bytes,
+            "volume size differs from device size"
+        );
     }
     BackstoreHandle::new(
         vol,
@@ -230,7 +238,9 @@ fn grow_file(path: &Path, new_size: u64) -> Result<(), BackstoreError> {
     let f = OpenOptions::new().write(true).open(path).map_err(io_err)?;
     let len = f.metadata().map_err(io_err)?.len();
     if new_size < len {
-        return Err(BackstoreError::Unsupported("shrinking an image file".into()));
+        return Err(BackstoreError::Unsupported(
+            "shrinking an image file".into(),
+        ));
     }
     f.set_len(new_size).map_err(io_err)
 }

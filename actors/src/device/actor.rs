@@ -113,7 +113,9 @@ impl DeviceActor {
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
         for seq in table.queued() {
-            let Some(slot) = table.get_mut(seq) else { continue };
+            let Some(slot) = table.get_mut(seq) else {
+                continue;
+            };
             let cdb = slot.req.cdb.as_bytes().to_vec();
             let dir = direction(&cdb);
             let (out_spans, in_spans) = if slot.req.bidi.is_empty() {
@@ -137,7 +139,9 @@ impl DeviceActor {
             } else {
                 0
             };
-            let Some(token) = table.dispatch(seq) else { continue };
+            let Some(token) = table.dispatch(seq) else {
+                continue;
+            };
             let job = Job {
                 seq,
                 token,
@@ -146,7 +150,11 @@ impl DeviceActor {
                 data_in_len,
             };
             let shared = Arc::clone(&self.shared);
-            if !self.shared.backstore.spawn_io(move || exec::run(&shared, job)) {
+            if !self
+                .shared
+                .backstore
+                .spawn_io(move || exec::run(&shared, job))
+            {
                 tracing::error!("backstore I/O threads are gone");
                 table.cancel_unstarted(seq, internal_target_failure());
             }
@@ -162,8 +170,12 @@ impl DeviceActor {
         // own slot and moves cmd_tail over the finished front itself.
         for seq in table.writable(true) {
             self.shared.faults.hit(FaultPoint::Reply);
-            let Some(slot) = table.get_mut(seq) else { continue };
-            let SlotState::Done(out) = &slot.state else { continue };
+            let Some(slot) = table.get_mut(seq) else {
+                continue;
+            };
+            let SlotState::Done(out) = &slot.state else {
+                continue;
+            };
             let spans = if slot.req.bidi.is_empty() {
                 &slot.req.data
             } else {
@@ -281,7 +293,8 @@ impl Actor for DeviceActor {
                 }
             },
             Err(e) => {
-                self.shared.fail(format!("cannot duplicate the uio fd: {e}"));
+                self.shared
+                    .fail(format!("cannot duplicate the uio fd: {e}"));
             }
         }
         ctx.run_interval(self.tick, |act, ctx| act.tick(ctx));
@@ -312,8 +325,9 @@ impl Supervised for DeviceActor {
             None => Ok(()),
         };
         if let Err(e) = restored {
-            self.shared
-                .fail(format!("cannot restore the ring cursors after a restart: {e}"));
+            self.shared.fail(format!(
+                "cannot restore the ring cursors after a restart: {e}"
+            ));
         }
         self.caps = self.ring.caps();
         self.need_kick = true;

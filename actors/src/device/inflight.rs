@@ -202,7 +202,9 @@ impl InFlight {
     /// Cancels `seq` if it has not started: it finishes with `out`.
     pub fn cancel_unstarted(&mut self, seq: u64, out: Outcome) -> bool {
         match self.slots.get_mut(&seq) {
-            Some(slot) if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) => {
+            Some(slot)
+                if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) =>
+            {
                 slot.state = SlotState::Done(out);
                 true
             }

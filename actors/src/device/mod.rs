@@ -164,7 +164,9 @@ pub fn spawn_device_with(
             ring
         }
     };
-    let lun_cfg = opts.lun.unwrap_or_else(|| default_lun_config(&spec.dev_config));
+    let lun_cfg = opts
+        .lun
+        .unwrap_or_else(|| default_lun_config(&spec.dev_config));
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
     let shared = Arc::new(shared::DeviceShared::new(

@@ -146,7 +146,15 @@ pub fn random_io(
                             readers[b] += 1;
                         }
                     }
-                    pending.insert(id, Pending { write, lba, blocks, data });
+                    pending.insert(
+                        id,
+                        Pending {
+                            write,
+                            lba,
+                            blocks,
+                            data,
+                        },
+                    );
                     r.submitted += 1;
                     kicked = true;
                 }
@@ -171,12 +179,16 @@ pub fn random_io(
         if !done.is_empty() {
             idle_since = Instant::now();
         } else if idle_since.elapsed() > Duration::from_secs(20) {
-            r.errors.push(format!("stalled with {} commands outstanding", pending.len()));
+            r.errors.push(format!(
+                "stalled with {} commands outstanding",
+                pending.len()
+            ));
             return finish(sim, r);
         }
         for c in done {
             let Some(p) = pending.remove(&c.cmd_id) else {
-                r.errors.push(format!("completion for unknown cmd_id {}", c.cmd_id));
+                r.errors
+                    .push(format!("completion for unknown cmd_id {}", c.cmd_id));
                 continue;
             };
             r.completed += 1;
@@ -195,7 +207,8 @@ pub fn random_io(
                     model[bytes].copy_from_slice(&p.data);
                     range.for_each(|b| unknown[b] = false);
                 } else if !range.clone().any(|b| unknown[b]) && c.data_in != model[bytes.clone()] {
-                    r.errors.push(format!("cmd {} read lba {} wrong data", c.cmd_id, p.lba));
+                    r.errors
+                        .push(format!("cmd {} read lba {} wrong data", c.cmd_id, p.lba));
                 }
             } else if expect == Expect::GoodOrFailed && is_hw_error(&c) {
                 r.hw_errors += 1;
