@@ -34,7 +34,10 @@ fn reset_policy_blocks_resets_and_unblocks() {
     .unwrap();
     let err = spawn_device(spec, bs).unwrap_err();
     assert!(matches!(err, DeviceError::Ring { .. }), "{err}");
-    assert_eq!(fs::read_to_string(configfs.join("action/reset_ring")).unwrap(), "1");
+    assert_eq!(
+        fs::read_to_string(configfs.join("action/reset_ring")).unwrap(),
+        "1"
+    );
     assert_eq!(
         fs::read_to_string(configfs.join("action/block_dev")).unwrap(),
         "0",

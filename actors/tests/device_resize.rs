@@ -106,7 +106,11 @@ fn thin_volume_device_resizes() {
         assert_eq!(broken, None);
         assert_eq!(before, 8 * MIB / BS as u64);
         assert_eq!(ua.sense[2] & 0xf, 6, "UNIT ATTENTION");
-        assert_eq!((ua.sense[12], ua.sense[13]), (0x2a, 0x09), "CAPACITY DATA HAS CHANGED");
+        assert_eq!(
+            (ua.sense[12], ua.sense[13]),
+            (0x2a, 0x09),
+            "CAPACITY DATA HAS CHANGED"
+        );
         assert_eq!(after, 16 * MIB / BS as u64);
         handle.stop().await;
     });
