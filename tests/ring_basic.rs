@@ -323,3 +323,12 @@ fn open_uio_reads_the_sysfs_size() {
         Err(RingError::BadMailbox(_))
     ));
 }
+
+#[test]
+fn ring_and_requests_are_send() {
+    fn send<T: Send>() {}
+    send::<Ring>();
+    send::<CmdRequest>();
+    send::<Completion>();
+    send::<KernelSim>();
+}
