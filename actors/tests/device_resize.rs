@@ -95,6 +95,8 @@ fn thin_volume_device_resizes() {
                 assert!(Instant::now() < deadline, "no unit attention after resize");
                 std::thread::sleep(Duration::from_millis(5));
             };
+            // Raised once, not twice.
+            assert_eq!(one(&mut sim, &[0u8; 6], SimDir::None).status, 0);
             let after = read_capacity_blocks(&mut sim);
             let _ = done_tx.send((before, ua, after, sim.broken().map(str::to_owned)));
         });

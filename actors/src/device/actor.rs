@@ -45,7 +45,11 @@ impl DeviceActor {
     /// whether a requested stop is complete.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if let Some(msg) = self.shared.take_crash() {
-            panic!("{msg}");
+            // An I/O thread panicked: crash this actor too, so the panic goes
+            // through the restart budget (a failed device just carries on).
+            if self.shared.failure().is_none() {
+                panic!("{msg}");
+            }
         }
         if let Err(e) = self.ring.drain_events() {
             tracing::debug!(error = %e, "draining uio events");
