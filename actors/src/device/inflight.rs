@@ -233,3 +233,83 @@ impl InFlight {
         Some(slot)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcmud_core::ring::{Cdb, DataSpans};
+
+    fn req(cmd_id: u16) -> CmdRequest {
+        CmdRequest {
+            cmd_id,
+            cdb: Cdb::new(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap(),
+            data: DataSpans::empty(),
+            bidi: DataSpans::empty(),
+        }
+    }
+
+    fn out(status: u8) -> Outcome {
+        Outcome {
+            status,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn lifecycle_with_tokens() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(7), 112).unwrap();
+        let b = t.insert(req(9), 224).unwrap();
+        assert!(t.insert(req(7), 336).is_none(), "cmd_id already in flight");
+        assert_eq!(t.fetch_cursor(), Some(336));
+        assert_eq!(t.queued(), vec![a, b]);
+        let ta = t.dispatch(a).unwrap();
+        assert!(!t.start(a, ta + 100), "a stale job does not run");
+        assert!(t.start(a, ta));
+        assert!(!t.start(a, ta), "nor twice");
+        assert!(!t.cancel_unstarted(a, out(2)), "running: not cancellable");
+        assert!(t.finish(a, ta, out(0)));
+        assert_eq!(t.writable(false), vec![a]);
+        let tb = t.dispatch(b).unwrap();
+        assert!(t.cancel_unstarted(b, out(2)));
+        assert!(!t.start(b, tb), "cancelled before it started");
+        assert_eq!(t.writable(true), vec![a, b]);
+        t.remove(a);
+        assert_eq!(t.cmd_ids(), vec![9]);
+        assert_eq!(t.seq_of(7), None);
+        t.remove(b);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn in_order_writes_only_the_finished_prefix() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        let tb = t.dispatch(b).unwrap();
+        assert!(t.start(b, tb) && t.finish(b, tb, out(0)));
+        assert!(t.writable(false).is_empty());
+        assert_eq!(t.writable(true), vec![b]);
+        assert_eq!(t.finish_all_unfinished(&out(2)), 1);
+        assert_eq!(t.writable(false), vec![a, b]);
+    }
+
+    #[test]
+    fn panicked_job_is_requeued_or_failed() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        assert_eq!(t.panicked(a, ta, true, out(2)), 1);
+        assert_eq!(t.queued(), vec![a]);
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        assert_eq!(t.panicked(a, ta, false, out(2)), 2);
+        assert!(t.queued().is_empty());
+        assert_eq!(t.writable(false), vec![a]);
+        assert!(
+            !t.finish(a, ta, out(0)),
+            "a finished slot is not overwritten"
+        );
+    }
+}
