@@ -16,6 +16,7 @@ use device_common::{run, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
+use tcmud_core::ring::layout::{CAP_READ_LEN, CAP_TMR};
 use tcmud_core::sim::{SimConfig, SimDir};
 
 const DISK_BLOCKS: usize = 4096;
@@ -34,7 +35,20 @@ fn generous() -> RestartBudget {
 
 #[test]
 fn random_panics_lose_and_repeat_nothing() {
-    for seed in [3u64, 17, 2024] {
+    random_panics(SimConfig::default(), &[3, 17, 2024]);
+}
+
+#[test]
+fn random_panics_on_an_in_order_ring() {
+    let cfg = SimConfig {
+        flags: CAP_READ_LEN | CAP_TMR,
+        ..SimConfig::default()
+    };
+    random_panics(cfg, &[5, 99]);
+}
+
+fn random_panics(cfg: SimConfig, seeds: &[u64]) {
+    for &seed in seeds {
         let mut rng = Rng(seed);
         let n = 2000u64;
         let mut triggers = Vec::new();
@@ -47,7 +61,7 @@ fn random_panics_lose_and_repeat_nothing() {
         let plan = FaultPlan { triggers };
         let run = run(
             "panics",
-            SimConfig::default(),
+            cfg,
             slow_backend(seed),
             4,
             generous(),
