@@ -117,32 +117,30 @@ impl DeviceActor {
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
         for seq in table.queued() {
-            let Some(slot) = table.get_mut(seq) else {
+            let Some(slot) = table.get(seq) else {
                 continue;
             };
             let cdb = slot.req.cdb.as_bytes().to_vec();
             let dir = direction(&cdb);
-            let (out_spans, in_spans) = if slot.req.bidi.is_empty() {
-                (&slot.req.data, &slot.req.data)
+            // A bidirectional command's data-in goes to its bidi buffers.
+            let bidi = !slot.req.bidi.is_empty();
+            let out_spans = &slot.req.data;
+            let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
+            let data_in_len = if dir == Dir::In || bidi {
+                in_spans.len()
             } else {
-                (&slot.req.data, &slot.req.bidi)
+                0
             };
             let mut data_out = Vec::new();
             if dir == Dir::Out && !out_spans.is_empty() {
                 data_out = vec![0u8; out_spans.len()];
                 if let Err(e) = self.ring.read_data_out(out_spans, &mut data_out) {
                     tracing::error!(error = %e, "reading data-out failed");
-                    slot.state = SlotState::Done(internal_target_failure());
+                    table.cancel_unstarted(seq, internal_target_failure());
                     continue;
                 }
                 Counters::add(&self.shared.counters.bytes_out, data_out.len() as u64);
             }
-            // A bidirectional command's data-in goes to its bidi buffers.
-            let data_in_len = if dir == Dir::In || !slot.req.bidi.is_empty() {
-                in_spans.len()
-            } else {
-                0
-            };
             let Some(token) = table.dispatch(seq) else {
                 continue;
             };
@@ -174,7 +172,7 @@ impl DeviceActor {
         // own slot and moves cmd_tail over the finished front itself.
         for seq in table.writable(true) {
             self.shared.faults.hit(FaultPoint::Reply);
-            let Some(slot) = table.get_mut(seq) else {
+            let Some(slot) = table.get(seq) else {
                 continue;
             };
             let SlotState::Done(out) = &slot.state else {

@@ -3,7 +3,7 @@
 //! actor knows what was fetched, what is running, and which results are
 //! waiting to be written: every command is completed exactly once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tcmud_core::ring::CmdRequest;
 
@@ -57,6 +57,9 @@ pub(crate) struct InFlight {
     next_token: u64,
     slots: BTreeMap<u64, Slot>,
     by_id: HashMap<u16, u64>,
+    // Indexes over `slots` by state, so a wake-up does not scan everything.
+    queued: BTreeSet<u64>,
+    done: BTreeSet<u64>,
 }
 
 impl InFlight {
@@ -71,6 +74,7 @@ impl InFlight {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_id.insert(req.cmd_id, seq);
+        self.queued.insert(seq);
         self.slots.insert(
             seq,
             Slot {
@@ -86,9 +90,7 @@ impl InFlight {
     /// completed (with `out`).
     pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<u64> {
         let seq = self.insert(req, cursor)?;
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.state = SlotState::Done(out);
-        }
+        self.cancel_unstarted(seq, out);
         Some(seq)
     }
 
@@ -117,9 +119,9 @@ impl InFlight {
         self.slots.is_empty()
     }
 
-    /// The slot `seq`.
-    pub fn get_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-        self.slots.get_mut(&seq)
+    /// The slot `seq` (its state is changed only through this table).
+    pub fn get(&self, seq: u64) -> Option<&Slot> {
+        self.slots.get(&seq)
     }
 
     /// Sequence number of the command with `cmd_id`.
@@ -129,11 +131,7 @@ impl InFlight {
 
     /// Commands not yet handed to an I/O thread, in fetch order.
     pub fn queued(&self) -> Vec<u64> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| matches!(s.state, SlotState::Queued))
-            .map(|(k, _)| *k)
-            .collect()
+        self.queued.iter().copied().collect()
     }
 
     /// Marks `seq` dispatched and returns the job's token.
@@ -142,6 +140,7 @@ impl InFlight {
         let slot = self.slots.get_mut(&seq)?;
         self.next_token += 1;
         slot.state = SlotState::Dispatched { token };
+        self.queued.remove(&seq);
         Some(token)
     }
 
@@ -163,6 +162,7 @@ impl InFlight {
         match self.slots.get_mut(&seq) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.state = SlotState::Done(out);
+                self.done.insert(seq);
                 true
             }
             _ => false,
@@ -175,11 +175,13 @@ impl InFlight {
         match self.slots.get_mut(&seq) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.panics += 1;
-                slot.state = if retry {
-                    SlotState::Queued
+                if retry {
+                    slot.state = SlotState::Queued;
+                    self.queued.insert(seq);
                 } else {
-                    SlotState::Done(fallback)
-                };
+                    slot.state = SlotState::Done(fallback);
+                    self.done.insert(seq);
+                }
                 slot.panics
             }
             _ => 0,
@@ -190,12 +192,14 @@ impl InFlight {
     /// device); running jobs' results will be discarded.
     pub fn finish_all_unfinished(&mut self, out: &Outcome) -> usize {
         let mut n = 0;
-        for slot in self.slots.values_mut() {
+        for (seq, slot) in &mut self.slots {
             if !matches!(slot.state, SlotState::Done(_)) {
                 slot.state = SlotState::Done(out.clone());
+                self.done.insert(*seq);
                 n += 1;
             }
         }
+        self.queued.clear();
         n
     }
 
@@ -206,6 +210,8 @@ impl InFlight {
                 if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) =>
             {
                 slot.state = SlotState::Done(out);
+                self.queued.remove(&seq);
+                self.done.insert(seq);
                 true
             }
             _ => false,
@@ -215,21 +221,22 @@ impl InFlight {
     /// Finished commands that may be written now, in fetch order: all of
     /// them with out-of-order completion, else the finished prefix.
     pub fn writable(&self, out_of_order: bool) -> Vec<u64> {
-        let mut v = Vec::new();
-        for (seq, slot) in &self.slots {
-            match slot.state {
-                SlotState::Done(_) => v.push(*seq),
-                _ if out_of_order => {}
-                _ => break,
-            }
+        if out_of_order {
+            return self.done.iter().copied().collect();
         }
-        v
+        self.slots
+            .iter()
+            .take_while(|(_, s)| matches!(s.state, SlotState::Done(_)))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Removes `seq` once its completion is in the ring.
     pub fn remove(&mut self, seq: u64) -> Option<Slot> {
         let slot = self.slots.remove(&seq)?;
         self.by_id.remove(&slot.req.cmd_id);
+        self.queued.remove(&seq);
+        self.done.remove(&seq);
         Some(slot)
     }
 }
