@@ -239,6 +239,7 @@ impl DeviceActor {
 
     /// The periodic tick: a safety net for lost wake-ups, and stats.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.shared.faults.poll_trigger_file();
         self.shared.faults.hit(FaultPoint::Timer);
         tracing::trace!(stats = ?self.shared.counters.snapshot(), "tick");
         self.pump(ctx);
