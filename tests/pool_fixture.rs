@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use tcmud_core::backend::BlockBackend;
-use tcmud_core::pool::{Pool, PoolConfig, VolumeKind};
+use tcmud_core::pool::{Pool, VolumeKind};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pool-format1")
@@ -28,34 +28,11 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// Regenerates the fixture: `TCMUD_WRITE_FIXTURE=1 cargo test --test
-/// pool_fixture -- --ignored` (only ever with the format-1 code).
-#[test]
-#[ignore]
-fn write_fixture() {
-    if std::env::var_os("TCMUD_WRITE_FIXTURE").is_none() {
-        return;
-    }
-    let dir = fixture();
-    let _ = std::fs::remove_dir_all(&dir);
-    let cfg = PoolConfig {
-        chunk_size: 4096,
-        capacity_bytes: 64 * 4096,
-        low_water_pct: 80,
-    };
-    let pool = Pool::create(&dir, &cfg).unwrap();
-    pool.create_volume("v0", 16 * 4096, 512).unwrap();
-    let v = pool.open_volume("v0").unwrap();
-    for b in [0u64, 9, 40, 41, 100] {
-        let data: Vec<u8> = (0..512).map(|i| pattern(b, i)).collect();
-        v.write(b, &data, false).unwrap();
-    }
-    pool.snapshot("v0", "s0").unwrap();
-    v.write(0, &[0xee; 512], false).unwrap();
-    pool.clone_snapshot("s0", "c0").unwrap();
-    drop(v);
-    pool.close().unwrap();
-}
+// The fixture was written by the format-1 code (commit "pool: check in a
+// format-1 pool fixture"): chunk size 4 KiB, capacity 64 chunks; volume v0
+// (64 KiB, 512-byte blocks) with `pattern` written to blocks 0, 9, 40, 41 and
+// 100, then snapshot s0, then 0xee over block 0 of v0, then clone c0 of s0.
+// Opening it runs the 1 -> 2 migration on the copy.
 
 #[test]
 fn format1_fixture_opens_and_reads_known_bytes() {
@@ -66,7 +43,15 @@ fn format1_fixture_opens_and_reads_known_bytes() {
     std::fs::write(dir.join("lock"), b"").unwrap();
     let pool = Pool::open(&dir).unwrap();
     assert!(pool.check().unwrap().is_clean());
-    let names: Vec<_> = pool.list_volumes().unwrap().into_iter().map(|v| (v.name, v.kind)).collect();
+    let names: Vec<_> = pool
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| {
+            assert_eq!(v.origin, None, "format-1 records have no origin");
+            (v.name, v.kind)
+        })
+        .collect();
     assert_eq!(
         names,
         vec![
@@ -80,7 +65,10 @@ fn format1_fixture_opens_and_reads_known_bytes() {
         let v = pool.open_volume(name).unwrap();
         for b in [9u64, 40, 41, 100] {
             v.read(b, &mut buf).unwrap();
-            assert!(buf.iter().enumerate().all(|(i, &x)| x == pattern(b, i)), "{name} block {b}");
+            assert!(
+                buf.iter().enumerate().all(|(i, &x)| x == pattern(b, i)),
+                "{name} block {b}"
+            );
         }
         v.read(0, &mut buf).unwrap();
         let want = if name == "v0" { 0xee } else { pattern(0, 0) };

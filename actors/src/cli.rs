@@ -21,6 +21,12 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
+    /// Pool commands (offline: on a pool no daemon holds).
+    #[command(subcommand)]
+    Pool(crate::offline::PoolCommand),
+    /// Volume commands (offline: on a pool no daemon holds).
+    #[command(subcommand)]
+    Volume(crate::offline::VolumeCommand),
 }
 
 /// Options of the daemon; each overrides the config file.

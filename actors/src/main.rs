@@ -4,13 +4,19 @@ use clap::Parser;
 use std::process::ExitCode;
 use tcmud::cli::{Cli, Command, RunArgs};
 use tcmud::supervisor::{run_daemon, ReloadSource};
-use tcmud::{config, logging};
+use tcmud::{config, logging, offline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
+        Some(Command::Pool(c)) => {
+            return offline::exit_code(offline::run_pool(&c, &mut std::io::stdout().lock()))
+        }
+        Some(Command::Volume(c)) => {
+            return offline::exit_code(offline::run_volume(&c, &mut std::io::stdout().lock()))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -21,6 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the daemon: config file + overrides -> logging -> supervisor.
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref())

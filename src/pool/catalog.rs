@@ -89,6 +89,7 @@ impl Pool {
                 size_bytes,
                 block_size,
                 kind: VolumeKind::Volume,
+                origin: None,
             };
             self.add_record(name, &rec)?;
         }
@@ -247,6 +248,7 @@ impl Pool {
                 size_bytes: rec.size_bytes,
                 block_size: rec.block_size,
                 kind,
+                origin: Some(rec.id),
             };
             st.put(format::volume_key(new), format::encode(&nrec));
             st.catalog.insert(new.to_string(), nrec);
@@ -274,10 +276,16 @@ impl Pool {
     pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>, PoolError> {
         let st = self.state();
         let cs = self.inner.chunk_size;
+        let names: std::collections::HashMap<u64, &String> =
+            st.catalog.iter().map(|(n, r)| (r.id, n)).collect();
         Ok(st
             .catalog
             .iter()
             .map(|(name, r)| VolumeInfo {
+                origin: r
+                    .origin
+                    .and_then(|id| names.get(&id))
+                    .map(|n| n.to_string()),
                 name: name.clone(),
                 kind: r.kind,
                 size_bytes: r.size_bytes,

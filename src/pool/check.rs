@@ -152,7 +152,7 @@ pub(crate) fn check_kvs(
             progress(i as u64, total);
         }
         match format::parse_key(k) {
-            Some(Key::Format) => {}
+            Some(Key::Format | Key::Seq) => {}
             Some(Key::Super) => match format::decode::<Superblock>(v, "superblock") {
                 Ok(s) => sb = Some(s),
                 Err(e) => r.problems.push(Problem::BadSuperblock(e.to_string())),

@@ -8,10 +8,13 @@ use serde::{Deserialize, Serialize};
 use super::PoolError;
 
 /// Newest metadata format this build reads and writes.
-pub const CURRENT_FORMAT: u32 = 1;
+pub const CURRENT_FORMAT: u32 = 2;
 
 /// Key of the format version (value: u32 big-endian).
 pub const KEY_FORMAT: &[u8] = b"format";
+/// Key of the commit sequence number (value: u64 big-endian), bumped by
+/// every commit; compared with the seal file at open.
+pub const KEY_SEQ: &[u8] = b"seq";
 /// Key of the superblock (value: postcard [`Superblock`]).
 pub const KEY_SUPER: &[u8] = b"super";
 /// Tag of catalog keys: `V` + volume name (UTF-8) -> postcard [`VolumeRecord`].
@@ -48,7 +51,7 @@ pub enum VolumeKind {
     Snapshot,
 }
 
-/// One catalog entry (format 1).
+/// One catalog entry (format 2; format 1 lacked `origin`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeRecord {
     /// Stable id used in mapping keys.
@@ -59,6 +62,9 @@ pub struct VolumeRecord {
     pub block_size: u32,
     /// Volume or snapshot.
     pub kind: VolumeKind,
+    /// Id of the volume this snapshot was taken from, or of the snapshot
+    /// this clone was made from (`None`: created empty, or unknown).
+    pub origin: Option<u64>,
 }
 
 /// Encodes a value with postcard.
@@ -120,6 +126,8 @@ pub enum Key {
     Format,
     /// The superblock.
     Super,
+    /// The commit sequence number.
+    Seq,
     /// A catalog entry.
     Volume(String),
     /// A mapping (volume id, logical chunk).
@@ -137,6 +145,9 @@ pub fn parse_key(k: &[u8]) -> Option<Key> {
     }
     if k == KEY_SUPER {
         return Some(Key::Super);
+    }
+    if k == KEY_SEQ {
+        return Some(Key::Seq);
     }
     let (&tag, rest) = k.split_first()?;
     let u = |b: &[u8]| b.try_into().ok().map(u64::from_be_bytes);

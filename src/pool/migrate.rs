@@ -22,9 +22,16 @@ pub struct Migration {
     pub run: MigrationFn,
 }
 
+#[path = "../../migrations/0002_volume_origin.rs"]
+mod m0002;
+
 /// Every step, in order.
 pub fn migrations() -> &'static [Migration] {
-    &[]
+    &[Migration {
+        from: 1,
+        name: "0002_volume_origin: catalog records gain an origin id",
+        run: m0002::run,
+    }]
 }
 
 /// Upgrades the store from format `found` to the current one.

@@ -41,7 +41,11 @@
 //! copy-on-write into the old contents) so no byte of its earlier life
 //! survives; only chunks past the data file's end, which read as zeros, are
 //! written partially. In-place overwrites touch only chunks the volume owns
-//! alone; their durability comes from step 2. A FUA write runs a commit when
+//! alone *in the durable metadata too*: a chunk whose reference count fell
+//! to one in changes not yet committed (another volume copied away from it,
+//! or a sharer was deleted) may still be mapped by that other volume after a
+//! crash, so the first in-place write to it runs a commit first. Their
+//! durability comes from step 2. A FUA write runs a commit when
 //! it changed metadata, and an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
@@ -54,6 +58,7 @@ pub mod io;
 mod lock;
 pub mod migrate;
 mod open;
+pub mod seal;
 mod state;
 pub mod store;
 pub mod testing;
@@ -107,6 +112,8 @@ pub struct VolumeInfo {
     pub block_size: u32,
     /// Bytes of chunks mapped by this volume (shared chunks count fully).
     pub allocated_bytes: u64,
+    /// Name of the volume or snapshot it was made from, if known and alive.
+    pub origin: Option<String>,
 }
 
 /// Space usage of a pool.
@@ -141,6 +148,8 @@ pub(crate) struct Inner {
     state: Mutex<State>,
     commit: Mutex<()>,
     gates: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
+    /// Sequence number of the last commit (also in sled and the seal).
+    seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
     _lock: Option<PoolLock>,
 }
@@ -158,6 +167,7 @@ impl Pool {
         store: Box<dyn MetaStore>,
         data: Box<dyn DataIo>,
         st: State,
+        seq: u64,
         pool_lock: Option<PoolLock>,
     ) -> Pool {
         let chunk_size = u64::from(st.sb.chunk_size);
@@ -171,6 +181,7 @@ impl Pool {
                 state: Mutex::new(st),
                 commit: Mutex::new(()),
                 gates: Mutex::new(HashMap::new()),
+                seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),
                 _lock: pool_lock,
             }),
@@ -200,11 +211,11 @@ impl Pool {
     pub fn flush(&self) -> Result<(), PoolError> {
         let _c = guard(&self.inner.commit);
         let batch = self.state().take_batch();
-        let res = self.commit_batch(&batch);
+        let res = self.inner.commit_batch(&batch);
         let mut st = self.state();
         match res {
             Ok(()) => {
-                st.free.extend(batch.frees);
+                st.batch_committed(batch);
                 Ok(())
             }
             Err(e) => {
@@ -212,17 +223,6 @@ impl Pool {
                 Err(e)
             }
         }
-    }
-
-    fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
-        let data = &self.inner.data;
-        data.grow_to(batch.hwm * self.inner.chunk_size)
-            .and_then(|()| data.sync_data())
-            .map_err(|e| PoolError::io("syncing the data file", e))?;
-        if !batch.changes.is_empty() {
-            self.inner.store.commit(batch.changes.clone())?;
-        }
-        Ok(())
     }
 
     /// Flushes and releases the pool (also done, best effort, on drop of the
@@ -295,21 +295,60 @@ impl Pool {
     }
 }
 
+impl Inner {
+    /// Steps 2 and 3 of the commit: data durable, then metadata (with the
+    /// next sequence number), then the seal updated.
+    fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
+        use std::sync::atomic::Ordering;
+        self.data
+            .grow_to(batch.hwm * self.chunk_size)
+            .and_then(|()| self.data.sync_data())
+            .map_err(|e| PoolError::io("syncing the data file", e))?;
+        if batch.changes.is_empty() {
+            return Ok(());
+        }
+        let seq = self.seq.load(Ordering::Acquire) + 1;
+        let mut changes = batch.changes.clone();
+        changes.push((format::KEY_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec())));
+        self.store.commit(changes)?;
+        self.seq.store(seq, Ordering::Release);
+        if let Some(dir) = &self.dir {
+            let seal = seal::Seal {
+                format: format::CURRENT_FORMAT,
+                seq,
+                data_len: batch.hwm * self.chunk_size,
+                closed_crc: None,
+            };
+            if let Err(e) = seal.write(dir, false) {
+                tracing::warn!(error = %e, "updating the pool seal failed");
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Drop for Inner {
     fn drop(&mut self) {
         let _c = guard(&self.commit);
         let batch = guard(&self.state).take_batch();
-        if batch.changes.is_empty() {
+        let hwm = batch.hwm;
+        if let Err(e) = self.commit_batch(&batch) {
+            tracing::error!(error = %e, "flushing the pool on close failed; not sealing it");
             return;
         }
-        let res = self
-            .data
-            .grow_to(batch.hwm * self.chunk_size)
-            .and_then(|()| self.data.sync_data())
-            .map_err(|e| PoolError::io("syncing the data file", e))
-            .and_then(|()| self.store.commit(batch.changes));
-        if let Err(e) = res {
-            tracing::error!(error = %e, "flushing the pool on close failed");
+        let Some(dir) = &self.dir else { return };
+        self.store.close();
+        let sealed = seal::meta_crc(&dir.join(open::META_DIR)).and_then(|crc| {
+            seal::Seal {
+                format: format::CURRENT_FORMAT,
+                seq: self.seq.load(std::sync::atomic::Ordering::Acquire),
+                data_len: hwm * self.chunk_size,
+                closed_crc: Some(crc),
+            }
+            .write(dir, true)
+        });
+        if let Err(e) = sealed {
+            tracing::error!(error = %e, "sealing the pool on close failed");
         }
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use super::format::{self, Superblock};
 use super::io::{DataIo, FileIo};
 use super::lock::PoolLock;
+use super::seal::{self, Seal};
 use super::state::{validate_super, State};
 use super::store::{MetaStore, SledStore};
 use super::{migrate, Pool, PoolConfig, PoolError};
@@ -72,6 +73,7 @@ impl Pool {
             Box::new(store),
             Box::new(data),
             State::new(sb),
+            0,
             Some(pool_lock),
         );
         pool.flush()?;
@@ -115,14 +117,68 @@ impl Pool {
             .map_err(|e| PoolError::io("opening the data file", e))?;
         let meta = dir.join(META_DIR);
         preflight_sled(&meta)?;
-        let store = SledStore::open(&meta)?;
-        let st = load_state(&store, &data)?;
+        // Validate against the seal before sled gets to rewrite anything.
+        let seal = Seal::read(dir)?;
+        if let Some(seal) = &seal {
+            if seal.format > format::CURRENT_FORMAT {
+                return Err(PoolError::FormatTooNew {
+                    found: seal.format,
+                    supported: format::CURRENT_FORMAT,
+                });
+            }
+            if data.file_len() < seal.data_len {
+                return Err(PoolError::DataFileShort {
+                    needed: seal.data_len,
+                    actual: data.file_len(),
+                });
+            }
+            if let Some(crc) = seal.closed_crc {
+                let now = seal::meta_crc(&meta).map_err(|e| PoolError::io("reading meta/", e))?;
+                if now != crc {
+                    return Err(PoolError::Corrupt(format!(
+                        "the files in {} changed since the pool was closed (checksum {now:08x}, \
+                         sealed {crc:08x}): truncated or corrupted sled database",
+                        meta.display()
+                    )));
+                }
+            }
+            // Mark it open (a crash from here on must not be taken for damage);
+            // put the old seal back if the open fails.
+            Seal {
+                closed_crc: None,
+                ..*seal
+            }
+            .write(dir, true)
+            .map_err(|e| PoolError::io("updating the seal", e))?;
+        }
+        let opened = SledStore::open(&meta).and_then(|store| {
+            let (st, seq) = load_state(&store, &data)?;
+            if let Some(seal) = &seal {
+                if seq < seal.seq {
+                    return Err(PoolError::Corrupt(format!(
+                        "sled holds commit {seq} but commit {} was made: the database lost commits",
+                        seal.seq
+                    )));
+                }
+            }
+            Ok((store, st, seq))
+        });
+        let (store, st, seq) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(seal) = &seal {
+                    let _ = seal.write(dir, true);
+                }
+                return Err(e);
+            }
+        };
         pool_lock.write_pid()?;
         Ok(Pool::from_parts(
             Some(dir.to_path_buf()),
             Box::new(store),
             Box::new(data),
             st,
+            seq,
             Some(pool_lock),
         ))
     }
@@ -133,7 +189,7 @@ impl Pool {
         store: Box<dyn MetaStore>,
         data: Box<dyn DataIo>,
     ) -> Result<Pool, PoolError> {
-        let pool = Pool::from_parts(None, store, data, State::new(superblock(cfg)?), None);
+        let pool = Pool::from_parts(None, store, data, State::new(superblock(cfg)?), 0, None);
         pool.flush()?;
         Ok(pool)
     }
@@ -141,13 +197,14 @@ impl Pool {
     /// Opens a pool from a caller-supplied store and data file (tests: crash
     /// images).
     pub fn open_with(store: Box<dyn MetaStore>, data: Box<dyn DataIo>) -> Result<Pool, PoolError> {
-        let st = load_state(store.as_ref(), data.as_ref())?;
-        Ok(Pool::from_parts(None, store, data, st, None))
+        let (st, seq) = load_state(store.as_ref(), data.as_ref())?;
+        Ok(Pool::from_parts(None, store, data, st, seq, None))
     }
 }
 
-/// Reads the format, upgrades it, loads and validates the state.
-fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<State, PoolError> {
+/// Reads the format, upgrades it, loads and validates the state; returns it
+/// with the commit sequence number.
+fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<(State, u64), PoolError> {
     let kvs = store.load_all()?;
     let found = stored_format(&kvs)?;
     if found > format::CURRENT_FORMAT {
@@ -163,6 +220,10 @@ fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<State, PoolErr
         kvs
     };
     let st = State::load(&kvs)?;
+    let seq = match kvs.iter().find(|(k, _)| k.as_slice() == format::KEY_SEQ) {
+        Some((_, v)) => format::be_u64(v, "commit sequence number")?,
+        None => 0,
+    };
     let needed = st.sb.hwm * u64::from(st.sb.chunk_size);
     if data.file_len() < needed {
         return Err(PoolError::DataFileShort {
@@ -170,7 +231,7 @@ fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<State, PoolErr
             actual: data.file_len(),
         });
     }
-    Ok(st)
+    Ok((st, seq))
 }
 
 /// The format version stored among `kvs`.

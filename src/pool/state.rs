@@ -29,6 +29,12 @@ pub(crate) struct State {
     pub used: u64,
     /// The low-water event has been raised and not re-armed.
     pub low_water_raised: bool,
+    /// Chunks whose reference count dropped (to one or more) in changes not
+    /// yet durable: the durable metadata may still share them, so they must
+    /// not be overwritten in place before the next commit.
+    pub unshared: std::collections::HashSet<u64>,
+    /// The same for the batch being committed now.
+    pub unshared_committing: std::collections::HashSet<u64>,
     /// Counts upward crossings of the low-water mark (volumes compare it
     /// with the value they last reported).
     pub low_water_epoch: u64,
@@ -55,6 +61,8 @@ impl State {
             dirty: BTreeMap::new(),
             used: 0,
             low_water_raised: false,
+            unshared: Default::default(),
+            unshared_committing: Default::default(),
             low_water_epoch: 0,
         };
         st.put(
@@ -86,7 +94,7 @@ impl State {
                 }
                 Some(Key::Ref(c)) => ref_keys.push((c, format::be_u32(v, "refcount")?)),
                 Some(Key::Free(c)) => free_keys.push(c),
-                Some(Key::Format) | None => {}
+                Some(Key::Format | Key::Seq) | None => {}
             }
         }
         let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
@@ -120,6 +128,8 @@ impl State {
             dirty: BTreeMap::new(),
             used,
             low_water_raised: false,
+            unshared: Default::default(),
+            unshared_committing: Default::default(),
             low_water_epoch: 0,
         };
         st.low_water_raised = st.above_low_water();
@@ -145,6 +155,8 @@ impl State {
     /// Takes everything to commit now.
     pub fn take_batch(&mut self) -> Batch {
         let dirty = std::mem::take(&mut self.dirty);
+        let unshared = std::mem::take(&mut self.unshared);
+        self.unshared_committing.extend(unshared);
         Batch {
             changes: dirty.into_iter().collect(),
             frees: std::mem::take(&mut self.pending_free),
@@ -152,8 +164,21 @@ impl State {
         }
     }
 
+    /// The batch taken last is durable.
+    pub fn batch_committed(&mut self, b: Batch) {
+        self.free.extend(b.frees);
+        self.unshared_committing.clear();
+    }
+
+    /// True when `c` may still be shared in the durable metadata.
+    pub fn unshare_pending(&self, c: u64) -> bool {
+        self.unshared.contains(&c) || self.unshared_committing.contains(&c)
+    }
+
     /// Puts a batch whose commit failed back (newer changes win).
     pub fn restore_batch(&mut self, b: Batch) {
+        let committing = std::mem::take(&mut self.unshared_committing);
+        self.unshared.extend(committing);
         for (k, v) in b.changes {
             self.dirty.entry(k).or_insert(v);
         }
@@ -221,6 +246,9 @@ impl State {
             return;
         }
         self.set_ref(c, n - 1);
+        if n > 1 {
+            self.unshared.insert(c);
+        }
         if n == 1 {
             self.used -= 1;
             self.put(format::chunk_key(TAG_FREE, c), Vec::new());

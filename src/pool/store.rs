@@ -20,12 +20,15 @@ pub trait MetaStore: Send + Sync {
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError>;
     /// Bytes the store occupies (on disk, or in memory for test stores).
     fn size_bytes(&self) -> u64;
+    /// Releases the underlying database (files closed) before the pool is
+    /// sealed; later calls fail. Default: nothing to do.
+    fn close(&self) {}
 }
 
 /// [`MetaStore`] on a sled database: one tree, one `apply_batch` + `flush`
 /// per commit.
 pub struct SledStore {
-    db: sled::Db,
+    db: std::sync::RwLock<Option<sled::Db>>,
 }
 
 impl SledStore {
@@ -48,18 +51,47 @@ impl SledStore {
                     path.display()
                 )),
             })?;
-        Ok(SledStore { db })
+        Ok(SledStore {
+            db: std::sync::RwLock::new(Some(db)),
+        })
+    }
+}
+
+impl SledStore {
+    fn with_db<T>(
+        &self,
+        f: impl FnOnce(&sled::Db) -> Result<T, PoolError>,
+    ) -> Result<T, PoolError> {
+        let g = self
+            .db
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match g.as_ref() {
+            Some(db) => f(db),
+            None => Err(PoolError::Store("the metadata store is closed".into())),
+        }
     }
 }
 
 impl MetaStore for SledStore {
     fn load_all(&self) -> Result<Entries, PoolError> {
-        let mut out = Vec::new();
-        for kv in self.db.iter() {
-            let (k, v) = kv?;
-            out.push((k.to_vec(), v.to_vec()));
-        }
-        Ok(out)
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for kv in db.iter() {
+                let (k, v) = kv?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn close(&self) {
+        let db = self
+            .db
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        drop(db);
     }
 
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
@@ -73,12 +105,15 @@ impl MetaStore for SledStore {
                 None => batch.remove(k),
             }
         }
-        self.db.apply_batch(batch)?;
-        self.db.flush()?;
-        Ok(())
+        self.with_db(|db| {
+            db.apply_batch(batch)?;
+            db.flush()?;
+            Ok(())
+        })
     }
 
     fn size_bytes(&self) -> u64 {
-        self.db.size_on_disk().unwrap_or(0)
+        self.with_db(|db| Ok(db.size_on_disk().unwrap_or(0)))
+            .unwrap_or(0)
     }
 }

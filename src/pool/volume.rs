@@ -142,14 +142,35 @@ impl Pool {
         Ok(())
     }
 
+    /// The chunk mapped at `l` and whether it is shared. A chunk whose
+    /// unsharing is not durable yet counts as shared until a commit makes it
+    /// durable: this runs that commit (the module docs say why).
+    fn lookup_exclusive(&self, vol: u64, l: u64) -> Result<Option<(u64, bool)>, PoolError> {
+        loop {
+            let pending = {
+                let st = self.state();
+                match st.lookup(vol, l) {
+                    None => return Ok(None),
+                    Some(c) if st.refcount(c) > 1 => return Ok(Some((c, true))),
+                    Some(c) if !st.unshare_pending(c) => return Ok(Some((c, false))),
+                    Some(_) => true,
+                }
+            };
+            if pending {
+                self.flush()?;
+            }
+        }
+    }
+
     fn plan_write(&self, vol: u64, l: u64) -> Result<Plan, PoolError> {
         let cs = self.inner.chunk_size;
         for attempt in 0..2 {
+            let looked = self.lookup_exclusive(vol, l)?;
             let res = {
                 let mut st = self.state();
-                match st.lookup(vol, l) {
-                    Some(c) if st.refcount(c) <= 1 => return Ok(Plan::InPlace(c)),
-                    Some(old) => st.alloc().map(|(new, _)| Plan::Cow { old, new }),
+                match looked {
+                    Some((c, false)) => return Ok(Plan::InPlace(c)),
+                    Some((old, true)) => st.alloc().map(|(new, _)| Plan::Cow { old, new }),
                     None => st.alloc().map(|(new, fresh)| Plan::Fresh {
                         new,
                         zero: !(fresh && new * cs >= self.inner.data.file_len()),
@@ -234,10 +255,7 @@ impl Pool {
             if n == cs {
                 self.state().map_remove(vol, l);
             } else {
-                let shared = {
-                    let st = self.state();
-                    st.lookup(vol, l).map(|c| (c, st.refcount(c) > 1))
-                };
+                let shared = self.lookup_exclusive(vol, l)?;
                 let zeros = vec![0u8; n as usize];
                 match shared {
                     None => {}
