@@ -264,3 +264,36 @@ async fn shutdown_drains_every_device_then_flushes() {
     assert!(tail[1..3].contains(&Op::Stop(0)) && tail[1..3].contains(&Op::Stop(1)));
     assert_eq!(tail[3], Op::Flush);
 }
+
+#[actix::test]
+async fn duplicate_add_is_idempotent_and_a_reused_minor_replaces_the_stale_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let addr = sup.start();
+    sig.ready.await.unwrap();
+    for e in [
+        event(NlCmd::Added, THIN, 3, 1, None),
+        event(NlCmd::Added, THIN, 3, 1, None), // same device again: nothing to do
+        event(NlCmd::Added, FILE, 3, 2, None), // minor 3 now names another device
+    ] {
+        addr.send(RawEvent(e)).await.unwrap();
+    }
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![3]);
+    let replies: Vec<_> = fake.sent().iter().map(|p| decode_reply(p)).collect();
+    assert_eq!(
+        replies,
+        vec![
+            (cmd::ADDED_DEVICE_DONE, 0, 1),
+            (cmd::ADDED_DEVICE_DONE, 0, 1),
+            (cmd::ADDED_DEVICE_DONE, 0, 2)
+        ]
+    );
+    let log = log.borrow();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(matches!(&log[0], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol0"));
+    assert_eq!(log[1], Op::Stop(3));
+    assert!(matches!(&log[2], Op::Spawn(r) if r.uio.dev_config == "file//var/img"));
+}

@@ -164,7 +164,21 @@ impl Supervisor {
         }
         Some(match (ev.cmd, &ev.reconfig) {
             (NlCmd::Added, _) => match ownership {
-                _ if owned_now => Plan::now(0),
+                _ if owned_now => match self.devices.remove(&minor) {
+                    // The same device announced twice (adopted during start-up): done.
+                    Some(m) if m.uio == uio => {
+                        self.devices.insert(minor, m);
+                        Plan::now(0)
+                    }
+                    // A reused minor whose REMOVED we never saw: replace the stale device.
+                    Some(m) => {
+                        tracing::warn!(minor, old = %m.uio.dev_config, "stale device on a reused minor replaced");
+                        Plan::then(Some(m.ctl.stop()), move |s| {
+                            s.start_device(minor, uio, false)
+                        })
+                    }
+                    None => Plan::now(0),
+                },
                 Ownership::Invalid(why) => {
                     tracing::error!(minor, device = %ev.device, %why, "invalid dev_config");
                     Plan::now(-libc::EINVAL)
