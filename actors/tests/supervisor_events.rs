@@ -297,3 +297,29 @@ async fn duplicate_add_is_idempotent_and_a_reused_minor_replaces_the_stale_devic
     assert_eq!(log[1], Op::Stop(3));
     assert!(matches!(&log[2], Op::Spawn(r) if r.uio.dev_config == "file//var/img"));
 }
+
+#[actix::test]
+async fn without_replies_a_dev_config_change_to_a_foreign_subtype_releases_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let addr = sup.start();
+    sig.ready.await.unwrap();
+    for e in [
+        event(NlCmd::Added, THIN, 0, 1, None),
+        event(
+            NlCmd::Reconfig,
+            THIN,
+            0,
+            1,
+            Some(Reconfig::DevCfg("qcow//x".into())),
+        ),
+    ] {
+        addr.send(RawEvent(e)).await.unwrap();
+    }
+    assert!(addr.send(ListDevices).await.unwrap().is_empty());
+    assert_eq!(log.borrow().last(), Some(&Op::Stop(0)));
+    assert!(fake.sent().is_empty());
+}

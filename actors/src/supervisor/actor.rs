@@ -214,9 +214,18 @@ impl Supervisor {
             (NlCmd::Reconfig, Some(Reconfig::DevCfg(new))) => {
                 match self.factory.ownership(new) {
                     Ownership::Ours => {}
-                    other => {
+                    other if self.cfg.netlink_replies => {
+                        // The kernel applies the change only if we answer 0: refuse it.
                         tracing::error!(minor, new_dev_config = %new, ?other, "refusing dev_config change");
                         return Some(Plan::now(-libc::EINVAL));
+                    }
+                    other => {
+                        // Without replies the kernel already applied it: let the device go.
+                        tracing::warn!(minor, new_dev_config = %new, ?other, "device no longer ours; released");
+                        return Some(match self.devices.remove(&minor) {
+                            Some(old) => Plan::then(Some(old.ctl.stop()), |_| -libc::EINVAL),
+                            None => Plan::now(-libc::EINVAL),
+                        });
                     }
                 }
                 let Some(old) = self.devices.remove(&minor) else {
