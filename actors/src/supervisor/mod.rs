@@ -11,6 +11,7 @@
 pub mod actor;
 pub mod devices;
 pub mod netlink;
+mod plan;
 pub mod real;
 pub mod run;
 pub mod source;
