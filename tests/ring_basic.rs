@@ -323,3 +323,28 @@ fn open_uio_reads_the_sysfs_size() {
         Err(RingError::BadMailbox(_))
     ));
 }
+
+#[test]
+fn ring_and_requests_are_send() {
+    fn send<T: Send>() {}
+    send::<Ring>();
+    send::<CmdRequest>();
+    send::<Completion>();
+    send::<KernelSim>();
+}
+
+#[test]
+fn data_of_a_completed_command_is_refused() {
+    let (mut sim, mut ring) = setup(SimConfig::default());
+    let id = sim.submit(&READ10, SimDir::In(512)).unwrap();
+    let cmds = fetch_cmds(&mut ring);
+    ring.complete(Completion::good(id)).unwrap();
+    assert!(matches!(
+        ring.write_data_in(&cmds[0].data, &[1u8; 512]),
+        Err(RingError::NotInFlight(n)) if n == id
+    ));
+    let mut buf = [0u8; 16];
+    assert!(ring.read_data_out(&cmds[0].data, &mut buf).is_err());
+    // Empty spans carry no pages: always fine.
+    assert_eq!(ring.read_data_out(&cmds[0].bidi, &mut buf).unwrap(), 0);
+}

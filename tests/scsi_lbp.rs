@@ -286,10 +286,20 @@ fn write_same_invalid_fields() {
         &ws16(0, 1, 0),
         &[1, 2, 3],
         SenseKey::IllegalRequest,
-        0x1A,
+        0x24,
         0,
-    ); // no full block
-       // UNMAP on a thick device.
+    );
+    // Data-out must be exactly one block.
+    let two = pattern(2, 0);
+    expect_sense(
+        &t.lun,
+        &ws16(0, 1, 0x08),
+        &two,
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    // UNMAP on a thick device.
     let c = tcmud_core::backend::BackendCaps {
         thin: false,
         ..caps()

@@ -325,7 +325,7 @@ fn read_capacity_10_and_16() {
     let d = expect_data(&t.lun, &cdb, &[], 32);
     assert_eq!(&d[..8], &4095u64.to_be_bytes());
     assert_eq!(&d[8..12], &512u32.to_be_bytes());
-    assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
+    assert_eq!(d[13], 0, "one logical block per physical block by default");
     assert_eq!(d[14], 0xC0, "LBPME, LBPRZ");
     cdb[13] = 12;
     assert_eq!(
@@ -333,6 +333,16 @@ fn read_capacity_10_and_16() {
         12,
         "allocation length"
     );
+    let cfg = LunConfig {
+        physical_block_size: 4096,
+        ..LunConfig::default()
+    };
+    let t4k = dev_with(caps(), cfg);
+    cdb[13] = 32;
+    let d = expect_data(&t4k.lun, &cdb, &[], 32);
+    assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
+    let d = expect_data(&t4k.lun, &[0x12, 1, 0xB0, 0, 64, 0], &[], 64); // INQUIRY VPD B0h
+    assert_eq!(&d[6..8], &[0, 8], "OPTIMAL TRANSFER LENGTH GRANULARITY");
     // A device beyond 2^32 blocks reports FFFFFFFFh in READ CAPACITY(10).
     let big = BackendCaps {
         num_blocks: 1 << 33,
@@ -341,149 +351,4 @@ fn read_capacity_10_and_16() {
     let t = dev_with(big, LunConfig::default());
     let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8);
     assert_eq!(&d[..4], &[0xFF; 4]);
-}
-
-fn caw(lba: u64, blocks: u8, fua: bool) -> [u8; 16] {
-    let mut c = [0u8; 16];
-    c[0] = 0x89; // COMPARE AND WRITE
-    c[1] = if fua { 0x08 } else { 0 }; // FUA
-    c[2..10].copy_from_slice(&lba.to_be_bytes()); // LOGICAL BLOCK ADDRESS
-    c[13] = blocks; // NUMBER OF LOGICAL BLOCKS
-    c
-}
-
-#[test]
-fn compare_and_write_success_and_miscompare() {
-    let t = dev();
-    write16(&t.lun, 50, &pattern(2, 0x11));
-    let out = [pattern(2, 0x11), pattern(2, 0x22)].concat();
-    expect_good(&t.lun, &caw(50, 2, true), &out);
-    assert_eq!(read16(&t.lun, 50, 2), pattern(2, 0x22));
-    assert_eq!(t.mem.stats().fua_writes, 1);
-    // Now the compare data is stale: MISCOMPARE with the offset, nothing written.
-    let mut stale = [pattern(2, 0x22), pattern(2, 0x33)].concat();
-    stale[513] = 0;
-    let s = expect_sense(
-        &t.lun,
-        &caw(50, 2, false),
-        &stale,
-        SenseKey::Miscompare,
-        0x1D,
-        0,
-    );
-    assert_eq!(&s.to_fixed()[3..7], &513u32.to_be_bytes());
-    assert_eq!(read16(&t.lun, 50, 2), pattern(2, 0x22));
-    // Zero blocks: GOOD; more than the maximum: invalid; beyond the end: out of range.
-    expect_good(&t.lun, &caw(50, 0, false), &[]);
-    expect_sense(
-        &t.lun,
-        &caw(0, 65, false),
-        &pattern(130, 0),
-        SenseKey::IllegalRequest,
-        0x24,
-        0,
-    );
-    expect_sense(
-        &t.lun,
-        &caw(BLOCKS, 1, false),
-        &pattern(2, 0),
-        SenseKey::IllegalRequest,
-        0x21,
-        0,
-    );
-    // Data-out shorter than 2 * blocks.
-    expect_sense(
-        &t.lun,
-        &caw(0, 2, false),
-        &pattern(3, 0),
-        SenseKey::IllegalRequest,
-        0x1A,
-        0,
-    );
-}
-
-#[test]
-fn backend_errors_map_to_sense() {
-    let t = dev();
-    t.mem.fail_next_reads(1);
-    expect_sense(
-        &t.lun,
-        &rw10(0x28, 0, 0, 1),
-        &[],
-        SenseKey::MediumError,
-        0x11,
-        0,
-    );
-    t.mem.fail_next_writes(1);
-    expect_sense(
-        &t.lun,
-        &rw10(0x2A, 0, 0, 1),
-        &pattern(1, 1),
-        SenseKey::MediumError,
-        0x0C,
-        0,
-    );
-    t.mem.fail_next_flushes(1);
-    expect_sense(
-        &t.lun,
-        &rw10(0x35, 0, 0, 0),
-        &[],
-        SenseKey::MediumError,
-        0x0C,
-        0,
-    );
-    t.mem.set_chunk_limit(Some(0));
-    expect_sense(
-        &t.lun,
-        &rw10(0x2A, 0, 0, 1),
-        &pattern(1, 1),
-        SenseKey::DataProtect,
-        0x27,
-        0x07,
-    );
-    t.mem.set_chunk_limit(None);
-    write16(&t.lun, 0, &pattern(1, 1));
-    // Read-only: writes fail with WRITE PROTECTED, reads work; WP in MODE SENSE.
-    t.mem.set_caps(BackendCaps {
-        read_only: true,
-        ..caps()
-    });
-    expect_sense(
-        &t.lun,
-        &rw10(0x2A, 0, 0, 1),
-        &pattern(1, 1),
-        SenseKey::DataProtect,
-        0x27,
-        0,
-    );
-    expect_sense(
-        &t.lun,
-        &caw(0, 1, false),
-        &pattern(2, 1),
-        SenseKey::DataProtect,
-        0x27,
-        0,
-    );
-    assert_eq!(read16(&t.lun, 0, 1), pattern(1, 1));
-    let d = expect_data(&t.lun, &[0x1A, 0x08, 0x3F, 0, 255, 0], &[], 255);
-    assert_eq!(d[2] & 0x80, 0x80, "WP");
-}
-
-#[test]
-fn resize_reports_capacity_changed_and_new_size() {
-    let t = dev();
-    t.mem.set_caps(BackendCaps {
-        num_blocks: 8192,
-        ..caps()
-    });
-    expect_sense(
-        &t.lun,
-        &[0x00, 0, 0, 0, 0, 0],
-        &[],
-        SenseKey::UnitAttention,
-        0x2A,
-        0x09,
-    );
-    let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8);
-    assert_eq!(&d[..4], &8191u32.to_be_bytes());
 }

@@ -247,3 +247,21 @@ fn kicks_travel_both_ways() {
     sim.kick().unwrap();
     assert_eq!(ring.drain_events().unwrap(), 2);
 }
+
+#[test]
+fn timed_out_commands_complete_once_to_the_initiator() {
+    let (mut sim, mut ring) = setup(SimConfig::default());
+    let a = sim.submit(&TUR, SimDir::None).unwrap();
+    let b = sim.submit(&TUR, SimDir::None).unwrap();
+    let seen = sim.time_out(a).unwrap();
+    assert_eq!((seen.cmd_id, seen.status), (a, 2));
+    assert!(sim.time_out(a).is_none());
+    assert_eq!(sim.outstanding(), 2);
+    let _ = ring.fetch().count();
+    ring.complete(Completion::good(a)).unwrap();
+    ring.complete(Completion::good(b)).unwrap();
+    let done = sim.process_completions().unwrap();
+    assert_eq!(done.iter().map(|d| d.cmd_id).collect::<Vec<_>>(), [b]);
+    assert_eq!(sim.outstanding(), 0);
+    assert_eq!(sim.broken(), None);
+}

@@ -285,7 +285,9 @@ impl BlockBackend for MemBackend {
         let s = self.lock();
         let mapped = s.chunks.contains_key(&(lba / g.chunk_blocks));
         let mut end = (lba / g.chunk_blocks + 1) * g.chunk_blocks;
-        while end < lba + limit && s.chunks.contains_key(&(end / g.chunk_blocks)) == mapped {
+        // Bounded walk: a run reports at most 64 Ki chunks.
+        let stop = lba + limit.min(g.chunk_blocks << 16);
+        while end < stop && s.chunks.contains_key(&(end / g.chunk_blocks)) == mapped {
             end += g.chunk_blocks;
         }
         Ok(Allocation {

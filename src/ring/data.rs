@@ -12,11 +12,14 @@ struct Span {
 
 /// An owned, validated list of buffers in the data area (from a command's
 /// iovs). Offsets are private: use [`Ring::read_data_out`] and
-/// [`Ring::write_data_in`].
+/// [`Ring::write_data_in`], which refuse spans of a command no longer in
+/// flight (the kernel may have unmapped its pages: touching them would
+/// SIGBUS).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DataSpans {
     spans: Vec<Span>,
     total: usize,
+    cmd_id: u16,
 }
 
 impl DataSpans {
@@ -42,7 +45,7 @@ impl DataSpans {
 
     /// Builds from (offset, len) pairs already checked against the data
     /// area; `None` when the total overflows.
-    pub(crate) fn from_checked(pairs: Vec<(usize, usize)>) -> Option<DataSpans> {
+    pub(crate) fn from_checked(cmd_id: u16, pairs: Vec<(usize, usize)>) -> Option<DataSpans> {
         let mut total = 0usize;
         let mut spans = Vec::with_capacity(pairs.len());
         for (off, len) in pairs {
@@ -51,11 +54,25 @@ impl DataSpans {
                 spans.push(Span { off, len });
             }
         }
-        Some(DataSpans { spans, total })
+        Some(DataSpans {
+            spans,
+            total,
+            cmd_id,
+        })
     }
 }
 
 impl Ring {
+    /// The spans' command must still be in flight: after completion the
+    /// kernel may release (and unmap) its data pages.
+    fn spans_live(&self, spans: &DataSpans) -> Result<(), RingError> {
+        if spans.spans.is_empty() || self.is_in_flight(spans.cmd_id) {
+            Ok(())
+        } else {
+            Err(RingError::NotInFlight(spans.cmd_id))
+        }
+    }
+
     /// Checks a span against this ring's data area (spans from another ring
     /// are refused rather than trusted).
     fn span_ok(&self, s: &Span) -> Result<(), RingError> {
@@ -70,8 +87,10 @@ impl Ring {
     }
 
     /// Copies the initiator's data out of `spans` into `buf`; returns the
-    /// bytes copied (`min(buf.len(), spans.len())`).
+    /// bytes copied (`min(buf.len(), spans.len())`). The command must be in
+    /// flight.
     pub fn read_data_out(&self, spans: &DataSpans, buf: &mut [u8]) -> Result<usize, RingError> {
+        self.spans_live(spans)?;
         let mut done = 0usize;
         for s in &spans.spans {
             if done == buf.len() {
@@ -86,8 +105,9 @@ impl Ring {
     }
 
     /// Copies `buf` into the data-in `spans`; returns the bytes copied
-    /// (`min(buf.len(), spans.len())`).
+    /// (`min(buf.len(), spans.len())`). The command must be in flight.
     pub fn write_data_in(&self, spans: &DataSpans, buf: &[u8]) -> Result<usize, RingError> {
+        self.spans_live(spans)?;
         let mut done = 0usize;
         for s in &spans.spans {
             if done == buf.len() {

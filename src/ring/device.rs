@@ -196,7 +196,8 @@ impl Ring {
     /// in-flight table). Entries between the completion cursor and `off` are
     /// taken as fetched: their command slots' ids (from the headers) become
     /// in flight. With out-of-order completion those ids may differ from the
-    /// commands really in flight: fix them with [`Ring::set_in_flight`].
+    /// commands really in flight (slots are reused), so call
+    /// [`Ring::set_in_flight`] with the saved table afterwards.
     /// On error nothing changes.
     pub fn set_fetch_cursor(&mut self, off: u32) -> Result<(), RingError> {
         if !self.geo.valid_cursor(off) {
@@ -213,7 +214,10 @@ impl Ring {
                 return Err(RingError::BadCursor(off));
             }
             let id = self.map.read_u16(self.geo.abs(cur) + HDR_CMD_ID)?;
-            let usable = len as usize >= CMD_ENTRY_MIN && id != 0 && !track.is_in_flight(id);
+            // No duplicate check: with out-of-order completion a header id
+            // may legitimately repeat here (a reused slot still holds the id
+            // of a command completed through another slot).
+            let usable = len as usize >= CMD_ENTRY_MIN && id != 0;
             let state = if op == OP_CMD && usable {
                 SlotState::Pending(id)
             } else {

@@ -137,8 +137,8 @@ impl Ring {
             .and_then(|n| n.checked_add(REQ_IOV))
             .filter(|&n| n <= len as usize)
             .ok_or(Fault::IovCount)?;
-        let data = self.read_iovs(base + REQ_IOV, iov_cnt)?;
-        let bidi = self.read_iovs(base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
+        let data = self.read_iovs(cmd_id, base + REQ_IOV, iov_cnt)?;
+        let bidi = self.read_iovs(cmd_id, base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
         let cdb_off = m
             .read_u64(base + REQ_CDB_OFF)
             .map_err(|_| Fault::CdbOutOfBounds)?;
@@ -176,7 +176,7 @@ impl Ring {
 
     /// Reads `n` iovecs at absolute offset `at` (inside the entry: checked
     /// by the caller) and checks each against the data area.
-    fn read_iovs(&self, at: usize, n: usize) -> Result<DataSpans, Fault> {
+    fn read_iovs(&self, cmd_id: u16, at: usize, n: usize) -> Result<DataSpans, Fault> {
         let g = *self.geometry();
         let m = self.map();
         let mut pairs = Vec::with_capacity(n.min(64));
@@ -192,7 +192,7 @@ impl Ring {
                 _ => return Err(Fault::IovOutOfBounds),
             }
         }
-        DataSpans::from_checked(pairs).ok_or(Fault::IovTotal)
+        DataSpans::from_checked(cmd_id, pairs).ok_or(Fault::IovTotal)
     }
 
     fn parse_tmr(&self, off: u32, len: u32) -> Result<TmrRequest, RingError> {

@@ -32,7 +32,9 @@ pub struct LunConfig {
     /// `max_unmap_blocks` on thin backends).
     pub max_write_same_blocks: u64,
     /// Physical block size in bytes (READ CAPACITY(16) LOGICAL BLOCKS PER
-    /// PHYSICAL BLOCK EXPONENT); not above the logical size means 1:1.
+    /// PHYSICAL BLOCK EXPONENT, OPTIMAL TRANSFER LENGTH GRANULARITY); 0 or
+    /// anything not above the logical block size means one logical block
+    /// per physical block.
     pub physical_block_size: u32,
     /// Initial WCE; `None` means "on when the backend has a volatile cache".
     pub write_cache: Option<bool>,
@@ -49,7 +51,7 @@ impl Default for LunConfig {
             max_transfer_blocks: 8192,
             max_compare_write_blocks: 64,
             max_write_same_blocks: 1 << 22,
-            physical_block_size: 4096,
+            physical_block_size: 0,
             write_cache: None,
         }
     }

@@ -6,6 +6,13 @@ use super::{SimCompletion, SimDir, SimError};
 use crate::ring::layout::*;
 use crate::ring::STATUS_CHECK_CONDITION;
 
+/// What one command slot turned into.
+enum Outcome {
+    Done(SimCompletion),
+    Expired,
+    Broken,
+}
+
 impl KernelSim {
     fn mark_broken(&mut self, why: String) {
         tracing::warn!(%why, "simulated ring BROKEN");
@@ -27,7 +34,9 @@ impl KernelSim {
             self.mark_broken(format!("cmd_tail {tail} outside the ring"));
             return Ok(out);
         }
-        let dist = |from: u32, to: u32| (to + size - from) % size;
+        let dist = |from: u32, to: u32| {
+            ((u64::from(to) + u64::from(size) - u64::from(from)) % u64::from(size)) as u32
+        };
         if dist(self.last_cleaned, tail) > dist(self.last_cleaned, self.head) {
             self.mark_broken(format!("cmd_tail {tail} beyond cmd_head {}", self.head));
             return Ok(out);
@@ -46,8 +55,9 @@ impl KernelSim {
             }
             if op != OP_PAD && op != OP_TMR {
                 match self.complete_one(at)? {
-                    Some(c) => out.push(c),
-                    None => return Ok(out),
+                    Outcome::Done(c) => out.push(c),
+                    Outcome::Expired => {}
+                    Outcome::Broken => return Ok(out),
                 }
             }
             self.last_cleaned = (self.last_cleaned + len) % size;
@@ -56,12 +66,11 @@ impl KernelSim {
     }
 
     /// One command slot: look up its id, gather data, free the command.
-    /// `None` when the ring broke.
-    fn complete_one(&mut self, at: usize) -> Result<Option<SimCompletion>, SimError> {
+    fn complete_one(&mut self, at: usize) -> Result<Outcome, SimError> {
         let id = self.map.read_u16(at + HDR_CMD_ID)?;
         let Some(cmd) = self.cmds.remove(&id) else {
             self.mark_broken(format!("cmd_id {id} not found, ring is broken"));
-            return Ok(None);
+            return Ok(Outcome::Broken);
         };
         let slot = (at - MAILBOX_SIZE) as u32;
         if self.cfg.flags & CAP_OOOC == 0 && slot != cmd.slot {
@@ -70,14 +79,38 @@ impl KernelSim {
                 "cmd_id {id} answered in slot {slot}, queued in slot {}, without CAP_OOOC",
                 cmd.slot
             ));
-            return Ok(None);
+            return Ok(Outcome::Broken);
+        }
+        if cmd.expired {
+            // Already failed to the initiator by the timer: only reclaim.
+            self.blocks.free(&cmd.blocks);
+            return Ok(Outcome::Expired);
         }
         let uflags = self.map.read_u8(at + HDR_UFLAGS)?;
         let status = self.map.read_u8(at + RSP_SCSI_STATUS)?;
         let read_len = self.map.read_u32(at + RSP_READ_LEN)?;
         let c = self.gather(at, id, &cmd, uflags, status, read_len)?;
         self.blocks.free(&cmd.blocks);
-        Ok(Some(c))
+        Ok(Outcome::Done(c))
+    }
+
+    /// Times a command out like the kernel's command timer
+    /// (`tcmu_check_expired_ring_cmd`): the initiator sees CHECK CONDITION
+    /// now, the command stays in the ring, and userspace's later completion
+    /// only reclaims it (no second [`SimCompletion`]). Returns what the
+    /// initiator saw, or `None` if `cmd_id` is not outstanding or already
+    /// expired.
+    pub fn time_out(&mut self, cmd_id: u16) -> Option<SimCompletion> {
+        let cmd = self.cmds.get_mut(&cmd_id).filter(|c| !c.expired)?;
+        cmd.expired = true;
+        Some(SimCompletion {
+            cmd_id,
+            status: STATUS_CHECK_CONDITION,
+            sense: Vec::new(),
+            data_in: Vec::new(),
+            read_len: None,
+            unknown_op: false,
+        })
     }
 
     fn gather(

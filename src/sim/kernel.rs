@@ -16,6 +16,9 @@ use crate::ring::layout::*;
 use crate::ring::mapping::Mapping;
 use crate::ring::TmrType;
 
+/// Largest ring the simulator accepts (the kernel's is at most 8 MiB).
+pub(crate) const MAX_CMDR_SIZE: u32 = 64 << 20;
+
 /// Poison written into fresh data-in buffers, so unwritten data shows.
 pub(crate) const DATA_IN_POISON: u8 = 0xa5;
 
@@ -29,6 +32,8 @@ pub(crate) struct SimCmd {
     pub main_blocks: usize,
     /// Ring offset of the slot the command was queued in.
     pub slot: u32,
+    /// Timed out: already failed to the initiator.
+    pub expired: bool,
 }
 
 /// The simulated kernel side of one TCMU device. See the [module
@@ -53,7 +58,10 @@ impl KernelSim {
     /// Creates the region and the event channel. Returns the simulator and
     /// the parts a [`crate::ring::Ring`] is built from.
     pub fn new(cfg: SimConfig) -> Result<(KernelSim, SimDevice), SimError> {
-        if cfg.cmdr_size % 8 != 0 || (cfg.cmdr_size as usize) < 2 * CMD_ENTRY_MIN {
+        if cfg.cmdr_size % 8 != 0
+            || (cfg.cmdr_size as usize) < 2 * CMD_ENTRY_MIN
+            || cfg.cmdr_size > MAX_CMDR_SIZE
+        {
             return Err(SimError::BadConfig(format!("cmdr_size {}", cfg.cmdr_size)));
         }
         if cfg.data_block == 0 || cfg.data_size % cfg.data_block != 0 {
@@ -275,6 +283,7 @@ impl KernelSim {
                 blocks,
                 main_blocks,
                 slot,
+                expired: false,
             },
         );
         self.last_entry = Some((slot, cmd_size as u32));

@@ -28,6 +28,9 @@
 //!   as the kernel does; without `CAP_OOOC` in the flags, a response in a
 //!   slot that belonged to another command is also BROKEN (the userspace
 //!   broke the in-order contract);
+//! - [`KernelSim::time_out`] plays the command timer: the initiator sees
+//!   CHECK CONDITION, the command stays in the ring until userspace
+//!   completes it, which then only reclaims it;
 //! - hostile modes ([`KernelSim::corrupt`], [`KernelSim::write_raw`],
 //!   [`KernelSim::set_head_raw`]) damage entries, offsets and the mailbox
 //!   for robustness tests.
@@ -70,7 +73,7 @@ use crate::ring::RingError;
 /// Shape of the simulated device.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SimConfig {
-    /// Command ring size in bytes (multiple of 8, at least 224). The kernel
+    /// Command ring size in bytes (multiple of 8, 224 to 64 MiB). The kernel
     /// uses `cmd_ring_size_mb * 1 MiB - 128`.
     pub cmdr_size: u32,
     /// Data area size in bytes (a multiple of `data_block`).

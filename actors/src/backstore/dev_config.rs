@@ -81,7 +81,11 @@ fn parse_thin(rest: &str) -> Result<DevConfig, &'static str> {
 /// Pool and volume names: 1..=128 bytes of `[A-Za-z0-9._@:+-]`, not `.`/`..`.
 pub fn valid_name(name: &str) -> bool {
     let ok_char = |c: char| c.is_ascii_alphanumeric() || "._@:+-".contains(c);
-    !name.is_empty() && name.len() <= 128 && name != "." && name != ".." && name.chars().all(ok_char)
+    !name.is_empty()
+        && name.len() <= 128
+        && name != "."
+        && name != ".."
+        && name.chars().all(ok_char)
 }
 
 fn parse_file(rest: &str) -> Result<DevConfig, &'static str> {
@@ -117,9 +121,20 @@ mod tests {
                 volume: "vol1".into()
             })
         );
-        for bad in ["thin/", "thin/p", "thin/p/", "thin//v", "thin/p/v/x", "thin/p/..", "thin/p/a b"] {
+        for bad in [
+            "thin/",
+            "thin/p",
+            "thin/p/",
+            "thin//v",
+            "thin/p/v/x",
+            "thin/p/..",
+            "thin/p/a b",
+        ] {
             assert!(
-                matches!(DevConfig::parse(bad), Err(BackstoreError::BadDevConfig { .. })),
+                matches!(
+                    DevConfig::parse(bad),
+                    Err(BackstoreError::BadDevConfig { .. })
+                ),
                 "{bad}"
             );
         }
@@ -142,7 +157,14 @@ mod tests {
 
     #[test]
     fn foreign_subtypes_are_not_ours() {
-        for s in ["rbd/pool/img", "glfs/vol@host/img", "", "thin", "qcow//x.qcow2", "zbc/x"] {
+        for s in [
+            "rbd/pool/img",
+            "glfs/vol@host/img",
+            "",
+            "thin",
+            "qcow//x.qcow2",
+            "zbc/x",
+        ] {
             assert_eq!(DevConfig::parse(s).unwrap(), None, "{s}");
         }
     }

@@ -2,7 +2,6 @@
 //! run its blocking calls.
 
 use std::fmt;
-use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -117,7 +116,10 @@ impl BackstoreHandle {
 
     /// Makes every completed write durable (blocking).
     pub fn flush(&self) -> Result<(), BackstoreError> {
-        self.inner.backend.flush().map_err(BackstoreError::Backend)?;
+        self.inner
+            .backend
+            .flush()
+            .map_err(BackstoreError::Backend)?;
         if let BackstoreKind::Thin { pool, volume } = &self.inner.kind {
             pool.flush().map_err(|source| BackstoreError::Pool {
                 what: format!("flush pool of {volume}"),
@@ -127,7 +129,9 @@ impl BackstoreHandle {
         Ok(())
     }
 
-    /// Grows (never shrinks) the storage to `new_size` bytes (blocking).
+    /// Grows (never shrinks) a thin volume to `new_size` bytes (blocking).
+    /// Image files are not resized online: the file backend fixes its size
+    /// when opened.
     pub fn resize(&self, new_size: u64) -> Result<(), BackstoreError> {
         match &self.inner.kind {
             BackstoreKind::Thin { pool, volume } => pool
@@ -136,10 +140,13 @@ impl BackstoreHandle {
                     what: format!("resize volume {volume}"),
                     source,
                 }),
-            BackstoreKind::File { path } => grow_file(path, new_size),
-            BackstoreKind::Other { name } => Err(BackstoreError::Unsupported(format!(
-                "resize of {name}"
+            BackstoreKind::File { path } => Err(BackstoreError::Unsupported(format!(
+                "online resize of image file {} (to {new_size} bytes)",
+                path.display()
             ))),
+            BackstoreKind::Other { name } => {
+                Err(BackstoreError::Unsupported(format!("resize of {name}")))
+            }
         }
     }
 }
@@ -187,7 +194,12 @@ fn open_thin(
         .map_err(pool_err(format!("open volume {volume}")))?;
     let have = size_of(vol.as_ref());
     if have != size_bytes {
-        tracing::warn!(volume, have, want = size_bytes, "volume size differs from device size");
+        tracing::warn!(
+            volume,
+            have,
+            want = size_bytes,
+            "volume size differs from device size"
+        );
     }
     BackstoreHandle::new(
         vol,
@@ -200,19 +212,16 @@ fn open_thin(
 }
 
 fn open_file(path: &Path, size_bytes: u64) -> Result<BackstoreHandle, BackstoreError> {
-    let io_err = |what: String| move |source| BackstoreError::Io { what, source };
     if !path.exists() {
         tracing::info!(path = %path.display(), size_bytes, "creating image file");
-        let f = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(path)
-            .map_err(io_err(format!("create {}", path.display())))?;
-        f.set_len(size_bytes)
-            .map_err(io_err(format!("size {}", path.display())))?;
     }
-    let backend = FileBackend::open(path, DEFAULT_BLOCK_SIZE, false)
-        .map_err(io_err(format!("open {}", path.display())))?;
+    // Creates a missing image and extends a short one to the device size.
+    let backend = FileBackend::create(path, DEFAULT_BLOCK_SIZE, size_bytes).map_err(|source| {
+        BackstoreError::Io {
+            what: format!("open {}", path.display()),
+            source,
+        }
+    })?;
     BackstoreHandle::new(
         Arc::new(backend),
         BackstoreKind::File {
@@ -220,19 +229,6 @@ fn open_file(path: &Path, size_bytes: u64) -> Result<BackstoreHandle, BackstoreE
         },
         DEFAULT_IO_THREADS,
     )
-}
-
-fn grow_file(path: &Path, new_size: u64) -> Result<(), BackstoreError> {
-    let io_err = |source| BackstoreError::Io {
-        what: format!("grow {}", path.display()),
-        source,
-    };
-    let f = OpenOptions::new().write(true).open(path).map_err(io_err)?;
-    let len = f.metadata().map_err(io_err)?.len();
-    if new_size < len {
-        return Err(BackstoreError::Unsupported("shrinking an image file".into()));
-    }
-    f.set_len(new_size).map_err(io_err)
 }
 
 fn size_of(b: &dyn BlockBackend) -> u64 {

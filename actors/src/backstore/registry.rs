@@ -26,6 +26,21 @@ pub struct PoolSpec {
     pub auto_create: bool,
 }
 
+impl From<&crate::config::PoolConfig> for PoolSpec {
+    fn from(c: &crate::config::PoolConfig) -> PoolSpec {
+        PoolSpec {
+            name: c.name.clone(),
+            path: c.path.clone(),
+            config: PoolConfig {
+                chunk_size: c.chunk_size,
+                capacity_bytes: c.capacity_bytes,
+                low_water_pct: c.low_water_pct,
+            },
+            auto_create: c.auto_create,
+        }
+    }
+}
+
 /// Opens each configured pool at most once per process and hands out handles.
 #[derive(Default)]
 pub struct PoolRegistry {
@@ -49,6 +64,11 @@ impl PoolRegistry {
             specs,
             open: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// A registry over the daemon configuration's `[[pool]]` entries.
+    pub fn from_config(pools: &[crate::config::PoolConfig]) -> PoolRegistry {
+        PoolRegistry::new(pools.iter().map(PoolSpec::from).collect())
     }
 
     /// The configuration of pool `name`.

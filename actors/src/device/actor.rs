@@ -45,7 +45,11 @@ impl DeviceActor {
     /// whether a requested stop is complete.
     fn pump(&mut self, ctx: &mut Context<Self>) {
         if let Some(msg) = self.shared.take_crash() {
-            panic!("{msg}");
+            // An I/O thread panicked: crash this actor too, so the panic goes
+            // through the restart budget (a failed device just carries on).
+            if self.shared.failure().is_none() {
+                panic!("{msg}");
+            }
         }
         if let Err(e) = self.ring.drain_events() {
             tracing::debug!(error = %e, "draining uio events");
@@ -113,31 +117,33 @@ impl DeviceActor {
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
         for seq in table.queued() {
-            let Some(slot) = table.get_mut(seq) else { continue };
+            let Some(slot) = table.get(seq) else {
+                continue;
+            };
             let cdb = slot.req.cdb.as_bytes().to_vec();
             let dir = direction(&cdb);
-            let (out_spans, in_spans) = if slot.req.bidi.is_empty() {
-                (&slot.req.data, &slot.req.data)
+            // A bidirectional command's data-in goes to its bidi buffers.
+            let bidi = !slot.req.bidi.is_empty();
+            let out_spans = &slot.req.data;
+            let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
+            let data_in_len = if dir == Dir::In || bidi {
+                in_spans.len()
             } else {
-                (&slot.req.data, &slot.req.bidi)
+                0
             };
             let mut data_out = Vec::new();
             if dir == Dir::Out && !out_spans.is_empty() {
                 data_out = vec![0u8; out_spans.len()];
                 if let Err(e) = self.ring.read_data_out(out_spans, &mut data_out) {
                     tracing::error!(error = %e, "reading data-out failed");
-                    slot.state = SlotState::Done(internal_target_failure());
+                    table.cancel_unstarted(seq, internal_target_failure());
                     continue;
                 }
                 Counters::add(&self.shared.counters.bytes_out, data_out.len() as u64);
             }
-            // A bidirectional command's data-in goes to its bidi buffers.
-            let data_in_len = if dir == Dir::In || !slot.req.bidi.is_empty() {
-                in_spans.len()
-            } else {
-                0
+            let Some(token) = table.dispatch(seq) else {
+                continue;
             };
-            let Some(token) = table.dispatch(seq) else { continue };
             let job = Job {
                 seq,
                 token,
@@ -146,7 +152,11 @@ impl DeviceActor {
                 data_in_len,
             };
             let shared = Arc::clone(&self.shared);
-            if !self.shared.backstore.spawn_io(move || exec::run(&shared, job)) {
+            if !self
+                .shared
+                .backstore
+                .spawn_io(move || exec::run(&shared, job))
+            {
                 tracing::error!("backstore I/O threads are gone");
                 table.cancel_unstarted(seq, internal_target_failure());
             }
@@ -162,8 +172,12 @@ impl DeviceActor {
         // own slot and moves cmd_tail over the finished front itself.
         for seq in table.writable(true) {
             self.shared.faults.hit(FaultPoint::Reply);
-            let Some(slot) = table.get_mut(seq) else { continue };
-            let SlotState::Done(out) = &slot.state else { continue };
+            let Some(slot) = table.get(seq) else {
+                continue;
+            };
+            let SlotState::Done(out) = &slot.state else {
+                continue;
+            };
             let spans = if slot.req.bidi.is_empty() {
                 &slot.req.data
             } else {
@@ -281,7 +295,8 @@ impl Actor for DeviceActor {
                 }
             },
             Err(e) => {
-                self.shared.fail(format!("cannot duplicate the uio fd: {e}"));
+                self.shared
+                    .fail(format!("cannot duplicate the uio fd: {e}"));
             }
         }
         ctx.run_interval(self.tick, |act, ctx| act.tick(ctx));
@@ -312,8 +327,9 @@ impl Supervised for DeviceActor {
             None => Ok(()),
         };
         if let Err(e) = restored {
-            self.shared
-                .fail(format!("cannot restore the ring cursors after a restart: {e}"));
+            self.shared.fail(format!(
+                "cannot restore the ring cursors after a restart: {e}"
+            ));
         }
         self.caps = self.ring.caps();
         self.need_kick = true;

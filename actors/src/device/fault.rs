@@ -129,7 +129,10 @@ mod tests {
     #[test]
     fn parse_and_fire_once() {
         let p = FaultPlan::parse("emulate@2, timer@0").unwrap();
-        assert_eq!(p.triggers, vec![(FaultPoint::Emulate, 2), (FaultPoint::Timer, 0)]);
+        assert_eq!(
+            p.triggers,
+            vec![(FaultPoint::Emulate, 2), (FaultPoint::Timer, 0)]
+        );
         assert!(FaultPlan::parse("bogus@1").is_err());
         assert!(FaultPlan::parse("emulate").is_err());
         let f = Faults::new(Some(p));

@@ -30,17 +30,16 @@ impl DeviceHandle {
         tracing::info!(parent: &self.shared.span, stats = ?self.stats(), "device stopped");
     }
 
-    /// Grows the backstore to `new_size` bytes (on an I/O thread); on
-    /// success the LUN reports CAPACITY DATA HAS CHANGED.
+    /// Grows the backstore to `new_size` bytes (on an I/O thread). The
+    /// volume then reports the change as a backend event, from which the LUN
+    /// queues CAPACITY DATA HAS CHANGED (queuing it here too would raise the
+    /// unit attention twice).
     pub fn resize(&self, new_size: u64) {
         let shared = Arc::clone(&self.shared);
         let spawned = self.shared.backstore.spawn_io(move || {
             let _span = shared.span.enter();
             match shared.backstore.resize(new_size) {
-                Ok(()) => {
-                    shared.lun.capacity_changed();
-                    tracing::info!(new_size, "device resized");
-                }
+                Ok(()) => tracing::info!(new_size, "device resized"),
                 Err(e) => tracing::error!(new_size, error = %e, "resize failed"),
             }
         });

@@ -3,7 +3,7 @@
 //! actor knows what was fetched, what is running, and which results are
 //! waiting to be written: every command is completed exactly once.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use tcmud_core::ring::CmdRequest;
 
@@ -57,6 +57,9 @@ pub(crate) struct InFlight {
     next_token: u64,
     slots: BTreeMap<u64, Slot>,
     by_id: HashMap<u16, u64>,
+    // Indexes over `slots` by state, so a wake-up does not scan everything.
+    queued: BTreeSet<u64>,
+    done: BTreeSet<u64>,
 }
 
 impl InFlight {
@@ -71,6 +74,7 @@ impl InFlight {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_id.insert(req.cmd_id, seq);
+        self.queued.insert(seq);
         self.slots.insert(
             seq,
             Slot {
@@ -86,9 +90,7 @@ impl InFlight {
     /// completed (with `out`).
     pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<u64> {
         let seq = self.insert(req, cursor)?;
-        if let Some(slot) = self.slots.get_mut(&seq) {
-            slot.state = SlotState::Done(out);
-        }
+        self.cancel_unstarted(seq, out);
         Some(seq)
     }
 
@@ -117,9 +119,9 @@ impl InFlight {
         self.slots.is_empty()
     }
 
-    /// The slot `seq`.
-    pub fn get_mut(&mut self, seq: u64) -> Option<&mut Slot> {
-        self.slots.get_mut(&seq)
+    /// The slot `seq` (its state is changed only through this table).
+    pub fn get(&self, seq: u64) -> Option<&Slot> {
+        self.slots.get(&seq)
     }
 
     /// Sequence number of the command with `cmd_id`.
@@ -129,11 +131,7 @@ impl InFlight {
 
     /// Commands not yet handed to an I/O thread, in fetch order.
     pub fn queued(&self) -> Vec<u64> {
-        self.slots
-            .iter()
-            .filter(|(_, s)| matches!(s.state, SlotState::Queued))
-            .map(|(k, _)| *k)
-            .collect()
+        self.queued.iter().copied().collect()
     }
 
     /// Marks `seq` dispatched and returns the job's token.
@@ -142,6 +140,7 @@ impl InFlight {
         let slot = self.slots.get_mut(&seq)?;
         self.next_token += 1;
         slot.state = SlotState::Dispatched { token };
+        self.queued.remove(&seq);
         Some(token)
     }
 
@@ -163,6 +162,7 @@ impl InFlight {
         match self.slots.get_mut(&seq) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.state = SlotState::Done(out);
+                self.done.insert(seq);
                 true
             }
             _ => false,
@@ -175,11 +175,13 @@ impl InFlight {
         match self.slots.get_mut(&seq) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.panics += 1;
-                slot.state = if retry {
-                    SlotState::Queued
+                if retry {
+                    slot.state = SlotState::Queued;
+                    self.queued.insert(seq);
                 } else {
-                    SlotState::Done(fallback)
-                };
+                    slot.state = SlotState::Done(fallback);
+                    self.done.insert(seq);
+                }
                 slot.panics
             }
             _ => 0,
@@ -190,20 +192,26 @@ impl InFlight {
     /// device); running jobs' results will be discarded.
     pub fn finish_all_unfinished(&mut self, out: &Outcome) -> usize {
         let mut n = 0;
-        for slot in self.slots.values_mut() {
+        for (seq, slot) in &mut self.slots {
             if !matches!(slot.state, SlotState::Done(_)) {
                 slot.state = SlotState::Done(out.clone());
+                self.done.insert(*seq);
                 n += 1;
             }
         }
+        self.queued.clear();
         n
     }
 
     /// Cancels `seq` if it has not started: it finishes with `out`.
     pub fn cancel_unstarted(&mut self, seq: u64, out: Outcome) -> bool {
         match self.slots.get_mut(&seq) {
-            Some(slot) if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) => {
+            Some(slot)
+                if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) =>
+            {
                 slot.state = SlotState::Done(out);
+                self.queued.remove(&seq);
+                self.done.insert(seq);
                 true
             }
             _ => false,
@@ -213,21 +221,102 @@ impl InFlight {
     /// Finished commands that may be written now, in fetch order: all of
     /// them with out-of-order completion, else the finished prefix.
     pub fn writable(&self, out_of_order: bool) -> Vec<u64> {
-        let mut v = Vec::new();
-        for (seq, slot) in &self.slots {
-            match slot.state {
-                SlotState::Done(_) => v.push(*seq),
-                _ if out_of_order => {}
-                _ => break,
-            }
+        if out_of_order {
+            return self.done.iter().copied().collect();
         }
-        v
+        self.slots
+            .iter()
+            .take_while(|(_, s)| matches!(s.state, SlotState::Done(_)))
+            .map(|(k, _)| *k)
+            .collect()
     }
 
     /// Removes `seq` once its completion is in the ring.
     pub fn remove(&mut self, seq: u64) -> Option<Slot> {
         let slot = self.slots.remove(&seq)?;
         self.by_id.remove(&slot.req.cmd_id);
+        self.queued.remove(&seq);
+        self.done.remove(&seq);
         Some(slot)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tcmud_core::ring::{Cdb, DataSpans};
+
+    fn req(cmd_id: u16) -> CmdRequest {
+        CmdRequest {
+            cmd_id,
+            cdb: Cdb::new(&[0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap(),
+            data: DataSpans::empty(),
+            bidi: DataSpans::empty(),
+        }
+    }
+
+    fn out(status: u8) -> Outcome {
+        Outcome {
+            status,
+            ..Outcome::default()
+        }
+    }
+
+    #[test]
+    fn lifecycle_with_tokens() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(7), 112).unwrap();
+        let b = t.insert(req(9), 224).unwrap();
+        assert!(t.insert(req(7), 336).is_none(), "cmd_id already in flight");
+        assert_eq!(t.fetch_cursor(), Some(336));
+        assert_eq!(t.queued(), vec![a, b]);
+        let ta = t.dispatch(a).unwrap();
+        assert!(!t.start(a, ta + 100), "a stale job does not run");
+        assert!(t.start(a, ta));
+        assert!(!t.start(a, ta), "nor twice");
+        assert!(!t.cancel_unstarted(a, out(2)), "running: not cancellable");
+        assert!(t.finish(a, ta, out(0)));
+        assert_eq!(t.writable(false), vec![a]);
+        let tb = t.dispatch(b).unwrap();
+        assert!(t.cancel_unstarted(b, out(2)));
+        assert!(!t.start(b, tb), "cancelled before it started");
+        assert_eq!(t.writable(true), vec![a, b]);
+        t.remove(a);
+        assert_eq!(t.cmd_ids(), vec![9]);
+        assert_eq!(t.seq_of(7), None);
+        t.remove(b);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn in_order_writes_only_the_finished_prefix() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        let tb = t.dispatch(b).unwrap();
+        assert!(t.start(b, tb) && t.finish(b, tb, out(0)));
+        assert!(t.writable(false).is_empty());
+        assert_eq!(t.writable(true), vec![b]);
+        assert_eq!(t.finish_all_unfinished(&out(2)), 1);
+        assert_eq!(t.writable(false), vec![a, b]);
+    }
+
+    #[test]
+    fn panicked_job_is_requeued_or_failed() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        assert_eq!(t.panicked(a, ta, true, out(2)), 1);
+        assert_eq!(t.queued(), vec![a]);
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        assert_eq!(t.panicked(a, ta, false, out(2)), 2);
+        assert!(t.queued().is_empty());
+        assert_eq!(t.writable(false), vec![a]);
+        assert!(
+            !t.finish(a, ta, out(0)),
+            "a finished slot is not overwritten"
+        );
     }
 }

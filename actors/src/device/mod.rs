@@ -28,6 +28,7 @@ use actix::{Actor, Context};
 use tcmud_core::ring::{Ring, RingError};
 use tcmud_core::scsi::{Lun, LunConfig};
 
+pub use crate::config::RecoveryPolicy;
 pub use actor::DeviceActor;
 pub use fault::{FaultPlan, FaultPoint};
 pub use handle::DeviceHandle;
@@ -35,18 +36,6 @@ pub use restart::RestartBudget;
 pub use shared::DeviceStats;
 
 use crate::backstore::BackstoreHandle;
-
-/// What to do with a ring that a previous daemon process left behind.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum RecoveryPolicy {
-    /// Block the device, reset the ring (initiators get BUSY and retry),
-    /// unblock. Always safe.
-    #[default]
-    Reset,
-    /// Execute again what lies between `cmd_tail` and `cmd_head`. Safe only
-    /// when the previous run completed in order.
-    Replay,
-}
 
 /// A device the supervisor wants served.
 #[derive(Debug, Clone)]
@@ -164,7 +153,9 @@ pub fn spawn_device_with(
             ring
         }
     };
-    let lun_cfg = opts.lun.unwrap_or_else(|| default_lun_config(&spec.dev_config));
+    let lun_cfg = opts
+        .lun
+        .unwrap_or_else(|| default_lun_config(&spec.dev_config));
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
     let shared = Arc::new(shared::DeviceShared::new(

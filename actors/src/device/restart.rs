@@ -87,8 +87,12 @@ impl RestartOnPanic {
             self.recent.pop_front();
         }
         let n = self.recent.len();
-        tracing::error!(panic = msg, recent = n, budget = self.budget.max_restarts,
-            "device actor panicked; restarting");
+        tracing::error!(
+            panic = msg,
+            recent = n,
+            budget = self.budget.max_restarts,
+            "device actor panicked; restarting"
+        );
         if n > self.budget.max_restarts as usize {
             self.shared.fail(format!(
                 "restart budget exhausted: {n} panics within {:?}; last: {msg}",

@@ -125,8 +125,10 @@ impl DeviceShared {
             self.faults.disable();
             tracing::error!(parent: &self.span, reason = self.failure().unwrap_or(""),
                 "device failed: its commands now complete with HARDWARE ERROR");
+            // Only the first time: a failure seen on every pump (a corrupt
+            // ring) must not wake the actor in a loop.
+            self.wake.notify_one();
         }
-        self.wake.notify_one();
         first
     }
 

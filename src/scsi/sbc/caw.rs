@@ -28,15 +28,11 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     if blocks == 0 {
         return Ok(Reply::None);
     }
-    let total = ext
-        .bytes
-        .checked_mul(2)
-        .ok_or(ScsiError::ParameterListLength)?;
-    let data = ctx
-        .data_out
-        .get(..total)
-        .ok_or(ScsiError::ParameterListLength)?;
-    let (verify, write) = data.split_at(ext.bytes);
+    // The data-out buffer must hold exactly the verify and the write blocks.
+    if ext.bytes.checked_mul(2) != Some(ctx.data_out.len()) {
+        return Err(ScsiError::cdb(13, 7));
+    }
+    let (verify, write) = ctx.data_out.split_at(ext.bytes);
     let fua = ctx.lun.effective_fua(&ctx.caps, c.flags() & 0x08 != 0);
     let backend = ctx.lun.backend();
     let _gate = ctx.lun.caw_gate();

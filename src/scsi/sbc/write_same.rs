@@ -51,10 +51,11 @@ fn write_same(
     let pattern = if ndob {
         zero_block = vec![0u8; bs];
         &zero_block[..]
-    } else {
+    } else if ctx.data_out.len() == bs {
         ctx.data_out
-            .get(..bs)
-            .ok_or(ScsiError::ParameterListLength)?
+    } else {
+        // The data-out buffer must be exactly one logical block.
+        return Err(ScsiError::cdb(len_byte, 7));
     };
     let fua = ctx.lun.effective_fua(&ctx.caps, false);
     let backend = ctx.lun.backend();

@@ -26,10 +26,15 @@ pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     Ok(Reply::Data(data))
 }
 
-/// START STOP UNIT: a virtual disk has no motor or medium to eject; every
-/// power condition and START/LOEJ combination succeeds.
+/// START STOP UNIT: a virtual disk has no motor; power conditions and
+/// START succeed. The medium is not removable, so LOEJ (with POWER
+/// CONDITION 0, where it is processed) is an invalid field.
 pub(crate) fn start_stop_unit(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    Spc6::parse(ctx.cdb)?;
+    let cdb = Spc6::parse(ctx.cdb)?;
+    let power_condition = cdb.byte4() >> 4;
+    if power_condition == 0 && cdb.byte4() & 0x02 != 0 {
+        return Err(ScsiError::cdb(4, 1));
+    }
     Ok(Reply::None)
 }
 
@@ -49,4 +54,19 @@ pub(crate) fn report_luns(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let mut v = vec![0u8; 16];
     v[3] = 8; // LUN LIST LENGTH: one 8-byte entry (LUN 0)
     Ok(Reply::Data(v))
+}
+
+/// SEND DIAGNOSTIC: the default self-test and the short/extended self-tests
+/// pass at once; diagnostic parameter pages are not supported.
+pub(crate) fn send_diagnostic(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    let cdb = Spc6::parse(ctx.cdb)?;
+    let self_test_code = cdb.byte1() >> 5;
+    let selftest = cdb.byte1() & 0x04 != 0;
+    if (selftest && self_test_code != 0) || matches!(self_test_code, 3 | 7) {
+        return Err(ScsiError::cdb(1, 7));
+    }
+    if cdb.byte3() != 0 || cdb.byte4() != 0 {
+        return Err(ScsiError::cdb(3, 7)); // PARAMETER LIST LENGTH
+    }
+    Ok(Reply::None)
 }
