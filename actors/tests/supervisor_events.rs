@@ -323,3 +323,36 @@ async fn without_replies_a_dev_config_change_to_a_foreign_subtype_releases_the_d
     assert_eq!(log.borrow().last(), Some(&Op::Stop(0)));
     assert!(fake.sent().is_empty());
 }
+
+#[actix::test]
+async fn rescan_serves_devices_whose_added_event_was_lost_and_does_not_retry_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let (mut f, log) = factory();
+    f.fail.push(("file//var/img".into(), libc::EIO));
+    let (fake, src) = FakeSource::new();
+    let (mut sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    sup.set_rescan_interval(std::time::Duration::from_millis(20));
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 0);
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    add_kernel_device(&cfg, 1, FILE, 1 << 20, 512); // spawn fails
+    add_kernel_device(&cfg, 2, QCOW, 1 << 20, 512); // foreign
+    for _ in 0..500 {
+        if !addr.send(ListDevices).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Several more rescans.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![0]);
+    assert_eq!(spawned_minors(&log), vec![0]);
+    let failed = log
+        .borrow()
+        .iter()
+        .filter(|o| **o == Op::SpawnFailed(1))
+        .count();
+    assert_eq!(failed, 1, "a refused device is not retried");
+    assert!(fake.sent().is_empty(), "no replies without events");
+}

@@ -14,6 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 /// How often device actors are checked for having failed for good.
 const FAILED_CHECK: Duration = Duration::from_secs(1);
+/// How often sysfs is rescanned for devices whose ADDED event was lost.
+const RESCAN: Duration = Duration::from_secs(10);
 
 pub(super) struct Managed {
     pub(super) uio: UioName,
@@ -31,6 +33,8 @@ pub struct Supervisor {
     ready: Option<oneshot::Sender<usize>>,
     ended: Option<oneshot::Sender<()>>,
     shutting_down: bool,
+    refused: HashMap<u32, String>,
+    rescan: Duration,
 }
 
 /// Raw genl payload of one kernel event (also how tests inject events directly).
@@ -79,6 +83,8 @@ impl Supervisor {
             ready: Some(ready_tx),
             ended: Some(ended_tx),
             shutting_down: false,
+            refused: HashMap::new(),
+            rescan: RESCAN,
         };
         (
             sup,
@@ -111,7 +117,7 @@ impl Supervisor {
     /// Starts a device; returns the `*_DONE` status (0 or -errno).
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
         let req = self.request(minor, &uio, adopted);
-        let (size, cfg) = (req.size_bytes, uio.dev_config.clone());
+        let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
         match self.factory.spawn(req) {
             Ok(ctl) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
@@ -127,29 +133,52 @@ impl Supervisor {
             }
             Err(e) => {
                 tracing::error!(minor, dev_config = %cfg, error = %e, "cannot serve device");
+                // The periodic rescan leaves it alone; a new ADDED event retries.
+                self.refused.insert(minor, name);
                 -e.errno.abs().max(1)
             }
         }
     }
 
-    fn adopt_existing(&mut self) -> usize {
+    /// Serves every owned TCMU device in sysfs that is not served yet. At start-up
+    /// this adopts the devices of a previous daemon; later (periodic rescan) it
+    /// catches devices whose ADDED event was lost. A device that cannot be served
+    /// is not retried until its uio name changes.
+    fn scan(&mut self, startup: bool) -> usize {
+        let found = sysfs::scan_uio(&self.cfg);
+        self.refused
+            .retain(|m, n| found.iter().any(|f| f.minor == *m && f.name == *n));
         let mut adopted = 0;
-        for found in sysfs::scan_uio(&self.cfg) {
-            match self.factory.ownership(&found.uio.dev_config) {
+        for f in found {
+            if self.devices.contains_key(&f.minor) || self.refused.get(&f.minor) == Some(&f.name) {
+                continue;
+            }
+            match self.factory.ownership(&f.uio.dev_config) {
                 Ownership::Foreign => {
-                    tracing::debug!(minor = found.minor, name = %found.name, "foreign device left alone");
+                    tracing::debug!(minor = f.minor, name = %f.name, "foreign device left alone");
                 }
                 Ownership::Invalid(why) => {
-                    tracing::error!(minor = found.minor, name = %found.name, %why, "cannot adopt device");
+                    tracing::error!(minor = f.minor, name = %f.name, %why, "cannot serve device");
                 }
                 Ownership::Ours => {
-                    if self.start_device(found.minor, found.uio, true) == 0 {
+                    if !startup {
+                        tracing::warn!(minor = f.minor, name = %f.name, "device found without an ADDED event; serving it");
+                    }
+                    if self.start_device(f.minor, f.uio, true) == 0 {
                         adopted += 1;
                     }
+                    continue;
                 }
             }
+            self.refused.insert(f.minor, f.name);
         }
         adopted
+    }
+
+    /// Sets how often sysfs is rescanned for devices whose ADDED event was lost
+    /// (default 10 s). Call before starting the actor.
+    pub fn set_rescan_interval(&mut self, every: Duration) {
+        self.rescan = every;
     }
 
     fn reply(&self, ev: &NlEvent, status: i32) -> LocalBoxFuture<'static, ()> {
@@ -188,7 +217,7 @@ impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let n = self.adopt_existing();
+        let n = self.scan(true);
         tracing::info!(adopted = n, "existing devices adopted");
         if let Some(tx) = self.ready.take() {
             let _ = tx.send(n);
@@ -197,6 +226,11 @@ impl Actor for Supervisor {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
         ctx.run_interval(FAILED_CHECK, |act, _| act.check_failed());
+        ctx.run_interval(self.rescan, |act, _| {
+            if !act.shutting_down {
+                act.scan(false);
+            }
+        });
     }
 }
 
