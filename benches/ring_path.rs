@@ -6,7 +6,14 @@
 //! ratio to memcpy of the same payload in the same run. The simulator's own
 //! work (entry placement, data copies, completion walk) is inside the
 //! measurement, as the kernel's would be. Set `TCMUD_BENCH_SECS` to change
-//! the time per row (default 1 s).
+//! the time per row (default 1 s). For instruction counts (stable on a
+//! loaded machine) set `TCMUD_BENCH_ITERS=n` to run exactly `n` batches per
+//! row instead, and `TCMUD_BENCH_ONLY=<text>` to run only the rows whose
+//! name contains it, e.g.
+//! `TCMUD_BENCH_ITERS=2000 TCMUD_BENCH_ONLY="4k read qd32" valgrind
+//! --tool=callgrind --toggle-collect='*Path*batch*' <bench binary> --bench`:
+//! the collected `Ir` divided by the commands printed is instructions per
+//! command.
 
 use std::hint::black_box;
 use std::sync::Arc;
@@ -52,6 +59,7 @@ impl Path {
     }
 
     /// Runs one batch of `qd` commands of `bytes` each; returns commands done.
+    #[inline(never)]
     fn batch(&mut self, write: bool, bytes: usize, qd: usize, payload: &[u8]) -> usize {
         let blocks = u16::try_from(bytes / BS as usize).expect("transfer fits READ(10)");
         let [bh, bl] = blocks.to_be_bytes();
@@ -115,8 +123,21 @@ fn secs() -> Duration {
     Duration::from_secs_f64(s)
 }
 
-/// Commands per second for `qd`-deep batches of `bytes`-sized commands.
-fn path_rate(write: bool, bytes: usize, qd: usize) -> f64 {
+/// Fixed number of batches per row (`TCMUD_BENCH_ITERS`), if set.
+fn iters() -> Option<usize> {
+    std::env::var("TCMUD_BENCH_ITERS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+}
+
+/// Whether the row `name` runs (`TCMUD_BENCH_ONLY` filter).
+fn selected(name: &str) -> bool {
+    std::env::var("TCMUD_BENCH_ONLY").map_or(true, |f| name.contains(&f))
+}
+
+/// Commands per second for `qd`-deep batches of `bytes`-sized commands,
+/// and the number of commands run.
+fn path_rate(write: bool, bytes: usize, qd: usize) -> (f64, usize) {
     let mut p = Path::new();
     let payload = vec![0x5au8; bytes];
     for _ in 0..8 {
@@ -124,10 +145,19 @@ fn path_rate(write: bool, bytes: usize, qd: usize) -> f64 {
     }
     let start = Instant::now();
     let mut cmds = 0usize;
-    while start.elapsed() < secs() {
-        cmds += p.batch(write, bytes, qd, &payload);
+    match iters() {
+        Some(n) => {
+            for _ in 0..n {
+                cmds += p.batch(write, bytes, qd, &payload);
+            }
+        }
+        None => {
+            while start.elapsed() < secs() {
+                cmds += p.batch(write, bytes, qd, &payload);
+            }
+        }
     }
-    cmds as f64 / start.elapsed().as_secs_f64()
+    (cmds as f64 / start.elapsed().as_secs_f64(), cmds)
 }
 
 /// Copies per second of `bytes` with a plain memcpy.
@@ -157,31 +187,42 @@ fn main() {
     }
     println!("ring path: simulator -> ring -> SCSI -> null backend, one thread");
     println!(
-        "{:<22} {:>14} {:>14} {:>10}",
-        "workload", "path", "memcpy", "ratio"
+        "{:<22} {:>14} {:>14} {:>10} {:>15}",
+        "workload", "path", "memcpy", "ratio", "commands"
     );
     for (write, name) in [(false, "read"), (true, "write")] {
         for qd in [1usize, 32] {
-            let r = path_rate(write, 4096, qd);
+            let row = format!("4k {name} qd{qd}");
+            if !selected(&row) {
+                continue;
+            }
+            let (r, n) = path_rate(write, 4096, qd);
             let m = memcpy_rate(4096);
             println!(
-                "{:<22} {:>10.0} c/s {:>10.0} c/s {:>10.3}",
-                format!("4k {name} qd{qd}"),
+                "{:<22} {:>10.0} c/s {:>10.0} c/s {:>10.3} {:>10} cmds",
+                row,
                 r,
                 m,
-                r / m
+                r / m,
+                n
             );
         }
     }
     for (write, name) in [(false, "read"), (true, "write")] {
-        let r = path_rate(write, 1 << 20, 8) * (1u64 << 20) as f64 / 1e9;
+        let row = format!("1M {name} qd8");
+        if !selected(&row) {
+            continue;
+        }
+        let (r, n) = path_rate(write, 1 << 20, 8);
+        let r = r * (1u64 << 20) as f64 / 1e9;
         let m = memcpy_rate(1 << 20) * (1u64 << 20) as f64 / 1e9;
         println!(
-            "{:<22} {:>10.2} GB/s {:>9.2} GB/s {:>10.3}",
-            format!("1M {name} qd8"),
+            "{:<22} {:>10.2} GB/s {:>9.2} GB/s {:>10.3} {:>10} cmds",
+            row,
             r,
             m,
-            r / m
+            r / m,
+            n
         );
     }
 }
