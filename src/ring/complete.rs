@@ -117,7 +117,11 @@ impl Ring {
         m.write_u8(base + HDR_UFLAGS, uflags)?;
         m.write_u8(base + RSP_SCSI_STATUS, c.status)?;
         m.write_u32(base + RSP_READ_LEN, read_len)?;
-        m.write_from(base + RSP_SENSE, &c.sense)?;
+        // The kernel reads the sense buffer only for CHECK CONDITION
+        // (`tcmu_handle_completion`): skip the 96 bytes otherwise.
+        if c.status == STATUS_CHECK_CONDITION {
+            m.write_from(base + RSP_SENSE, &c.sense)?;
+        }
         self.retire();
         Ok(())
     }

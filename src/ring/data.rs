@@ -10,14 +10,60 @@ struct Span {
     len: usize,
 }
 
+/// Spans kept inline (no allocation per command); more go to the heap.
+const INLINE_SPANS: usize = 4;
+
+/// The span list: inline for the usual few iovs (the kernel merges
+/// contiguous blocks into one iov), a `Vec` beyond.
+#[derive(Clone, Debug, PartialEq, Eq)]
+enum SpanList {
+    Inline { n: u8, arr: [Span; INLINE_SPANS] },
+    Heap(Vec<Span>),
+}
+
+impl Default for SpanList {
+    fn default() -> SpanList {
+        SpanList::Inline {
+            n: 0,
+            arr: [Span { off: 0, len: 0 }; INLINE_SPANS],
+        }
+    }
+}
+
+impl SpanList {
+    fn as_slice(&self) -> &[Span] {
+        match self {
+            SpanList::Inline { n, arr } => arr.get(..usize::from(*n)).unwrap_or(&[]),
+            SpanList::Heap(v) => v,
+        }
+    }
+
+    fn push(&mut self, s: Span) {
+        match self {
+            SpanList::Inline { n, arr } => {
+                if let Some(slot) = arr.get_mut(usize::from(*n)) {
+                    *slot = s;
+                    *n += 1;
+                } else {
+                    let mut v = Vec::with_capacity(2 * INLINE_SPANS);
+                    v.extend_from_slice(arr);
+                    v.push(s);
+                    *self = SpanList::Heap(v);
+                }
+            }
+            SpanList::Heap(v) => v.push(s),
+        }
+    }
+}
+
 /// An owned, validated list of buffers in the data area (from a command's
 /// iovs). Offsets are private: use [`Ring::read_data_out`] and
 /// [`Ring::write_data_in`], which refuse spans of a command no longer in
 /// flight (the kernel may have unmapped its pages: touching them would
-/// SIGBUS).
+/// SIGBUS). Up to four spans are stored inline (no allocation).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DataSpans {
-    spans: Vec<Span>,
+    spans: SpanList,
     total: usize,
     cmd_id: u16,
 }
@@ -40,25 +86,36 @@ impl DataSpans {
 
     /// Number of spans (iovs).
     pub fn span_count(&self) -> usize {
-        self.spans.len()
+        self.spans.as_slice().len()
+    }
+
+    /// An empty list for `cmd_id`, to fill with [`DataSpans::push_checked`].
+    pub(crate) fn for_cmd(cmd_id: u16) -> DataSpans {
+        DataSpans {
+            cmd_id,
+            ..DataSpans::default()
+        }
+    }
+
+    /// Appends a span already checked against the data area; `None` when
+    /// the total overflows. Empty spans are dropped.
+    pub(crate) fn push_checked(&mut self, off: usize, len: usize) -> Option<()> {
+        self.total = self.total.checked_add(len)?;
+        if len > 0 {
+            self.spans.push(Span { off, len });
+        }
+        Some(())
     }
 
     /// Builds from (offset, len) pairs already checked against the data
     /// area; `None` when the total overflows.
+    #[cfg(test)]
     pub(crate) fn from_checked(cmd_id: u16, pairs: Vec<(usize, usize)>) -> Option<DataSpans> {
-        let mut total = 0usize;
-        let mut spans = Vec::with_capacity(pairs.len());
+        let mut d = DataSpans::for_cmd(cmd_id);
         for (off, len) in pairs {
-            total = total.checked_add(len)?;
-            if len > 0 {
-                spans.push(Span { off, len });
-            }
+            d.push_checked(off, len)?;
         }
-        Some(DataSpans {
-            spans,
-            total,
-            cmd_id,
-        })
+        Some(d)
     }
 }
 
@@ -66,7 +123,7 @@ impl Ring {
     /// The spans' command must still be in flight: after completion the
     /// kernel may release (and unmap) its data pages.
     fn spans_live(&self, spans: &DataSpans) -> Result<(), RingError> {
-        if spans.spans.is_empty() || self.is_in_flight(spans.cmd_id) {
+        if spans.spans.as_slice().is_empty() || self.is_in_flight(spans.cmd_id) {
             Ok(())
         } else {
             Err(RingError::NotInFlight(spans.cmd_id))
@@ -88,17 +145,21 @@ impl Ring {
 
     /// Copies the initiator's data out of `spans` into `buf`; returns the
     /// bytes copied (`min(buf.len(), spans.len())`). The command must be in
-    /// flight.
+    /// flight. One `memcpy` per span: the kernel leaves an in-flight
+    /// command's data pages alone.
     pub fn read_data_out(&self, spans: &DataSpans, buf: &mut [u8]) -> Result<usize, RingError> {
         self.spans_live(spans)?;
+        let mut rest = buf;
         let mut done = 0usize;
-        for s in &spans.spans {
-            if done == buf.len() {
+        for s in spans.spans.as_slice() {
+            if rest.is_empty() {
                 break;
             }
             self.span_ok(s)?;
-            let n = s.len.min(buf.len() - done);
-            self.map().read_into(s.off, &mut buf[done..done + n])?;
+            let n = s.len.min(rest.len());
+            let (now, later) = rest.split_at_mut(n);
+            self.map().copy_out(s.off, now)?;
+            rest = later;
             done += n;
         }
         Ok(done)
@@ -106,18 +167,42 @@ impl Ring {
 
     /// Copies `buf` into the data-in `spans`; returns the bytes copied
     /// (`min(buf.len(), spans.len())`). The command must be in flight.
+    /// One `memcpy` per span.
     pub fn write_data_in(&self, spans: &DataSpans, buf: &[u8]) -> Result<usize, RingError> {
         self.spans_live(spans)?;
+        let mut rest = buf;
         let mut done = 0usize;
-        for s in &spans.spans {
-            if done == buf.len() {
+        for s in spans.spans.as_slice() {
+            if rest.is_empty() {
                 break;
             }
             self.span_ok(s)?;
-            let n = s.len.min(buf.len() - done);
-            self.map().write_from(s.off, &buf[done..done + n])?;
+            let n = s.len.min(rest.len());
+            let (now, later) = rest.split_at(n);
+            self.map().copy_in(s.off, now)?;
+            rest = later;
             done += n;
         }
         Ok(done)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spans_inline_then_heap() {
+        let pairs: Vec<(usize, usize)> = (0..9).map(|i| (i * 100, i)).collect();
+        let d = DataSpans::from_checked(3, pairs).unwrap();
+        assert_eq!(d.span_count(), 8); // the empty first span is dropped
+        assert_eq!(d.len(), (0..9).sum::<usize>());
+        assert!(matches!(d.spans, SpanList::Heap(_)));
+        let offs: Vec<usize> = d.spans.as_slice().iter().map(|s| s.off).collect();
+        assert_eq!(offs, (1..9).map(|i| i * 100).collect::<Vec<_>>());
+        let small = DataSpans::from_checked(3, vec![(8, 4), (16, 4)]).unwrap();
+        assert!(matches!(small.spans, SpanList::Inline { n: 2, .. }));
+        assert!(DataSpans::from_checked(1, vec![(0, usize::MAX), (0, 1)]).is_none());
+        assert!(DataSpans::empty().is_empty());
     }
 }

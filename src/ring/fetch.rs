@@ -179,7 +179,7 @@ impl Ring {
     fn read_iovs(&self, cmd_id: u16, at: usize, n: usize) -> Result<DataSpans, Fault> {
         let g = *self.geometry();
         let m = self.map();
-        let mut pairs = Vec::with_capacity(n.min(64));
+        let mut spans = DataSpans::for_cmd(cmd_id);
         for i in 0..n {
             let p = at + i * IOV_SIZE;
             let b = m.read_u64(p + IOV_BASE).map_err(|_| Fault::IovCount)?;
@@ -188,11 +188,13 @@ impl Ring {
                 return Err(Fault::IovOutOfBounds);
             };
             match b.checked_add(l) {
-                Some(e) if b >= g.data_off && e <= g.data_end => pairs.push((b, l)),
+                Some(e) if b >= g.data_off && e <= g.data_end => {
+                    spans.push_checked(b, l).ok_or(Fault::IovTotal)?
+                }
                 _ => return Err(Fault::IovOutOfBounds),
             }
         }
-        DataSpans::from_checked(cmd_id, pairs).ok_or(Fault::IovTotal)
+        Ok(spans)
     }
 
     fn parse_tmr(&self, off: u32, len: u32) -> Result<TmrRequest, RingError> {

@@ -240,6 +240,52 @@ impl Mapping {
         Ok(())
     }
 
+    /// Bulk copy of a data-area span into `buf` (plain `memcpy`, no volatile
+    /// semantics). Only for data buffers of a command that the peer has
+    /// handed to us and does not touch until we complete it (the kernel
+    /// copies a command's data pages before queueing it and after its
+    /// completion, never in between); mailbox and entry headers must use
+    /// the volatile accessors.
+    pub(crate) fn copy_out(&self, off: usize, buf: &mut [u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        // SAFETY: `at` checked `[off, off + buf.len())` against the live
+        // mapping (kept alive by `self.map` for this call). `buf` is our own
+        // exclusive slice and cannot overlap the shared region: the region
+        // is never exposed as a Rust reference, so no `&mut [u8]` into it
+        // exists. Bytes have no alignment requirement and every bit pattern
+        // is a valid `u8`. The peer does not write this span while we own
+        // the command (see above); should a hostile peer do so anyway, we
+        // only copy unspecified byte values, no reference into the region
+        // is formed and nothing is derived from them here.
+        unsafe { std::ptr::copy_nonoverlapping(p.cast_const(), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Bulk copy of `buf` into a data-area span (plain `memcpy`): the
+    /// counterpart of [`Mapping::copy_out`], under the same ownership rule.
+    pub(crate) fn copy_in(&self, off: usize, buf: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        // SAFETY: in bounds of the live mapping (checked by `at`); `buf` is
+        // a Rust slice, which cannot overlap the region (no reference into
+        // the region is ever formed); byte copies need no alignment. The
+        // peer does not read or write this span until we complete the
+        // command, so there is no concurrent access; the mapping is
+        // read-write (`map_raw` of a file opened read-write).
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+        Ok(())
+    }
+
+    /// Bulk fill of a data-area span with `byte` (plain `memset`), under the
+    /// ownership rule of [`Mapping::copy_out`].
+    pub(crate) fn fill_data(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
+        let p = self.at(off, len)?;
+        // SAFETY: `[off, off + len)` is inside the live, writable mapping
+        // (checked by `at`); a byte fill needs no alignment and forms no
+        // reference; the peer does not access the span meanwhile.
+        unsafe { std::ptr::write_bytes(p, byte, len) };
+        Ok(())
+    }
+
     /// Fills `len` bytes at `off` with `byte`.
     pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
         self.at(off, len)?;
@@ -296,6 +342,23 @@ mod tests {
         }
         let mut big = vec![0u8; 257];
         assert!(m.read_into(0, &mut big).is_err());
+        assert!(m.copy_out(0, &mut big).is_err());
+        assert!(m.copy_in(1, &big[..256]).is_err());
+        assert!(m.fill_data(usize::MAX, 2, 0).is_err());
+        for off in 0..9 {
+            let data: Vec<u8> = (0..100).map(|i| (i * 3 + off) as u8).collect();
+            m.copy_in(off, &data).unwrap();
+            let mut back = vec![0u8; 100];
+            m.copy_out(off, &mut back).unwrap();
+            assert_eq!(back, data);
+            m.read_into(off, &mut back).unwrap();
+            assert_eq!(back, data);
+        }
+        m.fill_data(10, 20, 0x3c).unwrap();
+        let mut back = [0u8; 22];
+        m.copy_out(9, &mut back).unwrap();
+        assert!(back[1..21].iter().all(|&b| b == 0x3c));
+        assert_ne!(back[0], 0x3c);
         m.fill(3, 50, 0xaa).unwrap();
         let mut back = [0u8; 50];
         m.read_into(3, &mut back).unwrap();

@@ -7,9 +7,70 @@
 //! written into it. This record is ours: completing never re-reads headers
 //! from shared memory.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 
 use super::error::RingError;
+
+/// Commands in flight: `cmd_id` -> sequence number of its slot, in a table
+/// indexed by id (the kernel hands out the lowest free ids, so it stays
+/// small; at most 65536 entries). O(1), no hashing, no allocation once
+/// grown.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct IdTable {
+    /// `seq + 1` per id; 0 = not in flight.
+    seq: Vec<u64>,
+    count: usize,
+}
+
+impl IdTable {
+    /// An empty table with room for ids below `n`.
+    fn with_capacity(n: usize) -> IdTable {
+        IdTable {
+            seq: Vec::with_capacity(n),
+            count: 0,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.count
+    }
+
+    fn get(&self, id: u16) -> Option<u64> {
+        match self.seq.get(usize::from(id)) {
+            Some(&s) if s != 0 => Some(s - 1),
+            _ => None,
+        }
+    }
+
+    fn contains(&self, id: u16) -> bool {
+        self.get(id).is_some()
+    }
+
+    /// Sets `id`'s sequence number; returns the previous one.
+    fn insert(&mut self, id: u16, seq: u64) -> Option<u64> {
+        let i = usize::from(id);
+        if i >= self.seq.len() {
+            self.seq.resize(i + 1, 0);
+        }
+        let old = self.get(id);
+        if old.is_none() {
+            self.count += 1;
+        }
+        if let Some(s) = self.seq.get_mut(i) {
+            *s = seq.saturating_add(1);
+        }
+        old
+    }
+
+    fn remove(&mut self, id: u16) -> Option<u64> {
+        let old = self.get(id)?;
+        if let Some(s) = self.seq.get_mut(usize::from(id)) {
+            *s = 0;
+        }
+        self.count -= 1;
+        Some(old)
+    }
+}
 
 /// State of one fetched slot.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +102,7 @@ pub(crate) struct Tracker {
     /// Sequence number of `slots[0]`.
     front_seq: u64,
     /// Commands in flight: id -> sequence number of the slot it came in.
-    in_flight: HashMap<u16, u64>,
+    in_flight: IdTable,
     /// Completion cursor (ring offset of `slots[0]`, or the fetch cursor).
     tail: u32,
 }
@@ -67,7 +128,7 @@ impl Tracker {
 
     /// True when `id` is in flight.
     pub fn is_in_flight(&self, id: u16) -> bool {
-        self.in_flight.contains_key(&id)
+        self.in_flight.contains(id)
     }
 
     /// Records a fetched slot. A `Pending(id)` slot puts `id` in flight.
@@ -84,7 +145,7 @@ impl Tracker {
     /// unanswered slot (the kernel reads the id from it); in order, it is
     /// the command's own slot. Returns the slot's ring offset and length.
     pub fn take_slot(&mut self, id: u16, ooo: bool) -> Result<(u32, u32), RingError> {
-        let seq = *self.in_flight.get(&id).ok_or(RingError::NotInFlight(id))?;
+        let seq = self.in_flight.get(id).ok_or(RingError::NotInFlight(id))?;
         let idx = if ooo {
             self.slots
                 .iter()
@@ -102,7 +163,7 @@ impl Tracker {
             return Err(RingError::Internal("completion slot not pending"));
         }
         slot.state = SlotState::Done;
-        self.in_flight.remove(&id);
+        self.in_flight.remove(id);
         Ok((slot.off, slot.len))
     }
 
@@ -135,7 +196,7 @@ impl Tracker {
                 _ => None,
             })
             .collect();
-        let mut map = HashMap::with_capacity(ids.len());
+        let mut map = IdTable::with_capacity(ids.len());
         if ooo {
             if ids.len() != pending.len() {
                 return Err(RingError::Internal(
@@ -158,7 +219,7 @@ impl Tracker {
             // Slots whose command is not listed were answered before.
             for (i, s) in self.slots.iter_mut().enumerate() {
                 if let SlotState::Pending(id) = s.state {
-                    if map.get(&id) != Some(&(self.front_seq + i as u64)) {
+                    if map.get(id) != Some(self.front_seq + i as u64) {
                         s.state = SlotState::Done;
                     }
                 }

@@ -1,16 +1,27 @@
 //! Completion processing, as `tcmu_handle_completions` /
 //! `tcmu_handle_completion` do it.
 
-use super::kernel::{KernelSim, SimCmd};
-use super::{SimCompletion, SimDir, SimError};
+use super::blocks::runs;
+use super::kernel::{KernelSim, SimCmd, Xfer};
+use super::{SimCompletion, SimCompletionRef, SimError};
 use crate::ring::layout::*;
 use crate::ring::STATUS_CHECK_CONDITION;
 
 /// What one command slot turned into.
 enum Outcome {
-    Done(SimCompletion),
+    Done,
     Expired,
     Broken,
+}
+
+/// The response fields of one completion, before the callback sees them.
+struct Rsp {
+    cmd_id: u16,
+    status: u8,
+    sense: Option<[u8; SENSE_BUFFER_SIZE]>,
+    data_len: usize,
+    read_len: Option<u32>,
+    unknown_op: bool,
 }
 
 impl KernelSim {
@@ -25,21 +36,34 @@ impl KernelSim {
     /// entry the kernel could not walk). Once BROKEN, returns nothing more.
     pub fn process_completions(&mut self) -> Result<Vec<SimCompletion>, SimError> {
         let mut out = Vec::new();
+        self.process_completions_with(|c| out.push(c.to_completion()))?;
+        Ok(out)
+    }
+
+    /// [`KernelSim::process_completions`] without allocating: each
+    /// completion goes to `f`, its data-in gathered (one copy, as the
+    /// kernel copies into the initiator's scatter list) into a buffer the
+    /// simulator reuses. Returns how many completions were reported.
+    pub fn process_completions_with<F>(&mut self, mut f: F) -> Result<usize, SimError>
+    where
+        F: FnMut(&SimCompletionRef<'_>),
+    {
+        let mut n = 0usize;
         if self.broken.is_some() {
-            return Ok(out);
+            return Ok(n);
         }
         let size = self.cfg.cmdr_size;
         let tail = self.map.load_u32_acquire(MB_CMD_TAIL)?;
         if tail >= size || tail % 8 != 0 {
             self.mark_broken(format!("cmd_tail {tail} outside the ring"));
-            return Ok(out);
+            return Ok(n);
         }
         let dist = |from: u32, to: u32| {
             ((u64::from(to) + u64::from(size) - u64::from(from)) % u64::from(size)) as u32
         };
         if dist(self.last_cleaned, tail) > dist(self.last_cleaned, self.head) {
             self.mark_broken(format!("cmd_tail {tail} beyond cmd_head {}", self.head));
-            return Ok(out);
+            return Ok(n);
         }
         // Each step moves last_cleaned forward by >= 8 without passing the
         // tail (checked below), so this terminates.
@@ -51,47 +75,64 @@ impl KernelSim {
                     "entry at {} has length {len} (tail {tail})",
                     self.last_cleaned
                 ));
-                return Ok(out);
+                return Ok(n);
             }
             if op != OP_PAD && op != OP_TMR {
-                match self.complete_one(at)? {
-                    Outcome::Done(c) => out.push(c),
+                match self.complete_one(at, &mut f)? {
+                    Outcome::Done => n += 1,
                     Outcome::Expired => {}
-                    Outcome::Broken => return Ok(out),
+                    Outcome::Broken => return Ok(n),
                 }
             }
             self.last_cleaned = (self.last_cleaned + len) % size;
         }
-        Ok(out)
+        Ok(n)
     }
 
-    /// One command slot: look up its id, gather data, free the command.
-    fn complete_one(&mut self, at: usize) -> Result<Outcome, SimError> {
+    /// One command slot: look up its id, gather data, report, free the
+    /// command.
+    fn complete_one<F>(&mut self, at: usize, f: &mut F) -> Result<Outcome, SimError>
+    where
+        F: FnMut(&SimCompletionRef<'_>),
+    {
         let id = self.map.read_u16(at + HDR_CMD_ID)?;
-        let Some(cmd) = self.cmds.remove(&id) else {
+        let Some(cmd) = self.take_cmd(id) else {
             self.mark_broken(format!("cmd_id {id} not found, ring is broken"));
             return Ok(Outcome::Broken);
         };
         let slot = (at - MAILBOX_SIZE) as u32;
         if self.cfg.flags & CAP_OOOC == 0 && slot != cmd.slot {
-            self.blocks.free(&cmd.blocks);
+            let queued = cmd.slot;
+            self.release(cmd);
             self.mark_broken(format!(
-                "cmd_id {id} answered in slot {slot}, queued in slot {}, without CAP_OOOC",
-                cmd.slot
+                "cmd_id {id} answered in slot {slot}, queued in slot {queued}, without CAP_OOOC"
             ));
             return Ok(Outcome::Broken);
         }
         if cmd.expired {
             // Already failed to the initiator by the timer: only reclaim.
-            self.blocks.free(&cmd.blocks);
+            self.release(cmd);
             return Ok(Outcome::Expired);
         }
         let uflags = self.map.read_u8(at + HDR_UFLAGS)?;
         let status = self.map.read_u8(at + RSP_SCSI_STATUS)?;
         let read_len = self.map.read_u32(at + RSP_READ_LEN)?;
-        let c = self.gather(at, id, &cmd, uflags, status, read_len)?;
-        self.blocks.free(&cmd.blocks);
-        Ok(Outcome::Done(c))
+        let mut data = std::mem::take(&mut self.data_buf);
+        let r = self.gather(at, id, &cmd, uflags, status, read_len, &mut data);
+        self.release(cmd);
+        let r = r.map(|rsp| {
+            f(&SimCompletionRef {
+                cmd_id: rsp.cmd_id,
+                status: rsp.status,
+                sense: rsp.sense.as_ref().map_or(&[][..], |s| &s[..]),
+                data_in: data.get(..rsp.data_len).unwrap_or(&[]),
+                read_len: rsp.read_len,
+                unknown_op: rsp.unknown_op,
+            })
+        });
+        self.data_buf = data;
+        r?;
+        Ok(Outcome::Done)
     }
 
     /// Times a command out like the kernel's command timer
@@ -101,7 +142,7 @@ impl KernelSim {
     /// initiator saw, or `None` if `cmd_id` is not outstanding or already
     /// expired.
     pub fn time_out(&mut self, cmd_id: u16) -> Option<SimCompletion> {
-        let cmd = self.cmds.get_mut(&cmd_id).filter(|c| !c.expired)?;
+        let cmd = self.cmd_mut(cmd_id).filter(|c| !c.expired)?;
         cmd.expired = true;
         Some(SimCompletion {
             cmd_id,
@@ -113,6 +154,9 @@ impl KernelSim {
         })
     }
 
+    /// Reads the response and copies the data-in into `data` (grown as
+    /// needed, never shrunk).
+    #[allow(clippy::too_many_arguments)]
     fn gather(
         &self,
         at: usize,
@@ -121,12 +165,13 @@ impl KernelSim {
         uflags: u8,
         status: u8,
         read_len: u32,
-    ) -> Result<SimCompletion, SimError> {
-        let mut c = SimCompletion {
+        data: &mut Vec<u8>,
+    ) -> Result<Rsp, SimError> {
+        let mut c = Rsp {
             cmd_id,
             status,
-            sense: Vec::new(),
-            data_in: Vec::new(),
+            sense: None,
+            data_len: 0,
             read_len: None,
             unknown_op: false,
         };
@@ -135,18 +180,20 @@ impl KernelSim {
             c.unknown_op = true;
             return Ok(c);
         }
-        let (blocks, full_len) = match &cmd.dir {
-            SimDir::In(n) => (&cmd.blocks[..], *n),
+        let blocks = cmd.blocks.as_slice();
+        let (blocks, full_len) = match cmd.xfer {
+            Xfer::In(n) => (blocks, n),
             // The kernel gathers a bidi command's data-in with read_len =
             // se_cmd->data_length, the data-OUT length.
-            SimDir::Bidi { out, in_len } => {
-                (&cmd.blocks[cmd.main_blocks..], (*in_len).min(out.len()))
-            }
-            SimDir::None | SimDir::Out(_) => (&cmd.blocks[..0], 0),
+            Xfer::Bidi { out_len, in_len } => (
+                blocks.get(cmd.main_blocks..).unwrap_or(&[]),
+                in_len.min(out_len),
+            ),
+            Xfer::None | Xfer::Out => (&blocks[..0], 0),
         };
         let mut len = full_len;
         let honour_read_len = self.cfg.flags & CAP_READ_LEN != 0;
-        if matches!(cmd.dir, SimDir::In(_))
+        if matches!(cmd.xfer, Xfer::In(_))
             && honour_read_len
             && uflags & UFLAG_READ_LEN != 0
             && read_len != 0
@@ -155,19 +202,24 @@ impl KernelSim {
             c.read_len = Some(len as u32);
         }
         if status == STATUS_CHECK_CONDITION {
-            let mut sense = vec![0u8; SENSE_BUFFER_SIZE];
+            let mut sense = [0u8; SENSE_BUFFER_SIZE];
             self.map.read_into(at + RSP_SENSE, &mut sense)?;
-            c.sense = sense;
+            c.sense = Some(sense);
             if c.read_len.is_none() {
                 return Ok(c);
             }
         }
-        let bs = self.blocks.size();
-        let mut data = vec![0u8; len];
-        for (b, chunk) in blocks.iter().zip(data.chunks_mut(bs)) {
-            self.map.read_into(self.data_off + b * bs, chunk)?;
+        if data.len() < len {
+            data.resize(len, 0);
         }
-        c.data_in = data;
+        let mut dst = data.get_mut(..len).unwrap_or(&mut []);
+        let bs = self.blocks.size();
+        for (off, n) in runs(self.data_off, bs, blocks, len) {
+            let (now, rest) = dst.split_at_mut(n.min(dst.len()));
+            self.map.copy_out(off, now)?;
+            dst = rest;
+        }
+        c.data_len = len;
         Ok(c)
     }
 }

@@ -1,6 +1,5 @@
 //! [`KernelSim`]: region set-up and command queueing (`queue_cmd_ring`).
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::Duration;
@@ -10,8 +9,8 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
-use super::blocks::{iovs, Blocks};
-use super::{SimConfig, SimDevice, SimDir, SimError};
+use super::blocks::{iovs_into, Bitmap, Blocks};
+use super::{SimConfig, SimDevice, SimDirRef, SimError};
 use crate::ring::layout::*;
 use crate::ring::mapping::Mapping;
 use crate::ring::TmrType;
@@ -22,11 +21,24 @@ pub(crate) const MAX_CMDR_SIZE: u32 = 64 << 20;
 /// Poison written into fresh data-in buffers, so unwritten data shows.
 pub(crate) const DATA_IN_POISON: u8 = 0xa5;
 
+/// Data direction of a queued command, without its bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Xfer {
+    /// No data.
+    None,
+    /// Data-out only.
+    Out,
+    /// Data-in of this many bytes.
+    In(usize),
+    /// Bidirectional: data-out length, data-in length.
+    Bidi { out_len: usize, in_len: usize },
+}
+
 /// Kernel-side state of one queued command (the kernel never re-reads this
 /// from the ring: userspace may have reused the slot).
 #[derive(Debug, Clone)]
 pub(crate) struct SimCmd {
-    pub dir: SimDir,
+    pub xfer: Xfer,
     /// Data blocks: the first `main_blocks` hold data-out/in, the rest bidi.
     pub blocks: Vec<usize>,
     pub main_blocks: usize,
@@ -47,8 +59,20 @@ pub struct KernelSim {
     kicks: u32,
     pub(crate) head: u32,
     pub(crate) last_cleaned: u32,
-    pub(crate) cmds: BTreeMap<u16, SimCmd>,
+    /// Outstanding commands, indexed by `cmd_id`.
+    pub(crate) cmds: Vec<Option<SimCmd>>,
+    /// Ids in use (bit 0 always set: id 0 is never handed out).
+    ids: Bitmap,
     pub(crate) blocks: Blocks,
+    /// Block lists of completed commands, reused by later ones.
+    pub(crate) spare_blocks: Vec<Vec<usize>>,
+    /// Scratch iov list of the entry being built.
+    iov_buf: Vec<(u64, u64)>,
+    /// Gathered data-in of the completion being reported (the initiator's
+    /// scatter list), reused.
+    pub(crate) data_buf: Vec<u8>,
+    /// Fill fresh data-in buffers with [`DATA_IN_POISON`].
+    poison: bool,
     pub(crate) broken: Option<String>,
     /// Ring offset and length of the last entry written.
     pub(crate) last_entry: Option<(u32, u32)>,
@@ -99,8 +123,17 @@ impl KernelSim {
             kicks: 0,
             head: 0,
             last_cleaned: 0,
-            cmds: BTreeMap::new(),
+            cmds: Vec::new(),
+            ids: {
+                let mut ids = Bitmap::new(1 << 16);
+                ids.set(0);
+                ids
+            },
             blocks: Blocks::new(cfg.data_size / cfg.data_block, cfg.data_block),
+            spare_blocks: Vec::new(),
+            iov_buf: Vec::new(),
+            data_buf: Vec::new(),
+            poison: true,
             broken: None,
             last_entry: None,
         };
@@ -146,12 +179,44 @@ impl KernelSim {
 
     /// Commands queued and not completed.
     pub fn outstanding(&self) -> usize {
-        self.cmds.len()
+        self.ids.ones() - 1
     }
 
     /// Ids of the outstanding commands, ascending.
     pub fn outstanding_ids(&self) -> Vec<u16> {
-        self.cmds.keys().copied().collect()
+        self.ids
+            .iter_ones()
+            .filter_map(|i| u16::try_from(i).ok())
+            .filter(|&i| i != 0)
+            .collect()
+    }
+
+    /// Whether fresh data-in buffers are filled with 0xa5 (the default) so
+    /// that data userspace did not write shows. The kernel does not do
+    /// this; benchmarks turn it off.
+    pub fn set_poison_data_in(&mut self, on: bool) {
+        self.poison = on;
+    }
+
+    /// The outstanding command `id`, taken out of the table.
+    pub(crate) fn take_cmd(&mut self, id: u16) -> Option<SimCmd> {
+        let cmd = self.cmds.get_mut(usize::from(id)).and_then(Option::take)?;
+        self.ids.clear(usize::from(id));
+        Some(cmd)
+    }
+
+    /// The outstanding command `id`.
+    pub(crate) fn cmd_mut(&mut self, id: u16) -> Option<&mut SimCmd> {
+        self.cmds.get_mut(usize::from(id)).and_then(Option::as_mut)
+    }
+
+    /// Frees a finished command's blocks and keeps its block list for reuse.
+    pub(crate) fn release(&mut self, mut cmd: SimCmd) {
+        self.blocks.free(&cmd.blocks);
+        cmd.blocks.clear();
+        if self.spare_blocks.len() < 1024 {
+            self.spare_blocks.push(cmd.blocks);
+        }
     }
 
     /// Data blocks in use.
@@ -214,51 +279,97 @@ impl KernelSim {
 
     /// Lowest free id in 1..=65535 (the kernel's `xa_alloc`).
     fn alloc_id(&self) -> Option<u16> {
-        let mut want: u16 = 1;
-        for &id in self.cmds.keys() {
-            if id != want {
-                break;
-            }
-            want = want.checked_add(1)?;
-        }
-        Some(want)
+        self.ids
+            .first_zero_from(1)
+            .and_then(|i| u16::try_from(i).ok())
     }
 
     /// Queues a SCSI command like `queue_cmd_ring`; returns its `cmd_id`.
     /// Does not kick: call [`KernelSim::kick`].
-    pub fn submit(&mut self, cdb: &[u8], dir: SimDir) -> Result<u16, SimError> {
+    pub fn submit(&mut self, cdb: &[u8], dir: super::SimDir) -> Result<u16, SimError> {
+        self.submit_ref(cdb, dir.as_dir_ref())
+    }
+
+    /// [`KernelSim::submit`] with borrowed data-out bytes: copies them into
+    /// the data area (the kernel's one copy) and allocates nothing once
+    /// warmed up.
+    pub fn submit_ref(&mut self, cdb: &[u8], dir: SimDirRef<'_>) -> Result<u16, SimError> {
         self.check_broken()?;
         let op = *cdb.first().ok_or(SimError::BadCdb)?;
         let cdb_len = cdb_len(op, cdb.get(7).copied().unwrap_or(0));
         if cdb.len() < cdb_len || cdb_len > MAX_CDB_LEN {
             return Err(SimError::BadCdb);
         }
-        let (main_len, bidi_len) = match &dir {
-            SimDir::None => (0, 0),
-            SimDir::Out(v) => (v.len(), 0),
-            SimDir::In(n) => (*n, 0),
-            SimDir::Bidi { out, in_len } => (out.len(), *in_len),
+        let (main_len, bidi_len, xfer) = match dir {
+            SimDirRef::None => (0, 0, Xfer::None),
+            SimDirRef::Out(v) => (v.len(), 0, Xfer::Out),
+            SimDirRef::In(n) => (n, 0, Xfer::In(n)),
+            SimDirRef::Bidi { out, in_len } => (
+                out.len(),
+                in_len,
+                Xfer::Bidi {
+                    out_len: out.len(),
+                    in_len,
+                },
+            ),
         };
         let main_blocks = self.blocks.needed(main_len);
         let nblocks = main_blocks + self.blocks.needed(bidi_len);
         if nblocks > self.blocks.count() {
             return Err(SimError::TooBig);
         }
-        let blocks = self.blocks.find(nblocks).ok_or(SimError::Full)?;
-        let bs = self.blocks.size();
-        let main_iovs = iovs(self.data_off, bs, &blocks[..main_blocks], main_len);
-        let bidi_iovs = iovs(self.data_off, bs, &blocks[main_blocks..], bidi_len);
-        let base = base_cmd_size(main_iovs.len() + bidi_iovs.len());
-        let cmd_size = base + align8(cdb_len);
-        if cmd_size > self.cfg.cmdr_size as usize / 2 {
-            return Err(SimError::TooBig);
-        }
-        if !self.ring_space_for(cmd_size) {
+        let mut blocks = self.spare_blocks.pop().unwrap_or_default();
+        if !self.blocks.find_into(nblocks, &mut blocks) {
+            self.spare_blocks.push(blocks);
             return Err(SimError::Full);
         }
-        let cmd_id = self.alloc_id().ok_or(SimError::Full)?;
+        let bs = self.blocks.size();
+        let mut iov = std::mem::take(&mut self.iov_buf);
+        iov.clear();
+        let (main_bl, bidi_bl) = blocks.split_at(main_blocks);
+        let n_main = iovs_into(self.data_off, bs, main_bl, main_len, &mut iov);
+        iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        let r = self.place(cdb, cdb_len, dir, xfer, blocks, main_blocks, &iov, n_main);
+        self.iov_buf = iov;
+        r
+    }
+
+    /// Second half of [`KernelSim::submit_ref`]: checks ring space, copies
+    /// data, writes the entry and publishes the head. On error `blocks`
+    /// goes back to the spare lists and nothing is marked.
+    #[allow(clippy::too_many_arguments)]
+    fn place(
+        &mut self,
+        cdb: &[u8],
+        cdb_len: usize,
+        dir: SimDirRef<'_>,
+        xfer: Xfer,
+        blocks: Vec<usize>,
+        main_blocks: usize,
+        iov: &[(u64, u64)],
+        n_main: usize,
+    ) -> Result<u16, SimError> {
+        let base = base_cmd_size(iov.len());
+        let cmd_size = base + align8(cdb_len);
+        let cmd_id = if cmd_size > self.cfg.cmdr_size as usize / 2 {
+            Err(SimError::TooBig)
+        } else if !self.ring_space_for(cmd_size) {
+            Err(SimError::Full)
+        } else {
+            self.alloc_id().ok_or(SimError::Full)
+        };
+        let cmd_id = match cmd_id {
+            Ok(id) => id,
+            Err(e) => {
+                let mut blocks = blocks;
+                blocks.clear();
+                self.spare_blocks.push(blocks);
+                return Err(e);
+            }
+        };
         self.blocks.take(&blocks);
-        self.fill_data(&dir, &blocks[..main_blocks], &blocks[main_blocks..])?;
+        let (main_iovs, bidi_iovs) = iov.split_at(n_main.min(iov.len()));
+        self.fill_data(dir, main_iovs, bidi_iovs)?;
 
         let slot = self.insert_padding(cmd_size)?;
         let at = MAILBOX_SIZE + slot as usize;
@@ -268,7 +379,7 @@ impl KernelSim {
         m.write_u16(at + HDR_CMD_ID, cmd_id)?;
         m.write_u32(at + REQ_IOV_CNT, main_iovs.len() as u32)?;
         m.write_u32(at + REQ_IOV_BIDI_CNT, bidi_iovs.len() as u32)?;
-        for (i, (b, l)) in main_iovs.iter().chain(bidi_iovs.iter()).enumerate() {
+        for (i, (b, l)) in iov.iter().enumerate() {
             m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_BASE, *b)?;
             m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_LEN, *l)?;
         }
@@ -276,40 +387,54 @@ impl KernelSim {
         m.write_u64(at + REQ_CDB_OFF, cdb_off as u64)?;
         m.write_from(cdb_off, &cdb[..cdb_len])?;
         self.publish_head(slot + cmd_size as u32)?;
-        self.cmds.insert(
-            cmd_id,
-            SimCmd {
-                dir,
+        let idx = usize::from(cmd_id);
+        if self.cmds.len() <= idx {
+            self.cmds.resize(idx + 1, None);
+        }
+        if let Some(e) = self.cmds.get_mut(idx) {
+            *e = Some(SimCmd {
+                xfer,
                 blocks,
                 main_blocks,
                 slot,
                 expired: false,
-            },
-        );
+            });
+        }
+        self.ids.set(idx);
         self.last_entry = Some((slot, cmd_size as u32));
         Ok(cmd_id)
     }
 
-    /// Places data-out bytes in their blocks; poisons data-in blocks.
-    fn fill_data(&self, dir: &SimDir, main: &[usize], bidi: &[usize]) -> Result<(), SimError> {
-        let bs = self.blocks.size();
-        let put = |blocks: &[usize], data: &[u8]| -> Result<(), SimError> {
-            for (b, chunk) in blocks.iter().zip(data.chunks(bs)) {
-                self.map.write_from(self.data_off + b * bs, chunk)?;
+    /// Copies data-out bytes into their iovs (one `memcpy` per iov, like
+    /// the kernel's sg copy); poisons data-in iovs unless turned off.
+    fn fill_data(
+        &self,
+        dir: SimDirRef<'_>,
+        main: &[(u64, u64)],
+        bidi: &[(u64, u64)],
+    ) -> Result<(), SimError> {
+        let put = |iovs: &[(u64, u64)], mut data: &[u8]| -> Result<(), SimError> {
+            for &(off, len) in iovs {
+                let (now, rest) = data.split_at((len as usize).min(data.len()));
+                self.map.copy_in(off as usize, now)?;
+                data = rest;
             }
             Ok(())
         };
-        let poison = |blocks: &[usize]| -> Result<(), SimError> {
-            for b in blocks {
-                self.map.fill(self.data_off + b * bs, bs, DATA_IN_POISON)?;
+        let poison = |iovs: &[(u64, u64)]| -> Result<(), SimError> {
+            if self.poison {
+                for &(off, len) in iovs {
+                    self.map
+                        .fill_data(off as usize, len as usize, DATA_IN_POISON)?;
+                }
             }
             Ok(())
         };
         match dir {
-            SimDir::None => Ok(()),
-            SimDir::Out(v) => put(main, v),
-            SimDir::In(_) => poison(main),
-            SimDir::Bidi { out, .. } => {
+            SimDirRef::None => Ok(()),
+            SimDirRef::Out(v) => put(main, v),
+            SimDirRef::In(_) => poison(main),
+            SimDirRef::Bidi { out, .. } => {
                 put(main, out)?;
                 poison(bidi)
             }

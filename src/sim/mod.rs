@@ -116,6 +116,40 @@ pub enum SimDir {
     },
 }
 
+impl SimDir {
+    /// The borrowed form [`KernelSim::submit_ref`] takes.
+    pub fn as_dir_ref(&self) -> SimDirRef<'_> {
+        match self {
+            SimDir::None => SimDirRef::None,
+            SimDir::Out(v) => SimDirRef::Out(v),
+            SimDir::In(n) => SimDirRef::In(*n),
+            SimDir::Bidi { out, in_len } => SimDirRef::Bidi {
+                out,
+                in_len: *in_len,
+            },
+        }
+    }
+}
+
+/// [`SimDir`] with borrowed data-out bytes, for [`KernelSim::submit_ref`]
+/// (no copy besides the one into the data area).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SimDirRef<'a> {
+    /// No data.
+    None,
+    /// Data-out bytes.
+    Out(&'a [u8]),
+    /// Data-in of this many bytes.
+    In(usize),
+    /// Bidirectional: data-out bytes, and a data-in buffer of `in_len`.
+    Bidi {
+        /// Data-out bytes.
+        out: &'a [u8],
+        /// Data-in length.
+        in_len: usize,
+    },
+}
+
 /// The file and event fd a [`crate::ring::Ring`] is built from:
 /// `Ring::from_parts(&dev.map, dev.len, dev.event_fd)`.
 #[derive(Debug)]
@@ -145,6 +179,39 @@ pub struct SimCompletion {
     pub read_len: Option<u32>,
     /// Userspace set UNKNOWN_OP.
     pub unknown_op: bool,
+}
+
+/// A completion as [`KernelSim::process_completions_with`] reports it: the
+/// fields of [`SimCompletion`], borrowing the simulator's buffers (valid for
+/// the callback only).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SimCompletionRef<'a> {
+    /// The completed command.
+    pub cmd_id: u16,
+    /// SCSI status as the initiator sees it.
+    pub status: u8,
+    /// The 96-byte sense buffer for CHECK CONDITION, empty otherwise.
+    pub sense: &'a [u8],
+    /// Data-in bytes transferred to the initiator.
+    pub data_in: &'a [u8],
+    /// The length completed with when READ_LEN was honoured.
+    pub read_len: Option<u32>,
+    /// Userspace set UNKNOWN_OP.
+    pub unknown_op: bool,
+}
+
+impl SimCompletionRef<'_> {
+    /// An owned copy.
+    pub fn to_completion(&self) -> SimCompletion {
+        SimCompletion {
+            cmd_id: self.cmd_id,
+            status: self.status,
+            sense: self.sense.to_vec(),
+            data_in: self.data_in.to_vec(),
+            read_len: self.read_len,
+            unknown_op: self.unknown_op,
+        }
+    }
 }
 
 /// Errors of the simulator.
