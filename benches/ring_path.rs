@@ -3,7 +3,11 @@
 //!
 //! `cargo bench --bench ring_path` prints one table: 4 KiB READ/WRITE at
 //! queue depth 1 and 32 (commands/s) and 1 MiB READ/WRITE (GB/s) with the
-//! ratio to memcpy of the same payload in the same run. The simulator's own
+//! ratio to memcpy of the same payload in the same run. Rates are given per
+//! elapsed second and per second of the thread's CPU time (from
+//! `/proc/thread-self/schedstat`), which holds up on a loaded machine; the
+//! ratio uses CPU time. `TCMUD_BENCH_QD_1M` sets the queue depth of the
+//! 1 MiB rows (default 8; the data area working set is that many MiB). The simulator's own
 //! work (entry placement, data copies, completion walk) is inside the
 //! measurement, as the kernel's would be. Set `TCMUD_BENCH_SECS` to change
 //! the time per row (default 1 s). For instruction counts (stable on a
@@ -148,45 +152,73 @@ fn selected(name: &str) -> bool {
     std::env::var("TCMUD_BENCH_ONLY").map_or(true, |f| name.contains(&f))
 }
 
-/// Commands per second for `qd`-deep batches of `bytes`-sized commands,
-/// and the number of commands run.
-fn path_rate(write: bool, bytes: usize, qd: usize) -> (f64, usize) {
+/// This thread's time on a CPU (`/proc/thread-self/schedstat`, ns), so
+/// rates stay meaningful on a loaded machine; `None` where unavailable.
+fn cpu_time() -> Option<Duration> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns = text.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
+}
+
+/// A rate per wall second and per CPU second of this thread.
+#[derive(Clone, Copy)]
+struct Rate {
+    wall: f64,
+    cpu: f64,
+    count: usize,
+}
+
+/// Times `step` (which returns how many items it did) for the configured
+/// time or number of iterations.
+fn measure(mut step: impl FnMut() -> usize) -> Rate {
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let mut count = 0usize;
+    match iters() {
+        Some(n) => {
+            for _ in 0..n {
+                count += step();
+            }
+        }
+        None => {
+            while start.elapsed() < secs() {
+                count += step();
+            }
+        }
+    }
+    let wall = start.elapsed().as_secs_f64();
+    let cpu = match (cpu0, cpu_time()) {
+        (Some(a), Some(b)) if b > a => (b - a).as_secs_f64(),
+        _ => wall,
+    };
+    Rate {
+        wall: count as f64 / wall,
+        cpu: count as f64 / cpu,
+        count,
+    }
+}
+
+/// Commands per second for `qd`-deep batches of `bytes`-sized commands.
+fn path_rate(write: bool, bytes: usize, qd: usize) -> Rate {
     let mut p = Path::new();
     let payload = vec![0x5au8; bytes];
     for _ in 0..8 {
         p.batch(write, bytes, qd, &payload);
     }
-    let start = Instant::now();
-    let mut cmds = 0usize;
-    match iters() {
-        Some(n) => {
-            for _ in 0..n {
-                cmds += p.batch(write, bytes, qd, &payload);
-            }
-        }
-        None => {
-            while start.elapsed() < secs() {
-                cmds += p.batch(write, bytes, qd, &payload);
-            }
-        }
-    }
-    (cmds as f64 / start.elapsed().as_secs_f64(), cmds)
+    measure(|| p.batch(write, bytes, qd, &payload))
 }
 
 /// Copies per second of `bytes` with a plain memcpy.
-fn memcpy_rate(bytes: usize) -> f64 {
+fn memcpy_rate(bytes: usize) -> Rate {
     let src = vec![0x5au8; bytes];
     let mut dst = vec![0u8; bytes];
-    let start = Instant::now();
-    let mut n = 0usize;
-    while start.elapsed() < secs() {
+    measure(|| {
         for _ in 0..16 {
             dst.copy_from_slice(black_box(&src));
             black_box(&mut dst);
         }
-        n += 16;
-    }
-    n as f64 / start.elapsed().as_secs_f64()
+        16
+    })
 }
 
 fn main() {
@@ -199,9 +231,10 @@ fn main() {
         return;
     }
     println!("ring path: simulator -> ring -> SCSI -> null backend, one thread");
+    println!("(cpu = per second of this thread's CPU time, wall = per elapsed second)");
     println!(
-        "{:<22} {:>14} {:>14} {:>10} {:>15}",
-        "workload", "path", "memcpy", "ratio", "commands"
+        "{:<14} {:>14} {:>14} {:>14} {:>8} {:>9}",
+        "workload", "path wall", "path cpu", "memcpy cpu", "ratio", "commands"
     );
     for (write, name) in [(false, "read"), (true, "write")] {
         for qd in [1usize, 32] {
@@ -209,33 +242,40 @@ fn main() {
             if !selected(&row) {
                 continue;
             }
-            let (r, n) = path_rate(write, 4096, qd);
+            let r = path_rate(write, 4096, qd);
             let m = memcpy_rate(4096);
             println!(
-                "{:<22} {:>10.0} c/s {:>10.0} c/s {:>10.3} {:>10} cmds",
+                "{:<14} {:>10.0} c/s {:>10.0} c/s {:>10.0} c/s {:>8.3} {:>9}",
                 row,
-                r,
-                m,
-                r / m,
-                n
+                r.wall,
+                r.cpu,
+                m.cpu,
+                r.cpu / m.cpu,
+                r.count
             );
         }
     }
+    let gb = (1u64 << 20) as f64 / 1e9;
+    let qd_1m = std::env::var("TCMUD_BENCH_QD_1M")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|&q| (1..=64).contains(&q))
+        .unwrap_or(8);
     for (write, name) in [(false, "read"), (true, "write")] {
-        let row = format!("1M {name} qd8");
+        let row = format!("1M {name} qd{qd_1m}");
         if !selected(&row) {
             continue;
         }
-        let (r, n) = path_rate(write, 1 << 20, 8);
-        let r = r * (1u64 << 20) as f64 / 1e9;
-        let m = memcpy_rate(1 << 20) * (1u64 << 20) as f64 / 1e9;
+        let r = path_rate(write, 1 << 20, qd_1m);
+        let m = memcpy_rate(1 << 20);
         println!(
-            "{:<22} {:>10.2} GB/s {:>9.2} GB/s {:>10.3} {:>10} cmds",
+            "{:<14} {:>9.2} GB/s {:>9.2} GB/s {:>9.2} GB/s {:>8.3} {:>9}",
             row,
-            r,
-            m,
-            r / m,
-            n
+            r.wall * gb,
+            r.cpu * gb,
+            m.cpu * gb,
+            r.cpu / m.cpu,
+            r.count
         );
     }
 }
