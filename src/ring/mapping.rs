@@ -85,8 +85,14 @@ impl Mapping {
         Ok(self.read_array::<1>(off)?[0])
     }
 
-    /// Reads a native-endian u16.
+    /// Reads a native-endian u16 (one volatile load when 2-aligned).
     pub(crate) fn read_u16(&self, off: usize) -> Result<u16, RingError> {
+        let p = self.at(off, 2)?;
+        if (p as usize) % 2 == 0 {
+            // SAFETY: in bounds (checked by `at`), 2-aligned (checked just
+            // above), and a volatile load forms no reference.
+            return Ok(unsafe { p.cast::<u16>().read_volatile() });
+        }
         Ok(u16::from_ne_bytes(self.read_array(off)?))
     }
 
@@ -117,8 +123,15 @@ impl Mapping {
         self.write_array(off, &[v])
     }
 
-    /// Writes a native-endian u16.
+    /// Writes a native-endian u16 (one volatile store when 2-aligned).
     pub(crate) fn write_u16(&self, off: usize, v: u16) -> Result<(), RingError> {
+        let p = self.at(off, 2)?;
+        if (p as usize) % 2 == 0 {
+            // SAFETY: in bounds (checked by `at`), 2-aligned (checked just
+            // above); a volatile store forms no reference.
+            unsafe { p.cast::<u16>().write_volatile(v) };
+            return Ok(());
+        }
         self.write_array(off, &v.to_ne_bytes())
     }
 
@@ -286,15 +299,28 @@ impl Mapping {
         Ok(())
     }
 
-    /// Fills `len` bytes at `off` with `byte`.
+    /// Fills `len` bytes at `off` with `byte` (volatile, 8 bytes at a time
+    /// where aligned).
     pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
-        self.at(off, len)?;
-        let chunk = [byte; 256];
-        let mut done = 0;
-        while done < len {
-            let n = (len - done).min(chunk.len());
-            self.write_from(off + done, &chunk[..n])?;
-            done += n;
+        let p = self.at(off, len)?;
+        let lead = p.align_offset(8).min(len);
+        for i in 0..lead {
+            // SAFETY: `i < lead <= len`, range checked by `at`; volatile u8
+            // store, no reference formed.
+            unsafe { p.add(i).write_volatile(byte) };
+        }
+        let word = u64::from_ne_bytes([byte; 8]);
+        let body = p.wrapping_add(lead);
+        let words = (len - lead) / 8;
+        for w in 0..words {
+            // SAFETY: `body + 8w` is 8-aligned (`lead` aligned it) and
+            // `[lead + 8w, lead + 8w + 8)` lies within `len`, checked by
+            // `at`; volatile store.
+            unsafe { body.add(8 * w).cast::<u64>().write_volatile(word) };
+        }
+        for i in lead + 8 * words..len {
+            // SAFETY: `i < len`: in bounds as above; volatile u8 store.
+            unsafe { p.add(i).write_volatile(byte) };
         }
         Ok(())
     }

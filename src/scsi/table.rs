@@ -180,14 +180,36 @@ pub(crate) fn has_service_actions(opcode: u8) -> bool {
         .any(|c| c.opcode == opcode && c.service_action.is_some())
 }
 
+/// Index of each opcode's first row in [`COMMANDS`] (`u8::MAX`: none), so
+/// that [`lookup`] is O(1). Built at compile time; relies on the table being
+/// ordered by opcode (checked by a test).
+static FIRST_ROW: [u8; 256] = first_rows(COMMANDS);
+
+const fn first_rows(rows: &[Command]) -> [u8; 256] {
+    assert!(rows.len() < u8::MAX as usize, "row index must fit in a u8");
+    let mut t = [u8::MAX; 256];
+    let mut i = rows.len();
+    while i > 0 {
+        i -= 1;
+        t[rows[i].opcode as usize] = i as u8;
+    }
+    t
+}
+
 /// Finds the row for a CDB: INVALID COMMAND OPERATION CODE for an unknown
 /// opcode, INVALID FIELD IN CDB for an unknown service action.
 pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
     let opcode = *cdb.first().ok_or(ScsiError::InvalidOpcode)?;
-    let mut rows = COMMANDS.iter().filter(|c| c.opcode == opcode).peekable();
-    if rows.peek().is_none() {
-        return Err(ScsiError::InvalidOpcode);
-    }
+    let first = FIRST_ROW
+        .get(usize::from(opcode))
+        .copied()
+        .filter(|&i| i != u8::MAX)
+        .ok_or(ScsiError::InvalidOpcode)?;
+    let mut rows = COMMANDS
+        .get(usize::from(first)..)
+        .unwrap_or(&[])
+        .iter()
+        .take_while(|c| c.opcode == opcode);
     let sa = cdb.get(1).map(|b| b & 0x1F);
     rows.find(|c| c.service_action.is_none() || c.service_action == sa)
         .ok_or(ScsiError::cdb(1, 4))
@@ -229,4 +251,29 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
             n
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_ordered_and_index_finds_every_row() {
+        for w in COMMANDS.windows(2) {
+            assert!(
+                w[0].opcode <= w[1].opcode,
+                "{} before {}",
+                w[0].name,
+                w[1].name
+            );
+        }
+        for c in COMMANDS {
+            let mut cdb = c.usage.to_vec();
+            cdb[1] = c.service_action.unwrap_or(0);
+            assert_eq!(lookup(&cdb).unwrap().name, c.name);
+        }
+        assert!(matches!(lookup(&[0xff, 0]), Err(ScsiError::InvalidOpcode)));
+        assert!(matches!(lookup(&[]), Err(ScsiError::InvalidOpcode)));
+        assert!(lookup(&[0x9e, 0x1f]).is_err());
+    }
 }
