@@ -171,6 +171,7 @@ struct Rate {
 /// Times `step` (which returns how many items it did) for the configured
 /// time or number of iterations.
 fn measure(mut step: impl FnMut() -> usize) -> Rate {
+    let limit = secs();
     let cpu0 = cpu_time();
     let start = Instant::now();
     let mut count = 0usize;
@@ -181,7 +182,7 @@ fn measure(mut step: impl FnMut() -> usize) -> Rate {
             }
         }
         None => {
-            while start.elapsed() < secs() {
+            while start.elapsed() < limit {
                 count += step();
             }
         }

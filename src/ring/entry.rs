@@ -32,6 +32,28 @@ impl Cdb {
         Some(Cdb(CdbBuf::Heap(bytes.into())))
     }
 
+    /// A CDB of `len` bytes filled in place by `read` (no intermediate
+    /// buffer); `None` when longer than 260 bytes.
+    pub(crate) fn read_with<E>(
+        len: usize,
+        read: impl FnOnce(&mut [u8]) -> Result<(), E>,
+    ) -> Option<Result<Cdb, E>> {
+        if len > MAX_CDB_LEN {
+            return None;
+        }
+        if len <= INLINE_CDB {
+            let mut buf = [0u8; INLINE_CDB];
+            return Some(read(buf.get_mut(..len)?).map(|()| {
+                Cdb(CdbBuf::Inline {
+                    len: len as u8,
+                    buf,
+                })
+            }));
+        }
+        let mut v = vec![0u8; len].into_boxed_slice();
+        Some(read(&mut v).map(|()| Cdb(CdbBuf::Heap(v))))
+    }
+
     /// The CDB bytes.
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
@@ -162,6 +184,16 @@ mod tests {
         assert_eq!(Cdb::new(&long).unwrap().as_bytes(), &long[..]);
         assert!(Cdb::new(&[0u8; 261]).is_none());
         assert_eq!(format!("{:?}", Cdb::new(&[0, 0x12]).unwrap()), "Cdb(0012)");
+        for len in [0usize, 6, 32, 33, 260] {
+            let c = Cdb::read_with(len, |b| {
+                b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+                Ok::<(), ()>(())
+            });
+            let want: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            assert_eq!(c.unwrap().unwrap().as_bytes(), &want[..]);
+        }
+        assert!(Cdb::read_with(261, |_| Ok::<(), ()>(())).is_none());
+        assert!(Cdb::read_with(6, |_| Err(())).unwrap().is_err());
     }
 
     #[test]

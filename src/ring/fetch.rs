@@ -162,10 +162,9 @@ impl Ring {
         if cdb_off + cdb_len > end {
             return Err(Fault::CdbOutOfBounds);
         }
-        let mut buf = [0u8; MAX_CDB_LEN];
-        m.read_into(cdb_off, &mut buf[..cdb_len])
+        let cdb = Cdb::read_with(cdb_len, |buf| m.read_into(cdb_off, buf))
+            .ok_or(Fault::CdbTooLong)?
             .map_err(|_| Fault::CdbOutOfBounds)?;
-        let cdb = Cdb::new(&buf[..cdb_len]).ok_or(Fault::CdbTooLong)?;
         Ok(CmdRequest {
             cmd_id,
             cdb,
