@@ -56,6 +56,7 @@
 
 mod catalog;
 mod check;
+mod chunkmap;
 mod datapath;
 pub mod error;
 pub mod format;
@@ -289,14 +290,13 @@ impl Pool {
         self.inner.store.size_bytes()
     }
 
-    /// Approximate bytes of memory the in-memory mapping structures use.
+    /// Bytes of memory the in-memory metadata uses: mapping tables,
+    /// reference counts, free lists.
     pub fn metadata_memory_bytes(&self) -> u64 {
         let st = self.state();
-        // BTreeMap<u64,u64>: 16 bytes payload + ~50% node overhead per entry.
-        let mappings: u64 = st.maps.values().map(|m| m.len() as u64).sum();
-        mappings * 24
-            + st.refs.len() as u64 * 4
-            + (st.free.len() + st.pending_free.len()) as u64 * 8
+        let maps: u64 = st.maps.values().map(|m| m.memory_bytes()).sum();
+        maps + st.refs.capacity() as u64 * 4
+            + (st.free.capacity() + st.pending_free.capacity()) as u64 * 8
     }
 }
 
