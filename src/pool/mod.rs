@@ -9,9 +9,10 @@
 //!
 //! # Concurrency
 //!
-//! The metadata lives in memory ([`state`]) under one mutex; a lookup returns
+//! The metadata lives in memory (`state`) under one mutex; a lookup returns
 //! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
-//! I/O runs outside that mutex. Each volume has a gate (reader-writer lock):
+//! I/O runs outside that mutex (`datapath`); physically contiguous pieces of
+//! a request go out as one pread/pwrite. Each volume has a gate (reader-writer lock):
 //! reads share it, writes and discards take it exclusively, and catalog
 //! operations (snapshot, delete, shrink) take it to see a stable volume.
 //!
@@ -32,8 +33,11 @@
 //!    the new mappings, reference counts and free entries are durable;
 //! 4. only now move the chunks this batch freed to the free list.
 //!
-//! Step 2 before 3 means a durable mapping never points at a chunk whose data
-//! is not durable. Step 4 after 3 means a freed chunk is never reused (and
+//! A chunk reserved by a write still in flight is committed as free (its
+//! reference count and the mapping to it enter the dirty batch together,
+//! after its data write returned), so a commit racing the write can leak
+//! nothing. Step 2 before 3 means a durable mapping never points at a chunk
+//! whose data is not durable. Step 4 after 3 means a freed chunk is never reused (and
 //! overwritten by another volume) while a durable mapping of its old owner
 //! could still point at it, so a crash can never show one volume's data
 //! through another's mapping. A chunk taken from the free list is written
@@ -52,6 +56,7 @@
 
 mod catalog;
 mod check;
+mod datapath;
 pub mod error;
 pub mod format;
 pub mod io;

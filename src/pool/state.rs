@@ -185,33 +185,45 @@ impl State {
         self.pending_free.extend(b.frees);
     }
 
-    /// Allocates a chunk with reference count 1. Returns the chunk and
-    /// whether it is fresh (never written since open, may read as zeros).
+    /// Reserves a chunk for a write (reference count 1 in memory). Nothing
+    /// durable changes until [`State::claim`]: a commit in between records
+    /// the chunk as free, so a crash cannot leak it. Returns the chunk and
+    /// whether it is fresh (handed out by raising `hwm` since open: it reads
+    /// as zeros while past the data file's end).
     pub fn alloc(&mut self) -> Result<(u64, bool), PoolError> {
         let (c, fresh) = if let Some(c) = self.free.pop() {
-            self.del(format::chunk_key(TAG_FREE, c));
             (c, false)
         } else if self.sb.hwm < self.sb.capacity_chunks {
             let c = self.sb.hwm;
             self.sb.hwm += 1;
             self.refs.push(0);
             self.dirty_super();
+            self.put(format::chunk_key(TAG_FREE, c), Vec::new());
             (c, c >= self.fresh_from)
         } else {
             return Err(PoolError::OutOfSpace);
         };
-        self.set_ref(c, 1);
+        if let Some(r) = self.refs.get_mut(c as usize) {
+            *r = 1;
+        }
         self.used += 1;
         self.update_low_water();
         Ok((c, fresh))
     }
 
-    /// Undoes an allocation whose data write failed (the chunk goes back to
-    /// the free list: nothing durable points at it).
+    /// Records a reserved chunk as used (its data is written; a mapping to
+    /// it is being recorded in the same batch).
+    pub fn claim(&mut self, c: u64) {
+        self.del(format::chunk_key(TAG_FREE, c));
+        self.set_ref(c, 1);
+    }
+
+    /// Returns a reserved, unclaimed chunk (its data write failed).
     pub fn unalloc(&mut self, c: u64) {
-        self.set_ref(c, 0);
+        if let Some(r) = self.refs.get_mut(c as usize) {
+            *r = 0;
+        }
         self.used -= 1;
-        self.put(format::chunk_key(TAG_FREE, c), Vec::new());
         self.free.push(c);
         self.update_low_water();
     }

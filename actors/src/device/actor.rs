@@ -204,8 +204,13 @@ impl DeviceActor {
                     }
                 }
                 Err(e) => {
-                    tracing::error!(error = %e, "completing a command failed");
-                    break;
+                    // The ring refused it (e.g. not in flight as far as it
+                    // knows): trying again could complete it twice, which
+                    // breaks the kernel's ring. Drop it; the kernel times it
+                    // out.
+                    let cmd_id = table.remove(seq).map(|s| s.req.cmd_id);
+                    tracing::error!(error = %e, ?cmd_id, "completing a command failed; dropped");
+                    Counters::add(&self.shared.counters.errors, 1);
                 }
             }
         }
@@ -239,6 +244,7 @@ impl DeviceActor {
 
     /// The periodic tick: a safety net for lost wake-ups, and stats.
     fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.shared.faults.poll_trigger_file();
         self.shared.faults.hit(FaultPoint::Timer);
         tracing::trace!(stats = ?self.shared.counters.snapshot(), "tick");
         self.pump(ctx);

@@ -8,6 +8,12 @@
 //! `reply` (the device actor, before writing a finished result to the ring),
 //! `timer` (the device actor's periodic tick). Each trigger fires once, at
 //! the first time its point is reached after `n` commands were executed.
+//!
+//! At run time (with the feature): when `TCMUD_FAULT_FILE` names a file, each
+//! device tick looks for it; if present, its content (same syntax, counts
+//! relative to the commands executed so far, so `emulate@0` means "the next
+//! command") is armed and the file deleted. A VM scenario can so crash a
+//! device actor in the middle of a running fio.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
@@ -15,6 +21,10 @@ use std::sync::{Mutex, PoisonError};
 /// Environment variable read (with the `fault-injection` feature) when no
 /// plan was given explicitly.
 pub const FAULT_ENV: &str = "TCMUD_FAULT";
+
+/// Environment variable naming a trigger file polled by each device's tick
+/// (with the `fault-injection` feature).
+pub const FAULT_FILE_ENV: &str = "TCMUD_FAULT_FILE";
 
 /// Where a fault can be injected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,15 +88,47 @@ pub(crate) struct Faults {
     armed: Mutex<Vec<(FaultPoint, u64)>>,
     executed: AtomicU64,
     disabled: AtomicBool,
+    trigger_file: Option<std::path::PathBuf>,
 }
 
 impl Faults {
     /// Arms `plan` (none: never fires).
     pub fn new(plan: Option<FaultPlan>) -> Faults {
+        let trigger_file = if cfg!(feature = "fault-injection") {
+            std::env::var_os(FAULT_FILE_ENV).map(Into::into)
+        } else {
+            None
+        };
         Faults {
             armed: Mutex::new(plan.map(|p| p.triggers).unwrap_or_default()),
             executed: AtomicU64::new(0),
             disabled: AtomicBool::new(false),
+            trigger_file,
+        }
+    }
+
+    /// Arms the plan in the trigger file, if there is one (see the module
+    /// docs); its counts are relative to now.
+    pub fn poll_trigger_file(&self) {
+        let Some(path) = &self.trigger_file else {
+            return;
+        };
+        let Ok(text) = std::fs::read_to_string(path) else {
+            return;
+        };
+        let _ = std::fs::remove_file(path);
+        match FaultPlan::parse(&text) {
+            Ok(plan) => {
+                let now = self.executed.load(Ordering::Relaxed);
+                tracing::warn!(?plan, now, "arming faults from {}", path.display());
+                let mut armed = self.armed.lock().unwrap_or_else(PoisonError::into_inner);
+                armed.extend(
+                    plan.triggers
+                        .iter()
+                        .map(|&(p, n)| (p, now.saturating_add(n))),
+                );
+            }
+            Err(e) => tracing::error!(error = %e, "bad fault trigger file"),
         }
     }
 
