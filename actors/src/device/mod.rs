@@ -2,7 +2,7 @@
 //!
 //! [`spawn_device`] opens the ring (applying the [`RecoveryPolicy`] for a
 //! ring left by a dead daemon), builds the SCSI LUN over the backstore and
-//! starts the [`actor::DeviceActor`] under a restart-on-panic wrapper. The
+//! starts the [`DeviceActor`] under a restart-on-panic wrapper. The
 //! in-flight table and everything else a restart must not lose live outside
 //! the actor, in the state the [`DeviceHandle`] shares.
 
@@ -132,7 +132,8 @@ pub enum DeviceError {
     },
 }
 
-/// Starts serving `spec` from its uio device on the current actix arbiter.
+/// Starts serving `spec` from its uio device. Call inside an actix System;
+/// the actor runs on an arbiter (thread) of its own.
 pub fn spawn_device(
     spec: DeviceSpec,
     backstore: BackstoreHandle,
