@@ -25,6 +25,16 @@ pub trait MetaStore: Send + Sync {
     fn close(&self) {}
 }
 
+/// How long [`SledStore::open`] waits for sled's file lock to be released
+/// by a database this process closed just before.
+pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// sled reports its file lock as an I/O error of kind `WouldBlock`, or of
+/// kind `Other` with "could not acquire lock" in the message.
+fn is_lock_error(io: &std::io::Error) -> bool {
+    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
+}
+
 /// [`MetaStore`] on a sled database: one tree, one `apply_batch` + `flush`
 /// per commit.
 pub struct SledStore {
@@ -33,24 +43,42 @@ pub struct SledStore {
 
 impl SledStore {
     /// Opens (or creates) the sled database at `path`.
+    ///
+    /// The caller holds the pool's lock file, so no other process has the
+    /// database open. sled's own file lock can still be held for a moment
+    /// by the background threads of a database this process closed just
+    /// before (sled releases it when its last thread ends): that case is
+    /// retried for up to [`SLED_LOCK_WAIT`] before it is reported.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    PoolError::Store(format!("sled database {} is locked: {io}", path.display()))
+        let started = std::time::Instant::now();
+        let db = loop {
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Ok(db) => break db,
+                Err(sled::Error::Io(io))
+                    if is_lock_error(&io) && started.elapsed() < SLED_LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
                 }
-                sled::Error::Io(io) => PoolError::Corrupt(format!(
-                    "cannot open sled database {}: {io}",
-                    path.display()
-                )),
-                other => PoolError::Corrupt(format!(
-                    "cannot open sled database {}: {other}",
-                    path.display()
-                )),
-            })?;
+                Err(sled::Error::Io(io)) if is_lock_error(&io) => {
+                    return Err(PoolError::Store(format!(
+                        "sled database {} is locked: {io}",
+                        path.display()
+                    )))
+                }
+                Err(sled::Error::Io(io)) => {
+                    return Err(PoolError::Corrupt(format!(
+                        "cannot open sled database {}: {io}",
+                        path.display()
+                    )))
+                }
+                Err(other) => {
+                    return Err(PoolError::Corrupt(format!(
+                        "cannot open sled database {}: {other}",
+                        path.display()
+                    )))
+                }
+            }
+        };
         Ok(SledStore {
             db: std::sync::RwLock::new(Some(db)),
         })
