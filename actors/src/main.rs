@@ -1,35 +1,42 @@
 //! tcmud: serves Linux TCMU (target_core_user) devices from thin pools.
+use anyhow::Context;
+use clap::Parser;
 use std::process::ExitCode;
-
-use clap::{Parser, Subcommand};
-use tcmud::offline::{self, PoolCommand, VolumeCommand};
-
-#[derive(Debug, Parser)]
-#[command(name = "tcmud", version, about = "TCMU daemon and thin-pool tools")]
-struct Cli {
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// Pool commands (offline: on a pool no daemon holds).
-    #[command(subcommand)]
-    Pool(PoolCommand),
-    /// Volume commands (offline: on a pool no daemon holds).
-    #[command(subcommand)]
-    Volume(VolumeCommand),
-}
+use tcmud::cli::{Cli, Command, RunArgs};
+use tcmud::supervisor::{run_daemon, ReloadSource};
+use tcmud::{config, logging, offline};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let mut out = std::io::stdout().lock();
-    match cli.command {
-        Some(Command::Pool(c)) => offline::exit_code(offline::run_pool(&c, &mut out)),
-        Some(Command::Volume(c)) => offline::exit_code(offline::run_volume(&c, &mut out)),
-        None => {
-            eprintln!("tcmud: the daemon is not built yet");
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Pool(c)) => {
+            return offline::exit_code(offline::run_pool(&c, &mut std::io::stdout().lock()))
+        }
+        Some(Command::Volume(c)) => {
+            return offline::exit_code(offline::run_volume(&c, &mut std::io::stdout().lock()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tcmud: {err:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// Runs the daemon: config file + overrides -> logging -> supervisor.
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = args.overrides();
+    let cfg = config::load(args.config.as_deref())
+        .and_then(|c| config::apply_overrides(c, &overrides))?;
+    let log = logging::init(&cfg.log_level, cfg.log_format).context("cannot start logging")?;
+    let reload = ReloadSource {
+        config_path: args.config,
+        overrides,
+    };
+    run_daemon(cfg, reload, Some(log))?;
+    Ok(())
 }
