@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use device_common::backends::Slow;
 use device_common::workload::{clear_unit_attention, is_hw_error, random_io, Expect, Rng};
-use device_common::{run, BS};
+use device_common::{run, run_on, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -48,7 +48,7 @@ fn random_panics_on_an_in_order_ring() {
 }
 
 fn random_panics(cfg: SimConfig, seeds: &[u64]) {
-    for &seed in seeds {
+    for (i, &seed) in seeds.iter().enumerate() {
         let mut rng = Rng(seed);
         let n = 2000u64;
         let mut triggers = Vec::new();
@@ -59,13 +59,15 @@ fn random_panics(cfg: SimConfig, seeds: &[u64]) {
         triggers.push((FaultPoint::Timer, rng.below(n / 2)));
         let sure = 12; // emulate + reply triggers all fire before the end
         let plan = FaultPlan { triggers };
-        let run = run(
+        // Alternate between an own device thread and the System's arbiter.
+        let run = run_on(
             "panics",
             cfg,
             slow_backend(seed),
             4,
             generous(),
             Some(plan),
+            i % 2 == 0,
             move |sim| random_io(sim, n as usize, 48, DISK_BLOCKS, seed, Expect::AllGood),
         );
         let r = run.result;
