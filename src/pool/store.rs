@@ -25,16 +25,6 @@ pub trait MetaStore: Send + Sync {
     fn close(&self) {}
 }
 
-/// How long [`SledStore::open`] waits for sled's file lock to be released
-/// by a database this process closed just before.
-pub const SLED_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
-
-/// sled reports its file lock as an I/O error of kind `WouldBlock`, or of
-/// kind `Other` with "could not acquire lock" in the message.
-fn is_lock_error(io: &std::io::Error) -> bool {
-    io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("could not acquire lock")
-}
-
 /// [`MetaStore`] on a sled database: one tree, one `apply_batch` + `flush`
 /// per commit.
 pub struct SledStore {
@@ -42,46 +32,38 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the sled database at `path`.
-    ///
-    /// The caller holds the pool's lock file, so no other process has the
-    /// database open. sled's own file lock can still be held for a moment
-    /// by the background threads of a database this process closed just
-    /// before (sled releases it when its last thread ends): that case is
-    /// retried for up to [`SLED_LOCK_WAIT`] before it is reported.
+    /// Opens (or creates) the sled database at `path`. A database just
+    /// closed by this process can stay locked for a moment while sled's
+    /// background threads let go of it: a lock error is retried for up to
+    /// two seconds.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
-        let started = std::time::Instant::now();
-        let db = loop {
+        let mut tries = 0;
+        loop {
             match sled::Config::new().path(path).flush_every_ms(None).open() {
-                Ok(db) => break db,
-                Err(sled::Error::Io(io))
-                    if is_lock_error(&io) && started.elapsed() < SLED_LOCK_WAIT =>
-                {
-                    std::thread::sleep(std::time::Duration::from_millis(20));
+                Ok(db) => {
+                    return Ok(SledStore {
+                        db: std::sync::RwLock::new(Some(db)),
+                    })
                 }
-                Err(sled::Error::Io(io)) if is_lock_error(&io) => {
-                    return Err(PoolError::Store(format!(
-                        "sled database {} is locked: {io}",
-                        path.display()
-                    )))
+                // sled reports a held lock as an `Other` error with this text.
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    if tries > 200 {
+                        return Err(PoolError::Store(format!(
+                            "sled database {} is locked: {io}",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
                 }
-                Err(sled::Error::Io(io)) => {
+                Err(e) => {
                     return Err(PoolError::Corrupt(format!(
-                        "cannot open sled database {}: {io}",
-                        path.display()
-                    )))
-                }
-                Err(other) => {
-                    return Err(PoolError::Corrupt(format!(
-                        "cannot open sled database {}: {other}",
+                        "cannot open sled database {}: {e}",
                         path.display()
                     )))
                 }
             }
-        };
-        Ok(SledStore {
-            db: std::sync::RwLock::new(Some(db)),
-        })
+        }
     }
 }
 
