@@ -382,8 +382,13 @@ fn file_backend_round_trip_punch_hole_and_lba_status() {
         4 << 20,
         "KEEP_SIZE"
     );
+    // Resized in place.
+    let fb = FileBackend::open(&path, 512, false).unwrap();
+    fb.resize(8 << 20).unwrap();
+    assert_eq!(fb.caps().num_blocks, 16384);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 8 << 20);
     // Reopened with its size taken from the file.
     let again = FileBackend::open(&path, 4096, true).unwrap();
-    assert_eq!(again.caps().num_blocks, 1024);
+    assert_eq!(again.caps().num_blocks, 2048);
     assert!(again.caps().read_only);
 }

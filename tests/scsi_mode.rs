@@ -73,6 +73,7 @@ fn mode_select_toggles_wce_and_makes_writes_fua() {
     let len = page.len() as u8;
     expect_good(&t.lun, &[0x15, 0x10, 0, 0, len, 0], &page); // MODE SELECT(6), PF
     assert!(!t.lun.write_cache_enabled());
+    assert_eq!(t.mem.stats().flushes, 1, "disabling WCE flushed the cache");
     let d = expect_data(&t.lun, &[0x1A, 0x08, 0x08, 0, 255, 0], &[], 255);
     assert_eq!(d[6] & 0x04, 0);
     write16(&t.lun, 0, &pattern(1, 7));

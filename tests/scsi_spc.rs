@@ -201,6 +201,18 @@ fn thick_backend_advertises_no_provisioning() {
     gls[1] = 0x12; // GET LBA STATUS
     gls[13] = 32; // ALLOCATION LENGTH
     expect_sense(&t.lun, &gls, &[], SenseKey::IllegalRequest, 0x20, 0);
+    // ...nor reported by REPORT SUPPORTED OPERATION CODES.
+    let mut rsoc = [0u8; 12];
+    rsoc[0] = 0xA3; // MAINTENANCE IN
+    rsoc[1] = 0x0C; // REPORT SUPPORTED OPERATION CODES
+    rsoc[2] = 0x01; // one command, no service action
+    rsoc[3] = 0x42; // UNMAP
+    rsoc[9] = 64; // ALLOCATION LENGTH
+    assert_eq!(
+        expect_data(&t.lun, &rsoc, &[], 64),
+        [0, 1, 0, 0],
+        "SUPPORT: not supported"
+    );
     // Caching page: WCE 0 and not changeable.
     let d = expect_data(&t.lun, &[0x1A, 0x08, 0x48, 0, 255, 0], &[], 255); // MODE SENSE(6) changeable 08h
     assert_eq!(

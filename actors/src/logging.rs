@@ -23,12 +23,18 @@ pub enum LoggingError {
 #[derive(Clone, Debug)]
 pub struct LogHandle {
     filter: reload::Handle<EnvFilter, Registry>,
+    from_env: bool,
 }
 
 impl LogHandle {
-    /// Replaces the filter, e.g. `debug` or `tcmud=trace,info`.
+    /// Replaces the filter, e.g. `debug` or `tcmud=trace,info`. A filter given
+    /// through `RUST_LOG` at start-up stays in force.
     pub fn set_level(&self, level: &str) -> Result<(), LoggingError> {
         let f = parse_filter(level)?;
+        if self.from_env {
+            tracing::info!(level, "RUST_LOG is set; log filter not changed");
+            return Ok(());
+        }
         self.filter
             .reload(f)
             .map_err(|e| LoggingError::Reload(e.to_string()))
@@ -41,9 +47,9 @@ fn parse_filter(level: &str) -> Result<EnvFilter, LoggingError> {
 
 /// Installs the global subscriber. `RUST_LOG`, when set, wins over `level`.
 pub fn init(level: &str, format: LogFormat) -> Result<LogHandle, LoggingError> {
-    let filter = match std::env::var("RUST_LOG") {
-        Ok(env) if !env.is_empty() => parse_filter(&env)?,
-        _ => parse_filter(level)?,
+    let (filter, from_env) = match std::env::var("RUST_LOG") {
+        Ok(env) if !env.is_empty() => (parse_filter(&env)?, true),
+        _ => (parse_filter(level)?, false),
     };
     let (filter_layer, handle) = reload::Layer::new(filter);
     let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
@@ -56,5 +62,8 @@ pub fn init(level: &str, format: LogFormat) -> Result<LogHandle, LoggingError> {
         .with(fmt)
         .try_init()
         .map_err(|e| LoggingError::Init(e.to_string()))?;
-    Ok(LogHandle { filter: handle })
+    Ok(LogHandle {
+        filter: handle,
+        from_env,
+    })
 }

@@ -27,6 +27,7 @@ fn main() -> ExitCode {
     }
 }
 
+/// Runs the daemon: config file + overrides -> logging -> supervisor.
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref())

@@ -41,3 +41,14 @@ fn bad_values_are_rejected() {
     assert!(Cli::try_parse_from(["tcmud", "--netlink-replies", "perhaps"]).is_err());
     assert!(Cli::try_parse_from(["tcmud", "--bogus"]).is_err());
 }
+
+#[test]
+fn pool_and_volume_subcommands_are_dispatched_offline() {
+    let c = Cli::try_parse_from(["tcmud", "pool", "info", "/p", "--json"]).unwrap();
+    assert!(matches!(c.command, Some(Command::Pool(_))));
+    let c =
+        Cli::try_parse_from(["tcmud", "volume", "create", "/p", "v", "--size", "64MiB"]).unwrap();
+    assert!(matches!(c.command, Some(Command::Volume(_))));
+    // Daemon options do not mix with offline subcommands.
+    assert!(Cli::try_parse_from(["tcmud", "--log-level", "debug", "pool", "info", "/p"]).is_err());
+}

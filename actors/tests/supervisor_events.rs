@@ -264,3 +264,95 @@ async fn shutdown_drains_every_device_then_flushes() {
     assert!(tail[1..3].contains(&Op::Stop(0)) && tail[1..3].contains(&Op::Stop(1)));
     assert_eq!(tail[3], Op::Flush);
 }
+
+#[actix::test]
+async fn duplicate_add_is_idempotent_and_a_reused_minor_replaces_the_stale_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let addr = sup.start();
+    sig.ready.await.unwrap();
+    for e in [
+        event(NlCmd::Added, THIN, 3, 1, None),
+        event(NlCmd::Added, THIN, 3, 1, None), // same device again: nothing to do
+        event(NlCmd::Added, FILE, 3, 2, None), // minor 3 now names another device
+    ] {
+        addr.send(RawEvent(e)).await.unwrap();
+    }
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![3]);
+    let replies: Vec<_> = fake.sent().iter().map(|p| decode_reply(p)).collect();
+    assert_eq!(
+        replies,
+        vec![
+            (cmd::ADDED_DEVICE_DONE, 0, 1),
+            (cmd::ADDED_DEVICE_DONE, 0, 1),
+            (cmd::ADDED_DEVICE_DONE, 0, 2)
+        ]
+    );
+    let log = log.borrow();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert!(matches!(&log[0], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol0"));
+    assert_eq!(log[1], Op::Stop(3));
+    assert!(matches!(&log[2], Op::Spawn(r) if r.uio.dev_config == "file//var/img"));
+}
+
+#[actix::test]
+async fn without_replies_a_dev_config_change_to_a_foreign_subtype_releases_the_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let addr = sup.start();
+    sig.ready.await.unwrap();
+    for e in [
+        event(NlCmd::Added, THIN, 0, 1, None),
+        event(
+            NlCmd::Reconfig,
+            THIN,
+            0,
+            1,
+            Some(Reconfig::DevCfg("qcow//x".into())),
+        ),
+    ] {
+        addr.send(RawEvent(e)).await.unwrap();
+    }
+    assert!(addr.send(ListDevices).await.unwrap().is_empty());
+    assert_eq!(log.borrow().last(), Some(&Op::Stop(0)));
+    assert!(fake.sent().is_empty());
+}
+
+#[actix::test]
+async fn rescan_serves_devices_whose_added_event_was_lost_and_does_not_retry_failures() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let (mut f, log) = factory();
+    f.fail.push(("file//var/img".into(), libc::EIO));
+    let (fake, src) = FakeSource::new();
+    let (mut sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    sup.set_rescan_interval(std::time::Duration::from_millis(20));
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 0);
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    add_kernel_device(&cfg, 1, FILE, 1 << 20, 512); // spawn fails
+    add_kernel_device(&cfg, 2, QCOW, 1 << 20, 512); // foreign
+    for _ in 0..500 {
+        if !addr.send(ListDevices).await.unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    // Several more rescans.
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![0]);
+    assert_eq!(spawned_minors(&log), vec![0]);
+    let failed = log
+        .borrow()
+        .iter()
+        .filter(|o| **o == Op::SpawnFailed(1))
+        .count();
+    assert_eq!(failed, 1, "a refused device is not retried");
+    assert!(fake.sent().is_empty(), "no replies without events");
+}

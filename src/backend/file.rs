@@ -10,6 +10,7 @@ use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
@@ -27,7 +28,9 @@ const MAX_UNMAP_DESCRIPTORS: u32 = 256;
 #[derive(Debug)]
 pub struct FileBackend {
     file: File,
+    /// Capabilities except `num_blocks`, which lives in `num_blocks`.
     caps: BackendCaps,
+    num_blocks: AtomicU64,
 }
 
 impl FileBackend {
@@ -73,14 +76,34 @@ impl FileBackend {
             volatile_cache: true,
             read_only,
         };
-        Ok(FileBackend { file, caps })
+        let num_blocks = AtomicU64::new(caps.num_blocks);
+        Ok(FileBackend {
+            file,
+            caps,
+            num_blocks,
+        })
+    }
+
+    /// Grows or shrinks the image to `size_bytes` (rounded down to whole
+    /// blocks); the caller then reports CAPACITY DATA HAS CHANGED
+    /// ([`crate::scsi::Lun::capacity_changed`]).
+    pub fn resize(&self, size_bytes: u64) -> io::Result<()> {
+        let bs = u64::from(self.caps.block_size);
+        let blocks = size_bytes / bs;
+        self.file.set_len(blocks * bs)?;
+        self.num_blocks.store(blocks, Ordering::Release);
+        Ok(())
+    }
+
+    fn blocks(&self) -> u64 {
+        self.num_blocks.load(Ordering::Acquire)
     }
 
     /// Byte range of `blocks` blocks at `lba`, checked against the capacity.
     fn span(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BackendError> {
         let bs = u64::from(self.caps.block_size);
         match lba.checked_add(blocks) {
-            Some(end) if end <= self.caps.num_blocks => Ok((lba * bs, blocks * bs)),
+            Some(end) if end <= self.blocks() => Ok((lba * bs, blocks * bs)),
             _ => Err(BackendError::OutOfRange { lba, blocks }),
         }
     }
@@ -114,7 +137,10 @@ fn off_t(v: u64) -> Result<libc::off_t, BackendError> {
 
 impl BlockBackend for FileBackend {
     fn caps(&self) -> BackendCaps {
-        self.caps
+        BackendCaps {
+            num_blocks: self.blocks(),
+            ..self.caps
+        }
     }
 
     fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
@@ -157,11 +183,11 @@ impl BlockBackend for FileBackend {
     }
 
     fn allocation(&self, lba: u64, max_blocks: u64) -> Result<Allocation, BackendError> {
-        if lba >= self.caps.num_blocks {
+        if lba >= self.blocks() {
             return Err(BackendError::OutOfRange { lba, blocks: 1 });
         }
         let bs = u64::from(self.caps.block_size);
-        let limit = max_blocks.min(self.caps.num_blocks - lba).max(1);
+        let limit = max_blocks.min(self.blocks() - lba).max(1);
         let off = off_t(lba * bs)?;
         let (mapped, next) = match lseek(&self.file, off, Whence::SeekData) {
             Ok(data) if data > off => (false, data),
@@ -170,7 +196,7 @@ impl BlockBackend for FileBackend {
                 Err(e) => return Err(BackendError::Read(e.into())),
             },
             // ENXIO: no data at or after `off`, the rest is a hole.
-            Err(Errno::ENXIO) => (false, off_t(self.caps.num_blocks * bs)?),
+            Err(Errno::ENXIO) => (false, off_t(self.blocks() * bs)?),
             // No SEEK_DATA support: report everything mapped.
             Err(_) => {
                 return Ok(Allocation {

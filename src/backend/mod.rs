@@ -2,7 +2,7 @@
 //!
 //! The SCSI layer ([`crate::scsi`]) knows nothing of pools, files or actors:
 //! it calls a [`BlockBackend`]. Thin pool volumes ([`crate::pool`]), raw
-//! files ([`file`]), memory ([`mem`]) and the null sink ([`null`]) implement
+//! files ([`file`](mod@file)), memory ([`mem`]) and the null sink ([`null`]) implement
 //! it. Everything a LUN advertises (LBPME, LBPRZ, WCE, VPD B0/B2 limits) is
 //! derived from [`BackendCaps`], never written as a literal.
 //!

@@ -104,6 +104,12 @@ pub struct Lun {
     caw_gate: RwLock<()>,
 }
 
+// `Lun` is shared between I/O threads.
+const _: () = {
+    const fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Lun>();
+};
+
 /// Commands that a pending unit attention does not block (SAM-5 5.14).
 const UA_EXEMPT: [u8; 3] = [
     0x12, /* INQUIRY */
@@ -162,8 +168,14 @@ impl Lun {
     /// Sets WCE from outside (e.g. a netlink WRITECACHE reconfig) and queues
     /// MODE PARAMETERS CHANGED (2A/01). Ignored when the backend has no
     /// volatile cache.
+    /// Turning the cache off flushes what it holds.
     pub fn set_write_cache(&self, on: bool) {
         if self.backend.caps().volatile_cache && self.wce.swap(on, Ordering::AcqRel) != on {
+            if !on {
+                if let Err(e) = self.backend.flush() {
+                    tracing::warn!(error = %e, "flush after disabling the write cache failed");
+                }
+            }
             self.queue_ua(Asc::MODE_PARAMETERS_CHANGED);
         }
     }
@@ -183,8 +195,13 @@ impl Lun {
         &self.backend
     }
 
-    pub(crate) fn set_wce(&self, on: bool) {
+    /// WCE from MODE SELECT; disabling the cache first flushes it.
+    pub(crate) fn set_wce(&self, on: bool) -> Result<(), crate::backend::BackendError> {
+        if !on && self.write_cache_enabled() {
+            self.backend.flush()?;
+        }
         self.wce.store(on, Ordering::Release);
+        Ok(())
     }
 
     /// FUA to pass to the backend: the command's own FUA, or always when the

@@ -2,11 +2,28 @@
 //!
 //! The layer has no I/O and no transport knowledge: [`Lun::execute`] takes a
 //! CDB, the initiator's data-out bytes and a data-in buffer, and returns a
-//! [`ScsiResponse`]. One command table ([`table`]) drives parsing, dispatch
+//! [`ScsiResponse`]. One command table (`table`) drives parsing, dispatch
 //! and REPORT SUPPORTED OPERATION CODES; every error goes through
 //! [`ScsiError::to_sense`].
 //!
+//! Layout: `table` (rows + dispatch: allocation length and data-in
+//! capacity applied once), `cdb` (checked per-format CDB views), `sense`
+//! (keys, ASC/ASCQ constants, fixed/descriptor formats), `error` (the
+//! error enum and its single sense mapping, backend errors included),
+//! `extent` (checked LBA ranges), `lun` ([`Lun`] state: WCE, unit
+//! attentions, the COMPARE AND WRITE gate), `spc/` and `sbc/` (one handler
+//! per command, grouped by family).
+//!
+//! Unit attentions: POWER ON, RESET (29/00) after creation, CAPACITY DATA
+//! HAS CHANGED (2A/09), MODE PARAMETERS CHANGED (2A/01, on
+//! [`Lun::set_write_cache`]) and THIN PROVISIONING SOFT THRESHOLD REACHED
+//! (38/07, from [`BlockBackend::poll_event`]) are reported once each, to
+//! the next command other than INQUIRY, REPORT LUNS and REQUEST SENSE
+//! (which returns and clears them). TCMU does not tell which initiator sent
+//! a command, so they are per LUN, not per I_T nexus.
+//!
 //! [`BlockBackend`]: crate::backend::BlockBackend
+//! [`BlockBackend::poll_event`]: crate::backend::BlockBackend::poll_event
 
 mod cdb;
 mod error;

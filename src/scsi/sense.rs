@@ -196,3 +196,45 @@ impl Sense {
         b
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_format_with_information_and_field_pointer() {
+        let s = Sense {
+            information: Some(0x0102_0304),
+            field_pointer: Some(FieldPointer {
+                in_cdb: true,
+                bit: Some(4),
+                byte: 0x0102,
+            }),
+            ..Sense::new(SenseKey::Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+        };
+        assert_eq!(
+            s.to_fixed(),
+            [0xF0, 0, 0x0E, 1, 2, 3, 4, 10, 0, 0, 0, 0, 0x1D, 0, 0, 0xCC, 0x01, 0x02]
+        );
+        // An INFORMATION value that does not fit 4 bytes leaves VALID clear.
+        let big = Sense {
+            information: Some(1 << 40),
+            ..s
+        };
+        assert_eq!(big.to_fixed()[..7], [0x70, 0, 0x0E, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn descriptor_format() {
+        let s = Sense {
+            information: Some(7),
+            ..Sense::new(SenseKey::IllegalRequest, Asc::LBA_OUT_OF_RANGE)
+        };
+        assert_eq!(
+            s.to_descriptor(),
+            [0x72, 0x05, 0x21, 0x00, 0, 0, 0, 12, 0x00, 0x0A, 0x80, 0, 0, 0, 0, 0, 0, 0, 0, 7]
+        );
+        let plain = Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL);
+        assert_eq!(plain.to_descriptor(), [0x72, 0, 0, 0, 0, 0, 0, 0]);
+    }
+}

@@ -9,28 +9,32 @@ use actix::prelude::*;
 use futures::future::LocalBoxFuture;
 use std::collections::HashMap;
 use std::time::Duration;
-use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlCmd, NlEvent, Reconfig, UioName};
+use tcmud_core::netlink::{emit_done, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
 
 /// How often device actors are checked for having failed for good.
 const FAILED_CHECK: Duration = Duration::from_secs(1);
+/// How often sysfs is rescanned for devices whose ADDED event was lost.
+const RESCAN: Duration = Duration::from_secs(10);
 
-struct Managed {
-    uio: UioName,
-    ctl: Box<dyn DeviceCtl>,
-    failed_logged: bool,
+pub(super) struct Managed {
+    pub(super) uio: UioName,
+    pub(super) ctl: Box<dyn DeviceCtl>,
+    pub(super) failed_logged: bool,
 }
 
 /// The supervisor actor. Build with [`Supervisor::new`], start with `Actor::start`.
 pub struct Supervisor {
-    cfg: DaemonConfig,
-    factory: Box<dyn DeviceFactory>,
+    pub(super) cfg: DaemonConfig,
+    pub(super) factory: Box<dyn DeviceFactory>,
     replier: Box<dyn Replier>,
     events: Option<mpsc::Receiver<Vec<u8>>>,
-    devices: HashMap<u32, Managed>,
+    pub(super) devices: HashMap<u32, Managed>,
     ready: Option<oneshot::Sender<usize>>,
     ended: Option<oneshot::Sender<()>>,
     shutting_down: bool,
+    refused: HashMap<u32, String>,
+    rescan: Duration,
 }
 
 /// Raw genl payload of one kernel event (also how tests inject events directly).
@@ -79,6 +83,8 @@ impl Supervisor {
             ready: Some(ready_tx),
             ended: Some(ended_tx),
             shutting_down: false,
+            refused: HashMap::new(),
+            rescan: RESCAN,
         };
         (
             sup,
@@ -109,9 +115,9 @@ impl Supervisor {
     }
 
     /// Starts a device; returns the `*_DONE` status (0 or -errno).
-    fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+    pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
         let req = self.request(minor, &uio, adopted);
-        let (size, cfg) = (req.size_bytes, uio.dev_config.clone());
+        let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
         match self.factory.spawn(req) {
             Ok(ctl) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
@@ -127,118 +133,52 @@ impl Supervisor {
             }
             Err(e) => {
                 tracing::error!(minor, dev_config = %cfg, error = %e, "cannot serve device");
+                // The periodic rescan leaves it alone; a new ADDED event retries.
+                self.refused.insert(minor, name);
                 -e.errno.abs().max(1)
             }
         }
     }
 
-    fn adopt_existing(&mut self) -> usize {
+    /// Serves every owned TCMU device in sysfs that is not served yet. At start-up
+    /// this adopts the devices of a previous daemon; later (periodic rescan) it
+    /// catches devices whose ADDED event was lost. A device that cannot be served
+    /// is not retried until its uio name changes.
+    fn scan(&mut self, startup: bool) -> usize {
+        let found = sysfs::scan_uio(&self.cfg);
+        self.refused
+            .retain(|m, n| found.iter().any(|f| f.minor == *m && f.name == *n));
         let mut adopted = 0;
-        for found in sysfs::scan_uio(&self.cfg) {
-            match self.factory.ownership(&found.uio.dev_config) {
+        for f in found {
+            if self.devices.contains_key(&f.minor) || self.refused.get(&f.minor) == Some(&f.name) {
+                continue;
+            }
+            match self.factory.ownership(&f.uio.dev_config) {
                 Ownership::Foreign => {
-                    tracing::debug!(minor = found.minor, name = %found.name, "foreign device left alone");
+                    tracing::debug!(minor = f.minor, name = %f.name, "foreign device left alone");
                 }
                 Ownership::Invalid(why) => {
-                    tracing::error!(minor = found.minor, name = %found.name, %why, "cannot adopt device");
+                    tracing::error!(minor = f.minor, name = %f.name, %why, "cannot serve device");
                 }
                 Ownership::Ours => {
-                    if self.start_device(found.minor, found.uio, true) == 0 {
+                    if !startup {
+                        tracing::warn!(minor = f.minor, name = %f.name, "device found without an ADDED event; serving it");
+                    }
+                    if self.start_device(f.minor, f.uio, true) == 0 {
                         adopted += 1;
                     }
+                    continue;
                 }
             }
+            self.refused.insert(f.minor, f.name);
         }
         adopted
     }
 
-    /// Decides what an event means: `None` = not ours / dropped (no reply), else a
-    /// future (maybe stopping a device) followed by a step computing the status.
-    fn plan(&mut self, ev: &NlEvent, uio: UioName) -> Option<Plan> {
-        let minor = ev.minor;
-        let owned_now = self.devices.contains_key(&minor);
-        let ownership = self.factory.ownership(&uio.dev_config);
-        if !owned_now && ownership == Ownership::Foreign {
-            tracing::debug!(minor, device = %ev.device, cmd = ?ev.cmd, "event for a foreign device ignored");
-            return None;
-        }
-        Some(match (ev.cmd, &ev.reconfig) {
-            (NlCmd::Added, _) => match ownership {
-                _ if owned_now => Plan::now(0),
-                Ownership::Invalid(why) => {
-                    tracing::error!(minor, device = %ev.device, %why, "invalid dev_config");
-                    Plan::now(-libc::EINVAL)
-                }
-                _ => Plan::then(None, move |s| s.start_device(minor, uio, false)),
-            },
-            (NlCmd::Removed, _) => match self.devices.remove(&minor) {
-                Some(m) => {
-                    tracing::info!(minor, "device removed; draining");
-                    Plan::then(Some(m.ctl.stop()), |_| 0)
-                }
-                None => Plan::now(0),
-            },
-            (NlCmd::Reconfig, _) if !owned_now => {
-                tracing::warn!(minor, device = %ev.device, "reconfig for a device not served");
-                Plan::now(-libc::ENODEV)
-            }
-            (NlCmd::Reconfig, Some(Reconfig::DevSize(n))) => {
-                let n = *n;
-                if let Some(m) = self.devices.get(&minor) {
-                    tracing::info!(minor, size = n, "device resized");
-                    m.ctl.resize(n);
-                }
-                Plan::now(0)
-            }
-            (NlCmd::Reconfig, Some(Reconfig::WriteCache(on))) => {
-                if let Some(m) = self.devices.get(&minor) {
-                    tracing::info!(minor, write_cache = on, "write cache changed");
-                    m.ctl.set_write_cache(*on);
-                }
-                Plan::now(0)
-            }
-            (NlCmd::Reconfig, Some(Reconfig::DevCfg(new))) => {
-                match self.factory.ownership(new) {
-                    Ownership::Ours => {}
-                    other => {
-                        tracing::error!(minor, new_dev_config = %new, ?other, "refusing dev_config change");
-                        return Some(Plan::now(-libc::EINVAL));
-                    }
-                }
-                let Some(old) = self.devices.remove(&minor) else {
-                    return Some(Plan::now(-libc::ENODEV));
-                };
-                let mut uio = old.uio.clone();
-                uio.dev_config = new.clone();
-                tracing::info!(minor, new_dev_config = %new, "dev_config changed; re-opening");
-                Plan::then(Some(old.ctl.stop()), move |s| {
-                    s.start_device(minor, uio, false)
-                })
-            }
-            (NlCmd::Reconfig, None) => Plan::now(-libc::EINVAL),
-        })
-    }
-
-    fn handle_payload(&mut self, payload: &[u8]) -> Option<(NlEvent, Plan)> {
-        let ev = match parse_event(payload) {
-            Ok(ev) => ev,
-            Err(err) => {
-                tracing::warn!(%err, len = payload.len(), "malformed TCM-USER message dropped");
-                return None;
-            }
-        };
-        if !ev.unknown_attrs.is_empty() {
-            tracing::debug!(attrs = ?ev.unknown_attrs, "unknown TCM-USER attributes ignored");
-        }
-        let uio = match UioName::parse(&ev.device) {
-            Ok(u) => u,
-            Err(err) => {
-                tracing::warn!(%err, "TCM-USER event with a malformed device name dropped");
-                return None;
-            }
-        };
-        let plan = self.plan(&ev, uio)?;
-        Some((ev, plan))
+    /// Sets how often sysfs is rescanned for devices whose ADDED event was lost
+    /// (default 10 s). Call before starting the actor.
+    pub fn set_rescan_interval(&mut self, every: Duration) {
+        self.rescan = every;
     }
 
     fn reply(&self, ev: &NlEvent, status: i32) -> LocalBoxFuture<'static, ()> {
@@ -273,37 +213,11 @@ impl Supervisor {
     }
 }
 
-type Step = Box<dyn FnOnce(&mut Supervisor) -> i32>;
-
-/// What to do for one owned event.
-struct Plan {
-    wait: Option<LocalBoxFuture<'static, ()>>,
-    then: Step,
-}
-
-impl Plan {
-    fn now(status: i32) -> Plan {
-        Plan {
-            wait: None,
-            then: Box::new(move |_| status),
-        }
-    }
-    fn then(
-        wait: Option<LocalBoxFuture<'static, ()>>,
-        f: impl FnOnce(&mut Supervisor) -> i32 + 'static,
-    ) -> Plan {
-        Plan {
-            wait,
-            then: Box::new(f),
-        }
-    }
-}
-
 impl Actor for Supervisor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Context<Self>) {
-        let n = self.adopt_existing();
+        let n = self.scan(true);
         tracing::info!(adopted = n, "existing devices adopted");
         if let Some(tx) = self.ready.take() {
             let _ = tx.send(n);
@@ -312,6 +226,11 @@ impl Actor for Supervisor {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
         ctx.run_interval(FAILED_CHECK, |act, _| act.check_failed());
+        ctx.run_interval(self.rescan, |act, _| {
+            if !act.shutting_down {
+                act.scan(false);
+            }
+        });
     }
 }
 

@@ -3,6 +3,7 @@
 //! - [`actor`]: the [`Supervisor`] actor (adoption, events, replies, shutdown);
 //! - [`source`]: the event-source abstraction and the test [`FakeSource`];
 //! - [`netlink`]: the real source (neli);
+//! - `plan`: what one event means (classification, device operation, status);
 //! - [`devices`]: what the supervisor needs from device actors ([`DeviceFactory`]);
 //! - [`real`]: the production factory;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
@@ -11,6 +12,7 @@
 pub mod actor;
 pub mod devices;
 pub mod netlink;
+mod plan;
 pub mod real;
 pub mod run;
 pub mod source;

@@ -103,13 +103,19 @@ async fn serve(
     let mut signals = signals::listen().map_err(SupervisorError::Signals)?;
     let mut block = NetlinkBlock::engage(&cfg);
     let source = netlink::connect().await?;
-    if cfg.netlink_replies {
-        source
-            .replier
-            .send(emit_set_features(true))
-            .await
-            .map_err(|e| SupervisorError::SetFeatures(e.to_string()))?;
-        tracing::info!("kernel command replies enabled (SUPP_KERN_CMD_REPLY)");
+    // The setting is global to the module: without replies, clear a stale 1 left by an
+    // earlier daemon, or every new device would wait forever for an answer.
+    match source
+        .replier
+        .send(emit_set_features(cfg.netlink_replies))
+        .await
+    {
+        Ok(()) if cfg.netlink_replies => {
+            tracing::info!("kernel command replies enabled (SUPP_KERN_CMD_REPLY)")
+        }
+        Ok(()) => tracing::info!("kernel command replies disabled (SUPP_KERN_CMD_REPLY=0)"),
+        Err(e) if cfg.netlink_replies => return Err(SupervisorError::SetFeatures(e.to_string())),
+        Err(e) => tracing::warn!(error = %e, "cannot clear SUPP_KERN_CMD_REPLY"),
     }
     let factory = Box::new(RealFactory::new(&cfg));
     let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);

@@ -15,6 +15,7 @@ use tcmud_core::netlink::{emit_event, AttrIter, NlCmd, NlEvent, Reconfig};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
     Spawn(DeviceRequest),
+    SpawnFailed(u32),
     Stop(u32),
     Resize(u32, u64),
     WriteCache(u32, bool),
@@ -61,6 +62,7 @@ impl DeviceFactory for FakeFactory {
     }
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
         if let Some((_, errno)) = self.fail.iter().find(|(c, _)| *c == req.uio.dev_config) {
+            self.log.borrow_mut().push(Op::SpawnFailed(req.minor));
             return Err(SpawnError::new(*errno, "injected"));
         }
         let minor = req.minor;

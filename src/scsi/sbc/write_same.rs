@@ -1,6 +1,7 @@
 //! WRITE SAME (10/16) with the UNMAP and NDOB bits.
 
 use super::{check_writable, limits};
+use crate::backend::BlockBackend;
 use crate::scsi::cdb::{Block10, Block16};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
@@ -68,19 +69,27 @@ fn write_same(
         }
         return Ok(Reply::None);
     }
-    let per_io = u64::try_from((CHUNK_BYTES / bs.max(1)).max(1)).unwrap_or(1);
-    let buf: Vec<u8> = pattern
-        .iter()
-        .copied()
-        .cycle()
-        .take(bs * (per_io as usize))
-        .collect();
+    write_pattern(backend.as_ref(), &ext, pattern, fua)?;
+    Ok(Reply::None)
+}
+
+/// Writes `pattern` (one block) to every block of `ext`, up to 1 MiB per
+/// backend call.
+fn write_pattern(
+    backend: &dyn BlockBackend,
+    ext: &Extent,
+    pattern: &[u8],
+    fua: bool,
+) -> Result<(), ScsiError> {
+    let bs = pattern.len().max(1);
+    let per_io = (CHUNK_BYTES / bs).max(1);
+    let buf: Vec<u8> = pattern.iter().copied().cycle().take(bs * per_io).collect();
     let mut done = 0u64;
     while done < ext.blocks {
-        let n = per_io.min(ext.blocks - done);
+        let n = u64::try_from(per_io).unwrap_or(1).min(ext.blocks - done);
         let len = usize::try_from(n).unwrap_or(0) * bs;
         backend.write(ext.lba + done, buf.get(..len).unwrap_or_default(), fua)?;
         done += n;
     }
-    Ok(Reply::None)
+    Ok(())
 }

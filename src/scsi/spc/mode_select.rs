@@ -78,7 +78,7 @@ fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, long: bool) -> Result<
         off += current.len();
     }
     if let Some(on) = wce {
-        ctx.lun.set_wce(on);
+        ctx.lun.set_wce(on)?;
     }
     Ok(Reply::None)
 }

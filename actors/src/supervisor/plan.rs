@@ -1,0 +1,147 @@
+//! What one kernel event means for the supervisor: parse, classify, plan the
+//! device operation and the `*_DONE` status.
+
+use super::actor::Supervisor;
+use super::devices::Ownership;
+use futures::future::LocalBoxFuture;
+use tcmud_core::netlink::{parse_event, NlCmd, NlEvent, Reconfig, UioName};
+
+impl Supervisor {
+    /// Decides what an event means: `None` = not ours / dropped (no reply), else a
+    /// future (maybe stopping a device) followed by a step computing the status.
+    fn plan(&mut self, ev: &NlEvent, uio: UioName) -> Option<Plan> {
+        let minor = ev.minor;
+        let owned_now = self.devices.contains_key(&minor);
+        let ownership = self.factory.ownership(&uio.dev_config);
+        if !owned_now && ownership == Ownership::Foreign {
+            tracing::debug!(minor, device = %ev.device, cmd = ?ev.cmd, "event for a foreign device ignored");
+            return None;
+        }
+        Some(match (ev.cmd, &ev.reconfig) {
+            (NlCmd::Added, _) => match ownership {
+                _ if owned_now => match self.devices.remove(&minor) {
+                    // The same device announced twice (adopted during start-up): done.
+                    Some(m) if m.uio == uio => {
+                        self.devices.insert(minor, m);
+                        Plan::now(0)
+                    }
+                    // A reused minor whose REMOVED we never saw: replace the stale device.
+                    Some(m) => {
+                        tracing::warn!(minor, old = %m.uio.dev_config, "stale device on a reused minor replaced");
+                        Plan::then(Some(m.ctl.stop()), move |s| {
+                            s.start_device(minor, uio, false)
+                        })
+                    }
+                    None => Plan::now(0),
+                },
+                Ownership::Invalid(why) => {
+                    tracing::error!(minor, device = %ev.device, %why, "invalid dev_config");
+                    Plan::now(-libc::EINVAL)
+                }
+                _ => Plan::then(None, move |s| s.start_device(minor, uio, false)),
+            },
+            (NlCmd::Removed, _) => match self.devices.remove(&minor) {
+                Some(m) => {
+                    tracing::info!(minor, "device removed; draining");
+                    Plan::then(Some(m.ctl.stop()), |_| 0)
+                }
+                None => Plan::now(0),
+            },
+            (NlCmd::Reconfig, _) if !owned_now => {
+                tracing::warn!(minor, device = %ev.device, "reconfig for a device not served");
+                Plan::now(-libc::ENODEV)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::DevSize(n))) => {
+                let n = *n;
+                if let Some(m) = self.devices.get(&minor) {
+                    tracing::info!(minor, size = n, "device resized");
+                    m.ctl.resize(n);
+                }
+                Plan::now(0)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::WriteCache(on))) => {
+                if let Some(m) = self.devices.get(&minor) {
+                    tracing::info!(minor, write_cache = on, "write cache changed");
+                    m.ctl.set_write_cache(*on);
+                }
+                Plan::now(0)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::DevCfg(new))) => {
+                match self.factory.ownership(new) {
+                    Ownership::Ours => {}
+                    other if self.cfg.netlink_replies => {
+                        // The kernel applies the change only if we answer 0: refuse it.
+                        tracing::error!(minor, new_dev_config = %new, ?other, "refusing dev_config change");
+                        return Some(Plan::now(-libc::EINVAL));
+                    }
+                    other => {
+                        // Without replies the kernel already applied it: let the device go.
+                        tracing::warn!(minor, new_dev_config = %new, ?other, "device no longer ours; released");
+                        return Some(match self.devices.remove(&minor) {
+                            Some(old) => Plan::then(Some(old.ctl.stop()), |_| -libc::EINVAL),
+                            None => Plan::now(-libc::EINVAL),
+                        });
+                    }
+                }
+                let Some(old) = self.devices.remove(&minor) else {
+                    return Some(Plan::now(-libc::ENODEV));
+                };
+                let mut uio = old.uio.clone();
+                uio.dev_config = new.clone();
+                tracing::info!(minor, new_dev_config = %new, "dev_config changed; re-opening");
+                Plan::then(Some(old.ctl.stop()), move |s| {
+                    s.start_device(minor, uio, false)
+                })
+            }
+            (NlCmd::Reconfig, None) => Plan::now(-libc::EINVAL),
+        })
+    }
+
+    pub(super) fn handle_payload(&mut self, payload: &[u8]) -> Option<(NlEvent, Plan)> {
+        let ev = match parse_event(payload) {
+            Ok(ev) => ev,
+            Err(err) => {
+                tracing::warn!(%err, len = payload.len(), "malformed TCM-USER message dropped");
+                return None;
+            }
+        };
+        if !ev.unknown_attrs.is_empty() {
+            tracing::debug!(attrs = ?ev.unknown_attrs, "unknown TCM-USER attributes ignored");
+        }
+        let uio = match UioName::parse(&ev.device) {
+            Ok(u) => u,
+            Err(err) => {
+                tracing::warn!(%err, "TCM-USER event with a malformed device name dropped");
+                return None;
+            }
+        };
+        let plan = self.plan(&ev, uio)?;
+        Some((ev, plan))
+    }
+}
+
+pub(super) type Step = Box<dyn FnOnce(&mut Supervisor) -> i32>;
+
+/// What to do for one owned event.
+pub(super) struct Plan {
+    pub(super) wait: Option<LocalBoxFuture<'static, ()>>,
+    pub(super) then: Step,
+}
+
+impl Plan {
+    fn now(status: i32) -> Plan {
+        Plan {
+            wait: None,
+            then: Box::new(move |_| status),
+        }
+    }
+    fn then(
+        wait: Option<LocalBoxFuture<'static, ()>>,
+        f: impl FnOnce(&mut Supervisor) -> i32 + 'static,
+    ) -> Plan {
+        Plan {
+            wait,
+            then: Box::new(f),
+        }
+    }
+}

@@ -1,0 +1,330 @@
+//! The data path: a lookup under the state mutex returns a plan, the data
+//! I/O runs outside it, and the result is registered under it again.
+//! Physically contiguous pieces of one request go out as one pread/pwrite.
+
+use std::borrow::Cow;
+
+use crate::backend::BackendError;
+
+use super::{Pool, PoolError, DIRTY_LIMIT};
+
+/// What a write to one chunk needs, decided under the state mutex.
+#[derive(Debug, Clone, Copy)]
+enum Plan {
+    /// The chunk is mapped and not shared: overwrite it.
+    InPlace(u64),
+    /// The chunk is shared: copy `old` into the new chunk `new`, then write.
+    Cow { old: u64, new: u64 },
+    /// Unmapped: `new` was reserved; `zero` unless it reads as zeros already.
+    Fresh { new: u64, zero: bool },
+}
+
+impl Plan {
+    fn new_chunk(self) -> Option<u64> {
+        match self {
+            Plan::InPlace(_) => None,
+            Plan::Cow { new, .. } | Plan::Fresh { new, .. } => Some(new),
+        }
+    }
+}
+
+/// One span of a request inside one chunk.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    /// Logical chunk.
+    l: u64,
+    /// Offset inside the chunk.
+    in_off: u64,
+    /// Position in the caller's buffer.
+    at: usize,
+    /// Length.
+    n: usize,
+}
+
+fn rd(e: std::io::Error) -> BackendError {
+    BackendError::Read(e)
+}
+
+fn wr(e: std::io::Error) -> BackendError {
+    BackendError::Write(e)
+}
+
+impl Pool {
+    /// Splits `[off, off+len)` into per-chunk spans.
+    fn spans(&self, off: u64, len: usize) -> impl Iterator<Item = Span> {
+        let cs = self.inner.chunk_size;
+        let shift = self.inner.chunk_shift;
+        let mut done = 0usize;
+        std::iter::from_fn(move || {
+            if done >= len {
+                return None;
+            }
+            let pos = off + done as u64;
+            let in_off = pos & (cs - 1);
+            let n = ((cs - in_off) as usize).min(len - done);
+            let s = Span {
+                l: pos >> shift,
+                in_off,
+                at: done,
+                n,
+            };
+            done += n;
+            Some(s)
+        })
+    }
+
+    pub(crate) fn read_bytes(
+        &self,
+        vol: u64,
+        off: u64,
+        buf: &mut [u8],
+    ) -> Result<(), BackendError> {
+        let cs = self.inner.chunk_size;
+        let plan: Vec<(Span, Option<u64>)> = {
+            let st = self.state();
+            self.spans(off, buf.len())
+                .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
+                .collect()
+        };
+        let mut i = 0;
+        while i < plan.len() {
+            let (s, phys) = plan[i];
+            let Some(phys) = phys else {
+                buf[s.at..s.at + s.n].fill(0);
+                i += 1;
+                continue;
+            };
+            // Extend over physically contiguous mapped spans.
+            let mut len = s.n;
+            let mut j = i + 1;
+            while let Some(&(t, Some(p))) = plan.get(j) {
+                if p != phys + len as u64 {
+                    break;
+                }
+                len += t.n;
+                j += 1;
+            }
+            self.inner
+                .data
+                .read_at(&mut buf[s.at..s.at + len], phys)
+                .map_err(rd)?;
+            i = j;
+        }
+        Ok(())
+    }
+
+    /// The chunk mapped at `l` and whether it is shared. A chunk whose
+    /// unsharing is not durable yet counts as shared until a commit makes it
+    /// durable: this runs that commit (the module docs say why).
+    fn lookup_exclusive(&self, vol: u64, l: u64) -> Result<Option<(u64, bool)>, PoolError> {
+        loop {
+            {
+                let st = self.state();
+                match st.lookup(vol, l) {
+                    None => return Ok(None),
+                    Some(c) if st.refcount(c) > 1 => return Ok(Some((c, true))),
+                    Some(c) if !st.unshare_pending(c) => return Ok(Some((c, false))),
+                    Some(_) => {}
+                }
+            }
+            self.flush()?;
+        }
+    }
+
+    fn plan_write(&self, vol: u64, l: u64) -> Result<Plan, PoolError> {
+        let cs = self.inner.chunk_size;
+        for attempt in 0..2 {
+            let looked = self.lookup_exclusive(vol, l)?;
+            let res = {
+                let mut st = self.state();
+                match looked {
+                    Some((c, false)) => return Ok(Plan::InPlace(c)),
+                    Some((old, true)) => st.alloc().map(|(new, _)| Plan::Cow { old, new }),
+                    None => st.alloc().map(|(new, fresh)| Plan::Fresh {
+                        new,
+                        zero: !(fresh && new * cs >= self.inner.data.file_len()),
+                    }),
+                }
+            };
+            match res {
+                Err(PoolError::OutOfSpace)
+                    if attempt == 0 && !self.state().pending_free.is_empty() =>
+                {
+                    // Chunks freed since the last commit become reusable once
+                    // their unmapping is durable.
+                    self.flush()?;
+                }
+                other => return other,
+            }
+        }
+        Err(PoolError::OutOfSpace)
+    }
+
+    /// Plans every span; on failure returns the chunks already reserved.
+    fn plan_all(&self, vol: u64, spans: &[Span]) -> Result<Vec<Plan>, PoolError> {
+        let mut plans = Vec::with_capacity(spans.len());
+        for s in spans {
+            match self.plan_write(vol, s.l) {
+                Ok(p) => plans.push(p),
+                Err(e) => {
+                    let mut st = self.state();
+                    plans
+                        .iter()
+                        .filter_map(|p| p.new_chunk())
+                        .for_each(|c| st.unalloc(c));
+                    return Err(e);
+                }
+            }
+        }
+        Ok(plans)
+    }
+
+    /// The bytes to write for one span and where: borrowed from the caller
+    /// when the span is written as is, built when a chunk is filled whole.
+    fn segment<'a>(
+        &self,
+        p: Plan,
+        s: Span,
+        src: &'a [u8],
+    ) -> std::io::Result<(u64, Cow<'a, [u8]>)> {
+        let cs = self.inner.chunk_size;
+        let whole = s.n as u64 == cs;
+        let fill = |base: Option<u64>| -> std::io::Result<Cow<'a, [u8]>> {
+            let mut buf = vec![0u8; cs as usize];
+            if let Some(old) = base {
+                self.inner.data.read_at(&mut buf, old * cs)?;
+            }
+            buf[s.in_off as usize..s.in_off as usize + s.n].copy_from_slice(src);
+            Ok(Cow::Owned(buf))
+        };
+        Ok(match p {
+            Plan::InPlace(c) => (c * cs + s.in_off, Cow::Borrowed(src)),
+            Plan::Fresh { new, zero } if zero && !whole => (new * cs, fill(None)?),
+            Plan::Fresh { new, .. } => (new * cs + s.in_off, Cow::Borrowed(src)),
+            Plan::Cow { new, .. } if whole => (new * cs, Cow::Borrowed(src)),
+            Plan::Cow { old, new } => (new * cs, fill(Some(old))?),
+        })
+    }
+
+    /// Issues the writes of a planned request, merging borrowed pieces that
+    /// are contiguous both in the caller's buffer and on disk.
+    fn write_planned(&self, spans: &[Span], plans: &[Plan], data: &[u8]) -> std::io::Result<()> {
+        let io = &self.inner.data;
+        let mut run: Option<(u64, usize, usize)> = None; // (phys, start in data, len)
+        for (s, &p) in spans.iter().zip(plans) {
+            let (phys, seg) = self.segment(p, *s, &data[s.at..s.at + s.n])?;
+            match seg {
+                Cow::Borrowed(_) => {
+                    if let Some((rp, ra, rl)) = run {
+                        if rp + rl as u64 == phys && ra + rl == s.at {
+                            run = Some((rp, ra, rl + s.n));
+                            continue;
+                        }
+                        io.write_at(&data[ra..ra + rl], rp)?;
+                    }
+                    run = Some((phys, s.at, s.n));
+                }
+                Cow::Owned(buf) => {
+                    if let Some((rp, ra, rl)) = run.take() {
+                        io.write_at(&data[ra..ra + rl], rp)?;
+                    }
+                    io.write_at(&buf, phys)?;
+                }
+            }
+        }
+        if let Some((rp, ra, rl)) = run {
+            io.write_at(&data[ra..ra + rl], rp)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at byte `off` of volume `vol`: plan every chunk, write,
+    /// then record the new mappings.
+    pub(crate) fn write_bytes(&self, vol: u64, off: u64, data: &[u8]) -> Result<(), BackendError> {
+        let cs = self.inner.chunk_size;
+        let in_off = off & (cs - 1);
+        if in_off + data.len() as u64 <= cs {
+            // Within one chunk and mapped exclusively: overwrite, no plan to build.
+            if let Some((c, false)) = self.lookup_exclusive(vol, off >> self.inner.chunk_shift)? {
+                return self.inner.data.write_at(data, c * cs + in_off).map_err(wr);
+            }
+        }
+        let spans: Vec<Span> = self.spans(off, data.len()).collect();
+        let plans = self.plan_all(vol, &spans)?;
+        let res = self.write_planned(&spans, &plans, data);
+        let mut st = self.state();
+        if let Err(e) = res {
+            plans
+                .iter()
+                .filter_map(|p| p.new_chunk())
+                .for_each(|c| st.unalloc(c));
+            return Err(wr(e));
+        }
+        for (s, p) in spans.iter().zip(plans) {
+            match p {
+                Plan::InPlace(_) => {}
+                Plan::Cow { old, new } => {
+                    st.claim(new);
+                    st.map_set(vol, s.l, new);
+                    st.decref(old);
+                }
+                Plan::Fresh { new, .. } => {
+                    st.claim(new);
+                    st.map_set(vol, s.l, new);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Deallocates whole chunks of `[off, off+len)` and zeroes partial ones.
+    pub(crate) fn discard_bytes(&self, vol: u64, off: u64, len: u64) -> Result<(), BackendError> {
+        let cs = self.inner.chunk_size;
+        let mut pos = off;
+        let end = off + len;
+        while pos < end {
+            let l = pos >> self.inner.chunk_shift;
+            let in_off = pos & (cs - 1);
+            let n = (cs - in_off).min(end - pos);
+            if n == cs {
+                self.state().map_remove(vol, l);
+            } else {
+                let zeros = vec![0u8; n as usize];
+                match self.lookup_exclusive(vol, l)? {
+                    None => {}
+                    Some((c, false)) => self
+                        .inner
+                        .data
+                        .write_at(&zeros, c * cs + in_off)
+                        .map_err(wr)?,
+                    Some((_, true)) => self.write_bytes(vol, pos, &zeros)?,
+                }
+            }
+            pos += n;
+        }
+        Ok(())
+    }
+
+    /// Commits when too much metadata is pending.
+    pub(crate) fn maybe_commit(&self) -> Result<(), PoolError> {
+        let big = self.state().dirty.len() > DIRTY_LIMIT;
+        if big {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Makes a FUA write durable: a data sync suffices when no metadata is
+    /// pending, otherwise a full commit.
+    pub(crate) fn fua(&self) -> Result<(), BackendError> {
+        let clean = self.state().dirty.is_empty();
+        if clean {
+            self.inner.data.sync_data().map_err(BackendError::Flush)
+        } else {
+            self.flush().map_err(|e| match e {
+                PoolError::Io { source, .. } => BackendError::Flush(source),
+                other => BackendError::Metadata(other.to_string()),
+            })
+        }
+    }
+}
