@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use device_common::backends::Slow;
-use device_common::workload::{clear_unit_attention, is_hw_error, random_io, Expect, Rng};
+use device_common::workload::{
+    clear_unit_attention, is_hw_error, random_io, random_io_tmr, Expect, Rng,
+};
 use device_common::{run, run_on, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -205,4 +207,39 @@ fn compare_and_write_never_runs_twice() {
     let mut block = vec![0u8; BS];
     mem.read(5, &mut block).unwrap();
     assert_eq!(block, vec![16u8; BS]);
+}
+
+#[test]
+fn panics_and_task_aborts_together() {
+    let plan = FaultPlan {
+        triggers: vec![
+            (FaultPoint::Emulate, 150),
+            (FaultPoint::Reply, 400),
+            (FaultPoint::Emulate, 700),
+            (FaultPoint::Reply, 900),
+        ],
+    };
+    // One slow I/O thread: commands queue up, so aborts find some unstarted.
+    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let slow = Arc::new(Slow::new(mem, 400, 21));
+    let run = run(
+        "tmr-panics",
+        SimConfig::default(),
+        slow,
+        1,
+        generous(),
+        Some(plan),
+        |sim| random_io_tmr(sim, 1200, 32, DISK_BLOCKS, 8, Expect::AllGood, Some(7)),
+    );
+    let r = run.result;
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(r.broken, None);
+    assert_eq!(r.completed, 1200);
+    assert!(r.tmrs > 30, "{r:?}");
+    assert!(
+        r.aborted > 0,
+        "some aborts caught commands not yet started: {r:?}"
+    );
+    assert_eq!(r.good + r.aborted, 1200);
+    assert_eq!(run.stats.restarts, 4);
 }
