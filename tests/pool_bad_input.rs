@@ -86,7 +86,7 @@ fn corrupt_sled_database_is_refused_unchanged() {
     }
     std::fs::write(&db, &b).unwrap();
     let before = contents(&dir);
-    let err = Pool::open(&dir).err().expect("corrupt pool opened");
+    let err = Pool::open(&dir).expect_err("corrupt pool opened");
     assert!(matches!(err, PoolError::Corrupt(_)), "{err}");
     assert!(err.to_string().contains("corrupt"), "{err}");
     assert_same(&before, &dir);
@@ -105,7 +105,7 @@ fn truncated_sled_database_is_refused_unchanged() {
         .set_len(half)
         .unwrap();
     let before = contents(&dir);
-    let err = Pool::open(&dir).err().expect("truncated pool opened");
+    let err = Pool::open(&dir).expect_err("truncated pool opened");
     assert!(matches!(err, PoolError::Corrupt(_)), "{err}");
     assert_same(&before, &dir);
     // An empty or missing db file is caught too.
@@ -220,6 +220,6 @@ fn lost_commits_after_a_crash_are_detected() {
         .unwrap()
         .set_len(half)
         .unwrap();
-    let err = Pool::open(&copy).err().expect("lost commits not noticed");
+    let err = Pool::open(&copy).expect_err("lost commits not noticed");
     assert!(matches!(err, PoolError::Corrupt(_)), "{err}");
 }

@@ -213,3 +213,26 @@ fn resize_grow_and_forced_shrink() {
     drop(a);
     assert!(pool.check().unwrap().is_clean());
 }
+
+#[test]
+fn close_then_reopen_in_a_loop() {
+    // sled can hold its lock for a moment after the last handle is dropped;
+    // reopening right away must still work.
+    let dir = tempfile::tempdir().unwrap();
+    Pool::create(dir.path(), &cfg(16)).unwrap().close().unwrap();
+    for i in 0..20u8 {
+        let pool = Pool::open(dir.path()).unwrap();
+        let v = pool.open_volume("a").or_else(|_| {
+            pool.create_volume("a", 4096, 512)?;
+            pool.open_volume("a")
+        });
+        let v = v.unwrap();
+        v.write(0, &[i; 512], false).unwrap();
+        drop(v);
+        pool.close().unwrap();
+    }
+    let pool = Pool::open(dir.path()).unwrap();
+    let mut buf = vec![0u8; 512];
+    pool.open_volume("a").unwrap().read(0, &mut buf).unwrap();
+    assert!(buf.iter().all(|&b| b == 19));
+}

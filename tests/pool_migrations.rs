@@ -104,7 +104,7 @@ fn newer_format_is_refused_naming_both_versions_and_nothing_changes() {
         .unwrap();
     }
     let before = snapshot_dir(&dir);
-    let err = Pool::open(&dir).err().expect("newer format must not open");
+    let err = Pool::open(&dir).expect_err("newer format must not open");
     match &err {
         PoolError::FormatTooNew { found, supported } => {
             assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, CURRENT_FORMAT));

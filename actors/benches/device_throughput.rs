@@ -5,7 +5,9 @@
 //! `cargo bench -p tcmud --bench device_throughput`. Compare `actor/*`
 //! with `direct/*`: the actor adds the in-flight table, I/O-thread
 //! hand-off and wake-ups; with a slow backend it should win through
-//! concurrency.
+//! concurrency. Measured on the shared 2-core dev box (noisy), 2000 reads:
+//! memory backend actor/direct ≈ 0.6–1.0 (the hand-off costs nothing
+//! measurable), 50 µs backend actor/direct ≈ 0.3 (4 I/O threads).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

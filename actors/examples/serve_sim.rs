@@ -95,6 +95,13 @@ struct Initiator {
 /// random, 32 commands in flight.
 fn initiator(sim: &mut KernelSim, n: usize) -> Initiator {
     let mut r = Initiator::default();
+    // TEST UNIT READY first: it takes the power-on unit attention, as a
+    // real initiator's first command does.
+    sim.submit(&[0u8; 6], SimDir::None).unwrap();
+    sim.kick().unwrap();
+    while sim.process_completions().unwrap().is_empty() {
+        let _ = sim.wait_kick(Duration::from_millis(50)).unwrap();
+    }
     let blocks = DISK / BS;
     let mut pending: HashMap<u16, (bool, usize)> = HashMap::new();
     let (mut submitted, mut seed) = (0usize, 0x2545_f491_4f6c_dd1du64);

@@ -1,6 +1,6 @@
 //! The daemon's configuration: TOML file -> validated [`DaemonConfig`], then CLI overrides.
 //!
-//! Two steps: [`RawConfig`] is what serde reads (with source spans), [`DaemonConfig`]
+//! Two steps: `RawConfig` is what serde reads (with source spans), [`DaemonConfig`]
 //! is the checked result. Every invalid value is reported with its line and column
 //! and the reason; all validation problems are reported at once.
 

@@ -11,8 +11,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use device_common::backends::Slow;
-use device_common::workload::{clear_unit_attention, is_hw_error, random_io, Expect, Rng};
-use device_common::{run, BS};
+use device_common::workload::{
+    clear_unit_attention, is_hw_error, random_io, random_io_tmr, Expect, Rng,
+};
+use device_common::{run, run_on, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -48,7 +50,7 @@ fn random_panics_on_an_in_order_ring() {
 }
 
 fn random_panics(cfg: SimConfig, seeds: &[u64]) {
-    for &seed in seeds {
+    for (i, &seed) in seeds.iter().enumerate() {
         let mut rng = Rng(seed);
         let n = 2000u64;
         let mut triggers = Vec::new();
@@ -59,13 +61,15 @@ fn random_panics(cfg: SimConfig, seeds: &[u64]) {
         triggers.push((FaultPoint::Timer, rng.below(n / 2)));
         let sure = 12; // emulate + reply triggers all fire before the end
         let plan = FaultPlan { triggers };
-        let run = run(
+        // Alternate between an own device thread and the System's arbiter.
+        let run = run_on(
             "panics",
             cfg,
             slow_backend(seed),
             4,
             generous(),
             Some(plan),
+            i % 2 == 0,
             move |sim| random_io(sim, n as usize, 48, DISK_BLOCKS, seed, Expect::AllGood),
         );
         let r = run.result;
@@ -203,4 +207,39 @@ fn compare_and_write_never_runs_twice() {
     let mut block = vec![0u8; BS];
     mem.read(5, &mut block).unwrap();
     assert_eq!(block, vec![16u8; BS]);
+}
+
+#[test]
+fn panics_and_task_aborts_together() {
+    let plan = FaultPlan {
+        triggers: vec![
+            (FaultPoint::Emulate, 150),
+            (FaultPoint::Reply, 400),
+            (FaultPoint::Emulate, 700),
+            (FaultPoint::Reply, 900),
+        ],
+    };
+    // One slow I/O thread: commands queue up, so aborts find some unstarted.
+    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let slow = Arc::new(Slow::new(mem, 400, 21));
+    let run = run(
+        "tmr-panics",
+        SimConfig::default(),
+        slow,
+        1,
+        generous(),
+        Some(plan),
+        |sim| random_io_tmr(sim, 1200, 32, DISK_BLOCKS, 8, Expect::AllGood, Some(7)),
+    );
+    let r = run.result;
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(r.broken, None);
+    assert_eq!(r.completed, 1200);
+    assert!(r.tmrs > 30, "{r:?}");
+    assert!(
+        r.aborted > 0,
+        "some aborts caught commands not yet started: {r:?}"
+    );
+    assert_eq!(r.good + r.aborted, 1200);
+    assert_eq!(run.stats.restarts, 4);
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use device_common::backends::Slow;
 use device_common::workload::{random_io, Expect};
-use device_common::{run, BS};
+use device_common::{run, run_on, BS};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
@@ -50,13 +50,15 @@ fn in_order_ring_random_io_is_exact() {
         flags: CAP_READ_LEN | CAP_TMR,
         ..SimConfig::default()
     };
-    let run = run(
+    // This one runs the actor on the System's own arbiter (own_thread off).
+    let run = run_on(
         "inorder",
         cfg,
         slow,
         4,
         RestartBudget::default(),
         None,
+        false,
         |sim| random_io(sim, 2000, 32, DISK_BLOCKS, 4242, Expect::AllGood),
     );
     let r = run.result;

@@ -132,7 +132,7 @@ impl Pool {
             st.maps.remove(&rec.id).unwrap_or_default()
         };
         let total = map.len() as u64;
-        let entries: Vec<(u64, u64)> = map.into_iter().collect();
+        let entries: Vec<(u64, u64)> = map.iter().collect();
         for (i, part) in entries.chunks(1 << 14).enumerate() {
             let mut st = self.state();
             for &(l, c) in part {
@@ -180,7 +180,7 @@ impl Pool {
             let drop_ls: Vec<u64> = st
                 .maps
                 .get(&rec.id)
-                .map(|m| m.range(first..).map(|(&l, _)| l).collect())
+                .map(|m| m.iter_from(first).map(|(l, _)| l).collect())
                 .unwrap_or_default();
             for l in drop_ls {
                 st.map_remove(rec.id, l);
@@ -237,7 +237,7 @@ impl Pool {
             let entries: Vec<(u64, u64)> = st
                 .maps
                 .get(&rec.id)
-                .map(|m| m.iter().map(|(&l, &c)| (l, c)).collect())
+                .map(|m| m.iter().collect())
                 .unwrap_or_default();
             for (l, c) in entries {
                 st.incref(c);

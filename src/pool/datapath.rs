@@ -241,6 +241,14 @@ impl Pool {
     /// Writes `data` at byte `off` of volume `vol`: plan every chunk, write,
     /// then record the new mappings.
     pub(crate) fn write_bytes(&self, vol: u64, off: u64, data: &[u8]) -> Result<(), BackendError> {
+        let cs = self.inner.chunk_size;
+        let in_off = off & (cs - 1);
+        if in_off + data.len() as u64 <= cs {
+            // Within one chunk and mapped exclusively: overwrite, no plan to build.
+            if let Some((c, false)) = self.lookup_exclusive(vol, off >> self.inner.chunk_shift)? {
+                return self.inner.data.write_at(data, c * cs + in_off).map_err(wr);
+            }
+        }
         let spans: Vec<Span> = self.spans(off, data.len()).collect();
         let plans = self.plan_all(vol, &spans)?;
         let res = self.write_planned(&spans, &plans, data);

@@ -30,7 +30,9 @@
 //!    the data of every chunk a new mapping points to, and every in-place
 //!    overwrite acknowledged before the flush, is now durable;
 //! 3. apply the batch to sled atomically (`apply_batch`) and `flush` sled:
-//!    the new mappings, reference counts and free entries are durable;
+//!    the new mappings, reference counts and free entries are durable (with
+//!    the next commit sequence number); then `meta.seal` is rewritten (see
+//!    [`seal`]);
 //! 4. only now move the chunks this batch freed to the free list.
 //!
 //! A chunk reserved by a write still in flight is committed as free (its
@@ -49,13 +51,14 @@
 //! to one in changes not yet committed (another volume copied away from it,
 //! or a sharer was deleted) may still be mapped by that other volume after a
 //! crash, so the first in-place write to it runs a commit first. Their
-//! durability comes from step 2. A FUA write runs a commit when
-//! it changed metadata, and an fdatasync otherwise.
+//! durability comes from step 2. A FUA write runs a commit when metadata is
+//! pending, and only an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
 
 mod catalog;
 mod check;
+mod chunkmap;
 mod datapath;
 pub mod error;
 pub mod format;
@@ -142,6 +145,15 @@ pub struct PoolUsage {
 #[derive(Clone)]
 pub struct Pool {
     inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("dir", &self.inner.dir)
+            .field("chunk_size", &self.inner.chunk_size)
+            .finish_non_exhaustive()
+    }
 }
 
 pub(crate) struct Inner {
@@ -289,14 +301,13 @@ impl Pool {
         self.inner.store.size_bytes()
     }
 
-    /// Approximate bytes of memory the in-memory mapping structures use.
+    /// Bytes of memory the in-memory metadata uses: mapping tables,
+    /// reference counts, free lists.
     pub fn metadata_memory_bytes(&self) -> u64 {
         let st = self.state();
-        // BTreeMap<u64,u64>: 16 bytes payload + ~50% node overhead per entry.
-        let mappings: u64 = st.maps.values().map(|m| m.len() as u64).sum();
-        mappings * 24
-            + st.refs.len() as u64 * 4
-            + (st.free.len() + st.pending_free.len()) as u64 * 8
+        let maps: u64 = st.maps.values().map(|m| m.memory_bytes()).sum();
+        maps + st.refs.capacity() as u64 * 4
+            + (st.free.capacity() + st.pending_free.capacity()) as u64 * 8
     }
 }
 

@@ -1,7 +1,9 @@
 //! In-memory pool state: catalog, mappings, reference counts, free lists and
 //! the batch of metadata changes not yet committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+use super::chunkmap::ChunkMap;
 
 use super::format::{self, Key, Superblock, VolumeRecord, TAG_FREE, TAG_REF};
 use super::store::Change;
@@ -13,7 +15,7 @@ pub(crate) struct State {
     pub sb: Superblock,
     pub catalog: BTreeMap<String, VolumeRecord>,
     /// Per volume id: logical chunk -> physical chunk.
-    pub maps: HashMap<u64, BTreeMap<u64, u64>>,
+    pub maps: BTreeMap<u64, ChunkMap>,
     /// Reference count of every chunk below `sb.hwm`.
     pub refs: Vec<u32>,
     /// Chunks whose freeing is durable: safe to hand out.
@@ -53,7 +55,7 @@ impl State {
         let mut st = State {
             sb,
             catalog: BTreeMap::new(),
-            maps: HashMap::new(),
+            maps: BTreeMap::new(),
             refs: Vec::new(),
             free: Vec::new(),
             pending_free: Vec::new(),
@@ -78,7 +80,7 @@ impl State {
     pub fn load(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<State, PoolError> {
         let mut sb = None;
         let mut catalog = BTreeMap::new();
-        let mut maps: HashMap<u64, BTreeMap<u64, u64>> = HashMap::new();
+        let mut maps: BTreeMap<u64, ChunkMap> = BTreeMap::new();
         let mut ref_keys = Vec::new();
         let mut free_keys = Vec::new();
         for (k, v) in kvs {
@@ -172,7 +174,8 @@ impl State {
 
     /// True when `c` may still be shared in the durable metadata.
     pub fn unshare_pending(&self, c: u64) -> bool {
-        self.unshared.contains(&c) || self.unshared_committing.contains(&c)
+        (!self.unshared.is_empty() && self.unshared.contains(&c))
+            || (!self.unshared_committing.is_empty() && self.unshared_committing.contains(&c))
     }
 
     /// Puts a batch whose commit failed back (newer changes win).
@@ -271,7 +274,7 @@ impl State {
 
     /// Looks up a mapping.
     pub fn lookup(&self, vol: u64, l: u64) -> Option<u64> {
-        self.maps.get(&vol).and_then(|m| m.get(&l)).copied()
+        self.maps.get(&vol).and_then(|m| m.get(l))
     }
 
     /// Sets a mapping (the caller manages reference counts).
@@ -282,7 +285,7 @@ impl State {
 
     /// Removes a mapping and drops its reference.
     pub fn map_remove(&mut self, vol: u64, l: u64) -> Option<u64> {
-        let c = self.maps.get_mut(&vol).and_then(|m| m.remove(&l))?;
+        let c = self.maps.get_mut(&vol).and_then(|m| m.remove(l))?;
         self.del(format::map_key(vol, l));
         self.decref(c);
         Some(c)

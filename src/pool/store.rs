@@ -32,28 +32,38 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the sled database at `path`.
+    /// Opens (or creates) the sled database at `path`. A database just
+    /// closed by this process can stay locked for a moment while sled's
+    /// background threads let go of it: a lock error is retried for up to
+    /// two seconds.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
-        let db = sled::Config::new()
-            .path(path)
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    PoolError::Store(format!("sled database {} is locked: {io}", path.display()))
+        let mut tries = 0;
+        loop {
+            match sled::Config::new().path(path).flush_every_ms(None).open() {
+                Ok(db) => {
+                    return Ok(SledStore {
+                        db: std::sync::RwLock::new(Some(db)),
+                    })
                 }
-                sled::Error::Io(io) => PoolError::Corrupt(format!(
-                    "cannot open sled database {}: {io}",
-                    path.display()
-                )),
-                other => PoolError::Corrupt(format!(
-                    "cannot open sled database {}: {other}",
-                    path.display()
-                )),
-            })?;
-        Ok(SledStore {
-            db: std::sync::RwLock::new(Some(db)),
-        })
+                // sled reports a held lock as an `Other` error with this text.
+                Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
+                    tries += 1;
+                    if tries > 200 {
+                        return Err(PoolError::Store(format!(
+                            "sled database {} is locked: {io}",
+                            path.display()
+                        )));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+                Err(e) => {
+                    return Err(PoolError::Corrupt(format!(
+                        "cannot open sled database {}: {e}",
+                        path.display()
+                    )))
+                }
+            }
+        }
     }
 }
 

@@ -174,20 +174,21 @@ impl BlockBackend for Volume {
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let st = self.pool.state();
-        let empty = std::collections::BTreeMap::new();
-        let map = st.maps.get(&self.id).unwrap_or(&empty);
-        let mapped = map.contains_key(&l0);
+        let Some(map) = st.maps.get(&self.id) else {
+            return Ok(Allocation {
+                mapped: false,
+                blocks: (end - start) / bs,
+            });
+        };
+        let mapped = map.contains(l0);
         let run_end_chunk = if mapped {
             let mut e = l0 + 1;
-            for (&k, _) in map.range(l0 + 1..) {
-                if k != e || e.saturating_mul(cs) >= end {
-                    break;
-                }
+            while e.saturating_mul(cs) < end && map.contains(e) {
                 e += 1;
             }
             e
         } else {
-            map.range(l0 + 1..).next().map_or(u64::MAX, |(&k, _)| k)
+            map.iter_from(l0 + 1).next().map_or(u64::MAX, |(k, _)| k)
         };
         let run_end = run_end_chunk.saturating_mul(cs).min(end);
         Ok(Allocation {

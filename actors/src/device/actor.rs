@@ -184,12 +184,19 @@ impl DeviceActor {
                 &slot.req.bidi
             };
             let mut out_len = out.data_in.len();
+            let mut failed_copy = None;
             if !out.data_in.is_empty() {
                 match self.ring.write_data_in(spans, &out.data_in) {
                     Ok(n) => out_len = n,
-                    Err(e) => tracing::error!(error = %e, "writing data-in failed"),
+                    Err(e) => {
+                        // Never report GOOD for data the initiator did not get.
+                        tracing::error!(error = %e, "writing data-in failed");
+                        out_len = 0;
+                        failed_copy = Some(internal_target_failure());
+                    }
                 }
             }
+            let out = failed_copy.as_ref().unwrap_or(out);
             let c = completion(slot.req.cmd_id, out, spans.len(), self.caps.read_len);
             let status = out.status;
             match self.ring.complete(c) {

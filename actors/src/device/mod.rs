@@ -2,7 +2,7 @@
 //!
 //! [`spawn_device`] opens the ring (applying the [`RecoveryPolicy`] for a
 //! ring left by a dead daemon), builds the SCSI LUN over the backstore and
-//! starts the [`actor::DeviceActor`] under a restart-on-panic wrapper. The
+//! starts the [`DeviceActor`] under a restart-on-panic wrapper. The
 //! in-flight table and everything else a restart must not lose live outside
 //! the actor, in the state the [`DeviceHandle`] shares.
 
@@ -91,6 +91,10 @@ pub struct DeviceOptions {
     /// Panics to inject (tests); `None`: from `TCMUD_FAULT` when the
     /// `fault-injection` feature is on, else none.
     pub fault: Option<FaultPlan>,
+    /// Run the actor on an arbiter (thread) of its own, so that one busy
+    /// device delays neither the supervisor nor other devices; otherwise on
+    /// the caller's arbiter.
+    pub own_thread: bool,
 }
 
 impl Default for DeviceOptions {
@@ -100,6 +104,7 @@ impl Default for DeviceOptions {
             tick: Duration::from_secs(1),
             lun: None,
             fault: None,
+            own_thread: true,
         }
     }
 }
@@ -127,7 +132,8 @@ pub enum DeviceError {
     },
 }
 
-/// Starts serving `spec` from its uio device on the current actix arbiter.
+/// Starts serving `spec` from its uio device. Call inside an actix System;
+/// the actor runs on an arbiter (thread) of its own.
 pub fn spawn_device(
     spec: DeviceSpec,
     backstore: BackstoreHandle,
@@ -171,12 +177,29 @@ pub fn spawn_device_with(
             caps = ?ring.caps(), "device starting");
     }
     let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick);
-    let fut = Context::new().into_future(actor);
-    actix::spawn(restart::RestartOnPanic::new(
-        fut,
-        Arc::clone(&shared),
-        spec.restart_budget,
-    ));
+    let run_shared = Arc::clone(&shared);
+    let budget = spec.restart_budget;
+    let own_thread = opts.own_thread;
+    let start = move || {
+        let fut = Context::new().into_future(actor);
+        actix::spawn(restart::RestartOnPanic::new(
+            fut, run_shared, budget, own_thread,
+        ));
+    };
+    if own_thread {
+        let arbiter = actix::Arbiter::try_new().map_err(|source| DeviceError::Io {
+            what: "start the device thread".into(),
+            source,
+        })?;
+        if !arbiter.spawn_fn(start) {
+            return Err(DeviceError::Io {
+                what: "start the device thread".into(),
+                source: std::io::Error::other("arbiter stopped"),
+            });
+        }
+    } else {
+        start();
+    }
     Ok(DeviceHandle { shared })
 }
 

@@ -51,6 +51,8 @@ pub(crate) struct RestartOnPanic {
     budget: RestartBudget,
     recent: VecDeque<Instant>,
     panics_when_failed: u32,
+    // The actor has an arbiter of its own, to stop when it is done.
+    own_arbiter: bool,
 }
 
 impl RestartOnPanic {
@@ -58,6 +60,7 @@ impl RestartOnPanic {
         fut: ContextFut<DeviceActor, Context<DeviceActor>>,
         shared: Arc<DeviceShared>,
         budget: RestartBudget,
+        own_arbiter: bool,
     ) -> RestartOnPanic {
         let addr = fut.address();
         RestartOnPanic {
@@ -67,6 +70,7 @@ impl RestartOnPanic {
             budget,
             recent: VecDeque::new(),
             panics_when_failed: 0,
+            own_arbiter,
         }
     }
 
@@ -105,6 +109,9 @@ impl RestartOnPanic {
     fn finish(&mut self) {
         self.fut = None; // drops the actor, and with it the ring
         self.shared.set_finished();
+        if self.own_arbiter {
+            actix::Arbiter::current().stop();
+        }
     }
 }
 

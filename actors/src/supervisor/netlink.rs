@@ -27,6 +27,9 @@ pub enum NetlinkError {
     Group(String),
 }
 
+/// How long a send waits for the kernel's ACK.
+const ACK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 struct NlReplier {
     router: Rc<NlRouter>,
     family: u16,
@@ -45,9 +48,11 @@ impl Replier for NlReplier {
                 )
                 .await
                 .map_err(|e| SendError(describe(&e)))?;
-            match acks.next::<u16, Buffer>().await {
-                Some(Err(e)) => Err(SendError(e.to_string())),
-                _ => Ok(()),
+            // Never let a missing ACK stall the supervisor (events are handled in order).
+            match tokio::time::timeout(ACK_TIMEOUT, acks.next::<u16, Buffer>()).await {
+                Err(_) => Err(SendError("no ACK from the kernel".into())),
+                Ok(Some(Err(e))) => Err(SendError(describe(&e))),
+                Ok(_) => Ok(()),
             }
         })
     }

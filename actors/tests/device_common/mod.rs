@@ -34,7 +34,7 @@ pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {
     }
 }
 
-/// Starts the device actor on `dev` over `backend`.
+/// Starts the device actor on `dev` over `backend`, on a thread of its own.
 pub fn start(
     name: &str,
     dev: SimDevice,
@@ -42,6 +42,19 @@ pub fn start(
     io_threads: usize,
     budget: RestartBudget,
     fault: Option<FaultPlan>,
+) -> DeviceHandle {
+    start_on(name, dev, backend, io_threads, budget, fault, true)
+}
+
+/// [`start`], choosing between an own thread and the caller's arbiter.
+pub fn start_on(
+    name: &str,
+    dev: SimDevice,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+    own_thread: bool,
 ) -> DeviceHandle {
     let bs = BackstoreHandle::new(
         backend,
@@ -60,6 +73,7 @@ pub fn start(
         tick: Duration::from_millis(10),
         lun: None,
         fault,
+        own_thread,
     };
     spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
 }
@@ -85,6 +99,23 @@ pub fn run<R: Send + 'static>(
     fault: Option<FaultPlan>,
     workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
 ) -> Run<R> {
+    run_on(
+        name, cfg, backend, io_threads, budget, fault, true, workload,
+    )
+}
+
+/// [`run`], choosing between an own device thread and the System's arbiter.
+#[allow(clippy::too_many_arguments)]
+pub fn run_on<R: Send + 'static>(
+    name: &str,
+    cfg: SimConfig,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+    own_thread: bool,
+    workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
+) -> Run<R> {
     let name = name.to_owned();
     actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
@@ -96,7 +127,7 @@ pub fn run<R: Send + 'static>(
             let _ = done_tx.send(r);
         });
         let dev = dev_rx.recv().unwrap();
-        let handle = start(&name, dev, backend, io_threads, budget, fault);
+        let handle = start_on(&name, dev, backend, io_threads, budget, fault, own_thread);
         let result = done_rx.await.expect("workload thread panicked");
         let stats = handle.stats();
         let failure = handle.failure();

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use tcmud_core::ring::TmrType;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimDir, SimError};
 
 use super::BS;
@@ -42,6 +43,8 @@ pub struct Report {
     pub completed: usize,
     pub good: usize,
     pub hw_errors: usize,
+    pub tmrs: usize,
+    pub aborted: usize,
     pub errors: Vec<String>,
     pub broken: Option<String>,
 }
@@ -106,7 +109,23 @@ pub fn random_io(
     seed: u64,
     expect: Expect,
 ) -> Report {
+    random_io_tmr(sim, n, depth, disk_blocks, seed, expect, None)
+}
+
+/// [`random_io`], also aborting (ABORT TASK) one outstanding command every
+/// `tmr_every` submissions: an aborted command completes with ABORTED
+/// COMMAND (then it never ran) or normally (it had started).
+pub fn random_io_tmr(
+    sim: &mut KernelSim,
+    n: usize,
+    depth: usize,
+    disk_blocks: usize,
+    seed: u64,
+    expect: Expect,
+    tmr_every: Option<usize>,
+) -> Report {
     clear_unit_attention(sim);
+    let mut aborting: std::collections::HashSet<u16> = std::collections::HashSet::new();
     let mut rng = Rng(seed | 1);
     let mut model = vec![0u8; disk_blocks * BS];
     let mut unknown = vec![false; disk_blocks];
@@ -165,6 +184,15 @@ pub fn random_io(
                 }
             }
         }
+        if let Some(every) = tmr_every {
+            if kicked && r.submitted % every == 0 {
+                if let Some(&id) = pending.keys().find(|id| !aborting.contains(id)) {
+                    sim.submit_tmr(TmrType::AbortTask, &[id]).unwrap();
+                    aborting.insert(id);
+                    r.tmrs += 1;
+                }
+            }
+        }
         if kicked {
             sim.kick().unwrap();
         }
@@ -192,6 +220,7 @@ pub fn random_io(
                 continue;
             };
             r.completed += 1;
+            let was_aborted = aborting.remove(&c.cmd_id);
             let range = p.lba..p.lba + p.blocks;
             for b in range.clone() {
                 if p.write {
@@ -210,6 +239,10 @@ pub fn random_io(
                     r.errors
                         .push(format!("cmd {} read lba {} wrong data", c.cmd_id, p.lba));
                 }
+            } else if was_aborted && c.status == 2 && c.sense.get(2).map(|k| k & 0xf) == Some(0x0b)
+            {
+                // Cancelled before it started: a write did not happen.
+                r.aborted += 1;
             } else if expect == Expect::GoodOrFailed && is_hw_error(&c) {
                 r.hw_errors += 1;
                 if p.write {
