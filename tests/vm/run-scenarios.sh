@@ -4,11 +4,15 @@
 # scenario in tests/vm/scenarios/NN-name.sh, runs the scenario as the guest's test, and prints
 # what each scenario verified, PASS/FAIL, and a final line "N passed, M failed".
 #
-# Usage: tests/vm/run-scenarios.sh [--no-build] [--tcmud BIN] [--only LIST] [--verbose]
-#   --no-build   do not run cargo; use --tcmud BIN or target/release/tcmud as it is
-#   --tcmud BIN  the daemon binary to test (default: target/release/tcmud after the build)
-#   --only LIST  comma-separated scenario numbers or names (e.g. 00,03 or thin)
-#   --verbose    echo the guest consoles while they run
+# Usage: tests/vm/run-scenarios.sh [--no-build] [--tcmud BIN] [--tcmud-fault BIN]
+#                                  [--only LIST] [--verbose]
+#   --no-build         do not run cargo; use --tcmud/--tcmud-fault or target/vm-bin/ as they are
+#   --tcmud BIN        the daemon binary to test (default: the release build)
+#   --tcmud-fault BIN  a build with the `fault-injection` feature, for 07-inprocess-restart
+#                      (default: built with `cargo build --release -p tcmud --features
+#                      fault-injection`)
+#   --only LIST        comma-separated scenario numbers or names (e.g. 00,03 or thin)
+#   --verbose          echo the guest consoles while they run
 # Environment: VMLAB_CACHE (downloads and images; default ${XDG_CACHE_HOME:-$HOME/.cache}/tcmud-vm),
 #   TCMUD_VM_LOGS (console logs; default target/vm-logs/<timestamp>).
 # Host needs: Debian 12 with apt (qemu-system-x86 and busybox-static are installed when
@@ -18,14 +22,15 @@ set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
 
-BUILD=1 TCMUD="" ONLY="" VERBOSE=0
+BUILD=1 TCMUD="" TCMUD_FAULT="" ONLY="" VERBOSE=0
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
         --tcmud) TCMUD=$(readlink -f "$2"); shift 2;;
+        --tcmud-fault) TCMUD_FAULT=$(readlink -f "$2"); shift 2;;
         --only) ONLY=$2; shift 2;;
         --verbose) VERBOSE=1; shift;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0;;
+        -h|--help) sed -n '2,22p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -34,19 +39,40 @@ T0=$(date +%s)
 LOGS=${TCMUD_VM_LOGS:-$repo/target/vm-logs/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$LOGS"
 
-build_note=""
-if [ -z "$TCMUD" ]; then
-    TCMUD=$repo/target/release/tcmud
-    if [ "$BUILD" = 1 ]; then
+# The binaries are copied to target/vm-bin/ right after each build: the two builds share
+# target/release/tcmud.
+BIN=$repo/target/vm-bin
+build_note="" fault_note=""
+if [ "$BUILD" = 1 ] && { [ -z "$TCMUD" ] || [ -z "$TCMUD_FAULT" ]; }; then
+    mkdir -p "$BIN"
+    if [ -z "$TCMUD" ]; then
         echo "== cargo build --release -p tcmud"
-        if ! (cd "$repo" && cargo build --release -p tcmud) > "$LOGS/cargo-build.log" 2>&1; then
+        if (cd "$repo" && cargo build --release -p tcmud) > "$LOGS/cargo-build.log" 2>&1; then
+            cp -f "$repo/target/release/tcmud" "$BIN/tcmud"
+        else
             tail -n 30 "$LOGS/cargo-build.log"
             build_note="cargo build failed (see $LOGS/cargo-build.log)"
             echo "== $build_note"
         fi
     fi
+    if [ -z "$TCMUD_FAULT" ]; then
+        echo "== cargo build --release -p tcmud --features fault-injection"
+        if (cd "$repo" && cargo build --release -p tcmud --features fault-injection) > "$LOGS/cargo-build-fault.log" 2>&1; then
+            cp -f "$repo/target/release/tcmud" "$BIN/tcmud-fault"
+        else
+            tail -n 30 "$LOGS/cargo-build-fault.log"
+            fault_note="fault-injection build failed (see $LOGS/cargo-build-fault.log)"
+            echo "== $fault_note"
+        fi
+    fi
 fi
+TCMUD=${TCMUD:-$BIN/tcmud}
+TCMUD_FAULT=${TCMUD_FAULT:-$BIN/tcmud-fault}
 [ -x "$TCMUD" ] || build_note=${build_note:-"no tcmud binary at $TCMUD"}
+[ -x "$TCMUD_FAULT" ] || fault_note=${fault_note:-"no fault-injection build at $TCMUD_FAULT"}
+fault_dir=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-vm-bin.XXXXXX")
+trap 'rm -rf "$fault_dir"' EXIT
+[ -x "$TCMUD_FAULT" ] && cp "$TCMUD_FAULT" "$fault_dir/tcmud-fault"
 
 # Warm the cache (apt installs/downloads, kernel, base/tools segments) once, outside the
 # per-scenario timings; a failure here is a setup error.
@@ -73,18 +99,22 @@ for sc in "$me"/scenarios/[0-9][0-9]-*.sh; do
     selected "$sc" || continue
     name=$(basename "$sc" .sh)
     tmo=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$sc" | head -n1); tmo=${tmo:-300}
-    needs_tcmud=1; grep -q '^# needs: *tcmu-runner-only' "$sc" && needs_tcmud=0
+    needs=$(sed -n 's/^# needs: *\([a-z-]*\).*/\1/p' "$sc" | head -n1)
     log=$LOGS/$name.log
     echo "== $name"
     t0=$(date +%s)
     args=(--timeout "$tmo" --log "$log")
     [ "$VERBOSE" = 1 ] || args+=(--quiet)
-    if [ "$needs_tcmud" = 1 ]; then
-        if [ -n "$build_note" ]; then
-            echo "   FAIL  $name: $build_note"; failn=$((failn + 1)); summary+=("FAIL  $name (not run: $build_note)")
-            continue
-        fi
-        args+=(-b "$TCMUD")
+    note=""
+    case $needs in
+        tcmu-runner-only) ;;
+        tcmud-fault) note=$build_note; [ -n "$note" ] || note=$fault_note
+                     args+=(-b "$TCMUD" -b "$fault_dir/tcmud-fault");;
+        *) note=$build_note; args+=(-b "$TCMUD");;
+    esac
+    if [ -n "$note" ]; then
+        echo "   FAIL  $name: not run: $note"; failn=$((failn + 1)); summary+=("FAIL  $name (not run: $note)")
+        continue
     fi
     "$me/run-vm.sh" "${args[@]}" "$sc" > "$LOGS/$name.host.log" 2>&1
     rc=$?

@@ -33,7 +33,7 @@ tcmud_write_config() {
         echo "[daemon]"
         echo "recovery = \"reset\""
         echo "netlink_replies = $_nr"
-        echo "log_level = \"${TCMUD_LOG_LEVEL:-debug}\""
+        echo "log_level = \"${TCMUD_LOG_LEVEL:-info,tcmud::supervisor=debug}\""
         echo "log_format = \"text\""
         for _p in "$@"; do
             _pn=${_p%%:*}; _rest=${_p#*:}; _cap=${_rest%%:*}; _cs=64KiB
@@ -50,20 +50,21 @@ tcmud_write_config() {
     } > "$TCMUD_CONF"
 }
 
-# tcmud_start [EXTRA ARGS...] -- start the daemon in the background (sets TCMUD_PID), wait
-# until it is up (alive for ~1.5 s and, if it logs one, a readiness line) or fail.
+# tcmud_start [EXTRA ARGS...] -- start the daemon in the background (sets TCMUD_PID) and wait
+# (30 s) for its "tcmud ready" log line; fails if it exits or never gets ready.
 tcmud_start() {
     [ -x "$TCMUD" ] || fail "no tcmud binary at $TCMUD"
     echo "==== tcmud start $(cut -d' ' -f1 /proc/uptime)" >> "$TCMUD_LOG"
-    # shellcheck disable=SC2086
+    _from=$(wc -l < "$TCMUD_LOG")
     "$TCMUD" --config "$TCMUD_CONF" "$@" >> "$TCMUD_LOG" 2>&1 &
     TCMUD_PID=$!
-    _n=0
-    while [ $_n -lt 15 ]; do
+    _n=300
+    until tail -n +"$_from" "$TCMUD_LOG" | grep -q 'tcmud ready'; do
         kill -0 "$TCMUD_PID" 2>/dev/null || { wait "$TCMUD_PID"; _rc=$?; diag; fail "tcmud exited at startup (status $_rc)"; }
-        sleep 0.1; _n=$((_n + 1))
+        [ $_n -le 0 ] && { diag; fail "tcmud not ready 30 s after start"; }
+        sleep 0.1; _n=$((_n - 1))
     done
-    vmsg "tcmud running (pid $TCMUD_PID)"
+    vmsg "tcmud ready (pid $TCMUD_PID)"
 }
 
 # tcmud_stop [TIMEOUT_S] -- SIGTERM, wait for the exit; prints the exit status; fails on a hang.
