@@ -36,6 +36,11 @@ if [ -z "$TCMUD" ]; then
     fi
 fi
 [ -x "$TCMUD" ] || { echo "no tcmud binary at $TCMUD" >&2; exit 2; }
+# the guest gets the binary without debug info (the release profile keeps it)
+tmpbin=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-bench.XXXXXX")
+trap 'rm -rf "$tmpbin"' EXIT
+strip --strip-debug -o "$tmpbin/tcmud" "$TCMUD" 2>/dev/null || cp "$TCMUD" "$tmpbin/tcmud"
+TCMUD=$tmpbin/tcmud
 LOGDIR=$repo/target/vm-logs; mkdir -p "$LOGDIR"
 LOG=$LOGDIR/bench-kernel-path-$(date +%Y%m%d-%H%M%S).log
 # 16 fio runs per rep, each RT+1 s plus fio start-up, plus boot and filling the LUNs

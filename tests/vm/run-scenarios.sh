@@ -43,12 +43,14 @@ mkdir -p "$LOGS"
 # target/release/tcmud.
 BIN=$repo/target/vm-bin
 build_note="" fault_note=""
+# the guest gets the binary without debug info (the release profile keeps it: ~10x larger)
+install_bin() { strip --strip-debug -o "$2" "$1" 2>/dev/null || cp -f "$1" "$2"; }
 if [ "$BUILD" = 1 ] && { [ -z "$TCMUD" ] || [ -z "$TCMUD_FAULT" ]; }; then
     mkdir -p "$BIN"
     if [ -z "$TCMUD" ]; then
         echo "== cargo build --release -p tcmud"
         if (cd "$repo" && cargo build --release -p tcmud) > "$LOGS/cargo-build.log" 2>&1; then
-            cp -f "$repo/target/release/tcmud" "$BIN/tcmud"
+            install_bin "$repo/target/release/tcmud" "$BIN/tcmud"
         else
             tail -n 30 "$LOGS/cargo-build.log"
             build_note="cargo build failed (see $LOGS/cargo-build.log)"
@@ -58,7 +60,7 @@ if [ "$BUILD" = 1 ] && { [ -z "$TCMUD" ] || [ -z "$TCMUD_FAULT" ]; }; then
     if [ -z "$TCMUD_FAULT" ]; then
         echo "== cargo build --release -p tcmud --features fault-injection"
         if (cd "$repo" && cargo build --release -p tcmud --features fault-injection) > "$LOGS/cargo-build-fault.log" 2>&1; then
-            cp -f "$repo/target/release/tcmud" "$BIN/tcmud-fault"
+            install_bin "$repo/target/release/tcmud" "$BIN/tcmud-fault"
         else
             tail -n 30 "$LOGS/cargo-build-fault.log"
             fault_note="fault-injection build failed (see $LOGS/cargo-build-fault.log)"

@@ -18,27 +18,30 @@ verified "block device capacity $((SIZE / 512)) sectors"
 sg_inq "$SD" > /tmp/inq.txt 2>&1 || { cat /tmp/inq.txt; fail "sg_inq"; }
 cat /tmp/inq.txt
 grep -q 'PQual=0 *PDT=0' /tmp/inq.txt || fail "INQUIRY: not a direct-access device"
-grep -qE 'Vendor identification: *[^ ]' /tmp/inq.txt || fail "INQUIRY: empty vendor"
-grep -qE 'Product identification: *[^ ]' /tmp/inq.txt || fail "INQUIRY: empty product"
-grep -qE 'version=0x0[5-7]' /tmp/inq.txt || fail "INQUIRY: version is not SPC-3..SPC-5"
+# what the code claims: LunConfig::default() (src/scsi/lun.rs) and spc/inquiry.rs
+grep -qE 'Vendor identification: *TCMUD' /tmp/inq.txt || fail "INQUIRY: vendor is not TCMUD"
+grep -qE 'Product identification: *VIRTUAL-DISK' /tmp/inq.txt || fail "INQUIRY: product is not VIRTUAL-DISK"
+grep -qE 'Product revision level: *0001' /tmp/inq.txt || fail "INQUIRY: revision is not 0001"
+grep -qE 'version=0x06' /tmp/inq.txt || fail "INQUIRY: version is not 0x06 (SPC-4)"
 verified "INQUIRY: PDT 0, $(grep 'Vendor identification' /tmp/inq.txt | sed 's/ *Vendor identification: *//') / $(grep 'Product identification' /tmp/inq.txt | sed 's/ *Product identification: *//'), $(grep -o 'version=0x0[0-9]' /tmp/inq.txt)"
 
 # ---- VPD pages
 sg_vpd -p 0x00 "$SD" > /tmp/vpd00.txt 2>&1 || { cat /tmp/vpd00.txt; fail "sg_vpd page 00"; }
 cat /tmp/vpd00.txt
-for p in 0x80 0x83 0xb0 0xb2; do
+for p in 0x80 0x83 0xb0 0xb1 0xb2; do
     grep -q "$p" /tmp/vpd00.txt || fail "VPD 00 does not list page $p"
 done
-verified "VPD 00 lists pages 80 83 b0 b2"
+verified "VPD 00 lists pages 80 83 b0 b1 b2"
 sg_vpd -p 0x80 "$SD" > /tmp/vpd80.txt 2>&1 || { cat /tmp/vpd80.txt; fail "sg_vpd page 80"; }
 cat /tmp/vpd80.txt
 SERIAL=$(sed -n 's/.*Unit serial number: *//p' /tmp/vpd80.txt)
-[ -n "$SERIAL" ] || fail "VPD 80: empty unit serial number"
+# device/mod.rs default_lun_config: 16 hex digits (FNV-1a of the dev_config)
+echo "$SERIAL" | grep -qE '^[0-9a-f]{16}$' || fail "VPD 80: unit serial number '$SERIAL' is not 16 hex digits"
 verified "VPD 80: unit serial number '$SERIAL'"
 sg_vpd -p 0x83 "$SD" > /tmp/vpd83.txt 2>&1 || { cat /tmp/vpd83.txt; fail "sg_vpd page 83"; }
 cat /tmp/vpd83.txt
-grep -qiE 'NAA|designator type: NAA' /tmp/vpd83.txt || fail "VPD 83: no NAA designator"
-verified "VPD 83: NAA designator $(grep -oiE '0x6[0-9a-f]{15,31}' /tmp/vpd83.txt | head -n1)"
+grep -qiE 'NAA 5' /tmp/vpd83.txt || fail "VPD 83: no NAA 5 designator"
+verified "VPD 83: NAA 5 designator $(grep -oiE '0x5[0-9a-f]{15}' /tmp/vpd83.txt | head -n1)"
 sg_vpd -p 0xb0 "$SD" > /tmp/vpdb0.txt 2>&1 || { cat /tmp/vpdb0.txt; fail "sg_vpd page b0"; }
 cat /tmp/vpdb0.txt
 mul=$(sed -n 's/.*Maximum unmap LBA count: *\([0-9]*\).*/\1/p' /tmp/vpdb0.txt)
