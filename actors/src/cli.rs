@@ -1,1 +1,74 @@
-//! TODO: cli
+//! The `tcmud` command line (clap derive). `tcmud [run] [OPTIONS]` runs the daemon.
+
+use crate::config::{LogFormat, Overrides, RecoveryPolicy};
+use clap::{Args, Parser, Subcommand};
+use std::path::PathBuf;
+
+/// tcmud: serves Linux TCMU (target_core_user) devices from thin pools and files.
+#[derive(Debug, Parser)]
+#[command(name = "tcmud", version, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// What to do (default: run the daemon).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Options of `run` (also accepted without the word `run`).
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the daemon (the default).
+    Run(RunArgs),
+    /// Pool commands (offline: on a pool no daemon holds).
+    #[command(subcommand)]
+    Pool(crate::offline::PoolCommand),
+    /// Volume commands (offline: on a pool no daemon holds).
+    #[command(subcommand)]
+    Volume(crate::offline::VolumeCommand),
+}
+
+/// Options of the daemon; each overrides the config file.
+#[derive(Debug, Clone, Default, Args, PartialEq, Eq)]
+pub struct RunArgs {
+    /// Config file (default: /etc/tcmud/tcmud.toml if present, else built-in defaults).
+    #[arg(long, short = 'c', env = "TCMUD_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log filter, e.g. `info` or `tcmud=debug,warn`.
+    #[arg(long, value_name = "L")]
+    pub log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Ring recovery policy for adopted/restarted devices.
+    #[arg(long, value_enum)]
+    pub recovery: Option<RecoveryPolicy>,
+    /// Answer kernel events with *_DONE replies (SUPP_KERN_CMD_REPLY).
+    #[arg(long, value_name = "true|false")]
+    pub netlink_replies: Option<bool>,
+    /// sysfs root.
+    #[arg(long, value_name = "DIR")]
+    pub sys_root: Option<PathBuf>,
+    /// configfs root.
+    #[arg(long, value_name = "DIR")]
+    pub configfs_root: Option<PathBuf>,
+    /// Directory holding the uioN device nodes.
+    #[arg(long, value_name = "DIR")]
+    pub dev_root: Option<PathBuf>,
+}
+
+impl RunArgs {
+    /// The config overrides these options carry.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            log_level: self.log_level.clone(),
+            log_format: self.log_format,
+            recovery: self.recovery,
+            netlink_replies: self.netlink_replies,
+            sys_root: self.sys_root.clone(),
+            configfs_root: self.configfs_root.clone(),
+            dev_root: self.dev_root.clone(),
+        }
+    }
+}

@@ -1,1 +1,252 @@
-//! TODO: config
+//! The daemon's configuration: TOML file -> validated [`DaemonConfig`], then CLI overrides.
+//!
+//! Two steps: [`RawConfig`] is what serde reads (with source spans), [`DaemonConfig`]
+//! is the checked result. Every invalid value is reported with its line and column
+//! and the reason; all validation problems are reported at once.
+
+mod size;
+
+pub use size::{parse_size, ByteSize};
+
+use serde::Deserialize;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+/// Where the daemon looks for its config when `--config` is not given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/tcmud/tcmud.toml";
+
+/// What to do with a ring the daemon did not cleanly hand over (restart, adoption).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum RecoveryPolicy {
+    /// Fail the commands left in the ring with BUSY (`action/reset_ring`) and start clean.
+    #[default]
+    Reset,
+    /// Re-execute the commands found between tail and head (safe only without lost state).
+    Replay,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// One thin pool the daemon may serve volumes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Pool name, as used in `thin/<pool>/<volume>`.
+    pub name: String,
+    /// Pool directory (absolute).
+    pub path: PathBuf,
+    /// Allocation unit in bytes (power of two, 4 KiB..=1 MiB).
+    pub chunk_size: u32,
+    /// Capacity of the pool in bytes.
+    pub capacity_bytes: u64,
+    /// Usage percentage that raises the low-water warning.
+    pub low_water_pct: u8,
+    /// Create the pool directory and volumes named by dev_config when missing.
+    pub auto_create: bool,
+}
+
+/// The validated configuration of the daemon.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DaemonConfig {
+    /// Ring recovery policy for adopted and restarted devices.
+    pub recovery: RecoveryPolicy,
+    /// Send SET_FEATURES(SUPP_KERN_CMD_REPLY) and `*_DONE` replies.
+    pub netlink_replies: bool,
+    /// tracing env-filter directive (e.g. `info`, `tcmud=debug`).
+    pub log_level: String,
+    /// Log output format.
+    pub log_format: LogFormat,
+    /// Root of sysfs (`/sys`; a temp tree in tests).
+    pub sys_root: PathBuf,
+    /// Root of configfs (`/sys/kernel/config`).
+    pub configfs_root: PathBuf,
+    /// Where `uioN` device nodes live (`/dev`).
+    pub dev_root: PathBuf,
+    /// The pools, in file order.
+    pub pools: Vec<PoolConfig>,
+}
+
+impl DaemonConfig {
+    /// Finds a pool by name.
+    pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
+        self.pools.iter().find(|p| p.name == name)
+    }
+}
+
+impl Default for DaemonConfig {
+    /// The built-in default (identical to `examples/tcmud.toml`).
+    fn default() -> Self {
+        // Parsing the empty document yields every field's default.
+        let raw = RawConfig::default();
+        let mut problems = Vec::new();
+        let cfg = raw.check("", &mut problems);
+        debug_assert!(problems.is_empty());
+        cfg
+    }
+}
+
+/// One thing wrong with a config file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// `line L, column C` when known, else the field's path.
+    pub location: String,
+    /// Dotted field name, e.g. `pool[1].chunk_size`.
+    pub field: String,
+    /// Why the value is rejected.
+    pub why: String,
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}: {}", self.location, self.field, self.why)
+    }
+}
+
+/// Why a configuration could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema (serde's message has line/column).
+    #[error("config {path}: {message}")]
+    Syntax {
+        /// The file.
+        path: String,
+        /// Parser message with location.
+        message: String,
+    },
+    /// Values parsed but are not acceptable.
+    #[error("config {path} has {} invalid value(s):\n  {}", problems.len(), join(problems))]
+    Invalid {
+        /// The file (or `<command line>`).
+        path: String,
+        /// Every problem found.
+        problems: Vec<Problem>,
+    },
+}
+
+fn join(p: &[Problem]) -> String {
+    p.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("\n  ")
+}
+
+/// Settings from the command line that override the file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Overrides {
+    /// `--log-level`.
+    pub log_level: Option<String>,
+    /// `--log-format`.
+    pub log_format: Option<LogFormat>,
+    /// `--recovery`.
+    pub recovery: Option<RecoveryPolicy>,
+    /// `--netlink-replies`.
+    pub netlink_replies: Option<bool>,
+    /// `--sys-root`.
+    pub sys_root: Option<PathBuf>,
+    /// `--configfs-root`.
+    pub configfs_root: Option<PathBuf>,
+    /// `--dev-root`.
+    pub dev_root: Option<PathBuf>,
+}
+
+/// Parses and validates a config document; `origin` names it in messages.
+pub fn from_toml(text: &str, origin: &str) -> Result<DaemonConfig, ConfigError> {
+    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigError::Syntax {
+        path: origin.to_owned(),
+        message: e.to_string().trim_end().to_owned(),
+    })?;
+    let mut problems = Vec::new();
+    let cfg = raw.check(text, &mut problems);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid {
+            path: origin.to_owned(),
+            problems,
+        })
+    }
+}
+
+/// Loads `path`, or, when `None`, [`DEFAULT_CONFIG_PATH`] if it exists, else the defaults.
+pub fn load(path: Option<&Path>) -> Result<DaemonConfig, ConfigError> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None if Path::new(DEFAULT_CONFIG_PATH).exists() => PathBuf::from(DEFAULT_CONFIG_PATH),
+        None => return Ok(DaemonConfig::default()),
+    };
+    let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    from_toml(&text, &path.display().to_string())
+}
+
+/// Applies command-line overrides and re-validates the fields they touch.
+pub fn apply_overrides(mut cfg: DaemonConfig, o: &Overrides) -> Result<DaemonConfig, ConfigError> {
+    let mut problems = Vec::new();
+    if let Some(l) = &o.log_level {
+        check_log_level(l, "--log-level", "log_level", &mut problems);
+        cfg.log_level = l.clone();
+    }
+    for (val, dst, flag) in [
+        (&o.sys_root, &mut cfg.sys_root, "--sys-root"),
+        (&o.configfs_root, &mut cfg.configfs_root, "--configfs-root"),
+        (&o.dev_root, &mut cfg.dev_root, "--dev-root"),
+    ] {
+        if let Some(p) = val {
+            check_absolute(p, flag, flag.trim_start_matches('-'), &mut problems);
+            *dst = p.clone();
+        }
+    }
+    cfg.log_format = o.log_format.unwrap_or(cfg.log_format);
+    cfg.recovery = o.recovery.unwrap_or(cfg.recovery);
+    cfg.netlink_replies = o.netlink_replies.unwrap_or(cfg.netlink_replies);
+    if problems.is_empty() {
+        Ok(cfg)
+    } else {
+        Err(ConfigError::Invalid {
+            path: "<command line>".into(),
+            problems,
+        })
+    }
+}
+
+fn check_log_level(l: &str, loc: &str, field: &str, problems: &mut Vec<Problem>) {
+    if let Err(e) = tracing_subscriber::EnvFilter::try_new(l) {
+        problems.push(Problem {
+            location: loc.into(),
+            field: field.into(),
+            why: format!("{l:?} is not a log filter ({e})"),
+        });
+    }
+}
+
+fn check_absolute(p: &Path, loc: &str, field: &str, problems: &mut Vec<Problem>) {
+    if !p.is_absolute() {
+        problems.push(Problem {
+            location: loc.into(),
+            field: field.into(),
+            why: format!("{} must be an absolute path", p.display()),
+        });
+    }
+}
+
+mod raw;
+use raw::RawConfig;

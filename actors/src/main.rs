@@ -1,7 +1,41 @@
 //! tcmud: serves Linux TCMU (target_core_user) devices from thin pools.
+use anyhow::Context;
+use clap::Parser;
 use std::process::ExitCode;
+use tcmud::cli::{Cli, Command, RunArgs};
+use tcmud::supervisor::{run_daemon, ReloadSource};
+use tcmud::{config, logging, offline};
 
 fn main() -> ExitCode {
-    eprintln!("tcmud: the daemon is not built yet");
-    ExitCode::FAILURE
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => run(cli.run),
+        Some(Command::Run(args)) => run(args),
+        Some(Command::Pool(c)) => {
+            return offline::exit_code(offline::run_pool(&c, &mut std::io::stdout().lock()))
+        }
+        Some(Command::Volume(c)) => {
+            return offline::exit_code(offline::run_volume(&c, &mut std::io::stdout().lock()))
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("tcmud: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: RunArgs) -> anyhow::Result<()> {
+    let overrides = args.overrides();
+    let cfg = config::load(args.config.as_deref())
+        .and_then(|c| config::apply_overrides(c, &overrides))?;
+    let log = logging::init(&cfg.log_level, cfg.log_format).context("cannot start logging")?;
+    let reload = ReloadSource {
+        config_path: args.config,
+        overrides,
+    };
+    run_daemon(cfg, reload, Some(log))?;
+    Ok(())
 }

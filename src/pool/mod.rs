@@ -1,1 +1,354 @@
-//! TODO: pool
+//! Thin-provisioned volumes in a pool: a sled database for all metadata and a
+//! data file of fixed-size chunks.
+//!
+//! A pool directory holds `tcmud-pool` (marker), `lock` (flock + holder pid),
+//! `meta/` (sled) and `data` (chunks). The layout is drawn in
+//! `docs/pool-format.md`. Volumes are thin: a chunk is allocated on the first
+//! write to it, snapshots and clones share chunks by reference count, and a
+//! write to a shared chunk copies it first.
+//!
+//! # Concurrency
+//!
+//! The metadata lives in memory ([`state`]) under one mutex; a lookup returns
+//! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
+//! I/O runs outside that mutex. Each volume has a gate (reader-writer lock):
+//! reads share it, writes and discards take it exclusively, and catalog
+//! operations (snapshot, delete, shrink) take it to see a stable volume.
+//!
+//! # Durability ordering
+//!
+//! Metadata changes are never written to sled as they happen: they collect
+//! in a dirty batch in memory and reach sled only in a *commit*, which runs
+//! in [`Pool::flush`] (and after catalog operations), serialised by a commit
+//! mutex, in this order:
+//!
+//! 1. take the dirty batch and the list of chunks it frees (under the state
+//!    mutex). A write registers its mapping only after its data write
+//!    returned, so every data write the batch refers to has been issued;
+//! 2. grow the data file to the committed high-water mark, then fdatasync it:
+//!    the data of every chunk a new mapping points to, and every in-place
+//!    overwrite acknowledged before the flush, is now durable;
+//! 3. apply the batch to sled atomically (`apply_batch`) and `flush` sled:
+//!    the new mappings, reference counts and free entries are durable;
+//! 4. only now move the chunks this batch freed to the free list.
+//!
+//! Step 2 before 3 means a durable mapping never points at a chunk whose data
+//! is not durable. Step 4 after 3 means a freed chunk is never reused (and
+//! overwritten by another volume) while a durable mapping of its old owner
+//! could still point at it, so a crash can never show one volume's data
+//! through another's mapping. A chunk taken from the free list is written
+//! whole on first use (a partial first write is merged into zeros, a
+//! copy-on-write into the old contents) so no byte of its earlier life
+//! survives; only chunks past the data file's end, which read as zeros, are
+//! written partially. In-place overwrites touch only chunks the volume owns
+//! alone *in the durable metadata too*: a chunk whose reference count fell
+//! to one in changes not yet committed (another volume copied away from it,
+//! or a sharer was deleted) may still be mapped by that other volume after a
+//! crash, so the first in-place write to it runs a commit first. Their
+//! durability comes from step 2. A FUA write runs a commit when
+//! it changed metadata, and an fdatasync otherwise.
+//!
+//! Sled's own background flushing is disabled; it is only written in step 3.
+
+mod catalog;
+mod check;
+pub mod error;
+pub mod format;
+pub mod io;
+mod lock;
+pub mod migrate;
+mod open;
+pub mod seal;
+mod state;
+pub mod store;
+pub mod testing;
+mod volume;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
+
+pub use check::{CheckReport, Problem};
+pub use error::PoolError;
+pub use format::VolumeKind;
+pub use volume::Volume;
+
+use io::DataIo;
+use lock::PoolLock;
+use state::State;
+use store::MetaStore;
+
+/// Settings fixed (chunk size) or changeable (capacity, low water) for a pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolConfig {
+    /// Chunk size in bytes: a power of two from 4 KiB to 1 MiB.
+    pub chunk_size: u32,
+    /// Maximum size of the data file in bytes (rounded down to chunks).
+    pub capacity_bytes: u64,
+    /// Percentage of capacity allocated at which a low-water event is raised.
+    pub low_water_pct: u8,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            chunk_size: 64 << 10,
+            capacity_bytes: 16 << 30,
+            low_water_pct: 90,
+        }
+    }
+}
+
+/// One catalog entry as reported by [`Pool::list_volumes`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeInfo {
+    /// Name.
+    pub name: String,
+    /// Volume or snapshot.
+    pub kind: VolumeKind,
+    /// Logical (provisioned) size in bytes.
+    pub size_bytes: u64,
+    /// Logical block size.
+    pub block_size: u32,
+    /// Bytes of chunks mapped by this volume (shared chunks count fully).
+    pub allocated_bytes: u64,
+    /// Name of the volume or snapshot it was made from, if known and alive.
+    pub origin: Option<String>,
+}
+
+/// Space usage of a pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Chunk size in bytes.
+    pub chunk_size: u32,
+    /// Maximum number of chunks.
+    pub capacity_chunks: u64,
+    /// Chunks referenced by at least one volume or snapshot.
+    pub allocated_chunks: u64,
+    /// `capacity_chunks - allocated_chunks`.
+    pub free_chunks: u64,
+    /// Low-water mark in percent.
+    pub low_water_pct: u8,
+    /// Per volume: allocated vs provisioned bytes.
+    pub volumes: Vec<VolumeInfo>,
+}
+
+/// A thin pool. Cheap to clone (an `Arc`); `Send + Sync`.
+#[derive(Clone)]
+pub struct Pool {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    dir: Option<PathBuf>,
+    store: Box<dyn MetaStore>,
+    data: Box<dyn DataIo>,
+    chunk_size: u64,
+    chunk_shift: u32,
+    state: Mutex<State>,
+    commit: Mutex<()>,
+    gates: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
+    /// Sequence number of the last commit (also in sled and the seal).
+    seq: std::sync::atomic::AtomicU64,
+    open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
+    _lock: Option<PoolLock>,
+}
+
+/// Uncommitted changes beyond which a write commits on its own.
+const DIRTY_LIMIT: usize = 1 << 16;
+
+pub(crate) fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Pool {
+    fn from_parts(
+        dir: Option<PathBuf>,
+        store: Box<dyn MetaStore>,
+        data: Box<dyn DataIo>,
+        st: State,
+        seq: u64,
+        pool_lock: Option<PoolLock>,
+    ) -> Pool {
+        let chunk_size = u64::from(st.sb.chunk_size);
+        Pool {
+            inner: Arc::new(Inner {
+                dir,
+                store,
+                data,
+                chunk_size,
+                chunk_shift: chunk_size.trailing_zeros(),
+                state: Mutex::new(st),
+                commit: Mutex::new(()),
+                gates: Mutex::new(HashMap::new()),
+                seq: std::sync::atomic::AtomicU64::new(seq),
+                open: Mutex::new(HashMap::new()),
+                _lock: pool_lock,
+            }),
+        }
+    }
+
+    /// The pool directory (None for pools on test stores).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.inner.dir.as_deref()
+    }
+
+    /// Chunk size in bytes.
+    pub fn chunk_size(&self) -> u32 {
+        self.inner.chunk_size as u32
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        guard(&self.inner.state)
+    }
+
+    fn gate(&self, id: u64) -> Arc<RwLock<()>> {
+        guard(&self.inner.gates).entry(id).or_default().clone()
+    }
+
+    /// Makes every acknowledged write and every metadata change durable
+    /// (the commit described in the module docs).
+    pub fn flush(&self) -> Result<(), PoolError> {
+        let _c = guard(&self.inner.commit);
+        let batch = self.state().take_batch();
+        let res = self.inner.commit_batch(&batch);
+        let mut st = self.state();
+        match res {
+            Ok(()) => {
+                st.batch_committed(batch);
+                Ok(())
+            }
+            Err(e) => {
+                st.restore_batch(batch);
+                Err(e)
+            }
+        }
+    }
+
+    /// Flushes and releases the pool (also done, best effort, on drop of the
+    /// last handle).
+    pub fn close(self) -> Result<(), PoolError> {
+        self.flush()
+    }
+
+    /// Space usage, pool-wide and per volume.
+    pub fn usage(&self) -> Result<PoolUsage, PoolError> {
+        let volumes = self.list_volumes()?;
+        let st = self.state();
+        Ok(PoolUsage {
+            chunk_size: st.sb.chunk_size,
+            capacity_chunks: st.sb.capacity_chunks,
+            allocated_chunks: st.used,
+            free_chunks: st.sb.capacity_chunks.saturating_sub(st.used),
+            low_water_pct: st.sb.low_water_pct,
+            volumes,
+        })
+    }
+
+    /// Grows (or shrinks down to the high-water mark) the pool's capacity.
+    pub fn set_capacity(&self, capacity_bytes: u64) -> Result<(), PoolError> {
+        {
+            let mut st = self.state();
+            let chunks = capacity_bytes / self.inner.chunk_size;
+            if chunks < st.sb.hwm {
+                return Err(PoolError::InvalidArgument(format!(
+                    "capacity {capacity_bytes} is below the {} chunks already handed out",
+                    st.sb.hwm
+                )));
+            }
+            st.sb.capacity_chunks = chunks;
+            st.dirty_super();
+            st.update_low_water();
+        }
+        self.flush()
+    }
+
+    /// Changes the low-water mark (percent of capacity allocated).
+    pub fn set_low_water(&self, pct: u8) -> Result<(), PoolError> {
+        if pct > 100 {
+            return Err(PoolError::InvalidArgument(format!(
+                "low water {pct}% > 100%"
+            )));
+        }
+        {
+            let mut st = self.state();
+            st.sb.low_water_pct = pct;
+            st.dirty_super();
+            st.update_low_water();
+        }
+        self.flush()
+    }
+
+    /// Bytes of metadata on disk (sled) — for space accounting.
+    pub fn metadata_bytes(&self) -> u64 {
+        self.inner.store.size_bytes()
+    }
+
+    /// Approximate bytes of memory the in-memory mapping structures use.
+    pub fn metadata_memory_bytes(&self) -> u64 {
+        let st = self.state();
+        // BTreeMap<u64,u64>: 16 bytes payload + ~50% node overhead per entry.
+        let mappings: u64 = st.maps.values().map(|m| m.len() as u64).sum();
+        mappings * 24
+            + st.refs.len() as u64 * 4
+            + (st.free.len() + st.pending_free.len()) as u64 * 8
+    }
+}
+
+impl Inner {
+    /// Steps 2 and 3 of the commit: data durable, then metadata (with the
+    /// next sequence number), then the seal updated.
+    fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
+        use std::sync::atomic::Ordering;
+        self.data
+            .grow_to(batch.hwm * self.chunk_size)
+            .and_then(|()| self.data.sync_data())
+            .map_err(|e| PoolError::io("syncing the data file", e))?;
+        if batch.changes.is_empty() {
+            return Ok(());
+        }
+        let seq = self.seq.load(Ordering::Acquire) + 1;
+        let mut changes = batch.changes.clone();
+        changes.push((format::KEY_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec())));
+        self.store.commit(changes)?;
+        self.seq.store(seq, Ordering::Release);
+        if let Some(dir) = &self.dir {
+            let seal = seal::Seal {
+                format: format::CURRENT_FORMAT,
+                seq,
+                data_len: batch.hwm * self.chunk_size,
+                closed_crc: None,
+            };
+            if let Err(e) = seal.write(dir, false) {
+                tracing::warn!(error = %e, "updating the pool seal failed");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let _c = guard(&self.commit);
+        let batch = guard(&self.state).take_batch();
+        let hwm = batch.hwm;
+        if let Err(e) = self.commit_batch(&batch) {
+            tracing::error!(error = %e, "flushing the pool on close failed; not sealing it");
+            return;
+        }
+        let Some(dir) = &self.dir else { return };
+        self.store.close();
+        let sealed = seal::meta_crc(&dir.join(open::META_DIR)).and_then(|crc| {
+            seal::Seal {
+                format: format::CURRENT_FORMAT,
+                seq: self.seq.load(std::sync::atomic::Ordering::Acquire),
+                data_len: hwm * self.chunk_size,
+                closed_crc: Some(crc),
+            }
+            .write(dir, true)
+        });
+        if let Err(e) = sealed {
+            tracing::error!(error = %e, "sealing the pool on close failed");
+        }
+    }
+}

@@ -1,1 +1,82 @@
-//! TODO: backstore
+//! Backstores: what a device's `dev_config` names, the pools they live in,
+//! and the I/O threads that run blocking backend calls off the actors.
+//!
+//! - [`DevConfig`]: `thin/<pool>/<volume>` and `file/<path>` parsing;
+//! - [`PoolRegistry`]: each configured pool opened once per process;
+//! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its I/O pool.
+
+mod dev_config;
+mod handle;
+mod io_pool;
+mod registry;
+
+pub use dev_config::{valid_name, DevConfig, MAX_DEV_CONFIG};
+pub use handle::{
+    open_backstore, BackstoreHandle, BackstoreKind, DEFAULT_BLOCK_SIZE, DEFAULT_IO_THREADS,
+};
+pub use io_pool::IoPool;
+pub use registry::{PoolRegistry, PoolSpec};
+
+use std::path::PathBuf;
+
+use tcmud_core::backend::BackendError;
+use tcmud_core::pool::PoolError;
+
+/// Errors resolving, opening or operating a backstore.
+#[derive(Debug, thiserror::Error)]
+pub enum BackstoreError {
+    /// A `dev_config` of our subtype that does not parse.
+    #[error("malformed dev_config {dev_config:?}: {why}")]
+    BadDevConfig {
+        /// The string the kernel gave.
+        dev_config: String,
+        /// What is wrong with it.
+        why: &'static str,
+    },
+    /// `thin/<pool>/..` names a pool the configuration does not have.
+    #[error("no pool named {0:?} in the configuration")]
+    UnknownPool(String),
+    /// The pool directory is missing and `auto_create` is off.
+    #[error("pool {name:?} does not exist at {path} (auto_create is off)")]
+    PoolMissing {
+        /// Pool name.
+        name: String,
+        /// Configured directory.
+        path: PathBuf,
+    },
+    /// The volume is missing and the pool's `auto_create` is off.
+    #[error("volume {volume:?} does not exist in pool {pool:?} (auto_create is off)")]
+    VolumeMissing {
+        /// Pool name.
+        pool: String,
+        /// Volume name.
+        volume: String,
+    },
+    /// A pool operation failed.
+    #[error("{what}: {source}")]
+    Pool {
+        /// What was being done.
+        what: String,
+        /// The pool's error.
+        #[source]
+        source: PoolError,
+    },
+    /// A backend call failed.
+    #[error("backend: {0}")]
+    Backend(#[source] BackendError),
+    /// A filesystem operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The operation is not supported by this kind of backstore.
+    #[error("not supported: {0}")]
+    Unsupported(String),
+    /// The I/O worker threads have exited.
+    #[error("backstore I/O workers are gone")]
+    WorkersGone,
+}

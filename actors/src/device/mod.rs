@@ -1,1 +1,203 @@
-//! TODO: device
+//! Device actors: one per uio minor, serving the kernel's command ring.
+//!
+//! [`spawn_device`] opens the ring (applying the [`RecoveryPolicy`] for a
+//! ring left by a dead daemon), builds the SCSI LUN over the backstore and
+//! starts the [`actor::DeviceActor`] under a restart-on-panic wrapper. The
+//! in-flight table and everything else a restart must not lose live outside
+//! the actor, in the state the [`DeviceHandle`] shares.
+
+mod actor;
+mod direction;
+mod exec;
+pub mod fault;
+mod handle;
+mod inflight;
+mod outcome;
+mod recovery;
+mod restart;
+mod shared;
+mod wake;
+
+use std::fs::File;
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::{Actor, Context};
+use tcmud_core::ring::{Ring, RingError};
+use tcmud_core::scsi::{Lun, LunConfig};
+
+pub use crate::config::RecoveryPolicy;
+pub use actor::DeviceActor;
+pub use fault::{FaultPlan, FaultPoint};
+pub use handle::DeviceHandle;
+pub use restart::RestartBudget;
+pub use shared::DeviceStats;
+
+use crate::backstore::BackstoreHandle;
+
+/// A device the supervisor wants served.
+#[derive(Debug, Clone)]
+pub struct DeviceSpec {
+    /// uio minor (N of `/dev/uioN`).
+    pub minor: u32,
+    /// uio name: `tcm-user/<hba>/<dev>/<dev_config>`.
+    pub uio_name: String,
+    /// The device's `dev_config`.
+    pub dev_config: String,
+    /// `/dev/uioN`.
+    pub dev_path: PathBuf,
+    /// `/sys/class/uio/uioN`.
+    pub sysfs_dir: PathBuf,
+    /// The configfs device directory (`.../core/user_<hba>/<dev>`), for
+    /// `action/block_dev` and `action/reset_ring`.
+    pub configfs_dir: Option<PathBuf>,
+    /// Device size in bytes (kernel `dev_size`).
+    pub size_bytes: u64,
+    /// Recovery of a ring left by a dead daemon.
+    pub recovery: RecoveryPolicy,
+    /// Panics survived before the device is failed.
+    pub restart_budget: RestartBudget,
+}
+
+/// Where the ring comes from.
+#[derive(Debug)]
+pub enum RingSource {
+    /// `/dev/uioN` as named in the [`DeviceSpec`] (the real kernel).
+    Uio,
+    /// An already-mapped-able file and event fd (the kernel simulator:
+    /// `tcmud_core::sim::SimDevice`).
+    Parts {
+        /// The shared memory file.
+        map: File,
+        /// Its length in bytes.
+        len: usize,
+        /// The kick/wait fd.
+        event_fd: OwnedFd,
+    },
+}
+
+/// Knobs beyond the [`DeviceSpec`] (tests, the simulator, tuning).
+#[derive(Debug)]
+pub struct DeviceOptions {
+    /// Ring source (default: the uio device).
+    pub ring: RingSource,
+    /// Period of the actor's housekeeping tick.
+    pub tick: Duration,
+    /// SCSI identity; `None`: defaults with serial and NAA derived from the
+    /// `dev_config`.
+    pub lun: Option<LunConfig>,
+    /// Panics to inject (tests); `None`: from `TCMUD_FAULT` when the
+    /// `fault-injection` feature is on, else none.
+    pub fault: Option<FaultPlan>,
+}
+
+impl Default for DeviceOptions {
+    fn default() -> Self {
+        DeviceOptions {
+            ring: RingSource::Uio,
+            tick: Duration::from_secs(1),
+            lun: None,
+            fault: None,
+        }
+    }
+}
+
+/// Errors starting a device.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The ring could not be opened or validated.
+    #[error("{what}: {source}")]
+    Ring {
+        /// What was being done.
+        what: String,
+        /// The ring's error.
+        #[source]
+        source: RingError,
+    },
+    /// An fd operation failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts serving `spec` from its uio device on the current actix arbiter.
+pub fn spawn_device(
+    spec: DeviceSpec,
+    backstore: BackstoreHandle,
+) -> Result<DeviceHandle, DeviceError> {
+    spawn_device_with(spec, backstore, DeviceOptions::default())
+}
+
+/// [`spawn_device`] with options (simulator ring, tick, LUN identity, faults).
+pub fn spawn_device_with(
+    spec: DeviceSpec,
+    backstore: BackstoreHandle,
+    opts: DeviceOptions,
+) -> Result<DeviceHandle, DeviceError> {
+    let ring = match opts.ring {
+        RingSource::Uio => recovery::open_uio_ring(&spec)?,
+        RingSource::Parts { map, len, event_fd } => {
+            let mut ring =
+                Ring::from_parts(&map, len, event_fd).map_err(|source| DeviceError::Ring {
+                    what: "map simulated ring".into(),
+                    source,
+                })?;
+            ring.resync_from_tail();
+            ring
+        }
+    };
+    let lun_cfg = opts
+        .lun
+        .unwrap_or_else(|| default_lun_config(&spec.dev_config));
+    let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
+    let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
+    let shared = Arc::new(shared::DeviceShared::new(
+        spec.minor,
+        spec.uio_name.clone(),
+        lun,
+        backstore,
+        faults,
+    ));
+    {
+        let _span = shared.span.enter();
+        tracing::info!(dev_config = %spec.dev_config, size = spec.size_bytes,
+            caps = ?ring.caps(), "device starting");
+    }
+    let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick);
+    let fut = Context::new().into_future(actor);
+    actix::spawn(restart::RestartOnPanic::new(
+        fut,
+        Arc::clone(&shared),
+        spec.restart_budget,
+    ));
+    Ok(DeviceHandle { shared })
+}
+
+/// SCSI identity derived from the `dev_config` (stable across restarts).
+pub fn default_lun_config(dev_config: &str) -> LunConfig {
+    let h = fnv1a(dev_config.as_bytes());
+    LunConfig {
+        serial: format!("{h:016x}"),
+        naa_id: h,
+        ..LunConfig::default()
+    }
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+// The actor must be an actix Actor with a plain Context for `into_future`.
+const _: fn() = || {
+    fn is_actor<A: Actor<Context = Context<A>>>() {}
+    is_actor::<DeviceActor>();
+};

@@ -1,1 +1,289 @@
-//! TODO: offline
+//! `tcmud pool ...` and `tcmud volume ...`: offline commands on a pool
+//! directory that no daemon holds (the pool's lock names the holder's pid
+//! when one does).
+//!
+//! Each command writes its result to `out` and returns an exit status:
+//! 0 success, 1 problems found (`pool check`), 2 error.
+
+mod progress;
+mod report;
+pub mod size;
+#[cfg(test)]
+mod tests;
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Subcommand;
+use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+
+use progress::Progress;
+
+/// `tcmud pool ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool in DIR (created if missing; must be empty).
+    Create {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Chunk size: a power of two from 4KiB to 1MiB.
+        #[arg(long, default_value = "64KiB", value_parser = size::parse_size)]
+        chunk_size: u64,
+        /// Maximum size of the data file.
+        #[arg(long, default_value = "16GiB", value_parser = size::parse_size)]
+        capacity: u64,
+        /// Low-water mark: percent of capacity allocated that raises an event.
+        #[arg(long, default_value_t = 90)]
+        low_water: u8,
+    },
+    /// Show capacity, usage and volumes.
+    Info {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Verify the metadata (exit 0 clean, 1 problems found).
+    Check {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Rebuild reference counts and free space from the mappings.
+        #[arg(long)]
+        repair: bool,
+    },
+}
+
+/// `tcmud volume ...`
+#[derive(Debug, Clone, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a thin volume.
+    Create {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Volume name.
+        name: String,
+        /// Logical size.
+        #[arg(long, value_parser = size::parse_size)]
+        size: u64,
+        /// Logical block size: 512 or 4096.
+        #[arg(long, default_value_t = 512)]
+        block_size: u32,
+    },
+    /// List volumes and snapshots.
+    List {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Grow a volume (shrinking needs --force and frees the chunks past the end).
+    Resize {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Volume name.
+        name: String,
+        /// New logical size.
+        #[arg(long, value_parser = size::parse_size)]
+        size: u64,
+        /// Allow shrinking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Delete a volume or snapshot, freeing chunks nothing else references.
+    Delete {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Volume or snapshot name.
+        name: String,
+    },
+    /// Take a read-only snapshot of a volume.
+    Snapshot {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Volume to snapshot.
+        volume: String,
+        /// Name of the new snapshot.
+        snapshot: String,
+    },
+    /// Create a writable volume from a snapshot.
+    Clone {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Snapshot to clone.
+        snapshot: String,
+        /// Name of the new volume.
+        new_volume: String,
+    },
+}
+
+/// Errors of the offline commands.
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    /// The pool refused the operation.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// A value on the command line is out of range.
+    #[error("{0}")]
+    Usage(String),
+    /// Writing the output failed.
+    #[error("writing output: {0}")]
+    Output(#[from] io::Error),
+}
+
+/// What a command ended with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done.
+    Ok,
+    /// `pool check` found problems.
+    Problems,
+}
+
+fn json_out(out: &mut dyn Write, v: &serde_json::Value) -> Result<(), OfflineError> {
+    let s = serde_json::to_string_pretty(v).map_err(|e| OfflineError::Output(e.into()))?;
+    writeln!(out, "{s}")?;
+    Ok(())
+}
+
+fn shown(dir: &Path) -> String {
+    dir.display().to_string()
+}
+
+/// Runs a `pool` subcommand.
+pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
+    match cmd {
+        PoolCommand::Create {
+            dir,
+            chunk_size,
+            capacity,
+            low_water,
+        } => {
+            let chunk_size = u32::try_from(*chunk_size).map_err(|_| {
+                OfflineError::Usage(format!("chunk size {chunk_size} is too large"))
+            })?;
+            let cfg = PoolConfig {
+                chunk_size,
+                capacity_bytes: *capacity,
+                low_water_pct: *low_water,
+            };
+            Pool::create(dir, &cfg)?.close()?;
+            writeln!(
+                out,
+                "created pool {} (chunk {}, capacity {})",
+                shown(dir),
+                size::human(u64::from(chunk_size)),
+                size::human(*capacity)
+            )?;
+        }
+        PoolCommand::Info { dir, json } => {
+            let usage = Pool::open(dir)?.usage()?;
+            if *json {
+                json_out(out, &report::usage_json(&usage))?;
+            } else {
+                report::usage_text(out, &shown(dir), &usage)?;
+            }
+        }
+        PoolCommand::Check { dir, repair } => {
+            let pool = Pool::open(dir)?;
+            let bar = Progress::new("checking");
+            let r = pool.check_with_progress(&mut |d, t| bar.update(d, t));
+            bar.finish();
+            let r = r?;
+            report::check_text(out, &r)?;
+            if r.is_clean() {
+                return Ok(Outcome::Ok);
+            }
+            if !*repair {
+                writeln!(
+                    out,
+                    "run with --repair to rebuild reference counts and free space"
+                )?;
+                return Ok(Outcome::Problems);
+            }
+            pool.repair()?;
+            let after = pool.check()?;
+            if after.is_clean() {
+                writeln!(out, "repaired; the pool is now clean")?;
+                return Ok(Outcome::Ok);
+            }
+            writeln!(out, "after repair:")?;
+            report::check_text(out, &after)?;
+            return Ok(Outcome::Problems);
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Runs a `volume` subcommand.
+pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
+    match cmd {
+        VolumeCommand::Create {
+            dir,
+            name,
+            size,
+            block_size,
+        } => {
+            Pool::open(dir)?.create_volume(name, *size, *block_size)?;
+            writeln!(out, "created volume {name} ({})", size::human(*size))?;
+        }
+        VolumeCommand::List { dir, json } => {
+            let vols = Pool::open(dir)?.list_volumes()?;
+            if *json {
+                let v: Vec<_> = vols.iter().map(report::volume_json).collect();
+                json_out(out, &serde_json::Value::Array(v))?;
+            } else {
+                report::volumes_text(out, &vols)?;
+            }
+        }
+        VolumeCommand::Resize {
+            dir,
+            name,
+            size,
+            force,
+        } => {
+            Pool::open(dir)?.resize_volume(name, *size, *force)?;
+            writeln!(out, "resized {name} to {}", size::human(*size))?;
+        }
+        VolumeCommand::Delete { dir, name } => {
+            let pool = Pool::open(dir)?;
+            let bar = Progress::new("deleting");
+            let r = pool.delete_volume_with_progress(name, &mut |d, t| bar.update(d, t));
+            bar.finish();
+            r?;
+            writeln!(out, "deleted {name}")?;
+        }
+        VolumeCommand::Snapshot {
+            dir,
+            volume,
+            snapshot,
+        } => {
+            Pool::open(dir)?.snapshot(volume, snapshot)?;
+            writeln!(out, "snapshot {snapshot} of {volume} taken")?;
+        }
+        VolumeCommand::Clone {
+            dir,
+            snapshot,
+            new_volume,
+        } => {
+            Pool::open(dir)?.clone_snapshot(snapshot, new_volume)?;
+            writeln!(out, "cloned {snapshot} as {new_volume}")?;
+        }
+    }
+    Ok(Outcome::Ok)
+}
+
+/// Turns a command result into the process exit code, printing errors on
+/// stderr.
+pub fn exit_code(r: Result<Outcome, OfflineError>) -> ExitCode {
+    match r {
+        Ok(Outcome::Ok) => ExitCode::SUCCESS,
+        Ok(Outcome::Problems) => ExitCode::from(1),
+        Err(e) => {
+            let _ = writeln!(io::stderr(), "tcmud: {e}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,1 +1,22 @@
-//! TODO: supervisor
+//! The supervisor: kernel events (TCM-USER netlink) -> device actors.
+//!
+//! - [`actor`]: the [`Supervisor`] actor (adoption, events, replies, shutdown);
+//! - [`source`]: the event-source abstraction and the test [`FakeSource`];
+//! - [`netlink`]: the real source (neli);
+//! - [`devices`]: what the supervisor needs from device actors ([`DeviceFactory`]);
+//! - [`real`]: the production factory;
+//! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
+//! - [`run`]: [`run_daemon`], the whole daemon life cycle.
+
+pub mod actor;
+pub mod devices;
+pub mod netlink;
+pub mod real;
+pub mod run;
+pub mod source;
+pub mod sysfs;
+
+pub use actor::{ListDevices, RawEvent, Reload, Shutdown, Supervisor, SupervisorSignals};
+pub use devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+pub use run::{run_daemon, ReloadSource, SupervisorError};
+pub use source::{EventSource, FakeSource, Replier, SendError};

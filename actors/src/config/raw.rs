@@ -1,0 +1,225 @@
+//! The config as serde reads it (with spans), and its validation into [`DaemonConfig`].
+
+use super::{
+    check_absolute, check_log_level, ByteSize, DaemonConfig, LogFormat, PoolConfig, Problem,
+    RecoveryPolicy,
+};
+use serde::Deserialize;
+use std::collections::HashSet;
+use std::ops::Range;
+use std::path::PathBuf;
+use toml::Spanned;
+
+const MIN_CHUNK: u64 = 4 << 10;
+const MAX_CHUNK: u64 = 1 << 20;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    #[serde(default)]
+    daemon: RawDaemon,
+    #[serde(default)]
+    pool: Option<Vec<RawPool>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawDaemon {
+    recovery: Option<RecoveryPolicy>,
+    netlink_replies: Option<bool>,
+    log_level: Option<Spanned<String>>,
+    log_format: Option<LogFormat>,
+    sys_root: Option<Spanned<PathBuf>>,
+    configfs_root: Option<Spanned<PathBuf>>,
+    dev_root: Option<Spanned<PathBuf>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPool {
+    name: Spanned<String>,
+    path: Spanned<PathBuf>,
+    chunk_size: Option<Spanned<ByteSize>>,
+    capacity: Option<Spanned<ByteSize>>,
+    low_water_pct: Option<Spanned<u8>>,
+    auto_create: Option<bool>,
+}
+
+/// `line L, column C` of a byte offset (1-based), or `fallback` without a span.
+fn locate(text: &str, span: Option<Range<usize>>, fallback: &str) -> String {
+    let Some(start) = span.map(|s| s.start) else {
+        return fallback.to_owned();
+    };
+    let before = text.get(..start).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    format!("line {line}, column {col}")
+}
+
+struct Checker<'a> {
+    text: &'a str,
+    problems: &'a mut Vec<Problem>,
+}
+
+impl Checker<'_> {
+    fn bad(&mut self, span: Option<Range<usize>>, field: &str, why: String) {
+        let location = locate(self.text, span, field);
+        self.problems.push(Problem {
+            location,
+            field: field.to_owned(),
+            why,
+        });
+    }
+
+    fn path(&mut self, v: Option<Spanned<PathBuf>>, default: &str, field: &str) -> PathBuf {
+        match v {
+            None => PathBuf::from(default),
+            Some(s) => {
+                let loc = locate(self.text, Some(s.span()), field);
+                check_absolute(s.get_ref(), &loc, field, self.problems);
+                s.into_inner()
+            }
+        }
+    }
+}
+
+impl RawConfig {
+    /// Validates every field, pushing one [`Problem`] per bad value.
+    pub(super) fn check(self, text: &str, problems: &mut Vec<Problem>) -> DaemonConfig {
+        let mut c = Checker { text, problems };
+        let d = self.daemon;
+        let log_level = match d.log_level {
+            None => "info".to_owned(),
+            Some(s) => {
+                let loc = locate(text, Some(s.span()), "daemon.log_level");
+                check_log_level(s.get_ref(), &loc, "daemon.log_level", c.problems);
+                s.into_inner()
+            }
+        };
+        let sys_root = c.path(d.sys_root, "/sys", "daemon.sys_root");
+        let configfs_root = c.path(
+            d.configfs_root,
+            "/sys/kernel/config",
+            "daemon.configfs_root",
+        );
+        let dev_root = c.path(d.dev_root, "/dev", "daemon.dev_root");
+        let pools = match self.pool {
+            None => vec![default_pool()],
+            Some(list) => {
+                let mut names = HashSet::new();
+                let mut paths = HashSet::new();
+                let mut out = Vec::new();
+                for (i, p) in list.into_iter().enumerate() {
+                    out.push(check_pool(&mut c, i, p, &mut names, &mut paths));
+                }
+                out
+            }
+        };
+        DaemonConfig {
+            recovery: d.recovery.unwrap_or_default(),
+            netlink_replies: d.netlink_replies.unwrap_or(false),
+            log_level,
+            log_format: d.log_format.unwrap_or_default(),
+            sys_root,
+            configfs_root,
+            dev_root,
+            pools,
+        }
+    }
+}
+
+fn default_pool() -> PoolConfig {
+    PoolConfig {
+        name: "default".into(),
+        path: PathBuf::from("/var/lib/tcmud/pools/default"),
+        chunk_size: 64 << 10,
+        capacity_bytes: 16 << 30,
+        low_water_pct: 90,
+        auto_create: true,
+    }
+}
+
+fn check_pool(
+    c: &mut Checker<'_>,
+    i: usize,
+    p: RawPool,
+    names: &mut HashSet<String>,
+    paths: &mut HashSet<PathBuf>,
+) -> PoolConfig {
+    let d = default_pool();
+    let f = |n: &str| format!("pool[{i}].{n}");
+    let name_span = p.name.span();
+    let name = p.name.into_inner();
+    if name.is_empty() || name.contains('/') || name.chars().any(char::is_whitespace) {
+        c.bad(
+            Some(name_span.clone()),
+            &f("name"),
+            format!("{name:?}: a pool name must be non-empty, without '/' or spaces"),
+        );
+    } else if !names.insert(name.clone()) {
+        c.bad(
+            Some(name_span),
+            &f("name"),
+            format!("pool name {name:?} is used twice"),
+        );
+    }
+    let path_span = p.path.span();
+    let path = c.path(Some(p.path), "", &f("path"));
+    if path.is_absolute() && !paths.insert(path.clone()) {
+        c.bad(
+            Some(path_span),
+            &f("path"),
+            format!("{} is used by two pools", path.display()),
+        );
+    }
+    let chunk_size = match p.chunk_size {
+        None => d.chunk_size,
+        Some(s) => {
+            let ByteSize(n) = *s.get_ref();
+            if !n.is_power_of_two() || !(MIN_CHUNK..=MAX_CHUNK).contains(&n) {
+                c.bad(
+                    Some(s.span()),
+                    &f("chunk_size"),
+                    format!("{n} bytes: must be a power of two from 4KiB to 1MiB"),
+                );
+            }
+            u32::try_from(n).unwrap_or(d.chunk_size)
+        }
+    };
+    let capacity_bytes = match p.capacity {
+        None => d.capacity_bytes,
+        Some(s) => {
+            let ByteSize(n) = *s.get_ref();
+            if n < u64::from(chunk_size) || n % u64::from(chunk_size.max(1)) != 0 {
+                c.bad(
+                    Some(s.span()),
+                    &f("capacity"),
+                    format!("{n} bytes: must be a non-zero multiple of chunk_size ({chunk_size})"),
+                );
+            }
+            n
+        }
+    };
+    let low_water_pct = match p.low_water_pct {
+        None => d.low_water_pct,
+        Some(s) => {
+            let n = *s.get_ref();
+            if !(1..=100).contains(&n) {
+                c.bad(
+                    Some(s.span()),
+                    &f("low_water_pct"),
+                    format!("{n}: must be 1..=100"),
+                );
+            }
+            n
+        }
+    };
+    PoolConfig {
+        name,
+        path,
+        chunk_size,
+        capacity_bytes,
+        low_water_pct,
+        auto_create: p.auto_create.unwrap_or(d.auto_create),
+    }
+}

@@ -1,0 +1,349 @@
+//! The device actor: one per uio minor. It waits for kicks, fetches ring
+//! entries into the in-flight table, hands commands to the backstore's I/O
+//! threads, writes finished results back and kicks the kernel once per
+//! batch. All its state that matters lives in [`DeviceShared`], so a
+//! restarted incarnation carries on where the crashed one stopped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use tcmud_core::ring::{
+    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
+};
+
+use super::direction::{direction, Dir};
+use super::exec::{self, Job};
+use super::fault::FaultPoint;
+use super::inflight::{InFlight, Outcome, SlotState};
+use super::outcome::{aborted, completion, internal_target_failure, invalid_field_in_cdb, GOOD};
+use super::shared::{lock, Counters, DeviceShared};
+use super::wake::{wake_stream, Wake};
+
+/// The actor serving one device's ring.
+pub struct DeviceActor {
+    shared: Arc<DeviceShared>,
+    ring: Ring,
+    caps: Caps,
+    tick: Duration,
+    need_kick: bool,
+}
+
+impl DeviceActor {
+    pub(crate) fn new(shared: Arc<DeviceShared>, ring: Ring, tick: Duration) -> DeviceActor {
+        let caps = ring.caps();
+        DeviceActor {
+            shared,
+            ring,
+            caps,
+            tick,
+            need_kick: false,
+        }
+    }
+
+    /// One round: fetch, dispatch, write finished results, kick, and see
+    /// whether a requested stop is complete.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if let Some(msg) = self.shared.take_crash() {
+            // An I/O thread panicked: crash this actor too, so the panic goes
+            // through the restart budget (a failed device just carries on).
+            if self.shared.failure().is_none() {
+                panic!("{msg}");
+            }
+        }
+        if let Err(e) = self.ring.drain_events() {
+            tracing::debug!(error = %e, "draining uio events");
+        }
+        let failed = self.shared.failure().is_some();
+        if !self.shared.draining() {
+            self.fetch(failed);
+        }
+        if failed {
+            lock(&self.shared.table).finish_all_unfinished(&internal_target_failure());
+        } else {
+            self.dispatch();
+        }
+        let written = self.reply();
+        if written > 0 || self.need_kick || self.ring.kick_pending() {
+            if let Err(e) = self.ring.kick() {
+                tracing::error!(error = %e, "kicking the kernel failed");
+            }
+            self.need_kick = false;
+        }
+        self.check_drained(ctx);
+    }
+
+    /// Copies every new ring entry into the in-flight table.
+    fn fetch(&mut self, failed: bool) {
+        let entries: Vec<_> = self.ring.fetch().collect();
+        if entries.is_empty() {
+            return;
+        }
+        let cursor = self.ring.fetch_cursor();
+        let mut table = lock(&self.shared.table);
+        for entry in entries {
+            match entry {
+                Ok(Entry::Cmd(req)) => {
+                    let id = req.cmd_id;
+                    match table.insert(req, cursor) {
+                        Some(seq) if failed => {
+                            table.cancel_unstarted(seq, internal_target_failure());
+                        }
+                        Some(_) => {}
+                        None => tracing::error!(cmd_id = id, "kernel reused an in-flight cmd_id"),
+                    }
+                }
+                Ok(Entry::Tmr(tmr)) => abort(&mut table, &tmr),
+                Err(e) => match e.completable_cmd_id() {
+                    Some(cmd_id) => {
+                        tracing::error!(error = %e, "malformed command entry");
+                        if let Some(req) = placeholder(cmd_id) {
+                            table.insert_done(req, cursor, malformed_entry(&e));
+                        }
+                    }
+                    None if e.is_fatal() => {
+                        drop(table);
+                        self.shared.fail(format!("ring unusable: {e}"));
+                        return;
+                    }
+                    None => tracing::error!(error = %e, "skipped a bad ring entry"),
+                },
+            }
+        }
+        table.set_fetch_cursor(cursor);
+    }
+
+    /// Hands queued commands to the I/O threads, data-out copied first.
+    fn dispatch(&mut self) {
+        let mut table = lock(&self.shared.table);
+        for seq in table.queued() {
+            let Some(slot) = table.get(seq) else {
+                continue;
+            };
+            let cdb = slot.req.cdb.as_bytes().to_vec();
+            let dir = direction(&cdb);
+            // A bidirectional command's data-in goes to its bidi buffers.
+            let bidi = !slot.req.bidi.is_empty();
+            let out_spans = &slot.req.data;
+            let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
+            let data_in_len = if dir == Dir::In || bidi {
+                in_spans.len()
+            } else {
+                0
+            };
+            let mut data_out = Vec::new();
+            if dir == Dir::Out && !out_spans.is_empty() {
+                data_out = vec![0u8; out_spans.len()];
+                if let Err(e) = self.ring.read_data_out(out_spans, &mut data_out) {
+                    tracing::error!(error = %e, "reading data-out failed");
+                    table.cancel_unstarted(seq, internal_target_failure());
+                    continue;
+                }
+                Counters::add(&self.shared.counters.bytes_out, data_out.len() as u64);
+            }
+            let Some(token) = table.dispatch(seq) else {
+                continue;
+            };
+            let job = Job {
+                seq,
+                token,
+                cdb,
+                data_out,
+                data_in_len,
+            };
+            let shared = Arc::clone(&self.shared);
+            if !self
+                .shared
+                .backstore
+                .spawn_io(move || exec::run(&shared, job))
+            {
+                tracing::error!("backstore I/O threads are gone");
+                table.cancel_unstarted(seq, internal_target_failure());
+            }
+        }
+    }
+
+    /// Writes finished results to the ring (in fetch order unless the kernel
+    /// completes out of order). Returns how many were completed.
+    fn reply(&mut self) -> usize {
+        let mut table = lock(&self.shared.table);
+        let mut written = 0;
+        // Any order: without CAP_OOOC the ring keeps each response in its
+        // own slot and moves cmd_tail over the finished front itself.
+        for seq in table.writable(true) {
+            self.shared.faults.hit(FaultPoint::Reply);
+            let Some(slot) = table.get(seq) else {
+                continue;
+            };
+            let SlotState::Done(out) = &slot.state else {
+                continue;
+            };
+            let spans = if slot.req.bidi.is_empty() {
+                &slot.req.data
+            } else {
+                &slot.req.bidi
+            };
+            let mut out_len = out.data_in.len();
+            if !out.data_in.is_empty() {
+                match self.ring.write_data_in(spans, &out.data_in) {
+                    Ok(n) => out_len = n,
+                    Err(e) => tracing::error!(error = %e, "writing data-in failed"),
+                }
+            }
+            let c = completion(slot.req.cmd_id, out, spans.len(), self.caps.read_len);
+            let status = out.status;
+            match self.ring.complete(c) {
+                Ok(()) => {
+                    table.remove(seq);
+                    written += 1;
+                    let k = &self.shared.counters;
+                    Counters::add(&k.completed, 1);
+                    Counters::add(&k.bytes_in, out_len as u64);
+                    if status != GOOD {
+                        Counters::add(&k.errors, 1);
+                    }
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "completing a command failed");
+                    break;
+                }
+            }
+        }
+        written
+    }
+
+    /// After `stop()`: once nothing is in flight, flush on an I/O thread,
+    /// then stop the actor.
+    fn check_drained(&mut self, ctx: &mut Context<Self>) {
+        if !self.shared.draining() {
+            return;
+        }
+        if self.shared.flushed() {
+            ctx.stop();
+            return;
+        }
+        if !lock(&self.shared.table).is_empty() || !self.shared.claim_flush() {
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let spawned = self.shared.backstore.spawn_io(move || {
+            if let Err(e) = shared.backstore.flush() {
+                tracing::error!(parent: &shared.span, error = %e, "final flush failed");
+            }
+            shared.set_flushed();
+        });
+        if !spawned {
+            self.shared.set_flushed();
+        }
+    }
+
+    /// The periodic tick: a safety net for lost wake-ups, and stats.
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        self.shared.faults.hit(FaultPoint::Timer);
+        tracing::trace!(stats = ?self.shared.counters.snapshot(), "tick");
+        self.pump(ctx);
+    }
+}
+
+/// A request standing in for a command whose entry could not be parsed: it
+/// is completed (with an error) and never executed.
+fn placeholder(cmd_id: u16) -> Option<CmdRequest> {
+    Some(CmdRequest {
+        cmd_id,
+        cdb: Cdb::new(&[0u8; 6])?,
+        data: DataSpans::empty(),
+        bidi: DataSpans::empty(),
+    })
+}
+
+/// The result of a command whose ring entry was malformed.
+fn malformed_entry(e: &RingError) -> Outcome {
+    match e {
+        RingError::BadEntry {
+            fault: Fault::CdbOutOfBounds | Fault::CdbTooLong,
+            ..
+        } => invalid_field_in_cdb(),
+        _ => internal_target_failure(),
+    }
+}
+
+/// A task management notification: commands not started yet are cancelled
+/// (they still get a completion); running ones finish normally.
+fn abort(table: &mut InFlight, tmr: &TmrRequest) {
+    let mut cancelled = 0;
+    for id in &tmr.cmd_ids {
+        if let Some(seq) = table.seq_of(*id) {
+            if table.cancel_unstarted(seq, aborted()) {
+                cancelled += 1;
+            }
+        }
+    }
+    tracing::info!(tmr = ?tmr.tmr_type, cmds = tmr.cmd_ids.len(), cancelled, "task management");
+}
+
+impl Actor for DeviceActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        match self.ring.event_fd().try_clone_to_owned() {
+            Ok(fd) => match wake_stream(fd, Arc::clone(&self.shared)) {
+                Ok(s) => {
+                    ctx.add_stream(s);
+                }
+                Err(e) => {
+                    self.shared.fail(format!("cannot wait on the uio fd: {e}"));
+                }
+            },
+            Err(e) => {
+                self.shared
+                    .fail(format!("cannot duplicate the uio fd: {e}"));
+            }
+        }
+        ctx.run_interval(self.tick, |act, ctx| act.tick(ctx));
+        self.pump(ctx);
+    }
+
+    fn stopped(&mut self, _ctx: &mut Context<Self>) {
+        tracing::info!(stats = ?self.shared.counters.snapshot(), "device stopped");
+    }
+}
+
+impl Supervised for DeviceActor {
+    /// Rebuilds the actor's own state after a panic: cursors from the ring
+    /// mailbox (completion) and the in-flight table (fetch); the next pump
+    /// kicks once in case the crashed incarnation completed without kicking.
+    fn restarting(&mut self, _ctx: &mut Context<Self>) {
+        Counters::add(&self.shared.counters.restarts, 1);
+        let (cursor, ids) = {
+            let table = lock(&self.shared.table);
+            (table.fetch_cursor(), table.cmd_ids())
+        };
+        self.ring.resync_from_tail();
+        let restored = match cursor {
+            Some(c) => self
+                .ring
+                .set_fetch_cursor(c)
+                .and_then(|()| self.ring.set_in_flight(&ids)),
+            None => Ok(()),
+        };
+        if let Err(e) = restored {
+            self.shared.fail(format!(
+                "cannot restore the ring cursors after a restart: {e}"
+            ));
+        }
+        self.caps = self.ring.caps();
+        self.need_kick = true;
+        tracing::warn!("device actor restarted");
+    }
+}
+
+impl StreamHandler<Wake> for DeviceActor {
+    fn handle(&mut self, _wake: Wake, ctx: &mut Context<Self>) {
+        self.pump(ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        // Never stop because the wake-up stream ended; the tick still runs.
+        tracing::warn!("wake-up stream ended");
+    }
+}

@@ -1,0 +1,45 @@
+//! Which way a command's data flows, so that only data-out buffers are
+//! copied out of the ring and only data-in buffers are allocated and written
+//! back. The SCSI command table is the single source of the direction.
+
+use tcmud_core::scsi::{data_direction, DataDirection};
+
+/// Data direction of a CDB as the device actor needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dir {
+    /// The initiator sends data (WRITE, UNMAP, MODE SELECT, ...).
+    Out,
+    /// The target returns data (READ, INQUIRY, ...).
+    In,
+    /// No data, or a command the emulation rejects (it returns no data).
+    None,
+}
+
+/// Data direction of `cdb`.
+pub fn direction(cdb: &[u8]) -> Dir {
+    match data_direction(cdb) {
+        Some(DataDirection::Out) => Dir::Out,
+        Some(DataDirection::In) => Dir::In,
+        Some(DataDirection::None) | None => Dir::None,
+    }
+}
+
+/// COMPARE AND WRITE: must never run twice, so it is not retried after a
+/// panic in its execution.
+pub fn is_compare_and_write(cdb: &[u8]) -> bool {
+    cdb.first() == Some(&0x89)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn common_opcodes() {
+        assert_eq!(direction(&[0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0]), Dir::In); // READ 10
+        assert_eq!(direction(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0]), Dir::Out); // WRITE 10
+        assert_eq!(direction(&[0x00; 6]), Dir::None); // TEST UNIT READY
+        assert_eq!(direction(&[]), Dir::None);
+        assert!(is_compare_and_write(&[0x89, 0]));
+    }
+}

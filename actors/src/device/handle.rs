@@ -1,0 +1,86 @@
+//! The supervisor's handle on a running device.
+
+use std::sync::Arc;
+
+use super::shared::{DeviceShared, DeviceStats};
+
+/// A running device. Dropping it does not stop the device; call
+/// [`DeviceHandle::stop`].
+pub struct DeviceHandle {
+    pub(crate) shared: Arc<DeviceShared>,
+}
+
+impl std::fmt::Debug for DeviceHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceHandle")
+            .field("minor", &self.shared.minor)
+            .field("name", &self.shared.name)
+            .field("failed", &self.shared.failure())
+            .finish()
+    }
+}
+
+impl DeviceHandle {
+    /// Drains the device: no new commands are taken from the ring, the ones
+    /// in flight are finished and completed, the backstore is flushed, then
+    /// the ring is closed. Returns when all of that is done.
+    pub async fn stop(self) {
+        let rx = self.shared.request_stop();
+        let _ = rx.await;
+        tracing::info!(parent: &self.shared.span, stats = ?self.stats(), "device stopped");
+    }
+
+    /// Grows the backstore to `new_size` bytes (on an I/O thread). The
+    /// volume then reports the change as a backend event, from which the LUN
+    /// queues CAPACITY DATA HAS CHANGED (queuing it here too would raise the
+    /// unit attention twice).
+    pub fn resize(&self, new_size: u64) {
+        let shared = Arc::clone(&self.shared);
+        let spawned = self.shared.backstore.spawn_io(move || {
+            let _span = shared.span.enter();
+            match shared.backstore.resize(new_size) {
+                Ok(()) => tracing::info!(new_size, "device resized"),
+                Err(e) => tracing::error!(new_size, error = %e, "resize failed"),
+            }
+        });
+        if !spawned {
+            tracing::error!(parent: &self.shared.span, "resize: I/O threads are gone");
+        }
+    }
+
+    /// The kernel changed the write-cache setting (RECONFIG WRITECACHE).
+    pub fn set_write_cache(&self, on: bool) {
+        tracing::info!(parent: &self.shared.span, on, "write cache setting");
+        self.shared.lun.set_write_cache(on);
+    }
+
+    /// The device failed (restart budget exhausted, or its ring unusable).
+    pub fn is_failed(&self) -> bool {
+        self.shared.failure().is_some()
+    }
+
+    /// Why the device failed.
+    pub fn failure(&self) -> Option<String> {
+        self.shared.failure().map(str::to_owned)
+    }
+
+    /// Counters since the device was spawned.
+    pub fn stats(&self) -> DeviceStats {
+        self.shared.counters.snapshot()
+    }
+
+    /// Commands currently in flight.
+    pub fn in_flight(&self) -> usize {
+        super::shared::lock(&self.shared.table).len()
+    }
+
+    /// The uio minor.
+    pub fn minor(&self) -> u32 {
+        self.shared.minor
+    }
+
+    /// The uio name (`tcm-user/<hba>/<dev>/<dev_config>`).
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+}

@@ -1,0 +1,89 @@
+//! Results the device produces itself (not the SCSI emulation): a failed
+//! device, an aborted command, an unreadable data buffer; and turning a
+//! result into a ring completion.
+
+use tcmud_core::ring::Completion;
+
+use super::inflight::Outcome;
+
+/// SCSI status GOOD.
+pub const GOOD: u8 = 0x00;
+/// SCSI status CHECK CONDITION.
+pub const CHECK_CONDITION: u8 = 0x02;
+
+/// Sense key HARDWARE ERROR.
+const HARDWARE_ERROR: u8 = 0x04;
+/// Sense key ABORTED COMMAND.
+const ABORTED_COMMAND: u8 = 0x0b;
+
+/// Fixed-format sense data (18 bytes) for `key`/`asc`/`ascq`.
+pub fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
+    let mut s = vec![0u8; 18];
+    s[0] = 0x70; // current error, fixed format
+    s[2] = key & 0x0f;
+    s[7] = 10; // additional sense length
+    s[12] = asc;
+    s[13] = ascq;
+    s
+}
+
+/// CHECK CONDITION, HARDWARE ERROR / INTERNAL TARGET FAILURE (44/00): what
+/// the commands of a failed device get.
+pub fn internal_target_failure() -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: fixed_sense(HARDWARE_ERROR, 0x44, 0x00),
+        data_in: Vec::new(),
+    }
+}
+
+/// CHECK CONDITION, ILLEGAL REQUEST / INVALID FIELD IN CDB (24/00): a
+/// command whose CDB could not be taken from the ring.
+pub fn invalid_field_in_cdb() -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: fixed_sense(0x05, 0x24, 0x00),
+        data_in: Vec::new(),
+    }
+}
+
+/// CHECK CONDITION, ABORTED COMMAND: a command cancelled by a task
+/// management function before it started.
+pub fn aborted() -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: fixed_sense(ABORTED_COMMAND, 0x00, 0x00),
+        data_in: Vec::new(),
+    }
+}
+
+/// The ring completion for `out`. `capacity` is the size of the command's
+/// data-in buffers; a shorter transfer reports `read_len` when the kernel
+/// offers CAP_READ_LEN.
+pub fn completion(cmd_id: u16, out: &Outcome, capacity: usize, read_len_cap: bool) -> Completion {
+    let c = match out.status {
+        GOOD => Completion::good(cmd_id),
+        CHECK_CONDITION if !out.sense.is_empty() => Completion::check_condition(cmd_id, &out.sense),
+        s => Completion::status(cmd_id, s, (!out.sense.is_empty()).then_some(&out.sense[..])),
+    };
+    let short = out.data_in.len() < capacity;
+    if read_len_cap && short && out.status == GOOD && capacity > 0 {
+        c.with_read_len(u32::try_from(out.data_in.len()).unwrap_or(u32::MAX))
+    } else {
+        c
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sense_layout_is_fixed_format() {
+        let o = internal_target_failure();
+        assert_eq!(o.status, 2);
+        assert_eq!(&o.sense[..3], &[0x70, 0, 4]);
+        assert_eq!((o.sense[7], o.sense[12], o.sense[13]), (10, 0x44, 0));
+        assert_eq!(aborted().sense[2], 0x0b);
+    }
+}

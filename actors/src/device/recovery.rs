@@ -1,0 +1,56 @@
+//! Opening a device's ring, and recovering a ring left behind by a daemon
+//! that died (process restart).
+//!
+//! - `reset` (default): `action/block_dev`=1, `action/reset_ring`=1 (the
+//!   kernel fails what is in the ring with BUSY, initiators retry), map the
+//!   ring, `action/block_dev`=0. Safe whatever the dead daemon did.
+//! - `replay`: map the ring and execute again everything between `cmd_tail`
+//!   and `cmd_head`. Only safe if the previous run completed in order (with
+//!   out-of-order completion, slots before `cmd_head` were reused).
+
+use std::fs;
+use std::path::Path;
+
+use tcmud_core::ring::Ring;
+
+use super::{DeviceError, DeviceSpec, RecoveryPolicy};
+
+/// Opens `/dev/uioN` of `spec`, applying its recovery policy.
+pub(crate) fn open_uio_ring(spec: &DeviceSpec) -> Result<Ring, DeviceError> {
+    let open = || {
+        Ring::open_uio(&spec.dev_path, &spec.sysfs_dir).map_err(|source| DeviceError::Ring {
+            what: format!("open {}", spec.dev_path.display()),
+            source,
+        })
+    };
+    let mut ring = match (&spec.recovery, &spec.configfs_dir) {
+        (RecoveryPolicy::Reset, Some(dir)) => {
+            let blocked = write_action(dir, "block_dev", "1");
+            if let Err(e) = write_action(dir, "reset_ring", "1") {
+                tracing::warn!(error = %e, "reset_ring failed; continuing with the ring as it is");
+            }
+            let ring = open();
+            if blocked.is_ok() {
+                if let Err(e) = write_action(dir, "block_dev", "0") {
+                    tracing::error!(error = %e, "cannot unblock the device");
+                }
+            } else if let Err(e) = blocked {
+                tracing::warn!(error = %e, "block_dev failed");
+            }
+            ring?
+        }
+        (RecoveryPolicy::Reset, None) => {
+            tracing::warn!("no configfs directory: cannot reset the ring, replaying it");
+            open()?
+        }
+        (RecoveryPolicy::Replay, _) => open()?,
+    };
+    ring.resync_from_tail();
+    Ok(ring)
+}
+
+fn write_action(configfs_dir: &Path, knob: &str, value: &str) -> std::io::Result<()> {
+    let path = configfs_dir.join("action").join(knob);
+    tracing::info!(path = %path.display(), value, "configfs action");
+    fs::write(&path, value)
+}

@@ -1,0 +1,191 @@
+//! State of a device that outlives its actor: the in-flight table, the SCSI
+//! LUN, the backstore, the failure flag, drain waiters and counters.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+
+use tcmud_core::scsi::Lun;
+use tokio::sync::{oneshot, Notify};
+
+use super::fault::Faults;
+use super::inflight::InFlight;
+use crate::backstore::BackstoreHandle;
+
+/// Counters of one device (since it was spawned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeviceStats {
+    /// Commands completed to the ring.
+    pub completed: u64,
+    /// Commands executed by the SCSI emulation.
+    pub executed: u64,
+    /// Completed with a status other than GOOD.
+    pub errors: u64,
+    /// Data-out bytes copied from the ring.
+    pub bytes_out: u64,
+    /// Data-in bytes copied to the ring.
+    pub bytes_in: u64,
+    /// Times the device actor was restarted after a panic.
+    pub restarts: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub completed: AtomicU64,
+    pub executed: AtomicU64,
+    pub errors: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub bytes_in: AtomicU64,
+    pub restarts: AtomicU64,
+}
+
+impl Counters {
+    pub fn add(c: &AtomicU64, n: u64) {
+        c.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> DeviceStats {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        DeviceStats {
+            completed: g(&self.completed),
+            executed: g(&self.executed),
+            errors: g(&self.errors),
+            bytes_out: g(&self.bytes_out),
+            bytes_in: g(&self.bytes_in),
+            restarts: g(&self.restarts),
+        }
+    }
+}
+
+/// Everything about a device that survives a restart of its actor.
+pub(crate) struct DeviceShared {
+    pub minor: u32,
+    pub name: String,
+    pub span: tracing::Span,
+    pub table: Mutex<InFlight>,
+    pub wake: Notify,
+    pub lun: Arc<Lun>,
+    pub backstore: BackstoreHandle,
+    pub faults: Faults,
+    pub counters: Counters,
+    failed: OnceLock<String>,
+    crash: Mutex<Option<String>>,
+    draining: AtomicBool,
+    flush_started: AtomicBool,
+    flushed: AtomicBool,
+    finished: AtomicBool,
+    waiters: Mutex<Vec<oneshot::Sender<()>>>,
+}
+
+/// Locks `m`, recovering the data of a poisoned lock: every writer of our
+/// tables leaves them consistent between statements, and a panic in the
+/// actor must not make its successor panic too.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl DeviceShared {
+    pub fn new(
+        minor: u32,
+        name: String,
+        lun: Arc<Lun>,
+        backstore: BackstoreHandle,
+        faults: Faults,
+    ) -> DeviceShared {
+        let span = tracing::info_span!("device", minor, name = %name);
+        DeviceShared {
+            minor,
+            name,
+            span,
+            table: Mutex::new(InFlight::default()),
+            wake: Notify::new(),
+            lun,
+            backstore,
+            faults,
+            counters: Counters::default(),
+            failed: OnceLock::new(),
+            crash: Mutex::new(None),
+            draining: AtomicBool::new(false),
+            flush_started: AtomicBool::new(false),
+            flushed: AtomicBool::new(false),
+            finished: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Why the device failed, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.get().map(String::as_str)
+    }
+
+    /// Marks the device failed (first reason wins); its commands then get
+    /// CHECK CONDITION. Returns true the first time.
+    pub fn fail(&self, reason: String) -> bool {
+        let first = self.failed.set(reason).is_ok();
+        if first {
+            self.faults.disable();
+            tracing::error!(parent: &self.span, reason = self.failure().unwrap_or(""),
+                "device failed: its commands now complete with HARDWARE ERROR");
+            // Only the first time: a failure seen on every pump (a corrupt
+            // ring) must not wake the actor in a loop.
+            self.wake.notify_one();
+        }
+        first
+    }
+
+    /// Records a panic of an I/O thread for the actor to re-raise.
+    pub fn report_crash(&self, msg: String) {
+        lock(&self.crash).get_or_insert(msg);
+        self.wake.notify_one();
+    }
+
+    /// Takes a recorded I/O thread panic.
+    pub fn take_crash(&self) -> Option<String> {
+        lock(&self.crash).take()
+    }
+
+    /// Stop taking new commands; `rx` fires once all are completed and the
+    /// backstore flushed.
+    pub fn request_stop(&self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = lock(&self.waiters);
+        if self.finished.load(Ordering::Acquire) {
+            let _ = tx.send(());
+        } else {
+            waiters.push(tx);
+        }
+        self.draining.store(true, Ordering::Release);
+        drop(waiters);
+        self.wake.notify_one();
+        rx
+    }
+
+    /// A stop was requested.
+    pub fn draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Claims the final flush (true once).
+    pub fn claim_flush(&self) -> bool {
+        !self.flush_started.swap(true, Ordering::AcqRel)
+    }
+
+    /// The final flush is done: the actor may stop.
+    pub fn set_flushed(&self) {
+        self.flushed.store(true, Ordering::Release);
+        self.wake.notify_one();
+    }
+
+    /// The final flush is done.
+    pub fn flushed(&self) -> bool {
+        self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The actor is gone (ring closed): wake every `stop()` caller.
+    pub fn set_finished(&self) {
+        let mut waiters = lock(&self.waiters);
+        self.finished.store(true, Ordering::Release);
+        for w in waiters.drain(..) {
+            let _ = w.send(());
+        }
+    }
+}

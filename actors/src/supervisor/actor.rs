@@ -1,0 +1,397 @@
+//! The supervisor actor: adopts existing devices, turns kernel events into device
+//! actor operations, answers owned events with `*_DONE`, drains everything on shutdown.
+
+use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership};
+use super::source::{EventSource, Replier};
+use super::sysfs;
+use crate::config::DaemonConfig;
+use actix::prelude::*;
+use futures::future::LocalBoxFuture;
+use std::collections::HashMap;
+use std::time::Duration;
+use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlCmd, NlEvent, Reconfig, UioName};
+use tokio::sync::{mpsc, oneshot};
+
+/// How often device actors are checked for having failed for good.
+const FAILED_CHECK: Duration = Duration::from_secs(1);
+
+struct Managed {
+    uio: UioName,
+    ctl: Box<dyn DeviceCtl>,
+    failed_logged: bool,
+}
+
+/// The supervisor actor. Build with [`Supervisor::new`], start with `Actor::start`.
+pub struct Supervisor {
+    cfg: DaemonConfig,
+    factory: Box<dyn DeviceFactory>,
+    replier: Box<dyn Replier>,
+    events: Option<mpsc::Receiver<Vec<u8>>>,
+    devices: HashMap<u32, Managed>,
+    ready: Option<oneshot::Sender<usize>>,
+    ended: Option<oneshot::Sender<()>>,
+    shutting_down: bool,
+}
+
+/// Raw genl payload of one kernel event (also how tests inject events directly).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct RawEvent(pub Vec<u8>);
+
+/// Stop taking events, drain every device, flush pools; resolves when done.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Apply a reloaded config (new pools).
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Reload(pub DaemonConfig);
+
+/// The minors currently served, sorted.
+#[derive(Message)]
+#[rtype(result = "Vec<u32>")]
+pub struct ListDevices;
+
+/// Signals from the supervisor to whoever runs it.
+pub struct SupervisorSignals {
+    /// Fires once existing devices are adopted (with how many were adopted).
+    pub ready: oneshot::Receiver<usize>,
+    /// Fires if the kernel event stream ends (netlink socket failure).
+    pub source_ended: oneshot::Receiver<()>,
+}
+
+impl Supervisor {
+    /// A supervisor over `source`, creating devices through `factory`.
+    pub fn new(
+        cfg: DaemonConfig,
+        factory: Box<dyn DeviceFactory>,
+        source: EventSource,
+    ) -> (Supervisor, SupervisorSignals) {
+        let (ready_tx, ready) = oneshot::channel();
+        let (ended_tx, source_ended) = oneshot::channel();
+        let sup = Supervisor {
+            cfg,
+            factory,
+            replier: source.replier,
+            events: Some(source.events),
+            devices: HashMap::new(),
+            ready: Some(ready_tx),
+            ended: Some(ended_tx),
+            shutting_down: false,
+        };
+        (
+            sup,
+            SupervisorSignals {
+                ready,
+                source_ended,
+            },
+        )
+    }
+
+    fn request(&self, minor: u32, uio: &UioName, adopted: bool) -> DeviceRequest {
+        let dir = sysfs::configfs_dir(&self.cfg, uio);
+        let dir = dir.is_dir().then_some(dir);
+        let size_bytes = dir.as_deref().and_then(sysfs::read_size).unwrap_or(0);
+        let block_size = dir.as_deref().map_or(512, sysfs::read_block_size);
+        DeviceRequest {
+            minor,
+            uio_name: format!("tcm-user/{}/{}/{}", uio.hba, uio.dev, uio.dev_config),
+            uio: uio.clone(),
+            dev_path: self.cfg.dev_root.join(format!("uio{minor}")),
+            sysfs_dir: self.cfg.sys_root.join(format!("class/uio/uio{minor}")),
+            configfs_dir: dir,
+            size_bytes,
+            block_size,
+            recovery: self.cfg.recovery,
+            adopted,
+        }
+    }
+
+    /// Starts a device; returns the `*_DONE` status (0 or -errno).
+    fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+        let req = self.request(minor, &uio, adopted);
+        let (size, cfg) = (req.size_bytes, uio.dev_config.clone());
+        match self.factory.spawn(req) {
+            Ok(ctl) => {
+                tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
+                self.devices.insert(
+                    minor,
+                    Managed {
+                        uio,
+                        ctl,
+                        failed_logged: false,
+                    },
+                );
+                0
+            }
+            Err(e) => {
+                tracing::error!(minor, dev_config = %cfg, error = %e, "cannot serve device");
+                -e.errno.abs().max(1)
+            }
+        }
+    }
+
+    fn adopt_existing(&mut self) -> usize {
+        let mut adopted = 0;
+        for found in sysfs::scan_uio(&self.cfg) {
+            match self.factory.ownership(&found.uio.dev_config) {
+                Ownership::Foreign => {
+                    tracing::debug!(minor = found.minor, name = %found.name, "foreign device left alone");
+                }
+                Ownership::Invalid(why) => {
+                    tracing::error!(minor = found.minor, name = %found.name, %why, "cannot adopt device");
+                }
+                Ownership::Ours => {
+                    if self.start_device(found.minor, found.uio, true) == 0 {
+                        adopted += 1;
+                    }
+                }
+            }
+        }
+        adopted
+    }
+
+    /// Decides what an event means: `None` = not ours / dropped (no reply), else a
+    /// future (maybe stopping a device) followed by a step computing the status.
+    fn plan(&mut self, ev: &NlEvent, uio: UioName) -> Option<Plan> {
+        let minor = ev.minor;
+        let owned_now = self.devices.contains_key(&minor);
+        let ownership = self.factory.ownership(&uio.dev_config);
+        if !owned_now && ownership == Ownership::Foreign {
+            tracing::debug!(minor, device = %ev.device, cmd = ?ev.cmd, "event for a foreign device ignored");
+            return None;
+        }
+        Some(match (ev.cmd, &ev.reconfig) {
+            (NlCmd::Added, _) => match ownership {
+                _ if owned_now => Plan::now(0),
+                Ownership::Invalid(why) => {
+                    tracing::error!(minor, device = %ev.device, %why, "invalid dev_config");
+                    Plan::now(-libc::EINVAL)
+                }
+                _ => Plan::then(None, move |s| s.start_device(minor, uio, false)),
+            },
+            (NlCmd::Removed, _) => match self.devices.remove(&minor) {
+                Some(m) => {
+                    tracing::info!(minor, "device removed; draining");
+                    Plan::then(Some(m.ctl.stop()), |_| 0)
+                }
+                None => Plan::now(0),
+            },
+            (NlCmd::Reconfig, _) if !owned_now => {
+                tracing::warn!(minor, device = %ev.device, "reconfig for a device not served");
+                Plan::now(-libc::ENODEV)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::DevSize(n))) => {
+                let n = *n;
+                if let Some(m) = self.devices.get(&minor) {
+                    tracing::info!(minor, size = n, "device resized");
+                    m.ctl.resize(n);
+                }
+                Plan::now(0)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::WriteCache(on))) => {
+                if let Some(m) = self.devices.get(&minor) {
+                    tracing::info!(minor, write_cache = on, "write cache changed");
+                    m.ctl.set_write_cache(*on);
+                }
+                Plan::now(0)
+            }
+            (NlCmd::Reconfig, Some(Reconfig::DevCfg(new))) => {
+                match self.factory.ownership(new) {
+                    Ownership::Ours => {}
+                    other => {
+                        tracing::error!(minor, new_dev_config = %new, ?other, "refusing dev_config change");
+                        return Some(Plan::now(-libc::EINVAL));
+                    }
+                }
+                let Some(old) = self.devices.remove(&minor) else {
+                    return Some(Plan::now(-libc::ENODEV));
+                };
+                let mut uio = old.uio.clone();
+                uio.dev_config = new.clone();
+                tracing::info!(minor, new_dev_config = %new, "dev_config changed; re-opening");
+                Plan::then(Some(old.ctl.stop()), move |s| {
+                    s.start_device(minor, uio, false)
+                })
+            }
+            (NlCmd::Reconfig, None) => Plan::now(-libc::EINVAL),
+        })
+    }
+
+    fn handle_payload(&mut self, payload: &[u8]) -> Option<(NlEvent, Plan)> {
+        let ev = match parse_event(payload) {
+            Ok(ev) => ev,
+            Err(err) => {
+                tracing::warn!(%err, len = payload.len(), "malformed TCM-USER message dropped");
+                return None;
+            }
+        };
+        if !ev.unknown_attrs.is_empty() {
+            tracing::debug!(attrs = ?ev.unknown_attrs, "unknown TCM-USER attributes ignored");
+        }
+        let uio = match UioName::parse(&ev.device) {
+            Ok(u) => u,
+            Err(err) => {
+                tracing::warn!(%err, "TCM-USER event with a malformed device name dropped");
+                return None;
+            }
+        };
+        let plan = self.plan(&ev, uio)?;
+        Some((ev, plan))
+    }
+
+    fn reply(&self, ev: &NlEvent, status: i32) -> LocalBoxFuture<'static, ()> {
+        let Some(device_id) = ev.device_id.filter(|_| self.cfg.netlink_replies) else {
+            if self.cfg.netlink_replies {
+                tracing::warn!(minor = ev.minor, "event without DEVICE_ID; cannot reply");
+            }
+            return Box::pin(async {});
+        };
+        let payload = emit_done(&DoneReply {
+            cmd: ev.cmd,
+            status,
+            device_id,
+        });
+        let fut = self.replier.send(payload);
+        let (minor, cmd) = (ev.minor, ev.cmd);
+        Box::pin(async move {
+            match fut.await {
+                Ok(()) => tracing::debug!(minor, ?cmd, status, "reply sent"),
+                Err(err) => tracing::error!(minor, ?cmd, status, %err, "reply failed"),
+            }
+        })
+    }
+
+    fn check_failed(&mut self) {
+        for (minor, m) in &mut self.devices {
+            if !m.failed_logged && m.ctl.is_failed() {
+                m.failed_logged = true;
+                tracing::error!(minor, dev_config = %m.uio.dev_config, "device actor failed for good; device no longer served");
+            }
+        }
+    }
+}
+
+type Step = Box<dyn FnOnce(&mut Supervisor) -> i32>;
+
+/// What to do for one owned event.
+struct Plan {
+    wait: Option<LocalBoxFuture<'static, ()>>,
+    then: Step,
+}
+
+impl Plan {
+    fn now(status: i32) -> Plan {
+        Plan {
+            wait: None,
+            then: Box::new(move |_| status),
+        }
+    }
+    fn then(
+        wait: Option<LocalBoxFuture<'static, ()>>,
+        f: impl FnOnce(&mut Supervisor) -> i32 + 'static,
+    ) -> Plan {
+        Plan {
+            wait,
+            then: Box::new(f),
+        }
+    }
+}
+
+impl Actor for Supervisor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Context<Self>) {
+        let n = self.adopt_existing();
+        tracing::info!(adopted = n, "existing devices adopted");
+        if let Some(tx) = self.ready.take() {
+            let _ = tx.send(n);
+        }
+        if let Some(mut rx) = self.events.take() {
+            ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
+        }
+        ctx.run_interval(FAILED_CHECK, |act, _| act.check_failed());
+    }
+}
+
+impl StreamHandler<Vec<u8>> for Supervisor {
+    fn handle(&mut self, payload: Vec<u8>, ctx: &mut Context<Self>) {
+        self.on_payload(payload, ctx);
+    }
+
+    fn finished(&mut self, _ctx: &mut Context<Self>) {
+        if !self.shutting_down {
+            tracing::error!("kernel event stream ended");
+        }
+        if let Some(tx) = self.ended.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+impl Supervisor {
+    fn on_payload(&mut self, payload: Vec<u8>, ctx: &mut Context<Self>) {
+        if self.shutting_down {
+            tracing::warn!("shutting down: kernel event not handled");
+            return;
+        }
+        let Some((ev, plan)) = self.handle_payload(&payload) else {
+            return;
+        };
+        let wait = plan.wait.unwrap_or_else(|| Box::pin(async {}));
+        // ctx.wait: events are handled strictly one after another, replies in order.
+        ctx.wait(
+            wait.into_actor(self)
+                .map(move |(), act, _| (plan.then)(act))
+                .then(move |status, act, _| act.reply(&ev, status).into_actor(act)),
+        );
+    }
+}
+
+impl Handler<RawEvent> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: RawEvent, ctx: &mut Context<Self>) {
+        self.on_payload(msg.0, ctx);
+    }
+}
+
+impl Handler<ListDevices> for Supervisor {
+    type Result = Vec<u32>;
+    fn handle(&mut self, _: ListDevices, _: &mut Context<Self>) -> Vec<u32> {
+        let mut v: Vec<u32> = self.devices.keys().copied().collect();
+        v.sort_unstable();
+        v
+    }
+}
+
+impl Handler<Reload> for Supervisor {
+    type Result = ();
+    fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
+        self.factory.reload(&msg.0);
+        // Roots and replies stay as started; pools, recovery and log settings follow the file.
+        self.cfg.pools = msg.0.pools;
+        self.cfg.recovery = msg.0.recovery;
+        tracing::info!(pools = self.cfg.pools.len(), "config reloaded");
+    }
+}
+
+impl Handler<Shutdown> for Supervisor {
+    type Result = ResponseActFuture<Self, ()>;
+    fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
+        self.shutting_down = true;
+        let stops: Vec<_> = self.devices.drain().map(|(_, m)| m.ctl.stop()).collect();
+        tracing::info!(devices = stops.len(), "shutting down: draining devices");
+        Box::pin(
+            futures::future::join_all(stops)
+                .into_actor(self)
+                .map(|_, act, ctx| {
+                    if let Err(err) = act.factory.flush_all() {
+                        tracing::error!(%err, "flushing pools failed");
+                    }
+                    tracing::info!("devices drained, pools flushed");
+                    ctx.stop();
+                }),
+        )
+    }
+}

@@ -1,0 +1,182 @@
+//! The production [`DeviceFactory`]: backstores from `backstore::open_backstore`,
+//! device actors from `device::spawn_device`.
+
+use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+use crate::backstore::{open_backstore, BackstoreError, DevConfig, PoolRegistry, PoolSpec};
+use crate::config::{self, DaemonConfig};
+use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
+use futures::future::LocalBoxFuture;
+use std::sync::Arc;
+
+/// Creates real device actors; pools are opened lazily, once per process.
+///
+/// sled opens a path once per process, so a reload never re-creates a registry
+/// for pools already known: pools *added* by a reload get a registry of their own.
+pub struct RealFactory {
+    registries: Vec<Arc<PoolRegistry>>,
+    known: Vec<config::PoolConfig>,
+}
+
+fn spec(p: &config::PoolConfig) -> PoolSpec {
+    PoolSpec {
+        name: p.name.clone(),
+        path: p.path.clone(),
+        config: tcmud_core::pool::PoolConfig {
+            chunk_size: p.chunk_size,
+            capacity_bytes: p.capacity_bytes,
+            low_water_pct: p.low_water_pct,
+        },
+        auto_create: p.auto_create,
+    }
+}
+
+impl RealFactory {
+    /// A factory serving the pools of `cfg`.
+    pub fn new(cfg: &DaemonConfig) -> Self {
+        RealFactory {
+            registries: vec![Arc::new(PoolRegistry::new(
+                cfg.pools.iter().map(spec).collect(),
+            ))],
+            known: cfg.pools.clone(),
+        }
+    }
+
+    fn registry_for(&self, pool: &str) -> Option<&PoolRegistry> {
+        self.registries
+            .iter()
+            .rev()
+            .find(|r| r.spec(pool).is_ok())
+            .map(Arc::as_ref)
+    }
+}
+
+/// Classifies a dev_config through the backstore parser.
+pub fn classify(dev_config: &str) -> Ownership {
+    match DevConfig::parse(dev_config) {
+        Ok(Some(_)) => Ownership::Ours,
+        Ok(None) => Ownership::Foreign,
+        Err(e) => Ownership::Invalid(e.to_string()),
+    }
+}
+
+fn backstore_errno(e: &BackstoreError) -> i32 {
+    match e {
+        BackstoreError::BadDevConfig { .. } => libc::EINVAL,
+        BackstoreError::UnknownPool(_)
+        | BackstoreError::PoolMissing { .. }
+        | BackstoreError::VolumeMissing { .. } => libc::ENOENT,
+        BackstoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
+        _ => libc::EIO,
+    }
+}
+
+fn device_errno(e: &DeviceError) -> i32 {
+    match e {
+        DeviceError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        _ => libc::EIO,
+    }
+}
+
+struct RealDevice(DeviceHandle);
+
+impl DeviceCtl for RealDevice {
+    fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
+        Box::pin(self.0.stop())
+    }
+    fn resize(&self, new_size: u64) {
+        self.0.resize(new_size);
+    }
+    fn set_write_cache(&self, on: bool) {
+        self.0.set_write_cache(on);
+    }
+    fn is_failed(&self) -> bool {
+        self.0.is_failed()
+    }
+}
+
+impl DeviceFactory for RealFactory {
+    fn ownership(&self, dev_config: &str) -> Ownership {
+        classify(dev_config)
+    }
+
+    fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        let cfg = match DevConfig::parse(&req.uio.dev_config) {
+            Ok(Some(c)) => c,
+            Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
+            Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
+        };
+        let fallback;
+        let reg = match &cfg {
+            DevConfig::Thin { pool, .. } => match self.registry_for(pool) {
+                Some(r) => r,
+                None => {
+                    let e = BackstoreError::UnknownPool(pool.clone());
+                    return Err(SpawnError::new(libc::ENOENT, e.to_string()));
+                }
+            },
+            DevConfig::File { .. } => match self.registries.first() {
+                Some(r) => r.as_ref(),
+                None => {
+                    fallback = PoolRegistry::new(Vec::new());
+                    &fallback
+                }
+            },
+        };
+        let backstore = open_backstore(&cfg, req.size_bytes, reg)
+            .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        let spec = DeviceSpec {
+            minor: req.minor,
+            uio_name: req.uio_name,
+            dev_config: req.uio.dev_config,
+            dev_path: req.dev_path,
+            sysfs_dir: req.sysfs_dir,
+            configfs_dir: req.configfs_dir,
+            size_bytes: req.size_bytes,
+            recovery: match req.recovery {
+                config::RecoveryPolicy::Reset => device::RecoveryPolicy::Reset,
+                config::RecoveryPolicy::Replay => device::RecoveryPolicy::Replay,
+            },
+            restart_budget: RestartBudget::default(),
+        };
+        let handle = device::spawn_device(spec, backstore)
+            .map_err(|e| SpawnError::new(device_errno(&e), e.to_string()))?;
+        Ok(Box::new(RealDevice(handle)))
+    }
+
+    fn reload(&mut self, cfg: &DaemonConfig) {
+        let mut added = Vec::new();
+        for p in &cfg.pools {
+            match self
+                .known
+                .iter()
+                .find(|k| k.name == p.name || k.path == p.path)
+            {
+                Some(k) if k == p => {}
+                Some(k) => tracing::warn!(
+                    pool = %p.name,
+                    "changed settings of pool {:?} take effect after a restart",
+                    k.name
+                ),
+                None => added.push(p.clone()),
+            }
+        }
+        if !added.is_empty() {
+            tracing::info!(pools = ?added.iter().map(|p| &p.name).collect::<Vec<_>>(), "new pools configured");
+            self.registries.push(Arc::new(PoolRegistry::new(
+                added.iter().map(spec).collect(),
+            )));
+            self.known.extend(added);
+        }
+    }
+
+    fn flush_all(&self) -> Result<(), String> {
+        let mut first = None;
+        for r in &self.registries {
+            if let Err(e) = r.flush_all() {
+                first.get_or_insert(e.to_string());
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}

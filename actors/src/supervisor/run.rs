@@ -1,0 +1,162 @@
+//! Running the daemon: prerequisites, netlink guard, supervisor, signals, shutdown.
+
+use super::actor::{Reload, Shutdown, Supervisor};
+use super::netlink::{self, NetlinkError};
+use super::real::RealFactory;
+use super::sysfs::{self, Missing};
+use crate::config::{self, DaemonConfig, Overrides};
+use crate::logging::LogHandle;
+use crate::signals::{self, SignalEvent};
+use actix::Actor;
+use std::path::PathBuf;
+use tcmud_core::netlink::emit_set_features;
+
+/// Why the daemon stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    /// A kernel prerequisite is missing.
+    #[error(transparent)]
+    Missing(#[from] Missing),
+    /// Netlink setup failed.
+    #[error(transparent)]
+    Netlink(#[from] NetlinkError),
+    /// SET_FEATURES was refused (replies need CAP_NET_ADMIN).
+    #[error("cannot enable netlink replies (SET_FEATURES): {0}")]
+    SetFeatures(String),
+    /// Signal handlers could not be installed.
+    #[error("cannot install signal handlers: {0}")]
+    Signals(std::io::Error),
+    /// The actix runtime failed.
+    #[error("actor system failed: {0}")]
+    Runtime(String),
+    /// The kernel event stream ended unexpectedly.
+    #[error("the kernel event stream (netlink) ended unexpectedly")]
+    EventStreamEnded,
+}
+
+/// Where the config came from, to re-read it on SIGHUP.
+#[derive(Debug, Clone, Default)]
+pub struct ReloadSource {
+    /// `--config`.
+    pub config_path: Option<PathBuf>,
+    /// The command-line overrides (they win over the file on reload too).
+    pub overrides: Overrides,
+}
+
+/// Holds `block_netlink=1` from start-up until devices are adopted (or on failure).
+struct NetlinkBlock<'a> {
+    cfg: &'a DaemonConfig,
+    blocked: bool,
+}
+
+impl<'a> NetlinkBlock<'a> {
+    fn engage(cfg: &'a DaemonConfig) -> Self {
+        let blocked = match sysfs::set_module_param(cfg, "block_netlink", "1") {
+            Ok(b) => b,
+            Err(err) => {
+                tracing::warn!(%err, "cannot block netlink during start-up");
+                false
+            }
+        };
+        if blocked {
+            // Fails pending commands still waiting for a reply from a previous daemon.
+            if let Err(err) = sysfs::set_module_param(cfg, "reset_netlink", "1") {
+                tracing::warn!(%err, "cannot reset netlink");
+            }
+            tracing::info!("netlink blocked and reset for start-up");
+        }
+        NetlinkBlock { cfg, blocked }
+    }
+
+    fn release(&mut self) {
+        if std::mem::take(&mut self.blocked) {
+            match sysfs::set_module_param(self.cfg, "block_netlink", "0") {
+                Ok(_) => tracing::info!("netlink unblocked"),
+                Err(err) => tracing::error!(%err, "cannot unblock netlink"),
+            }
+        }
+    }
+}
+
+impl Drop for NetlinkBlock<'_> {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+/// Runs the daemon until SIGTERM/SIGINT (Ok) or a fatal error. Blocks the thread.
+pub fn run_daemon(
+    cfg: DaemonConfig,
+    reload: ReloadSource,
+    log: Option<LogHandle>,
+) -> Result<(), SupervisorError> {
+    sysfs::check_prerequisites(&cfg)?;
+    let system = actix::System::new();
+    system.block_on(serve(cfg, reload, log))
+}
+
+async fn serve(
+    cfg: DaemonConfig,
+    reload: ReloadSource,
+    log: Option<LogHandle>,
+) -> Result<(), SupervisorError> {
+    let mut signals = signals::listen().map_err(SupervisorError::Signals)?;
+    let mut block = NetlinkBlock::engage(&cfg);
+    let source = netlink::connect().await?;
+    if cfg.netlink_replies {
+        source
+            .replier
+            .send(emit_set_features(true))
+            .await
+            .map_err(|e| SupervisorError::SetFeatures(e.to_string()))?;
+        tracing::info!("kernel command replies enabled (SUPP_KERN_CMD_REPLY)");
+    }
+    let factory = Box::new(RealFactory::new(&cfg));
+    let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
+    let addr = sup.start();
+    let adopted = (&mut sig.ready).await.unwrap_or(0);
+    block.release();
+    if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
+        tracing::debug!(%err, "sd_notify READY failed (not under systemd?)");
+    }
+    tracing::info!(adopted, "tcmud ready");
+    let outcome = loop {
+        tokio::select! {
+            s = signals.recv() => match s {
+                Some(SignalEvent::Reload) => reload_config(&reload, log.as_ref(), &addr).await,
+                Some(SignalEvent::Shutdown) | None => break Ok(()),
+            },
+            _ = &mut sig.source_ended => break Err(SupervisorError::EventStreamEnded),
+        }
+    };
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    tracing::info!("shutting down");
+    if let Err(err) = addr.send(Shutdown).await {
+        tracing::error!(%err, "supervisor gone before shutdown");
+    }
+    outcome
+}
+
+async fn reload_config(
+    src: &ReloadSource,
+    log: Option<&LogHandle>,
+    addr: &actix::Addr<Supervisor>,
+) {
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
+    let loaded = config::load(src.config_path.as_deref())
+        .and_then(|c| config::apply_overrides(c, &src.overrides));
+    match loaded {
+        Err(err) => tracing::error!(%err, "config reload failed; keeping the running config"),
+        Ok(cfg) => {
+            if let Some(log) = log {
+                if let Err(err) = log.set_level(&cfg.log_level) {
+                    tracing::error!(%err, "log level not changed");
+                }
+            }
+            if let Err(err) = addr.send(Reload(cfg)).await {
+                tracing::error!(%err, "supervisor gone during reload");
+            }
+        }
+    }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
+}

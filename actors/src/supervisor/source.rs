@@ -1,0 +1,72 @@
+//! Where kernel events come from and where replies go: netlink for real, channels in tests.
+
+use futures::future::LocalBoxFuture;
+use std::sync::{Arc, Mutex};
+use tokio::sync::mpsc;
+
+/// A failed send on the event source.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("netlink send failed: {0}")]
+pub struct SendError(pub String);
+
+/// Sends genl payloads (`*_DONE`, `SET_FEATURES`) to the kernel.
+pub trait Replier {
+    /// Sends one genl payload (genl header + attributes).
+    fn send(&self, payload: Vec<u8>) -> LocalBoxFuture<'static, Result<(), SendError>>;
+}
+
+/// A connected event source: raw genl payloads in, replies out.
+pub struct EventSource {
+    /// Genl payloads of kernel multicast events, in arrival order.
+    pub events: mpsc::Receiver<Vec<u8>>,
+    /// The reply path.
+    pub replier: Box<dyn Replier>,
+}
+
+/// Test source: events pushed through a channel, replies captured.
+#[derive(Clone)]
+pub struct FakeSource {
+    tx: mpsc::Sender<Vec<u8>>,
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+struct FakeReplier {
+    sent: Arc<Mutex<Vec<Vec<u8>>>>,
+}
+
+impl Replier for FakeReplier {
+    fn send(&self, payload: Vec<u8>) -> LocalBoxFuture<'static, Result<(), SendError>> {
+        let sent = Arc::clone(&self.sent);
+        Box::pin(async move {
+            sent.lock()
+                .map_err(|_| SendError("fake replier poisoned".into()))?
+                .push(payload);
+            Ok(())
+        })
+    }
+}
+
+impl FakeSource {
+    /// A fake source and the [`EventSource`] to hand to the supervisor.
+    pub fn new() -> (FakeSource, EventSource) {
+        let (tx, events) = mpsc::channel(1024);
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let src = EventSource {
+            events,
+            replier: Box::new(FakeReplier {
+                sent: Arc::clone(&sent),
+            }),
+        };
+        (FakeSource { tx, sent }, src)
+    }
+
+    /// Delivers one genl payload as if the kernel had multicast it.
+    pub async fn push(&self, payload: Vec<u8>) {
+        let _ = self.tx.send(payload).await;
+    }
+
+    /// Everything the supervisor sent so far (genl payloads).
+    pub fn sent(&self) -> Vec<Vec<u8>> {
+        self.sent.lock().map(|v| v.clone()).unwrap_or_default()
+    }
+}

@@ -1,0 +1,145 @@
+//! Config files: the shipped default, bad values with locations, CLI overrides.
+
+use std::path::{Path, PathBuf};
+use tcmud::config::{
+    apply_overrides, from_toml, load, ConfigError, DaemonConfig, LogFormat, Overrides,
+    RecoveryPolicy,
+};
+
+fn example() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/tcmud.toml")
+}
+
+fn problems(text: &str) -> Vec<String> {
+    match from_toml(text, "t.toml") {
+        Err(ConfigError::Invalid { problems, .. }) => {
+            problems.iter().map(ToString::to_string).collect()
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+}
+
+#[test]
+fn example_file_is_the_default() {
+    let cfg = load(Some(&example())).unwrap();
+    assert_eq!(cfg, DaemonConfig::default());
+    assert_eq!(cfg.pools.len(), 1);
+    let p = cfg.pool("default").unwrap();
+    assert_eq!((p.chunk_size, p.capacity_bytes), (64 << 10, 16 << 30));
+    assert_eq!(cfg.sys_root, Path::new("/sys"));
+    assert!(!cfg.netlink_replies);
+}
+
+#[test]
+fn empty_file_gives_defaults() {
+    assert_eq!(from_toml("", "e").unwrap(), DaemonConfig::default());
+}
+
+#[test]
+fn every_bad_value_is_reported_with_line_and_reason() {
+    let text = r#"[daemon]
+sys_root = "sys"
+
+[[pool]]
+name = "a"
+path = "/p/a"
+chunk_size = "48KiB"
+
+[[pool]]
+name = "a"
+path = "relative"
+chunk_size = "2MiB"
+low_water_pct = 0
+"#;
+    let p = problems(text);
+    assert_eq!(p.len(), 6, "{p:#?}");
+    assert!(
+        p[0].starts_with("line 2, column 12: daemon.sys_root:"),
+        "{}",
+        p[0]
+    );
+    assert!(p[0].contains("absolute"));
+    assert!(
+        p[1].starts_with("line 7, column 14: pool[0].chunk_size: 49152 bytes"),
+        "{}",
+        p[1]
+    );
+    assert!(
+        p[2].starts_with("line 10, column 8: pool[1].name:") && p[2].contains("twice"),
+        "{}",
+        p[2]
+    );
+    assert!(p[3].starts_with("line 11, column 8: pool[1].path") && p[3].contains("absolute"));
+    assert!(p[4].contains("pool[1].chunk_size") && p[4].contains("power of two"));
+    assert!(
+        p[5].starts_with("line 13, column 17: pool[1].low_water_pct: 0"),
+        "{}",
+        p[5]
+    );
+}
+
+#[test]
+fn syntax_errors_name_the_place() {
+    for (text, needle) in [
+        ("[daemon]\nrecovery = \"maybe\"\n", "line 2"),
+        ("[daemon]\nlog_levl = \"info\"\n", "log_levl"),
+        (
+            "[[pool]]\nname = \"x\"\npath = \"/x\"\ncapacity = \"3 parsecs\"\n",
+            "unknown unit",
+        ),
+        ("[[pool]]\nname = \"x\"\n", "path"),
+    ] {
+        match from_toml(text, "s.toml") {
+            Err(ConfigError::Syntax { message, .. }) => {
+                assert!(message.contains(needle), "{message}")
+            }
+            other => panic!("{text}: {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn capacity_must_be_a_multiple_of_chunk() {
+    let p = problems("[[pool]]\nname = \"x\"\npath = \"/x\"\ncapacity = 100000\n");
+    assert_eq!(p.len(), 1);
+    assert!(p[0].contains("multiple of chunk_size"), "{}", p[0]);
+}
+
+#[test]
+fn bad_log_filter_is_rejected() {
+    let p = problems("[daemon]\nlog_level = \"tcmud=loud\"\n");
+    assert!(p[0].contains("daemon.log_level"), "{}", p[0]);
+}
+
+#[test]
+fn overrides_replace_and_are_checked() {
+    let o = Overrides {
+        log_level: Some("debug".into()),
+        log_format: Some(LogFormat::Json),
+        recovery: Some(RecoveryPolicy::Replay),
+        netlink_replies: Some(true),
+        sys_root: Some("/tmp/sys".into()),
+        ..Overrides::default()
+    };
+    let cfg = apply_overrides(DaemonConfig::default(), &o).unwrap();
+    assert_eq!(cfg.log_level, "debug");
+    assert_eq!(cfg.log_format, LogFormat::Json);
+    assert_eq!(cfg.recovery, RecoveryPolicy::Replay);
+    assert!(cfg.netlink_replies);
+    assert_eq!(cfg.sys_root, Path::new("/tmp/sys"));
+    assert_eq!(cfg.dev_root, Path::new("/dev"));
+
+    let bad = Overrides {
+        dev_root: Some("dev".into()),
+        ..Overrides::default()
+    };
+    let err = apply_overrides(DaemonConfig::default(), &bad).unwrap_err();
+    assert!(err.to_string().contains("--dev-root"), "{err}");
+}
+
+#[test]
+fn missing_file_is_an_io_error() {
+    let err = load(Some(Path::new("/nonexistent/tcmud.toml"))).unwrap_err();
+    assert!(matches!(err, ConfigError::Io { .. }));
+    assert!(err.to_string().contains("/nonexistent/tcmud.toml"));
+}

@@ -1,0 +1,110 @@
+//! Shared harness of the device tests: a simulated kernel on one thread
+//! (the "initiator"), the real device actor in an actix System on another.
+#![allow(dead_code)]
+
+pub mod backends;
+pub mod workload;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tcmud::backstore::{BackstoreHandle, BackstoreKind};
+use tcmud::device::{
+    spawn_device_with, DeviceHandle, DeviceOptions, DeviceSpec, DeviceStats, FaultPlan,
+    RecoveryPolicy, RestartBudget, RingSource,
+};
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::sim::{KernelSim, SimConfig, SimDevice};
+
+/// Block size of the test disks.
+pub const BS: usize = 512;
+
+/// A device spec for the simulator (paths unused).
+pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {
+    DeviceSpec {
+        minor: 0,
+        uio_name: format!("tcm-user/1/{name}/thin/test/{name}"),
+        dev_config: format!("thin/test/{name}"),
+        dev_path: "/nonexistent/uio".into(),
+        sysfs_dir: "/nonexistent/sysfs".into(),
+        configfs_dir: None,
+        size_bytes: 0,
+        recovery: RecoveryPolicy::Replay,
+        restart_budget: budget,
+    }
+}
+
+/// Starts the device actor on `dev` over `backend`.
+pub fn start(
+    name: &str,
+    dev: SimDevice,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+) -> DeviceHandle {
+    let bs = BackstoreHandle::new(
+        backend,
+        BackstoreKind::Other {
+            name: "memory".into(),
+        },
+        io_threads,
+    )
+    .unwrap();
+    let opts = DeviceOptions {
+        ring: RingSource::Parts {
+            map: dev.map,
+            len: dev.len,
+            event_fd: dev.event_fd,
+        },
+        tick: Duration::from_millis(10),
+        lun: None,
+        fault,
+    };
+    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+}
+
+/// What a run returned.
+pub struct Run<R> {
+    /// The workload's result.
+    pub result: R,
+    /// Device counters before stop.
+    pub stats: DeviceStats,
+    /// Why the device failed, if it did.
+    pub failure: Option<String>,
+}
+
+/// Runs `workload` against a device over `backend` until it returns, then
+/// stops the device (drain + flush).
+pub fn run<R: Send + 'static>(
+    name: &str,
+    cfg: SimConfig,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+    workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
+) -> Run<R> {
+    let name = name.to_owned();
+    actix::System::new().block_on(async move {
+        let (dev_tx, dev_rx) = std::sync::mpsc::channel();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let (mut sim, dev) = KernelSim::new(cfg).unwrap();
+            dev_tx.send(dev).unwrap();
+            let r = workload(&mut sim);
+            let _ = done_tx.send(r);
+        });
+        let dev = dev_rx.recv().unwrap();
+        let handle = start(&name, dev, backend, io_threads, budget, fault);
+        let result = done_rx.await.expect("workload thread panicked");
+        let stats = handle.stats();
+        let failure = handle.failure();
+        handle.stop().await;
+        Run {
+            result,
+            stats,
+            failure,
+        }
+    })
+}

@@ -1,0 +1,206 @@
+//! Crash restart of the device actor: panics injected in the SCSI emulation
+//! (I/O threads), in the reply path and in the timer. The actor restarts and
+//! every command is still completed exactly once with correct data, the
+//! simulated kernel never sees an unknown or repeated cmd_id, a COMPARE AND
+//! WRITE is never executed twice, and an exhausted restart budget fails the
+//! device cleanly.
+
+mod device_common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use device_common::backends::Slow;
+use device_common::workload::{clear_unit_attention, is_hw_error, random_io, Expect, Rng};
+use device_common::{run, BS};
+use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
+use tcmud_core::backend::mem::MemBackend;
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::ring::layout::{CAP_READ_LEN, CAP_TMR};
+use tcmud_core::sim::{SimConfig, SimDir};
+
+const DISK_BLOCKS: usize = 4096;
+
+fn slow_backend(seed: u64) -> Arc<Slow> {
+    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    Arc::new(Slow::new(mem, 200, seed))
+}
+
+fn generous() -> RestartBudget {
+    RestartBudget {
+        max_restarts: 1000,
+        window: Duration::from_secs(60),
+    }
+}
+
+#[test]
+fn random_panics_lose_and_repeat_nothing() {
+    random_panics(SimConfig::default(), &[3, 17, 2024]);
+}
+
+#[test]
+fn random_panics_on_an_in_order_ring() {
+    let cfg = SimConfig {
+        flags: CAP_READ_LEN | CAP_TMR,
+        ..SimConfig::default()
+    };
+    random_panics(cfg, &[5, 99]);
+}
+
+fn random_panics(cfg: SimConfig, seeds: &[u64]) {
+    for &seed in seeds {
+        let mut rng = Rng(seed);
+        let n = 2000u64;
+        let mut triggers = Vec::new();
+        for _ in 0..6 {
+            triggers.push((FaultPoint::Emulate, rng.below(n - 200)));
+            triggers.push((FaultPoint::Reply, rng.below(n - 200)));
+        }
+        triggers.push((FaultPoint::Timer, rng.below(n / 2)));
+        let sure = 12; // emulate + reply triggers all fire before the end
+        let plan = FaultPlan { triggers };
+        let run = run(
+            "panics",
+            cfg,
+            slow_backend(seed),
+            4,
+            generous(),
+            Some(plan),
+            move |sim| random_io(sim, n as usize, 48, DISK_BLOCKS, seed, Expect::AllGood),
+        );
+        let r = run.result;
+        assert_eq!(r.errors, Vec::<String>::new(), "seed {seed}");
+        assert_eq!(r.broken, None, "seed {seed}");
+        assert_eq!(
+            (r.completed, r.good),
+            (n as usize, n as usize),
+            "seed {seed}"
+        );
+        assert!(run.stats.restarts >= sure, "seed {seed}: {:?}", run.stats);
+        assert!(run.failure.is_none());
+    }
+}
+
+#[test]
+fn timer_panic_restarts_the_actor() {
+    let plan = FaultPlan {
+        triggers: vec![(FaultPoint::Timer, 0), (FaultPoint::Timer, 0)],
+    };
+    let run = run(
+        "timer",
+        SimConfig::default(),
+        slow_backend(5),
+        2,
+        generous(),
+        Some(plan),
+        |sim| {
+            // Long enough for several 10 ms ticks.
+            let r = random_io(sim, 400, 8, DISK_BLOCKS, 77, Expect::AllGood);
+            std::thread::sleep(Duration::from_millis(100));
+            r
+        },
+    );
+    assert_eq!(run.result.errors, Vec::<String>::new());
+    assert_eq!(run.result.broken, None);
+    assert_eq!(run.stats.restarts, 2);
+}
+
+#[test]
+fn exhausted_budget_fails_the_device_cleanly() {
+    let plan = FaultPlan {
+        triggers: (1..=4).map(|i| (FaultPoint::Reply, i * 50)).collect(),
+    };
+    let budget = RestartBudget {
+        max_restarts: 3,
+        window: Duration::from_secs(600),
+    };
+    let run = run(
+        "budget",
+        SimConfig::default(),
+        slow_backend(8),
+        4,
+        budget,
+        Some(plan),
+        |sim| random_io(sim, 1000, 32, DISK_BLOCKS, 5, Expect::GoodOrFailed),
+    );
+    let r = run.result;
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(r.broken, None);
+    assert_eq!(r.completed, 1000, "every command completed exactly once");
+    assert!(
+        r.hw_errors > 0,
+        "commands after the failure get HARDWARE ERROR"
+    );
+    assert!(r.good >= 150, "commands before the failure ran: {r:?}");
+    let why = run.failure.expect("device failed");
+    assert!(why.contains("restart budget"), "{why}");
+    assert_eq!(run.stats.restarts, 4);
+}
+
+/// COMPARE AND WRITE (16) of one block at `lba`: compare with `old`, write `new`.
+fn caw(lba: u64, old: u8, new: u8) -> (Vec<u8>, Vec<u8>) {
+    let mut cdb = vec![0u8; 16];
+    cdb[0] = 0x89;
+    cdb[2..10].copy_from_slice(&lba.to_be_bytes());
+    cdb[13] = 1;
+    let mut data = vec![old; BS];
+    data.extend(std::iter::repeat_n(new, BS));
+    (cdb, data)
+}
+
+#[test]
+fn compare_and_write_never_runs_twice() {
+    let mem = Arc::new(MemBackend::new(BS as u32, 64));
+    let backend: Arc<dyn BlockBackend> = mem.clone();
+    // Panic right after the emulation executed CAW number 3, 7 and 11 (the
+    // write is done, the result lost).
+    let plan = FaultPlan {
+        triggers: [3, 7, 11]
+            .iter()
+            .map(|&k| (FaultPoint::Emulate, k + 1))
+            .collect(),
+    };
+    let run = run(
+        "caw",
+        SimConfig::default(),
+        backend,
+        2,
+        generous(),
+        Some(plan),
+        |sim| {
+            clear_unit_attention(sim);
+            let mut statuses = Vec::new();
+            for i in 0..16u8 {
+                let (cdb, data) = caw(5, i, i + 1);
+                sim.submit(&cdb, SimDir::Out(data)).unwrap();
+                sim.kick().unwrap();
+                let deadline = Instant::now() + Duration::from_secs(20);
+                loop {
+                    let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
+                    let done = sim.process_completions().unwrap();
+                    if let Some(c) = done.first() {
+                        statuses.push((c.status, is_hw_error(c), c.sense.get(2).copied()));
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "CAW {i} never completed");
+                }
+            }
+            (statuses, sim.broken().map(str::to_owned))
+        },
+    );
+    let (statuses, broken) = run.result;
+    assert_eq!(broken, None);
+    // No MISCOMPARE (sense key 0x0e): a second execution of a CAW whose
+    // write already happened would miscompare.
+    for (i, (st, hw, key)) in statuses.iter().enumerate() {
+        assert!(*st == 0 || *hw, "CAW {i}: status {st:#x} sense key {key:?}");
+    }
+    let failed = statuses.iter().filter(|s| s.1).count();
+    assert_eq!(
+        failed, 3,
+        "the panicked CAWs report HARDWARE ERROR: {statuses:?}"
+    );
+    let mut block = vec![0u8; BS];
+    mem.read(5, &mut block).unwrap();
+    assert_eq!(block, vec![16u8; BS]);
+}

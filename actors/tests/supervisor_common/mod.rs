@@ -1,0 +1,160 @@
+//! Shared helpers of the supervisor tests: a fake /sys + configfs tree, a fake
+//! device factory recording every operation, reply decoding.
+#![allow(dead_code)]
+
+use futures::future::LocalBoxFuture;
+use std::cell::RefCell;
+use std::fs;
+use std::path::Path;
+use std::rc::Rc;
+use tcmud::config::DaemonConfig;
+use tcmud::supervisor::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+use tcmud_core::netlink::{emit_event, AttrIter, NlCmd, NlEvent, Reconfig};
+
+/// What the fake factory saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Spawn(DeviceRequest),
+    Stop(u32),
+    Resize(u32, u64),
+    WriteCache(u32, bool),
+    Flush,
+    Reload(usize),
+}
+
+pub type Log = Rc<RefCell<Vec<Op>>>;
+
+pub struct FakeFactory {
+    pub log: Log,
+    /// dev_configs whose spawn fails with this errno.
+    pub fail: Vec<(String, i32)>,
+    pub failed_flag: Rc<RefCell<bool>>,
+}
+
+struct FakeDev {
+    minor: u32,
+    log: Log,
+    failed: Rc<RefCell<bool>>,
+}
+
+impl DeviceCtl for FakeDev {
+    fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
+        Box::pin(async move {
+            tokio::task::yield_now().await; // a drain takes a moment
+            self.log.borrow_mut().push(Op::Stop(self.minor));
+        })
+    }
+    fn resize(&self, n: u64) {
+        self.log.borrow_mut().push(Op::Resize(self.minor, n));
+    }
+    fn set_write_cache(&self, on: bool) {
+        self.log.borrow_mut().push(Op::WriteCache(self.minor, on));
+    }
+    fn is_failed(&self) -> bool {
+        *self.failed.borrow()
+    }
+}
+
+impl DeviceFactory for FakeFactory {
+    fn ownership(&self, dev_config: &str) -> Ownership {
+        tcmud::supervisor::real::classify(dev_config)
+    }
+    fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        if let Some((_, errno)) = self.fail.iter().find(|(c, _)| *c == req.uio.dev_config) {
+            return Err(SpawnError::new(*errno, "injected"));
+        }
+        let minor = req.minor;
+        self.log.borrow_mut().push(Op::Spawn(req));
+        Ok(Box::new(FakeDev {
+            minor,
+            log: Rc::clone(&self.log),
+            failed: Rc::clone(&self.failed_flag),
+        }))
+    }
+    fn reload(&mut self, cfg: &DaemonConfig) {
+        self.log.borrow_mut().push(Op::Reload(cfg.pools.len()));
+    }
+    fn flush_all(&self) -> Result<(), String> {
+        self.log.borrow_mut().push(Op::Flush);
+        Ok(())
+    }
+}
+
+pub fn factory() -> (Box<FakeFactory>, Log) {
+    let log: Log = Rc::default();
+    let f = FakeFactory {
+        log: Rc::clone(&log),
+        fail: vec![],
+        failed_flag: Rc::default(),
+    };
+    (Box::new(f), log)
+}
+
+/// A config rooted in `root` (sys/, cfg/, dev/), replies on or off.
+pub fn config(root: &Path, replies: bool) -> DaemonConfig {
+    let c = DaemonConfig {
+        sys_root: root.join("sys"),
+        configfs_root: root.join("cfg"),
+        dev_root: root.join("dev"),
+        netlink_replies: replies,
+        ..DaemonConfig::default()
+    };
+    fs::create_dir_all(c.sys_root.join("module/target_core_user/parameters")).unwrap();
+    fs::create_dir_all(c.configfs_root.join("target/core")).unwrap();
+    c
+}
+
+/// Creates `/sys/class/uio/uio<minor>/name` and the configfs device with `size`.
+pub fn add_kernel_device(cfg: &DaemonConfig, minor: u32, name: &str, size: u64, block: u32) {
+    let d = cfg.sys_root.join(format!("class/uio/uio{minor}"));
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("name"), format!("{name}\n")).unwrap();
+    let uio = tcmud_core::netlink::UioName::parse(name).unwrap();
+    let c = cfg
+        .configfs_root
+        .join(format!("target/core/user_{}/{}", uio.hba, uio.dev));
+    fs::create_dir_all(c.join("attrib")).unwrap();
+    fs::write(
+        c.join("info"),
+        format!("Status: DEACTIVATED  Max Queue Depth: 0  SectorSize: {block}  HwMaxSectors: 128\n        Config: {} Size: {size} MaxDataAreaMB: 1024\n", uio.dev_config),
+    )
+    .unwrap();
+    fs::write(c.join("attrib/hw_block_size"), format!("{block}\n")).unwrap();
+}
+
+pub fn event(cmd: NlCmd, name: &str, minor: u32, id: u32, reconfig: Option<Reconfig>) -> Vec<u8> {
+    emit_event(&NlEvent {
+        cmd,
+        device: name.into(),
+        minor,
+        device_id: Some(id),
+        reconfig,
+        unknown_attrs: vec![],
+    })
+    .unwrap()
+}
+
+/// A decoded `*_DONE` reply: (genl cmd, status, device id).
+pub fn decode_reply(p: &[u8]) -> (u8, i32, u32) {
+    let mut status = None;
+    let mut id = None;
+    for a in AttrIter::new(&p[4..]) {
+        let a = a.unwrap();
+        match a.kind {
+            7 => status = Some(i32::from_ne_bytes(a.payload.try_into().unwrap())),
+            8 => id = Some(u32::from_ne_bytes(a.payload.try_into().unwrap())),
+            k => panic!("unexpected attribute {k}"),
+        }
+    }
+    (p[0], status.unwrap(), id.unwrap())
+}
+
+pub fn spawned_minors(log: &Log) -> Vec<u32> {
+    log.borrow()
+        .iter()
+        .filter_map(|o| match o {
+            Op::Spawn(r) => Some(r.minor),
+            _ => None,
+        })
+        .collect()
+}

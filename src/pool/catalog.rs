@@ -1,0 +1,297 @@
+//! Catalog operations: create, open, delete, resize, rename, snapshot, clone,
+//! list. Each one commits before returning.
+
+use std::sync::{Arc, PoisonError};
+
+use super::format::{self, VolumeKind, VolumeRecord};
+use super::{guard, Pool, PoolError, Volume, VolumeInfo};
+
+/// Checks a volume name: 1..=128 bytes of `[A-Za-z0-9._:+@-]`, not starting
+/// with `.` or `-`.
+pub(crate) fn validate_name(name: &str) -> Result<(), PoolError> {
+    let ok_char = |c: char| c.is_ascii_alphanumeric() || "._:+@-".contains(c);
+    if name.is_empty()
+        || name.len() > 128
+        || name.starts_with(['.', '-'])
+        || !name.chars().all(ok_char)
+    {
+        return Err(PoolError::InvalidArgument(format!(
+            "bad volume name {name:?}: use 1-128 of A-Z a-z 0-9 . _ : + @ -, not starting with . or -"
+        )));
+    }
+    Ok(())
+}
+
+fn validate_size(size: u64, block_size: u32) -> Result<(), PoolError> {
+    if block_size != 512 && block_size != 4096 {
+        return Err(PoolError::InvalidArgument(format!(
+            "block size must be 512 or 4096, not {block_size}"
+        )));
+    }
+    if size == 0 || size % u64::from(block_size) != 0 || size > (1 << 60) {
+        return Err(PoolError::InvalidArgument(format!(
+            "size {size} must be a non-zero multiple of the block size {block_size} (at most 1 EiB)"
+        )));
+    }
+    Ok(())
+}
+
+/// Progress callback: (done, total).
+pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
+
+impl Pool {
+    fn record(&self, name: &str) -> Result<VolumeRecord, PoolError> {
+        self.state()
+            .catalog
+            .get(name)
+            .cloned()
+            .ok_or_else(|| PoolError::NoSuchVolume(name.to_string()))
+    }
+
+    fn is_open(&self, id: u64) -> bool {
+        guard(&self.inner.open)
+            .get(&id)
+            .is_some_and(|v| v.iter().any(|w| w.strong_count() > 0))
+    }
+
+    fn add_record(&self, name: &str, rec: &VolumeRecord) -> Result<(), PoolError> {
+        let mut st = self.state();
+        if st.catalog.contains_key(name) {
+            return Err(PoolError::VolumeExists(name.to_string()));
+        }
+        st.put(format::volume_key(name), format::encode(rec));
+        st.catalog.insert(name.to_string(), rec.clone());
+        st.maps.entry(rec.id).or_default();
+        Ok(())
+    }
+
+    /// Creates a thin volume of `size_bytes` (a multiple of `block_size`,
+    /// which is 512 or 4096). Nothing is allocated until written.
+    pub fn create_volume(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        block_size: u32,
+    ) -> Result<(), PoolError> {
+        validate_name(name)?;
+        validate_size(size_bytes, block_size)?;
+        {
+            let mut st = self.state();
+            if st.catalog.contains_key(name) {
+                return Err(PoolError::VolumeExists(name.to_string()));
+            }
+            let id = st.sb.next_volume_id;
+            st.sb.next_volume_id += 1;
+            st.dirty_super();
+            drop(st);
+            let rec = VolumeRecord {
+                id,
+                size_bytes,
+                block_size,
+                kind: VolumeKind::Volume,
+                origin: None,
+            };
+            self.add_record(name, &rec)?;
+        }
+        self.flush()
+    }
+
+    /// Opens a volume (writable) or snapshot (read-only) for I/O.
+    pub fn open_volume(&self, name: &str) -> Result<Arc<Volume>, PoolError> {
+        let rec = self.record(name)?;
+        let vol = Arc::new(Volume::new(self.clone(), rec.id, name, &rec));
+        guard(&self.inner.open)
+            .entry(rec.id)
+            .or_default()
+            .push(Arc::downgrade(&vol));
+        Ok(vol)
+    }
+
+    /// Deletes a volume or snapshot, freeing the chunks nothing else
+    /// references. Fails with [`PoolError::VolumeBusy`] while it is open.
+    pub fn delete_volume(&self, name: &str) -> Result<(), PoolError> {
+        self.delete_volume_with_progress(name, &mut |_, _| {})
+    }
+
+    /// [`Pool::delete_volume`] reporting progress over its mappings.
+    pub fn delete_volume_with_progress(
+        &self,
+        name: &str,
+        progress: Progress<'_>,
+    ) -> Result<(), PoolError> {
+        let rec = self.record(name)?;
+        if self.is_open(rec.id) {
+            return Err(PoolError::VolumeBusy(name.to_string()));
+        }
+        let gate = self.gate(rec.id);
+        let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+        let map = {
+            let mut st = self.state();
+            st.catalog.remove(name);
+            st.del(format::volume_key(name));
+            st.maps.remove(&rec.id).unwrap_or_default()
+        };
+        let total = map.len() as u64;
+        let entries: Vec<(u64, u64)> = map.into_iter().collect();
+        for (i, part) in entries.chunks(1 << 14).enumerate() {
+            let mut st = self.state();
+            for &(l, c) in part {
+                st.del(format::map_key(rec.id, l));
+                st.decref(c);
+            }
+            drop(st);
+            progress(((i << 14) + part.len()) as u64, total);
+        }
+        guard(&self.inner.gates).remove(&rec.id);
+        self.flush()
+    }
+
+    /// Changes a volume's size. Growing is always allowed; shrinking needs
+    /// `force_shrink` and frees the chunks past the new end (the tail of a
+    /// partial last chunk is zeroed).
+    pub fn resize_volume(
+        &self,
+        name: &str,
+        size_bytes: u64,
+        force_shrink: bool,
+    ) -> Result<(), PoolError> {
+        let mut rec = self.record(name)?;
+        if rec.kind == VolumeKind::Snapshot {
+            return Err(PoolError::WrongKind(format!(
+                "{name:?} is a snapshot; snapshots cannot be resized"
+            )));
+        }
+        validate_size(size_bytes, rec.block_size)?;
+        let gate = self.gate(rec.id);
+        let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+        if size_bytes < rec.size_bytes {
+            if !force_shrink {
+                return Err(PoolError::ShrinkNotForced(name.to_string()));
+            }
+            let cs = self.inner.chunk_size;
+            let tail = size_bytes & (cs - 1);
+            if tail != 0 {
+                let end = (size_bytes - tail + cs).min(rec.size_bytes);
+                self.discard_bytes(rec.id, size_bytes, end - size_bytes)
+                    .map_err(|e| PoolError::Store(e.to_string()))?;
+            }
+            let first = size_bytes.div_ceil(cs);
+            let mut st = self.state();
+            let drop_ls: Vec<u64> = st
+                .maps
+                .get(&rec.id)
+                .map(|m| m.range(first..).map(|(&l, _)| l).collect())
+                .unwrap_or_default();
+            for l in drop_ls {
+                st.map_remove(rec.id, l);
+            }
+        }
+        rec.size_bytes = size_bytes;
+        {
+            let mut st = self.state();
+            st.put(format::volume_key(name), format::encode(&rec));
+            st.catalog.insert(name.to_string(), rec.clone());
+        }
+        if let Some(vols) = guard(&self.inner.open).get(&rec.id) {
+            for v in vols.iter().filter_map(std::sync::Weak::upgrade) {
+                v.resized(size_bytes);
+            }
+        }
+        self.flush()
+    }
+
+    /// Renames a volume or snapshot.
+    pub fn rename_volume(&self, from: &str, to: &str) -> Result<(), PoolError> {
+        validate_name(to)?;
+        {
+            let mut st = self.state();
+            if st.catalog.contains_key(to) {
+                return Err(PoolError::VolumeExists(to.to_string()));
+            }
+            let rec = st
+                .catalog
+                .remove(from)
+                .ok_or_else(|| PoolError::NoSuchVolume(from.to_string()))?;
+            st.del(format::volume_key(from));
+            st.put(format::volume_key(to), format::encode(&rec));
+            st.catalog.insert(to.to_string(), rec);
+        }
+        self.flush()
+    }
+
+    /// Copies `src`'s mappings into a new catalog entry of `kind`, sharing
+    /// every chunk (reference counts go up; no data is copied).
+    fn share(&self, src: &str, new: &str, kind: VolumeKind) -> Result<(), PoolError> {
+        validate_name(new)?;
+        let rec = self.record(src)?;
+        let gate = self.gate(rec.id);
+        let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+        {
+            let mut st = self.state();
+            if st.catalog.contains_key(new) {
+                return Err(PoolError::VolumeExists(new.to_string()));
+            }
+            let id = st.sb.next_volume_id;
+            st.sb.next_volume_id += 1;
+            st.dirty_super();
+            let entries: Vec<(u64, u64)> = st
+                .maps
+                .get(&rec.id)
+                .map(|m| m.iter().map(|(&l, &c)| (l, c)).collect())
+                .unwrap_or_default();
+            for (l, c) in entries {
+                st.incref(c);
+                st.map_set(id, l, c);
+            }
+            let nrec = VolumeRecord {
+                id,
+                size_bytes: rec.size_bytes,
+                block_size: rec.block_size,
+                kind,
+                origin: Some(rec.id),
+            };
+            st.put(format::volume_key(new), format::encode(&nrec));
+            st.catalog.insert(new.to_string(), nrec);
+            st.maps.entry(id).or_default();
+        }
+        self.flush()
+    }
+
+    /// Takes a read-only point-in-time snapshot of `volume`.
+    pub fn snapshot(&self, volume: &str, snapshot: &str) -> Result<(), PoolError> {
+        self.share(volume, snapshot, VolumeKind::Snapshot)
+    }
+
+    /// Creates a writable volume from a snapshot.
+    pub fn clone_snapshot(&self, snapshot: &str, new_volume: &str) -> Result<(), PoolError> {
+        if self.record(snapshot)?.kind != VolumeKind::Snapshot {
+            return Err(PoolError::WrongKind(format!(
+                "{snapshot:?} is not a snapshot; take a snapshot first and clone that"
+            )));
+        }
+        self.share(snapshot, new_volume, VolumeKind::Volume)
+    }
+
+    /// Every volume and snapshot, by name.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>, PoolError> {
+        let st = self.state();
+        let cs = self.inner.chunk_size;
+        let names: std::collections::HashMap<u64, &String> =
+            st.catalog.iter().map(|(n, r)| (r.id, n)).collect();
+        Ok(st
+            .catalog
+            .iter()
+            .map(|(name, r)| VolumeInfo {
+                origin: r
+                    .origin
+                    .and_then(|id| names.get(&id))
+                    .map(|n| n.to_string()),
+                name: name.clone(),
+                kind: r.kind,
+                size_bytes: r.size_bytes,
+                block_size: r.block_size,
+                allocated_bytes: st.maps.get(&r.id).map_or(0, |m| m.len() as u64) * cs,
+            })
+            .collect())
+    }
+}

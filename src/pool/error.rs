@@ -1,0 +1,116 @@
+//! Typed errors of the pool layer.
+
+use std::io;
+use std::path::PathBuf;
+
+use crate::backend::BackendError;
+
+/// Everything that can go wrong in a pool; each variant names what and where.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// The path does not exist or is not a tcmud pool directory.
+    #[error("{path} is not a tcmud pool: {why}")]
+    NotAPool {
+        /// The directory given.
+        path: PathBuf,
+        /// What is missing.
+        why: String,
+    },
+    /// `create` found an existing pool (or a non-empty directory).
+    #[error("{0} already holds a pool or other files")]
+    AlreadyExists(PathBuf),
+    /// Another process (or another handle in this process) holds the pool.
+    #[error("pool {path} is held by process {pid}")]
+    Locked {
+        /// The pool directory.
+        path: PathBuf,
+        /// Pid written in the lock file by the holder (0 if unreadable).
+        pid: u32,
+    },
+    /// The pool was written by a newer tcmud.
+    #[error(
+        "pool format {found} is newer than this tcmud supports (format {supported}); upgrade tcmud"
+    )]
+    FormatTooNew {
+        /// Format stored in the pool.
+        found: u32,
+        /// Newest format this build understands.
+        supported: u32,
+    },
+    /// The metadata database is damaged or unreadable.
+    #[error("pool metadata is corrupt: {0}")]
+    Corrupt(String),
+    /// The data file is shorter than the metadata requires.
+    #[error("data file is {actual} bytes but the metadata needs at least {needed}")]
+    DataFileShort {
+        /// Bytes needed by the allocated chunks.
+        needed: u64,
+        /// Actual length.
+        actual: u64,
+    },
+    /// A configuration value is out of range.
+    #[error("invalid pool configuration: {0}")]
+    InvalidConfig(String),
+    /// An argument (name, size, block size) is invalid.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// No volume or snapshot of that name.
+    #[error("no volume named {0:?}")]
+    NoSuchVolume(String),
+    /// The name is taken.
+    #[error("a volume named {0:?} already exists")]
+    VolumeExists(String),
+    /// The volume is open (served) and cannot be deleted now.
+    #[error("volume {0:?} is in use")]
+    VolumeBusy(String),
+    /// A shrink was requested without force.
+    #[error("shrinking volume {0:?} loses data; pass force to do it")]
+    ShrinkNotForced(String),
+    /// The operation needs a writable volume, not a snapshot (or vice versa).
+    #[error("{0}")]
+    WrongKind(String),
+    /// No free chunk left.
+    #[error("no free space left in the pool")]
+    OutOfSpace,
+    /// The metadata store failed.
+    #[error("metadata store error: {0}")]
+    Store(String),
+    /// I/O on the pool directory or data file failed.
+    #[error("{what}: {source}")]
+    Io {
+        /// What was being done.
+        what: String,
+        /// The OS error.
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl PoolError {
+    /// Wraps an I/O error with a description of the operation.
+    pub fn io(what: impl Into<String>, source: io::Error) -> PoolError {
+        PoolError::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+impl From<sled::Error> for PoolError {
+    fn from(e: sled::Error) -> Self {
+        match e {
+            sled::Error::Corruption { .. } => PoolError::Corrupt(e.to_string()),
+            other => PoolError::Store(other.to_string()),
+        }
+    }
+}
+
+impl From<PoolError> for BackendError {
+    fn from(e: PoolError) -> Self {
+        match e {
+            PoolError::OutOfSpace => BackendError::OutOfSpace,
+            PoolError::Io { source, .. } => BackendError::Write(source),
+            other => BackendError::Metadata(other.to_string()),
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! The data file behind a small trait, so that tests can drop unsynced writes.
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Positional I/O on the pool's data file.
+///
+/// Writes are volatile until [`DataIo::sync_data`] returns; a crash may keep
+/// any subset of the writes issued since the last sync.
+pub trait DataIo: Send + Sync {
+    /// Reads exactly `buf.len()` bytes at `off`; bytes past the end read as zeros.
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+    /// Writes all of `buf` at `off`, extending the file if needed.
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
+    /// Makes every write issued before this call durable (fdatasync).
+    fn sync_data(&self) -> io::Result<()>;
+    /// Current length in bytes (what a read past it returns zeros for).
+    fn file_len(&self) -> u64;
+    /// Grows the file to at least `len` bytes (sparse); never shrinks.
+    fn grow_to(&self, len: u64) -> io::Result<()>;
+}
+
+/// [`DataIo`] on a real file with pread/pwrite/fdatasync.
+#[derive(Debug)]
+pub struct FileIo {
+    file: File,
+    len: AtomicU64,
+}
+
+impl FileIo {
+    /// Wraps an open read-write file.
+    pub fn new(file: File) -> io::Result<FileIo> {
+        let len = file.metadata()?.len();
+        Ok(FileIo {
+            file,
+            len: AtomicU64::new(len),
+        })
+    }
+}
+
+impl DataIo for FileIo {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let mut done = 0usize;
+        while done < buf.len() {
+            let n = self.file.read_at(&mut buf[done..], off + done as u64)?;
+            if n == 0 {
+                buf[done..].fill(0);
+                break;
+            }
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        self.file.write_all_at(buf, off)?;
+        self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+
+    fn file_len(&self) -> u64 {
+        self.len.load(Ordering::Acquire)
+    }
+
+    fn grow_to(&self, len: u64) -> io::Result<()> {
+        if len > self.file_len() {
+            self.file.set_len(len)?;
+            self.len.fetch_max(len, Ordering::AcqRel);
+        }
+        Ok(())
+    }
+}

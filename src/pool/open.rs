@@ -1,0 +1,261 @@
+//! Creating and opening pools: on a directory (sled + data file) or on any
+//! [`MetaStore`] + [`DataIo`] pair (fault-injection tests).
+
+use std::fs::{self, OpenOptions};
+use std::path::Path;
+
+use super::format::{self, Superblock};
+use super::io::{DataIo, FileIo};
+use super::lock::PoolLock;
+use super::seal::{self, Seal};
+use super::state::{validate_super, State};
+use super::store::{MetaStore, SledStore};
+use super::{migrate, Pool, PoolConfig, PoolError};
+
+/// Marker file naming a directory as a pool.
+pub const MARKER_FILE: &str = "tcmud-pool";
+/// Sled database directory inside the pool.
+pub const META_DIR: &str = "meta";
+/// Data file inside the pool.
+pub const DATA_FILE: &str = "data";
+const MARKER_TEXT: &str = "tcmud thin pool; metadata in meta/ (sled), chunks in data\n";
+
+fn superblock(cfg: &PoolConfig) -> Result<Superblock, PoolError> {
+    let sb = Superblock {
+        chunk_size: cfg.chunk_size,
+        capacity_chunks: cfg.capacity_bytes / u64::from(cfg.chunk_size.max(1)),
+        low_water_pct: cfg.low_water_pct,
+        hwm: 0,
+        next_volume_id: 1,
+    };
+    validate_super(&sb).map_err(|_| {
+        PoolError::InvalidConfig(format!(
+            "chunk size must be a power of two from 4 KiB to 1 MiB (got {}), low water <= 100 (got {})",
+            cfg.chunk_size, cfg.low_water_pct
+        ))
+    })?;
+    if sb.capacity_chunks == 0 {
+        return Err(PoolError::InvalidConfig(format!(
+            "capacity {} is less than one chunk",
+            cfg.capacity_bytes
+        )));
+    }
+    Ok(sb)
+}
+
+impl Pool {
+    /// Creates a pool in `dir` (created if missing; must be empty if present)
+    /// and opens it.
+    pub fn create(dir: &Path, cfg: &PoolConfig) -> Result<Pool, PoolError> {
+        let sb = superblock(cfg)?;
+        match fs::read_dir(dir) {
+            Ok(mut it) => {
+                if it.next().is_some() {
+                    return Err(PoolError::AlreadyExists(dir.to_path_buf()));
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dir)
+                .map_err(|e| PoolError::io(format!("creating {}", dir.display()), e))?,
+            Err(e) => return Err(PoolError::io(format!("reading {}", dir.display()), e)),
+        }
+        let mut pool_lock = PoolLock::acquire(dir)?;
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(dir.join(DATA_FILE))
+            .and_then(FileIo::new)
+            .map_err(|e| PoolError::io("creating the data file", e))?;
+        let store = SledStore::open(&dir.join(META_DIR))?;
+        pool_lock.write_pid()?;
+        let pool = Pool::from_parts(
+            Some(dir.to_path_buf()),
+            Box::new(store),
+            Box::new(data),
+            State::new(sb),
+            0,
+            Some(pool_lock),
+        );
+        pool.flush()?;
+        fs::write(dir.join(MARKER_FILE), MARKER_TEXT)
+            .map_err(|e| PoolError::io("writing the pool marker", e))?;
+        Ok(pool)
+    }
+
+    /// Opens the pool in `dir`. Fails with [`PoolError::Locked`] (naming the
+    /// holder's pid) when another process or handle holds it.
+    pub fn open(dir: &Path) -> Result<Pool, PoolError> {
+        let not_pool = |why: &str| PoolError::NotAPool {
+            path: dir.to_path_buf(),
+            why: why.to_string(),
+        };
+        match fs::metadata(dir) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => return Err(not_pool("not a directory")),
+            Err(e) => return Err(not_pool(&e.to_string())),
+        }
+        for (f, why) in [
+            (MARKER_FILE, "marker file tcmud-pool missing"),
+            (META_DIR, "metadata directory meta/ missing"),
+            (DATA_FILE, "data file missing"),
+            (super::lock::LOCK_FILE, "lock file missing"),
+        ] {
+            if !dir.join(f).exists() {
+                return Err(not_pool(why));
+            }
+        }
+        let pool_lock = PoolLock::acquire(dir)?;
+        Pool::open_locked(dir, pool_lock)
+    }
+
+    fn open_locked(dir: &Path, mut pool_lock: PoolLock) -> Result<Pool, PoolError> {
+        let data = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(dir.join(DATA_FILE))
+            .and_then(FileIo::new)
+            .map_err(|e| PoolError::io("opening the data file", e))?;
+        let meta = dir.join(META_DIR);
+        preflight_sled(&meta)?;
+        // Validate against the seal before sled gets to rewrite anything.
+        let seal = Seal::read(dir)?;
+        if let Some(seal) = &seal {
+            if seal.format > format::CURRENT_FORMAT {
+                return Err(PoolError::FormatTooNew {
+                    found: seal.format,
+                    supported: format::CURRENT_FORMAT,
+                });
+            }
+            if data.file_len() < seal.data_len {
+                return Err(PoolError::DataFileShort {
+                    needed: seal.data_len,
+                    actual: data.file_len(),
+                });
+            }
+            if let Some(crc) = seal.closed_crc {
+                let now = seal::meta_crc(&meta).map_err(|e| PoolError::io("reading meta/", e))?;
+                if now != crc {
+                    return Err(PoolError::Corrupt(format!(
+                        "the files in {} changed since the pool was closed (checksum {now:08x}, \
+                         sealed {crc:08x}): truncated or corrupted sled database",
+                        meta.display()
+                    )));
+                }
+            }
+            // Mark it open (a crash from here on must not be taken for damage);
+            // put the old seal back if the open fails.
+            Seal {
+                closed_crc: None,
+                ..*seal
+            }
+            .write(dir, true)
+            .map_err(|e| PoolError::io("updating the seal", e))?;
+        }
+        let opened = SledStore::open(&meta).and_then(|store| {
+            let (st, seq) = load_state(&store, &data)?;
+            if let Some(seal) = &seal {
+                if seq < seal.seq {
+                    return Err(PoolError::Corrupt(format!(
+                        "sled holds commit {seq} but commit {} was made: the database lost commits",
+                        seal.seq
+                    )));
+                }
+            }
+            Ok((store, st, seq))
+        });
+        let (store, st, seq) = match opened {
+            Ok(x) => x,
+            Err(e) => {
+                if let Some(seal) = &seal {
+                    let _ = seal.write(dir, true);
+                }
+                return Err(e);
+            }
+        };
+        pool_lock.write_pid()?;
+        Ok(Pool::from_parts(
+            Some(dir.to_path_buf()),
+            Box::new(store),
+            Box::new(data),
+            st,
+            seq,
+            Some(pool_lock),
+        ))
+    }
+
+    /// Creates a pool on a caller-supplied store and data file (tests).
+    pub fn create_with(
+        cfg: &PoolConfig,
+        store: Box<dyn MetaStore>,
+        data: Box<dyn DataIo>,
+    ) -> Result<Pool, PoolError> {
+        let pool = Pool::from_parts(None, store, data, State::new(superblock(cfg)?), 0, None);
+        pool.flush()?;
+        Ok(pool)
+    }
+
+    /// Opens a pool from a caller-supplied store and data file (tests: crash
+    /// images).
+    pub fn open_with(store: Box<dyn MetaStore>, data: Box<dyn DataIo>) -> Result<Pool, PoolError> {
+        let (st, seq) = load_state(store.as_ref(), data.as_ref())?;
+        Ok(Pool::from_parts(None, store, data, st, seq, None))
+    }
+}
+
+/// Reads the format, upgrades it, loads and validates the state; returns it
+/// with the commit sequence number.
+fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<(State, u64), PoolError> {
+    let kvs = store.load_all()?;
+    let found = stored_format(&kvs)?;
+    if found > format::CURRENT_FORMAT {
+        return Err(PoolError::FormatTooNew {
+            found,
+            supported: format::CURRENT_FORMAT,
+        });
+    }
+    let kvs = if found < format::CURRENT_FORMAT {
+        migrate::upgrade(store, found)?;
+        store.load_all()?
+    } else {
+        kvs
+    };
+    let st = State::load(&kvs)?;
+    let seq = match kvs.iter().find(|(k, _)| k.as_slice() == format::KEY_SEQ) {
+        Some((_, v)) => format::be_u64(v, "commit sequence number")?,
+        None => 0,
+    };
+    let needed = st.sb.hwm * u64::from(st.sb.chunk_size);
+    if data.file_len() < needed {
+        return Err(PoolError::DataFileShort {
+            needed,
+            actual: data.file_len(),
+        });
+    }
+    Ok((st, seq))
+}
+
+/// The format version stored among `kvs`.
+pub(crate) fn stored_format(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<u32, PoolError> {
+    let v = kvs
+        .iter()
+        .find(|(k, _)| k.as_slice() == format::KEY_FORMAT)
+        .map(|(_, v)| v)
+        .ok_or_else(|| {
+            PoolError::Corrupt("format version missing (empty or damaged database)".into())
+        })?;
+    format::be_u32(v, "format version")
+}
+
+/// Rejects sled directories that sled would "repair" by rewriting: a missing
+/// or truncated `conf`/`db` file.
+fn preflight_sled(meta: &Path) -> Result<(), PoolError> {
+    for f in ["conf", "db"] {
+        let p = meta.join(f);
+        match fs::metadata(&p) {
+            Ok(m) if m.len() > 0 => {}
+            Ok(_) => return Err(PoolError::Corrupt(format!("{} is empty", p.display()))),
+            Err(e) => return Err(PoolError::Corrupt(format!("{}: {e}", p.display()))),
+        }
+    }
+    Ok(())
+}

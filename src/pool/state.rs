@@ -1,0 +1,317 @@
+//! In-memory pool state: catalog, mappings, reference counts, free lists and
+//! the batch of metadata changes not yet committed.
+
+use std::collections::{BTreeMap, HashMap};
+
+use super::format::{self, Key, Superblock, VolumeRecord, TAG_FREE, TAG_REF};
+use super::store::Change;
+use super::PoolError;
+
+/// The authoritative in-memory copy of the metadata (sled is its durable copy).
+#[derive(Debug)]
+pub(crate) struct State {
+    pub sb: Superblock,
+    pub catalog: BTreeMap<String, VolumeRecord>,
+    /// Per volume id: logical chunk -> physical chunk.
+    pub maps: HashMap<u64, BTreeMap<u64, u64>>,
+    /// Reference count of every chunk below `sb.hwm`.
+    pub refs: Vec<u32>,
+    /// Chunks whose freeing is durable: safe to hand out.
+    pub free: Vec<u64>,
+    /// Chunks freed in memory whose unmapping is not committed yet.
+    pub pending_free: Vec<u64>,
+    /// Chunks handed out by raising `hwm` since open and never written: they
+    /// read as zeros while they lie past the data file's end.
+    pub fresh_from: u64,
+    /// Uncommitted metadata changes (last write wins per key).
+    pub dirty: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    /// Chunks with a reference count above zero.
+    pub used: u64,
+    /// The low-water event has been raised and not re-armed.
+    pub low_water_raised: bool,
+    /// Chunks whose reference count dropped (to one or more) in changes not
+    /// yet durable: the durable metadata may still share them, so they must
+    /// not be overwritten in place before the next commit.
+    pub unshared: std::collections::HashSet<u64>,
+    /// The same for the batch being committed now.
+    pub unshared_committing: std::collections::HashSet<u64>,
+    /// Counts upward crossings of the low-water mark (volumes compare it
+    /// with the value they last reported).
+    pub low_water_epoch: u64,
+}
+
+/// A batch taken for commit.
+pub(crate) struct Batch {
+    pub changes: Vec<Change>,
+    pub frees: Vec<u64>,
+    pub hwm: u64,
+}
+
+impl State {
+    /// A new, empty pool.
+    pub fn new(sb: Superblock) -> State {
+        let mut st = State {
+            sb,
+            catalog: BTreeMap::new(),
+            maps: HashMap::new(),
+            refs: Vec::new(),
+            free: Vec::new(),
+            pending_free: Vec::new(),
+            fresh_from: 0,
+            dirty: BTreeMap::new(),
+            used: 0,
+            low_water_raised: false,
+            unshared: Default::default(),
+            unshared_committing: Default::default(),
+            low_water_epoch: 0,
+        };
+        st.put(
+            format::KEY_FORMAT.to_vec(),
+            format::CURRENT_FORMAT.to_be_bytes().to_vec(),
+        );
+        st.dirty_super();
+        st
+    }
+
+    /// Builds the state from every key of the store. Tolerates inconsistencies
+    /// that `check` reports (they never cause out-of-bounds access here).
+    pub fn load(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<State, PoolError> {
+        let mut sb = None;
+        let mut catalog = BTreeMap::new();
+        let mut maps: HashMap<u64, BTreeMap<u64, u64>> = HashMap::new();
+        let mut ref_keys = Vec::new();
+        let mut free_keys = Vec::new();
+        for (k, v) in kvs {
+            match format::parse_key(k) {
+                Some(Key::Super) => sb = Some(format::decode::<Superblock>(v, "superblock")?),
+                Some(Key::Volume(name)) => {
+                    let rec: VolumeRecord = format::decode(v, &format!("volume {name:?}"))?;
+                    catalog.insert(name, rec);
+                }
+                Some(Key::Map(vol, l)) => {
+                    let c = format::be_u64(v, "mapping")?;
+                    maps.entry(vol).or_default().insert(l, c);
+                }
+                Some(Key::Ref(c)) => ref_keys.push((c, format::be_u32(v, "refcount")?)),
+                Some(Key::Free(c)) => free_keys.push(c),
+                Some(Key::Format | Key::Seq) | None => {}
+            }
+        }
+        let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
+        validate_super(&sb)?;
+        let hwm = usize::try_from(sb.hwm)
+            .map_err(|_| PoolError::Corrupt(format!("high-water mark {} too large", sb.hwm)))?;
+        let mut refs = vec![0u32; hwm];
+        for (c, n) in ref_keys {
+            if let Some(r) = usize::try_from(c).ok().and_then(|i| refs.get_mut(i)) {
+                *r = n;
+            }
+        }
+        let free: Vec<u64> = free_keys
+            .into_iter()
+            .filter(|&c| refs.get(c as usize) == Some(&0))
+            .rev()
+            .collect();
+        let used = refs.iter().filter(|&&r| r > 0).count() as u64;
+        for id in catalog.values().map(|r| r.id) {
+            maps.entry(id).or_default();
+        }
+        let fresh_from = sb.hwm;
+        let mut st = State {
+            sb,
+            catalog,
+            maps,
+            refs,
+            free,
+            pending_free: Vec::new(),
+            fresh_from,
+            dirty: BTreeMap::new(),
+            used,
+            low_water_raised: false,
+            unshared: Default::default(),
+            unshared_committing: Default::default(),
+            low_water_epoch: 0,
+        };
+        st.low_water_raised = st.above_low_water();
+        Ok(st)
+    }
+
+    /// Records a change to commit.
+    pub fn put(&mut self, k: Vec<u8>, v: Vec<u8>) {
+        self.dirty.insert(k, Some(v));
+    }
+
+    /// Records a removal to commit.
+    pub fn del(&mut self, k: Vec<u8>) {
+        self.dirty.insert(k, None);
+    }
+
+    /// Marks the superblock dirty.
+    pub fn dirty_super(&mut self) {
+        let v = format::encode(&self.sb);
+        self.put(format::KEY_SUPER.to_vec(), v);
+    }
+
+    /// Takes everything to commit now.
+    pub fn take_batch(&mut self) -> Batch {
+        let dirty = std::mem::take(&mut self.dirty);
+        let unshared = std::mem::take(&mut self.unshared);
+        self.unshared_committing.extend(unshared);
+        Batch {
+            changes: dirty.into_iter().collect(),
+            frees: std::mem::take(&mut self.pending_free),
+            hwm: self.sb.hwm,
+        }
+    }
+
+    /// The batch taken last is durable.
+    pub fn batch_committed(&mut self, b: Batch) {
+        self.free.extend(b.frees);
+        self.unshared_committing.clear();
+    }
+
+    /// True when `c` may still be shared in the durable metadata.
+    pub fn unshare_pending(&self, c: u64) -> bool {
+        self.unshared.contains(&c) || self.unshared_committing.contains(&c)
+    }
+
+    /// Puts a batch whose commit failed back (newer changes win).
+    pub fn restore_batch(&mut self, b: Batch) {
+        let committing = std::mem::take(&mut self.unshared_committing);
+        self.unshared.extend(committing);
+        for (k, v) in b.changes {
+            self.dirty.entry(k).or_insert(v);
+        }
+        self.pending_free.extend(b.frees);
+    }
+
+    /// Allocates a chunk with reference count 1. Returns the chunk and
+    /// whether it is fresh (never written since open, may read as zeros).
+    pub fn alloc(&mut self) -> Result<(u64, bool), PoolError> {
+        let (c, fresh) = if let Some(c) = self.free.pop() {
+            self.del(format::chunk_key(TAG_FREE, c));
+            (c, false)
+        } else if self.sb.hwm < self.sb.capacity_chunks {
+            let c = self.sb.hwm;
+            self.sb.hwm += 1;
+            self.refs.push(0);
+            self.dirty_super();
+            (c, c >= self.fresh_from)
+        } else {
+            return Err(PoolError::OutOfSpace);
+        };
+        self.set_ref(c, 1);
+        self.used += 1;
+        self.update_low_water();
+        Ok((c, fresh))
+    }
+
+    /// Undoes an allocation whose data write failed (the chunk goes back to
+    /// the free list: nothing durable points at it).
+    pub fn unalloc(&mut self, c: u64) {
+        self.set_ref(c, 0);
+        self.used -= 1;
+        self.put(format::chunk_key(TAG_FREE, c), Vec::new());
+        self.free.push(c);
+        self.update_low_water();
+    }
+
+    fn set_ref(&mut self, c: u64, n: u32) {
+        if let Some(r) = self.refs.get_mut(c as usize) {
+            *r = n;
+        }
+        if n == 0 {
+            self.del(format::chunk_key(TAG_REF, c));
+        } else {
+            self.put(format::chunk_key(TAG_REF, c), n.to_be_bytes().to_vec());
+        }
+    }
+
+    /// Reference count of a chunk.
+    pub fn refcount(&self, c: u64) -> u32 {
+        self.refs.get(c as usize).copied().unwrap_or(0)
+    }
+
+    /// Adds a reference.
+    pub fn incref(&mut self, c: u64) {
+        let n = self.refcount(c).saturating_add(1);
+        self.set_ref(c, n);
+    }
+
+    /// Drops a reference; a chunk reaching zero becomes pending-free (free
+    /// for reuse only once the commit that unmaps it is durable).
+    pub fn decref(&mut self, c: u64) {
+        let n = self.refcount(c);
+        if n == 0 {
+            return;
+        }
+        self.set_ref(c, n - 1);
+        if n > 1 {
+            self.unshared.insert(c);
+        }
+        if n == 1 {
+            self.used -= 1;
+            self.put(format::chunk_key(TAG_FREE, c), Vec::new());
+            self.pending_free.push(c);
+            self.update_low_water();
+        }
+    }
+
+    /// Looks up a mapping.
+    pub fn lookup(&self, vol: u64, l: u64) -> Option<u64> {
+        self.maps.get(&vol).and_then(|m| m.get(&l)).copied()
+    }
+
+    /// Sets a mapping (the caller manages reference counts).
+    pub fn map_set(&mut self, vol: u64, l: u64, c: u64) {
+        self.maps.entry(vol).or_default().insert(l, c);
+        self.put(format::map_key(vol, l), c.to_be_bytes().to_vec());
+    }
+
+    /// Removes a mapping and drops its reference.
+    pub fn map_remove(&mut self, vol: u64, l: u64) -> Option<u64> {
+        let c = self.maps.get_mut(&vol).and_then(|m| m.remove(&l))?;
+        self.del(format::map_key(vol, l));
+        self.decref(c);
+        Some(c)
+    }
+
+    /// Allocated chunks at or above the low-water mark.
+    pub fn above_low_water(&self) -> bool {
+        let cap = u128::from(self.sb.capacity_chunks);
+        cap > 0 && u128::from(self.used) * 100 >= cap * u128::from(self.sb.low_water_pct)
+    }
+
+    /// Re-evaluates the low-water state; an upward crossing bumps the epoch
+    /// and logs.
+    pub fn update_low_water(&mut self) {
+        let above = self.above_low_water();
+        if above && !self.low_water_raised {
+            self.low_water_epoch += 1;
+            tracing::warn!(
+                used_chunks = self.used,
+                capacity_chunks = self.sb.capacity_chunks,
+                low_water_pct = self.sb.low_water_pct,
+                "pool crossed its low-water mark"
+            );
+        }
+        self.low_water_raised = above;
+    }
+}
+
+/// Rejects superblocks whose values cannot be right.
+pub(crate) fn validate_super(sb: &Superblock) -> Result<(), PoolError> {
+    if !sb.chunk_size.is_power_of_two() || !(4096..=1 << 20).contains(&sb.chunk_size) {
+        return Err(PoolError::Corrupt(format!(
+            "bad chunk size {}",
+            sb.chunk_size
+        )));
+    }
+    if sb.hwm > sb.capacity_chunks || sb.low_water_pct > 100 {
+        return Err(PoolError::Corrupt(format!(
+            "superblock out of range: hwm {} capacity {} low water {}%",
+            sb.hwm, sb.capacity_chunks, sb.low_water_pct
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Fault-injection layers for tests: an in-memory metadata store and a data
+//! file that forgets unsynced writes on a simulated crash.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, Mutex};
+
+use super::io::DataIo;
+use super::store::{Change, Entries, MetaStore};
+use super::{guard as lock, PoolError};
+
+/// A [`MetaStore`] in memory; clones share the contents. Every commit is
+/// durable by definition, so [`MemStore::crash_image`] is a plain copy.
+#[derive(Clone, Default)]
+pub struct MemStore {
+    kv: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+}
+
+impl MemStore {
+    /// An empty store.
+    pub fn new() -> MemStore {
+        MemStore::default()
+    }
+
+    /// An independent copy of what is committed now.
+    pub fn crash_image(&self) -> MemStore {
+        MemStore {
+            kv: Arc::new(Mutex::new(lock(&self.kv).clone())),
+        }
+    }
+}
+
+impl MetaStore for MemStore {
+    fn load_all(&self) -> Result<Entries, PoolError> {
+        Ok(lock(&self.kv)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
+        let mut kv = lock(&self.kv);
+        for (k, v) in changes {
+            match v {
+                Some(v) => kv.insert(k, v),
+                None => kv.remove(&k),
+            };
+        }
+        Ok(())
+    }
+
+    fn size_bytes(&self) -> u64 {
+        lock(&self.kv)
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum()
+    }
+}
+
+#[derive(Clone)]
+enum Op {
+    Write(u64, Vec<u8>),
+    Grow(u64),
+}
+
+#[derive(Default)]
+struct Crash {
+    current: Vec<u8>,
+    durable: Vec<u8>,
+    unsynced: Vec<Op>,
+}
+
+fn apply(buf: &mut Vec<u8>, op: &Op) {
+    match op {
+        Op::Write(off, data) => {
+            let off = *off as usize;
+            if buf.len() < off + data.len() {
+                buf.resize(off + data.len(), 0);
+            }
+            buf[off..off + data.len()].copy_from_slice(data);
+        }
+        Op::Grow(len) => {
+            if buf.len() < *len as usize {
+                buf.resize(*len as usize, 0);
+            }
+        }
+    }
+}
+
+/// A [`DataIo`] in memory that tracks which writes are durable. Clones share
+/// the contents; [`CrashIo::crash_image`] builds what a disk could hold after
+/// a crash now.
+#[derive(Clone, Default)]
+pub struct CrashIo {
+    inner: Arc<Mutex<Crash>>,
+}
+
+impl CrashIo {
+    /// An empty file.
+    pub fn new() -> CrashIo {
+        CrashIo::default()
+    }
+
+    /// The file after a crash: everything synced, plus each unsynced write
+    /// (whole, in order) for which `keep` returns true.
+    pub fn crash_image(&self, keep: &mut dyn FnMut() -> bool) -> CrashIo {
+        let c = lock(&self.inner);
+        let mut img = c.durable.clone();
+        for op in &c.unsynced {
+            if keep() {
+                apply(&mut img, op);
+            }
+        }
+        CrashIo {
+            inner: Arc::new(Mutex::new(Crash {
+                current: img.clone(),
+                durable: img,
+                unsynced: Vec::new(),
+            })),
+        }
+    }
+
+    /// Number of writes not yet synced.
+    pub fn unsynced_writes(&self) -> usize {
+        lock(&self.inner).unsynced.len()
+    }
+}
+
+impl DataIo for CrashIo {
+    fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
+        let c = lock(&self.inner);
+        let len = c.current.len() as u64;
+        buf.fill(0);
+        if off < len {
+            let n = ((len - off) as usize).min(buf.len());
+            buf[..n].copy_from_slice(&c.current[off as usize..off as usize + n]);
+        }
+        Ok(())
+    }
+
+    fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        let mut c = lock(&self.inner);
+        let op = Op::Write(off, buf.to_vec());
+        apply(&mut c.current, &op);
+        c.unsynced.push(op);
+        Ok(())
+    }
+
+    fn sync_data(&self) -> io::Result<()> {
+        let mut c = lock(&self.inner);
+        let ops = std::mem::take(&mut c.unsynced);
+        for op in &ops {
+            apply(&mut c.durable, op);
+        }
+        Ok(())
+    }
+
+    fn file_len(&self) -> u64 {
+        lock(&self.inner).current.len() as u64
+    }
+
+    fn grow_to(&self, len: u64) -> io::Result<()> {
+        let mut c = lock(&self.inner);
+        if (c.current.len() as u64) < len {
+            let op = Op::Grow(len);
+            apply(&mut c.current, &op);
+            c.unsynced.push(op);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,284 @@
+//! The [`Ring`]: construction, event fd, kicks and cursors.
+
+use std::cell::Cell;
+use std::fs::{File, OpenOptions};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+
+use super::error::{Fault, RingError};
+use super::layout::*;
+use super::mailbox::{self, Caps, Geometry};
+use super::mapping::Mapping;
+use super::track::{Slot, SlotState, Tracker};
+
+/// Most event reads `drain_events` does in one call (a flooding peer cannot
+/// keep it looping).
+const MAX_DRAIN: u32 = 4096;
+
+/// One TCMU device's shared ring, seen from userspace.
+///
+/// Owns the mapping and the event fd (the uio fd itself, or the simulator's
+/// socket). `Send`, not `Sync`: one actor drives it.
+#[derive(Debug)]
+pub struct Ring {
+    map: Mapping,
+    geo: Geometry,
+    caps: Caps,
+    event: OwnedFd,
+    /// Ring offset of the next entry to fetch.
+    pub(crate) fetch_off: u32,
+    pub(crate) track: Tracker,
+    /// Set when our own cursor state cannot be trusted (bad tail on resync).
+    pub(crate) poisoned: Option<Fault>,
+    kick_pending: Cell<bool>,
+}
+
+impl Ring {
+    /// Opens `/dev/uioN` O_RDWR|O_NONBLOCK, takes the length from
+    /// `<sysfs_uio_dir>/maps/map0/size` (hex), maps it and validates the
+    /// mailbox.
+    pub fn open_uio(dev: &Path, sysfs_uio_dir: &Path) -> Result<Ring, RingError> {
+        let size_path = sysfs_uio_dir.join("maps/map0/size");
+        let text =
+            std::fs::read_to_string(&size_path).map_err(|e| RingError::io("read map0/size", e))?;
+        let len = parse_hex_size(&text)
+            .ok_or_else(|| RingError::BadMailbox(format!("bad map0/size {:?}", text.trim())))?;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(dev)
+            .map_err(|e| RingError::io("open uio device", e))?;
+        let map = Mapping::new(&file, len)?;
+        Ring::build(map, OwnedFd::from(file))
+    }
+
+    /// Maps `len` bytes of `map` (a plain file for the simulator) and kicks
+    /// or waits through `event_fd`, which is switched to non-blocking.
+    pub fn from_parts(map: &File, len: usize, event_fd: OwnedFd) -> Result<Ring, RingError> {
+        let map = Mapping::new(map, len)?;
+        Ring::build(map, event_fd)
+    }
+
+    fn build(map: Mapping, event: OwnedFd) -> Result<Ring, RingError> {
+        let flags = fcntl(&event, FcntlArg::F_GETFL).map_err(|e| RingError::io("F_GETFL", e))?;
+        let flags = OFlag::from_bits_truncate(flags) | OFlag::O_NONBLOCK;
+        fcntl(&event, FcntlArg::F_SETFL(flags)).map_err(|e| RingError::io("F_SETFL", e))?;
+        let (geo, caps, tail) = mailbox::validate(&map)?;
+        tracing::debug!(?geo, ?caps, tail, "ring mapped");
+        Ok(Ring {
+            map,
+            geo,
+            caps,
+            event,
+            fetch_off: tail,
+            track: Tracker::new(tail),
+            poisoned: None,
+            kick_pending: Cell::new(false),
+        })
+    }
+
+    pub(crate) fn map(&self) -> &Mapping {
+        &self.map
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        &self.geo
+    }
+
+    /// Capabilities offered by the kernel.
+    pub fn caps(&self) -> Caps {
+        self.caps
+    }
+
+    /// Size of the command ring in bytes.
+    pub fn cmdr_size(&self) -> u32 {
+        self.geo.cmdr_size
+    }
+
+    /// Size of the data area in bytes.
+    pub fn data_area_size(&self) -> usize {
+        self.geo.data_end - self.geo.data_off
+    }
+
+    /// The fd to poll (or wrap in an async fd) for kernel kicks.
+    pub fn event_fd(&self) -> BorrowedFd<'_> {
+        self.event.as_fd()
+    }
+
+    /// Reads pending 4-byte event counters until EAGAIN; returns how many
+    /// were read (at most 4096 per call).
+    pub fn drain_events(&self) -> Result<u32, RingError> {
+        let mut n = 0;
+        let mut buf = [0u8; 4];
+        while n < MAX_DRAIN {
+            match nix::unistd::read(&self.event, &mut buf) {
+                Ok(0) => return Err(RingError::EventClosed),
+                Ok(_) => n += 1,
+                Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(e) => return Err(RingError::io("read event fd", e)),
+            }
+        }
+        Ok(n)
+    }
+
+    /// Tells the kernel to process completions: one 4-byte write. Call once
+    /// per batch. A full event queue (EAGAIN) means a kick is already
+    /// pending and counts as success.
+    pub fn kick(&self) -> Result<(), RingError> {
+        loop {
+            match nix::unistd::write(&self.event, &1u32.to_ne_bytes()) {
+                Ok(_) | Err(Errno::EAGAIN) => break,
+                Err(Errno::EINTR) => continue,
+                Err(Errno::EPIPE) | Err(Errno::ECONNRESET) => return Err(RingError::EventClosed),
+                Err(e) => return Err(RingError::io("write event fd", e)),
+            }
+        }
+        self.kick_pending.set(false);
+        Ok(())
+    }
+
+    /// True when `cmd_tail` moved since the last [`Ring::kick`] (also when
+    /// only PAD/TMR entries were passed): the batch should end with a kick.
+    pub fn kick_pending(&self) -> bool {
+        self.kick_pending.get()
+    }
+
+    /// Commands fetched and not completed.
+    pub fn in_flight(&self) -> usize {
+        self.track.in_flight()
+    }
+
+    /// True when `cmd_id` is in flight (fetched, not completed).
+    pub fn is_in_flight(&self, cmd_id: u16) -> bool {
+        self.track.is_in_flight(cmd_id)
+    }
+
+    /// Ring offset of the next entry `fetch` will read.
+    pub fn fetch_cursor(&self) -> u32 {
+        self.fetch_off
+    }
+
+    /// Ring offset of the completion cursor (the `cmd_tail` we last stored).
+    pub fn completion_cursor(&self) -> u32 {
+        self.track.tail()
+    }
+
+    /// Current `cmd_head` as published by the kernel (Acquire).
+    pub fn cmd_head(&self) -> Result<u32, RingError> {
+        self.map.load_u32_acquire(MB_CMD_HEAD)
+    }
+
+    /// Forgets everything fetched: fetch cursor := completion cursor :=
+    /// mailbox `cmd_tail`. Used after a process restart, before
+    /// `action/reset_ring`, or to re-walk entries not yet completed. If the
+    /// stored tail is invalid the ring is poisoned: `fetch` then yields one
+    /// `Corrupt { fault: BadTail }` per call until a valid resync.
+    pub fn resync_from_tail(&mut self) {
+        let tail = self.map.load_u32_acquire(MB_CMD_TAIL).unwrap_or(u32::MAX);
+        if self.geo.valid_cursor(tail) {
+            self.fetch_off = tail;
+            self.track = Tracker::new(tail);
+            self.poisoned = None;
+        } else {
+            tracing::error!(tail, "cmd_tail invalid on resync; ring poisoned");
+            self.poisoned = Some(Fault::BadTail);
+        }
+        self.kick_pending.set(false);
+    }
+
+    /// Moves the fetch cursor to `off` (an in-process restart that kept its
+    /// in-flight table). Entries between the completion cursor and `off` are
+    /// taken as fetched: their command slots' ids (from the headers) become
+    /// in flight. With out-of-order completion those ids may differ from the
+    /// commands really in flight (slots are reused), so call
+    /// [`Ring::set_in_flight`] with the saved table afterwards.
+    /// On error nothing changes.
+    pub fn set_fetch_cursor(&mut self, off: u32) -> Result<(), RingError> {
+        if !self.geo.valid_cursor(off) {
+            return Err(RingError::BadCursor(off));
+        }
+        let tail = self.track.tail();
+        let mut track = Tracker::new(tail);
+        let mut cur = tail;
+        let mut left = self.geo.distance(tail, off);
+        while left > 0 {
+            let len_op = self.map.read_u32(self.geo.abs(cur))?;
+            let (len, op) = split_len_op(len_op);
+            if len == 0 || len > left || len > self.geo.cmdr_size - cur {
+                return Err(RingError::BadCursor(off));
+            }
+            let id = self.map.read_u16(self.geo.abs(cur) + HDR_CMD_ID)?;
+            // No duplicate check: with out-of-order completion a header id
+            // may legitimately repeat here (a reused slot still holds the id
+            // of a command completed through another slot).
+            let usable = len as usize >= CMD_ENTRY_MIN && id != 0;
+            let state = if op == OP_CMD && usable {
+                SlotState::Pending(id)
+            } else {
+                SlotState::Skip
+            };
+            track.push(Slot {
+                off: cur,
+                len,
+                state,
+            });
+            cur = (cur + len) % self.geo.cmdr_size;
+            left -= len;
+        }
+        self.track = track;
+        self.fetch_off = off;
+        self.retire();
+        Ok(())
+    }
+
+    /// Declares which commands are in flight after [`Ring::set_fetch_cursor`]
+    /// (from the table kept outside the crashed actor). With out-of-order
+    /// completion the count must equal the unanswered command slots; in
+    /// order, each id must be a slot's own id, and unlisted slots are taken
+    /// as already answered.
+    pub fn set_in_flight(&mut self, cmd_ids: &[u16]) -> Result<(), RingError> {
+        self.track.set_in_flight(cmd_ids, self.caps.ooo)?;
+        self.retire();
+        Ok(())
+    }
+
+    /// Moves the tail over finished slots at the front and publishes it.
+    pub(crate) fn retire(&mut self) {
+        if let Some(tail) = self.track.retire(self.geo.cmdr_size) {
+            // Release: the response bytes written into the retired slots
+            // happen-before the kernel's Acquire/READ_ONCE of cmd_tail.
+            if self.map.store_u32_release(MB_CMD_TAIL, tail).is_ok() {
+                self.kick_pending.set(true);
+            }
+        }
+    }
+}
+
+/// Parses sysfs' `0x...` hex size.
+fn parse_hex_size(text: &str) -> Option<usize> {
+    let t = text.trim();
+    let t = t
+        .strip_prefix("0x")
+        .or_else(|| t.strip_prefix("0X"))
+        .unwrap_or(t);
+    usize::from_str_radix(t, 16).ok().filter(|&n| n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_sizes() {
+        assert_eq!(parse_hex_size("0x40800000\n"), Some(0x4080_0000));
+        assert_eq!(parse_hex_size("1000"), Some(0x1000));
+        assert_eq!(parse_hex_size("0x0"), None);
+        assert_eq!(parse_hex_size("zz"), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! Walking the ring from the fetch cursor to `cmd_head`.
+//!
+//! What the kernel guarantees, and what we still check: the kernel writes
+//! whole entries (8-aligned lengths, never wrapping: a PAD fills the end of
+//! the ring), then publishes `cmd_head` with a Release store. We load
+//! `cmd_head` with Acquire, so the entries before it are complete. We still
+//! treat every byte as hostile: lengths are checked against the ring end and
+//! the head, every offset (`cdb_off`, `iov_base`, which count from the START
+//! OF THE MAPPING) against the entry or the data area, and the walk is
+//! bounded by the distance to the head (each step consumes at least 8
+//! bytes of it), so a corrupt ring cannot make it loop.
+
+use super::data::DataSpans;
+use super::device::Ring;
+use super::entry::{Cdb, CmdRequest, Entry, TmrRequest, TmrType};
+use super::error::{Fault, RingError};
+use super::layout::*;
+use super::track::{Slot, SlotState};
+
+/// Iterator over the entries between the fetch cursor and the `cmd_head`
+/// loaded when it was created. Errors: `Corrupt` ends the walk (the cursor
+/// stays on the bad entry); `BadEntry` skips one entry and the walk goes on.
+pub struct Fetch<'a> {
+    ring: &'a mut Ring,
+    head: Result<u32, RingError>,
+    done: bool,
+}
+
+impl Ring {
+    /// Starts a walk from the fetch cursor to the current `cmd_head`
+    /// (loaded once, with Acquire).
+    pub fn fetch(&mut self) -> Fetch<'_> {
+        let head = match self.poisoned {
+            Some(fault) => Err(RingError::Corrupt {
+                off: self.fetch_off,
+                fault,
+            }),
+            None => self.load_head(),
+        };
+        Fetch {
+            ring: self,
+            head,
+            done: false,
+        }
+    }
+
+    fn load_head(&self) -> Result<u32, RingError> {
+        let head = self.cmd_head()?;
+        if self.geometry().valid_cursor(head) {
+            Ok(head)
+        } else {
+            Err(RingError::Corrupt {
+                off: head,
+                fault: Fault::BadHead,
+            })
+        }
+    }
+
+    /// Reads one entry at the fetch cursor. `Ok(None)`: a slot consumed
+    /// with nothing to hand out (PAD, unknown opcode).
+    fn step(&mut self, head: u32) -> Result<Option<Entry>, RingError> {
+        let g = *self.geometry();
+        let off = self.fetch_off;
+        let base = g.abs(off);
+        let corrupt = |fault| RingError::Corrupt { off, fault };
+        let (len, op) = split_len_op(self.map().read_u32(base + HDR_LEN_OP)?);
+        if len == 0 {
+            return Err(corrupt(Fault::ZeroLength));
+        }
+        if len > g.cmdr_size - off {
+            return Err(corrupt(Fault::PastRingEnd));
+        }
+        if len > g.distance(off, head) {
+            return Err(corrupt(Fault::PastHead));
+        }
+        let cmd_id = self.map().read_u16(base + HDR_CMD_ID)?;
+        let mut slot = Slot {
+            off,
+            len,
+            state: SlotState::Skip,
+        };
+        let result = match op {
+            OP_PAD => Ok(None),
+            OP_CMD => self.parse_cmd(&mut slot, cmd_id),
+            OP_TMR => self.parse_tmr(off, len).map(|t| Some(Entry::Tmr(t))),
+            _ => {
+                tracing::warn!(off, op, "unknown ring opcode; flagged UNKNOWN_OP");
+                let uf = self.map().read_u8(base + HDR_UFLAGS)?;
+                self.map()
+                    .write_u8(base + HDR_UFLAGS, uf | UFLAG_UNKNOWN_OP)?;
+                Ok(None)
+            }
+        };
+        self.track.push(slot);
+        self.fetch_off = (off + len) % g.cmdr_size;
+        self.retire();
+        result
+    }
+
+    /// Parses a command entry. Sets `slot.state` to `Pending` whenever the
+    /// command can be completed, even if its contents are bad.
+    fn parse_cmd(&mut self, slot: &mut Slot, cmd_id: u16) -> Result<Option<Entry>, RingError> {
+        let (off, len) = (slot.off, slot.len);
+        let bad = |cmd_id, fault| RingError::BadEntry { off, cmd_id, fault };
+        if (len as usize) < CMD_ENTRY_MIN {
+            return Err(bad(None, Fault::ShortCommand));
+        }
+        if cmd_id == 0 {
+            return Err(bad(None, Fault::ZeroCmdId));
+        }
+        if self.track.is_in_flight(cmd_id) {
+            return Err(bad(None, Fault::DuplicateCmdId));
+        }
+        // From here on the slot can carry a response: complete it even if
+        // the rest is malformed.
+        slot.state = SlotState::Pending(cmd_id);
+        self.parse_cmd_body(off, len, cmd_id)
+            .map(|r| Some(Entry::Cmd(r)))
+            .map_err(|fault| bad(Some(cmd_id), fault))
+    }
+
+    fn parse_cmd_body(&self, off: u32, len: u32, cmd_id: u16) -> Result<CmdRequest, Fault> {
+        let g = *self.geometry();
+        let m = self.map();
+        let base = g.abs(off);
+        let end = base + len as usize;
+        let rd32 = |o: usize| m.read_u32(base + o).map_err(|_| Fault::IovCount);
+        let iov_cnt = rd32(REQ_IOV_CNT)? as usize;
+        let bidi_cnt = rd32(REQ_IOV_BIDI_CNT)? as usize;
+        let dif_cnt = rd32(REQ_IOV_DIF_CNT)? as usize;
+        // Each count is < 2^32, so the sum fits in usize on 64-bit targets;
+        // checked anyway for 32-bit ones.
+        let iovs_end = iov_cnt
+            .checked_add(bidi_cnt)
+            .and_then(|n| n.checked_add(dif_cnt))
+            .and_then(|n| n.checked_mul(IOV_SIZE))
+            .and_then(|n| n.checked_add(REQ_IOV))
+            .filter(|&n| n <= len as usize)
+            .ok_or(Fault::IovCount)?;
+        let data = self.read_iovs(cmd_id, base + REQ_IOV, iov_cnt)?;
+        let bidi = self.read_iovs(cmd_id, base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
+        let cdb_off = m
+            .read_u64(base + REQ_CDB_OFF)
+            .map_err(|_| Fault::CdbOutOfBounds)?;
+        let cdb_off = usize::try_from(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
+        if cdb_off < base + iovs_end || cdb_off >= end {
+            return Err(Fault::CdbOutOfBounds);
+        }
+        let opcode = m.read_u8(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
+        let byte7 = if opcode == 0x7f {
+            if cdb_off + 8 > end {
+                return Err(Fault::CdbOutOfBounds);
+            }
+            m.read_u8(cdb_off + 7).map_err(|_| Fault::CdbOutOfBounds)?
+        } else {
+            0
+        };
+        let cdb_len = cdb_len(opcode, byte7);
+        if cdb_len > MAX_CDB_LEN {
+            return Err(Fault::CdbTooLong);
+        }
+        if cdb_off + cdb_len > end {
+            return Err(Fault::CdbOutOfBounds);
+        }
+        let mut buf = [0u8; MAX_CDB_LEN];
+        m.read_into(cdb_off, &mut buf[..cdb_len])
+            .map_err(|_| Fault::CdbOutOfBounds)?;
+        let cdb = Cdb::new(&buf[..cdb_len]).ok_or(Fault::CdbTooLong)?;
+        Ok(CmdRequest {
+            cmd_id,
+            cdb,
+            data,
+            bidi,
+        })
+    }
+
+    /// Reads `n` iovecs at absolute offset `at` (inside the entry: checked
+    /// by the caller) and checks each against the data area.
+    fn read_iovs(&self, cmd_id: u16, at: usize, n: usize) -> Result<DataSpans, Fault> {
+        let g = *self.geometry();
+        let m = self.map();
+        let mut pairs = Vec::with_capacity(n.min(64));
+        for i in 0..n {
+            let p = at + i * IOV_SIZE;
+            let b = m.read_u64(p + IOV_BASE).map_err(|_| Fault::IovCount)?;
+            let l = m.read_u64(p + IOV_LEN).map_err(|_| Fault::IovCount)?;
+            let (Ok(b), Ok(l)) = (usize::try_from(b), usize::try_from(l)) else {
+                return Err(Fault::IovOutOfBounds);
+            };
+            match b.checked_add(l) {
+                Some(e) if b >= g.data_off && e <= g.data_end => pairs.push((b, l)),
+                _ => return Err(Fault::IovOutOfBounds),
+            }
+        }
+        DataSpans::from_checked(cmd_id, pairs).ok_or(Fault::IovTotal)
+    }
+
+    fn parse_tmr(&self, off: u32, len: u32) -> Result<TmrRequest, RingError> {
+        let bad = |fault| RingError::BadEntry {
+            off,
+            cmd_id: None,
+            fault,
+        };
+        if (len as usize) < TMR_ENTRY_MIN {
+            return Err(bad(Fault::ShortTmr));
+        }
+        let base = self.geometry().abs(off);
+        let m = self.map();
+        let tmr_type = TmrType::from_u8(m.read_u8(base + TMR_TYPE)?);
+        let cnt = m.read_u32(base + TMR_CMD_CNT)? as usize;
+        let room = (len as usize - TMR_CMD_IDS) / 2;
+        if cnt > room {
+            return Err(bad(Fault::TmrCount));
+        }
+        let mut cmd_ids = Vec::with_capacity(cnt);
+        for i in 0..cnt {
+            cmd_ids.push(m.read_u16(base + TMR_CMD_IDS + 2 * i)?);
+        }
+        Ok(TmrRequest { tmr_type, cmd_ids })
+    }
+}
+
+impl Iterator for Fetch<'_> {
+    type Item = Result<Entry, RingError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let head = match &self.head {
+            Ok(h) => *h,
+            Err(_) => {
+                self.done = true;
+                let err = std::mem::replace(&mut self.head, Err(RingError::Internal("used")));
+                return err.err().map(Err);
+            }
+        };
+        // Bounded: each step moves the cursor 8..=distance bytes closer to
+        // `head` (checked in `step`), or fails and ends the walk.
+        while self.ring.fetch_off != head {
+            match self.ring.step(head) {
+                Ok(Some(e)) => return Some(Ok(e)),
+                Ok(None) => continue,
+                Err(e) => {
+                    if matches!(e, RingError::BadEntry { .. }) {
+                        return Some(Err(e));
+                    }
+                    self.done = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+        self.done = true;
+        None
+    }
+}

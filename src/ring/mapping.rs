@@ -1,0 +1,309 @@
+//! The shared-memory mapping: THE ONLY `unsafe` code of the project.
+//!
+//! The region is shared with a peer we do not trust (the kernel, or the
+//! simulator in tests): it may change any byte at any time. So this module
+//! never hands out `&`/`&mut` to the region's bytes. Every access goes
+//! through a raw pointer with volatile (or atomic) loads and stores, after a
+//! bounds check against the length fixed when the mapping was made.
+
+use std::fs::File;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use super::error::RingError;
+
+/// A read-write shared mapping of `len` bytes at offset 0 of a file.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    map: MmapRaw,
+    len: usize,
+}
+
+impl Mapping {
+    /// Maps exactly `len` bytes of `file` (a uio device or a plain file)
+    /// shared, read-write. `len` must be non-zero.
+    pub(crate) fn new(file: &File, len: usize) -> Result<Mapping, RingError> {
+        if len == 0 {
+            return Err(RingError::OutOfBounds { off: 0, len: 0 });
+        }
+        let map = MmapOptions::new()
+            .len(len)
+            .map_raw(file)
+            .map_err(|e| RingError::io("mmap", e))?;
+        if map.len() != len {
+            return Err(RingError::Internal("mmap returned a different length"));
+        }
+        Ok(Mapping { map, len })
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Checks `[off, off + size)` against the mapping and returns a pointer
+    /// to `off`. This is the single bounds check every accessor goes through.
+    fn at(&self, off: usize, size: usize) -> Result<*mut u8, RingError> {
+        match off.checked_add(size) {
+            Some(end) if end <= self.len => Ok(self.map.as_mut_ptr().wrapping_add(off)),
+            _ => Err(RingError::OutOfBounds {
+                off: off as u64,
+                len: size as u64,
+            }),
+        }
+    }
+
+    /// Reads `N` bytes at `off` (volatile; one load when aligned).
+    fn read_array<const N: usize>(&self, off: usize) -> Result<[u8; N], RingError> {
+        let p = self.at(off, N)?;
+        let mut out = [0u8; N];
+        for (i, b) in out.iter_mut().enumerate() {
+            // SAFETY: `at` checked that `[off, off + N)` lies inside the live
+            // mapping of `self.len` bytes (kept alive by `self.map`), so
+            // `p + i` for `i < N` is in bounds. Volatile u8 reads have no
+            // alignment requirement and never create a reference.
+            *b = unsafe { p.add(i).read_volatile() };
+        }
+        Ok(out)
+    }
+
+    /// Writes `bytes` at `off` (volatile, byte by byte).
+    fn write_array(&self, off: usize, bytes: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, bytes.len())?;
+        for (i, b) in bytes.iter().enumerate() {
+            // SAFETY: `at` checked `[off, off + bytes.len())` against the live
+            // mapping; `p + i` is in bounds; a volatile u8 store needs no
+            // alignment and forms no reference into the shared region.
+            unsafe { p.add(i).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
+    /// Reads a byte.
+    pub(crate) fn read_u8(&self, off: usize) -> Result<u8, RingError> {
+        Ok(self.read_array::<1>(off)?[0])
+    }
+
+    /// Reads a native-endian u16.
+    pub(crate) fn read_u16(&self, off: usize) -> Result<u16, RingError> {
+        Ok(u16::from_ne_bytes(self.read_array(off)?))
+    }
+
+    /// Reads a native-endian u32 (one volatile load when 4-aligned).
+    pub(crate) fn read_u32(&self, off: usize) -> Result<u32, RingError> {
+        let p = self.at(off, 4)?;
+        if (p as usize) % 4 == 0 {
+            // SAFETY: in bounds (checked by `at`), 4-aligned (checked just
+            // above), and a volatile load forms no reference.
+            return Ok(unsafe { p.cast::<u32>().read_volatile() });
+        }
+        Ok(u32::from_ne_bytes(self.read_array(off)?))
+    }
+
+    /// Reads a native-endian u64 (one volatile load when 8-aligned).
+    pub(crate) fn read_u64(&self, off: usize) -> Result<u64, RingError> {
+        let p = self.at(off, 8)?;
+        if (p as usize) % 8 == 0 {
+            // SAFETY: in bounds (checked by `at`), 8-aligned (checked just
+            // above), and a volatile load forms no reference.
+            return Ok(unsafe { p.cast::<u64>().read_volatile() });
+        }
+        Ok(u64::from_ne_bytes(self.read_array(off)?))
+    }
+
+    /// Writes a byte.
+    pub(crate) fn write_u8(&self, off: usize, v: u8) -> Result<(), RingError> {
+        self.write_array(off, &[v])
+    }
+
+    /// Writes a native-endian u16.
+    pub(crate) fn write_u16(&self, off: usize, v: u16) -> Result<(), RingError> {
+        self.write_array(off, &v.to_ne_bytes())
+    }
+
+    /// Writes a native-endian u32 (one volatile store when 4-aligned).
+    pub(crate) fn write_u32(&self, off: usize, v: u32) -> Result<(), RingError> {
+        let p = self.at(off, 4)?;
+        if (p as usize) % 4 == 0 {
+            // SAFETY: in bounds (checked by `at`), 4-aligned (checked just
+            // above); a volatile store forms no reference.
+            unsafe { p.cast::<u32>().write_volatile(v) };
+            return Ok(());
+        }
+        self.write_array(off, &v.to_ne_bytes())
+    }
+
+    /// Writes a native-endian u64 (one volatile store when 8-aligned).
+    pub(crate) fn write_u64(&self, off: usize, v: u64) -> Result<(), RingError> {
+        let p = self.at(off, 8)?;
+        if (p as usize) % 8 == 0 {
+            // SAFETY: in bounds (checked by `at`), 8-aligned (checked just
+            // above); a volatile store forms no reference.
+            unsafe { p.cast::<u64>().write_volatile(v) };
+            return Ok(());
+        }
+        self.write_array(off, &v.to_ne_bytes())
+    }
+
+    /// Pointer to a 4-aligned in-bounds u32, for the atomic accessors.
+    fn atomic_at(&self, off: usize) -> Result<*mut u32, RingError> {
+        let p = self.at(off, 4)?;
+        if (p as usize) % 4 != 0 {
+            return Err(RingError::Internal("unaligned atomic access"));
+        }
+        Ok(p.cast::<u32>())
+    }
+
+    /// Loads a u32 with Acquire ordering (the peer's index: everything the
+    /// peer wrote before its Release store of this index is visible after).
+    pub(crate) fn load_u32_acquire(&self, off: usize) -> Result<u32, RingError> {
+        let p = self.atomic_at(off)?;
+        // SAFETY: `p` is in bounds and 4-aligned (checked by `atomic_at`) and
+        // the mapping outlives this call. `AtomicU32` has the size and
+        // alignment of `u32`, and an atomic view is the right one for memory
+        // another party writes concurrently; the `&AtomicU32` lives only for
+        // this one load.
+        Ok(unsafe { AtomicU32::from_ptr(p) }.load(Ordering::Acquire))
+    }
+
+    /// Stores a u32 with Release ordering (our index: every response byte
+    /// written before it is visible to a peer that loads it with Acquire).
+    pub(crate) fn store_u32_release(&self, off: usize, v: u32) -> Result<(), RingError> {
+        let p = self.atomic_at(off)?;
+        // SAFETY: as in `load_u32_acquire`: in bounds, aligned, atomic view
+        // of shared memory, transient reference only.
+        unsafe { AtomicU32::from_ptr(p) }.store(v, Ordering::Release);
+        Ok(())
+    }
+
+    /// Copies `buf.len()` bytes from the region at `off` into `buf`
+    /// (volatile, 8 bytes at a time where aligned).
+    pub(crate) fn read_into(&self, off: usize, buf: &mut [u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        let lead = p.align_offset(8).min(buf.len());
+        let (head, rest) = buf.split_at_mut(lead);
+        for (i, b) in head.iter_mut().enumerate() {
+            // SAFETY: `i < lead <= buf.len()` and `[off, off + buf.len())`
+            // was checked by `at`; volatile u8 load, no reference formed.
+            *b = unsafe { p.add(i).read_volatile() };
+        }
+        let body = p.wrapping_add(lead);
+        let mut chunks = rest.chunks_exact_mut(8);
+        let mut done = 0usize;
+        for c in &mut chunks {
+            // SAFETY: `body + done` is 8-aligned (`lead` aligned it, `done` is
+            // a multiple of 8) and `[done, done + 8)` lies within `rest`,
+            // whose bytes map to in-bounds region bytes checked by `at`.
+            let v = unsafe { body.add(done).cast::<u64>().read_volatile() };
+            c.copy_from_slice(&v.to_ne_bytes());
+            done += 8;
+        }
+        for (i, b) in chunks.into_remainder().iter_mut().enumerate() {
+            // SAFETY: `done + i < rest.len()`: in bounds as above; volatile
+            // u8 load.
+            *b = unsafe { body.add(done + i).read_volatile() };
+        }
+        Ok(())
+    }
+
+    /// Copies `buf` into the region at `off` (volatile, 8 bytes at a time
+    /// where aligned).
+    pub(crate) fn write_from(&self, off: usize, buf: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        let lead = p.align_offset(8).min(buf.len());
+        let (head, rest) = buf.split_at(lead);
+        for (i, b) in head.iter().enumerate() {
+            // SAFETY: `i < lead <= buf.len()`, range checked by `at`;
+            // volatile u8 store, no reference formed.
+            unsafe { p.add(i).write_volatile(*b) };
+        }
+        let body = p.wrapping_add(lead);
+        let mut chunks = rest.chunks_exact(8);
+        let mut done = 0usize;
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            // SAFETY: `body + done` is 8-aligned and `[done, done + 8)` lies
+            // within the range checked by `at`; volatile store.
+            unsafe {
+                body.add(done)
+                    .cast::<u64>()
+                    .write_volatile(u64::from_ne_bytes(w))
+            };
+            done += 8;
+        }
+        for (i, b) in chunks.remainder().iter().enumerate() {
+            // SAFETY: `done + i < rest.len()`: in bounds; volatile u8 store.
+            unsafe { body.add(done + i).write_volatile(*b) };
+        }
+        Ok(())
+    }
+
+    /// Fills `len` bytes at `off` with `byte`.
+    pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
+        self.at(off, len)?;
+        let chunk = [byte; 256];
+        let mut done = 0;
+        while done < len {
+            let n = (len - done).min(chunk.len());
+            self.write_from(off + done, &chunk[..n])?;
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn file(len: usize) -> File {
+        let mut f = tempfile::tempfile().unwrap();
+        f.write_all(&vec![0u8; len]).unwrap();
+        f
+    }
+
+    #[test]
+    fn scalar_round_trip_and_bounds() {
+        let m = Mapping::new(&file(64), 64).unwrap();
+        m.write_u32(4, 0xdead_beef).unwrap();
+        assert_eq!(m.read_u32(4).unwrap(), 0xdead_beef);
+        m.write_u64(9, 0x0102_0304_0506_0708).unwrap(); // unaligned
+        assert_eq!(m.read_u64(9).unwrap(), 0x0102_0304_0506_0708);
+        m.write_u16(62, 7).unwrap();
+        assert_eq!(m.read_u16(62).unwrap(), 7);
+        assert!(m.read_u16(63).is_err());
+        assert!(m.read_u64(usize::MAX - 3).is_err());
+        assert!(m.write_u8(64, 1).is_err());
+        m.store_u32_release(60, 5).unwrap();
+        assert_eq!(m.load_u32_acquire(60).unwrap(), 5);
+        assert!(m.load_u32_acquire(61).is_err());
+    }
+
+    #[test]
+    fn bulk_copies_at_every_alignment() {
+        let m = Mapping::new(&file(256), 256).unwrap();
+        for off in 0..9 {
+            for len in [0usize, 1, 7, 8, 9, 31, 100] {
+                let data: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8).collect();
+                m.write_from(off, &data).unwrap();
+                let mut back = vec![0u8; len];
+                m.read_into(off, &mut back).unwrap();
+                assert_eq!(back, data);
+            }
+        }
+        let mut big = vec![0u8; 257];
+        assert!(m.read_into(0, &mut big).is_err());
+        m.fill(3, 50, 0xaa).unwrap();
+        let mut back = [0u8; 50];
+        m.read_into(3, &mut back).unwrap();
+        assert!(back.iter().all(|&b| b == 0xaa));
+    }
+
+    #[test]
+    fn zero_length_mapping_is_refused() {
+        assert!(Mapping::new(&file(0), 0).is_err());
+    }
+}

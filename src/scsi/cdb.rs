@@ -1,0 +1,191 @@
+//! Checked views over CDBs. Each view checks the CDB length once when it is
+//! built; its accessors (named after the T10 fields) then cannot panic:
+//! they index fixed-size arrays with constant offsets.
+
+use super::error::ScsiError;
+
+macro_rules! view {
+    ($(#[$m:meta])* $name:ident, $len:literal) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a>(&'a [u8; $len]);
+        impl<'a> $name<'a> {
+            /// Checks the length and builds the view.
+            pub fn parse(cdb: &'a [u8]) -> Result<Self, ScsiError> {
+                cdb.get(..$len)
+                    .and_then(|s| <&[u8; $len]>::try_from(s).ok())
+                    .map($name)
+                    .ok_or(ScsiError::InvalidFieldInCdb { byte: 0, bit: None })
+            }
+        }
+    };
+}
+
+fn be16(b: [u8; 2]) -> u16 {
+    u16::from_be_bytes(b)
+}
+fn be32(b: [u8; 4]) -> u32 {
+    u32::from_be_bytes(b)
+}
+fn be64(b: [u8; 8]) -> u64 {
+    u64::from_be_bytes(b)
+}
+
+view!(
+    /// READ(6) / WRITE(6).
+    Rw6, 6
+);
+impl Rw6<'_> {
+    /// LOGICAL BLOCK ADDRESS (21 bits).
+    pub fn lba(&self) -> u64 {
+        u64::from(be32([0, self.0[1] & 0x1F, self.0[2], self.0[3]]))
+    }
+    /// TRANSFER LENGTH; 0 means 256 blocks.
+    pub fn transfer_length(&self) -> u32 {
+        match self.0[4] {
+            0 => 256,
+            n => u32::from(n),
+        }
+    }
+}
+
+view!(
+    /// The SBC 10-byte block CDB: READ/WRITE/VERIFY/WRITE AND VERIFY/
+    /// PRE-FETCH/SYNCHRONIZE CACHE (10) and WRITE SAME (10).
+    Block10, 10
+);
+impl Block10<'_> {
+    /// Byte 1 (RDPROTECT/WRPROTECT/VRPROTECT, DPO, FUA, BYTCHK, IMMED...).
+    pub fn flags(&self) -> u8 {
+        self.0[1]
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        u64::from(be32([self.0[2], self.0[3], self.0[4], self.0[5]]))
+    }
+    /// TRANSFER LENGTH / VERIFICATION LENGTH / NUMBER OF LOGICAL BLOCKS.
+    pub fn transfer_length(&self) -> u32 {
+        u32::from(be16([self.0[7], self.0[8]]))
+    }
+}
+
+view!(
+    /// The SBC 12-byte block CDB: READ/WRITE/VERIFY/WRITE AND VERIFY (12).
+    Block12, 12
+);
+impl Block12<'_> {
+    /// Byte 1 flags.
+    pub fn flags(&self) -> u8 {
+        self.0[1]
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        u64::from(be32([self.0[2], self.0[3], self.0[4], self.0[5]]))
+    }
+    /// TRANSFER LENGTH.
+    pub fn transfer_length(&self) -> u32 {
+        be32([self.0[6], self.0[7], self.0[8], self.0[9]])
+    }
+}
+
+view!(
+    /// The SBC 16-byte block CDB: READ/WRITE/VERIFY/WRITE AND VERIFY/
+    /// PRE-FETCH/SYNCHRONIZE CACHE/WRITE SAME (16).
+    Block16, 16
+);
+impl Block16<'_> {
+    /// Byte 1 flags.
+    pub fn flags(&self) -> u8 {
+        self.0[1]
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        let b = self.0;
+        be64([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]])
+    }
+    /// TRANSFER LENGTH / NUMBER OF LOGICAL BLOCKS.
+    pub fn transfer_length(&self) -> u32 {
+        be32([self.0[10], self.0[11], self.0[12], self.0[13]])
+    }
+    /// Byte 13 (COMPARE AND WRITE: NUMBER OF LOGICAL BLOCKS).
+    pub fn byte13(&self) -> u8 {
+        self.0[13]
+    }
+}
+
+view!(
+    /// A 6-byte SPC CDB with an 8-bit length in byte 4 (INQUIRY keeps a
+    /// 16-bit one in bytes 3-4): INQUIRY, MODE SENSE(6), MODE SELECT(6),
+    /// REQUEST SENSE, START STOP UNIT, TEST UNIT READY.
+    Spc6, 6
+);
+impl Spc6<'_> {
+    /// Byte 1 (EVPD, DBD, PF/SP, DESC, IMMED).
+    pub fn byte1(&self) -> u8 {
+        self.0[1]
+    }
+    /// Byte 2 (PAGE CODE, PC).
+    pub fn byte2(&self) -> u8 {
+        self.0[2]
+    }
+    /// Byte 3 (SUBPAGE CODE).
+    pub fn byte3(&self) -> u8 {
+        self.0[3]
+    }
+    /// Byte 4 (ALLOCATION / PARAMETER LIST LENGTH, START/LOEJ).
+    pub fn byte4(&self) -> u8 {
+        self.0[4]
+    }
+}
+
+view!(
+    /// A 10-byte SPC CDB with a 16-bit length in bytes 7-8: MODE SENSE(10),
+    /// MODE SELECT(10), UNMAP, READ CAPACITY(10) (LBA in 2-5, PMI in 8).
+    Spc10, 10
+);
+impl Spc10<'_> {
+    /// Byte 1 (LLBAA, DBD, PF, SP, ANCHOR).
+    pub fn byte1(&self) -> u8 {
+        self.0[1]
+    }
+    /// Byte 2 (PC, PAGE CODE).
+    pub fn byte2(&self) -> u8 {
+        self.0[2]
+    }
+    /// Byte 3 (SUBPAGE CODE).
+    pub fn byte3(&self) -> u8 {
+        self.0[3]
+    }
+    /// Bytes 2-5 (READ CAPACITY(10) LOGICAL BLOCK ADDRESS).
+    pub fn lba(&self) -> u32 {
+        be32([self.0[2], self.0[3], self.0[4], self.0[5]])
+    }
+    /// ALLOCATION LENGTH / PARAMETER LIST LENGTH (bytes 7-8).
+    pub fn length(&self) -> u16 {
+        be16([self.0[7], self.0[8]])
+    }
+    /// Byte 8 (READ CAPACITY(10) PMI).
+    pub fn byte8(&self) -> u8 {
+        self.0[8]
+    }
+}
+
+view!(
+    /// MAINTENANCE IN (12): REPORT SUPPORTED OPERATION CODES / TASK
+    /// MANAGEMENT FUNCTIONS.
+    MaintenanceIn, 12
+);
+impl MaintenanceIn<'_> {
+    /// Byte 2: RCTD (bit 7) and REPORTING OPTIONS (bits 2-0), or REPD (bit 7).
+    pub fn byte2(&self) -> u8 {
+        self.0[2]
+    }
+    /// REQUESTED OPERATION CODE.
+    pub fn requested_opcode(&self) -> u8 {
+        self.0[3]
+    }
+    /// REQUESTED SERVICE ACTION.
+    pub fn requested_service_action(&self) -> u16 {
+        be16([self.0[4], self.0[5]])
+    }
+}

@@ -1,0 +1,113 @@
+//! The one error type of the SCSI layer, and its single mapping to sense.
+
+use super::sense::{Asc, FieldPointer, Sense, SenseKey};
+use crate::backend::BackendError;
+
+/// Why a command ended in CHECK CONDITION. [`ScsiError::to_sense`] is the
+/// only place that turns an error into sense bytes.
+#[derive(Debug, thiserror::Error)]
+pub enum ScsiError {
+    /// The operation code is not supported (20/00).
+    #[error("invalid command operation code")]
+    InvalidOpcode,
+    /// A CDB field is invalid (24/00), with a field pointer.
+    #[error("invalid field in CDB byte {byte}")]
+    InvalidFieldInCdb {
+        /// Byte of the CDB.
+        byte: u16,
+        /// Most significant bit of the field, if meaningful.
+        bit: Option<u8>,
+    },
+    /// A parameter list field is invalid (26/00), with a field pointer.
+    #[error("invalid field in parameter list byte {byte}")]
+    InvalidFieldInParameterList {
+        /// Byte of the parameter list.
+        byte: u16,
+        /// Most significant bit of the field, if meaningful.
+        bit: Option<u8>,
+    },
+    /// The parameter list (data-out) is shorter than required (1A/00).
+    #[error("parameter list length error")]
+    ParameterListLength,
+    /// The LBA range lies beyond the end of the medium (21/00).
+    #[error("logical block address out of range")]
+    LbaOutOfRange,
+    /// Compared data differed at `offset` bytes into the compared data (1D/00).
+    #[error("miscompare at byte {offset}")]
+    Miscompare {
+        /// Offset of the first differing byte.
+        offset: u64,
+    },
+    /// Saved mode pages were requested (39/00).
+    #[error("saving parameters not supported")]
+    SavingParametersNotSupported,
+    /// The backend failed.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+}
+
+impl ScsiError {
+    /// INVALID FIELD IN CDB at `byte`, bit `bit`.
+    pub fn cdb(byte: u16, bit: u8) -> ScsiError {
+        ScsiError::InvalidFieldInCdb {
+            byte,
+            bit: Some(bit),
+        }
+    }
+
+    /// INVALID FIELD IN PARAMETER LIST at `byte` (no bit pointer).
+    pub fn param(byte: usize) -> ScsiError {
+        ScsiError::InvalidFieldInParameterList {
+            byte: u16::try_from(byte).unwrap_or(u16::MAX),
+            bit: None,
+        }
+    }
+
+    /// The sense data reported for this error.
+    pub fn to_sense(&self) -> Sense {
+        use SenseKey::*;
+        let fp = |in_cdb, byte, bit| FieldPointer { in_cdb, bit, byte };
+        match self {
+            ScsiError::InvalidOpcode => {
+                Sense::new(IllegalRequest, Asc::INVALID_COMMAND_OPERATION_CODE)
+            }
+            ScsiError::InvalidFieldInCdb { byte, bit } => Sense {
+                field_pointer: Some(fp(true, *byte, *bit)),
+                ..Sense::new(IllegalRequest, Asc::INVALID_FIELD_IN_CDB)
+            },
+            ScsiError::InvalidFieldInParameterList { byte, bit } => Sense {
+                field_pointer: Some(fp(false, *byte, *bit)),
+                ..Sense::new(IllegalRequest, Asc::INVALID_FIELD_IN_PARAMETER_LIST)
+            },
+            ScsiError::ParameterListLength => {
+                Sense::new(IllegalRequest, Asc::PARAMETER_LIST_LENGTH_ERROR)
+            }
+            ScsiError::LbaOutOfRange => Sense::new(IllegalRequest, Asc::LBA_OUT_OF_RANGE),
+            ScsiError::Miscompare { offset } => Sense {
+                information: Some(*offset),
+                ..Sense::new(Miscompare, Asc::MISCOMPARE_DURING_VERIFY)
+            },
+            ScsiError::SavingParametersNotSupported => {
+                Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
+            }
+            ScsiError::Backend(e) => backend_sense(e),
+        }
+    }
+}
+
+fn backend_sense(e: &BackendError) -> Sense {
+    use SenseKey::*;
+    match e {
+        BackendError::OutOfRange { .. } => Sense::new(IllegalRequest, Asc::LBA_OUT_OF_RANGE),
+        BackendError::OutOfSpace => {
+            Sense::new(DataProtect, Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+        }
+        BackendError::ReadOnly => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
+        BackendError::Read(_) => Sense::new(MediumError, Asc::UNRECOVERED_READ_ERROR),
+        // A failed flush means written data did not reach the medium.
+        BackendError::Write(_) | BackendError::Flush(_) => {
+            Sense::new(MediumError, Asc::WRITE_ERROR)
+        }
+        BackendError::Metadata(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
+    }
+}

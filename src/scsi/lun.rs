@@ -1,0 +1,250 @@
+//! [`Lun`]: per-device SCSI state and the command entry point.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+
+use super::sense::{status, Asc, Sense, SenseKey};
+use super::table::{self, Ctx};
+use crate::backend::{BackendCaps, BackendEvent, BlockBackend};
+
+/// Identity and limits of a logical unit that do not come from the backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LunConfig {
+    /// T10 VENDOR IDENTIFICATION (up to 8 ASCII characters).
+    pub vendor: String,
+    /// PRODUCT IDENTIFICATION (up to 16 ASCII characters).
+    pub product: String,
+    /// PRODUCT REVISION LEVEL (up to 4 ASCII characters).
+    pub revision: String,
+    /// Unit serial number (VPD page 80h and the T10 vendor ID designator).
+    pub serial: String,
+    /// The NAA IEEE Registered designator (VPD page 83h); the top nibble is
+    /// forced to 5.
+    pub naa_id: u64,
+    /// MAXIMUM TRANSFER LENGTH in blocks; longer READ/WRITE/VERIFY fail with
+    /// INVALID FIELD IN CDB.
+    pub max_transfer_blocks: u32,
+    /// MAXIMUM COMPARE AND WRITE LENGTH wanted, in blocks (capped at 255 and
+    /// at half of `max_transfer_blocks`).
+    pub max_compare_write_blocks: u8,
+    /// MAXIMUM WRITE SAME LENGTH in blocks (capped by the backend's
+    /// `max_unmap_blocks` on thin backends).
+    pub max_write_same_blocks: u64,
+    /// Physical block size in bytes (READ CAPACITY(16) LOGICAL BLOCKS PER
+    /// PHYSICAL BLOCK EXPONENT, OPTIMAL TRANSFER LENGTH GRANULARITY); 0 or
+    /// anything not above the logical block size means one logical block
+    /// per physical block.
+    pub physical_block_size: u32,
+    /// Initial WCE; `None` means "on when the backend has a volatile cache".
+    pub write_cache: Option<bool>,
+}
+
+impl Default for LunConfig {
+    fn default() -> Self {
+        LunConfig {
+            vendor: "TCMUD".into(),
+            product: "VIRTUAL-DISK".into(),
+            revision: "0001".into(),
+            serial: "0".into(),
+            naa_id: 0x5000_0000_0000_0001,
+            max_transfer_blocks: 8192,
+            max_compare_write_blocks: 64,
+            max_write_same_blocks: 1 << 22,
+            physical_block_size: 0,
+            write_cache: None,
+        }
+    }
+}
+
+/// Outcome of one command.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScsiResponse {
+    /// SCSI status ([`status`]).
+    pub status: u8,
+    /// Sense data when `status` is CHECK CONDITION.
+    pub sense: Option<Sense>,
+    /// How many bytes at the start of `data_in` are valid.
+    pub data_in_len: usize,
+}
+
+impl ScsiResponse {
+    /// GOOD with `data_in_len` valid bytes.
+    pub fn good(data_in_len: usize) -> ScsiResponse {
+        ScsiResponse {
+            status: status::GOOD,
+            sense: None,
+            data_in_len,
+        }
+    }
+    /// CHECK CONDITION with `sense`.
+    pub fn check_condition(sense: Sense) -> ScsiResponse {
+        ScsiResponse {
+            status: status::CHECK_CONDITION,
+            sense: Some(sense),
+            data_in_len: 0,
+        }
+    }
+    /// Fixed-format sense bytes, if any.
+    pub fn sense_bytes(&self) -> Option<[u8; super::FIXED_SENSE_LEN]> {
+        self.sense.map(|s| s.to_fixed())
+    }
+}
+
+/// One logical unit: mode state (WCE), pending unit attentions and the
+/// COMPARE AND WRITE gate, over a shared backend. `Send + Sync`.
+pub struct Lun {
+    cfg: LunConfig,
+    backend: Arc<dyn BlockBackend>,
+    wce: AtomicBool,
+    ua_pending: AtomicBool,
+    ua: Mutex<VecDeque<Sense>>,
+    /// Writers hold it shared; COMPARE AND WRITE holds it exclusively across
+    /// read-compare-write so no write lands in between.
+    caw_gate: RwLock<()>,
+}
+
+/// Commands that a pending unit attention does not block (SAM-5 5.14).
+const UA_EXEMPT: [u8; 3] = [
+    0x12, /* INQUIRY */
+    0xA0, /* REPORT LUNS */
+    0x03, /* REQUEST SENSE */
+];
+
+impl Lun {
+    /// A LUN whose first command (other than INQUIRY, REPORT LUNS, REQUEST
+    /// SENSE) reports POWER ON, RESET (29/00).
+    pub fn new(cfg: LunConfig, backend: Arc<dyn BlockBackend>) -> Lun {
+        let caps = backend.caps();
+        let wce = caps.volatile_cache && cfg.write_cache.unwrap_or(true);
+        let power_on = Sense::new(SenseKey::UnitAttention, Asc::POWER_ON_RESET);
+        Lun {
+            cfg,
+            backend,
+            wce: AtomicBool::new(wce),
+            ua_pending: AtomicBool::new(true),
+            ua: Mutex::new(VecDeque::from([power_on])),
+            caw_gate: RwLock::new(()),
+        }
+    }
+
+    /// Runs one command. `data_out` holds the initiator's data (empty if
+    /// none); `data_in` is sized to the command's data-in capacity.
+    pub fn execute(&self, cdb: &[u8], data_out: &[u8], data_in: &mut [u8]) -> ScsiResponse {
+        self.poll_backend_events();
+        let opcode = cdb.first().copied();
+        if !opcode.is_some_and(|op| UA_EXEMPT.contains(&op)) {
+            if let Some(ua) = self.take_unit_attention() {
+                return ScsiResponse::check_condition(ua);
+            }
+        }
+        let mut ctx = Ctx {
+            lun: self,
+            caps: self.backend.caps(),
+            cdb,
+            data_out,
+            data_in,
+        };
+        match table::dispatch(&mut ctx) {
+            Ok(n) => ScsiResponse::good(n),
+            Err(e) => {
+                tracing::debug!(opcode = ?opcode, error = %e, "check condition");
+                ScsiResponse::check_condition(e.to_sense())
+            }
+        }
+    }
+
+    /// Queues CAPACITY DATA HAS CHANGED (2A/09), e.g. after a resize.
+    pub fn capacity_changed(&self) {
+        self.queue_ua(Asc::CAPACITY_DATA_HAS_CHANGED);
+    }
+
+    /// Sets WCE from outside (e.g. a netlink WRITECACHE reconfig) and queues
+    /// MODE PARAMETERS CHANGED (2A/01). Ignored when the backend has no
+    /// volatile cache.
+    pub fn set_write_cache(&self, on: bool) {
+        if self.backend.caps().volatile_cache && self.wce.swap(on, Ordering::AcqRel) != on {
+            self.queue_ua(Asc::MODE_PARAMETERS_CHANGED);
+        }
+    }
+
+    /// Whether the write cache is enabled (WCE in the caching mode page).
+    pub fn write_cache_enabled(&self) -> bool {
+        self.wce.load(Ordering::Acquire)
+    }
+
+    /// The configuration this LUN was built with.
+    pub fn config(&self) -> &LunConfig {
+        &self.cfg
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &Arc<dyn BlockBackend> {
+        &self.backend
+    }
+
+    pub(crate) fn set_wce(&self, on: bool) {
+        self.wce.store(on, Ordering::Release);
+    }
+
+    /// FUA to pass to the backend: the command's own FUA, or always when the
+    /// write cache is disabled.
+    pub(crate) fn effective_fua(&self, caps: &BackendCaps, fua: bool) -> bool {
+        fua || (caps.volatile_cache && !self.write_cache_enabled())
+    }
+
+    /// Shared side of the COMPARE AND WRITE gate, held by every writer.
+    pub(crate) fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
+        self.caw_gate.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Exclusive side of the gate, held across COMPARE AND WRITE.
+    pub(crate) fn caw_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.caw_gate.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes the oldest pending unit attention.
+    pub(crate) fn take_unit_attention(&self) -> Option<Sense> {
+        if !self.ua_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let mut q = self.uas();
+        let ua = q.pop_front();
+        self.ua_pending.store(!q.is_empty(), Ordering::Release);
+        ua
+    }
+
+    fn queue_ua(&self, asc: Asc) {
+        let sense = Sense::new(SenseKey::UnitAttention, asc);
+        let mut q = self.uas();
+        if !q.contains(&sense) {
+            q.push_back(sense);
+        }
+        self.ua_pending.store(true, Ordering::Release);
+    }
+
+    fn uas(&self) -> MutexGuard<'_, VecDeque<Sense>> {
+        self.ua.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn poll_backend_events(&self) {
+        while let Some(ev) = self.backend.poll_event() {
+            match ev {
+                BackendEvent::LowWaterMark => {
+                    self.queue_ua(Asc::THIN_PROVISIONING_SOFT_THRESHOLD_REACHED)
+                }
+                BackendEvent::CapacityChanged => self.capacity_changed(),
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Lun {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Lun")
+            .field("cfg", &self.cfg)
+            .field("caps", &self.backend.caps())
+            .field("wce", &self.write_cache_enabled())
+            .finish_non_exhaustive()
+    }
+}

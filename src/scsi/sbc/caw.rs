@@ -1,0 +1,48 @@
+//! COMPARE AND WRITE (SBC-3 5.2): atomic per LUN.
+
+use super::{check_writable, first_difference, limits};
+use crate::scsi::cdb::Block16;
+use crate::scsi::error::ScsiError;
+use crate::scsi::extent::Extent;
+use crate::scsi::table::{Ctx, Reply};
+
+/// COMPARE AND WRITE: the data-out buffer holds the verify blocks followed
+/// by the write blocks. The LUN's CAW gate is held exclusively from the
+/// read to the write, so no other write to the LUN interleaves.
+pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    let c = Block16::parse(ctx.cdb)?;
+    if c.flags() >> 5 != 0 {
+        return Err(ScsiError::cdb(1, 7)); // WRPROTECT
+    }
+    let blocks = c.byte13();
+    if blocks > limits(ctx.lun.config(), &ctx.caps).max_compare_write {
+        return Err(ScsiError::cdb(13, 7));
+    }
+    let ext = Extent::new(
+        c.lba(),
+        u64::from(blocks),
+        ctx.caps.num_blocks,
+        ctx.caps.block_size,
+    )?;
+    check_writable(&ctx.caps)?;
+    if blocks == 0 {
+        return Ok(Reply::None);
+    }
+    // The data-out buffer must hold exactly the verify and the write blocks.
+    if ext.bytes.checked_mul(2) != Some(ctx.data_out.len()) {
+        return Err(ScsiError::cdb(13, 7));
+    }
+    let (verify, write) = ctx.data_out.split_at(ext.bytes);
+    let fua = ctx.lun.effective_fua(&ctx.caps, c.flags() & 0x08 != 0);
+    let backend = ctx.lun.backend();
+    let _gate = ctx.lun.caw_gate();
+    let mut current = vec![0u8; ext.bytes];
+    backend.read(ext.lba, &mut current)?;
+    if let Some(offset) = first_difference(&current, verify) {
+        return Err(ScsiError::Miscompare {
+            offset: offset as u64,
+        });
+    }
+    backend.write(ext.lba, write, fua)?;
+    Ok(Reply::None)
+}

@@ -1,0 +1,146 @@
+//! SBC-3 block commands: READ/WRITE, VERIFY, capacity, cache, thin
+//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS) and COMPARE AND WRITE.
+
+pub(crate) mod capacity;
+pub(crate) mod caw;
+pub(crate) mod lba_status;
+pub(crate) mod rw;
+pub(crate) mod sync;
+pub(crate) mod unmap;
+pub(crate) mod verify;
+pub(crate) mod write_same;
+
+use super::cdb::{Block10, Block12, Block16, Rw6};
+use super::error::ScsiError;
+use super::extent::Extent;
+use super::lun::LunConfig;
+use super::table::Ctx;
+use crate::backend::BackendCaps;
+
+/// Limits a LUN advertises (VPD B0h, READ CAPACITY(16)) and enforces.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_transfer: u32,
+    pub max_compare_write: u8,
+    pub max_write_same: u64,
+    /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
+    pub lbppbe: u8,
+    pub optimal_granularity: u16,
+}
+
+/// Computes the limits from the configuration and the backend.
+pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
+    let max_transfer = cfg.max_transfer_blocks.max(1);
+    let max_compare_write =
+        u8::try_from((max_transfer / 2).min(u32::from(cfg.max_compare_write_blocks)))
+            .unwrap_or(u8::MAX);
+    let mut max_write_same = cfg.max_write_same_blocks.min(u64::from(u32::MAX));
+    if caps.thin && caps.max_unmap_blocks > 0 {
+        max_write_same = max_write_same.min(u64::from(caps.max_unmap_blocks));
+    }
+    let ratio = cfg.physical_block_size / caps.block_size.max(1);
+    let lbppbe = if ratio > 1 && ratio.is_power_of_two() && ratio.trailing_zeros() < 16 {
+        u8::try_from(ratio.trailing_zeros()).unwrap_or(0)
+    } else {
+        0
+    };
+    Limits {
+        max_transfer,
+        max_compare_write,
+        max_write_same,
+        lbppbe,
+        optimal_granularity: 1 << lbppbe,
+    }
+}
+
+/// The fields READ/WRITE/VERIFY/PRE-FETCH/SYNCHRONIZE CACHE share, decoded
+/// from the CDB format their opcode uses.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BlockRequest {
+    pub lba: u64,
+    pub blocks: u32,
+    /// Byte 1 (protect field, DPO, FUA, BYTCHK, IMMED).
+    pub flags: u8,
+    /// Offset of the length field, for the field pointer.
+    pub len_byte: u16,
+}
+
+impl BlockRequest {
+    pub fn six(cdb: &[u8]) -> Result<Self, ScsiError> {
+        let c = Rw6::parse(cdb)?;
+        Ok(BlockRequest {
+            lba: c.lba(),
+            blocks: c.transfer_length(),
+            flags: 0,
+            len_byte: 4,
+        })
+    }
+    pub fn ten(cdb: &[u8]) -> Result<Self, ScsiError> {
+        let c = Block10::parse(cdb)?;
+        Ok(BlockRequest {
+            lba: c.lba(),
+            blocks: c.transfer_length(),
+            flags: c.flags(),
+            len_byte: 7,
+        })
+    }
+    pub fn twelve(cdb: &[u8]) -> Result<Self, ScsiError> {
+        let c = Block12::parse(cdb)?;
+        Ok(BlockRequest {
+            lba: c.lba(),
+            blocks: c.transfer_length(),
+            flags: c.flags(),
+            len_byte: 6,
+        })
+    }
+    pub fn sixteen(cdb: &[u8]) -> Result<Self, ScsiError> {
+        let c = Block16::parse(cdb)?;
+        Ok(BlockRequest {
+            lba: c.lba(),
+            blocks: c.transfer_length(),
+            flags: c.flags(),
+            len_byte: 10,
+        })
+    }
+
+    /// RDPROTECT/WRPROTECT/VRPROTECT: protection information is not
+    /// supported, so any non-zero value is an invalid field.
+    pub fn check_protect(&self) -> Result<(), ScsiError> {
+        if self.flags >> 5 != 0 {
+            return Err(ScsiError::cdb(1, 7));
+        }
+        Ok(())
+    }
+
+    /// FUA bit.
+    pub fn fua(&self) -> bool {
+        self.flags & 0x08 != 0
+    }
+
+    /// Checks the transfer length against MAXIMUM TRANSFER LENGTH and the
+    /// range against the capacity.
+    pub fn extent(&self, ctx: &Ctx<'_>) -> Result<Extent, ScsiError> {
+        if self.blocks > limits(ctx.lun.config(), &ctx.caps).max_transfer {
+            return Err(ScsiError::cdb(self.len_byte, 7));
+        }
+        Extent::new(
+            self.lba,
+            u64::from(self.blocks),
+            ctx.caps.num_blocks,
+            ctx.caps.block_size,
+        )
+    }
+}
+
+/// DATA PROTECT, WRITE PROTECTED when the backend is read-only.
+pub(crate) fn check_writable(caps: &BackendCaps) -> Result<(), ScsiError> {
+    if caps.read_only {
+        return Err(crate::backend::BackendError::ReadOnly.into());
+    }
+    Ok(())
+}
+
+/// Offset of the first byte where `a` and `b` differ.
+pub(crate) fn first_difference(a: &[u8], b: &[u8]) -> Option<usize> {
+    a.iter().zip(b).position(|(x, y)| x != y)
+}

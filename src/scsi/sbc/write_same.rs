@@ -1,0 +1,86 @@
+//! WRITE SAME (10/16) with the UNMAP and NDOB bits.
+
+use super::{check_writable, limits};
+use crate::scsi::cdb::{Block10, Block16};
+use crate::scsi::error::ScsiError;
+use crate::scsi::extent::Extent;
+use crate::scsi::table::{Ctx, Reply};
+
+/// Largest single backend write while replicating a pattern.
+const CHUNK_BYTES: usize = 1 << 20;
+
+/// WRITE SAME(10).
+pub(crate) fn write_same10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    let c = Block10::parse(ctx.cdb)?;
+    // Byte 1 bit 0 is reserved in WRITE SAME(10): no NDOB.
+    write_same(ctx, c.lba(), c.transfer_length(), c.flags() & !0x01, 7)
+}
+
+/// WRITE SAME(16).
+pub(crate) fn write_same16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    let c = Block16::parse(ctx.cdb)?;
+    write_same(ctx, c.lba(), c.transfer_length(), c.flags(), 10)
+}
+
+fn write_same(
+    ctx: &mut Ctx<'_>,
+    lba: u64,
+    blocks: u32,
+    flags: u8,
+    len_byte: u16,
+) -> Result<Reply, ScsiError> {
+    if flags >> 5 != 0 {
+        return Err(ScsiError::cdb(1, 7)); // WRPROTECT
+    }
+    if flags & 0x10 != 0 {
+        return Err(ScsiError::cdb(1, 4)); // ANCHOR: not supported (ANC_SUP=0)
+    }
+    let unmap = flags & 0x08 != 0;
+    let ndob = flags & 0x01 != 0;
+    if unmap && !ctx.caps.thin {
+        return Err(ScsiError::cdb(1, 3));
+    }
+    // WSNZ=1: zero blocks is invalid; so is more than MAXIMUM WRITE SAME LENGTH.
+    if blocks == 0 || u64::from(blocks) > limits(ctx.lun.config(), &ctx.caps).max_write_same {
+        return Err(ScsiError::cdb(len_byte, 7));
+    }
+    let ext = Extent::new(lba, u64::from(blocks), ctx.caps.num_blocks, 1)?;
+    check_writable(&ctx.caps)?;
+    let bs = usize::try_from(ctx.caps.block_size).unwrap_or(usize::MAX);
+    let zero_block;
+    let pattern = if ndob {
+        zero_block = vec![0u8; bs];
+        &zero_block[..]
+    } else if ctx.data_out.len() == bs {
+        ctx.data_out
+    } else {
+        // The data-out buffer must be exactly one logical block.
+        return Err(ScsiError::cdb(len_byte, 7));
+    };
+    let fua = ctx.lun.effective_fua(&ctx.caps, false);
+    let backend = ctx.lun.backend();
+    let _gate = ctx.lun.write_gate();
+    if pattern.iter().all(|&b| b == 0) {
+        // Deallocate only when asked to and when deallocated blocks read zero.
+        backend.write_zeroes(ext.lba, ext.blocks, unmap && ctx.caps.zeroes_after_unmap)?;
+        if fua {
+            backend.flush()?;
+        }
+        return Ok(Reply::None);
+    }
+    let per_io = u64::try_from((CHUNK_BYTES / bs.max(1)).max(1)).unwrap_or(1);
+    let buf: Vec<u8> = pattern
+        .iter()
+        .copied()
+        .cycle()
+        .take(bs * (per_io as usize))
+        .collect();
+    let mut done = 0u64;
+    while done < ext.blocks {
+        let n = per_io.min(ext.blocks - done);
+        let len = usize::try_from(n).unwrap_or(0) * bs;
+        backend.write(ext.lba + done, buf.get(..len).unwrap_or_default(), fua)?;
+        done += n;
+    }
+    Ok(Reply::None)
+}

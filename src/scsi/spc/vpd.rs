@@ -1,0 +1,96 @@
+//! Vital product data pages 00h, 80h, 83h, B0h, B1h, B2h. Every limit and
+//! bit comes from [`BackendCaps`](crate::backend::BackendCaps) and the
+//! [`LunConfig`](crate::scsi::LunConfig).
+
+use super::ascii_field;
+use crate::scsi::error::ScsiError;
+use crate::scsi::sbc::limits;
+use crate::scsi::table::Ctx;
+
+const SUPPORTED: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+
+/// Builds VPD page `code` (INVALID FIELD IN CDB if unsupported).
+pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
+    let body = match code {
+        0x00 => SUPPORTED.to_vec(),
+        0x80 => ctx
+            .lun
+            .config()
+            .serial
+            .bytes()
+            .filter(|b| (0x20..0x7F).contains(b))
+            .collect(),
+        0x83 => device_identification(ctx),
+        0xB0 => block_limits(ctx),
+        0xB1 => block_device_characteristics(),
+        0xB2 => logical_block_provisioning(ctx),
+        _ => return Err(ScsiError::cdb(2, 7)),
+    };
+    let len = u16::try_from(body.len()).unwrap_or(u16::MAX);
+    let mut d = vec![0x00, code];
+    d.extend_from_slice(&len.to_be_bytes()); // PAGE LENGTH
+    d.extend_from_slice(&body);
+    Ok(d)
+}
+
+/// 83h: an NAA IEEE Registered designator and a T10 vendor ID designator,
+/// both associated with the logical unit.
+fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
+    let cfg = ctx.lun.config();
+    let naa = (cfg.naa_id & 0x0FFF_FFFF_FFFF_FFFF) | (0x5 << 60);
+    let mut d = vec![0x01, 0x03, 0x00, 0x08]; // binary, LU, type NAA, length 8
+    d.extend_from_slice(&naa.to_be_bytes());
+    let mut t10 = ascii_field(&cfg.vendor, 8);
+    t10.extend(ascii_field(&cfg.product, 16));
+    t10.extend(
+        cfg.serial
+            .bytes()
+            .filter(|b| (0x21..0x7F).contains(b))
+            .take(200),
+    );
+    let t10_len = u8::try_from(t10.len()).unwrap_or(u8::MAX);
+    d.extend_from_slice(&[0x02, 0x01, 0x00, t10_len]); // ASCII, LU, type T10 vendor ID
+    d.extend(t10);
+    d
+}
+
+/// B0h: block limits (SBC-3 6.5.3).
+fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
+    let l = limits(ctx.lun.config(), &ctx.caps);
+    let mut d = vec![0u8; 0x3C];
+    d[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is rejected
+    d[1] = l.max_compare_write; // MAXIMUM COMPARE AND WRITE LENGTH
+    d[2..4].copy_from_slice(&l.optimal_granularity.to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
+    d[4..8].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
+    d[8..12].copy_from_slice(&l.max_transfer.to_be_bytes()); // OPTIMAL TRANSFER LENGTH
+    d[12..16].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
+    if ctx.caps.thin {
+        d[16..20].copy_from_slice(&ctx.caps.max_unmap_blocks.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
+        d[20..24].copy_from_slice(&ctx.caps.max_unmap_descriptors.to_be_bytes()); // ... DESCRIPTOR COUNT
+        d[24..28].copy_from_slice(&ctx.caps.unmap_granularity.max(1).to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+        d[28] = 0x80; // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
+    }
+    d[32..40].copy_from_slice(&l.max_write_same.to_be_bytes()); // MAXIMUM WRITE SAME LENGTH
+    d
+}
+
+/// B1h: non-rotating medium.
+fn block_device_characteristics() -> Vec<u8> {
+    let mut d = vec![0u8; 0x3C];
+    d[1] = 0x01; // MEDIUM ROTATION RATE: non-rotating
+    d
+}
+
+/// B2h: logical block provisioning (SBC-3 6.5.4).
+fn logical_block_provisioning(ctx: &Ctx<'_>) -> Vec<u8> {
+    let c = &ctx.caps;
+    let mut flags = 0u8;
+    if c.thin {
+        flags |= 0x80 | 0x40 | 0x20; // LBPU, LBPWS, LBPWS10
+    }
+    if c.thin && c.zeroes_after_unmap {
+        flags |= 0x04; // LBPRZ
+    }
+    let provisioning_type = if c.thin { 0x02 } else { 0x00 };
+    vec![0x00, flags, provisioning_type, 0x00]
+}

@@ -1,0 +1,232 @@
+//! The command table: one row per command, from which parsing, dispatch and
+//! REPORT SUPPORTED OPERATION CODES all derive.
+
+use super::error::ScsiError;
+use super::lun::Lun;
+use super::{sbc, spc};
+use crate::backend::BackendCaps;
+
+/// Direction of a command's data transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataDirection {
+    /// No data.
+    None,
+    /// Device to initiator (data-in).
+    In,
+    /// Initiator to device (data-out).
+    Out,
+}
+
+/// Where a command's ALLOCATION LENGTH field lives, applied once by the
+/// dispatcher to every reply.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum AllocLen {
+    /// The reply is not truncated by a CDB field.
+    None,
+    /// One byte at this offset.
+    U8(usize),
+    /// Big-endian u16 at this offset.
+    U16(usize),
+    /// Big-endian u32 at this offset.
+    U32(usize),
+}
+
+impl AllocLen {
+    fn get(self, cdb: &[u8]) -> usize {
+        let field = |at: usize, w: usize| {
+            cdb.get(at..at + w).map_or(0, |b| {
+                b.iter().fold(0usize, |a, &x| (a << 8) | usize::from(x))
+            })
+        };
+        match self {
+            AllocLen::None => usize::MAX,
+            AllocLen::U8(at) => field(at, 1),
+            AllocLen::U16(at) => field(at, 2),
+            AllocLen::U32(at) => field(at, 4),
+        }
+    }
+}
+
+/// What a handler produced.
+pub(crate) enum Reply {
+    /// No data-in.
+    None,
+    /// A complete response; the dispatcher truncates it to the allocation
+    /// length and the data-in capacity.
+    Data(Vec<u8>),
+    /// This many bytes were written straight into `data_in` (READ).
+    InPlace(usize),
+}
+
+/// Everything a handler sees.
+pub(crate) struct Ctx<'a> {
+    pub lun: &'a Lun,
+    pub caps: BackendCaps,
+    pub cdb: &'a [u8],
+    pub data_out: &'a [u8],
+    pub data_in: &'a mut [u8],
+}
+
+pub(crate) type Handler = fn(&mut Ctx<'_>) -> Result<Reply, ScsiError>;
+
+/// One supported command.
+pub(crate) struct Command {
+    pub opcode: u8,
+    /// SERVICE ACTION (byte 1, bits 4-0) for opcodes that have one.
+    pub service_action: Option<u8>,
+    pub name: &'static str,
+    pub dir: DataDirection,
+    pub alloc_len: AllocLen,
+    /// Whether the backend supports it (thin-only commands).
+    pub available: fn(&BackendCaps) -> bool,
+    pub handler: Handler,
+    /// CDB USAGE DATA for REPORT SUPPORTED OPERATION CODES; its length is
+    /// the CDB length.
+    pub usage: &'static [u8],
+}
+
+impl Command {
+    /// CDB length in bytes.
+    pub fn cdb_len(&self) -> usize {
+        self.usage.len()
+    }
+}
+
+fn always(_: &BackendCaps) -> bool {
+    true
+}
+fn thin(c: &BackendCaps) -> bool {
+    c.thin
+}
+
+use AllocLen as A;
+use DataDirection::{In, None as NoData, Out};
+
+macro_rules! row {
+    ($op:literal, $sa:expr, $name:literal, $dir:expr, $al:expr, $avail:expr, $h:expr, [$($u:literal),*]) => {
+        Command { opcode: $op, service_action: $sa, name: $name, dir: $dir, alloc_len: $al,
+                  available: $avail, handler: $h, usage: &[$($u),*] }
+    };
+}
+
+/// Every supported command, ordered by opcode and service action.
+#[rustfmt::skip]
+pub(crate) static COMMANDS: &[Command] = &[
+    row!(0x00, None, "TEST UNIT READY", NoData, A::None, always, spc::misc::test_unit_ready, [0x00, 0, 0, 0, 0, 0x05]),
+    row!(0x03, None, "REQUEST SENSE", In, A::U8(4), always, spc::misc::request_sense, [0x03, 0x01, 0, 0, 0xFF, 0x05]),
+    row!(0x08, None, "READ(6)", In, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x0A, None, "WRITE(6)", Out, A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x12, None, "INQUIRY", In, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x15, None, "MODE SELECT(6)", Out, A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
+    row!(0x1A, None, "MODE SENSE(6)", In, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x1B, None, "START STOP UNIT", NoData, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0x0F, 0xF7, 0x05]),
+    row!(0x1D, None, "SEND DIAGNOSTIC", Out, A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x25, None, "READ CAPACITY(10)", In, A::None, always, sbc::capacity::read_capacity10,
+         [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
+    row!(0x28, None, "READ(10)", In, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x2A, None, "WRITE(10)", Out, A::None, always, sbc::rw::write10, [0x2A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x2E, None, "WRITE AND VERIFY(10)", Out, A::None, always, sbc::rw::write_verify10,
+         [0x2E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x2F, None, "VERIFY(10)", Out, A::None, always, sbc::verify::verify10, [0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x34, None, "PRE-FETCH(10)", NoData, A::None, always, sbc::sync::prefetch10, [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x35, None, "SYNCHRONIZE CACHE(10)", NoData, A::None, always, sbc::sync::sync_cache10,
+         [0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x41, None, "WRITE SAME(10)", Out, A::None, always, sbc::write_same::write_same10,
+         [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x42, None, "UNMAP", Out, A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x55, None, "MODE SELECT(10)", Out, A::None, always, spc::mode_select::mode_select10,
+         [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5A, None, "MODE SENSE(10)", In, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x88, None, "READ(16)", In, A::None, always, sbc::rw::read16,
+         [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x89, None, "COMPARE AND WRITE", Out, A::None, always, sbc::caw::compare_and_write,
+         [0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, 0x05]),
+    row!(0x8A, None, "WRITE(16)", Out, A::None, always, sbc::rw::write16,
+         [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x8E, None, "WRITE AND VERIFY(16)", Out, A::None, always, sbc::rw::write_verify16,
+         [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x8F, None, "VERIFY(16)", Out, A::None, always, sbc::verify::verify16,
+         [0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x90, None, "PRE-FETCH(16)", NoData, A::None, always, sbc::sync::prefetch16,
+         [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x91, None, "SYNCHRONIZE CACHE(16)", NoData, A::None, always, sbc::sync::sync_cache16,
+         [0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x93, None, "WRITE SAME(16)", Out, A::None, always, sbc::write_same::write_same16,
+         [0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x9E, Some(0x10), "READ CAPACITY(16)", In, A::U32(10), always, sbc::capacity::read_capacity16,
+         [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0x9E, Some(0x12), "GET LBA STATUS", In, A::U32(10), thin, sbc::lba_status::get_lba_status,
+         [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0xA0, None, "REPORT LUNS", In, A::U32(6), always, spc::misc::report_luns,
+         [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, A::U32(6), always, spc::rsoc::report_opcodes,
+         [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, A::U32(6), always, spc::rsoc::report_tmfs,
+         [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0xA8, None, "READ(12)", In, A::None, always, sbc::rw::read12,
+         [0xA8, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0xAA, None, "WRITE(12)", Out, A::None, always, sbc::rw::write12,
+         [0xAA, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0xAE, None, "WRITE AND VERIFY(12)", Out, A::None, always, sbc::rw::write_verify12,
+         [0xAE, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0xAF, None, "VERIFY(12)", Out, A::None, always, sbc::verify::verify12,
+         [0xAF, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+];
+
+/// Whether `opcode` has service actions in the table.
+pub(crate) fn has_service_actions(opcode: u8) -> bool {
+    COMMANDS
+        .iter()
+        .any(|c| c.opcode == opcode && c.service_action.is_some())
+}
+
+/// Finds the row for a CDB: INVALID COMMAND OPERATION CODE for an unknown
+/// opcode, INVALID FIELD IN CDB for an unknown service action.
+pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
+    let opcode = *cdb.first().ok_or(ScsiError::InvalidOpcode)?;
+    let mut rows = COMMANDS.iter().filter(|c| c.opcode == opcode).peekable();
+    if rows.peek().is_none() {
+        return Err(ScsiError::InvalidOpcode);
+    }
+    let sa = cdb.get(1).map(|b| b & 0x1F);
+    rows.find(|c| c.service_action.is_none() || c.service_action == sa)
+        .ok_or(ScsiError::cdb(1, 4))
+}
+
+/// The data direction a CDB implies, or `None` for an unsupported command.
+pub fn data_direction(cdb: &[u8]) -> Option<DataDirection> {
+    lookup(cdb).ok().map(|c| c.dir)
+}
+
+/// Validates the CDB against its row, runs the handler and applies the
+/// allocation length and data-in capacity once. Returns the data-in length.
+pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
+    let cmd = lookup(ctx.cdb)?;
+    if !(cmd.available)(&ctx.caps) {
+        return Err(ScsiError::InvalidOpcode);
+    }
+    let len = cmd.cdb_len();
+    let control = *ctx
+        .cdb
+        .get(len - 1)
+        .ok_or(ScsiError::InvalidFieldInCdb { byte: 0, bit: None })?;
+    if control & 0x05 != 0 {
+        // NACA (ACA is not supported) or the obsolete LINK bit.
+        let bit = if control & 0x04 != 0 { 2 } else { 0 };
+        return Err(ScsiError::cdb(u16::try_from(len - 1).unwrap_or(0), bit));
+    }
+    tracing::trace!(command = cmd.name, "execute");
+    let reply = (cmd.handler)(ctx)?;
+    let cap = ctx.data_in.len().min(cmd.alloc_len.get(ctx.cdb));
+    Ok(match reply {
+        Reply::None => 0,
+        Reply::InPlace(n) => n.min(ctx.data_in.len()),
+        Reply::Data(v) => {
+            let n = v.len().min(cap);
+            if let (Some(dst), Some(src)) = (ctx.data_in.get_mut(..n), v.get(..n)) {
+                dst.copy_from_slice(src);
+            }
+            n
+        }
+    })
+}

@@ -1,0 +1,354 @@
+//! SBC block commands through `Lun::execute` over a MemBackend.
+
+mod scsi_common;
+
+use scsi_common::*;
+use tcmud_core::backend::BackendCaps;
+use tcmud_core::scsi::{LunConfig, SenseKey};
+
+fn rw10(op: u8, flags: u8, lba: u32, blocks: u16) -> [u8; 10] {
+    let [a, b, c, d] = lba.to_be_bytes();
+    let [h, l] = blocks.to_be_bytes();
+    [op, flags, a, b, c, d, 0, h, l, 0] // OP, flags, LBA, GROUP, TRANSFER LENGTH, CONTROL
+}
+
+fn rw16(op: u8, flags: u8, lba: u64, blocks: u32) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = op;
+    c[1] = flags; // protect / DPO / FUA / BYTCHK
+    c[2..10].copy_from_slice(&lba.to_be_bytes()); // LOGICAL BLOCK ADDRESS
+    c[10..14].copy_from_slice(&blocks.to_be_bytes()); // TRANSFER LENGTH
+    c
+}
+
+fn rw12(op: u8, lba: u32, blocks: u32) -> [u8; 12] {
+    let mut c = [0u8; 12];
+    c[0] = op;
+    c[2..6].copy_from_slice(&lba.to_be_bytes()); // LOGICAL BLOCK ADDRESS
+    c[6..10].copy_from_slice(&blocks.to_be_bytes()); // TRANSFER LENGTH
+    c
+}
+
+fn numbered(blocks: usize) -> Vec<u8> {
+    (0..blocks * BS as usize)
+        .map(|i| (i * 7 % 251) as u8)
+        .collect()
+}
+
+#[test]
+fn write_then_read_in_every_cdb_size() {
+    let t = dev();
+    let data = numbered(4);
+    expect_good(&t.lun, &rw10(0x2A, 0, 10, 4), &data); // WRITE(10)
+    assert_eq!(expect_data(&t.lun, &rw10(0x28, 0, 10, 4), &[], 2048), data); // READ(10)
+    assert_eq!(expect_data(&t.lun, &rw12(0xA8, 10, 4), &[], 2048), data); // READ(12)
+    assert_eq!(read16(&t.lun, 10, 4), data);
+    assert_eq!(
+        expect_data(&t.lun, &[0x08, 0, 0, 10, 4, 0], &[], 2048),
+        data
+    ); // READ(6)
+    let d2 = numbered(2).iter().map(|b| b ^ 0xFF).collect::<Vec<_>>();
+    expect_good(&t.lun, &[0x0A, 0, 0, 20, 2, 0], &d2); // WRITE(6) LBA 20, 2 blocks
+    expect_good(&t.lun, &rw12(0xAA, 30, 2), &d2); // WRITE(12)
+    assert_eq!(read16(&t.lun, 20, 2), d2);
+    assert_eq!(read16(&t.lun, 30, 2), d2);
+}
+
+#[test]
+fn read6_and_write6_zero_length_means_256_blocks() {
+    let t = dev();
+    let data = numbered(256);
+    expect_good(&t.lun, &[0x0A, 0, 0, 0, 0, 0], &data); // WRITE(6), TRANSFER LENGTH 0 = 256
+    let d = expect_data(&t.lun, &[0x08, 0, 0, 0, 0, 0], &[], 256 * 512); // READ(6)
+    assert_eq!(d, data);
+}
+
+#[test]
+fn zero_length_transfers_are_good_but_range_checked() {
+    let t = dev();
+    expect_good(&t.lun, &rw10(0x28, 0, 0, 0), &[]); // READ(10) 0 blocks at 0
+    expect_good(&t.lun, &rw10(0x2A, 0, BLOCKS as u32, 0), &[]); // WRITE(10) 0 blocks at the end
+    expect_sense(
+        &t.lun,
+        &rw10(0x28, 0, BLOCKS as u32 + 1, 0),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rw16(0x88, 0, u64::MAX, 0),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+}
+
+#[test]
+fn beyond_end_of_medium_and_overflow() {
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &rw10(0x28, 0, BLOCKS as u32 - 1, 2),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rw16(0x88, 0, u64::MAX, 1),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rw16(0x8A, 0, u64::MAX - 1, 4),
+        &pattern(4, 1),
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &[0x08, 0x1F, 0xFF, 0xFF, 1, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    // The last block itself is fine.
+    write16(&t.lun, BLOCKS - 1, &pattern(1, 9));
+    assert_eq!(read16(&t.lun, BLOCKS - 1, 1), pattern(1, 9));
+}
+
+#[test]
+fn transfer_longer_than_maximum_is_invalid_field() {
+    let cfg = LunConfig {
+        max_transfer_blocks: 16,
+        ..LunConfig::default()
+    };
+    let t = dev_with(caps(), cfg);
+    let s = expect_sense(
+        &t.lun,
+        &rw10(0x28, 0, 0, 17),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    assert_eq!(
+        &s.to_fixed()[15..18],
+        &[0xC0 | 0x08 | 7, 0, 7],
+        "TRANSFER LENGTH field"
+    );
+    expect_data(&t.lun, &rw10(0x28, 0, 0, 16), &[], 16 * 512);
+}
+
+#[test]
+fn protection_fields_are_rejected() {
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &rw10(0x28, 0x20, 0, 1),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    ); // RDPROTECT 1
+    expect_sense(
+        &t.lun,
+        &rw16(0x8A, 0xE0, 0, 1),
+        &pattern(1, 0),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rw10(0x2F, 0x40, 0, 1),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    ); // VRPROTECT
+}
+
+#[test]
+fn short_data_out_and_short_data_in_do_not_panic() {
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &rw10(0x2A, 0, 0, 4),
+        &pattern(3, 1),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    write16(&t.lun, 0, &numbered(4));
+    let (r, d) = run(&t.lun, &rw10(0x28, 0, 0, 4), &[], 1000);
+    assert_eq!(r.status, 0);
+    assert_eq!(d, numbered(4)[..1000]);
+}
+
+#[test]
+fn fua_and_dpo() {
+    let t = dev();
+    expect_good(&t.lun, &rw10(0x2A, 0x08, 0, 1), &pattern(1, 1)); // WRITE(10) FUA
+    expect_good(&t.lun, &rw10(0x2A, 0x10, 1, 1), &pattern(1, 1)); // WRITE(10) DPO
+    assert_eq!(t.mem.stats().writes, 2);
+    assert_eq!(t.mem.stats().fua_writes, 1);
+    expect_good(&t.lun, &rw10(0x2E, 0x02, 2, 1), &pattern(1, 2)); // WRITE AND VERIFY(10), BYTCHK
+    expect_good(&t.lun, &rw16(0x8E, 0, 3, 1), &pattern(1, 3)); // WRITE AND VERIFY(16)
+    assert_eq!(t.mem.stats().fua_writes, 3);
+    assert_eq!(
+        read16(&t.lun, 2, 2),
+        [pattern(1, 2), pattern(1, 3)].concat()
+    );
+}
+
+#[test]
+fn verify_bytchk_modes_and_miscompare_offset() {
+    let t = dev();
+    let data = numbered(2);
+    write16(&t.lun, 100, &data);
+    expect_good(&t.lun, &rw10(0x2F, 0x00, 100, 2), &[]); // VERIFY(10), BYTCHK 00
+    expect_good(&t.lun, &rw10(0x2F, 0x02, 100, 2), &data); // BYTCHK 01
+    let mut bad = data.clone();
+    bad[700] ^= 1;
+    let s = expect_sense(
+        &t.lun,
+        &rw16(0x8F, 0x02, 100, 2),
+        &bad,
+        SenseKey::Miscompare,
+        0x1D,
+        0,
+    );
+    let f = s.to_fixed();
+    assert_eq!(f[0], 0xF0, "VALID");
+    assert_eq!(
+        &f[3..7],
+        &700u32.to_be_bytes(),
+        "INFORMATION: offset of the first difference"
+    );
+    // BYTCHK 11: one block compared against each.
+    write16(&t.lun, 200, &pattern(3, 0x5A));
+    expect_good(&t.lun, &rw10(0x2F, 0x06, 200, 3), &pattern(1, 0x5A));
+    let mut mixed = pattern(3, 0x5A);
+    mixed[2 * 512 + 5] = 0;
+    write16(&t.lun, 200, &mixed);
+    let s = expect_sense(
+        &t.lun,
+        &rw10(0x2F, 0x06, 200, 3),
+        &pattern(1, 0x5A),
+        SenseKey::Miscompare,
+        0x1D,
+        0,
+    );
+    assert_eq!(
+        s.information,
+        Some(2 * 512 + 5),
+        "offset into the verified range"
+    );
+}
+
+#[test]
+fn verify12_bytchk0_is_good_and_reserved_bytchk_is_invalid() {
+    let t = dev();
+    expect_good(&t.lun, &rw12(0xAF, 0, 8), &[]);
+    expect_sense(
+        &t.lun,
+        &rw10(0x2F, 0x04, 0, 1),
+        &pattern(1, 0),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rw10(0x2F, 0, BLOCKS as u32, 1),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+}
+
+#[test]
+fn synchronize_cache_and_prefetch() {
+    let t = dev();
+    expect_good(&t.lun, &rw10(0x35, 0, 0, 0), &[]); // SYNCHRONIZE CACHE(10), whole medium
+    expect_good(&t.lun, &rw16(0x91, 0, 10, 20), &[]); // SYNCHRONIZE CACHE(16)
+    assert_eq!(t.mem.stats().flushes, 2);
+    expect_sense(
+        &t.lun,
+        &rw16(0x91, 0, BLOCKS, 1),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    expect_good(&t.lun, &rw10(0x34, 0, 0, 10), &[]); // PRE-FETCH(10)
+    expect_good(&t.lun, &rw16(0x90, 0x02, 5, 0), &[]); // PRE-FETCH(16), IMMED, to the end
+    expect_sense(
+        &t.lun,
+        &rw10(0x34, 0, BLOCKS as u32 - 1, 2),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+}
+
+#[test]
+fn read_capacity_10_and_16() {
+    let t = dev();
+    let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8); // READ CAPACITY(10)
+    assert_eq!(d, [0, 0, 0x0F, 0xFF, 0, 0, 0x02, 0]);
+    // LBA without PMI is invalid.
+    expect_sense(
+        &t.lun,
+        &[0x25, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x9E; // SERVICE ACTION IN(16)
+    cdb[1] = 0x10; // READ CAPACITY(16)
+    cdb[13] = 32; // ALLOCATION LENGTH
+    let d = expect_data(&t.lun, &cdb, &[], 32);
+    assert_eq!(&d[..8], &4095u64.to_be_bytes());
+    assert_eq!(&d[8..12], &512u32.to_be_bytes());
+    assert_eq!(d[13], 0, "one logical block per physical block by default");
+    assert_eq!(d[14], 0xC0, "LBPME, LBPRZ");
+    cdb[13] = 12;
+    assert_eq!(
+        expect_data(&t.lun, &cdb, &[], 32).len(),
+        12,
+        "allocation length"
+    );
+    let cfg = LunConfig {
+        physical_block_size: 4096,
+        ..LunConfig::default()
+    };
+    let t4k = dev_with(caps(), cfg);
+    cdb[13] = 32;
+    let d = expect_data(&t4k.lun, &cdb, &[], 32);
+    assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
+    let d = expect_data(&t4k.lun, &[0x12, 1, 0xB0, 0, 64, 0], &[], 64); // INQUIRY VPD B0h
+    assert_eq!(&d[6..8], &[0, 8], "OPTIMAL TRANSFER LENGTH GRANULARITY");
+    // A device beyond 2^32 blocks reports FFFFFFFFh in READ CAPACITY(10).
+    let big = BackendCaps {
+        num_blocks: 1 << 33,
+        ..caps()
+    };
+    let t = dev_with(big, LunConfig::default());
+    let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8);
+    assert_eq!(&d[..4], &[0xFF; 4]);
+}

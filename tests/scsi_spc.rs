@@ -1,0 +1,384 @@
+//! SPC commands through `Lun::execute`: INQUIRY/VPD, MODE SENSE/SELECT,
+//! REQUEST SENSE, unit attentions, REPORT SUPPORTED OPERATION CODES.
+
+mod scsi_common;
+
+use std::sync::Arc;
+
+use scsi_common::*;
+use tcmud_core::backend::mem::MemBackend;
+use tcmud_core::backend::BackendEvent;
+use tcmud_core::scsi::{status, Lun, LunConfig, SenseKey};
+
+const TUR: [u8; 6] = [0x00, 0, 0, 0, 0, 0]; // TEST UNIT READY
+const REQUEST_SENSE: [u8; 6] = [0x03, 0, 0, 0, 252, 0]; // alloc 252
+
+fn inquiry(evpd: bool, page: u8, alloc: u16) -> [u8; 6] {
+    let [hi, lo] = alloc.to_be_bytes();
+    [0x12, u8::from(evpd), page, hi, lo, 0] // INQUIRY, EVPD, PAGE CODE, ALLOCATION LENGTH
+}
+
+#[test]
+fn power_on_unit_attention_is_reported_once_and_spares_inquiry() {
+    let mem = Arc::new(MemBackend::new(BS, BLOCKS));
+    let lun = Lun::new(LunConfig::default(), mem);
+    // INQUIRY and REQUEST SENSE's neighbour REPORT LUNS are not blocked...
+    expect_data(&lun, &inquiry(false, 0, 96), &[], 96);
+    // ...TEST UNIT READY is, and consumes the UA.
+    let s = expect_sense(&lun, &TUR, &[], SenseKey::UnitAttention, 0x29, 0x00);
+    assert_eq!(s.to_fixed()[7], 10, "ADDITIONAL SENSE LENGTH");
+    expect_good(&lun, &TUR, &[]);
+}
+
+#[test]
+fn request_sense_returns_and_clears_pending_unit_attention() {
+    let mem = Arc::new(MemBackend::new(BS, BLOCKS));
+    let lun = Lun::new(LunConfig::default(), mem);
+    let d = expect_data(&lun, &REQUEST_SENSE, &[], 252);
+    assert_eq!(d.len(), 18);
+    assert_eq!((d[0], d[2], d[12], d[13]), (0x70, 0x06, 0x29, 0x00));
+    let d = expect_data(&lun, &REQUEST_SENSE, &[], 252);
+    assert_eq!(
+        (d[2], d[12], d[13]),
+        (0x00, 0x00, 0x00),
+        "NO SENSE afterwards"
+    );
+    // DESC=1: descriptor format.
+    let d = expect_data(&lun, &[0x03, 0x01, 0, 0, 252, 0], &[], 252);
+    assert_eq!(d[0], 0x72);
+}
+
+#[test]
+fn unit_attentions_from_capacity_change_write_cache_and_backend_events() {
+    let t = dev();
+    t.lun.capacity_changed();
+    expect_sense(&t.lun, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x09);
+    t.mem.push_event(BackendEvent::LowWaterMark);
+    expect_sense(&t.lun, &TUR, &[], SenseKey::UnitAttention, 0x38, 0x07);
+    t.lun.set_write_cache(false);
+    expect_sense(&t.lun, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x01);
+    assert!(!t.lun.write_cache_enabled());
+    expect_good(&t.lun, &TUR, &[]);
+}
+
+#[test]
+fn standard_inquiry_fields_and_allocation_length() {
+    let t = dev();
+    let d = expect_data(&t.lun, &inquiry(false, 0, 255), &[], 255);
+    assert_eq!(d[0], 0x00, "direct-access block device");
+    assert_eq!(d[2], 0x06, "SPC-4");
+    assert_eq!(d[3] & 0x0F, 2, "RESPONSE DATA FORMAT");
+    assert_eq!(usize::from(d[4]) + 5, d.len(), "ADDITIONAL LENGTH");
+    assert_eq!(&d[8..16], b"TCMUD   ");
+    assert_eq!(&d[16..32], b"VIRTUAL-DISK    ");
+    assert_eq!(
+        &d[58..64],
+        &[0x00, 0xA0, 0x04, 0x60, 0x04, 0xC0],
+        "SAM-5, SPC-4, SBC-3"
+    );
+    // Allocation length 5 truncates; data-in capacity 3 truncates further.
+    assert_eq!(expect_data(&t.lun, &inquiry(false, 0, 5), &[], 96).len(), 5);
+    assert_eq!(expect_data(&t.lun, &inquiry(false, 0, 96), &[], 3).len(), 3);
+}
+
+#[test]
+fn inquiry_invalid_fields_point_at_the_field() {
+    let t = dev();
+    let s = expect_sense(
+        &t.lun,
+        &inquiry(false, 0x80, 96),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    let f = s.to_fixed();
+    assert_eq!(
+        &f[15..18],
+        &[0x80 | 0x40 | 0x08 | 7, 0, 2],
+        "SKSV, C/D, BPV bit 7, byte 2"
+    );
+    expect_sense(
+        &t.lun,
+        &inquiry(true, 0x99, 96),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &[0x12, 0x02, 0, 0, 96, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    ); // CMDDT
+}
+
+#[test]
+fn vpd_pages_derive_from_caps_and_config() {
+    let cfg = LunConfig {
+        serial: "SER123".into(),
+        naa_id: 0x0123_4567_89AB_CDEF,
+        ..LunConfig::default()
+    };
+    let t = dev_with(caps(), cfg);
+    let d = expect_data(&t.lun, &inquiry(true, 0x00, 255), &[], 255);
+    assert_eq!(d, [0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    let d = expect_data(&t.lun, &inquiry(true, 0x80, 255), &[], 255);
+    assert_eq!(&d[..4], &[0, 0x80, 0, 6]);
+    assert_eq!(&d[4..], b"SER123");
+    let d = expect_data(&t.lun, &inquiry(true, 0x83, 255), &[], 255);
+    assert_eq!(&d[4..8], &[0x01, 0x03, 0x00, 0x08], "binary NAA designator");
+    assert_eq!(
+        &d[8..16],
+        &[0x51, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF],
+        "NAA 5"
+    );
+    assert_eq!(&d[16..20], &[0x02, 0x01, 0x00, 30], "ASCII T10 vendor ID");
+    assert_eq!(&d[20..28], b"TCMUD   ");
+    assert_eq!(&d[44..50], b"SER123");
+    let d = expect_data(&t.lun, &inquiry(true, 0xB0, 255), &[], 255);
+    assert_eq!(d.len(), 64);
+    assert_eq!(d[4] & 1, 1, "WSNZ");
+    assert_eq!(d[5], 64, "MAXIMUM COMPARE AND WRITE LENGTH");
+    assert_eq!(
+        u32::from_be_bytes(d[8..12].try_into().unwrap()),
+        8192,
+        "MAXIMUM TRANSFER LENGTH"
+    );
+    assert_eq!(
+        u32::from_be_bytes(d[20..24].try_into().unwrap()),
+        1 << 20,
+        "MAXIMUM UNMAP LBA COUNT"
+    );
+    assert_eq!(
+        u32::from_be_bytes(d[24..28].try_into().unwrap()),
+        256,
+        "MAX UNMAP DESCRIPTORS"
+    );
+    assert_eq!(
+        u32::from_be_bytes(d[28..32].try_into().unwrap()),
+        8,
+        "OPTIMAL UNMAP GRANULARITY"
+    );
+    assert_eq!(d[32] & 0x80, 0x80, "UGAVALID");
+    assert_eq!(
+        u64::from_be_bytes(d[36..44].try_into().unwrap()),
+        1 << 20,
+        "MAX WRITE SAME LENGTH"
+    );
+    let d = expect_data(&t.lun, &inquiry(true, 0xB1, 255), &[], 255);
+    assert_eq!(&d[4..6], &[0, 1], "non-rotating");
+    let d = expect_data(&t.lun, &inquiry(true, 0xB2, 255), &[], 255);
+    assert_eq!(d, [0, 0xB2, 0, 4, 0, 0x80 | 0x40 | 0x20 | 0x04, 0x02, 0]);
+}
+
+#[test]
+fn thick_backend_advertises_no_provisioning() {
+    let c = tcmud_core::backend::BackendCaps {
+        thin: false,
+        volatile_cache: false,
+        ..caps()
+    };
+    let t = dev_with(c, LunConfig::default());
+    let d = expect_data(&t.lun, &inquiry(true, 0xB2, 255), &[], 255);
+    assert_eq!(&d[4..8], &[0, 0, 0, 0]);
+    let d = expect_data(&t.lun, &inquiry(true, 0xB0, 255), &[], 255);
+    assert_eq!(&d[20..32], &[0; 12], "no unmap limits");
+    // UNMAP and GET LBA STATUS are not supported without thin provisioning.
+    expect_sense(
+        &t.lun,
+        &[0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0],
+        &[0; 24],
+        SenseKey::IllegalRequest,
+        0x20,
+        0,
+    );
+    let mut gls = [0u8; 16];
+    gls[0] = 0x9E; // SERVICE ACTION IN(16)
+    gls[1] = 0x12; // GET LBA STATUS
+    gls[13] = 32; // ALLOCATION LENGTH
+    expect_sense(&t.lun, &gls, &[], SenseKey::IllegalRequest, 0x20, 0);
+    // Caching page: WCE 0 and not changeable.
+    let d = expect_data(&t.lun, &[0x1A, 0x08, 0x48, 0, 255, 0], &[], 255); // MODE SENSE(6) changeable 08h
+    assert_eq!(
+        d[4..],
+        [0x08, 0x12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+}
+
+#[test]
+fn unknown_opcode_and_service_action() {
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &[0xC5, 0, 0, 0, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x20,
+        0,
+    );
+    expect_sense(&t.lun, &[], &[], SenseKey::IllegalRequest, 0x20, 0);
+    let mut cdb = [0u8; 16];
+    cdb[0] = 0x9E; // SERVICE ACTION IN(16)
+    cdb[1] = 0x1F; // unknown service action
+    let s = expect_sense(&t.lun, &cdb, &[], SenseKey::IllegalRequest, 0x24, 0);
+    assert_eq!(s.to_fixed()[17], 1, "field pointer: byte 1");
+    // NACA in the CONTROL byte.
+    expect_sense(
+        &t.lun,
+        &[0x00, 0, 0, 0, 0, 0x04],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    // Truncated CDB.
+    expect_sense(
+        &t.lun,
+        &[0x28, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+}
+
+fn rsoc(options: u8, op: u8, sa: u16, alloc: u32) -> [u8; 12] {
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0xA3; // MAINTENANCE IN
+    cdb[1] = 0x0C; // REPORT SUPPORTED OPERATION CODES
+    cdb[2] = options; // RCTD | REPORTING OPTIONS
+    cdb[3] = op; // REQUESTED OPERATION CODE
+    cdb[4..6].copy_from_slice(&sa.to_be_bytes()); // REQUESTED SERVICE ACTION
+    cdb[6..10].copy_from_slice(&alloc.to_be_bytes()); // ALLOCATION LENGTH
+    cdb
+}
+
+#[test]
+fn report_supported_opcodes_all_and_one() {
+    let t = dev();
+    let d = expect_data(&t.lun, &rsoc(0, 0, 0, 8192), &[], 8192);
+    let len = u32::from_be_bytes(d[..4].try_into().unwrap()) as usize;
+    assert_eq!(len + 4, d.len());
+    assert_eq!(len % 8, 0);
+    let descs: Vec<&[u8]> = d[4..].chunks(8).collect();
+    assert!(
+        descs
+            .iter()
+            .any(|c| c[0] == 0x28 && c[5] == 0 && c[6..8] == [0, 10]),
+        "READ(10)"
+    );
+    assert!(
+        descs
+            .iter()
+            .any(|c| c[0] == 0x9E && c[2..4] == [0, 0x10] && c[5] == 1),
+        "READ CAPACITY(16)"
+    );
+    // Every listed command answers the one-command formats consistently.
+    for c in descs {
+        let servactv = c[5] & 1 == 1;
+        let sa = u16::from_be_bytes([c[2], c[3]]);
+        let cdb = if servactv {
+            rsoc(2, c[0], sa, 64)
+        } else {
+            rsoc(1, c[0], 0, 64)
+        };
+        let one = expect_data(&t.lun, &cdb, &[], 64);
+        assert_eq!(one[1] & 0x07, 3, "SUPPORT: supported, op {:02x}", c[0]);
+        assert_eq!(&one[2..4], &c[6..8], "CDB SIZE");
+        assert_eq!(one.len(), 4 + usize::from(c[7]));
+        assert_eq!(one[4], c[0], "usage data starts with the opcode");
+        if servactv {
+            assert_eq!(u16::from(one[5] & 0x1F), sa);
+        }
+    }
+    // RCTD: 20-byte descriptors with CTDP.
+    let d = expect_data(&t.lun, &rsoc(0x80, 0, 0, 8192), &[], 8192);
+    assert_eq!((d.len() - 4) % 20, 0);
+    assert_eq!(d[4 + 5] & 0x02, 0x02);
+    // Unsupported opcode: SUPPORT 1. Opcode with service actions in option 1: 24/00.
+    assert_eq!(
+        expect_data(&t.lun, &rsoc(1, 0xC5, 0, 64), &[], 64),
+        [0, 1, 0, 0]
+    );
+    expect_sense(
+        &t.lun,
+        &rsoc(1, 0x9E, 0, 64),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rsoc(2, 0x28, 0, 64),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &rsoc(5, 0, 0, 64),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    // Allocation length applies.
+    assert_eq!(expect_data(&t.lun, &rsoc(0, 0, 0, 10), &[], 8192).len(), 10);
+}
+
+#[test]
+fn report_supported_task_management_functions() {
+    let t = dev();
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0xA3; // MAINTENANCE IN
+    cdb[1] = 0x0D; // REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS
+    cdb[9] = 16; // ALLOCATION LENGTH
+    let d = expect_data(&t.lun, &cdb, &[], 16);
+    assert_eq!(d, [0xD8, 0, 0, 0]);
+    cdb[2] = 0x80; // REPD
+    assert_eq!(expect_data(&t.lun, &cdb, &[], 16).len(), 16);
+}
+
+#[test]
+fn small_commands() {
+    let t = dev();
+    expect_good(&t.lun, &[0x1B, 0, 0, 0, 0x01, 0], &[]); // START STOP UNIT, START
+    expect_good(&t.lun, &[0x1B, 0x01, 0, 0, 0x00, 0], &[]); // IMMED, stop
+    expect_good(&t.lun, &[0x1B, 0, 0, 0, 0x32, 0], &[]); // POWER CONDITION 3: LOEJ ignored
+    expect_sense(
+        &t.lun,
+        &[0x1B, 0x01, 0, 0, 0x02, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    ); // eject
+    expect_good(&t.lun, &[0x1D, 0x04, 0, 0, 0, 0], &[]); // SEND DIAGNOSTIC, SELFTEST
+    expect_good(&t.lun, &[0x1D, 0x20, 0, 0, 0, 0], &[]); // background short self-test
+    expect_sense(
+        &t.lun,
+        &[0x1D, 0x24, 0, 0, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &t.lun,
+        &[0x1D, 0x10, 0, 0, 8, 0],
+        &[0; 8],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    let d = expect_data(&t.lun, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0], &[], 16); // REPORT LUNS
+    assert_eq!(d, [0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    let r = t.lun.execute(&TUR, &[], &mut []);
+    assert_eq!((r.status, r.data_in_len), (status::GOOD, 0));
+}
