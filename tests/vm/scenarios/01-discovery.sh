@@ -28,8 +28,10 @@ verified "INQUIRY: PDT 0, $(grep 'Vendor identification' /tmp/inq.txt | sed 's/ 
 # ---- VPD pages
 sg_vpd -p 0x00 "$SD" > /tmp/vpd00.txt 2>&1 || { cat /tmp/vpd00.txt; fail "sg_vpd page 00"; }
 cat /tmp/vpd00.txt
-for p in 0x80 0x83 0xb0 0xb1 0xb2; do
-    grep -q "$p" /tmp/vpd00.txt || fail "VPD 00 does not list page $p"
+# sg_vpd prints the names of the listed pages: 80 sn, 83 di, b0 bl, b1 bdc, b2 lbpv
+for p in 'Unit serial number' 'Device identification' 'Block limits' 'Block device characteristics' \
+         'Logical block provisioning'; do
+    grep -q "$p" /tmp/vpd00.txt || fail "VPD 00 does not list page '$p'"
 done
 verified "VPD 00 lists pages 80 83 b0 b1 b2"
 sg_vpd -p 0x80 "$SD" > /tmp/vpd80.txt 2>&1 || { cat /tmp/vpd80.txt; fail "sg_vpd page 80"; }
@@ -40,8 +42,11 @@ echo "$SERIAL" | grep -qE '^[0-9a-f]{16}$' || fail "VPD 80: unit serial number '
 verified "VPD 80: unit serial number '$SERIAL'"
 sg_vpd -p 0x83 "$SD" > /tmp/vpd83.txt 2>&1 || { cat /tmp/vpd83.txt; fail "sg_vpd page 83"; }
 cat /tmp/vpd83.txt
-grep -qiE 'NAA 5' /tmp/vpd83.txt || fail "VPD 83: no NAA 5 designator"
-verified "VPD 83: NAA 5 designator $(grep -oiE '0x5[0-9a-f]{15}' /tmp/vpd83.txt | head -n1)"
+# lun.rs: NAA IEEE Registered designator, top nibble 5 (naa_id = the serial's FNV-1a)
+grep -q 'designator type: NAA' /tmp/vpd83.txt || fail "VPD 83: no NAA designator"
+grep -qiE "0x5${SERIAL#?}" /tmp/vpd83.txt || fail "VPD 83: NAA designator is not 0x5 + the serial's low 60 bits"
+grep -q "vendor id: TCMUD" /tmp/vpd83.txt || fail "VPD 83: no T10 vendor id designator"
+verified "VPD 83: NAA designator 0x5${SERIAL#?} and T10 vendor id TCMUD"
 sg_vpd -p 0xb0 "$SD" > /tmp/vpdb0.txt 2>&1 || { cat /tmp/vpdb0.txt; fail "sg_vpd page b0"; }
 cat /tmp/vpdb0.txt
 mul=$(sed -n 's/.*Maximum unmap LBA count: *\([0-9]*\).*/\1/p' /tmp/vpdb0.txt)
