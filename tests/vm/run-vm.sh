@@ -13,7 +13,8 @@
 #   -b BIN         host executable -> guest /vmlab/bin/NAME (+ its libraries; repeatable)
 #   -x FILE        extra host file or dir -> guest /vmlab/extra/NAME (repeatable; on $PATH)
 #   --share DIR    export host DIR read-write over virtio-9p, mounted at /host in the guest
-#   --timeout S    guest test timeout (default 240); the host kills QEMU S+60 s after start
+#   --timeout S    guest test timeout (default 240, guest clock); the host kills QEMU 3*S+120 s
+#                  after start (a loaded host slows the TCG guest: guest seconds > wall seconds)
 #   --smp N        vCPUs (default 2, MTTCG)      --mem MB   guest RAM (default 2048)
 #   --log FILE     console log (default $VMLAB_LOGDIR/console-<timestamp>-<pid>.log,
 #                  VMLAB_LOGDIR defaults to $VMLAB_CACHE/logs)
@@ -84,9 +85,9 @@ QARGS+=(-append "$APPEND")
 vlog "booting $(cat "$WORK/kver") (accel=$ACCEL smp=$SMP mem=${MEM}M), log: $LOG"
 set +e
 if [ "$QUIET" = 1 ]; then
-    timeout -k 5 $((TMO + 60)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' > "$LOG"
+    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' > "$LOG"
 else
-    timeout -k 5 $((TMO + 60)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
 fi
 qrc=${PIPESTATUS[0]}
 set -e
@@ -98,7 +99,7 @@ if [ -n "$res" ]; then
     vlog "guest test exit status $res ($tm)"
     exit "$res"
 elif [ "$qrc" = 124 ] || [ "$qrc" = 137 ]; then
-    vlog "TIMEOUT: QEMU killed after $((TMO + 60))s ($tm)"; exit 124
+    vlog "TIMEOUT: QEMU killed after $((3 * TMO + 120))s ($tm)"; exit 124
 else
     vlog "no VMLAB-RESULT line (qemu rc=$qrc; kernel panic or crash?) ($tm)"; exit 125
 fi

@@ -203,6 +203,8 @@ lun_remove() {
 
 # log_has REGEX -- the tcmud log matches (extended regex, case-insensitive)
 log_has() { grep -qiE "$1" "$TCMUD_LOG"; }
+# log_grep REGEX -> matching tcmud log lines without ANSI colour codes, timestamps cut off
+log_grep() { grep -iE "$1" "$TCMUD_LOG" | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//'; }
 
 # wait_served DEV... -- wait (10 s) until tcmud holds every named device's uio open
 wait_served() {

@@ -51,7 +51,7 @@ sleep 1
 holds_uio "$TCMUD_PID" foreign && fail "tcmud opened the foreign device's uio"
 dmesg_new | grep -iE 'could not find device|Mismatched commands' && fail "kernel got an unexpected netlink reply"
 verified "foreign qcow// device: not opened by tcmud, no stray netlink reply (dmesg clean)"
-log_has 'foreign|ignor|not ours|qcow' && verified "tcmud log mentions it: $(grep -iE 'foreign|ignor|not ours|qcow' "$TCMUD_LOG" | head -n1 | cut -c1-160)"
+log_has 'foreign|ignor|not ours|qcow' && verified "tcmud log mentions it: $(log_grep 'foreign|ignor|not ours|qcow' | head -n1 | cut -c1-140)"
 bg_wait 30 rmdir $A/foreign || { unstick_netlink; fail "removing the foreign device"; }
 
 # removal with replies: unlink + rmdir must complete

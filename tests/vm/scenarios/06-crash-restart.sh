@@ -38,7 +38,8 @@ dmesg_new | grep -iE 'ring broken|tcmu' | head
 errs=$(dmesg_new | grep -iE 'ring broken|tcmu: |I/O error|critical' )
 [ -z "$errs" ] || { echo "$errs"; fail "kernel logged ring or I/O errors"; }
 verified "dmesg: no 'ring broken', no 'tcmu: ' errors, no I/O errors over $ROUNDS crashes"
-log_has 'reset|recover|adopt' && verified "tcmud log shows the recovery: $(grep -iE 'reset|recover|adopt' "$TCMUD_LOG" | tail -n1 | cut -c1-160)"
+log_has 'reset_ring' || { diag; fail "the daemon log shows no ring reset on restart"; }
+verified "tcmud log shows the recovery: $(log_grep 'reset_ring' | tail -n1 | cut -c1-140)"
 tcmud_stop
 lun_remove user_1 crash 0 || fail "LUN removal"
 exit 0

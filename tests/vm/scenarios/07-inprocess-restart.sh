@@ -30,7 +30,7 @@ verified "fio 64k seq write 48 MiB qd32 crc32c verify passed ($(fio_summary inj6
 verified "the daemon process stayed up (pid $PID0)"
 panics=$(grep -ciE 'panic' "$TCMUD_LOG")
 restarts=$(grep -ciE 'device actor restarted' "$TCMUD_LOG")
-grep -iE 'panic|restarted' "$TCMUD_LOG" | head -n 8 | cut -c1-200
+log_grep 'panic|restarted' | head -n 8 | cut -c1-200
 [ "$panics" -ge 3 ] || { diag; fail "expected >= 3 injected panics in the log, found $panics"; }
 [ "$restarts" -ge 2 ] || { diag; fail "expected >= 2 'device actor restarted' lines, found $restarts"; }
 grep -qiE 'abandoned|failed for good|no longer served' "$TCMUD_LOG" && { diag; fail "device given up"; }
