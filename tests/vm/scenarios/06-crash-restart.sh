@@ -8,10 +8,16 @@
 
 MB=1048576
 ROUNDS=${1:-5}
+CACHE=${2:-default}    # "wt": switch the LUN's write cache off first (MODE SELECT WCE=0)
 tcmud_write_config p1:512MiB:64KiB
 tcmud_start
 SD=$(lun_create user_1 crash $((128 * MB)) thin/p1/crash 0) || { diag; fail "LUN"; }
 verified "thin/p1/crash served as $SD"
+if [ "$CACHE" = wt ]; then
+    for c in /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type; do echo "write through" > "$c" || fail "cache_type"; done
+    sg_modes -p 0x08 "$SD" | grep -A2 Caching
+fi
+vmsg "write cache: $(cat /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type)"
 dmesg_mark
 
 r=1
