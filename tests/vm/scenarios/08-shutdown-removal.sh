@@ -45,9 +45,10 @@ lines=$(wc -l < "$TCMUD_LOG")
 lun_remove user_1 idle 1 || { diag; fail "idle removal"; }
 sleep 1
 holds_uio "$TCMUD_PID" idle 2>/dev/null && fail "tcmud still holds the removed device"
-tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-idle.txt ||
+tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov|device stopped' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-idle.txt
+grep -qi 'remov' /tmp/rm-idle.txt && grep -qi 'device stopped' /tmp/rm-idle.txt ||
     { diag; fail "tcmud log has no line about the removal"; }
-verified "idle LUN unlink + rmdir: REMOVED_DEVICE noticed: $(head -n1 /tmp/rm-idle.txt | cut -c1-160)"
+verified "idle LUN unlink + rmdir: REMOVED_DEVICE noticed, device closed: $(grep -i remov /tmp/rm-idle.txt | head -n1 | cut -c1-90) / $(grep -i 'device stopped' /tmp/rm-idle.txt | head -n1 | sed 's/.*device stopped/device stopped/' | cut -c1-110)"
 
 # ---------------------------------------------------------------- removal while busy
 SD2=$(lun_create user_1 busy $((64 * MB)) thin/p1/busy 2) || { diag; fail "LUN 2"; }
@@ -68,9 +69,10 @@ done
 wait $FPID; vmsg "fio on the removed LUN exited with status $? (errors expected)"
 sleep 1
 holds_uio "$TCMUD_PID" busy 2>/dev/null && fail "tcmud still holds the removed busy device"
-tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-busy.txt ||
+tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov|device stopped' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-busy.txt
+grep -qi 'remov' /tmp/rm-busy.txt && grep -qi 'device stopped' /tmp/rm-busy.txt ||
     { diag; fail "tcmud log has no line about the busy removal"; }
-verified "busy removal noticed and cleaned up: $(head -n1 /tmp/rm-busy.txt | cut -c1-160)"
+verified "busy removal noticed and cleaned up: $(grep -i remov /tmp/rm-busy.txt | head -n1 | cut -c1-90) / $(grep -i 'device stopped' /tmp/rm-busy.txt | head -n1 | sed 's/.*device stopped/device stopped/' | cut -c1-110)"
 tcmud_alive || { diag; fail "tcmud died"; }
 
 # ---------------------------------------------------------------- the remaining LUN still works
