@@ -8,6 +8,7 @@
 #              static binaries are copied as is (used for target/release/tcmud)
 #   -x FILE    extra host file copied to /vmlab/extra/<name> (ELF files get their libs too);
 #              a directory is copied recursively
+#   -s FILE    scenario script copied to /vmlab/scenarios/<name> (for guest/run-batch.sh)
 #
 # Output: OUTDIR/initrd.img  = concatenation of cached cpio segments + a small uncompressed
 #         per-run cpio (the kernel unpacks concatenated archives in order);
@@ -21,13 +22,14 @@
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-OUT="" TEST="" BINS=() EXTRA=()
+OUT="" TEST="" BINS=() EXTRA=() SCEN=()
 while [ $# -gt 0 ]; do
     case $1 in
         -o) OUT=$2; shift 2;;
         -t) TEST=$2; shift 2;;
         -b) BINS+=("$2"); shift 2;;
         -x) EXTRA+=("$2"); shift 2;;
+        -s) SCEN+=("$2"); shift 2;;
         *) die "unknown argument $1";;
     esac
 done
@@ -179,6 +181,10 @@ done
 if [ -n "$TEST" ]; then
     [ -f "$TEST" ] || die "test script $TEST not found"
     install -m 0755 "$TEST" "$R/vmlab/test.sh"
+fi
+if [ ${#SCEN[@]} -gt 0 ]; then
+    mkdir -p "$R/vmlab/scenarios"
+    for x in "${SCEN[@]}"; do install -m 0755 "$x" "$R/vmlab/scenarios/$(basename "$x")"; done
 fi
 for x in ${EXTRA[@]+"${EXTRA[@]}"}; do
     if [ -d "$x" ]; then cp -rL "$x" "$R/vmlab/extra/"; continue; fi

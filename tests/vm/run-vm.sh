@@ -12,6 +12,7 @@
 # Options:
 #   -b BIN         host executable -> guest /vmlab/bin/NAME (+ its libraries; repeatable)
 #   -x FILE        extra host file or dir -> guest /vmlab/extra/NAME (repeatable; on $PATH)
+#   -s FILE        scenario script -> guest /vmlab/scenarios/NAME (repeatable; guest/run-batch.sh)
 #   --share DIR    export host DIR read-write over virtio-9p, mounted at /host in the guest
 #   --timeout S    guest test timeout (default 240, guest clock); the host kills QEMU 3*S+120 s
 #                  after start (a loaded host slows the TCG guest: guest seconds > wall seconds)
@@ -35,6 +36,7 @@ while [ $# -gt 0 ]; do
     case $1 in
         -b) EXTRA+=(-b "$2"); shift 2;;
         -x) EXTRA+=(-x "$2"); shift 2;;
+        -s) EXTRA+=(-s "$2"); shift 2;;
         --share) SHARE=$(cd "$2" && pwd); shift 2;;
         --timeout) TMO=$2; shift 2;;
         --smp) SMP=$2; shift 2;;
@@ -43,12 +45,12 @@ while [ $# -gt 0 ]; do
         --dmesg) DMESG=1; shift;;
         --quiet) QUIET=1; shift;;
         --accel) ACCEL=$2; shift 2;;
-        -h|--help) sed -n '2,28p' "$0"; exit 0;;
+        -h|--help) sed -n '2,30p' "$0"; exit 0;;
         -*) die "unknown option $1";;
         *) break;;
     esac
 done
-[ $# -eq 1 ] || { sed -n '2,28p' "$0"; exit 2; }
+[ $# -eq 1 ] || { sed -n '2,30p' "$0"; exit 2; }
 TEST=$1
 
 T0=$(date +%s.%N)
