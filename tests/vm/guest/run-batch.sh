@@ -1,8 +1,8 @@
 #!/bin/sh
 # run-batch.sh -- guest test that runs several scenario scripts in ONE boot, each as its own
 # process under its own timeout, and puts the kernel back into a fresh state in between
-# (daemons killed, mounts, LUNs and backstores removed, tcm_loop and target_core_user
-# reloaded so module-wide state such as netlink reply support starts over, /tmp emptied).
+# (daemons killed, mounts, LUNs and backstores removed, target_core_user reloaded so
+# module-wide state such as netlink reply support starts over, /tmp emptied).
 # Scenarios are /vmlab/scenarios/*.sh (in name order). Markers for run-scenarios.sh:
 #   VMLAB-SCENARIO-BEGIN: <name>
 #   VMLAB-SCENARIO-END: <name> rc=<status> secs=<guest seconds>
@@ -63,10 +63,10 @@ reset_target() {
     done
     m=/sys/module/target_core_user/parameters
     echo 0 > $m/block_netlink 2>/dev/null
-    rmmod tcm_loop && rmmod target_core_user || return 1
-    for k in target_core_user tcm_loop; do
-        insmod "/lib/modules/$KVER/$(grep "/$k.ko\$" /etc/vmlab/modules.load)" || return 1
-    done
+    # target_core_user holds module-wide state (netlink reply support, block_netlink):
+    # reload it (tcm_loop keeps a reference of its own and stays)
+    rmmod target_core_user || return 1
+    insmod "/lib/modules/$KVER/$(grep '/target_core_user.ko$' /etc/vmlab/modules.load)" || return 1
     rm -rf /tmp/* /tmp/.[!.]* 2>/dev/null
     dmesg -c > /dev/null
     return 0
