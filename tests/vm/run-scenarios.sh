@@ -107,8 +107,8 @@ record() {
     local name=$1 rc=$2 dt=$3 log=$4 why=""
     grep -a '^VERIFIED: ' "$log" 2>/dev/null | sed 's/^VERIFIED: /   ok  /'
     if [ "$rc" = 0 ]; then
-        pass=$((pass + 1)); summary+=("PASS  $name (${dt}s)")
-        echo "   PASS  $name (${dt}s)"
+        pass=$((pass + 1)); summary+=("PASS  $name (${dt})")
+        echo "   PASS  $name (${dt})"
         return
     fi
     failn=$((failn + 1))
@@ -119,8 +119,8 @@ record() {
         137) why="guest timeout ${why:+- $why}";;
         2)   why="setup error ${why:+- $why}";;
     esac
-    summary+=("FAIL  $name (${dt}s, status $rc: ${why:-see log}) log: $log")
-    echo "   FAIL  $name (${dt}s, status $rc): ${why:-see log}"
+    summary+=("FAIL  $name (${dt}, status $rc: ${why:-see log}) log: $log")
+    echo "   FAIL  $name (${dt}, status $rc): ${why:-see log}"
     echo "   log: $log"
 }
 
@@ -157,7 +157,7 @@ if [ "$PER_BOOT" = 1 ]; then
         args=(--timeout "$(tmo_of "$sc")" --log "$log" ${bins[@]+"${bins[@]}"})
         [ "$VERBOSE" = 1 ] || args+=(--quiet)
         "$me/run-vm.sh" "${args[@]}" "$sc" > "$LOGS/$name.host.log" 2>&1
-        record "$name" $? "$(( $(date +%s) - t0 ))" "$log"
+        record "$name" $? "$(( $(date +%s) - t0 ))s" "$log"
     done
 else
     # batches: every remaining scenario in one boot (guest/run-batch.sh resets the kernel
@@ -188,7 +188,7 @@ else
                 end=$(grep -ao "VMLAB-SCENARIO-END: $name rc=[0-9]* secs=[0-9]*" "$log" | tail -n1)
                 if [ -n "$end" ]; then
                     rc=$(echo "$end" | sed 's/.* rc=\([0-9]*\).*/\1/'); dt=$(echo "$end" | sed 's/.* secs=\([0-9]*\).*/\1/')
-                    record "$name" "$rc" "$dt guest" "$log"
+                    record "$name" "$rc" "${dt}s guest time" "$log"
                 else
                     record "$name" "$vmrc" "?" "$log"      # the boot ended inside this scenario
                 fi

@@ -19,7 +19,7 @@ COMMON="hw_max_sectors=1024 max_data_area_mb=256 nl_reply_supported=-1"
 mkdir -p /tmp/b
 for f in file runner fileio; do truncate -s "$SIZE" /tmp/b/$f.img; done
 
-TCMUD_LOG_LEVEL=warn
+TCMUD_LOG_LEVEL=warn,tcmud::supervisor::run=info   # tcmud_start waits for "tcmud ready"
 tcmud_write_config bench:$((SIZE_MB * 2))MiB:64KiB
 tcmud_start
 tcmu-runner > /tmp/runner.out 2>&1 &

@@ -12,14 +12,13 @@
 
 KVER=$(uname -r)
 
-# kill every process that a scenario may have left behind (by pid; this is our own VM)
+# kill_leftovers NAMES -- kill processes a scenario left behind, by pid (this is our own VM)
 kill_leftovers() {
     for p in /proc/[0-9]*; do
         pid=${p#/proc/}
         [ "$pid" = $$ ] && continue
-        case $(cat "$p/comm" 2>/dev/null) in
-            tcmud|tcmud-fault|tcmu-runner|fio|dd|dbus-daemon) kill -9 "$pid" 2>/dev/null;;
-        esac
+        c=$(cat "$p/comm" 2>/dev/null) || continue
+        case " $1 " in *" $c "*) kill -9 "$pid" 2>/dev/null;; esac
     done
     sleep 0.5
 }
@@ -37,36 +36,53 @@ bg() {
     wait $_p
 }
 
+reset_step() { echo "VMLAB-RESET: $*" >&2; }
+
 reset_target() {
-    kill_leftovers
+    # I/O first; daemons stay up while their LUNs go (they answer the final SYNCHRONIZE
+    # CACHE and REMOVED_DEVICE; without a daemon each LUN removal waits for cmd_time_out)
+    kill_leftovers "fio dd"
     for m in $(grep -E ' /mnt/' /proc/mounts | cut -d' ' -f2); do umount -l "$m" 2>/dev/null; done
+    # devices nobody serves any more (the scenario stopped its daemon): block them and fail
+    # what is in their rings, so the final SYNCHRONIZE CACHE of the LUN removal gets BUSY
+    # at once instead of waiting for cmd_time_out
+    for d in "$CFG"/core/user_*/*/; do
+        d=${d%/}; [ -e "$d/action/block_dev" ] || continue
+        u=$(tcmu_uio "$(basename "$d")") || continue
+        held=0
+        for fd in /proc/[0-9]*/fd/*; do [ "$(readlink "$fd" 2>/dev/null)" = "/dev/$u" ] && { held=1; break; }; done
+        [ $held = 1 ] && continue
+        echo 1 > "$d/action/block_dev" 2>/dev/null; echo 2 > "$d/action/reset_ring" 2>/dev/null
+    done
     L=$CFG/loopback
     for w in "$L"/naa.*; do
         [ -d "$w" ] || continue
         for t in "$w"/tpgt_*; do
             for l in "$t"/lun/lun_*; do
                 [ -d "$l" ] || continue
-                for x in "$l"/*; do [ -L "$x" ] && { bg 60 rm "$x" || return 1; }; done
-                rmdir "$l" || return 1
+                for x in "$l"/*; do [ -L "$x" ] && { bg 150 rm "$x" || { reset_step "unlink $x"; return 1; }; }; done
+                rmdir "$l" || { reset_step "rmdir $l"; return 1; }
             done
             echo -n NULL > "$t/nexus" 2>/dev/null
-            rmdir "$t" || return 1
+            rmdir "$t" || { reset_step "rmdir $t"; return 1; }
         done
-        rmdir "$w" || return 1
+        rmdir "$w" || { reset_step "rmdir $w"; return 1; }
     done
     for h in "$CFG"/core/*_[0-9]*; do
         [ -d "$h" ] || continue
         for d in "$h"/*; do
-            [ -d "$d" ] && { bg 60 rmdir "$d" || return 1; }
+            [ -d "$d" ] && { bg 60 rmdir "$d" || { reset_step "rmdir $d"; return 1; }; }
         done
-        rmdir "$h" || return 1
+        rmdir "$h" || { reset_step "rmdir $h"; return 1; }
     done
+    kill_leftovers "tcmud tcmud-fault tcmu-runner dbus-daemon fio dd"
     m=/sys/module/target_core_user/parameters
     echo 0 > $m/block_netlink 2>/dev/null
     # target_core_user holds module-wide state (netlink reply support, block_netlink):
     # reload it (tcm_loop keeps a reference of its own and stays)
-    rmmod target_core_user || return 1
-    insmod "/lib/modules/$KVER/$(grep '/target_core_user.ko$' /etc/vmlab/modules.load)" || return 1
+    rmmod target_core_user || { reset_step "rmmod target_core_user"; return 1; }
+    insmod "/lib/modules/$KVER/$(grep '/target_core_user.ko$' /etc/vmlab/modules.load)" ||
+        { reset_step "insmod target_core_user"; return 1; }
     rm -rf /tmp/* /tmp/.[!.]* 2>/dev/null
     dmesg -c > /dev/null
     return 0
@@ -79,7 +95,7 @@ for sc in /vmlab/scenarios/*.sh; do
     if [ $first = 0 ]; then
         if ! reset_target; then
             echo "VMLAB-BATCH-ABORT: could not reset the kernel state before $name"
-            ls -R "$CFG/loopback" "$CFG/core" 2>&1 | head -n 20; lsmod | head -n 20
+            ls -R "$CFG/loopback" "$CFG/core" 2>&1 | grep -v alua | head -n 30; dmesg | tail -n 20
             exit 3
         fi
     fi

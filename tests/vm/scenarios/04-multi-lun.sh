@@ -59,6 +59,8 @@ verified "each LUN reads back its own 1 MiB tag (no cross-talk)"
 [ -z "$(ring_errors)" ] || { ring_errors; fail "kernel logged TCMU ring errors"; }
 dmesg_new | grep -iE 'I/O error|critical' && fail "kernel logged I/O errors"
 verified "no TCMU ring errors or I/O errors in dmesg"
+n=0
+for sd in "$@"; do lun_remove user_1 d$n $n || fail "removing LUN $n"; n=$((n + 1)); done
 tcmud_stop
 for p in pa pb; do
     "$TCMUD" pool check /tmp/pools/$p > /tmp/check.out 2>&1 || { cat /tmp/check.out; fail "pool check $p"; }
