@@ -1,0 +1,107 @@
+#!/bin/sh
+# 03-thin.sh -- thin provisioning seen from a real initiator:
+#   blkdiscard and fstrim give chunks back to the pool (tcmud pool info --json, daemon
+#   stopped with SIGTERM for the offline CLI, then restarted and the LUNs re-adopted);
+#   GET LBA STATUS reports the deallocated range; writing past the pool's capacity gives the
+#   initiator a space-allocation error (sense 27/07) while the daemon stays up and another
+#   LUN keeps working; a snapshot served as thin/<pool>/<snapshot> reads back the old data.
+# timeout: 480
+. /vmlab/tcmud-lib.sh
+
+MB=1048576
+CHUNK=65536
+tcmud_write_config p1:256MiB:64KiB p2:8MiB:64KiB
+tcmud_start
+SD0=$(lun_create user_1 vol1 $((64 * MB)) thin/p1/vol1 0) || { diag; fail "LUN 0"; }
+SD1=$(lun_create user_1 fsvol $((64 * MB)) thin/p1/fsvol 1) || { diag; fail "LUN 1"; }
+verified "thin/p1/vol1 -> $SD0, thin/p1/fsvol -> $SD1"
+
+# ---------------------------------------------------------------- blkdiscard
+make_pattern /tmp/pat 32
+dd if=/tmp/pat of="$SD0" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "dd write"
+mkfs.ext4 -q -F -E nodiscard "$SD1" > /tmp/mkfs.out 2>&1 || { cat /tmp/mkfs.out; fail "mkfs.ext4"; }
+tcmud_stop
+a0=$(allocated p1) || fail "pool info"
+[ -n "$a0" ] && [ "$a0" -ge $((32 * MB / CHUNK)) ] || fail "allocated_chunks '$a0' < $((32 * MB / CHUNK)) after writing 32 MiB"
+verified "after 32 MiB written + mkfs: pool p1 allocated_chunks=$a0 (>= $((32 * MB / CHUNK)))"
+tcmud_start; wait_served vol1 fsvol
+[ "$(dd if="$SD0" bs=1M count=32 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "data after restart"
+verified "daemon restarted (SIGTERM + start): LUNs re-adopted, data intact"
+
+blkdiscard -o 0 -l $((16 * MB)) "$SD0" || { diag; fail "blkdiscard"; }
+[ "$(dd if="$SD0" bs=1M count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/dev/zero bs=1M count=16 2>/dev/null | sha)" ] ||
+    fail "discarded range does not read as zeros"
+[ "$(dd if="$SD0" bs=1M skip=16 count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/tmp/pat bs=1M skip=16 count=16 2>/dev/null | sha)" ] ||
+    fail "data next to the discarded range changed"
+verified "blkdiscard 16 MiB: range reads zeros, neighbouring data intact"
+sg_get_lba_status --lba=0 "$SD0" > /tmp/lba0.txt 2>&1; rc=$?
+cat /tmp/lba0.txt
+[ $rc = 0 ] || fail "sg_get_lba_status failed ($rc)"
+grep -qiE 'dealloc|unmapped' /tmp/lba0.txt || fail "GET LBA STATUS at LBA 0: not reported deallocated"
+sg_get_lba_status --lba=$((20 * MB / 512)) "$SD0" > /tmp/lba1.txt 2>&1 || fail "sg_get_lba_status (mapped range)"
+cat /tmp/lba1.txt
+grep -qiE 'mapped' /tmp/lba1.txt && ! grep -qiE 'dealloc|unmapped' /tmp/lba1.txt ||
+    fail "GET LBA STATUS at 20 MiB: not reported mapped"
+verified "GET LBA STATUS: LBA 0 deallocated, LBA $((20 * MB / 512)) mapped"
+tcmud_stop
+a1=$(allocated p1) || fail "pool info"
+[ "$a1" -le $((a0 - 16 * MB / CHUNK)) ] || fail "blkdiscard of 16 MiB freed only $((a0 - a1)) chunks ($a0 -> $a1)"
+verified "blkdiscard gave $((a0 - a1)) chunks back (>= $((16 * MB / CHUNK))): $a0 -> $a1"
+tcmud_start; wait_served vol1 fsvol
+
+# ---------------------------------------------------------------- fstrim
+mkdir -p /mnt/t
+mount -t ext4 -o nodiscard "$SD1" /mnt/t || fail "mount"
+dd if=/dev/urandom of=/mnt/t/big bs=1M count=24 2>/dev/null || fail "file write"
+sync
+umount /mnt/t
+tcmud_stop
+b0=$(allocated p1) || fail "pool info"
+tcmud_start; wait_served vol1 fsvol
+mount -t ext4 -o nodiscard "$SD1" /mnt/t || fail "remount"
+rm /mnt/t/big && sync
+fstrim -v /mnt/t || { diag; fail "fstrim"; }
+umount /mnt/t
+tcmud_stop
+b1=$(allocated p1) || fail "pool info"
+[ "$b1" -le $((b0 - 20 * MB / CHUNK)) ] || fail "fstrim after deleting 24 MiB freed only $((b0 - b1)) chunks ($b0 -> $b1)"
+verified "fstrim after deleting a 24 MiB file gave $((b0 - b1)) chunks back: $b0 -> $b1"
+
+# ---------------------------------------------------------------- snapshot
+make_pattern /tmp/patA 8
+make_pattern /tmp/patB 8
+tcmud_start; wait_served vol1 fsvol
+dd if=/tmp/patA of="$SD0" bs=1M seek=40 oflag=direct conv=fsync 2>/dev/null || fail "write A"
+tcmud_stop
+"$TCMUD" volume snapshot /tmp/pools/p1 vol1 snap1 || fail "tcmud volume snapshot"
+verified "tcmud volume snapshot p1 vol1 snap1 (offline)"
+tcmud_start; wait_served vol1 fsvol
+dd if=/tmp/patB of="$SD0" bs=1M seek=40 oflag=direct conv=fsync 2>/dev/null || fail "write B"
+SD2=$(lun_create user_1 snap1 $((64 * MB)) thin/p1/snap1 2) || { diag; fail "LUN for the snapshot"; }
+[ "$(dd if="$SD2" bs=1M skip=40 count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/patA)" ] || fail "snapshot does not read the old data"
+[ "$(dd if="$SD0" bs=1M skip=40 count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/patB)" ] || fail "origin does not read the new data"
+[ "$(dd if="$SD2" bs=1M skip=16 count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/tmp/pat bs=1M skip=16 count=16 2>/dev/null | sha)" ] ||
+    fail "snapshot: older data differs"
+verified "snapshot LUN thin/p1/snap1 ($SD2) reads the data as it was; origin reads the new data"
+if dd if=/tmp/patB of="$SD2" bs=1M count=1 oflag=direct 2>/dev/null; then fail "write to the read-only snapshot succeeded"; fi
+verified "write to the snapshot LUN is refused"
+
+# ---------------------------------------------------------------- out of space
+dmesg_mark
+SD3=$(lun_create user_2 tiny $((64 * MB)) thin/p2/tiny 3) || { diag; fail "LUN on the 8 MiB pool"; }
+if dd if=/dev/urandom of="$SD3" bs=1M count=16 oflag=direct 2>/tmp/dd3.err; then
+    fail "16 MiB written to an 8 MiB pool without an error"
+fi
+cat /tmp/dd3.err
+sleep 1
+dmesg_new | grep -iE 'space allocation|Data Protect|27/07|sense' | head -n 5
+dmesg_new | grep -qiE 'space allocation' || { dmesg_new | tail -n 20; fail "kernel log shows no space-allocation error"; }
+verified "write past the pool's capacity fails at the initiator: $(dmesg_new | grep -iE 'space allocation' | head -n1 | sed 's/^\[[^]]*\] //')"
+tcmud_alive || { diag; fail "tcmud died on pool exhaustion"; }
+make_pattern /tmp/patC 2
+dd if=/tmp/patC of="$SD0" bs=1M seek=56 oflag=direct conv=fsync 2>/dev/null || fail "LUN 0 write after exhaustion"
+[ "$(dd if="$SD0" bs=1M skip=56 count=2 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/patC)" ] || fail "LUN 0 readback after exhaustion"
+verified "daemon still up; the LUN on the other pool still writes and reads correctly"
+[ -z "$(ring_errors)" ] || { ring_errors; fail "kernel logged TCMU ring errors"; }
+verified "no TCMU ring errors in dmesg"
+exit 0
