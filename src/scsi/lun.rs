@@ -29,7 +29,7 @@ pub struct LunConfig {
     /// at half of `max_transfer_blocks`).
     pub max_compare_write_blocks: u8,
     /// MAXIMUM WRITE SAME LENGTH in blocks (capped by the backend's
-    /// `max_unmap_blocks` on thin backends).
+    /// MAXIMUM UNMAP LBA COUNT on thin backends).
     pub max_write_same_blocks: u64,
     /// Physical block size in bytes (READ CAPACITY(16) LOGICAL BLOCKS PER
     /// PHYSICAL BLOCK EXPONENT, OPTIMAL TRANSFER LENGTH GRANULARITY); 0 or
