@@ -81,3 +81,46 @@ fn compare_and_write_zero_blocks_with_data_is_rejected() {
     );
     assert_eq!(read16(&t.lun, 0, 1), pattern(1, b'A'));
 }
+
+/// SCSI.WriteSame16.Unmap writes 65536 blocks with one WRITE(16) whenever
+/// MAXIMUM WRITE SAME LENGTH allows 65536, without looking at MAXIMUM
+/// TRANSFER LENGTH: the transfer limit is 32 MiB worth of blocks (65536 at
+/// 512 bytes), OPTIMAL TRANSFER LENGTH stays at 4 MiB.
+#[test]
+fn write16_of_65536_blocks_is_within_the_transfer_limit() {
+    let big = tcmud_core::backend::BackendCaps {
+        num_blocks: 1 << 17,
+        ..caps()
+    };
+    let t = dev_with(big, LunConfig::default());
+    let b0 = expect_data(&t.lun, &inquiry_vpd(0xB0, 64), &[], 64);
+    assert_eq!(be32(&b0, 8), 65536, "MAXIMUM TRANSFER LENGTH");
+    assert_eq!(be32(&b0, 12), 8192, "OPTIMAL TRANSFER LENGTH");
+    write16(&t.lun, 0, &pattern(65536, 0xFF));
+    assert_eq!(read16(&t.lun, 65535, 1), pattern(1, 0xFF));
+    let too_long = write16_cdb(0, 65537, false);
+    expect_sense(
+        &t.lun,
+        &too_long,
+        &pattern(65537, 0),
+        SenseKey::IllegalRequest,
+        0x24,
+        0x00,
+    );
+
+    // 4096-byte blocks: 32 MiB is 8192 blocks.
+    let t4k = dev_with(
+        tcmud_core::backend::BackendCaps {
+            block_size: 4096,
+            ..caps()
+        },
+        LunConfig::default(),
+    );
+    let b0 = expect_data(&t4k.lun, &inquiry_vpd(0xB0, 64), &[], 64);
+    assert_eq!(be32(&b0, 8), 8192, "MAXIMUM TRANSFER LENGTH (4 KiB blocks)");
+    assert_eq!(
+        be32(&b0, 12),
+        1024,
+        "OPTIMAL TRANSFER LENGTH (4 KiB blocks)"
+    );
+}

@@ -21,6 +21,8 @@ use crate::backend::BackendCaps;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_transfer: u32,
+    /// OPTIMAL TRANSFER LENGTH.
+    pub optimal_transfer: u32,
     /// MAXIMUM UNMAP LBA COUNT (0 when the backend cannot unmap).
     pub max_unmap: u32,
     pub max_compare_write: u8,
@@ -36,9 +38,23 @@ pub(crate) struct Limits {
 /// the bound libiscsi's BlockLimits test expects).
 pub(crate) const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
 
+/// Upper bound of one command's data in bytes (MAXIMUM TRANSFER LENGTH is
+/// capped at this many bytes' worth of blocks): bounds the buffer one
+/// command needs, whatever the block size.
+pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 << 20;
+
+/// OPTIMAL TRANSFER LENGTH in bytes (4 MiB), below the maximum: larger
+/// commands are accepted but gain nothing.
+const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
+
 /// Computes the limits from the configuration and the backend.
 pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
-    let max_transfer = cfg.max_transfer_blocks.max(1);
+    let block_size = caps.block_size.max(1);
+    let max_transfer = cfg
+        .max_transfer_blocks
+        .min(MAX_TRANSFER_BYTES / block_size)
+        .max(1);
+    let optimal_transfer = max_transfer.min((OPTIMAL_TRANSFER_BYTES / block_size).max(1));
     let max_unmap = if caps.thin {
         caps.max_unmap_blocks.min(MAX_UNMAP_LBA_COUNT)
     } else {
@@ -59,6 +75,7 @@ pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
     };
     Limits {
         max_transfer,
+        optimal_transfer,
         max_unmap,
         max_compare_write,
         max_write_same,
