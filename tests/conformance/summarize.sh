@@ -4,10 +4,12 @@
 # the failed assertions. libiscsi reports a skipped test as passed after a "[SKIPPED]" line;
 # those count as skipped here. A test without a result line (crash, hang) is "incomplete".
 # Failures in suites whose commands LIO answers itself (persistent reservations,
-# RESERVE/RELEASE, REPORT LUNS; multipath) are marked [kernel]: not tcmud's.
-# Last line: "TOTAL tests=N passed=P failed=F skipped=S incomplete=I".
+# RESERVE/RELEASE, REPORT LUNS; multipath; the iSCSI.* transport suites) are marked [kernel]:
+# not tcmud's.
+# Last line: "TOTAL tests=N passed=P failed=F skipped=S incomplete=I ours=O" (O: failures
+# not marked [kernel]).
 awk '
-function kernel_owned(s) { return s ~ /^(Prin|Prout|Reserve6|ReportLuns|MultipathIO)/ }
+function kernel_owned(s) { return s ~ /^(Prin|Prout|Reserve6|ReportLuns|MultipathIO|iSCSI)/ }
 function finish(res) {
     if (test == "") return
     if (!(suite in seen)) { seen[suite] = 1; order[++nsuites] = suite }
@@ -16,6 +18,7 @@ function finish(res) {
     if (res == "failed" || res == "incomplete") {
         nf++
         ftag[nf] = kernel_owned(suite) ? " [kernel]" : ""
+        if (!kernel_owned(suite)) ours++
         fname[nf] = suite "." test (res == "incomplete" ? " (incomplete)" : "")
         fwhy[nf] = why
     }
@@ -50,5 +53,5 @@ END {
         print "FAILURES:"
         for (i = 1; i <= nf; i++) printf "  %s%s: %s\n", fname[i], ftag[i], fwhy[i]
     }
-    printf "TOTAL tests=%d passed=%d failed=%d skipped=%d incomplete=%d\n", ntests, total["passed"], total["failed"] + total["incomplete"], total["skipped"], total["incomplete"]
+    printf "TOTAL tests=%d passed=%d failed=%d skipped=%d incomplete=%d ours=%d\n", ntests, total["passed"], total["failed"] + total["incomplete"], total["skipped"], total["incomplete"], ours
 }' "$1"
