@@ -145,8 +145,13 @@ fn vpd_pages_derive_from_caps_and_config() {
     assert_eq!(d[5], 64, "MAXIMUM COMPARE AND WRITE LENGTH");
     assert_eq!(
         u32::from_be_bytes(d[8..12].try_into().unwrap()),
-        8192,
+        65536,
         "MAXIMUM TRANSFER LENGTH"
+    );
+    assert_eq!(
+        u32::from_be_bytes(d[12..16].try_into().unwrap()),
+        8192,
+        "OPTIMAL TRANSFER LENGTH"
     );
     assert_eq!(
         u32::from_be_bytes(d[20..24].try_into().unwrap()),

@@ -22,14 +22,14 @@ pub struct LunConfig {
     /// The NAA IEEE Registered designator (VPD page 83h); the top nibble is
     /// forced to 5.
     pub naa_id: u64,
-    /// MAXIMUM TRANSFER LENGTH in blocks; longer READ/WRITE/VERIFY fail with
-    /// INVALID FIELD IN CDB.
+    /// MAXIMUM TRANSFER LENGTH in blocks (capped at 32 MiB worth of blocks);
+    /// longer READ/WRITE/VERIFY fail with INVALID FIELD IN CDB.
     pub max_transfer_blocks: u32,
     /// MAXIMUM COMPARE AND WRITE LENGTH wanted, in blocks (capped at 255 and
     /// at half of `max_transfer_blocks`).
     pub max_compare_write_blocks: u8,
     /// MAXIMUM WRITE SAME LENGTH in blocks (capped by the backend's
-    /// `max_unmap_blocks` on thin backends).
+    /// MAXIMUM UNMAP LBA COUNT on thin backends).
     pub max_write_same_blocks: u64,
     /// Physical block size in bytes (READ CAPACITY(16) LOGICAL BLOCKS PER
     /// PHYSICAL BLOCK EXPONENT, OPTIMAL TRANSFER LENGTH GRANULARITY); 0 or
@@ -48,7 +48,7 @@ impl Default for LunConfig {
             revision: "0001".into(),
             serial: "0".into(),
             naa_id: 0x5000_0000_0000_0001,
-            max_transfer_blocks: 8192,
+            max_transfer_blocks: 65536,
             max_compare_write_blocks: 64,
             max_write_same_blocks: 1 << 22,
             physical_block_size: 0,

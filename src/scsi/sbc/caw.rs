@@ -24,13 +24,16 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         ctx.caps.num_blocks,
         ctx.caps.block_size,
     )?;
+    // The data-out buffer must hold exactly the verify and the write blocks,
+    // also when NUMBER OF LOGICAL BLOCKS is 0 (then none may be sent): LIO
+    // passes COMPARE AND WRITE to TCMU without checking the length, and
+    // rejects such a mismatch itself for the backends it emulates.
+    if ext.bytes.checked_mul(2) != Some(ctx.data_out.len()) {
+        return Err(ScsiError::cdb(13, 7));
+    }
     check_writable(&ctx.caps)?;
     if blocks == 0 {
         return Ok(Reply::None);
-    }
-    // The data-out buffer must hold exactly the verify and the write blocks.
-    if ext.bytes.checked_mul(2) != Some(ctx.data_out.len()) {
-        return Err(ScsiError::cdb(13, 7));
     }
     let (verify, write) = ctx.data_out.split_at(ext.bytes);
     let fua = ctx.lun.effective_fua(&ctx.caps, c.flags() & 0x08 != 0);

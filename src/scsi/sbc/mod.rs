@@ -21,6 +21,10 @@ use crate::backend::BackendCaps;
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub max_transfer: u32,
+    /// OPTIMAL TRANSFER LENGTH.
+    pub optimal_transfer: u32,
+    /// MAXIMUM UNMAP LBA COUNT (0 when the backend cannot unmap).
+    pub max_unmap: u32,
     pub max_compare_write: u8,
     pub max_write_same: u64,
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
@@ -28,15 +32,40 @@ pub(crate) struct Limits {
     pub optimal_granularity: u16,
 }
 
+/// Upper bound of MAXIMUM UNMAP LBA COUNT whatever the backend allows: one
+/// UNMAP descriptor or WRITE SAME with UNMAP deallocates at most 1 Mi
+/// blocks, which bounds the time one command holds the write gate (and is
+/// the bound libiscsi's BlockLimits test expects).
+pub(crate) const MAX_UNMAP_LBA_COUNT: u32 = 1 << 20;
+
+/// Upper bound of one command's data in bytes (MAXIMUM TRANSFER LENGTH is
+/// capped at this many bytes' worth of blocks): bounds the buffer one
+/// command needs, whatever the block size.
+pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 << 20;
+
+/// OPTIMAL TRANSFER LENGTH in bytes (4 MiB), below the maximum: larger
+/// commands are accepted but gain nothing.
+const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
+
 /// Computes the limits from the configuration and the backend.
 pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
-    let max_transfer = cfg.max_transfer_blocks.max(1);
+    let block_size = caps.block_size.max(1);
+    let max_transfer = cfg
+        .max_transfer_blocks
+        .min(MAX_TRANSFER_BYTES / block_size)
+        .max(1);
+    let optimal_transfer = max_transfer.min((OPTIMAL_TRANSFER_BYTES / block_size).max(1));
+    let max_unmap = if caps.thin {
+        caps.max_unmap_blocks.min(MAX_UNMAP_LBA_COUNT)
+    } else {
+        0
+    };
     let max_compare_write =
         u8::try_from((max_transfer / 2).min(u32::from(cfg.max_compare_write_blocks)))
             .unwrap_or(u8::MAX);
     let mut max_write_same = cfg.max_write_same_blocks.min(u64::from(u32::MAX));
-    if caps.thin && caps.max_unmap_blocks > 0 {
-        max_write_same = max_write_same.min(u64::from(caps.max_unmap_blocks));
+    if max_unmap > 0 {
+        max_write_same = max_write_same.min(u64::from(max_unmap));
     }
     let ratio = cfg.physical_block_size / caps.block_size.max(1);
     let lbppbe = if ratio > 1 && ratio.is_power_of_two() && ratio.trailing_zeros() < 16 {
@@ -46,6 +75,8 @@ pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
     };
     Limits {
         max_transfer,
+        optimal_transfer,
+        max_unmap,
         max_compare_write,
         max_write_same,
         lbppbe,

@@ -1,7 +1,7 @@
 //! UNMAP (SBC-3 5.28): every descriptor is validated before any block is
 //! deallocated.
 
-use super::check_writable;
+use super::{check_writable, limits};
 use crate::scsi::cdb::Spc10;
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
@@ -36,6 +36,7 @@ pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     if usable > usize::try_from(ctx.caps.max_unmap_descriptors).unwrap_or(usize::MAX) {
         return Err(ScsiError::param(2));
     }
+    let max_blocks = limits(ctx.lun.config(), &ctx.caps).max_unmap;
     let mut ranges = Vec::with_capacity(usable);
     for i in 0..usable {
         let at = HEADER + i * DESCRIPTOR;
@@ -44,7 +45,7 @@ pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
             .ok_or(ScsiError::ParameterListLength)?;
         let lba = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
         let blocks = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
-        if blocks > ctx.caps.max_unmap_blocks {
+        if blocks > max_blocks {
             return Err(ScsiError::param(at + 8));
         }
         ranges.push(Extent::new(lba, u64::from(blocks), ctx.caps.num_blocks, 1)?);

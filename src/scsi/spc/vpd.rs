@@ -62,10 +62,10 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
     d[1] = l.max_compare_write; // MAXIMUM COMPARE AND WRITE LENGTH
     d[2..4].copy_from_slice(&l.optimal_granularity.to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
     d[4..8].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
-    d[8..12].copy_from_slice(&l.max_transfer.to_be_bytes()); // OPTIMAL TRANSFER LENGTH
+    d[8..12].copy_from_slice(&l.optimal_transfer.to_be_bytes()); // OPTIMAL TRANSFER LENGTH
     d[12..16].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
     if ctx.caps.thin {
-        d[16..20].copy_from_slice(&ctx.caps.max_unmap_blocks.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
+        d[16..20].copy_from_slice(&l.max_unmap.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
         d[20..24].copy_from_slice(&ctx.caps.max_unmap_descriptors.to_be_bytes()); // ... DESCRIPTOR COUNT
         d[24..28].copy_from_slice(&ctx.caps.unmap_granularity.max(1).to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
         d[28] = 0x80; // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
