@@ -159,9 +159,14 @@ pub fn spawn_device_with(
             ring
         }
     };
-    let lun_cfg = opts
+    let mut lun_cfg = opts
         .lun
         .unwrap_or_else(|| default_lun_config(&spec.dev_config));
+    if lun_cfg.write_cache.is_none() {
+        if let Some(dir) = &spec.configfs_dir {
+            lun_cfg.write_cache = Some(configfs_write_cache(dir));
+        }
+    }
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
     let shared = Arc::new(shared::DeviceShared::new(
@@ -201,6 +206,23 @@ pub fn spawn_device_with(
         start();
     }
     Ok(DeviceHandle { shared })
+}
+
+/// The write-cache setting the administrator gave the device
+/// (`attrib/emulate_write_cache`, 0 by default in the kernel). It survives
+/// daemon restarts, so a restarted device reports what the initiator was
+/// told before. When it cannot be read, the device runs write-through:
+/// every write is durable before it is acknowledged.
+pub fn configfs_write_cache(configfs_dir: &std::path::Path) -> bool {
+    let path = configfs_dir.join("attrib").join("emulate_write_cache");
+    match std::fs::read_to_string(&path) {
+        Ok(v) => v.trim() == "1",
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e,
+                "cannot read the write-cache setting; running write-through");
+            false
+        }
+    }
 }
 
 /// SCSI identity derived from the `dev_config` (stable across restarts).
