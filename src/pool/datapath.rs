@@ -6,7 +6,7 @@ use std::borrow::Cow;
 
 use crate::backend::BackendError;
 
-use super::{Pool, PoolError, DIRTY_LIMIT};
+use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
 /// What a write to one chunk needs, decided under the state mutex.
 #[derive(Debug, Clone, Copy)]
@@ -316,12 +316,19 @@ impl Pool {
 
     /// Makes a FUA write durable: a data sync suffices when no metadata is
     /// pending, otherwise a full commit.
+    ///
+    /// The commit lock is held across the check: a commit in progress has
+    /// already taken the pending changes (so they no longer look dirty) but
+    /// has not made them durable; acknowledging after only a data sync would
+    /// lose this write's mapping if the process died before that commit
+    /// ended.
     pub(crate) fn fua(&self) -> Result<(), BackendError> {
+        let _c = guard(&self.inner.commit);
         let clean = self.state().dirty.is_empty();
         if clean {
             self.inner.data.sync_data().map_err(BackendError::Flush)
         } else {
-            self.flush().map_err(|e| match e {
+            self.flush_locked().map_err(|e| match e {
                 PoolError::Io { source, .. } => BackendError::Flush(source),
                 other => BackendError::Metadata(other.to_string()),
             })

@@ -227,6 +227,11 @@ impl Pool {
     /// (the commit described in the module docs).
     pub fn flush(&self) -> Result<(), PoolError> {
         let _c = guard(&self.inner.commit);
+        self.flush_locked()
+    }
+
+    /// [`Pool::flush`] for a caller that holds the commit lock.
+    pub(crate) fn flush_locked(&self) -> Result<(), PoolError> {
         let batch = self.state().take_batch();
         let res = self.inner.commit_batch(&batch);
         let mut st = self.state();
