@@ -27,6 +27,10 @@ pub trait DataIo: Send + Sync {
 pub struct FileIo {
     file: File,
     len: AtomicU64,
+    /// Writers hold it shared, [`DataIo::grow_to`] exclusively: `set_len`
+    /// to a length below a concurrent write past the old end would cut
+    /// that write off (it read back as zeros).
+    grow: std::sync::RwLock<()>,
 }
 
 impl FileIo {
@@ -36,6 +40,7 @@ impl FileIo {
         Ok(FileIo {
             file,
             len: AtomicU64::new(len),
+            grow: std::sync::RwLock::new(()),
         })
     }
 }
@@ -55,6 +60,10 @@ impl DataIo for FileIo {
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
+        let _g = self
+            .grow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.file.write_all_at(buf, off)?;
         self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
         Ok(())
@@ -69,10 +78,19 @@ impl DataIo for FileIo {
     }
 
     fn grow_to(&self, len: u64) -> io::Result<()> {
-        if len > self.file_len() {
-            self.file.set_len(len)?;
-            self.len.fetch_max(len, Ordering::AcqRel);
+        if len <= self.file_len() {
+            return Ok(());
         }
+        // No write is in progress while this is held, and the length is
+        // read from the file itself: set_len only ever grows it.
+        let _g = self
+            .grow
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if len > self.file.metadata()?.len() {
+            self.file.set_len(len)?;
+        }
+        self.len.fetch_max(len, Ordering::AcqRel);
         Ok(())
     }
 }
