@@ -8,32 +8,16 @@ mod device_common;
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use device_common::backends::Gate;
-use device_common::workload::{clear_unit_attention, read10};
+use device_common::workload::{clear_unit_attention, collect, read10};
 use device_common::{start, BS};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::ring::TmrType;
-use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
-
-/// Collects completions until `n` arrived (20 s at most).
-fn collect(sim: &mut KernelSim, n: usize) -> Vec<SimCompletion> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} completions",
-            got.len()
-        );
-        let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
-        got.extend(sim.process_completions().unwrap());
-    }
-    got
-}
+use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 #[test]
 fn stop_completes_in_flight_commands_and_flushes() {

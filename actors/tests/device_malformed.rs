@@ -4,28 +4,12 @@
 mod device_common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use device_common::workload::{clear_unit_attention, read10};
+use device_common::workload::{clear_unit_attention, collect, read10};
 use device_common::{start, BS};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
-use tcmud_core::sim::{Corruption, KernelSim, SimCompletion, SimConfig, SimDir};
-
-fn collect(sim: &mut KernelSim, n: usize) -> Vec<SimCompletion> {
-    let mut got = Vec::new();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while got.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "only {} of {n} completions",
-            got.len()
-        );
-        let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
-        got.extend(sim.process_completions().unwrap());
-    }
-    got
-}
+use tcmud_core::sim::{Corruption, KernelSim, SimConfig, SimDir};
 
 #[test]
 fn malformed_commands_get_check_condition_and_service_goes_on() {

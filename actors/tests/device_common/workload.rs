@@ -9,6 +9,22 @@ use tcmud_core::sim::{KernelSim, SimCompletion, SimDir, SimError};
 
 use super::BS;
 
+/// Collects completions until `n` arrived (20 s at most).
+pub fn collect(sim: &mut KernelSim, n: usize) -> Vec<SimCompletion> {
+    let mut got = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while got.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} completions",
+            got.len()
+        );
+        let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
+        got.extend(sim.process_completions().unwrap());
+    }
+    got
+}
+
 /// Deterministic xorshift generator.
 pub struct Rng(pub u64);
 
