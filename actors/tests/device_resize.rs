@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use device_common::workload::{clear_unit_attention, read10, write10};
 use device_common::{sim_spec, BS};
-use tcmud::backstore::{open_backstore, DevConfig, PoolRegistry, PoolSpec};
+use tcmud::backstore::{open_backstore, DevConfig, PoolRegistry, PoolSpec, DEFAULT_BLOCK_SIZE};
 use tcmud::device::{spawn_device_with, DeviceOptions, RestartBudget, RingSource};
 use tcmud_core::pool::PoolConfig;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
@@ -54,7 +54,7 @@ fn thin_volume_device_resizes() {
         auto_create: true,
     }]);
     let cfg = DevConfig::parse("thin/p/vol").unwrap().unwrap();
-    let bs = open_backstore(&cfg, 8 * MIB, &reg).unwrap();
+    let bs = open_backstore(&cfg, 8 * MIB, DEFAULT_BLOCK_SIZE, &reg).unwrap();
     let backend = bs.backend();
     actix::System::new().block_on(async move {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
