@@ -175,6 +175,7 @@ pub fn spawn_device_with(
         lun,
         backstore,
         faults,
+        spec.configfs_dir.clone(),
     ));
     {
         let _span = shared.span.enter();
@@ -223,6 +224,15 @@ pub fn configfs_write_cache(configfs_dir: &std::path::Path) -> bool {
             false
         }
     }
+}
+
+/// Writes the write-cache setting an initiator chose with MODE SELECT to
+/// configfs (`attrib/emulate_write_cache`), where [`configfs_write_cache`]
+/// finds it after a daemon restart. The kernel answers the write with a
+/// RECONFIG event carrying the same value, which changes nothing.
+pub fn store_configfs_write_cache(configfs_dir: &std::path::Path, on: bool) -> std::io::Result<()> {
+    let path = configfs_dir.join("attrib").join("emulate_write_cache");
+    std::fs::write(&path, if on { "1" } else { "0" })
 }
 
 /// SCSI identity derived from the `dev_config` (stable across restarts).
