@@ -200,6 +200,7 @@ fn main() {
                 max_restarts: 1000,
                 window: Duration::from_secs(60),
             },
+            adopted: false,
         };
         let opts = DeviceOptions {
             ring: RingSource::Parts {

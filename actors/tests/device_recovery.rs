@@ -25,6 +25,7 @@ fn reset_policy_blocks_resets_and_unblocks() {
         size_bytes: 1 << 20,
         recovery: RecoveryPolicy::Reset,
         restart_budget: RestartBudget::default(),
+        adopted: true,
     };
     let bs = BackstoreHandle::new(
         std::sync::Arc::new(MemBackend::new(512, 2048)),
@@ -43,6 +44,45 @@ fn reset_policy_blocks_resets_and_unblocks() {
         "0",
         "unblocked after the attempt"
     );
+}
+
+/// A device this daemon saw being added has no stale ring: no configfs
+/// actions (the kernel refuses them with EINVAL while it still configures
+/// the device), whatever the policy.
+#[test]
+fn a_new_device_is_opened_without_recovery_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let configfs = dir.path().join("core/user_1/dev");
+    fs::create_dir_all(configfs.join("action")).unwrap();
+    fs::write(configfs.join("action/block_dev"), "").unwrap();
+    fs::write(configfs.join("action/reset_ring"), "").unwrap();
+    let spec = DeviceSpec {
+        minor: 4,
+        uio_name: "tcm-user/1/dev/thin/p/v".into(),
+        dev_config: "thin/p/v".into(),
+        dev_path: dir.path().join("uio4"), // missing: the open fails
+        sysfs_dir: dir.path().join("sys/class/uio/uio4"),
+        configfs_dir: Some(configfs.clone()),
+        size_bytes: 1 << 20,
+        recovery: RecoveryPolicy::Reset,
+        restart_budget: RestartBudget::default(),
+        adopted: false,
+    };
+    let bs = BackstoreHandle::new(
+        std::sync::Arc::new(MemBackend::new(512, 2048)),
+        BackstoreKind::Other { name: "mem".into() },
+        1,
+    )
+    .unwrap();
+    let err = spawn_device(spec, bs).unwrap_err();
+    assert!(matches!(err, DeviceError::Ring { .. }), "{err}");
+    for knob in ["block_dev", "reset_ring"] {
+        assert_eq!(
+            fs::read_to_string(configfs.join("action").join(knob)).unwrap(),
+            "",
+            "{knob} untouched"
+        );
+    }
 }
 
 /// `replay`: commands the kernel queued before the daemon (re)started, between
@@ -74,6 +114,7 @@ fn replay_executes_what_lies_between_tail_and_head() {
         size_bytes: 1 << 20,
         recovery: RecoveryPolicy::Replay,
         restart_budget: RestartBudget::default(),
+        adopted: true,
     };
     let bs =
         BackstoreHandle::new(mem.clone(), BackstoreKind::Other { name: "mem".into() }, 2).unwrap();

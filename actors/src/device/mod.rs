@@ -57,6 +57,12 @@ pub struct DeviceSpec {
     pub size_bytes: u64,
     /// Recovery of a ring left by a dead daemon.
     pub recovery: RecoveryPolicy,
+    /// The device existed before this daemon served it (adoption at start,
+    /// or found by a rescan): its ring may hold a previous daemon's state,
+    /// so `recovery` applies. A device this daemon saw being added (or
+    /// re-opened after draining it) has nothing stale: its ring is mapped
+    /// as it is, without the configfs actions.
+    pub adopted: bool,
     /// Panics survived before the device is failed.
     pub restart_budget: RestartBudget,
 }

@@ -138,6 +138,7 @@ impl DeviceFactory for RealFactory {
                 config::RecoveryPolicy::Replay => device::RecoveryPolicy::Replay,
             },
             restart_budget: RestartBudget::default(),
+            adopted: req.adopted,
         };
         let handle = device::spawn_device(spec, backstore)
             .map_err(|e| SpawnError::new(device_errno(&e), e.to_string()))?;

@@ -31,6 +31,7 @@ pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {
         size_bytes: 0,
         recovery: RecoveryPolicy::Replay,
         restart_budget: budget,
+        adopted: false,
     }
 }
 
