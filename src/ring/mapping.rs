@@ -7,6 +7,8 @@
 //! bounds check against the length fixed when the mapping was made.
 
 use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -297,6 +299,54 @@ impl Mapping {
         // reference; the peer does not access the span meanwhile.
         unsafe { std::ptr::write_bytes(p, byte, len) };
         Ok(())
+    }
+
+    /// One `pread(2)` of up to `len` bytes of `fd` at `file_off` straight
+    /// into the data-area span at `off`; returns the bytes read (0 at end of
+    /// file). Under the ownership rule of [`Mapping::copy_out`]: only for
+    /// the data buffers of a command we own.
+    pub(crate) fn pread_data(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        // SAFETY: `[off, off + len)` lies inside the live, writable mapping
+        // (checked by `at`; `self.map` keeps it mapped for this call). The
+        // kernel writes at most `len` bytes at `p`, exactly as a `memcpy`
+        // into the span would, and forms no Rust reference; the peer does
+        // not access an in-flight command's data pages meanwhile. `fd` is a
+        // borrowed, open descriptor for the duration of the call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), p.cast::<libc::c_void>(), len, file_off) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// One `pwrite(2)` of up to `len` bytes of the data-area span at `off`
+    /// to `fd` at `file_off`; returns the bytes written. The counterpart of
+    /// [`Mapping::pread_data`], under the same ownership rule.
+    pub(crate) fn pwrite_data(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        // SAFETY: `[off, off + len)` lies inside the live mapping (checked
+        // by `at`, kept alive by `self.map`); the kernel only reads those
+        // `len` bytes, and no Rust reference into the region is formed.
+        // `fd` is borrowed and open for the duration of the call.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                p.cast_const().cast::<libc::c_void>(),
+                len,
+                file_off,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
     /// Fills `len` bytes at `off` with `byte` (volatile, 8 bytes at a time
