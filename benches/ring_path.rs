@@ -23,13 +23,17 @@
 //! command's buffers (`Ring::data`), so the backend fills or drains the
 //! data area itself. `TCMUD_BENCH_COPY=1` runs the copying path instead
 //! (data area → buffer → `Lun::execute` → buffer → data area), for
-//! comparison in the same build.
+//! comparison in the same build; `TCMUD_BENCH_BARE=1` leaves out the SCSI
+//! layer and the backend call (reads zero-fill the data area directly,
+//! writes do nothing): the floor of the path, the simulator's work plus the
+//! null backend's fill.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tcmud_core::backend::null::NullBackend;
+use tcmud_core::backend::BlockSink;
 use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
 use tcmud_core::scsi::{Lun, LunConfig, ScsiResponse};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDirRef};
@@ -46,6 +50,8 @@ struct Path {
     done: Vec<Completion>,
     /// Copy through buffers instead of the zero-copy path.
     copy: bool,
+    /// No SCSI layer: only the null backend's own work (zero-fill reads).
+    bare: bool,
 }
 
 impl Path {
@@ -73,6 +79,7 @@ impl Path {
             cmds: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
             copy: std::env::var("TCMUD_BENCH_COPY").is_ok_and(|v| v == "1"),
+            bare: std::env::var("TCMUD_BENCH_BARE").is_ok_and(|v| v == "1"),
         }
     }
 
@@ -126,6 +133,12 @@ impl Path {
         for cmd in cmds.drain(..) {
             let rsp = if self.copy {
                 self.execute_copying(write, &cmd)
+            } else if self.bare {
+                if !write {
+                    let mut sink = self.ring.data(&cmd.data).expect("data spans");
+                    sink.zero_at(0, cmd.data.len()).expect("fill");
+                }
+                ScsiResponse::good(cmd.data.len())
             } else {
                 // Zero-copy: the backend fills or drains the data area.
                 let data = self.ring.data(&cmd.data).expect("data spans");

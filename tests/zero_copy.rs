@@ -110,21 +110,29 @@ fn ring_sink_fills_across_iov_boundaries() {
         sink.zero_at(2 * BLOCK - 10, 30).unwrap();
         expect[2 * BLOCK - 10..2 * BLOCK + 20].fill(0);
         // pread from the file across the boundary, from an odd offset.
-        sink.pread_at(BLOCK + 500, BLOCK, file.as_fd(), 123)
+        let n = sink
+            .pread_at(BLOCK + 500, BLOCK, file.as_fd(), 123)
             .unwrap();
+        assert_eq!(n, BLOCK);
         expect[BLOCK + 500..2 * BLOCK + 500].copy_from_slice(&file_bytes[123..123 + BLOCK]);
         // Zero-length operations at the end are fine, past it they are not.
         sink.write_at(len, &[]).unwrap();
         sink.zero_at(len, 0).unwrap();
-        sink.pread_at(len, 0, file.as_fd(), 0).unwrap();
+        assert_eq!(sink.pread_at(len, 0, file.as_fd(), 0).unwrap(), 0);
         assert!(sink.write_at(len - 1, &[1, 2]).is_err());
         assert!(sink.zero_at(usize::MAX, 2).is_err());
-        // Past the end of the file: UnexpectedEof, not a silent short read.
-        let err = sink
-            .pread_at(0, 200, file.as_fd(), file_bytes.len() as u64 - 100)
-            .unwrap_err();
-        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof);
-        expect[..100].copy_from_slice(&file_bytes[file_bytes.len() - 100..]);
+        assert!(sink.pread_at(len, 1, file.as_fd(), 0).is_err());
+        // The file ends inside the range (and inside an iov): the bytes up
+        // to its end are read and counted, the rest is left alone.
+        let tail = 300;
+        let from = (file_bytes.len() - tail) as u64;
+        let n = sink
+            .pread_at(BLOCK - 200, 1000, file.as_fd(), from)
+            .unwrap();
+        assert_eq!(n, tail);
+        expect[BLOCK - 200..BLOCK + 100].copy_from_slice(&file_bytes[file_bytes.len() - tail..]);
+        let past = file_bytes.len() as u64 + 10;
+        assert_eq!(sink.pread_at(0, 100, file.as_fd(), past).unwrap(), 0);
     }
     let done = finish(&mut sim, &mut ring, &[cmd.cmd_id]);
     assert_eq!(done.len(), 1);
@@ -257,7 +265,7 @@ impl BlockSink for Opaque {
         len: usize,
         fd: std::os::fd::BorrowedFd<'_>,
         off: u64,
-    ) -> std::io::Result<()> {
+    ) -> std::io::Result<usize> {
         self.0.pread_at(at, len, fd, off)
     }
 }
@@ -401,4 +409,47 @@ fn execute_io_matches_execute() {
         assert_eq!(ra, rb, "cdb {cdb:02x?}");
         assert!(plain_in == sink.0, "data-in of cdb {cdb:02x?}");
     }
+}
+
+/// A pool volume reads mapped chunks (`pread` into the data area) and
+/// unmapped ones (zeros) straight into a fragmented ring buffer.
+#[test]
+fn pool_volume_reads_into_the_ring() {
+    use tcmud_core::pool::{Pool, PoolConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PoolConfig {
+        chunk_size: 4096,
+        capacity_bytes: 64 * 4096,
+        low_water_pct: 75,
+    };
+    let pool = Pool::create(dir.path(), &cfg).unwrap();
+    pool.create_volume("v", 64 * 4096, 512).unwrap();
+    let v = pool.open_volume("v").unwrap();
+    // Chunks 0 and 2 written (chunk 2 partly), chunk 1 never.
+    let a = pattern(11, 4096);
+    let c = pattern(12, 1024);
+    v.write(0, &a, false).unwrap();
+    v.write(17, &c, false).unwrap();
+    let mut expect = a.clone();
+    expect.extend(vec![0u8; 4096 + 512]);
+    expect.extend(&c);
+    expect.resize(3 * 4096, 0);
+
+    let (mut sim, mut ring) = setup();
+    let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(3 * BLOCK));
+    v.read_into(0, &mut ring.data(&cmd.data).unwrap()).unwrap();
+    let done = finish(&mut sim, &mut ring, &[cmd.cmd_id]);
+    assert!(done[0].data_in == expect, "ring data-in differs");
+    finish(&mut sim, &mut ring, &others);
+
+    let mut sink = Opaque(vec![0xee; 3 * 4096 - 512]);
+    v.read_into(1, &mut sink).unwrap();
+    assert!(sink.0 == expect[512..]);
+    let mut plain = vec![0xee; 4096];
+    v.read(16, &mut plain).unwrap();
+    assert!(plain == expect[2 * 4096..]);
+    assert!(matches!(
+        v.read_into(511, &mut Opaque(vec![0; 1024])),
+        Err(BackendError::OutOfRange { .. })
+    ));
 }

@@ -27,16 +27,17 @@ pub trait BlockSink {
     /// Zeroes bytes `[at, at + len)`.
     fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()>;
 
-    /// Reads exactly `len` bytes of `fd` at `file_off` into `[at, at + len)`
-    /// with `pread` (retried on short reads and `EINTR`); end of file
-    /// before `len` bytes is [`io::ErrorKind::UnexpectedEof`].
+    /// Reads `len` bytes of `fd` at `file_off` into `[at, at + len)` with
+    /// `pread` (retried on short reads and `EINTR`) until they are all read
+    /// or the file ends; returns the bytes read, fewer than `len` only at
+    /// end of file (the rest of the range is left as it was).
     fn pread_at(
         &mut self,
         at: usize,
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-    ) -> io::Result<()>;
+    ) -> io::Result<usize>;
 
     /// The sink as one plain buffer, when it is one (backends then read
     /// into it directly).
@@ -120,19 +121,19 @@ fn slice_pread_at(
     len: usize,
     fd: BorrowedFd<'_>,
     file_off: u64,
-) -> io::Result<()> {
+) -> io::Result<usize> {
     let r = checked_range(at, len, buf.len())?;
     let buf = buf.get_mut(r).ok_or_else(|| out_of_range(at, len, 0))?;
     let mut done = 0usize;
     while let Some(rest) = buf.get_mut(done..).filter(|r| !r.is_empty()) {
         match nix::sys::uio::pread(fd, rest, file_offset(file_off, done)?) {
-            Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Ok(0) => break,
             Ok(n) => done += n,
             Err(nix::errno::Errno::EINTR) => {}
             Err(e) => return Err(e.into()),
         }
     }
-    Ok(())
+    Ok(done)
 }
 
 fn slice_read_at(buf: &[u8], at: usize, dst: &mut [u8]) -> io::Result<()> {
@@ -180,7 +181,7 @@ impl BlockSink for &mut [u8] {
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         slice_pread_at(self, at, len, fd, file_off)
     }
     fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
@@ -204,7 +205,7 @@ impl BlockSink for Vec<u8> {
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         slice_pread_at(self, at, len, fd, file_off)
     }
     fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
@@ -288,7 +289,7 @@ impl BlockSink for SinkPrefix<'_> {
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         checked_range(at, len, self.len)?;
         self.inner.pread_at(at, len, fd, file_off)
     }

@@ -170,8 +170,14 @@ impl BlockBackend for FileBackend {
     fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
         let len = sink.len();
         let (off, _) = self.span(lba, self.blocks_of(len))?;
-        sink.pread_at(0, len, self.file.as_fd(), off)
-            .map_err(BackendError::Read)
+        let n = sink
+            .pread_at(0, len, self.file.as_fd(), off)
+            .map_err(BackendError::Read)?;
+        if n < len {
+            // The image shrank under us: as `read_exact_at` would.
+            return Err(BackendError::Read(io::ErrorKind::UnexpectedEof.into()));
+        }
+        Ok(())
     }
 
     /// `pwrite` straight from the source.

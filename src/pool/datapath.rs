@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use crate::backend::BackendError;
+use crate::backend::{BackendError, BlockSink};
 
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
@@ -73,24 +73,25 @@ impl Pool {
         })
     }
 
-    pub(crate) fn read_bytes(
+    /// Reads `sink.len()` bytes at byte `off` of volume `vol` into `sink`:
+    /// zeros for unmapped chunks, one read per physically contiguous run.
+    pub(crate) fn read_into(
         &self,
         vol: u64,
         off: u64,
-        buf: &mut [u8],
+        sink: &mut dyn BlockSink,
     ) -> Result<(), BackendError> {
         let cs = self.inner.chunk_size;
         let plan: Vec<(Span, Option<u64>)> = {
             let st = self.state();
-            self.spans(off, buf.len())
+            self.spans(off, sink.len())
                 .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
                 .collect()
         };
         let mut i = 0;
-        while i < plan.len() {
-            let (s, phys) = plan[i];
+        while let Some(&(s, phys)) = plan.get(i) {
             let Some(phys) = phys else {
-                buf[s.at..s.at + s.n].fill(0);
+                sink.zero_at(s.at, s.n).map_err(rd)?;
                 i += 1;
                 continue;
             };
@@ -106,7 +107,7 @@ impl Pool {
             }
             self.inner
                 .data
-                .read_at(&mut buf[s.at..s.at + len], phys)
+                .read_into(sink, s.at, len, phys)
                 .map_err(rd)?;
             i = j;
         }

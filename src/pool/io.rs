@@ -2,8 +2,11 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::backend::BlockSink;
 
 /// Positional I/O on the pool's data file.
 ///
@@ -12,6 +15,20 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait DataIo: Send + Sync {
     /// Reads exactly `buf.len()` bytes at `off`; bytes past the end read as zeros.
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+    /// Reads `len` bytes at `off` into `[at, at + len)` of `sink`, as
+    /// [`DataIo::read_at`]. The default reads into a buffer and copies it;
+    /// [`FileIo`] reads straight into the sink (e.g. the ring's data area).
+    fn read_into(
+        &self,
+        sink: &mut dyn BlockSink,
+        at: usize,
+        len: usize,
+        off: u64,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        self.read_at(&mut buf, off)?;
+        sink.write_at(at, &buf)
+    }
     /// Writes all of `buf` at `off`, extending the file if needed.
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
     /// Makes every write issued before this call durable (fdatasync).
@@ -57,6 +74,17 @@ impl DataIo for FileIo {
             done += n;
         }
         Ok(())
+    }
+
+    fn read_into(
+        &self,
+        sink: &mut dyn BlockSink,
+        at: usize,
+        len: usize,
+        off: u64,
+    ) -> io::Result<()> {
+        let n = sink.pread_at(at, len, self.file.as_fd(), off)?;
+        sink.zero_at(at + n, len - n)
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {

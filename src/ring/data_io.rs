@@ -83,17 +83,13 @@ fn ring_io(e: RingError) -> io::Error {
     }
 }
 
-/// Runs `op(done)` (one system call on bytes `done..n` of a piece) until
-/// the piece is done; `Ok(0)` is `eof`, `EINTR` is retried.
-fn whole(
-    n: usize,
-    eof: io::ErrorKind,
-    mut op: impl FnMut(usize) -> io::Result<usize>,
-) -> io::Result<()> {
+/// Runs `op(done)` (one `pwrite` of bytes `done..n` of a piece) until the
+/// piece is written; `EINTR` is retried.
+fn whole(n: usize, mut op: impl FnMut(usize) -> io::Result<usize>) -> io::Result<()> {
     let mut done = 0usize;
     while done < n {
         match op(done) {
-            Ok(0) => return Err(eof.into()),
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(k) => done += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
@@ -130,14 +126,25 @@ impl BlockSink for RingData<'_> {
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: u64,
-    ) -> io::Result<()> {
+    ) -> io::Result<usize> {
         let map = self.ring.map();
+        let mut total = 0usize;
+        let mut eof = false;
         self.each(at, len, |off, done, n| {
-            whole(n, io::ErrorKind::UnexpectedEof, |got| {
+            let mut got = 0usize;
+            while got < n && !eof {
                 let fo = file_offset(file_off, done + got)?;
-                map.pread_data(off + got, n - got, fd, fo)
-            })
-        })
+                match map.pread_data(off + got, n - got, fd, fo) {
+                    Ok(0) => eof = true,
+                    Ok(k) => got += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            total += got;
+            Ok(())
+        })?;
+        Ok(total)
     }
 }
 
@@ -166,7 +173,7 @@ impl BlockSource for RingData<'_> {
     ) -> io::Result<()> {
         let map = self.ring.map();
         self.each(at, len, |off, done, n| {
-            whole(n, io::ErrorKind::WriteZero, |put| {
+            whole(n, |put| {
                 let fo = file_offset(file_off, done + put)?;
                 map.pwrite_data(off + put, n - put, fd, fo)
             })
