@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
 use crate::backend::{
-    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink,
+    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
 };
 
 use super::{Pool, PoolError};
@@ -121,16 +121,24 @@ impl BlockBackend for Volume {
     }
 
     fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.write_from(lba, &data, fua)
+    }
+
+    /// Writes straight from the source (`pwrite` out of the ring's data
+    /// area for a command's buffers) wherever the bytes go to disk as they
+    /// are; partial chunks that need a copy-on-write or zero fill are built
+    /// in a buffer as before.
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
-        let off = self.range(lba, data.len())?;
+        let off = self.range(lba, src.len())?;
         {
             let _g = self
                 .gate
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.pool.write_bytes(self.id, off, data)?;
+            self.pool.write_from(self.id, off, src)?;
         }
         if fua {
             self.pool.fua()?;
