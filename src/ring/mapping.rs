@@ -442,6 +442,26 @@ mod tests {
     }
 
     #[test]
+    fn pread_and_pwrite_go_straight_through_the_mapping() {
+        use std::os::fd::AsFd;
+        let m = Mapping::new(&file(256), 256).unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        m.copy_in(50, &data).unwrap();
+        let disk = tempfile::tempfile().unwrap();
+        assert_eq!(m.pwrite_data(60, 80, disk.as_fd(), 7).unwrap(), 80);
+        m.fill_data(0, 256, 0).unwrap();
+        assert_eq!(m.pread_data(3, 200, disk.as_fd(), 0).unwrap(), 87);
+        let mut back = [0u8; 90];
+        m.copy_out(3, &mut back).unwrap();
+        assert!(back[..7].iter().all(|&b| b == 0));
+        assert_eq!(&back[7..87], &data[10..90]);
+        assert!(back[87..].iter().all(|&b| b == 0));
+        assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000).unwrap(), 0);
+        assert!(m.pread_data(200, 57, disk.as_fd(), 0).is_err());
+        assert!(m.pwrite_data(usize::MAX, 2, disk.as_fd(), 0).is_err());
+    }
+
+    #[test]
     fn zero_length_mapping_is_refused() {
         assert!(Mapping::new(&file(0), 0).is_err());
     }
