@@ -6,10 +6,12 @@
 
 use std::io;
 use std::os::fd::BorrowedFd;
+use std::sync::Arc;
 
 use super::data::DataSpans;
 use super::device::Ring;
 use super::error::RingError;
+use super::mapping::Mapping;
 use crate::backend::buf::{checked_range, file_offset, out_of_range};
 use crate::backend::{BlockSink, BlockSource};
 
@@ -20,7 +22,7 @@ use crate::backend::{BlockSink, BlockSource};
 /// checked against the data area when the view was made.
 #[derive(Debug, Clone, Copy)]
 pub struct RingData<'a> {
-    ring: &'a Ring,
+    map: &'a Mapping,
     spans: &'a DataSpans,
 }
 
@@ -33,7 +35,88 @@ impl Ring {
         for s in spans.as_spans() {
             self.span_ok(s)?;
         }
-        Ok(RingData { ring: self, spans })
+        Ok(RingData {
+            map: self.map(),
+            spans,
+        })
+    }
+
+    /// Like [`Ring::data`], but owned: an I/O thread can hold it while the
+    /// ring stays with its actor. Nothing stops the command being completed
+    /// while it is in use — the caller must not complete the command before
+    /// it is done with the view (the daemon's in-flight table keeps a
+    /// command running until its job returns). Misuse cannot touch memory
+    /// outside the mapping (it stays mapped while the view lives, and every
+    /// access is bounds-checked), but the bytes would then belong to
+    /// another command.
+    pub fn share_data(&self, spans: &DataSpans) -> Result<SharedData, RingError> {
+        self.data(spans)?;
+        Ok(SharedData {
+            map: self.shared_map(),
+            spans: spans.clone(),
+        })
+    }
+}
+
+/// An owned [`RingData`]: one in-flight command's buffers for an I/O
+/// thread (see [`Ring::share_data`]).
+#[derive(Debug, Clone)]
+pub struct SharedData {
+    map: Arc<Mapping>,
+    spans: DataSpans,
+}
+
+impl SharedData {
+    /// The buffers as a sink/source view.
+    pub fn view(&self) -> RingData<'_> {
+        RingData {
+            map: &self.map,
+            spans: &self.spans,
+        }
+    }
+}
+
+impl BlockSink for SharedData {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
+        self.view().write_at(at, src)
+    }
+
+    fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
+        self.view().zero_at(at, len)
+    }
+
+    fn pread_at(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<usize> {
+        self.view().pread_at(at, len, fd, file_off)
+    }
+}
+
+impl BlockSource for SharedData {
+    fn len(&self) -> usize {
+        self.spans.len()
+    }
+
+    fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
+        self.view().read_at(at, dst)
+    }
+
+    fn pwrite_at(
+        &self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<()> {
+        self.view().pwrite_at(at, len, fd, file_off)
     }
 }
 
@@ -104,7 +187,7 @@ impl BlockSink for RingData<'_> {
     }
 
     fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
-        let map = self.ring.map();
+        let map = self.map;
         self.each(at, src.len(), |off, done, n| {
             let piece = src
                 .get(done..done + n)
@@ -114,7 +197,7 @@ impl BlockSink for RingData<'_> {
     }
 
     fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
-        let map = self.ring.map();
+        let map = self.map;
         self.each(at, len, |off, _, n| {
             map.fill_data(off, n, 0).map_err(ring_io)
         })
@@ -127,7 +210,7 @@ impl BlockSink for RingData<'_> {
         fd: BorrowedFd<'_>,
         file_off: u64,
     ) -> io::Result<usize> {
-        let map = self.ring.map();
+        let map = self.map;
         let mut total = 0usize;
         let mut eof = false;
         self.each(at, len, |off, done, n| {
@@ -154,7 +237,7 @@ impl BlockSource for RingData<'_> {
     }
 
     fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
-        let map = self.ring.map();
+        let map = self.map;
         self.each(at, dst.len(), |off, done, n| {
             let cap = dst.len();
             let piece = dst
@@ -171,7 +254,7 @@ impl BlockSource for RingData<'_> {
         fd: BorrowedFd<'_>,
         file_off: u64,
     ) -> io::Result<()> {
-        let map = self.ring.map();
+        let map = self.map;
         self.each(at, len, |off, done, n| {
             whole(n, |put| {
                 let fo = file_offset(file_off, done + put)?;
