@@ -253,6 +253,21 @@ fn path_rate(write: bool, bytes: usize, qd: usize) -> Rate {
     measure(|| p.batch(write, bytes, qd, &payload))
 }
 
+/// Copies per second of `bytes` with a plain memcpy over `n` distinct
+/// buffer pairs in turn: the working set of a path batch of `n` commands
+/// (each command has its own data-area buffer and initiator buffer).
+fn memcpy_rate_spread(bytes: usize, n: usize) -> Rate {
+    let src = vec![0x5au8; bytes * n];
+    let mut dst = vec![0u8; bytes * n];
+    measure(|| {
+        for (d, s) in dst.chunks_exact_mut(bytes).zip(src.chunks_exact(bytes)) {
+            d.copy_from_slice(black_box(s));
+            black_box(&mut *d);
+        }
+        n
+    })
+}
+
 /// Copies per second of `bytes` with a plain memcpy.
 fn memcpy_rate(bytes: usize) -> Rate {
     let src = vec![0x5au8; bytes];
@@ -306,6 +321,10 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&q| (1..=64).contains(&q))
         .unwrap_or(8);
+    println!(
+        "(1 MiB rows: memcpy = one 1 MiB buffer pair, hot in cache; spread = {qd_1m} pairs \
+         in turn, the working set of a batch of {qd_1m} commands)"
+    );
     for (write, name) in [(false, "read"), (true, "write")] {
         let row = format!("1M {name} qd{qd_1m}");
         if !selected(&row) {
@@ -313,14 +332,17 @@ fn main() {
         }
         let r = path_rate(write, 1 << 20, qd_1m);
         let m = memcpy_rate(1 << 20);
+        let spread = memcpy_rate_spread(1 << 20, qd_1m);
         println!(
-            "{:<14} {:>9.2} GB/s {:>9.2} GB/s {:>9.2} GB/s {:>8.3} {:>9}",
+            "{:<14} {:>9.2} GB/s {:>9.2} GB/s {:>9.2} GB/s {:>8.3} {:>9}   spread memcpy {:.2} GB/s, ratio {:.3}",
             row,
             r.wall * gb,
             r.cpu * gb,
             m.cpu * gb,
             r.cpu / m.cpu,
-            r.count
+            r.count,
+            spread.cpu * gb,
+            r.cpu / spread.cpu
         );
     }
 }
