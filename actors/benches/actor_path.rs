@@ -19,7 +19,8 @@
 //! (no flush per write) unless `TCMUD_BENCH_WRITE_THROUGH=1`.
 //!
 //! Knobs: `TCMUD_BENCH_SECS` (per run, default 1), `TCMUD_BENCH_REPS`
-//! (default 3), `TCMUD_BENCH_ONLY=<text>` (rows whose name contains it),
+//! (default 3), `TCMUD_BENCH_ONLY=<text>` (the row of that name, else rows whose name
+//! contains it),
 //! `TCMUD_BENCH_COLUMNS=null,thin,file`, `TCMUD_BENCH_QD_1M` (default 8),
 //! `TCMUD_BENCH_SET_MIB` (working set, default 128), `TCMUD_BENCH_DIR`
 //! (where pool and files live, default the temp dir), `TCMUD_BENCH_ITERS=n`
@@ -79,6 +80,10 @@ struct Sample {
     items: f64,
     wall: f64,
     cpu: f64,
+    /// Context switches of the whole process (path runs only).
+    switches: f64,
+    /// Minor page faults of the whole process (path runs only).
+    faults: f64,
 }
 
 impl Sample {
@@ -191,13 +196,18 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
 fn path(lane: &mut Lane, row: Row, payload: &[u8], count: Option<u64>) -> Sample {
     let warm = Some((row.qd * 4) as u64);
     lane.run(row.load(), payload, secs(), warm);
-    let cpu0 = procfs::process_cpu();
+    let (cpu0, sw0) = (procfs::process_cpu(), procfs::process_switches());
+    let faults0 = procfs::process_minor_faults();
     let done = lane.run(row.load(), payload, secs(), count);
     let cpu = procfs::process_cpu().saturating_sub(cpu0);
+    let switches = procfs::process_switches().saturating_sub(sw0);
+    let faults = procfs::process_minor_faults().saturating_sub(faults0);
     Sample {
         items: done.commands as f64,
         wall: done.wall.as_secs_f64(),
         cpu: cpu.as_secs_f64(),
+        switches: switches as f64,
+        faults: faults as f64,
     }
 }
 
@@ -218,6 +228,8 @@ fn memcpy(bytes: usize) -> Sample {
         items: items as f64,
         wall: start.elapsed().as_secs_f64(),
         cpu: procfs::process_cpu().saturating_sub(cpu0).as_secs_f64(),
+        switches: 0.0,
+        faults: 0.0,
     }
 }
 
@@ -268,6 +280,8 @@ fn raw_io(raw: &File, set: u64, row: Row) -> Sample {
         items: results.iter().map(|r| r.0).sum::<u64>() as f64,
         wall: start.elapsed().as_secs_f64(),
         cpu: results.iter().map(|r| r.1.as_secs_f64()).sum(),
+        switches: 0.0,
+        faults: 0.0,
     }
 }
 
@@ -383,11 +397,24 @@ fn main() {
     let iters = std::env::var("TCMUD_BENCH_ITERS")
         .ok()
         .and_then(|v| v.parse::<u64>().ok());
+    // An exact row name selects that row only, other text every row
+    // containing it.
     let only = std::env::var("TCMUD_BENCH_ONLY").ok();
+    let exact = only
+        .as_ref()
+        .is_some_and(|f| rows(qd_1m).iter().any(|r| r.name() == *f));
     let reps = knob("TCMUD_BENCH_REPS", 3usize).max(1);
     let mut table: Vec<(Row, Cells)> = rows(qd_1m)
         .into_iter()
-        .filter(|r| only.as_ref().is_none_or(|f| r.name().contains(f.as_str())))
+        .filter(|r| {
+            only.as_ref().is_none_or(|f| {
+                if exact {
+                    r.name() == *f
+                } else {
+                    r.name().contains(f.as_str())
+                }
+            })
+        })
         .map(|r| {
             let cells = Cells {
                 path: vec![Vec::new(); columns.len()],
@@ -402,12 +429,16 @@ fn main() {
             for (i, (col, lane)) in b.lanes.iter_mut().enumerate() {
                 let s = path(lane, row, payload(row.bytes), iters);
                 eprintln!(
-                    "rep {rep} {:<14} {col:<5} {:>12} cpu {:>12} wall ({} commands, {:.2} CPUs)",
+                    "rep {rep} {:<14} {col:<5} {:>12} cpu {:>12} wall ({} commands, \
+                     {:.2} CPUs; per command {:.1} µs CPU, {:.2} context switches, {:.1} page faults)",
                     row.name(),
                     fmt_rate(row.bytes, s.cpu_rate()),
                     fmt_rate(row.bytes, s.wall_rate()),
                     s.items,
-                    s.cpu / s.wall
+                    s.cpu / s.wall,
+                    s.cpu / s.items * 1e6,
+                    s.switches / s.items,
+                    s.faults / s.items
                 );
                 cells.path[i].push(s);
             }

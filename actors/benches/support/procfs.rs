@@ -19,6 +19,40 @@ pub fn process_cpu() -> Duration {
     Duration::from_nanos(ns)
 }
 
+/// Context switches (voluntary + involuntary) of every live thread of this
+/// process, from `/proc/self/task/*/status`.
+pub fn process_switches() -> u64 {
+    let mut n = 0u64;
+    if let Ok(dir) = std::fs::read_dir("/proc/self/task") {
+        for task in dir.flatten() {
+            let Ok(text) = std::fs::read_to_string(task.path().join("status")) else {
+                continue;
+            };
+            for line in text.lines() {
+                if let Some(v) = line
+                    .strip_prefix("voluntary_ctxt_switches:")
+                    .or_else(|| line.strip_prefix("nonvoluntary_ctxt_switches:"))
+                {
+                    n += first_u64(v);
+                }
+            }
+        }
+    }
+    n
+}
+
+/// Minor page faults of this process so far (`/proc/self/stat` field 10,
+/// counting exited threads too).
+pub fn process_minor_faults() -> u64 {
+    let text = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name, which is in parentheses.
+    let rest = text.rsplit_once(')').map_or("", |(_, r)| r);
+    rest.split_whitespace()
+        .nth(7)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
 /// CPU time of the calling thread (`/proc/thread-self/schedstat`).
 pub fn thread_cpu() -> Duration {
     let text = std::fs::read_to_string("/proc/thread-self/schedstat").unwrap_or_default();
