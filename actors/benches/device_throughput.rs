@@ -145,6 +145,7 @@ fn actor(n: usize, us: u64) -> Duration {
             size_bytes: DISK_BLOCKS * BS as u64,
             recovery: RecoveryPolicy::Replay,
             restart_budget: RestartBudget::default(),
+            adopted: false,
         };
         let opts = DeviceOptions {
             ring: RingSource::Parts {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 
 use tcmud::backstore::{
     open_backstore, BackstoreHandle, BackstoreKind, DevConfig, PoolRegistry, PoolSpec,
+    DEFAULT_BLOCK_SIZE,
 };
 use tcmud::device::{
     spawn_device_with, DeviceOptions, DeviceSpec, FaultPlan, FaultPoint, RecoveryPolicy,
@@ -62,7 +63,7 @@ fn backstore(a: &Args) -> BackstoreHandle {
                 auto_create: true,
             }]);
             let cfg = DevConfig::parse("thin/example/serve_sim").unwrap().unwrap();
-            open_backstore(&cfg, DISK as u64, &reg).unwrap()
+            open_backstore(&cfg, DISK as u64, DEFAULT_BLOCK_SIZE, &reg).unwrap()
         }
         None => BackstoreHandle::new(
             Arc::new(MemBackend::new(BS as u32, (DISK / BS) as u64)),
@@ -199,6 +200,7 @@ fn main() {
                 max_restarts: 1000,
                 window: Duration::from_secs(60),
             },
+            adopted: false,
         };
         let opts = DeviceOptions {
             ring: RingSource::Parts {

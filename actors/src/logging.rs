@@ -1,5 +1,7 @@
 //! Logging: tracing-subscriber to stderr, text or JSON, with a reloadable filter.
 
+use std::io::IsTerminal;
+
 use crate::config::LogFormat;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -52,7 +54,10 @@ pub fn init(level: &str, format: LogFormat) -> Result<LogHandle, LoggingError> {
         _ => (parse_filter(level)?, false),
     };
     let (filter_layer, handle) = reload::Layer::new(filter);
-    let fmt = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    // Colours only on a terminal: journald and log files get plain text.
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let fmt = match format {
         LogFormat::Text => fmt.boxed(),
         LogFormat::Json => fmt.json().boxed(),

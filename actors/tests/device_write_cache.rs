@@ -2,7 +2,17 @@
 //! (`attrib/emulate_write_cache`), so a restarted daemon reports what the
 //! initiator was told before; unreadable means write-through.
 
-use tcmud::device::configfs_write_cache;
+mod device_common;
+
+use std::sync::Arc;
+
+use device_common::workload::{clear_unit_attention, one};
+use device_common::{sim_options, sim_spec, BS};
+use tcmud::backstore::{BackstoreHandle, BackstoreKind};
+use tcmud::device::{configfs_write_cache, spawn_device_with, RestartBudget};
+use tcmud_core::backend::mem::MemBackend;
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
 #[test]
 fn write_cache_follows_configfs_and_defaults_to_write_through() {
@@ -14,5 +24,70 @@ fn write_cache_follows_configfs_and_defaults_to_write_through() {
     std::fs::write(dev.join("attrib/emulate_write_cache"), "1\n").unwrap();
     assert!(configfs_write_cache(&dev));
     std::fs::write(dev.join("attrib/emulate_write_cache"), "0\n").unwrap();
+    assert!(!configfs_write_cache(&dev));
+}
+
+/// MODE SELECT(6) of the current caching page with WCE set to `on`.
+fn select_wce(sim: &mut KernelSim, on: bool) -> SimCompletion {
+    // MODE SENSE(6), DBD, current caching page (08), allocation length 255.
+    let c = one(sim, &[0x1A, 0x08, 0x08, 0, 255, 0], SimDir::In(255));
+    assert_eq!(c.status, 0);
+    let mut page = c.data_in;
+    page[0] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
+    if on {
+        page[6] |= 0x04;
+    } else {
+        page[6] &= !0x04;
+    }
+    let len = u8::try_from(page.len()).unwrap();
+    // MODE SELECT(6), PF=1, parameter list length = the page we send.
+    one(sim, &[0x15, 0x10, 0, 0, len, 0], SimDir::Out(page))
+}
+
+#[test]
+fn mode_select_of_wce_is_saved_in_configfs() {
+    let t = tempfile::tempdir().unwrap();
+    let dev = t.path().join("dev0");
+    std::fs::create_dir_all(dev.join("attrib")).unwrap();
+    let knob = dev.join("attrib/emulate_write_cache");
+    std::fs::write(&knob, "0\n").unwrap();
+    let mut spec = sim_spec("wce", RestartBudget::default());
+    spec.configfs_dir = Some(dev.clone());
+    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS as u32, 1024));
+    let bs = BackstoreHandle::new(
+        backend,
+        BackstoreKind::Other {
+            name: "memory".into(),
+        },
+        2,
+    )
+    .unwrap();
+    let read_knob = {
+        let knob = knob.clone();
+        move || std::fs::read_to_string(&knob).unwrap()
+    };
+    actix::System::new().block_on(async move {
+        let (mut sim, simdev) = KernelSim::new(SimConfig::default()).unwrap();
+        let opts = sim_options(simdev);
+        let handle = spawn_device_with(spec, bs, opts).unwrap();
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            clear_unit_attention(&mut sim);
+            let on = select_wce(&mut sim, true);
+            let after_on = read_knob();
+            let off = select_wce(&mut sim, false);
+            let after_off = read_knob();
+            let cur = one(&mut sim, &[0x1A, 0x08, 0x08, 0, 255, 0], SimDir::In(255));
+            let wce_now = cur.data_in[6] & 0x04;
+            let _ = done_tx.send((on.status, after_on, off.status, after_off, wce_now));
+        });
+        let (on, after_on, off, after_off, wce_now) = done_rx.await.unwrap();
+        // Saved before the command completed: read right after GOOD.
+        assert_eq!((on, after_on.trim()), (0, "1"));
+        assert_eq!((off, after_off.trim()), (0, "0"));
+        assert_eq!(wce_now, 0, "the device reports what was selected last");
+        handle.stop().await;
+    });
+    // What a restarted daemon would start with.
     assert!(!configfs_write_cache(&dev));
 }

@@ -1,7 +1,7 @@
 //! [`Lun`]: per-device SCSI state and the command entry point.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::sense::{status, Asc, Sense, SenseKey};
@@ -97,6 +97,9 @@ pub struct Lun {
     cfg: LunConfig,
     backend: Arc<dyn BlockBackend>,
     wce: AtomicBool,
+    /// A WCE change made by MODE SELECT, not yet taken by the daemon to
+    /// persist it: 0 none, 1 off, 2 on.
+    wce_selected: AtomicU8,
     ua_pending: AtomicBool,
     ua: Mutex<VecDeque<Sense>>,
     /// Writers hold it shared; COMPARE AND WRITE holds it exclusively across
@@ -128,6 +131,7 @@ impl Lun {
             cfg,
             backend,
             wce: AtomicBool::new(wce),
+            wce_selected: AtomicU8::new(0),
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
             caw_gate: RwLock::new(()),
@@ -200,8 +204,21 @@ impl Lun {
         if !on && self.write_cache_enabled() {
             self.backend.flush()?;
         }
-        self.wce.store(on, Ordering::Release);
+        if self.wce.swap(on, Ordering::AcqRel) != on {
+            self.wce_selected.store(1 + u8::from(on), Ordering::Release);
+        }
         Ok(())
+    }
+
+    /// The WCE value an initiator last set with MODE SELECT, once per
+    /// change, for the daemon to persist (so a restarted daemon does not
+    /// come back with the cache setting the initiator changed).
+    pub fn take_selected_write_cache(&self) -> Option<bool> {
+        match self.wce_selected.swap(0, Ordering::AcqRel) {
+            1 => Some(false),
+            2 => Some(true),
+            _ => None,
+        }
     }
 
     /// FUA to pass to the backend: the command's own FUA, or always when the

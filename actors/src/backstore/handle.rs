@@ -12,8 +12,7 @@ use tcmud_core::pool::Pool;
 use super::io_pool::IoPool;
 use super::{BackstoreError, DevConfig, PoolRegistry};
 
-/// Block size of volumes and files created on demand (the kernel's default
-/// `hw_block_size`).
+/// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 
 /// I/O worker threads per device.
@@ -151,16 +150,27 @@ impl BackstoreHandle {
     }
 }
 
-/// Opens the backstore named by `cfg` for a device of `size_bytes`, creating
-/// a missing thin volume (when its pool allows) or image file.
+/// Opens the backstore named by `cfg` for a device of `size_bytes` with
+/// logical blocks of `block_size` bytes (configfs `attrib/hw_block_size`),
+/// creating a missing thin volume (when its pool allows) or image file. An
+/// existing volume whose block size differs is refused: serving it with
+/// another block size would move every LBA.
 pub fn open_backstore(
     cfg: &DevConfig,
     size_bytes: u64,
+    block_size: u32,
     reg: &PoolRegistry,
 ) -> Result<BackstoreHandle, BackstoreError> {
+    if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
+        return Err(BackstoreError::BlockSize {
+            what: "the device's hw_block_size".to_owned(),
+            have: block_size,
+            want: None,
+        });
+    }
     match cfg {
-        DevConfig::Thin { pool, volume } => open_thin(pool, volume, size_bytes, reg),
-        DevConfig::File { path } => open_file(path, size_bytes),
+        DevConfig::Thin { pool, volume } => open_thin(pool, volume, size_bytes, block_size, reg),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size),
     }
 }
 
@@ -168,6 +178,7 @@ fn open_thin(
     pool_name: &str,
     volume: &str,
     size_bytes: u64,
+    block_size: u32,
     reg: &PoolRegistry,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let pool = reg.pool(pool_name)?;
@@ -185,13 +196,27 @@ fn open_thin(
                 volume: volume.to_owned(),
             });
         }
-        tracing::info!(pool = pool_name, volume, size_bytes, "creating volume");
-        pool.create_volume(volume, size_bytes, DEFAULT_BLOCK_SIZE)
+        tracing::info!(
+            pool = pool_name,
+            volume,
+            size_bytes,
+            block_size,
+            "creating volume"
+        );
+        pool.create_volume(volume, size_bytes, block_size)
             .map_err(pool_err(format!("create volume {volume}")))?;
     }
     let vol = pool
         .open_volume(volume)
         .map_err(pool_err(format!("open volume {volume}")))?;
+    let have_bs = vol.caps().block_size;
+    if have_bs != block_size {
+        return Err(BackstoreError::BlockSize {
+            what: format!("volume {pool_name}/{volume}"),
+            have: have_bs,
+            want: Some(block_size),
+        });
+    }
     let have = size_of(vol.as_ref());
     if have != size_bytes {
         tracing::warn!(
@@ -211,17 +236,20 @@ fn open_thin(
     )
 }
 
-fn open_file(path: &Path, size_bytes: u64) -> Result<BackstoreHandle, BackstoreError> {
+fn open_file(
+    path: &Path,
+    size_bytes: u64,
+    block_size: u32,
+) -> Result<BackstoreHandle, BackstoreError> {
     if !path.exists() {
         tracing::info!(path = %path.display(), size_bytes, "creating image file");
     }
     // Creates a missing image and extends a short one to the device size.
-    let backend = FileBackend::create(path, DEFAULT_BLOCK_SIZE, size_bytes).map_err(|source| {
-        BackstoreError::Io {
+    let backend =
+        FileBackend::create(path, block_size, size_bytes).map_err(|source| BackstoreError::Io {
             what: format!("open {}", path.display()),
             source,
-        }
-    })?;
+        })?;
     BackstoreHandle::new(
         Arc::new(backend),
         BackstoreKind::File {

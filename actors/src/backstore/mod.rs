@@ -52,6 +52,17 @@ pub enum BackstoreError {
         /// Volume name.
         volume: String,
     },
+    /// A block size that cannot be served: not a power of two in
+    /// 512..=65536, or not the block size an existing volume was made with.
+    #[error("{what} has block size {have}{}", want.map(|w| format!(", the device wants {w} (recreate the volume or set hw_block_size to {have})")).unwrap_or_else(|| " (must be a power of two from 512 to 65536)".to_owned()))]
+    BlockSize {
+        /// What has the block size.
+        what: String,
+        /// Its block size.
+        have: u32,
+        /// The device's block size when they differ.
+        want: Option<u32>,
+    },
     /// A pool operation failed.
     #[error("{what}: {source}")]
     Pool {

@@ -42,6 +42,7 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job) {
         }
     }));
     Counters::add(&shared.counters.executed, 1);
+    persist_write_cache(shared);
     match res {
         Ok(out) => {
             if out.status != GOOD {
@@ -64,6 +65,25 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job) {
             tracing::error!(panic = %msg, caw, panics, "SCSI emulation panicked");
             shared.report_crash(format!("I/O thread panicked: {msg}"));
         }
+    }
+}
+
+/// After a MODE SELECT changed WCE: write it to configfs before the command
+/// completes, so that a restarted daemon keeps what the initiator chose.
+fn persist_write_cache(shared: &DeviceShared) {
+    let Some(on) = shared.lun.take_selected_write_cache() else {
+        return;
+    };
+    let Some(dir) = &shared.configfs_dir else {
+        return;
+    };
+    match super::store_configfs_write_cache(dir, on) {
+        Ok(()) => tracing::info!(
+            write_cache = on,
+            "write cache set by MODE SELECT, saved in configfs"
+        ),
+        Err(e) => tracing::error!(write_cache = on, error = %e,
+            "cannot save the write-cache setting in configfs; a daemon restart will revert it"),
     }
 }
 

@@ -57,6 +57,12 @@ pub struct DeviceSpec {
     pub size_bytes: u64,
     /// Recovery of a ring left by a dead daemon.
     pub recovery: RecoveryPolicy,
+    /// The device existed before this daemon served it (adoption at start,
+    /// or found by a rescan): its ring may hold a previous daemon's state,
+    /// so `recovery` applies. A device this daemon saw being added (or
+    /// re-opened after draining it) has nothing stale: its ring is mapped
+    /// as it is, without the configfs actions.
+    pub adopted: bool,
     /// Panics survived before the device is failed.
     pub restart_budget: RestartBudget,
 }
@@ -175,6 +181,7 @@ pub fn spawn_device_with(
         lun,
         backstore,
         faults,
+        spec.configfs_dir.clone(),
     ));
     {
         let _span = shared.span.enter();
@@ -223,6 +230,15 @@ pub fn configfs_write_cache(configfs_dir: &std::path::Path) -> bool {
             false
         }
     }
+}
+
+/// Writes the write-cache setting an initiator chose with MODE SELECT to
+/// configfs (`attrib/emulate_write_cache`), where [`configfs_write_cache`]
+/// finds it after a daemon restart. The kernel answers the write with a
+/// RECONFIG event carrying the same value, which changes nothing.
+pub fn store_configfs_write_cache(configfs_dir: &std::path::Path, on: bool) -> std::io::Result<()> {
+    let path = configfs_dir.join("attrib").join("emulate_write_cache");
+    std::fs::write(&path, if on { "1" } else { "0" })
 }
 
 /// SCSI identity derived from the `dev_config` (stable across restarts).

@@ -15,7 +15,8 @@ use tcmud_core::ring::Ring;
 
 use super::{DeviceError, DeviceSpec, RecoveryPolicy};
 
-/// Opens `/dev/uioN` of `spec`, applying its recovery policy.
+/// Opens `/dev/uioN` of `spec`, applying its recovery policy if it was
+/// adopted.
 pub(crate) fn open_uio_ring(spec: &DeviceSpec) -> Result<Ring, DeviceError> {
     let open = || {
         Ring::open_uio(&spec.dev_path, &spec.sysfs_dir).map_err(|source| DeviceError::Ring {
@@ -24,6 +25,9 @@ pub(crate) fn open_uio_ring(spec: &DeviceSpec) -> Result<Ring, DeviceError> {
         })
     };
     let mut ring = match (&spec.recovery, &spec.configfs_dir) {
+        // Nothing stale to recover (and the kernel refuses the actions with
+        // EINVAL while it is still configuring a new device).
+        _ if !spec.adopted => open()?,
         (RecoveryPolicy::Reset, Some(dir)) => {
             let blocked = write_action(dir, "block_dev", "1");
             if let Err(e) = write_action(dir, "reset_ring", "1") {

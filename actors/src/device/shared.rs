@@ -67,6 +67,9 @@ pub(crate) struct DeviceShared {
     pub backstore: BackstoreHandle,
     pub faults: Faults,
     pub counters: Counters,
+    /// The device's configfs directory, where settings changed by the
+    /// initiator are written back (None: simulator, or not found).
+    pub configfs_dir: Option<std::path::PathBuf>,
     failed: OnceLock<String>,
     crash: Mutex<Option<String>>,
     draining: AtomicBool,
@@ -90,6 +93,7 @@ impl DeviceShared {
         lun: Arc<Lun>,
         backstore: BackstoreHandle,
         faults: Faults,
+        configfs_dir: Option<std::path::PathBuf>,
     ) -> DeviceShared {
         let span = tracing::info_span!("device", minor, name = %name);
         DeviceShared {
@@ -102,6 +106,7 @@ impl DeviceShared {
             backstore,
             faults,
             counters: Counters::default(),
+            configfs_dir,
             failed: OnceLock::new(),
             crash: Mutex::new(None),
             draining: AtomicBool::new(false),

@@ -61,7 +61,7 @@ pub fn classify(dev_config: &str) -> Ownership {
 
 fn backstore_errno(e: &BackstoreError) -> i32 {
     match e {
-        BackstoreError::BadDevConfig { .. } => libc::EINVAL,
+        BackstoreError::BadDevConfig { .. } | BackstoreError::BlockSize { .. } => libc::EINVAL,
         BackstoreError::UnknownPool(_)
         | BackstoreError::PoolMissing { .. }
         | BackstoreError::VolumeMissing { .. } => libc::ENOENT,
@@ -123,7 +123,7 @@ impl DeviceFactory for RealFactory {
                 }
             },
         };
-        let backstore = open_backstore(&cfg, req.size_bytes, reg)
+        let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg)
             .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
         let spec = DeviceSpec {
             minor: req.minor,
@@ -138,6 +138,7 @@ impl DeviceFactory for RealFactory {
                 config::RecoveryPolicy::Replay => device::RecoveryPolicy::Replay,
             },
             restart_budget: RestartBudget::default(),
+            adopted: req.adopted,
         };
         let handle = device::spawn_device(spec, backstore)
             .map_err(|e| SpawnError::new(device_errno(&e), e.to_string()))?;

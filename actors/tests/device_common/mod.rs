@@ -31,6 +31,7 @@ pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {
         size_bytes: 0,
         recovery: RecoveryPolicy::Replay,
         restart_budget: budget,
+        adopted: false,
     }
 }
 
@@ -65,17 +66,25 @@ pub fn start_on(
     )
     .unwrap();
     let opts = DeviceOptions {
+        tick: Duration::from_millis(10),
+        lun: None,
+        fault,
+        own_thread,
+        ..sim_options(dev)
+    };
+    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+}
+
+/// Default device options over a simulated ring.
+pub fn sim_options(dev: SimDevice) -> DeviceOptions {
+    DeviceOptions {
         ring: RingSource::Parts {
             map: dev.map,
             len: dev.len,
             event_fd: dev.event_fd,
         },
-        tick: Duration::from_millis(10),
-        lun: None,
-        fault,
-        own_thread,
-    };
-    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+        ..DeviceOptions::default()
+    }
 }
 
 /// What a run returned.
