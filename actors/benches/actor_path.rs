@@ -143,7 +143,7 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
                     format!("file/{}", dir.path().join("image").display())
                 };
                 let parsed = DevConfig::parse(&cfg).expect("dev_config").expect("ours");
-                let bs = open_backstore(&parsed, set, &reg).expect("open backstore");
+                let bs = open_backstore(&parsed, set, BS as u32, &reg).expect("open backstore");
                 let backend = bs.backend();
                 for i in 0..set / MIB as u64 {
                     backend

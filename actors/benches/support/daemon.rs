@@ -110,6 +110,7 @@ fn spawn(minor: u32, d: DeviceSetup) -> tcmud::device::DeviceHandle {
         configfs_dir: None,
         size_bytes: d.size_bytes,
         recovery: RecoveryPolicy::Replay,
+        adopted: false,
         restart_budget: RestartBudget::default(),
     };
     let mut lun = default_lun_config(&d.dev_config);
