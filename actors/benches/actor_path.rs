@@ -16,7 +16,8 @@
 //! itself can reach), random 4 KiB / sequential 1 MiB offsets like the path.
 //! Thin volume, image and raw file are written in full before the runs
 //! (page cache warm, chunks allocated). Devices run with the write cache on
-//! (no flush per write) unless `TCMUD_BENCH_WRITE_THROUGH=1`.
+//! (no flush per write) unless `TCMUD_BENCH_WRITE_THROUGH=1`, which also
+//! makes the raw baseline `fdatasync` after every write.
 //!
 //! Knobs: `TCMUD_BENCH_SECS` (per run, default 1), `TCMUD_BENCH_REPS`
 //! (default 3), `TCMUD_BENCH_ONLY=<text>` (the row of that name, else rows whose name
@@ -233,9 +234,10 @@ fn memcpy(bytes: usize) -> Sample {
     }
 }
 
-/// pread/pwrite of `row` on the raw file with `min(qd, 4)` threads; CPU
-/// time is the sum of those threads' own.
-fn raw_io(raw: &File, set: u64, row: Row) -> Sample {
+/// pread/pwrite of `row` on the raw file with `min(qd, 4)` threads (each
+/// write followed by `fdatasync` when `sync`); CPU time is the sum of those
+/// threads' own.
+fn raw_io(raw: &File, set: u64, row: Row, sync: bool) -> Sample {
     let threads = row.qd.clamp(1, DEFAULT_IO_THREADS);
     let limit = secs();
     let start = Instant::now();
@@ -262,6 +264,9 @@ fn raw_io(raw: &File, set: u64, row: Row) -> Sample {
                         let off = slot * row.bytes as u64;
                         if row.write {
                             raw.write_all_at(&buf, off).expect("pwrite");
+                            if sync {
+                                raw.sync_data().expect("fdatasync");
+                            }
                         } else {
                             raw.read_exact_at(&mut buf, off).expect("pread");
                         }
@@ -449,7 +454,7 @@ fn main() {
                 cells.memcpy.push(memcpy(row.bytes));
             }
             if columns.iter().any(|c| *c != "null") {
-                let s = raw_io(&b.raw, set, row);
+                let s = raw_io(&b.raw, set, row, !write_cache);
                 eprintln!(
                     "rep {rep} {:<14} raw   {:>12} cpu {:>12} wall",
                     row.name(),
