@@ -18,14 +18,24 @@
 //! --tool=callgrind --toggle-collect='*Path*batch*' <bench binary> --bench`:
 //! the collected `Ir` divided by the commands printed is instructions per
 //! command.
+//!
+//! Commands run zero-copy: `Lun::execute_io` over the ring's view of each
+//! command's buffers (`Ring::data`), so the backend fills or drains the
+//! data area itself. `TCMUD_BENCH_COPY=1` runs the copying path instead
+//! (data area → buffer → `Lun::execute` → buffer → data area), for
+//! comparison in the same build; `TCMUD_BENCH_BARE=1` leaves out the SCSI
+//! layer and the backend call (reads zero-fill the data area directly,
+//! writes do nothing): the floor of the path, the simulator's work plus the
+//! null backend's fill.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tcmud_core::backend::null::NullBackend;
+use tcmud_core::backend::BlockSink;
 use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
-use tcmud_core::scsi::{Lun, LunConfig};
+use tcmud_core::scsi::{Lun, LunConfig, ScsiResponse};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDirRef};
 
 const BS: u32 = 512;
@@ -38,6 +48,10 @@ struct Path {
     inb: Vec<u8>,
     cmds: Vec<CmdRequest>,
     done: Vec<Completion>,
+    /// Copy through buffers instead of the zero-copy path.
+    copy: bool,
+    /// No SCSI layer: only the null backend's own work (zero-fill reads).
+    bare: bool,
 }
 
 impl Path {
@@ -64,7 +78,30 @@ impl Path {
             inb: vec![0; 1 << 20],
             cmds: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
+            copy: std::env::var("TCMUD_BENCH_COPY").is_ok_and(|v| v == "1"),
+            bare: std::env::var("TCMUD_BENCH_BARE").is_ok_and(|v| v == "1"),
         }
+    }
+
+    /// The copying path (`TCMUD_BENCH_COPY=1`): data-out copied out of the
+    /// data area into a buffer, `Lun::execute` over buffers, data-in copied
+    /// back into the data area.
+    fn execute_copying(&mut self, write: bool, cmd: &CmdRequest) -> ScsiResponse {
+        let len = cmd.data.len();
+        if write {
+            self.ring
+                .read_data_out(&cmd.data, &mut self.out[..len])
+                .expect("data out");
+        }
+        let rsp = self
+            .lun
+            .execute(cmd.cdb.as_bytes(), &self.out[..len], &mut self.inb[..len]);
+        if !write {
+            self.ring
+                .write_data_in(&cmd.data, &self.inb[..rsp.data_in_len])
+                .expect("data in");
+        }
+        rsp
     }
 
     /// Runs one batch of `qd` commands of `bytes` each; returns commands done.
@@ -92,24 +129,31 @@ impl Path {
                 self.cmds.push(cmd);
             }
         }
-        for cmd in self.cmds.drain(..) {
-            let len = cmd.data.len();
-            if write {
-                self.ring
-                    .read_data_out(&cmd.data, &mut self.out[..len])
-                    .expect("data out");
-            }
-            let rsp = self
-                .lun
-                .execute(cmd.cdb.as_bytes(), &self.out[..len], &mut self.inb[..len]);
-            if !write {
-                self.ring
-                    .write_data_in(&cmd.data, &self.inb[..rsp.data_in_len])
-                    .expect("data in");
-            }
+        let mut cmds = std::mem::take(&mut self.cmds);
+        for cmd in cmds.drain(..) {
+            let rsp = if self.copy {
+                self.execute_copying(write, &cmd)
+            } else if self.bare {
+                if !write {
+                    let mut sink = self.ring.data(&cmd.data).expect("data spans");
+                    sink.zero_at(0, cmd.data.len()).expect("fill");
+                }
+                ScsiResponse::good(cmd.data.len())
+            } else {
+                // Zero-copy: the backend fills or drains the data area.
+                let data = self.ring.data(&cmd.data).expect("data spans");
+                let (mut sink, mut none): (_, &mut [u8]) = (data, &mut []);
+                let empty: &[u8] = &[];
+                if write {
+                    self.lun.execute_io(cmd.cdb.as_bytes(), &data, &mut none)
+                } else {
+                    self.lun.execute_io(cmd.cdb.as_bytes(), &empty, &mut sink)
+                }
+            };
             self.done
                 .push(Completion::status(cmd.cmd_id, rsp.status, None));
         }
+        self.cmds = cmds; // keeps its capacity
         let n = self.done.len();
         for c in self.done.drain(..) {
             self.ring.complete(c).expect("complete");

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (named in README.md, run by .ci/run):
-# every cargo test in the workspace, then the real-kernel VM scenarios.
+# every cargo test in the workspace, the real-kernel VM scenarios, then a
+# libiscsi conformance subset over the real kernel path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
@@ -9,4 +10,10 @@ cargo test --workspace --doc
 VM_SCENARIOS=${TCMUD_VM_SCENARIOS:-00,01,02,03,04,05,06,07,08}
 if [ -x tests/vm/run-scenarios.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ]; then
     tests/vm/run-scenarios.sh --only "$VM_SCENARIOS"
+fi
+# SCSI conformance over the real kernel path: libiscsi's iscsi-test-cu, the
+# CI subset (tests/conformance/quick.txt), with the binary the VM tests used.
+if [ -x tests/conformance/run-libiscsi.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ] &&
+    [ "${TCMUD_SKIP_CONFORMANCE:-0}" != 1 ]; then
+    tests/conformance/run-libiscsi.sh --quick --no-build --tcmud target/vm-bin/tcmud
 fi

@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::backend::{Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend};
+use crate::backend::{
+    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+};
 
 use super::{Pool, PoolError};
 
@@ -108,26 +110,40 @@ impl BlockBackend for Volume {
         }
     }
 
-    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        let off = self.range(lba, buf.len())?;
+    fn read(&self, lba: u64, mut buf: &mut [u8]) -> Result<(), BackendError> {
+        self.read_into(lba, &mut buf)
+    }
+
+    /// Reads straight into the sink (`pread` into the ring's data area for
+    /// a command's buffers; zeros for unmapped chunks).
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
+        let off = self.range(lba, sink.len())?;
         let _g = self
             .gate
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.pool.read_bytes(self.id, off, buf)
+        self.pool.read_into(self.id, off, sink)
     }
 
     fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.write_from(lba, &data, fua)
+    }
+
+    /// Writes straight from the source (`pwrite` out of the ring's data
+    /// area for a command's buffers) wherever the bytes go to disk as they
+    /// are; partial chunks that need a copy-on-write or zero fill are built
+    /// in a buffer as before.
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
-        let off = self.range(lba, data.len())?;
+        let off = self.range(lba, src.len())?;
         {
             let _g = self
                 .gate
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.pool.write_bytes(self.id, off, data)?;
+            self.pool.write_from(self.id, off, src)?;
         }
         if fua {
             self.pool.fua()?;
