@@ -336,17 +336,24 @@ impl Pool {
     /// already taken the pending changes (so they no longer look dirty) but
     /// has not made them durable; acknowledging after only a data sync would
     /// lose this write's mapping if the process died before that commit
-    /// ended.
+    /// ended. Once the check finds nothing pending, the mapping is durable
+    /// and only the data needs syncing: that sync runs outside the commit
+    /// lock, shared with the FUA writes arriving at the same time
+    /// ([`GroupSync`](super::groupsync::GroupSync)), instead of one
+    /// `fdatasync` after another under the lock.
     pub(crate) fn fua(&self) -> Result<(), BackendError> {
-        let _c = guard(&self.inner.commit);
-        let clean = self.state().dirty.is_empty();
-        if clean {
-            self.inner.data.sync_data().map_err(BackendError::Flush)
-        } else {
-            self.flush_locked().map_err(|e| match e {
-                PoolError::Io { source, .. } => BackendError::Flush(source),
-                other => BackendError::Metadata(other.to_string()),
-            })
+        {
+            let _c = guard(&self.inner.commit);
+            if !self.state().dirty.is_empty() {
+                return self.flush_locked().map_err(|e| match e {
+                    PoolError::Io { source, .. } => BackendError::Flush(source),
+                    other => BackendError::Metadata(other.to_string()),
+                });
+            }
         }
+        self.inner
+            .group_sync
+            .sync(|| self.inner.data.sync_data())
+            .map_err(BackendError::Flush)
     }
 }

@@ -20,6 +20,9 @@ pub struct Volume {
     size: AtomicU64,
     gate: Arc<RwLock<()>>,
     seen_low_water: AtomicU64,
+    /// The pool's count of low-water crossings (read without the state
+    /// lock: `poll_event` runs on every command).
+    low_water_epoch: Arc<AtomicU64>,
     capacity_changed: AtomicBool,
 }
 
@@ -41,7 +44,8 @@ impl Volume {
         rec: &super::format::VolumeRecord,
     ) -> Volume {
         let gate = pool.gate(id);
-        let seen = pool.state().low_water_epoch;
+        let low_water_epoch = Arc::clone(&pool.state().low_water_epoch);
+        let seen = low_water_epoch.load(Ordering::Acquire);
         Volume {
             pool,
             id,
@@ -51,6 +55,7 @@ impl Volume {
             size: AtomicU64::new(rec.size_bytes),
             gate,
             seen_low_water: AtomicU64::new(seen),
+            low_water_epoch,
             capacity_changed: AtomicBool::new(false),
         }
     }
@@ -217,7 +222,7 @@ impl BlockBackend for Volume {
         if self.capacity_changed.swap(false, Ordering::AcqRel) {
             return Some(BackendEvent::CapacityChanged);
         }
-        let epoch = self.pool.state().low_water_epoch;
+        let epoch = self.low_water_epoch.load(Ordering::Acquire);
         if self.seen_low_water.swap(epoch, Ordering::AcqRel) != epoch {
             return Some(BackendEvent::LowWaterMark);
         }
