@@ -155,6 +155,11 @@ fn injected(kind: &str) -> io::Error {
 }
 
 impl BlockBackend for MemBackend {
+    /// Memory only: never waits.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn caps(&self) -> BackendCaps {
         self.lock().caps_override.unwrap_or(BackendCaps {
             block_size: 512,

@@ -144,6 +144,14 @@ pub trait BlockBackend: Send + Sync {
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), BackendError>;
 
+    /// Whether a call may wait on a device, a file or a lock held across
+    /// I/O (the default). A backend that only touches memory (null, memory)
+    /// says `false`: the daemon then runs its commands on the device's own
+    /// thread instead of handing them to I/O threads.
+    fn may_block(&self) -> bool {
+        true
+    }
+
     /// Deallocates `blocks` blocks at `lba` (or zeroes what cannot be
     /// deallocated, so that the range reads as zeros afterwards when
     /// `zeroes_after_unmap` is advertised).

@@ -38,6 +38,11 @@ impl NullBackend {
 }
 
 impl BlockBackend for NullBackend {
+    /// Memory only: never waits.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn caps(&self) -> BackendCaps {
         self.caps
     }

@@ -27,17 +27,21 @@ pub struct DeviceActor {
     caps: Caps,
     tick: Duration,
     need_kick: bool,
+    /// The backend never blocks: run commands on this thread.
+    inline_io: bool,
 }
 
 impl DeviceActor {
     pub(crate) fn new(shared: Arc<DeviceShared>, ring: Ring, tick: Duration) -> DeviceActor {
         let caps = ring.caps();
+        let inline_io = !shared.backstore.backend().may_block();
         DeviceActor {
             shared,
             ring,
             caps,
             tick,
             need_kick: false,
+            inline_io,
         }
     }
 
@@ -117,6 +121,7 @@ impl DeviceActor {
     /// buffers in the ring's data area (no copy).
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
+        let mut inline = Vec::new();
         for seq in table.queued() {
             let Some(slot) = table.get(seq) else {
                 continue;
@@ -160,15 +165,25 @@ impl DeviceActor {
                 data_out,
                 data_in,
             };
+            if self.inline_io {
+                inline.push(job);
+                continue;
+            }
             let shared = Arc::clone(&self.shared);
             if !self
                 .shared
                 .backstore
-                .spawn_io(move || exec::run(&shared, job))
+                .spawn_io(move || exec::run(&shared, job, true))
             {
                 tracing::error!("backstore I/O threads are gone");
                 table.cancel_unstarted(seq, internal_target_failure());
             }
+        }
+        drop(table);
+        // A backend that never waits runs here: no hand-off to an I/O
+        // thread and back, and the results go out in this same pump.
+        for job in inline {
+            exec::run(&self.shared, job, false);
         }
     }
 

@@ -31,8 +31,10 @@ pub(crate) struct Job {
 /// Panics of one command after which it is no longer retried.
 const MAX_PANICS_PER_COMMAND: u32 = 2;
 
-/// Runs `job` (on an I/O thread).
-pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job) {
+/// Runs `job` (on an I/O thread, or on the device's thread for a backend
+/// that never blocks). `notify` wakes the device actor when it is done
+/// (not needed when the actor runs it itself).
+pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job, notify: bool) {
     let _span = shared.span.enter();
     if !lock(&shared.table).start(job.seq, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
@@ -66,7 +68,9 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job) {
                 tracing::debug!(cdb = ?job.cdb.first(), status = out.status, "command failed");
             }
             lock(&shared.table).finish(job.seq, job.token, out);
-            shared.wake.notify_one();
+            if notify {
+                shared.wake.notify_one();
+            }
         }
         Err(payload) => {
             let msg = panic_message(payload.as_ref());
