@@ -234,7 +234,7 @@ pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
         .take_while(|c| c.opcode == opcode);
     let sa = cdb.get(1).map(|b| b & 0x1F);
     rows.find(|c| c.service_action.is_none() || c.service_action == sa)
-        .ok_or(ScsiError::cdb(1, 4))
+        .ok_or_else(|| ScsiError::cdb(1, 4))
 }
 
 /// The data direction a CDB implies, or `None` for an unsupported command.

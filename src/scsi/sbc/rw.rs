@@ -106,7 +106,7 @@ fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, Sc
         Some(d) => d.out,
         None => &ctx.data_out,
     };
-    let data = SourcePrefix::new(src, ext.bytes).ok_or(ScsiError::cdb(req.len_byte, 7))?;
+    let data = SourcePrefix::new(src, ext.bytes).ok_or_else(|| ScsiError::cdb(req.len_byte, 7))?;
     let fua = ctx.lun.effective_fua(&ctx.caps, req.fua() || verify);
     let _gate = ctx.lun.write_gate();
     ctx.lun.backend().write_from(ext.lba, &data, fua)?;

@@ -39,14 +39,14 @@ fn verify(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
             let expected = ctx
                 .data_out
                 .get(..ext.bytes)
-                .ok_or(ScsiError::cdb(req.len_byte, 7))?;
+                .ok_or_else(|| ScsiError::cdb(req.len_byte, 7))?;
             first_difference(&medium, expected)
         }
         _ => {
             let block = ctx
                 .data_out
                 .get(..bs)
-                .ok_or(ScsiError::cdb(req.len_byte, 7))?;
+                .ok_or_else(|| ScsiError::cdb(req.len_byte, 7))?;
             medium
                 .chunks(bs)
                 .enumerate()

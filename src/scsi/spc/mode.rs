@@ -106,7 +106,7 @@ fn mode_sense(ctx: &Ctx<'_>, req: &Request) -> Result<Vec<u8>, ScsiError> {
             pages.extend(page(ctx, code, pc).unwrap_or_default());
         }
     } else {
-        pages = page(ctx, req.page_code, pc).ok_or(ScsiError::cdb(2, 5))?;
+        pages = page(ctx, req.page_code, pc).ok_or_else(|| ScsiError::cdb(2, 5))?;
     }
     let descriptor = if req.dbd {
         Vec::new()
