@@ -1,6 +1,7 @@
-//! Arbitrary CDB + data-out bytes through `Lun::execute` on a small thin
-//! MemBackend: must never panic, and must answer GOOD or a well-formed
-//! CHECK CONDITION.
+//! Arbitrary CDB + data-out bytes through `Lun::execute` (or, chosen by a
+//! selector bit, `Lun::execute_io`, the zero-copy entry the daemon uses) on a
+//! small thin MemBackend: must never panic, and must answer GOOD or a
+//! well-formed CHECK CONDITION.
 #![no_main]
 
 use std::sync::Arc;
@@ -26,8 +27,15 @@ fuzz_target!(|data: &[u8]| {
     let lun = Lun::new(cfg, mem);
     lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []); // consume the power-on unit attention
     let mut din = vec![0u8; usize::from(*din_sel) * 257];
+    let zero_copy = fault & 0x80 != 0;
     for _ in 0..2 {
-        let r = lun.execute(cdb, data_out, &mut din);
+        let r = if zero_copy {
+            let mut sink: &mut [u8] = &mut din;
+            let src: &[u8] = data_out;
+            lun.execute_io(cdb, &src, &mut sink)
+        } else {
+            lun.execute(cdb, data_out, &mut din)
+        };
         assert!(r.data_in_len <= din.len());
         match r.status {
             status::GOOD => assert!(r.sense.is_none()),
