@@ -1,21 +1,41 @@
 #!/bin/bash
 # bench-kernel-path.sh -- benchmark (NOT part of the test suite): the full kernel path
 # (fio -> sd -> tcm_loop -> LIO -> backstore) in ONE QEMU/TCG boot, comparing
-#   tcmud on a thin volume, tcmud on a raw file (file//), Debian's tcmu-runner 1.5.4 with its
-#   qcow handler on a raw image, and the kernel's own fileio backstore on the same kind of image.
-# Same image size, hw_max_sectors=1024 / max_sectors_kb=512 and the same data-area settings for
-# all; 4k randread, 4k randwrite, 1M seq read, 1M seq write, libaio direct iodepth 32,
-# interleaved, median of N runs. Prints IOPS and MB/s per backend and the ratios
-# tcmud/tcmu-runner and tcmud/fileio.
+#   thin    tcmud on a thin volume (pool on the guest tmpfs, 64 KiB chunks)
+#   file    tcmud on a raw file (dev_config file//tmp/b/file.img)
+#   runner  Debian's tcmu-runner 1.5.4, its qcow handler on a raw image (the peer)
+#   fileio  the kernel's own fileio backstore on a raw image (the in-kernel upper bound)
+# fio libaio direct iodepth 32: 4k randread, 4k randwrite, 1M seq read, 1M seq write;
+# interleaved (each workload on each backend in turn, order rotated every rep), median of N.
+#
+# Every backend is configured alike (tests/vm/bench/kernel-path-guest.sh does it):
+#   - same image size; every image and the pool on the same guest tmpfs (/tmp); every LUN
+#     filled with the same random data before the first run;
+#   - initiator: max_sectors_kb=512 on every sdX (so 1M requests arrive as 512 KiB commands);
+#   - TCMU devices: hw_max_sectors=1024, max_data_area_mb=256, nl_reply_supported=-1;
+#   - write cache (--cache, default wb): attrib/emulate_write_cache=1 on all four, written
+#     before enable. tcmud then acknowledges writes without an fdatasync/metadata commit
+#     each; tcmu-runner's qcow handler never syncs per write in either mode; fileio gets
+#     fd_buffered_io=1 (page cache; without it fileio opens the image O_DSYNC).
+#     --cache wt: emulate_write_cache=0 everywhere: tcmud makes every write durable before
+#     acknowledging it (fdatasync / pool commit), fileio is O_DSYNC, tcmu-runner unchanged
+#     (it ignores write-through) -- that row set is NOT apples to apples for tcmu-runner.
+#     On tmpfs fdatasync costs little; on a disk it would dominate write-through numbers.
+# Prints IOPS and MB/s (MiB/s) per backend (median, with min-max over the reps) and the
+# ratios tcmud/tcmu-runner and tcmud/fileio of the medians.
 #
 # Usage: tests/vm/bench-kernel-path.sh [--no-build] [--tcmud BIN] [--size MB] [--runtime S]
-#                                       [--reps N] [--smp N]
-#   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs.
+#          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
+#          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
+#   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs, wb.
+#   --log e.g. 'warn,tcmud::device::actor=trace' prints tcmud's per-device counters after
+#   every run (STATS lines).
 # Numbers are from an emulated (TCG) guest: compare ratios, not absolute values.
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2
+BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF=""
+BACKENDS=thin,file,runner,fileio WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
@@ -24,7 +44,11 @@ while [ $# -gt 0 ]; do
         --runtime) RT=$2; shift 2;;
         --reps) REPS=$2; shift 2;;
         --smp) SMP=$2; shift 2;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0;;
+        --cache) CACHE=$2; shift 2;;
+        --backends) BACKENDS=$2; shift 2;;
+        --workloads) WORKLOADS=$2; shift 2;;
+        --log) LOGF=$2; shift 2;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -43,42 +67,55 @@ strip --strip-debug -o "$tmpbin/tcmud" "$TCMUD" 2>/dev/null || cp "$TCMUD" "$tmp
 TCMUD=$tmpbin/tcmud
 LOGDIR=$repo/target/vm-logs; mkdir -p "$LOGDIR"
 LOG=$LOGDIR/bench-kernel-path-$(date +%Y%m%d-%H%M%S).log
-# 16 fio runs per rep, each RT+1 s plus fio start-up, plus boot and filling the LUNs
-TMO=$(( REPS * 16 * (RT + 6) + 300 ))
-echo "== one VM boot: size ${SIZE} MiB, ${RT}s per run, ${REPS} reps (timeout ${TMO}s), log $LOG"
-VMLAB_TEST_ARGS="$SIZE $RT $REPS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
+# fio runs per rep, each RT+1 s plus fio start-up, plus boot and filling the LUNs
+NB=$(echo "$BACKENDS" | tr ',' '\n' | grep -c .) NW=$(echo "$WORKLOADS" | tr ',' '\n' | grep -c .)
+TMO=$(( REPS * NB * NW * (RT + 8) + 400 ))
+ARGS="size=$SIZE rt=$RT reps=$REPS cache=$CACHE backends=$BACKENDS workloads=$WORKLOADS"
+[ -n "$LOGF" ] && ARGS="$ARGS log=$LOGF"
+echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
+VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
     --log "$LOG" -b "$TCMUD" "$me/bench/kernel-path-guest.sh"
 rc=$?
 if [ $rc != 0 ]; then
-    grep -a -E 'GUEST-FAIL|GUEST:' "$LOG" | tail -n 20
+    grep -a -E 'GUEST-FAIL|GUEST:|^BENCH|^STATS' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
 fi
-grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb' | sed 's/^GUEST: /   /'
-grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" '
-    function median(arr, n,   i, j, t, a) {
-        for (i = 1; i <= n; i++) a[i] = arr[i]
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb|bench:|filled' | sed 's/^GUEST: /   /'
+grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKENDS" -v wl="$WORKLOADS" '
+    function sort(arr, n,   i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
     }
+    function median(arr, n) { sort(arr, n); return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
     { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6 }
     END {
-        split("randread4k randwrite4k read1m write1m", W, " ")
-        split("thin file runner fileio", B, " ")
-        for (wi = 1; wi <= 4; wi++) for (bi = 1; bi <= 4; bi++) {
+        nw = split(wl, W, ","); nb = split(bl, B, ",")
+        split("thin file runner fileio", NAME, " ")
+        label["thin"] = "tcmud thin"; label["file"] = "tcmud file"
+        label["runner"] = "tcmu-runner qcow"; label["fileio"] = "kernel fileio"
+        for (wi = 1; wi <= nw; wi++) for (bi = 1; bi <= nb; bi++) {
             k = B[bi] SUBSEP W[wi]; m = n[k]
-            for (i = 1; i <= m; i++) { x[i] = iops[k, i]; y[i] = bw[k, i] }
-            I[k] = m ? median(x, m) : 0; M[k] = m ? median(y, m) / 1024 : 0
+            delete x; delete y
+            for (i = 1; i <= m; i++) { x[i] = iops[k, i]; y[i] = bw[k, i] / 1024 }
+            I[k] = m ? median(x, m) : 0; M[k] = m ? median(y, m) : 0
+            LO[k] = m ? x[1] : 0; HI[k] = m ? x[m] : 0
+            MLO[k] = m ? y[1] : 0; MHI[k] = m ? y[m] : 0
         }
-        printf "\nmedian of %d interleaved runs; IOPS and MB/s (MiB/s) per backend\n", reps
-        printf "%-12s | %-17s | %-17s | %-17s | %-17s | %-11s %-11s | %-11s %-11s\n", "workload",
-               "tcmud thin", "tcmud file", "tcmu-runner qcow", "kernel fileio",
-               "thin/runner", "file/runner", "thin/fileio", "file/fileio"
-        for (wi = 1; wi <= 4; wi++) {
-            w = W[wi]; line = sprintf("%-12s", w)
-            for (bi = 1; bi <= 4; bi++) { k = B[bi] SUBSEP w; line = line sprintf(" | %7d %7.1fMB/s", I[k], M[k]) }
+        printf "\nwrite cache: %s; median of %d interleaved runs (min-max); 4k rows IOPS, 1m rows MB/s (MiB/s)\n", cache, reps
+        printf "%-12s", "workload"
+        for (bi = 1; bi <= nb; bi++) printf " | %-22s", label[B[bi]]
+        printf " | %-9s %-9s | %-9s %-9s\n", "thin/run", "file/run", "thin/fio", "file/fio"
+        for (wi = 1; wi <= nw; wi++) {
+            w = W[wi]; mb = (w ~ /1m$/); line = sprintf("%-12s", w)
+            for (bi = 1; bi <= nb; bi++) {
+                k = B[bi] SUBSEP w
+                if (mb) line = line sprintf(" | %7.1f (%5.1f-%5.1f)", M[k], MLO[k], MHI[k])
+                else line = line sprintf(" | %7d (%5d-%5d)", I[k], LO[k], HI[k])
+            }
+            # ratios of the medians (IOPS; for a fixed block size the same as MB/s)
             t = I["thin" SUBSEP w]; f = I["file" SUBSEP w]; r = I["runner" SUBSEP w]; o = I["fileio" SUBSEP w]
-            line = line sprintf(" | %10.2fx %10.2fx | %10.2fx %10.2fx", r ? t / r : 0, r ? f / r : 0, o ? t / o : 0, o ? f / o : 0)
+            line = line sprintf(" | %8.2fx %8.2fx | %8.2fx %8.2fx", r ? t / r : 0, r ? f / r : 0, o ? t / o : 0, o ? f / o : 0)
             print line
         }
     }'
-echo "raw results: grep '^BENCH ' $LOG"
+grep -a '^STATS ' "$LOG" | sed 's/^/   /'
+echo "raw results: grep -a '^BENCH ' $LOG"
