@@ -28,8 +28,8 @@
 #          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
 #   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs, wb.
-#   --log e.g. 'warn,tcmud::device::actor=trace' prints tcmud's per-device counters after
-#   every run (STATS lines).
+#   --log e.g. 'warn,tcmud::device::actor=trace' (tcmud's device counters every second; the
+#   last ones are printed at the end of the guest log).
 # Numbers are from an emulated (TCG) guest: compare ratios, not absolute values.
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
@@ -77,7 +77,7 @@ VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeou
     --log "$LOG" -b "$TCMUD" "$me/bench/kernel-path-guest.sh"
 rc=$?
 if [ $rc != 0 ]; then
-    grep -a -E 'GUEST-FAIL|GUEST:|^BENCH|^STATS' "$LOG" | tail -n 40
+    grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
 fi
 grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb|bench:|filled' | sed 's/^GUEST: /   /'
@@ -117,5 +117,6 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
             print line
         }
     }'
-grep -a '^STATS ' "$LOG" | sed 's/^/   /'
+echo "per run (backend workload rep IOPS KiB/s guest-uptime clat p50/p99/max):"
+grep -a '^BENCH ' "$LOG" | sort -k2,2 -k3,3 -k4,4n | sed 's/^BENCH /   /'
 echo "raw results: grep -a '^BENCH ' $LOG"

@@ -3,7 +3,8 @@
 # Args (KEY=VALUE words, all optional):
 #   size=MB (192)  rt=S (5)  reps=N (3)  cache=wb|wt (wb)
 #   backends=thin,file,runner,fileio   workloads=randread4k,randwrite4k,read1m,write1m
-#   log=FILTER (tcmud log filter; default warn + "tcmud ready"; trace adds the 1 s stats ticks)
+#   log=FILTER (tcmud log filter; default warn + "tcmud ready"; tcmud::device::actor=trace
+#   logs the device counters every second)
 #
 # Every backstore is configured alike (see the header of bench-kernel-path.sh for the why):
 #   - same size, every image/pool on the guest's /tmp (one tmpfs), every LUN filled with the
@@ -21,8 +22,9 @@
 #   - on the initiator (sd over tcm_loop) max_sectors_kb=512 for all four.
 # Then REPS times, each workload runs on each backend in turn (interleaved; the backend order
 # rotates every rep): fio libaio direct iodepth 32, time based, 1 s ramp.
-# Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s>" lines for the host to aggregate,
-# and "STATS <backend> <workload> <rep> <tcmud counters>" when log includes trace.
+# Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
+# p99 N max N" lines for the host to aggregate; at the end tcmud's warnings/errors (and its
+# last stats ticks when log includes trace).
 . /vmlab/tcmud-lib.sh
 
 SIZE_MB=192 RT=5 REPS=3 CACHE=wb
@@ -131,7 +133,6 @@ rotate() {
     while [ "$_n" -gt 0 ]; do _f=$1; shift; set -- "$@" "$_f"; _n=$((_n - 1)); done
     echo "$@"
 }
-stats() { tail -n 400 "$TCMUD_LOG" | grep -a 'tick' | grep -a "$1" | tail -n 1 | sed 's/.*stats=//'; }
 
 rep=1
 while [ $rep -le "$REPS" ]; do
@@ -149,16 +150,25 @@ while [ $rep -le "$REPS" ]; do
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
             t1=$(cut -d' ' -f1 /proc/uptime)
+            # terse v3: read iops/KiB/s fields 8/7, clat max 15, p50 24, p99 30;
+            # write fields 49/48, clat max 56, p50 65, p99 71 (clat in usec)
             case $rw in
-                *read) awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" '/^3;/{print "BENCH", b, w, r, $8, $7, t}' /tmp/fio.out;;
-                *)     awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" '/^3;/{print "BENCH", b, w, r, $49, $48, t}' /tmp/fio.out;;
+                *read) f="8 7 24 30 15";;
+                *)     f="49 48 65 71 56";;
             esac
-            case "$LOGF $b" in *trace*" thin"|*trace*" file") echo "STATS $b $w $rep $(stats "/$b/")";; esac
+            awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" -v f="$f" '
+                function pct(v) { sub(/.*=/, "", v); return int(v / 1000) }
+                /^3;/{ split(f, F, " ")
+                    print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]), "max", int($F[5] / 1000) }' /tmp/fio.out
         done
     done
     rep=$((rep + 1))
 done
-if has thin || has file; then tcmud_alive || fail "tcmud died during the benchmark"; fi
+if has thin || has file; then
+    tcmud_alive || fail "tcmud died during the benchmark"
+    case $LOGF in *trace*) grep -a tick "$TCMUD_LOG" | tail -n 4;; esac
+    grep -a -iE 'warn|error' "$TCMUD_LOG" | tail -n 10
+fi
 if has runner; then kill -0 $RPID || fail "tcmu-runner died during the benchmark"; fi
 dmesg | grep -iE 'I/O error|ring broken|abort|timed out|reset' | tail -n 20
 dmesg | grep -qiE 'I/O error|ring broken' && fail "kernel errors during the benchmark"
