@@ -28,13 +28,14 @@
 #          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
 #   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs, wb.
+#   --from-log FILE: no VM, print the report of an earlier run's console log.
 #   --log e.g. 'warn,tcmud::device::actor=trace' (tcmud's device counters every second; the
 #   last ones are printed at the end of the guest log).
 # Numbers are from an emulated (TCG) guest: compare ratios, not absolute values.
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF=""
+BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF="" FROM=""
 BACKENDS=thin,file,runner,fileio WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
@@ -48,17 +49,27 @@ while [ $# -gt 0 ]; do
         --backends) BACKENDS=$2; shift 2;;
         --workloads) WORKLOADS=$2; shift 2;;
         --log) LOGF=$2; shift 2;;
-        -h|--help) sed -n '2,36p' "$0"; exit 0;;
+        --from-log) FROM=$2; shift 2;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
-if [ -z "$TCMUD" ]; then
+if [ -n "$FROM" ]; then
+    # Report on an earlier run's console log; settings from its "bench:" line.
+    LOG=$FROM
+    b=$(grep -a -m1 '^GUEST: bench: size' "$LOG") || { echo "no bench line in $LOG" >&2; exit 2; }
+    REPS=$(echo "$b" | sed -n 's/.* reps \([0-9]*\) .*/\1/p')
+    CACHE=$(echo "$b" | sed -n 's/.* cache \([a-z]*\) .*/\1/p')
+    BACKENDS=$(echo "$b" | sed -n "s/.* backends '\([^']*\)'.*/\1/p" | tr ' ' ',')
+    WORKLOADS=$(echo "$b" | sed -n "s/.* workloads '\([^']*\)'.*/\1/p" | tr ' ' ',')
+elif [ -z "$TCMUD" ]; then
     TCMUD=$repo/target/release/tcmud
     if [ "$BUILD" = 1 ]; then
         echo "== cargo build --release -p tcmud"
         (cd "$repo" && cargo build --release -p tcmud) || exit 2
     fi
 fi
+if [ -z "$FROM" ]; then
 [ -x "$TCMUD" ] || { echo "no tcmud binary at $TCMUD" >&2; exit 2; }
 # the guest gets the binary without debug info (the release profile keeps it)
 tmpbin=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-bench.XXXXXX")
@@ -80,13 +91,14 @@ if [ $rc != 0 ]; then
     grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
 fi
+fi
 grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb|bench:|filled' | sed 's/^GUEST: /   /'
 grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKENDS" -v wl="$WORKLOADS" '
     function sort(arr, n,   i, j, t) {
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
     }
     function median(arr, n) { sort(arr, n); return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
-    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6 }
+    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6; V[$2, $3, $4] = $6 }
     END {
         nw = split(wl, W, ","); nb = split(bl, B, ",")
         split("thin file runner fileio", NAME, " ")
@@ -111,9 +123,29 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
                 if (mb) line = line sprintf(" | %7.1f (%5.1f-%5.1f)", M[k], MLO[k], MHI[k])
                 else line = line sprintf(" | %7d (%5d-%5d)", I[k], LO[k], HI[k])
             }
-            # ratios of the medians (IOPS; for a fixed block size the same as MB/s)
-            t = I["thin" SUBSEP w]; f = I["file" SUBSEP w]; r = I["runner" SUBSEP w]; o = I["fileio" SUBSEP w]
+            # ratios of the medians (of KiB/s: for a fixed block size the same as IOPS, and
+            # not rounded to whole IOPS)
+            t = M["thin" SUBSEP w]; f = M["file" SUBSEP w]; r = M["runner" SUBSEP w]; o = M["fileio" SUBSEP w]
             line = line sprintf(" | %8.2fx %8.2fx | %8.2fx %8.2fx", r ? t / r : 0, r ? f / r : 0, o ? t / o : 0, o ? f / o : 0)
+            print line
+        }
+        # Paired: the ratio within each rep (the two runs were minutes apart at most, so
+        # the host load they saw was alike), then the median and range of those.
+        np = split("thin:runner file:runner thin:fileio file:fileio", P, " ")
+        printf "\nper-rep ratios (KiB/s within the same rep): median (min-max)\n%-12s", "workload"
+        for (pi = 1; pi <= np; pi++) { split(P[pi], ab, ":"); printf " | %-20s", ab[1] "/" ab[2] }
+        printf "\n"
+        for (wi = 1; wi <= nw; wi++) {
+            w = W[wi]; line = sprintf("%-12s", w)
+            for (pi = 1; pi <= np; pi++) {
+                split(P[pi], ab, ":"); m = 0; delete z
+                for (r = 1; r <= reps; r++) {
+                    a = V[ab[1], w, r]; c = V[ab[2], w, r]
+                    if (a != "" && c > 0) z[++m] = a / c
+                }
+                if (m) { med = median(z, m); line = line sprintf(" | %5.2fx (%4.2f-%4.2f)", med, z[1], z[m]) }
+                else line = line sprintf(" | %-20s", "-")
+            }
             print line
         }
     }'
