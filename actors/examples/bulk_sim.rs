@@ -3,11 +3,13 @@
 //! the host (perf, valgrind):
 //!
 //! ```text
-//! cargo run --release -p tcmud --example bulk_sim -- read|write KIB DEPTH COMMANDS IMAGE
+//! cargo run --release -p tcmud --example bulk_sim -- read|write KIB DEPTH COMMANDS IMAGE|POOLDIR/
 //! ```
 //!
 //! Serves a raw image file (`file/` backstore, created at 64 MiB if missing;
-//! put it on tmpfs like the VM benchmark) with 4 I/O threads and keeps DEPTH
+//! put it on tmpfs like the VM benchmark), or with a path ending in `/` a
+//! 64 MiB thin volume in a pool created there (written whole first, so the
+//! run measures overwrites), with 4 I/O threads and keeps DEPTH
 //! sequential commands of KIB KiB outstanding (READ(10)/WRITE(10), 512 B
 //! blocks), then prints MB/s.
 
@@ -20,6 +22,8 @@ use tcmud::device::{
     spawn_device_with, DeviceOptions, DeviceSpec, RecoveryPolicy, RestartBudget, RingSource,
 };
 use tcmud_core::backend::file::FileBackend;
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::pool::{Pool, PoolConfig};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 const BS: usize = 512;
@@ -46,7 +50,22 @@ fn main() {
     let len = kib * 1024;
     let blocks = (len / BS) as u16;
     let per_image = (IMAGE as usize / len) as u32;
-    let backend = Arc::new(FileBackend::create(&image, BS as u32, IMAGE).unwrap());
+    let backend: Arc<dyn BlockBackend> = if a[4].ends_with('/') {
+        let cfg = PoolConfig {
+            capacity_bytes: 2 * IMAGE,
+            ..PoolConfig::default()
+        };
+        let pool = Pool::create(&image, &cfg).unwrap();
+        pool.create_volume("v", IMAGE, BS as u32).unwrap();
+        let vol = pool.open_volume("v").unwrap();
+        let fill = vec![0x11u8; 1 << 20];
+        for i in 0..IMAGE / (1 << 20) {
+            vol.write(i * (1 << 20) / BS as u64, &fill, false).unwrap();
+        }
+        vol
+    } else {
+        Arc::new(FileBackend::create(&image, BS as u32, IMAGE).unwrap())
+    };
     let t = actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
