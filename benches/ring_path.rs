@@ -18,14 +18,24 @@
 //! --tool=callgrind --toggle-collect='*Path*batch*' <bench binary> --bench`:
 //! the collected `Ir` divided by the commands printed is instructions per
 //! command.
+//!
+//! Commands run zero-copy: `Lun::execute_io` over the ring's view of each
+//! command's buffers (`Ring::data`), so the backend fills or drains the
+//! data area itself. `TCMUD_BENCH_COPY=1` runs the copying path instead
+//! (data area → buffer → `Lun::execute` → buffer → data area), for
+//! comparison in the same build; `TCMUD_BENCH_BARE=1` leaves out the SCSI
+//! layer and the backend call (reads zero-fill the data area directly,
+//! writes do nothing): the floor of the path, the simulator's work plus the
+//! null backend's fill.
 
 use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tcmud_core::backend::null::NullBackend;
+use tcmud_core::backend::BlockSink;
 use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
-use tcmud_core::scsi::{Lun, LunConfig};
+use tcmud_core::scsi::{Lun, LunConfig, ScsiResponse};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDirRef};
 
 const BS: u32 = 512;
@@ -38,6 +48,10 @@ struct Path {
     inb: Vec<u8>,
     cmds: Vec<CmdRequest>,
     done: Vec<Completion>,
+    /// Copy through buffers instead of the zero-copy path.
+    copy: bool,
+    /// No SCSI layer: only the null backend's own work (zero-fill reads).
+    bare: bool,
 }
 
 impl Path {
@@ -64,7 +78,30 @@ impl Path {
             inb: vec![0; 1 << 20],
             cmds: Vec::with_capacity(64),
             done: Vec::with_capacity(64),
+            copy: std::env::var("TCMUD_BENCH_COPY").is_ok_and(|v| v == "1"),
+            bare: std::env::var("TCMUD_BENCH_BARE").is_ok_and(|v| v == "1"),
         }
+    }
+
+    /// The copying path (`TCMUD_BENCH_COPY=1`): data-out copied out of the
+    /// data area into a buffer, `Lun::execute` over buffers, data-in copied
+    /// back into the data area.
+    fn execute_copying(&mut self, write: bool, cmd: &CmdRequest) -> ScsiResponse {
+        let len = cmd.data.len();
+        if write {
+            self.ring
+                .read_data_out(&cmd.data, &mut self.out[..len])
+                .expect("data out");
+        }
+        let rsp = self
+            .lun
+            .execute(cmd.cdb.as_bytes(), &self.out[..len], &mut self.inb[..len]);
+        if !write {
+            self.ring
+                .write_data_in(&cmd.data, &self.inb[..rsp.data_in_len])
+                .expect("data in");
+        }
+        rsp
     }
 
     /// Runs one batch of `qd` commands of `bytes` each; returns commands done.
@@ -92,24 +129,31 @@ impl Path {
                 self.cmds.push(cmd);
             }
         }
-        for cmd in self.cmds.drain(..) {
-            let len = cmd.data.len();
-            if write {
-                self.ring
-                    .read_data_out(&cmd.data, &mut self.out[..len])
-                    .expect("data out");
-            }
-            let rsp = self
-                .lun
-                .execute(cmd.cdb.as_bytes(), &self.out[..len], &mut self.inb[..len]);
-            if !write {
-                self.ring
-                    .write_data_in(&cmd.data, &self.inb[..rsp.data_in_len])
-                    .expect("data in");
-            }
+        let mut cmds = std::mem::take(&mut self.cmds);
+        for cmd in cmds.drain(..) {
+            let rsp = if self.copy {
+                self.execute_copying(write, &cmd)
+            } else if self.bare {
+                if !write {
+                    let mut sink = self.ring.data(&cmd.data).expect("data spans");
+                    sink.zero_at(0, cmd.data.len()).expect("fill");
+                }
+                ScsiResponse::good(cmd.data.len())
+            } else {
+                // Zero-copy: the backend fills or drains the data area.
+                let data = self.ring.data(&cmd.data).expect("data spans");
+                let (mut sink, mut none): (_, &mut [u8]) = (data, &mut []);
+                let empty: &[u8] = &[];
+                if write {
+                    self.lun.execute_io(cmd.cdb.as_bytes(), &data, &mut none)
+                } else {
+                    self.lun.execute_io(cmd.cdb.as_bytes(), &empty, &mut sink)
+                }
+            };
             self.done
                 .push(Completion::status(cmd.cmd_id, rsp.status, None));
         }
+        self.cmds = cmds; // keeps its capacity
         let n = self.done.len();
         for c in self.done.drain(..) {
             self.ring.complete(c).expect("complete");
@@ -209,6 +253,21 @@ fn path_rate(write: bool, bytes: usize, qd: usize) -> Rate {
     measure(|| p.batch(write, bytes, qd, &payload))
 }
 
+/// Copies per second of `bytes` with a plain memcpy over `n` distinct
+/// buffer pairs in turn: the working set of a path batch of `n` commands
+/// (each command has its own data-area buffer and initiator buffer).
+fn memcpy_rate_spread(bytes: usize, n: usize) -> Rate {
+    let src = vec![0x5au8; bytes * n];
+    let mut dst = vec![0u8; bytes * n];
+    measure(|| {
+        for (d, s) in dst.chunks_exact_mut(bytes).zip(src.chunks_exact(bytes)) {
+            d.copy_from_slice(black_box(s));
+            black_box(&mut *d);
+        }
+        n
+    })
+}
+
 /// Copies per second of `bytes` with a plain memcpy.
 fn memcpy_rate(bytes: usize) -> Rate {
     let src = vec![0x5au8; bytes];
@@ -262,6 +321,10 @@ fn main() {
         .and_then(|v| v.parse::<usize>().ok())
         .filter(|&q| (1..=64).contains(&q))
         .unwrap_or(8);
+    println!(
+        "(1 MiB rows: memcpy = one 1 MiB buffer pair, hot in cache; spread = {qd_1m} pairs \
+         in turn, the working set of a batch of {qd_1m} commands)"
+    );
     for (write, name) in [(false, "read"), (true, "write")] {
         let row = format!("1M {name} qd{qd_1m}");
         if !selected(&row) {
@@ -269,14 +332,17 @@ fn main() {
         }
         let r = path_rate(write, 1 << 20, qd_1m);
         let m = memcpy_rate(1 << 20);
+        let spread = memcpy_rate_spread(1 << 20, qd_1m);
         println!(
-            "{:<14} {:>9.2} GB/s {:>9.2} GB/s {:>9.2} GB/s {:>8.3} {:>9}",
+            "{:<14} {:>9.2} GB/s {:>9.2} GB/s {:>9.2} GB/s {:>8.3} {:>9}   spread memcpy {:.2} GB/s, ratio {:.3}",
             row,
             r.wall * gb,
             r.cpu * gb,
             m.cpu * gb,
             r.cpu / m.cpu,
-            r.count
+            r.count,
+            spread.cpu * gb,
+            r.cpu / spread.cpu
         );
     }
 }

@@ -8,7 +8,11 @@
 //! offers out-of-order completion (in order otherwise), with some
 //! completions held back across batches so that slots stay busy while the
 //! ring wraps. The simulator must see every command completed exactly once,
-//! never go BROKEN, and return exactly the bytes the model predicts.
+//! never go BROKEN, and return exactly the bytes the model predicts. Each
+//! case runs either the copying path (`Lun::execute` over buffers) or the
+//! zero-copy one (`Lun::execute_io` over `Ring::data`, the backend filling
+//! and draining the data area itself; the small data area fragments, so
+//! commands span several iovs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -172,10 +176,12 @@ struct Harness {
     expected: HashMap<u16, Expect>,
     /// Executed, response not yet written to the ring.
     pending: Vec<Completion>,
+    /// Run commands with `Lun::execute_io` over the data area.
+    zero_copy: bool,
 }
 
 impl Harness {
-    fn new(flags: u16) -> Harness {
+    fn new(flags: u16, zero_copy: bool) -> Harness {
         let cfg = SimConfig {
             cmdr_size: 4096 - 128, // small, so the ring wraps often
             data_size: 256 * 4096,
@@ -199,6 +205,7 @@ impl Harness {
             queued: HashMap::new(),
             expected: HashMap::new(),
             pending: Vec::new(),
+            zero_copy,
         }
     }
 
@@ -234,6 +241,17 @@ impl Harness {
                 .queued
                 .remove(&cmd.cmd_id)
                 .expect("fetched an id never queued");
+            if self.zero_copy {
+                let data = self.ring.data(&cmd.data).unwrap();
+                let mut sink = data;
+                let rsp = self.lun.execute_io(cmd.cdb.as_bytes(), &data, &mut sink);
+                let completion = match rsp.sense_bytes() {
+                    Some(sense) => Completion::check_condition(cmd.cmd_id, &sense),
+                    None => Completion::status(cmd.cmd_id, rsp.status, None),
+                };
+                self.pending.push(completion);
+                continue;
+            }
             let mut out = vec![0; cmd.data.len()];
             let mut data_in = vec![0; cmd.data.len()];
             if !matches!(op, Op::Read { .. }) {
@@ -291,8 +309,8 @@ impl Harness {
     }
 }
 
-fn run(ops: &[Op], batches: &[(usize, usize)], order: &[usize], flags: u16) {
-    let mut h = Harness::new(flags);
+fn run(ops: &[Op], batches: &[(usize, usize)], order: &[usize], flags: u16, zero_copy: bool) {
+    let mut h = Harness::new(flags, zero_copy);
     let ooo = flags & CAP_OOOC != 0;
     let mut next = 0;
     let mut b = 0;
@@ -326,15 +344,17 @@ proptest! {
         ops in prop::collection::vec(op(), 50..250),
         batches in prop::collection::vec((1usize..24, 0usize..24), 1..8),
         order in prop::collection::vec(any::<usize>(), 24),
+        zero_copy in any::<bool>(),
     ) {
-        run(&ops, &batches, &order, CAP_OOOC | CAP_READ_LEN);
+        run(&ops, &batches, &order, CAP_OOOC | CAP_READ_LEN, zero_copy);
     }
 
     #[test]
     fn in_order_completion_matches_model(
         ops in prop::collection::vec(op(), 50..250),
         batches in prop::collection::vec((1usize..24, 0usize..24), 1..8),
+        zero_copy in any::<bool>(),
     ) {
-        run(&ops, &batches, &[], CAP_READ_LEN);
+        run(&ops, &batches, &[], CAP_READ_LEN, zero_copy);
     }
 }

@@ -236,3 +236,39 @@ fn close_then_reopen_in_a_loop() {
     pool.open_volume("a").unwrap().read(0, &mut buf).unwrap();
     assert!(buf.iter().all(|&b| b == 19));
 }
+
+#[test]
+fn low_water_crossing_reported_once_per_crossing_to_each_open_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    // 8 chunks, low water at 75 %: the 6th allocated chunk crosses it.
+    let pool = Pool::create(dir.path(), &cfg(8)).unwrap();
+    pool.create_volume("a", 1 << 20, 4096).unwrap();
+    pool.create_volume("b", 1 << 20, 4096).unwrap();
+    let a = pool.open_volume("a").unwrap();
+    let b = pool.open_volume("b").unwrap();
+    for i in 0..5 {
+        a.write(i, &[1; 4096], false).unwrap();
+    }
+    assert_eq!(a.poll_event(), None);
+    assert_eq!(b.poll_event(), None);
+    b.write(0, &[2; 4096], false).unwrap();
+    // Both volumes report the crossing, once.
+    assert_eq!(a.poll_event(), Some(BackendEvent::LowWaterMark));
+    assert_eq!(b.poll_event(), Some(BackendEvent::LowWaterMark));
+    assert_eq!(a.poll_event(), None);
+    assert_eq!(b.poll_event(), None);
+    // A volume opened after the crossing has nothing to report.
+    drop(b);
+    let b = pool.open_volume("b").unwrap();
+    assert_eq!(b.poll_event(), None);
+    // Below the mark and above it again: a new crossing, reported again.
+    a.unmap(0, 5).unwrap();
+    pool.flush().unwrap();
+    assert_eq!(a.poll_event(), None);
+    for i in 0..5 {
+        a.write(i, &[3; 4096], false).unwrap();
+    }
+    assert_eq!(a.poll_event(), Some(BackendEvent::LowWaterMark));
+    assert_eq!(b.poll_event(), Some(BackendEvent::LowWaterMark));
+    assert_eq!(a.poll_event(), None);
+}

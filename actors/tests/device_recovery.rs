@@ -2,14 +2,20 @@
 //! are written around the (re)mapping of the ring, and the device is never
 //! left blocked, even when the ring cannot be opened.
 
+mod device_common;
+
 use std::fs;
+
+use device_common::sim_options;
 
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{spawn_device, DeviceError, DeviceSpec, RecoveryPolicy, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 
-#[test]
-fn reset_policy_blocks_resets_and_unblocks() {
+/// Spawns a `reset`-policy device whose `/dev/uioN` is missing (the open
+/// fails) over a fake configfs directory with empty action files; returns
+/// the action files' contents afterwards (block_dev, reset_ring).
+fn spawn_with_missing_uio(adopted: bool) -> (String, String) {
     let dir = tempfile::tempdir().unwrap();
     let configfs = dir.path().join("core/user_1/dev");
     fs::create_dir_all(configfs.join("action")).unwrap();
@@ -19,13 +25,13 @@ fn reset_policy_blocks_resets_and_unblocks() {
         minor: 3,
         uio_name: "tcm-user/1/dev/thin/p/v".into(),
         dev_config: "thin/p/v".into(),
-        dev_path: dir.path().join("uio3"), // missing: the open fails
+        dev_path: dir.path().join("uio3"),
         sysfs_dir: dir.path().join("sys/class/uio/uio3"),
         configfs_dir: Some(configfs.clone()),
         size_bytes: 1 << 20,
         recovery: RecoveryPolicy::Reset,
         restart_budget: RestartBudget::default(),
-        adopted: true,
+        adopted,
     };
     let bs = BackstoreHandle::new(
         std::sync::Arc::new(MemBackend::new(512, 2048)),
@@ -35,15 +41,15 @@ fn reset_policy_blocks_resets_and_unblocks() {
     .unwrap();
     let err = spawn_device(spec, bs).unwrap_err();
     assert!(matches!(err, DeviceError::Ring { .. }), "{err}");
-    assert_eq!(
-        fs::read_to_string(configfs.join("action/reset_ring")).unwrap(),
-        "1"
-    );
-    assert_eq!(
-        fs::read_to_string(configfs.join("action/block_dev")).unwrap(),
-        "0",
-        "unblocked after the attempt"
-    );
+    let read = |knob: &str| fs::read_to_string(configfs.join("action").join(knob)).unwrap();
+    (read("block_dev"), read("reset_ring"))
+}
+
+#[test]
+fn reset_policy_blocks_resets_and_unblocks() {
+    let (block_dev, reset_ring) = spawn_with_missing_uio(true);
+    assert_eq!(reset_ring, "1");
+    assert_eq!(block_dev, "0", "unblocked after the attempt");
 }
 
 /// A device this daemon saw being added has no stale ring: no configfs
@@ -51,38 +57,12 @@ fn reset_policy_blocks_resets_and_unblocks() {
 /// the device), whatever the policy.
 #[test]
 fn a_new_device_is_opened_without_recovery_actions() {
-    let dir = tempfile::tempdir().unwrap();
-    let configfs = dir.path().join("core/user_1/dev");
-    fs::create_dir_all(configfs.join("action")).unwrap();
-    fs::write(configfs.join("action/block_dev"), "").unwrap();
-    fs::write(configfs.join("action/reset_ring"), "").unwrap();
-    let spec = DeviceSpec {
-        minor: 4,
-        uio_name: "tcm-user/1/dev/thin/p/v".into(),
-        dev_config: "thin/p/v".into(),
-        dev_path: dir.path().join("uio4"), // missing: the open fails
-        sysfs_dir: dir.path().join("sys/class/uio/uio4"),
-        configfs_dir: Some(configfs.clone()),
-        size_bytes: 1 << 20,
-        recovery: RecoveryPolicy::Reset,
-        restart_budget: RestartBudget::default(),
-        adopted: false,
-    };
-    let bs = BackstoreHandle::new(
-        std::sync::Arc::new(MemBackend::new(512, 2048)),
-        BackstoreKind::Other { name: "mem".into() },
-        1,
-    )
-    .unwrap();
-    let err = spawn_device(spec, bs).unwrap_err();
-    assert!(matches!(err, DeviceError::Ring { .. }), "{err}");
-    for knob in ["block_dev", "reset_ring"] {
-        assert_eq!(
-            fs::read_to_string(configfs.join("action").join(knob)).unwrap(),
-            "",
-            "{knob} untouched"
-        );
-    }
+    let (block_dev, reset_ring) = spawn_with_missing_uio(false);
+    assert_eq!(
+        (block_dev.as_str(), reset_ring.as_str()),
+        ("", ""),
+        "actions untouched"
+    );
 }
 
 /// `replay`: commands the kernel queued before the daemon (re)started, between
@@ -90,7 +70,7 @@ fn a_new_device_is_opened_without_recovery_actions() {
 #[test]
 fn replay_executes_what_lies_between_tail_and_head() {
     use std::time::{Duration, Instant};
-    use tcmud::device::{spawn_device_with, DeviceOptions, RingSource};
+    use tcmud::device::spawn_device_with;
     use tcmud_core::backend::BlockBackend;
     use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
@@ -119,14 +99,7 @@ fn replay_executes_what_lies_between_tail_and_head() {
     let bs =
         BackstoreHandle::new(mem.clone(), BackstoreKind::Other { name: "mem".into() }, 2).unwrap();
     let done = actix::System::new().block_on(async move {
-        let opts = DeviceOptions {
-            ring: RingSource::Parts {
-                map: dev.map,
-                len: dev.len,
-                event_fd: dev.event_fd,
-            },
-            ..DeviceOptions::default()
-        };
+        let opts = sim_options(dev);
         let handle = spawn_device_with(spec, bs, opts).unwrap();
         let (tx, rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {

@@ -5,27 +5,14 @@ mod device_common;
 
 use std::time::{Duration, Instant};
 
-use device_common::workload::{clear_unit_attention, read10, write10};
-use device_common::{sim_spec, BS};
+use device_common::workload::{clear_unit_attention, one, read10, write10};
+use device_common::{sim_options, sim_spec, BS};
 use tcmud::backstore::{open_backstore, DevConfig, PoolRegistry, PoolSpec, DEFAULT_BLOCK_SIZE};
-use tcmud::device::{spawn_device_with, DeviceOptions, RestartBudget, RingSource};
+use tcmud::device::{spawn_device_with, RestartBudget};
 use tcmud_core::pool::PoolConfig;
-use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
+use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 const MIB: u64 = 1 << 20;
-
-fn one(sim: &mut KernelSim, cdb: &[u8], dir: SimDir) -> SimCompletion {
-    sim.submit(cdb, dir).unwrap();
-    sim.kick().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
-        if let Some(c) = sim.process_completions().unwrap().pop() {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "command never completed");
-    }
-}
 
 fn read_capacity_blocks(sim: &mut KernelSim) -> u64 {
     let mut c = one(sim, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], SimDir::In(8));
@@ -58,14 +45,7 @@ fn thin_volume_device_resizes() {
     let backend = bs.backend();
     actix::System::new().block_on(async move {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
-        let opts = DeviceOptions {
-            ring: RingSource::Parts {
-                map: dev.map,
-                len: dev.len,
-                event_fd: dev.event_fd,
-            },
-            ..DeviceOptions::default()
-        };
+        let opts = sim_options(dev);
         let handle =
             spawn_device_with(sim_spec("vol", RestartBudget::default()), bs, opts).unwrap();
         let (resize_tx, resize_rx) = tokio::sync::oneshot::channel();

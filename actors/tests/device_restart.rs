@@ -37,7 +37,18 @@ fn generous() -> RestartBudget {
 
 #[test]
 fn random_panics_lose_and_repeat_nothing() {
-    random_panics(SimConfig::default(), &[3, 17, 2024]);
+    random_panics(SimConfig::default(), &[3, 17, 2024], |s| slow_backend(s));
+}
+
+/// A memory backend never blocks: its commands run on the device's own
+/// thread (no I/O-thread hand-off). Panics there are handled the same way.
+#[test]
+fn random_panics_with_commands_run_on_the_device_thread() {
+    let mem = |_seed| -> Arc<dyn BlockBackend> {
+        Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64))
+    };
+    assert!(!mem(0).may_block());
+    random_panics(SimConfig::default(), &[11, 4242], mem);
 }
 
 #[test]
@@ -46,10 +57,10 @@ fn random_panics_on_an_in_order_ring() {
         flags: CAP_READ_LEN | CAP_TMR,
         ..SimConfig::default()
     };
-    random_panics(cfg, &[5, 99]);
+    random_panics(cfg, &[5, 99], |s| slow_backend(s));
 }
 
-fn random_panics(cfg: SimConfig, seeds: &[u64]) {
+fn random_panics(cfg: SimConfig, seeds: &[u64], backend: impl Fn(u64) -> Arc<dyn BlockBackend>) {
     for (i, &seed) in seeds.iter().enumerate() {
         let mut rng = Rng(seed);
         let n = 2000u64;
@@ -65,7 +76,7 @@ fn random_panics(cfg: SimConfig, seeds: &[u64]) {
         let run = run_on(
             "panics",
             cfg,
-            slow_backend(seed),
+            backend(seed),
             4,
             generous(),
             Some(plan),

@@ -5,14 +5,11 @@
 mod device_common;
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use device_common::workload::clear_unit_attention;
-use device_common::{sim_spec, BS};
+use device_common::workload::{clear_unit_attention, one};
+use device_common::{sim_options, sim_spec, BS};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
-use tcmud::device::{
-    configfs_write_cache, spawn_device_with, DeviceOptions, RestartBudget, RingSource,
-};
+use tcmud::device::{configfs_write_cache, spawn_device_with, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
@@ -28,20 +25,6 @@ fn write_cache_follows_configfs_and_defaults_to_write_through() {
     assert!(configfs_write_cache(&dev));
     std::fs::write(dev.join("attrib/emulate_write_cache"), "0\n").unwrap();
     assert!(!configfs_write_cache(&dev));
-}
-
-/// One command through the simulator, waiting for its completion.
-fn one(sim: &mut KernelSim, cdb: &[u8], dir: SimDir) -> SimCompletion {
-    sim.submit(cdb, dir).unwrap();
-    sim.kick().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let _ = sim.wait_kick(Duration::from_millis(20)).unwrap();
-        if let Some(c) = sim.process_completions().unwrap().pop() {
-            return c;
-        }
-        assert!(Instant::now() < deadline, "command never completed");
-    }
 }
 
 /// MODE SELECT(6) of the current caching page with WCE set to `on`.
@@ -85,14 +68,7 @@ fn mode_select_of_wce_is_saved_in_configfs() {
     };
     actix::System::new().block_on(async move {
         let (mut sim, simdev) = KernelSim::new(SimConfig::default()).unwrap();
-        let opts = DeviceOptions {
-            ring: RingSource::Parts {
-                map: simdev.map,
-                len: simdev.len,
-                event_fd: simdev.event_fd,
-            },
-            ..DeviceOptions::default()
-        };
+        let opts = sim_options(simdev);
         let handle = spawn_device_with(spec, bs, opts).unwrap();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {

@@ -9,7 +9,9 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::sync::{Mutex, MutexGuard};
 
-use super::{Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend};
+use super::{
+    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+};
 
 /// Counters and injected faults of a [`MemBackend`].
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -153,6 +155,11 @@ fn injected(kind: &str) -> io::Error {
 }
 
 impl BlockBackend for MemBackend {
+    /// Memory only: never waits.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn caps(&self) -> BackendCaps {
         self.lock().caps_override.unwrap_or(BackendCaps {
             block_size: 512,
@@ -167,9 +174,19 @@ impl BlockBackend for MemBackend {
         })
     }
 
-    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+    fn read(&self, lba: u64, mut buf: &mut [u8]) -> Result<(), BackendError> {
+        self.read_into(lba, &mut buf)
+    }
+
+    fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.write_from(lba, &data, fua)
+    }
+
+    /// Copies each chunk straight into the sink (zeros for holes).
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
         let caps = self.caps();
-        check_range(&caps, lba, buf.len())?;
+        let len = sink.len();
+        check_range(&caps, lba, len)?;
         let mut s = self.lock();
         if s.fail_reads > 0 {
             s.fail_reads -= 1;
@@ -178,26 +195,28 @@ impl BlockBackend for MemBackend {
         let g = Geo::of(&caps);
         let mut off = 0;
         let mut lba = lba;
-        while off < buf.len() {
+        while off < len {
             let (chunk, within, room) = g.locate(lba);
-            let n = room.min(buf.len() - off);
-            let dst = buf.get_mut(off..off + n).unwrap_or_default();
+            let n = room.min(len - off);
             match s.chunks.get(&chunk).and_then(|c| c.get(within..within + n)) {
-                Some(src) => dst.copy_from_slice(src),
-                None => dst.fill(0),
+                Some(src) => sink.write_at(off, src),
+                None => sink.zero_at(off, n),
             }
+            .map_err(BackendError::Read)?;
             off += n;
             lba += (n / g.bs) as u64;
         }
         Ok(())
     }
 
-    fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+    /// Copies straight from the source into each chunk.
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
         let caps = self.caps();
         if caps.read_only {
             return Err(BackendError::ReadOnly);
         }
-        check_range(&caps, lba, data.len())?;
+        let len = src.len();
+        check_range(&caps, lba, len)?;
         let mut s = self.lock();
         if s.fail_writes > 0 {
             s.fail_writes -= 1;
@@ -206,23 +225,22 @@ impl BlockBackend for MemBackend {
         let g = Geo::of(&caps);
         // Check space for every new chunk first: a failed write changes nothing.
         let first = lba / g.chunk_blocks;
-        let blocks = (data.len() / g.bs) as u64;
+        let blocks = (len / g.bs) as u64;
         let last = (lba + blocks.max(1) - 1) / g.chunk_blocks;
         let new = (first..=last).filter(|c| !s.chunks.contains_key(c)).count();
         if s.chunk_limit.is_some_and(|l| s.chunks.len() + new > l) {
             return Err(BackendError::OutOfSpace);
         }
         let (mut off, mut lba) = (0, lba);
-        while off < data.len() {
+        while off < len {
             let (chunk, within, room) = g.locate(lba);
-            let n = room.min(data.len() - off);
+            let n = room.min(len - off);
             let c = s
                 .chunks
                 .entry(chunk)
                 .or_insert_with(|| vec![0; g.chunk_bytes()]);
-            if let (Some(dst), Some(src)) = (c.get_mut(within..within + n), data.get(off..off + n))
-            {
-                dst.copy_from_slice(src);
+            if let Some(dst) = c.get_mut(within..within + n) {
+                src.read_at(off, dst).map_err(BackendError::Write)?;
             }
             off += n;
             lba += (n / g.bs) as u64;

@@ -12,9 +12,12 @@
 
 use std::io;
 
+pub mod buf;
 pub mod file;
 pub mod mem;
 pub mod null;
+
+pub use buf::{BlockSink, BlockSource, SinkPrefix, SourcePrefix};
 
 /// What a backend can do. The SCSI layer computes every advertised limit and
 /// bit from this value.
@@ -109,8 +112,45 @@ pub trait BlockBackend: Send + Sync {
     /// when this returns.
     fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError>;
 
+    /// Reads `sink.len() / block_size` blocks at `lba` into `sink`.
+    ///
+    /// The default reads into the sink directly when it is plain memory
+    /// and through a temporary buffer otherwise; backends override it to
+    /// fill any sink in place (e.g. `pread` straight into the ring's data
+    /// area). A failure of the sink itself is [`BackendError::Read`].
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
+        if let Some(buf) = sink.as_mut_slice() {
+            return self.read(lba, buf);
+        }
+        let mut buf = vec![0u8; sink.len()];
+        self.read(lba, &mut buf)?;
+        sink.write_at(0, &buf).map_err(BackendError::Read)
+    }
+
+    /// Writes `src` (whole blocks) at `lba`, as [`BlockBackend::write`].
+    ///
+    /// The default writes plain memory directly and anything else through
+    /// a temporary buffer; backends override it to take the bytes straight
+    /// from the source. A failure of the source is [`BackendError::Write`].
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
+        if let Some(data) = src.as_slice() {
+            return self.write(lba, data, fua);
+        }
+        let mut buf = vec![0u8; src.len()];
+        src.read_at(0, &mut buf).map_err(BackendError::Write)?;
+        self.write(lba, &buf, fua)
+    }
+
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), BackendError>;
+
+    /// Whether a call may wait on a device, a file or a lock held across
+    /// I/O (the default). A backend that only touches memory (null, memory)
+    /// says `false`: the daemon then runs its commands on the device's own
+    /// thread instead of handing them to I/O threads.
+    fn may_block(&self) -> bool {
+        true
+    }
 
     /// Deallocates `blocks` blocks at `lba` (or zeroes what cannot be
     /// deallocated, so that the range reads as zeros afterwards when

@@ -1,7 +1,7 @@
 //! [`NullBackend`]: reads zeros, discards writes. For benchmarks of the
 //! layers above the backend.
 
-use super::{BackendCaps, BackendError, BlockBackend};
+use super::{BackendCaps, BackendError, BlockBackend, BlockSink, BlockSource};
 
 /// A sink: every read returns zeros, every write is dropped.
 #[derive(Debug, Clone, Copy)]
@@ -38,6 +38,11 @@ impl NullBackend {
 }
 
 impl BlockBackend for NullBackend {
+    /// Memory only: never waits.
+    fn may_block(&self) -> bool {
+        false
+    }
+
     fn caps(&self) -> BackendCaps {
         self.caps
     }
@@ -48,6 +53,15 @@ impl BlockBackend for NullBackend {
     }
     fn write(&self, lba: u64, data: &[u8], _fua: bool) -> Result<(), BackendError> {
         self.check(lba, data.len())
+    }
+    /// Zero-fills the sink in place (one `memset` per ring span).
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
+        self.check(lba, sink.len())?;
+        sink.zero_at(0, sink.len()).map_err(BackendError::Read)
+    }
+    /// Discards the source without touching its bytes.
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, _fua: bool) -> Result<(), BackendError> {
+        self.check(lba, src.len())
     }
     fn flush(&self) -> Result<(), BackendError> {
         Ok(())

@@ -2,9 +2,7 @@
 //! I/O runs outside it, and the result is registered under it again.
 //! Physically contiguous pieces of one request go out as one pread/pwrite.
 
-use std::borrow::Cow;
-
-use crate::backend::BackendError;
+use crate::backend::{BackendError, BlockSink, BlockSource};
 
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
@@ -73,24 +71,25 @@ impl Pool {
         })
     }
 
-    pub(crate) fn read_bytes(
+    /// Reads `sink.len()` bytes at byte `off` of volume `vol` into `sink`:
+    /// zeros for unmapped chunks, one read per physically contiguous run.
+    pub(crate) fn read_into(
         &self,
         vol: u64,
         off: u64,
-        buf: &mut [u8],
+        sink: &mut dyn BlockSink,
     ) -> Result<(), BackendError> {
         let cs = self.inner.chunk_size;
         let plan: Vec<(Span, Option<u64>)> = {
             let st = self.state();
-            self.spans(off, buf.len())
+            self.spans(off, sink.len())
                 .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
                 .collect()
         };
         let mut i = 0;
-        while i < plan.len() {
-            let (s, phys) = plan[i];
+        while let Some(&(s, phys)) = plan.get(i) {
             let Some(phys) = phys else {
-                buf[s.at..s.at + s.n].fill(0);
+                sink.zero_at(s.at, s.n).map_err(rd)?;
                 i += 1;
                 continue;
             };
@@ -106,7 +105,7 @@ impl Pool {
             }
             self.inner
                 .data
-                .read_at(&mut buf[s.at..s.at + len], phys)
+                .read_into(sink, s.at, len, phys)
                 .map_err(rd)?;
             i = j;
         }
@@ -179,94 +178,100 @@ impl Pool {
         Ok(plans)
     }
 
-    /// The bytes to write for one span and where: borrowed from the caller
-    /// when the span is written as is, built when a chunk is filled whole.
-    fn segment<'a>(
+    /// Where one span's bytes go, and whether they are the caller's as is
+    /// (`None`) or a whole chunk built around them (`Some`).
+    fn segment(
         &self,
         p: Plan,
         s: Span,
-        src: &'a [u8],
-    ) -> std::io::Result<(u64, Cow<'a, [u8]>)> {
+        src: &dyn BlockSource,
+    ) -> std::io::Result<(u64, Option<Vec<u8>>)> {
         let cs = self.inner.chunk_size;
         let whole = s.n as u64 == cs;
-        let fill = |base: Option<u64>| -> std::io::Result<Cow<'a, [u8]>> {
+        let fill = |base: Option<u64>| -> std::io::Result<Option<Vec<u8>>> {
             let mut buf = vec![0u8; cs as usize];
             if let Some(old) = base {
                 self.inner.data.read_at(&mut buf, old * cs)?;
             }
-            buf[s.in_off as usize..s.in_off as usize + s.n].copy_from_slice(src);
-            Ok(Cow::Owned(buf))
+            src.read_at(s.at, &mut buf[s.in_off as usize..s.in_off as usize + s.n])?;
+            Ok(Some(buf))
         };
         Ok(match p {
-            Plan::InPlace(c) => (c * cs + s.in_off, Cow::Borrowed(src)),
+            Plan::InPlace(c) => (c * cs + s.in_off, None),
             Plan::Fresh { new, zero } if zero && !whole => (new * cs, fill(None)?),
-            Plan::Fresh { new, .. } => (new * cs + s.in_off, Cow::Borrowed(src)),
-            Plan::Cow { new, .. } if whole => (new * cs, Cow::Borrowed(src)),
+            Plan::Fresh { new, .. } => (new * cs + s.in_off, None),
+            Plan::Cow { new, .. } if whole => (new * cs, None),
             Plan::Cow { old, new } => (new * cs, fill(Some(old))?),
         })
     }
 
-    /// Issues the writes of a planned request, merging borrowed pieces that
-    /// are contiguous both in the caller's buffer and on disk.
-    fn write_planned(&self, spans: &[Span], plans: &[Plan], data: &[u8]) -> std::io::Result<()> {
+    /// Issues the writes of a planned request, merging pieces of the
+    /// caller's source that are contiguous both there and on disk.
+    fn write_planned(
+        &self,
+        spans: &[Span],
+        plans: &[Plan],
+        src: &dyn BlockSource,
+    ) -> std::io::Result<()> {
         let io = &self.inner.data;
-        let mut run: Option<(u64, usize, usize)> = None; // (phys, start in data, len)
+        let mut run: Option<(u64, usize, usize)> = None; // (phys, start in src, len)
         for (s, &p) in spans.iter().zip(plans) {
-            let (phys, seg) = self.segment(p, *s, &data[s.at..s.at + s.n])?;
-            match seg {
-                Cow::Borrowed(_) => {
+            let (phys, built) = self.segment(p, *s, src)?;
+            match built {
+                None => {
                     if let Some((rp, ra, rl)) = run {
                         if rp + rl as u64 == phys && ra + rl == s.at {
                             run = Some((rp, ra, rl + s.n));
                             continue;
                         }
-                        io.write_at(&data[ra..ra + rl], rp)?;
+                        io.write_from(src, ra, rl, rp)?;
                     }
                     run = Some((phys, s.at, s.n));
                 }
-                Cow::Owned(buf) => {
+                Some(buf) => {
                     if let Some((rp, ra, rl)) = run.take() {
-                        io.write_at(&data[ra..ra + rl], rp)?;
+                        io.write_from(src, ra, rl, rp)?;
                     }
                     io.write_at(&buf, phys)?;
                 }
             }
         }
         if let Some((rp, ra, rl)) = run {
-            io.write_at(&data[ra..ra + rl], rp)?;
+            io.write_from(src, ra, rl, rp)?;
         }
         Ok(())
     }
 
-    /// Writes `data` at byte `off` of volume `vol` if every chunk it touches
+    /// Writes `src` at byte `off` of volume `vol` if every chunk it touches
     /// is mapped and owned by `vol` alone (durably, see [`Self::lookup_exclusive`]):
     /// nothing to allocate, copy or register, so the caller needs the
     /// volume's gate only shared and such writes run in parallel. Returns
     /// `false`, having written nothing, when some chunk needs a plan
-    /// ([`Self::write_bytes`] under the exclusive gate).
+    /// ([`Self::write_from`] under the exclusive gate).
     pub(crate) fn write_in_place(
         &self,
         vol: u64,
         off: u64,
-        data: &[u8],
+        src: &dyn BlockSource,
     ) -> Result<bool, BackendError> {
         let cs = self.inner.chunk_size;
         let shift = self.inner.chunk_shift;
         let in_off = off & (cs - 1);
-        if in_off + data.len() as u64 <= cs {
+        let len = src.len();
+        if in_off + len as u64 <= cs {
             return match self.lookup_exclusive(vol, off >> shift)? {
                 Some((c, false)) => {
                     self.inner
                         .data
-                        .write_at(data, c * cs + in_off)
+                        .write_from(src, 0, len, c * cs + in_off)
                         .map_err(wr)?;
                     Ok(true)
                 }
                 _ => Ok(false),
             };
         }
-        let mut runs: Vec<(u64, usize, usize)> = Vec::new(); // (phys, start in data, len)
-        for s in self.spans(off, data.len()) {
+        let mut runs: Vec<(u64, usize, usize)> = Vec::new(); // (phys, start in src, len)
+        for s in self.spans(off, len) {
             let Some((c, false)) = self.lookup_exclusive(vol, s.l)? else {
                 return Ok(false);
             };
@@ -277,28 +282,36 @@ impl Pool {
             }
         }
         for (phys, at, n) in runs {
-            self.inner
-                .data
-                .write_at(&data[at..at + n], phys)
-                .map_err(wr)?;
+            self.inner.data.write_from(src, at, n, phys).map_err(wr)?;
         }
         Ok(true)
     }
 
-    /// Writes `data` at byte `off` of volume `vol`: plan every chunk, write,
-    /// then record the new mappings.
-    pub(crate) fn write_bytes(&self, vol: u64, off: u64, data: &[u8]) -> Result<(), BackendError> {
+    /// Writes `src` at byte `off` of volume `vol`: plan every chunk, write
+    /// (straight from the source where the caller's bytes go to disk as
+    /// they are), then record the new mappings.
+    pub(crate) fn write_from(
+        &self,
+        vol: u64,
+        off: u64,
+        src: &dyn BlockSource,
+    ) -> Result<(), BackendError> {
         let cs = self.inner.chunk_size;
         let in_off = off & (cs - 1);
-        if in_off + data.len() as u64 <= cs {
+        let len = src.len();
+        if in_off + len as u64 <= cs {
             // Within one chunk and mapped exclusively: overwrite, no plan to build.
             if let Some((c, false)) = self.lookup_exclusive(vol, off >> self.inner.chunk_shift)? {
-                return self.inner.data.write_at(data, c * cs + in_off).map_err(wr);
+                return self
+                    .inner
+                    .data
+                    .write_from(src, 0, len, c * cs + in_off)
+                    .map_err(wr);
             }
         }
-        let spans: Vec<Span> = self.spans(off, data.len()).collect();
+        let spans: Vec<Span> = self.spans(off, len).collect();
         let plans = self.plan_all(vol, &spans)?;
-        let res = self.write_planned(&spans, &plans, data);
+        let res = self.write_planned(&spans, &plans, src);
         let mut st = self.state();
         if let Err(e) = res {
             plans
@@ -344,7 +357,7 @@ impl Pool {
                         .data
                         .write_at(&zeros, c * cs + in_off)
                         .map_err(wr)?,
-                    Some((_, true)) => self.write_bytes(vol, pos, &zeros)?,
+                    Some((_, true)) => self.write_from(vol, pos, &zeros)?,
                 }
             }
             pos += n;
@@ -368,17 +381,24 @@ impl Pool {
     /// already taken the pending changes (so they no longer look dirty) but
     /// has not made them durable; acknowledging after only a data sync would
     /// lose this write's mapping if the process died before that commit
-    /// ended.
+    /// ended. Once the check finds nothing pending, the mapping is durable
+    /// and only the data needs syncing: that sync runs outside the commit
+    /// lock, shared with the FUA writes arriving at the same time
+    /// ([`GroupSync`](super::groupsync::GroupSync)), instead of one
+    /// `fdatasync` after another under the lock.
     pub(crate) fn fua(&self) -> Result<(), BackendError> {
-        let _c = guard(&self.inner.commit);
-        let clean = self.state().dirty.is_empty();
-        if clean {
-            self.inner.data.sync_data().map_err(BackendError::Flush)
-        } else {
-            self.flush_locked().map_err(|e| match e {
-                PoolError::Io { source, .. } => BackendError::Flush(source),
-                other => BackendError::Metadata(other.to_string()),
-            })
+        {
+            let _c = guard(&self.inner.commit);
+            if !self.state().dirty.is_empty() {
+                return self.flush_locked().map_err(|e| match e {
+                    PoolError::Io { source, .. } => BackendError::Flush(source),
+                    other => BackendError::Metadata(other.to_string()),
+                });
+            }
         }
+        self.inner
+            .group_sync
+            .sync(|| self.inner.data.sync_data())
+            .map_err(BackendError::Flush)
     }
 }

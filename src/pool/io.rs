@@ -2,8 +2,11 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use crate::backend::{BlockSink, BlockSource};
 
 /// Positional I/O on the pool's data file.
 ///
@@ -12,8 +15,30 @@ use std::sync::atomic::{AtomicU64, Ordering};
 pub trait DataIo: Send + Sync {
     /// Reads exactly `buf.len()` bytes at `off`; bytes past the end read as zeros.
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()>;
+    /// Reads `len` bytes at `off` into `[at, at + len)` of `sink`, as
+    /// [`DataIo::read_at`]. The default reads into a buffer and copies it;
+    /// [`FileIo`] reads straight into the sink (e.g. the ring's data area).
+    fn read_into(
+        &self,
+        sink: &mut dyn BlockSink,
+        at: usize,
+        len: usize,
+        off: u64,
+    ) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        self.read_at(&mut buf, off)?;
+        sink.write_at(at, &buf)
+    }
     /// Writes all of `buf` at `off`, extending the file if needed.
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
+    /// Writes bytes `[at, at + len)` of `src` at `off`, as
+    /// [`DataIo::write_at`]. The default copies them into a buffer first;
+    /// [`FileIo`] writes straight from the source.
+    fn write_from(&self, src: &dyn BlockSource, at: usize, len: usize, off: u64) -> io::Result<()> {
+        let mut buf = vec![0u8; len];
+        src.read_at(at, &mut buf)?;
+        self.write_at(&buf, off)
+    }
     /// Makes every write issued before this call durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes (what a read past it returns zeros for).
@@ -59,6 +84,17 @@ impl DataIo for FileIo {
         Ok(())
     }
 
+    fn read_into(
+        &self,
+        sink: &mut dyn BlockSink,
+        at: usize,
+        len: usize,
+        off: u64,
+    ) -> io::Result<()> {
+        let n = sink.pread_at(at, len, self.file.as_fd(), off)?;
+        sink.zero_at(at + n, len - n)
+    }
+
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let _g = self
             .grow
@@ -66,6 +102,16 @@ impl DataIo for FileIo {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         self.file.write_all_at(buf, off)?;
         self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
+        Ok(())
+    }
+
+    fn write_from(&self, src: &dyn BlockSource, at: usize, len: usize, off: u64) -> io::Result<()> {
+        let _g = self
+            .grow
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        src.pwrite_at(at, len, self.file.as_fd(), off)?;
+        self.len.fetch_max(off + len as u64, Ordering::AcqRel);
         Ok(())
     }
 

@@ -64,6 +64,7 @@ mod chunkmap;
 mod datapath;
 pub mod error;
 pub mod format;
+mod groupsync;
 pub mod io;
 mod lock;
 pub mod migrate;
@@ -166,6 +167,8 @@ pub(crate) struct Inner {
     chunk_shift: u32,
     state: Mutex<State>,
     commit: Mutex<()>,
+    /// Shares data syncs between concurrent FUA writes.
+    group_sync: groupsync::GroupSync,
     gates: Mutex<HashMap<u64, Arc<RwLock<()>>>>,
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
@@ -199,6 +202,7 @@ impl Pool {
                 chunk_shift: chunk_size.trailing_zeros(),
                 state: Mutex::new(st),
                 commit: Mutex::new(()),
+                group_sync: groupsync::GroupSync::default(),
                 gates: Mutex::new(HashMap::new()),
                 seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),

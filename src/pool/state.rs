@@ -2,6 +2,8 @@
 //! the batch of metadata changes not yet committed.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use super::chunkmap::ChunkMap;
 
@@ -38,8 +40,9 @@ pub(crate) struct State {
     /// The same for the batch being committed now.
     pub unshared_committing: std::collections::HashSet<u64>,
     /// Counts upward crossings of the low-water mark (volumes compare it
-    /// with the value they last reported).
-    pub low_water_epoch: u64,
+    /// with the value they last reported). Shared with the volumes, which
+    /// read it on every command without taking the state lock.
+    pub low_water_epoch: Arc<AtomicU64>,
 }
 
 /// A batch taken for commit.
@@ -65,7 +68,7 @@ impl State {
             low_water_raised: false,
             unshared: Default::default(),
             unshared_committing: Default::default(),
-            low_water_epoch: 0,
+            low_water_epoch: Arc::default(),
         };
         st.put(
             format::KEY_FORMAT.to_vec(),
@@ -132,7 +135,7 @@ impl State {
             low_water_raised: false,
             unshared: Default::default(),
             unshared_committing: Default::default(),
-            low_water_epoch: 0,
+            low_water_epoch: Arc::default(),
         };
         st.low_water_raised = st.above_low_water();
         Ok(st)
@@ -302,7 +305,7 @@ impl State {
     pub fn update_low_water(&mut self) {
         let above = self.above_low_water();
         if above && !self.low_water_raised {
-            self.low_water_epoch += 1;
+            self.low_water_epoch.fetch_add(1, Ordering::AcqRel);
             tracing::warn!(
                 used_chunks = self.used,
                 capacity_chunks = self.sb.capacity_chunks,

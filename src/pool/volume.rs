@@ -4,7 +4,9 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 
-use crate::backend::{Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend};
+use crate::backend::{
+    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+};
 
 use super::{Pool, PoolError};
 
@@ -18,6 +20,9 @@ pub struct Volume {
     size: AtomicU64,
     gate: Arc<RwLock<()>>,
     seen_low_water: AtomicU64,
+    /// The pool's count of low-water crossings (read without the state
+    /// lock: `poll_event` runs on every command).
+    low_water_epoch: Arc<AtomicU64>,
     capacity_changed: AtomicBool,
 }
 
@@ -39,7 +44,8 @@ impl Volume {
         rec: &super::format::VolumeRecord,
     ) -> Volume {
         let gate = pool.gate(id);
-        let seen = pool.state().low_water_epoch;
+        let low_water_epoch = Arc::clone(&pool.state().low_water_epoch);
+        let seen = low_water_epoch.load(Ordering::Acquire);
         Volume {
             pool,
             id,
@@ -49,6 +55,7 @@ impl Volume {
             size: AtomicU64::new(rec.size_bytes),
             gate,
             seen_low_water: AtomicU64::new(seen),
+            low_water_epoch,
             capacity_changed: AtomicBool::new(false),
         }
     }
@@ -103,20 +110,34 @@ impl BlockBackend for Volume {
         }
     }
 
-    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
-        let off = self.range(lba, buf.len())?;
+    fn read(&self, lba: u64, mut buf: &mut [u8]) -> Result<(), BackendError> {
+        self.read_into(lba, &mut buf)
+    }
+
+    /// Reads straight into the sink (`pread` into the ring's data area for
+    /// a command's buffers; zeros for unmapped chunks).
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
+        let off = self.range(lba, sink.len())?;
         let _g = self
             .gate
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.pool.read_bytes(self.id, off, buf)
+        self.pool.read_into(self.id, off, sink)
     }
 
     fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.write_from(lba, &data, fua)
+    }
+
+    /// Writes straight from the source (`pwrite` out of the ring's data
+    /// area for a command's buffers) wherever the bytes go to disk as they
+    /// are; partial chunks that need a copy-on-write or zero fill are built
+    /// in a buffer as before.
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
-        let off = self.range(lba, data.len())?;
+        let off = self.range(lba, src.len())?;
         // Overwrites of chunks this volume owns alone share the gate (like
         // reads); anything that allocates or copies takes it exclusively.
         let done = {
@@ -124,14 +145,14 @@ impl BlockBackend for Volume {
                 .gate
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.pool.write_in_place(self.id, off, data)?
+            self.pool.write_in_place(self.id, off, src)?
         };
         if !done {
             let _g = self
                 .gate
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
-            self.pool.write_bytes(self.id, off, data)?;
+            self.pool.write_from(self.id, off, src)?;
         }
         if fua {
             self.pool.fua()?;
@@ -210,7 +231,7 @@ impl BlockBackend for Volume {
         if self.capacity_changed.swap(false, Ordering::AcqRel) {
             return Some(BackendEvent::CapacityChanged);
         }
-        let epoch = self.pool.state().low_water_epoch;
+        let epoch = self.low_water_epoch.load(Ordering::Acquire);
         if self.seen_low_water.swap(epoch, Ordering::AcqRel) != epoch {
             return Some(BackendEvent::LowWaterMark);
         }

@@ -4,10 +4,11 @@
 use super::device::Ring;
 use super::error::RingError;
 
+/// One buffer: offset from the start of the mapping, length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Span {
-    off: usize,
-    len: usize,
+pub(super) struct Span {
+    pub(super) off: usize,
+    pub(super) len: usize,
 }
 
 /// Spans kept inline (no allocation per command); more go to the heap.
@@ -89,6 +90,11 @@ impl DataSpans {
         self.spans.as_slice().len()
     }
 
+    /// The spans, in order.
+    pub(super) fn as_spans(&self) -> &[Span] {
+        self.spans.as_slice()
+    }
+
     /// An empty list for `cmd_id`, to fill with [`DataSpans::push_checked`].
     pub(crate) fn for_cmd(cmd_id: u16) -> DataSpans {
         DataSpans {
@@ -122,7 +128,7 @@ impl DataSpans {
 impl Ring {
     /// The spans' command must still be in flight: after completion the
     /// kernel may release (and unmap) its data pages.
-    fn spans_live(&self, spans: &DataSpans) -> Result<(), RingError> {
+    pub(super) fn spans_live(&self, spans: &DataSpans) -> Result<(), RingError> {
         if spans.spans.as_slice().is_empty() || self.is_in_flight(spans.cmd_id) {
             Ok(())
         } else {
@@ -132,7 +138,7 @@ impl Ring {
 
     /// Checks a span against this ring's data area (spans from another ring
     /// are refused rather than trusted).
-    fn span_ok(&self, s: &Span) -> Result<(), RingError> {
+    pub(super) fn span_ok(&self, s: &Span) -> Result<(), RingError> {
         let g = self.geometry();
         match s.off.checked_add(s.len) {
             Some(end) if s.off >= g.data_off && end <= g.data_end => Ok(()),

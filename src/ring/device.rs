@@ -5,6 +5,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::Path;
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
@@ -25,7 +26,7 @@ const MAX_DRAIN: u32 = 4096;
 /// socket). `Send`, not `Sync`: one actor drives it.
 #[derive(Debug)]
 pub struct Ring {
-    map: Mapping,
+    map: Arc<Mapping>,
     geo: Geometry,
     caps: Caps,
     event: OwnedFd,
@@ -71,7 +72,7 @@ impl Ring {
         let (geo, caps, tail) = mailbox::validate(&map)?;
         tracing::debug!(?geo, ?caps, tail, "ring mapped");
         Ok(Ring {
-            map,
+            map: Arc::new(map),
             geo,
             caps,
             event,
@@ -84,6 +85,11 @@ impl Ring {
 
     pub(crate) fn map(&self) -> &Mapping {
         &self.map
+    }
+
+    /// The mapping, shared (it stays mapped while any holder lives).
+    pub(crate) fn shared_map(&self) -> Arc<Mapping> {
+        Arc::clone(&self.map)
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {

@@ -7,6 +7,8 @@
 //! bounds check against the length fixed when the mapping was made.
 
 use std::fs::File;
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
@@ -299,6 +301,54 @@ impl Mapping {
         Ok(())
     }
 
+    /// One `pread(2)` of up to `len` bytes of `fd` at `file_off` straight
+    /// into the data-area span at `off`; returns the bytes read (0 at end of
+    /// file). Under the ownership rule of [`Mapping::copy_out`]: only for
+    /// the data buffers of a command we own.
+    pub(crate) fn pread_data(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        // SAFETY: `[off, off + len)` lies inside the live, writable mapping
+        // (checked by `at`; `self.map` keeps it mapped for this call). The
+        // kernel writes at most `len` bytes at `p`, exactly as a `memcpy`
+        // into the span would, and forms no Rust reference; the peer does
+        // not access an in-flight command's data pages meanwhile. `fd` is a
+        // borrowed, open descriptor for the duration of the call.
+        let n = unsafe { libc::pread(fd.as_raw_fd(), p.cast::<libc::c_void>(), len, file_off) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// One `pwrite(2)` of up to `len` bytes of the data-area span at `off`
+    /// to `fd` at `file_off`; returns the bytes written. The counterpart of
+    /// [`Mapping::pread_data`], under the same ownership rule.
+    pub(crate) fn pwrite_data(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        // SAFETY: `[off, off + len)` lies inside the live mapping (checked
+        // by `at`, kept alive by `self.map`); the kernel only reads those
+        // `len` bytes, and no Rust reference into the region is formed.
+        // `fd` is borrowed and open for the duration of the call.
+        let n = unsafe {
+            libc::pwrite(
+                fd.as_raw_fd(),
+                p.cast_const().cast::<libc::c_void>(),
+                len,
+                file_off,
+            )
+        };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// Fills `len` bytes at `off` with `byte` (volatile, 8 bytes at a time
     /// where aligned).
     pub(crate) fn fill(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
@@ -389,6 +439,26 @@ mod tests {
         let mut back = [0u8; 50];
         m.read_into(3, &mut back).unwrap();
         assert!(back.iter().all(|&b| b == 0xaa));
+    }
+
+    #[test]
+    fn pread_and_pwrite_go_straight_through_the_mapping() {
+        use std::os::fd::AsFd;
+        let m = Mapping::new(&file(256), 256).unwrap();
+        let data: Vec<u8> = (0..100u8).collect();
+        m.copy_in(50, &data).unwrap();
+        let disk = tempfile::tempfile().unwrap();
+        assert_eq!(m.pwrite_data(60, 80, disk.as_fd(), 7).unwrap(), 80);
+        m.fill_data(0, 256, 0).unwrap();
+        assert_eq!(m.pread_data(3, 200, disk.as_fd(), 0).unwrap(), 87);
+        let mut back = [0u8; 90];
+        m.copy_out(3, &mut back).unwrap();
+        assert!(back[..7].iter().all(|&b| b == 0));
+        assert_eq!(&back[7..87], &data[10..90]);
+        assert!(back[87..].iter().all(|&b| b == 0));
+        assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000).unwrap(), 0);
+        assert!(m.pread_data(200, 57, disk.as_fd(), 0).is_err());
+        assert!(m.pwrite_data(usize::MAX, 2, disk.as_fd(), 0).is_err());
     }
 
     #[test]

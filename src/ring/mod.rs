@@ -9,7 +9,9 @@
 //!   offset checked); malformed entries come out as [`RingError::BadEntry`],
 //!   carrying the `cmd_id` when the command must still be completed;
 //! - [`Ring::read_data_out`] / [`Ring::write_data_in`] move data through
-//!   opaque [`DataSpans`];
+//!   opaque [`DataSpans`], and [`Ring::data`] hands a command's buffers
+//!   to a backend as a [`RingData`] sink/source (zero-copy: the backend
+//!   fills or drains the data area itself);
 //! - [`Ring::complete`] consumes a [`Completion`], writes the response into
 //!   the right slot (out-of-order slot reuse with `CAP_OOOC`) and stores
 //!   `cmd_tail` with Release; [`Ring::kick`] then tells the kernel.
@@ -43,6 +45,7 @@
 
 mod complete;
 mod data;
+mod data_io;
 mod device;
 mod entry;
 mod error;
@@ -54,6 +57,7 @@ mod track;
 
 pub use complete::{Completion, STATUS_CHECK_CONDITION, STATUS_GOOD};
 pub use data::DataSpans;
+pub use data_io::{RingData, SharedData};
 pub use device::Ring;
 pub use entry::{Cdb, CmdRequest, Entry, TmrRequest, TmrType};
 pub use error::{Fault, RingError};

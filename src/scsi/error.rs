@@ -44,6 +44,10 @@ pub enum ScsiError {
     /// The backend failed.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// The caller's data buffers could not be read or written
+    /// ([`crate::scsi::Lun::execute_io`]).
+    #[error("data transfer failed: {0}")]
+    DataTransfer(#[source] std::io::Error),
 }
 
 impl ScsiError {
@@ -91,6 +95,7 @@ impl ScsiError {
                 Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
             }
             ScsiError::Backend(e) => backend_sense(e),
+            ScsiError::DataTransfer(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
         }
     }
 }

@@ -4,9 +4,10 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::error::ScsiError;
 use super::sense::{status, Asc, Sense, SenseKey};
-use super::table::{self, Ctx};
-use crate::backend::{BackendCaps, BackendEvent, BlockBackend};
+use super::table::{self, Ctx, Direct};
+use crate::backend::{BackendCaps, BackendEvent, BlockBackend, BlockSink, BlockSource};
 
 /// Identity and limits of a logical unit that do not come from the backend.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,12 +142,8 @@ impl Lun {
     /// Runs one command. `data_out` holds the initiator's data (empty if
     /// none); `data_in` is sized to the command's data-in capacity.
     pub fn execute(&self, cdb: &[u8], data_out: &[u8], data_in: &mut [u8]) -> ScsiResponse {
-        self.poll_backend_events();
-        let opcode = cdb.first().copied();
-        if !opcode.is_some_and(|op| UA_EXEMPT.contains(&op)) {
-            if let Some(ua) = self.take_unit_attention() {
-                return ScsiResponse::check_condition(ua);
-            }
+        if let Some(ua) = self.pending_attention(cdb) {
+            return ua;
         }
         let mut ctx = Ctx {
             lun: self,
@@ -154,14 +151,60 @@ impl Lun {
             cdb,
             data_out,
             data_in,
+            direct: None,
         };
-        match table::dispatch(&mut ctx) {
-            Ok(n) => ScsiResponse::good(n),
-            Err(e) => {
-                tracing::debug!(opcode = ?opcode, error = %e, "check condition");
-                ScsiResponse::check_condition(e.to_sense())
+        respond(cdb, table::dispatch(&mut ctx))
+    }
+
+    /// Runs one command over the caller's own buffers, e.g. a command's
+    /// buffers in the ring's data area ([`crate::ring::RingData`]):
+    /// READ and WRITE move data straight between them and the backend
+    /// ([`BlockBackend::read_into`] / [`BlockBackend::write_from`]), other
+    /// replies are written into `data_in`, and other commands with data-out
+    /// get a private copy of it. Same semantics as [`Lun::execute`] with
+    /// `data_out`'s bytes and a buffer of `data_in.len()` bytes; a failure
+    /// of the buffers themselves is HARDWARE ERROR, INTERNAL TARGET
+    /// FAILURE.
+    pub fn execute_io(
+        &self,
+        cdb: &[u8],
+        data_out: &dyn BlockSource,
+        data_in: &mut dyn BlockSink,
+    ) -> ScsiResponse {
+        if let Some(ua) = self.pending_attention(cdb) {
+            return ua;
+        }
+        let mut plain = Vec::new();
+        if table::needs_plain_data_out(cdb) {
+            plain.resize(data_out.len(), 0);
+            if let Err(e) = data_out.read_at(0, &mut plain) {
+                return respond(cdb, Err(ScsiError::DataTransfer(e)));
             }
         }
+        let mut ctx = Ctx {
+            lun: self,
+            caps: self.backend.caps(),
+            cdb,
+            data_out: &plain,
+            data_in: &mut [],
+            direct: Some(Direct {
+                out: data_out,
+                inb: data_in,
+            }),
+        };
+        respond(cdb, table::dispatch(&mut ctx))
+    }
+
+    /// Polls backend events, then takes the unit attention this command
+    /// must report instead of running, if any.
+    fn pending_attention(&self, cdb: &[u8]) -> Option<ScsiResponse> {
+        self.poll_backend_events();
+        let opcode = cdb.first().copied();
+        if opcode.is_some_and(|op| UA_EXEMPT.contains(&op)) {
+            return None;
+        }
+        self.take_unit_attention()
+            .map(ScsiResponse::check_condition)
     }
 
     /// Queues CAPACITY DATA HAS CHANGED (2A/09), e.g. after a resize.
@@ -269,6 +312,17 @@ impl Lun {
                 }
                 BackendEvent::CapacityChanged => self.capacity_changed(),
             }
+        }
+    }
+}
+
+/// The response for a dispatched command.
+fn respond(cdb: &[u8], r: Result<usize, ScsiError>) -> ScsiResponse {
+    match r {
+        Ok(n) => ScsiResponse::good(n),
+        Err(e) => {
+            tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
+            ScsiResponse::check_condition(e.to_sense())
         }
     }
 }

@@ -4,7 +4,7 @@
 use super::error::ScsiError;
 use super::lun::Lun;
 use super::{sbc, spc};
-use crate::backend::BackendCaps;
+use crate::backend::{BackendCaps, BlockSink, BlockSource};
 
 /// Direction of a command's data transfer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,8 +63,30 @@ pub(crate) struct Ctx<'a> {
     pub lun: &'a Lun,
     pub caps: BackendCaps,
     pub cdb: &'a [u8],
+    /// Data-out as plain bytes (for [`Lun::execute_io`], only for commands
+    /// that need it: see [`needs_plain_data_out`]).
     pub data_out: &'a [u8],
+    /// Data-in as plain bytes; empty when `direct` is set.
     pub data_in: &'a mut [u8],
+    /// The caller's own buffers ([`Lun::execute_io`]): READ/WRITE move
+    /// data straight between them and the backend, and replies go to
+    /// `inb`.
+    pub direct: Option<Direct<'a>>,
+}
+
+/// The buffers of [`Lun::execute_io`].
+pub(crate) struct Direct<'a> {
+    pub out: &'a dyn BlockSource,
+    pub inb: &'a mut dyn BlockSink,
+}
+
+impl<'a> Ctx<'a> {
+    /// Where data-in goes: the caller's sink or the plain buffer.
+    pub fn data_in_len(&self) -> usize {
+        self.direct
+            .as_ref()
+            .map_or(self.data_in.len(), |d| d.inb.len())
+    }
 }
 
 pub(crate) type Handler = fn(&mut Ctx<'_>) -> Result<Reply, ScsiError>;
@@ -239,18 +261,32 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
     }
     tracing::trace!(command = cmd.name, "execute");
     let reply = (cmd.handler)(ctx)?;
-    let cap = ctx.data_in.len().min(cmd.alloc_len.get(ctx.cdb));
+    let in_len = ctx.data_in_len();
+    let cap = in_len.min(cmd.alloc_len.get(ctx.cdb));
     Ok(match reply {
         Reply::None => 0,
-        Reply::InPlace(n) => n.min(ctx.data_in.len()),
+        Reply::InPlace(n) => n.min(in_len),
         Reply::Data(v) => {
             let n = v.len().min(cap);
-            if let (Some(dst), Some(src)) = (ctx.data_in.get_mut(..n), v.get(..n)) {
-                dst.copy_from_slice(src);
+            let src = v.get(..n).unwrap_or_default();
+            match ctx.direct.as_mut() {
+                Some(d) => d.inb.write_at(0, src).map_err(ScsiError::DataTransfer)?,
+                None => {
+                    if let Some(dst) = ctx.data_in.get_mut(..n) {
+                        dst.copy_from_slice(src);
+                    }
+                }
             }
             n
         }
     })
+}
+
+/// Whether the command's handler reads `Ctx::data_out` as plain bytes
+/// (every command with data-out except READ/WRITE, which stream from the
+/// caller's source).
+pub(crate) fn needs_plain_data_out(cdb: &[u8]) -> bool {
+    lookup(cdb).is_ok_and(|c| c.dir == DataDirection::Out && !sbc::rw::streams_data_out(c.opcode))
 }
 
 #[cfg(test)]
@@ -275,5 +311,22 @@ mod tests {
         assert!(matches!(lookup(&[0xff, 0]), Err(ScsiError::InvalidOpcode)));
         assert!(matches!(lookup(&[]), Err(ScsiError::InvalidOpcode)));
         assert!(lookup(&[0x9e, 0x1f]).is_err());
+    }
+
+    #[test]
+    fn only_write_commands_stream_their_data_out() {
+        for c in COMMANDS {
+            let streams = sbc::rw::streams_data_out(c.opcode);
+            let is_write = c.name.starts_with("WRITE(") || c.name.starts_with("WRITE AND VERIFY");
+            assert_eq!(streams, is_write, "{}", c.name);
+            let mut cdb = c.usage.to_vec();
+            cdb[1] = c.service_action.unwrap_or(0);
+            assert_eq!(
+                needs_plain_data_out(&cdb),
+                c.dir == Out && !is_write,
+                "{}",
+                c.name
+            );
+        }
     }
 }

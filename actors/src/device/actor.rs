@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tcmud_core::ring::{
-    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
+    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, SharedData, TmrRequest,
 };
 
 use super::direction::{direction, Dir};
@@ -27,17 +27,21 @@ pub struct DeviceActor {
     caps: Caps,
     tick: Duration,
     need_kick: bool,
+    /// The backend never blocks: run commands on this thread.
+    inline_io: bool,
 }
 
 impl DeviceActor {
     pub(crate) fn new(shared: Arc<DeviceShared>, ring: Ring, tick: Duration) -> DeviceActor {
         let caps = ring.caps();
+        let inline_io = !shared.backstore.backend().may_block();
         DeviceActor {
             shared,
             ring,
             caps,
             tick,
             need_kick: false,
+            inline_io,
         }
     }
 
@@ -113,9 +117,11 @@ impl DeviceActor {
         table.set_fetch_cursor(cursor);
     }
 
-    /// Hands queued commands to the I/O threads, data-out copied first.
+    /// Hands queued commands to the I/O threads, each with views of its own
+    /// buffers in the ring's data area (no copy).
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
+        let mut inline = Vec::new();
         for seq in table.queued() {
             let Some(slot) = table.get(seq) else {
                 continue;
@@ -126,20 +132,28 @@ impl DeviceActor {
             let bidi = !slot.req.bidi.is_empty();
             let out_spans = &slot.req.data;
             let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
-            let data_in_len = if dir == Dir::In || bidi {
-                in_spans.len()
-            } else {
-                0
+            let share = |spans| -> Result<Option<SharedData>, RingError> {
+                self.ring.share_data(spans).map(Some)
             };
-            let mut data_out = Vec::new();
-            if dir == Dir::Out && !out_spans.is_empty() {
-                data_out = vec![0u8; out_spans.len()];
-                if let Err(e) = self.ring.read_data_out(out_spans, &mut data_out) {
-                    tracing::error!(error = %e, "reading data-out failed");
+            let data_out = match dir {
+                Dir::Out if !out_spans.is_empty() => share(out_spans),
+                _ => Ok(None),
+            };
+            let data_in = if (dir == Dir::In || bidi) && !in_spans.is_empty() {
+                share(in_spans)
+            } else {
+                Ok(None)
+            };
+            let (data_out, data_in) = match (data_out, data_in) {
+                (Ok(o), Ok(i)) => (o, i),
+                (Err(e), _) | (_, Err(e)) => {
+                    tracing::error!(error = %e, "command buffers outside the data area");
                     table.cancel_unstarted(seq, internal_target_failure());
                     continue;
                 }
-                Counters::add(&self.shared.counters.bytes_out, data_out.len() as u64);
+            };
+            if dir == Dir::Out {
+                Counters::add(&self.shared.counters.bytes_out, out_spans.len() as u64);
             }
             let Some(token) = table.dispatch(seq) else {
                 continue;
@@ -149,17 +163,27 @@ impl DeviceActor {
                 token,
                 cdb,
                 data_out,
-                data_in_len,
+                data_in,
             };
+            if self.inline_io {
+                inline.push(job);
+                continue;
+            }
             let shared = Arc::clone(&self.shared);
             if !self
                 .shared
                 .backstore
-                .spawn_io(move || exec::run(&shared, job))
+                .spawn_io(move || exec::run(&shared, job, true))
             {
                 tracing::error!("backstore I/O threads are gone");
                 table.cancel_unstarted(seq, internal_target_failure());
             }
+        }
+        drop(table);
+        // A backend that never waits runs here: no hand-off to an I/O
+        // thread and back, and the results go out in this same pump.
+        for job in inline {
+            exec::run(&self.shared, job, false);
         }
     }
 
@@ -183,20 +207,8 @@ impl DeviceActor {
             } else {
                 &slot.req.bidi
             };
-            let mut out_len = out.data_in.len();
-            let mut failed_copy = None;
-            if !out.data_in.is_empty() {
-                match self.ring.write_data_in(spans, &out.data_in) {
-                    Ok(n) => out_len = n,
-                    Err(e) => {
-                        // Never report GOOD for data the initiator did not get.
-                        tracing::error!(error = %e, "writing data-in failed");
-                        out_len = 0;
-                        failed_copy = Some(internal_target_failure());
-                    }
-                }
-            }
-            let out = failed_copy.as_ref().unwrap_or(out);
+            // The data-in bytes are already in the command's buffers.
+            let out_len = out.data_in_len;
             let c = completion(slot.req.cmd_id, out, spans.len(), self.caps.read_len);
             let status = out.status;
             match self.ring.complete(c) {

@@ -5,40 +5,59 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
+use tcmud_core::backend::{BlockSink, BlockSource};
+use tcmud_core::ring::SharedData;
+
 use super::direction::is_compare_and_write;
 use super::fault::FaultPoint;
 use super::inflight::Outcome;
 use super::outcome::{internal_target_failure, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 
-/// A command handed to an I/O thread.
+/// A command handed to an I/O thread. Its buffers are the command's own
+/// pages in the ring's data area: the backend reads into and writes from
+/// them directly. The in-flight table keeps the command from being
+/// completed while the job runs.
 pub(crate) struct Job {
     pub seq: u64,
     pub token: u64,
     pub cdb: Vec<u8>,
-    pub data_out: Vec<u8>,
-    pub data_in_len: usize,
+    /// Data-out buffers (WRITE and friends).
+    pub data_out: Option<SharedData>,
+    /// Data-in buffers (READ, INQUIRY, ...; the bidi buffers if any).
+    pub data_in: Option<SharedData>,
 }
 
 /// Panics of one command after which it is no longer retried.
 const MAX_PANICS_PER_COMMAND: u32 = 2;
 
-/// Runs `job` (on an I/O thread).
-pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job) {
+/// Runs `job` (on an I/O thread, or on the device's thread for a backend
+/// that never blocks). `notify` wakes the device actor when it is done
+/// (not needed when the actor runs it itself).
+pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job, notify: bool) {
     let _span = shared.span.enter();
     if !lock(&shared.table).start(job.seq, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
     }
     let res = catch_unwind(AssertUnwindSafe(|| {
-        let mut data_in = vec![0u8; job.data_in_len];
-        let r = shared.lun.execute(&job.cdb, &job.data_out, &mut data_in);
-        data_in.truncate(r.data_in_len.min(job.data_in_len));
+        let mut no_in: &mut [u8] = &mut [];
+        let no_out: &[u8] = &[];
+        let src: &dyn BlockSource = match &job.data_out {
+            Some(d) => d,
+            None => &no_out,
+        };
+        let sink: &mut dyn BlockSink = match &mut job.data_in {
+            Some(d) => d,
+            None => &mut no_in,
+        };
+        let capacity = sink.len();
+        let r = shared.lun.execute_io(&job.cdb, src, sink);
         shared.faults.count_executed();
         shared.faults.hit(FaultPoint::Emulate);
         Outcome {
             status: r.status,
             sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
-            data_in,
+            data_in_len: r.data_in_len.min(capacity),
         }
     }));
     Counters::add(&shared.counters.executed, 1);
@@ -49,7 +68,9 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job) {
                 tracing::debug!(cdb = ?job.cdb.first(), status = out.status, "command failed");
             }
             lock(&shared.table).finish(job.seq, job.token, out);
-            shared.wake.notify_one();
+            if notify {
+                shared.wake.notify_one();
+            }
         }
         Err(payload) => {
             let msg = panic_message(payload.as_ref());

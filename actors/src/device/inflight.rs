@@ -33,8 +33,9 @@ pub(crate) struct Outcome {
     pub status: u8,
     /// Sense data (for CHECK CONDITION).
     pub sense: Vec<u8>,
-    /// Data-in bytes to copy into the command's buffers.
-    pub data_in: Vec<u8>,
+    /// Data-in bytes the emulation put into the command's buffers (in the
+    /// ring's data area: nothing is copied at completion).
+    pub data_in_len: usize,
 }
 
 /// One fetched command.
@@ -188,12 +189,14 @@ impl InFlight {
         }
     }
 
-    /// Completes every command that has not finished with `out` (a failed
-    /// device); running jobs' results will be discarded.
+    /// Completes every command that has not started with `out` (a failed
+    /// device). Running ones are left to finish: their job reads or writes
+    /// the command's buffers in the ring, which the kernel may hand to
+    /// another command as soon as this one is completed.
     pub fn finish_all_unfinished(&mut self, out: &Outcome) -> usize {
         let mut n = 0;
         for (seq, slot) in &mut self.slots {
-            if !matches!(slot.state, SlotState::Done(_)) {
+            if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) {
                 slot.state = SlotState::Done(out.clone());
                 self.done.insert(*seq);
                 n += 1;
@@ -299,6 +302,21 @@ mod tests {
         assert_eq!(t.writable(true), vec![b]);
         assert_eq!(t.finish_all_unfinished(&out(2)), 1);
         assert_eq!(t.writable(false), vec![a, b]);
+    }
+
+    #[test]
+    fn a_failed_device_waits_for_running_jobs() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        // Only b (not started) is failed; a still owns its ring buffers.
+        assert_eq!(t.finish_all_unfinished(&out(2)), 1);
+        assert_eq!(t.writable(true), vec![b]);
+        assert!(t.finish(a, ta, out(0)), "a's own result is kept");
+        assert_eq!(t.writable(true), vec![a, b]);
+        assert!(matches!(t.get(a).map(|s| &s.state), Some(SlotState::Done(o)) if o.status == 0));
     }
 
     #[test]

@@ -33,7 +33,7 @@ pub fn internal_target_failure() -> Outcome {
     Outcome {
         status: CHECK_CONDITION,
         sense: fixed_sense(HARDWARE_ERROR, 0x44, 0x00),
-        data_in: Vec::new(),
+        data_in_len: 0,
     }
 }
 
@@ -43,7 +43,7 @@ pub fn invalid_field_in_cdb() -> Outcome {
     Outcome {
         status: CHECK_CONDITION,
         sense: fixed_sense(0x05, 0x24, 0x00),
-        data_in: Vec::new(),
+        data_in_len: 0,
     }
 }
 
@@ -53,7 +53,7 @@ pub fn aborted() -> Outcome {
     Outcome {
         status: CHECK_CONDITION,
         sense: fixed_sense(ABORTED_COMMAND, 0x00, 0x00),
-        data_in: Vec::new(),
+        data_in_len: 0,
     }
 }
 
@@ -66,9 +66,9 @@ pub fn completion(cmd_id: u16, out: &Outcome, capacity: usize, read_len_cap: boo
         CHECK_CONDITION if !out.sense.is_empty() => Completion::check_condition(cmd_id, &out.sense),
         s => Completion::status(cmd_id, s, (!out.sense.is_empty()).then_some(&out.sense[..])),
     };
-    let short = out.data_in.len() < capacity;
+    let short = out.data_in_len < capacity;
     if read_len_cap && short && out.status == GOOD && capacity > 0 {
-        c.with_read_len(u32::try_from(out.data_in.len()).unwrap_or(u32::MAX))
+        c.with_read_len(u32::try_from(out.data_in_len).unwrap_or(u32::MAX))
     } else {
         c
     }

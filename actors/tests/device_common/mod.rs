@@ -91,17 +91,25 @@ pub fn start_ticking(
     )
     .unwrap();
     let opts = DeviceOptions {
+        tick,
+        lun: None,
+        fault,
+        own_thread,
+        ..sim_options(dev)
+    };
+    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+}
+
+/// Default device options over a simulated ring.
+pub fn sim_options(dev: SimDevice) -> DeviceOptions {
+    DeviceOptions {
         ring: RingSource::Parts {
             map: dev.map,
             len: dev.len,
             event_fd: dev.event_fd,
         },
-        tick,
-        lun: None,
-        fault,
-        own_thread,
-    };
-    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+        ..DeviceOptions::default()
+    }
 }
 
 /// What a run returned.

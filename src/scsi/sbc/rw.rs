@@ -1,6 +1,7 @@
 //! READ and WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16).
 
 use super::{check_writable, BlockRequest};
+use crate::backend::{BlockSink, BlockSource, SinkPrefix, SourcePrefix};
 use crate::scsi::error::ScsiError;
 use crate::scsi::table::{Ctx, Reply};
 
@@ -50,7 +51,19 @@ pub(crate) fn write_verify16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     write(ctx, BlockRequest::sixteen(ctx.cdb)?, true)
 }
 
-/// Reads straight into `data_in` (DPO and RARC are hints and ignored).
+/// Opcodes of WRITE(6/10/12/16) and WRITE AND VERIFY(10/12/16): their
+/// data-out streams from the caller's source into the backend.
+const STREAMING_WRITES: [u8; 7] = [0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E];
+
+/// Whether `opcode`'s handler takes its data-out from the caller's source
+/// rather than from plain bytes.
+pub(crate) fn streams_data_out(opcode: u8) -> bool {
+    STREAMING_WRITES.contains(&opcode)
+}
+
+/// Reads straight into the data-in buffer: the caller's sink (e.g. the
+/// ring's data area) or the plain buffer (DPO and RARC are hints and
+/// ignored).
 fn read(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
     req.check_protect()?;
     let ext = req.extent(ctx)?;
@@ -58,21 +71,30 @@ fn read(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
         return Ok(Reply::None);
     }
     let backend = ctx.lun.backend();
-    if let Some(buf) = ctx.data_in.get_mut(..ext.bytes) {
-        backend.read(ext.lba, buf)?;
+    let mut plain: &mut [u8];
+    let sink: &mut dyn BlockSink = match ctx.direct.as_mut() {
+        Some(d) => &mut *d.inb,
+        None => {
+            plain = &mut *ctx.data_in;
+            &mut plain
+        }
+    };
+    if let Some(mut window) = SinkPrefix::new(&mut *sink, ext.bytes) {
+        backend.read_into(ext.lba, &mut window)?;
         return Ok(Reply::InPlace(ext.bytes));
     }
     // The initiator's buffer is shorter than the transfer: read it all,
     // return what fits.
     let mut buf = vec![0u8; ext.bytes];
     backend.read(ext.lba, &mut buf)?;
-    let n = ctx.data_in.len();
-    if let Some(src) = buf.get(..n) {
-        ctx.data_in.copy_from_slice(src);
-    }
+    let n = sink.len();
+    sink.write_at(0, buf.get(..n).unwrap_or_default())
+        .map_err(ScsiError::DataTransfer)?;
     Ok(Reply::InPlace(n))
 }
 
+/// Writes straight from the data-out: the caller's source or the plain
+/// bytes.
 fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, ScsiError> {
     req.check_protect()?;
     let ext = req.extent(ctx)?;
@@ -80,12 +102,13 @@ fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, Sc
     if ext.blocks == 0 {
         return Ok(Reply::None);
     }
-    let data = ctx
-        .data_out
-        .get(..ext.bytes)
-        .ok_or(ScsiError::cdb(req.len_byte, 7))?;
+    let src: &dyn BlockSource = match &ctx.direct {
+        Some(d) => d.out,
+        None => &ctx.data_out,
+    };
+    let data = SourcePrefix::new(src, ext.bytes).ok_or(ScsiError::cdb(req.len_byte, 7))?;
     let fua = ctx.lun.effective_fua(&ctx.caps, req.fua() || verify);
     let _gate = ctx.lun.write_gate();
-    ctx.lun.backend().write(ext.lba, data, fua)?;
+    ctx.lun.backend().write_from(ext.lba, &data, fua)?;
     Ok(Reply::None)
 }

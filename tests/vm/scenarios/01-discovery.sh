@@ -90,6 +90,33 @@ make_pattern /tmp/pat 8
 dd if=/tmp/pat of="$SD" bs=1M oflag=direct 2>/dev/null || fail "dd write"
 [ "$(dd if="$SD" bs=1M count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "readback"
 verified "8 MiB written and read back"
+
+# ---- the write cache the initiator chooses (MODE SELECT) survives a daemon restart
+CT=$(echo /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type)
+WC=$CFG/core/user_1/lun0/attrib/emulate_write_cache
+[ "$(cat "$CT")" = "write through" ] && [ "$(cat "$WC")" = 0 ] || fail "initial cache: $(cat "$CT"), configfs $(cat "$WC")"
+echo "write back" > "$CT" || fail "MODE SELECT WCE=1 (cache_type write back)"
+[ "$(cat "$WC")" = 1 ] || fail "configfs emulate_write_cache is $(cat "$WC") after MODE SELECT WCE=1"
+tcmud_stop; tcmud_start; wait_served lun0
+echo 1 > /sys/block/${SD#/dev/}/device/rescan
+[ "$(cat "$CT")" = "write back" ] || fail "after a daemon restart the cache is '$(cat "$CT")'"
+# caching page byte 2 (the third byte of the page dump), bit 2 = WCE
+b2=$(sg_modes -p 0x08 "$SD" 2>/dev/null | awk '/Caching/ {c = 1} c && $1 == "00" {print $4; exit}')
+[ -n "$b2" ] && [ $((0x$b2 & 4)) = 4 ] || { sg_modes -p 0x08 "$SD"; fail "caching page WCE != 1 after restart (byte 2 = ${b2:-?})"; }
+echo "write through" > "$CT" || fail "MODE SELECT WCE=0"
+[ "$(cat "$WC")" = 0 ] || fail "configfs emulate_write_cache is $(cat "$WC") after MODE SELECT WCE=0"
+verified "MODE SELECT WCE=1 (sd cache_type) saved in configfs, still write back after a daemon restart; WCE=0 saved too"
+
+# ---- a device with 4 KiB logical blocks (hw_block_size=4096): the volume is made with them
+SD4=$(lun_create user_1 lun4k $((32 << 20)) thin/p1/vol4k 1 hw_block_size=4096) || { diag; fail "LUN with hw_block_size=4096"; }
+[ "$(cat /sys/block/${SD4#/dev/}/queue/logical_block_size)" = 4096 ] || fail "logical block size $(cat /sys/block/${SD4#/dev/}/queue/logical_block_size)"
+sg_readcap -l "$SD4" > /tmp/rc4.txt 2>&1 || { cat /tmp/rc4.txt; fail "sg_readcap -l (4k)"; }
+grep -qE 'Logical block length=4096 bytes' /tmp/rc4.txt || { cat /tmp/rc4.txt; fail "READ CAPACITY(16): 4k block length"; }
+grep -qE "Last (LBA|logical block address)=$((32 * 256 - 1)) " /tmp/rc4.txt || { cat /tmp/rc4.txt; fail "READ CAPACITY(16): 4k last LBA"; }
+dd if=/tmp/pat of="$SD4" bs=1M seek=3 oflag=direct 2>/dev/null || fail "dd write (4k)"
+[ "$(dd if="$SD4" bs=1M skip=3 count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "readback (4k)"
+verified "hw_block_size=4096: $SD4 has 4096-byte logical blocks (READ CAPACITY 16: last LBA $((32 * 256 - 1))), 8 MiB read back"
+lun_remove user_1 lun4k 1 || { diag; fail "4k LUN removal"; }
 lun_remove user_1 lun0 0 || { diag; fail "LUN removal"; }
 loop_teardown
 tcmud_stop
@@ -97,4 +124,6 @@ tcmud_stop
 cat /tmp/vols.json; echo
 grep -q '"vol1"' /tmp/vols.json || fail "volume vol1 was not auto-created"
 verified "volume vol1 auto-created in pool p1 (tcmud volume list)"
+tr -d ' \n' < /tmp/vols.json | tr '{' '\n' | grep '"name":"vol4k"' | grep -q '"block_size":4096' || fail "vol4k was not created with 4096-byte blocks"
+verified "volume vol4k auto-created with 4096-byte blocks"
 exit 0
