@@ -242,6 +242,51 @@ impl Pool {
         Ok(())
     }
 
+    /// Writes `src` at byte `off` of volume `vol` if every chunk it touches
+    /// is mapped and owned by `vol` alone (durably, see [`Self::lookup_exclusive`]):
+    /// nothing to allocate, copy or register, so the caller needs the
+    /// volume's gate only shared and such writes run in parallel. Returns
+    /// `false`, having written nothing, when some chunk needs a plan
+    /// ([`Self::write_from`] under the exclusive gate).
+    pub(crate) fn write_in_place(
+        &self,
+        vol: u64,
+        off: u64,
+        src: &dyn BlockSource,
+    ) -> Result<bool, BackendError> {
+        let cs = self.inner.chunk_size;
+        let shift = self.inner.chunk_shift;
+        let in_off = off & (cs - 1);
+        let len = src.len();
+        if in_off + len as u64 <= cs {
+            return match self.lookup_exclusive(vol, off >> shift)? {
+                Some((c, false)) => {
+                    self.inner
+                        .data
+                        .write_from(src, 0, len, c * cs + in_off)
+                        .map_err(wr)?;
+                    Ok(true)
+                }
+                _ => Ok(false),
+            };
+        }
+        let mut runs: Vec<(u64, usize, usize)> = Vec::new(); // (phys, start in src, len)
+        for s in self.spans(off, len) {
+            let Some((c, false)) = self.lookup_exclusive(vol, s.l)? else {
+                return Ok(false);
+            };
+            let phys = c * cs + s.in_off;
+            match runs.last_mut() {
+                Some((rp, _, rl)) if *rp + *rl as u64 == phys => *rl += s.n,
+                _ => runs.push((phys, s.at, s.n)),
+            }
+        }
+        for (phys, at, n) in runs {
+            self.inner.data.write_from(src, at, n, phys).map_err(wr)?;
+        }
+        Ok(true)
+    }
+
     /// Writes `src` at byte `off` of volume `vol`: plan every chunk, write
     /// (straight from the source where the caller's bytes go to disk as
     /// they are), then record the new mappings.

@@ -13,8 +13,10 @@
 //! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
 //! I/O runs outside that mutex (`datapath`); physically contiguous pieces of
 //! a request go out as one pread/pwrite. Each volume has a gate (reader-writer lock):
-//! reads share it, writes and discards take it exclusively, and catalog
-//! operations (snapshot, delete, shrink) take it to see a stable volume.
+//! reads and in-place overwrites (every chunk touched already mapped to this
+//! volume alone) share it, writes that allocate or copy and discards take it
+//! exclusively, and catalog operations (snapshot, delete, shrink) take it to
+//! see a stable volume.
 //!
 //! # Durability ordering
 //!

@@ -138,7 +138,16 @@ impl BlockBackend for Volume {
             return Err(BackendError::ReadOnly);
         }
         let off = self.range(lba, src.len())?;
-        {
+        // Overwrites of chunks this volume owns alone share the gate (like
+        // reads); anything that allocates or copies takes it exclusively.
+        let done = {
+            let _g = self
+                .gate
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.pool.write_in_place(self.id, off, src)?
+        };
+        if !done {
             let _g = self
                 .gate
                 .write()

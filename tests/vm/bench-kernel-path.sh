@@ -1,21 +1,42 @@
 #!/bin/bash
 # bench-kernel-path.sh -- benchmark (NOT part of the test suite): the full kernel path
 # (fio -> sd -> tcm_loop -> LIO -> backstore) in ONE QEMU/TCG boot, comparing
-#   tcmud on a thin volume, tcmud on a raw file (file//), Debian's tcmu-runner 1.5.4 with its
-#   qcow handler on a raw image, and the kernel's own fileio backstore on the same kind of image.
-# Same image size, hw_max_sectors=1024 / max_sectors_kb=512 and the same data-area settings for
-# all; 4k randread, 4k randwrite, 1M seq read, 1M seq write, libaio direct iodepth 32,
-# interleaved, median of N runs. Prints IOPS and MB/s per backend and the ratios
-# tcmud/tcmu-runner and tcmud/fileio.
+#   thin    tcmud on a thin volume (pool on the guest tmpfs, 64 KiB chunks)
+#   file    tcmud on a raw file (dev_config file//tmp/b/file.img)
+#   runner  Debian's tcmu-runner 1.5.4, its qcow handler on a raw image (the peer)
+#   fileio  the kernel's own fileio backstore on a raw image (the in-kernel upper bound)
+# fio libaio direct iodepth 32: 4k randread, 4k randwrite, 1M seq read, 1M seq write;
+# interleaved (each workload on each backend in turn, order rotated every rep), median of N.
+#
+# Every backend is configured alike (tests/vm/bench/kernel-path-guest.sh does it):
+#   - same image size; every image and the pool on the same guest tmpfs (/tmp); every LUN
+#     filled with the same random data before the first run;
+#   - initiator: max_sectors_kb=512 on every sdX (so 1M requests arrive as 512 KiB commands);
+#   - TCMU devices: hw_max_sectors=1024, max_data_area_mb=256, nl_reply_supported=-1;
+#   - write cache (--cache, default wb): attrib/emulate_write_cache=1 on all four, written
+#     before enable. tcmud then acknowledges writes without an fdatasync/metadata commit
+#     each; tcmu-runner's qcow handler never syncs per write in either mode; fileio gets
+#     fd_buffered_io=1 (page cache; without it fileio opens the image O_DSYNC).
+#     --cache wt: emulate_write_cache=0 everywhere: tcmud makes every write durable before
+#     acknowledging it (fdatasync / pool commit), fileio is O_DSYNC, tcmu-runner unchanged
+#     (it ignores write-through) -- that row set is NOT apples to apples for tcmu-runner.
+#     On tmpfs fdatasync costs little; on a disk it would dominate write-through numbers.
+# Prints IOPS and MB/s (MiB/s) per backend (median, with min-max over the reps) and the
+# ratios tcmud/tcmu-runner and tcmud/fileio of the medians.
 #
 # Usage: tests/vm/bench-kernel-path.sh [--no-build] [--tcmud BIN] [--size MB] [--runtime S]
-#                                       [--reps N] [--smp N]
-#   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs.
+#          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
+#          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
+#   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs, wb.
+#   --from-log FILE: no VM, print the report of an earlier run's console log.
+#   --log e.g. 'warn,tcmud::device::actor=trace' (tcmud's device counters every second; the
+#   last ones are printed at the end of the guest log).
 # Numbers are from an emulated (TCG) guest: compare ratios, not absolute values.
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2
+BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF="" FROM=""
+BACKENDS=thin,file,runner,fileio WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
@@ -24,17 +45,31 @@ while [ $# -gt 0 ]; do
         --runtime) RT=$2; shift 2;;
         --reps) REPS=$2; shift 2;;
         --smp) SMP=$2; shift 2;;
-        -h|--help) sed -n '2,16p' "$0"; exit 0;;
+        --cache) CACHE=$2; shift 2;;
+        --backends) BACKENDS=$2; shift 2;;
+        --workloads) WORKLOADS=$2; shift 2;;
+        --log) LOGF=$2; shift 2;;
+        --from-log) FROM=$2; shift 2;;
+        -h|--help) sed -n '2,37p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
-if [ -z "$TCMUD" ]; then
+if [ -n "$FROM" ]; then
+    # Report on an earlier run's console log; settings from its "bench:" line.
+    LOG=$FROM
+    b=$(grep -a -m1 '^GUEST: bench: size' "$LOG") || { echo "no bench line in $LOG" >&2; exit 2; }
+    REPS=$(echo "$b" | sed -n 's/.* reps \([0-9]*\) .*/\1/p')
+    CACHE=$(echo "$b" | sed -n 's/.* cache \([a-z]*\) .*/\1/p')
+    BACKENDS=$(echo "$b" | sed -n "s/.* backends '\([^']*\)'.*/\1/p" | tr ' ' ',')
+    WORKLOADS=$(echo "$b" | sed -n "s/.* workloads '\([^']*\)'.*/\1/p" | tr ' ' ',')
+elif [ -z "$TCMUD" ]; then
     TCMUD=$repo/target/release/tcmud
     if [ "$BUILD" = 1 ]; then
         echo "== cargo build --release -p tcmud"
         (cd "$repo" && cargo build --release -p tcmud) || exit 2
     fi
 fi
+if [ -z "$FROM" ]; then
 [ -x "$TCMUD" ] || { echo "no tcmud binary at $TCMUD" >&2; exit 2; }
 # the guest gets the binary without debug info (the release profile keeps it)
 tmpbin=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-bench.XXXXXX")
@@ -43,42 +78,77 @@ strip --strip-debug -o "$tmpbin/tcmud" "$TCMUD" 2>/dev/null || cp "$TCMUD" "$tmp
 TCMUD=$tmpbin/tcmud
 LOGDIR=$repo/target/vm-logs; mkdir -p "$LOGDIR"
 LOG=$LOGDIR/bench-kernel-path-$(date +%Y%m%d-%H%M%S).log
-# 16 fio runs per rep, each RT+1 s plus fio start-up, plus boot and filling the LUNs
-TMO=$(( REPS * 16 * (RT + 6) + 300 ))
-echo "== one VM boot: size ${SIZE} MiB, ${RT}s per run, ${REPS} reps (timeout ${TMO}s), log $LOG"
-VMLAB_TEST_ARGS="$SIZE $RT $REPS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
+# fio runs per rep, each RT+1 s plus fio start-up, plus boot and filling the LUNs
+NB=$(echo "$BACKENDS" | tr ',' '\n' | grep -c .) NW=$(echo "$WORKLOADS" | tr ',' '\n' | grep -c .)
+TMO=$(( REPS * NB * NW * (RT + 8) + 400 ))
+ARGS="size=$SIZE rt=$RT reps=$REPS cache=$CACHE backends=$BACKENDS workloads=$WORKLOADS"
+[ -n "$LOGF" ] && ARGS="$ARGS log=$LOGF"
+echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
+VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
     --log "$LOG" -b "$TCMUD" "$me/bench/kernel-path-guest.sh"
 rc=$?
 if [ $rc != 0 ]; then
-    grep -a -E 'GUEST-FAIL|GUEST:' "$LOG" | tail -n 20
+    grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
 fi
-grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb' | sed 's/^GUEST: /   /'
-grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" '
-    function median(arr, n,   i, j, t, a) {
-        for (i = 1; i <= n; i++) a[i] = arr[i]
-        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-        return (n % 2) ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
+fi
+grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb|bench:|filled' | sed 's/^GUEST: /   /'
+grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKENDS" -v wl="$WORKLOADS" '
+    function sort(arr, n,   i, j, t) {
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
     }
-    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6 }
+    function median(arr, n) { sort(arr, n); return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
+    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6; V[$2, $3, $4] = $6 }
     END {
-        split("randread4k randwrite4k read1m write1m", W, " ")
-        split("thin file runner fileio", B, " ")
-        for (wi = 1; wi <= 4; wi++) for (bi = 1; bi <= 4; bi++) {
+        nw = split(wl, W, ","); nb = split(bl, B, ",")
+        split("thin file runner fileio", NAME, " ")
+        label["thin"] = "tcmud thin"; label["file"] = "tcmud file"
+        label["runner"] = "tcmu-runner qcow"; label["fileio"] = "kernel fileio"
+        for (wi = 1; wi <= nw; wi++) for (bi = 1; bi <= nb; bi++) {
             k = B[bi] SUBSEP W[wi]; m = n[k]
-            for (i = 1; i <= m; i++) { x[i] = iops[k, i]; y[i] = bw[k, i] }
-            I[k] = m ? median(x, m) : 0; M[k] = m ? median(y, m) / 1024 : 0
+            delete x; delete y
+            for (i = 1; i <= m; i++) { x[i] = iops[k, i]; y[i] = bw[k, i] / 1024 }
+            I[k] = m ? median(x, m) : 0; M[k] = m ? median(y, m) : 0
+            LO[k] = m ? x[1] : 0; HI[k] = m ? x[m] : 0
+            MLO[k] = m ? y[1] : 0; MHI[k] = m ? y[m] : 0
         }
-        printf "\nmedian of %d interleaved runs; IOPS and MB/s (MiB/s) per backend\n", reps
-        printf "%-12s | %-17s | %-17s | %-17s | %-17s | %-11s %-11s | %-11s %-11s\n", "workload",
-               "tcmud thin", "tcmud file", "tcmu-runner qcow", "kernel fileio",
-               "thin/runner", "file/runner", "thin/fileio", "file/fileio"
-        for (wi = 1; wi <= 4; wi++) {
+        printf "\nwrite cache: %s; median of %d interleaved runs (min-max); 4k rows IOPS, 1m rows MB/s (MiB/s)\n", cache, reps
+        printf "%-12s", "workload"
+        for (bi = 1; bi <= nb; bi++) printf " | %-22s", label[B[bi]]
+        printf " | %-9s %-9s | %-9s %-9s\n", "thin/run", "file/run", "thin/fio", "file/fio"
+        for (wi = 1; wi <= nw; wi++) {
+            w = W[wi]; mb = (w ~ /1m$/); line = sprintf("%-12s", w)
+            for (bi = 1; bi <= nb; bi++) {
+                k = B[bi] SUBSEP w
+                if (mb) line = line sprintf(" | %7.1f (%5.1f-%5.1f)", M[k], MLO[k], MHI[k])
+                else line = line sprintf(" | %7d (%5d-%5d)", I[k], LO[k], HI[k])
+            }
+            # ratios of the medians (of KiB/s: for a fixed block size the same as IOPS, and
+            # not rounded to whole IOPS)
+            t = M["thin" SUBSEP w]; f = M["file" SUBSEP w]; r = M["runner" SUBSEP w]; o = M["fileio" SUBSEP w]
+            line = line sprintf(" | %8.2fx %8.2fx | %8.2fx %8.2fx", r ? t / r : 0, r ? f / r : 0, o ? t / o : 0, o ? f / o : 0)
+            print line
+        }
+        # Paired: the ratio within each rep (the two runs were minutes apart at most, so
+        # the host load they saw was alike), then the median and range of those.
+        np = split("thin:runner file:runner thin:fileio file:fileio", P, " ")
+        printf "\nper-rep ratios (KiB/s within the same rep): median (min-max)\n%-12s", "workload"
+        for (pi = 1; pi <= np; pi++) { split(P[pi], ab, ":"); printf " | %-20s", ab[1] "/" ab[2] }
+        printf "\n"
+        for (wi = 1; wi <= nw; wi++) {
             w = W[wi]; line = sprintf("%-12s", w)
-            for (bi = 1; bi <= 4; bi++) { k = B[bi] SUBSEP w; line = line sprintf(" | %7d %7.1fMB/s", I[k], M[k]) }
-            t = I["thin" SUBSEP w]; f = I["file" SUBSEP w]; r = I["runner" SUBSEP w]; o = I["fileio" SUBSEP w]
-            line = line sprintf(" | %10.2fx %10.2fx | %10.2fx %10.2fx", r ? t / r : 0, r ? f / r : 0, o ? t / o : 0, o ? f / o : 0)
+            for (pi = 1; pi <= np; pi++) {
+                split(P[pi], ab, ":"); m = 0; delete z
+                for (r = 1; r <= reps; r++) {
+                    a = V[ab[1], w, r]; c = V[ab[2], w, r]
+                    if (a != "" && c > 0) z[++m] = a / c
+                }
+                if (m) { med = median(z, m); line = line sprintf(" | %5.2fx (%4.2f-%4.2f)", med, z[1], z[m]) }
+                else line = line sprintf(" | %-20s", "-")
+            }
             print line
         }
     }'
-echo "raw results: grep '^BENCH ' $LOG"
+echo "per run (backend workload rep IOPS KiB/s guest-uptime clat p50/p99/max):"
+grep -a '^BENCH ' "$LOG" | sort -k2,2 -k3,3 -k4,4n | sed 's/^BENCH /   /'
+echo "raw results: grep -a '^BENCH ' $LOG"

@@ -57,6 +57,31 @@ pub fn start_on(
     fault: Option<FaultPlan>,
     own_thread: bool,
 ) -> DeviceHandle {
+    start_ticking(
+        name,
+        dev,
+        backend,
+        io_threads,
+        budget,
+        fault,
+        own_thread,
+        Duration::from_millis(10),
+    )
+}
+
+/// [`start_on`] with the actor's housekeeping tick period: the tests above
+/// use 10 ms, which would hide a lost wake-up (the tick pumps the ring too).
+#[allow(clippy::too_many_arguments)]
+pub fn start_ticking(
+    name: &str,
+    dev: SimDevice,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+    own_thread: bool,
+    tick: Duration,
+) -> DeviceHandle {
     let bs = BackstoreHandle::new(
         backend,
         BackstoreKind::Other {
@@ -66,7 +91,7 @@ pub fn start_on(
     )
     .unwrap();
     let opts = DeviceOptions {
-        tick: Duration::from_millis(10),
+        tick,
         lun: None,
         fault,
         own_thread,
@@ -125,6 +150,32 @@ pub fn run_on<R: Send + 'static>(
     own_thread: bool,
     workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
 ) -> Run<R> {
+    run_ticking(
+        name,
+        cfg,
+        backend,
+        io_threads,
+        own_thread,
+        Duration::from_millis(10),
+        budget,
+        fault,
+        workload,
+    )
+}
+
+/// [`run_on`] with the actor's tick period (see [`start_ticking`]).
+#[allow(clippy::too_many_arguments)]
+pub fn run_ticking<R: Send + 'static>(
+    name: &str,
+    cfg: SimConfig,
+    backend: Arc<dyn BlockBackend>,
+    io_threads: usize,
+    own_thread: bool,
+    tick: Duration,
+    budget: RestartBudget,
+    fault: Option<FaultPlan>,
+    workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
+) -> Run<R> {
     let name = name.to_owned();
     actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
@@ -136,7 +187,9 @@ pub fn run_on<R: Send + 'static>(
             let _ = done_tx.send(r);
         });
         let dev = dev_rx.recv().unwrap();
-        let handle = start_on(&name, dev, backend, io_threads, budget, fault, own_thread);
+        let handle = start_ticking(
+            &name, dev, backend, io_threads, budget, fault, own_thread, tick,
+        );
         let result = done_rx.await.expect("workload thread panicked");
         let stats = handle.stats();
         let failure = handle.failure();

@@ -1,51 +1,120 @@
 #!/bin/sh
 # kernel-path-guest.sh -- guest half of tests/vm/bench-kernel-path.sh (one VM boot).
-# Args: SIZE_MB RUNTIME_S REPS
-# Four backstores of the same size behind tcm_loop, all with the initiator's max_sectors_kb
-# at 512 (hw_max_sectors=1024 for the TCMU ones, which also share max_data_area_mb):
-#   thin   tcmud, dev_config thin/bench/vol        (pool on tmpfs)
-#   file   tcmud, dev_config file//tmp/b/file.img  (raw file on tmpfs)
-#   runner tcmu-runner 1.5.4, qcow//tmp/b/runner.img (its qcow handler on a raw image)
-#   fileio the kernel's own fileio backstore on /tmp/b/fileio.img
-# Every LUN is first filled with the same data. Then, REPS times, each workload runs on
-# each backend in turn (interleaved): fio libaio direct iodepth 32, time based.
-# Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s>" lines for the host to aggregate.
+# Args (KEY=VALUE words, all optional):
+#   size=MB (192)  rt=S (5)  reps=N (3)  cache=wb|wt (wb)
+#   backends=thin,file,runner,fileio   workloads=randread4k,randwrite4k,read1m,write1m
+#   log=FILTER (tcmud log filter; default warn + "tcmud ready"; tcmud::device::actor=trace
+#   logs the device counters every second)
+#
+# Every backstore is configured alike (see the header of bench-kernel-path.sh for the why):
+#   - same size, every image/pool on the guest's /tmp (one tmpfs), every LUN filled with the
+#     same random data before the first run;
+#   - TCMU devices (tcmud thin, tcmud file, tcmu-runner): hw_max_sectors=1024,
+#     max_data_area_mb=256, nl_reply_supported=-1, attrib/emulate_write_cache set BEFORE
+#     enable (cache=wb: 1, the initiator sees WCE=1 and neither daemon syncs per write;
+#     cache=wt: 0, tcmud makes every write durable before acknowledging it, tcmu-runner's
+#     qcow handler does not);
+#       thin   tcmud, dev_config thin/bench/vol (pool /tmp/pools/bench, 64 KiB chunks)
+#       file   tcmud, dev_config file//tmp/b/file.img (raw file)
+#       runner tcmu-runner 1.5.4, qcow//tmp/b/runner.img (its qcow handler on a raw image)
+#   - fileio: the kernel's fileio backstore on /tmp/b/fileio.img; cache=wb: fd_buffered_io=1
+#     (page cache, emulate_write_cache=1), cache=wt: the default O_DSYNC file;
+#   - on the initiator (sd over tcm_loop) max_sectors_kb=512 for all four.
+# Then REPS times, each workload runs on each backend in turn (interleaved; the backend order
+# rotates every rep): fio libaio direct iodepth 32, time based, 1 s ramp.
+# Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
+# p99 N max N" lines for the host to aggregate; at the end tcmud's warnings/errors (and its
+# last stats ticks when log includes trace).
 . /vmlab/tcmud-lib.sh
 
-SIZE_MB=${1:-192} RT=${2:-5} REPS=${3:-3}
+SIZE_MB=192 RT=5 REPS=3 CACHE=wb
+BACKENDS="thin file runner fileio"
+WORKLOADS="randread4k randwrite4k read1m write1m"
+LOGF="warn,tcmud::supervisor::run=info"
+for a in "$@"; do
+    case $a in
+        size=*) SIZE_MB=${a#size=};; rt=*) RT=${a#rt=};; reps=*) REPS=${a#reps=};;
+        cache=*) CACHE=${a#cache=};;
+        backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
+        workloads=*) WORKLOADS=$(echo "${a#workloads=}" | tr ',' ' ');;
+        log=*) LOGF="${a#log=},tcmud::supervisor::run=info";;
+        *) fail "unknown argument $a";;
+    esac
+done
+case $CACHE in wb) WCE=1;; wt) WCE=0;; *) fail "cache must be wb or wt";; esac
+has() { case " $BACKENDS " in *" $1 "*) return 0;; esac; return 1; }
+
 MB=1048576
 SIZE=$((SIZE_MB * MB))
-COMMON="hw_max_sectors=1024 max_data_area_mb=256 nl_reply_supported=-1"
 mkdir -p /tmp/b
 for f in file runner fileio; do truncate -s "$SIZE" /tmp/b/$f.img; done
+vmsg "bench: size ${SIZE_MB}MiB rt ${RT}s reps $REPS cache $CACHE backends '$BACKENDS' workloads '$WORKLOADS'"
+vmsg "bench: /tmp is $(grep ' /tmp ' /proc/mounts | cut -d' ' -f1,3,4)"
 
-TCMUD_LOG_LEVEL=warn,tcmud::supervisor::run=info   # tcmud_start waits for "tcmud ready"
-tcmud_write_config bench:$((SIZE_MB * 2))MiB:64KiB
-tcmud_start
-tcmu-runner > /tmp/runner.out 2>&1 &
-RPID=$!
-sleep 2
-kill -0 $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited"; }
+# tcmu_dev HBA DEV DEV_CONFIG -- a TCMU backstore with the common settings and the write
+# cache attribute written before enable (tcmud reads it when it starts serving the device).
+tcmu_dev() {
+    _d=$CFG/core/$1/$2
+    mkdir -p "$_d" || return 1
+    for _kv in "dev_config=$3" "dev_size=$SIZE" hw_max_sectors=1024 max_data_area_mb=256 \
+            nl_reply_supported=-1; do
+        echo -n "$_kv" > "$_d/control" || return 1
+    done
+    echo "$WCE" > "$_d/attrib/emulate_write_cache" || return 1
+    echo 1 > "$_d/enable" || return 1
+}
+# attach BACKSTORE_DIR LUN NAME -> sets SD_<NAME>
+attach() {
+    _sd=$(loop_attach "$1" "$2" 60) || { diag; fail "$3: no LUN"; }
+    eval "SD_$3=$_sd"
+}
 
-# shellcheck disable=SC2086
-SD_thin=$(lun_create user_1 thin $SIZE thin/bench/vol 0 $COMMON) || { diag; fail "thin LUN"; }
-# shellcheck disable=SC2086
-SD_file=$(lun_create user_1 file $SIZE file//tmp/b/file.img 1 $COMMON) || { diag; fail "file LUN"; }
-# shellcheck disable=SC2086
-SD_runner=$(lun_create user_2 runner $SIZE qcow//tmp/b/runner.img 2 $COMMON) || { diag; fail "tcmu-runner LUN"; }
-F=$CFG/core/fileio_1/fileio
-mkdir -p $F || fail "fileio mkdir"
-echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE" > $F/control || fail "fileio control"
-echo 1 > $F/enable || fail "fileio enable"
-SD_fileio=$(loop_attach $F 3 60) || fail "fileio LUN"
-for b in thin file runner fileio; do
+if has thin || has file; then
+    TCMUD_LOG_LEVEL=$LOGF
+    tcmud_write_config bench:$((SIZE_MB * 2))MiB:64KiB
+    tcmud_start
+fi
+if has runner; then
+    tcmu-runner > /tmp/runner.out 2>&1 &
+    RPID=$!
+    sleep 2
+    kill -0 $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited"; }
+fi
+if has thin; then
+    bg_wait 30 tcmu_dev user_1 thin thin/bench/vol || { diag; fail "thin backstore"; }
+    attach $CFG/core/user_1/thin 0 thin
+fi
+if has file; then
+    bg_wait 30 tcmu_dev user_1 file file//tmp/b/file.img || { diag; fail "file backstore"; }
+    attach $CFG/core/user_1/file 1 file
+fi
+if has runner; then
+    bg_wait 30 tcmu_dev user_2 runner qcow//tmp/b/runner.img || { diag; fail "runner backstore"; }
+    attach $CFG/core/user_2/runner 2 runner
+fi
+if has fileio; then
+    F=$CFG/core/fileio_1/fileio
+    mkdir -p $F || fail "fileio mkdir"
+    if [ "$WCE" = 1 ]; then
+        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE,fd_buffered_io=1" > $F/control
+    else
+        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE" > $F/control
+    fi || fail "fileio control"
+    echo 1 > $F/enable || fail "fileio enable"
+    echo "$WCE" > $F/attrib/emulate_write_cache || fail "fileio emulate_write_cache"
+    attach $F 3 fileio
+fi
+for b in $BACKENDS; do
     eval sd=\$SD_$b
-    echo 512 > /sys/block/${sd#/dev/}/queue/max_sectors_kb
-    vmsg "$b: $sd max_sectors_kb=$(cat /sys/block/${sd#/dev/}/queue/max_sectors_kb) nr_requests=$(cat /sys/block/${sd#/dev/}/queue/nr_requests)"
+    q=/sys/block/${sd#/dev/}
+    echo 512 > $q/queue/max_sectors_kb
+    case $b in fileio) a=$CFG/core/fileio_1/fileio/attrib;; thin|file) a=$CFG/core/user_1/$b/attrib;;
+        *) a=$CFG/core/user_2/$b/attrib;; esac
+    vmsg "$b: $sd max_sectors_kb=$(cat $q/queue/max_sectors_kb) nr_requests=$(cat $q/queue/nr_requests) emulate_write_cache=$(cat $a/emulate_write_cache) hw_max_sectors=$(cat $a/hw_max_sectors) cache_type='$(cat $q/device/scsi_disk/*/cache_type 2>/dev/null)'"
 done
 
 dd if=/dev/urandom of=/tmp/b/fill bs=1M count=16 2>/dev/null
-for b in thin file runner fileio; do
+for b in $BACKENDS; do
     eval sd=\$SD_$b
     i=0
     while [ $i -lt "$SIZE_MB" ]; do
@@ -53,31 +122,55 @@ for b in thin file runner fileio; do
         i=$((i + 16))
     done
 done
-vmsg "all LUNs filled"
+rm -f /tmp/b/fill
+vmsg "all LUNs filled; $(grep -E 'MemFree|^Shmem:' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"
+
+# rotate LIST N -> LIST rotated left by N
+rotate() {
+    _n=$2; set -- $1
+    _c=$#; [ "$_c" -gt 0 ] || return 0
+    _n=$((_n % _c))
+    while [ "$_n" -gt 0 ]; do _f=$1; shift; set -- "$@" "$_f"; _n=$((_n - 1)); done
+    echo "$@"
+}
 
 rep=1
 while [ $rep -le "$REPS" ]; do
-    for w in randread4k randwrite4k read1m write1m; do
+    for w in $WORKLOADS; do
         case $w in
             randread4k) rw=randread bs=4k;;  randwrite4k) rw=randwrite bs=4k;;
             read1m) rw=read bs=1M;;          write1m) rw=write bs=1M;;
+            *) fail "unknown workload $w";;
         esac
-        for b in thin file runner fileio; do
+        for b in $(rotate "$BACKENDS" $((rep - 1))); do
             eval sd=\$SD_$b
+            t0=$(cut -d' ' -f1 /proc/uptime)
             fio --name=$w --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
                 --bs=$bs --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
+            t1=$(cut -d' ' -f1 /proc/uptime)
+            # terse v3: read iops/KiB/s fields 8/7, clat max 15, p50 24, p99 30;
+            # write fields 49/48, clat max 56, p50 65, p99 71 (clat in usec)
             case $rw in
-                *read) awk -F';' -v b=$b -v w=$w -v r=$rep '/^3;/{print "BENCH", b, w, r, $8, $7}' /tmp/fio.out;;
-                *)     awk -F';' -v b=$b -v w=$w -v r=$rep '/^3;/{print "BENCH", b, w, r, $49, $48}' /tmp/fio.out;;
+                *read) f="8 7 24 30 15";;
+                *)     f="49 48 65 71 56";;
             esac
+            awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" -v f="$f" '
+                function pct(v) { sub(/.*=/, "", v); return int(v / 1000) }
+                /^3;/{ split(f, F, " ")
+                    print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]), "max", int($F[5] / 1000) }' /tmp/fio.out
         done
     done
     rep=$((rep + 1))
 done
-tcmud_alive || fail "tcmud died during the benchmark"
-kill -0 $RPID || fail "tcmu-runner died during the benchmark"
-dmesg | grep -iE 'I/O error|ring broken' && fail "kernel errors during the benchmark"
+if has thin || has file; then
+    tcmud_alive || fail "tcmud died during the benchmark"
+    case $LOGF in *trace*) grep -a tick "$TCMUD_LOG" | tail -n 4;; esac
+    grep -a -iE 'warn|error' "$TCMUD_LOG" | tail -n 10
+fi
+if has runner; then kill -0 $RPID || fail "tcmu-runner died during the benchmark"; fi
+dmesg | grep -iE 'I/O error|ring broken|abort|timed out|reset' | tail -n 20
+dmesg | grep -qiE 'I/O error|ring broken' && fail "kernel errors during the benchmark"
 vmsg "benchmark done"
 exit 0
