@@ -405,6 +405,39 @@ mod tests {
     }
 
     #[test]
+    fn large_fills_are_exact_at_any_alignment() {
+        // Sizes at and above the non-temporal threshold, unaligned starts
+        // and odd tails: every byte of the span filled, nothing outside.
+        let len = 3 << 20;
+        let m = Mapping::new(&file(len), len).unwrap();
+        for (i, (off, n)) in [
+            (0usize, 1usize << 20),
+            (7, (1 << 20) + 13),
+            (4099, 256 << 10),
+            (33, (2 << 20) + 63),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let fill = 0xa0 + i as u8;
+            m.fill_data(0, len, 0x11).unwrap();
+            m.fill_data(off, n, fill).unwrap();
+            let mut back = vec![0u8; len];
+            m.read_into(0, &mut back).unwrap();
+            assert!(back[..off].iter().all(|&b| b == 0x11), "before {off}");
+            assert!(
+                back[off..off + n].iter().all(|&b| b == fill),
+                "span {off}+{n}"
+            );
+            assert!(
+                back[off + n..].iter().all(|&b| b == 0x11),
+                "after {off}+{n}"
+            );
+        }
+        assert!(m.fill_data(len - 10, 11, 0).is_err());
+    }
+
+    #[test]
     fn bulk_copies_at_every_alignment() {
         let m = Mapping::new(&file(256), 256).unwrap();
         for off in 0..9 {
