@@ -163,99 +163,61 @@ fn slice_pwrite_at(
     Ok(())
 }
 
-/// Plain memory as a sink: `&mut buf` with `buf: &mut [u8]` is a
-/// `&mut dyn BlockSink`.
-impl BlockSink for &mut [u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
-    }
-    fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
-        slice_write_at(self, at, src)
-    }
-    fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
-        slice_zero_at(self, at, len)
-    }
-    fn pread_at(
-        &mut self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<usize> {
-        slice_pread_at(self, at, len, fd, file_off)
-    }
-    fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
-        Some(self)
-    }
+/// Plain memory as a sink and a source, for each type that derefs to a
+/// byte slice.
+macro_rules! plain_memory {
+    ($sink:ty, $source:ty) => {
+        impl BlockSink for $sink {
+            fn len(&self) -> usize {
+                <[u8]>::len(self)
+            }
+            fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
+                slice_write_at(self, at, src)
+            }
+            fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
+                slice_zero_at(self, at, len)
+            }
+            fn pread_at(
+                &mut self,
+                at: usize,
+                len: usize,
+                fd: BorrowedFd<'_>,
+                file_off: u64,
+            ) -> io::Result<usize> {
+                slice_pread_at(self, at, len, fd, file_off)
+            }
+            fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
+                Some(&mut self[..])
+            }
+        }
+
+        impl BlockSource for $source {
+            fn len(&self) -> usize {
+                <[u8]>::len(self)
+            }
+            fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
+                slice_read_at(self, at, dst)
+            }
+            fn pwrite_at(
+                &self,
+                at: usize,
+                len: usize,
+                fd: BorrowedFd<'_>,
+                file_off: u64,
+            ) -> io::Result<()> {
+                slice_pwrite_at(self, at, len, fd, file_off)
+            }
+            fn as_slice(&self) -> Option<&[u8]> {
+                Some(&self[..])
+            }
+        }
+    };
 }
 
-impl BlockSink for Vec<u8> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
-        slice_write_at(self, at, src)
-    }
-    fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
-        slice_zero_at(self, at, len)
-    }
-    fn pread_at(
-        &mut self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<usize> {
-        slice_pread_at(self, at, len, fd, file_off)
-    }
-    fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
-        Some(&mut self[..])
-    }
-}
-
-/// Plain memory as a source: `&data` with `data: &[u8]` is a
-/// `&dyn BlockSource`.
-impl BlockSource for &[u8] {
-    fn len(&self) -> usize {
-        <[u8]>::len(self)
-    }
-    fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
-        slice_read_at(self, at, dst)
-    }
-    fn pwrite_at(
-        &self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<()> {
-        slice_pwrite_at(self, at, len, fd, file_off)
-    }
-    fn as_slice(&self) -> Option<&[u8]> {
-        Some(self)
-    }
-}
-
-impl BlockSource for Vec<u8> {
-    fn len(&self) -> usize {
-        Vec::len(self)
-    }
-    fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
-        slice_read_at(self, at, dst)
-    }
-    fn pwrite_at(
-        &self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<()> {
-        slice_pwrite_at(self, at, len, fd, file_off)
-    }
-    fn as_slice(&self) -> Option<&[u8]> {
-        Some(&self[..])
-    }
-}
+// `&mut buf` with `buf: &mut [u8]` is a `&mut dyn BlockSink`, `&data` with
+// `data: &[u8]` a `&dyn BlockSource`; a `Vec<u8>` is both.
+plain_memory!(&mut [u8], &[u8]);
+plain_memory!(Vec<u8>, Vec<u8>);
 
 /// The first `len` bytes of a sink (e.g. the part of the initiator's
 /// buffer one READ fills).
