@@ -14,9 +14,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
-use tcmud::device::{
-    spawn_device_with, DeviceOptions, DeviceSpec, RecoveryPolicy, RestartBudget, RingSource,
-};
+use tcmud::device::{spawn_device_with, DeviceOptions, DeviceSpec};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendCaps, BackendError, BlockBackend};
 use tcmud_core::ring::{Completion, Entry, Ring};
@@ -135,26 +133,8 @@ fn actor(n: usize, us: u64) -> Duration {
         let dev = dev_rx.recv().unwrap();
         let bs = BackstoreHandle::new(backend(us), BackstoreKind::Other { name: "mem".into() }, 4)
             .unwrap();
-        let spec = DeviceSpec {
-            minor: 0,
-            uio_name: "tcm-user/0/bench/thin/p/v".into(),
-            dev_config: "thin/p/v".into(),
-            dev_path: "/nonexistent".into(),
-            sysfs_dir: "/nonexistent".into(),
-            configfs_dir: None,
-            size_bytes: DISK_BLOCKS * BS as u64,
-            recovery: RecoveryPolicy::Replay,
-            restart_budget: RestartBudget::default(),
-            adopted: false,
-        };
-        let opts = DeviceOptions {
-            ring: RingSource::Parts {
-                map: dev.map,
-                len: dev.len,
-                event_fd: dev.event_fd,
-            },
-            ..DeviceOptions::default()
-        };
+        let spec = DeviceSpec::simulated("thin/p/v", DISK_BLOCKS * BS as u64);
+        let opts = DeviceOptions::simulated(dev);
         let handle = spawn_device_with(spec, bs, opts).unwrap();
         let t = done_rx.await.unwrap();
         handle.stop().await;

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
-use tcmud::device::{
-    spawn_device_with, DeviceOptions, DeviceSpec, RecoveryPolicy, RestartBudget, RingSource,
-};
+use tcmud::device::{spawn_device_with, DeviceOptions, DeviceSpec};
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig};
@@ -113,26 +111,8 @@ fn main() {
         });
         let dev = dev_rx.recv().unwrap();
         let bs = BackstoreHandle::new(backend, BackstoreKind::File { path: image }, 4).unwrap();
-        let spec = DeviceSpec {
-            minor: 0,
-            uio_name: "tcm-user/0/bulk/file/x".into(),
-            dev_config: "file/x".into(),
-            dev_path: "/nonexistent".into(),
-            sysfs_dir: "/nonexistent".into(),
-            configfs_dir: None,
-            size_bytes: IMAGE,
-            recovery: RecoveryPolicy::Replay,
-            restart_budget: RestartBudget::default(),
-            adopted: false,
-        };
-        let opts = DeviceOptions {
-            ring: RingSource::Parts {
-                map: dev.map,
-                len: dev.len,
-                event_fd: dev.event_fd,
-            },
-            ..DeviceOptions::default()
-        };
+        let spec = DeviceSpec::simulated("file/x", IMAGE);
+        let opts = DeviceOptions::simulated(dev);
         let handle = spawn_device_with(spec, bs, opts).unwrap();
         let t = done_rx.await.unwrap();
         handle.stop().await;

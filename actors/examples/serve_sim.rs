@@ -20,8 +20,7 @@ use tcmud::backstore::{
     DEFAULT_BLOCK_SIZE,
 };
 use tcmud::device::{
-    spawn_device_with, DeviceOptions, DeviceSpec, FaultPlan, FaultPoint, RecoveryPolicy,
-    RestartBudget, RingSource,
+    spawn_device_with, DeviceOptions, DeviceSpec, FaultPlan, FaultPoint, RestartBudget, RingSource,
 };
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::pool::PoolConfig;
@@ -188,19 +187,11 @@ fn main() {
         });
         let dev = dev_rx.recv().unwrap();
         let spec = DeviceSpec {
-            minor: 0,
-            uio_name: "tcm-user/0/sim/thin/example/serve_sim".into(),
-            dev_config: "thin/example/serve_sim".into(),
-            dev_path: "/dev/null".into(),
-            sysfs_dir: "/nonexistent".into(),
-            configfs_dir: None,
-            size_bytes: DISK as u64,
-            recovery: RecoveryPolicy::Replay,
             restart_budget: RestartBudget {
                 max_restarts: 1000,
                 window: Duration::from_secs(60),
             },
-            adopted: false,
+            ..DeviceSpec::simulated("thin/example/serve_sim", DISK as u64)
         };
         let opts = DeviceOptions {
             ring: RingSource::Parts {

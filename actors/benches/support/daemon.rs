@@ -8,10 +8,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tcmud::backstore::BackstoreHandle;
-use tcmud::device::{
-    default_lun_config, spawn_device_with, DeviceOptions, DeviceSpec, RecoveryPolicy,
-    RestartBudget, RingSource,
-};
+use tcmud::device::{default_lun_config, spawn_device_with, DeviceOptions, DeviceSpec, RingSource};
 use tcmud_core::sim::SimDevice;
 
 /// One device to serve.
@@ -103,15 +100,7 @@ impl Daemon {
 fn spawn(minor: u32, d: DeviceSetup) -> tcmud::device::DeviceHandle {
     let spec = DeviceSpec {
         minor,
-        uio_name: format!("tcm-user/1/bench{minor}/{}", d.dev_config),
-        dev_config: d.dev_config.clone(),
-        dev_path: "/nonexistent/uio".into(),
-        sysfs_dir: "/nonexistent/sysfs".into(),
-        configfs_dir: None,
-        size_bytes: d.size_bytes,
-        recovery: RecoveryPolicy::Replay,
-        adopted: false,
-        restart_budget: RestartBudget::default(),
+        ..DeviceSpec::simulated(&d.dev_config, d.size_bytes)
     };
     let mut lun = default_lun_config(&d.dev_config);
     lun.write_cache = Some(d.write_cache);

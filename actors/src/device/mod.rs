@@ -103,6 +103,41 @@ pub struct DeviceOptions {
     pub own_thread: bool,
 }
 
+impl DeviceOptions {
+    /// Options for a device served from a simulated ring
+    /// ([`tcmud_core::sim::SimDevice`]), everything else default.
+    pub fn simulated(dev: tcmud_core::sim::SimDevice) -> DeviceOptions {
+        DeviceOptions {
+            ring: RingSource::Parts {
+                map: dev.map,
+                len: dev.len,
+                event_fd: dev.event_fd,
+            },
+            ..DeviceOptions::default()
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// A device of `size_bytes` served from a simulated ring (tests,
+    /// benches, examples): minor 0, no uio node, sysfs or configfs
+    /// directory, `replay` recovery, the default restart budget.
+    pub fn simulated(dev_config: &str, size_bytes: u64) -> DeviceSpec {
+        DeviceSpec {
+            minor: 0,
+            uio_name: format!("tcm-user/0/sim/{dev_config}"),
+            dev_config: dev_config.to_owned(),
+            dev_path: "/nonexistent/uio".into(),
+            sysfs_dir: "/nonexistent/sysfs".into(),
+            configfs_dir: None,
+            size_bytes,
+            recovery: RecoveryPolicy::Replay,
+            restart_budget: RestartBudget::default(),
+            adopted: false,
+        }
+    }
+}
+
 impl Default for DeviceOptions {
     fn default() -> Self {
         DeviceOptions {

@@ -11,7 +11,7 @@ use std::time::Duration;
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{
     spawn_device_with, DeviceHandle, DeviceOptions, DeviceSpec, DeviceStats, FaultPlan,
-    RecoveryPolicy, RestartBudget, RingSource,
+    RestartBudget,
 };
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDevice};
@@ -22,16 +22,8 @@ pub const BS: usize = 512;
 /// A device spec for the simulator (paths unused).
 pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {
     DeviceSpec {
-        minor: 0,
-        uio_name: format!("tcm-user/1/{name}/thin/test/{name}"),
-        dev_config: format!("thin/test/{name}"),
-        dev_path: "/nonexistent/uio".into(),
-        sysfs_dir: "/nonexistent/sysfs".into(),
-        configfs_dir: None,
-        size_bytes: 0,
-        recovery: RecoveryPolicy::Replay,
         restart_budget: budget,
-        adopted: false,
+        ..DeviceSpec::simulated(&format!("thin/test/{name}"), 0)
     }
 }
 
@@ -102,14 +94,7 @@ pub fn start_ticking(
 
 /// Default device options over a simulated ring.
 pub fn sim_options(dev: SimDevice) -> DeviceOptions {
-    DeviceOptions {
-        ring: RingSource::Parts {
-            map: dev.map,
-            len: dev.len,
-            event_fd: dev.event_fd,
-        },
-        ..DeviceOptions::default()
-    }
+    DeviceOptions::simulated(dev)
 }
 
 /// What a run returned.
