@@ -257,6 +257,11 @@ impl Lun {
     /// change, for the daemon to persist (so a restarted daemon does not
     /// come back with the cache setting the initiator changed).
     pub fn take_selected_write_cache(&self) -> Option<bool> {
+        // Called after every command: read before the (rare) swap, so the
+        // common case does not write the shared cache line.
+        if self.wce_selected.load(Ordering::Acquire) == 0 {
+            return None;
+        }
         match self.wce_selected.swap(0, Ordering::AcqRel) {
             1 => Some(false),
             2 => Some(true),
