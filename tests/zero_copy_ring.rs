@@ -97,8 +97,32 @@ fn views_of_completed_commands_are_refused() {
     sim.submit(&READ10, SimDir::In(BLOCK)).unwrap();
     let cmd = fetch(&mut sim, &mut ring).remove(0);
     assert!(ring.data(&cmd.data).is_ok());
+    assert!(ring.share_data(&cmd.data).is_ok());
     finish(&mut sim, &mut ring, &[cmd.cmd_id]);
     assert!(ring.data(&cmd.data).is_err());
+    assert!(ring.share_data(&cmd.data).is_err());
+}
+
+/// The owned view an I/O thread gets: bytes written through it on another
+/// thread are the command's data-in.
+#[test]
+fn shared_views_fill_the_command_from_another_thread() {
+    let (mut sim, mut ring) = setup();
+    let len = 3 * BLOCK;
+    let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(len));
+    let shared = ring.share_data(&cmd.data).unwrap();
+    let data = pattern(4, len);
+    let written = data.clone();
+    std::thread::spawn(move || {
+        let mut view = shared.view();
+        assert_eq!(BlockSink::len(&view), len);
+        view.write_at(0, &written).unwrap();
+    })
+    .join()
+    .unwrap();
+    let done = finish(&mut sim, &mut ring, &[cmd.cmd_id]);
+    assert!(done[0].data_in == data, "data-in differs");
+    finish(&mut sim, &mut ring, &others);
 }
 
 #[test]

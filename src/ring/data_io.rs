@@ -67,56 +67,12 @@ pub struct SharedData {
 }
 
 impl SharedData {
-    /// The buffers as a sink/source view.
+    /// The buffers as a [`BlockSink`] / [`BlockSource`] view.
     pub fn view(&self) -> RingData<'_> {
         RingData {
             map: &self.map,
             spans: &self.spans,
         }
-    }
-}
-
-impl BlockSink for SharedData {
-    fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    fn write_at(&mut self, at: usize, src: &[u8]) -> io::Result<()> {
-        self.view().write_at(at, src)
-    }
-
-    fn zero_at(&mut self, at: usize, len: usize) -> io::Result<()> {
-        self.view().zero_at(at, len)
-    }
-
-    fn pread_at(
-        &mut self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<usize> {
-        self.view().pread_at(at, len, fd, file_off)
-    }
-}
-
-impl BlockSource for SharedData {
-    fn len(&self) -> usize {
-        self.spans.len()
-    }
-
-    fn read_at(&self, at: usize, dst: &mut [u8]) -> io::Result<()> {
-        self.view().read_at(at, dst)
-    }
-
-    fn pwrite_at(
-        &self,
-        at: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: u64,
-    ) -> io::Result<()> {
-        self.view().pwrite_at(at, len, fd, file_off)
     }
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use actix::prelude::*;
 use tcmud_core::ring::{
-    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, SharedData, TmrRequest,
+    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
 };
 
 use super::direction::{direction, Dir};
@@ -132,21 +132,15 @@ impl DeviceActor {
             let bidi = !slot.req.bidi.is_empty();
             let out_spans = &slot.req.data;
             let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
-            let share = |spans| -> Result<Option<SharedData>, RingError> {
-                self.ring.share_data(spans).map(Some)
+            let share = |wanted: bool, spans: &DataSpans| match wanted && !spans.is_empty() {
+                true => self.ring.share_data(spans).map(Some),
+                false => Ok(None),
             };
-            let data_out = match dir {
-                Dir::Out if !out_spans.is_empty() => share(out_spans),
-                _ => Ok(None),
-            };
-            let data_in = if (dir == Dir::In || bidi) && !in_spans.is_empty() {
-                share(in_spans)
-            } else {
-                Ok(None)
-            };
-            let (data_out, data_in) = match (data_out, data_in) {
-                (Ok(o), Ok(i)) => (o, i),
-                (Err(e), _) | (_, Err(e)) => {
+            let views = share(dir == Dir::Out, out_spans)
+                .and_then(|o| Ok((o, share(dir == Dir::In || bidi, in_spans)?)));
+            let (data_out, data_in) = match views {
+                Ok(v) => v,
+                Err(e) => {
                     tracing::error!(error = %e, "command buffers outside the data area");
                     table.cancel_unstarted(seq, internal_target_failure());
                     continue;

@@ -34,7 +34,7 @@ const MAX_PANICS_PER_COMMAND: u32 = 2;
 /// Runs `job` (on an I/O thread, or on the device's thread for a backend
 /// that never blocks). `notify` wakes the device actor when it is done
 /// (not needed when the actor runs it itself).
-pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job, notify: bool) {
+pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let _span = shared.span.enter();
     if !lock(&shared.table).start(job.seq, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
@@ -42,12 +42,14 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, mut job: Job, notify: bool) {
     let res = catch_unwind(AssertUnwindSafe(|| {
         let mut no_in: &mut [u8] = &mut [];
         let no_out: &[u8] = &[];
-        let src: &dyn BlockSource = match &job.data_out {
-            Some(d) => d,
+        let out_view = job.data_out.as_ref().map(SharedData::view);
+        let mut in_view = job.data_in.as_ref().map(SharedData::view);
+        let src: &dyn BlockSource = match &out_view {
+            Some(v) => v,
             None => &no_out,
         };
-        let sink: &mut dyn BlockSink = match &mut job.data_in {
-            Some(d) => d,
+        let sink: &mut dyn BlockSink = match &mut in_view {
+            Some(v) => v,
             None => &mut no_in,
         };
         let capacity = sink.len();
