@@ -221,6 +221,13 @@ impl Ring {
     }
 }
 
+impl Fetch<'_> {
+    /// The fetch cursor: just past the last entry handed out (or skipped).
+    pub fn cursor(&self) -> u32 {
+        self.ring.fetch_off
+    }
+}
+
 impl Iterator for Fetch<'_> {
     type Item = Result<Entry, RingError>;
 

@@ -6,11 +6,11 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use tcmud_core::backend::{BlockSink, BlockSource};
-use tcmud_core::ring::SharedData;
+use tcmud_core::ring::{Cdb, SharedData};
 
 use super::direction::is_compare_and_write;
 use super::fault::FaultPoint;
-use super::inflight::Outcome;
+use super::inflight::{Outcome, SlotKey};
 use super::outcome::{internal_target_failure, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 
@@ -19,9 +19,9 @@ use super::shared::{lock, Counters, DeviceShared};
 /// them directly. The in-flight table keeps the command from being
 /// completed while the job runs.
 pub(crate) struct Job {
-    pub seq: u64,
+    pub key: SlotKey,
     pub token: u64,
-    pub cdb: Vec<u8>,
+    pub cdb: Cdb,
     /// Data-out buffers (WRITE and friends).
     pub data_out: Option<SharedData>,
     /// Data-in buffers (READ, INQUIRY, ...; the bidi buffers if any).
@@ -36,7 +36,7 @@ const MAX_PANICS_PER_COMMAND: u32 = 2;
 /// (not needed when the actor runs it itself).
 pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let _span = shared.span.enter();
-    if !lock(&shared.table).start(job.seq, job.token) {
+    if !lock(&shared.table).start(job.key, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
     }
     let res = catch_unwind(AssertUnwindSafe(|| {
@@ -53,7 +53,7 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             None => &mut no_in,
         };
         let capacity = sink.len();
-        let r = shared.lun.execute_io(&job.cdb, src, sink);
+        let r = shared.lun.execute_io(job.cdb.as_bytes(), src, sink);
         shared.faults.count_executed();
         shared.faults.hit(FaultPoint::Emulate);
         Outcome {
@@ -67,9 +67,9 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     match res {
         Ok(out) => {
             if out.status != GOOD {
-                tracing::debug!(cdb = ?job.cdb.first(), status = out.status, "command failed");
+                tracing::debug!(cdb = ?job.cdb.as_bytes().first(), status = out.status, "command failed");
             }
-            lock(&shared.table).finish(job.seq, job.token, out);
+            lock(&shared.table).finish(job.key, job.token, out);
             if notify {
                 shared.wake.notify_one();
             }
@@ -78,11 +78,11 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             let msg = panic_message(payload.as_ref());
             // Safe to run again unless it may have half-run a COMPARE AND
             // WRITE; a command that keeps panicking is failed, not retried.
-            let caw = is_compare_and_write(&job.cdb);
+            let caw = is_compare_and_write(job.cdb.as_bytes());
             let mut table = lock(&shared.table);
-            let panics = table.panicked(job.seq, job.token, !caw, internal_target_failure());
+            let panics = table.panicked(job.key, job.token, !caw, internal_target_failure());
             if panics > MAX_PANICS_PER_COMMAND {
-                table.cancel_unstarted(job.seq, internal_target_failure());
+                table.cancel_unstarted(job.key, internal_target_failure());
             }
             drop(table);
             tracing::error!(panic = %msg, caw, panics, "SCSI emulation panicked");
