@@ -323,6 +323,34 @@ impl Mapping {
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
+    /// One `preadv2(2)` with `RWF_NOWAIT` of up to `len` bytes of `fd` at
+    /// `file_off` into the data-area span at `off`: only what the kernel
+    /// can hand over without waiting for a device (page-cache hits).
+    /// Returns the bytes read; `EAGAIN` when nothing could be read without
+    /// waiting, `EOPNOTSUPP` where the file does not support it. Under the
+    /// ownership rule of [`Mapping::pread_data`].
+    pub(crate) fn pread_data_nowait(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        let iov = libc::iovec {
+            iov_base: p.cast::<libc::c_void>(),
+            iov_len: len,
+        };
+        // SAFETY: as in `pread_data`: `[off, off + len)` lies inside the
+        // live, writable mapping (checked by `at`, kept mapped by
+        // `self.map`), described by the one iovec that lives on this stack
+        // frame for the call; the kernel writes at most `len` bytes there
+        // and no Rust reference into the span exists; the peer does not
+        // touch an in-flight command's data pages; `fd` is borrowed and open.
+        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, file_off, libc::RWF_NOWAIT) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
     /// One `pwrite(2)` of up to `len` bytes of the data-area span at `off`
     /// to `fd` at `file_off`; returns the bytes written. The counterpart of
     /// [`Mapping::pread_data`], under the same ownership rule.
@@ -492,6 +520,30 @@ mod tests {
         assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000).unwrap(), 0);
         assert!(m.pread_data(200, 57, disk.as_fd(), 0).is_err());
         assert!(m.pwrite_data(usize::MAX, 2, disk.as_fd(), 0).is_err());
+    }
+
+    #[test]
+    fn pread_nowait_reads_cached_bytes_into_the_mapping() {
+        use std::io::Write;
+        use std::os::fd::AsFd;
+        let m = Mapping::new(&file(256), 256).unwrap();
+        let mut disk = tempfile::tempfile().unwrap();
+        let data: Vec<u8> = (0..64u8).collect();
+        disk.write_all(&data).unwrap(); // just written: in the page cache
+        match m.pread_data_nowait(10, 64, disk.as_fd(), 0) {
+            Ok(n) => {
+                assert_eq!(n, 64);
+                let mut back = [0u8; 64];
+                m.copy_out(10, &mut back).unwrap();
+                assert_eq!(&back[..], &data[..]);
+            }
+            // A file system without RWF_NOWAIT reads: the caller falls back.
+            Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}"),
+        }
+        assert!(
+            m.pread_data_nowait(250, 64, disk.as_fd(), 0).is_err(),
+            "outside the mapping"
+        );
     }
 
     #[test]
