@@ -120,6 +120,29 @@ impl Mapping {
         Ok(u64::from_ne_bytes(self.read_array(off)?))
     }
 
+    /// Reads `N` native-endian u64 words at `off` with one bounds check
+    /// (one volatile load each when 8-aligned): a snapshot of an entry's
+    /// fixed fields, parsed from the copy.
+    #[inline]
+    pub(crate) fn read_words<const N: usize>(&self, off: usize) -> Result<[u64; N], RingError> {
+        let p = self.at(off, 8 * N)?;
+        let mut out = [0u64; N];
+        if (p as usize) % 8 == 0 {
+            for (i, w) in out.iter_mut().enumerate() {
+                // SAFETY: `at` checked `[off, off + 8N)` against the live
+                // mapping, so `p + 8i` for `i < N` is in bounds; it is
+                // 8-aligned (checked just above); a volatile load forms no
+                // reference.
+                *w = unsafe { p.add(8 * i).cast::<u64>().read_volatile() };
+            }
+            return Ok(out);
+        }
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = u64::from_ne_bytes(self.read_array(off + 8 * i)?);
+        }
+        Ok(out)
+    }
+
     /// Writes a byte.
     pub(crate) fn write_u8(&self, off: usize, v: u8) -> Result<(), RingError> {
         self.write_array(off, &[v])
