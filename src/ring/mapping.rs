@@ -313,6 +313,21 @@ impl Mapping {
         Ok(())
     }
 
+    /// Plain `memcpy` of `buf` to `off` for bytes the peer must not look at
+    /// yet: the simulator's new ring entry, before it publishes `cmd_head`
+    /// with a Release store (the kernel builds its entries with plain
+    /// stores too). Never for bytes the peer may already read.
+    pub(crate) fn write_unpublished(&self, off: usize, buf: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        // SAFETY: as in `copy_in`: in bounds of the live, writable mapping
+        // (checked by `at`); `buf` cannot overlap the region (no reference
+        // into it is ever formed); byte copies need no alignment. The peer
+        // reads these bytes only after the Release store that publishes
+        // them, which this copy happens-before.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+        Ok(())
+    }
+
     /// Bulk fill of a data-area span with `byte` (plain `memset`), under the
     /// ownership rule of [`Mapping::copy_out`].
     pub(crate) fn fill_data(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
@@ -425,6 +440,21 @@ mod tests {
         m.store_u32_release(60, 5).unwrap();
         assert_eq!(m.load_u32_acquire(60).unwrap(), 5);
         assert!(m.load_u32_acquire(61).is_err());
+    }
+
+    #[test]
+    fn word_snapshots_at_any_alignment() {
+        let m = Mapping::new(&file(64), 64).unwrap();
+        for off in [0usize, 3, 8, 13] {
+            let words = [0x0102_0304_0506_0708u64, off as u64, u64::MAX];
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            m.write_unpublished(off, &bytes).unwrap();
+            assert_eq!(m.read_words::<3>(off).unwrap(), words);
+            assert_eq!(m.read_u64(off + 8).unwrap(), off as u64);
+        }
+        assert!(m.read_words::<2>(49).is_err());
+        assert!(m.write_unpublished(48, &[0; 17]).is_err());
+        assert!(m.read_words::<1>(usize::MAX - 3).is_err());
     }
 
     #[test]
