@@ -15,6 +15,7 @@ use super::device::Ring;
 use super::entry::{Cdb, CmdRequest, Entry, TmrRequest, TmrType};
 use super::error::{Fault, RingError};
 use super::layout::*;
+use super::mapping::Mapping;
 use super::track::{Slot, SlotState};
 
 /// Iterator over the entries between the fetch cursor and the `cmd_head`
@@ -63,7 +64,10 @@ impl Ring {
         let off = self.fetch_off;
         let base = g.abs(off);
         let corrupt = |fault| RingError::Corrupt { off, fault };
-        let (len, op) = split_len_op(self.map().read_u32(base + HDR_LEN_OP)?);
+        // The header in one load: len_op, cmd_id, kflags, uflags.
+        let [hdr] = self.map().read_words::<1>(base)?;
+        let (len_op, cmd_id) = split_hdr(hdr);
+        let (len, op) = split_len_op(len_op);
         if len == 0 {
             return Err(corrupt(Fault::ZeroLength));
         }
@@ -73,7 +77,6 @@ impl Ring {
         if len > g.distance(off, head) {
             return Err(corrupt(Fault::PastHead));
         }
-        let cmd_id = self.map().read_u16(base + HDR_CMD_ID)?;
         let mut slot = Slot {
             off,
             len,
@@ -91,9 +94,15 @@ impl Ring {
                 Ok(None)
             }
         };
+        let pending = matches!(slot.state, SlotState::Pending(_));
         self.track.push(slot);
         self.fetch_off = (off + len) % g.cmdr_size;
-        self.retire();
+        // The tail can only move over a finished slot at the front: every
+        // operation retires what it finished, so a pending slot pushed at
+        // the back cannot let it move.
+        if !pending {
+            self.retire();
+        }
         result
     }
 
@@ -124,10 +133,14 @@ impl Ring {
         let m = self.map();
         let base = g.abs(off);
         let end = base + len as usize;
-        let rd32 = |o: usize| m.read_u32(base + o).map_err(|_| Fault::IovCount);
-        let iov_cnt = rd32(REQ_IOV_CNT)? as usize;
-        let bidi_cnt = rd32(REQ_IOV_BIDI_CNT)? as usize;
-        let dif_cnt = rd32(REQ_IOV_DIF_CNT)? as usize;
+        // iov_cnt, iov_bidi_cnt / iov_dif_cnt, pad / cdb_off, read once (the
+        // entry is at least 112 bytes: inside it).
+        let [counts, dif, cdb_off] = m
+            .read_words::<3>(base + REQ_IOV_CNT)
+            .map_err(|_| Fault::IovCount)?;
+        let (iov_cnt, bidi_cnt) = split_u64(counts);
+        let (iov_cnt, bidi_cnt) = (iov_cnt as usize, bidi_cnt as usize);
+        let dif_cnt = split_u64(dif).0 as usize;
         // Each count is < 2^32, so the sum fits in usize on 64-bit targets;
         // checked anyway for 32-bit ones.
         let iovs_end = iov_cnt
@@ -135,36 +148,17 @@ impl Ring {
             .and_then(|n| n.checked_add(dif_cnt))
             .and_then(|n| n.checked_mul(IOV_SIZE))
             .and_then(|n| n.checked_add(REQ_IOV))
-            .filter(|&n| n <= len as usize)
-            .ok_or(Fault::IovCount)?;
+            .filter(|&n| n <= len as usize);
+        let Some(iovs_end) = iovs_end else {
+            return Err(Fault::IovCount);
+        };
         let data = self.read_iovs(cmd_id, base + REQ_IOV, iov_cnt)?;
         let bidi = self.read_iovs(cmd_id, base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
-        let cdb_off = m
-            .read_u64(base + REQ_CDB_OFF)
-            .map_err(|_| Fault::CdbOutOfBounds)?;
         let cdb_off = usize::try_from(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
         if cdb_off < base + iovs_end || cdb_off >= end {
             return Err(Fault::CdbOutOfBounds);
         }
-        let opcode = m.read_u8(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
-        let byte7 = if opcode == 0x7f {
-            if cdb_off + 8 > end {
-                return Err(Fault::CdbOutOfBounds);
-            }
-            m.read_u8(cdb_off + 7).map_err(|_| Fault::CdbOutOfBounds)?
-        } else {
-            0
-        };
-        let cdb_len = cdb_len(opcode, byte7);
-        if cdb_len > MAX_CDB_LEN {
-            return Err(Fault::CdbTooLong);
-        }
-        if cdb_off + cdb_len > end {
-            return Err(Fault::CdbOutOfBounds);
-        }
-        let cdb = Cdb::read_with(cdb_len, |buf| m.read_into(cdb_off, buf))
-            .ok_or(Fault::CdbTooLong)?
-            .map_err(|_| Fault::CdbOutOfBounds)?;
+        let cdb = read_cdb(m, cdb_off, end)?;
         Ok(CmdRequest {
             cmd_id,
             cdb,
@@ -180,15 +174,17 @@ impl Ring {
         let m = self.map();
         let mut spans = DataSpans::for_cmd(cmd_id);
         for i in 0..n {
-            let p = at + i * IOV_SIZE;
-            let b = m.read_u64(p + IOV_BASE).map_err(|_| Fault::IovCount)?;
-            let l = m.read_u64(p + IOV_LEN).map_err(|_| Fault::IovCount)?;
+            let [b, l] = m
+                .read_words::<2>(at + i * IOV_SIZE + IOV_BASE)
+                .map_err(|_| Fault::IovCount)?;
             let (Ok(b), Ok(l)) = (usize::try_from(b), usize::try_from(l)) else {
                 return Err(Fault::IovOutOfBounds);
             };
             match b.checked_add(l) {
                 Some(e) if b >= g.data_off && e <= g.data_end => {
-                    spans.push_checked(b, l).ok_or(Fault::IovTotal)?
+                    if spans.push_checked(b, l).is_none() {
+                        return Err(Fault::IovTotal);
+                    }
                 }
                 _ => return Err(Fault::IovOutOfBounds),
             }
@@ -218,6 +214,63 @@ impl Ring {
             cmd_ids.push(m.read_u16(base + TMR_CMD_IDS + 2 * i)?);
         }
         Ok(TmrRequest { tmr_type, cmd_ids })
+    }
+}
+
+/// Splits an entry header word into `len_op` and `cmd_id`.
+fn split_hdr(w: u64) -> (u32, u16) {
+    let b = w.to_ne_bytes();
+    (
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u16::from_ne_bytes([b[4], b[5]]),
+    )
+}
+
+/// Splits a word into the u32 at its first four bytes and the one at its
+/// last four.
+fn split_u64(w: u64) -> (u32, u32) {
+    let b = w.to_ne_bytes();
+    (
+        u32::from_ne_bytes([b[0], b[1], b[2], b[3]]),
+        u32::from_ne_bytes([b[4], b[5], b[6], b[7]]),
+    )
+}
+
+/// Reads the CDB at `cdb_off` (checked to lie in the entry, which ends at
+/// `end`): its length comes from its first byte (and byte 7 for 0x7f) as
+/// the kernel computes it, and it must fit before `end`.
+fn read_cdb(m: &Mapping, cdb_off: usize, end: usize) -> Result<Cdb, Fault> {
+    // The usual case: an 8-aligned CDB of at most 16 bytes, with the
+    // entry's 8-byte padding after it, read in whole words.
+    if cdb_off % 8 == 0 && cdb_off + 16 <= end {
+        let words = m
+            .read_words::<2>(cdb_off)
+            .map_err(|_| Fault::CdbOutOfBounds)?;
+        let first = words[0].to_ne_bytes();
+        if let Some(cdb) = Cdb::from_words(cdb_len(first[0], first[7]), words) {
+            return Ok(cdb);
+        }
+    }
+    let opcode = m.read_u8(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
+    let byte7 = if opcode == 0x7f {
+        if cdb_off + 8 > end {
+            return Err(Fault::CdbOutOfBounds);
+        }
+        m.read_u8(cdb_off + 7).map_err(|_| Fault::CdbOutOfBounds)?
+    } else {
+        0
+    };
+    let cdb_len = cdb_len(opcode, byte7);
+    if cdb_len > MAX_CDB_LEN {
+        return Err(Fault::CdbTooLong);
+    }
+    if cdb_off + cdb_len > end {
+        return Err(Fault::CdbOutOfBounds);
+    }
+    match Cdb::read_with(cdb_len, |buf| m.read_into(cdb_off, buf)) {
+        Some(Ok(cdb)) => Ok(cdb),
+        Some(Err(_)) => Err(Fault::CdbOutOfBounds),
+        None => Err(Fault::CdbTooLong),
     }
 }
 

@@ -120,6 +120,29 @@ impl Mapping {
         Ok(u64::from_ne_bytes(self.read_array(off)?))
     }
 
+    /// Reads `N` native-endian u64 words at `off` with one bounds check
+    /// (one volatile load each when 8-aligned): a snapshot of an entry's
+    /// fixed fields, parsed from the copy.
+    #[inline]
+    pub(crate) fn read_words<const N: usize>(&self, off: usize) -> Result<[u64; N], RingError> {
+        let p = self.at(off, 8 * N)?;
+        let mut out = [0u64; N];
+        if (p as usize) % 8 == 0 {
+            for (i, w) in out.iter_mut().enumerate() {
+                // SAFETY: `at` checked `[off, off + 8N)` against the live
+                // mapping, so `p + 8i` for `i < N` is in bounds; it is
+                // 8-aligned (checked just above); a volatile load forms no
+                // reference.
+                *w = unsafe { p.add(8 * i).cast::<u64>().read_volatile() };
+            }
+            return Ok(out);
+        }
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = u64::from_ne_bytes(self.read_array(off + 8 * i)?);
+        }
+        Ok(out)
+    }
+
     /// Writes a byte.
     pub(crate) fn write_u8(&self, off: usize, v: u8) -> Result<(), RingError> {
         self.write_array(off, &[v])
@@ -290,6 +313,21 @@ impl Mapping {
         Ok(())
     }
 
+    /// Plain `memcpy` of `buf` to `off` for bytes the peer must not look at
+    /// yet: the simulator's new ring entry, before it publishes `cmd_head`
+    /// with a Release store (the kernel builds its entries with plain
+    /// stores too). Never for bytes the peer may already read.
+    pub(crate) fn write_unpublished(&self, off: usize, buf: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        // SAFETY: as in `copy_in`: in bounds of the live, writable mapping
+        // (checked by `at`); `buf` cannot overlap the region (no reference
+        // into it is ever formed); byte copies need no alignment. The peer
+        // reads these bytes only after the Release store that publishes
+        // them, which this copy happens-before.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+        Ok(())
+    }
+
     /// Bulk fill of a data-area span with `byte` (plain `memset`), under the
     /// ownership rule of [`Mapping::copy_out`].
     pub(crate) fn fill_data(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
@@ -430,6 +468,21 @@ mod tests {
         m.store_u32_release(60, 5).unwrap();
         assert_eq!(m.load_u32_acquire(60).unwrap(), 5);
         assert!(m.load_u32_acquire(61).is_err());
+    }
+
+    #[test]
+    fn word_snapshots_at_any_alignment() {
+        let m = Mapping::new(&file(64), 64).unwrap();
+        for off in [0usize, 3, 8, 13] {
+            let words = [0x0102_0304_0506_0708u64, off as u64, u64::MAX];
+            let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_ne_bytes()).collect();
+            m.write_unpublished(off, &bytes).unwrap();
+            assert_eq!(m.read_words::<3>(off).unwrap(), words);
+            assert_eq!(m.read_u64(off + 8).unwrap(), off as u64);
+        }
+        assert!(m.read_words::<2>(49).is_err());
+        assert!(m.write_unpublished(48, &[0; 17]).is_err());
+        assert!(m.read_words::<1>(usize::MAX - 3).is_err());
     }
 
     #[test]

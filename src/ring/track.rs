@@ -52,14 +52,14 @@ impl IdTable {
         if i >= self.seq.len() {
             self.seq.resize(i + 1, 0);
         }
-        let old = self.get(id);
-        if old.is_none() {
+        let s = self.seq.get_mut(i)?;
+        let old = std::mem::replace(s, seq.saturating_add(1));
+        if old == 0 {
             self.count += 1;
+            None
+        } else {
+            Some(old - 1)
         }
-        if let Some(s) = self.seq.get_mut(i) {
-            *s = seq.saturating_add(1);
-        }
-        old
     }
 
     fn remove(&mut self, id: u16) -> Option<u64> {

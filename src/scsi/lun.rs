@@ -174,8 +174,12 @@ impl Lun {
         if let Some(ua) = self.pending_attention(cdb) {
             return ua;
         }
+        let cmd = match table::lookup(cdb) {
+            Ok(cmd) => cmd,
+            Err(e) => return respond(cdb, Err(e)),
+        };
         let mut plain = Vec::new();
-        if table::needs_plain_data_out(cdb) {
+        if cmd.needs_plain_data_out() {
             plain.resize(data_out.len(), 0);
             if let Err(e) = data_out.read_at(0, &mut plain) {
                 return respond(cdb, Err(ScsiError::DataTransfer(e)));
@@ -192,7 +196,7 @@ impl Lun {
                 inb: data_in,
             }),
         };
-        respond(cdb, table::dispatch(&mut ctx))
+        respond(cdb, table::run(&mut ctx, cmd))
     }
 
     /// Polls backend events, then takes the unit attention this command

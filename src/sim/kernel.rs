@@ -10,6 +10,7 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::blocks::{iovs_into, Bitmap, Blocks};
+use super::entry::CmdEntry;
 use super::{SimConfig, SimDevice, SimDirRef, SimError};
 use crate::ring::layout::*;
 use crate::ring::mapping::Mapping;
@@ -68,6 +69,8 @@ pub struct KernelSim {
     pub(crate) spare_blocks: Vec<Vec<usize>>,
     /// Scratch iov list of the entry being built.
     iov_buf: Vec<(u64, u64)>,
+    /// Scratch words of an entry too big for the stack buffer.
+    entry_buf: Vec<u8>,
     /// Gathered data-in of the completion being reported (the initiator's
     /// scatter list), reused.
     pub(crate) data_buf: Vec<u8>,
@@ -132,6 +135,7 @@ impl KernelSim {
             blocks: Blocks::new(cfg.data_size / cfg.data_block, cfg.data_block),
             spare_blocks: Vec::new(),
             iov_buf: Vec::new(),
+            entry_buf: Vec::new(),
             data_buf: Vec::new(),
             poison: true,
             broken: None,
@@ -373,19 +377,34 @@ impl KernelSim {
 
         let slot = self.insert_padding(cmd_size)?;
         let at = MAILBOX_SIZE + slot as usize;
-        let m = &self.map;
-        m.fill(at, cmd_size, 0)?;
-        m.write_u32(at + HDR_LEN_OP, cmd_size as u32 | OP_CMD)?;
-        m.write_u16(at + HDR_CMD_ID, cmd_id)?;
-        m.write_u32(at + REQ_IOV_CNT, main_iovs.len() as u32)?;
-        m.write_u32(at + REQ_IOV_BIDI_CNT, bidi_iovs.len() as u32)?;
-        for (i, (b, l)) in iov.iter().enumerate() {
-            m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_BASE, *b)?;
-            m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_LEN, *l)?;
-        }
-        let cdb_off = at + base;
-        m.write_u64(at + REQ_CDB_OFF, cdb_off as u64)?;
-        m.write_from(cdb_off, &cdb[..cdb_len])?;
+        let entry = CmdEntry {
+            size: cmd_size,
+            cmd_id,
+            iovs: iov,
+            main_iovs: main_iovs.len(),
+            cdb_at: base,
+            cdb_off: (at + base) as u64,
+            cdb: cdb.get(..cdb_len).unwrap_or(cdb),
+        };
+        // Built aside (on the stack when it fits), then copied at once;
+        // published below by the Release store of cmd_head.
+        let mut small = [0u8; 256];
+        let written = match small.get_mut(..cmd_size) {
+            Some(bytes) => {
+                entry.build(bytes);
+                self.map.write_unpublished(at, bytes)
+            }
+            None => {
+                let mut bytes = std::mem::take(&mut self.entry_buf);
+                bytes.clear();
+                bytes.resize(cmd_size, 0);
+                entry.build(&mut bytes);
+                let r = self.map.write_unpublished(at, &bytes);
+                self.entry_buf = bytes;
+                r
+            }
+        };
+        written?;
         self.publish_head(slot + cmd_size as u32)?;
         let idx = usize::from(cmd_id);
         if self.cmds.len() <= idx {

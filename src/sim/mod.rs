@@ -58,6 +58,7 @@
 
 mod blocks;
 mod completions;
+mod entry;
 mod hostile;
 mod kernel;
 
