@@ -87,3 +87,67 @@ fn backends_without_a_nowait_path_always_defer() {
     finish(&mut sim, &mut ring, &[cmd.cmd_id]);
     finish(&mut sim, &mut ring, &others);
 }
+
+/// READ(10) of `blocks` 512-byte blocks at `lba` (each CDB byte commented).
+fn read10(lba: u32, blocks: u16) -> [u8; 10] {
+    let l = lba.to_be_bytes();
+    let n = blocks.to_be_bytes();
+    [
+        0x28, // READ(10)
+        0,    // RDPROTECT 0, DPO 0, FUA 0
+        l[0], l[1], l[2], l[3], // LOGICAL BLOCK ADDRESS
+        0,    // GROUP NUMBER
+        n[0], n[1], // TRANSFER LENGTH
+        0,    // CONTROL
+    ]
+}
+
+#[test]
+fn lun_serves_cached_reads_on_the_callers_thread_and_defers_the_rest() {
+    use std::sync::Arc;
+    use tcmud_core::scsi::{Asc, Lun, LunConfig, SenseKey};
+
+    let dir = tempfile::tempdir().unwrap();
+    let backend = Arc::new(FileBackend::create(&dir.path().join("img"), 512, 1 << 20).unwrap());
+    let data = pattern(41, 3 * BLOCK);
+    backend.write(16, &data, false).unwrap();
+    let lun = Lun::new(LunConfig::default(), backend.clone());
+    let (mut sim, mut ring) = setup();
+    let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(3 * BLOCK));
+    let blocks = (3 * BLOCK / 512) as u16;
+    let mut sink = ring.data(&cmd.data).unwrap();
+
+    // The power-on unit attention is left for execute_io to report.
+    assert!(lun
+        .try_execute_nowait(&read10(16, blocks), &mut sink)
+        .is_none());
+    let tur = lun.execute(&[0u8; 6], &[], &mut []);
+    let ua = tur.sense.expect("unit attention");
+    assert_eq!(ua.key, SenseKey::UnitAttention);
+
+    // A cached READ is answered here, bytes in the ring.
+    let r = lun
+        .try_execute_nowait(&read10(16, blocks), &mut sink)
+        .expect("served without waiting");
+    assert_eq!((r.status, r.data_in_len), (0, 3 * BLOCK));
+    let done = finish(&mut sim, &mut ring, &[cmd.cmd_id]);
+    assert!(done[0].data_in == data, "data-in differs");
+    finish(&mut sim, &mut ring, &others);
+
+    // Past the end: the same CHECK CONDITION execute_io gives.
+    let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(3 * BLOCK));
+    let mut sink = ring.data(&cmd.data).unwrap();
+    let last = u32::try_from(backend.caps().num_blocks).unwrap() - 1;
+    let r = lun
+        .try_execute_nowait(&read10(last, blocks), &mut sink)
+        .expect("an error needs no wait");
+    let sense = r.sense.expect("check condition");
+    assert_eq!((r.status, sense.key), (2, SenseKey::IllegalRequest));
+    assert_eq!(sense.asc_pair(), Asc::LBA_OUT_OF_RANGE);
+    // Anything but READ is never tried.
+    let write10 = [0x2a, 0, 0, 0, 0, 16, 0, 0, 1, 0];
+    assert!(lun.try_execute_nowait(&write10, &mut sink).is_none());
+    assert!(lun.try_execute_nowait(&[0u8; 6], &mut sink).is_none());
+    finish(&mut sim, &mut ring, &[cmd.cmd_id]);
+    finish(&mut sim, &mut ring, &others);
+}

@@ -273,6 +273,16 @@ impl BlockSink for SinkPrefix<'_> {
         checked_range(at, len, self.len)?;
         self.inner.pread_at(at, len, fd, file_off)
     }
+    fn pread_nowait_at(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<usize> {
+        checked_range(at, len, self.len)?;
+        self.inner.pread_nowait_at(at, len, fd, file_off)
+    }
     fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
         let len = self.len;
         self.inner.as_mut_slice().and_then(|s| s.get_mut(..len))

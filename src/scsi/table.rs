@@ -72,6 +72,9 @@ pub(crate) struct Ctx<'a> {
     /// data straight between them and the backend, and replies go to
     /// `inb`.
     pub direct: Option<Direct<'a>>,
+    /// Only what can finish without waiting: READ fails with
+    /// [`ScsiError::WouldBlock`] instead of waiting for the backend.
+    pub nowait: bool,
 }
 
 /// The buffers of [`Lun::execute_io`].

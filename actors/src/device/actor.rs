@@ -12,7 +12,7 @@ use tcmud_core::ring::{
     Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
 };
 
-use super::direction::{direction, Dir};
+use super::direction::{direction, is_read, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
 use super::inflight::{InFlight, Outcome, SlotState};
@@ -164,27 +164,44 @@ impl DeviceActor {
                 data_out,
                 data_in,
             };
-            if self.inline_io {
+            // A backend that never waits runs here, and so do READs that
+            // may be page-cache hits: no hand-off to an I/O thread and
+            // back, and the results go out in this same pump.
+            if self.inline_io || dir == Dir::In && is_read(job.cdb.as_bytes()) {
                 inline.push(job);
                 continue;
             }
-            let shared = Arc::clone(&self.shared);
-            if !self
-                .shared
-                .backstore
-                .spawn_io(move || exec::run(&shared, job, true))
-            {
-                tracing::error!("backstore I/O threads are gone");
+            if !self.spawn_job(job) {
                 table.cancel_unstarted(key, internal_target_failure());
             }
         }
         drop(table);
-        // A backend that never waits runs here: no hand-off to an I/O
-        // thread and back, and the results go out in this same pump.
         for job in inline.drain(..) {
-            exec::run(&self.shared, job, false);
+            if self.inline_io {
+                exec::run(&self.shared, job, false);
+                continue;
+            }
+            if let Some(job) = exec::try_nowait(&self.shared, job) {
+                let key = job.key;
+                if !self.spawn_job(job) {
+                    lock(&self.shared.table).cancel_unstarted(key, internal_target_failure());
+                }
+            }
         }
         self.inline_jobs = inline;
+    }
+
+    /// Hands `job` to an I/O thread; false when they are gone.
+    fn spawn_job(&self, job: Job) -> bool {
+        let shared = Arc::clone(&self.shared);
+        let spawned = self
+            .shared
+            .backstore
+            .spawn_io(move || exec::run(&shared, job, true));
+        if !spawned {
+            tracing::error!("backstore I/O threads are gone");
+        }
+        spawned
     }
 
     /// Writes finished results to the ring (in fetch order unless the kernel

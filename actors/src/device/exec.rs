@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use tcmud_core::backend::{BlockSink, BlockSource};
 use tcmud_core::ring::{Cdb, SharedData};
+use tcmud_core::scsi::ScsiResponse;
 
 use super::direction::is_compare_and_write;
 use super::fault::FaultPoint;
@@ -56,11 +57,7 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
         let r = shared.lun.execute_io(job.cdb.as_bytes(), src, sink);
         shared.faults.count_executed();
         shared.faults.hit(FaultPoint::Emulate);
-        Outcome {
-            status: r.status,
-            sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
-            data_in_len: r.data_in_len.min(capacity),
-        }
+        outcome(r, capacity)
     }));
     Counters::add(&shared.counters.executed, 1);
     persist_write_cache(shared);
@@ -88,6 +85,53 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             tracing::error!(panic = %msg, caw, panics, "SCSI emulation panicked");
             shared.report_crash(format!("I/O thread panicked: {msg}"));
         }
+    }
+}
+
+/// Tries `job`, a READ dispatched but not started, on the device's own
+/// thread without waiting (a page-cache hit: no hand-off to an I/O thread
+/// and back). Gives the job back when it would wait, or when the attempt
+/// panicked (it then runs on an I/O thread, where panics are counted and
+/// retried). Reads have no side effects, so a discarded attempt costs
+/// nothing but its time. Not a fault-injection point.
+pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
+    let Some(data_in) = job.data_in.as_ref() else {
+        return Some(job);
+    };
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        let mut view = data_in.view();
+        let capacity = view.len();
+        shared
+            .lun
+            .try_execute_nowait(job.cdb.as_bytes(), &mut view)
+            .map(|r| outcome(r, capacity))
+    }));
+    let out = match res {
+        Ok(Some(out)) => out,
+        Ok(None) => return Some(job),
+        Err(payload) => {
+            let msg = panic_message(payload.as_ref());
+            tracing::error!(panic = %msg, "READ without waiting panicked; handing it to an I/O thread");
+            return Some(job);
+        }
+    };
+    shared.faults.count_executed();
+    Counters::add(&shared.counters.executed, 1);
+    let mut table = lock(&shared.table);
+    // Not started elsewhere (it was never handed out); a TMR may have
+    // cancelled it meanwhile, which `start` sees.
+    if table.start(job.key, job.token) {
+        table.finish(job.key, job.token, out);
+    }
+    None
+}
+
+/// A command's result as the table keeps it.
+fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
+    Outcome {
+        status: r.status,
+        sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
+        data_in_len: r.data_in_len.min(capacity),
     }
 }
 
