@@ -20,6 +20,10 @@ use super::outcome::{aborted, completion, internal_target_failure, invalid_field
 use super::shared::{lock, Counters, DeviceShared};
 use super::wake::{wake_stream, Wake};
 
+/// READs up to this many bytes are first tried on the device's thread
+/// without waiting ([`exec::try_nowait`]).
+const NOWAIT_READ_MAX: usize = 64 << 10;
+
 /// The actor serving one device's ring.
 pub struct DeviceActor {
     shared: Arc<DeviceShared>,
@@ -164,10 +168,17 @@ impl DeviceActor {
                 data_out,
                 data_in,
             };
-            // A backend that never waits runs here, and so do READs that
-            // may be page-cache hits: no hand-off to an I/O thread and
-            // back, and the results go out in this same pump.
-            if self.inline_io || dir == Dir::In && is_read(job.cdb.as_bytes()) {
+            // A backend that never waits runs here, and so do small READs
+            // that may be page-cache hits: no hand-off to an I/O thread and
+            // back, and the results go out in this same pump. (Large reads
+            // keep the I/O threads: their copies run in parallel.)
+            let small_read = dir == Dir::In
+                && job
+                    .data_in
+                    .as_ref()
+                    .is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
+                && is_read(job.cdb.as_bytes());
+            if self.inline_io || small_read {
                 inline.push(job);
                 continue;
             }
