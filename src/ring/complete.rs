@@ -24,21 +24,26 @@ pub struct Completion {
 
 impl Completion {
     /// Status GOOD.
+    #[inline]
     pub fn good(cmd_id: u16) -> Completion {
         Completion::status(cmd_id, STATUS_GOOD, None)
     }
 
     /// CHECK CONDITION with `sense` (truncated to 96 bytes).
+    #[inline]
     pub fn check_condition(cmd_id: u16, sense: &[u8]) -> Completion {
         Completion::status(cmd_id, STATUS_CHECK_CONDITION, Some(sense))
     }
 
     /// Any SCSI status, with optional sense data (truncated to 96 bytes).
+    #[inline]
     pub fn status(cmd_id: u16, scsi_status: u8, sense: Option<&[u8]>) -> Completion {
         let mut buf = [0u8; SENSE_BUFFER_SIZE];
-        let s = sense.unwrap_or(&[]);
-        let n = s.len().min(SENSE_BUFFER_SIZE);
-        buf[..n].copy_from_slice(&s[..n]);
+        let mut n = 0;
+        if let Some(s) = sense {
+            n = s.len().min(SENSE_BUFFER_SIZE);
+            buf[..n].copy_from_slice(&s[..n]);
+        }
         Completion {
             cmd_id,
             status: scsi_status,
@@ -51,6 +56,7 @@ impl Completion {
 
     /// The command is not supported: sets `UNKNOWN_OP`, and the kernel
     /// answers CHECK CONDITION itself.
+    #[inline]
     pub fn unknown_op(cmd_id: u16) -> Completion {
         let mut c = Completion::status(cmd_id, STATUS_CHECK_CONDITION, None);
         c.unknown_op = true;
@@ -60,22 +66,26 @@ impl Completion {
     /// Reports a short data-in transfer of `read_len` bytes (sent as
     /// `READ_LEN` only when the kernel offers `CAP_READ_LEN`; the kernel
     /// ignores 0).
+    #[inline]
     pub fn with_read_len(mut self, read_len: u32) -> Completion {
         self.read_len = Some(read_len);
         self
     }
 
     /// The command this completes.
+    #[inline]
     pub fn cmd_id(&self) -> u16 {
         self.cmd_id
     }
 
     /// The SCSI status.
+    #[inline]
     pub fn scsi_status(&self) -> u8 {
         self.status
     }
 
     /// The sense bytes given (at most 96).
+    #[inline]
     pub fn sense(&self) -> &[u8] {
         &self.sense[..self.sense_len]
     }

@@ -46,6 +46,7 @@ impl Mapping {
 
     /// Checks `[off, off + size)` against the mapping and returns a pointer
     /// to `off`. This is the single bounds check every accessor goes through.
+    #[inline]
     fn at(&self, off: usize, size: usize) -> Result<*mut u8, RingError> {
         match off.checked_add(size) {
             Some(end) if end <= self.len => Ok(self.map.as_mut_ptr().wrapping_add(off)),
@@ -57,6 +58,7 @@ impl Mapping {
     }
 
     /// Reads `N` bytes at `off` (volatile; one load when aligned).
+    #[inline]
     fn read_array<const N: usize>(&self, off: usize) -> Result<[u8; N], RingError> {
         let p = self.at(off, N)?;
         let mut out = [0u8; N];
@@ -71,6 +73,7 @@ impl Mapping {
     }
 
     /// Writes `bytes` at `off` (volatile, byte by byte).
+    #[inline]
     fn write_array(&self, off: usize, bytes: &[u8]) -> Result<(), RingError> {
         let p = self.at(off, bytes.len())?;
         for (i, b) in bytes.iter().enumerate() {
@@ -83,11 +86,13 @@ impl Mapping {
     }
 
     /// Reads a byte.
+    #[inline]
     pub(crate) fn read_u8(&self, off: usize) -> Result<u8, RingError> {
         Ok(self.read_array::<1>(off)?[0])
     }
 
     /// Reads a native-endian u16 (one volatile load when 2-aligned).
+    #[inline]
     pub(crate) fn read_u16(&self, off: usize) -> Result<u16, RingError> {
         let p = self.at(off, 2)?;
         if (p as usize) % 2 == 0 {
@@ -99,6 +104,7 @@ impl Mapping {
     }
 
     /// Reads a native-endian u32 (one volatile load when 4-aligned).
+    #[inline]
     pub(crate) fn read_u32(&self, off: usize) -> Result<u32, RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 == 0 {
@@ -110,6 +116,7 @@ impl Mapping {
     }
 
     /// Reads a native-endian u64 (one volatile load when 8-aligned).
+    #[inline]
     pub(crate) fn read_u64(&self, off: usize) -> Result<u64, RingError> {
         let p = self.at(off, 8)?;
         if (p as usize) % 8 == 0 {
@@ -144,11 +151,13 @@ impl Mapping {
     }
 
     /// Writes a byte.
+    #[inline]
     pub(crate) fn write_u8(&self, off: usize, v: u8) -> Result<(), RingError> {
         self.write_array(off, &[v])
     }
 
     /// Writes a native-endian u16 (one volatile store when 2-aligned).
+    #[inline]
     pub(crate) fn write_u16(&self, off: usize, v: u16) -> Result<(), RingError> {
         let p = self.at(off, 2)?;
         if (p as usize) % 2 == 0 {
@@ -161,6 +170,7 @@ impl Mapping {
     }
 
     /// Writes a native-endian u32 (one volatile store when 4-aligned).
+    #[inline]
     pub(crate) fn write_u32(&self, off: usize, v: u32) -> Result<(), RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 == 0 {
@@ -173,6 +183,7 @@ impl Mapping {
     }
 
     /// Writes a native-endian u64 (one volatile store when 8-aligned).
+    #[inline]
     pub(crate) fn write_u64(&self, off: usize, v: u64) -> Result<(), RingError> {
         let p = self.at(off, 8)?;
         if (p as usize) % 8 == 0 {
@@ -185,6 +196,7 @@ impl Mapping {
     }
 
     /// Pointer to a 4-aligned in-bounds u32, for the atomic accessors.
+    #[inline]
     fn atomic_at(&self, off: usize) -> Result<*mut u32, RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 != 0 {
@@ -195,6 +207,7 @@ impl Mapping {
 
     /// Loads a u32 with Acquire ordering (the peer's index: everything the
     /// peer wrote before its Release store of this index is visible after).
+    #[inline]
     pub(crate) fn load_u32_acquire(&self, off: usize) -> Result<u32, RingError> {
         let p = self.atomic_at(off)?;
         // SAFETY: `p` is in bounds and 4-aligned (checked by `atomic_at`) and
@@ -207,6 +220,7 @@ impl Mapping {
 
     /// Stores a u32 with Release ordering (our index: every response byte
     /// written before it is visible to a peer that loads it with Acquire).
+    #[inline]
     pub(crate) fn store_u32_release(&self, off: usize, v: u32) -> Result<(), RingError> {
         let p = self.atomic_at(off)?;
         // SAFETY: as in `load_u32_acquire`: in bounds, aligned, atomic view
