@@ -299,7 +299,9 @@ impl KernelSim {
     /// warmed up.
     pub fn submit_ref(&mut self, cdb: &[u8], dir: SimDirRef<'_>) -> Result<u16, SimError> {
         self.check_broken()?;
-        let op = *cdb.first().ok_or(SimError::BadCdb)?;
+        let Some(&op) = cdb.first() else {
+            return Err(SimError::BadCdb);
+        };
         let cdb_len = cdb_len(op, cdb.get(7).copied().unwrap_or(0));
         if cdb.len() < cdb_len || cdb_len > MAX_CDB_LEN {
             return Err(SimError::BadCdb);
@@ -360,7 +362,10 @@ impl KernelSim {
         } else if !self.ring_space_for(cmd_size) {
             Err(SimError::Full)
         } else {
-            self.alloc_id().ok_or(SimError::Full)
+            match self.alloc_id() {
+                Some(id) => Ok(id),
+                None => Err(SimError::Full),
+            }
         };
         let cmd_id = match cmd_id {
             Ok(id) => id,
