@@ -164,8 +164,12 @@ impl Ring {
         let Some(iovs_end) = iovs_end else {
             return Err(Fault::IovCount);
         };
-        let data = self.read_iovs(cmd_id, base + REQ_IOV, iov_cnt)?;
-        let bidi = self.read_iovs(cmd_id, base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
+        let mut data = DataSpans::for_cmd(cmd_id);
+        self.read_iovs(base + REQ_IOV, iov_cnt, &mut data)?;
+        let mut bidi = DataSpans::for_cmd(cmd_id);
+        if bidi_cnt > 0 {
+            self.read_iovs(base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt, &mut bidi)?;
+        }
         let cdb_off = usize::try_from(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
         if cdb_off < base + iovs_end || cdb_off >= end {
             return Err(Fault::CdbOutOfBounds);
@@ -180,11 +184,11 @@ impl Ring {
     }
 
     /// Reads `n` iovecs at absolute offset `at` (inside the entry: checked
-    /// by the caller) and checks each against the data area.
-    fn read_iovs(&self, cmd_id: u16, at: usize, n: usize) -> Result<DataSpans, Fault> {
+    /// by the caller), checks each against the data area and appends it to
+    /// `spans`.
+    fn read_iovs(&self, at: usize, n: usize, spans: &mut DataSpans) -> Result<(), Fault> {
         let g = *self.geometry();
         let m = self.map();
-        let mut spans = DataSpans::for_cmd(cmd_id);
         for i in 0..n {
             let [b, l] = m
                 .read_words::<2>(at + i * IOV_SIZE + IOV_BASE)
@@ -201,7 +205,7 @@ impl Ring {
                 _ => return Err(Fault::IovOutOfBounds),
             }
         }
-        Ok(spans)
+        Ok(())
     }
 
     fn parse_tmr(&self, off: u32, len: u32) -> Result<TmrRequest, RingError> {
