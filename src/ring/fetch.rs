@@ -99,7 +99,7 @@ impl Ring {
         };
         let pending = matches!(slot.state, SlotState::Pending(_));
         self.track.push(slot);
-        self.fetch_off = (off + len) % g.cmdr_size;
+        self.fetch_off = g.after(off, len);
         // The tail can only move over a finished slot at the front: every
         // operation retires what it finished, so a pending slot pushed at
         // the back cannot let it move.
