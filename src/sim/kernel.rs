@@ -331,7 +331,9 @@ impl KernelSim {
         iov.clear();
         let (main_bl, bidi_bl) = blocks.split_at(main_blocks);
         let n_main = iovs_into(self.data_off, bs, main_bl, main_len, &mut iov);
-        iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        if bidi_len > 0 {
+            iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        }
         let r = self.place(cdb, cdb_len, dir, xfer, blocks, main_blocks, &iov, n_main);
         self.iov_buf = iov;
         r
