@@ -125,7 +125,7 @@ impl KernelSim {
         let slot = (at - MAILBOX_SIZE) as u32;
         if self.cfg.flags & CAP_OOOC == 0 && slot != cmd.slot {
             let queued = cmd.slot;
-            self.release(cmd);
+            self.release(cmd.blocks);
             self.mark_broken(format!(
                 "cmd_id {id} answered in slot {slot}, queued in slot {queued}, without CAP_OOOC"
             ));
@@ -133,7 +133,7 @@ impl KernelSim {
         }
         if cmd.expired {
             // Already failed to the initiator by the timer: only reclaim.
-            self.release(cmd);
+            self.release(cmd.blocks);
             return Ok(Outcome::Expired);
         }
         // scsi_status, padding, read_len in one load.
@@ -150,7 +150,7 @@ impl KernelSim {
             &mut sense,
             &mut data,
         );
-        self.release(cmd);
+        self.release(cmd.blocks);
         let r = r.map(|rsp| {
             f(&SimCompletionRef {
                 cmd_id: rsp.cmd_id,

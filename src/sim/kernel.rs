@@ -212,11 +212,11 @@ impl KernelSim {
     }
 
     /// Frees a finished command's blocks and keeps its block list for reuse.
-    pub(crate) fn release(&mut self, mut cmd: SimCmd) {
-        self.blocks.free(&cmd.blocks);
-        cmd.blocks.clear();
+    pub(crate) fn release(&mut self, mut blocks: Vec<usize>) {
+        self.blocks.free(&blocks);
+        blocks.clear();
         if self.spare_blocks.len() < 1024 {
-            self.spare_blocks.push(cmd.blocks);
+            self.spare_blocks.push(blocks);
         }
     }
 
