@@ -144,6 +144,7 @@ impl Tracker {
     /// out of flight. With out-of-order completion that is the oldest
     /// unanswered slot (the kernel reads the id from it); in order, it is
     /// the command's own slot. Returns the slot's ring offset and length.
+    #[inline]
     pub fn take_slot(&mut self, id: u16, ooo: bool) -> Result<(u32, u32), RingError> {
         let Some(seq) = self.in_flight.get(id) else {
             return Err(RingError::NotInFlight(id));
@@ -177,6 +178,7 @@ impl Tracker {
     }
 
     /// Pops finished slots from the front; returns the new tail if it moved.
+    #[inline]
     pub fn retire(&mut self, cmdr_size: u32) -> Option<u32> {
         let mut moved = false;
         while let Some(front) = self.slots.front() {
