@@ -83,6 +83,7 @@ impl Cdb {
     }
 
     /// The CDB bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             CdbBuf::Inline { len, buf } => &buf[..usize::from(*len)],
@@ -91,6 +92,7 @@ impl Cdb {
     }
 
     /// The operation code (first byte).
+    #[inline]
     pub fn opcode(&self) -> u8 {
         self.as_bytes().first().copied().unwrap_or(0)
     }

@@ -57,25 +57,29 @@ impl Ring {
         }
     }
 
-    /// Reads one entry at the fetch cursor. `Ok(None)`: a slot consumed
-    /// with nothing to hand out (PAD, unknown opcode).
-    fn step(&mut self, head: u32) -> Result<Option<Entry>, RingError> {
+    /// Reads one entry at the fetch cursor. `None`: a slot consumed with
+    /// nothing to hand out (PAD, unknown opcode). On `Corrupt` (or a
+    /// failed access) nothing is consumed.
+    fn step(&mut self, head: u32) -> Option<Result<Entry, RingError>> {
         let g = *self.geometry();
         let off = self.fetch_off;
         let base = g.abs(off);
-        let corrupt = |fault| RingError::Corrupt { off, fault };
+        let corrupt = |fault| Some(Err(RingError::Corrupt { off, fault }));
         // The header in one load: len_op, cmd_id, kflags, uflags.
-        let [hdr] = self.map().read_words::<1>(base)?;
+        let hdr = match self.map().read_words::<1>(base) {
+            Ok([hdr]) => hdr,
+            Err(e) => return Some(Err(e)),
+        };
         let (len_op, cmd_id) = split_hdr(hdr);
         let (len, op) = split_len_op(len_op);
         if len == 0 {
-            return Err(corrupt(Fault::ZeroLength));
+            return corrupt(Fault::ZeroLength);
         }
         if len > g.cmdr_size - off {
-            return Err(corrupt(Fault::PastRingEnd));
+            return corrupt(Fault::PastRingEnd);
         }
         if len > g.distance(off, head) {
-            return Err(corrupt(Fault::PastHead));
+            return corrupt(Fault::PastHead);
         }
         let mut slot = Slot {
             off,
@@ -83,20 +87,19 @@ impl Ring {
             state: SlotState::Skip,
         };
         let result = match op {
-            OP_PAD => Ok(None),
-            OP_CMD => self.parse_cmd(&mut slot, cmd_id),
-            OP_TMR => self.parse_tmr(off, len).map(|t| Some(Entry::Tmr(t))),
+            OP_PAD => None,
+            OP_CMD => Some(self.parse_cmd(&mut slot, cmd_id)),
+            OP_TMR => Some(self.parse_tmr(off, len).map(Entry::Tmr)),
             _ => {
-                tracing::warn!(off, op, "unknown ring opcode; flagged UNKNOWN_OP");
-                let uf = self.map().read_u8(base + HDR_UFLAGS)?;
-                self.map()
-                    .write_u8(base + HDR_UFLAGS, uf | UFLAG_UNKNOWN_OP)?;
-                Ok(None)
+                if let Err(e) = self.flag_unknown_op(off, op) {
+                    return Some(Err(e));
+                }
+                None
             }
         };
         let pending = matches!(slot.state, SlotState::Pending(_));
         self.track.push(slot);
-        self.fetch_off = (off + len) % g.cmdr_size;
+        self.fetch_off = g.after(off, len);
         // The tail can only move over a finished slot at the front: every
         // operation retires what it finished, so a pending slot pushed at
         // the back cannot let it move.
@@ -106,9 +109,17 @@ impl Ring {
         result
     }
 
+    /// Sets `UNKNOWN_OP` in the entry's `uflags`.
+    fn flag_unknown_op(&self, off: u32, op: u32) -> Result<(), RingError> {
+        tracing::warn!(off, op, "unknown ring opcode; flagged UNKNOWN_OP");
+        let at = self.geometry().abs(off) + HDR_UFLAGS;
+        let uf = self.map().read_u8(at)?;
+        self.map().write_u8(at, uf | UFLAG_UNKNOWN_OP)
+    }
+
     /// Parses a command entry. Sets `slot.state` to `Pending` whenever the
     /// command can be completed, even if its contents are bad.
-    fn parse_cmd(&mut self, slot: &mut Slot, cmd_id: u16) -> Result<Option<Entry>, RingError> {
+    fn parse_cmd(&mut self, slot: &mut Slot, cmd_id: u16) -> Result<Entry, RingError> {
         let (off, len) = (slot.off, slot.len);
         let bad = |cmd_id, fault| RingError::BadEntry { off, cmd_id, fault };
         if (len as usize) < CMD_ENTRY_MIN {
@@ -123,9 +134,10 @@ impl Ring {
         // From here on the slot can carry a response: complete it even if
         // the rest is malformed.
         slot.state = SlotState::Pending(cmd_id);
-        self.parse_cmd_body(off, len, cmd_id)
-            .map(|r| Some(Entry::Cmd(r)))
-            .map_err(|fault| bad(Some(cmd_id), fault))
+        match self.parse_cmd_body(off, len, cmd_id) {
+            Ok(r) => Ok(Entry::Cmd(r)),
+            Err(fault) => Err(bad(Some(cmd_id), fault)),
+        }
     }
 
     fn parse_cmd_body(&self, off: u32, len: u32, cmd_id: u16) -> Result<CmdRequest, Fault> {
@@ -152,8 +164,12 @@ impl Ring {
         let Some(iovs_end) = iovs_end else {
             return Err(Fault::IovCount);
         };
-        let data = self.read_iovs(cmd_id, base + REQ_IOV, iov_cnt)?;
-        let bidi = self.read_iovs(cmd_id, base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt)?;
+        let mut data = DataSpans::for_cmd(cmd_id);
+        self.read_iovs(base + REQ_IOV, iov_cnt, &mut data)?;
+        let mut bidi = DataSpans::for_cmd(cmd_id);
+        if bidi_cnt > 0 {
+            self.read_iovs(base + REQ_IOV + iov_cnt * IOV_SIZE, bidi_cnt, &mut bidi)?;
+        }
         let cdb_off = usize::try_from(cdb_off).map_err(|_| Fault::CdbOutOfBounds)?;
         if cdb_off < base + iovs_end || cdb_off >= end {
             return Err(Fault::CdbOutOfBounds);
@@ -168,11 +184,11 @@ impl Ring {
     }
 
     /// Reads `n` iovecs at absolute offset `at` (inside the entry: checked
-    /// by the caller) and checks each against the data area.
-    fn read_iovs(&self, cmd_id: u16, at: usize, n: usize) -> Result<DataSpans, Fault> {
+    /// by the caller), checks each against the data area and appends it to
+    /// `spans`.
+    fn read_iovs(&self, at: usize, n: usize, spans: &mut DataSpans) -> Result<(), Fault> {
         let g = *self.geometry();
         let m = self.map();
-        let mut spans = DataSpans::for_cmd(cmd_id);
         for i in 0..n {
             let [b, l] = m
                 .read_words::<2>(at + i * IOV_SIZE + IOV_BASE)
@@ -189,7 +205,7 @@ impl Ring {
                 _ => return Err(Fault::IovOutOfBounds),
             }
         }
-        Ok(spans)
+        Ok(())
     }
 
     fn parse_tmr(&self, off: u32, len: u32) -> Result<TmrRequest, RingError> {
@@ -299,16 +315,12 @@ impl Iterator for Fetch<'_> {
         // Bounded: each step moves the cursor 8..=distance bytes closer to
         // `head` (checked in `step`), or fails and ends the walk.
         while self.ring.fetch_off != head {
-            match self.ring.step(head) {
-                Ok(Some(e)) => return Some(Ok(e)),
-                Ok(None) => continue,
-                Err(e) => {
-                    if matches!(e, RingError::BadEntry { .. }) {
-                        return Some(Err(e));
-                    }
+            if let Some(r) = self.ring.step(head) {
+                // Anything but a skipped entry ends the walk.
+                if matches!(&r, Err(e) if !matches!(e, RingError::BadEntry { .. })) {
                     self.done = true;
-                    return Some(Err(e));
                 }
+                return Some(r);
             }
         }
         self.done = true;

@@ -365,14 +365,19 @@ impl Lun {
 }
 
 /// The response for a dispatched command.
+#[inline]
 fn respond(cdb: &[u8], r: Result<usize, ScsiError>) -> ScsiResponse {
     match r {
         Ok(n) => ScsiResponse::good(n),
-        Err(e) => {
-            tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
-            ScsiResponse::check_condition(e.to_sense())
-        }
+        Err(e) => check_condition(cdb, e),
     }
+}
+
+/// The CHECK CONDITION response for `e` (out of line: the rare path).
+#[cold]
+fn check_condition(cdb: &[u8], e: ScsiError) -> ScsiResponse {
+    tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
+    ScsiResponse::check_condition(e.to_sense())
 }
 
 impl std::fmt::Debug for Lun {

@@ -1,11 +1,8 @@
 //! [`KernelSim`]: region set-up and command queueing (`queue_cmd_ring`).
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::os::fd::OwnedFd;
 
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
@@ -57,7 +54,7 @@ pub struct KernelSim {
     pub(crate) cfg: SimConfig,
     pub(crate) data_off: usize,
     pub(crate) event: OwnedFd,
-    kicks: u32,
+    pub(crate) kicks: u32,
     pub(crate) head: u32,
     pub(crate) last_cleaned: u32,
     /// Outstanding commands, indexed by `cmd_id`.
@@ -215,11 +212,11 @@ impl KernelSim {
     }
 
     /// Frees a finished command's blocks and keeps its block list for reuse.
-    pub(crate) fn release(&mut self, mut cmd: SimCmd) {
-        self.blocks.free(&cmd.blocks);
-        cmd.blocks.clear();
+    pub(crate) fn release(&mut self, mut blocks: Vec<usize>) {
+        self.blocks.free(&blocks);
+        blocks.clear();
         if self.spare_blocks.len() < 1024 {
-            self.spare_blocks.push(cmd.blocks);
+            self.spare_blocks.push(blocks);
         }
     }
 
@@ -299,7 +296,9 @@ impl KernelSim {
     /// warmed up.
     pub fn submit_ref(&mut self, cdb: &[u8], dir: SimDirRef<'_>) -> Result<u16, SimError> {
         self.check_broken()?;
-        let op = *cdb.first().ok_or(SimError::BadCdb)?;
+        let Some(&op) = cdb.first() else {
+            return Err(SimError::BadCdb);
+        };
         let cdb_len = cdb_len(op, cdb.get(7).copied().unwrap_or(0));
         if cdb.len() < cdb_len || cdb_len > MAX_CDB_LEN {
             return Err(SimError::BadCdb);
@@ -332,7 +331,9 @@ impl KernelSim {
         iov.clear();
         let (main_bl, bidi_bl) = blocks.split_at(main_blocks);
         let n_main = iovs_into(self.data_off, bs, main_bl, main_len, &mut iov);
-        iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        if bidi_len > 0 {
+            iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        }
         let r = self.place(cdb, cdb_len, dir, xfer, blocks, main_blocks, &iov, n_main);
         self.iov_buf = iov;
         r
@@ -360,7 +361,10 @@ impl KernelSim {
         } else if !self.ring_space_for(cmd_size) {
             Err(SimError::Full)
         } else {
-            self.alloc_id().ok_or(SimError::Full)
+            match self.alloc_id() {
+                Some(id) => Ok(id),
+                None => Err(SimError::Full),
+            }
         };
         let cmd_id = match cmd_id {
             Ok(id) => id,
@@ -483,49 +487,5 @@ impl KernelSim {
         self.publish_head(slot + cmd_size as u32)?;
         self.last_entry = Some((slot, cmd_size as u32));
         Ok(())
-    }
-
-    /// Notifies userspace (`uio_event_notify`): one 4-byte message carrying
-    /// the event count. A full socket means a kick is pending already.
-    pub fn kick(&mut self) -> Result<(), SimError> {
-        self.kicks = self.kicks.wrapping_add(1);
-        match nix::unistd::write(&self.event, &self.kicks.to_ne_bytes()) {
-            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
-            Err(e) => Err(SimError::io("kick", e)),
-        }
-    }
-
-    /// Waits up to `timeout` for userspace's kick (its 4-byte write) and
-    /// drains all pending ones. `Ok(false)` on timeout.
-    pub fn wait_kick(&mut self, timeout: Duration) -> Result<bool, SimError> {
-        // A kick already queued needs no poll (one system call less).
-        if self.drain_kicks()? {
-            return Ok(true);
-        }
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.event.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(false),
-            Err(e) => return Err(SimError::io("poll", e)),
-        }
-        self.drain_kicks()
-    }
-
-    /// Reads every queued kick without blocking; true if there was one.
-    fn drain_kicks(&mut self) -> Result<bool, SimError> {
-        let mut got = false;
-        let mut buf = [0u8; 4];
-        loop {
-            match nix::unistd::read(&self.event, &mut buf) {
-                Ok(0) => break,
-                Ok(_) => got = true,
-                Err(Errno::EAGAIN) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(SimError::io("read kick", e)),
-            }
-        }
-        Ok(got)
     }
 }

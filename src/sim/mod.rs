@@ -61,6 +61,7 @@ mod completions;
 mod entry;
 mod hostile;
 mod kernel;
+mod notify;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

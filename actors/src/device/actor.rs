@@ -179,7 +179,10 @@ impl DeviceActor {
             // slower in the VM benchmark than spreading them).
             let own_read = own_reads > 0
                 && dir == Dir::In
-                && job.data_in.as_ref().is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
+                && job
+                    .data_in
+                    .as_ref()
+                    .is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
                 && is_read(job.cdb.as_bytes());
             if self.inline_io || own_read {
                 own_reads = own_reads.saturating_sub(usize::from(own_read));
