@@ -219,6 +219,10 @@ fn sense_read_len_and_unknown_op() {
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done[0].status, STATUS_CHECK_CONDITION);
     assert_eq!(&done[0].sense[..18], &sense);
+    // The rest of the 96-byte buffer is zeroed, not left with the
+    // request's bytes (cdb_off, the iov) that shared the slot.
+    assert_eq!(done[0].sense.len(), 96);
+    assert!(done[0].sense[18..].iter().all(|&b| b == 0));
     assert!(done[0].data_in.is_empty());
     assert_eq!(done[1].read_len, Some(100));
     assert_eq!(done[1].data_in, vec![3u8; 100]);

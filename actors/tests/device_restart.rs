@@ -16,6 +16,7 @@ use device_common::workload::{
 };
 use device_common::{run, run_on, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
+use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::ring::layout::{CAP_READ_LEN, CAP_TMR};
@@ -251,6 +252,45 @@ fn panics_and_task_aborts_together() {
         r.aborted > 0,
         "some aborts caught commands not yet started: {r:?}"
     );
+    assert_eq!(r.good + r.aborted, 1200);
+    assert_eq!(run.stats.restarts, 4);
+}
+
+/// The same with a file backend: small READs are served on the device's
+/// own thread (page-cache hits), everything else on the I/O thread, while
+/// aborts arrive and the actor and I/O thread panic; every command is
+/// answered once with the right bytes.
+#[test]
+fn tmr_and_panics_with_reads_served_on_the_device_thread() {
+    let plan = FaultPlan {
+        triggers: vec![
+            (FaultPoint::Emulate, 150),
+            (FaultPoint::Reply, 400),
+            (FaultPoint::Emulate, 700),
+            (FaultPoint::Reply, 900),
+        ],
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let file = FileBackend::create(
+        &dir.path().join("img"),
+        BS as u32,
+        (DISK_BLOCKS * BS) as u64,
+    )
+    .unwrap();
+    let run = run(
+        "tmr-panics-file",
+        SimConfig::default(),
+        Arc::new(file),
+        1,
+        generous(),
+        Some(plan),
+        |sim| random_io_tmr(sim, 1200, 32, DISK_BLOCKS, 9, Expect::AllGood, Some(7)),
+    );
+    let r = run.result;
+    assert_eq!(r.errors, Vec::<String>::new());
+    assert_eq!(r.broken, None);
+    assert_eq!(r.completed, 1200);
+    assert!(r.tmrs > 0 && r.aborted > 0, "{r:?}");
     assert_eq!(r.good + r.aborted, 1200);
     assert_eq!(run.stats.restarts, 4);
 }

@@ -78,3 +78,20 @@ fn file_backend_never_needs_the_tick() {
     let file = FileBackend::create(&path, BS as u32, (DISK_BLOCKS * BS) as u64).unwrap();
     check("file", Arc::new(file), 4, true);
 }
+
+#[test]
+fn thin_volume_never_needs_the_tick() {
+    use tcmud_core::pool::{Pool, PoolConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = PoolConfig {
+        chunk_size: 64 << 10,
+        capacity_bytes: 4 * (DISK_BLOCKS * BS) as u64,
+        low_water_pct: 95,
+    };
+    let pool = Pool::create(dir.path(), &cfg).unwrap();
+    pool.create_volume("v", (DISK_BLOCKS * BS) as u64, BS as u32)
+        .unwrap();
+    // Reads are tried on the device's thread first (page-cache hits),
+    // writes go to the I/O threads: both must wake the actor.
+    check("thin", pool.open_volume("v").unwrap(), 4, true);
+}

@@ -39,6 +39,24 @@ pub trait BlockSink {
         file_off: u64,
     ) -> io::Result<usize>;
 
+    /// Reads `len` bytes of `fd` at `file_off` into `[at, at + len)` only
+    /// as far as that needs no wait for a device (`preadv2` with
+    /// `RWF_NOWAIT`: page-cache hits), so that a caller that must not block
+    /// can try it and hand the work to a thread that may block when it
+    /// falls short. Returns the bytes read (fewer than `len`: the rest would
+    /// have waited, or end of file); `ErrorKind::WouldBlock` when not even
+    /// that can be tried. The default (plain memory) never tries.
+    fn pread_nowait_at(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<usize> {
+        let _ = (at, len, fd, file_off);
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+
     /// The sink as one plain buffer, when it is one (backends then read
     /// into it directly).
     fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
@@ -254,6 +272,16 @@ impl BlockSink for SinkPrefix<'_> {
     ) -> io::Result<usize> {
         checked_range(at, len, self.len)?;
         self.inner.pread_at(at, len, fd, file_off)
+    }
+    fn pread_nowait_at(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<usize> {
+        checked_range(at, len, self.len)?;
+        self.inner.pread_nowait_at(at, len, fd, file_off)
     }
     fn as_mut_slice(&mut self) -> Option<&mut [u8]> {
         let len = self.len;

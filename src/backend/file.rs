@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
@@ -32,6 +32,9 @@ pub struct FileBackend {
     /// Capabilities except `num_blocks`, which lives in `num_blocks`.
     caps: BackendCaps,
     num_blocks: AtomicU64,
+    /// `RWF_NOWAIT` reads are refused on this file (`EOPNOTSUPP`): stop
+    /// trying them.
+    no_nowait: AtomicBool,
 }
 
 impl FileBackend {
@@ -82,6 +85,7 @@ impl FileBackend {
             file,
             caps,
             num_blocks,
+            no_nowait: AtomicBool::new(false),
         })
     }
 
@@ -178,6 +182,29 @@ impl BlockBackend for FileBackend {
             return Err(BackendError::Read(io::ErrorKind::UnexpectedEof.into()));
         }
         Ok(())
+    }
+
+    /// One `preadv2(RWF_NOWAIT)` attempt per buffer span: served on the
+    /// caller's thread when the bytes are in the page cache.
+    fn read_nowait(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<bool, BackendError> {
+        if self.no_nowait.load(Ordering::Relaxed) {
+            return Ok(false);
+        }
+        let len = sink.len();
+        let (off, _) = self.span(lba, self.blocks_of(len))?;
+        match sink.pread_nowait_at(0, len, self.file.as_fd(), off) {
+            Ok(n) => Ok(n == len),
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    tracing::debug!(
+                        "RWF_NOWAIT reads not supported: every read goes to an I/O thread"
+                    );
+                    self.no_nowait.store(true, Ordering::Relaxed);
+                }
+                // Whatever it was, the blocking read decides (and reports).
+                Ok(false)
+            }
+        }
     }
 
     /// `pwrite` straight from the source.

@@ -127,6 +127,17 @@ pub trait BlockBackend: Send + Sync {
         sink.write_at(0, &buf).map_err(BackendError::Read)
     }
 
+    /// Tries [`BlockBackend::read_into`] without waiting for a device or a
+    /// lock held across I/O: `Ok(true)` when `sink` was filled, `Ok(false)`
+    /// when that would have waited (the sink's contents are then
+    /// unspecified and the caller reads again with `read_into`, from a
+    /// thread that may block). Lets a caller serve page-cache hits on its
+    /// own thread. The default never tries.
+    fn read_nowait(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<bool, BackendError> {
+        let _ = (lba, sink);
+        Ok(false)
+    }
+
     /// Writes `src` (whole blocks) at `lba`, as [`BlockBackend::write`].
     ///
     /// The default writes plain memory directly and anything else through

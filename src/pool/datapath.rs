@@ -2,8 +2,11 @@
 //! I/O runs outside it, and the result is registered under it again.
 //! Physically contiguous pieces of one request go out as one pread/pwrite.
 
+use std::sync::TryLockError;
+
 use crate::backend::{BackendError, BlockSink, BlockSource};
 
+use super::state::State;
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
 /// What a write to one chunk needs, decided under the state mutex.
@@ -79,37 +82,52 @@ impl Pool {
         off: u64,
         sink: &mut dyn BlockSink,
     ) -> Result<(), BackendError> {
-        let cs = self.inner.chunk_size;
-        let plan: Vec<(Span, Option<u64>)> = {
-            let st = self.state();
-            self.spans(off, sink.len())
-                .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
-                .collect()
-        };
-        let mut i = 0;
-        while let Some(&(s, phys)) = plan.get(i) {
-            let Some(phys) = phys else {
-                sink.zero_at(s.at, s.n).map_err(rd)?;
-                i += 1;
-                continue;
-            };
-            // Extend over physically contiguous mapped spans.
-            let mut len = s.n;
-            let mut j = i + 1;
-            while let Some(&(t, Some(p))) = plan.get(j) {
-                if p != phys + len as u64 {
-                    break;
+        let plan = self.plan_read(&self.state(), vol, off, sink.len());
+        for run in runs(&plan) {
+            match run {
+                Run::Zeros { at, len } => sink.zero_at(at, len).map_err(rd)?,
+                Run::Data { at, len, phys } => {
+                    self.inner.data.read_into(sink, at, len, phys).map_err(rd)?
                 }
-                len += t.n;
-                j += 1;
             }
-            self.inner
-                .data
-                .read_into(sink, s.at, len, phys)
-                .map_err(rd)?;
-            i = j;
         }
         Ok(())
+    }
+
+    /// As [`Pool::read_into`], but only as far as nothing waits: not for
+    /// the metadata lock, not for the data file's device (see
+    /// `BlockBackend::read_nowait`). `Ok(false)`: read again with
+    /// `read_into`.
+    pub(crate) fn read_nowait(
+        &self,
+        vol: u64,
+        off: u64,
+        sink: &mut dyn BlockSink,
+    ) -> Result<bool, BackendError> {
+        let plan = match self.inner.state.try_lock() {
+            Ok(st) => self.plan_read(&st, vol, off, sink.len()),
+            Err(TryLockError::Poisoned(p)) => self.plan_read(&p.into_inner(), vol, off, sink.len()),
+            Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        for run in runs(&plan) {
+            match run {
+                Run::Zeros { at, len } => sink.zero_at(at, len).map_err(rd)?,
+                Run::Data { at, len, phys } => {
+                    if !self.inner.data.read_nowait(sink, at, len, phys) {
+                        return Ok(false);
+                    }
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Each span of a read and where its bytes are in the data file.
+    fn plan_read(&self, st: &State, vol: u64, off: u64, len: usize) -> Vec<(Span, Option<u64>)> {
+        let cs = self.inner.chunk_size;
+        self.spans(off, len)
+            .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
+            .collect()
     }
 
     /// The chunk mapped at `l` and whether it is shared. A chunk whose
@@ -401,4 +419,38 @@ impl Pool {
             .sync(|| self.inner.data.sync_data())
             .map_err(BackendError::Flush)
     }
+}
+
+/// One piece of a planned read.
+enum Run {
+    /// Unmapped: reads as zeros.
+    Zeros { at: usize, len: usize },
+    /// Mapped and physically contiguous in the data file from `phys`.
+    Data { at: usize, len: usize, phys: u64 },
+}
+
+/// The plan of a read as runs: holes, and mapped spans merged while they
+/// are physically contiguous.
+fn runs(plan: &[(Span, Option<u64>)]) -> impl Iterator<Item = Run> + '_ {
+    let mut i = 0;
+    std::iter::from_fn(move || {
+        let &(s, phys) = plan.get(i)?;
+        i += 1;
+        let Some(phys) = phys else {
+            return Some(Run::Zeros { at: s.at, len: s.n });
+        };
+        let mut len = s.n;
+        while let Some(&(t, Some(p))) = plan.get(i) {
+            if p != phys + len as u64 {
+                break;
+            }
+            len += t.n;
+            i += 1;
+        }
+        Some(Run::Data {
+            at: s.at,
+            len,
+            phys,
+        })
+    })
 }

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use crate::backend::{BlockSink, BlockSource};
 
@@ -28,6 +28,14 @@ pub trait DataIo: Send + Sync {
         let mut buf = vec![0u8; len];
         self.read_at(&mut buf, off)?;
         sink.write_at(at, &buf)
+    }
+    /// Reads `len` bytes at `off` into `[at, at + len)` of `sink` only as
+    /// far as that needs no wait for a device (`BlockSink::pread_nowait_at`);
+    /// `false`: not all of them (the caller reads again with
+    /// [`DataIo::read_into`]). The default never tries.
+    fn read_nowait(&self, sink: &mut dyn BlockSink, at: usize, len: usize, off: u64) -> bool {
+        let _ = (sink, at, len, off);
+        false
     }
     /// Writes all of `buf` at `off`, extending the file if needed.
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()>;
@@ -56,6 +64,8 @@ pub struct FileIo {
     /// to a length below a concurrent write past the old end would cut
     /// that write off (it read back as zeros).
     grow: std::sync::RwLock<()>,
+    /// The file refused an `RWF_NOWAIT` read (`EOPNOTSUPP`): stop trying.
+    no_nowait: AtomicBool,
 }
 
 impl FileIo {
@@ -66,6 +76,7 @@ impl FileIo {
             file,
             len: AtomicU64::new(len),
             grow: std::sync::RwLock::new(()),
+            no_nowait: AtomicBool::new(false),
         })
     }
 }
@@ -93,6 +104,21 @@ impl DataIo for FileIo {
     ) -> io::Result<()> {
         let n = sink.pread_at(at, len, self.file.as_fd(), off)?;
         sink.zero_at(at + n, len - n)
+    }
+
+    fn read_nowait(&self, sink: &mut dyn BlockSink, at: usize, len: usize, off: u64) -> bool {
+        if self.no_nowait.load(Ordering::Relaxed) {
+            return false;
+        }
+        match sink.pread_nowait_at(at, len, self.file.as_fd(), off) {
+            Ok(n) => n == len,
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    self.no_nowait.store(true, Ordering::Relaxed);
+                }
+                false
+            }
+        }
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {

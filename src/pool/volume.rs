@@ -125,6 +125,18 @@ impl BlockBackend for Volume {
         self.pool.read_into(self.id, off, sink)
     }
 
+    /// Without waiting for the volume gate (a writer that allocates holds
+    /// it across I/O), the metadata lock or the data file's device.
+    fn read_nowait(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<bool, BackendError> {
+        let off = self.range(lba, sink.len())?;
+        let _g = match self.gate.try_read() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Ok(false),
+        };
+        self.pool.read_nowait(self.id, off, sink)
+    }
+
     fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
         self.write_from(lba, &data, fua)
     }

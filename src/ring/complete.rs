@@ -16,34 +16,33 @@ pub const STATUS_CHECK_CONDITION: u8 = 0x02;
 pub struct Completion {
     cmd_id: u16,
     status: u8,
-    sense: [u8; SENSE_BUFFER_SIZE],
-    sense_len: usize,
+    /// At most 96 bytes; boxed so that the usual GOOD completion stays
+    /// small (it is moved through queues on every command).
+    sense: Option<Box<[u8]>>,
     read_len: Option<u32>,
     unknown_op: bool,
 }
 
 impl Completion {
     /// Status GOOD.
+    #[inline]
     pub fn good(cmd_id: u16) -> Completion {
         Completion::status(cmd_id, STATUS_GOOD, None)
     }
 
     /// CHECK CONDITION with `sense` (truncated to 96 bytes).
+    #[inline]
     pub fn check_condition(cmd_id: u16, sense: &[u8]) -> Completion {
         Completion::status(cmd_id, STATUS_CHECK_CONDITION, Some(sense))
     }
 
     /// Any SCSI status, with optional sense data (truncated to 96 bytes).
+    #[inline]
     pub fn status(cmd_id: u16, scsi_status: u8, sense: Option<&[u8]>) -> Completion {
-        let mut buf = [0u8; SENSE_BUFFER_SIZE];
-        let s = sense.unwrap_or(&[]);
-        let n = s.len().min(SENSE_BUFFER_SIZE);
-        buf[..n].copy_from_slice(&s[..n]);
         Completion {
             cmd_id,
             status: scsi_status,
-            sense: buf,
-            sense_len: n,
+            sense: sense.map(|s| s.get(..SENSE_BUFFER_SIZE).unwrap_or(s).into()),
             read_len: None,
             unknown_op: false,
         }
@@ -51,6 +50,7 @@ impl Completion {
 
     /// The command is not supported: sets `UNKNOWN_OP`, and the kernel
     /// answers CHECK CONDITION itself.
+    #[inline]
     pub fn unknown_op(cmd_id: u16) -> Completion {
         let mut c = Completion::status(cmd_id, STATUS_CHECK_CONDITION, None);
         c.unknown_op = true;
@@ -60,24 +60,28 @@ impl Completion {
     /// Reports a short data-in transfer of `read_len` bytes (sent as
     /// `READ_LEN` only when the kernel offers `CAP_READ_LEN`; the kernel
     /// ignores 0).
+    #[inline]
     pub fn with_read_len(mut self, read_len: u32) -> Completion {
         self.read_len = Some(read_len);
         self
     }
 
     /// The command this completes.
+    #[inline]
     pub fn cmd_id(&self) -> u16 {
         self.cmd_id
     }
 
     /// The SCSI status.
+    #[inline]
     pub fn scsi_status(&self) -> u8 {
         self.status
     }
 
     /// The sense bytes given (at most 96).
+    #[inline]
     pub fn sense(&self) -> &[u8] {
-        &self.sense[..self.sense_len]
+        self.sense.as_deref().unwrap_or(&[])
     }
 }
 
@@ -120,9 +124,34 @@ impl Ring {
         // The kernel reads the sense buffer only for CHECK CONDITION
         // (`tcmu_handle_completion`): skip the 96 bytes otherwise.
         if c.status == STATUS_CHECK_CONDITION {
-            m.write_from(base + RSP_SENSE, &c.sense)?;
+            // The whole buffer: the given bytes, zeros after them.
+            let mut sense = [0u8; SENSE_BUFFER_SIZE];
+            let given = c.sense();
+            if let Some(dst) = sense.get_mut(..given.len()) {
+                dst.copy_from_slice(given);
+            }
+            m.write_from(base + RSP_SENSE, &sense)?;
         }
         self.retire();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sense_is_kept_up_to_96_bytes() {
+        let long: Vec<u8> = (0..200u8).collect();
+        let c = Completion::check_condition(3, &long);
+        assert_eq!((c.cmd_id(), c.scsi_status()), (3, STATUS_CHECK_CONDITION));
+        assert_eq!(c.sense(), &long[..SENSE_BUFFER_SIZE]);
+        assert_eq!(
+            Completion::check_condition(3, &long[..5]).sense(),
+            &long[..5]
+        );
+        assert!(Completion::good(3).sense().is_empty());
+        assert!(Completion::unknown_op(3).sense().is_empty());
     }
 }

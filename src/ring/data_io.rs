@@ -185,6 +185,34 @@ impl BlockSink for RingData<'_> {
         })?;
         Ok(total)
     }
+
+    fn pread_nowait_at(
+        &mut self,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: u64,
+    ) -> io::Result<usize> {
+        let map = self.map;
+        let mut total = 0usize;
+        let mut short = false;
+        self.each(at, len, |off, done, n| {
+            if short {
+                return Ok(());
+            }
+            let fo = file_offset(file_off, done)?;
+            let got = match map.pread_data_nowait(off, n, fd, fo) {
+                Ok(k) => k,
+                // Nothing more without waiting (EAGAIN) or not at all.
+                Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => 0,
+                Err(e) => return Err(e),
+            };
+            total += got;
+            short = got < n;
+            Ok(())
+        })?;
+        Ok(total)
+    }
 }
 
 impl BlockSource for RingData<'_> {

@@ -234,7 +234,7 @@ impl Ring {
                 len,
                 state,
             });
-            cur = (cur + len) % self.geo.cmdr_size;
+            cur = self.geo.after(cur, len);
             left -= len;
         }
         self.track = track;

@@ -32,6 +32,34 @@ impl Cdb {
         Some(Cdb(CdbBuf::Heap(bytes.into())))
     }
 
+    /// The CDB made of the first `len` bytes of two words as they lie in
+    /// memory (`to_ne_bytes`); `None` when `len` is over 16. Masks instead
+    /// of a byte loop: the fetch fast path.
+    pub(crate) fn from_words(len: usize, words: [u64; 2]) -> Option<Cdb> {
+        /// The first `k` (at most 8) bytes of a word in memory order.
+        fn keep(w: u64, k: usize) -> u64 {
+            let low = match k {
+                0 => 0,
+                8.. => u64::MAX,
+                k => (1u64 << (8 * k)) - 1,
+            };
+            // Memory order: the low bytes on little-endian targets.
+            w & u64::from_le(low)
+        }
+        if len > 16 {
+            return None;
+        }
+        let mut buf = [0u8; INLINE_CDB];
+        let (a, rest) = buf.split_at_mut(8);
+        a.copy_from_slice(&keep(words[0], len).to_ne_bytes());
+        let b = rest.get_mut(..8)?;
+        b.copy_from_slice(&keep(words[1], len.saturating_sub(8)).to_ne_bytes());
+        Some(Cdb(CdbBuf::Inline {
+            len: len as u8,
+            buf,
+        }))
+    }
+
     /// A CDB of `len` bytes filled in place by `read` (no intermediate
     /// buffer); `None` when longer than 260 bytes.
     pub(crate) fn read_with<E>(
@@ -55,6 +83,7 @@ impl Cdb {
     }
 
     /// The CDB bytes.
+    #[inline]
     pub fn as_bytes(&self) -> &[u8] {
         match &self.0 {
             CdbBuf::Inline { len, buf } => &buf[..usize::from(*len)],
@@ -63,6 +92,7 @@ impl Cdb {
     }
 
     /// The operation code (first byte).
+    #[inline]
     pub fn opcode(&self) -> u8 {
         self.as_bytes().first().copied().unwrap_or(0)
     }
@@ -194,6 +224,13 @@ mod tests {
         }
         assert!(Cdb::read_with(261, |_| Ok::<(), ()>(())).is_none());
         assert!(Cdb::read_with(6, |_| Err(())).unwrap().is_err());
+        let bytes: [u8; 16] = std::array::from_fn(|i| i as u8 + 1);
+        let words = [0, 8].map(|i| u64::from_ne_bytes(bytes[i..i + 8].try_into().unwrap()));
+        for len in 0..=16 {
+            let c = Cdb::from_words(len, words).unwrap();
+            assert_eq!(c, Cdb::new(&bytes[..len]).unwrap());
+        }
+        assert!(Cdb::from_words(17, words).is_none());
     }
 
     #[test]

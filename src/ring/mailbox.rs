@@ -62,6 +62,13 @@ impl Geometry {
         off < self.cmdr_size && off % OP_ALIGN == 0
     }
 
+    /// The ring offset just past an entry at `off` of `len` bytes, which
+    /// must end inside the ring (`len <= cmdr_size - off`, checked when it
+    /// was fetched): 0 at the end. A compare, not a division.
+    pub fn after(&self, off: u32, len: u32) -> u32 {
+        after(self.cmdr_size, off, len)
+    }
+
     /// Bytes from `from` forward to `to` on the ring.
     pub fn distance(&self, from: u32, to: u32) -> u32 {
         if to >= from {
@@ -69,6 +76,16 @@ impl Geometry {
         } else {
             self.cmdr_size - from + to
         }
+    }
+}
+
+/// [`Geometry::after`] for a ring of `cmdr_size` bytes.
+pub(crate) fn after(cmdr_size: u32, off: u32, len: u32) -> u32 {
+    let end = off + len;
+    if end >= cmdr_size {
+        end - cmdr_size
+    } else {
+        end
     }
 }
 
@@ -154,6 +171,8 @@ mod tests {
         assert_eq!(Caps::from_flags(caps.to_flags()), caps);
         assert_eq!(g.distance(3960, 8), 16);
         assert_eq!(g.distance(8, 3960), 3952);
+        assert_eq!(g.after(3960, 8), 0);
+        assert_eq!(g.after(8, 3952), 3960);
     }
 
     #[test]

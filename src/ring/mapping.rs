@@ -46,6 +46,7 @@ impl Mapping {
 
     /// Checks `[off, off + size)` against the mapping and returns a pointer
     /// to `off`. This is the single bounds check every accessor goes through.
+    #[inline]
     fn at(&self, off: usize, size: usize) -> Result<*mut u8, RingError> {
         match off.checked_add(size) {
             Some(end) if end <= self.len => Ok(self.map.as_mut_ptr().wrapping_add(off)),
@@ -57,6 +58,7 @@ impl Mapping {
     }
 
     /// Reads `N` bytes at `off` (volatile; one load when aligned).
+    #[inline]
     fn read_array<const N: usize>(&self, off: usize) -> Result<[u8; N], RingError> {
         let p = self.at(off, N)?;
         let mut out = [0u8; N];
@@ -71,6 +73,7 @@ impl Mapping {
     }
 
     /// Writes `bytes` at `off` (volatile, byte by byte).
+    #[inline]
     fn write_array(&self, off: usize, bytes: &[u8]) -> Result<(), RingError> {
         let p = self.at(off, bytes.len())?;
         for (i, b) in bytes.iter().enumerate() {
@@ -83,11 +86,13 @@ impl Mapping {
     }
 
     /// Reads a byte.
+    #[inline]
     pub(crate) fn read_u8(&self, off: usize) -> Result<u8, RingError> {
         Ok(self.read_array::<1>(off)?[0])
     }
 
     /// Reads a native-endian u16 (one volatile load when 2-aligned).
+    #[inline]
     pub(crate) fn read_u16(&self, off: usize) -> Result<u16, RingError> {
         let p = self.at(off, 2)?;
         if (p as usize) % 2 == 0 {
@@ -99,6 +104,7 @@ impl Mapping {
     }
 
     /// Reads a native-endian u32 (one volatile load when 4-aligned).
+    #[inline]
     pub(crate) fn read_u32(&self, off: usize) -> Result<u32, RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 == 0 {
@@ -110,6 +116,7 @@ impl Mapping {
     }
 
     /// Reads a native-endian u64 (one volatile load when 8-aligned).
+    #[inline]
     pub(crate) fn read_u64(&self, off: usize) -> Result<u64, RingError> {
         let p = self.at(off, 8)?;
         if (p as usize) % 8 == 0 {
@@ -120,12 +127,37 @@ impl Mapping {
         Ok(u64::from_ne_bytes(self.read_array(off)?))
     }
 
+    /// Reads `N` native-endian u64 words at `off` with one bounds check
+    /// (one volatile load each when 8-aligned): a snapshot of an entry's
+    /// fixed fields, parsed from the copy.
+    #[inline]
+    pub(crate) fn read_words<const N: usize>(&self, off: usize) -> Result<[u64; N], RingError> {
+        let p = self.at(off, 8 * N)?;
+        let mut out = [0u64; N];
+        if (p as usize) % 8 == 0 {
+            for (i, w) in out.iter_mut().enumerate() {
+                // SAFETY: `at` checked `[off, off + 8N)` against the live
+                // mapping, so `p + 8i` for `i < N` is in bounds; it is
+                // 8-aligned (checked just above); a volatile load forms no
+                // reference.
+                *w = unsafe { p.add(8 * i).cast::<u64>().read_volatile() };
+            }
+            return Ok(out);
+        }
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = u64::from_ne_bytes(self.read_array(off + 8 * i)?);
+        }
+        Ok(out)
+    }
+
     /// Writes a byte.
+    #[inline]
     pub(crate) fn write_u8(&self, off: usize, v: u8) -> Result<(), RingError> {
         self.write_array(off, &[v])
     }
 
     /// Writes a native-endian u16 (one volatile store when 2-aligned).
+    #[inline]
     pub(crate) fn write_u16(&self, off: usize, v: u16) -> Result<(), RingError> {
         let p = self.at(off, 2)?;
         if (p as usize) % 2 == 0 {
@@ -138,6 +170,7 @@ impl Mapping {
     }
 
     /// Writes a native-endian u32 (one volatile store when 4-aligned).
+    #[inline]
     pub(crate) fn write_u32(&self, off: usize, v: u32) -> Result<(), RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 == 0 {
@@ -150,6 +183,7 @@ impl Mapping {
     }
 
     /// Writes a native-endian u64 (one volatile store when 8-aligned).
+    #[inline]
     pub(crate) fn write_u64(&self, off: usize, v: u64) -> Result<(), RingError> {
         let p = self.at(off, 8)?;
         if (p as usize) % 8 == 0 {
@@ -162,6 +196,7 @@ impl Mapping {
     }
 
     /// Pointer to a 4-aligned in-bounds u32, for the atomic accessors.
+    #[inline]
     fn atomic_at(&self, off: usize) -> Result<*mut u32, RingError> {
         let p = self.at(off, 4)?;
         if (p as usize) % 4 != 0 {
@@ -172,6 +207,7 @@ impl Mapping {
 
     /// Loads a u32 with Acquire ordering (the peer's index: everything the
     /// peer wrote before its Release store of this index is visible after).
+    #[inline]
     pub(crate) fn load_u32_acquire(&self, off: usize) -> Result<u32, RingError> {
         let p = self.atomic_at(off)?;
         // SAFETY: `p` is in bounds and 4-aligned (checked by `atomic_at`) and
@@ -184,6 +220,7 @@ impl Mapping {
 
     /// Stores a u32 with Release ordering (our index: every response byte
     /// written before it is visible to a peer that loads it with Acquire).
+    #[inline]
     pub(crate) fn store_u32_release(&self, off: usize, v: u32) -> Result<(), RingError> {
         let p = self.atomic_at(off)?;
         // SAFETY: as in `load_u32_acquire`: in bounds, aligned, atomic view
@@ -290,6 +327,21 @@ impl Mapping {
         Ok(())
     }
 
+    /// Plain `memcpy` of `buf` to `off` for bytes the peer must not look at
+    /// yet: the simulator's new ring entry, before it publishes `cmd_head`
+    /// with a Release store (the kernel builds its entries with plain
+    /// stores too). Never for bytes the peer may already read.
+    pub(crate) fn write_unpublished(&self, off: usize, buf: &[u8]) -> Result<(), RingError> {
+        let p = self.at(off, buf.len())?;
+        // SAFETY: as in `copy_in`: in bounds of the live, writable mapping
+        // (checked by `at`); `buf` cannot overlap the region (no reference
+        // into it is ever formed); byte copies need no alignment. The peer
+        // reads these bytes only after the Release store that publishes
+        // them, which this copy happens-before.
+        unsafe { std::ptr::copy_nonoverlapping(buf.as_ptr(), p, buf.len()) };
+        Ok(())
+    }
+
     /// Bulk fill of a data-area span with `byte` (plain `memset`), under the
     /// ownership rule of [`Mapping::copy_out`].
     pub(crate) fn fill_data(&self, off: usize, len: usize, byte: u8) -> Result<(), RingError> {
@@ -320,6 +372,34 @@ impl Mapping {
         // not access an in-flight command's data pages meanwhile. `fd` is a
         // borrowed, open descriptor for the duration of the call.
         let n = unsafe { libc::pread(fd.as_raw_fd(), p.cast::<libc::c_void>(), len, file_off) };
+        usize::try_from(n).map_err(|_| io::Error::last_os_error())
+    }
+
+    /// One `preadv2(2)` with `RWF_NOWAIT` of up to `len` bytes of `fd` at
+    /// `file_off` into the data-area span at `off`: only what the kernel
+    /// can hand over without waiting for a device (page-cache hits).
+    /// Returns the bytes read; `EAGAIN` when nothing could be read without
+    /// waiting, `EOPNOTSUPP` where the file does not support it. Under the
+    /// ownership rule of [`Mapping::pread_data`].
+    pub(crate) fn pread_data_nowait(
+        &self,
+        off: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        file_off: libc::off_t,
+    ) -> io::Result<usize> {
+        let p = self.at(off, len).map_err(io::Error::other)?;
+        let iov = libc::iovec {
+            iov_base: p.cast::<libc::c_void>(),
+            iov_len: len,
+        };
+        // SAFETY: as in `pread_data`: `[off, off + len)` lies inside the
+        // live, writable mapping (checked by `at`, kept mapped by
+        // `self.map`), described by the one iovec that lives on this stack
+        // frame for the call; the kernel writes at most `len` bytes there
+        // and no Rust reference into the span exists; the peer does not
+        // touch an in-flight command's data pages; `fd` is borrowed and open.
+        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, file_off, libc::RWF_NOWAIT) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 
@@ -377,125 +457,5 @@ impl Mapping {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::io::Write;
-
-    fn file(len: usize) -> File {
-        let mut f = tempfile::tempfile().unwrap();
-        f.write_all(&vec![0u8; len]).unwrap();
-        f
-    }
-
-    #[test]
-    fn scalar_round_trip_and_bounds() {
-        let m = Mapping::new(&file(64), 64).unwrap();
-        m.write_u32(4, 0xdead_beef).unwrap();
-        assert_eq!(m.read_u32(4).unwrap(), 0xdead_beef);
-        m.write_u64(9, 0x0102_0304_0506_0708).unwrap(); // unaligned
-        assert_eq!(m.read_u64(9).unwrap(), 0x0102_0304_0506_0708);
-        m.write_u16(62, 7).unwrap();
-        assert_eq!(m.read_u16(62).unwrap(), 7);
-        assert!(m.read_u16(63).is_err());
-        assert!(m.read_u64(usize::MAX - 3).is_err());
-        assert!(m.write_u8(64, 1).is_err());
-        m.store_u32_release(60, 5).unwrap();
-        assert_eq!(m.load_u32_acquire(60).unwrap(), 5);
-        assert!(m.load_u32_acquire(61).is_err());
-    }
-
-    #[test]
-    fn large_fills_are_exact_at_any_alignment() {
-        // Sizes at and above the non-temporal threshold, unaligned starts
-        // and odd tails: every byte of the span filled, nothing outside.
-        let len = 3 << 20;
-        let m = Mapping::new(&file(len), len).unwrap();
-        for (i, (off, n)) in [
-            (0usize, 1usize << 20),
-            (7, (1 << 20) + 13),
-            (4099, 256 << 10),
-            (33, (2 << 20) + 63),
-        ]
-        .into_iter()
-        .enumerate()
-        {
-            let fill = 0xa0 + i as u8;
-            m.fill_data(0, len, 0x11).unwrap();
-            m.fill_data(off, n, fill).unwrap();
-            let mut back = vec![0u8; len];
-            m.read_into(0, &mut back).unwrap();
-            assert!(back[..off].iter().all(|&b| b == 0x11), "before {off}");
-            assert!(
-                back[off..off + n].iter().all(|&b| b == fill),
-                "span {off}+{n}"
-            );
-            assert!(
-                back[off + n..].iter().all(|&b| b == 0x11),
-                "after {off}+{n}"
-            );
-        }
-        assert!(m.fill_data(len - 10, 11, 0).is_err());
-    }
-
-    #[test]
-    fn bulk_copies_at_every_alignment() {
-        let m = Mapping::new(&file(256), 256).unwrap();
-        for off in 0..9 {
-            for len in [0usize, 1, 7, 8, 9, 31, 100] {
-                let data: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8).collect();
-                m.write_from(off, &data).unwrap();
-                let mut back = vec![0u8; len];
-                m.read_into(off, &mut back).unwrap();
-                assert_eq!(back, data);
-            }
-        }
-        let mut big = vec![0u8; 257];
-        assert!(m.read_into(0, &mut big).is_err());
-        assert!(m.copy_out(0, &mut big).is_err());
-        assert!(m.copy_in(1, &big[..256]).is_err());
-        assert!(m.fill_data(usize::MAX, 2, 0).is_err());
-        for off in 0..9 {
-            let data: Vec<u8> = (0..100).map(|i| (i * 3 + off) as u8).collect();
-            m.copy_in(off, &data).unwrap();
-            let mut back = vec![0u8; 100];
-            m.copy_out(off, &mut back).unwrap();
-            assert_eq!(back, data);
-            m.read_into(off, &mut back).unwrap();
-            assert_eq!(back, data);
-        }
-        m.fill_data(10, 20, 0x3c).unwrap();
-        let mut back = [0u8; 22];
-        m.copy_out(9, &mut back).unwrap();
-        assert!(back[1..21].iter().all(|&b| b == 0x3c));
-        assert_ne!(back[0], 0x3c);
-        m.fill(3, 50, 0xaa).unwrap();
-        let mut back = [0u8; 50];
-        m.read_into(3, &mut back).unwrap();
-        assert!(back.iter().all(|&b| b == 0xaa));
-    }
-
-    #[test]
-    fn pread_and_pwrite_go_straight_through_the_mapping() {
-        use std::os::fd::AsFd;
-        let m = Mapping::new(&file(256), 256).unwrap();
-        let data: Vec<u8> = (0..100u8).collect();
-        m.copy_in(50, &data).unwrap();
-        let disk = tempfile::tempfile().unwrap();
-        assert_eq!(m.pwrite_data(60, 80, disk.as_fd(), 7).unwrap(), 80);
-        m.fill_data(0, 256, 0).unwrap();
-        assert_eq!(m.pread_data(3, 200, disk.as_fd(), 0).unwrap(), 87);
-        let mut back = [0u8; 90];
-        m.copy_out(3, &mut back).unwrap();
-        assert!(back[..7].iter().all(|&b| b == 0));
-        assert_eq!(&back[7..87], &data[10..90]);
-        assert!(back[87..].iter().all(|&b| b == 0));
-        assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000).unwrap(), 0);
-        assert!(m.pread_data(200, 57, disk.as_fd(), 0).is_err());
-        assert!(m.pwrite_data(usize::MAX, 2, disk.as_fd(), 0).is_err());
-    }
-
-    #[test]
-    fn zero_length_mapping_is_refused() {
-        assert!(Mapping::new(&file(0), 0).is_err());
-    }
-}
+#[path = "mapping_tests.rs"]
+mod tests;

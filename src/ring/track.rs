@@ -52,14 +52,14 @@ impl IdTable {
         if i >= self.seq.len() {
             self.seq.resize(i + 1, 0);
         }
-        let old = self.get(id);
-        if old.is_none() {
+        let s = self.seq.get_mut(i)?;
+        let old = std::mem::replace(s, seq.saturating_add(1));
+        if old == 0 {
             self.count += 1;
+            None
+        } else {
+            Some(old - 1)
         }
-        if let Some(s) = self.seq.get_mut(i) {
-            *s = seq.saturating_add(1);
-        }
-        old
     }
 
     fn remove(&mut self, id: u16) -> Option<u64> {
@@ -144,30 +144,41 @@ impl Tracker {
     /// out of flight. With out-of-order completion that is the oldest
     /// unanswered slot (the kernel reads the id from it); in order, it is
     /// the command's own slot. Returns the slot's ring offset and length.
+    #[inline]
     pub fn take_slot(&mut self, id: u16, ooo: bool) -> Result<(u32, u32), RingError> {
-        let seq = self.in_flight.get(id).ok_or(RingError::NotInFlight(id))?;
+        let Some(seq) = self.in_flight.get(id) else {
+            return Err(RingError::NotInFlight(id));
+        };
         let idx = if ooo {
-            self.slots
-                .iter()
-                .position(|s| matches!(s.state, SlotState::Pending(_)))
-                .ok_or(RingError::Internal("command in flight but no slot pending"))?
+            // Finished slots are retired from the front after every
+            // operation, so the oldest unanswered one is usually the first.
+            let first = self.slots.front().map(|s| s.state);
+            let pending = |s: &Slot| matches!(s.state, SlotState::Pending(_));
+            match first {
+                Some(SlotState::Pending(_)) => 0,
+                _ => match self.slots.iter().position(pending) {
+                    Some(i) => i,
+                    None => {
+                        return Err(RingError::Internal("command in flight but no slot pending"))
+                    }
+                },
+            }
         } else {
             usize::try_from(seq - self.front_seq)
                 .map_err(|_| RingError::Internal("slot index overflow"))?
         };
-        let slot = self
-            .slots
-            .get_mut(idx)
-            .ok_or(RingError::Internal("in-flight command without a slot"))?;
-        if !matches!(slot.state, SlotState::Pending(_)) {
-            return Err(RingError::Internal("completion slot not pending"));
-        }
+        let slot = match self.slots.get_mut(idx) {
+            Some(slot) if matches!(slot.state, SlotState::Pending(_)) => slot,
+            Some(_) => return Err(RingError::Internal("completion slot not pending")),
+            None => return Err(RingError::Internal("in-flight command without a slot")),
+        };
         slot.state = SlotState::Done;
         self.in_flight.remove(id);
         Ok((slot.off, slot.len))
     }
 
     /// Pops finished slots from the front; returns the new tail if it moved.
+    #[inline]
     pub fn retire(&mut self, cmdr_size: u32) -> Option<u32> {
         let mut moved = false;
         while let Some(front) = self.slots.front() {
@@ -176,7 +187,7 @@ impl Tracker {
             }
             // off < cmdr_size and len <= cmdr_size - off were checked at
             // fetch, so the sum cannot overflow.
-            self.tail = (front.off + front.len) % cmdr_size;
+            self.tail = super::mailbox::after(cmdr_size, front.off, front.len);
             self.slots.pop_front();
             self.front_seq += 1;
             moved = true;

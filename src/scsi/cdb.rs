@@ -12,10 +12,10 @@ macro_rules! view {
         impl<'a> $name<'a> {
             /// Checks the length and builds the view.
             pub fn parse(cdb: &'a [u8]) -> Result<Self, ScsiError> {
-                cdb.get(..$len)
-                    .and_then(|s| <&[u8; $len]>::try_from(s).ok())
-                    .map($name)
-                    .ok_or(ScsiError::InvalidFieldInCdb { byte: 0, bit: None })
+                match cdb.get(..$len).and_then(|s| <&[u8; $len]>::try_from(s).ok()) {
+                    Some(a) => Ok($name(a)),
+                    None => Err(ScsiError::InvalidFieldInCdb { byte: 0, bit: None }),
+                }
             }
         }
     };

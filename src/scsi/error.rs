@@ -48,6 +48,11 @@ pub enum ScsiError {
     /// ([`crate::scsi::Lun::execute_io`]).
     #[error("data transfer failed: {0}")]
     DataTransfer(#[source] std::io::Error),
+    /// The command would have waited ([`crate::scsi::Lun::try_execute_nowait`]
+    /// then hands it back to be run with [`crate::scsi::Lun::execute_io`];
+    /// never reported to an initiator).
+    #[error("the command would wait")]
+    WouldBlock,
 }
 
 impl ScsiError {
@@ -95,7 +100,9 @@ impl ScsiError {
                 Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
             }
             ScsiError::Backend(e) => backend_sense(e),
-            ScsiError::DataTransfer(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
+            ScsiError::DataTransfer(_) | ScsiError::WouldBlock => {
+                Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE)
+            }
         }
     }
 }

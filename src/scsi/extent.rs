@@ -23,14 +23,15 @@ impl Extent {
         num_blocks: u64,
         block_size: u32,
     ) -> Result<Extent, ScsiError> {
-        let end = lba.checked_add(blocks).ok_or(ScsiError::LbaOutOfRange)?;
-        if end > num_blocks {
-            return Err(ScsiError::LbaOutOfRange);
+        let bytes = match lba.checked_add(blocks) {
+            Some(end) if end <= num_blocks => blocks
+                .checked_mul(u64::from(block_size))
+                .and_then(|b| usize::try_from(b).ok()),
+            _ => None,
+        };
+        match bytes {
+            Some(bytes) => Ok(Extent { lba, blocks, bytes }),
+            None => Err(ScsiError::LbaOutOfRange),
         }
-        let bytes = blocks
-            .checked_mul(u64::from(block_size))
-            .and_then(|b| usize::try_from(b).ok())
-            .ok_or(ScsiError::LbaOutOfRange)?;
-        Ok(Extent { lba, blocks, bytes })
     }
 }

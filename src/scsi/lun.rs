@@ -152,6 +152,7 @@ impl Lun {
             data_out,
             data_in,
             direct: None,
+            nowait: false,
         };
         respond(cdb, table::dispatch(&mut ctx))
     }
@@ -174,8 +175,12 @@ impl Lun {
         if let Some(ua) = self.pending_attention(cdb) {
             return ua;
         }
+        let cmd = match table::lookup(cdb) {
+            Ok(cmd) => cmd,
+            Err(e) => return respond(cdb, Err(e)),
+        };
         let mut plain = Vec::new();
-        if table::needs_plain_data_out(cdb) {
+        if cmd.needs_plain_data_out() {
             plain.resize(data_out.len(), 0);
             if let Err(e) = data_out.read_at(0, &mut plain) {
                 return respond(cdb, Err(ScsiError::DataTransfer(e)));
@@ -191,8 +196,46 @@ impl Lun {
                 out: data_out,
                 inb: data_in,
             }),
+            nowait: false,
         };
-        respond(cdb, table::dispatch(&mut ctx))
+        respond(cdb, table::run(&mut ctx, cmd))
+    }
+
+    /// Runs a READ (6/10/12/16) on the caller's thread if it can finish
+    /// without waiting (the backend's [`BlockBackend::read_nowait`]: e.g.
+    /// a page-cache hit), as [`Lun::execute_io`] with no data-out would.
+    /// `None`: nothing was done and nothing consumed (no unit attention
+    /// taken); run the command with [`Lun::execute_io`] where it may block.
+    /// Any other command is `None` at once.
+    pub fn try_execute_nowait(
+        &self,
+        cdb: &[u8],
+        data_in: &mut dyn BlockSink,
+    ) -> Option<ScsiResponse> {
+        let cmd = table::lookup(cdb)
+            .ok()
+            .filter(|c| super::sbc::rw::is_read(c.opcode))?;
+        self.poll_backend_events();
+        if self.ua_pending.load(Ordering::Acquire) {
+            return None;
+        }
+        let no_out: &[u8] = &[];
+        let mut ctx = Ctx {
+            lun: self,
+            caps: self.backend.caps(),
+            cdb,
+            data_out: &[],
+            data_in: &mut [],
+            direct: Some(Direct {
+                out: &no_out,
+                inb: data_in,
+            }),
+            nowait: true,
+        };
+        match table::run(&mut ctx, cmd) {
+            Err(ScsiError::WouldBlock) => None,
+            r => Some(respond(cdb, r)),
+        }
     }
 
     /// Polls backend events, then takes the unit attention this command
@@ -322,14 +365,19 @@ impl Lun {
 }
 
 /// The response for a dispatched command.
+#[inline]
 fn respond(cdb: &[u8], r: Result<usize, ScsiError>) -> ScsiResponse {
     match r {
         Ok(n) => ScsiResponse::good(n),
-        Err(e) => {
-            tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
-            ScsiResponse::check_condition(e.to_sense())
-        }
+        Err(e) => check_condition(cdb, e),
     }
+}
+
+/// The CHECK CONDITION response for `e` (out of line: the rare path).
+#[cold]
+fn check_condition(cdb: &[u8], e: ScsiError) -> ScsiResponse {
+    tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
+    ScsiResponse::check_condition(e.to_sense())
 }
 
 impl std::fmt::Debug for Lun {

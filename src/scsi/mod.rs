@@ -38,3 +38,9 @@ pub use error::ScsiError;
 pub use lun::{Lun, LunConfig, ScsiResponse};
 pub use sense::{status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
 pub use table::{data_direction, DataDirection};
+
+/// Whether `cdb` is a READ (6/10/12/16): the commands
+/// [`Lun::try_execute_nowait`] may serve.
+pub fn is_read(cdb: &[u8]) -> bool {
+    cdb.first().is_some_and(|&op| sbc::rw::is_read(op))
+}

@@ -64,7 +64,7 @@ pub(crate) struct Ctx<'a> {
     pub caps: BackendCaps,
     pub cdb: &'a [u8],
     /// Data-out as plain bytes (for [`Lun::execute_io`], only for commands
-    /// that need it: see [`needs_plain_data_out`]).
+    /// that need it: see [`Command::needs_plain_data_out`]).
     pub data_out: &'a [u8],
     /// Data-in as plain bytes; empty when `direct` is set.
     pub data_in: &'a mut [u8],
@@ -72,6 +72,9 @@ pub(crate) struct Ctx<'a> {
     /// data straight between them and the backend, and replies go to
     /// `inb`.
     pub direct: Option<Direct<'a>>,
+    /// Only what can finish without waiting: READ fails with
+    /// [`ScsiError::WouldBlock`] instead of waiting for the backend.
+    pub nowait: bool,
 }
 
 /// The buffers of [`Lun::execute_io`].
@@ -111,6 +114,13 @@ impl Command {
     /// CDB length in bytes.
     pub fn cdb_len(&self) -> usize {
         self.usage.len()
+    }
+
+    /// Whether the handler reads `Ctx::data_out` as plain bytes (every
+    /// command with data-out except READ/WRITE, which stream from the
+    /// caller's source).
+    pub fn needs_plain_data_out(&self) -> bool {
+        self.dir == DataDirection::Out && !sbc::rw::streams_data_out(self.opcode)
     }
 }
 
@@ -221,12 +231,15 @@ const fn first_rows(rows: &[Command]) -> [u8; 256] {
 /// Finds the row for a CDB: INVALID COMMAND OPERATION CODE for an unknown
 /// opcode, INVALID FIELD IN CDB for an unknown service action.
 pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
-    let opcode = *cdb.first().ok_or(ScsiError::InvalidOpcode)?;
-    let first = FIRST_ROW
-        .get(usize::from(opcode))
-        .copied()
-        .filter(|&i| i != u8::MAX)
-        .ok_or(ScsiError::InvalidOpcode)?;
+    // Errors are built only on the failure path (`ok_or` would build and
+    // drop one per command).
+    let Some(&opcode) = cdb.first() else {
+        return Err(ScsiError::InvalidOpcode);
+    };
+    let first = match FIRST_ROW.get(usize::from(opcode)) {
+        Some(&i) if i != u8::MAX => i,
+        _ => return Err(ScsiError::InvalidOpcode),
+    };
     let mut rows = COMMANDS
         .get(usize::from(first)..)
         .unwrap_or(&[])
@@ -242,18 +255,22 @@ pub fn data_direction(cdb: &[u8]) -> Option<DataDirection> {
     lookup(cdb).ok().map(|c| c.dir)
 }
 
-/// Validates the CDB against its row, runs the handler and applies the
-/// allocation length and data-in capacity once. Returns the data-in length.
+/// Looks up the CDB's row and runs it ([`run`]).
 pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
-    let cmd = lookup(ctx.cdb)?;
+    run(ctx, lookup(ctx.cdb)?)
+}
+
+/// Validates the CDB against its row `cmd` (from [`lookup`] of `ctx.cdb`),
+/// runs the handler and applies the allocation length and data-in capacity
+/// once. Returns the data-in length.
+pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, ScsiError> {
     if !(cmd.available)(&ctx.caps) {
         return Err(ScsiError::InvalidOpcode);
     }
     let len = cmd.cdb_len();
-    let control = *ctx
-        .cdb
-        .get(len - 1)
-        .ok_or(ScsiError::InvalidFieldInCdb { byte: 0, bit: None })?;
+    let Some(&control) = ctx.cdb.get(len - 1) else {
+        return Err(ScsiError::InvalidFieldInCdb { byte: 0, bit: None });
+    };
     if control & 0x05 != 0 {
         // NACA (ACA is not supported) or the obsolete LINK bit.
         let bit = if control & 0x04 != 0 { 2 } else { 0 };
@@ -280,13 +297,6 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
             n
         }
     })
-}
-
-/// Whether the command's handler reads `Ctx::data_out` as plain bytes
-/// (every command with data-out except READ/WRITE, which stream from the
-/// caller's source).
-pub(crate) fn needs_plain_data_out(cdb: &[u8]) -> bool {
-    lookup(cdb).is_ok_and(|c| c.dir == DataDirection::Out && !sbc::rw::streams_data_out(c.opcode))
 }
 
 #[cfg(test)]
@@ -322,7 +332,7 @@ mod tests {
             let mut cdb = c.usage.to_vec();
             cdb[1] = c.service_action.unwrap_or(0);
             assert_eq!(
-                needs_plain_data_out(&cdb),
+                lookup(&cdb).unwrap().needs_plain_data_out(),
                 c.dir == Out && !is_write,
                 "{}",
                 c.name

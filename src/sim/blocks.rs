@@ -218,7 +218,9 @@ pub(crate) fn iovs_into(
     out: &mut Vec<(u64, u64)>,
 ) -> usize {
     let before = out.len();
-    out.extend(runs(data_off, bs, blocks, len).map(|(o, l)| (o as u64, l as u64)));
+    for (o, l) in runs(data_off, bs, blocks, len) {
+        out.push((o as u64, l as u64));
+    }
     out.len() - before
 }
 

@@ -7,6 +7,15 @@ use super::{SimCompletion, SimCompletionRef, SimError};
 use crate::ring::layout::*;
 use crate::ring::STATUS_CHECK_CONDITION;
 
+// The header and response words read below rely on these offsets.
+const _: () = assert!(
+    HDR_LEN_OP == 0
+        && HDR_CMD_ID == 4
+        && HDR_UFLAGS == 7
+        && RSP_SCSI_STATUS == 8
+        && RSP_READ_LEN == RSP_SCSI_STATUS + 4
+);
+
 /// What one command slot turned into.
 enum Outcome {
     Done,
@@ -18,7 +27,8 @@ enum Outcome {
 struct Rsp {
     cmd_id: u16,
     status: u8,
-    sense: Option<[u8; SENSE_BUFFER_SIZE]>,
+    /// The sense buffer was read (CHECK CONDITION).
+    sense: bool,
     data_len: usize,
     read_len: Option<u32>,
     unknown_op: bool,
@@ -66,11 +76,16 @@ impl KernelSim {
             return Ok(n);
         }
         // Each step moves last_cleaned forward by >= 8 without passing the
-        // tail (checked below), so this terminates.
-        while self.last_cleaned != tail {
+        // tail (checked below: `left` is the distance to it), so this
+        // terminates.
+        let mut left = dist(self.last_cleaned, tail);
+        while left > 0 {
             let at = MAILBOX_SIZE + self.last_cleaned as usize;
-            let (len, op) = split_len_op(self.map.read_u32(at + HDR_LEN_OP)?);
-            if len == 0 || len > dist(self.last_cleaned, tail) {
+            // The header in one load: len_op, cmd_id, kflags, uflags.
+            let [hdr] = self.map.read_words::<1>(at + HDR_LEN_OP)?;
+            let h = hdr.to_ne_bytes();
+            let (len, op) = split_len_op(u32::from_ne_bytes([h[0], h[1], h[2], h[3]]));
+            if len == 0 || len > left {
                 self.mark_broken(format!(
                     "entry at {} has length {len} (tail {tail})",
                     self.last_cleaned
@@ -78,24 +93,31 @@ impl KernelSim {
                 return Ok(n);
             }
             if op != OP_PAD && op != OP_TMR {
-                match self.complete_one(at, &mut f)? {
+                let id = u16::from_ne_bytes([h[4], h[5]]);
+                match self.complete_one(at, id, h[7], &mut f)? {
                     Outcome::Done => n += 1,
                     Outcome::Expired => {}
                     Outcome::Broken => return Ok(n),
                 }
             }
             self.last_cleaned = (self.last_cleaned + len) % size;
+            left -= len;
         }
         Ok(n)
     }
 
     /// One command slot: look up its id, gather data, report, free the
     /// command.
-    fn complete_one<F>(&mut self, at: usize, f: &mut F) -> Result<Outcome, SimError>
+    fn complete_one<F>(
+        &mut self,
+        at: usize,
+        id: u16,
+        uflags: u8,
+        f: &mut F,
+    ) -> Result<Outcome, SimError>
     where
         F: FnMut(&SimCompletionRef<'_>),
     {
-        let id = self.map.read_u16(at + HDR_CMD_ID)?;
         let Some(cmd) = self.take_cmd(id) else {
             self.mark_broken(format!("cmd_id {id} not found, ring is broken"));
             return Ok(Outcome::Broken);
@@ -103,7 +125,7 @@ impl KernelSim {
         let slot = (at - MAILBOX_SIZE) as u32;
         if self.cfg.flags & CAP_OOOC == 0 && slot != cmd.slot {
             let queued = cmd.slot;
-            self.release(cmd);
+            self.release(cmd.blocks);
             self.mark_broken(format!(
                 "cmd_id {id} answered in slot {slot}, queued in slot {queued}, without CAP_OOOC"
             ));
@@ -111,20 +133,29 @@ impl KernelSim {
         }
         if cmd.expired {
             // Already failed to the initiator by the timer: only reclaim.
-            self.release(cmd);
+            self.release(cmd.blocks);
             return Ok(Outcome::Expired);
         }
-        let uflags = self.map.read_u8(at + HDR_UFLAGS)?;
-        let status = self.map.read_u8(at + RSP_SCSI_STATUS)?;
-        let read_len = self.map.read_u32(at + RSP_READ_LEN)?;
+        // scsi_status, padding, read_len in one load.
+        let [rsp] = self.map.read_words::<1>(at + RSP_SCSI_STATUS)?;
+        let r = rsp.to_ne_bytes();
+        let (status, read_len) = (r[0], u32::from_ne_bytes([r[4], r[5], r[6], r[7]]));
         let mut data = std::mem::take(&mut self.data_buf);
-        let r = self.gather(at, id, &cmd, uflags, status, read_len, &mut data);
-        self.release(cmd);
+        let mut sense = [0u8; SENSE_BUFFER_SIZE];
+        let r = self.gather(
+            at,
+            id,
+            &cmd,
+            (uflags, status, read_len),
+            &mut sense,
+            &mut data,
+        );
+        self.release(cmd.blocks);
         let r = r.map(|rsp| {
             f(&SimCompletionRef {
                 cmd_id: rsp.cmd_id,
                 status: rsp.status,
-                sense: rsp.sense.as_ref().map_or(&[][..], |s| &s[..]),
+                sense: if rsp.sense { &sense[..] } else { &[] },
                 data_in: data.get(..rsp.data_len).unwrap_or(&[]),
                 read_len: rsp.read_len,
                 unknown_op: rsp.unknown_op,
@@ -154,23 +185,22 @@ impl KernelSim {
         })
     }
 
-    /// Reads the response and copies the data-in into `data` (grown as
-    /// needed, never shrunk).
-    #[allow(clippy::too_many_arguments)]
+    /// Reads the response (`uflags`, `scsi_status`, `read_len` read
+    /// already), the sense buffer into `sense` for CHECK CONDITION, and
+    /// copies the data-in into `data` (grown as needed, never shrunk).
     fn gather(
         &self,
         at: usize,
         cmd_id: u16,
         cmd: &SimCmd,
-        uflags: u8,
-        status: u8,
-        read_len: u32,
+        (uflags, status, read_len): (u8, u8, u32),
+        sense: &mut [u8; SENSE_BUFFER_SIZE],
         data: &mut Vec<u8>,
     ) -> Result<Rsp, SimError> {
         let mut c = Rsp {
             cmd_id,
             status,
-            sense: None,
+            sense: false,
             data_len: 0,
             read_len: None,
             unknown_op: false,
@@ -202,9 +232,8 @@ impl KernelSim {
             c.read_len = Some(len as u32);
         }
         if status == STATUS_CHECK_CONDITION {
-            let mut sense = [0u8; SENSE_BUFFER_SIZE];
-            self.map.read_into(at + RSP_SENSE, &mut sense)?;
-            c.sense = Some(sense);
+            self.map.read_into(at + RSP_SENSE, sense)?;
+            c.sense = true;
             if c.read_len.is_none() {
                 return Ok(c);
             }

@@ -1,15 +1,13 @@
 //! [`KernelSim`]: region set-up and command queueing (`queue_cmd_ring`).
 
 use std::fs::File;
-use std::os::fd::{AsFd, OwnedFd};
-use std::time::Duration;
+use std::os::fd::OwnedFd;
 
-use nix::errno::Errno;
-use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::blocks::{iovs_into, Bitmap, Blocks};
+use super::entry::CmdEntry;
 use super::{SimConfig, SimDevice, SimDirRef, SimError};
 use crate::ring::layout::*;
 use crate::ring::mapping::Mapping;
@@ -56,7 +54,7 @@ pub struct KernelSim {
     pub(crate) cfg: SimConfig,
     pub(crate) data_off: usize,
     pub(crate) event: OwnedFd,
-    kicks: u32,
+    pub(crate) kicks: u32,
     pub(crate) head: u32,
     pub(crate) last_cleaned: u32,
     /// Outstanding commands, indexed by `cmd_id`.
@@ -68,6 +66,8 @@ pub struct KernelSim {
     pub(crate) spare_blocks: Vec<Vec<usize>>,
     /// Scratch iov list of the entry being built.
     iov_buf: Vec<(u64, u64)>,
+    /// Scratch words of an entry too big for the stack buffer.
+    entry_buf: Vec<u8>,
     /// Gathered data-in of the completion being reported (the initiator's
     /// scatter list), reused.
     pub(crate) data_buf: Vec<u8>,
@@ -132,6 +132,7 @@ impl KernelSim {
             blocks: Blocks::new(cfg.data_size / cfg.data_block, cfg.data_block),
             spare_blocks: Vec::new(),
             iov_buf: Vec::new(),
+            entry_buf: Vec::new(),
             data_buf: Vec::new(),
             poison: true,
             broken: None,
@@ -211,11 +212,11 @@ impl KernelSim {
     }
 
     /// Frees a finished command's blocks and keeps its block list for reuse.
-    pub(crate) fn release(&mut self, mut cmd: SimCmd) {
-        self.blocks.free(&cmd.blocks);
-        cmd.blocks.clear();
+    pub(crate) fn release(&mut self, mut blocks: Vec<usize>) {
+        self.blocks.free(&blocks);
+        blocks.clear();
         if self.spare_blocks.len() < 1024 {
-            self.spare_blocks.push(cmd.blocks);
+            self.spare_blocks.push(blocks);
         }
     }
 
@@ -295,7 +296,9 @@ impl KernelSim {
     /// warmed up.
     pub fn submit_ref(&mut self, cdb: &[u8], dir: SimDirRef<'_>) -> Result<u16, SimError> {
         self.check_broken()?;
-        let op = *cdb.first().ok_or(SimError::BadCdb)?;
+        let Some(&op) = cdb.first() else {
+            return Err(SimError::BadCdb);
+        };
         let cdb_len = cdb_len(op, cdb.get(7).copied().unwrap_or(0));
         if cdb.len() < cdb_len || cdb_len > MAX_CDB_LEN {
             return Err(SimError::BadCdb);
@@ -328,7 +331,9 @@ impl KernelSim {
         iov.clear();
         let (main_bl, bidi_bl) = blocks.split_at(main_blocks);
         let n_main = iovs_into(self.data_off, bs, main_bl, main_len, &mut iov);
-        iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        if bidi_len > 0 {
+            iovs_into(self.data_off, bs, bidi_bl, bidi_len, &mut iov);
+        }
         let r = self.place(cdb, cdb_len, dir, xfer, blocks, main_blocks, &iov, n_main);
         self.iov_buf = iov;
         r
@@ -356,7 +361,10 @@ impl KernelSim {
         } else if !self.ring_space_for(cmd_size) {
             Err(SimError::Full)
         } else {
-            self.alloc_id().ok_or(SimError::Full)
+            match self.alloc_id() {
+                Some(id) => Ok(id),
+                None => Err(SimError::Full),
+            }
         };
         let cmd_id = match cmd_id {
             Ok(id) => id,
@@ -373,19 +381,34 @@ impl KernelSim {
 
         let slot = self.insert_padding(cmd_size)?;
         let at = MAILBOX_SIZE + slot as usize;
-        let m = &self.map;
-        m.fill(at, cmd_size, 0)?;
-        m.write_u32(at + HDR_LEN_OP, cmd_size as u32 | OP_CMD)?;
-        m.write_u16(at + HDR_CMD_ID, cmd_id)?;
-        m.write_u32(at + REQ_IOV_CNT, main_iovs.len() as u32)?;
-        m.write_u32(at + REQ_IOV_BIDI_CNT, bidi_iovs.len() as u32)?;
-        for (i, (b, l)) in iov.iter().enumerate() {
-            m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_BASE, *b)?;
-            m.write_u64(at + REQ_IOV + i * IOV_SIZE + IOV_LEN, *l)?;
-        }
-        let cdb_off = at + base;
-        m.write_u64(at + REQ_CDB_OFF, cdb_off as u64)?;
-        m.write_from(cdb_off, &cdb[..cdb_len])?;
+        let entry = CmdEntry {
+            size: cmd_size,
+            cmd_id,
+            iovs: iov,
+            main_iovs: main_iovs.len(),
+            cdb_at: base,
+            cdb_off: (at + base) as u64,
+            cdb: cdb.get(..cdb_len).unwrap_or(cdb),
+        };
+        // Built aside (on the stack when it fits), then copied at once;
+        // published below by the Release store of cmd_head.
+        let mut small = [0u8; 256];
+        let written = match small.get_mut(..cmd_size) {
+            Some(bytes) => {
+                entry.build(bytes);
+                self.map.write_unpublished(at, bytes)
+            }
+            None => {
+                let mut bytes = std::mem::take(&mut self.entry_buf);
+                bytes.clear();
+                bytes.resize(cmd_size, 0);
+                entry.build(&mut bytes);
+                let r = self.map.write_unpublished(at, &bytes);
+                self.entry_buf = bytes;
+                r
+            }
+        };
+        written?;
         self.publish_head(slot + cmd_size as u32)?;
         let idx = usize::from(cmd_id);
         if self.cmds.len() <= idx {
@@ -464,49 +487,5 @@ impl KernelSim {
         self.publish_head(slot + cmd_size as u32)?;
         self.last_entry = Some((slot, cmd_size as u32));
         Ok(())
-    }
-
-    /// Notifies userspace (`uio_event_notify`): one 4-byte message carrying
-    /// the event count. A full socket means a kick is pending already.
-    pub fn kick(&mut self) -> Result<(), SimError> {
-        self.kicks = self.kicks.wrapping_add(1);
-        match nix::unistd::write(&self.event, &self.kicks.to_ne_bytes()) {
-            Ok(_) | Err(Errno::EAGAIN) => Ok(()),
-            Err(e) => Err(SimError::io("kick", e)),
-        }
-    }
-
-    /// Waits up to `timeout` for userspace's kick (its 4-byte write) and
-    /// drains all pending ones. `Ok(false)` on timeout.
-    pub fn wait_kick(&mut self, timeout: Duration) -> Result<bool, SimError> {
-        // A kick already queued needs no poll (one system call less).
-        if self.drain_kicks()? {
-            return Ok(true);
-        }
-        let ms = u16::try_from(timeout.as_millis()).unwrap_or(u16::MAX);
-        let mut fds = [PollFd::new(self.event.as_fd(), PollFlags::POLLIN)];
-        match poll(&mut fds, PollTimeout::from(ms)) {
-            Ok(0) => return Ok(false),
-            Ok(_) => {}
-            Err(Errno::EINTR) => return Ok(false),
-            Err(e) => return Err(SimError::io("poll", e)),
-        }
-        self.drain_kicks()
-    }
-
-    /// Reads every queued kick without blocking; true if there was one.
-    fn drain_kicks(&mut self) -> Result<bool, SimError> {
-        let mut got = false;
-        let mut buf = [0u8; 4];
-        loop {
-            match nix::unistd::read(&self.event, &mut buf) {
-                Ok(0) => break,
-                Ok(_) => got = true,
-                Err(Errno::EAGAIN) => break,
-                Err(Errno::EINTR) => continue,
-                Err(e) => return Err(SimError::io("read kick", e)),
-            }
-        }
-        Ok(got)
     }
 }

@@ -58,8 +58,10 @@
 
 mod blocks;
 mod completions;
+mod entry;
 mod hostile;
 mod kernel;
+mod notify;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;

@@ -6,11 +6,12 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
 use tcmud_core::backend::{BlockSink, BlockSource};
-use tcmud_core::ring::SharedData;
+use tcmud_core::ring::{Cdb, SharedData};
+use tcmud_core::scsi::ScsiResponse;
 
 use super::direction::is_compare_and_write;
 use super::fault::FaultPoint;
-use super::inflight::Outcome;
+use super::inflight::{Outcome, SlotKey};
 use super::outcome::{internal_target_failure, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 
@@ -19,9 +20,9 @@ use super::shared::{lock, Counters, DeviceShared};
 /// them directly. The in-flight table keeps the command from being
 /// completed while the job runs.
 pub(crate) struct Job {
-    pub seq: u64,
+    pub key: SlotKey,
     pub token: u64,
-    pub cdb: Vec<u8>,
+    pub cdb: Cdb,
     /// Data-out buffers (WRITE and friends).
     pub data_out: Option<SharedData>,
     /// Data-in buffers (READ, INQUIRY, ...; the bidi buffers if any).
@@ -36,7 +37,7 @@ const MAX_PANICS_PER_COMMAND: u32 = 2;
 /// (not needed when the actor runs it itself).
 pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let _span = shared.span.enter();
-    if !lock(&shared.table).start(job.seq, job.token) {
+    if !lock(&shared.table).start(job.key, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
     }
     let res = catch_unwind(AssertUnwindSafe(|| {
@@ -53,23 +54,19 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             None => &mut no_in,
         };
         let capacity = sink.len();
-        let r = shared.lun.execute_io(&job.cdb, src, sink);
+        let r = shared.lun.execute_io(job.cdb.as_bytes(), src, sink);
         shared.faults.count_executed();
         shared.faults.hit(FaultPoint::Emulate);
-        Outcome {
-            status: r.status,
-            sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
-            data_in_len: r.data_in_len.min(capacity),
-        }
+        outcome(r, capacity)
     }));
     Counters::add(&shared.counters.executed, 1);
     persist_write_cache(shared);
     match res {
         Ok(out) => {
             if out.status != GOOD {
-                tracing::debug!(cdb = ?job.cdb.first(), status = out.status, "command failed");
+                tracing::debug!(cdb = ?job.cdb.as_bytes().first(), status = out.status, "command failed");
             }
-            lock(&shared.table).finish(job.seq, job.token, out);
+            lock(&shared.table).finish(job.key, job.token, out);
             if notify {
                 shared.wake.notify_one();
             }
@@ -78,16 +75,63 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             let msg = panic_message(payload.as_ref());
             // Safe to run again unless it may have half-run a COMPARE AND
             // WRITE; a command that keeps panicking is failed, not retried.
-            let caw = is_compare_and_write(&job.cdb);
+            let caw = is_compare_and_write(job.cdb.as_bytes());
             let mut table = lock(&shared.table);
-            let panics = table.panicked(job.seq, job.token, !caw, internal_target_failure());
+            let panics = table.panicked(job.key, job.token, !caw, internal_target_failure());
             if panics > MAX_PANICS_PER_COMMAND {
-                table.cancel_unstarted(job.seq, internal_target_failure());
+                table.cancel_unstarted(job.key, internal_target_failure());
             }
             drop(table);
             tracing::error!(panic = %msg, caw, panics, "SCSI emulation panicked");
             shared.report_crash(format!("I/O thread panicked: {msg}"));
         }
+    }
+}
+
+/// Tries `job`, a READ dispatched but not started, on the device's own
+/// thread without waiting (a page-cache hit: no hand-off to an I/O thread
+/// and back). Gives the job back when it would wait, or when the attempt
+/// panicked (it then runs on an I/O thread, where panics are counted and
+/// retried). Reads have no side effects, so a discarded attempt costs
+/// nothing but its time. Not a fault-injection point.
+pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
+    let Some(data_in) = job.data_in.as_ref() else {
+        return Some(job);
+    };
+    let res = catch_unwind(AssertUnwindSafe(|| {
+        let mut view = data_in.view();
+        let capacity = view.len();
+        shared
+            .lun
+            .try_execute_nowait(job.cdb.as_bytes(), &mut view)
+            .map(|r| outcome(r, capacity))
+    }));
+    let out = match res {
+        Ok(Some(out)) => out,
+        Ok(None) => return Some(job),
+        Err(payload) => {
+            let msg = panic_message(payload.as_ref());
+            tracing::error!(panic = %msg, "READ without waiting panicked; handing it to an I/O thread");
+            return Some(job);
+        }
+    };
+    shared.faults.count_executed();
+    Counters::add(&shared.counters.executed, 1);
+    let mut table = lock(&shared.table);
+    // Not started elsewhere (it was never handed out); a TMR may have
+    // cancelled it meanwhile, which `start` sees.
+    if table.start(job.key, job.token) {
+        table.finish(job.key, job.token, out);
+    }
+    None
+}
+
+/// A command's result as the table keeps it.
+fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
+    Outcome {
+        status: r.status,
+        sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
+        data_in_len: r.data_in_len.min(capacity),
     }
 }
 

@@ -15,7 +15,7 @@
 //! command") is armed and the file deleted. A VM scenario can so crash a
 //! device actor in the middle of a running fio.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 /// Environment variable read (with the `fault-injection` feature) when no
@@ -86,6 +86,10 @@ impl FaultPlan {
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     armed: Mutex<Vec<(FaultPoint, u64)>>,
+    /// Triggers in `armed` (read without the lock on every command).
+    armed_count: AtomicUsize,
+    /// A plan was given or a trigger file may arm one: count commands.
+    live: bool,
     executed: AtomicU64,
     disabled: AtomicBool,
     trigger_file: Option<std::path::PathBuf>,
@@ -99,8 +103,11 @@ impl Faults {
         } else {
             None
         };
+        let armed = plan.map(|p| p.triggers).unwrap_or_default();
         Faults {
-            armed: Mutex::new(plan.map(|p| p.triggers).unwrap_or_default()),
+            armed_count: AtomicUsize::new(armed.len()),
+            live: !armed.is_empty() || trigger_file.is_some(),
+            armed: Mutex::new(armed),
             executed: AtomicU64::new(0),
             disabled: AtomicBool::new(false),
             trigger_file,
@@ -127,6 +134,7 @@ impl Faults {
                         .iter()
                         .map(|&(p, n)| (p, now.saturating_add(n))),
                 );
+                self.armed_count.store(armed.len(), Ordering::Relaxed);
             }
             Err(e) => tracing::error!(error = %e, "bad fault trigger file"),
         }
@@ -134,6 +142,9 @@ impl Faults {
 
     /// Counts one executed command.
     pub fn count_executed(&self) {
+        if !self.live {
+            return;
+        }
         self.executed.fetch_add(1, Ordering::Relaxed);
     }
 
@@ -144,7 +155,7 @@ impl Faults {
 
     /// Panics if a trigger for `point` is due.
     pub fn hit(&self, point: FaultPoint) {
-        if self.disabled.load(Ordering::Relaxed) {
+        if self.armed_count.load(Ordering::Relaxed) == 0 || self.disabled.load(Ordering::Relaxed) {
             return;
         }
         let n = self.executed.load(Ordering::Relaxed);
@@ -153,6 +164,7 @@ impl Faults {
             match armed.iter().position(|&(p, at)| p == point && n >= at) {
                 Some(i) => {
                     armed.swap_remove(i);
+                    self.armed_count.store(armed.len(), Ordering::Relaxed);
                     true
                 }
                 None => false,

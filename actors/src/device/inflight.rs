@@ -3,7 +3,7 @@
 //! actor knows what was fetched, what is running, and which results are
 //! waiting to be written: every command is completed exactly once.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::VecDeque;
 
 use tcmud_core::ring::CmdRequest;
 
@@ -49,55 +49,116 @@ pub(crate) struct Slot {
     pub panics: u32,
 }
 
-/// Fetched, not yet completed commands in fetch order, plus the ring's
-/// fetch cursor as of the last recorded fetch.
-#[derive(Debug, Default)]
+/// Names one slot of the table: its place in the slab and its fetch
+/// sequence number (fetch order; also what makes a key to a slot that was
+/// removed and reused stale).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotKey {
+    idx: u32,
+    seq: u64,
+}
+
+/// One slab place: the slot and its sequence number.
+#[derive(Debug)]
+struct Place {
+    seq: u64,
+    slot: Slot,
+}
+
+/// Bits in the cmd_id bitmap (cmd_ids are u16).
+const ID_WORDS: usize = (u16::MAX as usize + 1) / 64;
+
+/// Fetched, not yet completed commands, plus the ring's fetch cursor as of
+/// the last recorded fetch.
+///
+/// Slots live in a slab (no allocation per command once it has grown to
+/// the queue depth); which cmd_ids are in flight is a bitmap. The commands
+/// waiting for an I/O thread and those waiting to be written to the ring
+/// are queues of keys, checked when taken (a key whose slot was removed or
+/// moved on is skipped), so no state change has to search them.
+#[derive(Debug)]
 pub(crate) struct InFlight {
     fetch_cursor: Option<u32>,
     next_seq: u64,
     next_token: u64,
-    slots: BTreeMap<u64, Slot>,
-    by_id: HashMap<u16, u64>,
-    // Indexes over `slots` by state, so a wake-up does not scan everything.
-    queued: BTreeSet<u64>,
-    done: BTreeSet<u64>,
+    places: Vec<Option<Place>>,
+    free: Vec<u32>,
+    len: usize,
+    ids: Box<[u64; ID_WORDS]>,
+    queued: VecDeque<SlotKey>,
+    done: VecDeque<SlotKey>,
+}
+
+impl Default for InFlight {
+    fn default() -> InFlight {
+        InFlight {
+            fetch_cursor: None,
+            next_seq: 0,
+            next_token: 0,
+            places: Vec::new(),
+            free: Vec::new(),
+            len: 0,
+            ids: Box::new([0; ID_WORDS]),
+            queued: VecDeque::new(),
+            done: VecDeque::new(),
+        }
+    }
 }
 
 impl InFlight {
     /// Records a fetched command and the fetch cursor after it. Returns its
-    /// sequence number, or `None` if the cmd_id is already in flight (a
-    /// kernel bug we must not answer twice).
-    pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Option<u64> {
+    /// key, or `None` if the cmd_id is already in flight (a kernel bug we
+    /// must not answer twice).
+    pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Option<SlotKey> {
         self.fetch_cursor = Some(cursor);
-        if self.by_id.contains_key(&req.cmd_id) {
+        let (word, bit) = id_bit(req.cmd_id);
+        if self.ids[word] & bit != 0 {
             return None;
         }
+        self.ids[word] |= bit;
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.by_id.insert(req.cmd_id, seq);
-        self.queued.insert(seq);
-        self.slots.insert(
+        let place = Some(Place {
             seq,
-            Slot {
+            slot: Slot {
                 req,
                 state: SlotState::Queued,
                 panics: 0,
             },
-        );
-        Some(seq)
+        });
+        let idx = match self.free.pop() {
+            Some(idx) => {
+                if let Some(p) = self.places.get_mut(idx as usize) {
+                    *p = place;
+                }
+                idx
+            }
+            None => {
+                self.places.push(place);
+                u32::try_from(self.places.len() - 1).unwrap_or(u32::MAX)
+            }
+        };
+        self.len += 1;
+        let key = SlotKey { idx, seq };
+        self.queued.push_back(key);
+        Some(key)
     }
 
     /// Records a command the ring could not parse but that must still be
     /// completed (with `out`).
-    pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<u64> {
-        let seq = self.insert(req, cursor)?;
-        self.cancel_unstarted(seq, out);
-        Some(seq)
+    pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<SlotKey> {
+        let key = self.insert(req, cursor)?;
+        self.cancel_unstarted(key, out);
+        Some(key)
     }
 
-    /// The cmd_ids in flight, in fetch order.
+    /// The cmd_ids in flight (in no particular order).
     pub fn cmd_ids(&self) -> Vec<u16> {
-        self.slots.values().map(|s| s.req.cmd_id).collect()
+        self.places
+            .iter()
+            .flatten()
+            .map(|p| p.slot.req.cmd_id)
+            .collect()
     }
 
     /// Records the fetch cursor after a non-command entry (TMR, PAD).
@@ -112,43 +173,77 @@ impl InFlight {
 
     /// Number of commands in flight.
     pub fn len(&self) -> usize {
-        self.slots.len()
+        self.len
     }
 
     /// No command in flight.
     pub fn is_empty(&self) -> bool {
-        self.slots.is_empty()
+        self.len == 0
     }
 
-    /// The slot `seq` (its state is changed only through this table).
-    pub fn get(&self, seq: u64) -> Option<&Slot> {
-        self.slots.get(&seq)
+    /// The slot `key` (its state is changed only through this table).
+    pub fn get(&self, key: SlotKey) -> Option<&Slot> {
+        self.place(key).map(|p| &p.slot)
     }
 
-    /// Sequence number of the command with `cmd_id`.
-    pub fn seq_of(&self, cmd_id: u16) -> Option<u64> {
-        self.by_id.get(&cmd_id).copied()
+    fn place(&self, key: SlotKey) -> Option<&Place> {
+        self.places
+            .get(key.idx as usize)
+            .and_then(Option::as_ref)
+            .filter(|p| p.seq == key.seq)
     }
 
-    /// Commands not yet handed to an I/O thread, in fetch order.
-    pub fn queued(&self) -> Vec<u64> {
-        self.queued.iter().copied().collect()
+    fn slot_mut(&mut self, key: SlotKey) -> Option<&mut Slot> {
+        self.places
+            .get_mut(key.idx as usize)
+            .and_then(Option::as_mut)
+            .filter(|p| p.seq == key.seq)
+            .map(|p| &mut p.slot)
     }
 
-    /// Marks `seq` dispatched and returns the job's token.
-    pub fn dispatch(&mut self, seq: u64) -> Option<u64> {
+    /// Key of the command with `cmd_id` (a search: for task management).
+    pub fn key_of(&self, cmd_id: u16) -> Option<SlotKey> {
+        let (word, bit) = id_bit(cmd_id);
+        if self.ids[word] & bit == 0 {
+            return None;
+        }
+        self.places.iter().enumerate().find_map(|(i, p)| {
+            let p = p.as_ref().filter(|p| p.slot.req.cmd_id == cmd_id)?;
+            Some(SlotKey {
+                idx: u32::try_from(i).ok()?,
+                seq: p.seq,
+            })
+        })
+    }
+
+    /// Takes the next command waiting for an I/O thread (fetch order, but
+    /// a command re-queued after a panic goes to the back).
+    pub fn next_queued(&mut self) -> Option<SlotKey> {
+        while let Some(key) = self.queued.pop_front() {
+            if matches!(self.get(key).map(|s| &s.state), Some(SlotState::Queued)) {
+                return Some(key);
+            }
+        }
+        None
+    }
+
+    /// Marks the queued command `key` dispatched and returns the job's
+    /// token.
+    pub fn dispatch(&mut self, key: SlotKey) -> Option<u64> {
         let token = self.next_token;
-        let slot = self.slots.get_mut(&seq)?;
-        self.next_token += 1;
+        let slot = self.slot_mut(key)?;
+        if !matches!(slot.state, SlotState::Queued) {
+            return None;
+        }
         slot.state = SlotState::Dispatched { token };
-        self.queued.remove(&seq);
+        self.next_token += 1;
         Some(token)
     }
 
-    /// An I/O thread starts job `token` of `seq`: true if it should run
+    /// An I/O thread starts job `token` of `key`: true if it should run
     /// (not cancelled, not superseded, not already finished).
-    pub fn start(&mut self, seq: u64, token: u64) -> bool {
-        match self.slots.get_mut(&seq) {
+    pub fn start(&mut self, key: SlotKey, token: u64) -> bool {
+        match self.slot_mut(key) {
             Some(slot) if matches!(slot.state, SlotState::Dispatched { token: t } if t == token) => {
                 slot.state = SlotState::Running { token };
                 true
@@ -157,36 +252,38 @@ impl InFlight {
         }
     }
 
-    /// Job `token` of `seq` finished: store its result unless the command
+    /// Job `token` of `key` finished: store its result unless the command
     /// was meanwhile completed otherwise (device failed, aborted).
-    pub fn finish(&mut self, seq: u64, token: u64, out: Outcome) -> bool {
-        match self.slots.get_mut(&seq) {
+    pub fn finish(&mut self, key: SlotKey, token: u64, out: Outcome) -> bool {
+        match self.slot_mut(key) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.state = SlotState::Done(out);
-                self.done.insert(seq);
+                self.done.push_back(key);
                 true
             }
             _ => false,
         }
     }
 
-    /// Job `token` of `seq` panicked: it goes back to `Queued` to run again
+    /// Job `token` of `key` panicked: it goes back to `Queued` to run again
     /// (`retry`) or finishes with `fallback`. Returns the panic count.
-    pub fn panicked(&mut self, seq: u64, token: u64, retry: bool, fallback: Outcome) -> u32 {
-        match self.slots.get_mut(&seq) {
+    pub fn panicked(&mut self, key: SlotKey, token: u64, retry: bool, fallback: Outcome) -> u32 {
+        let panics = match self.slot_mut(key) {
             Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
                 slot.panics += 1;
-                if retry {
-                    slot.state = SlotState::Queued;
-                    self.queued.insert(seq);
-                } else {
-                    slot.state = SlotState::Done(fallback);
-                    self.done.insert(seq);
-                }
+                slot.state = match retry {
+                    true => SlotState::Queued,
+                    false => SlotState::Done(fallback),
+                };
                 slot.panics
             }
-            _ => 0,
+            _ => return 0,
+        };
+        match retry {
+            true => self.queued.push_back(key),
+            false => self.done.push_back(key),
         }
+        panics
     }
 
     /// Completes every command that has not started with `out` (a failed
@@ -195,10 +292,15 @@ impl InFlight {
     /// another command as soon as this one is completed.
     pub fn finish_all_unfinished(&mut self, out: &Outcome) -> usize {
         let mut n = 0;
-        for (seq, slot) in &mut self.slots {
-            if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) {
-                slot.state = SlotState::Done(out.clone());
-                self.done.insert(*seq);
+        for (i, place) in self.places.iter_mut().enumerate() {
+            let Some(p) = place else { continue };
+            if matches!(
+                p.slot.state,
+                SlotState::Queued | SlotState::Dispatched { .. }
+            ) {
+                p.slot.state = SlotState::Done(out.clone());
+                let idx = u32::try_from(i).unwrap_or(u32::MAX);
+                self.done.push_back(SlotKey { idx, seq: p.seq });
                 n += 1;
             }
         }
@@ -206,42 +308,88 @@ impl InFlight {
         n
     }
 
-    /// Cancels `seq` if it has not started: it finishes with `out`.
-    pub fn cancel_unstarted(&mut self, seq: u64, out: Outcome) -> bool {
-        match self.slots.get_mut(&seq) {
+    /// Cancels `key` if it has not started: it finishes with `out`.
+    pub fn cancel_unstarted(&mut self, key: SlotKey, out: Outcome) -> bool {
+        match self.slot_mut(key) {
             Some(slot)
                 if matches!(slot.state, SlotState::Queued | SlotState::Dispatched { .. }) =>
             {
                 slot.state = SlotState::Done(out);
-                self.queued.remove(&seq);
-                self.done.insert(seq);
+                self.done.push_back(key);
                 true
             }
             _ => false,
         }
     }
 
-    /// Finished commands that may be written now, in fetch order: all of
-    /// them with out-of-order completion, else the finished prefix.
-    pub fn writable(&self, out_of_order: bool) -> Vec<u64> {
-        if out_of_order {
-            return self.done.iter().copied().collect();
+    /// The next finished command to write to the ring, left in the table
+    /// (and first in line) until [`InFlight::remove`] takes it: a crash
+    /// between the two writes it again rather than losing it.
+    pub fn next_done(&mut self) -> Option<SlotKey> {
+        while let Some(&key) = self.done.front() {
+            if matches!(self.get(key).map(|s| &s.state), Some(SlotState::Done(_))) {
+                return Some(key);
+            }
+            self.done.pop_front();
         }
-        self.slots
-            .iter()
-            .take_while(|(_, s)| matches!(s.state, SlotState::Done(_)))
-            .map(|(k, _)| *k)
-            .collect()
+        None
     }
 
-    /// Removes `seq` once its completion is in the ring.
-    pub fn remove(&mut self, seq: u64) -> Option<Slot> {
-        let slot = self.slots.remove(&seq)?;
-        self.by_id.remove(&slot.req.cmd_id);
-        self.queued.remove(&seq);
-        self.done.remove(&seq);
-        Some(slot)
+    /// Finished commands, in fetch order: all of them with out-of-order
+    /// completion, else the finished prefix.
+    #[cfg(test)]
+    pub fn writable(&self, out_of_order: bool) -> Vec<SlotKey> {
+        let mut all = self.in_fetch_order();
+        if !out_of_order {
+            let end = all
+                .iter()
+                .position(|k| !matches!(self.get(*k).map(|s| &s.state), Some(SlotState::Done(_))))
+                .unwrap_or(all.len());
+            all.truncate(end);
+        }
+        all.retain(|k| matches!(self.get(*k).map(|s| &s.state), Some(SlotState::Done(_))));
+        all
     }
+
+    /// Commands waiting for an I/O thread, in fetch order.
+    #[cfg(test)]
+    pub fn queued(&self) -> Vec<SlotKey> {
+        let mut all = self.in_fetch_order();
+        all.retain(|k| matches!(self.get(*k).map(|s| &s.state), Some(SlotState::Queued)));
+        all
+    }
+
+    #[cfg(test)]
+    fn in_fetch_order(&self) -> Vec<SlotKey> {
+        let mut keys: Vec<SlotKey> = (0..self.places.len())
+            .filter_map(|i| {
+                let idx = u32::try_from(i).ok()?;
+                let seq = self.places.get(i)?.as_ref()?.seq;
+                Some(SlotKey { idx, seq })
+            })
+            .collect();
+        keys.sort_by_key(|k| k.seq);
+        keys
+    }
+
+    /// Removes `key` once its completion is in the ring.
+    pub fn remove(&mut self, key: SlotKey) -> Option<Slot> {
+        self.place(key)?;
+        let place = self.places.get_mut(key.idx as usize)?.take()?;
+        let (word, bit) = id_bit(place.slot.req.cmd_id);
+        self.ids[word] &= !bit;
+        self.free.push(key.idx);
+        self.len -= 1;
+        if self.done.front() == Some(&key) {
+            self.done.pop_front();
+        }
+        Some(place.slot)
+    }
+}
+
+/// Word and bit of `cmd_id` in the bitmap.
+fn id_bit(cmd_id: u16) -> (usize, u64) {
+    (usize::from(cmd_id) / 64, 1u64 << (cmd_id % 64))
 }
 
 #[cfg(test)]
@@ -286,7 +434,8 @@ mod tests {
         assert_eq!(t.writable(true), vec![a, b]);
         t.remove(a);
         assert_eq!(t.cmd_ids(), vec![9]);
-        assert_eq!(t.seq_of(7), None);
+        assert_eq!(t.key_of(7), None);
+        assert_eq!(t.key_of(9), Some(b));
         t.remove(b);
         assert!(t.is_empty());
     }
@@ -336,5 +485,78 @@ mod tests {
             !t.finish(a, ta, out(0)),
             "a finished slot is not overwritten"
         );
+    }
+
+    #[test]
+    fn a_key_to_a_removed_slot_is_stale_after_its_place_is_reused() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta) && t.finish(a, ta, out(0)));
+        assert_eq!(t.next_done(), Some(a));
+        assert!(t.remove(a).is_some());
+        assert!(t.remove(a).is_none(), "removed once");
+        let b = t.insert(req(1), 0).expect("cmd_id 1 is free again");
+        assert_ne!(a, b, "same place, new sequence number");
+        assert!(t.get(a).is_none());
+        assert!(
+            !t.finish(a, ta, out(0)),
+            "a stale job cannot finish the new command"
+        );
+        assert!(!t.cancel_unstarted(a, out(2)));
+        assert_eq!(t.next_done(), None);
+        assert_eq!(t.next_queued(), Some(b));
+        assert_eq!(t.len(), 1);
+    }
+
+    #[test]
+    fn next_done_keeps_the_command_until_it_is_removed() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        assert!(t.cancel_unstarted(b, out(2)));
+        assert!(t.cancel_unstarted(a, out(2)));
+        // A crash between next_done and remove writes it again, not never.
+        assert_eq!(t.next_done(), Some(b));
+        assert_eq!(t.next_done(), Some(b));
+        t.remove(b);
+        assert_eq!(t.next_done(), Some(a));
+        t.remove(a);
+        assert_eq!(t.next_done(), None);
+        assert!(t.is_empty());
+    }
+
+    #[test]
+    fn next_queued_skips_cancelled_and_dispatched_commands() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        let c = t.insert(req(3), 0).unwrap();
+        assert!(t.cancel_unstarted(a, out(2)));
+        assert!(t.dispatch(b).is_some());
+        assert!(t.dispatch(b).is_none(), "not queued any more");
+        assert_eq!(t.next_queued(), Some(c));
+        assert_eq!(t.next_queued(), None);
+    }
+
+    #[test]
+    fn many_commands_reuse_a_few_places() {
+        let mut t = InFlight::default();
+        for round in 0..1000u32 {
+            let ids = [(round % 7) as u16, 100 + (round % 5) as u16];
+            let keys: Vec<_> = ids
+                .iter()
+                .map(|&i| t.insert(req(i), round).unwrap())
+                .collect();
+            for k in &keys {
+                let tok = t.dispatch(*k).unwrap();
+                assert!(t.start(*k, tok) && t.finish(*k, tok, out(0)));
+            }
+            while let Some(k) = t.next_done() {
+                t.remove(k);
+            }
+            assert!(t.is_empty());
+        }
+        assert!(t.places.len() <= 2, "{} places", t.places.len());
     }
 }

@@ -47,13 +47,19 @@ pub(crate) const MAX_TRANSFER_BYTES: u32 = 32 << 20;
 /// commands are accepted but gain nothing.
 const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
 
+/// MAXIMUM TRANSFER LENGTH in blocks (of [`limits`]; checked on every
+/// READ/WRITE, so computed alone).
+pub(crate) fn max_transfer(cfg: &LunConfig, caps: &BackendCaps) -> u32 {
+    let block_size = caps.block_size.max(1);
+    cfg.max_transfer_blocks
+        .min(MAX_TRANSFER_BYTES / block_size)
+        .max(1)
+}
+
 /// Computes the limits from the configuration and the backend.
 pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
     let block_size = caps.block_size.max(1);
-    let max_transfer = cfg
-        .max_transfer_blocks
-        .min(MAX_TRANSFER_BYTES / block_size)
-        .max(1);
+    let max_transfer = max_transfer(cfg, caps);
     let optimal_transfer = max_transfer.min((OPTIMAL_TRANSFER_BYTES / block_size).max(1));
     let max_unmap = if caps.thin {
         caps.max_unmap_blocks.min(MAX_UNMAP_LBA_COUNT)
@@ -151,7 +157,7 @@ impl BlockRequest {
     /// Checks the transfer length against MAXIMUM TRANSFER LENGTH and the
     /// range against the capacity.
     pub fn extent(&self, ctx: &Ctx<'_>) -> Result<Extent, ScsiError> {
-        if self.blocks > limits(ctx.lun.config(), &ctx.caps).max_transfer {
+        if self.blocks > max_transfer(ctx.lun.config(), &ctx.caps) {
             return Err(ScsiError::cdb(self.len_byte, 7));
         }
         Extent::new(

@@ -55,6 +55,14 @@ pub(crate) fn write_verify16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// data-out streams from the caller's source into the backend.
 const STREAMING_WRITES: [u8; 7] = [0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E];
 
+/// Opcodes of READ(6/10/12/16).
+const READS: [u8; 4] = [0x08, 0x28, 0xA8, 0x88];
+
+/// Whether `opcode` is READ(6/10/12/16): no data-out, no side effects.
+pub(crate) fn is_read(opcode: u8) -> bool {
+    READS.contains(&opcode)
+}
+
 /// Whether `opcode`'s handler takes its data-out from the caller's source
 /// rather than from plain bytes.
 pub(crate) fn streams_data_out(opcode: u8) -> bool {
@@ -80,8 +88,17 @@ fn read(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
         }
     };
     if let Some(mut window) = SinkPrefix::new(&mut *sink, ext.bytes) {
-        backend.read_into(ext.lba, &mut window)?;
+        if ctx.nowait {
+            if !backend.read_nowait(ext.lba, &mut window)? {
+                return Err(ScsiError::WouldBlock);
+            }
+        } else {
+            backend.read_into(ext.lba, &mut window)?;
+        }
         return Ok(Reply::InPlace(ext.bytes));
+    }
+    if ctx.nowait {
+        return Err(ScsiError::WouldBlock);
     }
     // The initiator's buffer is shorter than the transfer: read it all,
     // return what fits.
