@@ -136,8 +136,10 @@ impl DeviceActor {
         let mut inline = std::mem::take(&mut self.inline_jobs);
         let mut own_reads = NOWAIT_READS_PER_PUMP;
         while let Some(key) = table.next_queued() {
+            // next_queued returns a queued command until its state moves
+            // on: every path below dispatches or cancels it.
             let Some(slot) = table.get(key) else {
-                continue;
+                break;
             };
             let cdb = slot.req.cdb.clone();
             let dir = direction(cdb.as_bytes());
@@ -163,7 +165,7 @@ impl DeviceActor {
                 Counters::add(&self.shared.counters.bytes_out, out_spans.len() as u64);
             }
             let Some(token) = table.dispatch(key) else {
-                continue;
+                break;
             };
             let job = Job {
                 key,

@@ -216,13 +216,16 @@ impl InFlight {
         })
     }
 
-    /// Takes the next command waiting for an I/O thread (fetch order, but
-    /// a command re-queued after a panic goes to the back).
+    /// The next command waiting for an I/O thread (fetch order, but a
+    /// command re-queued after a panic goes to the back). It stays first in
+    /// line until [`InFlight::dispatch`] or [`InFlight::cancel_unstarted`]
+    /// moves it on: a crash in between leaves it queued, not stranded.
     pub fn next_queued(&mut self) -> Option<SlotKey> {
-        while let Some(key) = self.queued.pop_front() {
+        while let Some(&key) = self.queued.front() {
             if matches!(self.get(key).map(|s| &s.state), Some(SlotState::Queued)) {
                 return Some(key);
             }
+            self.queued.pop_front();
         }
         None
     }
@@ -536,6 +539,7 @@ mod tests {
         assert!(t.dispatch(b).is_some());
         assert!(t.dispatch(b).is_none(), "not queued any more");
         assert_eq!(t.next_queued(), Some(c));
+        assert!(t.dispatch(c).is_some());
         assert_eq!(t.next_queued(), None);
     }
 
@@ -558,5 +562,19 @@ mod tests {
             assert!(t.is_empty());
         }
         assert!(t.places.len() <= 2, "{} places", t.places.len());
+    }
+
+    #[test]
+    fn next_queued_keeps_the_command_until_it_is_dispatched() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 0).unwrap();
+        let b = t.insert(req(2), 0).unwrap();
+        // A crash between next_queued and dispatch finds it again.
+        assert_eq!(t.next_queued(), Some(a));
+        assert_eq!(t.next_queued(), Some(a));
+        assert!(t.dispatch(a).is_some());
+        assert_eq!(t.next_queued(), Some(b));
+        assert!(t.cancel_unstarted(b, out(2)));
+        assert_eq!(t.next_queued(), None);
     }
 }
