@@ -151,3 +151,58 @@ fn lun_serves_cached_reads_on_the_callers_thread_and_defers_the_rest() {
     finish(&mut sim, &mut ring, &[cmd.cmd_id]);
     finish(&mut sim, &mut ring, &others);
 }
+
+/// Sets `path`'s access time an hour before its modification time: with
+/// `relatime` the next read would update it.
+fn age_atime(path: &std::path::Path) {
+    use nix::sys::stat::{utimensat, UtimensatFlags};
+    use nix::sys::time::TimeSpec;
+    let meta = std::fs::metadata(path).unwrap();
+    let mtime = TimeSpec::new(std::os::unix::fs::MetadataExt::mtime(&meta), 0);
+    let old = TimeSpec::new(std::os::unix::fs::MetadataExt::mtime(&meta) - 3600, 0);
+    utimensat(
+        nix::fcntl::AT_FDCWD,
+        path,
+        &old,
+        &mtime,
+        UtimensatFlags::FollowSymlink,
+    )
+    .unwrap();
+}
+
+fn atime(path: &std::path::Path) -> i64 {
+    std::os::unix::fs::MetadataExt::atime(&std::fs::metadata(path).unwrap())
+}
+
+/// Reads do not update the image's or the data file's access time (opened
+/// `O_NOATIME`): an atime update is a journalled metadata change that can
+/// wait, and reads may run on the device's own thread.
+#[test]
+fn reads_leave_the_access_time_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("img");
+    let backend = FileBackend::create(&img, 512, 1 << 20).unwrap();
+    backend.write(0, &pattern(51, 4096), false).unwrap();
+    age_atime(&img);
+    let before = atime(&img);
+    let mut buf = vec![0u8; 4096];
+    backend.read(0, &mut buf).unwrap();
+    assert_eq!(atime(&img), before, "the image's atime moved");
+
+    let cfg = PoolConfig {
+        chunk_size: 4096,
+        capacity_bytes: 64 * 4096,
+        low_water_pct: 75,
+    };
+    let pool_dir = dir.path().join("pool");
+    let pool = Pool::create(&pool_dir, &cfg).unwrap();
+    pool.create_volume("v", 64 * 4096, 512).unwrap();
+    let v = pool.open_volume("v").unwrap();
+    v.write(0, &pattern(52, 4096), false).unwrap();
+    let data = pool_dir.join("data");
+    assert!(data.is_file(), "pool data file at {}", data.display());
+    age_atime(&data);
+    let before = atime(&data);
+    v.read(0, &mut buf).unwrap();
+    assert_eq!(atime(&data), before, "the data file's atime moved");
+}

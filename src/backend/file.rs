@@ -37,23 +37,40 @@ pub struct FileBackend {
     no_nowait: AtomicBool,
 }
 
+/// Opens `path` with `opts` and `O_NOATIME`, so that no read updates the
+/// file's access time: that is a metadata change which can wait for the
+/// file system's journal, and reads may run where nothing must wait
+/// ([`BlockBackend::read_nowait`]). Without it when the kernel refuses it
+/// (`EPERM`: the daemon does not own the file).
+pub(crate) fn open_noatime(opts: &OpenOptions, path: &Path) -> io::Result<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut noatime = opts.clone();
+    noatime.custom_flags(libc::O_NOATIME);
+    match noatime.open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => opts.open(path),
+        r => r,
+    }
+}
+
 impl FileBackend {
     /// Opens an existing image; its size (rounded down to whole blocks) is
     /// the capacity.
     pub fn open(path: &Path, block_size: u32, read_only: bool) -> io::Result<FileBackend> {
-        let file = OpenOptions::new().read(true).write(!read_only).open(path)?;
+        let file = open_noatime(OpenOptions::new().read(true).write(!read_only), path)?;
         FileBackend::from_file(file, block_size, read_only)
     }
 
     /// Opens or creates an image and extends it to `size_bytes` if it is
     /// smaller (never shrinks it).
     pub fn create(path: &Path, block_size: u32, size_bytes: u64) -> io::Result<FileBackend> {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(path)?;
+        let file = open_noatime(
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false),
+            path,
+        )?;
         if file.metadata()?.len() < size_bytes {
             file.set_len(size_bytes)?;
         }

@@ -4,6 +4,8 @@
 use std::fs::{self, OpenOptions};
 use std::path::Path;
 
+use crate::backend::file::open_noatime;
+
 use super::format::{self, Superblock};
 use super::io::{DataIo, FileIo};
 use super::lock::PoolLock;
@@ -59,13 +61,12 @@ impl Pool {
             Err(e) => return Err(PoolError::io(format!("reading {}", dir.display()), e)),
         }
         let mut pool_lock = PoolLock::acquire(dir)?;
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(dir.join(DATA_FILE))
-            .and_then(FileIo::new)
-            .map_err(|e| PoolError::io("creating the data file", e))?;
+        let data = open_noatime(
+            OpenOptions::new().read(true).write(true).create_new(true),
+            &dir.join(DATA_FILE),
+        )
+        .and_then(FileIo::new)
+        .map_err(|e| PoolError::io("creating the data file", e))?;
         let store = SledStore::open(&dir.join(META_DIR))?;
         pool_lock.write_pid()?;
         let pool = Pool::from_parts(
@@ -109,12 +110,12 @@ impl Pool {
     }
 
     fn open_locked(dir: &Path, mut pool_lock: PoolLock) -> Result<Pool, PoolError> {
-        let data = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(dir.join(DATA_FILE))
-            .and_then(FileIo::new)
-            .map_err(|e| PoolError::io("opening the data file", e))?;
+        let data = open_noatime(
+            OpenOptions::new().read(true).write(true),
+            &dir.join(DATA_FILE),
+        )
+        .and_then(FileIo::new)
+        .map_err(|e| PoolError::io("opening the data file", e))?;
         let meta = dir.join(META_DIR);
         preflight_sled(&meta)?;
         // Validate against the seal before sled gets to rewrite anything.
