@@ -6,7 +6,6 @@
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendError, BlockBackend};
-use tcmud_core::pool::{Pool, PoolConfig};
 use tcmud_core::sim::SimDir;
 
 mod zero_copy_common;
@@ -42,14 +41,7 @@ fn file_backend_reads_cached_bytes_into_the_ring_without_waiting() {
 #[test]
 fn pool_volume_reads_mapped_chunks_and_holes_without_waiting() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = PoolConfig {
-        chunk_size: 4096,
-        capacity_bytes: 64 * 4096,
-        low_water_pct: 75,
-    };
-    let pool = Pool::create(dir.path(), &cfg).unwrap();
-    pool.create_volume("v", 64 * 4096, 512).unwrap();
-    let v = pool.open_volume("v").unwrap();
+    let (_pool, v) = small_pool(dir.path(), 64);
     // Chunks 0 and 2 written, chunk 1 a hole. (A chunk written in part
     // may be a sparse hole in the data file around the written bytes: the
     // kernel then has no cached page to hand out without waiting.)
@@ -189,15 +181,8 @@ fn reads_leave_the_access_time_alone() {
     backend.read(0, &mut buf).unwrap();
     assert_eq!(atime(&img), before, "the image's atime moved");
 
-    let cfg = PoolConfig {
-        chunk_size: 4096,
-        capacity_bytes: 64 * 4096,
-        low_water_pct: 75,
-    };
     let pool_dir = dir.path().join("pool");
-    let pool = Pool::create(&pool_dir, &cfg).unwrap();
-    pool.create_volume("v", 64 * 4096, 512).unwrap();
-    let v = pool.open_volume("v").unwrap();
+    let (_pool, v) = small_pool(&pool_dir, 64);
     v.write(0, &pattern(52, 4096), false).unwrap();
     let data = pool_dir.join("data");
     assert!(data.is_file(), "pool data file at {}", data.display());

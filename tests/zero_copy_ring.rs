@@ -196,16 +196,8 @@ fn file_backend_reports_a_file_shrunk_under_it() {
 /// unmapped ones (zeros) straight into a fragmented ring buffer.
 #[test]
 fn pool_volume_reads_into_the_ring() {
-    use tcmud_core::pool::{Pool, PoolConfig};
     let dir = tempfile::tempdir().unwrap();
-    let cfg = PoolConfig {
-        chunk_size: 4096,
-        capacity_bytes: 64 * 4096,
-        low_water_pct: 75,
-    };
-    let pool = Pool::create(dir.path(), &cfg).unwrap();
-    pool.create_volume("v", 64 * 4096, 512).unwrap();
-    let v = pool.open_volume("v").unwrap();
+    let (_pool, v) = small_pool(dir.path(), 64);
     // Chunks 0 and 2 written (chunk 2 partly), chunk 1 never.
     let a = pattern(11, 4096);
     let c = pattern(12, 1024);
@@ -241,16 +233,8 @@ fn pool_volume_reads_into_the_ring() {
 /// and the snapshot read back what they must.
 #[test]
 fn pool_volume_writes_from_the_ring() {
-    use tcmud_core::pool::{Pool, PoolConfig};
     let dir = tempfile::tempdir().unwrap();
-    let cfg = PoolConfig {
-        chunk_size: 4096,
-        capacity_bytes: 64 * 4096,
-        low_water_pct: 75,
-    };
-    let pool = Pool::create(dir.path(), &cfg).unwrap();
-    pool.create_volume("v", 16 * 4096, 512).unwrap();
-    let v = pool.open_volume("v").unwrap();
+    let (pool, v) = small_pool(dir.path(), 16);
     let old = pattern(21, 2 * 4096);
     v.write(8, &old, false).unwrap(); // chunks 1 and 2 (shared below)
     pool.snapshot("v", "s").unwrap();

@@ -223,14 +223,7 @@ fn compare_and_write_never_runs_twice() {
 
 #[test]
 fn panics_and_task_aborts_together() {
-    let plan = FaultPlan {
-        triggers: vec![
-            (FaultPoint::Emulate, 150),
-            (FaultPoint::Reply, 400),
-            (FaultPoint::Emulate, 700),
-            (FaultPoint::Reply, 900),
-        ],
-    };
+    let plan = four_panics();
     // One slow I/O thread: commands queue up, so aborts find some unstarted.
     let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
     let slow = Arc::new(Slow::new(mem, 400, 21));
@@ -262,14 +255,7 @@ fn panics_and_task_aborts_together() {
 /// answered once with the right bytes.
 #[test]
 fn tmr_and_panics_with_reads_served_on_the_device_thread() {
-    let plan = FaultPlan {
-        triggers: vec![
-            (FaultPoint::Emulate, 150),
-            (FaultPoint::Reply, 400),
-            (FaultPoint::Emulate, 700),
-            (FaultPoint::Reply, 900),
-        ],
-    };
+    let plan = four_panics();
     let dir = tempfile::tempdir().unwrap();
     let file = FileBackend::create(
         &dir.path().join("img"),
@@ -293,4 +279,16 @@ fn tmr_and_panics_with_reads_served_on_the_device_thread() {
     assert!(r.tmrs > 0 && r.aborted > 0, "{r:?}");
     assert_eq!(r.good + r.aborted, 1200);
     assert_eq!(run.stats.restarts, 4);
+}
+
+/// Two panics of the I/O thread and two of the actor, spread over a run.
+fn four_panics() -> FaultPlan {
+    FaultPlan {
+        triggers: vec![
+            (FaultPoint::Emulate, 150),
+            (FaultPoint::Reply, 400),
+            (FaultPoint::Emulate, 700),
+            (FaultPoint::Reply, 900),
+        ],
+    }
 }

@@ -122,3 +122,23 @@ impl BlockSource for Opaque {
         self.0.pwrite_at(at, len, fd, off)
     }
 }
+
+/// A pool in `dir` of 64 chunks of 4 KiB with one volume "v" of `chunks`
+/// chunks (512-byte blocks), opened.
+pub fn small_pool(
+    dir: &std::path::Path,
+    chunks: u64,
+) -> (
+    tcmud_core::pool::Pool,
+    std::sync::Arc<tcmud_core::pool::Volume>,
+) {
+    let cfg = tcmud_core::pool::PoolConfig {
+        chunk_size: 4096,
+        capacity_bytes: 64 * 4096,
+        low_water_pct: 75,
+    };
+    let pool = tcmud_core::pool::Pool::create(dir, &cfg).unwrap();
+    pool.create_volume("v", chunks * 4096, 512).unwrap();
+    let v = pool.open_volume("v").unwrap();
+    (pool, v)
+}
