@@ -65,18 +65,19 @@ struct Place {
     slot: Slot,
 }
 
-/// Bits in the cmd_id bitmap (cmd_ids are u16).
-const ID_WORDS: usize = (u16::MAX as usize + 1) / 64;
+/// Entries of the cmd_id index (cmd_ids are u16).
+const IDS: usize = u16::MAX as usize + 1;
 
 /// Fetched, not yet completed commands, plus the ring's fetch cursor as of
 /// the last recorded fetch.
 ///
 /// Slots live in a slab (no allocation per command once it has grown to
-/// the queue depth); which cmd_ids are in flight is a bitmap. The commands
+/// the queue depth); an index by cmd_id (slab place + 1, 0 for none; its
+/// pages are only touched for the ids the kernel uses, lowest first) finds
+/// a command for a TMR and refuses an id already in flight. The commands
 /// waiting for an I/O thread and those waiting to be written to the ring
 /// are queues of keys, checked when taken (a key whose slot was removed or
 /// moved on is skipped), so no state change has to search them.
-#[derive(Debug)]
 pub(crate) struct InFlight {
     fetch_cursor: Option<u32>,
     next_seq: u64,
@@ -84,9 +85,21 @@ pub(crate) struct InFlight {
     places: Vec<Option<Place>>,
     free: Vec<u32>,
     len: usize,
-    ids: Box<[u64; ID_WORDS]>,
+    by_id: Box<[u32]>,
     queued: VecDeque<SlotKey>,
     done: VecDeque<SlotKey>,
+}
+
+impl std::fmt::Debug for InFlight {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InFlight")
+            .field("len", &self.len)
+            .field("fetch_cursor", &self.fetch_cursor)
+            .field("next_seq", &self.next_seq)
+            .field("queued", &self.queued.len())
+            .field("done", &self.done.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for InFlight {
@@ -98,7 +111,7 @@ impl Default for InFlight {
             places: Vec::new(),
             free: Vec::new(),
             len: 0,
-            ids: Box::new([0; ID_WORDS]),
+            by_id: vec![0; IDS].into_boxed_slice(),
             queued: VecDeque::new(),
             done: VecDeque::new(),
         }
@@ -111,11 +124,10 @@ impl InFlight {
     /// must not answer twice).
     pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Option<SlotKey> {
         self.fetch_cursor = Some(cursor);
-        let (word, bit) = id_bit(req.cmd_id);
-        if self.ids[word] & bit != 0 {
+        let cmd_id = usize::from(req.cmd_id);
+        if self.by_id.get(cmd_id).is_none_or(|&i| i != 0) {
             return None;
         }
-        self.ids[word] |= bit;
         let seq = self.next_seq;
         self.next_seq += 1;
         let place = Some(Place {
@@ -138,6 +150,9 @@ impl InFlight {
                 u32::try_from(self.places.len() - 1).unwrap_or(u32::MAX)
             }
         };
+        if let Some(i) = self.by_id.get_mut(cmd_id) {
+            *i = idx.saturating_add(1);
+        }
         self.len += 1;
         let key = SlotKey { idx, seq };
         self.queued.push_back(key);
@@ -201,19 +216,11 @@ impl InFlight {
             .map(|p| &mut p.slot)
     }
 
-    /// Key of the command with `cmd_id` (a search: for task management).
+    /// Key of the command with `cmd_id` (for task management).
     pub fn key_of(&self, cmd_id: u16) -> Option<SlotKey> {
-        let (word, bit) = id_bit(cmd_id);
-        if self.ids[word] & bit == 0 {
-            return None;
-        }
-        self.places.iter().enumerate().find_map(|(i, p)| {
-            let p = p.as_ref().filter(|p| p.slot.req.cmd_id == cmd_id)?;
-            Some(SlotKey {
-                idx: u32::try_from(i).ok()?,
-                seq: p.seq,
-            })
-        })
+        let idx = self.by_id.get(usize::from(cmd_id))?.checked_sub(1)?;
+        let p = self.places.get(idx as usize)?.as_ref()?;
+        (p.slot.req.cmd_id == cmd_id).then_some(SlotKey { idx, seq: p.seq })
     }
 
     /// The next command waiting for an I/O thread (fetch order, but a
@@ -379,8 +386,9 @@ impl InFlight {
     pub fn remove(&mut self, key: SlotKey) -> Option<Slot> {
         self.place(key)?;
         let place = self.places.get_mut(key.idx as usize)?.take()?;
-        let (word, bit) = id_bit(place.slot.req.cmd_id);
-        self.ids[word] &= !bit;
+        if let Some(i) = self.by_id.get_mut(usize::from(place.slot.req.cmd_id)) {
+            *i = 0;
+        }
         self.free.push(key.idx);
         self.len -= 1;
         if self.done.front() == Some(&key) {
@@ -388,11 +396,6 @@ impl InFlight {
         }
         Some(place.slot)
     }
-}
-
-/// Word and bit of `cmd_id` in the bitmap.
-fn id_bit(cmd_id: u16) -> (usize, u64) {
-    (usize::from(cmd_id) / 64, 1u64 << (cmd_id % 64))
 }
 
 #[cfg(test)]
@@ -576,5 +579,22 @@ mod tests {
         assert_eq!(t.next_queued(), Some(b));
         assert!(t.cancel_unstarted(b, out(2)));
         assert_eq!(t.next_queued(), None);
+    }
+
+    #[test]
+    fn key_of_finds_every_cmd_id_and_forgets_removed_ones() {
+        let mut t = InFlight::default();
+        let lo = t.insert(req(0), 0).unwrap();
+        let hi = t.insert(req(u16::MAX), 0).unwrap();
+        assert_eq!((t.key_of(0), t.key_of(u16::MAX)), (Some(lo), Some(hi)));
+        assert_eq!(t.key_of(1), None);
+        assert!(t.cancel_unstarted(lo, out(2)));
+        t.remove(lo);
+        assert_eq!(t.key_of(0), None);
+        // The place is reused by another id; the old id stays unknown.
+        let again = t.insert(req(7), 0).unwrap();
+        assert_eq!(t.key_of(7), Some(again));
+        assert_eq!(t.key_of(0), None);
+        assert!(t.insert(req(u16::MAX), 0).is_none(), "still in flight");
     }
 }
