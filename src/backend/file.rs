@@ -8,7 +8,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -32,9 +32,44 @@ pub struct FileBackend {
     /// Capabilities except `num_blocks`, which lives in `num_blocks`.
     caps: BackendCaps,
     num_blocks: AtomicU64,
-    /// `RWF_NOWAIT` reads are refused on this file (`EOPNOTSUPP`): stop
-    /// trying them.
-    no_nowait: AtomicBool,
+    nowait: NowaitReads,
+}
+
+/// `RWF_NOWAIT` reads of one file ([`BlockSink::pread_nowait_at`]), given
+/// up for good once the file refuses them (`EOPNOTSUPP`).
+#[derive(Debug, Default)]
+pub(crate) struct NowaitReads {
+    refused: AtomicBool,
+}
+
+impl NowaitReads {
+    /// Reads `len` bytes of `fd` at `off` into `[at, at + len)` of `sink`
+    /// without waiting: true when all of them were read. Any failure is
+    /// false: the blocking read that follows decides (and reports).
+    pub(crate) fn read(
+        &self,
+        sink: &mut dyn BlockSink,
+        at: usize,
+        len: usize,
+        fd: BorrowedFd<'_>,
+        off: u64,
+    ) -> bool {
+        if self.refused.load(Ordering::Relaxed) {
+            return false;
+        }
+        match sink.pread_nowait_at(at, len, fd, off) {
+            Ok(n) => n == len,
+            Err(e) => {
+                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
+                    tracing::debug!(
+                        "RWF_NOWAIT reads not supported: every read goes to an I/O thread"
+                    );
+                    self.refused.store(true, Ordering::Relaxed);
+                }
+                false
+            }
+        }
+    }
 }
 
 /// Opens `path` with `opts` and `O_NOATIME`, so that no read updates the
@@ -102,7 +137,7 @@ impl FileBackend {
             file,
             caps,
             num_blocks,
-            no_nowait: AtomicBool::new(false),
+            nowait: NowaitReads::default(),
         })
     }
 
@@ -204,24 +239,9 @@ impl BlockBackend for FileBackend {
     /// One `preadv2(RWF_NOWAIT)` attempt per buffer span: served on the
     /// caller's thread when the bytes are in the page cache.
     fn read_nowait(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<bool, BackendError> {
-        if self.no_nowait.load(Ordering::Relaxed) {
-            return Ok(false);
-        }
         let len = sink.len();
         let (off, _) = self.span(lba, self.blocks_of(len))?;
-        match sink.pread_nowait_at(0, len, self.file.as_fd(), off) {
-            Ok(n) => Ok(n == len),
-            Err(e) => {
-                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                    tracing::debug!(
-                        "RWF_NOWAIT reads not supported: every read goes to an I/O thread"
-                    );
-                    self.no_nowait.store(true, Ordering::Relaxed);
-                }
-                // Whatever it was, the blocking read decides (and reports).
-                Ok(false)
-            }
-        }
+        Ok(self.nowait.read(sink, 0, len, self.file.as_fd(), off))
     }
 
     /// `pwrite` straight from the source.

@@ -4,8 +4,9 @@ use std::fs::File;
 use std::io;
 use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 
+use crate::backend::file::NowaitReads;
 use crate::backend::{BlockSink, BlockSource};
 
 /// Positional I/O on the pool's data file.
@@ -64,8 +65,7 @@ pub struct FileIo {
     /// to a length below a concurrent write past the old end would cut
     /// that write off (it read back as zeros).
     grow: std::sync::RwLock<()>,
-    /// The file refused an `RWF_NOWAIT` read (`EOPNOTSUPP`): stop trying.
-    no_nowait: AtomicBool,
+    nowait: NowaitReads,
 }
 
 impl FileIo {
@@ -76,7 +76,7 @@ impl FileIo {
             file,
             len: AtomicU64::new(len),
             grow: std::sync::RwLock::new(()),
-            no_nowait: AtomicBool::new(false),
+            nowait: NowaitReads::default(),
         })
     }
 }
@@ -107,18 +107,7 @@ impl DataIo for FileIo {
     }
 
     fn read_nowait(&self, sink: &mut dyn BlockSink, at: usize, len: usize, off: u64) -> bool {
-        if self.no_nowait.load(Ordering::Relaxed) {
-            return false;
-        }
-        match sink.pread_nowait_at(at, len, self.file.as_fd(), off) {
-            Ok(n) => n == len,
-            Err(e) => {
-                if e.raw_os_error() == Some(libc::EOPNOTSUPP) {
-                    self.no_nowait.store(true, Ordering::Relaxed);
-                }
-                false
-            }
-        }
+        self.nowait.read(sink, at, len, self.file.as_fd(), off)
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
