@@ -173,7 +173,7 @@ impl BlockSink for RingData<'_> {
             let mut got = 0usize;
             while got < n && !eof {
                 let fo = file_offset(file_off, done + got)?;
-                match map.pread_data(off + got, n - got, fd, fo) {
+                match map.pread_data(off + got, n - got, fd, fo, 0) {
                     Ok(0) => eof = true,
                     Ok(k) => got += k,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
@@ -201,7 +201,7 @@ impl BlockSink for RingData<'_> {
                 return Ok(());
             }
             let fo = file_offset(file_off, done)?;
-            let got = match map.pread_data_nowait(off, n, fd, fo) {
+            let got = match map.pread_data(off, n, fd, fo, libc::RWF_NOWAIT) {
                 Ok(k) => k,
                 // Nothing more without waiting (EAGAIN) or not at all.
                 Err(e) if total > 0 && e.kind() == io::ErrorKind::WouldBlock => 0,

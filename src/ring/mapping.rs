@@ -353,53 +353,35 @@ impl Mapping {
         Ok(())
     }
 
-    /// One `pread(2)` of up to `len` bytes of `fd` at `file_off` straight
+    /// One `preadv2(2)` of up to `len` bytes of `fd` at `file_off` straight
     /// into the data-area span at `off`; returns the bytes read (0 at end of
-    /// file). Under the ownership rule of [`Mapping::copy_out`]: only for
-    /// the data buffers of a command we own.
+    /// file). `flags` 0 reads as `pread(2)` does; `RWF_NOWAIT` reads only
+    /// what the kernel can hand over without waiting for a device
+    /// (page-cache hits): `EAGAIN` when nothing could be read so,
+    /// `EOPNOTSUPP` where the file does not support it. Under the ownership
+    /// rule of [`Mapping::copy_out`]: only for the data buffers of a command
+    /// we own.
     pub(crate) fn pread_data(
         &self,
         off: usize,
         len: usize,
         fd: BorrowedFd<'_>,
         file_off: libc::off_t,
-    ) -> io::Result<usize> {
-        let p = self.at(off, len).map_err(io::Error::other)?;
-        // SAFETY: `[off, off + len)` lies inside the live, writable mapping
-        // (checked by `at`; `self.map` keeps it mapped for this call). The
-        // kernel writes at most `len` bytes at `p`, exactly as a `memcpy`
-        // into the span would, and forms no Rust reference; the peer does
-        // not access an in-flight command's data pages meanwhile. `fd` is a
-        // borrowed, open descriptor for the duration of the call.
-        let n = unsafe { libc::pread(fd.as_raw_fd(), p.cast::<libc::c_void>(), len, file_off) };
-        usize::try_from(n).map_err(|_| io::Error::last_os_error())
-    }
-
-    /// One `preadv2(2)` with `RWF_NOWAIT` of up to `len` bytes of `fd` at
-    /// `file_off` into the data-area span at `off`: only what the kernel
-    /// can hand over without waiting for a device (page-cache hits).
-    /// Returns the bytes read; `EAGAIN` when nothing could be read without
-    /// waiting, `EOPNOTSUPP` where the file does not support it. Under the
-    /// ownership rule of [`Mapping::pread_data`].
-    pub(crate) fn pread_data_nowait(
-        &self,
-        off: usize,
-        len: usize,
-        fd: BorrowedFd<'_>,
-        file_off: libc::off_t,
+        flags: libc::c_int,
     ) -> io::Result<usize> {
         let p = self.at(off, len).map_err(io::Error::other)?;
         let iov = libc::iovec {
             iov_base: p.cast::<libc::c_void>(),
             iov_len: len,
         };
-        // SAFETY: as in `pread_data`: `[off, off + len)` lies inside the
-        // live, writable mapping (checked by `at`, kept mapped by
-        // `self.map`), described by the one iovec that lives on this stack
-        // frame for the call; the kernel writes at most `len` bytes there
-        // and no Rust reference into the span exists; the peer does not
-        // touch an in-flight command's data pages; `fd` is borrowed and open.
-        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, file_off, libc::RWF_NOWAIT) };
+        // SAFETY: `[off, off + len)` lies inside the live, writable mapping
+        // (checked by `at`; `self.map` keeps it mapped for this call),
+        // described by the one iovec that lives on this stack frame for the
+        // call. The kernel writes at most `len` bytes at `p`, exactly as a
+        // `memcpy` into the span would, and forms no Rust reference; the
+        // peer does not access an in-flight command's data pages meanwhile.
+        // `fd` is a borrowed, open descriptor for the duration of the call.
+        let n = unsafe { libc::preadv2(fd.as_raw_fd(), &iov, 1, file_off, flags) };
         usize::try_from(n).map_err(|_| io::Error::last_os_error())
     }
 

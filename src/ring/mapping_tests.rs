@@ -120,14 +120,14 @@ fn pread_and_pwrite_go_straight_through_the_mapping() {
     let disk = tempfile::tempfile().unwrap();
     assert_eq!(m.pwrite_data(60, 80, disk.as_fd(), 7).unwrap(), 80);
     m.fill_data(0, 256, 0).unwrap();
-    assert_eq!(m.pread_data(3, 200, disk.as_fd(), 0).unwrap(), 87);
+    assert_eq!(m.pread_data(3, 200, disk.as_fd(), 0, 0).unwrap(), 87);
     let mut back = [0u8; 90];
     m.copy_out(3, &mut back).unwrap();
     assert!(back[..7].iter().all(|&b| b == 0));
     assert_eq!(&back[7..87], &data[10..90]);
     assert!(back[87..].iter().all(|&b| b == 0));
-    assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000).unwrap(), 0);
-    assert!(m.pread_data(200, 57, disk.as_fd(), 0).is_err());
+    assert_eq!(m.pread_data(0, 10, disk.as_fd(), 1000, 0).unwrap(), 0);
+    assert!(m.pread_data(200, 57, disk.as_fd(), 0, 0).is_err());
     assert!(m.pwrite_data(usize::MAX, 2, disk.as_fd(), 0).is_err());
 }
 
@@ -144,7 +144,7 @@ fn pread_nowait_reads_cached_bytes_into_the_mapping() {
     let mut disk = tempfile::tempfile().unwrap();
     let data: Vec<u8> = (0..64u8).collect();
     disk.write_all(&data).unwrap(); // just written: in the page cache
-    match m.pread_data_nowait(10, 64, disk.as_fd(), 0) {
+    match m.pread_data(10, 64, disk.as_fd(), 0, libc::RWF_NOWAIT) {
         Ok(n) => {
             assert_eq!(n, 64);
             let mut back = [0u8; 64];
@@ -155,7 +155,8 @@ fn pread_nowait_reads_cached_bytes_into_the_mapping() {
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EOPNOTSUPP), "{e}"),
     }
     assert!(
-        m.pread_data_nowait(250, 64, disk.as_fd(), 0).is_err(),
+        m.pread_data(250, 64, disk.as_fd(), 0, libc::RWF_NOWAIT)
+            .is_err(),
         "outside the mapping"
     );
 }
