@@ -186,19 +186,10 @@ impl Lun {
                 return respond(cdb, Err(ScsiError::DataTransfer(e)));
             }
         }
-        let mut ctx = Ctx {
-            lun: self,
-            caps: self.backend.caps(),
+        respond(
             cdb,
-            data_out: &plain,
-            data_in: &mut [],
-            direct: Some(Direct {
-                out: data_out,
-                inb: data_in,
-            }),
-            nowait: false,
-        };
-        respond(cdb, table::run(&mut ctx, cmd))
+            self.run_direct(cdb, cmd, &plain, data_out, data_in, false),
+        )
     }
 
     /// Runs a READ (6/10/12/16) on the caller's thread if it can finish
@@ -220,22 +211,35 @@ impl Lun {
             return None;
         }
         let no_out: &[u8] = &[];
+        match self.run_direct(cdb, cmd, &[], &no_out, data_in, true) {
+            Err(ScsiError::WouldBlock) => None,
+            r => Some(respond(cdb, r)),
+        }
+    }
+
+    /// Runs `cmd` over the caller's own buffers (see [`Lun::execute_io`]);
+    /// `plain` is the data-out copy for commands that need one. With
+    /// `nowait`, a READ that would wait fails with
+    /// [`ScsiError::WouldBlock`] instead.
+    fn run_direct(
+        &self,
+        cdb: &[u8],
+        cmd: &'static table::Command,
+        plain: &[u8],
+        out: &dyn BlockSource,
+        inb: &mut dyn BlockSink,
+        nowait: bool,
+    ) -> Result<usize, ScsiError> {
         let mut ctx = Ctx {
             lun: self,
             caps: self.backend.caps(),
             cdb,
-            data_out: &[],
+            data_out: plain,
             data_in: &mut [],
-            direct: Some(Direct {
-                out: &no_out,
-                inb: data_in,
-            }),
-            nowait: true,
+            direct: Some(Direct { out, inb }),
+            nowait,
         };
-        match table::run(&mut ctx, cmd) {
-            Err(ScsiError::WouldBlock) => None,
-            r => Some(respond(cdb, r)),
-        }
+        table::run(&mut ctx, cmd)
     }
 
     /// Polls backend events, then takes the unit attention this command
