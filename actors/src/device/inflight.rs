@@ -84,7 +84,6 @@ pub(crate) struct InFlight {
     next_token: u64,
     places: Vec<Option<Place>>,
     free: Vec<u32>,
-    len: usize,
     by_id: Box<[u32]>,
     queued: VecDeque<SlotKey>,
     done: VecDeque<SlotKey>,
@@ -93,7 +92,7 @@ pub(crate) struct InFlight {
 impl std::fmt::Debug for InFlight {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("InFlight")
-            .field("len", &self.len)
+            .field("len", &self.len())
             .field("fetch_cursor", &self.fetch_cursor)
             .field("next_seq", &self.next_seq)
             .field("queued", &self.queued.len())
@@ -110,7 +109,6 @@ impl Default for InFlight {
             next_token: 0,
             places: Vec::new(),
             free: Vec::new(),
-            len: 0,
             by_id: vec![0; IDS].into_boxed_slice(),
             queued: VecDeque::new(),
             done: VecDeque::new(),
@@ -153,7 +151,6 @@ impl InFlight {
         if let Some(i) = self.by_id.get_mut(cmd_id) {
             *i = idx.saturating_add(1);
         }
-        self.len += 1;
         let key = SlotKey { idx, seq };
         self.queued.push_back(key);
         Some(key)
@@ -188,12 +185,13 @@ impl InFlight {
 
     /// Number of commands in flight.
     pub fn len(&self) -> usize {
-        self.len
+        // Every place holds a command or is on the free list.
+        self.places.len() - self.free.len()
     }
 
     /// No command in flight.
     pub fn is_empty(&self) -> bool {
-        self.len == 0
+        self.len() == 0
     }
 
     /// The slot `key` (its state is changed only through this table).
@@ -390,7 +388,6 @@ impl InFlight {
             *i = 0;
         }
         self.free.push(key.idx);
-        self.len -= 1;
         if self.done.front() == Some(&key) {
             self.done.pop_front();
         }
