@@ -11,8 +11,9 @@ use actix::prelude::*;
 use tcmud_core::ring::{
     Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
 };
+use tcmud_core::scsi::is_read;
 
-use super::direction::{direction, is_read, Dir};
+use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
 use super::inflight::{InFlight, Outcome, SlotState};

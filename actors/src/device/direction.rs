@@ -4,8 +4,6 @@
 
 use tcmud_core::scsi::{data_direction, DataDirection};
 
-pub use tcmud_core::scsi::is_read;
-
 /// Data direction of a CDB as the device actor needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
