@@ -187,8 +187,10 @@ impl DeviceActor {
                     .as_ref()
                     .is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
                 && is_read(job.cdb.as_bytes());
+            if own_read {
+                own_reads -= 1;
+            }
             if self.inline_io || own_read {
-                own_reads = own_reads.saturating_sub(usize::from(own_read));
                 inline.push(job);
                 continue;
             }
