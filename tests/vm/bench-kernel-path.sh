@@ -28,6 +28,8 @@
 #          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
 #   defaults: size 192 MiB, runtime 5 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs, wb.
+#   --perf: record every run with perf in the guest (the host's /usr/bin/perf, which must
+#   match the guest's 6.1 kernel) and print the busy share and top symbols per run.
 #   --from-log FILE: no VM, print the report of an earlier run's console log.
 #   --log e.g. 'warn,tcmud::device::actor=trace' (tcmud's device counters every second; the
 #   last ones are printed at the end of the guest log).
@@ -35,7 +37,7 @@
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF="" FROM=""
+PERF=0 BUILD=1 TCMUD="" SIZE=192 RT=5 REPS=3 SMP=2 CACHE=wb LOGF="" FROM=""
 BACKENDS=thin,file,runner,fileio WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
@@ -50,6 +52,7 @@ while [ $# -gt 0 ]; do
         --workloads) WORKLOADS=$2; shift 2;;
         --log) LOGF=$2; shift 2;;
         --from-log) FROM=$2; shift 2;;
+        --perf) PERF=1; shift;;
         -h|--help) sed -n '2,37p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
@@ -83,9 +86,14 @@ NB=$(echo "$BACKENDS" | tr ',' '\n' | grep -c .) NW=$(echo "$WORKLOADS" | tr ','
 TMO=$(( REPS * NB * NW * (RT + 8) + 400 ))
 ARGS="size=$SIZE rt=$RT reps=$REPS cache=$CACHE backends=$BACKENDS workloads=$WORKLOADS"
 [ -n "$LOGF" ] && ARGS="$ARGS log=$LOGF"
+PERFX=()
+if [ "$PERF" = 1 ]; then
+    command -v perf >/dev/null || { echo "--perf needs perf on the host (linux-perf)" >&2; exit 2; }
+    ARGS="$ARGS perf=1" PERFX=(-x "$(readlink -f "$(command -v perf)")")
+fi
 echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
 VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
-    --log "$LOG" -b "$TCMUD" "$me/bench/kernel-path-guest.sh"
+    --log "$LOG" -b "$TCMUD" "${PERFX[@]}" "$me/bench/kernel-path-guest.sh"
 rc=$?
 if [ $rc != 0 ]; then
     grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
@@ -151,4 +159,5 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
     }'
 echo "per run (backend workload rep IOPS KiB/s guest-uptime clat p50/p99/max):"
 grep -a '^BENCH ' "$LOG" | sort -k2,2 -k3,3 -k4,4n | sed 's/^BENCH /   /'
+grep -a '^PERF ' "$LOG" | grep -q . && echo "perf: grep -a '^PERF ' $LOG"
 echo "raw results: grep -a '^BENCH ' $LOG"

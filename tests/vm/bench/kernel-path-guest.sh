@@ -5,6 +5,8 @@
 #   backends=thin,file,runner,fileio   workloads=randread4k,randwrite4k,read1m,write1m
 #   log=FILTER (tcmud log filter; default warn + "tcmud ready"; tcmud::device::actor=trace
 #   logs the device counters every second)
+#   perf=1 (record every run system-wide with perf, cpu-clock with call graphs, and print
+#   where the CPU time went: busy share, top commands and symbols; needs perf in /vmlab/extra)
 #
 # Every backstore is configured alike (see the header of bench-kernel-path.sh for the why):
 #   - same size, every image/pool on the guest's /tmp (one tmpfs), every LUN filled with the
@@ -31,6 +33,7 @@ SIZE_MB=192 RT=5 REPS=3 CACHE=wb
 BACKENDS="thin file runner fileio"
 WORKLOADS="randread4k randwrite4k read1m write1m"
 LOGF="warn,tcmud::supervisor::run=info"
+PERF=0
 for a in "$@"; do
     case $a in
         size=*) SIZE_MB=${a#size=};; rt=*) RT=${a#rt=};; reps=*) REPS=${a#reps=};;
@@ -38,6 +41,7 @@ for a in "$@"; do
         backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
         workloads=*) WORKLOADS=$(echo "${a#workloads=}" | tr ',' ' ');;
         log=*) LOGF="${a#log=},tcmud::supervisor::run=info";;
+        perf=*) PERF=${a#perf=};;
         *) fail "unknown argument $a";;
     esac
 done
@@ -125,6 +129,30 @@ done
 rm -f /tmp/b/fill
 vmsg "all LUNs filled; $(grep -E 'MemFree|^Shmem:' /proc/meminfo | tr -s ' ' | tr '\n' ' ')"
 
+# perf_start / perf_report B W R -- record the fio run system-wide (cpu-clock: a TCG guest
+# has no hardware counters), then print the busy share of the CPUs and where the samples fell.
+perf_start() {
+    echo 0 > /proc/sys/kernel/kptr_restrict; echo -1 > /proc/sys/kernel/perf_event_paranoid
+    _st0=$(head -n1 /proc/stat)
+    perf record -a -g -F 499 -o /tmp/perf.data -- sleep $((RT + 1)) > /tmp/perf.out 2>&1 &
+    PERF_PID=$!
+}
+perf_report() {
+    wait $PERF_PID
+    _st1=$(head -n1 /proc/stat)
+    echo "$_st0 $_st1" | awk -v tag="$1 $2 $3" '{ n = 10; for (i = 2; i <= n; i++) { a += $i; b += $(i + n + 1) }
+        busy = (b - a) - (($(n + 6) - $5) + ($(n + 7) - $6))
+        printf "PERF %s cpu busy %.0f%% (user %.0f%% sys %.0f%% softirq %.0f%%)\n", tag, 100 * busy / (b - a),
+            100 * ($(n + 3) - $2) / (b - a), 100 * ($(n + 5) - $4) / (b - a), 100 * ($(n + 9) - $8) / (b - a) }'
+    perf report -i /tmp/perf.data --stdio --no-children --sort comm -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -n 8 | sed "s/^/PERF $1 $2 $3 comm /"
+    perf report -i /tmp/perf.data --stdio --no-children --sort comm,sym -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -n 30 | sed "s/^/PERF $1 $2 $3 sym /"
+    perf report -i /tmp/perf.data --stdio --children --sort sym -g none 2>/dev/null |
+        grep -E '^ +[0-9]' | head -n 40 | sed "s/^/PERF $1 $2 $3 incl /"
+    rm -f /tmp/perf.data
+}
+
 # rotate LIST N -> LIST rotated left by N
 rotate() {
     _n=$2; set -- $1
@@ -145,11 +173,13 @@ while [ $rep -le "$REPS" ]; do
         for b in $(rotate "$BACKENDS" $((rep - 1))); do
             eval sd=\$SD_$b
             t0=$(cut -d' ' -f1 /proc/uptime)
+            [ "$PERF" = 1 ] && perf_start
             fio --name=$w --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
                 --bs=$bs --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
             t1=$(cut -d' ' -f1 /proc/uptime)
+            [ "$PERF" = 1 ] && perf_report "$b" "$w" "$rep"
             # terse v3: read iops/KiB/s fields 8/7, clat max 15, p50 24, p99 30;
             # write fields 49/48, clat max 56, p50 65, p99 71 (clat in usec)
             case $rw in
