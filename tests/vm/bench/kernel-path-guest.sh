@@ -150,6 +150,11 @@ perf_report() {
         grep -E '^ +[0-9]' | head -n 30 | sed "s/^/PERF $1 $2 $3 sym /"
     perf report -i /tmp/perf.data --stdio --children --sort sym -g none 2>/dev/null |
         grep -E '^ +[0-9]' | head -n 40 | sed "s/^/PERF $1 $2 $3 incl /"
+    # the daemon's busiest thread on its own (tcmud's device actor, tcmu-runner's I/O thread)
+    case $1 in thin|file) _c='actix-rt|system';; runner) _c=$(perf report -i /tmp/perf.data --stdio \
+        --no-children --sort comm -g none 2>/dev/null | grep -oE 'aio-uio[0-9]+' | head -n1);; *) _c="";; esac
+    [ -n "$_c" ] && perf report -i /tmp/perf.data --stdio --children --comms "$_c" --sort sym -g none \
+        2>/dev/null | grep -E '^ +[0-9]' | head -n 50 | sed "s/^/PERF $1 $2 $3 thread /"
     rm -f /tmp/perf.data
 }
 
