@@ -92,15 +92,24 @@ if [ "$PERF" = 1 ]; then
     ARGS="$ARGS perf=1" PERFX=(-x "$(readlink -f "$(command -v perf)")")
 fi
 echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
+stat0=$(grep '^cpu ' /proc/stat)
 VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem 3072 --timeout "$TMO" \
     --log "$LOG" -b "$TCMUD" "${PERFX[@]}" "$me/bench/kernel-path-guest.sh"
 rc=$?
+# How contended the host was during the boot: the guest's vCPUs are host threads, so CPU
+# time stolen by the hypervisor under this host (steal) or used by other work slows every
+# backstore, and the ones with more thread hand-offs per command more. Kept in the log.
+echo "$stat0 $(grep '^cpu ' /proc/stat)" | awk -v n="$(nproc)" '{
+    for (i = 2; i <= 9; i++) { d[i] = $(i + 11) - $i; t += d[i] }
+    if (t > 0) printf "HOST during the boot: %d CPUs, busy %.0f%% (steal included), steal %.1f%% (from /proc/stat)\n", n,
+        100 * (t - d[5] - d[6]) / t, 100 * d[9] / t }' | tee -a "$LOG"
 if [ $rc != 0 ]; then
     grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
 fi
 fi
 grep -a '^GUEST: ' "$LOG" | grep -E 'max_sectors_kb|bench:|filled' | sed 's/^GUEST: /   /'
+grep -a '^HOST during' "$LOG" | sed 's/^/   /'
 grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKENDS" -v wl="$WORKLOADS" '
     function sort(arr, n,   i, j, t) {
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
