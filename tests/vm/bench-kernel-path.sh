@@ -21,8 +21,9 @@
 #     acknowledging it (fdatasync / pool commit), fileio is O_DSYNC, tcmu-runner unchanged
 #     (it ignores write-through) -- that row set is NOT apples to apples for tcmu-runner.
 #     On tmpfs fdatasync costs little; on a disk it would dominate write-through numbers.
-# Prints IOPS and MB/s (MiB/s) per backend (median, with min-max over the reps) and the
-# ratios tcmud/tcmu-runner and tcmud/fileio of the medians.
+# Prints IOPS and MB/s (MiB/s) per backend (median, with min-max over the reps), the
+# ratios tcmud/tcmu-runner and tcmud/fileio of the medians and per rep, and the CPU time per
+# I/O of the whole guest and of the daemon's process (steadier than IOPS on a busy host).
 #
 # Usage: tests/vm/bench-kernel-path.sh [--no-build] [--tcmud BIN] [--size MB] [--runtime S]
 #          [--reps N] [--smp N] [--cache wb|wt] [--backends thin,file,runner,fileio]
@@ -102,7 +103,7 @@ rc=$?
 echo "$stat0 $(grep '^cpu ' /proc/stat)" | awk -v n="$(nproc)" '{
     for (i = 2; i <= 9; i++) { d[i] = $(i + 11) - $i; t += d[i] }
     if (t > 0) printf "HOST during the boot: %d CPUs, busy %.0f%% (steal included), steal %.1f%% (from /proc/stat)\n", n,
-        100 * (t - d[5] - d[6]) / t, 100 * d[9] / t }' | tee -a "$LOG"
+        100 * (t - d[5] - d[6]) / t, 100 * d[9] / t }' >> "$LOG"
 if [ $rc != 0 ]; then
     grep -a -E 'GUEST-FAIL|GUEST:|^BENCH' "$LOG" | tail -n 40
     echo "benchmark failed (status $rc), log: $LOG"; exit 1
@@ -115,7 +116,12 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
         for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (arr[j] < arr[i]) { t = arr[i]; arr[i] = arr[j]; arr[j] = t }
     }
     function median(arr, n) { sort(arr, n); return (n % 2) ? arr[(n + 1) / 2] : (arr[n / 2] + arr[n / 2 + 1]) / 2 }
-    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6; V[$2, $3, $4] = $6 }
+    { k = $2 SUBSEP $3; n[k]++; iops[k, n[k]] = $5; bw[k, n[k]] = $6; V[$2, $3, $4] = $6
+      # CPU per I/O (newer logs): "cpu_us guest N daemon N"
+      for (i = 7; i < NF; i++) if ($i == "cpu_us") {
+          if ($(i + 2) != "-") { ng[k]++; G[k, ng[k]] = $(i + 2) }
+          if ($(i + 4) != "-") { nd[k]++; D[k, nd[k]] = $(i + 4) }
+      } }
     END {
         nw = split(wl, W, ","); nb = split(bl, B, ",")
         split("thin file runner fileio", NAME, " ")
@@ -163,6 +169,28 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
                 if (m) { med = median(z, m); line = line sprintf(" | %5.2fx (%4.2f-%4.2f)", med, z[1], z[m]) }
                 else line = line sprintf(" | %-20s", "-")
             }
+            print line
+        }
+        # CPU time per I/O: less noisy than IOPS on a busy host (a contended host stretches
+        # waits more than work), and what "as fast" costs the machine.
+        any = 0
+        for (wi = 1; wi <= nw; wi++) for (bi = 1; bi <= nb; bi++) if (ng[B[bi] SUBSEP W[wi]]) any = 1
+        if (!any) exit
+        printf "\nCPU per I/O, microseconds, median: whole guest / daemon process (tcmud, tcmu-runner)\n%-12s", "workload"
+        for (bi = 1; bi <= nb; bi++) printf " | %-15s", label[B[bi]]
+        printf " | %-17s %-17s\n", "thin/run guest", "file/run guest"
+        for (wi = 1; wi <= nw; wi++) {
+            w = W[wi]; line = sprintf("%-12s", w)
+            for (bi = 1; bi <= nb; bi++) {
+                k = B[bi] SUBSEP w
+                delete x; for (i = 1; i <= ng[k]; i++) x[i] = G[k, i]
+                g = ng[k] ? median(x, ng[k]) : 0; GM[B[bi]] = g
+                delete x; for (i = 1; i <= nd[k]; i++) x[i] = D[k, i]
+                d = nd[k] ? sprintf("%.0f", median(x, nd[k])) : "-"
+                line = line sprintf(" | %6.0f / %-6s", g, d)
+            }
+            r = GM["runner"]
+            line = line sprintf(" | %8.2fx %8s %8.2fx", r ? GM["thin"] / r : 0, "", r ? GM["file"] / r : 0)
             print line
         }
     }'

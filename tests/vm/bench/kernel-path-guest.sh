@@ -25,7 +25,9 @@
 # Then REPS times, each workload runs on each backend in turn (interleaved; the backend order
 # rotates every rep): fio libaio direct iodepth 32, time based, 1 s ramp.
 # Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
-# p99 N max N" lines for the host to aggregate; at the end tcmud's warnings/errors (and its
+# p99 N max N cpu_us guest N daemon N" lines for the host to aggregate (cpu_us: CPU time per
+# I/O, in microseconds, of the whole guest and of the daemon's process — tcmud or tcmu-runner,
+# "-" for fileio — over the fio run, counting its ramp second as I/O at the measured rate); at the end tcmud's warnings/errors (and its
 # last stats ticks when log includes trace).
 . /vmlab/tcmud-lib.sh
 
@@ -158,6 +160,14 @@ perf_report() {
     rm -f /tmp/perf.data
 }
 
+# cpu_ticks [PID] -> "<busy ticks of the whole guest> <CPU ticks of process PID, or ->" (USER_HZ)
+cpu_ticks() {
+    _busy=$(awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
+    _proc=-
+    [ -n "$1" ] && _proc=$(awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null)
+    echo "$_busy ${_proc:--}"
+}
+
 # rotate LIST N -> LIST rotated left by N
 rotate() {
     _n=$2; set -- $1
@@ -177,12 +187,15 @@ while [ $rep -le "$REPS" ]; do
         esac
         for b in $(rotate "$BACKENDS" $((rep - 1))); do
             eval sd=\$SD_$b
+            case $b in thin|file) dpid=$TCMUD_PID;; runner) dpid=$RPID;; *) dpid="";; esac
             t0=$(cut -d' ' -f1 /proc/uptime)
+            c0=$(cpu_ticks "$dpid")
             [ "$PERF" = 1 ] && perf_start
             fio --name=$w --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
                 --bs=$bs --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
+            c1=$(cpu_ticks "$dpid")
             t1=$(cut -d' ' -f1 /proc/uptime)
             [ "$PERF" = 1 ] && perf_report "$b" "$w" "$rep"
             # terse v3: read iops/KiB/s fields 8/7, clat max 15, p50 24, p99 30;
@@ -191,10 +204,13 @@ while [ $rep -le "$REPS" ]; do
                 *read) f="8 7 24 30 15";;
                 *)     f="49 48 65 71 56";;
             esac
-            awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" -v f="$f" '
+            awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" -v f="$f" -v c="$c0 $c1" -v secs=$((RT + 1)) '
                 function pct(v) { sub(/.*=/, "", v); return int(v / 1000) }
-                /^3;/{ split(f, F, " ")
-                    print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]), "max", int($F[5] / 1000) }' /tmp/fio.out
+                # ticks of 1/100 s over the I/Os of ramp + run
+                function us(d, ios) { return ios > 0 ? sprintf("%.0f", d * 10000 / ios) : "-" }
+                /^3;/{ split(f, F, " "); split(c, C, " "); ios = $F[1] * secs
+                    dproc = (C[2] == "-" || C[4] == "-") ? "-" : us(C[4] - C[2], ios)
+                    print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]), "max", int($F[5] / 1000), "cpu_us guest", us(C[3] - C[1], ios), "daemon", dproc }' /tmp/fio.out
         done
     done
     rep=$((rep + 1))
