@@ -33,6 +33,38 @@ pub struct FileBackend {
     caps: BackendCaps,
     num_blocks: AtomicU64,
     nowait: NowaitReads,
+    writes: WriteTurns,
+}
+
+/// Large buffered writes to one file take turns here. The kernel runs
+/// buffered writes to a file one at a time anyway (ext4, xfs and tmpfs hold
+/// the inode's lock exclusively for each), and a writer waiting for that
+/// lock spins for as long as the holder is copying: for a large write that
+/// is the whole copy, CPU the rest of the path (the kernel's own copies into
+/// the data area) could have had. Waiting here, a writer sleeps instead.
+/// Small writes run side by side (their spins are short, and a sleep and a
+/// wake-up would cost more); they only wait while a large one is running.
+#[derive(Debug, Default)]
+pub(crate) struct WriteTurns {
+    turns: std::sync::RwLock<()>,
+}
+
+/// Writes of at least this many bytes take turns ([`WriteTurns`]).
+pub(crate) const LARGE_WRITE: usize = 64 << 10;
+
+impl WriteTurns {
+    /// Runs `write` of `len` bytes: a large one when no other write of this
+    /// file runs, a small one when no large one does.
+    pub(crate) fn take<T>(&self, len: usize, write: impl FnOnce() -> T) -> T {
+        use std::sync::PoisonError;
+        if len >= LARGE_WRITE {
+            let _turn = self.turns.write().unwrap_or_else(PoisonError::into_inner);
+            write()
+        } else {
+            let _turn = self.turns.read().unwrap_or_else(PoisonError::into_inner);
+            write()
+        }
+    }
 }
 
 /// `RWF_NOWAIT` reads of one file ([`BlockSink::pread_nowait_at`]), given
@@ -138,6 +170,7 @@ impl FileBackend {
             caps,
             num_blocks,
             nowait: NowaitReads::default(),
+            writes: WriteTurns::default(),
         })
     }
 
@@ -175,8 +208,8 @@ impl FileBackend {
             let chunk = zeros
                 .get(..usize::try_from(n).unwrap_or(0))
                 .unwrap_or_default();
-            self.file
-                .write_all_at(chunk, off + done)
+            self.writes
+                .take(chunk.len(), || self.file.write_all_at(chunk, off + done))
                 .map_err(BackendError::Write)?;
             done += n;
         }
@@ -212,8 +245,8 @@ impl BlockBackend for FileBackend {
             return Err(BackendError::ReadOnly);
         }
         let (off, _) = self.span(lba, self.blocks_of(data.len()))?;
-        self.file
-            .write_all_at(data, off)
+        self.writes
+            .take(data.len(), || self.file.write_all_at(data, off))
             .map_err(BackendError::Write)?;
         if fua {
             self.file.sync_data().map_err(BackendError::Write)?;
@@ -251,7 +284,8 @@ impl BlockBackend for FileBackend {
         }
         let len = src.len();
         let (off, _) = self.span(lba, self.blocks_of(len))?;
-        src.pwrite_at(0, len, self.file.as_fd(), off)
+        self.writes
+            .take(len, || src.pwrite_at(0, len, self.file.as_fd(), off))
             .map_err(BackendError::Write)?;
         if fua {
             self.file.sync_data().map_err(BackendError::Write)?;
@@ -304,5 +338,75 @@ impl BlockBackend for FileBackend {
         // A partial block counts toward the run that covers its start.
         let blocks = run_bytes.div_ceil(bs).clamp(1, limit);
         Ok(Allocation { mapped, blocks })
+    }
+}
+
+#[cfg(test)]
+mod write_turns_tests {
+    use super::{WriteTurns, LARGE_WRITE};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Barrier;
+    use std::time::Duration;
+
+    /// Runs four writers of `len` bytes at once; returns the most that ran
+    /// inside `take` together.
+    fn most_at_once(len: usize) -> usize {
+        let turns = WriteTurns::default();
+        let inside = AtomicUsize::new(0);
+        let most = AtomicUsize::new(0);
+        let start = Barrier::new(4);
+        std::thread::scope(|s| {
+            for _ in 0..4 {
+                s.spawn(|| {
+                    start.wait();
+                    for _ in 0..5 {
+                        turns.take(len, || {
+                            let now = inside.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                            std::thread::sleep(Duration::from_millis(2));
+                            inside.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    }
+                });
+            }
+        });
+        most.load(Ordering::SeqCst)
+    }
+
+    #[test]
+    fn large_writes_run_one_at_a_time() {
+        assert_eq!(most_at_once(LARGE_WRITE), 1);
+        assert_eq!(most_at_once(1 << 20), 1);
+    }
+
+    #[test]
+    fn small_writes_run_side_by_side() {
+        // Four threads each inside for 2 ms, five times: they overlap.
+        assert!(most_at_once(4096) > 1);
+    }
+
+    #[test]
+    fn a_small_write_waits_for_a_large_one() {
+        let turns = WriteTurns::default();
+        let large_running = AtomicUsize::new(0);
+        let overlapped = AtomicUsize::new(0);
+        let go = Barrier::new(2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                turns.take(LARGE_WRITE, || {
+                    large_running.store(1, Ordering::SeqCst);
+                    go.wait();
+                    std::thread::sleep(Duration::from_millis(20));
+                    large_running.store(0, Ordering::SeqCst);
+                });
+            });
+            s.spawn(|| {
+                go.wait();
+                turns.take(512, || {
+                    overlapped.fetch_add(large_running.load(Ordering::SeqCst), Ordering::SeqCst);
+                });
+            });
+        });
+        assert_eq!(overlapped.load(Ordering::SeqCst), 0);
     }
 }

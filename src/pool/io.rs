@@ -6,7 +6,7 @@ use std::os::fd::AsFd;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::file::NowaitReads;
+use crate::backend::file::{NowaitReads, WriteTurns};
 use crate::backend::{BlockSink, BlockSource};
 
 /// Positional I/O on the pool's data file.
@@ -66,6 +66,7 @@ pub struct FileIo {
     /// that write off (it read back as zeros).
     grow: std::sync::RwLock<()>,
     nowait: NowaitReads,
+    writes: WriteTurns,
 }
 
 impl FileIo {
@@ -77,6 +78,7 @@ impl FileIo {
             len: AtomicU64::new(len),
             grow: std::sync::RwLock::new(()),
             nowait: NowaitReads::default(),
+            writes: WriteTurns::default(),
         })
     }
 }
@@ -115,7 +117,8 @@ impl DataIo for FileIo {
             .grow
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.file.write_all_at(buf, off)?;
+        self.writes
+            .take(buf.len(), || self.file.write_all_at(buf, off))?;
         self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
         Ok(())
     }
@@ -125,7 +128,8 @@ impl DataIo for FileIo {
             .grow
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        src.pwrite_at(at, len, self.file.as_fd(), off)?;
+        self.writes
+            .take(len, || src.pwrite_at(at, len, self.file.as_fd(), off))?;
         self.len.fetch_max(off + len as u64, Ordering::AcqRel);
         Ok(())
     }
