@@ -56,14 +56,24 @@ impl WriteTurns {
     /// Runs `write` of `len` bytes: a large one when no other write of this
     /// file runs, a small one when no large one does.
     pub(crate) fn take<T>(&self, len: usize, write: impl FnOnce() -> T) -> T {
-        use std::sync::PoisonError;
         if len >= LARGE_WRITE {
-            let _turn = self.turns.write().unwrap_or_else(PoisonError::into_inner);
-            write()
-        } else {
-            let _turn = self.turns.read().unwrap_or_else(PoisonError::into_inner);
-            write()
+            return self.alone(write);
         }
+        let _turn = self
+            .turns
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        write()
+    }
+
+    /// Runs `f` while no write of this file runs (e.g. a change of its
+    /// length that a concurrent write past the old end must not race).
+    pub(crate) fn alone<T>(&self, f: impl FnOnce() -> T) -> T {
+        let _turn = self
+            .turns
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f()
     }
 }
 

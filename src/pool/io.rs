@@ -61,11 +61,10 @@ pub trait DataIo: Send + Sync {
 pub struct FileIo {
     file: File,
     len: AtomicU64,
-    /// Writers hold it shared, [`DataIo::grow_to`] exclusively: `set_len`
-    /// to a length below a concurrent write past the old end would cut
-    /// that write off (it read back as zeros).
-    grow: std::sync::RwLock<()>,
     nowait: NowaitReads,
+    /// Every write takes its turn here, and [`DataIo::grow_to`] runs alone:
+    /// `set_len` to a length below a concurrent write past the old end
+    /// would cut that write off (it read back as zeros).
     writes: WriteTurns,
 }
 
@@ -76,7 +75,6 @@ impl FileIo {
         Ok(FileIo {
             file,
             len: AtomicU64::new(len),
-            grow: std::sync::RwLock::new(()),
             nowait: NowaitReads::default(),
             writes: WriteTurns::default(),
         })
@@ -113,25 +111,19 @@ impl DataIo for FileIo {
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        let _g = self
-            .grow
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.writes
-            .take(buf.len(), || self.file.write_all_at(buf, off))?;
-        self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
-        Ok(())
+        self.writes.take(buf.len(), || {
+            self.file.write_all_at(buf, off)?;
+            self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
+            Ok(())
+        })
     }
 
     fn write_from(&self, src: &dyn BlockSource, at: usize, len: usize, off: u64) -> io::Result<()> {
-        let _g = self
-            .grow
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        self.writes
-            .take(len, || src.pwrite_at(at, len, self.file.as_fd(), off))?;
-        self.len.fetch_max(off + len as u64, Ordering::AcqRel);
-        Ok(())
+        self.writes.take(len, || {
+            src.pwrite_at(at, len, self.file.as_fd(), off)?;
+            self.len.fetch_max(off + len as u64, Ordering::AcqRel);
+            Ok(())
+        })
     }
 
     fn sync_data(&self) -> io::Result<()> {
@@ -146,16 +138,14 @@ impl DataIo for FileIo {
         if len <= self.file_len() {
             return Ok(());
         }
-        // No write is in progress while this is held, and the length is
-        // read from the file itself: set_len only ever grows it.
-        let _g = self
-            .grow
-            .write()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if len > self.file.metadata()?.len() {
-            self.file.set_len(len)?;
-        }
-        self.len.fetch_max(len, Ordering::AcqRel);
-        Ok(())
+        // No write is in progress meanwhile, and the length is read from
+        // the file itself: set_len only ever grows it.
+        self.writes.alone(|| {
+            if len > self.file.metadata()?.len() {
+                self.file.set_len(len)?;
+            }
+            self.len.fetch_max(len, Ordering::AcqRel);
+            Ok(())
+        })
     }
 }
