@@ -68,9 +68,12 @@ tcmud_start() {
 }
 
 # tcmud_stop [TIMEOUT_S] -- SIGTERM, wait for the exit; prints the exit status; fails on a hang.
+#   A daemon frozen by tcmud_freeze gets the SIGTERM while still frozen, then SIGCONT: it
+#   wakes up with the signal pending and whatever was in flight when it was frozen.
 tcmud_stop() {
     [ -n "$TCMUD_PID" ] || return 0
     kill -TERM "$TCMUD_PID" 2>/dev/null
+    kill -CONT "$TCMUD_PID" 2>/dev/null
     _n=$(( ${1:-30} * 10 ))
     while kill -0 "$TCMUD_PID" 2>/dev/null; do
         [ $_n -le 0 ] && { diag; fail "tcmud did not exit ${1:-30}s after SIGTERM"; }
@@ -91,6 +94,35 @@ tcmud_kill9() {
 }
 
 tcmud_alive() { [ -n "$TCMUD_PID" ] && kill -0 "$TCMUD_PID" 2>/dev/null; }
+
+# tcmud_freeze -- SIGSTOP the daemon: every thread stops where it is, commands it fetched stay
+#   in flight and new ones pile up in the ring, so a workload cannot end behind the test's back.
+tcmud_freeze() { [ -n "$TCMUD_PID" ] && kill -STOP "$TCMUD_PID"; }
+
+# writes_done /dev/sdX -> writes the initiator has completed on the disk (/sys/block/X/stat)
+writes_done() { awk '{ print $5 }' "/sys/block/${1#/dev/}/stat"; }
+
+# wait_writes /dev/sdX N [SECS] [PID] -- wait until N more writes than now have completed on
+#   the disk (default 60 s); fails if PID (the writer) exits first. Waits for what "the
+#   workload is under way" means instead of sleeping a time that depends on the machine.
+wait_writes() {
+    _ww_goal=$(( $(writes_done "$1") + $2 ))
+    _ww_n=$(( ${3:-60} * 20 ))
+    until [ "$(writes_done "$1")" -ge "$_ww_goal" ]; do
+        [ -n "$4" ] && ! kill -0 "$4" 2>/dev/null && return 1
+        [ $_ww_n -le 0 ] && return 1
+        sleep 0.05; _ww_n=$((_ww_n - 1))
+    done
+}
+
+# wait_released PID DEV [SECS] -- wait (default 30 s) until PID no longer holds DEV's uio
+wait_released() {
+    _wr_n=$(( ${3:-30} * 10 ))
+    while holds_uio "$1" "$2" 2>/dev/null; do
+        [ $_wr_n -le 0 ] && return 1
+        sleep 0.1; _wr_n=$((_wr_n - 1))
+    done
+}
 
 # pool_json POOL -> `tcmud pool info /tmp/pools/POOL --json` (daemon must be stopped)
 pool_json() { "$TCMUD" pool info "/tmp/pools/$1" --json; }
@@ -199,6 +231,16 @@ lun_remove() {
     bg_wait 30 rmdir "$CFG/core/$1/$2" || { echo "GUEST: rmdir $1/$2 failed or hung" >&2; unstick_netlink; return 1; }
     rmdir "$CFG/core/$1" 2>/dev/null
     return 0
+}
+
+# wait_log FROM_LINE REGEX [SECS] -- wait (default 30 s) until a tcmud log line after FROM_LINE
+#   matches REGEX (extended, case-insensitive)
+wait_log() {
+    _wl_n=$(( ${3:-30} * 10 ))
+    until tail -n +$(($1 + 1)) "$TCMUD_LOG" | grep -qiE "$2"; do
+        [ $_wl_n -le 0 ] && return 1
+        sleep 0.1; _wl_n=$((_wl_n - 1))
+    done
 }
 
 # log_has REGEX -- the tcmud log matches (extended regex, case-insensitive)

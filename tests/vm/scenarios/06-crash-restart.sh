@@ -27,13 +27,14 @@ while [ $r -le "$ROUNDS" ]; do
         --bs=$bs --size=$sz --verify=crc32c --verify_fatal=1 --do_verify=1 \
         --randseed=$r --output-format=terse --terse-version=3 > /tmp/fio-crash$r.out 2>&1 &
     FPID=$!
-    # let writes get going, then kill -9 in the middle of them
-    sleep 3
-    kill -0 $FPID 2>/dev/null || { cat /tmp/fio-crash$r.out; fail "round $r: fio ended before the kill (too fast?)"; }
+    # let writes get going, freeze tcmud where it is (commands in flight, fio cannot finish
+    # behind our back however fast the machine is), then kill -9 it
+    wait_writes "$SD" 32 120 $FPID || { cat /tmp/fio-crash$r.out; fail "round $r: fio wrote nothing or ended within its first 32 writes"; }
+    tcmud_freeze
+    kill -0 $FPID 2>/dev/null || { cat /tmp/fio-crash$r.out; fail "round $r: fio ended before the kill"; }
     old=$TCMUD_PID
     tcmud_kill9
     vmsg "round $r: killed tcmud pid $old during fio $rw bs=$bs"
-    sleep 1
     tcmud_start
     wait_served crash
     if ! wait $FPID; then cat /tmp/fio-crash$r.out; diag; fail "round $r: fio failed after the restart"; fi

@@ -20,7 +20,10 @@ for rnd in 1 2; do
         --bs=16k --size=32M --verify=crc32c --verify_fatal=1 --do_verify=1 --randseed=$rnd \
         --output-format=terse --terse-version=3 > /tmp/fio-term$rnd.out 2>&1 &
     FPID=$!
-    sleep 3
+    # Once fio is under way, freeze tcmud: its commands stay in flight and fio cannot finish
+    # behind our back (however fast the machine); SIGTERM lands on that in-flight work.
+    wait_writes "$SD0" 64 120 $FPID || { cat /tmp/fio-term$rnd.out; fail "fio wrote nothing or ended within its first 64 writes"; }
+    tcmud_freeze
     kill -0 $FPID 2>/dev/null || { cat /tmp/fio-term$rnd.out; fail "fio ended before SIGTERM"; }
     t0=$(now_cs)
     tcmud_stop 30
@@ -43,8 +46,8 @@ SD1=$(lun_create user_1 idle $((32 * MB)) thin/p1/idle 1) || { diag; fail "LUN 1
 dd if=/dev/urandom of="$SD1" bs=1M count=4 oflag=direct 2>/dev/null || fail "dd to LUN 1"
 lines=$(wc -l < "$TCMUD_LOG")
 lun_remove user_1 idle 1 || { diag; fail "idle removal"; }
-sleep 1
-holds_uio "$TCMUD_PID" idle 2>/dev/null && fail "tcmud still holds the removed device"
+wait_released "$TCMUD_PID" idle || fail "tcmud still holds the removed device 30 s after its removal"
+wait_log "$lines" 'device stopped' || { diag; fail "no \"device stopped\" log line 30 s after the idle removal"; }
 tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov|device stopped' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-idle.txt
 grep -qi 'remov' /tmp/rm-idle.txt && grep -qi 'device stopped' /tmp/rm-idle.txt ||
     { diag; fail "tcmud log has no line about the removal"; }
@@ -55,8 +58,7 @@ SD2=$(lun_create user_1 busy $((64 * MB)) thin/p1/busy 2) || { diag; fail "LUN 2
 fio --name=busy --filename="$SD2" --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
     --bs=4k --size=48M --time_based --runtime=60 --output-format=terse --terse-version=3 > /tmp/fio-busy.out 2>&1 &
 FPID=$!
-sleep 3
-kill -0 $FPID 2>/dev/null || { cat /tmp/fio-busy.out; fail "busy fio ended early"; }
+wait_writes "$SD2" 64 120 $FPID || { cat /tmp/fio-busy.out; fail "busy fio wrote nothing or ended early"; }
 lines=$(wc -l < "$TCMUD_LOG")
 lun_remove user_1 busy 2 || { diag; fail "removal while busy hung or failed"; }
 verified "LUN unlink + backstore rmdir during fio randwrite completed"
@@ -67,8 +69,8 @@ while kill -0 $FPID 2>/dev/null; do
     sleep 0.1; n=$((n - 1))
 done
 wait $FPID; vmsg "fio on the removed LUN exited with status $? (errors expected)"
-sleep 1
-holds_uio "$TCMUD_PID" busy 2>/dev/null && fail "tcmud still holds the removed busy device"
+wait_released "$TCMUD_PID" busy || fail "tcmud still holds the removed busy device 30 s after its removal"
+wait_log "$lines" 'device stopped' || { diag; fail "no \"device stopped\" log line 30 s after the busy removal"; }
 tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -iE 'remov|device stopped' | tr -d '\033' | sed 's/\[[0-9;]*m//g; s/^[0-9T:.-]*Z *//' > /tmp/rm-busy.txt
 grep -qi 'remov' /tmp/rm-busy.txt && grep -qi 'device stopped' /tmp/rm-busy.txt ||
     { diag; fail "tcmud log has no line about the busy removal"; }
