@@ -115,6 +115,21 @@ wait_writes() {
     done
 }
 
+# runner_ready PID [SECS] -- wait (default 30 s) until tcmu-runner (PID) listens for TCM-USER
+#   events: it holds a generic-netlink socket (protocol 16) that joined a multicast group.
+#   Devices created after that are seen by it (it also adopts those that existed before).
+runner_ready() {
+    _rr_n=$(( ${2:-30} * 10 ))
+    while :; do
+        kill -0 "$1" 2>/dev/null || return 1
+        for _rr_i in $(awk '$2 == 16 && $4 != "00000000" { print $NF }' /proc/net/netlink); do
+            ls -l /proc/"$1"/fd 2>/dev/null | grep -q "socket:\[$_rr_i\]" && return 0
+        done
+        [ $_rr_n -le 0 ] && return 1
+        sleep 0.1; _rr_n=$((_rr_n - 1))
+    done
+}
+
 # wait_released PID DEV [SECS] -- wait (default 30 s) until PID no longer holds DEV's uio
 wait_released() {
     _wr_n=$(( ${3:-30} * 10 ))

@@ -13,8 +13,7 @@ dmesg_mark
 truncate -s 16M /tmp/img2      # tcmu-runner's raw fallback wants image size == dev_size
 tcmu-runner > /tmp/runner.out 2>&1 &
 RPID=$!
-sleep 2
-kill -0 $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited"; }
+runner_ready $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited or never joined the TCM-USER netlink group"; }
 
 SD=$(lun_create user_1 dev0 $((64 * MB)) qcow//tmp/img 0) || { diag; fail "lun_create"; }
 holds_uio $RPID dev0 || fail "tcmu-runner does not hold dev0's uio"

@@ -93,7 +93,8 @@ if dd if=/dev/urandom of="$SD3" bs=1M count=16 oflag=direct 2>/tmp/dd3.err; then
     fail "16 MiB written to an 8 MiB pool without an error"
 fi
 cat /tmp/dd3.err
-sleep 1
+n=100
+until dmesg_new | grep -qiE 'space allocation' || [ $n -le 0 ]; do sleep 0.1; n=$((n - 1)); done
 dmesg_new | grep -iE 'space allocation|Data Protect|27/07|sense' | head -n 5
 dmesg_new | grep -qiE 'space allocation' || { dmesg_new | tail -n 20; fail "kernel log shows no space-allocation error"; }
 verified "write past the pool's capacity fails at the initiator: $(dmesg_new | grep -iE 'space allocation' | head -n1 | sed 's/^\[[^]]*\] //')"

@@ -19,8 +19,11 @@ A=$CFG/core/user_1
 tcmud_write_config netlink_replies=true p1:256MiB:64KiB
 dmesg_mark
 tcmud_start
-sleep 1
-dmesg_new | grep -q 'command reply support 1' || { diag; fail "kernel did not log 'command reply support 1' (no SET_FEATURES)"; }
+n=300
+until dmesg_new | grep -q 'command reply support 1'; do
+    [ $n -le 0 ] && { diag; fail "kernel did not log 'command reply support 1' 30 s after tcmud was ready (no SET_FEATURES)"; }
+    sleep 0.1; n=$((n - 1))
+done
 verified "tcmud sent SET_FEATURES: kernel logs '$(dmesg_new | grep -o 'tcmu daemon: command reply support 1.*' | head -n1)'"
 
 SD=$(lun_create user_1 r0 $((32 * MB)) thin/p1/r0 0 nl_reply_supported=1) ||
@@ -35,7 +38,8 @@ bg_wait 30 sh -c "echo $((48 * MB)) > $A/r0/attrib/dev_size" ||
     { diag; unstick_netlink; fail "dev_size write did not complete (no RECONFIG_DEVICE_DONE?)"; }
 verified "resize via attrib/dev_size completed (RECONFIG_DEVICE_DONE)"
 echo 1 > /sys/block/${SD#/dev/}/device/rescan
-sleep 1
+n=100
+until [ "$(cat /sys/block/${SD#/dev/}/size)" = $((48 * MB / 512)) ] || [ $n -le 0 ]; do sleep 0.1; n=$((n - 1)); done
 sectors=$(cat /sys/block/${SD#/dev/}/size)
 [ "$sectors" = $((48 * MB / 512)) ] || { sg_readcap "$SD"; diag; fail "after rescan the initiator sees $sectors sectors, want $((48 * MB / 512))"; }
 dd if=/tmp/pat of="$SD" bs=1M seek=40 oflag=direct conv=fsync 2>/dev/null || fail "write in the grown range"
@@ -45,9 +49,11 @@ verified "initiator sees the new capacity ($sectors sectors) after rescan; grown
 
 # foreign subtype: tcmud must neither open it nor answer for it
 truncate -s 16M /tmp/foreign.img
+lines=$(wc -l < "$TCMUD_LOG")
 bg_wait 30 tcmu_create user_1 foreign 16777216 qcow//tmp/foreign.img nl_reply_supported=-1 >/dev/null ||
     { unstick_netlink; fail "creating the foreign device"; }
-sleep 1
+# tcmud has decided about the device once it logs the event as foreign
+wait_log "$lines" 'foreign device' || { diag; fail "tcmud never logged the ADDED_DEVICE of the foreign device"; }
 holds_uio "$TCMUD_PID" foreign && fail "tcmud opened the foreign device's uio"
 dmesg_new | grep -iE 'could not find device|Mismatched commands' && fail "kernel got an unexpected netlink reply"
 verified "foreign qcow// device: not opened by tcmud, no stray netlink reply (dmesg clean)"
@@ -58,8 +64,7 @@ bg_wait 30 rmdir $A/foreign || { unstick_netlink; fail "removing the foreign dev
 lun_remove user_1 r0 0 || { diag; fail "removal did not complete (no REMOVED_DEVICE_DONE?)"; }
 [ -e $A/r0 ] && fail "backstore still there"
 verified "LUN unlink + backstore rmdir completed (REMOVED_DEVICE_DONE)"
-sleep 1
-holds_uio "$TCMUD_PID" r0 2>/dev/null && fail "tcmud still holds the removed device"
+wait_released "$TCMUD_PID" r0 || fail "tcmud still holds the removed device 30 s after its removal"
 tcmud_alive || { diag; fail "tcmud died"; }
 [ -z "$(ring_errors)" ] || { ring_errors; fail "kernel logged TCMU ring errors"; }
 tcmud_stop
@@ -70,8 +75,7 @@ tcmud_write_config netlink_replies=false p1:256MiB:64KiB
 tcmud_start
 tcmu-runner > /tmp/runner.out 2>&1 &
 RPID=$!
-sleep 2
-kill -0 $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited"; }
+runner_ready $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited or never joined the TCM-USER netlink group"; }
 truncate -s 32M /tmp/runner.img
 SDT=$(lun_create user_1 mine $((32 * MB)) thin/p1/mine 0 nl_reply_supported=-1) || { diag; fail "tcmud LUN beside tcmu-runner"; }
 SDR=$(lun_create user_1 theirs $((32 * MB)) qcow//tmp/runner.img 1 nl_reply_supported=-1) || { diag; cat /var/log/tcmu-runner.log; fail "tcmu-runner LUN beside tcmud"; }
