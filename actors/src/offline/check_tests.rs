@@ -177,15 +177,15 @@ fn check_of_the_format1_fixture_does_not_migrate_it() {
     copy_dir(&fixture(), &dir);
     let before = files(&dir);
     let (r, text) = check(&dir, false);
+    assert!(
+        files(&dir) == before,
+        "pool check migrated or otherwise changed the format-1 pool"
+    );
     assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
     assert!(text.starts_with("clean: 3 volumes"), "{text}");
     assert!(
         text.contains("note: format 1: needs migration to format 2 on open"),
         "{text}"
-    );
-    assert!(
-        files(&dir) == before,
-        "pool check migrated or otherwise changed the format-1 pool"
     );
     // Still format 1: opening it now migrates it.
     let pool = Pool::open(&dir).unwrap();
@@ -209,12 +209,12 @@ fn check_of_a_pool_left_open_by_a_crash_changes_no_byte() {
     assert_eq!(Seal::read(&image).unwrap().unwrap().closed_crc, None);
     let before = files(&image);
     let (r, text) = check(&image, false);
-    assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
-    assert!(text.contains("not closed cleanly"), "{text}");
     assert!(
         files(&image) == before,
         "pool check changed the crash image"
     );
+    assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
+    assert!(text.contains("not closed cleanly"), "{text}");
 }
 
 #[test]
