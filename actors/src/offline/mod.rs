@@ -52,9 +52,12 @@ pub enum PoolCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the metadata read-only: nothing in DIR is written (sled opens
-    /// a copy of meta/ in $TMPDIR; no migration, no seal update). Reports
-    /// every problem found. Exit 0 clean, 1 problems found, 2 could not read.
+    /// Verify the metadata, read-only (exit 0 clean, 1 problems, 2 unreadable).
+    ///
+    /// Nothing in DIR is written: sled opens a copy of meta/ in $TMPDIR, an
+    /// old format is migrated in memory only, the seal and the lock file are
+    /// left alone. Every problem found is reported: undecodable records, a
+    /// short data file, reference counts, free space, seal mismatches.
     Check {
         /// Pool directory.
         dir: PathBuf,
@@ -66,18 +69,23 @@ pub enum PoolCommand {
         #[arg(long)]
         repair: bool,
     },
-    /// Open the pool normally (migrating it if needed) and rebuild reference
-    /// counts and free space from the mappings, dropping mappings that
-    /// cannot be right; prints every change. Exit 0 clean afterwards, 1
-    /// problems left, 2 error.
+    /// Rebuild reference counts and free space from the mappings (writes).
+    ///
+    /// Opens the pool normally (migrating it if needed), drops mappings
+    /// that cannot be right (unknown volume, past its end or past the
+    /// high-water mark) and prints every change. Exit 0 clean afterwards, 1
+    /// problems left, 2 error. A pool that does not open (undecodable
+    /// records, short data file) is rescued with dump and restore.
     Repair {
         /// Pool directory.
         dir: PathBuf,
     },
-    /// Write the whole metadata as a JSON document (read-only, as check; a
-    /// damaged pool dumps what decodes and lists what does not). Format in
-    /// docs/pool-format.md. Exit 0 clean, 1 problems found (document still
-    /// written), 2 could not read.
+    /// Write the whole metadata as a JSON document, read-only (like thin_dump).
+    ///
+    /// Reads as `check` does; a damaged pool dumps what decodes and lists
+    /// what does not. The document is described in docs/pool-format.md.
+    /// Exit 0 clean, 1 problems found (document still written), 2 could not
+    /// read.
     Dump {
         /// Pool directory.
         dir: PathBuf,
@@ -85,9 +93,12 @@ pub enum PoolCommand {
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
     },
-    /// Write a pool's metadata from a `pool dump` document, next to the data
-    /// file in DIR (or a copy of --data). Validates the whole document first;
-    /// reference counts and free space are recomputed from the mappings.
+    /// Write a pool's metadata from a `pool dump` document (like thin_restore).
+    ///
+    /// Uses the data file in DIR (or a copy of --data). The whole document is
+    /// validated before anything is written; reference counts and free space
+    /// are recomputed from the mappings (differences are reported). The
+    /// restored pool is then opened, checked and closed.
     Restore {
         /// Pool directory (created if missing).
         dir: PathBuf,
