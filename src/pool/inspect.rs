@@ -139,6 +139,10 @@ fn migrate_in_memory(
             Err(_) => {
                 for kv in &all {
                     if let Err(e) = (step.run)(std::slice::from_ref(kv)) {
+                        let e = match e {
+                            PoolError::Corrupt(s) => s,
+                            e => e.to_string(),
+                        };
                         map.remove(&kv.0);
                         undecoded.push(Undecoded {
                             key: kv.0.clone(),

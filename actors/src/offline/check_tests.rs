@@ -269,6 +269,45 @@ fn undecodable_records_are_reported_not_fatal() {
     assert_eq!(doc.undecoded.len(), 3);
     assert_eq!(doc.volumes.len(), 4);
     assert!(files(&dir) == before, "pool dump changed the pool");
+    // Rescue: restore what decoded next to a copy of the data file.
+    let new = t.path().join("rescued");
+    let (r, text) = run_p(PoolCommand::Restore {
+        dir: new.clone(),
+        file: out,
+        data: Some(dir.join("data")),
+        force: false,
+    });
+    assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
+    assert!(
+        text.contains("3 undecoded record(s) not restored"),
+        "{text}"
+    );
+    assert!(text.contains("1 reference count(s)"), "{text}");
+    assert_eq!(check(&new, false).0.unwrap(), Outcome::Ok);
+}
+
+#[test]
+fn an_undecodable_format1_record_is_reported_and_the_rest_checked() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("pool");
+    copy_dir(&fixture(), &dir);
+    let store = SledStore::open(&dir.join("meta")).unwrap();
+    store
+        .commit(vec![(format::volume_key("bad"), Some(vec![0xff]))])
+        .unwrap();
+    store.close();
+    let before = files(&dir);
+    let (r, text) = check(&dir, false);
+    assert!(files(&dir) == before);
+    assert_eq!(r.unwrap(), Outcome::Problems, "{text}");
+    assert!(text.contains("1 problem(s) found"), "{text}");
+    assert!(
+        text.contains("bad record: format-1 record: format-1 volume \"bad\""),
+        "{text}"
+    );
+    assert!(text.contains("format 1: needs migration"), "{text}");
+    let doc = dump_doc_any(&dir, t.path());
+    assert_eq!(doc.volumes.len(), 3, "the good records are all there");
 }
 
 #[test]
@@ -330,6 +369,17 @@ fn repair_is_explicit_and_says_what_it_changed() {
         repair: true,
     });
     assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
+}
+
+/// The dump of a pool with problems.
+fn dump_doc_any(dir: &Path, t: &Path) -> PoolDump {
+    let out = t.join("dump-any.json");
+    let (r, _) = run_p(PoolCommand::Dump {
+        dir: dir.to_path_buf(),
+        output: Some(out.clone()),
+    });
+    assert_eq!(r.unwrap(), Outcome::Problems);
+    serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap()
 }
 
 fn dump_doc(dir: &Path, t: &Path) -> PoolDump {
