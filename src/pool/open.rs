@@ -20,7 +20,7 @@ pub const MARKER_FILE: &str = "tcmud-pool";
 pub const META_DIR: &str = "meta";
 /// Data file inside the pool.
 pub const DATA_FILE: &str = "data";
-const MARKER_TEXT: &str = "tcmud thin pool; metadata in meta/ (sled), chunks in data\n";
+pub(crate) const MARKER_TEXT: &str = "tcmud thin pool; metadata in meta/ (sled), chunks in data\n";
 
 fn superblock(cfg: &PoolConfig) -> Result<Superblock, PoolError> {
     let sb = Superblock {

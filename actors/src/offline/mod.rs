@@ -3,8 +3,15 @@
 //! when one does).
 //!
 //! Each command writes its result to `out` and returns an exit status:
-//! 0 success, 1 problems found (`pool check`), 2 error.
+//! 0 success, 1 problems found (`pool check`, `repair`, `dump`), 2 error.
+//! `pool check` and `pool dump` are read-only (see
+//! `tcmud_core::pool::inspect`); every other command opens the pool
+//! normally.
 
+mod check;
+#[cfg(test)]
+mod check_tests;
+mod dump;
 mod progress;
 mod report;
 pub mod size;
@@ -45,13 +52,64 @@ pub enum PoolCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Verify the metadata (exit 0 clean, 1 problems found).
+    /// Verify the metadata, read-only (exit 0 clean, 1 problems, 2 unreadable).
+    ///
+    /// Nothing in DIR is written: sled opens a copy of meta/ in $TMPDIR, an
+    /// old format is migrated in memory only, the seal and the lock file are
+    /// left alone. Every problem found is reported: undecodable records, a
+    /// short data file, reference counts, free space, seal mismatches.
     Check {
         /// Pool directory.
         dir: PathBuf,
-        /// Rebuild reference counts and free space from the mappings.
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        /// Same as `tcmud pool repair` when problems are found (opens the
+        /// pool normally and writes to it).
         #[arg(long)]
         repair: bool,
+    },
+    /// Rebuild reference counts and free space from the mappings (writes).
+    ///
+    /// Opens the pool normally (migrating it if needed), drops mappings
+    /// that cannot be right (unknown volume, past its end or past the
+    /// high-water mark) and prints every change. Exit 0 clean afterwards, 1
+    /// problems left, 2 error. A pool that does not open (undecodable
+    /// records, short data file) is rescued with dump and restore.
+    Repair {
+        /// Pool directory.
+        dir: PathBuf,
+    },
+    /// Write the whole metadata as a JSON document, read-only (like thin_dump).
+    ///
+    /// Reads as `check` does; a damaged pool dumps what decodes and lists
+    /// what does not. The document is described in docs/pool-format.md.
+    /// Exit 0 clean, 1 problems found (document still written), 2 could not
+    /// read.
+    Dump {
+        /// Pool directory.
+        dir: PathBuf,
+        /// Output file (default: standard output).
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Write a pool's metadata from a `pool dump` document (like thin_restore).
+    ///
+    /// Uses the data file in DIR (or a copy of --data). The whole document is
+    /// validated before anything is written; reference counts and free space
+    /// are recomputed from the mappings (differences are reported). The
+    /// restored pool is then opened, checked and closed.
+    Restore {
+        /// Pool directory (created if missing).
+        dir: PathBuf,
+        /// The JSON document (`-`: standard input).
+        file: PathBuf,
+        /// Data file to copy into DIR (which must have none).
+        #[arg(long, value_name = "FILE")]
+        data: Option<PathBuf>,
+        /// Replace an existing meta/ in DIR.
+        #[arg(long)]
+        force: bool,
     },
 }
 
@@ -138,7 +196,7 @@ pub enum OfflineError {
 pub enum Outcome {
     /// Done.
     Ok,
-    /// `pool check` found problems.
+    /// `pool check`, `repair` or `dump` found problems.
     Problems,
 }
 
@@ -186,33 +244,24 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
                 report::usage_text(out, &shown(dir), &usage)?;
             }
         }
-        PoolCommand::Check { dir, repair } => {
-            let pool = Pool::open(dir)?;
-            let bar = Progress::new("checking");
-            let r = pool.check_with_progress(&mut |d, t| bar.update(d, t));
-            bar.finish();
-            let r = r?;
-            report::check_text(out, &r)?;
-            if r.is_clean() {
-                return Ok(Outcome::Ok);
+        PoolCommand::Check { dir, json, repair } => {
+            if *repair {
+                let o = check::check(dir, false, out)?;
+                if o == Outcome::Ok {
+                    return Ok(o);
+                }
+                return check::repair(dir, out);
             }
-            if !*repair {
-                writeln!(
-                    out,
-                    "run with --repair to rebuild reference counts and free space"
-                )?;
-                return Ok(Outcome::Problems);
-            }
-            pool.repair()?;
-            let after = pool.check()?;
-            if after.is_clean() {
-                writeln!(out, "repaired; the pool is now clean")?;
-                return Ok(Outcome::Ok);
-            }
-            writeln!(out, "after repair:")?;
-            report::check_text(out, &after)?;
-            return Ok(Outcome::Problems);
+            return check::check(dir, *json, out);
         }
+        PoolCommand::Repair { dir } => return check::repair(dir, out),
+        PoolCommand::Dump { dir, output } => return dump::dump(dir, output.as_deref(), out),
+        PoolCommand::Restore {
+            dir,
+            file,
+            data,
+            force,
+        } => return dump::restore(dir, file, data.as_deref(), *force, out),
     }
     Ok(Outcome::Ok)
 }

@@ -90,18 +90,37 @@ pub fn usage_text(out: &mut dyn Write, dir: &str, u: &PoolUsage) -> io::Result<(
     volumes_text(out, &u.volumes)
 }
 
-/// A check report as text.
+/// A check report as text: problems, then notes.
 pub fn check_text(out: &mut dyn Write, r: &CheckReport) -> io::Result<()> {
     if r.is_clean() {
-        return writeln!(
+        writeln!(
             out,
             "clean: {} volumes, {} mappings, {} chunks checked",
             r.volumes, r.mappings, r.chunks
-        );
+        )?;
+    } else {
+        writeln!(out, "{} problem(s) found:", r.problems.len())?;
+        for p in &r.problems {
+            writeln!(out, "  {p}")?;
+        }
     }
-    writeln!(out, "{} problem(s) found:", r.problems.len())?;
-    for p in &r.problems {
-        writeln!(out, "  {p}")?;
+    for n in &r.notes {
+        writeln!(out, "  note: {n}")?;
     }
     Ok(())
+}
+
+/// `pool check --json`.
+pub fn check_json(r: &CheckReport) -> Value {
+    json!({
+        "clean": r.is_clean(),
+        "volumes": r.volumes,
+        "mappings": r.mappings,
+        "chunks": r.chunks,
+        "problems": r.problems.iter().map(|p| json!({
+            "kind": p.kind(),
+            "message": p.to_string(),
+        })).collect::<Vec<_>>(),
+        "notes": r.notes,
+    })
 }

@@ -81,6 +81,7 @@ fn create_volumes_snapshot_clone_info_check() {
     );
     let (r, text) = run_p(PoolCommand::Check {
         dir: dir.clone(),
+        json: false,
         repair: false,
     });
     assert_eq!(r.unwrap(), Outcome::Ok);
