@@ -13,16 +13,20 @@
 //!    working set of 16,384 chunks read once before timing;
 //! 3. p99 latency of 4 KiB random writes on another (small, fully written)
 //!    volume, idle;
-//! 4. up to 10 snapshots of the big volume (each timed), VmRSS after them; it
-//!    stops early, saying so, when the next one would pass the RAM budget;
+//! 4. up to 10 snapshots of the big volume (each timed), VmRSS after them;
 //! 5. a clone of the first snapshot (timed);
 //! 6. deleting the last snapshot (timed) while the other volume takes 4 KiB
 //!    random writes: their p99 during the delete;
 //! 7. close; then, in another fresh process, open after that clean close
 //!    (timed) and its VmRSS.
 //!
-//! A size whose estimated RAM need (from the previous row's measured RSS per
-//! chunk) passes the budget is skipped, saying how much it would need.
+//! Today's format needs several KiB of RAM per mapping and per snapshot, so
+//! the run goes as far as the machine allows and says where it stopped: a
+//! size whose setup would pass the RAM budget (estimated from the previous
+//! size's RSS per chunk) is skipped; steps 4-7 are each taken only while
+//! the process stays within the budget (the first snapshot needs room for
+//! one step, later ones leave room for the clone and the delete); the notes
+//! under the table name what was skipped and why.
 //!
 //! `cargo bench --bench pool_scale`
 //! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304` (sizes, default these),
@@ -32,7 +36,7 @@
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
 use std::io::{BufRead, BufReader, Write};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -136,6 +140,12 @@ fn progress(n: u64, what: &str) {
     eprintln!("[pool_scale {n}] {what}");
 }
 
+/// A note for the table (why a cell is empty), also on stderr.
+fn note(n: u64, key: &str, text: &str) {
+    progress(n, text);
+    emit(&format!("note_{key}"), text);
+}
+
 fn emit(key: &str, v: impl std::fmt::Display) {
     println!("RESULT {key}={v}");
     let _ = std::io::stdout().flush();
@@ -164,7 +174,7 @@ fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (
 }
 
 /// The child for one size: everything but the reopen. Prints RESULT lines.
-fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64) {
+fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chunk: f64) {
     let pool_dir = dir.join("pool");
     let cfg = PoolConfig {
         chunk_size: CHUNK as u32,
@@ -283,11 +293,40 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64) {
     emit("p99_idle_ms", percentile(&mut idle, 0.99) * 1e3);
     other.flush().unwrap();
 
-    // 4. snapshots
+    // 4. snapshots. Each step is taken only if the process stays within
+    // the RAM budget with half a step to spare (the first step is estimated
+    // from the previous size).
     let mut snap_ms = Vec::new();
-    let mut stop = String::new();
     let mut mappings = n + OTHER_CHUNKS;
+    let mut step = (snap_per_chunk * n as f64) as u64;
+    // Room for `k` more steps of `step` bytes, with half a step to spare.
+    let fits = |k: u64, step: u64| rss().0 + k * step + step / 2 <= budget;
+    let over = |what: &str, step: u64| {
+        format!(
+            "{what} skipped: would take VmRSS to ~{:.1} GiB (budget {:.0} GiB)",
+            (rss().0 + step) as f64 / GIB,
+            budget as f64 / GIB
+        )
+    };
     for i in 0..SNAPSHOTS {
+        // The first snapshot needs room for itself; later ones leave room
+        // for the clone and the delete too.
+        if !fits(if i == 0 { 1 } else { 3 }, step) {
+            note(n, "snapshots", &over(&format!("snapshot {}", i + 1), step));
+            break;
+        }
+        if open_per_mapping > 0.0 && open_per_mapping * (mappings + 2 * n) as f64 > budget as f64 {
+            let need = open_per_mapping * (mappings + 2 * n) as f64 / GIB;
+            note(
+                n,
+                "snapshots",
+                &format!(
+                    "snapshot {} skipped: reopening would need ~{need:.0} GiB",
+                    i + 1
+                ),
+            );
+            break;
+        }
         let before = rss().0;
         let ms = time(|| pool.snapshot("big", &format!("snap-{i}")).unwrap()) * 1e3;
         snap_ms.push(ms);
@@ -300,70 +339,57 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64) {
                 after as f64 / MIB
             ),
         );
-        let step = after.saturating_sub(before).max(1);
-        if i + 1 < SNAPSHOTS {
-            if after + step + step / 2 > budget {
-                stop = format!(
-                    "stopped after {} snapshots: the next would pass the {:.0} GiB budget (+{:.0} MiB each)",
-                    i + 1,
-                    budget as f64 / GIB,
-                    step as f64 / MIB
-                );
-                break;
-            }
-            if open_per_mapping > 0.0
-                && (open_per_mapping * (mappings + 2 * n) as f64) as u64 > budget
-            {
-                stop = format!(
-                    "stopped after {} snapshots: reopening more would need ~{:.0} GiB",
-                    i + 1,
-                    open_per_mapping * (mappings + 2 * n) as f64 / GIB
-                );
-                break;
-            }
-        }
+        step = after.saturating_sub(before).max(1);
     }
     let (rss_snaps, _) = rss();
     emit("snapshots", snap_ms.len());
-    emit(
-        "snap_min_ms",
-        snap_ms.iter().copied().fold(f64::MAX, f64::min),
-    );
-    emit("snap_max_ms", snap_ms.iter().copied().fold(0.0, f64::max));
     emit("rss_snaps", rss_snaps);
+    emit("snap_step", step);
     emit("meta_bytes_snaps", tree_bytes(&pool_dir.join("meta")));
-    if !stop.is_empty() {
-        progress(n, &stop);
-        emit("snap_note", stop.replace(' ', "_"));
+    if !snap_ms.is_empty() {
+        emit(
+            "snap_min_ms",
+            snap_ms.iter().copied().fold(f64::MAX, f64::min),
+        );
+        emit("snap_max_ms", snap_ms.iter().copied().fold(0.0, f64::max));
     }
 
     // 5. clone
-    let clone_ms = time(|| pool.clone_snapshot("snap-0", "clone-0").unwrap()) * 1e3;
-    mappings += n;
-    emit("clone_ms", clone_ms);
-    progress(n, &format!("clone: {clone_ms:.0} ms"));
+    let snapped = !snap_ms.is_empty();
+    if snapped && fits(2, step) {
+        let clone_ms = time(|| pool.clone_snapshot("snap-0", "clone-0").unwrap()) * 1e3;
+        mappings += n;
+        emit("clone_ms", clone_ms);
+        progress(n, &format!("clone: {clone_ms:.0} ms"));
+    } else if snapped {
+        note(n, "clone", &over("clone", step));
+    }
 
     // 6. delete the last snapshot while writing to the other volume
-    progress(n, "deleting a snapshot under load");
-    let victim = format!("snap-{}", snap_ms.len() - 1);
-    let done = Arc::new(AtomicBool::new(false));
-    let deleter = {
-        let (pool, done) = (pool.clone(), Arc::clone(&done));
-        std::thread::spawn(move || {
-            let s = time(|| pool.delete_volume(&victim).unwrap());
-            done.store(true, Ordering::Release);
-            s
-        })
-    };
-    let mut during = Vec::new();
-    while !done.load(Ordering::Acquire) {
-        during.push(other_write(&mut r));
+    if snapped && fits(1, step) {
+        progress(n, "deleting a snapshot under load");
+        let victim = format!("snap-{}", snap_ms.len() - 1);
+        let done = Arc::new(AtomicBool::new(false));
+        let deleter = {
+            let (pool, done) = (pool.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let s = time(|| pool.delete_volume(&victim).unwrap());
+                done.store(true, Ordering::Release);
+                s
+            })
+        };
+        let mut during = Vec::new();
+        while !done.load(Ordering::Acquire) {
+            during.push(other_write(&mut r));
+        }
+        let delete_s = deleter.join().unwrap();
+        mappings -= n;
+        emit("delete_s", delete_s);
+        emit("p99_delete_ms", percentile(&mut during, 0.99) * 1e3);
+        emit("delete_writes", during.len());
+    } else if snapped {
+        note(n, "delete", &over("delete", step));
     }
-    let delete_s = deleter.join().unwrap();
-    mappings -= n;
-    emit("delete_s", delete_s);
-    emit("p99_delete_ms", percentile(&mut during, 0.99) * 1e3);
-    emit("delete_writes", during.len());
     emit("rss_hwm", rss().1);
 
     // 7. clean close (the reopen runs in the next process)
@@ -384,14 +410,29 @@ fn open_size(dir: &Path) {
 
 type Results = std::collections::HashMap<String, String>;
 
-fn child(mode: &str, n: u64, dir: &Path, budget: u64, open_per_mapping: f64) -> Results {
+/// Estimates from the previous size, handed to the next size's child.
+#[derive(Clone, Copy, Default)]
+struct Estimates {
+    /// VmRSS after writing, per mapped chunk.
+    write_per_chunk: f64,
+    /// VmRSS added by one snapshot, per mapped chunk.
+    snap_per_chunk: f64,
+    /// VmRSS of a reopen, per mapping in the pool.
+    open_per_mapping: f64,
+}
+
+fn child(mode: &str, n: u64, dir: &Path, budget: u64, est: Estimates) -> Results {
     let exe = std::env::current_exe().unwrap();
     let mut ch = Command::new(exe)
         .env("TCMUD_SCALE_CHILD", mode)
         .env("TCMUD_SCALE_N", n.to_string())
         .env("TCMUD_SCALE_PATH", dir)
         .env("TCMUD_SCALE_BUDGET", budget.to_string())
-        .env("TCMUD_SCALE_OPEN_PER_MAPPING", open_per_mapping.to_string())
+        .env(
+            "TCMUD_SCALE_OPEN_PER_MAPPING",
+            est.open_per_mapping.to_string(),
+        )
+        .env("TCMUD_SCALE_SNAP_PER_CHUNK", est.snap_per_chunk.to_string())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -416,12 +457,18 @@ fn main() {
         let n = env_u64("TCMUD_SCALE_N").unwrap_or(0);
         let dir = PathBuf::from(std::env::var("TCMUD_SCALE_PATH").unwrap_or_default());
         let budget = env_u64("TCMUD_SCALE_BUDGET").unwrap_or(u64::MAX);
-        let opm: f64 = std::env::var("TCMUD_SCALE_OPEN_PER_MAPPING")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(0.0);
+        let f = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (opm, spc) = (
+            f("TCMUD_SCALE_OPEN_PER_MAPPING"),
+            f("TCMUD_SCALE_SNAP_PER_CHUNK"),
+        );
         match mode.as_str() {
-            "run" => run_size(n, &dir, budget, opm),
+            "run" => run_size(n, &dir, budget, opm, spc),
             _ => open_size(&dir),
         }
         return;
@@ -444,18 +491,17 @@ fn main() {
         budget as f64 / GIB,
         base.display()
     );
-    // Measured per chunk at the previous size: RSS while writing + one
-    // snapshot, and RSS of a reopen per mapping.
-    let (mut per_chunk, mut open_per_mapping) = (0.0f64, 0.0f64);
+    // Measured at the previous size (RSS grows linearly with the chunks).
+    let mut est = Estimates::default();
     let mut rows: Vec<(u64, Results)> = Vec::new();
     for &n in &sizes {
-        let need = per_chunk * n as f64;
-        if per_chunk > 0.0 && need > budget as f64 {
+        let need = est.write_per_chunk * n as f64 * 1.2;
+        if need > budget as f64 {
             let mut r = Results::new();
             r.insert(
                 "skipped".into(),
                 format!(
-                    "would need ~{:.0} GiB RAM (budget {:.0} GiB)",
+                    "would need ~{:.0} GiB RAM just to map them (budget {:.0} GiB)",
                     need / GIB,
                     budget as f64 / GIB
                 ),
@@ -465,25 +511,33 @@ fn main() {
             continue;
         }
         let tmp = tempfile::tempdir_in(&base).unwrap();
-        let mut r = child("run", n, tmp.path(), budget, open_per_mapping);
-        let mappings: f64 = r
-            .get("mappings")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
-        if !r.contains_key("failed") {
-            let open = child("open", n, tmp.path(), budget, 0.0);
+        let mut r = child("run", n, tmp.path(), budget, est);
+        let num = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+        let mappings = num(&r, "mappings").unwrap_or(0.0);
+        let open_need = est.open_per_mapping * mappings * 1.2;
+        if r.contains_key("failed") {
+            // Nothing to reopen.
+        } else if open_need > budget as f64 {
+            r.insert(
+                "note_open".into(),
+                format!("reopen skipped: would need ~{:.0} GiB", open_need / GIB),
+            );
+        } else {
+            let open = child("open", n, tmp.path(), budget, est);
             r.extend(open);
         }
-        let get = |k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-        let one_snap = if get("snapshots") > 0.0 {
-            (get("rss_snaps") - get("rss_write")) / get("snapshots")
-        } else {
-            0.0
-        };
-        per_chunk = (get("rss_write") + one_snap) / n as f64;
-        if mappings > 0.0 {
-            open_per_mapping = get("rss_open") / mappings;
+        if let Some(w) = num(&r, "rss_write") {
+            est.write_per_chunk = w / n as f64;
         }
+        if let (Some(s), Some(k)) = (num(&r, "snap_step"), num(&r, "snapshots")) {
+            if k > 0.0 {
+                est.snap_per_chunk = s / n as f64;
+            }
+        }
+        if let Some(o) = num(&r, "rss_open").filter(|_| mappings > 0.0) {
+            est.open_per_mapping = o / mappings;
+        }
+        drop(tmp);
         rows.push((n, r));
     }
     print_table(&rows);
@@ -510,8 +564,10 @@ fn print_table(rows: &[(u64, Results)]) {
                 "{n}: child failed ({s}); cells with - were not reached"
             ));
         }
-        if let Some(s) = r.get("snap_note") {
-            notes.push(format!("{n}: {}", s.replace('_', " ")));
+        let mut keys: Vec<&String> = r.keys().filter(|k| k.starts_with("note_")).collect();
+        keys.sort();
+        for k in keys {
+            notes.push(format!("{n}: {}", r[k]));
         }
         let mib = |k: &str| cell(f(r, k), &|v| format!("{:.0}", v / MIB));
         let meta = f(r, "meta_bytes");
