@@ -304,18 +304,25 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     // A delete of N mappings takes about two snapshot steps (measured:
     // VmHWM +2.6 GiB deleting 262,144 mappings, +1.4 GiB per snapshot).
     let fits = |k: u64, step: u64| rss().0 + k * step + step / 4 <= budget;
-    let over = |what: &str, step: u64| {
+    let over = |what: &str, k: u64, step: u64| {
         format!(
-            "{what} skipped: would take VmRSS to ~{:.1} GiB (budget {:.0} GiB)",
-            (rss().0 + step) as f64 / GIB,
+            "{what} skipped: VmRSS {:.1} GiB + {k} steps of {:.1} GiB (what is left of \
+             snapshot, clone, delete; a delete takes 2) pass the {:.0} GiB budget",
+            rss().0 as f64 / GIB,
+            step as f64 / GIB,
             budget as f64 / GIB
         )
     };
     for i in 0..SNAPSHOTS {
         // The first snapshot needs room for itself; later ones leave room
         // for the clone and the delete too.
-        if !fits(if i == 0 { 1 } else { 4 }, step) {
-            note(n, "snapshots", &over(&format!("snapshot {}", i + 1), step));
+        let k = if i == 0 { 1 } else { 4 };
+        if !fits(k, step) {
+            note(
+                n,
+                "snapshots",
+                &over(&format!("snapshot {}", i + 1), k, step),
+            );
             break;
         }
         if open_per_mapping > 0.0 && open_per_mapping * (mappings + 2 * n) as f64 > budget as f64 {
@@ -365,7 +372,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         emit("clone_ms", clone_ms);
         progress(n, &format!("clone: {clone_ms:.0} ms"));
     } else if snapped {
-        note(n, "clone", &over("clone", step));
+        note(n, "clone", &over("clone", 3, step));
     }
 
     // 6. delete the last snapshot while writing to the other volume
@@ -392,7 +399,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         emit("max_delete_ms", percentile(&mut during, 1.0) * 1e3);
         emit("delete_writes", during.len());
     } else if snapped {
-        note(n, "delete", &over("delete", step));
+        note(n, "delete", &over("delete", 2, step));
     }
     emit("rss_hwm", rss().1);
 

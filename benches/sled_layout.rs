@@ -9,10 +9,17 @@
 //! - `key13+12`: one key per mapping, (tree u32, logical u64) -> chunk u64 +
 //!   birth epoch u32 (the dm-thin-like per-mapping layout);
 //! - `page512`: one key per 512 logical chunks, (tree u32, page u64) -> 512
-//!   slots of 8 bytes (the B-tree-page layout, pages full).
+//!   slots of 8 bytes (the B-tree-page layout, pages full);
+//! - `page512d`: the same pages coded as the design says (presence bitmap +
+//!   varint deltas), chunks allocated in order (1 byte per slot);
+//! - `page512r`: coded pages, chunks allocated in random order from a pool
+//!   of 16 Mi chunks (3-4 bytes per slot).
 //!
-//! Each layout runs in a fresh child process (write, close), then another
-//! (open, 100,000 random lookups) so VmRSS is per layout.
+//! Then 1,000 commits of one rewritten entry, and 64 commits of 1,024
+//! random rewritten entries (a page is rewritten whole): VmRSS and disk
+//! after them. Each layout runs in a fresh child process (write, rewrite,
+//! close), then another (open, 100,000 random lookups) so VmRSS is per
+//! layout.
 //!
 //! `cargo bench --bench sled_layout` (env `TCMUD_SLED_N` = mappings,
 //! default 4,194,304; `TCMUD_SLED_CACHE_MIB` = cache_capacity, default 64;
@@ -26,7 +33,7 @@ use std::time::Instant;
 const BATCH: u64 = 65_536;
 const LOOKUPS: u64 = 100_000;
 const PAGE: u64 = 512;
-const LAYOUTS: [&str; 3] = ["key17+8", "key13+12", "page512"];
+const LAYOUTS: [&str; 5] = ["key17+8", "key13+12", "page512", "page512d", "page512r"];
 
 fn rss() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -95,17 +102,47 @@ fn entry(layout: &str, l: u64) -> (Vec<u8>, Vec<u8>) {
             let mut k = vec![b'P'];
             k.extend_from_slice(&7u32.to_be_bytes());
             k.extend_from_slice(&p.to_be_bytes());
-            let v: Vec<u8> = (p * PAGE..(p + 1) * PAGE)
-                .flat_map(|x| (x + 3).to_be_bytes())
-                .collect();
+            let chunks = (p * PAGE..(p + 1) * PAGE).map(|x| match layout {
+                // Chunks allocated in random order from a 16 Mi-chunk pool.
+                "page512r" => Rng(x.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1).next() % (1 << 24),
+                _ => x + 3,
+            });
+            let v = if layout == "page512" {
+                chunks.flat_map(u64::to_be_bytes).collect()
+            } else {
+                delta_coded(chunks)
+            };
             (k, v)
         }
     }
 }
 
+/// A leaf as the design codes it: a 64-byte presence bitmap (all present
+/// here), then each chunk as a zig-zag LEB128 varint of its difference
+/// from the previous one.
+fn delta_coded(chunks: impl Iterator<Item = u64>) -> Vec<u8> {
+    let mut v = vec![0xffu8; 64];
+    let mut prev = 0i64;
+    for c in chunks {
+        let d = c as i64 - prev;
+        prev = c as i64;
+        let mut z = ((d << 1) ^ (d >> 63)) as u64;
+        loop {
+            let b = (z & 0x7f) as u8;
+            z >>= 7;
+            if z == 0 {
+                v.push(b);
+                break;
+            }
+            v.push(b | 0x80);
+        }
+    }
+    v
+}
+
 fn write(layout: &str, n: u64, path: &Path, cache_mib: u64) {
     let db = db(path, cache_mib);
-    let step = if layout == "page512" { PAGE } else { 1 };
+    let step = if layout.starts_with("page") { PAGE } else { 1 };
     let t = Instant::now();
     let mut l = 0;
     while l < n {
@@ -133,6 +170,25 @@ fn write(layout: &str, n: u64, path: &Path, cache_mib: u64) {
         db.flush().unwrap();
     }
     println!("RESULT update_ms={}", t.elapsed().as_secs_f64());
+    // Churn: 64 commits of 1,024 random entries rewritten each (pages are
+    // rewritten whole), to see whether sled's memory and disk stay bounded.
+    let mut r = Rng(7);
+    let entries = if layout.starts_with("page") {
+        n / PAGE
+    } else {
+        n
+    };
+    for _ in 0..64 {
+        let mut b = sled::Batch::default();
+        for _ in 0..1024 {
+            let (k, mut v) = entry(layout, (r.next() % entries) * step);
+            v[1] ^= 1;
+            b.insert(k, v);
+        }
+        db.apply_batch(b).unwrap();
+        db.flush().unwrap();
+    }
+    println!("RESULT rss_churn={}", rss().0);
     println!("RESULT disk_after_updates={}", tree_bytes(path));
     drop(db);
 }
@@ -156,25 +212,26 @@ fn read(layout: &str, n: u64, path: &Path, cache_mib: u64) {
 }
 
 fn child(mode: &str, layout: &str, n: u64, path: &Path) -> Vec<(String, f64)> {
-    let out = Command::new(std::env::current_exe().unwrap())
+    let mut ch = Command::new(std::env::current_exe().unwrap())
         .env("TCMUD_SLED_CHILD", mode)
         .env("TCMUD_SLED_LAYOUT", layout)
         .env("TCMUD_SLED_N", n.to_string())
         .env("TCMUD_SLED_PATH", path)
         .stdout(Stdio::piped())
         .spawn()
-        .unwrap()
-        .stdout
-        .take()
         .unwrap();
-    BufReader::new(out)
+    let out = ch.stdout.take().unwrap();
+    let res = BufReader::new(out)
         .lines()
         .map_while(Result::ok)
         .filter_map(|l| {
             let (k, v) = l.strip_prefix("RESULT ")?.split_once('=')?;
             Some((k.to_string(), v.parse().ok()?))
         })
-        .collect()
+        .collect();
+    let status = ch.wait().unwrap();
+    assert!(status.success(), "{mode} {layout}: {status}");
+    res
 }
 
 fn main() {
@@ -201,8 +258,8 @@ fn main() {
     let base = PathBuf::from(env("TCMUD_BENCH_DIR").unwrap_or_else(|| "/tmp".into()));
     println!("sled 0.34 per-mapping cost: {n} mappings, cache_capacity {cache_mib} MiB");
     println!();
-    println!("| layout | write (mappings/s) | disk B/mapping | VmRSS after write (MiB) | open (s) | VmRSS after open (MiB) | random lookup (us) | VmRSS after 100k lookups (MiB) | 1000 single-mapping commits (s) | disk after them (B/mapping) |");
-    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| layout | write (mappings/s) | disk B/mapping | VmRSS after write (MiB) | open (s) | VmRSS after open (MiB) | random lookup (us) | VmRSS after 100k lookups (MiB) | 1000 single-mapping commits (s) | VmRSS after 64 x 1024 rewrites (MiB) | disk after them (B/mapping) |");
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mib = |v: f64| format!("{:.0}", v / (1u64 << 20) as f64);
     let only = env("TCMUD_SLED_LAYOUTS").unwrap_or_default();
     for layout in LAYOUTS
@@ -215,7 +272,7 @@ fn main() {
         r.extend(child("read", layout, n, &path));
         let g = |k: &str| r.iter().find(|(x, _)| x == k).map_or(f64::NAN, |(_, v)| *v);
         println!(
-            "| {layout} | {:.0} | {:.1} | {} | {:.2} | {} | {:.1} | {} | {:.2} | {:.1} |",
+            "| {layout} | {:.0} | {:.1} | {} | {:.2} | {} | {:.1} | {} | {:.2} | {} | {:.1} |",
             g("rate"),
             g("disk") / n as f64,
             mib(g("rss_write")),
@@ -224,6 +281,7 @@ fn main() {
             g("lookup_us"),
             mib(g("rss_lookups")),
             g("update_ms"),
+            mib(g("rss_churn")),
             g("disk_after_updates") / n as f64,
         );
     }
