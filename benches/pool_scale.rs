@@ -571,7 +571,7 @@ fn print_table(rows: &[(u64, Results)]) {
     let mut notes = Vec::new();
     for (n, r) in rows {
         if let Some(s) = r.get("skipped") {
-            println!("| {n} | skipped: {s} |||||||||||| ");
+            println!("| {n} | skipped: {s} |{}", " |".repeat(11));
             continue;
         }
         if let Some(s) = r.get("failed") {
