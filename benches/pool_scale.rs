@@ -1,0 +1,635 @@
+//! Pool metadata at scale (issue 13): one run, one table, one row per size.
+//!
+//! Per size N (mapped chunks; 64 KiB chunks, sparse data file), in a fresh
+//! child process so that VmRSS/VmHWM belong to that size alone:
+//!
+//! 1. setup: one volume of N chunks, a 4 KiB write into every chunk, a flush
+//!    every 65,536 writes: setup rate (chunks mapped per second), VmRSS after,
+//!    bytes under `meta/` (and per mapped chunk);
+//! 2. 4 KiB random read and write on that volume vs a raw file holding the
+//!    same bytes (N x 4 KiB, written in full beforehand), same random
+//!    indices, alternating batches: "cold" = page cache of the data, raw and
+//!    `meta/` files dropped first, indices over the whole volume; "warm" = a
+//!    working set of 16,384 chunks read once before timing;
+//! 3. p99 latency of 4 KiB random writes on another (small, fully written)
+//!    volume, idle;
+//! 4. up to 10 snapshots of the big volume (each timed), VmRSS after them;
+//! 5. a clone of the first snapshot (timed);
+//! 6. deleting the last snapshot (timed) while the other volume takes 4 KiB
+//!    random writes: their p99 during the delete;
+//! 7. close; then, in another fresh process, open after that clean close
+//!    (timed) and its VmRSS.
+//!
+//! Today's format needs several KiB of RAM per mapping and per snapshot, so
+//! the run goes as far as the machine allows and says where it stopped: a
+//! size whose setup would pass the RAM budget (estimated from the previous
+//! size's RSS per chunk) is skipped; steps 4-7 are each taken only while
+//! the process stays within the budget (the first snapshot needs room for
+//! one step, later ones leave room for the clone and the delete); the notes
+//! under the table name what was skipped and why.
+//!
+//! `cargo bench --bench pool_scale`
+//! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304` (sizes, default these),
+//! `TCMUD_SCALE_RAM_GIB` (budget; default min(16, MemAvailable - 4)),
+//! `TCMUD_BENCH_DIR` (where the pools go, default /tmp).
+
+use std::fs::{File, OpenOptions};
+use std::hint::black_box;
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::pool::{Pool, PoolConfig};
+
+const CHUNK: u64 = 64 << 10;
+const BLOCK: u32 = 4096;
+const BLOCKS_PER_CHUNK: u64 = CHUNK / BLOCK as u64;
+const FLUSH_EVERY: u64 = 65_536;
+const SNAPSHOTS: usize = 10;
+const IO_OPS: usize = 20_000;
+const WARM_SET: u64 = 16_384;
+const OTHER_CHUNKS: u64 = 4096;
+const LAT_OPS: usize = 20_000;
+const GIB: f64 = (1u64 << 30) as f64;
+const MIB: f64 = (1u64 << 20) as f64;
+const DEFAULT_SIZES: &str = "65536,1048576,4194304";
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn time(f: impl FnOnce()) -> f64 {
+    let t = Instant::now();
+    f();
+    t.elapsed().as_secs_f64()
+}
+
+/// (VmRSS, VmHWM) of this process in bytes.
+fn rss() -> (u64, u64) {
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        s.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+            * 1024
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn mem_available() -> u64 {
+    let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    s.lines()
+        .find(|l| l.starts_with("MemAvailable:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 1024
+}
+
+/// Apparent bytes of every file under `dir`.
+fn tree_bytes(dir: &Path) -> u64 {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    rd.filter_map(Result::ok)
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+/// Writes back and drops from the page cache every file under `p`.
+fn drop_cache(p: &Path) {
+    let Ok(m) = std::fs::metadata(p) else { return };
+    if m.is_dir() {
+        if let Ok(rd) = std::fs::read_dir(p) {
+            for e in rd.filter_map(Result::ok) {
+                drop_cache(&e.path());
+            }
+        }
+        return;
+    }
+    if let Ok(f) = File::open(p) {
+        let _ = f.sync_data();
+        // Advisory: failure only makes the cold rows warmer.
+        let _ = nix::fcntl::posix_fadvise(
+            &f,
+            0,
+            0,
+            nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        );
+    }
+}
+
+fn progress(n: u64, what: &str) {
+    eprintln!("[pool_scale {n}] {what}");
+}
+
+/// A note for the table (why a cell is empty), also on stderr.
+fn note(n: u64, key: &str, text: &str) {
+    progress(n, text);
+    emit(&format!("note_{key}"), text);
+}
+
+fn emit(key: &str, v: impl std::fmt::Display) {
+    println!("RESULT {key}={v}");
+    let _ = std::io::stdout().flush();
+}
+
+fn env_u64(k: &str) -> Option<u64> {
+    std::env::var(k).ok().and_then(|s| s.parse().ok())
+}
+
+fn percentile(lat: &mut [f64], p: f64) -> f64 {
+    if lat.is_empty() {
+        return f64::NAN;
+    }
+    lat.sort_by(f64::total_cmp);
+    lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
+}
+
+/// Runs `a` and `b` over `idx` in alternating batches of 256; seconds in each.
+fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (f64, f64) {
+    let (mut ta, mut tb) = (0.0, 0.0);
+    for batch in idx.chunks(256) {
+        ta += time(|| batch.iter().for_each(|&p| a(p)));
+        tb += time(|| batch.iter().for_each(|&p| b(p)));
+    }
+    (ta, tb)
+}
+
+/// The child for one size: everything but the reopen. Prints RESULT lines.
+fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chunk: f64) {
+    let pool_dir = dir.join("pool");
+    let cfg = PoolConfig {
+        chunk_size: CHUNK as u32,
+        capacity_bytes: (n + OTHER_CHUNKS + 65_536) * CHUNK,
+        low_water_pct: 100,
+    };
+    let pool = Pool::create(&pool_dir, &cfg).unwrap();
+    pool.create_volume("big", n * CHUNK, BLOCK).unwrap();
+    let big = pool.open_volume("big").unwrap();
+    let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
+
+    // 1. setup
+    progress(n, "setup: writing 4 KiB into every chunk");
+    let t = Instant::now();
+    for l in 0..n {
+        big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap();
+        if (l + 1) % FLUSH_EVERY == 0 {
+            big.flush().unwrap();
+            if (l + 1) % (FLUSH_EVERY * 16) == 0 {
+                progress(
+                    n,
+                    &format!(
+                        "setup: {} chunks, {:.0} s",
+                        l + 1,
+                        t.elapsed().as_secs_f64()
+                    ),
+                );
+            }
+        }
+    }
+    big.flush().unwrap();
+    let setup_s = t.elapsed().as_secs_f64();
+    emit("setup_rate", n as f64 / setup_s);
+    emit("rss_write", rss().0);
+    emit("meta_bytes", tree_bytes(&pool_dir.join("meta")));
+
+    pool.create_volume("other", OTHER_CHUNKS * CHUNK, BLOCK)
+        .unwrap();
+    let other = pool.open_volume("other").unwrap();
+    for l in 0..OTHER_CHUNKS {
+        other.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap();
+    }
+    other.flush().unwrap();
+
+    // 2. random I/O vs raw
+    progress(n, "random I/O vs raw file");
+    let raw_path = dir.join("raw");
+    let raw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&raw_path)
+        .unwrap();
+    {
+        let mib: Vec<u8> = page.iter().cycle().take(1 << 20).copied().collect();
+        let mut off = 0;
+        while off < n * 4096 {
+            let len = ((n * 4096 - off) as usize).min(mib.len());
+            raw.write_all_at(&mib[..len], off).unwrap();
+            off += len as u64;
+        }
+        raw.sync_data().unwrap();
+    }
+    let mut r = Rng(0x5eed ^ n);
+    let cold_r: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
+    let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
+    let warm: Vec<u64> = (0..WARM_SET.min(n)).map(|_| r.next() % n).collect();
+    let warm_ops: Vec<u64> = (0..IO_OPS)
+        .map(|i| warm[(r.next() as usize + i) % warm.len()])
+        .collect();
+    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut pool_read = |l: u64| {
+        big.read(l * BLOCKS_PER_CHUNK, &mut b1).unwrap();
+        black_box(&b1);
+    };
+    let mut raw_read = |l: u64| {
+        raw.read_exact_at(&mut b2, l * 4096).unwrap();
+        black_box(&b2);
+    };
+    drop_cache(&pool_dir);
+    drop_cache(&raw_path);
+    let (p, q) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
+    emit("read_cold", q / p);
+    let (p, q) = interleaved(
+        &cold_w,
+        |l| big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap(),
+        |l| raw.write_all_at(&page, l * 4096).unwrap(),
+    );
+    emit("write_cold", q / p);
+    for &l in &warm {
+        pool_read(l);
+        raw_read(l);
+    }
+    let (p, q) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
+    emit("read_warm", q / p);
+    let (p, q) = interleaved(
+        &warm_ops,
+        |l| big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap(),
+        |l| raw.write_all_at(&page, l * 4096).unwrap(),
+    );
+    emit("write_warm", q / p);
+    drop(raw);
+    let _ = std::fs::remove_file(&raw_path);
+    big.flush().unwrap();
+
+    // 3. idle write latency on the other volume
+    progress(n, "idle write latency on another volume");
+    let other_write = |r: &mut Rng| {
+        let lba = r.next() % (OTHER_CHUNKS * BLOCKS_PER_CHUNK);
+        let t = Instant::now();
+        other.write(lba, &page, false).unwrap();
+        t.elapsed().as_secs_f64()
+    };
+    let mut idle: Vec<f64> = (0..LAT_OPS).map(|_| other_write(&mut r)).collect();
+    emit("p99_idle_ms", percentile(&mut idle, 0.99) * 1e3);
+    emit("max_idle_ms", percentile(&mut idle, 1.0) * 1e3);
+    other.flush().unwrap();
+
+    // 4. snapshots. Each step is taken only if the process stays within
+    // the RAM budget with half a step to spare (the first step is estimated
+    // from the previous size).
+    let mut snap_ms = Vec::new();
+    let mut mappings = n + OTHER_CHUNKS;
+    let mut step = (snap_per_chunk * n as f64) as u64;
+    // Room for `k` more steps of `step` bytes, with a quarter step to spare.
+    // A delete of N mappings takes about two snapshot steps (measured:
+    // VmHWM +2.6 GiB deleting 262,144 mappings, +1.4 GiB per snapshot).
+    let fits = |k: u64, step: u64| rss().0 + k * step + step / 4 <= budget;
+    let over = |what: &str, k: u64, step: u64| {
+        format!(
+            "{what} skipped: VmRSS {:.1} GiB + {k} steps of {:.1} GiB (what is left of \
+             snapshot, clone, delete; a delete takes 2) pass the {:.0} GiB budget",
+            rss().0 as f64 / GIB,
+            step as f64 / GIB,
+            budget as f64 / GIB
+        )
+    };
+    for i in 0..SNAPSHOTS {
+        // The first snapshot needs room for itself; later ones leave room
+        // for the clone and the delete too.
+        let k = if i == 0 { 1 } else { 4 };
+        if !fits(k, step) {
+            note(
+                n,
+                "snapshots",
+                &over(&format!("snapshot {}", i + 1), k, step),
+            );
+            break;
+        }
+        if open_per_mapping > 0.0 && open_per_mapping * (mappings + 2 * n) as f64 > budget as f64 {
+            let need = open_per_mapping * (mappings + 2 * n) as f64 / GIB;
+            note(
+                n,
+                "snapshots",
+                &format!(
+                    "snapshot {} skipped: reopening would need ~{need:.0} GiB",
+                    i + 1
+                ),
+            );
+            break;
+        }
+        let before = rss().0;
+        let ms = time(|| pool.snapshot("big", &format!("snap-{i}")).unwrap()) * 1e3;
+        snap_ms.push(ms);
+        mappings += n;
+        let after = rss().0;
+        progress(
+            n,
+            &format!(
+                "snapshot {i}: {ms:.0} ms, VmRSS {:.0} MiB",
+                after as f64 / MIB
+            ),
+        );
+        step = after.saturating_sub(before).max(1);
+    }
+    let (rss_snaps, _) = rss();
+    emit("snapshots", snap_ms.len());
+    emit("rss_snaps", rss_snaps);
+    emit("snap_step", step);
+    emit("meta_bytes_snaps", tree_bytes(&pool_dir.join("meta")));
+    if !snap_ms.is_empty() {
+        emit(
+            "snap_min_ms",
+            snap_ms.iter().copied().fold(f64::MAX, f64::min),
+        );
+        emit("snap_max_ms", snap_ms.iter().copied().fold(0.0, f64::max));
+    }
+
+    // 5. clone
+    let snapped = !snap_ms.is_empty();
+    if snapped && fits(3, step) {
+        let clone_ms = time(|| pool.clone_snapshot("snap-0", "clone-0").unwrap()) * 1e3;
+        mappings += n;
+        emit("clone_ms", clone_ms);
+        progress(n, &format!("clone: {clone_ms:.0} ms"));
+    } else if snapped {
+        note(n, "clone", &over("clone", 3, step));
+    }
+
+    // 6. delete the last snapshot while writing to the other volume
+    if snapped && fits(2, step) {
+        progress(n, "deleting a snapshot under load");
+        let victim = format!("snap-{}", snap_ms.len() - 1);
+        let done = Arc::new(AtomicBool::new(false));
+        let deleter = {
+            let (pool, done) = (pool.clone(), Arc::clone(&done));
+            std::thread::spawn(move || {
+                let s = time(|| pool.delete_volume(&victim).unwrap());
+                done.store(true, Ordering::Release);
+                s
+            })
+        };
+        let mut during = Vec::new();
+        while !done.load(Ordering::Acquire) {
+            during.push(other_write(&mut r));
+        }
+        let delete_s = deleter.join().unwrap();
+        mappings -= n;
+        emit("delete_s", delete_s);
+        emit("p99_delete_ms", percentile(&mut during, 0.99) * 1e3);
+        emit("max_delete_ms", percentile(&mut during, 1.0) * 1e3);
+        emit("delete_writes", during.len());
+    } else if snapped {
+        note(n, "delete", &over("delete", 2, step));
+    }
+    emit("rss_hwm", rss().1);
+
+    // 7. clean close (the reopen runs in the next process)
+    drop((big, other));
+    let close_s = time(|| pool.close().unwrap());
+    emit("close_s", close_s);
+    emit("mappings", mappings);
+}
+
+/// The child that reopens a cleanly closed pool.
+fn open_size(dir: &Path) {
+    let t = Instant::now();
+    let pool = Pool::open(&dir.join("pool")).unwrap();
+    emit("open_s", t.elapsed().as_secs_f64());
+    emit("rss_open", rss().0);
+    drop(pool);
+}
+
+type Results = std::collections::HashMap<String, String>;
+
+/// Estimates from the previous size, handed to the next size's child.
+#[derive(Clone, Copy, Default)]
+struct Estimates {
+    /// VmRSS after writing, per mapped chunk.
+    write_per_chunk: f64,
+    /// VmRSS added by one snapshot, per mapped chunk.
+    snap_per_chunk: f64,
+    /// VmRSS of a reopen, per mapping in the pool.
+    open_per_mapping: f64,
+}
+
+fn child(mode: &str, n: u64, dir: &Path, budget: u64, est: Estimates) -> Results {
+    let exe = std::env::current_exe().unwrap();
+    let mut ch = Command::new(exe)
+        .env("TCMUD_SCALE_CHILD", mode)
+        .env("TCMUD_SCALE_N", n.to_string())
+        .env("TCMUD_SCALE_PATH", dir)
+        .env("TCMUD_SCALE_BUDGET", budget.to_string())
+        .env(
+            "TCMUD_SCALE_OPEN_PER_MAPPING",
+            est.open_per_mapping.to_string(),
+        )
+        .env("TCMUD_SCALE_SNAP_PER_CHUNK", est.snap_per_chunk.to_string())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut res = Results::new();
+    let out = ch.stdout.take().unwrap();
+    for line in BufReader::new(out).lines().map_while(Result::ok) {
+        if let Some((k, v)) = line.strip_prefix("RESULT ").and_then(|l| l.split_once('=')) {
+            res.insert(k.to_string(), v.to_string());
+        } else {
+            println!("{line}");
+        }
+    }
+    let status = ch.wait().unwrap();
+    if !status.success() {
+        res.insert("failed".into(), format!("{mode}: {status}"));
+    }
+    res
+}
+
+fn main() {
+    if let Ok(mode) = std::env::var("TCMUD_SCALE_CHILD") {
+        let n = env_u64("TCMUD_SCALE_N").unwrap_or(0);
+        let dir = PathBuf::from(std::env::var("TCMUD_SCALE_PATH").unwrap_or_default());
+        let budget = env_u64("TCMUD_SCALE_BUDGET").unwrap_or(u64::MAX);
+        let f = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0.0)
+        };
+        let (opm, spc) = (
+            f("TCMUD_SCALE_OPEN_PER_MAPPING"),
+            f("TCMUD_SCALE_SNAP_PER_CHUNK"),
+        );
+        match mode.as_str() {
+            "run" => run_size(n, &dir, budget, opm, spc),
+            _ => open_size(&dir),
+        }
+        return;
+    }
+    // `cargo test --all-targets` runs bench binaries without `--bench`.
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let sizes: Vec<u64> = std::env::var("TCMUD_SCALE_CHUNKS")
+        .unwrap_or_else(|_| DEFAULT_SIZES.into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let budget = env_u64("TCMUD_SCALE_RAM_GIB")
+        .map(|g| g << 30)
+        .unwrap_or_else(|| (16u64 << 30).min(mem_available().saturating_sub(4 << 30)));
+    let base = PathBuf::from(std::env::var("TCMUD_BENCH_DIR").unwrap_or_else(|_| "/tmp".into()));
+    eprintln!(
+        "pool_scale: sizes {sizes:?}, RAM budget {:.1} GiB, pools under {}",
+        budget as f64 / GIB,
+        base.display()
+    );
+    // Measured at the previous size (RSS grows linearly with the chunks).
+    let mut est = Estimates::default();
+    let mut rows: Vec<(u64, Results)> = Vec::new();
+    let mut dirs = Vec::new();
+    for &n in &sizes {
+        let need = est.write_per_chunk * n as f64 * 1.2;
+        if need > budget as f64 {
+            let mut r = Results::new();
+            r.insert(
+                "skipped".into(),
+                format!(
+                    "would need ~{:.0} GiB RAM just to map them (budget {:.0} GiB)",
+                    need / GIB,
+                    budget as f64 / GIB
+                ),
+            );
+            eprintln!("pool_scale: {n} chunks skipped: {}", r["skipped"]);
+            rows.push((n, r));
+            continue;
+        }
+        let tmp = tempfile::tempdir_in(&base).unwrap();
+        let mut r = child("run", n, tmp.path(), budget, est);
+        let num = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+        let mappings = num(&r, "mappings").unwrap_or(0.0);
+        let open_need = est.open_per_mapping * mappings * 1.2;
+        if r.contains_key("failed") {
+            // Nothing to reopen.
+        } else if open_need > budget as f64 {
+            r.insert(
+                "note_open".into(),
+                format!("reopen skipped: would need ~{:.0} GiB", open_need / GIB),
+            );
+        } else {
+            let open = child("open", n, tmp.path(), budget, est);
+            r.extend(open);
+        }
+        if let Some(w) = num(&r, "rss_write") {
+            est.write_per_chunk = w / n as f64;
+        }
+        if let (Some(s), Some(k)) = (num(&r, "snap_step"), num(&r, "snapshots")) {
+            if k > 0.0 {
+                est.snap_per_chunk = s / n as f64;
+            }
+        }
+        if let Some(o) = num(&r, "rss_open").filter(|_| mappings > 0.0) {
+            est.open_per_mapping = o / mappings;
+        }
+        // Removed after the table is printed (freeing a large sparse file
+        // with online discard takes minutes).
+        dirs.push(tmp);
+        rows.push((n, r));
+    }
+    print_table(&rows);
+    drop(dirs);
+}
+
+fn print_table(rows: &[(u64, Results)]) {
+    let f = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
+    let cell = |v: Option<f64>, fmtf: &dyn Fn(f64) -> String| v.map_or("-".to_string(), fmtf);
+    println!();
+    println!("tcmud pool at scale (64 KiB chunks, one 4 KiB write per chunk, sparse data file)");
+    println!();
+    println!(
+        "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (ms) | delete snapshot (s) |"
+    );
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    let mut notes = Vec::new();
+    for (n, r) in rows {
+        if let Some(s) = r.get("skipped") {
+            println!("| {n} | skipped: {s} |{}", " |".repeat(11));
+            continue;
+        }
+        if let Some(s) = r.get("failed") {
+            notes.push(format!(
+                "{n}: child failed ({s}); cells with - were not reached"
+            ));
+        }
+        let mut keys: Vec<&String> = r.keys().filter(|k| k.starts_with("note_")).collect();
+        keys.sort();
+        for k in keys {
+            notes.push(format!("{n}: {}", r[k]));
+        }
+        let mib = |k: &str| cell(f(r, k), &|v| format!("{:.0}", v / MIB));
+        let meta = f(r, "meta_bytes");
+        let snaps = f(r, "snapshots").unwrap_or(0.0);
+        println!(
+            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} |",
+            cell(f(r, "setup_rate"), &|v| format!("{v:.0}")),
+            mib("rss_write"),
+            mib("meta_bytes"),
+            cell(meta, &|v| format!("{:.0}", v / *n as f64)),
+            match (f(r, "snap_min_ms"), f(r, "snap_max_ms")) {
+                (Some(a), Some(b)) => format!("{a:.0}-{b:.0}"),
+                _ => "-".into(),
+            },
+            cell(f(r, "clone_ms"), &|v| format!("{v:.0}")),
+            cell(f(r, "rss_snaps"), &|v| format!(
+                "{:.0} ({snaps:.0} snaps)",
+                v / MIB
+            )),
+            cell(f(r, "open_s"), &|v| format!("{v:.2}")),
+            cell(f(r, "read_cold"), &|v| format!("{v:.2}")),
+            cell(f(r, "read_warm"), &|v| format!("{v:.2}")),
+            cell(f(r, "write_cold"), &|v| format!("{v:.2}")),
+            cell(f(r, "write_warm"), &|v| format!("{v:.2}")),
+            cell(f(r, "p99_idle_ms"), &|v| format!("{v:.2}")),
+            cell(f(r, "p99_delete_ms"), &|v| format!("{v:.2}")),
+            cell(f(r, "delete_s"), &|v| format!("{v:.2}")),
+        );
+        notes.push(format!(
+            "{n}: VmHWM {} MiB, RSS after reopen {} MiB, close {} s, meta on disk with snapshots {} MiB, \
+             other-volume write max latency idle {} ms / during the delete {} ms ({} writes during it)",
+            mib("rss_hwm"),
+            mib("rss_open"),
+            cell(f(r, "close_s"), &|v| format!("{v:.1}")),
+            mib("meta_bytes_snaps"),
+            cell(f(r, "max_idle_ms"), &|v| format!("{v:.1}")),
+            cell(f(r, "max_delete_ms"), &|v| format!("{v:.1}")),
+            cell(f(r, "delete_writes"), &|v| format!("{v:.0}")),
+        ));
+    }
+    println!();
+    for n in notes {
+        println!("- {n}");
+    }
+    println!(
+        "goals: snapshot/clone <= 10 ms flat; RSS <= 256 MiB at 4,194,304 chunks + 10 snapshots; \
+         meta <= 32 B/chunk; open <= 1 s; random I/O >= 0.7x raw cold, >= 0.8x warm; \
+         p99 during delete <= 2x idle"
+    );
+}
