@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tcmud_core::backend::null::NullBackend;
 use tcmud_core::backend::BlockSink;
-use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
+use tcmud_core::ring::{CmdRequest, Completion, DataIn, Entry, Ring};
 use tcmud_core::scsi::{Lun, LunConfig, ScsiResponse};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDirRef};
 
@@ -47,7 +47,8 @@ struct Path {
     out: Vec<u8>,
     inb: Vec<u8>,
     cmds: Vec<CmdRequest>,
-    done: Vec<Completion>,
+    /// Responses with their command and data-in bytes written.
+    done: Vec<(Completion, CmdRequest, usize)>,
     /// Copy through buffers instead of the zero-copy path.
     copy: bool,
     /// No SCSI layer: only the null backend's own work (zero-fill reads).
@@ -150,13 +151,18 @@ impl Path {
                     self.lun.execute_io(cmd.cdb.as_bytes(), &empty, &mut sink)
                 }
             };
-            self.done
-                .push(Completion::status(cmd.cmd_id, rsp.status, None));
+            let c = Completion::status(cmd.cmd_id, rsp.status, None);
+            self.done.push((c, cmd, rsp.data_in_len));
         }
         self.cmds = cmds; // keeps its capacity
         let n = self.done.len();
-        for c in self.done.drain(..) {
-            self.ring.complete(c).expect("complete");
+        for (c, cmd, written) in self.done.drain(..) {
+            let data_in = if write {
+                DataIn::NONE
+            } else {
+                DataIn::new(&cmd.data, written)
+            };
+            self.ring.complete(c, data_in).expect("complete");
         }
         self.ring.kick().expect("kick");
         let _ = self.sim.wait_kick(Duration::ZERO);

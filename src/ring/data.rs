@@ -171,6 +171,38 @@ impl Ring {
         Ok(done)
     }
 
+    /// Zeroes `spans` (the data-in buffers of `cmd_id`, which must be in
+    /// flight) from byte `from` to their end: one `memset` per span, none
+    /// when `from` reaches the end. Every span is checked before any byte
+    /// is written.
+    pub(super) fn zero_data_in_tail(
+        &self,
+        cmd_id: u16,
+        spans: &DataSpans,
+        from: usize,
+    ) -> Result<(), RingError> {
+        if spans.total > 0 && spans.cmd_id != cmd_id {
+            return Err(RingError::Internal("data-in buffers of another command"));
+        }
+        if from >= spans.total {
+            return Ok(());
+        }
+        self.spans_live(spans)?;
+        for s in spans.spans.as_slice() {
+            self.span_ok(s)?;
+        }
+        let mut skip = from;
+        for s in spans.spans.as_slice() {
+            if skip >= s.len {
+                skip -= s.len;
+                continue;
+            }
+            self.map().fill_data(s.off + skip, s.len - skip, 0)?;
+            skip = 0;
+        }
+        Ok(())
+    }
+
     /// Copies `buf` into the data-in `spans`; returns the bytes copied
     /// (`min(buf.len(), spans.len())`). The command must be in flight.
     /// One `memcpy` per span.
