@@ -158,7 +158,7 @@ impl Path {
         let n = self.done.len();
         for (c, cmd, written) in self.done.drain(..) {
             let data_in = if write {
-                DataIn::NONE
+                DataIn::data_out(&cmd.data)
             } else {
                 DataIn::new(&cmd.data, written)
             };

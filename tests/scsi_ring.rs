@@ -44,7 +44,7 @@ fn serve(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun) -> Vec<SimCompletion> 
             }
         };
         let data_in = match data_direction(cdb) {
-            Some(DataDirection::Out) => DataIn::NONE,
+            Some(DataDirection::Out) => DataIn::data_out(&c.data),
             _ => DataIn::new(&c.data, r.data_in_len),
         };
         ring.complete(done, data_in).unwrap();

@@ -112,7 +112,7 @@ fn direct(n: usize, us: u64) -> Duration {
                 None => Completion::good(c.cmd_id),
             };
             let data_in = match data_direction(cdb) {
-                Some(DataDirection::Out) => DataIn::NONE,
+                Some(DataDirection::Out) => DataIn::data_out(&c.data),
                 _ => DataIn::new(&c.data, r.data_in_len),
             };
             ring.complete(done, data_in).unwrap();

@@ -75,46 +75,75 @@ impl Completion {
     }
 }
 
-/// What a command left in its data-in buffers: the buffers the kernel
-/// copies to the initiator (the command's iovs for a data-in command, its
-/// bidi iovs for a bidirectional one) and how many bytes from their start
-/// the command wrote. Passed to every [`Ring::complete`], which zeroes the
-/// rest before the kernel can copy it (see there).
+/// What a command left in the buffers the kernel may copy to the
+/// initiator, for [`Ring::complete`] (which zeroes what the command did not
+/// write before the kernel can copy it; see there).
 #[derive(Clone, Copy, Debug)]
 pub struct DataIn<'a> {
     spans: Option<&'a DataSpans>,
     written: usize,
+    data_out: bool,
 }
 
 impl<'a> DataIn<'a> {
-    /// No data-in buffer: a data-out command (its buffers hold the
-    /// initiator's own data, which the kernel does not copy back), or no
-    /// buffer at all.
+    /// No buffer at all.
     pub const NONE: DataIn<'static> = DataIn {
         spans: None,
         written: 0,
+        data_out: false,
     };
 
-    /// The data-in buffers `spans`, of which the command wrote the first
-    /// `written` bytes (0 when it wrote nothing: no data, an error).
+    /// Data-in buffers `spans` (a command's iovs, or its bidi iovs), of
+    /// which the command wrote the first `written` bytes (0 when it wrote
+    /// nothing: no data, an error).
     #[inline]
     pub fn new(spans: &'a DataSpans, written: usize) -> DataIn<'a> {
         DataIn {
             spans: Some(spans),
             written,
+            data_out: false,
         }
     }
 
-    /// Size of the data-in buffers.
+    /// The buffers of a command whose CDB sends data-out (WRITE, VERIFY,
+    /// UNMAP, MODE SELECT, ...). Nothing in the ring says which way the
+    /// initiator's buffer goes: sent with a data-in buffer, the same CDB
+    /// finds those pages as earlier commands left them.
+    #[inline]
+    pub fn data_out(spans: &'a DataSpans) -> DataIn<'a> {
+        DataIn {
+            spans: Some(spans),
+            written: 0,
+            data_out: true,
+        }
+    }
+
+    /// Size of the buffers.
     #[inline]
     pub fn capacity(&self) -> usize {
         self.spans.map_or(0, DataSpans::len)
     }
 
-    /// Bytes written, at most the capacity.
+    /// Data-in bytes written, at most the capacity.
     #[inline]
     pub fn written(&self) -> usize {
         self.written.min(self.capacity())
+    }
+
+    /// What to zero (`[from, to)`) and the length to show the kernel, with
+    /// or without `CAP_READ_LEN`.
+    fn plan(&self, read_len_cap: bool) -> (usize, usize, usize) {
+        let cap = self.capacity();
+        match (self.data_out, read_len_cap) {
+            (false, _) => (self.written(), cap, self.written()),
+            // A true data-out command: the kernel ignores READ_LEN (it reads
+            // it for DMA_FROM_DEVICE only) and copies nothing. The same CDB
+            // sent with a data-in buffer: the kernel copies READ_LEN = 1
+            // byte, a zero. One byte, not a memset of every WRITE's payload.
+            (true, true) => (0, cap.min(1), cap.min(1)),
+            // Older kernels: no way to say less than the whole buffer.
+            (true, false) => (0, cap, 0),
+        }
     }
 }
 
@@ -128,26 +157,28 @@ impl Ring {
     /// into the command's own slot and the tail waits for older commands
     /// (completions in any order are queued that way).
     ///
-    /// No byte of another command reaches the initiator: the kernel copies
-    /// the initiator's whole data-in buffer out of the data area unless
-    /// `READ_LEN` says less — and it ignores a `read_len` of 0, and older
-    /// kernels (no `CAP_READ_LEN`) ignore it altogether — so whatever an
-    /// earlier command left in these pages would go out. Every completion
-    /// therefore zeroes `data_in` from `written` to its end first (nothing
-    /// for a READ that filled its buffer), and reports `READ_LEN` =
-    /// `written` when that is shorter and not 0 (with `CAP_READ_LEN`, not
-    /// for CHECK CONDITION or UNKNOWN_OP). The zeroing is done whatever the
-    /// status, CHECK CONDITION and UNKNOWN_OP included, although the kernel
-    /// copies no data for those today: one rule with no exception to get
-    /// wrong, on error paths where a `memset` costs nothing that matters.
+    /// No byte of another command reaches the initiator. Unless `READ_LEN`
+    /// says less, the kernel copies the initiator's whole data-in buffer
+    /// out of the data area (it ignores a `read_len` of 0, and older
+    /// kernels without `CAP_READ_LEN` ignore it altogether), and those
+    /// pages hold whatever earlier commands left there. So every completion
+    /// first zeroes `data_in` from `written` to its end (nothing for a READ
+    /// that filled its buffer), then reports `READ_LEN` = `written` when
+    /// that is shorter and not 0 (with `CAP_READ_LEN`, not for CHECK
+    /// CONDITION or UNKNOWN_OP). For [`DataIn::data_out`] buffers it zeroes
+    /// one byte and reports `READ_LEN` = 1 (the whole buffer without
+    /// `CAP_READ_LEN`). The zeroing is done whatever the status, CHECK
+    /// CONDITION and UNKNOWN_OP included, although the kernel copies no
+    /// data for those today: one rule with no exception to get wrong, on
+    /// error paths where a `memset` costs nothing that matters.
     ///
     /// A `cmd_id` not in flight, or `data_in` of another command or outside
     /// the data area, is refused and nothing is written (the kernel would
     /// mark the ring BROKEN). Call [`Ring::kick`] once after a batch.
     pub fn complete(&mut self, c: Completion, data_in: DataIn<'_>) -> Result<(), RingError> {
-        let written = data_in.written();
+        let (from, to, shown) = data_in.plan(self.caps().read_len);
         if let Some(spans) = data_in.spans {
-            self.zero_data_in_tail(c.cmd_id, spans, written)?;
+            self.zero_data(c.cmd_id, spans, from, to)?;
         }
         let ooo = self.caps().ooo;
         let (off, len) = self.track.take_slot(c.cmd_id, ooo)?;
@@ -160,12 +191,12 @@ impl Ring {
         if c.unknown_op {
             uflags |= UFLAG_UNKNOWN_OP;
         }
-        let short = written < data_in.capacity() && written > 0;
+        let short = shown < data_in.capacity() && shown > 0;
         let read_len =
             if short && self.caps().read_len && !c.unknown_op && c.status != STATUS_CHECK_CONDITION
             {
                 uflags |= UFLAG_READ_LEN;
-                u32::try_from(written).unwrap_or(u32::MAX)
+                u32::try_from(shown).unwrap_or(u32::MAX)
             } else {
                 0
             };

@@ -171,34 +171,39 @@ impl Ring {
         Ok(done)
     }
 
-    /// Zeroes `spans` (the data-in buffers of `cmd_id`, which must be in
-    /// flight) from byte `from` to their end: one `memset` per span, none
-    /// when `from` reaches the end. Every span is checked before any byte
-    /// is written.
-    pub(super) fn zero_data_in_tail(
+    /// Zeroes bytes `[from, to)` of `spans` (the buffers of `cmd_id`,
+    /// which must be in flight): one `memset` per span touched, none when
+    /// the range is empty. Every span is checked before any byte is
+    /// written.
+    pub(super) fn zero_data(
         &self,
         cmd_id: u16,
         spans: &DataSpans,
         from: usize,
+        to: usize,
     ) -> Result<(), RingError> {
         if spans.total > 0 && spans.cmd_id != cmd_id {
-            return Err(RingError::Internal("data-in buffers of another command"));
+            return Err(RingError::Internal("data buffers of another command"));
         }
-        if from >= spans.total {
+        let to = to.min(spans.total);
+        if from >= to {
             return Ok(());
         }
         self.spans_live(spans)?;
         for s in spans.spans.as_slice() {
             self.span_ok(s)?;
         }
-        let mut skip = from;
+        let mut at = 0usize;
         for s in spans.spans.as_slice() {
-            if skip >= s.len {
-                skip -= s.len;
-                continue;
+            let end = at + s.len;
+            let (a, b) = (from.max(at), to.min(end));
+            if a < b {
+                self.map().fill_data(s.off + (a - at), b - a, 0)?;
             }
-            self.map().fill_data(s.off + skip, s.len - skip, 0)?;
-            skip = 0;
+            if end >= to {
+                break;
+            }
+            at = end;
         }
         Ok(())
     }

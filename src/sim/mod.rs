@@ -61,6 +61,7 @@ mod completions;
 mod entry;
 mod hostile;
 mod kernel;
+mod leak;
 mod notify;
 
 use std::fs::File;
@@ -68,6 +69,7 @@ use std::os::fd::OwnedFd;
 
 pub use hostile::Corruption;
 pub use kernel::KernelSim;
+pub use leak::{find_leak, leak_pattern, leak_probes, LeakProbe, LEAK_WORD};
 
 use crate::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
 use crate::ring::RingError;

@@ -69,17 +69,17 @@ pub fn completion(cmd_id: u16, out: &Outcome) -> Completion {
 }
 
 /// The data-in side of a command's completion: which of its buffers the
-/// kernel may copy to the initiator, and how much of them `out` wrote.
-/// Everything but a data-out command's own buffers counts as data-in —
-/// a command with no data (TEST UNIT READY, VERIFY, READ of 0 blocks) or
-/// one the emulation rejects can still arrive with a data-in buffer, which
-/// the ring then zeroes. A bidirectional command's data-in is its bidi
-/// buffers.
+/// kernel may copy to the initiator, and how much of them `out` wrote (the
+/// ring zeroes the rest). A bidirectional command's data-in is its bidi
+/// buffers. Any other command's buffers may be data-in whatever its CDB
+/// says: a command with no data (TEST UNIT READY, READ of 0 blocks) or one
+/// the emulation rejects can arrive with a data-in buffer, and so can a
+/// data-out CDB (VERIFY, WRITE): nothing in the ring tells.
 pub fn data_in<'a>(req: &'a CmdRequest, out: &Outcome) -> DataIn<'a> {
     if !req.bidi.is_empty() {
         DataIn::new(&req.bidi, out.data_in_len)
     } else if direction(req.cdb.as_bytes()) == Dir::Out {
-        DataIn::NONE
+        DataIn::data_out(&req.data)
     } else {
         DataIn::new(&req.data, out.data_in_len)
     }
