@@ -7,6 +7,8 @@
 //! lowest free data blocks and does not clear them), then commands with
 //! oversized or unexpected data-in buffers must return no pattern byte.
 
+mod zero_copy_common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -161,5 +163,34 @@ fn no_stale_bytes_from_a_file_image() {
         let leaks = probe_all(flags, Arc::new(f));
         assert!(leaks.is_empty(), "leaked:\n{}", leaks.join("\n"));
         std::fs::remove_file(&img).unwrap();
+    }
+}
+
+#[test]
+fn zeroing_crosses_fragmented_buffers() {
+    use zero_copy_common::{finish, fragmented, setup, BLOCK};
+    // (bytes written, data-out CDB); no CAP_READ_LEN: the whole buffer goes
+    // out, so every byte not written must be zero (the simulator fills
+    // fresh data-in buffers with 0xa5).
+    for (written, data_out) in [(5000, false), (0, false), (BLOCK, false), (0, true)] {
+        let (mut sim, mut ring) = setup();
+        let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(3 * BLOCK));
+        let mine = vec![7u8; written];
+        ring.write_data_in(&cmd.data, &mine).unwrap();
+        let data_in = if data_out {
+            DataIn::data_out(&cmd.data)
+        } else {
+            DataIn::new(&cmd.data, written)
+        };
+        ring.complete(Completion::good(cmd.cmd_id), data_in)
+            .unwrap();
+        let done = finish(&mut sim, &mut ring, &others);
+        let c = done.iter().find(|c| c.cmd_id == cmd.cmd_id).unwrap();
+        assert_eq!(c.data_in.len(), 3 * BLOCK);
+        assert_eq!(&c.data_in[..written], &mine[..]);
+        assert!(
+            c.data_in[written..].iter().all(|&b| b == 0),
+            "written {written}, data-out {data_out}"
+        );
     }
 }
