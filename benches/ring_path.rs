@@ -47,8 +47,8 @@ struct Path {
     out: Vec<u8>,
     inb: Vec<u8>,
     cmds: Vec<CmdRequest>,
-    /// Responses with their command and data-in bytes written.
-    done: Vec<(Completion, CmdRequest, usize)>,
+    /// Responses with the data-in bytes written, in the order of `cmds`.
+    done: Vec<(Completion, usize)>,
     /// Copy through buffers instead of the zero-copy path.
     copy: bool,
     /// No SCSI layer: only the null backend's own work (zero-fill reads).
@@ -131,9 +131,9 @@ impl Path {
             }
         }
         let mut cmds = std::mem::take(&mut self.cmds);
-        for cmd in cmds.drain(..) {
+        for cmd in &cmds {
             let rsp = if self.copy {
-                self.execute_copying(write, &cmd)
+                self.execute_copying(write, cmd)
             } else if self.bare {
                 if !write {
                     let mut sink = self.ring.data(&cmd.data).expect("data spans");
@@ -152,11 +152,10 @@ impl Path {
                 }
             };
             let c = Completion::status(cmd.cmd_id, rsp.status, None);
-            self.done.push((c, cmd, rsp.data_in_len));
+            self.done.push((c, rsp.data_in_len));
         }
-        self.cmds = cmds; // keeps its capacity
         let n = self.done.len();
-        for (c, cmd, written) in self.done.drain(..) {
+        for ((c, written), cmd) in self.done.drain(..).zip(cmds.drain(..)) {
             let data_in = if write {
                 DataIn::data_out(&cmd.data)
             } else {
@@ -164,6 +163,7 @@ impl Path {
             };
             self.ring.complete(c, data_in).expect("complete");
         }
+        self.cmds = cmds; // keeps its capacity
         self.ring.kick().expect("kick");
         let _ = self.sim.wait_kick(Duration::ZERO);
         // The simulator gathers data-in into its reused buffer: the kernel's

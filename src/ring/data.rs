@@ -172,9 +172,10 @@ impl Ring {
     }
 
     /// Zeroes bytes `[from, to)` of `spans` (the buffers of `cmd_id`,
-    /// which must be in flight): one `memset` per span touched, none when
-    /// the range is empty. Every span is checked before any byte is
-    /// written.
+    /// which must be in flight): one `memset` per span touched (a single
+    /// byte is one store), nothing when the range is empty. Each span is
+    /// checked against the data area before it is written; on an error
+    /// the range may be zeroed in part.
     pub(super) fn zero_data(
         &self,
         cmd_id: u16,
@@ -190,15 +191,18 @@ impl Ring {
             return Ok(());
         }
         self.spans_live(spans)?;
-        for s in spans.spans.as_slice() {
-            self.span_ok(s)?;
-        }
         let mut at = 0usize;
         for s in spans.spans.as_slice() {
             let end = at + s.len;
             let (a, b) = (from.max(at), to.min(end));
             if a < b {
-                self.map().fill_data(s.off + (a - at), b - a, 0)?;
+                self.span_ok(s)?;
+                let off = s.off + (a - at);
+                if b - a == 1 {
+                    self.map().write_u8(off, 0)?;
+                } else {
+                    self.map().fill_data(off, b - a, 0)?;
+                }
             }
             if end >= to {
                 break;
