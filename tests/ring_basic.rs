@@ -358,3 +358,31 @@ fn data_of_a_completed_command_is_refused() {
     // Empty spans carry no pages: always fine.
     assert_eq!(ring.read_data_out(&cmds[0].bidi, &mut buf).unwrap(), 0);
 }
+
+#[test]
+fn data_out_buffers_show_one_zero_byte_if_sent_as_data_in() {
+    // The ring does not carry the initiator's direction: the same WRITE
+    // CDB once with data-out, once with a data-in buffer (the simulator
+    // fills fresh data-in buffers with 0xa5, standing for stale bytes).
+    for flags in [CAP_OOOC | CAP_READ_LEN, CAP_OOOC] {
+        let (mut sim, mut ring) = setup(cfg(flags));
+        let out = sim.submit(&WRITE10, SimDir::Out(vec![9u8; 512])).unwrap();
+        let inn = sim.submit(&WRITE10, SimDir::In(4096)).unwrap();
+        let cmds = fetch_cmds(&mut ring);
+        for c in &cmds {
+            ring.complete(Completion::good(c.cmd_id), DataIn::data_out(&c.data))
+                .unwrap();
+        }
+        let done = round_trip(&mut sim, &mut ring);
+        let by_id = |id| done.iter().find(|c| c.cmd_id == id).unwrap();
+        assert!(by_id(out).data_in.is_empty());
+        assert_eq!(by_id(out).read_len, None);
+        let got = by_id(inn);
+        if flags & CAP_READ_LEN != 0 {
+            assert_eq!(got.read_len, Some(1));
+            assert_eq!(got.data_in, vec![0u8]);
+        } else {
+            assert_eq!(got.data_in, vec![0u8; 4096]);
+        }
+    }
+}

@@ -6,21 +6,23 @@
 //! WRITEs and READs fill the data area with a pattern, then commands with
 //! oversized or unexpected data-in buffers must return no pattern byte: on
 //! a backend run on the actor's thread (memory), one run on I/O threads with
-//! READs tried on the actor's thread first (file image), and a failed
-//! device.
+//! READs tried on the actor's thread first (file image), a failed device,
+//! and commands aborted by a task management function.
 
 mod device_common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use device_common::backends::Gate;
 use device_common::workload::{clear_unit_attention, collect, is_hw_error, one};
-use device_common::{run, BS};
+use device_common::{run, start, BS};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
+use tcmud_core::ring::TmrType;
 use tcmud_core::sim::{
     find_leak, leak_pattern, leak_probes, KernelSim, SimCompletion, SimConfig, SimDir,
 };
@@ -175,4 +177,63 @@ fn failed_device() {
         assert!(done.iter().all(is_hw_error));
         assert!(r.failure.is_some());
     }
+}
+
+#[test]
+fn aborted_commands() {
+    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS));
+    let gate = Arc::new(Gate::new(Arc::clone(&mem)));
+    actix::System::new().block_on(async {
+        let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
+        let handle = start(
+            "leak-tmr",
+            dev,
+            gate.clone(),
+            1,
+            RestartBudget::default(),
+            None,
+        );
+        let g = Arc::clone(&gate);
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            sim.set_poison_data_in(false);
+            clear_unit_attention(&mut sim);
+            // WRITEs only (READs wait at the gate): the whole data area
+            // holds the pattern.
+            let whole = SimConfig::default().data_size / PIECE;
+            let blocks = PIECE / BS;
+            for i in 0..whole {
+                let cdb = rw10(0x2a, i * blocks, blocks);
+                sim.submit(&cdb, SimDir::Out(leak_pattern(PIECE))).unwrap();
+            }
+            sim.kick().unwrap();
+            assert!(collect(&mut sim, whole).iter().all(|c| c.status == 0));
+            // One READ holds the only I/O thread; the probes queue behind
+            // it and are aborted before they start.
+            sim.submit(&rw10(0x28, CLEAN_LBA as usize, 1), SimDir::In(BS))
+                .unwrap();
+            sim.kick().unwrap();
+            g.wait_entered(1);
+            let probes: Vec<_> = leak_probes(CLEAN_LBA).into_iter().take(10).collect();
+            let ids: Vec<u16> = probes
+                .iter()
+                .map(|p| sim.submit(&p.cdb, SimDir::In(p.data_in)).unwrap())
+                .collect();
+            sim.submit_tmr(TmrType::AbortTaskSet, &ids).unwrap();
+            sim.kick().unwrap();
+            let aborted = collect(&mut sim, ids.len());
+            g.open();
+            let read = collect(&mut sim, 1);
+            let _ = tx.send((aborted, read, sim.broken().map(str::to_owned)));
+        });
+        let (aborted, read, broken) = rx.await.unwrap();
+        assert_eq!(broken, None);
+        for c in &aborted {
+            assert_eq!((c.status, c.sense[2] & 0xf), (2, 0x0b), "ABORTED COMMAND");
+            assert_eq!(find_leak(&c.data_in), None, "{c:?}");
+        }
+        assert_eq!(read[0].status, 0);
+        assert_eq!(read[0].data_in, vec![0u8; BS]);
+        handle.stop().await;
+    });
 }
