@@ -108,7 +108,9 @@ impl<'a> DataIn<'a> {
     /// The buffers of a command whose CDB sends data-out (WRITE, VERIFY,
     /// UNMAP, MODE SELECT, ...). Nothing in the ring says which way the
     /// initiator's buffer goes: sent with a data-in buffer, the same CDB
-    /// finds those pages as earlier commands left them.
+    /// finds those pages as earlier commands left them (and a WRITE stores
+    /// them: the kernel passes such a command on, and the ring cannot tell
+    /// it from a true one).
     #[inline]
     pub fn data_out(spans: &'a DataSpans) -> DataIn<'a> {
         DataIn {
@@ -173,8 +175,8 @@ impl Ring {
     /// error paths where a `memset` costs nothing that matters.
     ///
     /// A `cmd_id` not in flight, or `data_in` of another command or outside
-    /// the data area, is refused and nothing is written (the kernel would
-    /// mark the ring BROKEN). Call [`Ring::kick`] once after a batch.
+    /// the data area, is refused and no response is written (the kernel
+    /// would mark the ring BROKEN). Call [`Ring::kick`] once after a batch.
     pub fn complete(&mut self, c: Completion, data_in: DataIn<'_>) -> Result<(), RingError> {
         let (from, to, shown) = data_in.plan(self.caps().read_len);
         if let Some(spans) = data_in.spans {
