@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tcmud_core::backend::null::NullBackend;
 use tcmud_core::backend::BlockSink;
-use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
+use tcmud_core::ring::{CmdRequest, Completion, DataIn, Entry, Ring};
 use tcmud_core::scsi::{Lun, LunConfig, ScsiResponse};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDirRef};
 
@@ -47,7 +47,8 @@ struct Path {
     out: Vec<u8>,
     inb: Vec<u8>,
     cmds: Vec<CmdRequest>,
-    done: Vec<Completion>,
+    /// Responses with the data-in bytes written, in the order of `cmds`.
+    done: Vec<(Completion, usize)>,
     /// Copy through buffers instead of the zero-copy path.
     copy: bool,
     /// No SCSI layer: only the null backend's own work (zero-fill reads).
@@ -130,9 +131,9 @@ impl Path {
             }
         }
         let mut cmds = std::mem::take(&mut self.cmds);
-        for cmd in cmds.drain(..) {
+        for cmd in &cmds {
             let rsp = if self.copy {
-                self.execute_copying(write, &cmd)
+                self.execute_copying(write, cmd)
             } else if self.bare {
                 if !write {
                     let mut sink = self.ring.data(&cmd.data).expect("data spans");
@@ -150,14 +151,19 @@ impl Path {
                     self.lun.execute_io(cmd.cdb.as_bytes(), &empty, &mut sink)
                 }
             };
-            self.done
-                .push(Completion::status(cmd.cmd_id, rsp.status, None));
+            let c = Completion::status(cmd.cmd_id, rsp.status, None);
+            self.done.push((c, rsp.data_in_len));
+        }
+        let n = self.done.len();
+        for ((c, written), cmd) in self.done.drain(..).zip(cmds.drain(..)) {
+            let data_in = if write {
+                DataIn::data_out(&cmd.data)
+            } else {
+                DataIn::new(&cmd.data, written)
+            };
+            self.ring.complete(c, data_in).expect("complete");
         }
         self.cmds = cmds; // keeps its capacity
-        let n = self.done.len();
-        for c in self.done.drain(..) {
-            self.ring.complete(c).expect("complete");
-        }
         self.ring.kick().expect("kick");
         let _ = self.sim.wait_kick(Duration::ZERO);
         // The simulator gathers data-in into its reused buffer: the kernel's

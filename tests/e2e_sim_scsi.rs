@@ -20,7 +20,7 @@ use std::sync::Arc;
 use proptest::prelude::*;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN};
-use tcmud_core::ring::{Completion, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, DataSpans, Entry, Ring};
 use tcmud_core::scsi::{Lun, LunConfig};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir, SimError};
 
@@ -174,8 +174,9 @@ struct Harness {
     queued: HashMap<u16, Op>,
     /// What each queued command must deliver, by cmd_id.
     expected: HashMap<u16, Expect>,
-    /// Executed, response not yet written to the ring.
-    pending: Vec<Completion>,
+    /// Executed, response not yet written to the ring: with the data-in
+    /// buffers of a READ and the bytes it wrote.
+    pending: Vec<(Completion, Option<DataSpans>, usize)>,
     /// Run commands with `Lun::execute_io` over the data area.
     zero_copy: bool,
 }
@@ -249,7 +250,8 @@ impl Harness {
                     Some(sense) => Completion::check_condition(cmd.cmd_id, &sense),
                     None => Completion::status(cmd.cmd_id, rsp.status, None),
                 };
-                self.pending.push(completion);
+                let din = matches!(op, Op::Read { .. }).then(|| cmd.data.clone());
+                self.pending.push((completion, din, rsp.data_in_len));
                 continue;
             }
             let mut out = vec![0; cmd.data.len()];
@@ -268,7 +270,8 @@ impl Harness {
                     Completion::status(cmd.cmd_id, rsp.status, None)
                 }
             };
-            self.pending.push(completion);
+            let din = matches!(op, Op::Read { .. }).then(|| cmd.data.clone());
+            self.pending.push((completion, din, rsp.data_in_len));
         }
     }
 
@@ -282,8 +285,11 @@ impl Harness {
             } else {
                 0
             };
-            let c = self.pending.remove(i);
-            self.ring.complete(c).unwrap();
+            let (c, din, written) = self.pending.remove(i);
+            let data_in = din
+                .as_ref()
+                .map_or(DataIn::NONE, |d| DataIn::new(d, written));
+            self.ring.complete(c, data_in).unwrap();
         }
         self.ring.kick().unwrap();
         self.check_kernel_side();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR, HDR_CMD_ID, OP_PAD};
 use tcmud_core::ring::{
-    CmdRequest, Completion, Entry, Ring, RingError, TmrType, STATUS_CHECK_CONDITION,
+    CmdRequest, Completion, DataIn, Entry, Ring, RingError, TmrType, STATUS_CHECK_CONDITION,
 };
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
@@ -71,7 +71,8 @@ fn data_out_in_and_none() {
     assert_eq!(cmds[2].cdb.as_bytes(), &TUR);
     assert_eq!(ring.in_flight(), 3);
     for c in &cmds {
-        ring.complete(Completion::good(c.cmd_id)).unwrap();
+        ring.complete(Completion::good(c.cmd_id), DataIn::NONE)
+            .unwrap();
     }
     assert_eq!(ring.in_flight(), 0);
     assert!(ring.kick_pending());
@@ -104,7 +105,7 @@ fn bidi_spans_are_separate() {
     ring.read_data_out(&c.data, &mut out).unwrap();
     assert_eq!(out, vec![9u8; 4096]);
     ring.write_data_in(&c.bidi, &[4u8; 4096]).unwrap();
-    ring.complete(Completion::good(id)).unwrap();
+    ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done[0].data_in, vec![4u8; 4096]);
 }
@@ -123,7 +124,7 @@ fn pad_at_wrap_is_skipped_and_passed_by_the_tail() {
         let cmds = fetch_cmds(&mut ring);
         assert_eq!(cmds.len(), 1, "round {round}");
         assert_eq!(cmds[0].cmd_id, id);
-        ring.complete(Completion::good(id)).unwrap();
+        ring.complete(Completion::good(id), DataIn::NONE).unwrap();
         let done = round_trip(&mut sim, &mut ring);
         assert_eq!(done.len(), 1);
         seen += 1;
@@ -148,11 +149,12 @@ fn in_order_ring_queues_out_of_order_completions() {
     let tail0 = sim.tail().unwrap();
     // Newest first: the tail must not move until the oldest is done.
     for id in ids[1..].iter().rev() {
-        ring.complete(Completion::good(*id)).unwrap();
+        ring.complete(Completion::good(*id), DataIn::NONE).unwrap();
         assert_eq!(sim.tail().unwrap(), tail0);
     }
     assert!(!ring.kick_pending());
-    ring.complete(Completion::good(ids[0])).unwrap();
+    ring.complete(Completion::good(ids[0]), DataIn::NONE)
+        .unwrap();
     assert_ne!(sim.tail().unwrap(), tail0);
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done.iter().map(|d| d.cmd_id).collect::<Vec<_>>(), ids);
@@ -165,7 +167,7 @@ fn ooo_completion_reuses_the_tail_slot() {
     let b = sim.submit(&READ10, SimDir::In(512)).unwrap();
     let cmds = fetch_cmds(&mut ring);
     ring.write_data_in(&cmds[1].data, &[1u8; 512]).unwrap();
-    ring.complete(Completion::good(b)).unwrap();
+    ring.complete(Completion::good(b), DataIn::NONE).unwrap();
     // b's response went into a's slot (the first one), with b's id.
     let mut id = [0u8; 2];
     sim.read_raw(128 + HDR_CMD_ID, &mut id).unwrap();
@@ -174,7 +176,7 @@ fn ooo_completion_reuses_the_tail_slot() {
     assert_eq!((done.len(), done[0].cmd_id), (1, b));
     assert_eq!(done[0].data_in, vec![1u8; 512]);
     assert!(ring.is_in_flight(a));
-    ring.complete(Completion::good(a)).unwrap();
+    ring.complete(Completion::good(a), DataIn::NONE).unwrap();
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done[0].cmd_id, a);
     assert_eq!(sim.outstanding(), 0);
@@ -186,12 +188,12 @@ fn completing_twice_or_unknown_is_refused_without_writing() {
     let id = sim.submit(&TUR, SimDir::None).unwrap();
     fetch_cmds(&mut ring);
     assert!(matches!(
-        ring.complete(Completion::good(id + 1)),
+        ring.complete(Completion::good(id + 1), DataIn::NONE),
         Err(RingError::NotInFlight(n)) if n == id + 1
     ));
-    ring.complete(Completion::good(id)).unwrap();
+    ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     assert!(matches!(
-        ring.complete(Completion::good(id)),
+        ring.complete(Completion::good(id), DataIn::NONE),
         Err(RingError::NotInFlight(_))
     ));
     let done = round_trip(&mut sim, &mut ring);
@@ -210,12 +212,13 @@ fn sense_read_len_and_unknown_op() {
     let sense = [
         0x70, 0, 0x05, 0, 0, 0, 0, 10, 0, 0, 0, 0, 0x24, 0, 0, 0, 0, 0,
     ];
-    ring.complete(Completion::check_condition(cc, &sense))
+    ring.complete(Completion::check_condition(cc, &sense), DataIn::NONE)
         .unwrap();
     ring.write_data_in(&cmds[1].data, &[3u8; 100]).unwrap();
-    ring.complete(Completion::good(short).with_read_len(100))
+    ring.complete(Completion::good(short), DataIn::new(&cmds[1].data, 100))
         .unwrap();
-    ring.complete(Completion::unknown_op(unk)).unwrap();
+    ring.complete(Completion::unknown_op(unk), DataIn::NONE)
+        .unwrap();
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done[0].status, STATUS_CHECK_CONDITION);
     assert_eq!(&done[0].sense[..18], &sense);
@@ -236,11 +239,14 @@ fn read_len_not_sent_without_the_cap() {
     let id = sim.submit(&READ10, SimDir::In(1024)).unwrap();
     let cmds = fetch_cmds(&mut ring);
     ring.write_data_in(&cmds[0].data, &[8u8; 1024]).unwrap();
-    ring.complete(Completion::good(id).with_read_len(10))
+    ring.complete(Completion::good(id), DataIn::new(&cmds[0].data, 10))
         .unwrap();
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done[0].read_len, None);
+    // The whole buffer goes out: what the command did not write is zeros.
     assert_eq!(done[0].data_in.len(), 1024);
+    assert_eq!(&done[0].data_in[..10], &[8u8; 10]);
+    assert!(done[0].data_in[10..].iter().all(|&b| b == 0));
 }
 
 #[test]
@@ -260,7 +266,7 @@ fn tmr_entries_are_fetched_and_stepped_over() {
         e => panic!("{e:?}"),
     }
     for id in [c, b, a] {
-        ring.complete(Completion::good(id)).unwrap();
+        ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     }
     let done = round_trip(&mut sim, &mut ring);
     let mut got: Vec<u16> = done.iter().map(|d| d.cmd_id).collect();
@@ -296,8 +302,8 @@ fn resync_and_set_fetch_cursor() {
     assert_eq!(ring.in_flight(), 2);
     assert_eq!(ring.fetch().count(), 0);
     ring.set_in_flight(&[b, a]).unwrap();
-    ring.complete(Completion::good(b)).unwrap();
-    ring.complete(Completion::good(a)).unwrap();
+    ring.complete(Completion::good(b), DataIn::NONE).unwrap();
+    ring.complete(Completion::good(a), DataIn::NONE).unwrap();
     let done = round_trip(&mut sim, &mut ring);
     assert_eq!(done.len(), 2);
     assert!(ring.set_fetch_cursor(3).is_err());
@@ -342,7 +348,7 @@ fn data_of_a_completed_command_is_refused() {
     let (mut sim, mut ring) = setup(SimConfig::default());
     let id = sim.submit(&READ10, SimDir::In(512)).unwrap();
     let cmds = fetch_cmds(&mut ring);
-    ring.complete(Completion::good(id)).unwrap();
+    ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     assert!(matches!(
         ring.write_data_in(&cmds[0].data, &[1u8; 512]),
         Err(RingError::NotInFlight(n)) if n == id
@@ -351,4 +357,32 @@ fn data_of_a_completed_command_is_refused() {
     assert!(ring.read_data_out(&cmds[0].data, &mut buf).is_err());
     // Empty spans carry no pages: always fine.
     assert_eq!(ring.read_data_out(&cmds[0].bidi, &mut buf).unwrap(), 0);
+}
+
+#[test]
+fn data_out_buffers_show_one_zero_byte_if_sent_as_data_in() {
+    // The ring does not carry the initiator's direction: the same WRITE
+    // CDB once with data-out, once with a data-in buffer (the simulator
+    // fills fresh data-in buffers with 0xa5, standing for stale bytes).
+    for flags in [CAP_OOOC | CAP_READ_LEN, CAP_OOOC] {
+        let (mut sim, mut ring) = setup(cfg(flags));
+        let out = sim.submit(&WRITE10, SimDir::Out(vec![9u8; 512])).unwrap();
+        let inn = sim.submit(&WRITE10, SimDir::In(4096)).unwrap();
+        let cmds = fetch_cmds(&mut ring);
+        for c in &cmds {
+            ring.complete(Completion::good(c.cmd_id), DataIn::data_out(&c.data))
+                .unwrap();
+        }
+        let done = round_trip(&mut sim, &mut ring);
+        let by_id = |id| done.iter().find(|c| c.cmd_id == id).unwrap();
+        assert!(by_id(out).data_in.is_empty());
+        assert_eq!(by_id(out).read_len, None);
+        let got = by_id(inn);
+        if flags & CAP_READ_LEN != 0 {
+            assert_eq!(got.read_len, Some(1));
+            assert_eq!(got.data_in, vec![0u8]);
+        } else {
+            assert_eq!(got.data_in, vec![0u8; 4096]);
+        }
+    }
 }

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tcmud_core::ring::layout::*;
-use tcmud_core::ring::{Completion, Entry, Fault, Ring, RingError, TmrType};
+use tcmud_core::ring::{Completion, DataIn, Entry, Fault, Ring, RingError, TmrType};
 use tcmud_core::sim::{Corruption, KernelSim, SimConfig, SimDir};
 
 const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 8, 0];
@@ -61,12 +61,15 @@ fn ids(entries: &[Entry]) -> Vec<u16> {
 /// checks the simulated kernel accepts it all.
 fn finish(k: &mut Case, entries: &[Entry], errs: &[RingError]) -> Vec<(u16, u8)> {
     for id in ids(entries) {
-        k.ring.complete(Completion::good(id)).unwrap();
+        k.ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     }
     for e in errs {
         if let Some(id) = e.completable_cmd_id() {
             k.ring
-                .complete(Completion::check_condition(id, &[0x70, 0, 0x04]))
+                .complete(
+                    Completion::check_condition(id, &[0x70, 0, 0x04]),
+                    DataIn::NONE,
+                )
                 .unwrap();
         }
     }
@@ -175,7 +178,9 @@ fn fatal_lengths_stop_the_walk_in_place() {
         assert_eq!(errs2.len(), 1);
         assert_eq!(k.ring.fetch_cursor(), cursor);
         // The good command fetched before can still be completed.
-        k.ring.complete(Completion::good(k.a)).unwrap();
+        k.ring
+            .complete(Completion::good(k.a), DataIn::NONE)
+            .unwrap();
     }
 }
 
@@ -298,11 +303,11 @@ fn garbage_entries_never_panic() {
             }
         }
         for id in ids(&ok) {
-            k.ring.complete(Completion::good(id)).unwrap();
+            k.ring.complete(Completion::good(id), DataIn::NONE).unwrap();
         }
         for e in &errs {
             if let Some(id) = e.completable_cmd_id() {
-                k.ring.complete(Completion::good(id)).unwrap();
+                k.ring.complete(Completion::good(id), DataIn::NONE).unwrap();
             }
         }
         // The sim may well break on garbage ids; it must not panic.
@@ -345,7 +350,7 @@ fn random_ring_contents_and_heads_never_panic() {
             .into_iter()
             .chain(errs.iter().filter_map(|e| e.completable_cmd_id()))
         {
-            ring.complete(Completion::good(id)).unwrap();
+            ring.complete(Completion::good(id), DataIn::NONE).unwrap();
         }
         assert_eq!(ring.in_flight(), 0);
     }

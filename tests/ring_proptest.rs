@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use proptest::prelude::*;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
-use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring, TmrType};
+use tcmud_core::ring::{CmdRequest, Completion, DataIn, DataSpans, Entry, Ring, TmrType};
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir, SimError};
 
 #[derive(Debug, Clone)]
@@ -75,8 +75,11 @@ fn is_short(seed: u32) -> bool {
     seed % 5 == 1
 }
 
+/// A response and its data-in (buffers, bytes written), to complete later.
+type Pending = (Completion, Option<DataSpans>, usize);
+
 /// The echo handler: verifies data-out, writes data-in, answers.
-fn handle(ring: &Ring, cmd: &CmdRequest) -> Completion {
+fn handle(ring: &Ring, cmd: &CmdRequest) -> Pending {
     let b = cmd.cdb.as_bytes();
     let kind = OPCODES.iter().position(|&o| o == b[0]).unwrap() as u8;
     let seed = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
@@ -90,20 +93,26 @@ fn handle(ring: &Ring, cmd: &CmdRequest) -> Completion {
         let p = pattern(data_in_seed(cmd.cmd_id, seed), din.len());
         assert_eq!(ring.write_data_in(din, &p).unwrap(), din.len());
     }
+    let din = (kind == 2 || kind == 3).then(|| din.clone());
     if is_cc(seed) {
-        return Completion::check_condition(cmd.cmd_id, &sense_for(seed));
+        return (
+            Completion::check_condition(cmd.cmd_id, &sense_for(seed)),
+            din,
+            0,
+        );
     }
+    let len = din.as_ref().map_or(0, DataSpans::len);
     if kind == 2 && is_short(seed) {
-        return Completion::good(cmd.cmd_id).with_read_len((din.len() / 2).max(1) as u32);
+        return (Completion::good(cmd.cmd_id), din, (len / 2).max(1));
     }
-    Completion::good(cmd.cmd_id)
+    (Completion::good(cmd.cmd_id), din, len)
 }
 
 struct World {
     sim: KernelSim,
     ring: Ring,
     expected: HashMap<u16, Expect>,
-    pending: Vec<Completion>,
+    pending: Vec<Pending>,
     read_len_cap: bool,
     completed: usize,
     wraps: usize,
@@ -138,8 +147,11 @@ impl World {
                 .wrapping_mul(6_364_136_223_846_793_005)
                 .wrapping_add(1_442_695_040_888_963_407);
             let i = (pick >> 33) as usize % self.pending.len();
-            let c = self.pending.swap_remove(i);
-            self.ring.complete(c).unwrap();
+            let (c, din, written) = self.pending.swap_remove(i);
+            let data_in = din
+                .as_ref()
+                .map_or(DataIn::NONE, |d| DataIn::new(d, written));
+            self.ring.complete(c, data_in).unwrap();
         }
     }
 
@@ -169,10 +181,18 @@ impl World {
         assert_eq!(d.status, 0);
         let full = pattern(data_in_seed(d.cmd_id, exp.seed), exp.len);
         match exp.kind {
-            2 if is_short(exp.seed) && self.read_len_cap => {
+            2 if is_short(exp.seed) => {
                 let n = (exp.len / 2).max(1);
-                assert_eq!(d.read_len, Some(n as u32));
-                assert_eq!(d.data_in, full[..n]);
+                if self.read_len_cap && n < exp.len {
+                    assert_eq!(d.read_len, Some(n as u32));
+                    assert_eq!(d.data_in, full[..n]);
+                } else {
+                    // The whole buffer goes out: the unwritten rest as zeros.
+                    assert_eq!(d.read_len, None);
+                    assert_eq!(d.data_in[..n], full[..n]);
+                    assert!(d.data_in[n..].iter().all(|&b| b == 0));
+                    assert_eq!(d.data_in.len(), exp.len);
+                }
             }
             2 | 3 => assert_eq!(d.data_in, full),
             _ => assert!(d.data_in.is_empty()),

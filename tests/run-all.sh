@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
 cargo test --workspace --doc
-# Every scenario (00-08); TCMUD_VM_SCENARIOS=03,07 narrows it.
-VM_SCENARIOS=${TCMUD_VM_SCENARIOS:-00,01,02,03,04,05,06,07,08}
+# Every scenario (00-09); TCMUD_VM_SCENARIOS=03,07 narrows it.
+VM_SCENARIOS=${TCMUD_VM_SCENARIOS:-00,01,02,03,04,05,06,07,08,09}
 if [ -x tests/vm/run-scenarios.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ]; then
     tests/vm/run-scenarios.sh --only "$VM_SCENARIOS"
 fi

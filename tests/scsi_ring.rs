@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tcmud_core::backend::mem::MemBackend;
-use tcmud_core::ring::{Completion, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 use tcmud_core::scsi::{data_direction, status, DataDirection, Lun, LunConfig};
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
@@ -40,15 +40,14 @@ fn serve(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun) -> Vec<SimCompletion> 
             Some(sense) => Completion::check_condition(c.cmd_id, &sense),
             None => {
                 ring.write_data_in(&c.data, &din[..r.data_in_len]).unwrap();
-                let c = Completion::status(c.cmd_id, r.status, None);
-                if r.data_in_len < len {
-                    c.with_read_len(r.data_in_len as u32)
-                } else {
-                    c
-                }
+                Completion::status(c.cmd_id, r.status, None)
             }
         };
-        ring.complete(done).unwrap();
+        let data_in = match data_direction(cdb) {
+            Some(DataDirection::Out) => DataIn::data_out(&c.data),
+            _ => DataIn::new(&c.data, r.data_in_len),
+        };
+        ring.complete(done, data_in).unwrap();
     }
     ring.kick().unwrap();
     assert!(sim.wait_kick(Duration::from_secs(2)).unwrap());

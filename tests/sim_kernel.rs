@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use tcmud_core::ring::layout::*;
-use tcmud_core::ring::{Completion, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir, SimError};
 
 const TUR: [u8; 6] = [0; 6];
@@ -91,7 +91,7 @@ fn every_entry_size_reaches_the_ring_intact() {
             assert_eq!((a.data.len(), a.data.span_count()), (4096, 1));
             assert_eq!((b.cmd_id, b.cdb.as_bytes()), (tur, &TUR[..]));
             for id in [id, tur] {
-                ring.complete(Completion::good(id)).unwrap();
+                ring.complete(Completion::good(id), DataIn::NONE).unwrap();
             }
             ring.kick().unwrap();
             sim.wait_kick(Duration::from_secs(1)).unwrap();
@@ -109,7 +109,7 @@ fn ids_are_lowest_free_and_reused() {
         .collect();
     assert_eq!(ids, [1, 2, 3]);
     let _ = ring.fetch().count();
-    ring.complete(Completion::good(2)).unwrap();
+    ring.complete(Completion::good(2), DataIn::NONE).unwrap();
     ring.kick().unwrap();
     sim.wait_kick(Duration::from_secs(1)).unwrap();
     assert_eq!(sim.process_completions().unwrap()[0].cmd_id, 2);
@@ -166,7 +166,7 @@ fn pad_only_when_the_entry_does_not_fit() {
     // 840 used; 184 to the end: the 8th fits exactly without PAD.
     assert_eq!(ring.fetch().count(), 7);
     for id in 1..=7 {
-        ring.complete(Completion::good(id)).unwrap();
+        ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     }
     ring.kick().unwrap();
     sim.wait_kick(Duration::from_secs(1)).unwrap();
@@ -187,7 +187,7 @@ fn unknown_cmd_id_breaks_the_ring() {
     let (mut sim, mut ring) = setup(SimConfig::default());
     let id = sim.submit(&TUR, SimDir::None).unwrap();
     let _ = ring.fetch().count();
-    ring.complete(Completion::good(id)).unwrap();
+    ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     // Userspace scribbles a wrong id into the answered slot.
     sim.write_raw(128 + HDR_CMD_ID, &999u16.to_ne_bytes())
         .unwrap();
@@ -206,8 +206,8 @@ fn repeated_cmd_id_breaks_the_ring() {
     let a = sim.submit(&TUR, SimDir::None).unwrap();
     let b = sim.submit(&TUR, SimDir::None).unwrap();
     let _ = ring.fetch().count();
-    ring.complete(Completion::good(a)).unwrap();
-    ring.complete(Completion::good(b)).unwrap();
+    ring.complete(Completion::good(a), DataIn::NONE).unwrap();
+    ring.complete(Completion::good(b), DataIn::NONE).unwrap();
     sim.write_raw(128 + 120 + HDR_CMD_ID, &a.to_ne_bytes())
         .unwrap();
     let done = sim.process_completions().unwrap();
@@ -224,8 +224,8 @@ fn slot_reuse_without_ooo_breaks_the_ring() {
     let a = sim.submit(&TUR, SimDir::None).unwrap();
     let b = sim.submit(&TUR, SimDir::None).unwrap();
     let _ = ring.fetch().count();
-    ring.complete(Completion::good(a)).unwrap();
-    ring.complete(Completion::good(b)).unwrap();
+    ring.complete(Completion::good(a), DataIn::NONE).unwrap();
+    ring.complete(Completion::good(b), DataIn::NONE).unwrap();
     // Swap the ids: each answer now sits in the other command's slot.
     sim.write_raw(128 + HDR_CMD_ID, &b.to_ne_bytes()).unwrap();
     sim.write_raw(128 + 120 + HDR_CMD_ID, &a.to_ne_bytes())
@@ -290,8 +290,8 @@ fn timed_out_commands_complete_once_to_the_initiator() {
     assert!(sim.time_out(a).is_none());
     assert_eq!(sim.outstanding(), 2);
     let _ = ring.fetch().count();
-    ring.complete(Completion::good(a)).unwrap();
-    ring.complete(Completion::good(b)).unwrap();
+    ring.complete(Completion::good(a), DataIn::NONE).unwrap();
+    ring.complete(Completion::good(b), DataIn::NONE).unwrap();
     let done = sim.process_completions().unwrap();
     assert_eq!(done.iter().map(|d| d.cmd_id).collect::<Vec<_>>(), [b]);
     assert_eq!(sim.outstanding(), 0);

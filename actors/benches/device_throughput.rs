@@ -17,7 +17,7 @@ use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{spawn_device_with, DeviceOptions, DeviceSpec};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendCaps, BackendError, BlockBackend};
-use tcmud_core::ring::{Completion, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 use tcmud_core::scsi::{data_direction, DataDirection, Lun, LunConfig};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
@@ -111,7 +111,11 @@ fn direct(n: usize, us: u64) -> Duration {
                 Some(s) => Completion::check_condition(c.cmd_id, &s),
                 None => Completion::good(c.cmd_id),
             };
-            ring.complete(done).unwrap();
+            let data_in = match data_direction(cdb) {
+                Some(DataDirection::Out) => DataIn::data_out(&c.data),
+                _ => DataIn::new(&c.data, r.data_in_len),
+            };
+            ring.complete(done, data_in).unwrap();
         }
         ring.kick().unwrap();
     });

@@ -8,7 +8,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use tcmud_core::ring::{Completion, Entry, Fault, Ring, RingError};
+use tcmud_core::ring::{Completion, DataIn, Entry, Fault, Ring, RingError};
 use tcmud_core::sim::{Corruption, KernelSim, SimConfig};
 
 const DATA_SIZE: usize = 4 * 4096;
@@ -94,11 +94,11 @@ fuzz_target!(|input: &[u8]| {
         for (i, id) in ids.iter().enumerate() {
             let c = match (i + usize::from(mode >> 4)) % 3 {
                 0 => Completion::good(*id),
-                1 => Completion::check_condition(*id, &[0x70, 0, 5]).with_read_len(7),
+                1 => Completion::check_condition(*id, &[0x70, 0, 5]),
                 _ => Completion::unknown_op(*id),
             };
             // Every fetched id is in flight exactly once: must succeed.
-            assert!(ring.complete(c).is_ok());
+            assert!(ring.complete(c, DataIn::NONE).is_ok());
         }
         assert_eq!(ring.in_flight(), 0);
         let _ = ring.kick();

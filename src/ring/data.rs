@@ -171,6 +171,47 @@ impl Ring {
         Ok(done)
     }
 
+    /// Zeroes bytes `[from, to)` of `spans` (the buffers of `cmd_id`,
+    /// which must be in flight): one `memset` per span touched (a single
+    /// byte is one store), nothing when the range is empty. Each span is
+    /// checked against the data area before it is written; on an error
+    /// the range may be zeroed in part.
+    pub(super) fn zero_data(
+        &self,
+        cmd_id: u16,
+        spans: &DataSpans,
+        from: usize,
+        to: usize,
+    ) -> Result<(), RingError> {
+        if spans.total > 0 && spans.cmd_id != cmd_id {
+            return Err(RingError::Internal("data buffers of another command"));
+        }
+        let to = to.min(spans.total);
+        if from >= to {
+            return Ok(());
+        }
+        self.spans_live(spans)?;
+        let mut at = 0usize;
+        for s in spans.spans.as_slice() {
+            let end = at + s.len;
+            let (a, b) = (from.max(at), to.min(end));
+            if a < b {
+                self.span_ok(s)?;
+                let off = s.off + (a - at);
+                if b - a == 1 {
+                    self.map().write_u8(off, 0)?;
+                } else {
+                    self.map().fill_data(off, b - a, 0)?;
+                }
+            }
+            if end >= to {
+                break;
+            }
+            at = end;
+        }
+        Ok(())
+    }
+
     /// Copies `buf` into the data-in `spans`; returns the bytes copied
     /// (`min(buf.len(), spans.len())`). The command must be in flight.
     /// One `memcpy` per span.

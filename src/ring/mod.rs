@@ -12,32 +12,39 @@
 //!   opaque [`DataSpans`], and [`Ring::data`] hands a command's buffers
 //!   to a backend as a [`RingData`] sink/source (zero-copy: the backend
 //!   fills or drains the data area itself);
-//! - [`Ring::complete`] consumes a [`Completion`], writes the response into
-//!   the right slot (out-of-order slot reuse with `CAP_OOOC`) and stores
-//!   `cmd_tail` with Release; [`Ring::kick`] then tells the kernel.
+//! - [`Ring::complete`] consumes a [`Completion`] with the command's
+//!   [`DataIn`] (its data-in buffers and how much of them it wrote), zeroes
+//!   what was not written (the kernel may copy the whole buffer to the
+//!   initiator), writes the response into the right slot (out-of-order slot
+//!   reuse with `CAP_OOOC`) and stores `cmd_tail` with Release;
+//!   [`Ring::kick`] then tells the kernel.
 //!
 //! All shared-memory access goes through `mapping.rs`, the only `unsafe`
 //! code of the project: volatile/atomic accessors, bounds fixed at
 //! construction, no reference into the region.
 //!
 //! ```no_run
-//! use tcmud_core::ring::{Completion, Entry, Ring};
+//! use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 //! # fn run(ring: &mut Ring) -> Result<(), tcmud_core::ring::RingError> {
 //! ring.drain_events()?;
 //! let mut done = Vec::new();
 //! for e in ring.fetch() {
 //!     match e {
-//!         Ok(Entry::Cmd(cmd)) => done.push(Completion::good(cmd.cmd_id)),
+//!         // Nothing written: the command's data-in buffer (if any) is zeroed.
+//!         Ok(Entry::Cmd(cmd)) => done.push((Completion::good(cmd.cmd_id), cmd.data)),
 //!         Ok(Entry::Tmr(_)) => {}
 //!         Err(err) => match err.completable_cmd_id() {
-//!             Some(id) => done.push(Completion::check_condition(id, &[0x70, 0, 0x05])),
+//!             Some(id) => done.push((
+//!                 Completion::check_condition(id, &[0x70, 0, 0x05]),
+//!                 Default::default(),
+//!             )),
 //!             None if err.is_fatal() => return Err(err),
 //!             None => {}
 //!         },
 //!     }
 //! }
-//! for c in done {
-//!     ring.complete(c)?;
+//! for (c, data) in done {
+//!     ring.complete(c, DataIn::new(&data, 0))?;
 //! }
 //! ring.kick()?;
 //! # Ok(()) }
@@ -55,7 +62,7 @@ mod mailbox;
 pub(crate) mod mapping;
 mod track;
 
-pub use complete::{Completion, STATUS_CHECK_CONDITION, STATUS_GOOD};
+pub use complete::{Completion, DataIn, STATUS_CHECK_CONDITION, STATUS_GOOD};
 pub use data::DataSpans;
 pub use data_io::{RingData, SharedData};
 pub use device::Ring;

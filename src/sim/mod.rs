@@ -37,7 +37,7 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use tcmud_core::ring::{Completion, Entry, Ring};
+//! use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 //! use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 //!
 //! let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
@@ -48,7 +48,7 @@
 //! let Some(Ok(Entry::Cmd(cmd))) = ring.fetch().next() else { panic!() };
 //! assert_eq!(cmd.cmd_id, id);
 //! ring.write_data_in(&cmd.data, &[7u8; 512]).unwrap();
-//! ring.complete(Completion::good(cmd.cmd_id)).unwrap();
+//! ring.complete(Completion::good(cmd.cmd_id), DataIn::new(&cmd.data, 512)).unwrap();
 //! ring.kick().unwrap();
 //! assert!(sim.wait_kick(Duration::from_secs(1)).unwrap());
 //! let done = sim.process_completions().unwrap();
@@ -61,6 +61,7 @@ mod completions;
 mod entry;
 mod hostile;
 mod kernel;
+mod leak;
 mod notify;
 
 use std::fs::File;
@@ -68,6 +69,7 @@ use std::os::fd::OwnedFd;
 
 pub use hostile::Corruption;
 pub use kernel::KernelSim;
+pub use leak::{find_leak, leak_pattern, leak_probes, LeakProbe, LEAK_WORD};
 
 use crate::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
 use crate::ring::RingError;

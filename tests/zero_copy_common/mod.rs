@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use tcmud_core::backend::{BlockSink, BlockSource};
 use tcmud_core::ring::layout::CAP_OOOC;
-use tcmud_core::ring::{CmdRequest, Completion, Entry, Ring};
+use tcmud_core::ring::{CmdRequest, Completion, DataIn, Entry, Ring};
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
 pub const BLOCK: usize = 4096;
@@ -42,7 +42,7 @@ pub fn fetch(sim: &mut KernelSim, ring: &mut Ring) -> Vec<CmdRequest> {
 
 pub fn finish(sim: &mut KernelSim, ring: &mut Ring, ids: &[u16]) -> Vec<SimCompletion> {
     for &id in ids {
-        ring.complete(Completion::good(id)).unwrap();
+        ring.complete(Completion::good(id), DataIn::NONE).unwrap();
     }
     ring.kick().unwrap();
     assert!(sim.wait_kick(Duration::from_secs(2)).unwrap());

@@ -8,16 +8,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix::prelude::*;
-use tcmud_core::ring::{
-    Caps, Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest,
-};
+use tcmud_core::ring::{Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest};
 use tcmud_core::scsi::is_read;
 
 use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
 use super::inflight::{InFlight, Outcome, SlotState};
-use super::outcome::{aborted, completion, internal_target_failure, invalid_field_in_cdb, GOOD};
+use super::outcome::{
+    aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, GOOD,
+};
 use super::shared::{lock, Counters, DeviceShared};
 use super::wake::{wake_stream, Wake};
 
@@ -32,7 +32,6 @@ const NOWAIT_READS_PER_PUMP: usize = 1;
 pub struct DeviceActor {
     shared: Arc<DeviceShared>,
     ring: Ring,
-    caps: Caps,
     tick: Duration,
     need_kick: bool,
     /// The backend never blocks: run commands on this thread.
@@ -43,12 +42,10 @@ pub struct DeviceActor {
 
 impl DeviceActor {
     pub(crate) fn new(shared: Arc<DeviceShared>, ring: Ring, tick: Duration) -> DeviceActor {
-        let caps = ring.caps();
         let inline_io = !shared.backstore.backend().may_block();
         DeviceActor {
             shared,
             ring,
-            caps,
             tick,
             need_kick: false,
             inline_io,
@@ -242,16 +239,12 @@ impl DeviceActor {
             let Some(slot) = table.get(key) else {
                 break;
             };
-            let spans = if slot.req.bidi.is_empty() {
-                &slot.req.data
-            } else {
-                &slot.req.bidi
-            };
-            // The data-in bytes are already in the command's buffers.
+            // The data-in bytes are already in the command's buffers; the
+            // ring zeroes the rest of them (every completion goes here).
             let out_len = out.data_in_len;
-            let c = completion(slot.req.cmd_id, out, spans.len(), self.caps.read_len);
+            let c = completion(slot.req.cmd_id, out);
             let status = out.status;
-            match self.ring.complete(c) {
+            match self.ring.complete(c, data_in(&slot.req, out)) {
                 Ok(()) => {
                     table.remove(key);
                     written += 1;
@@ -396,7 +389,6 @@ impl Supervised for DeviceActor {
                 "cannot restore the ring cursors after a restart: {e}"
             ));
         }
-        self.caps = self.ring.caps();
         self.need_kick = true;
         tracing::warn!("device actor restarted");
     }

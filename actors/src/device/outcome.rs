@@ -2,8 +2,9 @@
 //! device, an aborted command, an unreadable data buffer; and turning a
 //! result into a ring completion.
 
-use tcmud_core::ring::Completion;
+use tcmud_core::ring::{CmdRequest, Completion, DataIn};
 
+use super::direction::{direction, Dir};
 use super::inflight::Outcome;
 
 /// SCSI status GOOD.
@@ -57,20 +58,30 @@ pub fn aborted() -> Outcome {
     }
 }
 
-/// The ring completion for `out`. `capacity` is the size of the command's
-/// data-in buffers; a shorter transfer reports `read_len` when the kernel
-/// offers CAP_READ_LEN.
-pub fn completion(cmd_id: u16, out: &Outcome, capacity: usize, read_len_cap: bool) -> Completion {
-    let c = match out.status {
+/// The ring completion for `out` (status and sense; the ring derives
+/// `read_len` from the [`DataIn`] passed beside it).
+pub fn completion(cmd_id: u16, out: &Outcome) -> Completion {
+    match out.status {
         GOOD => Completion::good(cmd_id),
         CHECK_CONDITION if !out.sense.is_empty() => Completion::check_condition(cmd_id, &out.sense),
         s => Completion::status(cmd_id, s, (!out.sense.is_empty()).then_some(&out.sense[..])),
-    };
-    let short = out.data_in_len < capacity;
-    if read_len_cap && short && out.status == GOOD && capacity > 0 {
-        c.with_read_len(u32::try_from(out.data_in_len).unwrap_or(u32::MAX))
+    }
+}
+
+/// The data-in side of a command's completion: which of its buffers the
+/// kernel may copy to the initiator, and how much of them `out` wrote (the
+/// ring zeroes the rest). A bidirectional command's data-in is its bidi
+/// buffers. Any other command's buffers may be data-in whatever its CDB
+/// says: a command with no data (TEST UNIT READY, READ of 0 blocks) or one
+/// the emulation rejects can arrive with a data-in buffer, and so can a
+/// data-out CDB (VERIFY, WRITE): nothing in the ring tells.
+pub fn data_in<'a>(req: &'a CmdRequest, out: &Outcome) -> DataIn<'a> {
+    if !req.bidi.is_empty() {
+        DataIn::new(&req.bidi, out.data_in_len)
+    } else if direction(req.cdb.as_bytes()) == Dir::Out {
+        DataIn::data_out(&req.data)
     } else {
-        c
+        DataIn::new(&req.data, out.data_in_len)
     }
 }
 
