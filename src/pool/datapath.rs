@@ -46,8 +46,14 @@ fn rd(e: std::io::Error) -> BackendError {
     BackendError::Read(e)
 }
 
+/// A failed data write; a full host file system is the pool's
+/// out-of-space error.
 fn wr(e: std::io::Error) -> BackendError {
-    BackendError::Write(e)
+    if super::error::is_out_of_space(&e) {
+        BackendError::OutOfSpace
+    } else {
+        BackendError::Write(e)
+    }
 }
 
 impl Pool {
@@ -408,16 +414,18 @@ impl Pool {
         {
             let _c = guard(&self.inner.commit);
             if !self.state().dirty.is_empty() {
-                return self.flush_locked().map_err(|e| match e {
-                    PoolError::Io { source, .. } => BackendError::Flush(source),
-                    other => BackendError::Metadata(other.to_string()),
-                });
+                return self.flush_locked().map_err(PoolError::into_flush_error);
             }
         }
+        self.inner.writable().map_err(PoolError::into_flush_error)?;
         self.inner
             .group_sync
             .sync(|| self.inner.data.sync_data())
-            .map_err(BackendError::Flush)
+            .map_err(|e| {
+                self.inner
+                    .fail_io("syncing the data file", e)
+                    .into_flush_error()
+            })
     }
 }
 

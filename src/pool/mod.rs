@@ -31,10 +31,15 @@
 //! 2. grow the data file to the committed high-water mark, then fdatasync it:
 //!    the data of every chunk a new mapping points to, and every in-place
 //!    overwrite acknowledged before the flush, is now durable;
-//! 3. apply the batch to sled atomically (`apply_batch`) and `flush` sled:
-//!    the new mappings, reference counts and free entries are durable (with
-//!    the next commit sequence number); then `meta.seal` is rewritten (see
-//!    [`seal`]);
+//! 3. apply the batch to sled atomically (`apply_batch`) with the next
+//!    commit sequence number, `flush` sled, then make that flush durable
+//!    ([`store::SledStore`]): `fdatasync` of `meta/db` (sled's flush is a
+//!    `sync_file_range`, which persists neither a grown log's size and
+//!    extents nor the drive's write cache), and, when names in `meta/` or
+//!    `meta/blobs/` changed since the last commit, `fsync` of each new file
+//!    and of the directory; then rewrite `meta.seal` and `fdatasync` it
+//!    ([`seal`]). The new mappings, reference counts and free entries are
+//!    durable when the commit returns;
 //! 4. only now move the chunks this batch freed to the free list.
 //!
 //! A chunk reserved by a write still in flight is committed as free (its
@@ -57,12 +62,43 @@
 //! pending, and only an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
+//!
+//! # The exact sync sequence
+//!
+//! - create: make the directory; create `lock`, `data`; open sled (it
+//!   writes `meta/conf`, `meta/db`, `meta/blobs/`), then `fdatasync`
+//!   `meta/db` and `fsync` every file in `meta/`, `meta/` and
+//!   `meta/blobs/`; the first commit (steps 2-3, which also creates and
+//!   syncs `meta.seal` and `fsync`s the pool directory for its name); write
+//!   and `fsync` the marker `tcmud-pool`; `fsync` the pool directory and its
+//!   parent.
+//! - open: rewrite the seal as open and `fdatasync` it before sled opens;
+//!   after sled opened (it writes a snapshot at every open) the same syncs
+//!   of `meta/` as at create.
+//! - commit: `fdatasync(data)`; sled `apply_batch` + `flush`;
+//!   `fdatasync(meta/db)`; new files of `meta/`, `meta/blobs/` and those
+//!   directories `fsync`ed; `fdatasync(meta.seal)`.
+//! - FUA write with no metadata pending: `fdatasync(data)` (shared between
+//!   concurrent FUA writes).
+//! - close: a commit; sled closed; every new file of `meta/` and the
+//!   directory `fsync`ed again (sled may write on close); the seal written
+//!   with the CRC of `meta/` and `fdatasync`ed.
+//!
+//! A failed `fdatasync` or sled write is never retried: Linux reports a
+//! write-back error once and marks the pages clean, so a retry would
+//! "succeed" and commit mappings to data that never reached the disk. The
+//! pool fails instead ([`failure`]): writes get DATA PROTECT / WRITE
+//! PROTECTED (or the out-of-space error when the host file system was
+//! full), reads go on, nothing more is committed, and the pool is not
+//! sealed, so the next open verifies it.
 
 mod catalog;
 mod check;
 mod chunkmap;
 mod datapath;
+mod durable;
 pub mod error;
+mod failure;
 pub mod format;
 mod groupsync;
 pub mod io;
@@ -173,6 +209,8 @@ pub(crate) struct Inner {
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
+    /// Set by the first sync error (see [`failure`]).
+    failed: std::sync::OnceLock<failure::Failure>,
     _lock: Option<PoolLock>,
 }
 
@@ -206,6 +244,7 @@ impl Pool {
                 gates: Mutex::new(HashMap::new()),
                 seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),
+                failed: std::sync::OnceLock::new(),
                 _lock: pool_lock,
             }),
         }
@@ -275,6 +314,7 @@ impl Pool {
 
     /// Grows (or shrinks down to the high-water mark) the pool's capacity.
     pub fn set_capacity(&self, capacity_bytes: u64) -> Result<(), PoolError> {
+        self.writable()?;
         {
             let mut st = self.state();
             let chunks = capacity_bytes / self.inner.chunk_size;
@@ -293,6 +333,7 @@ impl Pool {
 
     /// Changes the low-water mark (percent of capacity allocated).
     pub fn set_low_water(&self, pct: u8) -> Result<(), PoolError> {
+        self.writable()?;
         if pct > 100 {
             return Err(PoolError::InvalidArgument(format!(
                 "low water {pct}% > 100%"
@@ -324,31 +365,34 @@ impl Pool {
 
 impl Inner {
     /// Steps 2 and 3 of the commit: data durable, then metadata (with the
-    /// next sequence number), then the seal updated.
+    /// next sequence number), then the seal. A failed sync fails the pool
+    /// ([`failure`]): it is never retried.
     fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
         use std::sync::atomic::Ordering;
+        self.writable()?;
         self.data
             .grow_to(batch.hwm * self.chunk_size)
-            .and_then(|()| self.data.sync_data())
-            .map_err(|e| PoolError::io("syncing the data file", e))?;
+            .map_err(|e| PoolError::io("growing the data file", e))?;
+        self.data
+            .sync_data()
+            .map_err(|e| self.fail_io("syncing the data file", e))?;
         if batch.changes.is_empty() {
             return Ok(());
         }
         let seq = self.seq.load(Ordering::Acquire) + 1;
         let mut changes = batch.changes.clone();
         changes.push((format::KEY_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec())));
-        self.store.commit(changes)?;
+        self.store.commit(changes).map_err(|e| self.fail(e))?;
         self.seq.store(seq, Ordering::Release);
         if let Some(dir) = &self.dir {
-            let seal = seal::Seal {
+            seal::Seal {
                 format: format::CURRENT_FORMAT,
                 seq,
                 data_len: batch.hwm * self.chunk_size,
                 closed_crc: None,
-            };
-            if let Err(e) = seal.write(dir, false) {
-                tracing::warn!(error = %e, "updating the pool seal failed");
             }
+            .write(dir, true)
+            .map_err(|e| self.fail_io("writing the pool seal", e))?;
         }
         Ok(())
     }
@@ -364,7 +408,10 @@ impl Drop for Inner {
             return;
         }
         let Some(dir) = &self.dir else { return };
-        self.store.close();
+        if let Err(e) = self.store.close() {
+            tracing::error!(error = %e, "closing the metadata failed; not sealing the pool");
+            return;
+        }
         let sealed = seal::meta_crc(&dir.join(open::META_DIR)).and_then(|crc| {
             seal::Seal {
                 format: format::CURRENT_FORMAT,

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use crate::backend::file::open_noatime;
 
+use super::durable;
 use super::format::{self, Superblock};
 use super::io::{DataIo, FileIo};
 use super::lock::PoolLock;
@@ -78,8 +79,13 @@ impl Pool {
             Some(pool_lock),
         );
         pool.flush()?;
-        fs::write(dir.join(MARKER_FILE), MARKER_TEXT)
-            .map_err(|e| PoolError::io("writing the pool marker", e))?;
+        write_marker(dir)?;
+        // Every name in the pool directory (lock, data, meta/, meta.seal,
+        // the marker), then the pool directory's own name, durable; sled's
+        // files were synced when it opened and by the commit above.
+        durable::sync_path(dir)
+            .and_then(|()| durable::sync_parent(dir))
+            .map_err(|e| PoolError::io(format!("syncing {}", dir.display()), e))?;
         Ok(pool)
     }
 
@@ -201,6 +207,16 @@ impl Pool {
         let (st, seq) = load_state(store.as_ref(), data.as_ref())?;
         Ok(Pool::from_parts(None, store, data, st, seq, None))
     }
+}
+
+/// Writes the marker file, durably.
+fn write_marker(dir: &Path) -> Result<(), PoolError> {
+    use std::io::Write;
+    let mut f = fs::File::create(dir.join(MARKER_FILE))
+        .map_err(|e| PoolError::io("creating the pool marker", e))?;
+    f.write_all(MARKER_TEXT.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| PoolError::io("writing the pool marker", e))
 }
 
 /// Reads the format, upgrades it, loads and validates the state; returns it

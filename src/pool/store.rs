@@ -1,7 +1,16 @@
 //! The metadata store behind a small trait: sled in production, an in-memory
 //! store with crash images in tests.
 
-use super::PoolError;
+use super::durable::DirSync;
+use super::{guard, PoolError};
+
+/// A sled error; I/O errors keep their OS error (ENOSPC is told apart).
+fn sled_err(e: sled::Error) -> PoolError {
+    match e {
+        sled::Error::Io(io) => PoolError::io("writing the metadata (sled)", io),
+        other => other.into(),
+    }
+}
 
 /// Every key and value of a store, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -21,14 +30,33 @@ pub trait MetaStore: Send + Sync {
     /// Bytes the store occupies (on disk, or in memory for test stores).
     fn size_bytes(&self) -> u64;
     /// Releases the underlying database (files closed) before the pool is
-    /// sealed; later calls fail. Default: nothing to do.
-    fn close(&self) {}
+    /// sealed, with everything it wrote durable; later calls fail.
+    /// Default: nothing to do.
+    fn close(&self) -> Result<(), PoolError> {
+        Ok(())
+    }
 }
 
-/// [`MetaStore`] on a sled database: one tree, one `apply_batch` + `flush`
-/// per commit.
+/// [`MetaStore`] on a sled database: one tree; per commit one `apply_batch`,
+/// sled's `flush`, then the fsyncs sled does not do itself.
+///
+/// sled 0.34's `flush` ends in `sync_file_range` on its log (`db`), which
+/// persists neither the file's size and extents when the log grew nor the
+/// drive's write cache; it writes its config file (`conf`) and blobs
+/// without any sync and renames snapshots (`snap.*`, written at open)
+/// without syncing the directory. So after `flush` a commit runs
+/// `fdatasync` on `db` (a descriptor of our own: sled exposes none), and,
+/// when the names in `meta/` or `meta/blobs/` changed since the last
+/// commit, `fsync` on each new file and on the directory. The same syncs
+/// run right after sled opens (its `conf`, `db` and snapshot durable before
+/// anything is committed) and after it is closed (the files a sealed CRC
+/// covers durable before the seal).
 pub struct SledStore {
     db: std::sync::RwLock<Option<sled::Db>>,
+    /// `meta/db`, opened by us for `fdatasync`.
+    log: std::fs::File,
+    /// New entries of `meta/` and `meta/blobs/`.
+    dirs: std::sync::Mutex<[DirSync; 2]>,
 }
 
 impl SledStore {
@@ -41,9 +69,18 @@ impl SledStore {
         loop {
             match sled::Config::new().path(path).flush_every_ms(None).open() {
                 Ok(db) => {
-                    return Ok(SledStore {
+                    let log = std::fs::File::open(path.join("db"))
+                        .map_err(|e| PoolError::io(format!("opening {}/db", path.display()), e))?;
+                    let store = SledStore {
                         db: std::sync::RwLock::new(Some(db)),
-                    })
+                        log,
+                        dirs: std::sync::Mutex::new([
+                            DirSync::new(path.to_path_buf()),
+                            DirSync::new(path.join("blobs")),
+                        ]),
+                    };
+                    store.sync_files()?;
+                    return Ok(store);
                 }
                 // sled reports a held lock as an `Other` error with this text.
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
@@ -68,6 +105,20 @@ impl SledStore {
 }
 
 impl SledStore {
+    /// `fdatasync` of the log, then the new entries of `meta/` and
+    /// `meta/blobs/` (see the type's docs).
+    fn sync_files(&self) -> Result<(), PoolError> {
+        self.log
+            .sync_data()
+            .map_err(|e| PoolError::io("syncing the metadata log meta/db", e))?;
+        let mut dirs = guard(&self.dirs);
+        for d in dirs.iter_mut() {
+            d.sync_changes()
+                .map_err(|e| PoolError::io("syncing the metadata directory", e))?;
+        }
+        Ok(())
+    }
+
     fn with_db<T>(
         &self,
         f: impl FnOnce(&sled::Db) -> Result<T, PoolError>,
@@ -95,13 +146,19 @@ impl MetaStore for SledStore {
         })
     }
 
-    fn close(&self) {
+    fn close(&self) -> Result<(), PoolError> {
         let db = self
             .db
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        if db.is_none() {
+            return Ok(());
+        }
         drop(db);
+        // sled may write on close; make that durable before the seal's CRC
+        // is taken over these files.
+        self.sync_files()
     }
 
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
@@ -116,10 +173,11 @@ impl MetaStore for SledStore {
             }
         }
         self.with_db(|db| {
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.apply_batch(batch).map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
             Ok(())
-        })
+        })?;
+        self.sync_files()
     }
 
     fn size_bytes(&self) -> u64 {
