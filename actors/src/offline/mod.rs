@@ -187,7 +187,9 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
             }
         }
         PoolCommand::Check { dir, repair } => {
-            let pool = Pool::open(dir)?;
+            // Not refused after an unclean shutdown with inconsistencies:
+            // this is how they are seen and repaired.
+            let pool = Pool::open_for_repair(dir)?;
             let bar = Progress::new("checking");
             let r = pool.check_with_progress(&mut |d, t| bar.update(d, t));
             bar.finish();

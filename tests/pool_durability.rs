@@ -1,0 +1,283 @@
+//! Durability under failures: a failed data or metadata sync puts the pool
+//! in a failed state (no retry, writes refused, reads served); an unclean
+//! shutdown makes the next open verify the metadata and refuse read-write
+//! on an inconsistency; a full host file system gives the thin-provisioning
+//! error while overwrites of allocated chunks go on; a write that finds no
+//! free chunk while a commit frees some waits for that commit.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+
+use tcmud_core::backend::{BackendError, BlockBackend};
+use tcmud_core::pool::format::{chunk_key, TAG_REF};
+use tcmud_core::pool::seal::Seal;
+use tcmud_core::pool::store::{MetaStore, SledStore};
+use tcmud_core::pool::testing::{CrashIo, MemStore};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+use tcmud_core::scsi::{Asc, ScsiError, SenseKey};
+
+const BS: usize = 512;
+
+fn cfg(chunk: u32, capacity: u64) -> PoolConfig {
+    PoolConfig {
+        chunk_size: chunk,
+        capacity_bytes: capacity,
+        low_water_pct: 100,
+    }
+}
+
+fn block(tag: u8, len: usize) -> Vec<u8> {
+    vec![tag; len]
+}
+
+/// The sense key and ASC/ASCQ an initiator gets for `e`.
+fn sense(e: BackendError) -> (SenseKey, Asc) {
+    let s = ScsiError::Backend(e).to_sense();
+    (s.key, s.asc_pair())
+}
+
+const REFUSED: (SenseKey, Asc) = (SenseKey::DataProtect, Asc::WRITE_PROTECTED);
+
+fn read(vol: &dyn BlockBackend, lba: u64, len: usize) -> Vec<u8> {
+    let mut buf = vec![0u8; len];
+    vol.read(lba, &mut buf).unwrap();
+    buf
+}
+
+fn seq_of(store: &MemStore) -> Vec<u8> {
+    store
+        .load_all()
+        .unwrap()
+        .into_iter()
+        .find(|(k, _)| k.as_slice() == b"seq")
+        .map(|(_, v)| v)
+        .unwrap()
+}
+
+/// Checks a pool that failed: the next flush is refused although the
+/// disk works again (no retry), writes and catalog changes are refused
+/// with DATA PROTECT / WRITE PROTECTED, reads still return what was
+/// written, and closing it commits nothing.
+fn assert_failed(pool: Pool, store: &MemStore, vol: Arc<tcmud_core::pool::Volume>) {
+    assert!(pool.has_failed());
+    let committed = seq_of(store);
+    let e = vol.flush().unwrap_err();
+    assert_eq!(sense(e), REFUSED, "a flush after the failure is refused");
+    let e = vol.write(0, &block(9, BS), false).unwrap_err();
+    assert_eq!(sense(e), REFUSED);
+    let e = vol.write(0, &block(9, BS), true).unwrap_err();
+    assert_eq!(sense(e), REFUSED);
+    let e = vol.unmap(0, 8).unwrap_err();
+    assert_eq!(sense(e), REFUSED);
+    let e = pool.create_volume("other", 1 << 20, 512).unwrap_err();
+    assert!(matches!(e, PoolError::Failed { .. }), "{e}");
+    assert!(e.to_string().contains("reopened"), "{e}");
+    // Reads are served from what the pool has.
+    assert_eq!(read(vol.as_ref(), 0, BS), block(1, BS));
+    assert_eq!(read(vol.as_ref(), 64, BS), block(2, BS));
+    drop(vol);
+    drop(pool);
+    assert_eq!(
+        seq_of(store),
+        committed,
+        "nothing committed after the failure"
+    );
+}
+
+fn failing_pool() -> (Pool, MemStore, CrashIo, Arc<tcmud_core::pool::Volume>) {
+    let (store, io) = (MemStore::new(), CrashIo::new());
+    let pool = Pool::create_with(
+        &cfg(4096, 1 << 20),
+        Box::new(store.clone()),
+        Box::new(io.clone()),
+    )
+    .unwrap();
+    pool.create_volume("v", 256 << 10, 512).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    vol.write(0, &block(1, BS), false).unwrap();
+    vol.flush().unwrap();
+    // A new chunk: metadata pending.
+    vol.write(64, &block(2, BS), false).unwrap();
+    (pool, store, io, vol)
+}
+
+#[test]
+fn a_failed_data_sync_fails_the_pool_and_is_not_retried() {
+    let (pool, store, io, vol) = failing_pool();
+    io.fail_syncs(true);
+    let e = vol.flush().unwrap_err();
+    assert!(matches!(e, BackendError::Flush(_)), "{e:?}");
+    // The disk "works" again: Linux would report the lost write-back once.
+    io.fail_syncs(false);
+    assert_failed(pool, &store, vol);
+}
+
+#[test]
+fn a_failed_metadata_commit_fails_the_pool() {
+    let (pool, store, _io, vol) = failing_pool();
+    store.fail_commits(true);
+    assert!(vol.flush().is_err());
+    store.fail_commits(false);
+    assert_failed(pool, &store, vol);
+}
+
+#[test]
+fn a_failed_sync_of_a_fua_write_fails_the_pool() {
+    let (pool, store, io, vol) = failing_pool();
+    vol.flush().unwrap();
+    // An in-place overwrite with FUA and no metadata pending: only a data
+    // sync, which fails.
+    io.fail_syncs(true);
+    let e = vol.write(1, &block(1, BS), true).unwrap_err();
+    assert!(matches!(e, BackendError::Flush(_)), "{e:?}");
+    io.fail_syncs(false);
+    assert_failed(pool, &store, vol);
+}
+
+// ---- unclean shutdown -------------------------------------------------
+
+const CHILD_ENV: &str = "TCMUD_DURABILITY_CHILD";
+
+/// The child: opens the pool, writes and commits, says READY and waits to
+/// be killed.
+fn child(dir: &Path) {
+    let pool = Pool::open(dir).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    for l in 0..4u64 {
+        vol.write(l * 128, &block(l as u8 + 1, 4096), false)
+            .unwrap();
+    }
+    vol.flush().unwrap();
+    {
+        use std::io::Write;
+        let mut o = std::io::stdout().lock();
+        writeln!(o, "READY").unwrap();
+        o.flush().unwrap();
+    }
+    let mut line = String::new();
+    // Parked until killed (stdin stays open).
+    let _ = std::io::stdin().read_line(&mut line);
+    std::process::abort();
+}
+
+/// Runs the child on `dir` and kills it (SIGKILL) once it committed.
+fn kill_while_open(dir: &Path) {
+    let mut c = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "unclean_shutdown_is_detected_and_verified_at_open",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_ENV, dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let out = c.stdout.take().unwrap();
+    // libtest prints "test NAME ... " before the child's line.
+    let ready = BufReader::new(out)
+        .lines()
+        .map_while(Result::ok)
+        .any(|l| l.ends_with("READY"));
+    assert!(ready, "the child did not get ready");
+    c.kill().unwrap();
+    c.wait().unwrap();
+}
+
+/// Sets the stored reference count of the chunk mapped at volume `v`'s
+/// first chunk to 2 (one mapping): what a lost or torn commit could leave.
+fn corrupt_refcount(dir: &Path) {
+    let store = SledStore::open(&dir.join("meta")).unwrap();
+    let kvs = store.load_all().unwrap();
+    let (_, c) = kvs.iter().find(|(k, _)| k[0] == b'M').expect("a mapping");
+    let c = u64::from_be_bytes(c.as_slice().try_into().unwrap());
+    store
+        .commit(vec![(
+            chunk_key(TAG_REF, c),
+            Some(2u32.to_be_bytes().to_vec()),
+        )])
+        .unwrap();
+    store.close().unwrap();
+}
+
+#[test]
+fn unclean_shutdown_is_detected_and_verified_at_open() {
+    if let Ok(dir) = std::env::var(CHILD_ENV) {
+        child(Path::new(&dir));
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("pool");
+    let pool = Pool::create(&dir, &cfg(64 << 10, 16 << 20)).unwrap();
+    pool.create_volume("v", 4 << 20, 512).unwrap();
+    pool.close().unwrap();
+    assert!(Seal::read(&dir).unwrap().unwrap().closed_crc.is_some());
+
+    // A kill leaves the needs-check flag (the seal says open); the next
+    // open verifies, finds the metadata consistent and serves it.
+    kill_while_open(&dir);
+    assert_eq!(Seal::read(&dir).unwrap().unwrap().closed_crc, None);
+    let pool = Pool::open(&dir).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    assert_eq!(read(vol.as_ref(), 3 * 128, 4096), block(4, 4096));
+    drop(vol);
+    pool.close().unwrap();
+    assert!(Seal::read(&dir).unwrap().unwrap().closed_crc.is_some());
+
+    // Killed again, and a reference count no longer matches the mappings:
+    // read-write open is refused and names check/repair.
+    kill_while_open(&dir);
+    corrupt_refcount(&dir);
+    let e = Pool::open(&dir).unwrap_err();
+    assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
+    let msg = e.to_string();
+    assert!(
+        msg.contains("refcount 2 but 1 references") && msg.contains("tcmud pool check"),
+        "{msg}"
+    );
+    // Refused again (the seal still says open), until repaired.
+    assert!(matches!(
+        Pool::open(&dir).unwrap_err(),
+        PoolError::NeedsRepair { .. }
+    ));
+    let pool = Pool::open_for_repair(&dir).unwrap();
+    assert!(!pool.repair().unwrap().is_clean());
+    pool.close().unwrap();
+    let pool = Pool::open(&dir).unwrap();
+    assert!(pool.check().unwrap().is_clean());
+}
+
+#[test]
+fn open_with_verifies_the_metadata() {
+    let (store, io) = (MemStore::new(), CrashIo::new());
+    let pool = Pool::create_with(
+        &cfg(4096, 1 << 20),
+        Box::new(store.clone()),
+        Box::new(io.clone()),
+    )
+    .unwrap();
+    pool.create_volume("v", 64 << 10, 512).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    vol.write(0, &block(1, 4096), false).unwrap();
+    vol.flush().unwrap();
+    drop(vol);
+    drop(pool);
+    // A chunk marked free while it is mapped.
+    let kvs = store.load_all().unwrap();
+    let (_, c) = kvs.iter().find(|(k, _)| k[0] == b'M').unwrap();
+    let c = u64::from_be_bytes(c.as_slice().try_into().unwrap());
+    let image = store.crash_image();
+    image
+        .commit(vec![
+            (chunk_key(b'F', c), Some(Vec::new())),
+            (chunk_key(TAG_REF, c), None),
+        ])
+        .unwrap();
+    let e = Pool::open_with(Box::new(image), Box::new(io.crash_image(&mut || true))).unwrap_err();
+    assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
+    assert!(Pool::open_with(Box::new(store), Box::new(io)).is_ok());
+}
