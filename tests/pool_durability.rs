@@ -8,12 +8,14 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Arc;
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::pool::format::{chunk_key, TAG_REF};
 use tcmud_core::pool::seal::Seal;
-use tcmud_core::pool::store::{MetaStore, SledStore};
+use tcmud_core::pool::store::{Change, Entries, MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
 use tcmud_core::pool::{Pool, PoolConfig, PoolError};
 use tcmud_core::scsi::{Asc, ScsiError, SenseKey};
@@ -280,4 +282,198 @@ fn open_with_verifies_the_metadata() {
     let e = Pool::open_with(Box::new(image), Box::new(io.crash_image(&mut || true))).unwrap_err();
     assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
     assert!(Pool::open_with(Box::new(store), Box::new(io)).is_ok());
+}
+
+// ---- host file system full ----------------------------------------------
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// `None` (the test is skipped, with a note) where mounting is not
+    /// allowed (not root).
+    fn mount(size: &str) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !ok {
+            eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+            return None;
+        }
+        Some(Tmpfs { dir })
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+const NO_SPACE: (SenseKey, Asc) = (
+    SenseKey::DataProtect,
+    Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT,
+);
+
+#[test]
+fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
+    let Some(fs) = Tmpfs::mount("8m") else {
+        return;
+    };
+    const CHUNK: usize = 64 << 10;
+    let dir = fs.dir.path().join("pool");
+    // The pool's capacity is far more than the file system holds.
+    let pool = Pool::create(&dir, &cfg(CHUNK as u32, 1 << 30)).unwrap();
+    pool.create_volume("v", 512 << 20, 512).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    let lba = |l: u64, off: usize| (l * CHUNK as u64 + off as u64) / BS as u64;
+    // 4 KiB into each chunk, in the middle: a partial first write past the
+    // data file's end, which leaves the rest of the chunk a hole unless it
+    // is preallocated.
+    let mut written = Vec::new();
+    let mut full = None;
+    for l in 0..(512 << 20) / CHUNK as u64 {
+        match vol.write(lba(l, 8192), &block(l as u8 | 1, 4096), false) {
+            Ok(()) => written.push(l),
+            Err(e) => {
+                full = Some(e);
+                break;
+            }
+        }
+    }
+    let e = full.expect("the 8 MiB file system never filled up");
+    assert_eq!(sense(e), NO_SPACE, "after {} chunks", written.len());
+    assert!(written.len() > 16, "only {} chunks fit", written.len());
+    // Overwrites of allocated chunks, whole, need no host space.
+    for &l in &written {
+        vol.write(lba(l, 0), &block(l as u8 | 2, CHUNK), false)
+            .unwrap_or_else(|e| panic!("overwrite of chunk {l} failed: {e}"));
+    }
+    // A commit either succeeds or fails as out of space, never as a medium
+    // or hardware error.
+    let flushed = vol.flush();
+    if let Err(e) = flushed {
+        assert_eq!(sense(e), NO_SPACE);
+    }
+    for &l in &written {
+        assert_eq!(
+            read(vol.as_ref(), lba(l, 0), CHUNK),
+            block(l as u8 | 2, CHUNK)
+        );
+    }
+    drop(vol);
+    drop(pool);
+}
+
+// ---- a write waits for a commit that frees chunks -----------------------
+
+#[derive(Default)]
+struct Gate {
+    armed: bool,
+    entered: bool,
+}
+
+/// A [`MemStore`] whose commits wait while the gate is armed.
+#[derive(Clone, Default)]
+struct GateStore {
+    inner: MemStore,
+    gate: Arc<(Mutex<Gate>, Condvar)>,
+}
+
+impl GateStore {
+    fn set(&self, armed: bool) {
+        let (m, cv) = &*self.gate;
+        m.lock().unwrap().armed = armed;
+        cv.notify_all();
+    }
+
+    /// Waits (bounded) until a commit waits at the gate.
+    fn wait_entered(&self) {
+        let (m, cv) = &*self.gate;
+        let (g, timeout) = cv
+            .wait_timeout_while(m.lock().unwrap(), Duration::from_secs(30), |g| !g.entered)
+            .unwrap();
+        assert!(
+            !timeout.timed_out() && g.entered,
+            "no commit reached the gate"
+        );
+    }
+}
+
+impl MetaStore for GateStore {
+    fn load_all(&self) -> Result<Entries, PoolError> {
+        self.inner.load_all()
+    }
+
+    fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
+        let (m, cv) = &*self.gate;
+        let mut g = m.lock().unwrap();
+        if g.armed {
+            g.entered = true;
+            cv.notify_all();
+            while g.armed {
+                g = cv.wait(g).unwrap();
+            }
+        }
+        drop(g);
+        self.inner.commit(changes)
+    }
+
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+}
+
+#[test]
+fn a_write_finding_no_free_chunk_waits_for_the_commit_freeing_some() {
+    const CHUNK: usize = 4096;
+    let store = GateStore::default();
+    // Four chunks in all.
+    let pool = Pool::create_with(
+        &cfg(CHUNK as u32, 4 * CHUNK as u64),
+        Box::new(store.clone()),
+        Box::new(CrashIo::new()),
+    )
+    .unwrap();
+    pool.create_volume("a", 4 * CHUNK as u64, 512).unwrap();
+    pool.create_volume("b", 4 * CHUNK as u64, 512).unwrap();
+    let (a, b) = (
+        pool.open_volume("a").unwrap(),
+        pool.open_volume("b").unwrap(),
+    );
+    for l in 0..4u64 {
+        a.write(l * 8, &block(1, CHUNK), false).unwrap();
+    }
+    a.flush().unwrap();
+    let e = b.write(0, &block(2, CHUNK), false).unwrap_err();
+    assert_eq!(sense(e), NO_SPACE, "the pool is full");
+    // Unmapping frees the four chunks once committed; that commit is held
+    // at the gate, after it took the batch.
+    a.unmap(0, 32).unwrap();
+    store.set(true);
+    let committer = {
+        let pool = pool.clone();
+        std::thread::spawn(move || pool.flush())
+    };
+    store.wait_entered();
+    let (tx, rx) = mpsc::channel();
+    let writer = {
+        let b = Arc::clone(&b);
+        std::thread::spawn(move || tx.send(b.write(0, &block(2, CHUNK), false)).unwrap())
+    };
+    // The write cannot succeed before the commit ends; give a failing one
+    // the time to report (a slow machine only makes this check weaker).
+    let early = rx.recv_timeout(Duration::from_millis(500)).ok();
+    store.set(false);
+    committer.join().unwrap().unwrap();
+    let res = early.unwrap_or_else(|| rx.recv().unwrap());
+    writer.join().unwrap();
+    res.expect("the write waited for the freeing commit and took a freed chunk");
+    assert_eq!(read(b.as_ref(), 0, CHUNK), block(2, CHUNK));
 }

@@ -9,6 +9,10 @@ use crate::backend::{BackendError, BlockSink, BlockSource};
 use super::state::State;
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
+/// Times a write that finds no free chunk waits for a commit that frees
+/// some before it reports the pool full (other writers may take them).
+const FREEING_RETRIES: usize = 3;
+
 /// What a write to one chunk needs, decided under the state mutex.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
@@ -156,7 +160,7 @@ impl Pool {
 
     fn plan_write(&self, vol: u64, l: u64) -> Result<Plan, PoolError> {
         let cs = self.inner.chunk_size;
-        for attempt in 0..2 {
+        for attempt in 0..FREEING_RETRIES {
             let looked = self.lookup_exclusive(vol, l)?;
             let res = {
                 let mut st = self.state();
@@ -171,11 +175,16 @@ impl Pool {
             };
             match res {
                 Err(PoolError::OutOfSpace)
-                    if attempt == 0 && !self.state().pending_free.is_empty() =>
+                    if attempt + 1 < FREEING_RETRIES && self.state().frees_coming() =>
                 {
-                    // Chunks freed since the last commit become reusable once
-                    // their unmapping is durable.
-                    self.flush()?;
+                    // Chunks freed since the last commit, or by the commit
+                    // running now, become reusable once their unmapping is
+                    // durable: wait for that commit (the commit lock), then
+                    // commit what is still pending.
+                    let _c = guard(&self.inner.commit);
+                    if !self.state().pending_free.is_empty() {
+                        self.flush_locked()?;
+                    }
                 }
                 other => return other,
             }
@@ -223,7 +232,14 @@ impl Pool {
         Ok(match p {
             Plan::InPlace(c) => (c * cs + s.in_off, None),
             Plan::Fresh { new, zero } if zero && !whole => (new * cs, fill(None)?),
-            Plan::Fresh { new, .. } => (new * cs + s.in_off, None),
+            Plan::Fresh { new, .. } if whole => (new * cs, None),
+            Plan::Fresh { new, .. } => {
+                // Past the data file's end, written partially: the rest
+                // of the chunk would stay a hole, and a later overwrite
+                // there would need host space. Allocate it all now.
+                self.inner.data.preallocate(new * cs, cs)?;
+                (new * cs + s.in_off, None)
+            }
             Plan::Cow { new, .. } if whole => (new * cs, None),
             Plan::Cow { old, new } => (new * cs, fill(Some(old))?),
         })

@@ -53,7 +53,7 @@
 //! whole on first use (a partial first write is merged into zeros, a
 //! copy-on-write into the old contents) so no byte of its earlier life
 //! survives; only chunks past the data file's end, which read as zeros, are
-//! written partially. In-place overwrites touch only chunks the volume owns
+//! written partially, and those are first preallocated whole. In-place overwrites touch only chunks the volume owns
 //! alone *in the durable metadata too*: a chunk whose reference count fell
 //! to one in changes not yet committed (another volume copied away from it,
 //! or a sharer was deleted) may still be mapped by that other volume after a
@@ -62,6 +62,20 @@
 //! pending, and only an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
+//!
+//! # Host space
+//!
+//! The data file is sparse. A chunk enters a volume either written whole
+//! (a copy, a reused chunk, a full-chunk write: every block allocated by
+//! the write) or, past the file's end, written partially after
+//! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk ([`io::DataIo::preallocate`]).
+//! So an overwrite of an allocated, unshared chunk never needs host space
+//! (on file systems that overwrite in place). ENOSPC (or EDQUOT) from any
+//! write, preallocation or commit is the pool's out-of-space error (DATA
+//! PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT), not a medium error;
+//! one from a sync or a sled commit also fails the pool. A write that finds
+//! no free chunk while chunks are being freed (changes not committed yet,
+//! or the commit running now) waits for that commit and tries again.
 //!
 //! # The exact sync sequence
 //!
@@ -87,7 +101,7 @@
 //! A failed `fdatasync` or sled write is never retried: Linux reports a
 //! write-back error once and marks the pages clean, so a retry would
 //! "succeed" and commit mappings to data that never reached the disk. The
-//! pool fails instead ([`failure`]): writes get DATA PROTECT / WRITE
+//! pool fails instead (`failure.rs`, [`Pool::writable`]): writes get DATA PROTECT / WRITE
 //! PROTECTED (or the out-of-space error when the host file system was
 //! full), reads go on, nothing more is committed, and the pool is not
 //! sealed, so the next open verifies it.
