@@ -13,6 +13,9 @@ use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 /// some before it reports the pool full (other writers may take them).
 const FREEING_RETRIES: usize = 3;
 
+/// Host space preallocated past a fresh chunk that needs it (bytes).
+const PREALLOCATE_AHEAD: u64 = 1 << 20;
+
 /// What a write to one chunk needs, decided under the state mutex.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
@@ -237,12 +240,40 @@ impl Pool {
                 // Past the data file's end, written partially: the rest
                 // of the chunk would stay a hole, and a later overwrite
                 // there would need host space. Allocate it all now.
-                self.inner.data.preallocate(new * cs, cs)?;
+                self.preallocate(new)?;
                 (new * cs + s.in_off, None)
             }
             Plan::Cow { new, .. } if whole => (new * cs, None),
             Plan::Cow { old, new } => (new * cs, fill(Some(old))?),
         })
+    }
+
+    /// Makes sure fresh chunk `c` has its host space. Fresh chunks are
+    /// handed out in order past the high-water mark the pool opened with,
+    /// so one range from where the last preallocation ended covers every
+    /// chunk before `c` too (including those reserved by writes still in
+    /// flight); it reaches [`PREALLOCATE_AHEAD`] past `c` (one `fallocate`
+    /// per megabyte, not per chunk), or only to `c` when the host has not
+    /// that much left.
+    fn preallocate(&self, c: u64) -> std::io::Result<()> {
+        let cs = self.inner.chunk_size;
+        let mut to = guard(&self.inner.preallocated_to);
+        if c < *to {
+            return Ok(());
+        }
+        let cap = self.state().sb.capacity_chunks;
+        let ahead = (c + (PREALLOCATE_AHEAD / cs).max(1)).min(cap).max(c + 1);
+        let data = &self.inner.data;
+        let end = match data.preallocate(*to * cs, (ahead - *to) * cs) {
+            Ok(()) => ahead,
+            Err(_) if ahead > c + 1 => {
+                data.preallocate(*to * cs, (c + 1 - *to) * cs)?;
+                c + 1
+            }
+            Err(e) => return Err(e),
+        };
+        *to = end;
+        Ok(())
     }
 
     /// Issues the writes of a planned request, merging pieces of the

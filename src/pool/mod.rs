@@ -223,6 +223,9 @@ pub(crate) struct Inner {
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
+    /// Chunks from the open's high-water mark up to this one have host
+    /// space preallocated (see `datapath`).
+    preallocated_to: Mutex<u64>,
     /// Set by the first sync error (see [`failure`]).
     failed: std::sync::OnceLock<failure::Failure>,
     _lock: Option<PoolLock>,
@@ -245,6 +248,7 @@ impl Pool {
         pool_lock: Option<PoolLock>,
     ) -> Pool {
         let chunk_size = u64::from(st.sb.chunk_size);
+        let fresh_from = st.fresh_from;
         Pool {
             inner: Arc::new(Inner {
                 dir,
@@ -258,6 +262,7 @@ impl Pool {
                 gates: Mutex::new(HashMap::new()),
                 seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),
+                preallocated_to: Mutex::new(fresh_from),
                 failed: std::sync::OnceLock::new(),
                 _lock: pool_lock,
             }),
