@@ -355,12 +355,12 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
         vol.write(lba(l, 0), &block(l as u8 | 2, CHUNK), false)
             .unwrap_or_else(|e| panic!("overwrite of chunk {l} failed: {e}"));
     }
-    // A commit either succeeds or fails as out of space, never as a medium
-    // or hardware error.
-    let flushed = vol.flush();
-    if let Err(e) = flushed {
-        assert_eq!(sense(e), NO_SPACE);
-    }
+    // Whatever host space is left goes to another file: commits still
+    // succeed, on the space reserved for the metadata log.
+    fill(&fs.dir.path().join("filler"));
+    vol.flush().expect("a commit on a full host file system");
+    let e = vol.write(lba(written.len() as u64 + 1, 0), &block(3, CHUNK), false);
+    assert_eq!(sense(e.unwrap_err()), NO_SPACE);
     for &l in &written {
         assert_eq!(
             read(vol.as_ref(), lba(l, 0), CHUNK),
@@ -368,7 +368,32 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
         );
     }
     drop(vol);
-    drop(pool);
+    pool.close().unwrap();
+    // sled writes a snapshot when it opens: free some space first.
+    std::fs::remove_file(fs.dir.path().join("filler")).unwrap();
+    let pool = Pool::open(&dir).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    for &l in &written {
+        assert_eq!(
+            read(vol.as_ref(), lba(l, 0), CHUNK),
+            block(l as u8 | 2, CHUNK)
+        );
+    }
+}
+
+/// Writes `path` until the file system is full.
+fn fill(path: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(path).unwrap();
+    let buf = vec![0xeeu8; 4096];
+    loop {
+        match f.write(&buf) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if e.raw_os_error() == Some(28) => break,
+            Err(e) => panic!("filling the file system: {e}"),
+        }
+    }
 }
 
 // ---- a write waits for a commit that frees chunks -----------------------

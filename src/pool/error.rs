@@ -135,9 +135,14 @@ impl From<sled::Error> for PoolError {
     }
 }
 
-/// The host file system is full (or the user's quota is spent).
+/// The host file system is full (or the user's quota is spent); also when
+/// the OS error was wrapped (sled wraps its I/O errors).
 pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
 }
 
 impl PoolError {
@@ -166,5 +171,45 @@ impl PoolError {
 impl From<PoolError> for BackendError {
     fn from(e: PoolError) -> Self {
         e.into_backend(BackendError::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_in_any_form_is_the_thin_provisioning_error() {
+        let enospc = || io::Error::from_raw_os_error(libc::ENOSPC);
+        // As sled reports it: the OS error wrapped, its kind kept.
+        let wrapped = io::Error::new(io::ErrorKind::StorageFull, "Os { code: 28 }");
+        let failed = |out_of_space| PoolError::Failed {
+            pool: "p".into(),
+            why: "w".into(),
+            out_of_space,
+        };
+        for e in [
+            PoolError::OutOfSpace,
+            PoolError::io("writing", enospc()),
+            PoolError::io("committing", wrapped),
+            PoolError::io("quota", io::Error::from_raw_os_error(libc::EDQUOT)),
+            failed(true),
+        ] {
+            let text = e.to_string();
+            assert!(
+                matches!(e.into_flush_error(), BackendError::OutOfSpace),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            BackendError::from(PoolError::io("writing", enospc())),
+            BackendError::OutOfSpace
+        ));
+        assert!(matches!(
+            failed(false).into_flush_error(),
+            BackendError::Failed(_)
+        ));
+        let eio = PoolError::io("syncing", io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(eio.into_flush_error(), BackendError::Flush(_)));
     }
 }

@@ -70,7 +70,9 @@
 //! the write) or, past the file's end, written partially after
 //! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk ([`io::DataIo::preallocate`]).
 //! So an overwrite of an allocated, unshared chunk never needs host space
-//! (on file systems that overwrite in place). ENOSPC (or EDQUOT) from any
+//! (on file systems that overwrite in place). Two MiB past the end of
+//! sled's log are kept preallocated the same way (renewed after each
+//! commit), so commits go on for a while on a full host. ENOSPC (or EDQUOT) from any
 //! write, preallocation or commit is the pool's out-of-space error (DATA
 //! PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT), not a medium error;
 //! one from a sync or a sled commit also fails the pool. A write that finds

@@ -53,11 +53,19 @@ pub trait MetaStore: Send + Sync {
 /// covers durable before the seal).
 pub struct SledStore {
     db: std::sync::RwLock<Option<sled::Db>>,
-    /// `meta/db`, opened by us for `fdatasync`.
+    /// `meta/db`, opened by us for `fdatasync` and the reserve.
     log: std::fs::File,
     /// New entries of `meta/` and `meta/blobs/`.
     dirs: std::sync::Mutex<[DirSync; 2]>,
+    /// End of the host space preallocated past the log's end.
+    reserved_to: std::sync::atomic::AtomicU64,
 }
+
+/// Host space kept preallocated past the end of sled's log
+/// (`fallocate(FALLOC_FL_KEEP_SIZE)`, renewed after each commit): when the
+/// host file system fills up, commits go on (they free chunks, record the
+/// mappings of overwrites already done) until that is used up.
+const LOG_RESERVE: u64 = 2 << 20;
 
 impl SledStore {
     /// Opens (or creates) the sled database at `path`. A database just
@@ -69,7 +77,11 @@ impl SledStore {
         loop {
             match sled::Config::new().path(path).flush_every_ms(None).open() {
                 Ok(db) => {
-                    let log = std::fs::File::open(path.join("db"))
+                    // Writable: fallocate needs it (the reserve below).
+                    let log = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(path.join("db"))
                         .map_err(|e| PoolError::io(format!("opening {}/db", path.display()), e))?;
                     let store = SledStore {
                         db: std::sync::RwLock::new(Some(db)),
@@ -78,6 +90,7 @@ impl SledStore {
                             DirSync::new(path.to_path_buf()),
                             DirSync::new(path.join("blobs")),
                         ]),
+                        reserved_to: std::sync::atomic::AtomicU64::new(0),
                     };
                     store.sync_files()?;
                     return Ok(store);
@@ -116,7 +129,29 @@ impl SledStore {
             d.sync_changes()
                 .map_err(|e| PoolError::io("syncing the metadata directory", e))?;
         }
+        drop(dirs);
+        self.renew_reserve();
         Ok(())
+    }
+
+    /// Preallocates [`LOG_RESERVE`] past the log's end when less than half
+    /// of it is left. Best effort: a full host leaves it as it is.
+    fn renew_reserve(&self) {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        use std::sync::atomic::Ordering;
+        let Ok(len) = self.log.metadata().map(|m| m.len()) else {
+            return;
+        };
+        if len + LOG_RESERVE / 2 <= self.reserved_to.load(Ordering::Acquire) {
+            return;
+        }
+        let (Ok(off), Ok(n)) = (i64::try_from(len), i64::try_from(LOG_RESERVE)) else {
+            return;
+        };
+        match fallocate(&self.log, FallocateFlags::FALLOC_FL_KEEP_SIZE, off, n) {
+            Ok(()) => self.reserved_to.store(len + LOG_RESERVE, Ordering::Release),
+            Err(e) => tracing::debug!(error = %e, "reserving space for the metadata log"),
+        }
     }
 
     fn with_db<T>(
