@@ -46,15 +46,16 @@
 //! reference count and the mapping to it enter the dirty batch together,
 //! after its data write returned), so a commit racing the write can leak
 //! nothing. Step 2 before 3 means a durable mapping never points at a chunk
-//! whose data is not durable. Step 4 after 3 means a freed chunk is never reused (and
-//! overwritten by another volume) while a durable mapping of its old owner
-//! could still point at it, so a crash can never show one volume's data
-//! through another's mapping. A chunk taken from the free list is written
+//! whose data is not durable. Step 4 after 3 means a freed chunk is never
+//! reused (and overwritten by another volume) while a durable mapping of its
+//! old owner could still point at it, so a crash can never show one
+//! volume's data through another's mapping. A chunk taken from the free list is written
 //! whole on first use (a partial first write is merged into zeros, a
 //! copy-on-write into the old contents) so no byte of its earlier life
 //! survives; only chunks past the data file's end, which read as zeros, are
-//! written partially, and those are first preallocated whole. In-place overwrites touch only chunks the volume owns
-//! alone *in the durable metadata too*: a chunk whose reference count fell
+//! written partially, and those are first preallocated whole. In-place
+//! overwrites touch only chunks the volume owns alone *in the durable
+//! metadata too*: a chunk whose reference count fell
 //! to one in changes not yet committed (another volume copied away from it,
 //! or a sharer was deleted) may still be mapped by that other volume after a
 //! crash, so the first in-place write to it runs a commit first. Their
@@ -68,13 +69,15 @@
 //! The data file is sparse. A chunk enters a volume either written whole
 //! (a copy, a reused chunk, a full-chunk write: every block allocated by
 //! the write) or, past the file's end, written partially after
-//! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk ([`io::DataIo::preallocate`]).
+//! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk
+//! ([`io::DataIo::preallocate`], a megabyte of chunks at a time).
 //! So an overwrite of an allocated, unshared chunk never needs host space
 //! (on file systems that overwrite in place). Two MiB past the end of
 //! sled's log are kept preallocated the same way (renewed after each
-//! commit), so commits go on for a while on a full host. ENOSPC (or EDQUOT) from any
-//! write, preallocation or commit is the pool's out-of-space error (DATA
-//! PROTECT / SPACE ALLOCATION FAILED WRITE PROTECT), not a medium error;
+//! commit), so commits go on for a while on a full host. ENOSPC (or
+//! EDQUOT) from any write, preallocation or commit is the pool's
+//! out-of-space error (DATA PROTECT / SPACE ALLOCATION FAILED WRITE
+//! PROTECT), not a medium error;
 //! one from a sync or a sled commit also fails the pool. A write that finds
 //! no free chunk while chunks are being freed (changes not committed yet,
 //! or the commit running now) waits for that commit and tries again.
@@ -96,17 +99,28 @@
 //!   directories `fsync`ed; `fdatasync(meta.seal)`.
 //! - FUA write with no metadata pending: `fdatasync(data)` (shared between
 //!   concurrent FUA writes).
-//! - close: a commit; sled closed; every new file of `meta/` and the
-//!   directory `fsync`ed again (sled may write on close); the seal written
-//!   with the CRC of `meta/` and `fdatasync`ed.
+//! - close: a commit; sled closed; `fdatasync(meta/db)` and the new files
+//!   of `meta/` and the directory `fsync`ed again (sled may write on
+//!   close); the seal written with the CRC of `meta/` and `fdatasync`ed.
 //!
 //! A failed `fdatasync` or sled write is never retried: Linux reports a
 //! write-back error once and marks the pages clean, so a retry would
 //! "succeed" and commit mappings to data that never reached the disk. The
-//! pool fails instead (`failure.rs`, [`Pool::writable`]): writes get DATA PROTECT / WRITE
-//! PROTECTED (or the out-of-space error when the host file system was
-//! full), reads go on, nothing more is committed, and the pool is not
-//! sealed, so the next open verifies it.
+//! pool fails instead (`failure.rs`, [`Pool::writable`]): writes get DATA
+//! PROTECT / WRITE PROTECTED (or the out-of-space error when the host file
+//! system was full), reads go on, nothing more is committed, and the pool
+//! is not sealed, so the next open verifies it.
+//!
+//! # Unclean shutdown
+//!
+//! The seal says `open` from open to close: found so at open, it is the
+//! needs-check flag (as dm-thin's). Open then recounts reference counts and
+//! the free list from the mappings (everything `check` verifies) before it
+//! returns the pool, and refuses read-write on a mismatch
+//! ([`PoolError::NeedsRepair`]); [`Pool::open_for_repair`] opens it anyway
+//! for check and repair. The in-memory state trusts those counts: without
+//! this a read-write open could hand out a chunk still mapped elsewhere or
+//! overwrite a shared chunk in place.
 
 mod catalog;
 mod check;
