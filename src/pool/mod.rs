@@ -92,8 +92,11 @@
 //!   and `fsync` the marker `tcmud-pool`; `fsync` the pool directory and its
 //!   parent.
 //! - open: rewrite the seal as open and `fdatasync` it before sled opens;
+//!   remove unfinished `meta/snap.*.generating` files (sled would take one
+//!   for its newest snapshot and fail as corrupt) and `fsync` `meta/`;
 //!   after sled opened (it writes a snapshot at every open) the same syncs
-//!   of `meta/` as at create.
+//!   of `meta/` as at create. An open that fails after sled wrote puts a
+//!   closed seal back only if `meta/` still matches its checksum.
 //! - commit: `fdatasync(data)`; sled `apply_batch` + `flush`;
 //!   `fdatasync(meta/db)`; new files of `meta/`, `meta/blobs/` and those
 //!   directories `fsync`ed; `fdatasync(meta.seal)`.

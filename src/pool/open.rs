@@ -197,8 +197,16 @@ impl Pool {
         let (store, st, seq) = match opened {
             Ok(x) => x,
             Err(e) => {
+                // Put a closed seal back only if sled changed nothing in
+                // meta/ (it may have written before failing, e.g. on a full
+                // disk): a stale checksum would refuse every later open.
                 if let Some(seal) = &seal {
-                    let _ = seal.write(dir, true);
+                    let unchanged = seal
+                        .closed_crc
+                        .is_none_or(|crc| seal::meta_crc(&meta).is_ok_and(|now| now == crc));
+                    if unchanged {
+                        let _ = seal.write(dir, true);
+                    }
                 }
                 return Err(e);
             }

@@ -73,6 +73,7 @@ impl SledStore {
     /// background threads let go of it: a lock error is retried for up to
     /// two seconds.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
+        remove_unfinished_snapshots(path)?;
         let mut tries = 0;
         loop {
             match sled::Config::new().path(path).flush_every_ms(None).open() {
@@ -106,6 +107,14 @@ impl SledStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
+                // sled writes a snapshot when it opens: a full host is no
+                // sign of damage.
+                Err(sled::Error::Io(io)) if super::error::is_out_of_space(&io) => {
+                    return Err(PoolError::io(
+                        format!("opening sled database {}", path.display()),
+                        io,
+                    ))
+                }
                 Err(e) => {
                     return Err(PoolError::Corrupt(format!(
                         "cannot open sled database {}: {e}",
@@ -115,6 +124,38 @@ impl SledStore {
             }
         }
     }
+}
+
+/// Removes the `snap.*.generating` files of `meta` before sled opens.
+///
+/// sled writes a snapshot at every open to `snap.<lsn>.generating`, syncs
+/// it and renames it; one left behind (power cut or full disk while it was
+/// written) is a partial file, yet sled 0.34 counts it as a snapshot and,
+/// its name sorting last, reads it and fails the open as corrupt, for good.
+/// It never holds anything the log and the last finished snapshot lack.
+fn remove_unfinished_snapshots(meta: &std::path::Path) -> Result<(), PoolError> {
+    let entries = match std::fs::read_dir(meta) {
+        Ok(it) => it,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(PoolError::io(format!("reading {}", meta.display()), e)),
+    };
+    let mut removed = false;
+    for e in entries {
+        let e = e.map_err(|e| PoolError::io(format!("reading {}", meta.display()), e))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %e.path().display(), "removing an unfinished sled snapshot");
+            std::fs::remove_file(e.path())
+                .map_err(|err| PoolError::io(format!("removing {}", e.path().display()), err))?;
+            removed = true;
+        }
+    }
+    if removed {
+        super::durable::sync_path(meta)
+            .map_err(|e| PoolError::io(format!("syncing {}", meta.display()), e))?;
+    }
+    Ok(())
 }
 
 impl SledStore {
