@@ -92,7 +92,7 @@ fn newer_format_is_refused_naming_both_versions_and_nothing_changes() {
                 Some((CURRENT_FORMAT + 7).to_be_bytes().to_vec()),
             )])
             .unwrap();
-        store.close();
+        store.close().unwrap();
         let old = Seal::read(&dir).unwrap().unwrap();
         let crc = meta_crc(&dir.join("meta")).unwrap();
         Seal {

@@ -92,6 +92,11 @@ pub enum BackendError {
     /// Flushing (making writes durable) failed.
     #[error("flush failed: {0}")]
     Flush(#[source] io::Error),
+    /// The backend failed earlier (a sync of its data or metadata did not
+    /// complete) and refuses writes until it is reopened; the message
+    /// names it and the first failure.
+    #[error("{0}")]
+    Failed(String),
     /// The backend's metadata failed; the message says what.
     #[error("metadata error: {0}")]
     Metadata(String),

@@ -73,6 +73,7 @@ impl Pool {
         size_bytes: u64,
         block_size: u32,
     ) -> Result<(), PoolError> {
+        self.writable()?;
         validate_name(name)?;
         validate_size(size_bytes, block_size)?;
         {
@@ -119,6 +120,7 @@ impl Pool {
         name: &str,
         progress: Progress<'_>,
     ) -> Result<(), PoolError> {
+        self.writable()?;
         let rec = self.record(name)?;
         if self.is_open(rec.id) {
             return Err(PoolError::VolumeBusy(name.to_string()));
@@ -155,6 +157,7 @@ impl Pool {
         size_bytes: u64,
         force_shrink: bool,
     ) -> Result<(), PoolError> {
+        self.writable()?;
         let mut rec = self.record(name)?;
         if rec.kind == VolumeKind::Snapshot {
             return Err(PoolError::WrongKind(format!(
@@ -202,6 +205,7 @@ impl Pool {
 
     /// Renames a volume or snapshot.
     pub fn rename_volume(&self, from: &str, to: &str) -> Result<(), PoolError> {
+        self.writable()?;
         validate_name(to)?;
         {
             let mut st = self.state();
@@ -222,6 +226,7 @@ impl Pool {
     /// Copies `src`'s mappings into a new catalog entry of `kind`, sharing
     /// every chunk (reference counts go up; no data is copied).
     fn share(&self, src: &str, new: &str, kind: VolumeKind) -> Result<(), PoolError> {
+        self.writable()?;
         validate_name(new)?;
         let rec = self.record(src)?;
         let gate = self.gate(rec.id);

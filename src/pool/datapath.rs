@@ -9,6 +9,13 @@ use crate::backend::{BackendError, BlockSink, BlockSource};
 use super::state::State;
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
+/// Times a write that finds no free chunk waits for a commit that frees
+/// some before it reports the pool full (other writers may take them).
+const FREEING_RETRIES: usize = 3;
+
+/// Host space preallocated past a fresh chunk that needs it (bytes).
+const PREALLOCATE_AHEAD: u64 = 1 << 20;
+
 /// What a write to one chunk needs, decided under the state mutex.
 #[derive(Debug, Clone, Copy)]
 enum Plan {
@@ -46,8 +53,14 @@ fn rd(e: std::io::Error) -> BackendError {
     BackendError::Read(e)
 }
 
+/// A failed data write; a full host file system is the pool's
+/// out-of-space error.
 fn wr(e: std::io::Error) -> BackendError {
-    BackendError::Write(e)
+    if super::error::is_out_of_space(&e) {
+        BackendError::OutOfSpace
+    } else {
+        BackendError::Write(e)
+    }
 }
 
 impl Pool {
@@ -150,7 +163,7 @@ impl Pool {
 
     fn plan_write(&self, vol: u64, l: u64) -> Result<Plan, PoolError> {
         let cs = self.inner.chunk_size;
-        for attempt in 0..2 {
+        for attempt in 0..FREEING_RETRIES {
             let looked = self.lookup_exclusive(vol, l)?;
             let res = {
                 let mut st = self.state();
@@ -165,11 +178,16 @@ impl Pool {
             };
             match res {
                 Err(PoolError::OutOfSpace)
-                    if attempt == 0 && !self.state().pending_free.is_empty() =>
+                    if attempt + 1 < FREEING_RETRIES && self.state().frees_coming() =>
                 {
-                    // Chunks freed since the last commit become reusable once
-                    // their unmapping is durable.
-                    self.flush()?;
+                    // Chunks freed since the last commit, or by the commit
+                    // running now, become reusable once their unmapping is
+                    // durable: wait for that commit (the commit lock), then
+                    // commit what is still pending.
+                    let _c = guard(&self.inner.commit);
+                    if !self.state().pending_free.is_empty() {
+                        self.flush_locked()?;
+                    }
                 }
                 other => return other,
             }
@@ -217,10 +235,45 @@ impl Pool {
         Ok(match p {
             Plan::InPlace(c) => (c * cs + s.in_off, None),
             Plan::Fresh { new, zero } if zero && !whole => (new * cs, fill(None)?),
-            Plan::Fresh { new, .. } => (new * cs + s.in_off, None),
+            Plan::Fresh { new, .. } if whole => (new * cs, None),
+            Plan::Fresh { new, .. } => {
+                // Past the data file's end, written partially: the rest
+                // of the chunk would stay a hole, and a later overwrite
+                // there would need host space. Allocate it all now.
+                self.preallocate(new)?;
+                (new * cs + s.in_off, None)
+            }
             Plan::Cow { new, .. } if whole => (new * cs, None),
             Plan::Cow { old, new } => (new * cs, fill(Some(old))?),
         })
+    }
+
+    /// Makes sure fresh chunk `c` has its host space. Fresh chunks are
+    /// handed out in order past the high-water mark the pool opened with,
+    /// so one range from where the last preallocation ended covers every
+    /// chunk before `c` too (including those reserved by writes still in
+    /// flight); it reaches [`PREALLOCATE_AHEAD`] past `c` (one `fallocate`
+    /// per megabyte, not per chunk), or only to `c` when the host has not
+    /// that much left.
+    fn preallocate(&self, c: u64) -> std::io::Result<()> {
+        let cs = self.inner.chunk_size;
+        let mut to = guard(&self.inner.preallocated_to);
+        if c < *to {
+            return Ok(());
+        }
+        let cap = self.state().sb.capacity_chunks;
+        let ahead = (c + (PREALLOCATE_AHEAD / cs).max(1)).min(cap).max(c + 1);
+        let data = &self.inner.data;
+        let end = match data.preallocate(*to * cs, (ahead - *to) * cs) {
+            Ok(()) => ahead,
+            Err(_) if ahead > c + 1 => {
+                data.preallocate(*to * cs, (c + 1 - *to) * cs)?;
+                c + 1
+            }
+            Err(e) => return Err(e),
+        };
+        *to = end;
+        Ok(())
     }
 
     /// Issues the writes of a planned request, merging pieces of the
@@ -408,16 +461,18 @@ impl Pool {
         {
             let _c = guard(&self.inner.commit);
             if !self.state().dirty.is_empty() {
-                return self.flush_locked().map_err(|e| match e {
-                    PoolError::Io { source, .. } => BackendError::Flush(source),
-                    other => BackendError::Metadata(other.to_string()),
-                });
+                return self.flush_locked().map_err(PoolError::into_flush_error);
             }
         }
+        self.inner.writable().map_err(PoolError::into_flush_error)?;
         self.inner
             .group_sync
             .sync(|| self.inner.data.sync_data())
-            .map_err(BackendError::Flush)
+            .map_err(|e| {
+                self.inner
+                    .fail_io("syncing the data file", e)
+                    .into_flush_error()
+            })
     }
 }
 

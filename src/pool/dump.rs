@@ -489,8 +489,9 @@ pub fn restore(
         }
         let store = SledStore::open(&meta)?;
         let res = store.commit(keys);
-        store.close();
+        let closed = store.close();
         res?;
+        closed?;
         if !dir.join(MARKER_FILE).exists() {
             fs::write(dir.join(MARKER_FILE), super::open::MARKER_TEXT)
                 .map_err(|e| PoolError::io("writing the pool marker", e))?;

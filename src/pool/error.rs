@@ -75,6 +75,36 @@ pub enum PoolError {
     /// The metadata store failed.
     #[error("metadata store error: {0}")]
     Store(String),
+    /// A sync of the pool's data or metadata failed earlier: the pool
+    /// commits nothing more and refuses writes until it is reopened.
+    #[error(
+        "pool {pool} has failed ({why}); it refuses writes until it is reopened, \
+         which verifies it"
+    )]
+    Failed {
+        /// The pool directory.
+        pool: String,
+        /// The failure that put it in this state.
+        why: String,
+        /// That failure was the host file system being full.
+        out_of_space: bool,
+    },
+    /// The pool was not closed cleanly and its metadata does not add up
+    /// (reference counts or free list against the mappings): opening it
+    /// read-write could hand out a chunk still in use.
+    #[error(
+        "pool {path} was not shut down cleanly and its metadata is inconsistent \
+         ({problems} problems; first: {first}); it cannot be opened read-write: \
+         run `tcmud pool check {path}` and repair it"
+    )]
+    NeedsRepair {
+        /// The pool directory.
+        path: PathBuf,
+        /// Number of problems found.
+        problems: usize,
+        /// The first one.
+        first: String,
+    },
     /// I/O on the pool directory or data file failed.
     #[error("{what}: {source}")]
     Io {
@@ -105,12 +135,81 @@ impl From<sled::Error> for PoolError {
     }
 }
 
-impl From<PoolError> for BackendError {
-    fn from(e: PoolError) -> Self {
-        match e {
-            PoolError::OutOfSpace => BackendError::OutOfSpace,
-            PoolError::Io { source, .. } => BackendError::Write(source),
+/// The host file system is full (or the user's quota is spent); also when
+/// the OS error was wrapped (sled wraps its I/O errors).
+pub(crate) fn is_out_of_space(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOSPC | libc::EDQUOT))
+        || matches!(
+            e.kind(),
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+        )
+}
+
+impl PoolError {
+    /// The error of a write: out of space (pool or host) -> the
+    /// thin-provisioning error, failed pool -> refused, I/O -> `io`.
+    fn into_backend(self, io: fn(io::Error) -> BackendError) -> BackendError {
+        match self {
+            PoolError::OutOfSpace
+            | PoolError::Failed {
+                out_of_space: true, ..
+            } => BackendError::OutOfSpace,
+            PoolError::Io { source, .. } if is_out_of_space(&source) => BackendError::OutOfSpace,
+            PoolError::Io { source, .. } => io(source),
+            e @ PoolError::Failed { .. } => BackendError::Failed(e.to_string()),
             other => BackendError::Metadata(other.to_string()),
         }
+    }
+
+    /// The error of a flush (SYNCHRONIZE CACHE, FUA): as a write's, with an
+    /// I/O error reported as a failed flush.
+    pub(crate) fn into_flush_error(self) -> BackendError {
+        self.into_backend(BackendError::Flush)
+    }
+}
+
+impl From<PoolError> for BackendError {
+    fn from(e: PoolError) -> Self {
+        e.into_backend(BackendError::Write)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn out_of_space_in_any_form_is_the_thin_provisioning_error() {
+        let enospc = || io::Error::from_raw_os_error(libc::ENOSPC);
+        // As sled reports it: the OS error wrapped, its kind kept.
+        let wrapped = io::Error::new(io::ErrorKind::StorageFull, "Os { code: 28 }");
+        let failed = |out_of_space| PoolError::Failed {
+            pool: "p".into(),
+            why: "w".into(),
+            out_of_space,
+        };
+        for e in [
+            PoolError::OutOfSpace,
+            PoolError::io("writing", enospc()),
+            PoolError::io("committing", wrapped),
+            PoolError::io("quota", io::Error::from_raw_os_error(libc::EDQUOT)),
+            failed(true),
+        ] {
+            let text = e.to_string();
+            assert!(
+                matches!(e.into_flush_error(), BackendError::OutOfSpace),
+                "{text}"
+            );
+        }
+        assert!(matches!(
+            BackendError::from(PoolError::io("writing", enospc())),
+            BackendError::OutOfSpace
+        ));
+        assert!(matches!(
+            failed(false).into_flush_error(),
+            BackendError::Failed(_)
+        ));
+        let eio = PoolError::io("syncing", io::Error::from_raw_os_error(libc::EIO));
+        assert!(matches!(eio.into_flush_error(), BackendError::Flush(_)));
     }
 }

@@ -115,8 +115,12 @@ fn read_meta_copy(meta: &Path) -> Result<Entries, PoolError> {
     })?;
     let store = SledStore::open(&copy)?;
     let kvs = store.load_all();
-    store.close();
-    kvs
+    // The copy is thrown away: a failure to close it only matters if
+    // reading failed too (that error is the one reported).
+    let closed = store.close();
+    let kvs = kvs?;
+    closed?;
+    Ok(kvs)
 }
 
 /// Runs every migration step from `found` on `kvs` in memory. Records a

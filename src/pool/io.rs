@@ -48,6 +48,15 @@ pub trait DataIo: Send + Sync {
         src.read_at(at, &mut buf)?;
         self.write_at(&buf, off)
     }
+    /// Allocates host space for `[off, off + len)` without changing the
+    /// file's length (`fallocate(FALLOC_FL_KEEP_SIZE)`), so that later
+    /// writes there never need space. Best effort where the file system
+    /// cannot preallocate; a full file system is an error (ENOSPC). The
+    /// default does nothing.
+    fn preallocate(&self, off: u64, len: u64) -> io::Result<()> {
+        let _ = (off, len);
+        Ok(())
+    }
     /// Makes every write issued before this call durable (fdatasync).
     fn sync_data(&self) -> io::Result<()>;
     /// Current length in bytes (what a read past it returns zeros for).
@@ -124,6 +133,24 @@ impl DataIo for FileIo {
             self.len.fetch_max(off + len as u64, Ordering::AcqRel);
             Ok(())
         })
+    }
+
+    fn preallocate(&self, off: u64, len: u64) -> io::Result<()> {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        let range = i64::try_from(off)
+            .and_then(|o| i64::try_from(len).map(|l| (o, l)))
+            .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        match fallocate(
+            &self.file,
+            FallocateFlags::FALLOC_FL_KEEP_SIZE,
+            range.0,
+            range.1,
+        ) {
+            Ok(()) => Ok(()),
+            // The file system cannot preallocate: stay sparse.
+            Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
     }
 
     fn sync_data(&self) -> io::Result<()> {

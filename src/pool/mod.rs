@@ -31,25 +31,31 @@
 //! 2. grow the data file to the committed high-water mark, then fdatasync it:
 //!    the data of every chunk a new mapping points to, and every in-place
 //!    overwrite acknowledged before the flush, is now durable;
-//! 3. apply the batch to sled atomically (`apply_batch`) and `flush` sled:
-//!    the new mappings, reference counts and free entries are durable (with
-//!    the next commit sequence number); then `meta.seal` is rewritten (see
-//!    [`seal`]);
+//! 3. apply the batch to sled atomically (`apply_batch`) with the next
+//!    commit sequence number, `flush` sled, then make that flush durable
+//!    ([`store::SledStore`]): `fdatasync` of `meta/db` (sled's flush is a
+//!    `sync_file_range`, which persists neither a grown log's size and
+//!    extents nor the drive's write cache), and, when names in `meta/` or
+//!    `meta/blobs/` changed since the last commit, `fsync` of each new file
+//!    and of the directory; then rewrite `meta.seal` and `fdatasync` it
+//!    ([`seal`]). The new mappings, reference counts and free entries are
+//!    durable when the commit returns;
 //! 4. only now move the chunks this batch freed to the free list.
 //!
 //! A chunk reserved by a write still in flight is committed as free (its
 //! reference count and the mapping to it enter the dirty batch together,
 //! after its data write returned), so a commit racing the write can leak
 //! nothing. Step 2 before 3 means a durable mapping never points at a chunk
-//! whose data is not durable. Step 4 after 3 means a freed chunk is never reused (and
-//! overwritten by another volume) while a durable mapping of its old owner
-//! could still point at it, so a crash can never show one volume's data
-//! through another's mapping. A chunk taken from the free list is written
+//! whose data is not durable. Step 4 after 3 means a freed chunk is never
+//! reused (and overwritten by another volume) while a durable mapping of its
+//! old owner could still point at it, so a crash can never show one
+//! volume's data through another's mapping. A chunk taken from the free list is written
 //! whole on first use (a partial first write is merged into zeros, a
 //! copy-on-write into the old contents) so no byte of its earlier life
 //! survives; only chunks past the data file's end, which read as zeros, are
-//! written partially. In-place overwrites touch only chunks the volume owns
-//! alone *in the durable metadata too*: a chunk whose reference count fell
+//! written partially, and those are first preallocated whole. In-place
+//! overwrites touch only chunks the volume owns alone *in the durable
+//! metadata too*: a chunk whose reference count fell
 //! to one in changes not yet committed (another volume copied away from it,
 //! or a sharer was deleted) may still be mapped by that other volume after a
 //! crash, so the first in-place write to it runs a commit first. Their
@@ -57,13 +63,76 @@
 //! pending, and only an fdatasync otherwise.
 //!
 //! Sled's own background flushing is disabled; it is only written in step 3.
+//!
+//! # Host space
+//!
+//! The data file is sparse. A chunk enters a volume either written whole
+//! (a copy, a reused chunk, a full-chunk write: every block allocated by
+//! the write) or, past the file's end, written partially after
+//! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk
+//! ([`io::DataIo::preallocate`], a megabyte of chunks at a time).
+//! So an overwrite of an allocated, unshared chunk never needs host space
+//! (on file systems that overwrite in place). Two MiB past the end of
+//! sled's log are kept preallocated the same way (renewed after each
+//! commit), so commits go on for a while on a full host. ENOSPC (or
+//! EDQUOT) from any write, preallocation or commit is the pool's
+//! out-of-space error (DATA PROTECT / SPACE ALLOCATION FAILED WRITE
+//! PROTECT), not a medium error;
+//! one from a sync or a sled commit also fails the pool. A write that finds
+//! no free chunk while chunks are being freed (changes not committed yet,
+//! or the commit running now) waits for that commit and tries again.
+//!
+//! # The exact sync sequence
+//!
+//! - create: make the directory; create `lock`, `data`; open sled (it
+//!   writes `meta/conf`, `meta/db`, `meta/blobs/`), then `fdatasync`
+//!   `meta/db` and `fsync` every file in `meta/`, `meta/` and
+//!   `meta/blobs/`; the first commit (steps 2-3, which also creates and
+//!   syncs `meta.seal` and `fsync`s the pool directory for its name); write
+//!   and `fsync` the marker `tcmud-pool`; `fsync` the pool directory and its
+//!   parent.
+//! - open: rewrite the seal as open and `fdatasync` it before sled opens;
+//!   remove unfinished `meta/snap.*.generating` files (sled would take one
+//!   for its newest snapshot and fail as corrupt) and `fsync` `meta/`;
+//!   after sled opened (it writes a snapshot at every open) the same syncs
+//!   of `meta/` as at create. An open that fails after sled wrote puts a
+//!   closed seal back only if `meta/` still matches its checksum.
+//! - commit: `fdatasync(data)`; sled `apply_batch` + `flush`;
+//!   `fdatasync(meta/db)`; new files of `meta/`, `meta/blobs/` and those
+//!   directories `fsync`ed; `fdatasync(meta.seal)`.
+//! - FUA write with no metadata pending: `fdatasync(data)` (shared between
+//!   concurrent FUA writes).
+//! - close: a commit; sled closed; `fdatasync(meta/db)` and the new files
+//!   of `meta/` and the directory `fsync`ed again (sled may write on
+//!   close); the seal written with the CRC of `meta/` and `fdatasync`ed.
+//!
+//! A failed `fdatasync` or sled write is never retried: Linux reports a
+//! write-back error once and marks the pages clean, so a retry would
+//! "succeed" and commit mappings to data that never reached the disk. The
+//! pool fails instead (`failure.rs`, [`Pool::writable`]): writes get DATA
+//! PROTECT / WRITE PROTECTED (or the out-of-space error when the host file
+//! system was full), reads go on, nothing more is committed, and the pool
+//! is not sealed, so the next open verifies it.
+//!
+//! # Unclean shutdown
+//!
+//! The seal says `open` from open to close: found so at open, it is the
+//! needs-check flag (as dm-thin's). Open then recounts reference counts and
+//! the free list from the mappings (everything `check` verifies) before it
+//! returns the pool, and refuses read-write on a mismatch
+//! ([`PoolError::NeedsRepair`]); [`Pool::open_for_repair`] opens it anyway
+//! for check and repair. The in-memory state trusts those counts: without
+//! this a read-write open could hand out a chunk still mapped elsewhere or
+//! overwrite a shared chunk in place.
 
 mod catalog;
 mod check;
 mod chunkmap;
 mod datapath;
 pub mod dump;
+mod durable;
 pub mod error;
+mod failure;
 pub mod format;
 mod groupsync;
 pub mod inspect;
@@ -175,6 +244,11 @@ pub(crate) struct Inner {
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
+    /// Chunks from the open's high-water mark up to this one have host
+    /// space preallocated (see `datapath`).
+    preallocated_to: Mutex<u64>,
+    /// Set by the first sync error (see [`failure`]).
+    failed: std::sync::OnceLock<failure::Failure>,
     _lock: Option<PoolLock>,
 }
 
@@ -195,6 +269,7 @@ impl Pool {
         pool_lock: Option<PoolLock>,
     ) -> Pool {
         let chunk_size = u64::from(st.sb.chunk_size);
+        let fresh_from = st.fresh_from;
         Pool {
             inner: Arc::new(Inner {
                 dir,
@@ -208,6 +283,8 @@ impl Pool {
                 gates: Mutex::new(HashMap::new()),
                 seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),
+                preallocated_to: Mutex::new(fresh_from),
+                failed: std::sync::OnceLock::new(),
                 _lock: pool_lock,
             }),
         }
@@ -277,6 +354,7 @@ impl Pool {
 
     /// Grows (or shrinks down to the high-water mark) the pool's capacity.
     pub fn set_capacity(&self, capacity_bytes: u64) -> Result<(), PoolError> {
+        self.writable()?;
         {
             let mut st = self.state();
             let chunks = capacity_bytes / self.inner.chunk_size;
@@ -295,6 +373,7 @@ impl Pool {
 
     /// Changes the low-water mark (percent of capacity allocated).
     pub fn set_low_water(&self, pct: u8) -> Result<(), PoolError> {
+        self.writable()?;
         if pct > 100 {
             return Err(PoolError::InvalidArgument(format!(
                 "low water {pct}% > 100%"
@@ -326,31 +405,34 @@ impl Pool {
 
 impl Inner {
     /// Steps 2 and 3 of the commit: data durable, then metadata (with the
-    /// next sequence number), then the seal updated.
+    /// next sequence number), then the seal. A failed sync fails the pool
+    /// ([`failure`]): it is never retried.
     fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
         use std::sync::atomic::Ordering;
+        self.writable()?;
         self.data
             .grow_to(batch.hwm * self.chunk_size)
-            .and_then(|()| self.data.sync_data())
-            .map_err(|e| PoolError::io("syncing the data file", e))?;
+            .map_err(|e| PoolError::io("growing the data file", e))?;
+        self.data
+            .sync_data()
+            .map_err(|e| self.fail_io("syncing the data file", e))?;
         if batch.changes.is_empty() {
             return Ok(());
         }
         let seq = self.seq.load(Ordering::Acquire) + 1;
         let mut changes = batch.changes.clone();
         changes.push((format::KEY_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec())));
-        self.store.commit(changes)?;
+        self.store.commit(changes).map_err(|e| self.fail(e))?;
         self.seq.store(seq, Ordering::Release);
         if let Some(dir) = &self.dir {
-            let seal = seal::Seal {
+            seal::Seal {
                 format: format::CURRENT_FORMAT,
                 seq,
                 data_len: batch.hwm * self.chunk_size,
                 closed_crc: None,
-            };
-            if let Err(e) = seal.write(dir, false) {
-                tracing::warn!(error = %e, "updating the pool seal failed");
             }
+            .write(dir, true)
+            .map_err(|e| self.fail_io("writing the pool seal", e))?;
         }
         Ok(())
     }
@@ -366,7 +448,10 @@ impl Drop for Inner {
             return;
         }
         let Some(dir) = &self.dir else { return };
-        self.store.close();
+        if let Err(e) = self.store.close() {
+            tracing::error!(error = %e, "closing the metadata failed; not sealing the pool");
+            return;
+        }
         let sealed = seal::meta_crc(&dir.join(open::META_DIR)).and_then(|crc| {
             seal::Seal {
                 format: format::CURRENT_FORMAT,

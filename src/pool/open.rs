@@ -6,6 +6,8 @@ use std::path::Path;
 
 use crate::backend::file::open_noatime;
 
+use super::check::check_kvs;
+use super::durable;
 use super::format::{self, Superblock};
 use super::io::{DataIo, FileIo};
 use super::lock::PoolLock;
@@ -78,14 +80,37 @@ impl Pool {
             Some(pool_lock),
         );
         pool.flush()?;
-        fs::write(dir.join(MARKER_FILE), MARKER_TEXT)
-            .map_err(|e| PoolError::io("writing the pool marker", e))?;
+        write_marker(dir)?;
+        // Every name in the pool directory (lock, data, meta/, meta.seal,
+        // the marker), then the pool directory's own name, durable; sled's
+        // files were synced when it opened and by the commit above.
+        durable::sync_path(dir)
+            .and_then(|()| durable::sync_parent(dir))
+            .map_err(|e| PoolError::io(format!("syncing {}", dir.display()), e))?;
         Ok(pool)
     }
 
     /// Opens the pool in `dir`. Fails with [`PoolError::Locked`] (naming the
     /// holder's pid) when another process or handle holds it.
+    ///
+    /// After an unclean shutdown (the seal still says open, or there is no
+    /// seal) the metadata is verified before the pool is returned:
+    /// reference counts and the free list against the mappings, everything
+    /// `check` verifies. On any inconsistency the open fails with
+    /// [`PoolError::NeedsRepair`]: a read-write pool would trust those
+    /// counts and could hand out a chunk still mapped elsewhere or
+    /// overwrite a shared chunk in place.
     pub fn open(dir: &Path) -> Result<Pool, PoolError> {
+        Pool::open_dir(dir, Verify::Refuse)
+    }
+
+    /// [`Pool::open`] for `check` and `repair`: an inconsistency after an
+    /// unclean shutdown is logged, not refused.
+    pub fn open_for_repair(dir: &Path) -> Result<Pool, PoolError> {
+        Pool::open_dir(dir, Verify::Report)
+    }
+
+    fn open_dir(dir: &Path, verify: Verify) -> Result<Pool, PoolError> {
         let not_pool = |why: &str| PoolError::NotAPool {
             path: dir.to_path_buf(),
             why: why.to_string(),
@@ -106,10 +131,10 @@ impl Pool {
             }
         }
         let pool_lock = PoolLock::acquire(dir)?;
-        Pool::open_locked(dir, pool_lock)
+        Pool::open_locked(dir, pool_lock, verify)
     }
 
-    fn open_locked(dir: &Path, mut pool_lock: PoolLock) -> Result<Pool, PoolError> {
+    fn open_locked(dir: &Path, mut pool_lock: PoolLock, verify: Verify) -> Result<Pool, PoolError> {
         let data = open_noatime(
             OpenOptions::new().read(true).write(true),
             &dir.join(DATA_FILE),
@@ -153,7 +178,7 @@ impl Pool {
             .map_err(|e| PoolError::io("updating the seal", e))?;
         }
         let opened = SledStore::open(&meta).and_then(|store| {
-            let (st, seq) = load_state(&store, &data)?;
+            let (st, seq, kvs) = load_state(&store, &data)?;
             if let Some(seal) = &seal {
                 if seq < seal.seq {
                     return Err(PoolError::Corrupt(format!(
@@ -162,13 +187,26 @@ impl Pool {
                     )));
                 }
             }
+            // An open seal is the needs-check flag: the last run ended
+            // without closing the pool.
+            if seal.is_none_or(|s| s.closed_crc.is_none()) {
+                verify_after_crash(dir, &kvs, data.file_len(), verify)?;
+            }
             Ok((store, st, seq))
         });
         let (store, st, seq) = match opened {
             Ok(x) => x,
             Err(e) => {
+                // Put a closed seal back only if sled changed nothing in
+                // meta/ (it may have written before failing, e.g. on a full
+                // disk): a stale checksum would refuse every later open.
                 if let Some(seal) = &seal {
-                    let _ = seal.write(dir, true);
+                    let unchanged = seal
+                        .closed_crc
+                        .is_none_or(|crc| seal::meta_crc(&meta).is_ok_and(|now| now == crc));
+                    if unchanged {
+                        let _ = seal.write(dir, true);
+                    }
                 }
                 return Err(e);
             }
@@ -197,15 +235,78 @@ impl Pool {
 
     /// Opens a pool from a caller-supplied store and data file (tests: crash
     /// images).
+    /// There is no seal: the metadata is verified as after an unclean
+    /// shutdown.
     pub fn open_with(store: Box<dyn MetaStore>, data: Box<dyn DataIo>) -> Result<Pool, PoolError> {
-        let (st, seq) = load_state(store.as_ref(), data.as_ref())?;
+        let (st, seq, kvs) = load_state(store.as_ref(), data.as_ref())?;
+        verify_after_crash(
+            Path::new("(in memory)"),
+            &kvs,
+            data.file_len(),
+            Verify::Refuse,
+        )?;
+        drop(kvs);
         Ok(Pool::from_parts(None, store, data, st, seq, None))
     }
 }
 
+/// Writes the marker file, durably.
+fn write_marker(dir: &Path) -> Result<(), PoolError> {
+    use std::io::Write;
+    let mut f = fs::File::create(dir.join(MARKER_FILE))
+        .map_err(|e| PoolError::io("creating the pool marker", e))?;
+    f.write_all(MARKER_TEXT.as_bytes())
+        .and_then(|()| f.sync_all())
+        .map_err(|e| PoolError::io("writing the pool marker", e))
+}
+
+/// What an inconsistency found after an unclean shutdown does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Verify {
+    /// Refuse the open ([`PoolError::NeedsRepair`]).
+    Refuse,
+    /// Log it and open (for `check` and `repair`).
+    Report,
+}
+
+/// Verifies the metadata of a pool that was not closed cleanly.
+fn verify_after_crash(
+    dir: &Path,
+    kvs: &[(Vec<u8>, Vec<u8>)],
+    data_len: u64,
+    verify: Verify,
+) -> Result<(), PoolError> {
+    let report = check_kvs(kvs, data_len, &mut |_, _| {});
+    if report.is_clean() {
+        tracing::info!(
+            pool = %dir.display(),
+            volumes = report.volumes,
+            mappings = report.mappings,
+            chunks = report.chunks,
+            "pool was not shut down cleanly; its metadata was verified and is consistent"
+        );
+        return Ok(());
+    }
+    let err = PoolError::NeedsRepair {
+        path: dir.to_path_buf(),
+        problems: report.problems.len(),
+        first: report.problems[0].to_string(),
+    };
+    match verify {
+        Verify::Refuse => Err(err),
+        Verify::Report => {
+            tracing::warn!(error = %err, "opening it for check/repair only");
+            Ok(())
+        }
+    }
+}
+
+type Loaded = (State, u64, Vec<(Vec<u8>, Vec<u8>)>);
+
 /// Reads the format, upgrades it, loads and validates the state; returns it
-/// with the commit sequence number.
-fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<(State, u64), PoolError> {
+/// with the commit sequence number and every key and value (for the
+/// verification after an unclean shutdown).
+fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<Loaded, PoolError> {
     let kvs = store.load_all()?;
     let found = stored_format(&kvs)?;
     if found > format::CURRENT_FORMAT {
@@ -232,7 +333,7 @@ fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<(State, u64), 
             actual: data.file_len(),
         });
     }
-    Ok((st, seq))
+    Ok((st, seq, kvs))
 }
 
 /// The format version stored among `kvs`.

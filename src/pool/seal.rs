@@ -10,8 +10,12 @@
 //! with nothing changed on disk); after a crash (no checksum) it compares
 //! sled's sequence number with the seal's once sled is open.
 //!
-//! Written without fsync after the sled flush: a lost seal update only makes
-//! the seal older, which is never mistaken for damage.
+//! Rewritten in place and synced (`fdatasync`) after every commit's sled
+//! flush and fsyncs; the first write of a seal also syncs the pool
+//! directory, so that the file's name is durable too. A lost update would
+//! only make the seal older, which is never mistaken for damage, but an
+//! unsynced *new* seal can come back empty after a power cut, and open
+//! refuses an unreadable seal.
 
 use std::fs;
 use std::io;
@@ -87,9 +91,11 @@ impl Seal {
         }
     }
 
-    /// Writes the seal; with `sync` it is durable on return.
+    /// Writes the seal; with `sync` it is durable on return (its contents,
+    /// and its name in `dir` when this write created it).
     pub fn write(&self, dir: &Path, sync: bool) -> io::Result<()> {
         let p = dir.join(SEAL_FILE);
+        let created = !p.exists();
         let f = fs::OpenOptions::new()
             .write(true)
             .create(true)
@@ -102,7 +108,10 @@ impl Seal {
         buf.resize(128, b'\n');
         f.write_all_at(&buf, 0)?;
         if sync {
-            f.sync_all()?;
+            f.sync_data()?;
+            if created {
+                super::durable::sync_path(dir)?;
+            }
         }
         Ok(())
     }

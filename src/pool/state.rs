@@ -24,6 +24,8 @@ pub(crate) struct State {
     pub free: Vec<u64>,
     /// Chunks freed in memory whose unmapping is not committed yet.
     pub pending_free: Vec<u64>,
+    /// Chunks the commit running now frees (they join `free` when it ends).
+    pub committing_frees: usize,
     /// Chunks handed out by raising `hwm` since open and never written: they
     /// read as zeros while they lie past the data file's end.
     pub fresh_from: u64,
@@ -62,6 +64,7 @@ impl State {
             refs: Vec::new(),
             free: Vec::new(),
             pending_free: Vec::new(),
+            committing_frees: 0,
             fresh_from: 0,
             dirty: BTreeMap::new(),
             used: 0,
@@ -129,6 +132,7 @@ impl State {
             refs,
             free,
             pending_free: Vec::new(),
+            committing_frees: 0,
             fresh_from,
             dirty: BTreeMap::new(),
             used,
@@ -162,17 +166,26 @@ impl State {
         let dirty = std::mem::take(&mut self.dirty);
         let unshared = std::mem::take(&mut self.unshared);
         self.unshared_committing.extend(unshared);
+        let frees = std::mem::take(&mut self.pending_free);
+        self.committing_frees = frees.len();
         Batch {
             changes: dirty.into_iter().collect(),
-            frees: std::mem::take(&mut self.pending_free),
+            frees,
             hwm: self.sb.hwm,
         }
     }
 
     /// The batch taken last is durable.
     pub fn batch_committed(&mut self, b: Batch) {
+        self.committing_frees = 0;
         self.free.extend(b.frees);
         self.unshared_committing.clear();
+    }
+
+    /// Chunks are being freed: by changes not committed yet or by the
+    /// commit running now.
+    pub fn frees_coming(&self) -> bool {
+        !self.pending_free.is_empty() || self.committing_frees > 0
     }
 
     /// True when `c` may still be shared in the durable metadata.
@@ -183,6 +196,7 @@ impl State {
 
     /// Puts a batch whose commit failed back (newer changes win).
     pub fn restore_batch(&mut self, b: Batch) {
+        self.committing_frees = 0;
         let committing = std::mem::take(&mut self.unshared_committing);
         self.unshared.extend(committing);
         for (k, v) in b.changes {

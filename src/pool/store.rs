@@ -1,7 +1,16 @@
 //! The metadata store behind a small trait: sled in production, an in-memory
 //! store with crash images in tests.
 
-use super::PoolError;
+use super::durable::DirSync;
+use super::{guard, PoolError};
+
+/// A sled error; I/O errors keep their OS error (ENOSPC is told apart).
+fn sled_err(e: sled::Error) -> PoolError {
+    match e {
+        sled::Error::Io(io) => PoolError::io("writing the metadata (sled)", io),
+        other => other.into(),
+    }
+}
 
 /// Every key and value of a store, in key order.
 pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
@@ -21,15 +30,42 @@ pub trait MetaStore: Send + Sync {
     /// Bytes the store occupies (on disk, or in memory for test stores).
     fn size_bytes(&self) -> u64;
     /// Releases the underlying database (files closed) before the pool is
-    /// sealed; later calls fail. Default: nothing to do.
-    fn close(&self) {}
+    /// sealed, with everything it wrote durable; later calls fail.
+    /// Default: nothing to do.
+    fn close(&self) -> Result<(), PoolError> {
+        Ok(())
+    }
 }
 
-/// [`MetaStore`] on a sled database: one tree, one `apply_batch` + `flush`
-/// per commit.
+/// [`MetaStore`] on a sled database: one tree; per commit one `apply_batch`,
+/// sled's `flush`, then the fsyncs sled does not do itself.
+///
+/// sled 0.34's `flush` ends in `sync_file_range` on its log (`db`), which
+/// persists neither the file's size and extents when the log grew nor the
+/// drive's write cache; it writes its config file (`conf`) and blobs
+/// without any sync and renames snapshots (`snap.*`, written at open)
+/// without syncing the directory. So after `flush` a commit runs
+/// `fdatasync` on `db` (a descriptor of our own: sled exposes none), and,
+/// when the names in `meta/` or `meta/blobs/` changed since the last
+/// commit, `fsync` on each new file and on the directory. The same syncs
+/// run right after sled opens (its `conf`, `db` and snapshot durable before
+/// anything is committed) and after it is closed (the files a sealed CRC
+/// covers durable before the seal).
 pub struct SledStore {
     db: std::sync::RwLock<Option<sled::Db>>,
+    /// `meta/db`, opened by us for `fdatasync` and the reserve.
+    log: std::fs::File,
+    /// New entries of `meta/` and `meta/blobs/`.
+    dirs: std::sync::Mutex<[DirSync; 2]>,
+    /// End of the host space preallocated past the log's end.
+    reserved_to: std::sync::atomic::AtomicU64,
 }
+
+/// Host space kept preallocated past the end of sled's log
+/// (`fallocate(FALLOC_FL_KEEP_SIZE)`, renewed after each commit): when the
+/// host file system fills up, commits go on (they free chunks, record the
+/// mappings of overwrites already done) until that is used up.
+const LOG_RESERVE: u64 = 2 << 20;
 
 impl SledStore {
     /// Opens (or creates) the sled database at `path`. A database just
@@ -37,13 +73,28 @@ impl SledStore {
     /// background threads let go of it: a lock error is retried for up to
     /// two seconds.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
+        remove_unfinished_snapshots(path)?;
         let mut tries = 0;
         loop {
             match sled::Config::new().path(path).flush_every_ms(None).open() {
                 Ok(db) => {
-                    return Ok(SledStore {
+                    // Writable: fallocate needs it (the reserve below).
+                    let log = std::fs::OpenOptions::new()
+                        .read(true)
+                        .write(true)
+                        .open(path.join("db"))
+                        .map_err(|e| PoolError::io(format!("opening {}/db", path.display()), e))?;
+                    let store = SledStore {
                         db: std::sync::RwLock::new(Some(db)),
-                    })
+                        log,
+                        dirs: std::sync::Mutex::new([
+                            DirSync::new(path.to_path_buf()),
+                            DirSync::new(path.join("blobs")),
+                        ]),
+                        reserved_to: std::sync::atomic::AtomicU64::new(0),
+                    };
+                    store.sync_files()?;
+                    return Ok(store);
                 }
                 // sled reports a held lock as an `Other` error with this text.
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
@@ -56,6 +107,14 @@ impl SledStore {
                     }
                     std::thread::sleep(std::time::Duration::from_millis(10));
                 }
+                // sled writes a snapshot when it opens: a full host is no
+                // sign of damage.
+                Err(sled::Error::Io(io)) if super::error::is_out_of_space(&io) => {
+                    return Err(PoolError::io(
+                        format!("opening sled database {}", path.display()),
+                        io,
+                    ))
+                }
                 Err(e) => {
                     return Err(PoolError::Corrupt(format!(
                         "cannot open sled database {}: {e}",
@@ -67,7 +126,75 @@ impl SledStore {
     }
 }
 
+/// Removes the `snap.*.generating` files of `meta` before sled opens.
+///
+/// sled writes a snapshot at every open to `snap.<lsn>.generating`, syncs
+/// it and renames it; one left behind (power cut or full disk while it was
+/// written) is a partial file, yet sled 0.34 counts it as a snapshot and,
+/// its name sorting last, reads it and fails the open as corrupt, for good.
+/// It never holds anything the log and the last finished snapshot lack.
+fn remove_unfinished_snapshots(meta: &std::path::Path) -> Result<(), PoolError> {
+    let entries = match std::fs::read_dir(meta) {
+        Ok(it) => it,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(PoolError::io(format!("reading {}", meta.display()), e)),
+    };
+    let mut removed = false;
+    for e in entries {
+        let e = e.map_err(|e| PoolError::io(format!("reading {}", meta.display()), e))?;
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with("snap.") && name.ends_with(".generating") {
+            tracing::warn!(file = %e.path().display(), "removing an unfinished sled snapshot");
+            std::fs::remove_file(e.path())
+                .map_err(|err| PoolError::io(format!("removing {}", e.path().display()), err))?;
+            removed = true;
+        }
+    }
+    if removed {
+        super::durable::sync_path(meta)
+            .map_err(|e| PoolError::io(format!("syncing {}", meta.display()), e))?;
+    }
+    Ok(())
+}
+
 impl SledStore {
+    /// `fdatasync` of the log, then the new entries of `meta/` and
+    /// `meta/blobs/` (see the type's docs).
+    fn sync_files(&self) -> Result<(), PoolError> {
+        self.log
+            .sync_data()
+            .map_err(|e| PoolError::io("syncing the metadata log meta/db", e))?;
+        let mut dirs = guard(&self.dirs);
+        for d in dirs.iter_mut() {
+            d.sync_changes()
+                .map_err(|e| PoolError::io("syncing the metadata directory", e))?;
+        }
+        drop(dirs);
+        self.renew_reserve();
+        Ok(())
+    }
+
+    /// Preallocates [`LOG_RESERVE`] past the log's end when less than half
+    /// of it is left. Best effort: a full host leaves it as it is.
+    fn renew_reserve(&self) {
+        use nix::fcntl::{fallocate, FallocateFlags};
+        use std::sync::atomic::Ordering;
+        let Ok(len) = self.log.metadata().map(|m| m.len()) else {
+            return;
+        };
+        if len + LOG_RESERVE / 2 <= self.reserved_to.load(Ordering::Acquire) {
+            return;
+        }
+        let (Ok(off), Ok(n)) = (i64::try_from(len), i64::try_from(LOG_RESERVE)) else {
+            return;
+        };
+        match fallocate(&self.log, FallocateFlags::FALLOC_FL_KEEP_SIZE, off, n) {
+            Ok(()) => self.reserved_to.store(len + LOG_RESERVE, Ordering::Release),
+            Err(e) => tracing::debug!(error = %e, "reserving space for the metadata log"),
+        }
+    }
+
     fn with_db<T>(
         &self,
         f: impl FnOnce(&sled::Db) -> Result<T, PoolError>,
@@ -95,13 +222,19 @@ impl MetaStore for SledStore {
         })
     }
 
-    fn close(&self) {
+    fn close(&self) -> Result<(), PoolError> {
         let db = self
             .db
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .take();
+        if db.is_none() {
+            return Ok(());
+        }
         drop(db);
+        // sled may write on close; make that durable before the seal's CRC
+        // is taken over these files.
+        self.sync_files()
     }
 
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
@@ -116,10 +249,11 @@ impl MetaStore for SledStore {
             }
         }
         self.with_db(|db| {
-            db.apply_batch(batch)?;
-            db.flush()?;
+            db.apply_batch(batch).map_err(sled_err)?;
+            db.flush().map_err(sled_err)?;
             Ok(())
-        })
+        })?;
+        self.sync_files()
     }
 
     fn size_bytes(&self) -> u64 {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::io::DataIo;
@@ -14,6 +15,7 @@ use super::{guard as lock, PoolError};
 #[derive(Clone, Default)]
 pub struct MemStore {
     kv: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
+    fail: Arc<AtomicBool>,
 }
 
 impl MemStore {
@@ -26,7 +28,14 @@ impl MemStore {
     pub fn crash_image(&self) -> MemStore {
         MemStore {
             kv: Arc::new(Mutex::new(lock(&self.kv).clone())),
+            fail: Arc::default(),
         }
+    }
+
+    /// While `on`, every commit fails with EIO and changes nothing (a
+    /// failed sync of the metadata).
+    pub fn fail_commits(&self, on: bool) {
+        self.fail.store(on, Ordering::SeqCst);
     }
 }
 
@@ -39,6 +48,12 @@ impl MetaStore for MemStore {
     }
 
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(PoolError::io(
+                "syncing the metadata (injected)",
+                io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
         let mut kv = lock(&self.kv);
         for (k, v) in changes {
             match v {
@@ -93,6 +108,7 @@ fn apply(buf: &mut Vec<u8>, op: &Op) {
 #[derive(Clone, Default)]
 pub struct CrashIo {
     inner: Arc<Mutex<Crash>>,
+    fail: Arc<AtomicBool>,
 }
 
 impl CrashIo {
@@ -117,7 +133,15 @@ impl CrashIo {
                 durable: img,
                 unsynced: Vec::new(),
             })),
+            fail: Arc::default(),
         }
+    }
+
+    /// While `on`, every sync fails with EIO, and (as Linux does after a
+    /// failed write-back) the writes it covered are dropped: a later sync
+    /// succeeds without them.
+    pub fn fail_syncs(&self, on: bool) {
+        self.fail.store(on, Ordering::SeqCst);
     }
 
     /// Number of writes not yet synced.
@@ -149,6 +173,9 @@ impl DataIo for CrashIo {
     fn sync_data(&self) -> io::Result<()> {
         let mut c = lock(&self.inner);
         let ops = std::mem::take(&mut c.unsynced);
+        if self.fail.load(Ordering::SeqCst) {
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
         for op in &ops {
             apply(&mut c.durable, op);
         }

@@ -149,6 +149,7 @@ impl BlockBackend for Volume {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
+        self.pool.writable()?;
         let off = self.range(lba, src.len())?;
         // Overwrites of chunks this volume owns alone share the gate (like
         // reads); anything that allocates or copies takes it exclusively.
@@ -174,16 +175,14 @@ impl BlockBackend for Volume {
     }
 
     fn flush(&self) -> Result<(), BackendError> {
-        self.pool.flush().map_err(|e| match e {
-            PoolError::Io { source, .. } => BackendError::Flush(source),
-            other => BackendError::Metadata(other.to_string()),
-        })
+        self.pool.flush().map_err(PoolError::into_flush_error)
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
         if self.read_only {
             return Err(BackendError::ReadOnly);
         }
+        self.pool.writable()?;
         let bs = u64::from(self.block_size);
         let len = blocks
             .checked_mul(bs)

@@ -120,6 +120,9 @@ fn backend_sense(e: &BackendError) -> Sense {
         BackendError::Write(_) | BackendError::Flush(_) => {
             Sense::new(MediumError, Asc::WRITE_ERROR)
         }
+        // Writes refused, reads still served: what a write-protected
+        // medium reports.
+        BackendError::Failed(_) => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Metadata(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
     }
 }

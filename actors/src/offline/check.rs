@@ -38,7 +38,9 @@ pub fn check(dir: &Path, json: bool, out: &mut dyn Write) -> Result<Outcome, Off
 
 /// `pool repair DIR`.
 pub fn repair(dir: &Path, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
-    let pool = Pool::open(dir)?;
+    // Not refused after an unclean shutdown with inconsistencies: this is
+    // how they are repaired.
+    let pool = Pool::open_for_repair(dir)?;
     let r = pool.repair()?;
     if r.before.is_clean() {
         report::check_text(out, &r.before)?;

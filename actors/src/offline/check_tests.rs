@@ -139,7 +139,7 @@ fn fixture() -> PathBuf {
 fn tamper(dir: &Path, changes: Vec<(Vec<u8>, Option<Vec<u8>>)>) {
     let store = SledStore::open(&dir.join("meta")).unwrap();
     store.commit(changes).unwrap();
-    store.close();
+    store.close().unwrap();
     let seal = Seal::read(dir).unwrap().unwrap();
     Seal {
         closed_crc: None,
@@ -295,7 +295,7 @@ fn an_undecodable_format1_record_is_reported_and_the_rest_checked() {
     store
         .commit(vec![(format::volume_key("bad"), Some(vec![0xff]))])
         .unwrap();
-    store.close();
+    store.close().unwrap();
     let before = files(&dir);
     let (r, text) = check(&dir, false);
     assert!(files(&dir) == before);
