@@ -71,6 +71,7 @@ pub mod io;
 mod lock;
 pub mod migrate;
 mod open;
+pub mod page;
 pub mod seal;
 mod state;
 pub mod store;
