@@ -73,6 +73,7 @@ pub mod migrate;
 mod open;
 pub mod page;
 pub mod seal;
+pub mod spacemap;
 mod state;
 pub mod store;
 pub mod testing;
