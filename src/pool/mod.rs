@@ -77,6 +77,7 @@ pub mod spacemap;
 mod state;
 pub mod store;
 pub mod testing;
+pub mod tree;
 mod volume;
 
 use std::collections::HashMap;
