@@ -72,6 +72,7 @@ mod lock;
 pub mod migrate;
 mod open;
 pub mod page;
+pub mod pagecache;
 pub mod seal;
 pub mod spacemap;
 mod state;
