@@ -189,6 +189,41 @@ proptest! {
         }
     }
 
+    /// A valid header and bitmap over random entry bytes: decodes exactly
+    /// when the entries are canonical varints filling the rest, never panics.
+    #[test]
+    fn random_entries_decode_or_fail_typed(present in proptest::collection::btree_set(0usize..SLOTS, 0..6),
+                                           interior in any::<bool>(),
+                                           entries in proptest::collection::vec(any::<u8>(), 0..40)) {
+        let mut p = if interior { Page::interior(3) } else { Page::leaf() };
+        for i in &present {
+            p.set(*i, Some(1));
+        }
+        let mut b = p.encode();
+        b.truncate(HEADER_LEN);
+        // bias towards short varints so some decode
+        b.extend(entries.iter().map(|x| if x % 4 == 0 { *x } else { x & 0x7f }));
+        match Page::decode(&b) {
+            Ok(q) => {
+                prop_assert_eq!(q.len(), present.len());
+                prop_assert_eq!(q.encode(), b);
+            }
+            Err(e) => prop_assert!(!e.to_string().is_empty()),
+        }
+    }
+
+    /// Truncated or extended valid pages never decode to something else.
+    #[test]
+    fn cut_or_padded_pages_fail_typed(p in arb_page(), cut in any::<prop::sample::Index>(),
+                                      pad in proptest::collection::vec(any::<u8>(), 1..12)) {
+        let b = p.encode();
+        let i = cut.index(b.len());
+        prop_assert!(Page::decode(&b[..i]).is_err());
+        let mut longer = b.clone();
+        longer.extend(pad);
+        prop_assert!(Page::decode(&longer).is_err());
+    }
+
     /// Flipping one byte of a valid page never panics and never yields a
     /// page that re-encodes differently from the flipped bytes.
     #[test]

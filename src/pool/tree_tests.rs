@@ -198,6 +198,36 @@ fn incremental_delete_frees_only_what_the_volume_owned() {
 }
 
 #[test]
+fn hundreds_of_sharers_count_through_the_side_map() {
+    let mut w = World::new();
+    let mut origin = Root::EMPTY;
+    let (a, _) = w.write(&mut origin, 0);
+    w.write(&mut origin, 1);
+    let mut snaps = Vec::new();
+    for _ in 0..300 {
+        let mut s = share(&mut w.store, origin).unwrap();
+        // a write to slot 1 copies the leaf: chunk `a` gains a leaf each time
+        w.write(&mut s, 1);
+        snaps.push(s);
+    }
+    assert_eq!(w.space.count(a), Ok(301));
+    assert_eq!(w.space.overflow().get(&a), Some(&301));
+    let mut roots = snaps.clone();
+    roots.push(origin);
+    w.check_refs(&roots);
+    for s in snaps {
+        let mut job = delete_job(s);
+        while !delete_step(&mut w.store, &mut w.space, &mut job, 1)
+            .unwrap()
+            .done
+        {}
+    }
+    assert_eq!(w.space.count(a), Ok(1));
+    assert!(w.space.overflow().is_empty());
+    w.check_refs(&[origin]);
+}
+
+#[test]
 fn damaged_trees_give_errors_not_panics() {
     let mut w = World::new();
     let mut r = Root::EMPTY;
