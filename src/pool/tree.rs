@@ -38,6 +38,9 @@ pub enum TreeError {
     /// A page's reference count would fall below zero or overflow.
     #[error("page {0} has a bad reference count")]
     PageRefs(PageId),
+    /// A root's depth is outside 1..=8.
+    #[error("a tree cannot have depth {0}")]
+    BadDepth(u8),
     /// A page failed to decode.
     #[error(transparent)]
     Page(#[from] PageError),
@@ -74,9 +77,20 @@ pub struct Root {
     pub depth: u8,
 }
 
+/// Most levels a tree has: 8 cover every u64 logical chunk.
+pub const MAX_DEPTH: u8 = MAX_LEVEL + 1;
+
 impl Root {
     /// An empty tree of one level.
     pub const EMPTY: Root = Root { page: 0, depth: 1 };
+
+    /// The root page's level (`depth - 1`), checking the depth (1..=8).
+    pub fn top(&self) -> Result<u8, TreeError> {
+        match self.depth {
+            1..=MAX_DEPTH => Ok(self.depth - 1),
+            d => Err(TreeError::BadDepth(d)),
+        }
+    }
 
     /// Whether logical chunk `l` lies inside the tree's span.
     pub fn covers(&self, l: u64) -> bool {
@@ -124,6 +138,7 @@ fn get_at<S: PageStore>(store: &mut S, id: PageId, level: u8) -> Result<Arc<Page
 
 /// The chunk logical chunk `l` maps to.
 pub fn lookup<S: PageStore>(store: &mut S, root: Root, l: u64) -> Result<Option<u64>, TreeError> {
+    root.top()?;
     if root.page == 0 || !root.covers(l) {
         return Ok(None);
     }
@@ -148,6 +163,7 @@ pub fn exclusive<S: PageStore, R: ChunkRefs>(
     root: Root,
     l: u64,
 ) -> Result<bool, TreeError> {
+    root.top()?;
     if root.page == 0 || !root.covers(l) {
         return Ok(false);
     }
@@ -211,14 +227,9 @@ fn unshare<S: PageStore, R: ChunkRefs>(
 /// Adds root levels (interior pages with the old root in slot 0) until the
 /// tree covers `l`; an empty tree only gets deeper.
 pub fn grow<S: PageStore>(store: &mut S, root: &mut Root, l: u64) -> Result<(), TreeError> {
+    root.top()?;
+    // a tree of MAX_DEPTH covers every l, so the loop ends there
     while !root.covers(l) {
-        if root.depth > MAX_LEVEL {
-            return Err(TreeError::WrongLevel {
-                id: root.page,
-                expected: MAX_LEVEL,
-                found: root.depth,
-            });
-        }
         if root.page != 0 {
             let mut top = Page::interior(root.depth);
             top.set(0, Some(root.page));
@@ -242,7 +253,7 @@ fn cow_path<S: PageStore, R: ChunkRefs>(
     create: bool,
 ) -> Result<Vec<(PageId, Page)>, TreeError> {
     let mut path: Vec<(PageId, Page)> = Vec::with_capacity(usize::from(root.depth));
-    let top = root.depth - 1;
+    let top = root.top()?;
     if root.page == 0 {
         if !create {
             return Ok(path);
@@ -370,7 +381,7 @@ pub fn unmap<S: PageStore, R: ChunkRefs>(
 pub fn mappings<S: PageStore>(store: &mut S, root: Root) -> Result<Vec<(u64, u64)>, TreeError> {
     let mut out = Vec::new();
     if root.page != 0 {
-        collect(store, root.page, root.depth - 1, 0, &mut out)?;
+        collect(store, root.page, root.top()?, 0, &mut out)?;
     }
     Ok(out)
 }

@@ -250,6 +250,21 @@ fn damaged_trees_give_errors_not_panics() {
         lookup(&mut w.store, deep, 0),
         Err(TreeError::WrongLevel { .. })
     ));
+    for depth in [0, 9, 255] {
+        let mut bad = Root {
+            page: r.page,
+            depth,
+        };
+        assert_eq!(
+            lookup(&mut w.store, bad, 0),
+            Err(TreeError::BadDepth(depth))
+        );
+        let mapped = map(&mut w.store, &mut w.space, &mut bad, 0, 0);
+        assert_eq!(mapped, Err(TreeError::BadDepth(depth)));
+        let mut job = delete_job(bad);
+        assert!(delete_step(&mut w.store, &mut w.space, &mut job, 4).is_err());
+        assert!(mappings(&mut w.store, bad).is_err());
+    }
     let mut job = delete_job(Root {
         page: 12345,
         depth: 2,

@@ -45,7 +45,7 @@ pub fn delete_step<S: PageStore, R: ChunkRefs>(
     let mut out = StepOutcome::default();
     let id = job.root.page;
     if id != 0 && budget > 0 {
-        let top = job.root.depth - 1;
+        let top = job.root.top()?;
         let gone = if store.refs(id)? > 1 {
             drop_ref(store, id)?;
             out.work += 1;
