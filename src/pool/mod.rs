@@ -140,10 +140,14 @@ pub mod io;
 mod lock;
 pub mod migrate;
 mod open;
+pub mod page;
+pub mod pagecache;
 pub mod seal;
+pub mod spacemap;
 mod state;
 pub mod store;
 pub mod testing;
+pub mod tree;
 mod volume;
 
 use std::collections::HashMap;
