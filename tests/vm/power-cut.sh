@@ -15,12 +15,19 @@
 #   --tcmud BIN   the daemon binary (default: `cargo build --release -p tcmud`)
 #   --verbose     echo the guest consoles
 #   --keep        keep the disk image and the journal even when every cut passed
+#   --control-nosync  negative control: tcmud runs with fsync/fdatasync/sync_file_range made
+#                 no-ops (LD_PRELOAD of tools/nosync.rs); the run must then FAIL (lost writes
+#                 or unopenable pools), which shows the test sees them
 #
 # Per boot the host writes the plan (/host/plan in the guest) and watches the journal the
 # guest appends to over virtio-9p (tests/vm/tools/pcw.rs): the cut is the SIGKILL of QEMU
 # (by its pid) once the journal shows the boot's trigger: T acknowledged flushes (then a
 # random 0-250 ms more), the J-th catalog operation under way, or E journal lines after a new
 # pool was created (a cut within a second of `tcmud pool create`). Nothing waits a fixed time.
+# In about half the boots (never those cut right after a pool's creation) the guest runs
+# `sync` once its pool is ready ("settle"): as if the pool had been open long enough for the
+# kernel's writeback (~30 s on ext4), so those cuts test the writes and catalog operations
+# that follow rather than the pool's creation.
 #
 # The disk is a raw sparse image attached with cache=none: the cut loses the guest's page
 # cache and any request QEMU had not yet written; what the guest flushed is in the host file.
@@ -34,7 +41,7 @@ set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
 
-CUTS=5 SEED="" BUILD=1 TCMUD="" VERBOSE=0 KEEP=0
+CUTS=5 SEED="" BUILD=1 TCMUD="" VERBOSE=0 KEEP=0 NOSYNC=0
 while [ $# -gt 0 ]; do
     case $1 in
         --cuts) CUTS=$2; shift 2;;
@@ -43,7 +50,8 @@ while [ $# -gt 0 ]; do
         --tcmud) TCMUD=$(readlink -f "$2"); shift 2;;
         --verbose) VERBOSE=1; shift;;
         --keep) KEEP=1; shift;;
-        -h|--help) sed -n '2,33p' "$0"; exit 0;;
+        --control-nosync) NOSYNC=1; shift;;
+        -h|--help) sed -n '2,40p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -57,13 +65,14 @@ SHARE=$LOGS/share
 J=$SHARE/journal
 DISK=$LOGS/disk.img
 echo "== power-cut: $CUTS cuts, seed $SEED, logs in $LOGS"
+[ "$NOSYNC" = 1 ] && echo "== NEGATIVE CONTROL (--control-nosync): expected to fail"
 
 # ---------------------------------------------------------------- binaries
 BIN=$repo/target/vm-bin
-mkdir -p "$BIN"
 if [ -z "$TCMUD" ]; then
     if [ "$BUILD" = 1 ]; then
         echo "== cargo build --release -p tcmud"
+        mkdir -p "$BIN"
         if ! (cd "$repo" && cargo build --release -p tcmud) > "$LOGS/cargo-build.log" 2>&1; then
             tail -n 30 "$LOGS/cargo-build.log"; echo "setup error: cargo build failed"; exit 2
         fi
@@ -73,16 +82,27 @@ if [ -z "$TCMUD" ]; then
     TCMUD=$BIN/tcmud
 fi
 [ -x "$TCMUD" ] || { echo "setup error: no tcmud binary at $TCMUD"; exit 2; }
-# the guest tool: one std-only file, built with rustc
-PCW=$BIN/pcw
-if [ ! -x "$PCW" ] || [ "$me/tools/pcw.rs" -nt "$PCW" ]; then
-    echo "== rustc tests/vm/tools/pcw.rs"
-    rustc --edition 2021 -O -o "$PCW" "$me/tools/pcw.rs" > "$LOGS/rustc-pcw.log" 2>&1 ||
-        { cat "$LOGS/rustc-pcw.log"; echo "setup error: building pcw failed"; exit 2; }
-fi
+# Everything the boots use is copied first: editing the tree during a long run changes nothing.
 tdir=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-pc-bin.XXXXXX")
 trap 'rm -rf "$tdir"' EXIT
 cp "$TCMUD" "$tdir/tcmud"
+cp "$me/guest/power-cut.sh" "$tdir/power-cut.sh"
+# the guest tool: one std-only file, built with rustc; its own tests run first (they show
+# that the verifier tells lost, leaked, corrupt and torn blocks apart)
+echo "== rustc tests/vm/tools/pcw.rs (+ its tests)"
+if ! { rustc --edition 2021 -O -o "$tdir/pcw" "$me/tools/pcw.rs" &&
+       rustc --edition 2021 --test -o "$tdir/pcw-test" "$me/tools/pcw.rs" &&
+       "$tdir/pcw-test" -q; } > "$LOGS/pcw-build.log" 2>&1; then
+    cat "$LOGS/pcw-build.log"; echo "setup error: building or testing pcw failed"; exit 2
+fi
+PCW=$tdir/pcw
+extra=(-x "$LOGS/mods/virtio_blk.ko")
+if [ "$NOSYNC" = 1 ]; then
+    echo "== negative control: tcmud's fsync/fdatasync/sync_file_range are no-ops (this run must fail)"
+    rustc --edition 2021 -O --crate-type cdylib -o "$tdir/libnosync.so" "$me/tools/nosync.rs" ||
+        { echo "setup error: building libnosync.so failed"; exit 2; }
+    extra+=(-x "$tdir/libnosync.so")
+fi
 
 # ---------------------------------------------------------------- guest image, virtio_blk
 echo "== preparing the guest image"
@@ -130,19 +150,23 @@ while [ $boot -le "$CUTS" ]; do
         elif [ $((RANDOM % 4)) = 0 ]; then trig=op; tval=$((1 + RANDOM % 3))
         else trig=flushes; tval=$((1 + RANDOM % 60)); fi
     fi
+    # settle=1: the guest syncs once its pool is ready (a pool that has been around for a
+    # while); never before a cut meant for the pool's creation
+    settle=$((RANDOM % 2)); [ "$trig" = pool ] && settle=0
     jitter=$((RANDOM % 250))
-    printf 'boot=%s mkfs=%s fresh=%s last=%s seed=%s\n' $boot $mkfs $fresh $last $((SEED + boot)) > "$SHARE/plan"
+    printf 'boot=%s mkfs=%s fresh=%s last=%s settle=%s nosync=%s seed=%s\n' \
+        $boot $mkfs $fresh $last $settle $NOSYNC $((SEED + boot)) > "$SHARE/plan"
     cp "$SHARE/plan" "$LOGS/plan-$boot"
     log=$LOGS/boot-$boot.log
     from=$(lines)
-    desc="fresh=$fresh trigger=${trig:-none}${trig:+ $tval}"
+    desc="fresh=$fresh settle=$settle trigger=${trig:-none}${trig:+ $tval}"
     echo "== boot $boot ($desc)"
     args=(--timeout $GTMO --log "$log" --share "$SHARE" --disk "$DISK" --pidfile "$LOGS/qemu.pid"
-          -b "$tdir/tcmud" -b "$PCW" -x "$LOGS/mods/virtio_blk.ko")
+          -b "$tdir/tcmud" -b "$PCW" "${extra[@]}")
     [ "$VERBOSE" = 1 ] || args+=(--quiet)
     rm -f "$LOGS/qemu.pid"
     t0=$(date +%s)
-    "$me/run-vm.sh" "${args[@]}" "$me/guest/power-cut.sh" > "$LOGS/boot-$boot.host.log" 2>&1 &
+    "$me/run-vm.sh" "${args[@]}" "$tdir/power-cut.sh" > "$LOGS/boot-$boot.host.log" 2>&1 &
     vm=$!
     cut=0
     if [ $last = 0 ]; then

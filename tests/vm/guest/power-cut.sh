@@ -3,7 +3,7 @@
 #
 # The disk /dev/vda (virtio, a raw image on the host) holds an ext4 file system with the pool
 # under /pc/pools/<pool>. The host's 9p share (/host) holds the plan of this boot (/host/plan:
-# boot=N mkfs=0|1 fresh=0|1 last=0|1 seed=S) and the journal (/host/journal, see
+# boot=N mkfs=0|1 fresh=0|1 last=0|1 settle=0|1 nosync=0|1 seed=S) and the journal (/host/journal, see
 # tests/vm/tools/pcw.rs) that survives the power cut: the host SIGKILLs QEMU at a moment it
 # picks from the journal.
 #
@@ -24,11 +24,18 @@ J=/host/journal
 MNT=/pc
 MB=1048576
 VOL_SIZE=4MiB
-boot=0 mkfs=0 fresh=0 last=0 seed=1
+boot=0 mkfs=0 fresh=0 last=0 settle=0 nosync=0 seed=1
 [ -f /host/plan ] || fail "no /host/plan (run tests/vm/power-cut.sh on the host)"
 . /host/plan
 note() { pcw note --journal "$J" "$@" || fail "cannot append to the journal"; }
 say() { echo "PC: $*"; }
+if [ "$nosync" = 1 ]; then
+    # negative control: tcmud (daemon and offline CLI) without fsync/fdatasync
+    printf '#!/bin/sh\nLD_PRELOAD=/vmlab/extra/libnosync.so exec /vmlab/bin/tcmud "$@"\n' > /tmp/tcmud-nosync
+    chmod +x /tmp/tcmud-nosync
+    TCMUD=/tmp/tcmud-nosync
+    say "NEGATIVE CONTROL: tcmud runs with fsync, fdatasync and sync_file_range made no-ops"
+fi
 
 # ---------------------------------------------------------------- disk
 if [ ! -d /sys/module/virtio_blk ]; then
@@ -144,6 +151,7 @@ if [ "$last" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- 2. work, until the cut
+# (settle=1: sync once the pool is there, see below)
 note "WORK-START $boot"
 POOL=$(model_pool)
 if [ "$fresh" = 1 ] || [ "$POOL" = none ] || [ -z "$POOL" ]; then
@@ -154,6 +162,13 @@ if [ "$fresh" = 1 ] || [ "$POOL" = none ] || [ -z "$POOL" ]; then
     "$TCMUD" pool create "$MNT/pools/$POOL" --chunk-size 64KiB --capacity 64MiB || fail "tcmud pool create"
     note "POOL $POOL DONE"
     say "pool $POOL created"
+fi
+if [ "$settle" = 1 ]; then
+    # the test's own sync: as if the pool had been open long enough for the kernel to
+    # write everything back (ext4 does after ~30 s), so that this boot's cut tests the
+    # writes and catalog operations that follow, not the creation of the pool
+    sync
+    note "SETTLED"
 fi
 write_conf "$POOL"
 dir=$MNT/pools/$POOL

@@ -118,7 +118,10 @@ fn decode(b: &[u8]) -> Found {
     if render(&r) == b {
         Found::Valid(r)
     } else {
-        Found::Corrupt(format!("header {} but the body does not match (torn or damaged)", r.show()))
+        Found::Corrupt(format!(
+            "header {} but the body does not match (torn or damaged)",
+            r.show()
+        ))
     }
 }
 
@@ -138,7 +141,12 @@ struct Block {
 
 impl Default for Block {
     fn default() -> Self {
-        Block { acked: None, pending: Vec::new(), limbo: Vec::new(), history: vec![None] }
+        Block {
+            acked: None,
+            pending: Vec::new(),
+            limbo: Vec::new(),
+            history: vec![None],
+        }
     }
 }
 
@@ -203,11 +211,18 @@ impl Model {
     fn apply(&mut self, op: &Op) {
         match op {
             Op::Create(v) => {
-                self.vols.insert(v.clone(), Vol { snapshot: false, blocks: HashMap::new() });
+                self.vols.insert(
+                    v.clone(),
+                    Vol {
+                        snapshot: false,
+                        blocks: HashMap::new(),
+                    },
+                );
             }
             Op::Snapshot(a, b) | Op::Clone(a, b) => {
                 let Some(src) = self.vols.get(a).cloned() else {
-                    self.warnings.push(format!("{} of a volume the model does not have", op.show()));
+                    self.warnings
+                        .push(format!("{} of a volume the model does not have", op.show()));
                     return;
                 };
                 let mut v = src;
@@ -226,7 +241,10 @@ impl Model {
     }
 
     fn note_name(&mut self, name: &str) {
-        if let Ok(n) = name.trim_start_matches(|c: char| c.is_ascii_alphabetic()).parse::<u64>() {
+        if let Ok(n) = name
+            .trim_start_matches(|c: char| c.is_ascii_alphabetic())
+            .parse::<u64>()
+        {
             self.next_id = self.next_id.max(n + 1);
         }
     }
@@ -275,7 +293,11 @@ impl Model {
             ["W", vol, block, gen] => {
                 if let (Ok(block), Ok(gen)) = (block.parse(), gen.parse()) {
                     self.max_gen = self.max_gen.max(gen);
-                    let r = Rec { vol: vol.to_string(), block, gen };
+                    let r = Rec {
+                        vol: vol.to_string(),
+                        block,
+                        gen,
+                    };
                     match self.vols.get_mut(*vol) {
                         Some(v) => v.blocks.entry(block).or_default().pending.push(r),
                         None => self.warnings.push(format!("write to unknown volume {vol}")),
@@ -287,7 +309,12 @@ impl Model {
                     self.max_flushed = self.max_flushed.max(g);
                     for v in self.vols.values_mut() {
                         for bl in v.blocks.values_mut() {
-                            if let Some(last) = bl.pending.iter().filter(|r| r.gen <= g).max_by_key(|r| r.gen) {
+                            if let Some(last) = bl
+                                .pending
+                                .iter()
+                                .filter(|r| r.gen <= g)
+                                .max_by_key(|r| r.gen)
+                            {
                                 let last = last.clone();
                                 bl.pending.retain(|r| r.gen > g);
                                 bl.limbo.clear();
@@ -303,7 +330,10 @@ impl Model {
     }
 
     fn load(path: &str) -> io::Result<Model> {
-        let mut m = Model { next_id: 1, ..Model::default() };
+        let mut m = Model {
+            next_id: 1,
+            ..Model::default()
+        };
         match File::open(path) {
             Ok(f) => {
                 for l in BufReader::new(f).lines() {
@@ -317,7 +347,11 @@ impl Model {
     }
 
     fn writable(&self) -> Vec<String> {
-        self.vols.iter().filter(|(_, v)| !v.snapshot).map(|(k, _)| k.clone()).collect()
+        self.vols
+            .iter()
+            .filter(|(_, v)| !v.snapshot)
+            .map(|(k, _)| k.clone())
+            .collect()
     }
 }
 
@@ -327,7 +361,9 @@ struct Journal(File);
 
 impl Journal {
     fn open(path: &str) -> io::Result<Journal> {
-        Ok(Journal(OpenOptions::new().create(true).append(true).open(path)?))
+        Ok(Journal(
+            OpenOptions::new().create(true).append(true).open(path)?,
+        ))
     }
     /// One line, one write(2): on the 9p share it is on the host when this returns.
     fn put(&mut self, line: &str) -> io::Result<()> {
@@ -348,7 +384,11 @@ impl Rng {
         self.0
     }
     fn below(&mut self, n: u64) -> u64 {
-        if n == 0 { 0 } else { self.next() % n }
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
     }
 }
 
@@ -370,8 +410,19 @@ impl Aligned {
     }
 }
 
+/// Opens a LUN with O_DIRECT (an image file on tmpfs, in the tests, without).
 fn open_dev(path: &str, write: bool) -> io::Result<File> {
-    OpenOptions::new().read(true).write(write).custom_flags(O_DIRECT).open(path)
+    match OpenOptions::new()
+        .read(true)
+        .write(write)
+        .custom_flags(O_DIRECT)
+        .open(path)
+    {
+        Err(e) if e.raw_os_error() == Some(22) => {
+            OpenOptions::new().read(true).write(write).open(path)
+        }
+        r => r,
+    }
 }
 
 struct Args {
@@ -384,20 +435,35 @@ struct Args {
 }
 
 fn parse_args(a: &[String]) -> Result<Args, String> {
-    let mut r = Args { journal: String::new(), seed: 1, batches: 10, luns: vec![], catalog: None, rest: vec![] };
+    let mut r = Args {
+        journal: String::new(),
+        seed: 1,
+        batches: 10,
+        luns: vec![],
+        catalog: None,
+        rest: vec![],
+    };
     let mut i = 0;
     while i < a.len() {
-        let val = || a.get(i + 1).cloned().ok_or(format!("{} needs a value", a[i]));
+        let val = || {
+            a.get(i + 1)
+                .cloned()
+                .ok_or(format!("{} needs a value", a[i]))
+        };
         match a[i].as_str() {
             "--journal" => r.journal = val()?,
             "--seed" => r.seed = val()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--batches" => r.batches = val()?.parse().map_err(|e| format!("--batches: {e}"))?,
             "--lun" => {
                 let v = val()?;
-                let (n, d) = v.split_once('=').ok_or(format!("--lun {v}: want NAME=DEV"))?;
+                let (n, d) = v
+                    .split_once('=')
+                    .ok_or(format!("--lun {v}: want NAME=DEV"))?;
                 r.luns.push((n.to_string(), d.to_string()));
             }
-            "--catalog" => r.catalog = Some(val()?.split_whitespace().map(str::to_string).collect()),
+            "--catalog" => {
+                r.catalog = Some(val()?.split_whitespace().map(str::to_string).collect())
+            }
             _ => {
                 r.rest.push(a[i].clone());
                 i += 1;
@@ -438,7 +504,12 @@ fn cmd_next_op(a: &Args) -> io::Result<u8> {
     let m = Model::load(&a.journal)?;
     let mut rng = Rng::new(a.seed ^ m.lines.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let w = m.writable();
-    let snaps: Vec<&String> = m.vols.iter().filter(|(_, v)| v.snapshot).map(|(k, _)| k).collect();
+    let snaps: Vec<&String> = m
+        .vols
+        .iter()
+        .filter(|(_, v)| v.snapshot)
+        .map(|(k, _)| k)
+        .collect();
     let total = m.vols.len();
     let id = m.next_id.max(m.ops + 1);
     let mut choices: Vec<String> = vec![];
@@ -497,16 +568,25 @@ fn cmd_write(a: &Args) -> io::Result<u8> {
     let mut buf = Aligned::new(BLK);
     let mut write_one = |j: &mut Journal, vi: usize, block: u64, gen: u64| -> io::Result<()> {
         let (name, f) = &devs[vi];
-        let r = Rec { vol: name.clone(), block, gen };
+        let r = Rec {
+            vol: name.clone(),
+            block,
+            gen,
+        };
         j.put(&format!("W {name} {block} {gen}"))?;
         buf.buf().copy_from_slice(&render(&r));
         f.write_all_at(buf.buf(), block * BLK as u64)
     };
     // 1. blocks left in limbo by a cut get a new acknowledged record first
     let mut repaired = 0;
-    for vi in 0..devs.len() {
-        let name = devs[vi].0.clone();
-        let mut limbo: Vec<u64> = m.vols[&name].blocks.iter().filter(|(_, b)| !b.limbo.is_empty()).map(|(k, _)| *k).collect();
+    let names: Vec<String> = devs.iter().map(|d| d.0.clone()).collect();
+    for (vi, name) in names.iter().enumerate() {
+        let mut limbo: Vec<u64> = m.vols[name]
+            .blocks
+            .iter()
+            .filter(|(_, b)| !b.limbo.is_empty())
+            .map(|(k, _)| *k)
+            .collect();
         limbo.sort_unstable();
         for b in limbo {
             write_one(&mut j, vi, b, gen)?;
@@ -530,14 +610,25 @@ fn cmd_write(a: &Args) -> io::Result<u8> {
         for _ in 0..1 + rng.below(8) {
             let vi = rng.below(devs.len() as u64) as usize;
             // half the writes go to the first 64 blocks (4 chunks of 64 KiB): overwrites
-            let block = if rng.below(2) == 0 { rng.below(64) } else { rng.below(VOL_BLOCKS) };
+            let block = if rng.below(2) == 0 {
+                rng.below(64)
+            } else {
+                rng.below(VOL_BLOCKS)
+            };
             write_one(&mut j, vi, block, gen)?;
             gen += 1;
             n += 1;
         }
         flush(&mut j, &devs, gen - 1)?;
     }
-    println!("pcw: {n} writes in {} flushed batches to {}", a.batches, devs.iter().map(|d| d.0.as_str()).collect::<Vec<_>>().join(","));
+    println!(
+        "pcw: {n} writes in {} flushed batches to {}",
+        a.batches,
+        devs.iter()
+            .map(|d| d.0.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    );
     Ok(0)
 }
 
@@ -556,6 +647,9 @@ struct Tally {
 }
 
 impl Tally {
+    fn failures(&self) -> u64 {
+        self.lost + self.leaked + self.corrupt + self.lost_vols + self.extra_vols
+    }
     fn bad(&mut self, line: String) {
         self.bad_lines += 1;
         if self.bad_lines <= 40 {
@@ -575,7 +669,12 @@ fn check_block(t: &mut Tally, name: &str, blockno: u64, bl: &Block, got: &[u8]) 
     if got == expected.as_slice() {
         return;
     }
-    let others: Vec<Vec<u8>> = bl.limbo.iter().chain(bl.pending.iter()).map(render).collect();
+    let others: Vec<Vec<u8>> = bl
+        .limbo
+        .iter()
+        .chain(bl.pending.iter())
+        .map(render)
+        .collect();
     if others.iter().any(|o| o.as_slice() == got) {
         t.unflushed_seen += 1;
         return;
@@ -584,7 +683,8 @@ fn check_block(t: &mut Tally, name: &str, blockno: u64, bl: &Block, got: &[u8]) 
         // a write never flushed may be torn: each sector from the old or a new version
         let ok = (0..BLK / SECT).all(|s| {
             let r = s * SECT..(s + 1) * SECT;
-            got[r.clone()] == expected[r.clone()] || others.iter().any(|o| got[r.clone()] == o[r.clone()])
+            got[r.clone()] == expected[r.clone()]
+                || others.iter().any(|o| got[r.clone()] == o[r.clone()])
         });
         if ok {
             t.torn += 1;
@@ -596,16 +696,29 @@ fn check_block(t: &mut Tally, name: &str, blockno: u64, bl: &Block, got: &[u8]) 
     let unfl = if others.is_empty() {
         String::new()
     } else {
-        format!(" (or unflushed {})", bl.limbo.iter().chain(bl.pending.iter()).map(Rec::show).collect::<Vec<_>>().join(","))
+        format!(
+            " (or unflushed {})",
+            bl.limbo
+                .iter()
+                .chain(bl.pending.iter())
+                .map(Rec::show)
+                .collect::<Vec<_>>()
+                .join(",")
+        )
     };
     match found {
         Found::Zeros => {
             t.lost += 1;
-            t.bad(format!("LOST vol={name} block={blockno}: expected {exp}{unfl}, found zeros"));
+            t.bad(format!(
+                "LOST vol={name} block={blockno}: expected {exp}{unfl}, found zeros"
+            ));
         }
         Found::Valid(r) if bl.history.iter().any(|h| h.as_ref() == Some(&r)) => {
             t.lost += 1;
-            t.bad(format!("LOST vol={name} block={blockno}: expected {exp}{unfl}, found older {}", r.show()));
+            t.bad(format!(
+                "LOST vol={name} block={blockno}: expected {exp}{unfl}, found older {}",
+                r.show()
+            ));
         }
         Found::Valid(r) => {
             t.leaked += 1;
@@ -616,11 +729,16 @@ fn check_block(t: &mut Tally, name: &str, blockno: u64, bl: &Block, got: &[u8]) 
             } else {
                 "a record this block never held"
             };
-            t.bad(format!("LEAKED vol={name} block={blockno}: expected {exp}{unfl}, found {} ({why})", r.show()));
+            t.bad(format!(
+                "LEAKED vol={name} block={blockno}: expected {exp}{unfl}, found {} ({why})",
+                r.show()
+            ));
         }
         Found::Corrupt(why) => {
             t.corrupt += 1;
-            t.bad(format!("CORRUPT vol={name} block={blockno}: expected {exp}{unfl}, found {why}"));
+            t.bad(format!(
+                "CORRUPT vol={name} block={blockno}: expected {exp}{unfl}, found {why}"
+            ));
         }
     }
 }
@@ -629,7 +747,10 @@ fn verify_vol(t: &mut Tally, name: &str, v: &Vol, dev: &str) -> io::Result<()> {
     let mut f = open_dev(dev, false)?;
     let size = f.seek(SeekFrom::End(0))?;
     if size != VOL_BLOCKS * BLK as u64 {
-        t.bad(format!("SIZE vol={name}: {dev} has {size} bytes, expected {}", VOL_BLOCKS * BLK as u64));
+        t.bad(format!(
+            "SIZE vol={name}: {dev} has {size} bytes, expected {}",
+            VOL_BLOCKS * BLK as u64
+        ));
     }
     let per = 256usize; // 1 MiB reads
     let mut buf = Aligned::new(per * BLK);
@@ -641,26 +762,39 @@ fn verify_vol(t: &mut Tally, name: &str, v: &Vol, dev: &str) -> io::Result<()> {
         f.read_exact_at(data, b0 * BLK as u64)?;
         for i in 0..n {
             let bn = b0 + i as u64;
-            check_block(t, name, bn, v.blocks.get(&bn).unwrap_or(&empty), &data[i * BLK..(i + 1) * BLK]);
+            check_block(
+                t,
+                name,
+                bn,
+                v.blocks.get(&bn).unwrap_or(&empty),
+                &data[i * BLK..(i + 1) * BLK],
+            );
         }
         b0 += n as u64;
     }
     Ok(())
 }
 
-fn cmd_verify(a: &Args) -> io::Result<u8> {
-    let mut m = Model::load(&a.journal)?;
-    let mut j = Journal::open(&a.journal)?;
-    let Some(catalog) = a.catalog.clone() else {
-        eprintln!("pcw verify: --catalog is required");
-        return Ok(2);
-    };
+/// Compares the pool (its catalog `catalog`, volumes readable at `luns`) with the model;
+/// journals the resolution of an interrupted catalog op.
+fn run_verify(
+    m: &mut Model,
+    catalog: &[String],
+    luns: &[(String, String)],
+    j: &mut Journal,
+) -> io::Result<Tally> {
     // an op the cut interrupted: whichever state the catalog shows is right
     if let Some((n, op)) = m.inflight.take() {
-        let done = op.done_in(&catalog);
-        let l = format!("OP {n} RESOLVED {}", if done { "done" } else { "undone" });
-        println!("pcw: the cut came during '{}': the catalog shows it {}", op.show(), if done { "done" } else { "not done" });
-        j.put(&l)?;
+        let done = op.done_in(catalog);
+        println!(
+            "pcw: the cut came during '{}': the catalog shows it {}",
+            op.show(),
+            if done { "done" } else { "not done" }
+        );
+        j.put(&format!(
+            "OP {n} RESOLVED {}",
+            if done { "done" } else { "undone" }
+        ))?;
         if done {
             m.apply(&op);
         }
@@ -669,10 +803,12 @@ fn cmd_verify(a: &Args) -> io::Result<u8> {
     for n in m.vols.keys() {
         if !catalog.contains(n) {
             t.lost_vols += 1;
-            t.bad(format!("LOST-VOLUME {n}: acknowledged in the journal, missing from the pool's catalog"));
+            t.bad(format!(
+                "LOST-VOLUME {n}: acknowledged in the journal, missing from the pool's catalog"
+            ));
         }
     }
-    for n in &catalog {
+    for n in catalog {
         if !m.vols.contains_key(n) {
             t.extra_vols += 1;
             t.bad(format!("EXTRA-VOLUME {n}: in the pool's catalog, not in the journal (deleted or never created)"));
@@ -682,25 +818,37 @@ fn cmd_verify(a: &Args) -> io::Result<u8> {
         if !catalog.contains(n) {
             continue;
         }
-        match a.luns.iter().find(|(l, _)| l == n) {
+        match luns.iter().find(|(l, _)| l == n) {
             Some((_, dev)) => verify_vol(&mut t, n, v, dev)?,
             None => {
                 t.lost_vols += 1;
-                t.bad(format!("NO-LUN {n}: in the catalog but could not be served"));
+                t.bad(format!(
+                    "NO-LUN {n}: in the catalog but could not be served"
+                ));
             }
         }
     }
     for w in &m.warnings {
         println!("pcw: model warning: {w}");
     }
+    Ok(t)
+}
+
+fn cmd_verify(a: &Args) -> io::Result<u8> {
+    let mut m = Model::load(&a.journal)?;
+    let mut j = Journal::open(&a.journal)?;
+    let Some(catalog) = a.catalog.clone() else {
+        eprintln!("pcw verify: --catalog is required");
+        return Ok(2);
+    };
+    let t = run_verify(&mut m, &catalog, &a.luns, &mut j)?;
     let res = format!(
         "vols={} blocks={} acked_blocks={} lost={} leaked={} corrupt={} torn={} unflushed_seen={} lost_vols={} extra_vols={} flushed_gen={} max_gen={}",
         m.vols.len(), t.blocks, t.acked, t.lost, t.leaked, t.corrupt, t.torn, t.unflushed_seen, t.lost_vols, t.extra_vols, m.max_flushed, m.max_gen
     );
     println!("PC-VERIFY {res}");
     j.put(&format!("VERIFY {res}"))?;
-    let bad = t.lost + t.leaked + t.corrupt + t.lost_vols + t.extra_vols;
-    Ok(if bad == 0 { 0 } else { 1 })
+    Ok(if t.failures() == 0 { 0 } else { 1 })
 }
 
 fn main() -> ExitCode {
@@ -721,7 +869,9 @@ fn main() -> ExitCode {
         "next-op" => cmd_next_op(&a),
         "write" => cmd_write(&a),
         "verify" => cmd_verify(&a),
-        "note" => Journal::open(&a.journal).and_then(|mut j| j.put(&a.rest.join(" "))).map(|()| 0),
+        "note" => Journal::open(&a.journal)
+            .and_then(|mut j| j.put(&a.rest.join(" ")))
+            .map(|()| 0),
         _ => {
             eprintln!("pcw: unknown command {cmd}");
             return ExitCode::from(2);
@@ -733,5 +883,187 @@ fn main() -> ExitCode {
             eprintln!("pcw {cmd}: {e}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The verifier on image files instead of LUNs: each kind of damage is told apart.
+    use super::*;
+    use std::path::PathBuf;
+
+    struct Lab {
+        dir: PathBuf,
+        journal: String,
+    }
+
+    impl Lab {
+        fn new(name: &str) -> Lab {
+            let dir = std::env::temp_dir().join(format!("pcw-test-{}-{name}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            std::fs::create_dir_all(&dir).expect("temp dir");
+            let journal = dir.join("journal").display().to_string();
+            Lab { dir, journal }
+        }
+        fn img(&self, vol: &str) -> String {
+            self.dir.join(format!("{vol}.img")).display().to_string()
+        }
+        fn note(&self, l: &str) {
+            Journal::open(&self.journal)
+                .and_then(|mut j| j.put(l))
+                .expect("journal");
+        }
+        /// `create` in the model and an all-zero image.
+        fn create(&self, n: u64, vol: &str) {
+            self.note(&format!("OP {n} BEGIN create {vol}"));
+            std::fs::write(self.img(vol), vec![0u8; (VOL_BLOCKS as usize) * BLK]).expect("image");
+            self.note(&format!("OP {n} DONE"));
+        }
+        /// Journals and writes `rec` (optionally not to the image: a lost write).
+        fn write(&self, r: &Rec, to_image: bool) {
+            self.note(&format!("W {} {} {}", r.vol, r.block, r.gen));
+            if to_image {
+                self.put(&r.vol, r.block, &render(r));
+            }
+        }
+        fn put(&self, vol: &str, block: u64, data: &[u8]) {
+            let f = OpenOptions::new()
+                .write(true)
+                .open(self.img(vol))
+                .expect("open image");
+            f.write_all_at(data, block * BLK as u64)
+                .expect("write image");
+        }
+        fn verify(&self, catalog: &[&str]) -> Tally {
+            let mut m = Model::load(&self.journal).expect("model");
+            let mut j = Journal::open(&self.journal).expect("journal");
+            let cat: Vec<String> = catalog.iter().map(|s| s.to_string()).collect();
+            let luns: Vec<(String, String)> =
+                cat.iter().map(|v| (v.clone(), self.img(v))).collect();
+            run_verify(&mut m, &cat, &luns, &mut j).expect("verify")
+        }
+    }
+
+    impl Drop for Lab {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    fn rec(vol: &str, block: u64, gen: u64) -> Rec {
+        Rec {
+            vol: vol.to_string(),
+            block,
+            gen,
+        }
+    }
+
+    fn setup(name: &str) -> Lab {
+        let lab = Lab::new(name);
+        lab.note("POOL p1 BEGIN");
+        lab.note("POOL p1 DONE");
+        lab.create(1, "v1");
+        lab.create(2, "v2");
+        lab.write(&rec("v1", 3, 1), true);
+        lab.write(&rec("v2", 3, 2), true);
+        lab.note("F 2");
+        lab
+    }
+
+    #[test]
+    fn clean_pool_verifies() {
+        let lab = setup("clean");
+        let t = lab.verify(&["v1", "v2"]);
+        assert_eq!((t.failures(), t.blocks, t.acked), (0, 2 * VOL_BLOCKS, 2));
+    }
+
+    #[test]
+    fn acknowledged_write_missing_is_lost() {
+        let lab = setup("lost");
+        lab.write(&rec("v1", 3, 3), false);
+        lab.write(&rec("v1", 9, 4), false);
+        lab.note("F 4");
+        let t = lab.verify(&["v1", "v2"]);
+        assert_eq!(
+            (t.lost, t.leaked, t.corrupt),
+            (2, 0, 0),
+            "older generation and zeros"
+        );
+    }
+
+    #[test]
+    fn unflushed_writes_may_be_there_whole_torn_or_not_at_all() {
+        let lab = setup("unflushed");
+        lab.write(&rec("v1", 3, 3), true);
+        lab.write(&rec("v1", 4, 4), false);
+        lab.write(&rec("v1", 5, 5), false);
+        // block 5: first two sectors new, the rest still zeros
+        lab.put("v1", 5, &render(&rec("v1", 5, 5))[..2 * SECT]);
+        lab.note("BOOT 2");
+        let t = lab.verify(&["v1", "v2"]);
+        assert_eq!((t.failures(), t.unflushed_seen, t.torn), (0, 1, 1));
+    }
+
+    #[test]
+    fn torn_acknowledged_write_is_corrupt() {
+        let lab = setup("torn");
+        lab.put("v1", 3, &[0xee; SECT]);
+        let t = lab.verify(&["v1", "v2"]);
+        assert_eq!((t.corrupt, t.lost, t.leaked), (1, 0, 0));
+    }
+
+    #[test]
+    fn another_volume_or_a_deleted_one_is_leaked() {
+        let lab = setup("leak");
+        lab.note("OP 3 BEGIN delete v2");
+        lab.note("OP 3 DONE");
+        // v1's never-written block 7 shows the deleted v2's record; block 3 shows v2's
+        lab.put("v1", 7, &render(&rec("v2", 7, 2)));
+        lab.put("v1", 3, &render(&rec("v2", 3, 2)));
+        let t = lab.verify(&["v1"]);
+        assert_eq!((t.leaked, t.lost, t.extra_vols), (2, 0, 0));
+        let t = lab.verify(&["v1", "v2"]);
+        assert_eq!(t.extra_vols, 1, "a deleted volume back in the catalog");
+    }
+
+    #[test]
+    fn snapshots_keep_the_old_data_and_clones_inherit_it() {
+        let lab = setup("snap");
+        lab.note("OP 3 BEGIN snapshot v1 s3");
+        std::fs::copy(lab.img("v1"), lab.img("s3")).expect("copy");
+        lab.note("OP 3 DONE");
+        lab.write(&rec("v1", 3, 3), true);
+        lab.note("F 3");
+        lab.note("OP 4 BEGIN clone s3 c4");
+        std::fs::copy(lab.img("s3"), lab.img("c4")).expect("copy");
+        lab.note("OP 4 DONE");
+        let t = lab.verify(&["v1", "v2", "s3", "c4"]);
+        assert_eq!(t.failures(), 0);
+        // the snapshot showing the origin's later write is a leak
+        lab.put("s3", 3, &render(&rec("v1", 3, 3)));
+        let t = lab.verify(&["v1", "v2", "s3", "c4"]);
+        assert_eq!((t.leaked, t.lost), (1, 0));
+    }
+
+    #[test]
+    fn interrupted_op_is_resolved_by_the_catalog() {
+        let lab = setup("inflight");
+        lab.note("OP 3 BEGIN snapshot v1 s3");
+        lab.note("BOOT 2");
+        std::fs::copy(lab.img("v1"), lab.img("s3")).expect("copy");
+        let t = lab.verify(&["v1", "v2", "s3"]);
+        assert_eq!(t.failures(), 0);
+        let m = Model::load(&lab.journal).expect("model");
+        assert!(
+            m.vols.contains_key("s3") && m.inflight.is_none(),
+            "resolved as done in the journal"
+        );
+    }
+
+    #[test]
+    fn missing_volume_is_lost() {
+        let lab = setup("lostvol");
+        let t = lab.verify(&["v1"]);
+        assert_eq!(t.lost_vols, 1);
     }
 }
