@@ -15,9 +15,10 @@
 #   --tcmud BIN   the daemon binary (default: `cargo build --release -p tcmud`)
 #   --verbose     echo the guest consoles
 #   --keep        keep the disk image and the journal even when every cut passed
-#   --control-nosync  negative control: tcmud runs with fsync/fdatasync/sync_file_range made
-#                 no-ops (LD_PRELOAD of tools/nosync.rs); the run must then FAIL (lost writes
-#                 or unopenable pools), which shows the test sees them
+#   --control K   negative control, the run must FAIL (which shows the test sees the damage):
+#                 tcmud runs with fsync/fdatasync/sync_file_range made no-ops (K=nosync: pools
+#                 end up unopenable) or only fdatasync/sync_file_range (K=nodatasync: the data
+#                 file's syncs; acknowledged writes are lost), by LD_PRELOAD of tools/nosync.rs
 #
 # Per boot the host writes the plan (/host/plan in the guest) and watches the journal the
 # guest appends to over virtio-9p (tests/vm/tools/pcw.rs): the cut is the SIGKILL of QEMU
@@ -41,7 +42,7 @@ set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
 
-CUTS=5 SEED="" BUILD=1 TCMUD="" VERBOSE=0 KEEP=0 NOSYNC=0
+CUTS=5 SEED="" BUILD=1 TCMUD="" VERBOSE=0 KEEP=0 CONTROL=""
 while [ $# -gt 0 ]; do
     case $1 in
         --cuts) CUTS=$2; shift 2;;
@@ -50,7 +51,8 @@ while [ $# -gt 0 ]; do
         --tcmud) TCMUD=$(readlink -f "$2"); shift 2;;
         --verbose) VERBOSE=1; shift;;
         --keep) KEEP=1; shift;;
-        --control-nosync) NOSYNC=1; shift;;
+        --control) CONTROL=$2; shift 2
+                   case $CONTROL in nosync|nodatasync) ;; *) echo "--control nosync|nodatasync" >&2; exit 2;; esac;;
         -h|--help) sed -n '2,40p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
@@ -65,7 +67,7 @@ SHARE=$LOGS/share
 J=$SHARE/journal
 DISK=$LOGS/disk.img
 echo "== power-cut: $CUTS cuts, seed $SEED, logs in $LOGS"
-[ "$NOSYNC" = 1 ] && echo "== NEGATIVE CONTROL (--control-nosync): expected to fail"
+[ -n "$CONTROL" ] && echo "== NEGATIVE CONTROL (--control $CONTROL): expected to fail"
 
 # ---------------------------------------------------------------- binaries
 BIN=$repo/target/vm-bin
@@ -97,9 +99,12 @@ if ! { rustc --edition 2021 -O -o "$tdir/pcw" "$me/tools/pcw.rs" &&
 fi
 PCW=$tdir/pcw
 extra=(-x "$LOGS/mods/virtio_blk.ko")
-if [ "$NOSYNC" = 1 ]; then
-    echo "== negative control: tcmud's fsync/fdatasync/sync_file_range are no-ops (this run must fail)"
-    rustc --edition 2021 -O --crate-type cdylib -o "$tdir/libnosync.so" "$me/tools/nosync.rs" ||
+NOSYNC=0
+if [ -n "$CONTROL" ]; then
+    NOSYNC=1 cfg=()
+    [ "$CONTROL" = nodatasync ] && cfg=(--cfg data_only)
+    rustc --edition 2021 -O --crate-type cdylib "${cfg[@]}" --check-cfg 'cfg(data_only)' \
+        -o "$tdir/libnosync.so" "$me/tools/nosync.rs" ||
         { echo "setup error: building libnosync.so failed"; exit 2; }
     extra+=(-x "$tdir/libnosync.so")
 fi
