@@ -26,12 +26,13 @@
 # random 0-250 ms more), the J-th catalog operation under way, or E journal lines after a new
 # pool was created (a cut within a second of `tcmud pool create`). Nothing waits a fixed time.
 # In about half the boots (never those cut right after a pool's creation) the guest runs
-# `sync` once its pool is ready ("settle"): as if the pool had been open long enough for the
-# kernel's writeback (~30 s on ext4), so those cuts test the writes and catalog operations
-# that follow rather than the pool's creation.
+# `sync` once its pool is ready ("settle"): as if the pool had been open long enough for a
+# kernel's writeback (the guest's own is off), so those cuts test the writes and catalog
+# operations that follow rather than the pool's creation.
 #
 # The disk is a raw sparse image attached with cache=none: the cut loses the guest's page
 # cache and any request QEMU had not yet written; what the guest flushed is in the host file.
+# The guest kernel writes nothing back by itself (guest/power-cut.sh): only tcmud's syncs count.
 #
 # Prints one line per cut and "power-cut: N cuts, L lost, X leaked, U unopenable, ..."; the
 # PC-BAD lines of the guest name each bad block (volume, block, expected and found record).
