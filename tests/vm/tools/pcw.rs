@@ -518,6 +518,9 @@ fn cmd_next_op(a: &Args) -> io::Result<u8> {
     } else {
         if w.len() < MAX_WRITABLE && total < MAX_VOLS {
             choices.push(format!("create v{id}"));
+            if total < 3 {
+                choices.push(format!("create v{id}"));
+            }
         }
         if total < MAX_VOLS {
             let src = &w[rng.below(w.len() as u64) as usize];
@@ -529,11 +532,12 @@ fn cmd_next_op(a: &Args) -> io::Result<u8> {
             choices.push(format!("clone {src} c{id}"));
             choices.push(format!("clone {src} c{id}"));
         }
-        if total >= 2 {
+        // a pool of 3-6 volumes, most of the time
+        if total >= 3 {
             let all: Vec<&String> = m.vols.keys().collect();
             let v = all[rng.below(all.len() as u64) as usize];
             choices.push(format!("delete {v}"));
-            if total >= 4 {
+            if total >= 5 {
                 choices.push(format!("delete {v}"));
                 choices.push(format!("delete {v}"));
             }
