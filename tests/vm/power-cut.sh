@@ -17,8 +17,9 @@
 #   --keep        keep the disk image and the journal even when every cut passed
 #   --control K   negative control, the run must FAIL (which shows the test sees the damage):
 #                 tcmud runs with fsync/fdatasync/sync_file_range made no-ops (K=nosync: pools
-#                 end up unopenable) or only fdatasync/sync_file_range (K=nodatasync: the data
-#                 file's syncs; acknowledged writes are lost), by LD_PRELOAD of tools/nosync.rs
+#                 end up unopenable) or with its pool's data file never synced (K=nodatasync:
+#                 the metadata stays durable, acknowledged writes are lost), by LD_PRELOAD of
+#                 tools/nosync.rs
 #
 # Per boot the host writes the plan (/host/plan in the guest) and watches the journal the
 # guest appends to over virtio-9p (tests/vm/tools/pcw.rs): the cut is the SIGKILL of QEMU
