@@ -175,10 +175,18 @@ while [ $boot -le "$CUTS" ]; do
     t0=$(date +%s)
     "$me/run-vm.sh" "${args[@]}" "$tdir/power-cut.sh" > "$LOGS/boot-$boot.host.log" 2>&1 &
     vm=$!
-    cut=0
+    cut=0 hung=0
     if [ $last = 0 ]; then
-        # wait for the trigger in the journal (or the VM ending on its own: an error)
+        # wait for the trigger in the journal (or the VM ending on its own: an error; or no
+        # journal line for 10 minutes: a hang, QEMU is killed and the run stops)
+        seen=-1 since=$(date +%s)
         while kill -0 $vm 2>/dev/null; do
+            now=$(lines)
+            if [ "$now" != "$seen" ]; then seen=$now since=$(date +%s)
+            elif [ $(( $(date +%s) - since )) -gt 600 ]; then
+                hung=1; [ -s "$LOGS/qemu.pid" ] && kill -KILL "$(cat "$LOGS/qemu.pid")" 2>/dev/null
+                break
+            fi
             w=$(after_work $boot)
             case $trig in
                 flushes) n=$(grep -c '^F ' <<<"$w");;
@@ -233,6 +241,7 @@ while [ $boot -le "$CUTS" ]; do
         else
             errors=$((errors + 1))
             why=$(grep -a 'GUEST-FAIL' "$log" | tail -n1)
+            [ $hung = 1 ] && why="no journal line for 600 s, QEMU killed${why:+; $why}"
             echo "   boot $boot ended (status $rc) before its cut${why:+: $why}; log: $log"
             grep -a 'GUEST-FAIL\|PC-BAD' "$log" | head -n 20 | sed 's/^/   /'
             summary+=("boot $boot: ended before its cut (status $rc${why:+: $why})")
