@@ -128,8 +128,8 @@ if [ "$mkfs" != 1 ]; then
                else
                    state=unacked-gone
                    say "pool $POOL: the cut came during its creation (not acknowledged); it does not open: discarded"
-                   rm -rf "$dir"; sync
                    note "POOL $POOL UNDONE"
+                   rm -rf "$dir"; sync
                fi;;
         esac
         if [ "$state" = ok ]; then
@@ -147,8 +147,8 @@ if [ "$mkfs" != 1 ]; then
     note "$res"
     if [ "$state" = unopenable ] || [ "$check" = dirty ] || [ "$verify" = fail ]; then
         say "verification failed: the pool is discarded, the next cut starts from a new one"
-        rm -rf "${MNT:?}/pools/$POOL"; sync
         note "POOL $POOL DISCARD"
+        rm -rf "${MNT:?}/pools/$POOL"; sync
     else
         verified "boot $boot: pool $POOL ($state) check $check, every block verified ($verify)"
     fi
@@ -164,7 +164,8 @@ note "WORK-START $boot"
 POOL=$(model_pool)
 if [ "$fresh" = 1 ] || [ "$POOL" = none ] || [ -z "$POOL" ]; then
     n=$(pcw model --journal "$J" | sed -n 's/^POOLS_MADE //p')
-    [ -n "$POOL" ] && [ "$POOL" != none ] && { rm -rf "${MNT:?}/pools/$POOL"; sync; note "POOL $POOL DISCARD"; }
+    # (journaled first: a cut before the removal leaves a directory nothing refers to)
+    [ -n "$POOL" ] && [ "$POOL" != none ] && { note "POOL $POOL DISCARD"; rm -rf "${MNT:?}/pools/$POOL"; sync; }
     POOL=p$((n + 1))
     note "POOL $POOL BEGIN"
     "$TCMUD" pool create "$MNT/pools/$POOL" --chunk-size 64KiB --capacity 64MiB || fail "tcmud pool create"
