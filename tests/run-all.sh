@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command (named in README.md, run by .ci/run):
-# every cargo test in the workspace, the real-kernel VM scenarios, then a
-# libiscsi conformance subset over the real kernel path.
+# every cargo test in the workspace, the real-kernel VM scenarios, power cuts
+# in the VM, then a libiscsi conformance subset over the real kernel path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets
@@ -10,6 +10,13 @@ cargo test --workspace --doc
 VM_SCENARIOS=${TCMUD_VM_SCENARIOS:-00,01,02,03,04,05,06,07,08,09}
 if [ -x tests/vm/run-scenarios.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ]; then
     tests/vm/run-scenarios.sh --only "$VM_SCENARIOS"
+fi
+# Power cuts: QEMU SIGKILLed with the pool on a virtual disk, every
+# acknowledged write read back after the next boot (TCMUD_POWERCUTS sets the
+# number of cuts, TCMUD_SKIP_POWERCUT=1 skips them).
+if [ -x tests/vm/power-cut.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ] &&
+    [ "${TCMUD_SKIP_POWERCUT:-0}" != 1 ]; then
+    tests/vm/power-cut.sh --cuts "${TCMUD_POWERCUTS:-5}" --no-build --tcmud target/vm-bin/tcmud
 fi
 # SCSI conformance over the real kernel path: libiscsi's iscsi-test-cu, the
 # CI subset (tests/conformance/quick.txt), with the binary the VM tests used.

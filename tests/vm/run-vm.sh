@@ -22,6 +22,10 @@
 #   --dmesg        dump the guest dmesg after the test
 #   --quiet        do not echo the console to stdout (log file only)
 #   --accel A      QEMU accelerator (default tcg; kvm did not work on the dev host)
+#   --disk FILE    attach FILE (raw image) as a virtio disk (/dev/vda once the guest loads
+#                  virtio_blk), cache=none: the guest sees a write-back cache and its
+#                  flushes reach the host file (VMLAB_DISK_CACHE overrides the cache mode)
+#   --pidfile FILE where QEMU writes its pid (default: inside the run's temporary dir)
 # Environment: VMLAB_CACHE (default ${XDG_CACHE_HOME:-$HOME/.cache}/tcmud-vm), VMLAB_KPKG
 #   (kernel package), VMLAB_APPEND (extra kernel command line), VMLAB_TEST_ARGS (args for
 #   the guest test).
@@ -31,7 +35,7 @@ set -euo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 . "$me/lib.sh"
 
-EXTRA=() SHARE="" TMO=240 SMP=2 MEM=2048 LOG="" DMESG=0 QUIET=0 ACCEL=tcg
+EXTRA=() SHARE="" TMO=240 SMP=2 MEM=2048 LOG="" DMESG=0 QUIET=0 ACCEL=tcg DISK="" PIDFILE=""
 while [ $# -gt 0 ]; do
     case $1 in
         -b) EXTRA+=(-b "$2"); shift 2;;
@@ -45,19 +49,23 @@ while [ $# -gt 0 ]; do
         --dmesg) DMESG=1; shift;;
         --quiet) QUIET=1; shift;;
         --accel) ACCEL=$2; shift 2;;
-        -h|--help) sed -n '2,30p' "$0"; exit 0;;
+        --disk) DISK=$(readlink -f "$2"); shift 2;;
+        --pidfile) PIDFILE=$(readlink -f "$2"); shift 2;;
+        -h|--help) sed -n '2,34p' "$0"; exit 0;;
         -*) die "unknown option $1";;
         *) break;;
     esac
 done
-[ $# -eq 1 ] || { sed -n '2,30p' "$0"; exit 2; }
+[ $# -eq 1 ] || { sed -n '2,34p' "$0"; exit 2; }
 TEST=$1
 
 T0=$(date +%s.%N)
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-vm-run.XXXXXX")
+PIDFILE=${PIDFILE:-$WORK/qemu.pid}
+rm -f "$PIDFILE"
 # On exit (also when this script is interrupted) stop our QEMU, if still running, by its pid.
 cleanup() {
-    if [ -s "$WORK/qemu.pid" ]; then kill "$(cat "$WORK/qemu.pid")" 2>/dev/null || true; fi
+    if [ -s "$PIDFILE" ]; then kill "$(cat "$PIDFILE")" 2>/dev/null || true; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -75,12 +83,16 @@ mkdir -p "$(dirname "$LOG")"
 APPEND="console=ttyS0 panic=-1 quiet vmlab.timeout=$TMO vmlab.dmesg=$DMESG ${VMLAB_APPEND:-}"
 QARGS=(-accel "$ACCEL" -cpu max -smp "$SMP" -m "$MEM"
        -nodefaults -no-user-config -display none -no-reboot
-       -serial stdio -pidfile "$WORK/qemu.pid"
+       -serial stdio -pidfile "$PIDFILE"
        -kernel "$WORK/vmlinuz" -initrd "$WORK/initrd.img")
 [ "$ACCEL" = tcg ] && QARGS[1]="tcg,thread=multi"
 if [ -n "$SHARE" ]; then
     QARGS+=(-virtfs "local,path=$SHARE,mount_tag=vmlab,security_model=none,id=vmlab")
     APPEND="$APPEND vmlab.share=1"
+fi
+if [ -n "$DISK" ]; then
+    [ -f "$DISK" ] || die "disk image $DISK not found"
+    QARGS+=(-drive "file=$DISK,format=raw,if=virtio,cache=${VMLAB_DISK_CACHE:-none}")
 fi
 QARGS+=(-append "$APPEND")
 
