@@ -259,6 +259,11 @@ while [ $boot -le "$CUTS" ]; do
             grep -a 'GUEST-FAIL\|PC-BAD' "$log" | head -n 20 | sed 's/^/   /'
             summary+=("boot $boot: ended before its cut (status $rc${why:+: $why})")
             tail -n 30 "$log" | sed 's/^/   | /'
+            if [ -s "$SHARE/stall-$boot.txt" ]; then
+                # what the guest saw stuck (guest/power-cut.sh: stall_watch)
+                cp "$SHARE/stall-$boot.txt" "$LOGS/"
+                echo "   stall diagnostics of the guest: $LOGS/stall-$boot.txt"
+            fi
             break
         fi
     elif [ "$rc" != 0 ]; then

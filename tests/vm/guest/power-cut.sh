@@ -103,6 +103,34 @@ unserve() {
     [ "$TCMUD_RC" = 0 ] || { diag; fail "tcmud exited with status $TCMUD_RC after SIGTERM"; }
 }
 
+# stall_dump -- what a stuck boot is waiting on: tcmud's log, every tcmud and pcw thread's
+#   kernel stack, the blocked tasks (sysrq w) and dmesg.
+stall_dump() {
+    echo "== stall at uptime $(cut -d' ' -f1 /proc/uptime): journal unchanged for 120 s"
+    tail -n 200 "$TCMUD_LOG" 2>/dev/null
+    for _p in $(pgrep -x tcmud) $(pgrep -x pcw); do
+        for _t in /proc/"$_p"/task/*; do
+            echo "-- $_t $(cat "$_t/comm" 2>/dev/null) wchan=$(cat "$_t/wchan" 2>/dev/null)"
+            cat "$_t/stack" 2>/dev/null
+        done
+    done
+    echo w > /proc/sysrq-trigger 2>/dev/null
+    dmesg | tail -n 200
+}
+# stall_watch PID -- while PID runs, if the journal stops growing for 120 s, writes stall_dump
+#   to /host/stall-<boot>.txt (on the host, where it survives the cut; diagnostics only: the
+#   host decides what a hang is).
+stall_watch() {
+    _last=$(wc -l < "$J") _quiet=0
+    while kill -0 "$1" 2>/dev/null; do
+        sleep 5
+        _now=$(wc -l < "$J")
+        if [ "$_now" != "$_last" ]; then _last=$_now _quiet=0; continue; fi
+        _quiet=$((_quiet + 5))
+        [ $_quiet -lt 120 ] || { stall_dump > "/host/stall-$boot.txt" 2>&1; return 0; }
+    done
+}
+
 model_pool() { pcw model --journal "$J" | sed -n 's/^POOL \([^ ]*\).*/\1/p'; }
 model_vols() { pcw model --journal "$J" | sed -n "s/^VOL \([^ ]*\) ${1:-[a-z]*}\$/\1/p" | tr '\n' ' '; }
 
@@ -200,7 +228,10 @@ while :; do
         done
         say "epoch $epoch: $batches batches to $vols (write cache: $(cat /sys/block/${sd#/dev/}/device/scsi_disk/*/cache_type))"
         # shellcheck disable=SC2086
-        pcw write --journal "$J" --seed "$seed" --batches "$batches" $LUNARGS || { diag; fail "pcw write"; }
+        pcw write --journal "$J" --seed "$seed" --batches "$batches" $LUNARGS &
+        wpid=$!
+        stall_watch $wpid &
+        wait $wpid || { diag; fail "pcw write"; }
         # shellcheck disable=SC2086
         unserve $vols
     fi
