@@ -19,7 +19,8 @@
 #                 tcmud runs with fsync/fdatasync/sync_file_range made no-ops (K=nosync: pools
 #                 end up unopenable) or with its pool's data file never synced (K=nodatasync:
 #                 the metadata stays durable, acknowledged writes are lost), by LD_PRELOAD of
-#                 tools/nosync.rs
+#                 tools/nosync.rs; K=sledflush: the pool as before its commits were made durable
+#                 (data file synced, sled's flush = sync_file_range alone, no other fsync)
 #
 # Per boot the host writes the plan (/host/plan in the guest) and watches the journal the
 # guest appends to over virtio-9p (tests/vm/tools/pcw.rs): the cut is the SIGKILL of QEMU
@@ -56,7 +57,7 @@ while [ $# -gt 0 ]; do
         --verbose) VERBOSE=1; shift;;
         --keep) KEEP=1; shift;;
         --control) CONTROL=$2; shift 2
-                   case $CONTROL in nosync|nodatasync) ;; *) echo "--control nosync|nodatasync" >&2; exit 2;; esac;;
+                   case $CONTROL in nosync|nodatasync|sledflush) ;; *) echo "--control nosync|nodatasync|sledflush" >&2; exit 2;; esac;;
         -h|--help) sed -n '2,40p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
@@ -107,7 +108,8 @@ NOSYNC=0
 if [ -n "$CONTROL" ]; then
     NOSYNC=1 cfg=()
     [ "$CONTROL" = nodatasync ] && cfg=(--cfg data_only)
-    rustc --edition 2021 -O --crate-type cdylib "${cfg[@]}" --check-cfg 'cfg(data_only)' \
+    [ "$CONTROL" = sledflush ] && cfg=(--cfg sled_flush)
+    rustc --edition 2021 -O --crate-type cdylib "${cfg[@]}" --check-cfg 'cfg(data_only, sled_flush)' \
         -o "$tdir/libnosync.so" "$me/tools/nosync.rs" ||
         { echo "setup error: building libnosync.so failed"; exit 2; }
     extra+=(-x "$tdir/libnosync.so")
