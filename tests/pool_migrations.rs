@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT};
+use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT, NEWEST_FORMAT};
 use tcmud_core::pool::seal::{meta_crc, Seal};
 use tcmud_core::pool::store::{MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
@@ -107,14 +107,13 @@ fn newer_format_is_refused_naming_both_versions_and_nothing_changes() {
     let err = Pool::open(&dir).expect_err("newer format must not open");
     match &err {
         PoolError::FormatTooNew { found, supported } => {
-            assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, CURRENT_FORMAT));
+            assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, NEWEST_FORMAT));
         }
         other => panic!("wrong error {other}"),
     }
     let msg = err.to_string();
     assert!(
-        msg.contains(&(CURRENT_FORMAT + 7).to_string())
-            && msg.contains(&CURRENT_FORMAT.to_string())
+        msg.contains(&(CURRENT_FORMAT + 7).to_string()) && msg.contains(&NEWEST_FORMAT.to_string())
     );
     assert_eq!(before, snapshot_dir(&dir), "a refused open changes nothing");
 }
@@ -165,13 +164,13 @@ fn newer_format_in_sled_alone_is_refused_too() {
         store
             .commit(vec![(
                 KEY_FORMAT.to_vec(),
-                Some((CURRENT_FORMAT + 1).to_be_bytes().to_vec()),
+                Some((NEWEST_FORMAT + 1).to_be_bytes().to_vec()),
             )])
             .unwrap();
     }
     std::fs::remove_file(dir.join("meta.seal")).unwrap();
     assert!(matches!(
         Pool::open(&dir),
-        Err(PoolError::FormatTooNew { found, supported }) if found == CURRENT_FORMAT + 1 && supported == CURRENT_FORMAT
+        Err(PoolError::FormatTooNew { found, supported }) if found == NEWEST_FORMAT + 1 && supported == NEWEST_FORMAT
     ));
 }

@@ -593,6 +593,13 @@ impl Pool {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<CheckReport, PoolError> {
         self.flush()?;
+        if self.state().t3.is_some() {
+            return super::check3::check_tree(
+                self.inner.store.as_ref(),
+                self.inner.data.file_len(),
+                progress,
+            );
+        }
         let kvs = self.inner.store.load_all()?;
         Ok(check_kvs(&kvs, self.inner.data.file_len(), progress))
     }
@@ -617,6 +624,11 @@ impl Pool {
                 before,
                 changes: Vec::new(),
             });
+        }
+        if self.state().t3.is_some() {
+            return Err(PoolError::InvalidArgument(
+                "repair of format-3 pools is not implemented yet".into(),
+            ));
         }
         let _c = guard(&self.inner.commit);
         let kvs = self.inner.store.load_all()?;

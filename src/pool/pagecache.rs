@@ -208,6 +208,11 @@ impl<V> PageCache<V> {
         }
     }
 
+    /// The byte capacity.
+    pub fn capacity_bytes(&self) -> usize {
+        self.max_bytes
+    }
+
     /// Bytes of dirty or committing entries.
     pub fn dirty_bytes(&self) -> usize {
         self.pinned_bytes

@@ -72,6 +72,8 @@ pub struct SpaceMap {
     reserved: BTreeSet<u64>,
     pending_free: BTreeSet<u64>,
     dirty: BTreeSet<u64>,
+    /// Chunks whose side-map entry changed since the last take.
+    overflow_dirty: BTreeSet<u64>,
     cursor: u64,
 }
 
@@ -92,6 +94,7 @@ impl SpaceMap {
             reserved: BTreeSet::new(),
             pending_free: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            overflow_dirty: BTreeSet::new(),
             cursor: 0,
         };
         m.grow(capacity);
@@ -153,10 +156,28 @@ impl SpaceMap {
         if n >= u32::from(OVERFLOW) {
             self.set_byte(chunk, OVERFLOW);
             self.overflow.insert(chunk, n);
+            self.overflow_dirty.insert(chunk);
         } else {
             self.set_byte(chunk, n as u8);
-            self.overflow.remove(&chunk);
+            if self.overflow.remove(&chunk).is_some() {
+                self.overflow_dirty.insert(chunk);
+            }
         }
+    }
+
+    /// Side-map entries changed since the last call: (chunk, count), `None`
+    /// when the entry is gone (`R` keys to write or remove).
+    pub fn take_dirty_overflow(&mut self) -> Vec<(u64, Option<u32>)> {
+        let dirty = std::mem::take(&mut self.overflow_dirty);
+        dirty
+            .into_iter()
+            .map(|c| (c, self.overflow.get(&c).copied()))
+            .collect()
+    }
+
+    /// Whether chunks wait for a commit before they may be reused.
+    pub fn has_pending_free(&self) -> bool {
+        !self.pending_free.is_empty()
     }
 
     /// Chunks with count 0 that are neither reserved nor pending-free.
