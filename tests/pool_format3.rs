@@ -167,8 +167,6 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
     );
     let pool = Pool::open_with_opts(Box::new(s2.clone()), Box::new(d2), &o).unwrap();
     assert!(pool.list_volumes().unwrap().iter().all(|v| v.name != "v"));
-    let used = pool.usage().unwrap().allocated_chunks;
-    assert!(used > 16 && used < 6016, "mid-delete usage {used}");
     assert_reads(&pool, "w", 0..16, |i| i + 5);
     let deadline = Instant::now() + Duration::from_secs(60);
     while pool.usage().unwrap().allocated_chunks > 16 {
