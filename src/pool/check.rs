@@ -582,6 +582,66 @@ fn repair_changes(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(Change, String)>, P
 }
 
 impl Pool {
+    /// Repair of a format-3 pool: format 2's repair on the format-2 view of
+    /// its mappings and counts, then every tree rebuilt from the result
+    /// (migration 0003), replacing every key in one commit. Rebuilt trees
+    /// share no pages (as after a migration).
+    fn repair_tree(&self, before: CheckReport) -> Result<RepairReport, PoolError> {
+        let _c = guard(&self.inner.commit);
+        let store = self.inner.store.as_ref();
+        let old = store.load_all()?;
+        let view = super::view2::as_format2(&old)?;
+        let (changes, words): (Vec<Change>, Vec<String>) =
+            repair_changes(&view)?.into_iter().unzip();
+        let mut keys: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = view.into_iter().collect();
+        let apply = |keys: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>, ch: Vec<Change>| {
+            for (k, v) in ch {
+                match v {
+                    Some(v) => keys.insert(k, v),
+                    None => keys.remove(&k),
+                };
+            }
+        };
+        apply(&mut keys, changes);
+        let flat: Vec<(Vec<u8>, Vec<u8>)> =
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        apply(&mut keys, super::migrate::m0003::run(&flat)?);
+        keys.insert(
+            format::KEY_FORMAT.to_vec(),
+            format::TREE_FORMAT.to_be_bytes().to_vec(),
+        );
+        let mut commit: Vec<Change> = old
+            .iter()
+            .filter(|(k, _)| !keys.contains_key(k))
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
+        commit.extend(keys.into_iter().map(|(k, v)| (k, Some(v))));
+        store.commit(commit)?;
+        tracing::info!("every page tree rebuilt from the repaired mappings");
+        let cache = self
+            .state()
+            .t3
+            .as_ref()
+            .map_or(super::pagestore::DEFAULT_METADATA_CACHE, |t| {
+                t.pages.capacity_bytes() as u64
+            });
+        let opts = super::PoolOptions {
+            metadata_cache: cache,
+            ..super::PoolOptions::default()
+        };
+        let fresh = super::open::load_tree_state(&self.inner.store, &opts)?;
+        *self.state() = fresh;
+        tracing::warn!(
+            problems = before.problems.len(),
+            changes = words.len(),
+            "pool repaired"
+        );
+        Ok(RepairReport {
+            before,
+            changes: words,
+        })
+    }
+
     /// Commits, then verifies the committed metadata. Changes nothing else.
     pub fn check(&self) -> Result<CheckReport, PoolError> {
         self.check_with_progress(&mut |_, _| {})
@@ -626,9 +686,7 @@ impl Pool {
             });
         }
         if self.state().t3.is_some() {
-            return Err(PoolError::InvalidArgument(
-                "repair of format-3 pools is not implemented yet".into(),
-            ));
+            return self.repair_tree(before);
         }
         let _c = guard(&self.inner.commit);
         let kvs = self.inner.store.load_all()?;

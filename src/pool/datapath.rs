@@ -119,11 +119,15 @@ impl Pool {
         sink: &mut dyn BlockSink,
     ) -> Result<bool, BackendError> {
         let plan = match self.inner.state.try_lock() {
-            Ok(mut st) => self.plan_read(&mut st, vol, off, sink.len())?,
+            Ok(mut st) => self.plan_read_nowait(&mut st, vol, off, sink.len()),
             Err(TryLockError::Poisoned(p)) => {
-                self.plan_read(&mut p.into_inner(), vol, off, sink.len())?
+                self.plan_read_nowait(&mut p.into_inner(), vol, off, sink.len())
             }
             Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        let Some(plan) = plan else {
+            // a metadata page is not cached: reading it would wait
+            return Ok(false);
         };
         for run in runs(&plan) {
             match run {
@@ -136,6 +140,20 @@ impl Pool {
             }
         }
         Ok(true)
+    }
+
+    /// [`Self::plan_read`] from cached metadata only (`None`: not all cached).
+    fn plan_read_nowait(
+        &self,
+        st: &mut State,
+        vol: u64,
+        off: u64,
+        len: usize,
+    ) -> Option<Vec<(Span, Option<u64>)>> {
+        let cs = self.inner.chunk_size;
+        self.spans(off, len)
+            .map(|s| Some((s, st.lookup_nowait(vol, s.l)?.map(|c| c * cs + s.in_off))))
+            .collect()
     }
 
     /// Each span of a read and where its bytes are in the data file.

@@ -8,7 +8,11 @@ use serde::{Deserialize, Serialize};
 use super::PoolError;
 
 /// Format new pools get by default, and the one older pools migrate to.
-pub const CURRENT_FORMAT: u32 = 2;
+pub const CURRENT_FORMAT: u32 = 3;
+/// Format 2: one key per mapping and per referenced chunk. Still written on
+/// request ([`crate::pool::PoolOptions::format`]) and by `restore`; open
+/// migrates it to [`CURRENT_FORMAT`].
+pub const LEGACY_FORMAT: u32 = 2;
 /// Format 3: mappings in a copy-on-write page tree (issue 13). Written only
 /// for pools created with [`crate::pool::PoolOptions::format`] = 3 for now.
 pub const TREE_FORMAT: u32 = 3;

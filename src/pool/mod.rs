@@ -7,9 +7,21 @@
 //! write to it, snapshots and clones share chunks by reference count, and a
 //! write to a shared chunk copies it first.
 //!
+//! # Metadata formats
+//!
+//! New pools are format 3 (issue 13, `docs/pool-format.md`): each volume's
+//! mappings are a copy-on-write radix tree of 512-slot pages in sled, read
+//! on demand through a bounded page cache (`pagestore`, `treemeta`); a
+//! snapshot or clone shares the origin's root page (O(1)); a delete hands
+//! the tree to a job that releases it in bounded steps. Format 2 (one sled
+//! key per mapping, everything loaded at open) is still read and written
+//! on request (`PoolOptions::format`); open migrates it to format 3. The
+//! commit protocol below is the same for both: format 3's dirty pages,
+//! page counts and space-map pages join the batch at step 1.
+//!
 //! # Concurrency
 //!
-//! The metadata lives in memory (`state`) under one mutex; a lookup returns
+//! The metadata lives in memory (`state`, format 3: the cached part of it) under one mutex; a lookup returns
 //! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
 //! I/O runs outside that mutex (`datapath`); physically contiguous pieces of
 //! a request go out as one pread/pwrite. Each volume has a gate (reader-writer lock):
@@ -151,6 +163,7 @@ pub mod store;
 pub mod testing;
 pub mod tree;
 pub mod treemeta;
+mod view2;
 mod volume;
 
 use std::collections::HashMap;
@@ -312,7 +325,7 @@ impl Pool {
                 format: if st.t3.is_some() {
                     format::TREE_FORMAT
                 } else {
-                    format::CURRENT_FORMAT
+                    format::LEGACY_FORMAT
                 },
                 state: Mutex::new(st),
                 commit: Mutex::new(()),

@@ -358,13 +358,13 @@ fn verify_after_crash(
 
 /// Refuses a format [`Pool::create_opts`] cannot write.
 fn check_format_option(opts: &PoolOptions) -> Result<(), PoolError> {
-    if opts.format == format::CURRENT_FORMAT || opts.format == format::TREE_FORMAT {
+    if opts.format == format::LEGACY_FORMAT || opts.format == format::TREE_FORMAT {
         Ok(())
     } else {
         Err(PoolError::InvalidConfig(format!(
             "metadata format {} cannot be created (use {} or {})",
             opts.format,
-            format::CURRENT_FORMAT,
+            format::LEGACY_FORMAT,
             format::TREE_FORMAT
         )))
     }
@@ -403,9 +403,12 @@ fn load_state(
             supported: format::NEWEST_FORMAT,
         });
     }
-    if found < format::CURRENT_FORMAT {
+    let found = if found < format::CURRENT_FORMAT {
         migrate::upgrade(store.as_ref(), found)?;
-    }
+        format::CURRENT_FORMAT
+    } else {
+        found
+    };
     let seq = match store.get(format::KEY_SEQ)? {
         Some(v) => format::be_u64(&v, "commit sequence number")?,
         None => 0,
@@ -426,7 +429,10 @@ fn load_state(
 }
 
 /// Loads a format-3 pool's state (see [`load_state`]).
-fn load_tree_state(store: &Arc<dyn MetaStore>, opts: &PoolOptions) -> Result<State, PoolError> {
+pub(crate) fn load_tree_state(
+    store: &Arc<dyn MetaStore>,
+    opts: &PoolOptions,
+) -> Result<State, PoolError> {
     let sb = store
         .get(format::KEY_SUPER)?
         .ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;

@@ -1,5 +1,5 @@
 //! A bounded CLOCK cache of decoded metadata pages for format 3 (issue 13,
-//! `docs/pool-scale-design.md`, "Bounded cache"). Not yet used by the pool.
+//! `docs/pool-scale-design.md`, "Bounded cache"); the pool's is in `pagestore`.
 //!
 //! Entries are keyed by page id and carry a size in bytes; the cache holds at
 //! most `max_pages` entries and `max_bytes` bytes *of clean entries*. Dirty

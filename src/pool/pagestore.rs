@@ -67,10 +67,11 @@ impl SledPages {
     /// Pages read from `source`, cached up to `cache_bytes`; the next page id
     /// handed out is `next_id` (≥ 1).
     pub fn new(source: Arc<dyn MetaStore>, cache_bytes: u64, next_id: PageId) -> SledPages {
+        // at least 16 pages: a path (≤ 8 pages) and room to move
         let bytes = usize::try_from(cache_bytes)
             .unwrap_or(usize::MAX)
-            .max(PAGE_MEMORY);
-        let pages = (bytes / PAGE_MEMORY).max(16);
+            .max(16 * PAGE_MEMORY);
+        let pages = bytes / PAGE_MEMORY;
         SledPages {
             source,
             cache: PageCache::new(pages, bytes),
@@ -168,6 +169,13 @@ impl SledPages {
         }
         let committing = std::mem::take(&mut self.unshared_committing);
         self.unshared.extend(committing);
+    }
+}
+
+impl SledPages {
+    /// Page `id` if it is cached (no store read).
+    pub fn get_cached(&mut self, id: PageId) -> Option<Arc<Page>> {
+        self.cache.get(id)
     }
 }
 

@@ -1,8 +1,7 @@
 //! Chunk reference counts of format 3 (issue 13, `docs/pool-scale-design.md`):
 //! one byte per chunk in space pages of 4,096 chunks (sled `S` + page), 255
 //! meaning "the count is in the side map" (sled `R` + chunk), and a free-count
-//! summary per space page (sled `Z`) that steers allocation. Not yet used by
-//! the pool's state.
+//! summary per space page (sled `Z`) that steers allocation.
 //!
 //! A chunk's count is the number of tree *leaves* pointing at it. A chunk is
 //! free when its count is 0, unless it is *reserved* (handed out by

@@ -80,7 +80,7 @@ impl State {
         };
         st.put(
             format::KEY_FORMAT.to_vec(),
-            format::CURRENT_FORMAT.to_be_bytes().to_vec(),
+            format::LEGACY_FORMAT.to_be_bytes().to_vec(),
         );
         st.dirty_super();
         st
@@ -417,6 +417,15 @@ impl State {
             self.put(format::chunk_key(TAG_FREE, c), Vec::new());
             self.pending_free.push(c);
             self.update_low_water();
+        }
+    }
+
+    /// [`State::lookup`] without reading the store: `None` when format 3
+    /// would have to read a page (a read that must not wait).
+    pub fn lookup_nowait(&mut self, vol: u64, l: u64) -> Option<Option<u64>> {
+        match self.t3.as_mut() {
+            Some(t) => t.lookup_cached(vol, l),
+            None => Some(self.maps.get(&vol).and_then(|m| m.get(l))),
         }
     }
 

@@ -218,6 +218,28 @@ impl TreeMeta {
         tree::lookup(&mut self.pages, t.root, l).map_err(tree_err)
     }
 
+    /// [`TreeMeta::lookup`] from cached pages only: `None` when a page on
+    /// the path would have to be read from the store.
+    pub fn lookup_cached(&mut self, vol: u64, l: u64) -> Option<Option<u64>> {
+        let Some(t) = self.trees.get(&vol).copied() else {
+            return Some(None);
+        };
+        let root = t.root;
+        if root.page == 0 || !root.covers(l) {
+            return Some(None);
+        }
+        let mut id = root.page;
+        for level in (0..root.depth).rev() {
+            let page = self.pages.get_cached(id)?;
+            match page.get(index(l, level)) {
+                None => return Some(None),
+                Some(c) if level == 0 => return Some(Some(c)),
+                Some(child) => id = child,
+            }
+        }
+        Some(None)
+    }
+
     /// Whether `l` of `vol` may be overwritten in place: every page on its
     /// path and its chunk have count 1, now and in the durable metadata.
     pub fn sharing(
@@ -505,4 +527,39 @@ fn next_in<S: PageStore>(
 /// Space pages (`S` keys) a pool of `capacity` chunks has at most.
 pub fn space_pages(capacity: u64) -> u64 {
     capacity.div_ceil(SPACE_PAGE_CHUNKS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pool::testing::MemStore;
+
+    /// A lookup that must not wait reads no page from the store: it says
+    /// "not cached" instead, and succeeds once a normal lookup cached them.
+    #[test]
+    fn cached_lookup_reads_nothing_from_the_store() {
+        let store = MemStore::new();
+        let src: Arc<dyn MetaStore> = Arc::new(store.clone());
+        let mut t = TreeMeta::new(Arc::clone(&src), 1 << 16, 0);
+        t.add_volume(1);
+        let mut unshared = HashSet::new();
+        for l in 0..512 * 40 {
+            let c = t.allocate().unwrap();
+            t.map(1, l, c, &mut unshared).unwrap();
+        }
+        let (mut changes, mut frees) = (Vec::new(), Vec::new());
+        t.take_changes(&mut changes, &mut frees);
+        store.commit(changes).unwrap();
+        t.committed(&frees);
+        // a fresh cache of 16 pages: leaf 0 is not in it after reading 39 others
+        let mut fresh = TreeMeta::load(src, 1 << 16, 0, &[1].into()).unwrap();
+        for l in (512..512 * 40).step_by(512) {
+            assert!(fresh.lookup(1, l).unwrap().is_some());
+        }
+        assert_eq!(fresh.lookup_cached(1, 3), None, "leaf 0 is not cached");
+        let c = fresh.lookup(1, 3).unwrap();
+        assert!(c.is_some());
+        assert_eq!(fresh.lookup_cached(1, 4), Some(fresh.lookup(1, 4).unwrap()));
+        assert_eq!(fresh.lookup_cached(2, 4), Some(None), "no such volume");
+    }
 }
