@@ -183,3 +183,56 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
     assert!(r.is_clean(), "{:?}", r.problems);
     assert_reads(&pool, "w", 0..16, |i| i + 5);
 }
+
+/// A volume of 1 EiB (2^48 chunks: a tree of depth 6) costs pages only on
+/// the paths written; snapshots and clones of it share them; the
+/// allocation map skips its unwritten span without visiting it.
+#[test]
+fn a_sparse_huge_volume_costs_only_its_written_paths() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let pool = Pool::create_with_opts(
+        &cfg(64),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &opts(),
+    )
+    .unwrap();
+    let size = 1u64 << 60;
+    pool.create_volume("huge", size, CHUNK).unwrap();
+    let last = size / u64::from(CHUNK) - 1;
+    let spots = [0, 1 << 30, last];
+    let v = pool.open_volume("huge").unwrap();
+    for (i, &c) in spots.iter().enumerate() {
+        v.write(c, &block(i as u64), false).unwrap();
+    }
+    pool.flush().unwrap();
+    // three paths of six pages, the root shared: at most 16 pages
+    let pages = keys_with(&store, b'P');
+    assert!(pages <= 16, "{pages} pages");
+    pool.snapshot("huge", "snap").unwrap();
+    pool.clone_snapshot("snap", "copy").unwrap();
+    assert_eq!(
+        keys_with(&store, b'P'),
+        pages,
+        "snapshot and clone copy no page"
+    );
+    let c = pool.open_volume("copy").unwrap();
+    c.write(last, &block(99), false).unwrap();
+    let mut buf = vec![0u8; CHUNK as usize];
+    c.read(last, &mut buf).unwrap();
+    assert!(buf == block(99));
+    v.read(last, &mut buf).unwrap();
+    assert!(buf == block(2));
+    // the allocation map: mapped at 0, then one run of holes up to 2^30
+    let a = v.allocation(1, u64::MAX).unwrap();
+    assert!(!a.mapped);
+    assert_eq!(a.blocks, (1 << 30) - 1);
+    drop((v, c));
+    pool.delete_volume("snap").unwrap();
+    pool.delete_volume("copy").unwrap();
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 3);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert!(keys_with(&store, b'P') <= pages);
+}
