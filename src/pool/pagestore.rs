@@ -13,12 +13,12 @@
 //! counts are trimmed after a commit to those still changing, so their
 //! memory stays proportional to the cache's use, not to the pool.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TAG_PAGE, TAG_PAGE_REFS};
 use super::page::{Page, PageId};
-use super::pagecache::{CacheStats, PageCache};
+use super::pagecache::{CacheStats, IdMap, PageCache};
 use super::store::{Change, MetaStore};
 use super::tree::{PageStore, TreeError};
 
@@ -33,7 +33,7 @@ pub struct SledPages {
     source: Arc<dyn MetaStore>,
     cache: PageCache<Page>,
     /// Known reference counts (from `Q`, 1 when absent, or set since).
-    refs: HashMap<PageId, u32>,
+    refs: IdMap<u32>,
     /// Counts changed since the last take.
     dirty_refs: BTreeSet<PageId>,
     /// Pages deleted since the last take.
@@ -75,7 +75,7 @@ impl SledPages {
         SledPages {
             source,
             cache: PageCache::new(pages, bytes),
-            refs: HashMap::new(),
+            refs: IdMap::default(),
             dirty_refs: BTreeSet::new(),
             freed: BTreeSet::new(),
             next_id: next_id.max(1),
@@ -117,7 +117,8 @@ impl SledPages {
 
     /// Whether page `id`'s count fell in changes not yet durable.
     pub fn unshare_pending(&self, id: PageId) -> bool {
-        self.unshared.contains(&id) || self.unshared_committing.contains(&id)
+        (!self.unshared.is_empty() && self.unshared.contains(&id))
+            || (!self.unshared_committing.is_empty() && self.unshared_committing.contains(&id))
     }
 
     /// Step 1 of a commit: every page change as key changes.

@@ -208,7 +208,9 @@ impl State {
     pub fn sharing(&mut self, vol: u64, l: u64) -> Result<Sharing, PoolError> {
         if let Some(t) = self.t3.as_mut() {
             let (u, uc) = (&self.unshared, &self.unshared_committing);
-            return t.sharing(vol, l, |c| u.contains(&c) || uc.contains(&c));
+            return t.sharing(vol, l, |c| {
+                (!u.is_empty() && u.contains(&c)) || (!uc.is_empty() && uc.contains(&c))
+            });
         }
         Ok(match self.lookup(vol, l)? {
             None => Sharing::Unmapped,
