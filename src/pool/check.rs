@@ -652,14 +652,18 @@ impl Pool {
         &self,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<CheckReport, PoolError> {
-        self.flush()?;
         if self.state().t3.is_some() {
+            // The commit lock held through the walk: a delete job's worker
+            // commits nothing meanwhile, so every key read is of one commit.
+            let _c = guard(&self.inner.commit);
+            self.flush_locked()?;
             return super::check3::check_tree(
                 self.inner.store.as_ref(),
                 self.inner.data.file_len(),
                 progress,
             );
         }
+        self.flush()?;
         let kvs = self.inner.store.load_all()?;
         Ok(check_kvs(&kvs, self.inner.data.file_len(), progress))
     }
