@@ -44,7 +44,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use tcmud_core::backend::BlockBackend;
-use tcmud_core::pool::{Pool, PoolConfig};
+use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
 const CHUNK: u64 = 64 << 10;
 const BLOCK: u32 = 4096;
@@ -151,6 +151,17 @@ fn emit(key: &str, v: impl std::fmt::Display) {
     let _ = std::io::stdout().flush();
 }
 
+/// `TCMUD_SCALE_FORMAT` (2 or 3; default: what new pools get) and
+/// `TCMUD_SCALE_CACHE_MIB` (format 3's metadata cache; default 64).
+fn pool_options() -> PoolOptions {
+    let d = PoolOptions::default();
+    PoolOptions {
+        format: env_u64("TCMUD_SCALE_FORMAT").map_or(d.format, |f| f as u32),
+        metadata_cache: env_u64("TCMUD_SCALE_CACHE_MIB").map_or(d.metadata_cache, |m| m << 20),
+        ..d
+    }
+}
+
 fn env_u64(k: &str) -> Option<u64> {
     std::env::var(k).ok().and_then(|s| s.parse().ok())
 }
@@ -181,7 +192,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         capacity_bytes: (n + OTHER_CHUNKS + 65_536) * CHUNK,
         low_water_pct: 100,
     };
-    let pool = Pool::create(&pool_dir, &cfg).unwrap();
+    let pool = Pool::create_opts(&pool_dir, &cfg, &pool_options()).unwrap();
     pool.create_volume("big", n * CHUNK, BLOCK).unwrap();
     let big = pool.open_volume("big").unwrap();
     let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
@@ -413,7 +424,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
 /// The child that reopens a cleanly closed pool.
 fn open_size(dir: &Path) {
     let t = Instant::now();
-    let pool = Pool::open(&dir.join("pool")).unwrap();
+    let pool = Pool::open_opts(&dir.join("pool"), &pool_options()).unwrap();
     emit("open_s", t.elapsed().as_secs_f64());
     emit("rss_open", rss().0);
     drop(pool);

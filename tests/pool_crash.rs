@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::pool::store::{Change, Entries, MetaStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions};
 
 const BS: u64 = 512;
 const CHUNK: u64 = 4096;
@@ -318,7 +318,22 @@ fn crash_points_wanted() -> u64 {
 
 #[test]
 fn crash_images_keep_acknowledged_writes_and_isolation() {
-    let wanted = crash_points_wanted();
+    crash_images(crash_points_wanted(), &PoolOptions::default());
+}
+
+/// The same on format 3 (page tree), with a cache of a few pages and
+/// delete jobs of one leaf per step.
+#[test]
+fn format3_crash_images_keep_acknowledged_writes_and_isolation() {
+    let opts = PoolOptions {
+        format: 3,
+        metadata_cache: 16 << 10,
+        delete_step: 1,
+    };
+    crash_images(crash_points_wanted() / 2, &opts);
+}
+
+fn crash_images(wanted: u64, opts: &PoolOptions) {
     let mut points = 0u64;
     let mut in_commit_points = 0u64;
     let mut seed = 0x9e37_79b9_7f4a_7c15u64;
@@ -345,7 +360,8 @@ fn crash_images_keep_acknowledged_writes_and_isolation() {
             low_water_pct: 80,
         };
         let pool =
-            Pool::create_with(&cfg, Box::new(store.clone()), Box::new(data.clone())).unwrap();
+            Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), opts)
+                .unwrap();
         let mut run = Run {
             rng: Rng(seed | 1),
             pool,
@@ -466,6 +482,19 @@ fn sled_directory_crash_images() {
 /// volume's new data through the clone's old mapping.
 #[test]
 fn no_in_place_overwrite_before_unsharing_is_durable() {
+    no_in_place_overwrite_before_unsharing(&PoolOptions::default());
+}
+
+/// The same on format 3: the rule covers the pages on the path too.
+#[test]
+fn format3_no_in_place_overwrite_before_unsharing_is_durable() {
+    no_in_place_overwrite_before_unsharing(&PoolOptions {
+        format: 3,
+        ..PoolOptions::default()
+    });
+}
+
+fn no_in_place_overwrite_before_unsharing(opts: &PoolOptions) {
     let store = MemStore::new();
     let data = CrashIo::new();
     let cfg = PoolConfig {
@@ -473,7 +502,8 @@ fn no_in_place_overwrite_before_unsharing_is_durable() {
         capacity_bytes: 64 * CHUNK,
         low_water_pct: 90,
     };
-    let pool = Pool::create_with(&cfg, Box::new(store.clone()), Box::new(data.clone())).unwrap();
+    let pool = Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), opts)
+        .unwrap();
     pool.create_volume("v", 8 * CHUNK, BS as u32).unwrap();
     let v = pool.open_volume("v").unwrap();
     v.write(0, &block_of(1), false).unwrap();

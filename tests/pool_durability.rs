@@ -13,7 +13,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use tcmud_core::backend::{BackendError, BlockBackend};
-use tcmud_core::pool::format::{chunk_key, TAG_REF};
+use tcmud_core::pool::format::space_key;
+use tcmud_core::pool::page::Page;
 use tcmud_core::pool::seal::Seal;
 use tcmud_core::pool::store::{Change, Entries, MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
@@ -190,19 +191,31 @@ fn kill_while_open(dir: &Path) {
     c.wait().unwrap();
 }
 
+/// The first chunk a leaf page maps (format 3), and the change setting
+/// its stored reference count (its byte in the space map) to `n`.
+fn set_first_count(kvs: &[(Vec<u8>, Vec<u8>)], n: u8) -> (u64, Change) {
+    let c = kvs
+        .iter()
+        .filter(|(k, _)| k[0] == b'P' && k.len() == 9)
+        .filter_map(|(_, v)| Page::decode(v).ok())
+        .find(|p| p.is_leaf() && !p.is_empty())
+        .and_then(|p| p.iter().next())
+        .expect("a mapping")
+        .1;
+    let key = space_key((c / 4096) as u32);
+    let (_, bytes) = kvs.iter().find(|(k, _)| *k == key).expect("its space page");
+    let mut bytes = bytes.clone();
+    bytes[(c % 4096) as usize] = n;
+    (c, (key, Some(bytes)))
+}
+
 /// Sets the stored reference count of the chunk mapped at volume `v`'s
 /// first chunk to 2 (one mapping): what a lost or torn commit could leave.
 fn corrupt_refcount(dir: &Path) {
     let store = SledStore::open(&dir.join("meta")).unwrap();
     let kvs = store.load_all().unwrap();
-    let (_, c) = kvs.iter().find(|(k, _)| k[0] == b'M').expect("a mapping");
-    let c = u64::from_be_bytes(c.as_slice().try_into().unwrap());
-    store
-        .commit(vec![(
-            chunk_key(TAG_REF, c),
-            Some(2u32.to_be_bytes().to_vec()),
-        )])
-        .unwrap();
+    let (_, change) = set_first_count(&kvs, 2);
+    store.commit(vec![change]).unwrap();
     store.close().unwrap();
 }
 
@@ -268,17 +281,11 @@ fn open_with_verifies_the_metadata() {
     vol.flush().unwrap();
     drop(vol);
     drop(pool);
-    // A chunk marked free while it is mapped.
+    // A chunk counted free while it is mapped.
     let kvs = store.load_all().unwrap();
-    let (_, c) = kvs.iter().find(|(k, _)| k[0] == b'M').unwrap();
-    let c = u64::from_be_bytes(c.as_slice().try_into().unwrap());
+    let (_, change) = set_first_count(&kvs, 0);
     let image = store.crash_image();
-    image
-        .commit(vec![
-            (chunk_key(b'F', c), Some(Vec::new())),
-            (chunk_key(TAG_REF, c), None),
-        ])
-        .unwrap();
+    image.commit(vec![change]).unwrap();
     let e = Pool::open_with(Box::new(image), Box::new(io.crash_image(&mut || true))).unwrap_err();
     assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
     assert!(Pool::open_with(Box::new(store), Box::new(io)).is_ok());

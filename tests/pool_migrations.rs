@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT};
+use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT, NEWEST_FORMAT};
 use tcmud_core::pool::seal::{meta_crc, Seal};
 use tcmud_core::pool::store::{MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions};
 
 /// Every file under `dir` with its length and a hash of its bytes.
 fn snapshot_dir(dir: &Path) -> BTreeMap<String, (usize, u64)> {
@@ -107,14 +107,13 @@ fn newer_format_is_refused_naming_both_versions_and_nothing_changes() {
     let err = Pool::open(&dir).expect_err("newer format must not open");
     match &err {
         PoolError::FormatTooNew { found, supported } => {
-            assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, CURRENT_FORMAT));
+            assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, NEWEST_FORMAT));
         }
         other => panic!("wrong error {other}"),
     }
     let msg = err.to_string();
     assert!(
-        msg.contains(&(CURRENT_FORMAT + 7).to_string())
-            && msg.contains(&CURRENT_FORMAT.to_string())
+        msg.contains(&(CURRENT_FORMAT + 7).to_string()) && msg.contains(&NEWEST_FORMAT.to_string())
     );
     assert_eq!(before, snapshot_dir(&dir), "a refused open changes nothing");
 }
@@ -165,13 +164,69 @@ fn newer_format_in_sled_alone_is_refused_too() {
         store
             .commit(vec![(
                 KEY_FORMAT.to_vec(),
-                Some((CURRENT_FORMAT + 1).to_be_bytes().to_vec()),
+                Some((NEWEST_FORMAT + 1).to_be_bytes().to_vec()),
             )])
             .unwrap();
     }
     std::fs::remove_file(dir.join("meta.seal")).unwrap();
     assert!(matches!(
         Pool::open(&dir),
-        Err(PoolError::FormatTooNew { found, supported }) if found == CURRENT_FORMAT + 1 && supported == CURRENT_FORMAT
+        Err(PoolError::FormatTooNew { found, supported }) if found == NEWEST_FORMAT + 1 && supported == NEWEST_FORMAT
     ));
+}
+
+/// Migration 0003 (format 2 -> 3) is one atomic commit: cut (the commit
+/// fails), the store is still format 2 and whole; the next open runs it
+/// again and every byte, snapshot and clone is there.
+#[test]
+fn a_cut_format3_migration_leaves_format2_and_reruns() {
+    use tcmud_core::backend::BlockBackend;
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let cfg = PoolConfig {
+        chunk_size: 4096,
+        capacity_bytes: 256 * 4096,
+        low_water_pct: 90,
+    };
+    let f2 = PoolOptions {
+        format: format::LEGACY_FORMAT,
+        ..PoolOptions::default()
+    };
+    let pool =
+        Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), &f2).unwrap();
+    pool.create_volume("v", 1 << 20, 512).unwrap();
+    let v = pool.open_volume("v").unwrap();
+    for b in 0..64u64 {
+        v.write(b * 31, &[b as u8 + 1; 512], false).unwrap();
+    }
+    drop(v);
+    pool.snapshot("v", "s").unwrap();
+    pool.clone_snapshot("s", "c").unwrap();
+    pool.close().unwrap();
+    let before = store.load_all().unwrap();
+    store.fail_commits(true);
+    assert!(Pool::open_with(Box::new(store.clone()), Box::new(data.clone())).is_err());
+    assert_eq!(
+        store.load_all().unwrap(),
+        before,
+        "a cut migration changes nothing"
+    );
+    store.fail_commits(false);
+    let pool = Pool::open_with(Box::new(store.clone()), Box::new(data)).unwrap();
+    let f = store.get(KEY_FORMAT).unwrap().unwrap();
+    assert_eq!(f, CURRENT_FORMAT.to_be_bytes().to_vec());
+    assert_eq!(CURRENT_FORMAT, format::TREE_FORMAT);
+    let mut buf = vec![0u8; 512];
+    for name in ["v", "s", "c"] {
+        let vol = pool.open_volume(name).unwrap();
+        for b in 0..64u64 {
+            vol.read(b * 31, &mut buf).unwrap();
+            assert!(
+                buf.iter().all(|&x| x == b as u8 + 1),
+                "{name} block {}",
+                b * 31
+            );
+        }
+    }
+    assert!(pool.check().unwrap().is_clean());
 }

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use proptest::prelude::*;
 use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolError, VolumeKind};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions, VolumeKind};
 
 const CHUNK: u32 = 4096;
 
@@ -308,10 +308,40 @@ proptest! {
         let data = CrashIo::new();
         let cfg = PoolConfig { chunk_size: CHUNK, capacity_bytes: 4096 * CHUNK as u64, low_water_pct: 90 };
         let pool = Pool::create_with(&cfg, Box::new(store.clone()), Box::new(data.clone())).unwrap();
-        let mut w = World { store, data, pool, model: BTreeMap::new(), next: 0 };
-        w.apply(&Op::Create { bs4k: false, kib: 32 });
-        w.apply(&Op::Create { bs4k: true, kib: 40 });
-        for op in &ops {
+        run_model(store, data, pool, &ops);
+    }
+
+    /// The same on format 3 (page tree) with a metadata cache of a few
+    /// pages, so that pages are evicted and read back.
+    #[test]
+    fn format3_pool_matches_model(ops in prop::collection::vec(op(), 1..80)) {
+        let store = MemStore::new();
+        let data = CrashIo::new();
+        let cfg = PoolConfig { chunk_size: CHUNK, capacity_bytes: 4096 * CHUNK as u64, low_water_pct: 90 };
+        let opts = PoolOptions { format: 3, metadata_cache: 16 << 10, delete_step: 1 };
+        let pool = Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), &opts).unwrap();
+        run_model(store, data, pool, &ops);
+    }
+}
+
+fn run_model(store: MemStore, data: CrashIo, pool: Pool, ops: &[Op]) {
+    {
+        let mut w = World {
+            store,
+            data,
+            pool,
+            model: BTreeMap::new(),
+            next: 0,
+        };
+        w.apply(&Op::Create {
+            bs4k: false,
+            kib: 32,
+        });
+        w.apply(&Op::Create {
+            bs4k: true,
+            kib: 40,
+        });
+        for op in ops {
             w.apply(op);
         }
         w.verify_all();

@@ -61,7 +61,12 @@ impl Pool {
         }
         st.put(format::volume_key(name), format::encode(rec));
         st.catalog.insert(name.to_string(), rec.clone());
-        st.maps.entry(rec.id).or_default();
+        match st.t3.as_mut() {
+            Some(t) => t.add_volume(rec.id),
+            None => {
+                st.maps.entry(rec.id).or_default();
+            }
+        }
         Ok(())
     }
 
@@ -127,6 +132,21 @@ impl Pool {
         }
         let gate = self.gate(rec.id);
         let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+        if let Some(t) = self.state().t3.as_mut() {
+            t.start_delete(rec.id);
+        }
+        if self.state().t3.is_some() {
+            {
+                let mut st = self.state();
+                st.catalog.remove(name);
+                st.del(format::volume_key(name));
+            }
+            guard(&self.inner.gates).remove(&rec.id);
+            // The volume is gone from the catalog with this commit; its
+            // tree is released by the delete job, in bounded steps.
+            self.flush()?;
+            return self.run_delete_jobs(progress);
+        }
         let map = {
             let mut st = self.state();
             st.catalog.remove(name);
@@ -180,13 +200,16 @@ impl Pool {
             }
             let first = size_bytes.div_ceil(cs);
             let mut st = self.state();
-            let drop_ls: Vec<u64> = st
-                .maps
-                .get(&rec.id)
-                .map(|m| m.iter_from(first).map(|(l, _)| l).collect())
-                .unwrap_or_default();
+            let drop_ls: Vec<u64> = match st.t3.as_mut() {
+                Some(t) => t.mappings_from(rec.id, first)?,
+                None => st
+                    .maps
+                    .get(&rec.id)
+                    .map(|m| m.iter_from(first).map(|(l, _)| l).collect())
+                    .unwrap_or_default(),
+            };
             for l in drop_ls {
-                st.map_remove(rec.id, l);
+                st.map_remove(rec.id, l)?;
             }
         }
         rec.size_bytes = size_bytes;
@@ -239,6 +262,9 @@ impl Pool {
             let id = st.sb.next_volume_id;
             st.sb.next_volume_id += 1;
             st.dirty_super();
+            if let Some(t) = st.t3.as_mut() {
+                t.share(rec.id, id)?;
+            }
             let entries: Vec<(u64, u64)> = st
                 .maps
                 .get(&rec.id)
@@ -257,7 +283,9 @@ impl Pool {
             };
             st.put(format::volume_key(new), format::encode(&nrec));
             st.catalog.insert(new.to_string(), nrec);
-            st.maps.entry(id).or_default();
+            if st.t3.is_none() {
+                st.maps.entry(id).or_default();
+            }
         }
         self.flush()
     }
@@ -275,6 +303,92 @@ impl Pool {
             )));
         }
         self.share(snapshot, new_volume, VolumeKind::Volume)
+    }
+
+    /// Runs the pending delete jobs (format 3) to the end: bounded steps,
+    /// each under the state lock alone (other volumes' I/O goes on between
+    /// them), a commit every few steps so that a crash resumes from the
+    /// last one and freed chunks become reusable.
+    pub(crate) fn run_delete_jobs(&self, progress: Progress<'_>) -> Result<(), PoolError> {
+        const STEPS_PER_COMMIT: u64 = 4;
+        let mut steps = 0u64;
+        loop {
+            let more = {
+                let mut st = self.state();
+                let st = &mut *st;
+                match st.t3.as_mut() {
+                    Some(t) => t.delete_step(&mut st.unshared)?,
+                    None => false,
+                }
+            };
+            steps += 1;
+            if !more {
+                break;
+            }
+            if steps % STEPS_PER_COMMIT == 0 {
+                self.writable()?;
+                self.flush()?;
+                progress(steps, 0);
+            }
+        }
+        let used = {
+            let mut st = self.state();
+            st.used = st.used_chunks();
+            st.update_low_water();
+            st.used
+        };
+        tracing::debug!(steps, used, "delete jobs done");
+        self.flush()
+    }
+
+    /// Finishes delete jobs left by an earlier run (format 3) on a thread of
+    /// their own, so that open stays O(volumes). The thread holds the pool
+    /// only for one step at a time: closing the pool stops it, and the next
+    /// open resumes from the last commit.
+    pub(crate) fn resume_delete_jobs(&self) {
+        if self.state().t3.as_ref().is_none_or(|t| t.jobs.is_empty()) {
+            return;
+        }
+        let weak = Arc::downgrade(&self.inner);
+        let spawned = std::thread::Builder::new()
+            .name("tcmud-pool-delete".into())
+            .spawn(move || {
+                let mut steps = 0u64;
+                loop {
+                    let Some(inner) = weak.upgrade() else { return };
+                    let pool = Pool { inner };
+                    let res = (|| {
+                        let more = {
+                            let mut st = pool.state();
+                            let st = &mut *st;
+                            match st.t3.as_mut() {
+                                Some(t) => t.delete_step(&mut st.unshared)?,
+                                None => false,
+                            }
+                        };
+                        steps += 1;
+                        if !more || steps % 4 == 0 {
+                            pool.writable()?;
+                            pool.flush()?;
+                        }
+                        Ok::<bool, PoolError>(more)
+                    })();
+                    match res {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::info!(steps, "resumed delete jobs done");
+                            return;
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, "resumed delete job failed");
+                            return;
+                        }
+                    }
+                }
+            });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "cannot start the delete worker");
+        }
     }
 
     /// Every volume and snapshot, by name.
@@ -295,7 +409,10 @@ impl Pool {
                 kind: r.kind,
                 size_bytes: r.size_bytes,
                 block_size: r.block_size,
-                allocated_bytes: st.maps.get(&r.id).map_or(0, |m| m.len() as u64) * cs,
+                allocated_bytes: match &st.t3 {
+                    Some(t) => t.mapped(r.id),
+                    None => st.maps.get(&r.id).map_or(0, |m| m.len() as u64),
+                } * cs,
             })
             .collect())
     }

@@ -582,6 +582,66 @@ fn repair_changes(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<(Change, String)>, P
 }
 
 impl Pool {
+    /// Repair of a format-3 pool: format 2's repair on the format-2 view of
+    /// its mappings and counts, then every tree rebuilt from the result
+    /// (migration 0003), replacing every key in one commit. Rebuilt trees
+    /// share no pages (as after a migration).
+    fn repair_tree(&self, before: CheckReport) -> Result<RepairReport, PoolError> {
+        let _c = guard(&self.inner.commit);
+        let store = self.inner.store.as_ref();
+        let old = store.load_all()?;
+        let view = super::view2::as_format2(&old)?;
+        let (changes, words): (Vec<Change>, Vec<String>) =
+            repair_changes(&view)?.into_iter().unzip();
+        let mut keys: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = view.into_iter().collect();
+        let apply = |keys: &mut std::collections::BTreeMap<Vec<u8>, Vec<u8>>, ch: Vec<Change>| {
+            for (k, v) in ch {
+                match v {
+                    Some(v) => keys.insert(k, v),
+                    None => keys.remove(&k),
+                };
+            }
+        };
+        apply(&mut keys, changes);
+        let flat: Vec<(Vec<u8>, Vec<u8>)> =
+            keys.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        apply(&mut keys, super::migrate::m0003::run(&flat)?);
+        keys.insert(
+            format::KEY_FORMAT.to_vec(),
+            format::TREE_FORMAT.to_be_bytes().to_vec(),
+        );
+        let mut commit: Vec<Change> = old
+            .iter()
+            .filter(|(k, _)| !keys.contains_key(k))
+            .map(|(k, _)| (k.clone(), None))
+            .collect();
+        commit.extend(keys.into_iter().map(|(k, v)| (k, Some(v))));
+        store.commit(commit)?;
+        tracing::info!("every page tree rebuilt from the repaired mappings");
+        let cache = self
+            .state()
+            .t3
+            .as_ref()
+            .map_or(super::pagestore::DEFAULT_METADATA_CACHE, |t| {
+                t.pages.capacity_bytes() as u64
+            });
+        let opts = super::PoolOptions {
+            metadata_cache: cache,
+            ..super::PoolOptions::default()
+        };
+        let fresh = super::open::load_tree_state(&self.inner.store, &opts)?;
+        *self.state() = fresh;
+        tracing::warn!(
+            problems = before.problems.len(),
+            changes = words.len(),
+            "pool repaired"
+        );
+        Ok(RepairReport {
+            before,
+            changes: words,
+        })
+    }
+
     /// Commits, then verifies the committed metadata. Changes nothing else.
     pub fn check(&self) -> Result<CheckReport, PoolError> {
         self.check_with_progress(&mut |_, _| {})
@@ -592,6 +652,17 @@ impl Pool {
         &self,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<CheckReport, PoolError> {
+        if self.state().t3.is_some() {
+            // The commit lock held through the walk: a delete job's worker
+            // commits nothing meanwhile, so every key read is of one commit.
+            let _c = guard(&self.inner.commit);
+            self.flush_locked()?;
+            return super::check3::check_tree(
+                self.inner.store.as_ref(),
+                self.inner.data.file_len(),
+                progress,
+            );
+        }
         self.flush()?;
         let kvs = self.inner.store.load_all()?;
         Ok(check_kvs(&kvs, self.inner.data.file_len(), progress))
@@ -617,6 +688,9 @@ impl Pool {
                 before,
                 changes: Vec::new(),
             });
+        }
+        if self.state().t3.is_some() {
+            return self.repair_tree(before);
         }
         let _c = guard(&self.inner.commit);
         let kvs = self.inner.store.load_all()?;

@@ -7,6 +7,7 @@ use std::sync::TryLockError;
 use crate::backend::{BackendError, BlockSink, BlockSource};
 
 use super::state::State;
+use super::treemeta::Sharing;
 use super::{guard, Pool, PoolError, DIRTY_LIMIT};
 
 /// Times a write that finds no free chunk waits for a commit that frees
@@ -95,7 +96,7 @@ impl Pool {
         off: u64,
         sink: &mut dyn BlockSink,
     ) -> Result<(), BackendError> {
-        let plan = self.plan_read(&self.state(), vol, off, sink.len());
+        let plan = self.plan_read(&mut self.state(), vol, off, sink.len())?;
         for run in runs(&plan) {
             match run {
                 Run::Zeros { at, len } => sink.zero_at(at, len).map_err(rd)?,
@@ -118,9 +119,15 @@ impl Pool {
         sink: &mut dyn BlockSink,
     ) -> Result<bool, BackendError> {
         let plan = match self.inner.state.try_lock() {
-            Ok(st) => self.plan_read(&st, vol, off, sink.len()),
-            Err(TryLockError::Poisoned(p)) => self.plan_read(&p.into_inner(), vol, off, sink.len()),
+            Ok(mut st) => self.plan_read_nowait(&mut st, vol, off, sink.len()),
+            Err(TryLockError::Poisoned(p)) => {
+                self.plan_read_nowait(&mut p.into_inner(), vol, off, sink.len())
+            }
             Err(TryLockError::WouldBlock) => return Ok(false),
+        };
+        let Some(plan) = plan else {
+            // a metadata page is not cached: reading it would wait
+            return Ok(false);
         };
         for run in runs(&plan) {
             match run {
@@ -135,11 +142,31 @@ impl Pool {
         Ok(true)
     }
 
-    /// Each span of a read and where its bytes are in the data file.
-    fn plan_read(&self, st: &State, vol: u64, off: u64, len: usize) -> Vec<(Span, Option<u64>)> {
+    /// [`Self::plan_read`] from cached metadata only (`None`: not all cached).
+    fn plan_read_nowait(
+        &self,
+        st: &mut State,
+        vol: u64,
+        off: u64,
+        len: usize,
+    ) -> Option<Vec<(Span, Option<u64>)>> {
         let cs = self.inner.chunk_size;
         self.spans(off, len)
-            .map(|s| (s, st.lookup(vol, s.l).map(|c| c * cs + s.in_off)))
+            .map(|s| Some((s, st.lookup_nowait(vol, s.l)?.map(|c| c * cs + s.in_off))))
+            .collect()
+    }
+
+    /// Each span of a read and where its bytes are in the data file.
+    fn plan_read(
+        &self,
+        st: &mut State,
+        vol: u64,
+        off: u64,
+        len: usize,
+    ) -> Result<Vec<(Span, Option<u64>)>, PoolError> {
+        let cs = self.inner.chunk_size;
+        self.spans(off, len)
+            .map(|s| Ok((s, st.lookup(vol, s.l)?.map(|c| c * cs + s.in_off))))
             .collect()
     }
 
@@ -148,14 +175,11 @@ impl Pool {
     /// durable: this runs that commit (the module docs say why).
     fn lookup_exclusive(&self, vol: u64, l: u64) -> Result<Option<(u64, bool)>, PoolError> {
         loop {
-            {
-                let st = self.state();
-                match st.lookup(vol, l) {
-                    None => return Ok(None),
-                    Some(c) if st.refcount(c) > 1 => return Ok(Some((c, true))),
-                    Some(c) if !st.unshare_pending(c) => return Ok(Some((c, false))),
-                    Some(_) => {}
-                }
+            match self.state().sharing(vol, l)? {
+                Sharing::Unmapped => return Ok(None),
+                Sharing::Shared(c) => return Ok(Some((c, true))),
+                Sharing::Exclusive(c) => return Ok(Some((c, false))),
+                Sharing::Pending(_) => {}
             }
             self.flush()?;
         }
@@ -185,7 +209,7 @@ impl Pool {
                     // durable: wait for that commit (the commit lock), then
                     // commit what is still pending.
                     let _c = guard(&self.inner.commit);
-                    if !self.state().pending_free.is_empty() {
+                    if self.state().frees_uncommitted() {
                         self.flush_locked()?;
                     }
                 }
@@ -391,18 +415,19 @@ impl Pool {
                 .for_each(|c| st.unalloc(c));
             return Err(wr(e));
         }
-        for (s, p) in spans.iter().zip(plans) {
-            match p {
-                Plan::InPlace(_) => {}
-                Plan::Cow { old, new } => {
-                    st.claim(new);
-                    st.map_set(vol, s.l, new);
-                    st.decref(old);
-                }
-                Plan::Fresh { new, .. } => {
-                    st.claim(new);
-                    st.map_set(vol, s.l, new);
-                }
+        for (i, (s, p)) in spans.iter().zip(&plans).enumerate() {
+            let res = match *p {
+                Plan::InPlace(_) => Ok(()),
+                Plan::Cow { old, new } => st.register(vol, s.l, new, Some(old)),
+                Plan::Fresh { new, .. } => st.register(vol, s.l, new, None),
+            };
+            if let Err(e) = res {
+                // Nothing maps the chunks not registered yet: give them back.
+                plans[i..]
+                    .iter()
+                    .filter_map(|p| p.new_chunk())
+                    .for_each(|c| st.unalloc(c));
+                return Err(e.into());
             }
         }
         Ok(())
@@ -418,7 +443,7 @@ impl Pool {
             let in_off = pos & (cs - 1);
             let n = (cs - in_off).min(end - pos);
             if n == cs {
-                self.state().map_remove(vol, l);
+                self.state().map_remove(vol, l)?;
             } else {
                 let zeros = vec![0u8; n as usize];
                 match self.lookup_exclusive(vol, l)? {
@@ -438,7 +463,7 @@ impl Pool {
 
     /// Commits when too much metadata is pending.
     pub(crate) fn maybe_commit(&self) -> Result<(), PoolError> {
-        let big = self.state().dirty.len() > DIRTY_LIMIT;
+        let big = self.state().too_dirty(DIRTY_LIMIT);
         if big {
             self.flush()?;
         }
@@ -460,7 +485,7 @@ impl Pool {
     pub(crate) fn fua(&self) -> Result<(), BackendError> {
         {
             let _c = guard(&self.inner.commit);
-            if !self.state().dirty.is_empty() {
+            if self.state().has_changes() {
                 return self.flush_locked().map_err(PoolError::into_flush_error);
             }
         }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::validate_name;
 use super::check::{CheckReport, Metadata};
-use super::format::{self, Superblock, VolumeKind, VolumeRecord, CURRENT_FORMAT};
+use super::format::{self, Superblock, VolumeKind, VolumeRecord, LEGACY_FORMAT};
 use super::inspect::Inspection;
 use super::lock::PoolLock;
 use super::open::{DATA_FILE, MARKER_FILE, META_DIR};
@@ -290,7 +290,7 @@ fn document_keys(doc: &PoolDump, data_len: u64) -> Result<(Vec<Change>, RestoreR
     let mut keys: Vec<Change> = vec![
         (
             format::KEY_FORMAT.to_vec(),
-            Some(CURRENT_FORMAT.to_be_bytes().to_vec()),
+            Some(LEGACY_FORMAT.to_be_bytes().to_vec()),
         ),
         (
             format::KEY_SEQ.to_vec(),
@@ -498,7 +498,8 @@ pub fn restore(
         }
         let cs = u64::from(doc.superblock.map_or(0, |s| s.chunk_size));
         Seal {
-            format: CURRENT_FORMAT,
+            // format 2 keys: the open below migrates them to the current format
+            format: LEGACY_FORMAT,
             seq: doc.seq,
             data_len: doc.superblock.map_or(0, |s| s.hwm) * cs,
             closed_crc: None,

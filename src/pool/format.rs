@@ -7,8 +7,17 @@ use serde::{Deserialize, Serialize};
 
 use super::PoolError;
 
+/// Format new pools get by default, and the one older pools migrate to.
+pub const CURRENT_FORMAT: u32 = 3;
+/// Format 2: one key per mapping and per referenced chunk. Still written on
+/// request ([`crate::pool::PoolOptions::format`]) and by `restore`; open
+/// migrates it to [`CURRENT_FORMAT`].
+pub const LEGACY_FORMAT: u32 = 2;
+/// Format 3: mappings in a copy-on-write page tree (issue 13). Written only
+/// for pools created with [`crate::pool::PoolOptions::format`] = 3 for now.
+pub const TREE_FORMAT: u32 = 3;
 /// Newest metadata format this build reads and writes.
-pub const CURRENT_FORMAT: u32 = 2;
+pub const NEWEST_FORMAT: u32 = TREE_FORMAT;
 
 /// Key of the format version (value: u32 big-endian).
 pub const KEY_FORMAT: &[u8] = b"format";
@@ -25,6 +34,73 @@ pub const TAG_MAP: u8 = b'M';
 pub const TAG_REF: u8 = b'R';
 /// Tag of free chunks below the high-water mark: `F` + chunk (u64 BE) -> empty.
 pub const TAG_FREE: u8 = b'F';
+
+/// Format 3: `P` + page id (u64 BE) -> encoded [`super::page::Page`].
+pub const TAG_PAGE: u8 = b'P';
+/// Format 3: `Q` + page id (u64 BE) -> page reference count (u32 BE), present iff >= 2.
+pub const TAG_PAGE_REFS: u8 = b'Q';
+/// Format 3: `S` + space page (u32 BE) -> 4,096 one-byte chunk reference counts.
+pub const TAG_SPACE: u8 = b'S';
+/// Format 3: `T` + volume id (u64 BE) -> the volume's tree ([`TreeRecord::encode`]).
+pub const TAG_TREE: u8 = b'T';
+/// Format 3: `D` + job id (u64 BE) -> a delete job ([`TreeRecord::encode`]; `mapped` = cursor).
+pub const TAG_DELETE: u8 = b'D';
+/// Format 3: free count-0 chunks per space page (u16 BE each).
+pub const KEY_SUMMARY: &[u8] = b"Z";
+/// Format 3: next page id to hand out (u64 BE; ids are never reused).
+pub const KEY_NEXT_PAGE: &[u8] = b"next_page";
+
+/// Format 3: a tree as stored under `T` (volume) or `D` (delete job):
+/// root page id (u64 BE, 0 = empty), depth (u8), and a u64 BE counter
+/// (mapped chunks for a volume, the walk's cursor for a job): 17 bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeRecord {
+    /// Root page id (0: empty).
+    pub root: u64,
+    /// Levels (1..=8).
+    pub depth: u8,
+    /// Mapped chunks (volume) or cursor (delete job).
+    pub count: u64,
+}
+
+impl TreeRecord {
+    /// The 17 stored bytes.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(17);
+        v.extend_from_slice(&self.root.to_be_bytes());
+        v.push(self.depth);
+        v.extend_from_slice(&self.count.to_be_bytes());
+        v
+    }
+
+    /// Decodes 17 stored bytes, naming `what` in the error.
+    pub fn decode(b: &[u8], what: &str) -> Result<TreeRecord, PoolError> {
+        if b.len() != 17 {
+            return Err(PoolError::Corrupt(format!(
+                "{what}: expected 17 bytes, got {}",
+                b.len()
+            )));
+        }
+        Ok(TreeRecord {
+            root: be_u64(&b[..8], what)?,
+            depth: b[8],
+            count: be_u64(&b[9..], what)?,
+        })
+    }
+}
+
+/// A tag byte followed by a big-endian u64 (format-3 `P`, `Q`, `T`, `D` keys).
+pub fn id_key(tag: u8, id: u64) -> Vec<u8> {
+    chunk_key(tag, id)
+}
+
+/// `S` key of a space page.
+pub fn space_key(page: u32) -> Vec<u8> {
+    let mut k = Vec::with_capacity(5);
+    k.push(TAG_SPACE);
+    k.extend_from_slice(&page.to_be_bytes());
+    k
+}
 
 /// Pool-wide settings and counters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -20,7 +20,7 @@ use std::path::Path;
 use nix::fcntl::{Flock, FlockArg};
 
 use super::check::{CheckReport, Metadata, Problem, Undecoded};
-use super::format::{self, CURRENT_FORMAT};
+use super::format::{self, CURRENT_FORMAT, LEGACY_FORMAT, NEWEST_FORMAT, TREE_FORMAT};
 use super::lock::LOCK_FILE;
 use super::open::{DATA_FILE, MARKER_FILE, META_DIR};
 use super::seal::{self, Seal};
@@ -132,7 +132,7 @@ fn migrate_in_memory(
     undecoded: &mut Vec<Undecoded>,
 ) -> Result<Entries, PoolError> {
     let mut map: BTreeMap<Vec<u8>, Vec<u8>> = kvs.into_iter().collect();
-    for at in found..CURRENT_FORMAT {
+    for at in found..LEGACY_FORMAT {
         let step = migrate::migrations()
             .iter()
             .find(|m| m.from == at)
@@ -234,18 +234,39 @@ pub fn inspect(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspect
         .and_then(|(_, v)| format::be_u32(v, "format").ok());
     let mut undecoded = Vec::new();
     let kvs = match format_on_disk {
-        Some(f) if f > CURRENT_FORMAT => {
+        Some(f) if f > NEWEST_FORMAT => {
             return Err(PoolError::FormatTooNew {
                 found: f,
-                supported: CURRENT_FORMAT,
+                supported: NEWEST_FORMAT,
             })
         }
-        Some(f) if f < CURRENT_FORMAT => {
+        Some(f) if f < LEGACY_FORMAT => {
             notes.push(format!(
                 "format {f}: needs migration to format {CURRENT_FORMAT} on open (checked as \
-                 migrated, in memory; nothing written)"
+                 migrated to format {LEGACY_FORMAT}, in memory; nothing written)"
             ));
             migrate_in_memory(kvs, f, &mut undecoded)?
+        }
+        Some(TREE_FORMAT) => {
+            // page-level findings from the tree walk, the rest on the
+            // format-2 view of the same mappings and counts
+            let mem = super::testing::MemStore::new();
+            mem.commit(
+                kvs.iter()
+                    .map(|(k, v)| (k.clone(), Some(v.clone())))
+                    .collect(),
+            )?;
+            let r3 = super::check3::check_tree(&mem, data_len, &mut |_, _| {})?;
+            problems.extend(r3.problems);
+            match super::view2::as_format2(&kvs) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(Problem::BadRecord(e.to_string()));
+                    kvs.into_iter()
+                        .filter(|(k, _)| !k.starts_with(b"T"))
+                        .collect()
+                }
+            }
         }
         _ => kvs,
     };
@@ -290,9 +311,9 @@ fn seal_findings(
         });
         return;
     };
-    if seal.format > CURRENT_FORMAT {
+    if seal.format > NEWEST_FORMAT {
         problems.push(Problem::Seal(format!(
-            "the seal names format {}, newer than this tcmud's {CURRENT_FORMAT} (open refuses the pool)",
+            "the seal names format {}, newer than this tcmud's {NEWEST_FORMAT} (open refuses the pool)",
             seal.format
         )));
     }

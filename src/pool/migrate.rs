@@ -24,14 +24,23 @@ pub struct Migration {
 
 #[path = "../../migrations/0002_volume_origin.rs"]
 mod m0002;
+#[path = "../../migrations/0003_page_tree.rs"]
+pub(crate) mod m0003;
 
 /// Every step, in order.
 pub fn migrations() -> &'static [Migration] {
-    &[Migration {
-        from: 1,
-        name: "0002_volume_origin: catalog records gain an origin id",
-        run: m0002::run,
-    }]
+    &[
+        Migration {
+            from: 1,
+            name: "0002_volume_origin: catalog records gain an origin id",
+            run: m0002::run,
+        },
+        Migration {
+            from: 2,
+            name: "0003_page_tree: mappings and reference counts into page trees and space maps",
+            run: m0003::run,
+        },
+    ]
 }
 
 /// Upgrades the store from format `found` to the current one.

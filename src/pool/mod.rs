@@ -7,9 +7,21 @@
 //! write to it, snapshots and clones share chunks by reference count, and a
 //! write to a shared chunk copies it first.
 //!
+//! # Metadata formats
+//!
+//! New pools are format 3 (issue 13, `docs/pool-format.md`): each volume's
+//! mappings are a copy-on-write radix tree of 512-slot pages in sled, read
+//! on demand through a bounded page cache (`pagestore`, `treemeta`); a
+//! snapshot or clone shares the origin's root page (O(1)); a delete hands
+//! the tree to a job that releases it in bounded steps. Format 2 (one sled
+//! key per mapping, everything loaded at open) is still read and written
+//! on request (`PoolOptions::format`); open migrates it to format 3. The
+//! commit protocol below is the same for both: format 3's dirty pages,
+//! page counts and space-map pages join the batch at step 1.
+//!
 //! # Concurrency
 //!
-//! The metadata lives in memory (`state`) under one mutex; a lookup returns
+//! The metadata lives in memory (`state`, format 3: the cached part of it) under one mutex; a lookup returns
 //! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
 //! I/O runs outside that mutex (`datapath`); physically contiguous pieces of
 //! a request go out as one pread/pwrite. Each volume has a gate (reader-writer lock):
@@ -127,6 +139,7 @@
 
 mod catalog;
 mod check;
+mod check3;
 mod chunkmap;
 mod datapath;
 pub mod dump;
@@ -142,12 +155,15 @@ pub mod migrate;
 mod open;
 pub mod page;
 pub mod pagecache;
+pub mod pagestore;
 pub mod seal;
 pub mod spacemap;
 mod state;
 pub mod store;
 pub mod testing;
 pub mod tree;
+pub mod treemeta;
+mod view2;
 mod volume;
 
 use std::collections::HashMap;
@@ -181,6 +197,29 @@ impl Default for PoolConfig {
             chunk_size: 64 << 10,
             capacity_bytes: 16 << 30,
             low_water_pct: 90,
+        }
+    }
+}
+
+/// How a pool is created and opened beyond [`PoolConfig`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolOptions {
+    /// Metadata format of a new pool: [`format::CURRENT_FORMAT`] (2, one
+    /// key per mapping) or [`format::TREE_FORMAT`] (3, the page tree).
+    pub format: u32,
+    /// Format 3: bytes of decoded metadata pages kept in memory.
+    pub metadata_cache: u64,
+    /// Format 3: leaves a delete job releases per step (one step holds the
+    /// state lock; a commit follows every few steps).
+    pub delete_step: usize,
+}
+
+impl Default for PoolOptions {
+    fn default() -> Self {
+        PoolOptions {
+            format: format::CURRENT_FORMAT,
+            metadata_cache: pagestore::DEFAULT_METADATA_CACHE,
+            delete_step: treemeta::DELETE_STEP,
         }
     }
 }
@@ -236,10 +275,12 @@ impl std::fmt::Debug for Pool {
 
 pub(crate) struct Inner {
     dir: Option<PathBuf>,
-    store: Box<dyn MetaStore>,
+    store: Arc<dyn MetaStore>,
     data: Box<dyn DataIo>,
     chunk_size: u64,
     chunk_shift: u32,
+    /// Metadata format (2 or 3).
+    format: u32,
     state: Mutex<State>,
     commit: Mutex<()>,
     /// Shares data syncs between concurrent FUA writes.
@@ -266,7 +307,7 @@ pub(crate) fn guard<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Pool {
     fn from_parts(
         dir: Option<PathBuf>,
-        store: Box<dyn MetaStore>,
+        store: Arc<dyn MetaStore>,
         data: Box<dyn DataIo>,
         st: State,
         seq: u64,
@@ -281,6 +322,11 @@ impl Pool {
                 data,
                 chunk_size,
                 chunk_shift: chunk_size.trailing_zeros(),
+                format: if st.t3.is_some() {
+                    format::TREE_FORMAT
+                } else {
+                    format::LEGACY_FORMAT
+                },
                 state: Mutex::new(st),
                 commit: Mutex::new(()),
                 group_sync: groupsync::GroupSync::default(),
@@ -349,8 +395,8 @@ impl Pool {
         Ok(PoolUsage {
             chunk_size: st.sb.chunk_size,
             capacity_chunks: st.sb.capacity_chunks,
-            allocated_chunks: st.used,
-            free_chunks: st.sb.capacity_chunks.saturating_sub(st.used),
+            allocated_chunks: st.used_chunks(),
+            free_chunks: st.sb.capacity_chunks.saturating_sub(st.used_chunks()),
             low_water_pct: st.sb.low_water_pct,
             volumes,
         })
@@ -369,6 +415,9 @@ impl Pool {
                 )));
             }
             st.sb.capacity_chunks = chunks;
+            if let Some(t) = st.t3.as_mut() {
+                t.grow(chunks);
+            }
             st.dirty_super();
             st.update_low_water();
         }
@@ -401,6 +450,9 @@ impl Pool {
     /// reference counts, free lists.
     pub fn metadata_memory_bytes(&self) -> u64 {
         let st = self.state();
+        if let Some(t) = &st.t3 {
+            return t.pages.stats().bytes as u64 + t.space.capacity();
+        }
         let maps: u64 = st.maps.values().map(|m| m.memory_bytes()).sum();
         maps + st.refs.capacity() as u64 * 4
             + (st.free.capacity() + st.pending_free.capacity()) as u64 * 8
@@ -430,7 +482,7 @@ impl Inner {
         self.seq.store(seq, Ordering::Release);
         if let Some(dir) = &self.dir {
             seal::Seal {
-                format: format::CURRENT_FORMAT,
+                format: self.format,
                 seq,
                 data_len: batch.hwm * self.chunk_size,
                 closed_crc: None,
@@ -458,7 +510,7 @@ impl Drop for Inner {
         }
         let sealed = seal::meta_crc(&dir.join(open::META_DIR)).and_then(|crc| {
             seal::Seal {
-                format: format::CURRENT_FORMAT,
+                format: self.format,
                 seq: self.seq.load(std::sync::atomic::Ordering::Acquire),
                 data_len: hwm * self.chunk_size,
                 closed_crc: Some(crc),

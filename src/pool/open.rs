@@ -14,7 +14,9 @@ use super::lock::PoolLock;
 use super::seal::{self, Seal};
 use super::state::{validate_super, State};
 use super::store::{MetaStore, SledStore};
-use super::{migrate, Pool, PoolConfig, PoolError};
+use super::treemeta::TreeMeta;
+use super::{migrate, Pool, PoolConfig, PoolError, PoolOptions};
+use std::sync::Arc;
 
 /// Marker file naming a directory as a pool.
 pub const MARKER_FILE: &str = "tcmud-pool";
@@ -51,7 +53,17 @@ impl Pool {
     /// Creates a pool in `dir` (created if missing; must be empty if present)
     /// and opens it.
     pub fn create(dir: &Path, cfg: &PoolConfig) -> Result<Pool, PoolError> {
+        Pool::create_opts(dir, cfg, &PoolOptions::default())
+    }
+
+    /// [`Pool::create`] with a metadata format and cache size.
+    pub fn create_opts(
+        dir: &Path,
+        cfg: &PoolConfig,
+        opts: &PoolOptions,
+    ) -> Result<Pool, PoolError> {
         let sb = superblock(cfg)?;
+        check_format_option(opts)?;
         match fs::read_dir(dir) {
             Ok(mut it) => {
                 if it.next().is_some() {
@@ -69,13 +81,14 @@ impl Pool {
         )
         .and_then(FileIo::new)
         .map_err(|e| PoolError::io("creating the data file", e))?;
-        let store = SledStore::open(&dir.join(META_DIR))?;
+        let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&dir.join(META_DIR))?);
         pool_lock.write_pid()?;
+        let st = new_state(sb, &store, opts);
         let pool = Pool::from_parts(
             Some(dir.to_path_buf()),
-            Box::new(store),
+            store,
             Box::new(data),
-            State::new(sb),
+            st,
             0,
             Some(pool_lock),
         );
@@ -101,16 +114,22 @@ impl Pool {
     /// counts and could hand out a chunk still mapped elsewhere or
     /// overwrite a shared chunk in place.
     pub fn open(dir: &Path) -> Result<Pool, PoolError> {
-        Pool::open_dir(dir, Verify::Refuse)
+        Pool::open_dir(dir, Verify::Refuse, &PoolOptions::default())
+    }
+
+    /// [`Pool::open`] with a metadata cache size (format 3; the format
+    /// option is ignored: the pool's own is used).
+    pub fn open_opts(dir: &Path, opts: &PoolOptions) -> Result<Pool, PoolError> {
+        Pool::open_dir(dir, Verify::Refuse, opts)
     }
 
     /// [`Pool::open`] for `check` and `repair`: an inconsistency after an
     /// unclean shutdown is logged, not refused.
     pub fn open_for_repair(dir: &Path) -> Result<Pool, PoolError> {
-        Pool::open_dir(dir, Verify::Report)
+        Pool::open_dir(dir, Verify::Report, &PoolOptions::default())
     }
 
-    fn open_dir(dir: &Path, verify: Verify) -> Result<Pool, PoolError> {
+    fn open_dir(dir: &Path, verify: Verify, opts: &PoolOptions) -> Result<Pool, PoolError> {
         let not_pool = |why: &str| PoolError::NotAPool {
             path: dir.to_path_buf(),
             why: why.to_string(),
@@ -131,10 +150,15 @@ impl Pool {
             }
         }
         let pool_lock = PoolLock::acquire(dir)?;
-        Pool::open_locked(dir, pool_lock, verify)
+        Pool::open_locked(dir, pool_lock, verify, opts)
     }
 
-    fn open_locked(dir: &Path, mut pool_lock: PoolLock, verify: Verify) -> Result<Pool, PoolError> {
+    fn open_locked(
+        dir: &Path,
+        mut pool_lock: PoolLock,
+        verify: Verify,
+        opts: &PoolOptions,
+    ) -> Result<Pool, PoolError> {
         let data = open_noatime(
             OpenOptions::new().read(true).write(true),
             &dir.join(DATA_FILE),
@@ -146,10 +170,10 @@ impl Pool {
         // Validate against the seal before sled gets to rewrite anything.
         let seal = Seal::read(dir)?;
         if let Some(seal) = &seal {
-            if seal.format > format::CURRENT_FORMAT {
+            if seal.format > format::NEWEST_FORMAT {
                 return Err(PoolError::FormatTooNew {
                     found: seal.format,
-                    supported: format::CURRENT_FORMAT,
+                    supported: format::NEWEST_FORMAT,
                 });
             }
             if data.file_len() < seal.data_len {
@@ -178,7 +202,8 @@ impl Pool {
             .map_err(|e| PoolError::io("updating the seal", e))?;
         }
         let opened = SledStore::open(&meta).and_then(|store| {
-            let (st, seq, kvs) = load_state(&store, &data)?;
+            let store: Arc<dyn MetaStore> = Arc::new(store);
+            let (st, seq) = load_state(&store, &data, opts)?;
             if let Some(seal) = &seal {
                 if seq < seal.seq {
                     return Err(PoolError::Corrupt(format!(
@@ -190,7 +215,7 @@ impl Pool {
             // An open seal is the needs-check flag: the last run ended
             // without closing the pool.
             if seal.is_none_or(|s| s.closed_crc.is_none()) {
-                verify_after_crash(dir, &kvs, data.file_len(), verify)?;
+                verify_after_crash(dir, store.as_ref(), data.file_len(), verify)?;
             }
             Ok((store, st, seq))
         });
@@ -212,14 +237,16 @@ impl Pool {
             }
         };
         pool_lock.write_pid()?;
-        Ok(Pool::from_parts(
+        let pool = Pool::from_parts(
             Some(dir.to_path_buf()),
-            Box::new(store),
+            store,
             Box::new(data),
             st,
             seq,
             Some(pool_lock),
-        ))
+        );
+        pool.resume_delete_jobs();
+        Ok(pool)
     }
 
     /// Creates a pool on a caller-supplied store and data file (tests).
@@ -228,7 +255,20 @@ impl Pool {
         store: Box<dyn MetaStore>,
         data: Box<dyn DataIo>,
     ) -> Result<Pool, PoolError> {
-        let pool = Pool::from_parts(None, store, data, State::new(superblock(cfg)?), 0, None);
+        Pool::create_with_opts(cfg, store, data, &PoolOptions::default())
+    }
+
+    /// [`Pool::create_with`] with a metadata format and cache size.
+    pub fn create_with_opts(
+        cfg: &PoolConfig,
+        store: Box<dyn MetaStore>,
+        data: Box<dyn DataIo>,
+        opts: &PoolOptions,
+    ) -> Result<Pool, PoolError> {
+        check_format_option(opts)?;
+        let store: Arc<dyn MetaStore> = Arc::from(store);
+        let st = new_state(superblock(cfg)?, &store, opts);
+        let pool = Pool::from_parts(None, store, data, st, 0, None);
         pool.flush()?;
         Ok(pool)
     }
@@ -238,15 +278,26 @@ impl Pool {
     /// There is no seal: the metadata is verified as after an unclean
     /// shutdown.
     pub fn open_with(store: Box<dyn MetaStore>, data: Box<dyn DataIo>) -> Result<Pool, PoolError> {
-        let (st, seq, kvs) = load_state(store.as_ref(), data.as_ref())?;
+        Pool::open_with_opts(store, data, &PoolOptions::default())
+    }
+
+    /// [`Pool::open_with`] with a metadata cache size and delete step.
+    pub fn open_with_opts(
+        store: Box<dyn MetaStore>,
+        data: Box<dyn DataIo>,
+        opts: &PoolOptions,
+    ) -> Result<Pool, PoolError> {
+        let store: Arc<dyn MetaStore> = Arc::from(store);
+        let (st, seq) = load_state(&store, data.as_ref(), opts)?;
         verify_after_crash(
             Path::new("(in memory)"),
-            &kvs,
+            store.as_ref(),
             data.file_len(),
             Verify::Refuse,
         )?;
-        drop(kvs);
-        Ok(Pool::from_parts(None, store, data, st, seq, None))
+        let pool = Pool::from_parts(None, store, data, st, seq, None);
+        pool.resume_delete_jobs();
+        Ok(pool)
     }
 }
 
@@ -272,11 +323,15 @@ enum Verify {
 /// Verifies the metadata of a pool that was not closed cleanly.
 fn verify_after_crash(
     dir: &Path,
-    kvs: &[(Vec<u8>, Vec<u8>)],
+    store: &dyn MetaStore,
     data_len: u64,
     verify: Verify,
 ) -> Result<(), PoolError> {
-    let report = check_kvs(kvs, data_len, &mut |_, _| {});
+    let report = if super::check3::store_format(store)? == format::TREE_FORMAT {
+        super::check3::check_tree(store, data_len, &mut |_, _| {})?
+    } else {
+        check_kvs(&store.load_all()?, data_len, &mut |_, _| {})
+    };
     if report.is_clean() {
         tracing::info!(
             pool = %dir.display(),
@@ -301,30 +356,67 @@ fn verify_after_crash(
     }
 }
 
-type Loaded = (State, u64, Vec<(Vec<u8>, Vec<u8>)>);
+/// Refuses a format [`Pool::create_opts`] cannot write.
+fn check_format_option(opts: &PoolOptions) -> Result<(), PoolError> {
+    if opts.format == format::LEGACY_FORMAT || opts.format == format::TREE_FORMAT {
+        Ok(())
+    } else {
+        Err(PoolError::InvalidConfig(format!(
+            "metadata format {} cannot be created (use {} or {})",
+            opts.format,
+            format::LEGACY_FORMAT,
+            format::TREE_FORMAT
+        )))
+    }
+}
+
+/// The state of a new pool of the format `opts` names.
+fn new_state(sb: Superblock, store: &Arc<dyn MetaStore>, opts: &PoolOptions) -> State {
+    if opts.format == format::TREE_FORMAT {
+        let mut t3 = TreeMeta::new(Arc::clone(store), sb.capacity_chunks, opts.metadata_cache);
+        t3.step_leaves = opts.delete_step;
+        State::new_tree(sb, t3)
+    } else {
+        State::new(sb)
+    }
+}
 
 /// Reads the format, upgrades it, loads and validates the state; returns it
-/// with the commit sequence number and every key and value (for the
-/// verification after an unclean shutdown).
-fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<Loaded, PoolError> {
-    let kvs = store.load_all()?;
-    let found = stored_format(&kvs)?;
-    if found > format::CURRENT_FORMAT {
+/// with the commit sequence number. Format 3 reads only the superblock,
+/// catalog, trees, jobs and space map: O(volumes + capacity / 4,096).
+fn load_state(
+    store: &Arc<dyn MetaStore>,
+    data: &dyn DataIo,
+    opts: &PoolOptions,
+) -> Result<(State, u64), PoolError> {
+    let found = match store.get(format::KEY_FORMAT)? {
+        Some(v) => format::be_u32(&v, "format version")?,
+        None => {
+            return Err(PoolError::Corrupt(
+                "format version missing (empty or damaged database)".into(),
+            ))
+        }
+    };
+    if found > format::NEWEST_FORMAT {
         return Err(PoolError::FormatTooNew {
             found,
-            supported: format::CURRENT_FORMAT,
+            supported: format::NEWEST_FORMAT,
         });
     }
-    let kvs = if found < format::CURRENT_FORMAT {
-        migrate::upgrade(store, found)?;
-        store.load_all()?
+    let found = if found < format::CURRENT_FORMAT {
+        migrate::upgrade(store.as_ref(), found)?;
+        format::CURRENT_FORMAT
     } else {
-        kvs
+        found
     };
-    let st = State::load(&kvs)?;
-    let seq = match kvs.iter().find(|(k, _)| k.as_slice() == format::KEY_SEQ) {
-        Some((_, v)) => format::be_u64(v, "commit sequence number")?,
+    let seq = match store.get(format::KEY_SEQ)? {
+        Some(v) => format::be_u64(&v, "commit sequence number")?,
         None => 0,
+    };
+    let st = if found == format::TREE_FORMAT {
+        load_tree_state(store, opts)?
+    } else {
+        State::load(&store.load_all()?)?
     };
     let needed = st.sb.hwm * u64::from(st.sb.chunk_size);
     if data.file_len() < needed {
@@ -333,19 +425,35 @@ fn load_state(store: &dyn MetaStore, data: &dyn DataIo) -> Result<Loaded, PoolEr
             actual: data.file_len(),
         });
     }
-    Ok((st, seq, kvs))
+    Ok((st, seq))
 }
 
-/// The format version stored among `kvs`.
-pub(crate) fn stored_format(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<u32, PoolError> {
-    let v = kvs
-        .iter()
-        .find(|(k, _)| k.as_slice() == format::KEY_FORMAT)
-        .map(|(_, v)| v)
-        .ok_or_else(|| {
-            PoolError::Corrupt("format version missing (empty or damaged database)".into())
-        })?;
-    format::be_u32(v, "format version")
+/// Loads a format-3 pool's state (see [`load_state`]).
+pub(crate) fn load_tree_state(
+    store: &Arc<dyn MetaStore>,
+    opts: &PoolOptions,
+) -> Result<State, PoolError> {
+    let sb = store
+        .get(format::KEY_SUPER)?
+        .ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
+    let sb: Superblock = format::decode(&sb, "superblock")?;
+    validate_super(&sb)?;
+    let mut catalog = std::collections::BTreeMap::new();
+    for (k, v) in store.scan_prefix(&[format::TAG_VOLUME])? {
+        let name = String::from_utf8(k[1..].to_vec())
+            .map_err(|_| PoolError::Corrupt(format!("volume key {k:?} is not UTF-8")))?;
+        let rec: format::VolumeRecord = format::decode(&v, &format!("volume {name:?}"))?;
+        catalog.insert(name, rec);
+    }
+    let ids = catalog.values().map(|r| r.id).collect();
+    let mut t3 = TreeMeta::load(
+        Arc::clone(store),
+        sb.capacity_chunks,
+        opts.metadata_cache,
+        &ids,
+    )?;
+    t3.step_leaves = opts.delete_step;
+    State::load_tree(sb, catalog, t3)
 }
 
 /// Rejects sled directories that sled would "repair" by rewriting: a missing

@@ -1,8 +1,8 @@
 //! Pages of the format-3 mapping tree (issue 13, `docs/pool-scale-design.md`):
 //! 512 slots each, a leaf's slots hold physical chunk ids, an interior page's
-//! slots hold child page ids. Not yet used by the pool's state.
+//! slots hold child page ids.
 //!
-//! Encoding (drawn in `docs/pool-format.md`, "Format 3 (in progress)"):
+//! Encoding (drawn in `docs/pool-format.md`, "Format 3"):
 //!
 //! ```text
 //! byte 0      format version of the page coding (1)

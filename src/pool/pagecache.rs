@@ -1,5 +1,5 @@
 //! A bounded CLOCK cache of decoded metadata pages for format 3 (issue 13,
-//! `docs/pool-scale-design.md`, "Bounded cache"). Not yet used by the pool.
+//! `docs/pool-scale-design.md`, "Bounded cache"); the pool's is in `pagestore`.
 //!
 //! Entries are keyed by page id and carry a size in bytes; the cache holds at
 //! most `max_pages` entries and `max_bytes` bytes *of clean entries*. Dirty
@@ -15,7 +15,30 @@
 //! [`PageCache::abort_commit`] makes them dirty again.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
+
+/// Hashes a page id (a u64 handed out in sequence, never chosen by an
+/// outsider) with one multiply: the index is on every metadata lookup.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+/// A map keyed by page id with [`IdHasher`].
+pub type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
 
 /// Hit, miss and eviction counts and current occupancy.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,7 +82,7 @@ impl<V> Entry<V> {
 pub struct PageCache<V> {
     slots: Vec<Option<Entry<V>>>,
     free_slots: Vec<usize>,
-    index: HashMap<u64, usize>,
+    index: IdMap<usize>,
     hand: usize,
     max_bytes: usize,
     max_pages: usize,
@@ -76,7 +99,7 @@ impl<V> PageCache<V> {
         PageCache {
             slots: Vec::new(),
             free_slots: Vec::new(),
-            index: HashMap::new(),
+            index: IdMap::default(),
             hand: 0,
             max_bytes: max_bytes.max(1),
             max_pages: max_pages.max(1),
@@ -206,6 +229,11 @@ impl<V> PageCache<V> {
             self.remove_entry(id);
             self.stats.evictions += 1;
         }
+    }
+
+    /// The byte capacity.
+    pub fn capacity_bytes(&self) -> usize {
+        self.max_bytes
     }
 
     /// Bytes of dirty or committing entries.

@@ -1,8 +1,7 @@
 //! Chunk reference counts of format 3 (issue 13, `docs/pool-scale-design.md`):
 //! one byte per chunk in space pages of 4,096 chunks (sled `S` + page), 255
 //! meaning "the count is in the side map" (sled `R` + chunk), and a free-count
-//! summary per space page (sled `Z`) that steers allocation. Not yet used by
-//! the pool's state.
+//! summary per space page (sled `Z`) that steers allocation.
 //!
 //! A chunk's count is the number of tree *leaves* pointing at it. A chunk is
 //! free when its count is 0, unless it is *reserved* (handed out by
@@ -72,6 +71,8 @@ pub struct SpaceMap {
     reserved: BTreeSet<u64>,
     pending_free: BTreeSet<u64>,
     dirty: BTreeSet<u64>,
+    /// Chunks whose side-map entry changed since the last take.
+    overflow_dirty: BTreeSet<u64>,
     cursor: u64,
 }
 
@@ -92,6 +93,7 @@ impl SpaceMap {
             reserved: BTreeSet::new(),
             pending_free: BTreeSet::new(),
             dirty: BTreeSet::new(),
+            overflow_dirty: BTreeSet::new(),
             cursor: 0,
         };
         m.grow(capacity);
@@ -153,10 +155,28 @@ impl SpaceMap {
         if n >= u32::from(OVERFLOW) {
             self.set_byte(chunk, OVERFLOW);
             self.overflow.insert(chunk, n);
+            self.overflow_dirty.insert(chunk);
         } else {
             self.set_byte(chunk, n as u8);
-            self.overflow.remove(&chunk);
+            if self.overflow.remove(&chunk).is_some() {
+                self.overflow_dirty.insert(chunk);
+            }
         }
+    }
+
+    /// Side-map entries changed since the last call: (chunk, count), `None`
+    /// when the entry is gone (`R` keys to write or remove).
+    pub fn take_dirty_overflow(&mut self) -> Vec<(u64, Option<u32>)> {
+        let dirty = std::mem::take(&mut self.overflow_dirty);
+        dirty
+            .into_iter()
+            .map(|c| (c, self.overflow.get(&c).copied()))
+            .collect()
+    }
+
+    /// Whether chunks wait for a commit before they may be reused.
+    pub fn has_pending_free(&self) -> bool {
+        !self.pending_free.is_empty()
     }
 
     /// Chunks with count 0 that are neither reserved nor pending-free.

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::chunkmap::ChunkMap;
+use super::treemeta::{Sharing, TreeMeta};
 
 use super::format::{self, Key, Superblock, VolumeRecord, TAG_FREE, TAG_REF};
 use super::store::Change;
@@ -45,6 +46,9 @@ pub(crate) struct State {
     /// with the value they last reported). Shared with the volumes, which
     /// read it on every command without taking the state lock.
     pub low_water_epoch: Arc<AtomicU64>,
+    /// Format 3: the page trees and space map (then `maps`, `refs`, `free`
+    /// and `pending_free` stay empty).
+    pub t3: Option<Box<TreeMeta>>,
 }
 
 /// A batch taken for commit.
@@ -72,10 +76,11 @@ impl State {
             unshared: Default::default(),
             unshared_committing: Default::default(),
             low_water_epoch: Arc::default(),
+            t3: None,
         };
         st.put(
             format::KEY_FORMAT.to_vec(),
-            format::CURRENT_FORMAT.to_be_bytes().to_vec(),
+            format::LEGACY_FORMAT.to_be_bytes().to_vec(),
         );
         st.dirty_super();
         st
@@ -140,9 +145,102 @@ impl State {
             unshared: Default::default(),
             unshared_committing: Default::default(),
             low_water_epoch: Arc::default(),
+            t3: None,
         };
         st.low_water_raised = st.above_low_water();
         Ok(st)
+    }
+
+    /// A new, empty format-3 pool.
+    pub fn new_tree(sb: Superblock, t3: TreeMeta) -> State {
+        let mut st = State::new(sb);
+        st.t3 = Some(Box::new(t3));
+        st.put(
+            format::KEY_FORMAT.to_vec(),
+            format::TREE_FORMAT.to_be_bytes().to_vec(),
+        );
+        st
+    }
+
+    /// A format-3 pool's state from its superblock, catalog and tree
+    /// metadata (read by [`TreeMeta::load`]): O(volumes).
+    pub fn load_tree(
+        sb: Superblock,
+        catalog: BTreeMap<String, VolumeRecord>,
+        t3: TreeMeta,
+    ) -> Result<State, PoolError> {
+        validate_super(&sb)?;
+        let mut st = State::new(sb);
+        st.dirty.clear();
+        st.catalog = catalog;
+        st.fresh_from = st.sb.hwm;
+        st.t3 = Some(Box::new(t3));
+        st.used = st.used_chunks();
+        st.low_water_raised = st.above_low_water();
+        Ok(st)
+    }
+
+    /// Chunks with a reference count above zero.
+    pub fn used_chunks(&self) -> u64 {
+        match &self.t3 {
+            Some(t) => t.used(),
+            None => self.used,
+        }
+    }
+
+    /// Whether metadata changes wait for a commit.
+    pub fn has_changes(&self) -> bool {
+        !self.dirty.is_empty() || self.t3.as_ref().is_some_and(|t| t.has_changes())
+    }
+
+    /// Whether so much waits for a commit that a write should commit first:
+    /// [`super::DIRTY_LIMIT`] keys, or (format 3) pinned pages above half the cache.
+    pub fn too_dirty(&self, limit: usize) -> bool {
+        self.dirty.len() > limit
+            || self
+                .t3
+                .as_ref()
+                .is_some_and(|t| t.pages.dirty_bytes() > t.pages.capacity_bytes() / 2)
+    }
+
+    /// Whether `l` of `vol` is mapped, and may be written in place (see
+    /// `datapath::lookup_exclusive`).
+    pub fn sharing(&mut self, vol: u64, l: u64) -> Result<Sharing, PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            let (u, uc) = (&self.unshared, &self.unshared_committing);
+            return t.sharing(vol, l, |c| {
+                (!u.is_empty() && u.contains(&c)) || (!uc.is_empty() && uc.contains(&c))
+            });
+        }
+        Ok(match self.lookup(vol, l)? {
+            None => Sharing::Unmapped,
+            Some(c) if self.refcount(c) > 1 => Sharing::Shared(c),
+            Some(c) if self.unshare_pending(c) => Sharing::Pending(c),
+            Some(c) => Sharing::Exclusive(c),
+        })
+    }
+
+    /// Records the mapping of `l` to the freshly written chunk `new`,
+    /// dropping the reference of `old` (the chunk it replaces).
+    pub fn register(
+        &mut self,
+        vol: u64,
+        l: u64,
+        new: u64,
+        old: Option<u64>,
+    ) -> Result<(), PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            t.map(vol, l, new, &mut self.unshared)?;
+            self.used = t.used();
+            self.update_low_water();
+            return Ok(());
+        }
+        self.claim(new);
+        self.map_set(vol, l, new);
+        if let Some(old) = old {
+            self.decref(old);
+        }
+        Ok(())
     }
 
     /// Records a change to commit.
@@ -166,10 +264,14 @@ impl State {
         let dirty = std::mem::take(&mut self.dirty);
         let unshared = std::mem::take(&mut self.unshared);
         self.unshared_committing.extend(unshared);
-        let frees = std::mem::take(&mut self.pending_free);
+        let mut frees = std::mem::take(&mut self.pending_free);
+        let mut changes: Vec<Change> = dirty.into_iter().collect();
+        if let Some(t) = self.t3.as_mut() {
+            t.take_changes(&mut changes, &mut frees);
+        }
         self.committing_frees = frees.len();
         Batch {
-            changes: dirty.into_iter().collect(),
+            changes,
             frees,
             hwm: self.sb.hwm,
         }
@@ -178,14 +280,28 @@ impl State {
     /// The batch taken last is durable.
     pub fn batch_committed(&mut self, b: Batch) {
         self.committing_frees = 0;
-        self.free.extend(b.frees);
+        match self.t3.as_mut() {
+            Some(t) => t.committed(&b.frees),
+            None => self.free.extend(b.frees),
+        }
         self.unshared_committing.clear();
     }
 
     /// Chunks are being freed: by changes not committed yet or by the
     /// commit running now.
     pub fn frees_coming(&self) -> bool {
+        if let Some(t) = &self.t3 {
+            return t.space.has_pending_free();
+        }
         !self.pending_free.is_empty() || self.committing_frees > 0
+    }
+
+    /// Chunks freed by changes not committed yet.
+    pub fn frees_uncommitted(&self) -> bool {
+        if let Some(t) = &self.t3 {
+            return self.committing_frees == 0 && t.space.has_pending_free();
+        }
+        !self.pending_free.is_empty()
     }
 
     /// True when `c` may still be shared in the durable metadata.
@@ -199,10 +315,15 @@ impl State {
         self.committing_frees = 0;
         let committing = std::mem::take(&mut self.unshared_committing);
         self.unshared.extend(committing);
+        // Later changes sit in `dirty` (kept) or, for format 3, in the
+        // page cache and space map (taken after `dirty` next time: they win).
         for (k, v) in b.changes {
             self.dirty.entry(k).or_insert(v);
         }
-        self.pending_free.extend(b.frees);
+        match self.t3.as_mut() {
+            Some(t) => t.aborted(),
+            None => self.pending_free.extend(b.frees),
+        }
     }
 
     /// Reserves a chunk for a write (reference count 1 in memory). Nothing
@@ -211,6 +332,14 @@ impl State {
     /// whether it is fresh (handed out by raising `hwm` since open: it reads
     /// as zeros while past the data file's end).
     pub fn alloc(&mut self) -> Result<(u64, bool), PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            let c = t.allocate().ok_or(PoolError::OutOfSpace)?;
+            if c >= self.sb.hwm {
+                self.sb.hwm = c + 1;
+                self.dirty_super();
+            }
+            return Ok((c, c >= self.fresh_from));
+        }
         let (c, fresh) = if let Some(c) = self.free.pop() {
             (c, false)
         } else if self.sb.hwm < self.sb.capacity_chunks {
@@ -240,6 +369,10 @@ impl State {
 
     /// Returns a reserved, unclaimed chunk (its data write failed).
     pub fn unalloc(&mut self, c: u64) {
+        if let Some(t) = self.t3.as_mut() {
+            t.unreserve(c);
+            return;
+        }
         if let Some(r) = self.refs.get_mut(c as usize) {
             *r = 0;
         }
@@ -289,9 +422,21 @@ impl State {
         }
     }
 
+    /// [`State::lookup`] without reading the store: `None` when format 3
+    /// would have to read a page (a read that must not wait).
+    pub fn lookup_nowait(&mut self, vol: u64, l: u64) -> Option<Option<u64>> {
+        match self.t3.as_mut() {
+            Some(t) => t.lookup_cached(vol, l),
+            None => Some(self.maps.get(&vol).and_then(|m| m.get(l))),
+        }
+    }
+
     /// Looks up a mapping.
-    pub fn lookup(&self, vol: u64, l: u64) -> Option<u64> {
-        self.maps.get(&vol).and_then(|m| m.get(l))
+    pub fn lookup(&mut self, vol: u64, l: u64) -> Result<Option<u64>, PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            return t.lookup(vol, l);
+        }
+        Ok(self.maps.get(&vol).and_then(|m| m.get(l)))
     }
 
     /// Sets a mapping (the caller manages reference counts).
@@ -301,7 +446,17 @@ impl State {
     }
 
     /// Removes a mapping and drops its reference.
-    pub fn map_remove(&mut self, vol: u64, l: u64) -> Option<u64> {
+    pub fn map_remove(&mut self, vol: u64, l: u64) -> Result<Option<u64>, PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            let old = t.unmap(vol, l, &mut self.unshared)?;
+            self.used = t.used();
+            self.update_low_water();
+            return Ok(old);
+        }
+        Ok(self.map_remove2(vol, l))
+    }
+
+    fn map_remove2(&mut self, vol: u64, l: u64) -> Option<u64> {
         let c = self.maps.get_mut(&vol).and_then(|m| m.remove(l))?;
         self.del(format::map_key(vol, l));
         self.decref(c);
@@ -311,7 +466,7 @@ impl State {
     /// Allocated chunks at or above the low-water mark.
     pub fn above_low_water(&self) -> bool {
         let cap = u128::from(self.sb.capacity_chunks);
-        cap > 0 && u128::from(self.used) * 100 >= cap * u128::from(self.sb.low_water_pct)
+        cap > 0 && u128::from(self.used_chunks()) * 100 >= cap * u128::from(self.sb.low_water_pct)
     }
 
     /// Re-evaluates the low-water state; an upward crossing bumps the epoch

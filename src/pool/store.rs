@@ -25,6 +25,24 @@ pub type Change = (Vec<u8>, Option<Vec<u8>>);
 pub trait MetaStore: Send + Sync {
     /// Every key and value, in key order.
     fn load_all(&self) -> Result<Entries, PoolError>;
+    /// The value of `key` (format 3 reads pages on demand). Default: from
+    /// [`MetaStore::load_all`] (test wrappers; slow).
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+        Ok(self
+            .load_all()?
+            .into_iter()
+            .find(|(k, _)| k.as_slice() == key)
+            .map(|(_, v)| v))
+    }
+    /// Every key starting with `prefix` and its value, in key order.
+    /// Default: from [`MetaStore::load_all`].
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, PoolError> {
+        Ok(self
+            .load_all()?
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .collect())
+    }
     /// Applies `changes` atomically and makes them durable before returning.
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError>;
     /// Bytes the store occupies (on disk, or in memory for test stores).
@@ -215,6 +233,21 @@ impl MetaStore for SledStore {
         self.with_db(|db| {
             let mut out = Vec::new();
             for kv in db.iter() {
+                let (k, v) = kv?;
+                out.push((k.to_vec(), v.to_vec()));
+            }
+            Ok(out)
+        })
+    }
+
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+        self.with_db(|db| Ok(db.get(key)?.map(|v| v.to_vec())))
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, PoolError> {
+        self.with_db(|db| {
+            let mut out = Vec::new();
+            for kv in db.scan_prefix(prefix) {
                 let (k, v) = kv?;
                 out.push((k.to_vec(), v.to_vec()));
             }

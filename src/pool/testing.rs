@@ -47,6 +47,18 @@ impl MetaStore for MemStore {
             .collect())
     }
 
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+        Ok(lock(&self.kv).get(key).cloned())
+    }
+
+    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, PoolError> {
+        Ok(lock(&self.kv)
+            .range(prefix.to_vec()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect())
+    }
+
     fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
         if self.fail.load(Ordering::SeqCst) {
             return Err(PoolError::io(

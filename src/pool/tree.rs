@@ -1,6 +1,6 @@
 //! The format-3 mapping tree (issue 13, `docs/pool-scale-design.md`): a
 //! copy-on-write radix tree of 512-slot [`Page`]s with page reference counts,
-//! dm-thin style. Not yet used by the pool's state.
+//! dm-thin style.
 //!
 //! A volume is a [`Root`]: a root page id (0 = empty) and a depth (levels;
 //! the root page is at level `depth - 1`, leaves at 0). A page's reference

@@ -214,7 +214,25 @@ impl BlockBackend for Volume {
             .gate
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let st = self.pool.state();
+        let mut st = self.pool.state();
+        if let Some(t) = st.t3.as_mut() {
+            let last = end.div_ceil(cs);
+            let mapped = t.lookup(self.id, l0)?.is_some();
+            let run_end_chunk = if mapped {
+                let mut e = l0 + 1;
+                while e < last && t.lookup(self.id, e)?.is_some() {
+                    e += 1;
+                }
+                e
+            } else {
+                t.next_mapped(self.id, l0 + 1, last)?.unwrap_or(u64::MAX)
+            };
+            let run_end = run_end_chunk.saturating_mul(cs).min(end);
+            return Ok(Allocation {
+                mapped,
+                blocks: ((run_end - start) / bs).max(1),
+            });
+        }
         let Some(map) = st.maps.get(&self.id) else {
             return Ok(Allocation {
                 mapped: false,

@@ -1,0 +1,238 @@
+//! Format 3 (page tree, issue 13) wired into the pool: snapshots share the
+//! tree (O(1) keys per snapshot), data and reference counts survive reopen,
+//! a delete cut by a crash resumes at the next open.
+
+use std::time::{Duration, Instant};
+
+use tcmud_core::backend::BlockBackend;
+use tcmud_core::pool::store::MetaStore;
+use tcmud_core::pool::testing::{CrashIo, MemStore};
+use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
+
+const CHUNK: u32 = 4096;
+
+fn cfg(chunks: u64) -> PoolConfig {
+    PoolConfig {
+        chunk_size: CHUNK,
+        capacity_bytes: chunks * u64::from(CHUNK),
+        low_water_pct: 100,
+    }
+}
+
+fn opts() -> PoolOptions {
+    PoolOptions {
+        format: 3,
+        ..PoolOptions::default()
+    }
+}
+
+fn block(tag: u64) -> Vec<u8> {
+    let mut b = vec![0u8; CHUNK as usize];
+    for (i, x) in b.chunks_mut(8).enumerate() {
+        x.copy_from_slice(&(tag * 1_000_003 + i as u64).to_le_bytes());
+    }
+    b
+}
+
+fn keys_with(store: &MemStore, tag: u8) -> usize {
+    store
+        .load_all()
+        .unwrap()
+        .iter()
+        .filter(|(k, _)| k.first() == Some(&tag) && k.len() == 9)
+        .count()
+}
+
+/// Writes chunk `i` of `name` with `tag(i)` for i in `range`.
+fn fill(pool: &Pool, name: &str, range: std::ops::Range<u64>, tag: impl Fn(u64) -> u64) {
+    let v = pool.open_volume(name).unwrap();
+    for i in range {
+        v.write(i, &block(tag(i)), false).unwrap();
+    }
+    pool.flush().unwrap();
+}
+
+fn assert_reads(pool: &Pool, name: &str, range: std::ops::Range<u64>, tag: impl Fn(u64) -> u64) {
+    let v = pool.open_volume(name).unwrap();
+    let mut buf = vec![0u8; CHUNK as usize];
+    for i in range {
+        v.read(i, &mut buf).unwrap();
+        assert!(buf == block(tag(i)), "{name}: chunk {i} differs");
+    }
+}
+
+#[test]
+fn snapshot_shares_the_tree_and_copies_on_write() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let pool = Pool::create_with_opts(
+        &cfg(8192),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &opts(),
+    )
+    .unwrap();
+    pool.create_volume("v", 2000 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..2000, |i| i);
+    assert_eq!(keys_with(&store, b'M'), 0, "format 3 writes no M keys");
+    let pages = keys_with(&store, b'P');
+    assert!(pages >= 5, "{pages} pages for 2,000 mappings at depth 2");
+    let before = store.load_all().unwrap();
+    pool.snapshot("v", "s").unwrap();
+    let after = store.load_all().unwrap();
+    let changed = after.iter().filter(|kv| !before.contains(kv)).count();
+    assert!(changed <= 6, "a snapshot changed {changed} keys");
+    assert_eq!(keys_with(&store, b'P'), pages, "a snapshot copies no page");
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 2000);
+    // overwrite half of the volume: the snapshot keeps the old data
+    fill(&pool, "v", 0..1000, |i| i + 7777);
+    assert_reads(&pool, "s", 0..2000, |i| i);
+    assert_reads(&pool, "v", 0..1000, |i| i + 7777);
+    assert_reads(&pool, "v", 1000..2000, |i| i);
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 3000);
+    assert!(pool.check().unwrap().is_clean());
+    pool.delete_volume("s").unwrap();
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 2000);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    pool.close().unwrap();
+    let pool = Pool::open_with(Box::new(store), Box::new(data)).unwrap();
+    assert_reads(&pool, "v", 0..1000, |i| i + 7777);
+    assert_reads(&pool, "v", 1000..2000, |i| i);
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 2000);
+}
+
+#[test]
+fn a_directory_pool_of_format_3_reopens_with_a_small_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let small = PoolOptions {
+        metadata_cache: 64 << 10,
+        ..opts()
+    };
+    let pool = Pool::create_opts(&dir, &cfg(16384), &small).unwrap();
+    pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..6000, |i| i * 3);
+    pool.snapshot("v", "s").unwrap();
+    pool.clone_snapshot("s", "c").unwrap();
+    fill(&pool, "c", 100..200, |i| i + 1);
+    pool.close().unwrap();
+    let seal = std::fs::read_to_string(dir.join("meta.seal")).unwrap_or_default();
+    assert!(seal.contains("format 3\n"), "seal: {seal}");
+    let pool = Pool::open_opts(&dir, &small).unwrap();
+    assert_reads(&pool, "v", 0..6000, |i| i * 3);
+    assert_reads(&pool, "s", 0..6000, |i| i * 3);
+    assert_reads(&pool, "c", 100..200, |i| i + 1);
+    assert_reads(&pool, "c", 200..6000, |i| i * 3);
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 6100);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}
+
+#[test]
+fn a_delete_cut_by_a_crash_resumes_at_open() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let o = PoolOptions {
+        delete_step: 1,
+        ..opts()
+    };
+    let pool = Pool::create_with_opts(
+        &cfg(16384),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &o,
+    )
+    .unwrap();
+    pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    pool.create_volume("w", 16 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..6000, |i| i);
+    fill(&pool, "w", 0..16, |i| i + 5);
+    let mut image = None;
+    pool.delete_volume_with_progress("v", &mut |_, _| {
+        if image.is_none() {
+            image = Some((store.crash_image(), data.crash_image(&mut || true)));
+        }
+    })
+    .unwrap();
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 16);
+    let (s2, d2) = image.expect("the delete committed between steps");
+    assert!(
+        keys_with(&s2, b'D') == 1,
+        "the crash image holds the delete job"
+    );
+    let pool = Pool::open_with_opts(Box::new(s2.clone()), Box::new(d2), &o).unwrap();
+    assert!(pool.list_volumes().unwrap().iter().all(|v| v.name != "v"));
+    assert_reads(&pool, "w", 0..16, |i| i + 5);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.usage().unwrap().allocated_chunks > 16 {
+        assert!(
+            Instant::now() < deadline,
+            "the resumed delete did not finish"
+        );
+        std::thread::yield_now();
+    }
+    // the worker's last commit may still be running: flush waits for it
+    pool.flush().unwrap();
+    assert_eq!(keys_with(&s2, b'D'), 0);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert_reads(&pool, "w", 0..16, |i| i + 5);
+}
+
+/// A volume of 1 EiB (2^48 chunks: a tree of depth 6) costs pages only on
+/// the paths written; snapshots and clones of it share them; the
+/// allocation map skips its unwritten span without visiting it.
+#[test]
+fn a_sparse_huge_volume_costs_only_its_written_paths() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let pool = Pool::create_with_opts(
+        &cfg(64),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &opts(),
+    )
+    .unwrap();
+    let size = 1u64 << 60;
+    pool.create_volume("huge", size, CHUNK).unwrap();
+    let last = size / u64::from(CHUNK) - 1;
+    let spots = [0, 1 << 30, last];
+    let v = pool.open_volume("huge").unwrap();
+    for (i, &c) in spots.iter().enumerate() {
+        v.write(c, &block(i as u64), false).unwrap();
+    }
+    pool.flush().unwrap();
+    // three paths of six pages, the root shared: at most 16 pages
+    let pages = keys_with(&store, b'P');
+    assert!(pages <= 16, "{pages} pages");
+    pool.snapshot("huge", "snap").unwrap();
+    pool.clone_snapshot("snap", "copy").unwrap();
+    assert_eq!(
+        keys_with(&store, b'P'),
+        pages,
+        "snapshot and clone copy no page"
+    );
+    let c = pool.open_volume("copy").unwrap();
+    c.write(last, &block(99), false).unwrap();
+    let mut buf = vec![0u8; CHUNK as usize];
+    c.read(last, &mut buf).unwrap();
+    assert!(buf == block(99));
+    v.read(last, &mut buf).unwrap();
+    assert!(buf == block(2));
+    // the allocation map: mapped at 0, then one run of holes up to 2^30
+    let a = v.allocation(1, u64::MAX).unwrap();
+    assert!(!a.mapped);
+    assert_eq!(a.blocks, (1 << 30) - 1);
+    drop((v, c));
+    pool.delete_volume("snap").unwrap();
+    pool.delete_volume("copy").unwrap();
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 3);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+    assert!(keys_with(&store, b'P') <= pages);
+}
