@@ -8,12 +8,14 @@
 //! - `plan`: what one event means (classification, device operation, status);
 //! - [`devices`]: what the supervisor needs from device actors ([`DeviceFactory`]);
 //! - [`real`]: the production factory;
+//! - [`instance`]: the single-instance lock;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
 
 pub mod actor;
 pub mod datagram;
 pub mod devices;
+pub mod instance;
 mod mcast;
 pub mod netlink;
 mod plan;
