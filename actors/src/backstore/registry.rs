@@ -6,6 +6,7 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
@@ -131,10 +132,16 @@ fn open_or_create(spec: &PoolSpec) -> Result<Pool, BackstoreError> {
                 path: spec.path.clone(),
             });
         }
-        fs::create_dir_all(&spec.path).map_err(|source| BackstoreError::Io {
-            what: format!("create pool directory {}", spec.path.display()),
-            source,
-        })?;
+        // Owner-only, also when the directory existed (empty) with a looser mode.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&spec.path)
+            .and_then(|()| fs::set_permissions(&spec.path, fs::Permissions::from_mode(0o700)))
+            .map_err(|source| BackstoreError::Io {
+                what: format!("create pool directory {}", spec.path.display()),
+                source,
+            })?;
         tracing::info!(pool = %spec.name, path = %spec.path.display(), "creating pool");
         return Pool::create(&spec.path, &spec.config).map_err(pool_err("create"));
     }
