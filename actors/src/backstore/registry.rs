@@ -12,7 +12,7 @@ use std::sync::{Mutex, PoisonError};
 
 use tcmud_core::pool::{Pool, PoolConfig};
 
-use super::BackstoreError;
+use super::{BackstoreError, NotCreated};
 
 /// One configured pool (the daemon configuration's `[[pool]]` entry).
 #[derive(Debug, Clone)]
@@ -80,15 +80,15 @@ impl PoolRegistry {
             .ok_or_else(|| BackstoreError::UnknownPool(name.to_owned()))
     }
 
-    /// The open pool `name`, opening (or, with `auto_create`, creating) it on
-    /// first use. Two names for one directory share one handle.
-    pub fn pool(&self, name: &str) -> Result<Pool, BackstoreError> {
+    /// The open pool `name`, opening (or, with `auto_create` and `may_create`,
+    /// creating) it on first use. Two names for one directory share one handle.
+    pub fn pool(&self, name: &str, may_create: bool) -> Result<Pool, BackstoreError> {
         let spec = self.spec(name)?;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = open.get(&spec.path) {
             return Ok(p.clone());
         }
-        let pool = open_or_create(spec)?;
+        let pool = open_or_create(spec, may_create)?;
         open.insert(spec.path.clone(), pool.clone());
         tracing::info!(pool = %spec.name, path = %spec.path.display(), "pool opened");
         Ok(pool)
@@ -120,16 +120,24 @@ impl PoolRegistry {
     }
 }
 
-fn open_or_create(spec: &PoolSpec) -> Result<Pool, BackstoreError> {
+fn open_or_create(spec: &PoolSpec, may_create: bool) -> Result<Pool, BackstoreError> {
     let pool_err = |what: &str| {
         let what = format!("{what} pool {} at {}", spec.name, spec.path.display());
         move |source| BackstoreError::Pool { what, source }
     };
     if is_empty_dir(&spec.path)? {
-        if !spec.auto_create {
+        let why = if !may_create {
+            Some(NotCreated::Adopted)
+        } else if !spec.auto_create {
+            Some(NotCreated::AutoCreateOff)
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return Err(BackstoreError::PoolMissing {
                 name: spec.name.clone(),
                 path: spec.path.clone(),
+                why,
             });
         }
         // Owner-only, also when the directory existed (empty) with a looser mode.

@@ -147,7 +147,7 @@ fn default_pool() -> PoolConfig {
         chunk_size: 64 << 10,
         capacity_bytes: 16 << 30,
         low_water_pct: 90,
-        auto_create: true,
+        auto_create: false,
     }
 }
 
