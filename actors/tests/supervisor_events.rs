@@ -430,3 +430,31 @@ async fn events_that_disagree_with_sysfs_are_ignored() {
     assert!(matches!(&log[0], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol0"));
     assert!(fake.sent().is_empty());
 }
+
+#[actix::test]
+async fn a_dev_config_change_the_kernel_already_applied_is_accepted() {
+    // Replies off: the kernel renames the uio device right after the event.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    let (f, log) = factory();
+    let (_fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 1);
+    set_uio_name(&cfg, 0, "tcm-user/1/dev0/thin/default/vol9");
+    addr.send(RawEvent(event(
+        NlCmd::Reconfig,
+        THIN,
+        0,
+        1,
+        Some(Reconfig::DevCfg("thin/default/vol9".into())),
+    )))
+    .await
+    .unwrap();
+    addr.send(ListDevices).await.unwrap();
+    let log = log.borrow();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1], Op::Stop(0));
+    assert!(matches!(&log[2], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol9"));
+}

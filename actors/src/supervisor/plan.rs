@@ -120,7 +120,16 @@ impl Supervisor {
             // The kernel names the device by its uio name, which sysfs shows for the
             // minor: an event that disagrees did not come from the kernel's device.
             let actual = sysfs::uio_name(&self.cfg, ev.minor);
-            if actual.as_deref() != Some(ev.device.as_str()) {
+            // Without replies the kernel applies a dev_config change without waiting
+            // for us: sysfs may already show the new name.
+            let renamed = match &ev.reconfig {
+                Some(Reconfig::DevCfg(new)) => {
+                    Some(format!("tcm-user/{}/{}/{new}", uio.hba, uio.dev))
+                }
+                _ => None,
+            };
+            let agrees = |name: &String| *name == ev.device || Some(name) == renamed.as_ref();
+            if !actual.as_ref().is_some_and(agrees) {
                 tracing::warn!(
                     minor = ev.minor,
                     cmd = ?ev.cmd,
