@@ -66,6 +66,9 @@ impl DeviceActor {
         if let Err(e) = self.ring.drain_events() {
             tracing::debug!(error = %e, "draining uio events");
         }
+        if self.ring.reset_by_kernel() {
+            self.resync_after_reset();
+        }
         let failed = self.shared.failure().is_some();
         if !self.shared.draining() {
             self.fetch(failed);
@@ -83,6 +86,25 @@ impl DeviceActor {
             self.need_kick = false;
         }
         self.check_drained(ctx);
+    }
+
+    /// The kernel reset the ring (`action/reset_ring` from outside): it has
+    /// failed every command in flight and freed their ids, so none of them may
+    /// be completed (the kernel would mark the ring broken). Forget them and
+    /// walk again from the mailbox's `cmd_tail`.
+    fn resync_after_reset(&mut self) {
+        let (dropped, running) = lock(&self.shared.table).forget_all();
+        self.ring.resync_from_tail();
+        let cursor = self.ring.fetch_cursor();
+        lock(&self.shared.table).set_fetch_cursor(cursor);
+        Counters::add(&self.shared.counters.ring_resets, 1);
+        tracing::warn!(
+            dropped,
+            running,
+            cursor,
+            "command ring reset from outside (action/reset_ring?): commands in flight \
+             dropped (the kernel failed them), resynchronised"
+        );
     }
 
     /// Copies every new ring entry into the in-flight table, each with the

@@ -380,6 +380,32 @@ impl InFlight {
         keys
     }
 
+    /// Forgets every command (the kernel reset the ring and failed them all
+    /// itself): nothing of them may be written to the ring. Jobs still running
+    /// find their slot gone and their result is dropped. Returns how many
+    /// commands were forgotten and how many of those were running.
+    pub fn forget_all(&mut self) -> (usize, usize) {
+        let (mut n, mut running) = (0, 0);
+        for place in self.places.iter_mut() {
+            if let Some(p) = place.take() {
+                n += 1;
+                if matches!(p.slot.state, SlotState::Running { .. }) {
+                    running += 1;
+                }
+                if let Some(i) = self.by_id.get_mut(usize::from(p.slot.req.cmd_id)) {
+                    *i = 0;
+                }
+            }
+        }
+        self.free = (0..self.places.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        self.queued.clear();
+        self.done.clear();
+        self.fetch_cursor = None;
+        (n, running)
+    }
+
     /// Removes `key` once its completion is in the ring.
     pub fn remove(&mut self, key: SlotKey) -> Option<Slot> {
         self.place(key)?;
