@@ -70,7 +70,11 @@ impl DeviceActor {
             self.resync_after_reset();
         }
         let failed = self.shared.failure().is_some();
-        if !self.shared.draining() {
+        // After a reset, jobs of forgotten commands may still be writing to the
+        // backstore: the initiator's retries of those commands wait until they
+        // ended, so that no stale write lands after its retry.
+        let orphans = lock(&self.shared.table).orphans();
+        if !self.shared.draining() && orphans == 0 {
             self.fetch(failed);
         }
         if failed {
@@ -301,7 +305,11 @@ impl DeviceActor {
             ctx.stop();
             return;
         }
-        if !lock(&self.shared.table).is_empty() || !self.shared.claim_flush() {
+        let busy = {
+            let table = lock(&self.shared.table);
+            !table.is_empty() || table.orphans() > 0
+        };
+        if busy || !self.shared.claim_flush() {
             return;
         }
         let shared = Arc::clone(&self.shared);
