@@ -41,7 +41,7 @@ use support::daemon::{Daemon, DeviceSetup};
 use support::lane::{sim_config, Lane, Load, Pattern, BS};
 use support::{knob, median, procfs, secs};
 use tcmud::backstore::{
-    open_backstore, BackstoreHandle, BackstoreKind, DevConfig, PoolRegistry, PoolSpec,
+    open_backstore, BackstoreHandle, BackstoreKind, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
     DEFAULT_IO_THREADS,
 };
 use tcmud_core::backend::null::NullBackend;
@@ -171,7 +171,17 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
                     format!("file/{}", dir.path().join("image").display())
                 };
                 let parsed = DevConfig::parse(&cfg).expect("dev_config").expect("ours");
-                let bs = open_backstore(&parsed, set, BS as u32, &reg).expect("open backstore");
+                let bs = open_backstore(
+                    &parsed,
+                    set,
+                    BS as u32,
+                    &reg,
+                    &OpenPolicy {
+                        may_create: true,
+                        file_roots: &[dir.path().to_path_buf()],
+                    },
+                )
+                .expect("open backstore");
                 let backend = bs.backend();
                 for i in 0..set / MIB as u64 {
                     backend

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tcmud::backstore::{
-    open_backstore, BackstoreHandle, BackstoreKind, DevConfig, PoolRegistry, PoolSpec,
+    open_backstore, BackstoreHandle, BackstoreKind, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
     DEFAULT_BLOCK_SIZE,
 };
 use tcmud::device::{
@@ -62,7 +62,17 @@ fn backstore(a: &Args) -> BackstoreHandle {
                 auto_create: true,
             }]);
             let cfg = DevConfig::parse("thin/example/serve_sim").unwrap().unwrap();
-            open_backstore(&cfg, DISK as u64, DEFAULT_BLOCK_SIZE, &reg).unwrap()
+            open_backstore(
+                &cfg,
+                DISK as u64,
+                DEFAULT_BLOCK_SIZE,
+                &reg,
+                &OpenPolicy {
+                    may_create: true,
+                    file_roots: &[],
+                },
+            )
+            .unwrap()
         }
         None => BackstoreHandle::new(
             Arc::new(MemBackend::new(BS as u32, (DISK / BS) as u64)),

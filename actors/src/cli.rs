@@ -56,6 +56,9 @@ pub struct RunArgs {
     /// Directory holding the uioN device nodes.
     #[arg(long, value_name = "DIR")]
     pub dev_root: Option<PathBuf>,
+    /// Runtime directory for the single-instance lock (default /run/tcmud).
+    #[arg(long, value_name = "DIR")]
+    pub run_dir: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -69,6 +72,7 @@ impl RunArgs {
             sys_root: self.sys_root.clone(),
             configfs_root: self.configfs_root.clone(),
             dev_root: self.dev_root.clone(),
+            run_dir: self.run_dir.clone(),
         }
     }
 }

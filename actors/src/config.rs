@@ -71,6 +71,10 @@ pub struct DaemonConfig {
     pub configfs_root: PathBuf,
     /// Where `uioN` device nodes live (`/dev`).
     pub dev_root: PathBuf,
+    /// Runtime directory holding the single-instance lock (`/run/tcmud`).
+    pub run_dir: PathBuf,
+    /// Directories `file//<path>` backstores may live under (none: `file/` is off).
+    pub file_roots: Vec<PathBuf>,
     /// The pools, in file order.
     pub pools: Vec<PoolConfig>,
 }
@@ -164,6 +168,8 @@ pub struct Overrides {
     pub configfs_root: Option<PathBuf>,
     /// `--dev-root`.
     pub dev_root: Option<PathBuf>,
+    /// `--run-dir`.
+    pub run_dir: Option<PathBuf>,
 }
 
 /// Parses and validates a config document; `origin` names it in messages.
@@ -209,6 +215,7 @@ pub fn apply_overrides(mut cfg: DaemonConfig, o: &Overrides) -> Result<DaemonCon
         (&o.sys_root, &mut cfg.sys_root, "--sys-root"),
         (&o.configfs_root, &mut cfg.configfs_root, "--configfs-root"),
         (&o.dev_root, &mut cfg.dev_root, "--dev-root"),
+        (&o.run_dir, &mut cfg.run_dir, "--run-dir"),
     ] {
         if let Some(p) = val {
             check_absolute(p, flag, flag.trim_start_matches('-'), &mut problems);

@@ -7,6 +7,9 @@ use tcmud::supervisor::{run_daemon, ReloadSource};
 use tcmud::{config, logging, offline};
 
 fn main() -> ExitCode {
+    // Pools, their metadata (sled's files included) and images hold other systems'
+    // disks: owner-only whatever the caller's umask (dirs 0700, files 0600).
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o077));
     let cli = Cli::parse();
     let result = match cli.command {
         None => run(cli.run),

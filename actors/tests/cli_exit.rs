@@ -28,6 +28,8 @@ fn a_host_without_target_core_user_gets_a_clear_exit() {
         r,
         "--dev-root",
         r,
+        "--run-dir",
+        r,
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("target_core_user"), "{err}");

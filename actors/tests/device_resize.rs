@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use device_common::workload::{clear_unit_attention, one, read10, write10};
 use device_common::{sim_options, sim_spec, BS};
-use tcmud::backstore::{open_backstore, DevConfig, PoolRegistry, PoolSpec, DEFAULT_BLOCK_SIZE};
+use tcmud::backstore::{
+    open_backstore, DevConfig, OpenPolicy, PoolRegistry, PoolSpec, DEFAULT_BLOCK_SIZE,
+};
 use tcmud::device::{spawn_device_with, RestartBudget};
 use tcmud_core::pool::PoolConfig;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
@@ -41,7 +43,17 @@ fn thin_volume_device_resizes() {
         auto_create: true,
     }]);
     let cfg = DevConfig::parse("thin/p/vol").unwrap().unwrap();
-    let bs = open_backstore(&cfg, 8 * MIB, DEFAULT_BLOCK_SIZE, &reg).unwrap();
+    let bs = open_backstore(
+        &cfg,
+        8 * MIB,
+        DEFAULT_BLOCK_SIZE,
+        &reg,
+        &OpenPolicy {
+            may_create: true,
+            file_roots: &[],
+        },
+    )
+    .unwrap();
     let backend = bs.backend();
     actix::System::new().block_on(async move {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();

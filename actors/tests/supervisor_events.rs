@@ -63,6 +63,7 @@ async fn owned_events_are_served_and_answered_foreign_ones_ignored() {
 
     add_kernel_device(&cfg, 4, THIN, 8 << 20, 512);
     add_kernel_device(&cfg, 5, QCOW, 8 << 20, 512);
+    set_uio_name(&cfg, 6, "tcm-user/1/bad/thin/nopool");
     let evs = [
         event(NlCmd::Added, THIN, 4, 40, None),
         event(NlCmd::Added, QCOW, 5, 50, None), // foreign: no spawn, no reply
@@ -127,9 +128,10 @@ async fn spawn_failure_is_answered_with_its_errno() {
     let (mut f, log) = factory();
     f.fail.push(("file//var/img".into(), libc::ENOENT));
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
+    set_uio_name(&cfg, 1, FILE);
     addr.send(RawEvent(event(NlCmd::Added, FILE, 1, 11, None)))
         .await
         .unwrap();
@@ -154,9 +156,10 @@ async fn no_replies_when_disabled() {
     let cfg = config(dir.path(), false);
     let (f, log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
+    set_uio_name(&cfg, 0, THIN);
     addr.send(RawEvent(event(NlCmd::Added, THIN, 0, 1, None)))
         .await
         .unwrap();
@@ -171,9 +174,10 @@ async fn dev_config_change_reopens_and_foreign_target_is_refused() {
     let cfg = config(dir.path(), true);
     let (f, log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
+    set_uio_name(&cfg, 0, THIN);
     for e in [
         event(NlCmd::Added, THIN, 0, 1, None),
         event(
@@ -212,11 +216,12 @@ async fn events_from_the_source_stream_are_handled_in_order() {
     let cfg = config(dir.path(), true);
     let (f, _log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
     for i in 0..10u32 {
         let name = format!("tcm-user/1/d{i}/file//img{i}");
+        set_uio_name(&cfg, i, &name);
         fake.push(event(NlCmd::Added, &name, i, 100 + i, None))
             .await;
         fake.push(event(NlCmd::Removed, &name, i, 100 + i, None))
@@ -271,16 +276,21 @@ async fn duplicate_add_is_idempotent_and_a_reused_minor_replaces_the_stale_devic
     let cfg = config(dir.path(), true);
     let (f, log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
+    set_uio_name(&cfg, 3, THIN);
     for e in [
         event(NlCmd::Added, THIN, 3, 1, None),
         event(NlCmd::Added, THIN, 3, 1, None), // same device again: nothing to do
-        event(NlCmd::Added, FILE, 3, 2, None), // minor 3 now names another device
     ] {
         addr.send(RawEvent(e)).await.unwrap();
     }
+    // minor 3 now names another device
+    set_uio_name(&cfg, 3, FILE);
+    addr.send(RawEvent(event(NlCmd::Added, FILE, 3, 2, None)))
+        .await
+        .unwrap();
     assert_eq!(addr.send(ListDevices).await.unwrap(), vec![3]);
     let replies: Vec<_> = fake.sent().iter().map(|p| decode_reply(p)).collect();
     assert_eq!(
@@ -304,9 +314,10 @@ async fn without_replies_a_dev_config_change_to_a_foreign_subtype_releases_the_d
     let cfg = config(dir.path(), false);
     let (f, log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
     let addr = sup.start();
     sig.ready.await.unwrap();
+    set_uio_name(&cfg, 0, THIN);
     for e in [
         event(NlCmd::Added, THIN, 0, 1, None),
         event(
@@ -355,4 +366,95 @@ async fn rescan_serves_devices_whose_added_event_was_lost_and_does_not_retry_fai
         .count();
     assert_eq!(failed, 1, "a refused device is not retried");
     assert!(fake.sent().is_empty(), "no replies without events");
+}
+
+#[actix::test]
+async fn an_overrun_rescans_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (mut sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    // No periodic rescan during the test: only the overrun can find the device.
+    sup.set_rescan_interval(std::time::Duration::from_secs(3600));
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 0);
+    // The ADDED event of this device was lost in the overrun.
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    fake.overrun().await;
+    // An event after the overrun is handled after it (one stream, in order).
+    set_uio_name(&cfg, 1, FILE);
+    fake.push(event(NlCmd::Added, FILE, 1, 11, None)).await;
+    for _ in 0..1000 {
+        if !fake.sent().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![0, 1]);
+    assert_eq!(spawned_minors(&log), vec![0, 1]);
+}
+
+#[actix::test]
+async fn events_that_disagree_with_sysfs_are_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    let (f, log) = factory();
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 1);
+    let forged = "tcm-user/1/dev0/file//etc/shadow";
+    for e in [
+        // a live minor pointed at another backstore
+        event(NlCmd::Added, forged, 0, 1, None),
+        // a dev_config change the kernel never made
+        event(
+            NlCmd::Reconfig,
+            forged,
+            0,
+            1,
+            Some(Reconfig::DevCfg("file//etc/shadow".into())),
+        ),
+        event(NlCmd::Reconfig, forged, 0, 1, Some(Reconfig::DevSize(1))),
+        // a minor with no uio device at all
+        event(NlCmd::Added, FILE, 7, 2, None),
+    ] {
+        addr.send(RawEvent(e)).await.unwrap();
+    }
+    assert_eq!(addr.send(ListDevices).await.unwrap(), vec![0]);
+    // Only the adoption: no stop, no spawn, no resize, no reply.
+    let log = log.borrow();
+    assert_eq!(log.len(), 1, "{log:?}");
+    assert!(matches!(&log[0], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol0"));
+    assert!(fake.sent().is_empty());
+}
+
+#[actix::test]
+async fn a_dev_config_change_the_kernel_already_applied_is_accepted() {
+    // Replies off: the kernel renames the uio device right after the event.
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), false);
+    add_kernel_device(&cfg, 0, THIN, 1 << 20, 512);
+    let (f, log) = factory();
+    let (_fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    let addr = sup.start();
+    assert_eq!(sig.ready.await.unwrap(), 1);
+    set_uio_name(&cfg, 0, "tcm-user/1/dev0/thin/default/vol9");
+    addr.send(RawEvent(event(
+        NlCmd::Reconfig,
+        THIN,
+        0,
+        1,
+        Some(Reconfig::DevCfg("thin/default/vol9".into())),
+    )))
+    .await
+    .unwrap();
+    addr.send(ListDevices).await.unwrap();
+    let log = log.borrow();
+    assert_eq!(log.len(), 3, "{log:?}");
+    assert_eq!(log[1], Op::Stop(0));
+    assert!(matches!(&log[2], Op::Spawn(r) if r.uio.dev_config == "thin/default/vol9"));
 }

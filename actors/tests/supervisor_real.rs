@@ -60,8 +60,16 @@ async fn failures_carry_errnos_and_reloaded_pools_are_known() {
     assert!(!dir.path().join("b").exists());
     // After a reload that adds pool b, the pool is created and the volume with it;
     // the device itself fails because there is no /dev/uio0 here.
+    // No file_roots: file/ is off.
+    let e = f
+        .spawn(request(dir.path(), "file//nonexistent-dir/img"))
+        .err()
+        .expect("file/ is off");
+    assert_eq!(e.errno, libc::EACCES, "{e}");
+    assert!(e.message.contains("file_roots"), "{e}");
     let cfg2 = DaemonConfig {
         pools: vec![pool(dir.path(), "a"), pool(dir.path(), "b")],
+        file_roots: vec!["/".into()],
         ..DaemonConfig::default()
     };
     f.reload(&cfg2);
@@ -71,7 +79,7 @@ async fn failures_carry_errnos_and_reloaded_pools_are_known() {
         .expect("no uio device here");
     assert!(e.message.contains("uio0"), "{e}");
     assert!(dir.path().join("b").read_dir().unwrap().next().is_some());
-    // A file backstore whose directory does not exist.
+    // A file backstore (file_roots now allow it) whose directory does not exist.
     let e = f
         .spawn(request(dir.path(), "file//nonexistent-dir/img"))
         .err()

@@ -34,9 +34,16 @@ async fn storm(seed: u64, events: usize) {
     let cfg = config(dir.path(), true);
     let (f, log) = factory();
     let (fake, src) = FakeSource::new();
-    let (sup, sig) = Supervisor::new(cfg, f, src);
+    let (mut sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    // The model has no periodic rescan (it would serve the sysfs devices below).
+    sup.set_rescan_interval(std::time::Duration::from_secs(3600));
     let addr = sup.start();
     sig.ready.await.unwrap();
+    // The kernel's devices, as sysfs shows them after start-up (events are checked
+    // against these names).
+    for minor in 0..12 {
+        set_uio_name(&cfg, minor, &name(minor));
+    }
 
     let mut rng = Rng(seed);
     let mut served = BTreeSet::new();

@@ -9,7 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::fs::{FileExt, MetadataExt};
+use std::os::unix::fs::{FileExt, FileTypeExt, MetadataExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -154,7 +154,10 @@ impl FileBackend {
         FileBackend::from_file(file, block_size, false)
     }
 
-    fn from_file(file: File, block_size: u32, read_only: bool) -> io::Result<FileBackend> {
+    /// Serves an already open image: a regular file, or a block device, whose own
+    /// size (rounded down to whole blocks) is the capacity. A block device is not
+    /// thin (no holes to report, UNMAP not advertised as zeroing).
+    pub fn from_file(file: File, block_size: u32, read_only: bool) -> io::Result<FileBackend> {
         if block_size == 0 || !block_size.is_power_of_two() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -162,12 +165,19 @@ impl FileBackend {
             ));
         }
         let meta = file.metadata()?;
+        let block_device = meta.file_type().is_block_device();
+        // A block device's metadata length is 0: its size is where a seek to the end lands.
+        let len = if block_device {
+            u64::try_from(lseek(file.as_fd(), 0, Whence::SeekEnd)?).unwrap_or(0)
+        } else {
+            meta.len()
+        };
         let fs_block = u32::try_from(meta.blksize()).unwrap_or(4096);
         let caps = BackendCaps {
             block_size,
-            num_blocks: meta.len() / u64::from(block_size),
-            thin: true,
-            zeroes_after_unmap: true,
+            num_blocks: len / u64::from(block_size),
+            thin: !block_device,
+            zeroes_after_unmap: !block_device,
             unmap_granularity: (fs_block / block_size).max(1),
             max_unmap_blocks: MAX_UNMAP_BLOCKS,
             max_unmap_descriptors: MAX_UNMAP_DESCRIPTORS,

@@ -180,6 +180,30 @@ impl Ring {
         self.map.load_u32_acquire(MB_CMD_HEAD)
     }
 
+    /// True when the kernel reset the ring behind this process's back
+    /// (`action/reset_ring`: it failed every command in flight and set
+    /// `cmd_head` and `cmd_tail` to 0): the mailbox `cmd_tail` is no longer the
+    /// one we stored, or `cmd_head` lies behind the fetch cursor (seen from
+    /// our tail). Then nothing in flight may be completed (the kernel freed
+    /// those ids) and the walk must restart from the mailbox: call
+    /// [`Ring::resync_from_tail`].
+    pub fn reset_by_kernel(&self) -> bool {
+        let tail = self.track.tail();
+        let Ok(stored) = self.map.load_u32_acquire(MB_CMD_TAIL) else {
+            return false;
+        };
+        if stored != tail {
+            return true;
+        }
+        match self.cmd_head() {
+            Ok(head) if self.geo.valid_cursor(head) => {
+                self.geo.distance(tail, head) < self.geo.distance(tail, self.fetch_off)
+            }
+            // A corrupt head is the fetch walk's to report.
+            _ => false,
+        }
+    }
+
     /// Forgets everything fetched: fetch cursor := completion cursor :=
     /// mailbox `cmd_tail`. Used after a process restart, before
     /// `action/reset_ring`, or to re-walk entries not yet completed. If the

@@ -225,6 +225,26 @@ impl KernelSim {
         self.blocks.in_use()
     }
 
+    /// `action/reset_ring` (`tcmu_reset_ring`): every outstanding command is
+    /// failed back to the initiator and forgotten, `cmd_head`, `cmd_tail` and
+    /// the cleaned cursor go to 0, and a BROKEN ring works again. Userspace is
+    /// not told. Returns the ids that were outstanding.
+    pub fn reset_ring(&mut self) -> Result<Vec<u16>, SimError> {
+        let ids = self.outstanding_ids();
+        for &id in &ids {
+            if let Some(cmd) = self.take_cmd(id) {
+                self.release(cmd.blocks);
+            }
+        }
+        self.head = 0;
+        self.last_cleaned = 0;
+        self.last_entry = None;
+        self.map.store_u32_release(MB_CMD_TAIL, 0)?;
+        self.map.store_u32_release(MB_CMD_HEAD, 0)?;
+        self.broken = None;
+        Ok(ids)
+    }
+
     /// Why the ring is BROKEN, if it is.
     pub fn broken(&self) -> Option<&str> {
         self.broken.as_deref()

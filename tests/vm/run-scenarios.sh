@@ -53,8 +53,9 @@ if [ "$BUILD" = 1 ] && { [ -z "$TCMUD" ] || [ -z "$TCMUD_FAULT" ]; }; then
     mkdir -p "$BIN"
     if [ -z "$TCMUD" ]; then
         echo "== cargo build --release -p tcmud"
-        if (cd "$repo" && cargo build --release -p tcmud) > "$LOGS/cargo-build.log" 2>&1; then
+        if (cd "$repo" && cargo build --release -p tcmud && cargo build --release -p tcmud --example nl_forge) > "$LOGS/cargo-build.log" 2>&1; then
             install_bin "$repo/target/release/tcmud" "$BIN/tcmud"
+            install_bin "$repo/target/release/examples/nl_forge" "$BIN/nl_forge"
         else
             tail -n 30 "$LOGS/cargo-build.log"
             build_note="cargo build failed (see $LOGS/cargo-build.log)"
@@ -145,6 +146,12 @@ for sc in "$me"/scenarios/[0-9][0-9]-*.sh; do
 done
 bins=()
 [ -x "$TCMUD" ] && bins+=(-b "$TCMUD")
+# test tools (scenario 10's forged netlink sender): next to --tcmud, else target/vm-bin
+for t in nl_forge; do
+    for d in "$(dirname "$TCMUD")" "$BIN"; do
+        [ -x "$d/$t" ] && { bins+=(-b "$d/$t"); break; }
+    done
+done
 [ -x "$fault_dir/tcmud-fault" ] && bins+=(-b "$fault_dir/tcmud-fault")
 tmo_of() { local t; t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$1" | head -n1); echo "${t:-300}"; }
 

@@ -9,8 +9,9 @@ use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::Pool;
 
+use super::file_open::open_image;
 use super::io_pool::IoPool;
-use super::{BackstoreError, DevConfig, PoolRegistry};
+use super::{BackstoreError, DevConfig, NotCreated, PoolRegistry};
 
 /// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -150,9 +151,19 @@ impl BackstoreHandle {
     }
 }
 
+/// What opening a backstore may do besides opening.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenPolicy<'a> {
+    /// Create a missing pool, volume (when the pool's `auto_create` allows) or image
+    /// file. False for devices adopted at start-up or found by a rescan.
+    pub may_create: bool,
+    /// Directories `file//<path>` images may live under (none: `file/` is off).
+    pub file_roots: &'a [PathBuf],
+}
+
 /// Opens the backstore named by `cfg` for a device of `size_bytes` with
 /// logical blocks of `block_size` bytes (configfs `attrib/hw_block_size`),
-/// creating a missing thin volume (when its pool allows) or image file. An
+/// creating a missing thin volume or image file when `policy` allows. An
 /// existing volume whose block size differs is refused: serving it with
 /// another block size would move every LBA.
 pub fn open_backstore(
@@ -160,6 +171,7 @@ pub fn open_backstore(
     size_bytes: u64,
     block_size: u32,
     reg: &PoolRegistry,
+    policy: &OpenPolicy<'_>,
 ) -> Result<BackstoreHandle, BackstoreError> {
     if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
         return Err(BackstoreError::BlockSize {
@@ -169,8 +181,10 @@ pub fn open_backstore(
         });
     }
     match cfg {
-        DevConfig::Thin { pool, volume } => open_thin(pool, volume, size_bytes, block_size, reg),
-        DevConfig::File { path } => open_file(path, size_bytes, block_size),
+        DevConfig::Thin { pool, volume } => {
+            open_thin(pool, volume, size_bytes, block_size, reg, policy.may_create)
+        }
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy),
     }
 }
 
@@ -180,9 +194,10 @@ fn open_thin(
     size_bytes: u64,
     block_size: u32,
     reg: &PoolRegistry,
+    may_create: bool,
 ) -> Result<BackstoreHandle, BackstoreError> {
-    let pool = reg.pool(pool_name)?;
-    let auto_create = reg.spec(pool_name)?.auto_create;
+    let pool = reg.pool(pool_name, may_create)?;
+    let spec = reg.spec(pool_name)?;
     let pool_err = |what: String| move |source| BackstoreError::Pool { what, source };
     let exists = pool
         .list_volumes()
@@ -190,10 +205,19 @@ fn open_thin(
         .iter()
         .any(|v| v.name == volume);
     if !exists {
-        if !auto_create {
+        let why = if !may_create {
+            Some(NotCreated::Adopted)
+        } else if !spec.auto_create {
+            Some(NotCreated::AutoCreateOff)
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return Err(BackstoreError::VolumeMissing {
                 pool: pool_name.to_owned(),
+                path: spec.path.clone(),
                 volume: volume.to_owned(),
+                why,
             });
         }
         tracing::info!(
@@ -240,16 +264,38 @@ fn open_file(
     path: &Path,
     size_bytes: u64,
     block_size: u32,
+    policy: &OpenPolicy<'_>,
 ) -> Result<BackstoreHandle, BackstoreError> {
-    if !path.exists() {
-        tracing::info!(path = %path.display(), size_bytes, "creating image file");
+    let image = open_image(path, policy.file_roots, policy.may_create)?;
+    let io = |what: String| move |source| BackstoreError::Io { what, source };
+    if image.created {
+        tracing::info!(path = %path.display(), size_bytes, "image file created");
     }
-    // Creates a missing image and extends a short one to the device size.
-    let backend =
-        FileBackend::create(path, block_size, size_bytes).map_err(|source| BackstoreError::Io {
-            what: format!("open {}", path.display()),
-            source,
-        })?;
+    if !image.block_device {
+        // A short image is extended to the device size (never shrunk).
+        let len = image
+            .file
+            .metadata()
+            .map_err(io(format!("stat {}", path.display())))?
+            .len();
+        if len < size_bytes {
+            image
+                .file
+                .set_len(size_bytes)
+                .map_err(io(format!("extend {}", path.display())))?;
+        }
+    }
+    let backend = FileBackend::from_file(image.file, block_size, false)
+        .map_err(io(format!("open {}", path.display())))?;
+    let have = size_of(&backend);
+    if image.block_device && have != size_bytes {
+        tracing::warn!(
+            path = %path.display(),
+            device_size = have,
+            configured = size_bytes,
+            "block device served at its own size, not the configured dev_size"
+        );
+    }
     BackstoreHandle::new(
         Arc::new(backend),
         BackstoreKind::File {

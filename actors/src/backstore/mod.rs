@@ -6,13 +6,15 @@
 //! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its I/O pool.
 
 mod dev_config;
+mod file_open;
 mod handle;
 mod io_pool;
 mod registry;
 
 pub use dev_config::{valid_name, DevConfig, MAX_DEV_CONFIG};
 pub use handle::{
-    open_backstore, BackstoreHandle, BackstoreKind, DEFAULT_BLOCK_SIZE, DEFAULT_IO_THREADS,
+    open_backstore, BackstoreHandle, BackstoreKind, OpenPolicy, DEFAULT_BLOCK_SIZE,
+    DEFAULT_IO_THREADS,
 };
 pub use io_pool::IoPool;
 pub use registry::{PoolRegistry, PoolSpec};
@@ -21,6 +23,27 @@ use std::path::PathBuf;
 
 use tcmud_core::backend::BackendError;
 use tcmud_core::pool::PoolError;
+
+/// Why a missing pool, volume or image was not created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotCreated {
+    /// The pool's `auto_create` is off (the default).
+    AutoCreateOff,
+    /// The device was adopted at start-up or found by a rescan: an unmounted or
+    /// lost backing path must not silently become an empty disk.
+    Adopted,
+}
+
+impl std::fmt::Display for NotCreated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NotCreated::AutoCreateOff => "auto_create is off for this pool",
+            NotCreated::Adopted => {
+                "nothing is created for a device adopted at start-up or found by a rescan"
+            }
+        })
+    }
+}
 
 /// Errors resolving, opening or operating a backstore.
 #[derive(Debug, thiserror::Error)]
@@ -36,21 +59,53 @@ pub enum BackstoreError {
     /// `thin/<pool>/..` names a pool the configuration does not have.
     #[error("no pool named {0:?} in the configuration")]
     UnknownPool(String),
-    /// The pool directory is missing and `auto_create` is off.
-    #[error("pool {name:?} does not exist at {path} (auto_create is off)")]
+    /// The pool directory is missing (or empty) and may not be created here.
+    #[error("pool {name:?} does not exist at {path} ({why}); create it with `tcmud pool create {}`", path.display())]
     PoolMissing {
         /// Pool name.
         name: String,
         /// Configured directory.
         path: PathBuf,
+        /// Why it was not created.
+        why: NotCreated,
     },
-    /// The volume is missing and the pool's `auto_create` is off.
-    #[error("volume {volume:?} does not exist in pool {pool:?} (auto_create is off)")]
+    /// The volume is missing and may not be created here.
+    #[error("volume {volume:?} does not exist in pool {pool:?} ({why}); create it with `tcmud volume create {} {volume} --size <size>` (an offline command: stop tcmud first)", path.display())]
     VolumeMissing {
         /// Pool name.
         pool: String,
+        /// Pool directory.
+        path: PathBuf,
         /// Volume name.
         volume: String,
+        /// Why it was not created.
+        why: NotCreated,
+    },
+    /// `file/` backstores are off: no `file_roots` configured.
+    #[error("file/ backstores are off, so {} is not served: set `file_roots = [\"<dir>\", ...]` in the [daemon] section to serve images under those directories", path.display())]
+    FileOff {
+        /// The image named by dev_config.
+        path: PathBuf,
+    },
+    /// The image is not under any configured root (or resolution left the root).
+    #[error("{} is not under any of file_roots {roots:?}", path.display())]
+    FileOutsideRoots {
+        /// The image named by dev_config.
+        path: PathBuf,
+        /// The configured roots.
+        roots: Vec<PathBuf>,
+    },
+    /// The image is neither a regular file nor a block device.
+    #[error("{} is not a regular file or a block device", path.display())]
+    FileType {
+        /// The image named by dev_config.
+        path: PathBuf,
+    },
+    /// The image of an adopted device is missing (nothing is created on adoption).
+    #[error("image {} does not exist ({})", path.display(), NotCreated::Adopted)]
+    ImageMissing {
+        /// The image named by dev_config.
+        path: PathBuf,
     },
     /// A block size that cannot be served: not a power of two in
     /// 512..=65536, or not the block size an existing volume was made with.

@@ -6,12 +6,13 @@
 
 use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
 use tcmud_core::pool::{Pool, PoolConfig};
 
-use super::BackstoreError;
+use super::{BackstoreError, NotCreated};
 
 /// One configured pool (the daemon configuration's `[[pool]]` entry).
 #[derive(Debug, Clone)]
@@ -79,15 +80,15 @@ impl PoolRegistry {
             .ok_or_else(|| BackstoreError::UnknownPool(name.to_owned()))
     }
 
-    /// The open pool `name`, opening (or, with `auto_create`, creating) it on
-    /// first use. Two names for one directory share one handle.
-    pub fn pool(&self, name: &str) -> Result<Pool, BackstoreError> {
+    /// The open pool `name`, opening (or, with `auto_create` and `may_create`,
+    /// creating) it on first use. Two names for one directory share one handle.
+    pub fn pool(&self, name: &str, may_create: bool) -> Result<Pool, BackstoreError> {
         let spec = self.spec(name)?;
         let mut open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
         if let Some(p) = open.get(&spec.path) {
             return Ok(p.clone());
         }
-        let pool = open_or_create(spec)?;
+        let pool = open_or_create(spec, may_create)?;
         open.insert(spec.path.clone(), pool.clone());
         tracing::info!(pool = %spec.name, path = %spec.path.display(), "pool opened");
         Ok(pool)
@@ -119,22 +120,36 @@ impl PoolRegistry {
     }
 }
 
-fn open_or_create(spec: &PoolSpec) -> Result<Pool, BackstoreError> {
+fn open_or_create(spec: &PoolSpec, may_create: bool) -> Result<Pool, BackstoreError> {
     let pool_err = |what: &str| {
         let what = format!("{what} pool {} at {}", spec.name, spec.path.display());
         move |source| BackstoreError::Pool { what, source }
     };
     if is_empty_dir(&spec.path)? {
-        if !spec.auto_create {
+        let why = if !may_create {
+            Some(NotCreated::Adopted)
+        } else if !spec.auto_create {
+            Some(NotCreated::AutoCreateOff)
+        } else {
+            None
+        };
+        if let Some(why) = why {
             return Err(BackstoreError::PoolMissing {
                 name: spec.name.clone(),
                 path: spec.path.clone(),
+                why,
             });
         }
-        fs::create_dir_all(&spec.path).map_err(|source| BackstoreError::Io {
-            what: format!("create pool directory {}", spec.path.display()),
-            source,
-        })?;
+        // Owner-only, also when the directory existed (empty) with a looser mode.
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&spec.path)
+            .and_then(|()| fs::set_permissions(&spec.path, fs::Permissions::from_mode(0o700)))
+            .map_err(|source| BackstoreError::Io {
+                what: format!("create pool directory {}", spec.path.display()),
+                source,
+            })?;
         tracing::info!(pool = %spec.name, path = %spec.path.display(), "creating pool");
         return Pool::create(&spec.path, &spec.config).map_err(pool_err("create"));
     }

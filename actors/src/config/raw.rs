@@ -32,6 +32,8 @@ struct RawDaemon {
     sys_root: Option<Spanned<PathBuf>>,
     configfs_root: Option<Spanned<PathBuf>>,
     dev_root: Option<Spanned<PathBuf>>,
+    run_dir: Option<Spanned<PathBuf>>,
+    file_roots: Option<Vec<Spanned<PathBuf>>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -103,6 +105,14 @@ impl RawConfig {
             "daemon.configfs_root",
         );
         let dev_root = c.path(d.dev_root, "/dev", "daemon.dev_root");
+        let run_dir = c.path(d.run_dir, "/run/tcmud", "daemon.run_dir");
+        let file_roots = d
+            .file_roots
+            .unwrap_or_default()
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| c.path(Some(r), "", &format!("daemon.file_roots[{i}]")))
+            .collect();
         let pools = match self.pool {
             None => vec![default_pool()],
             Some(list) => {
@@ -123,6 +133,8 @@ impl RawConfig {
             sys_root,
             configfs_root,
             dev_root,
+            run_dir,
+            file_roots,
             pools,
         }
     }
@@ -135,7 +147,7 @@ fn default_pool() -> PoolConfig {
         chunk_size: 64 << 10,
         capacity_bytes: 16 << 30,
         low_water_pct: 90,
-        auto_create: true,
+        auto_create: false,
     }
 }
 

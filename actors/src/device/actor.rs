@@ -66,8 +66,15 @@ impl DeviceActor {
         if let Err(e) = self.ring.drain_events() {
             tracing::debug!(error = %e, "draining uio events");
         }
+        if self.ring.reset_by_kernel() {
+            self.resync_after_reset();
+        }
         let failed = self.shared.failure().is_some();
-        if !self.shared.draining() {
+        // After a reset, jobs of forgotten commands may still be writing to the
+        // backstore: the initiator's retries of those commands wait until they
+        // ended, so that no stale write lands after its retry.
+        let orphans = lock(&self.shared.table).orphans();
+        if !self.shared.draining() && orphans == 0 {
             self.fetch(failed);
         }
         if failed {
@@ -83,6 +90,25 @@ impl DeviceActor {
             self.need_kick = false;
         }
         self.check_drained(ctx);
+    }
+
+    /// The kernel reset the ring (`action/reset_ring` from outside): it has
+    /// failed every command in flight and freed their ids, so none of them may
+    /// be completed (the kernel would mark the ring broken). Forget them and
+    /// walk again from the mailbox's `cmd_tail`.
+    fn resync_after_reset(&mut self) {
+        let (dropped, running) = lock(&self.shared.table).forget_all();
+        self.ring.resync_from_tail();
+        let cursor = self.ring.fetch_cursor();
+        lock(&self.shared.table).set_fetch_cursor(cursor);
+        Counters::add(&self.shared.counters.ring_resets, 1);
+        tracing::warn!(
+            dropped,
+            running,
+            cursor,
+            "command ring reset from outside (action/reset_ring?): commands in flight \
+             dropped (the kernel failed them), resynchronised"
+        );
     }
 
     /// Copies every new ring entry into the in-flight table, each with the
@@ -279,7 +305,11 @@ impl DeviceActor {
             ctx.stop();
             return;
         }
-        if !lock(&self.shared.table).is_empty() || !self.shared.claim_flush() {
+        let busy = {
+            let table = lock(&self.shared.table);
+            !table.is_empty() || table.orphans() > 0
+        };
+        if busy || !self.shared.claim_flush() {
             return;
         }
         let shared = Arc::clone(&self.shared);

@@ -3,7 +3,7 @@
 //! actor knows what was fetched, what is running, and which results are
 //! waiting to be written: every command is completed exactly once.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 
 use tcmud_core::ring::CmdRequest;
 
@@ -87,6 +87,9 @@ pub(crate) struct InFlight {
     by_id: Box<[u32]>,
     queued: VecDeque<SlotKey>,
     done: VecDeque<SlotKey>,
+    /// Tokens of jobs still running for commands forgotten by
+    /// [`InFlight::forget_all`] (their results are dropped when they end).
+    orphans: HashSet<u64>,
 }
 
 impl std::fmt::Debug for InFlight {
@@ -112,6 +115,7 @@ impl Default for InFlight {
             by_id: vec![0; IDS].into_boxed_slice(),
             queued: VecDeque::new(),
             done: VecDeque::new(),
+            orphans: HashSet::new(),
         }
     }
 }
@@ -269,7 +273,10 @@ impl InFlight {
                 self.done.push_back(key);
                 true
             }
-            _ => false,
+            _ => {
+                self.orphans.remove(&token);
+                false
+            }
         }
     }
 
@@ -285,7 +292,10 @@ impl InFlight {
                 };
                 slot.panics
             }
-            _ => return 0,
+            _ => {
+                self.orphans.remove(&token);
+                return 0;
+            }
         };
         match retry {
             true => self.queued.push_back(key),
@@ -378,6 +388,39 @@ impl InFlight {
             .collect();
         keys.sort_by_key(|k| k.seq);
         keys
+    }
+
+    /// Forgets every command (the kernel reset the ring and failed them all
+    /// itself): nothing of them may be written to the ring. Jobs still running
+    /// find their slot gone and their result is dropped; until they end they
+    /// count as [`InFlight::orphans`]. Returns how many commands were
+    /// forgotten and how many of those were running.
+    pub fn forget_all(&mut self) -> (usize, usize) {
+        let (mut n, mut running) = (0, 0);
+        for place in self.places.iter_mut() {
+            if let Some(p) = place.take() {
+                n += 1;
+                if let SlotState::Running { token } = p.slot.state {
+                    self.orphans.insert(token);
+                    running += 1;
+                }
+                if let Some(i) = self.by_id.get_mut(usize::from(p.slot.req.cmd_id)) {
+                    *i = 0;
+                }
+            }
+        }
+        self.free = (0..self.places.len())
+            .filter_map(|i| u32::try_from(i).ok())
+            .collect();
+        self.queued.clear();
+        self.done.clear();
+        self.fetch_cursor = None;
+        (n, running)
+    }
+
+    /// Jobs of forgotten commands still running (see [`InFlight::forget_all`]).
+    pub fn orphans(&self) -> usize {
+        self.orphans.len()
     }
 
     /// Removes `key` once its completion is in the ring.
@@ -593,5 +636,31 @@ mod tests {
         assert_eq!(t.key_of(7), Some(again));
         assert_eq!(t.key_of(0), None);
         assert!(t.insert(req(u16::MAX), 0).is_none(), "still in flight");
+    }
+
+    #[test]
+    fn forget_all_drops_everything_and_tracks_running_jobs_until_they_end() {
+        let mut t = InFlight::default();
+        let a = t.insert(req(1), 64).unwrap();
+        let b = t.insert(req(2), 128).unwrap();
+        let _c = t.insert(req(3), 192).unwrap();
+        assert_eq!(t.next_queued(), Some(a));
+        let ta = t.dispatch(a).unwrap();
+        assert!(t.start(a, ta));
+        assert_eq!(t.next_queued(), Some(b));
+        let tb = t.dispatch(b).unwrap(); // dispatched, not started
+        assert_eq!(t.forget_all(), (3, 1));
+        assert!(t.is_empty());
+        assert_eq!(t.orphans(), 1);
+        assert_eq!(t.next_done(), None);
+        // The ids are free again, and a new command may reuse a slab place.
+        let n = t.insert(req(1), 64).unwrap();
+        // The forgotten jobs: the unstarted one never runs, the running one's
+        // result is dropped (even if its slab place was reused).
+        assert!(!t.start(b, tb));
+        assert!(!t.finish(a, ta, out(0)));
+        assert_eq!(t.orphans(), 0);
+        assert_eq!(t.next_done(), None);
+        assert!(t.get(n).is_some());
     }
 }

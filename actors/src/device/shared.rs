@@ -26,6 +26,8 @@ pub struct DeviceStats {
     pub bytes_in: u64,
     /// Times the device actor was restarted after a panic.
     pub restarts: u64,
+    /// Ring resets from outside (`action/reset_ring`) detected and resynced.
+    pub ring_resets: u64,
 }
 
 #[derive(Debug, Default)]
@@ -36,6 +38,7 @@ pub(crate) struct Counters {
     pub bytes_out: AtomicU64,
     pub bytes_in: AtomicU64,
     pub restarts: AtomicU64,
+    pub ring_resets: AtomicU64,
 }
 
 impl Counters {
@@ -52,6 +55,7 @@ impl Counters {
             bytes_out: g(&self.bytes_out),
             bytes_in: g(&self.bytes_in),
             restarts: g(&self.restarts),
+            ring_resets: g(&self.ring_resets),
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod size;
 mod tests;
 
 use std::io::{self, Write};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -228,6 +229,9 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
                 low_water_pct: *low_water,
             };
             Pool::create(dir, &cfg)?.close()?;
+            // Owner-only also when DIR existed (empty) with a looser mode.
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+                .map_err(|e| PoolError::io(format!("setting the mode of {}", dir.display()), e))?;
             writeln!(
                 out,
                 "created pool {} (chunk {}, capacity {})",

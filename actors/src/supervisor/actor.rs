@@ -2,7 +2,7 @@
 //! actor operations, answers owned events with `*_DONE`, drains everything on shutdown.
 
 use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership};
-use super::source::{EventSource, Replier};
+use super::source::{EventSource, Replier, SourceEvent};
 use super::sysfs;
 use crate::config::DaemonConfig;
 use actix::prelude::*;
@@ -28,7 +28,7 @@ pub struct Supervisor {
     pub(super) cfg: DaemonConfig,
     pub(super) factory: Box<dyn DeviceFactory>,
     replier: Box<dyn Replier>,
-    events: Option<mpsc::Receiver<Vec<u8>>>,
+    events: Option<mpsc::Receiver<SourceEvent>>,
     pub(super) devices: HashMap<u32, Managed>,
     ready: Option<oneshot::Sender<usize>>,
     ended: Option<oneshot::Sender<()>>,
@@ -234,9 +234,17 @@ impl Actor for Supervisor {
     }
 }
 
-impl StreamHandler<Vec<u8>> for Supervisor {
-    fn handle(&mut self, payload: Vec<u8>, ctx: &mut Context<Self>) {
-        self.on_payload(payload, ctx);
+impl StreamHandler<SourceEvent> for Supervisor {
+    fn handle(&mut self, ev: SourceEvent, ctx: &mut Context<Self>) {
+        match ev {
+            SourceEvent::Event(payload) => self.on_payload(payload, ctx),
+            // Events were lost: look at sysfs now rather than at the next periodic scan.
+            SourceEvent::Overrun if !self.shutting_down => {
+                let n = self.scan(false);
+                tracing::info!(served = n, "rescan after a netlink overrun");
+            }
+            SourceEvent::Overrun => {}
+        }
     }
 
     fn finished(&mut self, _ctx: &mut Context<Self>) {

@@ -3,14 +3,20 @@
 //! - [`actor`]: the [`Supervisor`] actor (adoption, events, replies, shutdown);
 //! - [`source`]: the event-source abstraction and the test [`FakeSource`];
 //! - [`netlink`]: the real source (neli);
+//! - [`datagram`]: which datagrams are kernel events (sender check), the receive pump;
+//! - `mcast`: the multicast socket read with `recvfrom`;
 //! - `plan`: what one event means (classification, device operation, status);
 //! - [`devices`]: what the supervisor needs from device actors ([`DeviceFactory`]);
 //! - [`real`]: the production factory;
+//! - [`instance`]: the single-instance lock;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
 
 pub mod actor;
+pub mod datagram;
 pub mod devices;
+pub mod instance;
+mod mcast;
 pub mod netlink;
 mod plan;
 pub mod real;
@@ -20,5 +26,6 @@ pub mod sysfs;
 
 pub use actor::{ListDevices, RawEvent, Reload, Shutdown, Supervisor, SupervisorSignals};
 pub use devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+pub use mcast::McastSocket;
 pub use run::{run_daemon, ReloadSource, SupervisorError};
-pub use source::{EventSource, FakeSource, Replier, SendError};
+pub use source::{EventSource, FakeSource, Replier, SendError, SourceEvent};

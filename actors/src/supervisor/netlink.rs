@@ -1,5 +1,7 @@
 //! The real event source: the kernel's TCM-USER generic-netlink family via neli.
 
+use super::datagram::pump;
+use super::mcast::McastSocket;
 use super::source::{EventSource, Replier, SendError};
 use futures::future::LocalBoxFuture;
 use neli::consts::nl::NlmF;
@@ -78,7 +80,7 @@ where
 /// Connects, resolves `TCM-USER` and joins its `config` group. Must run inside the
 /// actix System (a local task forwards multicast events).
 pub async fn connect() -> Result<EventSource, NetlinkError> {
-    let (router, mut mcast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
+    let (router, _unused_mcast) = NlRouter::connect(NlFamily::Generic, None, Groups::empty())
         .await
         .map_err(|e| NetlinkError::Socket(e.to_string()))?;
     let family = router
@@ -89,8 +91,9 @@ pub async fn connect() -> Result<EventSource, NetlinkError> {
         .resolve_nl_mcast_group(FAMILY_NAME, MCAST_GROUP)
         .await
         .map_err(|e| NetlinkError::Group(describe(&e)))?;
-    router
-        .add_mcast_membership(Groups::new_groups(&[group]))
+    // Events are read on a socket of their own, with recvfrom: neli's router does not
+    // report the sender's address, the only proof that a message comes from the kernel.
+    let mcast = McastSocket::open(NlFamily::Generic, &[group])
         .map_err(|e| NetlinkError::Group(e.to_string()))?;
     tracing::info!(
         family,
@@ -99,24 +102,8 @@ pub async fn connect() -> Result<EventSource, NetlinkError> {
     );
     let (tx, events) = mpsc::channel(1024);
     actix::spawn(async move {
-        loop {
-            match mcast.next::<u16, Buffer>().await {
-                Some(Ok(msg)) => {
-                    if *msg.nl_type() != family {
-                        continue;
-                    }
-                    if let NlPayload::Payload(p) = msg.nl_payload() {
-                        if tx.send(p.as_ref().to_vec()).await.is_err() {
-                            break;
-                        }
-                    }
-                }
-                Some(Err(e)) => {
-                    tracing::error!(error = %e, "netlink receive failed");
-                    break;
-                }
-                None => break,
-            }
+        if let Some(err) = pump(mcast, family, tx).await {
+            tracing::error!(%err, "netlink receive failed");
         }
     });
     Ok(EventSource {

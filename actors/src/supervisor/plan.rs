@@ -3,6 +3,7 @@
 
 use super::actor::Supervisor;
 use super::devices::Ownership;
+use super::sysfs;
 use futures::future::LocalBoxFuture;
 use tcmud_core::netlink::{parse_event, NlCmd, NlEvent, Reconfig, UioName};
 
@@ -115,6 +116,30 @@ impl Supervisor {
                 return None;
             }
         };
+        if matches!(ev.cmd, NlCmd::Added | NlCmd::Reconfig) {
+            // The kernel names the device by its uio name, which sysfs shows for the
+            // minor: an event that disagrees did not come from the kernel's device.
+            let actual = sysfs::uio_name(&self.cfg, ev.minor);
+            // Without replies the kernel applies a dev_config change without waiting
+            // for us: sysfs may already show the new name.
+            let renamed = match &ev.reconfig {
+                Some(Reconfig::DevCfg(new)) => {
+                    Some(format!("tcm-user/{}/{}/{new}", uio.hba, uio.dev))
+                }
+                _ => None,
+            };
+            let agrees = |name: &String| *name == ev.device || Some(name) == renamed.as_ref();
+            if !actual.as_ref().is_some_and(agrees) {
+                tracing::warn!(
+                    minor = ev.minor,
+                    cmd = ?ev.cmd,
+                    device = %ev.device,
+                    sysfs = actual.as_deref().unwrap_or("<no uio device>"),
+                    "event does not match the uio device in sysfs; ignored"
+                );
+                return None;
+            }
+        }
         let plan = self.plan(&ev, uio)?;
         Some((ev, plan))
     }

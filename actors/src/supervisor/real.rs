@@ -2,10 +2,13 @@
 //! device actors from `device::spawn_device`.
 
 use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
-use crate::backstore::{open_backstore, BackstoreError, DevConfig, PoolRegistry, PoolSpec};
+use crate::backstore::{
+    open_backstore, BackstoreError, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
+};
 use crate::config::{self, DaemonConfig};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
 use futures::future::LocalBoxFuture;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Creates real device actors; pools are opened lazily, once per process.
@@ -15,6 +18,7 @@ use std::sync::Arc;
 pub struct RealFactory {
     registries: Vec<Arc<PoolRegistry>>,
     known: Vec<config::PoolConfig>,
+    file_roots: Vec<PathBuf>,
 }
 
 fn spec(p: &config::PoolConfig) -> PoolSpec {
@@ -38,6 +42,7 @@ impl RealFactory {
                 cfg.pools.iter().map(spec).collect(),
             ))],
             known: cfg.pools.clone(),
+            file_roots: cfg.file_roots.clone(),
         }
     }
 
@@ -64,7 +69,10 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
         BackstoreError::BadDevConfig { .. } | BackstoreError::BlockSize { .. } => libc::EINVAL,
         BackstoreError::UnknownPool(_)
         | BackstoreError::PoolMissing { .. }
-        | BackstoreError::VolumeMissing { .. } => libc::ENOENT,
+        | BackstoreError::VolumeMissing { .. }
+        | BackstoreError::ImageMissing { .. } => libc::ENOENT,
+        BackstoreError::FileOff { .. } | BackstoreError::FileOutsideRoots { .. } => libc::EACCES,
+        BackstoreError::FileType { .. } => libc::EINVAL,
         BackstoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
         _ => libc::EIO,
@@ -123,7 +131,14 @@ impl DeviceFactory for RealFactory {
                 }
             },
         };
-        let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg)
+        // Nothing is created for a device that was already there (adopted at start-up
+        // or found by a rescan): an unmounted pool or image path must fail, not come
+        // back as an empty disk.
+        let policy = OpenPolicy {
+            may_create: !req.adopted,
+            file_roots: &self.file_roots,
+        };
+        let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg, &policy)
             .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
         let spec = DeviceSpec {
             minor: req.minor,
@@ -146,6 +161,10 @@ impl DeviceFactory for RealFactory {
     }
 
     fn reload(&mut self, cfg: &DaemonConfig) {
+        if self.file_roots != cfg.file_roots {
+            tracing::info!(file_roots = ?cfg.file_roots, "file_roots changed (applies to devices opened from now on)");
+            self.file_roots = cfg.file_roots.clone();
+        }
         let mut added = Vec::new();
         for p in &cfg.pools {
             match self

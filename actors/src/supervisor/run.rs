@@ -1,6 +1,7 @@
 //! Running the daemon: prerequisites, netlink guard, supervisor, signals, shutdown.
 
 use super::actor::{Reload, Shutdown, Supervisor};
+use super::instance::{InstanceError, InstanceLock};
 use super::netlink::{self, NetlinkError};
 use super::real::RealFactory;
 use super::sysfs::{self, Missing};
@@ -14,6 +15,9 @@ use tcmud_core::netlink::emit_set_features;
 /// Why the daemon stopped with an error.
 #[derive(Debug, thiserror::Error)]
 pub enum SupervisorError {
+    /// Another tcmud runs (or the lock could not be taken).
+    #[error(transparent)]
+    Instance(#[from] InstanceError),
     /// A kernel prerequisite is missing.
     #[error(transparent)]
     Missing(#[from] Missing),
@@ -90,6 +94,9 @@ pub fn run_daemon(
     reload: ReloadSource,
     log: Option<LogHandle>,
 ) -> Result<(), SupervisorError> {
+    // First of all: a second daemon must not touch module parameters or rings.
+    let lock = InstanceLock::acquire(&cfg.run_dir)?;
+    tracing::debug!(lock = %lock.path().display(), "single-instance lock held");
     sysfs::check_prerequisites(&cfg)?;
     let system = actix::System::new();
     system.block_on(serve(cfg, reload, log))

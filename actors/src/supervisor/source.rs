@@ -15,10 +15,19 @@ pub trait Replier {
     fn send(&self, payload: Vec<u8>) -> LocalBoxFuture<'static, Result<(), SendError>>;
 }
 
-/// A connected event source: raw genl payloads in, replies out.
+/// What the event source delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SourceEvent {
+    /// The genl payload (genl header + attributes) of one kernel event.
+    Event(Vec<u8>),
+    /// The socket's receive buffer overran (ENOBUFS): events were lost, rescan now.
+    Overrun,
+}
+
+/// A connected event source: kernel events in, replies out.
 pub struct EventSource {
-    /// Genl payloads of kernel multicast events, in arrival order.
-    pub events: mpsc::Receiver<Vec<u8>>,
+    /// Kernel multicast events (and overruns), in arrival order.
+    pub events: mpsc::Receiver<SourceEvent>,
     /// The reply path.
     pub replier: Box<dyn Replier>,
 }
@@ -26,7 +35,7 @@ pub struct EventSource {
 /// Test source: events pushed through a channel, replies captured.
 #[derive(Clone)]
 pub struct FakeSource {
-    tx: mpsc::Sender<Vec<u8>>,
+    tx: mpsc::Sender<SourceEvent>,
     sent: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
@@ -62,7 +71,12 @@ impl FakeSource {
 
     /// Delivers one genl payload as if the kernel had multicast it.
     pub async fn push(&self, payload: Vec<u8>) {
-        let _ = self.tx.send(payload).await;
+        let _ = self.tx.send(SourceEvent::Event(payload)).await;
+    }
+
+    /// Reports a receive buffer overrun, as the real source does on ENOBUFS.
+    pub async fn overrun(&self) {
+        let _ = self.tx.send(SourceEvent::Overrun).await;
     }
 
     /// Everything the supervisor sent so far (genl payloads).

@@ -90,6 +90,12 @@ pub fn scan_uio(cfg: &DaemonConfig) -> Vec<FoundDevice> {
     out
 }
 
+/// The name of `<sys>/class/uio/uio<minor>` (without trailing newline), if readable.
+pub fn uio_name(cfg: &DaemonConfig, minor: u32) -> Option<String> {
+    let raw = fs::read_to_string(cfg.sys_root.join(format!("class/uio/uio{minor}/name"))).ok()?;
+    Some(raw.trim_end_matches('\n').to_owned())
+}
+
 /// `<configfs>/target/core/user_<hba>/<dev>`.
 pub fn configfs_dir(cfg: &DaemonConfig, uio: &UioName) -> PathBuf {
     cfg.configfs_root

@@ -124,6 +124,13 @@ pub fn add_kernel_device(cfg: &DaemonConfig, minor: u32, name: &str, size: u64, 
     fs::write(c.join("attrib/hw_block_size"), format!("{block}\n")).unwrap();
 }
 
+/// Names `/sys/class/uio/uio<minor>` as the kernel would (events are checked against it).
+pub fn set_uio_name(cfg: &DaemonConfig, minor: u32, name: &str) {
+    let d = cfg.sys_root.join(format!("class/uio/uio{minor}"));
+    fs::create_dir_all(&d).unwrap();
+    fs::write(d.join("name"), format!("{name}\n")).unwrap();
+}
+
 pub fn event(cmd: NlCmd, name: &str, minor: u32, id: u32, reconfig: Option<Reconfig>) -> Vec<u8> {
     emit_event(&NlEvent {
         cmd,

@@ -25,7 +25,8 @@ check() {
 
 # tcmud_write_config [netlink_replies=false] POOL_SPEC... > file
 #   POOL_SPEC = name:capacity[:chunk_size]  e.g. p1:256MiB:64KiB
-#   Writes $TCMUD_CONF (auto_create = true for every pool, pools under /tmp/pools/).
+#   Writes $TCMUD_CONF (auto_create = true for every pool, pools under /tmp/pools/,
+#   file// images allowed under /tmp: file_roots = ["/tmp"]).
 tcmud_write_config() {
     _nr=false
     case $1 in netlink_replies=*) _nr=${1#netlink_replies=}; shift;; esac
@@ -35,6 +36,7 @@ tcmud_write_config() {
         echo "netlink_replies = $_nr"
         echo "log_level = \"${TCMUD_LOG_LEVEL:-info,tcmud::supervisor=debug}\""
         echo "log_format = \"text\""
+        echo "file_roots = [\"/tmp\"]"
         for _p in "$@"; do
             _pn=${_p%%:*}; _rest=${_p#*:}; _cap=${_rest%%:*}; _cs=64KiB
             case $_rest in *:*) _cs=${_rest#*:};; esac
