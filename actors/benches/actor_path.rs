@@ -147,6 +147,7 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
             low_water_pct: 95,
         },
         auto_create: true,
+        options: Default::default(),
     }]);
     let fill = vec![0x5au8; MIB];
     let mut devs = Vec::new();

@@ -60,6 +60,7 @@ fn backstore(a: &Args) -> BackstoreHandle {
                 path: dir.clone(),
                 config: PoolConfig::default(),
                 auto_create: true,
+                options: Default::default(),
             }]);
             let cfg = DevConfig::parse("thin/example/serve_sim").unwrap().unwrap();
             open_backstore(

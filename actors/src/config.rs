@@ -52,6 +52,8 @@ pub struct PoolConfig {
     pub low_water_pct: u8,
     /// Create the pool directory and volumes named by dev_config when missing.
     pub auto_create: bool,
+    /// Bytes of decoded metadata pages the pool keeps in memory (format 3).
+    pub metadata_cache: u64,
 }
 
 /// The validated configuration of the daemon.

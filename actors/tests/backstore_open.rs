@@ -21,6 +21,7 @@ fn spec(name: &str, path: &Path, auto_create: bool) -> PoolSpec {
             low_water_pct: 90,
         },
         auto_create,
+        options: Default::default(),
     }
 }
 
@@ -467,4 +468,47 @@ fn a_block_device_is_served_at_its_real_size() {
     let mut back = vec![0u8; 4096];
     f.backend().read(8, &mut back).unwrap();
     assert_eq!(back, vec![0x33u8; 4096]);
+}
+
+#[test]
+fn the_pool_keeps_its_configured_metadata_cache() {
+    // 300 writes 32 MiB apart: one leaf page each (512 chunks of 64 KiB), far
+    // more decoded pages than 1 MiB holds, far fewer than the 64 MiB default.
+    let dir = tempfile::tempdir().unwrap();
+    let roots = vec![dir.path().to_path_buf()];
+    let mut s = spec("p", &dir.path().join("p"), true);
+    s.options.metadata_cache = MIB;
+    let reg = PoolRegistry::new(vec![s]);
+    let leaves = 300u64;
+    let stride = 32 * MIB;
+    let v = open_backstore(
+        &thin("p", "wide"),
+        leaves * stride,
+        DEFAULT_BLOCK_SIZE,
+        &reg,
+        &create(&roots),
+    )
+    .unwrap();
+    let blocks_per_stride = stride / u64::from(DEFAULT_BLOCK_SIZE);
+    let data = vec![0x5au8; 4096];
+    for i in 0..leaves {
+        v.backend()
+            .write(i * blocks_per_stride, &data, false)
+            .unwrap();
+        if i % 32 == 31 {
+            v.flush().unwrap();
+        }
+    }
+    v.flush().unwrap();
+    let pool = reg.pool("p", false).unwrap();
+    let used = pool.metadata_memory_bytes();
+    assert!(
+        used <= MIB + (64 << 10),
+        "{used} bytes of metadata in memory"
+    );
+    let mut back = vec![0u8; 4096];
+    v.backend()
+        .read((leaves - 1) * blocks_per_stride, &mut back)
+        .unwrap();
+    assert_eq!(back, data);
 }

@@ -143,3 +143,29 @@ fn missing_file_is_an_io_error() {
     assert!(matches!(err, ConfigError::Io { .. }));
     assert!(err.to_string().contains("/nonexistent/tcmud.toml"));
 }
+
+#[test]
+fn metadata_cache_is_read_and_checked() {
+    let cfg = from_toml(
+        "[[pool]]\nname = \"x\"\npath = \"/x\"\nmetadata_cache = \"8MiB\"\n",
+        "m.toml",
+    )
+    .unwrap();
+    assert_eq!(cfg.pool("x").unwrap().metadata_cache, 8 << 20);
+    assert_eq!(
+        from_toml("[[pool]]\nname = \"y\"\npath = \"/y\"\n", "d.toml")
+            .unwrap()
+            .pool("y")
+            .unwrap()
+            .metadata_cache,
+        64 << 20
+    );
+    let p = problems("[[pool]]\nname = \"x\"\npath = \"/x\"\nmetadata_cache = \"4KiB\"\n");
+    assert_eq!(p.len(), 1);
+    assert!(
+        p[0].starts_with("line 4, column 18: pool[0].metadata_cache: 4096 bytes")
+            && p[0].contains("at least 1MiB"),
+        "{}",
+        p[0]
+    );
+}

@@ -41,6 +41,7 @@ fn thin_volume_device_resizes() {
             low_water_pct: 90,
         },
         auto_create: true,
+        options: Default::default(),
     }]);
     let cfg = DevConfig::parse("thin/p/vol").unwrap().unwrap();
     let bs = open_backstore(

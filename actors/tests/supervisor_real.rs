@@ -40,6 +40,7 @@ fn pool(dir: &std::path::Path, name: &str) -> PoolConfig {
         capacity_bytes: 64 << 20,
         low_water_pct: 90,
         auto_create: true,
+        metadata_cache: 64 << 20,
     }
 }
 

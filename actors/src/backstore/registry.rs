@@ -10,7 +10,7 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 
-use tcmud_core::pool::{Pool, PoolConfig};
+use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
 use super::{BackstoreError, NotCreated};
 
@@ -25,6 +25,8 @@ pub struct PoolSpec {
     pub config: PoolConfig,
     /// Create the pool directory and missing volumes on first use.
     pub auto_create: bool,
+    /// How the pool is created and opened (its metadata cache).
+    pub options: PoolOptions,
 }
 
 impl From<&crate::config::PoolConfig> for PoolSpec {
@@ -38,6 +40,10 @@ impl From<&crate::config::PoolConfig> for PoolSpec {
                 low_water_pct: c.low_water_pct,
             },
             auto_create: c.auto_create,
+            options: PoolOptions {
+                metadata_cache: c.metadata_cache,
+                ..PoolOptions::default()
+            },
         }
     }
 }
@@ -151,9 +157,10 @@ fn open_or_create(spec: &PoolSpec, may_create: bool) -> Result<Pool, BackstoreEr
                 source,
             })?;
         tracing::info!(pool = %spec.name, path = %spec.path.display(), "creating pool");
-        return Pool::create(&spec.path, &spec.config).map_err(pool_err("create"));
+        return Pool::create_opts(&spec.path, &spec.config, &spec.options)
+            .map_err(pool_err("create"));
     }
-    Pool::open(&spec.path).map_err(pool_err("open"))
+    Pool::open_opts(&spec.path, &spec.options).map_err(pool_err("open"))
 }
 
 /// True when `dir` does not exist or holds nothing (a pool to be created).

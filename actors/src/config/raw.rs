@@ -8,9 +8,11 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
+use tcmud_core::pool::pagestore::DEFAULT_METADATA_CACHE;
 use toml::Spanned;
 
 const MIN_CHUNK: u64 = 4 << 10;
+const MIN_METADATA_CACHE: u64 = 1 << 20;
 const MAX_CHUNK: u64 = 1 << 20;
 
 #[derive(Debug, Default, Deserialize)]
@@ -45,6 +47,7 @@ struct RawPool {
     capacity: Option<Spanned<ByteSize>>,
     low_water_pct: Option<Spanned<u8>>,
     auto_create: Option<bool>,
+    metadata_cache: Option<Spanned<ByteSize>>,
 }
 
 /// `line L, column C` of a byte offset (1-based), or `fallback` without a span.
@@ -148,6 +151,7 @@ fn default_pool() -> PoolConfig {
         capacity_bytes: 16 << 30,
         low_water_pct: 90,
         auto_create: false,
+        metadata_cache: DEFAULT_METADATA_CACHE,
     }
 }
 
@@ -226,6 +230,20 @@ fn check_pool(
             n
         }
     };
+    let metadata_cache = match p.metadata_cache {
+        None => d.metadata_cache,
+        Some(s) => {
+            let ByteSize(n) = *s.get_ref();
+            if n < MIN_METADATA_CACHE {
+                c.bad(
+                    Some(s.span()),
+                    &f("metadata_cache"),
+                    format!("{n} bytes: must be at least 1MiB"),
+                );
+            }
+            n
+        }
+    };
     PoolConfig {
         name,
         path,
@@ -233,5 +251,6 @@ fn check_pool(
         capacity_bytes,
         low_water_pct,
         auto_create: p.auto_create.unwrap_or(d.auto_create),
+        metadata_cache,
     }
 }

@@ -21,25 +21,12 @@ pub struct RealFactory {
     file_roots: Vec<PathBuf>,
 }
 
-fn spec(p: &config::PoolConfig) -> PoolSpec {
-    PoolSpec {
-        name: p.name.clone(),
-        path: p.path.clone(),
-        config: tcmud_core::pool::PoolConfig {
-            chunk_size: p.chunk_size,
-            capacity_bytes: p.capacity_bytes,
-            low_water_pct: p.low_water_pct,
-        },
-        auto_create: p.auto_create,
-    }
-}
-
 impl RealFactory {
     /// A factory serving the pools of `cfg`.
     pub fn new(cfg: &DaemonConfig) -> Self {
         RealFactory {
             registries: vec![Arc::new(PoolRegistry::new(
-                cfg.pools.iter().map(spec).collect(),
+                cfg.pools.iter().map(PoolSpec::from).collect(),
             ))],
             known: cfg.pools.clone(),
             file_roots: cfg.file_roots.clone(),
@@ -184,7 +171,7 @@ impl DeviceFactory for RealFactory {
         if !added.is_empty() {
             tracing::info!(pools = ?added.iter().map(|p| &p.name).collect::<Vec<_>>(), "new pools configured");
             self.registries.push(Arc::new(PoolRegistry::new(
-                added.iter().map(spec).collect(),
+                added.iter().map(PoolSpec::from).collect(),
             )));
             self.known.extend(added);
         }
