@@ -1,9 +1,10 @@
 //! [`Lun`]: per-device SCSI state and the command entry point.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::device_limits::DeviceLimits;
 use super::error::ScsiError;
 use super::sense::{status, Asc, Sense, SenseKey};
 use super::table::{self, Ctx, Direct};
@@ -23,7 +24,8 @@ pub struct LunConfig {
     /// The NAA IEEE Registered designator (VPD page 83h); the top nibble is
     /// forced to 5.
     pub naa_id: u64,
-    /// MAXIMUM TRANSFER LENGTH in blocks (capped at 32 MiB worth of blocks);
+    /// MAXIMUM TRANSFER LENGTH wanted, in blocks (capped at 32 MiB worth
+    /// of blocks and by the kernel device: [`Lun::set_device_limits`]);
     /// longer READ/WRITE/VERIFY fail with INVALID FIELD IN CDB.
     pub max_transfer_blocks: u32,
     /// MAXIMUM COMPARE AND WRITE LENGTH wanted, in blocks (capped at 255 and
@@ -106,6 +108,11 @@ pub struct Lun {
     /// Writers hold it shared; COMPARE AND WRITE holds it exclusively across
     /// read-compare-write so no write lands in between.
     caw_gate: RwLock<()>,
+    /// MAXIMUM TRANSFER LENGTH allowed by the kernel device (blocks;
+    /// `u32::MAX` until [`Lun::set_device_limits`]).
+    device_max_transfer: AtomicU32,
+    /// OPTIMAL TRANSFER LENGTH the kernel device asks for (0: none).
+    device_optimal_transfer: AtomicU32,
 }
 
 // `Lun` is shared between I/O threads.
@@ -136,6 +143,39 @@ impl Lun {
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
             caw_gate: RwLock::new(()),
+            device_max_transfer: AtomicU32::new(u32::MAX),
+            device_optimal_transfer: AtomicU32::new(0),
+        }
+    }
+
+    /// Applies the kernel device's transfer limits (configfs
+    /// `hw_max_sectors`, `hw_block_size`, `optimal_sectors` and the ring's
+    /// size): MAXIMUM and OPTIMAL TRANSFER LENGTH (VPD B0h) and the length
+    /// check of every READ/WRITE/VERIFY follow them from the next command
+    /// on. Called at device open and again on RECONFIG.
+    pub fn set_device_limits(&self, limits: &DeviceLimits) {
+        let bs = self.backend.caps().block_size;
+        self.device_max_transfer
+            .store(limits.max_transfer_blocks(bs), Ordering::Release);
+        self.device_optimal_transfer.store(
+            limits.optimal_transfer_blocks().unwrap_or(0),
+            Ordering::Release,
+        );
+    }
+
+    /// MAXIMUM TRANSFER LENGTH wanted by the configuration and allowed by
+    /// the kernel device, before the byte cap of the SCSI layer.
+    pub(crate) fn transfer_blocks_allowed(&self) -> u32 {
+        self.cfg
+            .max_transfer_blocks
+            .min(self.device_max_transfer.load(Ordering::Acquire))
+    }
+
+    /// OPTIMAL TRANSFER LENGTH asked for by the kernel device, if any.
+    pub(crate) fn device_optimal_transfer(&self) -> Option<u32> {
+        match self.device_optimal_transfer.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
         }
     }
 

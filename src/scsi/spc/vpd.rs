@@ -56,7 +56,7 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
 
 /// B0h: block limits (SBC-3 6.5.3).
 fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
-    let l = limits(ctx.lun.config(), &ctx.caps);
+    let l = limits(ctx.lun, &ctx.caps);
     let mut d = vec![0u8; 0x3C];
     d[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is rejected
     d[1] = l.max_compare_write; // MAXIMUM COMPARE AND WRITE LENGTH
