@@ -29,6 +29,16 @@ pub enum ScsiError {
     /// The parameter list (data-out) is shorter than required (1A/00).
     #[error("parameter list length error")]
     ParameterListLength,
+    /// The data-out length is not the one the CDB names (0E/03, INVALID
+    /// FIELD IN COMMAND INFORMATION UNIT, as the kernel's
+    /// `target_cmd_size_check` answers for data CDBs).
+    #[error("data-out of {sent} bytes where the CDB names {expected}")]
+    DataOutLength {
+        /// Bytes the CDB names.
+        expected: u64,
+        /// Bytes the initiator sent.
+        sent: u64,
+    },
     /// The LBA range lies beyond the end of the medium (21/00).
     #[error("logical block address out of range")]
     LbaOutOfRange,
@@ -91,6 +101,10 @@ impl ScsiError {
             ScsiError::ParameterListLength => {
                 Sense::new(IllegalRequest, Asc::PARAMETER_LIST_LENGTH_ERROR)
             }
+            ScsiError::DataOutLength { .. } => Sense::new(
+                IllegalRequest,
+                Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+            ),
             ScsiError::LbaOutOfRange => Sense::new(IllegalRequest, Asc::LBA_OUT_OF_RANGE),
             ScsiError::Miscompare { offset } => Sense {
                 information: Some(*offset),

@@ -221,7 +221,12 @@ impl Lun {
         };
         let mut plain = Vec::new();
         if cmd.needs_plain_data_out() {
-            plain.resize(data_out.len(), 0);
+            // Sized by the CDB, never by the iovecs' total.
+            let used = match cmd.data_out_len(cdb, &self.backend.caps(), data_out.len()) {
+                Ok(n) => n,
+                Err(e) => return respond(cdb, Err(e)),
+            };
+            plain.resize(used, 0);
             if let Err(e) = data_out.read_at(0, &mut plain) {
                 return respond(cdb, Err(ScsiError::DataTransfer(e)));
             }
