@@ -130,6 +130,11 @@ fn backend_sense(e: &BackendError) -> Sense {
         }
         BackendError::ReadOnly => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Read(_) => Sense::new(MediumError, Asc::UNRECOVERED_READ_ERROR),
+        // The file backstore's filesystem (or quota) is full: the thin
+        // provisioning answer, not a medium error.
+        BackendError::Write(io) | BackendError::Flush(io) if is_out_of_space(io) => {
+            Sense::new(DataProtect, Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+        }
         // A failed flush means written data did not reach the medium.
         BackendError::Write(_) | BackendError::Flush(_) => {
             Sense::new(MediumError, Asc::WRITE_ERROR)
@@ -139,4 +144,11 @@ fn backend_sense(e: &BackendError) -> Sense {
         BackendError::Failed(_) => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Metadata(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
     }
+}
+
+/// ENOSPC or EDQUOT.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error()
+        .is_some_and(|n| n == Errno::ENOSPC as i32 || n == Errno::EDQUOT as i32)
 }

@@ -169,8 +169,10 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x0A, None, "WRITE(6)", Out, Some(o::write6), A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x12, None, "INQUIRY", In, None, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x15, None, "MODE SELECT(6)", Out, Some(o::mode_select6), A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
+    row!(0x16, None, "RESERVE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x16, 0, 0, 0, 0, 0x05]),
+    row!(0x17, None, "RELEASE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x17, 0, 0, 0, 0, 0x05]),
     row!(0x1A, None, "MODE SENSE(6)", In, None, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x1B, None, "START STOP UNIT", NoData, None, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0x0F, 0xF7, 0x05]),
+    row!(0x1B, None, "START STOP UNIT", NoData, None, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0, 0x01, 0x05]),
     row!(0x1D, None, "SEND DIAGNOSTIC", Out, Some(o::send_diagnostic), A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
     row!(0x25, None, "READ CAPACITY(10)", In, None, A::None, always, sbc::capacity::read_capacity10,
          [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
@@ -187,7 +189,21 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x55, None, "MODE SELECT(10)", Out, Some(o::param_list10), A::None, always, spc::mode_select::mode_select10,
          [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x56, None, "RESERVE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
+    row!(0x57, None, "RELEASE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
     row!(0x5A, None, "MODE SENSE(10)", In, None, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x00), "PERSISTENT RESERVE IN (READ KEYS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x01), "PERSISTENT RESERVE IN (READ RESERVATION)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x02), "PERSISTENT RESERVE IN (REPORT CAPABILITIES)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x03), "PERSISTENT RESERVE IN (READ FULL STATUS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT (REGISTER)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT (RESERVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT (RELEASE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT (CLEAR)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT (PREEMPT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x88, None, "READ(16)", In, None, A::None, always, sbc::rw::read16,
          [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x89, None, "COMPARE AND WRITE", Out, Some(o::compare_and_write), A::None, always, sbc::caw::compare_and_write,
@@ -284,7 +300,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
 /// once. Returns the data-in length.
 pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, ScsiError> {
     if !(cmd.available)(&ctx.caps) {
-        return Err(ScsiError::InvalidOpcode);
+        // An unsupported service action of a supported opcode is an
+        // invalid field, not an invalid opcode.
+        return Err(match cmd.service_action {
+            Some(_) => ScsiError::cdb(1, 4),
+            None => ScsiError::InvalidOpcode,
+        });
     }
     let len = cmd.cdb_len();
     let Some(&control) = ctx.cdb.get(len - 1) else {
