@@ -6,7 +6,10 @@
 //! and OPTIMAL TRANSFER LENGTH as `optimal_sectors`; tcmu-runner does the
 //! same. On top of that a TCMU command must fit the ring: its data in the
 //! data area, its entry (one iovec per data block) in half the command
-//! ring, or the kernel fails it before userspace sees it.
+//! ring, or the kernel fails it before userspace sees it. The advertised
+//! maximum is the smaller of the two; what is accepted is what the ring can
+//! carry (initiators such as libiscsi over SG_IO send more than advertised,
+//! and the kernel's backstores serve it).
 
 /// The kernel's default `hw_max_sectors` for a TCMU device (no
 /// `hw_max_sectors=` in the control string).
@@ -51,6 +54,18 @@ impl DeviceLimits {
             bytes = bytes.min(u64::from(sectors) * u64::from(self.hw_block_size.max(1)));
         }
         u32::try_from(bytes / bs).unwrap_or(u32::MAX).max(1)
+    }
+
+    /// The longest transfer in logical blocks the ring can carry (its data
+    /// area and half its command ring), whatever `hw_max_sectors` says:
+    /// what the LUN accepts. Like the kernel's own backstores, which split
+    /// what they receive, a command longer than the advertised maximum
+    /// but within this is served, not refused. At least 1.
+    pub fn ring_transfer_blocks(&self, block_size: u32) -> u32 {
+        let bs = u64::from(block_size.max(1));
+        u32::try_from(self.ring_bytes() / bs)
+            .unwrap_or(u32::MAX)
+            .max(1)
     }
 
     /// OPTIMAL TRANSFER LENGTH in logical blocks wanted by the
@@ -126,6 +141,13 @@ mod tests {
         };
         let pages = ((64 * 1024 - 128) / 2 - 312) / 16 - 1;
         assert_eq!(l.max_transfer_blocks(4096), pages);
+    }
+
+    #[test]
+    fn the_ring_carries_more_than_hw_max_sectors() {
+        let l = kernel_default();
+        assert_eq!(l.max_transfer_blocks(512), 128);
+        assert!(l.ring_transfer_blocks(512) > 1 << 20);
     }
 
     #[test]

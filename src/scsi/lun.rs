@@ -26,7 +26,8 @@ pub struct LunConfig {
     pub naa_id: u64,
     /// MAXIMUM TRANSFER LENGTH wanted, in blocks (capped at 32 MiB worth
     /// of blocks and by the kernel device: [`Lun::set_device_limits`]);
-    /// longer READ/WRITE/VERIFY fail with INVALID FIELD IN CDB.
+    /// READ/WRITE/VERIFY longer than this or than the ring carries fail
+    /// with INVALID FIELD IN CDB.
     pub max_transfer_blocks: u32,
     /// MAXIMUM COMPARE AND WRITE LENGTH wanted, in blocks (capped at 255 and
     /// at half of `max_transfer_blocks`).
@@ -113,6 +114,9 @@ pub struct Lun {
     device_max_transfer: AtomicU32,
     /// OPTIMAL TRANSFER LENGTH the kernel device asks for (0: none).
     device_optimal_transfer: AtomicU32,
+    /// The longest transfer the kernel device's ring carries (blocks;
+    /// `u32::MAX` until [`Lun::set_device_limits`]).
+    device_ring_transfer: AtomicU32,
 }
 
 // `Lun` is shared between I/O threads.
@@ -145,6 +149,7 @@ impl Lun {
             caw_gate: RwLock::new(()),
             device_max_transfer: AtomicU32::new(u32::MAX),
             device_optimal_transfer: AtomicU32::new(0),
+            device_ring_transfer: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -157,18 +162,30 @@ impl Lun {
         let bs = self.backend.caps().block_size;
         self.device_max_transfer
             .store(limits.max_transfer_blocks(bs), Ordering::Release);
+        self.device_ring_transfer
+            .store(limits.ring_transfer_blocks(bs), Ordering::Release);
         self.device_optimal_transfer.store(
             limits.optimal_transfer_blocks().unwrap_or(0),
             Ordering::Release,
         );
     }
 
-    /// MAXIMUM TRANSFER LENGTH wanted by the configuration and allowed by
-    /// the kernel device, before the byte cap of the SCSI layer.
-    pub(crate) fn transfer_blocks_allowed(&self) -> u32 {
+    /// MAXIMUM TRANSFER LENGTH to advertise: wanted by the configuration
+    /// and allowed by the kernel device, before the byte cap of the SCSI
+    /// layer.
+    pub(crate) fn transfer_blocks_advertised(&self) -> u32 {
         self.cfg
             .max_transfer_blocks
             .min(self.device_max_transfer.load(Ordering::Acquire))
+    }
+
+    /// The longest transfer served: the configuration's, capped by what
+    /// the kernel device's ring carries (not by `hw_max_sectors`: see
+    /// [`DeviceLimits::ring_transfer_blocks`]).
+    pub(crate) fn transfer_blocks_accepted(&self) -> u32 {
+        self.cfg
+            .max_transfer_blocks
+            .min(self.device_ring_transfer.load(Ordering::Acquire))
     }
 
     /// OPTIMAL TRANSFER LENGTH asked for by the kernel device, if any.

@@ -51,9 +51,20 @@ const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
 /// READ/WRITE, so computed alone).
 pub(crate) fn max_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
     let block_size = caps.block_size.max(1);
-    lun.transfer_blocks_allowed()
+    lun.transfer_blocks_advertised()
         .min(MAX_TRANSFER_BYTES / block_size)
         .max(1)
+}
+
+/// The longest READ/WRITE/VERIFY served, in blocks: at least MAXIMUM
+/// TRANSFER LENGTH, more when the ring carries more than the kernel
+/// device's `hw_max_sectors` (as the kernel's own backstores serve
+/// commands longer than they advertise).
+pub(crate) fn accepted_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
+    let block_size = caps.block_size.max(1);
+    lun.transfer_blocks_accepted()
+        .min(MAX_TRANSFER_BYTES / block_size)
+        .max(max_transfer(lun, caps))
 }
 
 /// Computes the limits from the LUN's configuration, the kernel device's
@@ -159,10 +170,10 @@ impl BlockRequest {
         self.flags & 0x08 != 0
     }
 
-    /// Checks the transfer length against MAXIMUM TRANSFER LENGTH and the
-    /// range against the capacity.
+    /// Checks the transfer length against what is accepted
+    /// ([`accepted_transfer`]) and the range against the capacity.
     pub fn extent(&self, ctx: &Ctx<'_>) -> Result<Extent, ScsiError> {
-        if self.blocks > max_transfer(ctx.lun, &ctx.caps) {
+        if self.blocks > accepted_transfer(ctx.lun, &ctx.caps) {
             return Err(ScsiError::cdb(self.len_byte, 7));
         }
         Extent::new(
