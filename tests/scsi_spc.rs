@@ -205,9 +205,8 @@ fn thick_backend_advertises_no_provisioning() {
     gls[0] = 0x9E; // SERVICE ACTION IN(16)
     gls[1] = 0x12; // GET LBA STATUS
     gls[13] = 32; // ALLOCATION LENGTH
-    // An unsupported service action of a supported opcode: INVALID FIELD IN CDB.
-    expect_sense(&t.lun, &gls, &[], SenseKey::IllegalRequest, 0x24, 0);
-    // ...nor reported by REPORT SUPPORTED OPERATION CODES.
+    expect_sense(&t.lun, &gls, &[], SenseKey::IllegalRequest, 0x24, 0); // unsupported SA: 24/00
+                                                                        // ...nor reported by REPORT SUPPORTED OPERATION CODES.
     let mut rsoc = [0u8; 12];
     rsoc[0] = 0xA3; // MAINTENANCE IN
     rsoc[1] = 0x0C; // REPORT SUPPORTED OPERATION CODES
