@@ -135,6 +135,32 @@ fn the_data_area_caps_the_limit() {
 }
 
 #[test]
+fn max_write_same_len_caps_write_same() {
+    let t = tempfile::tempdir().unwrap();
+    attrib(t.path(), "hw_max_sectors", "128");
+    attrib(t.path(), "hw_block_size", "512");
+    attrib(t.path(), "max_write_same_len", "1024");
+    let (mwsl, at_max, over) = with_device(Some(t.path()), SimConfig::default(), |sim, _| {
+        let c = one(sim, &[0x12, 0x01, 0xB0, 0, 64, 0], SimDir::In(64));
+        let mwsl = u64::from_be_bytes(c.data_in[36..44].try_into().unwrap());
+        // WRITE SAME(16), UNMAP, of 1024 and of 1025 blocks at LBA 0.
+        let ws = |n: u32| {
+            let mut cdb = [0u8; 16];
+            cdb[0] = 0x93;
+            cdb[1] = 0x08; // UNMAP
+            cdb[10..14].copy_from_slice(&n.to_be_bytes()); // NUMBER OF LOGICAL BLOCKS
+            cdb
+        };
+        let at_max = one(sim, &ws(1024), SimDir::Out(vec![0; BS]));
+        let over = one(sim, &ws(1025), SimDir::Out(vec![0; BS]));
+        (mwsl, at_max, over)
+    });
+    assert_eq!(mwsl, 1024, "MAXIMUM WRITE SAME LENGTH");
+    assert_eq!(at_max.status, 0);
+    assert_eq!(sense(&over), (0x5, 0x24, 0x00));
+}
+
+#[test]
 fn limits_are_read_again_on_reconfig() {
     let t = tempfile::tempdir().unwrap();
     attrib(t.path(), "hw_max_sectors", "128");

@@ -36,6 +36,10 @@ pub struct DeviceLimits {
     pub hw_block_size: u32,
     /// `attrib/optimal_sectors` (logical blocks), when known and non-zero.
     pub optimal_sectors: Option<u32>,
+    /// `attrib/max_write_same_len` (logical blocks), when known and
+    /// non-zero: MAXIMUM WRITE SAME LENGTH is capped by it, as for the
+    /// kernel's own backstores.
+    pub max_write_same_len: Option<u32>,
     /// The ring's data area in bytes.
     pub data_area_bytes: usize,
     /// The ring's command area in bytes.
@@ -95,6 +99,7 @@ mod tests {
             hw_max_sectors: Some(DEFAULT_HW_MAX_SECTORS),
             hw_block_size: 512,
             optimal_sectors: None,
+            max_write_same_len: None,
             data_area_bytes: 1 << 30,
             cmdr_size: (8 << 20) - 128,
         }

@@ -117,6 +117,9 @@ pub struct Lun {
     /// The longest transfer the kernel device's ring carries (blocks;
     /// `u32::MAX` until [`Lun::set_device_limits`]).
     device_ring_transfer: AtomicU32,
+    /// MAXIMUM WRITE SAME LENGTH allowed by the kernel device (blocks;
+    /// `u32::MAX`: no limit from it).
+    device_max_write_same: AtomicU32,
 }
 
 // `Lun` is shared between I/O threads.
@@ -150,6 +153,7 @@ impl Lun {
             device_max_transfer: AtomicU32::new(u32::MAX),
             device_optimal_transfer: AtomicU32::new(0),
             device_ring_transfer: AtomicU32::new(u32::MAX),
+            device_max_write_same: AtomicU32::new(u32::MAX),
         }
     }
 
@@ -164,6 +168,13 @@ impl Lun {
             .store(limits.max_transfer_blocks(bs), Ordering::Release);
         self.device_ring_transfer
             .store(limits.ring_transfer_blocks(bs), Ordering::Release);
+        self.device_max_write_same.store(
+            limits
+                .max_write_same_len
+                .filter(|&n| n > 0)
+                .unwrap_or(u32::MAX),
+            Ordering::Release,
+        );
         self.device_optimal_transfer.store(
             limits.optimal_transfer_blocks().unwrap_or(0),
             Ordering::Release,
@@ -186,6 +197,11 @@ impl Lun {
         self.cfg
             .max_transfer_blocks
             .min(self.device_ring_transfer.load(Ordering::Acquire))
+    }
+
+    /// MAXIMUM WRITE SAME LENGTH allowed by the kernel device.
+    pub(crate) fn device_max_write_same(&self) -> u32 {
+        self.device_max_write_same.load(Ordering::Acquire)
     }
 
     /// OPTIMAL TRANSFER LENGTH asked for by the kernel device, if any.

@@ -1,7 +1,7 @@
 //! The kernel device's transfer limits, read from configfs
 //! (`attrib/hw_max_sectors`, `attrib/hw_block_size`,
-//! `attrib/optimal_sectors`) and the ring's geometry, at device open and
-//! again on RECONFIG.
+//! `attrib/optimal_sectors`, `attrib/max_write_same_len`) and the ring's
+//! geometry, at device open and again on RECONFIG.
 
 use std::path::Path;
 
@@ -24,6 +24,7 @@ pub(crate) fn read_device_limits(configfs_dir: Option<&Path>, ring: RingCapacity
         hw_max_sectors: None,
         hw_block_size: 512,
         optimal_sectors: None,
+        max_write_same_len: None,
         data_area_bytes: ring.data_area_bytes,
         cmdr_size: ring.cmdr_size,
     };
@@ -46,6 +47,9 @@ pub(crate) fn read_device_limits(configfs_dir: Option<&Path>, ring: RingCapacity
         }
     }
     limits.optimal_sectors = read_u32(&attrib.join("optimal_sectors"))
+        .ok()
+        .filter(|&n| n > 0);
+    limits.max_write_same_len = read_u32(&attrib.join("max_write_same_len"))
         .ok()
         .filter(|&n| n > 0);
     limits
@@ -78,7 +82,9 @@ mod tests {
         std::fs::write(t.path().join("attrib/hw_max_sectors"), "1024\n").unwrap();
         std::fs::write(t.path().join("attrib/hw_block_size"), "4096\n").unwrap();
         std::fs::write(t.path().join("attrib/optimal_sectors"), "256\n").unwrap();
+        std::fs::write(t.path().join("attrib/max_write_same_len"), "65535\n").unwrap();
         let l = read_device_limits(Some(t.path()), RING);
+        assert_eq!(l.max_write_same_len, Some(65535));
         assert_eq!(l.hw_max_sectors, Some(1024));
         assert_eq!(l.hw_block_size, 4096);
         assert_eq!(l.optimal_sectors, Some(256));

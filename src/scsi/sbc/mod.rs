@@ -85,7 +85,9 @@ pub(crate) fn limits(lun: &Lun, caps: &BackendCaps) -> Limits {
     let max_compare_write =
         u8::try_from((max_transfer / 2).min(u32::from(cfg.max_compare_write_blocks)))
             .unwrap_or(u8::MAX);
-    let mut max_write_same = cfg.max_write_same_blocks.min(u64::from(u32::MAX));
+    let mut max_write_same = cfg
+        .max_write_same_blocks
+        .min(u64::from(lun.device_max_write_same()));
     if max_unmap > 0 {
         max_write_same = max_write_same.min(u64::from(max_unmap));
     }
