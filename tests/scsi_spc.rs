@@ -171,8 +171,8 @@ fn vpd_pages_derive_from_caps_and_config() {
     assert_eq!(d[32] & 0x80, 0x80, "UGAVALID");
     assert_eq!(
         u64::from_be_bytes(d[36..44].try_into().unwrap()),
-        1 << 20,
-        "MAX WRITE SAME LENGTH"
+        0xFFFF,
+        "MAX WRITE SAME LENGTH (LunConfig default, as the kernel's iblock)"
     );
     let d = expect_data(&t.lun, &inquiry(true, 0xB1, 255), &[], 255);
     assert_eq!(&d[4..6], &[0, 1], "non-rotating");

@@ -54,7 +54,11 @@ impl Default for LunConfig {
             naa_id: 0x5000_0000_0000_0001,
             max_transfer_blocks: 65536,
             max_compare_write_blocks: 64,
-            max_write_same_blocks: 1 << 22,
+            // The kernel's iblock backstore's max_write_same_len: bounds
+            // the work of one command, and keeps a WRITE SAME within what
+            // one READ of the same range can bring back through SG_IO
+            // (65535 sectors on tcm_loop).
+            max_write_same_blocks: 0xFFFF,
             physical_block_size: 0,
             write_cache: None,
         }
