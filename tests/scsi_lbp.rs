@@ -110,12 +110,15 @@ fn unmap_parameter_list_checks() {
         0x1A,
         0,
     );
+    // Less data-out than the CDB's PARAMETER LIST LENGTH: INVALID FIELD IN
+    // CDB, as the kernel's target_cmd_size_check ("overflow for WRITE
+    // control CDB").
     expect_sense(
         &t.lun,
         &unmap_cdb(40, false),
         &unmap_list(&[(0, 1)]),
         SenseKey::IllegalRequest,
-        0x1A,
+        0x24,
         0,
     );
     // ANCHOR is not supported.
@@ -281,23 +284,25 @@ fn write_same_invalid_fields() {
         0x21,
         0,
     );
+    // Data-out other than one block: INVALID FIELD IN COMMAND INFORMATION
+    // UNIT (0E/03).
     expect_sense(
         &t.lun,
         &ws16(0, 1, 0),
         &[1, 2, 3],
         SenseKey::IllegalRequest,
-        0x24,
-        0,
+        0x0E,
+        3,
     );
-    // Data-out must be exactly one block.
+    // Data-out must be exactly one block (0E/03 otherwise).
     let two = pattern(2, 0);
     expect_sense(
         &t.lun,
         &ws16(0, 1, 0x08),
         &two,
         SenseKey::IllegalRequest,
-        0x24,
-        0,
+        0x0E,
+        3,
     );
     // UNMAP on a thick device.
     let c = tcmud_core::backend::BackendCaps {

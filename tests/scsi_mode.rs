@@ -107,13 +107,14 @@ fn mode_select_rejects_unchangeable_fields_and_short_lists() {
         &[0x80, 0, 7],
         "SKSV, parameter list byte 7"
     );
-    // Parameter list length larger than the data sent.
+    // Parameter list length larger than the data sent: INVALID FIELD IN
+    // CDB (the kernel's target_cmd_size_check for control CDBs).
     expect_sense(
         &t.lun,
         &[0x15, 0x10, 0, 0, 40, 0],
         &page,
         SenseKey::IllegalRequest,
-        0x1A,
+        0x24,
         0,
     );
     // SP=1.

@@ -181,13 +181,15 @@ fn protection_fields_are_rejected() {
 #[test]
 fn short_data_out_and_short_data_in_do_not_panic() {
     let t = dev();
+    // Less data-out than the CDB names: INVALID FIELD IN COMMAND
+    // INFORMATION UNIT.
     expect_sense(
         &t.lun,
         &rw10(0x2A, 0, 0, 4),
         &pattern(3, 1),
         SenseKey::IllegalRequest,
-        0x24,
-        0,
+        0x0E,
+        3,
     );
     write16(&t.lun, 0, &numbered(4));
     let (r, d) = run(&t.lun, &rw10(0x28, 0, 0, 4), &[], 1000);

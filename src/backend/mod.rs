@@ -181,7 +181,8 @@ pub trait BlockBackend: Send + Sync {
             return self.unmap(lba, blocks);
         }
         let bs = u64::from(caps.block_size);
-        let per_io: u64 = (1 << 20) / bs.max(1);
+        // At least one block per write, also for blocks over 1 MiB.
+        let per_io: u64 = ((1 << 20) / bs.max(1)).max(1);
         let zeros = vec![0u8; usize::try_from(per_io * bs).unwrap_or(1 << 20)];
         let mut done = 0u64;
         while done < blocks {

@@ -29,6 +29,16 @@ pub enum ScsiError {
     /// The parameter list (data-out) is shorter than required (1A/00).
     #[error("parameter list length error")]
     ParameterListLength,
+    /// The data-out length is not the one the CDB names (0E/03, INVALID
+    /// FIELD IN COMMAND INFORMATION UNIT, as the kernel's
+    /// `target_cmd_size_check` answers for data CDBs).
+    #[error("data-out of {sent} bytes where the CDB names {expected}")]
+    DataOutLength {
+        /// Bytes the CDB names.
+        expected: u64,
+        /// Bytes the initiator sent.
+        sent: u64,
+    },
     /// The LBA range lies beyond the end of the medium (21/00).
     #[error("logical block address out of range")]
     LbaOutOfRange,
@@ -91,6 +101,10 @@ impl ScsiError {
             ScsiError::ParameterListLength => {
                 Sense::new(IllegalRequest, Asc::PARAMETER_LIST_LENGTH_ERROR)
             }
+            ScsiError::DataOutLength { .. } => Sense::new(
+                IllegalRequest,
+                Asc::INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT,
+            ),
             ScsiError::LbaOutOfRange => Sense::new(IllegalRequest, Asc::LBA_OUT_OF_RANGE),
             ScsiError::Miscompare { offset } => Sense {
                 information: Some(*offset),
@@ -116,6 +130,11 @@ fn backend_sense(e: &BackendError) -> Sense {
         }
         BackendError::ReadOnly => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Read(_) => Sense::new(MediumError, Asc::UNRECOVERED_READ_ERROR),
+        // The file backstore's filesystem (or quota) is full: the thin
+        // provisioning answer, not a medium error.
+        BackendError::Write(io) | BackendError::Flush(io) if is_out_of_space(io) => {
+            Sense::new(DataProtect, Asc::SPACE_ALLOCATION_FAILED_WRITE_PROTECT)
+        }
         // A failed flush means written data did not reach the medium.
         BackendError::Write(_) | BackendError::Flush(_) => {
             Sense::new(MediumError, Asc::WRITE_ERROR)
@@ -125,4 +144,11 @@ fn backend_sense(e: &BackendError) -> Sense {
         BackendError::Failed(_) => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Metadata(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
     }
+}
+
+/// ENOSPC or EDQUOT.
+fn is_out_of_space(e: &std::io::Error) -> bool {
+    use nix::errno::Errno;
+    e.raw_os_error()
+        .is_some_and(|n| n == Errno::ENOSPC as i32 || n == Errno::EDQUOT as i32)
 }

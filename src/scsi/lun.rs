@@ -1,9 +1,10 @@
 //! [`Lun`]: per-device SCSI state and the command entry point.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::device_limits::DeviceLimits;
 use super::error::ScsiError;
 use super::sense::{status, Asc, Sense, SenseKey};
 use super::table::{self, Ctx, Direct};
@@ -23,8 +24,10 @@ pub struct LunConfig {
     /// The NAA IEEE Registered designator (VPD page 83h); the top nibble is
     /// forced to 5.
     pub naa_id: u64,
-    /// MAXIMUM TRANSFER LENGTH in blocks (capped at 32 MiB worth of blocks);
-    /// longer READ/WRITE/VERIFY fail with INVALID FIELD IN CDB.
+    /// MAXIMUM TRANSFER LENGTH wanted, in blocks (capped at 32 MiB worth
+    /// of blocks and by the kernel device: [`Lun::set_device_limits`]);
+    /// READ/WRITE/VERIFY longer than this or than the ring carries fail
+    /// with INVALID FIELD IN CDB.
     pub max_transfer_blocks: u32,
     /// MAXIMUM COMPARE AND WRITE LENGTH wanted, in blocks (capped at 255 and
     /// at half of `max_transfer_blocks`).
@@ -51,7 +54,11 @@ impl Default for LunConfig {
             naa_id: 0x5000_0000_0000_0001,
             max_transfer_blocks: 65536,
             max_compare_write_blocks: 64,
-            max_write_same_blocks: 1 << 22,
+            // The kernel's iblock backstore's max_write_same_len: bounds
+            // the work of one command, and keeps a WRITE SAME within what
+            // one READ of the same range can bring back through SG_IO
+            // (65535 sectors on tcm_loop).
+            max_write_same_blocks: 0xFFFF,
             physical_block_size: 0,
             write_cache: None,
         }
@@ -106,6 +113,17 @@ pub struct Lun {
     /// Writers hold it shared; COMPARE AND WRITE holds it exclusively across
     /// read-compare-write so no write lands in between.
     caw_gate: RwLock<()>,
+    /// MAXIMUM TRANSFER LENGTH allowed by the kernel device (blocks;
+    /// `u32::MAX` until [`Lun::set_device_limits`]).
+    device_max_transfer: AtomicU32,
+    /// OPTIMAL TRANSFER LENGTH the kernel device asks for (0: none).
+    device_optimal_transfer: AtomicU32,
+    /// The longest transfer the kernel device's ring carries (blocks;
+    /// `u32::MAX` until [`Lun::set_device_limits`]).
+    device_ring_transfer: AtomicU32,
+    /// MAXIMUM WRITE SAME LENGTH allowed by the kernel device (blocks;
+    /// `u32::MAX`: no limit from it).
+    device_max_write_same: AtomicU32,
 }
 
 // `Lun` is shared between I/O threads.
@@ -136,6 +154,65 @@ impl Lun {
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
             caw_gate: RwLock::new(()),
+            device_max_transfer: AtomicU32::new(u32::MAX),
+            device_optimal_transfer: AtomicU32::new(0),
+            device_ring_transfer: AtomicU32::new(u32::MAX),
+            device_max_write_same: AtomicU32::new(u32::MAX),
+        }
+    }
+
+    /// Applies the kernel device's transfer limits (configfs
+    /// `hw_max_sectors`, `hw_block_size`, `optimal_sectors` and the ring's
+    /// size): MAXIMUM and OPTIMAL TRANSFER LENGTH (VPD B0h) and the length
+    /// check of every READ/WRITE/VERIFY follow them from the next command
+    /// on. Called at device open and again on RECONFIG.
+    pub fn set_device_limits(&self, limits: &DeviceLimits) {
+        let bs = self.backend.caps().block_size;
+        self.device_max_transfer
+            .store(limits.max_transfer_blocks(bs), Ordering::Release);
+        self.device_ring_transfer
+            .store(limits.ring_transfer_blocks(bs), Ordering::Release);
+        self.device_max_write_same.store(
+            limits
+                .max_write_same_len
+                .filter(|&n| n > 0)
+                .unwrap_or(u32::MAX),
+            Ordering::Release,
+        );
+        self.device_optimal_transfer.store(
+            limits.optimal_transfer_blocks().unwrap_or(0),
+            Ordering::Release,
+        );
+    }
+
+    /// MAXIMUM TRANSFER LENGTH to advertise: wanted by the configuration
+    /// and allowed by the kernel device, before the byte cap of the SCSI
+    /// layer.
+    pub(crate) fn transfer_blocks_advertised(&self) -> u32 {
+        self.cfg
+            .max_transfer_blocks
+            .min(self.device_max_transfer.load(Ordering::Acquire))
+    }
+
+    /// The longest transfer served: the configuration's, capped by what
+    /// the kernel device's ring carries (not by `hw_max_sectors`: see
+    /// [`DeviceLimits::ring_transfer_blocks`]).
+    pub(crate) fn transfer_blocks_accepted(&self) -> u32 {
+        self.cfg
+            .max_transfer_blocks
+            .min(self.device_ring_transfer.load(Ordering::Acquire))
+    }
+
+    /// MAXIMUM WRITE SAME LENGTH allowed by the kernel device.
+    pub(crate) fn device_max_write_same(&self) -> u32 {
+        self.device_max_write_same.load(Ordering::Acquire)
+    }
+
+    /// OPTIMAL TRANSFER LENGTH asked for by the kernel device, if any.
+    pub(crate) fn device_optimal_transfer(&self) -> Option<u32> {
+        match self.device_optimal_transfer.load(Ordering::Acquire) {
+            0 => None,
+            n => Some(n),
         }
     }
 
@@ -181,7 +258,12 @@ impl Lun {
         };
         let mut plain = Vec::new();
         if cmd.needs_plain_data_out() {
-            plain.resize(data_out.len(), 0);
+            // Sized by the CDB, never by the iovecs' total.
+            let used = match cmd.data_out_len(cdb, &self.backend.caps(), data_out.len()) {
+                Ok(n) => n,
+                Err(e) => return respond(cdb, Err(e)),
+            };
+            plain.resize(used, 0);
             if let Err(e) = data_out.read_at(0, &mut plain) {
                 return respond(cdb, Err(ScsiError::DataTransfer(e)));
             }

@@ -10,7 +10,8 @@
 //! capacity applied once), `cdb` (checked per-format CDB views), `sense`
 //! (keys, ASC/ASCQ constants, fixed/descriptor formats), `error` (the
 //! error enum and its single sense mapping, backend errors included),
-//! `extent` (checked LBA ranges), `lun` ([`Lun`] state: WCE, unit
+//! `extent` (checked LBA ranges), `device_limits` (what the kernel
+//! device lets one command carry), `lun` ([`Lun`] state: WCE, unit
 //! attentions, the COMPARE AND WRITE gate), `spc/` and `sbc/` (one handler
 //! per command, grouped by family).
 //!
@@ -26,6 +27,8 @@
 //! [`BlockBackend::poll_event`]: crate::backend::BlockBackend::poll_event
 
 mod cdb;
+mod data_out;
+mod device_limits;
 mod error;
 mod extent;
 mod lun;
@@ -34,6 +37,7 @@ mod sense;
 mod spc;
 mod table;
 
+pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
 pub use lun::{Lun, LunConfig, ScsiResponse};
 pub use sense::{status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};

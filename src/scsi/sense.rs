@@ -58,6 +58,8 @@ impl Asc {
     pub const NO_ADDITIONAL: Asc = Asc::new(0x00, 0x00);
     /// 0C/00 WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc::new(0x0C, 0x00);
+    /// 0E/03 INVALID FIELD IN COMMAND INFORMATION UNIT.
+    pub const INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT: Asc = Asc::new(0x0E, 0x03);
     /// 11/00 UNRECOVERED READ ERROR.
     pub const UNRECOVERED_READ_ERROR: Asc = Asc::new(0x11, 0x00);
     /// 1A/00 PARAMETER LIST LENGTH ERROR.

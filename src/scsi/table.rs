@@ -1,6 +1,7 @@
 //! The command table: one row per command, from which parsing, dispatch and
 //! REPORT SUPPORTED OPERATION CODES all derive.
 
+use super::data_out::{self as o, OutCheck};
 use super::error::ScsiError;
 use super::lun::Lun;
 use super::{sbc, spc};
@@ -101,6 +102,9 @@ pub(crate) struct Command {
     pub service_action: Option<u8>,
     pub name: &'static str,
     pub dir: DataDirection,
+    /// For data-out commands: the data-out length the CDB implies
+    /// ([`data_out`](super::data_out)), checked before the handler runs.
+    pub data_out: Option<OutCheck>,
     pub alloc_len: AllocLen,
     /// Whether the backend supports it (thin-only commands).
     pub available: fn(&BackendCaps) -> bool,
@@ -122,6 +126,21 @@ impl Command {
     pub fn needs_plain_data_out(&self) -> bool {
         self.dir == DataDirection::Out && !sbc::rw::streams_data_out(self.opcode)
     }
+
+    /// How many of the `sent` data-out bytes the command uses: checked
+    /// against the CDB ([`data_out`](super::data_out)); 0 for commands
+    /// without data-out.
+    pub fn data_out_len(
+        &self,
+        cdb: &[u8],
+        caps: &BackendCaps,
+        sent: usize,
+    ) -> Result<usize, ScsiError> {
+        match self.data_out {
+            Some(check) => check(cdb, caps.block_size, sent),
+            None => Ok(0),
+        }
+    }
 }
 
 fn always(_: &BackendCaps) -> bool {
@@ -135,8 +154,8 @@ use AllocLen as A;
 use DataDirection::{In, None as NoData, Out};
 
 macro_rules! row {
-    ($op:literal, $sa:expr, $name:literal, $dir:expr, $al:expr, $avail:expr, $h:expr, [$($u:literal),*]) => {
-        Command { opcode: $op, service_action: $sa, name: $name, dir: $dir, alloc_len: $al,
+    ($op:literal, $sa:expr, $name:literal, $dir:expr, $out:expr, $al:expr, $avail:expr, $h:expr, [$($u:literal),*]) => {
+        Command { opcode: $op, service_action: $sa, name: $name, dir: $dir, data_out: $out, alloc_len: $al,
                   available: $avail, handler: $h, usage: &[$($u),*] }
     };
 }
@@ -144,64 +163,80 @@ macro_rules! row {
 /// Every supported command, ordered by opcode and service action.
 #[rustfmt::skip]
 pub(crate) static COMMANDS: &[Command] = &[
-    row!(0x00, None, "TEST UNIT READY", NoData, A::None, always, spc::misc::test_unit_ready, [0x00, 0, 0, 0, 0, 0x05]),
-    row!(0x03, None, "REQUEST SENSE", In, A::U8(4), always, spc::misc::request_sense, [0x03, 0x01, 0, 0, 0xFF, 0x05]),
-    row!(0x08, None, "READ(6)", In, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x0A, None, "WRITE(6)", Out, A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x12, None, "INQUIRY", In, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x15, None, "MODE SELECT(6)", Out, A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
-    row!(0x1A, None, "MODE SENSE(6)", In, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x1B, None, "START STOP UNIT", NoData, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0x0F, 0xF7, 0x05]),
-    row!(0x1D, None, "SEND DIAGNOSTIC", Out, A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x25, None, "READ CAPACITY(10)", In, A::None, always, sbc::capacity::read_capacity10,
+    row!(0x00, None, "TEST UNIT READY", NoData, None, A::None, always, spc::misc::test_unit_ready, [0x00, 0, 0, 0, 0, 0x05]),
+    row!(0x03, None, "REQUEST SENSE", In, None, A::U8(4), always, spc::misc::request_sense, [0x03, 0x01, 0, 0, 0xFF, 0x05]),
+    row!(0x08, None, "READ(6)", In, None, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x0A, None, "WRITE(6)", Out, Some(o::write6), A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x12, None, "INQUIRY", In, None, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x15, None, "MODE SELECT(6)", Out, Some(o::mode_select6), A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
+    row!(0x16, None, "RESERVE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x16, 0, 0, 0, 0, 0x05]),
+    row!(0x17, None, "RELEASE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x17, 0, 0, 0, 0, 0x05]),
+    row!(0x1A, None, "MODE SENSE(6)", In, None, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x1B, None, "START STOP UNIT", NoData, None, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0, 0x01, 0x05]),
+    row!(0x1D, None, "SEND DIAGNOSTIC", Out, Some(o::send_diagnostic), A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x25, None, "READ CAPACITY(10)", In, None, A::None, always, sbc::capacity::read_capacity10,
          [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
-    row!(0x28, None, "READ(10)", In, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x2A, None, "WRITE(10)", Out, A::None, always, sbc::rw::write10, [0x2A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x2E, None, "WRITE AND VERIFY(10)", Out, A::None, always, sbc::rw::write_verify10,
+    row!(0x28, None, "READ(10)", In, None, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x2A, None, "WRITE(10)", Out, Some(o::write10), A::None, always, sbc::rw::write10, [0x2A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x2E, None, "WRITE AND VERIFY(10)", Out, Some(o::write10), A::None, always, sbc::rw::write_verify10,
          [0x2E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x2F, None, "VERIFY(10)", Out, A::None, always, sbc::verify::verify10, [0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x34, None, "PRE-FETCH(10)", NoData, A::None, always, sbc::sync::prefetch10, [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x35, None, "SYNCHRONIZE CACHE(10)", NoData, A::None, always, sbc::sync::sync_cache10,
+    row!(0x2F, None, "VERIFY(10)", Out, Some(o::verify10), A::None, always, sbc::verify::verify10, [0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x34, None, "PRE-FETCH(10)", NoData, None, A::None, always, sbc::sync::prefetch10, [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x35, None, "SYNCHRONIZE CACHE(10)", NoData, None, A::None, always, sbc::sync::sync_cache10,
          [0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x41, None, "WRITE SAME(10)", Out, A::None, always, sbc::write_same::write_same10,
+    row!(0x41, None, "WRITE SAME(10)", Out, Some(o::write_same10), A::None, always, sbc::write_same::write_same10,
          [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x42, None, "UNMAP", Out, A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x55, None, "MODE SELECT(10)", Out, A::None, always, spc::mode_select::mode_select10,
+    row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x55, None, "MODE SELECT(10)", Out, Some(o::param_list10), A::None, always, spc::mode_select::mode_select10,
          [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5A, None, "MODE SENSE(10)", In, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x88, None, "READ(16)", In, A::None, always, sbc::rw::read16,
+    row!(0x56, None, "RESERVE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
+    row!(0x57, None, "RELEASE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
+    row!(0x5A, None, "MODE SENSE(10)", In, None, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x00), "PERSISTENT RESERVE IN (READ KEYS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x01), "PERSISTENT RESERVE IN (READ RESERVATION)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x02), "PERSISTENT RESERVE IN (REPORT CAPABILITIES)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5E, Some(0x03), "PERSISTENT RESERVE IN (READ FULL STATUS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT (REGISTER)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT (RESERVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT (RELEASE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT (CLEAR)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT (PREEMPT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x88, None, "READ(16)", In, None, A::None, always, sbc::rw::read16,
          [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x89, None, "COMPARE AND WRITE", Out, A::None, always, sbc::caw::compare_and_write,
+    row!(0x89, None, "COMPARE AND WRITE", Out, Some(o::compare_and_write), A::None, always, sbc::caw::compare_and_write,
          [0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, 0x05]),
-    row!(0x8A, None, "WRITE(16)", Out, A::None, always, sbc::rw::write16,
+    row!(0x8A, None, "WRITE(16)", Out, Some(o::write16), A::None, always, sbc::rw::write16,
          [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x8E, None, "WRITE AND VERIFY(16)", Out, A::None, always, sbc::rw::write_verify16,
+    row!(0x8E, None, "WRITE AND VERIFY(16)", Out, Some(o::write16), A::None, always, sbc::rw::write_verify16,
          [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x8F, None, "VERIFY(16)", Out, A::None, always, sbc::verify::verify16,
+    row!(0x8F, None, "VERIFY(16)", Out, Some(o::verify16), A::None, always, sbc::verify::verify16,
          [0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x90, None, "PRE-FETCH(16)", NoData, A::None, always, sbc::sync::prefetch16,
+    row!(0x90, None, "PRE-FETCH(16)", NoData, None, A::None, always, sbc::sync::prefetch16,
          [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x91, None, "SYNCHRONIZE CACHE(16)", NoData, A::None, always, sbc::sync::sync_cache16,
+    row!(0x91, None, "SYNCHRONIZE CACHE(16)", NoData, None, A::None, always, sbc::sync::sync_cache16,
          [0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x93, None, "WRITE SAME(16)", Out, A::None, always, sbc::write_same::write_same16,
+    row!(0x93, None, "WRITE SAME(16)", Out, Some(o::write_same16), A::None, always, sbc::write_same::write_same16,
          [0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0x9E, Some(0x10), "READ CAPACITY(16)", In, A::U32(10), always, sbc::capacity::read_capacity16,
+    row!(0x9E, Some(0x10), "READ CAPACITY(16)", In, None, A::U32(10), always, sbc::capacity::read_capacity16,
          [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
-    row!(0x9E, Some(0x12), "GET LBA STATUS", In, A::U32(10), thin, sbc::lba_status::get_lba_status,
+    row!(0x9E, Some(0x12), "GET LBA STATUS", In, None, A::U32(10), thin, sbc::lba_status::get_lba_status,
          [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
-    row!(0xA0, None, "REPORT LUNS", In, A::U32(6), always, spc::misc::report_luns,
+    row!(0xA0, None, "REPORT LUNS", In, None, A::U32(6), always, spc::misc::report_luns,
          [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
-    row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, A::U32(6), always, spc::rsoc::report_opcodes,
+    row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, None, A::U32(6), always, spc::rsoc::report_opcodes,
          [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
-    row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, A::U32(6), always, spc::rsoc::report_tmfs,
+    row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
          [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
-    row!(0xA8, None, "READ(12)", In, A::None, always, sbc::rw::read12,
+    row!(0xA8, None, "READ(12)", In, None, A::None, always, sbc::rw::read12,
          [0xA8, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0xAA, None, "WRITE(12)", Out, A::None, always, sbc::rw::write12,
+    row!(0xAA, None, "WRITE(12)", Out, Some(o::write12), A::None, always, sbc::rw::write12,
          [0xAA, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0xAE, None, "WRITE AND VERIFY(12)", Out, A::None, always, sbc::rw::write_verify12,
+    row!(0xAE, None, "WRITE AND VERIFY(12)", Out, Some(o::write12), A::None, always, sbc::rw::write_verify12,
          [0xAE, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
-    row!(0xAF, None, "VERIFY(12)", Out, A::None, always, sbc::verify::verify12,
+    row!(0xAF, None, "VERIFY(12)", Out, Some(o::verify12), A::None, always, sbc::verify::verify12,
          [0xAF, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
 ];
 
@@ -265,7 +300,12 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
 /// once. Returns the data-in length.
 pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, ScsiError> {
     if !(cmd.available)(&ctx.caps) {
-        return Err(ScsiError::InvalidOpcode);
+        // An unsupported service action of a supported opcode is an
+        // invalid field, not an invalid opcode.
+        return Err(match cmd.service_action {
+            Some(_) => ScsiError::cdb(1, 4),
+            None => ScsiError::InvalidOpcode,
+        });
     }
     let len = cmd.cdb_len();
     let Some(&control) = ctx.cdb.get(len - 1) else {
@@ -275,6 +315,14 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, Scs
         // NACA (ACA is not supported) or the obsolete LINK bit.
         let bit = if control & 0x04 != 0 { 2 } else { 0 };
         return Err(ScsiError::cdb(u16::try_from(len - 1).unwrap_or(0), bit));
+    }
+    let sent = match &ctx.direct {
+        Some(d) => d.out.len(),
+        None => ctx.data_out.len(),
+    };
+    let used = cmd.data_out_len(ctx.cdb, &ctx.caps, sent)?;
+    if ctx.direct.is_none() {
+        ctx.data_out = ctx.data_out.get(..used).unwrap_or_default();
     }
     tracing::trace!(command = cmd.name, "execute");
     let reply = (cmd.handler)(ctx)?;

@@ -9,8 +9,12 @@
 #      libiscsi's iscsi-test-cu runs the selected tests against iscsi://127.0.0.1/<iqn>/0.
 # Results go to the host share (/host, 9p): cu.out (iscsi-test-cu output), sg3.txt,
 # tcmud.log, dmesg.txt, and done (exit status of iscsi-test-cu).
+# With transport=sg, step 2 is skipped: iscsi-test-cu runs over SG_IO against the tcm_loop
+# LUN's /dev/sgN instead (the kernel path an initiator on the same host takes).
 # Inputs from the share: tests.txt (one test pattern per line, iscsi-test-cu's test-list
-# file), size_mb (LUN size, default 64), block_size (default 512).
+# file), size_mb (LUN size, default 64), block_size (default 512), transport (iscsi or sg,
+# default iscsi), hw_max_sectors (a number, or "default": none in the control string, the
+# kernel's 128; default 1024).
 # timeout: set by run-libiscsi.sh
 . /vmlab/tcmud-lib.sh
 
@@ -18,6 +22,9 @@ OUT=/host
 [ -d "$OUT" ] && touch "$OUT/.probe" 2>/dev/null || fail "no writable host share at /host"
 SIZE_MB=$(cat $OUT/size_mb 2>/dev/null || echo 64)
 BS=$(cat $OUT/block_size 2>/dev/null || echo 512)
+TRANSPORT=$(cat $OUT/transport 2>/dev/null || echo iscsi)
+HWMS=$(cat $OUT/hw_max_sectors 2>/dev/null || echo 1024)
+if [ "$HWMS" = default ]; then HWMS_ARG=; else HWMS_ARG=hw_max_sectors=$HWMS; fi
 IQN=iqn.2003-01.org.linux-iscsi.tcmud:conformance
 TPG=$CFG/iscsi/$IQN/tpgt_1
 KVER=$(uname -r)
@@ -40,9 +47,9 @@ tcmud_write_config p1:1GiB:64KiB
 tcmud_start
 BSDIR=$CFG/core/user_1/vol1
 bg_wait 30 tcmu_create user_1 vol1 $((SIZE_MB << 20)) thin/p1/vol1 \
-        hw_max_sectors=1024 hw_block_size="$BS" > /dev/null || { diag; finish; fail "user backstore thin/p1/vol1"; }
+        $HWMS_ARG hw_block_size="$BS" > /dev/null || { diag; finish; fail "user backstore thin/p1/vol1"; }
 wait_served vol1
-verified "tcmud serves user_1/vol1 (thin/p1/vol1, ${SIZE_MB} MiB, ${BS}-byte blocks)"
+verified "tcmud serves user_1/vol1 (thin/p1/vol1, ${SIZE_MB} MiB, ${BS}-byte blocks, hw_max_sectors $(cat $BSDIR/attrib/hw_max_sectors))"
 
 # ---- sg3_utils over tcm_loop
 sg3() {
@@ -70,6 +77,40 @@ SD=$(loop_attach "$BSDIR" 0 60) || { diag; finish; fail "tcm_loop LUN"; }
     sg3 sg_turs "$SD"
 } > $OUT/sg3.txt 2>&1
 verified "sg3_utils checks over tcm_loop ($SD) -> sg3.txt"
+
+# run_cu TARGET -- iscsi-test-cu over the selected tests against TARGET (URL or /dev/sgN)
+run_cu() {
+    iscsi-test-cu -l > /tmp/all-tests.txt 2>&1
+    cp /tmp/all-tests.txt $OUT/all-tests.txt
+    t0=$(now_cs)
+    # -d: destructive (write) tests allowed; test list from the host share
+    if [ -s $OUT/tests.txt ]; then
+        iscsi-test-cu -d -t $OUT/tests.txt "$1" > $OUT/cu.out 2>&1
+    else
+        iscsi-test-cu -d "$1" > $OUT/cu.out 2>&1
+    fi
+    rc=$?
+    t1=$(now_cs)
+    echo "$rc $((t1 - t0))" > $OUT/done
+    vmsg "iscsi-test-cu ($1) exit status $rc after $(( (t1 - t0) / 100 )).$(( (t1 - t0) % 100 ))s"
+    tail -n 12 $OUT/cu.out
+}
+
+if [ "$TRANSPORT" = sg ]; then
+    # ---- iscsi-test-cu over SG_IO on the tcm_loop LUN's sg node
+    SG=$(ls /sys/block/${SD#/dev/}/device/scsi_generic/ 2>/dev/null | head -n1)
+    [ -n "$SG" ] || { finish; fail "no sg node for $SD (is sg loaded?)"; }
+    [ -c /dev/$SG ] || mknod /dev/$SG c 21 "${SG#sg}" || { finish; fail "mknod /dev/$SG"; }
+    verified "iscsi-test-cu over SG_IO: $SD = /dev/$SG"
+    run_cu /dev/$SG
+    tcmud_alive || { finish; fail "tcmud died during the suite"; }
+    bg_wait 60 loop_detach 0 || vmsg "tcm_loop LUN removal failed or hung"
+    loop_teardown
+    bg_wait 30 rmdir "$BSDIR" || vmsg "rmdir $BSDIR failed or hung"
+    tcmud_stop
+    finish
+    exit 0
+fi
 bg_wait 60 loop_detach 0 || { diag; finish; fail "tcm_loop LUN removal"; }
 loop_teardown
 
@@ -85,21 +126,7 @@ echo 1 > "$TPG/enable" || { finish; fail "enable TPG"; }
 verified "iSCSI target $IQN on 127.0.0.1:3260, LUN 0 = user_1/vol1"
 
 # ---- iscsi-test-cu
-URL=iscsi://127.0.0.1/$IQN/0
-iscsi-test-cu -l > /tmp/all-tests.txt 2>&1
-cp /tmp/all-tests.txt $OUT/all-tests.txt
-t0=$(now_cs)
-# -d: destructive (write) tests allowed; test list from the host share
-if [ -s $OUT/tests.txt ]; then
-    iscsi-test-cu -d -t $OUT/tests.txt "$URL" > $OUT/cu.out 2>&1
-else
-    iscsi-test-cu -d "$URL" > $OUT/cu.out 2>&1
-fi
-rc=$?
-t1=$(now_cs)
-echo "$rc $((t1 - t0))" > $OUT/done
-vmsg "iscsi-test-cu exit status $rc after $(( (t1 - t0) / 100 )).$(( (t1 - t0) % 100 ))s"
-tail -n 12 $OUT/cu.out
+run_cu iscsi://127.0.0.1/$IQN/0
 
 # ---- teardown (also checks that tcmud survived the suite)
 tcmud_alive || { finish; fail "tcmud died during the suite"; }

@@ -9,7 +9,8 @@
 # of failures (marked [kernel] where LIO answers the command itself, not tcmud), and timings.
 #
 # Usage: tests/conformance/run-libiscsi.sh [--no-build] [--tcmud BIN] [--tests LIST]
-#            [--quick] [--all] [--size MB] [--block-size N] [--timeout S] [--out DIR] [--verbose]
+#            [--quick] [--all] [--size MB] [--block-size N] [--sg] [--hw-max-sectors N|default]
+#            [--timeout S] [--out DIR] [--verbose]
 #   --no-build       do not run cargo (use --tcmud or target/conformance-bin/tcmud)
 #   --tcmud BIN      daemon binary to test (default: `cargo build --release -p tcmud`)
 #   --tests LIST     comma-separated iscsi-test-cu patterns (FAMILY[.SUITE[.TEST]], fnmatch),
@@ -17,6 +18,9 @@
 #   --quick          the CI subset (tests/conformance/quick.txt; about 5 minutes in all)
 #   --all            every SCSI.* suite, including the ones the default list leaves out
 #   --size MB        LUN size (default 64)      --block-size N   512 (default) or 4096
+#   --sg             run iscsi-test-cu over SG_IO on the tcm_loop LUN's /dev/sgN, not iSCSI
+#   --hw-max-sectors N|default   the backstore's hw_max_sectors (default 1024; "default":
+#                    none in the control string, the kernel's 128)
 #   --timeout S      guest timeout (default 2400; 600 with --quick)
 #   --out DIR        results directory (default target/conformance/<timestamp>)
 #   --verbose        echo the guest console
@@ -29,6 +33,7 @@ repo=$(cd "$me/../.." && pwd)
 vm=$repo/tests/vm
 
 BUILD=1 TCMUD="" TESTS="" LIST=$me/tests.txt ALL=0 SIZE=64 BSZ=512 TMO="" OUT="" VERBOSE=0
+TRANSPORT=iscsi HWMS=1024
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
@@ -38,10 +43,12 @@ while [ $# -gt 0 ]; do
         --quick) LIST=$me/quick.txt; shift;;
         --size) SIZE=$2; shift 2;;
         --block-size) BSZ=$2; shift 2;;
+        --sg) TRANSPORT=sg; shift;;
+        --hw-max-sectors) HWMS=$2; shift 2;;
         --timeout) TMO=$2; shift 2;;
         --out) OUT=$2; shift 2;;
         --verbose) VERBOSE=1; shift;;
-        -h|--help) sed -n '2,25p' "$0"; exit 0;;
+        -h|--help) sed -n '2,29p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -50,7 +57,7 @@ done
 T0=$(date +%s)
 OUT=${OUT:-$repo/target/conformance/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT"/{cu.out,done,sg3.txt,tcmud.log,dmesg.txt,tests.txt}
+rm -f "$OUT"/{cu.out,done,sg3.txt,tcmud.log,dmesg.txt,tests.txt,transport,hw_max_sectors}
 
 # ---- the daemon
 BIN=$repo/target/conformance-bin
@@ -99,6 +106,8 @@ fi
 TMO=${TMO:-2400}
 echo "$SIZE" > "$OUT/size_mb"
 echo "$BSZ" > "$OUT/block_size"
+echo "$TRANSPORT" > "$OUT/transport"
+echo "$HWMS" > "$OUT/hw_max_sectors"
 
 # ---- one boot
 echo "== booting the guest (results in $OUT)"

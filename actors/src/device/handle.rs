@@ -35,6 +35,7 @@ impl DeviceHandle {
     /// queues CAPACITY DATA HAS CHANGED (queuing it here too would raise the
     /// unit attention twice).
     pub fn resize(&self, new_size: u64) {
+        self.reread_limits();
         let shared = Arc::clone(&self.shared);
         let spawned = self.shared.backstore.spawn_io(move || {
             let _span = shared.span.enter();
@@ -51,7 +52,21 @@ impl DeviceHandle {
     /// The kernel changed the write-cache setting (RECONFIG WRITECACHE).
     pub fn set_write_cache(&self, on: bool) {
         tracing::info!(parent: &self.shared.span, on, "write cache setting");
+        self.reread_limits();
         self.shared.lun.set_write_cache(on);
+    }
+
+    /// Reads the device's transfer limits again (configfs and the ring)
+    /// and applies them to the LUN: done on every RECONFIG (a resize or a
+    /// write-cache change go through [`DeviceHandle::resize`] and
+    /// [`DeviceHandle::set_write_cache`], which call it).
+    pub fn reread_limits(&self) {
+        let limits = super::limits::read_device_limits(
+            self.shared.configfs_dir.as_deref(),
+            self.shared.ring_capacity,
+        );
+        tracing::debug!(parent: &self.shared.span, ?limits, "device limits");
+        self.shared.lun.set_device_limits(&limits);
     }
 
     /// The device failed (restart budget exhausted, or its ring unusable).

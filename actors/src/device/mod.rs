@@ -12,6 +12,7 @@ mod exec;
 pub mod fault;
 mod handle;
 mod inflight;
+mod limits;
 mod outcome;
 mod recovery;
 mod restart;
@@ -209,6 +210,12 @@ pub fn spawn_device_with(
         }
     }
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
+    let ring_capacity = limits::RingCapacity {
+        data_area_bytes: ring.data_area_size(),
+        cmdr_size: ring.cmdr_size(),
+    };
+    let device_limits = limits::read_device_limits(spec.configfs_dir.as_deref(), ring_capacity);
+    lun.set_device_limits(&device_limits);
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
     let shared = Arc::new(shared::DeviceShared::new(
         spec.minor,
@@ -217,11 +224,12 @@ pub fn spawn_device_with(
         backstore,
         faults,
         spec.configfs_dir.clone(),
+        ring_capacity,
     ));
     {
         let _span = shared.span.enter();
         tracing::info!(dev_config = %spec.dev_config, size = spec.size_bytes,
-            caps = ?ring.caps(), "device starting");
+            caps = ?ring.caps(), limits = ?device_limits, "device starting");
     }
     let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick);
     let run_shared = Arc::clone(&shared);

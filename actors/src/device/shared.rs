@@ -74,6 +74,9 @@ pub(crate) struct DeviceShared {
     /// The device's configfs directory, where settings changed by the
     /// initiator are written back (None: simulator, or not found).
     pub configfs_dir: Option<std::path::PathBuf>,
+    /// What the ring can carry (for the transfer limits re-read on
+    /// RECONFIG).
+    pub ring_capacity: super::limits::RingCapacity,
     failed: OnceLock<String>,
     crash: Mutex<Option<String>>,
     draining: AtomicBool,
@@ -98,6 +101,7 @@ impl DeviceShared {
         backstore: BackstoreHandle,
         faults: Faults,
         configfs_dir: Option<std::path::PathBuf>,
+        ring_capacity: super::limits::RingCapacity,
     ) -> DeviceShared {
         let span = tracing::info_span!("device", minor, name = %name);
         DeviceShared {
@@ -111,6 +115,7 @@ impl DeviceShared {
             faults,
             counters: Counters::default(),
             configfs_dir,
+            ring_capacity,
             failed: OnceLock::new(),
             crash: Mutex::new(None),
             draining: AtomicBool::new(false),

@@ -27,7 +27,7 @@ pub(crate) fn read_capacity16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let mut d = vec![0u8; 32];
     d[..8].copy_from_slice(&caps.num_blocks.saturating_sub(1).to_be_bytes());
     d[8..12].copy_from_slice(&caps.block_size.to_be_bytes());
-    d[13] = limits(ctx.lun.config(), caps).lbppbe & 0x0F;
+    d[13] = limits(ctx.lun, caps).lbppbe & 0x0F;
     if caps.thin {
         d[14] |= 0x80; // LBPME
         if caps.zeroes_after_unmap {

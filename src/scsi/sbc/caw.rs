@@ -15,7 +15,7 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Err(ScsiError::cdb(1, 7)); // WRPROTECT
     }
     let blocks = c.byte13();
-    if blocks > limits(ctx.lun.config(), &ctx.caps).max_compare_write {
+    if blocks > limits(ctx.lun, &ctx.caps).max_compare_write {
         return Err(ScsiError::cdb(13, 7));
     }
     let ext = Extent::new(

@@ -13,7 +13,7 @@ pub(crate) mod write_same;
 use super::cdb::{Block10, Block12, Block16, Rw6};
 use super::error::ScsiError;
 use super::extent::Extent;
-use super::lun::LunConfig;
+use super::lun::Lun;
 use super::table::Ctx;
 use crate::backend::BackendCaps;
 
@@ -49,18 +49,34 @@ const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
 
 /// MAXIMUM TRANSFER LENGTH in blocks (of [`limits`]; checked on every
 /// READ/WRITE, so computed alone).
-pub(crate) fn max_transfer(cfg: &LunConfig, caps: &BackendCaps) -> u32 {
+pub(crate) fn max_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
     let block_size = caps.block_size.max(1);
-    cfg.max_transfer_blocks
+    lun.transfer_blocks_advertised()
         .min(MAX_TRANSFER_BYTES / block_size)
         .max(1)
 }
 
-/// Computes the limits from the configuration and the backend.
-pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
+/// The longest READ/WRITE/VERIFY served, in blocks: at least MAXIMUM
+/// TRANSFER LENGTH, more when the ring carries more than the kernel
+/// device's `hw_max_sectors` (as the kernel's own backstores serve
+/// commands longer than they advertise).
+pub(crate) fn accepted_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
     let block_size = caps.block_size.max(1);
-    let max_transfer = max_transfer(cfg, caps);
-    let optimal_transfer = max_transfer.min((OPTIMAL_TRANSFER_BYTES / block_size).max(1));
+    lun.transfer_blocks_accepted()
+        .min(MAX_TRANSFER_BYTES / block_size)
+        .max(max_transfer(lun, caps))
+}
+
+/// Computes the limits from the LUN's configuration, the kernel device's
+/// limits and the backend.
+pub(crate) fn limits(lun: &Lun, caps: &BackendCaps) -> Limits {
+    let cfg = lun.config();
+    let block_size = caps.block_size.max(1);
+    let max_transfer = max_transfer(lun, caps);
+    let optimal_transfer = lun
+        .device_optimal_transfer()
+        .unwrap_or((OPTIMAL_TRANSFER_BYTES / block_size).max(1))
+        .min(max_transfer);
     let max_unmap = if caps.thin {
         caps.max_unmap_blocks.min(MAX_UNMAP_LBA_COUNT)
     } else {
@@ -69,7 +85,9 @@ pub(crate) fn limits(cfg: &LunConfig, caps: &BackendCaps) -> Limits {
     let max_compare_write =
         u8::try_from((max_transfer / 2).min(u32::from(cfg.max_compare_write_blocks)))
             .unwrap_or(u8::MAX);
-    let mut max_write_same = cfg.max_write_same_blocks.min(u64::from(u32::MAX));
+    let mut max_write_same = cfg
+        .max_write_same_blocks
+        .min(u64::from(lun.device_max_write_same()));
     if max_unmap > 0 {
         max_write_same = max_write_same.min(u64::from(max_unmap));
     }
@@ -154,10 +172,10 @@ impl BlockRequest {
         self.flags & 0x08 != 0
     }
 
-    /// Checks the transfer length against MAXIMUM TRANSFER LENGTH and the
-    /// range against the capacity.
+    /// Checks the transfer length against what is accepted
+    /// ([`accepted_transfer`]) and the range against the capacity.
     pub fn extent(&self, ctx: &Ctx<'_>) -> Result<Extent, ScsiError> {
-        if self.blocks > max_transfer(ctx.lun.config(), &ctx.caps) {
+        if self.blocks > accepted_transfer(ctx.lun, &ctx.caps) {
             return Err(ScsiError::cdb(self.len_byte, 7));
         }
         Extent::new(

@@ -36,7 +36,7 @@ pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     if usable > usize::try_from(ctx.caps.max_unmap_descriptors).unwrap_or(usize::MAX) {
         return Err(ScsiError::param(2));
     }
-    let max_blocks = limits(ctx.lun.config(), &ctx.caps).max_unmap;
+    let max_blocks = limits(ctx.lun, &ctx.caps).max_unmap;
     let mut ranges = Vec::with_capacity(usable);
     for i in 0..usable {
         let at = HEADER + i * DESCRIPTOR;

@@ -42,7 +42,7 @@ fn write_same(
         return Err(ScsiError::cdb(1, 3));
     }
     // WSNZ=1: zero blocks is invalid; so is more than MAXIMUM WRITE SAME LENGTH.
-    if blocks == 0 || u64::from(blocks) > limits(ctx.lun.config(), &ctx.caps).max_write_same {
+    if blocks == 0 || u64::from(blocks) > limits(ctx.lun, &ctx.caps).max_write_same {
         return Err(ScsiError::cdb(len_byte, 7));
     }
     let ext = Extent::new(lba, u64::from(blocks), ctx.caps.num_blocks, 1)?;

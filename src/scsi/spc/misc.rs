@@ -26,16 +26,45 @@ pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     Ok(Reply::Data(data))
 }
 
-/// START STOP UNIT: a virtual disk has no motor; power conditions and
-/// START succeed. The medium is not removable, so LOEJ (with POWER
-/// CONDITION 0, where it is processed) is an invalid field.
+/// START STOP UNIT, as the kernel's own backstores answer it
+/// (`sbc_emulate_startstop`): a virtual disk is always started, so only
+/// IMMED=1, no POWER CONDITION MODIFIER, POWER CONDITION 0, START=1 and
+/// neither LOEJ nor NO_FLUSH succeed; anything else is INVALID FIELD IN
+/// CDB at the offending field.
 pub(crate) fn start_stop_unit(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = Spc6::parse(ctx.cdb)?;
-    let power_condition = cdb.byte4() >> 4;
-    if power_condition == 0 && cdb.byte4() & 0x02 != 0 {
-        return Err(ScsiError::cdb(4, 1));
+    if cdb.byte1() & 0x01 == 0 {
+        return Err(ScsiError::cdb(1, 0)); // IMMED
+    }
+    if cdb.byte2() != 0 {
+        return Err(ScsiError::cdb(2, 7)); // reserved
+    }
+    if cdb.byte3() != 0 {
+        return Err(ScsiError::cdb(3, 3)); // POWER CONDITION MODIFIER
+    }
+    let b4 = cdb.byte4();
+    if b4 >> 4 != 0 {
+        return Err(ScsiError::cdb(4, 7)); // POWER CONDITION
+    }
+    if b4 & 0x04 != 0 {
+        return Err(ScsiError::cdb(4, 2)); // NO_FLUSH
+    }
+    if b4 & 0x02 != 0 {
+        return Err(ScsiError::cdb(4, 1)); // LOEJ: nothing to load or eject
+    }
+    if b4 & 0x01 == 0 {
+        return Err(ScsiError::cdb(4, 0)); // START=0: the unit cannot stop
     }
     Ok(Reply::None)
+}
+
+/// PERSISTENT RESERVE IN/OUT, RESERVE/RELEASE(6/10): LIO answers them for a
+/// TCMU device before they reach userspace; they are in the table so that
+/// REPORT SUPPORTED OPERATION CODES lists what the initiator can use. One
+/// that reaches us anyway (a kernel configured to pass them through) is
+/// refused as not supported here.
+pub(crate) fn answered_by_kernel(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
+    Err(ScsiError::InvalidOpcode)
 }
 
 /// REPORT LUNS (normally answered by the kernel): one LUN, 0.

@@ -19,28 +19,41 @@ pub(crate) fn mode_select10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     mode_select(ctx, cdb.byte1(), usize::from(cdb.length()), true)
 }
 
-fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, long: bool) -> Result<Reply, ScsiError> {
+fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, ten: bool) -> Result<Reply, ScsiError> {
     if byte1 & 0x01 != 0 {
         return Err(ScsiError::cdb(1, 0)); // SP: saved pages are not supported
     }
     if list_len == 0 {
         return Ok(Reply::None);
     }
+    if byte1 & 0x10 == 0 {
+        // PF=0: vendor-specific pages, which there are none of (the
+        // kernel's spc_emulate_modeselect refuses them the same way).
+        return Err(ScsiError::cdb(1, 4));
+    }
     let list = ctx
         .data_out
         .get(..list_len)
         .ok_or(ScsiError::ParameterListLength)?;
-    let (hdr_len, bdl) = if long {
+    // Header: MODE SELECT(10) has LONGLBA (byte 4 bit 0) and a 16-bit
+    // BLOCK DESCRIPTOR LENGTH in bytes 6-7; MODE SELECT(6) an 8-bit one
+    // in byte 3.
+    let (hdr_len, bdl, bdl_byte, long_lba) = if ten {
         let b = list.get(..8).ok_or(ScsiError::ParameterListLength)?;
-        (8, usize::from(u16::from_be_bytes([b[6], b[7]])))
+        (
+            8,
+            usize::from(u16::from_be_bytes([b[6], b[7]])),
+            6,
+            b[4] & 0x01 != 0,
+        )
     } else {
         let b = list.get(..4).ok_or(ScsiError::ParameterListLength)?;
-        (4, usize::from(b[3]))
+        (4, usize::from(b[3]), 3, false)
     };
     let descriptor = list
         .get(hdr_len..hdr_len + bdl)
         .ok_or(ScsiError::ParameterListLength)?;
-    check_block_descriptor(ctx, descriptor, hdr_len)?;
+    check_block_descriptor(ctx, descriptor, hdr_len, bdl_byte, long_lba)?;
     let mut wce = None;
     let mut off = hdr_len + bdl;
     while off < list.len() {
@@ -83,20 +96,29 @@ fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, long: bool) -> Result<
     Ok(Reply::None)
 }
 
-/// A block descriptor, if sent, must repeat the current geometry.
-fn check_block_descriptor(ctx: &Ctx<'_>, d: &[u8], at: usize) -> Result<(), ScsiError> {
-    let block_len = match d.len() {
-        0 => return Ok(()),
-        8 => d
-            .get(5..8)
-            .map(|b| u32::from_be_bytes([0, b[0], b[1], b[2]])),
-        16 => d
-            .get(12..16)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]])),
-        _ => return Err(ScsiError::param(at.saturating_sub(1))),
-    };
+/// A block descriptor, if sent, must repeat the current geometry. There is
+/// at most one, of the size LONGLBA selects (16 bytes with LONGLBA, else
+/// 8); `at` is its offset in the list, `bdl_byte` the offset of BLOCK
+/// DESCRIPTOR LENGTH.
+fn check_block_descriptor(
+    ctx: &Ctx<'_>,
+    d: &[u8],
+    at: usize,
+    bdl_byte: usize,
+    long_lba: bool,
+) -> Result<(), ScsiError> {
+    let (size, block_len_at) = if long_lba { (16, 12) } else { (8, 5) };
+    if d.is_empty() {
+        return Ok(());
+    }
+    if d.len() != size {
+        return Err(ScsiError::param(bdl_byte));
+    }
+    let block_len = d
+        .get(block_len_at..size)
+        .map(|b| b.iter().fold(0u32, |a, &x| (a << 8) | u32::from(x)));
     if block_len != Some(ctx.caps.block_size) {
-        return Err(ScsiError::param(at + d.len() - 3));
+        return Err(ScsiError::param(at + block_len_at));
     }
     Ok(())
 }

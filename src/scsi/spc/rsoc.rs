@@ -8,7 +8,7 @@ use crate::scsi::table::{has_service_actions, Command, Ctx, Reply, COMMANDS};
 /// Command timeouts descriptor (RCTD): length 0Ah, no timeouts specified.
 const TIMEOUTS: [u8; 12] = [0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
-/// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35), reporting options 0-2.
+/// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35), reporting options 0-3.
 pub(crate) fn report_opcodes(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = MaintenanceIn::parse(ctx.cdb)?;
     let rctd = cdb.byte2() & 0x80 != 0;
@@ -44,6 +44,15 @@ pub(crate) fn report_opcodes(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
                 .iter()
                 .filter(supported)
                 .find(|c| c.opcode == op && c.service_action.map(u16::from) == Some(sa));
+            Ok(Reply::Data(one_command(found, rctd)))
+        }
+        // The command named by opcode and service action; the service
+        // action is ignored for an opcode that has none.
+        3 => {
+            let has_sa = has_service_actions(op);
+            let found = COMMANDS.iter().filter(supported).find(|c| {
+                c.opcode == op && (!has_sa || c.service_action.map(u16::from) == Some(sa))
+            });
             Ok(Reply::Data(one_command(found, rctd)))
         }
         _ => Err(ScsiError::cdb(2, 2)),

@@ -56,14 +56,14 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
 
 /// B0h: block limits (SBC-3 6.5.3).
 fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
-    let l = limits(ctx.lun.config(), &ctx.caps);
+    let l = limits(ctx.lun, &ctx.caps);
     let mut d = vec![0u8; 0x3C];
     d[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is rejected
     d[1] = l.max_compare_write; // MAXIMUM COMPARE AND WRITE LENGTH
     d[2..4].copy_from_slice(&l.optimal_granularity.to_be_bytes()); // OPTIMAL TRANSFER LENGTH GRANULARITY
     d[4..8].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM TRANSFER LENGTH
     d[8..12].copy_from_slice(&l.optimal_transfer.to_be_bytes()); // OPTIMAL TRANSFER LENGTH
-    d[12..16].copy_from_slice(&l.max_transfer.to_be_bytes()); // MAXIMUM PREFETCH LENGTH
+                                                                 // MAXIMUM PREFETCH LENGTH stays 0: PRE-FETCH does not enforce one.
     if ctx.caps.thin {
         d[16..20].copy_from_slice(&l.max_unmap.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
         d[20..24].copy_from_slice(&ctx.caps.max_unmap_descriptors.to_be_bytes()); // ... DESCRIPTOR COUNT

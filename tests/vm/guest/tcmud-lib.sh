@@ -233,10 +233,12 @@ unstick_netlink() {
 }
 
 # lun_create HBA DEV SIZE_BYTES DEV_CONFIG LUN [KEY=VAL...] -> prints /dev/sdX
-#   user backstore (hw_max_sectors=1024 unless given) + tcm_loop LUN, with timeouts.
+#   user backstore (hw_max_sectors=1024 unless given, or unless LUN_KERNEL_DEFAULTS=1: then the
+#   kernel's defaults, 128 sectors) + tcm_loop LUN, with timeouts.
 lun_create() {
     _lh=$1 _ld=$2 _ls=$3 _lc=$4 _ll=$5; shift 5
-    case " $* " in *" hw_max_sectors="*) ;; *) set -- hw_max_sectors=1024 "$@";; esac
+    case " $* " in *" hw_max_sectors="*) ;; *)
+        [ "${LUN_KERNEL_DEFAULTS:-0}" = 1 ] || set -- hw_max_sectors=1024 "$@";; esac
     bg_wait 30 tcmu_create "$_lh" "$_ld" "$_ls" "$_lc" "$@" > /dev/null ||
         { echo "GUEST: tcmu_create $_lh/$_ld ($_lc) failed or hung" >&2; unstick_netlink; return 1; }
     loop_attach "$CFG/core/$_lh/$_ld" "$_ll" 60
