@@ -35,6 +35,14 @@ fn an_outside_ring_reset_drops_what_was_in_flight_and_serving_goes_on() {
             g.wait_entered(2); // both I/O threads hold a read at the gate
             let failed = sim.reset_ring().unwrap().len();
             g.open(); // the reads the kernel failed now finish inside tcmud
+            // A TEST UNIT READY (no data buffer) is fetched only once every job
+            // of a forgotten command ended: until then, a forgotten READ still
+            // copies into data-area blocks the kernel may already have given to
+            // a new command (it frees them at the reset, under the job), which
+            // tcmud cannot prevent. Its completion is the point from which the
+            // data of new commands is tcmud's alone.
+            let tur = one(sim, &[0u8; 6], SimDir::None);
+            assert_eq!(tur.status, 0, "TEST UNIT READY after the reset");
             let mut bad = Vec::new();
             for i in 0..40usize {
                 let lba = 100 + i;
