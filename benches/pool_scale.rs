@@ -1,6 +1,7 @@
 //! Pool metadata at scale (issue 13): one run, one table, one row per size.
 //!
-//! Per size N (mapped chunks; 64 KiB chunks, sparse data file), in a fresh
+//! Per size N (mapped chunks; 64 KiB chunks unless `TCMUD_SCALE_CHUNK_KIB`
+//! says otherwise, sparse data file), in a fresh
 //! child process so that VmRSS/VmHWM belong to that size alone:
 //!
 //! 1. setup: one volume of N chunks, a 4 KiB write into every chunk, a flush
@@ -31,7 +32,8 @@
 //! `cargo bench --bench pool_scale`
 //! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304` (sizes, default these),
 //! `TCMUD_SCALE_RAM_GIB` (budget; default min(16, MemAvailable - 4)),
-//! `TCMUD_BENCH_DIR` (where the pools go, default /tmp).
+//! `TCMUD_BENCH_DIR` (where the pools go, default /tmp), `TCMUD_SCALE_CHUNK_KIB`
+//! (chunk size, default 64; 4 fits 4 Mi mappings on a 40 GiB disk).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -46,9 +48,7 @@ use std::time::Instant;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
-const CHUNK: u64 = 64 << 10;
 const BLOCK: u32 = 4096;
-const BLOCKS_PER_CHUNK: u64 = CHUNK / BLOCK as u64;
 const FLUSH_EVERY: u64 = 65_536;
 const SNAPSHOTS: usize = 10;
 const IO_OPS: usize = 20_000;
@@ -162,6 +162,19 @@ fn pool_options() -> PoolOptions {
     }
 }
 
+/// Chunk size: `TCMUD_SCALE_CHUNK_KIB` (a power of two, 4..=1024; default 64).
+/// Small chunks put many mappings on a small host disk: every chunk written
+/// is allocated whole.
+fn chunk() -> u64 {
+    env_u64("TCMUD_SCALE_CHUNK_KIB")
+        .filter(|k| k.is_power_of_two() && (4..=1024).contains(k))
+        .map_or(64 << 10, |k| k << 10)
+}
+
+fn blocks_per_chunk() -> u64 {
+    chunk() / u64::from(BLOCK)
+}
+
 fn env_u64(k: &str) -> Option<u64> {
     std::env::var(k).ok().and_then(|s| s.parse().ok())
 }
@@ -188,12 +201,12 @@ fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (
 fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chunk: f64) {
     let pool_dir = dir.join("pool");
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
-        capacity_bytes: (n + OTHER_CHUNKS + 65_536) * CHUNK,
+        chunk_size: chunk() as u32,
+        capacity_bytes: (n + OTHER_CHUNKS + 65_536) * chunk(),
         low_water_pct: 100,
     };
     let pool = Pool::create_opts(&pool_dir, &cfg, &pool_options()).unwrap();
-    pool.create_volume("big", n * CHUNK, BLOCK).unwrap();
+    pool.create_volume("big", n * chunk(), BLOCK).unwrap();
     let big = pool.open_volume("big").unwrap();
     let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
 
@@ -201,7 +214,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     progress(n, "setup: writing 4 KiB into every chunk");
     let t = Instant::now();
     for l in 0..n {
-        big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap();
+        big.write(l * blocks_per_chunk(), &page, false).unwrap();
         if (l + 1) % FLUSH_EVERY == 0 {
             big.flush().unwrap();
             if (l + 1) % (FLUSH_EVERY * 16) == 0 {
@@ -222,11 +235,11 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     emit("rss_write", rss().0);
     emit("meta_bytes", tree_bytes(&pool_dir.join("meta")));
 
-    pool.create_volume("other", OTHER_CHUNKS * CHUNK, BLOCK)
+    pool.create_volume("other", OTHER_CHUNKS * chunk(), BLOCK)
         .unwrap();
     let other = pool.open_volume("other").unwrap();
     for l in 0..OTHER_CHUNKS {
-        other.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap();
+        other.write(l * blocks_per_chunk(), &page, false).unwrap();
     }
     other.flush().unwrap();
 
@@ -259,7 +272,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         .collect();
     let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
     let mut pool_read = |l: u64| {
-        big.read(l * BLOCKS_PER_CHUNK, &mut b1).unwrap();
+        big.read(l * blocks_per_chunk(), &mut b1).unwrap();
         black_box(&b1);
     };
     let mut raw_read = |l: u64| {
@@ -272,7 +285,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     emit("read_cold", q / p);
     let (p, q) = interleaved(
         &cold_w,
-        |l| big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap(),
+        |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
         |l| raw.write_all_at(&page, l * 4096).unwrap(),
     );
     emit("write_cold", q / p);
@@ -284,7 +297,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     emit("read_warm", q / p);
     let (p, q) = interleaved(
         &warm_ops,
-        |l| big.write(l * BLOCKS_PER_CHUNK, &page, false).unwrap(),
+        |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
         |l| raw.write_all_at(&page, l * 4096).unwrap(),
     );
     emit("write_warm", q / p);
@@ -295,7 +308,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     // 3. idle write latency on the other volume
     progress(n, "idle write latency on another volume");
     let other_write = |r: &mut Rng| {
-        let lba = r.next() % (OTHER_CHUNKS * BLOCKS_PER_CHUNK);
+        let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
         let t = Instant::now();
         other.write(lba, &page, false).unwrap();
         t.elapsed().as_secs_f64()
@@ -573,7 +586,10 @@ fn print_table(rows: &[(u64, Results)]) {
     let f = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
     let cell = |v: Option<f64>, fmtf: &dyn Fn(f64) -> String| v.map_or("-".to_string(), fmtf);
     println!();
-    println!("tcmud pool at scale (64 KiB chunks, one 4 KiB write per chunk, sparse data file)");
+    println!(
+        "tcmud pool at scale ({} KiB chunks, one 4 KiB write per chunk, sparse data file)",
+        chunk() >> 10
+    );
     println!();
     println!(
         "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (ms) | delete snapshot (s) |"
