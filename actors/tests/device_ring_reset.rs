@@ -34,7 +34,8 @@ fn an_outside_ring_reset_drops_what_was_in_flight_and_serving_goes_on() {
             sim.kick().unwrap();
             g.wait_entered(2); // both I/O threads hold a read at the gate
             let failed = sim.reset_ring().unwrap().len();
-            g.open(); // the reads the kernel failed now finish inside tcmud
+            // the reads the kernel failed now finish inside tcmud
+            g.open();
             // A TEST UNIT READY (no data buffer) is fetched only once every job
             // of a forgotten command ended: until then, a forgotten READ still
             // copies into data-area blocks the kernel may already have given to
