@@ -205,14 +205,7 @@ fn open_thin(
         .iter()
         .any(|v| v.name == volume);
     if !exists {
-        let why = if !may_create {
-            Some(NotCreated::Adopted)
-        } else if !spec.auto_create {
-            Some(NotCreated::AutoCreateOff)
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if let Some(why) = NotCreated::why(may_create, spec.auto_create) {
             return Err(BackstoreError::VolumeMissing {
                 pool: pool_name.to_owned(),
                 path: spec.path.clone(),

@@ -34,6 +34,20 @@ pub enum NotCreated {
     Adopted,
 }
 
+impl NotCreated {
+    /// Why something missing is not created, or `None` when it may be: never
+    /// for an adopted device (`may_create` false), else only with `auto_create`.
+    pub fn why(may_create: bool, auto_create: bool) -> Option<NotCreated> {
+        if !may_create {
+            Some(NotCreated::Adopted)
+        } else if !auto_create {
+            Some(NotCreated::AutoCreateOff)
+        } else {
+            None
+        }
+    }
+}
+
 impl std::fmt::Display for NotCreated {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -132,14 +132,7 @@ fn open_or_create(spec: &PoolSpec, may_create: bool) -> Result<Pool, BackstoreEr
         move |source| BackstoreError::Pool { what, source }
     };
     if is_empty_dir(&spec.path)? {
-        let why = if !may_create {
-            Some(NotCreated::Adopted)
-        } else if !spec.auto_create {
-            Some(NotCreated::AutoCreateOff)
-        } else {
-            None
-        };
-        if let Some(why) = why {
+        if let Some(why) = NotCreated::why(may_create, spec.auto_create) {
             return Err(BackstoreError::PoolMissing {
                 name: spec.name.clone(),
                 path: spec.path.clone(),
