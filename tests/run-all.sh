@@ -18,8 +18,12 @@ if [ -x tests/vm/power-cut.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ] &&
     tests/vm/power-cut.sh --cuts "${TCMUD_POWERCUTS:-5}" --no-build --tcmud target/vm-bin/tcmud
 fi
 # SCSI conformance over the real kernel path: libiscsi's iscsi-test-cu, the
-# CI subset (tests/conformance/quick.txt), with the binary the VM tests used.
+# CI subset (tests/conformance/quick.txt), with the binary the VM tests used,
+# over iSCSI and over SG_IO at default attributes.
 if [ -x tests/conformance/run-libiscsi.sh ] && [ "${TCMUD_SKIP_VM:-0}" != 1 ] &&
     [ "${TCMUD_SKIP_CONFORMANCE:-0}" != 1 ]; then
     tests/conformance/run-libiscsi.sh --quick --no-build --tcmud target/vm-bin/tcmud
+    # the same subset at the kernel's default attributes over SG_IO on tcm_loop
+    tests/conformance/run-libiscsi.sh --quick --sg --hw-max-sectors default --no-build \
+        --tcmud target/vm-bin/tcmud
 fi
