@@ -8,7 +8,7 @@ use std::sync::Arc;
 use scsi_common::*;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BackendEvent;
-use tcmud_core::scsi::{status, Lun, LunConfig, SenseKey};
+use tcmud_core::scsi::{status, Lun, LunConfig, LunIdentity, SenseKey};
 
 const TUR: [u8; 6] = [0x00, 0, 0, 0, 0, 0]; // TEST UNIT READY
 const REQUEST_SENSE: [u8; 6] = [0x03, 0, 0, 0, 252, 0]; // alloc 252
@@ -116,11 +116,41 @@ fn inquiry_invalid_fields_point_at_the_field() {
     ); // CMDDT
 }
 
+fn cfg_naa() -> [u8; 16] {
+    [
+        0x60, 0x01, 0x40, 0x50, 0x12, 0x34, 0x56, 0x78, 0x9A, 0xBC, 0xDE, 0xFF, 0xED, 0xCB, 0xA9,
+        0x87,
+    ]
+}
+
+#[test]
+fn vpd_80_83_come_from_the_lun_identity() {
+    let id = LunIdentity([
+        0x01, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF, 0xFE, 0xDC, 0xBA, 0x98, 0x76, 0x54, 0x32,
+        0x10,
+    ]);
+    let t = dev_with(caps(), LunConfig::identified(id));
+    let d = expect_data(&t.lun, &inquiry(true, 0x80, 255), &[], 255);
+    assert_eq!(
+        &d[4..],
+        b"0123456789abcdeffedcba9876543210",
+        "unit serial = id in hex"
+    );
+    let d = expect_data(&t.lun, &inquiry(true, 0x83, 255), &[], 255);
+    assert_eq!(
+        &d[4..8],
+        &[0x01, 0x03, 0x00, 0x10],
+        "binary, LU, NAA, 16 bytes"
+    );
+    // NAA 6, IEEE company id 00-14-05, then the serial's first 25 hex digits.
+    assert_eq!(&d[8..24], &cfg_naa());
+}
+
 #[test]
 fn vpd_pages_derive_from_caps_and_config() {
     let cfg = LunConfig {
         serial: "SER123".into(),
-        naa_id: 0x0123_4567_89AB_CDEF,
+        naa: cfg_naa(),
         ..LunConfig::default()
     };
     let t = dev_with(caps(), cfg);
@@ -130,15 +160,12 @@ fn vpd_pages_derive_from_caps_and_config() {
     assert_eq!(&d[..4], &[0, 0x80, 0, 6]);
     assert_eq!(&d[4..], b"SER123");
     let d = expect_data(&t.lun, &inquiry(true, 0x83, 255), &[], 255);
-    assert_eq!(&d[4..8], &[0x01, 0x03, 0x00, 0x08], "binary NAA designator");
-    assert_eq!(
-        &d[8..16],
-        &[0x51, 0x23, 0x45, 0x67, 0x89, 0xAB, 0xCD, 0xEF],
-        "NAA 5"
-    );
-    assert_eq!(&d[16..20], &[0x02, 0x01, 0x00, 30], "ASCII T10 vendor ID");
-    assert_eq!(&d[20..28], b"TCMUD   ");
-    assert_eq!(&d[44..50], b"SER123");
+    assert_eq!(&d[4..8], &[0x01, 0x03, 0x00, 0x10], "binary NAA designator");
+    assert_eq!(&d[8..24], &cfg_naa(), "NAA 6 as configured");
+    assert_eq!(d[8] >> 4, 6, "NAA IEEE Registered Extended");
+    assert_eq!(&d[24..28], &[0x02, 0x01, 0x00, 30], "ASCII T10 vendor ID");
+    assert_eq!(&d[28..36], b"TCMUD   ");
+    assert_eq!(&d[52..58], b"SER123");
     let d = expect_data(&t.lun, &inquiry(true, 0xB0, 255), &[], 255);
     assert_eq!(d.len(), 64);
     assert_eq!(d[4] & 1, 1, "WSNZ");

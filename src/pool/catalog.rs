@@ -4,6 +4,7 @@
 use std::sync::{Arc, PoisonError};
 
 use super::format::{self, VolumeKind, VolumeRecord};
+use super::identity::random_identity;
 use super::{guard, Pool, PoolError, Volume, VolumeInfo};
 
 /// Checks a volume name: 1..=128 bytes of `[A-Za-z0-9._:+@-]`, not starting
@@ -40,7 +41,7 @@ fn validate_size(size: u64, block_size: u32) -> Result<(), PoolError> {
 pub type Progress<'a> = &'a mut dyn FnMut(u64, u64);
 
 impl Pool {
-    fn record(&self, name: &str) -> Result<VolumeRecord, PoolError> {
+    pub(super) fn record(&self, name: &str) -> Result<VolumeRecord, PoolError> {
         self.state()
             .catalog
             .get(name)
@@ -97,7 +98,10 @@ impl Pool {
                 kind: VolumeKind::Volume,
                 origin: None,
             };
+            let ident = random_identity()?;
             self.add_record(name, &rec)?;
+            self.state()
+                .put(format::id_key(format::TAG_IDENT, id), ident.to_vec());
         }
         self.flush()
     }
@@ -140,7 +144,9 @@ impl Pool {
                 let mut st = self.state();
                 st.catalog.remove(name);
                 st.del(format::volume_key(name));
+                st.del(format::id_key(format::TAG_IDENT, rec.id));
             }
+            guard(&self.inner.idents).remove(&rec.id);
             guard(&self.inner.gates).remove(&rec.id);
             // The volume is gone from the catalog with this commit; its
             // tree is released by the delete job, in bounded steps.
@@ -151,6 +157,8 @@ impl Pool {
             let mut st = self.state();
             st.catalog.remove(name);
             st.del(format::volume_key(name));
+            st.del(format::id_key(format::TAG_IDENT, rec.id));
+            guard(&self.inner.idents).remove(&rec.id);
             st.maps.remove(&rec.id).unwrap_or_default()
         };
         let total = map.len() as u64;
@@ -281,6 +289,11 @@ impl Pool {
                 kind,
                 origin: Some(rec.id),
             };
+            // A snapshot or clone is another logical unit: its own identity.
+            st.put(
+                format::id_key(format::TAG_IDENT, id),
+                random_identity()?.to_vec(),
+            );
             st.put(format::volume_key(new), format::encode(&nrec));
             st.catalog.insert(new.to_string(), nrec);
             if st.t3.is_none() {

@@ -302,6 +302,15 @@ impl Metadata {
                     .map_err(|e| Problem::BadRecord(why(e)))?;
                 self.refcounts.insert(c, n);
             }
+            Some(Key::Ident(vol)) => {
+                if v.len() != format::IDENT_LEN {
+                    return Err(Problem::BadRecord(format!(
+                        "identity of volume id {vol} has {} bytes, expected {}",
+                        v.len(),
+                        format::IDENT_LEN
+                    )));
+                }
+            }
             Some(Key::Free(c)) => {
                 if !v.is_empty() {
                     return Err(Problem::BadRecord(format!(

@@ -35,6 +35,13 @@ pub const TAG_REF: u8 = b'R';
 /// Tag of free chunks below the high-water mark: `F` + chunk (u64 BE) -> empty.
 pub const TAG_FREE: u8 = b'F';
 
+/// Formats 2 and 3: `I` + volume id (u64 BE) -> the volume's 16-byte
+/// identity (VPD 80h/83h). Keyed by id, so a rename keeps it; a volume
+/// without one gets one at its first [`crate::pool::Pool::volume_identity`].
+pub const TAG_IDENT: u8 = b'I';
+/// Length of a volume identity.
+pub const IDENT_LEN: usize = 16;
+
 /// Format 3: `P` + page id (u64 BE) -> encoded [`super::page::Page`].
 pub const TAG_PAGE: u8 = b'P';
 /// Format 3: `Q` + page id (u64 BE) -> page reference count (u32 BE), present iff >= 2.
@@ -212,6 +219,8 @@ pub enum Key {
     Ref(u64),
     /// A free chunk.
     Free(u64),
+    /// A volume's identity (volume id).
+    Ident(u64),
 }
 
 /// Parses a key; `None` for keys this format does not know.
@@ -232,6 +241,7 @@ pub fn parse_key(k: &[u8]) -> Option<Key> {
         TAG_MAP if rest.len() == 16 => Some(Key::Map(u(&rest[..8])?, u(&rest[8..])?)),
         TAG_REF if rest.len() == 8 => u(rest).map(Key::Ref),
         TAG_FREE if rest.len() == 8 => u(rest).map(Key::Free),
+        TAG_IDENT if rest.len() == 8 => u(rest).map(Key::Ident),
         _ => None,
     }
 }

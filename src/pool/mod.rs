@@ -148,6 +148,7 @@ pub mod error;
 mod failure;
 pub mod format;
 mod groupsync;
+mod identity;
 pub mod inspect;
 pub mod io;
 mod lock;
@@ -173,6 +174,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 pub use check::{CheckReport, Metadata, Problem, RepairReport, Undecoded};
 pub use error::PoolError;
 pub use format::VolumeKind;
+pub use identity::random_bytes;
 pub use volume::Volume;
 
 use io::DataIo;
@@ -289,6 +291,8 @@ pub(crate) struct Inner {
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
+    /// Volume identities read or created so far, by volume id.
+    idents: Mutex<HashMap<u64, [u8; format::IDENT_LEN]>>,
     /// Chunks from the open's high-water mark up to this one have host
     /// space preallocated (see `datapath`).
     preallocated_to: Mutex<u64>,
@@ -333,6 +337,7 @@ impl Pool {
                 gates: Mutex::new(HashMap::new()),
                 seq: std::sync::atomic::AtomicU64::new(seq),
                 open: Mutex::new(HashMap::new()),
+                idents: Mutex::new(HashMap::new()),
                 preallocated_to: Mutex::new(fresh_from),
                 failed: std::sync::OnceLock::new(),
                 _lock: pool_lock,

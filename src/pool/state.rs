@@ -107,7 +107,7 @@ impl State {
                 }
                 Some(Key::Ref(c)) => ref_keys.push((c, format::be_u32(v, "refcount")?)),
                 Some(Key::Free(c)) => free_keys.push(c),
-                Some(Key::Format | Key::Seq) | None => {}
+                Some(Key::Format | Key::Seq | Key::Ident(_)) | None => {}
             }
         }
         let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;

@@ -78,7 +78,7 @@ pub(crate) fn as_format2(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Entries, PoolErro
                     out.insert(format::map_key(vol, l), c.to_be_bytes().to_vec());
                 }
             }
-            Some(b'V') | None => {
+            Some(&format::TAG_VOLUME | &format::TAG_IDENT) | None => {
                 out.insert(k.clone(), v.clone());
             }
             _ if k.as_slice() == format::KEY_SUPER || k.as_slice() == format::KEY_SEQ => {

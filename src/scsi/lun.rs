@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use super::device_limits::DeviceLimits;
 use super::error::ScsiError;
+use super::identity::{LunIdentity, LIO_COMPANY_ID};
 use super::sense::{status, Asc, Sense, SenseKey};
 use super::table::{self, Ctx, Direct};
 use crate::backend::{BackendCaps, BackendEvent, BlockBackend, BlockSink, BlockSource};
@@ -21,9 +22,9 @@ pub struct LunConfig {
     pub revision: String,
     /// Unit serial number (VPD page 80h and the T10 vendor ID designator).
     pub serial: String,
-    /// The NAA IEEE Registered designator (VPD page 83h); the top nibble is
-    /// forced to 5.
-    pub naa_id: u64,
+    /// The NAA designator of VPD page 83h (16 bytes: NAA 6, IEEE
+    /// Registered Extended; [`LunIdentity::naa6`]).
+    pub naa: [u8; 16],
     /// MAXIMUM TRANSFER LENGTH wanted, in blocks (capped at 32 MiB worth
     /// of blocks and by the kernel device: [`Lun::set_device_limits`]);
     /// READ/WRITE/VERIFY longer than this or than the ring carries fail
@@ -44,6 +45,18 @@ pub struct LunConfig {
     pub write_cache: Option<bool>,
 }
 
+impl LunConfig {
+    /// The default configuration with the identity `id`: VPD 80h unit
+    /// serial = the id in hex, VPD 83h NAA 6 designator from it.
+    pub fn identified(id: LunIdentity) -> LunConfig {
+        LunConfig {
+            serial: id.serial(),
+            naa: id.naa6(LIO_COMPANY_ID),
+            ..LunConfig::default()
+        }
+    }
+}
+
 impl Default for LunConfig {
     fn default() -> Self {
         LunConfig {
@@ -51,7 +64,7 @@ impl Default for LunConfig {
             product: "VIRTUAL-DISK".into(),
             revision: "0001".into(),
             serial: "0".into(),
-            naa_id: 0x5000_0000_0000_0001,
+            naa: LunIdentity([0; 16]).naa6(LIO_COMPANY_ID),
             max_transfer_blocks: 65536,
             max_compare_write_blocks: 64,
             // The kernel's iblock backstore's max_write_same_len: bounds

@@ -31,6 +31,7 @@ mod data_out;
 mod device_limits;
 mod error;
 mod extent;
+mod identity;
 mod lun;
 mod sbc;
 mod sense;
@@ -39,6 +40,7 @@ mod table;
 
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
+pub use identity::{LunIdentity, LIO_COMPANY_ID};
 pub use lun::{Lun, LunConfig, ScsiResponse};
 pub use sense::{status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
 pub use table::{data_direction, DataDirection};

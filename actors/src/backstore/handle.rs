@@ -8,8 +8,10 @@ use std::sync::Arc;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::Pool;
+use tcmud_core::scsi::LunIdentity;
 
 use super::file_open::open_image;
+use super::identity::file_identity;
 use super::io_pool::IoPool;
 use super::{BackstoreError, DevConfig, NotCreated, PoolRegistry};
 
@@ -61,6 +63,7 @@ struct Inner {
     backend: Arc<dyn BlockBackend>,
     kind: BackstoreKind,
     io: IoPool,
+    identity: Option<LunIdentity>,
 }
 
 impl fmt::Debug for BackstoreHandle {
@@ -79,10 +82,31 @@ impl BackstoreHandle {
         kind: BackstoreKind,
         io_threads: usize,
     ) -> Result<BackstoreHandle, BackstoreError> {
+        Self::identified(backend, kind, io_threads, None)
+    }
+
+    /// [`BackstoreHandle::new`] for a backstore with a stored identity
+    /// (the LUN's serial number and NAA designator).
+    pub fn identified(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io_threads: usize,
+        identity: Option<LunIdentity>,
+    ) -> Result<BackstoreHandle, BackstoreError> {
         let io = IoPool::new("tcmud", io_threads)?;
         Ok(BackstoreHandle {
-            inner: Arc::new(Inner { backend, kind, io }),
+            inner: Arc::new(Inner {
+                backend,
+                kind,
+                io,
+                identity,
+            }),
         })
+    }
+
+    /// The identity stored with the volume or image, if it has one.
+    pub fn identity(&self) -> Option<LunIdentity> {
+        self.inner.identity
     }
 
     /// The block backend the SCSI layer runs on.
@@ -226,6 +250,9 @@ fn open_thin(
     let vol = pool
         .open_volume(volume)
         .map_err(pool_err(format!("open volume {volume}")))?;
+    let identity = pool
+        .volume_identity(volume)
+        .map_err(pool_err(format!("identity of volume {volume}")))?;
     let have_bs = vol.caps().block_size;
     if have_bs != block_size {
         return Err(BackstoreError::BlockSize {
@@ -243,13 +270,14 @@ fn open_thin(
             "volume size differs from device size"
         );
     }
-    BackstoreHandle::new(
+    BackstoreHandle::identified(
         vol,
         BackstoreKind::Thin {
             pool,
             volume: volume.to_owned(),
         },
         DEFAULT_IO_THREADS,
+        Some(LunIdentity(identity)),
     )
 }
 
@@ -278,6 +306,7 @@ fn open_file(
                 .map_err(io(format!("extend {}", path.display())))?;
         }
     }
+    let identity = file_identity(&image.file, path, image.block_device)?;
     let backend = FileBackend::from_file(image.file, block_size, false)
         .map_err(io(format!("open {}", path.display())))?;
     let have = size_of(&backend);
@@ -289,12 +318,13 @@ fn open_file(
             "block device served at its own size, not the configured dev_size"
         );
     }
-    BackstoreHandle::new(
+    BackstoreHandle::identified(
         Arc::new(backend),
         BackstoreKind::File {
             path: path.to_owned(),
         },
         DEFAULT_IO_THREADS,
+        Some(identity),
     )
 }
 

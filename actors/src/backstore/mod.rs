@@ -8,6 +8,7 @@
 mod dev_config;
 mod file_open;
 mod handle;
+mod identity;
 mod io_pool;
 mod registry;
 
@@ -16,6 +17,7 @@ pub use handle::{
     open_backstore, BackstoreHandle, BackstoreKind, OpenPolicy, DEFAULT_BLOCK_SIZE,
     DEFAULT_IO_THREADS,
 };
+pub use identity::IDENTITY_XATTR;
 pub use io_pool::IoPool;
 pub use registry::{PoolRegistry, PoolSpec};
 

@@ -92,8 +92,9 @@ pub struct DeviceOptions {
     pub ring: RingSource,
     /// Period of the actor's housekeeping tick.
     pub tick: Duration,
-    /// SCSI identity; `None`: defaults with serial and NAA derived from the
-    /// `dev_config`.
+    /// SCSI identity; `None`: defaults with the serial and NAA from the
+    /// identity stored with the volume or image, or (backstores without
+    /// one: tests, the simulator) derived from the `dev_config`.
     pub lun: Option<LunConfig>,
     /// Panics to inject (tests); `None`: from `TCMUD_FAULT` when the
     /// `fault-injection` feature is on, else none.
@@ -201,9 +202,10 @@ pub fn spawn_device_with(
             ring
         }
     };
-    let mut lun_cfg = opts
-        .lun
-        .unwrap_or_else(|| default_lun_config(&spec.dev_config));
+    let mut lun_cfg = opts.lun.unwrap_or_else(|| match backstore.identity() {
+        Some(id) => LunConfig::identified(id),
+        None => default_lun_config(&spec.dev_config),
+    });
     if lun_cfg.write_cache.is_none() {
         if let Some(dir) = &spec.configfs_dir {
             lun_cfg.write_cache = Some(configfs_write_cache(dir));
@@ -284,14 +286,14 @@ pub fn store_configfs_write_cache(configfs_dir: &std::path::Path, on: bool) -> s
     std::fs::write(&path, if on { "1" } else { "0" })
 }
 
-/// SCSI identity derived from the `dev_config` (stable across restarts).
+/// SCSI identity derived from the `dev_config`, for backstores that store
+/// none of their own (tests, the simulator): volumes and images have one
+/// ([`BackstoreHandle::identity`]).
 pub fn default_lun_config(dev_config: &str) -> LunConfig {
     let h = fnv1a(dev_config.as_bytes());
-    LunConfig {
-        serial: format!("{h:016x}"),
-        naa_id: h,
-        ..LunConfig::default()
-    }
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&h.to_be_bytes());
+    LunConfig::identified(tcmud_core::scsi::LunIdentity(id))
 }
 
 fn fnv1a(bytes: &[u8]) -> u64 {

@@ -33,13 +33,12 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
     Ok(d)
 }
 
-/// 83h: an NAA IEEE Registered designator and a T10 vendor ID designator,
-/// both associated with the logical unit.
+/// 83h: an NAA IEEE Registered Extended designator and a T10 vendor ID
+/// designator, both associated with the logical unit.
 fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     let cfg = ctx.lun.config();
-    let naa = (cfg.naa_id & 0x0FFF_FFFF_FFFF_FFFF) | (0x5 << 60);
-    let mut d = vec![0x01, 0x03, 0x00, 0x08]; // binary, LU, type NAA, length 8
-    d.extend_from_slice(&naa.to_be_bytes());
+    let mut d = vec![0x01, 0x03, 0x00, 0x10]; // binary, LU, type NAA, length 16
+    d.extend_from_slice(&cfg.naa);
     let mut t10 = ascii_field(&cfg.vendor, 8);
     t10.extend(ascii_field(&cfg.product, 16));
     t10.extend(
