@@ -227,6 +227,8 @@ pub struct Metadata {
     pub refcounts: BTreeMap<u64, u32>,
     /// Chunks marked free.
     pub free: BTreeSet<u64>,
+    /// Volume identities by volume id.
+    pub identities: BTreeMap<u64, [u8; format::IDENT_LEN]>,
     /// Records that did not decode.
     pub undecoded: Vec<Undecoded>,
 }
@@ -303,13 +305,14 @@ impl Metadata {
                 self.refcounts.insert(c, n);
             }
             Some(Key::Ident(vol)) => {
-                if v.len() != format::IDENT_LEN {
-                    return Err(Problem::BadRecord(format!(
+                let id = <[u8; format::IDENT_LEN]>::try_from(v).map_err(|_| {
+                    Problem::BadRecord(format!(
                         "identity of volume id {vol} has {} bytes, expected {}",
                         v.len(),
                         format::IDENT_LEN
-                    )));
-                }
+                    ))
+                })?;
+                self.identities.insert(vol, id);
             }
             Some(Key::Free(c)) => {
                 if !v.is_empty() {

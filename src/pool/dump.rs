@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::validate_name;
 use super::check::{CheckReport, Metadata};
-use super::format::{self, Superblock, VolumeKind, VolumeRecord, LEGACY_FORMAT};
+use super::format::{self, Superblock, VolumeKind, VolumeRecord, IDENT_LEN, LEGACY_FORMAT};
 use super::inspect::Inspection;
 use super::lock::PoolLock;
 use super::open::{DATA_FILE, MARKER_FILE, META_DIR};
@@ -105,6 +105,10 @@ pub struct DumpVolume {
     /// Runs `[first logical chunk, first chunk, chunks]`: logical chunk
     /// `l + i` maps to chunk `c + i` for `i < n`.
     pub mappings: Vec<[u64; 3]>,
+    /// The volume's identity (32 hex digits; absent: none stored, one is
+    /// made at its first open).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
 }
 
 /// Mappings of a volume id that has no catalog entry.
@@ -127,6 +131,18 @@ pub struct DumpUndecoded {
     pub value_hex: String,
     /// Why it did not decode.
     pub problem: String,
+}
+
+/// 32 hex digits as an identity.
+fn parse_identity(h: &str) -> Option<[u8; IDENT_LEN]> {
+    if h.len() != 2 * IDENT_LEN || !h.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    let mut id = [0u8; IDENT_LEN];
+    for (i, b) in id.iter_mut().enumerate() {
+        *b = u8::from_str_radix(h.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
 }
 
 fn hex(b: &[u8]) -> String {
@@ -173,6 +189,7 @@ impl PoolDump {
                 origin: r.origin,
                 origin_name: r.origin.and_then(|o| names.get(&o)).map(|n| n.to_string()),
                 mappings: map_runs(by_vol.get(&r.id).into_iter().flatten().copied()),
+                identity: m.identities.get(&r.id).map(|i| hex(i)),
             })
             .collect();
         let orphan_mappings = by_vol
@@ -300,6 +317,7 @@ fn document_keys(doc: &PoolDump, data_len: u64) -> Result<(Vec<Change>, RestoreR
     ];
     let mut names = BTreeSet::new();
     let mut ids = BTreeSet::new();
+    let mut identities = BTreeSet::new();
     let mut counted: Vec<u32> =
         vec![0; usize::try_from(sb.hwm).map_err(|_| invalid("hwm too large".into()))?];
     for v in &doc.volumes {
@@ -345,6 +363,18 @@ fn document_keys(doc: &PoolDump, data_len: u64) -> Result<(Vec<Change>, RestoreR
             origin: v.origin,
         };
         keys.push((format::volume_key(&v.name), Some(format::encode(&rec))));
+        if let Some(h) = &v.identity {
+            let id = parse_identity(h).ok_or_else(|| {
+                at(format!(
+                    "identity {h:?} is not {} hex digits",
+                    2 * IDENT_LEN
+                ))
+            })?;
+            if !identities.insert(id) {
+                return Err(at(format!("identity {h} used twice")));
+            }
+            keys.push((format::id_key(format::TAG_IDENT, v.id), Some(id.to_vec())));
+        }
         let lchunks = v.size_bytes.div_ceil(cs);
         let mut seen = BTreeSet::new();
         for &[l, c, n] in &v.mappings {
@@ -511,4 +541,76 @@ pub fn restore(
     report.check = pool.check()?;
     pool.close()?;
     Ok(report)
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn doc(identities: [Option<&str>; 2]) -> PoolDump {
+        let vol = |name: &str, id: u64, identity: Option<&str>| DumpVolume {
+            name: name.into(),
+            id,
+            kind: DumpKind::Volume,
+            size_bytes: 4096,
+            block_size: 512,
+            origin: None,
+            origin_name: None,
+            mappings: Vec::new(),
+            identity: identity.map(str::to_owned),
+        };
+        PoolDump {
+            tcmud_pool_dump: DUMP_VERSION,
+            format: Some(3),
+            seq: 1,
+            data_file_bytes: 0,
+            superblock: Some(DumpSuperblock {
+                chunk_size: 4096,
+                capacity_chunks: 16,
+                low_water_pct: 90,
+                hwm: 0,
+                next_volume_id: 2,
+            }),
+            volumes: vec![vol("a", 0, identities[0]), vol("b", 1, identities[1])],
+            refcounts: Vec::new(),
+            free: Vec::new(),
+            orphan_mappings: Vec::new(),
+            undecoded: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn identities_are_restored_and_bad_ones_refused() {
+        let a = "00112233445566778899aabbccddeeff";
+        let (keys, _) = document_keys(&doc([Some(a), None]), 0).unwrap();
+        let idents: Vec<_> = keys
+            .iter()
+            .filter(|(k, _)| k[0] == format::TAG_IDENT)
+            .collect();
+        assert_eq!(idents.len(), 1);
+        assert_eq!(
+            *idents[0],
+            (
+                format::id_key(format::TAG_IDENT, 0),
+                Some(vec![
+                    0x00, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77, 0x88, 0x99, 0xaa, 0xbb, 0xcc,
+                    0xdd, 0xee, 0xff
+                ],)
+            )
+        );
+        for bad in [
+            "0011",
+            "+0112233445566778899aabbccddeeff",
+            "zz112233445566778899aabbccddeeff",
+        ] {
+            let e = document_keys(&doc([Some(bad), None]), 0)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("is not 32 hex digits"), "{bad}: {e}");
+        }
+        let e = document_keys(&doc([Some(a), Some(a)]), 0)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("used twice"), "{e}");
+    }
 }

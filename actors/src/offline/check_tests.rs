@@ -423,6 +423,10 @@ fn dump_and_restore_round_trip_every_byte() {
     assert_eq!(names, ["a", "b", "c", "s"]);
     assert_eq!(doc.volumes[2].origin_name.as_deref(), Some("s"));
     assert!(!doc.free.is_empty(), "the deleted volume's chunks are free");
+    assert!(
+        doc.volumes.iter().all(|v| v.identity.is_some()),
+        "identities are dumped"
+    );
     let file = t.path().join("doc.json");
     std::fs::write(&file, &text).unwrap();
 
@@ -440,6 +444,11 @@ fn dump_and_restore_round_trip_every_byte() {
     assert_eq!(r.unwrap(), Outcome::Ok, "{text}");
     let pool = Pool::open(&new).unwrap();
     assert!(contents(&pool) == want, "restored volumes differ");
+    for v in &doc.volumes {
+        let id = pool.volume_identity(&v.name).unwrap();
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(Some(hex), v.identity, "{}: identity restored", v.name);
+    }
     let infos = pool.list_volumes().unwrap();
     assert_eq!(
         infos
@@ -576,6 +585,11 @@ fn format3_check_dump_restore_and_repair() {
     assert!(out.contains("check of the restored pool: clean"), "{out}");
     let pool = Pool::open(&new).unwrap();
     assert!(contents(&pool) == want, "restored volumes differ");
+    for v in &doc.volumes {
+        let id = pool.volume_identity(&v.name).unwrap();
+        let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+        assert_eq!(Some(hex), v.identity, "{}: identity restored", v.name);
+    }
     drop(pool);
     // chunk 0 is referenced by two leaves (s and c): claim 7
     let mut space = {

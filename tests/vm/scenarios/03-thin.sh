@@ -5,6 +5,8 @@
 #   GET LBA STATUS reports the deallocated range; writing past the pool's capacity gives the
 #   initiator a space-allocation error (sense 27/07) while the daemon stays up and another
 #   LUN keeps working; a snapshot served as thin/<pool>/<snapshot> reads back the old data.
+#   Identity: VPD 83h (NAA 6, company id 001405) and 80h are the same after a daemon
+#   restart, and differ between two LUNs and between a volume and its snapshot.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -15,6 +17,15 @@ tcmud_start
 SD0=$(lun_create user_1 vol1 $((64 * MB)) thin/p1/vol1 0) || { diag; fail "LUN 0"; }
 SD1=$(lun_create user_1 fsvol $((64 * MB)) thin/p1/fsvol 1) || { diag; fail "LUN 1"; }
 verified "thin/p1/vol1 -> $SD0, thin/p1/fsvol -> $SD1"
+
+# ---------------------------------------------------------------- identity
+vpd_hex() { sg_vpd -p "$1" -r "$2" 2>/dev/null | od -An -tx1 | tr -d ' \n'; }
+id0=$(vpd_hex 0x83 "$SD0"); sn0=$(vpd_hex 0x80 "$SD0"); id1=$(vpd_hex 0x83 "$SD1")
+sg_vpd -p di "$SD0"
+case "$id0" in 0083????010300106001405*) ;; *) fail "VPD 83 of $SD0 does not start with an NAA 6 designator of company id 001405: '$id0'";; esac
+[ ${#sn0} = $((2 * (4 + 32))) ] || fail "VPD 80 of $SD0 is not 32 characters: '$sn0'"
+[ "$id0" != "$id1" ] || fail "two LUNs report the same VPD 83: $id0"
+verified "VPD 83 of vol1: NAA 6 $(echo "$id0" | cut -c17-48), fsvol's differs; unit serial $(sg_vpd -p sn -r "$SD0" | tail -c 32)"
 
 # ---------------------------------------------------------------- blkdiscard
 make_pattern /tmp/pat 32
@@ -27,6 +38,9 @@ verified "after 32 MiB written + mkfs: pool p1 allocated_chunks=$a0 (>= $((32 * 
 tcmud_start; wait_served vol1 fsvol
 [ "$(dd if="$SD0" bs=1M count=32 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "data after restart"
 verified "daemon restarted (SIGTERM + start): LUNs re-adopted, data intact"
+[ "$(vpd_hex 0x83 "$SD0")" = "$id0" ] && [ "$(vpd_hex 0x80 "$SD0")" = "$sn0" ] && [ "$(vpd_hex 0x83 "$SD1")" = "$id1" ] ||
+    fail "VPD 80/83 changed across a daemon restart: $id0 -> $(vpd_hex 0x83 "$SD0")"
+verified "VPD 80/83 of both LUNs identical after the restart"
 
 blkdiscard -o 0 -l $((16 * MB)) "$SD0" || { diag; fail "blkdiscard"; }
 [ "$(dd if="$SD0" bs=1M count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/dev/zero bs=1M count=16 2>/dev/null | sha)" ] ||
@@ -83,6 +97,10 @@ SD2=$(lun_create user_1 snap1 $((64 * MB)) thin/p1/snap1 2) || { diag; fail "LUN
 [ "$(dd if="$SD2" bs=1M skip=16 count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/tmp/pat bs=1M skip=16 count=16 2>/dev/null | sha)" ] ||
     fail "snapshot: older data differs"
 verified "snapshot LUN thin/p1/snap1 ($SD2) reads the data as it was; origin reads the new data"
+id2=$(vpd_hex 0x83 "$SD2")
+case "$id2" in 0083????010300106001405*) ;; *) fail "VPD 83 of the snapshot LUN: '$id2'";; esac
+[ "$id2" != "$id0" ] && [ "$(vpd_hex 0x83 "$SD0")" = "$id0" ] || fail "snapshot LUN shares the origin's VPD 83 ($id2)"
+verified "snapshot LUN has its own VPD 83 ($(echo "$id2" | cut -c17-48)); the origin's is unchanged"
 if dd if=/tmp/patB of="$SD2" bs=1M count=1 oflag=direct 2>/dev/null; then fail "write to the read-only snapshot succeeded"; fi
 verified "write to the snapshot LUN is refused"
 
