@@ -60,6 +60,22 @@ fn identities_are_unique_stable_and_survive_rename() {
             s != a && c != a && c != s,
             "format {f}: snapshot, clone own ids"
         );
+        let listed: Vec<_> = pool
+            .list_volumes()
+            .unwrap()
+            .into_iter()
+            .map(|v| (v.name, v.identity))
+            .collect();
+        assert_eq!(
+            listed,
+            [
+                ("a".to_string(), Some(a)),
+                ("b".to_string(), Some(b)),
+                ("clone".to_string(), Some(c)),
+                ("snap".to_string(), Some(s)),
+            ],
+            "format {f}: listed"
+        );
         pool.rename_volume("a", "renamed").unwrap();
         assert_eq!(
             pool.volume_identity("renamed").unwrap(),
@@ -98,6 +114,12 @@ fn a_volume_from_an_older_pool_gets_an_identity_at_first_use_and_keeps_it() {
     assert_eq!(ident_keys(&store), 0);
 
     let pool = Pool::open_with(Box::new(store.clone()), Box::new(data.clone())).unwrap();
+    assert_eq!(
+        pool.list_volumes().unwrap()[0].identity,
+        None,
+        "listing creates none"
+    );
+    assert_eq!(ident_keys(&store), 0);
     let id = pool.volume_identity("old").unwrap();
     assert_eq!(pool.volume_identity("old").unwrap(), id);
     assert_eq!(ident_keys(&store), 1, "stored at once");

@@ -158,9 +158,10 @@ impl Pool {
             st.catalog.remove(name);
             st.del(format::volume_key(name));
             st.del(format::id_key(format::TAG_IDENT, rec.id));
-            guard(&self.inner.idents).remove(&rec.id);
             st.maps.remove(&rec.id).unwrap_or_default()
         };
+        // Not under the state lock: `volume_identity` takes this one first.
+        guard(&self.inner.idents).remove(&rec.id);
         let total = map.len() as u64;
         let entries: Vec<(u64, u64)> = map.iter().collect();
         for (i, part) in entries.chunks(1 << 14).enumerate() {
@@ -404,29 +405,42 @@ impl Pool {
         }
     }
 
-    /// Every volume and snapshot, by name.
+    /// Every volume and snapshot, by name, with the identity stored for it
+    /// (listing creates none).
     pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>, PoolError> {
-        let st = self.state();
-        let cs = self.inner.chunk_size;
-        let names: std::collections::HashMap<u64, &String> =
-            st.catalog.iter().map(|(n, r)| (r.id, n)).collect();
-        Ok(st
-            .catalog
-            .iter()
-            .map(|(name, r)| VolumeInfo {
-                origin: r
-                    .origin
-                    .and_then(|id| names.get(&id))
-                    .map(|n| n.to_string()),
-                name: name.clone(),
-                kind: r.kind,
-                size_bytes: r.size_bytes,
-                block_size: r.block_size,
-                allocated_bytes: match &st.t3 {
-                    Some(t) => t.mapped(r.id),
-                    None => st.maps.get(&r.id).map_or(0, |m| m.len() as u64),
-                } * cs,
+        let listed: Vec<(u64, VolumeInfo)> = {
+            let st = self.state();
+            let cs = self.inner.chunk_size;
+            let names: std::collections::HashMap<u64, &String> =
+                st.catalog.iter().map(|(n, r)| (r.id, n)).collect();
+            st.catalog
+                .iter()
+                .map(|(name, r)| {
+                    let info = VolumeInfo {
+                        origin: r
+                            .origin
+                            .and_then(|id| names.get(&id))
+                            .map(|n| n.to_string()),
+                        name: name.clone(),
+                        kind: r.kind,
+                        size_bytes: r.size_bytes,
+                        block_size: r.block_size,
+                        allocated_bytes: match &st.t3 {
+                            Some(t) => t.mapped(r.id),
+                            None => st.maps.get(&r.id).map_or(0, |m| m.len() as u64),
+                        } * cs,
+                        identity: None,
+                    };
+                    (r.id, info)
+                })
+                .collect()
+        };
+        listed
+            .into_iter()
+            .map(|(id, mut info)| {
+                info.identity = self.stored_identity(id, &info.name)?;
+                Ok(info)
             })
-            .collect())
+            .collect()
     }
 }

@@ -27,22 +27,13 @@ impl Pool {
         if let Some(id) = cache.get(&vid) {
             return Ok(*id);
         }
-        let key = format::id_key(format::TAG_IDENT, vid);
-        let stored = match self.state().dirty.get(&key) {
-            Some(v) => v.clone(),
-            None => self.inner.store.get(&key)?,
-        };
-        let id = match stored {
-            Some(v) => <[u8; IDENT_LEN]>::try_from(v.as_slice()).map_err(|_| {
-                PoolError::Corrupt(format!(
-                    "identity of volume {name:?}: expected {IDENT_LEN} bytes, got {}",
-                    v.len()
-                ))
-            })?,
+        let id = match self.read_identity(vid, name)? {
+            Some(id) => id,
             None => {
                 self.writable()?;
                 let id = random_identity()?;
-                self.state().put(key, id.to_vec());
+                self.state()
+                    .put(format::id_key(format::TAG_IDENT, vid), id.to_vec());
                 self.flush()?;
                 tracing::info!(volume = name, "volume had no identity; stored a new one");
                 id
@@ -50,6 +41,38 @@ impl Pool {
         };
         cache.insert(vid, id);
         Ok(id)
+    }
+
+    /// The identity stored for volume id `vid` (named `name`), if any;
+    /// creates none.
+    pub(crate) fn stored_identity(
+        &self,
+        vid: u64,
+        name: &str,
+    ) -> Result<Option<[u8; IDENT_LEN]>, PoolError> {
+        if let Some(id) = guard(&self.inner.idents).get(&vid) {
+            return Ok(Some(*id));
+        }
+        self.read_identity(vid, name)
+    }
+
+    /// The identity of `vid` as committed or about to be.
+    fn read_identity(&self, vid: u64, name: &str) -> Result<Option<[u8; IDENT_LEN]>, PoolError> {
+        let key = format::id_key(format::TAG_IDENT, vid);
+        let stored = match self.state().dirty.get(&key) {
+            Some(v) => v.clone(),
+            None => self.inner.store.get(&key)?,
+        };
+        stored
+            .map(|v| {
+                <[u8; IDENT_LEN]>::try_from(v.as_slice()).map_err(|_| {
+                    PoolError::Corrupt(format!(
+                        "identity of volume {name:?}: expected {IDENT_LEN} bytes, got {}",
+                        v.len()
+                    ))
+                })
+            })
+            .transpose()
     }
 }
 

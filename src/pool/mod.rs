@@ -241,6 +241,8 @@ pub struct VolumeInfo {
     pub allocated_bytes: u64,
     /// Name of the volume or snapshot it was made from, if known and alive.
     pub origin: Option<String>,
+    /// Its identity ([`Pool::volume_identity`]), if one is stored yet.
+    pub identity: Option<[u8; format::IDENT_LEN]>,
 }
 
 /// Space usage of a pool.
@@ -291,7 +293,8 @@ pub(crate) struct Inner {
     /// Sequence number of the last commit (also in sled and the seal).
     seq: std::sync::atomic::AtomicU64,
     open: Mutex<HashMap<u64, Vec<Weak<Volume>>>>,
-    /// Volume identities read or created so far, by volume id.
+    /// Volume identities read or created so far, by volume id. Taken
+    /// before `state`, never while holding it.
     idents: Mutex<HashMap<u64, [u8; format::IDENT_LEN]>>,
     /// Chunks from the open's high-water mark up to this one have host
     /// space preallocated (see `datapath`).

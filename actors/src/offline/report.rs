@@ -23,6 +23,7 @@ pub fn volume_json(v: &VolumeInfo) -> Value {
         "block_size": v.block_size,
         "allocated_bytes": v.allocated_bytes,
         "origin": v.origin,
+        "identity": v.identity.map(|id| id.iter().map(|b| format!("{b:02x}")).collect::<String>()),
     })
 }
 

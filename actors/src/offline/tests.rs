@@ -70,6 +70,14 @@ fn create_volumes_snapshot_clone_info_check() {
     assert_eq!(vols[1]["size_bytes"], 128 << 10);
     assert_eq!(vols[1]["origin"], "s");
     assert_eq!(vols[2]["kind"], "snapshot");
+    let ids: Vec<_> = vols
+        .iter()
+        .map(|v| v["identity"].as_str().unwrap())
+        .collect();
+    assert!(
+        ids.iter().all(|i| i.len() == 32) && ids[0] != ids[1] && ids[1] != ids[2],
+        "each volume its own 32-hex-digit identity: {ids:?}"
+    );
     let (r, text) = run_v(VolumeCommand::List {
         dir: dir.clone(),
         json: false,
