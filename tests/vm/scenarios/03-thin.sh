@@ -6,7 +6,7 @@
 #   initiator a space-allocation error (sense 27/07) while the daemon stays up and another
 #   LUN keeps working; a snapshot served as thin/<pool>/<snapshot> reads back the old data.
 #   Identity: VPD 83h (NAA 6, company id 001405) and 80h are the same after a daemon
-#   restart, and differ between two LUNs and between a volume and its snapshot.
+#   restart, and differ between two LUNs, a file// LUN and between a volume and its snapshot.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -26,6 +26,12 @@ case "$id0" in 0083????010300106001405*) ;; *) fail "VPD 83 of $SD0 does not sta
 [ ${#sn0} = $((2 * (4 + 32))) ] || fail "VPD 80 of $SD0 is not 32 characters: '$sn0'"
 [ "$id0" != "$id1" ] || fail "two LUNs report the same VPD 83: $id0"
 verified "VPD 83 of vol1: NAA 6 $(echo "$id0" | cut -c17-48), fsvol's differs; unit serial $(sg_vpd -p sn -r "$SD0" | tail -c 32)"
+SDF=$(lun_create user_3 img $((16 * MB)) file//tmp/img1 4) || { diag; fail "LUN on file//tmp/img1"; }
+idf=$(vpd_hex 0x83 "$SDF")
+case "$idf" in 0083????010300106001405*) ;; *) fail "VPD 83 of the file LUN: '$idf'";; esac
+[ "$idf" != "$id0" ] && [ "$idf" != "$id1" ] || fail "the file LUN shares a thin LUN's VPD 83"
+if log_has 'keeps no user xattr'; then how="derived from st_dev/st_ino/machine-id (no user xattrs here)"; else how="xattr user.tcmud.id"; fi
+verified "file//tmp/img1 -> $SDF: own NAA 6 $(echo "$idf" | cut -c17-48), identity from $how"
 
 # ---------------------------------------------------------------- blkdiscard
 make_pattern /tmp/pat 32
@@ -38,9 +44,11 @@ verified "after 32 MiB written + mkfs: pool p1 allocated_chunks=$a0 (>= $((32 * 
 tcmud_start; wait_served vol1 fsvol
 [ "$(dd if="$SD0" bs=1M count=32 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "data after restart"
 verified "daemon restarted (SIGTERM + start): LUNs re-adopted, data intact"
+wait_served img
 [ "$(vpd_hex 0x83 "$SD0")" = "$id0" ] && [ "$(vpd_hex 0x80 "$SD0")" = "$sn0" ] && [ "$(vpd_hex 0x83 "$SD1")" = "$id1" ] ||
     fail "VPD 80/83 changed across a daemon restart: $id0 -> $(vpd_hex 0x83 "$SD0")"
-verified "VPD 80/83 of both LUNs identical after the restart"
+[ "$(vpd_hex 0x83 "$SDF")" = "$idf" ] || fail "VPD 83 of the file LUN changed across a restart: $idf -> $(vpd_hex 0x83 "$SDF")"
+verified "VPD 80/83 of the two thin LUNs and VPD 83 of the file LUN identical after the restart"
 
 blkdiscard -o 0 -l $((16 * MB)) "$SD0" || { diag; fail "blkdiscard"; }
 [ "$(dd if="$SD0" bs=1M count=16 iflag=direct 2>/dev/null | sha)" = "$(dd if=/dev/zero bs=1M count=16 2>/dev/null | sha)" ] ||
