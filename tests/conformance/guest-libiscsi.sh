@@ -46,10 +46,11 @@ TCMUD_LOG_LEVEL=${TCMUD_LOG_LEVEL:-info}
 tcmud_write_config p1:1GiB:64KiB
 tcmud_start
 BSDIR=$CFG/core/user_1/vol1
+# shellcheck disable=SC2086 # HWMS_ARG: empty or one word, split on purpose
 bg_wait 30 tcmu_create user_1 vol1 $((SIZE_MB << 20)) thin/p1/vol1 \
         $HWMS_ARG hw_block_size="$BS" > /dev/null || { diag; finish; fail "user backstore thin/p1/vol1"; }
 wait_served vol1
-verified "tcmud serves user_1/vol1 (thin/p1/vol1, ${SIZE_MB} MiB, ${BS}-byte blocks, hw_max_sectors $(cat $BSDIR/attrib/hw_max_sectors))"
+verified "tcmud serves user_1/vol1 (thin/p1/vol1, ${SIZE_MB} MiB, ${BS}-byte blocks, hw_max_sectors $(cat "$BSDIR/attrib/hw_max_sectors"))"
 
 # ---- sg3_utils over tcm_loop
 sg3() {
@@ -98,11 +99,11 @@ run_cu() {
 
 if [ "$TRANSPORT" = sg ]; then
     # ---- iscsi-test-cu over SG_IO on the tcm_loop LUN's sg node
-    SG=$(ls /sys/block/${SD#/dev/}/device/scsi_generic/ 2>/dev/null | head -n1)
+    SG=$(ls "/sys/block/${SD#/dev/}/device/scsi_generic/" 2>/dev/null | head -n1)
     [ -n "$SG" ] || { finish; fail "no sg node for $SD (is sg loaded?)"; }
-    [ -c /dev/$SG ] || mknod /dev/$SG c 21 "${SG#sg}" || { finish; fail "mknod /dev/$SG"; }
+    [ -c "/dev/$SG" ] || mknod "/dev/$SG" c 21 "${SG#sg}" || { finish; fail "mknod /dev/$SG"; }
     verified "iscsi-test-cu over SG_IO: $SD = /dev/$SG"
-    run_cu /dev/$SG
+    run_cu "/dev/$SG"
     tcmud_alive || { finish; fail "tcmud died during the suite"; }
     bg_wait 60 loop_detach 0 || vmsg "tcm_loop LUN removal failed or hung"
     loop_teardown

@@ -52,7 +52,7 @@ while [ $# -gt 0 ]; do
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
-[ -x "$vm/run-vm.sh" ] || { echo "setup error: tests/vm harness missing (merge branch vm)" >&2; exit 2; }
+[ -x "$vm/run-vm.sh" ] || { echo "setup error: tests/vm harness missing ($vm/run-vm.sh)" >&2; exit 2; }
 
 T0=$(date +%s)
 OUT=${OUT:-$repo/target/conformance/$(date +%Y%m%d-%H%M%S)}

@@ -79,10 +79,11 @@ base_key=$( { cat "$me/lib.sh" "$me/build-initramfs.sh" "$me/guest/init";
 BASE=$C/base-$base_key.cpio
 if [ ! -s "$BASE" ]; then
     vlog "building base segment $BASE"
+    # shellcheck disable=SC2086 # a list of package names
     sysroot_add $SYSROOT_PKGS
     R=$(mktemp -d "$C/root.XXXXXX"); TMPDIRS+=("$R")
     # merged-/usr layout like Debian 12
-    mkdir -p "$R"/{usr/bin,usr/sbin,usr/lib/$MULTIARCH,usr/lib64,etc,proc,sys,dev,tmp,run,root,var,vmlab,mnt,host}
+    mkdir -p "$R"/{usr/bin,usr/sbin,usr/lib/"$MULTIARCH",usr/lib64,etc,proc,sys,dev,tmp,run,root,var,vmlab,mnt,host}
     ln -s usr/bin "$R/bin"; ln -s usr/sbin "$R/sbin"; ln -s usr/lib "$R/lib"; ln -s usr/lib64 "$R/lib64"
     ln -s ../run "$R/var/run"; mkdir -p "$R/var/tmp"
     # busybox + applet links
@@ -95,6 +96,7 @@ if [ ! -s "$BASE" ]; then
     # kernel modules (uncompressed copies) + load order
     M=$R/lib/modules/$KVER
     mkdir -p "$M" "$R/etc/vmlab"
+    # shellcheck disable=SC2086 # a list of module names
     kmod_closure $MODULES > "$R/etc/vmlab/modules.load"
     while read -r m; do
         mkdir -p "$M/$(dirname "$m")"
@@ -116,7 +118,7 @@ if [ ! -s "$BASE" ]; then
     "$VMLAB_CACHE/depmod" -b "$R" "$KVER"
 
     # glibc dlopen()s libgcc_s.so.1 for pthread_cancel/unwinding (invisible to ldd)
-    copy_elf "$R" "$(readlink -f /lib/$MULTIARCH/libgcc_s.so.1)" "/usr/lib/$MULTIARCH/libgcc_s.so.1"
+    copy_elf "$R" "$(readlink -f "/lib/$MULTIARCH/libgcc_s.so.1")" "/usr/lib/$MULTIARCH/libgcc_s.so.1"
     # tcmu-runner (handler_rbd.so skipped: it needs librbd and a ceph cluster)
     copy_elf "$R" "$S/usr/bin/tcmu-runner"
     for h in "$S/usr/lib/$MULTIARCH/tcmu-runner/"handler_*.so; do
@@ -150,6 +152,7 @@ tools_key=$( { cat "$me/lib.sh"; echo "$FIO_PKGS $TOOL_BINS"; } | sha256sum | cu
 TOOLS=$C/tools-$tools_key.cpio
 if [ ! -s "$TOOLS" ]; then
     vlog "building tools segment $TOOLS"
+    # shellcheck disable=SC2086 # a list of package names
     sysroot_add $FIO_PKGS
     R=$(mktemp -d "$C/root.XXXXXX"); TMPDIRS+=("$R")
     for b in $TOOL_BINS; do

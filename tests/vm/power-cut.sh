@@ -174,7 +174,7 @@ while [ $boot -le "$CUTS" ]; do
     from=$(lines)
     desc="fresh=$fresh settle=$settle trigger=${trig:-none}${trig:+ $tval}"
     echo "== boot $boot ($desc)"
-    args=(--timeout $GTMO --log "$log" --share "$SHARE" --disk "$DISK" --pidfile "$LOGS/qemu.pid"
+    args=(--timeout "$GTMO" --log "$log" --share "$SHARE" --disk "$DISK" --pidfile "$LOGS/qemu.pid"
           -b "$tdir/tcmud" -b "$PCW" "${extra[@]}")
     [ "$VERBOSE" = 1 ] || args+=(--quiet)
     rm -f "$LOGS/qemu.pid"

@@ -1,6 +1,9 @@
-//! Which way a command's data flows, so that only data-out buffers are
-//! copied out of the ring and only data-in buffers are allocated and written
-//! back. The SCSI command table is the single source of the direction.
+//! Which way a command's data flows, so that the device shares only a
+//! data-out command's buffers with the backend as its source and only a
+//! data-in command's buffers as its sink (the backend reads and writes the
+//! ring's data area in place: nothing is copied or allocated per command),
+//! and counts data-out bytes. The SCSI command table is the single source of
+//! the direction.
 
 use tcmud_core::scsi::{data_direction, DataDirection};
 

@@ -88,40 +88,40 @@ if has runner; then
 fi
 if has thin; then
     bg_wait 30 tcmu_dev user_1 thin thin/bench/vol || { diag; fail "thin backstore"; }
-    attach $CFG/core/user_1/thin 0 thin
+    attach "$CFG/core/user_1/thin" 0 thin
 fi
 if has file; then
     bg_wait 30 tcmu_dev user_1 file file//tmp/b/file.img || { diag; fail "file backstore"; }
-    attach $CFG/core/user_1/file 1 file
+    attach "$CFG/core/user_1/file" 1 file
 fi
 if has runner; then
     bg_wait 30 tcmu_dev user_2 runner qcow//tmp/b/runner.img || { diag; fail "runner backstore"; }
-    attach $CFG/core/user_2/runner 2 runner
+    attach "$CFG/core/user_2/runner" 2 runner
 fi
 if has fileio; then
     F=$CFG/core/fileio_1/fileio
-    mkdir -p $F || fail "fileio mkdir"
+    mkdir -p "$F" || fail "fileio mkdir"
     if [ "$WCE" = 1 ]; then
-        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE,fd_buffered_io=1" > $F/control
+        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE,fd_buffered_io=1" > "$F/control"
     else
-        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE" > $F/control
+        echo "fd_dev_name=/tmp/b/fileio.img,fd_dev_size=$SIZE" > "$F/control"
     fi || fail "fileio control"
-    echo 1 > $F/enable || fail "fileio enable"
-    echo "$WCE" > $F/attrib/emulate_write_cache || fail "fileio emulate_write_cache"
-    attach $F 3 fileio
+    echo 1 > "$F/enable" || fail "fileio enable"
+    echo "$WCE" > "$F/attrib/emulate_write_cache" || fail "fileio emulate_write_cache"
+    attach "$F" 3 fileio
 fi
 for b in $BACKENDS; do
-    eval sd=\$SD_$b
+    eval "sd=\$SD_$b"
     q=/sys/block/${sd#/dev/}
-    echo 512 > $q/queue/max_sectors_kb
+    echo 512 > "$q/queue/max_sectors_kb"
     case $b in fileio) a=$CFG/core/fileio_1/fileio/attrib;; thin|file) a=$CFG/core/user_1/$b/attrib;;
         *) a=$CFG/core/user_2/$b/attrib;; esac
-    vmsg "$b: $sd max_sectors_kb=$(cat $q/queue/max_sectors_kb) nr_requests=$(cat $q/queue/nr_requests) emulate_write_cache=$(cat $a/emulate_write_cache) hw_max_sectors=$(cat $a/hw_max_sectors) cache_type='$(cat $q/device/scsi_disk/*/cache_type 2>/dev/null)'"
+    vmsg "$b: $sd max_sectors_kb=$(cat "$q/queue/max_sectors_kb") nr_requests=$(cat "$q/queue/nr_requests") emulate_write_cache=$(cat "$a/emulate_write_cache") hw_max_sectors=$(cat "$a/hw_max_sectors") cache_type='$(cat "$q"/device/scsi_disk/*/cache_type 2>/dev/null)'"
 done
 
 dd if=/dev/urandom of=/tmp/b/fill bs=1M count=16 2>/dev/null
 for b in $BACKENDS; do
-    eval sd=\$SD_$b
+    eval "sd=\$SD_$b"
     i=0
     while [ $i -lt "$SIZE_MB" ]; do
         dd if=/tmp/b/fill of="$sd" bs=1M seek=$i oflag=direct 2>/dev/null || fail "fill $b"
@@ -140,7 +140,7 @@ perf_start() {
     PERF_PID=$!
 }
 perf_report() {
-    wait $PERF_PID
+    wait "$PERF_PID"
     _st1=$(head -n1 /proc/stat)
     echo "$_st0 $_st1" | awk -v tag="$1 $2 $3" '{ n = 10; for (i = 2; i <= n; i++) { a += $i; b += $(i + n + 1) }
         busy = (b - a) - (($(n + 6) - $5) + ($(n + 7) - $6))
@@ -170,7 +170,9 @@ cpu_ticks() {
 
 # rotate LIST N -> LIST rotated left by N
 rotate() {
-    _n=$2; set -- $1
+    _n=$2
+    # shellcheck disable=SC2086 # split the list into words on purpose
+    set -- $1
     _c=$#; [ "$_c" -gt 0 ] || return 0
     _n=$((_n % _c))
     while [ "$_n" -gt 0 ]; do _f=$1; shift; set -- "$@" "$_f"; _n=$((_n - 1)); done
@@ -186,13 +188,13 @@ while [ $rep -le "$REPS" ]; do
             *) fail "unknown workload $w";;
         esac
         for b in $(rotate "$BACKENDS" $((rep - 1))); do
-            eval sd=\$SD_$b
+            eval "sd=\$SD_$b"
             case $b in thin|file) dpid=$TCMUD_PID;; runner) dpid=$RPID;; *) dpid="";; esac
             t0=$(cut -d' ' -f1 /proc/uptime)
             c0=$(cpu_ticks "$dpid")
             [ "$PERF" = 1 ] && perf_start
-            fio --name=$w --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
-                --bs=$bs --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
+            fio --name="$w" --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw="$rw" \
+                --bs="$bs" --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
             c1=$(cpu_ticks "$dpid")
@@ -204,7 +206,7 @@ while [ $rep -le "$REPS" ]; do
                 *read) f="8 7 24 30 15";;
                 *)     f="49 48 65 71 56";;
             esac
-            awk -F';' -v b=$b -v w=$w -v r=$rep -v t="$t0-$t1" -v f="$f" -v c="$c0 $c1" -v secs=$((RT + 1)) '
+            awk -F';' -v b="$b" -v w="$w" -v r="$rep" -v t="$t0-$t1" -v f="$f" -v c="$c0 $c1" -v secs=$((RT + 1)) '
                 function pct(v) { sub(/.*=/, "", v); return int(v / 1000) }
                 # ticks of 1/100 s over the I/Os of ramp + run
                 function us(d, ios) { return ios > 0 ? sprintf("%.0f", d * 10000 / ios) : "-" }
@@ -220,7 +222,7 @@ if has thin || has file; then
     case $LOGF in *trace*) grep -a tick "$TCMUD_LOG" | tail -n 4;; esac
     grep -a -iE 'warn|error' "$TCMUD_LOG" | tail -n 10
 fi
-if has runner; then kill -0 $RPID || fail "tcmu-runner died during the benchmark"; fi
+if has runner; then kill -0 "$RPID" || fail "tcmu-runner died during the benchmark"; fi
 dmesg | grep -iE 'I/O error|ring broken|abort|timed out|reset' | tail -n 20
 dmesg | grep -qiE 'I/O error|ring broken' && fail "kernel errors during the benchmark"
 vmsg "benchmark done"

@@ -79,7 +79,7 @@ loop_attach() {
         return 1
     fi
     wait $_lnpid
-    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:$_lun/block/*; do
+    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:"$_lun"/block/*; do
         wait_for "/dev/$(basename "$_b")" 10
         echo "/dev/$(basename "$_b")"; return 0
     done
@@ -88,7 +88,7 @@ loop_attach() {
 
 # loop_sg LUN -> prints /dev/sgN for the tcm_loop LUN (sg module loaded)
 loop_sg() {
-    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:${1:-0}/scsi_generic/*; do
+    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:"${1:-0}"/scsi_generic/*; do
         [ -e "$_b" ] && { echo "/dev/$(basename "$_b")"; return 0; }
     done
     return 1

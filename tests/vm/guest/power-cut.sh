@@ -164,9 +164,11 @@ if [ "$mkfs" != 1 ]; then
             cat=$("$TCMUD" volume list "$dir" --json | sed -n 's/.*"name": *"\([^"]*\)".*/\1/p' | tr '\n' ' ')
             say "catalog of $POOL: $cat"
             write_conf "$POOL"
+            # shellcheck disable=SC2086 # a list of volume names
             serve $cat
             # shellcheck disable=SC2086
             if pcw verify --journal "$J" --catalog "$cat" $LUNARGS; then verify=pass; else verify=fail; fi
+            # shellcheck disable=SC2086
             unserve $cat
         fi
     fi
@@ -221,12 +223,12 @@ while :; do
             sd=$(echo "$LUNARGS" | tr ' ' '\n' | sed -n "s|^$v=||p")
             [ -n "$sd" ] || fail "no LUN for $v"
             if [ "$cache" = wb ]; then
-                for c in /sys/block/${sd#/dev/}/device/scsi_disk/*/cache_type; do
+                for c in "/sys/block/${sd#/dev/}"/device/scsi_disk/*/cache_type; do
                     echo "write back" > "$c" || fail "cache_type write back"
                 done
             fi
         done
-        say "epoch $epoch: $batches batches to $vols (write cache: $(cat /sys/block/${sd#/dev/}/device/scsi_disk/*/cache_type))"
+        say "epoch $epoch: $batches batches to $vols (write cache: $(cat "/sys/block/${sd#/dev/}"/device/scsi_disk/*/cache_type))"
         # shellcheck disable=SC2086
         pcw write --journal "$J" --seed "$seed" --batches "$batches" $LUNARGS &
         wpid=$!
@@ -235,7 +237,7 @@ while :; do
         # shellcheck disable=SC2086
         unserve $vols
     fi
-    # shellcheck disable=SC2154
+    # shellcheck disable=SC2154,SC2086 # the op is split into words on purpose
     set -- $op
     note "OP $opno BEGIN $op"
     case $1 in

@@ -187,7 +187,7 @@ fio_summary() {
 
 # sd_of LUN -> /dev/sdX of the tcm_loop LUN (empty if none)
 sd_of() {
-    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:$1/block/*; do
+    for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:"$1"/block/*; do
         [ -e "$_b" ] && { echo "/dev/$(basename "$_b")"; return 0; }
     done
     return 1

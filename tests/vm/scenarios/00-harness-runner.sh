@@ -17,7 +17,7 @@ runner_ready $RPID || { cat /tmp/runner.out; fail "tcmu-runner exited or never j
 
 SD=$(lun_create user_1 dev0 $((64 * MB)) qcow//tmp/img 0) || { diag; fail "lun_create"; }
 holds_uio $RPID dev0 || fail "tcmu-runner does not hold dev0's uio"
-verified "tcm_loop LUN 0 served by tcmu-runner: $SD ($(cat /sys/block/${SD#/dev/}/size) sectors)"
+verified "tcm_loop LUN 0 served by tcmu-runner: $SD ($(cat "/sys/block/${SD#/dev/}/size") sectors)"
 sg_inq "$SD" | grep -q 'Vendor identification: LIO-ORG' || fail "sg_inq vendor"
 verified "sg_inq: vendor LIO-ORG (answered by tcmu-runner)"
 
@@ -38,7 +38,7 @@ verified "mkfs.ext4, e2fsck -f, ext4 mount/write/umount work in the guest"
 # netlink replies (tcmu-runner sends SET_FEATURES): create and remove wait for its replies
 dmesg_new | grep -q 'command reply support 1' && verified "kernel: $(dmesg_new | grep -o 'tcmu daemon: command reply support 1' | head -n1)"
 SD1=$(lun_create user_1 dev1 $((16 * MB)) qcow//tmp/img2 1 nl_reply_supported=1) || { diag; fail "lun_create with replies"; }
-[ "$(cat $CFG/core/user_1/dev1/attrib/nl_reply_supported)" = 1 ] || fail "nl_reply_supported"
+[ "$(cat "$CFG/core/user_1/dev1/attrib/nl_reply_supported")" = 1 ] || fail "nl_reply_supported"
 dd if=/tmp/pat of="$SD1" bs=1M count=4 oflag=direct 2>/dev/null || fail "dd to LUN 1"
 verified "nl_reply_supported=1 LUN $SD1 created (ADDED_DEVICE_DONE from tcmu-runner) and written"
 

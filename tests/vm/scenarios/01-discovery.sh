@@ -11,7 +11,7 @@ tcmud_start
 SD=$(lun_create user_1 lun0 $SIZE thin/p1/vol1 0) || { diag; fail "LUN for thin/p1/vol1 not created"; }
 verified "ADDED_DEVICE thin/p1/vol1 -> tcm_loop LUN 0 = $SD"
 check "tcmud holds the device's /dev/$(tcmu_uio lun0) open (it serves it)" holds_uio "$TCMUD_PID" lun0
-[ "$(cat /sys/block/${SD#/dev/}/size)" = $((SIZE / 512)) ] || fail "capacity $(cat /sys/block/${SD#/dev/}/size) sectors"
+[ "$(cat "/sys/block/${SD#/dev/}/size")" = $((SIZE / 512)) ] || fail "capacity $(cat "/sys/block/${SD#/dev/}/size") sectors"
 verified "block device capacity $((SIZE / 512)) sectors"
 
 # ---- standard INQUIRY
@@ -92,13 +92,13 @@ dd if=/tmp/pat of="$SD" bs=1M oflag=direct 2>/dev/null || fail "dd write"
 verified "8 MiB written and read back"
 
 # ---- the write cache the initiator chooses (MODE SELECT) survives a daemon restart
-CT=$(echo /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type)
+CT=$(echo "/sys/block/${SD#/dev/}"/device/scsi_disk/*/cache_type)
 WC=$CFG/core/user_1/lun0/attrib/emulate_write_cache
 [ "$(cat "$CT")" = "write through" ] && [ "$(cat "$WC")" = 0 ] || fail "initial cache: $(cat "$CT"), configfs $(cat "$WC")"
 echo "write back" > "$CT" || fail "MODE SELECT WCE=1 (cache_type write back)"
 [ "$(cat "$WC")" = 1 ] || fail "configfs emulate_write_cache is $(cat "$WC") after MODE SELECT WCE=1"
 tcmud_stop; tcmud_start; wait_served lun0
-echo 1 > /sys/block/${SD#/dev/}/device/rescan
+echo 1 > "/sys/block/${SD#/dev/}/device/rescan"
 [ "$(cat "$CT")" = "write back" ] || fail "after a daemon restart the cache is '$(cat "$CT")'"
 # caching page byte 2 (the third byte of the page dump), bit 2 = WCE
 b2=$(sg_modes -p 0x08 "$SD" 2>/dev/null | awk '/Caching/ {c = 1} c && $1 == "00" {print $4; exit}')
@@ -109,7 +109,7 @@ verified "MODE SELECT WCE=1 (sd cache_type) saved in configfs, still write back 
 
 # ---- a device with 4 KiB logical blocks (hw_block_size=4096): the volume is made with them
 SD4=$(lun_create user_1 lun4k $((32 << 20)) thin/p1/vol4k 1 hw_block_size=4096) || { diag; fail "LUN with hw_block_size=4096"; }
-[ "$(cat /sys/block/${SD4#/dev/}/queue/logical_block_size)" = 4096 ] || fail "logical block size $(cat /sys/block/${SD4#/dev/}/queue/logical_block_size)"
+[ "$(cat "/sys/block/${SD4#/dev/}/queue/logical_block_size")" = 4096 ] || fail "logical block size $(cat "/sys/block/${SD4#/dev/}/queue/logical_block_size")"
 sg_readcap -l "$SD4" > /tmp/rc4.txt 2>&1 || { cat /tmp/rc4.txt; fail "sg_readcap -l (4k)"; }
 grep -qE 'Logical block length=4096 bytes' /tmp/rc4.txt || { cat /tmp/rc4.txt; fail "READ CAPACITY(16): 4k block length"; }
 grep -qE "Last (LBA|logical block address)=$((32 * 256 - 1)) " /tmp/rc4.txt || { cat /tmp/rc4.txt; fail "READ CAPACITY(16): 4k last LBA"; }
@@ -121,7 +121,7 @@ lun_remove user_1 lun4k 1 || { diag; fail "4k LUN removal"; }
 # ---- a device at the kernel's default attributes (no hw_max_sectors: 128 sectors): the limits
 # tcmud advertises are the device's (configfs hw_max_sectors), not its own 32 MiB
 SDD=$(LUN_KERNEL_DEFAULTS=1 lun_create user_1 lundef $((32 << 20)) thin/p1/voldef 1) || { diag; fail "LUN at default attributes"; }
-HWMS=$(cat $CFG/core/user_1/lundef/attrib/hw_max_sectors)
+HWMS=$(cat "$CFG/core/user_1/lundef/attrib/hw_max_sectors")
 [ "$HWMS" = 128 ] || fail "kernel default hw_max_sectors is $HWMS, not 128"
 sg_vpd -p bl "$SDD" > /tmp/vpdb0d.txt 2>&1 || { cat /tmp/vpdb0d.txt; fail "sg_vpd -p bl (default attrs)"; }
 cat /tmp/vpdb0d.txt
@@ -130,7 +130,7 @@ otld=$(sed -n 's/.*Optimal transfer length: *\([0-9]*\).*/\1/p' /tmp/vpdb0d.txt)
 [ "$mtld" = 128 ] || fail "VPD b0 at default attributes: maximum transfer length ${mtld:-?}, want 128 (hw_max_sectors)"
 [ -n "$otld" ] && [ "$otld" -le 128 ] || fail "VPD b0 at default attributes: optimal transfer length ${otld:-?} > 128"
 # MAXIMUM WRITE SAME LENGTH is capped by the device's attrib/max_write_same_len (when non-zero)
-MWSL=$(cat $CFG/core/user_1/lundef/attrib/max_write_same_len 2>/dev/null || echo 0)
+MWSL=$(cat "$CFG/core/user_1/lundef/attrib/max_write_same_len" 2>/dev/null || echo 0)
 mwsd=$(sed -n 's/.*Maximum write same length: *\(0x[0-9a-fA-F]*\|[0-9]*\).*/\1/p' /tmp/vpdb0d.txt)
 [ -n "$mwsd" ] || fail "VPD b0 at default attributes: no maximum write same length"
 [ "$MWSL" = 0 ] || [ $((mwsd)) -le "$MWSL" ] || fail "VPD b0 maximum write same length $mwsd > attrib/max_write_same_len $MWSL"

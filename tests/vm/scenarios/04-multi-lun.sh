@@ -20,10 +20,12 @@ verified "4 LUNs over 2 pools:$SDS (thin/pa/v0 thin/pa/v1 thin/pb/v2 thin/pb/v3)
 # identical serials would make multipath/udev merge them: each LUN must report its own
 ser=""
 for sd in $SDS; do ser="$ser $(sg_vpd -p 0x80 "$sd" | sed -n 's/.*Unit serial number: *//p')"; done
+# shellcheck disable=SC2086 # one word per serial
 [ "$(echo $ser | tr ' ' '\n' | sort -u | wc -l)" = 4 ] || fail "unit serial numbers are not distinct:$ser"
 verified "distinct unit serial numbers:$ser"
 
 # one fio process, one job per LUN and workload, all running at the same time
+# shellcheck disable=SC2086 # one word per device
 set -- $SDS
 jobs4k="" jobs1m=""
 i=0

@@ -28,7 +28,7 @@ verified "tcmud sent SET_FEATURES: kernel logs '$(dmesg_new | grep -o 'tcmu daem
 
 SD=$(lun_create user_1 r0 $((32 * MB)) thin/p1/r0 0 nl_reply_supported=1) ||
     { diag; fail "enable with nl_reply_supported=1 did not complete (no ADDED_DEVICE_DONE?)"; }
-[ "$(cat $A/r0/attrib/nl_reply_supported)" = 1 ] || fail "nl_reply_supported not 1"
+[ "$(cat "$A/r0/attrib/nl_reply_supported")" = 1 ] || fail "nl_reply_supported not 1"
 verified "enable with nl_reply_supported=1 completed (ADDED_DEVICE_DONE) -> $SD"
 make_pattern /tmp/pat 8
 dd if=/tmp/pat of="$SD" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "dd write"
@@ -37,10 +37,10 @@ dd if=/tmp/pat of="$SD" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "dd wr
 bg_wait 30 sh -c "echo $((48 * MB)) > $A/r0/attrib/dev_size" ||
     { diag; unstick_netlink; fail "dev_size write did not complete (no RECONFIG_DEVICE_DONE?)"; }
 verified "resize via attrib/dev_size completed (RECONFIG_DEVICE_DONE)"
-echo 1 > /sys/block/${SD#/dev/}/device/rescan
+echo 1 > "/sys/block/${SD#/dev/}/device/rescan"
 n=100
-until [ "$(cat /sys/block/${SD#/dev/}/size)" = $((48 * MB / 512)) ] || [ $n -le 0 ]; do sleep 0.1; n=$((n - 1)); done
-sectors=$(cat /sys/block/${SD#/dev/}/size)
+until [ "$(cat "/sys/block/${SD#/dev/}/size")" = $((48 * MB / 512)) ] || [ $n -le 0 ]; do sleep 0.1; n=$((n - 1)); done
+sectors=$(cat "/sys/block/${SD#/dev/}/size")
 [ "$sectors" = $((48 * MB / 512)) ] || { sg_readcap "$SD"; diag; fail "after rescan the initiator sees $sectors sectors, want $((48 * MB / 512))"; }
 dd if=/tmp/pat of="$SD" bs=1M seek=40 oflag=direct conv=fsync 2>/dev/null || fail "write in the grown range"
 [ "$(dd if="$SD" bs=1M skip=40 count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "grown range readback"
@@ -58,11 +58,11 @@ holds_uio "$TCMUD_PID" foreign && fail "tcmud opened the foreign device's uio"
 dmesg_new | grep -iE 'could not find device|Mismatched commands' && fail "kernel got an unexpected netlink reply"
 verified "foreign qcow// device: not opened by tcmud, no stray netlink reply (dmesg clean)"
 log_has 'foreign|ignor|not ours|qcow' && verified "tcmud log mentions it: $(log_grep 'foreign|ignor|not ours|qcow' | head -n1 | cut -c1-140)"
-bg_wait 30 rmdir $A/foreign || { unstick_netlink; fail "removing the foreign device"; }
+bg_wait 30 rmdir "$A/foreign" || { unstick_netlink; fail "removing the foreign device"; }
 
 # removal with replies: unlink + rmdir must complete
 lun_remove user_1 r0 0 || { diag; fail "removal did not complete (no REMOVED_DEVICE_DONE?)"; }
-[ -e $A/r0 ] && fail "backstore still there"
+[ -e "$A/r0" ] && fail "backstore still there"
 verified "LUN unlink + backstore rmdir completed (REMOVED_DEVICE_DONE)"
 wait_released "$TCMUD_PID" r0 || fail "tcmud still holds the removed device 30 s after its removal"
 tcmud_alive || { diag; fail "tcmud died"; }

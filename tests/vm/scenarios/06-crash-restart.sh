@@ -14,17 +14,17 @@ tcmud_start
 SD=$(lun_create user_1 crash $((128 * MB)) thin/p1/crash 0) || { diag; fail "LUN"; }
 verified "thin/p1/crash served as $SD"
 if [ "$CACHE" = wt ]; then
-    for c in /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type; do echo "write through" > "$c" || fail "cache_type"; done
+    for c in "/sys/block/${SD#/dev/}"/device/scsi_disk/*/cache_type; do echo "write through" > "$c" || fail "cache_type"; done
     sg_modes -p 0x08 "$SD" | grep -A2 Caching
 fi
-vmsg "write cache: $(cat /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type)"
+vmsg "write cache: $(cat "/sys/block/${SD#/dev/}"/device/scsi_disk/*/cache_type)"
 dmesg_mark
 
 r=1
 while [ $r -le "$ROUNDS" ]; do
     case $((r % 2)) in 1) rw=randwrite bs=4k sz=24M;; 0) rw=write bs=256k sz=96M;; esac
-    fio --name=crash$r --filename="$SD" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
-        --bs=$bs --size=$sz --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    fio --name=crash$r --filename="$SD" --direct=1 --ioengine=libaio --iodepth=32 --rw="$rw" \
+        --bs="$bs" --size="$sz" --verify=crc32c --verify_fatal=1 --do_verify=1 \
         --randseed=$r --output-format=terse --terse-version=3 > /tmp/fio-crash$r.out 2>&1 &
     FPID=$!
     # let writes get going, freeze tcmud where it is (commands in flight, fio cannot finish

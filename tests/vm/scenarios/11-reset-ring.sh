@@ -20,8 +20,8 @@ dmesg_mark
 r=1
 while [ $r -le 3 ]; do
     case $((r % 2)) in 1) rw=randwrite bs=4k sz=32M;; 0) rw=write bs=256k sz=96M;; esac
-    fio --name=rr$r --filename="$SD" --direct=1 --ioengine=libaio --iodepth=32 --rw=$rw \
-        --bs=$bs --size=$sz --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    fio --name=rr$r --filename="$SD" --direct=1 --ioengine=libaio --iodepth=32 --rw="$rw" \
+        --bs="$bs" --size="$sz" --verify=crc32c --verify_fatal=1 --do_verify=1 \
         --randseed=$r --output-format=terse --terse-version=3 > /tmp/fio-rr$r.out 2>&1 &
     FPID=$!
     wait_writes "$SD" 32 120 $FPID || { cat /tmp/fio-rr$r.out; fail "round $r: fio wrote nothing or ended within its first 32 writes"; }
