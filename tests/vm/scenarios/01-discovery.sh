@@ -37,8 +37,8 @@ verified "VPD 00 lists pages 80 83 b0 b1 b2"
 sg_vpd -p 0x80 "$SD" > /tmp/vpd80.txt 2>&1 || { cat /tmp/vpd80.txt; fail "sg_vpd page 80"; }
 cat /tmp/vpd80.txt
 SERIAL=$(sed -n 's/.*Unit serial number: *//p' /tmp/vpd80.txt)
-# device/mod.rs default_lun_config: 16 hex digits (FNV-1a of the dev_config)
-echo "$SERIAL" | grep -qE '^[0-9a-f]{16}$' || fail "VPD 80: unit serial number '$SERIAL' is not 16 hex digits"
+# the volume's or image's 128-bit identity (src/scsi/identity.rs): 32 hex digits
+echo "$SERIAL" | grep -qE '^[0-9a-f]{32}$' || fail "VPD 80: unit serial number '$SERIAL' is not 32 hex digits"
 verified "VPD 80: unit serial number '$SERIAL'"
 sg_vpd -p 0x83 "$SD" > /tmp/vpd83.txt 2>&1 || { cat /tmp/vpd83.txt; fail "sg_vpd page 83"; }
 cat /tmp/vpd83.txt
