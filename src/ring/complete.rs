@@ -176,8 +176,14 @@ impl Ring {
     ///
     /// A `cmd_id` not in flight, or `data_in` of another command or outside
     /// the data area, is refused and no response is written (the kernel
-    /// would mark the ring BROKEN). Call [`Ring::kick`] once after a batch.
+    /// would mark the ring BROKEN). So is every completion once the kernel
+    /// has reset the ring ([`Ring::reset_by_kernel`], checked here for each
+    /// command: a reset from outside lands at any moment, and completing an
+    /// id it freed breaks the ring). Call [`Ring::kick`] once after a batch.
     pub fn complete(&mut self, c: Completion, data_in: DataIn<'_>) -> Result<(), RingError> {
+        if self.reset_by_kernel() {
+            return Err(RingError::ResetByKernel(c.cmd_id));
+        }
         let (from, to, shown) = data_in.plan(self.caps().read_len);
         if let Some(spans) = data_in.spans {
             self.zero_data(c.cmd_id, spans, from, to)?;

@@ -86,6 +86,11 @@ pub enum RingError {
     /// ring BROKEN.
     #[error("cmd_id {0} is not in flight")]
     NotInFlight(u16),
+    /// The kernel reset the ring since it was last synchronised
+    /// (`action/reset_ring`): it failed and freed every command in flight, so
+    /// nothing was written. Resynchronise ([`crate::ring::Ring::resync_from_tail`]).
+    #[error("the ring was reset by the kernel; completion of cmd_id {0} withheld")]
+    ResetByKernel(u16),
     /// A cursor given to `set_fetch_cursor` is invalid.
     #[error("bad cursor {0}")]
     BadCursor(u32),

@@ -255,6 +255,7 @@ impl DeviceActor {
     fn reply(&mut self) -> usize {
         let mut table = lock(&self.shared.table);
         let mut written = 0;
+        let mut reset = false;
         // Any order: without CAP_OOOC the ring keeps each response in its
         // own slot and moves cmd_tail over the finished front itself.
         while let Some(key) = table.next_done() {
@@ -281,6 +282,12 @@ impl DeviceActor {
                         Counters::add(&k.errors, 1);
                     }
                 }
+                Err(RingError::ResetByKernel(_)) => {
+                    // A reset from outside landed since this round's check:
+                    // nothing in flight may be answered; forget it all below.
+                    reset = true;
+                    break;
+                }
                 Err(e) => {
                     // The ring refused it (e.g. not in flight as far as it
                     // knows): trying again could complete it twice, which
@@ -291,6 +298,10 @@ impl DeviceActor {
                     Counters::add(&self.shared.counters.errors, 1);
                 }
             }
+        }
+        drop(table);
+        if reset {
+            self.resync_after_reset();
         }
         written
     }
