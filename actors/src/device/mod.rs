@@ -31,6 +31,7 @@ use tcmud_core::scsi::{Lun, LunConfig};
 
 pub use crate::config::RecoveryPolicy;
 pub use actor::DeviceActor;
+pub(crate) use exec::panic_message;
 pub use fault::{FaultPlan, FaultPoint};
 pub use handle::DeviceHandle;
 pub use restart::RestartBudget;

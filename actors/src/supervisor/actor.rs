@@ -7,7 +7,8 @@ use super::sysfs;
 use crate::config::DaemonConfig;
 use actix::prelude::*;
 use futures::future::LocalBoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
 use tcmud_core::netlink::{emit_done, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
@@ -34,7 +35,20 @@ pub struct Supervisor {
     ended: Option<oneshot::Sender<()>>,
     shutting_down: bool,
     refused: HashMap<u32, String>,
+    pub(super) failed: BTreeMap<u32, FailedDevice>,
     rescan: Duration,
+}
+
+/// A device of ours the supervisor does not serve because its setup failed
+/// (error or panic), or whose device actor gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDevice {
+    /// uio minor.
+    pub minor: u32,
+    /// The device's dev_config.
+    pub dev_config: String,
+    /// Why it is not served.
+    pub why: String,
 }
 
 /// Raw genl payload of one kernel event (also how tests inject events directly).
@@ -56,6 +70,12 @@ pub struct Reload(pub DaemonConfig);
 #[derive(Message)]
 #[rtype(result = "Vec<u32>")]
 pub struct ListDevices;
+
+/// The devices of ours that are not served (setup failed or panicked, or the
+/// device actor failed for good), sorted by minor.
+#[derive(Message)]
+#[rtype(result = "Vec<FailedDevice>")]
+pub struct ListFailed;
 
 /// Signals from the supervisor to whoever runs it.
 pub struct SupervisorSignals {
@@ -84,6 +104,7 @@ impl Supervisor {
             ended: Some(ended_tx),
             shutting_down: false,
             refused: HashMap::new(),
+            failed: BTreeMap::new(),
             rescan: RESCAN,
         };
         (
@@ -114,13 +135,18 @@ impl Supervisor {
         }
     }
 
-    /// Starts a device; returns the `*_DONE` status (0 or -errno).
+    /// Starts a device; returns the `*_DONE` status (0 or -errno). Setup (pool
+    /// open, volume create, ring mapping) runs on this thread: a panic in it
+    /// fails this device alone, never the supervisor.
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
         let req = self.request(minor, &uio, adopted);
         let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
-        match self.factory.spawn(req) {
-            Ok(ctl) => {
+        let factory = &mut self.factory;
+        let spawned = catch_unwind(AssertUnwindSafe(|| factory.spawn(req)));
+        let why = match spawned {
+            Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
+                self.failed.remove(&minor);
                 self.devices.insert(
                     minor,
                     Managed {
@@ -129,15 +155,30 @@ impl Supervisor {
                         failed_logged: false,
                     },
                 );
-                0
+                return 0;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(minor, dev_config = %cfg, error = %e, "cannot serve device");
-                // The periodic rescan leaves it alone; a new ADDED event retries.
-                self.refused.insert(minor, name);
-                -e.errno.abs().max(1)
+                (e.to_string(), -e.errno.abs().max(1))
             }
-        }
+            Err(payload) => {
+                let msg = crate::device::panic_message(payload.as_ref());
+                tracing::error!(minor, dev_config = %cfg, panic = %msg,
+                    "device setup panicked; this device is failed, the others are served");
+                (format!("setup panicked: {msg}"), -libc::EIO)
+            }
+        };
+        // The periodic rescan leaves it alone; a new ADDED event retries.
+        self.refused.insert(minor, name);
+        self.failed.insert(
+            minor,
+            FailedDevice {
+                minor,
+                dev_config: cfg,
+                why: why.0,
+            },
+        );
+        why.1
     }
 
     /// Serves every owned TCMU device in sysfs that is not served yet. At start-up
@@ -148,6 +189,8 @@ impl Supervisor {
         let found = sysfs::scan_uio(&self.cfg);
         self.refused
             .retain(|m, n| found.iter().any(|f| f.minor == *m && f.name == *n));
+        self.failed
+            .retain(|m, _| found.iter().any(|f| f.minor == *m));
         let mut adopted = 0;
         for f in found {
             if self.devices.contains_key(&f.minor) || self.refused.get(&f.minor) == Some(&f.name) {
@@ -288,6 +331,25 @@ impl Handler<ListDevices> for Supervisor {
     fn handle(&mut self, _: ListDevices, _: &mut Context<Self>) -> Vec<u32> {
         let mut v: Vec<u32> = self.devices.keys().copied().collect();
         v.sort_unstable();
+        v
+    }
+}
+
+impl Handler<ListFailed> for Supervisor {
+    type Result = Vec<FailedDevice>;
+    fn handle(&mut self, _: ListFailed, _: &mut Context<Self>) -> Vec<FailedDevice> {
+        let mut v: Vec<FailedDevice> = self.failed.values().cloned().collect();
+        v.extend(
+            self.devices
+                .iter()
+                .filter(|(_, m)| m.ctl.is_failed())
+                .map(|(minor, m)| FailedDevice {
+                    minor: *minor,
+                    dev_config: m.uio.dev_config.clone(),
+                    why: "device actor failed for good".into(),
+                }),
+        );
+        v.sort_by_key(|f| f.minor);
         v
     }
 }

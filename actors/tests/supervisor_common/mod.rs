@@ -29,6 +29,8 @@ pub struct FakeFactory {
     pub log: Log,
     /// dev_configs whose spawn fails with this errno.
     pub fail: Vec<(String, i32)>,
+    /// dev_configs whose spawn panics (a bug in pool open / volume create).
+    pub panic_on: Vec<String>,
     pub failed_flag: Rc<RefCell<bool>>,
 }
 
@@ -61,6 +63,10 @@ impl DeviceFactory for FakeFactory {
         tcmud::supervisor::real::classify(dev_config)
     }
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        if self.panic_on.contains(&req.uio.dev_config) {
+            self.log.borrow_mut().push(Op::SpawnFailed(req.minor));
+            panic!("injected setup panic for {}", req.uio.dev_config);
+        }
         if let Some((_, errno)) = self.fail.iter().find(|(c, _)| *c == req.uio.dev_config) {
             self.log.borrow_mut().push(Op::SpawnFailed(req.minor));
             return Err(SpawnError::new(*errno, "injected"));
@@ -87,6 +93,7 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
     let f = FakeFactory {
         log: Rc::clone(&log),
         fail: vec![],
+        panic_on: vec![],
         failed_flag: Rc::default(),
     };
     (Box::new(f), log)
