@@ -34,6 +34,7 @@ pub use actor::DeviceActor;
 pub(crate) use exec::panic_message;
 pub use fault::{FaultPlan, FaultPoint};
 pub use handle::DeviceHandle;
+pub use recovery::RecoveryError;
 pub use restart::RestartBudget;
 pub use shared::DeviceStats;
 
@@ -164,6 +165,9 @@ pub enum DeviceError {
         #[source]
         source: RingError,
     },
+    /// The adopted ring cannot be recovered with the configured policy.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
     /// An fd operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -198,6 +202,9 @@ pub fn spawn_device_with(
                     what: "map simulated ring".into(),
                     source,
                 })?;
+            if spec.adopted {
+                recovery::check_policy(spec.recovery, ring.caps())?;
+            }
             ring.resync_from_tail();
             ring
         }

@@ -69,6 +69,7 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
 fn device_errno(e: &DeviceError) -> i32 {
     match e {
         DeviceError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        DeviceError::Recovery(_) => libc::EINVAL,
         _ => libc::EIO,
     }
 }
