@@ -18,6 +18,7 @@ mod recovery;
 mod restart;
 mod shared;
 mod wake;
+mod wce_save;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -286,7 +287,9 @@ pub fn configfs_write_cache(configfs_dir: &std::path::Path) -> bool {
 /// Writes the write-cache setting an initiator chose with MODE SELECT to
 /// configfs (`attrib/emulate_write_cache`), where [`configfs_write_cache`]
 /// finds it after a daemon restart. The kernel answers the write with a
-/// RECONFIG event carrying the same value, which changes nothing.
+/// RECONFIG event carrying the same value, which changes nothing; with
+/// netlink replies on, the write returns only once the supervisor answered
+/// it, so devices call this from a saver thread, never inside a command.
 pub fn store_configfs_write_cache(configfs_dir: &std::path::Path, on: bool) -> std::io::Result<()> {
     let path = configfs_dir.join("attrib").join("emulate_write_cache");
     std::fs::write(&path, if on { "1" } else { "0" })

@@ -9,6 +9,7 @@ use tokio::sync::{oneshot, Notify};
 
 use super::fault::Faults;
 use super::inflight::InFlight;
+use super::wce_save::WriteCacheSaver;
 use crate::backstore::BackstoreHandle;
 
 /// Counters of one device (since it was spawned).
@@ -74,6 +75,9 @@ pub(crate) struct DeviceShared {
     /// The device's configfs directory, where settings changed by the
     /// initiator are written back (None: simulator, or not found).
     pub configfs_dir: Option<std::path::PathBuf>,
+    /// Writes MODE SELECT's write-cache choice to `configfs_dir` outside
+    /// the command (None without a configfs directory).
+    pub wce_saver: Option<Arc<WriteCacheSaver>>,
     /// What the ring can carry (for the transfer limits re-read on
     /// RECONFIG).
     pub ring_capacity: super::limits::RingCapacity,
@@ -104,6 +108,9 @@ impl DeviceShared {
         ring_capacity: super::limits::RingCapacity,
     ) -> DeviceShared {
         let span = tracing::info_span!("device", minor, name = %name);
+        let wce_saver = configfs_dir
+            .clone()
+            .map(|dir| WriteCacheSaver::new(dir, span.clone()));
         DeviceShared {
             minor,
             name,
@@ -115,6 +122,7 @@ impl DeviceShared {
             faults,
             counters: Counters::default(),
             configfs_dir,
+            wce_saver,
             ring_capacity,
             failed: OnceLock::new(),
             crash: Mutex::new(None),
