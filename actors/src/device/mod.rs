@@ -105,6 +105,11 @@ pub struct DeviceOptions {
     /// device delays neither the supervisor nor other devices; otherwise on
     /// the caller's arbiter.
     pub own_thread: bool,
+    /// How long `stop()` waits for commands running on the backstore; then
+    /// commands not started are failed, running ones abandoned (the kernel
+    /// times them out), and the ring closed without the final flush.
+    /// `None`: wait for ever.
+    pub drain_timeout: Option<Duration>,
 }
 
 impl DeviceOptions {
@@ -150,6 +155,7 @@ impl Default for DeviceOptions {
             lun: None,
             fault: None,
             own_thread: true,
+            drain_timeout: None,
         }
     }
 }
@@ -226,15 +232,18 @@ pub fn spawn_device_with(
     let device_limits = limits::read_device_limits(spec.configfs_dir.as_deref(), ring_capacity);
     lun.set_device_limits(&device_limits);
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
-    let shared = Arc::new(shared::DeviceShared::new(
-        spec.minor,
-        spec.uio_name.clone(),
-        lun,
-        backstore,
-        faults,
-        spec.configfs_dir.clone(),
-        ring_capacity,
-    ));
+    let shared = Arc::new(
+        shared::DeviceShared::new(
+            spec.minor,
+            spec.uio_name.clone(),
+            lun,
+            backstore,
+            faults,
+            spec.configfs_dir.clone(),
+            ring_capacity,
+        )
+        .with_drain_timeout(opts.drain_timeout),
+    );
     {
         let _span = shared.span.enter();
         tracing::info!(dev_config = %spec.dev_config, size = spec.size_bytes,

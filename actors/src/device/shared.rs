@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tcmud_core::scsi::Lun;
 use tokio::sync::{oneshot, Notify};
@@ -84,6 +85,12 @@ pub(crate) struct DeviceShared {
     failed: OnceLock<String>,
     crash: Mutex<Option<String>>,
     draining: AtomicBool,
+    /// How long a drain may wait for running commands (None: for ever).
+    drain_timeout: Option<Duration>,
+    /// When the drain was requested.
+    drain_since: OnceLock<Instant>,
+    /// The drain deadline passed and was enforced.
+    drain_forced: AtomicBool,
     flush_started: AtomicBool,
     flushed: AtomicBool,
     finished: AtomicBool,
@@ -127,6 +134,9 @@ impl DeviceShared {
             failed: OnceLock::new(),
             crash: Mutex::new(None),
             draining: AtomicBool::new(false),
+            drain_timeout: None,
+            drain_since: OnceLock::new(),
+            drain_forced: AtomicBool::new(false),
             flush_started: AtomicBool::new(false),
             flushed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -175,6 +185,7 @@ impl DeviceShared {
         } else {
             waiters.push(tx);
         }
+        let _ = self.drain_since.set(Instant::now());
         self.draining.store(true, Ordering::Release);
         drop(waiters);
         self.wake.notify_one();
@@ -184,6 +195,31 @@ impl DeviceShared {
     /// A stop was requested.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Sets how long a drain waits for running commands (None: for ever).
+    pub fn with_drain_timeout(mut self, timeout: Option<Duration>) -> DeviceShared {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// True once, when a drain has waited longer than the drain timeout:
+    /// the caller then gives up on the running commands.
+    pub fn claim_drain_overdue(&self) -> bool {
+        let (Some(timeout), Some(since)) = (self.drain_timeout, self.drain_since.get()) else {
+            return false;
+        };
+        since.elapsed() >= timeout && !self.drain_forced.swap(true, Ordering::AcqRel)
+    }
+
+    /// The drain deadline was enforced (running commands abandoned).
+    pub fn drain_forced(&self) -> bool {
+        self.drain_forced.load(Ordering::Acquire)
+    }
+
+    /// The drain timeout (None: a drain waits for ever).
+    pub fn drain_timeout(&self) -> Option<Duration> {
+        self.drain_timeout
     }
 
     /// Claims the final flush (true once).

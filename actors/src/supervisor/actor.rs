@@ -132,6 +132,7 @@ impl Supervisor {
             block_size,
             recovery: self.cfg.recovery,
             adopted,
+            drain_timeout: self.cfg.drain_timeout,
         }
     }
 
@@ -358,9 +359,11 @@ impl Handler<Reload> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
         self.factory.reload(&msg.0);
-        // Roots and replies stay as started; pools, recovery and log settings follow the file.
+        // Roots and replies stay as started; pools, recovery, drain timeout and log
+        // settings follow the file (for devices started from now on).
         self.cfg.pools = msg.0.pools;
         self.cfg.recovery = msg.0.recovery;
+        self.cfg.drain_timeout = msg.0.drain_timeout;
         tracing::info!(pools = self.cfg.pools.len(), "config reloaded");
     }
 }
