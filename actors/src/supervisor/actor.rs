@@ -144,7 +144,7 @@ impl Supervisor {
         let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
         let factory = &mut self.factory;
         let spawned = catch_unwind(AssertUnwindSafe(|| factory.spawn(req)));
-        let why = match spawned {
+        let (why, status) = match spawned {
             Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
                 self.failed.remove(&minor);
@@ -176,10 +176,10 @@ impl Supervisor {
             FailedDevice {
                 minor,
                 dev_config: cfg,
-                why: why.0,
+                why,
             },
         );
-        why.1
+        status
     }
 
     /// Serves every owned TCMU device in sysfs that is not served yet. At start-up
