@@ -7,10 +7,10 @@ use super::sysfs;
 use crate::config::DaemonConfig;
 use actix::prelude::*;
 use futures::future::LocalBoxFuture;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
-use tcmud_core::netlink::{emit_done, DoneReply, NlEvent, UioName};
+use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
 
 /// How often device actors are checked for having failed for good.
@@ -36,6 +36,12 @@ pub struct Supervisor {
     shutting_down: bool,
     refused: HashMap<u32, String>,
     pub(super) failed: BTreeMap<u32, FailedDevice>,
+    /// Minors whose device is being stopped (drained), with the events that
+    /// arrived for them meanwhile: handled, in order, once the stop ended.
+    /// Events of other devices do not wait.
+    draining: HashMap<u32, VecDeque<Vec<u8>>>,
+    /// Woken when no stop is in progress any more (shutdown waits for them).
+    drains_ended: Vec<oneshot::Sender<()>>,
     rescan: Duration,
 }
 
@@ -105,6 +111,8 @@ impl Supervisor {
             shutting_down: false,
             refused: HashMap::new(),
             failed: BTreeMap::new(),
+            draining: HashMap::new(),
+            drains_ended: Vec::new(),
             rescan: RESCAN,
         };
         (
@@ -140,6 +148,11 @@ impl Supervisor {
     /// open, volume create, ring mapping) runs on this thread: a panic in it
     /// fails this device alone, never the supervisor.
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+        if self.shutting_down {
+            // A re-open planned before the shutdown: nothing would stop it again.
+            tracing::warn!(minor, dev_config = %uio.dev_config, "shutting down: device not re-opened");
+            return -libc::ESHUTDOWN;
+        }
         let req = self.request(minor, &uio, adopted);
         let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
         let factory = &mut self.factory;
@@ -194,7 +207,10 @@ impl Supervisor {
             .retain(|m, _| found.iter().any(|f| f.minor == *m));
         let mut adopted = 0;
         for f in found {
-            if self.devices.contains_key(&f.minor) || self.refused.get(&f.minor) == Some(&f.name) {
+            if self.devices.contains_key(&f.minor)
+                || self.draining.contains_key(&f.minor)
+                || self.refused.get(&f.minor) == Some(&f.name)
+            {
                 continue;
             }
             match self.factory.ownership(&f.uio.dev_config) {
@@ -307,16 +323,50 @@ impl Supervisor {
             tracing::warn!("shutting down: kernel event not handled");
             return;
         }
+        // A device being stopped gets its later events once the stop ended.
+        if let Some(queue) = parse_event(&payload)
+            .ok()
+            .and_then(|ev| self.draining.get_mut(&ev.minor))
+        {
+            queue.push_back(payload);
+            return;
+        }
         let Some((ev, plan)) = self.handle_payload(&payload) else {
             return;
         };
-        let wait = plan.wait.unwrap_or_else(|| Box::pin(async {}));
-        // ctx.wait: events are handled strictly one after another, replies in order.
-        ctx.wait(
+        let Some(wait) = plan.wait else {
+            let status = (plan.then)(self);
+            ctx.spawn(self.reply(&ev, status).into_actor(self));
+            return;
+        };
+        // A stop (drain) runs beside the other devices' events: one device's
+        // hung drain never holds up another's events, listing, reload or shutdown.
+        let minor = ev.minor;
+        self.draining.insert(minor, VecDeque::new());
+        ctx.spawn(
             wait.into_actor(self)
                 .map(move |(), act, _| (plan.then)(act))
-                .then(move |status, act, _| act.reply(&ev, status).into_actor(act)),
+                .then(move |status, act, _| act.reply(&ev, status).into_actor(act))
+                .map(move |(), act, ctx| act.drain_ended(minor, ctx)),
         );
+    }
+
+    /// The stop of `minor` ended: handle the events that waited for it.
+    fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
+        let mut queued = self.draining.remove(&minor).unwrap_or_default();
+        while let Some(payload) = queued.pop_front() {
+            self.on_payload(payload, ctx);
+            if let Some(q) = self.draining.get_mut(&minor) {
+                // That event stopped the device again: the rest wait once more.
+                q.extend(queued.drain(..));
+                break;
+            }
+        }
+        if self.draining.is_empty() {
+            for w in self.drains_ended.drain(..) {
+                let _ = w.send(());
+            }
+        }
     }
 }
 
@@ -372,8 +422,19 @@ impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let stops: Vec<_> = self.devices.drain().map(|(_, m)| m.ctl.stop()).collect();
-        tracing::info!(devices = stops.len(), "shutting down: draining devices");
+        let mut stops: Vec<_> = self.devices.drain().map(|(_, m)| m.ctl.stop()).collect();
+        tracing::info!(
+            devices = stops.len(),
+            in_progress = self.draining.len(),
+            "shutting down: draining devices"
+        );
+        if !self.draining.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.drains_ended.push(tx);
+            stops.push(Box::pin(async move {
+                let _ = rx.await;
+            }));
+        }
         Box::pin(
             futures::future::join_all(stops)
                 .into_actor(self)

@@ -32,17 +32,27 @@ pub struct FakeFactory {
     /// dev_configs whose spawn panics (a bug in pool open / volume create).
     pub panic_on: Vec<String>,
     pub failed_flag: Rc<RefCell<bool>>,
+    /// Stops of these minors wait until the sender is used or dropped (a hung drain).
+    pub stop_gates: StopGates,
 }
+
+pub type StopGates =
+    Rc<RefCell<std::collections::HashMap<u32, tokio::sync::oneshot::Receiver<()>>>>;
 
 struct FakeDev {
     minor: u32,
     log: Log,
     failed: Rc<RefCell<bool>>,
+    gates: StopGates,
 }
 
 impl DeviceCtl for FakeDev {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
+        let gate = self.gates.borrow_mut().remove(&self.minor);
         Box::pin(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
             tokio::task::yield_now().await; // a drain takes a moment
             self.log.borrow_mut().push(Op::Stop(self.minor));
         })
@@ -77,6 +87,7 @@ impl DeviceFactory for FakeFactory {
             minor,
             log: Rc::clone(&self.log),
             failed: Rc::clone(&self.failed_flag),
+            gates: Rc::clone(&self.stop_gates),
         }))
     }
     fn reload(&mut self, cfg: &DaemonConfig) {
@@ -95,6 +106,7 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
         fail: vec![],
         panic_on: vec![],
         failed_flag: Rc::default(),
+        stop_gates: Rc::default(),
     };
     (Box::new(f), log)
 }
@@ -173,4 +185,15 @@ pub fn spawned_minors(log: &Log) -> Vec<u32> {
             _ => None,
         })
         .collect()
+}
+
+/// Waits (10 s at most) until the supervisor sent `n` replies: a device's stop
+/// runs beside other events, so its reply may come after later messages were
+/// answered. Returns the replies decoded.
+pub async fn wait_replies(fake: &tcmud::supervisor::FakeSource, n: usize) -> Vec<(u8, i32, u32)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fake.sent().len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    fake.sent().iter().map(|p| decode_reply(p)).collect()
 }
