@@ -61,6 +61,10 @@ pub struct PoolConfig {
 pub struct DaemonConfig {
     /// Ring recovery policy for adopted and restarted devices.
     pub recovery: RecoveryPolicy,
+    /// How long stopping a device waits for commands running on its backstore
+    /// before it fails the rest and closes (`drain_timeout` seconds, default
+    /// 30; `0`: for ever, `None` here).
+    pub drain_timeout: Option<std::time::Duration>,
     /// Send SET_FEATURES(SUPP_KERN_CMD_REPLY) and `*_DONE` replies.
     pub netlink_replies: bool,
     /// tracing env-filter directive (e.g. `info`, `tcmud=debug`).

@@ -65,7 +65,8 @@ fn a_new_device_is_opened_without_recovery_actions() {
     );
 }
 
-/// `replay`: commands the kernel queued before the daemon (re)started, between
+/// `replay` on a ring without out-of-order completion (the only kind where it
+/// is safe): commands the kernel queued before the daemon (re)started, between
 /// `cmd_tail` and `cmd_head`, are executed.
 #[test]
 fn replay_executes_what_lies_between_tail_and_head() {
@@ -75,7 +76,12 @@ fn replay_executes_what_lies_between_tail_and_head() {
     use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
     let mem = std::sync::Arc::new(MemBackend::new(512, 2048));
-    let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
+    use tcmud_core::ring::layout::{CAP_READ_LEN, CAP_TMR};
+    let in_order = SimConfig {
+        flags: CAP_READ_LEN | CAP_TMR,
+        ..SimConfig::default()
+    };
+    let (mut sim, dev) = KernelSim::new(in_order).unwrap();
     let mut ids: Vec<u16> = Vec::new();
     for i in 0..6u8 {
         let lba = u32::from(i) * 2;
@@ -137,4 +143,75 @@ fn replay_executes_what_lies_between_tail_and_head() {
         assert_eq!(b, vec![i + 1; 1024]);
     }
     assert_eq!(ua, 1);
+}
+
+/// `replay` is refused on an adopted ring that offers out-of-order completion
+/// (the entries between tail and head may have completed already): the device
+/// is not started, nothing is executed, and the error names the setting.
+#[test]
+fn replay_is_refused_on_an_out_of_order_ring() {
+    use tcmud::device::{spawn_device_with, RecoveryError};
+    use tcmud_core::backend::BlockBackend;
+    use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
+
+    let mem = std::sync::Arc::new(MemBackend::new(512, 2048));
+    let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
+    assert!(SimConfig::default().flags & tcmud_core::ring::layout::CAP_OOOC != 0);
+    let cdb = [0x2a, 0, 0, 0, 0, 0, 0, 0, 2, 0]; // WRITE(10) LBA 0, 2 blocks
+    sim.submit(&cdb, SimDir::Out(vec![7; 1024])).unwrap();
+    sim.kick().unwrap();
+    let spec = DeviceSpec {
+        adopted: true,
+        recovery: RecoveryPolicy::Replay,
+        ..DeviceSpec::simulated("thin/p/v", 1 << 20)
+    };
+    let bs =
+        BackstoreHandle::new(mem.clone(), BackstoreKind::Other { name: "mem".into() }, 1).unwrap();
+    let err = actix::System::new()
+        .block_on(async move { spawn_device_with(spec, bs, sim_options(dev)).map(|_| ()) })
+        .unwrap_err();
+    assert!(
+        matches!(err, DeviceError::Recovery(RecoveryError::ReplayOutOfOrder)),
+        "{err}"
+    );
+    let text = err.to_string();
+    assert!(text.contains("recovery = \"reset\""), "{text}");
+    assert!(
+        sim.process_completions().unwrap().is_empty(),
+        "nothing completed"
+    );
+    let mut b = vec![0u8; 1024];
+    mem.read(0, &mut b).unwrap();
+    assert_eq!(b, vec![0u8; 1024], "the stale WRITE was not executed");
+}
+
+/// `reset` without a configfs directory refuses the adopted device rather
+/// than falling back to replaying its ring.
+#[test]
+fn reset_without_configfs_refuses_instead_of_replaying() {
+    use tcmud::device::RecoveryError;
+    let dir = tempfile::tempdir().unwrap();
+    let spec = DeviceSpec {
+        minor: 3,
+        uio_name: "tcm-user/1/dev/thin/p/v".into(),
+        dev_config: "thin/p/v".into(),
+        dev_path: dir.path().join("uio3"),
+        sysfs_dir: dir.path().join("sys/class/uio/uio3"),
+        configfs_dir: None,
+        size_bytes: 1 << 20,
+        recovery: RecoveryPolicy::Reset,
+        restart_budget: RestartBudget::default(),
+        adopted: true,
+    };
+    let bs = BackstoreHandle::new(
+        std::sync::Arc::new(MemBackend::new(512, 2048)),
+        BackstoreKind::Other { name: "mem".into() },
+        1,
+    )
+    .unwrap();
+    let err = spawn_device(spec, bs).unwrap_err();
+    assert!(
+        matches!(err, DeviceError::Recovery(RecoveryError::NoConfigfs)),
+        "{err}"
+    );
 }

@@ -210,6 +210,8 @@ async fn dev_config_change_reopens_and_foreign_target_is_refused() {
     assert_eq!(r.uio_name, "tcm-user/1/dev0/thin/default/vol9");
 }
 
+/// Each device's events are handled in order (a device's REMOVED answered after
+/// its ADDED); different devices' events do not wait for each other.
 #[actix::test]
 async fn events_from_the_source_stream_are_handled_in_order() {
     let dir = tempfile::tempdir().unwrap();
@@ -227,23 +229,19 @@ async fn events_from_the_source_stream_are_handled_in_order() {
         fake.push(event(NlCmd::Removed, &name, i, 100 + i, None))
             .await;
     }
-    // Wait until all 20 replies are there (bounded; no timing asserted).
-    for _ in 0..1000 {
-        if fake.sent().len() == 20 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let replies: Vec<_> = fake.sent().iter().map(|p| decode_reply(p)).collect();
-    let want: Vec<_> = (0..10u32)
-        .flat_map(|i| {
+    let replies = wait_replies(&fake, 20).await;
+    assert_eq!(replies.len(), 20, "{replies:?}");
+    for i in 0..10u32 {
+        let mine: Vec<_> = replies.iter().filter(|r| r.2 == 100 + i).collect();
+        assert_eq!(
+            mine,
             [
-                (cmd::ADDED_DEVICE_DONE, 0, 100 + i),
-                (cmd::REMOVED_DEVICE_DONE, 0, 100 + i),
-            ]
-        })
-        .collect();
-    assert_eq!(replies, want);
+                &(cmd::ADDED_DEVICE_DONE, 0, 100 + i),
+                &(cmd::REMOVED_DEVICE_DONE, 0, 100 + i)
+            ],
+            "device {i}: {replies:?}"
+        );
+    }
     assert!(addr.send(ListDevices).await.unwrap().is_empty());
 }
 
@@ -291,8 +289,8 @@ async fn duplicate_add_is_idempotent_and_a_reused_minor_replaces_the_stale_devic
     addr.send(RawEvent(event(NlCmd::Added, FILE, 3, 2, None)))
         .await
         .unwrap();
+    let replies = wait_replies(&fake, 3).await;
     assert_eq!(addr.send(ListDevices).await.unwrap(), vec![3]);
-    let replies: Vec<_> = fake.sent().iter().map(|p| decode_reply(p)).collect();
     assert_eq!(
         replies,
         vec![

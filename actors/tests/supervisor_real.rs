@@ -19,6 +19,7 @@ fn request(dir: &std::path::Path, dev_config: &str) -> DeviceRequest {
         block_size: 512,
         recovery: RecoveryPolicy::Reset,
         adopted: false,
+        drain_timeout: None,
     }
 }
 

@@ -8,9 +8,12 @@ use serde::Deserialize;
 use std::collections::HashSet;
 use std::ops::Range;
 use std::path::PathBuf;
+use std::time::Duration;
 use tcmud_core::pool::pagestore::DEFAULT_METADATA_CACHE;
 use toml::Spanned;
 
+/// Seconds a device's drain waits for running backstore I/O by default.
+pub(super) const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 const MIN_CHUNK: u64 = 4 << 10;
 const MIN_METADATA_CACHE: u64 = 1 << 20;
 const MAX_CHUNK: u64 = 1 << 20;
@@ -36,6 +39,7 @@ struct RawDaemon {
     dev_root: Option<Spanned<PathBuf>>,
     run_dir: Option<Spanned<PathBuf>>,
     file_roots: Option<Vec<Spanned<PathBuf>>>,
+    drain_timeout: Option<Spanned<u64>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -128,7 +132,13 @@ impl RawConfig {
                 out
             }
         };
+        let drain_timeout = match d.drain_timeout.map(Spanned::into_inner) {
+            None => Some(Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS)),
+            Some(0) => None,
+            Some(n) => Some(Duration::from_secs(n)),
+        };
         DaemonConfig {
+            drain_timeout,
             recovery: d.recovery.unwrap_or_default(),
             netlink_replies: d.netlink_replies.unwrap_or(false),
             log_level,

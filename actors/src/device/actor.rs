@@ -82,6 +82,7 @@ impl DeviceActor {
         } else {
             self.dispatch();
         }
+        self.enforce_drain_deadline();
         let written = self.reply();
         if written > 0 || self.need_kick || self.ring.kick_pending() {
             if let Err(e) = self.ring.kick() {
@@ -306,6 +307,28 @@ impl DeviceActor {
         written
     }
 
+    /// A drain that waited longer than the drain timeout (a hung backstore):
+    /// commands not started are failed, running ones abandoned (left to the
+    /// kernel's command timeout, their buffers untouched by anyone else), and
+    /// the device closes without waiting for them or for a final flush.
+    fn enforce_drain_deadline(&mut self) {
+        if !self.shared.claim_drain_overdue() {
+            return;
+        }
+        let (failed, abandoned) = {
+            let mut table = lock(&self.shared.table);
+            let failed = table.finish_all_unfinished(&internal_target_failure());
+            (failed, table.abandon_running())
+        };
+        tracing::error!(
+            timeout = ?self.shared.drain_timeout(),
+            failed,
+            abandoned,
+            "drain deadline passed (backstore I/O hung): commands not started failed, \
+             running ones abandoned to the kernel's timeout; closing without the final flush"
+        );
+    }
+
     /// After `stop()`: once nothing is in flight, flush on an I/O thread,
     /// then stop the actor.
     fn check_drained(&mut self, ctx: &mut Context<Self>) {
@@ -316,11 +339,21 @@ impl DeviceActor {
             ctx.stop();
             return;
         }
+        let forced = self.shared.drain_forced();
         let busy = {
             let table = lock(&self.shared.table);
-            !table.is_empty() || table.orphans() > 0
+            !table.is_empty() || (table.orphans() > 0 && !forced)
         };
-        if busy || !self.shared.claim_flush() {
+        if busy {
+            return;
+        }
+        if forced {
+            // The backstore hangs: a flush would too.
+            self.shared.set_flushed();
+            ctx.stop();
+            return;
+        }
+        if !self.shared.claim_flush() {
             return;
         }
         let shared = Arc::clone(&self.shared);

@@ -135,22 +135,16 @@ fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
     }
 }
 
-/// After a MODE SELECT changed WCE: write it to configfs before the command
-/// completes, so that a restarted daemon keeps what the initiator chose.
+/// After a MODE SELECT changed WCE: hand it to the saver, which writes it to
+/// configfs in the background (so that a restarted daemon keeps what the
+/// initiator chose). Never written here: with netlink replies that write
+/// waits for the supervisor, which may be waiting for this command.
 fn persist_write_cache(shared: &DeviceShared) {
     let Some(on) = shared.lun.take_selected_write_cache() else {
         return;
     };
-    let Some(dir) = &shared.configfs_dir else {
-        return;
-    };
-    match super::store_configfs_write_cache(dir, on) {
-        Ok(()) => tracing::info!(
-            write_cache = on,
-            "write cache set by MODE SELECT, saved in configfs"
-        ),
-        Err(e) => tracing::error!(write_cache = on, error = %e,
-            "cannot save the write-cache setting in configfs; a daemon restart will revert it"),
+    if let Some(saver) = &shared.wce_saver {
+        saver.save(on);
     }
 }
 

@@ -50,9 +50,17 @@ impl DeviceHandle {
     }
 
     /// The kernel changed the write-cache setting (RECONFIG WRITECACHE).
+    /// While a value chosen by MODE SELECT is still being saved to configfs,
+    /// the event is the echo of that write (or of a value superseded since):
+    /// the initiator's latest choice stands.
     pub fn set_write_cache(&self, on: bool) {
-        tracing::info!(parent: &self.shared.span, on, "write cache setting");
         self.reread_limits();
+        if self.shared.wce_saver.as_ref().is_some_and(|s| s.busy()) {
+            tracing::debug!(parent: &self.shared.span, on,
+                "write cache event while saving MODE SELECT's choice: kept the choice");
+            return;
+        }
+        tracing::info!(parent: &self.shared.span, on, "write cache setting");
         self.shared.lun.set_write_cache(on);
     }
 

@@ -418,6 +418,40 @@ impl InFlight {
         (n, running)
     }
 
+    /// Gives up on the commands an I/O thread is executing (a drain whose
+    /// deadline passed: the backstore hangs). They leave the table without a
+    /// completion: their buffers stay theirs in the kernel (which fails them
+    /// to the initiator when its `cmd_time_out` expires), so a job that ends
+    /// later cannot write into buffers handed to another command; its result
+    /// is dropped, as for [`InFlight::forget_all`]. Returns how many.
+    pub fn abandon_running(&mut self) -> usize {
+        let mut n = 0;
+        for (i, place) in self.places.iter_mut().enumerate() {
+            let token = match place {
+                Some(Place {
+                    slot:
+                        Slot {
+                            state: SlotState::Running { token },
+                            ..
+                        },
+                    ..
+                }) => *token,
+                _ => continue,
+            };
+            if let Some(p) = place.take() {
+                self.orphans.insert(token);
+                if let Some(id) = self.by_id.get_mut(usize::from(p.slot.req.cmd_id)) {
+                    *id = 0;
+                }
+                if let Ok(idx) = u32::try_from(i) {
+                    self.free.push(idx);
+                }
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Jobs of forgotten commands still running (see [`InFlight::forget_all`]).
     pub fn orphans(&self) -> usize {
         self.orphans.len()

@@ -18,6 +18,7 @@ mod recovery;
 mod restart;
 mod shared;
 mod wake;
+mod wce_save;
 
 use std::fs::File;
 use std::os::fd::OwnedFd;
@@ -31,8 +32,10 @@ use tcmud_core::scsi::{Lun, LunConfig};
 
 pub use crate::config::RecoveryPolicy;
 pub use actor::DeviceActor;
+pub(crate) use exec::panic_message;
 pub use fault::{FaultPlan, FaultPoint};
 pub use handle::DeviceHandle;
+pub use recovery::RecoveryError;
 pub use restart::RestartBudget;
 pub use shared::DeviceStats;
 
@@ -103,6 +106,11 @@ pub struct DeviceOptions {
     /// device delays neither the supervisor nor other devices; otherwise on
     /// the caller's arbiter.
     pub own_thread: bool,
+    /// How long `stop()` waits for commands running on the backstore; then
+    /// commands not started are failed, running ones abandoned (the kernel
+    /// times them out), and the ring closed without the final flush.
+    /// `None`: wait for ever.
+    pub drain_timeout: Option<Duration>,
 }
 
 impl DeviceOptions {
@@ -148,6 +156,7 @@ impl Default for DeviceOptions {
             lun: None,
             fault: None,
             own_thread: true,
+            drain_timeout: None,
         }
     }
 }
@@ -164,6 +173,9 @@ pub enum DeviceError {
         #[source]
         source: RingError,
     },
+    /// The adopted ring cannot be recovered with the configured policy.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
     /// An fd operation failed.
     #[error("{what}: {source}")]
     Io {
@@ -198,6 +210,9 @@ pub fn spawn_device_with(
                     what: "map simulated ring".into(),
                     source,
                 })?;
+            if spec.adopted {
+                recovery::check_policy(spec.recovery, ring.caps())?;
+            }
             ring.resync_from_tail();
             ring
         }
@@ -219,15 +234,18 @@ pub fn spawn_device_with(
     let device_limits = limits::read_device_limits(spec.configfs_dir.as_deref(), ring_capacity);
     lun.set_device_limits(&device_limits);
     let faults = fault::Faults::new(opts.fault.or_else(FaultPlan::from_env));
-    let shared = Arc::new(shared::DeviceShared::new(
-        spec.minor,
-        spec.uio_name.clone(),
-        lun,
-        backstore,
-        faults,
-        spec.configfs_dir.clone(),
-        ring_capacity,
-    ));
+    let shared = Arc::new(
+        shared::DeviceShared::new(
+            spec.minor,
+            spec.uio_name.clone(),
+            lun,
+            backstore,
+            faults,
+            spec.configfs_dir.clone(),
+            ring_capacity,
+        )
+        .with_drain_timeout(opts.drain_timeout),
+    );
     {
         let _span = shared.span.enter();
         tracing::info!(dev_config = %spec.dev_config, size = spec.size_bytes,
@@ -280,7 +298,9 @@ pub fn configfs_write_cache(configfs_dir: &std::path::Path) -> bool {
 /// Writes the write-cache setting an initiator chose with MODE SELECT to
 /// configfs (`attrib/emulate_write_cache`), where [`configfs_write_cache`]
 /// finds it after a daemon restart. The kernel answers the write with a
-/// RECONFIG event carrying the same value, which changes nothing.
+/// RECONFIG event carrying the same value, which changes nothing; with
+/// netlink replies on, the write returns only once the supervisor answered
+/// it, so devices call this from a saver thread, never inside a command.
 pub fn store_configfs_write_cache(configfs_dir: &std::path::Path, on: bool) -> std::io::Result<()> {
     let path = configfs_dir.join("attrib").join("emulate_write_cache");
     std::fs::write(&path, if on { "1" } else { "0" })

@@ -6,14 +6,46 @@
 //!   ring, `action/block_dev`=0. Safe whatever the dead daemon did.
 //! - `replay`: map the ring and execute again everything between `cmd_tail`
 //!   and `cmd_head`. Only safe if the previous run completed in order (with
-//!   out-of-order completion, slots before `cmd_head` were reused).
+//!   out-of-order completion, slots before `cmd_head` were reused). On a ring
+//!   that offers out-of-order completion (`CAP_OOOC`) the device is refused
+//!   with [`RecoveryError::ReplayOutOfOrder`].
+//!
+//! Neither policy falls back to the other: `reset` without a configfs
+//! directory refuses the device ([`RecoveryError::NoConfigfs`]).
 
 use std::fs;
 use std::path::Path;
 
-use tcmud_core::ring::Ring;
+use tcmud_core::ring::{Caps, Ring};
 
 use super::{DeviceError, DeviceSpec, RecoveryPolicy};
+
+/// Why the recovery policy cannot be applied to an adopted device's ring.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecoveryError {
+    /// `replay` on a ring offering out-of-order completion.
+    #[error(
+        "recovery = \"replay\" refused: the ring offers out-of-order completion, so the \
+         entries between tail and head may be commands already completed (replaying them \
+         re-executes writes and breaks the ring); set recovery = \"reset\""
+    )]
+    ReplayOutOfOrder,
+    /// `reset` without the configfs directory holding `action/reset_ring`.
+    #[error(
+        "recovery = \"reset\" impossible: no configfs directory for the device \
+         (action/reset_ring); refusing to serve the ring as the previous daemon left it"
+    )]
+    NoConfigfs,
+}
+
+/// Checks that the ring of an adopted device may be recovered with `policy`
+/// (`caps`: the capabilities the kernel offers in the ring's mailbox).
+pub(crate) fn check_policy(policy: RecoveryPolicy, caps: Caps) -> Result<(), RecoveryError> {
+    match policy {
+        RecoveryPolicy::Replay if caps.ooo => Err(RecoveryError::ReplayOutOfOrder),
+        _ => Ok(()),
+    }
+}
 
 /// Opens `/dev/uioN` of `spec`, applying its recovery policy if it was
 /// adopted.
@@ -43,11 +75,12 @@ pub(crate) fn open_uio_ring(spec: &DeviceSpec) -> Result<Ring, DeviceError> {
             }
             ring?
         }
-        (RecoveryPolicy::Reset, None) => {
-            tracing::warn!("no configfs directory: cannot reset the ring, replaying it");
-            open()?
+        (RecoveryPolicy::Reset, None) => return Err(RecoveryError::NoConfigfs.into()),
+        (RecoveryPolicy::Replay, _) => {
+            let ring = open()?;
+            check_policy(spec.recovery, ring.caps())?;
+            ring
         }
-        (RecoveryPolicy::Replay, _) => open()?,
     };
     ring.resync_from_tail();
     Ok(ring)

@@ -3,12 +3,14 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::time::{Duration, Instant};
 
 use tcmud_core::scsi::Lun;
 use tokio::sync::{oneshot, Notify};
 
 use super::fault::Faults;
 use super::inflight::InFlight;
+use super::wce_save::WriteCacheSaver;
 use crate::backstore::BackstoreHandle;
 
 /// Counters of one device (since it was spawned).
@@ -74,12 +76,21 @@ pub(crate) struct DeviceShared {
     /// The device's configfs directory, where settings changed by the
     /// initiator are written back (None: simulator, or not found).
     pub configfs_dir: Option<std::path::PathBuf>,
+    /// Writes MODE SELECT's write-cache choice to `configfs_dir` outside
+    /// the command (None without a configfs directory).
+    pub wce_saver: Option<Arc<WriteCacheSaver>>,
     /// What the ring can carry (for the transfer limits re-read on
     /// RECONFIG).
     pub ring_capacity: super::limits::RingCapacity,
     failed: OnceLock<String>,
     crash: Mutex<Option<String>>,
     draining: AtomicBool,
+    /// How long a drain may wait for running commands (None: for ever).
+    drain_timeout: Option<Duration>,
+    /// When the drain was requested.
+    drain_since: OnceLock<Instant>,
+    /// The drain deadline passed and was enforced.
+    drain_forced: AtomicBool,
     flush_started: AtomicBool,
     flushed: AtomicBool,
     finished: AtomicBool,
@@ -104,6 +115,9 @@ impl DeviceShared {
         ring_capacity: super::limits::RingCapacity,
     ) -> DeviceShared {
         let span = tracing::info_span!("device", minor, name = %name);
+        let wce_saver = configfs_dir
+            .clone()
+            .map(|dir| WriteCacheSaver::new(dir, span.clone()));
         DeviceShared {
             minor,
             name,
@@ -115,10 +129,14 @@ impl DeviceShared {
             faults,
             counters: Counters::default(),
             configfs_dir,
+            wce_saver,
             ring_capacity,
             failed: OnceLock::new(),
             crash: Mutex::new(None),
             draining: AtomicBool::new(false),
+            drain_timeout: None,
+            drain_since: OnceLock::new(),
+            drain_forced: AtomicBool::new(false),
             flush_started: AtomicBool::new(false),
             flushed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -167,6 +185,7 @@ impl DeviceShared {
         } else {
             waiters.push(tx);
         }
+        let _ = self.drain_since.set(Instant::now());
         self.draining.store(true, Ordering::Release);
         drop(waiters);
         self.wake.notify_one();
@@ -176,6 +195,31 @@ impl DeviceShared {
     /// A stop was requested.
     pub fn draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// Sets how long a drain waits for running commands (None: for ever).
+    pub fn with_drain_timeout(mut self, timeout: Option<Duration>) -> DeviceShared {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// True once, when a drain has waited longer than the drain timeout:
+    /// the caller then gives up on the running commands.
+    pub fn claim_drain_overdue(&self) -> bool {
+        let (Some(timeout), Some(since)) = (self.drain_timeout, self.drain_since.get()) else {
+            return false;
+        };
+        since.elapsed() >= timeout && !self.drain_forced.swap(true, Ordering::AcqRel)
+    }
+
+    /// The drain deadline was enforced (running commands abandoned).
+    pub fn drain_forced(&self) -> bool {
+        self.drain_forced.load(Ordering::Acquire)
+    }
+
+    /// The drain timeout (None: a drain waits for ever).
+    pub fn drain_timeout(&self) -> Option<Duration> {
+        self.drain_timeout
     }
 
     /// Claims the final flush (true once).

@@ -7,9 +7,10 @@ use super::sysfs;
 use crate::config::DaemonConfig;
 use actix::prelude::*;
 use futures::future::LocalBoxFuture;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::time::Duration;
-use tcmud_core::netlink::{emit_done, DoneReply, NlEvent, UioName};
+use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
 
 /// How often device actors are checked for having failed for good.
@@ -34,7 +35,26 @@ pub struct Supervisor {
     ended: Option<oneshot::Sender<()>>,
     shutting_down: bool,
     refused: HashMap<u32, String>,
+    pub(super) failed: BTreeMap<u32, FailedDevice>,
+    /// Minors whose device is being stopped (drained), with the events that
+    /// arrived for them meanwhile: handled, in order, once the stop ended.
+    /// Events of other devices do not wait.
+    draining: HashMap<u32, VecDeque<Vec<u8>>>,
+    /// Woken when no stop is in progress any more (shutdown waits for them).
+    drains_ended: Vec<oneshot::Sender<()>>,
     rescan: Duration,
+}
+
+/// A device of ours the supervisor does not serve because its setup failed
+/// (error or panic), or whose device actor gave up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedDevice {
+    /// uio minor.
+    pub minor: u32,
+    /// The device's dev_config.
+    pub dev_config: String,
+    /// Why it is not served.
+    pub why: String,
 }
 
 /// Raw genl payload of one kernel event (also how tests inject events directly).
@@ -56,6 +76,12 @@ pub struct Reload(pub DaemonConfig);
 #[derive(Message)]
 #[rtype(result = "Vec<u32>")]
 pub struct ListDevices;
+
+/// The devices of ours that are not served (setup failed or panicked, or the
+/// device actor failed for good), sorted by minor.
+#[derive(Message)]
+#[rtype(result = "Vec<FailedDevice>")]
+pub struct ListFailed;
 
 /// Signals from the supervisor to whoever runs it.
 pub struct SupervisorSignals {
@@ -84,6 +110,9 @@ impl Supervisor {
             ended: Some(ended_tx),
             shutting_down: false,
             refused: HashMap::new(),
+            failed: BTreeMap::new(),
+            draining: HashMap::new(),
+            drains_ended: Vec::new(),
             rescan: RESCAN,
         };
         (
@@ -111,16 +140,27 @@ impl Supervisor {
             block_size,
             recovery: self.cfg.recovery,
             adopted,
+            drain_timeout: self.cfg.drain_timeout,
         }
     }
 
-    /// Starts a device; returns the `*_DONE` status (0 or -errno).
+    /// Starts a device; returns the `*_DONE` status (0 or -errno). Setup (pool
+    /// open, volume create, ring mapping) runs on this thread: a panic in it
+    /// fails this device alone, never the supervisor.
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+        if self.shutting_down {
+            // A re-open planned before the shutdown: nothing would stop it again.
+            tracing::warn!(minor, dev_config = %uio.dev_config, "shutting down: device not re-opened");
+            return -libc::ESHUTDOWN;
+        }
         let req = self.request(minor, &uio, adopted);
         let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
-        match self.factory.spawn(req) {
-            Ok(ctl) => {
+        let factory = &mut self.factory;
+        let spawned = catch_unwind(AssertUnwindSafe(|| factory.spawn(req)));
+        let (why, status) = match spawned {
+            Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
+                self.failed.remove(&minor);
                 self.devices.insert(
                     minor,
                     Managed {
@@ -129,15 +169,30 @@ impl Supervisor {
                         failed_logged: false,
                     },
                 );
-                0
+                return 0;
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!(minor, dev_config = %cfg, error = %e, "cannot serve device");
-                // The periodic rescan leaves it alone; a new ADDED event retries.
-                self.refused.insert(minor, name);
-                -e.errno.abs().max(1)
+                (e.to_string(), -e.errno.abs().max(1))
             }
-        }
+            Err(payload) => {
+                let msg = crate::device::panic_message(payload.as_ref());
+                tracing::error!(minor, dev_config = %cfg, panic = %msg,
+                    "device setup panicked; this device is failed, the others are served");
+                (format!("setup panicked: {msg}"), -libc::EIO)
+            }
+        };
+        // The periodic rescan leaves it alone; a new ADDED event retries.
+        self.refused.insert(minor, name);
+        self.failed.insert(
+            minor,
+            FailedDevice {
+                minor,
+                dev_config: cfg,
+                why,
+            },
+        );
+        status
     }
 
     /// Serves every owned TCMU device in sysfs that is not served yet. At start-up
@@ -148,9 +203,14 @@ impl Supervisor {
         let found = sysfs::scan_uio(&self.cfg);
         self.refused
             .retain(|m, n| found.iter().any(|f| f.minor == *m && f.name == *n));
+        self.failed
+            .retain(|m, _| found.iter().any(|f| f.minor == *m));
         let mut adopted = 0;
         for f in found {
-            if self.devices.contains_key(&f.minor) || self.refused.get(&f.minor) == Some(&f.name) {
+            if self.devices.contains_key(&f.minor)
+                || self.draining.contains_key(&f.minor)
+                || self.refused.get(&f.minor) == Some(&f.name)
+            {
                 continue;
             }
             match self.factory.ownership(&f.uio.dev_config) {
@@ -263,16 +323,50 @@ impl Supervisor {
             tracing::warn!("shutting down: kernel event not handled");
             return;
         }
+        // A device being stopped gets its later events once the stop ended.
+        if let Some(queue) = parse_event(&payload)
+            .ok()
+            .and_then(|ev| self.draining.get_mut(&ev.minor))
+        {
+            queue.push_back(payload);
+            return;
+        }
         let Some((ev, plan)) = self.handle_payload(&payload) else {
             return;
         };
-        let wait = plan.wait.unwrap_or_else(|| Box::pin(async {}));
-        // ctx.wait: events are handled strictly one after another, replies in order.
-        ctx.wait(
+        let Some(wait) = plan.wait else {
+            let status = (plan.then)(self);
+            ctx.spawn(self.reply(&ev, status).into_actor(self));
+            return;
+        };
+        // A stop (drain) runs beside the other devices' events: one device's
+        // hung drain never holds up another's events, listing, reload or shutdown.
+        let minor = ev.minor;
+        self.draining.insert(minor, VecDeque::new());
+        ctx.spawn(
             wait.into_actor(self)
                 .map(move |(), act, _| (plan.then)(act))
-                .then(move |status, act, _| act.reply(&ev, status).into_actor(act)),
+                .then(move |status, act, _| act.reply(&ev, status).into_actor(act))
+                .map(move |(), act, ctx| act.drain_ended(minor, ctx)),
         );
+    }
+
+    /// The stop of `minor` ended: handle the events that waited for it.
+    fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
+        let mut queued = self.draining.remove(&minor).unwrap_or_default();
+        while let Some(payload) = queued.pop_front() {
+            self.on_payload(payload, ctx);
+            if let Some(q) = self.draining.get_mut(&minor) {
+                // That event stopped the device again: the rest wait once more.
+                q.extend(queued.drain(..));
+                break;
+            }
+        }
+        if self.draining.is_empty() {
+            for w in self.drains_ended.drain(..) {
+                let _ = w.send(());
+            }
+        }
     }
 }
 
@@ -292,13 +386,34 @@ impl Handler<ListDevices> for Supervisor {
     }
 }
 
+impl Handler<ListFailed> for Supervisor {
+    type Result = Vec<FailedDevice>;
+    fn handle(&mut self, _: ListFailed, _: &mut Context<Self>) -> Vec<FailedDevice> {
+        let mut v: Vec<FailedDevice> = self.failed.values().cloned().collect();
+        v.extend(
+            self.devices
+                .iter()
+                .filter(|(_, m)| m.ctl.is_failed())
+                .map(|(minor, m)| FailedDevice {
+                    minor: *minor,
+                    dev_config: m.uio.dev_config.clone(),
+                    why: "device actor failed for good".into(),
+                }),
+        );
+        v.sort_by_key(|f| f.minor);
+        v
+    }
+}
+
 impl Handler<Reload> for Supervisor {
     type Result = ();
     fn handle(&mut self, msg: Reload, _: &mut Context<Self>) {
         self.factory.reload(&msg.0);
-        // Roots and replies stay as started; pools, recovery and log settings follow the file.
+        // Roots and replies stay as started; pools, recovery, drain timeout and log
+        // settings follow the file (for devices started from now on).
         self.cfg.pools = msg.0.pools;
         self.cfg.recovery = msg.0.recovery;
+        self.cfg.drain_timeout = msg.0.drain_timeout;
         tracing::info!(pools = self.cfg.pools.len(), "config reloaded");
     }
 }
@@ -307,8 +422,19 @@ impl Handler<Shutdown> for Supervisor {
     type Result = ResponseActFuture<Self, ()>;
     fn handle(&mut self, _: Shutdown, _: &mut Context<Self>) -> Self::Result {
         self.shutting_down = true;
-        let stops: Vec<_> = self.devices.drain().map(|(_, m)| m.ctl.stop()).collect();
-        tracing::info!(devices = stops.len(), "shutting down: draining devices");
+        let mut stops: Vec<_> = self.devices.drain().map(|(_, m)| m.ctl.stop()).collect();
+        tracing::info!(
+            devices = stops.len(),
+            in_progress = self.draining.len(),
+            "shutting down: draining devices"
+        );
+        if !self.draining.is_empty() {
+            let (tx, rx) = oneshot::channel();
+            self.drains_ended.push(tx);
+            stops.push(Box::pin(async move {
+                let _ = rx.await;
+            }));
+        }
         Box::pin(
             futures::future::join_all(stops)
                 .into_actor(self)

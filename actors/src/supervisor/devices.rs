@@ -29,6 +29,9 @@ pub struct DeviceRequest {
     pub recovery: RecoveryPolicy,
     /// True when the device existed before the daemon started (adoption).
     pub adopted: bool,
+    /// How long stopping the device waits for running backstore I/O (None:
+    /// for ever).
+    pub drain_timeout: Option<std::time::Duration>,
 }
 
 /// A device could not be started; `errno` (positive) goes into the `*_DONE` status.

@@ -24,7 +24,10 @@ pub mod run;
 pub mod source;
 pub mod sysfs;
 
-pub use actor::{ListDevices, RawEvent, Reload, Shutdown, Supervisor, SupervisorSignals};
+pub use actor::{
+    FailedDevice, ListDevices, ListFailed, RawEvent, Reload, Shutdown, Supervisor,
+    SupervisorSignals,
+};
 pub use devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
 pub use mcast::McastSocket;
 pub use run::{run_daemon, ReloadSource, SupervisorError};

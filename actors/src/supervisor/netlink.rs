@@ -50,7 +50,7 @@ impl Replier for NlReplier {
                 )
                 .await
                 .map_err(|e| SendError(describe(&e)))?;
-            // Never let a missing ACK stall the supervisor (events are handled in order).
+            // Never let a missing ACK hold a reply future for ever.
             match tokio::time::timeout(ACK_TIMEOUT, acks.next::<u16, Buffer>()).await {
                 Err(_) => Err(SendError("no ACK from the kernel".into())),
                 Ok(Some(Err(e))) => Err(SendError(describe(&e))),

@@ -42,6 +42,8 @@ impl Supervisor {
                 _ => Plan::then(None, move |s| s.start_device(minor, uio, false)),
             },
             (NlCmd::Removed, _) => match self.devices.remove(&minor) {
+                // A device whose setup failed is forgotten with its kernel device.
+                None if self.failed.remove(&minor).is_some() => Plan::now(0),
                 Some(m) => {
                     tracing::info!(minor, "device removed; draining");
                     Plan::then(Some(m.ctl.stop()), |_| 0)

@@ -69,6 +69,7 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
 fn device_errno(e: &DeviceError) -> i32 {
     match e {
         DeviceError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
+        DeviceError::Recovery(_) => libc::EINVAL,
         _ => libc::EIO,
     }
 }
@@ -142,7 +143,11 @@ impl DeviceFactory for RealFactory {
             restart_budget: RestartBudget::default(),
             adopted: req.adopted,
         };
-        let handle = device::spawn_device(spec, backstore)
+        let opts = device::DeviceOptions {
+            drain_timeout: req.drain_timeout,
+            ..device::DeviceOptions::default()
+        };
+        let handle = device::spawn_device_with(spec, backstore, opts)
             .map_err(|e| SpawnError::new(device_errno(&e), e.to_string()))?;
         Ok(Box::new(RealDevice(handle)))
     }

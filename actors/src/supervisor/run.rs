@@ -98,6 +98,12 @@ pub fn run_daemon(
     let lock = InstanceLock::acquire(&cfg.run_dir)?;
     tracing::debug!(lock = %lock.path().display(), "single-instance lock held");
     sysfs::check_prerequisites(&cfg)?;
+    if cfg.recovery == config::RecoveryPolicy::Replay {
+        tracing::warn!(
+            "recovery = \"replay\": adopted devices whose ring offers out-of-order \
+             completion (every current kernel) are refused, not replayed"
+        );
+    }
     let system = actix::System::new();
     system.block_on(serve(cfg, reload, log))
 }

@@ -29,18 +29,30 @@ pub struct FakeFactory {
     pub log: Log,
     /// dev_configs whose spawn fails with this errno.
     pub fail: Vec<(String, i32)>,
+    /// dev_configs whose spawn panics (a bug in pool open / volume create).
+    pub panic_on: Vec<String>,
     pub failed_flag: Rc<RefCell<bool>>,
+    /// Stops of these minors wait until the sender is used or dropped (a hung drain).
+    pub stop_gates: StopGates,
 }
+
+pub type StopGates =
+    Rc<RefCell<std::collections::HashMap<u32, tokio::sync::oneshot::Receiver<()>>>>;
 
 struct FakeDev {
     minor: u32,
     log: Log,
     failed: Rc<RefCell<bool>>,
+    gates: StopGates,
 }
 
 impl DeviceCtl for FakeDev {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
+        let gate = self.gates.borrow_mut().remove(&self.minor);
         Box::pin(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
             tokio::task::yield_now().await; // a drain takes a moment
             self.log.borrow_mut().push(Op::Stop(self.minor));
         })
@@ -61,6 +73,10 @@ impl DeviceFactory for FakeFactory {
         tcmud::supervisor::real::classify(dev_config)
     }
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        if self.panic_on.contains(&req.uio.dev_config) {
+            self.log.borrow_mut().push(Op::SpawnFailed(req.minor));
+            panic!("injected setup panic for {}", req.uio.dev_config);
+        }
         if let Some((_, errno)) = self.fail.iter().find(|(c, _)| *c == req.uio.dev_config) {
             self.log.borrow_mut().push(Op::SpawnFailed(req.minor));
             return Err(SpawnError::new(*errno, "injected"));
@@ -71,6 +87,7 @@ impl DeviceFactory for FakeFactory {
             minor,
             log: Rc::clone(&self.log),
             failed: Rc::clone(&self.failed_flag),
+            gates: Rc::clone(&self.stop_gates),
         }))
     }
     fn reload(&mut self, cfg: &DaemonConfig) {
@@ -87,7 +104,9 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
     let f = FakeFactory {
         log: Rc::clone(&log),
         fail: vec![],
+        panic_on: vec![],
         failed_flag: Rc::default(),
+        stop_gates: Rc::default(),
     };
     (Box::new(f), log)
 }
@@ -166,4 +185,15 @@ pub fn spawned_minors(log: &Log) -> Vec<u32> {
             _ => None,
         })
         .collect()
+}
+
+/// Waits (10 s at most) until the supervisor sent `n` replies: a device's stop
+/// runs beside other events, so its reply may come after later messages were
+/// answered. Returns the replies decoded.
+pub async fn wait_replies(fake: &tcmud::supervisor::FakeSource, n: usize) -> Vec<(u8, i32, u32)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while fake.sent().len() < n && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    fake.sent().iter().map(|p| decode_reply(p)).collect()
 }

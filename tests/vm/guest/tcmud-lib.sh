@@ -141,6 +141,16 @@ wait_released() {
     done
 }
 
+# wait_content FILE VALUE [SECS] -- wait (10 s) until FILE reads VALUE (e.g. a configfs
+# attribute tcmud writes in the background)
+wait_content() {
+    _wc_n=$(( ${3:-10} * 10 ))
+    until [ "$(cat "$1" 2>/dev/null)" = "$2" ]; do
+        [ $_wc_n -le 0 ] && return 1
+        sleep 0.1; _wc_n=$((_wc_n - 1))
+    done
+}
+
 # pool_json POOL -> `tcmud pool info /tmp/pools/POOL --json` (daemon must be stopped)
 pool_json() { "$TCMUD" pool info "/tmp/pools/$1" --json; }
 

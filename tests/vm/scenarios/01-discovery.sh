@@ -96,7 +96,7 @@ CT=$(echo "/sys/block/${SD#/dev/}"/device/scsi_disk/*/cache_type)
 WC=$CFG/core/user_1/lun0/attrib/emulate_write_cache
 [ "$(cat "$CT")" = "write through" ] && [ "$(cat "$WC")" = 0 ] || fail "initial cache: $(cat "$CT"), configfs $(cat "$WC")"
 echo "write back" > "$CT" || fail "MODE SELECT WCE=1 (cache_type write back)"
-[ "$(cat "$WC")" = 1 ] || fail "configfs emulate_write_cache is $(cat "$WC") after MODE SELECT WCE=1"
+wait_content "$WC" 1 || fail "configfs emulate_write_cache is $(cat "$WC") 10 s after MODE SELECT WCE=1"
 tcmud_stop; tcmud_start; wait_served lun0
 echo 1 > "/sys/block/${SD#/dev/}/device/rescan"
 [ "$(cat "$CT")" = "write back" ] || fail "after a daemon restart the cache is '$(cat "$CT")'"
@@ -104,7 +104,7 @@ echo 1 > "/sys/block/${SD#/dev/}/device/rescan"
 b2=$(sg_modes -p 0x08 "$SD" 2>/dev/null | awk '/Caching/ {c = 1} c && $1 == "00" {print $4; exit}')
 [ -n "$b2" ] && [ $((0x$b2 & 4)) = 4 ] || { sg_modes -p 0x08 "$SD"; fail "caching page WCE != 1 after restart (byte 2 = ${b2:-?})"; }
 echo "write through" > "$CT" || fail "MODE SELECT WCE=0"
-[ "$(cat "$WC")" = 0 ] || fail "configfs emulate_write_cache is $(cat "$WC") after MODE SELECT WCE=0"
+wait_content "$WC" 0 || fail "configfs emulate_write_cache is $(cat "$WC") 10 s after MODE SELECT WCE=0"
 verified "MODE SELECT WCE=1 (sd cache_type) saved in configfs, still write back after a daemon restart; WCE=0 saved too"
 
 # ---- a device with 4 KiB logical blocks (hw_block_size=4096): the volume is made with them

@@ -47,6 +47,19 @@ dd if=/tmp/pat of="$SD" bs=1M seek=40 oflag=direct conv=fsync 2>/dev/null || fai
 [ "$(dd if="$SD" bs=1M count=8 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "old data after resize"
 verified "initiator sees the new capacity ($sectors sectors) after rescan; grown range and old data read back"
 
+# MODE SELECT WCE with replies on: tcmud saves the choice in configfs, whose write waits for
+# tcmud's own RECONFIG reply; the command must not wait for that (no cycle), the echo must
+# not undo the choice, and the setting lands in configfs
+CT=$(echo /sys/block/${SD#/dev/}/device/scsi_disk/*/cache_type)
+for c in "write back:1" "write through:0" "write back:1"; do
+    bg_wait 30 sh -c "echo '${c%:*}' > $CT" || { diag; unstick_netlink; fail "MODE SELECT (${c%:*}) did not complete with replies on"; }
+    wait_content $A/r0/attrib/emulate_write_cache "${c#*:}" ||
+        { diag; fail "emulate_write_cache is $(cat $A/r0/attrib/emulate_write_cache) 10 s after MODE SELECT (${c%:*})"; }
+done
+b2=$(sg_modes -p 0x08 "$SD" 2>/dev/null | awk '/Caching/ {c = 1} c && $1 == "00" {print $4; exit}')
+[ -n "$b2" ] && [ $((0x$b2 & 4)) = 4 ] || { sg_modes -p 0x08 "$SD"; fail "caching page WCE != 1 after the last MODE SELECT (byte 2 = ${b2:-?})"; }
+verified "MODE SELECT WCE 1/0/1 with replies on: each completed, saved in configfs (RECONFIG answered), device reports WCE=1"
+
 # foreign subtype: tcmud must neither open it nor answer for it
 truncate -s 16M /tmp/foreign.img
 lines=$(wc -l < "$TCMUD_LOG")
