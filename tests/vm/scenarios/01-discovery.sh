@@ -42,11 +42,13 @@ echo "$SERIAL" | grep -qE '^[0-9a-f]{32}$' || fail "VPD 80: unit serial number '
 verified "VPD 80: unit serial number '$SERIAL'"
 sg_vpd -p 0x83 "$SD" > /tmp/vpd83.txt 2>&1 || { cat /tmp/vpd83.txt; fail "sg_vpd page 83"; }
 cat /tmp/vpd83.txt
-# lun.rs: NAA IEEE Registered designator, top nibble 5 (naa_id = the serial's FNV-1a)
+# src/scsi/identity.rs: NAA 6 (IEEE Registered Extended), company id 001405, then the
+# first 100 bits of the identity (the serial's first 25 hex digits)
 grep -q 'designator type: NAA' /tmp/vpd83.txt || fail "VPD 83: no NAA designator"
-grep -qiE "0x5${SERIAL#?}" /tmp/vpd83.txt || fail "VPD 83: NAA designator is not 0x5 + the serial's low 60 bits"
+NAA=0x6001405$(echo "$SERIAL" | cut -c1-25)
+grep -qiE "$NAA" /tmp/vpd83.txt || fail "VPD 83: NAA designator is not $NAA (NAA 6, company 001405, the serial's first 100 bits)"
 grep -q "vendor id: TCMUD" /tmp/vpd83.txt || fail "VPD 83: no T10 vendor id designator"
-verified "VPD 83: NAA designator 0x5${SERIAL#?} and T10 vendor id TCMUD"
+verified "VPD 83: NAA 6 designator $NAA and T10 vendor id TCMUD"
 sg_vpd -p 0xb0 "$SD" > /tmp/vpdb0.txt 2>&1 || { cat /tmp/vpdb0.txt; fail "sg_vpd page b0"; }
 cat /tmp/vpdb0.txt
 mul=$(sed -n 's/.*Maximum unmap LBA count: *\([0-9]*\).*/\1/p' /tmp/vpdb0.txt)
