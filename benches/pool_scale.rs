@@ -48,6 +48,9 @@ use std::time::Instant;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
+mod support;
+use support::{rss, tree_bytes};
+
 const BLOCK: u32 = 4096;
 const FLUSH_EVERY: u64 = 65_536;
 const SNAPSHOTS: usize = 10;
@@ -75,20 +78,6 @@ fn time(f: impl FnOnce()) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
-/// (VmRSS, VmHWM) of this process in bytes.
-fn rss() -> (u64, u64) {
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        s.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-            * 1024
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn mem_available() -> u64 {
     let s = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     s.lines()
@@ -97,20 +86,6 @@ fn mem_available() -> u64 {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
-}
-
-/// Apparent bytes of every file under `dir`.
-fn tree_bytes(dir: &Path) -> u64 {
-    let Ok(rd) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    rd.filter_map(Result::ok)
-        .map(|e| match e.metadata() {
-            Ok(m) if m.is_dir() => tree_bytes(&e.path()),
-            Ok(m) => m.len(),
-            Err(_) => 0,
-        })
-        .sum()
 }
 
 /// Writes back and drops from the page cache every file under `p`.
