@@ -140,10 +140,15 @@ fn pool_options() -> PoolOptions {
 /// Chunk size: `TCMUD_SCALE_CHUNK_KIB` (a power of two, 4..=1024; default 64).
 /// Small chunks put many mappings on a small host disk: every chunk written
 /// is allocated whole.
+/// Read once: the pool's side of the timed loops calls this per operation,
+/// and a `getenv` there was part of what the pool was measured at.
 fn chunk() -> u64 {
-    env_u64("TCMUD_SCALE_CHUNK_KIB")
-        .filter(|k| k.is_power_of_two() && (4..=1024).contains(k))
-        .map_or(64 << 10, |k| k << 10)
+    static CHUNK: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *CHUNK.get_or_init(|| {
+        env_u64("TCMUD_SCALE_CHUNK_KIB")
+            .filter(|k| k.is_power_of_two() && (4..=1024).contains(k))
+            .map_or(64 << 10, |k| k << 10)
+    })
 }
 
 fn blocks_per_chunk() -> u64 {
