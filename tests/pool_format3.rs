@@ -236,3 +236,39 @@ fn a_sparse_huge_volume_costs_only_its_written_paths() {
     assert!(r.is_clean(), "{:?}", r.problems);
     assert!(keys_with(&store, b'P') <= pages);
 }
+
+#[test]
+fn repeated_snapshots_and_clones_between_writes_keep_reference_counts() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("p");
+    let pool = Pool::create_opts(&dir, &cfg(4096), &opts()).unwrap();
+    pool.create_volume("v", 64 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..64, |i| i);
+    for round in 0..20u64 {
+        pool.snapshot("v", &format!("s{round}")).unwrap();
+        pool.clone_snapshot(&format!("s{round}"), &format!("c{round}"))
+            .unwrap();
+        let r = pool.check().unwrap();
+        assert!(
+            r.is_clean(),
+            "after snapshot+clone {round}: {:?}",
+            r.problems
+        );
+        fill(&pool, "v", (round * 3) % 64..(round * 3) % 64 + 5, |i| {
+            i + 1000 * round
+        });
+        let r = pool.check().unwrap();
+        assert!(r.is_clean(), "after writes {round}: {:?}", r.problems);
+    }
+    pool.close().unwrap();
+    let insp = tcmud_core::pool::inspect::inspect(&dir, &mut |_, _| {}).unwrap();
+    assert!(
+        insp.report.is_clean(),
+        "read-only check: {:?}",
+        insp.report.problems
+    );
+    let pool = Pool::open_opts(&dir, &opts()).unwrap();
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "after reopen: {:?}", r.problems);
+}

@@ -21,12 +21,61 @@ pub struct Cli {
 pub enum Command {
     /// Run the daemon (the default).
     Run(RunArgs),
-    /// Pool commands (offline: on a pool no daemon holds).
+    /// Pool commands: run by the daemon on a pool it serves, else offline.
+    Pool(PoolArgs),
+    /// Volume commands: run by the daemon on a pool it serves (LUNs keep
+    /// serving), else offline.
+    Volume(VolumeArgs),
+    /// What the running daemon serves: devices, failed devices, pools.
+    Status {
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        via: Via,
+    },
+    /// Change the running daemon's log filter (e.g. `tcmud=debug,info`).
+    LogLevel {
+        /// The filter (`tracing` EnvFilter syntax).
+        filter: String,
+        #[command(flatten)]
+        via: Via,
+    },
+}
+
+/// How the CLI reaches the daemon.
+#[derive(Debug, Clone, Default, Args, PartialEq, Eq)]
+pub struct Via {
+    /// Control socket of the running daemon (default: $TCMUD_CONTROL_SOCKET,
+    /// else /run/tcmud/control.sock).
+    #[arg(long, value_name = "PATH", global = true)]
+    pub socket: Option<PathBuf>,
+}
+
+/// `tcmud pool [--offline] …`
+#[derive(Debug, Clone, Args)]
+pub struct PoolArgs {
+    /// The pool command.
     #[command(subcommand)]
-    Pool(crate::offline::PoolCommand),
-    /// Volume commands (offline: on a pool no daemon holds).
+    pub cmd: crate::offline::PoolCommand,
+    /// Never ask the daemon (fails if it holds the pool).
+    #[arg(long, global = true)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub via: Via,
+}
+
+/// `tcmud volume [--offline] …`
+#[derive(Debug, Clone, Args)]
+pub struct VolumeArgs {
+    /// The volume command.
     #[command(subcommand)]
-    Volume(crate::offline::VolumeCommand),
+    pub cmd: crate::offline::VolumeCommand,
+    /// Never ask the daemon (fails if it holds the pool).
+    #[arg(long, global = true)]
+    pub offline: bool,
+    #[command(flatten)]
+    pub via: Via,
 }
 
 /// Options of the daemon; each overrides the config file.

@@ -4,11 +4,13 @@
 //! - [`device`]: one device actor per uio minor (ring, SCSI, in-flight table, crash restart);
 //! - [`backstore`]: backstore actors owning volumes (thin pools, raw files);
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
+//! - [`control`]: the control socket (`tcmud status`, the same commands on a running daemon);
 //! - [`config`], [`cli`], [`logging`], [`signals`]: running it.
 
 pub mod backstore;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod device;
 pub mod logging;
 pub mod offline;

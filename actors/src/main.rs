@@ -3,8 +3,9 @@ use anyhow::Context;
 use clap::Parser;
 use std::process::ExitCode;
 use tcmud::cli::{Cli, Command, RunArgs};
+use tcmud::control::commands;
 use tcmud::supervisor::{run_daemon, ReloadSource};
-use tcmud::{config, logging, offline};
+use tcmud::{config, logging};
 
 fn main() -> ExitCode {
     // Pools, their metadata (sled's files included) and images hold other systems'
@@ -14,12 +15,10 @@ fn main() -> ExitCode {
     let result = match cli.command {
         None => run(cli.run),
         Some(Command::Run(args)) => run(args),
-        Some(Command::Pool(c)) => {
-            return offline::exit_code(offline::run_pool(&c, &mut std::io::stdout().lock()))
-        }
-        Some(Command::Volume(c)) => {
-            return offline::exit_code(offline::run_volume(&c, &mut std::io::stdout().lock()))
-        }
+        Some(Command::Pool(a)) => return commands::pool(a),
+        Some(Command::Volume(a)) => return commands::volume(a),
+        Some(Command::Status { json, via }) => return commands::status(json, &via),
+        Some(Command::LogLevel { filter, via }) => return commands::log_level(filter, &via),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

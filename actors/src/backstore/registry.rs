@@ -100,6 +100,18 @@ impl PoolRegistry {
         Ok(pool)
     }
 
+    /// The configured pools.
+    pub fn specs(&self) -> &[PoolSpec] {
+        &self.specs
+    }
+
+    /// The pool `name` if it is open (never opens it).
+    pub fn held(&self, name: &str) -> Option<Pool> {
+        let spec = self.spec(name).ok()?;
+        let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);
+        open.get(&spec.path).cloned()
+    }
+
     /// Names of the pools opened so far.
     pub fn open_pools(&self) -> Vec<PathBuf> {
         let open = self.open.lock().unwrap_or_else(PoisonError::into_inner);

@@ -29,7 +29,8 @@ use tcmud_core::pool::{Pool, PoolConfig, PoolError};
 use progress::Progress;
 
 /// `tcmud pool ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum PoolCommand {
     /// Create a pool in DIR (created if missing; must be empty).
     Create {
@@ -115,7 +116,8 @@ pub enum PoolCommand {
 }
 
 /// `tcmud volume ...`
-#[derive(Debug, Clone, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum VolumeCommand {
     /// Create a thin volume.
     Create {
@@ -211,8 +213,101 @@ fn shown(dir: &Path) -> String {
     dir.display().to_string()
 }
 
-/// Runs a `pool` subcommand.
+/// The pool a command works on: the handle the daemon holds (online), else
+/// the pool in `dir`, opened for the command (offline).
+fn pool_at(dir: &Path, held: Option<&Pool>) -> Result<Pool, OfflineError> {
+    match held {
+        Some(p) => Ok(p.clone()),
+        None => Ok(Pool::open(dir)?),
+    }
+}
+
+impl PoolCommand {
+    /// The pool directory the command names.
+    pub fn dir(&self) -> &Path {
+        match self {
+            PoolCommand::Create { dir, .. }
+            | PoolCommand::Info { dir, .. }
+            | PoolCommand::Check { dir, .. }
+            | PoolCommand::Repair { dir }
+            | PoolCommand::Dump { dir, .. }
+            | PoolCommand::Restore { dir, .. } => dir,
+        }
+    }
+
+    /// Whether the command can run on a pool the daemon holds open (the
+    /// others need the pool at rest: no daemon using it).
+    pub fn runs_online(&self) -> bool {
+        matches!(self, PoolCommand::Info { .. })
+    }
+
+    /// The command with its directory made absolute (the daemon's working
+    /// directory is not the caller's).
+    pub fn absolute(mut self) -> std::io::Result<PoolCommand> {
+        let d = match &mut self {
+            PoolCommand::Create { dir, .. }
+            | PoolCommand::Info { dir, .. }
+            | PoolCommand::Check { dir, .. }
+            | PoolCommand::Repair { dir }
+            | PoolCommand::Dump { dir, .. }
+            | PoolCommand::Restore { dir, .. } => dir,
+        };
+        *d = std::path::absolute(&*d)?;
+        Ok(self)
+    }
+}
+
+impl VolumeCommand {
+    /// The pool directory the command names.
+    pub fn dir(&self) -> &Path {
+        match self {
+            VolumeCommand::Create { dir, .. }
+            | VolumeCommand::List { dir, .. }
+            | VolumeCommand::Resize { dir, .. }
+            | VolumeCommand::Delete { dir, .. }
+            | VolumeCommand::Snapshot { dir, .. }
+            | VolumeCommand::Clone { dir, .. } => dir,
+        }
+    }
+
+    /// The command with its directory made absolute.
+    pub fn absolute(mut self) -> std::io::Result<VolumeCommand> {
+        let d = match &mut self {
+            VolumeCommand::Create { dir, .. }
+            | VolumeCommand::List { dir, .. }
+            | VolumeCommand::Resize { dir, .. }
+            | VolumeCommand::Delete { dir, .. }
+            | VolumeCommand::Snapshot { dir, .. }
+            | VolumeCommand::Clone { dir, .. } => dir,
+        };
+        *d = std::path::absolute(&*d)?;
+        Ok(self)
+    }
+}
+
+/// Runs a `pool` subcommand offline.
 pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
+    run_pool_on(cmd, None, out)
+}
+
+/// Runs a `volume` subcommand offline.
+pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
+    run_volume_on(cmd, None, out)
+}
+
+/// Runs a `pool` subcommand on `held` (the daemon's handle of the pool in
+/// the command's directory) or, without one, offline. Only
+/// [`PoolCommand::runs_online`] commands may be given a held pool.
+pub fn run_pool_on(
+    cmd: &PoolCommand,
+    held: Option<&Pool>,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
+    if held.is_some() && !cmd.runs_online() {
+        return Err(OfflineError::Usage(
+            "this pool command needs the pool at rest (no daemon serving it)".into(),
+        ));
+    }
     match cmd {
         PoolCommand::Create {
             dir,
@@ -241,7 +336,7 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
             )?;
         }
         PoolCommand::Info { dir, json } => {
-            let usage = Pool::open(dir)?.usage()?;
+            let usage = pool_at(dir, held)?.usage()?;
             if *json {
                 json_out(out, &report::usage_json(&usage))?;
             } else {
@@ -270,8 +365,13 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
     Ok(Outcome::Ok)
 }
 
-/// Runs a `volume` subcommand.
-pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
+/// Runs a `volume` subcommand on `held` (the daemon's handle of the pool
+/// in the command's directory) or, without one, offline.
+pub fn run_volume_on(
+    cmd: &VolumeCommand,
+    held: Option<&Pool>,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
     match cmd {
         VolumeCommand::Create {
             dir,
@@ -279,11 +379,11 @@ pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, O
             size,
             block_size,
         } => {
-            Pool::open(dir)?.create_volume(name, *size, *block_size)?;
+            pool_at(dir, held)?.create_volume(name, *size, *block_size)?;
             writeln!(out, "created volume {name} ({})", size::human(*size))?;
         }
         VolumeCommand::List { dir, json } => {
-            let vols = Pool::open(dir)?.list_volumes()?;
+            let vols = pool_at(dir, held)?.list_volumes()?;
             if *json {
                 let v: Vec<_> = vols.iter().map(report::volume_json).collect();
                 json_out(out, &serde_json::Value::Array(v))?;
@@ -297,11 +397,11 @@ pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, O
             size,
             force,
         } => {
-            Pool::open(dir)?.resize_volume(name, *size, *force)?;
+            pool_at(dir, held)?.resize_volume(name, *size, *force)?;
             writeln!(out, "resized {name} to {}", size::human(*size))?;
         }
         VolumeCommand::Delete { dir, name } => {
-            let pool = Pool::open(dir)?;
+            let pool = pool_at(dir, held)?;
             let bar = Progress::new("deleting");
             let r = pool.delete_volume_with_progress(name, &mut |d, t| bar.update(d, t));
             bar.finish();
@@ -313,7 +413,7 @@ pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, O
             volume,
             snapshot,
         } => {
-            Pool::open(dir)?.snapshot(volume, snapshot)?;
+            pool_at(dir, held)?.snapshot(volume, snapshot)?;
             writeln!(out, "snapshot {snapshot} of {volume} taken")?;
         }
         VolumeCommand::Clone {
@@ -321,7 +421,7 @@ pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, O
             snapshot,
             new_volume,
         } => {
-            Pool::open(dir)?.clone_snapshot(snapshot, new_volume)?;
+            pool_at(dir, held)?.clone_snapshot(snapshot, new_volume)?;
             writeln!(out, "cloned {snapshot} as {new_volume}")?;
         }
     }

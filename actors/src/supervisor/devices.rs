@@ -75,6 +75,14 @@ pub trait DeviceCtl {
     fn set_write_cache(&self, on: bool);
     /// True once the device actor gave up (restart budget exhausted).
     fn is_failed(&self) -> bool;
+    /// Counters since the device was spawned (none for devices without).
+    fn stats(&self) -> Option<crate::device::DeviceStats> {
+        None
+    }
+    /// Commands in flight now.
+    fn in_flight(&self) -> usize {
+        0
+    }
 }
 
 /// Creates device actors; one per daemon, owned by the supervisor.
@@ -87,4 +95,8 @@ pub trait DeviceFactory {
     fn reload(&mut self, cfg: &DaemonConfig);
     /// Flushes every open pool (shutdown).
     fn flush_all(&self) -> Result<(), String>;
+    /// The pool registries, for the control socket (none by default).
+    fn registries(&self) -> Vec<std::sync::Arc<crate::backstore::PoolRegistry>> {
+        Vec::new()
+    }
 }

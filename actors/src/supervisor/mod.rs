@@ -10,9 +10,11 @@
 //! - [`real`]: the production factory;
 //! - [`instance`]: the single-instance lock;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
+//! - `control`: what the control socket asks the supervisor ([`ControlView`]);
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
 
 pub mod actor;
+mod control;
 pub mod datagram;
 pub mod devices;
 pub mod instance;
@@ -28,6 +30,7 @@ pub use actor::{
     FailedDevice, ListDevices, ListFailed, RawEvent, Reload, Shutdown, Supervisor,
     SupervisorSignals,
 };
+pub use control::{ControlView, GetControlView};
 pub use devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
 pub use mcast::McastSocket;
 pub use run::{run_daemon, ReloadSource, SupervisorError};

@@ -89,6 +89,12 @@ impl DeviceCtl for RealDevice {
     fn is_failed(&self) -> bool {
         self.0.is_failed()
     }
+    fn stats(&self) -> Option<crate::device::DeviceStats> {
+        Some(self.0.stats())
+    }
+    fn in_flight(&self) -> usize {
+        self.0.in_flight()
+    }
 }
 
 impl DeviceFactory for RealFactory {
@@ -190,5 +196,9 @@ impl DeviceFactory for RealFactory {
             }
         }
         first.map_or(Ok(()), Err)
+    }
+
+    fn registries(&self) -> Vec<Arc<PoolRegistry>> {
+        self.registries.clone()
     }
 }

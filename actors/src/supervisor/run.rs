@@ -36,6 +36,9 @@ pub enum SupervisorError {
     /// The kernel event stream ended unexpectedly.
     #[error("the kernel event stream (netlink) ended unexpectedly")]
     EventStreamEnded,
+    /// The control socket could not be created.
+    #[error(transparent)]
+    Control(#[from] crate::control::ControlError),
 }
 
 /// Where the config came from, to re-read it on SIGHUP.
@@ -133,6 +136,7 @@ async fn serve(
     let factory = Box::new(RealFactory::new(&cfg));
     let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
     let addr = sup.start();
+    let _control = start_control(&cfg, &addr, log.as_ref())?;
     let adopted = (&mut sig.ready).await.unwrap_or(0);
     block.release();
     if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -154,6 +158,26 @@ async fn serve(
         tracing::error!(%err, "supervisor gone before shutdown");
     }
     outcome
+}
+
+/// Starts the control socket (`<run_dir>/control.sock`); stopped and
+/// removed when the returned server is dropped at the end of `serve`.
+fn start_control(
+    cfg: &DaemonConfig,
+    addr: &actix::Addr<Supervisor>,
+    log: Option<&LogHandle>,
+) -> Result<crate::control::server::Server, SupervisorError> {
+    use crate::control::{daemon, server};
+    let handler = daemon::DaemonControl::new(
+        Box::new(daemon::SupervisorView(addr.clone())),
+        log.cloned(),
+        cfg.configfs_root.clone(),
+    );
+    server::Server::start(
+        server::ServerOptions::new(cfg.run_dir.join("control.sock")),
+        std::sync::Arc::new(handler),
+    )
+    .map_err(SupervisorError::Control)
 }
 
 async fn reload_config(

@@ -1,0 +1,368 @@
+//! The requests, run in the daemon: against the supervisor's view of its
+//! devices and the pools it holds.
+//!
+//! Pool and volume commands run the offline command's own code
+//! (`offline::run_pool_on` / `run_volume_on`) on the daemon's handle of the
+//! pool, so their output and errors are the offline ones. The pool is
+//! internally synchronised: a snapshot or clone waits for the writes in
+//! flight on its source volume (the volume's gate), shares the tree and
+//! commits, while the LUNs of every other volume keep serving; writes to
+//! the source volume acknowledged before the request are in the snapshot,
+//! writes issued after it returned are not.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::Addr;
+use tcmud_core::pool::Pool;
+
+use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
+use super::server::Handler;
+use crate::backstore::{DevConfig, PoolRegistry};
+use crate::logging::LogHandle;
+use crate::offline::{self, OfflineError, Outcome, PoolCommand, VolumeCommand};
+use crate::supervisor::{ControlView, GetControlView, Supervisor};
+
+/// Where the handler gets the daemon's state from.
+pub trait View: Send + Sync + 'static {
+    /// The supervisor's devices and registries (`Err`: it did not answer).
+    fn view(&self) -> Result<ControlView, String>;
+}
+
+/// The real view: asks the supervisor actor.
+#[derive(Debug, Clone)]
+pub struct SupervisorView(pub Addr<Supervisor>);
+
+impl View for SupervisorView {
+    fn view(&self) -> Result<ControlView, String> {
+        futures::executor::block_on(self.0.send(GetControlView))
+            .map_err(|e| format!("the supervisor did not answer: {e}"))
+    }
+}
+
+/// Runs control requests in the daemon.
+pub struct DaemonControl {
+    view: Box<dyn View>,
+    log: Option<LogHandle>,
+    configfs_root: PathBuf,
+    started: Instant,
+}
+
+impl std::fmt::Debug for DaemonControl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DaemonControl")
+            .field("configfs_root", &self.configfs_root)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How long a served volume's resize waits for the kernel's RECONFIG to
+/// reach the device and grow the volume.
+const RESIZE_WAIT: Duration = Duration::from_secs(30);
+
+impl DaemonControl {
+    /// A handler over `view`; `log` changes the log filter (none: refused);
+    /// `configfs_root` is where served LUNs are resized.
+    pub fn new(view: Box<dyn View>, log: Option<LogHandle>, configfs_root: PathBuf) -> Self {
+        DaemonControl {
+            view,
+            log,
+            configfs_root,
+            started: Instant::now(),
+        }
+    }
+
+    fn status(&self, id: Option<u64>) -> Response {
+        let v = match self.view.view() {
+            Ok(v) => v,
+            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+        };
+        let mut pools = Vec::new();
+        for reg in &v.registries {
+            for spec in reg.specs() {
+                if pools.iter().any(|p: &PoolStatus| p.name == spec.name) {
+                    continue;
+                }
+                let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
+                pools.push(PoolStatus {
+                    name: spec.name.clone(),
+                    path: spec.path.display().to_string(),
+                    open: usage.is_some(),
+                    capacity_bytes: usage
+                        .as_ref()
+                        .map(|u| u.capacity_chunks * u64::from(u.chunk_size)),
+                    allocated_bytes: usage
+                        .as_ref()
+                        .map(|u| u.allocated_chunks * u64::from(u.chunk_size)),
+                    low_water: usage.as_ref().map(|u| {
+                        u.allocated_chunks * 100 >= u.capacity_chunks * u64::from(u.low_water_pct)
+                    }),
+                });
+            }
+        }
+        Response::ok(
+            id,
+            Reply::Status(Status {
+                pid: std::process::id(),
+                uptime_s: self.started.elapsed().as_secs_f64(),
+                devices: v.devices,
+                failed: v.failed,
+                pools,
+            }),
+        )
+    }
+
+    fn log_level(&self, id: Option<u64>, filter: &str) -> Response {
+        let Some(log) = &self.log else {
+            return Response::error(
+                id,
+                ErrorKind::Unavailable,
+                "this daemon's logging cannot be changed at run time",
+            );
+        };
+        match log.set_level(filter) {
+            Ok(()) => {
+                tracing::info!(filter, "log filter changed through the control socket");
+                Response::ok(
+                    id,
+                    Reply::Done {
+                        done: format!("log filter is now {filter:?}"),
+                    },
+                )
+            }
+            Err(e) => Response::error(id, ErrorKind::InvalidArgument, e.to_string()),
+        }
+    }
+
+    fn pool(&self, id: Option<u64>, cmd: &PoolCommand) -> Response {
+        let v = match self.view.view() {
+            Ok(v) => v,
+            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+        };
+        let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
+            return not_held(id, cmd.dir());
+        };
+        if !cmd.runs_online() {
+            return match reg.held(&name) {
+                // At rest: the CLI runs it offline (the pool lock keeps the
+                // daemon out meanwhile).
+                None => not_held(id, cmd.dir()),
+                Some(_) => Response::error(
+                    id,
+                    ErrorKind::NotOnline,
+                    format!(
+                        "pool {name} ({}) is open in the running tcmud (pid {}): this command \
+                         needs the pool at rest; remove the LUNs using it (or stop tcmud) first",
+                        cmd.dir().display(),
+                        std::process::id()
+                    ),
+                ),
+            };
+        }
+        match reg.pool(&name, false) {
+            Ok(pool) => run(id, |out| offline::run_pool_on(cmd, Some(&pool), out)),
+            Err(e) => Response::error(id, ErrorKind::Pool, e.to_string()),
+        }
+    }
+
+    fn volume(&self, id: Option<u64>, cmd: &VolumeCommand) -> Response {
+        let v = match self.view.view() {
+            Ok(v) => v,
+            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+        };
+        let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
+            return not_held(id, cmd.dir());
+        };
+        let pool = match reg.pool(&name, false) {
+            Ok(p) => p,
+            Err(e) => return Response::error(id, ErrorKind::Pool, e.to_string()),
+        };
+        match cmd {
+            VolumeCommand::Delete { name: vol, .. } => {
+                if let Some(d) = serving(&v.devices, &name, vol).next() {
+                    return Response::error(
+                        id,
+                        ErrorKind::Served,
+                        format!(
+                            "{vol} is served by /dev/uio{} ({}): remove that LUN first",
+                            d.minor, d.name
+                        ),
+                    );
+                }
+            }
+            VolumeCommand::Resize {
+                name: vol, size, ..
+            } => {
+                let served: Vec<&DeviceStatus> = serving(&v.devices, &name, vol).collect();
+                if !served.is_empty() {
+                    return self.resize_served(id, &pool, vol, *size, &served);
+                }
+            }
+            _ => {}
+        }
+        run(id, |out| offline::run_volume_on(cmd, Some(&pool), out))
+    }
+
+    /// A served volume grows through its LUN: the new size is written to
+    /// each serving device's configfs `attrib/dev_size`; the kernel sends
+    /// RECONFIG, the device grows the volume and raises CAPACITY DATA HAS
+    /// CHANGED. Answers once the volume has the new size.
+    fn resize_served(
+        &self,
+        id: Option<u64>,
+        pool: &Pool,
+        vol: &str,
+        size: u64,
+        served: &[&DeviceStatus],
+    ) -> Response {
+        let current = match pool.list_volumes() {
+            Ok(list) => list
+                .into_iter()
+                .find(|i| i.name == vol)
+                .map(|i| i.size_bytes),
+            Err(e) => return Response::error(id, ErrorKind::Pool, e.to_string()),
+        };
+        let Some(current) = current else {
+            return Response::error(id, ErrorKind::Pool, format!("no volume named {vol:?}"));
+        };
+        if size < current {
+            return Response::error(
+                id,
+                ErrorKind::Served,
+                format!(
+                    "{vol} is served by /dev/uio{}: it cannot shrink while an initiator uses it \
+                     (remove the LUN, then resize with --force)",
+                    served[0].minor
+                ),
+            );
+        }
+        for d in served {
+            let attr = self
+                .configfs_root
+                .join("target/core")
+                .join(&d.name)
+                .join("attrib/dev_size");
+            if let Err(e) = std::fs::write(&attr, format!("{size}\n")) {
+                return Response::error(
+                    id,
+                    ErrorKind::Unavailable,
+                    format!("cannot resize the LUN: writing {}: {e}", attr.display()),
+                );
+            }
+        }
+        let deadline = Instant::now() + RESIZE_WAIT;
+        loop {
+            let now = pool
+                .list_volumes()
+                .ok()
+                .and_then(|l| l.into_iter().find(|i| i.name == vol))
+                .map(|i| i.size_bytes);
+            if now == Some(size) {
+                return Response::ok(
+                    id,
+                    Reply::Command {
+                        output: format!(
+                            "resized {vol} to {} (LUN {} updated)\n",
+                            offline::size::human(size),
+                            served
+                                .iter()
+                                .map(|d| format!("/dev/uio{}", d.minor))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                        problems: false,
+                    },
+                );
+            }
+            if Instant::now() >= deadline {
+                return Response::error(
+                    id,
+                    ErrorKind::Unavailable,
+                    format!(
+                        "the LUN took the new size but {vol} is still {} after {} s; see the \
+                         daemon's log",
+                        now.map_or_else(|| "missing".into(), offline::size::human),
+                        RESIZE_WAIT.as_secs()
+                    ),
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Handler for DaemonControl {
+    fn handle(&self, req: Request) -> Response {
+        let id = req.id;
+        tracing::debug!(?req, "control request");
+        match &req.op {
+            Op::Status => self.status(id),
+            Op::LogLevel { filter } => self.log_level(id, filter),
+            Op::Pool(cmd) => self.pool(id, cmd),
+            Op::Volume(cmd) => {
+                let r = self.volume(id, cmd);
+                if matches!(r.outcome, super::protocol::Outcome::Ok(_)) {
+                    tracing::info!(?cmd, "volume command done through the control socket");
+                }
+                r
+            }
+        }
+    }
+}
+
+fn not_held(id: Option<u64>, dir: &Path) -> Response {
+    Response::error(
+        id,
+        ErrorKind::NotHeld,
+        format!("{} is not one of this daemon's pools", dir.display()),
+    )
+}
+
+/// The registry and configured name of the pool in `dir`.
+fn find_pool(regs: &[Arc<PoolRegistry>], dir: &Path) -> Option<(Arc<PoolRegistry>, String)> {
+    let want = canonical(dir);
+    regs.iter().rev().find_map(|r| {
+        r.specs()
+            .iter()
+            .find(|s| canonical(&s.path) == want)
+            .map(|s| (Arc::clone(r), s.name.clone()))
+    })
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize()
+        .or_else(|_| std::path::absolute(p))
+        .unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// The served devices whose dev_config is `thin/<pool>/<volume>`.
+fn serving<'a>(
+    devices: &'a [DeviceStatus],
+    pool: &'a str,
+    volume: &'a str,
+) -> impl Iterator<Item = &'a DeviceStatus> + 'a {
+    devices.iter().filter(move |d| {
+        matches!(DevConfig::parse(&d.dev_config),
+            Ok(Some(DevConfig::Thin { pool: p, volume: v })) if p == pool && v == volume)
+    })
+}
+
+/// Runs an offline command's code, capturing its output.
+fn run(
+    id: Option<u64>,
+    f: impl FnOnce(&mut dyn std::io::Write) -> Result<Outcome, OfflineError>,
+) -> Response {
+    let mut out = Vec::new();
+    match f(&mut out) {
+        Ok(o) => Response::ok(
+            id,
+            Reply::Command {
+                output: String::from_utf8_lossy(&out).into_owned(),
+                problems: o == Outcome::Problems,
+            },
+        ),
+        Err(OfflineError::Usage(m)) => Response::error(id, ErrorKind::InvalidArgument, m),
+        Err(e) => Response::error(id, ErrorKind::Pool, e.to_string()),
+    }
+}
