@@ -83,6 +83,9 @@ pub struct DaemonConfig {
     pub file_roots: Vec<PathBuf>,
     /// The pools, in file order.
     pub pools: Vec<PoolConfig>,
+    /// Where Prometheus metrics are served over HTTP (`metrics =
+    /// "127.0.0.1:9771"`); none (the default): not served.
+    pub metrics: Option<std::net::SocketAddr>,
 }
 
 impl DaemonConfig {

@@ -169,3 +169,16 @@ fn metadata_cache_is_read_and_checked() {
         p[0]
     );
 }
+
+#[test]
+fn metrics_are_off_by_default_and_take_an_address() {
+    assert_eq!(DaemonConfig::default().metrics, None);
+    let c = from_toml("[daemon]\nmetrics = \"127.0.0.1:9771\"\n", "t").unwrap();
+    assert_eq!(c.metrics, Some("127.0.0.1:9771".parse().unwrap()));
+    let p = problems("[daemon]\nmetrics = \"localhost\"\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("daemon.metrics") && p[0].contains("not an address"),
+        "{p:?}"
+    );
+}

@@ -430,3 +430,74 @@ fn without_a_daemon_the_commands_run_offline() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tcmud is not running"));
 }
+
+// ---- metrics ----
+
+fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn metrics_expose_device_counters_and_pool_gauges() {
+    use tcmud::control::metrics::{DaemonCollector, MetricsServer};
+    let d = daemon();
+    // The pool is open in the daemon (a device or a command opened it).
+    d.view.registry.pool("p", false).unwrap();
+    d.view.devices.lock().unwrap().push(DeviceStatus {
+        minor: 7,
+        name: "user_1/lun".into(),
+        dev_config: "thin/p/vol".into(),
+        state: "serving".into(),
+        completed: 42,
+        errors: 3,
+        bytes_in: 4096,
+        bytes_out: 8192,
+        in_flight: 2,
+        ..DeviceStatus::default()
+    });
+    let collector = DaemonCollector::new(Arc::new(Shared(Arc::clone(&d.view))));
+    let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), collector).unwrap();
+    let text = http_get(m.addr(), "/metrics");
+    assert!(
+        text.starts_with("HTTP/1.1 200") || text.starts_with("HTTP/1.0 200"),
+        "{text}"
+    );
+    assert!(text.contains("application/openmetrics-text"), "{text}");
+    let labels = r#"{minor="7",device="user_1/lun",dev_config="thin/p/vol"}"#;
+    for line in [
+        format!("tcmud_device_commands_total{labels} 42"),
+        format!("tcmud_device_errors_total{labels} 3"),
+        format!("tcmud_device_read_bytes_total{labels} 4096"),
+        format!("tcmud_device_written_bytes_total{labels} 8192"),
+        format!("tcmud_device_in_flight{labels} 2"),
+        "tcmud_devices_failed 0".to_string(),
+        "tcmud_up 1".to_string(),
+        format!(r#"tcmud_pool_capacity_bytes{{pool="p"}} {}"#, 256u64 << 20),
+        r#"tcmud_pool_open{pool="p"} 1"#.to_string(),
+        r#"tcmud_pool_low_water{pool="p"} 0"#.to_string(),
+        "# TYPE tcmud_device_commands counter".to_string(),
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "missing {line:?} in\n{text}"
+        );
+    }
+    assert!(text.contains("tcmud_uptime_seconds "), "{text}");
+    // Counters follow the devices between scrapes.
+    d.view.devices.lock().unwrap()[0].completed = 50;
+    let text = http_get(m.addr(), "/metrics");
+    assert!(
+        text.contains(&format!("tcmud_device_commands_total{labels} 50")),
+        "{text}"
+    );
+    let other = http_get(m.addr(), "/other");
+    assert!(
+        other.lines().next().is_some_and(|l| l.contains(" 404 ")),
+        "{other}"
+    );
+}

@@ -40,6 +40,7 @@ struct RawDaemon {
     run_dir: Option<Spanned<PathBuf>>,
     file_roots: Option<Vec<Spanned<PathBuf>>>,
     drain_timeout: Option<Spanned<u64>>,
+    metrics: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -132,12 +133,33 @@ impl RawConfig {
                 out
             }
         };
+        let metrics = match d.metrics {
+            None => None,
+            Some(s) => {
+                let span = Some(s.span());
+                match s.get_ref().parse::<std::net::SocketAddr>() {
+                    Ok(a) => Some(a),
+                    Err(e) => {
+                        c.bad(
+                            span,
+                            "daemon.metrics",
+                            format!(
+                                "{:?} is not an address and port like \"127.0.0.1:9771\": {e}",
+                                s.get_ref()
+                            ),
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let drain_timeout = match d.drain_timeout.map(Spanned::into_inner) {
             None => Some(Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS)),
             Some(0) => None,
             Some(n) => Some(Duration::from_secs(n)),
         };
         DaemonConfig {
+            metrics,
             drain_timeout,
             recovery: d.recovery.unwrap_or_default(),
             netlink_replies: d.netlink_replies.unwrap_or(false),

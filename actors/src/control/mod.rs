@@ -13,12 +13,14 @@
 //! - [`protocol`]: messages, error kinds, limits;
 //! - [`server`]: the listener and per-connection threads;
 //! - [`daemon`]: the requests run against the supervisor and its pools;
+//! - [`metrics`]: Prometheus metrics over HTTP (off by default);
 //! - [`client`]: the CLI's side, and the online/offline choice;
 //! - [`commands`]: the CLI commands built on it.
 
 pub mod client;
 pub mod commands;
 pub mod daemon;
+pub mod metrics;
 pub mod protocol;
 pub mod server;
 
@@ -35,5 +37,13 @@ pub enum ControlError {
         path: PathBuf,
         /// Why.
         source: std::io::Error,
+    },
+    /// The metrics listener could not be started.
+    #[error("metrics on {addr}: {why}")]
+    Metrics {
+        /// Configured address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        why: String,
     },
 }

@@ -137,6 +137,15 @@ async fn serve(
     let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
     let addr = sup.start();
     let _control = start_control(&cfg, &addr, log.as_ref())?;
+    let _metrics = match cfg.metrics {
+        None => None,
+        Some(at) => Some(crate::control::metrics::MetricsServer::start(
+            at,
+            crate::control::metrics::DaemonCollector::new(std::sync::Arc::new(
+                crate::control::daemon::SupervisorView(addr.clone()),
+            )),
+        )?),
+    };
     let adopted = (&mut sig.ready).await.unwrap_or(0);
     block.release();
     if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {

@@ -9,6 +9,8 @@
 #   - deleting a served volume is refused; growing a served volume reaches the initiator
 #     (configfs dev_size -> RECONFIG -> the volume grows, CAPACITY DATA HAS CHANGED);
 #   - `tcmud log-level` applies a valid filter and refuses a bad one;
+#   - the metrics endpoint (metrics = "127.0.0.1:9771"): the fio LUN's written and read byte
+#     counters rise by exactly what fio's passes wrote and verified (within 1 %);
 #   - no I/O error in dmesg, and `tcmud pool check` is clean once the daemon stopped.
 # timeout: 900
 . /vmlab/tcmud-lib.sh
@@ -17,6 +19,8 @@ MB=1048576
 BLOCKS=64
 POOL=/tmp/pools/p1
 tcmud_write_config p1:512MiB:64KiB
+awk '{ print } /^\[daemon\]$/ { print "metrics = \"127.0.0.1:9771\"" }' "$TCMUD_CONF" > /tmp/conf.new &&
+    mv /tmp/conf.new "$TCMUD_CONF" || fail "config"
 tcmud_start
 SDA=$(lun_create user_1 fiovol $((64 * MB)) thin/p1/fiovol 0) || { diag; fail "LUN fiovol"; }
 SDB=$(lun_create user_1 stamp $((4 * MB)) thin/p1/stamp 1) || { diag; fail "LUN stamp"; }
@@ -30,7 +34,15 @@ grep -q 'thin/p1/fiovol' /tmp/status.txt && grep -q 'thin/p1/stamp' /tmp/status.
 grep -q '"open": true' /tmp/status.json || fail "status --json: pool p1 not open"
 verified "tcmud status: both devices served, pool p1 open"
 
+# metric VALUE of the fiovol LUN (name without _total for counters)
+metric() {
+    wget -q -O - http://127.0.0.1:9771/metrics > /tmp/metrics.txt || return 1
+    sed -n "s/^$1{minor=\"[0-9]*\",device=\"user_1\/fiovol\",dev_config=\"thin\/p1\/fiovol\"} //p" /tmp/metrics.txt
+}
+
 # ------------------------------------------------------------- stamping writer + fio
+w0=$(metric tcmud_device_written_bytes_total) && r0=$(metric tcmud_device_read_bytes_total) &&
+    [ -n "$w0" ] && [ -n "$r0" ] || { cat /tmp/metrics.txt; fail "metrics endpoint: no fiovol counters"; }
 dmesg_mark
 rm -f /tmp/stop /tmp/fio_failed
 echo 0 > /tmp/acked
@@ -95,6 +107,16 @@ wait $WRITER; wait $FIO
 [ -e /tmp/writer_failed ] && fail "stamping writer: $(cat /tmp/writer_failed)"
 [ -e /tmp/fio_failed ] && { cat /tmp/fio_failed; diag; fail "fio randwrite+verify failed during live snapshots"; }
 verified "20 live snapshots + clones taken while writing ($(cat /tmp/acked) stamped writes, $(cat /tmp/fio_runs) fio write+verify passes without error)"
+passes=$(cat /tmp/fio_runs)
+w1=$(metric tcmud_device_written_bytes_total); r1=$(metric tcmud_device_read_bytes_total)
+want=$((passes * 16 * MB))
+for pair in "written $((w1 - w0))" "read $((r1 - r0))"; do
+    set -- $pair
+    d=$(( $2 > want ? $2 - want : want - $2 ))
+    [ $((d * 100)) -le $want ] || fail "metrics: fiovol $1 bytes rose by $2, fio's $passes passes moved $want"
+done
+grep -q '^tcmud_pool_capacity_bytes{pool="p1"} 536870912$' /tmp/metrics.txt || { cat /tmp/metrics.txt; fail "metrics: pool capacity"; }
+verified "metrics: fiovol written +$((w1 - w0)), read +$((r1 - r0)) bytes for fio's $passes passes of 16 MiB written and verified; pool p1 capacity 512 MiB"
 
 # ------------------------------------------------------------- clones hold what was acknowledged
 lun=2
