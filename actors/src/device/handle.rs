@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::shared::{DeviceShared, DeviceStats};
+use crate::backstore::BackstoreError;
 
 /// A running device. Dropping it does not stop the device; call
 /// [`DeviceHandle::stop`].
@@ -30,22 +31,37 @@ impl DeviceHandle {
         tracing::info!(parent: &self.shared.span, stats = ?self.stats(), "device stopped");
     }
 
-    /// Grows the backstore to `new_size` bytes (on an I/O thread). The
-    /// volume then reports the change as a backend event, from which the LUN
+    /// Grows the backstore to `new_size` bytes (on an I/O thread) and
+    /// resolves once it has, or with why not (a shrink is refused). A
+    /// volume reports the change as a backend event, from which the LUN
     /// queues CAPACITY DATA HAS CHANGED (queuing it here too would raise the
-    /// unit attention twice).
-    pub fn resize(&self, new_size: u64) {
+    /// unit attention twice); an image file raises none, so it is queued
+    /// here.
+    pub fn resize(
+        &self,
+        new_size: u64,
+    ) -> impl std::future::Future<Output = Result<(), BackstoreError>> + 'static {
         self.reread_limits();
         let shared = Arc::clone(&self.shared);
-        let spawned = self.shared.backstore.spawn_io(move || {
-            let _span = shared.span.enter();
-            match shared.backstore.resize(new_size) {
-                Ok(()) => tracing::info!(new_size, "device resized"),
-                Err(e) => tracing::error!(new_size, error = %e, "resize failed"),
+        async move {
+            let bs = shared.backstore.clone();
+            let done = shared
+                .backstore
+                .run(move || bs.resize(new_size))
+                .await
+                .and_then(|r| r);
+            match &done {
+                Ok(()) => {
+                    if shared.backstore.resize_needs_announce() {
+                        shared.lun.capacity_changed();
+                    }
+                    tracing::info!(parent: &shared.span, new_size, "device resized");
+                }
+                Err(e) => {
+                    tracing::error!(parent: &shared.span, new_size, error = %e, "resize refused")
+                }
             }
-        });
-        if !spawned {
-            tracing::error!(parent: &self.shared.span, "resize: I/O threads are gone");
+            done
         }
     }
 

@@ -1,7 +1,7 @@
 //! The supervisor actor: adopts existing devices, turns kernel events into device
 //! actor operations, answers owned events with `*_DONE`, drains everything on shutdown.
 
-use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership};
+use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership};
 use super::source::{EventSource, Replier, SourceEvent};
 use super::sysfs;
 use crate::config::DaemonConfig;
@@ -124,7 +124,7 @@ impl Supervisor {
         )
     }
 
-    fn request(&self, minor: u32, uio: &UioName, adopted: bool) -> DeviceRequest {
+    pub(super) fn request(&self, minor: u32, uio: &UioName, adopted: bool) -> DeviceRequest {
         let dir = sysfs::configfs_dir(&self.cfg, uio);
         let dir = dir.is_dir().then_some(dir);
         let size_bytes = dir.as_deref().and_then(sysfs::read_size).unwrap_or(0);
@@ -148,15 +148,31 @@ impl Supervisor {
     /// open, volume create, ring mapping) runs on this thread: a panic in it
     /// fails this device alone, never the supervisor.
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+        let req = self.request(minor, &uio, adopted);
+        self.serve(minor, uio, req, None)
+    }
+
+    /// Serves `req` (over `opened`, the backstore opened ahead, if any);
+    /// returns the `*_DONE` status.
+    pub(super) fn serve(
+        &mut self,
+        minor: u32,
+        uio: UioName,
+        req: DeviceRequest,
+        opened: Option<Opened>,
+    ) -> i32 {
         if self.shutting_down {
             // A re-open planned before the shutdown: nothing would stop it again.
             tracing::warn!(minor, dev_config = %uio.dev_config, "shutting down: device not re-opened");
             return -libc::ESHUTDOWN;
         }
-        let req = self.request(minor, &uio, adopted);
-        let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
+        let (size, adopted) = (req.size_bytes, req.adopted);
+        let (cfg, name) = (uio.dev_config.clone(), req.uio_name.clone());
         let factory = &mut self.factory;
-        let spawned = catch_unwind(AssertUnwindSafe(|| factory.spawn(req)));
+        let spawned = catch_unwind(AssertUnwindSafe(|| match opened {
+            Some(o) => factory.spawn_opened(req, o),
+            None => factory.spawn(req),
+        }));
         let (why, status) = match spawned {
             Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
@@ -335,17 +351,18 @@ impl Supervisor {
             return;
         };
         let Some(wait) = plan.wait else {
-            let status = (plan.then)(self);
+            let status = (plan.then)(self, 0);
             ctx.spawn(self.reply(&ev, status).into_actor(self));
             return;
         };
-        // A stop (drain) runs beside the other devices' events: one device's
-        // hung drain never holds up another's events, listing, reload or shutdown.
+        // A stop (drain) or a resize runs beside the other devices' events: one
+        // device's hung drain never holds up another's events, listing, reload or
+        // shutdown. The device's own later events wait for it.
         let minor = ev.minor;
         self.draining.insert(minor, VecDeque::new());
         ctx.spawn(
             wait.into_actor(self)
-                .map(move |(), act, _| (plan.then)(act))
+                .map(move |waited, act, _| (plan.then)(act, waited))
                 .then(move |status, act, _| act.reply(&ev, status).into_actor(act))
                 .map(move |(), act, ctx| act.drain_ended(minor, ctx)),
         );

@@ -28,7 +28,9 @@ pub use actor::{
     FailedDevice, ListDevices, ListFailed, RawEvent, Reload, Shutdown, Supervisor,
     SupervisorSignals,
 };
-pub use devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+pub use devices::{
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError,
+};
 pub use mcast::McastSocket;
 pub use run::{run_daemon, ReloadSource, SupervisorError};
 pub use source::{EventSource, FakeSource, Replier, SendError, SourceEvent};

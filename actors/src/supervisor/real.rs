@@ -1,9 +1,11 @@
 //! The production [`DeviceFactory`]: backstores from `backstore::open_backstore`,
 //! device actors from `device::spawn_device`.
 
-use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+use super::devices::{
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError,
+};
 use crate::backstore::{
-    open_backstore, BackstoreError, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
+    open_backstore, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
 };
 use crate::config::{self, DaemonConfig};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
@@ -62,6 +64,11 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
         BackstoreError::FileType { .. } => libc::EINVAL,
         BackstoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
+        BackstoreError::Shrink { .. } => libc::EINVAL,
+        BackstoreError::Pool {
+            source: tcmud_core::pool::PoolError::ShrinkNotForced(_),
+            ..
+        } => libc::EINVAL,
         _ => libc::EIO,
     }
 }
@@ -80,8 +87,14 @@ impl DeviceCtl for RealDevice {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
         Box::pin(self.0.stop())
     }
-    fn resize(&self, new_size: u64) {
-        self.0.resize(new_size);
+    fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>> {
+        let done = self.0.resize(new_size);
+        Box::pin(async move {
+            done.await.map_err(|e| ReconfigError {
+                errno: backstore_errno(&e),
+                message: e.to_string(),
+            })
+        })
     }
     fn set_write_cache(&self, on: bool) {
         self.0.set_write_cache(on);
@@ -97,6 +110,11 @@ impl DeviceFactory for RealFactory {
     }
 
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        let opened = self.open(&req)?;
+        self.spawn_opened(req, opened)
+    }
+
+    fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
         let cfg = match DevConfig::parse(&req.uio.dev_config) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
@@ -128,6 +146,18 @@ impl DeviceFactory for RealFactory {
         };
         let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg, &policy)
             .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        Ok(Opened(Box::new(backstore)))
+    }
+
+    fn spawn_opened(
+        &mut self,
+        req: DeviceRequest,
+        opened: Opened,
+    ) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        let backstore = match opened.0.downcast::<BackstoreHandle>() {
+            Ok(b) => *b,
+            Err(_) => return Err(SpawnError::new(libc::EINVAL, "no backstore opened")),
+        };
         let spec = DeviceSpec {
             minor: req.minor,
             uio_name: req.uio_name,
