@@ -98,6 +98,12 @@ impl DeviceHandle {
         self.shared.failure().is_some()
     }
 
+    /// The device actor is gone (its ring closed): stopped, or abandoned
+    /// after repeated panics.
+    pub fn is_finished(&self) -> bool {
+        self.shared.finished()
+    }
+
     /// Why the device failed.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure().map(str::to_owned)

@@ -238,6 +238,11 @@ impl DeviceShared {
         self.flushed.load(Ordering::Acquire)
     }
 
+    /// The actor is gone (ring closed).
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
+    }
+
     /// The actor is gone (ring closed): wake every `stop()` caller.
     pub fn set_finished(&self) {
         let mut waiters = lock(&self.waiters);

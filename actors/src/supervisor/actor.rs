@@ -2,6 +2,7 @@
 //! actor operations, answers owned events with `*_DONE`, drains everything on shutdown.
 
 use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership};
+use super::reap::Retry;
 use super::source::{EventSource, Replier, SourceEvent};
 use super::sysfs;
 use crate::config::DaemonConfig;
@@ -13,7 +14,8 @@ use std::time::Duration;
 use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
 
-/// How often device actors are checked for having failed for good.
+/// How often device actors are checked for having failed for good or lost
+/// their uio device ([`super::reap`]).
 const FAILED_CHECK: Duration = Duration::from_secs(1);
 /// How often sysfs is rescanned for devices whose ADDED event was lost.
 const RESCAN: Duration = Duration::from_secs(10);
@@ -21,7 +23,6 @@ const RESCAN: Duration = Duration::from_secs(10);
 pub(super) struct Managed {
     pub(super) uio: UioName,
     pub(super) ctl: Box<dyn DeviceCtl>,
-    pub(super) failed_logged: bool,
 }
 
 /// The supervisor actor. Build with [`Supervisor::new`], start with `Actor::start`.
@@ -33,13 +34,18 @@ pub struct Supervisor {
     pub(super) devices: HashMap<u32, Managed>,
     ready: Option<oneshot::Sender<usize>>,
     ended: Option<oneshot::Sender<()>>,
-    shutting_down: bool,
-    refused: HashMap<u32, String>,
+    pub(super) shutting_down: bool,
+    pub(super) refused: HashMap<u32, String>,
     pub(super) failed: BTreeMap<u32, FailedDevice>,
+    /// Dead devices being retried, by minor.
+    pub(super) retries: HashMap<u32, Retry>,
+    pub(super) retry_first: Duration,
+    pub(super) retry_max: Duration,
+    reap_every: Duration,
     /// Minors whose device is being stopped (drained), with the events that
     /// arrived for them meanwhile: handled, in order, once the stop ended.
     /// Events of other devices do not wait.
-    draining: HashMap<u32, VecDeque<Vec<u8>>>,
+    pub(super) draining: HashMap<u32, VecDeque<Vec<u8>>>,
     /// Woken when no stop is in progress any more (shutdown waits for them).
     drains_ended: Vec<oneshot::Sender<()>>,
     rescan: Duration,
@@ -114,6 +120,10 @@ impl Supervisor {
             draining: HashMap::new(),
             drains_ended: Vec::new(),
             rescan: RESCAN,
+            retries: HashMap::new(),
+            retry_first: super::reap::RETRY_FIRST,
+            retry_max: super::reap::RETRY_MAX,
+            reap_every: FAILED_CHECK,
         };
         (
             sup,
@@ -177,14 +187,7 @@ impl Supervisor {
             Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
                 self.failed.remove(&minor);
-                self.devices.insert(
-                    minor,
-                    Managed {
-                        uio,
-                        ctl,
-                        failed_logged: false,
-                    },
-                );
+                self.devices.insert(minor, Managed { uio, ctl });
                 return 0;
             }
             Ok(Err(e)) => {
@@ -257,6 +260,15 @@ impl Supervisor {
         self.rescan = every;
     }
 
+    /// Sets how often dead devices are looked for (default 1 s) and the
+    /// retry back-off (default 1 s doubling up to 5 min). Call before
+    /// starting the actor.
+    pub fn set_reaping(&mut self, every: Duration, first_retry: Duration, max_retry: Duration) {
+        self.reap_every = every;
+        self.retry_first = first_retry;
+        self.retry_max = max_retry;
+    }
+
     fn reply(&self, ev: &NlEvent, status: i32) -> LocalBoxFuture<'static, ()> {
         let Some(device_id) = ev.device_id.filter(|_| self.cfg.netlink_replies) else {
             if self.cfg.netlink_replies {
@@ -278,15 +290,6 @@ impl Supervisor {
             }
         })
     }
-
-    fn check_failed(&mut self) {
-        for (minor, m) in &mut self.devices {
-            if !m.failed_logged && m.ctl.is_failed() {
-                m.failed_logged = true;
-                tracing::error!(minor, dev_config = %m.uio.dev_config, "device actor failed for good; device no longer served");
-            }
-        }
-    }
 }
 
 impl Actor for Supervisor {
@@ -301,7 +304,7 @@ impl Actor for Supervisor {
         if let Some(mut rx) = self.events.take() {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
-        ctx.run_interval(FAILED_CHECK, |act, _| act.check_failed());
+        ctx.run_interval(self.reap_every, |act, ctx| act.reap(ctx));
         ctx.run_interval(self.rescan, |act, _| {
             if !act.shutting_down {
                 act.scan(false);
@@ -369,7 +372,7 @@ impl Supervisor {
     }
 
     /// The stop of `minor` ended: handle the events that waited for it.
-    fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
+    pub(super) fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
         let mut queued = self.draining.remove(&minor).unwrap_or_default();
         while let Some(payload) = queued.pop_front() {
             self.on_payload(payload, ctx);

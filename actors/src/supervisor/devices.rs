@@ -99,6 +99,9 @@ pub trait DeviceCtl {
     fn set_write_cache(&self, on: bool);
     /// True once the device actor gave up (restart budget exhausted).
     fn is_failed(&self) -> bool;
+    /// True once the device actor is gone (ring closed) although nobody
+    /// stopped it (abandoned after repeated panics).
+    fn is_finished(&self) -> bool;
 }
 
 /// Creates device actors; one per daemon, owned by the supervisor.

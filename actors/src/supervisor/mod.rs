@@ -8,6 +8,7 @@
 //! - `plan`: what one event means (classification, device operation, status);
 //! - [`devices`]: what the supervisor needs from device actors ([`DeviceFactory`]);
 //! - [`real`]: the production factory;
+//! - `reap`: dead devices (uio gone, actor failed or abandoned) reaped and retried;
 //! - [`instance`]: the single-instance lock;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
@@ -20,6 +21,7 @@ mod mcast;
 pub mod netlink;
 mod plan;
 pub mod real;
+mod reap;
 pub mod run;
 pub mod source;
 pub mod sysfs;

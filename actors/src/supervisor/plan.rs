@@ -19,6 +19,15 @@ impl Supervisor {
             tracing::debug!(minor, device = %ev.device, cmd = ?ev.cmd, "event for a foreign device ignored");
             return None;
         }
+        if matches!(ev.cmd, NlCmd::Added | NlCmd::Removed) && self.retries.remove(&minor).is_some()
+        {
+            // A dead device waiting for its retry: this event decides instead.
+            tracing::info!(minor, cmd = ?ev.cmd, "pending retry of a dead device dropped");
+            self.refused.remove(&minor);
+            if ev.cmd == NlCmd::Added {
+                self.failed.remove(&minor);
+            }
+        }
         Some(match (ev.cmd, &ev.reconfig) {
             (NlCmd::Added, _) => match ownership {
                 _ if owned_now => match self.devices.remove(&minor) {

@@ -102,6 +102,9 @@ impl DeviceCtl for RealDevice {
     fn is_failed(&self) -> bool {
         self.0.is_failed()
     }
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
 }
 
 impl DeviceFactory for RealFactory {

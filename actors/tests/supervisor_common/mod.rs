@@ -41,6 +41,8 @@ pub struct FakeFactory {
     pub resize_gates: StopGates,
     /// dev_configs whose backstore cannot be opened (`open`), with this errno.
     pub fail_open: Vec<(String, i32)>,
+    /// Devices (by minor) whose actor is gone; a new spawn of the minor clears it.
+    pub abandoned: Abandoned,
 }
 
 pub type StopGates =
@@ -52,7 +54,11 @@ struct FakeDev {
     failed: Rc<RefCell<bool>>,
     gates: StopGates,
     resize_gates: StopGates,
+    abandoned: Abandoned,
 }
+
+/// Minors whose fake device actor is gone without a stop (abandoned).
+pub type Abandoned = Rc<RefCell<std::collections::HashSet<u32>>>;
 
 impl DeviceCtl for FakeDev {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
@@ -88,6 +94,9 @@ impl DeviceCtl for FakeDev {
     fn is_failed(&self) -> bool {
         *self.failed.borrow()
     }
+    fn is_finished(&self) -> bool {
+        self.abandoned.borrow().contains(&self.minor)
+    }
 }
 
 impl DeviceFactory for FakeFactory {
@@ -104,6 +113,7 @@ impl DeviceFactory for FakeFactory {
             return Err(SpawnError::new(*errno, "injected"));
         }
         let minor = req.minor;
+        self.abandoned.borrow_mut().remove(&minor);
         self.log.borrow_mut().push(Op::Spawn(req));
         Ok(Box::new(FakeDev {
             minor,
@@ -111,6 +121,7 @@ impl DeviceFactory for FakeFactory {
             failed: Rc::clone(&self.failed_flag),
             gates: Rc::clone(&self.stop_gates),
             resize_gates: Rc::clone(&self.resize_gates),
+            abandoned: Rc::clone(&self.abandoned),
         }))
     }
     fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
@@ -145,6 +156,7 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
         stop_gates: Rc::default(),
         resize_gates: Rc::default(),
         fail_open: vec![],
+        abandoned: Rc::default(),
     };
     (Box::new(f), log)
 }
