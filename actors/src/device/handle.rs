@@ -80,8 +80,8 @@ impl DeviceHandle {
         self.shared.lun.set_write_cache(on);
     }
 
-    /// Reads the device's transfer limits again (configfs and the ring)
-    /// and applies them to the LUN: done on every RECONFIG (a resize or a
+    /// Reads the device's transfer limits and command timeout again
+    /// (configfs and the ring) and applies them: done on every RECONFIG (a resize or a
     /// write-cache change go through [`DeviceHandle::resize`] and
     /// [`DeviceHandle::set_write_cache`], which call it).
     pub fn reread_limits(&self) {
@@ -91,6 +91,9 @@ impl DeviceHandle {
         );
         tracing::debug!(parent: &self.shared.span, ?limits, "device limits");
         self.shared.lun.set_device_limits(&limits);
+        self.shared
+            .cmd_timeout
+            .reread(self.shared.configfs_dir.as_deref());
     }
 
     /// The device failed (restart budget exhausted, or its ring unusable).
@@ -107,6 +110,16 @@ impl DeviceHandle {
     /// Why the device failed.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure().map(str::to_owned)
+    }
+
+    /// The kernel's command timeout as last read (None: none).
+    pub fn cmd_time_out(&self) -> Option<std::time::Duration> {
+        self.shared.cmd_timeout.get()
+    }
+
+    /// Sets the command timeout (tests; a device reads it from configfs).
+    pub fn set_cmd_time_out(&self, t: std::time::Duration) {
+        self.shared.cmd_timeout.set(t);
     }
 
     /// Counters since the device was spawned.
