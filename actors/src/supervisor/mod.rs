@@ -10,10 +10,12 @@
 //! - [`real`]: the production factory;
 //! - `reap`: dead devices (uio gone, actor failed or abandoned) reaped and retried;
 //! - [`instance`]: the single-instance lock;
+//! - [`coexist`]: module-wide settings changed only when no other TCMU daemon runs;
 //! - [`sysfs`]: prerequisites, module parameters, existing devices, geometry;
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
 
 pub mod actor;
+pub mod coexist;
 pub mod datagram;
 pub mod devices;
 pub mod instance;

@@ -21,6 +21,7 @@ pub struct RealFactory {
     registries: Vec<Arc<PoolRegistry>>,
     known: Vec<config::PoolConfig>,
     file_roots: Vec<PathBuf>,
+    subtypes: config::Subtypes,
 }
 
 impl RealFactory {
@@ -32,6 +33,7 @@ impl RealFactory {
             ))],
             known: cfg.pools.clone(),
             file_roots: cfg.file_roots.clone(),
+            subtypes: cfg.subtypes.clone(),
         }
     }
 
@@ -44,9 +46,14 @@ impl RealFactory {
     }
 }
 
-/// Classifies a dev_config through the backstore parser.
+/// Classifies a dev_config through the backstore parser (default subtypes).
 pub fn classify(dev_config: &str) -> Ownership {
-    match DevConfig::parse(dev_config) {
+    classify_as(dev_config, &config::Subtypes::default())
+}
+
+/// Classifies a dev_config with the configured subtypes.
+pub fn classify_as(dev_config: &str, subtypes: &config::Subtypes) -> Ownership {
+    match DevConfig::parse_as(dev_config, subtypes) {
         Ok(Some(_)) => Ownership::Ours,
         Ok(None) => Ownership::Foreign,
         Err(e) => Ownership::Invalid(e.to_string()),
@@ -109,7 +116,7 @@ impl DeviceCtl for RealDevice {
 
 impl DeviceFactory for RealFactory {
     fn ownership(&self, dev_config: &str) -> Ownership {
-        classify(dev_config)
+        classify_as(dev_config, &self.subtypes)
     }
 
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
@@ -118,7 +125,7 @@ impl DeviceFactory for RealFactory {
     }
 
     fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
-        let cfg = match DevConfig::parse(&req.uio.dev_config) {
+        let cfg = match DevConfig::parse_as(&req.uio.dev_config, &self.subtypes) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
             Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
@@ -186,6 +193,9 @@ impl DeviceFactory for RealFactory {
     }
 
     fn reload(&mut self, cfg: &DaemonConfig) {
+        if self.subtypes != cfg.subtypes {
+            tracing::warn!(subtypes = ?cfg.subtypes, "changed subtypes take effect after a restart");
+        }
         if self.file_roots != cfg.file_roots {
             tracing::info!(file_roots = ?cfg.file_roots, "file_roots changed (applies to devices opened from now on)");
             self.file_roots = cfg.file_roots.clone();
