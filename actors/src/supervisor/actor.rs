@@ -42,6 +42,8 @@ pub struct Supervisor {
     pub(super) retry_first: Duration,
     pub(super) retry_max: Duration,
     reap_every: Duration,
+    /// How often WATCHDOG=1 goes to systemd (None: no watchdog).
+    watchdog: Option<Duration>,
     /// Minors whose device is being stopped (drained), with the events that
     /// arrived for them meanwhile: handled, in order, once the stop ended.
     /// Events of other devices do not wait.
@@ -124,6 +126,7 @@ impl Supervisor {
             retry_first: super::reap::RETRY_FIRST,
             retry_max: super::reap::RETRY_MAX,
             reap_every: FAILED_CHECK,
+            watchdog: None,
         };
         (
             sup,
@@ -260,6 +263,13 @@ impl Supervisor {
         self.rescan = every;
     }
 
+    /// Sends systemd's `WATCHDOG=1` every `every` from the supervisor's own
+    /// loop (a supervisor that hangs stops sending it and systemd restarts
+    /// the daemon). Call before starting the actor.
+    pub fn set_watchdog(&mut self, every: Option<Duration>) {
+        self.watchdog = every;
+    }
+
     /// Sets how often dead devices are looked for (default 1 s) and the
     /// retry back-off (default 1 s doubling up to 5 min). Call before
     /// starting the actor.
@@ -305,6 +315,17 @@ impl Actor for Supervisor {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
         ctx.run_interval(self.reap_every, |act, ctx| act.reap(ctx));
+        if let Some(every) = self.watchdog {
+            tracing::info!(
+                ?every,
+                "systemd watchdog: WATCHDOG=1 from the supervisor loop"
+            );
+            ctx.run_interval(every, |_, _| {
+                if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                    tracing::warn!(%err, "sd_notify WATCHDOG=1 failed");
+                }
+            });
+        }
         ctx.run_interval(self.rescan, |act, _| {
             if !act.shutting_down {
                 act.scan(false);

@@ -106,7 +106,9 @@ async fn serve(
         },
     }
     let factory = Box::new(RealFactory::new(&cfg));
-    let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
+    let (mut sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
+    // WatchdogSec= in the unit: ping at half the interval, from the supervisor's loop.
+    sup.set_watchdog(sd_notify::watchdog_enabled().map(|d| d / 2));
     let addr = sup.start();
     let adopted = (&mut sig.ready).await.unwrap_or(0);
     block.release();
