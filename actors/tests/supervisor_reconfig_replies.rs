@@ -131,3 +131,44 @@ async fn removed_is_answered_after_the_device_closed() {
     );
     assert!(log.borrow().contains(&Op::Stop(1)));
 }
+
+/// After a stop whose drain deadline abandoned commands, the same ring still
+/// holds them: the re-opened device is opened as adopted (its recovery policy
+/// deals with them) instead of walking the ring from its tail and executing
+/// them again. A clean stop re-opens as a new device.
+#[actix::test]
+async fn a_reopen_after_abandoned_commands_applies_recovery() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), true);
+    set_uio_name(&cfg, 1, A);
+    let (f, log) = factory();
+    let abandon = std::rc::Rc::clone(&f.abandon_on_stop);
+    let (fake, src) = FakeSource::new();
+    let (sup, sig) = Supervisor::new(cfg.clone(), f, src);
+    let addr = sup.start();
+    sig.ready.await.unwrap();
+    send(&addr, RawEvent(event(NlCmd::Added, A, 1, 10, None))).await;
+    // A clean stop: the new backstore is served as a new device.
+    let change = Some(Reconfig::DevCfg("thin/default/b".into()));
+    send(&addr, RawEvent(event(NlCmd::Reconfig, A, 1, 10, change))).await;
+    assert_eq!(
+        wait_replies(&fake, 2).await[1],
+        (cmd::RECONFIG_DEVICE_DONE, 0, 10)
+    );
+    let last_adopted = |log: &Log| match log.borrow().last() {
+        Some(Op::Spawn(r)) => Some((r.uio.dev_config.clone(), r.adopted)),
+        _ => None,
+    };
+    assert_eq!(last_adopted(&log), Some(("thin/default/b".into(), false)));
+    // The drain deadline abandons two commands: recovery applies.
+    abandon.borrow_mut().insert(1, 2);
+    set_uio_name(&cfg, 1, "tcm-user/1/a/thin/default/b");
+    let change = Some(Reconfig::DevCfg("thin/default/c".into()));
+    let b = "tcm-user/1/a/thin/default/b";
+    send(&addr, RawEvent(event(NlCmd::Reconfig, b, 1, 10, change))).await;
+    assert_eq!(
+        wait_replies(&fake, 3).await[2],
+        (cmd::RECONFIG_DEVICE_DONE, 0, 10)
+    );
+    assert_eq!(last_adopted(&log), Some(("thin/default/c".into(), true)));
+}

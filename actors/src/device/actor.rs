@@ -323,6 +323,7 @@ impl DeviceActor {
             let failed = table.finish_all_unfinished(&internal_target_failure());
             (failed, table.abandon_running())
         };
+        self.shared.add_abandoned(abandoned);
         tracing::error!(
             timeout = ?self.shared.drain_timeout(),
             failed,

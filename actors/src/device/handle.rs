@@ -26,9 +26,17 @@ impl DeviceHandle {
     /// in flight are finished and completed, the backstore is flushed, then
     /// the ring is closed. Returns when all of that is done.
     pub async fn stop(self) {
+        self.stop_reporting().await;
+    }
+
+    /// [`DeviceHandle::stop`], returning how many commands the drain
+    /// deadline abandoned (left uncompleted in the ring).
+    pub async fn stop_reporting(self) -> usize {
         let rx = self.shared.request_stop();
         let _ = rx.await;
-        tracing::info!(parent: &self.shared.span, stats = ?self.stats(), "device stopped");
+        let abandoned = self.shared.abandoned();
+        tracing::info!(parent: &self.shared.span, stats = ?self.stats(), abandoned, "device stopped");
+        abandoned
     }
 
     /// Grows the backstore to `new_size` bytes (on an I/O thread) and

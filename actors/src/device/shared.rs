@@ -104,6 +104,8 @@ pub(crate) struct DeviceShared {
     drain_since: OnceLock<Instant>,
     /// The drain deadline passed and was enforced.
     drain_forced: AtomicBool,
+    /// Commands the enforced drain deadline abandoned.
+    abandoned: AtomicU64,
     flush_started: AtomicBool,
     flushed: AtomicBool,
     finished: AtomicBool,
@@ -152,6 +154,7 @@ impl DeviceShared {
             drain_timeout: None,
             drain_since: OnceLock::new(),
             drain_forced: AtomicBool::new(false),
+            abandoned: AtomicU64::new(0),
             flush_started: AtomicBool::new(false),
             flushed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -230,6 +233,17 @@ impl DeviceShared {
     /// The drain deadline was enforced (running commands abandoned).
     pub fn drain_forced(&self) -> bool {
         self.drain_forced.load(Ordering::Acquire)
+    }
+
+    /// Records commands abandoned by the drain deadline.
+    pub fn add_abandoned(&self, n: usize) {
+        self.abandoned
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::AcqRel);
+    }
+
+    /// Commands abandoned by the drain deadline.
+    pub fn abandoned(&self) -> usize {
+        usize::try_from(self.abandoned.load(Ordering::Acquire)).unwrap_or(usize::MAX)
     }
 
     /// The drain timeout (None: a drain waits for ever).

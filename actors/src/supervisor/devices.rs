@@ -87,11 +87,29 @@ impl Opened {
     }
 }
 
+/// How a device's stop ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Commands its drain deadline abandoned: still uncompleted in the
+    /// ring, so a re-open of the same kernel device must not walk the ring
+    /// from its tail as it is (it would execute them again).
+    pub abandoned: usize,
+}
+
 /// A running device actor, as the supervisor controls it.
 pub trait DeviceCtl {
     /// Drains in-flight commands, flushes, stops; resolves once the ring is
     /// closed (fd and mapping released).
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()>;
+    /// [`DeviceCtl::stop`], saying how it ended (the default: nothing
+    /// abandoned).
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        let stop = self.stop();
+        Box::pin(async move {
+            stop.await;
+            Stopped::default()
+        })
+    }
     /// The kernel device grew (or shrank) to `new_size` bytes: resolves once
     /// the backstore has that size, or with why it does not.
     fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>>;

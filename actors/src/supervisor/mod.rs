@@ -33,7 +33,7 @@ pub use actor::{
     SupervisorSignals,
 };
 pub use devices::{
-    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError,
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
 pub use mcast::McastSocket;
 pub use run::{run_daemon, ReloadSource, SupervisorError};

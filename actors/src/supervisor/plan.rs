@@ -135,7 +135,25 @@ impl Supervisor {
                 };
                 let old = self.devices.remove(&minor)?;
                 tracing::info!(minor, new_dev_config = %new, "dev_config changed; new backstore open, closing the old device");
-                Plan::then(Some(old.ctl.stop()), move |s| {
+                let stop = old.ctl.stop_reporting();
+                Plan::status_of(Box::pin(async move {
+                    let stopped = stop.await;
+                    i32::try_from(stopped.abandoned).unwrap_or(i32::MAX)
+                }))
+                .and_then(move |s, abandoned| {
+                    let mut req = req;
+                    if abandoned > 0 {
+                        // The same ring still holds the commands the drain deadline
+                        // abandoned: open it as adopted, so the recovery policy deals
+                        // with them (reset: the kernel fails them) instead of the new
+                        // device walking from the tail and executing them again.
+                        tracing::warn!(
+                            minor,
+                            abandoned,
+                            "old device abandoned commands in the ring: re-opened with recovery"
+                        );
+                        req.adopted = true;
+                    }
                     s.serve(minor, uio, req, Some(opened))
                 })
             }
@@ -222,6 +240,13 @@ impl Plan {
                 })
             }),
             then: Box::new(move |sup, _| f(sup)),
+        }
+    }
+    /// Runs `wait`, then `f` with its output (not a status: `f` returns it).
+    fn and_then(self, f: impl FnOnce(&mut Supervisor, i32) -> i32 + 'static) -> Plan {
+        Plan {
+            wait: self.wait,
+            then: Box::new(f),
         }
     }
     /// Replies with the status `wait` resolves to.

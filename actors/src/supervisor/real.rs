@@ -2,7 +2,7 @@
 //! device actors from `device::spawn_device`.
 
 use super::devices::{
-    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError,
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
 use crate::backstore::{
     open_backstore, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
@@ -93,6 +93,12 @@ struct RealDevice(DeviceHandle);
 impl DeviceCtl for RealDevice {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
         Box::pin(self.0.stop())
+    }
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        Box::pin(async move {
+            let abandoned = self.0.stop_reporting().await;
+            Stopped { abandoned }
+        })
     }
     fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>> {
         let done = self.0.resize(new_size);

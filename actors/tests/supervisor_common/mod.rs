@@ -9,7 +9,7 @@ use std::path::Path;
 use std::rc::Rc;
 use tcmud::config::DaemonConfig;
 use tcmud::supervisor::{
-    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError,
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
 use tcmud_core::netlink::{emit_event, AttrIter, NlCmd, NlEvent, Reconfig};
 
@@ -43,6 +43,8 @@ pub struct FakeFactory {
     pub fail_open: Vec<(String, i32)>,
     /// Devices (by minor) whose actor is gone; a new spawn of the minor clears it.
     pub abandoned: Abandoned,
+    /// The next stop of these minors reports this many commands abandoned.
+    pub abandon_on_stop: AbandonOnStop,
 }
 
 pub type StopGates =
@@ -55,7 +57,11 @@ struct FakeDev {
     gates: StopGates,
     resize_gates: StopGates,
     abandoned: Abandoned,
+    abandon_on_stop: AbandonOnStop,
 }
+
+/// Commands a fake device's stop reports abandoned, by minor.
+pub type AbandonOnStop = Rc<RefCell<std::collections::HashMap<u32, usize>>>;
 
 /// Minors whose fake device actor is gone without a stop (abandoned).
 pub type Abandoned = Rc<RefCell<std::collections::HashSet<u32>>>;
@@ -97,6 +103,18 @@ impl DeviceCtl for FakeDev {
     fn is_finished(&self) -> bool {
         self.abandoned.borrow().contains(&self.minor)
     }
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        let abandoned = self
+            .abandon_on_stop
+            .borrow_mut()
+            .remove(&self.minor)
+            .unwrap_or(0);
+        let stop = self.stop();
+        Box::pin(async move {
+            stop.await;
+            Stopped { abandoned }
+        })
+    }
 }
 
 impl DeviceFactory for FakeFactory {
@@ -122,6 +140,7 @@ impl DeviceFactory for FakeFactory {
             gates: Rc::clone(&self.stop_gates),
             resize_gates: Rc::clone(&self.resize_gates),
             abandoned: Rc::clone(&self.abandoned),
+            abandon_on_stop: Rc::clone(&self.abandon_on_stop),
         }))
     }
     fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
@@ -157,6 +176,7 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
         resize_gates: Rc::default(),
         fail_open: vec![],
         abandoned: Rc::default(),
+        abandon_on_stop: Rc::default(),
     };
     (Box::new(f), log)
 }

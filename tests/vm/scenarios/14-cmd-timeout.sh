@@ -36,11 +36,14 @@ t1=$(now_cs)
 [ $rc != 0 ] || { kill -CONT "$TCMUD_PID"; fail "dd succeeded while tcmud was frozen"; }
 verified "dd of pattern B failed while tcmud was frozen ($(( (t1 - t0) / 100 )) s: $(tail -n1 /tmp/dd.err | cut -c1-60))"
 kill -CONT "$TCMUD_PID"
-wait_log "$lines" 'older than cmd_time_out not executed' ||
-    { diag; fail "tcmud did not log the timed-out commands"; }
-n=$(tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -c 'older than cmd_time_out not executed')
+wait_log "$lines" 'older than cmd_time_out not executed'
+logged=$?
+# A read through the LUN after the late commands: tcmud fetched them before it.
+dd if="$SD" of=/dev/null bs=4k count=1 iflag=direct 2>/dev/null || fail "read after SIGCONT"
 [ "$(dd if=/tmp/t14.img bs=1M count=1 2>/dev/null | sha)" = "$(sha /tmp/patA)" ] ||
     { diag; fail "the timed-out WRITE was executed: the image no longer holds A"; }
+[ $logged = 0 ] || { diag; fail "tcmud did not log the timed-out commands"; }
+n=$(tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -c 'older than cmd_time_out not executed')
 verified "after SIGCONT: $n command(s) logged as older than cmd_time_out and not executed; the image still holds A"
 
 make_pattern /tmp/patC 1
