@@ -139,7 +139,11 @@ async fn removed_is_answered_after_the_device_closed() {
 #[actix::test]
 async fn a_reopen_after_abandoned_commands_applies_recovery() {
     let dir = tempfile::tempdir().unwrap();
-    let cfg = config(dir.path(), true);
+    // Even with replay configured: replay would execute them again.
+    let cfg = tcmud::config::DaemonConfig {
+        recovery: tcmud::config::RecoveryPolicy::Replay,
+        ..config(dir.path(), true)
+    };
     set_uio_name(&cfg, 1, A);
     let (f, log) = factory();
     let abandon = std::rc::Rc::clone(&f.abandon_on_stop);
@@ -156,7 +160,11 @@ async fn a_reopen_after_abandoned_commands_applies_recovery() {
         (cmd::RECONFIG_DEVICE_DONE, 0, 10)
     );
     let last_adopted = |log: &Log| match log.borrow().last() {
-        Some(Op::Spawn(r)) => Some((r.uio.dev_config.clone(), r.adopted)),
+        Some(Op::Spawn(r)) if r.adopted => {
+            assert_eq!(r.recovery, tcmud::config::RecoveryPolicy::Reset);
+            Some((r.uio.dev_config.clone(), true))
+        }
+        Some(Op::Spawn(r)) => Some((r.uio.dev_config.clone(), false)),
         _ => None,
     };
     assert_eq!(last_adopted(&log), Some(("thin/default/b".into(), false)));

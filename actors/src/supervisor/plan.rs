@@ -144,15 +144,17 @@ impl Supervisor {
                     let mut req = req;
                     if abandoned > 0 {
                         // The same ring still holds the commands the drain deadline
-                        // abandoned: open it as adopted, so the recovery policy deals
-                        // with them (reset: the kernel fails them) instead of the new
-                        // device walking from the tail and executing them again.
+                        // abandoned: open it as adopted with the reset recovery (the
+                        // kernel fails them) instead of the new device walking from the
+                        // tail and executing them again.
                         tracing::warn!(
                             minor,
                             abandoned,
                             "old device abandoned commands in the ring: re-opened with recovery"
                         );
                         req.adopted = true;
+                        // Replay would execute them again: reset whatever the config says.
+                        req.recovery = crate::config::RecoveryPolicy::Reset;
                     }
                     s.serve(minor, uio, req, Some(opened))
                 })
