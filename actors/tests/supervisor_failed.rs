@@ -152,6 +152,9 @@ async fn a_device_whose_uio_is_gone_is_dropped() {
     let (f, log) = factory();
     let (addr, sig) = start(f, cfg.clone(), Duration::from_millis(1));
     assert_eq!(sig.ready.await.unwrap(), 2);
+    // A dev_config change the kernel applied before its event arrived is the
+    // same kernel device: not dropped (the event re-opens it).
+    set_uio_name(&cfg, 8, "tcm-user/1/e/file//img3");
     // The kernel device went away and its REMOVED event was lost.
     std::fs::remove_dir_all(cfg.sys_root.join("class/uio/uio7")).unwrap();
     until("closed", || log.borrow().contains(&Op::Stop(7))).await;

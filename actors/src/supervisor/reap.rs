@@ -57,9 +57,14 @@ impl Supervisor {
             let Some(m) = self.devices.get(&minor) else {
                 continue;
             };
-            let expected = format!("tcm-user/{}/{}/{}", m.uio.hba, m.uio.dev, m.uio.dev_config);
+            // The same kernel device (hba and name); its dev_config may differ
+            // for a moment (a change the kernel applied before its event came).
             let now = sysfs::uio_name(&self.cfg, minor);
-            if now.as_deref() != Some(expected.as_str()) {
+            let same = now
+                .as_deref()
+                .and_then(|n| UioName::parse(n).ok())
+                .is_some_and(|u| u.hba == m.uio.hba && u.dev == m.uio.dev);
+            if !same {
                 tracing::warn!(minor, dev_config = %m.uio.dev_config,
                     sysfs = now.as_deref().unwrap_or("<no uio device>"),
                     "uio device gone without a REMOVED event; device dropped");
