@@ -26,6 +26,44 @@ pub enum RecoveryPolicy {
     Replay,
 }
 
+/// Whether the daemon may change target_core_user's module-wide settings
+/// (`block_netlink`/`reset_netlink` during start-up, clearing
+/// SET_FEATURES' reply flag), which also act on other daemons' devices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModuleParams {
+    /// `exclusive` when no other daemon's TCMU device exists at start, else
+    /// `shared`.
+    #[default]
+    Auto,
+    /// tcmud is the only TCMU daemon: block and reset netlink while adopting,
+    /// set the reply flag either way.
+    Exclusive,
+    /// Another daemon (tcmu-runner) serves devices too: leave
+    /// `block_netlink`/`reset_netlink` alone and only ever turn replies on.
+    Shared,
+}
+
+/// The `dev_config` subtypes tcmud serves (`[daemon.subtypes]`); `None`: that
+/// backstore kind is off, its devices are left to other daemons.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subtypes {
+    /// Thin volumes, `<thin>/<pool>/<volume>` (default `thin`).
+    pub thin: Option<String>,
+    /// Image files, `<file>/<path>` (default `file`, the subtype of
+    /// tcmu-runner's file handler too: see docs/coexistence.md).
+    pub file: Option<String>,
+}
+
+impl Default for Subtypes {
+    fn default() -> Self {
+        Subtypes {
+            thin: Some("thin".into()),
+            file: Some("file".into()),
+        }
+    }
+}
+
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
@@ -81,6 +119,10 @@ pub struct DaemonConfig {
     pub run_dir: PathBuf,
     /// Directories `file//<path>` backstores may live under (none: `file/` is off).
     pub file_roots: Vec<PathBuf>,
+    /// The dev_config subtypes served.
+    pub subtypes: Subtypes,
+    /// Whether module-wide settings may be changed.
+    pub module_params: ModuleParams,
     /// The pools, in file order.
     pub pools: Vec<PoolConfig>,
     /// Where Prometheus metrics are served over HTTP (`metrics =

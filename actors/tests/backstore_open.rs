@@ -173,11 +173,15 @@ fn file_images_are_created_and_written() {
     f.flush().unwrap();
     let on_disk = std::fs::read(&img).unwrap();
     assert_eq!(&on_disk[1024..2048], &[7u8; 1024][..]);
+    // Grown online; a shrink is refused.
+    f.resize(3 * MIB).unwrap();
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 3 * MIB);
+    assert_eq!(f.backend().caps().num_blocks, 3 * MIB / 512);
     assert!(matches!(
-        f.resize(3 * MIB),
-        Err(BackstoreError::Unsupported(_))
+        f.resize(MIB),
+        Err(BackstoreError::Shrink { have, want, .. }) if have == 3 * MIB && want == MIB
     ));
-    assert_eq!(std::fs::metadata(&img).unwrap().len(), 2 * MIB);
+    assert_eq!(std::fs::metadata(&img).unwrap().len(), 3 * MIB);
     // A short existing image is extended to the device size.
     drop(f);
     let f = open_backstore(&cfg, 4 * MIB, DEFAULT_BLOCK_SIZE, &reg, &create(&roots)).unwrap();

@@ -7,6 +7,7 @@
 use std::path::{Component, PathBuf};
 
 use super::BackstoreError;
+use crate::config::Subtypes;
 
 /// Longest `dev_config` the kernel accepts.
 pub const MAX_DEV_CONFIG: usize = 255;
@@ -32,13 +33,22 @@ impl DevConfig {
     /// Parses a `dev_config` string. `Ok(None)`: a subtype that is not ours
     /// (leave the device alone); `Err`: our subtype but malformed.
     pub fn parse(s: &str) -> Result<Option<DevConfig>, BackstoreError> {
+        Self::parse_as(s, &Subtypes::default())
+    }
+
+    /// [`DevConfig::parse`] with the configured subtypes: a subtype turned
+    /// off or renamed away is another daemon's.
+    pub fn parse_as(s: &str, subtypes: &Subtypes) -> Result<Option<DevConfig>, BackstoreError> {
         let Some((subtype, rest)) = s.split_once('/') else {
             return Ok(None);
         };
-        let parsed = match subtype {
-            "thin" => parse_thin(rest),
-            "file" => parse_file(rest),
-            _ => return Ok(None),
+        let is = |want: &Option<String>| want.as_deref() == Some(subtype);
+        let parsed = if is(&subtypes.thin) {
+            parse_thin(rest)
+        } else if is(&subtypes.file) {
+            parse_file(rest)
+        } else {
+            return Ok(None);
         };
         if s.len() > MAX_DEV_CONFIG {
             return Err(malformed(s, "longer than 255 bytes"));

@@ -64,6 +64,9 @@ struct Inner {
     kind: BackstoreKind,
     io: IoPool,
     identity: Option<LunIdentity>,
+    /// The image file's backend (`file/` backstores on a regular file), for
+    /// online resize.
+    image: Option<Arc<FileBackend>>,
 }
 
 impl fmt::Debug for BackstoreHandle {
@@ -100,6 +103,28 @@ impl BackstoreHandle {
                 kind,
                 io,
                 identity,
+                image: None,
+            }),
+        })
+    }
+
+    /// A `file/` backstore over `image`; a regular file (not a block
+    /// device) can be grown online.
+    fn image(
+        image: Arc<FileBackend>,
+        regular: bool,
+        path: PathBuf,
+        io_threads: usize,
+        identity: LunIdentity,
+    ) -> Result<BackstoreHandle, BackstoreError> {
+        let io = IoPool::new("tcmud", io_threads)?;
+        Ok(BackstoreHandle {
+            inner: Arc::new(Inner {
+                backend: Arc::clone(&image) as Arc<dyn BlockBackend>,
+                kind: BackstoreKind::File { path },
+                io,
+                identity: Some(identity),
+                image: regular.then_some(image),
             }),
         })
     }
@@ -153,25 +178,50 @@ impl BackstoreHandle {
         Ok(())
     }
 
-    /// Grows (never shrinks) a thin volume to `new_size` bytes (blocking).
-    /// Image files are not resized online: the file backend fixes its size
-    /// when opened.
+    /// Grows (never shrinks) a thin volume or an image file to `new_size`
+    /// bytes (blocking). A smaller size is refused
+    /// ([`BackstoreError::Shrink`]): the blocks past it hold data. A block
+    /// device is not resized (its size is its own).
     pub fn resize(&self, new_size: u64) -> Result<(), BackstoreError> {
-        match &self.inner.kind {
-            BackstoreKind::Thin { pool, volume } => pool
+        let have = size_of(self.inner.backend.as_ref());
+        if new_size < have {
+            return Err(BackstoreError::Shrink {
+                what: format!("{:?}", self.inner.kind),
+                have,
+                want: new_size,
+            });
+        }
+        if new_size == have {
+            return Ok(());
+        }
+        match (&self.inner.kind, &self.inner.image) {
+            (BackstoreKind::File { path }, Some(image)) => {
+                image.resize(new_size).map_err(|source| BackstoreError::Io {
+                    what: format!("grow {} to {new_size} bytes", path.display()),
+                    source,
+                })
+            }
+            (BackstoreKind::File { path }, None) => Err(BackstoreError::Unsupported(format!(
+                "resize of block device {} (to {new_size} bytes; it has {have})",
+                path.display()
+            ))),
+            (BackstoreKind::Thin { pool, volume }, _) => pool
                 .resize_volume(volume, new_size, false)
                 .map_err(|source| BackstoreError::Pool {
                     what: format!("resize volume {volume}"),
                     source,
                 }),
-            BackstoreKind::File { path } => Err(BackstoreError::Unsupported(format!(
-                "online resize of image file {} (to {new_size} bytes)",
-                path.display()
-            ))),
-            BackstoreKind::Other { name } => {
+            (BackstoreKind::Other { name }, _) => {
                 Err(BackstoreError::Unsupported(format!("resize of {name}")))
             }
         }
+    }
+
+    /// True when a resize must be announced to the LUN by the caller (the
+    /// image file backend raises no capacity event of its own; a thin
+    /// volume does).
+    pub fn resize_needs_announce(&self) -> bool {
+        self.inner.image.is_some()
     }
 }
 
@@ -318,13 +368,12 @@ fn open_file(
             "block device served at its own size, not the configured dev_size"
         );
     }
-    BackstoreHandle::identified(
+    BackstoreHandle::image(
         Arc::new(backend),
-        BackstoreKind::File {
-            path: path.to_owned(),
-        },
+        !image.block_device,
+        path.to_owned(),
         DEFAULT_IO_THREADS,
-        Some(identity),
+        identity,
     )
 }
 

@@ -155,6 +155,17 @@ pub enum BackstoreError {
         #[source]
         source: std::io::Error,
     },
+    /// A resize to fewer bytes than the backstore has (the blocks past the
+    /// new end hold data; shrink offline if that is really meant).
+    #[error("{what} has {have} bytes: shrinking it to {want} is refused (the blocks past the new end may hold data)")]
+    Shrink {
+        /// The backstore.
+        what: String,
+        /// Its size.
+        have: u64,
+        /// The size asked for.
+        want: u64,
+    },
     /// The operation is not supported by this kind of backstore.
     #[error("not supported: {0}")]
     Unsupported(String),

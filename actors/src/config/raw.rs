@@ -1,8 +1,8 @@
 //! The config as serde reads it (with spans), and its validation into [`DaemonConfig`].
 
 use super::{
-    check_absolute, check_log_level, ByteSize, DaemonConfig, LogFormat, PoolConfig, Problem,
-    RecoveryPolicy,
+    check_absolute, check_log_level, ByteSize, DaemonConfig, LogFormat, ModuleParams, PoolConfig,
+    Problem, RecoveryPolicy, Subtypes,
 };
 use serde::Deserialize;
 use std::collections::HashSet;
@@ -41,7 +41,19 @@ struct RawDaemon {
     file_roots: Option<Vec<Spanned<PathBuf>>>,
     drain_timeout: Option<Spanned<u64>>,
     metrics: Option<Spanned<String>>,
+    subtypes: Option<RawSubtypes>,
+    module_params: Option<ModuleParams>,
 }
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSubtypes {
+    thin: Option<Spanned<String>>,
+    file: Option<Spanned<String>>,
+}
+
+/// Longest subtype accepted.
+const MAX_SUBTYPE: usize = 32;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -153,6 +165,7 @@ impl RawConfig {
                 }
             }
         };
+        let subtypes = check_subtypes(&mut c, d.subtypes.unwrap_or_default());
         let drain_timeout = match d.drain_timeout.map(Spanned::into_inner) {
             None => Some(Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS)),
             Some(0) => None,
@@ -170,9 +183,49 @@ impl RawConfig {
             dev_root,
             run_dir,
             file_roots,
+            subtypes,
+            module_params: d.module_params.unwrap_or_default(),
             pools,
         }
     }
+}
+
+/// `[daemon.subtypes]`: each a lowercase word (`a-z`, `0-9`, `-`, `_`,
+/// `.`; no `/`), `""` to turn the kind off; the two must differ.
+fn check_subtypes(c: &mut Checker<'_>, raw: RawSubtypes) -> Subtypes {
+    let defaults = Subtypes::default();
+    let mut one = |v: Option<Spanned<String>>, default: Option<String>, field: &str| {
+        let Some(v) = v else {
+            return default;
+        };
+        let span = v.span();
+        let name = v.into_inner();
+        if name.is_empty() {
+            return None;
+        }
+        let ok = name.len() <= MAX_SUBTYPE
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_.".contains(&b));
+        if !ok {
+            c.bad(
+                Some(span),
+                field,
+                format!("{name:?} is not a subtype: use up to {MAX_SUBTYPE} of a-z 0-9 - _ . (\"\" turns it off)"),
+            );
+        }
+        Some(name)
+    };
+    let thin = one(raw.thin, defaults.thin, "daemon.subtypes.thin");
+    let file = one(raw.file, defaults.file, "daemon.subtypes.file");
+    if thin.is_some() && thin == file {
+        c.bad(
+            None,
+            "daemon.subtypes",
+            format!("thin and file both use {:?}", thin.as_deref().unwrap_or("")),
+        );
+    }
+    Subtypes { thin, file }
 }
 
 fn default_pool() -> PoolConfig {

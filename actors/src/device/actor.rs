@@ -116,6 +116,7 @@ impl DeviceActor {
     /// fetch cursor after it (what a restarted actor resumes from).
     fn fetch(&mut self, failed: bool) {
         let mut table = lock(&self.shared.table);
+        table.begin_fetch();
         let mut walk = self.ring.fetch();
         while let Some(entry) = walk.next() {
             let cursor = walk.cursor();
@@ -167,6 +168,7 @@ impl DeviceActor {
                 break;
             };
             let cdb = slot.req.cdb.clone();
+            let since = slot.since;
             let dir = direction(cdb.as_bytes());
             // A bidirectional command's data-in goes to its bidi buffers.
             let bidi = !slot.req.bidi.is_empty();
@@ -198,6 +200,7 @@ impl DeviceActor {
                 cdb,
                 data_out,
                 data_in,
+                since,
             };
             // A backend that never waits runs here. So does one small READ
             // per round that may be a page-cache hit: no hand-off to an I/O
@@ -320,6 +323,7 @@ impl DeviceActor {
             let failed = table.finish_all_unfinished(&internal_target_failure());
             (failed, table.abandon_running())
         };
+        self.shared.add_abandoned(abandoned);
         tracing::error!(
             timeout = ?self.shared.drain_timeout(),
             failed,
@@ -373,6 +377,9 @@ impl DeviceActor {
         self.shared.faults.poll_trigger_file();
         self.shared.faults.hit(FaultPoint::Timer);
         tracing::trace!(stats = ?self.shared.counters.snapshot(), "tick");
+        self.shared
+            .cmd_timeout
+            .reread_if_due(self.shared.configfs_dir.as_deref());
         self.pump(ctx);
     }
 }

@@ -4,6 +4,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tcmud_core::backend::{BlockSink, BlockSource};
 use tcmud_core::ring::{Cdb, SharedData};
@@ -12,7 +13,7 @@ use tcmud_core::scsi::ScsiResponse;
 use super::direction::is_compare_and_write;
 use super::fault::FaultPoint;
 use super::inflight::{Outcome, SlotKey};
-use super::outcome::{internal_target_failure, GOOD};
+use super::outcome::{internal_target_failure, timed_out, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 
 /// A command handed to an I/O thread. Its buffers are the command's own
@@ -27,6 +28,8 @@ pub(crate) struct Job {
     pub data_out: Option<SharedData>,
     /// Data-in buffers (READ, INQUIRY, ...; the bidi buffers if any).
     pub data_in: Option<SharedData>,
+    /// The kernel queued it after this moment ([`super::cmd_timeout`]).
+    pub since: Instant,
 }
 
 /// Panics of one command after which it is no longer retried.
@@ -39,6 +42,22 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let _span = shared.span.enter();
     if !lock(&shared.table).start(job.key, job.token) {
         return; // cancelled (TMR), superseded or completed by a failed device
+    }
+    if shared.cmd_timeout.expired(job.since) {
+        // The kernel may have failed it back to the initiator already: a
+        // late execution (a WRITE above all) would undo what came after.
+        Counters::add(&shared.counters.timed_out, 1);
+        tracing::warn!(
+            opcode = job.cdb.as_bytes().first().copied().unwrap_or(0),
+            waited = ?job.since.elapsed(),
+            cmd_time_out = ?shared.cmd_timeout.get(),
+            "command older than cmd_time_out not executed (the kernel has failed it back)"
+        );
+        lock(&shared.table).finish(job.key, job.token, timed_out());
+        if notify {
+            shared.wake.notify_one();
+        }
+        return;
     }
     let res = catch_unwind(AssertUnwindSafe(|| {
         let mut no_in: &mut [u8] = &mut [];
@@ -61,6 +80,14 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     }));
     Counters::add(&shared.counters.executed, 1);
     persist_write_cache(shared);
+    if shared.cmd_timeout.expired(job.since) {
+        Counters::add(&shared.counters.late, 1);
+        tracing::warn!(
+            opcode = job.cdb.as_bytes().first().copied().unwrap_or(0),
+            took = ?job.since.elapsed(),
+            "command finished after cmd_time_out (the kernel ignores its status)"
+        );
+    }
     match res {
         Ok(out) => {
             if out.status != GOOD {
@@ -98,6 +125,9 @@ pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
     let Some(data_in) = job.data_in.as_ref() else {
         return Some(job);
     };
+    if shared.cmd_timeout.expired(job.since) {
+        return Some(job); // run() completes it without executing it
+    }
     let res = catch_unwind(AssertUnwindSafe(|| {
         let mut view = data_in.view();
         let capacity = view.len();

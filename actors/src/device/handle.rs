@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::shared::{DeviceShared, DeviceStats};
+use crate::backstore::BackstoreError;
 
 /// A running device. Dropping it does not stop the device; call
 /// [`DeviceHandle::stop`].
@@ -25,27 +26,50 @@ impl DeviceHandle {
     /// in flight are finished and completed, the backstore is flushed, then
     /// the ring is closed. Returns when all of that is done.
     pub async fn stop(self) {
-        let rx = self.shared.request_stop();
-        let _ = rx.await;
-        tracing::info!(parent: &self.shared.span, stats = ?self.stats(), "device stopped");
+        self.stop_reporting().await;
     }
 
-    /// Grows the backstore to `new_size` bytes (on an I/O thread). The
-    /// volume then reports the change as a backend event, from which the LUN
+    /// [`DeviceHandle::stop`], returning how many commands the drain
+    /// deadline abandoned (left uncompleted in the ring).
+    pub async fn stop_reporting(self) -> usize {
+        let rx = self.shared.request_stop();
+        let _ = rx.await;
+        let abandoned = self.shared.abandoned();
+        tracing::info!(parent: &self.shared.span, stats = ?self.stats(), abandoned, "device stopped");
+        abandoned
+    }
+
+    /// Grows the backstore to `new_size` bytes (on an I/O thread) and
+    /// resolves once it has, or with why not (a shrink is refused). A
+    /// volume reports the change as a backend event, from which the LUN
     /// queues CAPACITY DATA HAS CHANGED (queuing it here too would raise the
-    /// unit attention twice).
-    pub fn resize(&self, new_size: u64) {
+    /// unit attention twice); an image file raises none, so it is queued
+    /// here.
+    pub fn resize(
+        &self,
+        new_size: u64,
+    ) -> impl std::future::Future<Output = Result<(), BackstoreError>> + 'static {
         self.reread_limits();
         let shared = Arc::clone(&self.shared);
-        let spawned = self.shared.backstore.spawn_io(move || {
-            let _span = shared.span.enter();
-            match shared.backstore.resize(new_size) {
-                Ok(()) => tracing::info!(new_size, "device resized"),
-                Err(e) => tracing::error!(new_size, error = %e, "resize failed"),
+        async move {
+            let bs = shared.backstore.clone();
+            let done = shared
+                .backstore
+                .run(move || bs.resize(new_size))
+                .await
+                .and_then(|r| r);
+            match &done {
+                Ok(()) => {
+                    if shared.backstore.resize_needs_announce() {
+                        shared.lun.capacity_changed();
+                    }
+                    tracing::info!(parent: &shared.span, new_size, "device resized");
+                }
+                Err(e) => {
+                    tracing::error!(parent: &shared.span, new_size, error = %e, "resize refused")
+                }
             }
-        });
-        if !spawned {
-            tracing::error!(parent: &self.shared.span, "resize: I/O threads are gone");
+            done
         }
     }
 
@@ -64,8 +88,8 @@ impl DeviceHandle {
         self.shared.lun.set_write_cache(on);
     }
 
-    /// Reads the device's transfer limits again (configfs and the ring)
-    /// and applies them to the LUN: done on every RECONFIG (a resize or a
+    /// Reads the device's transfer limits and command timeout again
+    /// (configfs and the ring) and applies them: done on every RECONFIG (a resize or a
     /// write-cache change go through [`DeviceHandle::resize`] and
     /// [`DeviceHandle::set_write_cache`], which call it).
     pub fn reread_limits(&self) {
@@ -75,6 +99,9 @@ impl DeviceHandle {
         );
         tracing::debug!(parent: &self.shared.span, ?limits, "device limits");
         self.shared.lun.set_device_limits(&limits);
+        self.shared
+            .cmd_timeout
+            .reread(self.shared.configfs_dir.as_deref());
     }
 
     /// The device failed (restart budget exhausted, or its ring unusable).
@@ -82,9 +109,25 @@ impl DeviceHandle {
         self.shared.failure().is_some()
     }
 
+    /// The device actor is gone (its ring closed): stopped, or abandoned
+    /// after repeated panics.
+    pub fn is_finished(&self) -> bool {
+        self.shared.finished()
+    }
+
     /// Why the device failed.
     pub fn failure(&self) -> Option<String> {
         self.shared.failure().map(str::to_owned)
+    }
+
+    /// The kernel's command timeout as last read (None: none).
+    pub fn cmd_time_out(&self) -> Option<std::time::Duration> {
+        self.shared.cmd_timeout.get()
+    }
+
+    /// Sets the command timeout (tests; a device reads it from configfs).
+    pub fn set_cmd_time_out(&self, t: std::time::Duration) {
+        self.shared.cmd_timeout.set(t);
     }
 
     /// Counters since the device was spawned.

@@ -4,6 +4,7 @@
 //! waiting to be written: every command is completed exactly once.
 
 use std::collections::{HashSet, VecDeque};
+use std::time::Instant;
 
 use tcmud_core::ring::CmdRequest;
 
@@ -47,6 +48,9 @@ pub(crate) struct Slot {
     pub state: SlotState,
     /// Executions that panicked so far.
     pub panics: u32,
+    /// The kernel queued it after this moment (the last look at the ring
+    /// that did not see it): what its `cmd_time_out` is measured from.
+    pub since: Instant,
 }
 
 /// Names one slot of the table: its place in the slab and its fetch
@@ -90,6 +94,11 @@ pub(crate) struct InFlight {
     /// Tokens of jobs still running for commands forgotten by
     /// [`InFlight::forget_all`] (their results are dropped when they end).
     orphans: HashSet<u64>,
+    /// When the ring was last looked at for new commands.
+    last_look: Instant,
+    /// `last_look` before the current look: commands fetched now were
+    /// queued after it.
+    pass_since: Instant,
 }
 
 impl std::fmt::Debug for InFlight {
@@ -116,11 +125,20 @@ impl Default for InFlight {
             queued: VecDeque::new(),
             done: VecDeque::new(),
             orphans: HashSet::new(),
+            last_look: Instant::now(),
+            pass_since: Instant::now(),
         }
     }
 }
 
 impl InFlight {
+    /// A look at the ring for new commands starts: the ones it finds were
+    /// queued after the previous look.
+    pub fn begin_fetch(&mut self) {
+        self.pass_since = self.last_look;
+        self.last_look = Instant::now();
+    }
+
     /// Records a fetched command and the fetch cursor after it. Returns its
     /// key, or `None` if the cmd_id is already in flight (a kernel bug we
     /// must not answer twice).
@@ -138,6 +156,7 @@ impl InFlight {
                 req,
                 state: SlotState::Queued,
                 panics: 0,
+                since: self.pass_since,
             },
         });
         let idx = match self.free.pop() {

@@ -7,6 +7,7 @@
 //! the actor, in the state the [`DeviceHandle`] shares.
 
 mod actor;
+mod cmd_timeout;
 mod direction;
 mod exec;
 pub mod fault;

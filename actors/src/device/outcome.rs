@@ -58,6 +58,19 @@ pub fn aborted() -> Outcome {
     }
 }
 
+/// CHECK CONDITION, ABORTED COMMAND / COMMAND TIMEOUT BEFORE PROCESSING
+/// (2E/01): a command not executed because the kernel's `cmd_time_out` may
+/// have failed it back already (the kernel ignores the status of an expired
+/// command; one that had not expired yet reaches the initiator, which
+/// retries).
+pub fn timed_out() -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: fixed_sense(ABORTED_COMMAND, 0x2e, 0x01),
+        data_in_len: 0,
+    }
+}
+
 /// The ring completion for `out` (status and sense; the ring derives
 /// `read_len` from the [`DataIn`] passed beside it).
 pub fn completion(cmd_id: u16, out: &Outcome) -> Completion {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tcmud_core::scsi::Lun;
 use tokio::sync::{oneshot, Notify};
 
+use super::cmd_timeout::CmdTimeout;
 use super::fault::Faults;
 use super::inflight::InFlight;
 use super::wce_save::WriteCacheSaver;
@@ -30,6 +31,12 @@ pub struct DeviceStats {
     pub restarts: u64,
     /// Ring resets from outside (`action/reset_ring`) detected and resynced.
     pub ring_resets: u64,
+    /// Commands not executed because the kernel's `cmd_time_out` may have
+    /// failed them back already (completed with ABORTED COMMAND).
+    pub timed_out: u64,
+    /// Commands executed that finished after the kernel's `cmd_time_out`
+    /// (the kernel ignored their status).
+    pub late: u64,
 }
 
 #[derive(Debug, Default)]
@@ -41,6 +48,8 @@ pub(crate) struct Counters {
     pub bytes_in: AtomicU64,
     pub restarts: AtomicU64,
     pub ring_resets: AtomicU64,
+    pub timed_out: AtomicU64,
+    pub late: AtomicU64,
 }
 
 impl Counters {
@@ -58,6 +67,8 @@ impl Counters {
             bytes_in: g(&self.bytes_in),
             restarts: g(&self.restarts),
             ring_resets: g(&self.ring_resets),
+            timed_out: g(&self.timed_out),
+            late: g(&self.late),
         }
     }
 }
@@ -82,6 +93,8 @@ pub(crate) struct DeviceShared {
     /// What the ring can carry (for the transfer limits re-read on
     /// RECONFIG).
     pub ring_capacity: super::limits::RingCapacity,
+    /// The kernel's command timeout (configfs; re-read on RECONFIG).
+    pub cmd_timeout: CmdTimeout,
     failed: OnceLock<String>,
     crash: Mutex<Option<String>>,
     draining: AtomicBool,
@@ -91,6 +104,8 @@ pub(crate) struct DeviceShared {
     drain_since: OnceLock<Instant>,
     /// The drain deadline passed and was enforced.
     drain_forced: AtomicBool,
+    /// Commands the enforced drain deadline abandoned.
+    abandoned: AtomicU64,
     flush_started: AtomicBool,
     flushed: AtomicBool,
     finished: AtomicBool,
@@ -118,6 +133,7 @@ impl DeviceShared {
         let wce_saver = configfs_dir
             .clone()
             .map(|dir| WriteCacheSaver::new(dir, span.clone()));
+        let cmd_timeout = CmdTimeout::read(configfs_dir.as_deref());
         DeviceShared {
             minor,
             name,
@@ -131,12 +147,14 @@ impl DeviceShared {
             configfs_dir,
             wce_saver,
             ring_capacity,
+            cmd_timeout,
             failed: OnceLock::new(),
             crash: Mutex::new(None),
             draining: AtomicBool::new(false),
             drain_timeout: None,
             drain_since: OnceLock::new(),
             drain_forced: AtomicBool::new(false),
+            abandoned: AtomicU64::new(0),
             flush_started: AtomicBool::new(false),
             flushed: AtomicBool::new(false),
             finished: AtomicBool::new(false),
@@ -217,6 +235,17 @@ impl DeviceShared {
         self.drain_forced.load(Ordering::Acquire)
     }
 
+    /// Records commands abandoned by the drain deadline.
+    pub fn add_abandoned(&self, n: usize) {
+        self.abandoned
+            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::AcqRel);
+    }
+
+    /// Commands abandoned by the drain deadline.
+    pub fn abandoned(&self) -> usize {
+        usize::try_from(self.abandoned.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+    }
+
     /// The drain timeout (None: a drain waits for ever).
     pub fn drain_timeout(&self) -> Option<Duration> {
         self.drain_timeout
@@ -236,6 +265,11 @@ impl DeviceShared {
     /// The final flush is done.
     pub fn flushed(&self) -> bool {
         self.flushed.load(Ordering::Acquire)
+    }
+
+    /// The actor is gone (ring closed).
+    pub fn finished(&self) -> bool {
+        self.finished.load(Ordering::Acquire)
     }
 
     /// The actor is gone (ring closed): wake every `stop()` caller.

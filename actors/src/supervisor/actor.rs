@@ -1,7 +1,8 @@
 //! The supervisor actor: adopts existing devices, turns kernel events into device
 //! actor operations, answers owned events with `*_DONE`, drains everything on shutdown.
 
-use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership};
+use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership};
+use super::reap::Retry;
 use super::source::{EventSource, Replier, SourceEvent};
 use super::sysfs;
 use crate::config::DaemonConfig;
@@ -13,7 +14,8 @@ use std::time::Duration;
 use tcmud_core::netlink::{emit_done, parse_event, DoneReply, NlEvent, UioName};
 use tokio::sync::{mpsc, oneshot};
 
-/// How often device actors are checked for having failed for good.
+/// How often device actors are checked for having failed for good or lost
+/// their uio device ([`super::reap`]).
 const FAILED_CHECK: Duration = Duration::from_secs(1);
 /// How often sysfs is rescanned for devices whose ADDED event was lost.
 const RESCAN: Duration = Duration::from_secs(10);
@@ -21,7 +23,6 @@ const RESCAN: Duration = Duration::from_secs(10);
 pub(super) struct Managed {
     pub(super) uio: UioName,
     pub(super) ctl: Box<dyn DeviceCtl>,
-    pub(super) failed_logged: bool,
 }
 
 /// The supervisor actor. Build with [`Supervisor::new`], start with `Actor::start`.
@@ -33,13 +34,20 @@ pub struct Supervisor {
     pub(super) devices: HashMap<u32, Managed>,
     ready: Option<oneshot::Sender<usize>>,
     ended: Option<oneshot::Sender<()>>,
-    shutting_down: bool,
-    refused: HashMap<u32, String>,
+    pub(super) shutting_down: bool,
+    pub(super) refused: HashMap<u32, String>,
     pub(super) failed: BTreeMap<u32, FailedDevice>,
+    /// Dead devices being retried, by minor.
+    pub(super) retries: HashMap<u32, Retry>,
+    pub(super) retry_first: Duration,
+    pub(super) retry_max: Duration,
+    reap_every: Duration,
+    /// How often WATCHDOG=1 goes to systemd (None: no watchdog).
+    watchdog: Option<Duration>,
     /// Minors whose device is being stopped (drained), with the events that
     /// arrived for them meanwhile: handled, in order, once the stop ended.
     /// Events of other devices do not wait.
-    draining: HashMap<u32, VecDeque<Vec<u8>>>,
+    pub(super) draining: HashMap<u32, VecDeque<Vec<u8>>>,
     /// Woken when no stop is in progress any more (shutdown waits for them).
     drains_ended: Vec<oneshot::Sender<()>>,
     rescan: Duration,
@@ -114,6 +122,11 @@ impl Supervisor {
             draining: HashMap::new(),
             drains_ended: Vec::new(),
             rescan: RESCAN,
+            retries: HashMap::new(),
+            retry_first: super::reap::RETRY_FIRST,
+            retry_max: super::reap::RETRY_MAX,
+            reap_every: FAILED_CHECK,
+            watchdog: None,
         };
         (
             sup,
@@ -124,7 +137,7 @@ impl Supervisor {
         )
     }
 
-    fn request(&self, minor: u32, uio: &UioName, adopted: bool) -> DeviceRequest {
+    pub(super) fn request(&self, minor: u32, uio: &UioName, adopted: bool) -> DeviceRequest {
         let dir = sysfs::configfs_dir(&self.cfg, uio);
         let dir = dir.is_dir().then_some(dir);
         let size_bytes = dir.as_deref().and_then(sysfs::read_size).unwrap_or(0);
@@ -148,27 +161,36 @@ impl Supervisor {
     /// open, volume create, ring mapping) runs on this thread: a panic in it
     /// fails this device alone, never the supervisor.
     pub(super) fn start_device(&mut self, minor: u32, uio: UioName, adopted: bool) -> i32 {
+        let req = self.request(minor, &uio, adopted);
+        self.serve(minor, uio, req, None)
+    }
+
+    /// Serves `req` (over `opened`, the backstore opened ahead, if any);
+    /// returns the `*_DONE` status.
+    pub(super) fn serve(
+        &mut self,
+        minor: u32,
+        uio: UioName,
+        req: DeviceRequest,
+        opened: Option<Opened>,
+    ) -> i32 {
         if self.shutting_down {
             // A re-open planned before the shutdown: nothing would stop it again.
             tracing::warn!(minor, dev_config = %uio.dev_config, "shutting down: device not re-opened");
             return -libc::ESHUTDOWN;
         }
-        let req = self.request(minor, &uio, adopted);
-        let (size, cfg, name) = (req.size_bytes, uio.dev_config.clone(), req.uio_name.clone());
+        let (size, adopted) = (req.size_bytes, req.adopted);
+        let (cfg, name) = (uio.dev_config.clone(), req.uio_name.clone());
         let factory = &mut self.factory;
-        let spawned = catch_unwind(AssertUnwindSafe(|| factory.spawn(req)));
+        let spawned = catch_unwind(AssertUnwindSafe(|| match opened {
+            Some(o) => factory.spawn_opened(req, o),
+            None => factory.spawn(req),
+        }));
         let (why, status) = match spawned {
             Ok(Ok(ctl)) => {
                 tracing::info!(minor, dev_config = %cfg, size, adopted, "device served");
                 self.failed.remove(&minor);
-                self.devices.insert(
-                    minor,
-                    Managed {
-                        uio,
-                        ctl,
-                        failed_logged: false,
-                    },
-                );
+                self.devices.insert(minor, Managed { uio, ctl });
                 return 0;
             }
             Ok(Err(e)) => {
@@ -241,6 +263,22 @@ impl Supervisor {
         self.rescan = every;
     }
 
+    /// Sends systemd's `WATCHDOG=1` every `every` from the supervisor's own
+    /// loop (a supervisor that hangs stops sending it and systemd restarts
+    /// the daemon). Call before starting the actor.
+    pub fn set_watchdog(&mut self, every: Option<Duration>) {
+        self.watchdog = every;
+    }
+
+    /// Sets how often dead devices are looked for (default 1 s) and the
+    /// retry back-off (default 1 s doubling up to 5 min). Call before
+    /// starting the actor.
+    pub fn set_reaping(&mut self, every: Duration, first_retry: Duration, max_retry: Duration) {
+        self.reap_every = every;
+        self.retry_first = first_retry;
+        self.retry_max = max_retry;
+    }
+
     fn reply(&self, ev: &NlEvent, status: i32) -> LocalBoxFuture<'static, ()> {
         let Some(device_id) = ev.device_id.filter(|_| self.cfg.netlink_replies) else {
             if self.cfg.netlink_replies {
@@ -262,15 +300,6 @@ impl Supervisor {
             }
         })
     }
-
-    fn check_failed(&mut self) {
-        for (minor, m) in &mut self.devices {
-            if !m.failed_logged && m.ctl.is_failed() {
-                m.failed_logged = true;
-                tracing::error!(minor, dev_config = %m.uio.dev_config, "device actor failed for good; device no longer served");
-            }
-        }
-    }
 }
 
 impl Actor for Supervisor {
@@ -285,7 +314,18 @@ impl Actor for Supervisor {
         if let Some(mut rx) = self.events.take() {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
-        ctx.run_interval(FAILED_CHECK, |act, _| act.check_failed());
+        ctx.run_interval(self.reap_every, |act, ctx| act.reap(ctx));
+        if let Some(every) = self.watchdog {
+            tracing::info!(
+                ?every,
+                "systemd watchdog: WATCHDOG=1 from the supervisor loop"
+            );
+            ctx.run_interval(every, |_, _| {
+                if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
+                    tracing::warn!(%err, "sd_notify WATCHDOG=1 failed");
+                }
+            });
+        }
         ctx.run_interval(self.rescan, |act, _| {
             if !act.shutting_down {
                 act.scan(false);
@@ -335,24 +375,25 @@ impl Supervisor {
             return;
         };
         let Some(wait) = plan.wait else {
-            let status = (plan.then)(self);
+            let status = (plan.then)(self, 0);
             ctx.spawn(self.reply(&ev, status).into_actor(self));
             return;
         };
-        // A stop (drain) runs beside the other devices' events: one device's
-        // hung drain never holds up another's events, listing, reload or shutdown.
+        // A stop (drain) or a resize runs beside the other devices' events: one
+        // device's hung drain never holds up another's events, listing, reload or
+        // shutdown. The device's own later events wait for it.
         let minor = ev.minor;
         self.draining.insert(minor, VecDeque::new());
         ctx.spawn(
             wait.into_actor(self)
-                .map(move |(), act, _| (plan.then)(act))
+                .map(move |waited, act, _| (plan.then)(act, waited))
                 .then(move |status, act, _| act.reply(&ev, status).into_actor(act))
                 .map(move |(), act, ctx| act.drain_ended(minor, ctx)),
         );
     }
 
     /// The stop of `minor` ended: handle the events that waited for it.
-    fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
+    pub(super) fn drain_ended(&mut self, minor: u32, ctx: &mut Context<Self>) {
         let mut queued = self.draining.remove(&minor).unwrap_or_default();
         while let Some(payload) = queued.pop_front() {
             self.on_payload(payload, ctx);

@@ -65,13 +65,55 @@ pub enum Ownership {
     Invalid(String),
 }
 
+/// A RECONFIG a device could not apply; `errno` (positive) goes into the
+/// `RECONFIG_DEVICE_DONE` status.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message} (errno {errno})")]
+pub struct ReconfigError {
+    /// Positive errno, e.g. `libc::EINVAL`.
+    pub errno: i32,
+    /// Human-readable reason.
+    pub message: String,
+}
+
+/// A backstore opened ahead of its device: a dev_config change opens the new
+/// backstore before the old device is closed ([`DeviceFactory::open`]).
+pub struct Opened(pub Box<dyn std::any::Any>);
+
+impl Opened {
+    /// Nothing was opened ahead (factories that open in `spawn`).
+    pub fn nothing() -> Opened {
+        Opened(Box::new(()))
+    }
+}
+
+/// How a device's stop ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stopped {
+    /// Commands its drain deadline abandoned: still uncompleted in the
+    /// ring, so a re-open of the same kernel device must not walk the ring
+    /// from its tail as it is (it would execute them again).
+    pub abandoned: usize,
+}
+
 /// A running device actor, as the supervisor controls it.
 pub trait DeviceCtl {
-    /// Drains in-flight commands, flushes, stops.
+    /// Drains in-flight commands, flushes, stops; resolves once the ring is
+    /// closed (fd and mapping released).
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()>;
-    /// The kernel device grew (or shrank) to `new_size` bytes.
-    fn resize(&self, new_size: u64);
-    /// The kernel's write-cache setting changed.
+    /// [`DeviceCtl::stop`], saying how it ended (the default: nothing
+    /// abandoned).
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        let stop = self.stop();
+        Box::pin(async move {
+            stop.await;
+            Stopped::default()
+        })
+    }
+    /// The kernel device grew (or shrank) to `new_size` bytes: resolves once
+    /// the backstore has that size, or with why it does not.
+    fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>>;
+    /// The kernel's write-cache setting changed (applied when this returns).
     fn set_write_cache(&self, on: bool);
     /// True once the device actor gave up (restart budget exhausted).
     fn is_failed(&self) -> bool;
@@ -83,6 +125,9 @@ pub trait DeviceCtl {
     fn in_flight(&self) -> usize {
         0
     }
+    /// True once the device actor is gone (ring closed) although nobody
+    /// stopped it (abandoned after repeated panics).
+    fn is_finished(&self) -> bool;
 }
 
 /// Creates device actors; one per daemon, owned by the supervisor.
@@ -91,6 +136,23 @@ pub trait DeviceFactory {
     fn ownership(&self, dev_config: &str) -> Ownership;
     /// Starts serving a device (called inside the actix System).
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError>;
+    /// Opens the backstore of `req` without serving it yet (a dev_config
+    /// change: the new backstore must open before the old device closes).
+    /// The default opens nothing ahead; [`DeviceFactory::spawn_opened`]
+    /// then calls [`DeviceFactory::spawn`].
+    fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
+        let _ = req;
+        Ok(Opened::nothing())
+    }
+    /// Starts serving `req` over the backstore [`DeviceFactory::open`] opened.
+    fn spawn_opened(
+        &mut self,
+        req: DeviceRequest,
+        opened: Opened,
+    ) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        drop(opened);
+        self.spawn(req)
+    }
     /// Applies a reloaded config (new pools).
     fn reload(&mut self, cfg: &DaemonConfig);
     /// Flushes every open pool (shutdown).

@@ -5,6 +5,7 @@ use super::actor::Supervisor;
 use super::devices::Ownership;
 use super::sysfs;
 use futures::future::LocalBoxFuture;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use tcmud_core::netlink::{parse_event, NlCmd, NlEvent, Reconfig, UioName};
 
 impl Supervisor {
@@ -17,6 +18,15 @@ impl Supervisor {
         if !owned_now && ownership == Ownership::Foreign {
             tracing::debug!(minor, device = %ev.device, cmd = ?ev.cmd, "event for a foreign device ignored");
             return None;
+        }
+        if matches!(ev.cmd, NlCmd::Added | NlCmd::Removed) && self.retries.remove(&minor).is_some()
+        {
+            // A dead device waiting for its retry: this event decides instead.
+            tracing::info!(minor, cmd = ?ev.cmd, "pending retry of a dead device dropped");
+            self.refused.remove(&minor);
+            if ev.cmd == NlCmd::Added {
+                self.failed.remove(&minor);
+            }
         }
         Some(match (ev.cmd, &ev.reconfig) {
             (NlCmd::Added, _) => match ownership {
@@ -56,11 +66,21 @@ impl Supervisor {
             }
             (NlCmd::Reconfig, Some(Reconfig::DevSize(n))) => {
                 let n = *n;
-                if let Some(m) = self.devices.get(&minor) {
-                    tracing::info!(minor, size = n, "device resized");
-                    m.ctl.resize(n);
-                }
-                Plan::now(0)
+                let Some(m) = self.devices.get(&minor) else {
+                    return Some(Plan::now(-libc::ENODEV));
+                };
+                tracing::info!(minor, size = n, "resizing device");
+                // Answered once the backstore has the new size (or refused it).
+                let resized = m.ctl.resize(n);
+                Plan::status_of(Box::pin(async move {
+                    match resized.await {
+                        Ok(()) => 0,
+                        Err(e) => {
+                            tracing::error!(minor, size = n, error = %e, "resize refused");
+                            -e.errno.abs().max(1)
+                        }
+                    }
+                }))
             }
             (NlCmd::Reconfig, Some(Reconfig::WriteCache(on))) => {
                 if let Some(m) = self.devices.get(&minor) {
@@ -86,14 +106,57 @@ impl Supervisor {
                         });
                     }
                 }
-                let Some(old) = self.devices.remove(&minor) else {
+                let Some(old) = self.devices.get(&minor) else {
                     return Some(Plan::now(-libc::ENODEV));
                 };
+                if old.uio.dev_config == *new {
+                    return Some(Plan::now(0));
+                }
                 let mut uio = old.uio.clone();
                 uio.dev_config = new.clone();
-                tracing::info!(minor, new_dev_config = %new, "dev_config changed; re-opening");
-                Plan::then(Some(old.ctl.stop()), move |s| {
-                    s.start_device(minor, uio, false)
+                // The new backstore opens before the old device closes: if it
+                // cannot, the old one stays served and the reply says why.
+                let req = self.request(minor, &uio, false);
+                let factory = &mut self.factory;
+                let opened = catch_unwind(AssertUnwindSafe(|| factory.open(&req)));
+                let opened = match opened {
+                    Ok(Ok(o)) => o,
+                    Ok(Err(e)) => {
+                        tracing::error!(minor, new_dev_config = %new, error = %e,
+                            "dev_config change refused: the new backstore cannot be opened; the old one stays served");
+                        return Some(Plan::now(-e.errno.abs().max(1)));
+                    }
+                    Err(payload) => {
+                        let msg = crate::device::panic_message(payload.as_ref());
+                        tracing::error!(minor, new_dev_config = %new, panic = %msg,
+                            "dev_config change refused: opening the new backstore panicked; the old one stays served");
+                        return Some(Plan::now(-libc::EIO));
+                    }
+                };
+                let old = self.devices.remove(&minor)?;
+                tracing::info!(minor, new_dev_config = %new, "dev_config changed; new backstore open, closing the old device");
+                let stop = old.ctl.stop_reporting();
+                Plan::status_of(Box::pin(async move {
+                    let stopped = stop.await;
+                    i32::try_from(stopped.abandoned).unwrap_or(i32::MAX)
+                }))
+                .and_then(move |s, abandoned| {
+                    let mut req = req;
+                    if abandoned > 0 {
+                        // The same ring still holds the commands the drain deadline
+                        // abandoned: open it as adopted with the reset recovery (the
+                        // kernel fails them) instead of the new device walking from the
+                        // tail and executing them again.
+                        tracing::warn!(
+                            minor,
+                            abandoned,
+                            "old device abandoned commands in the ring: re-opened with recovery"
+                        );
+                        req.adopted = true;
+                        // Replay would execute them again: reset whatever the config says.
+                        req.recovery = crate::config::RecoveryPolicy::Reset;
+                    }
+                    s.serve(minor, uio, req, Some(opened))
                 })
             }
             (NlCmd::Reconfig, None) => Plan::now(-libc::EINVAL),
@@ -147,11 +210,15 @@ impl Supervisor {
     }
 }
 
-pub(super) type Step = Box<dyn FnOnce(&mut Supervisor) -> i32>;
+/// The step after the wait: gets the wait's status (0 without a wait),
+/// returns the reply's.
+pub(super) type Step = Box<dyn FnOnce(&mut Supervisor, i32) -> i32>;
 
 /// What to do for one owned event.
 pub(super) struct Plan {
-    pub(super) wait: Option<LocalBoxFuture<'static, ()>>,
+    /// Runs first, beside other devices' events (a drain, a resize); its
+    /// output is a status.
+    pub(super) wait: Option<LocalBoxFuture<'static, i32>>,
     pub(super) then: Step,
 }
 
@@ -159,16 +226,36 @@ impl Plan {
     fn now(status: i32) -> Plan {
         Plan {
             wait: None,
-            then: Box::new(move |_| status),
+            then: Box::new(move |_, _| status),
         }
     }
+    /// Waits for `stop` (a device drain), then runs `f`.
     fn then(
-        wait: Option<LocalBoxFuture<'static, ()>>,
+        stop: Option<LocalBoxFuture<'static, ()>>,
         f: impl FnOnce(&mut Supervisor) -> i32 + 'static,
     ) -> Plan {
         Plan {
-            wait,
+            wait: stop.map(|s| -> LocalBoxFuture<'static, i32> {
+                Box::pin(async move {
+                    s.await;
+                    0
+                })
+            }),
+            then: Box::new(move |sup, _| f(sup)),
+        }
+    }
+    /// Runs `wait`, then `f` with its output (not a status: `f` returns it).
+    fn and_then(self, f: impl FnOnce(&mut Supervisor, i32) -> i32 + 'static) -> Plan {
+        Plan {
+            wait: self.wait,
             then: Box::new(f),
+        }
+    }
+    /// Replies with the status `wait` resolves to.
+    fn status_of(wait: LocalBoxFuture<'static, i32>) -> Plan {
+        Plan {
+            wait: Some(wait),
+            then: Box::new(|_, status| status),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The production [`DeviceFactory`]: backstores from `backstore::open_backstore`,
 //! device actors from `device::spawn_device`.
 
-use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+use super::devices::{
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
+};
 use crate::backstore::{
-    open_backstore, BackstoreError, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
+    open_backstore, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
 };
 use crate::config::{self, DaemonConfig};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
@@ -19,6 +21,7 @@ pub struct RealFactory {
     registries: Vec<Arc<PoolRegistry>>,
     known: Vec<config::PoolConfig>,
     file_roots: Vec<PathBuf>,
+    subtypes: config::Subtypes,
 }
 
 impl RealFactory {
@@ -30,6 +33,7 @@ impl RealFactory {
             ))],
             known: cfg.pools.clone(),
             file_roots: cfg.file_roots.clone(),
+            subtypes: cfg.subtypes.clone(),
         }
     }
 
@@ -42,9 +46,14 @@ impl RealFactory {
     }
 }
 
-/// Classifies a dev_config through the backstore parser.
+/// Classifies a dev_config through the backstore parser (default subtypes).
 pub fn classify(dev_config: &str) -> Ownership {
-    match DevConfig::parse(dev_config) {
+    classify_as(dev_config, &config::Subtypes::default())
+}
+
+/// Classifies a dev_config with the configured subtypes.
+pub fn classify_as(dev_config: &str, subtypes: &config::Subtypes) -> Ownership {
+    match DevConfig::parse_as(dev_config, subtypes) {
         Ok(Some(_)) => Ownership::Ours,
         Ok(None) => Ownership::Foreign,
         Err(e) => Ownership::Invalid(e.to_string()),
@@ -62,6 +71,11 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
         BackstoreError::FileType { .. } => libc::EINVAL,
         BackstoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
+        BackstoreError::Shrink { .. } => libc::EINVAL,
+        BackstoreError::Pool {
+            source: tcmud_core::pool::PoolError::ShrinkNotForced(_),
+            ..
+        } => libc::EINVAL,
         _ => libc::EIO,
     }
 }
@@ -80,8 +94,20 @@ impl DeviceCtl for RealDevice {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
         Box::pin(self.0.stop())
     }
-    fn resize(&self, new_size: u64) {
-        self.0.resize(new_size);
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        Box::pin(async move {
+            let abandoned = self.0.stop_reporting().await;
+            Stopped { abandoned }
+        })
+    }
+    fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>> {
+        let done = self.0.resize(new_size);
+        Box::pin(async move {
+            done.await.map_err(|e| ReconfigError {
+                errno: backstore_errno(&e),
+                message: e.to_string(),
+            })
+        })
     }
     fn set_write_cache(&self, on: bool) {
         self.0.set_write_cache(on);
@@ -95,15 +121,23 @@ impl DeviceCtl for RealDevice {
     fn in_flight(&self) -> usize {
         self.0.in_flight()
     }
+    fn is_finished(&self) -> bool {
+        self.0.is_finished()
+    }
 }
 
 impl DeviceFactory for RealFactory {
     fn ownership(&self, dev_config: &str) -> Ownership {
-        classify(dev_config)
+        classify_as(dev_config, &self.subtypes)
     }
 
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
-        let cfg = match DevConfig::parse(&req.uio.dev_config) {
+        let opened = self.open(&req)?;
+        self.spawn_opened(req, opened)
+    }
+
+    fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
+        let cfg = match DevConfig::parse_as(&req.uio.dev_config, &self.subtypes) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
             Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
@@ -134,6 +168,18 @@ impl DeviceFactory for RealFactory {
         };
         let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg, &policy)
             .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        Ok(Opened(Box::new(backstore)))
+    }
+
+    fn spawn_opened(
+        &mut self,
+        req: DeviceRequest,
+        opened: Opened,
+    ) -> Result<Box<dyn DeviceCtl>, SpawnError> {
+        let backstore = match opened.0.downcast::<BackstoreHandle>() {
+            Ok(b) => *b,
+            Err(_) => return Err(SpawnError::new(libc::EINVAL, "no backstore opened")),
+        };
         let spec = DeviceSpec {
             minor: req.minor,
             uio_name: req.uio_name,
@@ -159,6 +205,9 @@ impl DeviceFactory for RealFactory {
     }
 
     fn reload(&mut self, cfg: &DaemonConfig) {
+        if self.subtypes != cfg.subtypes {
+            tracing::warn!(subtypes = ?cfg.subtypes, "changed subtypes take effect after a restart");
+        }
         if self.file_roots != cfg.file_roots {
             tracing::info!(file_roots = ?cfg.file_roots, "file_roots changed (applies to devices opened from now on)");
             self.file_roots = cfg.file_roots.clone();

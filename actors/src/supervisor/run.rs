@@ -1,9 +1,10 @@
 //! Running the daemon: prerequisites, netlink guard, supervisor, signals, shutdown.
 
 use super::actor::{Reload, Shutdown, Supervisor};
+use super::coexist::{self, NetlinkBlock};
 use super::instance::{InstanceError, InstanceLock};
 use super::netlink::{self, NetlinkError};
-use super::real::RealFactory;
+use super::real::{classify_as, RealFactory};
 use super::sysfs::{self, Missing};
 use crate::config::{self, DaemonConfig, Overrides};
 use crate::logging::LogHandle;
@@ -50,47 +51,6 @@ pub struct ReloadSource {
     pub overrides: Overrides,
 }
 
-/// Holds `block_netlink=1` from start-up until devices are adopted (or on failure).
-struct NetlinkBlock<'a> {
-    cfg: &'a DaemonConfig,
-    blocked: bool,
-}
-
-impl<'a> NetlinkBlock<'a> {
-    fn engage(cfg: &'a DaemonConfig) -> Self {
-        let blocked = match sysfs::set_module_param(cfg, "block_netlink", "1") {
-            Ok(b) => b,
-            Err(err) => {
-                tracing::warn!(%err, "cannot block netlink during start-up");
-                false
-            }
-        };
-        if blocked {
-            // Fails pending commands still waiting for a reply from a previous daemon.
-            if let Err(err) = sysfs::set_module_param(cfg, "reset_netlink", "1") {
-                tracing::warn!(%err, "cannot reset netlink");
-            }
-            tracing::info!("netlink blocked and reset for start-up");
-        }
-        NetlinkBlock { cfg, blocked }
-    }
-
-    fn release(&mut self) {
-        if std::mem::take(&mut self.blocked) {
-            match sysfs::set_module_param(self.cfg, "block_netlink", "0") {
-                Ok(_) => tracing::info!("netlink unblocked"),
-                Err(err) => tracing::error!(%err, "cannot unblock netlink"),
-            }
-        }
-    }
-}
-
-impl Drop for NetlinkBlock<'_> {
-    fn drop(&mut self) {
-        self.release();
-    }
-}
-
 /// Runs the daemon until SIGTERM/SIGINT (Ok) or a fatal error. Blocks the thread.
 pub fn run_daemon(
     cfg: DaemonConfig,
@@ -117,24 +77,41 @@ async fn serve(
     log: Option<LogHandle>,
 ) -> Result<(), SupervisorError> {
     let mut signals = signals::listen().map_err(SupervisorError::Signals)?;
-    let mut block = NetlinkBlock::engage(&cfg);
+    let exclusive = coexist::exclusive(&cfg, |d| classify_as(d, &cfg.subtypes));
+    let mut block = NetlinkBlock::engage(&cfg, exclusive);
     let source = netlink::connect().await?;
     // The setting is global to the module: without replies, clear a stale 1 left by an
-    // earlier daemon, or every new device would wait forever for an answer.
-    match source
-        .replier
-        .send(emit_set_features(cfg.netlink_replies))
-        .await
-    {
-        Ok(()) if cfg.netlink_replies => {
-            tracing::info!("kernel command replies enabled (SUPP_KERN_CMD_REPLY)")
-        }
-        Ok(()) => tracing::info!("kernel command replies disabled (SUPP_KERN_CMD_REPLY=0)"),
-        Err(e) if cfg.netlink_replies => return Err(SupervisorError::SetFeatures(e.to_string())),
-        Err(e) => tracing::warn!(error = %e, "cannot clear SUPP_KERN_CMD_REPLY"),
+    // earlier daemon, or every new device would wait forever for an answer; but not
+    // beside another daemon, which may have turned replies on for its devices.
+    let features = if coexist::send_set_features(&cfg, exclusive) {
+        Some(
+            source
+                .replier
+                .send(emit_set_features(cfg.netlink_replies))
+                .await,
+        )
+    } else {
+        None
+    };
+    match features {
+        None => tracing::info!(
+            "module_params shared: the kernel's reply flag (SET_FEATURES) left as it is"
+        ),
+        Some(features) => match features {
+            Ok(()) if cfg.netlink_replies => {
+                tracing::info!("kernel command replies enabled (SUPP_KERN_CMD_REPLY)")
+            }
+            Ok(()) => tracing::info!("kernel command replies disabled (SUPP_KERN_CMD_REPLY=0)"),
+            Err(e) if cfg.netlink_replies => {
+                return Err(SupervisorError::SetFeatures(e.to_string()))
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot clear SUPP_KERN_CMD_REPLY"),
+        },
     }
     let factory = Box::new(RealFactory::new(&cfg));
-    let (sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
+    let (mut sup, mut sig) = Supervisor::new(cfg.clone(), factory, source);
+    // WatchdogSec= in the unit: ping at half the interval, from the supervisor's loop.
+    sup.set_watchdog(sd_notify::watchdog_enabled().map(|d| d / 2));
     let addr = sup.start();
     let _control = start_control(&cfg, &addr, log.as_ref())?;
     let _metrics = match cfg.metrics {

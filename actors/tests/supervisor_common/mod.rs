@@ -8,7 +8,9 @@ use std::fs;
 use std::path::Path;
 use std::rc::Rc;
 use tcmud::config::DaemonConfig;
-use tcmud::supervisor::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
+use tcmud::supervisor::{
+    DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
+};
 use tcmud_core::netlink::{emit_event, AttrIter, NlCmd, NlEvent, Reconfig};
 
 /// What the fake factory saw.
@@ -16,6 +18,7 @@ use tcmud_core::netlink::{emit_event, AttrIter, NlCmd, NlEvent, Reconfig};
 pub enum Op {
     Spawn(DeviceRequest),
     SpawnFailed(u32),
+    OpenFailed(u32),
     Stop(u32),
     Resize(u32, u64),
     WriteCache(u32, bool),
@@ -34,6 +37,14 @@ pub struct FakeFactory {
     pub failed_flag: Rc<RefCell<bool>>,
     /// Stops of these minors wait until the sender is used or dropped (a hung drain).
     pub stop_gates: StopGates,
+    /// Resizes of these minors wait likewise (a backstore still growing).
+    pub resize_gates: StopGates,
+    /// dev_configs whose backstore cannot be opened (`open`), with this errno.
+    pub fail_open: Vec<(String, i32)>,
+    /// Devices (by minor) whose actor is gone; a new spawn of the minor clears it.
+    pub abandoned: Abandoned,
+    /// The next stop of these minors reports this many commands abandoned.
+    pub abandon_on_stop: AbandonOnStop,
 }
 
 pub type StopGates =
@@ -44,7 +55,16 @@ struct FakeDev {
     log: Log,
     failed: Rc<RefCell<bool>>,
     gates: StopGates,
+    resize_gates: StopGates,
+    abandoned: Abandoned,
+    abandon_on_stop: AbandonOnStop,
 }
+
+/// Commands a fake device's stop reports abandoned, by minor.
+pub type AbandonOnStop = Rc<RefCell<std::collections::HashMap<u32, usize>>>;
+
+/// Minors whose fake device actor is gone without a stop (abandoned).
+pub type Abandoned = Rc<RefCell<std::collections::HashSet<u32>>>;
 
 impl DeviceCtl for FakeDev {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
@@ -57,14 +77,43 @@ impl DeviceCtl for FakeDev {
             self.log.borrow_mut().push(Op::Stop(self.minor));
         })
     }
-    fn resize(&self, n: u64) {
-        self.log.borrow_mut().push(Op::Resize(self.minor, n));
+    fn resize(&self, n: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>> {
+        let gate = self.resize_gates.borrow_mut().remove(&self.minor);
+        let (log, minor) = (Rc::clone(&self.log), self.minor);
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                let _ = gate.await;
+            }
+            log.borrow_mut().push(Op::Resize(minor, n));
+            if n < 4096 {
+                return Err(ReconfigError {
+                    errno: libc::EINVAL,
+                    message: "shrink refused".into(),
+                });
+            }
+            Ok(())
+        })
     }
     fn set_write_cache(&self, on: bool) {
         self.log.borrow_mut().push(Op::WriteCache(self.minor, on));
     }
     fn is_failed(&self) -> bool {
         *self.failed.borrow()
+    }
+    fn is_finished(&self) -> bool {
+        self.abandoned.borrow().contains(&self.minor)
+    }
+    fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        let abandoned = self
+            .abandon_on_stop
+            .borrow_mut()
+            .remove(&self.minor)
+            .unwrap_or(0);
+        let stop = self.stop();
+        Box::pin(async move {
+            stop.await;
+            Stopped { abandoned }
+        })
     }
 }
 
@@ -82,13 +131,30 @@ impl DeviceFactory for FakeFactory {
             return Err(SpawnError::new(*errno, "injected"));
         }
         let minor = req.minor;
+        self.abandoned.borrow_mut().remove(&minor);
         self.log.borrow_mut().push(Op::Spawn(req));
         Ok(Box::new(FakeDev {
             minor,
             log: Rc::clone(&self.log),
             failed: Rc::clone(&self.failed_flag),
             gates: Rc::clone(&self.stop_gates),
+            resize_gates: Rc::clone(&self.resize_gates),
+            abandoned: Rc::clone(&self.abandoned),
+            abandon_on_stop: Rc::clone(&self.abandon_on_stop),
         }))
+    }
+    fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
+        match self
+            .fail_open
+            .iter()
+            .find(|(c, _)| *c == req.uio.dev_config)
+        {
+            Some((_, errno)) => {
+                self.log.borrow_mut().push(Op::OpenFailed(req.minor));
+                Err(SpawnError::new(*errno, "injected open failure"))
+            }
+            None => Ok(Opened::nothing()),
+        }
     }
     fn reload(&mut self, cfg: &DaemonConfig) {
         self.log.borrow_mut().push(Op::Reload(cfg.pools.len()));
@@ -107,6 +173,10 @@ pub fn factory() -> (Box<FakeFactory>, Log) {
         panic_on: vec![],
         failed_flag: Rc::default(),
         stop_gates: Rc::default(),
+        resize_gates: Rc::default(),
+        fail_open: vec![],
+        abandoned: Rc::default(),
+        abandon_on_stop: Rc::default(),
     };
     (Box::new(f), log)
 }

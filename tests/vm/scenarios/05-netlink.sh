@@ -105,6 +105,17 @@ wait $w1 || fail "dd to the tcmud LUN"
 [ "$(dd if="$SDR" bs=1M count=16 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/p2)" ] || fail "tcmu-runner LUN readback"
 [ "$(dd if=/tmp/runner.img bs=1M count=16 2>/dev/null | sha)" = "$(sha /tmp/p2)" ] || fail "tcmu-runner image content"
 verified "both LUNs pass a concurrent 16 MiB dd write + readback"
+# tcmud restarted while tcmu-runner serves a device (module_params = "auto"): the module-wide
+# block_netlink/reset_netlink and the reply flag are left alone, both LUNs keep working
+lines=$(wc -l < "$TCMUD_LOG")
+tcmud_restart mine
+tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -q "other TCMU daemons' devices exist" ||
+    { diag; fail "tcmud restarted beside tcmu-runner's device did not leave the module parameters alone"; }
+tail -n +$((lines + 1)) "$TCMUD_LOG" | grep -qiE 'netlink blocked|reply support|replies disabled' &&
+    { diag; fail "tcmud changed module-wide netlink settings beside tcmu-runner"; }
+dd if=/tmp/p2 of="$SDR" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "tcmu-runner LUN after the tcmud restart"
+dd if=/tmp/p1 of="$SDT" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "tcmud LUN after its restart"
+verified "tcmud restarted beside tcmu-runner's device: $(log_grep "other TCMU daemons" | tail -n1 | cut -c1-90)...; no netlink block/reset, reply flag untouched; both LUNs write"
 lun_remove user_1 theirs 1 || fail "remove tcmu-runner LUN"
 lun_remove user_1 mine 0 || fail "remove tcmud LUN"
 tcmud_alive || { diag; fail "tcmud died"; }

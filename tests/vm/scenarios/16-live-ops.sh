@@ -1,5 +1,5 @@
 #!/bin/sh
-# 15-live-ops.sh -- operating a running daemon through its control socket, with LUNs serving:
+# 16-live-ops.sh -- operating a running daemon through its control socket, with LUNs serving:
 #   - `tcmud status` lists the served devices and the open pool;
 #   - 20 live snapshots + clones of a volume under a stamping writer (every 4 KiB block holds
 #     "STAMP <gen> <block>", each write acknowledged when dd's O_DIRECT write returned), while
