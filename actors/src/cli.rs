@@ -34,6 +34,12 @@ pub enum Command {
         #[command(flatten)]
         via: Via,
     },
+    /// Write the manual pages (tcmud.8, one per subcommand, tcmud.toml.5) into DIR.
+    #[command(hide = true)]
+    ManPages {
+        /// Output directory (created if missing).
+        dir: PathBuf,
+    },
     /// Change the running daemon's log filter (e.g. `tcmud=debug,info`).
     LogLevel {
         /// The filter (`tracing` EnvFilter syntax).

@@ -13,6 +13,7 @@ pub mod config;
 pub mod control;
 pub mod device;
 pub mod logging;
+pub mod manpages;
 pub mod offline;
 pub mod signals;
 pub mod supervisor;

@@ -19,6 +19,13 @@ fn main() -> ExitCode {
         Some(Command::Volume(a)) => return commands::volume(a),
         Some(Command::Status { json, via }) => return commands::status(json, &via),
         Some(Command::LogLevel { filter, via }) => return commands::log_level(filter, &via),
+        Some(Command::ManPages { dir }) => tcmud::manpages::write_all(&dir)
+            .map(|files| {
+                for f in files {
+                    tracing::debug!(file = %f.display(), "manual page written");
+                }
+            })
+            .with_context(|| format!("writing manual pages into {}", dir.display())),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -52,3 +52,42 @@ fn a_missing_config_file_is_named_once() {
         "cause printed once: {err}"
     );
 }
+
+#[test]
+fn install_script_places_binary_unit_config_and_manual_pages() {
+    let root = tempfile::tempdir().unwrap();
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/install.sh");
+    let run = || {
+        std::process::Command::new(&script)
+            .args(["--bin", env!("CARGO_BIN_EXE_tcmud"), "--destdir"])
+            .arg(root.path())
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r = root.path();
+    for f in [
+        "usr/bin/tcmud",
+        "lib/systemd/system/tcmud.service",
+        "etc/tcmud/tcmud.toml",
+        "usr/share/man/man8/tcmud.8",
+        "usr/share/man/man8/tcmud-volume-snapshot.8",
+        "usr/share/man/man5/tcmud.toml.5",
+        "usr/share/doc/tcmud/control.md",
+    ] {
+        assert!(r.join(f).is_file(), "{f} not installed");
+    }
+    // An existing configuration is kept; the default goes beside it.
+    std::fs::write(r.join("etc/tcmud/tcmud.toml"), "# mine\n").unwrap();
+    assert!(run().status.success());
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/tcmud/tcmud.toml")).unwrap(),
+        "# mine\n"
+    );
+    assert!(r.join("etc/tcmud/tcmud.toml.default").is_file());
+}
