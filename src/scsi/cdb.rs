@@ -107,8 +107,29 @@ impl Block16<'_> {
     pub fn transfer_length(&self) -> u32 {
         be32([self.0[10], self.0[11], self.0[12], self.0[13]])
     }
-    /// Byte 13 (COMPARE AND WRITE: NUMBER OF LOGICAL BLOCKS).
-    pub fn byte13(&self) -> u8 {
+}
+
+view!(
+    /// COMPARE AND WRITE (SBC-4 5.3): an 8-bit NUMBER OF LOGICAL BLOCKS in
+    /// byte 13, unlike the other 16-byte block CDBs.
+    CompareAndWrite, 16
+);
+impl CompareAndWrite<'_> {
+    /// WRPROTECT (byte 1, bits 7-5).
+    pub fn wrprotect(&self) -> u8 {
+        self.0[1] >> 5
+    }
+    /// FUA (byte 1, bit 3).
+    pub fn fua(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        let b = self.0;
+        be64([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]])
+    }
+    /// NUMBER OF LOGICAL BLOCKS (byte 13).
+    pub fn number_of_logical_blocks(&self) -> u8 {
         self.0[13]
     }
 }

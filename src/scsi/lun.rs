@@ -145,13 +145,6 @@ const _: () = {
     assert_send_sync::<Lun>();
 };
 
-/// Commands that a pending unit attention does not block (SAM-5 5.14).
-const UA_EXEMPT: [u8; 3] = [
-    0x12, /* INQUIRY */
-    0xA0, /* REPORT LUNS */
-    0x03, /* REQUEST SENSE */
-];
-
 impl Lun {
     /// A LUN whose first command (other than INQUIRY, REPORT LUNS, REQUEST
     /// SENSE) reports POWER ON, RESET (29/00).
@@ -298,9 +291,7 @@ impl Lun {
         cdb: &[u8],
         data_in: &mut dyn BlockSink,
     ) -> Option<ScsiResponse> {
-        let cmd = table::lookup(cdb)
-            .ok()
-            .filter(|c| super::sbc::rw::is_read(c.opcode))?;
+        let cmd = table::lookup(cdb).ok().filter(|c| c.facts.may_run_inline)?;
         self.poll_backend_events();
         if self.ua_pending.load(Ordering::Acquire) {
             return None;
@@ -341,8 +332,8 @@ impl Lun {
     /// must report instead of running, if any.
     fn pending_attention(&self, cdb: &[u8]) -> Option<ScsiResponse> {
         self.poll_backend_events();
-        let opcode = cdb.first().copied();
-        if opcode.is_some_and(|op| UA_EXEMPT.contains(&op)) {
+        // An unknown opcode reports the unit attention like any command.
+        if table::facts(cdb).is_some_and(|f| f.ua_exempt) {
             return None;
         }
         self.take_unit_attention()
