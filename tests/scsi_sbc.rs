@@ -354,3 +354,95 @@ fn read_capacity_10_and_16() {
     let d = expect_data(&t.lun, &[0x25, 0, 0, 0, 0, 0, 0, 0, 0, 0], &[], 8);
     assert_eq!(&d[..4], &[0xFF; 4]);
 }
+
+/// A write-protected LUN (a snapshot, or `;ro` in the dev_config): MODE
+/// SENSE sets WP, every write-class command fails with DATA PROTECT, WRITE
+/// PROTECTED (07/27/00) and leaves the blocks as they were; reads and
+/// SYNCHRONIZE CACHE are GOOD.
+#[test]
+fn write_protected_lun_refuses_every_write_class_command() {
+    let t = dev();
+    let ro = dev_with(
+        BackendCaps {
+            read_only: true,
+            ..caps()
+        },
+        LunConfig::default(),
+    );
+    let lun = &ro.lun;
+    let before = read16(lun, 0, 16);
+    let one = pattern(1, 0x5A);
+    let mut caw = rw16(0x89, 0, 8, 0); // COMPARE AND WRITE
+    caw[13] = 1; // NUMBER OF LOGICAL BLOCKS
+    let unmap = [0x42, 0, 0, 0, 0, 0, 0, 0, 24, 0]; // UNMAP, PARAMETER LIST LENGTH 24
+    let mut unmap_list = vec![0, 22, 0, 16, 0, 0, 0, 0]; // header: data length, descriptor length
+    unmap_list.extend_from_slice(&8u64.to_be_bytes()); // LBA
+    unmap_list.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0]); // 4 blocks
+    let cases: Vec<(&str, Vec<u8>, Vec<u8>)> = vec![
+        ("WRITE(6)", vec![0x0A, 0, 0, 8, 1, 0], one.clone()),
+        ("WRITE(10)", rw10(0x2A, 0, 8, 1).to_vec(), one.clone()),
+        ("WRITE(12)", rw12(0xAA, 8, 1).to_vec(), one.clone()),
+        ("WRITE(16)", rw16(0x8A, 0, 8, 1).to_vec(), one.clone()),
+        (
+            "WRITE AND VERIFY(10)",
+            rw10(0x2E, 0, 8, 1).to_vec(),
+            one.clone(),
+        ),
+        (
+            "WRITE AND VERIFY(12)",
+            {
+                let mut c = rw12(0xAE, 8, 1);
+                c[1] = 0;
+                c.to_vec()
+            },
+            one.clone(),
+        ),
+        (
+            "WRITE AND VERIFY(16)",
+            rw16(0x8E, 0, 8, 1).to_vec(),
+            one.clone(),
+        ),
+        ("WRITE SAME(10)", rw10(0x41, 0, 8, 4).to_vec(), one.clone()),
+        ("WRITE SAME(16)", rw16(0x93, 0, 8, 4).to_vec(), one.clone()),
+        (
+            "WRITE SAME(16) UNMAP",
+            rw16(0x93, 0x08, 8, 4).to_vec(),
+            one.clone(),
+        ),
+        (
+            "WRITE SAME(16) NDOB",
+            rw16(0x93, 0x01, 8, 4).to_vec(),
+            vec![],
+        ),
+        ("UNMAP", unmap.to_vec(), unmap_list),
+        (
+            "COMPARE AND WRITE",
+            caw.to_vec(),
+            [&before[8 * 512..9 * 512], &one[..]].concat(),
+        ),
+    ];
+    for (name, cdb, out) in &cases {
+        let (r, _) = run(lun, cdb, out, 0);
+        let s = r
+            .sense
+            .unwrap_or_else(|| panic!("{name}: GOOD on a write-protected LUN"));
+        let f = s.to_fixed();
+        assert_eq!(
+            (f[2] & 0x0F, f[12], f[13]),
+            (SenseKey::DataProtect as u8, 0x27, 0x00),
+            "{name}"
+        );
+    }
+    assert_eq!(read16(lun, 0, 16), before, "nothing changed");
+    expect_good(lun, &rw10(0x35, 0, 0, 0), &[]); // SYNCHRONIZE CACHE(10)
+    expect_good(lun, &rw16(0x91, 0, 0, 0), &[]); // SYNCHRONIZE CACHE(16)
+                                                 // MODE SENSE(6): DEVICE-SPECIFIC PARAMETER (byte 2) bit 7 = WP.
+    let m6 = expect_data(lun, &[0x1A, 0x08, 0x3F, 0, 0xFF, 0], &[], 255);
+    assert_eq!(m6[2] & 0x80, 0x80, "MODE SENSE(6) WP");
+    // MODE SENSE(10): DEVICE-SPECIFIC PARAMETER is byte 3.
+    let m10 = expect_data(lun, &[0x5A, 0x08, 0x3F, 0, 0, 0, 0, 0x10, 0, 0], &[], 4096);
+    assert_eq!(m10[3] & 0x80, 0x80, "MODE SENSE(10) WP");
+    // A writable LUN: WP clear.
+    let w6 = expect_data(&t.lun, &[0x1A, 0x08, 0x3F, 0, 0xFF, 0], &[], 255);
+    assert_eq!(w6[2] & 0x80, 0, "writable: no WP");
+}

@@ -42,6 +42,7 @@ impl Volume {
         id: u64,
         name: &str,
         rec: &super::format::VolumeRecord,
+        read_only: bool,
     ) -> Volume {
         let gate = pool.gate(id);
         let low_water_epoch = Arc::clone(&pool.state().low_water_epoch);
@@ -50,7 +51,7 @@ impl Volume {
             pool,
             id,
             name: name.to_string(),
-            read_only: rec.kind == super::VolumeKind::Snapshot,
+            read_only: read_only || rec.kind == super::VolumeKind::Snapshot,
             block_size: rec.block_size,
             size: AtomicU64::new(rec.size_bytes),
             gate,

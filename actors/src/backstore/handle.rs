@@ -13,7 +13,7 @@ use tcmud_core::scsi::LunIdentity;
 use super::file_open::open_image;
 use super::identity::file_identity;
 use super::io_pool::IoPool;
-use super::{BackstoreError, DevConfig, NotCreated, PoolRegistry};
+use super::{BackstoreError, DevConfig, DevOptions, NotCreated, PoolRegistry};
 
 /// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -197,6 +197,26 @@ pub fn open_backstore(
     reg: &PoolRegistry,
     policy: &OpenPolicy<'_>,
 ) -> Result<BackstoreHandle, BackstoreError> {
+    open_backstore_with(
+        cfg,
+        &DevOptions::default(),
+        size_bytes,
+        block_size,
+        reg,
+        policy,
+    )
+}
+
+/// [`open_backstore`] with the `dev_config`'s options: `ro` opens the
+/// volume or image read-only (a write-protected LUN).
+pub fn open_backstore_with(
+    cfg: &DevConfig,
+    opts: &DevOptions,
+    size_bytes: u64,
+    block_size: u32,
+    reg: &PoolRegistry,
+    policy: &OpenPolicy<'_>,
+) -> Result<BackstoreHandle, BackstoreError> {
     if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
         return Err(BackstoreError::BlockSize {
             what: "the device's hw_block_size".to_owned(),
@@ -205,10 +225,16 @@ pub fn open_backstore(
         });
     }
     match cfg {
-        DevConfig::Thin { pool, volume } => {
-            open_thin(pool, volume, size_bytes, block_size, reg, policy.may_create)
-        }
-        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy),
+        DevConfig::Thin { pool, volume } => open_thin(
+            pool,
+            volume,
+            size_bytes,
+            block_size,
+            reg,
+            policy.may_create,
+            opts.read_only,
+        ),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy, opts.read_only),
     }
 }
 
@@ -219,6 +245,7 @@ fn open_thin(
     block_size: u32,
     reg: &PoolRegistry,
     may_create: bool,
+    read_only: bool,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let pool = reg.pool(pool_name, may_create)?;
     let spec = reg.spec(pool_name)?;
@@ -247,9 +274,11 @@ fn open_thin(
         pool.create_volume(volume, size_bytes, block_size)
             .map_err(pool_err(format!("create volume {volume}")))?;
     }
-    let vol = pool
-        .open_volume(volume)
-        .map_err(pool_err(format!("open volume {volume}")))?;
+    let vol = match read_only {
+        true => pool.open_volume_read_only(volume),
+        false => pool.open_volume(volume),
+    }
+    .map_err(pool_err(format!("open volume {volume}")))?;
     let identity = pool
         .volume_identity(volume)
         .map_err(pool_err(format!("identity of volume {volume}")))?;
@@ -286,6 +315,7 @@ fn open_file(
     size_bytes: u64,
     block_size: u32,
     policy: &OpenPolicy<'_>,
+    read_only: bool,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let image = open_image(path, policy.file_roots, policy.may_create)?;
     let io = |what: String| move |source| BackstoreError::Io { what, source };
@@ -307,7 +337,7 @@ fn open_file(
         }
     }
     let identity = file_identity(&image.file, path, image.block_device)?;
-    let backend = FileBackend::from_file(image.file, block_size, false)
+    let backend = FileBackend::from_file(image.file, block_size, read_only)
         .map_err(io(format!("open {}", path.display())))?;
     let have = size_of(&backend);
     if image.block_device && have != size_bytes {

@@ -3,7 +3,7 @@
 
 use super::devices::{DeviceCtl, DeviceFactory, DeviceRequest, Ownership, SpawnError};
 use crate::backstore::{
-    open_backstore, BackstoreError, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
+    open_backstore_with, BackstoreError, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
 };
 use crate::config::{self, DaemonConfig};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
@@ -97,7 +97,7 @@ impl DeviceFactory for RealFactory {
     }
 
     fn spawn(&mut self, req: DeviceRequest) -> Result<Box<dyn DeviceCtl>, SpawnError> {
-        let cfg = match DevConfig::parse(&req.uio.dev_config) {
+        let (cfg, dev_opts) = match DevConfig::parse_with_options(&req.uio.dev_config) {
             Ok(Some(c)) => c,
             Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
             Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
@@ -126,8 +126,15 @@ impl DeviceFactory for RealFactory {
             may_create: !req.adopted,
             file_roots: &self.file_roots,
         };
-        let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg, &policy)
-            .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        let backstore = open_backstore_with(
+            &cfg,
+            &dev_opts,
+            req.size_bytes,
+            req.block_size,
+            reg,
+            &policy,
+        )
+        .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
         let spec = DeviceSpec {
             minor: req.minor,
             uio_name: req.uio_name,

@@ -7,6 +7,9 @@
 #   LUN keeps working; a snapshot served as thin/<pool>/<snapshot> reads back the old data.
 #   Identity: VPD 83h (NAA 6, company id 001405) and 80h are the same after a daemon
 #   restart, and differ between two LUNs, a file// LUN and between a volume and its snapshot.
+#   Write protection: the snapshot LUN and a `thin/p1/rovol;ro` LUN report WP (the kernel's
+#   /sys/block/sdX/ro is 1); WRITE(10), WRITE SAME(16) and UNMAP sent with sg_raw on the sg
+#   node fail with DATA PROTECT / WRITE PROTECTED (27/00); SYNCHRONIZE CACHE is GOOD.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -111,6 +114,31 @@ case "$id2" in 0083????010300106001405*) ;; *) fail "VPD 83 of the snapshot LUN:
 verified "snapshot LUN has its own VPD 83 ($(echo "$id2" | cut -c17-48)); the origin's is unchanged"
 if dd if=/tmp/patB of="$SD2" bs=1M count=1 oflag=direct 2>/dev/null; then fail "write to the read-only snapshot succeeded"; fi
 verified "write to the snapshot LUN is refused"
+
+# ---------------------------------------------------------------- write-protected LUNs
+modprobe sg 2>/dev/null
+# wp_check SD LUN NAME -- the kernel sees WP, writes fail with 27/00 at the target
+wp_check() {
+    [ "$(cat "/sys/block/${1#/dev/}/ro")" = 1 ] || fail "$3: /sys/block/${1#/dev/}/ro is not 1 (WP not seen)"
+    _sg=$(loop_sg "$2") || fail "$3: no sg node for LUN $2"
+    head -c 512 /dev/zero > /tmp/blk
+    printf '\000\026\000\020\000\000\000\000\000\000\000\000\000\000\000\020\000\000\000\010\000\000\000\000' > /tmp/unmap.lst
+    for _c in "WRITE(10):-s 512 -i /tmp/blk:2a 00 00 00 00 10 00 00 01 00" \
+              "WRITE SAME(16) UNMAP:-s 512 -i /tmp/blk:93 08 00 00 00 00 00 00 00 10 00 00 00 08 00 00" \
+              "UNMAP:-s 24 -i /tmp/unmap.lst:42 00 00 00 00 00 00 00 18 00"; do
+        _n=${_c%%:*}; _r=${_c#*:}; _o=${_r%%:*}; _cdb=${_r#*:}
+        # shellcheck disable=SC2086
+        sg_raw $_o "$_sg" $_cdb > /tmp/wp.log 2>&1 && fail "$3: $_n was GOOD"
+        grep -qiE 'write protected' /tmp/wp.log || { cat /tmp/wp.log; fail "$3: $_n did not fail with WRITE PROTECTED"; }
+        _why=$(grep -iE 'write protected' /tmp/wp.log | head -n1 | sed 's/^ *//')
+    done
+    sg_raw "$_sg" 35 00 00 00 00 00 00 00 00 00 > /tmp/wp.log 2>&1 || { cat /tmp/wp.log; fail "$3: SYNCHRONIZE CACHE failed"; }
+    verified "$3: /sys/block ro=1 (WP); WRITE(10), WRITE SAME(16) UNMAP, UNMAP -> $_why; SYNCHRONIZE CACHE GOOD"
+}
+wp_check "$SD2" 2 "snapshot LUN thin/p1/snap1"
+SDR=$(lun_create user_1 rovol $((16 * MB)) "thin/p1/rovol;ro" 5) || { diag; fail "LUN on thin/p1/rovol;ro"; }
+wp_check "$SDR" 5 "thin/p1/rovol;ro"
+[ "$(cat "/sys/block/${SD0#/dev/}/ro")" = 0 ] || fail "the writable LUN vol1 reports WP"
 
 # ---------------------------------------------------------------- out of space
 dmesg_mark
