@@ -345,6 +345,29 @@ fn read_capacity_10_and_16() {
     assert_eq!(d[13], 3, "8 logical blocks per 4096-byte physical block");
     let d = expect_data(&t4k.lun, &[0x12, 1, 0xB0, 0, 64, 0], &[], 64); // INQUIRY VPD B0h
     assert_eq!(&d[6..8], &[0, 8], "OPTIMAL TRANSFER LENGTH GRANULARITY");
+    // OPTIMAL UNMAP GRANULARITY is whole physical blocks: the backend's
+    // granularity rounded up to a multiple of 8 (4 KiB), kept when it
+    // already is one; UNMAP GRANULARITY ALIGNMENT stays 0 (LBA 0 aligned).
+    for (backend, want) in [(1u32, 8u32), (8, 8), (12, 24), (128, 128)] {
+        let c = BackendCaps {
+            unmap_granularity: backend,
+            ..caps()
+        };
+        let t = dev_with(
+            c,
+            LunConfig {
+                physical_block_size: 4096,
+                ..LunConfig::default()
+            },
+        );
+        let d = expect_data(&t.lun, &[0x12, 1, 0xB0, 0, 64, 0], &[], 64);
+        assert_eq!(
+            &d[28..32],
+            &want.to_be_bytes(),
+            "backend granularity {backend}"
+        );
+        assert_eq!(d[32], 0x80, "UGAVALID, alignment 0");
+    }
     // A device beyond 2^32 blocks reports FFFFFFFFh in READ CAPACITY(10).
     let big = BackendCaps {
         num_blocks: 1 << 33,

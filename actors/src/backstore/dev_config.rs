@@ -39,6 +39,11 @@ pub struct DevOptions {
     /// command fails with DATA PROTECT, WRITE PROTECTED). Snapshots are
     /// always served so.
     pub read_only: bool,
+    /// `lbppbe=N` (0-15): 2^N logical blocks per physical block (READ
+    /// CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT; VPD B0
+    /// granularities are multiples of the physical block), e.g. `lbppbe=3`
+    /// for 512-byte logical blocks on 4 KiB physical ones.
+    pub lbppbe: u8,
 }
 
 impl DevOptions {
@@ -48,7 +53,16 @@ impl DevOptions {
             match opt {
                 "ro" => o.read_only = true,
                 "" => return Err("empty option after ';'"),
-                _ => return Err("unknown option (known: ro)"),
+                _ => match opt.split_once('=') {
+                    Some(("lbppbe", n)) => {
+                        o.lbppbe = n
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|&n| n <= 15)
+                            .ok_or("lbppbe must be 0-15")?;
+                    }
+                    _ => return Err("unknown option (known: ro, lbppbe=N)"),
+                },
             }
         }
         Ok(o)
@@ -60,6 +74,9 @@ impl DevOptions {
         let mut s = String::new();
         if self.read_only {
             s.push_str(";ro");
+        }
+        if self.lbppbe != 0 {
+            s.push_str(&format!(";lbppbe={}", self.lbppbe));
         }
         s
     }
@@ -224,7 +241,10 @@ mod tests {
 
     #[test]
     fn options_follow_a_semicolon() {
-        let ro = DevOptions { read_only: true };
+        let ro = DevOptions {
+            read_only: true,
+            ..DevOptions::default()
+        };
         for (s, want) in [
             ("thin/p/v;ro", thin("p", "v")),
             (
@@ -245,6 +265,13 @@ mod tests {
             Some((thin("p", "v"), DevOptions::default()))
         );
         assert_eq!(ro.to_suffix(), ";ro");
+        let both = DevConfig::parse_with_options("thin/p/v;lbppbe=3;ro").unwrap();
+        let want = DevOptions {
+            read_only: true,
+            lbppbe: 3,
+        };
+        assert_eq!(both, Some((thin("p", "v"), want)));
+        assert_eq!(want.to_suffix(), ";ro;lbppbe=3");
         assert_eq!(DevOptions::default().to_suffix(), "");
         for bad in [
             "thin/p/v;",

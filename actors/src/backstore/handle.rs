@@ -64,6 +64,7 @@ struct Inner {
     kind: BackstoreKind,
     io: IoPool,
     identity: Option<LunIdentity>,
+    options: DevOptions,
 }
 
 impl fmt::Debug for BackstoreHandle {
@@ -93,6 +94,18 @@ impl BackstoreHandle {
         io_threads: usize,
         identity: Option<LunIdentity>,
     ) -> Result<BackstoreHandle, BackstoreError> {
+        Self::with_options(backend, kind, io_threads, identity, DevOptions::default())
+    }
+
+    /// [`BackstoreHandle::identified`] served with the `dev_config`'s
+    /// options.
+    pub fn with_options(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io_threads: usize,
+        identity: Option<LunIdentity>,
+        options: DevOptions,
+    ) -> Result<BackstoreHandle, BackstoreError> {
         let io = IoPool::new("tcmud", io_threads)?;
         Ok(BackstoreHandle {
             inner: Arc::new(Inner {
@@ -100,8 +113,28 @@ impl BackstoreHandle {
                 kind,
                 io,
                 identity,
+                options,
             }),
         })
+    }
+
+    /// The `dev_config`'s options it is served with.
+    pub fn options(&self) -> DevOptions {
+        self.inner.options
+    }
+
+    /// Physical block size in bytes when the `dev_config` asks for more
+    /// than one logical block per physical block (`lbppbe=N`).
+    pub fn physical_block_size(&self) -> Option<u32> {
+        match self.inner.options.lbppbe {
+            0 => None,
+            n => self
+                .inner
+                .backend
+                .caps()
+                .block_size
+                .checked_shl(u32::from(n)),
+        }
     }
 
     /// The identity stored with the volume or image, if it has one.
@@ -232,9 +265,9 @@ pub fn open_backstore_with(
             block_size,
             reg,
             policy.may_create,
-            opts.read_only,
+            opts,
         ),
-        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy, opts.read_only),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy, opts),
     }
 }
 
@@ -245,7 +278,7 @@ fn open_thin(
     block_size: u32,
     reg: &PoolRegistry,
     may_create: bool,
-    read_only: bool,
+    opts: &DevOptions,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let pool = reg.pool(pool_name, may_create)?;
     let spec = reg.spec(pool_name)?;
@@ -274,7 +307,7 @@ fn open_thin(
         pool.create_volume(volume, size_bytes, block_size)
             .map_err(pool_err(format!("create volume {volume}")))?;
     }
-    let vol = match read_only {
+    let vol = match opts.read_only {
         true => pool.open_volume_read_only(volume),
         false => pool.open_volume(volume),
     }
@@ -299,7 +332,7 @@ fn open_thin(
             "volume size differs from device size"
         );
     }
-    BackstoreHandle::identified(
+    BackstoreHandle::with_options(
         vol,
         BackstoreKind::Thin {
             pool,
@@ -307,6 +340,7 @@ fn open_thin(
         },
         DEFAULT_IO_THREADS,
         Some(LunIdentity(identity)),
+        *opts,
     )
 }
 
@@ -315,7 +349,7 @@ fn open_file(
     size_bytes: u64,
     block_size: u32,
     policy: &OpenPolicy<'_>,
-    read_only: bool,
+    opts: &DevOptions,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let image = open_image(path, policy.file_roots, policy.may_create)?;
     let io = |what: String| move |source| BackstoreError::Io { what, source };
@@ -337,7 +371,7 @@ fn open_file(
         }
     }
     let identity = file_identity(&image.file, path, image.block_device)?;
-    let backend = FileBackend::from_file(image.file, block_size, read_only)
+    let backend = FileBackend::from_file(image.file, block_size, opts.read_only)
         .map_err(io(format!("open {}", path.display())))?;
     let have = size_of(&backend);
     if image.block_device && have != size_bytes {
@@ -348,13 +382,14 @@ fn open_file(
             "block device served at its own size, not the configured dev_size"
         );
     }
-    BackstoreHandle::identified(
+    BackstoreHandle::with_options(
         Arc::new(backend),
         BackstoreKind::File {
             path: path.to_owned(),
         },
         DEFAULT_IO_THREADS,
         Some(identity),
+        *opts,
     )
 }
 

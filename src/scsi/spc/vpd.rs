@@ -66,7 +66,7 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
     if ctx.caps.thin {
         d[16..20].copy_from_slice(&l.max_unmap.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
         d[20..24].copy_from_slice(&ctx.caps.max_unmap_descriptors.to_be_bytes()); // ... DESCRIPTOR COUNT
-        d[24..28].copy_from_slice(&ctx.caps.unmap_granularity.max(1).to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+        d[24..28].copy_from_slice(&l.unmap_granularity.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
         d[28] = 0x80; // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
     }
     d[32..40].copy_from_slice(&l.max_write_same.to_be_bytes()); // MAXIMUM WRITE SAME LENGTH

@@ -10,6 +10,8 @@
 #   Write protection: the snapshot LUN and a `thin/p1/rovol;ro` LUN report WP (the kernel's
 #   /sys/block/sdX/ro is 1); WRITE(10), WRITE SAME(16) and UNMAP sent with sg_raw on the sg
 #   node fail with DATA PROTECT / WRITE PROTECTED (27/00); SYNCHRONIZE CACHE is GOOD.
+#   Physical blocks: a `thin/p1/pbvol;lbppbe=3` LUN has 512-byte logical and 4 KiB physical
+#   blocks in the kernel's queue limits (READ CAPACITY(16) exponent 3).
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -139,6 +141,15 @@ wp_check "$SD2" 2 "snapshot LUN thin/p1/snap1"
 SDR=$(lun_create user_1 rovol $((16 * MB)) "thin/p1/rovol;ro" 5) || { diag; fail "LUN on thin/p1/rovol;ro"; }
 wp_check "$SDR" 5 "thin/p1/rovol;ro"
 [ "$(cat "/sys/block/${SD0#/dev/}/ro")" = 0 ] || fail "the writable LUN vol1 reports WP"
+
+# ---------------------------------------------------------------- physical block size
+SDP=$(lun_create user_1 pbvol $((16 * MB)) "thin/p1/pbvol;lbppbe=3" 6) || { diag; fail "LUN on thin/p1/pbvol;lbppbe=3"; }
+q=/sys/block/${SDP#/dev/}/queue
+sg_readcap -l "$SDP" | grep -iE 'exponent|block length'
+[ "$(cat $q/logical_block_size)" = 512 ] && [ "$(cat $q/physical_block_size)" = 4096 ] ||
+    fail "pbvol: logical/physical block size $(cat $q/logical_block_size)/$(cat $q/physical_block_size), want 512/4096"
+[ "$(cat "/sys/block/${SD0#/dev/}/queue/physical_block_size")" = 512 ] || fail "vol1 (no lbppbe): physical block size is not 512"
+verified "thin/p1/pbvol;lbppbe=3: kernel sees 512-byte logical / 4096-byte physical blocks (discard_granularity $(cat $q/discard_granularity)); vol1 stays 512/512"
 
 # ---------------------------------------------------------------- out of space
 dmesg_mark
