@@ -469,3 +469,39 @@ fn write_protected_lun_refuses_every_write_class_command() {
     let w6 = expect_data(&t.lun, &[0x1A, 0x08, 0x3F, 0, 0xFF, 0], &[], 255);
     assert_eq!(w6[2] & 0x80, 0, "writable: no WP");
 }
+
+/// READ DEFECT DATA (10)/(12): empty lists in the requested format, the
+/// header truncated by the allocation length, format 111b refused.
+#[test]
+fn read_defect_data_returns_empty_lists_in_the_requested_format() {
+    let t = dev();
+    for req in [0x00u8, 0x18 | 0x03, 0x10 | 0x04, 0x08 | 0x05, 0x06] {
+        // READ DEFECT DATA(10): REQ_PLIST/REQ_GLIST/FORMAT, ALLOCATION LENGTH 32.
+        let d = expect_data(&t.lun, &[0x37, 0, req, 0, 0, 0, 0, 0, 32, 0], &[], 32);
+        assert_eq!(d, [0, req, 0, 0], "(10) request {req:02x}");
+        // READ DEFECT DATA(12): same in byte 1, ADDRESS DESCRIPTOR INDEX 5.
+        let cdb = [0xB7, req, 0, 0, 0, 5, 0, 0, 0, 32, 0, 0];
+        let d = expect_data(&t.lun, &cdb, &[], 32);
+        assert_eq!(d, [0, req, 0, 0, 0, 0, 0, 0], "(12) request {req:02x}");
+    }
+    let d = expect_data(&t.lun, &[0x37, 0, 0x18, 0, 0, 0, 0, 0, 2, 0], &[], 32);
+    assert_eq!(d, [0, 0x18], "allocation length");
+    let s = expect_sense(
+        &t.lun,
+        &[0x37, 0, 0x07, 0, 0, 0, 0, 0, 32, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    assert_eq!(s.to_fixed()[16..18], [0, 2]);
+    let s = expect_sense(
+        &t.lun,
+        &[0xB7, 0x27, 0, 0, 0, 0, 0, 0, 0, 32, 0, 0],
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    assert_eq!(s.to_fixed()[16..18], [0, 1]);
+}

@@ -210,3 +210,60 @@ impl MaintenanceIn<'_> {
         be16([self.0[4], self.0[5]])
     }
 }
+
+view!(
+    /// LOG SENSE (SPC-4 6.6).
+    LogSense, 10
+);
+impl LogSense<'_> {
+    /// SP (byte 1, bit 0): save parameters.
+    pub fn sp(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// PPC (byte 1, bit 1, obsolete): parameter pointer control.
+    pub fn ppc(&self) -> bool {
+        self.0[1] & 0x02 != 0
+    }
+    /// PAGE CODE (byte 2, bits 5-0).
+    pub fn page_code(&self) -> u8 {
+        self.0[2] & 0x3F
+    }
+    /// SUBPAGE CODE.
+    pub fn subpage_code(&self) -> u8 {
+        self.0[3]
+    }
+    /// PARAMETER POINTER.
+    pub fn parameter_pointer(&self) -> u16 {
+        be16([self.0[5], self.0[6]])
+    }
+}
+
+view!(
+    /// READ DEFECT DATA(10) (SBC-4 5.17).
+    ReadDefectData10, 10
+);
+impl ReadDefectData10<'_> {
+    /// REQ_PLIST, REQ_GLIST and DEFECT LIST FORMAT (byte 2, bits 4-0).
+    pub fn request(&self) -> u8 {
+        self.0[2] & 0x1F
+    }
+    /// Reserved bits of byte 2 (7-5).
+    pub fn byte2_reserved(&self) -> u8 {
+        self.0[2] >> 5
+    }
+}
+
+view!(
+    /// READ DEFECT DATA(12) (SBC-4 5.18).
+    ReadDefectData12, 12
+);
+impl ReadDefectData12<'_> {
+    /// REQ_PLIST, REQ_GLIST and DEFECT LIST FORMAT (byte 1, bits 4-0).
+    pub fn request(&self) -> u8 {
+        self.0[1] & 0x1F
+    }
+    /// Reserved bits of byte 1 (7-5).
+    pub fn byte1_reserved(&self) -> u8 {
+        self.0[1] >> 5
+    }
+}

@@ -1,8 +1,10 @@
 //! SBC-3 block commands: READ/WRITE, VERIFY, capacity, cache, thin
-//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS) and COMPARE AND WRITE.
+//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS), COMPARE AND WRITE and
+//! READ DEFECT DATA.
 
 pub(crate) mod capacity;
 pub(crate) mod caw;
+pub(crate) mod defects;
 pub(crate) mod lba_status;
 pub(crate) mod rw;
 pub(crate) mod sync;

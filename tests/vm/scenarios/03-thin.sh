@@ -12,6 +12,8 @@
 #   node fail with DATA PROTECT / WRITE PROTECTED (27/00); SYNCHRONIZE CACHE is GOOD.
 #   Physical blocks: a `thin/p1/pbvol;lbppbe=3` LUN has 512-byte logical and 4 KiB physical
 #   blocks in the kernel's queue limits (READ CAPACITY(16) exponent 3).
+#   LOG SENSE: sg_logs lists pages 00h, 0Ch, 2Fh; page 0Ch's used LBA mapping resource count
+#   grows by the blocks written; READ DEFECT DATA (10)/(12) return empty lists.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -150,6 +152,28 @@ sg_readcap -l "$SDP" | grep -iE 'exponent|block length'
     fail "pbvol: logical/physical block size $(cat $q/logical_block_size)/$(cat $q/physical_block_size), want 512/4096"
 [ "$(cat "/sys/block/${SD0#/dev/}/queue/physical_block_size")" = 512 ] || fail "vol1 (no lbppbe): physical block size is not 512"
 verified "thin/p1/pbvol;lbppbe=3: kernel sees 512-byte logical / 4096-byte physical blocks (discard_granularity $(cat $q/discard_granularity)); vol1 stays 512/512"
+
+# ---------------------------------------------------------------- LOG SENSE, READ DEFECT DATA
+# used_count SD -> the used LBA mapping resource count (LOG SENSE page 0Ch parameter 0002h)
+used_count() {
+    sg_raw -r 64 -o /tmp/lp.bin "$1" 4d 00 4c 00 00 00 00 00 40 00 > /dev/null 2>&1 || return 1
+    od -An -tu1 -j 20 -N 4 /tmp/lp.bin | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }'
+}
+sg_logs "$SDP" > /tmp/logs.txt 2>&1 || { cat /tmp/logs.txt; fail "sg_logs (supported pages)"; }
+cat /tmp/logs.txt
+grep -qi 'provisioning' /tmp/logs.txt && grep -qi 'informational exceptions' /tmp/logs.txt ||
+    fail "sg_logs does not list pages 0Ch and 2Fh"
+u0=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
+dd if=/tmp/patC of="$SDP" bs=1M count=1 oflag=direct conv=fsync 2>/dev/null || fail "pbvol write"
+u1=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
+[ "$u1" -ge $((u0 + MB / 512)) ] || fail "used LBA mapping resource count $u0 -> $u1 after writing 1 MiB"
+sg_logs -p 0xc "$SDP" | grep -iE 'resource count' | head -n 2
+verified "LOG SENSE: pages 00h/0Ch/2Fh listed; 0Ch used LBA mapping resource count $u0 -> $u1 blocks after 1 MiB written"
+sg_raw -r 32 -o /tmp/rdd10.bin "$SDP" 37 00 18 00 00 00 00 00 20 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(10)"; }
+[ "$(od -An -tx1 /tmp/rdd10.bin | tr -d ' \n')" = 00180000 ] || { od -An -tx1 /tmp/rdd10.bin; fail "READ DEFECT DATA(10): not an empty list"; }
+sg_raw -r 32 -o /tmp/rdd12.bin "$SDP" b7 18 00 00 00 00 00 00 00 20 00 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(12)"; }
+[ "$(od -An -tx1 /tmp/rdd12.bin | tr -d ' \n')" = 0018000000000000 ] || { od -An -tx1 /tmp/rdd12.bin; fail "READ DEFECT DATA(12): not an empty list"; }
+verified "READ DEFECT DATA (10)/(12): PLISTV+GLISTV, empty lists"
 
 # ---------------------------------------------------------------- out of space
 dmesg_mark
