@@ -12,7 +12,7 @@
 #   node fail with DATA PROTECT / WRITE PROTECTED (27/00); SYNCHRONIZE CACHE is GOOD.
 #   Physical blocks: a `thin/p1/pbvol;lbppbe=3` LUN has 512-byte logical and 4 KiB physical
 #   blocks in the kernel's queue limits (READ CAPACITY(16) exponent 3).
-#   LOG SENSE: sg_logs lists pages 00h, 0Ch, 2Fh; page 0Ch's used LBA mapping resource count
+#   LOG SENSE: page 00h lists pages 00h, 0Ch, 2Fh; page 0Ch's used LBA mapping resource count
 #   grows by the blocks written; READ DEFECT DATA (10)/(12) return empty lists.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
@@ -159,16 +159,15 @@ used_count() {
     sg_raw -r 64 -o /tmp/lp.bin "$1" 4d 00 4c 00 00 00 00 00 40 00 > /dev/null 2>&1 || return 1
     od -An -tu1 -j 20 -N 4 /tmp/lp.bin | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }'
 }
-sg_logs "$SDP" > /tmp/logs.txt 2>&1 || { cat /tmp/logs.txt; fail "sg_logs (supported pages)"; }
-cat /tmp/logs.txt
-grep -qi 'provisioning' /tmp/logs.txt && grep -qi 'informational exceptions' /tmp/logs.txt ||
-    fail "sg_logs does not list pages 0Ch and 2Fh"
+# LOG SENSE page 00h (supported pages; the guest has no sg_logs)
+sg_raw -r 64 -o /tmp/lp0.bin "$SDP" 4d 00 40 00 00 00 00 00 40 00 > /tmp/lp.log 2>&1 || { cat /tmp/lp.log; fail "LOG SENSE page 00h"; }
+lp0=$(od -An -tx1 /tmp/lp0.bin | tr -d ' \n')
+[ "$lp0" = 80000003000c2f ] || fail "LOG SENSE page 00h: $lp0, want DS, pages 00 0c 2f"
 u0=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
-dd if=/tmp/patC of="$SDP" bs=1M count=1 oflag=direct conv=fsync 2>/dev/null || fail "pbvol write"
+dd if=/tmp/patA of="$SDP" bs=1M count=1 oflag=direct conv=fsync 2>/dev/null || fail "pbvol write"
 u1=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
 [ "$u1" -ge $((u0 + MB / 512)) ] || fail "used LBA mapping resource count $u0 -> $u1 after writing 1 MiB"
-sg_logs -p 0xc "$SDP" | grep -iE 'resource count' | head -n 2
-verified "LOG SENSE: pages 00h/0Ch/2Fh listed; 0Ch used LBA mapping resource count $u0 -> $u1 blocks after 1 MiB written"
+verified "LOG SENSE: page 00h lists 00h/0Ch/2Fh; 0Ch used LBA mapping resource count $u0 -> $u1 blocks after 1 MiB written"
 sg_raw -r 32 -o /tmp/rdd10.bin "$SDP" 37 00 18 00 00 00 00 00 20 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(10)"; }
 [ "$(od -An -tx1 /tmp/rdd10.bin | tr -d ' \n')" = 00180000 ] || { od -An -tx1 /tmp/rdd10.bin; fail "READ DEFECT DATA(10): not an empty list"; }
 sg_raw -r 32 -o /tmp/rdd12.bin "$SDP" b7 18 00 00 00 00 00 00 00 20 00 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(12)"; }
