@@ -522,4 +522,14 @@ fn log_sense_leaves_out_provisioning_on_a_thick_backend() {
         0x24,
         0,
     );
+    // No SANITIZE BLOCK ERASE (nothing to deallocate), WABEREQ 0; OVERWRITE
+    // and EXIT FAILURE MODE stay.
+    for (sa, support) in [(0x01u16, 3u8), (0x02, 1), (0x1F, 3)] {
+        let d = expect_data(&thick.lun, &rsoc(2, 0x48, sa, 64), &[], 64);
+        assert_eq!(d[1] & 7, support, "SANITIZE service action {sa:02x}");
+    }
+    let b1 = expect_data(&thick.lun, &inquiry(true, 0xB1, 64), &[], 64);
+    assert_eq!(b1[7] >> 6, 0, "WABEREQ");
+    let erase = [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]; // SANITIZE BLOCK ERASE
+    expect_sense(&thick.lun, &erase, &[], SenseKey::IllegalRequest, 0x24, 0);
 }

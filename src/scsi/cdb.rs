@@ -267,3 +267,26 @@ impl ReadDefectData12<'_> {
         self.0[1] >> 5
     }
 }
+
+view!(
+    /// SANITIZE (SBC-4 5.30).
+    Sanitize, 10
+);
+impl Sanitize<'_> {
+    /// ZNR (byte 1, bit 6): zoned no reset (not a zoned device: must be 0).
+    pub fn znr(&self) -> bool {
+        self.0[1] & 0x40 != 0
+    }
+    /// AUSE (byte 1, bit 5): allow unrestricted sanitize exit.
+    pub fn ause(&self) -> bool {
+        self.0[1] & 0x20 != 0
+    }
+    /// The first non-zero reserved byte (2-6), if any.
+    pub fn reserved_byte(&self) -> Option<u16> {
+        (2u16..=6).find(|&i| self.0[usize::from(i)] != 0)
+    }
+    /// PARAMETER LIST LENGTH.
+    pub fn parameter_list_length(&self) -> u16 {
+        be16([self.0[7], self.0[8]])
+    }
+}

@@ -202,6 +202,10 @@ fn always(_: &BackendCaps) -> bool {
 fn thin(c: &BackendCaps) -> bool {
     c.thin
 }
+/// Deallocated blocks read as zeros: SANITIZE BLOCK ERASE.
+fn thin_zeroing(c: &BackendCaps) -> bool {
+    c.thin && c.zeroes_after_unmap
+}
 
 use AllocLen as A;
 use DataDirection::{In, None as NoData, Out};
@@ -245,6 +249,12 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x41, None, "WRITE SAME(10)", Out, Some(o::write_same10), A::None, always, sbc::write_same::write_same10,
          [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x01), "SANITIZE (OVERWRITE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::overwrite,
+         [0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x02), "SANITIZE (BLOCK ERASE)", Out, Some(o::param_list10), A::None, thin_zeroing, sbc::sanitize::block_erase,
+         [0x48, 0xA2, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x1F), "SANITIZE (EXIT FAILURE MODE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::exit_failure_mode,
+         [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x4D, None, "LOG SENSE", In, None, A::U16(7), always, spc::log::log_sense,
          [0x4D, 0, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x55, None, "MODE SELECT(10)", Out, Some(o::param_list10), A::None, always, spc::mode_select::mode_select10,
@@ -270,6 +280,8 @@ pub(crate) static COMMANDS: &[Command] = &[
          [0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, 0x05], Facts::ONCE),
     row!(0x8A, None, "WRITE(16)", Out, Some(o::write16), A::None, always, sbc::rw::write16,
          [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
+    row!(0x8B, None, "ORWRITE(16)", Out, Some(o::write16), A::None, always, sbc::orwrite::orwrite16,
+         [0x8B, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x8E, None, "WRITE AND VERIFY(16)", Out, Some(o::write16), A::None, always, sbc::rw::write_verify16,
          [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x8F, None, "VERIFY(16)", Out, Some(o::verify16), A::None, always, sbc::verify::verify16,

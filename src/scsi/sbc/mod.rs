@@ -1,12 +1,14 @@
 //! SBC-3 block commands: READ/WRITE, VERIFY, capacity, cache, thin
-//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS), COMPARE AND WRITE and
-//! READ DEFECT DATA.
+//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS), COMPARE AND WRITE,
+//! ORWRITE, SANITIZE and READ DEFECT DATA.
 
 pub(crate) mod capacity;
 pub(crate) mod caw;
 pub(crate) mod defects;
 pub(crate) mod lba_status;
+pub(crate) mod orwrite;
 pub(crate) mod rw;
+pub(crate) mod sanitize;
 pub(crate) mod sync;
 pub(crate) mod unmap;
 pub(crate) mod verify;
