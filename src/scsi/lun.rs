@@ -118,6 +118,10 @@ pub struct Lun {
     cfg: LunConfig,
     backend: Arc<dyn BlockBackend>,
     wce: AtomicBool,
+    /// SWP (software write protect) of the control mode page, set by MODE
+    /// SELECT: the LUN is write-protected while it is on (not saved: a
+    /// restarted daemon starts with it off).
+    swp: AtomicBool,
     /// A WCE change made by MODE SELECT, not yet taken by the daemon to
     /// persist it: 0 none, 1 off, 2 on.
     wce_selected: AtomicU8,
@@ -215,6 +219,7 @@ impl Lun {
             cfg,
             backend,
             wce: AtomicBool::new(wce),
+            swp: AtomicBool::new(false),
             wce_selected: AtomicU8::new(0),
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
@@ -342,7 +347,7 @@ impl Lun {
         }
         let mut ctx = Ctx {
             lun: self,
-            caps: self.backend.caps(),
+            caps: self.caps(),
             cdb,
             data_out,
             data_in,
@@ -432,7 +437,7 @@ impl Lun {
     ) -> Result<usize, ScsiError> {
         let mut ctx = Ctx {
             lun: self,
-            caps: self.backend.caps(),
+            caps: self.caps(),
             cdb,
             data_out: plain,
             data_in: &mut [],
@@ -500,6 +505,26 @@ impl Lun {
     }
 
     /// WCE from MODE SELECT; disabling the cache first flushes it.
+    /// The backend's capabilities as commands see them: read-only also
+    /// while SWP is on.
+    pub(crate) fn caps(&self) -> BackendCaps {
+        let mut caps = self.backend.caps();
+        if self.swp.load(Ordering::Acquire) {
+            caps.read_only = true;
+        }
+        caps
+    }
+
+    /// SWP from MODE SELECT.
+    pub(crate) fn set_swp(&self, on: bool) {
+        self.swp.store(on, Ordering::Release);
+    }
+
+    /// Whether SWP is on.
+    pub(crate) fn software_write_protect(&self) -> bool {
+        self.swp.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_wce(&self, on: bool) -> Result<(), crate::backend::BackendError> {
         if !on && self.write_cache_enabled() {
             self.backend.flush()?;
