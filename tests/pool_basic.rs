@@ -272,3 +272,59 @@ fn low_water_crossing_reported_once_per_crossing_to_each_open_volume() {
     assert_eq!(b.poll_event(), Some(BackendEvent::LowWaterMark));
     assert_eq!(a.poll_event(), None);
 }
+
+/// LOG SENSE page 0Ch's counts: the pool's free chunks (shared by its
+/// volumes) and the chunks this volume maps; a snapshot maps the shared
+/// chunks too. A sparse image file reports its allocated bytes.
+#[test]
+fn resources_count_free_pool_chunks_and_the_volume_s_mapped_ones() {
+    use tcmud_core::backend::Resources;
+    let dir = tempfile::tempdir().unwrap();
+    let pool = Pool::create(dir.path(), &cfg(16)).unwrap();
+    pool.create_volume("a", 64 << 10, 512).unwrap();
+    pool.create_volume("b", 64 << 10, 512).unwrap();
+    let a = pool.open_volume("a").unwrap();
+    let b = pool.open_volume("b").unwrap();
+    let r = |v: &dyn BlockBackend| v.resources().unwrap();
+    assert_eq!(
+        r(a.as_ref()),
+        Resources {
+            available_bytes: 16 * 4096,
+            used_bytes: 0
+        }
+    );
+    a.write(0, &[1u8; 4096 * 3], false).unwrap(); // 3 chunks
+    b.write(16, &[2u8; 512], false).unwrap(); // 1 chunk
+    assert_eq!(
+        r(a.as_ref()),
+        Resources {
+            available_bytes: 12 * 4096,
+            used_bytes: 3 * 4096
+        }
+    );
+    assert_eq!(
+        r(b.as_ref()),
+        Resources {
+            available_bytes: 12 * 4096,
+            used_bytes: 4096
+        }
+    );
+    a.unmap(0, 8).unwrap(); // chunk 0 back
+    a.flush().unwrap();
+    assert_eq!(r(a.as_ref()).used_bytes, 2 * 4096);
+
+    let img = dir.path().join("img");
+    std::fs::File::create(&img)
+        .unwrap()
+        .set_len(1 << 20)
+        .unwrap();
+    let f = tcmud_core::backend::file::FileBackend::open(&img, 512, false).unwrap();
+    let before = r(&f).used_bytes;
+    f.write(64, &[3u8; 64 << 10], true).unwrap();
+    let after = r(&f);
+    assert!(
+        after.used_bytes >= before + (64 << 10),
+        "{before} -> {after:?}"
+    );
+    assert!(after.available_bytes > 0);
+}

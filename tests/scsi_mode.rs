@@ -155,3 +155,38 @@ fn mode_select_rejects_unchangeable_fields_and_short_lists() {
         0,
     );
 }
+
+/// SWP in the control mode page is changeable: while it is on, the LUN is
+/// write-protected (WP in MODE SENSE, DATA PROTECT / WRITE PROTECTED on
+/// writes and SANITIZE); turned off, writes work again.
+#[test]
+fn mode_select_swp_write_protects_the_lun() {
+    let t = dev();
+    // MODE SENSE(6) control page, changeable values: SWP (page byte 4 bit 3).
+    let ch = expect_data(&t.lun, &[0x1A, 0x08, 0x4A, 0, 255, 0], &[], 255);
+    assert_eq!(ch[4 + 4] & 0x08, 0x08, "SWP changeable");
+    let mut page = expect_data(&t.lun, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[], 255);
+    assert_eq!(page[2] & 0x80, 0, "no WP");
+    page[0] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
+    page[2] = 0;
+    page[4 + 4] |= 0x08; // SWP
+    let len = page.len() as u8;
+    expect_good(&t.lun, &[0x15, 0x10, 0, 0, len, 0], &page);
+    let now = expect_data(&t.lun, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[], 255);
+    assert_eq!((now[2] & 0x80, now[8] & 0x08), (0x80, 0x08), "WP and SWP");
+    expect_sense(
+        &t.lun,
+        &write16_cdb(0, 1, false),
+        &pattern(1, 7),
+        SenseKey::DataProtect,
+        0x27,
+        0,
+    );
+    let erase = [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]; // SANITIZE BLOCK ERASE
+    expect_sense(&t.lun, &erase, &[], SenseKey::DataProtect, 0x27, 0);
+    assert_eq!(read16(&t.lun, 0, 1), pattern(1, 0));
+    page[4 + 4] &= !0x08;
+    expect_good(&t.lun, &[0x15, 0x10, 0, 0, len, 0], &page);
+    write16(&t.lun, 0, &pattern(1, 7));
+    assert_eq!(read16(&t.lun, 0, 1), pattern(1, 7));
+}

@@ -426,3 +426,110 @@ fn small_commands() {
     let r = t.lun.execute(&TUR, &[], &mut []);
     assert_eq!((r.status, r.data_in_len), (status::GOOD, 0));
 }
+
+fn log_sense(page: u8, subpage: u8, ptr: u16, alloc: u16) -> [u8; 10] {
+    let [ph, pl] = ptr.to_be_bytes();
+    let [ah, al] = alloc.to_be_bytes();
+    // LOG SENSE, SP/PPC, PC=01b | PAGE CODE, SUBPAGE CODE, reserved,
+    // PARAMETER POINTER, ALLOCATION LENGTH, CONTROL.
+    [0x4D, 0, 0x40 | page, subpage, 0, ph, pl, ah, al, 0]
+}
+
+#[test]
+fn log_sense_supported_pages_provisioning_and_informational_exceptions() {
+    let t = dev();
+    // Page 00h: 00h, 0Ch (the backend counts resources), 2Fh.
+    let d = expect_data(&t.lun, &log_sense(0x00, 0, 0, 512), &[], 512);
+    assert_eq!(
+        d,
+        [0x80, 0, 0, 3, 0x00, 0x0C, 0x2F],
+        "DS, page 00h, length 3"
+    );
+    // Page 00h subpage FFh: (page, subpage) pairs, SPF set.
+    let d = expect_data(&t.lun, &log_sense(0x00, 0xFF, 0, 512), &[], 512);
+    assert_eq!(
+        d,
+        [0xC0, 0xFF, 0, 8, 0x00, 0x00, 0x00, 0xFF, 0x0C, 0x00, 0x2F, 0x00]
+    );
+    // Page 0Ch: 4096 blocks in 8-block chunks; write 3 chunks' worth.
+    write16(&t.lun, 0, &pattern(17, 0x11)); // chunks 0, 1, 2
+    let d = expect_data(&t.lun, &log_sense(0x0C, 0, 0, 512), &[], 512);
+    assert_eq!(
+        &d[..4],
+        &[0x8C, 0, 0, 24],
+        "DS, page 0Ch, two 12-byte parameters"
+    );
+    // 0001h available: (512 - 3) chunks * 8 blocks, scope 10b (shared).
+    assert_eq!(&d[4..16], &[0, 1, 0x03, 8, 0, 0, 0x0F, 0xE8, 0x02, 0, 0, 0]);
+    // 0002h used: 3 chunks * 8 blocks, scope 01b (dedicated).
+    assert_eq!(&d[16..28], &[0, 2, 0x03, 8, 0, 0, 0, 24, 0x01, 0, 0, 0]);
+    // PARAMETER POINTER 2: only 0002h; beyond it: INVALID FIELD IN CDB.
+    let d = expect_data(&t.lun, &log_sense(0x0C, 0, 2, 512), &[], 512);
+    assert_eq!((&d[..4], &d[4..6]), (&[0x8C, 0, 0, 12][..], &[0, 2][..]));
+    let s = expect_sense(
+        &t.lun,
+        &log_sense(0x0C, 0, 3, 512),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    assert_eq!(
+        s.to_fixed()[16..18],
+        [0, 5],
+        "field pointer: PARAMETER POINTER"
+    );
+    // Page 2Fh: no exception, temperature not available.
+    let d = expect_data(&t.lun, &log_sense(0x2F, 0, 0, 512), &[], 512);
+    assert_eq!(d, [0xAF, 0, 0, 8, 0, 0, 0x03, 4, 0, 0, 0xFF, 0]);
+    // Allocation length truncates.
+    let d = expect_data(&t.lun, &log_sense(0x0C, 0, 0, 10), &[], 512);
+    assert_eq!(d.len(), 10);
+    // Unsupported page, subpage, SP, PPC.
+    let bad: [(&[u8], u16, u8); 4] = [
+        (&log_sense(0x0D, 0, 0, 512), 2, 5),
+        (&log_sense(0x0C, 1, 0, 512), 3, 7),
+        (&[0x4D, 0x01, 0x4C, 0, 0, 0, 0, 2, 0, 0], 1, 0),
+        (&[0x4D, 0x02, 0x4C, 0, 0, 0, 0, 2, 0, 0], 1, 1),
+    ];
+    for (cdb, byte, bit) in bad {
+        let s = expect_sense(&t.lun, cdb, &[], SenseKey::IllegalRequest, 0x24, 0);
+        let f = s.to_fixed();
+        assert_eq!(
+            (u16::from_be_bytes([f[16], f[17]]), f[15] & 7),
+            (byte, bit),
+            "{cdb:02x?}"
+        );
+    }
+}
+
+#[test]
+fn log_sense_leaves_out_provisioning_on_a_thick_backend() {
+    let thick = dev_with(
+        tcmud_core::backend::BackendCaps {
+            thin: false,
+            ..caps()
+        },
+        LunConfig::default(),
+    );
+    let d = expect_data(&thick.lun, &log_sense(0x00, 0, 0, 512), &[], 512);
+    assert_eq!(d, [0x80, 0, 0, 2, 0x00, 0x2F]);
+    expect_sense(
+        &thick.lun,
+        &log_sense(0x0C, 0, 0, 512),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    // No SANITIZE BLOCK ERASE (nothing to deallocate), WABEREQ 0; OVERWRITE
+    // and EXIT FAILURE MODE stay.
+    for (sa, support) in [(0x01u16, 3u8), (0x02, 1), (0x1F, 3)] {
+        let d = expect_data(&thick.lun, &rsoc(2, 0x48, sa, 64), &[], 64);
+        assert_eq!(d[1] & 7, support, "SANITIZE service action {sa:02x}");
+    }
+    let b1 = expect_data(&thick.lun, &inquiry(true, 0xB1, 64), &[], 64);
+    assert_eq!(b1[7] >> 6, 0, "WABEREQ");
+    let erase = [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]; // SANITIZE BLOCK ERASE
+    expect_sense(&thick.lun, &erase, &[], SenseKey::IllegalRequest, 0x24, 0);
+}

@@ -64,9 +64,7 @@ pub fn config_page() -> String {
         ],
     );
     r.control("SH", ["NAME"]);
-    r.text([roman(
-        "tcmud.toml - configuration of the tcmud TCMU daemon",
-    )]);
+    r.text([roman("tcmud.toml - configuration of the tcmud TCMU daemon")]);
     r.control("SH", ["SYNOPSIS"]);
     r.text([bold("/etc/tcmud/tcmud.toml")]);
     r.control("SH", ["DESCRIPTION"]);

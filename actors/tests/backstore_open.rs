@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use tcmud::backstore::{
-    open_backstore, BackstoreError, DevConfig, NotCreated, OpenPolicy, PoolRegistry, PoolSpec,
-    DEFAULT_BLOCK_SIZE,
+    open_backstore, open_backstore_with, BackstoreError, DevConfig, NotCreated, OpenPolicy,
+    PoolRegistry, PoolSpec, DEFAULT_BLOCK_SIZE,
 };
 use tcmud_core::pool::{Pool, PoolConfig};
 
@@ -515,4 +515,48 @@ fn the_pool_keeps_its_configured_metadata_cache() {
         .read((leaves - 1) * blocks_per_stride, &mut back)
         .unwrap();
     assert_eq!(back, data);
+}
+
+/// `;ro` after the backstore serves it write-protected: the volume or image
+/// keeps its blocks, the backend refuses writes and unmaps, and the same
+/// backstore without the option is writable again.
+#[test]
+fn ro_option_opens_volumes_and_images_read_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let roots = vec![dir.path().to_path_buf()];
+    let reg = PoolRegistry::new(vec![spec("p", &dir.path().join("p"), true)]);
+    let img = dir.path().join("disk.img");
+    for base in ["thin/p/v".to_owned(), format!("file/{}", img.display())] {
+        let (cfg, _) = DevConfig::parse_with_options(&base).unwrap().unwrap();
+        let rw = open_backstore(&cfg, 2 * MIB, DEFAULT_BLOCK_SIZE, &reg, &create(&roots)).unwrap();
+        rw.backend().write(2, &[7u8; 512], true).unwrap();
+        rw.flush().unwrap();
+        drop(rw);
+        let (cfg, opts) = DevConfig::parse_with_options(&format!("{base};ro"))
+            .unwrap()
+            .unwrap();
+        assert!(opts.read_only, "{base}");
+        let ro = open_backstore_with(
+            &cfg,
+            &opts,
+            2 * MIB,
+            DEFAULT_BLOCK_SIZE,
+            &reg,
+            &create(&roots),
+        )
+        .unwrap();
+        let b = ro.backend();
+        assert!(b.caps().read_only, "{base}");
+        assert!(b.write(2, &[9u8; 512], true).is_err(), "{base}: write");
+        if b.caps().thin {
+            assert!(b.unmap(2, 1).is_err(), "{base}: unmap");
+        }
+        assert!(b.write_zeroes(2, 1, false).is_err(), "{base}: write zeroes");
+        let mut back = [0u8; 512];
+        b.read(2, &mut back).unwrap();
+        assert_eq!(back, [7u8; 512], "{base}: data kept");
+        drop((b, ro));
+        let rw = open_backstore(&cfg, 2 * MIB, DEFAULT_BLOCK_SIZE, &reg, &create(&roots)).unwrap();
+        assert!(!rw.backend().caps().read_only, "{base}");
+    }
 }

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use device_common::workload::{clear_unit_attention, one, read10, write10};
 use device_common::{sim_options, sim_spec, BS};
-use tcmud::backstore::{BackstoreHandle, BackstoreKind};
+use tcmud::backstore::{BackstoreHandle, BackstoreKind, DevOptions};
 use tcmud::device::{spawn_device_with, DeviceHandle, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
-use tcmud_core::backend::BlockBackend;
+use tcmud_core::backend::{BackendCaps, BlockBackend};
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
 /// MAXIMUM TRANSFER LENGTH and OPTIMAL TRANSFER LENGTH from VPD B0h.
@@ -44,15 +44,30 @@ fn with_device<R: Send + 'static>(
     cfg: SimConfig,
     f: impl FnOnce(&mut KernelSim, &DeviceHandle) -> R + Send + 'static,
 ) -> R {
+    let caps = MemBackend::new(BS as u32, 4096).caps();
+    with_device_opts(configfs, cfg, caps, DevOptions::default(), f)
+}
+
+/// [`with_device`] over a backend with `caps`, served with the
+/// `dev_config` options `opts`.
+fn with_device_opts<R: Send + 'static>(
+    configfs: Option<&Path>,
+    cfg: SimConfig,
+    caps: BackendCaps,
+    opts: DevOptions,
+    f: impl FnOnce(&mut KernelSim, &DeviceHandle) -> R + Send + 'static,
+) -> R {
     let mut spec = sim_spec("limits", RestartBudget::default());
     spec.configfs_dir = configfs.map(Path::to_path_buf);
-    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS as u32, 4096));
-    let bs = BackstoreHandle::new(
+    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::with_caps(caps));
+    let bs = BackstoreHandle::with_options(
         backend,
         BackstoreKind::Other {
             name: "memory".into(),
         },
         2,
+        None,
+        opts,
     )
     .unwrap();
     actix::System::new().block_on(async move {
@@ -176,4 +191,39 @@ fn limits_are_read_again_on_reconfig() {
     });
     assert_eq!(before.0, 128);
     assert_eq!(after.0, 1024);
+}
+
+/// `;lbppbe=3` in the dev_config: READ CAPACITY(16) reports 8 logical
+/// blocks per physical block, VPD B0h an OPTIMAL TRANSFER LENGTH
+/// GRANULARITY of 8 and an OPTIMAL UNMAP GRANULARITY rounded up to whole
+/// physical blocks (the backend's 1 becomes 8).
+#[test]
+fn lbppbe_option_reaches_read_capacity_and_block_limits() {
+    let caps = BackendCaps {
+        unmap_granularity: 1,
+        ..MemBackend::new(BS as u32, 4096).caps()
+    };
+    let opts = DevOptions {
+        lbppbe: 3,
+        ..DevOptions::default()
+    };
+    let (rc16, b0) = with_device_opts(None, SimConfig::default(), caps, opts, |sim, _| {
+        // SERVICE ACTION IN(16) / READ CAPACITY(16), ALLOCATION LENGTH 32.
+        let mut cdb = [0u8; 16];
+        cdb[0] = 0x9E;
+        cdb[1] = 0x10;
+        cdb[13] = 32;
+        let rc = one(sim, &cdb, SimDir::In(32));
+        assert_eq!(rc.status, 0, "{:?}", rc.sense);
+        let b0 = one(sim, &[0x12, 0x01, 0xB0, 0, 64, 0], SimDir::In(64));
+        assert_eq!(b0.status, 0, "{:?}", b0.sense);
+        (rc.data_in, b0.data_in)
+    });
+    assert_eq!(
+        rc16[13] & 0x0F,
+        3,
+        "LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT"
+    );
+    assert_eq!(&b0[6..8], &[0, 8], "OPTIMAL TRANSFER LENGTH GRANULARITY");
+    assert_eq!(&b0[28..32], &[0, 0, 0, 8], "OPTIMAL UNMAP GRANULARITY");
 }

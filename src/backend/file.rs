@@ -17,7 +17,9 @@ use nix::errno::Errno;
 use nix::fcntl::{fallocate, FallocateFlags};
 use nix::unistd::{lseek, Whence};
 
-use super::{Allocation, BackendCaps, BackendError, BlockBackend, BlockSink, BlockSource};
+use super::{
+    Allocation, BackendCaps, BackendError, BlockBackend, BlockSink, BlockSource, Resources,
+};
 
 /// Largest range one UNMAP descriptor may cover (1 Mi blocks; initiator
 /// test suites treat larger explicit limits as insane).
@@ -329,6 +331,20 @@ impl BlockBackend for FileBackend {
             Err(Errno::EOPNOTSUPP) | Err(Errno::ENOSYS) => self.zero_fill(off, len),
             Err(e) => Err(BackendError::Write(e.into())),
         }
+    }
+
+    /// A sparse image (thin): the file system's space available to it and
+    /// the bytes the image has allocated (`st_blocks`).
+    fn resources(&self) -> Option<Resources> {
+        if !self.caps.thin {
+            return None;
+        }
+        let fs = nix::sys::statvfs::fstatvfs(self.file.as_fd()).ok()?;
+        let meta = self.file.metadata().ok()?;
+        Some(Resources {
+            available_bytes: fs.blocks_available().saturating_mul(fs.fragment_size()),
+            used_bytes: meta.blocks().saturating_mul(512),
+        })
     }
 
     fn allocation(&self, lba: u64, max_blocks: u64) -> Result<Allocation, BackendError> {

@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use super::{
     Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+    Resources,
 };
 
 /// Counters and injected faults of a [`MemBackend`].
@@ -285,6 +286,27 @@ impl BlockBackend for MemBackend {
         }
         s.stats.unmaps += 1;
         Ok(())
+    }
+
+    /// Thin only: chunks written so far, and those left below the chunk
+    /// limit (or the device's size).
+    fn resources(&self) -> Option<Resources> {
+        let caps = self.caps();
+        if !caps.thin {
+            return None;
+        }
+        let g = Geo::of(&caps);
+        let s = self.lock();
+        let chunk_bytes = g.chunk_blocks * u64::from(caps.block_size);
+        let total = match s.chunk_limit {
+            Some(n) => n as u64,
+            None => caps.num_blocks.div_ceil(g.chunk_blocks),
+        };
+        let used = s.chunks.len() as u64;
+        Some(Resources {
+            available_bytes: total.saturating_sub(used) * chunk_bytes,
+            used_bytes: used * chunk_bytes,
+        })
     }
 
     fn allocation(&self, lba: u64, max_blocks: u64) -> Result<Allocation, BackendError> {

@@ -54,6 +54,16 @@ pub struct Allocation {
     pub blocks: u64,
 }
 
+/// Provisioning resources of a thin backend (LOG SENSE page 0Ch).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Resources {
+    /// Bytes that can still be allocated (pool-wide: shared with other
+    /// volumes, or the file system's free space).
+    pub available_bytes: u64,
+    /// Bytes allocated to this volume or image.
+    pub used_bytes: u64,
+}
+
 /// Asynchronous conditions a backend reports, which the SCSI layer turns
 /// into unit attentions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -210,6 +220,12 @@ pub trait BlockBackend: Send + Sync {
 
     /// Takes the next pending asynchronous event, if any.
     fn poll_event(&self) -> Option<BackendEvent> {
+        None
+    }
+
+    /// Its provisioning resources, if it keeps count (thin volumes, sparse
+    /// images); `None` (the default) leaves LOG SENSE page 0Ch out.
+    fn resources(&self) -> Option<Resources> {
         None
     }
 }

@@ -108,8 +108,19 @@ impl Pool {
 
     /// Opens a volume (writable) or snapshot (read-only) for I/O.
     pub fn open_volume(&self, name: &str) -> Result<Arc<Volume>, PoolError> {
+        self.open_volume_as(name, false)
+    }
+
+    /// Opens a volume or snapshot read-only: every write, unmap and write
+    /// of zeroes fails with [`BackendError::ReadOnly`](crate::backend::BackendError::ReadOnly)
+    /// (a write-protected LUN).
+    pub fn open_volume_read_only(&self, name: &str) -> Result<Arc<Volume>, PoolError> {
+        self.open_volume_as(name, true)
+    }
+
+    fn open_volume_as(&self, name: &str, read_only: bool) -> Result<Arc<Volume>, PoolError> {
         let rec = self.record(name)?;
-        let vol = Arc::new(Volume::new(self.clone(), rec.id, name, &rec));
+        let vol = Arc::new(Volume::new(self.clone(), rec.id, name, &rec, read_only));
         guard(&self.inner.open)
             .entry(rec.id)
             .or_default()

@@ -6,6 +6,7 @@ use std::sync::{Arc, RwLock};
 
 use crate::backend::{
     Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+    Resources,
 };
 
 use super::{Pool, PoolError};
@@ -42,6 +43,7 @@ impl Volume {
         id: u64,
         name: &str,
         rec: &super::format::VolumeRecord,
+        read_only: bool,
     ) -> Volume {
         let gate = pool.gate(id);
         let low_water_epoch = Arc::clone(&pool.state().low_water_epoch);
@@ -50,7 +52,7 @@ impl Volume {
             pool,
             id,
             name: name.to_string(),
-            read_only: rec.kind == super::VolumeKind::Snapshot,
+            read_only: read_only || rec.kind == super::VolumeKind::Snapshot,
             block_size: rec.block_size,
             size: AtomicU64::new(rec.size_bytes),
             gate,
@@ -176,6 +178,22 @@ impl BlockBackend for Volume {
 
     fn flush(&self) -> Result<(), BackendError> {
         self.pool.flush().map_err(PoolError::into_flush_error)
+    }
+
+    /// The pool's free chunks (shared with its other volumes) and the
+    /// chunks this volume maps (shared ones counted fully).
+    fn resources(&self) -> Option<Resources> {
+        let cs = u64::from(self.pool.chunk_size());
+        let st = self.pool.state();
+        let mapped = match &st.t3 {
+            Some(t) => t.mapped(self.id),
+            None => st.maps.get(&self.id).map_or(0, |m| m.len() as u64),
+        };
+        let free = st.sb.capacity_chunks.saturating_sub(st.used_chunks());
+        Some(Resources {
+            available_bytes: free.saturating_mul(cs),
+            used_bytes: mapped.saturating_mul(cs),
+        })
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {

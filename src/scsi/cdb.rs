@@ -107,8 +107,29 @@ impl Block16<'_> {
     pub fn transfer_length(&self) -> u32 {
         be32([self.0[10], self.0[11], self.0[12], self.0[13]])
     }
-    /// Byte 13 (COMPARE AND WRITE: NUMBER OF LOGICAL BLOCKS).
-    pub fn byte13(&self) -> u8 {
+}
+
+view!(
+    /// COMPARE AND WRITE (SBC-4 5.3): an 8-bit NUMBER OF LOGICAL BLOCKS in
+    /// byte 13, unlike the other 16-byte block CDBs.
+    CompareAndWrite, 16
+);
+impl CompareAndWrite<'_> {
+    /// WRPROTECT (byte 1, bits 7-5).
+    pub fn wrprotect(&self) -> u8 {
+        self.0[1] >> 5
+    }
+    /// FUA (byte 1, bit 3).
+    pub fn fua(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        let b = self.0;
+        be64([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]])
+    }
+    /// NUMBER OF LOGICAL BLOCKS (byte 13).
+    pub fn number_of_logical_blocks(&self) -> u8 {
         self.0[13]
     }
 }
@@ -187,5 +208,85 @@ impl MaintenanceIn<'_> {
     /// REQUESTED SERVICE ACTION.
     pub fn requested_service_action(&self) -> u16 {
         be16([self.0[4], self.0[5]])
+    }
+}
+
+view!(
+    /// LOG SENSE (SPC-4 6.6).
+    LogSense, 10
+);
+impl LogSense<'_> {
+    /// SP (byte 1, bit 0): save parameters.
+    pub fn sp(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// PPC (byte 1, bit 1, obsolete): parameter pointer control.
+    pub fn ppc(&self) -> bool {
+        self.0[1] & 0x02 != 0
+    }
+    /// PAGE CODE (byte 2, bits 5-0).
+    pub fn page_code(&self) -> u8 {
+        self.0[2] & 0x3F
+    }
+    /// SUBPAGE CODE.
+    pub fn subpage_code(&self) -> u8 {
+        self.0[3]
+    }
+    /// PARAMETER POINTER.
+    pub fn parameter_pointer(&self) -> u16 {
+        be16([self.0[5], self.0[6]])
+    }
+}
+
+view!(
+    /// READ DEFECT DATA(10) (SBC-4 5.17).
+    ReadDefectData10, 10
+);
+impl ReadDefectData10<'_> {
+    /// REQ_PLIST, REQ_GLIST and DEFECT LIST FORMAT (byte 2, bits 4-0).
+    pub fn request(&self) -> u8 {
+        self.0[2] & 0x1F
+    }
+    /// Reserved bits of byte 2 (7-5).
+    pub fn byte2_reserved(&self) -> u8 {
+        self.0[2] >> 5
+    }
+}
+
+view!(
+    /// READ DEFECT DATA(12) (SBC-4 5.18).
+    ReadDefectData12, 12
+);
+impl ReadDefectData12<'_> {
+    /// REQ_PLIST, REQ_GLIST and DEFECT LIST FORMAT (byte 1, bits 4-0).
+    pub fn request(&self) -> u8 {
+        self.0[1] & 0x1F
+    }
+    /// Reserved bits of byte 1 (7-5).
+    pub fn byte1_reserved(&self) -> u8 {
+        self.0[1] >> 5
+    }
+}
+
+view!(
+    /// SANITIZE (SBC-4 5.30).
+    Sanitize, 10
+);
+impl Sanitize<'_> {
+    /// ZNR (byte 1, bit 6): zoned no reset (not a zoned device: must be 0).
+    pub fn znr(&self) -> bool {
+        self.0[1] & 0x40 != 0
+    }
+    /// AUSE (byte 1, bit 5): allow unrestricted sanitize exit.
+    pub fn ause(&self) -> bool {
+        self.0[1] & 0x20 != 0
+    }
+    /// The first non-zero reserved byte (2-6), if any.
+    pub fn reserved_byte(&self) -> Option<u16> {
+        (2u16..=6).find(|&i| self.0[usize::from(i)] != 0)
+    }
+    /// PARAMETER LIST LENGTH.
+    pub fn parameter_list_length(&self) -> u16 {
+        be16([self.0[7], self.0[8]])
     }
 }

@@ -16,7 +16,7 @@
 //! for a mismatch: libiscsi sends 256 blocks of data with that one-byte
 //! field wrapped to 0 and expects exactly that answer.
 
-use super::cdb::{Block10, Block12, Block16, Rw6, Spc10, Spc6};
+use super::cdb::{Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6};
 use super::error::ScsiError;
 
 /// Checks the data-out length `sent` against the CDB (with logical blocks
@@ -102,7 +102,7 @@ pub(crate) fn write_same16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, Sc
 
 /// COMPARE AND WRITE: the verify and the write blocks.
 pub(crate) fn compare_and_write(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    let blocks = u32::from(Block16::parse(cdb)?.byte13());
+    let blocks = u32::from(CompareAndWrite::parse(cdb)?.number_of_logical_blocks());
     exact_blocks(blocks * 2, bs, sent).map_err(|_| ScsiError::cdb(13, 7))
 }
 

@@ -58,6 +58,13 @@ pub enum ScsiError {
     /// ([`crate::scsi::Lun::execute_io`]).
     #[error("data transfer failed: {0}")]
     DataTransfer(#[source] std::io::Error),
+    /// A SANITIZE is running (NOT READY, 04/1B).
+    #[error("sanitize in progress")]
+    SanitizeInProgress,
+    /// The last SANITIZE failed and the unit has not left the failure mode
+    /// (MEDIUM ERROR, 31/03).
+    #[error("sanitize command failed")]
+    SanitizeFailed,
     /// The command would have waited ([`crate::scsi::Lun::try_execute_nowait`]
     /// then hands it back to be run with [`crate::scsi::Lun::execute_io`];
     /// never reported to an initiator).
@@ -113,6 +120,8 @@ impl ScsiError {
             ScsiError::SavingParametersNotSupported => {
                 Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
             }
+            ScsiError::SanitizeInProgress => Sense::new(NotReady, Asc::SANITIZE_IN_PROGRESS),
+            ScsiError::SanitizeFailed => Sense::new(MediumError, Asc::SANITIZE_COMMAND_FAILED),
             ScsiError::Backend(e) => backend_sense(e),
             ScsiError::DataTransfer(_) | ScsiError::WouldBlock => {
                 Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE)

@@ -118,6 +118,10 @@ pub struct Lun {
     cfg: LunConfig,
     backend: Arc<dyn BlockBackend>,
     wce: AtomicBool,
+    /// SWP (software write protect) of the control mode page, set by MODE
+    /// SELECT: the LUN is write-protected while it is on (not saved: a
+    /// restarted daemon starts with it off).
+    swp: AtomicBool,
     /// A WCE change made by MODE SELECT, not yet taken by the daemon to
     /// persist it: 0 none, 1 off, 2 on.
     wce_selected: AtomicU8,
@@ -137,6 +141,65 @@ pub struct Lun {
     /// MAXIMUM WRITE SAME LENGTH allowed by the kernel device (blocks;
     /// `u32::MAX`: no limit from it).
     device_max_write_same: AtomicU32,
+    /// SANITIZE state ([`SanitizeState`] as u8).
+    sanitize: AtomicU8,
+}
+
+/// Where the LUN stands with SANITIZE (SBC-4 4.11).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum SanitizeState {
+    /// No sanitize running or failed.
+    Idle = 0,
+    /// One is running: other commands get NOT READY, SANITIZE IN PROGRESS.
+    Running = 1,
+    /// The last one failed with AUSE=0: only a new SANITIZE leaves.
+    Failed = 2,
+    /// The last one failed with AUSE=1: EXIT FAILURE MODE leaves too.
+    FailedAuse = 3,
+}
+
+impl SanitizeState {
+    fn from_u8(v: u8) -> SanitizeState {
+        match v {
+            1 => SanitizeState::Running,
+            2 => SanitizeState::Failed,
+            3 => SanitizeState::FailedAuse,
+            _ => SanitizeState::Idle,
+        }
+    }
+}
+
+/// A running SANITIZE ([`Lun::sanitize_begin`]): [`SanitizeRun::finish`]
+/// leaves the running state; dropped unfinished (an error or a panic), the
+/// unit enters the failure mode.
+#[must_use]
+pub(crate) struct SanitizeRun<'a> {
+    lun: &'a Lun,
+    ause: bool,
+    done: bool,
+}
+
+impl SanitizeRun<'_> {
+    /// The sanitize completed: back to idle.
+    pub fn finish(mut self) {
+        self.done = true;
+        self.lun
+            .sanitize
+            .store(SanitizeState::Idle as u8, Ordering::Release);
+    }
+}
+
+impl Drop for SanitizeRun<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let failed = match self.ause {
+                true => SanitizeState::FailedAuse,
+                false => SanitizeState::Failed,
+            };
+            self.lun.sanitize.store(failed as u8, Ordering::Release);
+        }
+    }
 }
 
 // `Lun` is shared between I/O threads.
@@ -144,13 +207,6 @@ const _: () = {
     const fn assert_send_sync<T: Send + Sync>() {}
     assert_send_sync::<Lun>();
 };
-
-/// Commands that a pending unit attention does not block (SAM-5 5.14).
-const UA_EXEMPT: [u8; 3] = [
-    0x12, /* INQUIRY */
-    0xA0, /* REPORT LUNS */
-    0x03, /* REQUEST SENSE */
-];
 
 impl Lun {
     /// A LUN whose first command (other than INQUIRY, REPORT LUNS, REQUEST
@@ -163,6 +219,7 @@ impl Lun {
             cfg,
             backend,
             wce: AtomicBool::new(wce),
+            swp: AtomicBool::new(false),
             wce_selected: AtomicU8::new(0),
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
@@ -171,6 +228,59 @@ impl Lun {
             device_optimal_transfer: AtomicU32::new(0),
             device_ring_transfer: AtomicU32::new(u32::MAX),
             device_max_write_same: AtomicU32::new(u32::MAX),
+            sanitize: AtomicU8::new(SanitizeState::Idle as u8),
+        }
+    }
+
+    /// The SANITIZE state.
+    pub(crate) fn sanitize_state(&self) -> SanitizeState {
+        SanitizeState::from_u8(self.sanitize.load(Ordering::Acquire))
+    }
+
+    /// Enters the running state (from idle or a failure mode), or fails
+    /// with SANITIZE IN PROGRESS when another one runs.
+    pub(crate) fn sanitize_begin(&self, ause: bool) -> Result<SanitizeRun<'_>, ScsiError> {
+        let running = SanitizeState::Running as u8;
+        let mut cur = self.sanitize.load(Ordering::Acquire);
+        loop {
+            if cur == running {
+                return Err(ScsiError::SanitizeInProgress);
+            }
+            match self
+                .sanitize
+                .compare_exchange(cur, running, Ordering::AcqRel, Ordering::Acquire)
+            {
+                Ok(_) => {
+                    return Ok(SanitizeRun {
+                        lun: self,
+                        ause,
+                        done: false,
+                    })
+                }
+                Err(now) => cur = now,
+            }
+        }
+    }
+
+    /// EXIT FAILURE MODE: leaves a failure mode entered with AUSE=1 (GOOD
+    /// when there is none); one entered with AUSE=0 stays (INVALID FIELD
+    /// IN CDB at AUSE).
+    pub(crate) fn sanitize_exit_failure_mode(&self) -> Result<(), ScsiError> {
+        let ause = SanitizeState::FailedAuse as u8;
+        match self.sanitize_state() {
+            SanitizeState::Idle => Ok(()),
+            SanitizeState::Running => Err(ScsiError::SanitizeInProgress),
+            SanitizeState::Failed => Err(ScsiError::cdb(1, 5)),
+            SanitizeState::FailedAuse => {
+                // Lost to a concurrent SANITIZE: that one decides.
+                let _ = self.sanitize.compare_exchange(
+                    ause,
+                    SanitizeState::Idle as u8,
+                    Ordering::AcqRel,
+                    Ordering::Acquire,
+                );
+                Ok(())
+            }
         }
     }
 
@@ -237,7 +347,7 @@ impl Lun {
         }
         let mut ctx = Ctx {
             lun: self,
-            caps: self.backend.caps(),
+            caps: self.caps(),
             cdb,
             data_out,
             data_in,
@@ -298,11 +408,11 @@ impl Lun {
         cdb: &[u8],
         data_in: &mut dyn BlockSink,
     ) -> Option<ScsiResponse> {
-        let cmd = table::lookup(cdb)
-            .ok()
-            .filter(|c| super::sbc::rw::is_read(c.opcode))?;
+        let cmd = table::lookup(cdb).ok().filter(|c| c.facts.may_run_inline)?;
         self.poll_backend_events();
-        if self.ua_pending.load(Ordering::Acquire) {
+        if self.ua_pending.load(Ordering::Acquire)
+            || self.sanitize.load(Ordering::Acquire) != SanitizeState::Idle as u8
+        {
             return None;
         }
         let no_out: &[u8] = &[];
@@ -327,7 +437,7 @@ impl Lun {
     ) -> Result<usize, ScsiError> {
         let mut ctx = Ctx {
             lun: self,
-            caps: self.backend.caps(),
+            caps: self.caps(),
             cdb,
             data_out: plain,
             data_in: &mut [],
@@ -338,15 +448,25 @@ impl Lun {
     }
 
     /// Polls backend events, then takes the unit attention this command
-    /// must report instead of running, if any.
+    /// must report instead of running, if any; then, while a SANITIZE runs
+    /// or has failed, the answer every command but INQUIRY, REPORT LUNS,
+    /// REQUEST SENSE (and SANITIZE after a failure) gets.
     fn pending_attention(&self, cdb: &[u8]) -> Option<ScsiResponse> {
         self.poll_backend_events();
-        let opcode = cdb.first().copied();
-        if opcode.is_some_and(|op| UA_EXEMPT.contains(&op)) {
+        // An unknown opcode reports the unit attention like any command.
+        if table::facts(cdb).is_some_and(|f| f.ua_exempt) {
             return None;
         }
-        self.take_unit_attention()
-            .map(ScsiResponse::check_condition)
+        if let Some(ua) = self.take_unit_attention() {
+            return Some(ScsiResponse::check_condition(ua));
+        }
+        let err = match self.sanitize_state() {
+            SanitizeState::Idle => return None,
+            SanitizeState::Running => ScsiError::SanitizeInProgress,
+            _ if cdb.first() == Some(&super::sbc::sanitize::OPCODE) => return None,
+            SanitizeState::Failed | SanitizeState::FailedAuse => ScsiError::SanitizeFailed,
+        };
+        Some(check_condition(cdb, err))
     }
 
     /// Queues CAPACITY DATA HAS CHANGED (2A/09), e.g. after a resize.
@@ -385,6 +505,26 @@ impl Lun {
     }
 
     /// WCE from MODE SELECT; disabling the cache first flushes it.
+    /// The backend's capabilities as commands see them: read-only also
+    /// while SWP is on.
+    pub(crate) fn caps(&self) -> BackendCaps {
+        let mut caps = self.backend.caps();
+        if self.swp.load(Ordering::Acquire) {
+            caps.read_only = true;
+        }
+        caps
+    }
+
+    /// SWP from MODE SELECT.
+    pub(crate) fn set_swp(&self, on: bool) {
+        self.swp.store(on, Ordering::Release);
+    }
+
+    /// Whether SWP is on.
+    pub(crate) fn software_write_protect(&self) -> bool {
+        self.swp.load(Ordering::Acquire)
+    }
+
     pub(crate) fn set_wce(&self, on: bool) -> Result<(), crate::backend::BackendError> {
         if !on && self.write_cache_enabled() {
             self.backend.flush()?;

@@ -43,10 +43,10 @@ pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};
 pub use lun::{Lun, LunConfig, ScsiResponse};
 pub use sense::{status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
-pub use table::{data_direction, DataDirection};
+pub use table::{data_direction, facts, DataDirection, Facts};
 
-/// Whether `cdb` is a READ (6/10/12/16): the commands
+/// Whether `cdb`'s command may run inline (READ 6/10/12/16): the commands
 /// [`Lun::try_execute_nowait`] may serve.
 pub fn is_read(cdb: &[u8]) -> bool {
-    cdb.first().is_some_and(|&op| sbc::rw::is_read(op))
+    facts(cdb).is_some_and(|f| f.may_run_inline)
 }

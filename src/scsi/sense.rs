@@ -58,6 +58,10 @@ impl Asc {
     pub const NO_ADDITIONAL: Asc = Asc::new(0x00, 0x00);
     /// 0C/00 WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc::new(0x0C, 0x00);
+    /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
+    pub const SANITIZE_IN_PROGRESS: Asc = Asc::new(0x04, 0x1B);
+    /// SANITIZE COMMAND FAILED.
+    pub const SANITIZE_COMMAND_FAILED: Asc = Asc::new(0x31, 0x03);
     /// 0E/03 INVALID FIELD IN COMMAND INFORMATION UNIT.
     pub const INVALID_FIELD_IN_COMMAND_INFORMATION_UNIT: Asc = Asc::new(0x0E, 0x03);
     /// 11/00 UNRECOVERED READ ERROR.

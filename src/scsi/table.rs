@@ -95,6 +95,57 @@ impl<'a> Ctx<'a> {
 
 pub(crate) type Handler = fn(&mut Ctx<'_>) -> Result<Reply, ScsiError>;
 
+/// Facts about a command that the LUN and the daemon act on, held by its
+/// row rather than by opcode lists elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Facts {
+    /// Its data-out streams from the caller's source into the backend
+    /// (WRITE, WRITE AND VERIFY); other data-out commands get a plain copy
+    /// sized by the CDB.
+    pub streams_data_out: bool,
+    /// A pending unit attention does not block it (SAM-5 5.14: INQUIRY,
+    /// REPORT LUNS, REQUEST SENSE).
+    pub ua_exempt: bool,
+    /// It may run on the caller's thread when the backend can serve it
+    /// without waiting ([`Lun::try_execute_nowait`]): no data-out, no side
+    /// effects (READ).
+    pub may_run_inline: bool,
+    /// Running it again after a panic part-way through gives the same
+    /// result: false for commands whose outcome depends on what they read
+    /// before writing (COMPARE AND WRITE).
+    pub safe_to_retry: bool,
+}
+
+impl Facts {
+    /// An ordinary command.
+    pub const PLAIN: Facts = Facts {
+        streams_data_out: false,
+        ua_exempt: false,
+        may_run_inline: false,
+        safe_to_retry: true,
+    };
+    /// READ (6/10/12/16).
+    const READ: Facts = Facts {
+        may_run_inline: true,
+        ..Facts::PLAIN
+    };
+    /// WRITE, WRITE AND VERIFY.
+    const STREAMS: Facts = Facts {
+        streams_data_out: true,
+        ..Facts::PLAIN
+    };
+    /// INQUIRY, REPORT LUNS, REQUEST SENSE.
+    const UA_EXEMPT: Facts = Facts {
+        ua_exempt: true,
+        ..Facts::PLAIN
+    };
+    /// Read-compare-write commands.
+    const ONCE: Facts = Facts {
+        safe_to_retry: false,
+        ..Facts::PLAIN
+    };
+}
+
 /// One supported command.
 pub(crate) struct Command {
     pub opcode: u8,
@@ -112,6 +163,8 @@ pub(crate) struct Command {
     /// CDB USAGE DATA for REPORT SUPPORTED OPERATION CODES; its length is
     /// the CDB length.
     pub usage: &'static [u8],
+    /// What the LUN and the daemon need to know about it.
+    pub facts: Facts,
 }
 
 impl Command {
@@ -124,7 +177,7 @@ impl Command {
     /// command with data-out except READ/WRITE, which stream from the
     /// caller's source).
     pub fn needs_plain_data_out(&self) -> bool {
-        self.dir == DataDirection::Out && !sbc::rw::streams_data_out(self.opcode)
+        self.dir == DataDirection::Out && !self.facts.streams_data_out
     }
 
     /// How many of the `sent` data-out bytes the command uses: checked
@@ -149,14 +202,21 @@ fn always(_: &BackendCaps) -> bool {
 fn thin(c: &BackendCaps) -> bool {
     c.thin
 }
+/// Deallocated blocks read as zeros: SANITIZE BLOCK ERASE.
+fn thin_zeroing(c: &BackendCaps) -> bool {
+    c.thin && c.zeroes_after_unmap
+}
 
 use AllocLen as A;
 use DataDirection::{In, None as NoData, Out};
 
 macro_rules! row {
     ($op:literal, $sa:expr, $name:literal, $dir:expr, $out:expr, $al:expr, $avail:expr, $h:expr, [$($u:literal),*]) => {
+        row!($op, $sa, $name, $dir, $out, $al, $avail, $h, [$($u),*], Facts::PLAIN)
+    };
+    ($op:literal, $sa:expr, $name:literal, $dir:expr, $out:expr, $al:expr, $avail:expr, $h:expr, [$($u:literal),*], $facts:expr) => {
         Command { opcode: $op, service_action: $sa, name: $name, dir: $dir, data_out: $out, alloc_len: $al,
-                  available: $avail, handler: $h, usage: &[$($u),*] }
+                  available: $avail, handler: $h, usage: &[$($u),*], facts: $facts }
     };
 }
 
@@ -164,10 +224,10 @@ macro_rules! row {
 #[rustfmt::skip]
 pub(crate) static COMMANDS: &[Command] = &[
     row!(0x00, None, "TEST UNIT READY", NoData, None, A::None, always, spc::misc::test_unit_ready, [0x00, 0, 0, 0, 0, 0x05]),
-    row!(0x03, None, "REQUEST SENSE", In, None, A::U8(4), always, spc::misc::request_sense, [0x03, 0x01, 0, 0, 0xFF, 0x05]),
-    row!(0x08, None, "READ(6)", In, None, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x0A, None, "WRITE(6)", Out, Some(o::write6), A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x12, None, "INQUIRY", In, None, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x03, None, "REQUEST SENSE", In, None, A::U8(4), always, spc::misc::request_sense, [0x03, 0x01, 0, 0, 0xFF, 0x05], Facts::UA_EXEMPT),
+    row!(0x08, None, "READ(6)", In, None, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05], Facts::READ),
+    row!(0x0A, None, "WRITE(6)", Out, Some(o::write6), A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05], Facts::STREAMS),
+    row!(0x12, None, "INQUIRY", In, None, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05], Facts::UA_EXEMPT),
     row!(0x15, None, "MODE SELECT(6)", Out, Some(o::mode_select6), A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
     row!(0x16, None, "RESERVE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x16, 0, 0, 0, 0, 0x05]),
     row!(0x17, None, "RELEASE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x17, 0, 0, 0, 0, 0x05]),
@@ -176,17 +236,27 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x1D, None, "SEND DIAGNOSTIC", Out, Some(o::send_diagnostic), A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
     row!(0x25, None, "READ CAPACITY(10)", In, None, A::None, always, sbc::capacity::read_capacity10,
          [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
-    row!(0x28, None, "READ(10)", In, None, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x2A, None, "WRITE(10)", Out, Some(o::write10), A::None, always, sbc::rw::write10, [0x2A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x28, None, "READ(10)", In, None, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::READ),
+    row!(0x2A, None, "WRITE(10)", Out, Some(o::write10), A::None, always, sbc::rw::write10, [0x2A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::STREAMS),
     row!(0x2E, None, "WRITE AND VERIFY(10)", Out, Some(o::write10), A::None, always, sbc::rw::write_verify10,
-         [0x2E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+         [0x2E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::STREAMS),
     row!(0x2F, None, "VERIFY(10)", Out, Some(o::verify10), A::None, always, sbc::verify::verify10, [0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x34, None, "PRE-FETCH(10)", NoData, None, A::None, always, sbc::sync::prefetch10, [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x35, None, "SYNCHRONIZE CACHE(10)", NoData, None, A::None, always, sbc::sync::sync_cache10,
          [0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x37, None, "READ DEFECT DATA(10)", In, None, A::U16(7), always, sbc::defects::read_defect_data10,
+         [0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x41, None, "WRITE SAME(10)", Out, Some(o::write_same10), A::None, always, sbc::write_same::write_same10,
          [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x01), "SANITIZE (OVERWRITE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::overwrite,
+         [0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x02), "SANITIZE (BLOCK ERASE)", Out, Some(o::param_list10), A::None, thin_zeroing, sbc::sanitize::block_erase,
+         [0x48, 0xA2, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x48, Some(0x1F), "SANITIZE (EXIT FAILURE MODE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::exit_failure_mode,
+         [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x4D, None, "LOG SENSE", In, None, A::U16(7), always, spc::log::log_sense,
+         [0x4D, 0, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x55, None, "MODE SELECT(10)", Out, Some(o::param_list10), A::None, always, spc::mode_select::mode_select10,
          [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x56, None, "RESERVE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
@@ -205,13 +275,15 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x88, None, "READ(16)", In, None, A::None, always, sbc::rw::read16,
-         [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::READ),
     row!(0x89, None, "COMPARE AND WRITE", Out, Some(o::compare_and_write), A::None, always, sbc::caw::compare_and_write,
-         [0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, 0x05]),
+         [0x89, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0x3F, 0x05], Facts::ONCE),
     row!(0x8A, None, "WRITE(16)", Out, Some(o::write16), A::None, always, sbc::rw::write16,
-         [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
+    row!(0x8B, None, "ORWRITE(16)", Out, Some(o::write16), A::None, always, sbc::orwrite::orwrite16,
+         [0x8B, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x8E, None, "WRITE AND VERIFY(16)", Out, Some(o::write16), A::None, always, sbc::rw::write_verify16,
-         [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x8F, None, "VERIFY(16)", Out, Some(o::verify16), A::None, always, sbc::verify::verify16,
          [0x8F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x90, None, "PRE-FETCH(16)", NoData, None, A::None, always, sbc::sync::prefetch16,
@@ -225,19 +297,21 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x9E, Some(0x12), "GET LBA STATUS", In, None, A::U32(10), thin, sbc::lba_status::get_lba_status,
          [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA0, None, "REPORT LUNS", In, None, A::U32(6), always, spc::misc::report_luns,
-         [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+         [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::UA_EXEMPT),
     row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, None, A::U32(6), always, spc::rsoc::report_opcodes,
          [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
          [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA8, None, "READ(12)", In, None, A::None, always, sbc::rw::read12,
-         [0xA8, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0xA8, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::READ),
     row!(0xAA, None, "WRITE(12)", Out, Some(o::write12), A::None, always, sbc::rw::write12,
-         [0xAA, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0xAA, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0xAE, None, "WRITE AND VERIFY(12)", Out, Some(o::write12), A::None, always, sbc::rw::write_verify12,
-         [0xAE, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0xAE, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0xAF, None, "VERIFY(12)", Out, Some(o::verify12), A::None, always, sbc::verify::verify12,
          [0xAF, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0xB7, None, "READ DEFECT DATA(12)", In, None, A::U32(6), always, sbc::defects::read_defect_data12,
+         [0xB7, 0x1F, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
 ];
 
 /// Whether `opcode` has service actions in the table.
@@ -283,6 +357,11 @@ pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
     let sa = cdb.get(1).map(|b| b & 0x1F);
     rows.find(|c| c.service_action.is_none() || c.service_action == sa)
         .ok_or_else(|| ScsiError::cdb(1, 4))
+}
+
+/// The facts of a CDB's command, or `None` for an unsupported command.
+pub fn facts(cdb: &[u8]) -> Option<Facts> {
+    lookup(cdb).ok().map(|c| c.facts)
 }
 
 /// The data direction a CDB implies, or `None` for an unsupported command.
@@ -374,7 +453,7 @@ mod tests {
     #[test]
     fn only_write_commands_stream_their_data_out() {
         for c in COMMANDS {
-            let streams = sbc::rw::streams_data_out(c.opcode);
+            let streams = c.facts.streams_data_out;
             let is_write = c.name.starts_with("WRITE(") || c.name.starts_with("WRITE AND VERIFY");
             assert_eq!(streams, is_write, "{}", c.name);
             let mut cdb = c.usage.to_vec();
@@ -385,6 +464,30 @@ mod tests {
                 "{}",
                 c.name
             );
+        }
+    }
+
+    #[test]
+    fn facts_columns_name_exactly_their_commands() {
+        let with = |f: fn(&Facts) -> bool| -> Vec<&str> {
+            COMMANDS
+                .iter()
+                .filter(|c| f(&c.facts))
+                .map(|c| c.name)
+                .collect()
+        };
+        assert_eq!(
+            with(|f| f.ua_exempt),
+            ["REQUEST SENSE", "INQUIRY", "REPORT LUNS"]
+        );
+        assert_eq!(
+            with(|f| f.may_run_inline),
+            ["READ(6)", "READ(10)", "READ(16)", "READ(12)"]
+        );
+        assert_eq!(with(|f| !f.safe_to_retry), ["COMPARE AND WRITE"]);
+        // Inline commands have no data-out and no side effects.
+        for c in COMMANDS.iter().filter(|c| c.facts.may_run_inline) {
+            assert_eq!(c.dir, In, "{}", c.name);
         }
     }
 }

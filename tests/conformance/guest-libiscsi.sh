@@ -84,11 +84,12 @@ run_cu() {
     iscsi-test-cu -l > /tmp/all-tests.txt 2>&1
     cp /tmp/all-tests.txt $OUT/all-tests.txt
     t0=$(now_cs)
-    # -d: destructive (write) tests allowed; test list from the host share
+    # -d: destructive (write) tests allowed; -S: SANITIZE tests allowed (the volume is a
+    # scratch one); test list from the host share
     if [ -s $OUT/tests.txt ]; then
-        iscsi-test-cu -d -t $OUT/tests.txt "$1" > $OUT/cu.out 2>&1
+        iscsi-test-cu -d -S -t $OUT/tests.txt "$1" > $OUT/cu.out 2>&1
     else
-        iscsi-test-cu -d "$1" > $OUT/cu.out 2>&1
+        iscsi-test-cu -d -S "$1" > $OUT/cu.out 2>&1
     fi
     rc=$?
     t1=$(now_cs)

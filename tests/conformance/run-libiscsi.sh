@@ -102,6 +102,13 @@ elif [ "$ALL" = 1 ]; then
 else
     grep -vE '^\s*(#|$)' "$LIST" > "$OUT/tests.txt"
 fi
+# SCSI.Sanitize.OverwriteReserved patches iSCSI PDUs and crashes iscsi-test-cu (SIGSEGV)
+# over SG_IO, where its sibling BlockEraseReserved skips itself: leave it out there.
+if [ "$TRANSPORT" = sg ]; then
+    sed -i -e '/^SCSI\.Sanitize\.OverwriteReserved$/d' \
+        -e 's/^SCSI\.Sanitize\(\.\*\)\{0,1\}$/SCSI.Sanitize.BlockErase*\nSCSI.Sanitize.CryptoErase*\nSCSI.Sanitize.ExitFailureMode\nSCSI.Sanitize.InvalidServiceAction\nSCSI.Sanitize.Overwrite\nSCSI.Sanitize.Readonly\nSCSI.Sanitize.Reservations\nSCSI.Sanitize.Reset/' \
+        "$OUT/tests.txt"
+fi
 [ "$LIST" = "$me/quick.txt" ] && TMO=${TMO:-600}
 TMO=${TMO:-2400}
 echo "$SIZE" > "$OUT/size_mb"

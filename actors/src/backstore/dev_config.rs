@@ -3,6 +3,10 @@
 //! Forms we own: `thin/<pool>/<volume>` and `file/<path>` (tcmu-runner's
 //! format, so `file//var/lib/img.raw` names `/var/lib/img.raw`). Any other
 //! subtype belongs to another daemon and parses to `Ok(None)`.
+//!
+//! Options follow the backstore after `;` (as tcmu-runner's rbd handler
+//! takes them), e.g. `thin/p/v;ro`: [`DevOptions`]. An image path
+//! therefore cannot contain `;`.
 
 use std::path::{Component, PathBuf};
 
@@ -29,9 +33,60 @@ pub enum DevConfig {
     },
 }
 
+/// How a backstore is served, from the options after its `;`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DevOptions {
+    /// `ro`: the LUN is write-protected (MODE SENSE WP; every write-class
+    /// command fails with DATA PROTECT, WRITE PROTECTED). Snapshots are
+    /// always served so.
+    pub read_only: bool,
+    /// `lbppbe=N` (0-15): 2^N logical blocks per physical block (READ
+    /// CAPACITY(16) LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT; VPD B0
+    /// granularities are multiples of the physical block), e.g. `lbppbe=3`
+    /// for 512-byte logical blocks on 4 KiB physical ones.
+    pub lbppbe: u8,
+}
+
+impl DevOptions {
+    fn parse(opts: &str) -> Result<DevOptions, &'static str> {
+        let mut o = DevOptions::default();
+        for opt in opts.split(';') {
+            match opt {
+                "ro" => o.read_only = true,
+                "" => return Err("empty option after ';'"),
+                _ => match opt.split_once('=') {
+                    Some(("lbppbe", n)) => {
+                        o.lbppbe = n
+                            .parse::<u8>()
+                            .ok()
+                            .filter(|&n| n <= 15)
+                            .ok_or("lbppbe must be 0-15")?;
+                    }
+                    _ => return Err("unknown option (known: ro, lbppbe=N)"),
+                },
+            }
+        }
+        Ok(o)
+    }
+
+    /// The options as they follow the backstore (`;ro`...), empty for the
+    /// defaults.
+    pub fn to_suffix(&self) -> String {
+        let mut s = String::new();
+        if self.read_only {
+            s.push_str(";ro");
+        }
+        if self.lbppbe != 0 {
+            s.push_str(&format!(";lbppbe={}", self.lbppbe));
+        }
+        s
+    }
+}
+
 impl DevConfig {
     /// Parses a `dev_config` string. `Ok(None)`: a subtype that is not ours
-    /// (leave the device alone); `Err`: our subtype but malformed.
+    /// (leave the device alone); `Err`: our subtype but malformed (options
+    /// included: see [`DevConfig::parse_with_options`]).
     pub fn parse(s: &str) -> Result<Option<DevConfig>, BackstoreError> {
         Self::parse_as(s, &Subtypes::default())
     }
@@ -39,8 +94,25 @@ impl DevConfig {
     /// [`DevConfig::parse`] with the configured subtypes: a subtype turned
     /// off or renamed away is another daemon's.
     pub fn parse_as(s: &str, subtypes: &Subtypes) -> Result<Option<DevConfig>, BackstoreError> {
+        Ok(Self::parse_with_options_as(s, subtypes)?.map(|(c, _)| c))
+    }
+
+    /// Parses a `dev_config` string with its options (`thin/p/v;ro`).
+    pub fn parse_with_options(s: &str) -> Result<Option<(DevConfig, DevOptions)>, BackstoreError> {
+        Self::parse_with_options_as(s, &Subtypes::default())
+    }
+
+    /// [`DevConfig::parse_with_options`] with the configured subtypes.
+    pub fn parse_with_options_as(
+        s: &str,
+        subtypes: &Subtypes,
+    ) -> Result<Option<(DevConfig, DevOptions)>, BackstoreError> {
         let Some((subtype, rest)) = s.split_once('/') else {
             return Ok(None);
+        };
+        let (rest, opts) = match rest.split_once(';') {
+            Some((rest, opts)) => (rest, Some(opts)),
+            None => (rest, None),
         };
         let is = |want: &Option<String>| want.as_deref() == Some(subtype);
         let parsed = if is(&subtypes.thin) {
@@ -53,7 +125,13 @@ impl DevConfig {
         if s.len() > MAX_DEV_CONFIG {
             return Err(malformed(s, "longer than 255 bytes"));
         }
-        parsed.map(Some).map_err(|why| malformed(s, why))
+        let cfg = parsed.map_err(|why| malformed(s, why))?;
+        let opts = opts
+            .map(DevOptions::parse)
+            .transpose()
+            .map_err(|why| malformed(s, why))?
+            .unwrap_or_default();
+        Ok(Some((cfg, opts)))
     }
 
     /// The canonical `dev_config` string of this backstore.
@@ -176,6 +254,70 @@ mod tests {
             "zbc/x",
         ] {
             assert_eq!(DevConfig::parse(s).unwrap(), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn options_follow_a_semicolon() {
+        let ro = DevOptions {
+            read_only: true,
+            ..DevOptions::default()
+        };
+        for (s, want) in [
+            ("thin/p/v;ro", thin("p", "v")),
+            (
+                "file//x/img.raw;ro",
+                DevConfig::File {
+                    path: "/x/img.raw".into(),
+                },
+            ),
+        ] {
+            assert_eq!(
+                DevConfig::parse_with_options(s).unwrap(),
+                Some((want, ro)),
+                "{s}"
+            );
+        }
+        assert_eq!(
+            DevConfig::parse_with_options("thin/p/v").unwrap(),
+            Some((thin("p", "v"), DevOptions::default()))
+        );
+        assert_eq!(ro.to_suffix(), ";ro");
+        let both = DevConfig::parse_with_options("thin/p/v;lbppbe=3;ro").unwrap();
+        let want = DevOptions {
+            read_only: true,
+            lbppbe: 3,
+        };
+        assert_eq!(both, Some((thin("p", "v"), want)));
+        assert_eq!(want.to_suffix(), ";ro;lbppbe=3");
+        assert_eq!(DevOptions::default().to_suffix(), "");
+        for bad in [
+            "thin/p/v;",
+            "thin/p/v;rw",
+            "thin/p/v;ro;",
+            "file//x;RO",
+            "thin/p/v;ro=1",
+        ] {
+            assert!(
+                matches!(
+                    DevConfig::parse_with_options(bad),
+                    Err(BackstoreError::BadDevConfig { .. })
+                ),
+                "{bad}"
+            );
+            assert!(DevConfig::parse(bad).is_err(), "{bad}");
+        }
+        // Another daemon's options stay its own.
+        assert_eq!(
+            DevConfig::parse("rbd/pool/img;osd_op_timeout=30").unwrap(),
+            None
+        );
+    }
+
+    fn thin(pool: &str, volume: &str) -> DevConfig {
+        DevConfig::Thin {
+            pool: pool.into(),
+            volume: volume.into(),
         }
     }
 

@@ -13,7 +13,7 @@ use tcmud_core::scsi::LunIdentity;
 use super::file_open::open_image;
 use super::identity::file_identity;
 use super::io_pool::IoPool;
-use super::{BackstoreError, DevConfig, NotCreated, PoolRegistry};
+use super::{BackstoreError, DevConfig, DevOptions, NotCreated, PoolRegistry};
 
 /// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
@@ -67,6 +67,7 @@ struct Inner {
     /// The image file's backend (`file/` backstores on a regular file), for
     /// online resize.
     image: Option<Arc<FileBackend>>,
+    options: DevOptions,
 }
 
 impl fmt::Debug for BackstoreHandle {
@@ -96,6 +97,18 @@ impl BackstoreHandle {
         io_threads: usize,
         identity: Option<LunIdentity>,
     ) -> Result<BackstoreHandle, BackstoreError> {
+        Self::with_options(backend, kind, io_threads, identity, DevOptions::default())
+    }
+
+    /// [`BackstoreHandle::identified`] served with the `dev_config`'s
+    /// options.
+    pub fn with_options(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io_threads: usize,
+        identity: Option<LunIdentity>,
+        options: DevOptions,
+    ) -> Result<BackstoreHandle, BackstoreError> {
         let io = IoPool::new("tcmud", io_threads)?;
         Ok(BackstoreHandle {
             inner: Arc::new(Inner {
@@ -104,18 +117,20 @@ impl BackstoreHandle {
                 io,
                 identity,
                 image: None,
+                options,
             }),
         })
     }
 
-    /// A `file/` backstore over `image`; a regular file (not a block
-    /// device) can be grown online.
+    /// A `file/` backstore over `image`, served with the `dev_config`'s
+    /// options; a regular file (not a block device) can be grown online.
     fn image(
         image: Arc<FileBackend>,
         regular: bool,
         path: PathBuf,
         io_threads: usize,
         identity: LunIdentity,
+        options: DevOptions,
     ) -> Result<BackstoreHandle, BackstoreError> {
         let io = IoPool::new("tcmud", io_threads)?;
         Ok(BackstoreHandle {
@@ -125,8 +140,28 @@ impl BackstoreHandle {
                 io,
                 identity: Some(identity),
                 image: regular.then_some(image),
+                options,
             }),
         })
+    }
+
+    /// The `dev_config`'s options it is served with.
+    pub fn options(&self) -> DevOptions {
+        self.inner.options
+    }
+
+    /// Physical block size in bytes when the `dev_config` asks for more
+    /// than one logical block per physical block (`lbppbe=N`).
+    pub fn physical_block_size(&self) -> Option<u32> {
+        match self.inner.options.lbppbe {
+            0 => None,
+            n => self
+                .inner
+                .backend
+                .caps()
+                .block_size
+                .checked_shl(u32::from(n)),
+        }
     }
 
     /// The identity stored with the volume or image, if it has one.
@@ -247,6 +282,26 @@ pub fn open_backstore(
     reg: &PoolRegistry,
     policy: &OpenPolicy<'_>,
 ) -> Result<BackstoreHandle, BackstoreError> {
+    open_backstore_with(
+        cfg,
+        &DevOptions::default(),
+        size_bytes,
+        block_size,
+        reg,
+        policy,
+    )
+}
+
+/// [`open_backstore`] with the `dev_config`'s options: `ro` opens the
+/// volume or image read-only (a write-protected LUN).
+pub fn open_backstore_with(
+    cfg: &DevConfig,
+    opts: &DevOptions,
+    size_bytes: u64,
+    block_size: u32,
+    reg: &PoolRegistry,
+    policy: &OpenPolicy<'_>,
+) -> Result<BackstoreHandle, BackstoreError> {
     if !block_size.is_power_of_two() || !(512..=65536).contains(&block_size) {
         return Err(BackstoreError::BlockSize {
             what: "the device's hw_block_size".to_owned(),
@@ -255,10 +310,16 @@ pub fn open_backstore(
         });
     }
     match cfg {
-        DevConfig::Thin { pool, volume } => {
-            open_thin(pool, volume, size_bytes, block_size, reg, policy.may_create)
-        }
-        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy),
+        DevConfig::Thin { pool, volume } => open_thin(
+            pool,
+            volume,
+            size_bytes,
+            block_size,
+            reg,
+            policy.may_create,
+            opts,
+        ),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy, opts),
     }
 }
 
@@ -269,6 +330,7 @@ fn open_thin(
     block_size: u32,
     reg: &PoolRegistry,
     may_create: bool,
+    opts: &DevOptions,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let pool = reg.pool(pool_name, may_create)?;
     let spec = reg.spec(pool_name)?;
@@ -297,9 +359,11 @@ fn open_thin(
         pool.create_volume(volume, size_bytes, block_size)
             .map_err(pool_err(format!("create volume {volume}")))?;
     }
-    let vol = pool
-        .open_volume(volume)
-        .map_err(pool_err(format!("open volume {volume}")))?;
+    let vol = match opts.read_only {
+        true => pool.open_volume_read_only(volume),
+        false => pool.open_volume(volume),
+    }
+    .map_err(pool_err(format!("open volume {volume}")))?;
     let identity = pool
         .volume_identity(volume)
         .map_err(pool_err(format!("identity of volume {volume}")))?;
@@ -320,7 +384,7 @@ fn open_thin(
             "volume size differs from device size"
         );
     }
-    BackstoreHandle::identified(
+    BackstoreHandle::with_options(
         vol,
         BackstoreKind::Thin {
             pool,
@@ -328,6 +392,7 @@ fn open_thin(
         },
         DEFAULT_IO_THREADS,
         Some(LunIdentity(identity)),
+        *opts,
     )
 }
 
@@ -336,6 +401,7 @@ fn open_file(
     size_bytes: u64,
     block_size: u32,
     policy: &OpenPolicy<'_>,
+    opts: &DevOptions,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let image = open_image(path, policy.file_roots, policy.may_create)?;
     let io = |what: String| move |source| BackstoreError::Io { what, source };
@@ -357,7 +423,7 @@ fn open_file(
         }
     }
     let identity = file_identity(&image.file, path, image.block_device)?;
-    let backend = FileBackend::from_file(image.file, block_size, false)
+    let backend = FileBackend::from_file(image.file, block_size, opts.read_only)
         .map_err(io(format!("open {}", path.display())))?;
     let have = size_of(&backend);
     if image.block_device && have != size_bytes {
@@ -374,6 +440,7 @@ fn open_file(
         path.to_owned(),
         DEFAULT_IO_THREADS,
         identity,
+        *opts,
     )
 }
 

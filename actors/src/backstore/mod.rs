@@ -1,7 +1,8 @@
 //! Backstores: what a device's `dev_config` names, the pools they live in,
 //! and the I/O threads that run blocking backend calls off the actors.
 //!
-//! - [`DevConfig`]: `thin/<pool>/<volume>` and `file/<path>` parsing;
+//! - [`DevConfig`]: `thin/<pool>/<volume>` and `file/<path>` parsing, with
+//!   [`DevOptions`] after `;` (`;ro`);
 //! - [`PoolRegistry`]: each configured pool opened once per process;
 //! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its I/O pool.
 
@@ -12,10 +13,10 @@ mod identity;
 mod io_pool;
 mod registry;
 
-pub use dev_config::{valid_name, DevConfig, MAX_DEV_CONFIG};
+pub use dev_config::{valid_name, DevConfig, DevOptions, MAX_DEV_CONFIG};
 pub use handle::{
-    open_backstore, BackstoreHandle, BackstoreKind, OpenPolicy, DEFAULT_BLOCK_SIZE,
-    DEFAULT_IO_THREADS,
+    open_backstore, open_backstore_with, BackstoreHandle, BackstoreKind, OpenPolicy,
+    DEFAULT_BLOCK_SIZE, DEFAULT_IO_THREADS,
 };
 pub use identity::IDENTITY_XATTR;
 pub use io_pool::IoPool;

@@ -5,7 +5,7 @@
 //! and counts data-out bytes. The SCSI command table is the single source of
 //! the direction.
 
-use tcmud_core::scsi::{data_direction, DataDirection};
+use tcmud_core::scsi::{data_direction, facts, DataDirection};
 
 /// Data direction of a CDB as the device actor needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,10 +27,11 @@ pub fn direction(cdb: &[u8]) -> Dir {
     }
 }
 
-/// COMPARE AND WRITE: must never run twice, so it is not retried after a
-/// panic in its execution.
-pub fn is_compare_and_write(cdb: &[u8]) -> bool {
-    cdb.first() == Some(&0x89)
+/// Whether `cdb` may run again after a panic part-way through (the command
+/// table's fact: not COMPARE AND WRITE, which must never run twice). An
+/// unsupported command does nothing, so it is safe.
+pub fn safe_to_retry(cdb: &[u8]) -> bool {
+    facts(cdb).is_none_or(|f| f.safe_to_retry)
 }
 
 #[cfg(test)]
@@ -43,6 +44,10 @@ mod tests {
         assert_eq!(direction(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0]), Dir::Out); // WRITE 10
         assert_eq!(direction(&[0x00; 6]), Dir::None); // TEST UNIT READY
         assert_eq!(direction(&[]), Dir::None);
-        assert!(is_compare_and_write(&[0x89, 0]));
+        let mut caw = [0u8; 16];
+        caw[0] = 0x89; // COMPARE AND WRITE
+        assert!(!safe_to_retry(&caw));
+        assert!(safe_to_retry(&[0x2a, 0, 0, 0, 0, 0, 0, 0, 8, 0]));
+        assert!(safe_to_retry(&[0xff]));
     }
 }

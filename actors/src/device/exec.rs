@@ -10,7 +10,7 @@ use tcmud_core::backend::{BlockSink, BlockSource};
 use tcmud_core::ring::{Cdb, SharedData};
 use tcmud_core::scsi::ScsiResponse;
 
-use super::direction::is_compare_and_write;
+use super::direction::safe_to_retry;
 use super::fault::FaultPoint;
 use super::inflight::{Outcome, SlotKey};
 use super::outcome::{internal_target_failure, timed_out, GOOD};
@@ -102,14 +102,14 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             let msg = panic_message(payload.as_ref());
             // Safe to run again unless it may have half-run a COMPARE AND
             // WRITE; a command that keeps panicking is failed, not retried.
-            let caw = is_compare_and_write(job.cdb.as_bytes());
+            let retry = safe_to_retry(job.cdb.as_bytes());
             let mut table = lock(&shared.table);
-            let panics = table.panicked(job.key, job.token, !caw, internal_target_failure());
+            let panics = table.panicked(job.key, job.token, retry, internal_target_failure());
             if panics > MAX_PANICS_PER_COMMAND {
                 table.cancel_unstarted(job.key, internal_target_failure());
             }
             drop(table);
-            tracing::error!(panic = %msg, caw, panics, "SCSI emulation panicked");
+            tracing::error!(panic = %msg, retry, panics, "SCSI emulation panicked");
             shared.report_crash(format!("I/O thread panicked: {msg}"));
         }
     }

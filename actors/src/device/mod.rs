@@ -222,6 +222,9 @@ pub fn spawn_device_with(
         Some(id) => LunConfig::identified(id),
         None => default_lun_config(&spec.dev_config),
     });
+    if let Some(pbs) = backstore.physical_block_size() {
+        lun_cfg.physical_block_size = pbs; // dev_config `;lbppbe=N`
+    }
     if lun_cfg.write_cache.is_none() {
         if let Some(dir) = &spec.configfs_dir {
             lun_cfg.write_cache = Some(configfs_write_cache(dir));

@@ -5,7 +5,8 @@ use super::devices::{
     DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
 use crate::backstore::{
-    open_backstore, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
+    open_backstore_with, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry,
+    PoolSpec,
 };
 use crate::config::{self, DaemonConfig};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
@@ -137,11 +138,12 @@ impl DeviceFactory for RealFactory {
     }
 
     fn open(&mut self, req: &DeviceRequest) -> Result<Opened, SpawnError> {
-        let cfg = match DevConfig::parse_as(&req.uio.dev_config, &self.subtypes) {
-            Ok(Some(c)) => c,
-            Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
-            Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
-        };
+        let (cfg, dev_opts) =
+            match DevConfig::parse_with_options_as(&req.uio.dev_config, &self.subtypes) {
+                Ok(Some(c)) => c,
+                Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
+                Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
+            };
         let fallback;
         let reg = match &cfg {
             DevConfig::Thin { pool, .. } => match self.registry_for(pool) {
@@ -166,8 +168,15 @@ impl DeviceFactory for RealFactory {
             may_create: !req.adopted,
             file_roots: &self.file_roots,
         };
-        let backstore = open_backstore(&cfg, req.size_bytes, req.block_size, reg, &policy)
-            .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        let backstore = open_backstore_with(
+            &cfg,
+            &dev_opts,
+            req.size_bytes,
+            req.block_size,
+            reg,
+            &policy,
+        )
+        .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
         Ok(Opened(Box::new(backstore)))
     }
 

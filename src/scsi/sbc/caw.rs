@@ -1,7 +1,7 @@
 //! COMPARE AND WRITE (SBC-3 5.2): atomic per LUN.
 
 use super::{check_writable, first_difference, limits};
-use crate::scsi::cdb::Block16;
+use crate::scsi::cdb::CompareAndWrite;
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
 use crate::scsi::table::{Ctx, Reply};
@@ -10,11 +10,11 @@ use crate::scsi::table::{Ctx, Reply};
 /// by the write blocks. The LUN's CAW gate is held exclusively from the
 /// read to the write, so no other write to the LUN interleaves.
 pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let c = Block16::parse(ctx.cdb)?;
-    if c.flags() >> 5 != 0 {
+    let c = CompareAndWrite::parse(ctx.cdb)?;
+    if c.wrprotect() != 0 {
         return Err(ScsiError::cdb(1, 7)); // WRPROTECT
     }
-    let blocks = c.byte13();
+    let blocks = c.number_of_logical_blocks();
     if blocks > limits(ctx.lun, &ctx.caps).max_compare_write {
         return Err(ScsiError::cdb(13, 7));
     }
@@ -36,7 +36,7 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Ok(Reply::None);
     }
     let (verify, write) = ctx.data_out.split_at(ext.bytes);
-    let fua = ctx.lun.effective_fua(&ctx.caps, c.flags() & 0x08 != 0);
+    let fua = ctx.lun.effective_fua(&ctx.caps, c.fua());
     let backend = ctx.lun.backend();
     let _gate = ctx.lun.caw_gate();
     let mut current = vec![0u8; ext.bytes];

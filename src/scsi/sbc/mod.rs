@@ -1,10 +1,14 @@
 //! SBC-3 block commands: READ/WRITE, VERIFY, capacity, cache, thin
-//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS) and COMPARE AND WRITE.
+//! provisioning (UNMAP, WRITE SAME, GET LBA STATUS), COMPARE AND WRITE,
+//! ORWRITE, SANITIZE and READ DEFECT DATA.
 
 pub(crate) mod capacity;
 pub(crate) mod caw;
+pub(crate) mod defects;
 pub(crate) mod lba_status;
+pub(crate) mod orwrite;
 pub(crate) mod rw;
+pub(crate) mod sanitize;
 pub(crate) mod sync;
 pub(crate) mod unmap;
 pub(crate) mod verify;
@@ -30,6 +34,11 @@ pub(crate) struct Limits {
     /// LOGICAL BLOCKS PER PHYSICAL BLOCK EXPONENT.
     pub lbppbe: u8,
     pub optimal_granularity: u16,
+    /// OPTIMAL UNMAP GRANULARITY: the backend's unmap granularity rounded
+    /// up to a whole number of physical blocks (their least common
+    /// multiple), so that an initiator aligning its unmaps to it never
+    /// splits a physical block.
+    pub unmap_granularity: u32,
 }
 
 /// Upper bound of MAXIMUM UNMAP LBA COUNT whatever the backend allows: one
@@ -105,7 +114,17 @@ pub(crate) fn limits(lun: &Lun, caps: &BackendCaps) -> Limits {
         max_write_same,
         lbppbe,
         optimal_granularity: 1 << lbppbe,
+        unmap_granularity: lcm(caps.unmap_granularity.max(1), 1 << lbppbe),
     }
+}
+
+/// Least common multiple (saturating at `u32::MAX`) of two non-zero values.
+fn lcm(a: u32, b: u32) -> u32 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    (a / x.max(1)).saturating_mul(b)
 }
 
 /// The fields READ/WRITE/VERIFY/PRE-FETCH/SYNCHRONIZE CACHE share, decoded

@@ -51,24 +51,6 @@ pub(crate) fn write_verify16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     write(ctx, BlockRequest::sixteen(ctx.cdb)?, true)
 }
 
-/// Opcodes of WRITE(6/10/12/16) and WRITE AND VERIFY(10/12/16): their
-/// data-out streams from the caller's source into the backend.
-const STREAMING_WRITES: [u8; 7] = [0x0A, 0x2A, 0xAA, 0x8A, 0x2E, 0xAE, 0x8E];
-
-/// Opcodes of READ(6/10/12/16).
-const READS: [u8; 4] = [0x08, 0x28, 0xA8, 0x88];
-
-/// Whether `opcode` is READ(6/10/12/16): no data-out, no side effects.
-pub(crate) fn is_read(opcode: u8) -> bool {
-    READS.contains(&opcode)
-}
-
-/// Whether `opcode`'s handler takes its data-out from the caller's source
-/// rather than from plain bytes.
-pub(crate) fn streams_data_out(opcode: u8) -> bool {
-    STREAMING_WRITES.contains(&opcode)
-}
-
 /// Reads straight into the data-in buffer: the caller's sink (e.g. the
 /// ring's data area) or the plain buffer (DPO and RARC are hints and
 /// ignored).

@@ -2,6 +2,7 @@
 
 use crate::scsi::cdb::Spc6;
 use crate::scsi::error::ScsiError;
+use crate::scsi::lun::SanitizeState;
 use crate::scsi::sense::{Asc, Sense, SenseKey};
 use crate::scsi::table::{Ctx, Reply};
 
@@ -14,10 +15,13 @@ pub(crate) fn test_unit_ready(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// or NO SENSE. DESC selects descriptor-format sense.
 pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = Spc6::parse(ctx.cdb)?;
-    let sense = ctx
-        .lun
-        .take_unit_attention()
-        .unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL));
+    let sense = match ctx.lun.sanitize_state() {
+        SanitizeState::Running => Sense::new(SenseKey::NotReady, Asc::SANITIZE_IN_PROGRESS),
+        _ => ctx
+            .lun
+            .take_unit_attention()
+            .unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL)),
+    };
     let data = if cdb.byte1() & 0x01 != 0 {
         sense.to_descriptor()
     } else {

@@ -1,7 +1,9 @@
 //! SPC-4 primary commands: INQUIRY and VPD pages, MODE SENSE/SELECT,
-//! REQUEST SENSE, REPORT SUPPORTED OPERATION CODES and small commands.
+//! REQUEST SENSE, LOG SENSE, REPORT SUPPORTED OPERATION CODES and small
+//! commands.
 
 pub(crate) mod inquiry;
+pub(crate) mod log;
 pub(crate) mod misc;
 pub(crate) mod mode;
 pub(crate) mod mode_select;

@@ -1,5 +1,5 @@
-//! Mode pages (01h read-write error recovery, 08h caching, 0Ah control)
-//! and MODE SENSE(6)/(10).
+//! Mode pages (01h read-write error recovery, 08h caching, 0Ah control:
+//! SWP changeable) and MODE SENSE(6)/(10).
 
 use crate::scsi::cdb::{Spc10, Spc6};
 use crate::scsi::error::ScsiError;
@@ -39,6 +39,14 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8, pc: PageControl) -> Option<Vec<u8>> 
             if pc != Changeable {
                 p[0] = 0x02; // GLTSD: no implicit log saving
                 p[1] = 0x10; // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
+            }
+            let swp = match pc {
+                Current => ctx.lun.software_write_protect(),
+                Changeable => true,
+                Default => false,
+            };
+            if swp {
+                p[2] = 0x08; // SWP: software write protect
             }
             Some(with_header(0x0A, p))
         }

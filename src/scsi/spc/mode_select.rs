@@ -1,6 +1,6 @@
 //! MODE SELECT(6)/(10): only fields the changeable mask allows may differ
 //! from the current values (today: WCE, when the backend has a volatile
-//! cache).
+//! cache, and SWP).
 
 use super::mode::{page, PageControl};
 use crate::scsi::cdb::{Spc10, Spc6};
@@ -55,6 +55,7 @@ fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, ten: bool) -> Result<R
         .ok_or(ScsiError::ParameterListLength)?;
     check_block_descriptor(ctx, descriptor, hdr_len, bdl_byte, long_lba)?;
     let mut wce = None;
+    let mut swp = None;
     let mut off = hdr_len + bdl;
     while off < list.len() {
         let hdr = list
@@ -88,10 +89,16 @@ fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, ten: bool) -> Result<R
         if code == 0x08 {
             wce = new.get(2).map(|b| b & 0x04 != 0);
         }
+        if code == 0x0A {
+            swp = new.get(4).map(|b| b & 0x08 != 0);
+        }
         off += current.len();
     }
     if let Some(on) = wce {
         ctx.lun.set_wce(on)?;
+    }
+    if let Some(on) = swp {
+        ctx.lun.set_swp(on);
     }
     Ok(Reply::None)
 }

@@ -22,7 +22,7 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
             .collect(),
         0x83 => device_identification(ctx),
         0xB0 => block_limits(ctx),
-        0xB1 => block_device_characteristics(),
+        0xB1 => block_device_characteristics(ctx),
         0xB2 => logical_block_provisioning(ctx),
         _ => return Err(ScsiError::cdb(2, 7)),
     };
@@ -66,17 +66,21 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
     if ctx.caps.thin {
         d[16..20].copy_from_slice(&l.max_unmap.to_be_bytes()); // MAXIMUM UNMAP LBA COUNT
         d[20..24].copy_from_slice(&ctx.caps.max_unmap_descriptors.to_be_bytes()); // ... DESCRIPTOR COUNT
-        d[24..28].copy_from_slice(&ctx.caps.unmap_granularity.max(1).to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
+        d[24..28].copy_from_slice(&l.unmap_granularity.to_be_bytes()); // OPTIMAL UNMAP GRANULARITY
         d[28] = 0x80; // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
     }
     d[32..40].copy_from_slice(&l.max_write_same.to_be_bytes()); // MAXIMUM WRITE SAME LENGTH
     d
 }
 
-/// B1h: non-rotating medium.
-fn block_device_characteristics() -> Vec<u8> {
+/// B1h: non-rotating medium; WABEREQ 01b (reads after SANITIZE BLOCK
+/// ERASE succeed) when BLOCK ERASE is supported.
+fn block_device_characteristics(ctx: &Ctx<'_>) -> Vec<u8> {
     let mut d = vec![0u8; 0x3C];
     d[1] = 0x01; // MEDIUM ROTATION RATE: non-rotating
+    if ctx.caps.thin && ctx.caps.zeroes_after_unmap {
+        d[3] = 0x40; // WABEREQ 01b
+    }
     d
 }
 

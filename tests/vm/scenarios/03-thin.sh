@@ -7,6 +7,13 @@
 #   LUN keeps working; a snapshot served as thin/<pool>/<snapshot> reads back the old data.
 #   Identity: VPD 83h (NAA 6, company id 001405) and 80h are the same after a daemon
 #   restart, and differ between two LUNs, a file// LUN and between a volume and its snapshot.
+#   Write protection: the snapshot LUN and a `thin/p1/rovol;ro` LUN report WP (the kernel's
+#   /sys/block/sdX/ro is 1); WRITE(10), WRITE SAME(16) and UNMAP sent with sg_raw on the sg
+#   node fail with DATA PROTECT / WRITE PROTECTED (27/00); SYNCHRONIZE CACHE is GOOD.
+#   Physical blocks: a `thin/p1/pbvol;lbppbe=3` LUN has 512-byte logical and 4 KiB physical
+#   blocks in the kernel's queue limits (READ CAPACITY(16) exponent 3).
+#   LOG SENSE: page 00h lists pages 00h, 0Ch, 2Fh; page 0Ch's used LBA mapping resource count
+#   grows by the blocks written; READ DEFECT DATA (10)/(12) return empty lists.
 # timeout: 480
 . /vmlab/tcmud-lib.sh
 
@@ -111,6 +118,61 @@ case "$id2" in 0083????010300106001405*) ;; *) fail "VPD 83 of the snapshot LUN:
 verified "snapshot LUN has its own VPD 83 ($(echo "$id2" | cut -c17-48)); the origin's is unchanged"
 if dd if=/tmp/patB of="$SD2" bs=1M count=1 oflag=direct 2>/dev/null; then fail "write to the read-only snapshot succeeded"; fi
 verified "write to the snapshot LUN is refused"
+
+# ---------------------------------------------------------------- write-protected LUNs
+modprobe sg 2>/dev/null
+# wp_check SD LUN NAME -- the kernel sees WP, writes fail with 27/00 at the target
+wp_check() {
+    [ "$(cat "/sys/block/${1#/dev/}/ro")" = 1 ] || fail "$3: /sys/block/${1#/dev/}/ro is not 1 (WP not seen)"
+    _sg=$(loop_sg "$2") || fail "$3: no sg node for LUN $2"
+    head -c 512 /dev/zero > /tmp/blk
+    printf '\000\026\000\020\000\000\000\000\000\000\000\000\000\000\000\020\000\000\000\010\000\000\000\000' > /tmp/unmap.lst
+    for _c in "WRITE(10):-s 512 -i /tmp/blk:2a 00 00 00 00 10 00 00 01 00" \
+              "WRITE SAME(16) UNMAP:-s 512 -i /tmp/blk:93 08 00 00 00 00 00 00 00 10 00 00 00 08 00 00" \
+              "UNMAP:-s 24 -i /tmp/unmap.lst:42 00 00 00 00 00 00 00 18 00"; do
+        _n=${_c%%:*}; _r=${_c#*:}; _o=${_r%%:*}; _cdb=${_r#*:}
+        # shellcheck disable=SC2086
+        sg_raw $_o "$_sg" $_cdb > /tmp/wp.log 2>&1 && fail "$3: $_n was GOOD"
+        grep -qiE 'write protected' /tmp/wp.log || { cat /tmp/wp.log; fail "$3: $_n did not fail with WRITE PROTECTED"; }
+        _why=$(grep -iE 'write protected' /tmp/wp.log | head -n1 | sed 's/^ *//')
+    done
+    sg_raw "$_sg" 35 00 00 00 00 00 00 00 00 00 > /tmp/wp.log 2>&1 || { cat /tmp/wp.log; fail "$3: SYNCHRONIZE CACHE failed"; }
+    verified "$3: /sys/block ro=1 (WP); WRITE(10), WRITE SAME(16) UNMAP, UNMAP -> $_why; SYNCHRONIZE CACHE GOOD"
+}
+wp_check "$SD2" 2 "snapshot LUN thin/p1/snap1"
+SDR=$(lun_create user_1 rovol $((16 * MB)) "thin/p1/rovol;ro" 5) || { diag; fail "LUN on thin/p1/rovol;ro"; }
+wp_check "$SDR" 5 "thin/p1/rovol;ro"
+[ "$(cat "/sys/block/${SD0#/dev/}/ro")" = 0 ] || fail "the writable LUN vol1 reports WP"
+
+# ---------------------------------------------------------------- physical block size
+SDP=$(lun_create user_1 pbvol $((16 * MB)) "thin/p1/pbvol;lbppbe=3" 6) || { diag; fail "LUN on thin/p1/pbvol;lbppbe=3"; }
+q=/sys/block/${SDP#/dev/}/queue
+sg_readcap -l "$SDP" | grep -iE 'exponent|block length'
+[ "$(cat $q/logical_block_size)" = 512 ] && [ "$(cat $q/physical_block_size)" = 4096 ] ||
+    fail "pbvol: logical/physical block size $(cat $q/logical_block_size)/$(cat $q/physical_block_size), want 512/4096"
+[ "$(cat "/sys/block/${SD0#/dev/}/queue/physical_block_size")" = 512 ] || fail "vol1 (no lbppbe): physical block size is not 512"
+verified "thin/p1/pbvol;lbppbe=3: kernel sees 512-byte logical / 4096-byte physical blocks (discard_granularity $(cat $q/discard_granularity)); vol1 stays 512/512"
+
+# ---------------------------------------------------------------- LOG SENSE, READ DEFECT DATA
+# used_count SD -> the used LBA mapping resource count (LOG SENSE page 0Ch parameter 0002h)
+used_count() {
+    sg_raw -r 64 -o /tmp/lp.bin "$1" 4d 00 4c 00 00 00 00 00 40 00 > /dev/null 2>&1 || return 1
+    od -An -tu1 -j 20 -N 4 /tmp/lp.bin | awk '{ print (($1 * 256 + $2) * 256 + $3) * 256 + $4 }'
+}
+# LOG SENSE page 00h (supported pages; the guest has no sg_logs)
+sg_raw -r 64 -o /tmp/lp0.bin "$SDP" 4d 00 40 00 00 00 00 00 40 00 > /tmp/lp.log 2>&1 || { cat /tmp/lp.log; fail "LOG SENSE page 00h"; }
+lp0=$(od -An -tx1 /tmp/lp0.bin | tr -d ' \n')
+[ "$lp0" = 80000003000c2f ] || fail "LOG SENSE page 00h: $lp0, want DS, pages 00 0c 2f"
+u0=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
+dd if=/tmp/patA of="$SDP" bs=1M count=1 oflag=direct conv=fsync 2>/dev/null || fail "pbvol write"
+u1=$(used_count "$SDP") || fail "LOG SENSE page 0Ch"
+[ "$u1" -ge $((u0 + MB / 512)) ] || fail "used LBA mapping resource count $u0 -> $u1 after writing 1 MiB"
+verified "LOG SENSE: page 00h lists 00h/0Ch/2Fh; 0Ch used LBA mapping resource count $u0 -> $u1 blocks after 1 MiB written"
+sg_raw -r 32 -o /tmp/rdd10.bin "$SDP" 37 00 18 00 00 00 00 00 20 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(10)"; }
+[ "$(od -An -tx1 /tmp/rdd10.bin | tr -d ' \n')" = 00180000 ] || { od -An -tx1 /tmp/rdd10.bin; fail "READ DEFECT DATA(10): not an empty list"; }
+sg_raw -r 32 -o /tmp/rdd12.bin "$SDP" b7 18 00 00 00 00 00 00 00 20 00 00 > /tmp/rdd.log 2>&1 || { cat /tmp/rdd.log; fail "READ DEFECT DATA(12)"; }
+[ "$(od -An -tx1 /tmp/rdd12.bin | tr -d ' \n')" = 0018000000000000 ] || { od -An -tx1 /tmp/rdd12.bin; fail "READ DEFECT DATA(12): not an empty list"; }
+verified "READ DEFECT DATA (10)/(12): PLISTV+GLISTV, empty lists"
 
 # ---------------------------------------------------------------- out of space
 dmesg_mark

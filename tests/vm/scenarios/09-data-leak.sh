@@ -84,7 +84,17 @@ probe "INQUIRY EVPD=0 page 80 (invalid)"     4096 12 00 80 10 00 00
 probe "MODE SENSE(6) page 2e (invalid)"      4096 1a 00 2e 00 ff 00
 probe "READ(10) LBA out of range"            65536 28 00 ff ff ff 00 00 00 01 00
 probe "READ(10) control byte NACA (invalid)" 65536 28 00 00 00 80 00 00 00 01 04
-probe "LOG SENSE (not supported)"            4096 4d 00 40 00 00 00 00 10 00 00
+# commands beyond the kernel's emulation: short replies in oversized buffers, refusals
+probe "LOG SENSE page 00 alloc 4096"          4096 4d 00 40 00 00 00 00 10 00 00
+probe "LOG SENSE page 0c alloc 4096"          4096 4d 00 4c 00 00 00 00 10 00 00
+probe "LOG SENSE page 2f alloc 4096"          4096 4d 00 6f 00 00 00 00 10 00 00
+probe "LOG SENSE page 00/ff alloc 4096"       4096 4d 00 40 ff 00 00 00 10 00 00
+probe "LOG SENSE page 0d (invalid), 4096"     4096 4d 00 4d 00 00 00 00 10 00 00
+probe "READ DEFECT DATA(10) alloc 4096"       4096 37 00 18 00 00 00 00 10 00 00
+probe "READ DEFECT DATA(12) alloc 64 KiB"     65536 b7 18 00 00 00 00 00 01 00 00 00 00
+probe "ORWRITE(16) 0 blocks, 64 KiB buffer"   65536 8b 00 00 00 00 00 00 00 80 00 00 00 00 00 00 00
+probe "SANITIZE CRYPTO ERASE (unsupported)"   4096 48 03 00 00 00 00 00 00 00 00
+probe "SANITIZE EXIT FAILURE MODE, 4096"      4096 48 1f 00 00 00 00 00 00 00 00
 # data-out CDBs sent with a data-in buffer: the ring does not say which way the buffer goes
 probe "VERIFY(10) BYTCHK=1, 4096 data-in"    4096 2f 02 00 00 80 00 00 00 08 00
 probe "WRITE(10) 8 blocks, 4096 data-in"     4096 2a 00 00 00 90 00 00 00 08 00
