@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use super::client::{self, ClientError, Route};
 use super::protocol::{Op, Outcome, Reply, Status};
 use crate::cli::{PoolArgs, Via, VolumeArgs};
-use crate::offline::{self, size::human};
+use crate::offline::{self, size::human, PoolDir};
 
 fn fail(msg: impl std::fmt::Display) -> ExitCode {
     let _ = writeln!(std::io::stderr(), "tcmud: {msg}");
@@ -27,48 +27,47 @@ fn online(output: &str, problems: bool) -> ExitCode {
 
 /// `tcmud pool …`
 pub fn pool(args: PoolArgs) -> ExitCode {
-    if args.offline {
-        return offline::exit_code(offline::run_pool(&args.cmd, &mut std::io::stdout().lock()));
-    }
-    let cmd = match args.cmd.clone().absolute() {
-        Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", args.cmd.dir().display())),
-    };
-    match client::route(
-        &client::socket_path(args.via.socket.as_deref()),
-        Op::Pool(cmd),
-    ) {
-        Ok(Route::Online { output, problems }) => online(&output, problems),
-        Ok(Route::Refused(e)) => fail(e.message),
-        Ok(Route::Offline) => {
-            offline::exit_code(offline::run_pool(&args.cmd, &mut std::io::stdout().lock()))
-        }
-        Err(e) => fail(unreachable_daemon(&e)),
-    }
+    run_somewhere(
+        args.cmd,
+        args.offline,
+        &args.via,
+        Op::Pool,
+        offline::run_pool,
+    )
 }
 
 /// `tcmud volume …`
 pub fn volume(args: VolumeArgs) -> ExitCode {
-    if args.offline {
-        return offline::exit_code(offline::run_volume(
-            &args.cmd,
-            &mut std::io::stdout().lock(),
-        ));
+    run_somewhere(
+        args.cmd,
+        args.offline,
+        &args.via,
+        Op::Volume,
+        offline::run_volume,
+    )
+}
+
+/// Runs `cmd` in the daemon when it serves the pool, else (or with
+/// `--offline`) here with `run_offline`.
+fn run_somewhere<C: PoolDir + Clone>(
+    cmd: C,
+    force_offline: bool,
+    via: &Via,
+    op: fn(C) -> Op,
+    run_offline: fn(&C, &mut dyn Write) -> Result<offline::Outcome, offline::OfflineError>,
+) -> ExitCode {
+    let here = || offline::exit_code(run_offline(&cmd, &mut std::io::stdout().lock()));
+    if force_offline {
+        return here();
     }
-    let cmd = match args.cmd.clone().absolute() {
+    let absolute = match cmd.clone().absolute() {
         Ok(c) => c,
-        Err(e) => return fail(format!("{}: {e}", args.cmd.dir().display())),
+        Err(e) => return fail(format!("{}: {e}", cmd.dir().display())),
     };
-    match client::route(
-        &client::socket_path(args.via.socket.as_deref()),
-        Op::Volume(cmd),
-    ) {
+    match client::route(&client::socket_path(via.socket.as_deref()), op(absolute)) {
         Ok(Route::Online { output, problems }) => online(&output, problems),
         Ok(Route::Refused(e)) => fail(e.message),
-        Ok(Route::Offline) => offline::exit_code(offline::run_volume(
-            &args.cmd,
-            &mut std::io::stdout().lock(),
-        )),
+        Ok(Route::Offline) => here(),
         Err(e) => fail(unreachable_daemon(&e)),
     }
 }

@@ -21,7 +21,7 @@ use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, R
 use super::server::Handler;
 use crate::backstore::{DevConfig, PoolRegistry};
 use crate::logging::LogHandle;
-use crate::offline::{self, OfflineError, Outcome, PoolCommand, VolumeCommand};
+use crate::offline::{self, OfflineError, Outcome, PoolCommand, PoolDir, VolumeCommand};
 use crate::supervisor::{ControlView, GetControlView, Supervisor};
 
 /// Where the handler gets the daemon's state from.

@@ -222,66 +222,46 @@ fn pool_at(dir: &Path, held: Option<&Pool>) -> Result<Pool, OfflineError> {
     }
 }
 
-impl PoolCommand {
+/// A command that names a pool directory (`tcmud pool …`, `tcmud volume …`).
+pub trait PoolDir: Sized {
     /// The pool directory the command names.
-    pub fn dir(&self) -> &Path {
-        match self {
-            PoolCommand::Create { dir, .. }
-            | PoolCommand::Info { dir, .. }
-            | PoolCommand::Check { dir, .. }
-            | PoolCommand::Repair { dir }
-            | PoolCommand::Dump { dir, .. }
-            | PoolCommand::Restore { dir, .. } => dir,
-        }
-    }
-
-    /// Whether the command can run on a pool the daemon holds open (the
-    /// others need the pool at rest: no daemon using it).
-    pub fn runs_online(&self) -> bool {
-        matches!(self, PoolCommand::Info { .. })
-    }
-
+    fn dir(&self) -> &Path;
+    /// The same, to change.
+    fn dir_mut(&mut self) -> &mut PathBuf;
     /// The command with its directory made absolute (the daemon's working
     /// directory is not the caller's).
-    pub fn absolute(mut self) -> std::io::Result<PoolCommand> {
-        let d = match &mut self {
-            PoolCommand::Create { dir, .. }
-            | PoolCommand::Info { dir, .. }
-            | PoolCommand::Check { dir, .. }
-            | PoolCommand::Repair { dir }
-            | PoolCommand::Dump { dir, .. }
-            | PoolCommand::Restore { dir, .. } => dir,
-        };
+    fn absolute(mut self) -> std::io::Result<Self> {
+        let d = self.dir_mut();
         *d = std::path::absolute(&*d)?;
         Ok(self)
     }
 }
 
-impl VolumeCommand {
-    /// The pool directory the command names.
-    pub fn dir(&self) -> &Path {
-        match self {
-            VolumeCommand::Create { dir, .. }
-            | VolumeCommand::List { dir, .. }
-            | VolumeCommand::Resize { dir, .. }
-            | VolumeCommand::Delete { dir, .. }
-            | VolumeCommand::Snapshot { dir, .. }
-            | VolumeCommand::Clone { dir, .. } => dir,
+macro_rules! pool_dir {
+    ($t:ident: $($v:ident),+) => {
+        impl PoolDir for $t {
+            fn dir(&self) -> &Path {
+                match self {
+                    $($t::$v { dir, .. })|+ => dir,
+                }
+            }
+            fn dir_mut(&mut self) -> &mut PathBuf {
+                match self {
+                    $($t::$v { dir, .. })|+ => dir,
+                }
+            }
         }
-    }
+    };
+}
 
-    /// The command with its directory made absolute.
-    pub fn absolute(mut self) -> std::io::Result<VolumeCommand> {
-        let d = match &mut self {
-            VolumeCommand::Create { dir, .. }
-            | VolumeCommand::List { dir, .. }
-            | VolumeCommand::Resize { dir, .. }
-            | VolumeCommand::Delete { dir, .. }
-            | VolumeCommand::Snapshot { dir, .. }
-            | VolumeCommand::Clone { dir, .. } => dir,
-        };
-        *d = std::path::absolute(&*d)?;
-        Ok(self)
+pool_dir!(PoolCommand: Create, Info, Check, Repair, Dump, Restore);
+pool_dir!(VolumeCommand: Create, List, Resize, Delete, Snapshot, Clone);
+
+impl PoolCommand {
+    /// Whether the command can run on a pool the daemon holds open (the
+    /// others need the pool at rest: no daemon using it).
+    pub fn runs_online(&self) -> bool {
+        matches!(self, PoolCommand::Info { .. })
     }
 }
 
