@@ -1,5 +1,5 @@
-//! The backstore of one device: the block backend plus the I/O threads that
-//! run its blocking calls.
+//! The backstore of one device: the block backend plus its lane of the I/O
+//! threads that run its blocking calls.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,13 +12,14 @@ use tcmud_core::scsi::LunIdentity;
 
 use super::file_open::open_image;
 use super::identity::file_identity;
-use super::io_pool::IoPool;
+use super::io_pool::{IoLane, IoPool};
 use super::{BackstoreError, DevConfig, NotCreated, PoolRegistry};
 
 /// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 
-/// I/O worker threads per device.
+/// I/O worker threads of a backstore made with [`BackstoreHandle::new`] (and
+/// of a [`PoolRegistry`] not given shared ones).
 pub const DEFAULT_IO_THREADS: usize = 4;
 
 /// Where a backstore's blocks live.
@@ -62,7 +63,7 @@ pub struct BackstoreHandle {
 struct Inner {
     backend: Arc<dyn BlockBackend>,
     kind: BackstoreKind,
-    io: IoPool,
+    io: IoLane,
     identity: Option<LunIdentity>,
 }
 
@@ -71,12 +72,13 @@ impl fmt::Debug for BackstoreHandle {
         f.debug_struct("BackstoreHandle")
             .field("kind", &self.inner.kind)
             .field("io_threads", &self.inner.io.threads())
+            .field("io_limit", &self.inner.io.limit())
             .finish()
     }
 }
 
 impl BackstoreHandle {
-    /// Wraps `backend` with `io_threads` worker threads.
+    /// Wraps `backend` with `io_threads` worker threads of its own.
     pub fn new(
         backend: Arc<dyn BlockBackend>,
         kind: BackstoreKind,
@@ -93,15 +95,26 @@ impl BackstoreHandle {
         io_threads: usize,
         identity: Option<LunIdentity>,
     ) -> Result<BackstoreHandle, BackstoreError> {
-        let io = IoPool::new("tcmud", io_threads)?;
-        Ok(BackstoreHandle {
+        let io = IoPool::new("tcmud", io_threads)?.lane(io_threads);
+        Ok(Self::on_lane(backend, kind, io, identity))
+    }
+
+    /// Wraps `backend`, running its blocking calls on `io` (a lane of
+    /// threads shared with other backstores).
+    pub fn on_lane(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io: IoLane,
+        identity: Option<LunIdentity>,
+    ) -> BackstoreHandle {
+        BackstoreHandle {
             inner: Arc::new(Inner {
                 backend,
                 kind,
                 io,
                 identity,
             }),
-        })
+        }
     }
 
     /// The identity stored with the volume or image, if it has one.
@@ -208,7 +221,7 @@ pub fn open_backstore(
         DevConfig::Thin { pool, volume } => {
             open_thin(pool, volume, size_bytes, block_size, reg, policy.may_create)
         }
-        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, reg, policy),
     }
 }
 
@@ -270,23 +283,25 @@ fn open_thin(
             "volume size differs from device size"
         );
     }
-    BackstoreHandle::identified(
+    Ok(BackstoreHandle::on_lane(
         vol,
         BackstoreKind::Thin {
             pool,
             volume: volume.to_owned(),
         },
-        DEFAULT_IO_THREADS,
+        reg.io_lane()?,
         Some(LunIdentity(identity)),
-    )
+    ))
 }
 
 fn open_file(
     path: &Path,
     size_bytes: u64,
     block_size: u32,
+    reg: &PoolRegistry,
     policy: &OpenPolicy<'_>,
 ) -> Result<BackstoreHandle, BackstoreError> {
+    let io_lane = reg.io_lane()?;
     let image = open_image(path, policy.file_roots, policy.may_create)?;
     let io = |what: String| move |source| BackstoreError::Io { what, source };
     if image.created {
@@ -318,14 +333,14 @@ fn open_file(
             "block device served at its own size, not the configured dev_size"
         );
     }
-    BackstoreHandle::identified(
+    Ok(BackstoreHandle::on_lane(
         Arc::new(backend),
         BackstoreKind::File {
             path: path.to_owned(),
         },
-        DEFAULT_IO_THREADS,
+        io_lane,
         Some(identity),
-    )
+    ))
 }
 
 fn size_of(b: &dyn BlockBackend) -> u64 {
