@@ -7,7 +7,8 @@
 # crc32c verify over all N LUNs at once, a daemon restart (adoption) and a verify-only fio
 # pass over every LUN. Records threads, fds and VmRSS of the daemon idle, after I/O and after
 # adoption; the time to serve N ADDED events, to attach the LUNs, and to adopt N devices;
-# per-LUN write IOPS (min / mean / max) and fio errors.
+# per-LUN write IOPS (min / mean / max) and fio errors; then the time to remove the N LUNs
+# and backstores.
 #
 # Usage: tests/vm/bench-many-luns.sh [--no-build] [--tcmud BIN] [--n N] [--size MB] [--fio MB]
 #          [--qd N] [--mem MB] [--smp N] [--backends tcmud,runner] [--log FILTER]
@@ -70,19 +71,20 @@ grep -a '^MANY ' "$LOG" | sed 's/^MANY /   /'
 grep -a '^MANY ' "$LOG" | awk '
     { b = $2; if (!(b in seen)) { seen[b] = 1; order[++nb] = b }
       if ($3 == "add_s") { A[b] = $4; C[b] = $6; T[b] = $8 }
-      else if ($3 == "adopt_s") { D[b] = $4; VE[b] = $8; VL[b] = $6 }
+      else if ($3 == "adopt_s") { D[b] = $4; VE[b] = $9; VL[b] = $7 }
+      else if ($3 == "remove_s") { R[b] = $4 }
       else if ($3 == "fio") { lo[b] = $9; me[b] = $11; hi[b] = $13; E[b] = $7; L[b] = $5 }
       else for (i = 4; i < NF; i += 2) V[b, $3, $i] = $(i + 1) }
     function mib(k) { return k == "" ? "?" : sprintf("%.1f", k / 1024) }
     END {
-        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | add N (s) | attach N (s) | adopt N (s) | IOPS per LUN min / mean / max | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|\n"
+        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | add N (s) | attach N (s) | adopt N (s) | remove N (s) | IOPS per LUN min / mean / max | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|---|\n"
         for (j = 1; j <= nb; j++) {
             b = order[j]
-            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s, %s (%s LUNs) |\n", b,
+            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s, %s (%s LUNs) |\n", b,
                 V[b, "idle", "threads"], V[b, "after_io", "threads"], V[b, "adopted", "threads"],
                 V[b, "idle", "fds"], V[b, "after_io", "fds"], V[b, "adopted", "fds"],
                 mib(V[b, "idle", "rss_kib"]), mib(V[b, "after_io", "rss_kib"]), mib(V[b, "adopted", "rss_kib"]),
-                A[b], T[b], D[b], lo[b], me[b], hi[b], me[b] ? lo[b] / me[b] : 0, E[b], VE[b], L[b]
+                A[b], T[b], D[b], R[b], lo[b], me[b], hi[b], me[b] ? lo[b] / me[b] : 0, E[b], VE[b], L[b]
         }
     }'
 echo "log: $LOG"

@@ -15,7 +15,10 @@
 # 4. one fio over all N LUNs at once (one job per LUN, libaio direct, 4k randwrite, iodepth
 #    qd, fio MB each, crc32c verify): per-LUN write IOPS min/mean/max, then threads/fds/RSS;
 # 5. restart the daemon (SIGTERM, start): "adopt" = seconds until it holds all N uio again,
-#    then fio --verify_only over every LUN (what was written before the restart reads back).
+#    then fio --verify_only over every LUN (what was written before the restart reads back);
+# 6. unlink the N LUNs and remove the N backstores (N REMOVED events): "remove" = seconds
+#    until the daemon holds none of them; then stop it (the next daemon starts clean, and the
+#    guest powers off without unserved devices).
 # Prints "MANY <backend> key value ..." lines for the host to tabulate.
 . /vmlab/tcmud-lib.sh
 
@@ -95,6 +98,31 @@ attach_all() {
         _i=$((_i + 1))
     done
 }
+# remove_all HBA PREFIX FIRST_LUN -- unlink the N LUNs, then rmdir the N backstores (N
+#   REMOVED events)
+remove_all() {
+    _t=$CFG/loopback/$LOOP_WWN/tpgt_1
+    _i=0
+    while [ $_i -lt "$N" ]; do
+        _l=$(($3 + _i))
+        rm "$_t/lun/lun_$_l/$2$_i" && rmdir "$_t/lun/lun_$_l" || fail "unlink LUN $_l"
+        _i=$((_i + 1))
+    done
+    _i=0
+    while [ $_i -lt "$N" ]; do
+        rmdir "$CFG/core/$1/$2$_i" || fail "rmdir $1/$2$_i"
+        _i=$((_i + 1))
+    done
+}
+# wait_none PID SECS -- until PID holds none of the uio in /tmp/uio-$PFX
+wait_none() {
+    _n=$(($2 * 10))
+    until [ "$(served "$1")" -eq 0 ]; do
+        [ $_n -le 0 ] && { diag; fail "daemon still holds $(served "$1") devices $2 s after removal"; }
+        sleep 0.1; _n=$((_n - 1))
+    done
+}
+
 # fio_all NAME EXTRA... -- one fio job per LUN of DEVS, all at once
 fio_all() {
     _name=$1; shift
@@ -165,6 +193,13 @@ phase() {
     fio_all "verify-$PH" --verify_only
     echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
     echo "MANY $PH adopted $(stats "$PID")"
+    t8=$(now_cs)
+    remove_all "$HBA" "$PFX" "$FIRST"
+    t9=$(now_cs)
+    wait_none "$PID" 600
+    t10=$(now_cs)
+    echo "MANY $PH remove_s $(secs "$t8" "$t10") unlink_rmdir_s $(secs "$t8" "$t9")"
+    echo "MANY $PH removed $(stats "$PID")"
     case $PH in
         tcmud) tcmud_stop;;
         runner) kill -TERM "$PID"; wait "$PID";;
