@@ -4,12 +4,13 @@
 //! - [`device`]: one device actor per uio minor (ring, SCSI, in-flight table, crash restart);
 //! - [`backstore`]: backstore actors owning volumes (thin pools, raw files);
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
-//! - [`config`], [`cli`], [`logging`], [`signals`]: running it.
+//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`]: running it.
 
 pub mod backstore;
 pub mod cli;
 pub mod config;
 pub mod device;
+pub mod fd_limit;
 pub mod logging;
 pub mod offline;
 pub mod signals;

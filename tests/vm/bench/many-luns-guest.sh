@@ -2,11 +2,17 @@
 # many-luns-guest.sh -- guest half of tests/vm/bench-many-luns.sh (one VM boot).
 # Args (KEY=VALUE words, all optional):
 #   n=N (64) LUNs per daemon   size=MB (16) per LUN   fio=MB (2) written (then verified) per LUN
-#   qd=N (4) fio iodepth per LUN   backends=tcmud,runner   log=FILTER (tcmud log filter)
+#   qd=N (4) fio iodepth per LUN   backends=tcmud,runner[,old]   log=FILTER (tcmud log filter)
+#   ring=MB (kernel default): cmd_ring_size_mb of every device (the kernel allocates the command
+#   ring up front, 8 MiB each by default: 1,000 LUNs need ring=1)
+#   cache=wb|wt (wb): attrib/emulate_write_cache written before enable (1: neither daemon
+#   syncs per write; 0: tcmud makes every write durable before acknowledging it, tcmu-runner's
+#   qcow handler does not -- not apples to apples, as in bench-kernel-path.sh)
 #
 # For each daemon in turn (the other one is not running):
 #   tcmud   N thin volumes in one pool (thin/many/lunK, pool /tmp/pools/many, 64 KiB chunks)
 #   runner  tcmu-runner 1.5.4, qcow//tmp/r/lunK.img (its qcow handler on raw sparse images)
+#   old     /vmlab/bin/tcmud-old (another tcmud build, e.g. main) on pool /tmp/pools/old
 # 1. start the daemon, then create N TCMU backstores in a burst (kernel defaults besides
 #    dev_config, dev_size and nl_reply_supported=-1, as in bench-kernel-path.sh; N ADDED
 #    events): "add" = seconds until the daemon holds all N uio;
@@ -22,23 +28,27 @@
 # Prints "MANY <backend> key value ..." lines for the host to tabulate.
 . /vmlab/tcmud-lib.sh
 
-N=64 SIZE_MB=16 FIO_MB=2 QD=4 BACKENDS="tcmud runner"
+N=64 SIZE_MB=16 FIO_MB=2 QD=4 BACKENDS="tcmud runner" CACHE=wb RING=""
 LOGF="warn,tcmud::supervisor::run=info"
 for a in "$@"; do
     case $a in
         n=*) N=${a#n=};; size=*) SIZE_MB=${a#size=};; fio=*) FIO_MB=${a#fio=};;
-        qd=*) QD=${a#qd=};; backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
+        qd=*) QD=${a#qd=};; cache=*) CACHE=${a#cache=};; ring=*) RING=${a#ring=};; backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
         log=*) LOGF="${a#log=},tcmud::supervisor::run=info";;
         *) fail "unknown argument $a";;
     esac
 done
+case $CACHE in wb) WCE=1;; wt) WCE=0;; *) fail "cache must be wb or wt";; esac
 SIZE=$((SIZE_MB * 1048576))
-vmsg "many-luns: n $N size ${SIZE_MB}MiB fio ${FIO_MB}MiB qd $QD backends '$BACKENDS' cpus $(nproc)"
+vmsg "many-luns: n $N size ${SIZE_MB}MiB fio ${FIO_MB}MiB qd $QD cache $CACHE ring '${RING:-default}' backends '$BACKENDS' cpus $(nproc)"
 
-# stats PID -> "threads T fds F rss_kib R"
+# stats PID -> "threads T fds F rss_kib R anon_kib A file_kib F shmem_kib S" (shmem: the
+#   ring pages the daemon's mappings have touched)
 stats() {
     echo "threads $(awk '/^Threads:/{ print $2 }' "/proc/$1/status")" \
-        "fds $(ls "/proc/$1/fd" | wc -l)" "rss_kib $(awk '/^VmRSS:/{ print $2 }' "/proc/$1/status")"
+        "fds $(ls "/proc/$1/fd" | wc -l)" "$(awk '/^VmRSS:/{ r = $2 } /^RssAnon:/{ a = $2 }
+            /^RssFile:/{ f = $2 } /^RssShmem:/{ s = $2 }
+            END { printf "rss_kib %d anon_kib %d file_kib %d shmem_kib %d", r, a, f, s }' "/proc/$1/status")"
 }
 # uio_list PREFIX -- /tmp/uio-PREFIX: the /dev/uioN of the backstores named PREFIXk
 uio_list() {
@@ -46,14 +56,24 @@ uio_list() {
         case $(cat "$_u/name") in "tcm-user/"*"/$1"[0-9]*/*) echo "/dev/$(basename "$_u")";; esac
     done > "/tmp/uio-$1"
 }
+# smaps PID WHAT -- where the daemon's resident memory is: "SMAPS <backend> WHAT name N
+#   rss_kib R anon_kib A" per mapped file / [heap] / [anon] (arenas, stacks), largest first
+smaps() {
+    awk -v tag="SMAPS $PH $2" '
+        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; n[name]++; next }
+        /^Rss:/ { r[name] += $2; next }
+        /^Anonymous:/ { a[name] += $2 }
+        END { for (k in r) if (r[k] > 0) printf "%s name %s maps %d rss_kib %d anon_kib %d\n", tag, k, n[k], r[k], a[k] }' \
+        "/proc/$1/smaps" | sort -k8 -n -r | head -n 8
+}
 # served PID -> how many of the uio in /tmp/uio-$PFX the process holds open
 served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -w -F -f "/tmp/uio-$PFX"; }
-# wait_all PID SECS -- until PID holds N uio (polls every 0.1 s; fails after SECS)
+# wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
 wait_all() {
     _n=$(($2 * 10))
     until [ "$(served "$1")" -ge "$N" ]; do
         kill -0 "$1" 2>/dev/null || { diag; fail "daemon $1 exited"; }
-        [ $_n -le 0 ] && { diag; fail "daemon serves $(served "$1") of $N devices after $2 s"; }
+        [ $_n -le 0 ] && return 1
         sleep 0.1; _n=$((_n - 1))
     done
 }
@@ -68,6 +88,10 @@ create_all() {
         echo -n "dev_config=$3$_i$4" > "$_d/control" || fail "dev_config $_d"
         echo -n "dev_size=$SIZE" > "$_d/control" || fail "dev_size $_d"
         echo -n "nl_reply_supported=-1" > "$_d/control" || fail "nl_reply_supported $_d"
+        if [ -n "$RING" ]; then
+            echo -n "cmd_ring_size_mb=$RING" > "$_d/control" || fail "cmd_ring_size_mb $_d"
+        fi
+        echo "$WCE" > "$_d/attrib/emulate_write_cache" || fail "emulate_write_cache $_d"
         echo 1 > "$_d/enable" || fail "enable $_d"
         _i=$((_i + 1))
     done
@@ -99,11 +123,11 @@ attach_all() {
     done
 }
 # remove_all HBA PREFIX FIRST_LUN -- unlink the N LUNs, then rmdir the N backstores (N
-#   REMOVED events)
+#   REMOVED events); FIRST_LUN "-": no LUNs to unlink
 remove_all() {
     _t=$CFG/loopback/$LOOP_WWN/tpgt_1
     _i=0
-    while [ $_i -lt "$N" ]; do
+    while [ "$3" != - ] && [ $_i -lt "$N" ]; do
         _l=$(($3 + _i))
         rm "$_t/lun/lun_$_l/$2$_i" && rmdir "$_t/lun/lun_$_l" || fail "unlink LUN $_l"
         _i=$((_i + 1))
@@ -146,11 +170,16 @@ iops() {
 phase() {
     PH=$1
     case $PH in
-        tcmud)
+        tcmud|old)
             TCMUD_LOG_LEVEL=$LOGF
-            tcmud_write_config many:$((N * SIZE_MB * 2))MiB:64KiB
+            if [ "$PH" = old ]; then
+                TCMUD=/vmlab/bin/tcmud-old HBA=user_3 PFX=o FIRST=$((2 * N)) POOL=old
+            else
+                TCMUD=/vmlab/bin/tcmud HBA=user_1 PFX=t FIRST=0 POOL=many
+            fi
+            tcmud_write_config $POOL:$((N * SIZE_MB * 2))MiB:64KiB
             tcmud_start
-            PID=$TCMUD_PID HBA=user_1 PFX=t FIRST=0 CFGP=thin/many/lun CFGS=""
+            PID=$TCMUD_PID CFGP=thin/$POOL/lun CFGS=""
             ;;
         runner)
             mkdir -p /tmp/r
@@ -168,7 +197,13 @@ phase() {
     t1=$(now_cs)
     uio_list "$PFX"
     [ "$(wc -l < "/tmp/uio-$PFX")" = "$N" ] || fail "$(wc -l < "/tmp/uio-$PFX") uio devices for $N backstores"
-    wait_all "$PID" 600
+    if ! wait_all "$PID" $((120 + N / 5)); then
+        # e.g. out of file descriptors: report how far it got, clean up, next daemon
+        echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
+        remove_all "$HBA" "$PFX" -
+        case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
+        return 0
+    fi
     t2=$(now_cs)
     attach_all "$HBA" "$PFX" "$FIRST"
     t3=$(now_cs)
@@ -179,8 +214,9 @@ phase() {
     t5=$(now_cs)
     echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
     echo "MANY $PH after_io $(stats "$PID")"
+    smaps "$PID" after_io
     case $PH in
-        tcmud) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
+        tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
         runner)
             kill -TERM "$PID"; wait "$PID"
             tcmu-runner >> /tmp/runner.out 2>&1 &
@@ -188,7 +224,7 @@ phase() {
             ;;
     esac
     t6=$(now_cs)
-    wait_all "$PID" 600
+    wait_all "$PID" $((120 + N / 5)) || { diag; fail "$PH adopted $(served "$PID") of $N devices"; }
     t7=$(now_cs)
     fio_all "verify-$PH" --verify_only
     echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
@@ -201,7 +237,7 @@ phase() {
     echo "MANY $PH remove_s $(secs "$t8" "$t10") unlink_rmdir_s $(secs "$t8" "$t9")"
     echo "MANY $PH removed $(stats "$PID")"
     case $PH in
-        tcmud) tcmud_stop;;
+        tcmud|old) tcmud_stop;;
         runner) kill -TERM "$PID"; wait "$PID";;
     esac
 }
