@@ -57,17 +57,22 @@ uio_list() {
     done > "/tmp/uio-$1"
 }
 # smaps PID WHAT -- where the daemon's resident memory is: "SMAPS <backend> WHAT name N
-#   rss_kib R anon_kib A" per mapped file / [heap] / [anon] (arenas, stacks), largest first
+#   maps M rss_kib R anon_kib A" per mapped file / [heap] / [anon] (malloc arenas, stacks),
+#   then the largest single anonymous mappings ("... top size_kib S rss_kib R")
 smaps() {
     awk -v tag="SMAPS $PH $2" '
-        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; n[name]++; next }
-        /^Rss:/ { r[name] += $2; next }
-        /^Anonymous:/ { a[name] += $2 }
+        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; n[name]++; split($1, ad, "-"); next }
+        /^Size:/ { size = $2; next }
+        /^Rss:/ { r[name] += $2; rss = $2; next }
+        /^Anonymous:/ { a[name] += $2; if (name == "[anon]" && $2 > 0) printf "%s top size_kib %d rss_kib %d\n", tag, size, rss }
         END { for (k in r) if (r[k] > 0) printf "%s name %s maps %d rss_kib %d anon_kib %d\n", tag, k, n[k], r[k], a[k] }' \
-        "/proc/$1/smaps" | sort -k8 -n -r | head -n 8
+        "/proc/$1/smaps" > /tmp/smaps.txt
+    grep ' name ' /tmp/smaps.txt | sort -k9 -n -r | head -n 6
+    grep ' top ' /tmp/smaps.txt | sort -k8 -n -r | head -n 6
 }
-# served PID -> how many of the uio in /tmp/uio-$PFX the process holds open
-served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c -w -F -f "/tmp/uio-$PFX"; }
+# served PID -> how many /dev/uio* the process holds open (each daemon's devices are removed
+#   before the next one starts, so these are the current backstores)
+served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' -> /dev/uio'; }
 # wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
 wait_all() {
     _n=$(($2 * 10))
@@ -109,19 +114,24 @@ attach_all() {
         ln -s "$CFG/core/$1/$2$_i" "$_t/lun/lun_$_l/$2$_i" || fail "link LUN $_l"
         _i=$((_i + 1))
     done
+    # LUN number -> sdX in one pass over /sys/block (a glob per LUN is quadratic)
+    _n=600
+    until [ "$(ls -d /sys/block/sd* 2>/dev/null | wc -l)" -ge "$N" ]; do
+        [ $_n -le 0 ] && { diag; fail "only $(ls -d /sys/block/sd* | wc -l) SCSI disks"; }
+        sleep 0.1; _n=$((_n - 1))
+    done
+    for _s in /sys/block/sd*; do
+        echo "$(basename "$(readlink -f "$_s/device")") ${_s##*/}"
+    done | awk -F'[: ]' -v lo="$3" -v hi="$(($3 + N))" '$4 >= lo && $4 < hi { print $4, $5 }' |
+        sort -n > /tmp/luns
+    [ "$(wc -l < /tmp/luns)" = "$N" ] || { diag; fail "$(wc -l < /tmp/luns) of $N LUNs have a disk"; }
     DEVS=""
-    _i=0
-    while [ $_i -lt "$N" ]; do
-        _l=$(($3 + _i))
-        wait_for "/sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:$_l/block/*" 60 ||
-            { diag; fail "LUN $_l: no block device"; }
-        for _b in /sys/devices/tcm_loop_0/*/host*/target*:0:1/*:0:1:"$_l"/block/*; do
-            wait_for "/dev/$(basename "$_b")" 10 || fail "no /dev/$(basename "$_b")"
-            DEVS="$DEVS /dev/$(basename "$_b")"
-        done
-        _i=$((_i + 1))
+    for _d in $(cut -d' ' -f2 /tmp/luns); do
+        wait_for "/dev/$_d" 10 || fail "no /dev/$_d"
+        DEVS="$DEVS /dev/$_d"
     done
 }
+
 # remove_all HBA PREFIX FIRST_LUN -- unlink the N LUNs, then rmdir the N backstores (N
 #   REMOVED events); FIRST_LUN "-": no LUNs to unlink
 remove_all() {
