@@ -128,9 +128,44 @@ pub struct DaemonConfig {
     /// Where Prometheus metrics are served over HTTP (`metrics =
     /// "127.0.0.1:9771"`); none (the default): not served.
     pub metrics: Option<std::net::SocketAddr>,
+    /// Threads the device actors are spread over (0: one per core).
+    pub device_threads: usize,
+    /// Threads running blocking backstore I/O for every device (0: 2 per
+    /// core + 4).
+    pub io_threads: usize,
+    /// Jobs of one backstore that may run on those threads at once, so a
+    /// backstore whose calls block leaves threads to the others (0: half of
+    /// the I/O threads).
+    pub io_jobs_per_backstore: usize,
+}
+
+/// The thread counts of a configuration, with defaults from the core count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ThreadCounts {
+    /// Device threads.
+    pub device: usize,
+    /// I/O threads.
+    pub io: usize,
+    /// Jobs of one backstore running at once.
+    pub io_per_backstore: usize,
 }
 
 impl DaemonConfig {
+    /// The thread counts for a machine with `cores` cores (0 in the
+    /// configuration: the default from `cores`).
+    pub fn thread_counts(&self, cores: usize) -> ThreadCounts {
+        let cores = cores.max(1);
+        let pick = |v: usize, default: usize| if v == 0 { default } else { v };
+        let device = pick(self.device_threads, cores);
+        let io = pick(self.io_threads, 2 * cores + 4);
+        let io_per_backstore = pick(self.io_jobs_per_backstore, io.div_ceil(2)).min(io);
+        ThreadCounts {
+            device,
+            io,
+            io_per_backstore,
+        }
+    }
+
     /// Finds a pool by name.
     pub fn pool(&self, name: &str) -> Option<&PoolConfig> {
         self.pools.iter().find(|p| p.name == name)

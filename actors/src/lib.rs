@@ -5,13 +5,14 @@
 //! - [`backstore`]: backstore actors owning volumes (thin pools, raw files);
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
 //! - [`control`]: the control socket (`tcmud status`, the same commands on a running daemon);
-//! - [`config`], [`cli`], [`logging`], [`signals`]: running it.
+//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`]: running it.
 
 pub mod backstore;
 pub mod cli;
 pub mod config;
 pub mod control;
 pub mod device;
+pub mod fd_limit;
 pub mod logging;
 pub mod manpages;
 pub mod offline;

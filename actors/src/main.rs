@@ -56,6 +56,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())
         .and_then(|c| config::apply_overrides(c, &overrides))?;
     let log = logging::init(&cfg.log_level, cfg.log_format).context("cannot start logging")?;
+    match tcmud::fd_limit::raise_open_file_limit() {
+        Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot raise the open-file limit; about 500 devices at most")
+        }
+    }
     let reload = ReloadSource {
         config_path: args.config,
         overrides,

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use tcmud::config::{
     apply_overrides, from_toml, load, ConfigError, DaemonConfig, LogFormat, Overrides,
-    RecoveryPolicy,
+    RecoveryPolicy, ThreadCounts,
 };
 
 fn example() -> PathBuf {
@@ -179,6 +179,40 @@ fn metrics_are_off_by_default_and_take_an_address() {
     assert_eq!(p.len(), 1, "{p:?}");
     assert!(
         p[0].contains("daemon.metrics") && p[0].contains("not an address"),
+        "{p:?}"
+    );
+}
+
+#[test]
+fn thread_counts_default_from_the_cores_and_are_checked() {
+    let d = DaemonConfig::default();
+    assert_eq!(
+        d.thread_counts(2),
+        ThreadCounts {
+            device: 2,
+            io: 8,
+            io_per_backstore: 4
+        }
+    );
+    assert_eq!(d.thread_counts(16).io, 36);
+    let cfg = from_toml(
+        "[daemon]\ndevice_threads = 3\nio_threads = 6\nio_jobs_per_backstore = 9\n",
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.thread_counts(64),
+        ThreadCounts {
+            device: 3,
+            io: 6,
+            // never more than the I/O threads
+            io_per_backstore: 6
+        }
+    );
+    let p = problems("[daemon]\nio_threads = 5000\n");
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("line 2") && p[0].contains("daemon.io_threads") && p[0].contains("1024"),
         "{p:?}"
     );
 }

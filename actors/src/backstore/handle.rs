@@ -1,5 +1,5 @@
-//! The backstore of one device: the block backend plus the I/O threads that
-//! run its blocking calls.
+//! The backstore of one device: the block backend plus its lane of the I/O
+//! threads that run its blocking calls.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -12,13 +12,14 @@ use tcmud_core::scsi::LunIdentity;
 
 use super::file_open::open_image;
 use super::identity::file_identity;
-use super::io_pool::IoPool;
+use super::io_pool::{IoLane, IoPool};
 use super::{BackstoreError, DevConfig, DevOptions, NotCreated, PoolRegistry};
 
 /// The kernel's default `hw_block_size`, used where configfs does not say.
 pub const DEFAULT_BLOCK_SIZE: u32 = 512;
 
-/// I/O worker threads per device.
+/// I/O worker threads of a backstore made with [`BackstoreHandle::new`] (and
+/// of a [`PoolRegistry`] not given shared ones).
 pub const DEFAULT_IO_THREADS: usize = 4;
 
 /// Where a backstore's blocks live.
@@ -62,7 +63,7 @@ pub struct BackstoreHandle {
 struct Inner {
     backend: Arc<dyn BlockBackend>,
     kind: BackstoreKind,
-    io: IoPool,
+    io: IoLane,
     identity: Option<LunIdentity>,
     /// The image file's backend (`file/` backstores on a regular file), for
     /// online resize.
@@ -75,12 +76,13 @@ impl fmt::Debug for BackstoreHandle {
         f.debug_struct("BackstoreHandle")
             .field("kind", &self.inner.kind)
             .field("io_threads", &self.inner.io.threads())
+            .field("io_limit", &self.inner.io.limit())
             .finish()
     }
 }
 
 impl BackstoreHandle {
-    /// Wraps `backend` with `io_threads` worker threads.
+    /// Wraps `backend` with `io_threads` worker threads of its own.
     pub fn new(
         backend: Arc<dyn BlockBackend>,
         kind: BackstoreKind,
@@ -101,7 +103,7 @@ impl BackstoreHandle {
     }
 
     /// [`BackstoreHandle::identified`] served with the `dev_config`'s
-    /// options.
+    /// options, on `io_threads` threads of its own.
     pub fn with_options(
         backend: Arc<dyn BlockBackend>,
         kind: BackstoreKind,
@@ -109,8 +111,30 @@ impl BackstoreHandle {
         identity: Option<LunIdentity>,
         options: DevOptions,
     ) -> Result<BackstoreHandle, BackstoreError> {
-        let io = IoPool::new("tcmud", io_threads)?;
-        Ok(BackstoreHandle {
+        let io = IoPool::new("tcmud", io_threads)?.lane(io_threads);
+        Ok(Self::on_lane_with(backend, kind, io, identity, options))
+    }
+
+    /// Wraps `backend`, running its blocking calls on `io` (a lane of
+    /// threads shared with other backstores).
+    pub fn on_lane(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io: IoLane,
+        identity: Option<LunIdentity>,
+    ) -> BackstoreHandle {
+        Self::on_lane_with(backend, kind, io, identity, DevOptions::default())
+    }
+
+    /// [`BackstoreHandle::on_lane`] served with the `dev_config`'s options.
+    pub fn on_lane_with(
+        backend: Arc<dyn BlockBackend>,
+        kind: BackstoreKind,
+        io: IoLane,
+        identity: Option<LunIdentity>,
+        options: DevOptions,
+    ) -> BackstoreHandle {
+        BackstoreHandle {
             inner: Arc::new(Inner {
                 backend,
                 kind,
@@ -119,7 +143,7 @@ impl BackstoreHandle {
                 image: None,
                 options,
             }),
-        })
+        }
     }
 
     /// A `file/` backstore over `image`, served with the `dev_config`'s
@@ -128,12 +152,11 @@ impl BackstoreHandle {
         image: Arc<FileBackend>,
         regular: bool,
         path: PathBuf,
-        io_threads: usize,
+        io: IoLane,
         identity: LunIdentity,
         options: DevOptions,
-    ) -> Result<BackstoreHandle, BackstoreError> {
-        let io = IoPool::new("tcmud", io_threads)?;
-        Ok(BackstoreHandle {
+    ) -> BackstoreHandle {
+        BackstoreHandle {
             inner: Arc::new(Inner {
                 backend: Arc::clone(&image) as Arc<dyn BlockBackend>,
                 kind: BackstoreKind::File { path },
@@ -142,7 +165,7 @@ impl BackstoreHandle {
                 image: regular.then_some(image),
                 options,
             }),
-        })
+        }
     }
 
     /// The `dev_config`'s options it is served with.
@@ -319,7 +342,7 @@ pub fn open_backstore_with(
             policy.may_create,
             opts,
         ),
-        DevConfig::File { path } => open_file(path, size_bytes, block_size, policy, opts),
+        DevConfig::File { path } => open_file(path, size_bytes, block_size, reg, policy, opts),
     }
 }
 
@@ -384,25 +407,27 @@ fn open_thin(
             "volume size differs from device size"
         );
     }
-    BackstoreHandle::with_options(
+    Ok(BackstoreHandle::on_lane_with(
         vol,
         BackstoreKind::Thin {
             pool,
             volume: volume.to_owned(),
         },
-        DEFAULT_IO_THREADS,
+        reg.io_lane()?,
         Some(LunIdentity(identity)),
         *opts,
-    )
+    ))
 }
 
 fn open_file(
     path: &Path,
     size_bytes: u64,
     block_size: u32,
+    reg: &PoolRegistry,
     policy: &OpenPolicy<'_>,
     opts: &DevOptions,
 ) -> Result<BackstoreHandle, BackstoreError> {
+    let io_lane = reg.io_lane()?;
     let image = open_image(path, policy.file_roots, policy.may_create)?;
     let io = |what: String| move |source| BackstoreError::Io { what, source };
     if image.created {
@@ -434,14 +459,14 @@ fn open_file(
             "block device served at its own size, not the configured dev_size"
         );
     }
-    BackstoreHandle::image(
+    Ok(BackstoreHandle::image(
         Arc::new(backend),
         !image.block_device,
         path.to_owned(),
-        DEFAULT_IO_THREADS,
+        io_lane,
         identity,
         *opts,
-    )
+    ))
 }
 
 fn size_of(b: &dyn BlockBackend) -> u64 {

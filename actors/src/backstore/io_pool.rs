@@ -1,14 +1,18 @@
-//! A small pool of threads that runs blocking backstore I/O off the actor
-//! threads, many commands in flight at once.
+//! The process-wide pool of threads that runs blocking backstore I/O off the
+//! device threads, shared fairly by every backstore.
 //!
-//! One queue under a mutex, and a condition variable that is signalled only
-//! when a worker is asleep: a worker that finishes a job takes the next one
-//! without a wake-up, and a job queued while every worker is busy costs no
-//! system call. (The previous design, workers taking turns holding the
-//! receiver of a channel, cost two wake-ups per job: the channel's and the
-//! mutex hand-off to the next waiting worker.)
+//! Each backstore queues its jobs on a [`IoLane`] of the pool. A lane may have
+//! at most `limit` jobs running at once, and workers take jobs from the lanes
+//! round-robin (one job per lane per turn), so a backstore whose calls block
+//! holds at most `limit` threads and never delays the jobs of another lane
+//! queued behind its own.
+//!
+//! One state under a mutex, and a condition variable that is signalled only
+//! when a worker is asleep and a job it could start is waiting: a worker that
+//! finishes a job takes the next one without a wake-up, and a job queued while
+//! every worker is busy costs no system call.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread;
@@ -17,12 +21,28 @@ use super::BackstoreError;
 
 type Job = Box<dyn FnOnce() + Send + 'static>;
 
-/// Worker threads fed from one queue; they finish the queued jobs and exit
-/// when the pool is dropped.
-#[derive(Debug)]
+/// Worker threads shared by the lanes opened on them. Cheap to clone; the
+/// workers finish the queued jobs and exit when the last clone and the last
+/// lane are dropped.
+#[derive(Debug, Clone)]
 pub struct IoPool {
+    owner: Arc<Owner>,
+}
+
+/// Closes the pool when dropped (held by every [`IoPool`] clone and lane).
+#[derive(Debug)]
+struct Owner {
     shared: Arc<Shared>,
     threads: usize,
+}
+
+/// One backstore's queue on an [`IoPool`]. Dropping it lets its queued jobs
+/// finish.
+#[derive(Debug)]
+pub struct IoLane {
+    pool: IoPool,
+    id: u64,
+    limit: usize,
 }
 
 struct Shared {
@@ -34,7 +54,8 @@ impl std::fmt::Debug for Shared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let s = self.lock();
         f.debug_struct("Shared")
-            .field("queued", &s.queue.len())
+            .field("lanes", &s.lanes.len())
+            .field("startable", &s.startable)
             .field("idle", &s.idle)
             .field("closed", &s.closed)
             .finish()
@@ -42,16 +63,90 @@ impl std::fmt::Debug for Shared {
 }
 
 #[derive(Default)]
+struct Lane {
+    jobs: VecDeque<Job>,
+    /// Jobs of this lane running now.
+    running: usize,
+    /// At most this many running at once.
+    limit: usize,
+    /// In `State::ready`.
+    ready: bool,
+    /// The [`IoLane`] was dropped: removed once its jobs are done.
+    detached: bool,
+}
+
+impl Lane {
+    /// Queued jobs that could start now.
+    fn startable(&self) -> usize {
+        self.jobs.len().min(self.limit.saturating_sub(self.running))
+    }
+}
+
+#[derive(Default)]
 struct State {
-    queue: VecDeque<Job>,
+    lanes: HashMap<u64, Lane>,
+    /// Lanes with a job that may start, each once, in turn order.
+    ready: VecDeque<u64>,
+    next_lane: u64,
+    /// Sum of [`Lane::startable`] over the lanes.
+    startable: usize,
     /// Workers waiting on the condition variable.
     idle: usize,
     /// Workers that will wake from a signal already sent.
     waking: usize,
     /// Live workers.
     alive: usize,
-    /// The pool was dropped: workers exit once the queue is empty.
+    /// Every handle is gone: workers exit once nothing can start.
     closed: bool,
+}
+
+impl State {
+    /// Puts lane `id` at the back of the turn order if it has a job that may
+    /// start and is not there yet.
+    fn enqueue(&mut self, id: u64) {
+        if let Some(lane) = self.lanes.get_mut(&id) {
+            if !lane.ready && lane.startable() > 0 {
+                lane.ready = true;
+                self.ready.push_back(id);
+            }
+        }
+    }
+
+    /// The next job in turn, booked as running.
+    fn take(&mut self) -> Option<(u64, Job)> {
+        while let Some(id) = self.ready.pop_front() {
+            let Some(lane) = self.lanes.get_mut(&id) else {
+                continue;
+            };
+            lane.ready = false;
+            if lane.startable() == 0 {
+                continue;
+            }
+            let Some(job) = lane.jobs.pop_front() else {
+                continue;
+            };
+            lane.running += 1;
+            self.startable -= 1;
+            self.enqueue(id);
+            return Some((id, job));
+        }
+        None
+    }
+
+    /// A job of lane `id` ended.
+    fn done(&mut self, id: u64) {
+        let Some(lane) = self.lanes.get_mut(&id) else {
+            return;
+        };
+        let before = lane.startable();
+        lane.running = lane.running.saturating_sub(1);
+        self.startable += lane.startable() - before;
+        if lane.detached && lane.jobs.is_empty() && lane.running == 0 {
+            self.lanes.remove(&id);
+        } else {
+            self.enqueue(id);
+        }
+    }
 }
 
 impl Shared {
@@ -69,8 +164,10 @@ impl IoPool {
         });
         let threads = threads.max(1);
         let pool = IoPool {
-            shared: Arc::clone(&shared),
-            threads,
+            owner: Arc::new(Owner {
+                shared: Arc::clone(&shared),
+                threads,
+            }),
         };
         for i in 0..threads {
             shared.lock().alive += 1;
@@ -92,32 +189,85 @@ impl IoPool {
 
     /// Number of worker threads.
     pub fn threads(&self) -> usize {
-        self.threads
+        self.owner.threads
+    }
+
+    /// A new lane whose jobs run at most `limit` (at least 1) at once.
+    pub fn lane(&self, limit: usize) -> IoLane {
+        let limit = limit.max(1);
+        let mut s = self.owner.shared.lock();
+        let id = s.next_lane;
+        s.next_lane += 1;
+        s.lanes.insert(
+            id,
+            Lane {
+                limit,
+                ..Lane::default()
+            },
+        );
+        drop(s);
+        IoLane {
+            pool: self.clone(),
+            id,
+            limit,
+        }
+    }
+}
+
+impl IoLane {
+    /// Jobs of this lane that may run at once.
+    pub fn limit(&self) -> usize {
+        self.limit
+    }
+
+    /// Worker threads of the pool (shared with other lanes).
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
     }
 
     /// Queues `job`; `false` when the workers are gone.
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
-        let mut s = self.shared.lock();
+        let shared = &self.pool.owner.shared;
+        let mut s = shared.lock();
         if s.closed || s.alive == 0 {
             return false;
         }
-        s.queue.push_back(Box::new(job));
-        // Wake a sleeper only if the jobs queued outnumber the workers
-        // already on their way; busy workers look at the queue before
+        let Some(lane) = s.lanes.get_mut(&self.id) else {
+            return false;
+        };
+        let before = lane.startable();
+        lane.jobs.push_back(Box::new(job));
+        let added = lane.startable() - before;
+        s.startable += added;
+        s.enqueue(self.id);
+        // Wake a sleeper only if the jobs that may start outnumber the
+        // workers already on their way; busy workers look for work before
         // sleeping.
-        let wake = s.idle > s.waking && s.queue.len() > s.waking;
+        let wake = added > 0 && s.idle > s.waking && s.startable > s.waking;
         if wake {
             s.waking += 1;
         }
         drop(s);
         if wake {
-            self.shared.work.notify_one();
+            shared.work.notify_one();
         }
         true
     }
 }
 
-impl Drop for IoPool {
+impl Drop for IoLane {
+    fn drop(&mut self) {
+        let mut s = self.pool.owner.shared.lock();
+        if let Some(lane) = s.lanes.get_mut(&self.id) {
+            lane.detached = true;
+            if lane.jobs.is_empty() && lane.running == 0 {
+                s.lanes.remove(&self.id);
+            }
+        }
+    }
+}
+
+impl Drop for Owner {
     fn drop(&mut self) {
         self.shared.lock().closed = true;
         self.shared.work.notify_all();
@@ -127,15 +277,20 @@ impl Drop for IoPool {
 fn worker(shared: &Shared) {
     let mut s = shared.lock();
     loop {
-        if let Some(job) = s.queue.pop_front() {
+        if let Some((lane, job)) = s.take() {
             drop(s);
-            // A job handles its own panics; this only keeps the thread alive.
+            // A job handles its own panics (a device's command fails or is
+            // retried, see `device::exec`); this only keeps the shared thread
+            // alive for the other lanes.
             if catch_unwind(AssertUnwindSafe(job)).is_err() {
                 tracing::error!("backstore job panicked");
             }
             s = shared.lock();
+            s.done(lane);
             continue;
         }
+        // Jobs held back by their lane's limit are taken by the workers
+        // running that lane's jobs, once those end.
         if s.closed {
             s.alive -= 1;
             return;
@@ -148,97 +303,4 @@ fn worker(shared: &Shared) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    #[test]
-    fn runs_jobs_concurrently_and_survives_panics() {
-        let pool = IoPool::new("t", 3).unwrap();
-        assert!(pool.spawn(|| panic!("boom")));
-        let (tx, rx) = mpsc::channel();
-        // Three jobs that each wait for the others: only completes when they
-        // run at the same time on different threads.
-        let barrier = Arc::new(std::sync::Barrier::new(3));
-        for i in 0..3 {
-            let (tx, b) = (tx.clone(), Arc::clone(&barrier));
-            assert!(pool.spawn(move || {
-                b.wait();
-                tx.send(i).unwrap();
-            }));
-        }
-        let mut got: Vec<i32> = (0..3).map(|_| rx.recv().unwrap()).collect();
-        got.sort_unstable();
-        assert_eq!(got, vec![0, 1, 2]);
-    }
-
-    #[test]
-    fn every_job_runs_once_under_bursts() {
-        // Bursts from several threads with sleeps in between, so workers
-        // go idle and are woken again many times.
-        let pool = Arc::new(IoPool::new("t", 4).unwrap());
-        let (tx, rx) = mpsc::channel();
-        let producers: Vec<_> = (0..3u32)
-            .map(|p| {
-                let (pool, tx) = (Arc::clone(&pool), tx.clone());
-                thread::spawn(move || {
-                    for burst in 0..50u32 {
-                        for j in 0..(burst % 7) {
-                            let tx = tx.clone();
-                            assert!(pool.spawn(move || tx.send((p, burst, j)).unwrap()));
-                        }
-                        if burst % 5 == 0 {
-                            thread::sleep(Duration::from_millis(1));
-                        }
-                    }
-                })
-            })
-            .collect();
-        for p in producers {
-            p.join().unwrap();
-        }
-        drop(tx);
-        let mut got: Vec<(u32, u32, u32)> = Vec::new();
-        while let Ok(v) = rx.recv_timeout(Duration::from_secs(10)) {
-            got.push(v);
-            if got.len() == 3 * (0..50u32).map(|b| b % 7).sum::<u32>() as usize {
-                break;
-            }
-        }
-        got.sort_unstable();
-        let mut want: Vec<(u32, u32, u32)> = (0..3)
-            .flat_map(|p| (0..50).flat_map(move |b| (0..b % 7).map(move |j| (p, b, j))))
-            .collect();
-        want.sort_unstable();
-        assert_eq!(got, want);
-    }
-
-    #[test]
-    fn queued_jobs_finish_after_drop_and_spawn_fails_after() {
-        let pool = IoPool::new("t", 1).unwrap();
-        let (gate_tx, gate_rx) = mpsc::channel::<()>();
-        let (tx, rx) = mpsc::channel();
-        // The single worker blocks in the first job while two more queue.
-        assert!(pool.spawn(move || gate_rx.recv().unwrap()));
-        for i in 0..2 {
-            let tx = tx.clone();
-            assert!(pool.spawn(move || tx.send(i).unwrap()));
-        }
-        let shared = Arc::clone(&pool.shared);
-        drop(pool);
-        gate_tx.send(()).unwrap();
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
-        assert_eq!(rx.recv_timeout(Duration::from_secs(10)).unwrap(), 1);
-        // The worker exits once the queue is empty.
-        for _ in 0..1000 {
-            if shared.lock().alive == 0 {
-                break;
-            }
-            thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(shared.lock().alive, 0);
-        let closed = IoPool { shared, threads: 1 };
-        assert!(!closed.spawn(|| ()));
-    }
-}
+mod tests;

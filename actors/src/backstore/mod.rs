@@ -4,7 +4,8 @@
 //! - [`DevConfig`]: `thin/<pool>/<volume>` and `file/<path>` parsing, with
 //!   [`DevOptions`] after `;` (`;ro`);
 //! - [`PoolRegistry`]: each configured pool opened once per process;
-//! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its I/O pool.
+//! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its lane of
+//!   the process-wide I/O threads ([`SharedIo`], [`IoPool`]).
 
 mod dev_config;
 mod file_open;
@@ -19,8 +20,8 @@ pub use handle::{
     DEFAULT_BLOCK_SIZE, DEFAULT_IO_THREADS,
 };
 pub use identity::IDENTITY_XATTR;
-pub use io_pool::IoPool;
-pub use registry::{PoolRegistry, PoolSpec};
+pub use io_pool::{IoLane, IoPool};
+pub use registry::{PoolRegistry, PoolSpec, SharedIo};
 
 use std::path::PathBuf;
 

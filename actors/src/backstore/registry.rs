@@ -3,16 +3,55 @@
 //! sled cannot open one path twice in a process, and a pool must outlive the
 //! device actors that use it (they restart), so every pool is opened once,
 //! lazily, here; devices clone the cheap [`Pool`] handle.
+//!
+//! The registry also hands out the process-wide I/O threads ([`SharedIo`]):
+//! every backstore opened through it gets a lane of the same pool.
 
 use std::collections::HashMap;
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, OnceLock, PoisonError};
 
 use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
-use super::{BackstoreError, NotCreated};
+use super::io_pool::{IoLane, IoPool};
+use super::{BackstoreError, NotCreated, DEFAULT_IO_THREADS};
+
+/// The process-wide I/O threads, and how many jobs of one backstore may run
+/// on them at once (so that a backstore whose calls block cannot take every
+/// thread).
+#[derive(Debug, Clone)]
+pub struct SharedIo {
+    pool: IoPool,
+    per_backstore: usize,
+}
+
+impl SharedIo {
+    /// Starts `threads` workers (at least 1); each backstore may run up to
+    /// `per_backstore` jobs at once (at least 1).
+    pub fn new(threads: usize, per_backstore: usize) -> Result<SharedIo, BackstoreError> {
+        Ok(SharedIo {
+            pool: IoPool::new("tcmud", threads)?,
+            per_backstore: per_backstore.max(1),
+        })
+    }
+
+    /// A lane for one more backstore.
+    pub fn lane(&self) -> IoLane {
+        self.pool.lane(self.per_backstore)
+    }
+
+    /// Worker threads.
+    pub fn threads(&self) -> usize {
+        self.pool.threads()
+    }
+
+    /// Jobs of one backstore that may run at once.
+    pub fn per_backstore(&self) -> usize {
+        self.per_backstore
+    }
+}
 
 /// One configured pool (the daemon configuration's `[[pool]]` entry).
 #[derive(Debug, Clone)]
@@ -53,6 +92,7 @@ impl From<&crate::config::PoolConfig> for PoolSpec {
 pub struct PoolRegistry {
     specs: Vec<PoolSpec>,
     open: Mutex<HashMap<PathBuf, Pool>>,
+    io: OnceLock<SharedIo>,
 }
 
 impl std::fmt::Debug for PoolRegistry {
@@ -66,11 +106,37 @@ impl std::fmt::Debug for PoolRegistry {
 
 impl PoolRegistry {
     /// A registry over the configured pools; nothing is opened yet.
+    /// Its backstores share I/O threads started on first use
+    /// ([`DEFAULT_IO_THREADS`], each backstore may use them all).
     pub fn new(specs: Vec<PoolSpec>) -> PoolRegistry {
         PoolRegistry {
             specs,
             open: Mutex::new(HashMap::new()),
+            io: OnceLock::new(),
         }
+    }
+
+    /// A registry whose backstores run their I/O on `io`.
+    pub fn with_io(specs: Vec<PoolSpec>, io: SharedIo) -> PoolRegistry {
+        let reg = PoolRegistry::new(specs);
+        let _ = reg.io.set(io);
+        reg
+    }
+
+    /// Runs the I/O of backstores opened from now on on `io`, unless the
+    /// registry already has I/O threads; returns whether `io` was taken.
+    pub fn use_io(&self, io: &SharedIo) -> bool {
+        self.io.set(io.clone()).is_ok()
+    }
+
+    /// A lane of the shared I/O threads for one more backstore.
+    pub fn io_lane(&self) -> Result<IoLane, BackstoreError> {
+        if let Some(io) = self.io.get() {
+            return Ok(io.lane());
+        }
+        let io = SharedIo::new(DEFAULT_IO_THREADS, DEFAULT_IO_THREADS)?;
+        // Another thread may have won the race: use whichever is stored.
+        Ok(self.io.get_or_init(|| io).lane())
     }
 
     /// A registry over the daemon configuration's `[[pool]]` entries.

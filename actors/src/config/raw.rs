@@ -17,6 +17,8 @@ pub(super) const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 const MIN_CHUNK: u64 = 4 << 10;
 const MIN_METADATA_CACHE: u64 = 1 << 20;
 const MAX_CHUNK: u64 = 1 << 20;
+/// Upper bound of the thread counts (`device_threads`, `io_threads`, ...).
+const MAX_THREADS: u32 = 1024;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -43,6 +45,9 @@ struct RawDaemon {
     metrics: Option<Spanned<String>>,
     subtypes: Option<RawSubtypes>,
     module_params: Option<ModuleParams>,
+    device_threads: Option<Spanned<u32>>,
+    io_threads: Option<Spanned<u32>>,
+    io_jobs_per_backstore: Option<Spanned<u32>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -171,9 +176,30 @@ impl RawConfig {
             Some(0) => None,
             Some(n) => Some(Duration::from_secs(n)),
         };
+        let mut threads = |v: Option<Spanned<u32>>, field: &str| -> usize {
+            let Some(v) = v else { return 0 };
+            if v.get_ref() > &MAX_THREADS {
+                c.bad(
+                    Some(v.span()),
+                    field,
+                    format!(
+                        "{} is more than {MAX_THREADS} (0: from the core count)",
+                        v.get_ref()
+                    ),
+                );
+            }
+            v.into_inner() as usize
+        };
+        let device_threads = threads(d.device_threads, "daemon.device_threads");
+        let io_threads = threads(d.io_threads, "daemon.io_threads");
+        let io_jobs_per_backstore =
+            threads(d.io_jobs_per_backstore, "daemon.io_jobs_per_backstore");
         DaemonConfig {
             metrics,
             drain_timeout,
+            device_threads,
+            io_threads,
+            io_jobs_per_backstore,
             recovery: d.recovery.unwrap_or_default(),
             netlink_replies: d.netlink_replies.unwrap_or(false),
             log_level,

@@ -69,15 +69,13 @@ struct Place {
     slot: Slot,
 }
 
-/// Entries of the cmd_id index (cmd_ids are u16).
-const IDS: usize = u16::MAX as usize + 1;
-
 /// Fetched, not yet completed commands, plus the ring's fetch cursor as of
 /// the last recorded fetch.
 ///
 /// Slots live in a slab (no allocation per command once it has grown to
-/// the queue depth); an index by cmd_id (slab place + 1, 0 for none; its
-/// pages are only touched for the ids the kernel uses, lowest first) finds
+/// the queue depth); an index by cmd_id (slab place + 1, 0 for none; grown
+/// to the highest id seen, and the kernel hands out the lowest free ids, so
+/// it stays as small as the queue depth a device uses) finds
 /// a command for a TMR and refuses an id already in flight. The commands
 /// waiting for an I/O thread and those waiting to be written to the ring
 /// are queues of keys, checked when taken (a key whose slot was removed or
@@ -88,7 +86,7 @@ pub(crate) struct InFlight {
     next_token: u64,
     places: Vec<Option<Place>>,
     free: Vec<u32>,
-    by_id: Box<[u32]>,
+    by_id: Vec<u32>,
     queued: VecDeque<SlotKey>,
     done: VecDeque<SlotKey>,
     /// Tokens of jobs still running for commands forgotten by
@@ -121,7 +119,7 @@ impl Default for InFlight {
             next_token: 0,
             places: Vec::new(),
             free: Vec::new(),
-            by_id: vec![0; IDS].into_boxed_slice(),
+            by_id: Vec::new(),
             queued: VecDeque::new(),
             done: VecDeque::new(),
             orphans: HashSet::new(),
@@ -145,6 +143,9 @@ impl InFlight {
     pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Option<SlotKey> {
         self.fetch_cursor = Some(cursor);
         let cmd_id = usize::from(req.cmd_id);
+        if self.by_id.len() <= cmd_id {
+            self.by_id.resize(cmd_id + 1, 0);
+        }
         if self.by_id.get(cmd_id).is_none_or(|&i| i != 0) {
             return None;
         }
@@ -510,6 +511,25 @@ mod tests {
             status,
             ..Outcome::default()
         }
+    }
+
+    #[test]
+    fn the_id_index_grows_to_the_ids_used() {
+        let mut t = InFlight::default();
+        assert_eq!(t.by_id.len(), 0, "nothing allocated before a command");
+        let a = t.insert(req(3), 1).unwrap();
+        assert_eq!(t.by_id.len(), 4);
+        assert_eq!(t.key_of(2), None);
+        assert_eq!(t.key_of(40_000), None, "beyond the index: not in flight");
+        let b = t.insert(req(u16::MAX), 2).unwrap();
+        assert!(
+            t.insert(req(u16::MAX), 3).is_none(),
+            "cmd_id already in flight"
+        );
+        assert_eq!((t.key_of(3), t.key_of(u16::MAX)), (Some(a), Some(b)));
+        t.remove(b);
+        assert_eq!(t.key_of(u16::MAX), None);
+        assert!(t.insert(req(u16::MAX), 4).is_some(), "free again");
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod outcome;
 mod recovery;
 mod restart;
 mod shared;
+mod threads;
 mod wake;
 mod wce_save;
 
@@ -39,6 +40,7 @@ pub use handle::DeviceHandle;
 pub use recovery::RecoveryError;
 pub use restart::RestartBudget;
 pub use shared::DeviceStats;
+pub use threads::DeviceThreads;
 
 use crate::backstore::BackstoreHandle;
 
@@ -107,6 +109,10 @@ pub struct DeviceOptions {
     /// device delays neither the supervisor nor other devices; otherwise on
     /// the caller's arbiter.
     pub own_thread: bool,
+    /// Run the actor on the least loaded of these shared device threads
+    /// (the daemon's choice: threads do not grow with devices); takes
+    /// precedence over `own_thread`.
+    pub threads: Option<DeviceThreads>,
     /// How long `stop()` waits for commands running on the backstore; then
     /// commands not started are failed, running ones abandoned (the kernel
     /// times them out), and the ring closed without the final flush.
@@ -157,6 +163,7 @@ impl Default for DeviceOptions {
             lun: None,
             fault: None,
             own_thread: true,
+            threads: None,
             drain_timeout: None,
         }
     }
@@ -258,26 +265,36 @@ pub fn spawn_device_with(
     let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick);
     let run_shared = Arc::clone(&shared);
     let budget = spec.restart_budget;
-    let own_thread = opts.own_thread;
+    let (arbiter, thread) = match (opts.threads, opts.own_thread) {
+        (Some(threads), _) => {
+            let (arbiter, placement) = threads.place();
+            (Some(arbiter), restart::Thread::Shared(placement))
+        }
+        (None, true) => {
+            let arbiter = actix::Arbiter::try_new().map_err(|source| DeviceError::Io {
+                what: "start the device thread".into(),
+                source,
+            })?;
+            (Some(arbiter.handle()), restart::Thread::Own)
+        }
+        (None, false) => (None, restart::Thread::Caller),
+    };
     let start = move || {
         let fut = Context::new().into_future(actor);
         actix::spawn(restart::RestartOnPanic::new(
-            fut, run_shared, budget, own_thread,
+            fut, run_shared, budget, thread,
         ));
     };
-    if own_thread {
-        let arbiter = actix::Arbiter::try_new().map_err(|source| DeviceError::Io {
-            what: "start the device thread".into(),
-            source,
-        })?;
-        if !arbiter.spawn_fn(start) {
-            return Err(DeviceError::Io {
-                what: "start the device thread".into(),
-                source: std::io::Error::other("arbiter stopped"),
-            });
+    match arbiter {
+        Some(arbiter) => {
+            if !arbiter.spawn_fn(start) {
+                return Err(DeviceError::Io {
+                    what: "start the device thread".into(),
+                    source: std::io::Error::other("arbiter stopped"),
+                });
+            }
         }
-    } else {
-        start();
+        None => start(),
     }
     Ok(DeviceHandle { shared })
 }

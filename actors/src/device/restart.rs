@@ -19,6 +19,18 @@ use actix::{Addr, Context};
 use super::actor::DeviceActor;
 use super::exec::panic_message;
 use super::shared::DeviceShared;
+use super::threads::Placement;
+
+/// Where the actor runs, and what ends with it.
+#[derive(Debug)]
+pub(crate) enum Thread {
+    /// On the arbiter of whoever spawned it.
+    Caller,
+    /// On an arbiter of its own, stopped when the actor is done.
+    Own,
+    /// On a shared device thread, where it is counted until done.
+    Shared(Placement),
+}
 
 /// How many panics a device may survive within a time window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,8 +63,7 @@ pub(crate) struct RestartOnPanic {
     budget: RestartBudget,
     recent: VecDeque<Instant>,
     panics_when_failed: u32,
-    // The actor has an arbiter of its own, to stop when it is done.
-    own_arbiter: bool,
+    thread: Option<Thread>,
 }
 
 impl RestartOnPanic {
@@ -60,7 +71,7 @@ impl RestartOnPanic {
         fut: ContextFut<DeviceActor, Context<DeviceActor>>,
         shared: Arc<DeviceShared>,
         budget: RestartBudget,
-        own_arbiter: bool,
+        thread: Thread,
     ) -> RestartOnPanic {
         let addr = fut.address();
         RestartOnPanic {
@@ -70,7 +81,7 @@ impl RestartOnPanic {
             budget,
             recent: VecDeque::new(),
             panics_when_failed: 0,
-            own_arbiter,
+            thread: Some(thread),
         }
     }
 
@@ -108,8 +119,18 @@ impl RestartOnPanic {
 
     fn finish(&mut self) {
         self.fut = None; // drops the actor, and with it the ring
+        let own = match self.thread.take() {
+            Some(Thread::Own) => true,
+            // Frees the device's place on the shared thread (before anyone
+            // waiting for the device to finish is told).
+            Some(Thread::Shared(placement)) => {
+                drop(placement);
+                false
+            }
+            Some(Thread::Caller) | None => false,
+        };
         self.shared.set_finished();
-        if self.own_arbiter {
+        if own {
             actix::Arbiter::current().stop();
         }
     }

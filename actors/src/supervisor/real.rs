@@ -6,10 +6,10 @@ use super::devices::{
 };
 use crate::backstore::{
     open_backstore_with, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry,
-    PoolSpec,
+    PoolSpec, SharedIo,
 };
-use crate::config::{self, DaemonConfig};
-use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, RestartBudget};
+use crate::config::{self, DaemonConfig, ThreadCounts};
+use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, DeviceThreads, RestartBudget};
 use futures::future::LocalBoxFuture;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -18,11 +18,17 @@ use std::sync::Arc;
 ///
 /// sled opens a path once per process, so a reload never re-creates a registry
 /// for pools already known: pools *added* by a reload get a registry of their own.
+///
+/// Every device shares the same threads, started with the first device: the
+/// device threads its actors are spread over and the I/O threads of every
+/// backstore (counts from the configuration at start-up).
 pub struct RealFactory {
     registries: Vec<Arc<PoolRegistry>>,
     known: Vec<config::PoolConfig>,
     file_roots: Vec<PathBuf>,
     subtypes: config::Subtypes,
+    counts: ThreadCounts,
+    threads: Option<(SharedIo, DeviceThreads)>,
 }
 
 impl RealFactory {
@@ -35,7 +41,47 @@ impl RealFactory {
             known: cfg.pools.clone(),
             file_roots: cfg.file_roots.clone(),
             subtypes: cfg.subtypes.clone(),
+            counts: cfg.thread_counts(
+                std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
+            ),
+            threads: None,
         }
+    }
+
+    /// The thread counts this factory uses.
+    pub fn thread_counts(&self) -> ThreadCounts {
+        self.counts
+    }
+
+    /// The shared I/O and device threads, started on first use; every
+    /// registry runs its backstores' I/O on them.
+    fn threads(&mut self) -> Result<DeviceThreads, SpawnError> {
+        let (io, devices) = match &self.threads {
+            Some(t) => t.clone(),
+            None => {
+                let c = self.counts;
+                let io = SharedIo::new(c.io, c.io_per_backstore)
+                    .map_err(|e| SpawnError::new(libc::EAGAIN, e.to_string()))?;
+                let devices = DeviceThreads::new(c.device).map_err(|e| {
+                    SpawnError::new(
+                        e.raw_os_error().unwrap_or(libc::EAGAIN),
+                        format!("start the device threads: {e}"),
+                    )
+                })?;
+                tracing::info!(
+                    device_threads = c.device,
+                    io_threads = c.io,
+                    io_jobs_per_backstore = c.io_per_backstore,
+                    "device and I/O threads started"
+                );
+                self.threads = Some((io.clone(), devices.clone()));
+                (io, devices)
+            }
+        };
+        for r in &self.registries {
+            r.use_io(&io);
+        }
+        Ok(devices)
     }
 
     fn registry_for(&self, pool: &str) -> Option<&PoolRegistry> {
@@ -144,6 +190,8 @@ impl DeviceFactory for RealFactory {
                 Ok(None) => return Err(SpawnError::new(libc::EINVAL, "not a tcmud dev_config")),
                 Err(e) => return Err(SpawnError::new(backstore_errno(&e), e.to_string())),
             };
+        // The shared I/O threads exist before the backstore takes a lane of them.
+        self.threads()?;
         let fallback;
         let reg = match &cfg {
             DevConfig::Thin { pool, .. } => match self.registry_for(pool) {
@@ -157,6 +205,9 @@ impl DeviceFactory for RealFactory {
                 Some(r) => r.as_ref(),
                 None => {
                     fallback = PoolRegistry::new(Vec::new());
+                    if let Some((io, _)) = &self.threads {
+                        fallback.use_io(io);
+                    }
                     &fallback
                 }
             },
@@ -204,8 +255,10 @@ impl DeviceFactory for RealFactory {
             restart_budget: RestartBudget::default(),
             adopted: req.adopted,
         };
+        let threads = self.threads()?;
         let opts = device::DeviceOptions {
             drain_timeout: req.drain_timeout,
+            threads: Some(threads),
             ..device::DeviceOptions::default()
         };
         let handle = device::spawn_device_with(spec, backstore, opts)

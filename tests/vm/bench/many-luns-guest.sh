@@ -1,0 +1,260 @@
+#!/bin/sh
+# many-luns-guest.sh -- guest half of tests/vm/bench-many-luns.sh (one VM boot).
+# Args (KEY=VALUE words, all optional):
+#   n=N (64) LUNs per daemon   size=MB (16) per LUN   fio=MB (2) written (then verified) per LUN
+#   qd=N (4) fio iodepth per LUN   backends=tcmud,runner[,old]   log=FILTER (tcmud log filter)
+#   ring=MB (kernel default): cmd_ring_size_mb of every device (the kernel allocates the command
+#   ring up front, 8 MiB each by default: 1,000 LUNs need ring=1)
+#   cache=wb|wt (wb): attrib/emulate_write_cache written before enable (1: neither daemon
+#   syncs per write; 0: tcmud makes every write durable before acknowledging it, tcmu-runner's
+#   qcow handler does not -- not apples to apples, as in bench-kernel-path.sh)
+#
+# For each daemon in turn (the other one is not running):
+#   tcmud   N thin volumes in one pool (thin/many/lunK, pool /tmp/pools/many, 64 KiB chunks)
+#   runner  tcmu-runner 1.5.4, qcow//tmp/r/lunK.img (its qcow handler on raw sparse images)
+#   old     /vmlab/bin/tcmud-old (another tcmud build, e.g. main) on pool /tmp/pools/old
+# 1. start the daemon, then create N TCMU backstores in a burst (kernel defaults besides
+#    dev_config, dev_size and nl_reply_supported=-1, as in bench-kernel-path.sh; N ADDED
+#    events): "add" = seconds until the daemon holds all N uio;
+# 2. export them as N tcm_loop LUNs (each symlink is a synchronous SCSI scan): "attach";
+# 3. idle: Threads and VmRSS (/proc/PID/status) and open fds of the daemon;
+# 4. one fio over all N LUNs at once (one job per LUN, libaio direct, 4k randwrite, iodepth
+#    qd, fio MB each, crc32c verify): per-LUN write IOPS min/mean/max, then threads/fds/RSS;
+# 5. restart the daemon (SIGTERM, start): "adopt" = seconds until it holds all N uio again,
+#    then fio --verify_only over every LUN (what was written before the restart reads back);
+# 6. unlink the N LUNs and remove the N backstores (N REMOVED events): "remove" = seconds
+#    until the daemon holds none of them; then stop it (the next daemon starts clean, and the
+#    guest powers off without unserved devices).
+# Prints "MANY <backend> key value ..." lines for the host to tabulate.
+. /vmlab/tcmud-lib.sh
+
+N=64 SIZE_MB=16 FIO_MB=2 QD=4 BACKENDS="tcmud runner" CACHE=wb RING=""
+LOGF="warn,tcmud::supervisor::run=info"
+for a in "$@"; do
+    case $a in
+        n=*) N=${a#n=};; size=*) SIZE_MB=${a#size=};; fio=*) FIO_MB=${a#fio=};;
+        qd=*) QD=${a#qd=};; cache=*) CACHE=${a#cache=};; ring=*) RING=${a#ring=};; backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
+        log=*) LOGF="${a#log=},tcmud::supervisor::run=info";;
+        *) fail "unknown argument $a";;
+    esac
+done
+case $CACHE in wb) WCE=1;; wt) WCE=0;; *) fail "cache must be wb or wt";; esac
+SIZE=$((SIZE_MB * 1048576))
+vmsg "many-luns: n $N size ${SIZE_MB}MiB fio ${FIO_MB}MiB qd $QD cache $CACHE ring '${RING:-default}' backends '$BACKENDS' cpus $(nproc)"
+
+# stats PID -> "threads T fds F rss_kib R anon_kib A file_kib F shmem_kib S" (shmem: the
+#   ring pages the daemon's mappings have touched)
+stats() {
+    echo "threads $(awk '/^Threads:/{ print $2 }' "/proc/$1/status")" \
+        "fds $(ls "/proc/$1/fd" | wc -l)" "$(awk '/^VmRSS:/{ r = $2 } /^RssAnon:/{ a = $2 }
+            /^RssFile:/{ f = $2 } /^RssShmem:/{ s = $2 }
+            END { printf "rss_kib %d anon_kib %d file_kib %d shmem_kib %d", r, a, f, s }' "/proc/$1/status")"
+}
+# uio_list PREFIX -- /tmp/uio-PREFIX: the /dev/uioN of the backstores named PREFIXk
+uio_list() {
+    for _u in /sys/class/uio/uio*; do
+        case $(cat "$_u/name") in "tcm-user/"*"/$1"[0-9]*/*) echo "/dev/$(basename "$_u")";; esac
+    done > "/tmp/uio-$1"
+}
+# smaps PID WHAT -- where the daemon's resident memory is: "SMAPS <backend> WHAT name N
+#   maps M rss_kib R anon_kib A" per mapped file / [heap] / [anon] (malloc arenas, stacks),
+#   then the largest single anonymous mappings ("... top size_kib S rss_kib R")
+smaps() {
+    awk -v tag="SMAPS $PH $2" '
+        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; n[name]++; split($1, ad, "-"); next }
+        /^Size:/ { size = $2; next }
+        /^Rss:/ { r[name] += $2; rss = $2; next }
+        /^Anonymous:/ { a[name] += $2; if (name == "[anon]" && $2 > 0) printf "%s top size_kib %d rss_kib %d\n", tag, size, rss }
+        END { for (k in r) if (r[k] > 0) printf "%s name %s maps %d rss_kib %d anon_kib %d\n", tag, k, n[k], r[k], a[k] }' \
+        "/proc/$1/smaps" > /tmp/smaps.txt
+    grep ' name ' /tmp/smaps.txt | sort -k9 -n -r | head -n 6
+    grep ' top ' /tmp/smaps.txt | sort -k8 -n -r | head -n 6
+}
+# served PID -> how many /dev/uio* the process holds open (each daemon's devices are removed
+#   before the next one starts, so these are the current backstores)
+served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' -> /dev/uio'; }
+# wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
+wait_all() {
+    _n=$(($2 * 10))
+    until [ "$(served "$1")" -ge "$N" ]; do
+        kill -0 "$1" 2>/dev/null || { diag; fail "daemon $1 exited"; }
+        [ $_n -le 0 ] && return 1
+        sleep 0.1; _n=$((_n - 1))
+    done
+}
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 100 }'; }
+
+# create_all HBA PREFIX CONFIG_PREFIX -- N backstores HBA/PREFIXk, dev_config CONFIG_PREFIXk...
+create_all() {
+    _i=0
+    while [ $_i -lt "$N" ]; do
+        _d=$CFG/core/$1/$2$_i
+        mkdir -p "$_d" || fail "mkdir $_d"
+        echo -n "dev_config=$3$_i$4" > "$_d/control" || fail "dev_config $_d"
+        echo -n "dev_size=$SIZE" > "$_d/control" || fail "dev_size $_d"
+        echo -n "nl_reply_supported=-1" > "$_d/control" || fail "nl_reply_supported $_d"
+        if [ -n "$RING" ]; then
+            echo -n "cmd_ring_size_mb=$RING" > "$_d/control" || fail "cmd_ring_size_mb $_d"
+        fi
+        echo "$WCE" > "$_d/attrib/emulate_write_cache" || fail "emulate_write_cache $_d"
+        echo 1 > "$_d/enable" || fail "enable $_d"
+        _i=$((_i + 1))
+    done
+}
+# attach_all HBA PREFIX FIRST_LUN -- tcm_loop LUNs FIRST_LUN.. for them; sets DEVS (sdX:...)
+attach_all() {
+    _t=$CFG/loopback/$LOOP_WWN/tpgt_1
+    _i=0
+    while [ $_i -lt "$N" ]; do
+        _l=$(($3 + _i))
+        mkdir -p "$_t/lun/lun_$_l" || fail "mkdir lun_$_l"
+        if [ $_i = 0 ] && [ -z "$(cat "$_t/nexus" 2>/dev/null)" ]; then
+            echo -n "$LOOP_NEXUS" > "$_t/nexus" || fail "nexus"
+        fi
+        ln -s "$CFG/core/$1/$2$_i" "$_t/lun/lun_$_l/$2$_i" || fail "link LUN $_l"
+        _i=$((_i + 1))
+    done
+    # LUN number -> sdX in one pass over /sys/block (a glob per LUN is quadratic)
+    _n=600
+    until [ "$(ls -d /sys/block/sd* 2>/dev/null | wc -l)" -ge "$N" ]; do
+        [ $_n -le 0 ] && { diag; fail "only $(ls -d /sys/block/sd* | wc -l) SCSI disks"; }
+        sleep 0.1; _n=$((_n - 1))
+    done
+    for _s in /sys/block/sd*; do
+        echo "$(basename "$(readlink -f "$_s/device")") ${_s##*/}"
+    done | awk -F'[: ]' -v lo="$3" -v hi="$(($3 + N))" '$4 >= lo && $4 < hi { print $4, $5 }' |
+        sort -n > /tmp/luns
+    [ "$(wc -l < /tmp/luns)" = "$N" ] || { diag; fail "$(wc -l < /tmp/luns) of $N LUNs have a disk"; }
+    DEVS=""
+    for _d in $(cut -d' ' -f2 /tmp/luns); do
+        wait_for "/dev/$_d" 10 || fail "no /dev/$_d"
+        DEVS="$DEVS /dev/$_d"
+    done
+}
+
+# remove_all HBA PREFIX FIRST_LUN -- unlink the N LUNs, then rmdir the N backstores (N
+#   REMOVED events); FIRST_LUN "-": no LUNs to unlink
+remove_all() {
+    _t=$CFG/loopback/$LOOP_WWN/tpgt_1
+    _i=0
+    while [ "$3" != - ] && [ $_i -lt "$N" ]; do
+        _l=$(($3 + _i))
+        rm "$_t/lun/lun_$_l/$2$_i" && rmdir "$_t/lun/lun_$_l" || fail "unlink LUN $_l"
+        _i=$((_i + 1))
+    done
+    _i=0
+    while [ $_i -lt "$N" ]; do
+        rmdir "$CFG/core/$1/$2$_i" || fail "rmdir $1/$2$_i"
+        _i=$((_i + 1))
+    done
+}
+# wait_none PID SECS -- until PID holds none of the uio in /tmp/uio-$PFX
+wait_none() {
+    _n=$(($2 * 10))
+    until [ "$(served "$1")" -eq 0 ]; do
+        [ $_n -le 0 ] && { diag; fail "daemon still holds $(served "$1") devices $2 s after removal"; }
+        sleep 0.1; _n=$((_n - 1))
+    done
+}
+
+# fio_all NAME EXTRA... -- one fio job per LUN of DEVS, all at once
+fio_all() {
+    _name=$1; shift
+    _jobs=/tmp/$_name.fio
+    {
+        echo "[global]"
+        echo "ioengine=libaio"; echo "direct=1"; echo "iodepth=$QD"; echo "rw=randwrite"
+        echo "bs=4k"; echo "size=${FIO_MB}m"; echo "verify=crc32c"; echo "verify_fatal=1"
+        echo "thread"; echo "group_reporting=0"
+        for _d in $DEVS; do echo "[${_d#/dev/}]"; echo "filename=$_d"; done
+    } > "$_jobs"
+    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 ||
+        { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+}
+# iops NAME -> "luns L errors E iops_min A iops_mean B iops_max C total T" (write IOPS per job)
+iops() {
+    awk -F';' '/^3;/{ n++; e += $5; v = $49; t += v; if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
+        END { printf "luns %d errors %d iops_min %d iops_mean %d iops_max %d total %d", n, e, lo, n ? t / n : 0, hi, t }' "/tmp/$1.out"
+}
+
+phase() {
+    PH=$1
+    case $PH in
+        tcmud|old)
+            TCMUD_LOG_LEVEL=$LOGF
+            if [ "$PH" = old ]; then
+                TCMUD=/vmlab/bin/tcmud-old HBA=user_3 PFX=o FIRST=$((2 * N)) POOL=old
+            else
+                TCMUD=/vmlab/bin/tcmud HBA=user_1 PFX=t FIRST=0 POOL=many
+            fi
+            tcmud_write_config $POOL:$((N * SIZE_MB * 2))MiB:64KiB
+            tcmud_start
+            PID=$TCMUD_PID CFGP=thin/$POOL/lun CFGS=""
+            ;;
+        runner)
+            mkdir -p /tmp/r
+            _i=0
+            while [ $_i -lt "$N" ]; do truncate -s "$SIZE" "/tmp/r/lun$_i.img"; _i=$((_i + 1)); done
+            tcmu-runner > /tmp/runner.out 2>&1 &
+            PID=$!
+            runner_ready "$PID" 60 || { cat /tmp/runner.out; fail "tcmu-runner not ready"; }
+            HBA=user_2 PFX=r FIRST=$N CFGP=qcow//tmp/r/lun CFGS=.img
+            ;;
+    esac
+    echo "MANY $PH start $(stats "$PID")"
+    t0=$(now_cs)
+    create_all "$HBA" "$PFX" "$CFGP" "$CFGS"
+    t1=$(now_cs)
+    uio_list "$PFX"
+    [ "$(wc -l < "/tmp/uio-$PFX")" = "$N" ] || fail "$(wc -l < "/tmp/uio-$PFX") uio devices for $N backstores"
+    if ! wait_all "$PID" $((120 + N / 5)); then
+        # e.g. out of file descriptors: report how far it got, clean up, next daemon
+        echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
+        remove_all "$HBA" "$PFX" -
+        case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
+        return 0
+    fi
+    t2=$(now_cs)
+    attach_all "$HBA" "$PFX" "$FIRST"
+    t3=$(now_cs)
+    echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
+    echo "MANY $PH idle $(stats "$PID")"
+    t4=$(now_cs)
+    fio_all "write-$PH"
+    t5=$(now_cs)
+    echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
+    echo "MANY $PH after_io $(stats "$PID")"
+    smaps "$PID" after_io
+    case $PH in
+        tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
+        runner)
+            kill -TERM "$PID"; wait "$PID"
+            tcmu-runner >> /tmp/runner.out 2>&1 &
+            PID=$!
+            ;;
+    esac
+    t6=$(now_cs)
+    wait_all "$PID" $((120 + N / 5)) || { diag; fail "$PH adopted $(served "$PID") of $N devices"; }
+    t7=$(now_cs)
+    fio_all "verify-$PH" --verify_only
+    echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
+    echo "MANY $PH adopted $(stats "$PID")"
+    t8=$(now_cs)
+    remove_all "$HBA" "$PFX" "$FIRST"
+    t9=$(now_cs)
+    wait_none "$PID" 600
+    t10=$(now_cs)
+    echo "MANY $PH remove_s $(secs "$t8" "$t10") unlink_rmdir_s $(secs "$t8" "$t9")"
+    echo "MANY $PH removed $(stats "$PID")"
+    case $PH in
+        tcmud|old) tcmud_stop;;
+        runner) kill -TERM "$PID"; wait "$PID";;
+    esac
+}
+
+for b in $BACKENDS; do phase "$b"; done
+dmesg | grep -iE 'I/O error|ring broken|timed out' | tail -n 10
+dmesg | grep -qiE 'I/O error|ring broken' && fail "kernel errors during the benchmark"
+grep -a -iE 'warn|error' "$TCMUD_LOG" 2>/dev/null | tail -n 5
+vmsg "benchmark done"
+exit 0
