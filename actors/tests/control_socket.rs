@@ -225,6 +225,10 @@ struct Daemon {
 }
 
 fn daemon() -> Daemon {
+    daemon_with(tcmud::config::Subtypes::default())
+}
+
+fn daemon_with(subtypes: tcmud::config::Subtypes) -> Daemon {
     let dir = tempfile::tempdir().unwrap();
     let pool_dir = dir.path().join("pool");
     let cfg = PoolConfig {
@@ -252,7 +256,8 @@ fn daemon() -> Daemon {
         Box::new(Shared(Arc::clone(&view))),
         None,
         dir.path().join("cfs"),
-    );
+    )
+    .with_subtypes(subtypes);
     let server = start(
         dir.path(),
         Arc::new(handler),
@@ -500,4 +505,26 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         other.lines().next().is_some_and(|l| l.contains(" 404 ")),
         "{other}"
     );
+}
+
+#[test]
+fn a_renamed_thin_subtype_still_marks_its_volumes_served() {
+    let d = daemon_with(tcmud::config::Subtypes {
+        thin: Some("tcmud-thin".into()),
+        ..tcmud::config::Subtypes::default()
+    });
+    let dir = d.pool_dir.to_str().unwrap().to_owned();
+    d.view.devices.lock().unwrap().push(DeviceStatus {
+        minor: 3,
+        name: "user_2/lun".into(),
+        dev_config: "tcmud-thin/p/vol;ro".into(),
+        state: "serving".into(),
+        ..DeviceStatus::default()
+    });
+    let (code, _, err) = tcmud(
+        &d,
+        &["volume", "resize", &dir, "vol", "--size", "1MiB", "--force"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("served by /dev/uio3"), "{err}");
 }

@@ -20,6 +20,7 @@ use tcmud_core::pool::Pool;
 use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
 use super::server::Handler;
 use crate::backstore::{DevConfig, PoolRegistry};
+use crate::config::Subtypes;
 use crate::logging::LogHandle;
 use crate::offline::{self, OfflineError, Outcome, PoolCommand, PoolDir, VolumeCommand};
 use crate::supervisor::{ControlView, GetControlView, Supervisor};
@@ -46,6 +47,7 @@ pub struct DaemonControl {
     view: Box<dyn View>,
     log: Option<LogHandle>,
     configfs_root: PathBuf,
+    subtypes: Subtypes,
     started: Instant,
 }
 
@@ -69,8 +71,16 @@ impl DaemonControl {
             view,
             log,
             configfs_root,
+            subtypes: Subtypes::default(),
             started: Instant::now(),
         }
+    }
+
+    /// The dev_config subtypes the daemon serves (`[daemon.subtypes]`), to
+    /// tell which devices serve a volume.
+    pub fn with_subtypes(mut self, subtypes: Subtypes) -> Self {
+        self.subtypes = subtypes;
+        self
     }
 
     fn status(&self, id: Option<u64>) -> Response {
@@ -180,7 +190,7 @@ impl DaemonControl {
         };
         match cmd {
             VolumeCommand::Delete { name: vol, .. } => {
-                if let Some(d) = serving(&v.devices, &name, vol).next() {
+                if let Some(d) = serving(&v.devices, &self.subtypes, &name, vol).next() {
                     return Response::error(
                         id,
                         ErrorKind::Served,
@@ -194,7 +204,8 @@ impl DaemonControl {
             VolumeCommand::Resize {
                 name: vol, size, ..
             } => {
-                let served: Vec<&DeviceStatus> = serving(&v.devices, &name, vol).collect();
+                let served: Vec<&DeviceStatus> =
+                    serving(&v.devices, &self.subtypes, &name, vol).collect();
                 if !served.is_empty() {
                     return self.resize_served(id, &pool, vol, *size, &served);
                 }
@@ -336,14 +347,16 @@ fn canonical(p: &Path) -> PathBuf {
         .unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// The served devices whose dev_config is `thin/<pool>/<volume>`.
+/// The served devices whose dev_config is `<thin>/<pool>/<volume>` (with
+/// the configured subtype, options after `;` allowed).
 fn serving<'a>(
     devices: &'a [DeviceStatus],
+    subtypes: &'a Subtypes,
     pool: &'a str,
     volume: &'a str,
 ) -> impl Iterator<Item = &'a DeviceStatus> + 'a {
     devices.iter().filter(move |d| {
-        matches!(DevConfig::parse(&d.dev_config),
+        matches!(DevConfig::parse_as(&d.dev_config, subtypes),
             Ok(Some(DevConfig::Thin { pool: p, volume: v })) if p == pool && v == volume)
     })
 }

@@ -158,7 +158,8 @@ fn start_control(
         Box::new(daemon::SupervisorView(addr.clone())),
         log.cloned(),
         cfg.configfs_root.clone(),
-    );
+    )
+    .with_subtypes(cfg.subtypes.clone());
     server::Server::start(
         server::ServerOptions::new(cfg.run_dir.join("control.sock")),
         std::sync::Arc::new(handler),
