@@ -262,6 +262,18 @@ pub struct PoolUsage {
     pub volumes: Vec<VolumeInfo>,
 }
 
+impl PoolUsage {
+    /// Allocation is at or above the low-water mark (the rule the pool
+    /// raises its low-water event by).
+    pub fn above_low_water(&self) -> bool {
+        state::past_low_water(
+            self.allocated_chunks,
+            self.capacity_chunks,
+            self.low_water_pct,
+        )
+    }
+}
+
 /// A thin pool. Cheap to clone (an `Arc`); `Send + Sync`.
 #[derive(Clone)]
 pub struct Pool {

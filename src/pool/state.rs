@@ -465,8 +465,11 @@ impl State {
 
     /// Allocated chunks at or above the low-water mark.
     pub fn above_low_water(&self) -> bool {
-        let cap = u128::from(self.sb.capacity_chunks);
-        cap > 0 && u128::from(self.used_chunks()) * 100 >= cap * u128::from(self.sb.low_water_pct)
+        past_low_water(
+            self.used_chunks(),
+            self.sb.capacity_chunks,
+            self.sb.low_water_pct,
+        )
     }
 
     /// Re-evaluates the low-water state; an upward crossing bumps the epoch
@@ -501,4 +504,11 @@ pub(crate) fn validate_super(sb: &Superblock) -> Result<(), PoolError> {
         )));
     }
     Ok(())
+}
+
+/// The low-water rule: `used` of `capacity` chunks is at or above `pct` %
+/// (never for an empty capacity).
+pub(crate) fn past_low_water(used: u64, capacity: u64, pct: u8) -> bool {
+    let cap = u128::from(capacity);
+    cap > 0 && u128::from(used) * 100 >= cap * u128::from(pct)
 }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::Addr;
-use tcmud_core::pool::Pool;
+use tcmud_core::pool::{Pool, PoolUsage};
 
 use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
 use super::server::Handler;
@@ -83,34 +83,19 @@ impl DaemonControl {
         self
     }
 
+    /// The supervisor's view, or the error response when it did not answer.
+    fn current_view(&self, id: Option<u64>) -> Result<ControlView, Response> {
+        self.view
+            .view()
+            .map_err(|e| Response::error(id, ErrorKind::Unavailable, e))
+    }
+
     fn status(&self, id: Option<u64>) -> Response {
-        let v = match self.view.view() {
+        let v = match self.current_view(id) {
             Ok(v) => v,
-            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+            Err(r) => return r,
         };
-        let mut pools = Vec::new();
-        for reg in &v.registries {
-            for spec in reg.specs() {
-                if pools.iter().any(|p: &PoolStatus| p.name == spec.name) {
-                    continue;
-                }
-                let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
-                pools.push(PoolStatus {
-                    name: spec.name.clone(),
-                    path: spec.path.display().to_string(),
-                    open: usage.is_some(),
-                    capacity_bytes: usage
-                        .as_ref()
-                        .map(|u| u.capacity_chunks * u64::from(u.chunk_size)),
-                    allocated_bytes: usage
-                        .as_ref()
-                        .map(|u| u.allocated_chunks * u64::from(u.chunk_size)),
-                    low_water: usage.as_ref().map(|u| {
-                        u.allocated_chunks * 100 >= u.capacity_chunks * u64::from(u.low_water_pct)
-                    }),
-                });
-            }
-        }
+        let pools = pool_statuses(&v.registries);
         Response::ok(
             id,
             Reply::Status(Status {
@@ -146,9 +131,9 @@ impl DaemonControl {
     }
 
     fn pool(&self, id: Option<u64>, cmd: &PoolCommand) -> Response {
-        let v = match self.view.view() {
+        let v = match self.current_view(id) {
             Ok(v) => v,
-            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+            Err(r) => return r,
         };
         let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
             return not_held(id, cmd.dir());
@@ -177,9 +162,9 @@ impl DaemonControl {
     }
 
     fn volume(&self, id: Option<u64>, cmd: &VolumeCommand) -> Response {
-        let v = match self.view.view() {
+        let v = match self.current_view(id) {
             Ok(v) => v,
-            Err(e) => return Response::error(id, ErrorKind::Unavailable, e),
+            Err(r) => return r,
         };
         let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
             return not_held(id, cmd.dir());
@@ -264,11 +249,7 @@ impl DaemonControl {
         }
         let deadline = Instant::now() + RESIZE_WAIT;
         loop {
-            let now = pool
-                .list_volumes()
-                .ok()
-                .and_then(|l| l.into_iter().find(|i| i.name == vol))
-                .map(|i| i.size_bytes);
+            let now = volume_size(pool, vol).ok().flatten();
             if now == Some(size) {
                 return Response::ok(
                     id,
@@ -320,6 +301,44 @@ impl Handler for DaemonControl {
             }
         }
     }
+}
+
+/// The configured pools (each name once, the newest registry's first), with
+/// capacity, allocation and low-water state for those open in the daemon:
+/// what `status` and the metrics report.
+pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
+    let mut pools: Vec<PoolStatus> = Vec::new();
+    for reg in registries {
+        for spec in reg.specs() {
+            if pools.iter().any(|p| p.name == spec.name) {
+                continue;
+            }
+            let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
+            let bytes = |chunks: u64, cs: u32| chunks * u64::from(cs);
+            pools.push(PoolStatus {
+                name: spec.name.clone(),
+                path: spec.path.display().to_string(),
+                open: usage.is_some(),
+                capacity_bytes: usage
+                    .as_ref()
+                    .map(|u| bytes(u.capacity_chunks, u.chunk_size)),
+                allocated_bytes: usage
+                    .as_ref()
+                    .map(|u| bytes(u.allocated_chunks, u.chunk_size)),
+                low_water: usage.as_ref().map(PoolUsage::above_low_water),
+            });
+        }
+    }
+    pools
+}
+
+/// The size of volume `vol` (`None`: no such volume).
+fn volume_size(pool: &Pool, vol: &str) -> Result<Option<u64>, tcmud_core::pool::PoolError> {
+    Ok(pool
+        .list_volumes()?
+        .into_iter()
+        .find(|i| i.name == vol)
+        .map(|i| i.size_bytes))
 }
 
 fn not_held(id: Option<u64>, dir: &Path) -> Response {

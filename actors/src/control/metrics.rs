@@ -157,27 +157,16 @@ impl Collector for DaemonCollector {
             "Devices of ours not served (setup failed, or the device actor gave up)",
             &[(Vec::new(), failed)],
         )?;
-        let mut cap = Vec::new();
-        let mut alloc = Vec::new();
-        let mut low = Vec::new();
-        let mut open = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for reg in &v.registries {
-            for spec in reg.specs() {
-                if !seen.insert(spec.name.clone()) {
-                    continue;
-                }
-                let l: Labels = vec![("pool", spec.name.clone())];
-                let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
-                open.push((l.clone(), i64::from(usage.is_some())));
-                if let Some(u) = usage {
-                    let cs = u64::from(u.chunk_size);
-                    cap.push((l.clone(), clamp(u.capacity_chunks * cs)));
-                    alloc.push((l.clone(), clamp(u.allocated_chunks * cs)));
-                    let past =
-                        u.allocated_chunks * 100 >= u.capacity_chunks * u64::from(u.low_water_pct);
-                    low.push((l, i64::from(past)));
-                }
+        let (mut cap, mut alloc, mut low, mut open) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for p in super::daemon::pool_statuses(&v.registries) {
+            let l: Labels = vec![("pool", p.name)];
+            open.push((l.clone(), i64::from(p.open)));
+            if let (Some(c), Some(a), Some(w)) = (p.capacity_bytes, p.allocated_bytes, p.low_water)
+            {
+                cap.push((l.clone(), clamp(c)));
+                alloc.push((l.clone(), clamp(a)));
+                low.push((l, i64::from(w)));
             }
         }
         gauge(
