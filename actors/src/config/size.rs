@@ -7,7 +7,9 @@ use std::fmt;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteSize(pub u64);
 
-/// Parses `N`, `N B`, `NKiB`/`NK`, `NMiB`/`NM`, `NGiB`/`NG`, `NTiB`/`NT` (all binary).
+/// Parses `N`, `N B`, `NKiB`/`NK`, `NMiB`/`NM`, `NGiB`/`NG`, `NTiB`/`NT` (all
+/// binary, units case-insensitive). The one size parser of the config file
+/// and the command line.
 pub fn parse_size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
@@ -20,12 +22,12 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("{s:?}: number too large"))?;
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "K" | "k" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        "T" | "TiB" => 40,
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kib" => 10,
+        "m" | "mib" => 20,
+        "g" | "gib" => 30,
+        "t" | "tib" => 40,
         other => {
             return Err(format!(
                 "{s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)"
@@ -70,6 +72,10 @@ mod tests {
         assert_eq!(parse_size("16GiB"), Ok(16 << 30));
         assert_eq!(parse_size("4096"), Ok(4096));
         assert_eq!(parse_size("1 M"), Ok(1 << 20));
+        assert_eq!(parse_size("512B"), Ok(512));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert_eq!(parse_size("2tib"), Ok(2 << 40));
+        assert!(parse_size("12XB").is_err());
         assert!(parse_size("KiB").is_err());
         assert!(parse_size("10 parsecs").is_err());
         assert!(parse_size("99999999999TiB").is_err());

@@ -1,30 +1,7 @@
-//! Byte sizes on the command line: `4096`, `512B`, `64KiB`, `16GiB`, `1T`.
+//! Byte sizes on the command line: parsed by the config's [`parse_size`]
+//! (`4096`, `512B`, `64KiB`, `16GiB`, `1T`), printed by [`human`].
 
-/// Parses a size with an optional binary suffix (B, K/KiB, M/MiB, G/GiB,
-/// T/TiB; case-insensitive).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, suffix) = t.split_at(split);
-    if num.is_empty() {
-        return Err(format!("size {s:?} does not start with a number"));
-    }
-    let n: u64 = num.parse().map_err(|e| format!("size {s:?}: {e}"))?;
-    let shift = match suffix.trim().to_ascii_lowercase().as_str() {
-        "" | "b" => 0,
-        "k" | "kib" => 10,
-        "m" | "mib" => 20,
-        "g" | "gib" => 30,
-        "t" | "tib" => 40,
-        other => {
-            return Err(format!(
-                "size {s:?}: unknown unit {other:?} (use B, KiB, MiB, GiB or TiB)"
-            ))
-        }
-    };
-    n.checked_mul(1u64 << shift)
-        .ok_or_else(|| format!("size {s:?} is too large"))
-}
+pub use crate::config::parse_size;
 
 /// Formats bytes with a binary unit, e.g. `64 KiB`, `1.5 GiB`.
 pub fn human(bytes: u64) -> String {
@@ -45,19 +22,6 @@ pub fn human(bytes: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parses_units() {
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert_eq!(parse_size("512B"), Ok(512));
-        assert_eq!(parse_size("64KiB"), Ok(64 << 10));
-        assert_eq!(parse_size("64k"), Ok(64 << 10));
-        assert_eq!(parse_size("16GiB"), Ok(16 << 30));
-        assert_eq!(parse_size("2TiB"), Ok(2 << 40));
-        assert!(parse_size("KiB").is_err());
-        assert!(parse_size("12XB").is_err());
-        assert!(parse_size("99999999999T").is_err());
-    }
 
     #[test]
     fn formats() {
