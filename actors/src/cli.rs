@@ -31,6 +31,7 @@ pub enum Command {
         /// Print JSON.
         #[arg(long)]
         json: bool,
+        /// How to reach the daemon.
         #[command(flatten)]
         via: Via,
     },
@@ -44,6 +45,7 @@ pub enum Command {
     LogLevel {
         /// The filter (`tracing` EnvFilter syntax).
         filter: String,
+        /// How to reach the daemon.
         #[command(flatten)]
         via: Via,
     },
@@ -67,6 +69,7 @@ pub struct PoolArgs {
     /// Never ask the daemon (fails if it holds the pool).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// How to reach the daemon.
     #[command(flatten)]
     pub via: Via,
 }
@@ -80,6 +83,7 @@ pub struct VolumeArgs {
     /// Never ask the daemon (fails if it holds the pool).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// How to reach the daemon.
     #[command(flatten)]
     pub via: Via,
 }
