@@ -27,7 +27,6 @@ HWMS=$(cat $OUT/hw_max_sectors 2>/dev/null || echo 1024)
 if [ "$HWMS" = default ]; then HWMS_ARG=; else HWMS_ARG=hw_max_sectors=$HWMS; fi
 IQN=iqn.2003-01.org.linux-iscsi.tcmud:conformance
 TPG=$CFG/iscsi/$IQN/tpgt_1
-KVER=$(uname -r)
 
 finish() {
     cp "$TCMUD_LOG" $OUT/tcmud.log 2>/dev/null

@@ -113,6 +113,7 @@ kernel_prepare() {
         touch "$KDIR/.done"
     fi
     KVER=$(ls "$KDIR/lib/modules" | head -n1)
+    # shellcheck disable=SC2034 # used by build-initramfs.sh
     KIMG=$(ls "$KDIR/boot/vmlinuz-"* | head -n1)
 }
 

@@ -147,6 +147,7 @@ done
 bins=()
 [ -x "$TCMUD" ] && bins+=(-b "$TCMUD")
 # test tools (scenario 10's forged netlink sender): next to --tcmud, else target/vm-bin
+# shellcheck disable=SC2043 # a list of tools, one today
 for t in nl_forge; do
     for d in "$(dirname "$TCMUD")" "$BIN"; do
         [ -x "$d/$t" ] && { bins+=(-b "$d/$t"); break; }

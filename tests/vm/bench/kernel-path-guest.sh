@@ -64,7 +64,7 @@ tcmu_dev() {
     mkdir -p "$_d" || return 1
     for _kv in "dev_config=$3" "dev_size=$SIZE" hw_max_sectors=1024 max_data_area_mb=256 \
             nl_reply_supported=-1; do
-        echo -n "$_kv" > "$_d/control" || return 1
+        printf %s "$_kv" > "$_d/control" || return 1
     done
     echo "$WCE" > "$_d/attrib/emulate_write_cache" || return 1
     echo 1 > "$_d/enable" || return 1
@@ -76,6 +76,7 @@ attach() {
 }
 
 if has thin || has file; then
+    # shellcheck disable=SC2034 # read by tcmud-lib.sh
     TCMUD_LOG_LEVEL=$LOGF
     tcmud_write_config bench:$((SIZE_MB * 2))MiB:64KiB
     tcmud_start
@@ -111,6 +112,7 @@ if has fileio; then
     attach "$F" 3 fileio
 fi
 for b in $BACKENDS; do
+    sd=""
     eval "sd=\$SD_$b"
     q=/sys/block/${sd#/dev/}
     echo 512 > "$q/queue/max_sectors_kb"

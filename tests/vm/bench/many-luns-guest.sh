@@ -72,6 +72,7 @@ smaps() {
 }
 # served PID -> how many /dev/uio* the process holds open (each daemon's devices are removed
 #   before the next one starts, so these are the current backstores)
+# shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
 served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' -> /dev/uio'; }
 # wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
 wait_all() {
@@ -90,11 +91,11 @@ create_all() {
     while [ $_i -lt "$N" ]; do
         _d=$CFG/core/$1/$2$_i
         mkdir -p "$_d" || fail "mkdir $_d"
-        echo -n "dev_config=$3$_i$4" > "$_d/control" || fail "dev_config $_d"
-        echo -n "dev_size=$SIZE" > "$_d/control" || fail "dev_size $_d"
-        echo -n "nl_reply_supported=-1" > "$_d/control" || fail "nl_reply_supported $_d"
+        printf %s "dev_config=$3$_i$4" > "$_d/control" || fail "dev_config $_d"
+        printf %s "dev_size=$SIZE" > "$_d/control" || fail "dev_size $_d"
+        printf %s "nl_reply_supported=-1" > "$_d/control" || fail "nl_reply_supported $_d"
         if [ -n "$RING" ]; then
-            echo -n "cmd_ring_size_mb=$RING" > "$_d/control" || fail "cmd_ring_size_mb $_d"
+            printf %s "cmd_ring_size_mb=$RING" > "$_d/control" || fail "cmd_ring_size_mb $_d"
         fi
         echo "$WCE" > "$_d/attrib/emulate_write_cache" || fail "emulate_write_cache $_d"
         echo 1 > "$_d/enable" || fail "enable $_d"
@@ -109,7 +110,7 @@ attach_all() {
         _l=$(($3 + _i))
         mkdir -p "$_t/lun/lun_$_l" || fail "mkdir lun_$_l"
         if [ $_i = 0 ] && [ -z "$(cat "$_t/nexus" 2>/dev/null)" ]; then
-            echo -n "$LOOP_NEXUS" > "$_t/nexus" || fail "nexus"
+            printf %s "$LOOP_NEXUS" > "$_t/nexus" || fail "nexus"
         fi
         ln -s "$CFG/core/$1/$2$_i" "$_t/lun/lun_$_l/$2$_i" || fail "link LUN $_l"
         _i=$((_i + 1))
@@ -181,10 +182,12 @@ phase() {
     PH=$1
     case $PH in
         tcmud|old)
+            # shellcheck disable=SC2034 # TCMUD_LOG_LEVEL and TCMUD are read by tcmud-lib.sh
             TCMUD_LOG_LEVEL=$LOGF
             if [ "$PH" = old ]; then
                 TCMUD=/vmlab/bin/tcmud-old HBA=user_3 PFX=o FIRST=$((2 * N)) POOL=old
             else
+                # shellcheck disable=SC2034 # read by tcmud-lib.sh
                 TCMUD=/vmlab/bin/tcmud HBA=user_1 PFX=t FIRST=0 POOL=many
             fi
             tcmud_write_config $POOL:$((N * SIZE_MB * 2))MiB:64KiB

@@ -34,9 +34,9 @@ tcmu_create() {
     _hba=$1 _dev=$2 _size=$3 _cfgstr=$4; shift 4
     _d=$CFG/core/$_hba/$_dev
     mkdir -p "$_d" || return 1
-    echo -n "dev_config=$_cfgstr" > "$_d/control" || return 1
-    echo -n "dev_size=$_size" > "$_d/control" || return 1
-    for _kv in "$@"; do echo -n "$_kv" > "$_d/control" || return 1; done
+    printf %s "dev_config=$_cfgstr" > "$_d/control" || return 1
+    printf %s "dev_size=$_size" > "$_d/control" || return 1
+    for _kv in "$@"; do printf %s "$_kv" > "$_d/control" || return 1; done
     echo 1 > "$_d/enable" || return 1
     echo "$_d"
 }
@@ -70,7 +70,7 @@ loop_attach() {
     _t=$CFG/loopback/$LOOP_WWN/tpgt_1
     mkdir -p "$_t/lun/lun_$_lun" || return 1
     if [ ! -s "$_t/nexus" ] || [ -z "$(cat "$_t/nexus" 2>/dev/null)" ]; then
-        echo -n "$LOOP_NEXUS" > "$_t/nexus" || return 1
+        printf %s "$LOOP_NEXUS" > "$_t/nexus" || return 1
     fi
     ln -s "$_bs" "$_t/lun/lun_$_lun/$(basename "$_bs")" &
     _lnpid=$!
@@ -105,7 +105,7 @@ loop_detach() {
 loop_teardown() {
     _t=$CFG/loopback/$LOOP_WWN/tpgt_1
     [ -d "$_t" ] || return 0
-    echo -n NULL > "$_t/nexus" 2>/dev/null
+    printf NULL > "$_t/nexus" 2>/dev/null
     rmdir "$_t" && rmdir "$CFG/loopback/$LOOP_WWN"
 }
 

@@ -1,4 +1,5 @@
 #!/bin/sh
+# shellcheck disable=SC2154 # op, opno, cache, batches, ...: pcw next-op's fields, set by eval
 # power-cut.sh (guest) -- one boot of the power-cut test (host side: tests/vm/power-cut.sh).
 #
 # The disk /dev/vda (virtio, a raw image on the host) holds an ext4 file system with the pool

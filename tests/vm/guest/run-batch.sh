@@ -63,7 +63,7 @@ reset_target() {
                 for x in "$l"/*; do [ -L "$x" ] && { bg 150 rm "$x" || { reset_step "unlink $x"; return 1; }; }; done
                 rmdir "$l" || { reset_step "rmdir $l"; return 1; }
             done
-            echo -n NULL > "$t/nexus" 2>/dev/null
+            printf NULL > "$t/nexus" 2>/dev/null
             rmdir "$t" || { reset_step "rmdir $t"; return 1; }
         done
         rmdir "$w" || { reset_step "rmdir $w"; return 1; }
@@ -95,6 +95,7 @@ for sc in /vmlab/scenarios/*.sh; do
     if [ $first = 0 ]; then
         if ! reset_target; then
             echo "VMLAB-BATCH-ABORT: could not reset the kernel state before $name"
+            # shellcheck disable=SC2010 # a diagnostic listing
             ls -R "$CFG/loopback" "$CFG/core" 2>&1 | grep -v alua | head -n 30; dmesg | tail -n 20
             exit 3
         fi

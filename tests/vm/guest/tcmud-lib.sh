@@ -54,6 +54,7 @@ tcmud_write_config() {
 
 # tcmud_start [EXTRA ARGS...] -- start the daemon in the background (sets TCMUD_PID) and wait
 # (30 s) for its "tcmud ready" log line; fails if it exits or never gets ready.
+# shellcheck disable=SC2120 # the arguments are optional
 tcmud_start() {
     [ -x "$TCMUD" ] || fail "no tcmud binary at $TCMUD"
     echo "==== tcmud start $(cut -d' ' -f1 /proc/uptime)" >> "$TCMUD_LOG"
@@ -72,6 +73,7 @@ tcmud_start() {
 # tcmud_stop [TIMEOUT_S] -- SIGTERM, wait for the exit; prints the exit status; fails on a hang.
 #   A daemon frozen by tcmud_freeze gets the SIGTERM while still frozen, then SIGCONT: it
 #   wakes up with the signal pending and whatever was in flight when it was frozen.
+# shellcheck disable=SC2120 # the argument is optional
 tcmud_stop() {
     [ -n "$TCMUD_PID" ] || return 0
     kill -TERM "$TCMUD_PID" 2>/dev/null
@@ -125,6 +127,7 @@ runner_ready() {
     while :; do
         kill -0 "$1" 2>/dev/null || return 1
         for _rr_i in $(awk '$2 == 16 && $4 != "00000000" { print $NF }' /proc/net/netlink); do
+            # shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
             ls -l /proc/"$1"/fd 2>/dev/null | grep -q "socket:\[$_rr_i\]" && return 0
         done
         [ $_rr_n -le 0 ] && return 1

@@ -9,6 +9,7 @@
 # needs: tcmud-fault (tcmud built with --features fault-injection, as /vmlab/bin/tcmud-fault)
 . /vmlab/tcmud-lib.sh
 
+# shellcheck disable=SC2034 # read by tcmud-lib.sh
 TCMUD=/vmlab/bin/tcmud-fault
 MB=1048576
 PLAN=${1:-reply@1500,emulate@4000,timer@6500,reply@9000}

@@ -9,6 +9,7 @@
 # needs: tcmud-fault (tcmud built with --features fault-injection, as /vmlab/bin/tcmud-fault)
 . /vmlab/tcmud-lib.sh
 
+# shellcheck disable=SC2034 # read by tcmud-lib.sh
 TCMUD=/vmlab/bin/tcmud-fault
 MB=1048576
 tcmud_write_config p1:256MiB:64KiB

@@ -121,6 +121,7 @@ verified "metrics: fiovol written +$((w1 - w0)), read +$((r1 - r0)) bytes for fi
 # ------------------------------------------------------------- clones hold what was acknowledged
 lun=2
 for i in 1 7 14 20; do
+    # shellcheck disable=SC2046 # split into the line's fields on purpose
     set -- $(sed -n "${i}p" /tmp/snaps); before=$2; after=$3
     SDC=$(lun_create user_1 c$i $((4 * MB)) thin/p1/c$i $lun) || { diag; fail "LUN clone c$i"; }
     b=0
