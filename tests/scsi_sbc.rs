@@ -834,3 +834,156 @@ fn commands_during_a_sanitize_get_not_ready_sanitize_in_progress() {
     assert_eq!(statuses, [0], "the erase completes GOOD");
     expect_good(&lun, &[0u8; 6], &[]);
 }
+
+// ------------------------------------------------------------ WRITE ATOMIC(16)
+
+/// WRITE ATOMIC(16) CDB: ATOMIC BOUNDARY in bytes 10-11, TRANSFER LENGTH in
+/// bytes 12-13.
+fn write_atomic16_cdb(flags: u8, lba: u64, boundary: u16, blocks: u16) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x9C;
+    c[1] = flags; // WRPROTECT / DPO / FUA
+    c[2..10].copy_from_slice(&lba.to_be_bytes()); // LOGICAL BLOCK ADDRESS
+    c[10..12].copy_from_slice(&boundary.to_be_bytes()); // ATOMIC BOUNDARY
+    c[12..14].copy_from_slice(&blocks.to_be_bytes()); // TRANSFER LENGTH
+    c
+}
+
+/// A LUN over a 4 MiB thin volume (64 KiB chunks, 128 blocks each) of a
+/// pool in `dir`, power-on UA consumed.
+fn thin_lun(dir: &std::path::Path) -> (tcmud_core::pool::Pool, tcmud_core::scsi::Lun) {
+    use tcmud_core::pool::{Pool, PoolConfig};
+    let pool = Pool::create(
+        &dir.join("p"),
+        &PoolConfig {
+            chunk_size: 64 << 10,
+            capacity_bytes: 16 << 20,
+            low_water_pct: 90,
+        },
+    )
+    .unwrap();
+    pool.create_volume("v", 4 << 20, BS).unwrap();
+    let vol = pool.open_volume("v").unwrap();
+    let cfg = LunConfig {
+        max_transfer_blocks: 1024, // MAXIMUM TRANSFER LENGTH
+        ..LunConfig::default()
+    };
+    let lun = tcmud_core::scsi::Lun::new(cfg, vol);
+    lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []);
+    (pool, lun)
+}
+
+#[test]
+fn write_atomic16_on_a_thin_volume_writes_and_is_advertised() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_pool, lun) = thin_lun(dir.path());
+    // VPD B0: MAXIMUM ATOMIC TRANSFER LENGTH = MAXIMUM TRANSFER LENGTH,
+    // alignment, granularity and boundary fields 0
+    let b0 = expect_data(&lun, &[0x12, 0x01, 0xB0, 0, 0xFF, 0], &[], 255);
+    let max = u32::from_be_bytes(b0[8..12].try_into().unwrap());
+    assert_eq!(max, 1024);
+    assert_eq!(
+        &b0[44..48],
+        &max.to_be_bytes(),
+        "MAXIMUM ATOMIC TRANSFER LENGTH"
+    );
+    assert_eq!(&b0[48..64], &[0u8; 16], "alignment/granularity/boundary");
+    // REPORT SUPPORTED OPERATION CODES, one command: supported (011b)
+    let r = expect_data(
+        &lun,
+        &[0xA3, 0x0C, 0x01, 0x9C, 0, 0, 0, 0, 0x01, 0, 0, 0],
+        &[],
+        256,
+    );
+    assert_eq!(r[1] & 0x07, 0x03, "WRITE ATOMIC(16) listed as supported");
+    assert_eq!(r[4] & 0x18, 0x18, "DPO and FUA in the usage data");
+
+    // across the boundary of chunks 0 and 1, FUA, then read back
+    let data: Vec<u8> = (0..16 * BS as usize).map(|i| (i % 251) as u8).collect();
+    expect_good(&lun, &write_atomic16_cdb(0x08, 120, 0, 16), &data);
+    assert_eq!(read16(&lun, 120, 16), data);
+    assert_eq!(
+        read16(&lun, 119, 1),
+        pattern(1, 0),
+        "the block before untouched"
+    );
+    assert_eq!(
+        read16(&lun, 136, 1),
+        pattern(1, 0),
+        "the block after untouched"
+    );
+    // again over what it wrote (the volume owns the chunks alone now)
+    expect_good(&lun, &write_atomic16_cdb(0, 120, 0, 16), &pattern(16, 0x5A));
+    assert_eq!(read16(&lun, 120, 16), pattern(16, 0x5A));
+    assert_eq!(read16(&lun, 0, 1), pattern(1, 0));
+
+    let blocks = (4u64 << 20) / u64::from(BS);
+    // 0 blocks: GOOD at LBA 0, out of range past the end
+    expect_good(&lun, &write_atomic16_cdb(0, 0, 0, 0), &[]);
+    expect_sense(
+        &lun,
+        &write_atomic16_cdb(0, blocks + 1, 0, 0),
+        &[],
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    // beyond the end: LBA OUT OF RANGE even when longer than the maximum
+    let long = u16::try_from(max + 1).unwrap();
+    let out = pattern(usize::from(long), 1);
+    expect_sense(
+        &lun,
+        &write_atomic16_cdb(0, blocks - 1, 0, long),
+        &out,
+        SenseKey::IllegalRequest,
+        0x21,
+        0,
+    );
+    // longer than MAXIMUM ATOMIC TRANSFER LENGTH
+    expect_sense(
+        &lun,
+        &write_atomic16_cdb(0, 0, 0, long),
+        &out,
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    // no atomic boundaries, no protection information
+    expect_sense(
+        &lun,
+        &write_atomic16_cdb(0, 0, 1, 1),
+        &pattern(1, 1),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    expect_sense(
+        &lun,
+        &write_atomic16_cdb(0x20, 0, 0, 1),
+        &pattern(1, 1),
+        SenseKey::IllegalRequest,
+        0x24,
+        0,
+    );
+    assert_eq!(
+        read16(&lun, 0, 1),
+        pattern(1, 0),
+        "refused commands wrote nothing"
+    );
+}
+
+#[test]
+fn write_atomic16_is_not_offered_without_atomic_writes() {
+    let d = dev(); // a MemBackend: no atomic writes
+    expect_sense(
+        &d.lun,
+        &write_atomic16_cdb(0, 0, 0, 1),
+        &pattern(1, 7),
+        SenseKey::IllegalRequest,
+        0x20,
+        0,
+    );
+    let b0 = expect_data(&d.lun, &[0x12, 0x01, 0xB0, 0, 0xFF, 0], &[], 255);
+    assert_eq!(&b0[44..64], &[0u8; 20], "no atomic fields");
+    assert_eq!(read16(&d.lun, 0, 1), pattern(1, 0));
+}

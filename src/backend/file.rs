@@ -185,6 +185,7 @@ impl FileBackend {
             max_unmap_descriptors: MAX_UNMAP_DESCRIPTORS,
             volatile_cache: true,
             read_only,
+            atomic_write: false,
         };
         let num_blocks = AtomicU64::new(caps.num_blocks);
         Ok(FileBackend {

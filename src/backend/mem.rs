@@ -59,6 +59,7 @@ impl MemBackend {
             max_unmap_descriptors: 256,
             volatile_cache: true,
             read_only: false,
+            atomic_write: false,
         })
     }
 
@@ -172,6 +173,7 @@ impl BlockBackend for MemBackend {
             max_unmap_descriptors: 0,
             volatile_cache: false,
             read_only: false,
+            atomic_write: false,
         })
     }
 

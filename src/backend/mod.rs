@@ -43,6 +43,9 @@ pub struct BackendCaps {
     pub volatile_cache: bool,
     /// The backend refuses writes (a snapshot): DATA PROTECT on write.
     pub read_only: bool,
+    /// [`BlockBackend::write_atomic_from`] is all-or-nothing, against
+    /// concurrent reads and across a crash: WRITE ATOMIC(16) is offered.
+    pub atomic_write: bool,
 }
 
 /// Allocation state of a run of blocks, for GET LBA STATUS.
@@ -165,6 +168,23 @@ pub trait BlockBackend: Send + Sync {
         let mut buf = vec![0u8; src.len()];
         src.read_at(0, &mut buf).map_err(BackendError::Write)?;
         self.write(lba, &buf, fua)
+    }
+
+    /// Writes `src` (whole blocks) at `lba` all-or-nothing: a concurrent
+    /// read sees all of the old blocks or all of the new ones, and so does
+    /// the device after a crash (WRITE ATOMIC(16)). Only called when
+    /// `caps().atomic_write` says so; the default refuses.
+    fn write_atomic_from(
+        &self,
+        lba: u64,
+        src: &dyn BlockSource,
+        fua: bool,
+    ) -> Result<(), BackendError> {
+        let _ = (lba, src, fua);
+        Err(BackendError::Write(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "this backend has no atomic writes",
+        )))
     }
 
     /// Makes every write that returned before this call durable.

@@ -23,6 +23,7 @@ impl NullBackend {
                 max_unmap_descriptors: 0,
                 volatile_cache: false,
                 read_only: false,
+                atomic_write: false,
             },
         }
     }

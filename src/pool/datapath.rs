@@ -185,15 +185,18 @@ impl Pool {
         }
     }
 
-    fn plan_write(&self, vol: u64, l: u64) -> Result<Plan, PoolError> {
+    /// How the write of chunk `l` goes: in place when `vol` owns it alone
+    /// (unless `relocate`: then to a new chunk, as a copy-on-write of its
+    /// own chunk), to a copy when shared, to a fresh chunk when unmapped.
+    fn plan_write(&self, vol: u64, l: u64, relocate: bool) -> Result<Plan, PoolError> {
         let cs = self.inner.chunk_size;
         for attempt in 0..FREEING_RETRIES {
             let looked = self.lookup_exclusive(vol, l)?;
             let res = {
                 let mut st = self.state();
                 match looked {
-                    Some((c, false)) => return Ok(Plan::InPlace(c)),
-                    Some((old, true)) => st.alloc().map(|(new, _)| Plan::Cow { old, new }),
+                    Some((c, false)) if !relocate => return Ok(Plan::InPlace(c)),
+                    Some((old, _)) => st.alloc().map(|(new, _)| Plan::Cow { old, new }),
                     None => st.alloc().map(|(new, fresh)| Plan::Fresh {
                         new,
                         zero: !(fresh && new * cs >= self.inner.data.file_len()),
@@ -220,10 +223,10 @@ impl Pool {
     }
 
     /// Plans every span; on failure returns the chunks already reserved.
-    fn plan_all(&self, vol: u64, spans: &[Span]) -> Result<Vec<Plan>, PoolError> {
+    fn plan_all(&self, vol: u64, spans: &[Span], relocate: bool) -> Result<Vec<Plan>, PoolError> {
         let mut plans = Vec::with_capacity(spans.len());
         for s in spans {
-            match self.plan_write(vol, s.l) {
+            match self.plan_write(vol, s.l, relocate) {
                 Ok(p) => plans.push(p),
                 Err(e) => {
                     let mut st = self.state();
@@ -391,10 +394,39 @@ impl Pool {
         off: u64,
         src: &dyn BlockSource,
     ) -> Result<(), BackendError> {
+        self.write_planned_from(vol, off, src, false)
+    }
+
+    /// Writes `src` at byte `off` of volume `vol` all-or-nothing across a
+    /// crash (WRITE ATOMIC): every chunk it touches goes to a new chunk
+    /// (partial ones copied from the old), the chunks the volume owned alone
+    /// included, and the new mappings are registered together under one
+    /// hold of the state lock, so they reach the metadata store in one
+    /// commit. Until that commit the old chunks stay mapped (and their
+    /// space is not reused: freed chunks wait for the commit), so a crash
+    /// before it shows all of the old blocks, after it all of the new.
+    /// The caller holds the volume's gate exclusively: no read sees the
+    /// mappings half-switched.
+    pub(crate) fn write_relocating(
+        &self,
+        vol: u64,
+        off: u64,
+        src: &dyn BlockSource,
+    ) -> Result<(), BackendError> {
+        self.write_planned_from(vol, off, src, true)
+    }
+
+    fn write_planned_from(
+        &self,
+        vol: u64,
+        off: u64,
+        src: &dyn BlockSource,
+        relocate: bool,
+    ) -> Result<(), BackendError> {
         let cs = self.inner.chunk_size;
         let in_off = off & (cs - 1);
         let len = src.len();
-        if in_off + len as u64 <= cs {
+        if !relocate && in_off + len as u64 <= cs {
             // Within one chunk and mapped exclusively: overwrite, no plan to build.
             if let Some((c, false)) = self.lookup_exclusive(vol, off >> self.inner.chunk_shift)? {
                 return self
@@ -405,7 +437,7 @@ impl Pool {
             }
         }
         let spans: Vec<Span> = self.spans(off, len).collect();
-        let plans = self.plan_all(vol, &spans)?;
+        let plans = self.plan_all(vol, &spans, relocate)?;
         let res = self.write_planned(&spans, &plans, src);
         let mut st = self.state();
         if let Err(e) = res {

@@ -109,6 +109,7 @@ impl BlockBackend for Volume {
             max_unmap_descriptors: 256,
             volatile_cache: true,
             read_only: self.read_only,
+            atomic_write: true,
         }
     }
 
@@ -168,6 +169,34 @@ impl BlockBackend for Volume {
                 .write()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             self.pool.write_from(self.id, off, src)?;
+        }
+        if fua {
+            self.pool.fua()?;
+        }
+        self.pool.maybe_commit()?;
+        Ok(())
+    }
+
+    /// WRITE ATOMIC: under the volume's gate held exclusively (no read or
+    /// write of the volume in between), every chunk goes to a new chunk and
+    /// the mappings switch in one commit ([`Pool::write_relocating`]).
+    fn write_atomic_from(
+        &self,
+        lba: u64,
+        src: &dyn BlockSource,
+        fua: bool,
+    ) -> Result<(), BackendError> {
+        if self.read_only {
+            return Err(BackendError::ReadOnly);
+        }
+        self.pool.writable()?;
+        let off = self.range(lba, src.len())?;
+        {
+            let _g = self
+                .gate
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            self.pool.write_relocating(self.id, off, src)?;
         }
         if fua {
             self.pool.fua()?;

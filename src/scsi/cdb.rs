@@ -110,6 +110,35 @@ impl Block16<'_> {
 }
 
 view!(
+    /// WRITE ATOMIC(16) (SBC-4 5.48): a 16-bit ATOMIC BOUNDARY in bytes
+    /// 10-11 and a 16-bit TRANSFER LENGTH in bytes 12-13.
+    WriteAtomic16, 16
+);
+impl WriteAtomic16<'_> {
+    /// WRPROTECT (byte 1, bits 7-5).
+    pub fn wrprotect(&self) -> u8 {
+        self.0[1] >> 5
+    }
+    /// FUA (byte 1, bit 3).
+    pub fn fua(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// LOGICAL BLOCK ADDRESS.
+    pub fn lba(&self) -> u64 {
+        let b = self.0;
+        be64([b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9]])
+    }
+    /// ATOMIC BOUNDARY (bytes 10-11).
+    pub fn atomic_boundary(&self) -> u16 {
+        be16([self.0[10], self.0[11]])
+    }
+    /// TRANSFER LENGTH (bytes 12-13).
+    pub fn transfer_length(&self) -> u16 {
+        be16([self.0[12], self.0[13]])
+    }
+}
+
+view!(
     /// COMPARE AND WRITE (SBC-4 5.3): an 8-bit NUMBER OF LOGICAL BLOCKS in
     /// byte 13, unlike the other 16-byte block CDBs.
     CompareAndWrite, 16

@@ -16,7 +16,7 @@
 //! for a mismatch: libiscsi sends 256 blocks of data with that one-byte
 //! field wrapped to 0 and expects exactly that answer.
 
-use super::cdb::{Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6};
+use super::cdb::{Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6, WriteAtomic16};
 use super::error::ScsiError;
 
 /// Checks the data-out length `sent` against the CDB (with logical blocks
@@ -59,6 +59,15 @@ pub(crate) fn write12(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiErr
 /// WRITE / WRITE AND VERIFY (16).
 pub(crate) fn write16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
     exact_blocks(Block16::parse(cdb)?.transfer_length(), bs, sent)
+}
+
+/// WRITE ATOMIC(16): its 16-bit TRANSFER LENGTH.
+pub(crate) fn write_atomic16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
+    exact_blocks(
+        u32::from(WriteAtomic16::parse(cdb)?.transfer_length()),
+        bs,
+        sent,
+    )
 }
 
 /// VERIFY: BYTCHK 00b sends nothing, 01b the VERIFICATION LENGTH's blocks,

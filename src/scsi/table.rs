@@ -202,6 +202,10 @@ fn always(_: &BackendCaps) -> bool {
 fn thin(c: &BackendCaps) -> bool {
     c.thin
 }
+/// All-or-nothing writes: WRITE ATOMIC(16).
+fn atomic(c: &BackendCaps) -> bool {
+    c.atomic_write
+}
 /// Deallocated blocks read as zeros: SANITIZE BLOCK ERASE.
 fn thin_zeroing(c: &BackendCaps) -> bool {
     c.thin && c.zeroes_after_unmap
@@ -292,6 +296,8 @@ pub(crate) static COMMANDS: &[Command] = &[
          [0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x93, None, "WRITE SAME(16)", Out, Some(o::write_same16), A::None, always, sbc::write_same::write_same16,
          [0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+    row!(0x9C, None, "WRITE ATOMIC(16)", Out, Some(o::write_atomic16), A::None, atomic, sbc::atomic::write_atomic16,
+         [0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x9E, Some(0x10), "READ CAPACITY(16)", In, None, A::U32(10), always, sbc::capacity::read_capacity16,
          [0x9E, 0x10, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0x9E, Some(0x12), "GET LBA STATUS", In, None, A::U32(10), thin, sbc::lba_status::get_lba_status,
@@ -454,7 +460,9 @@ mod tests {
     fn only_write_commands_stream_their_data_out() {
         for c in COMMANDS {
             let streams = c.facts.streams_data_out;
-            let is_write = c.name.starts_with("WRITE(") || c.name.starts_with("WRITE AND VERIFY");
+            let is_write = c.name.starts_with("WRITE(")
+                || c.name.starts_with("WRITE AND VERIFY")
+                || c.name.starts_with("WRITE ATOMIC");
             assert_eq!(streams, is_write, "{}", c.name);
             let mut cdb = c.usage.to_vec();
             cdb[1] = c.service_action.unwrap_or(0);

@@ -1,7 +1,8 @@
 //! SBC-3 block commands: READ/WRITE, VERIFY, capacity, cache, thin
 //! provisioning (UNMAP, WRITE SAME, GET LBA STATUS), COMPARE AND WRITE,
-//! ORWRITE, SANITIZE and READ DEFECT DATA.
+//! ORWRITE, WRITE ATOMIC, SANITIZE and READ DEFECT DATA.
 
+pub(crate) mod atomic;
 pub(crate) mod capacity;
 pub(crate) mod caw;
 pub(crate) mod defects;

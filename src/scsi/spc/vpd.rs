@@ -4,6 +4,7 @@
 
 use super::ascii_field;
 use crate::scsi::error::ScsiError;
+use crate::scsi::sbc::atomic::max_atomic_transfer;
 use crate::scsi::sbc::limits;
 use crate::scsi::table::Ctx;
 
@@ -70,6 +71,9 @@ fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
         d[28] = 0x80; // UGAVALID, UNMAP GRANULARITY ALIGNMENT 0
     }
     d[32..40].copy_from_slice(&l.max_write_same.to_be_bytes()); // MAXIMUM WRITE SAME LENGTH
+                                                                // MAXIMUM ATOMIC TRANSFER LENGTH; ATOMIC ALIGNMENT, ATOMIC TRANSFER
+                                                                // LENGTH GRANULARITY and the atomic boundary fields stay 0
+    d[40..44].copy_from_slice(&max_atomic_transfer(ctx).to_be_bytes());
     d
 }
 
