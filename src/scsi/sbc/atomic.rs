@@ -8,18 +8,30 @@
 //! and no atomic boundaries (MAXIMUM ATOMIC BOUNDARY SIZE 0), so a non-zero
 //! ATOMIC BOUNDARY is an invalid field.
 
-use super::{check_writable, max_transfer};
+use super::{accepted_transfer, check_writable, max_transfer};
 use crate::backend::{BlockSource, SourcePrefix};
 use crate::scsi::cdb::WriteAtomic16;
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
 use crate::scsi::table::{Ctx, Reply};
 
-/// The largest WRITE ATOMIC(16) served, in blocks (VPD B0h's MAXIMUM
-/// ATOMIC TRANSFER LENGTH; 0 when the backend has no atomic writes).
+/// VPD B0h's MAXIMUM ATOMIC TRANSFER LENGTH in blocks: MAXIMUM TRANSFER
+/// LENGTH (0 when the backend has no atomic writes).
 pub(crate) fn max_atomic_transfer(ctx: &Ctx<'_>) -> u32 {
     if ctx.caps.atomic_write {
         max_transfer(ctx.lun, &ctx.caps).min(u32::from(u16::MAX))
+    } else {
+        0
+    }
+}
+
+/// The longest WRITE ATOMIC(16) served: as for WRITE, what the ring
+/// carries even beyond the advertised maximum (libiscsi over SG_IO sends up
+/// to 240 blocks whatever VPD B0h says, and the kernel's own backstores
+/// serve such writes); the whole command is atomic whatever its length.
+fn accepted_atomic_transfer(ctx: &Ctx<'_>) -> u32 {
+    if ctx.caps.atomic_write {
+        accepted_transfer(ctx.lun, &ctx.caps).min(u32::from(u16::MAX))
     } else {
         0
     }
@@ -44,7 +56,7 @@ pub(crate) fn write_atomic16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         ctx.caps.num_blocks,
         ctx.caps.block_size,
     )?;
-    if blocks > max_atomic_transfer(ctx) {
+    if blocks > accepted_atomic_transfer(ctx) {
         return Err(ScsiError::cdb(12, 7));
     }
     check_writable(&ctx.caps)?;
