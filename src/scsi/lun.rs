@@ -4,11 +4,12 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
+use super::ctx::{Ctx, Direct};
 use super::device_limits::DeviceLimits;
 use super::error::ScsiError;
 use super::identity::{LunIdentity, LIO_COMPANY_ID};
 use super::sense::{status, Asc, Sense, SenseKey};
-use super::table::{self, Ctx, Direct};
+use super::table;
 use crate::backend::{BackendCaps, BackendEvent, BlockBackend, BlockSink, BlockSource};
 
 /// Identity and limits of a logical unit that do not come from the backend.

@@ -27,6 +27,7 @@
 //! [`BlockBackend::poll_event`]: crate::backend::BlockBackend::poll_event
 
 mod cdb;
+mod ctx;
 mod data_out;
 mod device_limits;
 mod error;

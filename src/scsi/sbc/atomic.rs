@@ -11,9 +11,9 @@
 use super::{accepted_transfer, check_writable, max_transfer};
 use crate::backend::{BlockSource, SourcePrefix};
 use crate::scsi::cdb::WriteAtomic16;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
-use crate::scsi::table::{Ctx, Reply};
 
 /// VPD B0h's MAXIMUM ATOMIC TRANSFER LENGTH in blocks: MAXIMUM TRANSFER
 /// LENGTH (0 when the backend has no atomic writes).

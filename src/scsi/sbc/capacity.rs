@@ -2,8 +2,8 @@
 
 use super::limits;
 use crate::scsi::cdb::Spc10;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// READ CAPACITY(10): last LBA (FFFFFFFFh when it does not fit) and block
 /// length.

@@ -2,9 +2,9 @@
 
 use super::{check_writable, first_difference, limits};
 use crate::scsi::cdb::CompareAndWrite;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
-use crate::scsi::table::{Ctx, Reply};
 
 /// COMPARE AND WRITE: the data-out buffer holds the verify blocks followed
 /// by the write blocks. The LUN's CAW gate is held exclusively from the

@@ -2,8 +2,8 @@
 //! defects, so both lists are empty, in the format asked for.
 
 use crate::scsi::cdb::{ReadDefectData10, ReadDefectData12};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// DEFECT LIST FORMAT 111b is reserved; 000b-110b (short block, extended
 /// bytes from index, extended physical sector, long block, bytes from

@@ -1,8 +1,8 @@
 //! GET LBA STATUS (SERVICE ACTION IN(16), 12h).
 
 use crate::scsi::cdb::Block16;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// Most descriptors returned by one command.
 const MAX_DESCRIPTORS: usize = 64;

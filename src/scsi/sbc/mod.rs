@@ -16,10 +16,10 @@ pub(crate) mod verify;
 pub(crate) mod write_same;
 
 use super::cdb::{Block10, Block12, Block16, Rw6};
+use super::ctx::Ctx;
 use super::error::ScsiError;
 use super::extent::Extent;
 use super::lun::Lun;
-use super::table::Ctx;
 use crate::backend::BackendCaps;
 
 /// Limits a LUN advertises (VPD B0h, READ CAPACITY(16)) and enforces.

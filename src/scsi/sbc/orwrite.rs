@@ -3,8 +3,8 @@
 //! from the read to the write, so no other write interleaves).
 
 use super::{check_writable, BlockRequest};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// ORWRITE(16): ORPROTECT must be 0 (no protection information); DPO is
 /// a hint; FUA as for WRITE.

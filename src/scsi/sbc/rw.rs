@@ -2,8 +2,8 @@
 
 use super::{check_writable, BlockRequest};
 use crate::backend::{BlockSink, BlockSource, SinkPrefix, SourcePrefix};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// READ(6).
 pub(crate) fn read6(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {

@@ -13,8 +13,8 @@
 
 use super::check_writable;
 use crate::scsi::cdb::Sanitize;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// SANITIZE's operation code.
 pub(crate) const OPCODE: u8 = 0x48;

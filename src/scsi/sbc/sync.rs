@@ -1,9 +1,9 @@
 //! SYNCHRONIZE CACHE and PRE-FETCH (10/16).
 
 use super::BlockRequest;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
-use crate::scsi::table::{Ctx, Reply};
 
 /// SYNCHRONIZE CACHE(10).
 pub(crate) fn sync_cache10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {

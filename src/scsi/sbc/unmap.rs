@@ -3,9 +3,9 @@
 
 use super::{check_writable, limits};
 use crate::scsi::cdb::Spc10;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
-use crate::scsi::table::{Ctx, Reply};
 
 const HEADER: usize = 8;
 const DESCRIPTOR: usize = 16;

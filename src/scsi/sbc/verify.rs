@@ -2,8 +2,8 @@
 //! data-out buffer, 11b compares one data-out block against every block.
 
 use super::{first_difference, BlockRequest};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// VERIFY(10).
 pub(crate) fn verify10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {

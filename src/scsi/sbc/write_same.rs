@@ -3,9 +3,9 @@
 use super::{check_writable, limits};
 use crate::backend::BlockBackend;
 use crate::scsi::cdb::{Block10, Block16};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
-use crate::scsi::table::{Ctx, Reply};
 
 /// Largest single backend write while replicating a pattern.
 const CHUNK_BYTES: usize = 1 << 20;

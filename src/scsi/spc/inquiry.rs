@@ -2,8 +2,8 @@
 
 use super::{ascii_field, vpd};
 use crate::scsi::cdb::Spc6;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// VERSION DESCRIPTORs: SAM-5, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 3] = [0x00A0, 0x0460, 0x04C0];

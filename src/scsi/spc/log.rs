@@ -6,8 +6,8 @@
 
 use crate::backend::Resources;
 use crate::scsi::cdb::LogSense;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 const SUPPORTED_PAGES: u8 = 0x00;
 const PROVISIONING: u8 = 0x0C;

@@ -1,10 +1,10 @@
 //! TEST UNIT READY, REQUEST SENSE, START STOP UNIT, REPORT LUNS.
 
 use crate::scsi::cdb::Spc6;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::lun::SanitizeState;
 use crate::scsi::sense::{Asc, Sense, SenseKey};
-use crate::scsi::table::{Ctx, Reply};
 
 /// TEST UNIT READY: the unit is always ready.
 pub(crate) fn test_unit_ready(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {

@@ -2,8 +2,8 @@
 //! SWP changeable) and MODE SENSE(6)/(10).
 
 use crate::scsi::cdb::{Spc10, Spc6};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// PAGE CONTROL values we serve (saved values are not supported).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 
 use super::mode::{page, PageControl};
 use crate::scsi::cdb::{Spc10, Spc6};
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{Ctx, Reply};
 
 /// MODE SELECT(6).
 pub(crate) fn mode_select6(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {

@@ -2,8 +2,9 @@
 //! FUNCTIONS (MAINTENANCE IN), both generated from the command table.
 
 use crate::scsi::cdb::MaintenanceIn;
+use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::table::{has_service_actions, Command, Ctx, Reply, COMMANDS};
+use crate::scsi::table::{has_service_actions, Command, COMMANDS};
 
 /// Command timeouts descriptor (RCTD): length 0Ah, no timeouts specified.
 const TIMEOUTS: [u8; 12] = [0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];

@@ -3,10 +3,10 @@
 //! [`LunConfig`](crate::scsi::LunConfig).
 
 use super::ascii_field;
+use crate::scsi::ctx::Ctx;
 use crate::scsi::error::ScsiError;
 use crate::scsi::sbc::atomic::max_atomic_transfer;
 use crate::scsi::sbc::limits;
-use crate::scsi::table::Ctx;
 
 const SUPPORTED: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
 

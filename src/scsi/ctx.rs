@@ -1,0 +1,55 @@
+//! What a command handler sees and returns: [`Ctx`] (the LUN, the backend's
+//! capabilities, the CDB and the command's buffers) and [`Reply`]. A leaf
+//! module: the handlers (`spc`, `sbc`) and the command table depend on it,
+//! it depends on neither.
+
+use super::error::ScsiError;
+use super::lun::Lun;
+use crate::backend::{BackendCaps, BlockSink, BlockSource};
+
+/// What a handler produced.
+pub(crate) enum Reply {
+    /// No data-in.
+    None,
+    /// A complete response; the dispatcher truncates it to the allocation
+    /// length and the data-in capacity.
+    Data(Vec<u8>),
+    /// This many bytes were written straight into `data_in` (READ).
+    InPlace(usize),
+}
+
+/// Everything a handler sees.
+pub(crate) struct Ctx<'a> {
+    pub lun: &'a Lun,
+    pub caps: BackendCaps,
+    pub cdb: &'a [u8],
+    /// Data-out as plain bytes (for [`Lun::execute_io`], only for commands
+    /// that need it: see [`Command::needs_plain_data_out`]).
+    pub data_out: &'a [u8],
+    /// Data-in as plain bytes; empty when `direct` is set.
+    pub data_in: &'a mut [u8],
+    /// The caller's own buffers ([`Lun::execute_io`]): READ/WRITE move
+    /// data straight between them and the backend, and replies go to
+    /// `inb`.
+    pub direct: Option<Direct<'a>>,
+    /// Only what can finish without waiting: READ fails with
+    /// [`ScsiError::WouldBlock`] instead of waiting for the backend.
+    pub nowait: bool,
+}
+
+/// The buffers of [`Lun::execute_io`].
+pub(crate) struct Direct<'a> {
+    pub out: &'a dyn BlockSource,
+    pub inb: &'a mut dyn BlockSink,
+}
+
+impl<'a> Ctx<'a> {
+    /// Where data-in goes: the caller's sink or the plain buffer.
+    pub fn data_in_len(&self) -> usize {
+        self.direct
+            .as_ref()
+            .map_or(self.data_in.len(), |d| d.inb.len())
+    }
+}
+
+pub(crate) type Handler = fn(&mut Ctx<'_>) -> Result<Reply, ScsiError>;
