@@ -33,8 +33,18 @@ impl Bus {
     /// A `dbus-daemon` with the system bus's default-deny rules and
     /// tcmud's policy file included; returns once it printed its address.
     fn start() -> Bus {
+        Bus::start_with(true)
+    }
+
+    /// The same bus, with or without tcmud's policy file.
+    fn start_with(tcmud_policy: bool) -> Bus {
         let dir = tempfile::tempdir().unwrap();
-        let policy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/tcmud-dbus.conf");
+        let policy = if tcmud_policy {
+            let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../dist/tcmud-dbus.conf");
+            format!("<include>{}</include>", p.display())
+        } else {
+            String::new()
+        };
         let conf = dir.path().join("bus.conf");
         std::fs::write(
             &conf,
@@ -58,11 +68,11 @@ impl Bus {
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus"/>
     <allow send_destination="org.freedesktop.DBus" send_interface="org.freedesktop.DBus.Introspectable"/>
   </policy>
-  <include>{}</include>
+  {}
 </busconfig>
 "#,
                 dir.path().display(),
-                policy.display()
+                policy
             ),
         )
         .unwrap();
@@ -324,6 +334,17 @@ fn a_name_owned_by_another_daemon_is_left_to_it() {
             .unwrap();
         assert_eq!(owner.as_str(), other.unique_name().unwrap().as_str());
     });
+}
+
+#[test]
+fn without_tcmuds_policy_the_system_bus_refuses_the_name() {
+    let bus = Bus::start_with(false);
+    let dir = tempfile::tempdir().unwrap();
+    let svc = service(&bus, dir.path(), Subtypes::default());
+    match started(&svc) {
+        Started::Refused(why) => assert!(why.contains("AccessDenied"), "{why}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

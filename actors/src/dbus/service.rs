@@ -133,8 +133,11 @@ pub enum Started {
         /// The owner's pid, when the bus says.
         owner_pid: Option<u32>,
     },
-    /// No bus to connect to (or it refused us): tcmud runs without D-Bus.
+    /// No bus to connect to: tcmud runs without D-Bus.
     NoBus(String),
+    /// The bus refused the name (its policy does not let tcmud own it):
+    /// tcmud runs without D-Bus.
+    Refused(String),
 }
 
 /// The running service; dropping it releases the name and stops the thread.
@@ -275,7 +278,7 @@ async fn connect(opts: &DbusOptions, ctx: Arc<DbusContext>) -> (Started, Option<
             },
             None,
         ),
-        Err(e) => (Started::NoBus(format!("cannot own {BUS_NAME}: {e}")), None),
+        Err(e) => (Started::Refused(e.to_string()), None),
     }
 }
 
@@ -305,6 +308,12 @@ fn log_outcome(outcome: &Started, opts: &DbusOptions) {
             "D-Bus: {BUS_NAME} is owned by another process{} (tcmu-runner?): targetcli will list \
              that daemon's handlers, not tcmud's; tcmud runs without D-Bus",
             owner_pid.map(|p| format!(" (pid {p})")).unwrap_or_default()
+        ),
+        Started::Refused(why) => tracing::warn!(
+            bus,
+            "D-Bus: the bus refused {BUS_NAME} ({why}); is tcmud's policy installed \
+             (/usr/share/dbus-1/system.d/tcmud.conf from dist/tcmud-dbus.conf, then reload \
+             dbus)? tcmud runs without D-Bus"
         ),
         Started::NoBus(why) => tracing::info!(
             bus,
