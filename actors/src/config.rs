@@ -125,6 +125,10 @@ pub struct DaemonConfig {
     pub module_params: ModuleParams,
     /// The pools, in file order.
     pub pools: Vec<PoolConfig>,
+    /// Offer `org.kernel.TCMUService1` on the system D-Bus (targetcli-fb's
+    /// `user:` backstores) when a system bus runs (`dbus`, default true; no
+    /// bus, or the name owned by tcmu-runner: logged, the daemon runs without).
+    pub dbus: bool,
     /// Where Prometheus metrics are served over HTTP (`metrics =
     /// "127.0.0.1:9771"`); none (the default): not served.
     pub metrics: Option<std::net::SocketAddr>,

@@ -5,12 +5,14 @@
 //! - [`backstore`]: backstore actors owning volumes (thin pools, raw files);
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
 //! - [`control`]: the control socket (`tcmud status`, the same commands on a running daemon);
+//! - [`dbus`]: `org.kernel.TCMUService1` on the system bus, for targetcli-fb;
 //! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`]: running it.
 
 pub mod backstore;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod dbus;
 pub mod device;
 pub mod fd_limit;
 pub mod logging;

@@ -79,9 +79,13 @@ fn install_script_places_binary_unit_config_and_manual_pages() {
         "usr/share/man/man8/tcmud-volume-snapshot.8",
         "usr/share/man/man5/tcmud.toml.5",
         "usr/share/doc/tcmud/control.md",
+        "usr/share/dbus-1/system.d/tcmud.conf",
     ] {
         assert!(r.join(f).is_file(), "{f} not installed");
     }
+    // Bus activation only when asked for (tcmu-runner ships the same file).
+    let activation = "usr/share/dbus-1/system-services/org.kernel.TCMUService1.service";
+    assert!(!r.join(activation).exists());
     // An existing configuration is kept; the default goes beside it.
     std::fs::write(r.join("etc/tcmud/tcmud.toml"), "# mine\n").unwrap();
     assert!(run().status.success());

@@ -19,6 +19,9 @@
 #                          sg3-utils subset, dbus-daemon (+config), iproute2 genl
 #   tools-<hash>.cpio : fio (+ its ~30 MB of ceph/gluster libraries), e2fsprogs
 #                          (mkfs.ext4, e2fsck), util-linux (blkdiscard, fstrim)
+#   targetcli-<hash>.cpio : only with VMLAB_TARGETCLI=1 (scenarios with `# needs: targetcli`,
+#                          tests/vm/demo.sh): Debian's targetcli-fb with python3, rtslib-fb,
+#                          configshell-fb and PyGObject (its D-Bus client)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -51,6 +54,12 @@ libpmem1 libpmemblk1 libboost-thread1.74.0 libboost-iostreams1.74.0 libfmt9 libi
 libnl-route-3-200 libndctl6 libdaxctl1 libudev1 libuuid1 liburcu8 libtirpc3 libacl1 libxml2 libicu72 \
 libgnutls30 libssl3 \
 e2fsprogs libext2fs2 libcom-err2 libss2 libblkid1 util-linux libmount1 libsmartcols1 libpcre2-8-0"
+# Debian's targetcli-fb and what it runs on (the packages' own files, not the sysroot's).
+TARGETCLI_PKGS="targetcli-fb python3-rtslib-fb python3-configshell-fb python3-gi gir1.2-glib-2.0 \
+libgirepository-1.0-1 libffi8 python3-six python3-pyudev python3-pyparsing python3-urwid \
+python3-minimal python3.11-minimal libpython3.11-minimal libpython3.11-stdlib python3 python3.11 \
+libreadline8 libtinfo6 libncursesw6 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 libudev1 libssl3 \
+libc-bin"
 # binaries taken from the tools packages (path inside the sysroot)
 TOOL_BINS="/usr/bin/fio /sbin/mke2fs /sbin/e2fsck /sbin/blkdiscard /sbin/fstrim /bin/lsblk"
 SG_TOOLS="sg_inq sg_readcap sg_turs sg_raw sg_vpd sg_luns sg_modes sg_sync sg_unmap sg_write_same \
@@ -169,6 +178,39 @@ if [ ! -s "$TOOLS" ]; then
     for old in "$C"/tools-*.cpio; do [ "$old" = "$TOOLS" ] || rm -f "$old"; done
 fi
 SEGS+=("$TOOLS")
+
+# ---------------------------------------------------------------- targetcli segment (optional)
+if [ "${VMLAB_TARGETCLI:-0}" = 1 ]; then
+    tcli_key=$( { cat "$me/lib.sh"; echo "$TARGETCLI_PKGS v2"; } | sha256sum | cut -c1-16)
+    TCLI=$C/targetcli-$tcli_key.cpio
+    if [ ! -s "$TCLI" ]; then
+        vlog "building targetcli segment $TCLI"
+        # shellcheck disable=SC2086 # a list of package names
+        sysroot_add $TARGETCLI_PKGS
+        R=$(mktemp -d "$C/root.XXXXXX"); TMPDIRS+=("$R")
+        for pkg in $TARGETCLI_PKGS; do
+            # every file and symlink of the package (documentation left out), ELF files with
+            # their libraries
+            dpkg-deb --fsys-tarfile "$(fetch_deb "$pkg")" | tar -t |
+                sed -e 's|^\./|/|' -e '/\/$/d' -e '\#^/usr/share/\(doc\|man\|lintian\|locale\)/#d' |
+                while read -r f; do
+                    [ -e "$S$f" ] || [ -L "$S$f" ] || continue
+                    # merged /usr in the guest: /lib, /bin, /sbin are symlinks there
+                    case $f in /lib/*|/lib64/*|/bin/*|/sbin/*) d=/usr$f;; *) d=$f;; esac
+                    mkdir -p "$R$(dirname "$d")"
+                    if [ -L "$S$f" ]; then cp -a "$S$f" "$R$d"
+                    elif [ "$(head -c4 "$S$f" | tail -c3)" = ELF ]; then copy_elf "$R" "$S$f" "$d"
+                    else cp -a "$S$f" "$R$d"; fi
+                done
+        done
+        # rtslib-fb's configfs dbroot (the kernel takes it only if the directory exists)
+        mkdir -p "$R/etc/rtslib-fb-target"
+        mk_cpio "$R" "$TCLI" none
+        rm -rf "$R"
+        for old in "$C"/targetcli-*.cpio; do [ "$old" = "$TCLI" ] || rm -f "$old"; done
+    fi
+    SEGS+=("$TCLI")
+fi
 
 flock -u 9
 

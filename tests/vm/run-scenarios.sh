@@ -134,6 +134,8 @@ for sc in "$me"/scenarios/[0-9][0-9]-*.sh; do
     note=""
     case $needs in
         tcmu-runner-only) ;;
+        # the guest image gets Debian's targetcli-fb (a cached segment of its own)
+        targetcli) note=$build_note; export VMLAB_TARGETCLI=1;;
         tcmud-fault) note=$build_note; [ -n "$note" ] || note=$fault_note;;
         *) note=$build_note;;
     esac
@@ -154,6 +156,8 @@ for t in nl_forge; do
     done
 done
 [ -x "$fault_dir/tcmud-fault" ] && bins+=(-b "$fault_dir/tcmud-fault")
+# tcmud's D-Bus policy (scenario 18 installs it on the guest's system bus)
+bins+=(-x "$repo/dist/tcmud-dbus.conf")
 tmo_of() { local t; t=$(sed -n 's/^# timeout: *\([0-9]*\).*/\1/p' "$1" | head -n1); echo "${t:-300}"; }
 
 if [ "$PER_BOOT" = 1 ]; then

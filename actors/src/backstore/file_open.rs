@@ -165,6 +165,81 @@ pub(super) fn open_image(
     })
 }
 
+/// What a `file/` image path names, found without opening it for I/O or
+/// creating anything (`CheckConfig` on D-Bus).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageProbe {
+    /// A regular file of this many bytes.
+    Regular(u64),
+    /// A block device (served at its own size).
+    BlockDevice,
+    /// Nothing there yet: a new device creates it, if its directory exists.
+    Missing {
+        /// The directory it would be created in exists (under the root, no
+        /// symlink on the way).
+        dir_exists: bool,
+    },
+}
+
+/// Looks at the image `path` under one of `roots` the way [`open_image`]
+/// would reach it (beneath the root, no symlink), and says what is there.
+pub fn probe_image(path: &Path, roots: &[PathBuf]) -> Result<ImageProbe, BackstoreError> {
+    let (root, rest) = beneath(path, roots)?;
+    let root_fd = open(
+        root,
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| BackstoreError::Io {
+        what: format!("open file root {}", root.display()),
+        source: std::io::Error::from(e),
+    })?;
+    let look = OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW;
+    match open_beneath(&root_fd, rest, look) {
+        Ok(fd) => {
+            let st = nix::sys::stat::fstat(&fd).map_err(|e| BackstoreError::Io {
+                what: format!("stat {}", path.display()),
+                source: std::io::Error::from(e),
+            })?;
+            let kind = nix::sys::stat::SFlag::from_bits_truncate(st.st_mode)
+                & nix::sys::stat::SFlag::S_IFMT;
+            if kind == nix::sys::stat::SFlag::S_IFREG {
+                Ok(ImageProbe::Regular(u64::try_from(st.st_size).unwrap_or(0)))
+            } else if kind == nix::sys::stat::SFlag::S_IFBLK {
+                Ok(ImageProbe::BlockDevice)
+            } else if kind == nix::sys::stat::SFlag::S_IFLNK {
+                Err(BackstoreError::Io {
+                    what: format!("open {} (symlinks are not followed)", path.display()),
+                    source: std::io::Error::from(Errno::ELOOP),
+                })
+            } else {
+                Err(BackstoreError::FileType {
+                    path: path.to_owned(),
+                })
+            }
+        }
+        Err(Errno::ENOENT) => {
+            let dir_exists = match rest.parent().filter(|p| !p.as_os_str().is_empty()) {
+                None => true,
+                Some(dir) => open_beneath(&root_fd, dir, look | OFlag::O_DIRECTORY).is_ok(),
+            };
+            Ok(ImageProbe::Missing { dir_exists })
+        }
+        Err(Errno::ELOOP) => Err(BackstoreError::Io {
+            what: format!("open {} (symlinks are not followed)", path.display()),
+            source: std::io::Error::from(Errno::ELOOP),
+        }),
+        Err(Errno::EXDEV) => Err(BackstoreError::FileOutsideRoots {
+            path: path.to_owned(),
+            roots: roots.to_vec(),
+        }),
+        Err(e) => Err(BackstoreError::Io {
+            what: format!("open {}", path.display()),
+            source: std::io::Error::from(e),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

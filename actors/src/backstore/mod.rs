@@ -15,6 +15,7 @@ mod io_pool;
 mod registry;
 
 pub use dev_config::{valid_name, DevConfig, DevOptions, MAX_DEV_CONFIG};
+pub use file_open::{probe_image, ImageProbe};
 pub use handle::{
     open_backstore, open_backstore_with, BackstoreHandle, BackstoreKind, OpenPolicy,
     DEFAULT_BLOCK_SIZE, DEFAULT_IO_THREADS,

@@ -43,6 +43,7 @@ struct RawDaemon {
     file_roots: Option<Vec<Spanned<PathBuf>>>,
     drain_timeout: Option<Spanned<u64>>,
     metrics: Option<Spanned<String>>,
+    dbus: Option<bool>,
     subtypes: Option<RawSubtypes>,
     module_params: Option<ModuleParams>,
     device_threads: Option<Spanned<u32>>,
@@ -196,6 +197,7 @@ impl RawConfig {
             threads(d.io_jobs_per_backstore, "daemon.io_jobs_per_backstore");
         DaemonConfig {
             metrics,
+            dbus: d.dbus.unwrap_or(true),
             drain_timeout,
             device_threads,
             io_threads,

@@ -123,6 +123,7 @@ async fn serve(
             )),
         )?),
     };
+    let dbus = start_dbus(&cfg, &addr);
     let adopted = (&mut sig.ready).await.unwrap_or(0);
     block.release();
     if let Err(err) = sd_notify::notify(&[sd_notify::NotifyState::Ready]) {
@@ -132,7 +133,9 @@ async fn serve(
     let outcome = loop {
         tokio::select! {
             s = signals.recv() => match s {
-                Some(SignalEvent::Reload) => reload_config(&reload, log.as_ref(), &addr).await,
+                Some(SignalEvent::Reload) => {
+                    reload_config(&reload, log.as_ref(), &addr, dbus.as_ref()).await
+                }
                 Some(SignalEvent::Shutdown) | None => break Ok(()),
             },
             _ = &mut sig.source_ended => break Err(SupervisorError::EventStreamEnded),
@@ -167,10 +170,36 @@ fn start_control(
     .map_err(SupervisorError::Control)
 }
 
+/// Starts `org.kernel.TCMUService1` on the system bus (`[daemon] dbus`) on
+/// its own thread; a missing bus or a name owned by tcmu-runner is logged
+/// there and the daemon runs without it.
+fn start_dbus(
+    cfg: &DaemonConfig,
+    addr: &actix::Addr<Supervisor>,
+) -> Option<crate::dbus::DbusService> {
+    if !cfg.dbus {
+        tracing::debug!("D-Bus off ([daemon] dbus = false)");
+        return None;
+    }
+    let ctx = crate::dbus::DbusContext::new(
+        cfg.subtypes.clone(),
+        cfg.file_roots.clone(),
+        Box::new(crate::control::daemon::SupervisorView(addr.clone())),
+    );
+    match crate::dbus::DbusService::start(crate::dbus::DbusOptions::default(), ctx) {
+        Ok(s) => Some(s),
+        Err(err) => {
+            tracing::warn!(%err, "D-Bus not offered");
+            None
+        }
+    }
+}
+
 async fn reload_config(
     src: &ReloadSource,
     log: Option<&LogHandle>,
     addr: &actix::Addr<Supervisor>,
+    dbus: Option<&crate::dbus::DbusService>,
 ) {
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Reloading]);
     let loaded = config::load(src.config_path.as_deref())
@@ -182,6 +211,9 @@ async fn reload_config(
                 if let Err(err) = log.set_level(&cfg.log_level) {
                     tracing::error!(%err, "log level not changed");
                 }
+            }
+            if let Some(dbus) = dbus {
+                dbus.set_file_roots(cfg.file_roots.clone());
             }
             if let Err(err) = addr.send(Reload(cfg)).await {
                 tracing::error!(%err, "supervisor gone during reload");
