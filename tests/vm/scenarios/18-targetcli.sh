@@ -13,7 +13,6 @@
 # timeout: 600
 . /vmlab/tcmud-lib.sh
 
-MB=1048576
 POLICY=/usr/share/dbus-1/system.d/tcmud.conf
 RUNNER_POLICY=/etc/dbus-1/system.d/tcmu-runner.conf
 cleanup() {
@@ -99,6 +98,7 @@ tcli /backstores/user:thin delete tcli1 > /tmp/del.out
 grep -q 'Deleted storage object tcli1' /tmp/del.out || { cat /tmp/del.out; diag; fail "targetcli delete"; }
 [ -e "$BS" ] && fail "$BS still exists after delete"
 n=100
+# shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
 while ls -l /proc/"$TCMUD_PID"/fd 2>/dev/null | grep -q /dev/uio; do
     [ $n -le 0 ] && { diag; fail "tcmud still holds a uio after delete"; }
     sleep 0.1; n=$((n - 1))
