@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tcmud::backstore::{PoolRegistry, PoolSpec};
+use tcmud::backstore::{Backstores, DevConfig, OpenRequest, PoolRegistry, PoolSpec};
 use tcmud::control::daemon::{DaemonControl, View};
 use tcmud::control::protocol::{
     DeviceStatus, ErrorKind, Outcome, Reply, Request, Response, MAX_LINE,
@@ -196,6 +196,7 @@ use std::os::unix::process::CommandExt;
 struct FakeView {
     registry: Arc<PoolRegistry>,
     devices: Mutex<Vec<DeviceStatus>>,
+    backstores: Backstores,
 }
 
 impl View for FakeView {
@@ -204,6 +205,7 @@ impl View for FakeView {
             devices: self.devices.lock().unwrap().clone(),
             failed: Vec::new(),
             registries: vec![Arc::clone(&self.registry)],
+            backstores: self.backstores.clone(),
         })
     }
 }
@@ -251,6 +253,7 @@ fn daemon_with(subtypes: tcmud::config::Subtypes) -> Daemon {
     let view = Arc::new(FakeView {
         registry,
         devices: Mutex::new(Vec::new()),
+        backstores: Backstores::new(),
     });
     let handler = DaemonControl::new(
         Box::new(Shared(Arc::clone(&view))),
@@ -348,6 +351,53 @@ fn a_live_snapshot_holds_every_acknowledged_write_and_none_issued_after_it() {
         );
         assert_eq!(s % 256, k % 256, "block {k} holds another block's write");
     }
+}
+
+#[actix::test]
+async fn commands_on_an_open_volume_go_through_its_backstore_actor() {
+    let d = daemon();
+    let dir = d.pool_dir.to_str().unwrap().to_owned();
+    let key = DevConfig::Thin {
+        pool: "p".into(),
+        volume: "vol".into(),
+    };
+    // A device serves vol (its backstore actor knows it; the supervisor's
+    // device list is empty here).
+    let served = d
+        .view
+        .backstores
+        .open(OpenRequest {
+            config: key.clone(),
+            options: Default::default(),
+            size_bytes: 64 << 20,
+            block_size: 512,
+            registry: Arc::clone(&d.view.registry),
+            may_create: false,
+            file_roots: Vec::new(),
+            minor: Some(5),
+        })
+        .await
+        .unwrap();
+    let (code, out, err) = tcmud(&d, &["volume", "snapshot", &dir, "vol", "snap"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "snapshot snap of vol taken\n", "")
+    );
+    let (code, _, err) = tcmud(&d, &["volume", "delete", &dir, "vol"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("served by /dev/uio5"), "{err}");
+    // The snapshot is not open: cloned on the pool.
+    let (code, out, _) = tcmud(&d, &["volume", "clone", &dir, "snap", "c1"]);
+    assert_eq!((code, out.as_str()), (0, "cloned snap as c1\n"));
+    // Once the device is gone, the volume is deleted.
+    let actor = served.actor().clone();
+    drop(served);
+    while actor.connected() {
+        tokio::task::yield_now().await;
+    }
+    assert!(d.view.backstores.get(&key).is_none());
+    let (code, out, err) = tcmud(&d, &["volume", "delete", &dir, "vol"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "deleted vol\n", ""));
 }
 
 #[test]

@@ -374,6 +374,15 @@ impl Pool {
         guard(&self.inner.state)
     }
 
+    /// How many times allocation has risen to the low-water mark since the
+    /// pool was opened (a pool opened past the mark starts at 0): a watcher
+    /// that remembers the last value sees each crossing once.
+    pub fn low_water_crossings(&self) -> u64 {
+        self.state()
+            .low_water_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn gate(&self, id: u64) -> Arc<RwLock<()>> {
         guard(&self.inner.gates).entry(id).or_default().clone()
     }

@@ -161,4 +161,9 @@ pub trait DeviceFactory {
     fn registries(&self) -> Vec<std::sync::Arc<crate::backstore::PoolRegistry>> {
         Vec::new()
     }
+    /// The open backstores and their actors, for the control socket (none
+    /// by default).
+    fn backstores(&self) -> crate::backstore::Backstores {
+        crate::backstore::Backstores::default()
+    }
 }
