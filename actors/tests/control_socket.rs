@@ -513,8 +513,32 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         bytes_in: 4096,
         bytes_out: 8192,
         in_flight: 2,
+        timed_out: 1,
+        task_management: 4,
+        aborted: 3,
+        sense_keys: {
+            let mut k = [0; 16];
+            k[5] = 2; // ILLEGAL REQUEST
+            k[6] = 1; // UNIT ATTENTION
+            k
+        },
+        latency: {
+            let reads = tcmud_core::latency::LatencyHistogram::default();
+            reads.record(Duration::from_micros(40));
+            reads.record(Duration::from_micros(700));
+            reads.record(Duration::from_millis(30));
+            vec![
+                (tcmud_core::scsi::OpClass::Read, reads.snapshot()),
+                (
+                    tcmud_core::scsi::OpClass::Flush,
+                    tcmud_core::latency::LatencyHistogram::default().snapshot(),
+                ),
+            ]
+        },
         ..DeviceStatus::default()
     });
+    // A commit, so that the pool's histogram has one.
+    d.view.registry.held("p").unwrap().flush().unwrap();
     let collector = DaemonCollector::new(Arc::new(Shared(Arc::clone(&d.view))));
     let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), collector).unwrap();
     let text = http_get(m.addr(), "/metrics");
@@ -535,7 +559,21 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         format!(r#"tcmud_pool_capacity_bytes{{pool="p"}} {}"#, 256u64 << 20),
         r#"tcmud_pool_open{pool="p"} 1"#.to_string(),
         r#"tcmud_pool_low_water{pool="p"} 0"#.to_string(),
+        format!(r#"tcmud_pool_free_bytes{{pool="p"}} {}"#, 256u64 << 20),
         "# TYPE tcmud_device_commands counter".to_string(),
+        format!("tcmud_device_timed_out_commands_total{labels} 1"),
+        format!("tcmud_device_task_management_requests_total{labels} 4"),
+        format!("tcmud_device_aborted_commands_total{labels} 3"),
+        r#"tcmud_device_check_conditions_total{minor="7",device="user_1/lun",dev_config="thin/p/vol",sense_key="illegal_request"} 2"#.to_string(),
+        r#"tcmud_device_check_conditions_total{minor="7",device="user_1/lun",dev_config="thin/p/vol",sense_key="unit_attention"} 1"#.to_string(),
+        "# TYPE tcmud_device_command_duration_seconds histogram".to_string(),
+        "# UNIT tcmud_device_command_duration_seconds seconds".to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="0.00005",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 1"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="0.001",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 2"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="+Inf",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 3"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_count{minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 3"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_count{minor="7",device="user_1/lun",dev_config="thin/p/vol",op="flush"} 0"#.to_string(),
+        "# TYPE tcmud_pool_commit_duration_seconds histogram".to_string(),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -543,6 +581,13 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         );
     }
     assert!(text.contains("tcmud_uptime_seconds "), "{text}");
+    // Every sense key not seen is absent; the pool's commits are counted.
+    assert!(!text.contains(r#"sense_key="medium_error""#), "{text}");
+    let commits = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tcmud_pool_commit_duration_seconds_count{pool="p"} "#))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(commits.is_some_and(|n| n >= 1), "{text}");
     // Counters follow the devices between scrapes.
     d.view.devices.lock().unwrap()[0].completed = 50;
     let text = http_get(m.addr(), "/metrics");

@@ -313,6 +313,8 @@ pub(crate) struct Inner {
     preallocated_to: Mutex<u64>,
     /// Set by the first sync error (see [`failure`]).
     failed: std::sync::OnceLock<failure::Failure>,
+    /// Durations of [`Pool::flush`].
+    commit_latency: crate::latency::LatencyHistogram,
     _lock: Option<PoolLock>,
 }
 
@@ -355,6 +357,7 @@ impl Pool {
                 idents: Mutex::new(HashMap::new()),
                 preallocated_to: Mutex::new(fresh_from),
                 failed: std::sync::OnceLock::new(),
+                commit_latency: crate::latency::LatencyHistogram::default(),
                 _lock: pool_lock,
             }),
         }
@@ -394,10 +397,19 @@ impl Pool {
         self.flush_locked()
     }
 
+    /// How long the pool's commits took (every [`Pool::flush`], and the
+    /// commits of write-through and FUA writes), from taking the pending
+    /// changes to their durability.
+    pub fn commit_latency(&self) -> crate::latency::HistogramSnapshot {
+        self.inner.commit_latency.snapshot()
+    }
+
     /// [`Pool::flush`] for a caller that holds the commit lock.
     pub(crate) fn flush_locked(&self) -> Result<(), PoolError> {
+        let start = std::time::Instant::now();
         let batch = self.state().take_batch();
         let res = self.inner.commit_batch(&batch);
+        self.inner.commit_latency.record(start.elapsed());
         let mut st = self.state();
         match res {
             Ok(()) => {

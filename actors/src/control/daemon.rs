@@ -319,7 +319,8 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
             if pools.iter().any(|p| p.name == spec.name) {
                 continue;
             }
-            let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
+            let held = reg.held(&spec.name);
+            let usage = held.as_ref().and_then(|p| p.usage().ok());
             let bytes = |chunks: u64, cs: u32| chunks * u64::from(cs);
             pools.push(PoolStatus {
                 name: spec.name.clone(),
@@ -332,6 +333,8 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
                     .as_ref()
                     .map(|u| bytes(u.allocated_chunks, u.chunk_size)),
                 low_water: usage.as_ref().map(PoolUsage::above_low_water),
+                free_bytes: usage.as_ref().map(|u| bytes(u.free_chunks, u.chunk_size)),
+                commit_latency: held.filter(|_| usage.is_some()).map(|p| p.commit_latency()),
             });
         }
     }

@@ -146,6 +146,16 @@ impl DeviceHandle {
         self.shared.counters.snapshot()
     }
 
+    /// Fetch-to-completion latency histograms, by operation class.
+    pub fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        self.shared.counters.latency()
+    }
+
     /// Commands currently in flight.
     pub fn in_flight(&self) -> usize {
         super::shared::lock(&self.shared.table).len()

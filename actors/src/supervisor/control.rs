@@ -55,6 +55,11 @@ impl Handler<GetControlView> for Supervisor {
                     bytes_out: stats.bytes_out,
                     restarts: stats.restarts,
                     ring_resets: stats.ring_resets,
+                    timed_out: stats.timed_out,
+                    task_management: stats.task_management,
+                    aborted: stats.aborted,
+                    sense_keys: stats.sense_keys,
+                    latency: m.ctl.latency(),
                 }
             })
             .collect();

@@ -125,6 +125,15 @@ pub trait DeviceCtl {
     fn in_flight(&self) -> usize {
         0
     }
+    /// Fetch-to-completion latency by operation class (none by default).
+    fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        Vec::new()
+    }
     /// True once the device actor is gone (ring closed) although nobody
     /// stopped it (abandoned after repeated panics).
     fn is_finished(&self) -> bool;

@@ -179,6 +179,14 @@ impl DeviceCtl for RealDevice {
     fn in_flight(&self) -> usize {
         self.0.in_flight()
     }
+    fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        self.0.latency()
+    }
     fn is_finished(&self) -> bool {
         self.0.is_finished()
     }
