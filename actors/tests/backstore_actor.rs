@@ -225,3 +225,48 @@ async fn a_failed_open_leaves_no_actor_behind() {
     assert!(dir.get(&req.config).is_none());
     assert!(dir.open_keys().is_empty());
 }
+
+#[actix::test]
+async fn an_open_does_not_wait_behind_a_hung_backstore() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = PoolConfig {
+        chunk_size: CHUNK as u32,
+        capacity_bytes: 64 * MIB,
+        low_water_pct: 90,
+    };
+    let p = Pool::create(&tmp.path().join("pool"), &cfg).unwrap();
+    p.create_volume("vol", 8 * MIB, 512).unwrap();
+    p.close().unwrap();
+    // One I/O thread, held by another backstore's job that never returns
+    // until the test lets it.
+    let io = tcmud::backstore::SharedIo::new(1, 1).unwrap();
+    let reg = Arc::new(PoolRegistry::with_io(
+        vec![PoolSpec {
+            name: "p".into(),
+            path: tmp.path().join("pool"),
+            config: cfg,
+            auto_create: false,
+            options: PoolOptions::default(),
+        }],
+        io.clone(),
+    ));
+    let hung = io.lane();
+    let (release, wait) = std::sync::mpsc::channel::<()>();
+    let (entered_tx, entered) = std::sync::mpsc::channel::<()>();
+    assert!(hung.spawn(move || {
+        entered_tx.send(()).unwrap();
+        let _ = wait.recv();
+    }));
+    entered.recv().unwrap();
+    let dir = Backstores::new();
+    let opened = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        dir.open(request(&reg, 1)),
+    )
+    .await;
+    release.send(()).unwrap();
+    let a = opened
+        .expect("the open waited for the hung I/O thread")
+        .unwrap();
+    assert_eq!(a.actor().send(Usage).await.unwrap().unwrap().users, vec![1]);
+}

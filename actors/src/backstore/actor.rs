@@ -8,11 +8,13 @@
 //!
 //! The data path does not go through it: a device gets its
 //! [`BackstoreHandle`] from [`Open`] and runs every command on the handle's
-//! lane of the I/O threads. The actor's own blocking work (opening, a pool
-//! commit for a snapshot) runs on the I/O threads too, one operation at a
-//! time per backstore ([`AtomicResponse`]): its thread never waits on a disk.
+//! lane of the I/O threads. The actor's own blocking work runs off its
+//! thread, one operation at a time per backstore ([`AtomicResponse`]): an
+//! open on a thread started for it, a snapshot's commit or a resize on the
+//! backstore's lane of the I/O threads.
 
 use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,6 +30,7 @@ use super::{
     open_backstore_with, BackstoreError, BackstoreHandle, BackstoreKind, DevConfig, DevOptions,
     OpenPolicy, PoolRegistry,
 };
+use crate::device::panic_message;
 
 /// How often an actor looks at its pool's low-water crossings (an atomic
 /// read); its own operations look right after they ran.
@@ -287,7 +290,6 @@ impl Handler<Open> for BackstoreActor {
 
     fn handle(&mut self, msg: Open, _: &mut Context<Self>) -> Self::Result {
         let cfg = self.key.clone();
-        let lane = msg.registry.io_lane();
         let (id, minor) = (msg.id, msg.minor);
         let open = move || {
             let policy = OpenPolicy {
@@ -304,7 +306,7 @@ impl Handler<Open> for BackstoreActor {
             )
         };
         AtomicResponse::new(Box::pin(
-            async move { lane?.run(open).await.and_then(|r| r) }
+            async move { on_a_thread_of_its_own(open).await.and_then(|r| r) }
                 .into_actor(self)
                 .map(move |r, act, ctx| {
                     match &r {
@@ -329,6 +331,29 @@ impl Handler<Open> for BackstoreActor {
                     r
                 }),
         ))
+    }
+}
+
+/// Runs an open on a thread started for it: the supervisor waits for the
+/// answer, so it must not queue behind other backstores' I/O (a hung
+/// one could hold every I/O thread), nor hold the backstore thread.
+fn on_a_thread_of_its_own<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> impl std::future::Future<Output = Result<T, BackstoreError>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let started = std::thread::Builder::new()
+        .name("tcmud-bs-open".into())
+        .spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(f))
+                .map_err(|p| BackstoreError::Panicked(panic_message(p.as_ref())));
+            let _ = tx.send(r);
+        });
+    async move {
+        started.map_err(|source| BackstoreError::Io {
+            what: "start a thread to open the backstore".into(),
+            source,
+        })?;
+        rx.await.map_err(|_| BackstoreError::WorkersGone)?
     }
 }
 

@@ -37,6 +37,16 @@ use std::path::PathBuf;
 use tcmud_core::backend::BackendError;
 use tcmud_core::pool::PoolError;
 
+/// "served by /dev/uio1, /dev/uio2: remove that LUN first", or that it is
+/// being opened for one.
+fn served_by(users: &[u32]) -> String {
+    if users.is_empty() {
+        return "being opened for a LUN: remove that LUN first".to_owned();
+    }
+    let devs: Vec<String> = users.iter().map(|m| format!("/dev/uio{m}")).collect();
+    format!("served by {}: remove that LUN first", devs.join(", "))
+}
+
 /// Why a missing pool, volume or image was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotCreated {
@@ -187,7 +197,7 @@ pub enum BackstoreError {
     #[error("the backstore operation panicked: {0}")]
     Panicked(String),
     /// The volume or image is served by a LUN: it cannot be deleted.
-    #[error("{what} is served by {}: remove that LUN first", users.iter().map(|m| format!("/dev/uio{m}")).collect::<Vec<_>>().join(", "))]
+    #[error("{what} is {}", served_by(users))]
     Served {
         /// The backstore.
         what: String,
