@@ -9,6 +9,7 @@
 //! - [`netlink`]: the TCM-USER generic-netlink message codec.
 
 pub mod backend;
+pub mod latency;
 pub mod netlink;
 pub mod pool;
 pub mod ring;

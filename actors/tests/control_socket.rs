@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tcmud::backstore::{PoolRegistry, PoolSpec};
+use tcmud::backstore::{Backstores, DevConfig, OpenRequest, PoolRegistry, PoolSpec};
 use tcmud::control::daemon::{DaemonControl, View};
 use tcmud::control::protocol::{
     DeviceStatus, ErrorKind, Outcome, Reply, Request, Response, MAX_LINE,
@@ -196,6 +196,7 @@ use std::os::unix::process::CommandExt;
 struct FakeView {
     registry: Arc<PoolRegistry>,
     devices: Mutex<Vec<DeviceStatus>>,
+    backstores: Backstores,
 }
 
 impl View for FakeView {
@@ -204,6 +205,7 @@ impl View for FakeView {
             devices: self.devices.lock().unwrap().clone(),
             failed: Vec::new(),
             registries: vec![Arc::clone(&self.registry)],
+            backstores: self.backstores.clone(),
         })
     }
 }
@@ -251,6 +253,7 @@ fn daemon_with(subtypes: tcmud::config::Subtypes) -> Daemon {
     let view = Arc::new(FakeView {
         registry,
         devices: Mutex::new(Vec::new()),
+        backstores: Backstores::new(),
     });
     let handler = DaemonControl::new(
         Box::new(Shared(Arc::clone(&view))),
@@ -348,6 +351,53 @@ fn a_live_snapshot_holds_every_acknowledged_write_and_none_issued_after_it() {
         );
         assert_eq!(s % 256, k % 256, "block {k} holds another block's write");
     }
+}
+
+#[actix::test]
+async fn commands_on_an_open_volume_go_through_its_backstore_actor() {
+    let d = daemon();
+    let dir = d.pool_dir.to_str().unwrap().to_owned();
+    let key = DevConfig::Thin {
+        pool: "p".into(),
+        volume: "vol".into(),
+    };
+    // A device serves vol (its backstore actor knows it; the supervisor's
+    // device list is empty here).
+    let served = d
+        .view
+        .backstores
+        .open(OpenRequest {
+            config: key.clone(),
+            options: Default::default(),
+            size_bytes: 64 << 20,
+            block_size: 512,
+            registry: Arc::clone(&d.view.registry),
+            may_create: false,
+            file_roots: Vec::new(),
+            minor: Some(5),
+        })
+        .await
+        .unwrap();
+    let (code, out, err) = tcmud(&d, &["volume", "snapshot", &dir, "vol", "snap"]);
+    assert_eq!(
+        (code, out.as_str(), err.as_str()),
+        (0, "snapshot snap of vol taken\n", "")
+    );
+    let (code, _, err) = tcmud(&d, &["volume", "delete", &dir, "vol"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("served by /dev/uio5"), "{err}");
+    // The snapshot is not open: cloned on the pool.
+    let (code, out, _) = tcmud(&d, &["volume", "clone", &dir, "snap", "c1"]);
+    assert_eq!((code, out.as_str()), (0, "cloned snap as c1\n"));
+    // Once the device is gone, the volume is deleted.
+    let actor = served.actor().clone();
+    drop(served);
+    while actor.connected() {
+        tokio::task::yield_now().await;
+    }
+    assert!(d.view.backstores.get(&key).is_none());
+    let (code, out, err) = tcmud(&d, &["volume", "delete", &dir, "vol"]);
+    assert_eq!((code, out.as_str(), err.as_str()), (0, "deleted vol\n", ""));
 }
 
 #[test]
@@ -463,8 +513,32 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         bytes_in: 4096,
         bytes_out: 8192,
         in_flight: 2,
+        timed_out: 1,
+        task_management: 4,
+        aborted: 3,
+        sense_keys: {
+            let mut k = [0; 16];
+            k[5] = 2; // ILLEGAL REQUEST
+            k[6] = 1; // UNIT ATTENTION
+            k
+        },
+        latency: {
+            let reads = tcmud_core::latency::LatencyHistogram::default();
+            reads.record(Duration::from_micros(40));
+            reads.record(Duration::from_micros(700));
+            reads.record(Duration::from_millis(30));
+            vec![
+                (tcmud_core::scsi::OpClass::Read, reads.snapshot()),
+                (
+                    tcmud_core::scsi::OpClass::Flush,
+                    tcmud_core::latency::LatencyHistogram::default().snapshot(),
+                ),
+            ]
+        },
         ..DeviceStatus::default()
     });
+    // A commit, so that the pool's histogram has one.
+    d.view.registry.held("p").unwrap().flush().unwrap();
     let collector = DaemonCollector::new(Arc::new(Shared(Arc::clone(&d.view))));
     let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), collector).unwrap();
     let text = http_get(m.addr(), "/metrics");
@@ -485,7 +559,21 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         format!(r#"tcmud_pool_capacity_bytes{{pool="p"}} {}"#, 256u64 << 20),
         r#"tcmud_pool_open{pool="p"} 1"#.to_string(),
         r#"tcmud_pool_low_water{pool="p"} 0"#.to_string(),
+        format!(r#"tcmud_pool_free_bytes{{pool="p"}} {}"#, 256u64 << 20),
         "# TYPE tcmud_device_commands counter".to_string(),
+        format!("tcmud_device_timed_out_commands_total{labels} 1"),
+        format!("tcmud_device_task_management_requests_total{labels} 4"),
+        format!("tcmud_device_aborted_commands_total{labels} 3"),
+        r#"tcmud_device_check_conditions_total{minor="7",device="user_1/lun",dev_config="thin/p/vol",sense_key="illegal_request"} 2"#.to_string(),
+        r#"tcmud_device_check_conditions_total{minor="7",device="user_1/lun",dev_config="thin/p/vol",sense_key="unit_attention"} 1"#.to_string(),
+        "# TYPE tcmud_device_command_duration_seconds histogram".to_string(),
+        "# UNIT tcmud_device_command_duration_seconds seconds".to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="0.00005",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 1"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="0.001",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 2"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_bucket{le="+Inf",minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 3"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_count{minor="7",device="user_1/lun",dev_config="thin/p/vol",op="read"} 3"#.to_string(),
+        r#"tcmud_device_command_duration_seconds_count{minor="7",device="user_1/lun",dev_config="thin/p/vol",op="flush"} 0"#.to_string(),
+        "# TYPE tcmud_pool_commit_duration_seconds histogram".to_string(),
     ] {
         assert!(
             text.lines().any(|l| l == line),
@@ -493,6 +581,13 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         );
     }
     assert!(text.contains("tcmud_uptime_seconds "), "{text}");
+    // Every sense key not seen is absent; the pool's commits are counted.
+    assert!(!text.contains(r#"sense_key="medium_error""#), "{text}");
+    let commits = text
+        .lines()
+        .find_map(|l| l.strip_prefix(r#"tcmud_pool_commit_duration_seconds_count{pool="p"} "#))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(commits.is_some_and(|n| n >= 1), "{text}");
     // Counters follow the devices between scrapes.
     d.view.devices.lock().unwrap()[0].completed = 50;
     let text = http_get(m.addr(), "/metrics");

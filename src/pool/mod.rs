@@ -313,6 +313,8 @@ pub(crate) struct Inner {
     preallocated_to: Mutex<u64>,
     /// Set by the first sync error (see [`failure`]).
     failed: std::sync::OnceLock<failure::Failure>,
+    /// Durations of [`Pool::flush`].
+    commit_latency: crate::latency::LatencyHistogram,
     _lock: Option<PoolLock>,
 }
 
@@ -355,6 +357,7 @@ impl Pool {
                 idents: Mutex::new(HashMap::new()),
                 preallocated_to: Mutex::new(fresh_from),
                 failed: std::sync::OnceLock::new(),
+                commit_latency: crate::latency::LatencyHistogram::default(),
                 _lock: pool_lock,
             }),
         }
@@ -374,6 +377,15 @@ impl Pool {
         guard(&self.inner.state)
     }
 
+    /// How many times allocation has risen to the low-water mark since the
+    /// pool was opened (a pool opened past the mark starts at 0): a watcher
+    /// that remembers the last value sees each crossing once.
+    pub fn low_water_crossings(&self) -> u64 {
+        self.state()
+            .low_water_epoch
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
     fn gate(&self, id: u64) -> Arc<RwLock<()>> {
         guard(&self.inner.gates).entry(id).or_default().clone()
     }
@@ -385,10 +397,19 @@ impl Pool {
         self.flush_locked()
     }
 
+    /// How long the pool's commits took (every [`Pool::flush`], and the
+    /// commits of write-through and FUA writes), from taking the pending
+    /// changes to their durability.
+    pub fn commit_latency(&self) -> crate::latency::HistogramSnapshot {
+        self.inner.commit_latency.snapshot()
+    }
+
     /// [`Pool::flush`] for a caller that holds the commit lock.
     pub(crate) fn flush_locked(&self) -> Result<(), PoolError> {
+        let start = std::time::Instant::now();
         let batch = self.state().take_batch();
         let res = self.inner.commit_batch(&batch);
+        self.inner.commit_latency.record(start.elapsed());
         let mut st = self.state();
         match res {
             Ok(()) => {

@@ -43,8 +43,8 @@ pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};
 pub use lun::{Lun, LunConfig, ScsiResponse};
-pub use sense::{status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
-pub use table::{data_direction, facts, DataDirection, Facts};
+pub use sense::{sense_key_name, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
+pub use table::{data_direction, facts, DataDirection, Facts, OpClass};
 
 /// Whether `cdb`'s command may run inline (READ 6/10/12/16): the commands
 /// [`Lun::try_execute_nowait`] may serve.

@@ -41,6 +41,33 @@ pub enum SenseKey {
     Miscompare = 0xE,
 }
 
+/// A sense key's name in lower snake case (SPC-5 table 51; every value of
+/// the 4-bit field has one), e.g. a metric label value.
+pub fn sense_key_name(key: u8) -> &'static str {
+    const NAMES: [&str; 16] = [
+        "no_sense",
+        "recovered_error",
+        "not_ready",
+        "medium_error",
+        "hardware_error",
+        "illegal_request",
+        "unit_attention",
+        "data_protect",
+        "blank_check",
+        "vendor_specific",
+        "copy_aborted",
+        "aborted_command",
+        "reserved_c",
+        "volume_overflow",
+        "miscompare",
+        "reserved_f",
+    ];
+    NAMES
+        .get(usize::from(key & 0x0f))
+        .copied()
+        .unwrap_or("reserved")
+}
+
 /// An additional sense code and qualifier (ASC/ASCQ) pair.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Asc {

@@ -68,6 +68,56 @@ pub struct Facts {
     /// result: false for commands whose outcome depends on what they read
     /// before writing (COMPARE AND WRITE).
     pub safe_to_retry: bool,
+    /// What the daemon's latency histograms file it under.
+    pub class: OpClass,
+}
+
+/// Operation classes, for per-class statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OpClass {
+    /// READ (6/10/12/16).
+    Read,
+    /// Commands that write blocks: WRITE, WRITE AND VERIFY, WRITE SAME,
+    /// COMPARE AND WRITE, ORWRITE.
+    Write,
+    /// SYNCHRONIZE CACHE (10/16).
+    Flush,
+    /// UNMAP.
+    Unmap,
+    /// Everything else (and unsupported opcodes).
+    Other,
+}
+
+impl OpClass {
+    /// Every class, in [`OpClass::index`] order.
+    pub const ALL: [OpClass; 5] = [
+        OpClass::Read,
+        OpClass::Write,
+        OpClass::Flush,
+        OpClass::Unmap,
+        OpClass::Other,
+    ];
+
+    /// Position in [`OpClass::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
+    /// Lower-case name (a metric label value).
+    pub fn name(self) -> &'static str {
+        match self {
+            OpClass::Read => "read",
+            OpClass::Write => "write",
+            OpClass::Flush => "flush",
+            OpClass::Unmap => "unmap",
+            OpClass::Other => "other",
+        }
+    }
+
+    /// The class of a CDB's command ([`OpClass::Other`] when unsupported).
+    pub fn of(cdb: &[u8]) -> OpClass {
+        lookup(cdb).map_or(OpClass::Other, |c| c.facts.class)
+    }
 }
 
 impl Facts {
@@ -77,15 +127,33 @@ impl Facts {
         ua_exempt: false,
         may_run_inline: false,
         safe_to_retry: true,
+        class: OpClass::Other,
     };
     /// READ (6/10/12/16).
     const READ: Facts = Facts {
         may_run_inline: true,
+        class: OpClass::Read,
         ..Facts::PLAIN
     };
     /// WRITE, WRITE AND VERIFY.
     const STREAMS: Facts = Facts {
         streams_data_out: true,
+        class: OpClass::Write,
+        ..Facts::PLAIN
+    };
+    /// Other commands that write blocks (WRITE SAME, ORWRITE).
+    const WRITES: Facts = Facts {
+        class: OpClass::Write,
+        ..Facts::PLAIN
+    };
+    /// SYNCHRONIZE CACHE.
+    const FLUSH: Facts = Facts {
+        class: OpClass::Flush,
+        ..Facts::PLAIN
+    };
+    /// UNMAP.
+    const UNMAP: Facts = Facts {
+        class: OpClass::Unmap,
         ..Facts::PLAIN
     };
     /// INQUIRY, REPORT LUNS, REQUEST SENSE.
@@ -96,6 +164,7 @@ impl Facts {
     /// Read-compare-write commands.
     const ONCE: Facts = Facts {
         safe_to_retry: false,
+        class: OpClass::Write,
         ..Facts::PLAIN
     };
 }
@@ -201,12 +270,12 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x2F, None, "VERIFY(10)", Out, Some(o::verify10), A::None, always, sbc::verify::verify10, [0x2F, 0xF6, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x34, None, "PRE-FETCH(10)", NoData, None, A::None, always, sbc::sync::prefetch10, [0x34, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
     row!(0x35, None, "SYNCHRONIZE CACHE(10)", NoData, None, A::None, always, sbc::sync::sync_cache10,
-         [0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
+         [0x35, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::FLUSH),
     row!(0x37, None, "READ DEFECT DATA(10)", In, None, A::U16(7), always, sbc::defects::read_defect_data10,
          [0x37, 0, 0x1F, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x41, None, "WRITE SAME(10)", Out, Some(o::write_same10), A::None, always, sbc::write_same::write_same10,
-         [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05]),
-    row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05]),
+         [0x41, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::WRITES),
+    row!(0x42, None, "UNMAP", Out, Some(o::param_list10), A::None, thin, sbc::unmap::unmap, [0x42, 0x01, 0, 0, 0, 0, 0x3F, 0xFF, 0xFF, 0x05], Facts::UNMAP),
     row!(0x48, Some(0x01), "SANITIZE (OVERWRITE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::overwrite,
          [0x48, 0xA1, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x48, Some(0x02), "SANITIZE (BLOCK ERASE)", Out, Some(o::param_list10), A::None, thin_zeroing, sbc::sanitize::block_erase,
@@ -239,7 +308,7 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x8A, None, "WRITE(16)", Out, Some(o::write16), A::None, always, sbc::rw::write16,
          [0x8A, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x8B, None, "ORWRITE(16)", Out, Some(o::write16), A::None, always, sbc::orwrite::orwrite16,
-         [0x8B, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x8B, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::WRITES),
     row!(0x8E, None, "WRITE AND VERIFY(16)", Out, Some(o::write16), A::None, always, sbc::rw::write_verify16,
          [0x8E, 0xF2, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x8F, None, "VERIFY(16)", Out, Some(o::verify16), A::None, always, sbc::verify::verify16,
@@ -247,9 +316,9 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x90, None, "PRE-FETCH(16)", NoData, None, A::None, always, sbc::sync::prefetch16,
          [0x90, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
     row!(0x91, None, "SYNCHRONIZE CACHE(16)", NoData, None, A::None, always, sbc::sync::sync_cache16,
-         [0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x91, 0x02, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::FLUSH),
     row!(0x93, None, "WRITE SAME(16)", Out, Some(o::write_same16), A::None, always, sbc::write_same::write_same16,
-         [0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05]),
+         [0x93, 0xF9, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::WRITES),
     row!(0x9C, None, "WRITE ATOMIC(16)", Out, Some(o::write_atomic16), A::None, atomic, sbc::atomic::write_atomic16,
          [0x9C, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::STREAMS),
     row!(0x9E, Some(0x10), "READ CAPACITY(16)", In, None, A::U32(10), always, sbc::capacity::read_capacity16,

@@ -17,7 +17,7 @@ use crate::config::Subtypes;
 pub const MAX_DEV_CONFIG: usize = 255;
 
 /// A backstore named by a device's `dev_config`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum DevConfig {
     /// A volume (or a snapshot, served read-only) in a configured thin pool.
     Thin {

@@ -207,18 +207,13 @@ impl BackstoreHandle {
         self.inner.io.spawn(job)
     }
 
-    /// Runs `f` on an I/O thread and awaits its result.
-    pub async fn run<T: Send + 'static>(
+    /// Runs `f` on an I/O thread and awaits its result
+    /// ([`BackstoreError::Panicked`] when it panicked).
+    pub fn run<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
-    ) -> Result<T, BackstoreError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if !self.spawn_io(move || {
-            let _ = tx.send(f());
-        }) {
-            return Err(BackstoreError::WorkersGone);
-        }
-        rx.await.map_err(|_| BackstoreError::WorkersGone)
+    ) -> impl std::future::Future<Output = Result<T, BackstoreError>> + 'static {
+        self.inner.io.run(f)
     }
 
     /// Makes every completed write durable (blocking).

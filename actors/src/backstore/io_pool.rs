@@ -225,6 +225,27 @@ impl IoLane {
         self.pool.threads()
     }
 
+    /// Runs `f` on a worker and awaits its result: [`BackstoreError::Panicked`]
+    /// when it panicked, [`BackstoreError::WorkersGone`] when the workers are
+    /// gone.
+    pub fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> impl std::future::Future<Output = Result<T, BackstoreError>> + 'static {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let queued = self.spawn(move || {
+            let r = catch_unwind(AssertUnwindSafe(f))
+                .map_err(|p| BackstoreError::Panicked(crate::device::panic_message(p.as_ref())));
+            let _ = tx.send(r);
+        });
+        async move {
+            if !queued {
+                return Err(BackstoreError::WorkersGone);
+            }
+            rx.await.map_err(|_| BackstoreError::WorkersGone)?
+        }
+    }
+
     /// Queues `job`; `false` when the workers are gone.
     pub fn spawn(&self, job: impl FnOnce() + Send + 'static) -> bool {
         let shared = &self.pool.owner.shared;

@@ -5,16 +5,25 @@
 //!   [`DevOptions`] after `;` (`;ro`);
 //! - [`PoolRegistry`]: each configured pool opened once per process;
 //! - [`open_backstore`] → [`BackstoreHandle`]: the backend plus its lane of
-//!   the process-wide I/O threads ([`SharedIo`], [`IoPool`]).
+//!   the process-wide I/O threads ([`SharedIo`], [`IoPool`]);
+//! - [`BackstoreActor`]: one actor per open volume or image, which owns its
+//!   life cycle (open for each device, resize, snapshot, clone, delete
+//!   refused while served, usage, low-water events, close), found in the
+//!   [`Backstores`] directory; devices hold an [`Attachment`].
 
+pub mod actor;
 mod dev_config;
+mod directory;
 mod file_open;
 mod handle;
 mod identity;
 mod io_pool;
 mod registry;
+mod supervise;
 
+pub use actor::{BackstoreActor, BackstoreEvent, BackstoreUsage};
 pub use dev_config::{valid_name, DevConfig, DevOptions, MAX_DEV_CONFIG};
+pub use directory::{Attachment, Backstores, OpenRequest};
 pub use file_open::{probe_image, ImageProbe};
 pub use handle::{
     open_backstore, open_backstore_with, BackstoreHandle, BackstoreKind, OpenPolicy,
@@ -28,6 +37,16 @@ use std::path::PathBuf;
 
 use tcmud_core::backend::BackendError;
 use tcmud_core::pool::PoolError;
+
+/// "served by /dev/uio1, /dev/uio2: remove that LUN first", or that it is
+/// being opened for one.
+fn served_by(users: &[u32]) -> String {
+    if users.is_empty() {
+        return "being opened for a LUN: remove that LUN first".to_owned();
+    }
+    let devs: Vec<String> = users.iter().map(|m| format!("/dev/uio{m}")).collect();
+    format!("served by {}: remove that LUN first", devs.join(", "))
+}
 
 /// Why a missing pool, volume or image was not created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -175,4 +194,18 @@ pub enum BackstoreError {
     /// The I/O worker threads have exited.
     #[error("backstore I/O workers are gone")]
     WorkersGone,
+    /// A backstore operation panicked (its thread and the daemon carry on).
+    #[error("the backstore operation panicked: {0}")]
+    Panicked(String),
+    /// The volume or image is served by a LUN: it cannot be deleted.
+    #[error("{what} is {}", served_by(users))]
+    Served {
+        /// The backstore.
+        what: String,
+        /// uio minors of the devices serving it.
+        users: Vec<u32>,
+    },
+    /// The backstore's actor stopped (or restarted) before it answered.
+    #[error("the backstore actor of {0} did not answer")]
+    ActorGone(String),
 }

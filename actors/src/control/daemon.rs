@@ -1,7 +1,9 @@
 //! The requests, run in the daemon: against the supervisor's view of its
 //! devices and the pools it holds.
 //!
-//! Pool and volume commands run the offline command's own code
+//! A snapshot, clone or delete of a volume that is open (served) goes to
+//! its backstore's actor, which refuses the delete; the other pool and
+//! volume commands run the offline command's own code
 //! (`offline::run_pool_on` / `run_volume_on`) on the daemon's handle of the
 //! pool, so their output and errors are the offline ones. The pool is
 //! internally synchronised: a snapshot or clone waits for the writes in
@@ -19,7 +21,8 @@ use tcmud_core::pool::{Pool, PoolUsage};
 
 use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
 use super::server::Handler;
-use crate::backstore::{DevConfig, PoolRegistry};
+use crate::backstore::actor::{CloneTo, Delete, Snapshot};
+use crate::backstore::{BackstoreError, Backstores, DevConfig, PoolRegistry};
 use crate::config::Subtypes;
 use crate::logging::LogHandle;
 use crate::offline::{self, OfflineError, Outcome, PoolCommand, PoolDir, VolumeCommand};
@@ -173,6 +176,9 @@ impl DaemonControl {
             Ok(p) => p,
             Err(e) => return Response::error(id, ErrorKind::Pool, e.to_string()),
         };
+        if let Some(r) = through_actor(id, &v.backstores, &name, cmd) {
+            return r;
+        }
         match cmd {
             VolumeCommand::Delete { name: vol, .. } => {
                 if let Some(d) = serving(&v.devices, &self.subtypes, &name, vol).next() {
@@ -313,7 +319,8 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
             if pools.iter().any(|p| p.name == spec.name) {
                 continue;
             }
-            let usage = reg.held(&spec.name).and_then(|p| p.usage().ok());
+            let held = reg.held(&spec.name);
+            let usage = held.as_ref().and_then(|p| p.usage().ok());
             let bytes = |chunks: u64, cs: u32| chunks * u64::from(cs);
             pools.push(PoolStatus {
                 name: spec.name.clone(),
@@ -326,10 +333,79 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
                     .as_ref()
                     .map(|u| bytes(u.allocated_chunks, u.chunk_size)),
                 low_water: usage.as_ref().map(PoolUsage::above_low_water),
+                free_bytes: usage.as_ref().map(|u| bytes(u.free_chunks, u.chunk_size)),
+                commit_latency: held.filter(|_| usage.is_some()).map(|p| p.commit_latency()),
             });
         }
     }
     pools
+}
+
+/// Runs a snapshot, clone or delete of an open volume through its
+/// backstore's actor (`None`: the command is not one of those, or the
+/// volume is not open).
+fn through_actor(
+    id: Option<u64>,
+    backstores: &Backstores,
+    pool: &str,
+    cmd: &VolumeCommand,
+) -> Option<Response> {
+    let key = |volume: &str| DevConfig::Thin {
+        pool: pool.to_owned(),
+        volume: volume.to_owned(),
+    };
+    let (r, output) = match cmd {
+        VolumeCommand::Snapshot {
+            volume, snapshot, ..
+        } => {
+            let addr = backstores.get(&key(volume))?;
+            let r = futures::executor::block_on(addr.send(Snapshot {
+                name: snapshot.clone(),
+            }));
+            (r, format!("snapshot {snapshot} of {volume} taken\n"))
+        }
+        VolumeCommand::Clone {
+            snapshot,
+            new_volume,
+            ..
+        } => {
+            let addr = backstores.get(&key(snapshot))?;
+            let r = futures::executor::block_on(addr.send(CloneTo {
+                new_volume: new_volume.clone(),
+            }));
+            (r, format!("cloned {snapshot} as {new_volume}\n"))
+        }
+        VolumeCommand::Delete { name, .. } => {
+            let addr = backstores.get(&key(name))?;
+            (
+                futures::executor::block_on(addr.send(Delete)),
+                format!("deleted {name}\n"),
+            )
+        }
+        _ => return None,
+    };
+    Some(match r {
+        Ok(Ok(())) => Response::ok(
+            id,
+            Reply::Command {
+                output,
+                problems: false,
+            },
+        ),
+        Ok(Err(e)) => {
+            let kind = match e {
+                BackstoreError::Served { .. } => ErrorKind::Served,
+                BackstoreError::Pool { .. } | BackstoreError::Unsupported(_) => ErrorKind::Pool,
+                _ => ErrorKind::Unavailable,
+            };
+            Response::error(id, kind, e.to_string())
+        }
+        Err(e) => Response::error(
+            id,
+            ErrorKind::Unavailable,
+            format!("the volume's backstore actor did not answer: {e}"),
+        ),
+    })
 }
 
 /// The size of volume `vol` (`None`: no such volume).

@@ -11,10 +11,13 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric, NoLabelSet};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
-use prometheus_client::registry::Registry;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::{Registry, Unit};
+use tcmud_core::latency::HistogramSnapshot;
+use tcmud_core::scsi::sense_key_name;
 
 use super::daemon::View;
 use super::ControlError;
@@ -65,6 +68,35 @@ fn gauge(
     let mut m = enc.encode_descriptor(name, help, None, ConstGauge::new(0i64).metric_type())?;
     for (labels, v) in rows {
         ConstGauge::new(*v).encode(m.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+/// A histogram family in seconds (`name` gets the `_seconds` suffix).
+fn histogram(
+    enc: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    rows: &[(Labels, &HistogramSnapshot)],
+) -> Result<(), std::fmt::Error> {
+    let mut m = enc.encode_descriptor(name, help, Some(&Unit::Seconds), MetricType::Histogram)?;
+    for (labels, h) in rows {
+        // The encoder sums the buckets itself: it wants each bucket's own count.
+        let own: Vec<(f64, u64)> = h
+            .buckets
+            .iter()
+            .scan(0u64, |below, &(le, n)| {
+                let own = n.saturating_sub(*below);
+                *below = n;
+                Some((le, own))
+            })
+            .collect();
+        m.encode_family(labels)?.encode_histogram::<NoLabelSet>(
+            h.sum_seconds,
+            h.count,
+            &own,
+            None,
+        )?;
     }
     Ok(())
 }
@@ -139,6 +171,54 @@ impl Collector for DaemonCollector {
             "Ring resets from outside (action/reset_ring) detected and resynced",
             &rows(&|d| d.ring_resets),
         )?;
+        counter(
+            &mut enc,
+            "tcmud_device_timed_out_commands",
+            "Commands not executed because the kernel's cmd_time_out had passed (ABORTED COMMAND)",
+            &rows(&|d| d.timed_out),
+        )?;
+        counter(
+            &mut enc,
+            "tcmud_device_task_management_requests",
+            "Task management notifications from the kernel (aborts, LUN resets)",
+            &rows(&|d| d.task_management),
+        )?;
+        counter(
+            &mut enc,
+            "tcmud_device_aborted_commands",
+            "Commands a task management request cancelled before they ran",
+            &rows(&|d| d.aborted),
+        )?;
+        let mut by_key: Vec<(Labels, u64)> = Vec::new();
+        for d in &v.devices {
+            for (key, n) in (0u8..).zip(d.sense_keys) {
+                if n > 0 {
+                    let mut l = dev(d);
+                    l.push(("sense_key", sense_key_name(key).to_owned()));
+                    by_key.push((l, n));
+                }
+            }
+        }
+        counter(
+            &mut enc,
+            "tcmud_device_check_conditions",
+            "Commands completed with CHECK CONDITION, by sense key (keys seen so far)",
+            &by_key,
+        )?;
+        let mut latency: Vec<(Labels, &HistogramSnapshot)> = Vec::new();
+        for d in &v.devices {
+            for (class, h) in &d.latency {
+                let mut l = dev(d);
+                l.push(("op", class.name().to_owned()));
+                latency.push((l, h));
+            }
+        }
+        histogram(
+            &mut enc,
+            "tcmud_device_command_duration",
+            "Time from fetching a command off the ring to completing it, by operation class",
+            &latency,
+        )?;
         let in_flight: Vec<(Labels, i64)> = v
             .devices
             .iter()
@@ -157,16 +237,26 @@ impl Collector for DaemonCollector {
             "Devices of ours not served (setup failed, or the device actor gave up)",
             &[(Vec::new(), failed)],
         )?;
-        let (mut cap, mut alloc, mut low, mut open) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for p in super::daemon::pool_statuses(&v.registries) {
-            let l: Labels = vec![("pool", p.name)];
+        let (mut cap, mut alloc, mut low, mut open, mut free) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let pools = super::daemon::pool_statuses(&v.registries);
+        let mut commits: Vec<(Labels, &HistogramSnapshot)> = Vec::new();
+        for p in &pools {
+            let l: Labels = vec![("pool", p.name.clone())];
             open.push((l.clone(), i64::from(p.open)));
-            if let (Some(c), Some(a), Some(w)) = (p.capacity_bytes, p.allocated_bytes, p.low_water)
-            {
+            if let (Some(c), Some(a), Some(w), Some(f)) = (
+                p.capacity_bytes,
+                p.allocated_bytes,
+                p.low_water,
+                p.free_bytes,
+            ) {
                 cap.push((l.clone(), clamp(c)));
                 alloc.push((l.clone(), clamp(a)));
-                low.push((l, i64::from(w)));
+                free.push((l.clone(), clamp(f)));
+                low.push((l.clone(), i64::from(w)));
+            }
+            if let Some(h) = &p.commit_latency {
+                commits.push((l, h));
             }
         }
         gauge(
@@ -186,6 +276,18 @@ impl Collector for DaemonCollector {
             "tcmud_pool_allocated_bytes",
             "Bytes of the pool allocated to volumes and snapshots",
             &alloc,
+        )?;
+        gauge(
+            &mut enc,
+            "tcmud_pool_free_bytes",
+            "Bytes of the pool's capacity not allocated",
+            &free,
+        )?;
+        histogram(
+            &mut enc,
+            "tcmud_pool_commit_duration",
+            "Duration of the pool's metadata commits (flushes, write-through and FUA writes)",
+            &commits,
         )?;
         gauge(
             &mut enc,

@@ -26,6 +26,8 @@
 //! closed; so does a connection idle for longer than the server's timeout.
 
 use serde::{Deserialize, Serialize};
+use tcmud_core::latency::HistogramSnapshot;
+use tcmud_core::scsi::OpClass;
 
 use crate::offline::{PoolCommand, VolumeCommand};
 
@@ -186,6 +188,22 @@ pub struct DeviceStatus {
     pub restarts: u64,
     /// Outside ring resets detected.
     pub ring_resets: u64,
+    /// Commands not executed because the kernel's `cmd_time_out` passed
+    /// (completed with ABORTED COMMAND).
+    #[serde(default)]
+    pub timed_out: u64,
+    /// Task management notifications from the kernel.
+    #[serde(default)]
+    pub task_management: u64,
+    /// Commands a task management request cancelled before they ran.
+    #[serde(default)]
+    pub aborted: u64,
+    /// Commands completed with CHECK CONDITION, by sense key (metrics only).
+    #[serde(skip)]
+    pub sense_keys: [u64; 16],
+    /// Fetch-to-completion latency by operation class (metrics only).
+    #[serde(skip)]
+    pub latency: Vec<(OpClass, HistogramSnapshot)>,
 }
 
 /// A device of ours that is not served.
@@ -214,6 +232,12 @@ pub struct PoolStatus {
     pub allocated_bytes: Option<u64>,
     /// Allocation passed the low-water mark (when open).
     pub low_water: Option<bool>,
+    /// Bytes not allocated (when open).
+    #[serde(default)]
+    pub free_bytes: Option<u64>,
+    /// Commit durations (when open; metrics only).
+    #[serde(skip)]
+    pub commit_latency: Option<HistogramSnapshot>,
 }
 
 impl Response {

@@ -5,18 +5,19 @@
 //! restarted incarnation carries on where the crashed one stopped.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tcmud_core::ring::{Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest};
-use tcmud_core::scsi::is_read;
+use tcmud_core::scsi::{is_read, OpClass};
 
 use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
 use super::inflight::{InFlight, Outcome, SlotState};
 use super::outcome::{
-    aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, GOOD,
+    aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, sense_key,
+    CHECK_CONDITION, GOOD,
 };
 use super::shared::{lock, Counters, DeviceShared};
 use super::wake::{wake_stream, Wake};
@@ -132,7 +133,10 @@ impl DeviceActor {
                     }
                 }
                 Ok(Entry::Tmr(tmr)) => {
-                    abort(&mut table, &tmr);
+                    let cancelled = abort(&mut table, &tmr);
+                    let k = &self.shared.counters;
+                    Counters::add(&k.task_management, 1);
+                    Counters::add(&k.aborted, cancelled);
                     table.set_fetch_cursor(cursor);
                 }
                 Err(e) => match e.completable_cmd_id() {
@@ -260,6 +264,7 @@ impl DeviceActor {
         let mut table = lock(&self.shared.table);
         let mut written = 0;
         let mut reset = false;
+        let now = Instant::now();
         // Any order: without CAP_OOOC the ring keeps each response in its
         // own slot and moves cmd_tail over the finished front itself.
         while let Some(key) = table.next_done() {
@@ -275,6 +280,11 @@ impl DeviceActor {
             let out_len = out.data_in_len;
             let c = completion(slot.req.cmd_id, out);
             let status = out.status;
+            let key_of_sense = (status == CHECK_CONDITION)
+                .then(|| sense_key(&out.sense))
+                .flatten();
+            let class = OpClass::of(slot.req.cdb.as_bytes());
+            let took = now.saturating_duration_since(slot.fetched);
             match self.ring.complete(c, data_in(&slot.req, out)) {
                 Ok(()) => {
                     table.remove(key);
@@ -284,6 +294,12 @@ impl DeviceActor {
                     Counters::add(&k.bytes_in, out_len as u64);
                     if status != GOOD {
                         Counters::add(&k.errors, 1);
+                    }
+                    if let Some(c) = key_of_sense.and_then(|s| k.sense_keys.get(usize::from(s))) {
+                        Counters::add(c, 1);
+                    }
+                    if let Some(h) = k.latency.get(class.index()) {
+                        h.record(took);
                     }
                 }
                 Err(RingError::ResetByKernel(_)) => {
@@ -408,7 +424,8 @@ fn malformed_entry(e: &RingError) -> Outcome {
 
 /// A task management notification: commands not started yet are cancelled
 /// (they still get a completion); running ones finish normally.
-fn abort(table: &mut InFlight, tmr: &TmrRequest) {
+/// Returns how many were cancelled.
+fn abort(table: &mut InFlight, tmr: &TmrRequest) -> u64 {
     let mut cancelled = 0;
     for id in &tmr.cmd_ids {
         if let Some(key) = table.key_of(*id) {
@@ -418,6 +435,7 @@ fn abort(table: &mut InFlight, tmr: &TmrRequest) {
         }
     }
     tracing::info!(tmr = ?tmr.tmr_type, cmds = tmr.cmd_ids.len(), cancelled, "task management");
+    cancelled
 }
 
 impl Actor for DeviceActor {

@@ -49,15 +49,26 @@ impl DeviceHandle {
         &self,
         new_size: u64,
     ) -> impl std::future::Future<Output = Result<(), BackstoreError>> + 'static {
+        let bs = self.shared.backstore.clone();
+        let grow = self.shared.backstore.run(move || bs.resize(new_size));
+        self.resize_through(new_size, async move { grow.await.and_then(|r| r) })
+    }
+
+    /// [`DeviceHandle::resize`] with the backstore grown by `grow` (the
+    /// backstore's actor, in the daemon); the device re-reads its limits
+    /// and announces the new capacity.
+    pub fn resize_through<G>(
+        &self,
+        new_size: u64,
+        grow: G,
+    ) -> impl std::future::Future<Output = Result<(), BackstoreError>> + 'static + use<G>
+    where
+        G: std::future::Future<Output = Result<(), BackstoreError>> + 'static,
+    {
         self.reread_limits();
         let shared = Arc::clone(&self.shared);
         async move {
-            let bs = shared.backstore.clone();
-            let done = shared
-                .backstore
-                .run(move || bs.resize(new_size))
-                .await
-                .and_then(|r| r);
+            let done = grow.await;
             match &done {
                 Ok(()) => {
                     if shared.backstore.resize_needs_announce() {
@@ -133,6 +144,16 @@ impl DeviceHandle {
     /// Counters since the device was spawned.
     pub fn stats(&self) -> DeviceStats {
         self.shared.counters.snapshot()
+    }
+
+    /// Fetch-to-completion latency histograms, by operation class.
+    pub fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        self.shared.counters.latency()
     }
 
     /// Commands currently in flight.

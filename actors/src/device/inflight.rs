@@ -51,6 +51,9 @@ pub(crate) struct Slot {
     /// The kernel queued it after this moment (the last look at the ring
     /// that did not see it): what its `cmd_time_out` is measured from.
     pub since: Instant,
+    /// When the look that found it started: what its latency is measured
+    /// from.
+    pub fetched: Instant,
 }
 
 /// Names one slot of the table: its place in the slab and its fetch
@@ -158,6 +161,7 @@ impl InFlight {
                 state: SlotState::Queued,
                 panics: 0,
                 since: self.pass_since,
+                fetched: self.last_look,
             },
         });
         let idx = match self.free.pop() {

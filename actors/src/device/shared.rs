@@ -5,7 +5,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
-use tcmud_core::scsi::Lun;
+use tcmud_core::latency::{HistogramSnapshot, LatencyHistogram};
+use tcmud_core::scsi::{Lun, OpClass};
 use tokio::sync::{oneshot, Notify};
 
 use super::cmd_timeout::CmdTimeout;
@@ -37,6 +38,13 @@ pub struct DeviceStats {
     /// Commands executed that finished after the kernel's `cmd_time_out`
     /// (the kernel ignored their status).
     pub late: u64,
+    /// Commands completed with CHECK CONDITION, by sense key (0-15).
+    pub sense_keys: [u64; 16],
+    /// Task management notifications from the kernel (`TCMU_OP_TMR`).
+    pub task_management: u64,
+    /// Commands a task management request cancelled before they ran
+    /// (completed with ABORTED COMMAND).
+    pub aborted: u64,
 }
 
 #[derive(Debug, Default)]
@@ -50,6 +58,11 @@ pub(crate) struct Counters {
     pub ring_resets: AtomicU64,
     pub timed_out: AtomicU64,
     pub late: AtomicU64,
+    pub sense_keys: [AtomicU64; 16],
+    pub task_management: AtomicU64,
+    pub aborted: AtomicU64,
+    /// Fetch-to-completion time by [`OpClass`] (its `index()`).
+    pub latency: [LatencyHistogram; OpClass::ALL.len()],
 }
 
 impl Counters {
@@ -69,7 +82,19 @@ impl Counters {
             ring_resets: g(&self.ring_resets),
             timed_out: g(&self.timed_out),
             late: g(&self.late),
+            sense_keys: std::array::from_fn(|i| self.sense_keys.get(i).map_or(0, g)),
+            task_management: g(&self.task_management),
+            aborted: g(&self.aborted),
         }
+    }
+
+    /// The latency histograms, by class.
+    pub fn latency(&self) -> Vec<(OpClass, HistogramSnapshot)> {
+        OpClass::ALL
+            .iter()
+            .zip(&self.latency)
+            .map(|(c, h)| (*c, h.snapshot()))
+            .collect()
     }
 }
 

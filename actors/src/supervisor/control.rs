@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix::{Context, Handler, Message};
 
 use super::actor::Supervisor;
-use crate::backstore::PoolRegistry;
+use crate::backstore::{Backstores, PoolRegistry};
 use crate::control::protocol::{DeviceStatus, FailedStatus};
 
 /// A snapshot of the supervisor's view, for `tcmud status` and the pool
@@ -25,6 +25,8 @@ pub struct ControlView {
     pub failed: Vec<FailedStatus>,
     /// Where the configured pools are opened.
     pub registries: Vec<Arc<PoolRegistry>>,
+    /// The open backstores' actors.
+    pub backstores: Backstores,
 }
 
 impl Handler<GetControlView> for Supervisor {
@@ -53,6 +55,11 @@ impl Handler<GetControlView> for Supervisor {
                     bytes_out: stats.bytes_out,
                     restarts: stats.restarts,
                     ring_resets: stats.ring_resets,
+                    timed_out: stats.timed_out,
+                    task_management: stats.task_management,
+                    aborted: stats.aborted,
+                    sense_keys: stats.sense_keys,
+                    latency: m.ctl.latency(),
                 }
             })
             .collect();
@@ -70,6 +77,7 @@ impl Handler<GetControlView> for Supervisor {
             devices,
             failed,
             registries: self.factory.registries(),
+            backstores: self.factory.backstores(),
         })
     }
 }

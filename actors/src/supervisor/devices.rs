@@ -125,6 +125,15 @@ pub trait DeviceCtl {
     fn in_flight(&self) -> usize {
         0
     }
+    /// Fetch-to-completion latency by operation class (none by default).
+    fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        Vec::new()
+    }
     /// True once the device actor is gone (ring closed) although nobody
     /// stopped it (abandoned after repeated panics).
     fn is_finished(&self) -> bool;
@@ -160,5 +169,10 @@ pub trait DeviceFactory {
     /// The pool registries, for the control socket (none by default).
     fn registries(&self) -> Vec<std::sync::Arc<crate::backstore::PoolRegistry>> {
         Vec::new()
+    }
+    /// The open backstores and their actors, for the control socket (none
+    /// by default).
+    fn backstores(&self) -> crate::backstore::Backstores {
+        crate::backstore::Backstores::default()
     }
 }

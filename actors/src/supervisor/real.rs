@@ -1,12 +1,12 @@
-//! The production [`DeviceFactory`]: backstores from `backstore::open_backstore`,
-//! device actors from `device::spawn_device`.
+//! The production [`DeviceFactory`]: backstores opened through their actors
+//! (`backstore::Backstores`), device actors from `device::spawn_device`.
 
 use super::devices::{
     DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
 use crate::backstore::{
-    open_backstore_with, BackstoreError, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry,
-    PoolSpec, SharedIo,
+    Attachment, BackstoreError, Backstores, DevConfig, OpenRequest, PoolRegistry, PoolSpec,
+    SharedIo,
 };
 use crate::config::{self, DaemonConfig, ThreadCounts};
 use crate::device::{self, DeviceError, DeviceHandle, DeviceSpec, DeviceThreads, RestartBudget};
@@ -29,6 +29,7 @@ pub struct RealFactory {
     subtypes: config::Subtypes,
     counts: ThreadCounts,
     threads: Option<(SharedIo, DeviceThreads)>,
+    backstores: Backstores,
 }
 
 impl RealFactory {
@@ -45,6 +46,7 @@ impl RealFactory {
                 std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get),
             ),
             threads: None,
+            backstores: Backstores::new(),
         }
     }
 
@@ -84,12 +86,12 @@ impl RealFactory {
         Ok(devices)
     }
 
-    fn registry_for(&self, pool: &str) -> Option<&PoolRegistry> {
+    fn registry_for(&self, pool: &str) -> Option<Arc<PoolRegistry>> {
         self.registries
             .iter()
             .rev()
             .find(|r| r.spec(pool).is_ok())
-            .map(Arc::as_ref)
+            .cloned()
     }
 }
 
@@ -135,20 +137,29 @@ fn device_errno(e: &DeviceError) -> i32 {
     }
 }
 
-struct RealDevice(DeviceHandle);
+/// A served device and its use of the backstore (detached when the device
+/// is dropped, after its stop).
+struct RealDevice(DeviceHandle, Attachment);
 
 impl DeviceCtl for RealDevice {
     fn stop(self: Box<Self>) -> LocalBoxFuture<'static, ()> {
-        Box::pin(self.0.stop())
+        let RealDevice(device, attachment) = *self;
+        Box::pin(async move {
+            device.stop().await;
+            drop(attachment);
+        })
     }
     fn stop_reporting(self: Box<Self>) -> LocalBoxFuture<'static, Stopped> {
+        let RealDevice(device, attachment) = *self;
         Box::pin(async move {
-            let abandoned = self.0.stop_reporting().await;
+            let abandoned = device.stop_reporting().await;
+            drop(attachment);
             Stopped { abandoned }
         })
     }
     fn resize(&self, new_size: u64) -> LocalBoxFuture<'static, Result<(), ReconfigError>> {
-        let done = self.0.resize(new_size);
+        // The backstore's actor grows it; the device announces the change.
+        let done = self.0.resize_through(new_size, self.1.resize(new_size));
         Box::pin(async move {
             done.await.map_err(|e| ReconfigError {
                 errno: backstore_errno(&e),
@@ -167,6 +178,14 @@ impl DeviceCtl for RealDevice {
     }
     fn in_flight(&self) -> usize {
         self.0.in_flight()
+    }
+    fn latency(
+        &self,
+    ) -> Vec<(
+        tcmud_core::scsi::OpClass,
+        tcmud_core::latency::HistogramSnapshot,
+    )> {
+        self.0.latency()
     }
     fn is_finished(&self) -> bool {
         self.0.is_finished()
@@ -192,8 +211,7 @@ impl DeviceFactory for RealFactory {
             };
         // The shared I/O threads exist before the backstore takes a lane of them.
         self.threads()?;
-        let fallback;
-        let reg = match &cfg {
+        let registry = match &cfg {
             DevConfig::Thin { pool, .. } => match self.registry_for(pool) {
                 Some(r) => r,
                 None => {
@@ -202,33 +220,33 @@ impl DeviceFactory for RealFactory {
                 }
             },
             DevConfig::File { .. } => match self.registries.first() {
-                Some(r) => r.as_ref(),
+                Some(r) => Arc::clone(r),
                 None => {
-                    fallback = PoolRegistry::new(Vec::new());
+                    let fallback = PoolRegistry::new(Vec::new());
                     if let Some((io, _)) = &self.threads {
                         fallback.use_io(io);
                     }
-                    &fallback
+                    Arc::new(fallback)
                 }
             },
         };
         // Nothing is created for a device that was already there (adopted at start-up
         // or found by a rescan): an unmounted pool or image path must fail, not come
         // back as an empty disk.
-        let policy = OpenPolicy {
-            may_create: !req.adopted,
-            file_roots: &self.file_roots,
-        };
-        let backstore = open_backstore_with(
-            &cfg,
-            &dev_opts,
-            req.size_bytes,
-            req.block_size,
-            reg,
-            &policy,
-        )
-        .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
-        Ok(Opened(Box::new(backstore)))
+        let attachment = self
+            .backstores
+            .open_blocking(OpenRequest {
+                config: cfg,
+                options: dev_opts,
+                size_bytes: req.size_bytes,
+                block_size: req.block_size,
+                registry,
+                may_create: !req.adopted,
+                file_roots: self.file_roots.clone(),
+                minor: Some(req.minor),
+            })
+            .map_err(|e| SpawnError::new(backstore_errno(&e), e.to_string()))?;
+        Ok(Opened(Box::new(attachment)))
     }
 
     fn spawn_opened(
@@ -236,7 +254,7 @@ impl DeviceFactory for RealFactory {
         req: DeviceRequest,
         opened: Opened,
     ) -> Result<Box<dyn DeviceCtl>, SpawnError> {
-        let backstore = match opened.0.downcast::<BackstoreHandle>() {
+        let attachment = match opened.0.downcast::<Attachment>() {
             Ok(b) => *b,
             Err(_) => return Err(SpawnError::new(libc::EINVAL, "no backstore opened")),
         };
@@ -261,9 +279,9 @@ impl DeviceFactory for RealFactory {
             threads: Some(threads),
             ..device::DeviceOptions::default()
         };
-        let handle = device::spawn_device_with(spec, backstore, opts)
+        let handle = device::spawn_device_with(spec, attachment.handle().clone(), opts)
             .map_err(|e| SpawnError::new(device_errno(&e), e.to_string()))?;
-        Ok(Box::new(RealDevice(handle)))
+        Ok(Box::new(RealDevice(handle, attachment)))
     }
 
     fn reload(&mut self, cfg: &DaemonConfig) {
@@ -311,5 +329,9 @@ impl DeviceFactory for RealFactory {
 
     fn registries(&self) -> Vec<Arc<PoolRegistry>> {
         self.registries.clone()
+    }
+
+    fn backstores(&self) -> Backstores {
+        self.backstores.clone()
     }
 }

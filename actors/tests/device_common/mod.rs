@@ -14,6 +14,8 @@ use tcmud::device::{
     RestartBudget,
 };
 use tcmud_core::backend::BlockBackend;
+use tcmud_core::latency::HistogramSnapshot;
+use tcmud_core::scsi::OpClass;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDevice};
 
 /// Block size of the test disks.
@@ -103,6 +105,8 @@ pub struct Run<R> {
     pub result: R,
     /// Device counters before stop.
     pub stats: DeviceStats,
+    /// Latency histograms by operation class before stop.
+    pub latency: Vec<(OpClass, HistogramSnapshot)>,
     /// Why the device failed, if it did.
     pub failure: Option<String>,
 }
@@ -177,11 +181,13 @@ pub fn run_ticking<R: Send + 'static>(
         );
         let result = done_rx.await.expect("workload thread panicked");
         let stats = handle.stats();
+        let latency = handle.latency();
         let failure = handle.failure();
         handle.stop().await;
         Run {
             result,
             stats,
+            latency,
             failure,
         }
     })

@@ -10,7 +10,9 @@
 #     (configfs dev_size -> RECONFIG -> the volume grows, CAPACITY DATA HAS CHANGED);
 #   - `tcmud log-level` applies a valid filter and refuses a bad one;
 #   - the metrics endpoint (metrics = "127.0.0.1:9771"): the fio LUN's written and read byte
-#     counters rise by exactly what fio's passes wrote and verified (within 1 %);
+#     counters rise by exactly what fio's passes wrote and verified (within 1 %); its write and
+#     read latency histograms count at most fio's commands (the block layer may merge some) with
+#     19 buckets ending at +Inf = _count; the pool's commit histogram and free bytes are there;
 #   - no I/O error in dmesg, and `tcmud pool check` is clean once the daemon stopped.
 # timeout: 900
 . /vmlab/tcmud-lib.sh
@@ -40,7 +42,15 @@ metric() {
     sed -n "s/^$1{minor=\"[0-9]*\",device=\"user_1\/fiovol\",dev_config=\"thin\/p1\/fiovol\"} //p" /tmp/metrics.txt
 }
 
+# _count of the fiovol LUN's latency histogram for op $1
+ops() {
+    wget -q -O - http://127.0.0.1:9771/metrics > /tmp/metrics.txt || return 1
+    sed -n "s/^tcmud_device_command_duration_seconds_count{minor=\"[0-9]*\",device=\"user_1\/fiovol\",dev_config=\"thin\/p1\/fiovol\",op=\"$1\"} //p" /tmp/metrics.txt
+}
+
 # ------------------------------------------------------------- stamping writer + fio
+ow0=$(ops write) && or0=$(ops read) && [ -n "$ow0" ] && [ -n "$or0" ] ||
+    { cat /tmp/metrics.txt; fail "metrics endpoint: no fiovol latency histograms"; }
 w0=$(metric tcmud_device_written_bytes_total) && r0=$(metric tcmud_device_read_bytes_total) &&
     [ -n "$w0" ] && [ -n "$r0" ] || { cat /tmp/metrics.txt; fail "metrics endpoint: no fiovol counters"; }
 dmesg_mark
@@ -117,6 +127,21 @@ for pair in "written $((w1 - w0))" "read $((r1 - r0))"; do
 done
 grep -q '^tcmud_pool_capacity_bytes{pool="p1"} 536870912$' /tmp/metrics.txt || { cat /tmp/metrics.txt; fail "metrics: pool capacity"; }
 verified "metrics: fiovol written +$((w1 - w0)), read +$((r1 - r0)) bytes for fio's $passes passes of 16 MiB written and verified; pool p1 capacity 512 MiB"
+ow1=$(ops write); or1=$(ops read)
+cmds=$((passes * 4096))
+for pair in "write $((ow1 - ow0))" "read $((or1 - or0))"; do
+    set -- $pair
+    [ "$2" -gt 0 ] && [ $(($2 * 100)) -le $((cmds * 101)) ] ||
+        fail "metrics: fiovol $1 histogram counted $2 commands for fio's $cmds 4 KiB ${1}s"
+    n=$(grep -c "^tcmud_device_command_duration_seconds_bucket{le=\"[^\"]*\",minor=\"[0-9]*\",device=\"user_1/fiovol\",dev_config=\"thin/p1/fiovol\",op=\"$1\"} " /tmp/metrics.txt)
+    [ "$n" -eq 19 ] || { cat /tmp/metrics.txt; fail "metrics: fiovol $1 histogram has $n buckets, not 19"; }
+done
+inf=$(sed -n 's/^tcmud_device_command_duration_seconds_bucket{le="+Inf",minor="[0-9]*",device="user_1\/fiovol",dev_config="thin\/p1\/fiovol",op="write"} //p' /tmp/metrics.txt)
+[ "$inf" = "$(ops write)" ] || fail "metrics: write +Inf bucket $inf is not the count"
+commits=$(sed -n 's/^tcmud_pool_commit_duration_seconds_count{pool="p1"} //p' /tmp/metrics.txt)
+[ "${commits:-0}" -ge 20 ] || { cat /tmp/metrics.txt; fail "metrics: pool p1 counted ${commits:-no} commits after 20 snapshots"; }
+grep -q '^tcmud_pool_free_bytes{pool="p1"} [0-9]' /tmp/metrics.txt || fail "metrics: pool free bytes"
+verified "metrics: fiovol latency histograms counted +$((ow1 - ow0)) writes, +$((or1 - or0)) reads (fio: $cmds each), 19 buckets; pool p1: $commits commits"
 
 # ------------------------------------------------------------- clones hold what was acknowledged
 lun=2
