@@ -86,6 +86,18 @@ impl Cluster {
         Ok(Arc::new(cluster))
     }
 
+    /// The cluster's fsid (its unique id), as text.
+    pub fn fsid(&self) -> Result<String, RbdError> {
+        let mut buf = [0 as libc::c_char; 64];
+        // SAFETY: connected handle; `buf` is writable for its length.
+        let r = unsafe { ffi::rados_cluster_fsid(self.handle, buf.as_mut_ptr(), buf.len() - 1) };
+        RbdError::check("rados_cluster_fsid", r.into())?;
+        // SAFETY: at most len - 1 bytes were written and the last byte is
+        // still the 0 it was made with, so `buf` is NUL-terminated.
+        let s = unsafe { std::ffi::CStr::from_ptr(buf.as_ptr()) };
+        Ok(s.to_string_lossy().into_owned())
+    }
+
     /// Opens pool `pool`.
     pub fn ioctx(self: &Arc<Self>, pool: &str) -> Result<Arc<IoCtx>, RbdError> {
         let name = cstr("rados_ioctx_create", pool)?;
@@ -122,6 +134,11 @@ unsafe impl Send for IoCtx {}
 unsafe impl Sync for IoCtx {}
 
 impl IoCtx {
+    /// The cluster this pool is on.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self._cluster
+    }
+
     /// Creates image `name` of `size` bytes (default features and order).
     pub fn create_image(&self, name: &str, size: u64) -> Result<(), RbdError> {
         let n = cstr("rbd_create", name)?;

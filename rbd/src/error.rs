@@ -40,11 +40,11 @@ impl RbdError {
         self.errno == libc::ETIMEDOUT
     }
 
-    /// This client was blocklisted (ESHUTDOWN, Ceph's EBLOCKLISTED) or lost
-    /// the image's exclusive lock (EROFS from a write after losing it): the
-    /// image must be reopened with a new client.
+    /// This client was blocklisted (ESHUTDOWN, Ceph's EBLOCKLISTED: another
+    /// client broke its exclusive lock): the image must be reopened with a
+    /// new connection.
     pub fn needs_reopen(&self) -> bool {
-        self.errno == libc::ESHUTDOWN || self.errno == libc::EROFS
+        self.errno == libc::ESHUTDOWN
     }
 
     /// COMPARE AND WRITE found a difference (EILSEQ).

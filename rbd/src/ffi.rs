@@ -33,6 +33,7 @@ extern "C" {
     pub fn rados_conf_read_file(cluster: rados_t, path: *const c_char) -> c_int;
     pub fn rados_conf_set(cluster: rados_t, option: *const c_char, value: *const c_char) -> c_int;
     pub fn rados_connect(cluster: rados_t) -> c_int;
+    pub fn rados_cluster_fsid(cluster: rados_t, buf: *mut c_char, len: size_t) -> c_int;
     pub fn rados_shutdown(cluster: rados_t);
     pub fn rados_ioctx_create(
         cluster: rados_t,

@@ -96,6 +96,11 @@ impl Image {
         })
     }
 
+    /// The pool it is in.
+    pub fn ioctx(&self) -> &Arc<IoCtx> {
+        &self._io
+    }
+
     /// Opened read-only (or at a snapshot).
     pub fn is_read_only(&self) -> bool {
         self.read_only
