@@ -10,7 +10,7 @@
 #
 #   cluster.sh start DIR        start a cluster under DIR (created; must not hold one)
 #   cluster.sh stop DIR         kill every daemon of it and remove DIR
-#   cluster.sh env DIR          print `export CEPH_CONF=...` for the tests
+#   cluster.sh env DIR          print the exports the tests read (CEPH_CONF, TCMUD_TEST_CEPH_*)
 #   cluster.sh image DIR NAME SIZE   create an RBD image in pool rbd (SIZE: 64M, 1G...)
 #   cluster.sh kill-osd DIR     SIGKILL the OSD (the monitor keeps running)
 #   cluster.sh start-osd DIR    start the OSD again and wait until it is up
@@ -159,6 +159,7 @@ env)
     [ -e "$conf" ] || die "no cluster in $dir"
     echo "export CEPH_CONF=$conf"
     echo "export TCMUD_TEST_CEPH_CONF=$conf"
+    echo "export TCMUD_TEST_CEPH_DIR=$dir"
     ;;
 image)
     [ $# -eq 4 ] || die "usage: cluster.sh image DIR NAME SIZE"
