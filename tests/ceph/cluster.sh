@@ -64,7 +64,7 @@ pool_writable() {
 }
 
 start_osd() {
-    ceph-osd -c "$conf" -i 0 --pid-file "$dir/run/osd.0.pid"
+    ceph-osd -c "$conf" -i 0 --pid-file "$dir/run/osd.0.pid" 2>>"$dir/log/osd-start.log"
     wait_for "osd.0 up" osd_up
 }
 
