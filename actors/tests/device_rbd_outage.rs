@@ -155,3 +155,56 @@ fn with_osd_op_timeout_an_outage_is_not_ready_then_retried() {
     assert_eq!(read.data_in, want);
     assert!(r.failure.is_none(), "the device was kept");
 }
+
+/// No thread waits per I/O: with the OSD down, writes outstanding in
+/// librbd and a single I/O thread, an INQUIRY (which takes that thread)
+/// still completes first. With the writes on the I/O thread (the blocking
+/// path) it would queue behind them until the OSD is back.
+#[test]
+fn io_waiting_on_the_cluster_holds_no_thread() {
+    let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
+    let name = create_image("dev-async", 8 * MIB);
+    let bs = open(&name, "", 8 * MIB);
+    let r = run(
+        "rbd-async",
+        SimConfig::default(),
+        bs.backend(),
+        1,
+        RestartBudget::default(),
+        None,
+        |sim| {
+            clear_unit_attention(sim);
+            cluster_sh("kill-osd");
+            let mut writes = Vec::new();
+            for i in 0..4u64 {
+                let id = sim
+                    .submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
+                    .unwrap();
+                writes.push(id);
+            }
+            sim.kick().unwrap();
+            let inquiry = sim.submit(&[0x12, 0, 0, 0, 96, 0], SimDir::In(96)).unwrap();
+            sim.kick().unwrap();
+            // The bound only limits how long a failing run takes.
+            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                collect_within(sim, 1, Duration::from_secs(30)).remove(0)
+            }));
+            cluster_sh("start-osd");
+            let first = first.ok();
+            let n = if first.is_some() { 4 } else { 5 };
+            let rest = collect_within(sim, n, Duration::from_secs(120));
+            (inquiry, writes, first, rest)
+        },
+    );
+    let (inquiry, writes, first, rest) = r.result;
+    let first = first.expect("nothing completed while the OSD was down");
+    assert_eq!(first.cmd_id, inquiry, "the INQUIRY completes first");
+    assert_eq!(first.status, 0);
+    for c in &rest {
+        assert!(writes.contains(&c.cmd_id));
+        assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
+    }
+    for i in 0..4u64 {
+        assert_eq!(read_back(&name, i * 8 * 512, 8 * 512), pattern(i));
+    }
+}

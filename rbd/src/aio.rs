@@ -75,7 +75,8 @@ extern "C" fn on_complete(c: ffi::rbd_completion_t, arg: *mut c_void) {
 /// Submits one operation: `start` gets the completion and the buffers'
 /// addresses and calls the `rbd_aio_*` function. On success librbd owns
 /// `buf`, `cmp` and `done` until [`on_complete`] runs `done`; on a
-/// submission failure `done` is dropped unrun and the error returned.
+/// submission failure `done` runs at once with the error, which is also
+/// returned. Either way `done` runs exactly once.
 pub(crate) fn submit(
     op: &'static str,
     buf: Vec<u8>,
@@ -107,8 +108,11 @@ pub(crate) fn submit(
     let r = unsafe { ffi::rbd_aio_create_completion(pending.cast(), on_complete, &mut c) };
     if r < 0 {
         // SAFETY: no completion exists, so nobody else has `pending`.
-        drop(unsafe { Box::from_raw(pending) });
-        return Err(RbdError::from_ret("rbd_aio_create_completion", r.into()));
+        let p = unsafe { Box::from_raw(pending) };
+        return Err(fail(
+            *p,
+            RbdError::from_ret("rbd_aio_create_completion", r.into()),
+        ));
     }
     // `pending` must not be touched from here on: the callback may already
     // have run (and freed it) when `start` returns success.
@@ -119,8 +123,20 @@ pub(crate) fn submit(
         // SAFETY: `c` was created above and never submitted.
         unsafe { ffi::rbd_aio_release(c) };
         // SAFETY: the callback will not run, so `pending` is ours again.
-        drop(unsafe { Box::from_raw(pending) });
-        return Err(RbdError::from_ret(op, r));
+        let p = unsafe { Box::from_raw(pending) };
+        return Err(fail(*p, RbdError::from_ret(op, r)));
     }
     Ok(())
+}
+
+/// Runs a refused operation's closure with `e`; returns `e`.
+fn fail(p: Pending, e: RbdError) -> RbdError {
+    let done = p.done;
+    let d = AioDone {
+        result: Err(e.clone()),
+        buf: p.buf,
+        mismatch_offset: None,
+    };
+    let _ = catch_unwind(AssertUnwindSafe(move || done(d)));
+    e
 }

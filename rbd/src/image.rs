@@ -389,7 +389,7 @@ impl Image {
     }
 
     /// Runs one `aio_*` call and waits for its completion (for callers that
-    /// may block, and tests).
+    /// may block, and tests). A refused submission is the `Err`.
     pub fn wait(start: impl FnOnce(DoneFn) -> Result<(), RbdError>) -> Result<AioDone, RbdError> {
         let (tx, rx) = mpsc::sync_channel(1);
         start(Box::new(move |d| {

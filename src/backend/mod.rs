@@ -126,6 +126,23 @@ pub enum CompareWrite {
     Miscompare(u64),
 }
 
+/// Called once when an asynchronous operation completes (on a thread of
+/// the backend's).
+pub type AsyncDone<T> = Box<dyn FnOnce(Result<T, BackendError>) + Send + 'static>;
+
+/// A backend that runs the common data commands asynchronously: the caller
+/// submits and is called back on completion, no thread waits per I/O.
+/// Ranges are validated by the caller ([`crate::scsi::Lun::plan_async`]).
+/// A submission that fails is reported through `done` too.
+pub trait AsyncBackend: Send + Sync {
+    /// Reads `len` bytes at block `lba`; `done` gets them.
+    fn submit_read(&self, lba: u64, len: usize, done: AsyncDone<Vec<u8>>);
+    /// Writes `data` at block `lba`, durable on completion with `fua`.
+    fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>);
+    /// Makes every completed write durable.
+    fn submit_flush(&self, done: AsyncDone<()>);
+}
+
 /// Block storage as the SCSI emulation sees it.
 ///
 /// Methods take `&self`: a backend is shared between the threads that run
@@ -245,6 +262,13 @@ pub trait BlockBackend: Send + Sync {
             mapped: true,
             blocks: max_blocks.min(caps.num_blocks - lba).max(1),
         })
+    }
+
+    /// The backend's asynchronous side, if it has one (the daemon then
+    /// submits READ/WRITE/SYNCHRONIZE CACHE to it instead of running them
+    /// on an I/O thread).
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        None
     }
 
     /// Takes the next pending asynchronous event, if any.

@@ -20,8 +20,8 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use tcmud_core::backend::{
-    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
-    CompareWrite,
+    Allocation, AsyncBackend, AsyncDone, BackendCaps, BackendError, BackendEvent, BlockBackend,
+    BlockSink, BlockSource, CompareWrite,
 };
 use tcmud_core::scsi::LunIdentity;
 use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
@@ -172,11 +172,8 @@ impl RbdBackend {
         op: Op,
         start: impl Fn(&Image, DoneFn) -> Result<(), RbdError>,
     ) -> Result<AioDone, BackendError> {
-        if self.shared.reopening.load(Ordering::Acquire) {
-            return Err(BackendError::Unavailable(format!(
-                "rbd image {}: reconnecting",
-                self.name()
-            )));
+        if let Some(e) = self.reconnecting() {
+            return Err(e);
         }
         let mut tries = 0;
         loop {
@@ -198,27 +195,35 @@ impl RbdBackend {
     }
 
     fn error(&self, op: Op, e: RbdError) -> BackendError {
-        let name = self.name();
-        if e.is_timeout() {
-            tracing::warn!(image = %name, error = %e, "rbd cluster does not answer");
-            return BackendError::Unavailable(format!("rbd image {name}: {e}"));
-        }
-        if e.needs_reopen() {
-            tracing::warn!(image = %name, error = %e, "rbd client blocklisted; reconnecting");
-            start_reopen(&self.shared);
-            return BackendError::Unavailable(format!("rbd image {name}: {e}"));
-        }
-        if e.is_not_found() {
-            tracing::error!(image = %name, error = %e, "rbd image is gone (deleted?)");
-        }
-        let io = io::Error::from_raw_os_error(e.errno);
-        match op {
-            Op::Read => BackendError::Read(io),
-            Op::Write => BackendError::Write(io),
-            Op::Flush => BackendError::Flush(io),
-        }
+        backend_error(&self.shared, op, e)
     }
+}
 
+/// The [`BackendError`] for `e` (a timeout or a blocklisted client is
+/// [`BackendError::Unavailable`], the latter starting a reopen).
+fn backend_error(shared: &Arc<Shared>, op: Op, e: RbdError) -> BackendError {
+    let name = shared.spec.image_ref();
+    if e.is_timeout() {
+        tracing::warn!(image = %name, error = %e, "rbd cluster does not answer");
+        return BackendError::Unavailable(format!("rbd image {name}: {e}"));
+    }
+    if e.needs_reopen() {
+        tracing::warn!(image = %name, error = %e, "rbd client blocklisted; reconnecting");
+        start_reopen(shared);
+        return BackendError::Unavailable(format!("rbd image {name}: {e}"));
+    }
+    if e.is_not_found() {
+        tracing::error!(image = %name, error = %e, "rbd image is gone (deleted?)");
+    }
+    let io = io::Error::from_raw_os_error(e.errno);
+    match op {
+        Op::Read => BackendError::Read(io),
+        Op::Write => BackendError::Write(io),
+        Op::Flush => BackendError::Flush(io),
+    }
+}
+
+impl RbdBackend {
     fn check_range(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BackendError> {
         let bs = u64::from(self.block_size);
         let n = self.caps().num_blocks;
@@ -444,5 +449,82 @@ impl BlockBackend for RbdBackend {
 
     fn poll_event(&self) -> Option<BackendEvent> {
         lock(&self.events).pop_front()
+    }
+
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        Some(self)
+    }
+}
+
+impl RbdBackend {
+    /// A submission refused before librbd saw it (reconnecting).
+    fn reconnecting(&self) -> Option<BackendError> {
+        self.shared
+            .reopening
+            .load(Ordering::Acquire)
+            .then(|| BackendError::Unavailable(format!("rbd image {}: reconnecting", self.name())))
+    }
+}
+
+/// The asynchronous data path: each call is one `rbd_aio_*` whose
+/// completion (on a librbd thread) runs `done`; no thread waits. (A
+/// timeout is not retried here: the command fails NOT READY and the
+/// initiator retries it.)
+impl AsyncBackend for RbdBackend {
+    fn submit_read(&self, lba: u64, len: usize, done: AsyncDone<Vec<u8>>) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let off = lba.saturating_mul(u64::from(self.block_size));
+        // A refused submission runs the closure too, with its error.
+        let _ = self.image().aio_read(off, len, move |d| {
+            done(
+                d.result
+                    .map(|_| d.buf)
+                    .map_err(|e| async_error(&shared, Op::Read, e)),
+            )
+        });
+    }
+
+    fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        if self.shared.read_only {
+            return done(Err(BackendError::ReadOnly));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let off = lba.saturating_mul(u64::from(self.block_size));
+        let _ = self.image().aio_write(off, data, fua, move |d| {
+            done(
+                d.result
+                    .map(drop)
+                    .map_err(|e| async_error(&shared, Op::Write, e)),
+            )
+        });
+    }
+
+    fn submit_flush(&self, done: AsyncDone<()>) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let _ = self.image().aio_flush(move |d| {
+            done(
+                d.result
+                    .map(drop)
+                    .map_err(|e| async_error(&shared, Op::Flush, e)),
+            )
+        });
+    }
+}
+
+/// [`backend_error`] from a completion, which holds only a weak handle (so
+/// that the image is never closed from librbd's own thread).
+fn async_error(shared: &Weak<Shared>, op: Op, e: RbdError) -> BackendError {
+    match shared.upgrade() {
+        Some(s) => backend_error(&s, op, e),
+        None => BackendError::Unavailable(format!("rbd image closed: {e}")),
     }
 }
