@@ -94,8 +94,10 @@ osd pool default pgp num = 8
 osd crush chooseleaf type = 0
 mon allow pool delete = true
 mon warn on pool no redundancy = false
+# a test cluster on a nearly full disk must still start (the monitor
+# refuses to at "avail crit", checked as <=)
 mon data avail warn = 1
-mon data avail crit = 0
+mon data avail crit = -1
 run dir = $dir/run
 admin socket = $dir/run/\$name.asok
 log file = $dir/log/\$name.log
