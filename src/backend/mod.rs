@@ -141,6 +141,19 @@ pub trait AsyncBackend: Send + Sync {
     fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>);
     /// Makes every completed write durable.
     fn submit_flush(&self, done: AsyncDone<()>);
+    /// Whether [`AsyncBackend::submit_compare_and_write`] can do `bytes` at
+    /// block `lba` (e.g. not across two of the backend's objects).
+    fn can_compare_and_write(&self, lba: u64, bytes: usize) -> bool;
+    /// COMPARE AND WRITE of `verify`/`write` (same length) at block `lba`,
+    /// atomic against every writer of the storage.
+    fn submit_compare_and_write(
+        &self,
+        lba: u64,
+        verify: Vec<u8>,
+        write: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<CompareWrite>,
+    );
 }
 
 /// Block storage as the SCSI emulation sees it.

@@ -5,10 +5,15 @@
 //! Anything unusual (another command, a pending unit attention, a SANITIZE,
 //! a field to reject, buffers shorter than the transfer, a zero-length
 //! transfer) is not planned: [`Lun::execute_io`] runs it, errors included.
+//! The checks are the handlers' own ([`precheck`], [`BlockRequest`],
+//! `limits`), so a planned command is one the handler would have run.
 
+use super::cdb::CompareAndWrite;
 use super::lun::{Lun, SanitizeState, ScsiResponse};
-use super::sbc::{accepted_transfer, BlockRequest};
+use super::sbc::{accepted_transfer, limits, BlockRequest};
+use super::table::{lookup, precheck};
 use super::ScsiError;
+use crate::backend::BackendCaps;
 use crate::backend::BackendError;
 use crate::scsi::extent::Extent;
 
@@ -33,6 +38,16 @@ pub enum IoPlan {
     },
     /// SYNCHRONIZE CACHE (10/16): every completed write made durable.
     Flush,
+    /// COMPARE AND WRITE: the data-out holds `bytes` to compare at block
+    /// `lba`, then `bytes` to write there when they match.
+    CompareAndWrite {
+        /// First block.
+        lba: u64,
+        /// Bytes compared (and written).
+        bytes: usize,
+        /// Durable on completion.
+        fua: bool,
+    },
 }
 
 impl Lun {
@@ -49,11 +64,19 @@ impl Lun {
             0x08 | 0x28 | 0xa8 | 0x88 => 0,
             0x0a | 0x2a | 0xaa | 0x8a => 1,
             0x35 | 0x91 => 2,
+            0x89 => 3,
             _ => return None,
         };
         self.poll_events();
         if self.unit_attention_pending() || self.sanitize_state() != SanitizeState::Idle {
             return None;
+        }
+        let caps = self.caps();
+        // What table::run checks before any handler.
+        let cmd = lookup(cdb).ok()?;
+        precheck(cmd, cdb, &caps, data_out_len).ok()?;
+        if kind == 3 {
+            return self.plan_compare_and_write(cdb, &caps, data_out_len);
         }
         let req = match op {
             0x08 | 0x0a => BlockRequest::six(cdb),
@@ -62,7 +85,6 @@ impl Lun {
             _ => BlockRequest::sixteen(cdb),
         }
         .ok()?;
-        let caps = self.caps();
         if kind == 2 {
             // The range check of sync.rs: a bad range is execute_io's to report.
             let blocks = match req.blocks {
@@ -100,6 +122,38 @@ impl Lun {
             bytes: ext.bytes,
             fua: self.effective_fua(&caps, req.fua()),
         })
+    }
+
+    /// caw.rs's checks, for a COMPARE AND WRITE the backend may run.
+    fn plan_compare_and_write(
+        &self,
+        cdb: &[u8],
+        caps: &BackendCaps,
+        data_out_len: usize,
+    ) -> Option<IoPlan> {
+        let c = CompareAndWrite::parse(cdb).ok()?;
+        let blocks = c.number_of_logical_blocks();
+        if c.wrprotect() != 0 || blocks == 0 || caps.read_only {
+            return None;
+        }
+        if blocks > limits(self, caps).max_compare_write {
+            return None;
+        }
+        let ext = Extent::new(c.lba(), u64::from(blocks), caps.num_blocks, caps.block_size).ok()?;
+        if ext.bytes.checked_mul(2) != Some(data_out_len) {
+            return None;
+        }
+        Some(IoPlan::CompareAndWrite {
+            lba: ext.lba,
+            bytes: ext.bytes,
+            fua: self.effective_fua(caps, c.fua()),
+        })
+    }
+
+    /// The response of a COMPARE AND WRITE whose blocks differ, first at
+    /// byte `offset`: MISCOMPARE with it in INFORMATION.
+    pub fn planned_miscompare(&self, offset: u64) -> ScsiResponse {
+        ScsiResponse::check_condition(ScsiError::Miscompare { offset }.to_sense())
     }
 
     /// The response of a planned command: GOOD (with `plan`'s data-in

@@ -378,7 +378,7 @@ impl BlockBackend for RbdBackend {
         };
         // librbd compares within one object only: a range across an object
         // boundary takes the SCSI layer's read-compare-write.
-        if len == 0 || off / self.obj_size != (off + len - 1) / self.obj_size {
+        if !self.in_one_object(off, len) {
             return None;
         }
         let r = self.run(Op::Write, |img, done| {
@@ -457,6 +457,11 @@ impl BlockBackend for RbdBackend {
 }
 
 impl RbdBackend {
+    /// `[off, off + len)` is non-empty and inside one object.
+    fn in_one_object(&self, off: u64, len: u64) -> bool {
+        len > 0 && off / self.obj_size == (off + len - 1) / self.obj_size
+    }
+
     /// A submission refused before librbd saw it (reconnecting).
     fn reconnecting(&self) -> Option<BackendError> {
         self.shared
@@ -503,6 +508,42 @@ impl AsyncBackend for RbdBackend {
                     .map_err(|e| async_error(&shared, Op::Write, e)),
             )
         });
+    }
+
+    fn can_compare_and_write(&self, lba: u64, bytes: usize) -> bool {
+        let bs = u64::from(self.block_size);
+        lba.checked_mul(bs)
+            .is_some_and(|off| self.in_one_object(off, bytes as u64))
+    }
+
+    fn submit_compare_and_write(
+        &self,
+        lba: u64,
+        verify: Vec<u8>,
+        write: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<CompareWrite>,
+    ) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        if self.shared.read_only {
+            return done(Err(BackendError::ReadOnly));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let off = lba.saturating_mul(u64::from(self.block_size));
+        // With rbd_cache off a completed write is on the OSDs: FUA needs
+        // no flush after it.
+        let _ = fua;
+        let _ = self
+            .image()
+            .aio_compare_and_write(off, verify, write, move |d| {
+                done(match (d.mismatch_offset, d.result) {
+                    (Some(at), _) => Ok(CompareWrite::Miscompare(at)),
+                    (None, Ok(_)) => Ok(CompareWrite::Written),
+                    (None, Err(e)) => Err(async_error(&shared, Op::Write, e)),
+                })
+            });
     }
 
     fn submit_flush(&self, done: AsyncDone<()>) {

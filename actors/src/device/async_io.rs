@@ -1,4 +1,4 @@
-//! READ, WRITE and SYNCHRONIZE CACHE on a backend with an asynchronous
+//! READ, WRITE, SYNCHRONIZE CACHE and COMPARE AND WRITE on a backend with an asynchronous
 //! side ([`AsyncBackend`], the RBD backstore): the LUN validates the
 //! command ([`Lun::plan_async`](tcmud_core::scsi::Lun::plan_async)), the
 //! backend is handed it, and its completion, on the backend's own thread,
@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use tcmud_core::backend::{AsyncBackend, BackendError, BlockSink, BlockSource};
+use tcmud_core::backend::{AsyncBackend, BackendError, BlockSink, BlockSource, CompareWrite};
 use tcmud_core::scsi::IoPlan;
 
 use super::exec::{outcome, Job};
@@ -28,9 +28,16 @@ pub(crate) fn plan(shared: &DeviceShared, job: &Job) -> Option<IoPlan> {
         return None; // exec::run completes it without executing it
     }
     let len = |d: &Option<tcmud_core::ring::SharedData>| d.as_ref().map_or(0, |d| d.view().len());
-    shared
+    let plan = shared
         .lun
-        .plan_async(job.cdb.as_bytes(), len(&job.data_out), len(&job.data_in))
+        .plan_async(job.cdb.as_bytes(), len(&job.data_out), len(&job.data_in))?;
+    if let IoPlan::CompareAndWrite { lba, bytes, .. } = plan {
+        let backend = shared.backstore.backend();
+        if !backend.as_async()?.can_compare_and_write(lba, bytes) {
+            return None;
+        }
+    }
+    Some(plan)
 }
 
 /// Submits `job` as `plan`. Called without the table lock held.
@@ -49,8 +56,12 @@ pub(crate) fn submit(shared: &Arc<DeviceShared>, job: Job, plan: IoPlan) {
     let sh = Arc::clone(shared);
     let (key, token, cdb) = (job.key, job.token, job.cdb.clone());
     let capacity = job.data_in.as_ref().map_or(0, |d| d.view().len());
-    let finish = move |r: Result<(), BackendError>| {
-        let resp = sh.lun.planned_response(cdb.as_bytes(), &plan, r);
+    let finish = move |r: Result<CompareWrite, BackendError>| {
+        let resp = match r {
+            Ok(CompareWrite::Miscompare(at)) => sh.lun.planned_miscompare(at),
+            Ok(CompareWrite::Written) => sh.lun.planned_response(cdb.as_bytes(), &plan, Ok(())),
+            Err(e) => sh.lun.planned_response(cdb.as_bytes(), &plan, Err(e)),
+        };
         Counters::add(&sh.counters.executed, 1);
         lock(&sh.table).finish(key, token, outcome(resp, capacity));
         sh.wake.notify_one();
@@ -62,8 +73,9 @@ fn submit_plan(
     io: &dyn AsyncBackend,
     job: Job,
     plan: IoPlan,
-    finish: impl FnOnce(Result<(), BackendError>) + Send + 'static,
+    finish: impl FnOnce(Result<CompareWrite, BackendError>) + Send + 'static,
 ) {
+    let written = |r: Result<(), BackendError>| r.map(|()| CompareWrite::Written);
     match plan {
         IoPlan::Read { lba, bytes } => {
             let Some(data_in) = job.data_in else {
@@ -82,7 +94,7 @@ fn submit_plan(
                             ))),
                         }
                     });
-                    finish(r)
+                    finish(written(r))
                 }),
             );
         }
@@ -94,9 +106,24 @@ fn submit_plan(
             if let Err(e) = data_out.view().read_at(0, &mut data) {
                 return finish(Err(BackendError::Write(e)));
             }
-            io.submit_write(lba, data, fua, Box::new(finish));
+            io.submit_write(lba, data, fua, Box::new(move |r| finish(written(r))));
         }
-        IoPlan::Flush => io.submit_flush(Box::new(finish)),
+        IoPlan::Flush => io.submit_flush(Box::new(move |r| finish(written(r)))),
+        IoPlan::CompareAndWrite { lba, bytes, fua } => {
+            let Some(data_out) = job.data_out else {
+                return finish(Err(no_buffer()));
+            };
+            let mut verify = vec![0u8; bytes];
+            let mut write = vec![0u8; bytes];
+            let view = data_out.view();
+            if let Err(e) = view
+                .read_at(0, &mut verify)
+                .and_then(|()| view.read_at(bytes, &mut write))
+            {
+                return finish(Err(BackendError::Write(e)));
+            }
+            io.submit_compare_and_write(lba, verify, write, fua, Box::new(finish));
+        }
     }
 }
 
