@@ -53,7 +53,13 @@ free_port() {
 }
 
 # the process is gone (or a zombie nobody reaped yet)
-gone() { [ ! -e "/proc/$1" ] || [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ]; }
+# (a zombie whose other threads have exited too: only then are its locks,
+# e.g. the OSD's pid file, released)
+gone() {
+    [ ! -e "/proc/$1" ] && return 0
+    [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = Z ] &&
+        [ "$(ls "/proc/$1/task" 2>/dev/null | wc -l)" -le 1 ]
+}
 osd_up() { ceph_ osd dump -f json | grep -q '"up":1'; }
 quorum() { ceph_ quorum_status -f json | grep -q '"quorum_names":\["a"\]'; }
 # the pool takes a write (its PGs are active: without a manager `ceph pg
@@ -63,8 +69,13 @@ pool_writable() {
         timeout 10 rados -c "$conf" -p rbd rm tcmud-probe
 }
 
-start_osd() {
+launch_osd() {
     ceph-osd -c "$conf" -i 0 --pid-file "$dir/run/osd.0.pid" 2>>"$dir/log/osd-start.log"
+}
+
+start_osd() {
+    # Retried while a killed OSD's last threads still hold its pid file.
+    wait_for "osd.0 to start" launch_osd
     wait_for "osd.0 up" osd_up
 }
 
