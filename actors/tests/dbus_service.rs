@@ -357,6 +357,7 @@ fn subtypes_that_cannot_be_object_names_are_not_offered() {
         Subtypes {
             thin: Some("thin".into()),
             file: Some("tcmud-file".into()),
+            rbd: None,
         },
     );
     assert_eq!(

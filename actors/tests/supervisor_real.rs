@@ -28,7 +28,12 @@ fn classification_follows_the_backstore_parser() {
     assert_eq!(classify("thin/default/vol"), Ownership::Ours);
     assert_eq!(classify("file//var/img"), Ownership::Ours);
     assert_eq!(classify("qcow//var/img"), Ownership::Foreign);
-    assert_eq!(classify("rbd/pool/img"), Ownership::Foreign);
+    // rbd/ is served by builds with the rbd feature, else tcmu-runner's.
+    let rbd = match cfg!(feature = "rbd") {
+        true => Ownership::Ours,
+        false => Ownership::Foreign,
+    };
+    assert_eq!(classify("rbd/pool/img"), rbd);
     assert_eq!(classify(""), Ownership::Foreign);
     assert!(matches!(classify("thin/onlypool"), Ownership::Invalid(_)));
 }

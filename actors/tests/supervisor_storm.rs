@@ -25,7 +25,7 @@ fn name(minor: u32) -> String {
     match minor % 3 {
         0 => format!("tcm-user/1/d{minor}/thin/default/v{minor}"),
         1 => format!("tcm-user/1/d{minor}/file//img/{minor}"),
-        _ => format!("tcm-user/3/d{minor}/rbd/pool/img{minor}"), // foreign
+        _ => format!("tcm-user/3/d{minor}/glfs/vol@host/img{minor}"), // foreign
     }
 }
 

@@ -113,6 +113,50 @@ pub enum BackendError {
     /// The backend's metadata failed; the message says what.
     #[error("metadata error: {0}")]
     Metadata(String),
+    /// The storage does not answer for now (a network backstore whose
+    /// cluster is unreachable); the command may succeed when retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a backend's own COMPARE AND WRITE found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareWrite {
+    /// The blocks matched and were written.
+    Written,
+    /// They differ, first at this byte offset from the start of the range;
+    /// nothing was written.
+    Miscompare(u64),
+}
+
+/// Called once when an asynchronous operation completes (on a thread of
+/// the backend's).
+pub type AsyncDone<T> = Box<dyn FnOnce(Result<T, BackendError>) + Send + 'static>;
+
+/// A backend that runs the common data commands asynchronously: the caller
+/// submits and is called back on completion, no thread waits per I/O.
+/// Ranges are validated by the caller ([`crate::scsi::Lun::plan_async`]).
+/// A submission that fails is reported through `done` too.
+pub trait AsyncBackend: Send + Sync {
+    /// Reads `len` bytes at block `lba`; `done` gets them.
+    fn submit_read(&self, lba: u64, len: usize, done: AsyncDone<Vec<u8>>);
+    /// Writes `data` at block `lba`, durable on completion with `fua`.
+    fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>);
+    /// Makes every completed write durable.
+    fn submit_flush(&self, done: AsyncDone<()>);
+    /// Whether [`AsyncBackend::submit_compare_and_write`] can do `bytes` at
+    /// block `lba` (e.g. not across two of the backend's objects).
+    fn can_compare_and_write(&self, lba: u64, bytes: usize) -> bool;
+    /// COMPARE AND WRITE of `verify`/`write` (same length) at block `lba`,
+    /// atomic against every writer of the storage.
+    fn submit_compare_and_write(
+        &self,
+        lba: u64,
+        verify: Vec<u8>,
+        write: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<CompareWrite>,
+    );
 }
 
 /// Block storage as the SCSI emulation sees it.
@@ -190,6 +234,21 @@ pub trait BlockBackend: Send + Sync {
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), BackendError>;
 
+    /// COMPARE AND WRITE done by the storage itself, atomically against
+    /// every writer of it (other hosts included): `None` (the default)
+    /// when it cannot, and the SCSI layer then reads, compares and writes
+    /// under the LUN's own gate.
+    fn compare_and_write(
+        &self,
+        lba: u64,
+        verify: &[u8],
+        write: &[u8],
+        fua: bool,
+    ) -> Option<Result<CompareWrite, BackendError>> {
+        let _ = (lba, verify, write, fua);
+        None
+    }
+
     /// Whether a call may wait on a device, a file or a lock held across
     /// I/O (the default). A backend that only touches memory (null, memory)
     /// says `false`: the daemon then runs its commands on the device's own
@@ -236,6 +295,13 @@ pub trait BlockBackend: Send + Sync {
             mapped: true,
             blocks: max_blocks.min(caps.num_blocks - lba).max(1),
         })
+    }
+
+    /// The backend's asynchronous side, if it has one (the daemon then
+    /// submits READ/WRITE/SYNCHRONIZE CACHE to it instead of running them
+    /// on an I/O thread).
+    fn as_async(&self) -> Option<&dyn AsyncBackend> {
+        None
     }
 
     /// Takes the next pending asynchronous event, if any.

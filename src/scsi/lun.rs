@@ -233,6 +233,16 @@ impl Lun {
         }
     }
 
+    /// A unit attention waits to be reported.
+    pub(crate) fn unit_attention_pending(&self) -> bool {
+        self.ua_pending.load(Ordering::Acquire)
+    }
+
+    /// Turns the backend's pending events into unit attentions.
+    pub(crate) fn poll_events(&self) {
+        self.poll_backend_events();
+    }
+
     /// The SANITIZE state.
     pub(crate) fn sanitize_state(&self) -> SanitizeState {
         SanitizeState::from_u8(self.sanitize.load(Ordering::Acquire))

@@ -34,6 +34,7 @@ mod error;
 mod extent;
 mod identity;
 mod lun;
+mod plan;
 mod sbc;
 mod sense;
 mod spc;
@@ -43,6 +44,7 @@ pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};
 pub use lun::{Lun, LunConfig, ScsiResponse};
+pub use plan::IoPlan;
 pub use sense::{sense_key_name, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
 pub use table::{data_direction, facts, DataDirection, Facts, OpClass};
 

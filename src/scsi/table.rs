@@ -403,11 +403,16 @@ pub(crate) fn dispatch(ctx: &mut Ctx<'_>) -> Result<usize, ScsiError> {
     run(ctx, lookup(ctx.cdb)?)
 }
 
-/// Validates the CDB against its row `cmd` (from [`lookup`] of `ctx.cdb`),
-/// runs the handler and applies the allocation length and data-in capacity
-/// once. Returns the data-in length.
-pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, ScsiError> {
-    if !(cmd.available)(&ctx.caps) {
+/// The checks every command passes before its handler (availability, the
+/// CONTROL byte, the data-out length the CDB implies); returns the data-out
+/// bytes it uses.
+pub(crate) fn precheck(
+    cmd: &'static Command,
+    cdb: &[u8],
+    caps: &BackendCaps,
+    sent: usize,
+) -> Result<usize, ScsiError> {
+    if !(cmd.available)(caps) {
         // An unsupported service action of a supported opcode is an
         // invalid field, not an invalid opcode.
         return Err(match cmd.service_action {
@@ -416,7 +421,7 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, Scs
         });
     }
     let len = cmd.cdb_len();
-    let Some(&control) = ctx.cdb.get(len - 1) else {
+    let Some(&control) = cdb.get(len - 1) else {
         return Err(ScsiError::InvalidFieldInCdb { byte: 0, bit: None });
     };
     if control & 0x05 != 0 {
@@ -424,11 +429,18 @@ pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, Scs
         let bit = if control & 0x04 != 0 { 2 } else { 0 };
         return Err(ScsiError::cdb(u16::try_from(len - 1).unwrap_or(0), bit));
     }
+    cmd.data_out_len(cdb, caps, sent)
+}
+
+/// Validates the CDB against its row `cmd` (from [`lookup`] of `ctx.cdb`),
+/// runs the handler and applies the allocation length and data-in capacity
+/// once. Returns the data-in length.
+pub(crate) fn run(ctx: &mut Ctx<'_>, cmd: &'static Command) -> Result<usize, ScsiError> {
     let sent = match &ctx.direct {
         Some(d) => d.out.len(),
         None => ctx.data_out.len(),
     };
-    let used = cmd.data_out_len(ctx.cdb, &ctx.caps, sent)?;
+    let used = precheck(cmd, ctx.cdb, &ctx.caps, sent)?;
     if ctx.direct.is_none() {
         ctx.data_out = ctx.data_out.get(..used).unwrap_or_default();
     }

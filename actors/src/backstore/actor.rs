@@ -186,6 +186,7 @@ impl BackstoreActor {
         match &self.key {
             DevConfig::Thin { pool, volume } => format!("volume {pool}/{volume}"),
             DevConfig::File { path } => format!("image {}", path.display()),
+            DevConfig::Rbd(spec) => format!("rbd image {}", spec.image_ref()),
         }
     }
 

@@ -27,6 +27,8 @@ pub enum Kind {
     Thin,
     /// `file/<absolute path>`.
     File,
+    /// `rbd/<pool>/<image>[@snap]` (builds with the `rbd` feature).
+    Rbd,
 }
 
 /// One handler object: a subtype tcmud serves and its kind.
@@ -63,8 +65,15 @@ impl std::fmt::Display for NotExported {
 pub fn handlers(subtypes: &Subtypes) -> (Vec<HandlerInfo>, Vec<NotExported>) {
     let mut out = Vec::new();
     let mut skipped = Vec::new();
-    for (name, kind) in [(&subtypes.thin, Kind::Thin), (&subtypes.file, Kind::File)] {
+    for (name, kind) in [
+        (&subtypes.thin, Kind::Thin),
+        (&subtypes.file, Kind::File),
+        (&subtypes.rbd, Kind::Rbd),
+    ] {
         let Some(name) = name else { continue };
+        if kind == Kind::Rbd && !cfg!(feature = "rbd") {
+            continue; // configured but not built in: such LUNs fail (docs/rbd.md)
+        }
         if is_path_element(name) {
             out.push(HandlerInfo {
                 subtype: name.clone(),
@@ -122,6 +131,10 @@ fn form(kind: Kind) -> &'static str {
     match kind {
         Kind::Thin => "<pool>/<volume>[;ro][;lbppbe=N]",
         Kind::File => "/<absolute path>[;ro][;lbppbe=N]",
+        Kind::Rbd => {
+            "<pool>/<image>[@<snapshot>][;conf=<ceph.conf>][;id=<client id>]\
+             [;osd_op_timeout=<seconds>][;ro][;lbppbe=N]"
+        }
     }
 }
 
@@ -161,6 +174,12 @@ pub fn config_desc(h: &HandlerInfo, s: &Served<'_>) -> String {
                 form(h.kind)
             )
         }
+        Kind::Rbd => format!(
+            "{} - a Ceph RBD image (a snapshot is served read-only), the same cfgstring as \
+             tcmu-runner's rbd handler. The image must exist (rbd create); the cluster is \
+             reached when the LUN is created, not by this check. {common}",
+            form(h.kind)
+        ),
     }
 }
 
@@ -179,6 +198,7 @@ pub fn check_config(h: &HandlerInfo, cfgstring: &str, s: &Served<'_>) -> Result<
     match (h.kind, parsed) {
         (Kind::Thin, Some((DevConfig::Thin { pool, volume }, _))) => check_thin(&pool, &volume, s),
         (Kind::File, Some((DevConfig::File { path }, _))) => check_file(&path, s),
+        (Kind::Rbd, Some((DevConfig::Rbd(spec), _))) => check_rbd(&spec),
         // The prefix is this handler's subtype, which parses to its own kind.
         _ => Err(format!(
             "{cfgstring:?} is not a {} config: expected {prefix}{}",
@@ -186,6 +206,29 @@ pub fn check_config(h: &HandlerInfo, cfgstring: &str, s: &Served<'_>) -> Result<
             form(h.kind)
         )),
     }
+}
+
+/// An RBD cfgstring parsed: its `conf=` file must be readable. The cluster
+/// is not contacted (a check must not wait on an unreachable monitor).
+fn check_rbd(spec: &crate::backstore::RbdSpec) -> Result<String, String> {
+    if let Some(conf) = &spec.conf {
+        if let Err(e) = std::fs::metadata(conf) {
+            return Err(format!(
+                "conf={}: {e}; give the cluster's ceph.conf (or leave conf= out for librados' \
+                 default search)",
+                conf.display()
+            ));
+        }
+    }
+    Ok(format!(
+        "rbd image {}{}: the cluster is reached when the LUN is created",
+        spec.image_ref(),
+        if spec.snap.is_some() {
+            " (a snapshot, served read-only)"
+        } else {
+            ""
+        }
+    ))
 }
 
 fn check_thin(pool: &str, volume: &str, s: &Served<'_>) -> Result<String, String> {

@@ -70,6 +70,7 @@ impl Fixture {
             subtype: match kind {
                 Kind::Thin => "thin".into(),
                 Kind::File => "file".into(),
+                Kind::Rbd => "rbd".into(),
             },
             kind,
         };
@@ -195,6 +196,7 @@ fn renamed_subtypes_are_checked_under_their_name() {
     f.subtypes = Subtypes {
         thin: Some("tcmud_thin".into()),
         file: None,
+        rbd: None,
     };
     let h = HandlerInfo {
         subtype: "tcmud_thin".into(),
@@ -210,14 +212,20 @@ fn renamed_subtypes_are_checked_under_their_name() {
 #[test]
 fn only_subtypes_that_are_object_path_elements_get_an_object() {
     let (h, skipped) = handlers(&Subtypes::default());
+    let want: &[&str] = if cfg!(feature = "rbd") {
+        &["thin", "file", "rbd"]
+    } else {
+        &["thin", "file"]
+    };
     assert_eq!(
         h.iter().map(|h| h.subtype.as_str()).collect::<Vec<_>>(),
-        ["thin", "file"]
+        want
     );
     assert!(skipped.is_empty());
     let (h, skipped) = handlers(&Subtypes {
         thin: Some("thin2".into()),
         file: Some("tcmud-file".into()),
+        rbd: None,
     });
     assert_eq!(h.len(), 1);
     assert_eq!(h[0].kind, Kind::Thin);
@@ -226,6 +234,7 @@ fn only_subtypes_that_are_object_path_elements_get_an_object() {
     let (h, _) = handlers(&Subtypes {
         thin: None,
         file: Some("file".into()),
+        rbd: None,
     });
     assert_eq!(h.len(), 1);
 }
@@ -247,4 +256,20 @@ fn config_desc_gives_the_form_and_what_is_configured() {
     let d = config_desc(&file, &f.served());
     assert!(d.starts_with("/<absolute path>"), "{d}");
     assert!(d.contains(&f.roots[0].display().to_string()), "{d}");
+}
+
+#[test]
+fn rbd_cfgstrings_are_parsed_and_their_conf_must_exist() {
+    let f = Fixture::new();
+    let ok = f.check(Kind::Rbd, "rbd/rbd/img@s1;id=admin").unwrap();
+    assert!(
+        ok.contains("rbd/img@s1") && ok.contains("read-only"),
+        "{ok}"
+    );
+    refused(f.check(Kind::Rbd, "rbd/rbd"), &["rbd"]);
+    refused(
+        f.check(Kind::Rbd, "rbd/rbd/img;conf=/nonexistent/ceph.conf"),
+        &["conf=/nonexistent/ceph.conf"],
+    );
+    refused(f.check(Kind::Rbd, "thin/p/v"), &["is not a rbd config"]);
 }

@@ -11,6 +11,7 @@ use actix::prelude::*;
 use tcmud_core::ring::{Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest};
 use tcmud_core::scsi::{is_read, OpClass};
 
+use super::async_io;
 use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
@@ -164,6 +165,7 @@ impl DeviceActor {
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
         let mut inline = std::mem::take(&mut self.inline_jobs);
+        let mut planned = Vec::new();
         let mut own_reads = NOWAIT_READS_PER_PUMP;
         while let Some(key) = table.next_queued() {
             // next_queued returns a queued command until its state moves
@@ -206,6 +208,12 @@ impl DeviceActor {
                 data_in,
                 since,
             };
+            // An asynchronous backend is handed its data commands (after
+            // the table lock is released).
+            if let Some(plan) = async_io::plan(&self.shared, &job) {
+                planned.push((job, plan));
+                continue;
+            }
             // A backend that never waits runs here. So does one small READ
             // per round that may be a page-cache hit: no hand-off to an I/O
             // thread and back for it, while the others run in parallel on
@@ -230,6 +238,9 @@ impl DeviceActor {
             }
         }
         drop(table);
+        for (job, plan) in planned {
+            async_io::submit(&self.shared, job, plan);
+        }
         for job in inline.drain(..) {
             if self.inline_io {
                 exec::run(&self.shared, job, false);

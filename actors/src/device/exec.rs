@@ -157,7 +157,7 @@ pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
 }
 
 /// A command's result as the table keeps it.
-fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
+pub(crate) fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
     Outcome {
         status: r.status,
         sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),

@@ -7,6 +7,7 @@
 //! the actor, in the state the [`DeviceHandle`] shares.
 
 mod actor;
+mod async_io;
 mod cmd_timeout;
 mod direction;
 mod exec;

@@ -1,0 +1,179 @@
+//! The data commands an asynchronous backend runs itself
+//! ([`crate::backend::AsyncBackend`]): the LUN validates the CDB as its
+//! handler would and hands back a plan; the daemon submits it and turns
+//! the backend's outcome into the response ([`Lun::planned_response`]).
+//! Anything unusual (another command, a pending unit attention, a SANITIZE,
+//! a field to reject, buffers shorter than the transfer, a zero-length
+//! transfer) is not planned: [`Lun::execute_io`] runs it, errors included.
+//! The checks are the handlers' own ([`precheck`], [`BlockRequest`],
+//! `limits`), so a planned command is one the handler would have run.
+
+use super::cdb::CompareAndWrite;
+use super::lun::{Lun, SanitizeState, ScsiResponse};
+use super::sbc::{accepted_transfer, limits, BlockRequest};
+use super::table::{lookup, precheck};
+use super::ScsiError;
+use crate::backend::BackendCaps;
+use crate::backend::BackendError;
+use crate::scsi::extent::Extent;
+
+/// A validated data command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IoPlan {
+    /// READ (6/10/12/16): `bytes` at block `lba` into the data-in buffer.
+    Read {
+        /// First block.
+        lba: u64,
+        /// Bytes to read (the whole transfer; the buffer holds them).
+        bytes: usize,
+    },
+    /// WRITE (6/10/12/16): `bytes` of the data-out at block `lba`.
+    Write {
+        /// First block.
+        lba: u64,
+        /// Bytes to write.
+        bytes: usize,
+        /// Durable on completion (FUA, or the write cache off).
+        fua: bool,
+    },
+    /// SYNCHRONIZE CACHE (10/16): every completed write made durable.
+    Flush,
+    /// COMPARE AND WRITE: the data-out holds `bytes` to compare at block
+    /// `lba`, then `bytes` to write there when they match.
+    CompareAndWrite {
+        /// First block.
+        lba: u64,
+        /// Bytes compared (and written).
+        bytes: usize,
+        /// Durable on completion.
+        fua: bool,
+    },
+}
+
+impl Lun {
+    /// The plan for `cdb` when an asynchronous backend may run it (see the
+    /// module doc); `data_out_len`/`data_in_len` are the command's buffers.
+    pub fn plan_async(
+        &self,
+        cdb: &[u8],
+        data_out_len: usize,
+        data_in_len: usize,
+    ) -> Option<IoPlan> {
+        let op = *cdb.first()?;
+        let kind = match op {
+            0x08 | 0x28 | 0xa8 | 0x88 => 0,
+            0x0a | 0x2a | 0xaa | 0x8a => 1,
+            0x35 | 0x91 => 2,
+            0x89 => 3,
+            _ => return None,
+        };
+        self.poll_events();
+        if self.unit_attention_pending() || self.sanitize_state() != SanitizeState::Idle {
+            return None;
+        }
+        let caps = self.caps();
+        // What table::run checks before any handler.
+        let cmd = lookup(cdb).ok()?;
+        precheck(cmd, cdb, &caps, data_out_len).ok()?;
+        if kind == 3 {
+            return self.plan_compare_and_write(cdb, &caps, data_out_len);
+        }
+        let req = match op {
+            0x08 | 0x0a => BlockRequest::six(cdb),
+            0x28 | 0x2a | 0x35 => BlockRequest::ten(cdb),
+            0xa8 | 0xaa => BlockRequest::twelve(cdb),
+            _ => BlockRequest::sixteen(cdb),
+        }
+        .ok()?;
+        if kind == 2 {
+            // The range check of sync.rs: a bad range is execute_io's to report.
+            let blocks = match req.blocks {
+                0 => caps.num_blocks.checked_sub(req.lba)?,
+                n => u64::from(n),
+            };
+            Extent::new(req.lba, blocks, caps.num_blocks, 1).ok()?;
+            return Some(IoPlan::Flush);
+        }
+        req.check_protect().ok()?;
+        if req.blocks > accepted_transfer(self, &caps) {
+            return None;
+        }
+        let ext = Extent::new(
+            req.lba,
+            u64::from(req.blocks),
+            caps.num_blocks,
+            caps.block_size,
+        )
+        .ok()?;
+        if ext.blocks == 0 {
+            return None;
+        }
+        if kind == 0 {
+            return (data_in_len >= ext.bytes).then_some(IoPlan::Read {
+                lba: ext.lba,
+                bytes: ext.bytes,
+            });
+        }
+        if caps.read_only || data_out_len < ext.bytes {
+            return None;
+        }
+        Some(IoPlan::Write {
+            lba: ext.lba,
+            bytes: ext.bytes,
+            fua: self.effective_fua(&caps, req.fua()),
+        })
+    }
+
+    /// caw.rs's checks, for a COMPARE AND WRITE the backend may run.
+    fn plan_compare_and_write(
+        &self,
+        cdb: &[u8],
+        caps: &BackendCaps,
+        data_out_len: usize,
+    ) -> Option<IoPlan> {
+        let c = CompareAndWrite::parse(cdb).ok()?;
+        let blocks = c.number_of_logical_blocks();
+        if c.wrprotect() != 0 || blocks == 0 || caps.read_only {
+            return None;
+        }
+        if blocks > limits(self, caps).max_compare_write {
+            return None;
+        }
+        let ext = Extent::new(c.lba(), u64::from(blocks), caps.num_blocks, caps.block_size).ok()?;
+        if ext.bytes.checked_mul(2) != Some(data_out_len) {
+            return None;
+        }
+        Some(IoPlan::CompareAndWrite {
+            lba: ext.lba,
+            bytes: ext.bytes,
+            fua: self.effective_fua(caps, c.fua()),
+        })
+    }
+
+    /// The response of a COMPARE AND WRITE whose blocks differ, first at
+    /// byte `offset`: MISCOMPARE with it in INFORMATION.
+    pub fn planned_miscompare(&self, offset: u64) -> ScsiResponse {
+        ScsiResponse::check_condition(ScsiError::Miscompare { offset }.to_sense())
+    }
+
+    /// The response of a planned command: GOOD (with `plan`'s data-in
+    /// length for a READ) or the sense of the backend's error.
+    pub fn planned_response(
+        &self,
+        cdb: &[u8],
+        plan: &IoPlan,
+        r: Result<(), BackendError>,
+    ) -> ScsiResponse {
+        match r {
+            Ok(()) => ScsiResponse::good(match plan {
+                IoPlan::Read { bytes, .. } => *bytes,
+                _ => 0,
+            }),
+            Err(e) => {
+                let e = ScsiError::Backend(e);
+                tracing::debug!(opcode = ?cdb.first(), error = %e, "check condition");
+                ScsiResponse::check_condition(e.to_sense())
+            }
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! Lun::plan_async: what an asynchronous backend is handed is exactly what
+//! the handlers would have run; anything they would reject, or that needs
+//! the LUN's attention first, is left to execute_io.
+
+mod scsi_common;
+
+use scsi_common::*;
+use tcmud_core::scsi::IoPlan;
+
+fn rw10(op: u8, flags: u8, lba: u32, blocks: u16, control: u8) -> [u8; 10] {
+    let [a, b, c, d] = lba.to_be_bytes();
+    let [h, l] = blocks.to_be_bytes();
+    [op, flags, a, b, c, d, 0, h, l, control] // OP, flags, LBA, GROUP, LENGTH, CONTROL
+}
+
+fn caw(lba: u64, blocks: u8) -> [u8; 16] {
+    let mut c = [0u8; 16];
+    c[0] = 0x89; // COMPARE AND WRITE
+    c[2..10].copy_from_slice(&lba.to_be_bytes()); // LOGICAL BLOCK ADDRESS
+    c[13] = blocks; // NUMBER OF LOGICAL BLOCKS
+    c
+}
+
+#[test]
+fn plain_data_commands_are_planned() {
+    let d = dev();
+    let bs = BS as usize;
+    assert_eq!(
+        d.lun.plan_async(&rw10(0x28, 0, 8, 4, 0), 0, 4 * bs),
+        Some(IoPlan::Read {
+            lba: 8,
+            bytes: 4 * bs
+        })
+    );
+    assert_eq!(
+        d.lun.plan_async(&write16_cdb(100, 2, true), 2 * bs, 0),
+        Some(IoPlan::Write {
+            lba: 100,
+            bytes: 2 * bs,
+            fua: true
+        })
+    );
+    assert_eq!(
+        d.lun.plan_async(&[0x35, 0, 0, 0, 0, 0, 0, 0, 0, 0], 0, 0), // SYNCHRONIZE CACHE(10)
+        Some(IoPlan::Flush)
+    );
+    assert_eq!(
+        d.lun.plan_async(&caw(7, 1), 2 * bs, 0),
+        Some(IoPlan::CompareAndWrite {
+            lba: 7,
+            bytes: bs,
+            fua: false
+        })
+    );
+}
+
+#[test]
+fn what_a_handler_would_reject_is_not_planned() {
+    let d = dev();
+    let bs = BS as usize;
+    let end = BLOCKS as u32;
+    for (cdb, out, inl) in [
+        (rw10(0x28, 0, 0, 1, 0x04).to_vec(), 0, bs), // NACA in CONTROL
+        (rw10(0x28, 0x20, 0, 1, 0).to_vec(), 0, bs), // RDPROTECT
+        (rw10(0x28, 0, end - 1, 2, 0).to_vec(), 0, 2 * bs), // past the end
+        (rw10(0x28, 0, 0, 0, 0).to_vec(), 0, 0),     // zero length
+        (rw10(0x28, 0, 0, 4, 0).to_vec(), 0, 2 * bs), // short data-in buffer
+        (rw10(0x2a, 0, 0, 4, 0).to_vec(), 2 * bs, 0), // short data-out
+        (caw(0, 1).to_vec(), 3 * bs, 0),             // CAW with the wrong data-out length
+        (caw(0, 0).to_vec(), 0, 0),                  // CAW of no block
+        (vec![0x12, 0, 0, 0, 96, 0], 0, 96),         // INQUIRY: not a data command
+    ] {
+        assert_eq!(d.lun.plan_async(&cdb, out, inl), None, "{cdb:02x?}");
+    }
+}
+
+#[test]
+fn a_pending_unit_attention_is_reported_first() {
+    let d = dev();
+    d.lun.capacity_changed();
+    let read = rw10(0x28, 0, 0, 1, 0);
+    assert_eq!(d.lun.plan_async(&read, 0, BS as usize), None);
+    // execute_io reports it; then the READ is planned.
+    let (r, _) = run(&d.lun, &read, &[], BS as usize);
+    assert_eq!(r.status, 2);
+    assert!(d.lun.plan_async(&read, 0, BS as usize).is_some());
+}
