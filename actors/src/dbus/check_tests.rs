@@ -260,7 +260,8 @@ fn config_desc_gives_the_form_and_what_is_configured() {
 
 #[test]
 fn rbd_cfgstrings_are_parsed_and_their_conf_must_exist() {
-    let f = Fixture::new();
+    let mut f = Fixture::new();
+    f.subtypes.rbd = Some("rbd".into());
     let ok = f.check(Kind::Rbd, "rbd/rbd/img@s1;id=admin").unwrap();
     assert!(
         ok.contains("rbd/img@s1") && ok.contains("read-only"),
