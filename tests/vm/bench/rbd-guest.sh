@@ -23,7 +23,8 @@
 # Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
 # p99 N max N cpu_us guest N daemon N osd N" (CPU time per I/O in microseconds: the whole
 # guest, the daemon's process, the ceph-osd process; utime+stime deltas of /proc/PID/stat
-# over the fio run, ramp included, divided by the I/Os at the measured rate).
+# over the fio run, ramp included, divided by the I/Os at the measured rate: KiB/s / block
+# size x seconds, as fio rounds IOPS to integers).
 . /vmlab/tcmud-lib.sh
 . /vmlab/ceph-lib.sh
 
@@ -121,8 +122,8 @@ while [ $rep -le "$REPS" ]; do
         [ $rep = 1 ] && vmsg "$b: $sd max_sectors_kb=$(cat "$q/queue/max_sectors_kb") emulate_write_cache=$(cat "$CFG/core/user_1/$b/attrib/emulate_write_cache") hw_max_sectors=$(cat "$CFG/core/user_1/$b/attrib/hw_max_sectors") cache_type='$(cat "$q"/device/scsi_disk/*/cache_type 2>/dev/null)'"
         for w in $WORKLOADS; do
             case $w in
-                randread4k) rw=randread bs=4k;;  randwrite4k) rw=randwrite bs=4k;;
-                read1m) rw=read bs=1M;;          write1m) rw=write bs=1M;;
+                randread4k) rw=randread bs=4k kb=4;;  randwrite4k) rw=randwrite bs=4k kb=4;;
+                read1m) rw=read bs=1M kb=1024;;       write1m) rw=write bs=1M kb=1024;;
                 *) fail "unknown workload $w";;
             esac
             t0=$(cut -d' ' -f1 /proc/uptime)
@@ -134,11 +135,11 @@ while [ $rep -le "$REPS" ]; do
             c1=$(cpu_ticks "$DPID" "$CEPH_OSD_PID")
             t1=$(cut -d' ' -f1 /proc/uptime)
             case $rw in *read) f="8 7 24 30 15";; *) f="49 48 65 71 56";; esac
-            awk -F';' -v b="$b" -v w="$w" -v r="$rep" -v t="$t0-$t1" -v f="$f" -v c="$c0 $c1" -v secs=$((RT + 1)) '
+            awk -F';' -v b="$b" -v w="$w" -v r="$rep" -v t="$t0-$t1" -v f="$f" -v c="$c0 $c1" -v kb="$kb" -v secs=$((RT + 1)) '
                 function pct(v) { sub(/.*=/, "", v); return int(v / 1000) }
                 function us(d, ios) { return ios > 0 ? sprintf("%.0f", d * 10000 / ios) : "-" }
                 function dd(a, z) { return (C[a] == "-" || C[z] == "-") ? "-" : us(C[z] - C[a], ios) }
-                /^3;/{ split(f, F, " "); split(c, C, " "); ios = $F[1] * secs
+                /^3;/{ split(f, F, " "); split(c, C, " "); ios = $F[2] / kb * secs
                     print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]),
                         "max", int($F[5] / 1000), "cpu_us guest", us(C[4] - C[1], ios), "daemon", dd(2, 5), "osd", dd(3, 6) }' /tmp/fio.out
         done

@@ -63,6 +63,9 @@ mon warn on pool no redundancy = false
 osd objectstore = memstore
 memstore device bytes = $((CEPH_MEM_GB * 1024 * 1024 * 1024))
 osd crush initial weight = 1
+# a killed client's watch (and so its exclusive lock on an image) expires after this many
+# seconds (default 30): the next opener takes the lock over sooner
+osd client watch timeout = ${CEPH_WATCH_TIMEOUT:-15}
 osd data = $CEPH_DIR/\$name
 mon data = $CEPH_DIR/\$name
 keyring = $CEPH_DIR/keyring

@@ -56,11 +56,12 @@ while [ $r -le "$ROUNDS" ]; do
     kill -0 $FPID 2>/dev/null || { cat /tmp/fio-crash$r.out; fail "round $r: fio ended before the kill"; }
     old=$TCMUD_PID
     tcmud_kill9
-    vmsg "round $r: killed tcmud pid $old during fio $rw bs=$bs"
+    tk=$(cut -d' ' -f1 /proc/uptime)
+    vmsg "round $r: killed tcmud pid $old during fio $rw bs=$bs at ${tk}s"
     tcmud_start
     wait_served rbdvol
     if ! wait $FPID; then cat /tmp/fio-crash$r.out; diag; ceph_diag; fail "round $r: fio failed after the restart"; fi
-    verified "round $r: kill -9 during fio $rw bs=$bs; restarted; fio verify of $sz passed ($(fio_summary crash$r))"
+    verified "round $r: kill -9 during fio $rw bs=$bs; restarted; fio verify of $sz passed $(awk -v a="$tk" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN{printf "%.0f", b-a}') s after the kill ($(fio_summary crash$r))"
     r=$((r + 1))
 done
 errs=$(dmesg_new | grep -iE 'ring broken|tcmu: |I/O error|critical')
