@@ -53,6 +53,12 @@ pub struct Subtypes {
     /// Image files, `<file>/<path>` (default `file`, the subtype of
     /// tcmu-runner's file handler too: see docs/coexistence.md).
     pub file: Option<String>,
+    /// Ceph RBD images, `<rbd>/<pool>/<image>` (default `rbd`, the subtype of
+    /// tcmu-runner's rbd handler too; their `dev_config` strings are the
+    /// same). Only builds with the `rbd` feature serve it, and default it
+    /// on; others leave `rbd/` devices alone unless configured, and then
+    /// fail them with a clear error.
+    pub rbd: Option<String>,
 }
 
 impl Default for Subtypes {
@@ -60,6 +66,9 @@ impl Default for Subtypes {
         Subtypes {
             thin: Some("thin".into()),
             file: Some("file".into()),
+            // Without the feature `rbd/` devices stay another daemon's
+            // (tcmu-runner's), as before.
+            rbd: cfg!(feature = "rbd").then(|| "rbd".into()),
         }
     }
 }

@@ -22,7 +22,8 @@ fn subtypes_can_be_renamed_or_turned_off() {
         cfg.subtypes,
         Subtypes {
             thin: Some("tcmud-thin".into()),
-            file: None
+            file: None,
+            ..Subtypes::default()
         }
     );
     let s = &cfg.subtypes;
@@ -140,6 +141,7 @@ fn module_params_setting_overrides_the_detection() {
         subtypes: Subtypes {
             thin: Some("thin".into()),
             file: Some("tcmud-file".into()),
+            ..Subtypes::default()
         },
         ..sys(dir3.path(), &["tcm-user/2/runner/file//img"])
     };

@@ -110,6 +110,20 @@ pub enum BackendError {
     /// The backend's metadata failed; the message says what.
     #[error("metadata error: {0}")]
     Metadata(String),
+    /// The storage does not answer for now (a network backstore whose
+    /// cluster is unreachable); the command may succeed when retried.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// What a backend's own COMPARE AND WRITE found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CompareWrite {
+    /// The blocks matched and were written.
+    Written,
+    /// They differ, first at this byte offset from the start of the range;
+    /// nothing was written.
+    Miscompare(u64),
 }
 
 /// Block storage as the SCSI emulation sees it.
@@ -169,6 +183,21 @@ pub trait BlockBackend: Send + Sync {
 
     /// Makes every write that returned before this call durable.
     fn flush(&self) -> Result<(), BackendError>;
+
+    /// COMPARE AND WRITE done by the storage itself, atomically against
+    /// every writer of it (other hosts included): `None` (the default)
+    /// when it cannot, and the SCSI layer then reads, compares and writes
+    /// under the LUN's own gate.
+    fn compare_and_write(
+        &self,
+        lba: u64,
+        verify: &[u8],
+        write: &[u8],
+        fua: bool,
+    ) -> Option<Result<CompareWrite, BackendError>> {
+        let _ = (lba, verify, write, fua);
+        None
+    }
 
     /// Whether a call may wait on a device, a file or a lock held across
     /// I/O (the default). A backend that only touches memory (null, memory)

@@ -152,6 +152,11 @@ fn backend_sense(e: &BackendError) -> Sense {
         // medium reports.
         BackendError::Failed(_) => Sense::new(DataProtect, Asc::WRITE_PROTECTED),
         BackendError::Metadata(_) => Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE),
+        // The storage is out of reach for now (a cluster that does not
+        // answer): the initiator retries later.
+        BackendError::Unavailable(_) => {
+            Sense::new(NotReady, Asc::LOGICAL_UNIT_COMMUNICATION_FAILURE)
+        }
     }
 }
 

@@ -56,6 +56,8 @@ impl Asc {
     }
     /// 00/00 NO ADDITIONAL SENSE INFORMATION.
     pub const NO_ADDITIONAL: Asc = Asc::new(0x00, 0x00);
+    /// 08/00 LOGICAL UNIT COMMUNICATION FAILURE.
+    pub const LOGICAL_UNIT_COMMUNICATION_FAILURE: Asc = Asc::new(0x08, 0x00);
     /// 0C/00 WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc::new(0x0C, 0x00);
     /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.

@@ -1,8 +1,10 @@
 //! Resolution of the kernel's `dev_config` string into a backstore we serve.
 //!
-//! Forms we own: `thin/<pool>/<volume>` and `file/<path>` (tcmu-runner's
-//! format, so `file//var/lib/img.raw` names `/var/lib/img.raw`). Any other
-//! subtype belongs to another daemon and parses to `Ok(None)`.
+//! Forms we own: `thin/<pool>/<volume>`, `file/<path>` (tcmu-runner's
+//! format, so `file//var/lib/img.raw` names `/var/lib/img.raw`) and
+//! `rbd/<pool>/<image>[@<snap>][;conf=..;id=..;osd_op_timeout=..]`
+//! (tcmu-runner's rbd handler's, see [`RbdSpec`]). Any other subtype
+//! belongs to another daemon and parses to `Ok(None)`.
 //!
 //! Options follow the backstore after `;` (as tcmu-runner's rbd handler
 //! takes them), e.g. `thin/p/v;ro`: [`DevOptions`]. An image path
@@ -10,6 +12,7 @@
 
 use std::path::{Component, PathBuf};
 
+use super::rbd_config::{parse_rbd, RbdSpec};
 use super::BackstoreError;
 use crate::config::Subtypes;
 
@@ -31,6 +34,9 @@ pub enum DevConfig {
         /// Absolute path of the image.
         path: PathBuf,
     },
+    /// A Ceph RBD image or snapshot (served by builds with the `rbd`
+    /// feature).
+    Rbd(RbdSpec),
 }
 
 /// How a backstore is served, from the options after its `;`.
@@ -115,6 +121,19 @@ impl DevConfig {
             None => (rest, None),
         };
         let is = |want: &Option<String>| want.as_deref() == Some(subtype);
+        if is(&subtypes.rbd) {
+            if s.len() > MAX_DEV_CONFIG {
+                return Err(malformed(s, "longer than 255 bytes"));
+            }
+            let (spec, left) = parse_rbd(rest, opts).map_err(|why| malformed(s, why))?;
+            let mut o = match left.is_empty() {
+                true => DevOptions::default(),
+                false => DevOptions::parse(&left.join(";")).map_err(|why| malformed(s, why))?,
+            };
+            // A snapshot is served read-only.
+            o.read_only |= spec.snap.is_some();
+            return Ok(Some((DevConfig::Rbd(spec), o)));
+        }
         let parsed = if is(&subtypes.thin) {
             parse_thin(rest)
         } else if is(&subtypes.file) {
@@ -139,6 +158,7 @@ impl DevConfig {
         match self {
             DevConfig::Thin { pool, volume } => format!("thin/{pool}/{volume}"),
             DevConfig::File { path } => format!("file/{}", path.display()),
+            DevConfig::Rbd(spec) => format!("rbd/{}", spec.to_dev_config_rest()),
         }
     }
 }
@@ -245,14 +265,7 @@ mod tests {
 
     #[test]
     fn foreign_subtypes_are_not_ours() {
-        for s in [
-            "rbd/pool/img",
-            "glfs/vol@host/img",
-            "",
-            "thin",
-            "qcow//x.qcow2",
-            "zbc/x",
-        ] {
+        for s in ["glfs/vol@host/img", "", "thin", "qcow//x.qcow2", "zbc/x"] {
             assert_eq!(DevConfig::parse(s).unwrap(), None, "{s}");
         }
     }
@@ -308,8 +321,12 @@ mod tests {
             assert!(DevConfig::parse(bad).is_err(), "{bad}");
         }
         // Another daemon's options stay its own.
+        let no_rbd = Subtypes {
+            rbd: None,
+            ..Subtypes::default()
+        };
         assert_eq!(
-            DevConfig::parse("rbd/pool/img;osd_op_timeout=30").unwrap(),
+            DevConfig::parse_as("rbd/pool/img;osd_op_timeout=30", &no_rbd).unwrap(),
             None
         );
     }
@@ -319,6 +336,59 @@ mod tests {
             pool: pool.into(),
             volume: volume.into(),
         }
+    }
+
+    #[test]
+    fn rbd_forms() {
+        // Served with the `rbd` feature by default; configured here so the
+        // parsing is tested in every build.
+        let with_rbd = Subtypes {
+            rbd: Some("rbd".into()),
+            ..Subtypes::default()
+        };
+        let parse = |s: &str| DevConfig::parse_with_options_as(s, &with_rbd);
+        let (c, o) = parse("rbd/rbd/disk_1;conf=/etc/ceph/ceph.conf;id=admin;osd_op_timeout=30")
+            .unwrap()
+            .unwrap();
+        let DevConfig::Rbd(spec) = &c else {
+            panic!("{c:?}")
+        };
+        assert_eq!((spec.pool.as_str(), spec.image.as_str()), ("rbd", "disk_1"));
+        assert_eq!(o, DevOptions::default());
+        assert_eq!(
+            c.to_dev_config(),
+            "rbd/rbd/disk_1;conf=/etc/ceph/ceph.conf;id=admin;osd_op_timeout=30"
+        );
+        // A snapshot is read-only; tcmud's options mix with tcmu-runner's.
+        let (c, o) = parse("rbd/p/img@s1;id=u;lbppbe=3").unwrap().unwrap();
+        assert!(matches!(&c, DevConfig::Rbd(s) if s.snap.as_deref() == Some("s1")));
+        assert!(o.read_only);
+        assert_eq!(o.lbppbe, 3);
+        for bad in [
+            "rbd/",
+            "rbd/p",
+            "rbd/p/img;",
+            "rbd/p/img;bogus=1",
+            "rbd/p/img;osd_op_timeout=abc",
+            "rbd/p/img@",
+            "rbd/p/i g",
+        ] {
+            assert!(
+                matches!(parse(bad), Err(BackstoreError::BadDevConfig { .. })),
+                "{bad}"
+            );
+        }
+        let long = format!("rbd/p/img;conf=/{}", "c".repeat(300));
+        assert!(parse(&long).is_err());
+        // Renamed: `rbd/` is then another daemon's (tcmu-runner's).
+        let renamed = Subtypes {
+            rbd: Some("tcmud-rbd".into()),
+            ..Subtypes::default()
+        };
+        assert_eq!(DevConfig::parse_as("rbd/p/img", &renamed).unwrap(), None);
+        assert!(DevConfig::parse_as("tcmud-rbd/p/img", &renamed)
+            .unwrap()
+            .is_some());
     }
 
     #[test]

@@ -37,6 +37,13 @@ pub enum BackstoreKind {
         /// Image path.
         path: PathBuf,
     },
+    /// A Ceph RBD image (or snapshot).
+    Rbd {
+        /// `pool/image[@snap]`.
+        name: String,
+        /// Resizes the image (`rbd_resize`), blocking.
+        resize: RbdResize,
+    },
     /// Anything else handed in directly (tests, the simulator example).
     Other {
         /// Human-readable description.
@@ -49,10 +56,14 @@ impl fmt::Debug for BackstoreKind {
         match self {
             BackstoreKind::Thin { volume, .. } => write!(f, "thin volume {volume}"),
             BackstoreKind::File { path } => write!(f, "file {}", path.display()),
+            BackstoreKind::Rbd { name, .. } => write!(f, "rbd image {name}"),
             BackstoreKind::Other { name } => f.write_str(name),
         }
     }
 }
+
+/// Resizes an RBD image to a number of bytes (blocking).
+pub type RbdResize = Arc<dyn Fn(u64) -> Result<(), BackstoreError> + Send + Sync>;
 
 /// A device's backstore: cheap to clone, outlives restarted device actors.
 #[derive(Clone)]
@@ -269,6 +280,7 @@ impl BackstoreHandle {
                     what: format!("resize volume {volume}"),
                     source,
                 }),
+            (BackstoreKind::Rbd { resize, .. }, _) => resize(new_size),
             (BackstoreKind::Other { name }, _) => {
                 Err(BackstoreError::Unsupported(format!("resize of {name}")))
             }
@@ -279,7 +291,7 @@ impl BackstoreHandle {
     /// image file backend raises no capacity event of its own; a thin
     /// volume does).
     pub fn resize_needs_announce(&self) -> bool {
-        self.inner.image.is_some()
+        self.inner.image.is_some() || matches!(self.inner.kind, BackstoreKind::Rbd { .. })
     }
 }
 
@@ -343,6 +355,7 @@ pub fn open_backstore_with(
             opts,
         ),
         DevConfig::File { path } => open_file(path, size_bytes, block_size, reg, policy, opts),
+        DevConfig::Rbd(spec) => open_rbd(spec, opts, size_bytes, block_size, reg),
     }
 }
 
@@ -469,7 +482,43 @@ fn open_file(
     ))
 }
 
-fn size_of(b: &dyn BlockBackend) -> u64 {
+#[cfg(feature = "rbd")]
+fn open_rbd(
+    spec: &super::RbdSpec,
+    opts: &DevOptions,
+    size_bytes: u64,
+    block_size: u32,
+    reg: &PoolRegistry,
+) -> Result<BackstoreHandle, BackstoreError> {
+    let io = reg.io_lane()?;
+    let (backend, identity, resize) = super::rbd::open(spec, opts, size_bytes, block_size)?;
+    Ok(BackstoreHandle::on_lane_with(
+        backend,
+        BackstoreKind::Rbd {
+            name: spec.image_ref(),
+            resize,
+        },
+        io,
+        Some(identity),
+        *opts,
+    ))
+}
+
+#[cfg(not(feature = "rbd"))]
+fn open_rbd(
+    spec: &super::RbdSpec,
+    _opts: &DevOptions,
+    _size_bytes: u64,
+    _block_size: u32,
+    _reg: &PoolRegistry,
+) -> Result<BackstoreHandle, BackstoreError> {
+    Err(BackstoreError::Unsupported(format!(
+        "rbd image {}: this tcmud was built without the rbd feature (cargo build --features rbd)",
+        spec.image_ref()
+    )))
+}
+
+pub(super) fn size_of(b: &dyn BlockBackend) -> u64 {
     let c = b.caps();
     c.num_blocks.saturating_mul(u64::from(c.block_size))
 }

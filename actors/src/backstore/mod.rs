@@ -12,6 +12,9 @@ mod file_open;
 mod handle;
 mod identity;
 mod io_pool;
+#[cfg(feature = "rbd")]
+mod rbd;
+mod rbd_config;
 mod registry;
 
 pub use dev_config::{valid_name, DevConfig, DevOptions, MAX_DEV_CONFIG};
@@ -21,7 +24,12 @@ pub use handle::{
 };
 pub use identity::IDENTITY_XATTR;
 pub use io_pool::{IoLane, IoPool};
+pub use rbd_config::RbdSpec;
 pub use registry::{PoolRegistry, PoolSpec, SharedIo};
+/// librados/librbd's safe API, for tools and tests that talk to the
+/// cluster beside a device (builds with the `rbd` feature).
+#[cfg(feature = "rbd")]
+pub use tcmud_rbd as rbd_api;
 
 use std::path::PathBuf;
 
@@ -167,6 +175,14 @@ pub enum BackstoreError {
         have: u64,
         /// The size asked for.
         want: u64,
+    },
+    /// A librados/librbd call failed (`rbd/` backstores).
+    #[error("{what}: {}{}", std::io::Error::from_raw_os_error(*errno), match errno { 2 => " (no such pool, image or snapshot)", 110 => " (the cluster did not answer in time)", _ => "" })]
+    Rbd {
+        /// What was being done, with the image.
+        what: String,
+        /// The errno librados/librbd returned (positive).
+        errno: i32,
     },
     /// The operation is not supported by this kind of backstore.
     #[error("not supported: {0}")]

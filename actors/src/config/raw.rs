@@ -55,6 +55,7 @@ struct RawDaemon {
 struct RawSubtypes {
     thin: Option<Spanned<String>>,
     file: Option<Spanned<String>>,
+    rbd: Option<Spanned<String>>,
 }
 
 /// Longest subtype accepted.
@@ -217,7 +218,7 @@ impl RawConfig {
 }
 
 /// `[daemon.subtypes]`: each a lowercase word (`a-z`, `0-9`, `-`, `_`,
-/// `.`; no `/`), `""` to turn the kind off; the two must differ.
+/// `.`; no `/`), `""` to turn the kind off; they must differ.
 fn check_subtypes(c: &mut Checker<'_>, raw: RawSubtypes) -> Subtypes {
     let defaults = Subtypes::default();
     let mut one = |v: Option<Spanned<String>>, default: Option<String>, field: &str| {
@@ -244,14 +245,21 @@ fn check_subtypes(c: &mut Checker<'_>, raw: RawSubtypes) -> Subtypes {
     };
     let thin = one(raw.thin, defaults.thin, "daemon.subtypes.thin");
     let file = one(raw.file, defaults.file, "daemon.subtypes.file");
-    if thin.is_some() && thin == file {
-        c.bad(
-            None,
-            "daemon.subtypes",
-            format!("thin and file both use {:?}", thin.as_deref().unwrap_or("")),
-        );
+    let rbd = one(raw.rbd, defaults.rbd, "daemon.subtypes.rbd");
+    for (a, b, x, y) in [
+        ("thin", "file", &thin, &file),
+        ("thin", "rbd", &thin, &rbd),
+        ("file", "rbd", &file, &rbd),
+    ] {
+        if x.is_some() && x == y {
+            c.bad(
+                None,
+                "daemon.subtypes",
+                format!("{a} and {b} both use {:?}", x.as_deref().unwrap_or("")),
+            );
+        }
     }
-    Subtypes { thin, file }
+    Subtypes { thin, file, rbd }
 }
 
 fn default_pool() -> PoolConfig {

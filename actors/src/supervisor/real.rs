@@ -118,6 +118,7 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
         BackstoreError::FileType { .. } => libc::EINVAL,
         BackstoreError::Io { source, .. } => source.raw_os_error().unwrap_or(libc::EIO),
         BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
+        BackstoreError::Rbd { errno, .. } => *errno,
         BackstoreError::Shrink { .. } => libc::EINVAL,
         BackstoreError::Pool {
             source: tcmud_core::pool::PoolError::ShrinkNotForced(_),
@@ -201,7 +202,7 @@ impl DeviceFactory for RealFactory {
                     return Err(SpawnError::new(libc::ENOENT, e.to_string()));
                 }
             },
-            DevConfig::File { .. } => match self.registries.first() {
+            DevConfig::File { .. } | DevConfig::Rbd(_) => match self.registries.first() {
                 Some(r) => r.as_ref(),
                 None => {
                     fallback = PoolRegistry::new(Vec::new());

@@ -1,6 +1,7 @@
 //! COMPARE AND WRITE (SBC-3 5.2): atomic per LUN.
 
 use super::{check_writable, first_difference, limits};
+use crate::backend::CompareWrite;
 use crate::scsi::cdb::CompareAndWrite;
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
@@ -38,6 +39,12 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let (verify, write) = ctx.data_out.split_at(ext.bytes);
     let fua = ctx.lun.effective_fua(&ctx.caps, c.fua());
     let backend = ctx.lun.backend();
+    if let Some(r) = backend.compare_and_write(ext.lba, verify, write, fua) {
+        return match r? {
+            CompareWrite::Written => Ok(Reply::None),
+            CompareWrite::Miscompare(offset) => Err(ScsiError::Miscompare { offset }),
+        };
+    }
     let _gate = ctx.lun.caw_gate();
     let mut current = vec![0u8; ext.bytes];
     backend.read(ext.lba, &mut current)?;

@@ -1,0 +1,448 @@
+//! The RBD backstore: a Ceph RBD image (or snapshot) through librbd
+//! ([`tcmud_rbd`]) as a [`BlockBackend`].
+//!
+//! Every call is a librbd `aio_*` operation; the blocking [`BlockBackend`]
+//! methods (run on the I/O threads) wait for its completion. Errors:
+//! - a timeout (`osd_op_timeout=` passed) is retried once, then the command
+//!   fails NOT READY / LOGICAL UNIT COMMUNICATION FAILURE (08/00): the
+//!   initiator retries; without `osd_op_timeout` librbd waits for the
+//!   cluster (the kernel's cmd_time_out then applies);
+//! - a blocklisted client (another client broke the image's exclusive lock)
+//!   gets a new connection and image handle, retried with back-off on a
+//!   thread of its own, commands failing NOT READY (08/00) meanwhile;
+//! - an image deleted under us: its commands fail with a medium error,
+//!   logged; the other LUNs are not concerned.
+
+use std::collections::VecDeque;
+use std::io;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use std::time::Duration;
+
+use tcmud_core::backend::{
+    Allocation, BackendCaps, BackendError, BackendEvent, BlockBackend, BlockSink, BlockSource,
+    CompareWrite,
+};
+use tcmud_core::scsi::LunIdentity;
+use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
+
+use super::handle::RbdResize;
+use super::{BackstoreError, DevOptions, RbdSpec};
+
+/// Most bytes one allocation query walks (GET LBA STATUS may ask for less).
+const ALLOCATION_SPAN: u64 = 1 << 30;
+
+/// Back-off between reopen attempts: doubling from the first to the last.
+const REOPEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
+
+/// What the backend shares with its reopen thread.
+struct Shared {
+    spec: RbdSpec,
+    read_only: bool,
+    image: RwLock<Arc<Image>>,
+    reopening: AtomicBool,
+}
+
+/// An open RBD image.
+pub struct RbdBackend {
+    shared: Arc<Shared>,
+    block_size: u32,
+    obj_size: u64,
+    size: AtomicU64,
+    events: Mutex<VecDeque<BackendEvent>>,
+}
+
+/// What an operation was, for its error.
+#[derive(Clone, Copy)]
+enum Op {
+    Read,
+    Write,
+    Flush,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+fn connect_open(spec: &RbdSpec, read_only: bool) -> Result<Image, RbdError> {
+    let mut options = vec![
+        // Writes are acknowledged when the OSDs have them (no client cache
+        // whose loss would lose acknowledged writes), as tcmu-runner does.
+        ("rbd_cache".to_owned(), "false".to_owned()),
+    ];
+    if let Some(t) = spec.osd_op_timeout {
+        options.push(("rados_osd_op_timeout".to_owned(), t.to_string()));
+        // Connecting waits no longer than an operation would.
+        options.push(("client_mount_timeout".to_owned(), t.to_string()));
+    }
+    let cluster = Cluster::connect(&ConnectOptions {
+        conf: spec.conf.clone(),
+        id: spec.id.clone(),
+        options,
+    })?;
+    let io = cluster.ioctx(&spec.pool)?;
+    Image::open(io, &spec.image, spec.snap.as_deref(), read_only)
+}
+
+fn rbd_err(spec: &RbdSpec, what: &str) -> impl Fn(RbdError) -> BackstoreError {
+    let what = format!("{what} rbd image {}", spec.image_ref());
+    move |e| BackstoreError::Rbd {
+        what: format!("{what} ({})", e.op),
+        errno: e.errno,
+    }
+}
+
+/// Opens the image of `spec` for a device of `size_bytes` in blocks of
+/// `block_size` bytes: the backend, the LUN's identity (from the cluster's
+/// fsid, the pool and the image's id: stable across renames and daemons)
+/// and its resize.
+pub(super) fn open(
+    spec: &RbdSpec,
+    opts: &DevOptions,
+    size_bytes: u64,
+    block_size: u32,
+) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdResize), BackstoreError> {
+    let read_only = opts.read_only || spec.snap.is_some();
+    let image = connect_open(spec, read_only).map_err(rbd_err(spec, "open"))?;
+    let info = image.info().map_err(rbd_err(spec, "stat"))?;
+    let id = image.id().map_err(rbd_err(spec, "id of"))?;
+    let fsid = image
+        .ioctx()
+        .cluster()
+        .fsid()
+        .map_err(rbd_err(spec, "cluster fsid for"))?;
+    if info.size % u64::from(block_size) != 0 {
+        tracing::warn!(image = %spec.image_ref(), size = info.size, block_size,
+            "image size is not a whole number of blocks; the tail is not served");
+    }
+    if info.size != size_bytes {
+        tracing::warn!(image = %spec.image_ref(), have = info.size, want = size_bytes,
+            "image size differs from the device size; served at the image's size");
+    }
+    let snap = spec.snap.as_deref().unwrap_or("");
+    let identity = identity_of(&format!("{fsid}/{}/{id}@{snap}", spec.pool));
+    let backend = Arc::new(RbdBackend {
+        shared: Arc::new(Shared {
+            spec: spec.clone(),
+            read_only,
+            image: RwLock::new(Arc::new(image)),
+            reopening: AtomicBool::new(false),
+        }),
+        block_size,
+        obj_size: info.obj_size.max(u64::from(block_size)),
+        size: AtomicU64::new(info.size),
+        events: Mutex::new(VecDeque::new()),
+    });
+    tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
+    let weak = Arc::downgrade(&backend);
+    let resize: RbdResize = Arc::new(move |bytes| match weak.upgrade() {
+        Some(b) => b.resize(bytes),
+        None => Err(BackstoreError::Unsupported(
+            "resize of a closed rbd image".into(),
+        )),
+    });
+    Ok((backend, identity, resize))
+}
+
+/// 16 bytes from `key`: two FNV-1a 64-bit hashes with different offsets.
+fn identity_of(key: &str) -> LunIdentity {
+    let fnv = |seed: u64| {
+        key.bytes().fold(seed, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
+    };
+    let mut id = [0u8; 16];
+    id[..8].copy_from_slice(&fnv(0xcbf2_9ce4_8422_2325).to_be_bytes());
+    id[8..].copy_from_slice(&fnv(0x8422_2325_cbf2_9ce4).to_be_bytes());
+    LunIdentity(id)
+}
+
+impl RbdBackend {
+    fn image(&self) -> Arc<Image> {
+        Arc::clone(&self.shared.image.read().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn name(&self) -> String {
+        self.shared.spec.image_ref()
+    }
+
+    /// Runs one operation and waits for it; a timeout is retried once.
+    fn run(
+        &self,
+        op: Op,
+        start: impl Fn(&Image, DoneFn) -> Result<(), RbdError>,
+    ) -> Result<AioDone, BackendError> {
+        if self.shared.reopening.load(Ordering::Acquire) {
+            return Err(BackendError::Unavailable(format!(
+                "rbd image {}: reconnecting",
+                self.name()
+            )));
+        }
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let image = self.image();
+            let r = Image::wait(|done| start(&image, done)).and_then(|d| match &d.result {
+                Ok(_) => Ok(d),
+                Err(e) if e.is_miscompare() => Ok(d),
+                Err(e) => Err(e.clone()),
+            });
+            match r {
+                Ok(d) => return Ok(d),
+                Err(e) if e.is_timeout() && tries < 2 => {
+                    tracing::warn!(image = %self.name(), error = %e, "rbd operation timed out; retrying");
+                }
+                Err(e) => return Err(self.error(op, e)),
+            }
+        }
+    }
+
+    fn error(&self, op: Op, e: RbdError) -> BackendError {
+        let name = self.name();
+        if e.is_timeout() {
+            tracing::warn!(image = %name, error = %e, "rbd cluster does not answer");
+            return BackendError::Unavailable(format!("rbd image {name}: {e}"));
+        }
+        if e.needs_reopen() {
+            tracing::warn!(image = %name, error = %e, "rbd client blocklisted; reconnecting");
+            start_reopen(&self.shared);
+            return BackendError::Unavailable(format!("rbd image {name}: {e}"));
+        }
+        if e.is_not_found() {
+            tracing::error!(image = %name, error = %e, "rbd image is gone (deleted?)");
+        }
+        let io = io::Error::from_raw_os_error(e.errno);
+        match op {
+            Op::Read => BackendError::Read(io),
+            Op::Write => BackendError::Write(io),
+            Op::Flush => BackendError::Flush(io),
+        }
+    }
+
+    fn check_range(&self, lba: u64, blocks: u64) -> Result<(u64, u64), BackendError> {
+        let bs = u64::from(self.block_size);
+        let n = self.caps().num_blocks;
+        match lba.checked_add(blocks) {
+            Some(end) if end <= n => Ok((lba * bs, blocks * bs)),
+            _ => Err(BackendError::OutOfRange { lba, blocks }),
+        }
+    }
+
+    fn check_writable(&self) -> Result<(), BackendError> {
+        if self.shared.read_only {
+            return Err(BackendError::ReadOnly);
+        }
+        Ok(())
+    }
+
+    fn blocks_of(&self, len: usize) -> u64 {
+        (len / self.block_size as usize) as u64
+    }
+
+    fn resize(&self, bytes: u64) -> Result<(), BackstoreError> {
+        let spec = &self.shared.spec;
+        if self.shared.read_only {
+            return Err(BackstoreError::Unsupported(format!(
+                "resize of read-only rbd image {}",
+                spec.image_ref()
+            )));
+        }
+        let image = self.image();
+        image.resize(bytes).map_err(rbd_err(spec, "resize"))?;
+        self.size.store(bytes, Ordering::Release);
+        tracing::info!(image = %spec.image_ref(), bytes, "rbd image resized");
+        Ok(())
+    }
+}
+
+/// Reconnects on a thread of its own, with back-off, until it succeeds or
+/// the backend is dropped.
+fn start_reopen(shared: &Arc<Shared>) {
+    if shared.reopening.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let weak: Weak<Shared> = Arc::downgrade(shared);
+    let spawned = std::thread::Builder::new()
+        .name("tcmud-rbd-reopen".into())
+        .spawn(move || {
+            let mut wait = REOPEN_BACKOFF.0;
+            loop {
+                let Some(shared) = weak.upgrade() else {
+                    return;
+                };
+                match connect_open(&shared.spec, shared.read_only) {
+                    Ok(image) => {
+                        *shared.image.write().unwrap_or_else(|p| p.into_inner()) =
+                            Arc::new(image);
+                        shared.reopening.store(false, Ordering::Release);
+                        tracing::info!(image = %shared.spec.image_ref(), "rbd image reopened");
+                        return;
+                    }
+                    Err(e) => {
+                        tracing::warn!(image = %shared.spec.image_ref(), error = %e, retry_in = ?wait, "rbd reopen failed");
+                    }
+                }
+                drop(shared);
+                // Back-off between attempts (not a wait for an event).
+                std::thread::sleep(wait);
+                wait = (wait * 2).min(REOPEN_BACKOFF.1);
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::error!(error = %e, "cannot start the rbd reopen thread");
+        shared.reopening.store(false, Ordering::Release);
+    }
+}
+
+impl BlockBackend for RbdBackend {
+    fn caps(&self) -> BackendCaps {
+        let bs = self.block_size;
+        let size = match self.image().size() {
+            Ok(now) => {
+                let before = self.size.swap(now, Ordering::AcqRel);
+                if before != now {
+                    lock(&self.events).push_back(BackendEvent::CapacityChanged);
+                }
+                now
+            }
+            Err(_) => self.size.load(Ordering::Acquire),
+        };
+        let per_obj = u32::try_from(self.obj_size / u64::from(bs))
+            .unwrap_or(u32::MAX)
+            .max(1);
+        BackendCaps {
+            block_size: bs,
+            num_blocks: size / u64::from(bs),
+            thin: true,
+            // UNMAP is rbd_aio_write_zeroes: whole objects are removed,
+            // partial ones zeroed, so unmapped blocks read as zeros.
+            zeroes_after_unmap: true,
+            unmap_granularity: per_obj,
+            max_unmap_blocks: per_obj.saturating_mul(4),
+            max_unmap_descriptors: 256,
+            volatile_cache: false,
+            read_only: self.shared.read_only,
+        }
+    }
+
+    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        let mut sink: &mut [u8] = buf;
+        self.read_into(lba, &mut sink)
+    }
+
+    fn read_into(&self, lba: u64, sink: &mut dyn BlockSink) -> Result<(), BackendError> {
+        let len = sink.len();
+        let (off, _) = self.check_range(lba, self.blocks_of(len))?;
+        let d = self.run(Op::Read, |img, done| img.aio_read(off, len, done))?;
+        sink.write_at(0, &d.buf).map_err(BackendError::Read)
+    }
+
+    fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.write_from(lba, &data, fua)
+    }
+
+    fn write_from(&self, lba: u64, src: &dyn BlockSource, fua: bool) -> Result<(), BackendError> {
+        self.check_writable()?;
+        let (off, _) = self.check_range(lba, self.blocks_of(src.len()))?;
+        let mut data = vec![0u8; src.len()];
+        src.read_at(0, &mut data).map_err(BackendError::Write)?;
+        self.run(Op::Write, |img, done| {
+            img.aio_write(off, data.clone(), fua, done)
+        })
+        .map(drop)
+    }
+
+    fn flush(&self) -> Result<(), BackendError> {
+        self.run(Op::Flush, |img, done| img.aio_flush(done))
+            .map(drop)
+    }
+
+    fn compare_and_write(
+        &self,
+        lba: u64,
+        verify: &[u8],
+        write: &[u8],
+        fua: bool,
+    ) -> Option<Result<CompareWrite, BackendError>> {
+        if let Err(e) = self.check_writable() {
+            return Some(Err(e));
+        }
+        let (off, len) = match self.check_range(lba, self.blocks_of(write.len())) {
+            Ok(r) => r,
+            Err(e) => return Some(Err(e)),
+        };
+        // librbd compares within one object only: a range across an object
+        // boundary takes the SCSI layer's read-compare-write.
+        if len == 0 || off / self.obj_size != (off + len - 1) / self.obj_size {
+            return None;
+        }
+        let r = self.run(Op::Write, |img, done| {
+            img.aio_compare_and_write(off, verify.to_vec(), write.to_vec(), done)
+        });
+        Some(r.and_then(|d| match d.mismatch_offset {
+            Some(at) => Ok(CompareWrite::Miscompare(at)),
+            None if fua => self.flush().map(|()| CompareWrite::Written),
+            None => Ok(CompareWrite::Written),
+        }))
+    }
+
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
+        self.write_zeroes(lba, blocks, true)
+    }
+
+    fn write_zeroes(&self, lba: u64, blocks: u64, _deallocate: bool) -> Result<(), BackendError> {
+        self.check_writable()?;
+        let (off, len) = self.check_range(lba, blocks)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.run(Op::Write, |img, done| img.aio_write_zeroes(off, len, done))
+            .map(drop)
+    }
+
+    fn allocation(&self, lba: u64, max_blocks: u64) -> Result<Allocation, BackendError> {
+        let bs = u64::from(self.block_size);
+        let num = self.caps().num_blocks;
+        if lba >= num {
+            return Err(BackendError::OutOfRange { lba, blocks: 1 });
+        }
+        let span_blocks = max_blocks.min(num - lba).min(ALLOCATION_SPAN / bs).max(1);
+        let (start, end) = (lba * bs, (lba + span_blocks) * bs);
+        // The run that starts at `start`: mapped up to the end of the
+        // extents that touch it, or unmapped up to the first extent.
+        let mut run: Option<(bool, u64)> = None;
+        let image = self.image();
+        image
+            .diff_iterate(start, end - start, &mut |e| {
+                if !e.exists {
+                    return true;
+                }
+                let (e_start, e_end) = (e.offset.max(start), (e.offset + e.len).min(end));
+                match run {
+                    None if e_start > start => {
+                        run = Some((false, e_start));
+                        false
+                    }
+                    None => {
+                        run = Some((true, e_end));
+                        true
+                    }
+                    Some((true, upto)) if e_start <= upto => {
+                        run = Some((true, upto.max(e_end)));
+                        true
+                    }
+                    Some(_) => false,
+                }
+            })
+            .map_err(|e| self.error(Op::Read, e))?;
+        let (mapped, upto) = run.unwrap_or((false, end));
+        Ok(Allocation {
+            mapped,
+            blocks: ((upto - start) / bs).max(1),
+        })
+    }
+
+    fn poll_event(&self) -> Option<BackendEvent> {
+        lock(&self.events).pop_front()
+    }
+}

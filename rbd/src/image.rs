@@ -1,0 +1,415 @@
+//! An open image: metadata calls (blocking) and asynchronous I/O.
+
+use std::ffi::{CStr, CString};
+use std::ptr;
+use std::sync::{mpsc, Arc};
+
+use libc::{c_char, c_int, c_void, size_t};
+
+use crate::aio::{submit, AioDone, DoneFn};
+use crate::cluster::IoCtx;
+use crate::{ffi, RbdError};
+
+/// Sizes of an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ImageInfo {
+    /// Size in bytes.
+    pub size: u64,
+    /// Size of its objects in bytes (4 MiB by default).
+    pub obj_size: u64,
+}
+
+/// A run of an image reported by [`Image::diff_iterate`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Extent {
+    /// Byte offset.
+    pub offset: u64,
+    /// Length in bytes.
+    pub len: u64,
+    /// It holds data (false: a hole, reported only against a snapshot).
+    pub exists: bool,
+}
+
+/// An open image (closed on drop, which waits for its in-flight I/O: so a
+/// completion closure must never drop the last handle to its image).
+#[derive(Debug)]
+pub struct Image {
+    handle: ffi::rbd_image_t,
+    read_only: bool,
+    _io: Arc<IoCtx>,
+}
+
+// SAFETY: librbd image handles may be used from any thread (ImageCtx has
+// its own locks); the pointer is only passed back to librbd.
+unsafe impl Send for Image {}
+// SAFETY: as above.
+unsafe impl Sync for Image {}
+
+fn cstr(op: &'static str, s: &str) -> Result<CString, RbdError> {
+    CString::new(s).map_err(|_| RbdError {
+        op,
+        errno: libc::EINVAL,
+    })
+}
+
+fn len_t(op: &'static str, n: u64) -> Result<size_t, RbdError> {
+    size_t::try_from(n).map_err(|_| RbdError {
+        op,
+        errno: libc::EINVAL,
+    })
+}
+
+impl Image {
+    /// Opens image `name` of pool `io`, at `snap` if given (always
+    /// read-only then), read-only when asked.
+    pub fn open(
+        io: Arc<IoCtx>,
+        name: &str,
+        snap: Option<&str>,
+        read_only: bool,
+    ) -> Result<Image, RbdError> {
+        let n = cstr("rbd_open", name)?;
+        let s = snap.map(|s| cstr("rbd_open", s)).transpose()?;
+        let sp = s.as_ref().map_or(ptr::null(), |s| s.as_ptr());
+        let read_only = read_only || snap.is_some();
+        let mut handle: ffi::rbd_image_t = ptr::null_mut();
+        let r = if read_only {
+            // SAFETY: live ioctx, NUL-terminated strings (snap may be null),
+            // valid out-pointer.
+            unsafe { ffi::rbd_open_read_only(io.handle, n.as_ptr(), &mut handle, sp) }
+        } else {
+            // SAFETY: as above.
+            unsafe { ffi::rbd_open(io.handle, n.as_ptr(), &mut handle, sp) }
+        };
+        RbdError::check(
+            if read_only {
+                "rbd_open_read_only"
+            } else {
+                "rbd_open"
+            },
+            r.into(),
+        )?;
+        Ok(Image {
+            handle,
+            read_only,
+            _io: io,
+        })
+    }
+
+    /// The pool it is in.
+    pub fn ioctx(&self) -> &Arc<IoCtx> {
+        &self._io
+    }
+
+    /// Opened read-only (or at a snapshot).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> Result<u64, RbdError> {
+        let mut size = 0u64;
+        // SAFETY: open image, valid out-pointer.
+        let r = unsafe { ffi::rbd_get_size(self.handle, &mut size) };
+        RbdError::check("rbd_get_size", r.into()).map(|_| size)
+    }
+
+    /// Feature bits (`RBD_FEATURE_*`).
+    pub fn features(&self) -> Result<u64, RbdError> {
+        let mut f = 0u64;
+        // SAFETY: open image, valid out-pointer.
+        let r = unsafe { ffi::rbd_get_features(self.handle, &mut f) };
+        RbdError::check("rbd_get_features", r.into()).map(|_| f)
+    }
+
+    /// Size and object size.
+    pub fn info(&self) -> Result<ImageInfo, RbdError> {
+        let mut info = ffi::rbd_image_info_t {
+            size: 0,
+            obj_size: 0,
+            num_objs: 0,
+            order: 0,
+            block_name_prefix: [0; 24],
+            parent_pool: 0,
+            parent_name: [0; 96],
+        };
+        // SAFETY: open image; `info` is a writable rbd_image_info_t of the
+        // size passed.
+        let r = unsafe {
+            ffi::rbd_stat(
+                self.handle,
+                &mut info,
+                std::mem::size_of::<ffi::rbd_image_info_t>(),
+            )
+        };
+        RbdError::check("rbd_stat", r.into())?;
+        Ok(ImageInfo {
+            size: info.size,
+            obj_size: info.obj_size,
+        })
+    }
+
+    /// The image's id (stable across renames; unique in its pool).
+    pub fn id(&self) -> Result<String, RbdError> {
+        let mut buf = [0 as c_char; 128];
+        // SAFETY: open image; `buf` is writable for its length.
+        let r = unsafe { ffi::rbd_get_id(self.handle, buf.as_mut_ptr(), buf.len()) };
+        RbdError::check("rbd_get_id", r.into())?;
+        // The last byte stays 0: librbd writes at most len - 1 bytes + NUL.
+        buf[buf.len() - 1] = 0;
+        // SAFETY: `buf` is NUL-terminated (forced just above).
+        let id = unsafe { CStr::from_ptr(buf.as_ptr()) };
+        Ok(id.to_string_lossy().into_owned())
+    }
+
+    /// Resizes to `size` bytes (blocking).
+    pub fn resize(&self, size: u64) -> Result<(), RbdError> {
+        // SAFETY: open image.
+        let r = unsafe { ffi::rbd_resize(self.handle, size) };
+        RbdError::check("rbd_resize", r.into()).map(drop)
+    }
+
+    /// Creates snapshot `name` (blocking).
+    pub fn snap_create(&self, name: &str) -> Result<(), RbdError> {
+        let n = cstr("rbd_snap_create", name)?;
+        // SAFETY: open image, NUL-terminated name.
+        let r = unsafe { ffi::rbd_snap_create(self.handle, n.as_ptr()) };
+        RbdError::check("rbd_snap_create", r.into()).map(drop)
+    }
+
+    /// Protects snapshot `name` (so it can be cloned).
+    pub fn snap_protect(&self, name: &str) -> Result<(), RbdError> {
+        let n = cstr("rbd_snap_protect", name)?;
+        // SAFETY: open image, NUL-terminated name.
+        let r = unsafe { ffi::rbd_snap_protect(self.handle, n.as_ptr()) };
+        RbdError::check("rbd_snap_protect", r.into()).map(drop)
+    }
+
+    /// Calls `f` for each allocated extent in `[offset, offset + len)`
+    /// (the parent's included for a clone), in order, until it returns
+    /// false (blocking).
+    pub fn diff_iterate(
+        &self,
+        offset: u64,
+        len: u64,
+        f: &mut dyn FnMut(Extent) -> bool,
+    ) -> Result<(), RbdError> {
+        extern "C" fn cb(off: u64, len: size_t, exists: c_int, arg: *mut c_void) -> c_int {
+            // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed below, alive
+            // for the whole synchronous rbd_diff_iterate2 call.
+            let f = unsafe { &mut *arg.cast::<&mut dyn FnMut(Extent) -> bool>() };
+            let e = Extent {
+                offset: off,
+                len: u64::try_from(len).unwrap_or(u64::MAX),
+                exists: exists != 0,
+            };
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e))) {
+                Ok(true) => 0,
+                // A negative return stops the iteration (passed back to us).
+                _ => -libc::ECANCELED,
+            }
+        }
+        let mut f = f;
+        let arg: *mut &mut dyn FnMut(Extent) -> bool = &mut f;
+        // SAFETY: open image; null `from_snap` (since creation); `cb`
+        // matches the C signature and `arg` outlives this synchronous call.
+        let r = unsafe {
+            ffi::rbd_diff_iterate2(self.handle, ptr::null(), offset, len, 1, 0, cb, arg.cast())
+        };
+        match r {
+            r if r == -libc::ECANCELED => Ok(()),
+            r => RbdError::check("rbd_diff_iterate2", r.into()).map(drop),
+        }
+    }
+
+    /// Reads `len` bytes at `offset`; `done` gets them in [`AioDone::buf`].
+    pub fn aio_read(
+        &self,
+        offset: u64,
+        len: usize,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let h = self.handle;
+        submit(
+            "rbd_aio_read",
+            vec![0u8; len],
+            Vec::new(),
+            Box::new(done),
+            |c, b| {
+                // SAFETY: open image; `b.buf` is writable for `len` bytes until
+                // the completion (owned by the pending operation).
+                i64::from(unsafe { ffi::rbd_aio_read2(h, offset, len, b.buf.cast(), c, 0) })
+            },
+        )
+    }
+
+    /// Writes `data` at `offset`; with `fua` it is durable on completion.
+    pub fn aio_write(
+        &self,
+        offset: u64,
+        data: Vec<u8>,
+        fua: bool,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let (h, len) = (self.handle, data.len());
+        let flags = if fua {
+            ffi::LIBRADOS_OP_FLAG_FADVISE_FUA
+        } else {
+            0
+        };
+        submit("rbd_aio_write", data, Vec::new(), Box::new(done), |c, b| {
+            // SAFETY: open image; `b.buf` holds `len` bytes until completion.
+            i64::from(unsafe { ffi::rbd_aio_write2(h, offset, len, b.buf.cast(), c, flags) })
+        })
+    }
+
+    /// Makes every completed write durable.
+    pub fn aio_flush(&self, done: impl FnOnce(AioDone) + Send + 'static) -> Result<(), RbdError> {
+        let h = self.handle;
+        submit(
+            "rbd_aio_flush",
+            Vec::new(),
+            Vec::new(),
+            Box::new(done),
+            |c, _| {
+                // SAFETY: open image, fresh completion.
+                i64::from(unsafe { ffi::rbd_aio_flush(h, c) })
+            },
+        )
+    }
+
+    /// Deallocates `[offset, offset + len)` (reads back as zeros).
+    pub fn aio_discard(
+        &self,
+        offset: u64,
+        len: u64,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let h = self.handle;
+        submit(
+            "rbd_aio_discard",
+            Vec::new(),
+            Vec::new(),
+            Box::new(done),
+            |c, _| {
+                // SAFETY: open image, fresh completion.
+                i64::from(unsafe { ffi::rbd_aio_discard(h, offset, len, c) })
+            },
+        )
+    }
+
+    /// Writes zeros over `[offset, offset + len)` (deallocating where whole
+    /// objects are covered).
+    pub fn aio_write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let h = self.handle;
+        let len = len_t("rbd_aio_write_zeroes", len)?;
+        submit(
+            "rbd_aio_write_zeroes",
+            Vec::new(),
+            Vec::new(),
+            Box::new(done),
+            |c, _| {
+                // SAFETY: open image, fresh completion.
+                i64::from(unsafe { ffi::rbd_aio_write_zeroes(h, offset, len, c, 0, 0) })
+            },
+        )
+    }
+
+    /// Writes `pattern` repeated over `[offset, offset + len)` (`len` a
+    /// multiple of the pattern's length).
+    pub fn aio_writesame(
+        &self,
+        offset: u64,
+        len: u64,
+        pattern: Vec<u8>,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let h = self.handle;
+        let len = len_t("rbd_aio_writesame", len)?;
+        let plen = pattern.len();
+        submit(
+            "rbd_aio_writesame",
+            pattern,
+            Vec::new(),
+            Box::new(done),
+            |c, b| {
+                // SAFETY: open image; `b.buf` holds `plen` bytes until completion.
+                i64::from(unsafe {
+                    ffi::rbd_aio_writesame(h, offset, len, b.buf.cast(), plen, c, 0)
+                })
+            },
+        )
+    }
+
+    /// Atomically: if `[offset, offset + cmp.len())` equals `cmp`, writes
+    /// `data` (same length) there; else fails with EILSEQ and
+    /// [`AioDone::mismatch_offset`].
+    pub fn aio_compare_and_write(
+        &self,
+        offset: u64,
+        cmp: Vec<u8>,
+        data: Vec<u8>,
+        done: impl FnOnce(AioDone) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        if cmp.len() != data.len() {
+            return Err(RbdError {
+                op: "rbd_aio_compare_and_write",
+                errno: libc::EINVAL,
+            });
+        }
+        let (h, len) = (self.handle, data.len());
+        submit(
+            "rbd_aio_compare_and_write",
+            data,
+            cmp,
+            Box::new(done),
+            |c, b| {
+                // SAFETY: open image; both buffers hold `len` bytes and
+                // `b.mismatch` is writable until the completion.
+                let r = unsafe {
+                    ffi::rbd_aio_compare_and_write(
+                        h,
+                        offset,
+                        len,
+                        b.cmp.cast(),
+                        b.buf.cast(),
+                        c,
+                        b.mismatch,
+                        0,
+                    )
+                };
+                i64::try_from(r).unwrap_or(i64::from(-libc::EIO))
+            },
+        )
+    }
+
+    /// Runs one `aio_*` call and waits for its completion (for callers that
+    /// may block, and tests).
+    pub fn wait(start: impl FnOnce(DoneFn) -> Result<(), RbdError>) -> Result<AioDone, RbdError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        start(Box::new(move |d| {
+            let _ = tx.send(d);
+        }))?;
+        rx.recv().map_err(|_| RbdError {
+            op: "aio completion",
+            errno: libc::EIO,
+        })
+    }
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from rbd_open and is closed once; close
+        // waits for the image's in-flight operations.
+        let r = unsafe { ffi::rbd_close(self.handle) };
+        if r < 0 {
+            // Nothing to do about it but not to use the handle again.
+            let _ = RbdError::from_ret("rbd_close", r.into());
+        }
+    }
+}
