@@ -15,6 +15,8 @@
 # Usage: tests/vm/bench-rbd.sh [--no-build] [--tcmud BIN] [--size MB] [--runtime S] [--reps N]
 #          [--smp N] [--mem MB] [--cache wb|wt] [--backends tcmud,runner]
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
+#          [--tcmud-daemon KEY=VALUE,...]   (adds backend tcmudx: tcmud with these extra keys
+#          in its [daemon] table, e.g. io_threads=64,io_jobs_per_backstore=32)
 #   defaults: image 128 MiB, runtime 10 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs,
 #   3072 MiB guest RAM, wb (attrib/emulate_write_cache=1 on both).
 #   --backends runner: tcmu-runner alone (no tcmud build needed).
@@ -24,7 +26,7 @@
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=128 RT=10 REPS=3 SMP=2 MEM=3072 CACHE=wb LOGF="" FROM=""
+BUILD=1 TCMUD="" SIZE=128 RT=10 REPS=3 SMP=2 MEM=3072 CACHE=wb LOGF="" FROM="" DKEYS=""
 BACKENDS=tcmud,runner WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
@@ -39,8 +41,9 @@ while [ $# -gt 0 ]; do
         --backends) BACKENDS=$2; shift 2;;
         --workloads) WORKLOADS=$2; shift 2;;
         --log) LOGF=$2; shift 2;;
+        --tcmud-daemon) DKEYS=$2; shift 2;;
         --from-log) FROM=$2; shift 2;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -53,7 +56,8 @@ if [ -n "$FROM" ]; then
     WORKLOADS=$(echo "$b" | sed -n "s/.* workloads '\([^']*\)'.*/\1/p" | tr ' ' ',')
 else
     bins=()
-    if [[ ",$BACKENDS," == *,tcmud,* ]]; then
+    if [ -n "$DKEYS" ] && [[ ",$BACKENDS," != *,tcmudx,* ]]; then BACKENDS=$BACKENDS,tcmudx; fi
+    if [[ ",$BACKENDS," == *,tcmud,* ]] || [[ ",$BACKENDS," == *,tcmudx,* ]]; then
         if [ -z "$TCMUD" ]; then
             TCMUD=$repo/target/release/tcmud
             if [ "$BUILD" = 1 ]; then
@@ -75,6 +79,7 @@ else
     TMO=$(( REPS * NB * (NW * (RT + 10) + 60) + SIZE * 2 + 600 ))
     ARGS="size=$SIZE rt=$RT reps=$REPS cache=$CACHE backends=$BACKENDS workloads=$WORKLOADS"
     [ -n "$LOGF" ] && ARGS="$ARGS log=$LOGF"
+    [ -n "$DKEYS" ] && ARGS="$ARGS daemon=$DKEYS"
     echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
     stat0=$(grep '^cpu ' /proc/stat)
     VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --ceph --smp "$SMP" --mem "$MEM" --timeout "$TMO" \
@@ -111,11 +116,12 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
       } }
     END {
         nw = split(wl, W, ","); nb = split(bl, B, ",")
-        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"
+        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"; label["tcmudx"] = "tcmud rbd +keys"
         printf "\nwrite cache: %s; median of %d runs per backend (min-max); 4k rows IOPS, 1m rows MB/s (MiB/s)\n", cache, reps
         printf "%-12s", "workload"
         for (bi = 1; bi <= nb; bi++) printf " | %-24s", label[B[bi]]
-        printf " | %-11s | %-20s\n", "tcmud/run", "per-rep tcmud/run"
+        for (bi = 1; bi <= nb; bi++) if (B[bi] != "runner") printf " | %-11s | %-20s", B[bi] "/run", "per-rep " B[bi] "/run"
+        printf "\n"
         for (wi = 1; wi <= nw; wi++) {
             w = W[wi]; mb = (w ~ /1m$/); line = sprintf("%-12s", w)
             for (bi = 1; bi <= nb; bi++) {
@@ -124,20 +130,24 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
                 else { m = med(k, "iops"); line = line sprintf(" | %8d (%6d-%6d)", m, LO, HI) }
                 K[B[bi]] = med(k, "kib")
             }
-            t = K["tcmud"]; r = K["runner"]
-            line = line sprintf(" | %10s", (t != "" && t != "-" && r != "" && r != "-" && r > 0) ? sprintf("%.2fx", t / r) : "-")
-            m = 0; delete z
-            for (rr = 1; rr <= reps; rr++) {
-                a = R["tcmud", w, rr]; c = R["runner", w, rr]
-                if (a != "" && c > 0) z[++m] = a / c
+            for (bi = 1; bi <= nb; bi++) {
+                x = B[bi]; if (x == "runner") continue
+                t = K[x]; r = K["runner"]
+                line = line sprintf(" | %11s", (t != "" && t != "-" && r != "" && r != "-" && r > 0) ? sprintf("%.2fx", t / r) : "-")
+                m = 0; delete z
+                for (rr = 1; rr <= reps; rr++) {
+                    a = R[x, w, rr]; c = R["runner", w, rr]
+                    if (a != "" && c > 0) z[++m] = a / c
+                }
+                if (m) line = line sprintf(" | %5.2fx (%4.2f-%4.2f)  ", median(z, m), z[1], z[m])
+                else line = line sprintf(" | %-20s", "-")
             }
-            if (m) line = line sprintf(" | %5.2fx (%4.2f-%4.2f)", median(z, m), z[1], z[m])
-            else line = line " | -"
             print line
         }
         printf "\nCPU per I/O, microseconds, median: daemon process / ceph-osd / whole guest\n%-12s", "workload"
         for (bi = 1; bi <= nb; bi++) printf " | %-24s", label[B[bi]]
-        printf " | %-16s\n", "daemon tcmud/run"
+        for (bi = 1; bi <= nb; bi++) if (B[bi] != "runner") printf " | %-13s", "daemon " B[bi] "/run"
+        printf "\n"
         for (wi = 1; wi <= nw; wi++) {
             w = W[wi]; line = sprintf("%-12s", w)
             for (bi = 1; bi <= nb; bi++) {
@@ -145,11 +155,16 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
                 d = med(k, "daemon"); o = med(k, "osd"); g = med(k, "guest"); D[B[bi]] = d
                 line = line sprintf(" | %6s / %6s / %6s", d, o, g)
             }
-            t = D["tcmud"]; r = D["runner"]
-            line = line sprintf(" | %10s", (t != "" && t != "-" && r != "" && r != "-" && r > 0) ? sprintf("%.2fx", t / r) : "-")
+            for (bi = 1; bi <= nb; bi++) {
+                x = B[bi]; if (x == "runner") continue
+                t = D[x]; r = D["runner"]
+                line = line sprintf(" | %13s", (t != "" && t != "-" && r != "" && r != "-" && r > 0) ? sprintf("%.2fx", t / r) : "-")
+            }
             print line
         }
     }'
 echo "per run (backend workload rep IOPS KiB/s guest-uptime clat p50/p99/max cpu):"
 grep -a '^BENCH ' "$LOG" | sort -k2,2 -k3,3 -k4,4n | sed 's/^BENCH /   /'
+echo "CPU ticks per thread name of each daemon and of ceph-osd, cumulative, after each backend's runs:"
+grep -a '^THREADS ' "$LOG" | sed 's/^THREADS /   /'
 echo "raw results: grep -a '^BENCH ' $LOG"

@@ -4,6 +4,8 @@
 #   size=MB (128)  rt=S (10)  reps=N (3)  cache=wb|wt (wb)
 #   backends=tcmud,runner   workloads=randread4k,randwrite4k,read1m,write1m
 #   log=FILTER (tcmud's log filter)
+#   daemon=KEY=VALUE,... (backend tcmudx: tcmud with these extra keys in its [daemon] table,
+#   e.g. io_threads=64,io_jobs_per_backstore=32)
 #
 # 1. A single-node Ceph cluster on the guest's loopback (guest/ceph-lib.sh: mon + memstore
 #    OSD, auth none, size-1 pool `rbd`), one image rbd/img of SIZE MiB (default features),
@@ -32,6 +34,7 @@ SIZE_MB=128 RT=10 REPS=3 CACHE=wb
 BACKENDS="tcmud runner"
 WORKLOADS="randread4k randwrite4k read1m write1m"
 LOGF="warn,tcmud::supervisor::run=info"
+DAEMON_KEYS=""
 for a in "$@"; do
     case $a in
         size=*) SIZE_MB=${a#size=};; rt=*) RT=${a#rt=};; reps=*) REPS=${a#reps=};;
@@ -39,13 +42,14 @@ for a in "$@"; do
         backends=*) BACKENDS=$(echo "${a#backends=}" | tr ',' ' ');;
         workloads=*) WORKLOADS=$(echo "${a#workloads=}" | tr ',' ' ');;
         log=*) LOGF="${a#log=},tcmud::supervisor::run=info";;
+        daemon=*) DAEMON_KEYS=$(echo "${a#daemon=}" | tr ',' ' ');;
         *) fail "unknown argument $a";;
     esac
 done
 case $CACHE in wb) WCE=1;; wt) WCE=0;; *) fail "cache must be wb or wt";; esac
 MB=1048576
 SIZE=$((SIZE_MB * MB))
-vmsg "bench: size ${SIZE_MB}MiB rt ${RT}s reps $REPS cache $CACHE backends '$BACKENDS' workloads '$WORKLOADS'"
+vmsg "bench: size ${SIZE_MB}MiB rt ${RT}s reps $REPS cache $CACHE backends '$BACKENDS' workloads '$WORKLOADS' tcmud daemon keys '$DAEMON_KEYS'"
 
 ceph_start
 ceph_pool rbd
@@ -58,9 +62,11 @@ vmsg "rbd/img filled (rbd bench, 4 MiB sequential writes) in $(awk -v a="$t0" -v
 # start_backend B -> sets DPID (the daemon's pid)
 start_backend() {
     case $1 in
-        tcmud)
+        tcmud|tcmudx)
             TCMUD_LOG_LEVEL=$LOGF
             tcmud_write_config
+            # no pool tables: the [daemon] table is the last one
+            if [ "$1" = tcmudx ]; then for _k in $DAEMON_KEYS; do echo "$_k" >> "$TCMUD_CONF"; done; fi
             tcmud_start
             DPID=$TCMUD_PID;;
         runner)
@@ -72,7 +78,7 @@ start_backend() {
 }
 stop_backend() {
     case $1 in
-        tcmud) tcmud_alive || fail "tcmud died during the benchmark"; tcmud_stop;;
+        tcmud|tcmudx) tcmud_alive || fail "tcmud died during the benchmark"; tcmud_stop;;
         runner) kill -0 "$DPID" || fail "tcmu-runner died during the benchmark"
                 kill -TERM "$DPID"; wait "$DPID";;
     esac
@@ -97,6 +103,22 @@ cpu_ticks() {
         _out="$_out ${_t:--}"
     done
     echo "$_out"
+}
+
+# threads_cpu LABEL REP PID -- "THREADS LABEL REP total N: comm ticks, ..." the process's CPU
+#   ticks (utime+stime, USER_HZ) since it started, summed per thread name (digits folded: the
+#   librados messenger's msgr-worker-0/1/2 count as one), largest first: which threads
+#   (the daemon's own, librbd/librados's) the time went to
+threads_cpu() {
+    for _t in /proc/"$3"/task/*; do
+        _c=$(tr -d ' ' < "$_t/comm" 2>/dev/null | tr '0-9' '#')
+        awk -v c="$_c" '{ print c, $14 + $15 }' "$_t/stat" 2>/dev/null
+    done | awk -v l="$1" -v r="$2" '{ s[$1] += $2; t += $2 } END {
+        n = 0; for (k in s) o[++n] = k
+        for (i = 1; i <= n; i++) for (j = i + 1; j <= n; j++) if (s[o[j]] > s[o[i]]) { x = o[i]; o[i] = o[j]; o[j] = x }
+        line = sprintf("THREADS %s %s total %d:", l, r, t)
+        for (i = 1; i <= n && i <= 10; i++) line = line sprintf(" %s %d", o[i], s[o[i]])
+        print line }'
 }
 
 # rotate LIST N -> LIST rotated left by N
@@ -143,6 +165,8 @@ while [ $rep -le "$REPS" ]; do
                     print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]),
                         "max", int($F[5] / 1000), "cpu_us guest", us(C[4] - C[1], ios), "daemon", dd(2, 5), "osd", dd(3, 6) }' /tmp/fio.out
         done
+        threads_cpu "$b" "$rep" "$DPID"
+        threads_cpu osd "$rep" "$CEPH_OSD_PID"
         bg_wait 60 loop_detach 0 || fail "$b: LUN unlink"
         bg_wait 60 rmdir "$CFG/core/user_1/$b" || { unstick_netlink; fail "$b: backstore rmdir"; }
         stop_backend "$b"
