@@ -20,7 +20,8 @@
 #   --boot-per-scenario  one VM boot per scenario (default: all scenarios in one boot, each
 #                      its own script and process, the kernel state reset in between by
 #                      guest/run-batch.sh; scenarios after a failed reset get a new boot)
-# Environment: VMLAB_CACHE (downloads and images; default ${XDG_CACHE_HOME:-$HOME/.cache}/tcmud-vm),
+# Environment: TCMUD_RBD=0 skips the `# needs: rbd` scenarios (as tests/run-all.sh leaves the
+#   rbd backstore out), VMLAB_CACHE (downloads and images; default ${XDG_CACHE_HOME:-$HOME/.cache}/tcmud-vm),
 #   TCMUD_VM_LOGS (console logs; default target/vm-logs/<timestamp>).
 # Host needs: Debian 12 with apt (qemu-system-x86 and busybox-static are installed when
 # missing, after apt-get update; kernel and guest tools are fetched with apt-get download and
@@ -29,13 +30,13 @@ set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
 
-BUILD=1 TCMUD="" TCMUD_FAULT="" TCMUD_RBD="" ONLY="" VERBOSE=0 PER_BOOT=0
+BUILD=1 TCMUD="" TCMUD_FAULT="" RBD_BIN="" ONLY="" VERBOSE=0 PER_BOOT=0
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
         --tcmud) TCMUD=$(readlink -f "$2"); shift 2;;
         --tcmud-fault) TCMUD_FAULT=$(readlink -f "$2"); shift 2;;
-        --tcmud-rbd) TCMUD_RBD=$(readlink -f "$2"); shift 2;;
+        --tcmud-rbd) RBD_BIN=$(readlink -f "$2"); shift 2;;
         --only) ONLY=$2; shift 2;;
         --verbose) VERBOSE=1; shift;;
         --boot-per-scenario) PER_BOOT=1; shift;;
@@ -65,8 +66,12 @@ for sc in "$me"/scenarios/[0-9][0-9]-*.sh; do
 done
 # Until the daemon crate declares the `rbd` feature (the RBD backstore), those scenarios are
 # reported as skipped, not run; once it does, a failed build fails them.
-if [ "$RBD" = 1 ] && [ -z "$TCMUD_RBD" ] && ! grep -q '^rbd *=' "$repo/actors/Cargo.toml"; then
+if [ "$RBD" = 1 ] && [ -z "$RBD_BIN" ] && ! grep -q '^rbd *=' "$repo/actors/Cargo.toml"; then
     RBD=0 rbd_skip="tcmud has no rbd feature (actors/Cargo.toml)"
+fi
+# TCMUD_RBD=0 (tests/run-all.sh: the rbd backstore is not built, librbd-dev may be missing)
+if [ "$RBD" = 1 ] && [ -z "$RBD_BIN" ] && [ "${TCMUD_RBD:-1}" = 0 ]; then
+    RBD=0 rbd_skip="TCMUD_RBD=0: the rbd backstore is not built"
 fi
 
 # The binaries are copied to target/vm-bin/ right after each build: the two builds share
@@ -99,7 +104,7 @@ if [ "$BUILD" = 1 ] && { [ -z "$TCMUD" ] || [ -z "$TCMUD_FAULT" ]; }; then
         fi
     fi
 fi
-if [ "$BUILD" = 1 ] && [ "$RBD" = 1 ] && [ -z "$TCMUD_RBD" ]; then
+if [ "$BUILD" = 1 ] && [ "$RBD" = 1 ] && [ -z "$RBD_BIN" ]; then
     mkdir -p "$BIN"
     echo "== cargo build --release -p tcmud --features rbd"
     if (cd "$repo" && cargo build --release -p tcmud --features rbd) > "$LOGS/cargo-build-rbd.log" 2>&1; then
@@ -111,15 +116,15 @@ if [ "$BUILD" = 1 ] && [ "$RBD" = 1 ] && [ -z "$TCMUD_RBD" ]; then
     fi
 fi
 TCMUD=${TCMUD:-$BIN/tcmud}
-TCMUD_RBD=${TCMUD_RBD:-$BIN/tcmud-rbd}
-[ "$RBD" = 0 ] || [ -x "$TCMUD_RBD" ] || rbd_note=${rbd_note:-"no rbd build at $TCMUD_RBD"}
+RBD_BIN=${RBD_BIN:-$BIN/tcmud-rbd}
+[ "$RBD" = 0 ] || [ -x "$RBD_BIN" ] || rbd_note=${rbd_note:-"no rbd build at $RBD_BIN"}
 TCMUD_FAULT=${TCMUD_FAULT:-$BIN/tcmud-fault}
 [ -x "$TCMUD" ] || build_note=${build_note:-"no tcmud binary at $TCMUD"}
 [ -x "$TCMUD_FAULT" ] || fault_note=${fault_note:-"no fault-injection build at $TCMUD_FAULT"}
 fault_dir=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-vm-bin.XXXXXX")
 trap 'rm -rf "$fault_dir"' EXIT
 [ -x "$TCMUD_FAULT" ] && cp "$TCMUD_FAULT" "$fault_dir/tcmud-fault"
-[ "$RBD" = 1 ] && [ -x "$TCMUD_RBD" ] && cp "$TCMUD_RBD" "$fault_dir/tcmud-rbd"
+[ "$RBD" = 1 ] && [ -x "$RBD_BIN" ] && cp "$RBD_BIN" "$fault_dir/tcmud-rbd"
 
 # Warm the cache (apt installs/downloads, kernel, base/tools segments) once, outside the
 # per-scenario timings; a failure here is a setup error.
