@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn nul_in_an_argument_is_an_error() {
         assert!(super::cstring("a\0b").is_err());
-        assert_eq!(super::cstring("ok").map(|c| c.into_bytes()), Ok(b"ok".to_vec()));
+        assert_eq!(
+            super::cstring("ok").map(|c| c.into_bytes()),
+            Ok(b"ok".to_vec())
+        );
     }
     #[test]
     fn null_buffer_is_empty() {
