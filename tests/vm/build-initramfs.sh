@@ -9,6 +9,7 @@
 #   -x FILE    extra host file copied to /vmlab/extra/<name> (ELF files get their libs too);
 #              a directory is copied recursively
 #   -s FILE    scenario script copied to /vmlab/scenarios/<name> (for guest/run-batch.sh)
+#   --ceph     add the ceph segment (for the RBD scenario and benchmark; ~75 MB more guest RAM)
 #
 # Output: OUTDIR/initrd.img  = concatenation of cached cpio segments + a small uncompressed
 #         per-run cpio (the kernel unpacks concatenated archives in order);
@@ -22,12 +23,18 @@
 #   targetcli-<hash>.cpio : only with VMLAB_TARGETCLI=1 (scenarios with `# needs: targetcli`,
 #                          tests/vm/demo.sh): Debian's targetcli-fb with python3, rtslib-fb,
 #                          configshell-fb and PyGObject (its D-Bus client)
+#   ceph-<hash>.cpio  : only with --ceph: a single-node Ceph cluster's programs (ceph-mon,
+#                          ceph-osd with its object classes and plugins, monmaptool,
+#                          ceph-authtool, rbd, rados), radoscmd (tools/radoscmd.rs: monitor
+#                          commands without the Python `ceph` CLI, built here with rustc) and
+#                          tcmu-runner's handler_rbd.so; guest/ceph-lib.sh drives them
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
-OUT="" TEST="" BINS=() EXTRA=() SCEN=()
+OUT="" TEST="" BINS=() EXTRA=() SCEN=() CEPH=0
 while [ $# -gt 0 ]; do
     case $1 in
+        --ceph) CEPH=1; shift;;
         -o) OUT=$2; shift 2;;
         -t) TEST=$2; shift 2;;
         -b) BINS+=("$2"); shift 2;;
@@ -62,6 +69,11 @@ libreadline8 libtinfo6 libncursesw6 libbz2-1.0 liblzma5 libsqlite3-0 libuuid1 li
 libc-bin"
 # binaries taken from the tools packages (path inside the sysroot)
 TOOL_BINS="/usr/bin/fio /sbin/mke2fs /sbin/e2fsck /sbin/blkdiscard /sbin/fstrim /bin/lsblk"
+# --ceph: the cluster's packages (Debian's ceph 16.2) and the libraries their programs need
+CEPH_PKGS="ceph-mon ceph-osd ceph-common ceph-base librados2 librbd1 libradosstriper1 libleveldb1d \
+liblz4-1 libsnappy1v5 libboost-program-options1.74.0 libfuse2 libcryptsetup12 libdevmapper1.02.1 \
+libargon2-1 libjson-c5 libkeyutils1 liboath0 liblua5.3-0 libzstd1 libncurses6 libtinfo6"
+CEPH_BINS="ceph-mon ceph-osd monmaptool ceph-authtool rbd rados"
 SG_TOOLS="sg_inq sg_readcap sg_turs sg_raw sg_vpd sg_luns sg_modes sg_sync sg_unmap sg_write_same \
 sg_get_lba_status sg_rtpg sg_persist sg_opcodes sg_requests sg_compare_and_write sg_dd sg_map26 \
 sg_rep_zones sg_xcopy sg_senddiag sg_decode_sense sg_verify sg_start sg_prevent"
@@ -210,6 +222,40 @@ if [ "${VMLAB_TARGETCLI:-0}" = 1 ]; then
         for old in "$C"/targetcli-*.cpio; do [ "$old" = "$TCLI" ] || rm -f "$old"; done
     fi
     SEGS+=("$TCLI")
+fi
+# ---------------------------------------------------------------- ceph segment (--ceph)
+if [ "$CEPH" = 1 ]; then
+    ceph_key=$( { cat "$me/lib.sh" "$me/tools/radoscmd.rs"; sed -n '/^# ---* ceph segment/,/^fi$/p' "$0";
+                  echo "$CEPH_PKGS $CEPH_BINS"; } | sha256sum | cut -c1-16)
+    CEPHSEG=$C/ceph-$ceph_key.cpio
+    if [ ! -s "$CEPHSEG" ]; then
+        vlog "building ceph segment $CEPHSEG"
+        # shellcheck disable=SC2086 # a list of package names
+        sysroot_add $SYSROOT_PKGS $FIO_PKGS $CEPH_PKGS
+        R=$(mktemp -d "$C/root.XXXXXX"); TMPDIRS+=("$R")
+        L=/usr/lib/$MULTIARCH
+        for b in $CEPH_BINS; do copy_elf "$R" "$S/usr/bin/$b"; done
+        # the OSD's object classes (cls_rbd, cls_lock, ...: `osd class dir`), erasure-code
+        # plugins (preloaded by mon and osd), compressors and crypto plugins; the .so names
+        # only (dereferenced), as the daemons dlopen them
+        for f in "$S$L"/rados-classes/libcls_*.so "$S$L"/ceph/erasure-code/*.so \
+                 "$S$L"/ceph/compressor/*.so "$S$L"/ceph/crypto/*.so; do
+            [ -e "$f" ] && copy_elf "$R" "$f"
+        done
+        # tcmu-runner's rbd handler (the base segment skips it)
+        copy_elf "$R" "$S$L/tcmu-runner/handler_rbd.so"
+        # radoscmd: monitor commands (pool creation, osd new, osd stat) through librados
+        T=$(mktemp -d); TMPDIRS+=("$T")
+        ln -s "$S$L/librados.so.2" "$T/librados.so"
+        rustc --edition 2021 -O -L "native=$T" -o "$T/radoscmd" "$me/tools/radoscmd.rs" ||
+            die "building tools/radoscmd.rs failed"
+        copy_elf "$R" "$T/radoscmd" /usr/bin/radoscmd
+        mkdir -p "$R/etc/ceph"
+        mk_cpio "$R" "$CEPHSEG" none
+        rm -rf "$R"
+        for old in "$C"/ceph-*.cpio; do [ "$old" = "$CEPHSEG" ] || rm -f "$old"; done
+    fi
+    SEGS+=("$CEPHSEG")
 fi
 
 flock -u 9

@@ -13,6 +13,8 @@
 #   -b BIN         host executable -> guest /vmlab/bin/NAME (+ its libraries; repeatable)
 #   -x FILE        extra host file or dir -> guest /vmlab/extra/NAME (repeatable; on $PATH)
 #   -s FILE        scenario script -> guest /vmlab/scenarios/NAME (repeatable; guest/run-batch.sh)
+#   --ceph         add the ceph segment to the initramfs (build-initramfs.sh --ceph; needs more
+#                  --mem: the cluster's programs sit in the guest's RAM, its data too)
 #   --share DIR    export host DIR read-write over virtio-9p, mounted at /host in the guest
 #   --timeout S    guest test timeout (default 240, guest clock); the host kills QEMU 3*S+120 s
 #                  after start (a loaded host slows the TCG guest: guest seconds > wall seconds)
@@ -41,6 +43,7 @@ while [ $# -gt 0 ]; do
         -b) EXTRA+=(-b "$2"); shift 2;;
         -x) EXTRA+=(-x "$2"); shift 2;;
         -s) EXTRA+=(-s "$2"); shift 2;;
+        --ceph) EXTRA+=(--ceph); shift;;
         --share) SHARE=$(cd "$2" && pwd); shift 2;;
         --timeout) TMO=$2; shift 2;;
         --smp) SMP=$2; shift 2;;
@@ -51,12 +54,12 @@ while [ $# -gt 0 ]; do
         --accel) ACCEL=$2; shift 2;;
         --disk) DISK=$(readlink -f "$2"); shift 2;;
         --pidfile) PIDFILE=$(readlink -f "$2"); shift 2;;
-        -h|--help) sed -n '2,34p' "$0"; exit 0;;
+        -h|--help) sed -n '2,36p' "$0"; exit 0;;
         -*) die "unknown option $1";;
         *) break;;
     esac
 done
-[ $# -eq 1 ] || { sed -n '2,34p' "$0"; exit 2; }
+[ $# -eq 1 ] || { sed -n '2,36p' "$0"; exit 2; }
 TEST=$1
 
 T0=$(date +%s.%N)

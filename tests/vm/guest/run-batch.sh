@@ -75,7 +75,7 @@ reset_target() {
         done
         rmdir "$h" || { reset_step "rmdir $h"; return 1; }
     done
-    kill_leftovers "tcmud tcmud-fault tcmu-runner dbus-daemon fio dd"
+    kill_leftovers "tcmud tcmud-fault tcmud-rbd tcmu-runner dbus-daemon fio dd ceph-osd ceph-mon rbd"
     m=/sys/module/target_core_user/parameters
     echo 0 > $m/block_netlink 2>/dev/null
     # target_core_user holds module-wide state (netlink reply support, block_netlink):
