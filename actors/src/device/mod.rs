@@ -8,6 +8,7 @@
 
 mod actor;
 mod cmd_timeout;
+pub mod copy_targets;
 mod direction;
 mod exec;
 pub mod fault;
@@ -238,6 +239,7 @@ pub fn spawn_device_with(
         }
     }
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
+    copy_targets::join(&lun);
     let ring_capacity = limits::RingCapacity {
         data_area_bytes: ring.data_area_size(),
         cmdr_size: ring.cmdr_size(),
