@@ -14,13 +14,17 @@ SRC=$(lun_create user_1 src $((64 * MB)) thin/p1/src 0) || { diag; fail "LUN src
 DST=$(lun_create user_1 dst $((64 * MB)) thin/p1/dst 1) || { diag; fail "LUN dst"; }
 OTHER=$(lun_create user_1 oth $((64 * MB)) thin/p2/oth 2) || { diag; fail "LUN oth"; }
 wait_served src dst oth
+# sg_xcopy wants the sg nodes
+SG_SRC=$(loop_sg 0) && SG_DST=$(loop_sg 1) && SG_OTH=$(loop_sg 2) || fail "no sg nodes"
 verified "LUNs $SRC (thin/p1/src), $DST (thin/p1/dst), $OTHER (thin/p2/oth)"
 
+for sd in "$SRC" "$DST" "$OTHER"; do sg_turs "$sd" > /dev/null 2>&1; sg_turs "$sd" > /dev/null 2>&1; done
 sg_inq "$SRC" > /tmp/inq.out 2>&1 || { cat /tmp/inq.out; fail "sg_inq"; }
 grep -q '3PC=1' /tmp/inq.out || { cat /tmp/inq.out; fail "INQUIRY: 3PC not set"; }
 sg_vpd -p 0x8f "$SRC" > /tmp/vpd8f.out 2>&1 || { cat /tmp/vpd8f.out; fail "VPD 8Fh"; }
 cat /tmp/vpd8f.out
-sg_opcodes "$SRC" > /tmp/opc.out 2>&1 || { cat /tmp/opc.out; fail "sg_opcodes"; }
+# the LUNs just added: the first commands may get REPORTED LUNS DATA HAS CHANGED (from LIO)
+for _ in 1 2 3; do sg_opcodes "$SRC" > /tmp/opc.out 2>&1 && break; done || { cat /tmp/opc.out; fail "sg_opcodes"; }
 grep -iE '^ *83 ' /tmp/opc.out && grep -iE '^ *84 ' /tmp/opc.out || { cat /tmp/opc.out; fail "RSOC does not list 83h/84h"; }
 verified "INQUIRY 3PC=1, VPD 8Fh decoded by sg_vpd, RSOC lists EXTENDED COPY and RECEIVE COPY RESULTS"
 
@@ -28,7 +32,7 @@ make_pattern /tmp/pat 32
 dd if=/tmp/pat of="$SRC" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "writing the source"
 PAT=$(sha /tmp/pat)
 t0=$(now_cs)
-sg_xcopy if="$SRC" of="$DST" bs=512 count=65536 bpt=16384 > /tmp/xcopy.out 2>&1 ||
+sg_xcopy if="$SG_SRC" of="$SG_DST" bs=512 count=65536 bpt=16384 > /tmp/xcopy.out 2>&1 ||
     { cat /tmp/xcopy.out; diag; fail "sg_xcopy src -> dst"; }
 t1=$(now_cs)
 cat /tmp/xcopy.out
@@ -47,14 +51,14 @@ dd if=/tmp/new of="$SRC" bs=1M seek=5 oflag=direct conv=fsync 2>/dev/null || fai
 verified "a write to dst leaves src's data, a write to src leaves dst's (copy on write)"
 
 # unaligned (read + write): 1000 blocks from block 1 of src to block 3 of dst at 40 MiB
-sg_xcopy if="$SRC" of="$DST" bs=512 skip=1 seek=$((40 * 2048 + 3)) count=1000 > /tmp/xcopy2.out 2>&1 ||
+sg_xcopy if="$SG_SRC" of="$SG_DST" bs=512 skip=1 seek=$((40 * 2048 + 3)) count=1000 > /tmp/xcopy2.out 2>&1 ||
     { cat /tmp/xcopy2.out; fail "unaligned sg_xcopy"; }
 [ "$(dd if="$DST" bs=512 skip=$((40 * 2048 + 3)) count=1000 iflag=direct 2>/dev/null | sha)" = \
   "$(dd if=/tmp/pat bs=512 skip=1 count=1000 2>/dev/null | sha)" ] || fail "unaligned copy differs"
 verified "unaligned sg_xcopy (1000 blocks, src+1 -> dst+3 within a chunk) reads back"
 
 # another pool: read + write
-sg_xcopy if="$SRC" of="$OTHER" bs=512 count=16384 bpt=8192 > /tmp/xcopy3.out 2>&1 ||
+sg_xcopy if="$SG_SRC" of="$SG_OTH" bs=512 count=16384 bpt=8192 > /tmp/xcopy3.out 2>&1 ||
     { cat /tmp/xcopy3.out; fail "sg_xcopy to another pool"; }
 [ "$(dd if="$OTHER" bs=1M count=8 iflag=direct 2>/dev/null | sha)" = "$(dd if="$SRC" bs=1M count=8 iflag=direct 2>/dev/null | sha)" ] ||
     fail "copy to another pool differs"
