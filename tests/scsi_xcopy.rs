@@ -606,3 +606,49 @@ fn sharing_within_one_volume() {
     let r = pool.check().unwrap();
     assert!(r.is_clean(), "{:?}", r.problems);
 }
+
+#[test]
+fn copies_to_another_pool_leave_unallocated_source_pieces_unallocated() {
+    let (p1, _s1, _d1) = pool(3);
+    let (p2, _s2, _d2) = pool(3);
+    let reg = LunRegistry::new();
+    let mut luns = Vec::new();
+    for (i, p) in [&p1, &p2].into_iter().enumerate() {
+        p.create_volume("v", 4 << 20, BS).unwrap();
+        let lun = Arc::new(Lun::new(
+            identified(i as u8 + 1),
+            p.open_volume("v").unwrap(),
+        ));
+        let _ = lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []);
+        reg.register(&lun);
+        luns.push(lun);
+    }
+    let (a, b) = (&luns[0], &luns[1]);
+    // 64 KiB written at 1 MiB + 3 blocks in a source of 4 MiB; old data
+    // all over the destination.
+    let data = numbered(0, 128);
+    write16(a, 2048 + 3, &data);
+    for i in 0..4u64 {
+        write16(b, i * 2048, &numbered(100 + i, 2048));
+    }
+    // 2 MiB + 5 blocks from block 0: the 1 MiB pieces at 0 (hole), 1 MiB
+    // (data), 2 MiB (5 blocks of hole) go as unmap, write, unmap.
+    let n = 2 * 2048 + 5;
+    let list = xcopy_list(0, 3, &[naa(a), naa(b)], &[seg(0, 1, n as u16, 0, 0)]);
+    xcopy(b, &list);
+    let mut want = vec![0u8; n * BS as usize];
+    want[(2048 + 3) * 512..(2048 + 3 + 128) * 512].copy_from_slice(&data);
+    let got = [
+        read16(b, 0, 2048),
+        read16(b, 2048, 2048),
+        read16(b, 4096, 5),
+    ]
+    .concat();
+    assert!(got == want, "destination reads the source (zeros and data)");
+    assert_eq!(read16(b, 4096 + 5, 3), numbered(102, 8)[5 * 512..]);
+    // The destination's first MiB (256 chunks of 4 KiB) was deallocated,
+    // its second written, its last 2 MiB kept (5 blocks zeroed in place).
+    assert_eq!(p2.usage().unwrap().allocated_chunks, 256 + 512);
+    let r = p2.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}

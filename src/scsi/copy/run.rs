@@ -199,15 +199,27 @@ fn copy_blocks(
     let per = (PIECE_BYTES as u64 / bs).max(1);
     let mut buf = vec![0u8; usize::try_from(per.min(blocks) * bs).unwrap_or(PIECE_BYTES)];
     let backwards = d > s && Arc::ptr_eq(src.backend(), dst.backend());
+    // A piece the (thin) source has not allocated is deallocated at a
+    // destination whose deallocated blocks read as zeros, rather than
+    // written with zeros.
+    let (sc, dc) = (src.caps(), dst.caps());
+    let holes = sc.thin && dc.thin && dc.zeroes_after_unmap;
     let mut done = 0u64;
     while done < blocks {
         let n = per.min(blocks - done);
         let off = if backwards { blocks - done - n } else { done };
+        done += n;
+        if holes {
+            let a = src.backend().allocation(s + off, n)?;
+            if !a.mapped && a.blocks >= n {
+                dst.backend().unmap(d + off, n)?;
+                continue;
+            }
+        }
         let len = usize::try_from(n * bs).unwrap_or(buf.len());
         let piece = buf.get_mut(..len).ok_or(ScsiError::LbaOutOfRange)?;
         read_piece(src.backend().as_ref(), s + off, piece)?;
         dst.backend().write(d + off, piece, fua)?;
-        done += n;
     }
     Ok(())
 }
