@@ -155,7 +155,7 @@ fn vpd_pages_derive_from_caps_and_config() {
     };
     let t = dev_with(caps(), cfg);
     let d = expect_data(&t.lun, &inquiry(true, 0x00, 255), &[], 255);
-    assert_eq!(d, [0, 0, 0, 6, 0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2]);
+    assert_eq!(d, [0, 0, 0, 7, 0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2]);
     let d = expect_data(&t.lun, &inquiry(true, 0x80, 255), &[], 255);
     assert_eq!(&d[..4], &[0, 0x80, 0, 6]);
     assert_eq!(&d[4..], b"SER123");

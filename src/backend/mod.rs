@@ -304,6 +304,31 @@ pub trait BlockBackend: Send + Sync {
         None
     }
 
+    /// Makes the `blocks` blocks at `lba` hold what `src`'s blocks at
+    /// `src_lba` hold without copying data: the two ranges then share
+    /// storage, copied on the next write to either (EXTENDED COPY between
+    /// volumes of one pool). `Ok(false)` when this backend cannot do it for
+    /// these two backends and this range (the default; the caller then
+    /// copies the data). The caller checks both ranges against the
+    /// capacities first.
+    fn share_blocks(
+        &self,
+        src: &dyn BlockBackend,
+        src_lba: u64,
+        lba: u64,
+        blocks: u64,
+    ) -> Result<bool, BackendError> {
+        let _ = (src, src_lba, lba, blocks);
+        Ok(false)
+    }
+
+    /// The backend as [`std::any::Any`], for [`BlockBackend::share_blocks`]
+    /// to recognise a backend of its own kind; `None` (the default) for
+    /// backends that share nothing.
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// Takes the next pending asynchronous event, if any.
     fn poll_event(&self) -> Option<BackendEvent> {
         None

@@ -158,6 +158,7 @@ pub mod page;
 pub mod pagecache;
 pub mod pagestore;
 pub mod seal;
+mod share;
 pub mod spacemap;
 mod state;
 pub mod store;

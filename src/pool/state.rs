@@ -445,6 +445,24 @@ impl State {
         self.put(format::map_key(vol, l), c.to_be_bytes().to_vec());
     }
 
+    /// Maps `l` of `vol` to chunk `c`, which is mapped already (one more
+    /// reference to it); the chunk `l` mapped before loses one.
+    pub fn share_chunk(&mut self, vol: u64, l: u64, c: u64) -> Result<(), PoolError> {
+        if let Some(t) = self.t3.as_mut() {
+            t.map(vol, l, c, &mut self.unshared)?;
+            self.used = t.used();
+            self.update_low_water();
+            return Ok(());
+        }
+        let old = self.lookup(vol, l)?;
+        self.incref(c);
+        self.map_set(vol, l, c);
+        if let Some(old) = old {
+            self.decref(old);
+        }
+        Ok(())
+    }
+
     /// Removes a mapping and drops its reference.
     pub fn map_remove(&mut self, vol: u64, l: u64) -> Result<Option<u64>, PoolError> {
         if let Some(t) = self.t3.as_mut() {

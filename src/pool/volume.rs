@@ -19,7 +19,7 @@ pub struct Volume {
     read_only: bool,
     block_size: u32,
     size: AtomicU64,
-    gate: Arc<RwLock<()>>,
+    pub(super) gate: Arc<RwLock<()>>,
     seen_low_water: AtomicU64,
     /// The pool's count of low-water crossings (read without the state
     /// lock: `poll_event` runs on every command).
@@ -70,6 +70,22 @@ impl Volume {
     /// Logical size in bytes.
     pub fn size_bytes(&self) -> u64 {
         self.size.load(Ordering::Acquire)
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    pub(crate) fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub(crate) fn block_size(&self) -> u32 {
+        self.block_size
+    }
+
+    pub(crate) fn read_only(&self) -> bool {
+        self.read_only
     }
 
     pub(crate) fn resized(&self, size: u64) {
@@ -301,6 +317,25 @@ impl BlockBackend for Volume {
             mapped,
             blocks: ((run_end - start) / bs).max(1),
         })
+    }
+
+    /// Shares the source's chunks when `src` is a volume of the same pool
+    /// ([`Volume::share_from`]).
+    fn share_blocks(
+        &self,
+        src: &dyn BlockBackend,
+        src_lba: u64,
+        lba: u64,
+        blocks: u64,
+    ) -> Result<bool, BackendError> {
+        match src.as_any().and_then(|a| a.downcast_ref::<Volume>()) {
+            Some(v) => self.share_from(v, src_lba, lba, blocks),
+            None => Ok(false),
+        }
+    }
+
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
     }
 
     fn poll_event(&self) -> Option<BackendEvent> {

@@ -319,3 +319,25 @@ impl Sanitize<'_> {
         be16([self.0[7], self.0[8]])
     }
 }
+
+view!(
+    /// EXTENDED COPY (LID1) and RECEIVE COPY RESULTS (SPC-4 6.4, 6.18):
+    /// the 16-byte third-party copy CDBs.
+    ThirdPartyCopy, 16
+);
+impl ThirdPartyCopy<'_> {
+    /// LIST IDENTIFIER (RECEIVE COPY RESULTS, byte 2).
+    pub fn list_identifier(&self) -> u8 {
+        self.0[2]
+    }
+    /// The first non-zero reserved byte (2-9 of EXTENDED COPY, 3-9 of
+    /// RECEIVE COPY RESULTS from `from`), if any.
+    pub fn reserved_byte(&self, from: u16) -> Option<u16> {
+        (from..=9).find(|&i| self.0[usize::from(i)] != 0)
+    }
+    /// PARAMETER LIST LENGTH (EXTENDED COPY) or ALLOCATION LENGTH
+    /// (RECEIVE COPY RESULTS), bytes 10-13.
+    pub fn length(&self) -> u32 {
+        be32([self.0[10], self.0[11], self.0[12], self.0[13]])
+    }
+}

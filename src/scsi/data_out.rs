@@ -16,7 +16,9 @@
 //! for a mismatch: libiscsi sends 256 blocks of data with that one-byte
 //! field wrapped to 0 and expects exactly that answer.
 
-use super::cdb::{Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6, WriteAtomic16};
+use super::cdb::{
+    Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6, ThirdPartyCopy, WriteAtomic16,
+};
 use super::error::ScsiError;
 
 /// Checks the data-out length `sent` against the CDB (with logical blocks
@@ -122,6 +124,18 @@ pub(crate) fn mode_select6(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, S
 /// MODE SELECT(10) and UNMAP: PARAMETER LIST LENGTH in bytes 7-8.
 pub(crate) fn param_list10(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
     param_list(usize::from(Spc10::parse(cdb)?.length()), 7, sent)
+}
+/// EXTENDED COPY: PARAMETER LIST LENGTH in bytes 10-13; a list longer
+/// than the copy manager takes ([`MAX_PARAMETER_LIST`]) is PARAMETER LIST
+/// LENGTH ERROR before anything is copied.
+///
+/// [`MAX_PARAMETER_LIST`]: super::copy::MAX_PARAMETER_LIST
+pub(crate) fn extended_copy(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
+    let len = ThirdPartyCopy::parse(cdb)?.length();
+    if len > super::copy::MAX_PARAMETER_LIST {
+        return Err(ScsiError::ParameterListLength);
+    }
+    param_list(usize::try_from(len).unwrap_or(usize::MAX), 10, sent)
 }
 /// SEND DIAGNOSTIC: PARAMETER LIST LENGTH in bytes 3-4.
 pub(crate) fn send_diagnostic(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {

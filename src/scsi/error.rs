@@ -65,6 +65,34 @@ pub enum ScsiError {
     /// (MEDIUM ERROR, 31/03).
     #[error("sanitize command failed")]
     SanitizeFailed,
+    /// An EXTENDED COPY parameter list has more CSCD descriptors (26/06) or
+    /// segment descriptors (26/08) than the copy manager supports.
+    #[error("too many {} descriptors", if *.segments { "segment" } else { "CSCD" })]
+    TooManyDescriptors {
+        /// Segment descriptors (else CSCD descriptors).
+        segments: bool,
+    },
+    /// An EXTENDED COPY descriptor of an unsupported type: CSCD (26/07)
+    /// or segment (26/09), with a field pointer to its type code.
+    #[error("unsupported {} descriptor type at parameter list byte {byte}", if *.segment { "segment" } else { "CSCD" })]
+    UnsupportedDescriptorType {
+        /// A segment descriptor (else a CSCD descriptor).
+        segment: bool,
+        /// Byte of the parameter list holding the type code.
+        byte: u16,
+    },
+    /// EXTENDED COPY stopped: COPY ABORTED with this ASC/ASCQ (what went
+    /// wrong at the copy target, or why it cannot be reached).
+    #[error("copy aborted ({:02x}/{:02x})", .0.asc, .0.ascq)]
+    CopyAborted(Asc),
+    /// An EXTENDED COPY with this list identifier is running (00/16), or
+    /// too many run at once (55/03, `resources`).
+    #[error("copy operation in progress")]
+    CopyInProgress {
+        /// Too many copies run at once (INSUFFICIENT RESOURCES), rather
+        /// than one with the same list identifier.
+        resources: bool,
+    },
     /// The command would have waited ([`crate::scsi::Lun::try_execute_nowait`]
     /// then hands it back to be run with [`crate::scsi::Lun::execute_io`];
     /// never reported to an initiator).
@@ -122,6 +150,31 @@ impl ScsiError {
             }
             ScsiError::SanitizeInProgress => Sense::new(NotReady, Asc::SANITIZE_IN_PROGRESS),
             ScsiError::SanitizeFailed => Sense::new(MediumError, Asc::SANITIZE_COMMAND_FAILED),
+            ScsiError::TooManyDescriptors { segments } => Sense::new(
+                IllegalRequest,
+                match segments {
+                    true => Asc::TOO_MANY_SEGMENT_DESCRIPTORS,
+                    false => Asc::TOO_MANY_TARGET_DESCRIPTORS,
+                },
+            ),
+            ScsiError::UnsupportedDescriptorType { segment, byte } => Sense {
+                field_pointer: Some(fp(false, *byte, Some(7))),
+                ..Sense::new(
+                    IllegalRequest,
+                    match segment {
+                        true => Asc::UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE,
+                        false => Asc::UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE,
+                    },
+                )
+            },
+            ScsiError::CopyAborted(asc) => Sense::new(CopyAborted, *asc),
+            ScsiError::CopyInProgress { resources } => Sense::new(
+                IllegalRequest,
+                match resources {
+                    true => Asc::INSUFFICIENT_RESOURCES,
+                    false => Asc::OPERATION_IN_PROGRESS,
+                },
+            ),
             ScsiError::Backend(e) => backend_sense(e),
             ScsiError::DataTransfer(_) | ScsiError::WouldBlock => {
                 Sense::new(HardwareError, Asc::INTERNAL_TARGET_FAILURE)

@@ -2,8 +2,9 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 
+use super::copy::{results::CopyState, LunRegistry};
 use super::ctx::{Ctx, Direct};
 use super::device_limits::DeviceLimits;
 use super::error::ScsiError;
@@ -144,6 +145,10 @@ pub struct Lun {
     device_max_write_same: AtomicU32,
     /// SANITIZE state ([`SanitizeState`] as u8).
     sanitize: AtomicU8,
+    /// EXTENDED COPY commands running and results held.
+    copies: Mutex<CopyState>,
+    /// The other LUNs EXTENDED COPY can reach ([`LunRegistry::register`]).
+    copy_registry: OnceLock<Arc<LunRegistry>>,
 }
 
 /// Where the LUN stands with SANITIZE (SBC-4 4.11).
@@ -230,6 +235,8 @@ impl Lun {
             device_ring_transfer: AtomicU32::new(u32::MAX),
             device_max_write_same: AtomicU32::new(u32::MAX),
             sanitize: AtomicU8::new(SanitizeState::Idle as u8),
+            copies: Mutex::new(CopyState::default()),
+            copy_registry: OnceLock::new(),
         }
     }
 
@@ -241,6 +248,22 @@ impl Lun {
     /// Turns the backend's pending events into unit attentions.
     pub(crate) fn poll_events(&self) {
         self.poll_backend_events();
+    }
+
+    /// The copy manager's state.
+    pub(crate) fn copy_state(&self) -> MutexGuard<'_, CopyState> {
+        self.copies.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sets the registry of the LUNs EXTENDED COPY can reach (once; a later
+    /// call is ignored).
+    pub(crate) fn set_copy_registry(&self, r: Arc<LunRegistry>) {
+        let _ = self.copy_registry.set(r);
+    }
+
+    /// The registry of the LUNs EXTENDED COPY can reach, if any.
+    pub(crate) fn copy_registry(&self) -> Option<&Arc<LunRegistry>> {
+        self.copy_registry.get()
     }
 
     /// The SANITIZE state.

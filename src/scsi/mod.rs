@@ -10,7 +10,8 @@
 //! capacity applied once), `cdb` (checked per-format CDB views), `sense`
 //! (keys, ASC/ASCQ constants, fixed/descriptor formats), `error` (the
 //! error enum and its single sense mapping, backend errors included),
-//! `extent` (checked LBA ranges), `device_limits` (what the kernel
+//! `extent` (checked LBA ranges), `copy` (EXTENDED COPY, RECEIVE COPY
+//! RESULTS and the registry of LUNs a copy can reach), `device_limits` (what the kernel
 //! device lets one command carry), `lun` ([`Lun`] state: WCE, unit
 //! attentions, the COMPARE AND WRITE gate), `spc/` and `sbc/` (one handler
 //! per command, grouped by family).
@@ -27,6 +28,7 @@
 //! [`BlockBackend::poll_event`]: crate::backend::BlockBackend::poll_event
 
 mod cdb;
+mod copy;
 mod ctx;
 mod data_out;
 mod device_limits;
@@ -40,6 +42,7 @@ mod sense;
 mod spc;
 mod table;
 
+pub use copy::{LunRegistry, PIECE_BYTES};
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};

@@ -35,6 +35,8 @@ pub enum SenseKey {
     UnitAttention = 0x6,
     /// Data protect.
     DataProtect = 0x7,
+    /// Copy aborted (EXTENDED COPY).
+    CopyAborted = 0xA,
     /// Aborted command.
     AbortedCommand = 0xB,
     /// Miscompare.
@@ -85,6 +87,22 @@ impl Asc {
     pub const NO_ADDITIONAL: Asc = Asc::new(0x00, 0x00);
     /// 08/00 LOGICAL UNIT COMMUNICATION FAILURE.
     pub const LOGICAL_UNIT_COMMUNICATION_FAILURE: Asc = Asc::new(0x08, 0x00);
+    /// 00/16 OPERATION IN PROGRESS.
+    pub const OPERATION_IN_PROGRESS: Asc = Asc::new(0x00, 0x16);
+    /// 0D/02 COPY TARGET DEVICE NOT REACHABLE.
+    pub const COPY_TARGET_DEVICE_NOT_REACHABLE: Asc = Asc::new(0x0D, 0x02);
+    /// 0D/03 INCORRECT COPY TARGET DEVICE TYPE.
+    pub const INCORRECT_COPY_TARGET_DEVICE_TYPE: Asc = Asc::new(0x0D, 0x03);
+    /// 26/06 TOO MANY TARGET DESCRIPTORS.
+    pub const TOO_MANY_TARGET_DESCRIPTORS: Asc = Asc::new(0x26, 0x06);
+    /// 26/07 UNSUPPORTED TARGET DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_TARGET_DESCRIPTOR_TYPE_CODE: Asc = Asc::new(0x26, 0x07);
+    /// 26/08 TOO MANY SEGMENT DESCRIPTORS.
+    pub const TOO_MANY_SEGMENT_DESCRIPTORS: Asc = Asc::new(0x26, 0x08);
+    /// 26/09 UNSUPPORTED SEGMENT DESCRIPTOR TYPE CODE.
+    pub const UNSUPPORTED_SEGMENT_DESCRIPTOR_TYPE_CODE: Asc = Asc::new(0x26, 0x09);
+    /// 55/03 INSUFFICIENT RESOURCES.
+    pub const INSUFFICIENT_RESOURCES: Asc = Asc::new(0x55, 0x03);
     /// 0C/00 WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc::new(0x0C, 0x00);
     /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.

@@ -3,7 +3,7 @@
 
 use super::data_out::{self as o, OutCheck};
 use super::error::ScsiError;
-use super::{sbc, spc};
+use super::{copy, sbc, spc};
 use crate::backend::BackendCaps;
 
 /// Direction of a command's data transfer.
@@ -301,6 +301,14 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
     row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x83, Some(0x00), "EXTENDED COPY(LID1)", Out, Some(o::extended_copy), A::None, always, copy::run::extended_copy,
+         [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ONCE),
+    row!(0x84, Some(0x00), "RECEIVE COPY RESULTS (COPY STATUS)", In, None, A::U32(10), always, copy::results::copy_status,
+         [0x84, 0x00, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0x84, Some(0x03), "RECEIVE COPY RESULTS (OPERATING PARAMETERS)", In, None, A::U32(10), always, copy::results::operating_parameters,
+         [0x84, 0x03, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0x84, Some(0x04), "RECEIVE COPY RESULTS (FAILED SEGMENT DETAILS)", In, None, A::U32(10), always, copy::results::failed_segment_details,
+         [0x84, 0x04, 0xFF, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0x88, None, "READ(16)", In, None, A::None, always, sbc::rw::read16,
          [0x88, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::READ),
     row!(0x89, None, "COMPARE AND WRITE", Out, Some(o::compare_and_write), A::None, always, sbc::caw::compare_and_write,
@@ -527,7 +535,10 @@ mod tests {
             with(|f| f.may_run_inline),
             ["READ(6)", "READ(10)", "READ(16)", "READ(12)"]
         );
-        assert_eq!(with(|f| !f.safe_to_retry), ["COMPARE AND WRITE"]);
+        assert_eq!(
+            with(|f| !f.safe_to_retry),
+            ["EXTENDED COPY(LID1)", "COMPARE AND WRITE"]
+        );
         // Inline commands have no data-out and no side effects.
         for c in COMMANDS.iter().filter(|c| c.facts.may_run_inline) {
             assert_eq!(c.dir, In, "{}", c.name);

@@ -32,6 +32,8 @@ impl DeviceHandle {
     /// [`DeviceHandle::stop`], returning how many commands the drain
     /// deadline abandoned (left uncompleted in the ring).
     pub async fn stop_reporting(self) -> usize {
+        // No new EXTENDED COPY (of another device) reaches it from now on.
+        super::copy_targets::leave(&self.shared.lun);
         let rx = self.shared.request_stop();
         let _ = rx.await;
         let abandoned = self.shared.abandoned();

@@ -9,6 +9,7 @@
 mod actor;
 mod async_io;
 mod cmd_timeout;
+pub mod copy_targets;
 mod direction;
 mod exec;
 pub mod fault;
@@ -239,6 +240,7 @@ pub fn spawn_device_with(
         }
     }
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
+    copy_targets::join(&lun);
     let ring_capacity = limits::RingCapacity {
         data_area_bytes: ring.data_area_size(),
         cmdr_size: ring.cmdr_size(),

@@ -1,4 +1,4 @@
-//! Vital product data pages 00h, 80h, 83h, B0h, B1h, B2h. Every limit and
+//! Vital product data pages 00h, 80h, 83h, 8Fh, B0h, B1h, B2h. Every limit and
 //! bit comes from [`BackendCaps`](crate::backend::BackendCaps) and the
 //! [`LunConfig`](crate::scsi::LunConfig).
 
@@ -8,7 +8,7 @@ use crate::scsi::error::ScsiError;
 use crate::scsi::sbc::atomic::max_atomic_transfer;
 use crate::scsi::sbc::limits;
 
-const SUPPORTED: [u8; 6] = [0x00, 0x80, 0x83, 0xB0, 0xB1, 0xB2];
+const SUPPORTED: [u8; 7] = [0x00, 0x80, 0x83, 0x8F, 0xB0, 0xB1, 0xB2];
 
 /// Builds VPD page `code` (INVALID FIELD IN CDB if unsupported).
 pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
@@ -22,6 +22,7 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
             .filter(|b| (0x20..0x7F).contains(b))
             .collect(),
         0x83 => device_identification(ctx),
+        0x8F => crate::scsi::copy::vpd::third_party_copy(),
         0xB0 => block_limits(ctx),
         0xB1 => block_device_characteristics(ctx),
         0xB2 => logical_block_provisioning(ctx),
