@@ -5,7 +5,7 @@
 
 use super::error::ScsiError;
 use super::lun::Lun;
-use crate::backend::{BackendCaps, BlockSink, BlockSource};
+use crate::backend::{BackendCaps, BlockSink, BlockSource, SourcePrefix};
 
 /// What a handler produced.
 pub(crate) enum Reply {
@@ -44,6 +44,21 @@ pub(crate) struct Direct<'a> {
 }
 
 impl<'a> Ctx<'a> {
+    /// The first `bytes` of the data-out, from the caller's source or the
+    /// plain bytes (WRITE and WRITE ATOMIC stream them to the backend);
+    /// INVALID FIELD IN CDB at the length field `len_byte` when fewer came.
+    pub fn data_out_prefix(
+        &self,
+        bytes: usize,
+        len_byte: u16,
+    ) -> Result<SourcePrefix<'_>, ScsiError> {
+        let src: &dyn BlockSource = match &self.direct {
+            Some(d) => d.out,
+            None => &self.data_out,
+        };
+        SourcePrefix::new(src, bytes).ok_or_else(|| ScsiError::cdb(len_byte, 7))
+    }
+
     /// Where data-in goes: the caller's sink or the plain buffer.
     pub fn data_in_len(&self) -> usize {
         self.direct

@@ -9,7 +9,6 @@
 //! ATOMIC BOUNDARY is an invalid field.
 
 use super::{accepted_transfer, check_writable, max_transfer};
-use crate::backend::{BlockSource, SourcePrefix};
 use crate::scsi::cdb::WriteAtomic16;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
@@ -63,11 +62,7 @@ pub(crate) fn write_atomic16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     if ext.blocks == 0 {
         return Ok(Reply::None);
     }
-    let src: &dyn BlockSource = match &ctx.direct {
-        Some(d) => d.out,
-        None => &ctx.data_out,
-    };
-    let data = SourcePrefix::new(src, ext.bytes).ok_or_else(|| ScsiError::cdb(12, 7))?;
+    let data = ctx.data_out_prefix(ext.bytes, 12)?;
     let fua = ctx.lun.effective_fua(&ctx.caps, c.fua());
     let _gate = ctx.lun.write_gate();
     ctx.lun.backend().write_atomic_from(ext.lba, &data, fua)?;

@@ -1,7 +1,7 @@
 //! READ and WRITE (6/10/12/16), WRITE AND VERIFY (10/12/16).
 
 use super::{check_writable, BlockRequest};
-use crate::backend::{BlockSink, BlockSource, SinkPrefix, SourcePrefix};
+use crate::backend::{BlockSink, SinkPrefix};
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 
@@ -101,11 +101,7 @@ fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, Sc
     if ext.blocks == 0 {
         return Ok(Reply::None);
     }
-    let src: &dyn BlockSource = match &ctx.direct {
-        Some(d) => d.out,
-        None => &ctx.data_out,
-    };
-    let data = SourcePrefix::new(src, ext.bytes).ok_or_else(|| ScsiError::cdb(req.len_byte, 7))?;
+    let data = ctx.data_out_prefix(ext.bytes, req.len_byte)?;
     let fua = ctx.lun.effective_fua(&ctx.caps, req.fua() || verify);
     let _gate = ctx.lun.write_gate();
     ctx.lun.backend().write_from(ext.lba, &data, fua)?;
