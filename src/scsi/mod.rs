@@ -48,7 +48,9 @@ pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};
 pub use lun::{Lun, LunConfig, ScsiResponse};
 pub use plan::IoPlan;
-pub use sense::{sense_key_name, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN};
+pub use sense::{
+    sense_key_name, sense_key_of, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN,
+};
 pub use table::{data_direction, facts, DataDirection, Facts, OpClass};
 
 /// Whether `cdb`'s command may run inline (READ 6/10/12/16): the commands

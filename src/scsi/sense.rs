@@ -43,6 +43,17 @@ pub enum SenseKey {
     Miscompare = 0xE,
 }
 
+/// The sense key of fixed (70h/71h) or descriptor (72h/73h) sense data, as
+/// [`Sense::to_fixed`] and [`Sense::to_descriptor`] write them; `None` for
+/// anything else.
+pub fn sense_key_of(sense: &[u8]) -> Option<u8> {
+    match sense.first().map(|b| b & 0x7f) {
+        Some(0x70 | 0x71) => sense.get(2).map(|b| b & 0x0f),
+        Some(0x72 | 0x73) => sense.get(1).map(|b| b & 0x0f),
+        _ => None,
+    }
+}
+
 /// A sense key's name in lower snake case (SPC-5 table 51; every value of
 /// the 4-bit field has one), e.g. a metric label value.
 pub fn sense_key_name(key: u8) -> &'static str {

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use tcmud_core::ring::{Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest};
-use tcmud_core::scsi::{is_read, OpClass};
+use tcmud_core::scsi::{is_read, sense_key_of, OpClass};
 
 use super::async_io;
 use super::direction::{direction, Dir};
@@ -17,8 +17,8 @@ use super::exec::{self, Job};
 use super::fault::FaultPoint;
 use super::inflight::{InFlight, Outcome, SlotState};
 use super::outcome::{
-    aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, sense_key,
-    CHECK_CONDITION, GOOD,
+    aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, CHECK_CONDITION,
+    GOOD,
 };
 use super::shared::{lock, Counters, DeviceShared};
 use super::wake::{wake_stream, Wake};
@@ -292,7 +292,7 @@ impl DeviceActor {
             let c = completion(slot.req.cmd_id, out);
             let status = out.status;
             let key_of_sense = (status == CHECK_CONDITION)
-                .then(|| sense_key(&out.sense))
+                .then(|| sense_key_of(&out.sense))
                 .flatten();
             let class = OpClass::of(slot.req.cdb.as_bytes());
             let took = now.saturating_duration_since(slot.fetched);

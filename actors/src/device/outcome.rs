@@ -73,15 +73,6 @@ pub fn timed_out() -> Outcome {
 
 /// The ring completion for `out` (status and sense; the ring derives
 /// `read_len` from the [`DataIn`] passed beside it).
-/// The sense key of fixed (70h/71h) or descriptor (72h/73h) sense data.
-pub fn sense_key(sense: &[u8]) -> Option<u8> {
-    match sense.first().map(|b| b & 0x7f) {
-        Some(0x70 | 0x71) => sense.get(2).map(|b| b & 0x0f),
-        Some(0x72 | 0x73) => sense.get(1).map(|b| b & 0x0f),
-        _ => None,
-    }
-}
-
 pub fn completion(cmd_id: u16, out: &Outcome) -> Completion {
     match out.status {
         GOOD => Completion::good(cmd_id),
