@@ -437,6 +437,23 @@ fn write_protected_lun_refuses_every_write_class_command() {
             rw16(0x93, 0x01, 8, 4).to_vec(),
             vec![],
         ),
+        // UNMAP set and no data-out (libiscsi's ReadOnlySBC): write
+        // protection is answered before the data-out length.
+        (
+            "WRITE SAME(10) UNMAP, no data",
+            rw10(0x41, 0x08, 8, 4).to_vec(),
+            vec![],
+        ),
+        (
+            "WRITE SAME(16) UNMAP, no data",
+            rw16(0x93, 0x08, 8, 4).to_vec(),
+            vec![],
+        ),
+        (
+            "WRITE(10), short data",
+            rw10(0x2A, 0, 8, 2).to_vec(),
+            one.clone(),
+        ),
         ("UNMAP", unmap.to_vec(), unmap_list),
         (
             "COMPARE AND WRITE",

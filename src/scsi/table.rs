@@ -205,13 +205,20 @@ impl Command {
 
     /// How many of the `sent` data-out bytes the command uses: checked
     /// against the CDB ([`data_out`](super::data_out)); 0 for commands
-    /// without data-out.
+    /// without data-out. On a write-protected LUN a command that writes
+    /// blocks (classes [`OpClass::Write`] and [`OpClass::Unmap`]) is DATA
+    /// PROTECT, WRITE PROTECTED before its data-out is looked at, as the
+    /// kernel refuses a write to a read-only LUN before it parses the CDB
+    /// (libiscsi's ReadOnlySBC sends WRITE SAME with UNMAP and no data).
     pub fn data_out_len(
         &self,
         cdb: &[u8],
         caps: &BackendCaps,
         sent: usize,
     ) -> Result<usize, ScsiError> {
+        if caps.read_only && matches!(self.facts.class, OpClass::Write | OpClass::Unmap) {
+            return Err(crate::backend::BackendError::ReadOnly.into());
+        }
         match self.data_out {
             Some(check) => check(cdb, caps.block_size, sent),
             None => Ok(0),

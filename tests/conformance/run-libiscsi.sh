@@ -10,7 +10,7 @@
 #
 # Usage: tests/conformance/run-libiscsi.sh [--no-build] [--tcmud BIN] [--tests LIST]
 #            [--quick] [--all] [--size MB] [--block-size N] [--sg] [--hw-max-sectors N|default]
-#            [--timeout S] [--out DIR] [--verbose]
+#            [--sanitize-mb N] [--timeout S] [--out DIR] [--verbose]
 #   --no-build       do not run cargo (use --tcmud or target/conformance-bin/tcmud)
 #   --tcmud BIN      daemon binary to test (default: `cargo build --release -p tcmud`)
 #   --tests LIST     comma-separated iscsi-test-cu patterns (FAMILY[.SUITE[.TEST]], fnmatch),
@@ -21,6 +21,9 @@
 #   --sg             run iscsi-test-cu over SG_IO on the tcm_loop LUN's /dev/sgN, not iSCSI
 #   --hw-max-sectors N|default   the backstore's hw_max_sectors (default 1024; "default":
 #                    none in the control string, the kernel's 128)
+#   --sanitize-mb N  size of the LU Sanitize.Reset runs on (default 4096; a thin volume on a
+#                    sparse virtio disk of N+512 MiB under --out, deleted after the run): the
+#                    test expects a whole-LU OVERWRITE still running after 4 s of its own pauses
 #   --timeout S      guest timeout (default 2400; 600 with --quick)
 #   --out DIR        results directory (default target/conformance/<timestamp>)
 #   --verbose        echo the guest console
@@ -33,7 +36,7 @@ repo=$(cd "$me/../.." && pwd)
 vm=$repo/tests/vm
 
 BUILD=1 TCMUD="" TESTS="" LIST=$me/tests.txt ALL=0 SIZE=64 BSZ=512 TMO="" OUT="" VERBOSE=0
-TRANSPORT=iscsi HWMS=1024
+TRANSPORT=iscsi HWMS=1024 SANMB=4096
 while [ $# -gt 0 ]; do
     case $1 in
         --no-build) BUILD=0; shift;;
@@ -45,10 +48,11 @@ while [ $# -gt 0 ]; do
         --block-size) BSZ=$2; shift 2;;
         --sg) TRANSPORT=sg; shift;;
         --hw-max-sectors) HWMS=$2; shift 2;;
+        --sanitize-mb) SANMB=$2; shift 2;;
         --timeout) TMO=$2; shift 2;;
         --out) OUT=$2; shift 2;;
         --verbose) VERBOSE=1; shift;;
-        -h|--help) sed -n '2,29p' "$0"; exit 0;;
+        -h|--help) sed -n '2,32p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -57,7 +61,7 @@ done
 T0=$(date +%s)
 OUT=${OUT:-$repo/target/conformance/$(date +%Y%m%d-%H%M%S)}
 mkdir -p "$OUT"; OUT=$(cd "$OUT" && pwd)
-rm -f "$OUT"/{cu.out,done,sg3.txt,tcmud.log,dmesg.txt,tests.txt,transport,hw_max_sectors}
+rm -f "$OUT"/{cu.out,done,sg3.txt,tcmud.log,dmesg.txt,tests.txt,transport,hw_max_sectors,sanitize_mb,p2.img}
 
 # ---- the daemon
 BIN=$repo/target/conformance-bin
@@ -89,10 +93,11 @@ prep=$( (
     kernel_prepare
     sysroot_add libiscsi-bin libiscsi7 libcunit1 libibverbs1 librdmacm1 libnl-route-3-200 libnl-3-200
     ko=$(kmod_closure iscsi_target_mod | tail -n1)
-    echo "$KDIR/lib/modules/$KVER/$ko $VMLAB_CACHE/sysroot/usr/bin/iscsi-test-cu"
+    blk=$(kmod_closure virtio_blk | grep '/virtio_blk\.ko$')
+    echo "$KDIR/lib/modules/$KVER/$ko $VMLAB_CACHE/sysroot/usr/bin/iscsi-test-cu $KDIR/lib/modules/$KVER/$blk"
 ) 2> "$OUT/prepare.log") || { tail -n 20 "$OUT/prepare.log"; echo "setup error: guest extras"; exit 2; }
-read -r KO CU <<<"$prep"
-[ -f "$KO" ] && [ -x "$CU" ] || { echo "setup error: missing $KO or $CU" >&2; exit 2; }
+read -r KO CU BLK <<<"$prep"
+[ -f "$KO" ] && [ -x "$CU" ] && [ -f "$BLK" ] || { echo "setup error: missing $KO, $CU or $BLK" >&2; exit 2; }
 
 # ---- test selection (a test-list file on the share; iscsi-test-cu -t FILE)
 if [ -n "$TESTS" ]; then
@@ -115,13 +120,19 @@ echo "$SIZE" > "$OUT/size_mb"
 echo "$BSZ" > "$OUT/block_size"
 echo "$TRANSPORT" > "$OUT/transport"
 echo "$HWMS" > "$OUT/hw_max_sectors"
+echo "$SANMB" > "$OUT/sanitize_mb"
 
 # ---- one boot
 echo "== booting the guest (results in $OUT)"
 args=(--timeout "$TMO" --log "$OUT/console.log" --share "$OUT" -b "$TCMUD" -x "$CU" -x "$KO")
 [ "$VERBOSE" = 1 ] || args+=(--quiet)
+# the disk of Sanitize.Reset's volume (sparse: only what the guest writes takes space)
+if [ "$TRANSPORT" = iscsi ]; then
+    truncate -s "$((SANMB + 512))M" "$OUT/p2.img" && args+=(--disk "$OUT/p2.img" -x "$BLK")
+fi
 "$vm/run-vm.sh" "${args[@]}" "$me/guest-libiscsi.sh" > "$OUT/host.log" 2>&1
 vmrc=$?
+rm -f "$OUT/p2.img"
 T2=$(date +%s)
 grep -a '^VERIFIED: ' "$OUT/console.log" 2>/dev/null | sed 's/^VERIFIED: /   ok  /'
 if [ ! -s "$OUT/cu.out" ] || [ ! -s "$OUT/done" ]; then
