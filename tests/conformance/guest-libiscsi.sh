@@ -21,6 +21,10 @@
 #     CompareAndWrite.InvalidDataOutSize) on vol2, dev_config thin/p1/vol2;lbppbe=3 (512-byte
 #     logical blocks on 4 KiB physical ones): they skip on a LU with one block per physical one;
 #   - ReadOnly.ReadOnlySBC on vol3, dev_config thin/p1/vol3;ro (a write-protected LU);
+#   - Sanitize.Reservations on vol4 (iSCSI only): its second session takes a RESERVE(6) and
+#     is dropped without a logout; LIO (which answers RESERVE and PERSISTENT RESERVE IN
+#     itself) keeps the reservation, and every later test of the LU would get RESERVATION
+#     CONFLICT from the kernel;
 #   - Sanitize.Reset (iSCSI only: over SG_IO it skips itself) on vbig, a thin volume of
 #     sanitize_mb MiB (default 4096) in pool p2 on the virtio disk /dev/vda (ext4): the test
 #     sends a SANITIZE OVERWRITE of the whole LU, sleeps 3 s, resets and reconnects, and
@@ -74,8 +78,10 @@ expand() {
 LBPPB_TESTS='CompareAndWrite.InvalidDataOutSize WriteSame10.UnmapUnaligned WriteSame16.UnmapUnaligned WriteSame10.InvalidDataOutSize WriteSame16.InvalidDataOutSize'
 RO_TESTS='ReadOnly.ReadOnlySBC'
 BIG_TESTS='Sanitize.Reset'
-[ "$TRANSPORT" = sg ] && BIG_TESTS=
+RSV_TESTS='Sanitize.Reservations'
+[ "$TRANSPORT" = sg ] && { BIG_TESTS=''; RSV_TESTS=''; }
 : > /tmp/list-main.txt; : > /tmp/list-lbppb.txt; : > /tmp/list-ro.txt; : > /tmp/list-big.txt
+: > /tmp/list-rsv.txt
 [ -s $OUT/tests.txt ] || echo '*' > $OUT/tests.txt
 expand $OUT/tests.txt > /tmp/selected.txt
 while read -r t; do
@@ -83,10 +89,11 @@ while read -r t; do
     case " $LBPPB_TESTS " in *" $st "*) echo "$t" >> /tmp/list-lbppb.txt; continue;; esac
     case " $RO_TESTS " in *" $st "*) echo "$t" >> /tmp/list-ro.txt; continue;; esac
     case " $BIG_TESTS " in *" $st "*) echo "$t" >> /tmp/list-big.txt; continue;; esac
+    case " $RSV_TESTS " in *" $st "*) echo "$t" >> /tmp/list-rsv.txt; continue;; esac
     echo "$t" >> /tmp/list-main.txt
 done < /tmp/selected.txt
 [ -s /tmp/selected.txt ] || fail "the test selection matches no test of iscsi-test-cu -l"
-verified "selection: $(wc -l < /tmp/list-main.txt) tests on vol1, $(wc -l < /tmp/list-lbppb.txt) on vol2 (lbppbe=3), $(wc -l < /tmp/list-ro.txt) on vol3 (ro), $(wc -l < /tmp/list-big.txt) on vbig"
+verified "selection: $(wc -l < /tmp/list-main.txt) tests on vol1, $(wc -l < /tmp/list-lbppb.txt) on vol2 (lbppbe=3), $(wc -l < /tmp/list-ro.txt) on vol3 (ro), $(wc -l < /tmp/list-rsv.txt) on vol4, $(wc -l < /tmp/list-big.txt) on vbig"
 
 # ---- the disk of pool p2 (vbig), when a test needs it
 BIG_MB=$(cat $OUT/sanitize_mb 2>/dev/null || echo 4096)
@@ -97,7 +104,7 @@ if [ -s /tmp/list-big.txt ]; then
     mkfs.ext4 -q -F /dev/vda > /dev/null 2>&1 || fail "mkfs.ext4 /dev/vda"
     mkdir -p /tmp/pools/p2 && mount -t ext4 /dev/vda /tmp/pools/p2 || fail "mount /dev/vda"
     rmdir /tmp/pools/p2/lost+found 2>/dev/null
-    POOLS="$POOLS p2:$((BIG_MB + 64))MiB:64KiB"
+    POOLS="$POOLS p2:$((BIG_MB * 2))MiB:64KiB"
 fi
 
 # ---- tcmud + the user backstore
@@ -122,6 +129,7 @@ extra_lu() {
 }
 [ -s /tmp/list-lbppb.txt ] && extra_lu vol2 "$SIZE_MB" "thin/p1/vol2;lbppbe=3"
 [ -s /tmp/list-ro.txt ] && extra_lu vol3 "$SIZE_MB" "thin/p1/vol3;ro"
+[ -s /tmp/list-rsv.txt ] && extra_lu vol4 "$SIZE_MB" "thin/p1/vol4"
 [ -s /tmp/list-big.txt ] && extra_lu vbig "$BIG_MB" "thin/p2/vbig"
 
 # ---- sg3_utils over tcm_loop
@@ -209,7 +217,7 @@ loop_teardown
 # ---- iSCSI target on 127.0.0.1:3260
 mkdir -p "$TPG/lun/lun_0" || { finish; fail "mkdir $TPG"; }
 ln -s "$BSDIR" "$TPG/lun/lun_0/vol1" || { finish; fail "iSCSI LUN link"; }
-for x in 1:vol2 2:vol3 3:vbig; do
+for x in 1:vol2 2:vol3 3:vbig 4:vol4; do
     l=${x%%:*}; v=${x#*:}
     [ -d "$CFG/core/user_1/$v" ] || continue
     mkdir -p "$TPG/lun/lun_$l" && ln -s "$CFG/core/user_1/$v" "$TPG/lun/lun_$l/$v" ||
@@ -228,6 +236,7 @@ run_cu /tmp/list-main.txt iscsi://127.0.0.1/$IQN/0
 run_cu /tmp/list-lbppb.txt iscsi://127.0.0.1/$IQN/1
 run_cu /tmp/list-ro.txt iscsi://127.0.0.1/$IQN/2
 run_cu /tmp/list-big.txt iscsi://127.0.0.1/$IQN/3
+run_cu /tmp/list-rsv.txt iscsi://127.0.0.1/$IQN/4
 
 # ---- teardown (also checks that tcmud survived the suite)
 tcmud_alive || { finish; fail "tcmud died during the suite"; }
@@ -237,7 +246,7 @@ for l in "$TPG"/lun/lun_*; do
     rm "$l"/*; rmdir "$l"
 done
 rmdir "$TPG"; rmdir "$CFG/iscsi/$IQN"
-for v in vol1 vol2 vol3 vbig; do
+for v in vol1 vol2 vol3 vbig vol4; do
     [ -d "$CFG/core/user_1/$v" ] || continue
     bg_wait 30 rmdir "$CFG/core/user_1/$v" || vmsg "rmdir $v failed or hung"
 done
