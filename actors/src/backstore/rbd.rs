@@ -69,6 +69,9 @@ fn connect_open(spec: &RbdSpec, read_only: bool) -> Result<Image, RbdError> {
         // Writes are acknowledged when the OSDs have them (no client cache
         // whose loss would lose acknowledged writes), as tcmu-runner does.
         ("rbd_cache".to_owned(), "false".to_owned()),
+        // UNMAP (rbd_aio_discard) zeroes what it cannot deallocate, so
+        // unmapped blocks read as zeros (LBPRZ).
+        ("rbd_skip_partial_discard".to_owned(), "false".to_owned()),
     ];
     if let Some(t) = spec.osd_op_timeout {
         options.push(("rados_osd_op_timeout".to_owned(), t.to_string()));
@@ -319,8 +322,9 @@ impl BlockBackend for RbdBackend {
             block_size: bs,
             num_blocks: size / u64::from(bs),
             thin: true,
-            // UNMAP is rbd_aio_write_zeroes: whole objects are removed,
-            // partial ones zeroed, so unmapped blocks read as zeros.
+            // UNMAP is rbd_aio_discard with partial discards not skipped
+            // (connect_open): whole objects are removed, partial ones
+            // zeroed, so unmapped blocks read as zeros.
             zeroes_after_unmap: true,
             unmap_granularity: per_obj,
             max_unmap_blocks: per_obj.saturating_mul(4),
@@ -394,7 +398,13 @@ impl BlockBackend for RbdBackend {
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
-        self.write_zeroes(lba, blocks, true)
+        self.check_writable()?;
+        let (off, len) = self.check_range(lba, blocks)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.run(Op::Write, |img, done| img.aio_discard(off, len, done))
+            .map(drop)
     }
 
     fn write_zeroes(&self, lba: u64, blocks: u64, _deallocate: bool) -> Result<(), BackendError> {
@@ -548,6 +558,43 @@ impl AsyncBackend for RbdBackend {
             });
     }
 
+    fn submit_unmap(&self, lba: u64, blocks: u64, done: AsyncDone<()>) {
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_discard(lba.saturating_mul(bs), blocks.saturating_mul(bs), d)
+        });
+    }
+
+    fn submit_write_zeroes(&self, lba: u64, blocks: u64, deallocate: bool, done: AsyncDone<()>) {
+        // rbd_aio_write_zeroes deallocates whole objects either way; the
+        // blocks read as zeros, which is all WRITE SAME promises.
+        let _ = deallocate;
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_write_zeroes(lba.saturating_mul(bs), blocks.saturating_mul(bs), d)
+        });
+    }
+
+    fn submit_write_same(
+        &self,
+        lba: u64,
+        blocks: u64,
+        pattern: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<()>,
+    ) {
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_writesame(
+                lba.saturating_mul(bs),
+                blocks.saturating_mul(bs),
+                pattern,
+                fua,
+                d,
+            )
+        });
+    }
+
     fn submit_flush(&self, done: AsyncDone<()>) {
         if let Some(e) = self.reconnecting() {
             return done(Err(e));
@@ -560,6 +607,35 @@ impl AsyncBackend for RbdBackend {
                     .map_err(|e| async_error(&shared, Op::Flush, e)),
             )
         });
+    }
+}
+
+impl RbdBackend {
+    /// Submits a write-side operation whose completion carries no data:
+    /// refused while reconnecting or read-only; `done` runs exactly once.
+    fn submit_simple(
+        &self,
+        done: AsyncDone<()>,
+        start: impl FnOnce(&Image, DoneFn) -> Result<(), RbdError>,
+    ) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        if self.shared.read_only {
+            return done(Err(BackendError::ReadOnly));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        // A refused submission runs the closure too, with its error.
+        let _ = start(
+            &self.image(),
+            Box::new(move |d: AioDone| {
+                done(
+                    d.result
+                        .map(drop)
+                        .map_err(|e| async_error(&shared, Op::Write, e)),
+                )
+            }),
+        );
     }
 }
 

@@ -144,3 +144,11 @@ pub fn sense(s: &[u8]) -> (u8, u8, u8) {
         s.get(13).copied().unwrap_or(0),
     )
 }
+
+/// WRITE SAME(16) of `blocks` at `lba`, with the UNMAP / NDOB bits.
+pub fn write_same16(lba: u64, blocks: u32, unmap: bool, ndob: bool) -> Vec<u8> {
+    let mut c = write16(lba, blocks, false);
+    c[0] = 0x93;
+    c[1] = u8::from(unmap) << 3 | u8::from(ndob);
+    c
+}
