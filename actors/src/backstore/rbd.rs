@@ -10,8 +10,10 @@
 //! - a blocklisted client (another client broke the image's exclusive lock)
 //!   gets a new connection and image handle, retried with back-off on a
 //!   thread of its own, commands failing NOT READY (08/00) meanwhile;
-//! - an image deleted under us: its commands fail with a medium error,
-//!   logged; the other LUNs are not concerned.
+//! - an image deleted under us (an operation or the reopen finds it
+//!   missing): logged once, and every command of its LUN fails HARDWARE
+//!   ERROR / INTERNAL TARGET FAILURE (44/00), no reopen tried; the other
+//!   LUNs are not concerned.
 
 use std::collections::VecDeque;
 use std::io;
@@ -41,6 +43,9 @@ struct Shared {
     read_only: bool,
     image: RwLock<Arc<Image>>,
     reopening: AtomicBool,
+    /// The image no longer exists (deleted while served): every command
+    /// fails, no reopen is tried.
+    gone: AtomicBool,
 }
 
 /// An open RBD image.
@@ -130,6 +135,7 @@ pub(super) fn open(
             read_only,
             image: RwLock::new(Arc::new(image)),
             reopening: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }),
         block_size,
         obj_size: info.obj_size.max(u64::from(block_size)),
@@ -216,7 +222,7 @@ fn backend_error(shared: &Arc<Shared>, op: Op, e: RbdError) -> BackendError {
         return BackendError::Unavailable(format!("rbd image {name}: {e}"));
     }
     if e.is_not_found() {
-        tracing::error!(image = %name, error = %e, "rbd image is gone (deleted?)");
+        return image_gone(shared, &e);
     }
     let io = io::Error::from_raw_os_error(e.errno);
     match op {
@@ -263,6 +269,21 @@ impl RbdBackend {
     }
 }
 
+/// Marks the image deleted (logged once): its commands fail HARDWARE ERROR
+/// / INTERNAL TARGET FAILURE from now on; the other LUNs are not concerned.
+fn image_gone(shared: &Shared, e: &RbdError) -> BackendError {
+    let name = shared.spec.image_ref();
+    if !shared.gone.swap(true, Ordering::AcqRel) {
+        tracing::error!(image = %name, error = %e,
+            "rbd image no longer exists (deleted while served): its LUN fails every command");
+    }
+    gone_error(&name)
+}
+
+fn gone_error(name: &str) -> BackendError {
+    BackendError::Metadata(format!("rbd image {name} no longer exists"))
+}
+
 /// Reconnects on a thread of its own, with back-off, until it succeeds or
 /// the backend is dropped.
 fn start_reopen(shared: &Arc<Shared>) {
@@ -284,6 +305,11 @@ fn start_reopen(shared: &Arc<Shared>) {
                             Arc::new(image);
                         shared.reopening.store(false, Ordering::Release);
                         tracing::info!(image = %shared.spec.image_ref(), "rbd image reopened");
+                        return;
+                    }
+                    Err(e) if e.is_not_found() => {
+                        image_gone(&shared, &e);
+                        shared.reopening.store(false, Ordering::Release);
                         return;
                     }
                     Err(e) => {
@@ -474,8 +500,12 @@ impl RbdBackend {
         len > 0 && off / self.obj_size == (off + len - 1) / self.obj_size
     }
 
-    /// A submission refused before librbd saw it (reconnecting).
+    /// A submission refused before librbd saw it (reconnecting, or the
+    /// image deleted).
     fn reconnecting(&self) -> Option<BackendError> {
+        if self.shared.gone.load(Ordering::Acquire) {
+            return Some(gone_error(&self.name()));
+        }
         self.shared
             .reopening
             .load(Ordering::Acquire)
