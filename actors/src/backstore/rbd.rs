@@ -28,7 +28,7 @@ use tcmud_core::backend::{
 use tcmud_core::scsi::LunIdentity;
 use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
 
-use super::handle::RbdResize;
+use super::handle::{RbdLive, RbdOps};
 use super::{BackstoreError, DevOptions, RbdSpec};
 
 /// Most bytes one allocation query walks (GET LBA STATUS may ask for less).
@@ -103,13 +103,13 @@ fn rbd_err(spec: &RbdSpec, what: &str) -> impl Fn(RbdError) -> BackstoreError {
 /// Opens the image of `spec` for a device of `size_bytes` in blocks of
 /// `block_size` bytes: the backend, the LUN's identity (from the cluster's
 /// fsid, the pool and the image's id: stable across renames and daemons)
-/// and its resize.
+/// and its live operations.
 pub(super) fn open(
     spec: &RbdSpec,
     opts: &DevOptions,
     size_bytes: u64,
     block_size: u32,
-) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdResize), BackstoreError> {
+) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdOps), BackstoreError> {
     let read_only = opts.read_only || spec.snap.is_some();
     let image = connect_open(spec, read_only).map_err(rbd_err(spec, "open"))?;
     let info = image.info().map_err(rbd_err(spec, "stat"))?;
@@ -143,14 +143,67 @@ pub(super) fn open(
         events: Mutex::new(VecDeque::new()),
     });
     tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
-    let weak = Arc::downgrade(&backend);
-    let resize: RbdResize = Arc::new(move |bytes| match weak.upgrade() {
-        Some(b) => b.resize(bytes),
-        None => Err(BackstoreError::Unsupported(
-            "resize of a closed rbd image".into(),
-        )),
-    });
-    Ok((backend, identity, resize))
+    let ops: RbdOps = Arc::new(Live(Arc::downgrade(&backend)));
+    Ok((backend, identity, ops))
+}
+
+/// The live operations of an open image (the backstore's [`RbdOps`]).
+struct Live(Weak<RbdBackend>);
+
+impl Live {
+    fn get(&self, op: &str) -> Result<Arc<RbdBackend>, BackstoreError> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| BackstoreError::Unsupported(format!("{op} of a closed rbd image")))
+    }
+}
+
+impl RbdLive for Live {
+    fn resize(&self, bytes: u64) -> Result<(), BackstoreError> {
+        self.get("resize")?.resize(bytes)
+    }
+
+    fn snapshot(&self, name: &str) -> Result<(), BackstoreError> {
+        let b = self.get("a snapshot")?;
+        let spec = &b.shared.spec;
+        if spec.snap.is_some() {
+            return Err(BackstoreError::Unsupported(format!(
+                "a snapshot of rbd image {}: it is a snapshot itself",
+                spec.image_ref()
+            )));
+        }
+        b.image()
+            .snap_create(name)
+            .map_err(rbd_err(spec, &format!("snapshot {name} of")))?;
+        tracing::info!(image = %spec.image_ref(), snapshot = name, "rbd snapshot taken");
+        Ok(())
+    }
+
+    fn clone_to(&self, new_image: &str) -> Result<(), BackstoreError> {
+        let b = self.get("a clone")?;
+        let spec = &b.shared.spec;
+        let Some(snap) = &spec.snap else {
+            return Err(BackstoreError::Unsupported(format!(
+                "a clone of rbd image {}: not a snapshot (serve or name image@snapshot)",
+                spec.image_ref()
+            )));
+        };
+        let io = Arc::clone(b.image().ioctx());
+        // A snapshot is cloned only once protected (already is: fine),
+        // which takes the image's head (this one is open at the snapshot).
+        let head = Image::open(Arc::clone(&io), &spec.image, None, false)
+            .map_err(rbd_err(spec, "open the head of"))?;
+        match head.snap_protect(snap) {
+            Ok(()) => {}
+            Err(e) if e.errno == libc::EBUSY => {}
+            Err(e) => return Err(rbd_err(spec, "protect the snapshot of")(e)),
+        }
+        drop(head);
+        io.clone_image(&spec.image, snap, new_image)
+            .map_err(rbd_err(spec, &format!("clone as {new_image}")))?;
+        tracing::info!(image = %spec.image_ref(), clone = new_image, "rbd snapshot cloned");
+        Ok(())
+    }
 }
 
 /// 16 bytes from `key`: two FNV-1a 64-bit hashes with different offsets.
