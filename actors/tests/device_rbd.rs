@@ -201,3 +201,143 @@ fn a_missing_image_fails_its_open_clearly() {
         "{msg}"
     );
 }
+
+#[test]
+fn write_same_and_unaligned_unmap_across_objects_read_back() {
+    // 16 MiB: objects of 8192 blocks; every range below crosses block 8192.
+    let name = create_image("dev-wsame", 16 * MIB);
+    let bs = open(&name, "", 16 * MIB);
+    let pat: Vec<u8> = (0..512u32).map(|i| (i * 13 % 251) as u8 + 1).collect();
+    let p2 = pat.clone();
+    let r = run(
+        "rbd-wsame",
+        SimConfig::default(),
+        bs.backend(),
+        2,
+        RestartBudget::default(),
+        None,
+        move |sim| {
+            clear_unit_attention(sim);
+            // The pattern over 64 blocks from 8160, then UNMAP of 8 blocks
+            // in its middle (not object-aligned: zeroed, not skipped).
+            let ws = one(sim, &write_same16(8160, 64, false, false), SimDir::Out(p2));
+            let (cdb, params) = unmap(8188, 8);
+            let u = one(sim, &cdb, SimDir::Out(params));
+            // WRITE SAME of zeros with UNMAP over all of object 2 (written
+            // first): deallocated.
+            let w = one(
+                sim,
+                &write16(24000, 8, false),
+                SimDir::Out(vec![9; 8 * 512]),
+            );
+            assert_eq!(w.status, 0);
+            let mapped = one(sim, &get_lba_status(16384), SimDir::In(4096));
+            assert_eq!(first_status(&mapped.data_in).2, 0, "object 2 mapped");
+            let wz = one(
+                sim,
+                &write_same16(16384, 8192, true, true),
+                SimDir::Out(Vec::new()),
+            );
+            let st = one(sim, &get_lba_status(16384), SimDir::In(4096));
+            (ws, u, wz, st)
+        },
+    );
+    let (ws, u, wz, st) = r.result;
+    assert_eq!(ws.status, 0, "{:?}", sense(&ws.sense));
+    assert_eq!(u.status, 0, "{:?}", sense(&u.sense));
+    assert_eq!(wz.status, 0, "{:?}", sense(&wz.sense));
+    // What another client of the cluster reads.
+    let back = read_back(&name, 8160 * 512, 64 * 512);
+    for (i, block) in back.chunks(512).enumerate() {
+        let lba = 8160 + i as u64;
+        if (8188..8196).contains(&lba) {
+            assert!(block.iter().all(|&b| b == 0), "block {lba} not unmapped");
+        } else {
+            assert_eq!(block, &pat[..], "block {lba}");
+        }
+    }
+    let (lba, blocks, state) = first_status(&st.data_in);
+    assert_eq!((lba, state), (16384, 1), "object 2 deallocated");
+    assert!(blocks >= 8192, "{blocks}");
+    assert_eq!(read_back(&name, 24000 * 512, 8 * 512), vec![0; 8 * 512]);
+}
+
+#[test]
+fn compare_and_write_across_objects_is_atomic_against_writes() {
+    // A COMPARE AND WRITE across an object boundary is read, compare,
+    // write under the LUN's gate. One WRITE of the same blocks races it
+    // (asynchronous, not on an I/O thread), submitted after a chain of
+    // `round % 6` WRITEs elsewhere so that it comes at a different point of
+    // the COMPARE AND WRITE each round. Atomic means the WRITE lands before
+    // the read (a miscompare) or after the write: either way the blocks
+    // end up holding the WRITE's data, never the COMPARE AND WRITE's.
+    let name = create_image("dev-caw-x", 8 * MIB);
+    let bs = open(&name, "", 8 * MIB);
+    const LBA: u64 = 8190; // blocks 8190..8194 straddle objects 0 and 1
+    const ROUNDS: u8 = 36;
+    let r = run(
+        "rbd-caw-x",
+        SimConfig::default(),
+        bs.backend(),
+        4,
+        RestartBudget::default(),
+        None,
+        |sim| {
+            clear_unit_attention(sim);
+            let mut out = Vec::new();
+            for round in 0..ROUNDS {
+                let old = vec![round; 4 * 512];
+                let w = one(sim, &write16(LBA, 4, false), SimDir::Out(old.clone()));
+                assert_eq!(w.status, 0);
+                let mut c = old;
+                c.extend(vec![0xff; 4 * 512]);
+                let caw_id = sim.submit(&caw(LBA, 4), SimDir::Out(c)).unwrap();
+                let mut ahead = round % 6;
+                let next = |sim: &mut tcmud_core::sim::KernelSim, ahead: u8| {
+                    let lba = if ahead > 0 { 0 } else { LBA };
+                    sim.submit(&write16(lba, 4, false), SimDir::Out(vec![0x80; 4 * 512]))
+                        .unwrap();
+                    sim.kick().unwrap();
+                };
+                next(sim, ahead);
+                // Command ids are unique among outstanding commands only.
+                let (mut caw_done, mut writes_ok) = (None, true);
+                let mut left = usize::from(round % 6) + 2;
+                while left > 0 {
+                    for c in collect(sim, 1) {
+                        left -= 1;
+                        if c.cmd_id == caw_id && caw_done.is_none() {
+                            caw_done = Some(c);
+                            continue;
+                        }
+                        writes_ok &= c.status == 0;
+                        if ahead > 0 {
+                            ahead -= 1;
+                            next(sim, ahead);
+                        }
+                    }
+                }
+                let back = one(sim, &read16(LBA, 4), SimDir::In(4 * 512));
+                out.push((caw_done, writes_ok, back.data_in));
+            }
+            out
+        },
+    );
+    let mut caw_good = 0;
+    for (round, (caw_done, writes_ok, back)) in r.result.into_iter().enumerate() {
+        let c = caw_done.expect("COMPARE AND WRITE completed");
+        caw_good += usize::from(c.status == 0);
+        assert!(
+            c.status == 0 || sense(&c.sense) == (0x0e, 0x1d, 0x00),
+            "round {round}: {c:?}"
+        );
+        assert!(writes_ok, "round {round}: a WRITE failed");
+        assert!(
+            back.iter().all(|&b| b == 0x80),
+            "round {round}: blocks hold {:#x}.. (COMPARE AND WRITE status {}), not the WRITE's",
+            back[0],
+            c.status
+        );
+    }
+    eprintln!("COMPARE AND WRITE succeeded in {caw_good} of {ROUNDS} rounds");
+}

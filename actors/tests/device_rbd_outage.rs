@@ -208,3 +208,166 @@ fn io_waiting_on_the_cluster_holds_no_thread() {
         assert_eq!(read_back(&name, i * 8 * 512, 8 * 512), pattern(i));
     }
 }
+
+/// The initiator's retry of a command failing NOT READY (the reopen is
+/// the event waited for; the pause only spaces the retries).
+fn until_good(sim: &mut KernelSim, cdb: &[u8], dir: SimDir) -> (SimCompletion, usize) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut not_ready = 0;
+    loop {
+        let c = one(sim, cdb, dir.clone());
+        if c.status == 0 {
+            return (c, not_ready);
+        }
+        assert_eq!(sense(&c.sense), (0x02, 0x08, 0x00), "NOT READY 08/00");
+        assert!(Instant::now() < deadline, "no reopen within 120 s");
+        not_ready += 1;
+        let _ = sim.wait_kick(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn a_blocklisted_client_reopens_and_loses_no_acknowledged_write() {
+    let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
+    let name = create_image("dev-blocklist", 8 * MIB);
+    let bs = open(&name, "", 8 * MIB);
+    let n2 = name.clone();
+    let r = run(
+        "rbd-blocklist",
+        SimConfig::default(),
+        bs.backend(),
+        2,
+        RestartBudget::default(),
+        None,
+        move |sim| {
+            clear_unit_attention(sim);
+            for i in 0..8u64 {
+                let c = one(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
+                assert_eq!(c.status, 0);
+            }
+            // Mid-I/O: 8 writes submitted, then the client is blocklisted.
+            let ids: Vec<u16> = (8..16u64)
+                .map(|i| {
+                    sim.submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
+                        .unwrap()
+                })
+                .collect();
+            sim.kick().unwrap();
+            let old = blocklist_watchers(&n2);
+            assert_eq!(old.len(), 1, "one client: {old:?}");
+            let racing = collect_within(sim, 8, Duration::from_secs(120));
+            // What failed is retried by the initiator, then 8 more writes.
+            let failed = (8..16u64).filter(|&i| {
+                let id = ids[(i - 8) as usize];
+                racing.iter().any(|c| c.cmd_id == id && c.status != 0)
+            });
+            let mut not_ready = 0;
+            for i in failed.collect::<Vec<_>>().into_iter().chain(16..24) {
+                let (c, n) = until_good(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
+                assert_eq!(c.status, 0);
+                not_ready += n;
+            }
+            let reads: Vec<_> = (0..24u64)
+                .map(|i| one(sim, &read16(i * 8, 8), SimDir::In(8 * 512)))
+                .collect();
+            (old, racing, not_ready, reads, watchers(&n2))
+        },
+    );
+    let (old, racing, not_ready, reads, now) = r.result;
+    for c in &racing {
+        assert!(
+            c.status == 0 || sense(&c.sense) == (0x02, 0x08, 0x00),
+            "{:?}",
+            sense(&c.sense)
+        );
+    }
+    eprintln!(
+        "{} of 8 racing writes failed NOT READY, {not_ready} retries before the reopen",
+        racing.iter().filter(|c| c.status != 0).count()
+    );
+    for (i, c) in reads.iter().enumerate() {
+        assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
+        assert_eq!(c.data_in, pattern(i as u64), "block run {i}");
+        assert_eq!(
+            read_back(&name, i as u64 * 8 * 512, 8 * 512),
+            pattern(i as u64)
+        );
+    }
+    assert_eq!(now.len(), 1, "reopened: one new client {now:?}");
+    assert_ne!(now, old, "a new client address after the reopen");
+    assert!(r.failure.is_none(), "the device was kept");
+}
+
+#[test]
+fn an_image_deleted_while_served_fails_its_lun_and_not_the_others() {
+    let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
+    let name = create_image("dev-deleted", 8 * MIB);
+    let other = create_image("dev-survivor", 8 * MIB);
+    let bs = open(&name, "", 8 * MIB);
+    let bs2 = open(&other, "", 8 * MIB);
+    let n2 = name.clone();
+    let r = run(
+        "rbd-deleted",
+        SimConfig::default(),
+        bs.backend(),
+        2,
+        RestartBudget::default(),
+        None,
+        move |sim| {
+            clear_unit_attention(sim);
+            let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(0)));
+            assert_eq!(w.status, 0);
+            // `rbd rm` refuses an image with watchers: blocklist ours (and
+            // any reopened one) until the removal goes through.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            loop {
+                blocklist_watchers(&n2);
+                match ceph_cli("rbd", &["rm", &format!("rbd/{n2}")]) {
+                    Ok(_) => break,
+                    Err(e) => assert!(Instant::now() < deadline, "rbd rm: {e}"),
+                }
+            }
+            // Commands fail NOT READY while the reopen runs, then for good.
+            let deadline = Instant::now() + Duration::from_secs(120);
+            let gone = loop {
+                let c = one(sim, &read16(0, 8), SimDir::In(8 * 512));
+                assert_ne!(c.status, 0, "a read of a deleted image succeeded");
+                if sense(&c.sense) != (0x02, 0x08, 0x00) {
+                    break c;
+                }
+                assert!(Instant::now() < deadline, "still NOT READY after 120 s");
+                let _ = sim.wait_kick(Duration::from_millis(20));
+            };
+            let write = one(sim, &write16(8, 8, false), SimDir::Out(pattern(1)));
+            (gone, write)
+        },
+    );
+    let (gone, write) = r.result;
+    assert_eq!(
+        sense(&gone.sense),
+        (0x04, 0x44, 0x00),
+        "HARDWARE ERROR 44/00"
+    );
+    assert_eq!(
+        sense(&write.sense),
+        (0x04, 0x44, 0x00),
+        "HARDWARE ERROR 44/00"
+    );
+    // Another LUN of the same process keeps serving.
+    let r2 = run(
+        "rbd-survivor",
+        SimConfig::default(),
+        bs2.backend(),
+        2,
+        RestartBudget::default(),
+        None,
+        |sim| {
+            clear_unit_attention(sim);
+            let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(5)));
+            let rd = one(sim, &read16(0, 8), SimDir::In(8 * 512));
+            (w.status, rd.status, rd.data_in)
+        },
+    );
+    assert_eq!(r2.result, (0, 0, pattern(5)));
+    assert_eq!(read_back(&other, 0, 8 * 512), pattern(5));
+}

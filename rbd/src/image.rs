@@ -321,17 +321,23 @@ impl Image {
     }
 
     /// Writes `pattern` repeated over `[offset, offset + len)` (`len` a
-    /// multiple of the pattern's length).
+    /// multiple of the pattern's length); with `fua` durable on completion.
     pub fn aio_writesame(
         &self,
         offset: u64,
         len: u64,
         pattern: Vec<u8>,
+        fua: bool,
         done: impl FnOnce(AioDone) + Send + 'static,
     ) -> Result<(), RbdError> {
         let h = self.handle;
         let len = len_t("rbd_aio_writesame", len)?;
         let plen = pattern.len();
+        let flags = if fua {
+            ffi::LIBRADOS_OP_FLAG_FADVISE_FUA
+        } else {
+            0
+        };
         submit(
             "rbd_aio_writesame",
             pattern,
@@ -340,7 +346,7 @@ impl Image {
             |c, b| {
                 // SAFETY: open image; `b.buf` holds `plen` bytes until completion.
                 i64::from(unsafe {
-                    ffi::rbd_aio_writesame(h, offset, len, b.buf.cast(), plen, c, 0)
+                    ffi::rbd_aio_writesame(h, offset, len, b.buf.cast(), plen, c, flags)
                 })
             },
         )

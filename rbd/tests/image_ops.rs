@@ -87,7 +87,7 @@ fn write_read_flush_discard_allocation() {
 fn compare_and_write_and_writesame() {
     let io = pool();
     let img = fresh(&io, &unique("ffi-caw"), 4 << 20);
-    let d = Image::wait(|done| img.aio_writesame(0, 4096, vec![7u8; 512], done)).unwrap();
+    let d = Image::wait(|done| img.aio_writesame(0, 4096, vec![7u8; 512], false, done)).unwrap();
     d.result.unwrap();
     let mut cmp = vec![7u8; 512];
     let d = Image::wait(|done| img.aio_compare_and_write(0, cmp.clone(), vec![9u8; 512], done));

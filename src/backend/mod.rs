@@ -157,6 +157,22 @@ pub trait AsyncBackend: Send + Sync {
         fua: bool,
         done: AsyncDone<CompareWrite>,
     );
+    /// Deallocates `blocks` blocks at `lba` (UNMAP), as
+    /// [`BlockBackend::unmap`].
+    fn submit_unmap(&self, lba: u64, blocks: u64, done: AsyncDone<()>);
+    /// Makes `blocks` blocks at `lba` read as zeros, deallocating them with
+    /// `deallocate` (WRITE SAME of zeros), as [`BlockBackend::write_zeroes`].
+    fn submit_write_zeroes(&self, lba: u64, blocks: u64, deallocate: bool, done: AsyncDone<()>);
+    /// Writes `pattern` (one block) to each of `blocks` blocks at `lba`
+    /// (WRITE SAME), durable on completion with `fua`.
+    fn submit_write_same(
+        &self,
+        lba: u64,
+        blocks: u64,
+        pattern: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<()>,
+    );
 }
 
 /// Block storage as the SCSI emulation sees it.

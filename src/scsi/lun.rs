@@ -2,7 +2,7 @@
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use super::copy::{results::CopyState, LunRegistry};
 use super::ctx::{Ctx, Direct};
@@ -131,7 +131,7 @@ pub struct Lun {
     ua: Mutex<VecDeque<Sense>>,
     /// Writers hold it shared; COMPARE AND WRITE holds it exclusively across
     /// read-compare-write so no write lands in between.
-    caw_gate: RwLock<()>,
+    caw_gate: super::write_gate::WriteGate,
     /// MAXIMUM TRANSFER LENGTH allowed by the kernel device (blocks;
     /// `u32::MAX` until [`Lun::set_device_limits`]).
     device_max_transfer: AtomicU32,
@@ -229,7 +229,7 @@ impl Lun {
             wce_selected: AtomicU8::new(0),
             ua_pending: AtomicBool::new(true),
             ua: Mutex::new(VecDeque::from([power_on])),
-            caw_gate: RwLock::new(()),
+            caw_gate: super::write_gate::WriteGate::default(),
             device_max_transfer: AtomicU32::new(u32::MAX),
             device_optimal_transfer: AtomicU32::new(0),
             device_ring_transfer: AtomicU32::new(u32::MAX),
@@ -592,13 +592,21 @@ impl Lun {
     }
 
     /// Shared side of the COMPARE AND WRITE gate, held by every writer.
-    pub(crate) fn write_gate(&self) -> std::sync::RwLockReadGuard<'_, ()> {
-        self.caw_gate.read().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn write_gate(&self) -> super::write_gate::SharedGuard<'_> {
+        self.caw_gate.shared()
+    }
+
+    /// Runs `f`, which submits a write to an asynchronous backend, with the
+    /// shared side of the gate held by its token (dropped on completion):
+    /// now, or when the COMPARE AND WRITE that holds the gate releases it.
+    /// Never waits.
+    pub fn admit_async_write(&self, f: super::write_gate::AdmitFn) {
+        self.caw_gate.admit(f);
     }
 
     /// Exclusive side of the gate, held across COMPARE AND WRITE.
-    pub(crate) fn caw_gate(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
-        self.caw_gate.write().unwrap_or_else(|e| e.into_inner())
+    pub(crate) fn caw_gate(&self) -> super::write_gate::ExclusiveGuard<'_> {
+        self.caw_gate.exclusive()
     }
 
     /// Takes the oldest pending unit attention.

@@ -41,6 +41,7 @@ mod sbc;
 mod sense;
 mod spc;
 mod table;
+mod write_gate;
 
 pub use copy::{LunRegistry, PIECE_BYTES};
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
@@ -52,6 +53,7 @@ pub use sense::{
     sense_key_name, sense_key_of, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN,
 };
 pub use table::{data_direction, facts, DataDirection, Facts, OpClass};
+pub use write_gate::{AdmitFn, WriteToken};
 
 /// Whether `cdb`'s command may run inline (READ 6/10/12/16): the commands
 /// [`Lun::try_execute_nowait`] may serve.

@@ -8,7 +8,7 @@
 //! The checks are the handlers' own ([`precheck`], [`BlockRequest`],
 //! `limits`), so a planned command is one the handler would have run.
 
-use super::cdb::CompareAndWrite;
+use super::cdb::{Block10, Block16, CompareAndWrite, Spc10};
 use super::lun::{Lun, SanitizeState, ScsiResponse};
 use super::sbc::{accepted_transfer, limits, BlockRequest};
 use super::table::{lookup, precheck};
@@ -45,6 +45,29 @@ pub enum IoPlan {
         lba: u64,
         /// Bytes compared (and written).
         bytes: usize,
+        /// Durable on completion.
+        fua: bool,
+    },
+    /// UNMAP with one block descriptor (more take the I/O threads):
+    /// deallocate `blocks` at `lba` (they read as zeros afterwards).
+    Unmap {
+        /// First block.
+        lba: u64,
+        /// Blocks (0: nothing to do).
+        blocks: u64,
+    },
+    /// WRITE SAME (10/16): the data-out's one block (zeros with `zero`)
+    /// over `blocks` at `lba`.
+    WriteSame {
+        /// First block.
+        lba: u64,
+        /// Blocks written (at least one).
+        blocks: u64,
+        /// The pattern is all zeros (NDOB, or a zero block sent).
+        zero: bool,
+        /// With `zero`: the blocks may be deallocated (UNMAP bit, and
+        /// deallocated blocks read zero).
+        deallocate: bool,
         /// Durable on completion.
         fua: bool,
     },
@@ -121,6 +144,94 @@ impl Lun {
             lba: ext.lba,
             bytes: ext.bytes,
             fua: self.effective_fua(&caps, req.fua()),
+        })
+    }
+
+    /// The plan for an UNMAP or a WRITE SAME (10/16) an asynchronous
+    /// backend may run, given the command's whole data-out (the parameter
+    /// list or the pattern block): the checks of unmap.rs and
+    /// write_same.rs, anything unusual left to [`Lun::execute_io`].
+    pub fn plan_async_param(&self, cdb: &[u8], data_out: &[u8]) -> Option<IoPlan> {
+        let op = *cdb.first()?;
+        if !matches!(op, 0x42 | 0x41 | 0x93) {
+            return None;
+        }
+        self.poll_events();
+        if self.unit_attention_pending() || self.sanitize_state() != SanitizeState::Idle {
+            return None;
+        }
+        let caps = self.caps();
+        let cmd = lookup(cdb).ok()?;
+        precheck(cmd, cdb, &caps, data_out.len()).ok()?;
+        if caps.read_only {
+            return None;
+        }
+        if op == 0x42 {
+            return self.plan_unmap(cdb, &caps, data_out);
+        }
+        let (lba, blocks, flags) = if op == 0x41 {
+            let c = Block10::parse(cdb).ok()?;
+            (c.lba(), c.transfer_length(), c.flags() & !0x01)
+        } else {
+            let c = Block16::parse(cdb).ok()?;
+            (c.lba(), c.transfer_length(), c.flags())
+        };
+        if flags & 0xf0 != 0 {
+            return None; // WRPROTECT, ANCHOR
+        }
+        let (unmap, ndob) = (flags & 0x08 != 0, flags & 0x01 != 0);
+        if (unmap && !caps.thin)
+            || blocks == 0
+            || u64::from(blocks) > limits(self, &caps).max_write_same
+        {
+            return None;
+        }
+        let ext = Extent::new(lba, u64::from(blocks), caps.num_blocks, 1).ok()?;
+        let bs = usize::try_from(caps.block_size).ok()?;
+        let zero = if ndob {
+            true
+        } else if data_out.len() == bs {
+            data_out.iter().all(|&b| b == 0)
+        } else {
+            return None;
+        };
+        Some(IoPlan::WriteSame {
+            lba: ext.lba,
+            blocks: ext.blocks,
+            zero,
+            deallocate: zero && unmap && caps.zeroes_after_unmap,
+            fua: self.effective_fua(&caps, false),
+        })
+    }
+
+    /// unmap.rs's checks, for an UNMAP of at most one descriptor.
+    fn plan_unmap(&self, cdb: &[u8], caps: &BackendCaps, data_out: &[u8]) -> Option<IoPlan> {
+        const HEADER: usize = 8;
+        const DESCRIPTOR: usize = 16;
+        let c = Spc10::parse(cdb).ok()?;
+        let list_len = usize::from(c.length());
+        if c.byte1() & 0x01 != 0 || list_len < HEADER {
+            return None;
+        }
+        let list = data_out.get(..list_len)?;
+        let bd_len = usize::from(u16::from_be_bytes([list[2], list[3]]));
+        let usable = bd_len.min(list_len - HEADER) / DESCRIPTOR;
+        if usable == 0 {
+            return Some(IoPlan::Unmap { lba: 0, blocks: 0 });
+        }
+        if usable > 1 || caps.max_unmap_descriptors == 0 {
+            return None;
+        }
+        let d = list.get(HEADER..HEADER + DESCRIPTOR)?;
+        let lba = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
+        let blocks = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
+        if blocks > limits(self, caps).max_unmap {
+            return None;
+        }
+        let ext = Extent::new(lba, u64::from(blocks), caps.num_blocks, 1).ok()?;
+        Some(IoPlan::Unmap {
+            lba: ext.lba,
+            blocks: ext.blocks,
         })
     }
 

@@ -199,6 +199,11 @@ impl BackstoreActor {
         self.users.values().next().map(|u| &u.handle)
     }
 
+    /// An RBD image's live operations (`None`: not an RBD backstore).
+    fn rbd_ops(&self) -> Option<super::handle::RbdOps> {
+        self.any_handle().and_then(BackstoreHandle::rbd_ops)
+    }
+
     /// The thin pool and volume name, or why the operation does not apply.
     fn thin(&self, op: &str) -> Result<(Pool, String), BackstoreError> {
         match (&self.key, &self.pool) {
@@ -389,6 +394,9 @@ impl Handler<Snapshot> for BackstoreActor {
     type Result = AtomicResponse<Self, Result<(), BackstoreError>>;
 
     fn handle(&mut self, msg: Snapshot, _: &mut Context<Self>) -> Self::Result {
+        if let Some(ops) = self.rbd_ops() {
+            return self.blocking(move || ops.snapshot(&msg.name));
+        }
         let thin = self.thin("a snapshot");
         self.blocking(move || {
             let (pool, volume) = thin?;
@@ -405,6 +413,9 @@ impl Handler<CloneTo> for BackstoreActor {
     type Result = AtomicResponse<Self, Result<(), BackstoreError>>;
 
     fn handle(&mut self, msg: CloneTo, _: &mut Context<Self>) -> Self::Result {
+        if let Some(ops) = self.rbd_ops() {
+            return self.blocking(move || ops.clone_to(&msg.new_volume));
+        }
         let thin = self.thin("a clone");
         self.blocking(move || {
             let (pool, snapshot) = thin?;

@@ -41,8 +41,8 @@ pub enum BackstoreKind {
     Rbd {
         /// `pool/image[@snap]`.
         name: String,
-        /// Resizes the image (`rbd_resize`), blocking.
-        resize: RbdResize,
+        /// Its live operations (resize, snapshot, clone), blocking.
+        ops: RbdOps,
     },
     /// Anything else handed in directly (tests, the simulator example).
     Other {
@@ -62,8 +62,20 @@ impl fmt::Debug for BackstoreKind {
     }
 }
 
-/// Resizes an RBD image to a number of bytes (blocking).
-pub type RbdResize = Arc<dyn Fn(u64) -> Result<(), BackstoreError> + Send + Sync>;
+/// Live operations on an open RBD image, as a thin volume has them (each
+/// a blocking librbd call).
+pub trait RbdLive: Send + Sync {
+    /// Resizes the image to `bytes` (`rbd_resize`).
+    fn resize(&self, bytes: u64) -> Result<(), BackstoreError>;
+    /// Takes snapshot `name` of the image (`rbd_snap_create`).
+    fn snapshot(&self, name: &str) -> Result<(), BackstoreError>;
+    /// Clones the snapshot this backstore serves into a new image of its
+    /// pool (`rbd_snap_protect` + `rbd_clone`).
+    fn clone_to(&self, new_image: &str) -> Result<(), BackstoreError>;
+}
+
+/// An open RBD image's [`RbdLive`].
+pub type RbdOps = Arc<dyn RbdLive>;
 
 /// A device's backstore: cheap to clone, outlives restarted device actors.
 #[derive(Clone)]
@@ -275,10 +287,18 @@ impl BackstoreHandle {
                     what: format!("resize volume {volume}"),
                     source,
                 }),
-            (BackstoreKind::Rbd { resize, .. }, _) => resize(new_size),
+            (BackstoreKind::Rbd { ops, .. }, _) => ops.resize(new_size),
             (BackstoreKind::Other { name }, _) => {
                 Err(BackstoreError::Unsupported(format!("resize of {name}")))
             }
+        }
+    }
+
+    /// The live operations of an RBD image's backstore.
+    pub(crate) fn rbd_ops(&self) -> Option<RbdOps> {
+        match &self.inner.kind {
+            BackstoreKind::Rbd { ops, .. } => Some(Arc::clone(ops)),
+            _ => None,
         }
     }
 
@@ -486,12 +506,12 @@ fn open_rbd(
     reg: &PoolRegistry,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let io = reg.io_lane()?;
-    let (backend, identity, resize) = super::rbd::open(spec, opts, size_bytes, block_size)?;
+    let (backend, identity, ops) = super::rbd::open(spec, opts, size_bytes, block_size)?;
     Ok(BackstoreHandle::on_lane_with(
         backend,
         BackstoreKind::Rbd {
             name: spec.image_ref(),
-            resize,
+            ops,
         },
         io,
         Some(identity),

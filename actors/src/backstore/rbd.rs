@@ -10,8 +10,10 @@
 //! - a blocklisted client (another client broke the image's exclusive lock)
 //!   gets a new connection and image handle, retried with back-off on a
 //!   thread of its own, commands failing NOT READY (08/00) meanwhile;
-//! - an image deleted under us: its commands fail with a medium error,
-//!   logged; the other LUNs are not concerned.
+//! - an image deleted under us (an operation or the reopen finds it
+//!   missing): logged once, and every command of its LUN fails HARDWARE
+//!   ERROR / INTERNAL TARGET FAILURE (44/00), no reopen tried; the other
+//!   LUNs are not concerned.
 
 use std::collections::VecDeque;
 use std::io;
@@ -26,7 +28,7 @@ use tcmud_core::backend::{
 use tcmud_core::scsi::LunIdentity;
 use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
 
-use super::handle::RbdResize;
+use super::handle::{RbdLive, RbdOps};
 use super::{BackstoreError, DevOptions, RbdSpec};
 
 /// Most bytes one allocation query walks (GET LBA STATUS may ask for less).
@@ -41,6 +43,9 @@ struct Shared {
     read_only: bool,
     image: RwLock<Arc<Image>>,
     reopening: AtomicBool,
+    /// The image no longer exists (deleted while served): every command
+    /// fails, no reopen is tried.
+    gone: AtomicBool,
 }
 
 /// An open RBD image.
@@ -69,6 +74,9 @@ fn connect_open(spec: &RbdSpec, read_only: bool) -> Result<Image, RbdError> {
         // Writes are acknowledged when the OSDs have them (no client cache
         // whose loss would lose acknowledged writes), as tcmu-runner does.
         ("rbd_cache".to_owned(), "false".to_owned()),
+        // UNMAP (rbd_aio_discard) zeroes what it cannot deallocate, so
+        // unmapped blocks read as zeros (LBPRZ).
+        ("rbd_skip_partial_discard".to_owned(), "false".to_owned()),
     ];
     if let Some(t) = spec.osd_op_timeout {
         options.push(("rados_osd_op_timeout".to_owned(), t.to_string()));
@@ -95,13 +103,13 @@ fn rbd_err(spec: &RbdSpec, what: &str) -> impl Fn(RbdError) -> BackstoreError {
 /// Opens the image of `spec` for a device of `size_bytes` in blocks of
 /// `block_size` bytes: the backend, the LUN's identity (from the cluster's
 /// fsid, the pool and the image's id: stable across renames and daemons)
-/// and its resize.
+/// and its live operations.
 pub(super) fn open(
     spec: &RbdSpec,
     opts: &DevOptions,
     size_bytes: u64,
     block_size: u32,
-) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdResize), BackstoreError> {
+) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdOps), BackstoreError> {
     let read_only = opts.read_only || spec.snap.is_some();
     let image = connect_open(spec, read_only).map_err(rbd_err(spec, "open"))?;
     let info = image.info().map_err(rbd_err(spec, "stat"))?;
@@ -127,6 +135,7 @@ pub(super) fn open(
             read_only,
             image: RwLock::new(Arc::new(image)),
             reopening: AtomicBool::new(false),
+            gone: AtomicBool::new(false),
         }),
         block_size,
         obj_size: info.obj_size.max(u64::from(block_size)),
@@ -134,14 +143,67 @@ pub(super) fn open(
         events: Mutex::new(VecDeque::new()),
     });
     tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
-    let weak = Arc::downgrade(&backend);
-    let resize: RbdResize = Arc::new(move |bytes| match weak.upgrade() {
-        Some(b) => b.resize(bytes),
-        None => Err(BackstoreError::Unsupported(
-            "resize of a closed rbd image".into(),
-        )),
-    });
-    Ok((backend, identity, resize))
+    let ops: RbdOps = Arc::new(Live(Arc::downgrade(&backend)));
+    Ok((backend, identity, ops))
+}
+
+/// The live operations of an open image (the backstore's [`RbdOps`]).
+struct Live(Weak<RbdBackend>);
+
+impl Live {
+    fn get(&self, op: &str) -> Result<Arc<RbdBackend>, BackstoreError> {
+        self.0
+            .upgrade()
+            .ok_or_else(|| BackstoreError::Unsupported(format!("{op} of a closed rbd image")))
+    }
+}
+
+impl RbdLive for Live {
+    fn resize(&self, bytes: u64) -> Result<(), BackstoreError> {
+        self.get("resize")?.resize(bytes)
+    }
+
+    fn snapshot(&self, name: &str) -> Result<(), BackstoreError> {
+        let b = self.get("a snapshot")?;
+        let spec = &b.shared.spec;
+        if spec.snap.is_some() {
+            return Err(BackstoreError::Unsupported(format!(
+                "a snapshot of rbd image {}: it is a snapshot itself",
+                spec.image_ref()
+            )));
+        }
+        b.image()
+            .snap_create(name)
+            .map_err(rbd_err(spec, &format!("snapshot {name} of")))?;
+        tracing::info!(image = %spec.image_ref(), snapshot = name, "rbd snapshot taken");
+        Ok(())
+    }
+
+    fn clone_to(&self, new_image: &str) -> Result<(), BackstoreError> {
+        let b = self.get("a clone")?;
+        let spec = &b.shared.spec;
+        let Some(snap) = &spec.snap else {
+            return Err(BackstoreError::Unsupported(format!(
+                "a clone of rbd image {}: not a snapshot (serve or name image@snapshot)",
+                spec.image_ref()
+            )));
+        };
+        let io = Arc::clone(b.image().ioctx());
+        // A snapshot is cloned only once protected (already is: fine),
+        // which takes the image's head (this one is open at the snapshot).
+        let head = Image::open(Arc::clone(&io), &spec.image, None, false)
+            .map_err(rbd_err(spec, "open the head of"))?;
+        match head.snap_protect(snap) {
+            Ok(()) => {}
+            Err(e) if e.errno == libc::EBUSY => {}
+            Err(e) => return Err(rbd_err(spec, "protect the snapshot of")(e)),
+        }
+        drop(head);
+        io.clone_image(&spec.image, snap, new_image)
+            .map_err(rbd_err(spec, &format!("clone as {new_image}")))?;
+        tracing::info!(image = %spec.image_ref(), clone = new_image, "rbd snapshot cloned");
+        Ok(())
+    }
 }
 
 /// 16 bytes from `key`: two FNV-1a 64-bit hashes with different offsets.
@@ -213,7 +275,7 @@ fn backend_error(shared: &Arc<Shared>, op: Op, e: RbdError) -> BackendError {
         return BackendError::Unavailable(format!("rbd image {name}: {e}"));
     }
     if e.is_not_found() {
-        tracing::error!(image = %name, error = %e, "rbd image is gone (deleted?)");
+        return image_gone(shared, &e);
     }
     let io = io::Error::from_raw_os_error(e.errno);
     match op {
@@ -260,6 +322,21 @@ impl RbdBackend {
     }
 }
 
+/// Marks the image deleted (logged once): its commands fail HARDWARE ERROR
+/// / INTERNAL TARGET FAILURE from now on; the other LUNs are not concerned.
+fn image_gone(shared: &Shared, e: &RbdError) -> BackendError {
+    let name = shared.spec.image_ref();
+    if !shared.gone.swap(true, Ordering::AcqRel) {
+        tracing::error!(image = %name, error = %e,
+            "rbd image no longer exists (deleted while served): its LUN fails every command");
+    }
+    gone_error(&name)
+}
+
+fn gone_error(name: &str) -> BackendError {
+    BackendError::Metadata(format!("rbd image {name} no longer exists"))
+}
+
 /// Reconnects on a thread of its own, with back-off, until it succeeds or
 /// the backend is dropped.
 fn start_reopen(shared: &Arc<Shared>) {
@@ -281,6 +358,11 @@ fn start_reopen(shared: &Arc<Shared>) {
                             Arc::new(image);
                         shared.reopening.store(false, Ordering::Release);
                         tracing::info!(image = %shared.spec.image_ref(), "rbd image reopened");
+                        return;
+                    }
+                    Err(e) if e.is_not_found() => {
+                        image_gone(&shared, &e);
+                        shared.reopening.store(false, Ordering::Release);
                         return;
                     }
                     Err(e) => {
@@ -319,8 +401,9 @@ impl BlockBackend for RbdBackend {
             block_size: bs,
             num_blocks: size / u64::from(bs),
             thin: true,
-            // UNMAP is rbd_aio_write_zeroes: whole objects are removed,
-            // partial ones zeroed, so unmapped blocks read as zeros.
+            // UNMAP is rbd_aio_discard with partial discards not skipped
+            // (connect_open): whole objects are removed, partial ones
+            // zeroed, so unmapped blocks read as zeros.
             zeroes_after_unmap: true,
             unmap_granularity: per_obj,
             max_unmap_blocks: per_obj.saturating_mul(4),
@@ -394,7 +477,13 @@ impl BlockBackend for RbdBackend {
     }
 
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
-        self.write_zeroes(lba, blocks, true)
+        self.check_writable()?;
+        let (off, len) = self.check_range(lba, blocks)?;
+        if len == 0 {
+            return Ok(());
+        }
+        self.run(Op::Write, |img, done| img.aio_discard(off, len, done))
+            .map(drop)
     }
 
     fn write_zeroes(&self, lba: u64, blocks: u64, _deallocate: bool) -> Result<(), BackendError> {
@@ -464,8 +553,12 @@ impl RbdBackend {
         len > 0 && off / self.obj_size == (off + len - 1) / self.obj_size
     }
 
-    /// A submission refused before librbd saw it (reconnecting).
+    /// A submission refused before librbd saw it (reconnecting, or the
+    /// image deleted).
     fn reconnecting(&self) -> Option<BackendError> {
+        if self.shared.gone.load(Ordering::Acquire) {
+            return Some(gone_error(&self.name()));
+        }
         self.shared
             .reopening
             .load(Ordering::Acquire)
@@ -548,6 +641,43 @@ impl AsyncBackend for RbdBackend {
             });
     }
 
+    fn submit_unmap(&self, lba: u64, blocks: u64, done: AsyncDone<()>) {
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_discard(lba.saturating_mul(bs), blocks.saturating_mul(bs), d)
+        });
+    }
+
+    fn submit_write_zeroes(&self, lba: u64, blocks: u64, deallocate: bool, done: AsyncDone<()>) {
+        // rbd_aio_write_zeroes deallocates whole objects either way; the
+        // blocks read as zeros, which is all WRITE SAME promises.
+        let _ = deallocate;
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_write_zeroes(lba.saturating_mul(bs), blocks.saturating_mul(bs), d)
+        });
+    }
+
+    fn submit_write_same(
+        &self,
+        lba: u64,
+        blocks: u64,
+        pattern: Vec<u8>,
+        fua: bool,
+        done: AsyncDone<()>,
+    ) {
+        let bs = u64::from(self.block_size);
+        self.submit_simple(done, |img, d| {
+            img.aio_writesame(
+                lba.saturating_mul(bs),
+                blocks.saturating_mul(bs),
+                pattern,
+                fua,
+                d,
+            )
+        });
+    }
+
     fn submit_flush(&self, done: AsyncDone<()>) {
         if let Some(e) = self.reconnecting() {
             return done(Err(e));
@@ -560,6 +690,35 @@ impl AsyncBackend for RbdBackend {
                     .map_err(|e| async_error(&shared, Op::Flush, e)),
             )
         });
+    }
+}
+
+impl RbdBackend {
+    /// Submits a write-side operation whose completion carries no data:
+    /// refused while reconnecting or read-only; `done` runs exactly once.
+    fn submit_simple(
+        &self,
+        done: AsyncDone<()>,
+        start: impl FnOnce(&Image, DoneFn) -> Result<(), RbdError>,
+    ) {
+        if let Some(e) = self.reconnecting() {
+            return done(Err(e));
+        }
+        if self.shared.read_only {
+            return done(Err(BackendError::ReadOnly));
+        }
+        let shared = Arc::downgrade(&self.shared);
+        // A refused submission runs the closure too, with its error.
+        let _ = start(
+            &self.image(),
+            Box::new(move |d: AioDone| {
+                done(
+                    d.result
+                        .map(drop)
+                        .map_err(|e| async_error(&shared, Op::Write, e)),
+                )
+            }),
+        );
     }
 }
 

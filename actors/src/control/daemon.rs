@@ -169,6 +169,9 @@ impl DaemonControl {
             Ok(v) => v,
             Err(r) => return r,
         };
+        if let Some(pool) = super::rbd_volume::rbd_pool(cmd.dir()) {
+            return super::rbd_volume::run(id, &v.backstores, &pool, cmd);
+        }
         let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
             return not_held(id, cmd.dir());
         };

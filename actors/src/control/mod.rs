@@ -22,6 +22,7 @@ pub mod commands;
 pub mod daemon;
 pub mod metrics;
 pub mod protocol;
+mod rbd_volume;
 pub mod server;
 
 use std::path::PathBuf;

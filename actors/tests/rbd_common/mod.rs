@@ -144,3 +144,54 @@ pub fn sense(s: &[u8]) -> (u8, u8, u8) {
         s.get(13).copied().unwrap_or(0),
     )
 }
+
+/// WRITE SAME(16) of `blocks` at `lba`, with the UNMAP / NDOB bits.
+pub fn write_same16(lba: u64, blocks: u32, unmap: bool, ndob: bool) -> Vec<u8> {
+    let mut c = write16(lba, blocks, false);
+    c[0] = 0x93;
+    c[1] = u8::from(unmap) << 3 | u8::from(ndob);
+    c
+}
+
+/// Runs the `ceph` or `rbd` CLI against the test cluster; its stdout.
+pub fn ceph_cli(tool: &str, args: &[&str]) -> Result<String, String> {
+    let out = std::process::Command::new(tool)
+        .arg("-c")
+        .arg(conf())
+        .args(args)
+        .output()
+        .map_err(|e| format!("{tool}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{tool} {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        ));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The addresses of the image's watchers (its open clients), from
+/// `rbd status`.
+pub fn watchers(name: &str) -> Vec<String> {
+    let out = ceph_cli(
+        "rbd",
+        &["status", &format!("rbd/{name}"), "--format", "json"],
+    )
+    .expect("rbd status");
+    // {"watchers":[{"address":"127.0.0.1:0/123","client":4123,"cookie":...}]}
+    out.split("\"address\":\"")
+        .skip(1)
+        .filter_map(|s| s.split('"').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Blocklists every current watcher of the image (what a peer taking the
+/// image's exclusive lock does to a dead owner); their addresses.
+pub fn blocklist_watchers(name: &str) -> Vec<String> {
+    let w = watchers(name);
+    for a in &w {
+        ceph_cli("ceph", &["osd", "blocklist", "add", a]).expect("ceph osd blocklist add");
+    }
+    w
+}
