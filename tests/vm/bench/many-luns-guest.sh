@@ -86,10 +86,11 @@ smaps() {
     grep ' name ' /tmp/smaps.txt | sort -k9 -n -r | head -n 8
     grep ' map ' /tmp/smaps.txt | sort -k10 -n -r | head -n 24
 }
-# served PID -> how many /dev/uio* the process holds open (each daemon's devices are removed
-#   before the next one starts, so these are the current backstores)
+# served PID -> how many distinct /dev/uio* the process holds open (each daemon's devices are
+#   removed before the next one starts, so these are the current backstores; tcmud holds two
+#   fds per device, the uio and a duplicate its reactor waits on: count devices, not fds)
 # shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
-served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' -> /dev/uio'; }
+served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o ' -> /dev/uio[0-9]*$' | sort -u | wc -l; }
 # wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
 wait_all() {
     _n=$(($2 * 10))
@@ -234,6 +235,8 @@ phase() {
     if ! wait_all "$PID" $((120 + N / 5)); then
         # e.g. out of file descriptors: report how far it got, clean up, next daemon
         echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
+        echo "MANY $PH limits $(grep 'open files' "/proc/$PID/limits" | tr -s ' ') maps $(wc -l < "/proc/$PID/maps")"
+        DIAG_LINES=40 diag
         remove_all "$HBA" "$PFX" -
         case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
         return 0
