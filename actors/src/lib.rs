@@ -15,6 +15,7 @@ pub mod control;
 pub mod dbus;
 pub mod device;
 pub mod fd_limit;
+pub mod hugepages;
 pub mod logging;
 pub mod manpages;
 pub mod offline;

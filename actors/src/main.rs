@@ -52,6 +52,8 @@ fn error_text(err: &anyhow::Error) -> String {
 
 /// Runs the daemon: config file + overrides -> logging -> supervisor.
 fn run(args: RunArgs) -> anyhow::Result<()> {
+    // Before any thread starts or sled allocates: sparse memory stays 4 KiB pages.
+    let thp = tcmud::hugepages::disable();
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref())
         .and_then(|c| config::apply_overrides(c, &overrides))?;
@@ -60,6 +62,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
         Err(e) => {
             tracing::warn!(error = %e, "cannot raise the open-file limit; about 500 devices at most")
+        }
+    }
+    match thp {
+        Ok(()) => tracing::debug!("transparent huge pages off for the daemon"),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot turn transparent huge pages off; sparse memory may cost 2 MiB pages")
         }
     }
     let reload = ReloadSource {

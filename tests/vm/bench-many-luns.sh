@@ -8,7 +8,9 @@
 # pass over every LUN. Records threads, fds and VmRSS of the daemon idle, after I/O and after
 # adoption; the time to serve N ADDED events, to attach the LUNs, and to adopt N devices;
 # per-LUN write IOPS (min / mean / max) and fio errors; then the time to remove the N LUNs
-# and backstores.
+# and backstores. RSS is /proc/PID/smaps_rollup's (the page tables walked): VmRSS of
+# /proc/PID/status is also logged, but on this kernel it lags behind for a process with
+# many threads (each thread flushes its RSS count every 64 faults).
 #
 # Usage: tests/vm/bench-many-luns.sh [--no-build] [--tcmud BIN] [--n N] [--size MB] [--fio MB]
 #          [--qd N] [--mem MB] [--smp N] [--cache wb|wt] [--backends tcmud,runner[,old]]
@@ -17,7 +19,7 @@
 #   default; 1,000 LUNs: --ring 1 --mem 6144).
 #   --tcmud-old BIN: a second tcmud build (e.g. main's) served as backend "old" in the same
 #   boot (added to the backends when given).
-#   defaults: 64 LUNs of 16 MiB, 2 MiB written and verified per LUN, iodepth 4, 3072 MiB
+#   --fio MB, or --fio NNNk for KiB. defaults: 64 LUNs of 16 MiB, 2 MiB written and verified per LUN, iodepth 4, 3072 MiB
 #   guest RAM, 2 vCPUs. --from-log FILE: no VM, print the table of an earlier run's log.
 # Numbers are from an emulated (TCG) guest: compare tcmud with tcmu-runner, not with hardware.
 set -uo pipefail
@@ -40,7 +42,7 @@ while [ $# -gt 0 ]; do
         --backends) BACKENDS=$2; shift 2;;
         --log) LOGF=$2; shift 2;;
         --from-log) FROM=$2; shift 2;;
-        -h|--help) sed -n '2,18p' "$0"; exit 0;;
+        -h|--help) sed -n '2,24p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -94,14 +96,15 @@ grep -a '^MANY ' "$LOG" | awk '
       else for (i = 4; i < NF; i += 2) V[b, $3, $i] = $(i + 1) }
     function mib(k) { return k == "" ? "?" : sprintf("%.1f", k / 1024) }
     END {
-        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | add N (s) | attach N (s) | adopt N (s) | remove N (s) | IOPS per LUN min / mean / max | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | of it ring mappings after I/O | anon after I/O (THP) | add N (s) | attach N (s) | adopt N (s) | remove N (s) | IOPS per LUN min / mean / max | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for (j = 1; j <= nb; j++) {
             b = order[j]
             if (b in S) { printf "| %s | %s |\n", b, S[b]; continue }
-            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s, %s (%s LUNs) |\n", b,
+            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s (%s) | %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s, %s (%s LUNs) |\n", b,
                 V[b, "idle", "threads"], V[b, "after_io", "threads"], V[b, "adopted", "threads"],
                 V[b, "idle", "fds"], V[b, "after_io", "fds"], V[b, "adopted", "fds"],
                 mib(V[b, "idle", "rss_kib"]), mib(V[b, "after_io", "rss_kib"]), mib(V[b, "adopted", "rss_kib"]),
+                mib(V[b, "after_io", "uio_kib"]), mib(V[b, "after_io", "anon_kib"]), mib(V[b, "after_io", "thp_kib"]),
                 A[b], T[b], D[b], R[b], lo[b], me[b], hi[b], me[b] ? lo[b] / me[b] : 0, E[b], VE[b], L[b]
         }
     }'

@@ -2,6 +2,7 @@
 # many-luns-guest.sh -- guest half of tests/vm/bench-many-luns.sh (one VM boot).
 # Args (KEY=VALUE words, all optional):
 #   n=N (64) LUNs per daemon   size=MB (16) per LUN   fio=MB (2) written (then verified) per LUN
+#   (or fio=NNNk: KiB)
 #   qd=N (4) fio iodepth per LUN   backends=tcmud,runner[,old]   log=FILTER (tcmud log filter)
 #   ring=MB (kernel default): cmd_ring_size_mb of every device (the kernel allocates the command
 #   ring up front, 8 MiB each by default: 1,000 LUNs need ring=1)
@@ -38,17 +39,27 @@ for a in "$@"; do
         *) fail "unknown argument $a";;
     esac
 done
+# fio=NNNk: KiB per LUN instead of MiB (1,000 LUNs: 256k keeps the run under an hour in TCG)
+case $FIO_MB in *k) FIO_SIZE=$FIO_MB;; *) FIO_SIZE=${FIO_MB}m;; esac
 case $CACHE in wb) WCE=1;; wt) WCE=0;; *) fail "cache must be wb or wt";; esac
 SIZE=$((SIZE_MB * 1048576))
 vmsg "many-luns: n $N size ${SIZE_MB}MiB fio ${FIO_MB}MiB qd $QD cache $CACHE ring '${RING:-default}' backends '$BACKENDS' cpus $(nproc)"
 
-# stats PID -> "threads T fds F rss_kib R anon_kib A file_kib F shmem_kib S" (shmem: the
-#   ring pages the daemon's mappings have touched)
+# stats PID -> "threads T fds F rss_kib R anon_kib A thp_kib H uio_kib U status_rss_kib S": R,
+#   A, H from /proc/PID/smaps_rollup (Rss, Anonymous, AnonHugePages: the page tables walked;
+#   H is the part of A in transparent huge pages), U the part of R in
+#   the /dev/uioN mappings (command ring and data-area pages the daemon's mappings have
+#   touched: the kernel's memory, shared with it), S VmRSS of /proc/PID/status for reference
+#   -- on this kernel (6.1) status sums per-thread counters that a thread flushes only every
+#   64 page faults, so it under-counts a process with many threads (tcmu-runner: 132 threads,
+#   after fio VmRSS unchanged while its mappings gained ~9 MiB)
 stats() {
     echo "threads $(awk '/^Threads:/{ print $2 }' "/proc/$1/status")" \
-        "fds $(ls "/proc/$1/fd" | wc -l)" "$(awk '/^VmRSS:/{ r = $2 } /^RssAnon:/{ a = $2 }
-            /^RssFile:/{ f = $2 } /^RssShmem:/{ s = $2 }
-            END { printf "rss_kib %d anon_kib %d file_kib %d shmem_kib %d", r, a, f, s }' "/proc/$1/status")"
+        "fds $(ls "/proc/$1/fd" | wc -l)" "$(awk '/^Rss:/{ r = $2 } /^Anonymous:/{ a = $2 } /^AnonHugePages:/{ h = $2 }
+            END { printf "rss_kib %d anon_kib %d thp_kib %d", r, a, h }' "/proc/$1/smaps_rollup")" \
+        "$(awk '/^[0-9a-f]+-[0-9a-f]+ / { u = ($6 ~ /^\/dev\/uio/) } u && /^Rss:/ { t += $2 }
+            END { printf "uio_kib %d", t }' "/proc/$1/smaps")" \
+        "status_rss_kib $(awk '/^VmRSS:/{ print $2 }' "/proc/$1/status")"
 }
 # uio_list PREFIX -- /tmp/uio-PREFIX: the /dev/uioN of the backstores named PREFIXk
 uio_list() {
@@ -57,23 +68,29 @@ uio_list() {
     done > "/tmp/uio-$1"
 }
 # smaps PID WHAT -- where the daemon's resident memory is: "SMAPS <backend> WHAT name N
-#   maps M rss_kib R anon_kib A" per mapped file / [heap] / [anon] (malloc arenas, stacks),
-#   then the largest single anonymous mappings ("... top size_kib S rss_kib R")
+#   maps M rss_kib R anon_kib A shmem_kib S" per mapped file / [heap] / [stack] / [anon]
+#   (malloc arenas, thread stacks, sled's and the pool's caches) / /dev/uioN (summed as
+#   [uio]: data-area and ring pages the daemon touched), then every mapping with 64 KiB or
+#   more resident ("... map ADDR PERMS size_kib S rss_kib R anon_kib A NAME")
 smaps() {
     awk -v tag="SMAPS $PH $2" '
-        /^[0-9a-f]+-[0-9a-f]+ / { name = (NF >= 6) ? $6 : "[anon]"; n[name]++; split($1, ad, "-"); next }
+        function flush() { if (addr != "" && rss >= 64) printf "%s map %s %s size_kib %d rss_kib %d anon_kib %d %s\n", tag, addr, perms, size, rss, an, name }
+        /^[0-9a-f]+-[0-9a-f]+ / { flush(); addr = $1; perms = $2; name = (NF >= 6) ? $6 : "[anon]"
+            if (name ~ /^\/dev\/uio/) name = "[uio]"; n[name]++; rss = 0; an = 0; next }
         /^Size:/ { size = $2; next }
         /^Rss:/ { r[name] += $2; rss = $2; next }
-        /^Anonymous:/ { a[name] += $2; if (name == "[anon]" && $2 > 0) printf "%s top size_kib %d rss_kib %d\n", tag, size, rss }
-        END { for (k in r) if (r[k] > 0) printf "%s name %s maps %d rss_kib %d anon_kib %d\n", tag, k, n[k], r[k], a[k] }' \
+        /^Shared_Dirty:|^Shared_Clean:/ { if (name == "[uio]") sh[name] += $2; next }
+        /^Anonymous:/ { a[name] += $2; an = $2; next }
+        END { flush(); for (k in r) if (r[k] > 0) printf "%s name %s maps %d rss_kib %d anon_kib %d shmem_kib %d\n", tag, k, n[k], r[k], a[k], sh[k] }' \
         "/proc/$1/smaps" > /tmp/smaps.txt
-    grep ' name ' /tmp/smaps.txt | sort -k9 -n -r | head -n 6
-    grep ' top ' /tmp/smaps.txt | sort -k8 -n -r | head -n 6
+    grep ' name ' /tmp/smaps.txt | sort -k9 -n -r | head -n 8
+    grep ' map ' /tmp/smaps.txt | sort -k10 -n -r | head -n 24
 }
-# served PID -> how many /dev/uio* the process holds open (each daemon's devices are removed
-#   before the next one starts, so these are the current backstores)
+# served PID -> how many distinct /dev/uio* the process holds open (each daemon's devices are
+#   removed before the next one starts, so these are the current backstores; tcmud holds two
+#   fds per device, the uio and a duplicate its reactor waits on: count devices, not fds)
 # shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
-served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -c ' -> /dev/uio'; }
+served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o ' -> /dev/uio[0-9]*$' | sort -u | wc -l; }
 # wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
 wait_all() {
     _n=$(($2 * 10))
@@ -100,6 +117,11 @@ create_all() {
         echo "$WCE" > "$_d/attrib/emulate_write_cache" || fail "emulate_write_cache $_d"
         echo 1 > "$_d/enable" || fail "enable $_d"
         _i=$((_i + 1))
+        # every tenth of the burst: how many the daemon already serves (does it keep up
+        # with the configfs writes, or is the kernel side the slow one?)
+        if [ $((_i % ((N + 9) / 10))) = 0 ] && [ -n "${PID:-}" ]; then
+            echo "MANY $PH burst created $_i secs $(secs "$t0" "$(now_cs)") served $(served "$PID")"
+        fi
     done
 }
 # attach_all HBA PREFIX FIRST_LUN -- tcm_loop LUNs FIRST_LUN.. for them; sets DEVS (sdX:...)
@@ -165,7 +187,7 @@ fio_all() {
     {
         echo "[global]"
         echo "ioengine=libaio"; echo "direct=1"; echo "iodepth=$QD"; echo "rw=randwrite"
-        echo "bs=4k"; echo "size=${FIO_MB}m"; echo "verify=crc32c"; echo "verify_fatal=1"
+        echo "bs=4k"; echo "size=$FIO_SIZE"; echo "verify=crc32c"; echo "verify_fatal=1"
         echo "thread"; echo "group_reporting=0"
         for _d in $DEVS; do echo "[${_d#/dev/}]"; echo "filename=$_d"; done
     } > "$_jobs"
@@ -213,6 +235,8 @@ phase() {
     if ! wait_all "$PID" $((120 + N / 5)); then
         # e.g. out of file descriptors: report how far it got, clean up, next daemon
         echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
+        echo "MANY $PH limits $(grep 'open files' "/proc/$PID/limits" | tr -s ' ') maps $(wc -l < "/proc/$PID/maps")"
+        DIAG_LINES=40 diag
         remove_all "$HBA" "$PFX" -
         case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
         return 0
@@ -222,6 +246,7 @@ phase() {
     t3=$(now_cs)
     echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
     echo "MANY $PH idle $(stats "$PID")"
+    smaps "$PID" idle
     t4=$(now_cs)
     fio_all "write-$PH"
     t5=$(now_cs)
