@@ -661,8 +661,13 @@ impl Lun {
     fn poll_backend_events(&self) {
         if let (Some(cfg), Some(cell)) = (&self.cfg.alua, self.ownership.get()) {
             let now = cell.get();
-            let before = self.ownership_seen.swap(now as u8, Ordering::AcqRel);
+            // A plain load first: the common case writes no shared line.
+            let before = self.ownership_seen.load(Ordering::Acquire);
             if before != now as u8
+                && self
+                    .ownership_seen
+                    .compare_exchange(before, now as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
                 && before != u8::MAX
                 && cfg.states(Ownership::from_u8(before)) != cfg.states(now)
             {
