@@ -533,3 +533,184 @@ fn log_sense_leaves_out_provisioning_on_a_thick_backend() {
     let erase = [0x48, 0x02, 0, 0, 0, 0, 0, 0, 0, 0]; // SANITIZE BLOCK ERASE
     expect_sense(&thick.lun, &erase, &[], SenseKey::IllegalRequest, 0x24, 0);
 }
+
+// --- Implicit ALUA: two daemons exporting one unit, ownership-driven ---
+
+fn rtpg(extended: bool, alloc: u32) -> [u8; 12] {
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0xA3; // MAINTENANCE IN
+    cdb[1] = 0x0A | if extended { 0x20 } else { 0 }; // PARAMETER DATA FORMAT | REPORT TARGET PORT GROUPS
+    cdb[6..10].copy_from_slice(&alloc.to_be_bytes()); // ALLOCATION LENGTH
+    cdb
+}
+
+/// The port of daemon `group` (1 or 2) of a two-daemon unit, over `mem`.
+fn alua_port(group: u16, mem: Arc<MemBackend>) -> (Lun, Arc<tcmud_core::scsi::OwnershipCell>) {
+    use tcmud_core::scsi::{AluaConfig, AluaPeer, OwnershipCell};
+    let peer = 3 - group;
+    let cfg = LunConfig {
+        alua: Some(AluaConfig {
+            group,
+            relative_port: group,
+            peers: vec![AluaPeer {
+                group: peer,
+                relative_port: peer,
+            }],
+            transition_secs: 20,
+        }),
+        ..LunConfig::identified(LunIdentity([7; 16]))
+    };
+    let lun = Lun::new(cfg, mem);
+    let cell = Arc::new(OwnershipCell::new());
+    lun.set_ownership(cell.clone());
+    expect_sense(&lun, &TUR, &[], SenseKey::UnitAttention, 0x29, 0x00);
+    (lun, cell)
+}
+
+/// (group, state, relative port) of each RTPG descriptor.
+fn rtpg_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
+    d.chunks(12)
+        .map(|g| {
+            assert_eq!(g[1], 0x83, "T_SUP | AN_SUP | AO_SUP");
+            assert_eq!(g[7], 1, "TARGET PORT COUNT");
+            (
+                u16::from_be_bytes([g[2], g[3]]),
+                g[0] & 0x0F,
+                u16::from_be_bytes([g[10], g[11]]),
+            )
+        })
+        .collect()
+}
+
+/// VPD 83h designators as (code set, PIV|association|type, body).
+fn designators(page: &[u8]) -> Vec<(u8, u8, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut d = &page[4..];
+    while d.len() >= 4 {
+        let len = usize::from(d[3]);
+        out.push((d[0] & 0x0F, d[1], d[4..4 + len].to_vec()));
+        d = &d[4 + len..];
+    }
+    out
+}
+
+#[test]
+fn alua_inquiry_tpgs_and_vpd83_port_designators() {
+    let mem = Arc::new(MemBackend::new(BS, BLOCKS));
+    let plain = dev();
+    let (a, _) = alua_port(1, mem.clone());
+    let (b, _) = alua_port(2, mem);
+    // TPGS 01b (implicit) only with ALUA; 3PC stays.
+    assert_eq!(
+        expect_data(&plain.lun, &inquiry(false, 0, 96), &[], 96)[5],
+        0x08
+    );
+    assert_eq!(expect_data(&a, &inquiry(false, 0, 96), &[], 96)[5], 0x18);
+    let da = designators(&expect_data(&a, &inquiry(true, 0x83, 512), &[], 512));
+    let db = designators(&expect_data(&b, &inquiry(true, 0x83, 512), &[], 512));
+    // Both ports name the same unit (NAA, T10 vendor ID)...
+    assert_eq!(da[..2], db[..2]);
+    assert_eq!(da[0].1, 0x03, "NAA, logical unit");
+    // ...and each its own relative target port (type 4) and group (type 5).
+    assert_eq!(
+        da[2..],
+        [(1, 0x14, vec![0, 0, 0, 1]), (1, 0x15, vec![0, 0, 0, 1])]
+    );
+    assert_eq!(
+        db[2..],
+        [(1, 0x14, vec![0, 0, 0, 2]), (1, 0x15, vec![0, 0, 0, 2])]
+    );
+    assert_eq!(
+        designators(&expect_data(
+            &plain.lun,
+            &inquiry(true, 0x83, 512),
+            &[],
+            512
+        ))
+        .len(),
+        2
+    );
+}
+
+#[test]
+fn alua_rtpg_states_follow_the_owner_with_a_unit_attention_on_change() {
+    use tcmud_core::scsi::Ownership;
+    let mem = Arc::new(MemBackend::new(BS, BLOCKS));
+    let (a, cell_a) = alua_port(1, mem.clone());
+    let (b, cell_b) = alua_port(2, mem);
+    // Nobody owns the unit yet: no group is optimized.
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(
+        u32::from_be_bytes(d[..4].try_into().unwrap()),
+        24,
+        "RETURN DATA LENGTH"
+    );
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 1, 1), (2, 1, 2)]);
+    expect_good(&a, &TUR, &[]);
+    // Daemon A takes the lock: from both ports, group 1 is active/optimized.
+    cell_a.set(Ownership::Local);
+    cell_b.set(Ownership::Remote);
+    for lun in [&a, &b] {
+        // The change is reported once, to the next command (ASYMMETRIC
+        // ACCESS STATE CHANGED), so the initiator asks again.
+        expect_sense(lun, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+        expect_good(lun, &TUR, &[]);
+    }
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 0, 1), (2, 1, 2)]);
+    assert_eq!(
+        (d[4 + 5], d[16 + 5]),
+        (0x02, 0x02),
+        "STATUS: altered by implicit ALUA"
+    );
+    let d = expect_data(&b, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(2, 1, 2), (1, 0, 1)]);
+    // The lock moves to B (A died or B wrote): the states follow.
+    cell_a.set(Ownership::Remote);
+    cell_b.set(Ownership::Local);
+    expect_sense(
+        &b,
+        &rtpg(false, 512),
+        &[],
+        SenseKey::UnitAttention,
+        0x2A,
+        0x06,
+    );
+    let d = expect_data(&b, &rtpg(true, 512), &[], 512);
+    assert_eq!(
+        &d[..8],
+        &[0, 0, 0, 24, 0x10, 20, 0, 0],
+        "extended header, IMPLICIT TRANSITION TIME"
+    );
+    assert_eq!(rtpg_groups(&d[8..]), [(2, 0, 2), (1, 1, 1)]);
+    // An unchanged signal queues nothing.
+    cell_b.set(Ownership::Local);
+    expect_good(&b, &TUR, &[]);
+    // ALLOCATION LENGTH truncates; a reserved PARAMETER DATA FORMAT is refused.
+    assert_eq!(expect_data(&b, &rtpg(false, 6), &[], 512).len(), 6);
+    let mut bad = rtpg(false, 512);
+    bad[1] |= 0x40;
+    expect_sense(&b, &bad, &[], SenseKey::IllegalRequest, 0x24, 0x00);
+}
+
+#[test]
+fn alua_rtpg_is_refused_and_unlisted_without_alua() {
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &rtpg(false, 512),
+        &[],
+        SenseKey::IllegalRequest,
+        0x24,
+        0x00,
+    );
+    let listed = |lun: &Lun| {
+        let d = expect_data(lun, &rsoc(0, 0, 0, 8192), &[], 8192);
+        d[4..]
+            .chunks(8)
+            .any(|c| c[0] == 0xA3 && c[2..4] == [0, 0x0A])
+    };
+    assert!(!listed(&t.lun));
+    let (a, _) = alua_port(1, Arc::new(MemBackend::new(BS, BLOCKS)));
+    assert!(listed(&a));
+}

@@ -150,6 +150,10 @@ pub struct DaemonConfig {
     /// backstore whose calls block leaves threads to the others (0: half of
     /// the I/O threads).
     pub io_jobs_per_backstore: usize,
+    /// Implicit ALUA for RBD images exported by several daemons
+    /// (`[daemon.alua]`: this daemon's target port group and relative port,
+    /// and the peers'); none: no ALUA.
+    pub alua: Option<tcmud_core::scsi::AluaConfig>,
 }
 
 /// The thread counts of a configuration, with defaults from the core count.

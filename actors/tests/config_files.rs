@@ -216,3 +216,38 @@ fn thread_counts_default_from_the_cores_and_are_checked() {
         "{p:?}"
     );
 }
+
+#[test]
+fn alua_section_is_read_and_checked() {
+    use tcmud_core::scsi::{AluaConfig, AluaPeer};
+    let cfg = from_toml(
+        "[daemon.alua]\ngroup = 2\nrelative_port = 2\npeers = [{ group = 1, relative_port = 1 }]\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        cfg.alua,
+        Some(AluaConfig {
+            group: 2,
+            relative_port: 2,
+            peers: vec![AluaPeer {
+                group: 1,
+                relative_port: 1
+            }],
+            transition_secs: 30,
+        })
+    );
+    assert_eq!(DaemonConfig::default().alua, None);
+    let p = problems(
+        "[daemon.alua]\ngroup = 1\nrelative_port = 1\npeers = [{ group = 1, relative_port = 2 }]\n",
+    );
+    assert_eq!(p.len(), 1, "{p:?}");
+    assert!(
+        p[0].contains("line 1")
+            && p[0].contains("daemon.alua")
+            && p[0].contains("group 1 named twice"),
+        "{p:?}"
+    );
+    let p = problems("[daemon.alua]\ngroup = 1\nrelative_port = 0\n");
+    assert!(p[0].contains("relative target port 0 is reserved"), "{p:?}");
+}

@@ -20,6 +20,7 @@ fn request(dir: &std::path::Path, dev_config: &str) -> DeviceRequest {
         recovery: RecoveryPolicy::Reset,
         adopted: false,
         drain_timeout: None,
+        alua: None,
     }
 }
 

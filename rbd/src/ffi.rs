@@ -79,6 +79,14 @@ extern "C" {
     pub fn rbd_stat(image: rbd_image_t, info: *mut rbd_image_info_t, infosize: size_t) -> c_int;
     pub fn rbd_get_id(image: rbd_image_t, id: *mut c_char, id_len: size_t) -> c_int;
     pub fn rbd_resize(image: rbd_image_t, size: u64) -> c_int;
+    pub fn rbd_is_exclusive_lock_owner(image: rbd_image_t, is_owner: *mut c_int) -> c_int;
+    pub fn rbd_lock_get_owners(
+        image: rbd_image_t,
+        lock_mode: *mut c_int,
+        lock_owners: *mut *mut c_char,
+        max_lock_owners: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_lock_get_owners_cleanup(lock_owners: *mut *mut c_char, lock_owner_count: size_t);
     pub fn rbd_snap_create(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_diff_iterate2(

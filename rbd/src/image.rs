@@ -162,6 +162,43 @@ impl Image {
         Ok(id.to_string_lossy().into_owned())
     }
 
+    /// Whether this handle holds the image's exclusive lock (blocking; a
+    /// cheap local check in librbd).
+    pub fn is_lock_owner(&self) -> Result<bool, RbdError> {
+        let mut owner: c_int = 0;
+        // SAFETY: open image, valid out-pointer.
+        let r = unsafe { ffi::rbd_is_exclusive_lock_owner(self.handle, &mut owner) };
+        RbdError::check("rbd_is_exclusive_lock_owner", r.into()).map(|_| owner != 0)
+    }
+
+    /// The clients holding the image's exclusive lock (`client.4123`-like
+    /// names; empty when nobody does). Asks the cluster (blocking).
+    pub fn lock_owners(&self) -> Result<Vec<String>, RbdError> {
+        const MAX: usize = 8;
+        let mut owners: [*mut c_char; MAX] = [ptr::null_mut(); MAX];
+        let mut count: size_t = MAX;
+        let mut mode: c_int = 0;
+        // SAFETY: open image; `owners` has room for `count` pointers, which
+        // librbd fills with strings it allocates (freed below).
+        let r = unsafe {
+            ffi::rbd_lock_get_owners(self.handle, &mut mode, owners.as_mut_ptr(), &mut count)
+        };
+        if r == -libc::ENOENT {
+            return Ok(Vec::new());
+        }
+        RbdError::check("rbd_lock_get_owners", r.into())?;
+        let n = count.min(MAX);
+        let names = owners[..n]
+            .iter()
+            .filter(|p| !p.is_null())
+            // SAFETY: librbd set these to NUL-terminated strings.
+            .map(|&p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
+            .collect();
+        // SAFETY: the `n` pointers librbd filled in, released once.
+        unsafe { ffi::rbd_lock_get_owners_cleanup(owners.as_mut_ptr(), n) };
+        Ok(names)
+    }
+
     /// Resizes to `size` bytes (blocking).
     pub fn resize(&self, size: u64) -> Result<(), RbdError> {
         // SAFETY: open image.

@@ -133,3 +133,29 @@ fn snapshot_clone_resize_and_missing_image() {
     drop(cl);
     io.remove_image(&clone).unwrap();
 }
+
+#[test]
+fn exclusive_lock_owner_and_owners_seen_from_another_client() {
+    let name = unique("ffi-lock");
+    let a = fresh(&pool(), &name, 4 << 20);
+    // A second client (its own connection), as another daemon would be.
+    let b = Image::open(pool(), &name, None, false).expect("open b");
+    assert!(!a.is_lock_owner().unwrap());
+    assert_eq!(b.lock_owners().unwrap(), Vec::<String>::new(), "nobody yet");
+    // A write takes the lock.
+    Image::wait(|done| a.aio_write(0, vec![1; 4096], false, done))
+        .unwrap()
+        .result
+        .unwrap();
+    assert!(a.is_lock_owner().unwrap());
+    assert!(!b.is_lock_owner().unwrap());
+    let owners = b.lock_owners().unwrap();
+    assert_eq!(owners.len(), 1, "{owners:?}");
+    // A write through the other client moves it (cooperative release).
+    Image::wait(|done| b.aio_write(4096, vec![2; 4096], false, done))
+        .unwrap()
+        .result
+        .unwrap();
+    assert!(b.is_lock_owner().unwrap());
+    assert!(!a.is_lock_owner().unwrap());
+}

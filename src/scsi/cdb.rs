@@ -222,7 +222,7 @@ impl Spc10<'_> {
 
 view!(
     /// MAINTENANCE IN (12): REPORT SUPPORTED OPERATION CODES / TASK
-    /// MANAGEMENT FUNCTIONS.
+    /// MANAGEMENT FUNCTIONS / TARGET PORT GROUPS.
     MaintenanceIn, 12
 );
 impl MaintenanceIn<'_> {
@@ -237,6 +237,11 @@ impl MaintenanceIn<'_> {
     /// REQUESTED SERVICE ACTION.
     pub fn requested_service_action(&self) -> u16 {
         be16([self.0[4], self.0[5]])
+    }
+    /// PARAMETER DATA FORMAT of REPORT TARGET PORT GROUPS (byte 1, bits
+    /// 7-5).
+    pub fn parameter_data_format(&self) -> u8 {
+        self.0[1] >> 5
     }
 }
 

@@ -4,6 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
+use super::alua::{AluaConfig, Ownership, OwnershipCell};
 use super::copy::{results::CopyState, LunRegistry};
 use super::ctx::{Ctx, Direct};
 use super::device_limits::DeviceLimits;
@@ -45,6 +46,10 @@ pub struct LunConfig {
     pub physical_block_size: u32,
     /// Initial WCE; `None` means "on when the backend has a volatile cache".
     pub write_cache: Option<bool>,
+    /// Implicit ALUA among the daemons exporting this unit (TPGS in
+    /// INQUIRY, the port designators of VPD 83h, REPORT TARGET PORT
+    /// GROUPS); `None`: no ALUA.
+    pub alua: Option<AluaConfig>,
 }
 
 impl LunConfig {
@@ -76,6 +81,7 @@ impl Default for LunConfig {
             max_write_same_blocks: 0xFFFF,
             physical_block_size: 0,
             write_cache: None,
+            alua: None,
         }
     }
 }
@@ -149,6 +155,14 @@ pub struct Lun {
     copies: Mutex<CopyState>,
     /// The other LUNs EXTENDED COPY can reach ([`LunRegistry::register`]).
     copy_registry: OnceLock<Arc<LunRegistry>>,
+    /// Who owns the unit among the daemons exporting it ([`Lun::set_ownership`]).
+    ownership: OnceLock<Arc<OwnershipCell>>,
+    /// The ownership the last command saw ([`Ownership`] as u8; `u8::MAX`:
+    /// none yet): a change queues ASYMMETRIC ACCESS STATE CHANGED.
+    ownership_seen: AtomicU8,
+    /// The access states changed since the LUN was created (RTPG STATUS
+    /// CODE).
+    alua_changed: AtomicBool,
 }
 
 /// Where the LUN stands with SANITIZE (SBC-4 4.11).
@@ -237,7 +251,26 @@ impl Lun {
             sanitize: AtomicU8::new(SanitizeState::Idle as u8),
             copies: Mutex::new(CopyState::default()),
             copy_registry: OnceLock::new(),
+            ownership: OnceLock::new(),
+            ownership_seen: AtomicU8::new(u8::MAX),
+            alua_changed: AtomicBool::new(false),
         }
+    }
+
+    /// Sets the ownership signal the ALUA states follow (once; a later call
+    /// is ignored). Without one the unit counts as [`Ownership::Unknown`].
+    pub fn set_ownership(&self, cell: Arc<OwnershipCell>) {
+        let _ = self.ownership.set(cell);
+    }
+
+    /// Who owns the unit, as the signal last said.
+    pub(crate) fn ownership(&self) -> Ownership {
+        self.ownership.get().map_or(Ownership::Unknown, |c| c.get())
+    }
+
+    /// Whether the access states changed since the LUN was created.
+    pub(crate) fn alua_changed(&self) -> bool {
+        self.alua_changed.load(Ordering::Acquire)
     }
 
     /// A unit attention waits to be reported.
@@ -634,6 +667,22 @@ impl Lun {
     }
 
     fn poll_backend_events(&self) {
+        if let (Some(cfg), Some(cell)) = (&self.cfg.alua, self.ownership.get()) {
+            let now = cell.get();
+            // A plain load first: the common case writes no shared line.
+            let before = self.ownership_seen.load(Ordering::Acquire);
+            if before != now as u8
+                && self
+                    .ownership_seen
+                    .compare_exchange(before, now as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+                && before != u8::MAX
+                && cfg.states(Ownership::from_u8(before)) != cfg.states(now)
+            {
+                self.alua_changed.store(true, Ordering::Release);
+                self.queue_ua(Asc::ASYMMETRIC_ACCESS_STATE_CHANGED);
+            }
+        }
         while let Some(ev) = self.backend.poll_event() {
             match ev {
                 BackendEvent::LowWaterMark => {

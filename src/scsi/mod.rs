@@ -27,6 +27,7 @@
 //! [`BlockBackend`]: crate::backend::BlockBackend
 //! [`BlockBackend::poll_event`]: crate::backend::BlockBackend::poll_event
 
+mod alua;
 mod cdb;
 mod copy;
 mod ctx;
@@ -43,6 +44,7 @@ mod spc;
 mod table;
 mod write_gate;
 
+pub use alua::{AccessState, AluaConfig, AluaPeer, Ownership, OwnershipCell};
 pub use copy::{LunRegistry, PIECE_BYTES};
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;

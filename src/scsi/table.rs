@@ -70,6 +70,9 @@ pub struct Facts {
     pub safe_to_retry: bool,
     /// What the daemon's latency histograms file it under.
     pub class: OpClass,
+    /// Only LUNs with ALUA configured support it (REPORT TARGET PORT
+    /// GROUPS); REPORT SUPPORTED OPERATION CODES lists it only there.
+    pub needs_alua: bool,
 }
 
 /// Operation classes, for per-class statistics.
@@ -128,6 +131,7 @@ impl Facts {
         may_run_inline: false,
         safe_to_retry: true,
         class: OpClass::Other,
+        needs_alua: false,
     };
     /// READ (6/10/12/16).
     const READ: Facts = Facts {
@@ -159,6 +163,11 @@ impl Facts {
     /// INQUIRY, REPORT LUNS, REQUEST SENSE.
     const UA_EXEMPT: Facts = Facts {
         ua_exempt: true,
+        ..Facts::PLAIN
+    };
+    /// REPORT TARGET PORT GROUPS.
+    const ALUA: Facts = Facts {
+        needs_alua: true,
         ..Facts::PLAIN
     };
     /// Read-compare-write commands.
@@ -342,6 +351,8 @@ pub(crate) static COMMANDS: &[Command] = &[
          [0x9E, 0x12, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA0, None, "REPORT LUNS", In, None, A::U32(6), always, spc::misc::report_luns,
          [0xA0, 0, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::UA_EXEMPT),
+    row!(0xA3, Some(0x0A), "REPORT TARGET PORT GROUPS", In, None, A::U32(6), always, spc::tpg::report_target_port_groups,
+         [0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, None, A::U32(6), always, spc::rsoc::report_opcodes,
          [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
@@ -542,6 +553,7 @@ mod tests {
             with(|f| f.may_run_inline),
             ["READ(6)", "READ(10)", "READ(16)", "READ(12)"]
         );
+        assert_eq!(with(|f| f.needs_alua), ["REPORT TARGET PORT GROUPS"]);
         assert_eq!(
             with(|f| !f.safe_to_retry),
             ["EXTENDED COPY(LID1)", "COMPARE AND WRITE"]

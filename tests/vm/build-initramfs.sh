@@ -27,7 +27,8 @@
 #                          ceph-osd with its object classes and plugins, monmaptool,
 #                          ceph-authtool, rbd, rados), radoscmd (tools/radoscmd.rs: monitor
 #                          commands without the Python `ceph` CLI, built here with rustc) and
-#                          tcmu-runner's handler_rbd.so; guest/ceph-lib.sh drives them
+#                          tcmu-runner's handler_rbd.so; guest/ceph-lib.sh drives them; dmsetup and the dm-multipath
+#                          and scsi_dh_alua modules (under /usr/lib/modules/KVER/alua, for scenario 20)
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -72,8 +73,13 @@ TOOL_BINS="/usr/bin/fio /sbin/mke2fs /sbin/e2fsck /sbin/blkdiscard /sbin/fstrim 
 # --ceph: the cluster's packages (Debian's ceph 16.2) and the libraries their programs need
 CEPH_PKGS="ceph-mon ceph-osd ceph-common ceph-base librados2 librbd1 libradosstriper1 libleveldb1d \
 liblz4-1 libsnappy1v5 libboost-program-options1.74.0 libfuse2 libcryptsetup12 libdevmapper1.02.1 \
-libargon2-1 libjson-c5 libkeyutils1 liboath0 liblua5.3-0 libzstd1 libncurses6 libtinfo6"
+libargon2-1 libjson-c5 libkeyutils1 liboath0 liblua5.3-0 libzstd1 libncurses6 libtinfo6 \
+dmsetup"
 CEPH_BINS="ceph-mon ceph-osd monmaptool ceph-authtool rbd rados"
+# --ceph, for the ALUA scenario (two daemons, one image, dm-multipath over both paths):
+# device-mapper multipath and the ALUA device handler, loaded by the scenario itself
+ALUA_MODULES="drivers/md/dm-mod drivers/md/dm-multipath drivers/md/dm-round-robin \
+drivers/scsi/device_handler/scsi_dh_alua"
 SG_TOOLS="sg_inq sg_readcap sg_turs sg_raw sg_vpd sg_luns sg_modes sg_sync sg_unmap sg_write_same \
 sg_get_lba_status sg_rtpg sg_persist sg_opcodes sg_requests sg_compare_and_write sg_dd sg_map26 \
 sg_rep_zones sg_xcopy sg_senddiag sg_decode_sense sg_verify sg_start sg_prevent"
@@ -226,7 +232,7 @@ fi
 # ---------------------------------------------------------------- ceph segment (--ceph)
 if [ "$CEPH" = 1 ]; then
     ceph_key=$( { cat "$me/lib.sh" "$me/tools/radoscmd.rs"; sed -n '/^# ---* ceph segment/,/^fi$/p' "$0";
-                  echo "$CEPH_PKGS $CEPH_BINS"; } | sha256sum | cut -c1-16)
+                  echo "$CEPH_PKGS $CEPH_BINS $ALUA_MODULES"; } | sha256sum | cut -c1-16)
     CEPHSEG=$C/ceph-$ceph_key.cpio
     if [ ! -s "$CEPHSEG" ]; then
         vlog "building ceph segment $CEPHSEG"
@@ -244,6 +250,18 @@ if [ "$CEPH" = 1 ]; then
         done
         # tcmu-runner's rbd handler (the base segment skips it)
         copy_elf "$R" "$S$L/tcmu-runner/handler_rbd.so"
+        # dmsetup and the multipath modules (scenario 20: insmod in this order)
+        copy_elf "$R" "$S/sbin/dmsetup" /usr/sbin/dmsetup
+        A=$R/usr/lib/modules/$KVER/alua   # /lib is a symlink to usr/lib in the base segment
+        mkdir -p "$A"
+        for m in $ALUA_MODULES; do
+            k=$KDIR/lib/modules/$KVER/kernel/$m
+            n=$A/$(basename "$m").ko
+            if [ -e "$k.ko" ]; then cp "$k.ko" "$n"
+            elif [ -e "$k.ko.xz" ]; then xz -dc "$k.ko.xz" > "$n"
+            elif [ -e "$k.ko.zst" ]; then zstd -qdc "$k.ko.zst" > "$n"
+            else die "kernel module $m not found"; fi
+        done
         # radoscmd: monitor commands (pool creation, osd new, osd stat) through librados
         T=$(mktemp -d); TMPDIRS+=("$T")
         ln -s "$S$L/librados.so.2" "$T/librados.so"

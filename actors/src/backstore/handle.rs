@@ -8,7 +8,7 @@ use std::sync::Arc;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::Pool;
-use tcmud_core::scsi::LunIdentity;
+use tcmud_core::scsi::{LunIdentity, OwnershipCell};
 
 use super::file_open::open_image;
 use super::identity::file_identity;
@@ -43,6 +43,9 @@ pub enum BackstoreKind {
         name: String,
         /// Its live operations (resize, snapshot, clone), blocking.
         ops: RbdOps,
+        /// Whether this daemon holds the image's exclusive lock, kept
+        /// current by a watcher thread (the ALUA states follow it).
+        ownership: Arc<OwnershipCell>,
     },
     /// Anything else handed in directly (tests, the simulator example).
     Other {
@@ -207,6 +210,15 @@ impl BackstoreHandle {
                 .caps()
                 .block_size
                 .checked_shl(u32::from(n)),
+        }
+    }
+
+    /// Which daemon owns the unit, for backstores shared between daemons
+    /// (RBD images: the exclusive lock).
+    pub fn ownership(&self) -> Option<Arc<OwnershipCell>> {
+        match &self.inner.kind {
+            BackstoreKind::Rbd { ownership, .. } => Some(Arc::clone(ownership)),
+            _ => None,
         }
     }
 
@@ -506,12 +518,18 @@ fn open_rbd(
     reg: &PoolRegistry,
 ) -> Result<BackstoreHandle, BackstoreError> {
     let io = reg.io_lane()?;
-    let (backend, identity, ops) = super::rbd::open(spec, opts, size_bytes, block_size)?;
+    let super::rbd::Opened {
+        backend,
+        identity,
+        ops,
+        ownership,
+    } = super::rbd::open(spec, opts, size_bytes, block_size)?;
     Ok(BackstoreHandle::on_lane_with(
         backend,
         BackstoreKind::Rbd {
             name: spec.image_ref(),
             ops,
+            ownership,
         },
         io,
         Some(identity),

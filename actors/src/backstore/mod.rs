@@ -21,6 +21,8 @@ mod io_pool;
 #[cfg(feature = "rbd")]
 mod rbd;
 mod rbd_config;
+#[cfg(feature = "rbd")]
+mod rbd_owner;
 mod registry;
 mod supervise;
 

@@ -25,7 +25,7 @@ use tcmud_core::backend::{
     Allocation, AsyncBackend, AsyncDone, BackendCaps, BackendError, BackendEvent, BlockBackend,
     BlockSink, BlockSource, CompareWrite,
 };
-use tcmud_core::scsi::LunIdentity;
+use tcmud_core::scsi::{LunIdentity, OwnershipCell};
 use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
 
 use super::handle::{RbdLive, RbdOps};
@@ -103,13 +103,15 @@ fn rbd_err(spec: &RbdSpec, what: &str) -> impl Fn(RbdError) -> BackstoreError {
 /// Opens the image of `spec` for a device of `size_bytes` in blocks of
 /// `block_size` bytes: the backend, the LUN's identity (from the cluster's
 /// fsid, the pool and the image's id: stable across renames and daemons)
-/// and its live operations.
+/// its live operations (resize, snapshot, clone) and the ownership of its
+/// exclusive lock (kept current by a watcher thread while the backend
+/// lives: [`super::rbd_owner`]).
 pub(super) fn open(
     spec: &RbdSpec,
     opts: &DevOptions,
     size_bytes: u64,
     block_size: u32,
-) -> Result<(Arc<dyn BlockBackend>, LunIdentity, RbdOps), BackstoreError> {
+) -> Result<Opened, BackstoreError> {
     let read_only = opts.read_only || spec.snap.is_some();
     let image = connect_open(spec, read_only).map_err(rbd_err(spec, "open"))?;
     let info = image.info().map_err(rbd_err(spec, "stat"))?;
@@ -144,7 +146,29 @@ pub(super) fn open(
     });
     tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
     let ops: RbdOps = Arc::new(Live(Arc::downgrade(&backend)));
-    Ok((backend, identity, ops))
+    let ownership = Arc::new(OwnershipCell::new());
+    if !read_only {
+        let weak = Arc::downgrade(&backend.shared);
+        super::rbd_owner::watch(spec.image_ref(), Arc::clone(&ownership), move || {
+            let shared = weak.upgrade()?;
+            let image = shared.image.read().unwrap_or_else(|p| p.into_inner());
+            Some(Arc::clone(&image))
+        });
+    }
+    Ok(Opened {
+        backend,
+        identity,
+        ops,
+        ownership,
+    })
+}
+
+/// What [`open`] returns.
+pub(super) struct Opened {
+    pub backend: Arc<dyn BlockBackend>,
+    pub identity: LunIdentity,
+    pub ops: RbdOps,
+    pub ownership: Arc<OwnershipCell>,
 }
 
 /// The live operations of an open image (the backstore's [`RbdOps`]).

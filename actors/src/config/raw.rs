@@ -10,6 +10,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 use tcmud_core::pool::pagestore::DEFAULT_METADATA_CACHE;
+use tcmud_core::scsi::{AluaConfig, AluaPeer};
 use toml::Spanned;
 
 /// Seconds a device's drain waits for running backstore I/O by default.
@@ -49,7 +50,31 @@ struct RawDaemon {
     device_threads: Option<Spanned<u32>>,
     io_threads: Option<Spanned<u32>>,
     io_jobs_per_backstore: Option<Spanned<u32>>,
+    alua: Option<Spanned<RawAlua>>,
 }
+
+/// `[daemon.alua]`: this daemon's port among those exporting the same RBD
+/// images (docs/alua.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAlua {
+    group: u16,
+    relative_port: u16,
+    #[serde(default)]
+    peers: Vec<RawAluaPeer>,
+    transition_secs: Option<u8>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawAluaPeer {
+    group: u16,
+    relative_port: u16,
+}
+
+/// IMPLICIT TRANSITION TIME reported by default: the cluster's default
+/// watch timeout (a dead owner's lock is broken after it).
+const DEFAULT_TRANSITION_SECS: u8 = 30;
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -173,6 +198,30 @@ impl RawConfig {
             }
         };
         let subtypes = check_subtypes(&mut c, d.subtypes.unwrap_or_default());
+        let alua = d.alua.and_then(|a| {
+            let span = Some(a.span());
+            let a = a.into_inner();
+            let cfg = AluaConfig {
+                group: a.group,
+                relative_port: a.relative_port,
+                peers: a
+                    .peers
+                    .iter()
+                    .map(|p| AluaPeer {
+                        group: p.group,
+                        relative_port: p.relative_port,
+                    })
+                    .collect(),
+                transition_secs: a.transition_secs.unwrap_or(DEFAULT_TRANSITION_SECS),
+            };
+            match cfg.validate() {
+                Ok(()) => Some(cfg),
+                Err(why) => {
+                    c.bad(span, "daemon.alua", why);
+                    None
+                }
+            }
+        });
         let drain_timeout = match d.drain_timeout.map(Spanned::into_inner) {
             None => Some(Duration::from_secs(DEFAULT_DRAIN_TIMEOUT_SECS)),
             Some(0) => None,
@@ -215,6 +264,7 @@ impl RawConfig {
             subtypes,
             module_params: d.module_params.unwrap_or_default(),
             pools,
+            alua,
         }
     }
 }

@@ -120,6 +120,10 @@ pub struct DeviceOptions {
     /// times them out), and the ring closed without the final flush.
     /// `None`: wait for ever.
     pub drain_timeout: Option<Duration>,
+    /// Implicit ALUA, for backstores that signal which daemon owns the
+    /// unit ([`BackstoreHandle::ownership`]: RBD images); ignored for the
+    /// others.
+    pub alua: Option<tcmud_core::scsi::AluaConfig>,
 }
 
 impl DeviceOptions {
@@ -167,6 +171,7 @@ impl Default for DeviceOptions {
             own_thread: true,
             threads: None,
             drain_timeout: None,
+            alua: None,
         }
     }
 }
@@ -239,7 +244,14 @@ pub fn spawn_device_with(
             lun_cfg.write_cache = Some(configfs_write_cache(dir));
         }
     }
+    let ownership = backstore.ownership();
+    if ownership.is_some() && lun_cfg.alua.is_none() {
+        lun_cfg.alua = opts.alua;
+    }
     let lun = Arc::new(Lun::new(lun_cfg, backstore.backend()));
+    if let Some(cell) = ownership {
+        lun.set_ownership(cell);
+    }
     copy_targets::join(&lun);
     let ring_capacity = limits::RingCapacity {
         data_area_bytes: ring.data_area_size(),

@@ -154,6 +154,7 @@ impl Supervisor {
             recovery: self.cfg.recovery,
             adopted,
             drain_timeout: self.cfg.drain_timeout,
+            alua: self.cfg.alua.clone().map(std::sync::Arc::new),
         }
     }
 

@@ -32,6 +32,9 @@ pub struct DeviceRequest {
     /// How long stopping the device waits for running backstore I/O (None:
     /// for ever).
     pub drain_timeout: Option<std::time::Duration>,
+    /// Implicit ALUA (RBD images only: their exclusive lock decides the
+    /// states).
+    pub alua: Option<std::sync::Arc<tcmud_core::scsi::AluaConfig>>,
 }
 
 /// A device could not be started; `errno` (positive) goes into the `*_DONE` status.

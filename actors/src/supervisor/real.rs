@@ -277,6 +277,7 @@ impl DeviceFactory for RealFactory {
         let threads = self.threads()?;
         let opts = device::DeviceOptions {
             drain_timeout: req.drain_timeout,
+            alua: req.alua.as_deref().cloned(),
             threads: Some(threads),
             ..device::DeviceOptions::default()
         };

@@ -31,6 +31,9 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
     d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
     d[5] = 0x08; // 3PC: EXTENDED COPY (LID1)
+    if cfg.alua.is_some() {
+        d[5] |= 0x10; // TPGS 01b: implicit ALUA only
+    }
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&ascii_field(&cfg.vendor, 8));
     d[16..32].copy_from_slice(&ascii_field(&cfg.product, 16));

@@ -1,6 +1,6 @@
 //! SPC-4 primary commands: INQUIRY and VPD pages, MODE SENSE/SELECT,
-//! REQUEST SENSE, LOG SENSE, REPORT SUPPORTED OPERATION CODES and small
-//! commands.
+//! REQUEST SENSE, LOG SENSE, REPORT SUPPORTED OPERATION CODES, REPORT
+//! TARGET PORT GROUPS and small commands.
 
 pub(crate) mod inquiry;
 pub(crate) mod log;
@@ -8,6 +8,7 @@ pub(crate) mod misc;
 pub(crate) mod mode;
 pub(crate) mod mode_select;
 pub(crate) mod rsoc;
+pub(crate) mod tpg;
 pub(crate) mod vpd;
 
 /// `s` as a fixed-width, space-padded ASCII field (non-printable characters

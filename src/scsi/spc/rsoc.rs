@@ -15,7 +15,8 @@ pub(crate) fn report_opcodes(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let rctd = cdb.byte2() & 0x80 != 0;
     let op = cdb.requested_opcode();
     let sa = cdb.requested_service_action();
-    let supported = |c: &&Command| (c.available)(&ctx.caps);
+    let alua = ctx.lun.config().alua.is_some();
+    let supported = |c: &&Command| (c.available)(&ctx.caps) && (alua || !c.facts.needs_alua);
     match cdb.byte2() & 0x07 {
         0 => {
             let mut d = vec![0u8; 4];

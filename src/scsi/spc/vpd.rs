@@ -36,7 +36,8 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
 }
 
 /// 83h: an NAA IEEE Registered Extended designator and a T10 vendor ID
-/// designator, both associated with the logical unit.
+/// designator, both associated with the logical unit; with ALUA, the
+/// relative target port and target port group of this daemon's port.
 fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     let cfg = ctx.lun.config();
     let mut d = vec![0x01, 0x03, 0x00, 0x10]; // binary, LU, type NAA, length 16
@@ -52,6 +53,9 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
     let t10_len = u8::try_from(t10.len()).unwrap_or(u8::MAX);
     d.extend_from_slice(&[0x02, 0x01, 0x00, t10_len]); // ASCII, LU, type T10 vendor ID
     d.extend(t10);
+    if let Some(alua) = &cfg.alua {
+        d.extend(crate::scsi::alua::port_designators(alua));
+    }
     d
 }
 

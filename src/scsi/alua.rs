@@ -1,0 +1,244 @@
+//! Asymmetric logical unit access (SPC-4 5.15), implicit only: several
+//! daemons export one logical unit (an RBD image) through their own target
+//! port, each port in a target port group of its own. Which port is
+//! active/optimized follows an ownership signal the daemon keeps current
+//! (the image's exclusive lock): the owner's group is ACTIVE/OPTIMIZED,
+//! the others ACTIVE/NON-OPTIMIZED. Non-optimized ports still serve every
+//! command: the backend moves the ownership on a write (librbd requests
+//! the lock from its owner, or breaks it when the owner is dead), and the
+//! states follow.
+//!
+//! TCMU does not say which port a command came through: a daemon serves
+//! one port of the logical unit ([`AluaConfig::relative_port`]) and names
+//! the others ([`AluaConfig::peers`]).
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// An asymmetric access state (SPC-4 table 170), as REPORT TARGET PORT
+/// GROUPS encodes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum AccessState {
+    /// Active/optimized.
+    ActiveOptimized = 0x0,
+    /// Active/non-optimized.
+    ActiveNonOptimized = 0x1,
+    /// Transitioning between states.
+    Transitioning = 0xF,
+}
+
+/// Who owns the logical unit, as the daemon last saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Ownership {
+    /// Not known yet (or the cluster cannot be asked).
+    Unknown = 0,
+    /// This daemon (its port's group is active/optimized).
+    Local = 1,
+    /// Another daemon.
+    Remote = 2,
+    /// Nobody: the first write through any port takes it.
+    Unowned = 3,
+}
+
+impl Ownership {
+    /// The ownership stored as `v` (anything else: [`Ownership::Unknown`]).
+    pub(crate) fn from_u8(v: u8) -> Ownership {
+        match v {
+            1 => Ownership::Local,
+            2 => Ownership::Remote,
+            3 => Ownership::Unowned,
+            _ => Ownership::Unknown,
+        }
+    }
+}
+
+/// The ownership signal: set by the daemon (e.g. a thread watching the RBD
+/// exclusive lock), read by the LUN on every command.
+#[derive(Debug, Default)]
+pub struct OwnershipCell(AtomicU8);
+
+impl OwnershipCell {
+    /// A cell holding [`Ownership::Unknown`].
+    pub fn new() -> OwnershipCell {
+        OwnershipCell::default()
+    }
+
+    /// Records `o`; whether it changed.
+    pub fn set(&self, o: Ownership) -> bool {
+        self.0.swap(o as u8, Ordering::AcqRel) != o as u8
+    }
+
+    /// The last recorded ownership.
+    pub fn get(&self) -> Ownership {
+        Ownership::from_u8(self.0.load(Ordering::Acquire))
+    }
+}
+
+/// Another daemon's port of the same logical unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AluaPeer {
+    /// Its TARGET PORT GROUP.
+    pub group: u16,
+    /// Its RELATIVE TARGET PORT IDENTIFIER.
+    pub relative_port: u16,
+}
+
+/// This daemon's place among the ports of the logical unit. Every daemon
+/// exporting the unit must name the same groups, each its own as `group`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AluaConfig {
+    /// TARGET PORT GROUP of this daemon's port (VPD 83h designator type
+    /// 5); must differ from every peer's.
+    pub group: u16,
+    /// RELATIVE TARGET PORT IDENTIFIER of this daemon's port (VPD 83h
+    /// designator type 4; 0 is reserved).
+    pub relative_port: u16,
+    /// The other daemons' ports.
+    pub peers: Vec<AluaPeer>,
+    /// IMPLICIT TRANSITION TIME in seconds (extended RTPG header): how long
+    /// moving the ownership may take (a dead owner's lock is broken after
+    /// the cluster's watch timeout).
+    pub transition_secs: u8,
+}
+
+impl AluaConfig {
+    /// Checks the configuration: relative port not 0, group ids and
+    /// relative ports all distinct.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.relative_port == 0 || self.peers.iter().any(|p| p.relative_port == 0) {
+            return Err("relative target port 0 is reserved".into());
+        }
+        let mut groups = vec![self.group];
+        let mut ports = vec![self.relative_port];
+        for p in &self.peers {
+            if groups.contains(&p.group) {
+                return Err(format!("target port group {} named twice", p.group));
+            }
+            if ports.contains(&p.relative_port) {
+                return Err(format!(
+                    "relative target port {} named twice",
+                    p.relative_port
+                ));
+            }
+            groups.push(p.group);
+            ports.push(p.relative_port);
+        }
+        Ok(())
+    }
+
+    /// The access states of this port's group and of the peers' groups
+    /// under `o`.
+    pub fn states(&self, o: Ownership) -> (AccessState, AccessState) {
+        use AccessState::{ActiveNonOptimized as Ano, ActiveOptimized as Ao};
+        match o {
+            Ownership::Local => (Ao, Ano),
+            // With one peer it is the owner; with more, which one is not
+            // known here: none is reported optimized.
+            Ownership::Remote if self.peers.len() == 1 => (Ano, Ao),
+            Ownership::Remote | Ownership::Unowned | Ownership::Unknown => (Ano, Ano),
+        }
+    }
+}
+
+/// SUPPORTED states of every group: T_SUP, AN_SUP, AO_SUP.
+const SUPPORTED_STATES: u8 = 0x80 | 0x02 | 0x01;
+/// STATUS CODE: the state was altered by an implicit transition.
+const STATUS_ALTERED_BY_IMPLICIT: u8 = 0x02;
+
+/// The REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36), own group
+/// first, with the extended header (format 001b) when `extended`.
+pub(crate) fn report(cfg: &AluaConfig, o: Ownership, changed: bool, extended: bool) -> Vec<u8> {
+    let (own, peer) = cfg.states(o);
+    let status = if changed {
+        STATUS_ALTERED_BY_IMPLICIT
+    } else {
+        0
+    };
+    let mut groups = vec![(cfg.group, own, cfg.relative_port)];
+    groups.extend(cfg.peers.iter().map(|p| (p.group, peer, p.relative_port)));
+    let mut descs = Vec::with_capacity(12 * groups.len());
+    for (group, state, port) in groups {
+        descs.push(state as u8); // PREF 0, ASYMMETRIC ACCESS STATE
+        descs.push(SUPPORTED_STATES);
+        descs.extend_from_slice(&group.to_be_bytes()); // TARGET PORT GROUP
+        descs.push(0); // reserved
+        descs.push(status); // STATUS CODE
+        descs.push(0); // vendor specific
+        descs.push(1); // TARGET PORT COUNT
+        descs.extend_from_slice(&[0, 0]); // obsolete
+        descs.extend_from_slice(&port.to_be_bytes()); // RELATIVE TARGET PORT IDENTIFIER
+    }
+    let len = u32::try_from(descs.len()).unwrap_or(u32::MAX);
+    let mut d = len.to_be_bytes().to_vec(); // RETURN DATA LENGTH
+    if extended {
+        d.push(0x10); // FORMAT TYPE 001b
+        d.push(cfg.transition_secs); // IMPLICIT TRANSITION TIME
+        d.extend_from_slice(&[0, 0]);
+    }
+    d.extend(descs);
+    d
+}
+
+/// The VPD 83h designators of this daemon's port: RELATIVE TARGET PORT
+/// (type 4) and TARGET PORT GROUP (type 5), both associated with the
+/// target port.
+pub(crate) fn port_designators(cfg: &AluaConfig) -> Vec<u8> {
+    let [ph, pl] = cfg.relative_port.to_be_bytes();
+    let [gh, gl] = cfg.group.to_be_bytes();
+    vec![
+        0x01, 0x14, 0x00, 0x04, 0, 0, ph, pl, // binary, target port, relative target port
+        0x01, 0x15, 0x00, 0x04, 0, 0, gh, gl, // binary, target port, target port group
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn two() -> AluaConfig {
+        AluaConfig {
+            group: 1,
+            relative_port: 1,
+            peers: vec![AluaPeer {
+                group: 2,
+                relative_port: 2,
+            }],
+            transition_secs: 30,
+        }
+    }
+
+    #[test]
+    fn validate_rejects_reserved_port_and_duplicates() {
+        assert!(two().validate().is_ok());
+        let mut c = two();
+        c.relative_port = 0;
+        assert!(c.validate().is_err());
+        let mut c = two();
+        c.peers[0].group = 1;
+        assert!(c.validate().unwrap_err().contains("group 1"));
+        let mut c = two();
+        c.peers[0].relative_port = 1;
+        assert!(c.validate().unwrap_err().contains("port 1"));
+    }
+
+    #[test]
+    fn ownership_cell_reports_changes_once() {
+        let c = OwnershipCell::new();
+        assert_eq!(c.get(), Ownership::Unknown);
+        assert!(c.set(Ownership::Local));
+        assert!(!c.set(Ownership::Local));
+        assert_eq!(c.get(), Ownership::Local);
+    }
+
+    #[test]
+    fn report_lists_own_group_first_with_its_port() {
+        let d = report(&two(), Ownership::Remote, true, false);
+        assert_eq!(&d[..4], &[0, 0, 0, 24]);
+        assert_eq!(&d[4..16], &[0x01, 0x83, 0, 1, 0, 0x02, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(&d[16..28], &[0x00, 0x83, 0, 2, 0, 0x02, 0, 1, 0, 0, 0, 2]);
+        let x = report(&two(), Ownership::Local, false, true);
+        assert_eq!(&x[..8], &[0, 0, 0, 24, 0x10, 30, 0, 0]);
+        assert_eq!((x[8], x[20]), (0x00, 0x01));
+    }
+}

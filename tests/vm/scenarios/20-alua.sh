@@ -1,0 +1,163 @@
+#!/bin/sh
+# 20-alua.sh -- implicit ALUA with two tcmud daemons exporting one RBD image (docs/alua.md):
+# daemon A serves subtype rbda (target port group 1, relative port 1), daemon B subtype rbdb
+# (group 2, port 2); both devices name image rbd/vol, each mapped as its own tcm_loop LUN
+# (paths sdA, sdB). Checks: one NAA on both paths, each path's own port/group designators, TPGS
+# implicit; a write through A makes group 1 active/optimized and group 2 non-optimized, seen
+# from both paths (sg_rtpg); the kernel's scsi_dh_alua attached to both paths. Then the
+# initiator's dm-multipath (a table like multipathd's group_by_prio: A's path group first,
+# B's second, hardware handler alua, queue_if_no_path) and fio 4k randwrite with crc32c verify
+# on it; daemon A (the owner) frozen and killed with SIGKILL while fio writes: dm-multipath
+# fails A's path when the kernel times A's commands out (attrib/cmd_time_out), continues on B,
+# whose first write waits until the dead A's lock is broken (the cluster's watch timeout);
+# fio completes and verifies every block, no I/O error on the multipath device; B's path
+# group 2 is then active/optimized. Finally the image read through librbd equals the
+# multipath device's content.
+# timeout: 1200
+# needs: rbd (tcmud built with --features rbd as /vmlab/bin/tcmud-rbd; the ceph segment)
+. /vmlab/tcmud-lib.sh
+# a dead client's watch (its exclusive lock) expires after this many seconds: below the
+# devices' cmd_time_out, so B's first write is not timed out by the kernel meanwhile
+CEPH_WATCH_TIMEOUT=10
+. /vmlab/ceph-lib.sh
+
+TCMUD=/vmlab/bin/tcmud-rbd
+MB=1048576
+SIZE_MB=64
+CMD_TIMEOUT=20
+
+for m in dm-mod dm-multipath dm-round-robin scsi_dh_alua; do
+    insmod "/lib/modules/$(uname -r)/alua/$m.ko" || fail "insmod $m"
+done
+command -v dmsetup > /dev/null || fail "no dmsetup in the guest"
+
+ceph_start
+ceph_pool rbd
+ceph_image rbd/vol $SIZE_MB
+verified "single-node cluster (watch timeout ${CEPH_WATCH_TIMEOUT}s), pool rbd, image rbd/vol ${SIZE_MB} MiB"
+
+# alua_config NAME SUBTYPE GROUP PEER -> writes /tmp/tcmud-NAME.toml
+alua_config() {
+    cat > "/tmp/tcmud-$1.toml" <<EOF
+[daemon]
+recovery = "reset"
+netlink_replies = false
+module_params = "shared"
+dbus = false
+run_dir = "/run/tcmud-$1"
+log_level = "info,tcmud::backstore=debug"
+log_format = "text"
+[daemon.subtypes]
+thin = ""
+file = ""
+rbd = "$2"
+[daemon.alua]
+group = $3
+relative_port = $3
+peers = [{ group = $4, relative_port = $4 }]
+transition_secs = $CEPH_WATCH_TIMEOUT
+EOF
+}
+alua_config a rbda 1 2
+alua_config b rbdb 2 1
+
+# daemon A, then daemon B (tcmud_start keeps one TCMUD_PID: kept apart here)
+TCMUD_CONF=/tmp/tcmud-a.toml TCMUD_LOG=/tmp/tcmud-a.log
+tcmud_start; PID_A=$TCMUD_PID
+TCMUD_CONF=/tmp/tcmud-b.toml TCMUD_LOG=/tmp/tcmud-b.log
+tcmud_start; PID_B=$TCMUD_PID
+diag2() { TCMUD_LOG=/tmp/tcmud-a.log diag; echo "---- tcmud B ----"; tail -n 40 /tmp/tcmud-b.log; ceph_diag; }
+
+# alua_lun HBA DEV DEV_CONFIG LUN -> /dev/sdX: lun_create with cmd_time_out set before the
+# export (the kernel refuses it after)
+alua_lun() {
+    bg_wait 30 tcmu_create "$1" "$2" $((SIZE_MB * MB)) "$3" hw_max_sectors=1024 > /dev/null || return 1
+    echo $CMD_TIMEOUT > "$CFG/core/$1/$2/attrib/cmd_time_out" || return 1
+    loop_attach "$CFG/core/$1/$2" "$4" 60
+}
+SDA=$(alua_lun user_1 alua_a rbda/rbd/vol 0) || { diag2; fail "LUN A"; }
+SDB=$(alua_lun user_2 alua_b rbdb/rbd/vol 1) || { diag2; fail "LUN B"; }
+holds_uio "$PID_A" alua_a && ! holds_uio "$PID_B" alua_a || fail "alua_a not served by daemon A alone"
+holds_uio "$PID_B" alua_b && ! holds_uio "$PID_A" alua_b || fail "alua_b not served by daemon B alone"
+verified "daemon A serves rbda/rbd/vol as $SDA, daemon B rbdb/rbd/vol as $SDB (subtypes apart)"
+
+# one logical unit, two ports
+naa() { sg_vpd -p di -r "$1" | od -An -tx1 | tr -d ' \n' | cut -c9-48; }
+[ "$(naa "$SDA")" = "$(naa "$SDB")" ] || fail "VPD 83h differs at the start (NAA + T10 id): $(naa "$SDA") vs $(naa "$SDB")"
+sg_vpd -p di "$SDA" > /tmp/vpd-a.txt; sg_vpd -p di "$SDB" > /tmp/vpd-b.txt
+grep -qi "Relative target port: 0x1" /tmp/vpd-a.txt && grep -qi "Target port group: 0x1" /tmp/vpd-a.txt ||
+    { cat /tmp/vpd-a.txt; fail "path A: relative port / group 1 designators"; }
+grep -qi "Relative target port: 0x2" /tmp/vpd-b.txt && grep -qi "Target port group: 0x2" /tmp/vpd-b.txt ||
+    { cat /tmp/vpd-b.txt; fail "path B: relative port / group 2 designators"; }
+sg_inq "$SDA" | grep -qi "TPGS=1" || { sg_inq "$SDA"; fail "INQUIRY TPGS is not 1 (implicit)"; }
+verified "same NAA and T10 vendor id on both paths; relative port/group 1 on A, 2 on B; TPGS=1"
+
+# state_of SD GROUP -> the asymmetric access state sg_rtpg decodes for GROUP seen through SD
+state_of() {
+    sg_rtpg -d "$1" 2>/dev/null | awk -v g="$2" '
+        /target port group id/ { want = ($0 ~ ("id *: *0x0*" g "[ ,]")) }
+        want && /asymmetric access state/ { sub(/.*state *[:=] */, ""); print; exit }'
+}
+# wait_state SD GROUP REGEX SECS -- poll (a condition wait) until GROUP's state matches
+wait_state() {
+    _n=$(($4 * 10))
+    until state_of "$1" "$2" | grep -qiE "$3"; do
+        [ $_n -le 0 ] && { sg_rtpg -d "$1"; return 1; }
+        sleep 0.1; _n=$((_n - 1))
+    done
+}
+make_pattern /tmp/pat 1
+dd if=/tmp/pat of="$SDA" bs=1M seek=1 oflag=direct conv=fsync 2>/dev/null || fail "dd through A"
+wait_state "$SDA" 1 "active/optimized" 10 || fail "group 1 not active/optimized through A after A's write"
+wait_state "$SDB" 1 "active/optimized" 10 || fail "group 1 not active/optimized through B"
+wait_state "$SDB" 2 "non.optimized" 10 || fail "group 2 not non-optimized through B"
+verified "a write through A: group 1 active/optimized, group 2 active/non-optimized (sg_rtpg through both paths)"
+for s in "$SDA" "$SDB"; do
+    h=$(cat "/sys/block/${s#/dev/}/device/dh_state" 2>/dev/null)
+    [ "$h" = alua ] || fail "scsi_dh_alua not attached to $s (dh_state '$h')"
+done
+verified "the kernel's ALUA device handler is attached to both paths"
+
+# the initiator's multipath device: A's path group first (what multipathd's group_by_prio
+# with prio alua builds from the states above), B's second
+dev_of() { cat "/sys/block/${1#/dev/}/dev"; }
+SECTORS=$((SIZE_MB * 2048))
+dmsetup create mpalua --table "0 $SECTORS multipath 1 queue_if_no_path 1 alua 2 1 \
+round-robin 0 1 1 $(dev_of "$SDA") 1000 round-robin 0 1 1 $(dev_of "$SDB") 1000" || fail "dmsetup create"
+dmsetup mknodes mpalua 2>/dev/null
+MP=/dev/mapper/mpalua
+[ -b $MP ] || fail "no $MP"
+[ "$(dd if=$MP bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "the multipath device does not read A's write back"
+verified "dm-multipath device over both paths (alua handler, queue_if_no_path): $(dmsetup status mpalua)"
+dmesg_mark
+
+fio --name=failover --filename=$MP --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
+    --bs=4k --size=16M --offset=$((16 * MB)) --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    --randseed=20 --output-format=terse --terse-version=3 > /tmp/fio-failover.out 2>&1 &
+FPID=$!
+wait_writes "$SDA" 64 300 $FPID || { cat /tmp/fio-failover.out; fail "fio wrote nothing through path A"; }
+kill -STOP "$PID_A"
+kill -0 $FPID 2>/dev/null || { cat /tmp/fio-failover.out; fail "fio ended before the kill"; }
+kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null
+tk=$(cut -d' ' -f1 /proc/uptime)
+vmsg "killed daemon A (pid $PID_A, the lock owner) during fio at ${tk}s"
+if ! wait $FPID; then cat /tmp/fio-failover.out; dmsetup status mpalua; diag2; fail "fio failed after daemon A's death"; fi
+te=$(cut -d' ' -f1 /proc/uptime)
+verified "kill -9 of the active daemon during fio randwrite 16 MiB: fio completed and verified every block ($(awk -v a="$tk" -v b="$te" 'BEGIN{printf "%.0f", b-a}') s after the kill; $(fio_summary failover))"
+st=$(dmsetup status mpalua)
+echo "GUEST: dmsetup status after the failover: $st"
+case $st in *" F "*" A "*) ;; *) fail "expected path A failed and path B active: $st";; esac
+errs=$(dmesg_new | grep -iE 'I/O error, dev dm-|Buffer I/O error on dev dm-|critical')
+[ -z "$errs" ] || { echo "$errs"; fail "I/O errors on the multipath device"; }
+verified "dm-multipath: path A failed, path B active; no I/O error on the multipath device"
+dmesg_new | grep -iE 'alua|multipath' | tail -n 12
+wait_state "$SDB" 2 "active/optimized" 30 || fail "group 2 not active/optimized through B after the failover"
+verified "group 2 (daemon B) active/optimized after the failover"
+
+dd if=$MP of=/tmp/lun.img bs=1M iflag=direct 2>/dev/null || fail "reading the multipath device"
+dmsetup remove mpalua 2>/dev/null || true
+TCMUD_PID=$PID_B tcmud_stop
+timeout 120 rbd export rbd/vol /tmp/export.img > /dev/null 2>&1 || { ceph_diag; fail "rbd export"; }
+[ "$(sha /tmp/lun.img)" = "$(sha /tmp/export.img)" ] || fail "the image differs from what the multipath device read"
+verified "the image read through librbd equals the multipath device's $SIZE_MB MiB"
+exit 0
