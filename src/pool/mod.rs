@@ -215,6 +215,12 @@ pub struct PoolOptions {
     /// Format 3: leaves a delete job releases per step (one step holds the
     /// state lock; a commit follows every few steps).
     pub delete_step: usize,
+    /// Leave the unwritten rest of a chunk written partially past the data
+    /// file's end a hole instead of preallocating it (module docs, "Host
+    /// space"): host space in proportion to the bytes written, not to the
+    /// chunks, at the price of overwrites that may find the host file
+    /// system full. Default `false` (preallocate).
+    pub sparse_data: bool,
 }
 
 impl Default for PoolOptions {
@@ -223,6 +229,7 @@ impl Default for PoolOptions {
             format: format::CURRENT_FORMAT,
             metadata_cache: pagestore::DEFAULT_METADATA_CACHE,
             delete_step: treemeta::DELETE_STEP,
+            sparse_data: false,
         }
     }
 }
@@ -312,6 +319,8 @@ pub(crate) struct Inner {
     /// Chunks from the open's high-water mark up to this one have host
     /// space preallocated (see `datapath`).
     preallocated_to: Mutex<u64>,
+    /// [`PoolOptions::sparse_data`]: partial fresh chunks not preallocated.
+    sparse_data: bool,
     /// Set by the first sync error (see [`failure`]).
     failed: std::sync::OnceLock<failure::Failure>,
     /// Durations of [`Pool::flush`].
@@ -334,6 +343,7 @@ impl Pool {
         st: State,
         seq: u64,
         pool_lock: Option<PoolLock>,
+        opts: &PoolOptions,
     ) -> Pool {
         let chunk_size = u64::from(st.sb.chunk_size);
         let fresh_from = st.fresh_from;
@@ -357,6 +367,7 @@ impl Pool {
                 open: Mutex::new(HashMap::new()),
                 idents: Mutex::new(HashMap::new()),
                 preallocated_to: Mutex::new(fresh_from),
+                sparse_data: opts.sparse_data,
                 failed: std::sync::OnceLock::new(),
                 commit_latency: crate::latency::LatencyHistogram::default(),
                 _lock: pool_lock,
