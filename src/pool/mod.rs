@@ -84,7 +84,22 @@
 //! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk
 //! ([`io::DataIo::preallocate`], a megabyte of chunks at a time).
 //! So an overwrite of an allocated, unshared chunk never needs host space
-//! (on file systems that overwrite in place). Two MiB past the end of
+//! (on file systems that overwrite in place).
+//!
+//! [`PoolOptions::sparse_data`] (off by default) skips that preallocation:
+//! the host file system then holds only the blocks written, so a pool of
+//! 4 Mi chunks of 64 KiB with 4 KiB written in each takes 16 GiB, not
+//! 256 GiB. The price: a later write to the unwritten rest of such a chunk
+//! (an in-place overwrite, or a copy-on-write of it) needs host space, so
+//! with the host full it fails where a preallocated pool's would not.
+//! Nothing acknowledged is lost silently: on file systems that reserve
+//! space at `write` (ext4 and XFS with delayed allocation, btrfs) that
+//! write fails with the pool's out-of-space error before it is
+//! acknowledged; on one that allocates only at write-back, the
+//! `fdatasync` of the next flush or FUA write fails, that flush reports
+//! the error and the pool fails (below), never committing metadata past
+//! it. A pool whose host file system can run full under it should keep
+//! the default. Two MiB past the end of
 //! sled's log are kept preallocated the same way (renewed after each
 //! commit), so commits go on for a while on a full host. ENOSPC (or
 //! EDQUOT) from any write, preallocation or commit is the pool's
