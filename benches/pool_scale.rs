@@ -8,8 +8,10 @@
 //!    every 65,536 writes: setup rate (chunks mapped per second), VmRSS after,
 //!    bytes under `meta/` (and per mapped chunk);
 //! 2. 4 KiB random read and write on that volume vs a raw file holding the
-//!    same bytes (N x 4 KiB, written in full beforehand), same random
-//!    indices, alternating batches: "cold" = page cache of the data, raw and
+//!    same bytes at the same offsets (4 KiB at the start of every chunk,
+//!    written beforehand, sparse between), same random indices, alternating
+//!    batches of 256, the median of the per-batch ratios (the ratio of the
+//!    total times in the notes): "cold" = page cache of the data, raw and
 //!    `meta/` files dropped first, indices over the whole volume; "warm" = a
 //!    working set of 16,384 chunks read once before timing;
 //! 3. p99 latency of 4 KiB random writes on another (small, fully written)
@@ -33,7 +35,9 @@
 //! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304` (sizes, default these),
 //! `TCMUD_SCALE_RAM_GIB` (budget; default min(16, MemAvailable - 4)),
 //! `TCMUD_BENCH_DIR` (where the pools go, default /tmp), `TCMUD_SCALE_CHUNK_KIB`
-//! (chunk size, default 64; 4 fits 4 Mi mappings on a 40 GiB disk).
+//! (chunk size, default 64), `TCMUD_SCALE_CACHE_MIB` (metadata cache, default
+//! 64), `TCMUD_SCALE_SPARSE` (default 1: the pool's `sparse_data` option, so
+//! 4 Mi chunks of 64 KiB take 16 GiB of host space, not 256).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -126,13 +130,17 @@ fn emit(key: &str, v: impl std::fmt::Display) {
     let _ = std::io::stdout().flush();
 }
 
-/// `TCMUD_SCALE_FORMAT` (2 or 3; default: what new pools get) and
-/// `TCMUD_SCALE_CACHE_MIB` (format 3's metadata cache; default 64).
+/// `TCMUD_SCALE_FORMAT` (2 or 3; default: what new pools get),
+/// `TCMUD_SCALE_CACHE_MIB` (format 3's metadata cache; default 64) and
+/// `TCMUD_SCALE_SPARSE` (1, the default: the pool's `sparse_data` option, a
+/// 4 KiB write into a fresh chunk takes 4 KiB of host space; 0: the pool's
+/// default, the whole chunk preallocated).
 fn pool_options() -> PoolOptions {
     let d = PoolOptions::default();
     PoolOptions {
         format: env_u64("TCMUD_SCALE_FORMAT").map_or(d.format, |f| f as u32),
         metadata_cache: env_u64("TCMUD_SCALE_CACHE_MIB").map_or(d.metadata_cache, |m| m << 20),
+        sparse_data: env_u64("TCMUD_SCALE_SPARSE").is_none_or(|v| v != 0),
         ..d
     }
 }
@@ -167,14 +175,22 @@ fn percentile(lat: &mut [f64], p: f64) -> f64 {
     lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
 }
 
-/// Runs `a` and `b` over `idx` in alternating batches of 256; seconds in each.
+/// Runs `a` (the pool) and `b` (the raw file) over `idx` in alternating
+/// batches of 256: the median over the batches of b's time / a's time (the
+/// pool's speed as a multiple of the raw file's: a batch that the loaded
+/// machine's scheduler stalls moves one ratio, not the figure), and the
+/// ratio of the total times.
 fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (f64, f64) {
     let (mut ta, mut tb) = (0.0, 0.0);
+    let mut ratios = Vec::new();
     for batch in idx.chunks(256) {
-        ta += time(|| batch.iter().for_each(|&p| a(p)));
-        tb += time(|| batch.iter().for_each(|&p| b(p)));
+        let x = time(|| batch.iter().for_each(|&p| a(p)));
+        let y = time(|| batch.iter().for_each(|&p| b(p)));
+        ratios.push(y / x);
+        ta += x;
+        tb += y;
     }
-    (ta, tb)
+    (percentile(&mut ratios, 0.5), tb / ta)
 }
 
 /// The child for one size: everything but the reopen. Prints RESULT lines.
@@ -233,16 +249,13 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         .truncate(true)
         .open(&raw_path)
         .unwrap();
-    {
-        let mib: Vec<u8> = page.iter().cycle().take(1 << 20).copied().collect();
-        let mut off = 0;
-        while off < n * 4096 {
-            let len = ((n * 4096 - off) as usize).min(mib.len());
-            raw.write_all_at(&mib[..len], off).unwrap();
-            off += len as u64;
-        }
-        raw.sync_data().unwrap();
+    // The same bytes at the same offsets as the volume: 4 KiB at the
+    // start of every chunk, sparse between (the pool's data file is laid
+    // out so too, chunk by chunk).
+    for l in 0..n {
+        raw.write_all_at(&page, l * chunk()).unwrap();
     }
+    raw.sync_data().unwrap();
     let mut r = Rng(0x5eed ^ n);
     let cold_r: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
     let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
@@ -256,31 +269,35 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         black_box(&b1);
     };
     let mut raw_read = |l: u64| {
-        raw.read_exact_at(&mut b2, l * 4096).unwrap();
+        raw.read_exact_at(&mut b2, l * chunk()).unwrap();
         black_box(&b2);
     };
     drop_cache(&pool_dir);
     drop_cache(&raw_path);
-    let (p, q) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
-    emit("read_cold", q / p);
-    let (p, q) = interleaved(
+    let (m, t) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
+    emit("read_cold", m);
+    emit("read_cold_total", t);
+    let (m, t) = interleaved(
         &cold_w,
         |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
-        |l| raw.write_all_at(&page, l * 4096).unwrap(),
+        |l| raw.write_all_at(&page, l * chunk()).unwrap(),
     );
-    emit("write_cold", q / p);
+    emit("write_cold", m);
+    emit("write_cold_total", t);
     for &l in &warm {
         pool_read(l);
         raw_read(l);
     }
-    let (p, q) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
-    emit("read_warm", q / p);
-    let (p, q) = interleaved(
+    let (m, t) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
+    emit("read_warm", m);
+    emit("read_warm_total", t);
+    let (m, t) = interleaved(
         &warm_ops,
         |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
-        |l| raw.write_all_at(&page, l * 4096).unwrap(),
+        |l| raw.write_all_at(&page, l * chunk()).unwrap(),
     );
-    emit("write_warm", q / p);
+    emit("write_warm", m);
+    emit("write_warm_total", t);
     drop(raw);
     let _ = std::fs::remove_file(&raw_path);
     big.flush().unwrap();
@@ -566,9 +583,14 @@ fn print_table(rows: &[(u64, Results)]) {
     let f = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
     let cell = |v: Option<f64>, fmtf: &dyn Fn(f64) -> String| v.map_or("-".to_string(), fmtf);
     println!();
+    let o = pool_options();
     println!(
-        "tcmud pool at scale ({} KiB chunks, one 4 KiB write per chunk, sparse data file)",
-        chunk() >> 10
+        "tcmud pool at scale ({} KiB chunks, one 4 KiB write per chunk, format {}, metadata_cache {} MiB, \
+         sparse_data {}; raw file: the same 4 KiB at the same offsets)",
+        chunk() >> 10,
+        o.format,
+        o.metadata_cache >> 20,
+        if o.sparse_data { "on" } else { "off (chunks preallocated)" }
     );
     println!();
     println!(
@@ -628,6 +650,14 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "max_idle_ms"), &|v| format!("{v:.1}")),
             cell(f(r, "max_delete_ms"), &|v| format!("{v:.1}")),
             cell(f(r, "delete_writes"), &|v| format!("{v:.0}")),
+        ));
+        notes.push(format!(
+            "{n}: random I/O as the ratio of total times instead of the median per batch: \
+             read cold / warm {} / {}, write cold / warm {} / {}",
+            cell(f(r, "read_cold_total"), &|v| format!("{v:.2}")),
+            cell(f(r, "read_warm_total"), &|v| format!("{v:.2}")),
+            cell(f(r, "write_cold_total"), &|v| format!("{v:.2}")),
+            cell(f(r, "write_warm_total"), &|v| format!("{v:.2}")),
         ));
     }
     println!();

@@ -329,6 +329,7 @@ fn format3_crash_images_keep_acknowledged_writes_and_isolation() {
         format: 3,
         metadata_cache: 16 << 10,
         delete_step: 1,
+        ..PoolOptions::default()
     };
     crash_images(crash_points_wanted() / 2, &opts);
 }

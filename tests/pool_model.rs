@@ -318,7 +318,7 @@ proptest! {
         let store = MemStore::new();
         let data = CrashIo::new();
         let cfg = PoolConfig { chunk_size: CHUNK, capacity_bytes: 4096 * CHUNK as u64, low_water_pct: 90 };
-        let opts = PoolOptions { format: 3, metadata_cache: 16 << 10, delete_step: 1 };
+        let opts = PoolOptions { format: 3, metadata_cache: 16 << 10, delete_step: 1, ..PoolOptions::default() };
         let pool = Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), &opts).unwrap();
         run_model(store, data, pool, &ops);
     }

@@ -266,8 +266,11 @@ impl Pool {
             Plan::Fresh { new, .. } => {
                 // Past the data file's end, written partially: the rest
                 // of the chunk would stay a hole, and a later overwrite
-                // there would need host space. Allocate it all now.
-                self.preallocate(new)?;
+                // there would need host space. Allocate it all now,
+                // unless the pool was opened to stay sparse.
+                if !self.inner.sparse_data {
+                    self.preallocate(new)?;
+                }
                 (new * cs + s.in_off, None)
             }
             Plan::Cow { new, .. } if whole => (new * cs, None),

@@ -84,7 +84,22 @@
 //! `fallocate(FALLOC_FL_KEEP_SIZE)` of the whole chunk
 //! ([`io::DataIo::preallocate`], a megabyte of chunks at a time).
 //! So an overwrite of an allocated, unshared chunk never needs host space
-//! (on file systems that overwrite in place). Two MiB past the end of
+//! (on file systems that overwrite in place).
+//!
+//! [`PoolOptions::sparse_data`] (off by default) skips that preallocation:
+//! the host file system then holds only the blocks written, so a pool of
+//! 4 Mi chunks of 64 KiB with 4 KiB written in each takes 16 GiB, not
+//! 256 GiB. The price: a later write to the unwritten rest of such a chunk
+//! (an in-place overwrite, or a copy-on-write of it) needs host space, so
+//! with the host full it fails where a preallocated pool's would not.
+//! Nothing acknowledged is lost silently: on file systems that reserve
+//! space at `write` (ext4 and XFS with delayed allocation, btrfs) that
+//! write fails with the pool's out-of-space error before it is
+//! acknowledged; on one that allocates only at write-back, the
+//! `fdatasync` of the next flush or FUA write fails, that flush reports
+//! the error and the pool fails (below), never committing metadata past
+//! it. A pool whose host file system can run full under it should keep
+//! the default. Two MiB past the end of
 //! sled's log are kept preallocated the same way (renewed after each
 //! commit), so commits go on for a while on a full host. ENOSPC (or
 //! EDQUOT) from any write, preallocation or commit is the pool's
@@ -215,6 +230,12 @@ pub struct PoolOptions {
     /// Format 3: leaves a delete job releases per step (one step holds the
     /// state lock; a commit follows every few steps).
     pub delete_step: usize,
+    /// Leave the unwritten rest of a chunk written partially past the data
+    /// file's end a hole instead of preallocating it (module docs, "Host
+    /// space"): host space in proportion to the bytes written, not to the
+    /// chunks, at the price of overwrites that may find the host file
+    /// system full. Default `false` (preallocate).
+    pub sparse_data: bool,
 }
 
 impl Default for PoolOptions {
@@ -223,6 +244,7 @@ impl Default for PoolOptions {
             format: format::CURRENT_FORMAT,
             metadata_cache: pagestore::DEFAULT_METADATA_CACHE,
             delete_step: treemeta::DELETE_STEP,
+            sparse_data: false,
         }
     }
 }
@@ -312,6 +334,8 @@ pub(crate) struct Inner {
     /// Chunks from the open's high-water mark up to this one have host
     /// space preallocated (see `datapath`).
     preallocated_to: Mutex<u64>,
+    /// [`PoolOptions::sparse_data`]: partial fresh chunks not preallocated.
+    sparse_data: bool,
     /// Set by the first sync error (see [`failure`]).
     failed: std::sync::OnceLock<failure::Failure>,
     /// Durations of [`Pool::flush`].
@@ -334,6 +358,7 @@ impl Pool {
         st: State,
         seq: u64,
         pool_lock: Option<PoolLock>,
+        opts: &PoolOptions,
     ) -> Pool {
         let chunk_size = u64::from(st.sb.chunk_size);
         let fresh_from = st.fresh_from;
@@ -357,6 +382,7 @@ impl Pool {
                 open: Mutex::new(HashMap::new()),
                 idents: Mutex::new(HashMap::new()),
                 preallocated_to: Mutex::new(fresh_from),
+                sparse_data: opts.sparse_data,
                 failed: std::sync::OnceLock::new(),
                 commit_latency: crate::latency::LatencyHistogram::default(),
                 _lock: pool_lock,

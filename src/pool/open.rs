@@ -91,6 +91,7 @@ impl Pool {
             st,
             0,
             Some(pool_lock),
+            opts,
         );
         pool.flush()?;
         write_marker(dir)?;
@@ -244,6 +245,7 @@ impl Pool {
             st,
             seq,
             Some(pool_lock),
+            opts,
         );
         pool.resume_delete_jobs();
         Ok(pool)
@@ -268,7 +270,7 @@ impl Pool {
         check_format_option(opts)?;
         let store: Arc<dyn MetaStore> = Arc::from(store);
         let st = new_state(superblock(cfg)?, &store, opts);
-        let pool = Pool::from_parts(None, store, data, st, 0, None);
+        let pool = Pool::from_parts(None, store, data, st, 0, None, opts);
         pool.flush()?;
         Ok(pool)
     }
@@ -295,7 +297,7 @@ impl Pool {
             data.file_len(),
             Verify::Refuse,
         )?;
-        let pool = Pool::from_parts(None, store, data, st, seq, None);
+        let pool = Pool::from_parts(None, store, data, st, seq, None, opts);
         pool.resume_delete_jobs();
         Ok(pool)
     }

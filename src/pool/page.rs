@@ -91,7 +91,9 @@ pub struct Page {
     kind: PageKind,
     level: u8,
     present: [u64; BITMAP_WORDS],
-    slots: Box<[u64; SLOTS]>,
+    /// Inline, not boxed: the data path reads one slot per page on its
+    /// path, and a box would cost another cache miss per page.
+    slots: [u64; SLOTS],
 }
 
 impl std::fmt::Debug for Page {
@@ -126,7 +128,7 @@ impl Page {
             kind,
             level,
             present: [0; BITMAP_WORDS],
-            slots: Box::new([0; SLOTS]),
+            slots: [0; SLOTS],
         }
     }
 

@@ -126,6 +126,15 @@ impl<V> PageCache<V> {
         }
     }
 
+    /// `f` of entry `id` if it is cached, without handing out a reference
+    /// to it (a hit as for [`PageCache::get`]).
+    pub fn peek_with<R>(&mut self, id: u64, f: impl FnOnce(&V) -> R) -> Option<R> {
+        let e = self.index.get(&id).and_then(|&s| self.slots[s].as_mut())?;
+        e.referenced = true;
+        self.stats.hits += 1;
+        Some(f(&e.value))
+    }
+
     /// Whether `id` is held (no statistics, no reference bit).
     pub fn contains(&self, id: u64) -> bool {
         self.index.contains_key(&id)

@@ -26,7 +26,7 @@ use super::tree::{PageStore, TreeError};
 pub const DEFAULT_METADATA_CACHE: u64 = 64 << 20;
 
 /// Memory a decoded page takes in the cache (slots, bitmap, header).
-pub const PAGE_MEMORY: usize = std::mem::size_of::<Page>() + 8 * super::page::SLOTS;
+pub const PAGE_MEMORY: usize = std::mem::size_of::<Page>();
 
 /// Pages of a format-3 pool (see the module docs).
 pub struct SledPages {
@@ -174,6 +174,21 @@ impl SledPages {
 }
 
 impl SledPages {
+    /// Slot `i` of page `id`, which must sit at `level` (read from the
+    /// store on a cache miss): the step of a data-path lookup, without
+    /// taking a reference to the page.
+    pub fn slot(&mut self, id: PageId, level: u8, i: usize) -> Result<Option<u64>, TreeError> {
+        let at = |p: &Page| -> Result<Option<u64>, TreeError> {
+            super::tree::expect_level(id, p, level)?;
+            Ok(p.get(i))
+        };
+        if let Some(v) = self.cache.peek_with(id, at) {
+            return v;
+        }
+        let page = self.get(id)?;
+        at(&page)
+    }
+
     /// Page `id` if it is cached (no store read).
     pub fn get_cached(&mut self, id: PageId) -> Option<Arc<Page>> {
         self.cache.get(id)

@@ -118,7 +118,7 @@ fn slot_span(level: u8) -> u64 {
         .unwrap_or(u64::MAX)
 }
 
-fn expect_level(id: PageId, page: &Page, level: u8) -> Result<(), TreeError> {
+pub(crate) fn expect_level(id: PageId, page: &Page, level: u8) -> Result<(), TreeError> {
     if page.level() == level && page.is_leaf() == (level == 0) {
         Ok(())
     } else {

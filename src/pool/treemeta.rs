@@ -215,7 +215,25 @@ impl TreeMeta {
         let Some(t) = self.trees.get(&vol).copied() else {
             return Ok(None);
         };
-        tree::lookup(&mut self.pages, t.root, l).map_err(tree_err)
+        let root = t.root;
+        root.top().map_err(tree_err)?;
+        if root.page == 0 || !root.covers(l) {
+            return Ok(None);
+        }
+        // tree::lookup, reading each slot in place (no page reference taken)
+        let mut id = root.page;
+        for level in (0..root.depth).rev() {
+            match self
+                .pages
+                .slot(id, level, index(l, level))
+                .map_err(tree_err)?
+            {
+                None => return Ok(None),
+                Some(c) if level == 0 => return Ok(Some(c)),
+                Some(child) => id = child,
+            }
+        }
+        Ok(None)
     }
 
     /// [`TreeMeta::lookup`] from cached pages only: `None` when a page on
@@ -261,8 +279,7 @@ impl TreeMeta {
             let pages = &mut self.pages;
             shared |= pages.refs(id).map_err(tree_err)? != 1;
             pending |= pages.unshare_pending(id);
-            let page = pages.get(id).map_err(tree_err)?;
-            match page.get(index(l, level)) {
+            match pages.slot(id, level, index(l, level)).map_err(tree_err)? {
                 None => return Ok(Sharing::Unmapped),
                 Some(c) if level == 0 => {
                     shared |= self

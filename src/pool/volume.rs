@@ -189,6 +189,11 @@ impl BlockBackend for Volume {
         if fua {
             self.pool.fua()?;
         }
+        if done {
+            // An overwrite in place added no metadata: nothing to commit
+            // for it (and no second trip through the state lock).
+            return Ok(());
+        }
         self.pool.maybe_commit()?;
         Ok(())
     }
