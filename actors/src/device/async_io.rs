@@ -13,6 +13,7 @@
 use std::sync::Arc;
 
 use tcmud_core::backend::{AsyncBackend, BackendError, BlockSink, BlockSource, CompareWrite};
+use tcmud_core::ring::SharedData;
 use tcmud_core::scsi::IoPlan;
 
 use super::exec::{outcome, Job};
@@ -27,7 +28,7 @@ pub(crate) fn plan(shared: &DeviceShared, job: &Job) -> Option<IoPlan> {
     if shared.cmd_timeout.expired(job.since) {
         return None; // exec::run completes it without executing it
     }
-    let len = |d: &Option<tcmud_core::ring::SharedData>| d.as_ref().map_or(0, |d| d.view().len());
+    let len = |d: &Option<SharedData>| d.as_ref().map_or(0, |d| d.view().len());
     let plan = shared
         .lun
         .plan_async(job.cdb.as_bytes(), len(&job.data_out), len(&job.data_in))?;
@@ -43,19 +44,24 @@ pub(crate) fn plan(shared: &DeviceShared, job: &Job) -> Option<IoPlan> {
 /// Submits `job` as `plan`. Called without the table lock held.
 pub(crate) fn submit(shared: &Arc<DeviceShared>, job: Job, plan: IoPlan) {
     let _span = shared.span.enter();
-    if !lock(&shared.table).start(job.key, job.token) {
+    let Job {
+        dispatched,
+        cdb,
+        data_out,
+        data_in,
+        since: _,
+    } = job;
+    let Some(running) = lock(&shared.table).start(dispatched) else {
         return; // cancelled (TMR) or superseded meanwhile
-    }
+    };
     let backend = shared.backstore.backend();
     let Some(io) = backend.as_async() else {
-        let mut t = lock(&shared.table);
-        t.finish(job.key, job.token, internal_target_failure());
+        let _ = running.finish(&mut lock(&shared.table), internal_target_failure());
         shared.wake.notify_one();
         return;
     };
     let sh = Arc::clone(shared);
-    let (key, token, cdb) = (job.key, job.token, job.cdb.clone());
-    let capacity = job.data_in.as_ref().map_or(0, |d| d.view().len());
+    let capacity = data_in.as_ref().map_or(0, |d| d.view().len());
     let finish = move |r: Result<CompareWrite, BackendError>| {
         let resp = match r {
             Ok(CompareWrite::Miscompare(at)) => sh.lun.planned_miscompare(at),
@@ -63,22 +69,23 @@ pub(crate) fn submit(shared: &Arc<DeviceShared>, job: Job, plan: IoPlan) {
             Err(e) => sh.lun.planned_response(cdb.as_bytes(), &plan, Err(e)),
         };
         Counters::add(&sh.counters.executed, 1);
-        lock(&sh.table).finish(key, token, outcome(resp, capacity));
+        let _ = running.finish(&mut lock(&sh.table), outcome(resp, capacity));
         sh.wake.notify_one();
     };
-    submit_plan(io, job, plan, finish);
+    submit_plan(io, data_out, data_in, plan, finish);
 }
 
 fn submit_plan(
     io: &dyn AsyncBackend,
-    job: Job,
+    data_out: Option<SharedData>,
+    data_in: Option<SharedData>,
     plan: IoPlan,
     finish: impl FnOnce(Result<CompareWrite, BackendError>) + Send + 'static,
 ) {
     let written = |r: Result<(), BackendError>| r.map(|()| CompareWrite::Written);
     match plan {
         IoPlan::Read { lba, bytes } => {
-            let Some(data_in) = job.data_in else {
+            let Some(data_in) = data_in else {
                 return finish(Err(no_buffer()));
             };
             io.submit_read(
@@ -99,7 +106,7 @@ fn submit_plan(
             );
         }
         IoPlan::Write { lba, bytes, fua } => {
-            let Some(data_out) = job.data_out else {
+            let Some(data_out) = data_out else {
                 return finish(Err(no_buffer()));
             };
             let mut data = vec![0u8; bytes];
@@ -110,7 +117,7 @@ fn submit_plan(
         }
         IoPlan::Flush => io.submit_flush(Box::new(move |r| finish(written(r)))),
         IoPlan::CompareAndWrite { lba, bytes, fua } => {
-            let Some(data_out) = job.data_out else {
+            let Some(data_out) = data_out else {
                 return finish(Err(no_buffer()));
             };
             let mut verify = vec![0u8; bytes];
