@@ -8,14 +8,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
-use tcmud_core::ring::{Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, TmrRequest};
-use tcmud_core::scsi::{is_read, sense_key_of, OpClass};
+use tcmud_core::ring::{
+    Cdb, CmdRequest, DataSpans, Entry, Fault, Ring, RingError, SharedData, TmrRequest,
+};
+use tcmud_core::scsi::{is_read, IoPlan, OpClass};
 
 use super::async_io;
 use super::direction::{direction, Dir};
 use super::exec::{self, Job};
 use super::fault::FaultPoint;
-use super::inflight::{InFlight, Outcome, SlotState};
+use super::inflight::{DoneRef, InFlight, InsertError, Outcome, QueuedRef, SlotKey};
+use super::lifecycle::Phase;
 use super::outcome::{
     aborted, completion, data_in, internal_target_failure, invalid_field_in_cdb, CHECK_CONDITION,
     GOOD,
@@ -61,7 +64,7 @@ impl DeviceActor {
         if let Some(msg) = self.shared.take_crash() {
             // An I/O thread panicked: crash this actor too, so the panic goes
             // through the restart budget (a failed device just carries on).
-            if self.shared.failure().is_none() {
+            if !self.shared.is_failed() {
                 panic!("{msg}");
             }
         }
@@ -71,7 +74,7 @@ impl DeviceActor {
         if self.ring.reset_by_kernel() {
             self.resync_after_reset();
         }
-        let failed = self.shared.failure().is_some();
+        let failed = self.shared.is_failed();
         // After a reset, jobs of forgotten commands may still be writing to the
         // backstore: the initiator's retries of those commands wait until they
         // ended, so that no stale write lands after its retry.
@@ -80,7 +83,7 @@ impl DeviceActor {
             self.fetch(failed);
         }
         if failed {
-            lock(&self.shared.table).finish_all_unfinished(&internal_target_failure());
+            lock(&self.shared.table).finish_all_unfinished(internal_target_failure());
         } else {
             self.dispatch();
         }
@@ -126,11 +129,16 @@ impl DeviceActor {
                 Ok(Entry::Cmd(req)) => {
                     let id = req.cmd_id;
                     match table.insert(req, cursor) {
-                        Some(key) if failed => {
+                        Ok(key) if failed => {
                             table.cancel_unstarted(key, internal_target_failure());
                         }
-                        Some(_) => {}
-                        None => tracing::error!(cmd_id = id, "kernel reused an in-flight cmd_id"),
+                        Ok(_) => {}
+                        Err(InsertError::IdInFlight) => {
+                            tracing::error!(cmd_id = id, "kernel reused an in-flight cmd_id");
+                        }
+                        Err(e @ InsertError::Full) => {
+                            tracing::error!(cmd_id = id, error = %e, "command not recorded");
+                        }
                     }
                 }
                 Ok(Entry::Tmr(tmr)) => {
@@ -144,7 +152,9 @@ impl DeviceActor {
                     Some(cmd_id) => {
                         tracing::error!(error = %e, "malformed command entry");
                         if let Some(req) = placeholder(cmd_id) {
-                            table.insert_done(req, cursor, malformed_entry(&e));
+                            if let Err(err) = table.insert_done(req, cursor, malformed_entry(&e)) {
+                                tracing::error!(cmd_id, error = %err, "malformed entry not recorded");
+                            }
                         }
                     }
                     None if e.is_fatal() => {
@@ -160,84 +170,50 @@ impl DeviceActor {
         table.set_fetch_cursor(walk.cursor());
     }
 
-    /// Hands queued commands to the I/O threads, each with views of its own
-    /// buffers in the ring's data area (no copy).
+    /// Hands queued commands to their executors, each with views of its own
+    /// buffers in the ring's data area (no copy): an asynchronous backend,
+    /// this thread, or an I/O thread ([`DeviceActor::route`]).
     fn dispatch(&mut self) {
         let mut table = lock(&self.shared.table);
         let mut inline = std::mem::take(&mut self.inline_jobs);
         let mut planned = Vec::new();
         let mut own_reads = NOWAIT_READS_PER_PUMP;
-        while let Some(key) = table.next_queued() {
+        while let Some(queued) = table.next_queued() {
             // next_queued returns a queued command until its state moves
             // on: every path below dispatches or cancels it.
-            let Some(slot) = table.get(key) else {
-                break;
-            };
-            let cdb = slot.req.cdb.clone();
-            let since = slot.since;
-            let dir = direction(cdb.as_bytes());
-            // A bidirectional command's data-in goes to its bidi buffers.
-            let bidi = !slot.req.bidi.is_empty();
-            let out_spans = &slot.req.data;
-            let in_spans = if bidi { &slot.req.bidi } else { &slot.req.data };
-            let share = |wanted: bool, spans: &DataSpans| match wanted && !spans.is_empty() {
-                true => self.ring.share_data(spans).map(Some),
-                false => Ok(None),
-            };
-            let views = share(dir == Dir::Out, out_spans)
-                .and_then(|o| Ok((o, share(dir == Dir::In || bidi, in_spans)?)));
-            let (data_out, data_in) = match views {
-                Ok(v) => v,
+            let key = queued.key;
+            let p = match prepare(&self.ring, &queued) {
+                Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "command buffers outside the data area");
                     table.cancel_unstarted(key, internal_target_failure());
                     continue;
                 }
             };
-            if dir == Dir::Out {
-                Counters::add(&self.shared.counters.bytes_out, out_spans.len() as u64);
-            }
-            let Some(token) = table.dispatch(key) else {
-                break;
+            Counters::add(&self.shared.counters.bytes_out, p.bytes_out);
+            let Some(dispatched) = table.dispatch(key) else {
+                continue; // not queued any more: next_queued skips it
             };
             let job = Job {
-                key,
-                token,
-                cdb,
-                data_out,
-                data_in,
-                since,
+                dispatched,
+                cdb: p.cdb,
+                data_out: p.data_out,
+                data_in: p.data_in,
+                since: p.since,
             };
-            // An asynchronous backend is handed its data commands (after
-            // the table lock is released).
-            if let Some(plan) = async_io::plan(&self.shared, &job) {
-                planned.push((job, plan));
-                continue;
-            }
-            // A backend that never waits runs here. So does one small READ
-            // per round that may be a page-cache hit: no hand-off to an I/O
-            // thread and back for it, while the others run in parallel on
-            // the I/O threads (one thread doing every read itself was
-            // slower in the VM benchmark than spreading them).
-            let own_read = own_reads > 0
-                && dir == Dir::In
-                && job
-                    .data_in
-                    .as_ref()
-                    .is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
-                && is_read(job.cdb.as_bytes());
-            if own_read {
-                own_reads -= 1;
-            }
-            if self.inline_io || own_read {
-                inline.push(job);
-                continue;
-            }
-            if !self.spawn_job(job) {
-                table.cancel_unstarted(key, internal_target_failure());
+            match self.route(&job, p.dir, &mut own_reads) {
+                Route::Async(plan) => planned.push((job, plan)),
+                Route::Inline => inline.push(job),
+                Route::IoThread => {
+                    if let Err(key) = self.spawn_job(job) {
+                        table.cancel_unstarted(key, internal_target_failure());
+                    }
+                }
             }
         }
         drop(table);
+        // Without the table lock: an asynchronous backend is handed its
+        // commands, this thread runs its own.
         for (job, plan) in planned {
             async_io::submit(&self.shared, job, plan);
         }
@@ -247,8 +223,7 @@ impl DeviceActor {
                 continue;
             }
             if let Some(job) = exec::try_nowait(&self.shared, job) {
-                let key = job.key;
-                if !self.spawn_job(job) {
+                if let Err(key) = self.spawn_job(job) {
                     lock(&self.shared.table).cancel_unstarted(key, internal_target_failure());
                 }
             }
@@ -256,8 +231,35 @@ impl DeviceActor {
         self.inline_jobs = inline;
     }
 
-    /// Hands `job` to an I/O thread; false when they are gone.
-    fn spawn_job(&self, job: Job) -> bool {
+    /// Where `job` runs. An asynchronous backend is handed its data
+    /// commands. A backend that never waits runs everything here. So does
+    /// one small READ per round that may be a page-cache hit: no hand-off
+    /// to an I/O thread and back for it, while the others run in parallel
+    /// on the I/O threads (one thread doing every read itself was slower in
+    /// the VM benchmark than spreading them).
+    fn route(&self, job: &Job, dir: Dir, own_reads: &mut usize) -> Route {
+        if let Some(plan) = async_io::plan(&self.shared, job) {
+            return Route::Async(plan);
+        }
+        let own_read = *own_reads > 0
+            && dir == Dir::In
+            && job
+                .data_in
+                .as_ref()
+                .is_some_and(|d| d.view().len() <= NOWAIT_READ_MAX)
+            && is_read(job.cdb.as_bytes());
+        if own_read {
+            *own_reads -= 1;
+        }
+        match self.inline_io || own_read {
+            true => Route::Inline,
+            false => Route::IoThread,
+        }
+    }
+
+    /// Hands `job` to an I/O thread; gives back its key when they are gone.
+    fn spawn_job(&self, job: Job) -> Result<(), SlotKey> {
+        let key = job.dispatched.key();
         let shared = Arc::clone(&self.shared);
         let spawned = self
             .shared
@@ -265,8 +267,9 @@ impl DeviceActor {
             .spawn_io(move || exec::run(&shared, job, true));
         if !spawned {
             tracing::error!("backstore I/O threads are gone");
+            return Err(key);
         }
-        spawned
+        Ok(())
     }
 
     /// Writes finished results to the ring (in fetch order unless the kernel
@@ -278,32 +281,26 @@ impl DeviceActor {
         let now = Instant::now();
         // Any order: without CAP_OOOC the ring keeps each response in its
         // own slot and moves cmd_tail over the finished front itself.
-        while let Some(key) = table.next_done() {
+        while let Some(done) = table.next_done() {
             self.shared.faults.hit(FaultPoint::Reply);
-            let Some(SlotState::Done(out)) = table.get(key).map(|s| &s.state) else {
-                break; // next_done only returns finished commands
-            };
-            let Some(slot) = table.get(key) else {
-                break;
-            };
+            let DoneRef { key, slot, out } = done;
             // The data-in bytes are already in the command's buffers; the
             // ring zeroes the rest of them (every completion goes here).
-            let out_len = out.data_in_len;
-            let c = completion(slot.req.cmd_id, out);
-            let status = out.status;
-            let key_of_sense = (status == CHECK_CONDITION)
-                .then(|| sense_key_of(&out.sense))
-                .flatten();
+            let c = completion(slot.req.cmd_id, &out);
+            let key_of_sense = out
+                .sense
+                .filter(|_| out.status == CHECK_CONDITION)
+                .map(|s| s.key as u8);
             let class = OpClass::of(slot.req.cdb.as_bytes());
             let took = now.saturating_duration_since(slot.fetched);
-            match self.ring.complete(c, data_in(&slot.req, out)) {
+            match self.ring.complete(c, data_in(&slot.req, &out)) {
                 Ok(()) => {
                     table.remove(key);
                     written += 1;
                     let k = &self.shared.counters;
                     Counters::add(&k.completed, 1);
-                    Counters::add(&k.bytes_in, out_len as u64);
-                    if status != GOOD {
+                    Counters::add(&k.bytes_in, out.data_in_len as u64);
+                    if out.status != GOOD {
                         Counters::add(&k.errors, 1);
                     }
                     if let Some(c) = key_of_sense.and_then(|s| k.sense_keys.get(usize::from(s))) {
@@ -347,7 +344,7 @@ impl DeviceActor {
         }
         let (failed, abandoned) = {
             let mut table = lock(&self.shared.table);
-            let failed = table.finish_all_unfinished(&internal_target_failure());
+            let failed = table.finish_all_unfinished(internal_target_failure());
             (failed, table.abandon_running())
         };
         self.shared.add_abandoned(abandoned);
@@ -363,29 +360,29 @@ impl DeviceActor {
     /// After `stop()`: once nothing is in flight, flush on an I/O thread,
     /// then stop the actor.
     fn check_drained(&mut self, ctx: &mut Context<Self>) {
-        if !self.shared.draining() {
-            return;
-        }
-        if self.shared.flushed() {
-            ctx.stop();
-            return;
-        }
-        let forced = self.shared.drain_forced();
+        let drain = match self.shared.phase() {
+            Phase::Serving | Phase::Finished => return,
+            Phase::Flushed(_) => {
+                ctx.stop();
+                return;
+            }
+            Phase::Draining(d) | Phase::Flushing(d) => d,
+        };
         let busy = {
             let table = lock(&self.shared.table);
-            !table.is_empty() || (table.orphans() > 0 && !forced)
+            !table.is_empty() || (table.orphans() > 0 && !drain.forced)
         };
         if busy {
             return;
         }
-        if forced {
+        if drain.forced {
             // The backstore hangs: a flush would too.
             self.shared.set_flushed();
             ctx.stop();
             return;
         }
         if !self.shared.claim_flush() {
-            return;
+            return; // the flush is running
         }
         let shared = Arc::clone(&self.shared);
         let spawned = self.shared.backstore.spawn_io(move || {
@@ -409,6 +406,60 @@ impl DeviceActor {
             .reread_if_due(self.shared.configfs_dir.as_deref());
         self.pump(ctx);
     }
+}
+
+/// Where a dispatched command runs.
+enum Route {
+    /// Submitted to the asynchronous backend as this plan.
+    Async(IoPlan),
+    /// On the device's thread (a backend that never blocks, or a small READ
+    /// tried without waiting).
+    Inline,
+    /// On one of the backstore's I/O threads.
+    IoThread,
+}
+
+/// What a queued command's job needs, taken from its slot.
+struct Prepared {
+    cdb: Cdb,
+    /// The kernel queued it after this moment.
+    since: Instant,
+    dir: Dir,
+    /// The data-out buffers (a data-out command's).
+    data_out: Option<SharedData>,
+    /// The data-in buffers: a data-in command's, or a bidirectional one's
+    /// bidi buffers.
+    data_in: Option<SharedData>,
+    /// Data-out bytes the command brings (counted as it is dispatched).
+    bytes_out: u64,
+}
+
+/// Prepares `queued`'s job, sharing its buffers in the ring's data area:
+/// only a data-out command's buffers as the backend's source, only a
+/// data-in (or bidirectional) command's as its sink.
+fn prepare(ring: &Ring, queued: &QueuedRef<'_>) -> Result<Prepared, RingError> {
+    let req = &queued.slot.req;
+    let dir = direction(req.cdb.as_bytes());
+    let share = |wanted: bool, spans: &DataSpans| match wanted && !spans.is_empty() {
+        true => ring.share_data(spans).map(Some),
+        false => Ok(None),
+    };
+    // A bidirectional command's data-in goes to its bidi buffers.
+    let bidi = !req.bidi.is_empty();
+    let in_spans = if bidi { &req.bidi } else { &req.data };
+    let data_out = share(dir == Dir::Out, &req.data)?;
+    let data_in = share(dir == Dir::In || bidi, in_spans)?;
+    Ok(Prepared {
+        cdb: req.cdb.clone(),
+        since: queued.slot.since,
+        dir,
+        data_out,
+        data_in,
+        bytes_out: match dir {
+            Dir::Out => req.data.len() as u64,
+            Dir::In | Dir::None => 0,
+        },
+    })
 }
 
 /// A request standing in for a command whose entry could not be parsed: it

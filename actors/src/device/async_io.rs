@@ -19,9 +19,11 @@
 use std::sync::Arc;
 
 use tcmud_core::backend::{AsyncBackend, BackendError, BlockSink, BlockSource, CompareWrite};
+use tcmud_core::ring::{Cdb, SharedData};
 use tcmud_core::scsi::IoPlan;
 
 use super::exec::{outcome, Job};
+use super::inflight::Running;
 use super::outcome::internal_target_failure;
 use super::shared::{lock, Counters, DeviceShared};
 
@@ -37,7 +39,7 @@ pub(crate) fn plan(shared: &DeviceShared, job: &Job) -> Option<IoPlan> {
     if shared.cmd_timeout.expired(job.since) {
         return None; // exec::run completes it without executing it
     }
-    let len = |d: &Option<tcmud_core::ring::SharedData>| d.as_ref().map_or(0, |d| d.view().len());
+    let len = |d: &Option<SharedData>| d.as_ref().map_or(0, |d| d.view().len());
     let cdb = job.cdb.as_bytes();
     if matches!(cdb.first(), Some(0x42 | 0x41 | 0x93)) {
         // UNMAP and WRITE SAME: planned from their (small) data-out.
@@ -66,22 +68,27 @@ pub(crate) fn plan(shared: &DeviceShared, job: &Job) -> Option<IoPlan> {
 /// Submits `job` as `plan`. Called without the table lock held.
 pub(crate) fn submit(shared: &Arc<DeviceShared>, job: Job, plan: IoPlan) {
     let _span = shared.span.enter();
-    if !lock(&shared.table).start(job.key, job.token) {
+    let Job {
+        dispatched,
+        cdb,
+        data_out,
+        data_in,
+        since: _,
+    } = job;
+    let Some(running) = lock(&shared.table).start(dispatched) else {
         return; // cancelled (TMR) or superseded meanwhile
-    }
+    };
     let backend = shared.backstore.backend();
     let Some(io) = backend.as_async() else {
-        let mut t = lock(&shared.table);
-        t.finish(job.key, job.token, internal_target_failure());
+        let _ = running.finish(&mut lock(&shared.table), internal_target_failure());
         shared.wake.notify_one();
         return;
     };
     let sh = Arc::clone(shared);
-    let (key, token, cdb) = (job.key, job.token, job.cdb.clone());
-    let capacity = job.data_in.as_ref().map_or(0, |d| d.view().len());
+    let capacity = data_in.as_ref().map_or(0, |d| d.view().len());
     if matches!(plan, IoPlan::Read { .. } | IoPlan::Flush) {
-        let finish = move |r| complete(&sh, key, token, &cdb, &plan, capacity, r);
-        return submit_plan(io, job, plan, finish);
+        let finish = move |r| complete(&sh, running, &cdb, &plan, capacity, r);
+        return submit_plan(io, data_out, data_in, plan, finish);
     }
     // A writer: it holds the LUN's COMPARE AND WRITE gate shared from
     // submission to completion (deferred, not waiting, while an emulated
@@ -90,52 +97,50 @@ pub(crate) fn submit(shared: &Arc<DeviceShared>, job: Job, plan: IoPlan) {
     lun.admit_async_write(Box::new(move |gate| {
         let backend = sh.backstore.backend();
         let Some(io) = backend.as_async() else {
-            let mut t = lock(&sh.table);
-            t.finish(key, token, internal_target_failure());
+            let _ = running.finish(&mut lock(&sh.table), internal_target_failure());
             sh.wake.notify_one();
             return;
         };
         let sh2 = Arc::clone(&sh);
         let finish = move |r| {
             drop(gate);
-            complete(&sh2, key, token, &cdb, &plan, capacity, r)
+            complete(&sh2, running, &cdb, &plan, capacity, r)
         };
-        submit_plan(io, job, plan, finish);
+        submit_plan(io, data_out, data_in, plan, finish);
     }));
 }
 
-/// Finishes a planned command with the backend's outcome `r`.
+/// Finishes a planned command (its `running` execution) with the
+/// backend's outcome `r`.
 fn complete(
     sh: &DeviceShared,
-    key: super::inflight::SlotKey,
-    token: u64,
-    cdb: &tcmud_core::ring::Cdb,
+    running: Running,
+    cdb: &Cdb,
     plan: &IoPlan,
     capacity: usize,
     r: Result<CompareWrite, BackendError>,
 ) {
-    {
-        let resp = match r {
-            Ok(CompareWrite::Miscompare(at)) => sh.lun.planned_miscompare(at),
-            Ok(CompareWrite::Written) => sh.lun.planned_response(cdb.as_bytes(), plan, Ok(())),
-            Err(e) => sh.lun.planned_response(cdb.as_bytes(), plan, Err(e)),
-        };
-        Counters::add(&sh.counters.executed, 1);
-        lock(&sh.table).finish(key, token, outcome(resp, capacity));
-        sh.wake.notify_one();
-    }
+    let resp = match r {
+        Ok(CompareWrite::Miscompare(at)) => sh.lun.planned_miscompare(at),
+        Ok(CompareWrite::Written) => sh.lun.planned_response(cdb.as_bytes(), plan, Ok(())),
+        Err(e) => sh.lun.planned_response(cdb.as_bytes(), plan, Err(e)),
+    };
+    Counters::add(&sh.counters.executed, 1);
+    let _ = running.finish(&mut lock(&sh.table), outcome(resp, capacity));
+    sh.wake.notify_one();
 }
 
 fn submit_plan(
     io: &dyn AsyncBackend,
-    job: Job,
+    data_out: Option<SharedData>,
+    data_in: Option<SharedData>,
     plan: IoPlan,
     finish: impl FnOnce(Result<CompareWrite, BackendError>) + Send + 'static,
 ) {
     let written = |r: Result<(), BackendError>| r.map(|()| CompareWrite::Written);
     match plan {
         IoPlan::Read { lba, bytes } => {
-            let Some(data_in) = job.data_in else {
+            let Some(data_in) = data_in else {
                 return finish(Err(no_buffer()));
             };
             io.submit_read(
@@ -156,7 +161,7 @@ fn submit_plan(
             );
         }
         IoPlan::Write { lba, bytes, fua } => {
-            let Some(data_out) = job.data_out else {
+            let Some(data_out) = data_out else {
                 return finish(Err(no_buffer()));
             };
             let mut data = vec![0u8; bytes];
@@ -167,7 +172,7 @@ fn submit_plan(
         }
         IoPlan::Flush => io.submit_flush(Box::new(move |r| finish(written(r)))),
         IoPlan::CompareAndWrite { lba, bytes, fua } => {
-            let Some(data_out) = job.data_out else {
+            let Some(data_out) = data_out else {
                 return finish(Err(no_buffer()));
             };
             let mut verify = vec![0u8; bytes];
@@ -201,7 +206,7 @@ fn submit_plan(
         IoPlan::WriteSame {
             lba, blocks, fua, ..
         } => {
-            let Some(data_out) = job.data_out else {
+            let Some(data_out) = data_out else {
                 return finish(Err(no_buffer()));
             };
             let view = data_out.view();

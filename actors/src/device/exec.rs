@@ -12,7 +12,7 @@ use tcmud_core::scsi::ScsiResponse;
 
 use super::direction::safe_to_retry;
 use super::fault::FaultPoint;
-use super::inflight::{Outcome, SlotKey};
+use super::inflight::{Dispatched, Outcome};
 use super::outcome::{internal_target_failure, timed_out, GOOD};
 use super::shared::{lock, Counters, DeviceShared};
 
@@ -21,8 +21,9 @@ use super::shared::{lock, Counters, DeviceShared};
 /// them directly. The in-flight table keeps the command from being
 /// completed while the job runs.
 pub(crate) struct Job {
-    pub key: SlotKey,
-    pub token: u64,
+    /// The command's place in the in-flight table, started once by
+    /// whichever executor runs the job.
+    pub dispatched: Dispatched,
     pub cdb: Cdb,
     /// Data-out buffers (WRITE and friends).
     pub data_out: Option<SharedData>,
@@ -40,20 +41,27 @@ const MAX_PANICS_PER_COMMAND: u32 = 2;
 /// (not needed when the actor runs it itself).
 pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let _span = shared.span.enter();
-    if !lock(&shared.table).start(job.key, job.token) {
+    let Job {
+        dispatched,
+        cdb,
+        data_out,
+        data_in,
+        since,
+    } = job;
+    let Some(running) = lock(&shared.table).start(dispatched) else {
         return; // cancelled (TMR), superseded or completed by a failed device
-    }
-    if shared.cmd_timeout.expired(job.since) {
+    };
+    if shared.cmd_timeout.expired(since) {
         // The kernel may have failed it back to the initiator already: a
         // late execution (a WRITE above all) would undo what came after.
         Counters::add(&shared.counters.timed_out, 1);
         tracing::warn!(
-            opcode = job.cdb.as_bytes().first().copied().unwrap_or(0),
-            waited = ?job.since.elapsed(),
+            opcode = cdb.as_bytes().first().copied().unwrap_or(0),
+            waited = ?since.elapsed(),
             cmd_time_out = ?shared.cmd_timeout.get(),
             "command older than cmd_time_out not executed (the kernel has failed it back)"
         );
-        lock(&shared.table).finish(job.key, job.token, timed_out());
+        let _ = running.finish(&mut lock(&shared.table), timed_out());
         if notify {
             shared.wake.notify_one();
         }
@@ -62,8 +70,8 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
     let res = catch_unwind(AssertUnwindSafe(|| {
         let mut no_in: &mut [u8] = &mut [];
         let no_out: &[u8] = &[];
-        let out_view = job.data_out.as_ref().map(SharedData::view);
-        let mut in_view = job.data_in.as_ref().map(SharedData::view);
+        let out_view = data_out.as_ref().map(SharedData::view);
+        let mut in_view = data_in.as_ref().map(SharedData::view);
         let src: &dyn BlockSource = match &out_view {
             Some(v) => v,
             None => &no_out,
@@ -73,27 +81,27 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             None => &mut no_in,
         };
         let capacity = sink.len();
-        let r = shared.lun.execute_io(job.cdb.as_bytes(), src, sink);
+        let r = shared.lun.execute_io(cdb.as_bytes(), src, sink);
         shared.faults.count_executed();
         shared.faults.hit(FaultPoint::Emulate);
         outcome(r, capacity)
     }));
     Counters::add(&shared.counters.executed, 1);
     persist_write_cache(shared);
-    if shared.cmd_timeout.expired(job.since) {
+    if shared.cmd_timeout.expired(since) {
         Counters::add(&shared.counters.late, 1);
         tracing::warn!(
-            opcode = job.cdb.as_bytes().first().copied().unwrap_or(0),
-            took = ?job.since.elapsed(),
+            opcode = cdb.as_bytes().first().copied().unwrap_or(0),
+            took = ?since.elapsed(),
             "command finished after cmd_time_out (the kernel ignores its status)"
         );
     }
     match res {
         Ok(out) => {
             if out.status != GOOD {
-                tracing::debug!(cdb = ?job.cdb.as_bytes().first(), status = out.status, "command failed");
+                tracing::debug!(cdb = ?cdb.as_bytes().first(), status = out.status, "command failed");
             }
-            lock(&shared.table).finish(job.key, job.token, out);
+            let _ = running.finish(&mut lock(&shared.table), out);
             if notify {
                 shared.wake.notify_one();
             }
@@ -102,11 +110,14 @@ pub(crate) fn run(shared: &Arc<DeviceShared>, job: Job, notify: bool) {
             let msg = panic_message(payload.as_ref());
             // Safe to run again unless it may have half-run a COMPARE AND
             // WRITE; a command that keeps panicking is failed, not retried.
-            let retry = safe_to_retry(job.cdb.as_bytes());
+            let retry = safe_to_retry(cdb.as_bytes());
+            let key = running.key();
             let mut table = lock(&shared.table);
-            let panics = table.panicked(job.key, job.token, retry, internal_target_failure());
+            let panics = running
+                .panicked(&mut table, retry, internal_target_failure())
+                .unwrap_or(0);
             if panics > MAX_PANICS_PER_COMMAND {
-                table.cancel_unstarted(job.key, internal_target_failure());
+                table.cancel_unstarted(key, internal_target_failure());
             }
             drop(table);
             tracing::error!(panic = %msg, retry, panics, "SCSI emulation panicked");
@@ -150,8 +161,8 @@ pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
     let mut table = lock(&shared.table);
     // Not started elsewhere (it was never handed out); a TMR may have
     // cancelled it meanwhile, which `start` sees.
-    if table.start(job.key, job.token) {
-        table.finish(job.key, job.token, out);
+    if let Some(running) = table.start(job.dispatched) {
+        let _ = running.finish(&mut table, out);
     }
     None
 }
@@ -160,7 +171,7 @@ pub(crate) fn try_nowait(shared: &DeviceShared, job: Job) -> Option<Job> {
 pub(crate) fn outcome(r: ScsiResponse, capacity: usize) -> Outcome {
     Outcome {
         status: r.status,
-        sense: r.sense.map(|s| s.to_fixed().to_vec()).unwrap_or_default(),
+        sense: r.sense,
         data_in_len: r.data_in_len.min(capacity),
     }
 }

@@ -119,7 +119,7 @@ impl DeviceHandle {
 
     /// The device failed (restart budget exhausted, or its ring unusable).
     pub fn is_failed(&self) -> bool {
-        self.shared.failure().is_some()
+        self.shared.is_failed()
     }
 
     /// The device actor is gone (its ring closed): stopped, or abandoned
@@ -130,7 +130,7 @@ impl DeviceHandle {
 
     /// Why the device failed.
     pub fn failure(&self) -> Option<String> {
-        self.shared.failure().map(str::to_owned)
+        self.shared.failure()
     }
 
     /// The kernel's command timeout as last read (None: none).

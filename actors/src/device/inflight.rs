@@ -7,6 +7,7 @@ use std::collections::{HashSet, VecDeque};
 use std::time::Instant;
 
 use tcmud_core::ring::CmdRequest;
+use tcmud_core::scsi::Sense;
 
 /// Where a command is in its life.
 #[derive(Debug)]
@@ -28,12 +29,13 @@ pub(crate) enum SlotState {
 }
 
 /// A finished command's result.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub(crate) struct Outcome {
     /// SCSI status.
     pub status: u8,
-    /// Sense data (for CHECK CONDITION).
-    pub sense: Vec<u8>,
+    /// Sense data (for CHECK CONDITION), written to the ring in fixed
+    /// format.
+    pub sense: Option<Sense>,
     /// Data-in bytes the emulation put into the command's buffers (in the
     /// ring's data area: nothing is copied at completion).
     pub data_in_len: usize,
@@ -65,11 +67,82 @@ pub(crate) struct SlotKey {
     seq: u64,
 }
 
-/// One slab place: the slot and its sequence number.
+/// One slab place: the slot and the key naming it.
 #[derive(Debug)]
 struct Place {
-    seq: u64,
+    key: SlotKey,
     slot: Slot,
+}
+
+/// Why a fetched command could not be recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum InsertError {
+    /// Its cmd_id is already in flight (a kernel bug we must not answer
+    /// twice).
+    #[error("cmd_id already in flight")]
+    IdInFlight,
+    /// The slab cannot name another place (at most one place per cmd_id
+    /// is ever in use, so this takes a broken table).
+    #[error("in-flight table full")]
+    Full,
+}
+
+/// A command handed to an executor (an I/O thread, the device's own
+/// thread, an asynchronous backend): what [`InFlight::start`] takes to run
+/// it. Stale once the command was cancelled or forgotten meanwhile.
+#[must_use = "a dispatched command is started, or cancelled through its key"]
+#[derive(Debug)]
+pub(crate) struct Dispatched {
+    key: SlotKey,
+    token: u64,
+}
+
+impl Dispatched {
+    /// The command's key (to cancel it when no executor takes it).
+    pub fn key(&self) -> SlotKey {
+        self.key
+    }
+}
+
+/// A command being executed: its result is stored by [`Running::finish`]
+/// (or [`Running::panicked`]), which consume it, so a command's execution
+/// ends exactly once.
+#[must_use = "a running command must be finished exactly once"]
+#[derive(Debug)]
+pub(crate) struct Running {
+    key: SlotKey,
+    token: u64,
+}
+
+/// Where a finished execution's result went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Landed {
+    /// Stored for completion to the ring.
+    Stored,
+    /// Dropped: the command was completed otherwise meanwhile (a failed
+    /// device, an abort) or forgotten (a ring reset, an abandoning drain).
+    Dropped,
+}
+
+/// A command waiting for an executor: its key and request, looked up once.
+#[derive(Debug)]
+pub(crate) struct QueuedRef<'a> {
+    /// Its key (to dispatch or cancel it).
+    pub key: SlotKey,
+    /// The slot.
+    pub slot: &'a Slot,
+}
+
+/// A finished command ready to be written to the ring: its key, request
+/// and result, looked up once.
+#[derive(Debug)]
+pub(crate) struct DoneRef<'a> {
+    /// Its key (to remove it once written).
+    pub key: SlotKey,
+    /// The slot.
+    pub slot: &'a Slot,
+    /// Its result.
+    pub out: Outcome,
 }
 
 /// Fetched, not yet completed commands, plus the ring's fetch cursor as of
@@ -141,21 +214,37 @@ impl InFlight {
     }
 
     /// Records a fetched command and the fetch cursor after it. Returns its
-    /// key, or `None` if the cmd_id is already in flight (a kernel bug we
-    /// must not answer twice).
-    pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Option<SlotKey> {
+    /// key.
+    pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Result<SlotKey, InsertError> {
         self.fetch_cursor = Some(cursor);
         let cmd_id = usize::from(req.cmd_id);
         if self.by_id.len() <= cmd_id {
             self.by_id.resize(cmd_id + 1, 0);
         }
         if self.by_id.get(cmd_id).is_none_or(|&i| i != 0) {
-            return None;
+            return Err(InsertError::IdInFlight);
         }
-        let seq = self.next_seq;
+        let (idx, reused) = match self.free.pop() {
+            Some(idx) => (idx, true),
+            None => {
+                let idx = u32::try_from(self.places.len()).map_err(|_| InsertError::Full)?;
+                (idx, false)
+            }
+        };
+        // The id index holds place + 1 (0: none).
+        let Some(id_entry) = idx.checked_add(1) else {
+            if reused {
+                self.free.push(idx);
+            }
+            return Err(InsertError::Full);
+        };
+        let key = SlotKey {
+            idx,
+            seq: self.next_seq,
+        };
         self.next_seq += 1;
         let place = Some(Place {
-            seq,
+            key,
             slot: Slot {
                 req,
                 state: SlotState::Queued,
@@ -164,32 +253,28 @@ impl InFlight {
                 fetched: self.last_look,
             },
         });
-        let idx = match self.free.pop() {
-            Some(idx) => {
-                if let Some(p) = self.places.get_mut(idx as usize) {
-                    *p = place;
-                }
-                idx
-            }
-            None => {
-                self.places.push(place);
-                u32::try_from(self.places.len() - 1).unwrap_or(u32::MAX)
-            }
-        };
-        if let Some(i) = self.by_id.get_mut(cmd_id) {
-            *i = idx.saturating_add(1);
+        match self.places.get_mut(idx as usize) {
+            Some(p) => *p = place,
+            None => self.places.push(place),
         }
-        let key = SlotKey { idx, seq };
+        if let Some(i) = self.by_id.get_mut(cmd_id) {
+            *i = id_entry;
+        }
         self.queued.push_back(key);
-        Some(key)
+        Ok(key)
     }
 
     /// Records a command the ring could not parse but that must still be
     /// completed (with `out`).
-    pub fn insert_done(&mut self, req: CmdRequest, cursor: u32, out: Outcome) -> Option<SlotKey> {
+    pub fn insert_done(
+        &mut self,
+        req: CmdRequest,
+        cursor: u32,
+        out: Outcome,
+    ) -> Result<SlotKey, InsertError> {
         let key = self.insert(req, cursor)?;
         self.cancel_unstarted(key, out);
-        Some(key)
+        Ok(key)
     }
 
     /// The cmd_ids in flight (in no particular order).
@@ -231,14 +316,14 @@ impl InFlight {
         self.places
             .get(key.idx as usize)
             .and_then(Option::as_ref)
-            .filter(|p| p.seq == key.seq)
+            .filter(|p| p.key == key)
     }
 
     fn slot_mut(&mut self, key: SlotKey) -> Option<&mut Slot> {
         self.places
             .get_mut(key.idx as usize)
             .and_then(Option::as_mut)
-            .filter(|p| p.seq == key.seq)
+            .filter(|p| p.key == key)
             .map(|p| &mut p.slot)
     }
 
@@ -246,26 +331,28 @@ impl InFlight {
     pub fn key_of(&self, cmd_id: u16) -> Option<SlotKey> {
         let idx = self.by_id.get(usize::from(cmd_id))?.checked_sub(1)?;
         let p = self.places.get(idx as usize)?.as_ref()?;
-        (p.slot.req.cmd_id == cmd_id).then_some(SlotKey { idx, seq: p.seq })
+        (p.slot.req.cmd_id == cmd_id).then_some(p.key)
     }
 
     /// The next command waiting for an I/O thread (fetch order, but a
     /// command re-queued after a panic goes to the back). It stays first in
     /// line until [`InFlight::dispatch`] or [`InFlight::cancel_unstarted`]
     /// moves it on: a crash in between leaves it queued, not stranded.
-    pub fn next_queued(&mut self) -> Option<SlotKey> {
-        while let Some(&key) = self.queued.front() {
+    pub fn next_queued(&mut self) -> Option<QueuedRef<'_>> {
+        // Skip keys of slots that were removed or moved on since queued.
+        let key = loop {
+            let key = *self.queued.front()?;
             if matches!(self.get(key).map(|s| &s.state), Some(SlotState::Queued)) {
-                return Some(key);
+                break key;
             }
             self.queued.pop_front();
-        }
-        None
+        };
+        self.get(key).map(|slot| QueuedRef { key, slot })
     }
 
-    /// Marks the queued command `key` dispatched and returns the job's
-    /// token.
-    pub fn dispatch(&mut self, key: SlotKey) -> Option<u64> {
+    /// Marks the queued command `key` dispatched: the handle an executor
+    /// starts it with.
+    pub fn dispatch(&mut self, key: SlotKey) -> Option<Dispatched> {
         let token = self.next_token;
         let slot = self.slot_mut(key)?;
         if !matches!(slot.state, SlotState::Queued) {
@@ -273,76 +360,87 @@ impl InFlight {
         }
         slot.state = SlotState::Dispatched { token };
         self.next_token += 1;
-        Some(token)
+        Some(Dispatched { key, token })
     }
 
-    /// An I/O thread starts job `token` of `key`: true if it should run
-    /// (not cancelled, not superseded, not already finished).
-    pub fn start(&mut self, key: SlotKey, token: u64) -> bool {
-        match self.slot_mut(key) {
-            Some(slot) if matches!(slot.state, SlotState::Dispatched { token: t } if t == token) => {
-                slot.state = SlotState::Running { token };
-                true
-            }
-            _ => false,
+    /// An executor starts the dispatched command: the handle to finish it
+    /// with, or `None` when it must not run (cancelled, superseded, already
+    /// finished).
+    pub fn start(&mut self, job: Dispatched) -> Option<Running> {
+        let Dispatched { key, token } = job;
+        let slot = self.slot_mut(key)?;
+        if !matches!(slot.state, SlotState::Dispatched { token: t } if t == token) {
+            return None;
         }
+        slot.state = SlotState::Running { token };
+        Some(Running { key, token })
     }
 
-    /// Job `token` of `key` finished: store its result unless the command
-    /// was meanwhile completed otherwise (device failed, aborted).
-    pub fn finish(&mut self, key: SlotKey, token: u64, out: Outcome) -> bool {
-        match self.slot_mut(key) {
-            Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
-                slot.state = SlotState::Done(out);
-                self.done.push_back(key);
-                true
-            }
-            _ => {
-                self.orphans.remove(&token);
-                false
-            }
+    /// The running slot of `run`, if the command is still the one it ran
+    /// (else the job's token stops counting as an orphan).
+    fn running_slot(&mut self, run: &Running) -> Option<&mut Slot> {
+        let token = run.token;
+        let live = self
+            .slot_mut(run.key)
+            .is_some_and(|s| matches!(s.state, SlotState::Running { token: t } if t == token));
+        if !live {
+            self.orphans.remove(&token);
+            return None;
         }
+        self.slot_mut(run.key)
+    }
+}
+
+impl Running {
+    /// The command's key.
+    pub fn key(&self) -> SlotKey {
+        self.key
     }
 
-    /// Job `token` of `key` panicked: it goes back to `Queued` to run again
-    /// (`retry`) or finishes with `fallback`. Returns the panic count.
-    pub fn panicked(&mut self, key: SlotKey, token: u64, retry: bool, fallback: Outcome) -> u32 {
-        let panics = match self.slot_mut(key) {
-            Some(slot) if matches!(slot.state, SlotState::Running { token: t } if t == token) => {
-                slot.panics += 1;
-                slot.state = match retry {
-                    true => SlotState::Queued,
-                    false => SlotState::Done(fallback),
-                };
-                slot.panics
-            }
-            _ => {
-                self.orphans.remove(&token);
-                return 0;
-            }
+    /// The execution ended with `out`: stored unless the command was
+    /// meanwhile completed otherwise or forgotten.
+    pub fn finish(self, table: &mut InFlight, out: Outcome) -> Landed {
+        let Some(slot) = table.running_slot(&self) else {
+            return Landed::Dropped;
         };
-        match retry {
-            true => self.queued.push_back(key),
-            false => self.done.push_back(key),
-        }
-        panics
+        slot.state = SlotState::Done(out);
+        table.done.push_back(self.key);
+        Landed::Stored
     }
 
+    /// The execution panicked: the command goes back to `Queued` to run
+    /// again (`retry`) or finishes with `fallback`. Returns its panic count
+    /// (`None`: the command was completed otherwise or forgotten).
+    pub fn panicked(self, table: &mut InFlight, retry: bool, fallback: Outcome) -> Option<u32> {
+        let slot = table.running_slot(&self)?;
+        slot.panics += 1;
+        slot.state = match retry {
+            true => SlotState::Queued,
+            false => SlotState::Done(fallback),
+        };
+        let panics = slot.panics;
+        match retry {
+            true => table.queued.push_back(self.key),
+            false => table.done.push_back(self.key),
+        }
+        Some(panics)
+    }
+}
+
+impl InFlight {
     /// Completes every command that has not started with `out` (a failed
     /// device). Running ones are left to finish: their job reads or writes
     /// the command's buffers in the ring, which the kernel may hand to
     /// another command as soon as this one is completed.
-    pub fn finish_all_unfinished(&mut self, out: &Outcome) -> usize {
+    pub fn finish_all_unfinished(&mut self, out: Outcome) -> usize {
         let mut n = 0;
-        for (i, place) in self.places.iter_mut().enumerate() {
-            let Some(p) = place else { continue };
+        for p in self.places.iter_mut().flatten() {
             if matches!(
                 p.slot.state,
                 SlotState::Queued | SlotState::Dispatched { .. }
             ) {
-                p.slot.state = SlotState::Done(out.clone());
-                let idx = u32::try_from(i).unwrap_or(u32::MAX);
-                self.done.push_back(SlotKey { idx, seq: p.seq });
+                p.slot.state = SlotState::Done(out);
+                self.done.push_back(p.key);
                 n += 1;
             }
         }
@@ -367,14 +465,20 @@ impl InFlight {
     /// The next finished command to write to the ring, left in the table
     /// (and first in line) until [`InFlight::remove`] takes it: a crash
     /// between the two writes it again rather than losing it.
-    pub fn next_done(&mut self) -> Option<SlotKey> {
-        while let Some(&key) = self.done.front() {
+    pub fn next_done(&mut self) -> Option<DoneRef<'_>> {
+        // Skip keys of slots that were removed or moved on since queued.
+        let key = loop {
+            let key = *self.done.front()?;
             if matches!(self.get(key).map(|s| &s.state), Some(SlotState::Done(_))) {
-                return Some(key);
+                break key;
             }
             self.done.pop_front();
+        };
+        let slot = self.get(key)?;
+        match slot.state {
+            SlotState::Done(out) => Some(DoneRef { key, slot, out }),
+            _ => None,
         }
-        None
     }
 
     /// Finished commands, in fetch order: all of them with out-of-order
@@ -403,13 +507,7 @@ impl InFlight {
 
     #[cfg(test)]
     fn in_fetch_order(&self) -> Vec<SlotKey> {
-        let mut keys: Vec<SlotKey> = (0..self.places.len())
-            .filter_map(|i| {
-                let idx = u32::try_from(i).ok()?;
-                let seq = self.places.get(i)?.as_ref()?.seq;
-                Some(SlotKey { idx, seq })
-            })
-            .collect();
+        let mut keys: Vec<SlotKey> = self.places.iter().flatten().map(|p| p.key).collect();
         keys.sort_by_key(|k| k.seq);
         keys
     }
@@ -431,11 +529,9 @@ impl InFlight {
                 if let Some(i) = self.by_id.get_mut(usize::from(p.slot.req.cmd_id)) {
                     *i = 0;
                 }
+                self.free.push(p.key.idx);
             }
         }
-        self.free = (0..self.places.len())
-            .filter_map(|i| u32::try_from(i).ok())
-            .collect();
         self.queued.clear();
         self.done.clear();
         self.fetch_cursor = None;
@@ -450,7 +546,7 @@ impl InFlight {
     /// is dropped, as for [`InFlight::forget_all`]. Returns how many.
     pub fn abandon_running(&mut self) -> usize {
         let mut n = 0;
-        for (i, place) in self.places.iter_mut().enumerate() {
+        for place in self.places.iter_mut() {
             let token = match place {
                 Some(Place {
                     slot:
@@ -467,9 +563,7 @@ impl InFlight {
                 if let Some(id) = self.by_id.get_mut(usize::from(p.slot.req.cmd_id)) {
                     *id = 0;
                 }
-                if let Ok(idx) = u32::try_from(i) {
-                    self.free.push(idx);
-                }
+                self.free.push(p.key.idx);
                 n += 1;
             }
         }
@@ -517,6 +611,28 @@ mod tests {
         }
     }
 
+    /// Another handle on the same dispatch (a stale or duplicated job).
+    fn copy(d: &Dispatched) -> Dispatched {
+        Dispatched {
+            key: d.key,
+            token: d.token,
+        }
+    }
+
+    /// Another handle on the same execution (a job of a forgotten command).
+    fn copy_run(r: &Running) -> Running {
+        Running {
+            key: r.key,
+            token: r.token,
+        }
+    }
+
+    /// Dispatches, starts and finishes `k` with `o`.
+    fn run(t: &mut InFlight, k: SlotKey, o: Outcome) -> Landed {
+        let d = t.dispatch(k).unwrap();
+        t.start(d).unwrap().finish(t, o)
+    }
+
     #[test]
     fn the_id_index_grows_to_the_ids_used() {
         let mut t = InFlight::default();
@@ -526,14 +642,15 @@ mod tests {
         assert_eq!(t.key_of(2), None);
         assert_eq!(t.key_of(40_000), None, "beyond the index: not in flight");
         let b = t.insert(req(u16::MAX), 2).unwrap();
-        assert!(
-            t.insert(req(u16::MAX), 3).is_none(),
+        assert_eq!(
+            t.insert(req(u16::MAX), 3),
+            Err(InsertError::IdInFlight),
             "cmd_id already in flight"
         );
         assert_eq!((t.key_of(3), t.key_of(u16::MAX)), (Some(a), Some(b)));
         t.remove(b);
         assert_eq!(t.key_of(u16::MAX), None);
-        assert!(t.insert(req(u16::MAX), 4).is_some(), "free again");
+        assert!(t.insert(req(u16::MAX), 4).is_ok(), "free again");
     }
 
     #[test]
@@ -541,19 +658,24 @@ mod tests {
         let mut t = InFlight::default();
         let a = t.insert(req(7), 112).unwrap();
         let b = t.insert(req(9), 224).unwrap();
-        assert!(t.insert(req(7), 336).is_none(), "cmd_id already in flight");
+        assert!(t.insert(req(7), 336).is_err(), "cmd_id already in flight");
         assert_eq!(t.fetch_cursor(), Some(336));
         assert_eq!(t.queued(), vec![a, b]);
         let ta = t.dispatch(a).unwrap();
-        assert!(!t.start(a, ta + 100), "a stale job does not run");
-        assert!(t.start(a, ta));
-        assert!(!t.start(a, ta), "nor twice");
+        let stale = Dispatched {
+            key: a,
+            token: ta.token + 100,
+        };
+        assert!(t.start(stale).is_none(), "a stale job does not run");
+        let twice = copy(&ta);
+        let ra = t.start(ta).unwrap();
+        assert!(t.start(twice).is_none(), "nor twice");
         assert!(!t.cancel_unstarted(a, out(2)), "running: not cancellable");
-        assert!(t.finish(a, ta, out(0)));
+        assert_eq!(ra.finish(&mut t, out(0)), Landed::Stored);
         assert_eq!(t.writable(false), vec![a]);
         let tb = t.dispatch(b).unwrap();
         assert!(t.cancel_unstarted(b, out(2)));
-        assert!(!t.start(b, tb), "cancelled before it started");
+        assert!(t.start(tb).is_none(), "cancelled before it started");
         assert_eq!(t.writable(true), vec![a, b]);
         t.remove(a);
         assert_eq!(t.cmd_ids(), vec![9]);
@@ -568,11 +690,10 @@ mod tests {
         let mut t = InFlight::default();
         let a = t.insert(req(1), 0).unwrap();
         let b = t.insert(req(2), 0).unwrap();
-        let tb = t.dispatch(b).unwrap();
-        assert!(t.start(b, tb) && t.finish(b, tb, out(0)));
+        assert_eq!(run(&mut t, b, out(0)), Landed::Stored);
         assert!(t.writable(false).is_empty());
         assert_eq!(t.writable(true), vec![b]);
-        assert_eq!(t.finish_all_unfinished(&out(2)), 1);
+        assert_eq!(t.finish_all_unfinished(out(2)), 1);
         assert_eq!(t.writable(false), vec![a, b]);
     }
 
@@ -582,11 +703,15 @@ mod tests {
         let a = t.insert(req(1), 0).unwrap();
         let b = t.insert(req(2), 0).unwrap();
         let ta = t.dispatch(a).unwrap();
-        assert!(t.start(a, ta));
+        let ra = t.start(ta).unwrap();
         // Only b (not started) is failed; a still owns its ring buffers.
-        assert_eq!(t.finish_all_unfinished(&out(2)), 1);
+        assert_eq!(t.finish_all_unfinished(out(2)), 1);
         assert_eq!(t.writable(true), vec![b]);
-        assert!(t.finish(a, ta, out(0)), "a's own result is kept");
+        assert_eq!(
+            ra.finish(&mut t, out(0)),
+            Landed::Stored,
+            "a's own result is kept"
+        );
         assert_eq!(t.writable(true), vec![a, b]);
         assert!(matches!(t.get(a).map(|s| &s.state), Some(SlotState::Done(o)) if o.status == 0));
     }
@@ -596,16 +721,18 @@ mod tests {
         let mut t = InFlight::default();
         let a = t.insert(req(1), 0).unwrap();
         let ta = t.dispatch(a).unwrap();
-        assert!(t.start(a, ta));
-        assert_eq!(t.panicked(a, ta, true, out(2)), 1);
+        let ra = t.start(ta).unwrap();
+        assert_eq!(ra.panicked(&mut t, true, out(2)), Some(1));
         assert_eq!(t.queued(), vec![a]);
         let ta = t.dispatch(a).unwrap();
-        assert!(t.start(a, ta));
-        assert_eq!(t.panicked(a, ta, false, out(2)), 2);
+        let ra = t.start(ta).unwrap();
+        let again = copy_run(&ra);
+        assert_eq!(ra.panicked(&mut t, false, out(2)), Some(2));
         assert!(t.queued().is_empty());
         assert_eq!(t.writable(false), vec![a]);
-        assert!(
-            !t.finish(a, ta, out(0)),
+        assert_eq!(
+            again.finish(&mut t, out(0)),
+            Landed::Dropped,
             "a finished slot is not overwritten"
         );
     }
@@ -615,20 +742,23 @@ mod tests {
         let mut t = InFlight::default();
         let a = t.insert(req(1), 0).unwrap();
         let ta = t.dispatch(a).unwrap();
-        assert!(t.start(a, ta) && t.finish(a, ta, out(0)));
-        assert_eq!(t.next_done(), Some(a));
+        let ra = t.start(ta).unwrap();
+        let stale = copy_run(&ra);
+        assert_eq!(ra.finish(&mut t, out(0)), Landed::Stored);
+        assert_eq!(t.next_done().map(|d| d.key), Some(a));
         assert!(t.remove(a).is_some());
         assert!(t.remove(a).is_none(), "removed once");
         let b = t.insert(req(1), 0).expect("cmd_id 1 is free again");
         assert_ne!(a, b, "same place, new sequence number");
         assert!(t.get(a).is_none());
-        assert!(
-            !t.finish(a, ta, out(0)),
+        assert_eq!(
+            stale.finish(&mut t, out(0)),
+            Landed::Dropped,
             "a stale job cannot finish the new command"
         );
         assert!(!t.cancel_unstarted(a, out(2)));
-        assert_eq!(t.next_done(), None);
-        assert_eq!(t.next_queued(), Some(b));
+        assert!(t.next_done().is_none());
+        assert_eq!(t.next_queued().map(|q| q.key), Some(b));
         assert_eq!(t.len(), 1);
     }
 
@@ -640,12 +770,13 @@ mod tests {
         assert!(t.cancel_unstarted(b, out(2)));
         assert!(t.cancel_unstarted(a, out(2)));
         // A crash between next_done and remove writes it again, not never.
-        assert_eq!(t.next_done(), Some(b));
-        assert_eq!(t.next_done(), Some(b));
+        assert_eq!(t.next_done().map(|d| d.key), Some(b));
+        let d = t.next_done().unwrap();
+        assert_eq!((d.key, d.out, d.slot.req.cmd_id), (b, out(2), 2));
         t.remove(b);
-        assert_eq!(t.next_done(), Some(a));
+        assert_eq!(t.next_done().map(|d| d.key), Some(a));
         t.remove(a);
-        assert_eq!(t.next_done(), None);
+        assert!(t.next_done().is_none());
         assert!(t.is_empty());
     }
 
@@ -656,11 +787,11 @@ mod tests {
         let b = t.insert(req(2), 0).unwrap();
         let c = t.insert(req(3), 0).unwrap();
         assert!(t.cancel_unstarted(a, out(2)));
-        assert!(t.dispatch(b).is_some());
+        let _b = t.dispatch(b).unwrap();
         assert!(t.dispatch(b).is_none(), "not queued any more");
-        assert_eq!(t.next_queued(), Some(c));
-        assert!(t.dispatch(c).is_some());
-        assert_eq!(t.next_queued(), None);
+        assert_eq!(t.next_queued().map(|q| q.key), Some(c));
+        let _c = t.dispatch(c).unwrap();
+        assert_eq!(t.next_queued().map(|q| q.key), None);
     }
 
     #[test]
@@ -673,10 +804,9 @@ mod tests {
                 .map(|&i| t.insert(req(i), round).unwrap())
                 .collect();
             for k in &keys {
-                let tok = t.dispatch(*k).unwrap();
-                assert!(t.start(*k, tok) && t.finish(*k, tok, out(0)));
+                assert_eq!(run(&mut t, *k, out(0)), Landed::Stored);
             }
-            while let Some(k) = t.next_done() {
+            while let Some(k) = t.next_done().map(|d| d.key) {
                 t.remove(k);
             }
             assert!(t.is_empty());
@@ -690,12 +820,12 @@ mod tests {
         let a = t.insert(req(1), 0).unwrap();
         let b = t.insert(req(2), 0).unwrap();
         // A crash between next_queued and dispatch finds it again.
-        assert_eq!(t.next_queued(), Some(a));
-        assert_eq!(t.next_queued(), Some(a));
-        assert!(t.dispatch(a).is_some());
-        assert_eq!(t.next_queued(), Some(b));
+        assert_eq!(t.next_queued().map(|q| q.key), Some(a));
+        assert_eq!(t.next_queued().map(|q| q.key), Some(a));
+        let _a = t.dispatch(a).unwrap();
+        assert_eq!(t.next_queued().map(|q| q.key), Some(b));
         assert!(t.cancel_unstarted(b, out(2)));
-        assert_eq!(t.next_queued(), None);
+        assert_eq!(t.next_queued().map(|q| q.key), None);
     }
 
     #[test]
@@ -712,7 +842,7 @@ mod tests {
         let again = t.insert(req(7), 0).unwrap();
         assert_eq!(t.key_of(7), Some(again));
         assert_eq!(t.key_of(0), None);
-        assert!(t.insert(req(u16::MAX), 0).is_none(), "still in flight");
+        assert!(t.insert(req(u16::MAX), 0).is_err(), "still in flight");
     }
 
     #[test]
@@ -721,23 +851,23 @@ mod tests {
         let a = t.insert(req(1), 64).unwrap();
         let b = t.insert(req(2), 128).unwrap();
         let _c = t.insert(req(3), 192).unwrap();
-        assert_eq!(t.next_queued(), Some(a));
+        assert_eq!(t.next_queued().map(|q| q.key), Some(a));
         let ta = t.dispatch(a).unwrap();
-        assert!(t.start(a, ta));
-        assert_eq!(t.next_queued(), Some(b));
+        let ra = t.start(ta).unwrap();
+        assert_eq!(t.next_queued().map(|q| q.key), Some(b));
         let tb = t.dispatch(b).unwrap(); // dispatched, not started
         assert_eq!(t.forget_all(), (3, 1));
         assert!(t.is_empty());
         assert_eq!(t.orphans(), 1);
-        assert_eq!(t.next_done(), None);
+        assert!(t.next_done().is_none());
         // The ids are free again, and a new command may reuse a slab place.
         let n = t.insert(req(1), 64).unwrap();
         // The forgotten jobs: the unstarted one never runs, the running one's
         // result is dropped (even if its slab place was reused).
-        assert!(!t.start(b, tb));
-        assert!(!t.finish(a, ta, out(0)));
+        assert!(t.start(tb).is_none());
+        assert_eq!(ra.finish(&mut t, out(0)), Landed::Dropped);
         assert_eq!(t.orphans(), 0);
-        assert_eq!(t.next_done(), None);
+        assert!(t.next_done().is_none());
         assert!(t.get(n).is_some());
     }
 }

@@ -15,6 +15,7 @@ mod exec;
 pub mod fault;
 mod handle;
 mod inflight;
+mod lifecycle;
 mod limits;
 mod outcome;
 mod recovery;

@@ -3,59 +3,41 @@
 //! result into a ring completion.
 
 use tcmud_core::ring::{CmdRequest, Completion, DataIn};
+use tcmud_core::scsi::{status, Asc, Sense, SenseKey};
 
 use super::direction::{direction, Dir};
 use super::inflight::Outcome;
 
 /// SCSI status GOOD.
-pub const GOOD: u8 = 0x00;
+pub const GOOD: u8 = status::GOOD;
 /// SCSI status CHECK CONDITION.
-pub const CHECK_CONDITION: u8 = 0x02;
+pub const CHECK_CONDITION: u8 = status::CHECK_CONDITION;
 
-/// Sense key HARDWARE ERROR.
-const HARDWARE_ERROR: u8 = 0x04;
-/// Sense key ABORTED COMMAND.
-const ABORTED_COMMAND: u8 = 0x0b;
-
-/// Fixed-format sense data (18 bytes) for `key`/`asc`/`ascq`.
-pub fn fixed_sense(key: u8, asc: u8, ascq: u8) -> Vec<u8> {
-    let mut s = vec![0u8; 18];
-    s[0] = 0x70; // current error, fixed format
-    s[2] = key & 0x0f;
-    s[7] = 10; // additional sense length
-    s[12] = asc;
-    s[13] = ascq;
-    s
+/// CHECK CONDITION with `key` and `asc`.
+fn check_condition(key: SenseKey, asc: Asc) -> Outcome {
+    Outcome {
+        status: CHECK_CONDITION,
+        sense: Some(Sense::new(key, asc)),
+        data_in_len: 0,
+    }
 }
 
 /// CHECK CONDITION, HARDWARE ERROR / INTERNAL TARGET FAILURE (44/00): what
 /// the commands of a failed device get.
 pub fn internal_target_failure() -> Outcome {
-    Outcome {
-        status: CHECK_CONDITION,
-        sense: fixed_sense(HARDWARE_ERROR, 0x44, 0x00),
-        data_in_len: 0,
-    }
+    check_condition(SenseKey::HardwareError, Asc::INTERNAL_TARGET_FAILURE)
 }
 
 /// CHECK CONDITION, ILLEGAL REQUEST / INVALID FIELD IN CDB (24/00): a
 /// command whose CDB could not be taken from the ring.
 pub fn invalid_field_in_cdb() -> Outcome {
-    Outcome {
-        status: CHECK_CONDITION,
-        sense: fixed_sense(0x05, 0x24, 0x00),
-        data_in_len: 0,
-    }
+    check_condition(SenseKey::IllegalRequest, Asc::INVALID_FIELD_IN_CDB)
 }
 
 /// CHECK CONDITION, ABORTED COMMAND: a command cancelled by a task
 /// management function before it started.
 pub fn aborted() -> Outcome {
-    Outcome {
-        status: CHECK_CONDITION,
-        sense: fixed_sense(ABORTED_COMMAND, 0x00, 0x00),
-        data_in_len: 0,
-    }
+    check_condition(SenseKey::AbortedCommand, Asc::NO_ADDITIONAL)
 }
 
 /// CHECK CONDITION, ABORTED COMMAND / COMMAND TIMEOUT BEFORE PROCESSING
@@ -64,20 +46,20 @@ pub fn aborted() -> Outcome {
 /// command; one that had not expired yet reaches the initiator, which
 /// retries).
 pub fn timed_out() -> Outcome {
-    Outcome {
-        status: CHECK_CONDITION,
-        sense: fixed_sense(ABORTED_COMMAND, 0x2e, 0x01),
-        data_in_len: 0,
-    }
+    check_condition(
+        SenseKey::AbortedCommand,
+        Asc::COMMAND_TIMEOUT_BEFORE_PROCESSING,
+    )
 }
 
 /// The ring completion for `out` (status and sense; the ring derives
 /// `read_len` from the [`DataIn`] passed beside it).
 pub fn completion(cmd_id: u16, out: &Outcome) -> Completion {
-    match out.status {
-        GOOD => Completion::good(cmd_id),
-        CHECK_CONDITION if !out.sense.is_empty() => Completion::check_condition(cmd_id, &out.sense),
-        s => Completion::status(cmd_id, s, (!out.sense.is_empty()).then_some(&out.sense[..])),
+    let sense = out.sense.map(|s| s.to_fixed());
+    match (out.status, &sense) {
+        (GOOD, _) => Completion::good(cmd_id),
+        (CHECK_CONDITION, Some(sense)) => Completion::check_condition(cmd_id, sense),
+        (s, sense) => Completion::status(cmd_id, s, sense.as_ref().map(|b| &b[..])),
     }
 }
 
@@ -102,12 +84,30 @@ pub fn data_in<'a>(req: &'a CmdRequest, out: &Outcome) -> DataIn<'a> {
 mod tests {
     use super::*;
 
+    /// The fixed-format bytes the device wrote when it built its own
+    /// sense (before it took the core's [`Sense`]): key/ASC/ASCQ at bytes
+    /// 2, 12 and 13, additional length 10.
+    fn fixed(key: u8, asc: u8, ascq: u8) -> [u8; 18] {
+        let mut s = [0u8; 18];
+        s[0] = 0x70;
+        s[2] = key;
+        s[7] = 10;
+        s[12] = asc;
+        s[13] = ascq;
+        s
+    }
+
     #[test]
-    fn sense_layout_is_fixed_format() {
-        let o = internal_target_failure();
-        assert_eq!(o.status, 2);
-        assert_eq!(&o.sense[..3], &[0x70, 0, 4]);
-        assert_eq!((o.sense[7], o.sense[12], o.sense[13]), (10, 0x44, 0));
-        assert_eq!(aborted().sense[2], 0x0b);
+    fn sense_is_the_fixed_format_it_always_was() {
+        let cases = [
+            (internal_target_failure(), fixed(0x04, 0x44, 0x00)),
+            (invalid_field_in_cdb(), fixed(0x05, 0x24, 0x00)),
+            (aborted(), fixed(0x0b, 0x00, 0x00)),
+            (timed_out(), fixed(0x0b, 0x2e, 0x01)),
+        ];
+        for (o, bytes) in cases {
+            assert_eq!(o.status, 2);
+            assert_eq!(o.sense.map(|s| s.to_fixed()), Some(bytes));
+        }
     }
 }

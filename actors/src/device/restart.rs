@@ -88,7 +88,7 @@ impl RestartOnPanic {
     /// Books one panic; false when the device must not be restarted again.
     fn on_panic(&mut self, msg: &str) -> bool {
         let now = Instant::now();
-        if self.shared.failure().is_some() {
+        if self.shared.is_failed() {
             self.panics_when_failed += 1;
             tracing::error!(panic = msg, "failed device panicked again");
             return self.panics_when_failed <= MAX_PANICS_WHEN_FAILED;

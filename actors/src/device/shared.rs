@@ -1,8 +1,8 @@
 //! State of a device that outlives its actor: the in-flight table, the SCSI
-//! LUN, the backstore, the failure flag, drain waiters and counters.
+//! LUN, the backstore, the [`Lifecycle`] and counters.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tcmud_core::latency::{HistogramSnapshot, LatencyHistogram};
@@ -12,6 +12,7 @@ use tokio::sync::{oneshot, Notify};
 use super::cmd_timeout::CmdTimeout;
 use super::fault::Faults;
 use super::inflight::InFlight;
+use super::lifecycle::{Lifecycle, Phase};
 use super::wce_save::WriteCacheSaver;
 use crate::backstore::BackstoreHandle;
 
@@ -120,21 +121,10 @@ pub(crate) struct DeviceShared {
     pub ring_capacity: super::limits::RingCapacity,
     /// The kernel's command timeout (configfs; re-read on RECONFIG).
     pub cmd_timeout: CmdTimeout,
-    failed: OnceLock<String>,
-    crash: Mutex<Option<String>>,
-    draining: AtomicBool,
     /// How long a drain may wait for running commands (None: for ever).
     drain_timeout: Option<Duration>,
-    /// When the drain was requested.
-    drain_since: OnceLock<Instant>,
-    /// The drain deadline passed and was enforced.
-    drain_forced: AtomicBool,
-    /// Commands the enforced drain deadline abandoned.
-    abandoned: AtomicU64,
-    flush_started: AtomicBool,
-    flushed: AtomicBool,
-    finished: AtomicBool,
-    waiters: Mutex<Vec<oneshot::Sender<()>>>,
+    /// Serving, draining, flushing, flushed, finished; failure and crash.
+    lifecycle: Mutex<Lifecycle>,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock: every writer of our
@@ -173,32 +163,28 @@ impl DeviceShared {
             wce_saver,
             ring_capacity,
             cmd_timeout,
-            failed: OnceLock::new(),
-            crash: Mutex::new(None),
-            draining: AtomicBool::new(false),
             drain_timeout: None,
-            drain_since: OnceLock::new(),
-            drain_forced: AtomicBool::new(false),
-            abandoned: AtomicU64::new(0),
-            flush_started: AtomicBool::new(false),
-            flushed: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            waiters: Mutex::new(Vec::new()),
+            lifecycle: Mutex::new(Lifecycle::default()),
         }
     }
 
     /// Why the device failed, if it did.
-    pub fn failure(&self) -> Option<&str> {
-        self.failed.get().map(String::as_str)
+    pub fn failure(&self) -> Option<String> {
+        lock(&self.lifecycle).failure().map(str::to_owned)
+    }
+
+    /// The device failed.
+    pub fn is_failed(&self) -> bool {
+        lock(&self.lifecycle).failure().is_some()
     }
 
     /// Marks the device failed (first reason wins); its commands then get
     /// CHECK CONDITION. Returns true the first time.
     pub fn fail(&self, reason: String) -> bool {
-        let first = self.failed.set(reason).is_ok();
+        let first = lock(&self.lifecycle).fail(reason.clone());
         if first {
             self.faults.disable();
-            tracing::error!(parent: &self.span, reason = self.failure().unwrap_or(""),
+            tracing::error!(parent: &self.span, reason = %reason,
                 "device failed: its commands now complete with HARDWARE ERROR");
             // Only the first time: a failure seen on every pump (a corrupt
             // ring) must not wake the actor in a loop.
@@ -209,35 +195,31 @@ impl DeviceShared {
 
     /// Records a panic of an I/O thread for the actor to re-raise.
     pub fn report_crash(&self, msg: String) {
-        lock(&self.crash).get_or_insert(msg);
+        lock(&self.lifecycle).report_crash(msg);
         self.wake.notify_one();
     }
 
     /// Takes a recorded I/O thread panic.
     pub fn take_crash(&self) -> Option<String> {
-        lock(&self.crash).take()
+        lock(&self.lifecycle).take_crash()
     }
 
     /// Stop taking new commands; `rx` fires once all are completed and the
     /// backstore flushed.
     pub fn request_stop(&self) -> oneshot::Receiver<()> {
-        let (tx, rx) = oneshot::channel();
-        let mut waiters = lock(&self.waiters);
-        if self.finished.load(Ordering::Acquire) {
-            let _ = tx.send(());
-        } else {
-            waiters.push(tx);
-        }
-        let _ = self.drain_since.set(Instant::now());
-        self.draining.store(true, Ordering::Release);
-        drop(waiters);
+        let rx = lock(&self.lifecycle).request_stop(Instant::now());
         self.wake.notify_one();
         rx
     }
 
-    /// A stop was requested.
+    /// A stop was requested (and the actor is not gone).
     pub fn draining(&self) -> bool {
-        self.draining.load(Ordering::Acquire)
+        lock(&self.lifecycle).drain().is_some()
+    }
+
+    /// The lifecycle phase.
+    pub fn phase(&self) -> Phase {
+        lock(&self.lifecycle).phase()
     }
 
     /// Sets how long a drain waits for running commands (None: for ever).
@@ -249,26 +231,17 @@ impl DeviceShared {
     /// True once, when a drain has waited longer than the drain timeout:
     /// the caller then gives up on the running commands.
     pub fn claim_drain_overdue(&self) -> bool {
-        let (Some(timeout), Some(since)) = (self.drain_timeout, self.drain_since.get()) else {
-            return false;
-        };
-        since.elapsed() >= timeout && !self.drain_forced.swap(true, Ordering::AcqRel)
-    }
-
-    /// The drain deadline was enforced (running commands abandoned).
-    pub fn drain_forced(&self) -> bool {
-        self.drain_forced.load(Ordering::Acquire)
+        lock(&self.lifecycle).claim_drain_overdue(self.drain_timeout, Instant::now())
     }
 
     /// Records commands abandoned by the drain deadline.
     pub fn add_abandoned(&self, n: usize) {
-        self.abandoned
-            .fetch_add(u64::try_from(n).unwrap_or(u64::MAX), Ordering::AcqRel);
+        lock(&self.lifecycle).add_abandoned(n);
     }
 
     /// Commands abandoned by the drain deadline.
     pub fn abandoned(&self) -> usize {
-        usize::try_from(self.abandoned.load(Ordering::Acquire)).unwrap_or(usize::MAX)
+        lock(&self.lifecycle).abandoned()
     }
 
     /// The drain timeout (None: a drain waits for ever).
@@ -278,31 +251,22 @@ impl DeviceShared {
 
     /// Claims the final flush (true once).
     pub fn claim_flush(&self) -> bool {
-        !self.flush_started.swap(true, Ordering::AcqRel)
+        lock(&self.lifecycle).claim_flush()
     }
 
-    /// The final flush is done: the actor may stop.
+    /// The final flush is done (or skipped): the actor may stop.
     pub fn set_flushed(&self) {
-        self.flushed.store(true, Ordering::Release);
+        lock(&self.lifecycle).set_flushed();
         self.wake.notify_one();
-    }
-
-    /// The final flush is done.
-    pub fn flushed(&self) -> bool {
-        self.flushed.load(Ordering::Acquire)
     }
 
     /// The actor is gone (ring closed).
     pub fn finished(&self) -> bool {
-        self.finished.load(Ordering::Acquire)
+        matches!(self.phase(), Phase::Finished)
     }
 
     /// The actor is gone (ring closed): wake every `stop()` caller.
     pub fn set_finished(&self) {
-        let mut waiters = lock(&self.waiters);
-        self.finished.store(true, Ordering::Release);
-        for w in waiters.drain(..) {
-            let _ = w.send(());
-        }
+        lock(&self.lifecycle).set_finished();
     }
 }
