@@ -15,11 +15,9 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use device_common::run;
 use device_common::workload::{clear_unit_attention, one};
 use rbd_common::*;
-use tcmud::device::RestartBudget;
-use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
+use tcmud_core::sim::{KernelSim, SimCompletion, SimDir};
 
 const MIB: u64 = 1 << 20;
 
@@ -64,34 +62,26 @@ fn writes_in_flight_across_an_osd_restart_complete_and_read_back() {
     let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
     let name = create_image("dev-outage", 8 * MIB);
     let bs = open(&name, "", 8 * MIB);
-    let r = run(
-        "rbd-outage",
-        SimConfig::default(),
-        bs.backend(),
-        4,
-        RestartBudget::default(),
-        None,
-        |sim| {
-            clear_unit_attention(sim);
-            // Some writes before, then the OSD dies with 16 more submitted.
-            for i in 0..8u64 {
-                let c = one(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
-                assert_eq!(c.status, 0);
-            }
-            cluster_sh("kill-osd");
-            for i in 8..24u64 {
-                sim.submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
-                    .unwrap();
-            }
-            sim.kick().unwrap();
-            cluster_sh("start-osd");
-            let done = collect_within(sim, 16, Duration::from_secs(120));
-            let reads: Vec<_> = (0..24u64)
-                .map(|i| one(sim, &read16(i * 8, 8), SimDir::In(8 * 512)))
-                .collect();
-            (done, reads)
-        },
-    );
+    let r = run_image("rbd-outage", &bs, 4, |sim| {
+        clear_unit_attention(sim);
+        // Some writes before, then the OSD dies with 16 more submitted.
+        for i in 0..8u64 {
+            let c = one(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
+            assert_eq!(c.status, 0);
+        }
+        cluster_sh("kill-osd");
+        for i in 8..24u64 {
+            sim.submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
+                .unwrap();
+        }
+        sim.kick().unwrap();
+        cluster_sh("start-osd");
+        let done = collect_within(sim, 16, Duration::from_secs(120));
+        let reads: Vec<_> = (0..24u64)
+            .map(|i| one(sim, &read16(i * 8, 8), SimDir::In(8 * 512)))
+            .collect();
+        (done, reads)
+    });
     let (done, reads) = r.result;
     for c in &done {
         assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
@@ -112,35 +102,27 @@ fn with_osd_op_timeout_an_outage_is_not_ready_then_retried() {
     let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
     let name = create_image("dev-timeout", 8 * MIB);
     let bs = open(&name, ";osd_op_timeout=2", 8 * MIB);
-    let r = run(
-        "rbd-timeout",
-        SimConfig::default(),
-        bs.backend(),
-        2,
-        RestartBudget::default(),
-        None,
-        |sim| {
-            clear_unit_attention(sim);
-            let first = one(sim, &write16(0, 8, false), SimDir::Out(pattern(0)));
-            cluster_sh("kill-osd");
-            sim.submit(&write16(8, 8, false), SimDir::Out(pattern(1)))
-                .unwrap();
-            sim.kick().unwrap();
-            let failed = collect_within(sim, 1, Duration::from_secs(60)).remove(0);
-            cluster_sh("start-osd");
-            // The initiator's retry, until the cluster answers again.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let retried = loop {
-                let c = one(sim, &write16(8, 8, false), SimDir::Out(pattern(1)));
-                if c.status == 0 || Instant::now() > deadline {
-                    break c;
-                }
-                assert_eq!(sense(&c.sense), (0x02, 0x08, 0x00), "NOT READY 08/00");
-            };
-            let read = one(sim, &read16(0, 16), SimDir::In(16 * 512));
-            (first, failed, retried, read)
-        },
-    );
+    let r = run_image("rbd-timeout", &bs, 2, |sim| {
+        clear_unit_attention(sim);
+        let first = one(sim, &write16(0, 8, false), SimDir::Out(pattern(0)));
+        cluster_sh("kill-osd");
+        sim.submit(&write16(8, 8, false), SimDir::Out(pattern(1)))
+            .unwrap();
+        sim.kick().unwrap();
+        let failed = collect_within(sim, 1, Duration::from_secs(60)).remove(0);
+        cluster_sh("start-osd");
+        // The initiator's retry, until the cluster answers again.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let retried = loop {
+            let c = one(sim, &write16(8, 8, false), SimDir::Out(pattern(1)));
+            if c.status == 0 || Instant::now() > deadline {
+                break c;
+            }
+            assert_eq!(sense(&c.sense), (0x02, 0x08, 0x00), "NOT READY 08/00");
+        };
+        let read = one(sim, &read16(0, 16), SimDir::In(16 * 512));
+        (first, failed, retried, read)
+    });
     let (first, failed, retried, read) = r.result;
     assert_eq!(first.status, 0);
     assert_eq!(failed.status, 2);
@@ -165,37 +147,29 @@ fn io_waiting_on_the_cluster_holds_no_thread() {
     let _one = OUTAGE.lock().unwrap_or_else(|p| p.into_inner());
     let name = create_image("dev-async", 8 * MIB);
     let bs = open(&name, "", 8 * MIB);
-    let r = run(
-        "rbd-async",
-        SimConfig::default(),
-        bs.backend(),
-        1,
-        RestartBudget::default(),
-        None,
-        |sim| {
-            clear_unit_attention(sim);
-            cluster_sh("kill-osd");
-            let mut writes = Vec::new();
-            for i in 0..4u64 {
-                let id = sim
-                    .submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
-                    .unwrap();
-                writes.push(id);
-            }
-            sim.kick().unwrap();
-            let inquiry = sim.submit(&[0x12, 0, 0, 0, 96, 0], SimDir::In(96)).unwrap();
-            sim.kick().unwrap();
-            // The bound only limits how long a failing run takes.
-            let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                collect_within(sim, 1, Duration::from_secs(30)).remove(0)
-            }));
-            cluster_sh("start-osd");
-            let first = first.ok();
-            let n = if first.is_some() { 4 } else { 5 };
-            let rest = collect_within(sim, n, Duration::from_secs(120));
-            (inquiry, writes, first, rest)
-        },
-    );
+    let r = run_image("rbd-async", &bs, 1, |sim| {
+        clear_unit_attention(sim);
+        cluster_sh("kill-osd");
+        let mut writes = Vec::new();
+        for i in 0..4u64 {
+            let id = sim
+                .submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
+                .unwrap();
+            writes.push(id);
+        }
+        sim.kick().unwrap();
+        let inquiry = sim.submit(&[0x12, 0, 0, 0, 96, 0], SimDir::In(96)).unwrap();
+        sim.kick().unwrap();
+        // The bound only limits how long a failing run takes.
+        let first = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            collect_within(sim, 1, Duration::from_secs(30)).remove(0)
+        }));
+        cluster_sh("start-osd");
+        let first = first.ok();
+        let n = if first.is_some() { 4 } else { 5 };
+        let rest = collect_within(sim, n, Duration::from_secs(120));
+        (inquiry, writes, first, rest)
+    });
     let (inquiry, writes, first, rest) = r.result;
     let first = first.expect("nothing completed while the OSD was down");
     assert_eq!(first.cmd_id, inquiry, "the INQUIRY completes first");
@@ -232,47 +206,39 @@ fn a_blocklisted_client_reopens_and_loses_no_acknowledged_write() {
     let name = create_image("dev-blocklist", 8 * MIB);
     let bs = open(&name, "", 8 * MIB);
     let n2 = name.clone();
-    let r = run(
-        "rbd-blocklist",
-        SimConfig::default(),
-        bs.backend(),
-        2,
-        RestartBudget::default(),
-        None,
-        move |sim| {
-            clear_unit_attention(sim);
-            for i in 0..8u64 {
-                let c = one(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
-                assert_eq!(c.status, 0);
-            }
-            // Mid-I/O: 8 writes submitted, then the client is blocklisted.
-            let ids: Vec<u16> = (8..16u64)
-                .map(|i| {
-                    sim.submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
-                        .unwrap()
-                })
-                .collect();
-            sim.kick().unwrap();
-            let old = blocklist_watchers(&n2);
-            assert_eq!(old.len(), 1, "one client: {old:?}");
-            let racing = collect_within(sim, 8, Duration::from_secs(120));
-            // What failed is retried by the initiator, then 8 more writes.
-            let failed = (8..16u64).filter(|&i| {
-                let id = ids[(i - 8) as usize];
-                racing.iter().any(|c| c.cmd_id == id && c.status != 0)
-            });
-            let mut not_ready = 0;
-            for i in failed.collect::<Vec<_>>().into_iter().chain(16..24) {
-                let (c, n) = until_good(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
-                assert_eq!(c.status, 0);
-                not_ready += n;
-            }
-            let reads: Vec<_> = (0..24u64)
-                .map(|i| one(sim, &read16(i * 8, 8), SimDir::In(8 * 512)))
-                .collect();
-            (old, racing, not_ready, reads, watchers(&n2))
-        },
-    );
+    let r = run_image("rbd-blocklist", &bs, 2, move |sim| {
+        clear_unit_attention(sim);
+        for i in 0..8u64 {
+            let c = one(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
+            assert_eq!(c.status, 0);
+        }
+        // Mid-I/O: 8 writes submitted, then the client is blocklisted.
+        let ids: Vec<u16> = (8..16u64)
+            .map(|i| {
+                sim.submit(&write16(i * 8, 8, false), SimDir::Out(pattern(i)))
+                    .unwrap()
+            })
+            .collect();
+        sim.kick().unwrap();
+        let old = blocklist_watchers(&n2);
+        assert_eq!(old.len(), 1, "one client: {old:?}");
+        let racing = collect_within(sim, 8, Duration::from_secs(120));
+        // What failed is retried by the initiator, then 8 more writes.
+        let failed = (8..16u64).filter(|&i| {
+            let id = ids[(i - 8) as usize];
+            racing.iter().any(|c| c.cmd_id == id && c.status != 0)
+        });
+        let mut not_ready = 0;
+        for i in failed.collect::<Vec<_>>().into_iter().chain(16..24) {
+            let (c, n) = until_good(sim, &write16(i * 8, 8, false), SimDir::Out(pattern(i)));
+            assert_eq!(c.status, 0);
+            not_ready += n;
+        }
+        let reads: Vec<_> = (0..24u64)
+            .map(|i| one(sim, &read16(i * 8, 8), SimDir::In(8 * 512)))
+            .collect();
+        (old, racing, not_ready, reads, watchers(&n2))
+    });
     let (old, racing, not_ready, reads, now) = r.result;
     for c in &racing {
         assert!(
@@ -306,42 +272,34 @@ fn an_image_deleted_while_served_fails_its_lun_and_not_the_others() {
     let bs = open(&name, "", 8 * MIB);
     let bs2 = open(&other, "", 8 * MIB);
     let n2 = name.clone();
-    let r = run(
-        "rbd-deleted",
-        SimConfig::default(),
-        bs.backend(),
-        2,
-        RestartBudget::default(),
-        None,
-        move |sim| {
-            clear_unit_attention(sim);
-            let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(0)));
-            assert_eq!(w.status, 0);
-            // `rbd rm` refuses an image with watchers: blocklist ours (and
-            // any reopened one) until the removal goes through.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            loop {
-                blocklist_watchers(&n2);
-                match ceph_cli("rbd", &["rm", &format!("rbd/{n2}")]) {
-                    Ok(_) => break,
-                    Err(e) => assert!(Instant::now() < deadline, "rbd rm: {e}"),
-                }
+    let r = run_image("rbd-deleted", &bs, 2, move |sim| {
+        clear_unit_attention(sim);
+        let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(0)));
+        assert_eq!(w.status, 0);
+        // `rbd rm` refuses an image with watchers: blocklist ours (and
+        // any reopened one) until the removal goes through.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            blocklist_watchers(&n2);
+            match ceph_cli("rbd", &["rm", &format!("rbd/{n2}")]) {
+                Ok(_) => break,
+                Err(e) => assert!(Instant::now() < deadline, "rbd rm: {e}"),
             }
-            // Commands fail NOT READY while the reopen runs, then for good.
-            let deadline = Instant::now() + Duration::from_secs(120);
-            let gone = loop {
-                let c = one(sim, &read16(0, 8), SimDir::In(8 * 512));
-                assert_ne!(c.status, 0, "a read of a deleted image succeeded");
-                if sense(&c.sense) != (0x02, 0x08, 0x00) {
-                    break c;
-                }
-                assert!(Instant::now() < deadline, "still NOT READY after 120 s");
-                let _ = sim.wait_kick(Duration::from_millis(20));
-            };
-            let write = one(sim, &write16(8, 8, false), SimDir::Out(pattern(1)));
-            (gone, write)
-        },
-    );
+        }
+        // Commands fail NOT READY while the reopen runs, then for good.
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let gone = loop {
+            let c = one(sim, &read16(0, 8), SimDir::In(8 * 512));
+            assert_ne!(c.status, 0, "a read of a deleted image succeeded");
+            if sense(&c.sense) != (0x02, 0x08, 0x00) {
+                break c;
+            }
+            assert!(Instant::now() < deadline, "still NOT READY after 120 s");
+            let _ = sim.wait_kick(Duration::from_millis(20));
+        };
+        let write = one(sim, &write16(8, 8, false), SimDir::Out(pattern(1)));
+        (gone, write)
+    });
     let (gone, write) = r.result;
     assert_eq!(
         sense(&gone.sense),
@@ -354,20 +312,12 @@ fn an_image_deleted_while_served_fails_its_lun_and_not_the_others() {
         "HARDWARE ERROR 44/00"
     );
     // Another LUN of the same process keeps serving.
-    let r2 = run(
-        "rbd-survivor",
-        SimConfig::default(),
-        bs2.backend(),
-        2,
-        RestartBudget::default(),
-        None,
-        |sim| {
-            clear_unit_attention(sim);
-            let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(5)));
-            let rd = one(sim, &read16(0, 8), SimDir::In(8 * 512));
-            (w.status, rd.status, rd.data_in)
-        },
-    );
+    let r2 = run_image("rbd-survivor", &bs2, 2, |sim| {
+        clear_unit_attention(sim);
+        let w = one(sim, &write16(0, 8, false), SimDir::Out(pattern(5)));
+        let rd = one(sim, &read16(0, 8), SimDir::In(8 * 512));
+        (w.status, rd.status, rd.data_in)
+    });
     assert_eq!(r2.result, (0, 0, pattern(5)));
     assert_eq!(read_back(&other, 0, 8 * 512), pattern(5));
 }
