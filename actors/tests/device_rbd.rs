@@ -7,6 +7,7 @@
 mod device_common;
 mod rbd_common;
 
+use device_common::run_image;
 use device_common::workload::{clear_unit_attention, collect, one, random_io, Expect};
 use rbd_common::*;
 use tcmud_core::sim::SimDir;

@@ -15,6 +15,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use device_common::run_image;
 use device_common::workload::{clear_unit_attention, one};
 use rbd_common::*;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimDir};

@@ -111,6 +111,26 @@ pub struct Run<R> {
     pub failure: Option<String>,
 }
 
+/// Runs `workload` on the device actor serving `bs` through the simulator
+/// harness ([`run`]) with `io_threads` I/O threads, the default restart
+/// budget and no fault plan.
+pub fn run_image<R: Send + 'static>(
+    name: &str,
+    bs: &BackstoreHandle,
+    io_threads: usize,
+    workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
+) -> Run<R> {
+    run(
+        name,
+        SimConfig::default(),
+        bs.backend(),
+        io_threads,
+        RestartBudget::default(),
+        None,
+        workload,
+    )
+}
+
 /// Runs `workload` against a device over `backend` until it returns, then
 /// stops the device (drain + flush).
 pub fn run<R: Send + 'static>(

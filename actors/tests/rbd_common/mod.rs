@@ -8,31 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use tcmud::backstore::rbd_api::{Cluster, ConnectOptions, Image, IoCtx};
-use tcmud::device::RestartBudget;
-use tcmud_core::sim::{KernelSim, SimConfig};
-
-use super::device_common::{run, Run};
 use tcmud::backstore::{open_backstore_with, BackstoreHandle, DevConfig, OpenPolicy, PoolRegistry};
-
-/// Runs `workload` on the device actor serving `bs` through the simulator
-/// harness ([`run`]) with `io_threads` I/O threads, the default restart
-/// budget and no fault plan.
-pub fn run_image<R: Send + 'static>(
-    name: &str,
-    bs: &BackstoreHandle,
-    io_threads: usize,
-    workload: impl FnOnce(&mut KernelSim) -> R + Send + 'static,
-) -> Run<R> {
-    run(
-        name,
-        SimConfig::default(),
-        bs.backend(),
-        io_threads,
-        RestartBudget::default(),
-        None,
-        workload,
-    )
-}
 
 /// The test cluster's ceph.conf.
 pub fn conf() -> PathBuf {

@@ -21,6 +21,7 @@
 CEPH_WATCH_TIMEOUT=10
 . /vmlab/ceph-lib.sh
 
+# shellcheck disable=SC2034 # read by tcmud-lib.sh
 TCMUD=/vmlab/bin/tcmud-rbd
 MB=1048576
 SIZE_MB=64
@@ -62,8 +63,10 @@ alua_config a rbda 1 2
 alua_config b rbdb 2 1
 
 # daemon A, then daemon B (tcmud_start keeps one TCMUD_PID: kept apart here)
+# shellcheck disable=SC2034 # TCMUD_CONF, TCMUD_LOG: read by tcmud-lib.sh's tcmud_start
 TCMUD_CONF=/tmp/tcmud-a.toml TCMUD_LOG=/tmp/tcmud-a.log
 tcmud_start; PID_A=$TCMUD_PID
+# shellcheck disable=SC2034 # as above
 TCMUD_CONF=/tmp/tcmud-b.toml TCMUD_LOG=/tmp/tcmud-b.log
 tcmud_start; PID_B=$TCMUD_PID
 diag2() { TCMUD_LOG=/tmp/tcmud-a.log diag; echo "---- tcmud B ----"; tail -n 40 /tmp/tcmud-b.log; ceph_diag; }
