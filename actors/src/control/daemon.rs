@@ -16,12 +16,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use actix::Addr;
+use actix::{Addr, MailboxError};
 use tcmud_core::pool::{Pool, PoolUsage};
 
 use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
 use super::server::Handler;
-use crate::backstore::actor::{CloneTo, Delete, Snapshot};
+use crate::backstore::actor::{BackstoreActor, CloneTo, Delete, Snapshot};
 use crate::backstore::{BackstoreError, Backstores, DevConfig, PoolRegistry};
 use crate::config::Subtypes;
 use crate::logging::LogHandle;
@@ -360,24 +360,12 @@ fn through_actor(
     let (r, output) = match cmd {
         VolumeCommand::Snapshot {
             volume, snapshot, ..
-        } => {
-            let addr = backstores.get(&key(volume))?;
-            let r = futures::executor::block_on(addr.send(Snapshot {
-                name: snapshot.clone(),
-            }));
-            (r, format!("snapshot {snapshot} of {volume} taken\n"))
-        }
+        } => snapshot_via(&backstores.get(&key(volume))?, volume, snapshot),
         VolumeCommand::Clone {
             snapshot,
             new_volume,
             ..
-        } => {
-            let addr = backstores.get(&key(snapshot))?;
-            let r = futures::executor::block_on(addr.send(CloneTo {
-                new_volume: new_volume.clone(),
-            }));
-            (r, format!("cloned {snapshot} as {new_volume}\n"))
-        }
+        } => clone_via(&backstores.get(&key(snapshot))?, snapshot, new_volume),
         VolumeCommand::Delete { name, .. } => {
             let addr = backstores.get(&key(name))?;
             (
@@ -409,6 +397,35 @@ fn through_actor(
             format!("the volume's backstore actor did not answer: {e}"),
         ),
     })
+}
+
+/// What a backstore actor answered, and the line printed on success.
+pub(super) type ActorAnswer = (Result<Result<(), BackstoreError>, MailboxError>, String);
+
+/// Has the backstore actor `addr` take snapshot `snapshot` of `volume`
+/// (an open thin volume or a served RBD image).
+pub(super) fn snapshot_via(
+    addr: &Addr<BackstoreActor>,
+    volume: &str,
+    snapshot: &str,
+) -> ActorAnswer {
+    let r = futures::executor::block_on(addr.send(Snapshot {
+        name: snapshot.to_owned(),
+    }));
+    (r, format!("snapshot {snapshot} of {volume} taken\n"))
+}
+
+/// Has the backstore actor `addr` (of snapshot `snapshot`) clone it as
+/// `new_volume`.
+pub(super) fn clone_via(
+    addr: &Addr<BackstoreActor>,
+    snapshot: &str,
+    new_volume: &str,
+) -> ActorAnswer {
+    let r = futures::executor::block_on(addr.send(CloneTo {
+        new_volume: new_volume.to_owned(),
+    }));
+    (r, format!("cloned {snapshot} as {new_volume}\n"))
 }
 
 /// The size of volume `vol` (`None`: no such volume).

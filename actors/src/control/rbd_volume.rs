@@ -15,8 +15,8 @@
 
 use std::path::Path;
 
+use super::daemon::{clone_via, snapshot_via};
 use super::protocol::{ErrorKind, Reply, Response};
-use crate::backstore::actor::{CloneTo, Snapshot};
 use crate::backstore::{BackstoreError, Backstores, DevConfig};
 use crate::offline::VolumeCommand;
 
@@ -59,10 +59,7 @@ pub(super) fn run(
             let Some(addr) = find(volume, None) else {
                 return not_served(&format!("image {pool}/{volume}"));
             };
-            let r = futures::executor::block_on(addr.send(Snapshot {
-                name: snapshot.clone(),
-            }));
-            (r, format!("snapshot {snapshot} of {volume} taken\n"))
+            snapshot_via(&addr, volume, snapshot)
         }
         VolumeCommand::Clone {
             snapshot,
@@ -79,10 +76,7 @@ pub(super) fn run(
             let Some(addr) = find(image, Some(snap)) else {
                 return not_served(&format!("snapshot {pool}/{snapshot}"));
             };
-            let r = futures::executor::block_on(addr.send(CloneTo {
-                new_volume: new_volume.clone(),
-            }));
-            (r, format!("cloned {snapshot} as {new_volume}\n"))
+            clone_via(&addr, snapshot, new_volume)
         }
         _ => {
             return Response::error(
