@@ -125,6 +125,37 @@ fn shared_views_fill_the_command_from_another_thread() {
     finish(&mut sim, &mut ring, &others);
 }
 
+/// What an asynchronous backend is handed (librbd's vectored I/O): the
+/// first bytes of a fragmented command's buffers, as a view and as raw
+/// spans that cover exactly them, in order.
+#[test]
+fn shared_prefix_and_raw_spans_of_a_fragmented_command() {
+    let (mut sim, mut ring) = setup();
+    let len = 3 * BLOCK;
+    let data = pattern(7, len);
+    let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(len));
+    let shared = ring.share_data(&cmd.data).unwrap();
+    let whole = shared.raw_spans().unwrap();
+    assert_eq!(whole.len(), cmd.data.span_count());
+    assert_eq!(whole.iter().map(|s| s.1).sum::<usize>(), len);
+    // A prefix that ends inside the second span.
+    let cut = BLOCK + BLOCK / 2;
+    let head = shared.prefix(cut).expect("a shorter prefix");
+    let spans = head.raw_spans().unwrap();
+    assert_eq!(spans.iter().map(|s| s.1).sum::<usize>(), cut);
+    assert_eq!(spans[0], whole[0], "starts where the buffers start");
+    assert!(spans.len() >= 2 && spans.len() <= whole.len());
+    assert_eq!(BlockSink::len(&head.view()), cut);
+    assert!(shared.prefix(len + 1).is_none(), "longer than the buffers");
+    assert_eq!(shared.prefix(len).unwrap().raw_spans().unwrap(), whole);
+    // Bytes written through the prefix are the command's first bytes.
+    head.view().write_at(0, &data[..cut]).unwrap();
+    shared.view().write_at(cut, &data[cut..]).unwrap();
+    let done = finish(&mut sim, &mut ring, &[cmd.cmd_id]);
+    assert!(done[0].data_in == data, "data-in differs");
+    finish(&mut sim, &mut ring, &others);
+}
+
 #[test]
 fn file_backend_reads_into_and_writes_from_the_ring() {
     let dir = tempfile::tempdir().unwrap();

@@ -31,6 +31,9 @@ struct Pending {
     op: &'static str,
     buf: Vec<u8>,
     cmp: Vec<u8>,
+    /// The caller's buffers of a vectored operation (their memory is owned
+    /// by `done`, which holds it until the completion).
+    iov: Vec<libc::iovec>,
     mismatch: u64,
     done: DoneFn,
 }
@@ -39,6 +42,8 @@ struct Pending {
 pub(crate) struct Bufs {
     pub buf: *mut u8,
     pub cmp: *const u8,
+    pub iov: *const libc::iovec,
+    pub iovcnt: libc::c_int,
     pub mismatch: *mut u64,
 }
 
@@ -84,10 +89,39 @@ pub(crate) fn submit(
     done: DoneFn,
     start: impl FnOnce(ffi::rbd_completion_t, &Bufs) -> i64,
 ) -> Result<(), RbdError> {
+    submit_iov(op, buf, cmp, Vec::new(), done, start)
+}
+
+/// [`submit`] with an iovec array too (kept, at a stable address, until the
+/// completion: librbd's vectored read keeps a pointer to it).
+pub(crate) fn submit_iov(
+    op: &'static str,
+    buf: Vec<u8>,
+    cmp: Vec<u8>,
+    iov: Vec<libc::iovec>,
+    done: DoneFn,
+    start: impl FnOnce(ffi::rbd_completion_t, &Bufs) -> i64,
+) -> Result<(), RbdError> {
+    let Ok(iovcnt) = libc::c_int::try_from(iov.len()) else {
+        let e = RbdError {
+            op,
+            errno: libc::EINVAL,
+        };
+        let p = Pending {
+            op,
+            buf,
+            cmp,
+            iov,
+            mismatch: 0,
+            done,
+        };
+        return Err(fail(p, e));
+    };
     let pending = Box::into_raw(Box::new(Pending {
         op,
         buf,
         cmp,
+        iov,
         mismatch: 0,
         done,
     }));
@@ -99,6 +133,8 @@ pub(crate) fn submit(
         Bufs {
             buf: (*pending).buf.as_mut_ptr(),
             cmp: (*pending).cmp.as_ptr(),
+            iov: (*pending).iov.as_ptr(),
+            iovcnt,
             mismatch: ptr::addr_of_mut!((*pending).mismatch),
         }
     };

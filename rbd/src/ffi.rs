@@ -122,6 +122,20 @@ extern "C" {
         c: rbd_completion_t,
         op_flags: c_int,
     ) -> c_int;
+    pub fn rbd_aio_readv(
+        image: rbd_image_t,
+        iov: *const libc::iovec,
+        iovcnt: c_int,
+        off: u64,
+        c: rbd_completion_t,
+    ) -> c_int;
+    pub fn rbd_aio_writev(
+        image: rbd_image_t,
+        iov: *const libc::iovec,
+        iovcnt: c_int,
+        off: u64,
+        c: rbd_completion_t,
+    ) -> c_int;
     pub fn rbd_aio_flush(image: rbd_image_t, c: rbd_completion_t) -> c_int;
     pub fn rbd_aio_discard(image: rbd_image_t, off: u64, len: u64, c: rbd_completion_t) -> c_int;
     pub fn rbd_aio_writesame(

@@ -6,8 +6,9 @@ use std::sync::{mpsc, Arc};
 
 use libc::{c_char, c_int, c_void, size_t};
 
-use crate::aio::{submit, AioDone, DoneFn};
+use crate::aio::{submit, submit_iov, AioDone, DoneFn};
 use crate::cluster::IoCtx;
+use crate::iobuf::IoBuffers;
 use crate::{ffi, RbdError};
 
 /// Sizes of an image.
@@ -300,6 +301,94 @@ impl Image {
         })
     }
 
+    /// Reads `[offset, offset + the buffers' total length)` straight into
+    /// the buffers of `into` (one `rbd_aio_readv`: librbd copies from its
+    /// messages into them, no buffer of ours in between); `done` gets the
+    /// outcome and `into` back, the buffers then holding the bytes read
+    /// (unspecified after an error). `done` runs exactly once, also when
+    /// the submission is refused (the `Err`).
+    pub fn aio_readv<B: IoBuffers>(
+        &self,
+        offset: u64,
+        mut into: B,
+        done: impl FnOnce(AioDone, B) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let iov = match into.io_spans() {
+            Ok(spans) => iovecs(&spans),
+            Err(e) => return Err(refused(e, into, done)),
+        };
+        let h = self.handle;
+        submit_iov(
+            "rbd_aio_readv",
+            Vec::new(),
+            Vec::new(),
+            iov,
+            Box::new(move |d| done(d, into)),
+            |c, b| {
+                // SAFETY: open image; `b.iov` points at `b.iovcnt` iovecs the
+                // pending operation keeps until its completion, each naming
+                // memory writable until then: `into` (the `IoBuffers`
+                // contract) lives in the completion's closure, dropped only
+                // after librbd completed.
+                i64::from(unsafe { ffi::rbd_aio_readv(h, b.iov, b.iovcnt, offset, c) })
+            },
+        )
+    }
+
+    /// Writes the buffers of `from` at `offset` (one `rbd_aio_writev`, or
+    /// `rbd_aio_write2` for one buffer: librbd takes the bytes from them);
+    /// `done` gets the outcome and `from` back, exactly once. With `fua` a
+    /// single buffer is written with `LIBRADOS_OP_FLAG_FADVISE_FUA`;
+    /// librbd's vectored write takes no flags, which only matters with a
+    /// client cache (without one, a completed write is on the OSDs).
+    pub fn aio_writev<B: IoBuffers>(
+        &self,
+        offset: u64,
+        mut from: B,
+        fua: bool,
+        done: impl FnOnce(AioDone, B) + Send + 'static,
+    ) -> Result<(), RbdError> {
+        let iov = match from.io_spans() {
+            Ok(spans) => iovecs(&spans),
+            Err(e) => return Err(refused(e, from, done)),
+        };
+        let h = self.handle;
+        let flags = if fua {
+            ffi::LIBRADOS_OP_FLAG_FADVISE_FUA
+        } else {
+            0
+        };
+        let op = if iov.len() == 1 {
+            "rbd_aio_write"
+        } else {
+            "rbd_aio_writev"
+        };
+        submit_iov(
+            op,
+            Vec::new(),
+            Vec::new(),
+            iov,
+            Box::new(move |d| done(d, from)),
+            |c, b| {
+                if b.iovcnt == 1 {
+                    // SAFETY: open image; `b.iov` points at one iovec (kept
+                    // until the completion) naming memory readable until
+                    // then: `from` lives in the completion's closure.
+                    let one = unsafe { &*b.iov };
+                    // SAFETY: as above, `one` names `iov_len` readable bytes
+                    // until the completion.
+                    return i64::from(unsafe {
+                        ffi::rbd_aio_write2(h, offset, one.iov_len, one.iov_base.cast(), c, flags)
+                    });
+                }
+                // SAFETY: open image; `b.iov` points at `b.iovcnt` iovecs kept
+                // until the completion, each naming memory readable until
+                // then (`from` lives in the completion's closure).
+                i64::from(unsafe { ffi::rbd_aio_writev(h, b.iov, b.iovcnt, offset, c) })
+            },
+        )
+    }
+
     /// Makes every completed write durable.
     pub fn aio_flush(&self, done: impl FnOnce(AioDone) + Send + 'static) -> Result<(), RbdError> {
         let h = self.handle;
@@ -443,6 +532,30 @@ impl Image {
             errno: libc::EIO,
         })
     }
+}
+
+/// The iovecs of `spans`.
+fn iovecs(spans: &[(*mut u8, usize)]) -> Vec<libc::iovec> {
+    spans
+        .iter()
+        .map(|&(p, len)| libc::iovec {
+            iov_base: p.cast::<c_void>(),
+            iov_len: len,
+        })
+        .collect()
+}
+
+/// Runs `done` for an operation refused before librbd saw it; returns `e`.
+fn refused<B>(e: RbdError, bufs: B, done: impl FnOnce(AioDone, B)) -> RbdError {
+    done(
+        AioDone {
+            result: Err(e.clone()),
+            buf: Vec::new(),
+            mismatch_offset: None,
+        },
+        bufs,
+    );
+    e
 }
 
 impl Drop for Image {

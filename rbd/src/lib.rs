@@ -10,7 +10,8 @@
 //! - [`Image`]: an open image, at its head or read-only at a snapshot: size,
 //!   id, resize, snapshots, allocation ([`Image::diff_iterate`]) and the
 //!   asynchronous I/O (`aio_*`) whose completion runs a Rust closure on a
-//!   librbd thread.
+//!   librbd thread; [`Image::aio_readv`] / [`Image::aio_writev`] work in
+//!   place on [`IoBuffers`] (the ring's data area: no bounce buffer).
 //!
 //! All of the project's `unsafe` for Ceph lives in this crate, each block
 //! with a `// SAFETY:` comment. Built only with the `librbd` feature; without
@@ -22,8 +23,10 @@ mod cluster;
 mod error;
 pub mod ffi;
 mod image;
+mod iobuf;
 
 pub use aio::{AioDone, DoneFn};
 pub use cluster::{Cluster, ConnectOptions, IoCtx};
 pub use error::RbdError;
 pub use image::{Extent, Image, ImageInfo};
+pub use iobuf::IoBuffers;

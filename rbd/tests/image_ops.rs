@@ -159,3 +159,50 @@ fn exclusive_lock_owner_and_owners_seen_from_another_client() {
     assert!(b.is_lock_owner().unwrap());
     assert!(!a.is_lock_owner().unwrap());
 }
+
+/// Runs a vectored operation and waits for it: its outcome and its buffers.
+fn wait_v<B: Send + 'static>(
+    start: impl FnOnce(Box<dyn FnOnce(tcmud_rbd::AioDone, B) + Send>) -> Result<(), tcmud_rbd::RbdError>,
+) -> (tcmud_rbd::AioDone, B) {
+    let (tx, rx) = std::sync::mpsc::sync_channel(1);
+    let _ = start(Box::new(move |d, b| {
+        let _ = tx.send((d, b));
+    }));
+    rx.recv().expect("completion ran")
+}
+
+#[test]
+fn vectored_write_and_read_in_place() {
+    let io = pool();
+    let img = fresh(&io, &unique("ffi-iov"), 8 << 20);
+    let bytes: Vec<u8> = (0..12288u32).map(|i| (i % 253) as u8 ^ 0x5a).collect();
+    // Three buffers of uneven sizes written as one range at 1 MiB.
+    let spans = vec![
+        bytes[..4096].to_vec(),
+        bytes[4096..4608].to_vec(),
+        bytes[4608..].to_vec(),
+    ];
+    let (d, back) = wait_v(|done| img.aio_writev(1 << 20, spans, false, done));
+    assert_eq!(d.result, Ok(0), "rbd_aio_writev");
+    assert_eq!(back.len(), 3, "the buffers come back with the completion");
+    // One buffer with FUA (rbd_aio_write2 on it).
+    let (d, _) = wait_v(|done| img.aio_writev(2 << 20, vec![bytes[..4096].to_vec()], true, done));
+    assert_eq!(d.result, Ok(0), "single-buffer write");
+    // Read back whole, then in place into two buffers split elsewhere.
+    let d = Image::wait(|done| img.aio_read(1 << 20, bytes.len(), done)).unwrap();
+    assert_eq!(d.buf, bytes, "the three buffers landed in order");
+    let (d, got) =
+        wait_v(|done| img.aio_readv(1 << 20, vec![vec![0u8; 3000], vec![0u8; 9288]], done));
+    assert_eq!(d.result, Ok(12288), "rbd_aio_readv");
+    assert_eq!(got.concat(), bytes, "read into the two buffers in order");
+    let (d, got) = wait_v(|done| img.aio_readv(2 << 20, vec![vec![0xffu8; 4096]], done));
+    assert_eq!(d.result, Ok(4096));
+    assert_eq!(got[0], bytes[..4096], "the single-buffer write");
+    // No buffers: refused, and the closure still runs once with the error.
+    let (d, _) = wait_v(|done| img.aio_readv(0, Vec::<Vec<u8>>::new(), done));
+    assert!(
+        d.result.is_err(),
+        "an empty iovec list is refused: {:?}",
+        d.result
+    );
+}

@@ -12,6 +12,8 @@
 
 use std::io;
 
+use crate::ring::SharedData;
+
 pub mod buf;
 pub mod file;
 pub mod mem;
@@ -138,10 +140,15 @@ pub type AsyncDone<T> = Box<dyn FnOnce(Result<T, BackendError>) + Send + 'static
 /// Ranges are validated by the caller ([`crate::scsi::Lun::plan_async`]).
 /// A submission that fails is reported through `done` too.
 pub trait AsyncBackend: Send + Sync {
-    /// Reads `len` bytes at block `lba`; `done` gets them.
-    fn submit_read(&self, lba: u64, len: usize, done: AsyncDone<Vec<u8>>);
-    /// Writes `data` at block `lba`, durable on completion with `fua`.
-    fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>);
+    /// Reads `into.view().len()` bytes at block `lba` straight into `into`
+    /// (a command's buffers in the ring's data area, no bounce buffer);
+    /// `done` runs once they are there (or with the error, the buffers'
+    /// contents then unspecified).
+    fn submit_read(&self, lba: u64, into: SharedData, done: AsyncDone<()>);
+    /// Writes the bytes of `from` (a command's buffers in the data area,
+    /// taken from there without a copy of ours) at block `lba`, durable on
+    /// completion with `fua`.
+    fn submit_write(&self, lba: u64, from: SharedData, fua: bool, done: AsyncDone<()>);
     /// Makes every completed write durable.
     fn submit_flush(&self, done: AsyncDone<()>);
     /// Whether [`AsyncBackend::submit_compare_and_write`] can do `bytes` at

@@ -90,6 +90,11 @@ impl DataSpans {
         self.spans.as_slice().len()
     }
 
+    /// The command the spans belong to.
+    pub(super) fn cmd_id(&self) -> u16 {
+        self.cmd_id
+    }
+
     /// The spans, in order.
     pub(super) fn as_spans(&self) -> &[Span] {
         self.spans.as_slice()

@@ -74,6 +74,48 @@ impl SharedData {
             spans: &self.spans,
         }
     }
+
+    /// The first `len` bytes of the buffers (a command whose transfer is
+    /// shorter than its buffers); `None` when they hold fewer.
+    pub fn prefix(&self, len: usize) -> Option<SharedData> {
+        if len > self.spans.len() {
+            return None;
+        }
+        let mut spans = DataSpans::for_cmd(self.spans.cmd_id());
+        let mut left = len;
+        for s in self.spans.as_spans() {
+            if left == 0 {
+                break;
+            }
+            let n = s.len.min(left);
+            spans.push_checked(s.off, n)?;
+            left -= n;
+        }
+        Some(SharedData {
+            map: Arc::clone(&self.map),
+            spans,
+        })
+    }
+
+    /// The buffers' addresses and lengths, in order, for an FFI layer that
+    /// hands them to a library doing the I/O on threads of its own (librbd's
+    /// `rbd_aio_readv`/`rbd_aio_writev`: straight between the cluster and
+    /// the initiator's pages, no bounce buffer).
+    ///
+    /// Each span was checked against the data area when this value was
+    /// made, and again here against the mapping. The addresses stay valid
+    /// while this value (or a clone) lives: it holds the mapping. The rule
+    /// of every access to a command's buffers applies to whoever
+    /// dereferences them: only while the command is in flight and not yet
+    /// completed (the kernel touches its pages only before queueing it and
+    /// after its completion), and never as a Rust reference.
+    pub fn raw_spans(&self) -> Result<Vec<(*mut u8, usize)>, RingError> {
+        self.spans
+            .as_spans()
+            .iter()
+            .map(|s| self.map.span_addr(s.off, s.len).map(|p| (p, s.len)))
+            .collect()
+    }
 }
 
 impl RingData<'_> {

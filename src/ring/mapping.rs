@@ -57,6 +57,16 @@ impl Mapping {
         }
     }
 
+    /// The address of the data-area span `[off, off + len)`, bounds-checked,
+    /// for a library that does a command's I/O into or out of its buffers
+    /// on threads of its own (librbd's `rbd_aio_readv`/`rbd_aio_writev`,
+    /// through [`super::SharedData::raw_spans`]). No access happens here;
+    /// whoever dereferences it must keep the mapping alive meanwhile and
+    /// follow the ownership rule of [`Mapping::copy_out`].
+    pub(crate) fn span_addr(&self, off: usize, len: usize) -> Result<*mut u8, RingError> {
+        self.at(off, len)
+    }
+
     /// Reads `N` bytes at `off` (volatile; one load when aligned).
     #[inline]
     fn read_array<const N: usize>(&self, off: usize) -> Result<[u8; N], RingError> {

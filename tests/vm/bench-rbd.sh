@@ -17,6 +17,8 @@
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
 #          [--tcmud-daemon KEY=VALUE,...]   (adds backend tcmudx: tcmud with these extra keys
 #          in its [daemon] table, e.g. io_threads=64,io_jobs_per_backstore=32)
+#          [--tcmud-base BIN]   (adds backend base: another tcmud build, e.g. main's, in the
+#          same boot, for a before/after comparison)
 #   defaults: image 128 MiB, runtime 10 s per fio run (plus 1 s ramp), 3 reps, 2 vCPUs,
 #   3072 MiB guest RAM, wb (attrib/emulate_write_cache=1 on both).
 #   --backends runner: tcmu-runner alone (no tcmud build needed).
@@ -26,7 +28,7 @@
 set -uo pipefail
 me=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$me/../.." && pwd)
-BUILD=1 TCMUD="" SIZE=128 RT=10 REPS=3 SMP=2 MEM=3072 CACHE=wb LOGF="" FROM="" DKEYS=""
+BUILD=1 TCMUD="" BASE="" SIZE=128 RT=10 REPS=3 SMP=2 MEM=3072 CACHE=wb LOGF="" FROM="" DKEYS=""
 BACKENDS=tcmud,runner WORKLOADS=randread4k,randwrite4k,read1m,write1m
 while [ $# -gt 0 ]; do
     case $1 in
@@ -42,8 +44,9 @@ while [ $# -gt 0 ]; do
         --workloads) WORKLOADS=$2; shift 2;;
         --log) LOGF=$2; shift 2;;
         --tcmud-daemon) DKEYS=$2; shift 2;;
+        --tcmud-base) BASE=$(readlink -f "$2"); shift 2;;
         --from-log) FROM=$2; shift 2;;
-        -h|--help) sed -n '2,24p' "$0"; exit 0;;
+        -h|--help) sed -n '2,26p' "$0"; exit 0;;
         *) echo "unknown argument $1" >&2; exit 2;;
     esac
 done
@@ -57,6 +60,7 @@ if [ -n "$FROM" ]; then
 else
     bins=()
     if [ -n "$DKEYS" ] && [[ ",$BACKENDS," != *,tcmudx,* ]]; then BACKENDS=$BACKENDS,tcmudx; fi
+    if [ -n "$BASE" ] && [[ ",$BACKENDS," != *,base,* ]]; then BACKENDS=$BACKENDS,base; fi
     if [[ ",$BACKENDS," == *,tcmud,* ]] || [[ ",$BACKENDS," == *,tcmudx,* ]]; then
         if [ -z "$TCMUD" ]; then
             TCMUD=$repo/target/release/tcmud
@@ -70,6 +74,12 @@ else
         trap 'rm -rf "$tmpbin"' EXIT
         strip --strip-debug -o "$tmpbin/tcmud" "$TCMUD" 2>/dev/null || cp "$TCMUD" "$tmpbin/tcmud"
         bins=(-b "$tmpbin/tcmud")
+    fi
+    if [ -n "$BASE" ]; then
+        [ -x "$BASE" ] || { echo "no tcmud binary at $BASE" >&2; exit 2; }
+        [ -n "${tmpbin:-}" ] || { tmpbin=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-bench.XXXXXX"); trap 'rm -rf "$tmpbin"' EXIT; }
+        strip --strip-debug -o "$tmpbin/tcmud-base" "$BASE" 2>/dev/null || cp "$BASE" "$tmpbin/tcmud-base"
+        bins+=(-b "$tmpbin/tcmud-base")
     fi
     LOGDIR=$repo/target/vm-logs; mkdir -p "$LOGDIR"
     LOG=$LOGDIR/bench-rbd-$(date +%Y%m%d-%H%M%S).log
@@ -116,7 +126,7 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
       } }
     END {
         nw = split(wl, W, ","); nb = split(bl, B, ",")
-        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"; label["tcmudx"] = "tcmud rbd +keys"
+        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"; label["tcmudx"] = "tcmud rbd +keys"; label["base"] = "tcmud base rbd"
         printf "\nwrite cache: %s; median of %d runs per backend (min-max); 4k rows IOPS, 1m rows MB/s (MiB/s)\n", cache, reps
         printf "%-12s", "workload"
         for (bi = 1; bi <= nb; bi++) printf " | %-24s", label[B[bi]]

@@ -25,6 +25,7 @@ use tcmud_core::backend::{
     Allocation, AsyncBackend, AsyncDone, BackendCaps, BackendError, BackendEvent, BlockBackend,
     BlockSink, BlockSource, CompareWrite,
 };
+use tcmud_core::ring::SharedData;
 use tcmud_core::scsi::{LunIdentity, OwnershipCell};
 use tcmud_rbd::{AioDone, Cluster, ConnectOptions, DoneFn, Image, RbdError};
 
@@ -77,6 +78,12 @@ fn connect_open(spec: &RbdSpec, read_only: bool) -> Result<Image, RbdError> {
         // UNMAP (rbd_aio_discard) zeroes what it cannot deallocate, so
         // unmapped blocks read as zeros (LBPRZ).
         ("rbd_skip_partial_discard".to_owned(), "false".to_owned()),
+        // librbd copies a write's bytes out of the data area
+        // (`rbd_disable_zero_copy_writes` left on): without the copy it
+        // completes a write only once the messenger released the caller's
+        // buffer, which a write queued to a dead OSD holds, so an
+        // `osd_op_timeout` no longer fails the command in time (seen in
+        // device_rbd_outage).
     ];
     if let Some(t) = spec.osd_op_timeout {
         options.push(("rados_osd_op_timeout".to_owned(), t.to_string()));
@@ -595,23 +602,25 @@ impl RbdBackend {
 /// timeout is not retried here: the command fails NOT READY and the
 /// initiator retries it.)
 impl AsyncBackend for RbdBackend {
-    fn submit_read(&self, lba: u64, len: usize, done: AsyncDone<Vec<u8>>) {
+    fn submit_read(&self, lba: u64, into: SharedData, done: AsyncDone<()>) {
         if let Some(e) = self.reconnecting() {
             return done(Err(e));
         }
         let shared = Arc::downgrade(&self.shared);
         let off = lba.saturating_mul(u64::from(self.block_size));
-        // A refused submission runs the closure too, with its error.
-        let _ = self.image().aio_read(off, len, move |d| {
+        // Straight into the data area; a refused submission runs the
+        // closure too, with its error. The buffers are released (`_into`)
+        // only once librbd is done with them.
+        let _ = self.image().aio_readv(off, into, move |d, _into| {
             done(
                 d.result
-                    .map(|_| d.buf)
+                    .map(drop)
                     .map_err(|e| async_error(&shared, Op::Read, e)),
             )
         });
     }
 
-    fn submit_write(&self, lba: u64, data: Vec<u8>, fua: bool, done: AsyncDone<()>) {
+    fn submit_write(&self, lba: u64, from: SharedData, fua: bool, done: AsyncDone<()>) {
         if let Some(e) = self.reconnecting() {
             return done(Err(e));
         }
@@ -620,7 +629,9 @@ impl AsyncBackend for RbdBackend {
         }
         let shared = Arc::downgrade(&self.shared);
         let off = lba.saturating_mul(u64::from(self.block_size));
-        let _ = self.image().aio_write(off, data, fua, move |d| {
+        // Straight from the data area: librbd's own copy is the only one
+        // (see `connect_open`).
+        let _ = self.image().aio_writev(off, from, fua, move |d, _from| {
             done(
                 d.result
                     .map(drop)

@@ -18,7 +18,7 @@
 
 use std::sync::Arc;
 
-use tcmud_core::backend::{AsyncBackend, BackendError, BlockSink, BlockSource, CompareWrite};
+use tcmud_core::backend::{AsyncBackend, BackendError, BlockSource, CompareWrite};
 use tcmud_core::ring::{Cdb, SharedData};
 use tcmud_core::scsi::IoPlan;
 
@@ -140,35 +140,19 @@ fn submit_plan(
     let written = |r: Result<(), BackendError>| r.map(|()| CompareWrite::Written);
     match plan {
         IoPlan::Read { lba, bytes } => {
-            let Some(data_in) = data_in else {
+            // Straight into the command's buffers (the first `bytes` of
+            // them; the ring zeroes the rest at completion).
+            let Some(into) = data_in.and_then(|d| d.prefix(bytes)) else {
                 return finish(Err(no_buffer()));
             };
-            io.submit_read(
-                lba,
-                bytes,
-                Box::new(move |r| {
-                    let r = r.and_then(|buf| {
-                        let mut view = data_in.view();
-                        match buf.get(..bytes) {
-                            Some(b) => view.write_at(0, b).map_err(BackendError::Read),
-                            None => Err(BackendError::Read(std::io::Error::from(
-                                std::io::ErrorKind::UnexpectedEof,
-                            ))),
-                        }
-                    });
-                    finish(written(r))
-                }),
-            );
+            io.submit_read(lba, into, Box::new(move |r| finish(written(r))));
         }
         IoPlan::Write { lba, bytes, fua } => {
-            let Some(data_out) = data_out else {
+            // Straight from the command's buffers.
+            let Some(from) = data_out.and_then(|d| d.prefix(bytes)) else {
                 return finish(Err(no_buffer()));
             };
-            let mut data = vec![0u8; bytes];
-            if let Err(e) = data_out.view().read_at(0, &mut data) {
-                return finish(Err(BackendError::Write(e)));
-            }
-            io.submit_write(lba, data, fua, Box::new(move |r| finish(written(r))));
+            io.submit_write(lba, from, fua, Box::new(move |r| finish(written(r))));
         }
         IoPlan::Flush => io.submit_flush(Box::new(move |r| finish(written(r)))),
         IoPlan::CompareAndWrite { lba, bytes, fua } => {

@@ -2,7 +2,7 @@
 # rbd-guest.sh -- guest half of tests/vm/bench-rbd.sh (one VM boot, initramfs --ceph).
 # Args (KEY=VALUE words, all optional):
 #   size=MB (128)  rt=S (10)  reps=N (3)  cache=wb|wt (wb)
-#   backends=tcmud,runner   workloads=randread4k,randwrite4k,read1m,write1m
+#   backends=tcmud,runner[,tcmudx][,base]   workloads=randread4k,randwrite4k,read1m,write1m
 #   log=FILTER (tcmud's log filter)
 #   daemon=KEY=VALUE,... (backend tcmudx: tcmud with these extra keys in its [daemon] table,
 #   e.g. io_threads=64,io_jobs_per_backstore=32)
@@ -19,6 +19,7 @@
 #    backstore are removed and the daemon stopped (SIGTERM):
 #      tcmud   /vmlab/bin/tcmud (built with --features rbd), its default configuration
 #      runner  Debian's tcmu-runner 1.5.4 with its handler_rbd.so
+#      base    /vmlab/bin/tcmud-base (another tcmud build, e.g. main's), default configuration
 #    Both read /etc/ceph/ceph.conf (librbd defaults: rbd cache on).
 # 3. fio libaio direct iodepth 32, time based, 1 s ramp: 4k randread, 4k randwrite, 1M seq
 #    read, 1M seq write.
@@ -62,9 +63,11 @@ vmsg "rbd/img filled (rbd bench, 4 MiB sequential writes) in $(awk -v a="$t0" -v
 # start_backend B -> sets DPID (the daemon's pid)
 start_backend() {
     case $1 in
-        tcmud|tcmudx)
+        tcmud|tcmudx|base)
             # shellcheck disable=SC2034 # read by tcmud-lib.sh
             TCMUD_LOG_LEVEL=$LOGF
+            # shellcheck disable=SC2034 # read by tcmud-lib.sh
+            case $1 in base) TCMUD=/vmlab/bin/tcmud-base;; *) TCMUD=/vmlab/bin/tcmud;; esac
             tcmud_write_config
             # no pool tables: the [daemon] table is the last one
             if [ "$1" = tcmudx ]; then for _k in $DAEMON_KEYS; do echo "$_k" >> "$TCMUD_CONF"; done; fi
@@ -79,7 +82,7 @@ start_backend() {
 }
 stop_backend() {
     case $1 in
-        tcmud|tcmudx) tcmud_alive || fail "tcmud died during the benchmark"; tcmud_stop;;
+        tcmud|tcmudx|base) tcmud_alive || fail "tcmud died during the benchmark"; tcmud_stop;;
         runner) kill -0 "$DPID" || fail "tcmu-runner died during the benchmark"
                 kill -TERM "$DPID"; wait "$DPID";;
     esac
