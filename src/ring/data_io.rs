@@ -75,6 +75,11 @@ impl SharedData {
         }
     }
 
+    /// How many buffers (iovs) the command's data is in.
+    pub fn span_count(&self) -> usize {
+        self.spans.span_count()
+    }
+
     /// The first `len` bytes of the buffers (a command whose transfer is
     /// shorter than its buffers); `None` when they hold fewer.
     pub fn prefix(&self, len: usize) -> Option<SharedData> {

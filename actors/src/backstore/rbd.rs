@@ -35,6 +35,11 @@ use super::{BackstoreError, DevOptions, RbdSpec};
 /// Most bytes one allocation query walks (GET LBA STATUS may ask for less).
 const ALLOCATION_SPAN: u64 = 1 << 30;
 
+/// Most buffers one vectored librbd call takes (librbd refuses more than
+/// `IOV_MAX`); a command in more of them (a transfer of several MiB over a
+/// fragmented data area) goes through a buffer of ours.
+const MAX_IOVECS: usize = 1024;
+
 /// Back-off between reopen attempts: doubling from the first to the last.
 const REOPEN_BACKOFF: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(30));
 
@@ -608,6 +613,21 @@ impl AsyncBackend for RbdBackend {
         }
         let shared = Arc::downgrade(&self.shared);
         let off = lba.saturating_mul(u64::from(self.block_size));
+        if into.span_count() > MAX_IOVECS {
+            let len = into.view().len();
+            let _ = self.image().aio_read(off, len, move |d| {
+                let r = d.result.and_then(|_| {
+                    let mut view = into.view();
+                    // Not librbd's failure: EIO for a failing copy.
+                    view.write_at(0, &d.buf).map_err(|_| RbdError {
+                        op: "copy into the data area",
+                        errno: libc::EIO,
+                    })
+                });
+                done(r.map_err(|e| async_error(&shared, Op::Read, e)))
+            });
+            return;
+        }
         // Straight into the data area; a refused submission runs the
         // closure too, with its error. The buffers are released (`_into`)
         // only once librbd is done with them.
@@ -629,6 +649,20 @@ impl AsyncBackend for RbdBackend {
         }
         let shared = Arc::downgrade(&self.shared);
         let off = lba.saturating_mul(u64::from(self.block_size));
+        if from.span_count() > MAX_IOVECS {
+            let mut data = vec![0u8; from.view().len()];
+            if let Err(e) = from.view().read_at(0, &mut data) {
+                return done(Err(BackendError::Write(e)));
+            }
+            let _ = self.image().aio_write(off, data, fua, move |d| {
+                done(
+                    d.result
+                        .map(drop)
+                        .map_err(|e| async_error(&shared, Op::Write, e)),
+                )
+            });
+            return;
+        }
         // Straight from the data area: librbd's own copy is the only one
         // (see `connect_open`).
         let _ = self.image().aio_writev(off, from, fua, move |d, _from| {
