@@ -20,7 +20,7 @@
 #      tcmud   /vmlab/bin/tcmud (built with --features rbd), its default configuration
 #      runner  Debian's tcmu-runner 1.5.4 with its handler_rbd.so
 #      base    /vmlab/bin/tcmud-base (another tcmud build, e.g. main's), default configuration
-#    Both read /etc/ceph/ceph.conf (librbd defaults: rbd cache on).
+#    Each reads /etc/ceph/ceph.conf and turns librbd's cache off itself (rbd_cache=false).
 # 3. fio libaio direct iodepth 32, time based, 1 s ramp: 4k randread, 4k randwrite, 1M seq
 #    read, 1M seq write.
 # Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
