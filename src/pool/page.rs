@@ -260,6 +260,45 @@ impl Page {
     }
 }
 
+/// Slot `i` of the page encoded in `bytes`, read without decoding the page:
+/// the presence bitmap gives the slot's entry number k, then k + 1 varints
+/// are summed (no 512-slot array is built). For a one-slot read of a page
+/// that is held encoded (the pool's second cache tier). `bytes` should
+/// have passed [`Page::decode`] once; if not, this still never panics:
+/// bad bytes give an error (it checks only what it reads).
+pub fn encoded_slot(bytes: &[u8], i: usize) -> Result<Option<u64>, PageError> {
+    let Some((head, rest)) = bytes.split_first_chunk::<HEADER_LEN>() else {
+        return Err(PageError::TooShort(bytes.len()));
+    };
+    if head[0] != PAGE_VERSION {
+        return Err(PageError::Version(head[0]));
+    }
+    if i >= SLOTS {
+        return Ok(None);
+    }
+    let word = |w: usize| {
+        let mut le = [0u8; 8];
+        le.copy_from_slice(&head[4 + 8 * w..12 + 8 * w]);
+        u64::from_le_bytes(le)
+    };
+    let (w, bit) = (i / 64, i % 64);
+    let own = word(w);
+    if own & (1 << bit) == 0 {
+        return Ok(None);
+    }
+    let mut k = (own & ((1u64 << bit) - 1)).count_ones() as usize;
+    for x in 0..w {
+        k += word(x).count_ones() as usize;
+    }
+    let (mut pos, mut v) = (0usize, 0u64);
+    for _ in 0..=k {
+        let (zz, used) = get_varint(rest.get(pos..).unwrap_or_default(), i)?;
+        pos += used;
+        v = v.wrapping_add(unzigzag(zz));
+    }
+    Ok(Some(v))
+}
+
 /// Maps a wrapping difference to an unsigned number, small for small |d|.
 fn zigzag(d: u64) -> u64 {
     let d = d as i64;

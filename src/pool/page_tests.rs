@@ -235,4 +235,25 @@ proptest! {
             prop_assert_eq!(q.encode(), b);
         }
     }
+
+    /// A slot read from the encoded bytes equals the decoded page's slot,
+    /// for every slot (present or not, in range or not).
+    #[test]
+    fn encoded_slot_reads_what_decode_reads(p in arb_page(), extra in 0usize..8) {
+        let b = p.encode();
+        for i in 0..SLOTS + extra {
+            prop_assert_eq!(encoded_slot(&b, i).unwrap(), p.get(i));
+        }
+    }
+
+    /// Bad bytes give an encoded-slot read an error or a value, never a panic.
+    #[test]
+    fn encoded_slot_survives_garbage(p in arb_page(), at in any::<prop::sample::Index>(),
+                                     x in 1u8..=255, cut in any::<prop::sample::Index>(), i in 0usize..600) {
+        let mut b = p.encode();
+        let j = at.index(b.len());
+        b[j] ^= x;
+        let _ = encoded_slot(&b, i);
+        let _ = encoded_slot(&b[..cut.index(b.len())], i);
+    }
 }
