@@ -19,8 +19,9 @@
 //! by [`CacheSplit`]): *decoded* pages (4 KiB+ each: what the tree changes,
 //! and every pinned page) and *encoded* pages (the bytes of the `P` value:
 //! ~0.6 KiB for a leaf of chunks allocated in order, at most ~2.6 KiB for
-//! random ones). A data-path lookup ([`SledPages::slot`]) reads one slot of
-//! an encoded page in place ([`encoded_slot`]) without decoding it, so a
+//! random ones; plus an 80-byte index). A data-path lookup
+//! ([`SledPages::slot`]) reads one slot of an encoded page in place
+//! ([`indexed_slot`]: at most 64 varints) without decoding it, so a
 //! tree several times the decoded tier still reads without a store `get`
 //! while its encoded form fits. Every page read from the store enters the
 //! encoded tier; interior pages (few, on every path) and pages the tree
@@ -32,7 +33,7 @@ use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TAG_PAGE, TAG_PAGE_REFS};
-use super::page::{encoded_slot, Page, PageId};
+use super::page::{indexed, indexed_slot, indexed_stored, Page, PageId, INDEX_LEN};
 use super::pagecache::{CacheStats, IdMap, PageCache};
 use super::store::{Change, MetaStore};
 use super::tree::{PageStore, TreeError};
@@ -53,9 +54,9 @@ pub const ENCODED_OVERHEAD: usize = 88;
 /// Memory a remembered page reference count takes (hash map entry and slack).
 const REFS_ENTRY: usize = 32;
 
-/// How `metadata_cache` is shared out (bytes): 1/8 decoded pages (what the
-/// tree works on and the pages waiting for a commit), 11/16 encoded pages
-/// (what lookups read: ~7 times as many pages per byte), 1/32 remembered
+/// How `metadata_cache` is shared out (bytes): 1/16 decoded pages (what the
+/// tree works on and the pages waiting for a commit; at least 16), 3/4
+/// encoded pages (what lookups read: ~6 times as many pages per byte), 1/32 remembered
 /// page counts, 1/8 sled's own cache (`cache_capacity`; sled's memory was
 /// measured at up to 2× its setting, `docs/pool-scale-design.md` §5), the
 /// rest (1/32) slack.
@@ -77,8 +78,8 @@ impl CacheSplit {
     pub fn of(cache_bytes: u64) -> CacheSplit {
         let m = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
         CacheSplit {
-            decoded: (m / 8).max(16 * PAGE_MEMORY),
-            encoded: (m / 16 * 11).max(16 * (PAGE_MEMORY + ENCODED_OVERHEAD)),
+            decoded: (m / 16).max(16 * PAGE_MEMORY),
+            encoded: (m / 4 * 3).max(16 * (PAGE_MEMORY + ENCODED_OVERHEAD)),
             refs: (m / 32).max(1024 * REFS_ENTRY),
             sled: (cache_bytes / 8).max(128 << 10),
         }
@@ -132,7 +133,8 @@ impl SledPages {
     pub fn new(source: Arc<dyn MetaStore>, cache_bytes: u64, next_id: PageId) -> SledPages {
         let split = CacheSplit::of(cache_bytes);
         let pages = split.decoded / PAGE_MEMORY;
-        let encoded_pages = split.encoded / (crate::pool::page::HEADER_LEN + ENCODED_OVERHEAD);
+        let encoded_pages =
+            split.encoded / (INDEX_LEN + crate::pool::page::HEADER_LEN + ENCODED_OVERHEAD);
         SledPages {
             source,
             cache: PageCache::new(pages, split.decoded),
@@ -208,9 +210,10 @@ impl SledPages {
             let bytes = page.encode();
             // the page's content now; if it changes before the commit ends,
             // `put` drops it from the encoded tier again
-            let size = bytes.len() + ENCODED_OVERHEAD;
+            let x = indexed(&page, &bytes);
+            let size = x.len() + ENCODED_OVERHEAD;
             self.encoded.remove(id);
-            self.encoded.insert_clean(id, Arc::from(&bytes[..]), size);
+            self.encoded.insert_clean(id, Arc::from(x), size);
             out.push((format::id_key(TAG_PAGE, id), Some(bytes)));
         }
         for id in std::mem::take(&mut self.dirty_refs) {
@@ -301,8 +304,8 @@ impl SledPages {
         }
         self.encoded.peek_with(id, |b| {
             // the level is byte 2 (checked when the bytes entered the tier)
-            match b.get(2) {
-                Some(&l) if l == level => encoded_slot(b, i).map_err(TreeError::from),
+            match indexed_stored(b).get(2) {
+                Some(&l) if l == level => indexed_slot(b, i).map_err(TreeError::from),
                 found => Err(TreeError::WrongLevel {
                     id,
                     expected: level,
@@ -324,8 +327,9 @@ impl SledPages {
             .map_err(store_err)?
             .ok_or(TreeError::MissingPage(id))?;
         let page = Page::decode(&bytes)?;
-        let size = bytes.len() + ENCODED_OVERHEAD;
-        self.encoded.insert_clean(id, Arc::from(bytes), size);
+        let x = indexed(&page, &bytes);
+        let size = x.len() + ENCODED_OVERHEAD;
+        self.encoded.insert_clean(id, Arc::from(x), size);
         Ok(page)
     }
 }
@@ -335,7 +339,10 @@ impl PageStore for SledPages {
         if let Some(p) = self.cache.get(id) {
             return Ok(p);
         }
-        let page = match self.encoded.peek_with(id, Page::decode) {
+        let page = match self
+            .encoded
+            .peek_with(id, |b| Page::decode(indexed_stored(b)))
+        {
             Some(p) => p?,
             None => self.read(id)?,
         };
