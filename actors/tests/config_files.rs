@@ -193,6 +193,11 @@ fn sparse_data_is_read_off_by_default_and_checked() {
         err.contains("b.toml") && err.contains("line 4") && err.contains("bool"),
         "{err}"
     );
+    // and the pool is opened with it
+    let spec = tcmud::backstore::PoolSpec::from(cfg.pool("x").unwrap());
+    assert!(spec.options.sparse_data);
+    let spec = tcmud::backstore::PoolSpec::from(d.pool("y").unwrap());
+    assert!(!spec.options.sparse_data);
 }
 
 #[test]
