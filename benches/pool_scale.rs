@@ -32,12 +32,18 @@
 //! under the table name what was skipped and why.
 //!
 //! `cargo bench --bench pool_scale`
-//! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304` (sizes, default these),
+//! env: `TCMUD_SCALE_CHUNKS=65536,1048576,4194304,1048576@2` (sizes, default
+//! these; `N@M`: N chunks with a metadata cache of M MiB for that row alone,
+//! the default row having the tree 4× the cache),
 //! `TCMUD_SCALE_RAM_GIB` (budget; default min(16, MemAvailable - 4)),
 //! `TCMUD_BENCH_DIR` (where the pools go, default /tmp), `TCMUD_SCALE_CHUNK_KIB`
 //! (chunk size, default 64), `TCMUD_SCALE_CACHE_MIB` (metadata cache, default
 //! 64), `TCMUD_SCALE_SPARSE` (default 1: the pool's `sparse_data` option, so
-//! 4 Mi chunks of 64 KiB take 16 GiB of host space, not 256).
+//! 4 Mi chunks of 64 KiB take 16 GiB of host space, not 256),
+//! `TCMUD_SCALE_RESERVE_GIB` (host space left to others, default 10: a row
+//! whose data would not leave it is not run), `TCMUD_SCALE_PUNCH` (1: the
+//! setup's data is punched out after each flush: metadata figures without
+//! the host space, no random-I/O columns).
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -64,7 +70,7 @@ const OTHER_CHUNKS: u64 = 4096;
 const LAT_OPS: usize = 20_000;
 const GIB: f64 = (1u64 << 30) as f64;
 const MIB: f64 = (1u64 << 20) as f64;
-const DEFAULT_SIZES: &str = "65536,1048576,4194304";
+const DEFAULT_SIZES: &str = "65536,1048576,4194304,1048576@2";
 
 struct Rng(u64);
 impl Rng {
@@ -90,6 +96,24 @@ fn mem_available() -> u64 {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(0)
         * 1024
+}
+
+/// Host space kept free for the machine's other users: the raw file of
+/// the random-I/O comparison is written only if it leaves this much
+/// (`TCMUD_SCALE_RESERVE_GIB`, default 10).
+fn reserve() -> u64 {
+    env_u64("TCMUD_SCALE_RESERVE_GIB").unwrap_or(10) << 30
+}
+
+/// `TCMUD_SCALE_PUNCH=1`: metadata figures only, for hosts without the
+/// space for the data (see the note it prints).
+fn punch_mode() -> bool {
+    env_u64("TCMUD_SCALE_PUNCH").is_some_and(|v| v != 0)
+}
+
+/// Bytes free on the file system holding `p`.
+fn free_bytes(p: &Path) -> u64 {
+    nix::sys::statvfs::statvfs(p).map_or(0, |s| s.blocks_available() * s.fragment_size())
 }
 
 /// Writes back and drops from the page cache every file under `p`.
@@ -201,6 +225,32 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         capacity_bytes: (n + OTHER_CHUNKS + 65_536) * chunk(),
         low_water_pct: 100,
     };
+    let data_need = (n + OTHER_CHUNKS) * u64::from(BLOCK);
+    let free = free_bytes(dir);
+    let punch = punch_mode();
+    if punch {
+        note(
+            n,
+            "punch",
+            "metadata only (TCMUD_SCALE_PUNCH=1): the data written by the setup was punched \
+             out of the pool's data file after each flush (mappings intact, the bytes read \
+             back as zeros), so the random I/O against the raw file was not run",
+        );
+    } else if free < data_need + reserve() {
+        note(
+            n,
+            "space",
+            &format!(
+                "not run: the pool's data needs {:.1} GiB and {:.1} GiB are free ({:.0} GiB \
+                 kept for others)",
+                data_need as f64 / GIB,
+                free as f64 / GIB,
+                reserve() as f64 / GIB
+            ),
+        );
+        emit("failed", "no host space");
+        return;
+    }
     let pool = Pool::create_opts(&pool_dir, &cfg, &pool_options()).unwrap();
     pool.create_volume("big", n * chunk(), BLOCK).unwrap();
     let big = pool.open_volume("big").unwrap();
@@ -209,10 +259,29 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     // 1. setup
     progress(n, "setup: writing 4 KiB into every chunk");
     let t = Instant::now();
+    let data_file = File::options()
+        .write(true)
+        .open(pool_dir.join("data"))
+        .unwrap();
+    let mut punched = 0u64;
     for l in 0..n {
         big.write(l * blocks_per_chunk(), &page, false).unwrap();
         if (l + 1) % FLUSH_EVERY == 0 {
             big.flush().unwrap();
+            if punch {
+                // a fresh pool hands out chunks in order: these are the
+                // ones written since the last flush
+                let end = (l + 1) * chunk();
+                nix::fcntl::fallocate(
+                    &data_file,
+                    nix::fcntl::FallocateFlags::FALLOC_FL_PUNCH_HOLE
+                        | nix::fcntl::FallocateFlags::FALLOC_FL_KEEP_SIZE,
+                    punched as i64,
+                    (end - punched) as i64,
+                )
+                .unwrap();
+                punched = end;
+            }
             if (l + 1) % (FLUSH_EVERY * 16) == 0 {
                 progress(
                     n,
@@ -240,69 +309,30 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     other.flush().unwrap();
 
     // 2. random I/O vs raw
-    progress(n, "random I/O vs raw file");
-    let raw_path = dir.join("raw");
-    let raw = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .open(&raw_path)
-        .unwrap();
-    // The same bytes at the same offsets as the volume: 4 KiB at the
-    // start of every chunk, sparse between (the pool's data file is laid
-    // out so too, chunk by chunk).
-    for l in 0..n {
-        raw.write_all_at(&page, l * chunk()).unwrap();
+    let raw_need = n * u64::from(BLOCK);
+    let free = free_bytes(dir);
+    if punch {
+        // noted above
+    } else if free < raw_need + reserve() {
+        note(
+            n,
+            "raw",
+            &format!(
+                "random I/O not run: the raw file needs {:.1} GiB and {:.1} GiB are free \
+                 ({:.0} GiB kept for others)",
+                raw_need as f64 / GIB,
+                free as f64 / GIB,
+                reserve() as f64 / GIB
+            ),
+        );
+    } else {
+        random_io(n, dir, &pool_dir, &big, &page);
     }
-    raw.sync_data().unwrap();
-    let mut r = Rng(0x5eed ^ n);
-    let cold_r: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
-    let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
-    let warm: Vec<u64> = (0..WARM_SET.min(n)).map(|_| r.next() % n).collect();
-    let warm_ops: Vec<u64> = (0..IO_OPS)
-        .map(|i| warm[(r.next() as usize + i) % warm.len()])
-        .collect();
-    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
-    let mut pool_read = |l: u64| {
-        big.read(l * blocks_per_chunk(), &mut b1).unwrap();
-        black_box(&b1);
-    };
-    let mut raw_read = |l: u64| {
-        raw.read_exact_at(&mut b2, l * chunk()).unwrap();
-        black_box(&b2);
-    };
-    drop_cache(&pool_dir);
-    drop_cache(&raw_path);
-    let (m, t) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
-    emit("read_cold", m);
-    emit("read_cold_total", t);
-    let (m, t) = interleaved(
-        &cold_w,
-        |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
-        |l| raw.write_all_at(&page, l * chunk()).unwrap(),
-    );
-    emit("write_cold", m);
-    emit("write_cold_total", t);
-    for &l in &warm {
-        pool_read(l);
-        raw_read(l);
-    }
-    let (m, t) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
-    emit("read_warm", m);
-    emit("read_warm_total", t);
-    let (m, t) = interleaved(
-        &warm_ops,
-        |l| big.write(l * blocks_per_chunk(), &page, false).unwrap(),
-        |l| raw.write_all_at(&page, l * chunk()).unwrap(),
-    );
-    emit("write_warm", m);
-    emit("write_warm_total", t);
-    drop(raw);
-    let _ = std::fs::remove_file(&raw_path);
+    emit("meta_mem", pool.metadata_memory_bytes());
     big.flush().unwrap();
 
     // 3. idle write latency on the other volume
+    let mut r = Rng(0x1d1e ^ n);
     progress(n, "idle write latency on another volume");
     let other_write = |r: &mut Rng| {
         let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
@@ -383,6 +413,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
             snap_ms.iter().copied().fold(f64::MAX, f64::min),
         );
         emit("snap_max_ms", snap_ms.iter().copied().fold(0.0, f64::max));
+        emit("snap_p50_ms", percentile(&mut snap_ms.clone(), 0.5));
     }
 
     // 5. clone
@@ -424,11 +455,80 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     }
     emit("rss_hwm", rss().1);
 
+    let _ = std::fs::remove_file(dir.join("raw"));
+
     // 7. clean close (the reopen runs in the next process)
     drop((big, other));
     let close_s = time(|| pool.close().unwrap());
     emit("close_s", close_s);
     emit("mappings", mappings);
+}
+
+/// Step 2: 4 KiB random reads and writes on `big` against a raw file
+/// holding the same bytes at the same offsets.
+fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume, page: &[u8]) {
+    progress(n, "random I/O vs raw file");
+    let raw_path = dir.join("raw");
+    let raw = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&raw_path)
+        .unwrap();
+    // The same bytes at the same offsets as the volume: 4 KiB at the
+    // start of every chunk, sparse between (the pool's data file is laid
+    // out so too, chunk by chunk).
+    for l in 0..n {
+        raw.write_all_at(page, l * chunk()).unwrap();
+    }
+    raw.sync_data().unwrap();
+    let mut r = Rng(0x5eed ^ n);
+    let cold_r: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
+    let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
+    let warm: Vec<u64> = (0..WARM_SET.min(n)).map(|_| r.next() % n).collect();
+    let warm_ops: Vec<u64> = (0..IO_OPS)
+        .map(|i| warm[(r.next() as usize + i) % warm.len()])
+        .collect();
+    let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
+    let mut pool_read = |l: u64| {
+        big.read(l * blocks_per_chunk(), &mut b1).unwrap();
+        black_box(&b1);
+    };
+    let mut raw_read = |l: u64| {
+        raw.read_exact_at(&mut b2, l * chunk()).unwrap();
+        black_box(&b2);
+    };
+    drop_cache(pool_dir);
+    drop_cache(&raw_path);
+    let (m, t) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
+    emit("read_cold", m);
+    emit("read_cold_total", t);
+    let (m, t) = interleaved(
+        &cold_w,
+        |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),
+        |l| raw.write_all_at(page, l * chunk()).unwrap(),
+    );
+    emit("write_cold", m);
+    emit("write_cold_total", t);
+    for &l in &warm {
+        pool_read(l);
+        raw_read(l);
+    }
+    let (m, t) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
+    emit("read_warm", m);
+    emit("read_warm_total", t);
+    let (m, t) = interleaved(
+        &warm_ops,
+        |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),
+        |l| raw.write_all_at(page, l * chunk()).unwrap(),
+    );
+    emit("write_warm", m);
+    emit("write_warm_total", t);
+    // The raw file stays until the timed steps are over: unlinking
+    // gigabytes (online discard, journal) made the next fdatasyncs — the
+    // snapshots' commits — wait for it (22-41 ms instead of ~1 ms).
+    drop(raw);
 }
 
 /// The child that reopens a cleanly closed pool.
@@ -453,9 +553,19 @@ struct Estimates {
     open_per_mapping: f64,
 }
 
-fn child(mode: &str, n: u64, dir: &Path, budget: u64, est: Estimates) -> Results {
+fn child(
+    mode: &str,
+    (n, cache_mib): (u64, Option<u64>),
+    dir: &Path,
+    budget: u64,
+    est: Estimates,
+) -> Results {
     let exe = std::env::current_exe().unwrap();
-    let mut ch = Command::new(exe)
+    let mut cmd = Command::new(exe);
+    if let Some(m) = cache_mib {
+        cmd.env("TCMUD_SCALE_CACHE_MIB", m.to_string());
+    }
+    let mut ch = cmd
         .env("TCMUD_SCALE_CHILD", mode)
         .env("TCMUD_SCALE_N", n.to_string())
         .env("TCMUD_SCALE_PATH", dir)
@@ -509,10 +619,14 @@ fn main() {
     if !std::env::args().any(|a| a == "--bench") {
         return;
     }
-    let sizes: Vec<u64> = std::env::var("TCMUD_SCALE_CHUNKS")
+    // "N" or "N@M" (M MiB of metadata cache for that row)
+    let sizes: Vec<(u64, Option<u64>)> = std::env::var("TCMUD_SCALE_CHUNKS")
         .unwrap_or_else(|_| DEFAULT_SIZES.into())
         .split(',')
-        .filter_map(|s| s.trim().parse().ok())
+        .filter_map(|s| match s.trim().split_once('@') {
+            Some((n, m)) => Some((n.parse().ok()?, Some(m.parse().ok()?))),
+            None => Some((s.trim().parse().ok()?, None)),
+        })
         .collect();
     let budget = env_u64("TCMUD_SCALE_RAM_GIB")
         .map(|g| g << 30)
@@ -526,8 +640,8 @@ fn main() {
     // Measured at the previous size (RSS grows linearly with the chunks).
     let mut est = Estimates::default();
     let mut rows: Vec<(u64, Results)> = Vec::new();
-    let mut dirs = Vec::new();
-    for &n in &sizes {
+    for &(n, cache_mib) in &sizes {
+        let row = (n, cache_mib);
         let need = est.write_per_chunk * n as f64 * 1.2;
         if need > budget as f64 {
             let mut r = Results::new();
@@ -540,11 +654,17 @@ fn main() {
                 ),
             );
             eprintln!("pool_scale: {n} chunks skipped: {}", r["skipped"]);
+            if let Some(m) = cache_mib {
+                r.insert("cache_mib".into(), m.to_string());
+            }
             rows.push((n, r));
             continue;
         }
         let tmp = tempfile::tempdir_in(&base).unwrap();
-        let mut r = child("run", n, tmp.path(), budget, est);
+        let mut r = child("run", row, tmp.path(), budget, est);
+        if let Some(m) = cache_mib {
+            r.insert("cache_mib".into(), m.to_string());
+        }
         let num = |r: &Results, k: &str| r.get(k).and_then(|v| v.parse::<f64>().ok());
         let mappings = num(&r, "mappings").unwrap_or(0.0);
         let open_need = est.open_per_mapping * mappings * 1.2;
@@ -556,8 +676,16 @@ fn main() {
                 format!("reopen skipped: would need ~{:.0} GiB", open_need / GIB),
             );
         } else {
-            let open = child("open", n, tmp.path(), budget, est);
+            let open = child("open", row, tmp.path(), budget, est);
             r.extend(open);
+        }
+        // The data goes right after its row (freeing a large sparse file
+        // with online discard takes minutes, but the disk is shared).
+        progress(n, "removing the pool");
+        drop(tmp);
+        if cache_mib.is_some() {
+            rows.push((n, r));
+            continue;
         }
         if let Some(w) = num(&r, "rss_write") {
             est.write_per_chunk = w / n as f64;
@@ -570,13 +698,9 @@ fn main() {
         if let Some(o) = num(&r, "rss_open").filter(|_| mappings > 0.0) {
             est.open_per_mapping = o / mappings;
         }
-        // Removed after the table is printed (freeing a large sparse file
-        // with online discard takes minutes).
-        dirs.push(tmp);
         rows.push((n, r));
     }
     print_table(&rows);
-    drop(dirs);
 }
 
 fn print_table(rows: &[(u64, Results)]) {
@@ -594,39 +718,43 @@ fn print_table(rows: &[(u64, Results)]) {
     );
     println!();
     println!(
-        "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (ms) | delete snapshot (s) |"
+        "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot p50 / max (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (ms) | delete snapshot (s) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut notes = Vec::new();
     for (n, r) in rows {
+        let label = match r.get("cache_mib") {
+            Some(m) => format!("{n}, cache {m} MiB"),
+            None => n.to_string(),
+        };
         if let Some(s) = r.get("skipped") {
-            println!("| {n} | skipped: {s} |{}", " |".repeat(11));
+            println!("| {label} | skipped: {s} |{}", " |".repeat(11));
             continue;
         }
         if let Some(s) = r.get("failed") {
             notes.push(format!(
-                "{n}: child failed ({s}); cells with - were not reached"
+                "{label}: child failed ({s}); cells with - were not reached"
             ));
         }
         let mut keys: Vec<&String> = r.keys().filter(|k| k.starts_with("note_")).collect();
         keys.sort();
         for k in keys {
-            notes.push(format!("{n}: {}", r[k]));
+            notes.push(format!("{label}: {}", r[k]));
         }
         let mib = |k: &str| cell(f(r, k), &|v| format!("{:.0}", v / MIB));
         let meta = f(r, "meta_bytes");
         let snaps = f(r, "snapshots").unwrap_or(0.0);
         println!(
-            "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} |",
+            "| {label} | {} | {} | {} | {} | {} | {} | {} | {} | {} / {} | {} / {} | {} / {} | {} |",
             cell(f(r, "setup_rate"), &|v| format!("{v:.0}")),
             mib("rss_write"),
             mib("meta_bytes"),
             cell(meta, &|v| format!("{:.0}", v / *n as f64)),
-            match (f(r, "snap_min_ms"), f(r, "snap_max_ms")) {
-                (Some(a), Some(b)) => format!("{a:.0}-{b:.0}"),
+            match (f(r, "snap_p50_ms"), f(r, "snap_max_ms")) {
+                (Some(a), Some(b)) => format!("{a:.1} / {b:.1}"),
                 _ => "-".into(),
             },
-            cell(f(r, "clone_ms"), &|v| format!("{v:.0}")),
+            cell(f(r, "clone_ms"), &|v| format!("{v:.1}")),
             cell(f(r, "rss_snaps"), &|v| format!(
                 "{:.0} ({snaps:.0} snaps)",
                 v / MIB
@@ -641,8 +769,10 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "delete_s"), &|v| format!("{v:.2}")),
         );
         notes.push(format!(
-            "{n}: VmHWM {} MiB, RSS after reopen {} MiB, close {} s, meta on disk with snapshots {} MiB, \
+            "{label}: metadata in memory after the random I/O {} MiB (page tiers and space map, \
+             sled's cache apart), VmHWM {} MiB, RSS after reopen {} MiB, close {} s, meta on disk with snapshots {} MiB, \
              other-volume write max latency idle {} ms / during the delete {} ms ({} writes during it)",
+            cell(f(r, "meta_mem"), &|v| format!("{:.1}", v / MIB)),
             mib("rss_hwm"),
             mib("rss_open"),
             cell(f(r, "close_s"), &|v| format!("{v:.1}")),
@@ -652,7 +782,7 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "delete_writes"), &|v| format!("{v:.0}")),
         ));
         notes.push(format!(
-            "{n}: random I/O as the ratio of total times instead of the median per batch: \
+            "{label}: random I/O as the ratio of total times instead of the median per batch: \
              read cold / warm {} / {}, write cold / warm {} / {}",
             cell(f(r, "read_cold_total"), &|v| format!("{v:.2}")),
             cell(f(r, "read_warm_total"), &|v| format!("{v:.2}")),

@@ -69,6 +69,11 @@ pub struct PoolArgs {
     /// Never ask the daemon (fails if it holds the pool).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// Memory for the pool's metadata when the command opens it offline
+    /// (at least 1MiB; default 64MiB; a pool the daemon serves keeps the
+    /// `metadata_cache` of its config).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_metadata_cache)]
+    pub metadata_cache: Option<u64>,
     /// How to reach the daemon.
     #[command(flatten)]
     pub via: Via,
@@ -83,9 +88,45 @@ pub struct VolumeArgs {
     /// Never ask the daemon (fails if it holds the pool).
     #[arg(long, global = true)]
     pub offline: bool,
+    /// As `tcmud pool --metadata-cache`.
+    #[arg(long, global = true, value_name = "SIZE", value_parser = parse_metadata_cache)]
+    pub metadata_cache: Option<u64>,
     /// How to reach the daemon.
     #[command(flatten)]
     pub via: Via,
+}
+
+/// `--metadata-cache`: a size (`64MiB`) of at least
+/// [`MIN_METADATA_CACHE`](tcmud_core::pool::pagestore::MIN_METADATA_CACHE),
+/// as the config's `metadata_cache`.
+pub fn parse_metadata_cache(s: &str) -> Result<u64, String> {
+    let n = crate::offline::size::parse_size(s)?;
+    if n < tcmud_core::pool::pagestore::MIN_METADATA_CACHE {
+        return Err(format!("{n} bytes: must be at least 1MiB"));
+    }
+    Ok(n)
+}
+
+impl PoolArgs {
+    /// The options the pool is opened with offline.
+    pub fn pool_options(&self) -> tcmud_core::pool::PoolOptions {
+        pool_options(self.metadata_cache)
+    }
+}
+
+impl VolumeArgs {
+    /// The options the pool is opened with offline.
+    pub fn pool_options(&self) -> tcmud_core::pool::PoolOptions {
+        pool_options(self.metadata_cache)
+    }
+}
+
+fn pool_options(metadata_cache: Option<u64>) -> tcmud_core::pool::PoolOptions {
+    let d = tcmud_core::pool::PoolOptions::default();
+    tcmud_core::pool::PoolOptions {
+        metadata_cache: metadata_cache.unwrap_or(d.metadata_cache),
+        ..d
+    }
 }
 
 /// Options of the daemon; each overrides the config file.

@@ -99,8 +99,14 @@ pub struct PoolConfig {
     pub low_water_pct: u8,
     /// Create the pool directory and volumes named by dev_config when missing.
     pub auto_create: bool,
-    /// Bytes of decoded metadata pages the pool keeps in memory (format 3).
+    /// Bytes of metadata the pool keeps in memory (format 3): its page
+    /// cache tiers and sled's cache (`tcmud_core::pool::pagestore::CacheSplit`).
     pub metadata_cache: u64,
+    /// Leave the rest of a chunk written partially a hole instead of
+    /// preallocating it (`tcmud_core::pool::PoolOptions::sparse_data`): host
+    /// space in proportion to the bytes written, but an overwrite may then
+    /// find the host file system full. Default false.
+    pub sparse_data: bool,
 }
 
 /// The validated configuration of the daemon.

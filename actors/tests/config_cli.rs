@@ -52,3 +52,33 @@ fn pool_and_volume_subcommands_are_dispatched_offline() {
     // Daemon options do not mix with offline subcommands.
     assert!(Cli::try_parse_from(["tcmud", "--log-level", "debug", "pool", "info", "/p"]).is_err());
 }
+
+#[test]
+fn metadata_cache_option_of_pool_and_volume_commands() {
+    let c =
+        Cli::try_parse_from(["tcmud", "pool", "check", "/p", "--metadata-cache", "8MiB"]).unwrap();
+    let Some(Command::Pool(p)) = c.command else {
+        panic!("not pool")
+    };
+    assert_eq!(p.pool_options().metadata_cache, 8 << 20);
+    let c =
+        Cli::try_parse_from(["tcmud", "volume", "--metadata-cache", "2MiB", "list", "/p"]).unwrap();
+    let Some(Command::Volume(v)) = c.command else {
+        panic!("not volume")
+    };
+    assert_eq!(v.pool_options().metadata_cache, 2 << 20);
+    let c = Cli::try_parse_from(["tcmud", "pool", "create", "/p"]).unwrap();
+    let Some(Command::Pool(p)) = c.command else {
+        panic!("not pool")
+    };
+    assert_eq!(p.pool_options().metadata_cache, 64 << 20, "the default");
+    for (bad, why) in [("4KiB", "4096 bytes: must be at least 1MiB"), ("lots", "")] {
+        let err = Cli::try_parse_from(["tcmud", "pool", "create", "/p", "--metadata-cache", bad])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("--metadata-cache") && err.contains(bad) && err.contains(why),
+            "{err}"
+        );
+    }
+}

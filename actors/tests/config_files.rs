@@ -171,6 +171,36 @@ fn metadata_cache_is_read_and_checked() {
 }
 
 #[test]
+fn sparse_data_is_read_off_by_default_and_checked() {
+    let cfg = from_toml(
+        "[[pool]]\nname = \"x\"\npath = \"/x\"\nsparse_data = true\n",
+        "s.toml",
+    )
+    .unwrap();
+    assert!(cfg.pool("x").unwrap().sparse_data);
+    let d = from_toml("[[pool]]\nname = \"y\"\npath = \"/y\"\n", "d.toml").unwrap();
+    assert!(
+        !d.pool("y").unwrap().sparse_data,
+        "preallocating is the default"
+    );
+    let err = from_toml(
+        "[[pool]]\nname = \"x\"\npath = \"/x\"\nsparse_data = \"yes\"\n",
+        "b.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("b.toml") && err.contains("line 4") && err.contains("bool"),
+        "{err}"
+    );
+    // and the pool is opened with it
+    let spec = tcmud::backstore::PoolSpec::from(cfg.pool("x").unwrap());
+    assert!(spec.options.sparse_data);
+    let spec = tcmud::backstore::PoolSpec::from(d.pool("y").unwrap());
+    assert!(!spec.options.sparse_data);
+}
+
+#[test]
 fn metrics_are_off_by_default_and_take_an_address() {
     assert_eq!(DaemonConfig::default().metrics, None);
     let c = from_toml("[daemon]\nmetrics = \"127.0.0.1:9771\"\n", "t").unwrap();

@@ -48,6 +48,7 @@ fn pool(dir: &std::path::Path, name: &str) -> PoolConfig {
         low_water_pct: 90,
         auto_create: true,
         metadata_cache: 64 << 20,
+        sparse_data: false,
     }
 }
 

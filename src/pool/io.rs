@@ -75,6 +75,17 @@ pub struct FileIo {
     /// `set_len` to a length below a concurrent write past the old end
     /// would cut that write off (it read back as zeros).
     writes: WriteTurns,
+    /// Changes made (writes, preallocations, new lengths), counted when
+    /// each ends (failed ones too: they may have changed bytes).
+    changes: AtomicU64,
+    /// `changes` as read when the last completed `fdatasync` began: every
+    /// change counted up to there is durable. A sync that finds nothing
+    /// counted since skips the system call (a snapshot of a volume at rest
+    /// commits with one sync less); one that finds a sync running still
+    /// makes its own, so it never returns before the bytes are durable.
+    synced: AtomicU64,
+    /// `fdatasync` calls made.
+    syncs: AtomicU64,
 }
 
 impl FileIo {
@@ -86,7 +97,23 @@ impl FileIo {
             len: AtomicU64::new(len),
             nowait: NowaitReads::default(),
             writes: WriteTurns::default(),
+            // what an earlier process left unsynced is synced by the first commit
+            changes: AtomicU64::new(1),
+            synced: AtomicU64::new(0),
+            syncs: AtomicU64::new(0),
         })
+    }
+}
+
+impl FileIo {
+    /// Counts a change, after it ended (see `changes`).
+    fn changed(&self) {
+        self.changes.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// `fdatasync` calls made so far (those skipped not counted).
+    pub fn syncs(&self) -> u64 {
+        self.syncs.load(Ordering::Relaxed)
     }
 }
 
@@ -120,19 +147,23 @@ impl DataIo for FileIo {
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
-        self.writes.take(buf.len(), || {
+        let res = self.writes.take(buf.len(), || {
             self.file.write_all_at(buf, off)?;
             self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
             Ok(())
-        })
+        });
+        self.changed();
+        res
     }
 
     fn write_from(&self, src: &dyn BlockSource, at: usize, len: usize, off: u64) -> io::Result<()> {
-        self.writes.take(len, || {
+        let res = self.writes.take(len, || {
             src.pwrite_at(at, len, self.file.as_fd(), off)?;
             self.len.fetch_max(off + len as u64, Ordering::AcqRel);
             Ok(())
-        })
+        });
+        self.changed();
+        res
     }
 
     fn preallocate(&self, off: u64, len: u64) -> io::Result<()> {
@@ -140,12 +171,14 @@ impl DataIo for FileIo {
         let range = i64::try_from(off)
             .and_then(|o| i64::try_from(len).map(|l| (o, l)))
             .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-        match fallocate(
+        let res = fallocate(
             &self.file,
             FallocateFlags::FALLOC_FL_KEEP_SIZE,
             range.0,
             range.1,
-        ) {
+        );
+        self.changed();
+        match res {
             Ok(()) => Ok(()),
             // The file system cannot preallocate: stay sparse.
             Err(nix::errno::Errno::EOPNOTSUPP) => Ok(()),
@@ -154,7 +187,14 @@ impl DataIo for FileIo {
     }
 
     fn sync_data(&self) -> io::Result<()> {
-        self.file.sync_data()
+        let seen = self.changes.load(Ordering::Acquire);
+        if self.synced.load(Ordering::Acquire) >= seen {
+            return Ok(());
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.file.sync_data()?;
+        self.synced.fetch_max(seen, Ordering::AcqRel);
+        Ok(())
     }
 
     fn file_len(&self) -> u64 {
@@ -169,10 +209,16 @@ impl DataIo for FileIo {
         // the file itself: set_len only ever grows it.
         self.writes.alone(|| {
             if len > self.file.metadata()?.len() {
-                self.file.set_len(len)?;
+                let res = self.file.set_len(len);
+                self.changed();
+                res?;
             }
             self.len.fetch_max(len, Ordering::AcqRel);
             Ok(())
         })
     }
 }
+
+#[cfg(test)]
+#[path = "io_tests.rs"]
+mod tests;

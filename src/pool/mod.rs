@@ -519,7 +519,7 @@ impl Pool {
     pub fn metadata_memory_bytes(&self) -> u64 {
         let st = self.state();
         if let Some(t) = &st.t3 {
-            return t.pages.stats().bytes as u64 + t.space.capacity();
+            return t.pages.memory_bytes() as u64 + t.space.capacity();
         }
         let maps: u64 = st.maps.values().map(|m| m.memory_bytes()).sum();
         maps + st.refs.capacity() as u64 * 4

@@ -11,6 +11,7 @@ use super::durable;
 use super::format::{self, Superblock};
 use super::io::{DataIo, FileIo};
 use super::lock::PoolLock;
+use super::pagestore::CacheSplit;
 use super::seal::{self, Seal};
 use super::state::{validate_super, State};
 use super::store::{MetaStore, SledStore};
@@ -81,7 +82,10 @@ impl Pool {
         )
         .and_then(FileIo::new)
         .map_err(|e| PoolError::io("creating the data file", e))?;
-        let store: Arc<dyn MetaStore> = Arc::new(SledStore::open(&dir.join(META_DIR))?);
+        let store: Arc<dyn MetaStore> = Arc::new(SledStore::open_cached(
+            &dir.join(META_DIR),
+            CacheSplit::of(opts.metadata_cache).sled,
+        )?);
         pool_lock.write_pid()?;
         let st = new_state(sb, &store, opts);
         let pool = Pool::from_parts(
@@ -202,7 +206,8 @@ impl Pool {
             .write(dir, true)
             .map_err(|e| PoolError::io("updating the seal", e))?;
         }
-        let opened = SledStore::open(&meta).and_then(|store| {
+        let sled_cache = CacheSplit::of(opts.metadata_cache).sled;
+        let opened = SledStore::open_cached(&meta, sled_cache).and_then(|store| {
             let store: Arc<dyn MetaStore> = Arc::new(store);
             let (st, seq) = load_state(&store, &data, opts)?;
             if let Some(seal) = &seal {

@@ -60,7 +60,7 @@ pub struct CacheStats {
 }
 
 #[derive(Debug)]
-struct Entry<V> {
+struct Entry<V: ?Sized> {
     id: u64,
     value: Arc<V>,
     bytes: usize,
@@ -71,7 +71,7 @@ struct Entry<V> {
     committing: Option<u64>,
 }
 
-impl<V> Entry<V> {
+impl<V: ?Sized> Entry<V> {
     fn pinned(&self) -> bool {
         self.dirty || self.committing.is_some()
     }
@@ -79,7 +79,7 @@ impl<V> Entry<V> {
 
 /// The cache: a CLOCK ring of slots and an index by page id.
 #[derive(Debug)]
-pub struct PageCache<V> {
+pub struct PageCache<V: ?Sized> {
     slots: Vec<Option<Entry<V>>>,
     free_slots: Vec<usize>,
     index: IdMap<usize>,
@@ -93,7 +93,7 @@ pub struct PageCache<V> {
     stats: CacheStats,
 }
 
-impl<V> PageCache<V> {
+impl<V: ?Sized> PageCache<V> {
     /// A cache of at most `max_pages` entries and `max_bytes` bytes (both ≥ 1).
     pub fn new(max_pages: usize, max_bytes: usize) -> PageCache<V> {
         PageCache {

@@ -10,32 +10,95 @@
 //! same there (pinned pages are never evicted).
 //!
 //! Page reference counts are read on demand and remembered; the remembered
-//! counts are trimmed after a commit to those still changing, so their
-//! memory stays proportional to the cache's use, not to the pool.
+//! counts are trimmed to those still changing when they pass their share
+//! of the cache, so their memory stays bounded, not proportional to the pool.
+//!
+//! # Two tiers
+//!
+//! Pages are cached twice over, within one budget (`metadata_cache`, split
+//! by [`CacheSplit`]): *decoded* pages (4 KiB+ each: what the tree changes,
+//! and every pinned page) and *encoded* pages (the bytes of the `P` value:
+//! ~0.6 KiB for a leaf of chunks allocated in order, at most ~2.6 KiB for
+//! random ones; plus an 80-byte index). A data-path lookup
+//! ([`SledPages::slot`]) reads one slot of an encoded page in place
+//! ([`indexed_slot`]: at most 64 varints) without decoding it, so a
+//! tree several times the decoded tier still reads without a store `get`
+//! while its encoded form fits. Every page read from the store enters the
+//! encoded tier; interior pages (few, on every path) and pages the tree
+//! works on enter the decoded tier too. The encoded tier holds clean bytes
+//! only: a page that changes leaves it, and re-enters it with the bytes its
+//! commit writes.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TAG_PAGE, TAG_PAGE_REFS};
-use super::page::{Page, PageId};
+use super::page::{indexed, indexed_slot, indexed_stored, Page, PageId, INDEX_LEN};
 use super::pagecache::{CacheStats, IdMap, PageCache};
 use super::store::{Change, MetaStore};
 use super::tree::{PageStore, TreeError};
 
-/// Default `metadata_cache`: 64 MiB of decoded pages.
+/// Default `metadata_cache`: 64 MiB for the page tiers and sled's cache.
 pub const DEFAULT_METADATA_CACHE: u64 = 64 << 20;
+
+/// Smallest `metadata_cache` the config and the CLI accept.
+pub const MIN_METADATA_CACHE: u64 = 1 << 20;
 
 /// Memory a decoded page takes in the cache (slots, bitmap, header).
 pub const PAGE_MEMORY: usize = std::mem::size_of::<Page>();
+
+/// Memory an encoded page takes beyond its bytes: the cache slot (48 B),
+/// the index entry (~20 B), the `Arc` header (16 B).
+pub const ENCODED_OVERHEAD: usize = 88;
+
+/// Memory a remembered page reference count takes (hash map entry and slack).
+const REFS_ENTRY: usize = 32;
+
+/// How `metadata_cache` is shared out (bytes): 1/16 decoded pages (what the
+/// tree works on and the pages waiting for a commit; at least 16), 3/4
+/// encoded pages (what lookups read: ~6 times as many pages per byte), 1/32 remembered
+/// page counts, 1/8 sled's own cache (`cache_capacity`; sled's memory was
+/// measured at up to 2× its setting, `docs/pool-scale-design.md` §5), the
+/// rest (1/32) slack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CacheSplit {
+    /// Decoded pages.
+    pub decoded: usize,
+    /// Encoded pages.
+    pub encoded: usize,
+    /// Remembered page reference counts.
+    pub refs: usize,
+    /// sled's `cache_capacity`.
+    pub sled: u64,
+}
+
+impl CacheSplit {
+    /// The split of `cache_bytes`. The decoded tier holds at least 16 pages
+    /// (a path of ≤ 8 and room to move), so a tiny cache is exceeded.
+    pub fn of(cache_bytes: u64) -> CacheSplit {
+        let m = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
+        CacheSplit {
+            decoded: (m / 16).max(16 * PAGE_MEMORY),
+            encoded: (m / 4 * 3).max(16 * (PAGE_MEMORY + ENCODED_OVERHEAD)),
+            refs: (m / 32).max(1024 * REFS_ENTRY),
+            sled: (cache_bytes / 8).max(128 << 10),
+        }
+    }
+}
 
 /// Pages of a format-3 pool (see the module docs).
 pub struct SledPages {
     source: Arc<dyn MetaStore>,
     cache: PageCache<Page>,
+    /// Clean pages as their stored bytes (module docs, "Two tiers").
+    encoded: PageCache<[u8]>,
     /// Known reference counts (from `Q`, 1 when absent, or set since).
     refs: IdMap<u32>,
     /// Counts changed since the last take.
     dirty_refs: BTreeSet<PageId>,
+    /// Counts taken by commits that have not ended (the store may not hold
+    /// them yet: never forgotten before).
+    committing_refs: BTreeSet<PageId>,
     /// Pages deleted since the last take.
     freed: BTreeSet<PageId>,
     next_id: PageId,
@@ -64,26 +127,28 @@ fn store_err(e: super::PoolError) -> TreeError {
 }
 
 impl SledPages {
-    /// Pages read from `source`, cached up to `cache_bytes`; the next page id
-    /// handed out is `next_id` (≥ 1).
+    /// Pages read from `source`, cached within `cache_bytes` (shared out as
+    /// [`CacheSplit::of`] says, sled's part excepted: the store is opened
+    /// with it); the next page id handed out is `next_id` (≥ 1).
     pub fn new(source: Arc<dyn MetaStore>, cache_bytes: u64, next_id: PageId) -> SledPages {
-        // at least 16 pages: a path (≤ 8 pages) and room to move
-        let bytes = usize::try_from(cache_bytes)
-            .unwrap_or(usize::MAX)
-            .max(16 * PAGE_MEMORY);
-        let pages = bytes / PAGE_MEMORY;
+        let split = CacheSplit::of(cache_bytes);
+        let pages = split.decoded / PAGE_MEMORY;
+        let encoded_pages =
+            split.encoded / (INDEX_LEN + crate::pool::page::HEADER_LEN + ENCODED_OVERHEAD);
         SledPages {
             source,
-            cache: PageCache::new(pages, bytes),
+            cache: PageCache::new(pages, split.decoded),
+            encoded: PageCache::new(encoded_pages, split.encoded),
             refs: IdMap::default(),
             dirty_refs: BTreeSet::new(),
+            committing_refs: BTreeSet::new(),
             freed: BTreeSet::new(),
             next_id: next_id.max(1),
             next_dirty: false,
             unshared: HashSet::new(),
             unshared_committing: HashSet::new(),
             epoch: None,
-            max_refs: pages * 4,
+            max_refs: split.refs / REFS_ENTRY,
         }
     }
 
@@ -92,9 +157,25 @@ impl SledPages {
         self.next_id
     }
 
-    /// Cache counters.
+    /// Cache counters (decoded tier).
     pub fn stats(&self) -> CacheStats {
         self.cache.stats()
+    }
+
+    /// Cache counters of the encoded tier.
+    pub fn encoded_stats(&self) -> CacheStats {
+        self.encoded.stats()
+    }
+
+    /// Memory of both tiers and the remembered counts (sled's own cache,
+    /// sized when the store was opened, not included).
+    pub fn memory_bytes(&self) -> usize {
+        self.cache.stats().bytes + self.encoded.stats().bytes + self.refs.len() * REFS_ENTRY
+    }
+
+    /// Page reference counts remembered now.
+    pub fn remembered_refs(&self) -> usize {
+        self.refs.len()
     }
 
     /// The cache's capacity in bytes.
@@ -126,9 +207,17 @@ impl SledPages {
         let (epoch, dirty) = self.cache.take_dirty();
         self.epoch = Some(epoch);
         for (id, page) in dirty {
-            out.push((format::id_key(TAG_PAGE, id), Some(page.encode())));
+            let bytes = page.encode();
+            // the page's content now; if it changes before the commit ends,
+            // `put` drops it from the encoded tier again
+            let x = indexed(&page, &bytes);
+            let size = x.len() + ENCODED_OVERHEAD;
+            self.encoded.remove(id);
+            self.encoded.insert_clean(id, Arc::from(x), size);
+            out.push((format::id_key(TAG_PAGE, id), Some(bytes)));
         }
         for id in std::mem::take(&mut self.dirty_refs) {
+            self.committing_refs.insert(id);
             if self.freed.contains(&id) {
                 continue;
             }
@@ -156,9 +245,17 @@ impl SledPages {
             self.cache.end_commit(e);
         }
         self.unshared_committing.clear();
+        self.committing_refs.clear();
+        self.trim_refs();
+    }
+
+    /// Forgets the remembered counts the store holds (those not changed
+    /// since, nor in a commit) once they pass their share of the cache.
+    fn trim_refs(&mut self) {
         if self.refs.len() > self.max_refs {
-            let keep = &self.dirty_refs;
-            self.refs.retain(|id, _| keep.contains(id));
+            let (dirty, committing) = (&self.dirty_refs, &self.committing_refs);
+            self.refs
+                .retain(|id, _| dirty.contains(id) || committing.contains(id));
         }
     }
 
@@ -178,28 +275,49 @@ impl SledPages {
     /// store on a cache miss): the step of a data-path lookup, without
     /// taking a reference to the page.
     pub fn slot(&mut self, id: PageId, level: u8, i: usize) -> Result<Option<u64>, TreeError> {
+        if let Some(v) = self.slot_cached(id, level, i) {
+            return v;
+        }
+        let page = self.read(id)?;
+        super::tree::expect_level(id, &page, level)?;
+        if level > 0 {
+            self.cache
+                .insert_clean(id, Arc::new(page.clone()), PAGE_MEMORY);
+        }
+        Ok(page.get(i))
+    }
+
+    /// [`SledPages::slot`] from either tier, `None` when page `id` is in
+    /// neither (no store read).
+    pub fn slot_cached(
+        &mut self,
+        id: PageId,
+        level: u8,
+        i: usize,
+    ) -> Option<Result<Option<u64>, TreeError>> {
         let at = |p: &Page| -> Result<Option<u64>, TreeError> {
             super::tree::expect_level(id, p, level)?;
             Ok(p.get(i))
         };
         if let Some(v) = self.cache.peek_with(id, at) {
-            return v;
+            return Some(v);
         }
-        let page = self.get(id)?;
-        at(&page)
+        self.encoded.peek_with(id, |b| {
+            // the level is byte 2 (checked when the bytes entered the tier)
+            match indexed_stored(b).get(2) {
+                Some(&l) if l == level => indexed_slot(b, i).map_err(TreeError::from),
+                found => Err(TreeError::WrongLevel {
+                    id,
+                    expected: level,
+                    found: found.copied().unwrap_or(u8::MAX),
+                }),
+            }
+        })
     }
 
-    /// Page `id` if it is cached (no store read).
-    pub fn get_cached(&mut self, id: PageId) -> Option<Arc<Page>> {
-        self.cache.get(id)
-    }
-}
-
-impl PageStore for SledPages {
-    fn get(&mut self, id: PageId) -> Result<Arc<Page>, TreeError> {
-        if let Some(p) = self.cache.get(id) {
-            return Ok(p);
-        }
+    /// Page `id` from the store (decoded and checked); its bytes enter the
+    /// encoded tier.
+    fn read(&mut self, id: PageId) -> Result<Page, TreeError> {
         if id == 0 || self.freed.contains(&id) {
             return Err(TreeError::MissingPage(id));
         }
@@ -208,12 +326,33 @@ impl PageStore for SledPages {
             .get(&format::id_key(TAG_PAGE, id))
             .map_err(store_err)?
             .ok_or(TreeError::MissingPage(id))?;
-        let page = Arc::new(Page::decode(&bytes)?);
+        let page = Page::decode(&bytes)?;
+        let x = indexed(&page, &bytes);
+        let size = x.len() + ENCODED_OVERHEAD;
+        self.encoded.insert_clean(id, Arc::from(x), size);
+        Ok(page)
+    }
+}
+
+impl PageStore for SledPages {
+    fn get(&mut self, id: PageId) -> Result<Arc<Page>, TreeError> {
+        if let Some(p) = self.cache.get(id) {
+            return Ok(p);
+        }
+        let page = match self
+            .encoded
+            .peek_with(id, |b| Page::decode(indexed_stored(b)))
+        {
+            Some(p) => p?,
+            None => self.read(id)?,
+        };
+        let page = Arc::new(page);
         self.cache.insert_clean(id, Arc::clone(&page), PAGE_MEMORY);
         Ok(page)
     }
 
     fn put(&mut self, id: PageId, page: Page) -> Result<(), TreeError> {
+        self.encoded.remove(id);
         self.cache.insert_dirty(id, Arc::new(page), PAGE_MEMORY);
         Ok(())
     }
@@ -230,6 +369,7 @@ impl PageStore for SledPages {
 
     fn free(&mut self, id: PageId) -> Result<(), TreeError> {
         self.cache.remove(id);
+        self.encoded.remove(id);
         self.refs.remove(&id);
         self.dirty_refs.remove(&id);
         self.unshared.remove(&id);
@@ -258,6 +398,7 @@ impl PageStore for SledPages {
                 n
             }
         };
+        self.trim_refs();
         self.refs.insert(id, n);
         Ok(n)
     }

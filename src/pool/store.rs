@@ -91,10 +91,26 @@ impl SledStore {
     /// background threads let go of it: a lock error is retried for up to
     /// two seconds.
     pub fn open(path: &std::path::Path) -> Result<SledStore, PoolError> {
+        let cache = super::pagestore::CacheSplit::of(super::pagestore::DEFAULT_METADATA_CACHE);
+        SledStore::open_cached(path, cache.sled)
+    }
+
+    /// [`SledStore::open`] with sled's own cache at `cache_capacity` bytes
+    /// (a pool gives it its share of `metadata_cache`,
+    /// [`CacheSplit`](super::pagestore::CacheSplit); sled's default is 1 GiB).
+    pub fn open_cached(
+        path: &std::path::Path,
+        cache_capacity: u64,
+    ) -> Result<SledStore, PoolError> {
         remove_unfinished_snapshots(path)?;
         let mut tries = 0;
         loop {
-            match sled::Config::new().path(path).flush_every_ms(None).open() {
+            match sled::Config::new()
+                .path(path)
+                .cache_capacity(cache_capacity)
+                .flush_every_ms(None)
+                .open()
+            {
                 Ok(db) => {
                     // Writable: fallocate needs it (the reserve below).
                     let log = std::fs::OpenOptions::new()

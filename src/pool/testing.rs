@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::io::DataIo;
@@ -16,6 +16,7 @@ use super::{guard as lock, PoolError};
 pub struct MemStore {
     kv: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
     fail: Arc<AtomicBool>,
+    gets: Arc<AtomicU64>,
 }
 
 impl MemStore {
@@ -29,7 +30,13 @@ impl MemStore {
         MemStore {
             kv: Arc::new(Mutex::new(lock(&self.kv).clone())),
             fail: Arc::default(),
+            gets: Arc::default(),
         }
+    }
+
+    /// `get` calls so far (all clones together).
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
     }
 
     /// While `on`, every commit fails with EIO and changes nothing (a
@@ -48,6 +55,7 @@ impl MetaStore for MemStore {
     }
 
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
+        self.gets.fetch_add(1, Ordering::Relaxed);
         Ok(lock(&self.kv).get(key).cloned())
     }
 

@@ -248,8 +248,9 @@ impl TreeMeta {
         }
         let mut id = root.page;
         for level in (0..root.depth).rev() {
-            let page = self.pages.get_cached(id)?;
-            match page.get(index(l, level)) {
+            // a bad page: let the waiting path report it
+            let slot = self.pages.slot_cached(id, level, index(l, level))?.ok()?;
+            match slot {
                 None => return Some(None),
                 Some(c) if level == 0 => return Some(Some(c)),
                 Some(child) => id = child,

@@ -81,6 +81,7 @@ impl From<&crate::config::PoolConfig> for PoolSpec {
             auto_create: c.auto_create,
             options: PoolOptions {
                 metadata_cache: c.metadata_cache,
+                sparse_data: c.sparse_data,
                 ..PoolOptions::default()
             },
         }

@@ -16,7 +16,7 @@ use toml::Spanned;
 /// Seconds a device's drain waits for running backstore I/O by default.
 pub(super) const DEFAULT_DRAIN_TIMEOUT_SECS: u64 = 30;
 const MIN_CHUNK: u64 = 4 << 10;
-const MIN_METADATA_CACHE: u64 = 1 << 20;
+use tcmud_core::pool::pagestore::MIN_METADATA_CACHE;
 const MAX_CHUNK: u64 = 1 << 20;
 /// Upper bound of the thread counts (`device_threads`, `io_threads`, ...).
 const MAX_THREADS: u32 = 1024;
@@ -97,6 +97,7 @@ struct RawPool {
     low_water_pct: Option<Spanned<u8>>,
     auto_create: Option<bool>,
     metadata_cache: Option<Spanned<ByteSize>>,
+    sparse_data: Option<bool>,
 }
 
 /// `line L, column C` of a byte offset (1-based), or `fallback` without a span.
@@ -323,6 +324,7 @@ fn default_pool() -> PoolConfig {
         low_water_pct: 90,
         auto_create: false,
         metadata_cache: DEFAULT_METADATA_CACHE,
+        sparse_data: false,
     }
 }
 
@@ -423,5 +425,6 @@ fn check_pool(
         low_water_pct,
         auto_create: p.auto_create.unwrap_or(d.auto_create),
         metadata_cache,
+        sparse_data: p.sparse_data.unwrap_or(d.sparse_data),
     }
 }

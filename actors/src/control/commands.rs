@@ -27,24 +27,18 @@ fn online(output: &str, problems: bool) -> ExitCode {
 
 /// `tcmud pool …`
 pub fn pool(args: PoolArgs) -> ExitCode {
-    run_somewhere(
-        args.cmd,
-        args.offline,
-        &args.via,
-        Op::Pool,
-        offline::run_pool,
-    )
+    let opts = args.pool_options();
+    run_somewhere(args.cmd, args.offline, &args.via, Op::Pool, |c, out| {
+        offline::run_pool_opts(c, &opts, out)
+    })
 }
 
 /// `tcmud volume …`
 pub fn volume(args: VolumeArgs) -> ExitCode {
-    run_somewhere(
-        args.cmd,
-        args.offline,
-        &args.via,
-        Op::Volume,
-        offline::run_volume,
-    )
+    let opts = args.pool_options();
+    run_somewhere(args.cmd, args.offline, &args.via, Op::Volume, |c, out| {
+        offline::run_volume_opts(c, &opts, out)
+    })
 }
 
 /// Runs `cmd` in the daemon when it serves the pool, else (or with
@@ -54,7 +48,7 @@ fn run_somewhere<C: PoolDir + Clone>(
     force_offline: bool,
     via: &Via,
     op: fn(C) -> Op,
-    run_offline: fn(&C, &mut dyn Write) -> Result<offline::Outcome, offline::OfflineError>,
+    run_offline: impl Fn(&C, &mut dyn Write) -> Result<offline::Outcome, offline::OfflineError>,
 ) -> ExitCode {
     let here = || offline::exit_code(run_offline(&cmd, &mut std::io::stdout().lock()));
     if force_offline {

@@ -24,7 +24,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::Subcommand;
-use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions};
 
 use progress::Progress;
 
@@ -215,10 +215,10 @@ fn shown(dir: &Path) -> String {
 
 /// The pool a command works on: the handle the daemon holds (online), else
 /// the pool in `dir`, opened for the command (offline).
-fn pool_at(dir: &Path, held: Option<&Pool>) -> Result<Pool, OfflineError> {
+fn pool_at(dir: &Path, held: Option<&Pool>, opts: &PoolOptions) -> Result<Pool, OfflineError> {
     match held {
         Some(p) => Ok(p.clone()),
-        None => Ok(Pool::open(dir)?),
+        None => Ok(Pool::open_opts(dir, opts)?),
     }
 }
 
@@ -270,6 +270,25 @@ pub fn run_pool(cmd: &PoolCommand, out: &mut dyn Write) -> Result<Outcome, Offli
     run_pool_on(cmd, None, out)
 }
 
+/// Runs a `pool` subcommand offline, the pool opened with `opts`
+/// (`tcmud pool --metadata-cache`).
+pub fn run_pool_opts(
+    cmd: &PoolCommand,
+    opts: &PoolOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
+    run_pool_in(cmd, None, opts, out)
+}
+
+/// Runs a `volume` subcommand offline, the pool opened with `opts`.
+pub fn run_volume_opts(
+    cmd: &VolumeCommand,
+    opts: &PoolOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
+    run_volume_in(cmd, None, opts, out)
+}
+
 /// Runs a `volume` subcommand offline.
 pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, OfflineError> {
     run_volume_on(cmd, None, out)
@@ -281,6 +300,15 @@ pub fn run_volume(cmd: &VolumeCommand, out: &mut dyn Write) -> Result<Outcome, O
 pub fn run_pool_on(
     cmd: &PoolCommand,
     held: Option<&Pool>,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
+    run_pool_in(cmd, held, &PoolOptions::default(), out)
+}
+
+fn run_pool_in(
+    cmd: &PoolCommand,
+    held: Option<&Pool>,
+    opts: &PoolOptions,
     out: &mut dyn Write,
 ) -> Result<Outcome, OfflineError> {
     if held.is_some() && !cmd.runs_online() {
@@ -303,7 +331,7 @@ pub fn run_pool_on(
                 capacity_bytes: *capacity,
                 low_water_pct: *low_water,
             };
-            Pool::create(dir, &cfg)?.close()?;
+            Pool::create_opts(dir, &cfg, opts)?.close()?;
             // Owner-only also when DIR existed (empty) with a looser mode.
             std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
                 .map_err(|e| PoolError::io(format!("setting the mode of {}", dir.display()), e))?;
@@ -316,7 +344,7 @@ pub fn run_pool_on(
             )?;
         }
         PoolCommand::Info { dir, json } => {
-            let usage = pool_at(dir, held)?.usage()?;
+            let usage = pool_at(dir, held, opts)?.usage()?;
             if *json {
                 json_out(out, &report::usage_json(&usage))?;
             } else {
@@ -352,6 +380,15 @@ pub fn run_volume_on(
     held: Option<&Pool>,
     out: &mut dyn Write,
 ) -> Result<Outcome, OfflineError> {
+    run_volume_in(cmd, held, &PoolOptions::default(), out)
+}
+
+fn run_volume_in(
+    cmd: &VolumeCommand,
+    held: Option<&Pool>,
+    opts: &PoolOptions,
+    out: &mut dyn Write,
+) -> Result<Outcome, OfflineError> {
     match cmd {
         VolumeCommand::Create {
             dir,
@@ -359,11 +396,11 @@ pub fn run_volume_on(
             size,
             block_size,
         } => {
-            pool_at(dir, held)?.create_volume(name, *size, *block_size)?;
+            pool_at(dir, held, opts)?.create_volume(name, *size, *block_size)?;
             writeln!(out, "created volume {name} ({})", size::human(*size))?;
         }
         VolumeCommand::List { dir, json } => {
-            let vols = pool_at(dir, held)?.list_volumes()?;
+            let vols = pool_at(dir, held, opts)?.list_volumes()?;
             if *json {
                 let v: Vec<_> = vols.iter().map(report::volume_json).collect();
                 json_out(out, &serde_json::Value::Array(v))?;
@@ -377,11 +414,11 @@ pub fn run_volume_on(
             size,
             force,
         } => {
-            pool_at(dir, held)?.resize_volume(name, *size, *force)?;
+            pool_at(dir, held, opts)?.resize_volume(name, *size, *force)?;
             writeln!(out, "resized {name} to {}", size::human(*size))?;
         }
         VolumeCommand::Delete { dir, name } => {
-            let pool = pool_at(dir, held)?;
+            let pool = pool_at(dir, held, opts)?;
             let bar = Progress::new("deleting");
             let r = pool.delete_volume_with_progress(name, &mut |d, t| bar.update(d, t));
             bar.finish();
@@ -393,7 +430,7 @@ pub fn run_volume_on(
             volume,
             snapshot,
         } => {
-            pool_at(dir, held)?.snapshot(volume, snapshot)?;
+            pool_at(dir, held, opts)?.snapshot(volume, snapshot)?;
             writeln!(out, "snapshot {snapshot} of {volume} taken")?;
         }
         VolumeCommand::Clone {
@@ -401,7 +438,7 @@ pub fn run_volume_on(
             snapshot,
             new_volume,
         } => {
-            pool_at(dir, held)?.clone_snapshot(snapshot, new_volume)?;
+            pool_at(dir, held, opts)?.clone_snapshot(snapshot, new_volume)?;
             writeln!(out, "cloned {snapshot} as {new_volume}")?;
         }
     }
