@@ -88,13 +88,21 @@ fn acknowledged_fua_writes_survive_sigkill() {
         let stdout = child.stdout.take().unwrap();
         for line in BufReader::new(stdout).lines() {
             let line = line.unwrap();
-            if let Some(lba) = line.strip_prefix("ACK ") {
+            // The first follows libtest's `test NAME ... ` on its line.
+            if let Some((_, lba)) = line.split_once("ACK ") {
                 acked.push(lba.parse::<u64>().unwrap());
                 if acked.len() >= stop_after {
                     break;
                 }
             }
         }
+        // A child that ran no test (a wrong --exact name) acknowledges
+        // nothing, and nothing would be checked.
+        assert_eq!(
+            acked.len(),
+            stop_after,
+            "round {round}: the child stopped early"
+        );
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         // Wait for the lock of the dead process to go (it is released by
