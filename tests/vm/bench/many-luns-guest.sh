@@ -191,8 +191,48 @@ fio_all() {
         echo "thread"; echo "group_reporting=0"
         for _d in $DEVS; do echo "[${_d#/dev/}]"; echo "filename=$_d"; done
     } > "$_jobs"
-    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 ||
-        { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 &
+    _fp=$!
+    fio_watch "$_name" "$_fp"
+    wait "$_fp" || { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+}
+# io_totals -> "reads R writes W inflight F luns_idle Z": /sys/block/sdX/stat summed over DEVS
+#   (reads and writes completed, requests in flight; Z = LUNs with no request completed yet)
+io_totals() {
+    for _d in $DEVS; do echo "/sys/block/${_d#/dev/}/stat"; done | xargs cat |
+        awk '{ r += $1; w += $5; f += $9; if ($1 + $5 == 0) z++ }
+            END { printf "reads %d writes %d inflight %d luns_idle %d", r, w, f, z }'
+}
+# cpu_s PID -> user+system CPU seconds of the process (all threads)
+cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo "-"; }
+# fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
+#   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
+#   flight, LUNs with none done yet, CPU seconds of the daemon and of fio), so a slow pass
+#   and a stuck one can be told apart; when nothing completed for STALL seconds (180), one
+#   dump: the daemon's threads (state, wchan, kernel stack), fio's thread states, the
+#   daemon's log and dmesg tails
+fio_watch() {
+    _ws=$(now_cs) _wl="" _wq=$(now_cs) _wd=0
+    while kill -0 "$2" 2>/dev/null; do
+        _n=$((${WATCH:-30} * 10))
+        while [ $_n -gt 0 ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; _n=$((_n - 1)); done
+        kill -0 "$2" 2>/dev/null || break
+        _t=$(io_totals)
+        echo "MANY $PH progress $1 secs $(secs "$_ws" "$(now_cs)") $_t daemon_cpu_s $(cpu_s "$PID") fio_cpu_s $(cpu_s "$2") fio_threads $(awk '/^Threads:/{ print $2 }' "/proc/$2/status" 2>/dev/null)"
+        _io=$(echo "$_t" | cut -d' ' -f1-4)
+        if [ "$_io" != "$_wl" ]; then
+            _wl=$_io _wq=$(now_cs)
+        elif [ $_wd = 0 ] && [ $(( ($(now_cs) - _wq) / 100 )) -ge "${STALL:-180}" ]; then
+            _wd=1
+            echo "MANY $PH stalled $1 no I/O completed for ${STALL:-180} s: $_t"
+            for _k in /proc/"$PID"/task/*; do
+                echo "  task $(cat "$_k/comm") state $(awk '{ print $3 }' "$_k/stat") wchan $(cat "$_k/wchan" 2>/dev/null)"
+                sed 's/^/      /' "$_k/stack" 2>/dev/null | head -n 8
+            done | head -n 300
+            echo "  fio thread states: $(for _k in /proc/"$2"/task/*; do awk '{ print $3 }' "$_k/stat"; done | sort | uniq -c | tr -s ' \n' ' ')"
+            DIAG_LINES=40 diag
+        fi
+    done
 }
 # iops NAME -> "luns L errors E iops_min A iops_mean B iops_max C total T" (write IOPS per job)
 iops() {
