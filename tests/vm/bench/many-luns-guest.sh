@@ -205,6 +205,20 @@ io_totals() {
 }
 # cpu_s PID -> user+system CPU seconds of the process (all threads)
 cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo "-"; }
+# threads_dump PID -- the daemon's threads: name, state, wchan and kernel stack each; with
+#   /vmlab/bin/eu-stack (the host's, passed by bench-many-luns.sh when it has one) also the
+#   user-space stack of every thread (symbols from the binary's symbol table)
+threads_dump() {
+    for _k in /proc/"$1"/task/*; do
+        echo "  task $(cat "$_k/comm") state $(awk '{ print $3 }' "$_k/stat") wchan $(cat "$_k/wchan" 2>/dev/null)"
+        sed 's/^/      /' "$_k/stack" 2>/dev/null | head -n 8
+    done | head -n 300
+    if [ -x /vmlab/bin/eu-stack ]; then
+        echo "---- eu-stack -p $1 ----"
+        /vmlab/bin/eu-stack -p "$1" 2>&1 | head -n 1500
+        echo "---- end eu-stack ----"
+    fi
+}
 # fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
 #   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
 #   flight, LUNs with none done yet, CPU seconds of the daemon and of fio), so a slow pass
@@ -225,10 +239,7 @@ fio_watch() {
         elif [ $_wd = 0 ] && [ $(( ($(now_cs) - _wq) / 100 )) -ge "${STALL:-180}" ]; then
             _wd=1
             echo "MANY $PH stalled $1 no I/O completed for ${STALL:-180} s: $_t"
-            for _k in /proc/"$PID"/task/*; do
-                echo "  task $(cat "$_k/comm") state $(awk '{ print $3 }' "$_k/stat") wchan $(cat "$_k/wchan" 2>/dev/null)"
-                sed 's/^/      /' "$_k/stack" 2>/dev/null | head -n 8
-            done | head -n 300
+            threads_dump "$PID"
             echo "  fio thread states: $(for _k in /proc/"$2"/task/*; do awk '{ print $3 }' "$_k/stat"; done | sort | uniq -c | tr -s ' \n' ' ')"
             DIAG_LINES=40 diag
         fi
@@ -276,6 +287,7 @@ phase() {
         # e.g. out of file descriptors: report how far it got, clean up, next daemon
         echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
         echo "MANY $PH limits $(grep 'open files' "/proc/$PID/limits" | tr -s ' ') maps $(wc -l < "/proc/$PID/maps")"
+        threads_dump "$PID"
         DIAG_LINES=40 diag
         remove_all "$HBA" "$PFX" -
         case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
@@ -302,7 +314,7 @@ phase() {
             ;;
     esac
     t6=$(now_cs)
-    wait_all "$PID" $((120 + N / 5)) || { diag; fail "$PH adopted $(served "$PID") of $N devices"; }
+    wait_all "$PID" $((120 + N / 5)) || { threads_dump "$PID"; diag; fail "$PH adopted $(served "$PID") of $N devices"; }
     t7=$(now_cs)
     fio_all "verify-$PH" --verify_only
     echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
