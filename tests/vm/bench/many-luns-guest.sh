@@ -91,13 +91,27 @@ smaps() {
 #   fds per device, the uio and a duplicate its reactor waits on: count devices, not fds)
 # shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
 served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o ' -> /dev/uio[0-9]*$' | sort -u | wc -l; }
-# wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
+# wait_all PID SECS -- until PID holds N uio (polls every 0.2 s); false after SECS (guest
+#   clock: one poll of 1,000 devices takes a while in TCG, so no count of polls). When the
+#   count has not moved for STALL seconds (60) while devices are missing: one "MANY <backend>
+#   stalled" line and a dump of the daemon's threads, then it keeps waiting
 wait_all() {
-    _n=$(($2 * 10))
-    until [ "$(served "$1")" -ge "$N" ]; do
+    _end=$(( $(now_cs) + $2 * 100 )) _last=-1 _since=$(now_cs) _dumped=0
+    while :; do
+        _s=$(served "$1")
+        [ "$_s" -ge "$N" ] && return 0
         kill -0 "$1" 2>/dev/null || { diag; fail "daemon $1 exited"; }
-        [ $_n -le 0 ] && return 1
-        sleep 0.1; _n=$((_n - 1))
+        _now=$(now_cs)
+        [ "$_now" -ge "$_end" ] && return 1
+        if [ "$_s" != "$_last" ]; then
+            _last=$_s _since=$_now
+        elif [ $_dumped = 0 ] && [ $(( (_now - _since) / 100 )) -ge "${STALL_SERVED:-60}" ]; then
+            _dumped=1
+            echo "MANY $PH stalled serving $_s of $N for ${STALL_SERVED:-60} s"
+            threads_dump "$1"
+            DIAG_LINES=80 diag
+        fi
+        sleep 0.2
     done
 }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 100 }'; }
