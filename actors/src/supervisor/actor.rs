@@ -156,6 +156,7 @@ impl Supervisor {
             block_size,
             recovery: self.cfg.recovery,
             adopted,
+            lost_event: false,
             drain_timeout: self.cfg.drain_timeout,
             alua: self.cfg.alua.clone().map(std::sync::Arc::new),
         }
@@ -250,7 +251,9 @@ impl Supervisor {
                     if !startup {
                         tracing::warn!(minor = f.minor, name = %f.name, "device found without an ADDED event; serving it");
                     }
-                    if self.start_device(f.minor, f.uio, true) == 0 {
+                    let mut req = self.request(f.minor, &f.uio, true);
+                    req.lost_event = !startup;
+                    if self.serve(f.minor, f.uio, req, None) == 0 {
                         adopted += 1;
                     }
                     continue;
