@@ -121,7 +121,9 @@ mod tests {
     fn the_trimmer_trims_once_memory_was_freed_and_not_before() {
         let mut t = super::Trimmer::default();
         t.tick();
-        let held: Vec<Vec<u8>> = (0..256).map(|i| vec![1 + (i % 250) as u8; 32 << 10]).collect();
+        let held: Vec<Vec<u8>> = (0..256)
+            .map(|i| vec![1 + (i % 250) as u8; 32 << 10])
+            .collect();
         let guard = vec![7u8; 32 << 10];
         // Memory allocated, none freed: the free bytes did not rise.
         assert!(!t.tick(), "nothing was freed since the last tick");
@@ -148,7 +150,9 @@ mod tests {
     fn trim_returns_freed_memory_to_the_kernel() {
         // 64 MiB in blocks under the mmap threshold, then one more that
         // stays: the freed 64 MiB sit below it, where free() never trims.
-        let blocks: Vec<Vec<u8>> = (0..2048).map(|i| vec![1 + (i % 250) as u8; 32 << 10]).collect();
+        let blocks: Vec<Vec<u8>> = (0..2048)
+            .map(|i| vec![1 + (i % 250) as u8; 32 << 10])
+            .collect();
         let guard = vec![7u8; 32 << 10];
         drop(blocks);
         let before = anonymous_kib();
