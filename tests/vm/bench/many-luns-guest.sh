@@ -2,7 +2,7 @@
 # many-luns-guest.sh -- guest half of tests/vm/bench-many-luns.sh (one VM boot).
 # Args (KEY=VALUE words, all optional):
 #   n=N (64) LUNs per daemon   size=MB (16) per LUN   fio=MB (2) written (then verified) per LUN
-#   (or fio=NNNk: KiB)
+#   (or fio=NNNk: KiB; fio=0: no fio passes, e.g. creation and adoption alone at 1,000 LUNs)
 #   qd=N (4) fio iodepth per LUN   backends=tcmud,runner[,old]   log=FILTER (tcmud log filter)
 #   ring=MB (kernel default): cmd_ring_size_mb of every device (the kernel allocates the command
 #   ring up front, 8 MiB each by default: 1,000 LUNs need ring=1)
@@ -233,6 +233,15 @@ threads_dump() {
         echo "---- end eu-stack ----"
     fi
 }
+# thread_cpu PID SECS -- CPU seconds each of the daemon's threads used over SECS (summed by
+#   thread name): which threads keep an idle daemon busy
+thread_cpu() {
+    for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.a
+    sleep "$2"
+    for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.b
+    echo "MANY $PH idle_cpu over $2 s: $(awk 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
+        END { for (k in b) if (b[k] - a[k] > 0) printf "%s %.2f s, ", k, (b[k] - a[k]) / 100 }' /tmp/tcpu.a /tmp/tcpu.b)"
+}
 # fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
 #   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
 #   flight, LUNs with none done yet, CPU seconds of the daemon and of fio), so a slow pass
@@ -313,12 +322,15 @@ phase() {
     echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
     echo "MANY $PH idle $(stats "$PID")"
     smaps "$PID" idle
-    t4=$(now_cs)
-    fio_all "write-$PH"
-    t5=$(now_cs)
-    echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
-    echo "MANY $PH after_io $(stats "$PID")"
-    smaps "$PID" after_io
+    thread_cpu "$PID" 20
+    if [ "$FIO_MB" != 0 ]; then
+        t4=$(now_cs)
+        fio_all "write-$PH"
+        t5=$(now_cs)
+        echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
+        echo "MANY $PH after_io $(stats "$PID")"
+        smaps "$PID" after_io
+    fi
     case $PH in
         tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
         runner)
@@ -330,8 +342,12 @@ phase() {
     t6=$(now_cs)
     wait_all "$PID" $((120 + N / 5)) || { threads_dump "$PID"; diag; fail "$PH adopted $(served "$PID") of $N devices"; }
     t7=$(now_cs)
-    fio_all "verify-$PH" --verify_only
-    echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
+    if [ "$FIO_MB" != 0 ]; then
+        fio_all "verify-$PH" --verify_only
+        echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
+    else
+        echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify luns 0 errors -"
+    fi
     echo "MANY $PH adopted $(stats "$PID")"
     t8=$(now_cs)
     remove_all "$HBA" "$PFX" "$FIRST"
