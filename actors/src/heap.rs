@@ -52,13 +52,19 @@ impl Trimmer {
         let Some(free) = free_bytes() else {
             return false;
         };
+        self.decide(free, || (trim(), free_bytes()))
+    }
+
+    /// The decision of [`Trimmer::tick`] for `free` bytes free now; `trim`
+    /// trims and returns (released, free bytes after).
+    fn decide(&mut self, free: usize, trim: impl FnOnce() -> (bool, Option<usize>)) -> bool {
         let low = self.low.map_or(free, |l| l.min(free));
         if free < low.saturating_add(Self::SLACK) {
             self.low = Some(low);
             return false;
         }
-        let released = trim();
-        self.low = free_bytes();
+        let (released, after) = trim();
+        self.low = after;
         released
     }
 }
@@ -119,25 +125,26 @@ mod tests {
 
     #[test]
     fn the_trimmer_trims_once_memory_was_freed_and_not_before() {
+        const K: usize = 1024;
         let mut t = super::Trimmer::default();
-        t.tick();
-        let held: Vec<Vec<u8>> = (0..256)
-            .map(|i| vec![1 + (i % 250) as u8; 32 << 10])
-            .collect();
-        let guard = vec![7u8; 32 << 10];
-        // Memory allocated, none freed: the free bytes did not rise.
-        assert!(!t.tick(), "nothing was freed since the last tick");
-        drop(held);
-        let before = anonymous_kib();
-        assert!(t.tick(), "8 MiB freed: the tick trims");
-        let after = anonymous_kib();
+        let mut trims = 0;
+        let mut tick = |t: &mut super::Trimmer, free: usize, after: usize| {
+            t.decide(free, || {
+                trims += 1;
+                (true, Some(after))
+            })
+        };
+        assert!(!tick(&mut t, 1024 * K, 0), "first look: nothing to compare");
+        assert!(!tick(&mut t, 1100 * K, 0), "a rise under the slack");
+        assert!(!tick(&mut t, 512 * K, 0), "allocated: free fell");
         assert!(
-            before.saturating_sub(after) >= 4 << 10,
-            "the tick released {} KiB of the 8 MiB freed",
-            before.saturating_sub(after)
+            tick(&mut t, 900 * K, 900 * K),
+            "freed 388 KiB since the low"
         );
-        assert!(!t.tick(), "no new free memory since the trim");
-        assert_eq!(guard[0], 7);
+        assert!(!tick(&mut t, 900 * K, 0), "nothing new since the trim");
+        assert!(!tick(&mut t, 1100 * K, 0), "200 KiB more: under the slack");
+        assert!(tick(&mut t, 1200 * K, 1200 * K), "300 KiB more");
+        assert_eq!(trims, 2);
     }
 
     #[test]
