@@ -6,7 +6,7 @@
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
 //! - [`control`]: the control socket (`tcmud status`, the same commands on a running daemon);
 //! - [`dbus`]: `org.kernel.TCMUService1` on the system bus, for targetcli-fb;
-//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`]: running it.
+//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`], [`heap`], [`hugepages`]: running it.
 
 pub mod backstore;
 pub mod cli;
@@ -15,6 +15,8 @@ pub mod control;
 pub mod dbus;
 pub mod device;
 pub mod fd_limit;
+#[allow(unsafe_code)] // the foreign-function module: glibc malloc settings
+pub mod heap;
 pub mod hugepages;
 pub mod logging;
 pub mod manpages;

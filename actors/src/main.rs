@@ -54,6 +54,9 @@ fn error_text(err: &anyhow::Error) -> String {
 fn run(args: RunArgs) -> anyhow::Result<()> {
     // Before any thread starts or sled allocates: sparse memory stays 4 KiB pages.
     let thp = tcmud::hugepages::disable();
+    // Before any thread allocates: one malloc arena per core, not eight.
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let arenas = tcmud::heap::limit_arenas(cores);
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref())
         .and_then(|c| config::apply_overrides(c, &overrides))?;
@@ -69,6 +72,11 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         Err(e) => {
             tracing::warn!(error = %e, "cannot turn transparent huge pages off; sparse memory may cost 2 MiB pages")
         }
+    }
+    if arenas {
+        tracing::debug!(arenas = cores, "malloc arenas capped at the core count");
+    } else {
+        tracing::debug!("malloc arenas left at the C library's default");
     }
     let reload = ReloadSource {
         config_path: args.config,

@@ -60,10 +60,16 @@ else
     tmpbin=$(mktemp -d "${TMPDIR:-/tmp}/tcmud-bench.XXXXXX")
     trap 'rm -rf "$tmpbin"' EXIT
     strip --strip-debug -o "$tmpbin/tcmud" "$TCMUD" 2>/dev/null || cp "$TCMUD" "$tmpbin/tcmud"
-    OLDX=()
+    EXTRA=()
+    # the guest dumps the daemon's thread stacks with it when a phase stalls
+    if command -v eu-stack >/dev/null; then
+        EXTRA+=(-b "$(command -v eu-stack)")
+    else
+        echo "(no eu-stack on this host, apt-get install elfutils: a stall then shows kernel stacks only)"
+    fi
     if [ -n "$OLD" ]; then
         strip --strip-debug -o "$tmpbin/tcmud-old" "$OLD" 2>/dev/null || cp "$OLD" "$tmpbin/tcmud-old"
-        OLDX=(-b "$tmpbin/tcmud-old")
+        EXTRA+=(-b "$tmpbin/tcmud-old")
         case ",$BACKENDS," in *,old,*) ;; *) BACKENDS=$BACKENDS,old;; esac
     fi
     LOGDIR=$repo/target/vm-logs; mkdir -p "$LOGDIR"
@@ -76,7 +82,7 @@ else
     [ -n "$RING" ] && ARGS="$ARGS ring=$RING"
     echo "== one VM boot: $ARGS (timeout ${TMO}s), log $LOG"
     VMLAB_TEST_ARGS="$ARGS" "$me/run-vm.sh" --quiet --smp "$SMP" --mem "$MEM" --timeout "$TMO" \
-        --log "$LOG" -b "$tmpbin/tcmud" "${OLDX[@]}" "$me/bench/many-luns-guest.sh"
+        --log "$LOG" -b "$tmpbin/tcmud" "${EXTRA[@]}" "$me/bench/many-luns-guest.sh"
     rc=$?
     if [ $rc != 0 ]; then
         grep -a -E 'GUEST-FAIL|GUEST:|^MANY' "$LOG" | tail -n 40

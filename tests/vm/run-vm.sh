@@ -101,10 +101,12 @@ QARGS+=(-append "$APPEND")
 
 vlog "booting $(cat "$WORK/kver") (accel=$ACCEL smp=$SMP mem=${MEM}M), log: $LOG"
 set +e
+# sed -u, not tr: tr writes its output in 4 KiB blocks, so a --quiet log (a file) showed a long
+# boot's progress only every 4 KiB, or not at all until the guest powered off
 if [ "$QUIET" = 1 ]; then
-    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' > "$LOG"
+    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | sed -u 's/\r//g' > "$LOG"
 else
-    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | tr -d '\r' | tee "$LOG"
+    timeout -k 5 $((3 * TMO + 120)) qemu-system-x86_64 "${QARGS[@]}" </dev/null 2>&1 | sed -u 's/\r//g' | tee "$LOG"
 fi
 qrc=${PIPESTATUS[0]}
 set -e

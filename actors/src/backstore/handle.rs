@@ -326,7 +326,9 @@ impl BackstoreHandle {
 #[derive(Debug, Clone, Copy)]
 pub struct OpenPolicy<'a> {
     /// Create a missing pool, volume (when the pool's `auto_create` allows) or image
-    /// file. False for devices adopted at start-up or found by a rescan.
+    /// file. False for devices adopted at start-up and for those a rescan
+    /// found, except thin volumes in a pool already open (their ADDED event
+    /// was lost).
     pub may_create: bool,
     /// Directories `file//<path>` images may live under (none: `file/` is off).
     pub file_roots: &'a [PathBuf],

@@ -63,8 +63,9 @@ fn served_by(users: &[u32]) -> String {
 pub enum NotCreated {
     /// The pool's `auto_create` is off (the default).
     AutoCreateOff,
-    /// The device was adopted at start-up or found by a rescan: an unmounted or
-    /// lost backing path must not silently become an empty disk.
+    /// The device was adopted at start-up, or found by a rescan outside an open
+    /// pool: an unmounted or lost backing path must not silently become an
+    /// empty disk.
     Adopted,
 }
 
@@ -87,7 +88,7 @@ impl std::fmt::Display for NotCreated {
         f.write_str(match self {
             NotCreated::AutoCreateOff => "auto_create is off for this pool",
             NotCreated::Adopted => {
-                "nothing is created for a device adopted at start-up or found by a rescan"
+                "nothing is created for a device adopted at start-up, nor for one a rescan found outside an open pool"
             }
         })
     }

@@ -42,6 +42,8 @@ pub struct Supervisor {
     pub(super) retry_first: Duration,
     pub(super) retry_max: Duration,
     reap_every: Duration,
+    /// Returns malloc's free memory to the kernel after bursts.
+    heap: crate::heap::Trimmer,
     /// How often WATCHDOG=1 goes to systemd (None: no watchdog).
     watchdog: Option<Duration>,
     /// Minors whose device is being stopped (drained), with the events that
@@ -126,6 +128,7 @@ impl Supervisor {
             retry_first: super::reap::RETRY_FIRST,
             retry_max: super::reap::RETRY_MAX,
             reap_every: FAILED_CHECK,
+            heap: crate::heap::Trimmer::default(),
             watchdog: None,
         };
         (
@@ -153,6 +156,7 @@ impl Supervisor {
             block_size,
             recovery: self.cfg.recovery,
             adopted,
+            lost_event: false,
             drain_timeout: self.cfg.drain_timeout,
             alua: self.cfg.alua.clone().map(std::sync::Arc::new),
         }
@@ -247,7 +251,9 @@ impl Supervisor {
                     if !startup {
                         tracing::warn!(minor = f.minor, name = %f.name, "device found without an ADDED event; serving it");
                     }
-                    if self.start_device(f.minor, f.uio, true) == 0 {
+                    let mut req = self.request(f.minor, &f.uio, true);
+                    req.lost_event = !startup;
+                    if self.serve(f.minor, f.uio, req, None) == 0 {
                         adopted += 1;
                     }
                     continue;
@@ -316,6 +322,11 @@ impl Actor for Supervisor {
             ctx.add_stream(futures::stream::poll_fn(move |cx| rx.poll_recv(cx)));
         }
         ctx.run_interval(self.reap_every, |act, ctx| act.reap(ctx));
+        ctx.run_interval(FAILED_CHECK, |act, _| {
+            if act.heap.tick() {
+                tracing::trace!("malloc's free memory returned to the kernel");
+            }
+        });
         if let Some(every) = self.watchdog {
             tracing::info!(
                 ?every,

@@ -29,6 +29,12 @@ pub struct DeviceRequest {
     pub recovery: RecoveryPolicy,
     /// True when the device existed before the daemon started (adoption).
     pub adopted: bool,
+    /// Found by a rescan while the daemon runs, i.e. its ADDED event was lost
+    /// (a burst of events overran the netlink socket): the device is new, so
+    /// a thin volume missing from a pool that is already open is created as
+    /// for its ADDED event. Never at start-up adoption, and never a pool: an
+    /// unmounted pool must fail, not come back as an empty disk.
+    pub lost_event: bool,
     /// How long stopping the device waits for running backstore I/O (None:
     /// for ever).
     pub drain_timeout: Option<std::time::Duration>,

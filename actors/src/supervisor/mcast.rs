@@ -6,7 +6,7 @@ use futures::future::LocalBoxFuture;
 use neli::consts::socket::NlFamily;
 use neli::socket::NlSocket;
 use neli::utils::Groups;
-use nix::sys::socket::{recvfrom, NetlinkAddr};
+use nix::sys::socket::{getsockopt, recvfrom, setsockopt, sockopt, NetlinkAddr};
 use std::os::fd::AsRawFd;
 use tokio::io::unix::AsyncFd;
 use tokio::io::Interest;
@@ -30,7 +30,14 @@ impl McastSocket {
         // of `unsafe`.
         #[allow(deprecated)]
         let fd = AsyncFd::with_interest(sock, Interest::READABLE)?;
+        grow_receive_buffer(&fd);
         Ok(McastSocket { fd })
+    }
+
+    /// The socket's receive buffer in bytes, as the kernel accounts it
+    /// (twice what was asked: its bookkeeping).
+    pub fn receive_buffer(&self) -> std::io::Result<usize> {
+        getsockopt(&self.fd, sockopt::RcvBuf).map_err(std::io::Error::from)
     }
 
     /// The socket's port id (its netlink address).
@@ -38,6 +45,26 @@ impl McastSocket {
         nix::sys::socket::getsockname::<NetlinkAddr>(self.fd.get_ref().as_raw_fd())
             .map(|a| a.pid())
             .map_err(std::io::Error::from)
+    }
+}
+
+/// Receive buffer asked for: room for ~10,000 queued events. The supervisor
+/// reads events on its own thread, which is busy while it opens a device's
+/// backstore; a burst of 1,000 ADDED events overran the default (rmem_default,
+/// 208 KiB: a few hundred events), and the events lost were only found again
+/// by a rescan.
+pub const RECEIVE_BUFFER: usize = 8 << 20;
+
+/// Sets the receive buffer to [`RECEIVE_BUFFER`]: beyond `rmem_max` with
+/// SO_RCVBUFFORCE (CAP_NET_ADMIN, which the daemon has for its netlink
+/// replies), else as far as `rmem_max` allows. An overrun is still handled
+/// (ENOBUFS -> rescan); this makes it rare.
+fn grow_receive_buffer(fd: &AsyncFd<NlSocket>) {
+    let forced = setsockopt(fd, sockopt::RcvBufForce, &RECEIVE_BUFFER);
+    if let Err(e) = forced {
+        let capped = setsockopt(fd, sockopt::RcvBuf, &RECEIVE_BUFFER);
+        tracing::debug!(error = %e, capped = capped.is_ok(),
+            "netlink receive buffer not forced; capped by net.core.rmem_max");
     }
 }
 

@@ -38,6 +38,6 @@ pub use control::{ControlView, GetControlView};
 pub use devices::{
     DeviceCtl, DeviceFactory, DeviceRequest, Opened, Ownership, ReconfigError, SpawnError, Stopped,
 };
-pub use mcast::McastSocket;
+pub use mcast::{McastSocket, RECEIVE_BUFFER};
 pub use run::{run_daemon, ReloadSource, SupervisorError};
 pub use source::{EventSource, FakeSource, Replier, SendError, SourceEvent};

@@ -231,9 +231,13 @@ impl DeviceFactory for RealFactory {
                 }
             },
         };
-        // Nothing is created for a device that was already there (adopted at start-up
-        // or found by a rescan): an unmounted pool or image path must fail, not come
-        // back as an empty disk.
+        // Nothing is created for a device that was already there at start-up: an
+        // unmounted pool or image path must fail, not come back as an empty disk. A
+        // device a rescan found (its ADDED event lost) is new: its thin volume is
+        // created as for the event, in a pool that is open already (so mounted).
+        let may_create = !req.adopted
+            || (req.lost_event
+                && matches!(&cfg, DevConfig::Thin { pool, .. } if registry.held(pool).is_some()));
         let attachment = self
             .backstores
             .open_blocking(OpenRequest {
@@ -242,7 +246,7 @@ impl DeviceFactory for RealFactory {
                 size_bytes: req.size_bytes,
                 block_size: req.block_size,
                 registry,
-                may_create: !req.adopted,
+                may_create,
                 file_roots: self.file_roots.clone(),
                 minor: Some(req.minor),
             })

@@ -270,3 +270,42 @@ async fn an_open_does_not_wait_behind_a_hung_backstore() {
         .unwrap();
     assert_eq!(a.actor().send(Usage).await.unwrap().unwrap().users, vec![1]);
 }
+
+/// The supervisor opens backstores with `open_blocking` from inside its
+/// actor, on a thread that runs a tokio runtime: many opens in one poll of
+/// that task (a burst of ADDED events) must all be answered, beyond the 128
+/// units of tokio's cooperative budget per poll.
+#[test]
+fn open_blocking_inside_a_runtime_task_answers_past_the_cooperative_budget() {
+    const OPENS: u32 = 300;
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = pool(tmp.path(), 64 * MIB, 90);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // On a thread of its own: a stall must fail the test, not hang it.
+    std::thread::spawn(move || {
+        actix::System::new().block_on(async move {
+            let dir = Backstores::new();
+            let mut held = Vec::new();
+            for minor in 0..OPENS {
+                match dir.open_blocking(request(&reg, minor)) {
+                    Ok(a) => held.push(a),
+                    Err(e) => panic!("open {minor}: {e}"),
+                }
+                let _ = tx.send(minor + 1);
+            }
+            assert_eq!(held.len(), OPENS as usize);
+        });
+    });
+    let mut answered = 0;
+    loop {
+        match rx.recv_timeout(std::time::Duration::from_secs(60)) {
+            Ok(n) => answered = n,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => break,
+        }
+    }
+    assert_eq!(
+        answered, OPENS,
+        "open_blocking stopped answering after {answered} opens in one task poll"
+    );
+}

@@ -12,7 +12,7 @@ use std::collections::VecDeque;
 use std::io::Cursor;
 use std::os::fd::AsRawFd;
 use tcmud::supervisor::datagram::{kernel_payloads, pump, DatagramRecv, Dropped};
-use tcmud::supervisor::{McastSocket, SourceEvent};
+use tcmud::supervisor::{McastSocket, SourceEvent, RECEIVE_BUFFER};
 use tokio::sync::mpsc;
 
 const FAMILY: u16 = 30;
@@ -82,6 +82,26 @@ async fn a_datagram_sent_by_a_process_carries_its_port_id_and_is_refused() {
         kernel_payloads(from, FAMILY, &buf[..n]),
         Err(Dropped::NotKernel(sender_port))
     );
+}
+
+/// The event socket holds a burst: its receive buffer is grown to
+/// `RECEIVE_BUFFER` (the kernel accounts twice that), past `rmem_max` when
+/// the process may (CAP_NET_ADMIN, as the daemon and CI run), else to
+/// `rmem_max` at least.
+#[actix::test]
+async fn the_event_socket_has_room_for_a_burst_of_events() {
+    let s = McastSocket::open(NlFamily::Usersock, &[]).unwrap();
+    let have = s.receive_buffer().unwrap();
+    let rmem_max: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_max")
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let want = match nix::unistd::geteuid().is_root() {
+        true => 2 * RECEIVE_BUFFER,
+        false => (2 * rmem_max).min(2 * RECEIVE_BUFFER),
+    };
+    assert!(have >= want, "receive buffer {have} bytes, want {want}");
 }
 
 /// Scripted receive results.

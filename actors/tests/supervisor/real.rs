@@ -19,6 +19,7 @@ fn request(dir: &std::path::Path, dev_config: &str) -> DeviceRequest {
         block_size: 512,
         recovery: RecoveryPolicy::Reset,
         adopted: false,
+        lost_event: false,
         drain_timeout: None,
         alua: None,
     }
@@ -94,5 +95,58 @@ async fn failures_carry_errnos_and_reloaded_pools_are_known() {
         .err()
         .expect("missing dir");
     assert_eq!(e.errno, libc::ENOENT, "{e}");
+    f.flush_all().unwrap();
+}
+
+/// A device a rescan finds while the daemon runs had its ADDED event lost (a
+/// burst overran the netlink socket): its thin volume is created as the event
+/// would have, in a pool already open; at start-up adoption nothing is, and
+/// a pool that is not open is never created by a rescan.
+#[actix::test]
+async fn a_rescan_creates_the_volume_of_a_lost_event_in_an_open_pool_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = DaemonConfig {
+        pools: vec![pool(dir.path(), "a"), pool(dir.path(), "b")],
+        ..DaemonConfig::default()
+    };
+    let mut f = RealFactory::new(&cfg);
+    // An ADDED event opens pool a (the device then fails: no /dev/uio0 here).
+    let e = f
+        .spawn(request(dir.path(), "thin/a/v1"))
+        .err()
+        .expect("no uio");
+    assert!(e.message.contains("uio0"), "{e}");
+    let adopted = |dev_config: &str, lost_event: bool| DeviceRequest {
+        adopted: true,
+        lost_event,
+        ..request(dir.path(), dev_config)
+    };
+    // Start-up adoption of a device whose volume is missing: refused, not created.
+    let e = f
+        .spawn(adopted("thin/a/v2", false))
+        .err()
+        .expect("missing volume");
+    assert!(e.message.contains("does not exist"), "{e}");
+    // The same device found by a rescan: its volume is created, and the setup gets as
+    // far as the ring (this test has none).
+    let e = f.spawn(adopted("thin/a/v2", true)).err().expect("no ring");
+    assert!(!e.message.contains("does not exist"), "{e}");
+    let reg = f.registries().into_iter().next().expect("a registry");
+    let names: Vec<String> = reg
+        .held("a")
+        .expect("pool a open")
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert!(names.contains(&"v2".to_string()), "{names:?}");
+    // Pool b was never opened: a rescan does not create it.
+    let e = f
+        .spawn(adopted("thin/b/v3", true))
+        .err()
+        .expect("pool b not open");
+    assert!(e.message.contains("pool"), "{e}");
+    assert!(!dir.path().join("b").exists());
     f.flush_all().unwrap();
 }

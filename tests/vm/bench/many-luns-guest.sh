@@ -2,7 +2,7 @@
 # many-luns-guest.sh -- guest half of tests/vm/bench-many-luns.sh (one VM boot).
 # Args (KEY=VALUE words, all optional):
 #   n=N (64) LUNs per daemon   size=MB (16) per LUN   fio=MB (2) written (then verified) per LUN
-#   (or fio=NNNk: KiB)
+#   (or fio=NNNk: KiB; fio=0: no fio passes, e.g. creation and adoption alone at 1,000 LUNs)
 #   qd=N (4) fio iodepth per LUN   backends=tcmud,runner[,old]   log=FILTER (tcmud log filter)
 #   ring=MB (kernel default): cmd_ring_size_mb of every device (the kernel allocates the command
 #   ring up front, 8 MiB each by default: 1,000 LUNs need ring=1)
@@ -91,13 +91,27 @@ smaps() {
 #   fds per device, the uio and a duplicate its reactor waits on: count devices, not fds)
 # shellcheck disable=SC2010 # fd symlink targets: ls -l is what shows them
 served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o ' -> /dev/uio[0-9]*$' | sort -u | wc -l; }
-# wait_all PID SECS -- until PID holds N uio (polls every 0.1 s); false after SECS
+# wait_all PID SECS -- until PID holds N uio (polls every 0.2 s); false after SECS (guest
+#   clock: one poll of 1,000 devices takes a while in TCG, so no count of polls). When the
+#   count has not moved for STALL seconds (60) while devices are missing: one "MANY <backend>
+#   stalled" line and a dump of the daemon's threads, then it keeps waiting
 wait_all() {
-    _n=$(($2 * 10))
-    until [ "$(served "$1")" -ge "$N" ]; do
+    _end=$(( $(now_cs) + $2 * 100 )) _last=-1 _since=$(now_cs) _dumped=0
+    while :; do
+        _s=$(served "$1")
+        [ "$_s" -ge "$N" ] && return 0
         kill -0 "$1" 2>/dev/null || { diag; fail "daemon $1 exited"; }
-        [ $_n -le 0 ] && return 1
-        sleep 0.1; _n=$((_n - 1))
+        _now=$(now_cs)
+        [ "$_now" -ge "$_end" ] && return 1
+        if [ "$_s" != "$_last" ]; then
+            _last=$_s _since=$_now
+        elif [ $_dumped = 0 ] && [ $(( (_now - _since) / 100 )) -ge "${STALL_SERVED:-60}" ]; then
+            _dumped=1
+            echo "MANY $PH stalled serving $_s of $N for ${STALL_SERVED:-60} s"
+            threads_dump "$1"
+            DIAG_LINES=80 diag
+        fi
+        sleep 0.2
     done
 }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b - a) / 100 }'; }
@@ -191,8 +205,68 @@ fio_all() {
         echo "thread"; echo "group_reporting=0"
         for _d in $DEVS; do echo "[${_d#/dev/}]"; echo "filename=$_d"; done
     } > "$_jobs"
-    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 ||
-        { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 &
+    _fp=$!
+    fio_watch "$_name" "$_fp"
+    wait "$_fp" || { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+}
+# io_totals -> "reads R writes W inflight F luns_idle Z": /sys/block/sdX/stat summed over DEVS
+#   (reads and writes completed, requests in flight; Z = LUNs with no request completed yet)
+io_totals() {
+    for _d in $DEVS; do echo "/sys/block/${_d#/dev/}/stat"; done | xargs cat |
+        awk '{ r += $1; w += $5; f += $9; if ($1 + $5 == 0) z++ }
+            END { printf "reads %d writes %d inflight %d luns_idle %d", r, w, f, z }'
+}
+# cpu_s PID -> user+system CPU seconds of the process (all threads)
+cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo "-"; }
+# threads_dump PID -- the daemon's threads: name, state, wchan and kernel stack each; with
+#   /vmlab/bin/eu-stack (the host's, passed by bench-many-luns.sh when it has one) also the
+#   user-space stack of every thread (symbols from the binary's symbol table)
+threads_dump() {
+    for _k in /proc/"$1"/task/*; do
+        echo "  task $(cat "$_k/comm") state $(awk '{ print $3 }' "$_k/stat") wchan $(cat "$_k/wchan" 2>/dev/null)"
+        sed 's/^/      /' "$_k/stack" 2>/dev/null | head -n 8
+    done | head -n 300
+    if [ -x /vmlab/bin/eu-stack ]; then
+        echo "---- eu-stack -p $1 ----"
+        /vmlab/bin/eu-stack -p "$1" 2>&1 | head -n 1500
+        echo "---- end eu-stack ----"
+    fi
+}
+# thread_cpu PID SECS -- CPU seconds each of the daemon's threads used over SECS (summed by
+#   thread name): which threads keep an idle daemon busy
+thread_cpu() {
+    for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.a
+    sleep "$2"
+    for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.b
+    echo "MANY $PH idle_cpu over $2 s: $(awk 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
+        END { for (k in b) if (b[k] - a[k] > 0) printf "%s %.2f s, ", k, (b[k] - a[k]) / 100 }' /tmp/tcpu.a /tmp/tcpu.b)"
+}
+# fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
+#   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
+#   flight, LUNs with none done yet, CPU seconds of the daemon and of fio), so a slow pass
+#   and a stuck one can be told apart; when nothing completed for STALL seconds (180), one
+#   dump: the daemon's threads (state, wchan, kernel stack), fio's thread states, the
+#   daemon's log and dmesg tails
+fio_watch() {
+    _ws=$(now_cs) _wl="" _wq=$(now_cs) _wd=0
+    while kill -0 "$2" 2>/dev/null; do
+        _n=$((${WATCH:-30} * 10))
+        while [ $_n -gt 0 ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; _n=$((_n - 1)); done
+        kill -0 "$2" 2>/dev/null || break
+        _t=$(io_totals)
+        echo "MANY $PH progress $1 secs $(secs "$_ws" "$(now_cs)") $_t daemon_cpu_s $(cpu_s "$PID") fio_cpu_s $(cpu_s "$2") fio_threads $(awk '/^Threads:/{ print $2 }' "/proc/$2/status" 2>/dev/null)"
+        _io=$(echo "$_t" | cut -d' ' -f1-4)
+        if [ "$_io" != "$_wl" ]; then
+            _wl=$_io _wq=$(now_cs)
+        elif [ $_wd = 0 ] && [ $(( ($(now_cs) - _wq) / 100 )) -ge "${STALL:-180}" ]; then
+            _wd=1
+            echo "MANY $PH stalled $1 no I/O completed for ${STALL:-180} s: $_t"
+            threads_dump "$PID"
+            echo "  fio thread states: $(for _k in /proc/"$2"/task/*; do awk '{ print $3 }' "$_k/stat"; done | sort | uniq -c | tr -s ' \n' ' ')"
+            DIAG_LINES=40 diag
+        fi
+    done
 }
 # iops NAME -> "luns L errors E iops_min A iops_mean B iops_max C total T" (write IOPS per job)
 iops() {
@@ -236,6 +310,7 @@ phase() {
         # e.g. out of file descriptors: report how far it got, clean up, next daemon
         echo "MANY $PH served $(served "$PID") of $N $(stats "$PID")"
         echo "MANY $PH limits $(grep 'open files' "/proc/$PID/limits" | tr -s ' ') maps $(wc -l < "/proc/$PID/maps")"
+        threads_dump "$PID"
         DIAG_LINES=40 diag
         remove_all "$HBA" "$PFX" -
         case $PH in tcmud|old) tcmud_stop;; runner) kill -TERM "$PID"; wait "$PID";; esac
@@ -247,12 +322,15 @@ phase() {
     echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
     echo "MANY $PH idle $(stats "$PID")"
     smaps "$PID" idle
-    t4=$(now_cs)
-    fio_all "write-$PH"
-    t5=$(now_cs)
-    echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
-    echo "MANY $PH after_io $(stats "$PID")"
-    smaps "$PID" after_io
+    thread_cpu "$PID" 20
+    if [ "$FIO_MB" != 0 ]; then
+        t4=$(now_cs)
+        fio_all "write-$PH"
+        t5=$(now_cs)
+        echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
+        echo "MANY $PH after_io $(stats "$PID")"
+        smaps "$PID" after_io
+    fi
     case $PH in
         tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
         runner)
@@ -262,10 +340,14 @@ phase() {
             ;;
     esac
     t6=$(now_cs)
-    wait_all "$PID" $((120 + N / 5)) || { diag; fail "$PH adopted $(served "$PID") of $N devices"; }
+    wait_all "$PID" $((120 + N / 5)) || { threads_dump "$PID"; diag; fail "$PH adopted $(served "$PID") of $N devices"; }
     t7=$(now_cs)
-    fio_all "verify-$PH" --verify_only
-    echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
+    if [ "$FIO_MB" != 0 ]; then
+        fio_all "verify-$PH" --verify_only
+        echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify $(iops "verify-$PH" | cut -d' ' -f1-4)"
+    else
+        echo "MANY $PH adopt_s $(secs "$t6" "$t7") verify luns 0 errors -"
+    fi
     echo "MANY $PH adopted $(stats "$PID")"
     t8=$(now_cs)
     remove_all "$HBA" "$PFX" "$FIRST"
