@@ -41,19 +41,21 @@ mod plan;
 mod sbc;
 mod sense;
 mod spc;
+mod state;
 mod table;
 mod write_gate;
 
 pub use alua::{AccessState, AluaConfig, AluaPeer, Ownership, OwnershipCell};
-pub use copy::{LunRegistry, PIECE_BYTES};
+pub use copy::PIECE_BYTES;
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;
 pub use identity::{LunIdentity, LIO_COMPANY_ID};
-pub use lun::{Lun, LunConfig, ScsiResponse};
+pub use lun::{Lun, ScsiResponse};
 pub use plan::IoPlan;
 pub use sense::{
     sense_key_name, sense_key_of, status, Asc, FieldPointer, Sense, SenseKey, FIXED_SENSE_LEN,
 };
+pub use state::{LunConfig, LunRegistry};
 pub use table::{data_direction, facts, DataDirection, Facts, OpClass};
 pub use write_gate::{AdmitFn, WriteToken};
 
