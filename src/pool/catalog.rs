@@ -129,7 +129,7 @@ impl Pool {
     }
 
     /// Deletes a volume or snapshot, freeing the chunks nothing else
-    /// references. Fails with [`PoolErrorKind::VolumeBusy`] while it is open.
+    /// references. Fails with [`PoolErrorKind::VolumeBusy`](super::PoolErrorKind::VolumeBusy) while it is open.
     pub fn delete_volume(&self, name: &str) -> Result<(), PoolError> {
         self.delete_volume_with_progress(name, &mut |_, _| {})
     }

@@ -242,7 +242,7 @@ pub fn inspect(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspect
         Some(TREE_FORMAT) => {
             // page-level findings from the tree walk, the rest on the
             // format-2 view of the same mappings and counts
-            let mem = super::testing::MemStore::new();
+            let mem = super::memstore::MemStore::new();
             mem.commit(
                 kvs.iter()
                     .map(|(k, v)| (k.clone(), Some(v.clone())))

@@ -167,6 +167,7 @@ mod identity;
 pub mod inspect;
 pub mod io;
 mod lock;
+mod memstore;
 pub mod migrate;
 mod open;
 pub mod page;
@@ -177,6 +178,10 @@ mod share;
 pub mod spacemap;
 mod state;
 pub mod store;
+/// Test fakes (fault injection): for the crate's own tests, and with the
+/// `testing` feature for its integration tests and benchmarks; not part of
+/// the API.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree;
 pub mod treemeta;

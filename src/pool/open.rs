@@ -104,14 +104,14 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Opens the pool in `dir`. Fails with [`PoolErrorKind::Locked`] (naming the
+    /// Opens the pool in `dir`. Fails with [`PoolErrorKind::Locked`](super::PoolErrorKind::Locked) (naming the
     /// holder's pid) when another process or handle holds it.
     ///
     /// After an unclean shutdown (the seal still says open, or there is no
     /// seal) the metadata is verified before the pool is returned:
     /// reference counts and the free list against the mappings, everything
     /// `check` verifies. On any inconsistency the open fails with
-    /// [`PoolErrorKind::NeedsRepair`]: a read-write pool would trust those
+    /// [`PoolErrorKind::NeedsRepair`](super::PoolErrorKind::NeedsRepair): a read-write pool would trust those
     /// counts and could hand out a chunk still mapped elsewhere or
     /// overwrite a shared chunk in place.
     pub fn open(dir: &Path) -> Result<Pool, PoolError> {

@@ -47,7 +47,7 @@ impl ScsiResponse {
     }
 }
 
-/// One logical unit: runs its commands over its [`LunState`] (mode state,
+/// One logical unit: runs its commands over its state (mode state,
 /// pending unit attentions, the COMPARE AND WRITE gate, over a shared
 /// backend). `Send + Sync`.
 pub struct Lun {

@@ -61,7 +61,7 @@ pub struct Facts {
     /// REPORT LUNS, REQUEST SENSE).
     pub ua_exempt: bool,
     /// It may run on the caller's thread when the backend can serve it
-    /// without waiting ([`Lun::try_execute_nowait`]): no data-out, no side
+    /// without waiting ([`Lun::try_execute_nowait`](super::Lun::try_execute_nowait)): no data-out, no side
     /// effects (READ).
     pub may_run_inline: bool,
     /// Running it again after a panic part-way through gives the same
