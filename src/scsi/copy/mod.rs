@@ -27,6 +27,8 @@ pub(crate) mod results;
 pub(crate) mod run;
 pub(crate) mod vpd;
 
+use super::fixed_len::u32_len;
+
 /// CSCD descriptors one EXTENDED COPY may carry.
 pub(crate) const MAX_CSCD_DESCRIPTORS: u16 = 8;
 /// Segment descriptors one EXTENDED COPY may carry.
@@ -34,11 +36,11 @@ pub(crate) const MAX_SEGMENT_DESCRIPTORS: u16 = 16;
 /// MAXIMUM DESCRIPTOR LIST LENGTH: room for the most descriptors of both
 /// kinds.
 pub(crate) const MAX_DESCRIPTOR_LIST_LENGTH: u32 = MAX_CSCD_DESCRIPTORS as u32
-    * params::CSCD_LEN as u32
-    + MAX_SEGMENT_DESCRIPTORS as u32 * params::SEGMENT_LEN as u32;
+    * u32_len(params::CSCD_LEN)
+    + MAX_SEGMENT_DESCRIPTORS as u32 * u32_len(params::SEGMENT_LEN);
 /// The longest EXTENDED COPY parameter list accepted (the header and the
 /// longest descriptor lists; no inline data).
-pub(crate) const MAX_PARAMETER_LIST: u32 = params::HEADER_LEN as u32 + MAX_DESCRIPTOR_LIST_LENGTH;
+pub(crate) const MAX_PARAMETER_LIST: u32 = u32_len(params::HEADER_LEN) + MAX_DESCRIPTOR_LIST_LENGTH;
 /// EXTENDED COPY commands one logical unit runs at once.
 pub(crate) const MAX_CONCURRENT_COPIES: u8 = 16;
 /// The largest piece of data read then written at once when a segment

@@ -8,6 +8,7 @@ use super::{
 use crate::scsi::cdb::ThirdPartyCopy;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
+use crate::scsi::fixed_len::u8_len;
 use crate::scsi::sense::status;
 
 /// RECEIVE COPY RESULTS, OPERATING PARAMETERS (SPC-4 6.18.4).
@@ -31,7 +32,7 @@ pub(crate) fn operating_parameters(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError
         super::params::SEGMENT_BLOCK_TO_BLOCK,
         super::params::CSCD_IDENTIFICATION,
     ];
-    d[43] = implemented.len() as u8; // IMPLEMENTED DESCRIPTOR LIST LENGTH
+    d[43] = u8_len(implemented.len()); // IMPLEMENTED DESCRIPTOR LIST LENGTH
     d.extend_from_slice(&implemented);
     let len = u32::try_from(d.len() - 4).unwrap_or(0);
     d[..4].copy_from_slice(&len.to_be_bytes()); // AVAILABLE DATA

@@ -4,6 +4,7 @@ use super::{ascii_field, vpd};
 use crate::scsi::cdb::Inquiry;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
+use crate::scsi::fixed_len::u8_len;
 
 /// VERSION DESCRIPTORs: SAM-5, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 3] = [0x00A0, 0x0460, 0x04C0];
@@ -29,7 +30,7 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     d[0] = 0x00; // PERIPHERAL QUALIFIER 0, DEVICE TYPE 0 (direct access block)
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
-    d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
+    d[4] = u8_len(d.len() - 5); // ADDITIONAL LENGTH
     d[5] = 0x08; // 3PC: EXTENDED COPY (LID1)
     if cfg.alua.is_some() {
         d[5] |= 0x10; // TPGS 01b: implicit ALUA only
