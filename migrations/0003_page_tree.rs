@@ -96,7 +96,7 @@ pub(crate) fn run(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Change>, PoolError> 
             _ => {}
         }
     }
-    let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
+    let sb = sb.ok_or_else(|| PoolError::corrupt("superblock missing"))?;
     let mut next_id = 1u64;
     for &id in vols.keys() {
         let m = maps.remove(&id).unwrap_or_default();
@@ -110,7 +110,7 @@ pub(crate) fn run(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Change>, PoolError> 
         out.push((format::id_key(format::TAG_TREE, id), Some(rec.encode())));
     }
     if let Some((&vol, _)) = maps.iter().next() {
-        return Err(PoolError::Corrupt(format!(
+        return Err(PoolError::corrupt(format!(
             "mappings of volume id {vol}, which is not in the catalog (run `tcmud pool repair` with the format-2 build first)"
         )));
     }
@@ -120,7 +120,7 @@ pub(crate) fn run(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Change>, PoolError> 
     let mut overflow = BTreeMap::new();
     for (&c, &n) in &counts {
         if c >= capacity || n == 0 {
-            return Err(PoolError::Corrupt(format!(
+            return Err(PoolError::corrupt(format!(
                 "reference count {n} of chunk {c} (capacity {capacity})"
             )));
         }
@@ -136,9 +136,9 @@ pub(crate) fn run(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Change>, PoolError> 
         page[(c % SPACE_PAGE_CHUNKS) as usize] = byte;
     }
     let space = SpaceMap::load(capacity, pages.clone(), overflow.clone())
-        .map_err(|e| PoolError::Corrupt(e.to_string()))?;
+        .map_err(|e| PoolError::corrupt(e.to_string()))?;
     for (p, bytes) in pages {
-        let p = u32::try_from(p).map_err(|_| PoolError::Corrupt("pool too large".into()))?;
+        let p = u32::try_from(p).map_err(|_| PoolError::corrupt("pool too large"))?;
         out.push((format::space_key(p), Some(bytes)));
     }
     // after the removal of every format-2 `R` key above: the last change of a key wins

@@ -16,7 +16,7 @@ pub(crate) fn validate_name(name: &str) -> Result<(), PoolError> {
         || name.starts_with(['.', '-'])
         || !name.chars().all(ok_char)
     {
-        return Err(PoolError::InvalidArgument(format!(
+        return Err(PoolError::invalid_argument(format!(
             "bad volume name {name:?}: use 1-128 of A-Z a-z 0-9 . _ : + @ -, not starting with . or -"
         )));
     }
@@ -25,12 +25,12 @@ pub(crate) fn validate_name(name: &str) -> Result<(), PoolError> {
 
 fn validate_size(size: u64, block_size: u32) -> Result<(), PoolError> {
     if block_size != 512 && block_size != 4096 {
-        return Err(PoolError::InvalidArgument(format!(
+        return Err(PoolError::invalid_argument(format!(
             "block size must be 512 or 4096, not {block_size}"
         )));
     }
     if size == 0 || size % u64::from(block_size) != 0 || size > (1 << 60) {
-        return Err(PoolError::InvalidArgument(format!(
+        return Err(PoolError::invalid_argument(format!(
             "size {size} must be a non-zero multiple of the block size {block_size} (at most 1 EiB)"
         )));
     }
@@ -46,7 +46,7 @@ impl Pool {
             .catalog
             .get(name)
             .cloned()
-            .ok_or_else(|| PoolError::NoSuchVolume(name.to_string()))
+            .ok_or_else(|| PoolError::no_such_volume(name.to_string()))
     }
 
     fn is_open(&self, id: u64) -> bool {
@@ -58,7 +58,7 @@ impl Pool {
     fn add_record(&self, name: &str, rec: &VolumeRecord) -> Result<(), PoolError> {
         let mut st = self.state();
         if st.catalog.contains_key(name) {
-            return Err(PoolError::VolumeExists(name.to_string()));
+            return Err(PoolError::volume_exists(name.to_string()));
         }
         st.put(format::volume_key(name), format::encode(rec));
         st.catalog.insert(name.to_string(), rec.clone());
@@ -85,7 +85,7 @@ impl Pool {
         {
             let mut st = self.state();
             if st.catalog.contains_key(name) {
-                return Err(PoolError::VolumeExists(name.to_string()));
+                return Err(PoolError::volume_exists(name.to_string()));
             }
             let id = st.sb.next_volume_id;
             st.sb.next_volume_id += 1;
@@ -129,7 +129,7 @@ impl Pool {
     }
 
     /// Deletes a volume or snapshot, freeing the chunks nothing else
-    /// references. Fails with [`PoolError::VolumeBusy`] while it is open.
+    /// references. Fails with [`PoolErrorKind::VolumeBusy`](super::PoolErrorKind::VolumeBusy) while it is open.
     pub fn delete_volume(&self, name: &str) -> Result<(), PoolError> {
         self.delete_volume_with_progress(name, &mut |_, _| {})
     }
@@ -143,7 +143,7 @@ impl Pool {
         self.writable()?;
         let rec = self.record(name)?;
         if self.is_open(rec.id) {
-            return Err(PoolError::VolumeBusy(name.to_string()));
+            return Err(PoolError::volume_busy(name.to_string()));
         }
         let gate = self.gate(rec.id);
         let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
@@ -200,7 +200,7 @@ impl Pool {
         self.writable()?;
         let mut rec = self.record(name)?;
         if rec.kind == VolumeKind::Snapshot {
-            return Err(PoolError::WrongKind(format!(
+            return Err(PoolError::wrong_kind(format!(
                 "{name:?} is a snapshot; snapshots cannot be resized"
             )));
         }
@@ -209,14 +209,14 @@ impl Pool {
         let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
         if size_bytes < rec.size_bytes {
             if !force_shrink {
-                return Err(PoolError::ShrinkNotForced(name.to_string()));
+                return Err(PoolError::shrink_not_forced(name.to_string()));
             }
             let cs = self.inner.chunk_size;
             let tail = size_bytes & (cs - 1);
             if tail != 0 {
                 let end = (size_bytes - tail + cs).min(rec.size_bytes);
                 self.discard_bytes(rec.id, size_bytes, end - size_bytes)
-                    .map_err(|e| PoolError::Store(e.to_string()))?;
+                    .map_err(|e| PoolError::store(e.to_string()))?;
             }
             let first = size_bytes.div_ceil(cs);
             let mut st = self.state();
@@ -253,12 +253,12 @@ impl Pool {
         {
             let mut st = self.state();
             if st.catalog.contains_key(to) {
-                return Err(PoolError::VolumeExists(to.to_string()));
+                return Err(PoolError::volume_exists(to.to_string()));
             }
             let rec = st
                 .catalog
                 .remove(from)
-                .ok_or_else(|| PoolError::NoSuchVolume(from.to_string()))?;
+                .ok_or_else(|| PoolError::no_such_volume(from.to_string()))?;
             st.del(format::volume_key(from));
             st.put(format::volume_key(to), format::encode(&rec));
             st.catalog.insert(to.to_string(), rec);
@@ -277,7 +277,7 @@ impl Pool {
         {
             let mut st = self.state();
             if st.catalog.contains_key(new) {
-                return Err(PoolError::VolumeExists(new.to_string()));
+                return Err(PoolError::volume_exists(new.to_string()));
             }
             let id = st.sb.next_volume_id;
             st.sb.next_volume_id += 1;
@@ -323,7 +323,7 @@ impl Pool {
     /// Creates a writable volume from a snapshot.
     pub fn clone_snapshot(&self, snapshot: &str, new_volume: &str) -> Result<(), PoolError> {
         if self.record(snapshot)?.kind != VolumeKind::Snapshot {
-            return Err(PoolError::WrongKind(format!(
+            return Err(PoolError::wrong_kind(format!(
                 "{snapshot:?} is not a snapshot; take a snapshot first and clone that"
             )));
         }

@@ -10,7 +10,7 @@ use super::catalog::validate_name;
 use super::format::{self, Key, Superblock, VolumeRecord};
 use super::state::State;
 use super::store::Change;
-use super::{guard, Pool, PoolError};
+use super::{guard, Pool, PoolError, PoolErrorKind};
 
 /// One inconsistency found by a check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,9 +247,9 @@ fn shown_key(k: &[u8]) -> String {
 
 /// The message of a decoding error without the "metadata is corrupt" prefix.
 fn why(e: PoolError) -> String {
-    match e {
-        PoolError::Corrupt(s) => s,
-        e => e.to_string(),
+    match e.kind() {
+        PoolErrorKind::Corrupt => e.detail().to_string(),
+        _ => e.to_string(),
     }
 }
 
@@ -690,9 +690,7 @@ impl Pool {
             .flatten()
             .any(|w| w.strong_count() > 0)
         {
-            return Err(PoolError::VolumeBusy(
-                "(repair needs every volume closed)".into(),
-            ));
+            return Err(PoolError::volume_busy("(repair needs every volume closed)"));
         }
         let before = self.check()?;
         if before.is_clean() {

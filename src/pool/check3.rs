@@ -316,6 +316,6 @@ pub(crate) fn check_tree(
 pub(crate) fn store_format(store: &dyn MetaStore) -> Result<u32, PoolError> {
     match store.get(format::KEY_FORMAT)? {
         Some(v) => format::be_u32(&v, "format version"),
-        None => Err(PoolError::Corrupt("format version missing".into())),
+        None => Err(PoolError::corrupt("format version missing")),
     }
 }

@@ -8,7 +8,7 @@ use crate::backend::{BackendError, BlockSink, BlockSource};
 
 use super::state::State;
 use super::treemeta::Sharing;
-use super::{guard, Pool, PoolError, DIRTY_LIMIT};
+use super::{guard, Pool, PoolError, PoolErrorKind, DIRTY_LIMIT};
 
 /// Times a write that finds no free chunk waits for a commit that frees
 /// some before it reports the pool full (other writers may take them).
@@ -204,8 +204,10 @@ impl Pool {
                 }
             };
             match res {
-                Err(PoolError::OutOfSpace)
-                    if attempt + 1 < FREEING_RETRIES && self.state().frees_coming() =>
+                Err(e)
+                    if e.kind() == PoolErrorKind::OutOfSpace
+                        && attempt + 1 < FREEING_RETRIES
+                        && self.state().frees_coming() =>
                 {
                     // Chunks freed since the last commit, or by the commit
                     // running now, become reusable once their unmapping is
@@ -219,7 +221,7 @@ impl Pool {
                 other => return other,
             }
         }
-        Err(PoolError::OutOfSpace)
+        Err(PoolError::out_of_space())
     }
 
     /// Plans every span; on failure returns the chunks already reserved.

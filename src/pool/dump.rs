@@ -270,7 +270,7 @@ pub struct RestoreReport {
 }
 
 fn invalid(s: String) -> PoolError {
-    PoolError::InvalidArgument(format!("dump document: {s}"))
+    PoolError::invalid_argument(format!("dump document: {s}"))
 }
 
 /// The keys of a validated document, and the notes on it.
@@ -478,12 +478,12 @@ pub fn restore(
         .map(|mut d| d.next().is_some())
         .unwrap_or(false);
     if meta_used && !opts.force {
-        return Err(PoolError::AlreadyExists(meta));
+        return Err(PoolError::already_exists(meta));
     }
     let data_len = match &opts.data {
         Some(src) => {
             if data.exists() {
-                return Err(PoolError::InvalidArgument(format!(
+                return Err(PoolError::invalid_argument(format!(
                     "{} already has a data file; restore uses it without --data",
                     dir.display()
                 )));

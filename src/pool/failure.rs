@@ -8,7 +8,7 @@
 use std::io;
 
 use super::error::is_out_of_space;
-use super::{Inner, Pool, PoolError};
+use super::{Inner, Pool, PoolError, PoolErrorKind};
 
 /// Why a pool failed.
 #[derive(Debug)]
@@ -29,9 +29,9 @@ impl Inner {
     /// Puts the pool in the failed state (the first failure is kept and
     /// logged) and returns `e` for the caller.
     pub(crate) fn fail(&self, e: PoolError) -> PoolError {
-        let out_of_space = match &e {
-            PoolError::Io { source, .. } => is_out_of_space(source),
-            PoolError::Failed { out_of_space, .. } => *out_of_space,
+        let out_of_space = match e.kind() {
+            PoolErrorKind::Io => e.io_error().is_some_and(is_out_of_space),
+            PoolErrorKind::Failed { out_of_space } => out_of_space,
             _ => false,
         };
         let failure = Failure {
@@ -58,17 +58,17 @@ impl Inner {
     pub(crate) fn writable(&self) -> Result<(), PoolError> {
         match self.failed.get() {
             None => Ok(()),
-            Some(f) => Err(PoolError::Failed {
-                pool: self.pool_name(),
-                why: f.why.clone(),
-                out_of_space: f.out_of_space,
-            }),
+            Some(f) => Err(PoolError::failed(
+                self.pool_name(),
+                f.why.clone(),
+                f.out_of_space,
+            )),
         }
     }
 }
 
 impl Pool {
-    /// `Err` ([`PoolError::Failed`]) once a sync error has put the pool in
+    /// `Err` ([`PoolErrorKind::Failed`]) once a sync error has put the pool in
     /// the failed state.
     pub fn writable(&self) -> Result<(), PoolError> {
         self.inner.writable()

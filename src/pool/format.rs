@@ -83,7 +83,7 @@ impl TreeRecord {
     /// Decodes 17 stored bytes, naming `what` in the error.
     pub fn decode(b: &[u8], what: &str) -> Result<TreeRecord, PoolError> {
         if b.len() != 17 {
-            return Err(PoolError::Corrupt(format!(
+            return Err(PoolError::corrupt(format!(
                 "{what}: expected 17 bytes, got {}",
                 b.len()
             )));
@@ -158,7 +158,7 @@ pub fn encode<T: Serialize>(v: &T) -> Vec<u8> {
 
 /// Decodes a value, naming `what` in the error.
 pub fn decode<'a, T: Deserialize<'a>>(bytes: &'a [u8], what: &str) -> Result<T, PoolError> {
-    postcard::from_bytes(bytes).map_err(|e| PoolError::Corrupt(format!("{what}: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| PoolError::corrupt(format!("{what}: {e}")))
 }
 
 /// `M` key of a mapping.
@@ -190,7 +190,7 @@ pub fn volume_key(name: &str) -> Vec<u8> {
 pub fn be_u64(b: &[u8], what: &str) -> Result<u64, PoolError> {
     let a: [u8; 8] = b
         .try_into()
-        .map_err(|_| PoolError::Corrupt(format!("{what}: expected 8 bytes, got {}", b.len())))?;
+        .map_err(|_| PoolError::corrupt(format!("{what}: expected 8 bytes, got {}", b.len())))?;
     Ok(u64::from_be_bytes(a))
 }
 
@@ -198,7 +198,7 @@ pub fn be_u64(b: &[u8], what: &str) -> Result<u64, PoolError> {
 pub fn be_u32(b: &[u8], what: &str) -> Result<u32, PoolError> {
     let a: [u8; 4] = b
         .try_into()
-        .map_err(|_| PoolError::Corrupt(format!("{what}: expected 4 bytes, got {}", b.len())))?;
+        .map_err(|_| PoolError::corrupt(format!("{what}: expected 4 bytes, got {}", b.len())))?;
     Ok(u32::from_be_bytes(a))
 }
 

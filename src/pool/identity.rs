@@ -8,10 +8,8 @@ use super::{guard, Pool, PoolError};
 /// A new random identity.
 pub(crate) fn random_identity() -> Result<[u8; IDENT_LEN], PoolError> {
     let mut id = [0u8; IDENT_LEN];
-    random_bytes(&mut id).map_err(|source| PoolError::Io {
-        what: "draw a random volume identity".into(),
-        source,
-    })?;
+    random_bytes(&mut id)
+        .map_err(|source| PoolError::io("draw a random volume identity", source))?;
     Ok(id)
 }
 
@@ -66,7 +64,7 @@ impl Pool {
         stored
             .map(|v| {
                 <[u8; IDENT_LEN]>::try_from(v.as_slice()).map_err(|_| {
-                    PoolError::Corrupt(format!(
+                    PoolError::corrupt(format!(
                         "identity of volume {name:?}: expected {IDENT_LEN} bytes, got {}",
                         v.len()
                     ))

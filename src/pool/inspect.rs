@@ -25,7 +25,7 @@ use super::lock::LOCK_FILE;
 use super::open::{DATA_FILE, MARKER_FILE, META_DIR};
 use super::seal::{self, Seal};
 use super::store::{Entries, MetaStore, SledStore};
-use super::{migrate, PoolError};
+use super::{migrate, PoolError, PoolErrorKind};
 
 /// What a read-only look at a pool directory found.
 #[derive(Debug, Clone)]
@@ -61,10 +61,10 @@ fn lock_shared(dir: &Path) -> Result<SharedLock, PoolError> {
         Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
             let mut s = String::new();
             let _ = file.read_to_string(&mut s);
-            Err(PoolError::Locked {
-                path: dir.to_path_buf(),
-                pid: s.trim().parse().unwrap_or(0),
-            })
+            Err(PoolError::locked(
+                dir.to_path_buf(),
+                s.trim().parse().unwrap_or(0),
+            ))
         }
         Err((_, errno)) => Err(PoolError::io(
             format!("locking {}", path.display()),
@@ -94,8 +94,8 @@ fn read_meta_copy(meta: &Path) -> Result<Entries, PoolError> {
         let p = meta.join(f);
         match fs::metadata(&p) {
             Ok(m) if m.len() > 0 => {}
-            Ok(_) => return Err(PoolError::Corrupt(format!("{} is empty", p.display()))),
-            Err(e) => return Err(PoolError::Corrupt(format!("{}: {e}", p.display()))),
+            Ok(_) => return Err(PoolError::corrupt(format!("{} is empty", p.display()))),
+            Err(e) => return Err(PoolError::corrupt(format!("{}: {e}", p.display()))),
         }
     }
     let tmp = tempfile::Builder::new()
@@ -136,16 +136,16 @@ fn migrate_in_memory(
         let step = migrate::migrations()
             .iter()
             .find(|m| m.from == at)
-            .ok_or_else(|| PoolError::Corrupt(format!("no migration from format {at}")))?;
+            .ok_or_else(|| PoolError::corrupt(format!("no migration from format {at}")))?;
         let all: Entries = map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let changes = match (step.run)(&all) {
             Ok(c) => c,
             Err(_) => {
                 for kv in &all {
                     if let Err(e) = (step.run)(std::slice::from_ref(kv)) {
-                        let e = match e {
-                            PoolError::Corrupt(s) => s,
-                            e => e.to_string(),
+                        let e = match e.kind() {
+                            PoolErrorKind::Corrupt => e.detail().to_string(),
+                            _ => e.to_string(),
                         };
                         map.remove(&kv.0);
                         undecoded.push(Undecoded {
@@ -174,10 +174,7 @@ fn migrate_in_memory(
 /// every problem found. Fails (nothing to report) only when the directory
 /// is no pool, is held by a process, or its metadata cannot be read at all.
 pub fn inspect(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspection, PoolError> {
-    let not_pool = |why: String| PoolError::NotAPool {
-        path: dir.to_path_buf(),
-        why,
-    };
+    let not_pool = |why: String| PoolError::not_a_pool(dir.to_path_buf(), why);
     match fs::metadata(dir) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(not_pool("not a directory".into())),
@@ -234,12 +231,7 @@ pub fn inspect(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspect
         .and_then(|(_, v)| format::be_u32(v, "format").ok());
     let mut undecoded = Vec::new();
     let kvs = match format_on_disk {
-        Some(f) if f > NEWEST_FORMAT => {
-            return Err(PoolError::FormatTooNew {
-                found: f,
-                supported: NEWEST_FORMAT,
-            })
-        }
+        Some(f) if f > NEWEST_FORMAT => return Err(PoolError::format_too_new(f, NEWEST_FORMAT)),
         Some(f) if f < LEGACY_FORMAT => {
             notes.push(format!(
                 "format {f}: needs migration to format {CURRENT_FORMAT} on open (checked as \
@@ -250,7 +242,7 @@ pub fn inspect(dir: &Path, progress: &mut dyn FnMut(u64, u64)) -> Result<Inspect
         Some(TREE_FORMAT) => {
             // page-level findings from the tree walk, the rest on the
             // format-2 view of the same mappings and counts
-            let mem = super::testing::MemStore::new();
+            let mem = super::memstore::MemStore::new();
             mem.commit(
                 kvs.iter()
                     .map(|(k, v)| (k.clone(), Some(v.clone())))

@@ -20,7 +20,7 @@ pub struct PoolLock {
 
 impl PoolLock {
     /// Takes the lock of `dir` without blocking. Fails with
-    /// [`PoolError::Locked`] naming the holder's pid. Writes our pid only
+    /// [`PoolErrorKind::Locked`] naming the holder's pid. Writes our pid only
     /// when `write_pid` (callers write it once the open succeeded).
     pub fn acquire(dir: &Path) -> Result<PoolLock, PoolError> {
         let path = dir.join(LOCK_FILE);
@@ -36,10 +36,10 @@ impl PoolLock {
             Err((mut file, errno)) if errno == nix::errno::Errno::EWOULDBLOCK => {
                 let mut s = String::new();
                 let _ = file.read_to_string(&mut s);
-                Err(PoolError::Locked {
-                    path: dir.to_path_buf(),
-                    pid: s.trim().parse().unwrap_or(0),
-                })
+                Err(PoolError::locked(
+                    dir.to_path_buf(),
+                    s.trim().parse().unwrap_or(0),
+                ))
             }
             Err((_, errno)) => Err(PoolError::io(
                 format!("locking {}", path.display()),

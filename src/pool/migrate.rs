@@ -50,7 +50,7 @@ pub fn upgrade(store: &dyn MetaStore, found: u32) -> Result<(), PoolError> {
         let step = migrations()
             .iter()
             .find(|m| m.from == at)
-            .ok_or_else(|| PoolError::Corrupt(format!("no migration from format {at}")))?;
+            .ok_or_else(|| PoolError::corrupt(format!("no migration from format {at}")))?;
         let kvs = store.load_all()?;
         let mut changes = (step.run)(&kvs)?;
         changes.push((

@@ -147,7 +147,7 @@
 //! needs-check flag (as dm-thin's). Open then recounts reference counts and
 //! the free list from the mappings (everything `check` verifies) before it
 //! returns the pool, and refuses read-write on a mismatch
-//! ([`PoolError::NeedsRepair`]); [`Pool::open_for_repair`] opens it anyway
+//! ([`PoolErrorKind::NeedsRepair`]); [`Pool::open_for_repair`] opens it anyway
 //! for check and repair. The in-memory state trusts those counts: without
 //! this a read-write open could hand out a chunk still mapped elsewhere or
 //! overwrite a shared chunk in place.
@@ -167,6 +167,7 @@ mod identity;
 pub mod inspect;
 pub mod io;
 mod lock;
+mod memstore;
 pub mod migrate;
 mod open;
 pub mod page;
@@ -177,6 +178,10 @@ mod share;
 pub mod spacemap;
 mod state;
 pub mod store;
+/// Test fakes (fault injection): for the crate's own tests, and with the
+/// `testing` feature for its integration tests and benchmarks; not part of
+/// the API.
+#[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree;
 pub mod treemeta;
@@ -188,7 +193,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, Weak};
 
 pub use check::{CheckReport, Metadata, Problem, RepairReport, Undecoded};
-pub use error::PoolError;
+pub use error::{PoolError, PoolErrorKind};
 pub use format::VolumeKind;
 pub use identity::random_bytes;
 pub use volume::Volume;
@@ -477,7 +482,7 @@ impl Pool {
             let mut st = self.state();
             let chunks = capacity_bytes / self.inner.chunk_size;
             if chunks < st.sb.hwm {
-                return Err(PoolError::InvalidArgument(format!(
+                return Err(PoolError::invalid_argument(format!(
                     "capacity {capacity_bytes} is below the {} chunks already handed out",
                     st.sb.hwm
                 )));
@@ -496,7 +501,7 @@ impl Pool {
     pub fn set_low_water(&self, pct: u8) -> Result<(), PoolError> {
         self.writable()?;
         if pct > 100 {
-            return Err(PoolError::InvalidArgument(format!(
+            return Err(PoolError::invalid_argument(format!(
                 "low water {pct}% > 100%"
             )));
         }

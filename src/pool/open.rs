@@ -36,13 +36,13 @@ fn superblock(cfg: &PoolConfig) -> Result<Superblock, PoolError> {
         next_volume_id: 1,
     };
     validate_super(&sb).map_err(|_| {
-        PoolError::InvalidConfig(format!(
+        PoolError::invalid_config(format!(
             "chunk size must be a power of two from 4 KiB to 1 MiB (got {}), low water <= 100 (got {})",
             cfg.chunk_size, cfg.low_water_pct
         ))
     })?;
     if sb.capacity_chunks == 0 {
-        return Err(PoolError::InvalidConfig(format!(
+        return Err(PoolError::invalid_config(format!(
             "capacity {} is less than one chunk",
             cfg.capacity_bytes
         )));
@@ -68,7 +68,7 @@ impl Pool {
         match fs::read_dir(dir) {
             Ok(mut it) => {
                 if it.next().is_some() {
-                    return Err(PoolError::AlreadyExists(dir.to_path_buf()));
+                    return Err(PoolError::already_exists(dir.to_path_buf()));
                 }
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => fs::create_dir_all(dir)
@@ -108,14 +108,14 @@ impl Pool {
         Ok(pool)
     }
 
-    /// Opens the pool in `dir`. Fails with [`PoolError::Locked`] (naming the
+    /// Opens the pool in `dir`. Fails with [`PoolErrorKind::Locked`](super::PoolErrorKind::Locked) (naming the
     /// holder's pid) when another process or handle holds it.
     ///
     /// After an unclean shutdown (the seal still says open, or there is no
     /// seal) the metadata is verified before the pool is returned:
     /// reference counts and the free list against the mappings, everything
     /// `check` verifies. On any inconsistency the open fails with
-    /// [`PoolError::NeedsRepair`]: a read-write pool would trust those
+    /// [`PoolErrorKind::NeedsRepair`](super::PoolErrorKind::NeedsRepair): a read-write pool would trust those
     /// counts and could hand out a chunk still mapped elsewhere or
     /// overwrite a shared chunk in place.
     pub fn open(dir: &Path) -> Result<Pool, PoolError> {
@@ -135,10 +135,7 @@ impl Pool {
     }
 
     fn open_dir(dir: &Path, verify: Verify, opts: &PoolOptions) -> Result<Pool, PoolError> {
-        let not_pool = |why: &str| PoolError::NotAPool {
-            path: dir.to_path_buf(),
-            why: why.to_string(),
-        };
+        let not_pool = |why: &str| PoolError::not_a_pool(dir.to_path_buf(), why.to_string());
         match fs::metadata(dir) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => return Err(not_pool("not a directory")),
@@ -176,21 +173,18 @@ impl Pool {
         let seal = Seal::read(dir)?;
         if let Some(seal) = &seal {
             if seal.format > format::NEWEST_FORMAT {
-                return Err(PoolError::FormatTooNew {
-                    found: seal.format,
-                    supported: format::NEWEST_FORMAT,
-                });
+                return Err(PoolError::format_too_new(
+                    seal.format,
+                    format::NEWEST_FORMAT,
+                ));
             }
             if data.file_len() < seal.data_len {
-                return Err(PoolError::DataFileShort {
-                    needed: seal.data_len,
-                    actual: data.file_len(),
-                });
+                return Err(PoolError::data_file_short(seal.data_len, data.file_len()));
             }
             if let Some(crc) = seal.closed_crc {
                 let now = seal::meta_crc(&meta).map_err(|e| PoolError::io("reading meta/", e))?;
                 if now != crc {
-                    return Err(PoolError::Corrupt(format!(
+                    return Err(PoolError::corrupt(format!(
                         "the files in {} changed since the pool was closed (checksum {now:08x}, \
                          sealed {crc:08x}): truncated or corrupted sled database",
                         meta.display()
@@ -212,7 +206,7 @@ impl Pool {
             let (st, seq) = load_state(&store, &data, opts)?;
             if let Some(seal) = &seal {
                 if seq < seal.seq {
-                    return Err(PoolError::Corrupt(format!(
+                    return Err(PoolError::corrupt(format!(
                         "sled holds commit {seq} but commit {} was made: the database lost commits",
                         seal.seq
                     )));
@@ -321,7 +315,7 @@ fn write_marker(dir: &Path) -> Result<(), PoolError> {
 /// What an inconsistency found after an unclean shutdown does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Verify {
-    /// Refuse the open ([`PoolError::NeedsRepair`]).
+    /// Refuse the open ([`PoolErrorKind::NeedsRepair`]).
     Refuse,
     /// Log it and open (for `check` and `repair`).
     Report,
@@ -349,11 +343,11 @@ fn verify_after_crash(
         );
         return Ok(());
     }
-    let err = PoolError::NeedsRepair {
-        path: dir.to_path_buf(),
-        problems: report.problems.len(),
-        first: report.problems[0].to_string(),
-    };
+    let err = PoolError::needs_repair(
+        dir.to_path_buf(),
+        report.problems.len(),
+        report.problems[0].to_string(),
+    );
     match verify {
         Verify::Refuse => Err(err),
         Verify::Report => {
@@ -368,7 +362,7 @@ fn check_format_option(opts: &PoolOptions) -> Result<(), PoolError> {
     if opts.format == format::LEGACY_FORMAT || opts.format == format::TREE_FORMAT {
         Ok(())
     } else {
-        Err(PoolError::InvalidConfig(format!(
+        Err(PoolError::invalid_config(format!(
             "metadata format {} cannot be created (use {} or {})",
             opts.format,
             format::LEGACY_FORMAT,
@@ -399,16 +393,13 @@ fn load_state(
     let found = match store.get(format::KEY_FORMAT)? {
         Some(v) => format::be_u32(&v, "format version")?,
         None => {
-            return Err(PoolError::Corrupt(
-                "format version missing (empty or damaged database)".into(),
+            return Err(PoolError::corrupt(
+                "format version missing (empty or damaged database)",
             ))
         }
     };
     if found > format::NEWEST_FORMAT {
-        return Err(PoolError::FormatTooNew {
-            found,
-            supported: format::NEWEST_FORMAT,
-        });
+        return Err(PoolError::format_too_new(found, format::NEWEST_FORMAT));
     }
     let found = if found < format::CURRENT_FORMAT {
         migrate::upgrade(store.as_ref(), found)?;
@@ -427,10 +418,7 @@ fn load_state(
     };
     let needed = st.sb.hwm * u64::from(st.sb.chunk_size);
     if data.file_len() < needed {
-        return Err(PoolError::DataFileShort {
-            needed,
-            actual: data.file_len(),
-        });
+        return Err(PoolError::data_file_short(needed, data.file_len()));
     }
     Ok((st, seq))
 }
@@ -442,13 +430,13 @@ pub(crate) fn load_tree_state(
 ) -> Result<State, PoolError> {
     let sb = store
         .get(format::KEY_SUPER)?
-        .ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
+        .ok_or_else(|| PoolError::corrupt("superblock missing"))?;
     let sb: Superblock = format::decode(&sb, "superblock")?;
     validate_super(&sb)?;
     let mut catalog = std::collections::BTreeMap::new();
     for (k, v) in store.scan_prefix(&[format::TAG_VOLUME])? {
         let name = String::from_utf8(k[1..].to_vec())
-            .map_err(|_| PoolError::Corrupt(format!("volume key {k:?} is not UTF-8")))?;
+            .map_err(|_| PoolError::corrupt(format!("volume key {k:?} is not UTF-8")))?;
         let rec: format::VolumeRecord = format::decode(&v, &format!("volume {name:?}"))?;
         catalog.insert(name, rec);
     }
@@ -470,8 +458,8 @@ fn preflight_sled(meta: &Path) -> Result<(), PoolError> {
         let p = meta.join(f);
         match fs::metadata(&p) {
             Ok(m) if m.len() > 0 => {}
-            Ok(_) => return Err(PoolError::Corrupt(format!("{} is empty", p.display()))),
-            Err(e) => return Err(PoolError::Corrupt(format!("{}: {e}", p.display()))),
+            Ok(_) => return Err(PoolError::corrupt(format!("{} is empty", p.display()))),
+            Err(e) => return Err(PoolError::corrupt(format!("{}: {e}", p.display()))),
         }
     }
     Ok(())

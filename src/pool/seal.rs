@@ -85,7 +85,7 @@ impl Seal {
         match fs::read_to_string(&p) {
             Ok(s) => Seal::parse(&s)
                 .map(Some)
-                .ok_or_else(|| PoolError::Corrupt(format!("{} is unreadable", p.display()))),
+                .ok_or_else(|| PoolError::corrupt(format!("{} is unreadable", p.display()))),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(PoolError::io(format!("reading {}", p.display()), e)),
         }

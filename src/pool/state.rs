@@ -110,10 +110,10 @@ impl State {
                 Some(Key::Format | Key::Seq | Key::Ident(_)) | None => {}
             }
         }
-        let sb = sb.ok_or_else(|| PoolError::Corrupt("superblock missing".into()))?;
+        let sb = sb.ok_or_else(|| PoolError::corrupt("superblock missing"))?;
         validate_super(&sb)?;
         let hwm = usize::try_from(sb.hwm)
-            .map_err(|_| PoolError::Corrupt(format!("high-water mark {} too large", sb.hwm)))?;
+            .map_err(|_| PoolError::corrupt(format!("high-water mark {} too large", sb.hwm)))?;
         let mut refs = vec![0u32; hwm];
         for (c, n) in ref_keys {
             if let Some(r) = usize::try_from(c).ok().and_then(|i| refs.get_mut(i)) {
@@ -333,7 +333,7 @@ impl State {
     /// as zeros while past the data file's end).
     pub fn alloc(&mut self) -> Result<(u64, bool), PoolError> {
         if let Some(t) = self.t3.as_mut() {
-            let c = t.allocate().ok_or(PoolError::OutOfSpace)?;
+            let c = t.allocate().ok_or_else(PoolError::out_of_space)?;
             if c >= self.sb.hwm {
                 self.sb.hwm = c + 1;
                 self.dirty_super();
@@ -350,7 +350,7 @@ impl State {
             self.put(format::chunk_key(TAG_FREE, c), Vec::new());
             (c, c >= self.fresh_from)
         } else {
-            return Err(PoolError::OutOfSpace);
+            return Err(PoolError::out_of_space());
         };
         if let Some(r) = self.refs.get_mut(c as usize) {
             *r = 1;
@@ -510,13 +510,13 @@ impl State {
 /// Rejects superblocks whose values cannot be right.
 pub(crate) fn validate_super(sb: &Superblock) -> Result<(), PoolError> {
     if !sb.chunk_size.is_power_of_two() || !(4096..=1 << 20).contains(&sb.chunk_size) {
-        return Err(PoolError::Corrupt(format!(
+        return Err(PoolError::corrupt(format!(
             "bad chunk size {}",
             sb.chunk_size
         )));
     }
     if sb.hwm > sb.capacity_chunks || sb.low_water_pct > 100 {
-        return Err(PoolError::Corrupt(format!(
+        return Err(PoolError::corrupt(format!(
             "superblock out of range: hwm {} capacity {} low water {}%",
             sb.hwm, sb.capacity_chunks, sb.low_water_pct
         )));

@@ -134,7 +134,7 @@ impl SledStore {
                 Err(sled::Error::Io(io)) if io.to_string().contains("could not acquire lock") => {
                     tries += 1;
                     if tries > 200 {
-                        return Err(PoolError::Store(format!(
+                        return Err(PoolError::store(format!(
                             "sled database {} is locked: {io}",
                             path.display()
                         )));
@@ -150,7 +150,7 @@ impl SledStore {
                     ))
                 }
                 Err(e) => {
-                    return Err(PoolError::Corrupt(format!(
+                    return Err(PoolError::corrupt(format!(
                         "cannot open sled database {}: {e}",
                         path.display()
                     )))
@@ -239,7 +239,7 @@ impl SledStore {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match g.as_ref() {
             Some(db) => f(db),
-            None => Err(PoolError::Store("the metadata store is closed".into())),
+            None => Err(PoolError::store("the metadata store is closed")),
         }
     }
 }

@@ -1,30 +1,19 @@
-//! Fault-injection layers for tests: an in-memory metadata store and a data
-//! file that forgets unsynced writes on a simulated crash.
+//! Fault-injection layers for tests: an in-memory metadata store that can
+//! fail its commits and a data file that forgets unsynced writes on a
+//! simulated crash. Not part of the public API: built for the crate's own
+//! tests and, with the `testing` feature, for its integration tests and
+//! benchmarks (which enable it through a dev-dependency on the crate).
 
-use std::collections::BTreeMap;
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use super::guard as lock;
 use super::io::DataIo;
-use super::store::{Change, Entries, MetaStore};
-use super::{guard as lock, PoolError};
 
-/// A [`MetaStore`] in memory; clones share the contents. Every commit is
-/// durable by definition, so [`MemStore::crash_image`] is a plain copy.
-#[derive(Clone, Default)]
-pub struct MemStore {
-    kv: Arc<Mutex<BTreeMap<Vec<u8>, Vec<u8>>>>,
-    fail: Arc<AtomicBool>,
-    gets: Arc<AtomicU64>,
-}
+pub use super::memstore::MemStore;
 
 impl MemStore {
-    /// An empty store.
-    pub fn new() -> MemStore {
-        MemStore::default()
-    }
-
     /// An independent copy of what is committed now.
     pub fn crash_image(&self) -> MemStore {
         MemStore {
@@ -43,52 +32,6 @@ impl MemStore {
     /// failed sync of the metadata).
     pub fn fail_commits(&self, on: bool) {
         self.fail.store(on, Ordering::SeqCst);
-    }
-}
-
-impl MetaStore for MemStore {
-    fn load_all(&self) -> Result<Entries, PoolError> {
-        Ok(lock(&self.kv)
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, PoolError> {
-        self.gets.fetch_add(1, Ordering::Relaxed);
-        Ok(lock(&self.kv).get(key).cloned())
-    }
-
-    fn scan_prefix(&self, prefix: &[u8]) -> Result<Entries, PoolError> {
-        Ok(lock(&self.kv)
-            .range(prefix.to_vec()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn commit(&self, changes: Vec<Change>) -> Result<(), PoolError> {
-        if self.fail.load(Ordering::SeqCst) {
-            return Err(PoolError::io(
-                "syncing the metadata (injected)",
-                io::Error::from_raw_os_error(libc::EIO),
-            ));
-        }
-        let mut kv = lock(&self.kv);
-        for (k, v) in changes {
-            match v {
-                Some(v) => kv.insert(k, v),
-                None => kv.remove(&k),
-            };
-        }
-        Ok(())
-    }
-
-    fn size_bytes(&self) -> u64 {
-        lock(&self.kv)
-            .iter()
-            .map(|(k, v)| (k.len() + v.len()) as u64)
-            .sum()
     }
 }
 

@@ -65,8 +65,8 @@ impl ChunkRefs for Counting<'_> {
 /// A tree failure is a corruption of the metadata (or a failed store read).
 pub(crate) fn tree_err(e: TreeError) -> PoolError {
     match e {
-        TreeError::Store(s) => PoolError::Store(s),
-        other => PoolError::Corrupt(format!("mapping tree: {other}")),
+        TreeError::Store(s) => PoolError::store(s),
+        other => PoolError::corrupt(format!("mapping tree: {other}")),
     }
 }
 
@@ -163,7 +163,7 @@ impl TreeMeta {
         for (k, v) in source.scan_prefix(&[format::TAG_SPACE])? {
             let p: [u8; 4] = k[1..]
                 .try_into()
-                .map_err(|_| PoolError::Corrupt(format!("bad space key {k:?}")))?;
+                .map_err(|_| PoolError::corrupt(format!("bad space key {k:?}")))?;
             pages.push((u64::from(u32::from_be_bytes(p)), v));
         }
         let mut overflow = BTreeMap::new();
@@ -174,7 +174,7 @@ impl TreeMeta {
             );
         }
         let space = SpaceMap::load(capacity, pages, overflow)
-            .map_err(|e| PoolError::Corrupt(e.to_string()))?;
+            .map_err(|e| PoolError::corrupt(e.to_string()))?;
         Ok(TreeMeta {
             pages: SledPages::new(source, cache, next),
             space,
@@ -207,7 +207,7 @@ impl TreeMeta {
         self.trees
             .get(&vol)
             .copied()
-            .ok_or_else(|| PoolError::Corrupt(format!("volume id {vol} has no tree")))
+            .ok_or_else(|| PoolError::corrupt(format!("volume id {vol} has no tree")))
     }
 
     /// The chunk `l` of `vol` maps to.
@@ -286,7 +286,7 @@ impl TreeMeta {
                     shared |= self
                         .space
                         .count(c)
-                        .map_err(|e| PoolError::Corrupt(e.to_string()))?
+                        .map_err(|e| PoolError::corrupt(e.to_string()))?
                         != 1;
                     pending |= chunk_unshare_pending(c);
                     return Ok(if shared {

@@ -73,7 +73,7 @@ pub(crate) fn as_format2(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Entries, PoolErro
                     depth: r.depth,
                 };
                 let maps = tree::mappings(&mut KvPages(&map), root)
-                    .map_err(|e| PoolError::Corrupt(format!("tree of volume id {vol}: {e}")))?;
+                    .map_err(|e| PoolError::corrupt(format!("tree of volume id {vol}: {e}")))?;
                 for (l, c) in maps {
                     out.insert(format::map_key(vol, l), c.to_be_bytes().to_vec());
                 }

@@ -25,7 +25,7 @@ impl Cdb {
             let mut buf = [0u8; INLINE_CDB];
             buf[..bytes.len()].copy_from_slice(bytes);
             return Some(Cdb(CdbBuf::Inline {
-                len: bytes.len() as u8,
+                len: u8::try_from(bytes.len()).ok()?,
                 buf,
             }));
         }
@@ -55,7 +55,7 @@ impl Cdb {
         let b = rest.get_mut(..8)?;
         b.copy_from_slice(&keep(words[1], len.saturating_sub(8)).to_ne_bytes());
         Some(Cdb(CdbBuf::Inline {
-            len: len as u8,
+            len: u8::try_from(len).ok()?,
             buf,
         }))
     }
@@ -71,12 +71,10 @@ impl Cdb {
         }
         if len <= INLINE_CDB {
             let mut buf = [0u8; INLINE_CDB];
-            return Some(read(buf.get_mut(..len)?).map(|()| {
-                Cdb(CdbBuf::Inline {
-                    len: len as u8,
-                    buf,
-                })
-            }));
+            let len8 = u8::try_from(len).ok()?;
+            return Some(
+                read(buf.get_mut(..len)?).map(|()| Cdb(CdbBuf::Inline { len: len8, buf })),
+            );
         }
         let mut v = vec![0u8; len].into_boxed_slice();
         Some(read(&mut v).map(|()| Cdb(CdbBuf::Heap(v))))
@@ -216,15 +214,17 @@ mod tests {
         assert_eq!(format!("{:?}", Cdb::new(&[0, 0x12]).unwrap()), "Cdb(0012)");
         for len in [0usize, 6, 32, 33, 260] {
             let c = Cdb::read_with(len, |b| {
-                b.iter_mut().enumerate().for_each(|(i, x)| *x = i as u8);
+                b.iter_mut()
+                    .enumerate()
+                    .for_each(|(i, x)| *x = i.to_le_bytes()[0]);
                 Ok::<(), ()>(())
             });
-            let want: Vec<u8> = (0..len).map(|i| i as u8).collect();
+            let want: Vec<u8> = (0..len).map(|i| i.to_le_bytes()[0]).collect();
             assert_eq!(c.unwrap().unwrap().as_bytes(), &want[..]);
         }
         assert!(Cdb::read_with(261, |_| Ok::<(), ()>(())).is_none());
         assert!(Cdb::read_with(6, |_| Err(())).unwrap().is_err());
-        let bytes: [u8; 16] = std::array::from_fn(|i| i as u8 + 1);
+        let bytes: [u8; 16] = std::array::from_fn(|i| i.to_le_bytes()[0] + 1);
         let words = [0, 8].map(|i| u64::from_ne_bytes(bytes[i..i + 8].try_into().unwrap()));
         for len in 0..=16 {
             let c = Cdb::from_words(len, words).unwrap();

@@ -56,7 +56,7 @@ fn large_fills_are_exact_at_any_alignment() {
     .into_iter()
     .enumerate()
     {
-        let fill = 0xa0 + i as u8;
+        let fill = 0xa0 + i.to_le_bytes()[0];
         m.fill_data(0, len, 0x11).unwrap();
         m.fill_data(off, n, fill).unwrap();
         let mut back = vec![0u8; len];
@@ -79,7 +79,7 @@ fn bulk_copies_at_every_alignment() {
     let m = Mapping::new(&file(256), 256).unwrap();
     for off in 0..9 {
         for len in [0usize, 1, 7, 8, 9, 31, 100] {
-            let data: Vec<u8> = (0..len).map(|i| (i * 7 + off) as u8).collect();
+            let data: Vec<u8> = (0..len).map(|i| (i * 7 + off).to_le_bytes()[0]).collect();
             m.write_from(off, &data).unwrap();
             let mut back = vec![0u8; len];
             m.read_into(off, &mut back).unwrap();
@@ -92,7 +92,7 @@ fn bulk_copies_at_every_alignment() {
     assert!(m.copy_in(1, &big[..256]).is_err());
     assert!(m.fill_data(usize::MAX, 2, 0).is_err());
     for off in 0..9 {
-        let data: Vec<u8> = (0..100).map(|i| (i * 3 + off) as u8).collect();
+        let data: Vec<u8> = (0..100usize).map(|i| (i * 3 + off).to_le_bytes()[0]).collect();
         m.copy_in(off, &data).unwrap();
         let mut back = vec![0u8; 100];
         m.copy_out(off, &mut back).unwrap();

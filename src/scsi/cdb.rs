@@ -164,59 +164,219 @@ impl CompareAndWrite<'_> {
 }
 
 view!(
-    /// A 6-byte SPC CDB with an 8-bit length in byte 4 (INQUIRY keeps a
-    /// 16-bit one in bytes 3-4): INQUIRY, MODE SENSE(6), MODE SELECT(6),
-    /// REQUEST SENSE, START STOP UNIT, TEST UNIT READY.
-    Spc6, 6
+    /// INQUIRY (SPC-4 6.6).
+    Inquiry, 6
 );
-impl Spc6<'_> {
-    /// Byte 1 (EVPD, DBD, PF/SP, DESC, IMMED).
-    pub fn byte1(&self) -> u8 {
-        self.0[1]
+impl Inquiry<'_> {
+    /// CMDDT (byte 1, bit 1, obsolete).
+    pub fn cmddt(&self) -> bool {
+        self.0[1] & 0x02 != 0
     }
-    /// Byte 2 (PAGE CODE, PC).
-    pub fn byte2(&self) -> u8 {
+    /// EVPD (byte 1, bit 0): enable vital product data.
+    pub fn evpd(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// PAGE CODE (byte 2).
+    pub fn page_code(&self) -> u8 {
         self.0[2]
     }
-    /// Byte 3 (SUBPAGE CODE).
-    pub fn byte3(&self) -> u8 {
+}
+
+view!(
+    /// REQUEST SENSE (SPC-4 6.39).
+    RequestSense, 6
+);
+impl RequestSense<'_> {
+    /// DESC (byte 1, bit 0): descriptor-format sense data.
+    pub fn desc(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+}
+
+view!(
+    /// START STOP UNIT (SBC-3 5.25).
+    StartStopUnit, 6
+);
+impl StartStopUnit<'_> {
+    /// IMMED (byte 1, bit 0).
+    pub fn immed(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// Byte 2 (reserved).
+    pub fn reserved2(&self) -> u8 {
+        self.0[2]
+    }
+    /// Byte 3: POWER CONDITION MODIFIER (bits 3-0) and reserved bits.
+    pub fn power_condition_modifier(&self) -> u8 {
         self.0[3]
     }
-    /// Byte 4 (ALLOCATION / PARAMETER LIST LENGTH, START/LOEJ).
-    pub fn byte4(&self) -> u8 {
+    /// POWER CONDITION (byte 4, bits 7-4).
+    pub fn power_condition(&self) -> u8 {
+        self.0[4] >> 4
+    }
+    /// NO_FLUSH (byte 4, bit 2).
+    pub fn no_flush(&self) -> bool {
+        self.0[4] & 0x04 != 0
+    }
+    /// LOEJ (byte 4, bit 1): load or eject the medium.
+    pub fn loej(&self) -> bool {
+        self.0[4] & 0x02 != 0
+    }
+    /// START (byte 4, bit 0).
+    pub fn start(&self) -> bool {
+        self.0[4] & 0x01 != 0
+    }
+}
+
+view!(
+    /// SEND DIAGNOSTIC (SPC-4 6.42).
+    SendDiagnostic, 6
+);
+impl SendDiagnostic<'_> {
+    /// SELF-TEST CODE (byte 1, bits 7-5).
+    pub fn self_test_code(&self) -> u8 {
+        self.0[1] >> 5
+    }
+    /// SELFTEST (byte 1, bit 2): the default self-test.
+    pub fn selftest(&self) -> bool {
+        self.0[1] & 0x04 != 0
+    }
+    /// PARAMETER LIST LENGTH (bytes 3-4).
+    pub fn parameter_list_length(&self) -> u16 {
+        be16([self.0[3], self.0[4]])
+    }
+}
+
+view!(
+    /// MODE SENSE(6) (SPC-4 6.11).
+    ModeSense6, 6
+);
+impl ModeSense6<'_> {
+    /// DBD (byte 1, bit 3): disable block descriptors.
+    pub fn dbd(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// PC (byte 2, bits 7-6): page control.
+    pub fn pc(&self) -> u8 {
+        self.0[2] >> 6
+    }
+    /// PAGE CODE (byte 2, bits 5-0).
+    pub fn page_code(&self) -> u8 {
+        self.0[2] & 0x3F
+    }
+    /// SUBPAGE CODE (byte 3).
+    pub fn subpage_code(&self) -> u8 {
+        self.0[3]
+    }
+}
+
+view!(
+    /// MODE SENSE(10) (SPC-4 6.12).
+    ModeSense10, 10
+);
+impl ModeSense10<'_> {
+    /// LLBAA (byte 1, bit 4): long LBA block descriptors accepted.
+    pub fn llbaa(&self) -> bool {
+        self.0[1] & 0x10 != 0
+    }
+    /// DBD (byte 1, bit 3): disable block descriptors.
+    pub fn dbd(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// PC (byte 2, bits 7-6): page control.
+    pub fn pc(&self) -> u8 {
+        self.0[2] >> 6
+    }
+    /// PAGE CODE (byte 2, bits 5-0).
+    pub fn page_code(&self) -> u8 {
+        self.0[2] & 0x3F
+    }
+    /// SUBPAGE CODE (byte 3).
+    pub fn subpage_code(&self) -> u8 {
+        self.0[3]
+    }
+}
+
+view!(
+    /// MODE SELECT(6) (SPC-4 6.9).
+    ModeSelect6, 6
+);
+impl ModeSelect6<'_> {
+    /// PF (byte 1, bit 4): page format.
+    pub fn pf(&self) -> bool {
+        self.0[1] & 0x10 != 0
+    }
+    /// SP (byte 1, bit 0): save pages.
+    pub fn sp(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// PARAMETER LIST LENGTH (byte 4).
+    pub fn parameter_list_length(&self) -> u8 {
         self.0[4]
     }
 }
 
 view!(
-    /// A 10-byte SPC CDB with a 16-bit length in bytes 7-8: MODE SENSE(10),
-    /// MODE SELECT(10), UNMAP, READ CAPACITY(10) (LBA in 2-5, PMI in 8).
-    Spc10, 10
+    /// MODE SELECT(10) (SPC-4 6.10).
+    ModeSelect10, 10
 );
-impl Spc10<'_> {
-    /// Byte 1 (LLBAA, DBD, PF, SP, ANCHOR).
-    pub fn byte1(&self) -> u8 {
-        self.0[1]
+impl ModeSelect10<'_> {
+    /// PF (byte 1, bit 4): page format.
+    pub fn pf(&self) -> bool {
+        self.0[1] & 0x10 != 0
     }
-    /// Byte 2 (PC, PAGE CODE).
-    pub fn byte2(&self) -> u8 {
-        self.0[2]
+    /// SP (byte 1, bit 0): save pages.
+    pub fn sp(&self) -> bool {
+        self.0[1] & 0x01 != 0
     }
-    /// Byte 3 (SUBPAGE CODE).
-    pub fn byte3(&self) -> u8 {
-        self.0[3]
+    /// PARAMETER LIST LENGTH (bytes 7-8).
+    pub fn parameter_list_length(&self) -> u16 {
+        be16([self.0[7], self.0[8]])
     }
-    /// Bytes 2-5 (READ CAPACITY(10) LOGICAL BLOCK ADDRESS).
+}
+
+view!(
+    /// READ CAPACITY(10) (SBC-3 5.15).
+    ReadCapacity10, 10
+);
+impl ReadCapacity10<'_> {
+    /// LOGICAL BLOCK ADDRESS (bytes 2-5, obsolete).
     pub fn lba(&self) -> u32 {
         be32([self.0[2], self.0[3], self.0[4], self.0[5]])
     }
-    /// ALLOCATION LENGTH / PARAMETER LIST LENGTH (bytes 7-8).
-    pub fn length(&self) -> u16 {
+    /// PMI (byte 8, bit 0, obsolete): partial medium indicator.
+    pub fn pmi(&self) -> bool {
+        self.0[8] & 0x01 != 0
+    }
+}
+
+view!(
+    /// UNMAP (SBC-3 5.28).
+    Unmap, 10
+);
+impl Unmap<'_> {
+    /// ANCHOR (byte 1, bit 0).
+    pub fn anchor(&self) -> bool {
+        self.0[1] & 0x01 != 0
+    }
+    /// PARAMETER LIST LENGTH (bytes 7-8).
+    pub fn parameter_list_length(&self) -> u16 {
         be16([self.0[7], self.0[8]])
     }
-    /// Byte 8 (READ CAPACITY(10) PMI).
-    pub fn byte8(&self) -> u8 {
-        self.0[8]
+}
+
+view!(
+    /// REPORT LUNS (SPC-4 6.33).
+    ReportLuns, 12
+);
+impl ReportLuns<'_> {
+    /// SELECT REPORT (byte 2).
+    pub fn select_report(&self) -> u8 {
+        self.0[2]
+    }
+    /// ALLOCATION LENGTH (bytes 6-9).
+    pub fn allocation_length(&self) -> u32 {
+        be32([self.0[6], self.0[7], self.0[8], self.0[9]])
     }
 }
 
@@ -226,9 +386,20 @@ view!(
     MaintenanceIn, 12
 );
 impl MaintenanceIn<'_> {
-    /// Byte 2: RCTD (bit 7) and REPORTING OPTIONS (bits 2-0), or REPD (bit 7).
-    pub fn byte2(&self) -> u8 {
-        self.0[2]
+    /// RCTD (byte 2, bit 7) of REPORT SUPPORTED OPERATION CODES: return
+    /// command timeouts descriptors.
+    pub fn rctd(&self) -> bool {
+        self.0[2] & 0x80 != 0
+    }
+    /// REPD (byte 2, bit 7) of REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS:
+    /// the extended parameter data.
+    pub fn repd(&self) -> bool {
+        self.0[2] & 0x80 != 0
+    }
+    /// REPORTING OPTIONS (byte 2, bits 2-0) of REPORT SUPPORTED OPERATION
+    /// CODES.
+    pub fn reporting_options(&self) -> u8 {
+        self.0[2] & 0x07
     }
     /// REQUESTED OPERATION CODE.
     pub fn requested_opcode(&self) -> u8 {
@@ -344,5 +515,56 @@ impl ThirdPartyCopy<'_> {
     /// (RECEIVE COPY RESULTS), bytes 10-13.
     pub fn length(&self) -> u32 {
         be32([self.0[10], self.0[11], self.0[12], self.0[13]])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spc_views_read_their_t10_fields() {
+        // INQUIRY: EVPD=1, PAGE CODE B0h, ALLOCATION LENGTH 0100h.
+        let c = Inquiry::parse(&[0x12, 0x01, 0xB0, 0x01, 0x00, 0x00]).unwrap();
+        assert!(c.evpd() && !c.cmddt());
+        assert_eq!(c.page_code(), 0xB0);
+        // MODE SENSE(10): LLBAA, DBD; PC=01b, PAGE CODE 08h; SUBPAGE FFh.
+        let c = ModeSense10::parse(&[0x5A, 0x18, 0x48, 0xFF, 0, 0, 0, 0, 0xFC, 0]).unwrap();
+        assert!(c.llbaa() && c.dbd());
+        assert_eq!((c.pc(), c.page_code(), c.subpage_code()), (1, 0x08, 0xFF));
+        // MODE SELECT(6): PF, SP; PARAMETER LIST LENGTH 18h.
+        let c = ModeSelect6::parse(&[0x15, 0x11, 0, 0, 0x18, 0]).unwrap();
+        assert!(c.pf() && c.sp());
+        assert_eq!(c.parameter_list_length(), 0x18);
+        // SEND DIAGNOSTIC: SELF-TEST CODE 010b; PARAMETER LIST LENGTH 0102h.
+        let c = SendDiagnostic::parse(&[0x1D, 0x40, 0, 0x01, 0x02, 0]).unwrap();
+        assert_eq!((c.self_test_code(), c.selftest()), (2, false));
+        assert_eq!(c.parameter_list_length(), 0x0102);
+        // START STOP UNIT: IMMED; POWER CONDITION 3h, LOEJ, START.
+        let c = StartStopUnit::parse(&[0x1B, 0x01, 0, 0, 0x33, 0]).unwrap();
+        assert!(c.immed() && c.loej() && c.start() && !c.no_flush());
+        assert_eq!(c.power_condition(), 3);
+        // REPORT LUNS: SELECT REPORT 02h; ALLOCATION LENGTH 00010010h.
+        let c = ReportLuns::parse(&[0xA0, 0, 0x02, 0, 0, 0, 0, 0x01, 0x00, 0x10, 0, 0]).unwrap();
+        assert_eq!((c.select_report(), c.allocation_length()), (2, 0x0001_0010));
+    }
+
+    #[test]
+    fn sbc_views_read_their_t10_fields() {
+        // READ CAPACITY(10): LBA 01020304h, PMI.
+        let c = ReadCapacity10::parse(&[0x25, 0, 1, 2, 3, 4, 0, 0, 0x01, 0]).unwrap();
+        assert_eq!((c.lba(), c.pmi()), (0x0102_0304, true));
+        // UNMAP: ANCHOR; PARAMETER LIST LENGTH 0018h.
+        let c = Unmap::parse(&[0x42, 0x01, 0, 0, 0, 0, 0, 0x00, 0x18, 0]).unwrap();
+        assert_eq!((c.anchor(), c.parameter_list_length()), (true, 0x18));
+    }
+
+    #[test]
+    fn a_short_cdb_is_refused_by_its_view() {
+        assert!(matches!(
+            ReportLuns::parse(&[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 0]),
+            Err(ScsiError::InvalidFieldInCdb { byte: 0, bit: None })
+        ));
+        assert!(ModeSense10::parse(&[0x5A, 0, 0x3F]).is_err());
     }
 }

@@ -1,10 +1,10 @@
-//! What a command handler sees and returns: [`Ctx`] (the LUN, the backend's
+//! What a command handler sees and returns: [`Ctx`] (the LUN's state, the backend's
 //! capabilities, the CDB and the command's buffers) and [`Reply`]. A leaf
 //! module: the handlers (`spc`, `sbc`) and the command table depend on it,
 //! it depends on neither.
 
 use super::error::ScsiError;
-use super::lun::Lun;
+use super::state::LunState;
 use crate::backend::{BackendCaps, BlockSink, BlockSource, SourcePrefix};
 
 /// What a handler produced.
@@ -20,15 +20,17 @@ pub(crate) enum Reply {
 
 /// Everything a handler sees.
 pub(crate) struct Ctx<'a> {
-    pub lun: &'a Lun,
+    /// The logical unit's state (not the [`Lun`](super::Lun) itself: a
+    /// handler sees what it reads and changes, not the entry points).
+    pub state: &'a LunState,
     pub caps: BackendCaps,
     pub cdb: &'a [u8],
-    /// Data-out as plain bytes (for [`Lun::execute_io`], only for commands
+    /// Data-out as plain bytes (for [`Lun::execute_io`](super::Lun::execute_io), only for commands
     /// that need it: see [`Command::needs_plain_data_out`]).
     pub data_out: &'a [u8],
     /// Data-in as plain bytes; empty when `direct` is set.
     pub data_in: &'a mut [u8],
-    /// The caller's own buffers ([`Lun::execute_io`]): READ/WRITE move
+    /// The caller's own buffers ([`Lun::execute_io`](super::Lun::execute_io)): READ/WRITE move
     /// data straight between them and the backend, and replies go to
     /// `inb`.
     pub direct: Option<Direct<'a>>,
@@ -37,7 +39,7 @@ pub(crate) struct Ctx<'a> {
     pub nowait: bool,
 }
 
-/// The buffers of [`Lun::execute_io`].
+/// The buffers of [`Lun::execute_io`](super::Lun::execute_io).
 pub(crate) struct Direct<'a> {
     pub out: &'a dyn BlockSource,
     pub inb: &'a mut dyn BlockSink,

@@ -17,7 +17,8 @@
 //! field wrapped to 0 and expects exactly that answer.
 
 use super::cdb::{
-    Block10, Block12, Block16, CompareAndWrite, Rw6, Spc10, Spc6, ThirdPartyCopy, WriteAtomic16,
+    Block10, Block12, Block16, CompareAndWrite, ModeSelect10, ModeSelect6, Rw6, SendDiagnostic,
+    ThirdPartyCopy, WriteAtomic16,
 };
 use super::error::ScsiError;
 
@@ -119,11 +120,17 @@ pub(crate) fn compare_and_write(cdb: &[u8], bs: u32, sent: usize) -> Result<usiz
 
 /// MODE SELECT(6): PARAMETER LIST LENGTH in byte 4.
 pub(crate) fn mode_select6(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    param_list(usize::from(Spc6::parse(cdb)?.byte4()), 4, sent)
+    param_list(
+        usize::from(ModeSelect6::parse(cdb)?.parameter_list_length()),
+        4,
+        sent,
+    )
 }
 /// MODE SELECT(10) and UNMAP: PARAMETER LIST LENGTH in bytes 7-8.
 pub(crate) fn param_list10(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    param_list(usize::from(Spc10::parse(cdb)?.length()), 7, sent)
+    // The same field in both: MODE SELECT(10)'s view reads it for either.
+    let len = ModeSelect10::parse(cdb)?.parameter_list_length();
+    param_list(usize::from(len), 7, sent)
 }
 /// EXTENDED COPY: PARAMETER LIST LENGTH in bytes 10-13; a list longer
 /// than the copy manager takes ([`MAX_PARAMETER_LIST`]) is PARAMETER LIST
@@ -139,8 +146,7 @@ pub(crate) fn extended_copy(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, 
 }
 /// SEND DIAGNOSTIC: PARAMETER LIST LENGTH in bytes 3-4.
 pub(crate) fn send_diagnostic(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    let c = Spc6::parse(cdb)?;
-    let len = usize::from(u16::from_be_bytes([c.byte3(), c.byte4()]));
+    let len = usize::from(SendDiagnostic::parse(cdb)?.parameter_list_length());
     param_list(len, 3, sent)
 }
 

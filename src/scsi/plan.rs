@@ -8,9 +8,10 @@
 //! The checks are the handlers' own ([`precheck`], [`BlockRequest`],
 //! `limits`), so a planned command is one the handler would have run.
 
-use super::cdb::{Block10, Block16, CompareAndWrite, Spc10};
-use super::lun::{Lun, SanitizeState, ScsiResponse};
+use super::cdb::{Block10, Block16, CompareAndWrite, Unmap};
+use super::lun::{Lun, ScsiResponse};
 use super::sbc::{accepted_transfer, limits, BlockRequest};
+use super::state::SanitizeState;
 use super::table::{lookup, precheck};
 use super::ScsiError;
 use crate::backend::BackendCaps;
@@ -90,11 +91,13 @@ impl Lun {
             0x89 => 3,
             _ => return None,
         };
-        self.poll_events();
-        if self.unit_attention_pending() || self.sanitize_state() != SanitizeState::Idle {
+        self.state().poll_events();
+        if self.state().unit_attention_pending()
+            || self.state().sanitize_state() != SanitizeState::Idle
+        {
             return None;
         }
-        let caps = self.caps();
+        let caps = self.state().caps();
         // What table::run checks before any handler.
         let cmd = lookup(cdb).ok()?;
         precheck(cmd, cdb, &caps, data_out_len).ok()?;
@@ -118,7 +121,7 @@ impl Lun {
             return Some(IoPlan::Flush);
         }
         req.check_protect().ok()?;
-        if req.blocks > accepted_transfer(self, &caps) {
+        if req.blocks > accepted_transfer(self.state(), &caps) {
             return None;
         }
         let ext = Extent::new(
@@ -143,7 +146,7 @@ impl Lun {
         Some(IoPlan::Write {
             lba: ext.lba,
             bytes: ext.bytes,
-            fua: self.effective_fua(&caps, req.fua()),
+            fua: self.state().effective_fua(&caps, req.fua()),
         })
     }
 
@@ -156,11 +159,13 @@ impl Lun {
         if !matches!(op, 0x42 | 0x41 | 0x93) {
             return None;
         }
-        self.poll_events();
-        if self.unit_attention_pending() || self.sanitize_state() != SanitizeState::Idle {
+        self.state().poll_events();
+        if self.state().unit_attention_pending()
+            || self.state().sanitize_state() != SanitizeState::Idle
+        {
             return None;
         }
-        let caps = self.caps();
+        let caps = self.state().caps();
         let cmd = lookup(cdb).ok()?;
         precheck(cmd, cdb, &caps, data_out.len()).ok()?;
         if caps.read_only {
@@ -182,7 +187,7 @@ impl Lun {
         let (unmap, ndob) = (flags & 0x08 != 0, flags & 0x01 != 0);
         if (unmap && !caps.thin)
             || blocks == 0
-            || u64::from(blocks) > limits(self, &caps).max_write_same
+            || u64::from(blocks) > limits(self.state(), &caps).max_write_same
         {
             return None;
         }
@@ -200,7 +205,7 @@ impl Lun {
             blocks: ext.blocks,
             zero,
             deallocate: zero && unmap && caps.zeroes_after_unmap,
-            fua: self.effective_fua(&caps, false),
+            fua: self.state().effective_fua(&caps, false),
         })
     }
 
@@ -208,9 +213,9 @@ impl Lun {
     fn plan_unmap(&self, cdb: &[u8], caps: &BackendCaps, data_out: &[u8]) -> Option<IoPlan> {
         const HEADER: usize = 8;
         const DESCRIPTOR: usize = 16;
-        let c = Spc10::parse(cdb).ok()?;
-        let list_len = usize::from(c.length());
-        if c.byte1() & 0x01 != 0 || list_len < HEADER {
+        let c = Unmap::parse(cdb).ok()?;
+        let list_len = usize::from(c.parameter_list_length());
+        if c.anchor() || list_len < HEADER {
             return None;
         }
         let list = data_out.get(..list_len)?;
@@ -225,7 +230,7 @@ impl Lun {
         let d = list.get(HEADER..HEADER + DESCRIPTOR)?;
         let lba = u64::from_be_bytes([d[0], d[1], d[2], d[3], d[4], d[5], d[6], d[7]]);
         let blocks = u32::from_be_bytes([d[8], d[9], d[10], d[11]]);
-        if blocks > limits(self, caps).max_unmap {
+        if blocks > limits(self.state(), caps).max_unmap {
             return None;
         }
         let ext = Extent::new(lba, u64::from(blocks), caps.num_blocks, 1).ok()?;
@@ -247,7 +252,7 @@ impl Lun {
         if c.wrprotect() != 0 || blocks == 0 || caps.read_only {
             return None;
         }
-        if blocks > limits(self, caps).max_compare_write {
+        if blocks > limits(self.state(), caps).max_compare_write {
             return None;
         }
         let ext = Extent::new(c.lba(), u64::from(blocks), caps.num_blocks, caps.block_size).ok()?;
@@ -257,7 +262,7 @@ impl Lun {
         Some(IoPlan::CompareAndWrite {
             lba: ext.lba,
             bytes: ext.bytes,
-            fua: self.effective_fua(caps, c.fua()),
+            fua: self.state().effective_fua(caps, c.fua()),
         })
     }
 

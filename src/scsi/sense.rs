@@ -1,6 +1,8 @@
 //! Sense data: keys, additional sense codes and the fixed (70h) and
 //! descriptor (72h) formats.
 
+use super::fixed_len::u8_len;
+
 /// SCSI status bytes (SAM-5).
 pub mod status {
     /// GOOD.
@@ -235,7 +237,7 @@ impl Sense {
                 b[3..7].copy_from_slice(&v.to_be_bytes());
             }
         }
-        b[7] = (FIXED_SENSE_LEN - 8) as u8; // ADDITIONAL SENSE LENGTH
+        b[7] = u8_len(FIXED_SENSE_LEN - 8); // ADDITIONAL SENSE LENGTH
         b[12] = self.asc;
         b[13] = self.ascq;
         if let Some(fp) = self.field_pointer {

@@ -3,6 +3,7 @@
 
 use super::data_out::{self as o, OutCheck};
 use super::error::ScsiError;
+use super::fixed_len::u8_len;
 use super::{copy, sbc, spc};
 use crate::backend::BackendCaps;
 
@@ -61,7 +62,7 @@ pub struct Facts {
     /// REPORT LUNS, REQUEST SENSE).
     pub ua_exempt: bool,
     /// It may run on the caller's thread when the backend can serve it
-    /// without waiting ([`Lun::try_execute_nowait`]): no data-out, no side
+    /// without waiting ([`Lun::try_execute_nowait`](super::Lun::try_execute_nowait)): no data-out, no side
     /// effects (READ).
     pub may_run_inline: bool,
     /// Running it again after a panic part-way through gives the same
@@ -387,7 +388,7 @@ const fn first_rows(rows: &[Command]) -> [u8; 256] {
     let mut i = rows.len();
     while i > 0 {
         i -= 1;
-        t[rows[i].opcode as usize] = i as u8;
+        t[rows[i].opcode as usize] = u8_len(i);
     }
     t
 }

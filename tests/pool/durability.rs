@@ -19,7 +19,7 @@ use tcmud_core::pool::page::Page;
 use tcmud_core::pool::seal::Seal;
 use tcmud_core::pool::store::{Change, Entries, MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolError};
+use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolErrorKind};
 use tcmud_core::scsi::{Asc, ScsiError, SenseKey};
 
 const BS: usize = 512;
@@ -76,7 +76,7 @@ fn assert_failed(pool: Pool, store: &MemStore, vol: Arc<tcmud_core::pool::Volume
     let e = vol.unmap(0, 8).unwrap_err();
     assert_eq!(sense(e), REFUSED);
     let e = pool.create_volume("other", 1 << 20, 512).unwrap_err();
-    assert!(matches!(e, PoolError::Failed { .. }), "{e}");
+    assert!(matches!(e.kind(), PoolErrorKind::Failed { .. }), "{e}");
     assert!(e.to_string().contains("reopened"), "{e}");
     // Reads are served from what the pool has.
     assert_eq!(read(vol.as_ref(), 0, BS), block(1, BS));
@@ -245,7 +245,7 @@ fn unclean_shutdown_is_detected_and_verified_at_open() {
     kill_while_open(&dir);
     corrupt_refcount(&dir);
     let e = Pool::open(&dir).unwrap_err();
-    assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
+    assert!(matches!(e.kind(), PoolErrorKind::NeedsRepair { .. }), "{e}");
     let msg = e.to_string();
     assert!(
         msg.contains("refcount 2 but 1 references") && msg.contains("tcmud pool check"),
@@ -253,8 +253,8 @@ fn unclean_shutdown_is_detected_and_verified_at_open() {
     );
     // Refused again (the seal still says open), until repaired.
     assert!(matches!(
-        Pool::open(&dir).unwrap_err(),
-        PoolError::NeedsRepair { .. }
+        Pool::open(&dir).unwrap_err().kind(),
+        PoolErrorKind::NeedsRepair { .. }
     ));
     let pool = Pool::open_for_repair(&dir).unwrap();
     assert!(!pool.repair().unwrap().before.is_clean());
@@ -284,7 +284,7 @@ fn open_with_verifies_the_metadata() {
     let image = store.crash_image();
     image.commit(vec![change]).unwrap();
     let e = Pool::open_with(Box::new(image), Box::new(io.crash_image(&mut || true))).unwrap_err();
-    assert!(matches!(e, PoolError::NeedsRepair { .. }), "{e}");
+    assert!(matches!(e.kind(), PoolErrorKind::NeedsRepair { .. }), "{e}");
     assert!(Pool::open_with(Box::new(store), Box::new(io)).is_ok());
 }
 
@@ -407,7 +407,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     // sled writes a snapshot when it opens: on a full host that may fail,
     // but as an I/O error, never as damage; the seal is left as it was.
     if let Err(e) = Pool::open(&dir) {
-        assert!(matches!(e, PoolError::Io { .. }), "{e}");
+        assert!(matches!(e.kind(), PoolErrorKind::Io), "{e}");
     }
     std::fs::remove_file(fs.dir.path().join("filler")).unwrap();
     let pool = Pool::open(&dir).unwrap();

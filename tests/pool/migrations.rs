@@ -7,7 +7,7 @@ use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT, NEW
 use tcmud_core::pool::seal::{meta_crc, Seal};
 use tcmud_core::pool::store::{MetaStore, SledStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions};
+use tcmud_core::pool::{Pool, PoolConfig, PoolErrorKind, PoolOptions};
 
 /// Every file under `dir` with its length and a hash of its bytes.
 fn snapshot_dir(dir: &Path) -> BTreeMap<String, (usize, u64)> {
@@ -105,11 +105,11 @@ fn newer_format_is_refused_naming_both_versions_and_nothing_changes() {
     }
     let before = snapshot_dir(&dir);
     let err = Pool::open(&dir).expect_err("newer format must not open");
-    match &err {
-        PoolError::FormatTooNew { found, supported } => {
-            assert_eq!((*found, *supported), (CURRENT_FORMAT + 7, NEWEST_FORMAT));
+    match err.kind() {
+        PoolErrorKind::FormatTooNew { found, supported } => {
+            assert_eq!((found, supported), (CURRENT_FORMAT + 7, NEWEST_FORMAT));
         }
-        other => panic!("wrong error {other}"),
+        _ => panic!("wrong error {err}"),
     }
     let msg = err.to_string();
     assert!(
@@ -171,7 +171,7 @@ fn newer_format_in_sled_alone_is_refused_too() {
     std::fs::remove_file(dir.join("meta.seal")).unwrap();
     assert!(matches!(
         Pool::open(&dir),
-        Err(PoolError::FormatTooNew { found, supported }) if found == NEWEST_FORMAT + 1 && supported == NEWEST_FORMAT
+        Err(e) if e.kind() == PoolErrorKind::FormatTooNew { found: NEWEST_FORMAT + 1, supported: NEWEST_FORMAT }
     ));
 }
 

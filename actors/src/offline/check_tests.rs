@@ -10,7 +10,7 @@ use tcmud_core::pool::dump::PoolDump;
 use tcmud_core::pool::format;
 use tcmud_core::pool::seal::Seal;
 use tcmud_core::pool::store::{MetaStore, SledStore};
-use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
+use tcmud_core::pool::{Pool, PoolConfig, PoolErrorKind, PoolOptions};
 
 use super::*;
 
@@ -481,7 +481,7 @@ fn dump_and_restore_round_trip_every_byte() {
     });
     assert!(matches!(
         r,
-        Err(OfflineError::Pool(PoolError::AlreadyExists(_)))
+        Err(OfflineError::Pool(e)) if e.kind() == PoolErrorKind::AlreadyExists
     ));
     let (r, out) = run_p(PoolCommand::Restore {
         dir: new.clone(),

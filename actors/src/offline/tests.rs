@@ -1,6 +1,7 @@
 //! Offline commands run against real pool directories.
 
 use super::*;
+use tcmud_core::pool::PoolErrorKind;
 
 fn run_p(cmd: PoolCommand) -> (Result<Outcome, OfflineError>, String) {
     let mut out = Vec::new();
@@ -127,11 +128,11 @@ fn bad_arguments_are_errors() {
     });
     assert!(matches!(
         r,
-        Err(OfflineError::Pool(PoolError::InvalidConfig(_)))
+        Err(OfflineError::Pool(e)) if e.kind() == PoolErrorKind::InvalidConfig
     ));
     let (r, _) = run_p(PoolCommand::Info { dir, json: false });
     assert!(matches!(
         r,
-        Err(OfflineError::Pool(PoolError::NotAPool { .. }))
+        Err(OfflineError::Pool(e)) if e.kind() == PoolErrorKind::NotAPool
     ));
 }

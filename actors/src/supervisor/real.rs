@@ -122,10 +122,11 @@ fn backstore_errno(e: &BackstoreError) -> i32 {
         BackstoreError::Unsupported(_) => libc::EOPNOTSUPP,
         BackstoreError::Rbd { errno, .. } => *errno,
         BackstoreError::Shrink { .. } => libc::EINVAL,
-        BackstoreError::Pool {
-            source: tcmud_core::pool::PoolError::ShrinkNotForced(_),
-            ..
-        } => libc::EINVAL,
+        BackstoreError::Pool { source, .. }
+            if source.kind() == tcmud_core::pool::PoolErrorKind::ShrinkNotForced =>
+        {
+            libc::EINVAL
+        }
         _ => libc::EIO,
     }
 }

@@ -1,19 +1,6 @@
-//! What the copy manager keeps about EXTENDED COPY commands, and RECEIVE
-//! COPY RESULTS (SPC-4 6.18): OPERATING PARAMETERS, COPY STATUS and
-//! FAILED SEGMENT DETAILS.
-//!
-//! SPC-4 keeps copy results per I_T nexus; TCMU does not say which
-//! initiator sent a command, so they are kept per logical unit (as unit
-//! attentions are). Held: the results of a command with LIST ID USAGE 00b
-//! that started copying (one refused while its parameter list was being
-//! checked has nothing to report beyond its sense data), until a new
-//! EXTENDED COPY names the same list identifier, or, for failed segment
-//! details, until they were returned once. At most [`MAX_HELD`] lists are
-//! held; the oldest goes first.
+//! RECEIVE COPY RESULTS (SPC-4 6.18): OPERATING PARAMETERS, COPY STATUS
+//! and FAILED SEGMENT DETAILS, from what [`held`](super::held) keeps.
 
-use std::collections::VecDeque;
-
-use super::params::ListIdUsage;
 use super::{
     MAX_CONCURRENT_COPIES, MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH,
     MAX_SEGMENT_DESCRIPTORS,
@@ -21,111 +8,8 @@ use super::{
 use crate::scsi::cdb::ThirdPartyCopy;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::lun::Lun;
-use crate::scsi::sense::{status, Sense};
-
-/// Lists whose results are held at once, per logical unit.
-pub(crate) const MAX_HELD: usize = 16;
-
-/// The outcome of one EXTENDED COPY that started copying.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Outcome {
-    /// Segments processed (completed, plus the failed one).
-    pub segments: u16,
-    /// Bytes written to destinations (or made to share storage).
-    pub bytes: u64,
-    /// The sense data it ended with, when it failed.
-    pub failed: Option<Sense>,
-}
-
-/// Results held for one list identifier.
-#[derive(Debug)]
-struct Held {
-    list_id: u8,
-    outcome: Outcome,
-    /// FAILED SEGMENT DETAILS were returned: no longer held.
-    details_sent: bool,
-}
-
-/// The copy manager's state of one logical unit.
-#[derive(Debug, Default)]
-pub(crate) struct CopyState {
-    held: VecDeque<Held>,
-    /// List identifiers of copies running now (LIST ID USAGE 00b/10b).
-    running: Vec<u8>,
-    /// Copies running now, whatever their usage.
-    running_count: usize,
-}
-
-/// A running EXTENDED COPY ([`Lun::copy_begin`]); ends with
-/// [`CopyRun::finish`] (or on drop, holding nothing).
-#[must_use]
-pub(crate) struct CopyRun<'a> {
-    lun: &'a Lun,
-    list_id: Option<u8>,
-    hold: bool,
-}
-
-impl Lun {
-    /// Registers a starting EXTENDED COPY: OPERATION IN PROGRESS when one
-    /// with the same list identifier runs, INSUFFICIENT RESOURCES when
-    /// [`MAX_CONCURRENT_COPIES`] run. Drops the results held for its list
-    /// identifier.
-    pub(crate) fn copy_begin(
-        &self,
-        list_id: u8,
-        usage: ListIdUsage,
-    ) -> Result<CopyRun<'_>, ScsiError> {
-        let mut st = self.copy_state();
-        let id = (usage != ListIdUsage::Disabled).then_some(list_id);
-        if let Some(id) = id {
-            if st.running.contains(&id) {
-                return Err(ScsiError::CopyInProgress { resources: false });
-            }
-        }
-        if st.running_count >= usize::from(MAX_CONCURRENT_COPIES) {
-            return Err(ScsiError::CopyInProgress { resources: true });
-        }
-        if let Some(id) = id {
-            st.running.push(id);
-            st.held.retain(|h| h.list_id != id);
-        }
-        st.running_count += 1;
-        Ok(CopyRun {
-            lun: self,
-            list_id: id,
-            hold: usage == ListIdUsage::Hold,
-        })
-    }
-}
-
-impl CopyRun<'_> {
-    /// The copy ended with `outcome`: held for RECEIVE COPY RESULTS when its
-    /// LIST ID USAGE asked for it.
-    pub fn finish(self, outcome: Outcome) {
-        if let (true, Some(id)) = (self.hold, self.list_id) {
-            let mut st = self.lun.copy_state();
-            if st.held.len() >= MAX_HELD {
-                st.held.pop_front();
-            }
-            st.held.push_back(Held {
-                list_id: id,
-                outcome,
-                details_sent: false,
-            });
-        }
-    }
-}
-
-impl Drop for CopyRun<'_> {
-    fn drop(&mut self) {
-        let mut st = self.lun.copy_state();
-        if let Some(id) = self.list_id {
-            st.running.retain(|&l| l != id);
-        }
-        st.running_count = st.running_count.saturating_sub(1);
-    }
-}
+use crate::scsi::fixed_len::u8_len;
+use crate::scsi::sense::status;
 
 /// RECEIVE COPY RESULTS, OPERATING PARAMETERS (SPC-4 6.18.4).
 pub(crate) fn operating_parameters(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
@@ -148,7 +32,7 @@ pub(crate) fn operating_parameters(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError
         super::params::SEGMENT_BLOCK_TO_BLOCK,
         super::params::CSCD_IDENTIFICATION,
     ];
-    d[43] = implemented.len() as u8; // IMPLEMENTED DESCRIPTOR LIST LENGTH
+    d[43] = u8_len(implemented.len()); // IMPLEMENTED DESCRIPTOR LIST LENGTH
     d.extend_from_slice(&implemented);
     let len = u32::try_from(d.len() - 4).unwrap_or(0);
     d[..4].copy_from_slice(&len.to_be_bytes()); // AVAILABLE DATA
@@ -159,7 +43,7 @@ pub(crate) fn operating_parameters(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError
 /// for a list identifier with nothing held.
 pub(crate) fn copy_status(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let id = check_cdb(ctx.cdb, true)?;
-    let o = ctx.lun.held_outcome(id, false)?;
+    let o = ctx.state.copies().held_outcome(id, false)?;
     let mut d = vec![0u8; 12];
     d[3] = 8; // AVAILABLE DATA
     d[4] = match o.failed {
@@ -177,7 +61,7 @@ pub(crate) fn copy_status(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// status and sense data a failed copy ended with, returned once.
 pub(crate) fn failed_segment_details(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let id = check_cdb(ctx.cdb, true)?;
-    let o = ctx.lun.held_outcome(id, true)?;
+    let o = ctx.state.copies().held_outcome(id, true)?;
     let sense = o.failed.map(|s| s.to_fixed()).unwrap_or_default();
     let mut d = vec![0u8; 60];
     d[56] = status::CHECK_CONDITION; // COPY COMMAND STATUS
@@ -212,24 +96,6 @@ fn transfer_count(bytes: u64) -> (u8, u32) {
         v >>= 10;
     }
     (6, u32::MAX)
-}
-
-impl Lun {
-    /// The outcome held for `list_id` (INVALID FIELD IN CDB at LIST
-    /// IDENTIFIER when none is); `failed` asks for failed segment details,
-    /// which are then no longer held.
-    fn held_outcome(&self, list_id: u8, failed: bool) -> Result<Outcome, ScsiError> {
-        let mut st = self.copy_state();
-        let h = st
-            .held
-            .iter_mut()
-            .find(|h| {
-                h.list_id == list_id && (!failed || (h.outcome.failed.is_some() && !h.details_sent))
-            })
-            .ok_or_else(|| ScsiError::cdb(2, 7))?;
-        h.details_sent |= failed;
-        Ok(h.outcome)
-    }
 }
 
 #[cfg(test)]

@@ -3,24 +3,24 @@
 
 use std::sync::Arc;
 
+use super::held::Outcome;
 use super::params::{self, Cscd, Segment};
-use super::results::Outcome;
 use super::PIECE_BYTES;
 use crate::backend::BlockBackend;
 use crate::scsi::cdb::ThirdPartyCopy;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::lun::{Lun, SanitizeState};
 use crate::scsi::sense::Asc;
+use crate::scsi::state::{LunState, SanitizeState};
 
 /// A copy target: the LUN the command came to, or another one served here.
 enum Target<'a> {
-    This(&'a Lun),
-    Other(Arc<Lun>),
+    This(&'a LunState),
+    Other(Arc<LunState>),
 }
 
 impl Target<'_> {
-    fn lun(&self) -> &Lun {
+    fn lun(&self) -> &LunState {
         match self {
             Target::This(l) => l,
             Target::Other(l) => l,
@@ -48,12 +48,12 @@ pub(crate) fn extended_copy(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     // A new copy with a list identifier ends what was held for it, also
     // when its own list turns out to be invalid.
     let (list_id, usage) = params::header(ctx.data_out)?;
-    let run = ctx.lun.copy_begin(list_id, usage)?;
+    let run = ctx.state.copies().begin(list_id, usage)?;
     let list = params::parse(ctx.data_out)?;
     let targets = list
         .cscds
         .iter()
-        .map(|c| resolve(ctx.lun, c))
+        .map(|c| resolve(ctx.state, c))
         .collect::<Result<Vec<_>, _>>()?;
     let planned = list
         .segments
@@ -85,7 +85,7 @@ pub(crate) fn extended_copy(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// The LUN a CSCD descriptor names: a block device with an NAA designator
 /// of a LUN served here, whose block size the descriptor states. COPY
 /// ABORTED, COPY TARGET DEVICE NOT REACHABLE for any other designator.
-fn resolve<'a>(this: &'a Lun, c: &Cscd) -> Result<Target<'a>, ScsiError> {
+fn resolve<'a>(this: &'a LunState, c: &Cscd) -> Result<Target<'a>, ScsiError> {
     let unreachable = ScsiError::CopyAborted(Asc::COPY_TARGET_DEVICE_NOT_REACHABLE);
     if c.device_type != 0 {
         return Err(ScsiError::CopyAborted(
@@ -185,8 +185,8 @@ fn copy_segment(p: &Planned<'_, '_>) -> Result<u64, ScsiError> {
 /// backwards when the destination overlaps the source from above, so that
 /// no piece reads what an earlier one wrote.
 fn copy_blocks(
-    src: &Lun,
-    dst: &Lun,
+    src: &LunState,
+    dst: &LunState,
     s: u64,
     d: u64,
     blocks: u64,

@@ -4,6 +4,7 @@
 
 use super::params::{CSCD_IDENTIFICATION, SEGMENT_BLOCK_TO_BLOCK};
 use super::{MAX_CSCD_DESCRIPTORS, MAX_DESCRIPTOR_LIST_LENGTH, MAX_SEGMENT_DESCRIPTORS};
+use crate::scsi::fixed_len::u8_len;
 
 /// The page's third-party copy descriptors (after the 4-byte page header).
 pub(crate) fn third_party_copy() -> Vec<u8> {
@@ -11,7 +12,7 @@ pub(crate) fn third_party_copy() -> Vec<u8> {
     // Supported Commands (0001h): EXTENDED COPY (LID1) and RECEIVE COPY
     // RESULTS' COPY STATUS, OPERATING PARAMETERS, FAILED SEGMENT DETAILS.
     let commands = [0x83, 1, 0x00, 0x84, 3, 0x00, 0x03, 0x04];
-    let mut body = vec![commands.len() as u8];
+    let mut body = vec![u8_len(commands.len())];
     body.extend_from_slice(&commands);
     descriptor(&mut d, 0x0001, body);
     // Parameter Data (0004h): the limits of an EXTENDED COPY (LID1)
@@ -24,7 +25,7 @@ pub(crate) fn third_party_copy() -> Vec<u8> {
     descriptor(&mut d, 0x0004, body);
     // Supported Descriptors (0008h): the segment and CSCD descriptor types.
     let types = [SEGMENT_BLOCK_TO_BLOCK, CSCD_IDENTIFICATION];
-    let mut body = vec![types.len() as u8];
+    let mut body = vec![u8_len(types.len())];
     body.extend_from_slice(&types);
     descriptor(&mut d, 0x0008, body);
     d

@@ -18,7 +18,7 @@ use crate::scsi::extent::Extent;
 /// LENGTH (0 when the backend has no atomic writes).
 pub(crate) fn max_atomic_transfer(ctx: &Ctx<'_>) -> u32 {
     if ctx.caps.atomic_write {
-        max_transfer(ctx.lun, &ctx.caps).min(u32::from(u16::MAX))
+        max_transfer(ctx.state, &ctx.caps).min(u32::from(u16::MAX))
     } else {
         0
     }
@@ -30,7 +30,7 @@ pub(crate) fn max_atomic_transfer(ctx: &Ctx<'_>) -> u32 {
 /// serve such writes); the whole command is atomic whatever its length.
 fn accepted_atomic_transfer(ctx: &Ctx<'_>) -> u32 {
     if ctx.caps.atomic_write {
-        accepted_transfer(ctx.lun, &ctx.caps).min(u32::from(u16::MAX))
+        accepted_transfer(ctx.state, &ctx.caps).min(u32::from(u16::MAX))
     } else {
         0
     }
@@ -63,8 +63,8 @@ pub(crate) fn write_atomic16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Ok(Reply::None);
     }
     let data = ctx.data_out_prefix(ext.bytes, 12)?;
-    let fua = ctx.lun.effective_fua(&ctx.caps, c.fua());
-    let _gate = ctx.lun.write_gate();
-    ctx.lun.backend().write_atomic_from(ext.lba, &data, fua)?;
+    let fua = ctx.state.effective_fua(&ctx.caps, c.fua());
+    let _gate = ctx.state.write_gate();
+    ctx.state.backend().write_atomic_from(ext.lba, &data, fua)?;
     Ok(Reply::None)
 }

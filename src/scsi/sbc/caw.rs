@@ -16,7 +16,7 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Err(ScsiError::cdb(1, 7)); // WRPROTECT
     }
     let blocks = c.number_of_logical_blocks();
-    if blocks > limits(ctx.lun, &ctx.caps).max_compare_write {
+    if blocks > limits(ctx.state, &ctx.caps).max_compare_write {
         return Err(ScsiError::cdb(13, 7));
     }
     let ext = Extent::new(
@@ -37,15 +37,15 @@ pub(crate) fn compare_and_write(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Ok(Reply::None);
     }
     let (verify, write) = ctx.data_out.split_at(ext.bytes);
-    let fua = ctx.lun.effective_fua(&ctx.caps, c.fua());
-    let backend = ctx.lun.backend();
+    let fua = ctx.state.effective_fua(&ctx.caps, c.fua());
+    let backend = ctx.state.backend();
     if let Some(r) = backend.compare_and_write(ext.lba, verify, write, fua) {
         return match r? {
             CompareWrite::Written => Ok(Reply::None),
             CompareWrite::Miscompare(offset) => Err(ScsiError::Miscompare { offset }),
         };
     }
-    let _gate = ctx.lun.caw_gate();
+    let _gate = ctx.state.caw_gate();
     let mut current = vec![0u8; ext.bytes];
     backend.read(ext.lba, &mut current)?;
     if let Some(offset) = first_difference(&current, verify) {

@@ -22,7 +22,7 @@ pub(crate) fn get_lba_status(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let mut lba = start;
     while lba < end && (d.len() - 8) / 16 < wanted {
         let remaining = end - lba;
-        let a = ctx.lun.backend().allocation(lba, remaining)?;
+        let a = ctx.state.backend().allocation(lba, remaining)?;
         let blocks = a.blocks.clamp(1, remaining).min(u64::from(u32::MAX));
         d.extend_from_slice(&lba.to_be_bytes());
         d.extend_from_slice(&u32::try_from(blocks).unwrap_or(u32::MAX).to_be_bytes());

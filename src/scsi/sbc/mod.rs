@@ -19,7 +19,7 @@ use super::cdb::{Block10, Block12, Block16, Rw6};
 use super::ctx::Ctx;
 use super::error::ScsiError;
 use super::extent::Extent;
-use super::lun::Lun;
+use super::state::LunState;
 use crate::backend::BackendCaps;
 
 /// Limits a LUN advertises (VPD B0h, READ CAPACITY(16)) and enforces.
@@ -59,7 +59,7 @@ const OPTIMAL_TRANSFER_BYTES: u32 = 4 << 20;
 
 /// MAXIMUM TRANSFER LENGTH in blocks (of [`limits`]; checked on every
 /// READ/WRITE, so computed alone).
-pub(crate) fn max_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
+pub(crate) fn max_transfer(lun: &LunState, caps: &BackendCaps) -> u32 {
     let block_size = caps.block_size.max(1);
     lun.transfer_blocks_advertised()
         .min(MAX_TRANSFER_BYTES / block_size)
@@ -70,7 +70,7 @@ pub(crate) fn max_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
 /// TRANSFER LENGTH, more when the ring carries more than the kernel
 /// device's `hw_max_sectors` (as the kernel's own backstores serve
 /// commands longer than they advertise).
-pub(crate) fn accepted_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
+pub(crate) fn accepted_transfer(lun: &LunState, caps: &BackendCaps) -> u32 {
     let block_size = caps.block_size.max(1);
     lun.transfer_blocks_accepted()
         .min(MAX_TRANSFER_BYTES / block_size)
@@ -79,7 +79,7 @@ pub(crate) fn accepted_transfer(lun: &Lun, caps: &BackendCaps) -> u32 {
 
 /// Computes the limits from the LUN's configuration, the kernel device's
 /// limits and the backend.
-pub(crate) fn limits(lun: &Lun, caps: &BackendCaps) -> Limits {
+pub(crate) fn limits(lun: &LunState, caps: &BackendCaps) -> Limits {
     let cfg = lun.config();
     let block_size = caps.block_size.max(1);
     let max_transfer = max_transfer(lun, caps);
@@ -195,7 +195,7 @@ impl BlockRequest {
     /// Checks the transfer length against what is accepted
     /// ([`accepted_transfer`]) and the range against the capacity.
     pub fn extent(&self, ctx: &Ctx<'_>) -> Result<Extent, ScsiError> {
-        if self.blocks > accepted_transfer(ctx.lun, &ctx.caps) {
+        if self.blocks > accepted_transfer(ctx.state, &ctx.caps) {
             return Err(ScsiError::cdb(self.len_byte, 7));
         }
         Extent::new(

@@ -60,7 +60,7 @@ fn read(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
     if ext.blocks == 0 {
         return Ok(Reply::None);
     }
-    let backend = ctx.lun.backend();
+    let backend = ctx.state.backend();
     let mut plain: &mut [u8];
     let sink: &mut dyn BlockSink = match ctx.direct.as_mut() {
         Some(d) => &mut *d.inb,
@@ -102,8 +102,8 @@ fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, Sc
         return Ok(Reply::None);
     }
     let data = ctx.data_out_prefix(ext.bytes, req.len_byte)?;
-    let fua = ctx.lun.effective_fua(&ctx.caps, req.fua() || verify);
-    let _gate = ctx.lun.write_gate();
-    ctx.lun.backend().write_from(ext.lba, &data, fua)?;
+    let fua = ctx.state.effective_fua(&ctx.caps, req.fua() || verify);
+    let _gate = ctx.state.write_gate();
+    ctx.state.backend().write_from(ext.lba, &data, fua)?;
     Ok(Reply::None)
 }

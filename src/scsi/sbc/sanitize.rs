@@ -49,8 +49,8 @@ pub(crate) fn block_erase(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let c = parse(ctx)?;
     no_parameter_list(&c)?;
     check_writable(&ctx.caps)?;
-    let run = ctx.lun.sanitize_begin(c.ause())?;
-    let backend = ctx.lun.backend();
+    let run = ctx.state.sanitize_begin(c.ause())?;
+    let backend = ctx.state.backend();
     let total = ctx.caps.num_blocks;
     let step = u64::from(ctx.caps.max_unmap_blocks.max(1));
     let mut lba = 0;
@@ -96,8 +96,8 @@ pub(crate) fn overwrite(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     }
     let blocks_per_write = (CHUNK_BYTES / bs.max(1)).max(1);
     let buf = pattern.repeat(blocks_per_write);
-    let run = ctx.lun.sanitize_begin(c.ause())?;
-    let backend = ctx.lun.backend();
+    let run = ctx.state.sanitize_begin(c.ause())?;
+    let backend = ctx.state.backend();
     let total = ctx.caps.num_blocks;
     let mut lba = 0;
     while lba < total {
@@ -116,6 +116,6 @@ pub(crate) fn overwrite(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 pub(crate) fn exit_failure_mode(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let c = parse(ctx)?;
     no_parameter_list(&c)?;
-    ctx.lun.sanitize_exit_failure_mode()?;
+    ctx.state.sanitize_exit_failure_mode()?;
     Ok(Reply::None)
 }

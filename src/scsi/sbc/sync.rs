@@ -38,7 +38,7 @@ fn range(ctx: &Ctx<'_>, req: &BlockRequest) -> Result<Extent, ScsiError> {
 /// Flushes the whole backend (a range flush would cost the same).
 fn sync_cache(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
     range(ctx, &req)?;
-    ctx.lun.backend().flush()?;
+    ctx.state.backend().flush()?;
     Ok(Reply::None)
 }
 

@@ -2,7 +2,7 @@
 //! deallocated.
 
 use super::{check_writable, limits};
-use crate::scsi::cdb::Spc10;
+use crate::scsi::cdb::Unmap;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 use crate::scsi::extent::Extent;
@@ -12,11 +12,11 @@ const DESCRIPTOR: usize = 16;
 
 /// UNMAP: deallocates the ranges of the parameter list's block descriptors.
 pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc10::parse(ctx.cdb)?;
-    if cdb.byte1() & 0x01 != 0 {
-        return Err(ScsiError::cdb(1, 0)); // ANCHOR: anchored LBAs not supported
+    let cdb = Unmap::parse(ctx.cdb)?;
+    if cdb.anchor() {
+        return Err(ScsiError::cdb(1, 0)); // anchored LBAs not supported
     }
-    let list_len = usize::from(cdb.length());
+    let list_len = usize::from(cdb.parameter_list_length());
     if list_len == 0 {
         return Ok(Reply::None);
     }
@@ -36,7 +36,7 @@ pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     if usable > usize::try_from(ctx.caps.max_unmap_descriptors).unwrap_or(usize::MAX) {
         return Err(ScsiError::param(2));
     }
-    let max_blocks = limits(ctx.lun, &ctx.caps).max_unmap;
+    let max_blocks = limits(ctx.state, &ctx.caps).max_unmap;
     let mut ranges = Vec::with_capacity(usable);
     for i in 0..usable {
         let at = HEADER + i * DESCRIPTOR;
@@ -50,9 +50,9 @@ pub(crate) fn unmap(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         }
         ranges.push(Extent::new(lba, u64::from(blocks), ctx.caps.num_blocks, 1)?);
     }
-    let _gate = ctx.lun.write_gate();
+    let _gate = ctx.state.write_gate();
     for r in ranges.iter().filter(|r| r.blocks > 0) {
-        ctx.lun.backend().unmap(r.lba, r.blocks)?;
+        ctx.state.backend().unmap(r.lba, r.blocks)?;
     }
     Ok(Reply::None)
 }

@@ -29,7 +29,7 @@ fn verify(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
         return Ok(Reply::None);
     }
     let mut medium = vec![0u8; ext.bytes];
-    ctx.lun.backend().read(ext.lba, &mut medium)?;
+    ctx.state.backend().read(ext.lba, &mut medium)?;
     let bs = usize::try_from(ctx.caps.block_size)
         .unwrap_or(usize::MAX)
         .max(1);

@@ -42,7 +42,7 @@ fn write_same(
         return Err(ScsiError::cdb(1, 3));
     }
     // WSNZ=1: zero blocks is invalid; so is more than MAXIMUM WRITE SAME LENGTH.
-    if blocks == 0 || u64::from(blocks) > limits(ctx.lun, &ctx.caps).max_write_same {
+    if blocks == 0 || u64::from(blocks) > limits(ctx.state, &ctx.caps).max_write_same {
         return Err(ScsiError::cdb(len_byte, 7));
     }
     let ext = Extent::new(lba, u64::from(blocks), ctx.caps.num_blocks, 1)?;
@@ -58,9 +58,9 @@ fn write_same(
         // The data-out buffer must be exactly one logical block.
         return Err(ScsiError::cdb(len_byte, 7));
     };
-    let fua = ctx.lun.effective_fua(&ctx.caps, false);
-    let backend = ctx.lun.backend();
-    let _gate = ctx.lun.write_gate();
+    let fua = ctx.state.effective_fua(&ctx.caps, false);
+    let backend = ctx.state.backend();
+    let _gate = ctx.state.write_gate();
     if pattern.iter().all(|&b| b == 0) {
         // Deallocate only when asked to and when deallocated blocks read zero.
         backend.write_zeroes(ext.lba, ext.blocks, unmap && ctx.caps.zeroes_after_unmap)?;

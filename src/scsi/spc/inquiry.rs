@@ -1,35 +1,36 @@
 //! INQUIRY: standard data and the route to VPD pages.
 
 use super::{ascii_field, vpd};
-use crate::scsi::cdb::Spc6;
+use crate::scsi::cdb::Inquiry;
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
+use crate::scsi::fixed_len::u8_len;
 
 /// VERSION DESCRIPTORs: SAM-5, SPC-4, SBC-3.
 const VERSION_DESCRIPTORS: [u16; 3] = [0x00A0, 0x0460, 0x04C0];
 
 /// INQUIRY (SPC-4 6.6): standard data when EVPD=0, else the VPD page.
 pub(crate) fn inquiry(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
-    if cdb.byte1() & 0x02 != 0 {
+    let cdb = Inquiry::parse(ctx.cdb)?;
+    if cdb.cmddt() {
         return Err(ScsiError::cdb(1, 1)); // CMDDT (obsolete)
     }
-    if cdb.byte1() & 0x01 != 0 {
-        return vpd::page(ctx, cdb.byte2()).map(Reply::Data);
+    if cdb.evpd() {
+        return vpd::page(ctx, cdb.page_code()).map(Reply::Data);
     }
-    if cdb.byte2() != 0 {
+    if cdb.page_code() != 0 {
         return Err(ScsiError::cdb(2, 7)); // PAGE CODE without EVPD
     }
     Ok(Reply::Data(standard(ctx)))
 }
 
 fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
-    let cfg = ctx.lun.config();
+    let cfg = ctx.state.config();
     let mut d = vec![0u8; 74];
     d[0] = 0x00; // PERIPHERAL QUALIFIER 0, DEVICE TYPE 0 (direct access block)
     d[2] = 0x06; // VERSION: SPC-4
     d[3] = 0x12; // HISUP, RESPONSE DATA FORMAT 2
-    d[4] = (d.len() - 5) as u8; // ADDITIONAL LENGTH
+    d[4] = u8_len(d.len() - 5); // ADDITIONAL LENGTH
     d[5] = 0x08; // 3PC: EXTENDED COPY (LID1)
     if cfg.alua.is_some() {
         d[5] |= 0x10; // TPGS 01b: implicit ALUA only

@@ -29,7 +29,7 @@ pub(crate) fn log_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         return Err(ScsiError::cdb(1, 1)); // PPC (obsolete)
     }
     let resources = if ctx.caps.thin {
-        ctx.lun.backend().resources()
+        ctx.state.backend().resources()
     } else {
         None
     };

@@ -1,10 +1,10 @@
 //! TEST UNIT READY, REQUEST SENSE, START STOP UNIT, REPORT LUNS.
 
-use crate::scsi::cdb::Spc6;
+use crate::scsi::cdb::{ReportLuns, RequestSense, SendDiagnostic, StartStopUnit};
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
-use crate::scsi::lun::SanitizeState;
 use crate::scsi::sense::{Asc, Sense, SenseKey};
+use crate::scsi::state::SanitizeState;
 
 /// TEST UNIT READY: the unit is always ready.
 pub(crate) fn test_unit_ready(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
@@ -14,15 +14,15 @@ pub(crate) fn test_unit_ready(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// REQUEST SENSE: reports (and clears) the oldest pending unit attention,
 /// or NO SENSE. DESC selects descriptor-format sense.
 pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
-    let sense = match ctx.lun.sanitize_state() {
+    let cdb = RequestSense::parse(ctx.cdb)?;
+    let sense = match ctx.state.sanitize_state() {
         SanitizeState::Running => Sense::new(SenseKey::NotReady, Asc::SANITIZE_IN_PROGRESS),
         _ => ctx
-            .lun
+            .state
             .take_unit_attention()
             .unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL)),
     };
-    let data = if cdb.byte1() & 0x01 != 0 {
+    let data = if cdb.desc() {
         sense.to_descriptor()
     } else {
         sense.to_fixed().to_vec()
@@ -36,27 +36,26 @@ pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// neither LOEJ nor NO_FLUSH succeed; anything else is INVALID FIELD IN
 /// CDB at the offending field.
 pub(crate) fn start_stop_unit(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
-    if cdb.byte1() & 0x01 == 0 {
-        return Err(ScsiError::cdb(1, 0)); // IMMED
+    let cdb = StartStopUnit::parse(ctx.cdb)?;
+    if !cdb.immed() {
+        return Err(ScsiError::cdb(1, 0));
     }
-    if cdb.byte2() != 0 {
-        return Err(ScsiError::cdb(2, 7)); // reserved
+    if cdb.reserved2() != 0 {
+        return Err(ScsiError::cdb(2, 7));
     }
-    if cdb.byte3() != 0 {
-        return Err(ScsiError::cdb(3, 3)); // POWER CONDITION MODIFIER
+    if cdb.power_condition_modifier() != 0 {
+        return Err(ScsiError::cdb(3, 3));
     }
-    let b4 = cdb.byte4();
-    if b4 >> 4 != 0 {
-        return Err(ScsiError::cdb(4, 7)); // POWER CONDITION
+    if cdb.power_condition() != 0 {
+        return Err(ScsiError::cdb(4, 7));
     }
-    if b4 & 0x04 != 0 {
-        return Err(ScsiError::cdb(4, 2)); // NO_FLUSH
+    if cdb.no_flush() {
+        return Err(ScsiError::cdb(4, 2));
     }
-    if b4 & 0x02 != 0 {
-        return Err(ScsiError::cdb(4, 1)); // LOEJ: nothing to load or eject
+    if cdb.loej() {
+        return Err(ScsiError::cdb(4, 1)); // nothing to load or eject
     }
-    if b4 & 0x01 == 0 {
+    if !cdb.start() {
         return Err(ScsiError::cdb(4, 0)); // START=0: the unit cannot stop
     }
     Ok(Reply::None)
@@ -73,15 +72,11 @@ pub(crate) fn answered_by_kernel(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 
 /// REPORT LUNS (normally answered by the kernel): one LUN, 0.
 pub(crate) fn report_luns(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let select_report = ctx.cdb.get(2).copied().unwrap_or(0);
-    if select_report > 2 {
+    let cdb = ReportLuns::parse(ctx.cdb)?;
+    if cdb.select_report() > 2 {
         return Err(ScsiError::cdb(2, 7));
     }
-    let alloc = ctx
-        .cdb
-        .get(6..10)
-        .map_or(0, |b| b.iter().fold(0u32, |a, &x| (a << 8) | u32::from(x)));
-    if alloc < 16 {
+    if cdb.allocation_length() < 16 {
         return Err(ScsiError::cdb(6, 7));
     }
     let mut v = vec![0u8; 16];
@@ -92,13 +87,13 @@ pub(crate) fn report_luns(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 /// SEND DIAGNOSTIC: the default self-test and the short/extended self-tests
 /// pass at once; diagnostic parameter pages are not supported.
 pub(crate) fn send_diagnostic(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
-    let self_test_code = cdb.byte1() >> 5;
-    let selftest = cdb.byte1() & 0x04 != 0;
+    let cdb = SendDiagnostic::parse(ctx.cdb)?;
+    let self_test_code = cdb.self_test_code();
+    let selftest = cdb.selftest();
     if (selftest && self_test_code != 0) || matches!(self_test_code, 3 | 7) {
         return Err(ScsiError::cdb(1, 7));
     }
-    if cdb.byte3() != 0 || cdb.byte4() != 0 {
+    if cdb.parameter_list_length() != 0 {
         return Err(ScsiError::cdb(3, 7)); // PARAMETER LIST LENGTH
     }
     Ok(Reply::None)

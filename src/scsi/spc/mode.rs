@@ -1,7 +1,7 @@
 //! Mode pages (01h read-write error recovery, 08h caching, 0Ah control:
 //! SWP changeable) and MODE SENSE(6)/(10).
 
-use crate::scsi::cdb::{Spc10, Spc6};
+use crate::scsi::cdb::{ModeSense10, ModeSense6};
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 
@@ -25,9 +25,11 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8, pc: PageControl) -> Option<Vec<u8>> 
         0x08 => {
             let mut p = vec![0u8; 18];
             let wce = match pc {
-                Current => ctx.lun.write_cache_enabled(),
+                Current => ctx.state.write_cache_enabled(),
                 Changeable => ctx.caps.volatile_cache,
-                Default => ctx.caps.volatile_cache && ctx.lun.config().write_cache.unwrap_or(true),
+                Default => {
+                    ctx.caps.volatile_cache && ctx.state.config().write_cache.unwrap_or(true)
+                }
             };
             if wce {
                 p[0] = 0x04; // WCE (RCD stays 0: the read cache is enabled)
@@ -41,7 +43,7 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8, pc: PageControl) -> Option<Vec<u8>> 
                 p[1] = 0x10; // QUEUE ALGORITHM MODIFIER 1: unrestricted reordering
             }
             let swp = match pc {
-                Current => ctx.lun.software_write_protect(),
+                Current => ctx.state.software_write_protect(),
                 Changeable => true,
                 Default => false,
             };
@@ -72,28 +74,28 @@ struct Request {
 
 /// MODE SENSE(6).
 pub(crate) fn mode_sense6(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
+    let cdb = ModeSense6::parse(ctx.cdb)?;
     let req = Request {
         long: false,
-        dbd: cdb.byte1() & 0x08 != 0,
+        dbd: cdb.dbd(),
         llbaa: false,
-        pc: cdb.byte2() >> 6,
-        page_code: cdb.byte2() & 0x3F,
-        subpage: cdb.byte3(),
+        pc: cdb.pc(),
+        page_code: cdb.page_code(),
+        subpage: cdb.subpage_code(),
     };
     mode_sense(ctx, &req).map(Reply::Data)
 }
 
 /// MODE SENSE(10).
 pub(crate) fn mode_sense10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc10::parse(ctx.cdb)?;
+    let cdb = ModeSense10::parse(ctx.cdb)?;
     let req = Request {
         long: true,
-        dbd: cdb.byte1() & 0x08 != 0,
-        llbaa: cdb.byte1() & 0x10 != 0,
-        pc: cdb.byte2() >> 6,
-        page_code: cdb.byte2() & 0x3F,
-        subpage: cdb.byte3(),
+        dbd: cdb.dbd(),
+        llbaa: cdb.llbaa(),
+        pc: cdb.pc(),
+        page_code: cdb.page_code(),
+        subpage: cdb.subpage_code(),
     };
     mode_sense(ctx, &req).map(Reply::Data)
 }

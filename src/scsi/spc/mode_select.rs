@@ -3,30 +3,38 @@
 //! cache, and SWP).
 
 use super::mode::{page, PageControl};
-use crate::scsi::cdb::{Spc10, Spc6};
+use crate::scsi::cdb::{ModeSelect10, ModeSelect6};
 use crate::scsi::ctx::{Ctx, Reply};
 use crate::scsi::error::ScsiError;
 
 /// MODE SELECT(6).
 pub(crate) fn mode_select6(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc6::parse(ctx.cdb)?;
-    mode_select(ctx, cdb.byte1(), usize::from(cdb.byte4()), false)
+    let cdb = ModeSelect6::parse(ctx.cdb)?;
+    let list_len = usize::from(cdb.parameter_list_length());
+    mode_select(ctx, cdb.sp(), cdb.pf(), list_len, false)
 }
 
 /// MODE SELECT(10).
 pub(crate) fn mode_select10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
-    let cdb = Spc10::parse(ctx.cdb)?;
-    mode_select(ctx, cdb.byte1(), usize::from(cdb.length()), true)
+    let cdb = ModeSelect10::parse(ctx.cdb)?;
+    let list_len = usize::from(cdb.parameter_list_length());
+    mode_select(ctx, cdb.sp(), cdb.pf(), list_len, true)
 }
 
-fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, ten: bool) -> Result<Reply, ScsiError> {
-    if byte1 & 0x01 != 0 {
+fn mode_select(
+    ctx: &Ctx<'_>,
+    sp: bool,
+    pf: bool,
+    list_len: usize,
+    ten: bool,
+) -> Result<Reply, ScsiError> {
+    if sp {
         return Err(ScsiError::cdb(1, 0)); // SP: saved pages are not supported
     }
     if list_len == 0 {
         return Ok(Reply::None);
     }
-    if byte1 & 0x10 == 0 {
+    if !pf {
         // PF=0: vendor-specific pages, which there are none of (the
         // kernel's spc_emulate_modeselect refuses them the same way).
         return Err(ScsiError::cdb(1, 4));
@@ -95,10 +103,10 @@ fn mode_select(ctx: &Ctx<'_>, byte1: u8, list_len: usize, ten: bool) -> Result<R
         off += current.len();
     }
     if let Some(on) = wce {
-        ctx.lun.set_wce(on)?;
+        ctx.state.set_wce(on)?;
     }
     if let Some(on) = swp {
-        ctx.lun.set_swp(on);
+        ctx.state.set_swp(on);
     }
     Ok(Reply::None)
 }

@@ -12,12 +12,12 @@ const TIMEOUTS: [u8; 12] = [0x00, 0x0A, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 /// REPORT SUPPORTED OPERATION CODES (SPC-4 6.35), reporting options 0-3.
 pub(crate) fn report_opcodes(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = MaintenanceIn::parse(ctx.cdb)?;
-    let rctd = cdb.byte2() & 0x80 != 0;
+    let rctd = cdb.rctd();
     let op = cdb.requested_opcode();
     let sa = cdb.requested_service_action();
-    let alua = ctx.lun.config().alua.is_some();
+    let alua = ctx.state.config().alua.is_some();
     let supported = |c: &&Command| (c.available)(&ctx.caps) && (alua || !c.facts.needs_alua);
-    match cdb.byte2() & 0x07 {
+    match cdb.reporting_options() {
         0 => {
             let mut d = vec![0u8; 4];
             for c in COMMANDS.iter().filter(supported) {
@@ -81,8 +81,8 @@ pub(crate) fn report_tmfs(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = MaintenanceIn::parse(ctx.cdb)?;
     let functions = 0x80 | 0x40 | 0x10 | 0x08; // ATS, ATSS, CTSS, LURS
     let mut d = vec![functions, 0, 0, 0];
-    if cdb.byte2() & 0x80 != 0 {
-        // REPD: extended format, ADDITIONAL DATA LENGTH 0Ch.
+    if cdb.repd() {
+        // Extended format, ADDITIONAL DATA LENGTH 0Ch.
         d[3] = 0x0C;
         d.resize(16, 0);
     }

@@ -10,7 +10,7 @@ use crate::scsi::error::ScsiError;
 /// INVALID FIELD IN CDB (service action) on a LUN without ALUA.
 pub(crate) fn report_target_port_groups(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = MaintenanceIn::parse(ctx.cdb)?;
-    let Some(cfg) = &ctx.lun.config().alua else {
+    let Some(cfg) = &ctx.state.config().alua else {
         return Err(ScsiError::cdb(1, 4));
     };
     let extended = match cdb.parameter_data_format() {
@@ -20,8 +20,8 @@ pub(crate) fn report_target_port_groups(ctx: &mut Ctx<'_>) -> Result<Reply, Scsi
     };
     Ok(Reply::Data(alua::report(
         cfg,
-        ctx.lun.ownership(),
-        ctx.lun.alua_changed(),
+        ctx.state.ownership(),
+        ctx.state.alua_changed(),
         extended,
     )))
 }

@@ -15,7 +15,7 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
     let body = match code {
         0x00 => SUPPORTED.to_vec(),
         0x80 => ctx
-            .lun
+            .state
             .config()
             .serial
             .bytes()
@@ -39,7 +39,7 @@ pub(crate) fn page(ctx: &Ctx<'_>, code: u8) -> Result<Vec<u8>, ScsiError> {
 /// designator, both associated with the logical unit; with ALUA, the
 /// relative target port and target port group of this daemon's port.
 fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
-    let cfg = ctx.lun.config();
+    let cfg = ctx.state.config();
     let mut d = vec![0x01, 0x03, 0x00, 0x10]; // binary, LU, type NAA, length 16
     d.extend_from_slice(&cfg.naa);
     let mut t10 = ascii_field(&cfg.vendor, 8);
@@ -61,7 +61,7 @@ fn device_identification(ctx: &Ctx<'_>) -> Vec<u8> {
 
 /// B0h: block limits (SBC-3 6.5.3).
 fn block_limits(ctx: &Ctx<'_>) -> Vec<u8> {
-    let l = limits(ctx.lun, &ctx.caps);
+    let l = limits(ctx.state, &ctx.caps);
     let mut d = vec![0u8; 0x3C];
     d[0] = 0x01; // WSNZ: WRITE SAME with zero blocks is rejected
     d[1] = l.max_compare_write; // MAXIMUM COMPARE AND WRITE LENGTH
