@@ -92,7 +92,9 @@ fn bulk_copies_at_every_alignment() {
     assert!(m.copy_in(1, &big[..256]).is_err());
     assert!(m.fill_data(usize::MAX, 2, 0).is_err());
     for off in 0..9 {
-        let data: Vec<u8> = (0..100usize).map(|i| (i * 3 + off).to_le_bytes()[0]).collect();
+        let data: Vec<u8> = (0..100usize)
+            .map(|i| (i * 3 + off).to_le_bytes()[0])
+            .collect();
         m.copy_in(off, &data).unwrap();
         let mut back = vec![0u8; 100];
         m.copy_out(off, &mut back).unwrap();
