@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
-use tcmud_core::pool::Pool;
+use tcmud_core::pool::{Pool, PoolErrorKind};
 use tcmud_core::scsi::{LunIdentity, OwnershipCell};
 
 use super::file_open::open_image;
@@ -400,35 +400,36 @@ fn open_thin(
     let pool = reg.pool(pool_name, may_create)?;
     let spec = reg.spec(pool_name)?;
     let pool_err = |what: String| move |source| BackstoreError::Pool { what, source };
-    let exists = pool
-        .list_volumes()
-        .map_err(pool_err(format!("list volumes of {pool_name}")))?
-        .iter()
-        .any(|v| v.name == volume);
-    if !exists {
-        if let Some(why) = NotCreated::why(may_create, spec.auto_create) {
-            return Err(BackstoreError::VolumeMissing {
-                pool: pool_name.to_owned(),
-                path: spec.path.clone(),
-                volume: volume.to_owned(),
-                why,
-            });
-        }
-        tracing::info!(
-            pool = pool_name,
-            volume,
-            size_bytes,
-            block_size,
-            "creating volume"
-        );
-        pool.create_volume(volume, size_bytes, block_size)
-            .map_err(pool_err(format!("create volume {volume}")))?;
-    }
-    let vol = match opts.read_only {
+    let open = || match opts.read_only {
         true => pool.open_volume_read_only(volume),
         false => pool.open_volume(volume),
-    }
-    .map_err(pool_err(format!("open volume {volume}")))?;
+    };
+    // Opened by name (a catalog lookup): listing every volume to see
+    // whether this one exists cost O(volumes) store reads per LUN.
+    let vol = match open() {
+        Ok(vol) => vol,
+        Err(e) if matches!(e.kind(), PoolErrorKind::NoSuchVolume) => {
+            if let Some(why) = NotCreated::why(may_create, spec.auto_create) {
+                return Err(BackstoreError::VolumeMissing {
+                    pool: pool_name.to_owned(),
+                    path: spec.path.clone(),
+                    volume: volume.to_owned(),
+                    why,
+                });
+            }
+            tracing::info!(
+                pool = pool_name,
+                volume,
+                size_bytes,
+                block_size,
+                "creating volume"
+            );
+            pool.create_volume(volume, size_bytes, block_size)
+                .map_err(pool_err(format!("create volume {volume}")))?;
+            open().map_err(pool_err(format!("open volume {volume}")))?
+        }
+        Err(e) => return Err(pool_err(format!("open volume {volume}"))(e)),
+    };
     let identity = pool
         .volume_identity(volume)
         .map_err(pool_err(format!("identity of volume {volume}")))?;
