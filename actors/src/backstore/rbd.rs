@@ -631,13 +631,8 @@ impl AsyncBackend for RbdBackend {
         // Straight into the data area; a refused submission runs the
         // closure too, with its error. The buffers are released (`_into`)
         // only once librbd is done with them.
-        let _ = self.image().aio_readv(off, into, move |d, _into| {
-            done(
-                d.result
-                    .map(drop)
-                    .map_err(|e| async_error(&shared, Op::Read, e)),
-            )
-        });
+        let finish = completion(shared, Op::Read, done);
+        let _ = self.image().aio_readv(off, into, move |d, _into| finish(d));
     }
 
     fn submit_write(&self, lba: u64, from: SharedData, fua: bool, done: AsyncDone<()>) {
@@ -654,24 +649,17 @@ impl AsyncBackend for RbdBackend {
             if let Err(e) = from.view().read_at(0, &mut data) {
                 return done(Err(BackendError::Write(e)));
             }
-            let _ = self.image().aio_write(off, data, fua, move |d| {
-                done(
-                    d.result
-                        .map(drop)
-                        .map_err(|e| async_error(&shared, Op::Write, e)),
-                )
-            });
+            let _ = self
+                .image()
+                .aio_write(off, data, fua, completion(shared, Op::Write, done));
             return;
         }
         // Straight from the data area: librbd's own copy is the only one
         // (see `connect_open`).
-        let _ = self.image().aio_writev(off, from, fua, move |d, _from| {
-            done(
-                d.result
-                    .map(drop)
-                    .map_err(|e| async_error(&shared, Op::Write, e)),
-            )
-        });
+        let finish = completion(shared, Op::Write, done);
+        let _ = self
+            .image()
+            .aio_writev(off, from, fua, move |d, _from| finish(d));
     }
 
     fn can_compare_and_write(&self, lba: u64, bytes: usize) -> bool {
@@ -752,13 +740,7 @@ impl AsyncBackend for RbdBackend {
             return done(Err(e));
         }
         let shared = Arc::downgrade(&self.shared);
-        let _ = self.image().aio_flush(move |d| {
-            done(
-                d.result
-                    .map(drop)
-                    .map_err(|e| async_error(&shared, Op::Flush, e)),
-            )
-        });
+        let _ = self.image().aio_flush(completion(shared, Op::Flush, done));
     }
 }
 
@@ -778,17 +760,18 @@ impl RbdBackend {
         }
         let shared = Arc::downgrade(&self.shared);
         // A refused submission runs the closure too, with its error.
-        let _ = start(
-            &self.image(),
-            Box::new(move |d: AioDone| {
-                done(
-                    d.result
-                        .map(drop)
-                        .map_err(|e| async_error(&shared, Op::Write, e)),
-                )
-            }),
-        );
+        let _ = start(&self.image(), Box::new(completion(shared, Op::Write, done)));
     }
+}
+
+/// The completion of an operation whose outcome carries no data: `done`
+/// with its result, a failure mapped by [`async_error`].
+fn completion(
+    shared: Weak<Shared>,
+    op: Op,
+    done: AsyncDone<()>,
+) -> impl FnOnce(AioDone) + Send + 'static {
+    move |d: AioDone| done(d.result.map(drop).map_err(|e| async_error(&shared, op, e)))
 }
 
 /// [`backend_error`] from a completion, which holds only a weak handle (so
