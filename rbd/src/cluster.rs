@@ -3,7 +3,8 @@
 use std::ffi::CString;
 use std::path::PathBuf;
 use std::ptr;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use crate::ffi;
 use crate::image::Image;
@@ -56,7 +57,8 @@ impl Cluster {
             ffi::rados_create(&mut handle, id.as_ref().map_or(ptr::null(), |c| c.as_ptr()))
         };
         RbdError::check("rados_create", r.into())?;
-        // From here on Drop shuts the handle down.
+        // From here on Drop shuts the handle down (and counts it gone).
+        LIVE.opened();
         let cluster = Cluster { handle };
         let conf = opts
             .conf
@@ -117,7 +119,61 @@ impl Drop for Cluster {
         // SAFETY: the handle came from rados_create and every ioctx and image
         // made from it holds an Arc to this value, so none is left.
         unsafe { ffi::rados_shutdown(self.handle) }
+        LIVE.closed();
     }
+}
+
+/// The `rados_t` handles created and not yet shut down, process-wide.
+///
+/// A process must not exit while one is live: `exit` runs librados' and
+/// librbd's static destructors while their threads (messenger, finisher,
+/// the image's watchers) still run, which crashes the process now and then
+/// (a daemon's SIGTERM ended in SIGSEGV). [`wait_all_shut_down`] is how the
+/// daemon waits for the last image it closed to be gone.
+struct Live {
+    count: Mutex<usize>,
+    changed: Condvar,
+}
+
+static LIVE: Live = Live {
+    count: Mutex::new(0),
+    changed: Condvar::new(),
+};
+
+impl Live {
+    fn opened(&self) {
+        *self.count.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+    }
+
+    fn closed(&self) {
+        let mut n = self.count.lock().unwrap_or_else(PoisonError::into_inner);
+        *n = n.saturating_sub(1);
+        self.changed.notify_all();
+    }
+}
+
+/// How many cluster handles are live now (every open image holds one).
+pub fn live_clusters() -> usize {
+    *LIVE.count.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Waits up to `timeout` until every cluster handle of the process is shut
+/// down (every image closed). `Err(n)`: `n` still live at the deadline.
+pub fn wait_all_shut_down(timeout: Duration) -> Result<(), usize> {
+    let deadline = Instant::now() + timeout;
+    let mut n = LIVE.count.lock().unwrap_or_else(PoisonError::into_inner);
+    while *n > 0 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(*n);
+        }
+        n = LIVE
+            .changed
+            .wait_timeout(n, left)
+            .unwrap_or_else(PoisonError::into_inner)
+            .0;
+    }
+    Ok(())
 }
 
 /// A pool of a connected cluster.

@@ -26,7 +26,7 @@ mod image;
 mod iobuf;
 
 pub use aio::{AioDone, DoneFn};
-pub use cluster::{Cluster, ConnectOptions, IoCtx};
+pub use cluster::{live_clusters, wait_all_shut_down, Cluster, ConnectOptions, IoCtx};
 pub use error::RbdError;
 pub use image::{Extent, Image, ImageInfo};
 pub use iobuf::IoBuffers;

@@ -44,9 +44,26 @@ pub use registry::{PoolRegistry, PoolSpec, SharedIo};
 pub use tcmud_rbd as rbd_api;
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use tcmud_core::backend::BackendError;
 use tcmud_core::pool::PoolError;
+
+/// Waits up to `timeout` until every RBD image the process opened is
+/// closed and its cluster connection shut down (they close on the backstore
+/// thread once their last device detached). The daemon must not exit
+/// before: librados' static destructors race its still-running threads
+/// (an exit after SIGTERM ended in SIGSEGV). `Err(n)`: `n` connections
+/// still open at the deadline. Without the `rbd` feature: nothing to wait for.
+pub fn wait_images_closed(timeout: Duration) -> Result<(), usize> {
+    #[cfg(feature = "rbd")]
+    return tcmud_rbd::wait_all_shut_down(timeout);
+    #[cfg(not(feature = "rbd"))]
+    {
+        let _ = timeout;
+        Ok(())
+    }
+}
 
 /// "served by /dev/uio1, /dev/uio2: remove that LUN first", or that it is
 /// being opened for one.

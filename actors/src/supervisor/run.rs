@@ -68,8 +68,23 @@ pub fn run_daemon(
         );
     }
     let system = actix::System::new();
-    system.block_on(serve(cfg, reload, log))
+    let outcome = system.block_on(serve(cfg, reload, log));
+    // The backstore thread (still running) closes the images the drained
+    // devices detached from; librados must be shut down before exit.
+    match crate::backstore::wait_images_closed(IMAGES_CLOSE_TIMEOUT) {
+        Ok(()) => tracing::debug!("every rbd image closed"),
+        Err(n) => tracing::error!(
+            connections = n,
+            timeout = ?IMAGES_CLOSE_TIMEOUT,
+            "rbd connections still open at exit: librados may crash the process as it exits"
+        ),
+    }
+    outcome
 }
+
+/// How long the exit waits for RBD images to close (an unreachable cluster
+/// can hold `rbd_close` up to its operation timeout).
+const IMAGES_CLOSE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 async fn serve(
     cfg: DaemonConfig,

@@ -85,6 +85,12 @@ tcmud_stop() {
     done
     wait "$TCMUD_PID"; TCMUD_RC=$?
     vmsg "tcmud (pid $TCMUD_PID) exited with status $TCMUD_RC after SIGTERM"
+    if [ "$TCMUD_RC" -ge 128 ]; then
+        # Killed by a signal: where (the kernel logs a segfault's address and library).
+        echo "---- tcmud killed by signal $((TCMUD_RC - 128)); its last log lines and the kernel's:"
+        tail -n 40 "$TCMUD_LOG"
+        dmesg | grep -iE 'segfault|traps:|general protection' | tail -n 5
+    fi
     TCMUD_PID=""
     return 0
 }
