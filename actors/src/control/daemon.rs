@@ -21,7 +21,7 @@ use tcmud_core::pool::{Pool, PoolUsage};
 
 use super::protocol::{DeviceStatus, ErrorKind, Op, PoolStatus, Reply, Request, Response, Status};
 use super::server::Handler;
-use crate::backstore::actor::{BackstoreActor, CloneTo, Delete, Snapshot};
+use crate::backstore::actor::{BackstoreActor, CloneTo, Delete, Snapshot, Usage};
 use crate::backstore::{BackstoreError, Backstores, DevConfig, PoolRegistry};
 use crate::config::Subtypes;
 use crate::logging::LogHandle;
@@ -170,6 +170,12 @@ impl DaemonControl {
             Err(r) => return r,
         };
         if let Some(pool) = super::rbd_volume::rbd_pool(cmd.dir()) {
+            if let VolumeCommand::Resize {
+                name: image, size, ..
+            } = cmd
+            {
+                return self.resize_rbd(id, &v, &pool, image, *size);
+            }
             return super::rbd_volume::run(id, &v.backstores, &pool, cmd);
         }
         let Some((reg, name)) = find_pool(&v.registries, cmd.dir()) else {
@@ -221,23 +227,106 @@ impl DaemonControl {
         size: u64,
         served: &[&DeviceStatus],
     ) -> Response {
-        let current = match pool.list_volumes() {
-            Ok(list) => list
-                .into_iter()
-                .find(|i| i.name == vol)
-                .map(|i| i.size_bytes),
+        let current = match volume_size(pool, vol) {
+            Ok(Some(current)) => current,
+            Ok(None) => {
+                return Response::error(id, ErrorKind::Pool, format!("no volume named {vol:?}"))
+            }
             Err(e) => return Response::error(id, ErrorKind::Pool, e.to_string()),
         };
-        let Some(current) = current else {
-            return Response::error(id, ErrorKind::Pool, format!("no volume named {vol:?}"));
+        let shrink = "remove the LUN, then resize with --force";
+        self.grow_through_luns(id, (vol, shrink), current, size, served, || {
+            volume_size(pool, vol).ok().flatten()
+        })
+    }
+
+    /// `tcmud volume resize rbd:<pool> <image> --size N`: a served image
+    /// grows through its LUNs as a thin volume does (RECONFIG →
+    /// `rbd_resize`); one this daemon does not serve is the rbd CLI's.
+    fn resize_rbd(
+        &self,
+        id: Option<u64>,
+        v: &ControlView,
+        pool: &str,
+        image: &str,
+        size: u64,
+    ) -> Response {
+        if image.contains('@') {
+            return Response::error(
+                id,
+                ErrorKind::InvalidArgument,
+                format!("{image:?} is a snapshot: snapshots are read-only and keep their size"),
+            );
+        }
+        let Some(addr) = super::rbd_volume::served_image(&v.backstores, pool, image, None) else {
+            return Response::error(
+                id,
+                ErrorKind::Pool,
+                format!(
+                    "rbd image {pool}/{image} is not served by this daemon: use the rbd CLI \
+                     (rbd resize)"
+                ),
+            );
         };
+        let usage = |addr: &Addr<BackstoreActor>| {
+            futures::executor::block_on(addr.send(Usage))
+                .map_err(|e| e.to_string())
+                .and_then(|r| r.map_err(|e| e.to_string()))
+        };
+        let current = match usage(&addr) {
+            Ok(u) => u,
+            Err(e) => {
+                return Response::error(
+                    id,
+                    ErrorKind::Unavailable,
+                    format!("the image's backstore actor did not answer: {e}"),
+                )
+            }
+        };
+        let served: Vec<&DeviceStatus> = v
+            .devices
+            .iter()
+            .filter(|d| current.users.contains(&d.minor))
+            .collect();
+        if served.is_empty() {
+            return Response::error(
+                id,
+                ErrorKind::Unavailable,
+                format!("rbd image {pool}/{image} is being opened or closed: try again"),
+            );
+        }
+        let label = format!("{pool}/{image}");
+        let shrink = "remove the LUN, then shrink the image with the rbd CLI";
+        self.grow_through_luns(
+            id,
+            (&label, shrink),
+            current.size_bytes,
+            size,
+            &served,
+            || usage(&addr).ok().map(|u| u.size_bytes),
+        )
+    }
+
+    /// Grows `what` (now `current` bytes, served by `served`) to `size`
+    /// through its LUNs' configfs `dev_size`, then waits until `now`
+    /// reports the new size. A served volume never shrinks (the refusal
+    /// says how: `shrink`).
+    fn grow_through_luns(
+        &self,
+        id: Option<u64>,
+        (what, shrink): (&str, &str),
+        current: u64,
+        size: u64,
+        served: &[&DeviceStatus],
+        now: impl Fn() -> Option<u64>,
+    ) -> Response {
         if size < current {
             return Response::error(
                 id,
                 ErrorKind::Served,
                 format!(
-                    "{vol} is served by /dev/uio{}: it cannot shrink while an initiator uses it \
-                     (remove the LUN, then resize with --force)",
+                    "{what} is served by /dev/uio{}: it cannot shrink while an initiator uses it \
+                     ({shrink})",
                     served[0].minor
                 ),
             );
@@ -258,13 +347,13 @@ impl DaemonControl {
         }
         let deadline = Instant::now() + RESIZE_WAIT;
         loop {
-            let now = volume_size(pool, vol).ok().flatten();
+            let now = now();
             if now == Some(size) {
                 return Response::ok(
                     id,
                     Reply::Command {
                         output: format!(
-                            "resized {vol} to {} (LUN {} updated)\n",
+                            "resized {what} to {} (LUN {} updated)\n",
                             offline::size::human(size),
                             served
                                 .iter()
@@ -281,13 +370,15 @@ impl DaemonControl {
                     id,
                     ErrorKind::Unavailable,
                     format!(
-                        "the LUN took the new size but {vol} is still {} after {} s; see the \
+                        "the LUN took the new size but {what} is still {} after {} s; see the \
                          daemon's log",
                         now.map_or_else(|| "missing".into(), offline::size::human),
                         RESIZE_WAIT.as_secs()
                     ),
                 );
             }
+            // Polls the volume's size: the RECONFIG that changes it comes
+            // from the kernel, which tells this request nothing.
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -5,18 +5,22 @@
 //! ```text
 //! tcmud volume snapshot rbd:<pool> <image> <snapshot>
 //! tcmud volume clone rbd:<pool> <image>@<snapshot> <new-image>
+//! tcmud volume resize rbd:<pool> <image> --size <size>
 //! ```
 //!
 //! The clone is made from a snapshot the daemon serves (`rbd/<pool>/
 //! <image>@<snapshot>`), as a thin clone is made from an open snapshot.
-//! Other volume commands on RBD images are the `rbd` CLI's; a served
-//! image grows through its LUN (configfs `dev_size`, RECONFIG →
-//! `rbd_resize`).
+//! A served image grows through its LUNs as a served thin volume does
+//! (configfs `dev_size`, RECONFIG → `rbd_resize`; `DaemonControl`'s
+//! resize). Other volume commands on RBD images are the `rbd` CLI's.
 
 use std::path::Path;
 
+use actix::Addr;
+
 use super::daemon::{clone_via, snapshot_via};
 use super::protocol::{ErrorKind, Reply, Response};
+use crate::backstore::actor::BackstoreActor;
 use crate::backstore::{BackstoreError, Backstores, DevConfig};
 use crate::offline::VolumeCommand;
 
@@ -28,23 +32,30 @@ pub(super) fn rbd_pool(dir: &Path) -> Option<String> {
     (!pool.is_empty()).then(|| pool.to_owned())
 }
 
-/// Runs `cmd` on RBD pool `pool`.
+/// The backstore actor of `pool/image` (at `snap`) when this daemon
+/// serves it.
+pub(super) fn served_image(
+    backstores: &Backstores,
+    pool: &str,
+    image: &str,
+    snap: Option<&str>,
+) -> Option<Addr<BackstoreActor>> {
+    backstores.open_keys().into_iter().find_map(|k| match &k {
+        DevConfig::Rbd(s) if s.pool == pool && s.image == image && s.snap.as_deref() == snap => {
+            backstores.get(&k)
+        }
+        _ => None,
+    })
+}
+
+/// Runs `cmd` on RBD pool `pool` (all but resize: `DaemonControl`'s).
 pub(super) fn run(
     id: Option<u64>,
     backstores: &Backstores,
     pool: &str,
     cmd: &VolumeCommand,
 ) -> Response {
-    let find = |image: &str, snap: Option<&str>| {
-        backstores.open_keys().into_iter().find_map(|k| match &k {
-            DevConfig::Rbd(s)
-                if s.pool == pool && s.image == image && s.snap.as_deref() == snap =>
-            {
-                backstores.get(&k)
-            }
-            _ => None,
-        })
-    };
+    let find = |image: &str, snap: Option<&str>| served_image(backstores, pool, image, snap);
     let not_served = |what: &str| {
         Response::error(
             id,
@@ -82,8 +93,8 @@ pub(super) fn run(
             return Response::error(
                 id,
                 ErrorKind::InvalidArgument,
-                "on rbd images tcmud runs snapshot and clone; use the rbd CLI for the rest \
-                 (a served image grows through its LUN's dev_size)"
+                "on rbd images tcmud runs snapshot, clone and resize; use the rbd CLI for the \
+                 rest"
                     .to_owned(),
             )
         }

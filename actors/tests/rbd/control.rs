@@ -11,17 +11,18 @@ use crate::util::rbd::*;
 use tcmud::backstore::rbd_api::Image;
 use tcmud::backstore::{Backstores, DevConfig, OpenRequest, PoolRegistry};
 use tcmud::control::daemon::{DaemonControl, View};
+use tcmud::control::protocol::DeviceStatus;
 use tcmud::control::server::{Server, ServerOptions};
 use tcmud::supervisor::ControlView;
 
 const MIB: u64 = 1 << 20;
 
-struct FakeView(Backstores);
+struct FakeView(Backstores, Vec<DeviceStatus>);
 
 impl View for FakeView {
     fn view(&self) -> Result<ControlView, String> {
         Ok(ControlView {
-            devices: Vec::new(),
+            devices: self.1.clone(),
             failed: Vec::new(),
             registries: Vec::new(),
             backstores: self.0.clone(),
@@ -77,7 +78,7 @@ async fn snapshot_and_clone_of_served_images_go_through_their_backstore_actors()
     let server = Server::start(
         opts,
         Arc::new(DaemonControl::new(
-            Box::new(FakeView(backstores.clone())),
+            Box::new(FakeView(backstores.clone(), Vec::new())),
             None,
             tmp.path().join("cfs"),
         )),
@@ -149,4 +150,114 @@ async fn snapshot_and_clone_of_served_images_go_through_their_backstore_actors()
     assert_eq!(code, 2);
     assert!(err.contains("use the rbd CLI"), "{err}");
     drop((head, at_snap));
+}
+
+/// Stands in for the kernel: once `dev_size` holds a size, sends the
+/// device's RECONFIG (the attachment's resize) as the device actor does.
+fn reconfig_on_dev_size(attr: &std::path::Path, head: &tcmud::backstore::Attachment) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let size = loop {
+        if let Some(n) = std::fs::read_to_string(attr)
+            .ok()
+            .and_then(|t| t.trim().parse::<u64>().ok())
+        {
+            break n;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "dev_size never written"
+        );
+        // Polls a file the request writes (no notification from a plain file).
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    futures::executor::block_on(head.resize(size)).unwrap();
+}
+
+#[allow(clippy::await_holding_lock)]
+#[actix::test]
+async fn resize_of_a_served_image_grows_it_through_its_lun() {
+    let _cluster = cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let backstores = Backstores::new();
+    let name = create_image("ctl-resize", 8 * MIB);
+    let conf = conf();
+    let dev_config = format!("rbd/rbd/{name};conf={}", conf.display());
+    let head = serve(&backstores, &dev_config, 5).await;
+    let lun = DeviceStatus {
+        minor: 5,
+        name: "user_1/rz".into(),
+        dev_config: dev_config.clone(),
+        state: "serving".into(),
+        ..DeviceStatus::default()
+    };
+    let attrib = tmp.path().join("cfs/target/core/user_1/rz/attrib");
+    std::fs::create_dir_all(&attrib).unwrap();
+    let mut opts = ServerOptions::new(tmp.path().join("control.sock"));
+    opts.idle_timeout = Duration::from_secs(30);
+    opts.mode = 0o600;
+    let server = Server::start(
+        opts,
+        Arc::new(DaemonControl::new(
+            Box::new(FakeView(backstores.clone(), vec![lun])),
+            None,
+            tmp.path().join("cfs"),
+        )),
+    )
+    .unwrap();
+    let sock = server.path().to_path_buf();
+
+    // Shrinking a served image, a snapshot, an image not served: refused,
+    // nothing written to configfs.
+    let (code, _, err) = tcmud(
+        &sock,
+        &["volume", "resize", "rbd:rbd", &name, "--size", "4MiB"],
+    );
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("cannot shrink while an initiator uses it"),
+        "{err}"
+    );
+    assert!(err.contains("/dev/uio5"), "{err}");
+    let (code, _, err) = tcmud(
+        &sock,
+        &[
+            "volume",
+            "resize",
+            "rbd:rbd",
+            &format!("{name}@s"),
+            "--size",
+            "16MiB",
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("is a snapshot"), "{err}");
+    let (code, _, err) = tcmud(
+        &sock,
+        &["volume", "resize", "rbd:rbd", "nosuch", "--size", "16MiB"],
+    );
+    assert_eq!(code, 2);
+    assert!(err.contains("not served by this daemon"), "{err}");
+    assert!(!attrib.join("dev_size").exists());
+
+    // Growing: the LUN's dev_size, the kernel's RECONFIG, rbd_resize.
+    let (code, out, err) = std::thread::scope(|s| {
+        s.spawn(|| reconfig_on_dev_size(&attrib.join("dev_size"), &head));
+        tcmud(
+            &sock,
+            &["volume", "resize", "rbd:rbd", &name, "--size", "16MiB"],
+        )
+    });
+    assert_eq!((code, err.as_str()), (0, ""), "{out}");
+    assert_eq!(
+        out,
+        format!("resized rbd/{name} to 16 MiB (LUN /dev/uio5 updated)\n")
+    );
+    assert_eq!(
+        std::fs::read_to_string(attrib.join("dev_size")).unwrap(),
+        format!("{}\n", 16 * MIB)
+    );
+    let img = Image::open(pool(), &name, None, true).unwrap();
+    assert_eq!(img.info().unwrap().size, 16 * MIB, "the image itself grew");
+    drop(img);
+    drop(head);
 }
