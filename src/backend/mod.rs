@@ -352,6 +352,14 @@ pub trait BlockBackend: Send + Sync {
         None
     }
 
+    /// Makes this client the owner of a unit other daemons export too
+    /// (ALUA: a SET TARGET PORT GROUPS naming this daemon's group
+    /// active/optimized), waiting until it is: `Ok(true)` once it owns it,
+    /// `Ok(false)` when it cannot (the default: no owner to move).
+    fn take_ownership(&self) -> Result<bool, BackendError> {
+        Ok(false)
+    }
+
     /// Takes the next pending asynchronous event, if any.
     fn poll_event(&self) -> Option<BackendEvent> {
         None

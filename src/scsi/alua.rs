@@ -1,18 +1,22 @@
-//! Asymmetric logical unit access (SPC-4 5.15), implicit only: several
-//! daemons export one logical unit (an RBD image) through their own target
-//! port, each port in a target port group of its own. Which port is
-//! active/optimized follows an ownership signal the daemon keeps current
-//! (the image's exclusive lock): the owner's group is ACTIVE/OPTIMIZED,
-//! the others ACTIVE/NON-OPTIMIZED. Non-optimized ports still serve every
-//! command: the backend moves the ownership on a write (librbd requests
-//! the lock from its owner, or breaks it when the owner is dead), and the
-//! states follow.
+//! Asymmetric logical unit access (SPC-4 5.15), implicit and explicit:
+//! several daemons export one logical unit (an RBD image) through their
+//! own target port, each port in a target port group of its own. Which
+//! port is active/optimized follows an ownership signal the daemon keeps
+//! current (the image's exclusive lock): the owner's group is
+//! ACTIVE/OPTIMIZED, the others ACTIVE/NON-OPTIMIZED. Non-optimized ports
+//! still serve every command: the backend moves the ownership on a write
+//! (librbd requests the lock from its owner, or breaks it when the owner
+//! is dead), and the states follow. SET TARGET PORT GROUPS naming this
+//! port's group active/optimized moves the ownership here at once
+//! ([`set_request`]).
 //!
 //! TCMU does not say which port a command came through: a daemon serves
 //! one port of the logical unit ([`AluaConfig::relative_port`]) and names
 //! the others ([`AluaConfig::peers`]).
 
 use std::sync::atomic::{AtomicU8, Ordering};
+
+use super::error::ScsiError;
 
 /// An asymmetric access state (SPC-4 table 170), as REPORT TARGET PORT
 /// GROUPS encodes it.
@@ -143,18 +147,112 @@ impl AluaConfig {
 
 /// SUPPORTED states of every group: T_SUP, AN_SUP, AO_SUP.
 const SUPPORTED_STATES: u8 = 0x80 | 0x02 | 0x01;
-/// STATUS CODE: the state was altered by an implicit transition.
-const STATUS_ALTERED_BY_IMPLICIT: u8 = 0x02;
+/// Why the states last changed: the STATUS CODE of REPORT TARGET PORT
+/// GROUPS (SPC-4 table 176).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum StatusCode {
+    /// No change since the unit started serving.
+    None = 0x00,
+    /// Altered by a SET TARGET PORT GROUPS command.
+    AlteredBySetTargetPortGroups = 0x01,
+    /// Altered by an implicit transition.
+    AlteredImplicitly = 0x02,
+}
+
+impl StatusCode {
+    /// The code stored as `v` (anything else: [`StatusCode::None`]).
+    pub(crate) fn from_u8(v: u8) -> StatusCode {
+        match v {
+            0x01 => StatusCode::AlteredBySetTargetPortGroups,
+            0x02 => StatusCode::AlteredImplicitly,
+            _ => StatusCode::None,
+        }
+    }
+}
+
+/// What a SET TARGET PORT GROUPS parameter list asks of this daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SetRequest {
+    /// The states it names are the current ones (or it names none).
+    Unchanged,
+    /// This port's group active/optimized: take the ownership here.
+    TakeOwnership,
+    /// States only another daemon could bring about (a peer's group
+    /// optimized, or this one non-optimized while it owns the unit): the
+    /// ownership moves to a peer when a write reaches it, not on request.
+    NotHere,
+}
+
+/// Parses a SET TARGET PORT GROUPS parameter list (SPC-4 6.40: 4 reserved
+/// bytes, then 4-byte descriptors of ASYMMETRIC ACCESS STATE and TARGET
+/// PORT GROUP) against the configured groups and the ownership `o`.
+///
+/// INVALID FIELD IN PARAMETER LIST for a group not configured, one named
+/// twice, a state other than active/optimized or active/non-optimized (the
+/// only ones supported) or two groups optimized at once; PARAMETER LIST
+/// LENGTH ERROR for a list that is not a header plus whole descriptors.
+pub(crate) fn set_request(
+    cfg: &AluaConfig,
+    o: Ownership,
+    list: &[u8],
+) -> Result<SetRequest, ScsiError> {
+    if list.is_empty() {
+        return Ok(SetRequest::Unchanged);
+    }
+    if list.len() < 4 || (list.len() - 4) % 4 != 0 {
+        return Err(ScsiError::ParameterListLength);
+    }
+    let (own_now, peer_now) = cfg.states(o);
+    let mut seen: Vec<u16> = Vec::new();
+    let (mut optimized, mut unchanged, mut own_optimized) = (0, true, false);
+    for (i, d) in list[4..].chunks_exact(4).enumerate() {
+        let at = 4 + 4 * i;
+        let group = u16::from_be_bytes([d[2], d[3]]);
+        let state = match d[0] & 0x0F {
+            0x0 => AccessState::ActiveOptimized,
+            0x1 => AccessState::ActiveNonOptimized,
+            _ => return Err(ScsiError::param(at)),
+        };
+        let now = if group == cfg.group {
+            own_now
+        } else if cfg.peers.iter().any(|p| p.group == group) {
+            peer_now
+        } else {
+            return Err(ScsiError::param(at + 2));
+        };
+        if seen.contains(&group) {
+            return Err(ScsiError::param(at + 2));
+        }
+        seen.push(group);
+        if state == AccessState::ActiveOptimized {
+            optimized += 1;
+            if optimized > 1 {
+                return Err(ScsiError::param(at));
+            }
+            own_optimized = group == cfg.group;
+        }
+        unchanged &= state == now;
+    }
+    Ok(if unchanged {
+        SetRequest::Unchanged
+    } else if own_optimized {
+        SetRequest::TakeOwnership
+    } else {
+        SetRequest::NotHere
+    })
+}
 
 /// The REPORT TARGET PORT GROUPS parameter data (SPC-4 6.36), own group
 /// first, with the extended header (format 001b) when `extended`.
-pub(crate) fn report(cfg: &AluaConfig, o: Ownership, changed: bool, extended: bool) -> Vec<u8> {
+pub(crate) fn report(
+    cfg: &AluaConfig,
+    o: Ownership,
+    status: StatusCode,
+    extended: bool,
+) -> Vec<u8> {
     let (own, peer) = cfg.states(o);
-    let status = if changed {
-        STATUS_ALTERED_BY_IMPLICIT
-    } else {
-        0
-    };
+    let status = status as u8;
     let mut groups = vec![(cfg.group, own, cfg.relative_port)];
     groups.extend(cfg.peers.iter().map(|p| (p.group, peer, p.relative_port)));
     let mut descs = Vec::with_capacity(12 * groups.len());
@@ -233,12 +331,89 @@ mod tests {
 
     #[test]
     fn report_lists_own_group_first_with_its_port() {
-        let d = report(&two(), Ownership::Remote, true, false);
+        let d = report(
+            &two(),
+            Ownership::Remote,
+            StatusCode::AlteredImplicitly,
+            false,
+        );
         assert_eq!(&d[..4], &[0, 0, 0, 24]);
         assert_eq!(&d[4..16], &[0x01, 0x83, 0, 1, 0, 0x02, 0, 1, 0, 0, 0, 1]);
         assert_eq!(&d[16..28], &[0x00, 0x83, 0, 2, 0, 0x02, 0, 1, 0, 0, 0, 2]);
-        let x = report(&two(), Ownership::Local, false, true);
+        let x = report(&two(), Ownership::Local, StatusCode::None, true);
         assert_eq!(&x[..8], &[0, 0, 0, 24, 0x10, 30, 0, 0]);
         assert_eq!((x[8], x[20]), (0x00, 0x01));
+    }
+
+    /// A SET TARGET PORT GROUPS list: header + descriptors (state, group).
+    fn stpg(descs: &[(u8, u16)]) -> Vec<u8> {
+        let mut l = vec![0; 4];
+        for &(state, group) in descs {
+            let [h, lo] = group.to_be_bytes();
+            l.extend_from_slice(&[state, 0, h, lo]);
+        }
+        l
+    }
+
+    #[test]
+    fn set_request_takes_ownership_only_for_this_ports_group() {
+        use SetRequest::*;
+        let c = two();
+        // Own group optimized: taken here, unless already the owner.
+        assert_eq!(
+            set_request(&c, Ownership::Remote, &stpg(&[(0, 1)])).unwrap(),
+            TakeOwnership
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Unowned, &stpg(&[(0, 1), (1, 2)])).unwrap(),
+            TakeOwnership
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Local, &stpg(&[(0, 1)])).unwrap(),
+            Unchanged
+        );
+        // The states as they are, or nothing named: nothing to do.
+        assert_eq!(
+            set_request(&c, Ownership::Remote, &stpg(&[(0, 2), (1, 1)])).unwrap(),
+            Unchanged
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Remote, &stpg(&[])).unwrap(),
+            Unchanged
+        );
+        assert_eq!(set_request(&c, Ownership::Remote, &[]).unwrap(), Unchanged);
+        // A peer optimized while this daemon owns the unit: not on request.
+        assert_eq!(
+            set_request(&c, Ownership::Local, &stpg(&[(0, 2)])).unwrap(),
+            NotHere
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Local, &stpg(&[(1, 1)])).unwrap(),
+            NotHere
+        );
+    }
+
+    #[test]
+    fn set_request_refuses_bad_lists_with_a_pointer() {
+        let c = two();
+        let err = |l: &[u8]| {
+            set_request(&c, Ownership::Remote, l)
+                .unwrap_err()
+                .to_sense()
+        };
+        let ptr = |l: &[u8]| err(l).field_pointer.map(|f| f.byte);
+        // Unknown group, duplicate group: the group field.
+        assert_eq!(ptr(&stpg(&[(0, 9)])), Some(6));
+        assert_eq!(ptr(&stpg(&[(1, 2), (1, 2)])), Some(10));
+        // Unsupported state (standby), two optimized: the state field.
+        assert_eq!(ptr(&stpg(&[(2, 1)])), Some(4));
+        assert_eq!(ptr(&stpg(&[(0, 1), (0, 2)])), Some(8));
+        // Not a header plus whole descriptors.
+        for l in [&[0u8, 0][..], &[0, 0, 0, 0, 0, 0][..]] {
+            assert!(matches!(
+                set_request(&c, Ownership::Remote, l),
+                Err(ScsiError::ParameterListLength)
+            ));
+        }
     }
 }

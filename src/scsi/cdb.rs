@@ -381,6 +381,17 @@ impl ReportLuns<'_> {
 }
 
 view!(
+    /// MAINTENANCE OUT (12): SET TARGET PORT GROUPS.
+    MaintenanceOut, 12
+);
+impl MaintenanceOut<'_> {
+    /// PARAMETER LIST LENGTH (bytes 6-9).
+    pub fn parameter_list_length(&self) -> u32 {
+        be32([self.0[6], self.0[7], self.0[8], self.0[9]])
+    }
+}
+
+view!(
     /// MAINTENANCE IN (12): REPORT SUPPORTED OPERATION CODES / TASK
     /// MANAGEMENT FUNCTIONS / TARGET PORT GROUPS.
     MaintenanceIn, 12

@@ -17,8 +17,8 @@
 //! field wrapped to 0 and expects exactly that answer.
 
 use super::cdb::{
-    Block10, Block12, Block16, CompareAndWrite, ModeSelect10, ModeSelect6, Rw6, SendDiagnostic,
-    ThirdPartyCopy, WriteAtomic16,
+    Block10, Block12, Block16, CompareAndWrite, MaintenanceOut, ModeSelect10, ModeSelect6, Rw6,
+    SendDiagnostic, ThirdPartyCopy, WriteAtomic16,
 };
 use super::error::ScsiError;
 
@@ -143,6 +143,11 @@ pub(crate) fn extended_copy(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, 
         return Err(ScsiError::ParameterListLength);
     }
     param_list(usize::try_from(len).unwrap_or(usize::MAX), 10, sent)
+}
+/// SET TARGET PORT GROUPS: PARAMETER LIST LENGTH in bytes 6-9.
+pub(crate) fn maintenance_out(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {
+    let len = MaintenanceOut::parse(cdb)?.parameter_list_length();
+    param_list(usize::try_from(len).unwrap_or(usize::MAX), 6, sent)
 }
 /// SEND DIAGNOSTIC: PARAMETER LIST LENGTH in bytes 3-4.
 pub(crate) fn send_diagnostic(cdb: &[u8], _bs: u32, sent: usize) -> Result<usize, ScsiError> {

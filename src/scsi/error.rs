@@ -93,6 +93,10 @@ pub enum ScsiError {
         /// than one with the same list identifier.
         resources: bool,
     },
+    /// SET TARGET PORT GROUPS asked for states this daemon could not bring
+    /// about (HARDWARE ERROR, 67/0A, as SPC-4 5.15.2.4 says).
+    #[error("set target port groups failed")]
+    SetTargetPortGroupsFailed,
     /// The command would have waited ([`crate::scsi::Lun::try_execute_nowait`]
     /// then hands it back to be run with [`crate::scsi::Lun::execute_io`];
     /// never reported to an initiator).
@@ -149,6 +153,9 @@ impl ScsiError {
                 Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
             }
             ScsiError::SanitizeInProgress => Sense::new(NotReady, Asc::SANITIZE_IN_PROGRESS),
+            ScsiError::SetTargetPortGroupsFailed => {
+                Sense::new(HardwareError, Asc::SET_TARGET_PORT_GROUPS_COMMAND_FAILED)
+            }
             ScsiError::SanitizeFailed => Sense::new(MediumError, Asc::SANITIZE_COMMAND_FAILED),
             ScsiError::TooManyDescriptors { segments } => Sense::new(
                 IllegalRequest,

@@ -158,6 +158,8 @@ impl Asc {
     pub const SAVING_PARAMETERS_NOT_SUPPORTED: Asc = Asc::new(0x39, 0x00);
     /// 44/00 INTERNAL TARGET FAILURE.
     pub const INTERNAL_TARGET_FAILURE: Asc = Asc::new(0x44, 0x00);
+    /// SET TARGET PORT GROUPS COMMAND FAILED.
+    pub const SET_TARGET_PORT_GROUPS_COMMAND_FAILED: Asc = Asc::new(0x67, 0x0A);
 }
 
 /// The SENSE-KEY SPECIFIC field pointer (SKSV=1): which CDB or parameter

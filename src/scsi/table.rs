@@ -166,7 +166,7 @@ impl Facts {
         ua_exempt: true,
         ..Facts::PLAIN
     };
-    /// REPORT TARGET PORT GROUPS.
+    /// REPORT and SET TARGET PORT GROUPS.
     const ALUA: Facts = Facts {
         needs_alua: true,
         ..Facts::PLAIN
@@ -358,6 +358,8 @@ pub(crate) static COMMANDS: &[Command] = &[
          [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
     row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
          [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+    row!(0xA4, Some(0x0A), "SET TARGET PORT GROUPS", Out, Some(o::maintenance_out), A::None, always, spc::tpg::set_target_port_groups,
+         [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA8, None, "READ(12)", In, None, A::None, always, sbc::rw::read12,
          [0xA8, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0x05], Facts::READ),
     row!(0xAA, None, "WRITE(12)", Out, Some(o::write12), A::None, always, sbc::rw::write12,
@@ -554,7 +556,10 @@ mod tests {
             with(|f| f.may_run_inline),
             ["READ(6)", "READ(10)", "READ(16)", "READ(12)"]
         );
-        assert_eq!(with(|f| f.needs_alua), ["REPORT TARGET PORT GROUPS"]);
+        assert_eq!(
+            with(|f| f.needs_alua),
+            ["REPORT TARGET PORT GROUPS", "SET TARGET PORT GROUPS"]
+        );
         assert_eq!(
             with(|f| !f.safe_to_retry),
             ["EXTENDED COPY(LID1)", "COMPARE AND WRITE"]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::util::scsi::*;
 use tcmud_core::backend::mem::MemBackend;
-use tcmud_core::backend::BackendEvent;
+use tcmud_core::backend::{BackendCaps, BackendError, BackendEvent, BlockBackend};
 use tcmud_core::scsi::{status, Lun, LunConfig, LunIdentity, SenseKey};
 
 const TUR: [u8; 6] = [0x00, 0, 0, 0, 0, 0]; // TEST UNIT READY
@@ -544,6 +544,14 @@ fn rtpg(extended: bool, alloc: u32) -> [u8; 12] {
 
 /// The port of daemon `group` (1 or 2) of a two-daemon unit, over `mem`.
 fn alua_port(group: u16, mem: Arc<MemBackend>) -> (Lun, Arc<tcmud_core::scsi::OwnershipCell>) {
+    alua_port_on(group, mem)
+}
+
+/// [`alua_port`] over any backend.
+fn alua_port_on(
+    group: u16,
+    backend: Arc<dyn BlockBackend>,
+) -> (Lun, Arc<tcmud_core::scsi::OwnershipCell>) {
     use tcmud_core::scsi::{AluaConfig, AluaPeer, OwnershipCell};
     let peer = 3 - group;
     let cfg = LunConfig {
@@ -558,7 +566,7 @@ fn alua_port(group: u16, mem: Arc<MemBackend>) -> (Lun, Arc<tcmud_core::scsi::Ow
         }),
         ..LunConfig::identified(LunIdentity([7; 16]))
     };
-    let lun = Lun::new(cfg, mem);
+    let lun = Lun::new(cfg, backend);
     let cell = Arc::new(OwnershipCell::new());
     lun.set_ownership(cell.clone());
     expect_sense(&lun, &TUR, &[], SenseKey::UnitAttention, 0x29, 0x00);
@@ -598,12 +606,12 @@ fn alua_inquiry_tpgs_and_vpd83_port_designators() {
     let plain = dev();
     let (a, _) = alua_port(1, mem.clone());
     let (b, _) = alua_port(2, mem);
-    // TPGS 01b (implicit) only with ALUA; 3PC stays.
+    // TPGS 11b (implicit and explicit) only with ALUA; 3PC stays.
     assert_eq!(
         expect_data(&plain.lun, &inquiry(false, 0, 96), &[], 96)[5],
         0x08
     );
-    assert_eq!(expect_data(&a, &inquiry(false, 0, 96), &[], 96)[5], 0x18);
+    assert_eq!(expect_data(&a, &inquiry(false, 0, 96), &[], 96)[5], 0x38);
     let da = designators(&expect_data(&a, &inquiry(true, 0x83, 512), &[], 512));
     let db = designators(&expect_data(&b, &inquiry(true, 0x83, 512), &[], 512));
     // Both ports name the same unit (NAA, T10 vendor ID)...
@@ -710,5 +718,167 @@ fn alua_rtpg_is_refused_and_unlisted_without_alua() {
     };
     assert!(!listed(&t.lun));
     let (a, _) = alua_port(1, Arc::new(MemBackend::new(BS, BLOCKS)));
+    assert!(listed(&a));
+}
+
+// --- Explicit ALUA: SET TARGET PORT GROUPS ---
+
+/// A SET TARGET PORT GROUPS CDB with a parameter list of `len` bytes.
+fn stpg_cdb(len: usize) -> [u8; 12] {
+    let len = u32::try_from(len).expect("a test list fits in 32 bits");
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0xA4; // MAINTENANCE OUT
+    cdb[1] = 0x0A; // SET TARGET PORT GROUPS
+    cdb[6..10].copy_from_slice(&len.to_be_bytes()); // PARAMETER LIST LENGTH
+    cdb
+}
+
+/// Its parameter list: a reserved header, then (state, group) descriptors.
+fn stpg_list(descs: &[(u8, u16)]) -> Vec<u8> {
+    let mut l = vec![0; 4];
+    for &(state, group) in descs {
+        let [h, lo] = group.to_be_bytes();
+        l.extend_from_slice(&[state, 0, h, lo]);
+    }
+    l
+}
+
+/// Memory whose ownership can be taken (or not: `grant`), counting the
+/// requests, as the RBD backend takes the image's exclusive lock.
+struct Lockable {
+    mem: MemBackend,
+    grant: bool,
+    asked: std::sync::atomic::AtomicUsize,
+}
+
+impl BlockBackend for Lockable {
+    fn caps(&self) -> BackendCaps {
+        self.mem.caps()
+    }
+    fn read(&self, lba: u64, buf: &mut [u8]) -> Result<(), BackendError> {
+        self.mem.read(lba, buf)
+    }
+    fn write(&self, lba: u64, data: &[u8], fua: bool) -> Result<(), BackendError> {
+        self.mem.write(lba, data, fua)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.mem.flush()
+    }
+    fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
+        self.mem.unmap(lba, blocks)
+    }
+    fn take_ownership(&self) -> Result<bool, BackendError> {
+        self.asked.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Ok(self.grant)
+    }
+}
+
+fn lockable(grant: bool) -> Arc<Lockable> {
+    Arc::new(Lockable {
+        mem: MemBackend::new(BS, BLOCKS),
+        grant,
+        asked: Default::default(),
+    })
+}
+
+#[test]
+fn alua_stpg_of_this_ports_group_takes_the_ownership_here() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tcmud_core::scsi::Ownership;
+    let backend = lockable(true);
+    let (a, cell) = alua_port_on(1, backend.clone());
+    cell.set(Ownership::Remote); // daemon B owns the unit
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    let own = stpg_list(&[(0x0, 1), (0x1, 2)]);
+    expect_good(&a, &stpg_cdb(own.len()), &own);
+    assert_eq!(
+        backend.asked.load(SeqCst),
+        1,
+        "the backend took the ownership"
+    );
+    assert_eq!(cell.get(), Ownership::Local);
+    // No unit attention for the change the initiator asked for; RTPG
+    // shows group 1 optimized, STATUS 01h (altered by SET TARGET PORT
+    // GROUPS).
+    expect_good(&a, &TUR, &[]);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 0, 1), (2, 1, 2)]);
+    assert_eq!((d[4 + 5], d[16 + 5]), (0x01, 0x01));
+    // Asked again: already so, the backend is not asked.
+    expect_good(&a, &stpg_cdb(own.len()), &own);
+    assert_eq!(backend.asked.load(SeqCst), 1);
+    // The peer's group optimized, from this port: only a write through
+    // the peer moves the ownership there.
+    let peer = stpg_list(&[(0x0, 2)]);
+    expect_sense(&a, &stpg_cdb(8), &peer, SenseKey::HardwareError, 0x67, 0x0A);
+    assert_eq!(cell.get(), Ownership::Local);
+    // A list naming nothing (length 0) is GOOD.
+    expect_good(&a, &stpg_cdb(0), &[]);
+}
+
+#[test]
+fn alua_stpg_failures_and_bad_lists() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tcmud_core::scsi::Ownership;
+    // The backend cannot take it: SET TARGET PORT GROUPS COMMAND FAILED,
+    // the states as they were.
+    let refused = lockable(false);
+    let (a, cell) = alua_port_on(1, refused.clone());
+    cell.set(Ownership::Remote);
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    let own = stpg_list(&[(0x0, 1)]);
+    expect_sense(&a, &stpg_cdb(8), &own, SenseKey::HardwareError, 0x67, 0x0A);
+    assert_eq!(refused.asked.load(SeqCst), 1);
+    assert_eq!(cell.get(), Ownership::Remote);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 1, 1), (2, 0, 2)]);
+    // Unknown group, unsupported state (standby), two optimized: INVALID
+    // FIELD IN PARAMETER LIST, pointing at the field; nothing asked.
+    for (list, byte) in [
+        (stpg_list(&[(0x0, 7)]), 6u16),
+        (stpg_list(&[(0x2, 1)]), 4),
+        (stpg_list(&[(0x0, 1), (0x0, 2)]), 8),
+    ] {
+        let s = expect_sense(
+            &a,
+            &stpg_cdb(list.len()),
+            &list,
+            SenseKey::IllegalRequest,
+            0x26,
+            0x00,
+        );
+        assert_eq!(
+            s.field_pointer.map(|f| (f.in_cdb, f.byte)),
+            Some((false, byte))
+        );
+    }
+    // Not a header plus whole descriptors: PARAMETER LIST LENGTH ERROR.
+    expect_sense(
+        &a,
+        &stpg_cdb(6),
+        &[0; 6],
+        SenseKey::IllegalRequest,
+        0x1A,
+        0x00,
+    );
+    assert_eq!(refused.asked.load(SeqCst), 1);
+    // Without ALUA: refused, and REPORT SUPPORTED OPERATION CODES lists it
+    // only with ALUA.
+    let t = dev();
+    expect_sense(
+        &t.lun,
+        &stpg_cdb(8),
+        &own,
+        SenseKey::IllegalRequest,
+        0x24,
+        0x00,
+    );
+    let listed = |lun: &Lun| {
+        let d = expect_data(lun, &rsoc(0, 0, 0, 8192), &[], 8192);
+        d[4..]
+            .chunks(8)
+            .any(|c| c[0] == 0xA4 && c[2..4] == [0, 0x0A])
+    };
+    assert!(!listed(&t.lun));
     assert!(listed(&a));
 }

@@ -512,6 +512,33 @@ impl BlockBackend for RbdBackend {
         }))
     }
 
+    /// SET TARGET PORT GROUPS naming this daemon's group active/optimized:
+    /// the image's exclusive lock, taken the way a write takes it (librbd
+    /// asks the owner to release it; a dead owner's lock is broken, the
+    /// owner blocklisted, once its watch expired). The write is one that
+    /// changes nothing: COMPARE AND WRITE of block 0 with the bytes it
+    /// holds, so a write through another port in between is kept (the
+    /// compare then fails; the lock moved all the same). `rbd_lock_acquire`
+    /// is not used: it would switch librbd to manual mode, in which the
+    /// peers' writes no longer move the lock (docs/alua.md).
+    fn take_ownership(&self) -> Result<bool, BackendError> {
+        if self.shared.read_only {
+            return Ok(false);
+        }
+        let owner = |b: &Self| b.image().is_lock_owner().map_err(|e| b.error(Op::Write, e));
+        if owner(self)? {
+            return Ok(true);
+        }
+        let mut block = vec![0u8; self.block_size as usize];
+        self.read(0, &mut block)?;
+        self.run(Op::Write, |img, done| {
+            img.aio_compare_and_write(0, block.clone(), block.clone(), done)
+        })?;
+        let now = owner(self)?;
+        tracing::info!(image = %self.name(), owner = now, "exclusive lock requested for SET TARGET PORT GROUPS");
+        Ok(now)
+    }
+
     fn unmap(&self, lba: u64, blocks: u64) -> Result<(), BackendError> {
         self.check_writable()?;
         let (off, len) = self.check_range(lba, blocks)?;

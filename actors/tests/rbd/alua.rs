@@ -157,6 +157,28 @@ fn write(sim: &mut KernelSim, lba: u64, data: &[u8]) {
     panic!("WRITE never GOOD");
 }
 
+/// SET TARGET PORT GROUPS through `sim` with (state, group) descriptors,
+/// skipping unit attentions.
+fn stpg(sim: &mut KernelSim, descs: &[(u8, u16)]) -> SimCompletion {
+    let mut list = vec![0u8; 4];
+    for &(state, group) in descs {
+        let [h, l] = group.to_be_bytes();
+        list.extend_from_slice(&[state, 0, h, l]);
+    }
+    let mut cdb = [0u8; 12];
+    cdb[0] = 0xA4; // MAINTENANCE OUT
+    cdb[1] = 0x0A; // SET TARGET PORT GROUPS
+    let len = u32::try_from(list.len()).expect("a short list");
+    cdb[6..10].copy_from_slice(&len.to_be_bytes()); // PARAMETER LIST LENGTH
+    for _ in 0..5 {
+        let c = one_slow(sim, &cdb, SimDir::Out(list.clone()));
+        if c.status != 2 || sense(&c.sense).0 != 6 {
+            return c;
+        }
+    }
+    panic!("SET TARGET PORT GROUPS kept getting unit attentions");
+}
+
 /// VPD 83h through `sim`: the designators as (PIV|association|type, body).
 fn vpd83(sim: &mut KernelSim) -> Vec<(u8, Vec<u8>)> {
     let c = one(sim, &[0x12, 0x01, 0x83, 0x02, 0x00, 0], SimDir::In(512));
@@ -193,9 +215,9 @@ fn lock_owner_is_active_optimized_and_the_states_follow_writes() {
             vb[2..],
             [(0x14, vec![0, 0, 0, 2]), (0x15, vec![0, 0, 0, 2])]
         );
-        // INQUIRY: TPGS 01b (implicit ALUA).
+        // INQUIRY: TPGS 11b (implicit and explicit ALUA).
         let inq = one(a, &[0x12, 0, 0, 0, 96, 0], SimDir::In(96));
-        assert_eq!(inq.data_in[5] & 0x30, 0x10);
+        assert_eq!(inq.data_in[5] & 0x30, 0x30);
         // Nobody holds the lock: no group is optimized.
         assert_eq!(rtpg(a), [(1, ANO), (2, ANO)]);
         // A write through daemon 1 takes the lock: its group is optimized,
@@ -210,7 +232,22 @@ fn lock_owner_is_active_optimized_and_the_states_follow_writes() {
         write(b, 16, &two_data);
         wait_states(b, &[(2, AO), (1, ANO)]);
         wait_states(a, &[(1, ANO), (2, AO)]);
-        // Both writes are on the image, read through either port.
+        // SET TARGET PORT GROUPS through daemon 1 naming its group
+        // optimized moves the lock back without a write from the initiator:
+        // GOOD once daemon 1 holds it, its RTPG at once, daemon 2's after
+        // its next look at the lock.
+        let c = stpg(a, &[(AO, 1), (ANO, 2)]);
+        assert_eq!((c.status, sense(&c.sense)), (0, (0, 0, 0)));
+        assert_eq!(rtpg(a), [(1, AO), (2, ANO)]);
+        wait_states(b, &[(2, ANO), (1, AO)]);
+        // The peer's group optimized, asked of daemon 1: only a write
+        // through daemon 2 moves the lock there (HARDWARE ERROR, SET
+        // TARGET PORT GROUPS COMMAND FAILED); nothing changes.
+        let c = stpg(a, &[(AO, 2)]);
+        assert_eq!((c.status, sense(&c.sense)), (2, (4, 0x67, 0x0A)));
+        assert_eq!(rtpg(a), [(1, AO), (2, ANO)]);
+        // Both writes are on the image, read through either port: the
+        // lock's move for SET TARGET PORT GROUPS changed no data.
         for sim in [&mut *a, &mut *b] {
             let c = one(sim, &read16(0, 32), SimDir::In(32 * 512));
             assert_eq!(c.status, 0);

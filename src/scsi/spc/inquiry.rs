@@ -33,7 +33,7 @@ fn standard(ctx: &Ctx<'_>) -> Vec<u8> {
     d[4] = u8_len(d.len() - 5); // ADDITIONAL LENGTH
     d[5] = 0x08; // 3PC: EXTENDED COPY (LID1)
     if cfg.alua.is_some() {
-        d[5] |= 0x10; // TPGS 01b: implicit ALUA only
+        d[5] |= 0x30; // TPGS 11b: implicit and explicit ALUA
     }
     d[7] = 0x02; // CMDQUE
     d[8..16].copy_from_slice(&ascii_field(&cfg.vendor, 8));

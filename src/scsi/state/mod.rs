@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
-use super::alua::{Ownership, OwnershipCell};
+use super::alua::{Ownership, OwnershipCell, StatusCode};
 use super::copy::held::CopyResults;
 use super::device_limits::DeviceLimits;
 use super::sense::{Asc, Sense, SenseKey};
@@ -68,9 +68,9 @@ pub(crate) struct LunState {
     /// The ownership the last command saw ([`Ownership`] as u8; `u8::MAX`:
     /// none yet): a change queues ASYMMETRIC ACCESS STATE CHANGED.
     ownership_seen: AtomicU8,
-    /// The access states changed since the LUN was created (RTPG STATUS
-    /// CODE).
-    alua_changed: AtomicBool,
+    /// Why the access states last changed (RTPG STATUS CODE,
+    /// [`StatusCode`] as u8).
+    alua_status: AtomicU8,
 }
 
 // `LunState` is shared between I/O threads.
@@ -104,7 +104,7 @@ impl LunState {
             copy_registry: OnceLock::new(),
             ownership: OnceLock::new(),
             ownership_seen: AtomicU8::new(u8::MAX),
-            alua_changed: AtomicBool::new(false),
+            alua_status: AtomicU8::new(StatusCode::None as u8),
         }
     }
 
@@ -119,9 +119,24 @@ impl LunState {
         self.ownership.get().map_or(Ownership::Unknown, |c| c.get())
     }
 
-    /// Whether the access states changed since the LUN was created.
-    pub(crate) fn alua_changed(&self) -> bool {
-        self.alua_changed.load(Ordering::Acquire)
+    /// Why the access states last changed.
+    pub(crate) fn alua_status(&self) -> StatusCode {
+        StatusCode::from_u8(self.alua_status.load(Ordering::Acquire))
+    }
+
+    /// This daemon took the ownership for a SET TARGET PORT GROUPS (the
+    /// backend confirmed it): the states change now, without the unit
+    /// attention an implicit change queues (the initiator asked for it).
+    pub(crate) fn ownership_taken_on_request(&self) {
+        if let Some(cell) = self.ownership.get() {
+            cell.set(Ownership::Local);
+            self.ownership_seen
+                .store(Ownership::Local as u8, Ordering::Release);
+        }
+        self.alua_status.store(
+            StatusCode::AlteredBySetTargetPortGroups as u8,
+            Ordering::Release,
+        );
     }
 
     /// A unit attention waits to be reported.
@@ -349,7 +364,8 @@ impl LunState {
                 && before != u8::MAX
                 && cfg.states(Ownership::from_u8(before)) != cfg.states(now)
             {
-                self.alua_changed.store(true, Ordering::Release);
+                self.alua_status
+                    .store(StatusCode::AlteredImplicitly as u8, Ordering::Release);
                 self.queue_ua(Asc::ASYMMETRIC_ACCESS_STATE_CHANGED);
             }
         }
