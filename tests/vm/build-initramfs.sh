@@ -81,7 +81,7 @@ CEPH_BINS="ceph-mon ceph-osd monmaptool ceph-authtool rbd rados"
 ALUA_MODULES="drivers/md/dm-mod drivers/md/dm-multipath drivers/md/dm-round-robin \
 drivers/scsi/device_handler/scsi_dh_alua"
 SG_TOOLS="sg_inq sg_readcap sg_turs sg_raw sg_vpd sg_luns sg_modes sg_sync sg_unmap sg_write_same \
-sg_get_lba_status sg_rtpg sg_persist sg_opcodes sg_requests sg_compare_and_write sg_dd sg_map26 \
+sg_get_lba_status sg_rtpg sg_stpg sg_persist sg_opcodes sg_requests sg_compare_and_write sg_dd sg_map26 \
 sg_rep_zones sg_xcopy sg_senddiag sg_decode_sense sg_verify sg_start sg_prevent"
 
 t0=$(date +%s.%N)

@@ -7,7 +7,8 @@
 # seen completing on the disk, tcmud frozen so commands are in flight), start it again: it
 # re-opens the image (taking over the exclusive lock the killed process held), fio finishes
 # and verifies every block; no ring or I/O errors in dmesg. Finally the LUN's content read by
-# the initiator equals the image's read by librbd after tcmud stopped.
+# the initiator equals the image's read by librbd after tcmud stopped. Between them the image
+# is grown to 96 MiB through the control socket (`tcmud volume resize rbd:rbd vol`).
 # timeout: 1200
 # needs: rbd (tcmud built with --features rbd as /vmlab/bin/tcmud-rbd; the ceph segment)
 . /vmlab/tcmud-lib.sh
@@ -68,6 +69,23 @@ done
 errs=$(dmesg_new | grep -iE 'ring broken|tcmu: |I/O error|critical')
 [ -z "$errs" ] || { echo "$errs"; fail "kernel logged ring or I/O errors"; }
 verified "dmesg: no 'ring broken', no 'tcmu: ' errors, no I/O errors over $ROUNDS crashes"
+
+# live resize through the control socket: the served image grows through its LUN (configfs
+# dev_size, the kernel's RECONFIG, rbd_resize); the initiator sees it after a rescan
+sd=${SD#/dev/}
+"$TCMUD" volume resize rbd:rbd vol --size 96MiB > /tmp/rs.out 2>&1 || { cat /tmp/rs.out; diag; fail "live resize of the served image"; }
+grep -q "resized rbd/vol to 96 MiB" /tmp/rs.out || { cat /tmp/rs.out; fail "resize output"; }
+echo 1 > "/sys/block/$sd/device/rescan"
+n=100
+until [ "$(cat "/sys/block/$sd/size")" = $((96 * 2048)) ]; do
+    [ $n -le 0 ] && fail "$SD is $(cat "/sys/block/$sd/size") sectors after growing the image to 96 MiB"
+    sleep 0.1; n=$((n - 1))
+done
+rbd info rbd/vol 2>/dev/null | grep -q "size 96 MiB" || { rbd info rbd/vol; fail "the image is not 96 MiB"; }
+if "$TCMUD" volume resize rbd:rbd vol --size 32MiB > /tmp/rs2.out 2>&1; then fail "shrinking the served image succeeded"; fi
+grep -q "cannot shrink" /tmp/rs2.out || { cat /tmp/rs2.out; fail "shrink refusal"; }
+SIZE_MB=96
+verified "tcmud volume resize rbd:rbd vol --size 96MiB: $(cat /tmp/rs.out | tr -d '\n'); $SD 96 MiB after a rescan, rbd info 96 MiB; shrinking refused"
 
 dd if="$SD" of=/tmp/lun.img bs=1M iflag=direct 2>/dev/null || fail "reading the LUN"
 tcmud_stop

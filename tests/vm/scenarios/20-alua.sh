@@ -1,10 +1,11 @@
 #!/bin/sh
-# 20-alua.sh -- implicit ALUA with two tcmud daemons exporting one RBD image (docs/alua.md):
+# 20-alua.sh -- implicit and explicit ALUA with two tcmud daemons exporting one RBD image (docs/alua.md):
 # daemon A serves subtype rbda (target port group 1, relative port 1), daemon B subtype rbdb
 # (group 2, port 2); both devices name image rbd/vol, each mapped as its own tcm_loop LUN
 # (paths sdA, sdB). Checks: one NAA on both paths, each path's own port/group designators, TPGS
 # implicit; a write through A makes group 1 active/optimized and group 2 non-optimized, seen
-# from both paths (sg_rtpg); the kernel's scsi_dh_alua attached to both paths. Then the
+# from both paths (sg_rtpg); sg_stpg --optimized through B moves the lock (and the optimized
+# group) to B, through A back to A; the kernel's scsi_dh_alua attached to both paths. Then the
 # initiator's dm-multipath (a table like multipathd's group_by_prio: A's path group first,
 # B's second, hardware handler alua, queue_if_no_path) and fio 4k randwrite with crc32c verify
 # on it; daemon A (the owner) frozen and killed with SIGKILL while fio writes: dm-multipath
@@ -92,8 +93,8 @@ grep -qi "Relative target port: 0x1" /tmp/vpd-a.txt && grep -qi "Target port gro
     { cat /tmp/vpd-a.txt; fail "path A: relative port / group 1 designators"; }
 grep -qi "Relative target port: 0x2" /tmp/vpd-b.txt && grep -qi "Target port group: 0x2" /tmp/vpd-b.txt ||
     { cat /tmp/vpd-b.txt; fail "path B: relative port / group 2 designators"; }
-sg_inq "$SDA" | grep -qi "TPGS=1" || { sg_inq "$SDA"; fail "INQUIRY TPGS is not 1 (implicit)"; }
-verified "same NAA and T10 vendor id on both paths; relative port/group 1 on A, 2 on B; TPGS=1"
+sg_inq "$SDA" | grep -qi "TPGS=3" || { sg_inq "$SDA"; fail "INQUIRY TPGS is not 3 (implicit and explicit)"; }
+verified "same NAA and T10 vendor id on both paths; relative port/group 1 on A, 2 on B; TPGS=3"
 
 # state_of SD GROUP -> the asymmetric access state sg_rtpg decodes for GROUP seen through SD
 state_of() {
@@ -115,6 +116,18 @@ wait_state "$SDA" 1 "active/optimized" 10 || fail "group 1 not active/optimized 
 wait_state "$SDB" 1 "active/optimized" 10 || fail "group 1 not active/optimized through B"
 wait_state "$SDB" 2 "non.optimized" 10 || fail "group 2 not non-optimized through B"
 verified "a write through A: group 1 active/optimized, group 2 active/non-optimized (sg_rtpg through both paths)"
+
+# explicit ALUA: SET TARGET PORT GROUPS through B naming B's own group optimized moves the lock to
+# B with no write from the initiator; then the same through A moves it back
+sg_stpg --optimized "$SDB" > /tmp/stpg-b.out 2>&1 || { cat /tmp/stpg-b.out; diag2; fail "sg_stpg --optimized through B"; }
+wait_state "$SDB" 2 "active/optimized" 10 || fail "group 2 not active/optimized through B after its STPG"
+wait_state "$SDA" 1 "non.optimized" 10 || fail "group 1 not non-optimized through A after B's STPG"
+dd if="$SDB" of=/tmp/back bs=1M skip=1 count=1 iflag=direct 2>/dev/null
+cmp -s /tmp/pat /tmp/back || fail "the block A wrote changed across B's STPG"
+sg_stpg --optimized "$SDA" > /tmp/stpg-a.out 2>&1 || { cat /tmp/stpg-a.out; diag2; fail "sg_stpg --optimized through A"; }
+wait_state "$SDA" 1 "active/optimized" 10 || fail "group 1 not active/optimized through A after its STPG"
+wait_state "$SDB" 2 "non.optimized" 10 || fail "group 2 not non-optimized through B after A's STPG"
+verified "explicit ALUA: sg_stpg --optimized through B made group 2 active/optimized (A's path non-optimized), through A back to group 1; A's data intact"
 for s in "$SDA" "$SDB"; do
     h=$(cat "/sys/block/${s#/dev/}/device/dh_state" 2>/dev/null)
     [ "$h" = alua ] || fail "scsi_dh_alua not attached to $s (dh_state '$h')"
