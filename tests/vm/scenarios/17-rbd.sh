@@ -90,6 +90,8 @@ verified "tcmud volume resize rbd:rbd vol --size 96MiB: $(cat /tmp/rs.out | tr -
 dd if="$SD" of=/tmp/lun.img bs=1M iflag=direct 2>/dev/null || fail "reading the LUN"
 tcmud_stop
 [ "$TCMUD_RC" = 0 ] || fail "tcmud exited with status $TCMUD_RC after SIGTERM"
+# librados shut down before the process exited (an exit racing it crashed once in CI)
+grep -q "every rbd image closed" "$TCMUD_LOG" || { tail -n 30 "$TCMUD_LOG"; fail "tcmud exited without having closed its rbd images"; }
 timeout 120 rbd export rbd/vol /tmp/export.img > /dev/null 2>&1 || { ceph_diag; fail "rbd export after stop"; }
 [ "$(sha /tmp/lun.img)" = "$(sha /tmp/export.img)" ] || fail "the image differs from what the initiator read"
 verified "after SIGTERM (status 0): the image read through librbd equals the LUN's $SIZE_MB MiB read by the initiator"
