@@ -29,6 +29,8 @@
 //! (where pool and files live, default the temp dir), `TCMUD_BENCH_ITERS=n`
 //! (exactly `n` commands per path run and no baselines, for callgrind).
 
+#![warn(clippy::cast_possible_truncation)]
+
 mod support;
 
 use std::fs::{File, OpenOptions};
@@ -38,7 +40,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use support::daemon::{Daemon, DeviceSetup};
-use support::lane::{sim_config, Lane, Load, Pattern, BS};
+use support::lane::{sim_config, Lane, Load, Pattern, BS, BS_U32};
 use support::{knob, median, procfs, secs};
 use tcmud::backstore::{
     open_backstore, BackstoreHandle, BackstoreKind, DevConfig, OpenPolicy, PoolRegistry, PoolSpec,
@@ -157,7 +159,7 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
             "null" => (
                 "null".to_owned(),
                 BackstoreHandle::new(
-                    Arc::new(NullBackend::new(BS as u32, set / BS)),
+                    Arc::new(NullBackend::new(BS_U32, set / BS)),
                     BackstoreKind::Other {
                         name: "null".into(),
                     },
@@ -175,7 +177,7 @@ fn setup(set: u64, data_bytes: usize, columns: &[&'static str], write_cache: boo
                 let bs = open_backstore(
                     &parsed,
                     set,
-                    BS as u32,
+                    BS_U32,
                     &reg,
                     &OpenPolicy {
                         may_create: true,
@@ -438,7 +440,7 @@ fn main() {
             for (col, lane) in &mut b.lanes {
                 let n = (row.qd * 2) as u64;
                 let s = path(lane, row, payload(row.bytes), Some(n));
-                assert_eq!(s.items as u64, n, "{col} {}", row.name());
+                assert_eq!(s.items, n as f64, "{col} {}", row.name());
             }
         }
         b.daemon.stop();

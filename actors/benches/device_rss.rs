@@ -14,13 +14,15 @@
 //! (the ring mapping itself plus stacks and malloc arenas, mostly not
 //! resident).
 
+#![warn(clippy::cast_possible_truncation)]
+
 mod support;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use support::daemon::{Daemon, DeviceSetup};
-use support::lane::{Lane, Load, Pattern, BS};
+use support::lane::{Lane, Load, Pattern, BS, BS_U32};
 use support::procfs::{memory, Memory};
 use support::{knob, median};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind, DEFAULT_IO_THREADS};
@@ -53,7 +55,7 @@ fn setups(devs: Vec<SimDevice>, first: usize) -> Vec<DeviceSetup> {
             dev_config: format!("null{}", first + i),
             dev,
             backstore: BackstoreHandle::new(
-                Arc::new(NullBackend::new(BS as u32, DISK / BS)),
+                Arc::new(NullBackend::new(BS_U32, DISK / BS)),
                 BackstoreKind::Other {
                     name: "null".into(),
                 },

@@ -9,6 +9,8 @@
 //! memory backend actor/direct ≈ 0.6–1.0 (the hand-off costs nothing
 //! measurable), 50 µs backend actor/direct ≈ 0.3 (4 I/O threads).
 
+#![warn(clippy::cast_possible_truncation)]
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,7 +23,8 @@ use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
 use tcmud_core::scsi::{data_direction, DataDirection, Lun, LunConfig};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
-const BS: usize = 512;
+const BS: usize = BS_U32 as usize;
+const BS_U32: u32 = 512;
 const BLOCKS: usize = 8; // 4 KiB commands
 const DISK_BLOCKS: u64 = 16384;
 const DEPTH: usize = 32;
@@ -52,13 +55,15 @@ impl BlockBackend for Latency {
 }
 
 fn backend(us: u64) -> Arc<dyn BlockBackend> {
-    Arc::new(Latency(MemBackend::new(BS as u32, DISK_BLOCKS), us))
+    Arc::new(Latency(MemBackend::new(BS_U32, DISK_BLOCKS), us))
 }
 
 fn read10(i: usize) -> Vec<u8> {
-    let lba = ((i * 37) % (DISK_BLOCKS as usize / BLOCKS) * BLOCKS) as u32;
+    let extents = usize::try_from(DISK_BLOCKS).expect("a bench disk") / BLOCKS;
+    let lba = u32::try_from((i * 37) % extents * BLOCKS).expect("an LBA of the disk");
     let l = lba.to_be_bytes();
-    vec![0x28, 0, l[0], l[1], l[2], l[3], 0, 0, BLOCKS as u8, 0]
+    let n = u8::try_from(BLOCKS).expect("a short READ(10)");
+    vec![0x28, 0, l[0], l[1], l[2], l[3], 0, 0, n, 0]
 }
 
 /// Plays the initiator: keeps DEPTH reads outstanding until `n` completed;

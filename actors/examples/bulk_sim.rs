@@ -13,6 +13,8 @@
 //! sequential commands of KIB KiB outstanding (READ(10)/WRITE(10), 512 B
 //! blocks), then prints MB/s.
 
+#![warn(clippy::cast_possible_truncation)]
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -24,7 +26,8 @@ use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
-const BS: usize = 512;
+const BS: usize = BS_U32 as usize;
+const BS_U32: u32 = 512;
 const IMAGE: u64 = 64 << 20;
 
 fn cdb(write: bool, lba: u32, blocks: u16) -> Vec<u8> {
@@ -46,15 +49,20 @@ fn main() {
     let n: usize = a[3].parse().unwrap();
     let image = PathBuf::from(&a[4]);
     let len = kib * 1024;
-    let blocks = (len / BS) as u16;
-    let per_image = (IMAGE as usize / len) as u32;
+    // A READ(10)/WRITE(10) moves at most 65535 blocks (32767 KiB).
+    let Some(blocks) = u16::try_from(len / BS).ok().filter(|&b| b > 0) else {
+        eprintln!("bulk_sim: KIB must be 1..=32767 (a 10-byte CDB's transfer length), not {kib}");
+        std::process::exit(2);
+    };
+    // At least 2 commands fit in the image: KIB is at most 32767.
+    let per_image = usize::try_from(IMAGE).expect("64 MiB") / len;
     let backend: Arc<dyn BlockBackend> = if a[4].ends_with('/') {
         let cfg = PoolConfig {
             capacity_bytes: 2 * IMAGE,
             ..PoolConfig::default()
         };
         let pool = Pool::create(&image, &cfg).unwrap();
-        pool.create_volume("v", IMAGE, BS as u32).unwrap();
+        pool.create_volume("v", IMAGE, BS_U32).unwrap();
         let vol = pool.open_volume("v").unwrap();
         let fill = vec![0x11u8; 1 << 20];
         for i in 0..IMAGE / (1 << 20) {
@@ -62,7 +70,7 @@ fn main() {
         }
         vol
     } else {
-        Arc::new(FileBackend::create(&image, BS as u32, IMAGE).unwrap())
+        Arc::new(FileBackend::create(&image, BS_U32, IMAGE).unwrap())
     };
     let t = actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
@@ -81,7 +89,8 @@ fn main() {
             while completed < n {
                 let before = submitted;
                 while submitted < n && outstanding < depth {
-                    let lba = (submitted as u32 % per_image) * u32::from(blocks);
+                    let lba = u32::try_from(submitted % per_image).expect("below per_image")
+                        * u32::from(blocks);
                     let dir = if write {
                         SimDir::Out(payload.clone())
                     } else {

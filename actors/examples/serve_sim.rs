@@ -11,6 +11,8 @@
 //! temporary pool (`--pool DIR`: a pool created there). `--panics N`
 //! injects N panics (emulation and reply path) to show crash restarts.
 
+#![warn(clippy::cast_possible_truncation)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,8 @@ use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::pool::PoolConfig;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir, SimError};
 
-const BS: usize = 512;
+const BS: usize = BS_U32 as usize;
+const BS_U32: u32 = 512;
 const DISK: usize = 8 << 20;
 
 struct Args {
@@ -76,7 +79,7 @@ fn backstore(a: &Args) -> BackstoreHandle {
             .unwrap()
         }
         None => BackstoreHandle::new(
-            Arc::new(MemBackend::new(BS as u32, (DISK / BS) as u64)),
+            Arc::new(MemBackend::new(BS_U32, (DISK / BS) as u64)),
             BackstoreKind::Other {
                 name: "memory".into(),
             },
@@ -87,8 +90,10 @@ fn backstore(a: &Args) -> BackstoreHandle {
 }
 
 fn cdb(op: u8, lba: usize, blocks: usize) -> Vec<u8> {
-    let l = (lba as u32).to_be_bytes();
-    let n = (blocks as u16).to_be_bytes();
+    let l = u32::try_from(lba)
+        .expect("an LBA of the 8 MiB disk")
+        .to_be_bytes();
+    let n = u16::try_from(blocks).expect("8 blocks").to_be_bytes();
     vec![op, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
 }
 
@@ -116,7 +121,7 @@ fn initiator(sim: &mut KernelSim, n: usize) -> Initiator {
     let blocks = DISK / BS;
     let mut pending: HashMap<u16, (bool, usize)> = HashMap::new();
     let (mut submitted, mut seed) = (0usize, 0x2545_f491_4f6c_dd1du64);
-    let stamp = |lba: usize| vec![(lba % 251) as u8; 8 * BS];
+    let stamp = |lba: usize| vec![u8::try_from(lba % 251).expect("below 251"); 8 * BS];
     while submitted < n || !pending.is_empty() {
         while submitted < n && pending.len() < 32 {
             seed ^= seed << 13;
@@ -126,7 +131,8 @@ fn initiator(sim: &mut KernelSim, n: usize) -> Initiator {
             let lba = if write {
                 submitted * 8
             } else {
-                (seed as usize % (blocks / 8)) * 8
+                let extent = seed % (blocks / 8) as u64;
+                usize::try_from(extent).expect("below blocks / 8") * 8
             };
             let res = if write {
                 sim.submit(&cdb(0x2a, lba, 8), SimDir::Out(stamp(lba)))

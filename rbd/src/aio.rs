@@ -64,7 +64,13 @@ extern "C" fn on_complete(c: ffi::rbd_completion_t, arg: *mut c_void) {
         ..
     } = *p;
     let ret = i64::try_from(ret).unwrap_or(i64::from(-libc::EIO));
-    let result = RbdError::check(op, ret).map(|n| usize::try_from(n).unwrap_or(0));
+    // A byte count (non-negative) of one buffer of ours: it fits a usize.
+    let result = RbdError::check(op, ret).and_then(|n| {
+        usize::try_from(n).map_err(|_| RbdError {
+            op,
+            errno: libc::EOVERFLOW,
+        })
+    });
     let mismatch_offset = (ret == i64::from(-libc::EILSEQ)).then_some(mismatch);
     // A panic must not unwind into C (that would abort the process); the
     // closure's owner finds the operation unfinished instead.

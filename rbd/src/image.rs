@@ -236,9 +236,14 @@ impl Image {
             // SAFETY: `arg` is the `&mut &mut dyn FnMut` passed below, alive
             // for the whole synchronous rbd_diff_iterate2 call.
             let f = unsafe { &mut *arg.cast::<&mut dyn FnMut(Extent) -> bool>() };
+            // A size_t is at most 64 bits wherever librbd runs; were it
+            // not, the iteration fails (EOVERFLOW) rather than clamping.
+            let Ok(len) = u64::try_from(len) else {
+                return -libc::EOVERFLOW;
+            };
             let e = Extent {
                 offset: off,
-                len: u64::try_from(len).unwrap_or(u64::MAX),
+                len,
                 exists: exists != 0,
             };
             match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(e))) {

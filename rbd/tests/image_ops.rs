@@ -2,6 +2,7 @@
 //! TCMUD_TEST_CEPH_CONF). Without one these tests fail: the `librbd`
 //! feature means "test against Ceph".
 #![cfg(feature = "librbd")]
+#![warn(clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
 

@@ -2,6 +2,7 @@
 //! counts every cluster handle, whichever thread drops the last image.
 //! Its own test binary (own process), so no other test's handles count.
 #![cfg(feature = "librbd")]
+#![warn(clippy::cast_possible_truncation)]
 
 use std::sync::{mpsc, Arc};
 use std::time::Duration;

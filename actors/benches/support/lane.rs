@@ -6,7 +6,9 @@ use std::time::{Duration, Instant};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDevice, SimDirRef};
 
 /// Logical block size of every bench device.
-pub const BS: u64 = 512;
+pub const BS: u64 = BS_U32 as u64;
+/// [`BS`] as the backends take it.
+pub const BS_U32: u32 = 512;
 
 /// Simulator geometry for up to `qd` commands of `max_bytes` in flight:
 /// a 1 MiB command ring and a data area holding all of them plus slack.

@@ -59,6 +59,8 @@ pub struct RbdBackend {
     shared: Arc<Shared>,
     block_size: u32,
     obj_size: u64,
+    /// Blocks per RADOS object: the UNMAP granularity.
+    per_obj: u32,
     size: AtomicU64,
     events: Mutex<VecDeque<BackendEvent>>,
 }
@@ -141,6 +143,13 @@ pub(super) fn open(
         tracing::warn!(image = %spec.image_ref(), have = info.size, want = size_bytes,
             "image size differs from the device size; served at the image's size");
     }
+    let obj_size = info.obj_size.max(u64::from(block_size));
+    let per_obj = blocks_per_object(obj_size, block_size).ok_or_else(|| {
+        BackstoreError::Unsupported(format!(
+            "rbd image {}: objects of {obj_size} bytes are more than 2^32 blocks of {block_size}",
+            spec.image_ref()
+        ))
+    })?;
     let snap = spec.snap.as_deref().unwrap_or("");
     let identity = identity_of(&format!("{fsid}/{}/{id}@{snap}", spec.pool));
     let backend = Arc::new(RbdBackend {
@@ -152,7 +161,8 @@ pub(super) fn open(
             gone: AtomicBool::new(false),
         }),
         block_size,
-        obj_size: info.obj_size.max(u64::from(block_size)),
+        obj_size,
+        per_obj,
         size: AtomicU64::new(info.size),
         events: Mutex::new(VecDeque::new()),
     });
@@ -173,6 +183,15 @@ pub(super) fn open(
         ops,
         ownership,
     })
+}
+
+/// Blocks of `block_size` in an object of `obj_size` bytes (librbd's
+/// `rbd_stat`), at least one; None when more than a u32 holds (the UNMAP
+/// granularity's type).
+fn blocks_per_object(obj_size: u64, block_size: u32) -> Option<u32> {
+    u32::try_from(obj_size / u64::from(block_size))
+        .ok()
+        .map(|n| n.max(1))
 }
 
 /// What [`open`] returns.
@@ -430,9 +449,7 @@ impl BlockBackend for RbdBackend {
             }
             Err(_) => self.size.load(Ordering::Acquire),
         };
-        let per_obj = u32::try_from(self.obj_size / u64::from(bs))
-            .unwrap_or(u32::MAX)
-            .max(1);
+        let per_obj = self.per_obj;
         BackendCaps {
             block_size: bs,
             num_blocks: size / u64::from(bs),
@@ -807,5 +824,25 @@ fn async_error(shared: &Weak<Shared>, op: Op, e: RbdError) -> BackendError {
     match shared.upgrade() {
         Some(s) => backend_error(&s, op, e),
         None => BackendError::Unavailable(format!("rbd image closed: {e}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::blocks_per_object;
+
+    #[test]
+    fn an_object_size_beyond_u32_blocks_is_refused_not_clamped() {
+        assert_eq!(blocks_per_object(4 << 20, 512), Some(8192));
+        assert_eq!(blocks_per_object(512, 4096), Some(1));
+        assert_eq!(
+            blocks_per_object(u64::from(u32::MAX) * 512, 512),
+            Some(u32::MAX)
+        );
+        assert_eq!(
+            blocks_per_object((u64::from(u32::MAX) + 1) * 512, 512),
+            None
+        );
+        assert_eq!(blocks_per_object(u64::MAX, 512), None);
     }
 }

@@ -64,7 +64,12 @@ fn copy_dir(from: &Path, to: &Path) {
 /// 512 bytes of `tag` at `lba`.
 fn block(tag: u8, lba: u64) -> Vec<u8> {
     (0..512u64)
-        .map(|i| (lba.wrapping_mul(13) ^ i).wrapping_add(u64::from(tag)) as u8 | 1)
+        .map(|i| {
+            (lba.wrapping_mul(13) ^ i)
+                .wrapping_add(u64::from(tag))
+                .to_le_bytes()[0]
+                | 1
+        })
         .collect()
 }
 
@@ -132,7 +137,7 @@ fn contents(pool: &Pool) -> BTreeMap<String, Vec<u8>> {
         .into_iter()
         .map(|v| {
             let vol = pool.open_volume(&v.name).unwrap();
-            let mut buf = vec![0u8; v.size_bytes as usize];
+            let mut buf = vec![0u8; usize::try_from(v.size_bytes).expect("a test volume")];
             vol.read(0, &mut buf).unwrap();
             (v.name, buf)
         })

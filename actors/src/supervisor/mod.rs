@@ -15,12 +15,6 @@
 //! - `control`: what the control socket asks the supervisor ([`ControlView`]);
 //! - [`run`]: [`run_daemon`], the whole daemon life cycle.
 
-// Casts that could truncate are errors here (CI's -D warnings): explicit
-// conversions (`try_from` for values from outside, `fixed_len` helpers for
-// constant-bounded lengths). Issue 18: the rest of the workspace still has
-// them (see the lint's note in Cargo.toml).
-#![warn(clippy::cast_possible_truncation)]
-
 pub mod actor;
 pub mod coexist;
 mod control;

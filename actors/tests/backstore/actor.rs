@@ -16,12 +16,13 @@ use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 use tokio::sync::mpsc;
 
 const MIB: u64 = 1 << 20;
-const CHUNK: u64 = 64 << 10;
+const CHUNK: u64 = CHUNK_U32 as u64;
+const CHUNK_U32: u32 = 64 << 10;
 
 /// A pool of `capacity` bytes (64 KiB chunks) holding volume `vol` of 8 MiB.
 fn pool(dir: &Path, capacity: u64, low_water_pct: u8) -> Arc<PoolRegistry> {
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK_U32,
         capacity_bytes: capacity,
         low_water_pct,
     };
@@ -165,7 +166,7 @@ async fn the_low_water_crossing_is_reported_once() {
     let mut events = subscribe(&dir);
     let a = dir.open(request(&reg, 4)).await.unwrap();
     let backend = a.handle().backend();
-    let chunk = vec![1u8; CHUNK as usize];
+    let chunk = vec![1u8; usize::try_from(CHUNK).unwrap()];
     let blocks_per_chunk = CHUNK / 512;
     for c in 0..12u64 {
         backend.write(c * blocks_per_chunk, &chunk, false).unwrap();
@@ -230,7 +231,7 @@ async fn a_failed_open_leaves_no_actor_behind() {
 async fn an_open_does_not_wait_behind_a_hung_backstore() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK_U32,
         capacity_bytes: 64 * MIB,
         low_water_pct: 90,
     };

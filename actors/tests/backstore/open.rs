@@ -440,7 +440,7 @@ fn volumes_are_not_created_by_default_and_the_error_says_how() {
 fn a_block_device_is_served_at_its_real_size() {
     let dir = tempfile::tempdir().unwrap();
     let backing = dir.path().join("backing");
-    std::fs::write(&backing, vec![0x33u8; 3 * MIB as usize]).unwrap();
+    std::fs::write(&backing, vec![0x33u8; usize::try_from(3 * MIB).unwrap()]).unwrap();
     let out = std::process::Command::new("losetup")
         .args(["-f", "--show"])
         .arg(&backing)

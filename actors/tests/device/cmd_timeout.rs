@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::util::device::backends::Gate;
 use crate::util::device::workload::{clear_unit_attention, collect, read10, write10};
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{spawn_device_with, DeviceOptions, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -26,7 +26,7 @@ fn wait_past(t: Instant, d: Duration) {
 
 #[test]
 fn a_write_older_than_cmd_time_out_is_not_executed() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     let bs = BackstoreHandle::new(
         gate.clone(),

@@ -13,8 +13,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::util::device::backends::Gate;
-use crate::util::device::workload::{clear_unit_attention, collect, is_hw_error, one};
-use crate::util::device::{run, start, BS};
+use crate::util::device::workload::{
+    clear_unit_attention, collect, is_hw_error, one, read10, write10,
+};
+use crate::util::device::{run, start, BS, BS_U32};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
@@ -31,12 +33,6 @@ const CLEAN_LBA: u32 = 3000;
 /// One fill command: 64 KiB, the largest probe buffer.
 const PIECE: usize = 64 << 10;
 
-fn rw10(op: u8, lba: usize, blocks: usize) -> Vec<u8> {
-    let l = (lba as u32).to_be_bytes();
-    let n = (blocks as u16).to_be_bytes();
-    vec![op, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
-}
-
 /// `pieces` concurrent 64 KiB WRITEs of the pattern from LBA 0, then READs
 /// of them: the lowest `pieces * 64 KiB` of the data area hold the pattern.
 fn fill(sim: &mut KernelSim, pieces: usize, failed: bool) {
@@ -45,11 +41,11 @@ fn fill(sim: &mut KernelSim, pieces: usize, failed: bool) {
         for i in 0..pieces {
             let (cdb, dir) = if write {
                 (
-                    rw10(0x2a, i * blocks, blocks),
+                    write10(i * blocks, blocks),
                     SimDir::Out(leak_pattern(PIECE)),
                 )
             } else {
-                (rw10(0x28, i * blocks, blocks), SimDir::In(PIECE))
+                (read10(i * blocks, blocks), SimDir::In(PIECE))
             };
             sim.submit(&cdb, dir).unwrap();
         }
@@ -115,7 +111,7 @@ fn check(name: &str, flags: u16, backend: Arc<dyn BlockBackend>, io_threads: usi
 }
 
 fn mem() -> Arc<dyn BlockBackend> {
-    Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS))
+    Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS))
 }
 
 #[test]
@@ -131,7 +127,7 @@ fn file_image_on_io_threads() {
     let dir = tempfile::tempdir().unwrap();
     for (i, flags) in [CAP_OOOC | CAP_READ_LEN, CAP_OOOC].into_iter().enumerate() {
         let img = dir.path().join(format!("img{i}"));
-        let f = FileBackend::create(&img, BS as u32, DISK_BLOCKS * BS as u64).unwrap();
+        let f = FileBackend::create(&img, BS_U32, DISK_BLOCKS * BS as u64).unwrap();
         check("leak-file", flags, Arc::new(f), 2);
     }
 }
@@ -179,7 +175,7 @@ fn failed_device() {
 
 #[test]
 fn aborted_commands() {
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS));
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     actix::System::new().block_on(async {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
@@ -201,14 +197,14 @@ fn aborted_commands() {
             let whole = SimConfig::default().data_size / PIECE;
             let blocks = PIECE / BS;
             for i in 0..whole {
-                let cdb = rw10(0x2a, i * blocks, blocks);
+                let cdb = write10(i * blocks, blocks);
                 sim.submit(&cdb, SimDir::Out(leak_pattern(PIECE))).unwrap();
             }
             sim.kick().unwrap();
             assert!(collect(&mut sim, whole).iter().all(|c| c.status == 0));
             // One READ holds the only I/O thread; the probes queue behind
             // it and are aborted before they start.
-            sim.submit(&rw10(0x28, CLEAN_LBA as usize, 1), SimDir::In(BS))
+            sim.submit(&read10(CLEAN_LBA as usize, 1), SimDir::In(BS))
                 .unwrap();
             sim.kick().unwrap();
             g.wait_entered(1);

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use crate::util::device::backends::Gate;
 use crate::util::device::workload::{clear_unit_attention, collect, read10};
-use crate::util::device::{start, BS};
+use crate::util::device::{start, BS, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -19,7 +19,7 @@ use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 #[test]
 fn stop_completes_in_flight_commands_and_flushes() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     mem.write(0, &[0x5au8; 8 * BS], false).unwrap();
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     let flushes_before = mem.stats().flushes;
@@ -87,7 +87,7 @@ fn stop_completes_in_flight_commands_and_flushes() {
 
 #[test]
 fn tmr_cancels_unstarted_commands_which_still_complete() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     actix::System::new().block_on(async {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();

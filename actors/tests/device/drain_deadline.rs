@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::util::device::backends::Gate;
 use crate::util::device::workload::{clear_unit_attention, collect, read10};
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{spawn_device_with, DeviceOptions, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -17,7 +17,7 @@ use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 #[test]
 fn stop_gives_up_on_a_hung_backstore_after_the_drain_timeout() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     let bs = BackstoreHandle::new(
         gate.clone(),

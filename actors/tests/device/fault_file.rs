@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use crate::util::device::backends::Slow;
 use crate::util::device::workload::{random_io, Expect};
-use crate::util::device::{run, BS};
+use crate::util::device::{run, BS_U32};
 use tcmud::device::fault::FAULT_FILE_ENV;
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
@@ -27,7 +27,7 @@ fn trigger_file_arms_panics_at_run_time() {
     std::fs::write(&trigger, "reply@40,emulate@80").unwrap();
     // The only test of this process: nothing else reads the variable.
     std::env::set_var(FAULT_FILE_ENV, &trigger);
-    let mem = Arc::new(MemBackend::new(BS as u32, 2048));
+    let mem = Arc::new(MemBackend::new(BS_U32, 2048));
     let slow = Arc::new(Slow::new(mem, 300, 1));
     let run = run(
         "fault-file",

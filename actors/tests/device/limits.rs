@@ -8,7 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::util::device::workload::{clear_unit_attention, one, read10, write10};
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind, DevOptions};
 use tcmud::device::{spawn_device_with, DeviceHandle, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -42,7 +42,7 @@ fn with_device<R: Send + 'static>(
     cfg: SimConfig,
     f: impl FnOnce(&mut KernelSim, &DeviceHandle) -> R + Send + 'static,
 ) -> R {
-    let caps = MemBackend::new(BS as u32, 4096).caps();
+    let caps = MemBackend::new(BS_U32, 4096).caps();
     with_device_opts(configfs, cfg, caps, DevOptions::default(), f)
 }
 
@@ -199,7 +199,7 @@ fn limits_are_read_again_on_reconfig() {
 fn lbppbe_option_reaches_read_capacity_and_block_limits() {
     let caps = BackendCaps {
         unmap_granularity: 1,
-        ..MemBackend::new(BS as u32, 4096).caps()
+        ..MemBackend::new(BS_U32, 4096).caps()
     };
     let opts = DevOptions {
         lbppbe: 3,

@@ -4,14 +4,14 @@
 use std::sync::Arc;
 
 use crate::util::device::workload::{clear_unit_attention, collect, read10};
-use crate::util::device::{start, BS};
+use crate::util::device::{start, BS, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::sim::{Corruption, KernelSim, SimConfig, SimDir};
 
 #[test]
 fn malformed_commands_get_check_condition_and_service_goes_on() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     actix::System::new().block_on(async move {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
         let handle = start("bad", dev, mem, 2, RestartBudget::default(), None);

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use crate::util::device::workload::{clear_unit_attention, one, read10, write10};
-use crate::util::device::{run, BS};
+use crate::util::device::{run, BS, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::ring::TmrType;
@@ -28,7 +28,7 @@ fn unmap(lba: u64, blocks: u32) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn counters_and_latency_histograms_rise_by_what_was_done() {
-    let mem = Arc::new(MemBackend::new(BS as u32, BLOCKS));
+    let mem = Arc::new(MemBackend::new(BS_U32, BLOCKS));
     let failing = Arc::clone(&mem);
     let r = run(
         "metrics",
@@ -60,7 +60,11 @@ fn counters_and_latency_histograms_rise_by_what_was_done() {
                 assert_eq!(one(sim, &cdb, SimDir::Out(list)).status, 0);
             }
             // ILLEGAL REQUEST: a READ past the end, an unsupported opcode.
-            let past = one(sim, &read10(BLOCKS as usize, 1), SimDir::In(BS));
+            let past = one(
+                sim,
+                &read10(usize::try_from(BLOCKS).unwrap(), 1),
+                SimDir::In(BS),
+            );
             assert_eq!((past.status, past.sense[2] & 0xf), (2, 5));
             let vendor = one(sim, &[0x02, 0, 0, 0, 0, 0], SimDir::None);
             assert_eq!((vendor.status, vendor.sense[2] & 0xf), (2, 5));

@@ -5,14 +5,14 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::device::workload::clear_unit_attention;
-use crate::util::device::{start, BS};
+use crate::util::device::{start, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
 #[test]
 fn short_inquiry_reports_read_len() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     let c: SimCompletion = actix::System::new().block_on(async move {
         let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
         let handle = start("readlen", dev, mem, 1, RestartBudget::default(), None);

@@ -130,7 +130,8 @@ fn replay_executes_what_lies_between_tail_and_head() {
     // were written.
     let mut ua = 0;
     for c in &got {
-        let i = ids.iter().position(|&id| id == c.cmd_id).unwrap() as u8;
+        let pos = ids.iter().position(|&id| id == c.cmd_id).unwrap();
+        let i = u8::try_from(pos).expect("six commands");
         if c.status != 0 {
             assert_eq!(c.sense[2] & 0xf, 6);
             ua += 1;

@@ -158,7 +158,7 @@ fn image_file_device_grows_and_refuses_shrink() {
             let after = read_capacity_blocks(&mut sim);
             // Blocks past the old end are served.
             let data = vec![0x5au8; 8 * BS];
-            let last = (after - 8) as usize;
+            let last = usize::try_from(after - 8).expect("a test disk's LBA");
             assert_eq!(
                 one(&mut sim, &write10(last, 8), SimDir::Out(data.clone())).status,
                 0

@@ -12,7 +12,7 @@ use crate::util::device::backends::Slow;
 use crate::util::device::workload::{
     clear_unit_attention, is_hw_error, random_io, random_io_tmr, Expect, Rng,
 };
-use crate::util::device::{run, run_on, BS};
+use crate::util::device::{run, run_on, BS, BS_U32};
 use tcmud::device::{FaultPlan, FaultPoint, RestartBudget};
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
@@ -23,7 +23,7 @@ use tcmud_core::sim::{SimConfig, SimDir};
 const DISK_BLOCKS: usize = 4096;
 
 fn slow_backend(seed: u64) -> Arc<Slow> {
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     Arc::new(Slow::new(mem, 200, seed))
 }
 
@@ -43,9 +43,8 @@ fn random_panics_lose_and_repeat_nothing() {
 /// thread (no I/O-thread hand-off). Panics there are handled the same way.
 #[test]
 fn random_panics_with_commands_run_on_the_device_thread() {
-    let mem = |_seed| -> Arc<dyn BlockBackend> {
-        Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64))
-    };
+    let mem =
+        |_seed| -> Arc<dyn BlockBackend> { Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64)) };
     assert!(!mem(0).may_block());
     random_panics(SimConfig::default(), &[11, 4242], mem);
 }
@@ -63,6 +62,7 @@ fn random_panics(cfg: SimConfig, seeds: &[u64], backend: impl Fn(u64) -> Arc<dyn
     for (i, &seed) in seeds.iter().enumerate() {
         let mut rng = Rng(seed);
         let n = 2000u64;
+        let cmds = usize::try_from(n).unwrap();
         let mut triggers = Vec::new();
         for _ in 0..6 {
             triggers.push((FaultPoint::Emulate, rng.below(n - 200)));
@@ -80,16 +80,12 @@ fn random_panics(cfg: SimConfig, seeds: &[u64], backend: impl Fn(u64) -> Arc<dyn
             generous(),
             Some(plan),
             i % 2 == 0,
-            move |sim| random_io(sim, n as usize, 48, DISK_BLOCKS, seed, Expect::AllGood),
+            move |sim| random_io(sim, cmds, 48, DISK_BLOCKS, seed, Expect::AllGood),
         );
         let r = run.result;
         assert_eq!(r.errors, Vec::<String>::new(), "seed {seed}");
         assert_eq!(r.broken, None, "seed {seed}");
-        assert_eq!(
-            (r.completed, r.good),
-            (n as usize, n as usize),
-            "seed {seed}"
-        );
+        assert_eq!((r.completed, r.good), (cmds, cmds), "seed {seed}");
         assert!(run.stats.restarts >= sure, "seed {seed}: {:?}", run.stats);
         assert!(run.failure.is_none());
     }
@@ -164,7 +160,7 @@ fn caw(lba: u64, old: u8, new: u8) -> (Vec<u8>, Vec<u8>) {
 
 #[test]
 fn compare_and_write_never_runs_twice() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 64));
+    let mem = Arc::new(MemBackend::new(BS_U32, 64));
     let backend: Arc<dyn BlockBackend> = mem.clone();
     // Panic right after the emulation executed CAW number 3, 7 and 11 (the
     // write is done, the result lost).
@@ -223,7 +219,7 @@ fn compare_and_write_never_runs_twice() {
 fn panics_and_task_aborts_together() {
     let plan = four_panics();
     // One slow I/O thread: commands queue up, so aborts find some unstarted.
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     let slow = Arc::new(Slow::new(mem, 400, 21));
     let run = run(
         "tmr-panics",
@@ -255,12 +251,8 @@ fn panics_and_task_aborts_together() {
 fn tmr_and_panics_with_reads_served_on_the_device_thread() {
     let plan = four_panics();
     let dir = tempfile::tempdir().unwrap();
-    let file = FileBackend::create(
-        &dir.path().join("img"),
-        BS as u32,
-        (DISK_BLOCKS * BS) as u64,
-    )
-    .unwrap();
+    let file =
+        FileBackend::create(&dir.path().join("img"), BS_U32, (DISK_BLOCKS * BS) as u64).unwrap();
     let run = run(
         "tmr-panics-file",
         SimConfig::default(),

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use crate::util::device::backends::Gate;
 use crate::util::device::workload::{clear_unit_attention, one, read10, write10};
-use crate::util::device::{run, BS};
+use crate::util::device::{run, BS, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::sim::{SimConfig, SimDir};
 
 #[test]
 fn an_outside_ring_reset_drops_what_was_in_flight_and_serving_goes_on() {
-    let mem = Arc::new(MemBackend::new(BS as u32, 1024));
+    let mem = Arc::new(MemBackend::new(BS_U32, 1024));
     let gate = Arc::new(Gate::new(Arc::clone(&mem)));
     let g = Arc::clone(&gate);
     let run = run(
@@ -45,7 +45,7 @@ fn an_outside_ring_reset_drops_what_was_in_flight_and_serving_goes_on() {
             let mut bad = Vec::new();
             for i in 0..40usize {
                 let lba = 100 + i;
-                let data = vec![(i as u8) ^ 0x5a; BS];
+                let data = vec![u8::try_from(i).expect("i < 40") ^ 0x5a; BS];
                 let w = one(sim, &write10(lba, 1), SimDir::Out(data.clone()));
                 let r = one(sim, &read10(lba, 1), SimDir::In(BS));
                 if w.status != 0 || r.status != 0 || r.data_in != data {

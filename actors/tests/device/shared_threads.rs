@@ -12,7 +12,7 @@ use crate::util::device::backends::{Gate, Slow};
 use crate::util::device::workload::{
     clear_unit_attention, collect, one, random_io, read10, write10, Expect, Report,
 };
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind, SharedIo};
 use tcmud::device::{
     spawn_device_with, DeviceHandle, DeviceOptions, DeviceStats, DeviceThreads, FaultPlan,
@@ -25,7 +25,7 @@ use tcmud_core::sim::{KernelSim, SimConfig, SimDevice, SimDir};
 const DISK_BLOCKS: usize = 2048;
 
 fn slow(seed: u64) -> Arc<Slow> {
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     Arc::new(Slow::new(mem, 200, seed))
 }
 
@@ -83,7 +83,7 @@ fn a_hung_backstore_does_not_stop_another_devices_io() {
     // every thread open to every backstore, the hung one's queued reads
     // would take both and the other device would stall.)
     let io = SharedIo::new(2, 1).unwrap();
-    let gate = Arc::new(Gate::new(Arc::new(MemBackend::new(BS as u32, 64))));
+    let gate = Arc::new(Gate::new(Arc::new(MemBackend::new(BS_U32, 64))));
     let (hung_done, report, stats) = actix::System::new().block_on(async {
         let threads = DeviceThreads::new(1).unwrap();
         let (hung_tx, hung_rx) = std::sync::mpsc::channel::<()>();

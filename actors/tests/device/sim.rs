@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::util::device::backends::Slow;
 use crate::util::device::workload::{random_io, Expect};
-use crate::util::device::{run, run_on, BS};
+use crate::util::device::{run, run_on, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
@@ -15,7 +15,7 @@ use tcmud_core::sim::SimConfig;
 const DISK_BLOCKS: usize = 4096;
 
 fn backend(seed: u64) -> (Arc<MemBackend>, Arc<Slow>) {
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     let slow = Arc::new(Slow::new(Arc::clone(&mem), 300, seed));
     (mem, slow)
 }

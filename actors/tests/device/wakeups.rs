@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use crate::util::device::backends::Slow;
 use crate::util::device::workload::{random_io, Expect};
-use crate::util::device::{run_ticking, BS};
+use crate::util::device::{run_ticking, BS, BS_U32};
 use tcmud::device::RestartBudget;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
@@ -58,14 +58,14 @@ fn check_depth(
 
 #[test]
 fn instant_backend_never_needs_the_tick() {
-    let mem = || Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = || Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     check("instant-4", mem(), 4, true);
     check("instant-1", mem(), 1, false);
 }
 
 #[test]
 fn slow_backend_never_needs_the_tick() {
-    let mem = Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS as u64));
+    let mem = Arc::new(MemBackend::new(BS_U32, DISK_BLOCKS as u64));
     check("slow", Arc::new(Slow::new(mem, 200, 5)), 4, true);
 }
 
@@ -73,7 +73,7 @@ fn slow_backend_never_needs_the_tick() {
 fn file_backend_never_needs_the_tick() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("img");
-    let file = FileBackend::create(&path, BS as u32, (DISK_BLOCKS * BS) as u64).unwrap();
+    let file = FileBackend::create(&path, BS_U32, (DISK_BLOCKS * BS) as u64).unwrap();
     check("file", Arc::new(file), 4, true);
 }
 
@@ -87,7 +87,7 @@ fn thin_volume_never_needs_the_tick() {
         low_water_pct: 95,
     };
     let pool = Pool::create(dir.path(), &cfg).unwrap();
-    pool.create_volume("v", (DISK_BLOCKS * BS) as u64, BS as u32)
+    pool.create_volume("v", (DISK_BLOCKS * BS) as u64, BS_U32)
         .unwrap();
     // Reads are tried on the device's thread first (page-cache hits),
     // writes go to the I/O threads: both must wake the actor.

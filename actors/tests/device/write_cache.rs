@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::device::workload::{clear_unit_attention, one};
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind};
 use tcmud::device::{configfs_write_cache, spawn_device_with, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -52,7 +52,7 @@ fn mode_select_of_wce_is_saved_in_configfs() {
     std::fs::write(&knob, "0\n").unwrap();
     let mut spec = sim_spec("wce", RestartBudget::default());
     spec.configfs_dir = Some(dev.clone());
-    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS as u32, 1024));
+    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS_U32, 1024));
     let bs = BackstoreHandle::new(
         backend,
         BackstoreKind::Other {
@@ -116,7 +116,7 @@ fn mode_select_completes_and_device_drains_while_the_configfs_write_blocks() {
     nix::unistd::mkfifo(&knob, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
     let mut spec = sim_spec("wce-fifo", RestartBudget::default());
     spec.configfs_dir = Some(dev.clone());
-    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS as u32, 1024));
+    let backend: Arc<dyn BlockBackend> = Arc::new(MemBackend::new(BS_U32, 1024));
     let bs = BackstoreHandle::new(
         backend,
         BackstoreKind::Other {

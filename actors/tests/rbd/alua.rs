@@ -121,7 +121,7 @@ const ANO: u8 = 1;
 
 fn pattern(seed: u8, blocks: usize) -> Vec<u8> {
     (0..blocks * 512)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .map(|i| i.to_le_bytes()[0].wrapping_mul(31).wrapping_add(seed))
         .collect()
 }
 
@@ -142,7 +142,7 @@ fn one_slow(sim: &mut KernelSim, cdb: &[u8], dir: SimDir) -> SimCompletion {
 
 /// Writes `data` at `lba` through `sim`, skipping unit attentions.
 fn write(sim: &mut KernelSim, lba: u64, data: &[u8]) {
-    let blocks = (data.len() / 512) as u32;
+    let blocks = u32::try_from(data.len() / 512).expect("a test write's length");
     for _ in 0..5 {
         let c = one_slow(
             sim,

@@ -47,7 +47,7 @@ fn collect_within(sim: &mut KernelSim, n: usize, limit: Duration) -> Vec<SimComp
 
 fn pattern(i: u64) -> Vec<u8> {
     (0..8 * 512u64)
-        .map(|b| (b * 31 + i * 7 + 1) as u8)
+        .map(|b| (b * 31 + i * 7 + 1).to_le_bytes()[0])
         .collect()
 }
 
@@ -219,7 +219,7 @@ fn a_blocklisted_client_reopens_and_loses_no_acknowledged_write() {
         let racing = collect_within(sim, 8, Duration::from_secs(120));
         // What failed is retried by the initiator, then 8 more writes.
         let failed = (8..16u64).filter(|&i| {
-            let id = ids[(i - 8) as usize];
+            let id = ids[usize::try_from(i - 8).unwrap()];
             racing.iter().any(|c| c.cmd_id == id && c.status != 0)
         });
         let mut not_ready = 0;

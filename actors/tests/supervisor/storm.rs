@@ -17,6 +17,9 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
+    fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
+    }
 }
 
 fn name(minor: u32) -> String {
@@ -48,7 +51,7 @@ async fn storm(seed: u64, events: usize) {
     let mut want_replies = Vec::new();
     let mut want_stops = 0;
     for i in 0..events {
-        let minor = rng.below(12) as u32;
+        let minor = u32::try_from(rng.below(12)).expect("below 12");
         let owned = minor % 3 != 2;
         let id = 1000 + minor;
         let n = name(minor);
@@ -96,8 +99,8 @@ async fn storm(seed: u64, events: usize) {
             }
             _ => {
                 // Random bytes after a valid genl header.
-                let mut p = vec![rng.below(4) as u8, 2, 0, 0];
-                p.extend((0..rng.below(24)).map(|_| rng.next() as u8));
+                let mut p = vec![u8::try_from(rng.below(4)).expect("below 4"), 2, 0, 0];
+                p.extend((0..rng.below(24)).map(|_| rng.byte()));
                 p
             }
         };

@@ -18,7 +18,9 @@ use tcmud_core::scsi::OpClass;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDevice};
 
 /// Block size of the test disks.
-pub const BS: usize = 512;
+pub const BS: usize = BS_U32 as usize;
+/// [`BS`] as the backends take it.
+pub const BS_U32: u32 = 512;
 
 /// A device spec for the simulator (paths unused).
 pub fn sim_spec(name: &str, budget: RestartBudget) -> DeviceSpec {

@@ -47,6 +47,15 @@ impl Rng {
     pub fn below(&mut self, n: u64) -> u64 {
         self.next() % n.max(1)
     }
+    /// [`Rng::below`] for an index or a length.
+    pub fn below_usize(&mut self, n: usize) -> usize {
+        let n = u64::try_from(n).expect("usize fits u64");
+        usize::try_from(self.below(n)).expect("below n < n, a usize")
+    }
+    /// The low byte of [`Rng::next`].
+    pub fn byte(&mut self) -> u8 {
+        self.next().to_le_bytes()[0]
+    }
 }
 
 /// What completions may look like.
@@ -90,8 +99,12 @@ pub fn write10(lba: usize, blocks: usize) -> Vec<u8> {
 }
 
 fn rw10(op: u8, lba: usize, blocks: usize) -> Vec<u8> {
-    let l = (lba as u32).to_be_bytes();
-    let n = (blocks as u16).to_be_bytes();
+    let l = u32::try_from(lba)
+        .expect("a 10-byte CDB's LBA fits 32 bits")
+        .to_be_bytes();
+    let n = u16::try_from(blocks)
+        .expect("a 10-byte CDB's length fits 16 bits")
+        .to_be_bytes();
     vec![op, 0, l[0], l[1], l[2], l[3], 0, n[0], n[1], 0]
 }
 
@@ -150,8 +163,8 @@ pub fn random_io_tmr(
         // Submit while there is room.
         let mut kicked = false;
         while r.submitted < n && pending.len() < depth {
-            let blocks = 1 + rng.below(16) as usize;
-            let lba = rng.below((disk_blocks - blocks) as u64) as usize;
+            let blocks = 1 + rng.below_usize(16);
+            let lba = rng.below_usize(disk_blocks - blocks);
             let write = rng.below(2) == 0;
             let range = lba..lba + blocks;
             let conflict = if write {
@@ -163,7 +176,7 @@ pub fn random_io_tmr(
                 break;
             }
             let (cdb, dir, data) = if write {
-                let data: Vec<u8> = (0..blocks * BS).map(|_| rng.next() as u8).collect();
+                let data: Vec<u8> = (0..blocks * BS).map(|_| rng.byte()).collect();
                 (write10(lba, blocks), SimDir::Out(data.clone()), data)
             } else {
                 (read10(lba, blocks), SimDir::In(blocks * BS), Vec::new())
