@@ -69,11 +69,9 @@ impl KernelSim {
             self.mark_broken(format!("cmd_tail {tail} outside the ring"));
             return Ok(n);
         }
-        // below `size`, a u32
-        #[allow(clippy::cast_possible_truncation)]
-        let dist = |from: u32, to: u32| {
-            ((u64::from(to) + u64::from(size) - u64::from(from)) % u64::from(size)) as u32
-        };
+        // Ring offsets below `size` (at most MAX_CMDR_SIZE, 64 MiB): the sum
+        // stays below 2 * size, well inside a u32.
+        let dist = |from: u32, to: u32| (to + (size - from)) % size;
         if dist(self.last_cleaned, tail) > dist(self.last_cleaned, self.head) {
             self.mark_broken(format!("cmd_tail {tail} beyond cmd_head {}", self.head));
             return Ok(n);
