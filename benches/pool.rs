@@ -9,6 +9,7 @@
 //!
 //! Goals: pool >= 0.8x raw on every I/O row; space amplification <= 1.05.
 //! `cargo bench --bench pool` (TCMUD_BENCH_GIB=N changes N, default 1).
+#![warn(clippy::cast_possible_truncation)]
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -266,14 +267,14 @@ fn main() {
         .open(tmp.path().join("raw2"))
         .unwrap();
     raw2.set_len(SET).unwrap();
-    let n_first = 4096u64;
+    let n_first = 4096usize;
     let rf_pool = time(|| {
-        for &p in offsets.iter().take(n_first as usize) {
+        for &p in offsets.iter().take(n_first) {
             fresh.write(p * 8, &page, false).unwrap();
         }
     });
     let rf_raw = time(|| {
-        for &p in offsets.iter().take(n_first as usize) {
+        for &p in offsets.iter().take(n_first) {
             raw2.write_all_at(&page, p * 4096).unwrap();
         }
     });
@@ -283,9 +284,9 @@ fn main() {
         pool: n_first as f64 / rf_pool,
         raw: n_first as f64 / rf_raw,
     });
-    let n_sync = 8192u64;
+    let n_sync = 8192usize;
     let rs_pool = time(|| {
-        for (i, &p) in offsets.iter().take(n_sync as usize).enumerate() {
+        for (i, &p) in offsets.iter().take(n_sync).enumerate() {
             vol.write(p * 8, &page, false).unwrap();
             if i % 256 == 255 {
                 vol.flush().unwrap();
@@ -293,7 +294,7 @@ fn main() {
         }
     });
     let rs_raw = time(|| {
-        for (i, &p) in offsets.iter().take(n_sync as usize).enumerate() {
+        for (i, &p) in offsets.iter().take(n_sync).enumerate() {
             raw.write_all_at(&page, p * 4096).unwrap();
             if i % 256 == 255 {
                 raw.sync_data().unwrap();
@@ -319,7 +320,10 @@ fn main() {
         let mut chunk_order: Vec<u64> = (0..n_bytes / MIB as u64).collect();
         let mut r = Rng(5);
         for i in (1..chunk_order.len()).rev() {
-            chunk_order.swap(i, (r.next() % (i as u64 + 1)) as usize);
+            chunk_order.swap(
+                i,
+                usize::try_from(r.next() % (i as u64 + 1)).expect("at most i"),
+            );
         }
         for (k, i) in chunk_order.into_iter().enumerate() {
             let data = random_bytes(MIB, i + 11);

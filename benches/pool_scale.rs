@@ -44,6 +44,7 @@
 //! whose data would not leave it is not run), `TCMUD_SCALE_PUNCH` (1: the
 //! setup's data is punched out after each flush: metadata figures without
 //! the host space, no random-I/O columns).
+#![warn(clippy::cast_possible_truncation)]
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;
@@ -162,7 +163,9 @@ fn emit(key: &str, v: impl std::fmt::Display) {
 fn pool_options() -> PoolOptions {
     let d = PoolOptions::default();
     PoolOptions {
-        format: env_u64("TCMUD_SCALE_FORMAT").map_or(d.format, |f| f as u32),
+        format: env_u64("TCMUD_SCALE_FORMAT").map_or(d.format, |f| {
+            u32::try_from(f).unwrap_or_else(|_| panic!("TCMUD_SCALE_FORMAT={f}: no such format"))
+        }),
         metadata_cache: env_u64("TCMUD_SCALE_CACHE_MIB").map_or(d.metadata_cache, |m| m << 20),
         sparse_data: env_u64("TCMUD_SCALE_SPARSE").is_none_or(|v| v != 0),
         ..d
@@ -187,10 +190,16 @@ fn blocks_per_chunk() -> u64 {
     chunk() / u64::from(BLOCK)
 }
 
+/// A random `r` reduced to an index below `len` (`r % len`, which fits).
+fn index_below(r: u64, len: usize) -> usize {
+    usize::try_from(r % len as u64).expect("below len")
+}
+
 fn env_u64(k: &str) -> Option<u64> {
     std::env::var(k).ok().and_then(|s| s.parse().ok())
 }
 
+#[allow(clippy::cast_possible_truncation)] // the rank: floor of a fraction of the length
 fn percentile(lat: &mut [f64], p: f64) -> f64 {
     if lat.is_empty() {
         return f64::NAN;
@@ -221,7 +230,7 @@ fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (
 fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chunk: f64) {
     let pool_dir = dir.join("pool");
     let cfg = PoolConfig {
-        chunk_size: chunk() as u32,
+        chunk_size: u32::try_from(chunk()).expect("at most 1 MiB"),
         capacity_bytes: (n + OTHER_CHUNKS + 65_536) * chunk(),
         low_water_pct: 100,
     };
@@ -254,7 +263,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     let pool = Pool::create_opts(&pool_dir, &cfg, &pool_options()).unwrap();
     pool.create_volume("big", n * chunk(), BLOCK).unwrap();
     let big = pool.open_volume("big").unwrap();
-    let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1) as u8).collect();
+    let page: Vec<u8> = (0..4096u32).map(|i| (i * 7 + 1).to_le_bytes()[0]).collect();
 
     // 1. setup
     progress(n, "setup: writing 4 KiB into every chunk");
@@ -350,6 +359,8 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     // from the previous size).
     let mut snap_ms = Vec::new();
     let mut mappings = n + OTHER_CHUNKS;
+    // a whole number of chunks: the floor of the product
+    #[allow(clippy::cast_possible_truncation)]
     let mut step = (snap_per_chunk * n as f64) as u64;
     // Room for `k` more steps of `step` bytes, with a quarter step to spare.
     // A delete of N mappings takes about two snapshot steps (measured:
@@ -488,7 +499,7 @@ fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume
     let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
     let warm: Vec<u64> = (0..WARM_SET.min(n)).map(|_| r.next() % n).collect();
     let warm_ops: Vec<u64> = (0..IO_OPS)
-        .map(|i| warm[(r.next() as usize + i) % warm.len()])
+        .map(|i| warm[index_below(r.next().wrapping_add(i as u64), warm.len())])
         .collect();
     let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
     let mut pool_read = |l: u64| {

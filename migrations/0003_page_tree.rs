@@ -15,9 +15,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::narrow::index_mod;
 use crate::pool::format::{self, Key, Superblock, TreeRecord, VolumeRecord};
 use crate::pool::page::{Page, SLOTS, SLOT_BITS};
-use crate::pool::spacemap::{SpaceMap, OVERFLOW, SPACE_PAGE_CHUNKS};
+use crate::pool::spacemap::{SpaceMap, OVERFLOW, SPACE_PAGE_CHUNKS, SPACE_PAGE_LEN};
 use crate::pool::store::Change;
 use crate::pool::PoolError;
 
@@ -45,7 +46,7 @@ fn build_tree(maps: &[(u64, u64)], next_id: &mut u64, out: &mut Vec<Change>) -> 
         let mut page = Page::leaf();
         while i < maps.len() && maps[i].0 >> SLOT_BITS == leaf_ix {
             let (l, c) = maps[i];
-            page.set((l as usize) & (SLOTS - 1), Some(c));
+            page.set(index_mod(l, SLOTS), Some(c));
             i += 1;
         }
         level_nodes.push((leaf_ix, put(&page, out)));
@@ -58,7 +59,7 @@ fn build_tree(maps: &[(u64, u64)], next_id: &mut u64, out: &mut Vec<Change>) -> 
             let mut page = Page::interior(level);
             while j < level_nodes.len() && level_nodes[j].0 >> SLOT_BITS == parent_ix {
                 let (ix, id) = level_nodes[j];
-                page.set((ix as usize) & (SLOTS - 1), Some(id));
+                page.set(index_mod(ix, SLOTS), Some(id));
                 j += 1;
             }
             up.push((parent_ix, put(&page, out)));
@@ -126,14 +127,15 @@ pub(crate) fn run(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Vec<Change>, PoolError> 
         }
         let page = pages
             .entry(c / SPACE_PAGE_CHUNKS)
-            .or_insert_with(|| vec![0; SPACE_PAGE_CHUNKS as usize]);
-        let byte = if n >= u32::from(OVERFLOW) {
-            overflow.insert(c, n);
-            OVERFLOW
-        } else {
-            n as u8
+            .or_insert_with(|| vec![0; SPACE_PAGE_LEN]);
+        let byte = match u8::try_from(n) {
+            Ok(b) if b < OVERFLOW => b,
+            _ => {
+                overflow.insert(c, n);
+                OVERFLOW
+            }
         };
-        page[(c % SPACE_PAGE_CHUNKS) as usize] = byte;
+        page[index_mod(c, SPACE_PAGE_LEN)] = byte;
     }
     let space = SpaceMap::load(capacity, pages.clone(), overflow.clone())
         .map_err(|e| PoolError::corrupt(e.to_string()))?;

@@ -1,6 +1,7 @@
 //! Fuzz the TCM-USER event parser and uio-name splitter: never panic, and an
 //! accepted event re-emits to bytes that parse to the same event.
 #![no_main]
+#![warn(clippy::cast_possible_truncation)]
 
 use libfuzzer_sys::fuzz_target;
 use tcmud_core::netlink::{emit_event, parse_event, UioName};

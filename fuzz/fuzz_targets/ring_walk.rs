@@ -6,6 +6,7 @@
 //! Input layout: [flags][ring size][head: 4][mode][tail: 4][bytes...]; the
 //! bytes fill the command ring, then the data area.
 #![no_main]
+#![warn(clippy::cast_possible_truncation)]
 
 use libfuzzer_sys::fuzz_target;
 use tcmud_core::ring::{Completion, DataIn, Entry, Fault, Ring, RingError};

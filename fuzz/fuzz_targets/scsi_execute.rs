@@ -3,6 +3,7 @@
 //! small thin MemBackend: must never panic, and must answer GOOD or a
 //! well-formed CHECK CONDITION.
 #![no_main]
+#![warn(clippy::cast_possible_truncation)]
 
 use std::sync::Arc;
 

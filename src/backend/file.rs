@@ -223,11 +223,11 @@ impl FileBackend {
 
     /// Writes zeros over `len` bytes at `off`, 1 MiB at a time.
     fn zero_fill(&self, off: u64, len: u64) -> Result<(), BackendError> {
-        const STEP: u64 = 1 << 20;
-        let zeros = vec![0u8; STEP as usize];
+        const STEP: usize = 1 << 20;
+        let zeros = vec![0u8; STEP];
         let mut done = 0;
         while done < len {
-            let n = STEP.min(len - done);
+            let n = (STEP as u64).min(len - done);
             let chunk = zeros
                 .get(..usize::try_from(n).unwrap_or(0))
                 .unwrap_or_default();

@@ -15,10 +15,11 @@ use super::format::{
     TAG_SPACE, TAG_TREE, TAG_VOLUME,
 };
 use super::page::{Page, PageId, SLOT_BITS};
-use super::spacemap::{OVERFLOW, SPACE_PAGE_CHUNKS};
+use super::spacemap::{OVERFLOW, SPACE_PAGE_CHUNKS, SPACE_PAGE_LEN};
 use super::store::MetaStore;
 use super::tree::Root;
 use super::PoolError;
+use crate::narrow::index_mod;
 
 struct Walk<'a> {
     store: &'a dyn MetaStore,
@@ -87,7 +88,7 @@ impl Walk<'_> {
                     lchunk: at,
                 });
             }
-            match self.chunks.get_mut(v as usize) {
+            match usize::try_from(v).ok().and_then(|i| self.chunks.get_mut(i)) {
                 Some(c) => *c = c.saturating_add(1),
                 None => self.report.problems.push(Problem::MappingToUnallocated {
                     volume: vol,
@@ -268,7 +269,7 @@ pub(crate) fn check_tree(
             let c = base + i;
             let b = bytes
                 .as_ref()
-                .and_then(|b| b.get(i as usize))
+                .and_then(|b| b.get(index_mod(i, SPACE_PAGE_LEN)))
                 .copied()
                 .unwrap_or(0);
             let stored = if b == OVERFLOW {
@@ -276,7 +277,11 @@ pub(crate) fn check_tree(
             } else {
                 u32::from(b)
             };
-            let actual = w.chunks.get(c as usize).copied().unwrap_or(0);
+            let actual = usize::try_from(c)
+                .ok()
+                .and_then(|i| w.chunks.get(i))
+                .copied()
+                .unwrap_or(0);
             if stored == 0 {
                 z += 1;
             }
@@ -292,7 +297,7 @@ pub(crate) fn check_tree(
                 }
             }
         }
-        if let Some(slot) = zeros.get_mut(p as usize) {
+        if let Some(slot) = usize::try_from(p).ok().and_then(|p| zeros.get_mut(p)) {
             *slot = z;
         }
     }

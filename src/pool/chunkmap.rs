@@ -3,6 +3,8 @@
 //! lookup is two indexings and memory follows what was written (8 bytes per
 //! mapped chunk, plus 8 bytes per 512 logical chunks for the page table).
 
+use crate::narrow::index_mod;
+
 const PAGE_SHIFT: u32 = 9;
 const PAGE: usize = 1 << PAGE_SHIFT;
 const EMPTY: u64 = u64::MAX;
@@ -27,7 +29,7 @@ impl std::fmt::Debug for ChunkMap {
 
 fn split(l: u64) -> Option<(usize, usize)> {
     let p = usize::try_from(l >> PAGE_SHIFT).ok()?;
-    Some((p, (l as usize) & (PAGE - 1)))
+    Some((p, index_mod(l, PAGE)))
 }
 
 impl ChunkMap {

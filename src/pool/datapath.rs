@@ -9,6 +9,7 @@ use crate::backend::{BackendError, BlockSink, BlockSource};
 use super::state::State;
 use super::treemeta::Sharing;
 use super::{guard, Pool, PoolError, PoolErrorKind, DIRTY_LIMIT};
+use crate::narrow::{index_mod, min_len};
 
 /// Times a write that finds no free chunk waits for a commit that frees
 /// some before it reports the pool full (other writers may take them).
@@ -76,7 +77,7 @@ impl Pool {
             }
             let pos = off + done as u64;
             let in_off = pos & (cs - 1);
-            let n = ((cs - in_off) as usize).min(len - done);
+            let n = min_len(cs - in_off, len - done);
             let s = Span {
                 l: pos >> shift,
                 in_off,
@@ -254,11 +255,13 @@ impl Pool {
         let cs = self.inner.chunk_size;
         let whole = s.n as u64 == cs;
         let fill = |base: Option<u64>| -> std::io::Result<Option<Vec<u8>>> {
-            let mut buf = vec![0u8; cs as usize];
+            let mut buf = vec![0u8; self.inner.chunk_bytes as usize];
             if let Some(old) = base {
                 self.inner.data.read_at(&mut buf, old * cs)?;
             }
-            src.read_at(s.at, &mut buf[s.in_off as usize..s.in_off as usize + s.n])?;
+            // in_off < chunk size, a u32: an index into buf
+            let at = index_mod(s.in_off, buf.len());
+            src.read_at(s.at, &mut buf[at..at + s.n])?;
             Ok(Some(buf))
         };
         Ok(match p {
@@ -482,7 +485,8 @@ impl Pool {
             if n == cs {
                 self.state().map_remove(vol, l)?;
             } else {
-                let zeros = vec![0u8; n as usize];
+                // a part of one chunk: n < chunk size, a u32
+                let zeros = vec![0u8; min_len(n, self.inner.chunk_bytes as usize)];
                 match self.lookup_exclusive(vol, l)? {
                     None => {}
                     Some((c, false)) => self

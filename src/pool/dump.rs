@@ -395,7 +395,11 @@ fn document_keys(doc: &PoolDump, data_len: u64) -> Result<(Vec<Change>, RestoreR
                 if !seen.insert(l + i) {
                     return Err(at(format!("logical chunk {} mapped twice", l + i)));
                 }
-                counted[(c + i) as usize] += 1;
+                // c + i < hwm (checked above), the length of `counted`
+                match usize::try_from(c + i).ok().and_then(|k| counted.get_mut(k)) {
+                    Some(n) => *n += 1,
+                    None => return Err(at(format!("chunk {} past the high-water mark", c + i))),
+                }
                 keys.push((
                     format::map_key(v.id, l + i),
                     Some((c + i).to_be_bytes().to_vec()),

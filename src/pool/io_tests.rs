@@ -55,7 +55,8 @@ fn racing_writes_are_never_left_unsynced() {
         let io = std::sync::Arc::clone(&io);
         std::thread::spawn(move || {
             for i in 0..200u64 {
-                io.write_at(&[i as u8; 512], i * 512).unwrap();
+                io.write_at(&[u8::try_from(i).expect("below 200"); 512], i * 512)
+                    .unwrap();
             }
         })
     };

@@ -322,6 +322,8 @@ pub(crate) struct Inner {
     store: Arc<dyn MetaStore>,
     data: Box<dyn DataIo>,
     chunk_size: u64,
+    /// `chunk_size` as the superblock holds it (and as a buffer length).
+    chunk_bytes: u32,
     chunk_shift: u32,
     /// Metadata format (2 or 3).
     format: u32,
@@ -373,6 +375,7 @@ impl Pool {
                 store,
                 data,
                 chunk_size,
+                chunk_bytes: st.sb.chunk_size,
                 chunk_shift: chunk_size.trailing_zeros(),
                 format: if st.t3.is_some() {
                     format::TREE_FORMAT
@@ -402,7 +405,7 @@ impl Pool {
 
     /// Chunk size in bytes.
     pub fn chunk_size(&self) -> u32 {
-        self.inner.chunk_size as u32
+        self.inner.chunk_bytes
     }
 
     fn state(&self) -> MutexGuard<'_, State> {

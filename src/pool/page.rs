@@ -356,10 +356,10 @@ fn unzigzag(z: u64) -> u64 {
 
 fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
-        out.push((v as u8) | 0x80);
+        out.push(v.to_le_bytes()[0] | 0x80);
         v >>= 7;
     }
-    out.push(v as u8);
+    out.push(v.to_le_bytes()[0]);
 }
 
 /// Reads one canonical LEB128 u64 (no redundant trailing zero groups, at most

@@ -11,8 +11,8 @@ fn v(x: u32) -> Arc<u32> {
 #[test]
 fn hits_misses_and_clock_eviction() {
     let mut c = PageCache::new(3, 1 << 20);
-    for id in 1..=3 {
-        c.insert_clean(id, v(id as u32), 4096);
+    for id in 1..=3u32 {
+        c.insert_clean(u64::from(id), v(id), 4096);
     }
     assert_eq!(c.get(1).as_deref(), Some(&1));
     assert_eq!(c.get(3).as_deref(), Some(&3));

@@ -130,7 +130,7 @@ fn a_tree_larger_than_the_decoded_tier_reads_from_the_encoded_tier() {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        order.swap(i, (x % (i as u64 + 1)) as usize);
+        order.swap(i, usize::try_from(x % (i as u64 + 1)).expect("at most i"));
     }
     for &l in &order {
         assert_eq!(slot_lookup(&mut fresh, root, l), Some(l));
@@ -140,7 +140,7 @@ fn a_tree_larger_than_the_decoded_tier_reads_from_the_encoded_tier() {
     assert!(dec.pages <= decoded_pages, "decoded tier within bounds");
     assert!(enc.pages as u64 > leaves, "encoded tier holds the tree");
     assert!(
-        dec.bytes + enc.bytes <= cache as usize,
+        (dec.bytes + enc.bytes) as u64 <= cache,
         "both tiers within the cache"
     );
 }

@@ -13,8 +13,12 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use thiserror::Error;
 
+use crate::narrow::{index_mod, min_len};
+
 /// Chunks per space page.
-pub const SPACE_PAGE_CHUNKS: u64 = 4096;
+pub const SPACE_PAGE_CHUNKS: u64 = SPACE_PAGE_LEN as u64;
+/// Bytes of a space page (one per chunk): [`SPACE_PAGE_CHUNKS`] as a length.
+pub const SPACE_PAGE_LEN: usize = 4096;
 /// Byte value meaning "count ≥ 255, look in the side map".
 pub const OVERFLOW: u8 = 255;
 
@@ -76,14 +80,37 @@ pub struct SpaceMap {
     cursor: u64,
 }
 
+/// The space page of `chunk`, a chunk below the capacity: its page is below
+/// [`page_count`] of the capacity, the length of the map's page vectors.
+#[allow(clippy::cast_possible_truncation)] // below a Vec length (see above)
 fn page_of(chunk: u64) -> usize {
-    (chunk / SPACE_PAGE_CHUNKS) as usize
+    let p = chunk / SPACE_PAGE_CHUNKS;
+    debug_assert!(usize::try_from(p).is_ok(), "chunk {chunk} past any page");
+    p as usize
+}
+
+/// A count of chunks of one space page (at most [`SPACE_PAGE_CHUNKS`], which
+/// fits the `u16` of a summary entry).
+#[allow(clippy::cast_possible_truncation)] // at most SPACE_PAGE_CHUNKS < 2^16
+fn page_chunks(n: u64) -> u16 {
+    const _: () = assert!(SPACE_PAGE_CHUNKS <= u16::MAX as u64);
+    debug_assert!(n <= SPACE_PAGE_CHUNKS, "{n} chunks in one page");
+    n as u16
+}
+
+/// Space pages of a pool of `capacity` chunks. One that does not fit `usize`
+/// (a capacity read from a corrupt superblock on a 32-bit host) becomes
+/// `usize::MAX`, which no vector can hold: sizing the map then panics
+/// ("capacity overflow") as any capacity too large for memory does, instead
+/// of holding fewer pages than chunks.
+fn page_count(capacity: u64) -> usize {
+    usize::try_from(capacity.div_ceil(SPACE_PAGE_CHUNKS)).unwrap_or(usize::MAX)
 }
 
 impl SpaceMap {
     /// Every chunk of a pool of `capacity` chunks free.
     pub fn new(capacity: u64) -> SpaceMap {
-        let n = capacity.div_ceil(SPACE_PAGE_CHUNKS) as usize;
+        let n = page_count(capacity);
         let mut m = SpaceMap {
             capacity: 0,
             pages: Vec::new(),
@@ -110,7 +137,7 @@ impl SpaceMap {
         if capacity <= self.capacity {
             return;
         }
-        let n = capacity.div_ceil(SPACE_PAGE_CHUNKS) as usize;
+        let n = page_count(capacity);
         self.pages.resize_with(n, || None);
         self.zeros.resize(n, 0);
         self.held.resize(n, 0);
@@ -118,7 +145,7 @@ impl SpaceMap {
             let start = (p as u64 * SPACE_PAGE_CHUNKS).max(self.capacity);
             let end = ((p as u64 + 1) * SPACE_PAGE_CHUNKS).min(capacity);
             if end > start {
-                self.zeros[p] += (end - start) as u16;
+                self.zeros[p] += page_chunks(end - start);
                 self.dirty.insert(p as u64);
             }
         }
@@ -139,26 +166,29 @@ impl SpaceMap {
     fn byte(&self, chunk: u64) -> u8 {
         let p = page_of(chunk);
         match self.pages.get(p) {
-            Some(Some(b)) => b[(chunk % SPACE_PAGE_CHUNKS) as usize],
+            Some(Some(b)) => b[index_mod(chunk, SPACE_PAGE_LEN)],
             _ => 0,
         }
     }
 
     fn set_byte(&mut self, chunk: u64, v: u8) {
         let p = page_of(chunk);
-        let page = self.pages[p].get_or_insert_with(|| vec![0; SPACE_PAGE_CHUNKS as usize].into());
-        page[(chunk % SPACE_PAGE_CHUNKS) as usize] = v;
+        let page = self.pages[p].get_or_insert_with(|| vec![0; SPACE_PAGE_LEN].into());
+        page[index_mod(chunk, SPACE_PAGE_LEN)] = v;
         self.dirty.insert(p as u64);
     }
 
     fn set_count(&mut self, chunk: u64, n: u32) {
-        if n >= u32::from(OVERFLOW) {
-            self.set_byte(chunk, OVERFLOW);
-            self.overflow.insert(chunk, n);
-            self.overflow_dirty.insert(chunk);
-        } else {
-            self.set_byte(chunk, n as u8);
-            if self.overflow.remove(&chunk).is_some() {
+        match u8::try_from(n) {
+            Ok(b) if b < OVERFLOW => {
+                self.set_byte(chunk, b);
+                if self.overflow.remove(&chunk).is_some() {
+                    self.overflow_dirty.insert(chunk);
+                }
+            }
+            _ => {
+                self.set_byte(chunk, OVERFLOW);
+                self.overflow.insert(chunk, n);
                 self.overflow_dirty.insert(chunk);
             }
         }
@@ -265,9 +295,9 @@ impl SpaceMap {
 
     /// The stored bytes of space page `p` (4,096, one per chunk; zero past capacity).
     pub fn page_bytes(&self, p: u64) -> Vec<u8> {
-        match self.pages.get(p as usize) {
+        match usize::try_from(p).ok().and_then(|p| self.pages.get(p)) {
             Some(Some(b)) => b.to_vec(),
-            _ => vec![0; SPACE_PAGE_CHUNKS as usize],
+            _ => vec![0; SPACE_PAGE_LEN],
         }
     }
 
@@ -298,16 +328,18 @@ impl SpaceMap {
             if base >= capacity {
                 return Err(corrupt("past the pool's capacity".into()));
             }
-            if m.pages[p as usize].is_some() {
+            let ix = page_of(base);
+            if m.pages[ix].is_some() {
                 return Err(corrupt("given twice".into()));
             }
-            let live = (capacity - base).min(SPACE_PAGE_CHUNKS) as usize;
+            let live = min_len(capacity - base, SPACE_PAGE_LEN);
             if bytes[live..].iter().any(|b| *b != 0) {
                 return Err(corrupt("counts past the pool's capacity".into()));
             }
-            let used = bytes.iter().filter(|b| **b != 0).count() as u16;
-            m.zeros[p as usize] -= used;
-            m.pages[p as usize] = Some(bytes.into());
+            let used = bytes.iter().filter(|b| **b != 0).count();
+            m.zeros[ix] -=
+                u16::try_from(used).map_err(|_| corrupt(format!("{used} chunks in use")))?;
+            m.pages[ix] = Some(bytes.into());
         }
         for (&c, &n) in &overflow {
             if c >= capacity || m.byte(c) != OVERFLOW || n < u32::from(OVERFLOW) {

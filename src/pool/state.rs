@@ -122,7 +122,7 @@ impl State {
         }
         let free: Vec<u64> = free_keys
             .into_iter()
-            .filter(|&c| refs.get(c as usize) == Some(&0))
+            .filter(|&c| usize::try_from(c).ok().and_then(|i| refs.get(i)) == Some(&0))
             .rev()
             .collect();
         let used = refs.iter().filter(|&&r| r > 0).count() as u64;
@@ -352,7 +352,7 @@ impl State {
         } else {
             return Err(PoolError::out_of_space());
         };
-        if let Some(r) = self.refs.get_mut(c as usize) {
+        if let Some(r) = self.ref_mut(c) {
             *r = 1;
         }
         self.used += 1;
@@ -373,7 +373,7 @@ impl State {
             t.unreserve(c);
             return;
         }
-        if let Some(r) = self.refs.get_mut(c as usize) {
+        if let Some(r) = self.ref_mut(c) {
             *r = 0;
         }
         self.used -= 1;
@@ -381,8 +381,13 @@ impl State {
         self.update_low_water();
     }
 
+    /// The count of chunk `c` (None past the high-water mark).
+    fn ref_mut(&mut self, c: u64) -> Option<&mut u32> {
+        usize::try_from(c).ok().and_then(|i| self.refs.get_mut(i))
+    }
+
     fn set_ref(&mut self, c: u64, n: u32) {
-        if let Some(r) = self.refs.get_mut(c as usize) {
+        if let Some(r) = self.ref_mut(c) {
             *r = n;
         }
         if n == 0 {
@@ -394,7 +399,11 @@ impl State {
 
     /// Reference count of a chunk.
     pub fn refcount(&self, c: u64) -> u32 {
-        self.refs.get(c as usize).copied().unwrap_or(0)
+        usize::try_from(c)
+            .ok()
+            .and_then(|i| self.refs.get(i))
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Adds a reference.

@@ -37,8 +37,15 @@ impl MemStore {
 
 #[derive(Clone)]
 enum Op {
-    Write(u64, Vec<u8>),
-    Grow(u64),
+    /// Bytes at an offset of the in-memory file.
+    Write(usize, Vec<u8>),
+    /// The file's new length.
+    Grow(usize),
+}
+
+/// An offset or length of the in-memory file (an error past `usize`).
+fn mem_off(v: u64) -> io::Result<usize> {
+    usize::try_from(v).map_err(|_| io::Error::other(format!("offset {v} past memory")))
 }
 
 #[derive(Default)]
@@ -51,15 +58,15 @@ struct Crash {
 fn apply(buf: &mut Vec<u8>, op: &Op) {
     match op {
         Op::Write(off, data) => {
-            let off = *off as usize;
+            let off = *off;
             if buf.len() < off + data.len() {
                 buf.resize(off + data.len(), 0);
             }
             buf[off..off + data.len()].copy_from_slice(data);
         }
         Op::Grow(len) => {
-            if buf.len() < *len as usize {
-                buf.resize(*len as usize, 0);
+            if buf.len() < *len {
+                buf.resize(*len, 0);
             }
         }
     }
@@ -116,18 +123,17 @@ impl CrashIo {
 impl DataIo for CrashIo {
     fn read_at(&self, buf: &mut [u8], off: u64) -> io::Result<()> {
         let c = lock(&self.inner);
-        let len = c.current.len() as u64;
         buf.fill(0);
-        if off < len {
-            let n = ((len - off) as usize).min(buf.len());
-            buf[..n].copy_from_slice(&c.current[off as usize..off as usize + n]);
+        if let Some(rest) = mem_off(off).ok().and_then(|off| c.current.get(off..)) {
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
         }
         Ok(())
     }
 
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let mut c = lock(&self.inner);
-        let op = Op::Write(off, buf.to_vec());
+        let op = Op::Write(mem_off(off)?, buf.to_vec());
         apply(&mut c.current, &op);
         c.unsynced.push(op);
         Ok(())
@@ -152,7 +158,7 @@ impl DataIo for CrashIo {
     fn grow_to(&self, len: u64) -> io::Result<()> {
         let mut c = lock(&self.inner);
         if (c.current.len() as u64) < len {
-            let op = Op::Grow(len);
+            let op = Op::Grow(mem_off(len)?);
             apply(&mut c.current, &op);
             c.unsynced.push(op);
         }

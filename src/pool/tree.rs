@@ -18,6 +18,7 @@ use thiserror::Error;
 
 use super::page::{Page, PageError, PageId, MAX_LEVEL, SLOTS, SLOT_BITS};
 use super::spacemap::{ChunkRefs, SpaceError};
+use crate::narrow::index_mod;
 
 /// Why a tree operation failed (the metadata is inconsistent or a store failed).
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -109,7 +110,7 @@ pub struct Replaced {
 }
 
 fn index(l: u64, level: u8) -> usize {
-    ((l >> (SLOT_BITS * u32::from(level))) as usize) & (SLOTS - 1)
+    index_mod(l >> (SLOT_BITS * u32::from(level)), SLOTS)
 }
 
 /// Logical chunks covered by one slot of a page at `level` (saturating).

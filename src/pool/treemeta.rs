@@ -14,6 +14,7 @@ use super::spacemap::{ChunkRefs, SpaceError, SpaceMap, SPACE_PAGE_CHUNKS};
 use super::store::{Change, MetaStore};
 use super::tree::{self, DeleteJob, PageStore, Root, TreeError};
 use super::PoolError;
+use crate::narrow::index_mod;
 
 /// Leaves (or shared subtrees) released per delete step: 8,192 mappings.
 pub const DELETE_STEP: usize = 16;
@@ -71,7 +72,7 @@ pub(crate) fn tree_err(e: TreeError) -> PoolError {
 }
 
 fn index(l: u64, level: u8) -> usize {
-    ((l >> (SLOT_BITS * u32::from(level))) as usize) & (SLOTS - 1)
+    index_mod(l >> (SLOT_BITS * u32::from(level)), SLOTS)
 }
 
 /// Format-3 metadata (see the module docs).

@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use super::format::{self, TreeRecord, TAG_FREE, TAG_PAGE, TAG_PAGE_REFS, TAG_REF, TAG_TREE};
 use super::page::{Page, PageId};
-use super::spacemap::{OVERFLOW, SPACE_PAGE_CHUNKS};
+use super::spacemap::{OVERFLOW, SPACE_PAGE_CHUNKS, SPACE_PAGE_LEN};
 use super::store::Entries;
 use super::tree::{self, PageStore, Root, TreeError};
 use super::PoolError;
+use crate::narrow::index_mod;
 
 /// Pages read straight from a key map (no cache, nothing written).
 struct KvPages<'a>(&'a BTreeMap<Vec<u8>, Vec<u8>>);
@@ -89,10 +90,11 @@ pub(crate) fn as_format2(kvs: &[(Vec<u8>, Vec<u8>)]) -> Result<Entries, PoolErro
     }
     // counts: S bytes, R for >= 255
     for c in 0..hwm.min(cap) {
-        let p = (c / SPACE_PAGE_CHUNKS) as u32;
+        let p = u32::try_from(c / SPACE_PAGE_CHUNKS)
+            .map_err(|_| PoolError::corrupt(format!("chunk {c}: space page past 2^32")))?;
         let b = map
             .get(&format::space_key(p))
-            .and_then(|s| s.get((c % SPACE_PAGE_CHUNKS) as usize))
+            .and_then(|s| s.get(index_mod(c, SPACE_PAGE_LEN)))
             .copied()
             .unwrap_or(0);
         let n = if b == OVERFLOW {

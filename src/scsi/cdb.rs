@@ -31,6 +31,37 @@ fn be64(b: [u8; 8]) -> u64 {
     u64::from_be_bytes(b)
 }
 
+/// SERVICE ACTION (byte 1, bits 4-0) of the opcodes that carry one
+/// (MAINTENANCE IN, SERVICE ACTION IN(16), ...), read before the command
+/// (hence its CDB length) is known: `None` for a CDB too short to hold it.
+pub(crate) fn service_action(cdb: &[u8]) -> Option<u8> {
+    cdb.get(1).map(|b| b & 0x1F)
+}
+
+/// Byte 1 of the SBC block CDBs (10/12/16), whose bits each command names
+/// in its own way (SBC-4 5.x): the protect field, FUA and BYTCHK. DPO (bit
+/// 4) and RARC (bit 2) of READ/WRITE are cache hints no handler reads, so
+/// they have no accessor (`Block10/16::anchor` reads bit 4 of WRITE SAME).
+macro_rules! block_byte1 {
+    ($name:ident) => {
+        impl $name<'_> {
+            /// RDPROTECT (READ), WRPROTECT (WRITE, WRITE AND VERIFY, WRITE
+            /// SAME) or VRPROTECT (VERIFY): byte 1, bits 7-5.
+            pub fn protect(&self) -> u8 {
+                self.0[1] >> 5
+            }
+            /// FUA (byte 1, bit 3) of READ/WRITE: force unit access.
+            pub fn fua(&self) -> bool {
+                self.0[1] & 0x08 != 0
+            }
+            /// BYTCHK (byte 1, bits 2-1) of VERIFY and WRITE AND VERIFY.
+            pub fn bytchk(&self) -> u8 {
+                (self.0[1] >> 1) & 0x03
+            }
+        }
+    };
+}
+
 view!(
     /// READ(6) / WRITE(6).
     Rw6, 6
@@ -54,10 +85,15 @@ view!(
     /// PRE-FETCH/SYNCHRONIZE CACHE (10) and WRITE SAME (10).
     Block10, 10
 );
+block_byte1!(Block10);
 impl Block10<'_> {
-    /// Byte 1 (RDPROTECT/WRPROTECT/VRPROTECT, DPO, FUA, BYTCHK, IMMED...).
-    pub fn flags(&self) -> u8 {
-        self.0[1]
+    /// ANCHOR (byte 1, bit 4) of WRITE SAME(10).
+    pub fn anchor(&self) -> bool {
+        self.0[1] & 0x10 != 0
+    }
+    /// UNMAP (byte 1, bit 3) of WRITE SAME(10).
+    pub fn unmap(&self) -> bool {
+        self.0[1] & 0x08 != 0
     }
     /// LOGICAL BLOCK ADDRESS.
     pub fn lba(&self) -> u64 {
@@ -73,11 +109,8 @@ view!(
     /// The SBC 12-byte block CDB: READ/WRITE/VERIFY/WRITE AND VERIFY (12).
     Block12, 12
 );
+block_byte1!(Block12);
 impl Block12<'_> {
-    /// Byte 1 flags.
-    pub fn flags(&self) -> u8 {
-        self.0[1]
-    }
     /// LOGICAL BLOCK ADDRESS.
     pub fn lba(&self) -> u64 {
         u64::from(be32([self.0[2], self.0[3], self.0[4], self.0[5]]))
@@ -93,10 +126,20 @@ view!(
     /// PRE-FETCH/SYNCHRONIZE CACHE/WRITE SAME (16).
     Block16, 16
 );
+block_byte1!(Block16);
 impl Block16<'_> {
-    /// Byte 1 flags.
-    pub fn flags(&self) -> u8 {
-        self.0[1]
+    /// ANCHOR (byte 1, bit 4) of WRITE SAME(16).
+    pub fn anchor(&self) -> bool {
+        self.0[1] & 0x10 != 0
+    }
+    /// UNMAP (byte 1, bit 3) of WRITE SAME(16).
+    pub fn unmap(&self) -> bool {
+        self.0[1] & 0x08 != 0
+    }
+    /// NDOB (byte 1, bit 0) of WRITE SAME(16): no data-out buffer, the
+    /// blocks are zeroed.
+    pub fn ndob(&self) -> bool {
+        self.0[1] & 0x01 != 0
     }
     /// LOGICAL BLOCK ADDRESS.
     pub fn lba(&self) -> u64 {
@@ -568,6 +611,32 @@ mod tests {
         // UNMAP: ANCHOR; PARAMETER LIST LENGTH 0018h.
         let c = Unmap::parse(&[0x42, 0x01, 0, 0, 0, 0, 0, 0x00, 0x18, 0]).unwrap();
         assert_eq!((c.anchor(), c.parameter_list_length()), (true, 0x18));
+    }
+
+    #[test]
+    fn block_views_read_their_byte1_fields() {
+        // READ(10): RDPROTECT 101b, DPO (no accessor), FUA; LBA 01020304h;
+        // 0010h blocks.
+        let c = Block10::parse(&[0x28, 0xB8, 1, 2, 3, 4, 0, 0x00, 0x10, 0]).unwrap();
+        assert_eq!((c.protect(), c.fua(), c.bytchk()), (5, true, 0));
+        assert_eq!((c.lba(), c.transfer_length()), (0x0102_0304, 0x10));
+        // VERIFY(12): VRPROTECT 0, BYTCHK 11b, no FUA.
+        let c = Block12::parse(&[0xAF, 0x06, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0]).unwrap();
+        assert_eq!((c.protect(), c.bytchk(), c.fua()), (0, 3, false));
+        // WRITE SAME(16): WRPROTECT 001b, ANCHOR, UNMAP, NDOB.
+        let mut w = [0u8; 16];
+        (w[0], w[1]) = (0x93, 0x39);
+        let c = Block16::parse(&w).unwrap();
+        assert_eq!(
+            (c.protect(), c.anchor(), c.unmap(), c.ndob()),
+            (1, true, true, true)
+        );
+        // WRITE SAME(10): UNMAP only (bit 0 is reserved there).
+        let c = Block10::parse(&[0x41, 0x09, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap();
+        assert_eq!((c.anchor(), c.unmap(), c.protect()), (false, true, 0));
+        // The service action: byte 1, bits 4-0, absent from a 1-byte CDB.
+        assert_eq!(service_action(&[0x9E, 0xF0]), Some(0x10));
+        assert_eq!(service_action(&[0x9E]), None);
     }
 
     #[test]

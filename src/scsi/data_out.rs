@@ -76,8 +76,8 @@ pub(crate) fn write_atomic16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, 
 /// VERIFY: BYTCHK 00b sends nothing, 01b the VERIFICATION LENGTH's blocks,
 /// 11b one block (none when the length is 0); 10b is reserved (INVALID
 /// FIELD IN CDB, whatever was sent).
-fn verify(flags: u8, blocks: u32, bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    let n = match (flags >> 1) & 0x03 {
+fn verify(bytchk: u8, blocks: u32, bs: u32, sent: usize) -> Result<usize, ScsiError> {
+    let n = match bytchk {
         0b00 => 0,
         0b01 => blocks,
         0b11 => blocks.min(1),
@@ -88,17 +88,17 @@ fn verify(flags: u8, blocks: u32, bs: u32, sent: usize) -> Result<usize, ScsiErr
 /// VERIFY(10).
 pub(crate) fn verify10(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
     let c = Block10::parse(cdb)?;
-    verify(c.flags(), c.transfer_length(), bs, sent)
+    verify(c.bytchk(), c.transfer_length(), bs, sent)
 }
 /// VERIFY(12).
 pub(crate) fn verify12(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
     let c = Block12::parse(cdb)?;
-    verify(c.flags(), c.transfer_length(), bs, sent)
+    verify(c.bytchk(), c.transfer_length(), bs, sent)
 }
 /// VERIFY(16).
 pub(crate) fn verify16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
     let c = Block16::parse(cdb)?;
-    verify(c.flags(), c.transfer_length(), bs, sent)
+    verify(c.bytchk(), c.transfer_length(), bs, sent)
 }
 
 /// WRITE SAME(10): one block.
@@ -108,7 +108,7 @@ pub(crate) fn write_same10(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, Sc
 }
 /// WRITE SAME(16): one block, none with NDOB.
 pub(crate) fn write_same16(cdb: &[u8], bs: u32, sent: usize) -> Result<usize, ScsiError> {
-    let ndob = Block16::parse(cdb)?.flags() & 0x01 != 0;
+    let ndob = Block16::parse(cdb)?.ndob();
     exact_blocks(u32::from(!ndob), bs, sent)
 }
 

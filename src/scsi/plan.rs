@@ -10,6 +10,7 @@
 
 use super::cdb::{Block10, Block16, CompareAndWrite, Unmap};
 use super::lun::{Lun, ScsiResponse};
+use super::sbc::write_same::WriteSameBits;
 use super::sbc::{accepted_transfer, limits, BlockRequest};
 use super::state::SanitizeState;
 use super::table::{lookup, precheck};
@@ -146,7 +147,7 @@ impl Lun {
         Some(IoPlan::Write {
             lba: ext.lba,
             bytes: ext.bytes,
-            fua: self.state().effective_fua(&caps, req.fua()),
+            fua: self.state().effective_fua(&caps, req.fua),
         })
     }
 
@@ -174,17 +175,17 @@ impl Lun {
         if op == 0x42 {
             return self.plan_unmap(cdb, &caps, data_out);
         }
-        let (lba, blocks, flags) = if op == 0x41 {
+        let (lba, blocks, bits) = if op == 0x41 {
             let c = Block10::parse(cdb).ok()?;
-            (c.lba(), c.transfer_length(), c.flags() & !0x01)
+            (c.lba(), c.transfer_length(), WriteSameBits::ten(&c))
         } else {
             let c = Block16::parse(cdb).ok()?;
-            (c.lba(), c.transfer_length(), c.flags())
+            (c.lba(), c.transfer_length(), WriteSameBits::sixteen(&c))
         };
-        if flags & 0xf0 != 0 {
-            return None; // WRPROTECT, ANCHOR
+        if bits.wrprotect != 0 || bits.anchor {
+            return None;
         }
-        let (unmap, ndob) = (flags & 0x08 != 0, flags & 0x01 != 0);
+        let WriteSameBits { unmap, ndob, .. } = bits;
         if (unmap && !caps.thin)
             || blocks == 0
             || u64::from(blocks) > limits(self.state(), &caps).max_write_same

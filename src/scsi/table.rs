@@ -1,6 +1,7 @@
 //! The command table: one row per command, from which parsing, dispatch and
 //! REPORT SUPPORTED OPERATION CODES all derive.
 
+use super::cdb::service_action;
 use super::data_out::{self as o, OutCheck};
 use super::error::ScsiError;
 use super::fixed_len::u8_len;
@@ -412,7 +413,7 @@ pub(crate) fn lookup(cdb: &[u8]) -> Result<&'static Command, ScsiError> {
         .unwrap_or(&[])
         .iter()
         .take_while(|c| c.opcode == opcode);
-    let sa = cdb.get(1).map(|b| b & 0x1F);
+    let sa = service_action(cdb);
     rows.find(|c| c.service_action.is_none() || c.service_action == sa)
         .ok_or_else(|| ScsiError::cdb(1, 4))
 }

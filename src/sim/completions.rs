@@ -2,6 +2,7 @@
 //! `tcmu_handle_completion` do it.
 
 use super::blocks::runs;
+use super::entry::ring_u32;
 use super::kernel::{KernelSim, SimCmd, Xfer};
 use super::{SimCompletion, SimCompletionRef, SimError};
 use crate::ring::layout::*;
@@ -68,9 +69,9 @@ impl KernelSim {
             self.mark_broken(format!("cmd_tail {tail} outside the ring"));
             return Ok(n);
         }
-        let dist = |from: u32, to: u32| {
-            ((u64::from(to) + u64::from(size) - u64::from(from)) % u64::from(size)) as u32
-        };
+        // Ring offsets below `size` (at most MAX_CMDR_SIZE, 64 MiB): the sum
+        // stays below 2 * size, well inside a u32.
+        let dist = |from: u32, to: u32| (to + (size - from)) % size;
         if dist(self.last_cleaned, tail) > dist(self.last_cleaned, self.head) {
             self.mark_broken(format!("cmd_tail {tail} beyond cmd_head {}", self.head));
             return Ok(n);
@@ -122,7 +123,7 @@ impl KernelSim {
             self.mark_broken(format!("cmd_id {id} not found, ring is broken"));
             return Ok(Outcome::Broken);
         };
-        let slot = (at - MAILBOX_SIZE) as u32;
+        let slot = ring_u32(at - MAILBOX_SIZE);
         if self.cfg.flags & CAP_OOOC == 0 && slot != cmd.slot {
             let queued = cmd.slot;
             self.release(cmd.blocks);
@@ -228,8 +229,10 @@ impl KernelSim {
             && uflags & UFLAG_READ_LEN != 0
             && read_len != 0
         {
-            len = len.min(read_len as usize);
-            c.read_len = Some(len as u32);
+            // the smaller of the two, exactly (a len past u32 is larger)
+            let shown = u32::try_from(len).map_or(read_len, |l| l.min(read_len));
+            len = shown as usize;
+            c.read_len = Some(shown);
         }
         if status == STATUS_CHECK_CONDITION {
             self.map.read_into(at + RSP_SENSE, sense)?;

@@ -19,6 +19,29 @@ pub(crate) struct CmdEntry<'a> {
     pub cdb: &'a [u8],
 }
 
+/// A size, count or offset inside the command ring as the `u32` of an entry
+/// or mailbox field. The ring's size is a `u32` ([`SimConfig::cmdr_size`],
+/// at most `MAX_CMDR_SIZE`) and an entry fits half of it, so nothing the
+/// simulator places in it (an entry's size, its iov count, a slot) is larger.
+///
+/// [`SimConfig::cmdr_size`]: super::SimConfig::cmdr_size
+#[allow(clippy::cast_possible_truncation)] // inside a ring of u32 size
+pub(crate) fn ring_u32(n: usize) -> u32 {
+    debug_assert!(u32::try_from(n).is_ok(), "{n} does not fit the ring");
+    n as u32
+}
+
+/// An offset or length of the simulator's own data-area iovs as an index of
+/// the mapping: the simulator placed them inside the data area, whose length
+/// is a `usize` ([`SimConfig::data_size`]).
+///
+/// [`SimConfig::data_size`]: super::SimConfig::data_size
+#[allow(clippy::cast_possible_truncation)] // inside a mapping of usize length
+pub(crate) fn data_usize(v: u64) -> usize {
+    debug_assert!(usize::try_from(v).is_ok(), "{v} past the mapping");
+    v as usize
+}
+
 /// Copies `b` to `at` in `out` (nothing when it does not fit).
 fn put(out: &mut [u8], at: usize, b: &[u8]) {
     if let Some(d) = out.get_mut(at..at + b.len()) {
@@ -30,11 +53,15 @@ impl CmdEntry<'_> {
     /// Writes the entry's fields into `out`: its `size` bytes, zeroed by
     /// the caller.
     pub(crate) fn build(&self, out: &mut [u8]) {
-        put(out, HDR_LEN_OP, &(self.size as u32 | OP_CMD).to_ne_bytes());
+        put(
+            out,
+            HDR_LEN_OP,
+            &(ring_u32(self.size) | OP_CMD).to_ne_bytes(),
+        );
         put(out, HDR_CMD_ID, &self.cmd_id.to_ne_bytes());
         let bidi = self.iovs.len().saturating_sub(self.main_iovs);
-        put(out, REQ_IOV_CNT, &(self.main_iovs as u32).to_ne_bytes());
-        put(out, REQ_IOV_BIDI_CNT, &(bidi as u32).to_ne_bytes());
+        put(out, REQ_IOV_CNT, &ring_u32(self.main_iovs).to_ne_bytes());
+        put(out, REQ_IOV_BIDI_CNT, &ring_u32(bidi).to_ne_bytes());
         put(out, REQ_CDB_OFF, &self.cdb_off.to_ne_bytes());
         for (i, (b, l)) in self.iovs.iter().enumerate() {
             put(out, REQ_IOV + i * IOV_SIZE + IOV_BASE, &b.to_ne_bytes());

@@ -7,6 +7,7 @@
 use super::kernel::KernelSim;
 use super::SimError;
 use crate::ring::layout::*;
+use crate::ring::RingError;
 
 /// A way to damage the region.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,7 +96,9 @@ impl KernelSim {
             Corruption::CmdId(id) => m.write_u16(at + HDR_CMD_ID, id)?,
             Corruption::CdbOffset(v) => m.write_u64(at + REQ_CDB_OFF, v)?,
             Corruption::CdbBytes(b0, b7) => {
-                let off = m.read_u64(at + REQ_CDB_OFF)? as usize;
+                let raw = m.read_u64(at + REQ_CDB_OFF)?;
+                let off = usize::try_from(raw)
+                    .map_err(|_| RingError::OutOfBounds { off: raw, len: 1 })?;
                 m.write_u8(off, b0)?;
                 if off + 7 < at + len as usize {
                     m.write_u8(off + 7, b7)?;

@@ -7,8 +7,9 @@ use nix::sys::memfd::{memfd_create, MFdFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
 
 use super::blocks::{iovs_into, Bitmap, Blocks};
-use super::entry::CmdEntry;
+use super::entry::{data_usize, ring_u32, CmdEntry};
 use super::{SimConfig, SimDevice, SimDirRef, SimError};
+use crate::narrow::min_len;
 use crate::ring::layout::*;
 use crate::ring::mapping::Mapping;
 use crate::ring::TmrType;
@@ -104,7 +105,7 @@ impl KernelSim {
         let map = Mapping::new(&file, len)?;
         map.write_u16(MB_VERSION, MAILBOX_VERSION)?;
         map.write_u16(MB_FLAGS, cfg.flags)?;
-        map.write_u32(MB_CMDR_OFF, MAILBOX_SIZE as u32)?;
+        map.write_u32(MB_CMDR_OFF, ring_u32(MAILBOX_SIZE))?;
         map.write_u32(MB_CMDR_SIZE, cfg.cmdr_size)?;
         map.store_u32_release(MB_CMD_HEAD, 0)?;
         map.store_u32_release(MB_CMD_TAIL, 0)?;
@@ -429,7 +430,7 @@ impl KernelSim {
             }
         };
         written?;
-        self.publish_head(slot + cmd_size as u32)?;
+        self.publish_head(slot + ring_u32(cmd_size))?;
         let idx = usize::from(cmd_id);
         if self.cmds.len() <= idx {
             self.cmds.resize(idx + 1, None);
@@ -444,7 +445,7 @@ impl KernelSim {
             });
         }
         self.ids.set(idx);
-        self.last_entry = Some((slot, cmd_size as u32));
+        self.last_entry = Some((slot, ring_u32(cmd_size)));
         Ok(cmd_id)
     }
 
@@ -458,8 +459,8 @@ impl KernelSim {
     ) -> Result<(), SimError> {
         let put = |iovs: &[(u64, u64)], mut data: &[u8]| -> Result<(), SimError> {
             for &(off, len) in iovs {
-                let (now, rest) = data.split_at((len as usize).min(data.len()));
-                self.map.copy_in(off as usize, now)?;
+                let (now, rest) = data.split_at(min_len(len, data.len()));
+                self.map.copy_in(data_usize(off), now)?;
                 data = rest;
             }
             Ok(())
@@ -468,7 +469,7 @@ impl KernelSim {
             if self.poison {
                 for &(off, len) in iovs {
                     self.map
-                        .fill_data(off as usize, len as usize, DATA_IN_POISON)?;
+                        .fill_data(data_usize(off), data_usize(len), DATA_IN_POISON)?;
                 }
             }
             Ok(())
@@ -498,14 +499,14 @@ impl KernelSim {
         let at = MAILBOX_SIZE + slot as usize;
         let m = &self.map;
         m.fill(at, cmd_size, 0)?;
-        m.write_u32(at + HDR_LEN_OP, cmd_size as u32 | OP_TMR)?;
+        m.write_u32(at + HDR_LEN_OP, ring_u32(cmd_size) | OP_TMR)?;
         m.write_u8(at + TMR_TYPE, tmr.to_u8())?;
-        m.write_u32(at + TMR_CMD_CNT, cmd_ids.len() as u32)?;
+        m.write_u32(at + TMR_CMD_CNT, ring_u32(cmd_ids.len()))?;
         for (i, id) in cmd_ids.iter().enumerate() {
             m.write_u16(at + TMR_CMD_IDS + 2 * i, *id)?;
         }
-        self.publish_head(slot + cmd_size as u32)?;
-        self.last_entry = Some((slot, cmd_size as u32));
+        self.publish_head(slot + ring_u32(cmd_size))?;
+        self.last_entry = Some((slot, ring_u32(cmd_size)));
         Ok(())
     }
 }

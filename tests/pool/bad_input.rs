@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::util::narrow::LowByte;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig, PoolErrorKind};
 
@@ -59,7 +60,7 @@ fn make_pool(dir: &Path) {
     pool.create_volume("v", 1 << 24, 512).unwrap();
     let v = pool.open_volume("v").unwrap();
     for i in 0..600u64 {
-        v.write(i * 16, &[i as u8; 512], false).unwrap();
+        v.write(i * 16, &[i.low_byte(); 512], false).unwrap();
         if i % 20 == 0 {
             v.flush().unwrap();
         }

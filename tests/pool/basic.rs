@@ -1,6 +1,7 @@
 //! Pool basics on a real directory: create/open, volumes, thin reads,
 //! partial first writes, discard, allocation status, out of space, events.
 
+use crate::util::narrow::LowByte;
 use tcmud_core::backend::{BackendError, BackendEvent, BlockBackend};
 use tcmud_core::pool::{Pool, PoolConfig, PoolErrorKind, VolumeKind};
 
@@ -85,7 +86,7 @@ fn out_of_space_keeps_reads_overwrites_discards() {
     pool.create_volume("a", 1 << 20, 4096).unwrap();
     let a = pool.open_volume("a").unwrap();
     for i in 0..4 {
-        a.write(i, &[i as u8 + 1; 4096], false).unwrap();
+        a.write(i, &[i.low_byte() + 1; 4096], false).unwrap();
     }
     assert_eq!(a.poll_event(), Some(BackendEvent::LowWaterMark));
     assert_eq!(a.poll_event(), None);

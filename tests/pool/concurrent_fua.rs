@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::util::narrow::LowByte;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig};
 
@@ -12,7 +13,7 @@ const BLOCKS: u64 = 1024; // 4 MiB per volume
 
 fn pattern(vol: u64, lba: u64) -> Vec<u8> {
     (0..BS)
-        .map(|i| (vol as u8 ^ lba as u8).wrapping_add(i as u8) | 1)
+        .map(|i| (vol.low_byte() ^ lba.low_byte()).wrapping_add(i.low_byte()) | 1)
         .collect()
 }
 

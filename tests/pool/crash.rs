@@ -16,12 +16,17 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use tcmud_core::backend::{BackendError, BlockBackend};
+
+use crate::util::narrow::ix;
 use tcmud_core::pool::store::{Change, Entries, MetaStore};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
 use tcmud_core::pool::{Pool, PoolConfig, PoolError, PoolOptions};
 
-const BS: u64 = 512;
-const CHUNK: u64 = 4096;
+const BS32: u32 = 512;
+const BS: u64 = BS32 as u64;
+const BS_LEN: usize = BS32 as usize;
+const CHUNK32: u32 = 4096;
+const CHUNK: u64 = CHUNK32 as u64;
 const PER_CHUNK: u64 = CHUNK / BS;
 
 struct Rng(u64);
@@ -42,7 +47,7 @@ impl Rng {
 }
 
 fn block_of(tag: u64) -> Vec<u8> {
-    tag.to_le_bytes().repeat((BS / 8) as usize)
+    tag.to_le_bytes().repeat(BS_LEN / 8)
 }
 
 fn tag_of(b: &[u8]) -> Option<u64> {
@@ -127,9 +132,9 @@ fn verify(pool: &Pool, model: &Model, ctx: &str) {
     );
     for (n, m) in model {
         let v = pool.open_volume(n).unwrap();
-        let mut buf = vec![0u8; m.current.len() * BS as usize];
+        let mut buf = vec![0u8; m.current.len() * BS_LEN];
         v.read(0, &mut buf).unwrap();
-        for (b, blk) in buf.chunks(BS as usize).enumerate() {
+        for (b, blk) in buf.chunks(BS_LEN).enumerate() {
             let tag =
                 tag_of(blk).unwrap_or_else(|| panic!("{ctx}: {n} block {b} is torn or foreign"));
             assert!(
@@ -169,7 +174,7 @@ impl Run {
         if names.is_empty() {
             return None;
         }
-        Some(names[self.rng.below(names.len() as u64) as usize].clone())
+        Some(names[ix(self.rng.below(names.len() as u64))].clone())
     }
 
     fn name(&mut self, p: &str) -> String {
@@ -207,7 +212,7 @@ impl Run {
                     Ok(()) => {
                         let m = self.model.get_mut(&n).unwrap();
                         for (i, t) in tags.into_iter().enumerate() {
-                            let b = lba as usize + i;
+                            let b = ix(lba) + i;
                             m.set(b, t);
                             if fua {
                                 m.durable[b] = t;
@@ -233,7 +238,7 @@ impl Run {
                     .unwrap();
                 let m = self.model.get_mut(&n).unwrap();
                 for b in lba..lba + blocks {
-                    m.set(b as usize, 0);
+                    m.set(ix(b), 0);
                 }
             }
             65..=79 => {
@@ -248,12 +253,10 @@ impl Run {
                 }
                 let n = self.name("v");
                 let chunks = 2 + self.rng.below(8);
-                self.pool
-                    .create_volume(&n, chunks * CHUNK, BS as u32)
-                    .unwrap();
+                self.pool.create_volume(&n, chunks * CHUNK, BS32).unwrap();
                 all_flushed(&mut self.model);
                 self.model
-                    .insert(n, MVol::new((chunks * PER_CHUNK) as usize, false, None));
+                    .insert(n, MVol::new(ix(chunks * PER_CHUNK), false, None));
             }
             85..=88 => {
                 let Some(n) = self.pick(None) else {
@@ -301,7 +304,7 @@ impl Run {
                 trace(&format!("resize {n} {blocks} blocks"));
                 all_flushed(&mut self.model);
                 let m = self.model.get_mut(&n).unwrap();
-                m.current.resize(blocks as usize, 0);
+                m.current.resize(ix(blocks), 0);
                 m.flushed();
             }
         }
@@ -356,7 +359,7 @@ fn crash_images(wanted: u64, opts: &PoolOptions) {
         };
         let data = CrashIo::new();
         let cfg = PoolConfig {
-            chunk_size: CHUNK as u32,
+            chunk_size: CHUNK32,
             capacity_bytes: 40 * CHUNK,
             low_water_pct: 80,
         };
@@ -372,9 +375,9 @@ fn crash_images(wanted: u64, opts: &PoolOptions) {
         };
         for _ in 0..3 {
             let n = run.name("v");
-            run.pool.create_volume(&n, 8 * CHUNK, BS as u32).unwrap();
+            run.pool.create_volume(&n, 8 * CHUNK, BS32).unwrap();
             run.model
-                .insert(n, MVol::new((8 * PER_CHUNK) as usize, false, None));
+                .insert(n, MVol::new(ix(8 * PER_CHUNK), false, None));
         }
         let captured: Arc<Mutex<Vec<(MemStore, CrashIo)>>> = Arc::default();
         for _ in 0..150 {
@@ -400,7 +403,7 @@ fn crash_images(wanted: u64, opts: &PoolOptions) {
                 }
             }
             if run.rng.chance(250) {
-                let keep_pm = [0, 500, 1000][run.rng.below(3) as usize];
+                let keep_pm = [0, 500, 1000][ix(run.rng.below(3))];
                 let mut r2 = Rng(run.rng.next() | 1);
                 let img = data.crash_image(&mut || r2.chance(keep_pm));
                 let p =
@@ -441,7 +444,7 @@ fn sled_directory_crash_images() {
     let t = tempfile::tempdir().unwrap();
     let dir = t.path().join("pool");
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK32,
         capacity_bytes: 40 * CHUNK,
         low_water_pct: 80,
     };
@@ -455,9 +458,9 @@ fn sled_directory_crash_images() {
     };
     for _ in 0..3 {
         let n = run.name("v");
-        run.pool.create_volume(&n, 8 * CHUNK, BS as u32).unwrap();
+        run.pool.create_volume(&n, 8 * CHUNK, BS32).unwrap();
         run.model
-            .insert(n, MVol::new((8 * PER_CHUNK) as usize, false, None));
+            .insert(n, MVol::new(ix(8 * PER_CHUNK), false, None));
     }
     let mut points = 0;
     for i in 0..300 {
@@ -499,13 +502,13 @@ fn no_in_place_overwrite_before_unsharing(opts: &PoolOptions) {
     let store = MemStore::new();
     let data = CrashIo::new();
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK32,
         capacity_bytes: 64 * CHUNK,
         low_water_pct: 90,
     };
     let pool = Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), opts)
         .unwrap();
-    pool.create_volume("v", 8 * CHUNK, BS as u32).unwrap();
+    pool.create_volume("v", 8 * CHUNK, BS32).unwrap();
     let v = pool.open_volume("v").unwrap();
     v.write(0, &block_of(1), false).unwrap();
     pool.snapshot("v", "s").unwrap();
@@ -519,7 +522,7 @@ fn no_in_place_overwrite_before_unsharing(opts: &PoolOptions) {
         Box::new(data.crash_image(&mut || true)),
     )
     .unwrap();
-    let mut buf = vec![0u8; BS as usize];
+    let mut buf = vec![0u8; BS_LEN];
     img.open_volume("c").unwrap().read(0, &mut buf).unwrap();
     assert_eq!(
         tag_of(&buf),
@@ -541,13 +544,13 @@ fn concurrent_writers_crash_images_are_consistent() {
     };
     let data = CrashIo::new();
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK32,
         capacity_bytes: 48 * CHUNK,
         low_water_pct: 90,
     };
     let pool = Pool::create_with(&cfg, Box::new(store.clone()), Box::new(data.clone())).unwrap();
     for v in 0..3 {
-        pool.create_volume(&format!("v{v}"), 12 * CHUNK, BS as u32)
+        pool.create_volume(&format!("v{v}"), 12 * CHUNK, BS32)
             .unwrap();
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
@@ -602,9 +605,9 @@ fn concurrent_writers_crash_images_are_consistent() {
         assert!(r.is_clean(), "image {i}: {:?}", r.problems);
         for v in 0..3u64 {
             let vol = p.open_volume(&format!("v{v}")).unwrap();
-            let mut buf = vec![0u8; (12 * CHUNK) as usize];
+            let mut buf = vec![0u8; ix(12 * CHUNK)];
             vol.read(0, &mut buf).unwrap();
-            for (b, blk) in buf.chunks(BS as usize).enumerate() {
+            for (b, blk) in buf.chunks(BS_LEN).enumerate() {
                 let t = tag_of(blk).unwrap_or_else(|| panic!("image {i}: v{v} block {b} torn"));
                 assert!(
                     t == 0 || t >> 56 == v + 1,
@@ -624,7 +627,7 @@ fn atomic_setup(format: u32) -> (Pool, MemStore, CrashIo, Arc<tcmud_core::pool::
     let store = MemStore::new();
     let data = CrashIo::new();
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: CHUNK32,
         capacity_bytes: 64 * CHUNK,
         low_water_pct: 90,
     };
@@ -634,11 +637,11 @@ fn atomic_setup(format: u32) -> (Pool, MemStore, CrashIo, Arc<tcmud_core::pool::
     };
     let pool = Pool::create_with_opts(&cfg, Box::new(store.clone()), Box::new(data.clone()), &opts)
         .unwrap();
-    pool.create_volume("v", 8 * CHUNK, BS as u32).unwrap();
+    pool.create_volume("v", 8 * CHUNK, BS32).unwrap();
     let v = pool.open_volume("v").unwrap();
-    v.write(PER_CHUNK, &block_of(1).repeat(PER_CHUNK as usize), false)
+    v.write(PER_CHUNK, &block_of(1).repeat(ix(PER_CHUNK)), false)
         .unwrap();
-    v.write(0, &block_of(1).repeat(PER_CHUNK as usize), false)
+    v.write(0, &block_of(1).repeat(ix(PER_CHUNK)), false)
         .unwrap();
     v.flush().unwrap();
     (pool, store, data, v)
@@ -647,9 +650,9 @@ fn atomic_setup(format: u32) -> (Pool, MemStore, CrashIo, Arc<tcmud_core::pool::
 /// The tags of blocks `0..n` of volume `v` of `pool`.
 fn tags(pool: &Pool, n: u64) -> Vec<Option<u64>> {
     let v = pool.open_volume("v").unwrap();
-    let mut buf = vec![0u8; (n * BS) as usize];
+    let mut buf = vec![0u8; ix(n * BS)];
     v.read(0, &mut buf).unwrap();
-    buf.chunks(BS as usize).map(tag_of).collect()
+    buf.chunks(BS_LEN).map(tag_of).collect()
 }
 
 /// WRITE ATOMIC's promise across a crash: an atomic write of a whole chunk
@@ -660,7 +663,7 @@ fn atomic_write_is_all_or_nothing_across_a_crash() {
     for format in [2, 3] {
         let (_pool, store, data, v) = atomic_setup(format);
         let n = PER_CHUNK + PER_CHUNK / 2;
-        v.write_atomic_from(0, &block_of(2).repeat(n as usize).as_slice(), false)
+        v.write_atomic_from(0, &block_of(2).repeat(ix(n)).as_slice(), false)
             .unwrap();
         let mut keep = false;
         let img = Pool::open_with(
@@ -673,7 +676,7 @@ fn atomic_write_is_all_or_nothing_across_a_crash() {
         .unwrap();
         assert_eq!(
             tags(&img, 2 * PER_CHUNK),
-            vec![Some(1); 2 * PER_CHUNK as usize],
+            vec![Some(1); ix(2 * PER_CHUNK)],
             "format {format}: cut before the commit shows the old blocks, all of them"
         );
         assert!(img.check().unwrap().is_clean());
@@ -683,8 +686,8 @@ fn atomic_write_is_all_or_nothing_across_a_crash() {
             Box::new(data.crash_image(&mut || false)),
         )
         .unwrap();
-        let mut want = vec![Some(2); n as usize];
-        want.resize(2 * PER_CHUNK as usize, Some(1));
+        let mut want = vec![Some(2); ix(n)];
+        want.resize(ix(2 * PER_CHUNK), Some(1));
         assert_eq!(
             tags(&img, 2 * PER_CHUNK),
             want,
@@ -743,7 +746,7 @@ fn a_read_never_sees_an_atomic_write_half_done() {
     let (paused_tx, paused_rx) = std::sync::mpsc::sync_channel(1);
     let (resume_tx, resume_rx) = std::sync::mpsc::channel();
     let src = Arc::new(PausingSource {
-        data: block_of(2).repeat(n as usize),
+        data: block_of(2).repeat(ix(n)),
         calls: Default::default(),
         paused: paused_tx,
         resume: Mutex::new(resume_rx),
@@ -756,10 +759,10 @@ fn a_read_never_sees_an_atomic_write_half_done() {
     let reader = {
         let v = v.clone();
         std::thread::spawn(move || {
-            let mut buf = vec![0u8; (n * BS) as usize];
+            let mut buf = vec![0u8; ix(n * BS)];
             v.read(0, &mut buf).unwrap();
             let _ = resume_tx.send(());
-            buf.chunks(BS as usize).map(tag_of).collect::<Vec<_>>()
+            buf.chunks(BS_LEN).map(tag_of).collect::<Vec<_>>()
         })
     };
     writer.join().unwrap().unwrap();

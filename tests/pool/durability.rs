@@ -13,6 +13,7 @@ use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::util::narrow::{fit, LowByte};
 use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::pool::format::space_key;
 use tcmud_core::pool::page::Page;
@@ -150,7 +151,7 @@ fn child(dir: &Path) {
     let pool = Pool::open(dir).unwrap();
     let vol = pool.open_volume("v").unwrap();
     for l in 0..4u64 {
-        vol.write(l * 128, &block(l as u8 + 1, 4096), false)
+        vol.write(l * 128, &block(l.low_byte() + 1, 4096), false)
             .unwrap();
     }
     vol.flush().unwrap();
@@ -199,7 +200,7 @@ fn set_first_count(kvs: &[(Vec<u8>, Vec<u8>)], n: u8) -> (u64, Change) {
         .and_then(|p| p.iter().next())
         .expect("a mapping")
         .1;
-    let key = space_key((c / 4096) as u32);
+    let key = space_key(fit(c / 4096));
     let (_, bytes) = kvs.iter().find(|(k, _)| *k == key).expect("its space page");
     let mut bytes = bytes.clone();
     bytes[(c % 4096) as usize] = n;
@@ -364,7 +365,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     const CHUNK: usize = 64 << 10;
     let dir = fs.dir.path().join("pool");
     // The pool's capacity is far more than the file system holds.
-    let pool = Pool::create(&dir, &cfg(CHUNK as u32, 1 << 30)).unwrap();
+    let pool = Pool::create(&dir, &cfg(fit(CHUNK), 1 << 30)).unwrap();
     pool.create_volume("v", 512 << 20, 512).unwrap();
     let vol = pool.open_volume("v").unwrap();
     let lba = |l: u64, off: usize| (l * CHUNK as u64 + off as u64) / BS as u64;
@@ -374,7 +375,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     let mut written = Vec::new();
     let mut full = None;
     for l in 0..(512 << 20) / CHUNK as u64 {
-        match vol.write(lba(l, 8192), &block(l as u8 | 1, 4096), false) {
+        match vol.write(lba(l, 8192), &block(l.low_byte() | 1, 4096), false) {
             Ok(()) => written.push(l),
             Err(e) => {
                 full = Some(e);
@@ -387,7 +388,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     assert!(written.len() > 16, "only {} chunks fit", written.len());
     // Overwrites of allocated chunks, whole, need no host space.
     for &l in &written {
-        vol.write(lba(l, 0), &block(l as u8 | 2, CHUNK), false)
+        vol.write(lba(l, 0), &block(l.low_byte() | 2, CHUNK), false)
             .unwrap_or_else(|e| panic!("overwrite of chunk {l} failed: {e}"));
     }
     // Whatever host space is left goes to another file: commits still
@@ -399,7 +400,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     for &l in &written {
         assert_eq!(
             read(vol.as_ref(), lba(l, 0), CHUNK),
-            block(l as u8 | 2, CHUNK)
+            block(l.low_byte() | 2, CHUNK)
         );
     }
     drop(vol);
@@ -415,7 +416,7 @@ fn a_full_host_file_system_is_out_of_space_and_overwrites_go_on() {
     for &l in &written {
         assert_eq!(
             read(vol.as_ref(), lba(l, 0), CHUNK),
-            block(l as u8 | 2, CHUNK)
+            block(l.low_byte() | 2, CHUNK)
         );
     }
 }
@@ -500,7 +501,7 @@ fn a_write_finding_no_free_chunk_waits_for_the_commit_freeing_some() {
     let store = GateStore::default();
     // Four chunks in all.
     let pool = Pool::create_with(
-        &cfg(CHUNK as u32, 4 * CHUNK as u64),
+        &cfg(fit(CHUNK), 4 * CHUNK as u64),
         Box::new(store.clone()),
         Box::new(CrashIo::new()),
     )

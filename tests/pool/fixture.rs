@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::util::narrow::{ix, LowByte};
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, VolumeKind};
 
@@ -12,7 +13,7 @@ fn fixture() -> PathBuf {
 
 /// Byte `i` of block `b` of the fixture's volume `v0`.
 fn pattern(b: u64, i: usize) -> u8 {
-    (b as usize * 31 + i * 7) as u8 | 1
+    (ix(b) * 31 + i * 7).low_byte() | 1
 }
 
 fn copy_dir(from: &Path, to: &Path) {
@@ -86,7 +87,7 @@ fn fixture2() -> PathBuf {
 
 /// Byte `i` of block `b` of the format-2 fixture's volume `v0`.
 fn pattern2(b: u64, i: usize) -> u8 {
-    (b as usize * 13 + i * 5) as u8 | 2
+    (ix(b) * 13 + i * 5).low_byte() | 2
 }
 
 /// Writes the format-2 fixture (run once with the format-2 code:

@@ -9,6 +9,7 @@ use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
+use crate::util::narrow::LowByte;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::inspect::inspect;
 use tcmud_core::pool::{Pool, PoolConfig, Problem};
@@ -34,7 +35,7 @@ fn files(dir: &Path) -> BTreeMap<PathBuf, Option<Vec<u8>>> {
 }
 
 fn block(lba: u64) -> Vec<u8> {
-    (0..512u64).map(|i| (lba * 5 + i) as u8 | 1).collect()
+    (0..512u64).map(|i| (lba * 5 + i).low_byte() | 1).collect()
 }
 
 fn new_pool(dir: &Path) -> Pool {

@@ -11,6 +11,7 @@ use std::io::{BufRead, BufReader};
 use std::process::Stdio;
 use std::sync::Arc;
 
+use crate::util::narrow::LowByte;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig};
 
@@ -22,7 +23,7 @@ const THREADS: u64 = 4;
 fn pattern(lba: u64, len: usize) -> Vec<u8> {
     let mut v = vec![0u8; len];
     for (i, b) in v.iter_mut().enumerate() {
-        *b = (lba as u8).wrapping_mul(7).wrapping_add(i as u8) | 1;
+        *b = lba.low_byte().wrapping_mul(7).wrapping_add(i.low_byte()) | 1;
     }
     v
 }

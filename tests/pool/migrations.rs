@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::util::narrow::LowByte;
 use tcmud_core::pool::format::{self, VolumeKind, CURRENT_FORMAT, KEY_FORMAT, NEWEST_FORMAT};
 use tcmud_core::pool::seal::{meta_crc, Seal};
 use tcmud_core::pool::store::{MetaStore, SledStore};
@@ -197,7 +198,7 @@ fn a_cut_format3_migration_leaves_format2_and_reruns() {
     pool.create_volume("v", 1 << 20, 512).unwrap();
     let v = pool.open_volume("v").unwrap();
     for b in 0..64u64 {
-        v.write(b * 31, &[b as u8 + 1; 512], false).unwrap();
+        v.write(b * 31, &[b.low_byte() + 1; 512], false).unwrap();
     }
     drop(v);
     pool.snapshot("v", "s").unwrap();
@@ -222,7 +223,7 @@ fn a_cut_format3_migration_leaves_format2_and_reruns() {
         for b in 0..64u64 {
             vol.read(b * 31, &mut buf).unwrap();
             assert!(
-                buf.iter().all(|&x| x == b as u8 + 1),
+                buf.iter().all(|&x| x == b.low_byte() + 1),
                 "{name} block {}",
                 b * 31
             );

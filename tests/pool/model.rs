@@ -8,6 +8,8 @@ use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::pool::testing::{CrashIo, MemStore};
 use tcmud_core::pool::{Pool, PoolConfig, PoolErrorKind, PoolOptions, VolumeKind};
 
+use crate::util::narrow::{fit, ix, LowByte};
+
 const CHUNK: u32 = 4096;
 
 #[derive(Debug, Clone)]
@@ -114,11 +116,11 @@ impl World {
                 let bs = if bs4k { 4096 } else { 512 };
                 let size = (kib * 1024).div_ceil(bs) * bs;
                 let n = self.name("v");
-                self.pool.create_volume(&n, size, bs as u32).unwrap();
+                self.pool.create_volume(&n, size, fit(bs)).unwrap();
                 self.model.insert(
                     n,
                     ModelVol {
-                        bytes: vec![0; size as usize],
+                        bytes: vec![0; ix(size)],
                         bs,
                         snapshot: false,
                     },
@@ -136,9 +138,9 @@ impl World {
                 };
                 let (lba, blocks) = self.clamp(&n, lba, blocks);
                 let m = self.model.get_mut(&n).unwrap();
-                let len = (blocks * m.bs) as usize;
+                let len = ix(blocks * m.bs);
                 let buf: Vec<u8> = (0..len)
-                    .map(|i| seed.wrapping_add((i / 7) as u8) | 1)
+                    .map(|i| seed.wrapping_add((i / 7).low_byte()) | 1)
                     .collect();
                 let v = self.pool.open_volume(&n).unwrap();
                 let r = v.write(lba, &buf, fua);
@@ -146,7 +148,7 @@ impl World {
                     assert!(matches!(r, Err(BackendError::ReadOnly)));
                 } else {
                     r.unwrap();
-                    let off = (lba * m.bs) as usize;
+                    let off = ix(lba * m.bs);
                     m.bytes[off..off + len].copy_from_slice(&buf);
                 }
             }
@@ -156,13 +158,13 @@ impl World {
                 };
                 let (lba, blocks) = self.clamp(&n, lba, blocks);
                 let m = &self.model[&n];
-                let mut buf = vec![0xccu8; (blocks * m.bs) as usize];
+                let mut buf = vec![0xccu8; ix(blocks * m.bs)];
                 self.pool
                     .open_volume(&n)
                     .unwrap()
                     .read(lba, &mut buf)
                     .unwrap();
-                let off = (lba * m.bs) as usize;
+                let off = ix(lba * m.bs);
                 assert!(
                     buf == m.bytes[off..off + buf.len()],
                     "read {n} lba {lba} +{blocks} differs"
@@ -179,8 +181,8 @@ impl World {
                     assert!(matches!(r, Err(BackendError::ReadOnly)));
                 } else {
                     r.unwrap();
-                    let off = (lba * m.bs) as usize;
-                    m.bytes[off..off + (blocks * m.bs) as usize].fill(0);
+                    let off = ix(lba * m.bs);
+                    m.bytes[off..off + ix(blocks * m.bs)].fill(0);
                 }
             }
             Op::Snapshot { vol } => {
@@ -227,11 +229,11 @@ impl World {
                 let r = self.pool.resize_volume(&n, size, force);
                 if m.snapshot {
                     assert!(matches!(r, Err(e) if e.kind() == PoolErrorKind::WrongKind));
-                } else if (size as usize) < m.bytes.len() && !force {
+                } else if size < m.bytes.len() as u64 && !force {
                     assert!(matches!(r, Err(e) if e.kind() == PoolErrorKind::ShrinkNotForced));
                 } else {
                     r.unwrap();
-                    m.bytes.resize(size as usize, 0);
+                    m.bytes.resize(ix(size), 0);
                 }
             }
             Op::Flush => self.pool.flush().unwrap(),
@@ -286,10 +288,8 @@ impl World {
             while lba < nb {
                 let a = v.allocation(lba, nb).unwrap();
                 if !a.mapped {
-                    let s = (lba * m.bs) as usize;
-                    assert!(m.bytes[s..s + (a.blocks * m.bs) as usize]
-                        .iter()
-                        .all(|&b| b == 0));
+                    let s = ix(lba * m.bs);
+                    assert!(m.bytes[s..s + ix(a.blocks * m.bs)].iter().all(|&b| b == 0));
                 }
                 lba += a.blocks;
             }

@@ -6,6 +6,7 @@ use std::io;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use crate::util::narrow::{fit, LowByte};
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::io::DataIo;
 use tcmud_core::pool::testing::{CrashIo, MemStore};
@@ -69,7 +70,7 @@ impl DataIo for Shared {
 
 fn pool_with(data: Arc<Rendezvous>) -> Pool {
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: fit(CHUNK),
         capacity_bytes: 16 << 20,
         low_water_pct: 90,
     };
@@ -104,7 +105,7 @@ fn overwrites_of_owned_chunks_run_in_parallel() {
             std::thread::spawn(move || {
                 vol.write(
                     (c * CHUNK / 512 + 8) as u64,
-                    &fill(c as u8 + 10, 4096),
+                    &fill(c.low_byte() + 10, 4096),
                     false,
                 )
                 .unwrap()
@@ -122,7 +123,7 @@ fn overwrites_of_owned_chunks_run_in_parallel() {
     let mut buf = vec![0u8; 4096];
     for c in [0usize, 2] {
         vol.read((c * CHUNK / 512 + 8) as u64, &mut buf).unwrap();
-        assert_eq!(buf, fill(c as u8 + 10, 4096), "chunk {c}");
+        assert_eq!(buf, fill(c.low_byte() + 10, 4096), "chunk {c}");
     }
 }
 

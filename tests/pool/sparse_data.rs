@@ -6,6 +6,7 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use crate::util::narrow::{fit, LowByte};
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
@@ -15,7 +16,7 @@ const CHUNKS: u64 = 64;
 
 fn pattern(tag: u8) -> Vec<u8> {
     (0..BLOCK)
-        .map(|i| (i as u8).wrapping_mul(31) ^ tag)
+        .map(|i| i.low_byte().wrapping_mul(31) ^ tag)
         .collect()
 }
 
@@ -28,7 +29,7 @@ fn data_bytes(dir: &Path) -> u64 {
 /// 64 chunks, flushed; returns the host space its data file takes.
 fn write_one_block_per_chunk(dir: &Path, sparse_data: bool) -> u64 {
     let cfg = PoolConfig {
-        chunk_size: CHUNK as u32,
+        chunk_size: fit(CHUNK),
         capacity_bytes: 1024 * CHUNK,
         low_water_pct: 100,
     };
@@ -41,7 +42,8 @@ fn write_one_block_per_chunk(dir: &Path, sparse_data: bool) -> u64 {
     let v = pool.open_volume("v").unwrap();
     let per_chunk = CHUNK / u64::from(BLOCK);
     for l in 0..CHUNKS {
-        v.write(l * per_chunk, &pattern(l as u8), false).unwrap();
+        v.write(l * per_chunk, &pattern(l.low_byte()), false)
+            .unwrap();
     }
     v.flush().unwrap();
     let used = data_bytes(dir);
@@ -50,7 +52,7 @@ fn write_one_block_per_chunk(dir: &Path, sparse_data: bool) -> u64 {
     let mut b = vec![0u8; BLOCK as usize];
     for l in 0..CHUNKS {
         v.read(l * per_chunk, &mut b).unwrap();
-        assert_eq!(b, pattern(l as u8), "chunk {l}");
+        assert_eq!(b, pattern(l.low_byte()), "chunk {l}");
         v.read(l * per_chunk + 5, &mut b).unwrap();
         assert!(b.iter().all(|&x| x == 0), "chunk {l}: rest not zeros");
     }
@@ -96,7 +98,7 @@ fn sparse_data_pool_reopens_with_its_data() {
     let mut b = vec![0u8; BLOCK as usize];
     for l in [0, 3, CHUNKS - 1] {
         v.read(l * per_chunk, &mut b).unwrap();
-        assert_eq!(b, pattern(l as u8), "chunk {l}");
+        assert_eq!(b, pattern(l.low_byte()), "chunk {l}");
     }
     v.read(3 * per_chunk + 7, &mut b).unwrap();
     assert_eq!(b, pattern(0xee));

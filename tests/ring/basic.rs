@@ -4,6 +4,7 @@
 
 use std::time::Duration;
 
+use crate::util::narrow::LowByte;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR, HDR_CMD_ID, OP_PAD};
 use tcmud_core::ring::{
     CmdRequest, Completion, DataIn, Entry, Ring, RingError, TmrType, STATUS_CHECK_CONDITION,
@@ -65,7 +66,7 @@ fn data_out_in_and_none() {
     assert_eq!(ring.read_data_out(&cmds[0].data, &mut buf).unwrap(), 10_000);
     assert_eq!(buf, out);
     assert_eq!(cmds[1].data.len(), 9000);
-    let pattern: Vec<u8> = (0..9000u32).map(|i| (i * 3) as u8).collect();
+    let pattern: Vec<u8> = (0..9000u32).map(|i| (i * 3).low_byte()).collect();
     assert_eq!(ring.write_data_in(&cmds[1].data, &pattern).unwrap(), 9000);
     assert!(cmds[2].data.is_empty() && cmds[2].bidi.is_empty());
     assert_eq!(cmds[2].cdb.as_bytes(), &TUR);

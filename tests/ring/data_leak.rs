@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::narrow::fit;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -75,10 +76,10 @@ fn serve(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun, n: usize) -> Vec<SimCo
 /// of them: the lowest `pieces * 64 KiB` of the data area hold the pattern,
 /// in data-out and data-in buffers alike.
 fn fill(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun, pieces: usize) {
-    let blocks = (PIECE / BS) as u16;
+    let blocks = fit::<u16, _>(PIECE / BS);
     for write in [true, false] {
         for i in 0..pieces {
-            let lba = (i * PIECE / BS) as u32;
+            let lba = fit::<u32, _>(i * PIECE / BS);
             let (op, dir) = if write {
                 (0x2a, SimDir::Out(leak_pattern(PIECE)))
             } else {
@@ -133,7 +134,7 @@ fn probe_all(flags: u16, backend: Arc<dyn BlockBackend>) -> Vec<String> {
 }
 
 fn mem() -> Arc<dyn BlockBackend> {
-    Arc::new(MemBackend::new(BS as u32, DISK_BLOCKS))
+    Arc::new(MemBackend::new(fit(BS), DISK_BLOCKS))
 }
 
 #[test]
@@ -157,7 +158,7 @@ fn no_stale_bytes_from_a_file_image() {
     let dir = tempfile::tempdir().unwrap();
     let img = dir.path().join("img");
     for flags in [CAP_OOOC | CAP_READ_LEN, CAP_OOOC] {
-        let f = FileBackend::create(&img, BS as u32, DISK_BLOCKS * BS as u64).unwrap();
+        let f = FileBackend::create(&img, fit(BS), DISK_BLOCKS * BS as u64).unwrap();
         let leaks = probe_all(flags, Arc::new(f));
         assert!(leaks.is_empty(), "leaked:\n{}", leaks.join("\n"));
         std::fs::remove_file(&img).unwrap();

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use crate::util::narrow::{fit, LowByte};
 use proptest::prelude::*;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR};
 use tcmud_core::ring::{CmdRequest, Completion, DataIn, DataSpans, Entry, Ring, TmrType};
@@ -55,8 +56,8 @@ fn sense_for(seed: u32) -> [u8; 18] {
     s[0] = 0x70;
     s[2] = 0x03;
     s[7] = 10;
-    s[12] = (seed >> 8) as u8;
-    s[13] = seed as u8;
+    s[12] = (seed >> 8).low_byte();
+    s[13] = seed.low_byte();
     s
 }
 
@@ -81,7 +82,7 @@ type Pending = (Completion, Option<DataSpans>, usize);
 /// The echo handler: verifies data-out, writes data-in, answers.
 fn handle(ring: &Ring, cmd: &CmdRequest) -> Pending {
     let b = cmd.cdb.as_bytes();
-    let kind = OPCODES.iter().position(|&o| o == b[0]).unwrap() as u8;
+    let kind: u8 = fit(OPCODES.iter().position(|&o| o == b[0]).unwrap());
     let seed = u32::from_be_bytes([b[2], b[3], b[4], b[5]]);
     if kind == 1 || kind == 3 {
         let mut out = vec![0u8; cmd.data.len()];
@@ -184,7 +185,7 @@ impl World {
             2 if is_short(exp.seed) => {
                 let n = (exp.len / 2).max(1);
                 if self.read_len_cap && n < exp.len {
-                    assert_eq!(d.read_len, Some(n as u32));
+                    assert_eq!(d.read_len, Some(fit(n)));
                     assert_eq!(d.data_in, full[..n]);
                 } else {
                     // The whole buffer goes out: the unwritten rest as zeros.

@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::util::narrow::{fit, ix, LowByte};
 use proptest::prelude::*;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN};
@@ -55,7 +56,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| seed.wrapping_mul(31).wrapping_add((i % 251) as u8))
+        .map(|i| seed.wrapping_mul(31).wrapping_add((i % 251).low_byte()))
         .collect()
 }
 
@@ -193,7 +194,7 @@ impl Harness {
         let ring = Ring::from_parts(&dev.map, dev.len, dev.event_fd).unwrap();
         let lun = Lun::new(
             LunConfig::default(),
-            Arc::new(MemBackend::new(BS as u32, BLOCKS)),
+            Arc::new(MemBackend::new(fit(BS), BLOCKS)),
         );
         // Consume the power-on unit attention outside the ring.
         let tur = [0u8; 6];
@@ -202,7 +203,7 @@ impl Harness {
             sim,
             ring,
             lun,
-            model: vec![0; BLOCKS as usize * BS],
+            model: vec![0; ix(BLOCKS) * BS],
             queued: HashMap::new(),
             expected: HashMap::new(),
             pending: Vec::new(),

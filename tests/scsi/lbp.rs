@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::util::narrow::fit;
 use crate::util::scsi::*;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::BlockBackend;
@@ -15,7 +16,7 @@ fn unmap_cdb(list_len: u16, anchor: bool) -> [u8; 10] {
 
 /// An UNMAP parameter list with correct header lengths.
 fn unmap_list(ranges: &[(u64, u32)]) -> Vec<u8> {
-    let bd_len = (ranges.len() * 16) as u16;
+    let bd_len = fit::<u16, _>(ranges.len() * 16);
     let mut v = Vec::new();
     v.extend_from_slice(&(bd_len + 6).to_be_bytes()); // UNMAP DATA LENGTH
     v.extend_from_slice(&bd_len.to_be_bytes()); // UNMAP BLOCK DESCRIPTOR DATA LENGTH
@@ -76,7 +77,7 @@ fn unmap_deallocates_and_reads_zero() {
     write16(&t.lun, 0, &pattern(32, 0xEE));
     assert_eq!(t.mem.allocated_chunks(), 4);
     let list = unmap_list(&[(0, 8), (12, 4), (24, 8)]);
-    expect_good(&t.lun, &unmap_cdb(list.len() as u16, false), &list);
+    expect_good(&t.lun, &unmap_cdb(fit(list.len()), false), &list);
     assert_eq!(
         t.mem.allocated_chunks(),
         2,
@@ -132,7 +133,7 @@ fn unmap_parameter_list_checks() {
     let l = unmap_list(&[(0, 8), (BLOCKS - 1, 2)]);
     expect_sense(
         &t.lun,
-        &unmap_cdb(l.len() as u16, false),
+        &unmap_cdb(fit(l.len()), false),
         &l,
         SenseKey::IllegalRequest,
         0x21,
@@ -141,7 +142,7 @@ fn unmap_parameter_list_checks() {
     let l = unmap_list(&[(u64::MAX, 2)]);
     expect_sense(
         &t.lun,
-        &unmap_cdb(l.len() as u16, false),
+        &unmap_cdb(fit(l.len()), false),
         &l,
         SenseKey::IllegalRequest,
         0x21,
@@ -152,7 +153,7 @@ fn unmap_parameter_list_checks() {
     let l = unmap_list(&[(0, (1 << 20) + 1)]);
     let s = expect_sense(
         &t.lun,
-        &unmap_cdb(l.len() as u16, false),
+        &unmap_cdb(fit(l.len()), false),
         &l,
         SenseKey::IllegalRequest,
         0x26,
@@ -167,7 +168,7 @@ fn unmap_parameter_list_checks() {
     let l = unmap_list(&many);
     expect_sense(
         &t.lun,
-        &unmap_cdb(l.len() as u16, false),
+        &unmap_cdb(fit(l.len()), false),
         &l,
         SenseKey::IllegalRequest,
         0x26,
@@ -176,7 +177,7 @@ fn unmap_parameter_list_checks() {
     // A block-descriptor length beyond the list: only whole descriptors inside count.
     let mut l = unmap_list(&[(0, 8)]);
     l[3] = 32;
-    expect_good(&t.lun, &unmap_cdb(l.len() as u16, false), &l);
+    expect_good(&t.lun, &unmap_cdb(fit(l.len()), false), &l);
     assert_eq!(read16(&t.lun, 0, 8), pattern(8, 0));
 }
 
@@ -326,7 +327,7 @@ fn get_lba_status_reports_runs() {
     let d = expect_data(&t.lun, &get_lba_status(0, 1024), &[], 1024);
     assert_eq!(
         descriptors(&d),
-        [(0, 16, 1), (16, 16, 0), (32, (BLOCKS - 32) as u32, 1)]
+        [(0, 16, 1), (16, 16, 0), (32, fit(BLOCKS - 32), 1)]
     );
     let d = expect_data(&t.lun, &get_lba_status(20, 1024), &[], 1024);
     assert_eq!(
@@ -378,7 +379,7 @@ fn file_backend_round_trip_punch_hole_and_lba_status() {
         "the start of a sparse file is a hole"
     );
     let l = unmap_list(&[(1024, 256)]);
-    expect_good(&lun, &unmap_cdb(l.len() as u16, false), &l);
+    expect_good(&lun, &unmap_cdb(fit(l.len()), false), &l);
     assert_eq!(read16(&lun, 1024, 256), pattern(256, 0));
     assert_eq!(
         std::fs::metadata(&path).unwrap().len(),

@@ -1,5 +1,6 @@
 //! MODE SENSE(6)/(10) and MODE SELECT(6)/(10) through `Lun::execute`.
 
+use crate::util::narrow::fit;
 use crate::util::scsi::*;
 use tcmud_core::scsi::{LunConfig, SenseKey};
 
@@ -68,7 +69,7 @@ fn mode_select_toggles_wce_and_makes_writes_fua() {
     let mut page = expect_data(&t.lun, &[0x1A, 0x08, 0x08, 0, 255, 0], &[], 255); // current caching page, DBD
     page[0] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
     page[6] &= !0x04; // clear WCE
-    let len = page.len() as u8;
+    let len = fit::<u8, _>(page.len());
     expect_good(&t.lun, &[0x15, 0x10, 0, 0, len, 0], &page); // MODE SELECT(6), PF
     assert!(!t.lun.write_cache_enabled());
     assert_eq!(t.mem.stats().flushes, 1, "disabling WCE flushed the cache");
@@ -80,7 +81,7 @@ fn mode_select_toggles_wce_and_makes_writes_fua() {
     let mut p10 = vec![0, 0, 0, 0, 0, 0, 0, 8, 0, 0, 0x10, 0, 0, 0, 0x02, 0];
     p10.extend_from_slice(&page[4..]);
     p10[8 + 8 + 2] |= 0x04;
-    let l = p10.len() as u8;
+    let l = fit::<u8, _>(p10.len());
     expect_good(&t.lun, &[0x55, 0x10, 0, 0, 0, 0, 0, 0, l, 0], &p10);
     assert!(t.lun.write_cache_enabled());
 }
@@ -91,7 +92,7 @@ fn mode_select_rejects_unchangeable_fields_and_short_lists() {
     let mut page = expect_data(&t.lun, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[], 255); // control page
     page[0] = 0;
     page[7] ^= 0x10; // QUEUE ALGORITHM MODIFIER is not changeable
-    let len = page.len() as u8;
+    let len = fit::<u8, _>(page.len());
     let s = expect_sense(
         &t.lun,
         &[0x15, 0x10, 0, 0, len, 0],
@@ -143,7 +144,7 @@ fn mode_select_rejects_unchangeable_fields_and_short_lists() {
     let mut p = expect_data(&t2.lun, &[0x1A, 0x08, 0x08, 0, 255, 0], &[], 255);
     p[0] = 0;
     p[6] |= 0x04;
-    let l = p.len() as u8;
+    let l = fit::<u8, _>(p.len());
     expect_sense(
         &t2.lun,
         &[0x15, 0x10, 0, 0, l, 0],
@@ -168,7 +169,7 @@ fn mode_select_swp_write_protects_the_lun() {
     page[0] = 0; // MODE DATA LENGTH is reserved in MODE SELECT
     page[2] = 0;
     page[4 + 4] |= 0x08; // SWP
-    let len = page.len() as u8;
+    let len = fit::<u8, _>(page.len());
     expect_good(&t.lun, &[0x15, 0x10, 0, 0, len, 0], &page);
     let now = expect_data(&t.lun, &[0x1A, 0x08, 0x0A, 0, 255, 0], &[], 255);
     assert_eq!((now[2] & 0x80, now[8] & 0x08), (0x80, 0x08), "WP and SWP");

@@ -2,6 +2,7 @@
 //! the handlers would have run; anything they would reject, or that needs
 //! the LUN's attention first, is left to execute_io.
 
+use crate::util::narrow::fit;
 use crate::util::scsi::*;
 use tcmud_core::scsi::IoPlan;
 
@@ -56,7 +57,7 @@ fn plain_data_commands_are_planned() {
 fn what_a_handler_would_reject_is_not_planned() {
     let d = dev();
     let bs = BS as usize;
-    let end = BLOCKS as u32;
+    let end = fit::<u32, _>(BLOCKS);
     for (cdb, out, inl) in [
         (rw10(0x28, 0, 0, 1, 0x04).to_vec(), 0, bs), // NACA in CONTROL
         (rw10(0x28, 0x20, 0, 1, 0).to_vec(), 0, bs), // RDPROTECT

@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::util::narrow::{fit, ix, LowByte};
 use crate::util::scsi::write16_cdb;
 use proptest::prelude::*;
 use tcmud_core::backend::mem::MemBackend;
@@ -85,7 +86,7 @@ fn op() -> impl Strategy<Value = Op> {
 
 fn fill(blocks: u32, seed: u8) -> Vec<u8> {
     (0..blocks as usize * BS)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
+        .map(|i| i.low_byte().wrapping_mul(31).wrapping_add(seed))
         .collect()
 }
 
@@ -94,7 +95,7 @@ fn in_range(lba: u64, blocks: u64) -> bool {
 }
 
 fn range(lba: u64, blocks: u64) -> std::ops::Range<usize> {
-    lba as usize * BS..(lba + blocks) as usize * BS
+    ix(lba) * BS..ix(lba + blocks) * BS
 }
 
 /// Runs one op on the LUN and the model; returns whether the LUN said GOOD.
@@ -133,7 +134,7 @@ fn apply(lun: &Lun, model: &mut [u8], op: &Op) -> bool {
         }
         Op::Unmap { ranges } => {
             let mut list = vec![0u8; 8];
-            list[2..4].copy_from_slice(&((ranges.len() * 16) as u16).to_be_bytes());
+            list[2..4].copy_from_slice(&fit::<u16, _>(ranges.len() * 16).to_be_bytes());
             for (lba, n) in ranges {
                 list.extend_from_slice(&lba.to_be_bytes());
                 list.extend_from_slice(&n.to_be_bytes());
@@ -145,7 +146,7 @@ fn apply(lun: &Lun, model: &mut [u8], op: &Op) -> bool {
                     model[range(l, u64::from(n))].fill(0);
                 }
             }
-            let len = (list.len() as u16).to_be_bytes();
+            let len = fit::<u16, _>(list.len()).to_be_bytes();
             (vec![0x42, 0, 0, 0, 0, 0, 0, len[0], len[1], 0], list, ok)
         }
         Op::WriteSame {
@@ -210,12 +211,12 @@ proptest! {
 
     #[test]
     fn random_io_matches_the_model(ops in prop::collection::vec(op(), 1..40), wce in any::<bool>()) {
-        let mem = Arc::new(MemBackend::new(BS as u32, BLOCKS));
+        let mem = Arc::new(MemBackend::new(fit(BS), BLOCKS));
         let lun = Lun::new(LunConfig::default(), mem.clone());
         lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []); // power-on UA
         lun.set_write_cache(wce);
         lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []); // possible 2A/01
-        let mut model = vec![0u8; BLOCKS as usize * BS];
+        let mut model = vec![0u8; ix(BLOCKS) * BS];
         for op in &ops {
             apply(&lun, &mut model, op);
         }

@@ -7,6 +7,7 @@
 use std::io;
 use std::sync::Arc;
 
+use crate::util::narrow::fit;
 use crate::util::scsi::*;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendCaps, BackendError, BlockBackend};
@@ -100,7 +101,7 @@ fn rsoc_reporting_option_3_and_the_commands_lio_answers() {
 /// MODE SELECT(10) parameter list: header with LONGLBA, one block
 /// descriptor of `bd` bytes, no pages.
 fn ms10_list(long_lba: bool, bd: &[u8]) -> Vec<u8> {
-    let bdl = (bd.len() as u16).to_be_bytes();
+    let bdl = fit::<u16, _>(bd.len()).to_be_bytes();
     let mut v = vec![0, 0, 0, 0, u8::from(long_lba), 0, bdl[0], bdl[1]];
     v.extend_from_slice(bd);
     v
@@ -139,17 +140,13 @@ fn mode_select_pf_longlba_and_field_pointers() {
     let mut long_bd = [0u8; 16];
     long_bd[12..16].copy_from_slice(&512u32.to_be_bytes());
     let l = ms10_list(true, &long_bd);
-    expect_good(
-        &t.lun,
-        &[0x55, 0x10, 0, 0, 0, 0, 0, 0, l.len() as u8, 0],
-        &l,
-    );
+    expect_good(&t.lun, &[0x55, 0x10, 0, 0, 0, 0, 0, 0, fit(l.len()), 0], &l);
     // The same 16 bytes without LONGLBA are two short descriptors: refused
     // at BLOCK DESCRIPTOR LENGTH (byte 6).
     let l = ms10_list(false, &long_bd);
     let s = expect_sense(
         &t.lun,
-        &[0x55, 0x10, 0, 0, 0, 0, 0, 0, l.len() as u8, 0],
+        &[0x55, 0x10, 0, 0, 0, 0, 0, 0, fit(l.len()), 0],
         &l,
         SenseKey::IllegalRequest,
         0x26,
@@ -161,7 +158,7 @@ fn mode_select_pf_longlba_and_field_pointers() {
     let l = ms10_list(true, &long_bd);
     let s = expect_sense(
         &t.lun,
-        &[0x55, 0x10, 0, 0, 0, 0, 0, 0, l.len() as u8, 0],
+        &[0x55, 0x10, 0, 0, 0, 0, 0, 0, fit(l.len()), 0],
         &l,
         SenseKey::IllegalRequest,
         0x26,

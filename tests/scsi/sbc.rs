@@ -1,5 +1,6 @@
 //! SBC block commands through `Lun::execute` over a MemBackend.
 
+use crate::util::narrow::{fit, LowByte};
 use crate::util::scsi::*;
 use tcmud_core::backend::BackendCaps;
 use tcmud_core::scsi::{LunConfig, SenseKey};
@@ -29,7 +30,7 @@ fn rw12(op: u8, lba: u32, blocks: u32) -> [u8; 12] {
 
 fn numbered(blocks: usize) -> Vec<u8> {
     (0..blocks * BS as usize)
-        .map(|i| (i * 7 % 251) as u8)
+        .map(|i| (i * 7 % 251).low_byte())
         .collect()
 }
 
@@ -65,10 +66,10 @@ fn read6_and_write6_zero_length_means_256_blocks() {
 fn zero_length_transfers_are_good_but_range_checked() {
     let t = dev();
     expect_good(&t.lun, &rw10(0x28, 0, 0, 0), &[]); // READ(10) 0 blocks at 0
-    expect_good(&t.lun, &rw10(0x2A, 0, BLOCKS as u32, 0), &[]); // WRITE(10) 0 blocks at the end
+    expect_good(&t.lun, &rw10(0x2A, 0, fit(BLOCKS), 0), &[]); // WRITE(10) 0 blocks at the end
     expect_sense(
         &t.lun,
-        &rw10(0x28, 0, BLOCKS as u32 + 1, 0),
+        &rw10(0x28, 0, fit::<u32, _>(BLOCKS) + 1, 0),
         &[],
         SenseKey::IllegalRequest,
         0x21,
@@ -89,7 +90,7 @@ fn beyond_end_of_medium_and_overflow() {
     let t = dev();
     expect_sense(
         &t.lun,
-        &rw10(0x28, 0, BLOCKS as u32 - 1, 2),
+        &rw10(0x28, 0, fit::<u32, _>(BLOCKS) - 1, 2),
         &[],
         SenseKey::IllegalRequest,
         0x21,
@@ -270,7 +271,7 @@ fn verify12_bytchk0_is_good_and_reserved_bytchk_is_invalid() {
     );
     expect_sense(
         &t.lun,
-        &rw10(0x2F, 0, BLOCKS as u32, 1),
+        &rw10(0x2F, 0, fit(BLOCKS), 1),
         &[],
         SenseKey::IllegalRequest,
         0x21,
@@ -296,7 +297,7 @@ fn synchronize_cache_and_prefetch() {
     expect_good(&t.lun, &rw16(0x90, 0x02, 5, 0), &[]); // PRE-FETCH(16), IMMED, to the end
     expect_sense(
         &t.lun,
-        &rw10(0x34, 0, BLOCKS as u32 - 1, 2),
+        &rw10(0x34, 0, fit::<u32, _>(BLOCKS) - 1, 2),
         &[],
         SenseKey::IllegalRequest,
         0x21,
@@ -540,7 +541,9 @@ fn orwrite16_ors_the_data_into_the_blocks() {
     let mut old = numbered(3);
     old.iter_mut().for_each(|b| *b &= 0x0F);
     write16(&t.lun, 10, &old);
-    let add: Vec<u8> = (0..3 * BS as usize).map(|i| (i % 7) as u8 * 0x10).collect();
+    let add: Vec<u8> = (0..3 * BS as usize)
+        .map(|i| (i % 7).low_byte() * 0x10)
+        .collect();
     expect_good(&t.lun, &rw16(0x8B, 0, 10, 3), &add); // ORWRITE(16)
     let want: Vec<u8> = old.iter().zip(&add).map(|(a, b)| a | b).collect();
     assert_eq!(read16(&t.lun, 10, 3), want);
@@ -597,7 +600,7 @@ fn sanitize(sa: u8, ause: bool, list_len: u16) -> [u8; 10] {
 /// OVERWRITE parameter list: OVERWRITE COUNT (and INVERT), the pattern.
 fn overwrite_list(invert: bool, count: u8, pattern: &[u8]) -> Vec<u8> {
     let mut l = vec![u8::from(invert) << 7 | count, 0];
-    l.extend_from_slice(&(pattern.len() as u16).to_be_bytes()); // INITIALIZATION PATTERN LENGTH
+    l.extend_from_slice(&fit::<u16, _>(pattern.len()).to_be_bytes()); // INITIALIZATION PATTERN LENGTH
     l.extend_from_slice(pattern);
     l
 }
@@ -617,7 +620,7 @@ fn sanitize_block_erase_deallocates_every_block() {
     gls[13] = 64;
     let d = expect_data(&t.lun, &gls, &[], 64);
     assert_eq!(&d[8..16], &0u64.to_be_bytes());
-    assert_eq!(&d[16..20], &(BLOCKS as u32).to_be_bytes());
+    assert_eq!(&d[16..20], &fit::<u32, _>(BLOCKS).to_be_bytes());
     assert_eq!(d[20], 1, "deallocated");
     // VPD B1h: WABEREQ 01b (reads succeed after BLOCK ERASE).
     let b1 = expect_data(&t.lun, &[0x12, 1, 0xB1, 0, 64, 0], &[], 64);
@@ -645,7 +648,7 @@ fn sanitize_overwrite_writes_the_pattern_and_checks_its_list() {
     let t = dev();
     write16(&t.lun, 0, &numbered(4));
     let list = overwrite_list(false, 1, b"ABCD");
-    expect_good(&t.lun, &sanitize(0x01, false, list.len() as u16), &list);
+    expect_good(&t.lun, &sanitize(0x01, false, fit(list.len())), &list);
     let abcd: Vec<u8> = b"ABCD"
         .iter()
         .copied()
@@ -656,21 +659,21 @@ fn sanitize_overwrite_writes_the_pattern_and_checks_its_list() {
     assert_eq!(read16(&t.lun, BLOCKS - 4, 4), abcd);
     // INVERT with an even count ends on the inverted pattern.
     let list = overwrite_list(true, 2, &[0x0F]);
-    expect_good(&t.lun, &sanitize(0x01, false, list.len() as u16), &list);
+    expect_good(&t.lun, &sanitize(0x01, false, fit(list.len())), &list);
     assert_eq!(read16(&t.lun, 7, 1), pattern(1, 0xF0));
     // A whole block of pattern is allowed.
     let list = overwrite_list(false, 1, &pattern(1, 0xAA));
-    expect_good(&t.lun, &sanitize(0x01, false, list.len() as u16), &list);
+    expect_good(&t.lun, &sanitize(0x01, false, fit(list.len())), &list);
     assert_eq!(read16(&t.lun, 100, 1), pattern(1, 0xAA));
     // Bad lists: INVALID FIELD IN CDB at PARAMETER LIST LENGTH.
     let big = overwrite_list(false, 1, &pattern(1, 1));
     let mut bad: Vec<(u16, Vec<u8>)> = (0..5).map(|n| (n, big.clone())).collect();
-    bad.push((BS as u16 + 5, [&big[..], &[0]].concat())); // beyond block size + 4
+    bad.push((fit::<u16, _>(BS) + 5, [&big[..], &[0]].concat())); // beyond block size + 4
     bad.push((8, overwrite_list(false, 0, b"ABCD"))); // OVERWRITE COUNT 0
     bad.push((8, [&overwrite_list(false, 1, &[])[..], b"ABCD"].concat())); // pattern length 0
     let mut too_long = overwrite_list(false, 1, &pattern(1, 1));
-    too_long[2..4].copy_from_slice(&(BS as u16 + 4).to_be_bytes());
-    bad.push((BS as u16 + 4, too_long)); // pattern longer than a block
+    too_long[2..4].copy_from_slice(&(fit::<u16, _>(BS) + 4).to_be_bytes());
+    bad.push((fit::<u16, _>(BS) + 4, too_long)); // pattern longer than a block
     for (len, list) in &bad {
         let s = expect_sense(
             &t.lun,
@@ -695,7 +698,7 @@ fn sanitize_overwrite_writes_the_pattern_and_checks_its_list() {
         let mut c = sanitize(0x02, false, 0);
         c[byte] = 1;
         let s = expect_sense(&t.lun, &c, &[], SenseKey::IllegalRequest, 0x24, 0);
-        assert_eq!(s.to_fixed()[17], byte as u8);
+        assert_eq!(s.to_fixed()[17], fit::<u8, _>(byte));
     }
     expect_sense(
         &t.lun,
@@ -714,7 +717,7 @@ fn sanitize_overwrite_writes_the_pattern_and_checks_its_list() {
 fn a_failed_sanitize_enters_the_failure_mode() {
     let t = dev();
     let list = overwrite_list(false, 1, b"ABCD");
-    let ow = |ause| sanitize(0x01, ause, list.len() as u16);
+    let ow = |ause| sanitize(0x01, ause, fit(list.len()));
     t.mem.fail_next_writes(1);
     expect_sense(&t.lun, &ow(false), &list, SenseKey::MediumError, 0x0C, 0x00);
     let tur = [0u8; 6];
@@ -914,7 +917,9 @@ fn write_atomic16_on_a_thin_volume_writes_and_is_advertised() {
     assert_eq!(r[4] & 0x18, 0x18, "DPO and FUA in the usage data");
 
     // across the boundary of chunks 0 and 1, FUA, then read back
-    let data: Vec<u8> = (0..16 * BS as usize).map(|i| (i % 251) as u8).collect();
+    let data: Vec<u8> = (0..16 * BS as usize)
+        .map(|i| (i % 251).low_byte())
+        .collect();
     expect_good(&lun, &write_atomic16_cdb(0x08, 120, 0, 16), &data);
     assert_eq!(read16(&lun, 120, 16), data);
     assert_eq!(

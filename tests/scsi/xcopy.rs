@@ -6,6 +6,7 @@
 
 use std::sync::Arc;
 
+use crate::util::narrow::{fit, LowByte};
 use crate::util::scsi::*;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -46,8 +47,8 @@ fn xcopy_list(list_id: u8, usage: u8, naas: &[[u8; 16]], segs: &[Seg]) -> Vec<u8
     let mut l = vec![0u8; 16];
     l[0] = list_id; // LIST IDENTIFIER
     l[1] = usage << 3; // LIST ID USAGE
-    l[2..4].copy_from_slice(&((naas.len() * 32) as u16).to_be_bytes()); // CSCD DESCRIPTOR LIST LENGTH
-    l[8..12].copy_from_slice(&((segs.len() * 28) as u32).to_be_bytes()); // SEGMENT DESCRIPTOR LIST LENGTH
+    l[2..4].copy_from_slice(&fit::<u16, _>(naas.len() * 32).to_be_bytes()); // CSCD DESCRIPTOR LIST LENGTH
+    l[8..12].copy_from_slice(&fit::<u32, _>(segs.len() * 28).to_be_bytes()); // SEGMENT DESCRIPTOR LIST LENGTH
     for naa in naas {
         let mut d = [0u8; 32];
         d[0] = 0xE4; // identification descriptor
@@ -83,12 +84,12 @@ fn seg(src: u16, dst: u16, blocks: u16, src_lba: u64, dst_lba: u64) -> Seg {
 }
 
 fn xcopy(lun: &Lun, list: &[u8]) {
-    expect_good(lun, &xcopy_cdb(list.len() as u32), list);
+    expect_good(lun, &xcopy_cdb(fit(list.len())), list);
 }
 
 #[track_caller]
 fn xcopy_sense(lun: &Lun, list: &[u8], key: SenseKey, asc: u8, ascq: u8) {
-    expect_sense(lun, &xcopy_cdb(list.len() as u32), list, key, asc, ascq);
+    expect_sense(lun, &xcopy_cdb(fit(list.len())), list, key, asc, ascq);
 }
 
 /// Blocks numbered by LBA (each block's bytes: its LBA and offset).
@@ -96,7 +97,7 @@ fn numbered(first: u64, blocks: usize) -> Vec<u8> {
     let mut v = vec![0u8; blocks * BS as usize];
     for (i, b) in v.chunks_mut(BS as usize).enumerate() {
         for (j, x) in b.iter_mut().enumerate() {
-            *x = ((first + i as u64) * 7 + j as u64 / 4) as u8;
+            *x = ((first + i as u64) * 7 + j as u64 / 4).low_byte();
         }
     }
     v
@@ -271,10 +272,10 @@ fn hostile_parameter_lists_get_the_spc_sense() {
         0,
     );
     // A reserved CDB byte, another service action.
-    let mut cdb = xcopy_cdb(good.len() as u32);
+    let mut cdb = xcopy_cdb(fit(good.len()));
     cdb[5] = 1;
     expect_sense(&d.lun, &cdb, &good, SenseKey::IllegalRequest, 0x24, 0);
-    let mut cdb = xcopy_cdb(good.len() as u32);
+    let mut cdb = xcopy_cdb(fit(good.len()));
     cdb[1] = 0x01;
     expect_sense(&d.lun, &cdb, &good, SenseKey::IllegalRequest, 0x24, 0);
     // Too many CSCD / segment descriptors.
@@ -477,7 +478,7 @@ fn pool_luns(pool: &Pool) -> (Arc<Lun>, Arc<Lun>) {
     for (i, name) in ["a", "b"].into_iter().enumerate() {
         pool.create_volume(name, 1 << 20, BS).unwrap();
         let vol = pool.open_volume(name).unwrap();
-        let lun = Arc::new(Lun::new(identified(i as u8 + 1), vol));
+        let lun = Arc::new(Lun::new(identified(i.low_byte() + 1), vol));
         let _ = lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []);
         reg.register(&lun);
         out.push(lun);
@@ -573,7 +574,7 @@ fn unaligned_copies_between_volumes_share_the_whole_chunks_only() {
     );
     xcopy(&b, &list);
     let n = 5 + 48 * 8 + 1;
-    assert_eq!(read16(&b, 83, n as u32), src[3 * 512..(3 + n) * 512]);
+    assert_eq!(read16(&b, 83, fit(n)), src[3 * 512..(3 + n) * 512]);
     assert_eq!(
         pool.usage().unwrap().allocated_chunks,
         used + 2,
@@ -614,7 +615,7 @@ fn copies_to_another_pool_leave_unallocated_source_pieces_unallocated() {
     for (i, p) in [&p1, &p2].into_iter().enumerate() {
         p.create_volume("v", 4 << 20, BS).unwrap();
         let lun = Arc::new(Lun::new(
-            identified(i as u8 + 1),
+            identified(i.low_byte() + 1),
             p.open_volume("v").unwrap(),
         ));
         let _ = lun.execute(&[0, 0, 0, 0, 0, 0], &[], &mut []);
@@ -632,7 +633,7 @@ fn copies_to_another_pool_leave_unallocated_source_pieces_unallocated() {
     // 2 MiB + 5 blocks from block 0: the 1 MiB pieces at 0 (hole), 1 MiB
     // (data), 2 MiB (5 blocks of hole) go as unmap, write, unmap.
     let n = 2 * 2048 + 5;
-    let list = xcopy_list(0, 3, &[naa(a), naa(b)], &[seg(0, 1, n as u16, 0, 0)]);
+    let list = xcopy_list(0, 3, &[naa(a), naa(b)], &[seg(0, 1, fit(n), 0, 0)]);
     xcopy(b, &list);
     let mut want = vec![0u8; n * BS as usize];
     want[(2048 + 3) * 512..(2048 + 3 + 128) * 512].copy_from_slice(&data);

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::narrow::fit;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendCaps, BlockBackend};
 use tcmud_core::scsi::{status, Lun, LunConfig, ScsiResponse, Sense, SenseKey};
@@ -96,7 +97,7 @@ pub fn write16_cdb(lba: u64, blocks: u32, fua: bool) -> [u8; 16] {
 
 /// WRITE(16) of `data` at `lba`.
 pub fn write16(lun: &Lun, lba: u64, data: &[u8]) {
-    let cdb = write16_cdb(lba, (data.len() / BS as usize) as u32, false);
+    let cdb = write16_cdb(lba, fit(data.len() / BS as usize), false);
     expect_good(lun, &cdb, data);
 }
 

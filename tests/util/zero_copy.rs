@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::narrow::LowByte;
 use tcmud_core::backend::{BlockSink, BlockSource};
 use tcmud_core::ring::layout::CAP_OOOC;
 use tcmud_core::ring::{CmdRequest, Completion, DataIn, Entry, Ring};
@@ -14,7 +15,7 @@ pub const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
 
 pub fn pattern(seed: u8, len: usize) -> Vec<u8> {
     (0..len)
-        .map(|i| seed.wrapping_add((i % 253) as u8))
+        .map(|i| seed.wrapping_add((i % 253).low_byte()))
         .collect()
 }
 

@@ -8,6 +8,7 @@ use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::{BackendError, BlockBackend};
 use tcmud_core::sim::SimDir;
 
+use crate::util::narrow::fit;
 use crate::util::zero_copy::*;
 
 #[test]
@@ -105,7 +106,7 @@ fn lun_serves_cached_reads_on_the_callers_thread_and_defers_the_rest() {
     let lun = Lun::new(LunConfig::default(), backend.clone());
     let (mut sim, mut ring) = setup();
     let (cmd, others) = fragmented(&mut sim, &mut ring, SimDir::In(3 * BLOCK));
-    let blocks = (3 * BLOCK / 512) as u16;
+    let blocks = fit::<u16, _>(3 * BLOCK / 512);
     let mut sink = ring.data(&cmd.data).unwrap();
 
     // The power-on unit attention is left for execute_io to report.

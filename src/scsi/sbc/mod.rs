@@ -134,8 +134,12 @@ fn lcm(a: u32, b: u32) -> u32 {
 pub(crate) struct BlockRequest {
     pub lba: u64,
     pub blocks: u32,
-    /// Byte 1 (protect field, DPO, FUA, BYTCHK, IMMED).
-    pub flags: u8,
+    /// RDPROTECT / WRPROTECT / VRPROTECT (0 for the 6-byte CDBs).
+    pub protect: u8,
+    /// FUA (READ/WRITE).
+    pub fua: bool,
+    /// BYTCHK (VERIFY, WRITE AND VERIFY).
+    pub bytchk: u8,
     /// Offset of the length field, for the field pointer.
     pub len_byte: u16,
 }
@@ -146,7 +150,9 @@ impl BlockRequest {
         Ok(BlockRequest {
             lba: c.lba(),
             blocks: c.transfer_length(),
-            flags: 0,
+            protect: 0,
+            fua: false,
+            bytchk: 0,
             len_byte: 4,
         })
     }
@@ -155,7 +161,9 @@ impl BlockRequest {
         Ok(BlockRequest {
             lba: c.lba(),
             blocks: c.transfer_length(),
-            flags: c.flags(),
+            protect: c.protect(),
+            fua: c.fua(),
+            bytchk: c.bytchk(),
             len_byte: 7,
         })
     }
@@ -164,7 +172,9 @@ impl BlockRequest {
         Ok(BlockRequest {
             lba: c.lba(),
             blocks: c.transfer_length(),
-            flags: c.flags(),
+            protect: c.protect(),
+            fua: c.fua(),
+            bytchk: c.bytchk(),
             len_byte: 6,
         })
     }
@@ -173,7 +183,9 @@ impl BlockRequest {
         Ok(BlockRequest {
             lba: c.lba(),
             blocks: c.transfer_length(),
-            flags: c.flags(),
+            protect: c.protect(),
+            fua: c.fua(),
+            bytchk: c.bytchk(),
             len_byte: 10,
         })
     }
@@ -181,15 +193,10 @@ impl BlockRequest {
     /// RDPROTECT/WRPROTECT/VRPROTECT: protection information is not
     /// supported, so any non-zero value is an invalid field.
     pub fn check_protect(&self) -> Result<(), ScsiError> {
-        if self.flags >> 5 != 0 {
+        if self.protect != 0 {
             return Err(ScsiError::cdb(1, 7));
         }
         Ok(())
-    }
-
-    /// FUA bit.
-    pub fn fua(&self) -> bool {
-        self.flags & 0x08 != 0
     }
 
     /// Checks the transfer length against what is accepted

@@ -20,7 +20,7 @@ pub(crate) fn orwrite16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
         .data_out
         .get(..ext.bytes)
         .ok_or_else(|| ScsiError::cdb(req.len_byte, 7))?;
-    let fua = ctx.state.effective_fua(&ctx.caps, req.fua());
+    let fua = ctx.state.effective_fua(&ctx.caps, req.fua);
     let backend = ctx.state.backend();
     let _gate = ctx.state.caw_gate();
     let mut blocks = vec![0u8; ext.bytes];

@@ -102,7 +102,7 @@ fn write(ctx: &mut Ctx<'_>, req: BlockRequest, verify: bool) -> Result<Reply, Sc
         return Ok(Reply::None);
     }
     let data = ctx.data_out_prefix(ext.bytes, req.len_byte)?;
-    let fua = ctx.state.effective_fua(&ctx.caps, req.fua() || verify);
+    let fua = ctx.state.effective_fua(&ctx.caps, req.fua || verify);
     let _gate = ctx.state.write_gate();
     ctx.state.backend().write_from(ext.lba, &data, fua)?;
     Ok(Reply::None)

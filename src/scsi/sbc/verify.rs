@@ -20,7 +20,7 @@ pub(crate) fn verify16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 
 fn verify(ctx: &mut Ctx<'_>, req: BlockRequest) -> Result<Reply, ScsiError> {
     req.check_protect()?;
-    let bytchk = (req.flags >> 1) & 0x03;
+    let bytchk = req.bytchk;
     if bytchk == 0b10 {
         return Err(ScsiError::cdb(1, 2));
     }

@@ -10,34 +10,72 @@ use crate::scsi::extent::Extent;
 /// Largest single backend write while replicating a pattern.
 const CHUNK_BYTES: usize = 1 << 20;
 
+/// The byte-1 fields of WRITE SAME (10/16).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct WriteSameBits {
+    /// WRPROTECT.
+    pub wrprotect: u8,
+    /// ANCHOR.
+    pub anchor: bool,
+    /// UNMAP.
+    pub unmap: bool,
+    /// NDOB (WRITE SAME(16) only).
+    pub ndob: bool,
+}
+
+impl WriteSameBits {
+    /// WRITE SAME(10): byte 1 bit 0 is reserved there, so no NDOB.
+    pub(crate) fn ten(c: &Block10<'_>) -> WriteSameBits {
+        WriteSameBits {
+            wrprotect: c.protect(),
+            anchor: c.anchor(),
+            unmap: c.unmap(),
+            ndob: false,
+        }
+    }
+    /// WRITE SAME(16).
+    pub(crate) fn sixteen(c: &Block16<'_>) -> WriteSameBits {
+        WriteSameBits {
+            wrprotect: c.protect(),
+            anchor: c.anchor(),
+            unmap: c.unmap(),
+            ndob: c.ndob(),
+        }
+    }
+}
+
 /// WRITE SAME(10).
 pub(crate) fn write_same10(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let c = Block10::parse(ctx.cdb)?;
-    // Byte 1 bit 0 is reserved in WRITE SAME(10): no NDOB.
-    write_same(ctx, c.lba(), c.transfer_length(), c.flags() & !0x01, 7)
+    write_same(ctx, c.lba(), c.transfer_length(), WriteSameBits::ten(&c), 7)
 }
 
 /// WRITE SAME(16).
 pub(crate) fn write_same16(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let c = Block16::parse(ctx.cdb)?;
-    write_same(ctx, c.lba(), c.transfer_length(), c.flags(), 10)
+    write_same(
+        ctx,
+        c.lba(),
+        c.transfer_length(),
+        WriteSameBits::sixteen(&c),
+        10,
+    )
 }
 
 fn write_same(
     ctx: &mut Ctx<'_>,
     lba: u64,
     blocks: u32,
-    flags: u8,
+    bits: WriteSameBits,
     len_byte: u16,
 ) -> Result<Reply, ScsiError> {
-    if flags >> 5 != 0 {
+    if bits.wrprotect != 0 {
         return Err(ScsiError::cdb(1, 7)); // WRPROTECT
     }
-    if flags & 0x10 != 0 {
+    if bits.anchor {
         return Err(ScsiError::cdb(1, 4)); // ANCHOR: not supported (ANC_SUP=0)
     }
-    let unmap = flags & 0x08 != 0;
-    let ndob = flags & 0x01 != 0;
+    let WriteSameBits { unmap, ndob, .. } = bits;
     if unmap && !ctx.caps.thin {
         return Err(ScsiError::cdb(1, 3));
     }
