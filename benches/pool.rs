@@ -9,7 +9,6 @@
 //!
 //! Goals: pool >= 0.8x raw on every I/O row; space amplification <= 1.05.
 //! `cargo bench --bench pool` (TCMUD_BENCH_GIB=N changes N, default 1).
-#![warn(clippy::cast_possible_truncation)]
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;

@@ -44,7 +44,6 @@
 //! whose data would not leave it is not run), `TCMUD_SCALE_PUNCH` (1: the
 //! setup's data is punched out after each flush: metadata figures without
 //! the host space, no random-I/O columns).
-#![warn(clippy::cast_possible_truncation)]
 
 use std::fs::{File, OpenOptions};
 use std::hint::black_box;

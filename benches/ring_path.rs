@@ -27,7 +27,6 @@
 //! layer and the backend call (reads zero-fill the data area directly,
 //! writes do nothing): the floor of the path, the simulator's work plus the
 //! null backend's fill.
-#![warn(clippy::cast_possible_truncation)]
 
 use std::hint::black_box;
 use std::sync::Arc;

@@ -24,7 +24,6 @@
 //! `cargo bench --bench sled_layout` (env `TCMUD_SLED_N` = mappings,
 //! default 4,194,304; `TCMUD_SLED_CACHE_MIB` = cache_capacity, default 64;
 //! `TCMUD_SLED_LAYOUTS=page512,...` = only these layouts).
-#![warn(clippy::cast_possible_truncation)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};

@@ -1,7 +1,6 @@
 //! The integration tests of `tcmud-core`, one binary (`cargo test -p
 //! tcmud-core --test integration`): themed modules, one file each under
 //! `tests/<theme>/`, helpers in `tests/util/`. How to add one: tests/README.md.
-#![warn(clippy::cast_possible_truncation)]
 
 mod util;
 

@@ -29,8 +29,6 @@
 //! (where pool and files live, default the temp dir), `TCMUD_BENCH_ITERS=n`
 //! (exactly `n` commands per path run and no baselines, for callgrind).
 
-#![warn(clippy::cast_possible_truncation)]
-
 mod support;
 
 use std::fs::{File, OpenOptions};

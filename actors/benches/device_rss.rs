@@ -14,8 +14,6 @@
 //! (the ring mapping itself plus stacks and malloc arenas, mostly not
 //! resident).
 
-#![warn(clippy::cast_possible_truncation)]
-
 mod support;
 
 use std::sync::Arc;

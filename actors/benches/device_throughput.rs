@@ -9,8 +9,6 @@
 //! memory backend actor/direct ≈ 0.6–1.0 (the hand-off costs nothing
 //! measurable), 50 µs backend actor/direct ≈ 0.3 (4 I/O threads).
 
-#![warn(clippy::cast_possible_truncation)]
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

@@ -13,8 +13,6 @@
 //! sequential commands of KIB KiB outstanding (READ(10)/WRITE(10), 512 B
 //! blocks), then prints MB/s.
 
-#![warn(clippy::cast_possible_truncation)]
-
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

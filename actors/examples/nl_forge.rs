@@ -11,8 +11,6 @@
 //! receiver gets from `recvfrom` tells the truth. Prints what was sent and exits 0
 //! when the kernel let the multicast through, 3 when the send was refused.
 
-#![warn(clippy::cast_possible_truncation)]
-
 use neli::consts::nl::NlmF;
 use neli::consts::socket::NlFamily;
 use neli::nl::{NlPayload, Nlmsghdr, NlmsghdrBuilder};

@@ -11,8 +11,6 @@
 //! temporary pool (`--pool DIR`: a pool created there). `--panics N`
 //! injects N panics (emulation and reply path) to show crash restarts.
 
-#![warn(clippy::cast_possible_truncation)]
-
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

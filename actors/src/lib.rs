@@ -8,12 +8,6 @@
 //! - [`dbus`]: `org.kernel.TCMUService1` on the system bus, for targetcli-fb;
 //! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`], [`heap`], [`hugepages`]: running it.
 
-// Casts that could truncate are errors (CI's -D warnings), crate-wide:
-// `try_from` with a typed error for values from outside (ring, netlink,
-// sysfs, control requests, config), checked helpers or `debug_assert!` and
-// a reasoned `#[allow]` for values bounded by a constant (issue 18).
-#![warn(clippy::cast_possible_truncation)]
-
 pub mod backstore;
 pub mod cli;
 pub mod config;

@@ -1,7 +1,5 @@
 //! tcmud: serves Linux TCMU (target_core_user) devices from thin pools.
 
-#![warn(clippy::cast_possible_truncation)]
-
 use anyhow::Context;
 use clap::Parser;
 use std::process::ExitCode;

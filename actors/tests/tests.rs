@@ -3,8 +3,6 @@
 //! `actors/tests/<theme>/`, helpers in `actors/tests/util/`. How to add one:
 //! tests/README.md.
 
-#![warn(clippy::cast_possible_truncation)]
-
 mod util;
 
 /// Backstores: opened from dev_config, and their actors.

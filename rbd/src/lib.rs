@@ -17,7 +17,6 @@
 //! with a `// SAFETY:` comment. Built only with the `librbd` feature; without
 //! it the crate is empty.
 #![cfg(feature = "librbd")]
-#![warn(clippy::cast_possible_truncation)]
 
 mod aio;
 mod cluster;
