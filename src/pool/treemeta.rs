@@ -90,6 +90,14 @@ pub struct TreeMeta {
     space_dirty: bool,
     /// Leaves released per delete step.
     pub step_leaves: usize,
+    /// Some page may have a reference count above 1 (durably or not). Only
+    /// [`TreeMeta::share`] (snapshot, clone) makes a page count rise, and
+    /// a delete job holds the pages of a tree that shared them, so this is
+    /// false only while no volume has an origin, no delete job runs and
+    /// no share happened since open ([`State::load_tree`](super::state::State::load_tree)
+    /// sets it from the catalog). While false, the in-place write rule
+    /// needs no page counts ([`TreeMeta::sharing`]).
+    pub pages_shared: bool,
 }
 
 impl TreeMeta {
@@ -104,6 +112,7 @@ impl TreeMeta {
             dirty_jobs: BTreeSet::new(),
             space_dirty: true,
             step_leaves: DELETE_STEP,
+            pages_shared: false,
         }
     }
 
@@ -184,6 +193,7 @@ impl TreeMeta {
             dirty_jobs: BTreeSet::new(),
             space_dirty: false,
             step_leaves: DELETE_STEP,
+            pages_shared: true,
         })
     }
 
@@ -276,10 +286,13 @@ impl TreeMeta {
         }
         let (mut shared, mut pending) = (false, false);
         let mut id: PageId = root.page;
+        let page_counts = self.pages_shared;
         for level in (0..root.depth).rev() {
             let pages = &mut self.pages;
-            shared |= pages.refs(id).map_err(tree_err)? != 1;
-            pending |= pages.unshare_pending(id);
+            if page_counts {
+                shared |= pages.refs(id).map_err(tree_err)? != 1;
+                pending |= pages.unshare_pending(id);
+            }
             match pages.slot(id, level, index(l, level)).map_err(tree_err)? {
                 None => return Ok(Sharing::Unmapped),
                 Some(c) if level == 0 => {
@@ -358,6 +371,7 @@ impl TreeMeta {
     /// A new volume `new` sharing `src`'s tree: +1 on its root page, O(1).
     pub fn share(&mut self, src: u64, new: u64) -> Result<(), PoolError> {
         let t = self.tree(src)?;
+        self.pages_shared = true;
         let root = tree::share(&mut self.pages, t.root).map_err(tree_err)?;
         self.trees.insert(
             new,
