@@ -296,11 +296,15 @@ impl TreeMeta {
             match pages.slot(id, level, index(l, level)).map_err(tree_err)? {
                 None => return Ok(Sharing::Unmapped),
                 Some(c) if level == 0 => {
-                    shared |= self
-                        .space
-                        .count(c)
-                        .map_err(|e| PoolError::corrupt(e.to_string()))?
-                        != 1;
+                    // while no chunk is counted twice, `c` is counted once
+                    // (and its byte, a memory access of its own, is not read)
+                    if self.space.shared_chunks() > 0 {
+                        shared |= self
+                            .space
+                            .count(c)
+                            .map_err(|e| PoolError::corrupt(e.to_string()))?
+                            != 1;
+                    }
                     pending |= chunk_unshare_pending(c);
                     return Ok(if shared {
                         Sharing::Shared(c)
