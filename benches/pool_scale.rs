@@ -466,12 +466,15 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     emit(
         "snap_phases",
         format!(
-            "gate wait {}, state lock wait {}, tree work {}, commit lock wait {}, \
-             data fdatasync {}, sled apply+flush {}, meta/db fdatasync {}, seal write+fdatasync {}",
+            "whole (inside the pool) {}: gate wait {}, state lock wait {}, tree work {}, \
+             commit lock wait {}, taking the batch {}, data fdatasync {}, sled apply+flush {}, \
+             meta/db fdatasync {}, seal write+fdatasync (beside sled's) {}",
+            phase(&|p| p.total),
             phase(&|p| p.gate_wait),
             phase(&|p| p.lock_wait),
             phase(&|p| p.work),
             phase(&|p| p.commit.commit_lock_wait),
+            phase(&|p| p.commit.take),
             phase(&|p| p.commit.data_sync),
             phase(&|p| p.commit.store_apply),
             phase(&|p| p.commit.meta_sync),
