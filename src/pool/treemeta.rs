@@ -271,6 +271,9 @@ impl TreeMeta {
 
     /// Whether `l` of `vol` may be overwritten in place: every page on its
     /// path and its chunk have count 1, now and in the durable metadata.
+    /// Page counts are not read while no page can be shared
+    /// ([`TreeMeta::pages_shared`]), the chunk's while the space map counts
+    /// no chunk twice: an overwrite then touches only the path's slots.
     pub fn sharing(
         &mut self,
         vol: u64,
