@@ -94,7 +94,7 @@ pub struct TreeMeta {
     /// [`TreeMeta::share`] (snapshot, clone) makes a page count rise, and
     /// a delete job holds the pages of a tree that shared them, so this is
     /// false only while no volume has an origin, no delete job runs and
-    /// no share happened since open ([`State::load_tree`](super::state::State::load_tree)
+    /// no share happened since open (`State::load_tree`
     /// sets it from the catalog). While false, the in-place write rule
     /// needs no page counts ([`TreeMeta::sharing`]).
     pub pages_shared: bool,
