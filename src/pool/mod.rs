@@ -597,10 +597,10 @@ impl Inner {
         });
         let (stored, sealed) = std::thread::scope(|s| {
             let sealing = seal.map(|(dir, seal)| {
-                s.spawn(move || {
-                    let t = Instant::now();
-                    (seal.write(dir, true), t.elapsed())
-                })
+                // timed from the spawn: a thread that waits for a CPU
+                // delays the commit as much as a slow sync
+                let t = Instant::now();
+                s.spawn(move || (seal.write(dir, true), t.elapsed()))
             });
             let t = Instant::now();
             let stored = self.store.commit(changes).map(|()| t.elapsed());

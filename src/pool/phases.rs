@@ -23,7 +23,8 @@ pub struct CommitPhases {
     pub store_apply: Duration,
     /// `fdatasync` of `meta/db` and the syncs of new names in `meta/`.
     pub meta_sync: Duration,
-    /// Rewriting `meta.seal` and its `fdatasync`.
+    /// Rewriting `meta.seal` and its `fdatasync`, beside `store_apply` and
+    /// `meta_sync` (from the spawn of the thread that does it).
     pub seal: Duration,
     /// The whole commit, from asking for the commit lock to the end.
     pub total: Duration,
