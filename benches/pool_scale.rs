@@ -41,7 +41,8 @@
 //! 64), `TCMUD_SCALE_SPARSE` (default 1: the pool's `sparse_data` option, so
 //! 4 Mi chunks of 64 KiB take 16 GiB of host space, not 256),
 //! `TCMUD_SCALE_RESERVE_GIB` (host space left to others, default 10: a row
-//! whose data would not leave it is not run), `TCMUD_SCALE_PUNCH` (1: the
+//! whose data would not leave it is not run), `TCMUD_SCALE_IO_OPS` (random
+//! I/O operations per phase, default 20,000), `TCMUD_SCALE_PUNCH` (1: the
 //! setup's data is punched out after each flush: metadata figures without
 //! the host space, no random-I/O columns).
 
@@ -64,6 +65,9 @@ use support::{rss, tree_bytes};
 const BLOCK: u32 = 4096;
 const FLUSH_EVERY: u64 = 65_536;
 const SNAPSHOTS: usize = 10;
+/// Bare `fdatasync`s of a 4 KiB write timed before each snapshot.
+const SYNC_PROBES: usize = 3;
+/// Random I/O operations per phase unless `TCMUD_SCALE_IO_OPS` says otherwise.
 const IO_OPS: usize = 20_000;
 const WARM_SET: u64 = 16_384;
 const OTHER_CHUNKS: u64 = 4096;
@@ -207,22 +211,44 @@ fn percentile(lat: &mut [f64], p: f64) -> f64 {
     lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)]
 }
 
+/// "p50 / max" of `v` in ms (one decimal).
+fn p50_max(v: &mut [f64]) -> String {
+    if v.is_empty() {
+        return "-".into();
+    }
+    let max = v.iter().copied().fold(0.0, f64::max);
+    format!("{:.1} / {max:.1}", percentile(v, 0.5))
+}
+
 /// Runs `a` (the pool) and `b` (the raw file) over `idx` in alternating
 /// batches of 256: the median over the batches of b's time / a's time (the
 /// pool's speed as a multiple of the raw file's: a batch that the loaded
-/// machine's scheduler stalls moves one ratio, not the figure), and the
-/// ratio of the total times.
-fn interleaved(idx: &[u64], mut a: impl FnMut(u64), mut b: impl FnMut(u64)) -> (f64, f64) {
+/// machine's scheduler stalls moves one ratio, not the figure), the ratio
+/// of the total times, and the medians over the batches of the time per
+/// operation of `a` and of `b` (µs).
+fn interleaved(
+    idx: &[u64],
+    mut a: impl FnMut(u64),
+    mut b: impl FnMut(u64),
+) -> (f64, f64, f64, f64) {
     let (mut ta, mut tb) = (0.0, 0.0);
     let mut ratios = Vec::new();
+    let (mut per_a, mut per_b) = (Vec::new(), Vec::new());
     for batch in idx.chunks(256) {
         let x = time(|| batch.iter().for_each(|&p| a(p)));
         let y = time(|| batch.iter().for_each(|&p| b(p)));
         ratios.push(y / x);
+        per_a.push(x * 1e6 / batch.len() as f64);
+        per_b.push(y * 1e6 / batch.len() as f64);
         ta += x;
         tb += y;
     }
-    (percentile(&mut ratios, 0.5), tb / ta)
+    (
+        percentile(&mut ratios, 0.5),
+        tb / ta,
+        percentile(&mut per_a, 0.5),
+        percentile(&mut per_b, 0.5),
+    )
 }
 
 /// The child for one size: everything but the reopen. Prints RESULT lines.
@@ -374,6 +400,18 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
             budget as f64 / GIB
         )
     };
+    let probe_path = dir.join("sync-probe");
+    let probe = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&probe_path)
+        .unwrap();
+    probe.write_all_at(&vec![1u8; 1 << 20], 0).unwrap();
+    probe.sync_all().unwrap();
+    let mut probe_ms: Vec<f64> = Vec::new();
+    let mut snap_phases: Vec<tcmud_core::pool::phases::SharePhases> = Vec::new();
     for i in 0..SNAPSHOTS {
         // The first snapshot needs room for itself; later ones leave room
         // for the clone and the delete too.
@@ -398,8 +436,20 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
             );
             break;
         }
+        // the disk's own sync, in the same conditions: a bare fdatasync
+        // of a 4 KiB write to a file beside the pool
+        for k in 0..SYNC_PROBES {
+            let at = ((i * SYNC_PROBES + k) % 256) as u64 * 4096;
+            probe_ms.push(
+                time(|| {
+                    probe.write_all_at(&page[..4096], at).unwrap();
+                    probe.sync_data().unwrap();
+                }) * 1e3,
+            );
+        }
         let before = rss().0;
         let ms = time(|| pool.snapshot("big", &format!("snap-{i}")).unwrap()) * 1e3;
+        snap_phases.push(pool.last_share_phases());
         snap_ms.push(ms);
         mappings += n;
         let after = rss().0;
@@ -412,6 +462,35 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         );
         step = after.saturating_sub(before).max(1);
     }
+    drop(probe);
+    let _ = std::fs::remove_file(&probe_path);
+    emit("sync_probe", p50_max(&mut probe_ms));
+    emit("sync_probes", probe_ms.len());
+    let phase = |f: &dyn Fn(&tcmud_core::pool::phases::SharePhases) -> std::time::Duration| {
+        let mut v: Vec<f64> = snap_phases
+            .iter()
+            .map(|p| f(p).as_secs_f64() * 1e3)
+            .collect();
+        p50_max(&mut v)
+    };
+    emit(
+        "snap_phases",
+        format!(
+            "whole (inside the pool) {}: gate wait {}, state lock wait {}, tree work {}, \
+             commit lock wait {}, taking the batch {}, data fdatasync {}, sled apply+flush {}, \
+             meta/db fdatasync {}, seal write+fdatasync (beside sled's) {}",
+            phase(&|p| p.total),
+            phase(&|p| p.gate_wait),
+            phase(&|p| p.lock_wait),
+            phase(&|p| p.work),
+            phase(&|p| p.commit.commit_lock_wait),
+            phase(&|p| p.commit.take),
+            phase(&|p| p.commit.data_sync),
+            phase(&|p| p.commit.store_apply),
+            phase(&|p| p.commit.meta_sync),
+            phase(&|p| p.commit.seal),
+        ),
+    );
     let (rss_snaps, _) = rss();
     emit("snapshots", snap_ms.len());
     emit("rss_snaps", rss_snaps);
@@ -494,10 +573,13 @@ fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume
     }
     raw.sync_data().unwrap();
     let mut r = Rng(0x5eed ^ n);
-    let cold_r: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
-    let cold_w: Vec<u64> = (0..IO_OPS).map(|_| r.next() % n).collect();
+    let ops = env_u64("TCMUD_SCALE_IO_OPS")
+        .and_then(|v| usize::try_from(v).ok())
+        .unwrap_or(IO_OPS);
+    let cold_r: Vec<u64> = (0..ops).map(|_| r.next() % n).collect();
+    let cold_w: Vec<u64> = (0..ops).map(|_| r.next() % n).collect();
     let warm: Vec<u64> = (0..WARM_SET.min(n)).map(|_| r.next() % n).collect();
-    let warm_ops: Vec<u64> = (0..IO_OPS)
+    let warm_ops: Vec<u64> = (0..ops)
         .map(|i| warm[index_below(r.next().wrapping_add(i as u64), warm.len())])
         .collect();
     let (mut b1, mut b2) = (vec![0u8; 4096], vec![0u8; 4096]);
@@ -511,30 +593,34 @@ fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume
     };
     drop_cache(pool_dir);
     drop_cache(&raw_path);
-    let (m, t) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
+    let (m, t, ua, ub) = interleaved(&cold_r, &mut pool_read, &mut raw_read);
     emit("read_cold", m);
     emit("read_cold_total", t);
-    let (m, t) = interleaved(
+    emit("read_cold_us", format!("{ua:.2}/{ub:.2}"));
+    let (m, t, ua, ub) = interleaved(
         &cold_w,
         |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),
         |l| raw.write_all_at(page, l * chunk()).unwrap(),
     );
     emit("write_cold", m);
     emit("write_cold_total", t);
+    emit("write_cold_us", format!("{ua:.2}/{ub:.2}"));
     for &l in &warm {
         pool_read(l);
         raw_read(l);
     }
-    let (m, t) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
+    let (m, t, ua, ub) = interleaved(&warm_ops, &mut pool_read, &mut raw_read);
     emit("read_warm", m);
     emit("read_warm_total", t);
-    let (m, t) = interleaved(
+    emit("read_warm_us", format!("{ua:.2}/{ub:.2}"));
+    let (m, t, ua, ub) = interleaved(
         &warm_ops,
         |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),
         |l| raw.write_all_at(page, l * chunk()).unwrap(),
     );
     emit("write_warm", m);
     emit("write_warm_total", t);
+    emit("write_warm_us", format!("{ua:.2}/{ub:.2}"));
     // The raw file stays until the timed steps are over: unlinking
     // gigabytes (online discard, journal) made the next fdatasyncs — the
     // snapshots' commits — wait for it (22-41 ms instead of ~1 ms).
@@ -798,6 +884,22 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "read_warm_total"), &|v| format!("{v:.2}")),
             cell(f(r, "write_cold_total"), &|v| format!("{v:.2}")),
             cell(f(r, "write_warm_total"), &|v| format!("{v:.2}")),
+        ));
+        let us = |k: &str| r.get(k).cloned().unwrap_or_else(|| "-".into());
+        notes.push(format!(
+            "{label}: snapshot phases p50 / max (ms): {}; bare fdatasync of a 4 KiB write beside \
+             the pool p50 / max {} ms ({} samples, taken before each snapshot)",
+            us("snap_phases"),
+            us("sync_probe"),
+            us("sync_probes"),
+        ));
+        notes.push(format!(
+            "{label}: random I/O, median µs per operation pool / raw: read cold {}, warm {}; \
+             write cold {}, warm {}",
+            us("read_cold_us"),
+            us("read_warm_us"),
+            us("write_cold_us"),
+            us("write_warm_us"),
         ));
     }
     println!();

@@ -271,11 +271,20 @@ impl Pool {
     fn share(&self, src: &str, new: &str, kind: VolumeKind) -> Result<(), PoolError> {
         self.writable()?;
         validate_name(new)?;
+        let asked = std::time::Instant::now();
         let rec = self.record(src)?;
         let gate = self.gate(rec.id);
+        let t = std::time::Instant::now();
         let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+        let mut ph = super::phases::SharePhases {
+            gate_wait: t.elapsed(),
+            ..Default::default()
+        };
         {
+            let t = std::time::Instant::now();
             let mut st = self.state();
+            ph.lock_wait = t.elapsed();
+            let t = std::time::Instant::now();
             if st.catalog.contains_key(new) {
                 return Err(PoolError::volume_exists(new.to_string()));
             }
@@ -311,8 +320,13 @@ impl Pool {
             if st.t3.is_none() {
                 st.maps.entry(id).or_default();
             }
+            ph.work = t.elapsed();
         }
-        self.flush()
+        let res = self.flush();
+        ph.commit = self.last_commit_phases();
+        ph.total = asked.elapsed();
+        self.inner.phases.set_share(ph);
+        res
     }
 
     /// Takes a read-only point-in-time snapshot of `volume`.

@@ -97,6 +97,21 @@ impl Pool {
         off: u64,
         sink: &mut dyn BlockSink,
     ) -> Result<(), BackendError> {
+        let cs = self.inner.chunk_size;
+        let in_off = off & (cs - 1);
+        let len = sink.len();
+        if in_off + len as u64 <= cs {
+            // Within one chunk (every 4 KiB read): one lookup, no plan to build.
+            let found = self.state().lookup(vol, off >> self.inner.chunk_shift)?;
+            return match found {
+                None => sink.zero_at(0, len).map_err(rd),
+                Some(c) => self
+                    .inner
+                    .data
+                    .read_into(sink, 0, len, c * cs + in_off)
+                    .map_err(rd),
+            };
+        }
         let plan = self.plan_read(&mut self.state(), vol, off, sink.len())?;
         for run in runs(&plan) {
             match run {

@@ -111,6 +111,14 @@ impl FileIo {
         self.changes.fetch_add(1, Ordering::AcqRel);
     }
 
+    /// Records that the file reaches `end` at least: an overwrite (the
+    /// usual write) reads the length and changes nothing.
+    fn grew_to(&self, end: u64) {
+        if end > self.len.load(Ordering::Acquire) {
+            self.len.fetch_max(end, Ordering::AcqRel);
+        }
+    }
+
     /// `fdatasync` calls made so far (those skipped not counted).
     pub fn syncs(&self) -> u64 {
         self.syncs.load(Ordering::Relaxed)
@@ -149,7 +157,7 @@ impl DataIo for FileIo {
     fn write_at(&self, buf: &[u8], off: u64) -> io::Result<()> {
         let res = self.writes.take(buf.len(), || {
             self.file.write_all_at(buf, off)?;
-            self.len.fetch_max(off + buf.len() as u64, Ordering::AcqRel);
+            self.grew_to(off + buf.len() as u64);
             Ok(())
         });
         self.changed();
@@ -159,7 +167,7 @@ impl DataIo for FileIo {
     fn write_from(&self, src: &dyn BlockSource, at: usize, len: usize, off: u64) -> io::Result<()> {
         let res = self.writes.take(len, || {
             src.pwrite_at(at, len, self.file.as_fd(), off)?;
-            self.len.fetch_max(off + len as u64, Ordering::AcqRel);
+            self.grew_to(off + len as u64);
             Ok(())
         });
         self.changed();

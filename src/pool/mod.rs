@@ -49,9 +49,11 @@
 //!    `sync_file_range`, which persists neither a grown log's size and
 //!    extents nor the drive's write cache), and, when names in `meta/` or
 //!    `meta/blobs/` changed since the last commit, `fsync` of each new file
-//!    and of the directory; then rewrite `meta.seal` and `fdatasync` it
-//!    ([`seal`]). The new mappings, reference counts and free entries are
-//!    durable when the commit returns;
+//!    and of the directory; meanwhile, on a thread of its own, `meta.seal`
+//!    is rewritten and `fdatasync`ed ([`seal`]) naming the commit before
+//!    this one (durable already: the seal never names a commit sled may
+//!    lack) and the data length step 2 made durable. The new mappings,
+//!    reference counts and free entries are durable when the commit returns;
 //! 4. only now move the chunks this batch freed to the free list.
 //!
 //! A chunk reserved by a write still in flight is committed as free (its
@@ -173,6 +175,7 @@ mod open;
 pub mod page;
 pub mod pagecache;
 pub mod pagestore;
+pub mod phases;
 pub mod seal;
 mod share;
 pub mod spacemap;
@@ -347,6 +350,8 @@ pub(crate) struct Inner {
     failed: std::sync::OnceLock<failure::Failure>,
     /// Durations of [`Pool::flush`].
     commit_latency: crate::latency::LatencyHistogram,
+    /// Phases of the last commit and snapshot ([`phases`]).
+    phases: phases::Phases,
     _lock: Option<PoolLock>,
 }
 
@@ -393,6 +398,7 @@ impl Pool {
                 sparse_data: opts.sparse_data,
                 failed: std::sync::OnceLock::new(),
                 commit_latency: crate::latency::LatencyHistogram::default(),
+                phases: phases::Phases::default(),
                 _lock: pool_lock,
             }),
         }
@@ -428,8 +434,9 @@ impl Pool {
     /// Makes every acknowledged write and every metadata change durable
     /// (the commit described in the module docs).
     pub fn flush(&self) -> Result<(), PoolError> {
+        let asked = std::time::Instant::now();
         let _c = guard(&self.inner.commit);
-        self.flush_locked()
+        self.flush_timed(asked)
     }
 
     /// How long the pool's commits took (every [`Pool::flush`], and the
@@ -441,10 +448,23 @@ impl Pool {
 
     /// [`Pool::flush`] for a caller that holds the commit lock.
     pub(crate) fn flush_locked(&self) -> Result<(), PoolError> {
+        self.flush_timed(std::time::Instant::now())
+    }
+
+    /// The commit, for a caller holding the commit lock since asking for
+    /// it at `asked`; its phases are recorded ([`Pool::last_commit_phases`]).
+    fn flush_timed(&self, asked: std::time::Instant) -> Result<(), PoolError> {
         let start = std::time::Instant::now();
+        let mut ph = phases::CommitPhases {
+            commit_lock_wait: start - asked,
+            ..Default::default()
+        };
         let batch = self.state().take_batch();
-        let res = self.inner.commit_batch(&batch);
+        ph.take = start.elapsed();
+        let res = self.inner.commit_batch(&batch, &mut ph);
         self.inner.commit_latency.record(start.elapsed());
+        ph.total = asked.elapsed();
+        self.inner.phases.set_commit(ph);
         let mut st = self.state();
         match res {
             Ok(()) => {
@@ -537,34 +557,73 @@ impl Pool {
 
 impl Inner {
     /// Steps 2 and 3 of the commit: data durable, then metadata (with the
-    /// next sequence number), then the seal. A failed sync fails the pool
+    /// next sequence number) and, beside it, the seal naming the commit
+    /// before. A failed sync fails the pool
     /// ([`failure`]): it is never retried.
-    fn commit_batch(&self, batch: &state::Batch) -> Result<(), PoolError> {
+    fn commit_batch(
+        &self,
+        batch: &state::Batch,
+        ph: &mut phases::CommitPhases,
+    ) -> Result<(), PoolError> {
         use std::sync::atomic::Ordering;
+        use std::time::Instant;
         self.writable()?;
+        let t = Instant::now();
         self.data
             .grow_to(batch.hwm * self.chunk_size)
             .map_err(|e| PoolError::io("growing the data file", e))?;
         self.data
             .sync_data()
             .map_err(|e| self.fail_io("syncing the data file", e))?;
+        ph.data_sync = t.elapsed();
         if batch.changes.is_empty() {
             return Ok(());
         }
-        let seq = self.seq.load(Ordering::Acquire) + 1;
+        let prev = self.seq.load(Ordering::Acquire);
+        let seq = prev + 1;
         let mut changes = batch.changes.clone();
         changes.push((format::KEY_SEQ.to_vec(), Some(seq.to_be_bytes().to_vec())));
-        self.store.commit(changes).map_err(|e| self.fail(e))?;
+        // The seal takes the sequence number of the commit before, durable
+        // already, and the data length step 2 made durable: so it is written
+        // and synced beside sled's commit, not after it (one sync less on a
+        // commit's path), and never names a commit sled may not hold.
+        let seal = self.dir.as_ref().map(|dir| {
+            (
+                dir,
+                seal::Seal {
+                    format: self.format,
+                    seq: prev,
+                    data_len: batch.hwm * self.chunk_size,
+                    closed_crc: None,
+                },
+            )
+        });
+        let (stored, sealed) = std::thread::scope(|s| {
+            let sealing = seal.map(|(dir, seal)| {
+                // timed from the spawn: a thread that waits for a CPU
+                // delays the commit as much as a slow sync
+                let t = Instant::now();
+                s.spawn(move || (seal.write(dir, true), t.elapsed()))
+            });
+            let t = Instant::now();
+            let stored = self.store.commit(changes).map(|()| t.elapsed());
+            let sealed = sealing.map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    (
+                        Err(std::io::Error::other("the seal's writer panicked")),
+                        std::time::Duration::ZERO,
+                    )
+                })
+            });
+            (stored, sealed)
+        });
+        let store = stored.map_err(|e| self.fail(e))?;
+        ph.meta_sync = self.store.last_sync().min(store);
+        ph.store_apply = store - ph.meta_sync;
         self.seq.store(seq, Ordering::Release);
-        if let Some(dir) = &self.dir {
-            seal::Seal {
-                format: self.format,
-                seq,
-                data_len: batch.hwm * self.chunk_size,
-                closed_crc: None,
-            }
-            .write(dir, true)
-            .map_err(|e| self.fail_io("writing the pool seal", e))?;
+        if let Some((res, took)) = sealed {
+            ph.seal = took;
+            res.map_err(|e| self.fail_io("writing the pool seal", e))?;
         }
         Ok(())
     }
@@ -575,7 +634,7 @@ impl Drop for Inner {
         let _c = guard(&self.commit);
         let batch = guard(&self.state).take_batch();
         let hwm = batch.hwm;
-        if let Err(e) = self.commit_batch(&batch) {
+        if let Err(e) = self.commit_batch(&batch, &mut phases::CommitPhases::default()) {
             tracing::error!(error = %e, "flushing the pool on close failed; not sealing it");
             return;
         }

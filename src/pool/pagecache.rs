@@ -60,29 +60,32 @@ pub struct CacheStats {
 }
 
 #[derive(Debug)]
-struct Entry<V: ?Sized> {
+struct Entry {
     id: u64,
-    value: Arc<V>,
     bytes: usize,
-    referenced: bool,
     /// Changed since the last `take_dirty`.
     dirty: bool,
     /// Handed to the commit of this epoch, which has not ended.
     committing: Option<u64>,
 }
 
-impl<V: ?Sized> Entry<V> {
+impl Entry {
     fn pinned(&self) -> bool {
         self.dirty || self.committing.is_some()
     }
 }
 
-/// The cache: a CLOCK ring of slots and an index by page id.
+/// The cache: a CLOCK ring of slots and an index by page id. The index
+/// holds the values, so that a hit reads the index and the value (the
+/// slot's reference bit is set beside, off the lookup's path).
 #[derive(Debug)]
 pub struct PageCache<V: ?Sized> {
-    slots: Vec<Option<Entry<V>>>,
+    slots: Vec<Option<Entry>>,
+    /// The CLOCK reference bit of each slot (beside the slots: a hit only
+    /// stores into it).
+    referenced: Vec<bool>,
     free_slots: Vec<usize>,
-    index: IdMap<usize>,
+    index: IdMap<(usize, Arc<V>)>,
     hand: usize,
     max_bytes: usize,
     max_pages: usize,
@@ -98,6 +101,7 @@ impl<V: ?Sized> PageCache<V> {
     pub fn new(max_pages: usize, max_bytes: usize) -> PageCache<V> {
         PageCache {
             slots: Vec::new(),
+            referenced: Vec::new(),
             free_slots: Vec::new(),
             index: IdMap::default(),
             hand: 0,
@@ -113,11 +117,13 @@ impl<V: ?Sized> PageCache<V> {
 
     /// The page `id`, marking it recently used.
     pub fn get(&mut self, id: u64) -> Option<Arc<V>> {
-        match self.index.get(&id).and_then(|&s| self.slots[s].as_mut()) {
-            Some(e) => {
-                e.referenced = true;
+        match self.index.get(&id) {
+            Some((s, v)) => {
+                if let Some(r) = self.referenced.get_mut(*s) {
+                    *r = true;
+                }
                 self.stats.hits += 1;
-                Some(Arc::clone(&e.value))
+                Some(Arc::clone(v))
             }
             None => {
                 self.stats.misses += 1;
@@ -129,10 +135,14 @@ impl<V: ?Sized> PageCache<V> {
     /// `f` of entry `id` if it is cached, without handing out a reference
     /// to it (a hit as for [`PageCache::get`]).
     pub fn peek_with<R>(&mut self, id: u64, f: impl FnOnce(&V) -> R) -> Option<R> {
-        let e = self.index.get(&id).and_then(|&s| self.slots[s].as_mut())?;
-        e.referenced = true;
+        let (s, v) = self.index.get(&id)?;
+        let out = f(v);
+        // a store alone (no load of the slot on the lookup's path)
+        if let Some(r) = self.referenced.get_mut(*s) {
+            *r = true;
+        }
         self.stats.hits += 1;
-        Some(f(&e.value))
+        Some(out)
     }
 
     /// Whether `id` is held (no statistics, no reference bit).
@@ -156,12 +166,10 @@ impl<V: ?Sized> PageCache<V> {
     }
 
     fn put(&mut self, id: u64, value: Arc<V>, bytes: usize, dirty: bool) {
-        let committing = self.remove_entry(id).and_then(|e| e.committing);
+        let committing = self.remove_entry(id).and_then(|(e, _)| e.committing);
         let e = Entry {
             id,
-            value,
             bytes,
-            referenced: false,
             dirty,
             committing,
         };
@@ -169,31 +177,33 @@ impl<V: ?Sized> PageCache<V> {
         let slot = match self.free_slots.pop() {
             Some(s) => {
                 self.slots[s] = Some(e);
+                self.referenced[s] = false;
                 s
             }
             None => {
                 self.slots.push(Some(e));
+                self.referenced.push(false);
                 self.slots.len() - 1
             }
         };
-        self.index.insert(id, slot);
+        self.index.insert(id, (slot, value));
         self.evict();
     }
 
     /// Drops page `id` (the page was deleted); a pinned entry too.
     pub fn remove(&mut self, id: u64) -> Option<Arc<V>> {
-        self.remove_entry(id).map(|e| e.value)
+        self.remove_entry(id).map(|(_, v)| v)
     }
 
-    fn remove_entry(&mut self, id: u64) -> Option<Entry<V>> {
-        let s = self.index.remove(&id)?;
-        let e = self.slots[s].take()?;
+    fn remove_entry(&mut self, id: u64) -> Option<(Entry, Arc<V>)> {
+        let (s, v) = self.index.remove(&id)?;
+        let e = self.slots.get_mut(s)?.take()?;
         self.free_slots.push(s);
         self.account(&e, false);
-        Some(e)
+        Some((e, v))
     }
 
-    fn account(&mut self, e: &Entry<V>, add: bool) {
+    fn account(&mut self, e: &Entry, add: bool) {
         let pinned = e.pinned();
         if add {
             self.bytes += e.bytes;
@@ -230,8 +240,8 @@ impl<V: ?Sized> PageCache<V> {
             if e.pinned() {
                 continue;
             }
-            if e.referenced {
-                e.referenced = false;
+            if let Some(r) = self.referenced.get_mut(self.hand).filter(|r| **r) {
+                *r = false;
                 continue;
             }
             let id = e.id;
@@ -262,7 +272,9 @@ impl<V: ?Sized> PageCache<V> {
             if e.dirty {
                 e.dirty = false;
                 e.committing = Some(epoch);
-                out.push((e.id, Arc::clone(&e.value)));
+                if let Some((_, v)) = self.index.get(&e.id) {
+                    out.push((e.id, Arc::clone(v)));
+                }
             }
         }
         out.sort_unstable_by_key(|(id, _)| *id);

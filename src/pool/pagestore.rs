@@ -47,9 +47,10 @@ pub const MIN_METADATA_CACHE: u64 = 1 << 20;
 /// Memory a decoded page takes in the cache (slots, bitmap, header).
 pub const PAGE_MEMORY: usize = std::mem::size_of::<Page>();
 
-/// Memory an encoded page takes beyond its bytes: the cache slot (48 B),
-/// the index entry (~20 B), the `Arc` header (16 B).
-pub const ENCODED_OVERHEAD: usize = 88;
+/// Memory an encoded page takes beyond its bytes: the cache slot (40 B)
+/// and its reference bit, the index entry with the value's pointer (32 B,
+/// ~46 B with the table's slack), the `Arc` header (16 B).
+pub const ENCODED_OVERHEAD: usize = 104;
 
 /// Memory a remembered page reference count takes (hash map entry and slack).
 const REFS_ENTRY: usize = 32;

@@ -3,15 +3,18 @@
 //!
 //! sled recovers a damaged log by cutting it at the first bad message and
 //! zeroing what follows, silently dropping later commits. So the seal
-//! records, after every commit, the commit sequence number and the data file
-//! length the metadata needs; on a clean close it also records a CRC-32 of
+//! records, at every commit, the sequence number of the commit before it
+//! (durable in sled already: a commit writes the seal beside its own sled
+//! work, so that the two syncs overlap) and the data file length the
+//! metadata needs; on a clean close the last commit's number and a CRC-32 of
 //! every file in `meta/`. `open` checks the data file length and, after a
 //! clean close, the checksum before opening sled (a damaged pool is refused
 //! with nothing changed on disk); after a crash (no checksum) it compares
 //! sled's sequence number with the seal's once sled is open.
 //!
-//! Rewritten in place and synced (`fdatasync`) after every commit's sled
-//! flush and fsyncs; the first write of a seal also syncs the pool
+//! Rewritten in place and synced (`fdatasync`) at every commit, beside its
+//! sled flush and fsyncs (so it trails sled by one commit: sled losing only
+//! its last commit goes unnoticed); the first write of a seal also syncs the pool
 //! directory, so that the file's name is durable too. A lost update would
 //! only make the seal older, which is never mistaken for damage, but an
 //! unsynced *new* seal can come back empty after a power cut, and open

@@ -78,6 +78,9 @@ pub struct SpaceMap {
     /// Chunks whose side-map entry changed since the last take.
     overflow_dirty: BTreeSet<u64>,
     cursor: u64,
+    /// Chunks with a count of 2 or more (while none is, a mapped chunk is
+    /// known to be counted once without reading its byte).
+    shared: u64,
 }
 
 /// The space page of `chunk`, a chunk below the capacity: its page is below
@@ -122,9 +125,15 @@ impl SpaceMap {
             dirty: BTreeSet::new(),
             overflow_dirty: BTreeSet::new(),
             cursor: 0,
+            shared: 0,
         };
         m.grow(capacity);
         m
+    }
+
+    /// Chunks with a count of 2 or more (shared by several leaves).
+    pub fn shared_chunks(&self) -> u64 {
+        self.shared
     }
 
     /// Chunks in the pool.
@@ -179,6 +188,11 @@ impl SpaceMap {
     }
 
     fn set_count(&mut self, chunk: u64, n: u32) {
+        match (self.byte(chunk) >= 2, n >= 2) {
+            (false, true) => self.shared += 1,
+            (true, false) => self.shared -= 1,
+            _ => {}
+        }
         match u8::try_from(n) {
             Ok(b) if b < OVERFLOW => {
                 self.set_byte(chunk, b);
@@ -337,6 +351,7 @@ impl SpaceMap {
                 return Err(corrupt("counts past the pool's capacity".into()));
             }
             let used = bytes.iter().filter(|b| **b != 0).count();
+            m.shared += bytes.iter().filter(|b| **b >= 2).count() as u64;
             m.zeros[ix] -=
                 u16::try_from(used).map_err(|_| corrupt(format!("{used} chunks in use")))?;
             m.pages[ix] = Some(bytes.into());

@@ -187,3 +187,29 @@ proptest! {
         prop_assert_eq!(back.summary(), m.summary());
     }
 }
+
+/// The count of chunks counted twice or more follows every change, across
+/// the side map, and is rebuilt by `load`.
+#[test]
+fn shared_chunks_follow_the_counts() {
+    let mut m = SpaceMap::new(5000);
+    let a = alloc_ref(&mut m);
+    let b = alloc_ref(&mut m);
+    assert_eq!(m.shared_chunks(), 0);
+    m.inc(a).unwrap();
+    assert_eq!(m.shared_chunks(), 1);
+    for _ in 0..298 {
+        m.inc(a).unwrap();
+    }
+    m.inc(b).unwrap();
+    assert_eq!(m.shared_chunks(), 2);
+    let back = SpaceMap::load(5000, m.take_dirty(), m.overflow().clone()).unwrap();
+    assert_eq!(back.shared_chunks(), 2);
+    for _ in 0..299 {
+        m.dec(a).unwrap();
+    }
+    assert_eq!((m.count(a), m.shared_chunks()), (Ok(1), 1));
+    m.dec(b).unwrap();
+    m.dec(b).unwrap();
+    assert_eq!((m.count(b), m.shared_chunks()), (Ok(0), 0));
+}

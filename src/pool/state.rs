@@ -172,6 +172,10 @@ impl State {
         validate_super(&sb)?;
         let mut st = State::new(sb);
         st.dirty.clear();
+        // Pages are shared only by snapshots and clones (which have an
+        // origin) and by the trees delete jobs still hold.
+        let mut t3 = t3;
+        t3.pages_shared = catalog.values().any(|r| r.origin.is_some()) || !t3.jobs.is_empty();
         st.catalog = catalog;
         st.fresh_from = st.sb.hwm;
         st.t3 = Some(Box::new(t3));

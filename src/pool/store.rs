@@ -53,6 +53,12 @@ pub trait MetaStore: Send + Sync {
     fn close(&self) -> Result<(), PoolError> {
         Ok(())
     }
+    /// How long the last commit's own syncs took (for sled: `fdatasync`
+    /// of its log and the syncs of new names), part of [`MetaStore::commit`]'s
+    /// time. Default: zero (nothing synced apart).
+    fn last_sync(&self) -> std::time::Duration {
+        std::time::Duration::ZERO
+    }
 }
 
 /// [`MetaStore`] on a sled database: one tree; per commit one `apply_batch`,
@@ -75,6 +81,8 @@ pub struct SledStore {
     log: std::fs::File,
     /// New entries of `meta/` and `meta/blobs/`.
     dirs: std::sync::Mutex<[DirSync; 2]>,
+    /// Nanoseconds the last commit's [`SledStore::sync_files`] took.
+    last_sync_ns: std::sync::atomic::AtomicU64,
     /// End of the host space preallocated past the log's end.
     reserved_to: std::sync::atomic::AtomicU64,
 }
@@ -126,6 +134,7 @@ impl SledStore {
                             DirSync::new(path.join("blobs")),
                         ]),
                         reserved_to: std::sync::atomic::AtomicU64::new(0),
+                        last_sync_ns: std::sync::atomic::AtomicU64::new(0),
                     };
                     store.sync_files()?;
                     return Ok(store);
@@ -302,7 +311,18 @@ impl MetaStore for SledStore {
             db.flush().map_err(sled_err)?;
             Ok(())
         })?;
-        self.sync_files()
+        let t = std::time::Instant::now();
+        let res = self.sync_files();
+        let ns = u64::try_from(t.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.last_sync_ns
+            .store(ns, std::sync::atomic::Ordering::Relaxed);
+        res
+    }
+
+    fn last_sync(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(
+            self.last_sync_ns.load(std::sync::atomic::Ordering::Relaxed),
+        )
     }
 
     fn size_bytes(&self) -> u64 {

@@ -91,6 +91,14 @@ pub struct TreeMeta {
     space_dirty: bool,
     /// Leaves released per delete step.
     pub step_leaves: usize,
+    /// Some page may have a reference count above 1 (durably or not). Only
+    /// [`TreeMeta::share`] (snapshot, clone) makes a page count rise, and
+    /// a delete job holds the pages of a tree that shared them, so this is
+    /// false only while no volume has an origin, no delete job runs and
+    /// no share happened since open (`State::load_tree`
+    /// sets it from the catalog). While false, the in-place write rule
+    /// needs no page counts ([`TreeMeta::sharing`]).
+    pub pages_shared: bool,
 }
 
 impl TreeMeta {
@@ -105,6 +113,7 @@ impl TreeMeta {
             dirty_jobs: BTreeSet::new(),
             space_dirty: true,
             step_leaves: DELETE_STEP,
+            pages_shared: false,
         }
     }
 
@@ -185,6 +194,7 @@ impl TreeMeta {
             dirty_jobs: BTreeSet::new(),
             space_dirty: false,
             step_leaves: DELETE_STEP,
+            pages_shared: true,
         })
     }
 
@@ -262,6 +272,9 @@ impl TreeMeta {
 
     /// Whether `l` of `vol` may be overwritten in place: every page on its
     /// path and its chunk have count 1, now and in the durable metadata.
+    /// Page counts are not read while no page can be shared
+    /// ([`TreeMeta::pages_shared`]), the chunk's while the space map counts
+    /// no chunk twice: an overwrite then touches only the path's slots.
     pub fn sharing(
         &mut self,
         vol: u64,
@@ -277,18 +290,25 @@ impl TreeMeta {
         }
         let (mut shared, mut pending) = (false, false);
         let mut id: PageId = root.page;
+        let page_counts = self.pages_shared;
         for level in (0..root.depth).rev() {
             let pages = &mut self.pages;
-            shared |= pages.refs(id).map_err(tree_err)? != 1;
-            pending |= pages.unshare_pending(id);
+            if page_counts {
+                shared |= pages.refs(id).map_err(tree_err)? != 1;
+                pending |= pages.unshare_pending(id);
+            }
             match pages.slot(id, level, index(l, level)).map_err(tree_err)? {
                 None => return Ok(Sharing::Unmapped),
                 Some(c) if level == 0 => {
-                    shared |= self
-                        .space
-                        .count(c)
-                        .map_err(|e| PoolError::corrupt(e.to_string()))?
-                        != 1;
+                    // while no chunk is counted twice, `c` is counted once
+                    // (and its byte, a memory access of its own, is not read)
+                    if self.space.shared_chunks() > 0 {
+                        shared |= self
+                            .space
+                            .count(c)
+                            .map_err(|e| PoolError::corrupt(e.to_string()))?
+                            != 1;
+                    }
                     pending |= chunk_unshare_pending(c);
                     return Ok(if shared {
                         Sharing::Shared(c)
@@ -359,6 +379,7 @@ impl TreeMeta {
     /// A new volume `new` sharing `src`'s tree: +1 on its root page, O(1).
     pub fn share(&mut self, src: u64, new: u64) -> Result<(), PoolError> {
         let t = self.tree(src)?;
+        self.pages_shared = true;
         let root = tree::share(&mut self.pages, t.root).map_err(tree_err)?;
         self.trees.insert(
             new,

@@ -96,15 +96,22 @@ impl Volume {
     /// Byte range of `len` bytes at `lba`, checked against the size.
     fn range(&self, lba: u64, len: usize) -> Result<u64, BackendError> {
         let bs = u64::from(self.block_size);
-        let blocks = len as u64 / bs;
+        let len = len as u64;
+        // on every I/O: shifts, not divisions, for the usual block sizes
+        let (blocks, rem, size_blocks) = if bs.is_power_of_two() {
+            let s = bs.trailing_zeros();
+            (len >> s, len & (bs - 1), self.size_bytes() >> s)
+        } else {
+            (len / bs, len % bs, self.size_bytes() / bs)
+        };
         let bad = BackendError::OutOfRange { lba, blocks };
-        if len as u64 % bs != 0 {
+        if rem != 0 {
             return Err(bad);
         }
         let end = lba
             .checked_add(blocks)
             .ok_or(BackendError::OutOfRange { lba, blocks })?;
-        if end > self.size_bytes() / bs {
+        if end > size_blocks {
             return Err(bad);
         }
         Ok(lba * bs)

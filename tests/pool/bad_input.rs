@@ -231,3 +231,45 @@ fn lost_commits_after_a_crash_are_detected() {
     let err = Pool::open(&copy).expect_err("lost commits not noticed");
     assert!(matches!(err.kind(), PoolErrorKind::Corrupt), "{err}");
 }
+
+/// The seal names the commit before the last (written beside sled's
+/// commit, not after it): it never names a commit sled may lack, and a cut
+/// that lost the seal's last write still opens, with every commit intact.
+#[test]
+fn the_seal_trails_sled_by_one_commit() {
+    use tcmud_core::pool::seal::Seal;
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("p");
+    make_pool(&dir);
+    let pool = Pool::open(&dir).unwrap();
+    // fresh chunks: each flush commits
+    let v = pool.open_volume("v").unwrap();
+    v.write(20_000, &[7; 512], false).unwrap();
+    v.flush().unwrap();
+    let first = Seal::read(&dir).unwrap().unwrap();
+    v.write(20_016, &[8; 512], false).unwrap();
+    v.flush().unwrap();
+    let second = Seal::read(&dir).unwrap().unwrap();
+    assert_eq!(second.seq, first.seq + 1);
+    assert_eq!(second.closed_crc, None);
+    // As a crash now would leave it, the seal's last write lost too.
+    let copy = t.path().join("crashed");
+    std::fs::create_dir_all(copy.join("meta")).unwrap();
+    for p in walk(&dir) {
+        std::fs::copy(&p, copy.join(p.strip_prefix(&dir).unwrap())).unwrap();
+    }
+    first.write(&copy, true).unwrap();
+    drop(v);
+    pool.close().unwrap();
+    // the clean close names the last commit (no commit since `second`)
+    let closed = Seal::read(&dir).unwrap().unwrap();
+    assert_eq!(closed.seq, second.seq + 1, "the seal trailed by one commit");
+    assert!(closed.closed_crc.is_some());
+    let pool = Pool::open(&copy).unwrap();
+    let v = pool.open_volume("v").unwrap();
+    let mut b = [0u8; 512];
+    v.read(20_016, &mut b).unwrap();
+    assert_eq!(b, [8; 512], "the last commit is there");
+    v.read(20_000, &mut b).unwrap();
+    assert_eq!(b, [7; 512]);
+}

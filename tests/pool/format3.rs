@@ -272,3 +272,42 @@ fn repeated_snapshots_and_clones_between_writes_keep_reference_counts() {
     let r = pool.check().unwrap();
     assert!(r.is_clean(), "after reopen: {:?}", r.problems);
 }
+
+/// After a reopen, a write to a volume whose pages a snapshot or a clone
+/// shares goes to a copy: the pool tells from the catalog (a volume with
+/// an origin) that page counts must be read, without reading them at open.
+#[test]
+fn writes_after_reopen_leave_shared_pages_alone() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let pool = Pool::create_with_opts(
+        &cfg(16384),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &opts(),
+    )
+    .unwrap();
+    pool.create_volume("v", 3000 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..3000, |i| i);
+    pool.snapshot("v", "s").unwrap();
+    pool.close().unwrap();
+    let reopen =
+        || Pool::open_with_opts(Box::new(store.clone()), Box::new(data.clone()), &opts()).unwrap();
+    let pool = reopen();
+    fill(&pool, "v", 0..3000, |i| i + 1);
+    assert_reads(&pool, "s", 0..3000, |i| i);
+    assert_reads(&pool, "v", 0..3000, |i| i + 1);
+    // a clone of the snapshot, the origin volume and the snapshot deleted:
+    // the clone alone holds the tree, its pages are counted once again
+    pool.clone_snapshot("s", "c").unwrap();
+    pool.delete_volume("v").unwrap();
+    pool.close().unwrap();
+    let pool = reopen();
+    fill(&pool, "c", 0..1500, |i| i + 2);
+    assert_reads(&pool, "s", 0..3000, |i| i);
+    assert_reads(&pool, "c", 0..1500, |i| i + 2);
+    assert_reads(&pool, "c", 1500..3000, |i| i);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}
