@@ -12,8 +12,10 @@
 //! kernel queued it after that. A command is taken as timed out when that
 //! moment is `cmd_time_out` or more ago; it is then completed with ABORTED
 //! COMMAND / COMMAND TIMEOUT BEFORE PROCESSING without being executed, and
-//! logged and counted. Normally the device looks at the ring at every kick
-//! and at least once per tick, so the bound is tight; after a stall (the
+//! logged and counted. Normally the device looks at the ring at every kick,
+//! and the idle watch ([`super::idle_watch`]) looks at every device's ring
+//! at least four times per `cmd_time_out` (once a second with the default),
+//! so the bound is tight; after a stall (the
 //! daemon stopped or starved) every command queued during it counts as
 //! possibly expired, which costs an initiator retry, never a stale write.
 
@@ -24,9 +26,9 @@ use std::time::{Duration, Instant};
 /// The kernel's default `cmd_time_out`.
 pub(crate) const KERNEL_DEFAULT: Duration = Duration::from_secs(30);
 
-/// How often the attribute is read again besides RECONFIG: the kernel
-/// sends no event when it changes (it may change until the device is
-/// exported, after the daemon opened it).
+/// How often the attribute is read again besides RECONFIG, when commands
+/// come: the kernel sends no event when it changes (it may change until the
+/// device is exported, after the daemon opened it).
 pub(crate) const REREAD_EVERY: Duration = Duration::from_secs(2);
 
 /// A device's command timeout as last read from configfs.
