@@ -236,11 +236,16 @@ threads_dump() {
 # thread_cpu PID SECS -- CPU seconds each of the daemon's threads used over SECS (summed by
 #   thread name): which threads keep an idle daemon busy
 thread_cpu() {
+    cp "/proc/$1/stat" /tmp/pstat.a
     for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.a
     sleep "$2"
+    cp "/proc/$1/stat" /tmp/pstat.b
     for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.b
     echo "MANY $PH idle_cpu over $2 s: $(awk 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
         END { for (k in b) if (b[k] - a[k] > 0) printf "%s %.2f s, ", k, (b[k] - a[k]) / 100 }' /tmp/tcpu.a /tmp/tcpu.b)"
+    # the whole process (threads that ended in between included): CPU seconds per second
+    echo "MANY $PH idle_cpu_total secs $2 cpu_s $(awk -v s="$2" 'NR == FNR { a = $14 + $15; next }
+        { printf "%.2f per_s %.3f", ($14 + $15 - a) / 100, ($14 + $15 - a) / 100 / s }' /tmp/pstat.a /tmp/pstat.b)"
 }
 # fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
 #   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
@@ -322,7 +327,7 @@ phase() {
     echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
     echo "MANY $PH idle $(stats "$PID")"
     smaps "$PID" idle
-    thread_cpu "$PID" 20
+    thread_cpu "$PID" 30
     if [ "$FIO_MB" != 0 ]; then
         t4=$(now_cs)
         fio_all "write-$PH"
