@@ -100,7 +100,7 @@ impl DeviceActor {
             // few seconds, when commands come (what it applies to).
             self.shared
                 .cmd_timeout
-                .reread_if_due(self.shared.configfs_dir.as_deref());
+                .reread_for_commands(self.shared.configfs_dir.as_deref());
         }
         if failed {
             lock(&self.shared.table).finish_all_unfinished(internal_target_failure());
