@@ -41,6 +41,7 @@ mod device {
     #[cfg(feature = "fault-injection")]
     mod fault_file;
     mod identity;
+    mod idle;
     mod limits;
     mod malformed;
     mod metrics;

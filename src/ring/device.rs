@@ -290,6 +290,38 @@ impl Ring {
     }
 }
 
+/// A read-only look at one ring's `cmd_head` from another thread (a
+/// watcher that tells whether the ring holds commands not fetched yet,
+/// without waking the device). It keeps the mapping alive: drop it together
+/// with the [`Ring`] (a mapping outliving the device holds the uio device
+/// open in the kernel).
+#[derive(Debug, Clone)]
+pub struct HeadProbe {
+    map: Arc<Mapping>,
+    geo: Geometry,
+}
+
+impl HeadProbe {
+    /// The `cmd_head` the kernel published (Acquire); `None` when it is not
+    /// a valid cursor (a corrupt mailbox: the fetch walk reports it).
+    pub fn cmd_head(&self) -> Option<u32> {
+        self.map
+            .load_u32_acquire(MB_CMD_HEAD)
+            .ok()
+            .filter(|&h| self.geo.valid_cursor(h))
+    }
+}
+
+impl Ring {
+    /// A [`HeadProbe`] on this ring's mailbox.
+    pub fn head_probe(&self) -> HeadProbe {
+        HeadProbe {
+            map: Arc::clone(&self.map),
+            geo: self.geo,
+        }
+    }
+}
+
 /// Parses sysfs' `0x...` hex size.
 fn parse_hex_size(text: &str) -> Option<usize> {
     let t = text.trim();

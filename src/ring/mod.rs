@@ -66,7 +66,7 @@ mod track;
 pub use complete::{Completion, DataIn, STATUS_CHECK_CONDITION, STATUS_GOOD};
 pub use data::DataSpans;
 pub use data_io::{RingData, SharedData};
-pub use device::Ring;
+pub use device::{HeadProbe, Ring};
 pub use entry::{Cdb, CmdRequest, Entry, TmrRequest, TmrType};
 pub use error::{Fault, RingError};
 pub use fetch::Fetch;

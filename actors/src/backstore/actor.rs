@@ -32,9 +32,16 @@ use super::{
 };
 use crate::device::panic_message;
 
-/// How often an actor looks at its pool's low-water crossings (an atomic
-/// read); its own operations look right after they ran.
+/// How often the directory looks at each pool's low-water crossings (an
+/// atomic read per pool, not per volume) and, when they moved, tells the
+/// actors of the pool's volumes to look; their own operations look right
+/// after they ran.
 pub const LOW_WATER_POLL: Duration = Duration::from_secs(1);
+
+/// Look at the pool's low-water crossings now (the directory saw them move).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct LookAtLowWater;
 
 /// Opens the backstore for one more device (the first [`Open`] is the
 /// backstore's open; later ones share the actor).
@@ -275,12 +282,9 @@ impl BackstoreActor {
 }
 
 impl Actor for BackstoreActor {
+    // No timer per backstore: the directory watches each pool once and
+    // sends LookAtLowWater when its crossings moved.
     type Context = Context<Self>;
-
-    fn started(&mut self, ctx: &mut Context<Self>) {
-        // Also after a restart (the actor value is kept): the timer is re-armed.
-        ctx.run_interval(LOW_WATER_POLL, |act, _| act.check_low_water());
-    }
 }
 
 impl actix::Supervised for BackstoreActor {
@@ -321,6 +325,9 @@ impl Handler<Open> for BackstoreActor {
                                 if act.pool.is_none() {
                                     act.crossings = Some(pool.low_water_crossings());
                                     act.pool = Some(pool.clone());
+                                    if let DevConfig::Thin { pool: name, .. } = &act.key {
+                                        act.directory.watch_pool(name, pool);
+                                    }
                                 }
                             }
                             act.users.insert(
@@ -360,6 +367,14 @@ fn on_a_thread_of_its_own<T: Send + 'static>(
             source,
         })?;
         rx.await.map_err(|_| BackstoreError::WorkersGone)?
+    }
+}
+
+impl Handler<LookAtLowWater> for BackstoreActor {
+    type Result = ();
+
+    fn handle(&mut self, _: LookAtLowWater, _: &mut Context<Self>) {
+        self.check_low_water();
     }
 }
 

@@ -8,12 +8,16 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
 
 use actix::dev::channel;
 use actix::{Actor, Addr, ArbiterHandle, Context, Recipient};
 
-use super::actor::{BackstoreActor, BackstoreEvent, Detach, Open, Resize};
+use tcmud_core::pool::Pool;
+
+use super::actor::{
+    BackstoreActor, BackstoreEvent, Detach, LookAtLowWater, Open, Resize, LOW_WATER_POLL,
+};
 use super::supervise::CatchPanics;
 use super::{BackstoreError, BackstoreHandle, DevConfig, DevOptions, PoolRegistry};
 
@@ -29,6 +33,10 @@ struct Inner {
     arbiter: Mutex<Option<ArbiterHandle>>,
     subscribers: Mutex<Vec<Recipient<BackstoreEvent>>>,
     next_id: AtomicU64,
+    /// The pools of open thin backstores, by name, with the low-water
+    /// crossings last seen: one look per pool and period for all of its
+    /// volumes ([`low_water_watch`]).
+    pools: Mutex<HashMap<String, (Pool, u64)>>,
 }
 
 impl std::fmt::Debug for Backstores {
@@ -130,6 +138,14 @@ impl Backstores {
         for s in subs.iter() {
             s.do_send(ev.clone());
         }
+    }
+
+    /// Watches `pool`'s low-water crossings for the actors of its volumes
+    /// (each is told to look when the count moves).
+    pub(crate) fn watch_pool(&self, name: &str, pool: &Pool) {
+        lock(&self.inner.pools)
+            .entry(name.to_owned())
+            .or_insert_with(|| (pool.clone(), pool.low_water_crossings()));
     }
 
     /// The actor of `key` when that backstore is open.
@@ -239,8 +255,42 @@ impl Backstores {
             source,
         })?;
         let h = arbiter.handle();
+        h.spawn(low_water_watch(Arc::downgrade(&self.inner)));
         *a = Some(h.clone());
         Ok(h)
+    }
+}
+
+/// Looks at the low-water crossings of every watched pool each
+/// [`LOW_WATER_POLL`] (an atomic read per pool, whatever the number of its
+/// volumes), and tells the actors of a pool whose count moved to look (they
+/// report it once each). A pool none of whose volumes is open any more is
+/// forgotten. Ends with the directory.
+async fn low_water_watch(inner: Weak<Inner>) {
+    loop {
+        tokio::time::sleep(LOW_WATER_POLL).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let actors = lock(&inner.actors);
+        let pool_of = |k: &DevConfig| match k {
+            DevConfig::Thin { pool, .. } => Some(pool.clone()),
+            _ => None,
+        };
+        let mut pools = lock(&inner.pools);
+        pools.retain(|name, _| actors.keys().any(|k| pool_of(k).as_ref() == Some(name)));
+        for (name, (pool, seen)) in pools.iter_mut() {
+            let now = pool.low_water_crossings();
+            if now == *seen {
+                continue;
+            }
+            *seen = now;
+            for (k, addr) in actors.iter() {
+                if pool_of(k).as_ref() == Some(name) {
+                    addr.do_send(LookAtLowWater);
+                }
+            }
+        }
     }
 }
 

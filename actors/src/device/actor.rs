@@ -38,6 +38,13 @@ pub struct DeviceActor {
     shared: Arc<DeviceShared>,
     ring: Ring,
     tick: Duration,
+    /// The housekeeping tick, while armed: only while the device has work
+    /// that no event may end (commands in flight, a drain, armed faults),
+    /// or always when the idle watch is not running.
+    tick_armed: Option<SpawnHandle>,
+    /// The process-wide idle watch looks at this device's ring
+    /// ([`super::idle_watch`]).
+    watched: bool,
     need_kick: bool,
     /// The backend never blocks: run commands on this thread.
     inline_io: bool,
@@ -46,12 +53,19 @@ pub struct DeviceActor {
 }
 
 impl DeviceActor {
-    pub(crate) fn new(shared: Arc<DeviceShared>, ring: Ring, tick: Duration) -> DeviceActor {
+    pub(crate) fn new(
+        shared: Arc<DeviceShared>,
+        ring: Ring,
+        tick: Duration,
+        watched: bool,
+    ) -> DeviceActor {
         let inline_io = !shared.backstore.backend().may_block();
         DeviceActor {
             shared,
             ring,
             tick,
+            tick_armed: None,
+            watched,
             need_kick: false,
             inline_io,
             inline_jobs: Vec::new(),
@@ -61,6 +75,7 @@ impl DeviceActor {
     /// One round: fetch, dispatch, write finished results, kick, and see
     /// whether a requested stop is complete.
     fn pump(&mut self, ctx: &mut Context<Self>) {
+        Counters::add(&self.shared.counters.wakeups, 1);
         if let Some(msg) = self.shared.take_crash() {
             // An I/O thread panicked: crash this actor too, so the panic goes
             // through the restart budget (a failed device just carries on).
@@ -79,8 +94,13 @@ impl DeviceActor {
         // backstore: the initiator's retries of those commands wait until they
         // ended, so that no stale write lands after its retry.
         let orphans = lock(&self.shared.table).orphans();
-        if !self.shared.draining() && orphans == 0 {
-            self.fetch(failed);
+        if !self.shared.draining() && orphans == 0 && self.fetch(failed) > 0 {
+            // The kernel sends no event when cmd_time_out changes (it can
+            // while no LUN exports the device): read it again, at most every
+            // few seconds, when commands come (what it applies to).
+            self.shared
+                .cmd_timeout
+                .reread_for_commands(self.shared.configfs_dir.as_deref());
         }
         if failed {
             lock(&self.shared.table).finish_all_unfinished(internal_target_failure());
@@ -96,6 +116,32 @@ impl DeviceActor {
             self.need_kick = false;
         }
         self.check_drained(ctx);
+        self.arm_tick(ctx);
+    }
+
+    /// Arms the housekeeping tick if the device needs it and it is not
+    /// armed. An idle device needs none: a kick or a notification wakes it,
+    /// and the idle watch keeps its look at the ring fresh.
+    fn arm_tick(&mut self, ctx: &mut Context<Self>) {
+        if self.tick_armed.is_some() || !self.needs_tick() {
+            return;
+        }
+        self.tick_armed = Some(ctx.run_later(self.tick, |act, ctx| {
+            act.tick_armed = None;
+            act.tick(ctx);
+        }));
+    }
+
+    /// Commands in flight (a hung backstore must still meet the drain
+    /// deadline; a lost wake-up must not stall them), a drain, jobs of
+    /// forgotten commands, armed faults (the trigger file and `timer`
+    /// triggers live in the tick), or no idle watch.
+    fn needs_tick(&self) -> bool {
+        if !self.watched || self.shared.faults.live() || self.shared.draining() {
+            return true;
+        }
+        let table = lock(&self.shared.table);
+        !table.is_empty() || table.orphans() > 0
     }
 
     /// The kernel reset the ring (`action/reset_ring` from outside): it has
@@ -118,8 +164,10 @@ impl DeviceActor {
     }
 
     /// Copies every new ring entry into the in-flight table, each with the
-    /// fetch cursor after it (what a restarted actor resumes from).
-    fn fetch(&mut self, failed: bool) {
+    /// fetch cursor after it (what a restarted actor resumes from). Returns
+    /// how many commands were recorded.
+    fn fetch(&mut self, failed: bool) -> usize {
+        let mut recorded = 0;
         let mut table = lock(&self.shared.table);
         table.begin_fetch();
         let mut walk = self.ring.fetch();
@@ -132,7 +180,7 @@ impl DeviceActor {
                         Ok(key) if failed => {
                             table.cancel_unstarted(key, internal_target_failure());
                         }
-                        Ok(_) => {}
+                        Ok(_) => recorded += 1,
                         Err(InsertError::IdInFlight) => {
                             tracing::error!(cmd_id = id, "kernel reused an in-flight cmd_id");
                         }
@@ -160,7 +208,7 @@ impl DeviceActor {
                     None if e.is_fatal() => {
                         drop(table);
                         self.shared.fail(format!("ring unusable: {e}"));
-                        return;
+                        return recorded;
                     }
                     None => tracing::error!(error = %e, "skipped a bad ring entry"),
                 },
@@ -168,6 +216,7 @@ impl DeviceActor {
         }
         // PADs and skipped entries after the last command.
         table.set_fetch_cursor(walk.cursor());
+        recorded
     }
 
     /// Hands queued commands to their executors, each with views of its own
@@ -396,14 +445,18 @@ impl DeviceActor {
         }
     }
 
-    /// The periodic tick: a safety net for lost wake-ups, and stats.
+    /// The housekeeping tick, armed while needed ([`DeviceActor::arm_tick`]):
+    /// the drain deadline, a safety net for lost wake-ups, fault triggers.
     fn tick(&mut self, ctx: &mut Context<Self>) {
         self.shared.faults.poll_trigger_file();
         self.shared.faults.hit(FaultPoint::Timer);
         tracing::trace!(stats = ?self.shared.counters.snapshot(), "tick");
-        self.shared
-            .cmd_timeout
-            .reread_if_due(self.shared.configfs_dir.as_deref());
+        if !self.watched {
+            // Nobody else looks at the ring of an idle device.
+            self.shared
+                .cmd_timeout
+                .reread_if_due(self.shared.configfs_dir.as_deref());
+        }
         self.pump(ctx);
     }
 }
@@ -518,12 +571,21 @@ impl Actor for DeviceActor {
                     .fail(format!("cannot duplicate the uio fd: {e}"));
             }
         }
-        ctx.run_interval(self.tick, |act, ctx| act.tick(ctx));
+        // Also after a restart: the context dropped the armed tick.
+        self.tick_armed = None;
+        *lock(&self.shared.probe) = Some(self.ring.head_probe());
         self.pump(ctx);
     }
 
     fn stopped(&mut self, _ctx: &mut Context<Self>) {
         tracing::info!(stats = ?self.shared.counters.snapshot(), "device stopped");
+    }
+}
+
+impl Drop for DeviceActor {
+    fn drop(&mut self) {
+        // The probe keeps the mapping alive: it goes with the ring.
+        lock(&self.shared.probe).take();
     }
 }
 
@@ -551,6 +613,7 @@ impl Supervised for DeviceActor {
             ));
         }
         self.need_kick = true;
+        self.tick_armed = None;
         tracing::warn!("device actor restarted");
     }
 }

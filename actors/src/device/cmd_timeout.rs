@@ -12,21 +12,23 @@
 //! kernel queued it after that. A command is taken as timed out when that
 //! moment is `cmd_time_out` or more ago; it is then completed with ABORTED
 //! COMMAND / COMMAND TIMEOUT BEFORE PROCESSING without being executed, and
-//! logged and counted. Normally the device looks at the ring at every kick
-//! and at least once per tick, so the bound is tight; after a stall (the
+//! logged and counted. Normally the device looks at the ring at every kick,
+//! and the idle watch ([`super::idle_watch`]) looks at every device's ring
+//! at least four times per `cmd_time_out` (once a second with the default),
+//! so the bound is tight; after a stall (the
 //! daemon stopped or starved) every command queued during it counts as
 //! possibly expired, which costs an initiator retry, never a stale write.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 /// The kernel's default `cmd_time_out`.
 pub(crate) const KERNEL_DEFAULT: Duration = Duration::from_secs(30);
 
-/// How often the attribute is read again besides RECONFIG: the kernel
-/// sends no event when it changes (it may change until the device is
-/// exported, after the daemon opened it).
+/// How often the attribute is read again besides RECONFIG, when commands
+/// come: the kernel sends no event when it changes (it may change until the
+/// device is exported, after the daemon opened it).
 pub(crate) const REREAD_EVERY: Duration = Duration::from_secs(2);
 
 /// A device's command timeout as last read from configfs.
@@ -36,6 +38,10 @@ pub(crate) struct CmdTimeout {
     millis: AtomicU64,
     /// When it was last read.
     read_at: std::sync::Mutex<Option<Instant>>,
+    /// No command came since the device was opened: the first ones read
+    /// the attribute again whenever it was last read (the kernel takes
+    /// changes only until the device is exported, i.e. before them).
+    before_first_command: AtomicBool,
 }
 
 impl CmdTimeout {
@@ -45,6 +51,7 @@ impl CmdTimeout {
         let t = CmdTimeout {
             millis: AtomicU64::new(u64::MAX),
             read_at: std::sync::Mutex::new(None),
+            before_first_command: AtomicBool::new(true),
         };
         t.reread(configfs_dir);
         t
@@ -74,6 +81,17 @@ impl CmdTimeout {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(Instant::now());
         self.set(value);
+    }
+
+    /// Commands came: reads the attribute again for the first ones since
+    /// the device was opened, then when the last read is [`REREAD_EVERY`]
+    /// old.
+    pub fn reread_for_commands(&self, configfs_dir: Option<&Path>) {
+        if self.before_first_command.swap(false, Ordering::Relaxed) && configfs_dir.is_some() {
+            self.reread(configfs_dir);
+            return;
+        }
+        self.reread_if_due(configfs_dir);
     }
 
     /// Reads the attribute again if the last read is [`REREAD_EVERY`] old.
@@ -111,5 +129,29 @@ impl CmdTimeout {
     /// failed back by the kernel already.
     pub fn expired(&self, since: Instant) -> bool {
         self.get().is_some_and(|t| since.elapsed() >= t)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_commands_read_the_value_set_before_the_export() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("attrib")).unwrap();
+        let set = |v: &str| std::fs::write(dir.path().join("attrib/cmd_time_out"), v).unwrap();
+        set("30\n");
+        let t = CmdTimeout::read(Some(dir.path()));
+        assert_eq!(t.get(), Some(Duration::from_secs(30)));
+        // Changed after the daemon opened the device, before the export;
+        // the first commands come well within REREAD_EVERY.
+        set("3\n");
+        t.reread_for_commands(Some(dir.path()));
+        assert_eq!(t.get(), Some(Duration::from_secs(3)));
+        // Later commands read it only when due.
+        set("5\n");
+        t.reread_for_commands(Some(dir.path()));
+        assert_eq!(t.get(), Some(Duration::from_secs(3)));
     }
 }

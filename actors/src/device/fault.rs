@@ -140,6 +140,13 @@ impl Faults {
         }
     }
 
+    /// A plan was given or a trigger file may arm one (the device then
+    /// keeps its periodic tick, where the trigger file is looked for and
+    /// `timer` triggers fire).
+    pub fn live(&self) -> bool {
+        self.live
+    }
+
     /// Counts one executed command.
     pub fn count_executed(&self) {
         if !self.live {

@@ -213,6 +213,15 @@ impl InFlight {
         self.last_look = Instant::now();
     }
 
+    /// A look from outside the actor (the idle watch) found nothing past
+    /// the fetch cursor at `at`: commands fetched later were queued after
+    /// it, as after a look of the actor's own.
+    pub fn saw_empty_at(&mut self, at: Instant) {
+        if at > self.last_look {
+            self.last_look = at;
+        }
+    }
+
     /// Records a fetched command and the fetch cursor after it. Returns its
     /// key.
     pub fn insert(&mut self, req: CmdRequest, cursor: u32) -> Result<SlotKey, InsertError> {

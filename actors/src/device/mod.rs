@@ -14,6 +14,7 @@ mod direction;
 mod exec;
 pub mod fault;
 mod handle;
+mod idle_watch;
 mod inflight;
 mod lifecycle;
 mod limits;
@@ -99,7 +100,9 @@ pub enum RingSource {
 pub struct DeviceOptions {
     /// Ring source (default: the uio device).
     pub ring: RingSource,
-    /// Period of the actor's housekeeping tick.
+    /// Period of the actor's housekeeping tick, which runs only while the
+    /// device has commands in flight, drains or has faults armed (an idle
+    /// device is looked at by the process-wide idle watch instead).
     pub tick: Duration,
     /// SCSI identity; `None`: defaults with the serial and NAA from the
     /// identity stored with the volume or image, or (backstores without
@@ -278,7 +281,8 @@ pub fn spawn_device_with(
         tracing::info!(dev_config = %spec.dev_config, size = spec.size_bytes,
             caps = ?ring.caps(), limits = ?device_limits, "device starting");
     }
-    let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick);
+    let watched = idle_watch::watch(&shared);
+    let actor = DeviceActor::new(Arc::clone(&shared), ring, opts.tick, watched);
     let run_shared = Arc::clone(&shared);
     let budget = spec.restart_budget;
     let (arbiter, thread) = match (opts.threads, opts.own_thread) {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tcmud_core::latency::{HistogramSnapshot, LatencyHistogram};
+use tcmud_core::ring::HeadProbe;
 use tcmud_core::scsi::{Lun, OpClass};
 use tokio::sync::{oneshot, Notify};
 
@@ -46,6 +47,10 @@ pub struct DeviceStats {
     /// Commands a task management request cancelled before they ran
     /// (completed with ABORTED COMMAND).
     pub aborted: u64,
+    /// Rounds the device actor ran (each one a wake-up: a kick, a finished
+    /// command, a stop or failure, its own housekeeping tick). An idle
+    /// device has none.
+    pub wakeups: u64,
 }
 
 #[derive(Debug, Default)]
@@ -62,6 +67,7 @@ pub(crate) struct Counters {
     pub sense_keys: [AtomicU64; 16],
     pub task_management: AtomicU64,
     pub aborted: AtomicU64,
+    pub wakeups: AtomicU64,
     /// Fetch-to-completion time by [`OpClass`] (its `index()`).
     pub latency: [LatencyHistogram; OpClass::ALL.len()],
 }
@@ -86,6 +92,7 @@ impl Counters {
             sense_keys: std::array::from_fn(|i| self.sense_keys.get(i).map_or(0, g)),
             task_management: g(&self.task_management),
             aborted: g(&self.aborted),
+            wakeups: g(&self.wakeups),
         }
     }
 
@@ -125,6 +132,11 @@ pub(crate) struct DeviceShared {
     drain_timeout: Option<Duration>,
     /// Serving, draining, flushing, flushed, finished; failure and crash.
     lifecycle: Mutex<Lifecycle>,
+    /// The ring's `cmd_head`, for the idle watch ([`super::idle_watch`]):
+    /// set by the actor while it holds the ring, cleared before the ring
+    /// is dropped (the probe keeps the mapping alive). Never locked while
+    /// holding `table` (the watch locks this, then `table`).
+    pub probe: Mutex<Option<HeadProbe>>,
 }
 
 /// Locks `m`, recovering the data of a poisoned lock: every writer of our
@@ -165,6 +177,7 @@ impl DeviceShared {
             cmd_timeout,
             drain_timeout: None,
             lifecycle: Mutex::new(Lifecycle::default()),
+            probe: Mutex::new(None),
         }
     }
 

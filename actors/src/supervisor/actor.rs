@@ -39,6 +39,10 @@ pub struct Supervisor {
     pub(super) failed: BTreeMap<u32, FailedDevice>,
     /// Dead devices being retried, by minor.
     pub(super) retries: HashMap<u32, Retry>,
+    /// Served minors whose uio name the reap found right, with the inode of
+    /// their `class/uio` entry then: while it is unchanged the reap reads
+    /// no name ([`super::reap`]).
+    pub(super) uio_checked: HashMap<u32, u64>,
     pub(super) retry_first: Duration,
     pub(super) retry_max: Duration,
     reap_every: Duration,
@@ -125,6 +129,7 @@ impl Supervisor {
             drains_ended: Vec::new(),
             rescan: RESCAN,
             retries: HashMap::new(),
+            uio_checked: HashMap::new(),
             retry_first: super::reap::RETRY_FIRST,
             retry_max: super::reap::RETRY_MAX,
             reap_every: FAILED_CHECK,
@@ -227,11 +232,15 @@ impl Supervisor {
     /// catches devices whose ADDED event was lost. A device that cannot be served
     /// is not retried until its uio name changes.
     fn scan(&mut self, startup: bool) -> usize {
-        let found = sysfs::scan_uio(&self.cfg);
-        self.refused
-            .retain(|m, n| found.iter().any(|f| f.minor == *m && f.name == *n));
+        // Served devices need no name read: whatever it is now, the loop
+        // below leaves them alone (the reap checks that they still exist).
+        let served: std::collections::HashSet<u32> = self.devices.keys().copied().collect();
+        let found = sysfs::scan_uio_except(&self.cfg, |m| served.contains(&m));
+        self.refused.retain(|m, n| {
+            served.contains(m) || found.iter().any(|f| f.minor == *m && f.name == *n)
+        });
         self.failed
-            .retain(|m, _| found.iter().any(|f| f.minor == *m));
+            .retain(|m, _| served.contains(m) || found.iter().any(|f| f.minor == *m));
         let mut adopted = 0;
         for f in found {
             if self.devices.contains_key(&f.minor)

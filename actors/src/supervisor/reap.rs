@@ -1,5 +1,7 @@
 //! Dead devices: reaped and retried. Checked every second (the supervisor's
-//! housekeeping tick):
+//! housekeeping tick), at a cost that does not grow with idle devices: one
+//! read of `class/uio` (a served device's name is read again only when its
+//! entry is new since its last check) and in-memory state:
 //!
 //! - a device whose uio is gone from sysfs (its REMOVED was lost) is stopped
 //!   and dropped: fd, mapping and volume released;
@@ -53,21 +55,39 @@ impl Supervisor {
             return;
         }
         let minors: Vec<u32> = self.devices.keys().copied().collect();
+        // One directory read; names only of the entries that are new since
+        // their last check (1,000 served devices: no file opened per tick).
+        let listed = sysfs::list_uio(&self.cfg);
+        self.uio_checked.retain(|m, _| self.devices.contains_key(m));
         for minor in minors {
             let Some(m) = self.devices.get(&minor) else {
                 continue;
             };
-            // The same kernel device (hba and name); its dev_config may differ
-            // for a moment (a change the kernel applied before its event came).
-            let now = sysfs::uio_name(&self.cfg, minor);
-            let same = now
-                .as_deref()
-                .and_then(|n| UioName::parse(n).ok())
-                .is_some_and(|u| u.hba == m.uio.hba && u.dev == m.uio.dev);
+            let ino = listed.as_ref().map(|l| l.get(&minor).copied());
+            let (same, now) = match ino {
+                // The entry is gone: so is the kernel device.
+                Some(None) => (false, None),
+                Some(Some(ino)) if self.uio_checked.get(&minor) == Some(&ino) => (true, None),
+                _ => {
+                    // The same kernel device (hba and name); its dev_config
+                    // may differ for a moment (a change the kernel applied
+                    // before its event came).
+                    let now = sysfs::uio_name(&self.cfg, minor);
+                    let same = now
+                        .as_deref()
+                        .and_then(|n| UioName::parse(n).ok())
+                        .is_some_and(|u| u.hba == m.uio.hba && u.dev == m.uio.dev);
+                    if let (true, Some(Some(ino))) = (same, ino) {
+                        self.uio_checked.insert(minor, ino);
+                    }
+                    (same, now)
+                }
+            };
             if !same {
                 tracing::warn!(minor, dev_config = %m.uio.dev_config,
                     sysfs = now.as_deref().unwrap_or("<no uio device>"),
                     "uio device gone without a REMOVED event; device dropped");
+                self.uio_checked.remove(&minor);
                 self.retries.remove(&minor);
                 self.stop_reaped(minor, false, ctx);
                 continue;

@@ -1,7 +1,9 @@
 //! The kernel as files: prerequisites, module parameters, existing devices, device geometry.
 
 use crate::config::DaemonConfig;
+use std::collections::HashMap;
 use std::fs;
+use std::os::unix::fs::DirEntryExt;
 use std::path::{Path, PathBuf};
 use tcmud_core::netlink::{UioName, UIO_PREFIX};
 
@@ -58,6 +60,12 @@ pub struct FoundDevice {
 /// Lists TCMU devices (`tcm-user/...` uio names), sorted by minor. Unreadable or
 /// malformed entries are logged and skipped.
 pub fn scan_uio(cfg: &DaemonConfig) -> Vec<FoundDevice> {
+    scan_uio_except(cfg, |_| false)
+}
+
+/// [`scan_uio`] without reading the names of the minors `skip` picks (the
+/// devices already served: a rescan then reads only what it may act on).
+pub fn scan_uio_except(cfg: &DaemonConfig, skip: impl Fn(u32) -> bool) -> Vec<FoundDevice> {
     let dir = cfg.sys_root.join("class/uio");
     let Ok(entries) = fs::read_dir(&dir) else {
         tracing::debug!(dir = %dir.display(), "no uio class directory; nothing to adopt");
@@ -65,14 +73,12 @@ pub fn scan_uio(cfg: &DaemonConfig) -> Vec<FoundDevice> {
     };
     let mut out = Vec::new();
     for e in entries.flatten() {
-        let fname = e.file_name();
-        let Some(minor) = fname
-            .to_str()
-            .and_then(|n| n.strip_prefix("uio"))
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
+        let Some(minor) = uio_minor(&e.file_name()) else {
             continue;
         };
+        if skip(minor) {
+            continue;
+        }
         let Ok(raw) = fs::read_to_string(e.path().join("name")) else {
             tracing::warn!(minor, "cannot read uio name; skipped");
             continue;
@@ -88,6 +94,28 @@ pub fn scan_uio(cfg: &DaemonConfig) -> Vec<FoundDevice> {
     }
     out.sort_by_key(|d| d.minor);
     out
+}
+
+/// N of a `uioN` entry.
+fn uio_minor(fname: &std::ffi::OsStr) -> Option<u32> {
+    fname
+        .to_str()
+        .and_then(|n| n.strip_prefix("uio"))
+        .and_then(|n| n.parse::<u32>().ok())
+}
+
+/// The entries of `<sys>/class/uio`: minor -> inode number of the entry, in
+/// one directory read (no file opened). Sysfs gives a uio device created
+/// again at the same minor a new node, so an unchanged inode is the same
+/// kernel device. `None`: the directory cannot be read.
+pub fn list_uio(cfg: &DaemonConfig) -> Option<HashMap<u32, u64>> {
+    let entries = fs::read_dir(cfg.sys_root.join("class/uio")).ok()?;
+    Some(
+        entries
+            .flatten()
+            .filter_map(|e| Some((uio_minor(&e.file_name())?, e.ino())))
+            .collect(),
+    )
 }
 
 /// The name of `<sys>/class/uio/uio<minor>` (without trailing newline), if readable.

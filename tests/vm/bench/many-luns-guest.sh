@@ -194,21 +194,43 @@ wait_none() {
     done
 }
 
-# fio_all NAME EXTRA... -- one fio job per LUN of DEVS, all at once
+# fio_all NAME EXTRA... -- one fio job per LUN of DEVS, all at once: in fio processes of
+#   FIO_GROUP (100) jobs each, run side by side (1,000 jobs in one fio took ~15 s of fio's CPU
+#   each to start in TCG while tcmud idled: 11 started after 178 s), disk_util=0 (fio's disk
+#   statistics look devices up in sysfs for every job)
 fio_all() {
     _name=$1; shift
-    _jobs=/tmp/$_name.fio
-    {
-        echo "[global]"
-        echo "ioengine=libaio"; echo "direct=1"; echo "iodepth=$QD"; echo "rw=randwrite"
-        echo "bs=4k"; echo "size=$FIO_SIZE"; echo "verify=crc32c"; echo "verify_fatal=1"
-        echo "thread"; echo "group_reporting=0"
-        for _d in $DEVS; do echo "[${_d#/dev/}]"; echo "filename=$_d"; done
-    } > "$_jobs"
-    fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "/tmp/$_name.out" 2>&1 &
+    rm -f /tmp/"$_name".g*.fio /tmp/"$_name".g*.out
+    _g=0 _k=0
+    for _d in $DEVS; do
+        _jobs=/tmp/$_name.g$_g.fio
+        if [ "$_k" = 0 ]; then
+            {
+                echo "[global]"
+                echo "ioengine=libaio"; echo "direct=1"; echo "iodepth=$QD"; echo "rw=randwrite"
+                echo "bs=4k"; echo "size=$FIO_SIZE"; echo "verify=crc32c"; echo "verify_fatal=1"
+                echo "thread"; echo "group_reporting=0"; echo "disk_util=0"
+            } > "$_jobs"
+        fi
+        { echo "[${_d#/dev/}]"; echo "filename=$_d"; } >> "$_jobs"
+        _k=$((_k + 1))
+        [ "$_k" -ge "${FIO_GROUP:-100}" ] && { _g=$((_g + 1)); _k=0; }
+    done
+    (
+        _pids=""
+        for _jobs in /tmp/"$_name".g*.fio; do
+            fio "$@" --output-format=terse --terse-version=3 "$_jobs" > "${_jobs%.fio}.out" 2>&1 &
+            _pids="$_pids $!"
+        done
+        _rc=0
+        for _p in $_pids; do wait "$_p" || _rc=1; done
+        exit $_rc
+    ) &
     _fp=$!
     fio_watch "$_name" "$_fp"
-    wait "$_fp" || { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
+    wait "$_fp"; _rc=$?
+    cat /tmp/"$_name".g*.out > "/tmp/$_name.out"
+    [ $_rc = 0 ] || { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
 }
 # io_totals -> "reads R writes W inflight F luns_idle Z": /sys/block/sdX/stat summed over DEVS
 #   (reads and writes completed, requests in flight; Z = LUNs with no request completed yet)
@@ -217,6 +239,9 @@ io_totals() {
         awk '{ r += $1; w += $5; f += $9; if ($1 + $5 == 0) z++ }
             END { printf "reads %d writes %d inflight %d luns_idle %d", r, w, f, z }'
 }
+# fio_cpu / fio_threads -> CPU seconds and threads of every fio process
+fio_cpu() { for _f in $(pidof fio); do cat "/proc/$_f/stat" 2>/dev/null; done | awk '{ t += $14 + $15 } END { printf "%.1f", t / 100 }'; }
+fio_threads() { for _f in $(pidof fio); do cat "/proc/$_f/status" 2>/dev/null; done | awk '/^Threads:/{ t += $2 } END { print t + 0 }'; }
 # cpu_s PID -> user+system CPU seconds of the process (all threads)
 cpu_s() { awk '{ printf "%.1f", ($14 + $15) / 100 }' "/proc/$1/stat" 2>/dev/null || echo "-"; }
 # threads_dump PID -- the daemon's threads: name, state, wchan and kernel stack each; with
@@ -236,11 +261,16 @@ threads_dump() {
 # thread_cpu PID SECS -- CPU seconds each of the daemon's threads used over SECS (summed by
 #   thread name): which threads keep an idle daemon busy
 thread_cpu() {
+    cp "/proc/$1/stat" /tmp/pstat.a
     for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.a
     sleep "$2"
+    cp "/proc/$1/stat" /tmp/pstat.b
     for _k in /proc/"$1"/task/*; do echo "$(cat "$_k/comm") $(awk '{ print $14 + $15 }' "$_k/stat")"; done | sort > /tmp/tcpu.b
     echo "MANY $PH idle_cpu over $2 s: $(awk 'NR == FNR { a[$1] += $2; next } { b[$1] += $2 }
         END { for (k in b) if (b[k] - a[k] > 0) printf "%s %.2f s, ", k, (b[k] - a[k]) / 100 }' /tmp/tcpu.a /tmp/tcpu.b)"
+    # the whole process (threads that ended in between included): CPU seconds per second
+    echo "MANY $PH idle_cpu_total secs $2 cpu_s $(awk -v s="$2" 'NR == FNR { a = $14 + $15; next }
+        { printf "%.2f per_s %.3f", ($14 + $15 - a) / 100, ($14 + $15 - a) / 100 / s }' /tmp/pstat.a /tmp/pstat.b)"
 }
 # fio_watch NAME FIO_PID -- while fio runs (it prints nothing before it ends): every
 #   WATCH seconds (30) one "MANY <backend> progress" line (I/Os completed over all LUNs, in
@@ -255,7 +285,7 @@ fio_watch() {
         while [ $_n -gt 0 ] && kill -0 "$2" 2>/dev/null; do sleep 0.1; _n=$((_n - 1)); done
         kill -0 "$2" 2>/dev/null || break
         _t=$(io_totals)
-        echo "MANY $PH progress $1 secs $(secs "$_ws" "$(now_cs)") $_t daemon_cpu_s $(cpu_s "$PID") fio_cpu_s $(cpu_s "$2") fio_threads $(awk '/^Threads:/{ print $2 }' "/proc/$2/status" 2>/dev/null)"
+        echo "MANY $PH progress $1 secs $(secs "$_ws" "$(now_cs)") $_t daemon_cpu_s $(cpu_s "$PID") fio_cpu_s $(fio_cpu) fio_threads $(fio_threads)"
         _io=$(echo "$_t" | cut -d' ' -f1-4)
         if [ "$_io" != "$_wl" ]; then
             _wl=$_io _wq=$(now_cs)
@@ -263,15 +293,18 @@ fio_watch() {
             _wd=1
             echo "MANY $PH stalled $1 no I/O completed for ${STALL:-180} s: $_t"
             threads_dump "$PID"
-            echo "  fio thread states: $(for _k in /proc/"$2"/task/*; do awk '{ print $3 }' "$_k/stat"; done | sort | uniq -c | tr -s ' \n' ' ')"
+            echo "  fio thread states: $(for _f in $(pidof fio); do for _k in /proc/"$_f"/task/*; do awk '{ print $3 }' "$_k/stat"; done; done | sort | uniq -c | tr -s ' \n' ' ')"
             DIAG_LINES=40 diag
         fi
     done
 }
-# iops NAME -> "luns L errors E iops_min A iops_mean B iops_max C total T" (write IOPS per job)
+# iops NAME -> "luns L errors E iops_min A iops_mean B iops_max C total T" (write IOPS per job,
+#   one decimal: from the KiB written and the job's runtime, fio's own IOPS field being an
+#   integer that reads 0 below 1 -- 1,000 LUNs in TCG do ~0.2 each)
 iops() {
-    awk -F';' '/^3;/{ n++; e += $5; v = $49; t += v; if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
-        END { printf "luns %d errors %d iops_min %d iops_mean %d iops_max %d total %d", n, e, lo, n ? t / n : 0, hi, t }' "/tmp/$1.out"
+    awk -F';' '/^3;/{ n++; e += $5; v = ($50 > 0) ? $47 / 4 * 1000 / $50 : 0; t += v
+            if (n == 1 || v < lo) lo = v; if (v > hi) hi = v }
+        END { printf "luns %d errors %d iops_min %.1f iops_mean %.1f iops_max %.1f total %.1f", n, e, lo, n ? t / n : 0, hi, t }' "/tmp/$1.out"
 }
 
 phase() {
@@ -322,7 +355,7 @@ phase() {
     echo "MANY $PH add_s $(secs "$t0" "$t2") create_s $(secs "$t0" "$t1") attach_s $(secs "$t2" "$t3")"
     echo "MANY $PH idle $(stats "$PID")"
     smaps "$PID" idle
-    thread_cpu "$PID" 20
+    thread_cpu "$PID" 30
     if [ "$FIO_MB" != 0 ]; then
         t4=$(now_cs)
         fio_all "write-$PH"

@@ -16,12 +16,14 @@ tcmud_start
 lines=$(wc -l < "$TCMUD_LOG")
 D=$(bg_wait 30 tcmu_create user_1 t14 $((16 * MB)) file//tmp/t14.img hw_max_sectors=1024) ||
     { diag; fail "creating the backstore"; }
-# cmd_time_out may only change before the device is exported (no RECONFIG tells tcmud)
+# cmd_time_out may only change before the device is exported (no RECONFIG tells tcmud):
+# tcmud reads it again when commands come (the SCSI scan of the export is the first), not
+# periodically per idle device
 echo 3 > "$A/t14/attrib/cmd_time_out" || fail "setting cmd_time_out"
+SD=$(loop_attach "$D" 0 60) || { diag; fail "exporting the LUN"; }
 wait_log "$lines" 'cmd_time_out of the device.*3s' ||
     { diag; fail "tcmud did not pick up cmd_time_out = 3"; }
 verified "tcmud read cmd_time_out: $(log_grep 'cmd_time_out of the device' | tail -n1 | cut -c1-100)"
-SD=$(loop_attach "$D" 0 60) || { diag; fail "exporting the LUN"; }
 make_pattern /tmp/patA 1
 make_pattern /tmp/patB 1
 dd if=/tmp/patA of="$SD" bs=1M oflag=direct conv=fsync 2>/dev/null || fail "writing pattern A"
