@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::device::workload::{clear_unit_attention, collect, one, read10, write10};
-use crate::util::device::{sim_options, sim_spec, BS};
+use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
 use tcmud::backstore::{BackstoreHandle, BackstoreKind, SharedIo};
 use tcmud::device::{spawn_device_with, DeviceHandle, DeviceOptions, DeviceThreads, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
@@ -65,7 +65,7 @@ fn idle_wakeups(devices: usize, window: Duration) -> Vec<u64> {
         let mut sims = Vec::new();
         for i in 0..devices {
             let (sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
-            let mem = Arc::new(MemBackend::new(BS as u32, 64));
+            let mem = Arc::new(MemBackend::new(BS_U32, 64));
             handles.push(start(&format!("idle{i}"), dev, mem, &io, &threads, None));
             sims.push(sim);
         }
@@ -73,7 +73,7 @@ fn idle_wakeups(devices: usize, window: Duration) -> Vec<u64> {
         let sims = tokio::task::spawn_blocking(move || {
             for (i, sim) in sims.iter_mut().enumerate() {
                 clear_unit_attention(sim);
-                let byte = (i % 251) as u8;
+                let byte = u8::try_from(i % 251).expect("below 251");
                 assert_eq!(
                     one(sim, &write10(3, 1), SimDir::Out(vec![byte; BS])).status,
                     0
@@ -129,7 +129,7 @@ fn a_command_after_an_idle_period_longer_than_cmd_time_out_runs() {
     let cfgfs = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(cfgfs.path().join("attrib")).unwrap();
     std::fs::write(cfgfs.path().join("attrib/cmd_time_out"), "1\n").unwrap();
-    let mem = Arc::new(MemBackend::new(BS as u32, 64));
+    let mem = Arc::new(MemBackend::new(BS_U32, 64));
     let io = SharedIo::new(1, 1).unwrap();
     let dir = cfgfs.path().to_path_buf();
     let m = Arc::clone(&mem);
@@ -160,7 +160,7 @@ fn a_command_after_an_idle_period_longer_than_cmd_time_out_runs() {
 fn commands_left_in_the_ring_without_a_kick_are_served() {
     // A lost wake-up: the command is queued, the kick never comes. The
     // idle watch sees it stay past the fetch cursor and wakes the device.
-    let mem = Arc::new(MemBackend::new(BS as u32, 64));
+    let mem = Arc::new(MemBackend::new(BS_U32, 64));
     let io = SharedIo::new(1, 1).unwrap();
     let m = Arc::clone(&mem);
     let done = actix::System::new().block_on(async move {
