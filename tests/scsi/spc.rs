@@ -710,15 +710,18 @@ fn alua_rtpg_is_refused_and_unlisted_without_alua() {
         0x24,
         0x00,
     );
-    let listed = |lun: &Lun| {
-        let d = expect_data(lun, &rsoc(0, 0, 0, 8192), &[], 8192);
-        d[4..]
-            .chunks(8)
-            .any(|c| c[0] == 0xA3 && c[2..4] == [0, 0x0A])
-    };
-    assert!(!listed(&t.lun));
+    assert!(!rsoc_lists(&t.lun, 0xA3, 0x0A));
     let (a, _) = alua_port(1, Arc::new(MemBackend::new(BS, BLOCKS)));
-    assert!(listed(&a));
+    assert!(rsoc_lists(&a, 0xA3, 0x0A));
+}
+
+/// Whether REPORT SUPPORTED OPERATION CODES (all commands) lists `opcode`
+/// with service action `sa`.
+fn rsoc_lists(lun: &Lun, opcode: u8, sa: u16) -> bool {
+    let d = expect_data(lun, &rsoc(0, 0, 0, 8192), &[], 8192);
+    d[4..]
+        .chunks(8)
+        .any(|c| c[0] == opcode && c[2..4] == sa.to_be_bytes())
 }
 
 // --- Explicit ALUA: SET TARGET PORT GROUPS ---
@@ -873,12 +876,6 @@ fn alua_stpg_failures_and_bad_lists() {
         0x24,
         0x00,
     );
-    let listed = |lun: &Lun| {
-        let d = expect_data(lun, &rsoc(0, 0, 0, 8192), &[], 8192);
-        d[4..]
-            .chunks(8)
-            .any(|c| c[0] == 0xA4 && c[2..4] == [0, 0x0A])
-    };
-    assert!(!listed(&t.lun));
-    assert!(listed(&a));
+    assert!(!rsoc_lists(&t.lun, 0xA4, 0x0A));
+    assert!(rsoc_lists(&a, 0xA4, 0x0A));
 }

@@ -64,6 +64,27 @@ async fn serve(
         .unwrap()
 }
 
+/// The daemon's control socket in `dir` over `backstores` and the served
+/// `devices` (configfs under `dir/cfs`).
+fn control_server(
+    dir: &std::path::Path,
+    backstores: &Backstores,
+    devices: Vec<DeviceStatus>,
+) -> Server {
+    let mut opts = ServerOptions::new(dir.join("control.sock"));
+    opts.idle_timeout = Duration::from_secs(30);
+    opts.mode = 0o600;
+    Server::start(
+        opts,
+        Arc::new(DaemonControl::new(
+            Box::new(FakeView(backstores.clone(), devices)),
+            None,
+            dir.join("cfs"),
+        )),
+    )
+    .unwrap()
+}
+
 // The cluster guard keeps the outage tests (other threads) out for the
 // whole test; no task of this runtime takes it.
 #[allow(clippy::await_holding_lock)]
@@ -72,18 +93,7 @@ async fn snapshot_and_clone_of_served_images_go_through_their_backstore_actors()
     let _cluster = cluster();
     let tmp = tempfile::tempdir().unwrap();
     let backstores = Backstores::new();
-    let mut opts = ServerOptions::new(tmp.path().join("control.sock"));
-    opts.idle_timeout = Duration::from_secs(30);
-    opts.mode = 0o600;
-    let server = Server::start(
-        opts,
-        Arc::new(DaemonControl::new(
-            Box::new(FakeView(backstores.clone(), Vec::new())),
-            None,
-            tmp.path().join("cfs"),
-        )),
-    )
-    .unwrap();
+    let server = control_server(tmp.path(), &backstores, Vec::new());
     let sock = server.path().to_path_buf();
     let name = create_image("ctl-snap", 8 * MIB);
     let conf = conf();
@@ -192,18 +202,7 @@ async fn resize_of_a_served_image_grows_it_through_its_lun() {
     };
     let attrib = tmp.path().join("cfs/target/core/user_1/rz/attrib");
     std::fs::create_dir_all(&attrib).unwrap();
-    let mut opts = ServerOptions::new(tmp.path().join("control.sock"));
-    opts.idle_timeout = Duration::from_secs(30);
-    opts.mode = 0o600;
-    let server = Server::start(
-        opts,
-        Arc::new(DaemonControl::new(
-            Box::new(FakeView(backstores.clone(), vec![lun])),
-            None,
-            tmp.path().join("cfs"),
-        )),
-    )
-    .unwrap();
+    let server = control_server(tmp.path(), &backstores, vec![lun]);
     let sock = server.path().to_path_buf();
 
     // Shrinking a served image, a snapshot, an image not served: refused,
