@@ -7,7 +7,8 @@
 # crc32c verify over all N LUNs at once, a daemon restart (adoption) and a verify-only fio
 # pass over every LUN. Records threads, fds and VmRSS of the daemon idle, after I/O and after
 # adoption; the time to serve N ADDED events, to attach the LUNs, and to adopt N devices;
-# per-LUN write IOPS (min / mean / max) and fio errors; then the time to remove the N LUNs
+# per-LUN write IOPS (min / mean / max: of each job over its own runtime, and over the
+# window where every job runs) and fio errors; then the time to remove the N LUNs
 # and backstores. RSS is /proc/PID/smaps_rollup's (the page tables walked): VmRSS of
 # /proc/PID/status is also logged, but on this kernel it lags behind for a process with
 # many threads (each thread flushes its RSS count every 64 faults).
@@ -99,19 +100,21 @@ grep -a '^MANY ' "$LOG" | awk '
       else if ($3 == "remove_s") { R[b] = $4 }
       else if ($3 == "served") { S[b] = $4 " of " $6 " devices served, then stopped (threads " $8 ", fds " $10 ", RSS " mib($12) " MiB)" }
       else if ($3 == "fio") { lo[b] = $9; me[b] = $11; hi[b] = $13; E[b] = $7; L[b] = $5 }
+      else if ($3 == "window") { WS[b] = $5; WL[b] = $9; WM[b] = $11; WH[b] = $13 }
       else for (i = 4; i < NF; i += 2) V[b, $3, $i] = $(i + 1) }
     function mib(k) { return k == "" ? "?" : sprintf("%.1f", k / 1024) }
     END {
-        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | of it ring mappings after I/O | anon after I/O (THP) | add N (s) | attach N (s) | adopt N (s) | remove N (s) | IOPS per LUN min / mean / max | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        printf "\n| daemon | threads idle / after I/O / adopted | fds | RSS MiB idle / after I/O / adopted | of it ring mappings after I/O | anon after I/O (THP) | add N (s) | attach N (s) | adopt N (s) | remove N (s) | IOPS per LUN min / mean / max | same, every job running (window s) | fio errors (write, verify) |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
         for (j = 1; j <= nb; j++) {
             b = order[j]
             if (b in S) { printf "| %s | %s |\n", b, S[b]; continue }
-            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s (%s) | %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s, %s (%s LUNs) |\n", b,
+            printf "| %s | %s / %s / %s | %s / %s / %s | %s / %s / %s | %s | %s (%s) | %s | %s | %s | %s | %s / %s / %s (%.2f of mean) | %s / %s / %s (%s of mean, %s s) | %s, %s (%s LUNs) |\n", b,
                 V[b, "idle", "threads"], V[b, "after_io", "threads"], V[b, "adopted", "threads"],
                 V[b, "idle", "fds"], V[b, "after_io", "fds"], V[b, "adopted", "fds"],
                 mib(V[b, "idle", "rss_kib"]), mib(V[b, "after_io", "rss_kib"]), mib(V[b, "adopted", "rss_kib"]),
                 mib(V[b, "after_io", "uio_kib"]), mib(V[b, "after_io", "anon_kib"]), mib(V[b, "after_io", "thp_kib"]),
-                A[b], T[b], D[b], R[b], lo[b], me[b], hi[b], me[b] ? lo[b] / me[b] : 0, E[b], VE[b], L[b]
+                A[b], T[b], D[b], R[b], lo[b], me[b], hi[b], me[b] ? lo[b] / me[b] : 0,
+                WL[b], WM[b], WH[b], WM[b] + 0 ? sprintf("%.2f", WL[b] / WM[b]) : "-", WS[b], E[b], VE[b], L[b]
         }
     }'
 echo "log: $LOG"

@@ -227,8 +227,21 @@ fio_all() {
         exit $_rc
     ) &
     _fp=$!
+    # every WIN_S (5) s while fio runs: each LUN's 4 KiB blocks written so far (sectors / 8),
+    #   for the window where every job runs (window below)
+    for _d in $DEVS; do echo "/sys/block/${_d#/dev/}/stat"; done > /tmp/"$_name".stats
+    (
+        while kill -0 "$_fp" 2>/dev/null; do
+            printf '%s' "$(now_cs)"
+            xargs cat < /tmp/"$_name".stats | awk '{ printf " %d", $7 / 8 }'
+            echo
+            sleep "${WIN_S:-5}"
+        done
+    ) > /tmp/"$_name".win &
+    _sp=$!
     fio_watch "$_name" "$_fp"
     wait "$_fp"; _rc=$?
+    wait "$_sp"
     cat /tmp/"$_name".g*.out > "/tmp/$_name.out"
     [ $_rc = 0 ] || { tail -n 30 "/tmp/$_name.out"; diag; fail "fio $_name"; }
 }
@@ -307,6 +320,26 @@ iops() {
         END { printf "luns %d errors %d iops_min %.1f iops_mean %.1f iops_max %.1f total %.1f", n, e, lo, n ? t / n : 0, hi, t }' "/tmp/$1.out"
 }
 
+# window NAME -> "win_s S samples K iops_min A iops_mean B iops_max C" (or "win_s 0 ..."):
+#   per-LUN write IOPS over the window where every job runs -- from the first sample where
+#   every LUN has written a block to the last one where none has written all of its FIO_SIZE
+#   -- so the staggered start of 1,000 jobs (minutes in TCG) does not enter the spread, as it
+#   does in each job's own IOPS (iops above: a job that runs while others start or have ended
+#   runs faster)
+window() {
+    case $FIO_SIZE in *k) _kib=${FIO_SIZE%k};; *m) _kib=$((${FIO_SIZE%m} * 1024));; esac
+    awk -v total=$((_kib / 4)) '
+        { lo = $2; hi = $2; for (i = 3; i <= NF; i++) { if ($i < lo) lo = $i; if ($i > hi) hi = $i }
+          if (!t0 && lo > 0) { t0 = $1; for (i = 2; i <= NF; i++) a[i] = $i }
+          if (t0 && hi < total) { t1 = $1; k++; n = NF - 1; for (i = 2; i <= NF; i++) b[i] = $i } }
+        END {
+            if (!t0 || t1 <= t0) { print "win_s 0 samples 0 iops_min - iops_mean - iops_max -"; exit }
+            s = (t1 - t0) / 100
+            for (i = 2; i <= n + 1; i++) { v = (b[i] - a[i]) / s; t += v
+                if (i == 2 || v < mn) mn = v; if (v > mx) mx = v }
+            printf "win_s %.1f samples %d iops_min %.2f iops_mean %.2f iops_max %.2f", s, k, mn, t / n, mx }' "/tmp/$1.win"
+}
+
 phase() {
     PH=$1
     case $PH in
@@ -361,6 +394,7 @@ phase() {
         fio_all "write-$PH"
         t5=$(now_cs)
         echo "MANY $PH fio $(iops "write-$PH") secs $(secs "$t4" "$t5")"
+        echo "MANY $PH window $(window "write-$PH")"
         echo "MANY $PH after_io $(stats "$PID")"
         smaps "$PID" after_io
     fi
