@@ -29,6 +29,7 @@ mod ring {
     mod hostile;
     mod prop;
     mod reset;
+    mod resident;
     mod sim_kernel;
 }
 

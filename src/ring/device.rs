@@ -36,7 +36,20 @@ pub struct Ring {
     /// Set when our own cursor state cannot be trusted (bad tail on resync).
     pub(crate) poisoned: Option<Fault>,
     kick_pending: Cell<bool>,
+    /// Ring offset from which retired entries still have their pages
+    /// mapped in this process (see [`Ring::release_retired`]).
+    released_from: u32,
+    /// False once releasing failed (the pages then stay mapped).
+    release_ok: bool,
 }
+
+/// Command-ring pages are released a whole aligned window of this many bytes
+/// at a time (one `madvise` per ~600 4 KiB READ/WRITE entries). It is the
+/// kernel's fault-around window: a fault on a file mapping that has
+/// `map_pages` (the simulator's memfd; not a uio device) maps the cached
+/// pages of its window too, which would map released pages of the window
+/// the fetch cursor is in right back.
+const RELEASE_WINDOW: usize = 64 * 1024;
 
 impl Ring {
     /// Opens `/dev/uioN` O_RDWR|O_NONBLOCK, takes the length from
@@ -80,6 +93,8 @@ impl Ring {
             track: Tracker::new(tail),
             poisoned: None,
             kick_pending: Cell::new(false),
+            released_from: tail,
+            release_ok: true,
         })
     }
 
@@ -214,6 +229,7 @@ impl Ring {
         if self.geo.valid_cursor(tail) {
             self.fetch_off = tail;
             self.track = Tracker::new(tail);
+            self.released_from = tail;
             self.poisoned = None;
         } else {
             tracing::error!(tail, "cmd_tail invalid on resync; ring poisoned");
@@ -263,6 +279,7 @@ impl Ring {
         }
         self.track = track;
         self.fetch_off = off;
+        self.released_from = tail;
         self.retire();
         Ok(())
     }
@@ -286,7 +303,65 @@ impl Ring {
             if self.map.store_u32_release(MB_CMD_TAIL, tail).is_ok() {
                 self.kick_pending.set(true);
             }
+            self.release_retired(tail);
         }
+    }
+
+    /// Unmaps, from this process only, the command-ring pages whose every
+    /// entry lies behind `tail`, a whole [`RELEASE_WINDOW`] at a time.
+    /// Without it every page of the command ring the daemon ever read
+    /// stays mapped: once the ring has wrapped, the daemon's RSS holds each
+    /// device's whole command ring (8 MiB by default: 8 GiB at 1,000 LUNs,
+    /// counted in the OOM killer's score, with the page tables for it),
+    /// although that memory is the kernel's and is the same whether mapped
+    /// or not. The kernel writes new entries through its own mapping;
+    /// reading one maps its page again (a minor fault, about one per 40
+    /// commands). Never the mailbox's page, nor the window holding `tail`
+    /// (in-flight entries and the next ones are read there). Releasing can
+    /// only cost a fault, never a byte: the mapping is shared, so a page
+    /// released too early reads back the same.
+    fn release_retired(&mut self, tail: u32) {
+        // windows aligned in the address space, as the kernel's are
+        let (w, base) = (RELEASE_WINDOW, self.map.addr());
+        let win_start = |abs: usize| ((base + abs) / w * w).saturating_sub(base);
+        let from = self.released_from;
+        let (from_abs, tail_abs) = (self.geo.abs(from), self.geo.abs(tail));
+        let mut ranges = [(0usize, 0usize); 2];
+        if tail >= from {
+            if win_start(tail_abs) <= win_start(from_abs) {
+                return;
+            }
+            ranges[0] = (win_start(from_abs), win_start(tail_abs));
+        } else {
+            // wrapped: to the ring's end, then from its start
+            ranges[0] = (win_start(from_abs), self.geo.data_off);
+            ranges[1] = (self.geo.cmdr_off, win_start(tail_abs));
+        }
+        self.released_from = win_start(tail_abs)
+            .saturating_sub(self.geo.cmdr_off)
+            .try_into()
+            .unwrap_or(tail);
+        if !self.release_ok {
+            return;
+        }
+        for (start, end) in ranges {
+            // the mailbox's page stays (`release_pages` keeps partial pages)
+            let start = start.max(self.geo.cmdr_off);
+            if end <= start {
+                continue;
+            }
+            if let Err(e) = self.map.release_pages(start, end - start) {
+                tracing::warn!(error = %e, "releasing retired command-ring pages failed; they stay mapped");
+                self.release_ok = false;
+                return;
+            }
+        }
+    }
+
+    /// Start address of this ring's mapping in the process (to find its
+    /// line in `/proc/self/smaps`: how much of it is resident).
+    pub fn mapping_addr(&self) -> usize {
+        self.map.addr()
     }
 }
 

@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use memmap2::{MmapOptions, MmapRaw};
+use memmap2::{MmapOptions, MmapRaw, UncheckedAdvice};
 
 use super::error::RingError;
 
@@ -20,6 +20,19 @@ use super::error::RingError;
 pub(crate) struct Mapping {
     map: MmapRaw,
     len: usize,
+    /// The system's page size (what `madvise` ranges are aligned to).
+    page: usize,
+}
+
+/// The system's page size.
+fn page_size() -> Result<usize, RingError> {
+    // SAFETY: sysconf reads a constant of the C library; nothing is passed
+    // by pointer.
+    let v = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
+    usize::try_from(v)
+        .ok()
+        .filter(|p| p.is_power_of_two())
+        .ok_or(RingError::Internal("sysconf(_SC_PAGESIZE) failed"))
 }
 
 impl Mapping {
@@ -36,7 +49,52 @@ impl Mapping {
         if map.len() != len {
             return Err(RingError::Internal("mmap returned a different length"));
         }
-        Ok(Mapping { map, len })
+        Ok(Mapping {
+            map,
+            len,
+            page: page_size()?,
+        })
+    }
+
+    /// Start address of the mapping (to find it in `/proc/self/smaps`).
+    pub(crate) fn addr(&self) -> usize {
+        self.map.as_ptr() as usize
+    }
+
+    /// Drops this process's page-table entries for the whole pages inside
+    /// `[off, off + len)` (`madvise(MADV_DONTNEED)`): command-ring pages
+    /// every entry of which is retired. The bytes stay where they are (the
+    /// kernel's pages of the ring, or the simulator's memfd): this changes
+    /// only what this process has mapped, and the next access maps them
+    /// again, unchanged (a minor fault). Pages only partly inside the range
+    /// are kept. Returns the bytes released.
+    pub(crate) fn release_pages(&self, off: usize, len: usize) -> Result<usize, RingError> {
+        let mask = self.page - 1;
+        let start = off.checked_add(mask).map(|v| v & !mask);
+        let end = off.checked_add(len).map(|v| v & !mask);
+        let (Some(start), Some(end)) = (start, end) else {
+            return Err(RingError::OutOfBounds {
+                off: off as u64,
+                len: len as u64,
+            });
+        };
+        if end <= start {
+            return Ok(0);
+        }
+        self.at(start, end - start)?;
+        // SAFETY: in bounds (checked just above) and page-aligned. The
+        // mapping is MAP_SHARED of a file (a uio device or a memfd), so
+        // MADV_DONTNEED only removes this process's page-table entries: the
+        // contents live on in the file's pages and the next access faults
+        // them back in as they are (unlike a private or anonymous mapping,
+        // where they would read back as zeros). This module never hands out
+        // references into the region, so none can observe the change.
+        unsafe {
+            self.map
+                .unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start)
+        }
+        .map_err(|e| RingError::io("madvise(MADV_DONTNEED)", e))?;
+        Ok(end - start)
     }
 
     /// Length of the mapping in bytes.

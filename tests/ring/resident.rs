@@ -1,0 +1,88 @@
+//! The command ring's pages behind `cmd_tail` leave the process's mapping:
+//! after laps of the ring only the pages near the tail are mapped, and every
+//! command still reads back whole.
+//!
+//! Counted from `/proc/self/pagemap` (the present bit of each page of the
+//! ring's mapping), not from smaps' `Rss`: the simulator's region is a
+//! memfd, and a fault on shmem also maps the cached pages around it (the
+//! kernel's fault-around, 64 KiB), which a uio device's mapping does not
+//! do; so pages near the fetch cursor come back here, and only those.
+
+use std::io::{Read, Seek, SeekFrom};
+use std::time::Duration;
+
+use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
+use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
+
+const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+const RING: u32 = 1024 * 1024 - 128;
+const PAGE: usize = 4096;
+
+/// How many of the `pages` pages from `addr` this process has mapped.
+fn present_pages(addr: usize, pages: usize) -> usize {
+    let mut f = std::fs::File::open("/proc/self/pagemap").unwrap();
+    f.seek(SeekFrom::Start((addr / PAGE * 8) as u64)).unwrap();
+    let mut buf = vec![0u8; pages * 8];
+    f.read_exact(&mut buf).unwrap();
+    buf.chunks_exact(8)
+        .filter(|e| e.last().is_some_and(|b| b & 0x80 != 0))
+        .count()
+}
+
+#[test]
+fn retired_command_ring_pages_are_not_kept_mapped() {
+    let cfg = SimConfig {
+        cmdr_size: RING,
+        ..SimConfig::default()
+    };
+    let (mut sim, dev) = KernelSim::new(cfg).unwrap();
+    let mut ring = Ring::from_parts(&dev.map, dev.len, dev.event_fd).unwrap();
+    // the mailbox and the command ring: 256 pages
+    let ring_pages = (128 + RING as usize) / PAGE;
+    let (mut done, mut submitted, mut most) = (0u64, 0u64, 0usize);
+    // about three laps of the ring in batches of 16 one-block READs
+    while submitted < 3 * u64::from(RING) / 64 {
+        let ids: Vec<u16> = (0..16)
+            .map(|_| sim.submit(&READ10, SimDir::In(4096)).unwrap())
+            .collect();
+        submitted += 16;
+        sim.kick().unwrap();
+        ring.drain_events().unwrap();
+        let fetched: Vec<_> = ring
+            .fetch()
+            .map(|e| match e.unwrap() {
+                Entry::Cmd(c) => c,
+                Entry::Tmr(t) => panic!("unexpected tmr {t:?}"),
+            })
+            .collect();
+        assert_eq!(fetched.iter().map(|c| c.cmd_id).collect::<Vec<_>>(), ids);
+        for c in &fetched {
+            assert_eq!(c.cdb.as_bytes(), &READ10);
+            assert_eq!(c.data.len(), 4096);
+            let fill = [c.cmd_id.to_le_bytes()[0]; 4096];
+            assert_eq!(ring.write_data_in(&c.data, &fill).unwrap(), 4096);
+            ring.complete(Completion::good(c.cmd_id), DataIn::new(&c.data, 4096))
+                .unwrap();
+        }
+        // after the completions: the released pages are gone until the
+        // next fetch
+        most = most.max(present_pages(ring.mapping_addr(), ring_pages));
+        ring.kick().unwrap();
+        assert!(sim.wait_kick(Duration::from_secs(2)).unwrap());
+        for d in sim.process_completions().unwrap() {
+            assert_eq!(d.status, 0);
+            assert_eq!(d.data_in, vec![d.cmd_id.to_le_bytes()[0]; 4096]);
+            done += 1;
+        }
+        assert_eq!(sim.broken(), None);
+    }
+    assert_eq!(done, submitted);
+    // the mailbox's 64 KiB window (fault-around maps all of it here) and
+    // the window the tail is in (the one before it too, while the fetch
+    // crossed into the next): not the whole ring (256 pages, every one the
+    // walk read)
+    assert!(
+        most <= 3 * 16,
+        "{most} of the ring's {ring_pages} pages mapped at once"
+    );
+}
