@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use crate::util::narrow::LowByte;
+use crate::util::ring::fetch_cmds;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN, CAP_TMR, HDR_CMD_ID, OP_PAD};
 use tcmud_core::ring::{
     CmdRequest, Completion, DataIn, Entry, Ring, RingError, TmrType, STATUS_CHECK_CONDITION,
@@ -26,15 +27,6 @@ fn cfg(flags: u16) -> SimConfig {
         flags,
         ..SimConfig::default()
     }
-}
-
-fn fetch_cmds(ring: &mut Ring) -> Vec<CmdRequest> {
-    ring.fetch()
-        .map(|e| match e.unwrap() {
-            Entry::Cmd(c) => c,
-            Entry::Tmr(t) => panic!("unexpected tmr {t:?}"),
-        })
-        .collect()
 }
 
 fn round_trip(sim: &mut KernelSim, ring: &mut Ring) -> Vec<SimCompletion> {

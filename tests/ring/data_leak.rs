@@ -11,11 +11,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::util::narrow::fit;
+use crate::util::ring::fetch_cmds;
 use tcmud_core::backend::file::FileBackend;
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::ring::layout::{CAP_OOOC, CAP_READ_LEN};
-use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, Ring};
 use tcmud_core::scsi::{data_direction, DataDirection, Lun, LunConfig};
 use tcmud_core::sim::{
     find_leak, leak_pattern, leak_probes, KernelSim, SimCompletion, SimConfig, SimDir,
@@ -34,13 +35,7 @@ const PIECE: usize = 64 << 10;
 fn serve(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun, n: usize) -> Vec<SimCompletion> {
     sim.kick().unwrap();
     ring.drain_events().unwrap();
-    let cmds: Vec<_> = ring
-        .fetch()
-        .map(|e| match e.unwrap() {
-            Entry::Cmd(c) => c,
-            Entry::Tmr(t) => panic!("unexpected {t:?}"),
-        })
-        .collect();
+    let cmds = fetch_cmds(ring);
     assert_eq!(cmds.len(), n);
     for c in cmds {
         let cdb = c.cdb.as_bytes();

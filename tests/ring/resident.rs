@@ -11,7 +11,8 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::time::Duration;
 
-use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
+use crate::util::ring::fetch_cmds;
+use tcmud_core::ring::{Completion, DataIn, Ring};
 use tcmud_core::sim::{KernelSim, SimConfig, SimDir};
 
 const READ10: [u8; 10] = [0x28, 0, 0, 0, 0, 0, 0, 0, 1, 0];
@@ -48,13 +49,7 @@ fn retired_command_ring_pages_are_not_kept_mapped() {
         submitted += 16;
         sim.kick().unwrap();
         ring.drain_events().unwrap();
-        let fetched: Vec<_> = ring
-            .fetch()
-            .map(|e| match e.unwrap() {
-                Entry::Cmd(c) => c,
-                Entry::Tmr(t) => panic!("unexpected tmr {t:?}"),
-            })
-            .collect();
+        let fetched = fetch_cmds(&mut ring);
         assert_eq!(fetched.iter().map(|c| c.cmd_id).collect::<Vec<_>>(), ids);
         for c in &fetched {
             assert_eq!(c.cdb.as_bytes(), &READ10);

@@ -5,8 +5,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::util::ring::fetch_cmds;
 use tcmud_core::backend::mem::MemBackend;
-use tcmud_core::ring::{Completion, DataIn, Entry, Ring};
+use tcmud_core::ring::{Completion, DataIn, Ring};
 use tcmud_core::scsi::{data_direction, status, DataDirection, Lun, LunConfig};
 use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 
@@ -15,13 +16,7 @@ use tcmud_core::sim::{KernelSim, SimCompletion, SimConfig, SimDir};
 fn serve(sim: &mut KernelSim, ring: &mut Ring, lun: &Lun) -> Vec<SimCompletion> {
     sim.kick().unwrap();
     ring.drain_events().unwrap();
-    let cmds: Vec<_> = ring
-        .fetch()
-        .map(|e| match e.unwrap() {
-            Entry::Cmd(c) => c,
-            Entry::Tmr(t) => panic!("unexpected {t:?}"),
-        })
-        .collect();
+    let cmds = fetch_cmds(ring);
     for c in cmds {
         let cdb = c.cdb.as_bytes();
         let len = c.data.len();

@@ -1,9 +1,10 @@
 //! Helpers shared by the test modules: SCSI commands through a `Lun`
-//! (`scsi`), the ring and backends of the zero-copy tests (`zero_copy`),
+//! (`scsi`), fetching from the ring (`ring`), the ring and backends of the zero-copy tests (`zero_copy`),
 //! explicit narrowing of test values (`narrow`), and running a test alone in
 //! a child process (here).
 
 pub mod narrow;
+pub mod ring;
 pub mod scsi;
 pub mod zero_copy;
 
