@@ -67,8 +67,8 @@ impl Mapping {
     /// kernel's pages of the ring, or the simulator's memfd): this changes
     /// only what this process has mapped, and the next access maps them
     /// again, unchanged (a minor fault). Pages only partly inside the range
-    /// are kept. Returns the bytes released.
-    pub(crate) fn release_pages(&self, off: usize, len: usize) -> Result<usize, RingError> {
+    /// are kept.
+    pub(crate) fn release_pages(&self, off: usize, len: usize) -> Result<(), RingError> {
         let mask = self.page - 1;
         let start = off.checked_add(mask).map(|v| v & !mask);
         let end = off.checked_add(len).map(|v| v & !mask);
@@ -79,7 +79,7 @@ impl Mapping {
             });
         };
         if end <= start {
-            return Ok(0);
+            return Ok(());
         }
         self.at(start, end - start)?;
         // SAFETY: in bounds (checked just above) and page-aligned. The
@@ -93,8 +93,7 @@ impl Mapping {
             self.map
                 .unchecked_advise_range(UncheckedAdvice::DontNeed, start, end - start)
         }
-        .map_err(|e| RingError::io("madvise(MADV_DONTNEED)", e))?;
-        Ok(end - start)
+        .map_err(|e| RingError::io("madvise(MADV_DONTNEED)", e))
     }
 
     /// Length of the mapping in bytes.
