@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::util::device::workload::{clear_unit_attention, collect, one, read10, write10};
-use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
-use tcmud::backstore::{BackstoreHandle, BackstoreKind, SharedIo};
-use tcmud::device::{spawn_device_with, DeviceHandle, DeviceOptions, DeviceThreads, RestartBudget};
+use crate::util::device::{sim_spec, start_shared, BS, BS_U32};
+use tcmud::backstore::SharedIo;
+use tcmud::device::{DeviceHandle, DeviceThreads, RestartBudget};
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::sim::{KernelSim, SimConfig, SimDevice, SimDir};
@@ -29,22 +29,11 @@ fn start(
     threads: &DeviceThreads,
     configfs_dir: Option<std::path::PathBuf>,
 ) -> DeviceHandle {
-    let bs = BackstoreHandle::on_lane(
-        mem,
-        BackstoreKind::Other { name: name.into() },
-        io.lane(),
-        None,
-    );
-    let opts = DeviceOptions {
-        tick: TICK,
-        threads: Some(threads.clone()),
-        ..sim_options(dev)
-    };
     let spec = tcmud::device::DeviceSpec {
         configfs_dir,
         ..sim_spec(name, RestartBudget::default())
     };
-    spawn_device_with(spec, bs, opts).unwrap()
+    start_shared(spec, dev, mem, io, threads, TICK, None)
 }
 
 /// Waits until `d` has passed since `t`: the passing of time is what these

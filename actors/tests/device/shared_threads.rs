@@ -12,11 +12,10 @@ use crate::util::device::backends::{Gate, Slow};
 use crate::util::device::workload::{
     clear_unit_attention, collect, one, random_io, read10, write10, Expect, Report,
 };
-use crate::util::device::{sim_options, sim_spec, BS, BS_U32};
-use tcmud::backstore::{BackstoreHandle, BackstoreKind, SharedIo};
+use crate::util::device::{sim_spec, start_shared, BS, BS_U32};
+use tcmud::backstore::SharedIo;
 use tcmud::device::{
-    spawn_device_with, DeviceHandle, DeviceOptions, DeviceStats, DeviceThreads, FaultPlan,
-    FaultPoint, RestartBudget,
+    DeviceHandle, DeviceStats, DeviceThreads, FaultPlan, FaultPoint, RestartBudget,
 };
 use tcmud_core::backend::mem::MemBackend;
 use tcmud_core::backend::BlockBackend;
@@ -38,23 +37,20 @@ fn start(
     threads: &DeviceThreads,
     fault: Option<FaultPlan>,
 ) -> DeviceHandle {
-    let bs = BackstoreHandle::on_lane(
-        backend,
-        BackstoreKind::Other { name: name.into() },
-        io.lane(),
-        None,
-    );
-    let opts = DeviceOptions {
-        tick: Duration::from_millis(10),
-        fault,
-        threads: Some(threads.clone()),
-        ..sim_options(dev)
-    };
     let budget = RestartBudget {
         max_restarts: 1000,
         window: Duration::from_secs(60),
     };
-    spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+    let tick = Duration::from_millis(10);
+    start_shared(
+        sim_spec(name, budget),
+        dev,
+        backend,
+        io,
+        threads,
+        tick,
+        fault,
+    )
 }
 
 /// A simulated kernel on a thread of its own running `workload`.

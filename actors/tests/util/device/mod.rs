@@ -7,10 +7,10 @@ pub mod workload;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tcmud::backstore::{BackstoreHandle, BackstoreKind};
+use tcmud::backstore::{BackstoreHandle, BackstoreKind, SharedIo};
 use tcmud::device::{
-    spawn_device_with, DeviceHandle, DeviceOptions, DeviceSpec, DeviceStats, FaultPlan,
-    RestartBudget,
+    spawn_device_with, DeviceHandle, DeviceOptions, DeviceSpec, DeviceStats, DeviceThreads,
+    FaultPlan, RestartBudget,
 };
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::latency::HistogramSnapshot;
@@ -93,6 +93,34 @@ pub fn start_ticking(
         ..sim_options(dev)
     };
     spawn_device_with(sim_spec(name, budget), bs, opts).unwrap()
+}
+
+/// Starts a device as the daemon runs them: its actor on the shared device
+/// `threads`, its backstore's blocking I/O on a lane of the shared pool `io`.
+pub fn start_shared(
+    spec: DeviceSpec,
+    dev: SimDevice,
+    backend: Arc<dyn BlockBackend>,
+    io: &SharedIo,
+    threads: &DeviceThreads,
+    tick: Duration,
+    fault: Option<FaultPlan>,
+) -> DeviceHandle {
+    let bs = BackstoreHandle::on_lane(
+        backend,
+        BackstoreKind::Other {
+            name: spec.dev_config.clone(),
+        },
+        io.lane(),
+        None,
+    );
+    let opts = DeviceOptions {
+        tick,
+        fault,
+        threads: Some(threads.clone()),
+        ..sim_options(dev)
+    };
+    spawn_device_with(spec, bs, opts).unwrap()
 }
 
 /// Default device options over a simulated ring.
