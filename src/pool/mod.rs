@@ -169,9 +169,11 @@ mod identity;
 pub mod inspect;
 pub mod io;
 mod lock;
+mod memo;
 mod memstore;
 pub mod migrate;
 mod open;
+pub mod packed;
 pub mod page;
 pub mod pagecache;
 pub mod pagestore;
@@ -543,11 +545,12 @@ impl Pool {
     }
 
     /// Bytes of memory the in-memory metadata uses: mapping tables,
-    /// reference counts, free lists.
+    /// reference counts, free lists (format 3: the page tiers, the mapping
+    /// memo's whole table, the space map).
     pub fn metadata_memory_bytes(&self) -> u64 {
         let st = self.state();
         if let Some(t) = &st.t3 {
-            return t.pages.memory_bytes() as u64 + t.space.capacity();
+            return (t.pages.memory_bytes() + t.memo_bytes()) as u64 + t.space.capacity();
         }
         let maps: u64 = st.maps.values().map(|m| m.memory_bytes()).sum();
         maps + st.refs.capacity() as u64 * 4

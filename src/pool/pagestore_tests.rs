@@ -136,7 +136,7 @@ fn a_tree_larger_than_the_decoded_tier_reads_from_the_encoded_tier() {
         assert_eq!(slot_lookup(&mut fresh, root, l), Some(l));
     }
     assert_eq!(store.gets(), first, "no store read the second time");
-    let (dec, enc) = (fresh.stats(), fresh.encoded_stats());
+    let (dec, enc) = (fresh.stats(), fresh.packed_stats());
     assert!(dec.pages <= decoded_pages, "decoded tier within bounds");
     assert!(enc.pages as u64 > leaves, "encoded tier holds the tree");
     assert!(

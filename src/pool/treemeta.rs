@@ -8,8 +8,9 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TreeRecord, TAG_DELETE, TAG_REF, TAG_TREE};
+use super::memo::MapMemo;
 use super::page::{PageId, SLOTS, SLOT_BITS};
-use super::pagestore::SledPages;
+use super::pagestore::{CacheSplit, SledPages};
 use super::spacemap::{ChunkRefs, SpaceError, SpaceMap, SPACE_PAGE_CHUNKS};
 use super::store::{Change, MetaStore};
 use super::tree::{self, DeleteJob, PageStore, Root, TreeError};
@@ -99,6 +100,9 @@ pub struct TreeMeta {
     /// sets it from the catalog). While false, the in-place write rule
     /// needs no page counts ([`TreeMeta::sharing`]).
     pub pages_shared: bool,
+    /// Recent lookups (`memo`): forgotten on every change of a mapping or
+    /// of the set of trees.
+    memo: MapMemo,
 }
 
 impl TreeMeta {
@@ -114,6 +118,7 @@ impl TreeMeta {
             space_dirty: true,
             step_leaves: DELETE_STEP,
             pages_shared: false,
+            memo: MapMemo::new(CacheSplit::of(cache).memo),
         }
     }
 
@@ -195,6 +200,7 @@ impl TreeMeta {
             space_dirty: false,
             step_leaves: DELETE_STEP,
             pages_shared: true,
+            memo: MapMemo::new(CacheSplit::of(cache).memo),
         })
     }
 
@@ -223,6 +229,26 @@ impl TreeMeta {
 
     /// The chunk `l` of `vol` maps to.
     pub fn lookup(&mut self, vol: u64, l: u64) -> Result<Option<u64>, PoolError> {
+        if let Some(found) = self.memo.get(vol, l) {
+            return Ok(found);
+        }
+        let found = self.lookup_tree(vol, l)?;
+        self.memo.put(vol, l, found);
+        Ok(found)
+    }
+
+    /// Lookups the mapping memo answered, and lookups it did not.
+    pub fn memo_counts(&self) -> (u64, u64) {
+        self.memo.counts()
+    }
+
+    /// Bytes of the mapping memo's table.
+    pub fn memo_bytes(&self) -> usize {
+        self.memo.capacity_bytes()
+    }
+
+    /// [`TreeMeta::lookup`] in the tree, past the memo.
+    fn lookup_tree(&mut self, vol: u64, l: u64) -> Result<Option<u64>, PoolError> {
         let Some(t) = self.trees.get(&vol).copied() else {
             return Ok(None);
         };
@@ -250,6 +276,16 @@ impl TreeMeta {
     /// [`TreeMeta::lookup`] from cached pages only: `None` when a page on
     /// the path would have to be read from the store.
     pub fn lookup_cached(&mut self, vol: u64, l: u64) -> Option<Option<u64>> {
+        if let Some(found) = self.memo.get(vol, l) {
+            return Some(found);
+        }
+        let found = self.lookup_cached_tree(vol, l)?;
+        self.memo.put(vol, l, found);
+        Some(found)
+    }
+
+    /// [`TreeMeta::lookup_cached`] in the tree, past the memo.
+    fn lookup_cached_tree(&mut self, vol: u64, l: u64) -> Option<Option<u64>> {
         let Some(t) = self.trees.get(&vol).copied() else {
             return Some(None);
         };
@@ -344,6 +380,7 @@ impl TreeMeta {
         unshared: &mut HashSet<u64>,
     ) -> Result<bool, PoolError> {
         let mut t = self.tree(vol)?;
+        self.memo.forget(vol, l);
         let mut refs = Self::counting(&mut self.space, unshared);
         let r = tree::map(&mut self.pages, &mut refs, &mut t.root, l, c).map_err(tree_err)?;
         if r.old.is_none() {
@@ -365,6 +402,7 @@ impl TreeMeta {
         let Some(mut t) = self.trees.get(&vol).copied() else {
             return Ok(None);
         };
+        self.memo.forget(vol, l);
         let mut refs = Self::counting(&mut self.space, unshared);
         let r = tree::unmap(&mut self.pages, &mut refs, &mut t.root, l).map_err(tree_err)?;
         if r.old.is_some() {
@@ -394,6 +432,9 @@ impl TreeMeta {
 
     /// Removes `vol`'s tree and queues a delete job (id: the volume id) for it.
     pub fn start_delete(&mut self, vol: u64) {
+        // ids are never reused (`next_volume_id`): this only keeps the
+        // memo exact should that ever change
+        self.memo.clear();
         if let Some(t) = self.trees.remove(&vol) {
             self.dirty_trees.insert(vol);
             if t.root.page != 0 {
