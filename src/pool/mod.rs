@@ -173,7 +173,6 @@ mod memo;
 mod memstore;
 pub mod migrate;
 mod open;
-pub mod packed;
 pub mod page;
 pub mod pagecache;
 pub mod pagestore;

@@ -262,6 +262,90 @@ impl Page {
     }
 }
 
+/// Bytes of the index in front of an [`indexed`] page: per 64-slot group
+/// (one bitmap word) the value before its first entry (u64 LE) and that
+/// entry's offset in the entries (u16 LE).
+pub const INDEX_LEN: usize = BITMAP_WORDS * 10;
+
+/// The stored bytes `stored` of `page` (its [`Page::encode`]) with an index
+/// in front, so that [`indexed_slot`] decodes at most 64 entries, not up to
+/// 512: the form the pool's encoded cache tier holds (~0.7 KiB for a leaf
+/// of chunks allocated in order, against 4 KiB decoded).
+pub fn indexed(page: &Page, stored: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; INDEX_LEN];
+    let (mut prev, mut pos) = (0u64, 0usize);
+    for w in 0..BITMAP_WORDS {
+        out[8 * w..8 * w + 8].copy_from_slice(&prev.to_le_bytes());
+        let p = u16::try_from(pos).unwrap_or(u16::MAX);
+        out[8 * BITMAP_WORDS + 2 * w..8 * BITMAP_WORDS + 2 * w + 2]
+            .copy_from_slice(&p.to_le_bytes());
+        for i in 64 * w..64 * w + 64 {
+            if let Some(v) = page.get(i) {
+                pos += varint_len(zigzag(v.wrapping_sub(prev)));
+                prev = v;
+            }
+        }
+    }
+    out.extend_from_slice(stored);
+    out
+}
+
+/// The stored bytes of an [`indexed`] page (what [`Page::decode`] reads).
+pub fn indexed_stored(buf: &[u8]) -> &[u8] {
+    buf.get(INDEX_LEN..).unwrap_or_default()
+}
+
+/// Slot `i` of an [`indexed`] page, without decoding the page: the bitmap
+/// word gives the entry's rank in its group, the index the group's start,
+/// then at most 64 varints are summed. Never panics: bytes that did not
+/// come from [`indexed`] give an error or a wrong value, not a crash.
+pub fn indexed_slot(buf: &[u8], i: usize) -> Result<Option<u64>, PageError> {
+    let Some((index, stored)) = buf.split_first_chunk::<INDEX_LEN>() else {
+        return Err(PageError::TooShort(buf.len()));
+    };
+    let Some((head, rest)) = stored.split_first_chunk::<HEADER_LEN>() else {
+        return Err(PageError::TooShort(stored.len()));
+    };
+    if head[0] != PAGE_VERSION {
+        return Err(PageError::Version(head[0]));
+    }
+    if i >= SLOTS {
+        return Ok(None);
+    }
+    let (w, bit) = (i / 64, i % 64);
+    let mut le = [0u8; 8];
+    le.copy_from_slice(&head[4 + 8 * w..12 + 8 * w]);
+    let word = u64::from_le_bytes(le);
+    if word & (1 << bit) == 0 {
+        return Ok(None);
+    }
+    let k = (word & ((1u64 << bit) - 1)).count_ones() as usize;
+    le.copy_from_slice(&index[8 * w..8 * w + 8]);
+    let mut v = u64::from_le_bytes(le);
+    let p = 8 * BITMAP_WORDS + 2 * w;
+    let mut pos = usize::from(u16::from_le_bytes([index[p], index[p + 1]]));
+    for _ in 0..=k {
+        // one-byte varints (chunks allocated near each other) first
+        let zz = match rest.get(pos) {
+            Some(&b) if b < 0x80 => {
+                pos += 1;
+                u64::from(b)
+            }
+            _ => {
+                let (zz, used) = get_varint(rest.get(pos..).unwrap_or_default(), i)?;
+                pos += used;
+                zz
+            }
+        };
+        v = v.wrapping_add(unzigzag(zz));
+    }
+    Ok(Some(v))
+}
+
+fn varint_len(v: u64) -> usize {
+    (64 - v.leading_zeros() as usize).max(1).div_ceil(7)
+}
+
 /// Maps a wrapping difference to an unsigned number, small for small |d|.
 fn zigzag(d: u64) -> u64 {
     let d = d as i64;

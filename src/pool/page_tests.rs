@@ -235,4 +235,28 @@ proptest! {
             prop_assert_eq!(q.encode(), b);
         }
     }
+
+    /// A slot read from the indexed bytes equals the decoded page's slot,
+    /// for every slot (present or not, in range or not), and the stored
+    /// bytes come back as they went in.
+    #[test]
+    fn indexed_slot_reads_what_decode_reads(p in arb_page(), extra in 0usize..8) {
+        let b = p.encode();
+        let x = indexed(&p, &b);
+        prop_assert_eq!(indexed_stored(&x), &b[..]);
+        for i in 0..SLOTS + extra {
+            prop_assert_eq!(indexed_slot(&x, i).unwrap(), p.get(i));
+        }
+    }
+
+    /// Bad bytes give an indexed-slot read an error or a value, never a panic.
+    #[test]
+    fn indexed_slot_survives_garbage(p in arb_page(), at in any::<prop::sample::Index>(),
+                                     x in 1u8..=255, cut in any::<prop::sample::Index>(), i in 0usize..600) {
+        let mut b = indexed(&p, &p.encode());
+        let j = at.index(b.len());
+        b[j] ^= x;
+        let _ = indexed_slot(&b, i);
+        let _ = indexed_slot(&b[..cut.index(b.len())], i);
+    }
 }

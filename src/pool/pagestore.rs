@@ -17,24 +17,24 @@
 //!
 //! Pages are cached twice over, within one budget (`metadata_cache`, split
 //! by [`CacheSplit`]): *decoded* pages (4 KiB+ each: what the tree changes,
-//! and every pinned page) and *packed* pages ([`packed`]: ~0.8 KiB for a
-//! leaf of chunks allocated in order, ~2.3 KiB for chunks scattered over
-//! 2^32). A data-path lookup ([`SledPages::slot`]) reads one slot of a
-//! packed page in place (its group's record, then one value word), so a
+//! and every pinned page) and *encoded* pages (the bytes of the `P` value:
+//! ~0.6 KiB for a leaf of chunks allocated in order, at most ~2.6 KiB for
+//! random ones; plus an 80-byte index). A data-path lookup
+//! ([`SledPages::slot`]) reads one slot of an encoded page in place
+//! ([`indexed_slot`]: at most 64 varints) without decoding it, so a
 //! tree several times the decoded tier still reads without a store `get`
-//! while its packed form fits. Every page read from the store enters the
-//! packed tier; interior pages (few, on every path) and pages the tree
-//! works on enter the decoded tier too. The packed tier holds clean pages
-//! only: a page that changes leaves it, and re-enters it as its commit
-//! writes it. In front of both, `TreeMeta` keeps a memo of recent lookups
-//! (`memo`), whose share of the budget [`CacheSplit`] also sets.
+//! while its encoded form fits. Every page read from the store enters the
+//! encoded tier; interior pages (few, on every path) and pages the tree
+//! works on enter the decoded tier too. The encoded tier holds clean bytes
+//! only: a page that changes leaves it, and re-enters it with the bytes its
+//! commit writes. In front of both, `TreeMeta` keeps a memo of recent
+//! lookups (`memo`), whose share of the budget [`CacheSplit`] also sets.
 
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TAG_PAGE, TAG_PAGE_REFS};
-use super::packed::{self, Block};
-use super::page::{Page, PageId};
+use super::page::{indexed, indexed_slot, indexed_stored, Page, PageId, INDEX_LEN};
 use super::pagecache::{CacheStats, IdMap, PageCache};
 use super::store::{Change, MetaStore};
 use super::tree::{PageStore, TreeError};
@@ -48,26 +48,26 @@ pub const MIN_METADATA_CACHE: u64 = 1 << 20;
 /// Memory a decoded page takes in the cache (slots, bitmap, header).
 pub const PAGE_MEMORY: usize = std::mem::size_of::<Page>();
 
-/// Memory a packed page takes beyond its blocks and `Arc` header
-/// ([`packed::memory`]): the cache slot (40 B) and its reference bit, the
-/// index entry with the value's pointer (32 B, ~46 B with the table's slack).
-pub const PACKED_OVERHEAD: usize = 88;
+/// Memory an encoded page takes beyond its bytes: the cache slot (40 B)
+/// and its reference bit, the index entry with the value's pointer (32 B,
+/// ~46 B with the table's slack), the `Arc` header (16 B).
+pub const ENCODED_OVERHEAD: usize = 104;
 
 /// Memory a remembered page reference count takes (hash map entry and slack).
 const REFS_ENTRY: usize = 32;
 
 /// How `metadata_cache` is shared out (bytes): 1/16 decoded pages (what the
-/// tree works on and the pages waiting for a commit; at least 16), 11/16
-/// packed pages (what lookups read: ~5 times as many pages per byte), 1/16
+/// tree works on and the pages waiting for a commit; at least 16), 3/4
+/// encoded pages (what lookups read: ~6 times as many pages per byte), 1/16
 /// the mapping memo (`memo`: recent lookups, one cache line each), 1/32
-/// remembered page counts, 1/8 sled's own cache (`cache_capacity`; sled's
-/// memory was measured at up to 2× its setting,
+/// remembered page counts, 1/16 sled's own cache (`cache_capacity`, at
+/// least 128 KiB; sled's memory was measured at up to 2× its setting,
 /// `docs/pool-scale-design.md` §5), the rest (1/32) slack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CacheSplit {
     /// Decoded pages.
     pub decoded: usize,
-    /// Packed pages.
+    /// Encoded pages.
     pub encoded: usize,
     /// The mapping memo.
     pub memo: usize,
@@ -84,10 +84,10 @@ impl CacheSplit {
         let m = usize::try_from(cache_bytes).unwrap_or(usize::MAX);
         CacheSplit {
             decoded: (m / 16).max(16 * PAGE_MEMORY),
-            encoded: (m / 16 * 11).max(16 * (PAGE_MEMORY + PACKED_OVERHEAD)),
+            encoded: (m / 4 * 3).max(16 * (PAGE_MEMORY + ENCODED_OVERHEAD)),
             memo: m / 16,
             refs: (m / 32).max(1024 * REFS_ENTRY),
-            sled: (cache_bytes / 8).max(128 << 10),
+            sled: (cache_bytes / 16).max(128 << 10),
         }
     }
 }
@@ -96,8 +96,8 @@ impl CacheSplit {
 pub struct SledPages {
     source: Arc<dyn MetaStore>,
     cache: PageCache<Page>,
-    /// Clean pages packed (module docs, "Two tiers").
-    packed: PageCache<[Block]>,
+    /// Clean pages as their stored bytes (module docs, "Two tiers").
+    encoded: PageCache<[u8]>,
     /// Known reference counts (from `Q`, 1 when absent, or set since).
     refs: IdMap<u32>,
     /// Counts changed since the last take.
@@ -139,11 +139,12 @@ impl SledPages {
     pub fn new(source: Arc<dyn MetaStore>, cache_bytes: u64, next_id: PageId) -> SledPages {
         let split = CacheSplit::of(cache_bytes);
         let pages = split.decoded / PAGE_MEMORY;
-        let packed_pages = split.encoded / (packed::RECORDS_BYTES + PACKED_OVERHEAD);
+        let encoded_pages =
+            split.encoded / (INDEX_LEN + crate::pool::page::HEADER_LEN + ENCODED_OVERHEAD);
         SledPages {
             source,
             cache: PageCache::new(pages, split.decoded),
-            packed: PageCache::new(packed_pages, split.encoded),
+            encoded: PageCache::new(encoded_pages, split.encoded),
             refs: IdMap::default(),
             dirty_refs: BTreeSet::new(),
             committing_refs: BTreeSet::new(),
@@ -167,15 +168,15 @@ impl SledPages {
         self.cache.stats()
     }
 
-    /// Cache counters of the packed tier.
-    pub fn packed_stats(&self) -> CacheStats {
-        self.packed.stats()
+    /// Cache counters of the encoded tier.
+    pub fn encoded_stats(&self) -> CacheStats {
+        self.encoded.stats()
     }
 
     /// Memory of both tiers and the remembered counts (sled's own cache,
     /// sized when the store was opened, not included).
     pub fn memory_bytes(&self) -> usize {
-        self.cache.stats().bytes + self.packed.stats().bytes + self.refs.len() * REFS_ENTRY
+        self.cache.stats().bytes + self.encoded.stats().bytes + self.refs.len() * REFS_ENTRY
     }
 
     /// Page reference counts remembered now.
@@ -214,9 +215,11 @@ impl SledPages {
         for (id, page) in dirty {
             let bytes = page.encode();
             // the page's content now; if it changes before the commit ends,
-            // `put` drops it from the packed tier again
-            self.packed.remove(id);
-            self.insert_packed(id, &page);
+            // `put` drops it from the encoded tier again
+            let x = indexed(&page, &bytes);
+            let size = x.len() + ENCODED_OVERHEAD;
+            self.encoded.remove(id);
+            self.encoded.insert_clean(id, Arc::from(x), size);
             out.push((format::id_key(TAG_PAGE, id), Some(bytes)));
         }
         for id in std::mem::take(&mut self.dirty_refs) {
@@ -291,42 +294,35 @@ impl SledPages {
     }
 
     /// [`SledPages::slot`] from either tier, `None` when page `id` is in
-    /// neither (no store read). The packed tier first: it holds every clean
-    /// page a lookup reads, and a page that changes leaves it (`put`), so a
-    /// page found there is the page now.
+    /// neither (no store read).
     pub fn slot_cached(
         &mut self,
         id: PageId,
         level: u8,
         i: usize,
     ) -> Option<Result<Option<u64>, TreeError>> {
-        let packed_slot = |p: &[Block]| match packed::slot(p, i) {
-            (found, v) if found == level => Ok(v),
-            (found, _) => Err(TreeError::WrongLevel {
-                id,
-                expected: level,
-                found,
-            }),
-        };
-        if let Some(v) = self.packed.peek_with(id, packed_slot) {
-            return Some(v);
-        }
-        self.cache.peek_with(id, |p: &Page| {
+        let at = |p: &Page| -> Result<Option<u64>, TreeError> {
             super::tree::expect_level(id, p, level)?;
             Ok(p.get(i))
+        };
+        if let Some(v) = self.cache.peek_with(id, at) {
+            return Some(v);
+        }
+        self.encoded.peek_with(id, |b| {
+            // the level is byte 2 (checked when the bytes entered the tier)
+            match indexed_stored(b).get(2) {
+                Some(&l) if l == level => indexed_slot(b, i).map_err(TreeError::from),
+                found => Err(TreeError::WrongLevel {
+                    id,
+                    expected: level,
+                    found: found.copied().unwrap_or(u8::MAX),
+                }),
+            }
         })
     }
 
-    /// Caches `page` (clean: as the store has it, or as the running commit
-    /// writes it) in the packed tier.
-    fn insert_packed(&mut self, id: PageId, page: &Page) {
-        let x = packed::pack(page);
-        let size = packed::memory(&x) + PACKED_OVERHEAD;
-        self.packed.insert_clean(id, Arc::from(x), size);
-    }
-
-    /// Page `id` from the store (decoded and checked); it enters the packed
-    /// tier.
+    /// Page `id` from the store (decoded and checked); its bytes enter the
+    /// encoded tier.
     fn read(&mut self, id: PageId) -> Result<Page, TreeError> {
         if id == 0 || self.freed.contains(&id) {
             return Err(TreeError::MissingPage(id));
@@ -337,7 +333,9 @@ impl SledPages {
             .map_err(store_err)?
             .ok_or(TreeError::MissingPage(id))?;
         let page = Page::decode(&bytes)?;
-        self.insert_packed(id, &page);
+        let x = indexed(&page, &bytes);
+        let size = x.len() + ENCODED_OVERHEAD;
+        self.encoded.insert_clean(id, Arc::from(x), size);
         Ok(page)
     }
 }
@@ -347,8 +345,11 @@ impl PageStore for SledPages {
         if let Some(p) = self.cache.get(id) {
             return Ok(p);
         }
-        let page = match self.packed.peek_with(id, packed::unpack) {
-            Some(p) => p,
+        let page = match self
+            .encoded
+            .peek_with(id, |b| Page::decode(indexed_stored(b)))
+        {
+            Some(p) => p?,
             None => self.read(id)?,
         };
         let page = Arc::new(page);
@@ -357,7 +358,7 @@ impl PageStore for SledPages {
     }
 
     fn put(&mut self, id: PageId, page: Page) -> Result<(), TreeError> {
-        self.packed.remove(id);
+        self.encoded.remove(id);
         self.cache.insert_dirty(id, Arc::new(page), PAGE_MEMORY);
         Ok(())
     }
@@ -374,7 +375,7 @@ impl PageStore for SledPages {
 
     fn free(&mut self, id: PageId) -> Result<(), TreeError> {
         self.cache.remove(id);
-        self.packed.remove(id);
+        self.encoded.remove(id);
         self.refs.remove(&id);
         self.dirty_refs.remove(&id);
         self.unshared.remove(&id);

@@ -97,7 +97,7 @@ fn slot_lookup(pages: &mut SledPages, root: Root, l: u64) -> Option<u64> {
 }
 
 /// A tree four times the decoded tier reads without a store `get` once
-/// every page was read once: the packed tier holds it, slots are read
+/// every page was read once: the encoded tier holds it, slots are read
 /// from the encoded bytes (issue 13: metadata larger than the cache).
 #[test]
 fn a_tree_larger_than_the_decoded_tier_reads_from_the_encoded_tier() {
@@ -136,9 +136,9 @@ fn a_tree_larger_than_the_decoded_tier_reads_from_the_encoded_tier() {
         assert_eq!(slot_lookup(&mut fresh, root, l), Some(l));
     }
     assert_eq!(store.gets(), first, "no store read the second time");
-    let (dec, enc) = (fresh.stats(), fresh.packed_stats());
+    let (dec, enc) = (fresh.stats(), fresh.encoded_stats());
     assert!(dec.pages <= decoded_pages, "decoded tier within bounds");
-    assert!(enc.pages as u64 > leaves, "packed tier holds the tree");
+    assert!(enc.pages as u64 > leaves, "encoded tier holds the tree");
     assert!(
         (dec.bytes + enc.bytes) as u64 <= cache,
         "both tiers within the cache"
