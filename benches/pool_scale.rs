@@ -21,7 +21,12 @@
 //! 6. deleting the last snapshot (timed) while the other volume takes 4 KiB
 //!    random writes: their p99 during the delete;
 //! 7. close; then, in another fresh process, open after that clean close
-//!    (timed) and its VmRSS.
+//!    (timed) and its VmRSS;
+//! 8. in that process: the big volume, the clone and the snapshots but the
+//!    last deleted (each drops a count of the shared root), then the last
+//!    snapshot, now the only holder of every page and chunk, deleted while
+//!    the other volume takes 4 KiB random writes: their p99 against idle (µs)
+//!    and the chunks freed, in the notes.
 //!
 //! Today's format needs several KiB of RAM per mapping and per snapshot, so
 //! the run goes as far as the machine allows and says where it stopped: a
@@ -661,13 +666,79 @@ fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume
     drop(raw);
 }
 
-/// The child that reopens a cleanly closed pool.
+/// The child that reopens a cleanly closed pool, then step 8.
 fn open_size(dir: &Path) {
     let t = Instant::now();
     let pool = Pool::open_opts(&dir.join("pool"), &pool_options()).unwrap();
     emit("open_s", t.elapsed().as_secs_f64());
     emit("rss_open", rss().0);
+    sole_delete(&pool);
     drop(pool);
+}
+
+/// Step 8: the big volume, its clone and all its snapshots but the last
+/// deleted (each releases one count of a shared root), so that the last
+/// snapshot alone holds the whole tree and every chunk; then that snapshot
+/// deleted (every page and chunk freed, in bounded steps) while the other
+/// volume takes 4 KiB random writes: their p99 then against idle, measured
+/// just before.
+fn sole_delete(pool: &Pool) {
+    let n = env_u64("TCMUD_SCALE_N").unwrap_or(0);
+    let mut held: Vec<String> = pool
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .filter(|name| name != "other")
+        .collect();
+    // the snapshot with the highest number is deleted last
+    held.sort_by_key(|name| {
+        name.strip_prefix("snap-")
+            .and_then(|i| i.parse::<u64>().ok())
+            .map_or(0, |i| i + 1)
+    });
+    let Some(last) = held.pop().filter(|name| name.starts_with("snap-")) else {
+        return;
+    };
+    progress(n, "deleting every holder of the tree but one snapshot");
+    for name in &held {
+        pool.delete_volume(name).unwrap();
+    }
+    let other = pool.open_volume("other").unwrap();
+    let page = vec![0x5au8; BLOCK as usize];
+    let mut r = Rng(0x50_1e ^ n);
+    let other_write = |r: &mut Rng| {
+        let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
+        let t = Instant::now();
+        other.write(lba, &page, false).unwrap();
+        t.elapsed().as_secs_f64()
+    };
+    let mut idle: Vec<f64> = (0..LAT_OPS).map(|_| other_write(&mut r)).collect();
+    emit("sole_p99_idle_ms", percentile(&mut idle, 0.99) * 1e3);
+    progress(
+        n,
+        &format!("deleting {last}, the tree's only holder, under load"),
+    );
+    let freed_before = pool.usage().unwrap().allocated_chunks;
+    let done = AtomicBool::new(false);
+    let mut during = Vec::new();
+    let delete_s = std::thread::scope(|sc| {
+        let deleter = sc.spawn(|| {
+            let s = time(|| pool.delete_volume(&last).unwrap());
+            done.store(true, Ordering::Release);
+            s
+        });
+        while !done.load(Ordering::Acquire) {
+            during.push(other_write(&mut r));
+        }
+        deleter.join().unwrap()
+    });
+    let freed = freed_before.saturating_sub(pool.usage().unwrap().allocated_chunks);
+    emit("sole_delete_s", delete_s);
+    emit("sole_freed", freed);
+    emit("sole_p99_delete_ms", percentile(&mut during, 0.99) * 1e3);
+    emit("sole_max_delete_ms", percentile(&mut during, 1.0) * 1e3);
+    emit("sole_delete_writes", during.len());
 }
 
 type Results = std::collections::HashMap<String, String>;
@@ -848,7 +919,7 @@ fn print_table(rows: &[(u64, Results)]) {
     );
     println!();
     println!(
-        "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot p50 / max (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (ms) | delete snapshot (s) |"
+        "| mapped chunks | setup rate (chunks/s) | RSS after writing (MiB) | meta on disk (MiB) | meta B/chunk | snapshot p50 / max (ms) | clone (ms) | RSS after snapshots (MiB) | open after clean close (s) | rand read cold / warm (x raw) | rand write cold / warm (x raw) | other-volume write p99 idle / during delete (µs) | delete snapshot (s) |"
     );
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     let mut notes = Vec::new();
@@ -894,10 +965,24 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "read_warm"), &|v| format!("{v:.2}")),
             cell(f(r, "write_cold"), &|v| format!("{v:.2}")),
             cell(f(r, "write_warm"), &|v| format!("{v:.2}")),
-            cell(f(r, "p99_idle_ms"), &|v| format!("{v:.2}")),
-            cell(f(r, "p99_delete_ms"), &|v| format!("{v:.2}")),
+            cell(f(r, "p99_idle_ms"), &|v| format!("{:.0}", v * 1e3)),
+            cell(f(r, "p99_delete_ms"), &|v| format!("{:.0}", v * 1e3)),
             cell(f(r, "delete_s"), &|v| format!("{v:.2}")),
         );
+        if f(r, "sole_delete_s").is_some() {
+            notes.push(format!(
+                "{label}: the last snapshot as the tree's only holder (volume, clone and other \
+                 snapshots deleted first), deleted under load: {} chunks freed in {} s; \
+                 other-volume write p99 idle {} µs / during it {} µs, max during it {} ms \
+                 ({} writes during it)",
+                cell(f(r, "sole_freed"), &|v| format!("{v:.0}")),
+                cell(f(r, "sole_delete_s"), &|v| format!("{v:.2}")),
+                cell(f(r, "sole_p99_idle_ms"), &|v| format!("{:.0}", v * 1e3)),
+                cell(f(r, "sole_p99_delete_ms"), &|v| format!("{:.0}", v * 1e3)),
+                cell(f(r, "sole_max_delete_ms"), &|v| format!("{v:.1}")),
+                cell(f(r, "sole_delete_writes"), &|v| format!("{v:.0}")),
+            ));
+        }
         notes.push(format!(
             "{label}: metadata in memory after the random I/O {} MiB (page tiers and space map, \
              sled's cache apart), VmHWM {} MiB, RSS after reopen {} MiB, close {} s, meta on disk with snapshots {} MiB, \
