@@ -394,12 +394,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     // 3. idle write latency on the other volume
     let mut r = Rng(0x1d1e ^ n);
     progress(n, "idle write latency on another volume");
-    let other_write = |r: &mut Rng| {
-        let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
-        let t = Instant::now();
-        other.write(lba, &page, false).unwrap();
-        t.elapsed().as_secs_f64()
-    };
+    let other_write = |r: &mut Rng| timed_other_write(&other, &page, r);
     let mut idle: Vec<f64> = (0..LAT_OPS).map(|_| other_write(&mut r)).collect();
     emit("p99_idle_ms", percentile(&mut idle, 0.99) * 1e3);
     emit("max_idle_ms", percentile(&mut idle, 1.0) * 1e3);
@@ -666,6 +661,14 @@ fn random_io(n: u64, dir: &Path, pool_dir: &Path, big: &tcmud_core::pool::Volume
     drop(raw);
 }
 
+/// One 4 KiB write at a random block of the other volume: its time (s).
+fn timed_other_write(other: &tcmud_core::pool::Volume, page: &[u8], r: &mut Rng) -> f64 {
+    let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
+    let t = Instant::now();
+    other.write(lba, page, false).unwrap();
+    t.elapsed().as_secs_f64()
+}
+
 /// The child that reopens a cleanly closed pool, then step 8.
 fn open_size(dir: &Path) {
     let t = Instant::now();
@@ -707,12 +710,7 @@ fn sole_delete(pool: &Pool) {
     let other = pool.open_volume("other").unwrap();
     let page = vec![0x5au8; BLOCK as usize];
     let mut r = Rng(0x50_1e ^ n);
-    let other_write = |r: &mut Rng| {
-        let lba = r.next() % (OTHER_CHUNKS * blocks_per_chunk());
-        let t = Instant::now();
-        other.write(lba, &page, false).unwrap();
-        t.elapsed().as_secs_f64()
-    };
+    let other_write = |r: &mut Rng| timed_other_write(&other, &page, r);
     let mut idle: Vec<f64> = (0..LAT_OPS).map(|_| other_write(&mut r)).collect();
     emit("sole_p99_idle_ms", percentile(&mut idle, 0.99) * 1e3);
     progress(
