@@ -311,7 +311,36 @@ impl TreeMeta {
     /// Page counts are not read while no page can be shared
     /// ([`TreeMeta::pages_shared`]), the chunk's while the space map counts
     /// no chunk twice: an overwrite then touches only the path's slots.
+    ///
+    /// While neither kind of count is read, the answer depends on the
+    /// mapping alone, which the memo answers when it holds it.
     pub fn sharing(
+        &mut self,
+        vol: u64,
+        l: u64,
+        chunk_unshare_pending: impl Fn(u64) -> bool,
+    ) -> Result<Sharing, PoolError> {
+        let counts_read = self.pages_shared || self.space.shared_chunks() > 0;
+        if !counts_read {
+            if let Some(found) = self.memo.get(vol, l) {
+                return Ok(match found {
+                    None => Sharing::Unmapped,
+                    Some(c) if chunk_unshare_pending(c) => Sharing::Pending(c),
+                    Some(c) => Sharing::Exclusive(c),
+                });
+            }
+        }
+        let found = self.sharing_tree(vol, l, chunk_unshare_pending)?;
+        let mapped = match found {
+            Sharing::Unmapped => None,
+            Sharing::Shared(c) | Sharing::Pending(c) | Sharing::Exclusive(c) => Some(c),
+        };
+        self.memo.put(vol, l, mapped);
+        Ok(found)
+    }
+
+    /// [`TreeMeta::sharing`] in the tree, past the memo.
+    fn sharing_tree(
         &mut self,
         vol: u64,
         l: u64,
