@@ -58,7 +58,6 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 
 use tcmud_core::backend::BlockBackend;
@@ -541,20 +540,7 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
     if snapped && fits(2, step) {
         progress(n, "deleting a snapshot under load");
         let victim = format!("snap-{}", snap_ms.len() - 1);
-        let done = Arc::new(AtomicBool::new(false));
-        let deleter = {
-            let (pool, done) = (pool.clone(), Arc::clone(&done));
-            std::thread::spawn(move || {
-                let s = time(|| pool.delete_volume(&victim).unwrap());
-                done.store(true, Ordering::Release);
-                s
-            })
-        };
-        let mut during = Vec::new();
-        while !done.load(Ordering::Acquire) {
-            during.push(other_write(&mut r));
-        }
-        let delete_s = deleter.join().unwrap();
+        let (delete_s, mut during) = delete_under_load(&pool, &victim, || other_write(&mut r));
         mappings -= n;
         emit("delete_s", delete_s);
         emit("p99_delete_ms", percentile(&mut during, 0.99) * 1e3);
@@ -669,6 +655,26 @@ fn timed_other_write(other: &tcmud_core::pool::Volume, page: &[u8], r: &mut Rng)
     t.elapsed().as_secs_f64()
 }
 
+/// Deletes `name` on a thread of its own while `write` runs (a timed write
+/// on another volume) until the delete returns: the delete's time (s) and
+/// the times of the writes beside it.
+fn delete_under_load(pool: &Pool, name: &str, mut write: impl FnMut() -> f64) -> (f64, Vec<f64>) {
+    let done = AtomicBool::new(false);
+    let mut during = Vec::new();
+    let delete_s = std::thread::scope(|sc| {
+        let deleter = sc.spawn(|| {
+            let s = time(|| pool.delete_volume(name).unwrap());
+            done.store(true, Ordering::Release);
+            s
+        });
+        while !done.load(Ordering::Acquire) {
+            during.push(write());
+        }
+        deleter.join().unwrap()
+    });
+    (delete_s, during)
+}
+
 /// The child that reopens a cleanly closed pool, then step 8.
 fn open_size(dir: &Path) {
     let t = Instant::now();
@@ -718,19 +724,7 @@ fn sole_delete(pool: &Pool) {
         &format!("deleting {last}, the tree's only holder, under load"),
     );
     let freed_before = pool.usage().unwrap().allocated_chunks;
-    let done = AtomicBool::new(false);
-    let mut during = Vec::new();
-    let delete_s = std::thread::scope(|sc| {
-        let deleter = sc.spawn(|| {
-            let s = time(|| pool.delete_volume(&last).unwrap());
-            done.store(true, Ordering::Release);
-            s
-        });
-        while !done.load(Ordering::Acquire) {
-            during.push(other_write(&mut r));
-        }
-        deleter.join().unwrap()
-    });
+    let (delete_s, mut during) = delete_under_load(pool, &last, || other_write(&mut r));
     let freed = freed_before.saturating_sub(pool.usage().unwrap().allocated_chunks);
     emit("sole_delete_s", delete_s);
     emit("sole_freed", freed);
