@@ -100,8 +100,8 @@ pub struct TreeMeta {
     /// sets it from the catalog). While false, the in-place write rule
     /// needs no page counts ([`TreeMeta::sharing`]).
     pub pages_shared: bool,
-    /// Recent lookups (`memo`): forgotten on every change of a mapping or
-    /// of the set of trees.
+    /// Recent lookups (`memo`): an entry is forgotten when its mapping
+    /// changes (`map`, `unmap`), all of them when a tree is deleted.
     memo: MapMemo,
 }
 

@@ -316,10 +316,10 @@ impl Ring {
     /// although that memory is the kernel's and is the same whether mapped
     /// or not. The kernel writes new entries through its own mapping;
     /// reading one maps its page again (a minor fault; by estimate one per
-    /// ~40 commands, 4 KiB of ~100-byte entries). Never the mailbox's page, nor the window holding `tail`
-    /// (in-flight entries and the next ones are read there). Releasing can
-    /// only cost a fault, never a byte: the mapping is shared, so a page
-    /// released too early reads back the same.
+    /// ~40 commands, 4 KiB of ~100-byte entries). Never the mailbox's page,
+    /// nor the window holding `tail` (in-flight entries and the next ones
+    /// are read there). Releasing can only cost a fault, never a byte: the
+    /// mapping is shared, so a page released too early reads back the same.
     fn release_retired(&mut self, tail: u32) {
         // windows aligned in the address space, as the kernel's are
         let (w, base) = (RELEASE_WINDOW, self.map.addr());
