@@ -200,6 +200,7 @@ pub use check::{CheckReport, Metadata, Problem, RepairReport, Undecoded};
 pub use error::{PoolError, PoolErrorKind};
 pub use format::VolumeKind;
 pub use identity::random_bytes;
+pub use memo::MemoCounts;
 pub use volume::Volume;
 
 use io::DataIo;
@@ -541,6 +542,13 @@ impl Pool {
     /// Bytes of metadata on disk (sled) — for space accounting.
     pub fn metadata_bytes(&self) -> u64 {
         self.inner.store.size_bytes()
+    }
+
+    /// Lookups of a chunk's mapping the mapping memo answered and lookups
+    /// that went to the tree, since the pool was opened (`None`: a
+    /// format-2 pool, which has no memo).
+    pub fn memo_counts(&self) -> Option<MemoCounts> {
+        self.state().t3.as_ref().map(|t| t.memo_counts())
     }
 
     /// Bytes of memory the in-memory metadata uses: mapping tables,

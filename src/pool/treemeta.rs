@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TreeRecord, TAG_DELETE, TAG_REF, TAG_TREE};
-use super::memo::MapMemo;
+use super::memo::{MapMemo, MemoCounts};
 use super::page::{PageId, SLOTS, SLOT_BITS};
 use super::pagestore::{CacheSplit, SledPages};
 use super::spacemap::{ChunkRefs, SpaceError, SpaceMap, SPACE_PAGE_CHUNKS};
@@ -238,7 +238,7 @@ impl TreeMeta {
     }
 
     /// Lookups the mapping memo answered, and lookups it did not.
-    pub fn memo_counts(&self) -> (u64, u64) {
+    pub fn memo_counts(&self) -> MemoCounts {
         self.memo.counts()
     }
 
