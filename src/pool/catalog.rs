@@ -161,7 +161,7 @@ impl Pool {
             guard(&self.inner.gates).remove(&rec.id);
             // The volume is gone from the catalog with this commit; its
             // tree is released by the delete job, in bounded steps.
-            self.flush()?;
+            self.commit_metadata()?;
             return self.run_delete_jobs(progress);
         }
         let map = {
@@ -366,7 +366,7 @@ impl Pool {
             }
             if steps % STEPS_PER_COMMIT == 0 {
                 self.writable()?;
-                self.flush()?;
+                self.commit_metadata()?;
                 progress(steps, 0);
             }
         }
@@ -377,7 +377,7 @@ impl Pool {
             st.used
         };
         tracing::debug!(steps, used, "delete jobs done");
-        self.flush()
+        self.commit_metadata()
     }
 
     /// Finishes delete jobs left by an earlier run (format 3) on a thread of
@@ -408,7 +408,7 @@ impl Pool {
                         steps += 1;
                         if !more || steps % 4 == 0 {
                             pool.writable()?;
-                            pool.flush()?;
+                            pool.commit_metadata()?;
                         }
                         Ok::<bool, PoolError>(more)
                     })();

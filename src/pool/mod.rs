@@ -42,7 +42,12 @@
 //!    returned, so every data write the batch refers to has been issued;
 //! 2. grow the data file to the committed high-water mark, then fdatasync it:
 //!    the data of every chunk a new mapping points to, and every in-place
-//!    overwrite acknowledged before the flush, is now durable;
+//!    overwrite acknowledged before the flush, is now durable. The commits of
+//!    a delete (its catalog change, its steps) skip this sync when their
+//!    batch maps no chunk and raises no high-water mark
+//!    (`Batch::needs_data_sync`): nothing they make durable points at data,
+//!    and they must not make I/O on other volumes wait for the writeback of
+//!    overwrites that no flush asked for;
 //! 3. apply the batch to sled atomically (`apply_batch`) with the next
 //!    commit sequence number, `flush` sled, then make that flush durable
 //!    ([`store::SledStore`]): `fdatasync` of `meta/db` (sled's flush is a
@@ -438,7 +443,18 @@ impl Pool {
     pub fn flush(&self) -> Result<(), PoolError> {
         let asked = std::time::Instant::now();
         let _c = guard(&self.inner.commit);
-        self.flush_timed(asked)
+        self.flush_timed(asked, true)
+    }
+
+    /// Makes every metadata change durable, syncing the data file only if
+    /// the changes need it (they map a chunk or raise the data file's
+    /// length: `Batch::needs_data_sync`). For the commits of deletes: they
+    /// must not wait for the writeback of other volumes' overwrites, which
+    /// only a flush asks to be durable.
+    pub(crate) fn commit_metadata(&self) -> Result<(), PoolError> {
+        let asked = std::time::Instant::now();
+        let _c = guard(&self.inner.commit);
+        self.flush_timed(asked, false)
     }
 
     /// How long the pool's commits took (every [`Pool::flush`], and the
@@ -450,12 +466,14 @@ impl Pool {
 
     /// [`Pool::flush`] for a caller that holds the commit lock.
     pub(crate) fn flush_locked(&self) -> Result<(), PoolError> {
-        self.flush_timed(std::time::Instant::now())
+        self.flush_timed(std::time::Instant::now(), true)
     }
 
     /// The commit, for a caller holding the commit lock since asking for
     /// it at `asked`; its phases are recorded ([`Pool::last_commit_phases`]).
-    fn flush_timed(&self, asked: std::time::Instant) -> Result<(), PoolError> {
+    /// `data`: sync the data file even if the batch does not need it (the
+    /// caller asked for every acknowledged write to be durable).
+    fn flush_timed(&self, asked: std::time::Instant, data: bool) -> Result<(), PoolError> {
         let start = std::time::Instant::now();
         let mut ph = phases::CommitPhases {
             commit_lock_wait: start - asked,
@@ -463,14 +481,15 @@ impl Pool {
         };
         let batch = self.state().take_batch();
         ph.take = start.elapsed();
-        let res = self.inner.commit_batch(&batch, &mut ph);
+        let sync_data = data || batch.needs_data_sync;
+        let res = self.inner.commit_batch(&batch, &mut ph, sync_data);
         self.inner.commit_latency.record(start.elapsed());
         ph.total = asked.elapsed();
         self.inner.phases.set_commit(ph);
         let mut st = self.state();
         match res {
             Ok(()) => {
-                st.batch_committed(batch);
+                st.batch_committed(batch, sync_data);
                 Ok(())
             }
             Err(e) => {
@@ -574,6 +593,7 @@ impl Inner {
         &self,
         batch: &state::Batch,
         ph: &mut phases::CommitPhases,
+        sync_data: bool,
     ) -> Result<(), PoolError> {
         use std::sync::atomic::Ordering;
         use std::time::Instant;
@@ -582,9 +602,11 @@ impl Inner {
         self.data
             .grow_to(batch.hwm * self.chunk_size)
             .map_err(|e| PoolError::io("growing the data file", e))?;
-        self.data
-            .sync_data()
-            .map_err(|e| self.fail_io("syncing the data file", e))?;
+        if sync_data {
+            self.data
+                .sync_data()
+                .map_err(|e| self.fail_io("syncing the data file", e))?;
+        }
         ph.data_sync = t.elapsed();
         if batch.changes.is_empty() {
             return Ok(());
@@ -644,7 +666,7 @@ impl Drop for Inner {
         let _c = guard(&self.commit);
         let batch = guard(&self.state).take_batch();
         let hwm = batch.hwm;
-        if let Err(e) = self.commit_batch(&batch, &mut phases::CommitPhases::default()) {
+        if let Err(e) = self.commit_batch(&batch, &mut phases::CommitPhases::default(), true) {
             tracing::error!(error = %e, "flushing the pool on close failed; not sealing it");
             return;
         }

@@ -49,6 +49,9 @@ pub(crate) struct State {
     /// Format 3: the page trees and space map (then `maps`, `refs`, `free`
     /// and `pending_free` stay empty).
     pub t3: Option<Box<TreeMeta>>,
+    /// `hwm` as of the last commit that synced the data file (0 at open:
+    /// the first commit syncs it).
+    pub data_synced_hwm: u64,
 }
 
 /// A batch taken for commit.
@@ -56,6 +59,12 @@ pub(crate) struct Batch {
     pub changes: Vec<Change>,
     pub frees: Vec<u64>,
     pub hwm: u64,
+    /// The batch maps chunks (their data must be durable first) or raises
+    /// the data file's length past what a data sync made durable: its
+    /// commit syncs the data file before the metadata, whatever asked for
+    /// it. False: only a caller that asked for the data's durability (a
+    /// flush) needs that sync.
+    pub needs_data_sync: bool,
 }
 
 impl State {
@@ -77,6 +86,7 @@ impl State {
             unshared_committing: Default::default(),
             low_water_epoch: Arc::default(),
             t3: None,
+            data_synced_hwm: 0,
         };
         st.put(
             format::KEY_FORMAT.to_vec(),
@@ -146,6 +156,7 @@ impl State {
             unshared_committing: Default::default(),
             low_water_epoch: Arc::default(),
             t3: None,
+            data_synced_hwm: 0,
         };
         st.low_water_raised = st.above_low_water();
         Ok(st)
@@ -274,15 +285,25 @@ impl State {
             t.take_changes(&mut changes, &mut frees);
         }
         self.committing_frees = frees.len();
+        // Format 2 keeps syncing the data file on every commit.
+        let mapped = self
+            .t3
+            .as_mut()
+            .is_none_or(|t| std::mem::take(&mut t.data_mapped));
         Batch {
             changes,
             frees,
             hwm: self.sb.hwm,
+            needs_data_sync: mapped || self.sb.hwm > self.data_synced_hwm,
         }
     }
 
-    /// The batch taken last is durable.
-    pub fn batch_committed(&mut self, b: Batch) {
+    /// The batch taken last is durable (`data_synced`: its commit synced
+    /// the data file first).
+    pub fn batch_committed(&mut self, b: Batch, data_synced: bool) {
+        if data_synced {
+            self.data_synced_hwm = self.data_synced_hwm.max(b.hwm);
+        }
         self.committing_frees = 0;
         match self.t3.as_mut() {
             Some(t) => t.committed(&b.frees),
@@ -317,6 +338,11 @@ impl State {
     /// Puts a batch whose commit failed back (newer changes win).
     pub fn restore_batch(&mut self, b: Batch) {
         self.committing_frees = 0;
+        if b.needs_data_sync {
+            if let Some(t) = self.t3.as_mut() {
+                t.data_mapped = true;
+            }
+        }
         let committing = std::mem::take(&mut self.unshared_committing);
         self.unshared.extend(committing);
         // Later changes sit in `dirty` (kept) or, for format 3, in the

@@ -103,6 +103,11 @@ pub struct TreeMeta {
     /// Recent lookups (`memo`): an entry is forgotten when its mapping
     /// changes (`map`, `unmap`), all of them when a tree is deleted.
     memo: MapMemo,
+    /// A chunk was mapped (`map`) since the last commit took its changes:
+    /// that commit must make the data file durable before the mapping
+    /// (`State::take_batch`). Unmaps, deletes and snapshots point at no
+    /// data not already mapped.
+    pub data_mapped: bool,
 }
 
 impl TreeMeta {
@@ -119,6 +124,7 @@ impl TreeMeta {
             step_leaves: DELETE_STEP,
             pages_shared: false,
             memo: MapMemo::new(CacheSplit::of(cache).memo),
+            data_mapped: false,
         }
     }
 
@@ -201,6 +207,7 @@ impl TreeMeta {
             step_leaves: DELETE_STEP,
             pages_shared: true,
             memo: MapMemo::new(CacheSplit::of(cache).memo),
+            data_mapped: false,
         })
     }
 
@@ -410,6 +417,7 @@ impl TreeMeta {
     ) -> Result<bool, PoolError> {
         let mut t = self.tree(vol)?;
         self.memo.forget(vol, l);
+        self.data_mapped = true;
         let mut refs = Self::counting(&mut self.space, unshared);
         let r = tree::map(&mut self.pages, &mut refs, &mut t.root, l, c).map_err(tree_err)?;
         if r.old.is_none() {

@@ -292,7 +292,9 @@ impl Run {
                 };
                 self.pool.delete_volume(&n).unwrap();
                 trace(&format!("delete {n}"));
-                all_flushed(&mut self.model);
+                // A delete commits metadata, not the other volumes'
+                // overwrites: only a flush (or a write's FUA) makes those
+                // durable.
                 self.model.remove(&n);
             }
             _ => {

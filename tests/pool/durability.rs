@@ -542,3 +542,85 @@ fn a_write_finding_no_free_chunk_waits_for_the_commit_freeing_some() {
     res.expect("the write waited for the freeing commit and took a freed chunk");
     assert_eq!(read(b.as_ref(), 0, CHUNK), block(2, CHUNK));
 }
+
+/// Volumes a, b and c of one 4 KiB-chunk pool, each with its first chunk
+/// written (1, 2, 3) and flushed, then c deleted: its chunk is the pool's
+/// only free one, below the high-water mark. The pool, its store, its data
+/// file, volume a.
+fn two_volumes() -> (Pool, MemStore, CrashIo, Arc<tcmud_core::pool::Volume>) {
+    let (store, io) = (MemStore::new(), CrashIo::new());
+    // room for three chunks: a write after c's delete takes c's chunk
+    let pool = Pool::create_with(
+        &cfg(4096, 3 * 4096),
+        Box::new(store.clone()),
+        Box::new(io.clone()),
+    )
+    .unwrap();
+    for (name, tag) in [("a", 1), ("b", 2), ("c", 3)] {
+        pool.create_volume(name, 64 << 10, 512).unwrap();
+        let v = pool.open_volume(name).unwrap();
+        v.write(0, &block(tag, 4096), false).unwrap();
+        v.flush().unwrap();
+    }
+    pool.delete_volume("c").unwrap();
+    let a = pool.open_volume("a").unwrap();
+    assert_eq!(io.unsynced_writes(), 0);
+    (pool, store, io, a)
+}
+
+/// The pool as a crash now would leave it: what is committed, and the
+/// data file without its unsynced writes.
+fn after_crash(store: &MemStore, io: &CrashIo) -> Pool {
+    Pool::open_with(
+        Box::new(store.crash_image()),
+        Box::new(io.crash_image(&mut || false)),
+    )
+    .unwrap()
+}
+
+#[test]
+fn a_delete_commits_without_waiting_for_other_volumes_overwrites() {
+    let (pool, store, io, a) = two_volumes();
+    // an overwrite in place: no metadata, durable at the next flush
+    a.write(0, &block(7, 4096), false).unwrap();
+    assert_eq!(io.unsynced_writes(), 1);
+    pool.delete_volume("b").unwrap();
+    assert_eq!(
+        io.unsynced_writes(),
+        1,
+        "the delete's commits synced the data file for a's overwrite"
+    );
+    // the delete is durable all the same; the overwrite, never flushed, is not
+    let crashed = after_crash(&store, &io);
+    let names: Vec<String> = crashed
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name)
+        .collect();
+    assert_eq!(names, ["a"]);
+    let a2 = crashed.open_volume("a").unwrap();
+    assert!(read(a2.as_ref(), 0, 4096) == block(1, 4096));
+    drop((a2, crashed));
+    a.flush().unwrap();
+    assert_eq!(io.unsynced_writes(), 0, "a flush syncs the overwrite");
+}
+
+#[test]
+fn a_delete_committing_another_volumes_new_mapping_syncs_its_data_first() {
+    let (pool, store, io, a) = two_volumes();
+    // a's second chunk: a new mapping, pending, to the chunk c held (no
+    // high-water mark raised), its data not synced
+    a.write(8, &block(4, 4096), false).unwrap();
+    pool.delete_volume("b").unwrap();
+    // the delete's commit made the mapping durable: its data must be too
+    let crashed = after_crash(&store, &io);
+    let a2 = crashed.open_volume("a").unwrap();
+    let got = read(a2.as_ref(), 8, 4096);
+    assert!(
+        got == block(4, 4096),
+        "a durable mapping to data that was not synced: a reads bytes {} (3: c's)",
+        got[0]
+    );
+    assert!(read(a2.as_ref(), 0, 4096) == block(1, 4096));
+}
