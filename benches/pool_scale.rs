@@ -20,7 +20,10 @@
 //! 4. up to 10 snapshots of the big volume (each timed), VmRSS after them;
 //! 5. a clone of the first snapshot (timed);
 //! 6. deleting the last snapshot (timed) while the other volume takes 4 KiB
-//!    random writes: their p99 during the delete;
+//!    random writes: their p99 during the delete; and, just before, their
+//!    p99 during a control: four 4 KiB writes with an `fdatasync` each to a
+//!    file beside the pool (the file system's cost of the delete's commits,
+//!    which is all this delete does: its tree is shared);
 //! 7. close; then, in another fresh process, open after that clean close
 //!    (timed) and its VmRSS;
 //! 8. in that process: the big volume, the clone and the snapshots but the
@@ -561,6 +564,13 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
 
     // 6. delete the last snapshot while writing to the other volume
     if snapped && fits(2, step) {
+        progress(
+            n,
+            "bare fdatasyncs beside the pool under load (step 6's control)",
+        );
+        let mut control = syncs_under_load(dir, 4, || other_write(&mut r));
+        emit("p99_syncs_ms", percentile(&mut control, 0.99) * 1e3);
+        emit("syncs_writes", control.len());
         progress(n, "deleting a snapshot under load");
         let victim = format!("snap-{}", snap_ms.len() - 1);
         let (delete_s, mut during) = delete_under_load(&pool, &victim, || other_write(&mut r));
@@ -701,21 +711,51 @@ fn timed_other_write(other: &tcmud_core::pool::Volume, page: &[u8], r: &mut Rng)
 /// Deletes `name` on a thread of its own while `write` runs (a timed write
 /// on another volume) until the delete returns: the delete's time (s) and
 /// the times of the writes beside it.
-fn delete_under_load(pool: &Pool, name: &str, mut write: impl FnMut() -> f64) -> (f64, Vec<f64>) {
+fn delete_under_load(pool: &Pool, name: &str, write: impl FnMut() -> f64) -> (f64, Vec<f64>) {
+    under_load(|| pool.delete_volume(name).unwrap(), write)
+}
+
+/// Runs `task` on a thread of its own while `write` runs until the task
+/// returns: the task's time (s) and the times of the writes beside it.
+fn under_load(task: impl FnOnce() + Send, mut write: impl FnMut() -> f64) -> (f64, Vec<f64>) {
     let done = AtomicBool::new(false);
     let mut during = Vec::new();
-    let delete_s = std::thread::scope(|sc| {
-        let deleter = sc.spawn(|| {
-            let s = time(|| pool.delete_volume(name).unwrap());
+    let task_s = std::thread::scope(|sc| {
+        let runner = sc.spawn(|| {
+            let s = time(task);
             done.store(true, Ordering::Release);
             s
         });
         while !done.load(Ordering::Acquire) {
             during.push(write());
         }
-        deleter.join().unwrap()
+        runner.join().unwrap()
     });
-    (delete_s, during)
+    (task_s, during)
+}
+
+/// The control for step 6: `n` 4 KiB writes, each followed by an
+/// `fdatasync`, to a file beside the pool (what a delete that frees
+/// nothing costs the file system: its commits' syncs), while `write` runs.
+fn syncs_under_load(dir: &Path, n: usize, write: impl FnMut() -> f64) -> Vec<f64> {
+    let side = dir.join("side-sync");
+    let f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .open(&side)
+        .unwrap();
+    let (_, during) = under_load(
+        || {
+            for i in 0..n as u64 {
+                f.write_all_at(&[0x5a; 4096], i * 4096).unwrap();
+                f.sync_data().unwrap();
+            }
+        },
+        write,
+    );
+    let _ = std::fs::remove_file(&side);
+    during
 }
 
 /// The child that reopens a cleanly closed pool, then step 8.
@@ -1018,6 +1058,17 @@ fn print_table(rows: &[(u64, Results)]) {
                 cell(f(r, "sole_delete_writes"), &|v| format!("{v:.0}")),
             ));
         }
+        notes.push(format!(
+            "{label}: step 6's delete (shares its whole tree: frees nothing, one commit or two) \
+             against its control, four 4 KiB writes with an fdatasync each to a file beside the \
+             pool: other-volume write p99 during the delete {} µs ({} writes), during the \
+             control {} µs ({} writes), idle {} µs",
+            cell(f(r, "p99_delete_ms"), &|v| format!("{:.0}", v * 1e3)),
+            cell(f(r, "delete_writes"), &|v| format!("{v:.0}")),
+            cell(f(r, "p99_syncs_ms"), &|v| format!("{:.0}", v * 1e3)),
+            cell(f(r, "syncs_writes"), &|v| format!("{v:.0}")),
+            cell(f(r, "p99_idle_ms"), &|v| format!("{:.0}", v * 1e3)),
+        ));
         notes.push(format!(
             "{label}: metadata in memory after the random I/O {} MiB (page tiers and space map, \
              sled's cache apart), VmHWM {} MiB, RSS after reopen {} MiB, close {} s, meta on disk with snapshots {} MiB, \
