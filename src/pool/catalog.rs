@@ -145,25 +145,14 @@ impl Pool {
         if self.is_open(rec.id) {
             return Err(PoolError::volume_busy(name.to_string()));
         }
-        let gate = self.gate(rec.id);
-        let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
-        if let Some(t) = self.state().t3.as_mut() {
-            t.start_delete(rec.id);
-        }
         if self.state().t3.is_some() {
-            {
-                let mut st = self.state();
-                st.catalog.remove(name);
-                st.del(format::volume_key(name));
-                st.del(format::id_key(format::TAG_IDENT, rec.id));
-            }
-            guard(&self.inner.idents).remove(&rec.id);
-            guard(&self.inner.gates).remove(&rec.id);
             // The volume is gone from the catalog with this commit; its
             // tree is released by the delete job, in bounded steps.
-            self.commit_metadata()?;
+            self.detach_for_delete(rec.id, name)?;
             return self.run_delete_jobs(progress);
         }
+        let gate = self.gate(rec.id);
+        let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
         let map = {
             let mut st = self.state();
             st.catalog.remove(name);
@@ -381,11 +370,74 @@ impl Pool {
     }
 
     /// Finishes delete jobs left by an earlier run (format 3) on a thread of
-    /// their own, so that open stays O(volumes). The thread holds the pool
-    /// only for one step at a time: closing the pool stops it, and the next
-    /// open resumes from the last commit.
+    /// their own, so that open stays O(volumes) (see
+    /// [`Pool::spawn_delete_worker`]).
     pub(crate) fn resume_delete_jobs(&self) {
-        if self.state().t3.as_ref().is_none_or(|t| t.jobs.is_empty()) {
+        self.spawn_delete_worker();
+    }
+
+    /// Deletes a volume or snapshot as [`Pool::delete_volume`] does, but
+    /// returns once the volume is gone from the catalog (durably): its
+    /// pages and chunks are freed by a thread of the pool's, in bounded
+    /// steps, each a commit of its own, while I/O on the other volumes goes
+    /// on. Usage shows them freed step by step; closing the pool stops the
+    /// thread and the next open resumes it. Returns the chunks the volume
+    /// mapped (those freed unless shared). A format-2 pool frees them
+    /// before returning.
+    pub fn delete_volume_in_background(&self, name: &str) -> Result<u64, PoolError> {
+        self.writable()?;
+        let rec = self.record(name)?;
+        if self.state().t3.is_none() {
+            let mapped = self.state().maps.get(&rec.id).map_or(0, |m| m.len() as u64);
+            self.delete_volume(name)?;
+            return Ok(mapped);
+        }
+        if self.is_open(rec.id) {
+            return Err(PoolError::volume_busy(name.to_string()));
+        }
+        let mapped = self.detach_for_delete(rec.id, name)?;
+        self.spawn_delete_worker();
+        Ok(mapped)
+    }
+
+    /// Format 3: removes volume `id` (`name`) from the catalog and hands
+    /// its tree to a delete job, durably (one commit); returns the chunks
+    /// it mapped. The volume gate is held meanwhile.
+    fn detach_for_delete(&self, id: u64, name: &str) -> Result<u64, PoolError> {
+        let gate = self.gate(id);
+        let mapped = {
+            let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
+            let mut st = self.state();
+            let mapped = st.t3.as_ref().map_or(0, |t| t.mapped(id));
+            if let Some(t) = st.t3.as_mut() {
+                t.start_delete(id);
+            }
+            st.catalog.remove(name);
+            st.del(format::volume_key(name));
+            st.del(format::id_key(format::TAG_IDENT, id));
+            mapped
+        };
+        guard(&self.inner.idents).remove(&id);
+        guard(&self.inner.gates).remove(&id);
+        self.commit_metadata()?;
+        Ok(mapped)
+    }
+
+    /// Starts the thread that runs the delete jobs (format 3), unless one
+    /// runs: it takes one bounded step at a time under the state lock,
+    /// commits every four steps and at the end, and holds the pool only
+    /// for a step, so closing the pool stops it (the next open resumes from
+    /// the last commit). Before it ends it looks for jobs added meanwhile.
+    pub(crate) fn spawn_delete_worker(&self) {
+        use std::sync::atomic::Ordering;
+        let no_jobs = |p: &Pool| p.state().t3.as_ref().is_none_or(|t| t.jobs.is_empty());
+        if no_jobs(self)
+            || self
+                .inner
+                .delete_worker
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+        {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
@@ -415,17 +467,35 @@ impl Pool {
                     match res {
                         Ok(true) => {}
                         Ok(false) => {
-                            tracing::info!(steps, "resumed delete jobs done");
-                            return;
+                            pool.inner.delete_worker.store(false, Ordering::Release);
+                            // a job added after the last step, whose
+                            // spawner saw this thread running
+                            if no_jobs(&pool)
+                                || pool
+                                    .inner
+                                    .delete_worker
+                                    .compare_exchange(
+                                        false,
+                                        true,
+                                        Ordering::AcqRel,
+                                        Ordering::Acquire,
+                                    )
+                                    .is_err()
+                            {
+                                tracing::info!(steps, "delete jobs done");
+                                return;
+                            }
                         }
                         Err(e) => {
-                            tracing::error!(error = %e, "resumed delete job failed");
+                            pool.inner.delete_worker.store(false, Ordering::Release);
+                            tracing::error!(error = %e, "delete job failed");
                             return;
                         }
                     }
                 }
             });
         if let Err(e) = spawned {
+            self.inner.delete_worker.store(false, Ordering::Release);
             tracing::error!(error = %e, "cannot start the delete worker");
         }
     }

@@ -359,6 +359,8 @@ pub(crate) struct Inner {
     commit_latency: crate::latency::LatencyHistogram,
     /// Phases of the last commit and snapshot ([`phases`]).
     phases: phases::Phases,
+    /// A thread runs the delete jobs (`Pool::spawn_delete_worker`).
+    delete_worker: std::sync::atomic::AtomicBool,
     _lock: Option<PoolLock>,
 }
 
@@ -406,6 +408,7 @@ impl Pool {
                 failed: std::sync::OnceLock::new(),
                 commit_latency: crate::latency::LatencyHistogram::default(),
                 phases: phases::Phases::default(),
+                delete_worker: std::sync::atomic::AtomicBool::new(false),
                 _lock: pool_lock,
             }),
         }

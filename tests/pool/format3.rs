@@ -184,6 +184,61 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
     assert_reads(&pool, "w", 0..16, |i| i + 5);
 }
 
+/// Waits (up to a minute) until the pool's allocated chunks are `n`.
+fn wait_allocated(pool: &Pool, n: u64, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.usage().unwrap().allocated_chunks != n {
+        assert!(Instant::now() < deadline, "{what}: did not finish");
+        std::thread::yield_now();
+    }
+}
+
+/// A delete in the background returns once the volume is gone (durably);
+/// a thread frees its chunks step by step; two deletes in a row both
+/// finish. (A job cut by a close or a crash resumes at open:
+/// `a_delete_cut_by_a_crash_resumes_at_open`.)
+#[test]
+fn a_delete_in_the_background_frees_everything() {
+    let store = MemStore::new();
+    let data = CrashIo::new();
+    let o = PoolOptions {
+        delete_step: 1,
+        ..opts()
+    };
+    let pool = Pool::create_with_opts(
+        &cfg(16384),
+        Box::new(store.clone()),
+        Box::new(data.clone()),
+        &o,
+    )
+    .unwrap();
+    for (name, n) in [("v", 6000u64), ("x", 3000), ("w", 16)] {
+        pool.create_volume(name, n * u64::from(CHUNK), CHUNK)
+            .unwrap();
+    }
+    fill(&pool, "v", 0..6000, |i| i);
+    fill(&pool, "x", 0..3000, |i| i + 1);
+    fill(&pool, "w", 0..16, |i| i + 5);
+    pool.flush().unwrap();
+    assert_eq!(pool.delete_volume_in_background("v").unwrap(), 6000);
+    // gone from the catalog, durably, when the call returns
+    let image = Pool::open_with_opts(
+        Box::new(store.crash_image()),
+        Box::new(data.crash_image(&mut || true)),
+        &o,
+    )
+    .unwrap();
+    assert!(image.list_volumes().unwrap().iter().all(|v| v.name != "v"));
+    drop(image);
+    assert_eq!(pool.delete_volume_in_background("x").unwrap(), 3000);
+    wait_allocated(&pool, 16, "two deletes in the background");
+    pool.flush().unwrap();
+    assert_eq!(keys_with(&store, b'D'), 0, "no delete job left");
+    assert_reads(&pool, "w", 0..16, |i| i + 5);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}
+
 /// A volume of 1 EiB (2^48 chunks: a tree of depth 6) costs pages only on
 /// the paths written; snapshots and clones of it share them; the
 /// allocation map skips its unwritten span without visiting it.

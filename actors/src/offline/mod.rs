@@ -417,6 +417,16 @@ fn run_volume_in(
             pool_at(dir, held, opts)?.resize_volume(name, *size, *force)?;
             writeln!(out, "resized {name} to {}", size::human(*size))?;
         }
+        VolumeCommand::Delete { dir, name } if held.is_some() => {
+            // The daemon's pool: the volume goes now, its chunks are freed
+            // by the pool's delete thread while the daemon serves on.
+            let mapped = pool_at(dir, held, opts)?.delete_volume_in_background(name)?;
+            writeln!(
+                out,
+                "deleted {name}; its {mapped} mapped chunks are freed in the background \
+                 (those no snapshot or clone shares)"
+            )?;
+        }
         VolumeCommand::Delete { dir, name } => {
             let pool = pool_at(dir, held, opts)?;
             let bar = Progress::new("deleting");
