@@ -7,6 +7,10 @@ use super::format::{self, VolumeKind, VolumeRecord};
 use super::identity::random_identity;
 use super::{guard, Pool, PoolError, Volume, VolumeInfo};
 
+/// The longest a delete job runs its steps between two commits (unless
+/// much is pending): see `Pool::delete_step_paced`.
+const DELETE_COMMIT_EVERY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Checks a volume name: 1..=128 bytes of `[A-Za-z0-9._:+@-]`, not starting
 /// with `.` or `-`.
 pub(crate) fn validate_name(name: &str) -> Result<(), PoolError> {
@@ -338,26 +342,11 @@ impl Pool {
     /// them), a commit every few steps so that a crash resumes from the
     /// last one and freed chunks become reusable.
     pub(crate) fn run_delete_jobs(&self, progress: Progress<'_>) -> Result<(), PoolError> {
-        const STEPS_PER_COMMIT: u64 = 4;
         let mut steps = 0u64;
-        loop {
-            let more = {
-                let mut st = self.state();
-                let st = &mut *st;
-                match st.t3.as_mut() {
-                    Some(t) => t.delete_step(&mut st.unshared)?,
-                    None => false,
-                }
-            };
+        let mut last_commit = std::time::Instant::now();
+        while self.delete_step_paced(&mut last_commit)? {
             steps += 1;
-            if !more {
-                break;
-            }
-            if steps % STEPS_PER_COMMIT == 0 {
-                self.writable()?;
-                self.commit_metadata()?;
-                progress(steps, 0);
-            }
+            progress(steps, 0);
         }
         let used = {
             let mut st = self.state();
@@ -367,6 +356,36 @@ impl Pool {
         };
         tracing::debug!(steps, used, "delete jobs done");
         self.commit_metadata()
+    }
+
+    /// One bounded step of the delete jobs, then a commit if one is due:
+    /// no job left, more pending than a write would let wait
+    /// (`State::too_dirty`), or [`DELETE_COMMIT_EVERY`] since the last.
+    /// Returns whether jobs remain.
+    ///
+    /// Commits by time, not by steps: each commit's `fdatasync`s stall the
+    /// writes of the other volumes for tens of µs (the file system's doing:
+    /// bare `fdatasync`s of a file beside the pool stall them as much), so a
+    /// fast delete committing every few steps put such a stall beside
+    /// several % of those writes; paced, a delete adds at most ten commits
+    /// a second whatever its speed. A crash redoes at most the steps since
+    /// the last commit.
+    fn delete_step_paced(&self, last_commit: &mut std::time::Instant) -> Result<bool, PoolError> {
+        let (more, pending) = {
+            let mut st = self.state();
+            let st = &mut *st;
+            let more = match st.t3.as_mut() {
+                Some(t) => t.delete_step(&mut st.unshared)?,
+                None => false,
+            };
+            (more, st.too_dirty(super::DIRTY_LIMIT))
+        };
+        if !more || pending || last_commit.elapsed() >= DELETE_COMMIT_EVERY {
+            self.writable()?;
+            self.commit_metadata()?;
+            *last_commit = std::time::Instant::now();
+        }
+        Ok(more)
     }
 
     /// Finishes delete jobs left by an earlier run (format 3) on a thread of
@@ -445,25 +464,12 @@ impl Pool {
             .name("tcmud-pool-delete".into())
             .spawn(move || {
                 let mut steps = 0u64;
+                let mut last_commit = std::time::Instant::now();
                 loop {
                     let Some(inner) = weak.upgrade() else { return };
                     let pool = Pool { inner };
-                    let res = (|| {
-                        let more = {
-                            let mut st = pool.state();
-                            let st = &mut *st;
-                            match st.t3.as_mut() {
-                                Some(t) => t.delete_step(&mut st.unshared)?,
-                                None => false,
-                            }
-                        };
-                        steps += 1;
-                        if !more || steps % 4 == 0 {
-                            pool.writable()?;
-                            pool.commit_metadata()?;
-                        }
-                        Ok::<bool, PoolError>(more)
-                    })();
+                    let res = pool.delete_step_paced(&mut last_commit);
+                    steps += 1;
                     match res {
                         Ok(true) => {}
                         Ok(false) => {

@@ -239,6 +239,72 @@ fn a_delete_in_the_background_frees_everything() {
     assert!(r.is_clean(), "{:?}", r.problems);
 }
 
+/// A [`MemStore`] that counts its commits.
+#[derive(Clone)]
+struct CountingStore {
+    inner: MemStore,
+    commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl MetaStore for CountingStore {
+    fn load_all(&self) -> Result<tcmud_core::pool::store::Entries, tcmud_core::pool::PoolError> {
+        self.inner.load_all()
+    }
+    fn commit(
+        &self,
+        changes: Vec<tcmud_core::pool::store::Change>,
+    ) -> Result<(), tcmud_core::pool::PoolError> {
+        self.commits
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.inner.commit(changes)
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+}
+
+/// A delete job commits by time (at most every 100 ms, plus its first and
+/// last commits), not every few steps: each commit's syncs stall the other
+/// volumes' writes, so a fast delete must not commit often. (On a machine
+/// slow enough to take seconds over these steps the bound grows with the
+/// time taken, and the check weakens; it never fails for slowness.)
+#[test]
+fn a_delete_commits_by_time_not_by_steps() {
+    let store = CountingStore {
+        inner: MemStore::new(),
+        commits: Default::default(),
+    };
+    let o = PoolOptions {
+        delete_step: 1,
+        ..opts()
+    };
+    let pool = Pool::create_with_opts(
+        &cfg(40_000),
+        Box::new(store.clone()),
+        Box::new(CrashIo::new()),
+        &o,
+    )
+    .unwrap();
+    pool.create_volume("v", 32_768 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..32_768, |i| i);
+    pool.flush().unwrap();
+    let before = store.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let mut steps = 0u64;
+    let t = Instant::now();
+    pool.delete_volume_with_progress("v", &mut |d, _| steps = d)
+        .unwrap();
+    let took = t.elapsed();
+    let commits = store.commits.load(std::sync::atomic::Ordering::Relaxed) - before;
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 0);
+    assert!(steps >= 60, "{steps} steps: too few to tell");
+    let bound = 3 + u64::try_from(took.as_millis() / 100).unwrap_or(u64::MAX - 3);
+    assert!(
+        commits <= bound,
+        "{commits} commits for {steps} steps in {took:?} (at most {bound})"
+    );
+}
+
 /// A volume of 1 EiB (2^48 chunks: a tree of depth 6) costs pages only on
 /// the paths written; snapshots and clones of it share them; the
 /// allocation map skips its unwritten span without visiting it.
