@@ -131,8 +131,9 @@ fn a_directory_pool_of_format_3_reopens_with_a_small_cache() {
     assert!(r.is_clean(), "{:?}", r.problems);
 }
 
-#[test]
-fn a_delete_cut_by_a_crash_resumes_at_open() {
+/// A pool of 16,384 chunks on a [`MemStore`] and a [`CrashIo`] whose
+/// delete jobs free one leaf per step; the options it was made with.
+fn stepping_pool() -> (Pool, MemStore, CrashIo, PoolOptions) {
     let store = MemStore::new();
     let data = CrashIo::new();
     let o = PoolOptions {
@@ -146,6 +147,12 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
         &o,
     )
     .unwrap();
+    (pool, store, data, o)
+}
+
+#[test]
+fn a_delete_cut_by_a_crash_resumes_at_open() {
+    let (pool, store, data, o) = stepping_pool();
     pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
         .unwrap();
     pool.create_volume("w", 16 * u64::from(CHUNK), CHUNK)
@@ -199,19 +206,7 @@ fn wait_allocated(pool: &Pool, n: u64, what: &str) {
 /// `a_delete_cut_by_a_crash_resumes_at_open`.)
 #[test]
 fn a_delete_in_the_background_frees_everything() {
-    let store = MemStore::new();
-    let data = CrashIo::new();
-    let o = PoolOptions {
-        delete_step: 1,
-        ..opts()
-    };
-    let pool = Pool::create_with_opts(
-        &cfg(16384),
-        Box::new(store.clone()),
-        Box::new(data.clone()),
-        &o,
-    )
-    .unwrap();
+    let (pool, store, data, o) = stepping_pool();
     for (name, n) in [("v", 6000u64), ("x", 3000), ("w", 16)] {
         pool.create_volume(name, n * u64::from(CHUNK), CHUNK)
             .unwrap();
