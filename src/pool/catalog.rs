@@ -339,8 +339,8 @@ impl Pool {
 
     /// Runs the pending delete jobs (format 3) to the end: bounded steps,
     /// each under the state lock alone (other volumes' I/O goes on between
-    /// them), a commit every few steps so that a crash resumes from the
-    /// last one and freed chunks become reusable.
+    /// them), committed as [`Pool::delete_step_paced`] says, so that a crash
+    /// resumes from the last commit and freed chunks become reusable.
     pub(crate) fn run_delete_jobs(&self, progress: Progress<'_>) -> Result<(), PoolError> {
         let mut steps = 0u64;
         let mut last_commit = std::time::Instant::now();
@@ -386,13 +386,6 @@ impl Pool {
             *last_commit = std::time::Instant::now();
         }
         Ok(more)
-    }
-
-    /// Finishes delete jobs left by an earlier run (format 3) on a thread of
-    /// their own, so that open stays O(volumes) (see
-    /// [`Pool::spawn_delete_worker`]).
-    pub(crate) fn resume_delete_jobs(&self) {
-        self.spawn_delete_worker();
     }
 
     /// Deletes a volume or snapshot as [`Pool::delete_volume`] does, but
@@ -443,20 +436,24 @@ impl Pool {
     }
 
     /// Starts the thread that runs the delete jobs (format 3), unless one
-    /// runs: it takes one bounded step at a time under the state lock,
-    /// commits every four steps and at the end, and holds the pool only
-    /// for a step, so closing the pool stops it (the next open resumes from
-    /// the last commit). Before it ends it looks for jobs added meanwhile.
+    /// runs or there are none: after a delete in the background, and at
+    /// open for the jobs an earlier run left (so that open stays
+    /// O(volumes)). It takes one bounded step at a time under the state
+    /// lock, commits as [`Pool::delete_step_paced`] says, and holds the
+    /// pool only for a step, so closing the pool stops it (the next open
+    /// resumes from the last commit). Before it ends it looks for jobs
+    /// added meanwhile.
     pub(crate) fn spawn_delete_worker(&self) {
         use std::sync::atomic::Ordering;
-        let no_jobs = |p: &Pool| p.state().t3.as_ref().is_none_or(|t| t.jobs.is_empty());
-        if no_jobs(self)
-            || self
-                .inner
-                .delete_worker
-                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
-                .is_err()
-        {
+        // Jobs wait and no thread runs them: this caller is now that thread.
+        let claim = |p: &Pool| {
+            p.state().t3.as_ref().is_some_and(|t| !t.jobs.is_empty())
+                && p.inner
+                    .delete_worker
+                    .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+        };
+        if !claim(self) {
             return;
         }
         let weak = Arc::downgrade(&self.inner);
@@ -476,18 +473,7 @@ impl Pool {
                             pool.inner.delete_worker.store(false, Ordering::Release);
                             // a job added after the last step, whose
                             // spawner saw this thread running
-                            if no_jobs(&pool)
-                                || pool
-                                    .inner
-                                    .delete_worker
-                                    .compare_exchange(
-                                        false,
-                                        true,
-                                        Ordering::AcqRel,
-                                        Ordering::Acquire,
-                                    )
-                                    .is_err()
-                            {
+                            if !claim(&pool) {
                                 tracing::info!(steps, "delete jobs done");
                                 return;
                             }

@@ -246,7 +246,7 @@ impl Pool {
             Some(pool_lock),
             opts,
         );
-        pool.resume_delete_jobs();
+        pool.spawn_delete_worker();
         Ok(pool)
     }
 
@@ -297,7 +297,7 @@ impl Pool {
             Verify::Refuse,
         )?;
         let pool = Pool::from_parts(None, store, data, st, seq, None, opts);
-        pool.resume_delete_jobs();
+        pool.spawn_delete_worker();
         Ok(pool)
     }
 }
