@@ -156,6 +156,10 @@ pub struct DaemonConfig {
     /// backstore whose calls block leaves threads to the others (0: half of
     /// the I/O threads).
     pub io_jobs_per_backstore: usize,
+    /// The CPU priority (nice value, −20 to 19) of every thread of the
+    /// daemon (default −10, `crate::priority`): its few threads serve every
+    /// LUN and must not wait for CPU behind the initiators' many.
+    pub nice: i8,
     /// Implicit ALUA for RBD images exported by several daemons
     /// (`[daemon.alua]`: this daemon's target port group and relative port,
     /// and the peers'); none: no ALUA.

@@ -6,7 +6,8 @@
 //! - [`offline`]: the `tcmud pool|volume` commands on pools no daemon holds;
 //! - [`control`]: the control socket (`tcmud status`, the same commands on a running daemon);
 //! - [`dbus`]: `org.kernel.TCMUService1` on the system bus, for targetcli-fb;
-//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`], [`heap`], [`hugepages`]: running it.
+//! - [`config`], [`cli`], [`logging`], [`signals`], [`fd_limit`], [`heap`], [`hugepages`], [`priority`]:
+//!   running it.
 
 pub mod backstore;
 pub mod cli;
@@ -21,5 +22,6 @@ pub mod hugepages;
 pub mod logging;
 pub mod manpages;
 pub mod offline;
+pub mod priority;
 pub mod signals;
 pub mod supervisor;

@@ -61,7 +61,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let overrides = args.overrides();
     let cfg = config::load(args.config.as_deref())
         .and_then(|c| config::apply_overrides(c, &overrides))?;
+    // Before any thread starts: every thread made later takes this priority.
+    let nice = (cfg.nice != 0).then(|| tcmud::priority::set_process_nice(cfg.nice));
     let log = logging::init(&cfg.log_level, cfg.log_format).context("cannot start logging")?;
+    match nice {
+        None => tracing::debug!("CPU priority left as started (daemon.nice = 0)"),
+        Some(Ok(_)) => tracing::debug!(nice = cfg.nice, "CPU priority of the daemon's threads"),
+        Some(Err(e)) => tracing::warn!(
+            error = %e,
+            "the daemon's threads keep their CPU priority and share the CPU with the initiators' as equals"
+        ),
+    }
     match tcmud::fd_limit::raise_open_file_limit() {
         Ok(n) => tracing::debug!(open_files = n, "open-file limit"),
         Err(e) => {

@@ -50,6 +50,7 @@ struct RawDaemon {
     device_threads: Option<Spanned<u32>>,
     io_threads: Option<Spanned<u32>>,
     io_jobs_per_backstore: Option<Spanned<u32>>,
+    nice: Option<Spanned<i64>>,
     alua: Option<Spanned<RawAlua>>,
 }
 
@@ -246,8 +247,23 @@ impl RawConfig {
         let io_threads = threads(d.io_threads, "daemon.io_threads");
         let io_jobs_per_backstore =
             threads(d.io_jobs_per_backstore, "daemon.io_jobs_per_backstore");
+        let nice = match d.nice {
+            None => crate::priority::DEFAULT_NICE,
+            Some(v) => match i8::try_from(*v.get_ref()) {
+                Ok(n) if (-20..=19).contains(&n) => n,
+                _ => {
+                    c.bad(
+                        Some(v.span()),
+                        "daemon.nice",
+                        format!("{} is not a nice value (-20 to 19)", v.get_ref()),
+                    );
+                    0
+                }
+            },
+        };
         DaemonConfig {
             metrics,
+            nice,
             dbus: d.dbus.unwrap_or(true),
             drain_timeout,
             device_threads,

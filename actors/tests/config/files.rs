@@ -248,6 +248,21 @@ fn thread_counts_default_from_the_cores_and_are_checked() {
 }
 
 #[test]
+fn nice_defaults_to_minus_ten_and_is_checked() {
+    assert_eq!(DaemonConfig::default().nice, -10);
+    assert_eq!(from_toml("[daemon]\nnice = 0\n", "t").unwrap().nice, 0);
+    assert_eq!(from_toml("[daemon]\nnice = -20\n", "t").unwrap().nice, -20);
+    for bad in ["-21", "20", "300"] {
+        let p = problems(&format!("[daemon]\nnice = {bad}\n"));
+        assert_eq!(p.len(), 1, "{p:?}");
+        assert!(
+            p[0].contains("line 2") && p[0].contains("daemon.nice") && p[0].contains("-20 to 19"),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
 fn alua_section_is_read_and_checked() {
     use tcmud_core::scsi::{AluaConfig, AluaPeer};
     let cfg = from_toml(

@@ -12,7 +12,8 @@
 #
 # For each daemon in turn (the other one is not running):
 #   tcmud   N thin volumes in one pool (thin/many/lunK, pool /tmp/pools/many, 64 KiB chunks)
-#   runner  tcmu-runner 1.5.4, qcow//tmp/r/lunK.img (its qcow handler on raw sparse images)
+#   runner  tcmu-runner 1.5.4, qcow//tmp/r/lunK.img (its qcow handler on raw sparse images),
+#           started with an open-file limit of 65,536 (its default 1,024 serves ~507 devices)
 #   old     /vmlab/bin/tcmud-old (another tcmud build, e.g. main) on pool /tmp/pools/old
 # 1. start the daemon, then create N TCMU backstores in a burst (kernel defaults besides
 #    dev_config, dev_size and nl_reply_supported=-1, as in bench-kernel-path.sh; N ADDED
@@ -360,7 +361,9 @@ phase() {
             mkdir -p /tmp/r
             _i=0
             while [ $_i -lt "$N" ]; do truncate -s "$SIZE" "/tmp/r/lun$_i.img"; _i=$((_i + 1)); done
-            tcmu-runner > /tmp/runner.out 2>&1 &
+            # its open-file limit raised as for tcmud (LimitNOFILE=65536 in tcmud.service; tcmu-runner
+            # does not raise its own soft limit and stops at ~507 devices with 1,024)
+            (ulimit -n 65536 && exec tcmu-runner) > /tmp/runner.out 2>&1 &
             PID=$!
             runner_ready "$PID" 60 || { cat /tmp/runner.out; fail "tcmu-runner not ready"; }
             HBA=user_2 PFX=r FIRST=$N CFGP=qcow//tmp/r/lun CFGS=.img
@@ -402,7 +405,7 @@ phase() {
         tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
         runner)
             kill -TERM "$PID"; wait "$PID"
-            tcmu-runner >> /tmp/runner.out 2>&1 &
+            (ulimit -n 65536 && exec tcmu-runner) >> /tmp/runner.out 2>&1 &
             PID=$!
             ;;
     esac

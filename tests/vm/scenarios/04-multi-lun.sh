@@ -45,6 +45,13 @@ fio --direct=1 --ioengine=libaio --iodepth=32 --rw=write --bs=1M --verify=crc32c
     --terse-version=3 > /tmp/fio-par1m.out 2>&1 || { cat /tmp/fio-par1m.out; diag; fail "parallel fio 1M"; }
 verified "parallel fio 1M seq write + crc32c verify, 4 LUNs x 48 MiB: $(fio_summary par1m)"
 
+# every thread of the daemon (those made at start and those made while serving) at the
+# default CPU priority of daemon.nice, -10: field 19 of each thread's stat
+nices=$(for t in /proc/"$TCMUD_PID"/task/*; do sed 's/.*) //' "$t/stat" | cut -d' ' -f17; done | sort | uniq -c | tr -s ' ')
+nthreads=$(ls /proc/"$TCMUD_PID"/task | wc -l)
+[ "$(echo "$nices" | sed 's/^ *//')" = "$nthreads -10" ] || fail "thread nice values (count value): $nices, of $nthreads threads"
+verified "all $nthreads tcmud threads at nice -10"
+
 # cross-check: each LUN holds its own data (no cross-talk between volumes/pools)
 i=0
 for sd in "$@"; do
