@@ -249,6 +249,42 @@ fn p50_max(v: &mut [f64]) -> String {
     format!("{:.1} / {max:.1}", percentile(v, 0.5))
 }
 
+/// Warm 4 KiB reads of `ops` (chunk indices) from two threads at once,
+/// each half of them, the pool's volume against the raw file: the raw
+/// file's total time over the pool's, four passes with the side that runs
+/// first alternating. Two threads is a daemon's device and I/O threads
+/// reading volumes of one pool; a lookup that serialises them shows here.
+fn warm_reads_two_threads(ops: &[u64], vol: &tcmud_core::pool::Volume, raw: &File) -> f64 {
+    let two = |read: &(dyn Fn(u64, &mut [u8]) + Sync)| {
+        let t = Instant::now();
+        std::thread::scope(|s| {
+            for k in 0..2 {
+                s.spawn(move || {
+                    let mut b = vec![0u8; 4096];
+                    for &l in ops.iter().skip(k).step_by(2) {
+                        read(l, &mut b);
+                        black_box(&b);
+                    }
+                });
+            }
+        });
+        t.elapsed().as_secs_f64()
+    };
+    let pool_read = |l: u64, b: &mut [u8]| vol.read(l * blocks_per_chunk(), b).unwrap();
+    let raw_read = |l: u64, b: &mut [u8]| raw.read_exact_at(b, l * chunk()).unwrap();
+    let (mut tp, mut tr) = (0.0, 0.0);
+    for pass in 0..4 {
+        if pass % 2 == 0 {
+            tp += two(&pool_read);
+            tr += two(&raw_read);
+        } else {
+            tr += two(&raw_read);
+            tp += two(&pool_read);
+        }
+    }
+    tr / tp
+}
+
 /// Runs `a` (the pool) and `b` (the raw file) over `idx` in alternating
 /// batches of 256, each batch on both sides, `a` first in even batches and
 /// `b` first in odd ones: the median over pairs of batches of b's time / a's
@@ -686,6 +722,10 @@ fn random_io(
     emit("read_warm", m);
     emit("read_warm_total", t);
     emit("read_warm_us", format!("{ua:.2}/{ub:.2}"));
+    emit(
+        "read_warm_2t",
+        warm_reads_two_threads(&warm_ops, big, &raw),
+    );
     let (m, t, ua, ub) = interleaved(
         &warm_ops,
         |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),
@@ -1089,6 +1129,11 @@ fn print_table(rows: &[(u64, Results)]) {
             cell(f(r, "read_warm_total"), &|v| format!("{v:.2}")),
             cell(f(r, "write_cold_total"), &|v| format!("{v:.2}")),
             cell(f(r, "write_warm_total"), &|v| format!("{v:.2}")),
+        ));
+        notes.push(format!(
+            "{label}: warm random reads from two threads at once (each half of the offsets; \
+             total time, which side first alternating over four passes): {} x raw",
+            cell(f(r, "read_warm_2t"), &|v| format!("{v:.2}")),
         ));
         let us = |k: &str| r.get(k).cloned().unwrap_or_else(|| "-".into());
         notes.push(format!(

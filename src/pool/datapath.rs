@@ -101,8 +101,13 @@ impl Pool {
         let in_off = off & (cs - 1);
         let len = sink.len();
         if in_off + len as u64 <= cs {
-            // Within one chunk (every 4 KiB read): one lookup, no plan to build.
-            let found = self.state().lookup(vol, off >> self.inner.chunk_shift)?;
+            // Within one chunk (every 4 KiB read): one lookup, no plan to
+            // build, and from the memo without the state mutex when it can.
+            let l = off >> self.inner.chunk_shift;
+            let found = match self.inner.memo.as_ref().and_then(|m| m.get(vol, l)) {
+                Some(found) => found,
+                None => self.state().lookup(vol, l)?,
+            };
             return match found {
                 None => sink.zero_at(0, len).map_err(rd),
                 Some(c) => self
@@ -134,6 +139,19 @@ impl Pool {
         off: u64,
         sink: &mut dyn BlockSink,
     ) -> Result<bool, BackendError> {
+        let cs = self.inner.chunk_size;
+        let in_off = off & (cs - 1);
+        let len = sink.len();
+        if in_off + len as u64 <= cs {
+            // within one chunk: from the memo, no lock, when it holds it
+            let l = off >> self.inner.chunk_shift;
+            if let Some(found) = self.inner.memo.as_ref().and_then(|m| m.get(vol, l)) {
+                return match found {
+                    None => sink.zero_at(0, len).map(|()| true).map_err(rd),
+                    Some(c) => Ok(self.inner.data.read_nowait(sink, 0, len, c * cs + in_off)),
+                };
+            }
+        }
         let plan = match self.inner.state.try_lock() {
             Ok(mut st) => self.plan_read_nowait(&mut st, vol, off, sink.len()),
             Err(TryLockError::Poisoned(p)) => {
@@ -590,3 +608,7 @@ fn runs(plan: &[(Span, Option<u64>)]) -> impl Iterator<Item = Run> + '_ {
         })
     })
 }
+
+#[cfg(test)]
+#[path = "datapath_tests.rs"]
+mod tests;

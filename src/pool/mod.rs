@@ -24,7 +24,10 @@
 //! The metadata lives in memory (`state`, format 3: the cached part of it) under one mutex; a lookup returns
 //! a plan (unmapped, mapped in place, copy-on-write, fresh chunk) and the data
 //! I/O runs outside that mutex (`datapath`); physically contiguous pieces of
-//! a request go out as one pread/pwrite. Each volume has a gate (reader-writer lock):
+//! a request go out as one pread/pwrite. A read within one chunk whose
+//! mapping the memo holds (format 3, `memo`) takes no pool lock at all: the
+//! memo is a table of sequence-locked sets that the state mutex's holder
+//! alone changes. Each volume has a gate (reader-writer lock):
 //! reads and in-place overwrites (every chunk touched already mapped to this
 //! volume alone) share it, writes that allocate or copy and discards take it
 //! exclusively, and catalog operations (snapshot, delete, shrink) take it to
@@ -338,6 +341,9 @@ pub(crate) struct Inner {
     /// Metadata format (2 or 3).
     format: u32,
     state: Mutex<State>,
+    /// Format 3: the mapping memo of `state`'s `TreeMeta`, read by the data
+    /// path without the state mutex (`memo`).
+    memo: Option<Arc<memo::MapMemo>>,
     commit: Mutex<()>,
     /// Shares data syncs between concurrent FUA writes.
     group_sync: groupsync::GroupSync,
@@ -396,6 +402,7 @@ impl Pool {
                 } else {
                     format::LEGACY_FORMAT
                 },
+                memo: st.t3.as_ref().map(|t| t.memo_reader()),
                 state: Mutex::new(st),
                 commit: Mutex::new(()),
                 group_sync: groupsync::GroupSync::default(),
@@ -570,7 +577,7 @@ impl Pool {
     /// that went to the tree, since the pool was opened (`None`: a
     /// format-2 pool, which has no memo).
     pub fn memo_counts(&self) -> Option<MemoCounts> {
-        self.state().t3.as_ref().map(|t| t.memo_counts())
+        self.inner.memo.as_ref().map(|m| m.counts())
     }
 
     /// Bytes of memory the in-memory metadata uses: mapping tables,

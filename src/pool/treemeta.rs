@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::Arc;
 
 use super::format::{self, TreeRecord, TAG_DELETE, TAG_REF, TAG_TREE};
-use super::memo::{MapMemo, MemoCounts};
+use super::memo::{MapMemo, MemoWriter};
 use super::page::{PageId, SLOTS, SLOT_BITS};
 use super::pagestore::{CacheSplit, SledPages};
 use super::spacemap::{ChunkRefs, SpaceError, SpaceMap, SPACE_PAGE_CHUNKS};
@@ -102,7 +102,7 @@ pub struct TreeMeta {
     pub pages_shared: bool,
     /// Recent lookups (`memo`): an entry is forgotten when its mapping
     /// changes (`map`, `unmap`), all of them when a tree is deleted.
-    memo: MapMemo,
+    memo: MemoWriter,
     /// A chunk was mapped (`map`) since the last commit took its changes:
     /// that commit must make the data file durable before the mapping
     /// (`State::take_batch`). Unmaps, deletes and snapshots point at no
@@ -123,7 +123,7 @@ impl TreeMeta {
             space_dirty: true,
             step_leaves: DELETE_STEP,
             pages_shared: false,
-            memo: MapMemo::new(CacheSplit::of(cache).memo),
+            memo: MemoWriter::new(CacheSplit::of(cache).memo),
             data_mapped: false,
         }
     }
@@ -206,7 +206,7 @@ impl TreeMeta {
             space_dirty: false,
             step_leaves: DELETE_STEP,
             pages_shared: true,
-            memo: MapMemo::new(CacheSplit::of(cache).memo),
+            memo: MemoWriter::new(CacheSplit::of(cache).memo),
             data_mapped: false,
         })
     }
@@ -239,14 +239,16 @@ impl TreeMeta {
         if let Some(found) = self.memo.get(vol, l) {
             return Ok(found);
         }
+        self.memo.missed();
         let found = self.lookup_tree(vol, l)?;
         self.memo.put(vol, l, found);
         Ok(found)
     }
 
-    /// Lookups the mapping memo answered, and lookups it did not.
-    pub fn memo_counts(&self) -> MemoCounts {
-        self.memo.counts()
+    /// The mapping memo, for lookups without the state mutex (the data
+    /// path's reads; see `memo`).
+    pub fn memo_reader(&self) -> Arc<MapMemo> {
+        self.memo.reader()
     }
 
     /// Bytes of the mapping memo's table.
@@ -286,6 +288,7 @@ impl TreeMeta {
         if let Some(found) = self.memo.get(vol, l) {
             return Some(found);
         }
+        self.memo.missed();
         let found = self.lookup_cached_tree(vol, l)?;
         self.memo.put(vol, l, found);
         Some(found)
@@ -336,6 +339,9 @@ impl TreeMeta {
                     Some(c) => Sharing::Exclusive(c),
                 });
             }
+        }
+        if !counts_read {
+            self.memo.missed();
         }
         let found = self.sharing_tree(vol, l, chunk_unshare_pending)?;
         let mapped = match found {

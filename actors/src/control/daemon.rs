@@ -428,6 +428,10 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
                     .map(|u| bytes(u.allocated_chunks, u.chunk_size)),
                 low_water: usage.as_ref().map(PoolUsage::above_low_water),
                 free_bytes: usage.as_ref().map(|u| bytes(u.free_chunks, u.chunk_size)),
+                mapping_lookups: held
+                    .as_ref()
+                    .filter(|_| usage.is_some())
+                    .and_then(|p| p.memo_counts()),
                 commit_latency: held.filter(|_| usage.is_some()).map(|p| p.commit_latency()),
             });
         }

@@ -241,8 +241,16 @@ impl Collector for DaemonCollector {
             (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let pools = super::daemon::pool_statuses(&v.registries);
         let mut commits: Vec<(Labels, &HistogramSnapshot)> = Vec::new();
+        let mut lookups: Vec<(Labels, u64)> = Vec::new();
         for p in &pools {
             let l: Labels = vec![("pool", p.name.clone())];
+            if let Some(m) = p.mapping_lookups {
+                for (result, n) in [("memo", m.hits), ("tree", m.misses)] {
+                    let mut l = l.clone();
+                    l.push(("result", result.to_owned()));
+                    lookups.push((l, n));
+                }
+            }
             open.push((l.clone(), i64::from(p.open)));
             if let (Some(c), Some(a), Some(w), Some(f)) = (
                 p.capacity_bytes,
@@ -288,6 +296,12 @@ impl Collector for DaemonCollector {
             "tcmud_pool_commit_duration",
             "Duration of the pool's metadata commits (flushes, write-through and FUA writes)",
             &commits,
+        )?;
+        counter(
+            &mut enc,
+            "tcmud_pool_mapping_lookups",
+            "Lookups of a chunk's mapping (format-3 pools): answered by the mapping memo, or from the tree",
+            &lookups,
         )?;
         gauge(
             &mut enc,

@@ -238,6 +238,10 @@ pub struct PoolStatus {
     /// Commit durations (when open; metrics only).
     #[serde(skip)]
     pub commit_latency: Option<HistogramSnapshot>,
+    /// Mapping lookups the memo answered and those that went to the tree
+    /// (when open, format 3; metrics only).
+    #[serde(skip)]
+    pub mapping_lookups: Option<tcmud_core::pool::MemoCounts>,
 }
 
 impl Response {

@@ -545,7 +545,8 @@ fn metrics_expose_device_counters_and_pool_gauges() {
         ..DeviceStatus::default()
     });
     // A commit, so that the pool's histogram has one.
-    d.view.registry.held("p").unwrap().flush().unwrap();
+    let pool = d.view.registry.held("p").unwrap();
+    pool.flush().unwrap();
     let collector = DaemonCollector::new(Arc::new(Shared(Arc::clone(&d.view))));
     let m = MetricsServer::start("127.0.0.1:0".parse().unwrap(), collector).unwrap();
     let text = http_get(m.addr(), "/metrics");
@@ -597,11 +598,34 @@ fn metrics_expose_device_counters_and_pool_gauges() {
     assert!(commits.is_some_and(|n| n >= 1), "{text}");
     // Counters follow the devices between scrapes.
     d.view.devices.lock().unwrap()[0].completed = 50;
+    // A write (its chunk's mapping from the tree) and two reads of it (the
+    // memo's): the mapping lookups are counted.
+    {
+        use tcmud_core::backend::BlockBackend;
+        pool.create_volume("looked-up", 1 << 20, 512).unwrap();
+        let v = pool.open_volume("looked-up").unwrap();
+        v.write(0, &[5u8; 4096], false).unwrap();
+        let mut b = [0u8; 4096];
+        v.read(0, &mut b).unwrap();
+        v.read(0, &mut b).unwrap();
+        assert_eq!(b, [5u8; 4096]);
+    }
     let text = http_get(m.addr(), "/metrics");
     assert!(
         text.contains(&format!("tcmud_device_commands_total{labels} 50")),
         "{text}"
     );
+    let lookups = |result: &str| {
+        text.lines()
+            .find_map(|l| {
+                l.strip_prefix(&format!(
+                    r#"tcmud_pool_mapping_lookups_total{{pool="p",result="{result}"}} "#
+                ))
+            })
+            .and_then(|n| n.parse::<u64>().ok())
+    };
+    assert!(lookups("memo").is_some_and(|n| n >= 2), "{text}");
+    assert!(lookups("tree").is_some_and(|n| n >= 1), "{text}");
     let other = http_get(m.addr(), "/other");
     assert!(
         other.lines().next().is_some_and(|l| l.contains(" 404 ")),
