@@ -722,10 +722,7 @@ fn random_io(
     emit("read_warm", m);
     emit("read_warm_total", t);
     emit("read_warm_us", format!("{ua:.2}/{ub:.2}"));
-    emit(
-        "read_warm_2t",
-        warm_reads_two_threads(&warm_ops, big, &raw),
-    );
+    emit("read_warm_2t", warm_reads_two_threads(&warm_ops, big, &raw));
     let (m, t, ua, ub) = interleaved(
         &warm_ops,
         |l| big.write(l * blocks_per_chunk(), page, false).unwrap(),

@@ -385,6 +385,27 @@ impl HeadProbe {
             .ok()
             .filter(|&h| self.geo.valid_cursor(h))
     }
+
+    /// Unmaps, from this process only, every page of the command ring and
+    /// the data area (not the mailbox's): for a device with nothing in
+    /// flight that has been idle a while (the idle watch's call). Its
+    /// pages stay the kernel's, mapped or not, and counted in this
+    /// process's RSS only while mapped: at 1,000 LUNs that was ~38 MiB of
+    /// the daemon's RSS after a burst of I/O, each device keeping the pages
+    /// its last commands touched. The next command maps those it uses again
+    /// (minor faults). Like [`Ring::release_retired`] it can only cost a
+    /// fault, never a byte: the mapping is shared, so a page released while
+    /// the device thread uses it reads back the same.
+    pub fn release_idle(&self) -> Result<(), RingError> {
+        let start = self.geo.cmdr_off;
+        self.map
+            .release_pages(start, self.geo.data_end.saturating_sub(start))
+    }
+
+    /// Start address of the mapping (tests count its resident pages).
+    pub fn mapping_addr(&self) -> usize {
+        self.map.addr()
+    }
 }
 
 impl Ring {

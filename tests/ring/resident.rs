@@ -81,3 +81,71 @@ fn retired_command_ring_pages_are_not_kept_mapped() {
         "{most} of the ring's {ring_pages} pages mapped at once"
     );
 }
+
+/// One round of `n` one-block WRITEs then READs of what they wrote, each
+/// READ answered with the bytes its WRITE carried.
+fn write_then_read(sim: &mut KernelSim, ring: &mut Ring, n: u8, seed: u8) {
+    const WRITE10: [u8; 10] = [0x2a, 0, 0, 0, 0, 0, 0, 0, 1, 0];
+    for i in 0..n {
+        sim.submit(&WRITE10, SimDir::Out(vec![seed ^ i; 4096]))
+            .unwrap();
+    }
+    sim.kick().unwrap();
+    ring.drain_events().unwrap();
+    let writes = fetch_cmds(ring);
+    let mut stored = Vec::new();
+    for c in &writes {
+        let mut b = vec![0u8; 4096];
+        assert_eq!(ring.read_data_out(&c.data, &mut b).unwrap(), 4096);
+        stored.push(b);
+        ring.complete(Completion::good(c.cmd_id), DataIn::data_out(&c.data))
+            .unwrap();
+    }
+    ring.kick().unwrap();
+    assert!(sim.wait_kick(Duration::from_secs(2)).unwrap());
+    assert!(sim
+        .process_completions()
+        .unwrap()
+        .iter()
+        .all(|d| d.status == 0));
+    for (i, want) in stored.iter().enumerate() {
+        assert_eq!(want, &vec![seed ^ u8::try_from(i).unwrap(); 4096]);
+        sim.submit(&READ10, SimDir::In(4096)).unwrap();
+    }
+    sim.kick().unwrap();
+    ring.drain_events().unwrap();
+    let reads = fetch_cmds(ring);
+    for (c, b) in reads.iter().zip(&stored) {
+        assert_eq!(ring.write_data_in(&c.data, b).unwrap(), 4096);
+        ring.complete(Completion::good(c.cmd_id), DataIn::new(&c.data, 4096))
+            .unwrap();
+    }
+    ring.kick().unwrap();
+    assert!(sim.wait_kick(Duration::from_secs(2)).unwrap());
+    let done = sim.process_completions().unwrap();
+    assert_eq!(done.len(), usize::from(n));
+    for (d, b) in done.iter().zip(&stored) {
+        assert_eq!((d.status, &d.data_in), (0, b));
+    }
+}
+
+#[test]
+fn an_idle_device_keeps_only_its_mailbox_page_mapped() {
+    let (mut sim, dev) = KernelSim::new(SimConfig::default()).unwrap();
+    let pages = dev.len / PAGE;
+    let mut ring = Ring::from_parts(&dev.map, dev.len, dev.event_fd).unwrap();
+    let probe = ring.head_probe();
+    write_then_read(&mut sim, &mut ring, 32, 0x11);
+    let busy = present_pages(probe.mapping_addr(), pages);
+    // the data area's pages the 32 commands used, the ring's entries
+    assert!(busy > 32, "{busy} pages mapped after the I/O");
+    probe.release_idle().unwrap();
+    assert_eq!(
+        present_pages(probe.mapping_addr(), pages),
+        1,
+        "the mailbox's page alone"
+    );
+    // the next commands map what they use again, and read back whole
+    write_then_read(&mut sim, &mut ring, 32, 0x5a);
+    assert_eq!(sim.broken(), None);
+}
