@@ -472,13 +472,19 @@ mod tests {
                 let (memo, stop) = (Arc::clone(&memo), Arc::clone(&stop));
                 std::thread::spawn(move || {
                     let (mut seen, mut l) = (0u64, r);
-                    while !stop.load(Ordering::Relaxed) {
-                        l = (l + 7) % 96;
+                    let mut check = |l: u64| {
                         if let Some(Some(c)) = memo.get(5, l) {
                             assert_eq!(c >> 20, l, "l {l} answered chunk {c:#x}");
                             seen += 1;
                         }
+                    };
+                    while !stop.load(Ordering::Relaxed) {
+                        l = (l + 7) % 96;
+                        check(l);
                     }
+                    // a reader the scheduler kept waiting still reads the
+                    // entries the writer left
+                    (0..96).for_each(&mut check);
                     seen
                 })
             })
