@@ -19,6 +19,10 @@ use std::time::Instant;
 use tcmud_core::backend::BlockBackend;
 use tcmud_core::pool::{Pool, PoolConfig};
 
+#[path = "support/two_threads.rs"]
+mod support_two_threads;
+use support_two_threads::two_threads;
+
 const SET: u64 = 256 << 20; // working set of the I/O rows
 const RAND_OPS: u64 = 40_000;
 const MIB: usize = 1 << 20;
@@ -240,36 +244,11 @@ fn main() {
     });
 
     // The same random reads from two threads at once (a daemon's device and
-    // I/O threads reading volumes of one pool): each thread half of the
-    // offsets; which side runs first alternates over six passes.
-    let two_threads = |read: &(dyn Fn(u64, &mut [u8]) + Sync)| {
-        time(|| {
-            std::thread::scope(|s| {
-                for k in 0..2 {
-                    let offsets = &offsets;
-                    s.spawn(move || {
-                        let mut b = vec![0u8; 4096];
-                        for &p in offsets.iter().skip(k).step_by(2) {
-                            read(p, &mut b);
-                            black_box(&b);
-                        }
-                    });
-                }
-            });
-        })
-    };
-    let pool_read = |p: u64, b: &mut [u8]| vol.read(p * 8, b).unwrap();
-    let raw_read = |p: u64, b: &mut [u8]| raw.read_exact_at(b, p * 4096).unwrap();
-    let (mut mt_pool, mut mt_raw) = (0.0, 0.0);
-    for pass in 0..6 {
-        if pass % 2 == 0 {
-            mt_pool += two_threads(&pool_read);
-            mt_raw += two_threads(&raw_read);
-        } else {
-            mt_raw += two_threads(&raw_read);
-            mt_pool += two_threads(&pool_read);
-        }
-    }
+    // I/O threads reading volumes of one pool), over six passes.
+    let (mt_pool, mt_raw) =
+        two_threads(&offsets, 6, &|p, b| vol.read(p * 8, b).unwrap(), &|p, b| {
+            raw.read_exact_at(b, p * 4096).unwrap()
+        });
     rows.push(Row {
         name: "4 KiB random read, 2 threads",
         unit: "IOPS",

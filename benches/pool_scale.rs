@@ -69,6 +69,9 @@ use tcmud_core::pool::{Pool, PoolConfig, PoolOptions};
 
 mod support;
 use support::{rss, tree_bytes};
+#[path = "support/two_threads.rs"]
+mod support_two_threads;
+use support_two_threads::two_threads;
 
 const BLOCK: u32 = 4096;
 const FLUSH_EVERY: u64 = 65_536;
@@ -255,33 +258,12 @@ fn p50_max(v: &mut [f64]) -> String {
 /// first alternating. Two threads is a daemon's device and I/O threads
 /// reading volumes of one pool; a lookup that serialises them shows here.
 fn warm_reads_two_threads(ops: &[u64], vol: &tcmud_core::pool::Volume, raw: &File) -> f64 {
-    let two = |read: &(dyn Fn(u64, &mut [u8]) + Sync)| {
-        let t = Instant::now();
-        std::thread::scope(|s| {
-            for k in 0..2 {
-                s.spawn(move || {
-                    let mut b = vec![0u8; 4096];
-                    for &l in ops.iter().skip(k).step_by(2) {
-                        read(l, &mut b);
-                        black_box(&b);
-                    }
-                });
-            }
-        });
-        t.elapsed().as_secs_f64()
-    };
-    let pool_read = |l: u64, b: &mut [u8]| vol.read(l * blocks_per_chunk(), b).unwrap();
-    let raw_read = |l: u64, b: &mut [u8]| raw.read_exact_at(b, l * chunk()).unwrap();
-    let (mut tp, mut tr) = (0.0, 0.0);
-    for pass in 0..4 {
-        if pass % 2 == 0 {
-            tp += two(&pool_read);
-            tr += two(&raw_read);
-        } else {
-            tr += two(&raw_read);
-            tp += two(&pool_read);
-        }
-    }
+    let (tp, tr) = two_threads(
+        ops,
+        4,
+        &|l, b| vol.read(l * blocks_per_chunk(), b).unwrap(),
+        &|l, b| raw.read_exact_at(b, l * chunk()).unwrap(),
+    );
     tr / tp
 }
 

@@ -135,19 +135,21 @@ fn a_directory_pool_of_format_3_reopens_with_a_small_cache() {
 /// delete jobs free one leaf per step; the options it was made with.
 fn stepping_pool() -> (Pool, MemStore, CrashIo, PoolOptions) {
     let store = MemStore::new();
+    let (pool, data, o) = stepping_pool_on(store.clone(), 16384);
+    (pool, store, data, o)
+}
+
+/// A pool of `chunks` chunks on `store` and a [`CrashIo`] whose delete jobs
+/// free one leaf per step; the options it was made with.
+fn stepping_pool_on(store: impl MetaStore + 'static, chunks: u64) -> (Pool, CrashIo, PoolOptions) {
     let data = CrashIo::new();
     let o = PoolOptions {
         delete_step: 1,
         ..opts()
     };
-    let pool = Pool::create_with_opts(
-        &cfg(16384),
-        Box::new(store.clone()),
-        Box::new(data.clone()),
-        &o,
-    )
-    .unwrap();
-    (pool, store, data, o)
+    let pool =
+        Pool::create_with_opts(&cfg(chunks), Box::new(store), Box::new(data.clone()), &o).unwrap();
+    (pool, data, o)
 }
 
 #[test]
@@ -269,17 +271,7 @@ fn a_delete_commits_by_time_not_by_steps() {
         inner: MemStore::new(),
         commits: Default::default(),
     };
-    let o = PoolOptions {
-        delete_step: 1,
-        ..opts()
-    };
-    let pool = Pool::create_with_opts(
-        &cfg(40_000),
-        Box::new(store.clone()),
-        Box::new(CrashIo::new()),
-        &o,
-    )
-    .unwrap();
+    let (pool, _, _) = stepping_pool_on(store.clone(), 40_000);
     pool.create_volume("v", 32_768 * u64::from(CHUNK), CHUNK)
         .unwrap();
     fill(&pool, "v", 0..32_768, |i| i);
