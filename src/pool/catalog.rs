@@ -144,11 +144,7 @@ impl Pool {
         name: &str,
         progress: Progress<'_>,
     ) -> Result<(), PoolError> {
-        self.writable()?;
-        let rec = self.record(name)?;
-        if self.is_open(rec.id) {
-            return Err(PoolError::volume_busy(name.to_string()));
-        }
+        let rec = self.deletable(name)?;
         if self.state().t3.is_some() {
             // The volume is gone from the catalog with this commit; its
             // tree is released by the delete job, in bounded steps.
@@ -397,19 +393,27 @@ impl Pool {
     /// mapped (those freed unless shared). A format-2 pool frees them
     /// before returning.
     pub fn delete_volume_in_background(&self, name: &str) -> Result<u64, PoolError> {
-        self.writable()?;
-        let rec = self.record(name)?;
+        let rec = self.deletable(name)?;
         if self.state().t3.is_none() {
             let mapped = self.state().maps.get(&rec.id).map_or(0, |m| m.len() as u64);
             self.delete_volume(name)?;
             return Ok(mapped);
         }
-        if self.is_open(rec.id) {
-            return Err(PoolError::volume_busy(name.to_string()));
-        }
         let mapped = self.detach_for_delete(rec.id, name)?;
         self.spawn_delete_worker();
         Ok(mapped)
+    }
+
+    /// The record of volume `name` if it may be deleted now: the pool takes
+    /// writes, the volume exists and is not open
+    /// ([`PoolErrorKind::VolumeBusy`](super::PoolErrorKind::VolumeBusy)).
+    fn deletable(&self, name: &str) -> Result<VolumeRecord, PoolError> {
+        self.writable()?;
+        let rec = self.record(name)?;
+        if self.is_open(rec.id) {
+            return Err(PoolError::volume_busy(name.to_string()));
+        }
+        Ok(rec)
     }
 
     /// Format 3: removes volume `id` (`name`) from the catalog and hands

@@ -176,15 +176,12 @@ impl MapMemo {
         // Acquire: a generation restarted after a wipe is seen after the wipe
         let gen = self.gen.load(Ordering::Acquire);
         let set = self.set(vol, l)?;
-        let (seq, rest) = set.split_first()?;
+        let seq = set.first()?;
         let before = seq.load(Ordering::Acquire);
         if before & 1 == 1 {
             return None; // the writer is changing it
         }
-        let mut e = [0u64; ENTRY_WORDS * WAYS];
-        for (w, a) in e.iter_mut().zip(rest) {
-            *w = a.load(Ordering::Relaxed);
-        }
+        let e = read_entries(set);
         // the entries' loads before the second look at the count
         fence(Ordering::Acquire);
         if seq.load(Ordering::Relaxed) != before {
@@ -336,8 +333,9 @@ impl MemoWriter {
     }
 }
 
-/// A set's entries as the writer sees them (it is the only one to change
-/// them: no count to check).
+/// A set's entries, each word loaded on its own (Relaxed). The writer, the
+/// only one to change them, reads them so as they are; a reader checks the
+/// set's count before and after (`MapMemo::peek`).
 fn read_entries(set: &Set) -> [u64; ENTRY_WORDS * WAYS] {
     let mut e = [0u64; ENTRY_WORDS * WAYS];
     for (w, a) in e.iter_mut().zip(set.iter().skip(1)) {

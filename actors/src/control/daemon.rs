@@ -415,6 +415,8 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
             }
             let held = reg.held(&spec.name);
             let usage = held.as_ref().and_then(|p| p.usage().ok());
+            // the pool as the daemon holds it, when it answers for its usage
+            let held_open = held.filter(|_| usage.is_some());
             let bytes = |chunks: u64, cs: u32| chunks * u64::from(cs);
             pools.push(PoolStatus {
                 name: spec.name.clone(),
@@ -428,11 +430,8 @@ pub fn pool_statuses(registries: &[Arc<PoolRegistry>]) -> Vec<PoolStatus> {
                     .map(|u| bytes(u.allocated_chunks, u.chunk_size)),
                 low_water: usage.as_ref().map(PoolUsage::above_low_water),
                 free_bytes: usage.as_ref().map(|u| bytes(u.free_chunks, u.chunk_size)),
-                mapping_lookups: held
-                    .as_ref()
-                    .filter(|_| usage.is_some())
-                    .and_then(|p| p.memo_counts()),
-                commit_latency: held.filter(|_| usage.is_some()).map(|p| p.commit_latency()),
+                mapping_lookups: held_open.as_ref().and_then(|p| p.memo_counts()),
+                commit_latency: held_open.map(|p| p.commit_latency()),
             });
         }
     }
