@@ -96,6 +96,14 @@ served() { ls -l "/proc/$1/fd" 2>/dev/null | grep -o ' -> /dev/uio[0-9]*$' | sor
 #   clock: one poll of 1,000 devices takes a while in TCG, so no count of polls). When the
 #   count has not moved for STALL seconds (60) while devices are missing: one "MANY <backend>
 #   stalled" line and a dump of the daemon's threads, then it keeps waiting
+# tcmu-runner with its open-file limit raised as for tcmud (LimitNOFILE=65536 in tcmud.service):
+# tcmu-runner does not raise its own soft limit and stops at ~507 devices with 1,024.
+# The guest's /bin/sh is dash, whose ulimit has -n.
+runner_launch() {
+    # shellcheck disable=SC3045
+    ulimit -n 65536 && exec tcmu-runner
+}
+
 wait_all() {
     _end=$(( $(now_cs) + $2 * 100 )) _last=-1 _since=$(now_cs) _dumped=0
     while :; do
@@ -361,9 +369,7 @@ phase() {
             mkdir -p /tmp/r
             _i=0
             while [ $_i -lt "$N" ]; do truncate -s "$SIZE" "/tmp/r/lun$_i.img"; _i=$((_i + 1)); done
-            # its open-file limit raised as for tcmud (LimitNOFILE=65536 in tcmud.service; tcmu-runner
-            # does not raise its own soft limit and stops at ~507 devices with 1,024)
-            (ulimit -n 65536 && exec tcmu-runner) > /tmp/runner.out 2>&1 &
+            runner_launch > /tmp/runner.out 2>&1 &
             PID=$!
             runner_ready "$PID" 60 || { cat /tmp/runner.out; fail "tcmu-runner not ready"; }
             HBA=user_2 PFX=r FIRST=$N CFGP=qcow//tmp/r/lun CFGS=.img
@@ -405,7 +411,7 @@ phase() {
         tcmud|old) tcmud_stop; tcmud_start; PID=$TCMUD_PID ;;
         runner)
             kill -TERM "$PID"; wait "$PID"
-            (ulimit -n 65536 && exec tcmu-runner) >> /tmp/runner.out 2>&1 &
+            runner_launch >> /tmp/runner.out 2>&1 &
             PID=$!
             ;;
     esac
