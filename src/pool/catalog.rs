@@ -149,7 +149,8 @@ impl Pool {
             // The volume is gone from the catalog with this commit; its
             // tree is released by the delete job, in bounded steps.
             self.detach_for_delete(rec.id, name)?;
-            return self.run_delete_jobs(progress);
+            progress(1, 0);
+            return self.run_delete_jobs(1, progress);
         }
         let gate = self.gate(rec.id);
         let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
@@ -337,8 +338,13 @@ impl Pool {
     /// each under the state lock alone (other volumes' I/O goes on between
     /// them), committed as [`Pool::delete_step_paced`] says, so that a crash
     /// resumes from the last commit and freed chunks become reusable.
-    pub(crate) fn run_delete_jobs(&self, progress: Progress<'_>) -> Result<(), PoolError> {
-        let mut steps = 0u64;
+    /// `done`: the steps already taken, where `progress` counts from.
+    pub(crate) fn run_delete_jobs(
+        &self,
+        done: u64,
+        progress: Progress<'_>,
+    ) -> Result<(), PoolError> {
+        let mut steps = done;
         let mut last_commit = std::time::Instant::now();
         while self.delete_step_paced(&mut last_commit)? {
             steps += 1;
@@ -367,15 +373,7 @@ impl Pool {
     /// a second whatever its speed. A crash redoes at most the steps since
     /// the last commit.
     fn delete_step_paced(&self, last_commit: &mut std::time::Instant) -> Result<bool, PoolError> {
-        let (more, pending) = {
-            let mut st = self.state();
-            let st = &mut *st;
-            let more = match st.t3.as_mut() {
-                Some(t) => t.delete_step(&mut st.unshared)?,
-                None => false,
-            };
-            (more, st.too_dirty(super::DIRTY_LIMIT))
-        };
+        let (more, pending) = self.delete_step()?;
         if !more || pending || last_commit.elapsed() >= DELETE_COMMIT_EVERY {
             self.writable()?;
             self.commit_metadata()?;
@@ -384,11 +382,25 @@ impl Pool {
         Ok(more)
     }
 
+    /// One bounded step of the delete jobs, under the state lock, for the
+    /// next commit: whether jobs remain, and whether more changes wait than
+    /// a write would let wait (`State::too_dirty`).
+    fn delete_step(&self) -> Result<(bool, bool), PoolError> {
+        let mut st = self.state();
+        let st = &mut *st;
+        let more = match st.t3.as_mut() {
+            Some(t) => t.delete_step(&mut st.unshared)?,
+            None => false,
+        };
+        Ok((more, st.too_dirty(super::DIRTY_LIMIT)))
+    }
+
     /// Deletes a volume or snapshot as [`Pool::delete_volume`] does, but
     /// returns once the volume is gone from the catalog (durably): its
-    /// pages and chunks are freed by a thread of the pool's, in bounded
-    /// steps, each a commit of its own, while I/O on the other volumes goes
-    /// on. Usage shows them freed step by step; closing the pool stops the
+    /// pages and chunks are freed in bounded steps, the first in that same
+    /// commit, the rest by a thread of the pool's (committed as
+    /// [`Pool::delete_step_paced`] says), while I/O on the other volumes
+    /// goes on. Usage shows them freed step by step; closing the pool stops the
     /// thread and the next open resumes it. Returns the chunks the volume
     /// mapped (those freed unless shared). A format-2 pool frees them
     /// before returning.
@@ -416,10 +428,23 @@ impl Pool {
         Ok(rec)
     }
 
-    /// Format 3: removes volume `id` (`name`) from the catalog and hands
-    /// its tree to a delete job, durably (one commit); returns the chunks
-    /// it mapped. The volume gate is held meanwhile.
+    /// Format 3: removes volume `id` (`name`) from the catalog, hands its
+    /// tree to a delete job and takes the jobs' first bounded step, durably
+    /// (one commit); returns the chunks it mapped. The step goes with the
+    /// detach's commit so that a delete of one step (a snapshot sharing
+    /// its whole tree: one count dropped) is one commit, not two: each
+    /// commit's syncs stall the other volumes' writes beside it.
     fn detach_for_delete(&self, id: u64, name: &str) -> Result<u64, PoolError> {
+        let mapped = self.detach(id, name);
+        self.delete_step()?;
+        self.commit_metadata()?;
+        Ok(mapped)
+    }
+
+    /// Format 3: removes volume `id` (`name`) from the catalog and hands
+    /// its tree to a delete job, for the next commit; returns the chunks it
+    /// mapped. The volume gate is held meanwhile.
+    fn detach(&self, id: u64, name: &str) -> u64 {
         let gate = self.gate(id);
         let mapped = {
             let _g = gate.write().unwrap_or_else(PoisonError::into_inner);
@@ -435,8 +460,7 @@ impl Pool {
         };
         guard(&self.inner.idents).remove(&id);
         guard(&self.inner.gates).remove(&id);
-        self.commit_metadata()?;
-        Ok(mapped)
+        mapped
     }
 
     /// Starts the thread that runs the delete jobs (format 3), unless one

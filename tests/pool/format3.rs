@@ -292,6 +292,46 @@ fn a_delete_commits_by_time_not_by_steps() {
     );
 }
 
+/// Deleting a snapshot that shares its whole tree takes one step (one
+/// count of the shared root dropped), and that step goes with the commit
+/// that takes the snapshot out of the catalog: one commit, in the
+/// foreground and in the background (each commit's syncs stall the writes
+/// of the other volumes beside it). A delete of more than one step still
+/// commits the catalog first (`a_delete_cut_by_a_crash_resumes_at_open`).
+#[test]
+fn deleting_a_snapshot_that_shares_its_tree_is_one_commit() {
+    let store = CountingStore {
+        inner: MemStore::new(),
+        commits: Default::default(),
+    };
+    let (pool, _, _) = stepping_pool_on(store.clone(), 4096);
+    pool.create_volume("v", 2048 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..2048, |i| i);
+    let commits = || store.commits.load(std::sync::atomic::Ordering::Relaxed);
+    for background in [false, true] {
+        pool.snapshot("v", "s").unwrap();
+        pool.flush().unwrap();
+        let before = commits();
+        if background {
+            pool.delete_volume_in_background("s").unwrap();
+        } else {
+            pool.delete_volume("s").unwrap();
+        }
+        pool.flush().unwrap();
+        assert_eq!(
+            commits() - before,
+            1,
+            "commits of a one-step delete (background: {background})"
+        );
+        assert!(pool.list_volumes().unwrap().iter().all(|v| v.name != "s"));
+    }
+    assert_eq!(pool.usage().unwrap().allocated_chunks, 2048);
+    assert_reads(&pool, "v", 0..2048, |i| i);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}
+
 /// A volume of 1 EiB (2^48 chunks: a tree of depth 6) costs pages only on
 /// the paths written; snapshots and clones of it share them; the
 /// allocation map skips its unwritten span without visiting it.
