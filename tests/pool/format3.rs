@@ -243,6 +243,27 @@ struct CountingStore {
     commits: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+impl CountingStore {
+    /// Commits so far.
+    fn count(&self) -> u64 {
+        self.commits.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// A stepping pool of `chunks` chunks on a [`CountingStore`], with volume
+/// "v" of `mapped` chunks, each written.
+fn counting_pool(chunks: u64, mapped: u64) -> (Pool, CountingStore) {
+    let store = CountingStore {
+        inner: MemStore::new(),
+        commits: Default::default(),
+    };
+    let (pool, _, _) = stepping_pool_on(store.clone(), chunks);
+    pool.create_volume("v", mapped * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..mapped, |i| i);
+    (pool, store)
+}
+
 impl MetaStore for CountingStore {
     fn load_all(&self) -> Result<tcmud_core::pool::store::Entries, tcmud_core::pool::PoolError> {
         self.inner.load_all()
@@ -267,22 +288,15 @@ impl MetaStore for CountingStore {
 /// time taken, and the check weakens; it never fails for slowness.)
 #[test]
 fn a_delete_commits_by_time_not_by_steps() {
-    let store = CountingStore {
-        inner: MemStore::new(),
-        commits: Default::default(),
-    };
-    let (pool, _, _) = stepping_pool_on(store.clone(), 40_000);
-    pool.create_volume("v", 32_768 * u64::from(CHUNK), CHUNK)
-        .unwrap();
-    fill(&pool, "v", 0..32_768, |i| i);
+    let (pool, store) = counting_pool(40_000, 32_768);
     pool.flush().unwrap();
-    let before = store.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let before = store.count();
     let mut steps = 0u64;
     let t = Instant::now();
     pool.delete_volume_with_progress("v", &mut |d, _| steps = d)
         .unwrap();
     let took = t.elapsed();
-    let commits = store.commits.load(std::sync::atomic::Ordering::Relaxed) - before;
+    let commits = store.count() - before;
     assert_eq!(pool.usage().unwrap().allocated_chunks, 0);
     assert!(steps >= 60, "{steps} steps: too few to tell");
     let bound = 3 + u64::try_from(took.as_millis() / 100).unwrap_or(u64::MAX - 3);
@@ -300,15 +314,8 @@ fn a_delete_commits_by_time_not_by_steps() {
 /// commits the catalog first (`a_delete_cut_by_a_crash_resumes_at_open`).
 #[test]
 fn deleting_a_snapshot_that_shares_its_tree_is_one_commit() {
-    let store = CountingStore {
-        inner: MemStore::new(),
-        commits: Default::default(),
-    };
-    let (pool, _, _) = stepping_pool_on(store.clone(), 4096);
-    pool.create_volume("v", 2048 * u64::from(CHUNK), CHUNK)
-        .unwrap();
-    fill(&pool, "v", 0..2048, |i| i);
-    let commits = || store.commits.load(std::sync::atomic::Ordering::Relaxed);
+    let (pool, store) = counting_pool(4096, 2048);
+    let commits = || store.count();
     for background in [false, true] {
         pool.snapshot("v", "s").unwrap();
         pool.flush().unwrap();
