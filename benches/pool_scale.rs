@@ -85,7 +85,8 @@ const SYNC_PROBES: usize = 3;
 const IO_OPS: usize = 20_000;
 const WARM_SET: u64 = 16_384;
 const OTHER_CHUNKS: u64 = 4096;
-/// Snapshots deleted in step 6 (at most; one stays for step 8).
+/// Snapshots deleted in step 6 (at most; with two or more taken, one
+/// stays for step 8).
 const DELETES: usize = 5;
 
 const LAT_OPS: usize = 20_000;
@@ -586,7 +587,8 @@ fn run_size(n: u64, dir: &Path, budget: u64, open_per_mapping: f64, snap_per_chu
         note(n, "clone", &over("clone", 3, step));
     }
 
-    // 6. delete the last snapshot while writing to the other volume
+    // 6. delete the last snapshots, one after the other, while writing to
+    // the other volume
     if snapped && fits(2, step) {
         progress(
             n,

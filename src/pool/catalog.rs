@@ -146,8 +146,9 @@ impl Pool {
     ) -> Result<(), PoolError> {
         let rec = self.deletable(name)?;
         if self.state().t3.is_some() {
-            // The volume is gone from the catalog with this commit; its
-            // tree is released by the delete job, in bounded steps.
+            // The volume is gone from the catalog with this commit, which
+            // also carries its delete job's first bounded step; the rest
+            // of the tree is released in further steps.
             self.detach_for_delete(rec.id, name)?;
             progress(1, 0);
             return self.run_delete_jobs(1, progress);
@@ -373,7 +374,7 @@ impl Pool {
     /// a second whatever its speed. A crash redoes at most the steps since
     /// the last commit.
     fn delete_step_paced(&self, last_commit: &mut std::time::Instant) -> Result<bool, PoolError> {
-        let (more, pending) = self.delete_step()?;
+        let (more, pending) = self.delete_step(None)?;
         if !more || pending || last_commit.elapsed() >= DELETE_COMMIT_EVERY {
             self.writable()?;
             self.commit_metadata()?;
@@ -382,14 +383,20 @@ impl Pool {
         Ok(more)
     }
 
-    /// One bounded step of the delete jobs, under the state lock, for the
-    /// next commit: whether jobs remain, and whether more changes wait than
-    /// a write would let wait (`State::too_dirty`).
-    fn delete_step(&self) -> Result<(bool, bool), PoolError> {
+    /// One bounded step of the delete jobs (of volume `of`'s if it has
+    /// one), under the state lock, for the next commit: whether jobs
+    /// remain, and whether more changes wait than a write would let wait
+    /// (`State::too_dirty`). A step that fails (a page the store cannot
+    /// give) may have released part of a leaf: the pool fails, so that no
+    /// later commit makes that half step durable; the next open resumes
+    /// the job from its last commit.
+    fn delete_step(&self, of: Option<u64>) -> Result<(bool, bool), PoolError> {
         let mut st = self.state();
         let st = &mut *st;
         let more = match st.t3.as_mut() {
-            Some(t) => t.delete_step(&mut st.unshared)?,
+            Some(t) => t
+                .delete_step(&mut st.unshared, of)
+                .map_err(|e| self.inner.fail(e))?,
             None => false,
         };
         Ok((more, st.too_dirty(super::DIRTY_LIMIT)))
@@ -436,7 +443,7 @@ impl Pool {
     /// commit's syncs stall the other volumes' writes beside it.
     fn detach_for_delete(&self, id: u64, name: &str) -> Result<u64, PoolError> {
         let mapped = self.detach(id, name);
-        self.delete_step()?;
+        self.delete_step(Some(id))?;
         self.commit_metadata()?;
         Ok(mapped)
     }

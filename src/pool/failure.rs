@@ -42,8 +42,9 @@ impl Inner {
             tracing::error!(
                 pool = %self.pool_name(),
                 error = %e,
-                "pool failed: a sync of its data or metadata failed; it commits nothing \
-                 more and refuses writes until it is reopened (reopening verifies it)"
+                "pool failed (a sync of its data or metadata, or a metadata step that \
+                 must not be committed half done); it commits nothing more and refuses \
+                 writes until it is reopened (reopening verifies it)"
             );
         }
         e

@@ -487,9 +487,21 @@ impl TreeMeta {
         }
     }
 
-    /// One bounded step of the first delete job; returns whether jobs remain.
-    pub fn delete_step(&mut self, unshared: &mut HashSet<u64>) -> Result<bool, PoolError> {
-        let Some((&id, job)) = self.jobs.iter_mut().next() else {
+    /// One bounded step of delete job `of` if there is one, else of the
+    /// first; returns whether jobs remain.
+    pub fn delete_step(
+        &mut self,
+        unshared: &mut HashSet<u64>,
+        of: Option<u64>,
+    ) -> Result<bool, PoolError> {
+        let id = match of.filter(|id| self.jobs.contains_key(id)) {
+            Some(id) => id,
+            None => match self.jobs.keys().next() {
+                Some(&id) => id,
+                None => return Ok(false),
+            },
+        };
+        let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(false);
         };
         let mut refs = Self::counting(&mut self.space, unshared);

@@ -193,6 +193,78 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
     assert_reads(&pool, "w", 0..16, |i| i + 5);
 }
 
+/// A [`MemStore`] whose page reads fail while `broken` is set.
+#[derive(Clone)]
+struct BrokenPages {
+    inner: MemStore,
+    broken: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl MetaStore for BrokenPages {
+    fn load_all(&self) -> Result<tcmud_core::pool::store::Entries, tcmud_core::pool::PoolError> {
+        self.inner.load_all()
+    }
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, tcmud_core::pool::PoolError> {
+        if key.first() == Some(&b'P') && self.broken.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(tcmud_core::pool::PoolError::io(
+                "reading a page (test)",
+                std::io::Error::other("injected"),
+            ));
+        }
+        self.inner.get(key)
+    }
+    fn commit(
+        &self,
+        changes: Vec<tcmud_core::pool::store::Change>,
+    ) -> Result<(), tcmud_core::pool::PoolError> {
+        self.inner.commit(changes)
+    }
+    fn size_bytes(&self) -> u64 {
+        self.inner.size_bytes()
+    }
+}
+
+/// A delete whose step cannot read a page of the tree fails the pool: the
+/// catalog change and the half-released leaf stay uncommitted (no later
+/// commit, another volume's flush included, makes them durable), and the
+/// store still holds the volume whole.
+#[test]
+fn a_delete_step_that_cannot_read_a_page_fails_the_pool_uncommitted() {
+    let (pool, store, data, o) = stepping_pool();
+    pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    pool.create_volume("w", 16 * u64::from(CHUNK), CHUNK)
+        .unwrap();
+    fill(&pool, "v", 0..6000, |i| i);
+    fill(&pool, "w", 0..16, |i| i + 5);
+    pool.close().unwrap();
+    let pages = BrokenPages {
+        inner: store.clone(),
+        broken: Default::default(),
+    };
+    // reopened: v's leaves are not in memory, the delete step reads them
+    let pool = Pool::open_with_opts(Box::new(pages.clone()), Box::new(data.clone()), &o).unwrap();
+    pages
+        .broken
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    assert!(pool.delete_volume("v").is_err());
+    pages
+        .broken
+        .store(false, std::sync::atomic::Ordering::Relaxed);
+    assert!(pool.writable().is_err(), "the pool is failed");
+    let w = pool.open_volume("w").unwrap();
+    let _ = w.write(0, &block(99), false);
+    let _ = w.flush();
+    drop(w);
+    drop(pool);
+    let pool = Pool::open_with_opts(Box::new(store.clone()), Box::new(data.clone()), &o).unwrap();
+    assert!(pool.list_volumes().unwrap().iter().any(|v| v.name == "v"));
+    assert_reads(&pool, "v", 0..6000, |i| i);
+    assert_reads(&pool, "w", 0..16, |i| i + 5);
+    let r = pool.check().unwrap();
+    assert!(r.is_clean(), "{:?}", r.problems);
+}
+
 /// Waits (up to a minute) until the pool's allocated chunks are `n`.
 fn wait_allocated(pool: &Pool, n: u64, what: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
