@@ -152,8 +152,9 @@ fn stepping_pool_on(store: impl MetaStore + 'static, chunks: u64) -> (Pool, Cras
     (pool, data, o)
 }
 
-#[test]
-fn a_delete_cut_by_a_crash_resumes_at_open() {
+/// [`stepping_pool`] with volume "v" of 6,000 chunks (chunk `i` holds
+/// `block(i)`) and volume "w" of 16 (`block(i + 5)`), all written.
+fn stepping_pool_v_and_w() -> (Pool, MemStore, CrashIo, PoolOptions) {
     let (pool, store, data, o) = stepping_pool();
     pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
         .unwrap();
@@ -161,6 +162,12 @@ fn a_delete_cut_by_a_crash_resumes_at_open() {
         .unwrap();
     fill(&pool, "v", 0..6000, |i| i);
     fill(&pool, "w", 0..16, |i| i + 5);
+    (pool, store, data, o)
+}
+
+#[test]
+fn a_delete_cut_by_a_crash_resumes_at_open() {
+    let (pool, store, data, o) = stepping_pool_v_and_w();
     let mut image = None;
     pool.delete_volume_with_progress("v", &mut |_, _| {
         if image.is_none() {
@@ -230,13 +237,7 @@ impl MetaStore for BrokenPages {
 /// store still holds the volume whole.
 #[test]
 fn a_delete_step_that_cannot_read_a_page_fails_the_pool_uncommitted() {
-    let (pool, store, data, o) = stepping_pool();
-    pool.create_volume("v", 6000 * u64::from(CHUNK), CHUNK)
-        .unwrap();
-    pool.create_volume("w", 16 * u64::from(CHUNK), CHUNK)
-        .unwrap();
-    fill(&pool, "v", 0..6000, |i| i);
-    fill(&pool, "w", 0..16, |i| i + 5);
+    let (pool, store, data, o) = stepping_pool_v_and_w();
     pool.close().unwrap();
     let pages = BrokenPages {
         inner: store.clone(),
