@@ -494,12 +494,9 @@ impl TreeMeta {
         unshared: &mut HashSet<u64>,
         of: Option<u64>,
     ) -> Result<bool, PoolError> {
-        let id = match of.filter(|id| self.jobs.contains_key(id)) {
-            Some(id) => id,
-            None => match self.jobs.keys().next() {
-                Some(&id) => id,
-                None => return Ok(false),
-            },
+        let first = || self.jobs.keys().next().copied();
+        let Some(id) = of.filter(|id| self.jobs.contains_key(id)).or_else(first) else {
+            return Ok(false);
         };
         let Some(job) = self.jobs.get_mut(&id) else {
             return Ok(false);
