@@ -62,7 +62,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     let cfg = config::load(args.config.as_deref())
         .and_then(|c| config::apply_overrides(c, &overrides))?;
     // Before any thread starts: every thread made later takes this priority.
-    let nice = (cfg.nice != 0).then(|| tcmud::priority::set_process_nice(cfg.nice));
+    let nice = tcmud::priority::apply(cfg.nice);
     let log = logging::init(&cfg.log_level, cfg.log_format).context("cannot start logging")?;
     match nice {
         None => tracing::debug!("CPU priority left as started (daemon.nice = 0)"),

@@ -44,6 +44,12 @@ pub enum PriorityError {
     Threads(#[source] io::Error),
 }
 
+/// `daemon.nice` applied: every thread set to `nice` ([`set_process_nice`]),
+/// or `None` for 0, which leaves the priority the daemon was started with.
+pub fn apply(nice: i8) -> Option<Result<usize, PriorityError>> {
+    (nice != 0).then(|| set_process_nice(nice))
+}
+
 /// Sets every thread of this process to `nice` (a thread that ends
 /// meanwhile is skipped); returns how many were set.
 pub fn set_process_nice(nice: i8) -> Result<usize, PriorityError> {

@@ -230,11 +230,10 @@ async fn reload_config(
             if let Some(dbus) = dbus {
                 dbus.set_file_roots(cfg.file_roots.clone());
             }
-            if cfg.nice != 0 {
-                match crate::priority::set_process_nice(cfg.nice) {
-                    Ok(threads) => tracing::info!(nice = cfg.nice, threads, "CPU priority set"),
-                    Err(err) => tracing::error!(%err, "CPU priority not changed"),
-                }
+            match crate::priority::apply(cfg.nice) {
+                None => {}
+                Some(Ok(threads)) => tracing::info!(nice = cfg.nice, threads, "CPU priority set"),
+                Some(Err(err)) => tracing::error!(%err, "CPU priority not changed"),
             }
             if let Err(err) = addr.send(Reload(cfg)).await {
                 tracing::error!(%err, "supervisor gone during reload");
