@@ -3,12 +3,19 @@
 //! own target port, each port in a target port group of its own. Which
 //! port is active/optimized follows an ownership signal the daemon keeps
 //! current (the image's exclusive lock): the owner's group is
-//! ACTIVE/OPTIMIZED, the others ACTIVE/NON-OPTIMIZED. Non-optimized ports
-//! still serve every command: the backend moves the ownership on a write
-//! (librbd requests the lock from its owner, or breaks it when the owner
-//! is dead), and the states follow. SET TARGET PORT GROUPS naming this
-//! port's group active/optimized moves the ownership here at once
-//! ([`set_request`]).
+//! ACTIVE/OPTIMIZED, the others in the configured [`NonOwner`] state:
+//! - ACTIVE/NON-OPTIMIZED (the default): they still serve every command;
+//!   the backend moves the ownership on a write (librbd requests the lock
+//!   from its owner, or breaks it when the owner is dead), and the states
+//!   follow;
+//! - STANDBY: they serve only the commands a standby port must
+//!   ([`super::table::Facts::standby_ok`]), every other gets NOT READY,
+//!   TARGET PORT IN STANDBY STATE, so no write through them moves the
+//!   ownership: only a SET TARGET PORT GROUPS does (the initiator's ALUA
+//!   handler sends one when it fails over to a standby group).
+//!
+//! SET TARGET PORT GROUPS naming this port's group active/optimized moves
+//! the ownership here at once ([`set_request`]).
 //!
 //! TCMU does not say which port a command came through: a daemon serves
 //! one port of the logical unit ([`AluaConfig::relative_port`]) and names
@@ -27,6 +34,9 @@ pub enum AccessState {
     ActiveOptimized = 0x0,
     /// Active/non-optimized.
     ActiveNonOptimized = 0x1,
+    /// Standby: only the commands [`super::table::Facts::standby_ok`]
+    /// names are served.
+    Standby = 0x2,
     /// Transitioning between states.
     Transitioning = 0xF,
 }
@@ -88,6 +98,28 @@ pub struct AluaPeer {
     pub relative_port: u16,
 }
 
+/// The state of the groups that do not own the logical unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum NonOwner {
+    /// ACTIVE/NON-OPTIMIZED: every command served; a write moves the
+    /// ownership (implicit ALUA).
+    #[default]
+    ActiveNonOptimized,
+    /// STANDBY: the ownership moves only by SET TARGET PORT GROUPS
+    /// (explicit ALUA, as an initiator's failover sends it).
+    Standby,
+}
+
+impl NonOwner {
+    /// The access state it reports.
+    pub fn state(self) -> AccessState {
+        match self {
+            NonOwner::ActiveNonOptimized => AccessState::ActiveNonOptimized,
+            NonOwner::Standby => AccessState::Standby,
+        }
+    }
+}
+
 /// This daemon's place among the ports of the logical unit. Every daemon
 /// exporting the unit must name the same groups, each its own as `group`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -104,6 +136,9 @@ pub struct AluaConfig {
     /// moving the ownership may take (a dead owner's lock is broken after
     /// the cluster's watch timeout).
     pub transition_secs: u8,
+    /// The state of the groups that do not own the unit (every daemon
+    /// exporting it must name the same).
+    pub non_owner: NonOwner,
 }
 
 impl AluaConfig {
@@ -134,19 +169,32 @@ impl AluaConfig {
     /// The access states of this port's group and of the peers' groups
     /// under `o`.
     pub fn states(&self, o: Ownership) -> (AccessState, AccessState) {
-        use AccessState::{ActiveNonOptimized as Ano, ActiveOptimized as Ao};
+        let (ao, other) = (AccessState::ActiveOptimized, self.non_owner.state());
         match o {
-            Ownership::Local => (Ao, Ano),
+            Ownership::Local => (ao, other),
             // With one peer it is the owner; with more, which one is not
             // known here: none is reported optimized.
-            Ownership::Remote if self.peers.len() == 1 => (Ano, Ao),
-            Ownership::Remote | Ownership::Unowned | Ownership::Unknown => (Ano, Ano),
+            Ownership::Remote if self.peers.len() == 1 => (other, ao),
+            Ownership::Remote | Ownership::Unowned | Ownership::Unknown => (other, other),
         }
+    }
+
+    /// Whether this port is in the standby state under `o`.
+    pub fn standby(&self, o: Ownership) -> bool {
+        self.states(o).0 == AccessState::Standby
+    }
+
+    /// SUPPORTED states of every group: T_SUP, AO_SUP and the non-owners'
+    /// (AN_SUP or S_SUP).
+    fn supported_states(&self) -> u8 {
+        0x80 | 0x01
+            | match self.non_owner {
+                NonOwner::ActiveNonOptimized => 0x02,
+                NonOwner::Standby => 0x04,
+            }
     }
 }
 
-/// SUPPORTED states of every group: T_SUP, AN_SUP, AO_SUP.
-const SUPPORTED_STATES: u8 = 0x80 | 0x02 | 0x01;
 /// Why the states last changed: the STATUS CODE of REPORT TARGET PORT
 /// GROUPS (SPC-4 table 176).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,9 +237,10 @@ pub(crate) enum SetRequest {
 /// PORT GROUP) against the configured groups and the ownership `o`.
 ///
 /// INVALID FIELD IN PARAMETER LIST for a group not configured, one named
-/// twice, a state other than active/optimized or active/non-optimized (the
-/// only ones supported) or two groups optimized at once; PARAMETER LIST
-/// LENGTH ERROR for a list that is not a header plus whole descriptors.
+/// twice, a state other than active/optimized or the configured
+/// non-owners' state (the only two supported) or two groups optimized at
+/// once; PARAMETER LIST LENGTH ERROR for a list that is not a header plus
+/// whole descriptors.
 pub(crate) fn set_request(
     cfg: &AluaConfig,
     o: Ownership,
@@ -211,7 +260,7 @@ pub(crate) fn set_request(
         let group = u16::from_be_bytes([d[2], d[3]]);
         let state = match d[0] & 0x0F {
             0x0 => AccessState::ActiveOptimized,
-            0x1 => AccessState::ActiveNonOptimized,
+            s if s == cfg.non_owner.state() as u8 => cfg.non_owner.state(),
             _ => return Err(ScsiError::param(at)),
         };
         let now = if group == cfg.group {
@@ -252,13 +301,13 @@ pub(crate) fn report(
     extended: bool,
 ) -> Vec<u8> {
     let (own, peer) = cfg.states(o);
-    let status = status as u8;
+    let (status, supported) = (status as u8, cfg.supported_states());
     let mut groups = vec![(cfg.group, own, cfg.relative_port)];
     groups.extend(cfg.peers.iter().map(|p| (p.group, peer, p.relative_port)));
     let mut descs = Vec::with_capacity(12 * groups.len());
     for (group, state, port) in groups {
         descs.push(state as u8); // PREF 0, ASYMMETRIC ACCESS STATE
-        descs.push(SUPPORTED_STATES);
+        descs.push(supported);
         descs.extend_from_slice(&group.to_be_bytes()); // TARGET PORT GROUP
         descs.push(0); // reserved
         descs.push(status); // STATUS CODE
@@ -303,6 +352,14 @@ mod tests {
                 relative_port: 2,
             }],
             transition_secs: 30,
+            non_owner: NonOwner::ActiveNonOptimized,
+        }
+    }
+
+    fn standby_two() -> AluaConfig {
+        AluaConfig {
+            non_owner: NonOwner::Standby,
+            ..two()
         }
     }
 
@@ -415,5 +472,55 @@ mod tests {
                 Err(ScsiError::ParameterListLength)
             ));
         }
+    }
+
+    #[test]
+    fn standby_mode_reports_non_owners_standby_with_s_sup() {
+        let c = standby_two();
+        use AccessState::{ActiveOptimized as Ao, Standby as S};
+        assert_eq!(c.states(Ownership::Local), (Ao, S));
+        assert_eq!(c.states(Ownership::Remote), (S, Ao));
+        assert_eq!(c.states(Ownership::Unowned), (S, S));
+        assert_eq!(c.states(Ownership::Unknown), (S, S));
+        assert!(c.standby(Ownership::Remote) && !c.standby(Ownership::Local));
+        assert!(!two().standby(Ownership::Remote) && !two().standby(Ownership::Unknown));
+        let d = report(&c, Ownership::Remote, StatusCode::None, false);
+        // own group standby, S_SUP instead of AN_SUP; the peer optimized
+        assert_eq!(&d[4..6], &[0x02, 0x85]);
+        assert_eq!(&d[16..18], &[0x00, 0x85]);
+        assert_eq!(
+            report(&two(), Ownership::Remote, StatusCode::None, false)[5],
+            0x83
+        );
+    }
+
+    #[test]
+    fn standby_mode_set_request_accepts_standby_and_refuses_non_optimized() {
+        use SetRequest::*;
+        let c = standby_two();
+        // What Linux's scsi_dh_alua sends on failover: its group optimized.
+        assert_eq!(
+            set_request(&c, Ownership::Unowned, &stpg(&[(0, 1)])).unwrap(),
+            TakeOwnership
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Remote, &stpg(&[(0, 1), (2, 2)])).unwrap(),
+            TakeOwnership
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Local, &stpg(&[(0, 1), (2, 2)])).unwrap(),
+            Unchanged
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Local, &stpg(&[(2, 1)])).unwrap(),
+            NotHere
+        );
+        // Non-optimized is not a state of this configuration.
+        let ptr = set_request(&c, Ownership::Remote, &stpg(&[(1, 2)]))
+            .unwrap_err()
+            .to_sense()
+            .field_pointer
+            .map(|f| f.byte);
+        assert_eq!(ptr, Some(4));
     }
 }

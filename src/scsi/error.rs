@@ -58,6 +58,10 @@ pub enum ScsiError {
     /// ([`crate::scsi::Lun::execute_io`]).
     #[error("data transfer failed: {0}")]
     DataTransfer(#[source] std::io::Error),
+    /// This port is in the ALUA standby state and the command is not one a
+    /// standby port serves (NOT READY, 04/0B).
+    #[error("target port in standby state")]
+    TargetPortStandby,
     /// A SANITIZE is running (NOT READY, 04/1B).
     #[error("sanitize in progress")]
     SanitizeInProgress,
@@ -153,6 +157,7 @@ impl ScsiError {
                 Sense::new(IllegalRequest, Asc::SAVING_PARAMETERS_NOT_SUPPORTED)
             }
             ScsiError::SanitizeInProgress => Sense::new(NotReady, Asc::SANITIZE_IN_PROGRESS),
+            ScsiError::TargetPortStandby => Sense::new(NotReady, Asc::TARGET_PORT_IN_STANDBY_STATE),
             ScsiError::SetTargetPortGroupsFailed => {
                 Sense::new(HardwareError, Asc::SET_TARGET_PORT_GROUPS_COMMAND_FAILED)
             }

@@ -147,8 +147,7 @@ impl Lun {
     ) -> Option<ScsiResponse> {
         let cmd = table::lookup(cdb).ok().filter(|c| c.facts.may_run_inline)?;
         self.state.poll_events();
-        if self.state.unit_attention_pending() || self.state.sanitize_state() != SanitizeState::Idle
-        {
+        if self.state.holds_commands() {
             return None;
         }
         let no_out: &[u8] = &[];
@@ -186,15 +185,21 @@ impl Lun {
     /// Polls backend events, then takes the unit attention this command
     /// must report instead of running, if any; then, while a SANITIZE runs
     /// or has failed, the answer every command but INQUIRY, REPORT LUNS,
-    /// REQUEST SENSE (and SANITIZE after a failure) gets.
+    /// REQUEST SENSE (and SANITIZE after a failure) gets; then, on a
+    /// standby port, the answer every command a standby port does not
+    /// serve gets.
     fn pending_attention(&self, cdb: &[u8]) -> Option<ScsiResponse> {
         self.state.poll_events();
+        let facts = table::facts(cdb);
         // An unknown opcode reports the unit attention like any command.
-        if table::facts(cdb).is_some_and(|f| f.ua_exempt) {
+        if facts.is_some_and(|f| f.ua_exempt) {
             return None;
         }
         if let Some(ua) = self.state.take_unit_attention() {
             return Some(ScsiResponse::check_condition(ua));
+        }
+        if self.state.in_standby() && !facts.is_some_and(|f| f.standby_ok) {
+            return Some(check_condition(cdb, ScsiError::TargetPortStandby));
         }
         let err = match self.state.sanitize_state() {
             SanitizeState::Idle => return None,

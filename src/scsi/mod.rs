@@ -46,7 +46,7 @@ mod state;
 mod table;
 mod write_gate;
 
-pub use alua::{AccessState, AluaConfig, AluaPeer, Ownership, OwnershipCell};
+pub use alua::{AccessState, AluaConfig, AluaPeer, NonOwner, Ownership, OwnershipCell};
 pub use copy::PIECE_BYTES;
 pub use device_limits::{DeviceLimits, DEFAULT_HW_MAX_SECTORS};
 pub use error::ScsiError;

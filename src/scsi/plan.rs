@@ -12,7 +12,6 @@ use super::cdb::{Block10, Block16, CompareAndWrite, Unmap};
 use super::lun::{Lun, ScsiResponse};
 use super::sbc::write_same::WriteSameBits;
 use super::sbc::{accepted_transfer, limits, BlockRequest};
-use super::state::SanitizeState;
 use super::table::{lookup, precheck};
 use super::ScsiError;
 use crate::backend::BackendCaps;
@@ -93,9 +92,7 @@ impl Lun {
             _ => return None,
         };
         self.state().poll_events();
-        if self.state().unit_attention_pending()
-            || self.state().sanitize_state() != SanitizeState::Idle
-        {
+        if self.state().holds_commands() {
             return None;
         }
         let caps = self.state().caps();
@@ -161,9 +158,7 @@ impl Lun {
             return None;
         }
         self.state().poll_events();
-        if self.state().unit_attention_pending()
-            || self.state().sanitize_state() != SanitizeState::Idle
-        {
+        if self.state().holds_commands() {
             return None;
         }
         let caps = self.state().caps();

@@ -118,6 +118,8 @@ impl Asc {
     pub const INSUFFICIENT_RESOURCES: Asc = Asc::new(0x55, 0x03);
     /// 0C/00 WRITE ERROR.
     pub const WRITE_ERROR: Asc = Asc::new(0x0C, 0x00);
+    /// 04/0B LOGICAL UNIT NOT ACCESSIBLE, TARGET PORT IN STANDBY STATE.
+    pub const TARGET_PORT_IN_STANDBY_STATE: Asc = Asc::new(0x04, 0x0B);
     /// LOGICAL UNIT NOT READY, SANITIZE IN PROGRESS.
     pub const SANITIZE_IN_PROGRESS: Asc = Asc::new(0x04, 0x1B);
     /// SANITIZE COMMAND FAILED.

@@ -75,6 +75,12 @@ pub struct Facts {
     /// Only LUNs with ALUA configured support it (REPORT TARGET PORT
     /// GROUPS); REPORT SUPPORTED OPERATION CODES lists it only there.
     pub needs_alua: bool,
+    /// A port in the ALUA standby state still serves it (SPC-4 5.15.2.4.4:
+    /// INQUIRY, REPORT LUNS, REQUEST SENSE, MODE and LOG pages, REPORT and
+    /// SET TARGET PORT GROUPS, PERSISTENT RESERVE, SEND DIAGNOSTIC, REPORT
+    /// SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS); every other
+    /// command gets NOT READY, TARGET PORT IN STANDBY STATE there.
+    pub standby_ok: bool,
 }
 
 /// Operation classes, for per-class statistics.
@@ -134,6 +140,7 @@ impl Facts {
         safe_to_retry: true,
         class: OpClass::Other,
         needs_alua: false,
+        standby_ok: false,
     };
     /// READ (6/10/12/16).
     const READ: Facts = Facts {
@@ -165,11 +172,19 @@ impl Facts {
     /// INQUIRY, REPORT LUNS, REQUEST SENSE.
     const UA_EXEMPT: Facts = Facts {
         ua_exempt: true,
+        standby_ok: true,
         ..Facts::PLAIN
     };
     /// REPORT and SET TARGET PORT GROUPS.
     const ALUA: Facts = Facts {
         needs_alua: true,
+        standby_ok: true,
+        ..Facts::PLAIN
+    };
+    /// Other commands a standby port serves (MODE, LOG, PERSISTENT
+    /// RESERVE, SEND DIAGNOSTIC, REPORT SUPPORTED ...).
+    const STANDBY_OK: Facts = Facts {
+        standby_ok: true,
         ..Facts::PLAIN
     };
     /// Read-compare-write commands.
@@ -273,12 +288,12 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x08, None, "READ(6)", In, None, A::None, always, sbc::rw::read6, [0x08, 0x1F, 0xFF, 0xFF, 0xFF, 0x05], Facts::READ),
     row!(0x0A, None, "WRITE(6)", Out, Some(o::write6), A::None, always, sbc::rw::write6, [0x0A, 0x1F, 0xFF, 0xFF, 0xFF, 0x05], Facts::STREAMS),
     row!(0x12, None, "INQUIRY", In, None, A::U16(3), always, spc::inquiry::inquiry, [0x12, 0x03, 0xFF, 0xFF, 0xFF, 0x05], Facts::UA_EXEMPT),
-    row!(0x15, None, "MODE SELECT(6)", Out, Some(o::mode_select6), A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05]),
+    row!(0x15, None, "MODE SELECT(6)", Out, Some(o::mode_select6), A::None, always, spc::mode_select::mode_select6, [0x15, 0x11, 0, 0, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x16, None, "RESERVE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x16, 0, 0, 0, 0, 0x05]),
     row!(0x17, None, "RELEASE(6)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x17, 0, 0, 0, 0, 0x05]),
-    row!(0x1A, None, "MODE SENSE(6)", In, None, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x1A, None, "MODE SENSE(6)", In, None, A::U8(4), always, spc::mode::mode_sense6, [0x1A, 0x08, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x1B, None, "START STOP UNIT", NoData, None, A::None, always, spc::misc::start_stop_unit, [0x1B, 0x01, 0, 0, 0x01, 0x05]),
-    row!(0x1D, None, "SEND DIAGNOSTIC", Out, Some(o::send_diagnostic), A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05]),
+    row!(0x1D, None, "SEND DIAGNOSTIC", Out, Some(o::send_diagnostic), A::None, always, spc::misc::send_diagnostic, [0x1D, 0xF7, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x25, None, "READ CAPACITY(10)", In, None, A::None, always, sbc::capacity::read_capacity10,
          [0x25, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0x01, 0x05]),
     row!(0x28, None, "READ(10)", In, None, A::None, always, sbc::rw::read10, [0x28, 0xF8, 0xFF, 0xFF, 0xFF, 0xFF, 0x3F, 0xFF, 0xFF, 0x05], Facts::READ),
@@ -301,24 +316,24 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0x48, Some(0x1F), "SANITIZE (EXIT FAILURE MODE)", Out, Some(o::param_list10), A::None, always, sbc::sanitize::exit_failure_mode,
          [0x48, 0xBF, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
     row!(0x4D, None, "LOG SENSE", In, None, A::U16(7), always, spc::log::log_sense,
-         [0x4D, 0, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+         [0x4D, 0, 0xFF, 0xFF, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x55, None, "MODE SELECT(10)", Out, Some(o::param_list10), A::None, always, spc::mode_select::mode_select10,
-         [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
+         [0x55, 0x11, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x56, None, "RESERVE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x56, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
     row!(0x57, None, "RELEASE(10)", NoData, None, A::None, always, spc::misc::answered_by_kernel, [0x57, 0, 0, 0, 0, 0, 0, 0, 0, 0x05]),
-    row!(0x5A, None, "MODE SENSE(10)", In, None, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5E, Some(0x00), "PERSISTENT RESERVE IN (READ KEYS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5E, Some(0x01), "PERSISTENT RESERVE IN (READ RESERVATION)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5E, Some(0x02), "PERSISTENT RESERVE IN (REPORT CAPABILITIES)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5E, Some(0x03), "PERSISTENT RESERVE IN (READ FULL STATUS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT (REGISTER)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT (RESERVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT (RELEASE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT (CLEAR)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT (PREEMPT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
-    row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05]),
+    row!(0x5A, None, "MODE SENSE(10)", In, None, A::U16(7), always, spc::mode::mode_sense10, [0x5A, 0x18, 0xFF, 0xFF, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5E, Some(0x00), "PERSISTENT RESERVE IN (READ KEYS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x00, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5E, Some(0x01), "PERSISTENT RESERVE IN (READ RESERVATION)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x01, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5E, Some(0x02), "PERSISTENT RESERVE IN (REPORT CAPABILITIES)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x02, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5E, Some(0x03), "PERSISTENT RESERVE IN (READ FULL STATUS)", In, None, A::None, always, spc::misc::answered_by_kernel, [0x5E, 0x03, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x00), "PERSISTENT RESERVE OUT (REGISTER)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x00, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x01), "PERSISTENT RESERVE OUT (RESERVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x01, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x02), "PERSISTENT RESERVE OUT (RELEASE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x02, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x03), "PERSISTENT RESERVE OUT (CLEAR)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x03, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x04), "PERSISTENT RESERVE OUT (PREEMPT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x04, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x05), "PERSISTENT RESERVE OUT (PREEMPT AND ABORT)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x05, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x06), "PERSISTENT RESERVE OUT (REGISTER AND IGNORE EXISTING KEY)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x06, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
+    row!(0x5F, Some(0x07), "PERSISTENT RESERVE OUT (REGISTER AND MOVE)", Out, None, A::None, always, spc::misc::answered_by_kernel, [0x5F, 0x07, 0xFF, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0x05], Facts::STANDBY_OK),
     row!(0x83, Some(0x00), "EXTENDED COPY(LID1)", Out, Some(o::extended_copy), A::None, always, copy::run::extended_copy,
          [0x83, 0x00, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ONCE),
     row!(0x84, Some(0x00), "RECEIVE COPY RESULTS (COPY STATUS)", In, None, A::U32(10), always, copy::results::copy_status,
@@ -356,9 +371,9 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0xA3, Some(0x0A), "REPORT TARGET PORT GROUPS", In, None, A::U32(6), always, spc::tpg::report_target_port_groups,
          [0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, None, A::U32(6), always, spc::rsoc::report_opcodes,
-         [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+         [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::STANDBY_OK),
     row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
-         [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05]),
+         [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::STANDBY_OK),
     row!(0xA4, Some(0x0A), "SET TARGET PORT GROUPS", Out, Some(o::maintenance_out), A::None, always, spc::tpg::set_target_port_groups,
          [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA8, None, "READ(12)", In, None, A::None, always, sbc::rw::read12,
@@ -560,6 +575,27 @@ mod tests {
         assert_eq!(
             with(|f| f.needs_alua),
             ["REPORT TARGET PORT GROUPS", "SET TARGET PORT GROUPS"]
+        );
+        assert_eq!(
+            with(|f| f.standby_ok)
+                .into_iter()
+                .filter(|n| !n.starts_with("PERSISTENT RESERVE"))
+                .collect::<Vec<_>>(),
+            [
+                "REQUEST SENSE",
+                "INQUIRY",
+                "MODE SELECT(6)",
+                "MODE SENSE(6)",
+                "SEND DIAGNOSTIC",
+                "LOG SENSE",
+                "MODE SELECT(10)",
+                "MODE SENSE(10)",
+                "REPORT LUNS",
+                "REPORT TARGET PORT GROUPS",
+                "REPORT SUPPORTED OPERATION CODES",
+                "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
+                "SET TARGET PORT GROUPS"
+            ]
         );
         assert_eq!(
             with(|f| !f.safe_to_retry),

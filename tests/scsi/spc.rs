@@ -552,6 +552,19 @@ fn alua_port_on(
     group: u16,
     backend: Arc<dyn BlockBackend>,
 ) -> (Lun, Arc<tcmud_core::scsi::OwnershipCell>) {
+    alua_port_mode(
+        group,
+        backend,
+        tcmud_core::scsi::NonOwner::ActiveNonOptimized,
+    )
+}
+
+/// [`alua_port_on`] with the non-owners' state `non_owner`.
+fn alua_port_mode(
+    group: u16,
+    backend: Arc<dyn BlockBackend>,
+    non_owner: tcmud_core::scsi::NonOwner,
+) -> (Lun, Arc<tcmud_core::scsi::OwnershipCell>) {
     use tcmud_core::scsi::{AluaConfig, AluaPeer, OwnershipCell};
     let peer = 3 - group;
     let cfg = LunConfig {
@@ -563,6 +576,7 @@ fn alua_port_on(
                 relative_port: peer,
             }],
             transition_secs: 20,
+            non_owner,
         }),
         ..LunConfig::identified(LunIdentity([7; 16]))
     };
@@ -575,9 +589,15 @@ fn alua_port_on(
 
 /// (group, state, relative port) of each RTPG descriptor.
 fn rtpg_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
+    rtpg_groups_supporting(d, 0x83)
+}
+
+/// [`rtpg_groups`], each group's SUPPORTED states `supported` (T_SUP |
+/// AN_SUP | AO_SUP: 0x83; T_SUP | S_SUP | AO_SUP: 0x85).
+fn rtpg_groups_supporting(d: &[u8], supported: u8) -> Vec<(u16, u8, u16)> {
     d.chunks(12)
         .map(|g| {
-            assert_eq!(g[1], 0x83, "T_SUP | AN_SUP | AO_SUP");
+            assert_eq!(g[1], supported, "SUPPORTED states");
             assert_eq!(g[7], 1, "TARGET PORT COUNT");
             (
                 u16::from_be_bytes([g[2], g[3]]),
@@ -817,6 +837,71 @@ fn alua_stpg_of_this_ports_group_takes_the_ownership_here() {
     assert_eq!(cell.get(), Ownership::Local);
     // A list naming nothing (length 0) is GOOD.
     expect_good(&a, &stpg_cdb(0), &[]);
+}
+
+#[test]
+fn alua_standby_port_serves_only_what_standby_allows_until_an_stpg_makes_it_the_owner() {
+    use std::sync::atomic::Ordering::SeqCst;
+    use tcmud_core::scsi::{NonOwner, Ownership};
+    let backend = lockable(true);
+    let (a, cell) = alua_port_mode(1, backend.clone(), NonOwner::Standby);
+    // Nobody owns the unit: both groups standby (S_SUP, not AN_SUP).
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(
+        rtpg_groups_supporting(&d[4..], 0x85),
+        [(1, 2, 1), (2, 2, 2)]
+    );
+    // Media access and TEST UNIT READY: NOT READY, TARGET PORT IN STANDBY
+    // STATE; nothing reaches the backend.
+    let data = pattern(2, 0xA5);
+    let w = write16_cdb(8, 2, false);
+    expect_sense(&a, &w, &data, SenseKey::NotReady, 0x04, 0x0B);
+    let mut r = [0u8; 16];
+    r[0] = 0x88; // READ(16) of one block at 0
+    r[13] = 1;
+    expect_sense(&a, &r, &[], SenseKey::NotReady, 0x04, 0x0B);
+    expect_sense(&a, &TUR, &[], SenseKey::NotReady, 0x04, 0x0B);
+    let mut held = vec![0u8; 2 * BS as usize];
+    backend.mem.read(8, &mut held).unwrap();
+    assert_eq!(held, pattern(2, 0), "a standby port wrote");
+    // The fast paths leave the command to the full path, which refuses it.
+    assert!(a.plan_async(&w, data.len(), 0).is_none());
+    // What a standby port serves: REQUEST SENSE says why it is not ready;
+    // INQUIRY, MODE SENSE, REPORT LUNS, REPORT SUPPORTED OPERATION CODES.
+    let sense = expect_data(&a, &[0x03, 0, 0, 0, 252, 0], &[], 252);
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x02, 0x04, 0x0B));
+    expect_data(&a, &inquiry(false, 0, 96), &[], 96);
+    expect_data(&a, &[0x1A, 0x08, 0x3F, 0, 255, 0], &[], 255);
+    expect_data(&a, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0], &[], 64);
+    expect_data(&a, &[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0], &[], 512);
+    // A peer's group optimized from here: not this port's to do.
+    let peer = stpg_list(&[(0x0, 2)]);
+    expect_sense(&a, &stpg_cdb(8), &peer, SenseKey::HardwareError, 0x67, 0x0A);
+    // What Linux's scsi_dh_alua sends on failover: its own group optimized.
+    let own = stpg_list(&[(0x0, 1)]);
+    expect_good(&a, &stpg_cdb(own.len()), &own);
+    assert_eq!(backend.asked.load(SeqCst), 1);
+    assert_eq!(cell.get(), Ownership::Local);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(
+        rtpg_groups_supporting(&d[4..], 0x85),
+        [(1, 0, 1), (2, 2, 2)]
+    );
+    // The owner serves everything.
+    expect_good(&a, &TUR, &[]);
+    expect_good(&a, &w, &data);
+    assert_eq!(read16(&a, 8, 2), data);
+    assert!(a.plan_async(&w, data.len(), 0).is_some());
+    // The ownership moves to the peer: the change is reported, then this
+    // port is standby again.
+    cell.set(Ownership::Remote);
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    expect_sense(&a, &w, &data, SenseKey::NotReady, 0x04, 0x0B);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(
+        rtpg_groups_supporting(&d[4..], 0x85),
+        [(1, 2, 1), (2, 0, 2)]
+    );
 }
 
 #[test]

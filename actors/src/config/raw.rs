@@ -10,7 +10,7 @@ use std::ops::Range;
 use std::path::PathBuf;
 use std::time::Duration;
 use tcmud_core::pool::pagestore::DEFAULT_METADATA_CACHE;
-use tcmud_core::scsi::{AluaConfig, AluaPeer};
+use tcmud_core::scsi::{AluaConfig, AluaPeer, NonOwner};
 use toml::Spanned;
 
 /// Seconds a device's drain waits for running backstore I/O by default.
@@ -64,6 +64,16 @@ struct RawAlua {
     #[serde(default)]
     peers: Vec<RawAluaPeer>,
     transition_secs: Option<u8>,
+    non_owner: Option<RawNonOwner>,
+}
+
+/// `daemon.alua.non_owner`: the state of the groups that do not own the
+/// image's lock.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+enum RawNonOwner {
+    ActiveNonOptimized,
+    Standby,
 }
 
 #[derive(Debug, Deserialize)]
@@ -215,6 +225,10 @@ impl RawConfig {
                     })
                     .collect(),
                 transition_secs: a.transition_secs.unwrap_or(DEFAULT_TRANSITION_SECS),
+                non_owner: match a.non_owner {
+                    None | Some(RawNonOwner::ActiveNonOptimized) => NonOwner::ActiveNonOptimized,
+                    Some(RawNonOwner::Standby) => NonOwner::Standby,
+                },
             };
             match cfg.validate() {
                 Ok(()) => Some(cfg),

@@ -264,7 +264,7 @@ fn nice_defaults_to_minus_ten_and_is_checked() {
 
 #[test]
 fn alua_section_is_read_and_checked() {
-    use tcmud_core::scsi::{AluaConfig, AluaPeer};
+    use tcmud_core::scsi::{AluaConfig, AluaPeer, NonOwner};
     let cfg = from_toml(
         "[daemon.alua]\ngroup = 2\nrelative_port = 2\npeers = [{ group = 1, relative_port = 1 }]\n",
         "a.toml",
@@ -280,9 +280,26 @@ fn alua_section_is_read_and_checked() {
                 relative_port: 1
             }],
             transition_secs: 30,
+            non_owner: NonOwner::ActiveNonOptimized,
         })
     );
     assert_eq!(DaemonConfig::default().alua, None);
+    let standby = from_toml(
+        "[daemon.alua]\ngroup = 1\nrelative_port = 1\nnon_owner = \"standby\"\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(standby.alua.map(|a| a.non_owner), Some(NonOwner::Standby));
+    let e = from_toml(
+        "[daemon.alua]\ngroup = 1\nrelative_port = 1\nnon_owner = \"offline\"\n",
+        "a.toml",
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        e.contains("line 4") && e.contains("`offline`") && e.contains("`standby`"),
+        "{e}"
+    );
     let p = problems(
         "[daemon.alua]\ngroup = 1\nrelative_port = 1\npeers = [{ group = 1, relative_port = 2 }]\n",
     );

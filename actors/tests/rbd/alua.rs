@@ -34,6 +34,7 @@ fn alua(group: u16) -> AluaConfig {
             relative_port: peer,
         }],
         transition_secs: 30,
+        non_owner: tcmud_core::scsi::NonOwner::ActiveNonOptimized,
     }
 }
 

@@ -119,6 +119,26 @@ impl LunState {
         self.ownership.get().map_or(Ownership::Unknown, |c| c.get())
     }
 
+    /// Whether this port is in the ALUA standby state (only the commands
+    /// [`Facts::standby_ok`](crate::scsi::table::Facts::standby_ok) names
+    /// are served).
+    pub(crate) fn in_standby(&self) -> bool {
+        self.cfg
+            .alua
+            .as_ref()
+            .is_some_and(|c| c.standby(self.ownership()))
+    }
+
+    /// Commands other than the few exempt ones must not run yet: a unit
+    /// attention waits, a SANITIZE runs or failed, or the port is standby.
+    /// The fast paths (inline reads, asynchronous plans) then leave the
+    /// command to the full path, which reports it.
+    pub(crate) fn holds_commands(&self) -> bool {
+        self.unit_attention_pending()
+            || self.sanitize_state() != SanitizeState::Idle
+            || self.in_standby()
+    }
+
     /// Why the access states last changed.
     pub(crate) fn alua_status(&self) -> StatusCode {
         StatusCode::from_u8(self.alua_status.load(Ordering::Acquire))

@@ -12,7 +12,15 @@
 # fails A's path when the kernel times A's commands out (attrib/cmd_time_out), continues on B,
 # whose first write waits until the dead A's lock is broken (the cluster's watch timeout);
 # fio completes and verifies every block, no I/O error on the multipath device; B's path
-# group 2 is then active/optimized. Finally the image read through librbd equals the
+# group 2 is then active/optimized. The image read through librbd equals the
+# multipath device's content.
+# Then the same two LUNs in explicit-failover mode ([daemon.alua] non_owner = "standby" in both
+# restarted daemons, which adopt their devices): with the lock free both groups are standby; a
+# standby port answers TEST UNIT READY with NOT READY, TARGET PORT IN STANDBY STATE; the new
+# multipath device's first I/O makes scsi_dh_alua send SET TARGET PORT GROUPS through A (A's
+# group active/optimized, B's standby); fio with verify, daemon A killed mid-fio: the failover
+# to B's group sends SET TARGET PORT GROUPS through B, which takes the lock once the dead A's
+# watch expired; fio completes and verifies, group 2 active/optimized, the image equals the
 # multipath device's content.
 # timeout: 1200
 # needs: rbd (tcmud built with --features rbd as /vmlab/bin/tcmud-rbd; the ceph segment)
@@ -70,7 +78,8 @@ tcmud_start; PID_A=$TCMUD_PID
 # shellcheck disable=SC2034 # as above
 TCMUD_CONF=/tmp/tcmud-b.toml TCMUD_LOG=/tmp/tcmud-b.log
 tcmud_start; PID_B=$TCMUD_PID
-diag2() { TCMUD_LOG=/tmp/tcmud-a.log diag; echo "---- tcmud B ----"; tail -n 40 /tmp/tcmud-b.log; ceph_diag; }
+LOG_A=/tmp/tcmud-a.log LOG_B=/tmp/tcmud-b.log
+diag2() { TCMUD_LOG=$LOG_A diag; echo "---- tcmud B ----"; tail -n 40 "$LOG_B"; ceph_diag; }
 
 # alua_lun HBA DEV DEV_CONFIG LUN -> /dev/sdX: lun_create with cmd_time_out set before the
 # export (the kernel refuses it after)
@@ -170,10 +179,71 @@ dmesg_new | grep -iE 'alua|multipath' | tail -n 12
 wait_state "$SDB" 2 "active/optimized" 30 || fail "group 2 not active/optimized through B after the failover"
 verified "group 2 (daemon B) active/optimized after the failover"
 
-dd if=$MP of=/tmp/lun.img bs=1M iflag=direct 2>/dev/null || fail "reading the multipath device"
-dmsetup remove mpalua 2>/dev/null || true
-TCMUD_PID=$PID_B tcmud_stop
-timeout 120 rbd export rbd/vol /tmp/export.img > /dev/null 2>&1 || { ceph_diag; fail "rbd export"; }
-[ "$(sha /tmp/lun.img)" = "$(sha /tmp/export.img)" ] || fail "the image differs from what the multipath device read"
+# image_matches DM -- the multipath device DM read whole, daemon B stopped, equals the image
+# exported through librbd
+image_matches() {
+    dd if="/dev/mapper/$1" of=/tmp/lun.img bs=1M iflag=direct 2>/dev/null || fail "reading the multipath device"
+    dmsetup remove "$1" 2>/dev/null || true
+    TCMUD_PID=$PID_B tcmud_stop
+    rm -f /tmp/export.img
+    timeout 120 rbd export rbd/vol /tmp/export.img > /dev/null 2>&1 || { ceph_diag; fail "rbd export"; }
+    [ "$(sha /tmp/lun.img)" = "$(sha /tmp/export.img)" ] || fail "the image differs from what the multipath device read"
+}
+image_matches mpalua
 verified "the image read through librbd equals the multipath device's $SIZE_MB MiB"
+
+# ---- explicit failover: the groups that do not own the lock are standby ----
+for n in a b; do echo 'non_owner = "standby"' >> "/tmp/tcmud-$n.toml"; done
+LOG_A=/tmp/tcmud-a2.log LOG_B=/tmp/tcmud-b2.log
+# shellcheck disable=SC2034 # as above
+TCMUD_CONF=/tmp/tcmud-a.toml TCMUD_LOG=$LOG_A
+tcmud_start; PID_A=$TCMUD_PID
+# shellcheck disable=SC2034 # as above
+TCMUD_CONF=/tmp/tcmud-b.toml TCMUD_LOG=$LOG_B
+tcmud_start; PID_B=$TCMUD_PID
+holds_uio "$PID_A" alua_a && holds_uio "$PID_B" alua_b || { diag2; fail "the restarted daemons did not adopt their devices"; }
+wait_state "$SDA" 1 "standby" 30 || { diag2; fail "group 1 not standby through A with the lock free"; }
+wait_state "$SDB" 2 "standby" 30 || { diag2; fail "group 2 not standby through B with the lock free"; }
+wait_state "$SDB" 1 "standby" 10 || fail "group 1 not standby through B with the lock free"
+verified "non_owner = standby (both daemons restarted, devices adopted): with the lock free groups 1 and 2 report standby"
+if sg_turs -v "$SDB" > /tmp/tur-b.out 2>&1; then cat /tmp/tur-b.out; fail "TEST UNIT READY through standby B succeeded"; fi
+grep -qi "standby" /tmp/tur-b.out || { cat /tmp/tur-b.out; fail "TEST UNIT READY through standby B: not TARGET PORT IN STANDBY STATE"; }
+verified "a standby port refuses TEST UNIT READY: $(grep -i standby /tmp/tur-b.out | head -n 1 | tr -s ' ')"
+
+dmsetup create mpsb --table "0 $SECTORS multipath 1 queue_if_no_path 1 alua 2 1 \
+round-robin 0 1 1 $(dev_of "$SDA") 1000 round-robin 0 1 1 $(dev_of "$SDB") 1000" || fail "dmsetup create mpsb"
+dmsetup mknodes mpsb 2>/dev/null
+MP=/dev/mapper/mpsb
+[ -b $MP ] || fail "no $MP"
+dmesg_mark
+[ "$(dd if=$MP bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || { diag2; fail "the multipath device does not read A's write back"; }
+wait_state "$SDA" 1 "active/optimized" 30 || { diag2; fail "group 1 not active/optimized after the multipath device's first I/O"; }
+wait_state "$SDB" 2 "standby" 10 || fail "group 2 not standby through B once A owns the lock"
+grep -q "exclusive lock requested for SET TARGET PORT GROUPS" "$LOG_A" || { diag2; fail "daemon A took the lock without a SET TARGET PORT GROUPS"; }
+verified "the multipath device's first I/O: scsi_dh_alua's SET TARGET PORT GROUPS through A made group 1 active/optimized, group 2 stays standby"
+
+fio --name=standby --filename=$MP --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
+    --bs=4k --size=16M --offset=$((32 * MB)) --verify=crc32c --verify_fatal=1 --do_verify=1 \
+    --randseed=21 --output-format=terse --terse-version=3 > /tmp/fio-standby.out 2>&1 &
+FPID=$!
+wait_writes "$SDA" 64 300 $FPID || { cat /tmp/fio-standby.out; fail "fio wrote nothing through path A"; }
+kill -STOP "$PID_A"
+kill -0 $FPID 2>/dev/null || { cat /tmp/fio-standby.out; fail "fio ended before the kill"; }
+kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null
+tk=$(cut -d' ' -f1 /proc/uptime)
+vmsg "killed daemon A (pid $PID_A, the lock owner; B standby) during fio at ${tk}s"
+if ! wait $FPID; then cat /tmp/fio-standby.out; dmsetup status mpsb; diag2; fail "fio failed after daemon A's death (standby mode)"; fi
+te=$(cut -d' ' -f1 /proc/uptime)
+verified "standby mode, kill -9 of the active daemon during fio randwrite 16 MiB: fio completed and verified every block ($(awk -v a="$tk" -v b="$te" 'BEGIN{printf "%.0f", b-a}') s after the kill; $(fio_summary standby))"
+st=$(dmsetup status mpsb)
+echo "GUEST: dmsetup status after the failover: $st"
+case $st in *" F "*" A "*) ;; *) fail "expected path A failed and path B active: $st";; esac
+errs=$(dmesg_new | grep -iE 'I/O error, dev dm-|Buffer I/O error on dev dm-|critical')
+[ -z "$errs" ] || { echo "$errs"; fail "I/O errors on the multipath device"; }
+wait_state "$SDB" 2 "active/optimized" 30 || fail "group 2 not active/optimized through B after the failover"
+grep -q "exclusive lock requested for SET TARGET PORT GROUPS" "$LOG_B" || { diag2; fail "daemon B took the lock without a SET TARGET PORT GROUPS"; }
+dmesg_new | grep -iE 'alua|multipath' | tail -n 12
+verified "the failover to standby group 2: scsi_dh_alua's SET TARGET PORT GROUPS through B took the lock, group 2 active/optimized; no I/O error on the multipath device"
+image_matches mpsb
+verified "the image read through librbd equals the multipath device's $SIZE_MB MiB (standby mode)"
 exit 0
