@@ -147,35 +147,47 @@ verified "the kernel's ALUA device handler is attached to both paths"
 # with prio alua builds from the states above), B's second
 dev_of() { cat "/sys/block/${1#/dev/}/dev"; }
 SECTORS=$((SIZE_MB * 2048))
-dmsetup create mpalua --table "0 $SECTORS multipath 1 queue_if_no_path 1 alua 2 1 \
-round-robin 0 1 1 $(dev_of "$SDA") 1000 round-robin 0 1 1 $(dev_of "$SDB") 1000" || fail "dmsetup create"
-dmsetup mknodes mpalua 2>/dev/null
+# mp_create DM -- /dev/mapper/DM over both paths, A's path group first, B's second (the
+# table multipathd's group_by_prio with prio alua builds: the guest has no udev for it)
+mp_create() {
+    dmsetup create "$1" --table "0 $SECTORS multipath 1 queue_if_no_path 1 alua 2 1 \
+round-robin 0 1 1 $(dev_of "$SDA") 1000 round-robin 0 1 1 $(dev_of "$SDB") 1000" || fail "dmsetup create $1"
+    dmsetup mknodes "$1" 2>/dev/null
+    [ -b "/dev/mapper/$1" ] || fail "no /dev/mapper/$1"
+}
+# kill_a_under_fio DM OFFSET_MB SEED -- fio 4k randwrite with crc32c verify of 16 MiB at
+# OFFSET_MB through /dev/mapper/DM; daemon A (the lock owner) frozen and killed once fio
+# wrote through A's path; fio must complete and verify, dm-multipath end with A's path
+# failed and B's active, and no I/O error reach the multipath device
+kill_a_under_fio() {
+    fio --name="$1" --filename="/dev/mapper/$1" --direct=1 --ioengine=libaio --iodepth=32 \
+        --rw=randwrite --bs=4k --size=16M --offset=$(($2 * MB)) --verify=crc32c --verify_fatal=1 \
+        --do_verify=1 --randseed="$3" --output-format=terse --terse-version=3 > "/tmp/fio-$1.out" 2>&1 &
+    _fpid=$!
+    wait_writes "$SDA" 64 300 $_fpid || { cat "/tmp/fio-$1.out"; fail "fio wrote nothing through path A"; }
+    kill -STOP "$PID_A"
+    kill -0 $_fpid 2>/dev/null || { cat "/tmp/fio-$1.out"; fail "fio ended before the kill"; }
+    kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null
+    _tk=$(cut -d' ' -f1 /proc/uptime)
+    vmsg "killed daemon A (pid $PID_A, the lock owner) during fio on $1 at ${_tk}s"
+    if ! wait $_fpid; then cat "/tmp/fio-$1.out"; dmsetup status "$1"; diag2; fail "fio on $1 failed after daemon A's death"; fi
+    _te=$(cut -d' ' -f1 /proc/uptime)
+    verified "$1: kill -9 of the active daemon during fio randwrite 16 MiB: fio completed and verified every block ($(awk -v a="$_tk" -v b="$_te" 'BEGIN{printf "%.0f", b-a}') s after the kill; $(fio_summary "$1"))"
+    _st=$(dmsetup status "$1")
+    echo "GUEST: dmsetup status after the failover: $_st"
+    case $_st in *" F "*" A "*) ;; *) fail "expected path A failed and path B active: $_st";; esac
+    _errs=$(dmesg_new | grep -iE 'I/O error, dev dm-|Buffer I/O error on dev dm-|critical')
+    [ -z "$_errs" ] || { echo "$_errs"; fail "I/O errors on the multipath device"; }
+    verified "$1: path A failed, path B active; no I/O error on the multipath device"
+    dmesg_new | grep -iE 'alua|multipath' | tail -n 12
+}
+
+mp_create mpalua
 MP=/dev/mapper/mpalua
-[ -b $MP ] || fail "no $MP"
 [ "$(dd if=$MP bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || fail "the multipath device does not read A's write back"
 verified "dm-multipath device over both paths (alua handler, queue_if_no_path): $(dmsetup status mpalua)"
 dmesg_mark
-
-fio --name=failover --filename=$MP --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
-    --bs=4k --size=16M --offset=$((16 * MB)) --verify=crc32c --verify_fatal=1 --do_verify=1 \
-    --randseed=20 --output-format=terse --terse-version=3 > /tmp/fio-failover.out 2>&1 &
-FPID=$!
-wait_writes "$SDA" 64 300 $FPID || { cat /tmp/fio-failover.out; fail "fio wrote nothing through path A"; }
-kill -STOP "$PID_A"
-kill -0 $FPID 2>/dev/null || { cat /tmp/fio-failover.out; fail "fio ended before the kill"; }
-kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null
-tk=$(cut -d' ' -f1 /proc/uptime)
-vmsg "killed daemon A (pid $PID_A, the lock owner) during fio at ${tk}s"
-if ! wait $FPID; then cat /tmp/fio-failover.out; dmsetup status mpalua; diag2; fail "fio failed after daemon A's death"; fi
-te=$(cut -d' ' -f1 /proc/uptime)
-verified "kill -9 of the active daemon during fio randwrite 16 MiB: fio completed and verified every block ($(awk -v a="$tk" -v b="$te" 'BEGIN{printf "%.0f", b-a}') s after the kill; $(fio_summary failover))"
-st=$(dmsetup status mpalua)
-echo "GUEST: dmsetup status after the failover: $st"
-case $st in *" F "*" A "*) ;; *) fail "expected path A failed and path B active: $st";; esac
-errs=$(dmesg_new | grep -iE 'I/O error, dev dm-|Buffer I/O error on dev dm-|critical')
-[ -z "$errs" ] || { echo "$errs"; fail "I/O errors on the multipath device"; }
-verified "dm-multipath: path A failed, path B active; no I/O error on the multipath device"
-dmesg_new | grep -iE 'alua|multipath' | tail -n 12
+kill_a_under_fio mpalua 16 20
 wait_state "$SDB" 2 "active/optimized" 30 || fail "group 2 not active/optimized through B after the failover"
 verified "group 2 (daemon B) active/optimized after the failover"
 
@@ -210,11 +222,8 @@ if sg_turs -v "$SDB" > /tmp/tur-b.out 2>&1; then cat /tmp/tur-b.out; fail "TEST 
 grep -qi "standby" /tmp/tur-b.out || { cat /tmp/tur-b.out; fail "TEST UNIT READY through standby B: not TARGET PORT IN STANDBY STATE"; }
 verified "a standby port refuses TEST UNIT READY: $(grep -i standby /tmp/tur-b.out | head -n 1 | tr -s ' ')"
 
-dmsetup create mpsb --table "0 $SECTORS multipath 1 queue_if_no_path 1 alua 2 1 \
-round-robin 0 1 1 $(dev_of "$SDA") 1000 round-robin 0 1 1 $(dev_of "$SDB") 1000" || fail "dmsetup create mpsb"
-dmsetup mknodes mpsb 2>/dev/null
+mp_create mpsb
 MP=/dev/mapper/mpsb
-[ -b $MP ] || fail "no $MP"
 dmesg_mark
 [ "$(dd if=$MP bs=1M skip=1 count=1 iflag=direct 2>/dev/null | sha)" = "$(sha /tmp/pat)" ] || { diag2; fail "the multipath device does not read A's write back"; }
 wait_state "$SDA" 1 "active/optimized" 30 || { diag2; fail "group 1 not active/optimized after the multipath device's first I/O"; }
@@ -222,27 +231,9 @@ wait_state "$SDB" 2 "standby" 10 || fail "group 2 not standby through B once A o
 grep -q "exclusive lock requested for SET TARGET PORT GROUPS" "$LOG_A" || { diag2; fail "daemon A took the lock without a SET TARGET PORT GROUPS"; }
 verified "the multipath device's first I/O: scsi_dh_alua's SET TARGET PORT GROUPS through A made group 1 active/optimized, group 2 stays standby"
 
-fio --name=standby --filename=$MP --direct=1 --ioengine=libaio --iodepth=32 --rw=randwrite \
-    --bs=4k --size=16M --offset=$((32 * MB)) --verify=crc32c --verify_fatal=1 --do_verify=1 \
-    --randseed=21 --output-format=terse --terse-version=3 > /tmp/fio-standby.out 2>&1 &
-FPID=$!
-wait_writes "$SDA" 64 300 $FPID || { cat /tmp/fio-standby.out; fail "fio wrote nothing through path A"; }
-kill -STOP "$PID_A"
-kill -0 $FPID 2>/dev/null || { cat /tmp/fio-standby.out; fail "fio ended before the kill"; }
-kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null
-tk=$(cut -d' ' -f1 /proc/uptime)
-vmsg "killed daemon A (pid $PID_A, the lock owner; B standby) during fio at ${tk}s"
-if ! wait $FPID; then cat /tmp/fio-standby.out; dmsetup status mpsb; diag2; fail "fio failed after daemon A's death (standby mode)"; fi
-te=$(cut -d' ' -f1 /proc/uptime)
-verified "standby mode, kill -9 of the active daemon during fio randwrite 16 MiB: fio completed and verified every block ($(awk -v a="$tk" -v b="$te" 'BEGIN{printf "%.0f", b-a}') s after the kill; $(fio_summary standby))"
-st=$(dmsetup status mpsb)
-echo "GUEST: dmsetup status after the failover: $st"
-case $st in *" F "*" A "*) ;; *) fail "expected path A failed and path B active: $st";; esac
-errs=$(dmesg_new | grep -iE 'I/O error, dev dm-|Buffer I/O error on dev dm-|critical')
-[ -z "$errs" ] || { echo "$errs"; fail "I/O errors on the multipath device"; }
+kill_a_under_fio mpsb 32 21
 wait_state "$SDB" 2 "active/optimized" 30 || fail "group 2 not active/optimized through B after the failover"
 grep -q "exclusive lock requested for SET TARGET PORT GROUPS" "$LOG_B" || { diag2; fail "daemon B took the lock without a SET TARGET PORT GROUPS"; }
-dmesg_new | grep -iE 'alua|multipath' | tail -n 12
 verified "the failover to standby group 2: scsi_dh_alua's SET TARGET PORT GROUPS through B took the lock, group 2 active/optimized; no I/O error on the multipath device"
 image_matches mpsb
 verified "the image read through librbd equals the multipath device's $SIZE_MB MiB (standby mode)"
