@@ -98,8 +98,10 @@ pub struct AluaPeer {
     pub relative_port: u16,
 }
 
-/// The state of the groups that do not own the logical unit.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The state of the groups that do not own the logical unit (in a daemon's
+/// configuration `"active-non-optimized"` or `"standby"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum NonOwner {
     /// ACTIVE/NON-OPTIMIZED: every command served; a write moves the
     /// ownership (implicit ALUA).

@@ -64,16 +64,8 @@ struct RawAlua {
     #[serde(default)]
     peers: Vec<RawAluaPeer>,
     transition_secs: Option<u8>,
-    non_owner: Option<RawNonOwner>,
-}
-
-/// `daemon.alua.non_owner`: the state of the groups that do not own the
-/// image's lock.
-#[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-enum RawNonOwner {
-    ActiveNonOptimized,
-    Standby,
+    /// The state of the groups that do not own the image's lock.
+    non_owner: Option<NonOwner>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -225,10 +217,7 @@ impl RawConfig {
                     })
                     .collect(),
                 transition_secs: a.transition_secs.unwrap_or(DEFAULT_TRANSITION_SECS),
-                non_owner: match a.non_owner {
-                    None | Some(RawNonOwner::ActiveNonOptimized) => NonOwner::ActiveNonOptimized,
-                    Some(RawNonOwner::Standby) => NonOwner::Standby,
-                },
+                non_owner: a.non_owner.unwrap_or_default(),
             };
             match cfg.validate() {
                 Ok(()) => Some(cfg),
