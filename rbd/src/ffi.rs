@@ -87,6 +87,13 @@ extern "C" {
         max_lock_owners: *mut size_t,
     ) -> c_int;
     pub fn rbd_lock_get_owners_cleanup(lock_owners: *mut *mut c_char, lock_owner_count: size_t);
+    pub fn rbd_metadata_get(
+        image: rbd_image_t,
+        key: *const c_char,
+        value: *mut c_char,
+        val_len: *mut size_t,
+    ) -> c_int;
+    pub fn rbd_metadata_set(image: rbd_image_t, key: *const c_char, value: *const c_char) -> c_int;
     pub fn rbd_snap_create(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_snap_protect(image: rbd_image_t, name: *const c_char) -> c_int;
     pub fn rbd_diff_iterate2(

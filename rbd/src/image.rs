@@ -200,6 +200,55 @@ impl Image {
         Ok(names)
     }
 
+    /// The image's metadata value under `key` (`None` when it has none).
+    /// Asks the cluster (blocking).
+    pub fn metadata_get(&self, key: &str) -> Result<Option<String>, RbdError> {
+        /// A value longer than this is refused (E2BIG): no caller stores one.
+        const MAX: usize = 64 << 10;
+        let k = cstr("rbd_metadata_get", key)?;
+        let mut len: size_t = 256;
+        loop {
+            let mut buf = vec![0 as c_char; len];
+            let mut have = len;
+            // SAFETY: open image, NUL-terminated key; `buf` is writable for
+            // `have` bytes, which librbd updates (to the length it needs
+            // when it returns -ERANGE).
+            let r = unsafe {
+                ffi::rbd_metadata_get(self.handle, k.as_ptr(), buf.as_mut_ptr(), &mut have)
+            };
+            match r {
+                r if r == -libc::ENOENT => return Ok(None),
+                r if r == -libc::ERANGE && have > len && have <= MAX => len = have,
+                r if r == -libc::ERANGE => {
+                    return Err(RbdError {
+                        op: "rbd_metadata_get",
+                        errno: libc::E2BIG,
+                    })
+                }
+                r => {
+                    RbdError::check("rbd_metadata_get", r.into())?;
+                    // The last byte stays 0 whatever librbd wrote.
+                    if let Some(last) = buf.last_mut() {
+                        *last = 0;
+                    }
+                    // SAFETY: `buf` is NUL-terminated (forced just above).
+                    let v = unsafe { CStr::from_ptr(buf.as_ptr()) };
+                    return Ok(Some(v.to_string_lossy().into_owned()));
+                }
+            }
+        }
+    }
+
+    /// Sets the image's metadata `key` to `value` (blocking; librbd runs it
+    /// through the exclusive lock's owner).
+    pub fn metadata_set(&self, key: &str, value: &str) -> Result<(), RbdError> {
+        let k = cstr("rbd_metadata_set", key)?;
+        let v = cstr("rbd_metadata_set", value)?;
+        // SAFETY: open image, NUL-terminated key and value.
+        let r = unsafe { ffi::rbd_metadata_set(self.handle, k.as_ptr(), v.as_ptr()) };
+        RbdError::check("rbd_metadata_set", r.into()).map(drop)
+    }
+
     /// Resizes to `size` bytes (blocking).
     pub fn resize(&self, size: u64) -> Result<(), RbdError> {
         // SAFETY: open image.

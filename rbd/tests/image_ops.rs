@@ -161,6 +161,31 @@ fn exclusive_lock_owner_and_owners_seen_from_another_client() {
     assert!(!a.is_lock_owner().unwrap());
 }
 
+#[test]
+fn metadata_set_and_get_seen_from_another_client() {
+    let name = unique("ffi-meta");
+    let a = fresh(&pool(), &name, 4 << 20);
+    let b = Image::open(pool(), &name, None, false).expect("open b");
+    assert_eq!(
+        b.metadata_get("tcmud_test").unwrap(),
+        None,
+        "no such key yet"
+    );
+    a.metadata_set("tcmud_test", "group=2,client=x").unwrap();
+    assert_eq!(
+        b.metadata_get("tcmud_test").unwrap().as_deref(),
+        Some("group=2,client=x")
+    );
+    // Longer than the first buffer: read back whole.
+    let long = "v".repeat(1000);
+    b.metadata_set("tcmud_test", &long).unwrap();
+    assert_eq!(a.metadata_get("tcmud_test").unwrap(), Some(long));
+    assert!(
+        a.metadata_set("bad\0key", "v").is_err(),
+        "NUL in a key refused"
+    );
+}
+
 /// Runs a vectored operation and waits for it: its outcome and its buffers.
 fn wait_v<B: Send + 'static>(
     start: impl FnOnce(Box<dyn FnOnce(tcmud_rbd::AioDone, B) + Send>) -> Result<(), tcmud_rbd::RbdError>,

@@ -21,7 +21,7 @@
 //! one port of the logical unit ([`AluaConfig::relative_port`]) and names
 //! the others ([`AluaConfig::peers`]).
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use super::error::ScsiError;
 
@@ -43,24 +43,39 @@ pub enum AccessState {
 
 /// Who owns the logical unit, as the daemon last saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
 pub enum Ownership {
     /// Not known yet (or the cluster cannot be asked).
-    Unknown = 0,
+    Unknown,
     /// This daemon (its port's group is active/optimized).
-    Local = 1,
-    /// Another daemon.
-    Remote = 2,
+    Local,
+    /// Another client: a peer daemon, whose TARGET PORT GROUP is known
+    /// when the owner published it (and the publication names the client
+    /// that holds the ownership now).
+    Remote(Option<u16>),
     /// Nobody: the first write through any port takes it.
-    Unowned = 3,
+    Unowned,
 }
 
 impl Ownership {
-    /// The ownership stored as `v` (anything else: [`Ownership::Unknown`]).
-    pub(crate) fn from_u8(v: u8) -> Ownership {
-        match v {
+    /// The ownership as one word (for an atomic): the kind in the low
+    /// byte, a known owner group in the high half with bit 8 set.
+    pub(crate) fn encode(self) -> u32 {
+        match self {
+            Ownership::Unknown => 0,
+            Ownership::Local => 1,
+            Ownership::Remote(None) => 2,
+            Ownership::Remote(Some(g)) => 2 | 0x100 | (u32::from(g) << 16),
+            Ownership::Unowned => 3,
+        }
+    }
+
+    /// The ownership stored as `v` by [`Ownership::encode`] (anything
+    /// else: [`Ownership::Unknown`]).
+    pub(crate) fn decode(v: u32) -> Ownership {
+        match v & 0xFF {
             1 => Ownership::Local,
-            2 => Ownership::Remote,
+            2 if v & 0x100 != 0 => Ownership::Remote(u16::try_from(v >> 16).ok()),
+            2 => Ownership::Remote(None),
             3 => Ownership::Unowned,
             _ => Ownership::Unknown,
         }
@@ -68,9 +83,16 @@ impl Ownership {
 }
 
 /// The ownership signal: set by the daemon (e.g. a thread watching the RBD
-/// exclusive lock), read by the LUN on every command.
+/// exclusive lock), read by the LUN on every command. It also carries this
+/// daemon's own TARGET PORT GROUP once the LUN adopted it, for the watcher
+/// to publish while it holds the ownership (so that the peers can tell
+/// which of them owns the unit).
 #[derive(Debug, Default)]
-pub struct OwnershipCell(AtomicU8);
+pub struct OwnershipCell {
+    ownership: AtomicU32,
+    /// This port's group plus one; 0 while not known.
+    group: AtomicU32,
+}
 
 impl OwnershipCell {
     /// A cell holding [`Ownership::Unknown`].
@@ -80,12 +102,24 @@ impl OwnershipCell {
 
     /// Records `o`; whether it changed.
     pub fn set(&self, o: Ownership) -> bool {
-        self.0.swap(o as u8, Ordering::AcqRel) != o as u8
+        self.ownership.swap(o.encode(), Ordering::AcqRel) != o.encode()
     }
 
     /// The last recorded ownership.
     pub fn get(&self) -> Ownership {
-        Ownership::from_u8(self.0.load(Ordering::Acquire))
+        Ownership::decode(self.ownership.load(Ordering::Acquire))
+    }
+
+    /// Records this daemon's TARGET PORT GROUP (the LUN does, when it
+    /// adopts the cell with an ALUA configuration).
+    pub fn set_group(&self, group: u16) {
+        self.group.store(u32::from(group) + 1, Ordering::Release);
+    }
+
+    /// This daemon's TARGET PORT GROUP, once recorded.
+    pub fn group(&self) -> Option<u16> {
+        let g = self.group.load(Ordering::Acquire);
+        g.checked_sub(1).and_then(|g| u16::try_from(g).ok())
     }
 }
 
@@ -168,22 +202,47 @@ impl AluaConfig {
         Ok(())
     }
 
-    /// The access states of this port's group and of the peers' groups
-    /// under `o`.
-    pub fn states(&self, o: Ownership) -> (AccessState, AccessState) {
-        let (ao, other) = (AccessState::ActiveOptimized, self.non_owner.state());
+    /// The group that owns the unit under `o`, when known: this port's
+    /// (`Local`), the peer the owner published (`Remote(Some)`), or with
+    /// a single peer that peer (another client holds it: the peer, or a
+    /// tool outside the daemons).
+    fn owner_group(&self, o: Ownership) -> Option<u16> {
         match o {
-            Ownership::Local => (ao, other),
-            // With one peer it is the owner; with more, which one is not
-            // known here: none is reported optimized.
-            Ownership::Remote if self.peers.len() == 1 => (other, ao),
-            Ownership::Remote | Ownership::Unowned | Ownership::Unknown => (other, other),
+            Ownership::Local => Some(self.group),
+            Ownership::Remote(Some(g)) if self.peers.iter().any(|p| p.group == g) => Some(g),
+            Ownership::Remote(_) => match self.peers.as_slice() {
+                [only] => Some(only.group),
+                _ => None,
+            },
+            Ownership::Unowned | Ownership::Unknown => None,
         }
+    }
+
+    /// The access state of target port group `group` under `o`: the
+    /// owner's active/optimized, every other in the non-owner state.
+    pub fn state_of(&self, group: u16, o: Ownership) -> AccessState {
+        if self.owner_group(o) == Some(group) {
+            AccessState::ActiveOptimized
+        } else {
+            self.non_owner.state()
+        }
+    }
+
+    /// The access state of this port's group under `o`.
+    pub fn own_state(&self, o: Ownership) -> AccessState {
+        self.state_of(self.group, o)
+    }
+
+    /// Whether some group's state differs between `a` and `b`.
+    pub fn states_differ(&self, a: Ownership, b: Ownership) -> bool {
+        std::iter::once(self.group)
+            .chain(self.peers.iter().map(|p| p.group))
+            .any(|g| self.state_of(g, a) != self.state_of(g, b))
     }
 
     /// Whether this port is in the standby state under `o`.
     pub fn standby(&self, o: Ownership) -> bool {
-        self.states(o).0 == AccessState::Standby
+        self.own_state(o) == AccessState::Standby
     }
 
     /// SUPPORTED states of every group: T_SUP, AO_SUP and the non-owners'
@@ -254,7 +313,6 @@ pub(crate) fn set_request(
     if list.len() < 4 || (list.len() - 4) % 4 != 0 {
         return Err(ScsiError::ParameterListLength);
     }
-    let (own_now, peer_now) = cfg.states(o);
     let mut seen: Vec<u16> = Vec::new();
     let (mut optimized, mut unchanged, mut own_optimized) = (0, true, false);
     for (i, d) in list[4..].chunks_exact(4).enumerate() {
@@ -265,13 +323,10 @@ pub(crate) fn set_request(
             s if s == cfg.non_owner.state() as u8 => cfg.non_owner.state(),
             _ => return Err(ScsiError::param(at)),
         };
-        let now = if group == cfg.group {
-            own_now
-        } else if cfg.peers.iter().any(|p| p.group == group) {
-            peer_now
-        } else {
+        if group != cfg.group && !cfg.peers.iter().any(|p| p.group == group) {
             return Err(ScsiError::param(at + 2));
-        };
+        }
+        let now = cfg.state_of(group, o);
         if seen.contains(&group) {
             return Err(ScsiError::param(at + 2));
         }
@@ -302,12 +357,12 @@ pub(crate) fn report(
     status: StatusCode,
     extended: bool,
 ) -> Vec<u8> {
-    let (own, peer) = cfg.states(o);
     let (status, supported) = (status as u8, cfg.supported_states());
-    let mut groups = vec![(cfg.group, own, cfg.relative_port)];
-    groups.extend(cfg.peers.iter().map(|p| (p.group, peer, p.relative_port)));
+    let mut groups = vec![(cfg.group, cfg.relative_port)];
+    groups.extend(cfg.peers.iter().map(|p| (p.group, p.relative_port)));
     let mut descs = Vec::with_capacity(12 * groups.len());
-    for (group, state, port) in groups {
+    for (group, port) in groups {
+        let state = cfg.state_of(group, o);
         descs.push(state as u8); // PREF 0, ASYMMETRIC ACCESS STATE
         descs.push(supported);
         descs.extend_from_slice(&group.to_be_bytes()); // TARGET PORT GROUP
@@ -379,6 +434,79 @@ mod tests {
         assert!(c.validate().unwrap_err().contains("port 1"));
     }
 
+    fn three() -> AluaConfig {
+        AluaConfig {
+            peers: vec![
+                AluaPeer {
+                    group: 2,
+                    relative_port: 2,
+                },
+                AluaPeer {
+                    group: 3,
+                    relative_port: 3,
+                },
+            ],
+            ..two()
+        }
+    }
+
+    #[test]
+    fn ownership_encodes_into_one_word_and_back() {
+        for o in [
+            Ownership::Unknown,
+            Ownership::Local,
+            Ownership::Remote(None),
+            Ownership::Remote(Some(0)),
+            Ownership::Remote(Some(7)),
+            Ownership::Remote(Some(u16::MAX)),
+            Ownership::Unowned,
+        ] {
+            assert_eq!(Ownership::decode(o.encode()), o);
+        }
+        assert_eq!(Ownership::decode(0xFF), Ownership::Unknown);
+        let c = OwnershipCell::new();
+        assert_eq!(c.group(), None);
+        c.set_group(0);
+        assert_eq!(c.group(), Some(0));
+        c.set_group(u16::MAX);
+        assert_eq!(c.group(), Some(u16::MAX));
+        assert!(c.set(Ownership::Remote(Some(3))));
+        assert!(
+            c.set(Ownership::Remote(Some(2))),
+            "another owner is a change"
+        );
+        assert_eq!(c.get(), Ownership::Remote(Some(2)));
+    }
+
+    #[test]
+    fn with_several_peers_only_a_published_owner_is_reported_optimized() {
+        use AccessState::{ActiveNonOptimized as N, ActiveOptimized as Ao};
+        let c = three();
+        let states = |o| [1, 2, 3].map(|g| c.state_of(g, o));
+        assert_eq!(states(Ownership::Local), [Ao, N, N]);
+        assert_eq!(states(Ownership::Remote(Some(3))), [N, N, Ao]);
+        // Owner not known, or a group that is not a peer: none optimized.
+        assert_eq!(states(Ownership::Remote(None)), [N, N, N]);
+        assert_eq!(states(Ownership::Remote(Some(9))), [N, N, N]);
+        assert_eq!(states(Ownership::Remote(Some(1))), [N, N, N]);
+        // With one peer another client's ownership is that peer's.
+        assert_eq!(two().state_of(2, Ownership::Remote(Some(9))), Ao);
+        assert!(c.states_differ(Ownership::Remote(Some(2)), Ownership::Remote(Some(3))));
+        assert!(!c.states_differ(Ownership::Remote(None), Ownership::Unowned));
+        let d = report(&c, Ownership::Remote(Some(3)), StatusCode::None, false);
+        let got: Vec<(u8, u8)> = d[4..].chunks(12).map(|g| (g[3], g[0])).collect();
+        assert_eq!(got, [(1, 1), (2, 1), (3, 0)]);
+        // SET TARGET PORT GROUPS sees the same states.
+        assert_eq!(
+            set_request(&c, Ownership::Remote(Some(3)), &stpg(&[(1, 1), (0, 3)])).unwrap(),
+            SetRequest::Unchanged
+        );
+        assert_eq!(
+            set_request(&c, Ownership::Remote(Some(3)), &stpg(&[(0, 2)])).unwrap(),
+            SetRequest::NotHere
+        );
+    }
+
     #[test]
     fn ownership_cell_reports_changes_once() {
         let c = OwnershipCell::new();
@@ -392,7 +520,7 @@ mod tests {
     fn report_lists_own_group_first_with_its_port() {
         let d = report(
             &two(),
-            Ownership::Remote,
+            Ownership::Remote(None),
             StatusCode::AlteredImplicitly,
             false,
         );
@@ -420,7 +548,7 @@ mod tests {
         let c = two();
         // Own group optimized: taken here, unless already the owner.
         assert_eq!(
-            set_request(&c, Ownership::Remote, &stpg(&[(0, 1)])).unwrap(),
+            set_request(&c, Ownership::Remote(None), &stpg(&[(0, 1)])).unwrap(),
             TakeOwnership
         );
         assert_eq!(
@@ -433,14 +561,17 @@ mod tests {
         );
         // The states as they are, or nothing named: nothing to do.
         assert_eq!(
-            set_request(&c, Ownership::Remote, &stpg(&[(0, 2), (1, 1)])).unwrap(),
+            set_request(&c, Ownership::Remote(None), &stpg(&[(0, 2), (1, 1)])).unwrap(),
             Unchanged
         );
         assert_eq!(
-            set_request(&c, Ownership::Remote, &stpg(&[])).unwrap(),
+            set_request(&c, Ownership::Remote(None), &stpg(&[])).unwrap(),
             Unchanged
         );
-        assert_eq!(set_request(&c, Ownership::Remote, &[]).unwrap(), Unchanged);
+        assert_eq!(
+            set_request(&c, Ownership::Remote(None), &[]).unwrap(),
+            Unchanged
+        );
         // A peer optimized while this daemon owns the unit: not on request.
         assert_eq!(
             set_request(&c, Ownership::Local, &stpg(&[(0, 2)])).unwrap(),
@@ -456,7 +587,7 @@ mod tests {
     fn set_request_refuses_bad_lists_with_a_pointer() {
         let c = two();
         let err = |l: &[u8]| {
-            set_request(&c, Ownership::Remote, l)
+            set_request(&c, Ownership::Remote(None), l)
                 .unwrap_err()
                 .to_sense()
         };
@@ -470,7 +601,7 @@ mod tests {
         // Not a header plus whole descriptors.
         for l in [&[0u8, 0][..], &[0, 0, 0, 0, 0, 0][..]] {
             assert!(matches!(
-                set_request(&c, Ownership::Remote, l),
+                set_request(&c, Ownership::Remote(None), l),
                 Err(ScsiError::ParameterListLength)
             ));
         }
@@ -480,18 +611,19 @@ mod tests {
     fn standby_mode_reports_non_owners_standby_with_s_sup() {
         let c = standby_two();
         use AccessState::{ActiveOptimized as Ao, Standby as S};
-        assert_eq!(c.states(Ownership::Local), (Ao, S));
-        assert_eq!(c.states(Ownership::Remote), (S, Ao));
-        assert_eq!(c.states(Ownership::Unowned), (S, S));
-        assert_eq!(c.states(Ownership::Unknown), (S, S));
-        assert!(c.standby(Ownership::Remote) && !c.standby(Ownership::Local));
-        assert!(!two().standby(Ownership::Remote) && !two().standby(Ownership::Unknown));
-        let d = report(&c, Ownership::Remote, StatusCode::None, false);
+        let states = |o| (c.state_of(1, o), c.state_of(2, o));
+        assert_eq!(states(Ownership::Local), (Ao, S));
+        assert_eq!(states(Ownership::Remote(None)), (S, Ao));
+        assert_eq!(states(Ownership::Unowned), (S, S));
+        assert_eq!(states(Ownership::Unknown), (S, S));
+        assert!(c.standby(Ownership::Remote(None)) && !c.standby(Ownership::Local));
+        assert!(!two().standby(Ownership::Remote(None)) && !two().standby(Ownership::Unknown));
+        let d = report(&c, Ownership::Remote(None), StatusCode::None, false);
         // own group standby, S_SUP instead of AN_SUP; the peer optimized
         assert_eq!(&d[4..6], &[0x02, 0x85]);
         assert_eq!(&d[16..18], &[0x00, 0x85]);
         assert_eq!(
-            report(&two(), Ownership::Remote, StatusCode::None, false)[5],
+            report(&two(), Ownership::Remote(None), StatusCode::None, false)[5],
             0x83
         );
     }
@@ -506,7 +638,7 @@ mod tests {
             TakeOwnership
         );
         assert_eq!(
-            set_request(&c, Ownership::Remote, &stpg(&[(0, 1), (2, 2)])).unwrap(),
+            set_request(&c, Ownership::Remote(None), &stpg(&[(0, 1), (2, 2)])).unwrap(),
             TakeOwnership
         );
         assert_eq!(
@@ -518,7 +650,7 @@ mod tests {
             NotHere
         );
         // Non-optimized is not a state of this configuration.
-        let ptr = set_request(&c, Ownership::Remote, &stpg(&[(1, 2)]))
+        let ptr = set_request(&c, Ownership::Remote(None), &stpg(&[(1, 2)]))
             .unwrap_err()
             .to_sense()
             .field_pointer

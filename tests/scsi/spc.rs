@@ -675,7 +675,7 @@ fn alua_rtpg_states_follow_the_owner_with_a_unit_attention_on_change() {
     expect_good(&a, &TUR, &[]);
     // Daemon A takes the lock: from both ports, group 1 is active/optimized.
     cell_a.set(Ownership::Local);
-    cell_b.set(Ownership::Remote);
+    cell_b.set(Ownership::Remote(None));
     for lun in [&a, &b] {
         // The change is reported once, to the next command (ASYMMETRIC
         // ACCESS STATE CHANGED), so the initiator asks again.
@@ -692,7 +692,7 @@ fn alua_rtpg_states_follow_the_owner_with_a_unit_attention_on_change() {
     let d = expect_data(&b, &rtpg(false, 512), &[], 512);
     assert_eq!(rtpg_groups(&d[4..]), [(2, 1, 2), (1, 0, 1)]);
     // The lock moves to B (A died or B wrote): the states follow.
-    cell_a.set(Ownership::Remote);
+    cell_a.set(Ownership::Remote(None));
     cell_b.set(Ownership::Local);
     expect_sense(
         &b,
@@ -810,7 +810,7 @@ fn alua_stpg_of_this_ports_group_takes_the_ownership_here() {
     use tcmud_core::scsi::Ownership;
     let backend = lockable(true);
     let (a, cell) = alua_port_on(1, backend.clone());
-    cell.set(Ownership::Remote); // daemon B owns the unit
+    cell.set(Ownership::Remote(None)); // daemon B owns the unit
     expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
     let own = stpg_list(&[(0x0, 1), (0x1, 2)]);
     expect_good(&a, &stpg_cdb(own.len()), &own);
@@ -894,7 +894,7 @@ fn alua_standby_port_serves_only_what_standby_allows_until_an_stpg_makes_it_the_
     assert!(a.plan_async(&w, data.len(), 0).is_some());
     // The ownership moves to the peer: the change is reported, then this
     // port is standby again.
-    cell.set(Ownership::Remote);
+    cell.set(Ownership::Remote(None));
     expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
     expect_sense(&a, &w, &data, SenseKey::NotReady, 0x04, 0x0B);
     let d = expect_data(&a, &rtpg(false, 512), &[], 512);
@@ -912,12 +912,12 @@ fn alua_stpg_failures_and_bad_lists() {
     // the states as they were.
     let refused = lockable(false);
     let (a, cell) = alua_port_on(1, refused.clone());
-    cell.set(Ownership::Remote);
+    cell.set(Ownership::Remote(None));
     expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
     let own = stpg_list(&[(0x0, 1)]);
     expect_sense(&a, &stpg_cdb(8), &own, SenseKey::HardwareError, 0x67, 0x0A);
     assert_eq!(refused.asked.load(SeqCst), 1);
-    assert_eq!(cell.get(), Ownership::Remote);
+    assert_eq!(cell.get(), Ownership::Remote(None));
     let d = expect_data(&a, &rtpg(false, 512), &[], 512);
     assert_eq!(rtpg_groups(&d[4..]), [(1, 1, 1), (2, 0, 2)]);
     // Unknown group, unsupported state (standby), two optimized: INVALID

@@ -1,7 +1,7 @@
-//! Implicit ALUA with two daemons exporting one RBD image (docs/alua.md):
-//! two device actors, each over its own cluster connection (as two tcmud
-//! processes would be), driven by two kernel simulators against the test
-//! cluster (tests/ceph/cluster.sh). The image's exclusive lock decides which
+//! Implicit ALUA with two (and three) daemons exporting one RBD image
+//! (docs/alua.md): device actors, each over its own cluster connection (as
+//! tcmud processes would be), each driven by a kernel simulator of its own
+//! against the test cluster (tests/ceph/cluster.sh). The image's exclusive lock decides which
 //! port group is active/optimized; a write through the other port moves
 //! the lock, and the states follow; a dead owner's lock is broken by the
 //! next write. Built with the `rbd` feature only.
@@ -23,16 +23,19 @@ const BYTES: u64 = 8 << 20;
 /// after its watch expired (the cluster's `osd client watch timeout`).
 const DEADLINE: Duration = Duration::from_secs(120);
 
-/// Daemon `group` (1 or 2) of two: its own group and relative port.
-fn alua(group: u16) -> AluaConfig {
-    let peer = 3 - group;
+/// Daemon `group` of `n` (groups and relative ports 1..=n): its own group
+/// and relative port, the others its peers.
+fn alua(group: u16, n: u16) -> AluaConfig {
     AluaConfig {
         group,
         relative_port: group,
-        peers: vec![AluaPeer {
-            group: peer,
-            relative_port: peer,
-        }],
+        peers: (1..=n)
+            .filter(|&g| g != group)
+            .map(|g| AluaPeer {
+                group: g,
+                relative_port: g,
+            })
+            .collect(),
         transition_secs: 30,
         non_owner: tcmud_core::scsi::NonOwner::ActiveNonOptimized,
     }
@@ -44,22 +47,37 @@ fn two_daemons<R: Send + 'static>(
     name: &str,
     workload: impl FnOnce(&mut KernelSim, &mut KernelSim) -> R + Send + 'static,
 ) -> R {
+    daemons(name, 2, move |sims| match sims {
+        [a, b] => workload(a, b),
+        _ => unreachable!("two simulators"),
+    })
+}
+
+/// Runs `workload` (the initiator, on a thread of its own) against `n`
+/// devices serving image `name`, each over its own cluster connection (as
+/// `n` tcmud processes would be): port group i + 1 at `sims[i]`.
+fn daemons<R: Send + 'static>(
+    name: &str,
+    n: u16,
+    workload: impl FnOnce(&mut [KernelSim]) -> R + Send + 'static,
+) -> R {
     let name = name.to_owned();
     actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         std::thread::spawn(move || {
-            let (mut a, da) = KernelSim::new(SimConfig::default()).unwrap();
-            let (mut b, db) = KernelSim::new(SimConfig::default()).unwrap();
-            dev_tx.send((da, db)).unwrap();
-            let _ = done_tx.send(workload(&mut a, &mut b));
+            let (mut sims, devs): (Vec<_>, Vec<_>) = (0..n)
+                .map(|_| KernelSim::new(SimConfig::default()).unwrap())
+                .unzip();
+            dev_tx.send(devs).unwrap();
+            let _ = done_tx.send(workload(&mut sims));
         });
-        let (da, db) = dev_rx.recv().unwrap();
+        let devs = dev_rx.recv().unwrap();
         let mut handles = Vec::new();
-        for (group, dev) in [(1, da), (2, db)] {
+        for (group, dev) in (1..=n).zip(devs) {
             let opts = DeviceOptions {
                 tick: Duration::from_millis(10),
-                alua: Some(alua(group)),
+                alua: Some(alua(group, n)),
                 ..DeviceOptions::simulated(dev)
             };
             let spec = sim_spec(&format!("alua-{group}"), RestartBudget::default());
@@ -257,6 +275,61 @@ fn lock_owner_is_active_optimized_and_the_states_follow_writes() {
         }
         assert_eq!(read_back(&image, 0, 16 * 512), one_data);
     });
+}
+
+/// RTPG as each of `sims` (port group i + 1) should report it when group
+/// `owner` holds the lock (`None`: no group known to): own group first,
+/// then the peers in order.
+fn expected(n: u16, me: u16, owner: Option<u16>) -> Vec<(u16, u8)> {
+    let st = |g| if Some(g) == owner { AO } else { ANO };
+    std::iter::once(me)
+        .chain((1..=n).filter(|&g| g != me))
+        .map(|g| (g, st(g)))
+        .collect()
+}
+
+#[test]
+fn with_three_daemons_every_port_names_the_owners_group() {
+    let _cluster = cluster();
+    let name = create_image("alua-three", BYTES);
+    let image = name.clone();
+    daemons(&name, 3, move |sims| {
+        let image = image;
+        let all = |sims: &mut [KernelSim], owner: Option<u16>| {
+            for (i, sim) in sims.iter_mut().enumerate() {
+                let me = u16::try_from(i + 1).expect("three");
+                wait_states(sim, &expected(3, me, owner));
+            }
+        };
+        for sim in sims.iter_mut() {
+            clear_unit_attention(sim);
+        }
+        all(sims, None);
+        // A write through daemon 2 takes the lock; it publishes its group,
+        // so daemons 1 and 3 tell which of their two peers owns the unit.
+        write(&mut sims[1], 0, &pattern(2, 16));
+        all(sims, Some(2));
+        // The lock moves to daemon 3 on its write.
+        write(&mut sims[2], 16, &pattern(3, 16));
+        all(sims, Some(3));
+        // A client that publishes nothing takes the lock (a tool outside
+        // the daemons): daemon 3's record names a client that no longer
+        // owns the lock, so no port names a group optimized.
+        let tool = tcmud::backstore::rbd_api::Image::open(pool(), &image, None, false).unwrap();
+        let d = tcmud::backstore::rbd_api::Image::wait(|done| {
+            tool.aio_write(32 * 512, pattern(4, 16), false, done)
+        })
+        .unwrap();
+        d.result.unwrap();
+        all(sims, None);
+        // SET TARGET PORT GROUPS through daemon 1 takes it from the tool.
+        let c = stpg(&mut sims[0], &[(AO, 1)]);
+        assert_eq!((c.status, sense(&c.sense)), (0, (0, 0, 0)));
+        all(sims, Some(1));
+        drop(tool);
+    });
+    assert_eq!(read_back(&name, 0, 16 * 512), pattern(2, 16));
+    assert_eq!(read_back(&name, 16 * 512, 16 * 512), pattern(3, 16));
 }
 
 /// Not a test of its own: the lock holder the next test kills. Opens the

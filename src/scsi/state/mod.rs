@@ -65,9 +65,9 @@ pub(crate) struct LunState {
     copy_registry: OnceLock<Arc<LunRegistry>>,
     /// Who owns the unit among the daemons exporting it ([`LunState::set_ownership`]).
     ownership: OnceLock<Arc<OwnershipCell>>,
-    /// The ownership the last command saw ([`Ownership`] as u8; `u8::MAX`:
+    /// The ownership the last command saw ([`Ownership::encode`]; `u32::MAX`:
     /// none yet): a change queues ASYMMETRIC ACCESS STATE CHANGED.
-    ownership_seen: AtomicU8,
+    ownership_seen: AtomicU32,
     /// Why the access states last changed (RTPG STATUS CODE,
     /// [`StatusCode`] as u8).
     alua_status: AtomicU8,
@@ -103,14 +103,19 @@ impl LunState {
             copies: CopyResults::default(),
             copy_registry: OnceLock::new(),
             ownership: OnceLock::new(),
-            ownership_seen: AtomicU8::new(u8::MAX),
+            ownership_seen: AtomicU32::new(u32::MAX),
             alua_status: AtomicU8::new(StatusCode::None as u8),
         }
     }
 
     /// Sets the ownership signal the ALUA states follow (once; a later call
     /// is ignored). Without one the unit counts as [`Ownership::Unknown`].
+    /// With ALUA the cell learns this port's group (for the watcher to
+    /// publish while it holds the ownership).
     pub(crate) fn set_ownership(&self, cell: Arc<OwnershipCell>) {
+        if let Some(alua) = &self.cfg.alua {
+            cell.set_group(alua.group);
+        }
         let _ = self.ownership.set(cell);
     }
 
@@ -151,7 +156,7 @@ impl LunState {
         if let Some(cell) = self.ownership.get() {
             cell.set(Ownership::Local);
             self.ownership_seen
-                .store(Ownership::Local as u8, Ordering::Release);
+                .store(Ownership::Local.encode(), Ordering::Release);
         }
         self.alua_status.store(
             StatusCode::AlteredBySetTargetPortGroups as u8,
@@ -376,13 +381,13 @@ impl LunState {
             let now = cell.get();
             // A plain load first: the common case writes no shared line.
             let before = self.ownership_seen.load(Ordering::Acquire);
-            if before != now as u8
+            if before != now.encode()
                 && self
                     .ownership_seen
-                    .compare_exchange(before, now as u8, Ordering::AcqRel, Ordering::Acquire)
+                    .compare_exchange(before, now.encode(), Ordering::AcqRel, Ordering::Acquire)
                     .is_ok()
-                && before != u8::MAX
-                && cfg.states(Ownership::from_u8(before)) != cfg.states(now)
+                && before != u32::MAX
+                && cfg.states_differ(Ownership::decode(before), now)
             {
                 self.alua_status
                     .store(StatusCode::AlteredImplicitly as u8, Ordering::Release);
