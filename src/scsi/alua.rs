@@ -21,7 +21,7 @@
 //! one port of the logical unit ([`AluaConfig::relative_port`]) and names
 //! the others ([`AluaConfig::peers`]).
 
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use super::error::ScsiError;
 
@@ -37,6 +37,10 @@ pub enum AccessState {
     /// Standby: only the commands [`super::table::Facts::standby_ok`]
     /// names are served.
     Standby = 0x2,
+    /// Unavailable: this daemon cannot reach the unit's backend (its
+    /// cluster connection is lost or being reopened); only the commands
+    /// [`super::table::Facts::unavailable_ok`] names are served.
+    Unavailable = 0x3,
     /// Transitioning between states.
     Transitioning = 0xF,
 }
@@ -54,6 +58,10 @@ pub enum Ownership {
     Remote(Option<u16>),
     /// Nobody: the first write through any port takes it.
     Unowned,
+    /// This daemon cannot reach the unit's backend (a lost or reopening
+    /// cluster connection): its port is unavailable, and who owns the unit
+    /// is not known here ([`OwnershipCell::set_reachable`]).
+    Unreachable,
 }
 
 impl Ownership {
@@ -66,6 +74,7 @@ impl Ownership {
             Ownership::Remote(None) => 2,
             Ownership::Remote(Some(g)) => 2 | 0x100 | (u32::from(g) << 16),
             Ownership::Unowned => 3,
+            Ownership::Unreachable => 4,
         }
     }
 
@@ -77,6 +86,7 @@ impl Ownership {
             2 if v & 0x100 != 0 => Ownership::Remote(u16::try_from(v >> 16).ok()),
             2 => Ownership::Remote(None),
             3 => Ownership::Unowned,
+            4 => Ownership::Unreachable,
             _ => Ownership::Unknown,
         }
     }
@@ -86,10 +96,14 @@ impl Ownership {
 /// exclusive lock), read by the LUN on every command. It also carries this
 /// daemon's own TARGET PORT GROUP once the LUN adopted it, for the watcher
 /// to publish while it holds the ownership (so that the peers can tell
-/// which of them owns the unit).
+/// which of them owns the unit), and whether the daemon reaches the unit's
+/// backend at all.
 #[derive(Debug, Default)]
 pub struct OwnershipCell {
     ownership: AtomicU32,
+    /// The backend cannot be reached: [`OwnershipCell::get`] says
+    /// [`Ownership::Unreachable`] whatever the lock's last owner.
+    unreachable: AtomicBool,
     /// This port's group plus one; 0 while not known.
     group: AtomicU32,
 }
@@ -100,13 +114,32 @@ impl OwnershipCell {
         OwnershipCell::default()
     }
 
-    /// Records `o`; whether it changed.
+    /// Records `o` (the lock's owner as last seen); whether it changed.
     pub fn set(&self, o: Ownership) -> bool {
         self.ownership.swap(o.encode(), Ordering::AcqRel) != o.encode()
     }
 
-    /// The last recorded ownership.
+    /// Records whether the daemon reaches the unit's backend (the backend
+    /// says no on a timeout or a lost connection, yes once it reconnected
+    /// or the cluster answered again); whether it changed.
+    pub fn set_reachable(&self, reachable: bool) -> bool {
+        if self.reachable() == reachable {
+            return false; // the common case writes no shared line
+        }
+        self.unreachable.swap(!reachable, Ordering::AcqRel) == reachable
+    }
+
+    /// Whether the backend was last recorded reachable.
+    pub fn reachable(&self) -> bool {
+        !self.unreachable.load(Ordering::Acquire)
+    }
+
+    /// The last recorded ownership ([`Ownership::Unreachable`] while the
+    /// backend cannot be reached).
     pub fn get(&self) -> Ownership {
+        if self.unreachable.load(Ordering::Acquire) {
+            return Ownership::Unreachable;
+        }
         Ownership::decode(self.ownership.load(Ordering::Acquire))
     }
 
@@ -205,12 +238,13 @@ impl AluaConfig {
     /// The group that owns the unit under `o`, when known: this port's
     /// (`Local`), the peer the owner published (`Remote(Some)`), or with
     /// a single peer that peer (another client holds it: the peer, or a
-    /// tool outside the daemons).
+    /// tool outside the daemons; or this daemon cannot reach the unit, so
+    /// the peer is the initiator's one way to it).
     fn owner_group(&self, o: Ownership) -> Option<u16> {
         match o {
             Ownership::Local => Some(self.group),
             Ownership::Remote(Some(g)) if self.peers.iter().any(|p| p.group == g) => Some(g),
-            Ownership::Remote(_) => match self.peers.as_slice() {
+            Ownership::Remote(_) | Ownership::Unreachable => match self.peers.as_slice() {
                 [only] => Some(only.group),
                 _ => None,
             },
@@ -218,10 +252,13 @@ impl AluaConfig {
         }
     }
 
-    /// The access state of target port group `group` under `o`: the
-    /// owner's active/optimized, every other in the non-owner state.
+    /// The access state of target port group `group` under `o`: this
+    /// port's unavailable while its daemon cannot reach the unit; the
+    /// owner's active/optimized; every other in the non-owner state.
     pub fn state_of(&self, group: u16, o: Ownership) -> AccessState {
-        if self.owner_group(o) == Some(group) {
+        if o == Ownership::Unreachable && group == self.group {
+            AccessState::Unavailable
+        } else if self.owner_group(o) == Some(group) {
             AccessState::ActiveOptimized
         } else {
             self.non_owner.state()
@@ -240,15 +277,28 @@ impl AluaConfig {
             .any(|g| self.state_of(g, a) != self.state_of(g, b))
     }
 
-    /// Whether this port is in the standby state under `o`.
-    pub fn standby(&self, o: Ownership) -> bool {
-        self.own_state(o) == AccessState::Standby
+    /// Why this port refuses a command under `o`, unless the command is
+    /// one the port's state still serves (`standby_ok`, `unavailable_ok`:
+    /// the command table's columns): NOT READY, TARGET PORT IN STANDBY /
+    /// UNAVAILABLE STATE.
+    pub(crate) fn refusal(
+        &self,
+        o: Ownership,
+        standby_ok: bool,
+        unavailable_ok: bool,
+    ) -> Option<ScsiError> {
+        match self.own_state(o) {
+            AccessState::Standby if !standby_ok => Some(ScsiError::TargetPortStandby),
+            AccessState::Unavailable if !unavailable_ok => Some(ScsiError::TargetPortUnavailable),
+            _ => None,
+        }
     }
 
-    /// SUPPORTED states of every group: T_SUP, AO_SUP and the non-owners'
-    /// (AN_SUP or S_SUP).
+    /// SUPPORTED states of every group: T_SUP, U_SUP, AO_SUP and the
+    /// non-owners' (AN_SUP or S_SUP).
     fn supported_states(&self) -> u8 {
-        0x80 | 0x01
+        0x80 | 0x08
+            | 0x01
             | match self.non_owner {
                 NonOwner::ActiveNonOptimized => 0x02,
                 NonOwner::Standby => 0x04,
@@ -508,6 +558,44 @@ mod tests {
     }
 
     #[test]
+    fn an_unreachable_backend_makes_this_port_unavailable() {
+        use AccessState::{ActiveNonOptimized as N, ActiveOptimized as Ao, Unavailable as U};
+        let cell = OwnershipCell::new();
+        assert!(cell.set(Ownership::Local));
+        assert!(!cell.set_reachable(true), "reachable already");
+        assert!(cell.set_reachable(false));
+        assert!(!cell.set_reachable(false));
+        assert_eq!(cell.get(), Ownership::Unreachable);
+        let o = cell.get();
+        // Own group unavailable; with one peer that peer is the way in.
+        assert_eq!((two().state_of(1, o), two().state_of(2, o)), (U, Ao));
+        assert_eq!([1, 2, 3].map(|g| three().state_of(g, o)), [U, N, N]);
+        let d = report(&two(), o, StatusCode::None, false);
+        assert_eq!(&d[4..6], &[0x03, 0x8B]);
+        // Only the few commands an unavailable port serves.
+        assert!(matches!(
+            two().refusal(o, true, false),
+            Some(ScsiError::TargetPortUnavailable)
+        ));
+        assert!(two().refusal(o, false, true).is_none());
+        assert!(matches!(
+            standby_two().refusal(Ownership::Remote(None), false, true),
+            Some(ScsiError::TargetPortStandby)
+        ));
+        assert!(two()
+            .refusal(Ownership::Remote(None), false, false)
+            .is_none());
+        // Reachable again: the lock's owner as last recorded.
+        assert!(cell.set_reachable(true));
+        assert_eq!(cell.get(), Ownership::Local);
+        assert_eq!(
+            Ownership::decode(Ownership::Unreachable.encode()),
+            Ownership::Unreachable
+        );
+        assert!(two().states_differ(Ownership::Local, Ownership::Unreachable));
+    }
+
+    #[test]
     fn ownership_cell_reports_changes_once() {
         let c = OwnershipCell::new();
         assert_eq!(c.get(), Ownership::Unknown);
@@ -525,8 +613,8 @@ mod tests {
             false,
         );
         assert_eq!(&d[..4], &[0, 0, 0, 24]);
-        assert_eq!(&d[4..16], &[0x01, 0x83, 0, 1, 0, 0x02, 0, 1, 0, 0, 0, 1]);
-        assert_eq!(&d[16..28], &[0x00, 0x83, 0, 2, 0, 0x02, 0, 1, 0, 0, 0, 2]);
+        assert_eq!(&d[4..16], &[0x01, 0x8B, 0, 1, 0, 0x02, 0, 1, 0, 0, 0, 1]);
+        assert_eq!(&d[16..28], &[0x00, 0x8B, 0, 2, 0, 0x02, 0, 1, 0, 0, 0, 2]);
         let x = report(&two(), Ownership::Local, StatusCode::None, true);
         assert_eq!(&x[..8], &[0, 0, 0, 24, 0x10, 30, 0, 0]);
         assert_eq!((x[8], x[20]), (0x00, 0x01));
@@ -616,15 +704,16 @@ mod tests {
         assert_eq!(states(Ownership::Remote(None)), (S, Ao));
         assert_eq!(states(Ownership::Unowned), (S, S));
         assert_eq!(states(Ownership::Unknown), (S, S));
-        assert!(c.standby(Ownership::Remote(None)) && !c.standby(Ownership::Local));
-        assert!(!two().standby(Ownership::Remote(None)) && !two().standby(Ownership::Unknown));
+        let standby = |c: &AluaConfig, o| c.own_state(o) == S;
+        assert!(standby(&c, Ownership::Remote(None)) && !standby(&c, Ownership::Local));
+        assert!(!standby(&two(), Ownership::Remote(None)) && !standby(&two(), Ownership::Unknown));
         let d = report(&c, Ownership::Remote(None), StatusCode::None, false);
         // own group standby, S_SUP instead of AN_SUP; the peer optimized
-        assert_eq!(&d[4..6], &[0x02, 0x85]);
-        assert_eq!(&d[16..18], &[0x00, 0x85]);
+        assert_eq!(&d[4..6], &[0x02, 0x8D]);
+        assert_eq!(&d[16..18], &[0x00, 0x8D]);
         assert_eq!(
             report(&two(), Ownership::Remote(None), StatusCode::None, false)[5],
-            0x83
+            0x8B
         );
     }
 

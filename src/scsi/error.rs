@@ -62,6 +62,11 @@ pub enum ScsiError {
     /// standby port serves (NOT READY, 04/0B).
     #[error("target port in standby state")]
     TargetPortStandby,
+    /// This port is in the ALUA unavailable state (its daemon cannot reach
+    /// the unit's backend) and the command is not one an unavailable port
+    /// serves (NOT READY, 04/0C).
+    #[error("target port in unavailable state")]
+    TargetPortUnavailable,
     /// A SANITIZE is running (NOT READY, 04/1B).
     #[error("sanitize in progress")]
     SanitizeInProgress,
@@ -158,6 +163,9 @@ impl ScsiError {
             }
             ScsiError::SanitizeInProgress => Sense::new(NotReady, Asc::SANITIZE_IN_PROGRESS),
             ScsiError::TargetPortStandby => Sense::new(NotReady, Asc::TARGET_PORT_IN_STANDBY_STATE),
+            ScsiError::TargetPortUnavailable => {
+                Sense::new(NotReady, Asc::TARGET_PORT_IN_UNAVAILABLE_STATE)
+            }
             ScsiError::SetTargetPortGroupsFailed => {
                 Sense::new(HardwareError, Asc::SET_TARGET_PORT_GROUPS_COMMAND_FAILED)
             }

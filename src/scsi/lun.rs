@@ -198,8 +198,8 @@ impl Lun {
         if let Some(ua) = self.state.take_unit_attention() {
             return Some(ScsiResponse::check_condition(ua));
         }
-        if self.state.in_standby() && !facts.is_some_and(|f| f.standby_ok) {
-            return Some(check_condition(cdb, ScsiError::TargetPortStandby));
+        if let Some(refused) = self.state.port_refusal(facts.as_ref()) {
+            return Some(check_condition(cdb, refused));
         }
         let err = match self.state.sanitize_state() {
             SanitizeState::Idle => return None,

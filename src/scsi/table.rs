@@ -81,6 +81,12 @@ pub struct Facts {
     /// SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS); every other
     /// command gets NOT READY, TARGET PORT IN STANDBY STATE there.
     pub standby_ok: bool,
+    /// A port in the ALUA unavailable state still serves it (SPC-4
+    /// 5.15.2.4.5: INQUIRY, REPORT LUNS, REQUEST SENSE, REPORT and SET
+    /// TARGET PORT GROUPS, REPORT SUPPORTED OPERATION CODES / TASK
+    /// MANAGEMENT FUNCTIONS); every other command gets NOT READY, TARGET
+    /// PORT IN UNAVAILABLE STATE there.
+    pub unavailable_ok: bool,
 }
 
 /// Operation classes, for per-class statistics.
@@ -141,6 +147,7 @@ impl Facts {
         class: OpClass::Other,
         needs_alua: false,
         standby_ok: false,
+        unavailable_ok: false,
     };
     /// READ (6/10/12/16).
     const READ: Facts = Facts {
@@ -173,16 +180,25 @@ impl Facts {
     const UA_EXEMPT: Facts = Facts {
         ua_exempt: true,
         standby_ok: true,
+        unavailable_ok: true,
         ..Facts::PLAIN
     };
     /// REPORT and SET TARGET PORT GROUPS.
     const ALUA: Facts = Facts {
         needs_alua: true,
         standby_ok: true,
+        unavailable_ok: true,
+        ..Facts::PLAIN
+    };
+    /// REPORT SUPPORTED OPERATION CODES / TASK MANAGEMENT FUNCTIONS: served
+    /// by standby and unavailable ports.
+    const REPORTS: Facts = Facts {
+        standby_ok: true,
+        unavailable_ok: true,
         ..Facts::PLAIN
     };
     /// Other commands a standby port serves (MODE, LOG, PERSISTENT
-    /// RESERVE, SEND DIAGNOSTIC, REPORT SUPPORTED ...).
+    /// RESERVE, SEND DIAGNOSTIC).
     const STANDBY_OK: Facts = Facts {
         standby_ok: true,
         ..Facts::PLAIN
@@ -371,9 +387,9 @@ pub(crate) static COMMANDS: &[Command] = &[
     row!(0xA3, Some(0x0A), "REPORT TARGET PORT GROUPS", In, None, A::U32(6), always, spc::tpg::report_target_port_groups,
          [0xA3, 0xEA, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA3, Some(0x0C), "REPORT SUPPORTED OPERATION CODES", In, None, A::U32(6), always, spc::rsoc::report_opcodes,
-         [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::STANDBY_OK),
+         [0xA3, 0x0C, 0x87, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::REPORTS),
     row!(0xA3, Some(0x0D), "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS", In, None, A::U32(6), always, spc::rsoc::report_tmfs,
-         [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::STANDBY_OK),
+         [0xA3, 0x0D, 0x80, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::REPORTS),
     row!(0xA4, Some(0x0A), "SET TARGET PORT GROUPS", Out, Some(o::maintenance_out), A::None, always, spc::tpg::set_target_port_groups,
          [0xA4, 0x0A, 0, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF, 0, 0x05], Facts::ALUA),
     row!(0xA8, None, "READ(12)", In, None, A::None, always, sbc::rw::read12,
@@ -575,6 +591,24 @@ mod tests {
         assert_eq!(
             with(|f| f.needs_alua),
             ["REPORT TARGET PORT GROUPS", "SET TARGET PORT GROUPS"]
+        );
+        assert_eq!(
+            with(|f| f.unavailable_ok),
+            [
+                "REQUEST SENSE",
+                "INQUIRY",
+                "REPORT LUNS",
+                "REPORT TARGET PORT GROUPS",
+                "REPORT SUPPORTED OPERATION CODES",
+                "REPORT SUPPORTED TASK MANAGEMENT FUNCTIONS",
+                "SET TARGET PORT GROUPS"
+            ]
+        );
+        assert!(
+            COMMANDS
+                .iter()
+                .all(|c| !c.facts.unavailable_ok || c.facts.standby_ok),
+            "an unavailable port serves a subset of what a standby one does"
         );
         assert_eq!(
             with(|f| f.standby_ok)

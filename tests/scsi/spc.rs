@@ -589,11 +589,11 @@ fn alua_port_mode(
 
 /// (group, state, relative port) of each RTPG descriptor.
 fn rtpg_groups(d: &[u8]) -> Vec<(u16, u8, u16)> {
-    rtpg_groups_supporting(d, 0x83)
+    rtpg_groups_supporting(d, 0x8B)
 }
 
 /// [`rtpg_groups`], each group's SUPPORTED states `supported` (T_SUP |
-/// AN_SUP | AO_SUP: 0x83; T_SUP | S_SUP | AO_SUP: 0x85).
+/// U_SUP | AN_SUP | AO_SUP: 0x8B; T_SUP | U_SUP | S_SUP | AO_SUP: 0x8D).
 fn rtpg_groups_supporting(d: &[u8], supported: u8) -> Vec<(u16, u8, u16)> {
     d.chunks(12)
         .map(|g| {
@@ -848,7 +848,7 @@ fn alua_standby_port_serves_only_what_standby_allows_until_an_stpg_makes_it_the_
     // Nobody owns the unit: both groups standby (S_SUP, not AN_SUP).
     let d = expect_data(&a, &rtpg(false, 512), &[], 512);
     assert_eq!(
-        rtpg_groups_supporting(&d[4..], 0x85),
+        rtpg_groups_supporting(&d[4..], 0x8D),
         [(1, 2, 1), (2, 2, 2)]
     );
     // Media access and TEST UNIT READY: NOT READY, TARGET PORT IN STANDBY
@@ -884,7 +884,7 @@ fn alua_standby_port_serves_only_what_standby_allows_until_an_stpg_makes_it_the_
     assert_eq!(cell.get(), Ownership::Local);
     let d = expect_data(&a, &rtpg(false, 512), &[], 512);
     assert_eq!(
-        rtpg_groups_supporting(&d[4..], 0x85),
+        rtpg_groups_supporting(&d[4..], 0x8D),
         [(1, 0, 1), (2, 2, 2)]
     );
     // The owner serves everything.
@@ -899,9 +899,59 @@ fn alua_standby_port_serves_only_what_standby_allows_until_an_stpg_makes_it_the_
     expect_sense(&a, &w, &data, SenseKey::NotReady, 0x04, 0x0B);
     let d = expect_data(&a, &rtpg(false, 512), &[], 512);
     assert_eq!(
-        rtpg_groups_supporting(&d[4..], 0x85),
+        rtpg_groups_supporting(&d[4..], 0x8D),
         [(1, 2, 1), (2, 0, 2)]
     );
+}
+
+#[test]
+fn alua_port_whose_daemon_cannot_reach_the_backend_is_unavailable_until_it_can() {
+    use tcmud_core::scsi::Ownership;
+    let backend = lockable(true);
+    let (a, cell) = alua_port_on(1, backend.clone());
+    cell.set(Ownership::Local);
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    let data = pattern(2, 0x5A);
+    let w = write16_cdb(8, 2, false);
+    expect_good(&a, &w, &data);
+    // The cluster stops answering: the change is reported, then this
+    // port's group is unavailable and the peer's the initiator's way in.
+    assert!(cell.set_reachable(false));
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 3, 1), (2, 0, 2)]);
+    // Media access, TEST UNIT READY, even MODE SENSE (a standby port
+    // would serve it): NOT READY, TARGET PORT IN UNAVAILABLE STATE;
+    // nothing reaches the backend, no asynchronous plan.
+    let other = pattern(2, 0xC3);
+    expect_sense(&a, &w, &other, SenseKey::NotReady, 0x04, 0x0C);
+    expect_sense(&a, &TUR, &[], SenseKey::NotReady, 0x04, 0x0C);
+    expect_sense(
+        &a,
+        &[0x1A, 0x08, 0x3F, 0, 255, 0],
+        &[],
+        SenseKey::NotReady,
+        0x04,
+        0x0C,
+    );
+    assert!(a.plan_async(&w, other.len(), 0).is_none());
+    let mut held = vec![0u8; 2 * BS as usize];
+    backend.mem.read(8, &mut held).unwrap();
+    assert_eq!(held, data, "an unavailable port wrote");
+    // What it serves: REQUEST SENSE says why; INQUIRY, REPORT LUNS,
+    // REPORT SUPPORTED OPERATION CODES.
+    let sense = expect_data(&a, &[0x03, 0, 0, 0, 252, 0], &[], 252);
+    assert_eq!((sense[2] & 0x0F, sense[12], sense[13]), (0x02, 0x04, 0x0C));
+    expect_data(&a, &inquiry(false, 0, 96), &[], 96);
+    expect_data(&a, &[0xA0, 0, 0, 0, 0, 0, 0, 0, 0, 64, 0, 0], &[], 64);
+    expect_data(&a, &[0xA3, 0x0C, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0], &[], 512);
+    // Reachable again: reported, and the port is the owner's as before.
+    assert!(cell.set_reachable(true));
+    expect_sense(&a, &TUR, &[], SenseKey::UnitAttention, 0x2A, 0x06);
+    expect_good(&a, &TUR, &[]);
+    assert_eq!(read16(&a, 8, 2), data);
+    let d = expect_data(&a, &rtpg(false, 512), &[], 512);
+    assert_eq!(rtpg_groups(&d[4..]), [(1, 0, 1), (2, 1, 2)]);
 }
 
 #[test]

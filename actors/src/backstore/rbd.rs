@@ -52,6 +52,21 @@ struct Shared {
     /// The image no longer exists (deleted while served): every command
     /// fails, no reopen is tried.
     gone: AtomicBool,
+    /// The ALUA ownership signal: who holds the exclusive lock (kept by
+    /// [`super::rbd_owner`]) and whether the cluster is reachable (a
+    /// timeout or a blocklisting says no; a reopen, or the watcher's next
+    /// answer from the cluster, yes).
+    ownership: Arc<OwnershipCell>,
+}
+
+impl Shared {
+    /// Records whether the cluster answers (logged on a change).
+    fn set_reachable(&self, reachable: bool, why: &str) {
+        if self.ownership.set_reachable(reachable) {
+            tracing::info!(image = %self.spec.image_ref(), reachable, why,
+                "rbd cluster reachability changed (ALUA: this port unavailable while unreachable)");
+        }
+    }
 }
 
 /// An open RBD image.
@@ -152,6 +167,7 @@ pub(super) fn open(
     })?;
     let snap = spec.snap.as_deref().unwrap_or("");
     let identity = identity_of(&format!("{fsid}/{}/{id}@{snap}", spec.pool));
+    let ownership = Arc::new(OwnershipCell::new());
     let backend = Arc::new(RbdBackend {
         shared: Arc::new(Shared {
             spec: spec.clone(),
@@ -159,6 +175,7 @@ pub(super) fn open(
             image: RwLock::new(Arc::new(image)),
             reopening: AtomicBool::new(false),
             gone: AtomicBool::new(false),
+            ownership: Arc::clone(&ownership),
         }),
         block_size,
         obj_size,
@@ -168,13 +185,15 @@ pub(super) fn open(
     });
     tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
     let ops: RbdOps = Arc::new(Live(Arc::downgrade(&backend)));
-    let ownership = Arc::new(OwnershipCell::new());
     if !read_only {
         let weak = Arc::downgrade(&backend.shared);
         super::rbd_owner::watch(spec.image_ref(), Arc::clone(&ownership), move || {
             let shared = weak.upgrade()?;
+            if shared.reopening.load(Ordering::Acquire) || shared.gone.load(Ordering::Acquire) {
+                return Some(None); // nothing to ask until reopened
+            }
             let image = shared.image.read().unwrap_or_else(|p| p.into_inner());
-            Some(Arc::clone(&image))
+            Some(Some(Arc::clone(&image)))
         });
     }
     Ok(Opened {
@@ -322,10 +341,12 @@ fn backend_error(shared: &Arc<Shared>, op: Op, e: RbdError) -> BackendError {
     let name = shared.spec.image_ref();
     if e.is_timeout() {
         tracing::warn!(image = %name, error = %e, "rbd cluster does not answer");
+        shared.set_reachable(false, "an operation timed out");
         return BackendError::Unavailable(format!("rbd image {name}: {e}"));
     }
     if e.needs_reopen() {
         tracing::warn!(image = %name, error = %e, "rbd client blocklisted; reconnecting");
+        shared.set_reachable(false, "blocklisted");
         start_reopen(shared);
         return BackendError::Unavailable(format!("rbd image {name}: {e}"));
     }
@@ -413,6 +434,7 @@ fn start_reopen(shared: &Arc<Shared>) {
                             Arc::new(image);
                         shared.reopening.store(false, Ordering::Release);
                         tracing::info!(image = %shared.spec.image_ref(), "rbd image reopened");
+                        shared.set_reachable(true, "reopened");
                         return;
                     }
                     Err(e) if e.is_not_found() => {

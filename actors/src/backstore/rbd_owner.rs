@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tcmud_core::scsi::{Ownership, OwnershipCell};
-use tcmud_rbd::Image;
+use tcmud_rbd::{Image, RbdError};
 
 /// How often the lock is looked at.
 pub(super) const OWNER_POLL: Duration = Duration::from_millis(500);
@@ -47,26 +47,53 @@ pub(super) struct Watcher {
 }
 
 impl Watcher {
-    /// The ownership of `image` as this client sees it; while it holds
-    /// the lock and knows its group (`own_group`), it publishes that.
-    pub(super) fn ownership_of(&mut self, image: &Image, own_group: Option<u16>) -> Ownership {
-        match image.is_lock_owner() {
-            Ok(true) => {
-                if let Some(g) = own_group {
-                    self.publish(image, g);
-                }
-                Ownership::Local
+    /// Looks at `image`'s lock and records in `cell` who holds it; while
+    /// this client does and the cell knows its group, publishes that.
+    /// The cluster's answers also say whether it is reachable: a timeout
+    /// says no (this port is then unavailable), an answer yes. While it is
+    /// marked unreachable the lock's owners are asked even by the owner,
+    /// so that an answer can clear the mark.
+    pub(super) fn poll(&mut self, image: &Image, cell: &OwnershipCell) {
+        let probe = !cell.reachable();
+        let (o, reachable) = match self.ownership_of(image, cell.group(), probe) {
+            Ok((o, asked)) => (o, asked.then_some(true)),
+            Err(e) => (Ownership::Unknown, e.is_timeout().then_some(false)),
+        };
+        if let Some(r) = reachable {
+            if cell.set_reachable(r) {
+                tracing::info!(reachable = r,
+                    "rbd cluster reachability changed, seen by the lock watcher (ALUA: this port unavailable while unreachable)");
             }
-            Ok(false) => {
-                (self.published, self.warned) = (None, false);
-                match image.lock_owners() {
-                    Ok(owners) if owners.is_empty() => Ownership::Unowned,
-                    Ok(owners) => Ownership::Remote(published_group(image, &owners)),
-                    Err(_) => Ownership::Unknown,
-                }
-            }
-            Err(_) => Ownership::Unknown,
         }
+        if cell.set(o) {
+            tracing::info!(ownership = ?o, "rbd exclusive lock ownership changed");
+        }
+    }
+
+    /// The ownership of `image` as this client sees it, and whether the
+    /// cluster answered a question for it (`probe`: ask it even when
+    /// librbd's local view would do).
+    fn ownership_of(
+        &mut self,
+        image: &Image,
+        own_group: Option<u16>,
+        probe: bool,
+    ) -> Result<(Ownership, bool), RbdError> {
+        if image.is_lock_owner()? {
+            if probe {
+                image.lock_owners()?;
+            }
+            if let Some(g) = own_group {
+                self.publish(image, g);
+            }
+            return Ok((Ownership::Local, probe));
+        }
+        (self.published, self.warned) = (None, false);
+        let owners = image.lock_owners()?;
+        if owners.is_empty() {
+            return Ok((Ownership::Unowned, true));
+        }
+        Ok((Ownership::Remote(published_group(image, &owners)), true))
     }
 
     fn publish(&mut self, image: &Image, group: u16) {
@@ -107,21 +134,21 @@ fn published_group(image: &Image, owners: &[String]) -> Option<u16> {
 }
 
 /// Starts the watcher: it polls the image `current` returns until that
-/// returns `None` (the backend is gone).
+/// returns `None` (the backend is gone); `Some(None)` skips a poll (the
+/// image is being reopened).
 pub(super) fn watch(
     name: String,
     cell: Arc<OwnershipCell>,
-    current: impl Fn() -> Option<Arc<Image>> + Send + 'static,
+    current: impl Fn() -> Option<Option<Arc<Image>>> + Send + 'static,
 ) {
     let spawned = std::thread::Builder::new()
         .name("tcmud-rbd-owner".into())
         .spawn(move || {
+            let _span = tracing::info_span!("rbd_owner", image = %name).entered();
             let mut w = Watcher::default();
             while let Some(image) = current() {
-                let o = w.ownership_of(&image, cell.group());
-                drop(image);
-                if cell.set(o) {
-                    tracing::info!(image = %name, ownership = ?o, "rbd exclusive lock ownership changed");
+                if let Some(image) = image {
+                    w.poll(&image, &cell);
                 }
                 // A poll period, not a wait for an event: librbd offers no
                 // notification of lock changes in its C API.

@@ -47,21 +47,23 @@ fn two_daemons<R: Send + 'static>(
     name: &str,
     workload: impl FnOnce(&mut KernelSim, &mut KernelSim) -> R + Send + 'static,
 ) -> R {
-    daemons(name, 2, move |sims| match sims {
+    daemons(name, 2, "", move |sims| match sims {
         [a, b] => workload(a, b),
         _ => unreachable!("two simulators"),
     })
 }
 
 /// Runs `workload` (the initiator, on a thread of its own) against `n`
-/// devices serving image `name`, each over its own cluster connection (as
-/// `n` tcmud processes would be): port group i + 1 at `sims[i]`.
+/// devices serving image `name` (dev_config options `extra`), each over its
+/// own cluster connection (as `n` tcmud processes would be): port group
+/// i + 1 at `sims[i]`.
 fn daemons<R: Send + 'static>(
     name: &str,
     n: u16,
+    extra: &str,
     workload: impl FnOnce(&mut [KernelSim]) -> R + Send + 'static,
 ) -> R {
-    let name = name.to_owned();
+    let (name, extra) = (name.to_owned(), extra.to_owned());
     actix::System::new().block_on(async move {
         let (dev_tx, dev_rx) = std::sync::mpsc::channel();
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
@@ -81,7 +83,7 @@ fn daemons<R: Send + 'static>(
                 ..DeviceOptions::simulated(dev)
             };
             let spec = sim_spec(&format!("alua-{group}"), RestartBudget::default());
-            handles.push(spawn_device_with(spec, open(&name, "", BYTES), opts).unwrap());
+            handles.push(spawn_device_with(spec, open(&name, &extra, BYTES), opts).unwrap());
         }
         let r = done_rx.await.expect("initiator thread panicked");
         for h in handles {
@@ -137,6 +139,7 @@ fn wait_states(sim: &mut KernelSim, want: &[(u16, u8)]) -> Duration {
 
 const AO: u8 = 0;
 const ANO: u8 = 1;
+const UNAVAILABLE: u8 = 3;
 
 fn pattern(seed: u8, blocks: usize) -> Vec<u8> {
     (0..blocks * 512)
@@ -293,7 +296,7 @@ fn with_three_daemons_every_port_names_the_owners_group() {
     let _cluster = cluster();
     let name = create_image("alua-three", BYTES);
     let image = name.clone();
-    daemons(&name, 3, move |sims| {
+    daemons(&name, 3, "", move |sims| {
         let image = image;
         let all = |sims: &mut [KernelSim], owner: Option<u16>| {
             for (i, sim) in sims.iter_mut().enumerate() {
@@ -330,6 +333,53 @@ fn with_three_daemons_every_port_names_the_owners_group() {
     });
     assert_eq!(read_back(&name, 0, 16 * 512), pattern(2, 16));
     assert_eq!(read_back(&name, 16 * 512, 16 * 512), pattern(3, 16));
+}
+
+#[test]
+fn a_daemon_that_loses_the_cluster_reports_its_port_unavailable_until_it_is_back() {
+    let _outage = cluster_outage();
+    let name = create_image("alua-outage", BYTES);
+    daemons(&name, 2, ";osd_op_timeout=2", move |sims| {
+        let [a, b] = sims else {
+            unreachable!("two simulators")
+        };
+        clear_unit_attention(a);
+        clear_unit_attention(b);
+        let data = pattern(5, 16);
+        write(a, 0, &data);
+        wait_states(a, &[(1, AO), (2, ANO)]);
+        wait_states(b, &[(2, ANO), (1, AO)]);
+        cluster_sh("kill-osd");
+        // A write through the owner times out (NOT READY: communication
+        // failure, or the port already unavailable): its port is then
+        // unavailable, the peer's the way in; the peer's watcher times out
+        // on the lock's owners: its port is unavailable too.
+        let c = one_slow(a, &write16(16, 16, false), SimDir::Out(pattern(6, 16)));
+        assert_eq!(c.status, 2);
+        assert!(
+            [(2, 0x08, 0x00), (2, 0x04, 0x0C), (6, 0x2A, 0x06)].contains(&sense(&c.sense)),
+            "{:?}",
+            sense(&c.sense)
+        );
+        wait_states(a, &[(1, UNAVAILABLE), (2, AO)]);
+        wait_states(b, &[(2, UNAVAILABLE), (1, AO)]);
+        // Media access and TEST UNIT READY: NOT READY, TARGET PORT IN
+        // UNAVAILABLE STATE, without waiting for the cluster.
+        for sim in [&mut *a, &mut *b] {
+            let c = one(sim, &[0; 6], SimDir::None);
+            assert_eq!((c.status, sense(&c.sense)), (2, (2, 0x04, 0x0C)));
+            let c = one(sim, &read16(0, 16), SimDir::In(16 * 512));
+            assert_eq!((c.status, sense(&c.sense)), (2, (2, 0x04, 0x0C)));
+        }
+        cluster_sh("start-osd");
+        // The watchers' next answers from the cluster: both ports back,
+        // the lock still daemon 1's.
+        wait_states(a, &[(1, AO), (2, ANO)]);
+        wait_states(b, &[(2, ANO), (1, AO)]);
+        let c = one_slow(a, &read16(0, 16), SimDir::In(16 * 512));
+        assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
+        assert_eq!(c.data_in, data);
+    });
 }
 
 /// Not a test of its own: the lock holder the next test kills. Opens the

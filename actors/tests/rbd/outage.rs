@@ -7,8 +7,6 @@
 //! (`util::rbd::cluster_outage`): the outage would stall the other RBD
 //! tests. Built with the `rbd` feature only.
 
-use std::path::PathBuf;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use crate::util::device::run_image;
@@ -17,16 +15,6 @@ use crate::util::rbd::*;
 use tcmud_core::sim::{KernelSim, SimCompletion, SimDir};
 
 const MIB: u64 = 1 << 20;
-
-fn cluster_sh(cmd: &str) {
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/ceph/cluster.sh");
-    let st = Command::new(script)
-        .arg(cmd)
-        .arg(cluster_dir())
-        .status()
-        .expect("run cluster.sh");
-    assert!(st.success(), "cluster.sh {cmd} failed");
-}
 
 /// Collects `n` completions, waiting up to `limit` (the cluster's restart
 /// and librados' resend are the events waited for).

@@ -42,6 +42,18 @@ pub fn cluster_dir() -> PathBuf {
         .into()
 }
 
+/// Runs `tests/ceph/cluster.sh CMD DIR` on the test cluster (`kill-osd`,
+/// `start-osd`: an outage test holds [`cluster_outage`]).
+pub fn cluster_sh(cmd: &str) {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../tests/ceph/cluster.sh");
+    let st = std::process::Command::new(script)
+        .arg(cmd)
+        .arg(cluster_dir())
+        .status()
+        .expect("run cluster.sh");
+    assert!(st.success(), "cluster.sh {cmd} failed");
+}
+
 /// Pool `rbd` of the test cluster, through a connection of its own.
 pub fn pool() -> Arc<IoCtx> {
     let c = Cluster::connect(&ConnectOptions {

@@ -12,19 +12,20 @@ pub(crate) fn test_unit_ready(_: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
 }
 
 /// REQUEST SENSE: reports (and clears) the oldest pending unit attention,
-/// or NO SENSE; while a SANITIZE runs or the port is standby, why the
-/// unit is not ready. DESC selects descriptor-format sense.
+/// or NO SENSE; while a SANITIZE runs or the port is standby or
+/// unavailable, why the unit is not ready. DESC selects descriptor-format
+/// sense.
 pub(crate) fn request_sense(ctx: &mut Ctx<'_>) -> Result<Reply, ScsiError> {
     let cdb = RequestSense::parse(ctx.cdb)?;
     let sense = match ctx.state.sanitize_state() {
         SanitizeState::Running => Sense::new(SenseKey::NotReady, Asc::SANITIZE_IN_PROGRESS),
-        _ if ctx.state.in_standby() => {
-            Sense::new(SenseKey::NotReady, Asc::TARGET_PORT_IN_STANDBY_STATE)
-        }
-        _ => ctx
-            .state
-            .take_unit_attention()
-            .unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL)),
+        _ => match ctx.state.port_refusal(None) {
+            Some(refused) => refused.to_sense(),
+            None => ctx
+                .state
+                .take_unit_attention()
+                .unwrap_or(Sense::new(SenseKey::NoSense, Asc::NO_ADDITIONAL)),
+        },
     };
     let data = if cdb.desc() {
         sense.to_descriptor()

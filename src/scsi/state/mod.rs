@@ -23,7 +23,9 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use super::alua::{Ownership, OwnershipCell, StatusCode};
 use super::copy::held::CopyResults;
 use super::device_limits::DeviceLimits;
+use super::error::ScsiError;
 use super::sense::{Asc, Sense, SenseKey};
+use super::table::Facts;
 use super::write_gate::{AdmitFn, ExclusiveGuard, SharedGuard, WriteGate};
 use crate::backend::{BackendCaps, BackendEvent, BlockBackend};
 
@@ -124,24 +126,32 @@ impl LunState {
         self.ownership.get().map_or(Ownership::Unknown, |c| c.get())
     }
 
-    /// Whether this port is in the ALUA standby state (only the commands
-    /// [`Facts::standby_ok`](crate::scsi::table::Facts::standby_ok) names
-    /// are served).
-    pub(crate) fn in_standby(&self) -> bool {
-        self.cfg
-            .alua
-            .as_ref()
-            .is_some_and(|c| c.standby(self.ownership()))
+    /// Why this port refuses a command of `facts` (`None`: an unknown
+    /// opcode), when its ALUA state is standby or unavailable and the
+    /// command is not one that state serves
+    /// ([`Facts::standby_ok`](crate::scsi::table::Facts::standby_ok),
+    /// [`Facts::unavailable_ok`](crate::scsi::table::Facts::unavailable_ok)).
+    pub(crate) fn port_refusal(&self, facts: Option<&Facts>) -> Option<ScsiError> {
+        let cfg = self.cfg.alua.as_ref()?;
+        let (standby_ok, unavailable_ok) =
+            facts.map_or((false, false), |f| (f.standby_ok, f.unavailable_ok));
+        cfg.refusal(self.ownership(), standby_ok, unavailable_ok)
+    }
+
+    /// Whether this port is in the ALUA standby or unavailable state (it
+    /// serves only a few commands).
+    pub(crate) fn port_inaccessible(&self) -> bool {
+        self.port_refusal(None).is_some()
     }
 
     /// Commands other than the few exempt ones must not run yet: a unit
-    /// attention waits, a SANITIZE runs or failed, or the port is standby.
-    /// The fast paths (inline reads, asynchronous plans) then leave the
-    /// command to the full path, which reports it.
+    /// attention waits, a SANITIZE runs or failed, or the port is standby
+    /// or unavailable. The fast paths (inline reads, asynchronous plans)
+    /// then leave the command to the full path, which reports it.
     pub(crate) fn holds_commands(&self) -> bool {
         self.unit_attention_pending()
             || self.sanitize_state() != SanitizeState::Idle
-            || self.in_standby()
+            || self.port_inaccessible()
     }
 
     /// Why the access states last changed.
