@@ -208,11 +208,16 @@ pub struct AluaConfig {
     /// The state of the groups that do not own the unit (every daemon
     /// exporting it must name the same).
     pub non_owner: NonOwner,
+    /// The group reported with PREF set (the preferred way to the unit;
+    /// every daemon exporting it must name the same): multipath's `alua`
+    /// prioritizer ranks a preferred path above an active/optimized one,
+    /// so I/O goes there, and its writes bring the ownership home.
+    pub preferred: Option<u16>,
 }
 
 impl AluaConfig {
     /// Checks the configuration: relative port not 0, group ids and
-    /// relative ports all distinct.
+    /// relative ports all distinct, the preferred group one of them.
     pub fn validate(&self) -> Result<(), String> {
         if self.relative_port == 0 || self.peers.iter().any(|p| p.relative_port == 0) {
             return Err("relative target port 0 is reserved".into());
@@ -232,7 +237,12 @@ impl AluaConfig {
             groups.push(p.group);
             ports.push(p.relative_port);
         }
-        Ok(())
+        match self.preferred {
+            Some(g) if !groups.contains(&g) => Err(format!(
+                "preferred target port group {g} is neither this port's group nor a peer's"
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// The group that owns the unit under `o`, when known: this port's
@@ -413,7 +423,12 @@ pub(crate) fn report(
     let mut descs = Vec::with_capacity(12 * groups.len());
     for (group, port) in groups {
         let state = cfg.state_of(group, o);
-        descs.push(state as u8); // PREF 0, ASYMMETRIC ACCESS STATE
+        let pref = if cfg.preferred == Some(group) {
+            0x80
+        } else {
+            0
+        };
+        descs.push(pref | state as u8); // PREF, ASYMMETRIC ACCESS STATE
         descs.push(supported);
         descs.extend_from_slice(&group.to_be_bytes()); // TARGET PORT GROUP
         descs.push(0); // reserved
@@ -460,6 +475,7 @@ mod tests {
             }],
             transition_secs: 30,
             non_owner: NonOwner::ActiveNonOptimized,
+            preferred: None,
         }
     }
 
@@ -468,6 +484,33 @@ mod tests {
             non_owner: NonOwner::Standby,
             ..two()
         }
+    }
+
+    #[test]
+    fn preferred_group_is_reported_with_pref_and_must_be_configured() {
+        let c = AluaConfig {
+            preferred: Some(2),
+            ..three()
+        };
+        assert!(c.validate().is_ok());
+        let d = report(&c, Ownership::Remote(Some(3)), StatusCode::None, false);
+        let first: Vec<u8> = d[4..].chunks(12).map(|g| g[0]).collect();
+        // group 1 non-optimized, group 2 preferred and non-optimized, group
+        // 3 the owner
+        assert_eq!(first, [0x01, 0x81, 0x00]);
+        let bad = AluaConfig {
+            preferred: Some(4),
+            ..three()
+        };
+        assert!(bad
+            .validate()
+            .unwrap_err()
+            .contains("preferred target port group 4"));
+        // PREF does not change a state
+        assert_eq!(
+            c.state_of(2, Ownership::Remote(Some(3))),
+            AccessState::ActiveNonOptimized
+        );
     }
 
     #[test]

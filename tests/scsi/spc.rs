@@ -577,6 +577,7 @@ fn alua_port_mode(
             }],
             transition_secs: 20,
             non_owner,
+            preferred: None,
         }),
         ..LunConfig::identified(LunIdentity([7; 16]))
     };

@@ -13,7 +13,7 @@
 # Goal (issue 17): tcmud >= 1.2x tcmu-runner's IOPS on every row, daemon CPU per I/O no higher.
 #
 # Usage: tests/vm/bench-rbd.sh [--no-build] [--tcmud BIN] [--size MB] [--runtime S] [--reps N]
-#          [--smp N] [--mem MB] [--cache wb|wt] [--backends tcmud,runner]
+#          [--smp N] [--mem MB] [--cache wb|wt] [--backends tcmud,runner[,librbd]]
 #          [--workloads randread4k,randwrite4k,read1m,write1m] [--log TCMUD_LOG_FILTER]
 #          [--tcmud-daemon KEY=VALUE,...]   (adds backend tcmudx: tcmud with these extra keys
 #          in its [daemon] table, e.g. io_threads=64,io_jobs_per_backstore=32)
@@ -126,7 +126,7 @@ grep -a '^BENCH ' "$LOG" | awk -v reps="$REPS" -v cache="$CACHE" -v bl="$BACKEND
       } }
     END {
         nw = split(wl, W, ","); nb = split(bl, B, ",")
-        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"; label["tcmudx"] = "tcmud rbd +keys"; label["base"] = "tcmud base rbd"
+        label["tcmud"] = "tcmud rbd"; label["runner"] = "tcmu-runner rbd"; label["tcmudx"] = "tcmud rbd +keys"; label["base"] = "tcmud base rbd"; label["librbd"] = "fio librbd, no daemon"
         printf "\nwrite cache: %s; median of %d runs per backend (min-max); 4k rows IOPS, 1m rows MB/s (MiB/s)\n", cache, reps
         printf "%-12s", "workload"
         for (bi = 1; bi <= nb; bi++) printf " | %-24s", label[B[bi]]

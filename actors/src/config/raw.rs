@@ -66,6 +66,8 @@ struct RawAlua {
     transition_secs: Option<u8>,
     /// The state of the groups that do not own the image's lock.
     non_owner: Option<NonOwner>,
+    /// The group reported preferred (PREF).
+    preferred_group: Option<u16>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -218,6 +220,7 @@ impl RawConfig {
                     .collect(),
                 transition_secs: a.transition_secs.unwrap_or(DEFAULT_TRANSITION_SECS),
                 non_owner: a.non_owner.unwrap_or_default(),
+                preferred: a.preferred_group,
             };
             match cfg.validate() {
                 Ok(()) => Some(cfg),

@@ -281,6 +281,7 @@ fn alua_section_is_read_and_checked() {
             }],
             transition_secs: 30,
             non_owner: NonOwner::ActiveNonOptimized,
+            preferred: None,
         })
     );
     assert_eq!(DaemonConfig::default().alua, None);
@@ -312,4 +313,15 @@ fn alua_section_is_read_and_checked() {
     );
     let p = problems("[daemon.alua]\ngroup = 1\nrelative_port = 0\n");
     assert!(p[0].contains("relative target port 0 is reserved"), "{p:?}");
+    let pref = from_toml(
+        "[daemon.alua]\ngroup = 1\nrelative_port = 1\npeers = [{ group = 2, relative_port = 2 }]\npreferred_group = 2\n",
+        "a.toml",
+    )
+    .unwrap();
+    assert_eq!(pref.alua.and_then(|a| a.preferred), Some(2));
+    let p = problems("[daemon.alua]\ngroup = 1\nrelative_port = 1\npreferred_group = 3\n");
+    assert!(
+        p.len() == 1 && p[0].contains("preferred target port group 3"),
+        "{p:?}"
+    );
 }

@@ -38,6 +38,7 @@ fn alua(group: u16, n: u16) -> AluaConfig {
             .collect(),
         transition_secs: 30,
         non_owner: tcmud_core::scsi::NonOwner::ActiveNonOptimized,
+        preferred: None,
     }
 }
 

@@ -2,7 +2,7 @@
 # rbd-guest.sh -- guest half of tests/vm/bench-rbd.sh (one VM boot, initramfs --ceph).
 # Args (KEY=VALUE words, all optional):
 #   size=MB (128)  rt=S (10)  reps=N (3)  cache=wb|wt (wb)
-#   backends=tcmud,runner[,tcmudx][,base]   workloads=randread4k,randwrite4k,read1m,write1m
+#   backends=tcmud,runner[,tcmudx][,base][,librbd]   workloads=randread4k,randwrite4k,read1m,write1m
 #   log=FILTER (tcmud's log filter)
 #   daemon=KEY=VALUE,... (backend tcmudx: tcmud with these extra keys in its [daemon] table,
 #   e.g. io_threads=64,io_jobs_per_backstore=32)
@@ -20,7 +20,12 @@
 #      tcmud   /vmlab/bin/tcmud (built with --features rbd), its default configuration
 #      runner  Debian's tcmu-runner 1.5.4 with its handler_rbd.so
 #      base    /vmlab/bin/tcmud-base (another tcmud build, e.g. main's), default configuration
-#    Each reads /etc/ceph/ceph.conf and turns librbd's cache off itself (rbd_cache=false).
+#      librbd  no daemon and no LUN: fio's own rbd engine (librbd in fio's process) on the
+#              image, the same workloads: the rate the cluster and librbd allow with no SCSI,
+#              no TCMU ring and no block layer in between, a ceiling for any TCMU daemon
+#              built on librbd (its "daemon" CPU column is empty: librbd runs inside fio)
+#    Each reads /etc/ceph/ceph.conf and turns librbd's cache off itself (rbd_cache=false; fio
+#    through a copy of the configuration that says so for client.admin).
 # 3. fio libaio direct iodepth 32, time based, 1 s ramp: 4k randread, 4k randwrite, 1M seq
 #    read, 1M seq write.
 # Prints "BENCH <backend> <workload> <rep> <iops> <KiB/s> <guest uptime from-to> clat_ms p50 N
@@ -77,6 +82,9 @@ start_backend() {
             tcmu-runner > /tmp/runner.out 2>&1 &
             DPID=$!
             runner_ready "$DPID" || { cat /tmp/runner.out; fail "tcmu-runner exited or never joined the netlink group"; };;
+        librbd)
+            DPID=""
+            { cat "$CEPH_CONF"; printf '[client.admin]\nrbd cache = false\n'; } > /tmp/fio-ceph.conf;;
         *) fail "unknown backend $1";;
     esac
 }
@@ -85,6 +93,7 @@ stop_backend() {
         tcmud|tcmudx|base) tcmud_alive || fail "tcmud died during the benchmark"; tcmud_stop;;
         runner) kill -0 "$DPID" || fail "tcmu-runner died during the benchmark"
                 kill -TERM "$DPID"; wait "$DPID";;
+        librbd) ;;
     esac
 }
 # the backstore: the common settings, the write cache attribute written before enable
@@ -141,11 +150,16 @@ rep=1
 while [ $rep -le "$REPS" ]; do
     for b in $(rotate "$BACKENDS" $((rep - 1))); do
         start_backend "$b"
-        bg_wait 60 rbd_dev "$b" || { diag; cat /tmp/runner.out 2>/dev/null; fail "$b: rbd backstore"; }
-        sd=$(loop_attach "$CFG/core/user_1/$b" 0 120) || { diag; fail "$b: no LUN"; }
-        q=/sys/block/${sd#/dev/}
-        echo 512 > "$q/queue/max_sectors_kb"
-        [ $rep = 1 ] && vmsg "$b: $sd max_sectors_kb=$(cat "$q/queue/max_sectors_kb") emulate_write_cache=$(cat "$CFG/core/user_1/$b/attrib/emulate_write_cache") hw_max_sectors=$(cat "$CFG/core/user_1/$b/attrib/hw_max_sectors") cache_type='$(cat "$q"/device/scsi_disk/*/cache_type 2>/dev/null)'"
+        if [ "$b" = librbd ]; then
+            target="--ioengine=rbd --clientname=admin --pool=rbd --rbdname=img"
+        else
+            bg_wait 60 rbd_dev "$b" || { diag; cat /tmp/runner.out 2>/dev/null; fail "$b: rbd backstore"; }
+            sd=$(loop_attach "$CFG/core/user_1/$b" 0 120) || { diag; fail "$b: no LUN"; }
+            q=/sys/block/${sd#/dev/}
+            echo 512 > "$q/queue/max_sectors_kb"
+            [ $rep = 1 ] && vmsg "$b: $sd max_sectors_kb=$(cat "$q/queue/max_sectors_kb") emulate_write_cache=$(cat "$CFG/core/user_1/$b/attrib/emulate_write_cache") hw_max_sectors=$(cat "$CFG/core/user_1/$b/attrib/hw_max_sectors") cache_type='$(cat "$q"/device/scsi_disk/*/cache_type 2>/dev/null)'"
+            target="--filename=$sd --direct=1 --ioengine=libaio"
+        fi
         for w in $WORKLOADS; do
             case $w in
                 randread4k) rw=randread bs=4k kb=4;;  randwrite4k) rw=randwrite bs=4k kb=4;;
@@ -154,7 +168,8 @@ while [ $rep -le "$REPS" ]; do
             esac
             t0=$(cut -d' ' -f1 /proc/uptime)
             c0=$(cpu_ticks "$DPID" "$CEPH_OSD_PID")
-            fio --name="$w" --filename="$sd" --direct=1 --ioengine=libaio --iodepth=32 --rw="$rw" \
+            # shellcheck disable=SC2086 # $target: fio options, split on purpose
+            CEPH_CONF=/tmp/fio-ceph.conf fio --name="$w" $target --iodepth=32 --rw="$rw" \
                 --bs="$bs" --size="$SIZE" --runtime="$RT" --time_based --ramp_time=1 --norandommap \
                 --randrepeat=0 --output-format=terse --terse-version=3 > /tmp/fio.out 2>&1 ||
                 { cat /tmp/fio.out; diag; fail "fio $w on $b"; }
@@ -169,10 +184,12 @@ while [ $rep -le "$REPS" ]; do
                     print "BENCH", b, w, r, $F[1], $F[2], t, "clat_ms p50", pct($F[3]), "p99", pct($F[4]),
                         "max", int($F[5] / 1000), "cpu_us guest", us(C[4] - C[1], ios), "daemon", dd(2, 5), "osd", dd(3, 6) }' /tmp/fio.out
         done
-        threads_cpu "$b" "$rep" "$DPID"
         threads_cpu osd "$rep" "$CEPH_OSD_PID"
-        bg_wait 60 loop_detach 0 || fail "$b: LUN unlink"
-        bg_wait 60 rmdir "$CFG/core/user_1/$b" || { unstick_netlink; fail "$b: backstore rmdir"; }
+        if [ "$b" != librbd ]; then
+            threads_cpu "$b" "$rep" "$DPID"
+            bg_wait 60 loop_detach 0 || fail "$b: LUN unlink"
+            bg_wait 60 rmdir "$CFG/core/user_1/$b" || { unstick_netlink; fail "$b: backstore rmdir"; }
+        fi
         stop_backend "$b"
     done
     rep=$((rep + 1))

@@ -14,14 +14,15 @@
 # fio completes and verifies every block, no I/O error on the multipath device; B's path
 # group 2 is then active/optimized. The image read through librbd equals the
 # multipath device's content.
-# Then the same two LUNs in explicit-failover mode ([daemon.alua] non_owner = "standby" in both
-# restarted daemons, which adopt their devices): with the lock free both groups are standby; a
-# standby port answers TEST UNIT READY with NOT READY, TARGET PORT IN STANDBY STATE; the new
-# multipath device's first I/O makes scsi_dh_alua send SET TARGET PORT GROUPS through A (A's
-# group active/optimized, B's standby); fio with verify, daemon A killed mid-fio: the failover
-# to B's group sends SET TARGET PORT GROUPS through B, which takes the lock once the dead A's
-# watch expired; fio completes and verifies, group 2 active/optimized, the image equals the
-# multipath device's content.
+# Then the same two LUNs in explicit-failover mode ([daemon.alua] non_owner = "standby" and
+# preferred_group = 1 in both restarted daemons, which adopt their devices): with the lock free
+# both groups are standby, PREF set on group 1 only; a standby port answers TEST UNIT READY
+# with NOT READY, TARGET PORT IN STANDBY STATE; the new multipath device's first I/O makes
+# scsi_dh_alua send SET TARGET PORT GROUPS through A (A's group active/optimized, B's
+# standby); fio with verify, daemon A killed mid-fio: the failover to B's group sends SET
+# TARGET PORT GROUPS through B, which takes the lock once the dead A's watch expired; fio
+# completes and verifies, group 2 active/optimized, the image equals the multipath device's
+# content.
 # timeout: 1200
 # needs: rbd (tcmud built with --features rbd as /vmlab/bin/tcmud-rbd; the ceph segment)
 . /vmlab/tcmud-lib.sh
@@ -205,7 +206,7 @@ image_matches mpalua
 verified "the image read through librbd equals the multipath device's $SIZE_MB MiB"
 
 # ---- explicit failover: the groups that do not own the lock are standby ----
-for n in a b; do echo 'non_owner = "standby"' >> "/tmp/tcmud-$n.toml"; done
+for n in a b; do printf 'non_owner = "standby"\npreferred_group = 1\n' >> "/tmp/tcmud-$n.toml"; done
 LOG_A=/tmp/tcmud-a2.log LOG_B=/tmp/tcmud-b2.log
 # shellcheck disable=SC2034 # as above
 TCMUD_CONF=/tmp/tcmud-a.toml TCMUD_LOG=$LOG_A
@@ -218,6 +219,14 @@ wait_state "$SDA" 1 "standby" 30 || { diag2; fail "group 1 not standby through A
 wait_state "$SDB" 2 "standby" 30 || { diag2; fail "group 2 not standby through B with the lock free"; }
 wait_state "$SDB" 1 "standby" 10 || fail "group 1 not standby through B with the lock free"
 verified "non_owner = standby (both daemons restarted, devices adopted): with the lock free groups 1 and 2 report standby"
+# preferred_group = 1: PREF set in group 1's descriptor only, through either path
+for sd in "$SDA" "$SDB"; do
+    sg_rtpg -d "$sd" > /tmp/rtpg-pref.txt 2>&1 || { cat /tmp/rtpg-pref.txt; fail "sg_rtpg through $sd"; }
+    grep -qiE "group id *: *0x0*1 *, *Pref=1" /tmp/rtpg-pref.txt &&
+        grep -qiE "group id *: *0x0*2 *, *Pref=0" /tmp/rtpg-pref.txt ||
+        { cat /tmp/rtpg-pref.txt; fail "PREF not set on group 1 alone through $sd"; }
+done
+verified "preferred_group = 1: sg_rtpg through both paths shows Pref=1 on group 1, Pref=0 on group 2"
 if sg_turs -v "$SDB" > /tmp/tur-b.out 2>&1; then cat /tmp/tur-b.out; fail "TEST UNIT READY through standby B succeeded"; fi
 grep -qi "standby" /tmp/tur-b.out || { cat /tmp/tur-b.out; fail "TEST UNIT READY through standby B: not TARGET PORT IN STANDBY STATE"; }
 verified "a standby port refuses TEST UNIT READY: $(grep -i standby /tmp/tur-b.out | head -n 1 | tr -s ' ')"
