@@ -93,7 +93,9 @@ impl Watcher {
         if owners.is_empty() {
             return Ok((Ownership::Unowned, true));
         }
-        Ok((Ownership::Remote(published_group(image, &owners)), true))
+        // Without ALUA (no group of its own) nobody asks which peer it is.
+        let group = own_group.and_then(|_| published_group(image, &owners));
+        Ok((Ownership::Remote(group), true))
     }
 
     fn publish(&mut self, image: &Image, group: u16) {
