@@ -112,7 +112,10 @@ rbd_dev() {
 cpu_ticks() {
     _out=$(awk '/^cpu /{ print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat)
     for _p in "$@"; do
-        _t=$(awk '{ print $14 + $15 }' "/proc/$_p/stat" 2>/dev/null)
+        # no pid (backend librbd: no daemon): "-" (an empty one would name /proc//stat,
+        # which is /proc/stat)
+        _t=""
+        [ -n "$_p" ] && _t=$(awk '{ print $14 + $15 }' "/proc/$_p/stat" 2>/dev/null)
         _out="$_out ${_t:--}"
     done
     echo "$_out"
