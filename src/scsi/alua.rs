@@ -423,11 +423,9 @@ pub(crate) fn report(
     let mut descs = Vec::with_capacity(12 * groups.len());
     for (group, port) in groups {
         let state = cfg.state_of(group, o);
-        let pref = if cfg.preferred == Some(group) {
-            0x80
-        } else {
-            0
-        };
+        // Not on an unavailable group: multipath would rank it first.
+        let preferred = cfg.preferred == Some(group) && state != AccessState::Unavailable;
+        let pref = if preferred { 0x80 } else { 0 };
         descs.push(pref | state as u8); // PREF, ASYMMETRIC ACCESS STATE
         descs.push(supported);
         descs.extend_from_slice(&group.to_be_bytes()); // TARGET PORT GROUP
@@ -511,6 +509,15 @@ mod tests {
             c.state_of(2, Ownership::Remote(Some(3))),
             AccessState::ActiveNonOptimized
         );
+        // ... and is not reported on an unavailable group
+        let own_pref = AluaConfig {
+            preferred: Some(1),
+            ..three()
+        };
+        let d = report(&own_pref, Ownership::Unreachable, StatusCode::None, false);
+        assert_eq!(d[4], 0x03, "group 1 unavailable, no PREF");
+        let d = report(&own_pref, Ownership::Local, StatusCode::None, false);
+        assert_eq!(d[4], 0x80);
     }
 
     #[test]

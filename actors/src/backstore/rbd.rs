@@ -60,8 +60,13 @@ struct Shared {
 }
 
 impl Shared {
-    /// Records whether the cluster answers (logged on a change).
+    /// Records whether the cluster answers (logged on a change). Not for a
+    /// read-only image: it has no lock watcher, whose answers would mark
+    /// it reachable again once its port refuses every command.
     fn set_reachable(&self, reachable: bool, why: &str) {
+        if self.read_only {
+            return;
+        }
         if self.ownership.set_reachable(reachable) {
             tracing::info!(image = %self.spec.image_ref(), reachable, why,
                 "rbd cluster reachability changed (ALUA: this port unavailable while unreachable)");
@@ -186,15 +191,26 @@ pub(super) fn open(
     tracing::info!(image = %spec.image_ref(), size = info.size, id, read_only, "rbd image open");
     let ops: RbdOps = Arc::new(Live(Arc::downgrade(&backend)));
     if !read_only {
-        let weak = Arc::downgrade(&backend.shared);
-        super::rbd_owner::watch(spec.image_ref(), Arc::clone(&ownership), move || {
-            let shared = weak.upgrade()?;
-            if shared.reopening.load(Ordering::Acquire) || shared.gone.load(Ordering::Acquire) {
-                return Some(None); // nothing to ask until reopened
-            }
-            let image = shared.image.read().unwrap_or_else(|p| p.into_inner());
-            Some(Some(Arc::clone(&image)))
-        });
+        let (weak, weak2) = (
+            Arc::downgrade(&backend.shared),
+            Arc::downgrade(&backend.shared),
+        );
+        let hooks = super::rbd_owner::WatchHooks {
+            current: Box::new(move || {
+                let shared = weak.upgrade()?;
+                if shared.reopening.load(Ordering::Acquire) || shared.gone.load(Ordering::Acquire) {
+                    return Some(None); // nothing to ask until reopened
+                }
+                let image = shared.image.read().unwrap_or_else(|p| p.into_inner());
+                Some(Some(Arc::clone(&image)))
+            }),
+            blocklisted: Box::new(move || {
+                if let Some(shared) = weak2.upgrade() {
+                    start_reopen(&shared);
+                }
+            }),
+        };
+        super::rbd_owner::watch(spec.image_ref(), Arc::clone(&ownership), hooks);
     }
     Ok(Opened {
         backend,

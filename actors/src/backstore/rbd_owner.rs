@@ -44,6 +44,19 @@ pub(super) struct Watcher {
     published: Option<String>,
     /// A failed publication was logged (once per ownership).
     warned: bool,
+    /// The last record believed of another owner (its client, its group):
+    /// kept while that client owns the lock and the record cannot be read.
+    peer: Option<(String, u16)>,
+}
+
+/// What the backend does for the watcher.
+pub(super) struct WatchHooks {
+    /// The image `Some(Some)`, a reopen in progress `Some(None)` (a poll
+    /// skipped), the backend gone `None` (the watcher ends).
+    pub current: Box<dyn Fn() -> Option<Option<Arc<Image>>> + Send>,
+    /// This client was blocklisted: reopen (the port is unavailable and
+    /// refuses I/O, so no command would find out).
+    pub blocklisted: Box<dyn Fn() + Send>,
 }
 
 impl Watcher {
@@ -52,12 +65,14 @@ impl Watcher {
     /// The cluster's answers also say whether it is reachable: a timeout
     /// says no (this port is then unavailable), an answer yes. While it is
     /// marked unreachable the lock's owners are asked even by the owner,
-    /// so that an answer can clear the mark.
-    pub(super) fn poll(&mut self, image: &Image, cell: &OwnershipCell) {
+    /// so that an answer can clear the mark. Returns whether this client
+    /// was found blocklisted.
+    pub(super) fn poll(&mut self, image: &Image, cell: &OwnershipCell) -> bool {
         let probe = !cell.reachable();
-        let (o, reachable) = match self.ownership_of(image, cell.group(), probe) {
-            Ok((o, asked)) => (o, asked.then_some(true)),
-            Err(e) => (Ownership::Unknown, e.is_timeout().then_some(false)),
+        let (o, reachable, blocklisted) = match self.ownership_of(image, cell.group(), probe) {
+            Ok((o, asked)) => (o, asked.then_some(true), false),
+            Err(e) if e.needs_reopen() => (Ownership::Unknown, Some(false), true),
+            Err(e) => (Ownership::Unknown, e.is_timeout().then_some(false), false),
         };
         if let Some(r) = reachable {
             if cell.set_reachable(r) {
@@ -68,6 +83,13 @@ impl Watcher {
         if cell.set(o) {
             tracing::info!(ownership = ?o, "rbd exclusive lock ownership changed");
         }
+        blocklisted
+    }
+
+    /// A poll skipped (the image is being reopened): the next handle is a
+    /// new client, whatever was published names the old one.
+    pub(super) fn skipped(&mut self) {
+        (self.published, self.warned) = (None, false);
     }
 
     /// The ownership of `image` as this client sees it, and whether the
@@ -94,13 +116,24 @@ impl Watcher {
             return Ok((Ownership::Unowned, true));
         }
         // Without ALUA (no group of its own) nobody asks which peer it is.
-        let group = own_group.and_then(|_| published_group(image, &owners));
+        let group = match own_group {
+            Some(_) => self.published_group(image, &owners),
+            None => None,
+        };
         Ok((Ownership::Remote(group), true))
     }
 
+    /// Publishes this port's group as the lock owner's, unless the record
+    /// there is already this client's (read back every poll: the lock may
+    /// have gone to a peer and come back between two polls, the peer's
+    /// record overwriting this one).
     fn publish(&mut self, image: &Image, group: u16) {
-        if self.published.is_some() {
-            return; // still the owner since it was published
+        if let Some(rec) = &self.published {
+            match image.metadata_get(OWNER_KEY) {
+                Ok(Some(v)) if &v == rec => return,
+                Ok(_) => self.published = None, // overwritten: again
+                Err(_) => return,               // not known: next poll
+            }
         }
         let owners = match image.lock_owners() {
             Ok(o) => o,
@@ -125,32 +158,52 @@ impl Watcher {
                 "cannot publish this port group as the lock owner: the peers report no group optimized (retried every poll)");
         }
     }
+
+    /// The group the owner published, when its record names `owners`' one
+    /// client; when the record cannot be read, the last one believed of
+    /// that same client.
+    fn published_group(&mut self, image: &Image, owners: &[String]) -> Option<u16> {
+        let [owner] = owners else {
+            return None;
+        };
+        let read = match image.metadata_get(OWNER_KEY) {
+            Ok(v) => v,
+            Err(_) => {
+                return self
+                    .peer
+                    .as_ref()
+                    .filter(|(client, _)| client == owner)
+                    .map(|&(_, g)| g)
+            }
+        };
+        self.peer = read
+            .as_deref()
+            .and_then(parse_record)
+            .filter(|(_, client)| client == owner)
+            .map(|(g, client)| (client.to_owned(), g));
+        self.peer.as_ref().map(|&(_, g)| g)
+    }
 }
 
-/// The group the owner published, when its record names `owners`' one
-/// client.
-fn published_group(image: &Image, owners: &[String]) -> Option<u16> {
-    let v = image.metadata_get(OWNER_KEY).ok()??;
-    let (group, client) = parse_record(&v)?;
-    matches!(owners, [o] if o == client).then_some(group)
-}
-
-/// Starts the watcher: it polls the image `current` returns until that
-/// returns `None` (the backend is gone); `Some(None)` skips a poll (the
-/// image is being reopened).
-pub(super) fn watch(
-    name: String,
-    cell: Arc<OwnershipCell>,
-    current: impl Fn() -> Option<Option<Arc<Image>>> + Send + 'static,
-) {
+/// Starts the watcher: it polls the image until the backend is gone
+/// (`hooks`).
+pub(super) fn watch(name: String, cell: Arc<OwnershipCell>, hooks: WatchHooks) {
     let spawned = std::thread::Builder::new()
         .name("tcmud-rbd-owner".into())
         .spawn(move || {
             let _span = tracing::info_span!("rbd_owner", image = %name).entered();
             let mut w = Watcher::default();
-            while let Some(image) = current() {
-                if let Some(image) = image {
-                    w.poll(&image, &cell);
+            while let Some(image) = (hooks.current)() {
+                match image {
+                    Some(image) => {
+                        if w.poll(&image, &cell) {
+                            tracing::warn!(
+                                "rbd client blocklisted (seen by the lock watcher); reconnecting"
+                            );
+                            (hooks.blocklisted)();
+                        }
+                    }
+                    None => w.skipped(),
                 }
                 // A poll period, not a wait for an event: librbd offers no
                 // notification of lock changes in its C API.

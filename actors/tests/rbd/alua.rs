@@ -124,15 +124,21 @@ fn rtpg(sim: &mut KernelSim) -> Vec<(u16, u8)> {
 /// Polls `sim`'s RTPG until it reports `want` (a condition wait with a
 /// deadline); returns how long it took.
 fn wait_states(sim: &mut KernelSim, want: &[(u16, u8)]) -> Duration {
+    wait_until(sim, &format!("{want:?}"), |got| got == want)
+}
+
+/// Polls `sim`'s RTPG until `ok` holds (`what`, for the failure); returns
+/// how long it took.
+fn wait_until(sim: &mut KernelSim, what: &str, ok: impl Fn(&[(u16, u8)]) -> bool) -> Duration {
     let start = Instant::now();
     loop {
         let got = rtpg(sim);
-        if got == want {
+        if ok(&got) {
             return start.elapsed();
         }
         assert!(
             start.elapsed() < DEADLINE,
-            "states stuck at {got:?}, want {want:?}"
+            "states stuck at {got:?}, want {what}"
         );
         std::thread::sleep(Duration::from_millis(20)); // poll interval
     }
@@ -377,6 +383,45 @@ fn a_daemon_that_loses_the_cluster_reports_its_port_unavailable_until_it_is_back
         // the lock still daemon 1's.
         wait_states(a, &[(1, AO), (2, ANO)]);
         wait_states(b, &[(2, ANO), (1, AO)]);
+        let c = one_slow(a, &read16(0, 16), SimDir::In(16 * 512));
+        assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
+        assert_eq!(c.data_in, data);
+    });
+}
+
+#[test]
+fn an_unavailable_owner_blocklisted_meanwhile_reopens_without_any_command() {
+    let _outage = cluster_outage();
+    let name = create_image("alua-blocklisted", BYTES);
+    let image = name.clone();
+    daemons(&name, 2, ";osd_op_timeout=2", move |sims| {
+        let [a, b] = sims else {
+            unreachable!("two simulators")
+        };
+        clear_unit_attention(a);
+        clear_unit_attention(b);
+        let data = pattern(7, 16);
+        write(a, 0, &data);
+        wait_states(a, &[(1, AO), (2, ANO)]);
+        // Daemon 1's client: the lock's owner, one of the image's watchers.
+        let tool = tcmud::backstore::rbd_api::Image::open(pool(), &image, None, false).unwrap();
+        let owner = tool.lock_owners().unwrap();
+        drop(tool);
+        assert_eq!(owner.len(), 1, "{owner:?}");
+        assert!(watchers(&image).contains(&owner[0]), "{owner:?}");
+        // The cluster goes away under daemon 1's write: its port turns
+        // unavailable and refuses every command from then on.
+        cluster_sh("kill-osd");
+        let c = one_slow(a, &write16(16, 16, false), SimDir::Out(pattern(8, 16)));
+        assert_eq!(c.status, 2);
+        wait_states(a, &[(1, UNAVAILABLE), (2, AO)]);
+        // Meanwhile a peer's takeover blocklists it (the monitor answers
+        // with the OSD down), then the cluster is back. No command reaches
+        // daemon 1's backend now: its lock watcher must find out and reopen.
+        ceph_cli("ceph", &["osd", "blocklist", "add", &owner[0]]).expect("blocklist add");
+        cluster_sh("start-osd");
+        let back = wait_until(a, "group 1 not unavailable", |s| s[0] != (1, UNAVAILABLE));
+        eprintln!("daemon 1 available again after {back:?}: {:?}", rtpg(a));
         let c = one_slow(a, &read16(0, 16), SimDir::In(16 * 512));
         assert_eq!(c.status, 0, "{:?}", sense(&c.sense));
         assert_eq!(c.data_in, data);

@@ -164,6 +164,8 @@ impl LunState {
     /// attention an implicit change queues (the initiator asked for it).
     pub(crate) fn ownership_taken_on_request(&self) {
         if let Some(cell) = self.ownership.get() {
+            // The backend just wrote through the cluster: it is reachable.
+            cell.set_reachable(true);
             cell.set(Ownership::Local);
             self.ownership_seen
                 .store(Ownership::Local.encode(), Ordering::Release);
