@@ -342,6 +342,19 @@ fn with_three_daemons_every_port_names_the_owners_group() {
     assert_eq!(read_back(&name, 16 * 512, 16 * 512), pattern(3, 16));
 }
 
+/// The start of the two-daemon outage tests: a write of pattern `seed`
+/// at block 0 through daemon 1 (`a`) takes the lock, both ports see it;
+/// the bytes written.
+fn a_takes_the_lock(a: &mut KernelSim, b: &mut KernelSim, seed: u8) -> Vec<u8> {
+    clear_unit_attention(a);
+    clear_unit_attention(b);
+    let data = pattern(seed, 16);
+    write(a, 0, &data);
+    wait_states(a, &[(1, AO), (2, ANO)]);
+    wait_states(b, &[(2, ANO), (1, AO)]);
+    data
+}
+
 #[test]
 fn a_daemon_that_loses_the_cluster_reports_its_port_unavailable_until_it_is_back() {
     let _outage = cluster_outage();
@@ -350,12 +363,7 @@ fn a_daemon_that_loses_the_cluster_reports_its_port_unavailable_until_it_is_back
         let [a, b] = sims else {
             unreachable!("two simulators")
         };
-        clear_unit_attention(a);
-        clear_unit_attention(b);
-        let data = pattern(5, 16);
-        write(a, 0, &data);
-        wait_states(a, &[(1, AO), (2, ANO)]);
-        wait_states(b, &[(2, ANO), (1, AO)]);
+        let data = a_takes_the_lock(a, b, 5);
         cluster_sh("kill-osd");
         // A write through the owner times out (NOT READY: communication
         // failure, or the port already unavailable): its port is then
@@ -398,11 +406,7 @@ fn an_unavailable_owner_blocklisted_meanwhile_reopens_without_any_command() {
         let [a, b] = sims else {
             unreachable!("two simulators")
         };
-        clear_unit_attention(a);
-        clear_unit_attention(b);
-        let data = pattern(7, 16);
-        write(a, 0, &data);
-        wait_states(a, &[(1, AO), (2, ANO)]);
+        let data = a_takes_the_lock(a, b, 7);
         // Daemon 1's client: the lock's owner, one of the image's watchers.
         let tool = tcmud::backstore::rbd_api::Image::open(pool(), &image, None, false).unwrap();
         let owner = tool.lock_owners().unwrap();
