@@ -137,7 +137,7 @@ impl OwnershipCell {
     /// The last recorded ownership ([`Ownership::Unreachable`] while the
     /// backend cannot be reached).
     pub fn get(&self) -> Ownership {
-        if self.unreachable.load(Ordering::Acquire) {
+        if !self.reachable() {
             return Ownership::Unreachable;
         }
         Ownership::decode(self.ownership.load(Ordering::Acquire))
@@ -216,6 +216,18 @@ pub struct AluaConfig {
 }
 
 impl AluaConfig {
+    /// Every port of the unit as (TARGET PORT GROUP, RELATIVE TARGET PORT
+    /// IDENTIFIER): this daemon's first, then the peers'.
+    fn ports(&self) -> impl Iterator<Item = (u16, u16)> + '_ {
+        std::iter::once((self.group, self.relative_port))
+            .chain(self.peers.iter().map(|p| (p.group, p.relative_port)))
+    }
+
+    /// Whether `group` is one of the unit's configured groups.
+    fn has_group(&self, group: u16) -> bool {
+        self.ports().any(|(g, _)| g == group)
+    }
+
     /// Checks the configuration: relative port not 0, group ids and
     /// relative ports all distinct, the preferred group one of them.
     pub fn validate(&self) -> Result<(), String> {
@@ -238,7 +250,7 @@ impl AluaConfig {
             ports.push(p.relative_port);
         }
         match self.preferred {
-            Some(g) if !groups.contains(&g) => Err(format!(
+            Some(g) if !self.has_group(g) => Err(format!(
                 "preferred target port group {g} is neither this port's group nor a peer's"
             )),
             _ => Ok(()),
@@ -282,9 +294,8 @@ impl AluaConfig {
 
     /// Whether some group's state differs between `a` and `b`.
     pub fn states_differ(&self, a: Ownership, b: Ownership) -> bool {
-        std::iter::once(self.group)
-            .chain(self.peers.iter().map(|p| p.group))
-            .any(|g| self.state_of(g, a) != self.state_of(g, b))
+        self.ports()
+            .any(|(g, _)| self.state_of(g, a) != self.state_of(g, b))
     }
 
     /// Why this port refuses a command under `o`, unless the command is
@@ -383,7 +394,7 @@ pub(crate) fn set_request(
             s if s == cfg.non_owner.state() as u8 => cfg.non_owner.state(),
             _ => return Err(ScsiError::param(at)),
         };
-        if group != cfg.group && !cfg.peers.iter().any(|p| p.group == group) {
+        if !cfg.has_group(group) {
             return Err(ScsiError::param(at + 2));
         }
         let now = cfg.state_of(group, o);
@@ -418,10 +429,8 @@ pub(crate) fn report(
     extended: bool,
 ) -> Vec<u8> {
     let (status, supported) = (status as u8, cfg.supported_states());
-    let mut groups = vec![(cfg.group, cfg.relative_port)];
-    groups.extend(cfg.peers.iter().map(|p| (p.group, p.relative_port)));
-    let mut descs = Vec::with_capacity(12 * groups.len());
-    for (group, port) in groups {
+    let mut descs = Vec::with_capacity(12 * (1 + cfg.peers.len()));
+    for (group, port) in cfg.ports() {
         let state = cfg.state_of(group, o);
         // Not on an unavailable group: multipath would rank it first.
         let preferred = cfg.preferred == Some(group) && state != AccessState::Unavailable;

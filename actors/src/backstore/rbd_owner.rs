@@ -86,9 +86,10 @@ impl Watcher {
         blocklisted
     }
 
-    /// A poll skipped (the image is being reopened): the next handle is a
-    /// new client, whatever was published names the old one.
-    pub(super) fn skipped(&mut self) {
+    /// This client does not hold the lock, or a poll was skipped (the
+    /// image is being reopened, the next handle a new client): whatever
+    /// was published names an earlier tenure.
+    pub(super) fn forget_published(&mut self) {
         (self.published, self.warned) = (None, false);
     }
 
@@ -110,7 +111,7 @@ impl Watcher {
             }
             return Ok((Ownership::Local, probe));
         }
-        (self.published, self.warned) = (None, false);
+        self.forget_published();
         let owners = image.lock_owners()?;
         if owners.is_empty() {
             return Ok((Ownership::Unowned, true));
@@ -203,7 +204,7 @@ pub(super) fn watch(name: String, cell: Arc<OwnershipCell>, hooks: WatchHooks) {
                             (hooks.blocklisted)();
                         }
                     }
-                    None => w.skipped(),
+                    None => w.forget_published(),
                 }
                 // A poll period, not a wait for an event: librbd offers no
                 // notification of lock changes in its C API.
